@@ -1,0 +1,142 @@
+//! Skyward's catalog: what can be bought where, at what price, and the
+//! facts placement needs about it (accelerator speed, region residency and
+//! certifications, inter-region RTT and egress).
+//!
+//! The built-in catalog is embedded in the binary (`data/`), derived from
+//! public SkyPilot catalog rows by `build-catalog` (see `data/PROVENANCE.md`).
+//! A user's own catalog file replaces it with `--catalog PATH`.
+
+pub mod accelerators;
+pub mod build;
+pub mod fixes;
+pub mod format;
+pub mod gcp;
+pub mod network;
+pub mod regions;
+pub mod skypilot;
+
+pub use accelerators::AcceleratorTable;
+pub use network::Network;
+
+use skyward_model::{Offering, RegionInfo, RegionKey};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+pub const OFFERINGS_CSV: &str = include_str!("../data/offerings.csv");
+pub const NOTES_CSV: &str = include_str!("../data/notes.csv");
+/// Snapshot date of the built-in catalog's source rows.
+pub const SNAPSHOT_DATE: &str = "2026-11-26";
+pub const BUILTIN_ORIGIN: &str =
+    "built-in: SkyPilot catalog v8 (Azure v6) public list prices, extracted 2026-11-26; see PROVENANCE.md";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{path}: cannot read: {message}")]
+    Io { path: String, message: String },
+    #[error(transparent)]
+    Format(#[from] format::FormatError),
+    #[error(transparent)]
+    Import(#[from] skypilot::ImportError),
+    #[error("{path}: this looks like a SkyPilot vms.csv; import it first: skyward catalog import --format skypilot --provider PROVIDER {path} --out my-catalog.csv")]
+    NeedsImport { path: String },
+    #[error("{path}: the catalog has no offerings")]
+    Empty { path: String },
+    #[error("built-in catalog is corrupt: {0}")]
+    Builtin(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub offerings: Vec<Offering>,
+    pub accelerators: AcceleratorTable,
+    pub network: Network,
+    /// Where the offerings came from, for output headers.
+    pub origin: String,
+}
+
+impl Catalog {
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        let offerings = format::read_offerings(OFFERINGS_CSV.as_bytes(), "offerings.csv")
+            .map_err(|e| CatalogError::Builtin(e.to_string()))?;
+        Ok(Catalog {
+            offerings,
+            accelerators: AcceleratorTable::builtin(),
+            network: Network::builtin(),
+            origin: BUILTIN_ORIGIN.to_string(),
+        })
+    }
+
+    /// Loads a Skyward catalog file (as written by `skyward catalog import`).
+    pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Io { path: shown.clone(), message: e.to_string() })?;
+        let first = text.lines().next().unwrap_or("");
+        if !format::is_skyward_header(first) {
+            if first.contains("InstanceType") && first.contains("AcceleratorName") {
+                return Err(CatalogError::NeedsImport { path: shown });
+            }
+        }
+        let offerings = format::read_offerings(text.as_bytes(), &shown)?;
+        if offerings.is_empty() {
+            return Err(CatalogError::Empty { path: shown });
+        }
+        Ok(Catalog { offerings, accelerators: AcceleratorTable::builtin(), network: Network::builtin(), origin: shown })
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<Catalog, CatalogError> {
+        match path {
+            Some(p) => Catalog::from_file(p),
+            None => Catalog::builtin(),
+        }
+    }
+
+    pub fn region(&self, key: &RegionKey) -> RegionInfo {
+        regions::region_info(&key.provider, &key.region)
+    }
+
+    pub fn providers(&self) -> BTreeSet<&str> {
+        self.offerings.iter().map(|o| o.region.provider.as_str()).collect()
+    }
+
+    pub fn regions(&self) -> BTreeSet<&RegionKey> {
+        self.offerings.iter().map(|o| &o.region).collect()
+    }
+
+    pub fn accelerator_names(&self) -> BTreeSet<&str> {
+        self.offerings.iter().map(|o| o.accelerator.as_str()).collect()
+    }
+
+    /// Offerings of an instance type (case-insensitive), in every region.
+    pub fn by_sku(&self, sku: &str) -> Vec<&Offering> {
+        self.offerings.iter().filter(|o| o.sku.eq_ignore_ascii_case(sku)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_loads_and_covers_every_provider() {
+        let c = Catalog::builtin().unwrap();
+        let providers: Vec<_> = c.providers().into_iter().collect();
+        assert_eq!(providers, vec!["aws", "azure", "gcp", "lambda", "oci"]);
+        assert!(c.offerings.len() > 1000);
+        // Spot checks against the source rows (data README).
+        let p5 = c.offerings.iter().find(|o| o.sku == "p5.48xlarge" && o.region.region == "us-east-2").unwrap();
+        assert_eq!(p5.on_demand_usd_per_hour, Some(skyward_model::Usd::parse("55.04").unwrap()));
+        assert_eq!(p5.spot_usd_per_hour, Some(skyward_model::Usd::parse("11.2543").unwrap()));
+        let a3 = c
+            .offerings
+            .iter()
+            .find(|o| o.sku == "a3-highgpu-8g" && o.region.region == "us-central1")
+            .unwrap();
+        assert_eq!(a3.on_demand_usd_per_hour, Some(skyward_model::Usd::parse("43.06615").unwrap()));
+        let nd = c.offerings.iter().find(|o| o.sku == "Standard_ND96isr_H100_v5").unwrap();
+        assert_eq!(nd.accelerator_count, 8);
+        // Every accelerator in the catalog has a spec (TPU slices by chip).
+        for name in c.accelerator_names() {
+            assert!(c.accelerators.unit_tflops(name).is_some(), "no spec for {name}");
+        }
+    }
+}
