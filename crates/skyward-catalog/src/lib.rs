@@ -45,6 +45,28 @@ pub enum CatalogError {
     Builtin(String),
 }
 
+/// A source row the built-in catalog fixed or dropped, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildNote {
+    pub provider: String,
+    pub sku: String,
+    pub action: String,
+    pub regions: u32,
+    pub reason: String,
+}
+
+/// The built-in catalog's fix/drop notes (`data/notes.csv`).
+pub fn build_notes() -> Vec<BuildNote> {
+    let mut rdr = csv::Reader::from_reader(NOTES_CSV.as_bytes());
+    rdr.records()
+        .flatten()
+        .map(|r| {
+            let g = |i: usize| r.get(i).unwrap_or("").to_string();
+            BuildNote { provider: g(0), sku: g(1), action: g(2), regions: g(3).parse().unwrap_or(0), reason: g(4) }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub offerings: Vec<Offering>,

@@ -5,11 +5,11 @@
 use crate::accel::AcceleratorRequest;
 use crate::money::Usd;
 use crate::region::RegionKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkloadKind {
     Train,
@@ -27,12 +27,18 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpotPolicy {
     Never,
     Allowed,
     Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AlternativeScope {
+    pub providers: Vec<String>,
+    pub regions: Vec<String>,
 }
 
 /// Data the workload reads, which costs egress to move.
@@ -48,6 +54,10 @@ pub struct Workload {
     pub kind: WorkloadKind,
     /// Alternatives, per node; `hours` refers to the first.
     pub accelerators: Vec<AcceleratorRequest>,
+    /// Per-alternative restrictions, aligned with `accelerators` (from a
+    /// SkyPilot `any_of` item that names its own cloud or region). Empty
+    /// lists restrict nothing beyond the workload's own allow-lists.
+    pub alternative_scopes: Vec<AlternativeScope>,
     /// Gang size: all nodes in one region on one SKU.
     pub nodes: u32,
     /// Serve: copies of the node group (all in the chosen region).

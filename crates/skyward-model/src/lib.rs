@@ -12,7 +12,7 @@ pub mod region;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};
 pub use fleet::{
-    Contract, DataSpec, Fleet, PlanSettings, Quota, ReservedCapacity, SpotPolicy, Workload,
+    AlternativeScope,    Contract, DataSpec, Fleet, PlanSettings, Quota, ReservedCapacity, SpotPolicy, Workload,
     WorkloadKind,
 };
 pub use money::{Usd, UsdParseError};

@@ -1,1 +1,26 @@
+//! Skyward's placement engine.
+//!
+//! `plan(fleet, catalog, options)` runs filter → score → assign:
+//!
+//! 1. [`context`]: per-plan indexes (offerings by accelerator class, region
+//!    attributes, RTT/egress caches, coupling rows).
+//! 2. [`candidates`]: per workload, the filter chain with rejection counts
+//!    by reason, cost scoring, and exact dominance pruning.
+//! 3. [`problem`] → a solver: [`exact`] (MILP) for small fleets, and
+//!    [`lagrange`] (Lagrangian bound + repair + local search) for any size,
+//!    which always reports its gap to a proven lower bound.
+//! 4. [`plan`]: the result in exact money, with explanations as data.
+//!
+//! Deterministic: no clock, no randomness, ordered maps only; the same
+//! fleet and catalog give the same plan, byte for byte.
 
+pub mod candidates;
+pub mod context;
+pub mod exact;
+pub mod generate;
+pub mod lagrange;
+pub mod plan;
+pub mod problem;
+pub mod reasons;
+
+pub use plan::{plan, Method, Plan, PlanOptions, Placement, Status};

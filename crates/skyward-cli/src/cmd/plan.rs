@@ -1,0 +1,296 @@
+//! `skyward plan` and `skyward explain`.
+
+use crate::error::{json, CliError};
+use crate::table::{num, Table};
+use crate::{load_catalog, Common, Output};
+use clap::{Args, ValueEnum};
+use skyward_catalog::Catalog;
+use skyward_placement::{plan, Method, Plan, PlanOptions, Status};
+use skyward_spec::{Parsed, TaskDefaults};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    Auto,
+    Exact,
+    Lagrangian,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// A Skyward fleet file, or a SkyPilot task file.
+    pub file: PathBuf,
+    /// Solver: auto (Lagrangian, then exact MILP when small and the gap is open), exact, lagrangian.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Hours for a SkyPilot task (which has no duration of its own).
+    #[arg(long)]
+    pub hours: Option<f64>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// A Skyward fleet file, or a SkyPilot task file.
+    pub file: PathBuf,
+    /// The workload to explain.
+    pub workload: String,
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    #[arg(long)]
+    pub hours: Option<f64>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn load(file: &PathBuf, hours: Option<f64>, catalog: &Catalog) -> Result<Parsed, CliError> {
+    let shown = file.display().to_string();
+    let meta = std::fs::metadata(file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
+        return Err(CliError::Input(format!("{shown}: file is larger than {} MiB", skyward_spec::SPEC_BYTES_MAX >> 20)));
+    }
+    let bytes = std::fs::read(file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| CliError::Input(format!("{shown}: not UTF-8 text")))?;
+    Ok(skyward_spec::parse(&text, &shown, catalog, &TaskDefaults { hours })?)
+}
+
+fn options(m: MethodArg) -> PlanOptions {
+    PlanOptions {
+        method: match m {
+            MethodArg::Auto => Method::Auto,
+            MethodArg::Exact => Method::Exact,
+            MethodArg::Lagrangian => Method::Lagrangian,
+        },
+        ..PlanOptions::default()
+    }
+}
+
+pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
+    let catalog = load_catalog(&a.common)?;
+    let parsed = load(&a.file, a.hours, &catalog)?;
+    for n in &parsed.notes {
+        eprintln!("note: {n}");
+    }
+    let p = plan(&parsed.fleet, &catalog, &options(a.method));
+    match a.common.output {
+        Output::Json => println!("{}", json(&p)?),
+        Output::Table => print!("{}", render_plan(&p, &a.file.display().to_string())),
+    }
+    Ok(())
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}
+
+pub fn render_plan(p: &Plan, file: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Plan for {file}: {} placed, {} infeasible", p.placed, p.infeasible);
+    let _ = writeln!(s, "Catalog: {}\n", p.catalog);
+    let mut t = Table::new(&["WORKLOAD", "KIND", "PROVIDER", "REGION", "SKU", "ACCELERATORS", "NODES>", "PRICING", "$/HOUR>", "HOURS>", "COST>"]);
+    for pl in p.placements.iter().filter(|x| x.status == Status::Placed) {
+        let nodes = if pl.replicas > 1 { format!("{}x{}", pl.replicas, pl.nodes.unwrap_or(0)) } else { opt(&pl.nodes) };
+        let pricing = match (&pl.pricing, &pl.pool) {
+            (Some(pr), Some(pool)) => format!("{pr} ({pool})"),
+            (pr, _) => opt(pr),
+        };
+        t.row(vec![
+            pl.workload.clone(),
+            pl.kind.to_string(),
+            opt(&pl.provider),
+            opt(&pl.region),
+            opt(&pl.sku),
+            opt(&pl.accelerator),
+            nodes,
+            pricing,
+            opt(&pl.hourly_usd),
+            pl.hours.map(num).unwrap_or_default(),
+            opt(&pl.cost_usd),
+        ]);
+    }
+    if !t.is_empty() {
+        s.push_str(&t.render());
+    }
+    let infeasible: Vec<_> = p.placements.iter().filter(|x| x.status == Status::Infeasible).collect();
+    if !infeasible.is_empty() {
+        let _ = writeln!(s, "\nInfeasible:");
+        for pl in infeasible {
+            let _ = writeln!(s, "  {}:", pl.workload);
+            for r in &pl.reasons {
+                let _ = writeln!(s, "    - {r}");
+            }
+        }
+    }
+    let _ = writeln!(s, "\nProviders:");
+    let mut t = Table::new(&["PROVIDER", "CONTRACT", "LIST SPEND>", "DISCOUNT>", "DISCOUNTED>", "COMMITMENT>", "BILLED>", "SHORTFALL>", "COMMIT USED>"]);
+    for pr in &p.providers {
+        t.row(vec![
+            pr.provider.clone(),
+            opt(&pr.contract),
+            pr.list_spend_usd.to_string(),
+            format!("{}%", num(pr.discount_pct)),
+            pr.discounted_spend_usd.to_string(),
+            pr.commit_usd.to_string(),
+            pr.cost_usd.to_string(),
+            pr.shortfall_usd.to_string(),
+            pr.commitment_used_pct.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    s.push_str(&t.render());
+    if !p.reserved.is_empty() {
+        let _ = writeln!(s, "\nReserved capacity (prepaid):");
+        let mut t = Table::new(&["POOL", "PROVIDER", "REGION", "SKU", "NODES>", "USED>", "UTILISATION>", "PREPAID $/H>", "IDLE $/H>"]);
+        for r in &p.reserved {
+            t.row(vec![
+                r.name.clone(),
+                r.provider.clone(),
+                r.region.clone(),
+                r.sku.clone(),
+                r.nodes.to_string(),
+                r.nodes_used.to_string(),
+                format!("{:.1}%", r.utilisation_pct),
+                r.prepaid_usd_per_hour.to_string(),
+                r.idle_usd_per_hour.to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    if !p.quotas.is_empty() {
+        let _ = writeln!(s, "\nQuotas (accelerators in use at once):");
+        let mut t = Table::new(&["QUOTA", "USED>", "MAX>"]);
+        for q in &p.quotas {
+            t.row(vec![q.quota.clone(), q.used.to_string(), q.max.to_string()]);
+        }
+        s.push_str(&t.render());
+    }
+    let _ = writeln!(s, "\nTotal cost:   {}  (list {}, commitment shortfall {})", p.total_cost_usd, p.list_cost_usd, p.commitment_shortfall_usd);
+    let _ = writeln!(
+        s,
+        "Lower bound:  {}  gap {:.4}%  [{}{}; {} workloads, {} options after pruning, {} coupling rows]",
+        p.lower_bound_usd,
+        p.gap_pct,
+        p.solver.method,
+        if p.solver.proven_optimal { ", proven optimal" } else { "" },
+        p.solver.workloads,
+        p.solver.options,
+        p.solver.coupling_rows
+    );
+    for n in &p.solver.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}
+
+pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
+    let catalog = load_catalog(&a.common)?;
+    let parsed = load(&a.file, a.hours, &catalog)?;
+    if !parsed.fleet.workloads.iter().any(|w| w.name == a.workload) {
+        let names: Vec<&str> = parsed.fleet.workloads.iter().map(|w| w.name.as_str()).take(20).collect();
+        return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.file.display(), a.workload, names.join(", "))));
+    }
+    let p = plan(&parsed.fleet, &catalog, &options(a.method));
+    let Some(pl) = p.placements.iter().find(|x| x.workload == a.workload) else {
+        return Err(CliError::Internal("workload missing from plan".into()));
+    };
+    let Some(ex) = &pl.explanation else {
+        return Err(CliError::Internal("no explanation recorded".into()));
+    };
+    match a.common.output {
+        Output::Json => {
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                placement: &'a skyward_placement::Placement,
+                explanation: &'a skyward_placement::plan::Explanation,
+            }
+            println!("{}", json(&Out { placement: pl, explanation: ex })?);
+        }
+        Output::Table => {
+            let w = parsed.fleet.workloads.iter().find(|w| w.name == a.workload);
+            let mut s = String::new();
+            if let Some(w) = w {
+                let accels: Vec<String> = w.accelerators.iter().map(|x| x.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "Workload {} ({}, {} node(s){}, {} h on {}; alternatives: {})",
+                    w.name,
+                    w.kind,
+                    w.nodes,
+                    if w.replicas > 1 { format!(" x {} replicas", w.replicas) } else { String::new() },
+                    num(w.hours),
+                    accels.first().cloned().unwrap_or_default(),
+                    accels.join(", ")
+                );
+            }
+            match pl.status {
+                Status::Placed => {
+                    let _ = writeln!(
+                        s,
+                        "Placed on {}:{} {} ({}), {} for {} h = {}",
+                        opt(&pl.provider),
+                        opt(&pl.region),
+                        opt(&pl.sku),
+                        opt(&pl.pricing),
+                        opt(&pl.hourly_usd),
+                        pl.hours.map(num).unwrap_or_default(),
+                        opt(&pl.cost_usd)
+                    );
+                }
+                Status::Infeasible => {
+                    let _ = writeln!(s, "Infeasible:");
+                    for r in &pl.reasons {
+                        let _ = writeln!(s, "  - {r}");
+                    }
+                }
+            }
+            let f = &ex.filtering;
+            let _ = writeln!(s, "\nCandidates:");
+            let mut hist = |title: String, map: &std::collections::BTreeMap<&'static str, usize>| {
+                let _ = writeln!(s, "  {title}");
+                for r in skyward_placement::reasons::ORDER {
+                    if let Some(n) = map.get(r) {
+                        let _ = writeln!(s, "    {n:>6}  {r}");
+                    }
+                }
+            };
+            hist(format!("{} offerings evaluated:", f.offerings_evaluated), &f.offerings_filtered);
+            if f.pools_evaluated > 0 {
+                hist(format!("{} reserved pools evaluated:", f.pools_evaluated), &f.pools_filtered);
+            }
+            let _ = writeln!(s, "  {} feasible options; {} kept for the global assignment (the rest dominated)", f.options_feasible, f.options_kept);
+            if !ex.alternatives.is_empty() {
+                let _ = writeln!(s, "\nAlternatives (fleet cost: what choosing it costs the whole fleet, commitments counted):");
+                let mut t = Table::new(&["", "PROVIDER", "REGION", "SKU", "ACCELERATORS", "PRICING", "$/HOUR>", "HOURS>", "COMPUTE>", "EGRESS>", "LIST>", "FLEET COST>"]);
+                for o in &ex.alternatives {
+                    t.row(vec![
+                        if o.chosen { "*".into() } else { String::new() },
+                        o.provider.clone(),
+                        o.region.clone(),
+                        o.pool.as_ref().map(|p| format!("{} ({p})", o.sku)).unwrap_or_else(|| o.sku.clone()),
+                        o.accelerator.clone(),
+                        o.pricing.to_string(),
+                        o.hourly_usd.to_string(),
+                        num(o.hours),
+                        o.compute_usd.to_string(),
+                        o.egress_usd.to_string(),
+                        o.list_cost_usd.to_string(),
+                        o.fleet_cost_usd.map(|v| v.to_string()).unwrap_or_else(|| "blocked".into()),
+                    ]);
+                }
+                s.push_str(&t.render());
+                for o in ex.alternatives.iter().filter(|o| !o.blocked_by.is_empty()) {
+                    let _ = writeln!(s, "  blocked {}:{} {}: {}", o.provider, o.region, o.sku, o.blocked_by.join("; "));
+                }
+            }
+            if !ex.why.is_empty() {
+                let _ = writeln!(s, "\nWhy:");
+                for y in &ex.why {
+                    let _ = writeln!(s, "  - {y}");
+                }
+            }
+            print!("{s}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! `skyward`: plan AI compute across clouds. A thin edge over the library
+//! crates: parse arguments, read files, call the core, render.
+
+mod cmd;
+mod error;
+mod table;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use error::CliError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "skyward", version, about = "Skyward: one control plane for AI compute across clouds", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Use this catalog file (from `skyward catalog import`) instead of the built-in one.
+    #[arg(long, global = true, value_name = "PATH")]
+    catalog: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Place every workload of a fleet (or a SkyPilot task) at least cost.
+    Plan(cmd::plan::PlanArgs),
+    /// Show how the placement of one workload was decided.
+    Explain(cmd::plan::ExplainArgs),
+    /// Browse and import price catalogs.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(a) => cmd::plan::run_plan(&a),
+        Command::Explain(a) => cmd::plan::run_explain(&a),
+        Command::Catalog(c) => cmd::catalog::run(&c),
+        Command::Bench(b) => cmd::bench::run(&b),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+pub fn load_catalog(common: &Common) -> Result<skyward_catalog::Catalog, CliError> {
+    Ok(skyward_catalog::Catalog::load(common.catalog.as_deref())?)
+}

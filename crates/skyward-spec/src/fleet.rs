@@ -1,0 +1,438 @@
+//! The Skyward fleet file. See `examples/` and the README for the format.
+
+use crate::error::SpecError;
+use crate::locate::line_of;
+use serde::Deserialize;
+use skyward_catalog::Catalog;
+use skyward_model::{
+    AcceleratorRequest, AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey, ReservedCapacity,
+    SpotPolicy, Usd, Workload, WorkloadKind,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Bounds on what one fleet may hold.
+pub const WORKLOADS_MAX: usize = 100_000;
+pub const NODES_MAX: u32 = 100_000;
+pub const REPLICAS_MAX: u32 = 10_000;
+pub const HOURS_MAX: f64 = 24.0 * 366.0 * 10.0;
+pub const DATA_GB_MAX: f64 = 1.0e9;
+
+pub const GEOGRAPHIES: &[&str] =
+    &["us", "ca", "mx", "br", "cl", "co", "eu", "uk", "ch", "no", "jp", "kr", "tw", "hk", "sg", "id", "my", "in", "au", "ae", "bh", "qa", "sa", "il", "za", "ma"];
+pub const CERTIFICATIONS: &[&str] = &["fedramp-high", "fedramp-moderate", "gdpr", "hipaa", "iso27001", "itar", "soc2"];
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    workloads: Vec<RawWorkload>,
+    #[serde(default)]
+    capacity: Vec<RawCapacity>,
+    #[serde(default)]
+    quotas: Vec<RawQuota>,
+    #[serde(default)]
+    contracts: Vec<RawContract>,
+    #[serde(default)]
+    settings: Option<RawSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    name: String,
+    #[serde(default)]
+    kind: Option<WorkloadKind>,
+    accelerators: OneOrMany,
+    #[serde(default)]
+    nodes: Option<u32>,
+    #[serde(default)]
+    replicas: Option<u32>,
+    hours: f64,
+    #[serde(default)]
+    spot: Option<SpotPolicy>,
+    #[serde(default)]
+    providers: Option<OneOrMany>,
+    #[serde(default)]
+    regions: Option<OneOrMany>,
+    #[serde(default)]
+    residency: Option<OneOrMany>,
+    #[serde(default)]
+    compliance: Option<OneOrMany>,
+    #[serde(default)]
+    max_hourly_usd: Option<f64>,
+    #[serde(default)]
+    data: Option<RawData>,
+    #[serde(default)]
+    users: Option<Vec<String>>,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    #[serde(default)]
+    throughput: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    region: String,
+    gb: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    name: String,
+    provider: String,
+    region: String,
+    sku: String,
+    #[serde(default)]
+    accelerator: Option<String>,
+    nodes: u32,
+    #[serde(default)]
+    hourly_usd: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    provider: String,
+    #[serde(default)]
+    region: Option<String>,
+    accelerator: String,
+    max: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContract {
+    name: String,
+    provider: String,
+    commit_usd: f64,
+    #[serde(default)]
+    discount_pct: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    spot_overhead_pct: Option<f64>,
+}
+
+/// What names the catalog (and the fleet's own capacity) knows.
+pub(crate) struct Names {
+    accelerators: BTreeMap<String, String>,
+    providers: BTreeSet<String>,
+    regions: BTreeSet<RegionKey>,
+}
+
+impl Names {
+    pub(crate) fn new(catalog: &Catalog) -> Names {
+        let mut accelerators = BTreeMap::new();
+        for a in catalog.accelerators.all() {
+            accelerators.insert(a.name.to_ascii_lowercase(), a.name.clone());
+        }
+        for a in catalog.accelerator_names() {
+            accelerators.insert(a.to_ascii_lowercase(), a.to_string());
+        }
+        Names {
+            accelerators,
+            providers: catalog.providers().into_iter().map(String::from).collect(),
+            regions: catalog.regions().into_iter().cloned().collect(),
+        }
+    }
+
+    fn add_capacity(&mut self, c: &ReservedCapacity) {
+        self.accelerators.insert(c.accelerator.name.to_ascii_lowercase(), c.accelerator.name.clone());
+        self.providers.insert(c.region.provider.clone());
+        self.regions.insert(c.region.clone());
+    }
+
+    /// Canonical spelling of an accelerator name, or an error with a hint.
+    pub(crate) fn accelerator(&self, name: &str) -> Result<String, String> {
+        if let Some(c) = self.accelerators.get(&name.to_ascii_lowercase()) {
+            return Ok(c.clone());
+        }
+        Err(format!("unknown accelerator '{name}'{}", hint(name, self.accelerators.values().map(String::as_str))))
+    }
+
+    pub(crate) fn provider(&self, name: &str) -> Result<String, String> {
+        let lower = name.to_ascii_lowercase();
+        if self.providers.contains(&lower) {
+            return Ok(lower);
+        }
+        Err(format!("unknown provider '{name}' (known: {})", self.providers.iter().cloned().collect::<Vec<_>>().join(", ")))
+    }
+
+    /// A region allow-list entry: `provider:region` or a bare region name.
+    pub(crate) fn region_entry(&self, entry: &str) -> Result<String, String> {
+        let lower = entry.trim().to_ascii_lowercase();
+        let found = match RegionKey::parse(&lower) {
+            Some(k) => self.regions.contains(&k),
+            None => self.regions.iter().any(|k| k.region == lower),
+        };
+        if found {
+            Ok(lower)
+        } else {
+            let all: Vec<String> = self.regions.iter().map(|k| k.to_string()).collect();
+            Err(format!("unknown region '{entry}'{}", hint(&lower, all.iter().map(String::as_str))))
+        }
+    }
+
+    pub(crate) fn region_key(&self, text: &str) -> Result<RegionKey, String> {
+        let k = RegionKey::parse(text).ok_or_else(|| format!("'{text}' is not provider:region (e.g. aws:us-east-1)"))?;
+        if !self.providers.contains(&k.provider) {
+            return Err(format!("unknown provider '{}' in '{text}'", k.provider));
+        }
+        Ok(k)
+    }
+}
+
+/// " (did you mean X?)" for the closest known name, when close enough.
+pub(crate) fn hint<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let lower = name.to_ascii_lowercase();
+    let best = known.map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k)).min();
+    match best {
+        Some((d, k)) if d <= 2.max(lower.len() / 4) => format!(" (did you mean '{k}'?)"),
+        _ => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+pub(crate) fn check_hours(h: f64) -> Result<f64, String> {
+    if h.is_finite() && h > 0.0 && h <= HOURS_MAX {
+        Ok(h)
+    } else {
+        Err(format!("must be a number of hours above 0 and at most {HOURS_MAX}"))
+    }
+}
+
+pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecError> {
+    let raw: RawFleet = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    if raw.workloads.len() > WORKLOADS_MAX {
+        return Err(SpecError::at(file, None, "workloads", format!("more than {WORKLOADS_MAX} workloads")));
+    }
+    let mut names = Names::new(catalog);
+    let err = |section: &str, i: usize, key: &str, msg: String| {
+        SpecError::at(file, line_of(text, section, i, Some(key)), &format!("{section}[{i}].{key}"), msg)
+    };
+
+    let mut capacity = Vec::new();
+    let mut capacity_names = BTreeSet::new();
+    for (i, c) in raw.capacity.into_iter().enumerate() {
+        let e = |key: &str, m: String| err("capacity", i, key, m);
+        if !capacity_names.insert(c.name.clone()) {
+            return Err(e("name", format!("duplicate capacity name '{}'", c.name)));
+        }
+        let provider = c.provider.to_ascii_lowercase();
+        let region = RegionKey::new(&provider, &c.region);
+        let catalog_row = catalog.offerings.iter().find(|o| o.region.provider == provider && o.sku.eq_ignore_ascii_case(&c.sku));
+        let accelerator = match (&c.accelerator, catalog_row) {
+            (Some(a), _) => {
+                let r = AcceleratorRequest::parse(a).map_err(|m| e("accelerator", m.to_string()))?;
+                let canon = names.accelerator(&r.name).unwrap_or(r.name.clone());
+                AcceleratorRequest { name: canon, count: r.count }
+            }
+            (None, Some(o)) => AcceleratorRequest { name: o.accelerator.clone(), count: o.accelerator_count },
+            (None, None) => {
+                return Err(e("sku", format!("SKU '{}' is not in the {provider} catalog; add `accelerator: MODEL:COUNT` per node", c.sku)))
+            }
+        };
+        if c.nodes == 0 || c.nodes > NODES_MAX {
+            return Err(e("nodes", format!("must be 1 to {NODES_MAX}")));
+        }
+        let sku = catalog_row.map(|o| o.sku.clone()).unwrap_or(c.sku.clone());
+        let hourly = match c.hourly_usd {
+            Some(h) => Usd::from_f64_rounded(h).filter(|u| *u >= Usd::ZERO).ok_or_else(|| e("hourly_usd", "must be a non-negative amount".into()))?,
+            None => catalog_row.and_then(|o| o.on_demand_usd_per_hour).unwrap_or(Usd::ZERO),
+        };
+        let rc = ReservedCapacity { name: c.name, region, sku, accelerator, nodes: c.nodes, hourly_usd: hourly };
+        names.add_capacity(&rc);
+        capacity.push(rc);
+    }
+
+    let mut workloads = Vec::with_capacity(raw.workloads.len());
+    let mut seen = BTreeSet::new();
+    for (i, w) in raw.workloads.into_iter().enumerate() {
+        let e = |key: &str, m: String| err("workloads", i, key, m);
+        if w.name.trim().is_empty() {
+            return Err(e("name", "must not be empty".into()));
+        }
+        if !seen.insert(w.name.clone()) {
+            return Err(e("name", format!("duplicate workload name '{}'", w.name)));
+        }
+        let kind = w.kind.unwrap_or(WorkloadKind::Train);
+        let mut accelerators = Vec::new();
+        for a in w.accelerators.into_vec() {
+            let r = AcceleratorRequest::parse(&a).map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
+            let name = names.accelerator(&r.name).map_err(|m| e("accelerators", m))?;
+            accelerators.push(AcceleratorRequest { name, count: r.count });
+        }
+        if accelerators.is_empty() {
+            return Err(e("accelerators", "list at least one MODEL:COUNT".into()));
+        }
+        let nodes = w.nodes.unwrap_or(1);
+        if nodes == 0 || nodes > NODES_MAX {
+            return Err(e("nodes", format!("must be 1 to {NODES_MAX}")));
+        }
+        let replicas = w.replicas.unwrap_or(1);
+        if replicas == 0 || replicas > REPLICAS_MAX {
+            return Err(e("replicas", format!("must be 1 to {REPLICAS_MAX}")));
+        }
+        if replicas > 1 && kind != WorkloadKind::Serve {
+            return Err(e("replicas", "only `kind: serve` workloads have replicas".into()));
+        }
+        let hours = check_hours(w.hours).map_err(|m| e("hours", m))?;
+        let providers = match w.providers {
+            Some(p) => p.into_vec().iter().map(|x| names.provider(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("providers", m))?,
+            None => Vec::new(),
+        };
+        let regions = match w.regions {
+            Some(r) => r.into_vec().iter().map(|x| names.region_entry(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("regions", m))?,
+            None => Vec::new(),
+        };
+        let residency = match w.residency {
+            Some(r) => r
+                .into_vec()
+                .into_iter()
+                .map(|g| {
+                    let g = g.to_ascii_lowercase();
+                    if GEOGRAPHIES.contains(&g.as_str()) { Ok(g) } else { Err(format!("unknown geography '{g}' (known: {})", GEOGRAPHIES.join(", "))) }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| e("residency", m))?,
+            None => Vec::new(),
+        };
+        let compliance = match w.compliance {
+            Some(c) => c
+                .into_vec()
+                .into_iter()
+                .map(|x| {
+                    let x = x.to_ascii_lowercase();
+                    if CERTIFICATIONS.contains(&x.as_str()) { Ok(x) } else { Err(format!("unknown certification '{x}' (known: {})", CERTIFICATIONS.join(", "))) }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| e("compliance", m))?,
+            None => Vec::new(),
+        };
+        let max_hourly_usd = match w.max_hourly_usd {
+            Some(v) => Some(Usd::from_f64_rounded(v).filter(|u| *u > Usd::ZERO).ok_or_else(|| e("max_hourly_usd", "must be a positive amount".into()))?),
+            None => None,
+        };
+        let data = match w.data {
+            Some(d) => {
+                let region = names.region_key(&d.region).map_err(|m| e("data", m))?;
+                if !(d.gb.is_finite() && d.gb >= 0.0 && d.gb <= DATA_GB_MAX) {
+                    return Err(e("data", format!("gb must be from 0 to {DATA_GB_MAX}")));
+                }
+                Some(DataSpec { region, gb: d.gb })
+            }
+            None => None,
+        };
+        let users = match w.users {
+            Some(u) => u.iter().map(|x| names.region_key(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("users", m))?,
+            None => Vec::new(),
+        };
+        if let Some(l) = w.latency_ms {
+            if !(l.is_finite() && l > 0.0) {
+                return Err(e("latency_ms", "must be a positive number of milliseconds".into()));
+            }
+            if users.is_empty() {
+                return Err(e("latency_ms", "a latency bound needs `users:` (the regions requests come from)".into()));
+            }
+        }
+        let mut throughput = BTreeMap::new();
+        for (k, v) in w.throughput.unwrap_or_default() {
+            let name = names.accelerator(k.split(':').next().unwrap_or(&k)).map_err(|m| e("throughput", m))?;
+            if !(v.is_finite() && v > 0.0) {
+                return Err(e("throughput", format!("{k}: must be a positive relative throughput")));
+            }
+            throughput.insert(name, v);
+        }
+        let scopes = vec![AlternativeScope::default(); accelerators.len()];
+        workloads.push(Workload {
+            name: w.name,
+            kind,
+            accelerators,
+            alternative_scopes: scopes,
+            nodes,
+            replicas,
+            hours,
+            spot: w.spot.unwrap_or(SpotPolicy::Never),
+            providers,
+            regions,
+            residency,
+            compliance,
+            max_hourly_usd,
+            data,
+            users,
+            latency_ms: w.latency_ms,
+            throughput,
+        });
+    }
+
+    let mut quotas = Vec::new();
+    for (i, q) in raw.quotas.into_iter().enumerate() {
+        let e = |key: &str, m: String| err("quotas", i, key, m);
+        let provider = names.provider(&q.provider).map_err(|m| e("provider", m))?;
+        let region = match q.region {
+            Some(r) => Some(names.region_entry(&format!("{provider}:{r}")).map_err(|m| e("region", m))?.split_once(':').map(|x| x.1.to_string()).unwrap_or(r)),
+            None => None,
+        };
+        let accelerator = names.accelerator(&q.accelerator).map_err(|m| e("accelerator", m))?;
+        quotas.push(Quota { provider, region, accelerator, max: q.max });
+    }
+
+    let mut contracts = Vec::new();
+    let mut contract_providers = BTreeSet::new();
+    for (i, c) in raw.contracts.into_iter().enumerate() {
+        let e = |key: &str, m: String| err("contracts", i, key, m);
+        let provider = names.provider(&c.provider).map_err(|m| e("provider", m))?;
+        if !contract_providers.insert(provider.clone()) {
+            return Err(e("provider", format!("a second spend contract for '{provider}': combine them into one (sum the commitments)")));
+        }
+        let commit = Usd::from_f64_rounded(c.commit_usd).filter(|u| *u >= Usd::ZERO).ok_or_else(|| e("commit_usd", "must be a non-negative amount".into()))?;
+        let discount = c.discount_pct.unwrap_or(0.0);
+        if !(discount.is_finite() && (0.0..100.0).contains(&discount)) {
+            return Err(e("discount_pct", "must be from 0 to below 100".into()));
+        }
+        contracts.push(Contract { name: c.name, provider, commit_usd: commit, discount_pct: discount });
+    }
+
+    let mut settings = PlanSettings::default();
+    if let Some(s) = raw.settings {
+        if let Some(o) = s.spot_overhead_pct {
+            if !(o.is_finite() && (0.0..=500.0).contains(&o)) {
+                return Err(SpecError::at(file, crate::locate::line_of_key(text, "spot_overhead_pct"), "settings.spot_overhead_pct", "must be from 0 to 500".into()));
+            }
+            settings.spot_overhead_pct = o;
+        }
+    }
+    Ok(Fleet { workloads, capacity, quotas, contracts, settings })
+}
