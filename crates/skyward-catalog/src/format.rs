@@ -42,7 +42,7 @@ pub fn is_skyward_header(first_line: &str) -> bool {
 pub fn write_offerings<W: Write>(w: W, offerings: &[Offering]) -> Result<(), csv::Error> {
     let mut wr = csv::Writer::from_writer(w);
     wr.write_record(HEADER)?;
-    let opt = |u: Option<Usd>| u.map(|v| fmt_usd(v)).unwrap_or_default();
+    let opt = |u: Option<Usd>| u.map(fmt_usd).unwrap_or_default();
     for o in offerings {
         wr.write_record([
             o.region.provider.as_str(),

@@ -93,11 +93,10 @@ impl Catalog {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Io { path: shown.clone(), message: e.to_string() })?;
         let first = text.lines().next().unwrap_or("");
-        if !format::is_skyward_header(first) {
-            if first.contains("InstanceType") && first.contains("AcceleratorName") {
+        if !format::is_skyward_header(first)
+            && first.contains("InstanceType") && first.contains("AcceleratorName") {
                 return Err(CatalogError::NeedsImport { path: shown });
             }
-        }
         let offerings = format::read_offerings(text.as_bytes(), &shown)?;
         if offerings.is_empty() {
             return Err(CatalogError::Empty { path: shown });

@@ -35,9 +35,9 @@ impl Table {
         let mut out = String::new();
         let line = |cells: &[String], out: &mut String| {
             let mut parts = Vec::with_capacity(n);
-            for i in 0..n {
+            for (i, w) in width.iter().enumerate() {
                 let c = cells.get(i).map(String::as_str).unwrap_or("");
-                let pad = width[i].saturating_sub(c.chars().count());
+                let pad = w.saturating_sub(c.chars().count());
                 if self.right[i] {
                     parts.push(format!("{}{}", " ".repeat(pad), c));
                 } else {

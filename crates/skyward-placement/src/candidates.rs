@@ -111,7 +111,7 @@ impl Chain<'_, '_> {
     fn region_checks(&self, region: u32, alt: usize) -> Result<(), &'static str> {
         let key = &self.ctx.regions[region as usize];
         let scope = self.w.alternative_scopes.get(alt);
-        let provider_ok = |list: &[String]| list.is_empty() || list.iter().any(|p| *p == key.provider);
+        let provider_ok = |list: &[String]| list.is_empty() || list.contains(&key.provider);
         if !provider_ok(&self.w.providers) || !scope.is_none_or(|s| provider_ok(&s.providers)) {
             return Err(reasons::PROVIDER_NOT_ALLOWED);
         }
@@ -121,7 +121,7 @@ impl Chain<'_, '_> {
             return Err(reasons::REGION_NOT_ALLOWED);
         }
         let info = &self.ctx.region_info[region as usize];
-        if !self.w.residency.is_empty() && !self.w.residency.iter().any(|g| *g == info.geography) {
+        if !self.w.residency.is_empty() && !self.w.residency.contains(&info.geography) {
             return Err(reasons::RESIDENCY);
         }
         if !self.w.compliance.iter().all(|c| info.has_certification(c)) {

@@ -15,6 +15,9 @@
 //! so one evaluation costs one pass over the options. The best L found is
 //! the reported bound, so the gap is proven whatever the convergence.
 
+// Loops index several parallel arrays (options, spend, usage) at once.
+#![allow(clippy::needless_range_loop)]
+
 use crate::problem::{Choice, Problem, Solution};
 
 pub const ITERATIONS_MAX: usize = 400;

@@ -478,7 +478,13 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
 
     let unplaced_by_solver = sol.choice.iter().filter(|c| c.is_none()).count() as f64;
     let lb_f = sol.lower_bound - pr.skip_penalty * unplaced_by_solver;
-    let lb_usd = Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0).unwrap_or(Usd::ZERO).max(Usd::ZERO).min(total);
+    // A bound equal to the plan's cost up to float error is the plan's cost
+    // (the exact money is recomputed in integers, the bound in f64).
+    let lb_usd = if sol.proven_optimal && unplaced_by_solver == 0.0 {
+        total
+    } else {
+        Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0).unwrap_or(Usd::ZERO).max(Usd::ZERO).min(total)
+    };
     let gap_pct = if total > Usd::ZERO { 100.0 * (total - lb_usd).as_f64() / total.as_f64() } else { 0.0 };
     let placed = placements.iter().filter(|p| p.status == Status::Placed).count();
     let list_cost: Usd = list.iter().copied().sum();
@@ -640,10 +646,11 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
         match (&a.fleet_cost_usd, a.blocked_by.is_empty()) {
             (_, false) => out.push(format!("{} is cheaper at list ({}) but blocked: {}", label(a), a.list_cost_usd, a.blocked_by.join("; "))),
             (Some(fc), true) if *fc >= win_fc => out.push(format!(
-                "{} is cheaper at list ({}) but costs the fleet {} once commitments are counted",
+                "{} is cheaper at list ({}) but would cost the fleet {}, against {} for the chosen option",
                 label(a),
                 a.list_cost_usd,
-                fc
+                fc,
+                win_fc
             )),
             _ => {}
         }

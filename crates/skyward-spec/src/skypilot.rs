@@ -37,10 +37,16 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An error at `field`; the line is the field's own, or its nearest
+    /// parent's when the field itself is absent.
     fn err(&self, field: &str, msg: String) -> SpecError {
-        let key = field.rsplit('.').next().unwrap_or(field);
-        let key = key.split('[').next().unwrap_or(key);
-        SpecError::at(self.file, line_of_key(self.text, key), field, msg)
+        let line = field
+            .split('.')
+            .rev()
+            .map(|k| k.split('[').next().unwrap_or(k))
+            .filter(|k| !k.is_empty())
+            .find_map(|k| line_of_key(self.text, k));
+        SpecError::at(self.file, line, field, msg)
     }
 }
 

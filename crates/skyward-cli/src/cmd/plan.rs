@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// Hours for a SkyPilot task (which has no duration of its own).
     #[arg(long)]
     pub hours: Option<f64>,
+    /// Plan as if the fleet had no spend contracts (to see what they change).
+    #[arg(long)]
+    pub without_contracts: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -73,7 +76,11 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     for n in &parsed.notes {
         eprintln!("note: {n}");
     }
-    let p = plan(&parsed.fleet, &catalog, &options(a.method));
+    let mut fleet = parsed.fleet;
+    if a.without_contracts {
+        fleet.contracts.clear();
+    }
+    let p = plan(&fleet, &catalog, &options(a.method));
     match a.common.output {
         Output::Json => println!("{}", json(&p)?),
         Output::Table => print!("{}", render_plan(&p, &a.file.display().to_string())),
