@@ -186,21 +186,17 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         }
     }
     f.options_feasible = all.len();
-    all.sort_by(|a, b| order_key(ctx, a).cmp(&order_key(ctx, b)));
+    all.sort_by_cached_key(|c| order_key(ctx, c));
     let top = all.iter().take(TOP_K).cloned().collect();
     let (options, truncated) = prune(all);
     f.options_kept = options.len();
     WorkloadCandidates { options, filtering: f, top, truncated }
 }
 
-/// Deterministic order: list cost, then names.
-fn order_key<'c>(ctx: &'c Context, c: &Candidate) -> (Usd, &'c str, &'c str, String, Pricing) {
-    let key = &ctx.regions[c.region as usize];
-    let sku = match c.source {
-        Source::Offering(i) => ctx.catalog.offerings[i].sku.clone(),
-        Source::Pool(p) => ctx.fleet.capacity[p].name.clone(),
-    };
-    (c.list_cost_usd(), key.provider.as_str(), key.region.as_str(), sku, c.pricing)
+/// Deterministic order: list cost, then region, then the offering or pool
+/// (catalog and fleet orders are fixed), then pricing.
+fn order_key(_ctx: &Context, c: &Candidate) -> (Usd, u32, Source, Pricing) {
+    (c.list_cost_usd(), c.region, c.source, c.pricing)
 }
 
 fn offering_options(chain: &Chain, oi: usize, alt: usize, factor: Option<f64>, out: &mut Vec<Candidate>) -> Result<(), &'static str> {

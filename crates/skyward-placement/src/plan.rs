@@ -20,9 +20,19 @@ pub enum Method {
     Lagrangian,
 }
 
+/// Which workloads get an explanation (they cost time and memory on large
+/// fleets, and only `explain` shows them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExplainScope {
+    None,
+    All,
+    Workload(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub method: Method,
+    pub explain: ExplainScope,
     /// Auto uses the MILP up to this many options (after pruning).
     pub exact_options_max: usize,
     pub lagrangian: lagrange::Settings,
@@ -30,7 +40,7 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { method: Method::Auto, exact_options_max: 4_000, lagrangian: lagrange::Settings::default() }
+        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: 12_000, lagrangian: lagrange::Settings::default() }
     }
 }
 
@@ -298,7 +308,7 @@ pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
     } else {
         solve(&built.problem, opts, &mut notes)
     };
-    assemble(&ctx, &cands, &built, &sol, notes)
+    assemble(&ctx, &cands, &built, &sol, notes, &opts.explain)
 }
 
 fn sku_of(ctx: &Context, c: &Candidate) -> (String, Option<String>) {
@@ -339,7 +349,7 @@ struct FleetState {
     usage: Vec<f64>,
 }
 
-fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &Solution, notes: Vec<String>) -> Plan {
+fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &Solution, notes: Vec<String>, scope: &ExplainScope) -> Plan {
     let fleet = ctx.fleet;
     let pr = &built.problem;
     let mut chosen: Vec<Option<&Candidate>> = vec![None; fleet.workloads.len()];
@@ -389,7 +399,12 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
     let mut placements = Vec::with_capacity(fleet.workloads.len());
     for (w, wl) in fleet.workloads.iter().enumerate() {
         let wc = &cands[w];
-        let explanation = explain(ctx, wl, wc, chosen[w], built, w, &state);
+        let wanted = match scope {
+            ExplainScope::None => false,
+            ExplainScope::All => true,
+            ExplainScope::Workload(name) => *name == wl.name,
+        };
+        let explanation = wanted.then(|| explain(ctx, wl, wc, chosen[w], built, &state));
         let mut p = Placement {
             workload: wl.name.clone(),
             kind: wl.kind,
@@ -408,7 +423,7 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
             compute_usd: None,
             egress_usd: None,
             reasons: Vec::new(),
-            explanation: Some(explanation),
+            explanation,
         };
         match chosen[w] {
             Some(c) => {
@@ -579,7 +594,6 @@ fn explain(
     wc: &WorkloadCandidates,
     chosen: Option<&Candidate>,
     built: &Built,
-    _index: usize,
     state: &FleetState,
 ) -> Explanation {
     let mut alts: Vec<OptionView> = Vec::new();
@@ -641,7 +655,14 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
             }
         }
     }
-    let cheaper_list: Vec<&OptionView> = alts.iter().filter(|a| !a.chosen && a.list_cost_usd < win.list_cost_usd).collect();
+    // One line per distinct cheaper offer (same provider, SKU and price in
+    // several regions is one line).
+    let mut cheaper_list: Vec<&OptionView> = Vec::new();
+    for a in alts.iter().filter(|a| !a.chosen && a.list_cost_usd < win.list_cost_usd) {
+        if !cheaper_list.iter().any(|b| b.provider == a.provider && b.sku == a.sku && b.list_cost_usd == a.list_cost_usd && b.blocked_by.is_empty() == a.blocked_by.is_empty()) {
+            cheaper_list.push(a);
+        }
+    }
     for a in cheaper_list.iter().take(2) {
         match (&a.fleet_cost_usd, a.blocked_by.is_empty()) {
             (_, false) => out.push(format!("{} is cheaper at list ({}) but blocked: {}", label(a), a.list_cost_usd, a.blocked_by.join("; "))),

@@ -6,13 +6,14 @@
 //! clock.
 #![allow(clippy::disallowed_methods)]
 
+use crate::cmd::plan::MethodArg;
 use crate::error::{json, CliError};
 use crate::table::Table;
 use crate::{load_catalog, Common, Output};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use skyward_placement::generate::{fleet, GenSettings};
-use skyward_placement::{plan, Method, PlanOptions};
+use skyward_placement::{plan, ExplainScope, Method, PlanOptions};
 use std::process::Command;
 use std::time::Instant;
 
@@ -35,6 +36,9 @@ pub struct PlanBenchArgs {
     /// Timed runs per size (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Solver(s) to run, comma-separated; each size runs once per method.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![MethodArg::Auto])]
+    pub method: Vec<MethodArg>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -47,6 +51,8 @@ pub struct PlanOneArgs {
     pub seed: u64,
     #[arg(long)]
     pub repeats: usize,
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
     #[command(flatten)]
     pub common: Common,
 }
@@ -95,7 +101,12 @@ fn peak_rss_mib() -> f64 {
 fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
     let f = fleet(&catalog, a.seed, &GenSettings { workloads: a.size, coupling: true, constraints: true });
-    let opts = PlanOptions { method: Method::Auto, ..PlanOptions::default() };
+    let method = match a.method {
+        MethodArg::Auto => Method::Auto,
+        MethodArg::Exact => Method::Exact,
+        MethodArg::Lagrangian => Method::Lagrangian,
+    };
+    let opts = PlanOptions { method, explain: ExplainScope::None, ..PlanOptions::default() };
     let mut times = Vec::with_capacity(a.repeats);
     let mut last = None;
     for _ in 0..a.repeats.max(1) {
@@ -135,10 +146,12 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
     }
     let exe = std::env::current_exe().map_err(|e| CliError::Io(format!("cannot find own executable: {e}")))?;
     let mut results = Vec::new();
-    for (i, size) in a.sizes.iter().enumerate() {
-        eprintln!("[{}/{}] planning {} workloads x {} runs (seed {}) …", i + 1, a.sizes.len(), size, a.repeats, a.seed);
+    let runs: Vec<(usize, MethodArg)> = a.sizes.iter().flat_map(|s| a.method.iter().map(move |m| (*s, *m))).collect();
+    for (i, (size, method)) in runs.iter().enumerate() {
+        let m = format!("{method:?}").to_ascii_lowercase();
+        eprintln!("[{}/{}] planning {} workloads x {} runs, method {m} (seed {}) …", i + 1, runs.len(), size, a.repeats, a.seed);
         let mut cmd = Command::new(&exe);
-        cmd.args(["bench", "plan-one", "--size", &size.to_string(), "--seed", &a.seed.to_string(), "--repeats", &a.repeats.to_string(), "--output", "json"]);
+        cmd.args(["bench", "plan-one", "--size", &size.to_string(), "--seed", &a.seed.to_string(), "--repeats", &a.repeats.to_string(), "--method", &m, "--output", "json"]);
         if let Some(c) = &a.common.catalog {
             cmd.arg("--catalog").arg(c);
         }

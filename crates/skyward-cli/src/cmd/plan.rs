@@ -5,7 +5,7 @@ use crate::table::{num, Table};
 use crate::{load_catalog, Common, Output};
 use clap::{Args, ValueEnum};
 use skyward_catalog::Catalog;
-use skyward_placement::{plan, Method, Plan, PlanOptions, Status};
+use skyward_placement::{plan, ExplainScope, Method, Plan, PlanOptions, Status};
 use skyward_spec::{Parsed, TaskDefaults};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -59,8 +59,9 @@ fn load(file: &PathBuf, hours: Option<f64>, catalog: &Catalog) -> Result<Parsed,
     Ok(skyward_spec::parse(&text, &shown, catalog, &TaskDefaults { hours })?)
 }
 
-fn options(m: MethodArg) -> PlanOptions {
+fn options(m: MethodArg, explain: ExplainScope) -> PlanOptions {
     PlanOptions {
+        explain,
         method: match m {
             MethodArg::Auto => Method::Auto,
             MethodArg::Exact => Method::Exact,
@@ -80,7 +81,7 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     if a.without_contracts {
         fleet.contracts.clear();
     }
-    let p = plan(&fleet, &catalog, &options(a.method));
+    let p = plan(&fleet, &catalog, &options(a.method, ExplainScope::None));
     match a.common.output {
         Output::Json => println!("{}", json(&p)?),
         Output::Table => print!("{}", render_plan(&p, &a.file.display().to_string())),
@@ -197,7 +198,7 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
         let names: Vec<&str> = parsed.fleet.workloads.iter().map(|w| w.name.as_str()).take(20).collect();
         return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.file.display(), a.workload, names.join(", "))));
     }
-    let p = plan(&parsed.fleet, &catalog, &options(a.method));
+    let p = plan(&parsed.fleet, &catalog, &options(a.method, ExplainScope::Workload(a.workload.clone())));
     let Some(pl) = p.placements.iter().find(|x| x.workload == a.workload) else {
         return Err(CliError::Internal("workload missing from plan".into()));
     };
