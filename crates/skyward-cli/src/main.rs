@@ -3,6 +3,7 @@
 
 mod cmd;
 mod error;
+mod svg;
 mod table;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -223,3 +223,21 @@ fn bench_plan_runs_small_sizes() {
     let (code, _) = run_fail(&["bench", "plan", "--sizes", "0"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn plan_writes_an_svg_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("plan.svg");
+    let out = skyward().args(["plan", &example("fleet.yaml"), "--svg", &svg.display().to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for s in ["Spend by provider", "aws-ppa", "Reserved capacity", "azure-gb200-cluster", "pretrain-400b"] {
+        assert!(text.contains(s), "missing {s}");
+    }
+    // Every opened element is closed (a cheap well-formedness check).
+    assert_eq!(text.matches("<text").count(), text.matches("</text>").count());
+    let (code, err) = run_fail(&["plan", &example("fleet.yaml"), "--time-limit", "-1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--time-limit"), "{err}");
+}

@@ -11,16 +11,23 @@
 //!
 //! Dollars are scaled to thousands inside the model to keep the simplex
 //! well conditioned.
+//!
+//! Branch and bound can take long on unlucky instances, so the solve has a
+//! time limit and starts from a known plan (the Lagrangian one). If the limit
+//! is hit, the solver's incumbent is returned without an optimality proof and
+//! the caller keeps its own bound. This is the one place where the result
+//! can depend on machine speed; within the limit it does not.
 
 use crate::problem::{Choice, Problem, Solution};
-use good_lp::{constraint, variable, Expression, ProblemVariables, Solution as _, SolverModel, Variable};
+use good_lp::solvers::{WithInitialSolution, WithTimeLimit};
+use good_lp::{constraint, variable, Expression, ProblemVariables, Solution as _, SolutionStatus, SolverModel, Variable};
 
 const SCALE: f64 = 1e-3;
 
 #[derive(Debug)]
 pub struct ExactError(pub String);
 
-pub fn solve(pr: &Problem) -> Result<Solution, ExactError> {
+pub fn solve(pr: &Problem, time_limit_s: f64, warm: Option<&Choice>) -> Result<Solution, ExactError> {
     let mut vars = ProblemVariables::new();
     let x: Vec<Vec<Variable>> = pr.options.iter().map(|opts| opts.iter().map(|_| vars.add(variable().binary())).collect()).collect();
     let u: Vec<Option<Variable>> = pr.can_skip.iter().map(|&s| s.then(|| vars.add(variable().binary()))).collect();
@@ -47,7 +54,31 @@ pub fn solve(pr: &Problem) -> Result<Solution, ExactError> {
     for zp in z.iter().flatten() {
         objective += *zp;
     }
-    let mut model = vars.minimise(objective.clone()).using(backend());
+    let mut initial: Vec<(Variable, f64)> = Vec::new();
+    if let Some(w) = warm.filter(|w| w.len() == pr.options.len()) {
+        for (wi, xs) in x.iter().enumerate() {
+            for (o, v) in xs.iter().enumerate() {
+                initial.push((*v, if w[wi] == Some(o) { 1.0 } else { 0.0 }));
+            }
+            if let Some(uw) = u[wi] {
+                initial.push((uw, if w[wi].is_none() { 1.0 } else { 0.0 }));
+            }
+        }
+        let spend = pr.spend(w);
+        for (p, zp) in z.iter().enumerate() {
+            if let Some(zp) = zp {
+                initial.push((*zp, pr.provider_cost(p, spend[p]) * SCALE));
+            }
+        }
+    }
+    #[cfg(not(feature = "highs"))]
+    let model = vars.minimise(objective.clone()).using(good_lp::microlp);
+    #[cfg(feature = "highs")]
+    let model = vars.minimise(objective.clone()).using(good_lp::highs);
+    let mut model = model.with_time_limit(time_limit_s.max(0.01));
+    if !initial.is_empty() {
+        model = model.with_initial_solution(initial);
+    }
     for (w, xs) in x.iter().enumerate() {
         let mut sum: Expression = xs.iter().copied().sum();
         if let Some(uw) = u[w] {
@@ -73,6 +104,7 @@ pub fn solve(pr: &Problem) -> Result<Solution, ExactError> {
         }
     }
     let sol = model.solve().map_err(|e| ExactError(e.to_string()))?;
+    let proven = matches!(sol.status(), SolutionStatus::Optimal);
     let mut choice: Choice = vec![None; pr.options.len()];
     for (w, xs) in x.iter().enumerate() {
         let mut best = (0.5, None);
@@ -90,26 +122,17 @@ pub fn solve(pr: &Problem) -> Result<Solution, ExactError> {
         return Err(ExactError("the MILP solution violates a constraint (solver tolerance)".into()));
     }
     // Branch and bound closed: the MILP optimum is the bound. It is never
-    // reported above the plan's own (exactly recomputed) cost.
-    let lb = milp_objective.min(ub);
+    // reported above the plan's own (exactly recomputed) cost. Without a
+    // proof there is no bound from here.
+    let lb = if proven { milp_objective.min(ub) } else { f64::NEG_INFINITY };
     Ok(Solution {
         choice,
         upper_bound: ub,
         lower_bound: lb,
         method: if cfg!(feature = "highs") { "exact-milp (HiGHS)" } else { "exact-milp (microlp)" },
         iterations: 0,
-        proven_optimal: true,
+        proven_optimal: proven,
         row_price: vec![0.0; pr.row_limit.len()],
         provider_price: pr.factor.clone(),
     })
-}
-
-#[cfg(not(feature = "highs"))]
-fn backend() -> impl good_lp::Solver {
-    good_lp::microlp
-}
-
-#[cfg(feature = "highs")]
-fn backend() -> impl good_lp::Solver {
-    good_lp::highs
 }

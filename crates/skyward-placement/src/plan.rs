@@ -35,12 +35,14 @@ pub struct PlanOptions {
     pub explain: ExplainScope,
     /// Auto uses the MILP up to this many options (after pruning).
     pub exact_options_max: usize,
+    /// Wall-clock limit on one MILP solve, seconds.
+    pub exact_time_limit_s: f64,
     pub lagrangian: lagrange::Settings,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: 12_000, lagrangian: lagrange::Settings::default() }
+        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: 12_000, exact_time_limit_s: 10.0, lagrangian: lagrange::Settings::default() }
     }
 }
 
@@ -242,44 +244,44 @@ fn build(ctx: &Context, cands: &[WorkloadCandidates]) -> Built {
 
 fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution {
     let small = pr.option_count() <= opts.exact_options_max;
-    match opts.method {
-        Method::Lagrangian => lagrange::solve(pr, &opts.lagrangian),
-        Method::Exact => match exact::solve(pr) {
-            Ok(s) => s,
-            Err(e) => {
-                notes.push(format!("exact solver failed ({}); fell back to the Lagrangian method", e.0));
-                lagrange::solve(pr, &opts.lagrangian)
+    let run_exact = match opts.method {
+        Method::Lagrangian => false,
+        Method::Exact => true,
+        Method::Auto => small,
+    };
+    let lag = lagrange::solve(pr, &opts.lagrangian);
+    if lag.proven_optimal || !run_exact {
+        if !lag.proven_optimal && opts.method == Method::Auto {
+            notes.push(format!(
+                "{} options is above the exact solver's limit of {}; the gap is proven by the Lagrangian bound",
+                pr.option_count(),
+                opts.exact_options_max
+            ));
+        }
+        return lag;
+    }
+    match exact::solve(pr, opts.exact_time_limit_s, Some(&lag.choice)) {
+        Ok(mut s) => {
+            if !s.proven_optimal {
+                notes.push(format!("the exact solver stopped at its {} s time limit without a proof; the bound is the Lagrangian one", opts.exact_time_limit_s));
             }
-        },
-        Method::Auto => {
-            let lag = lagrange::solve(pr, &opts.lagrangian);
-            if lag.proven_optimal || !small {
-                if !lag.proven_optimal {
-                    notes.push(format!(
-                        "{} options is above the exact solver's limit of {}; the gap is proven by the Lagrangian bound",
-                        pr.option_count(),
-                        opts.exact_options_max
-                    ));
-                }
-                return lag;
+            if s.upper_bound > lag.upper_bound || !pr.is_feasible(&s.choice) {
+                // Keep the better plan; the bound is the best proven one.
+                let mut keep = lag.clone();
+                keep.lower_bound = keep.lower_bound.max(s.lower_bound.min(keep.upper_bound));
+                keep.proven_optimal = keep.upper_bound - keep.lower_bound <= 1e-9 * keep.upper_bound.abs().max(1.0);
+                return keep;
             }
-            match exact::solve(pr) {
-                Ok(mut s) if s.upper_bound <= lag.upper_bound + 1e-6 * lag.upper_bound.abs().max(1.0) => {
-                    s.lower_bound = s.lower_bound.max(lag.lower_bound.min(s.upper_bound));
-                    s.iterations = lag.iterations;
-                    s.row_price = lag.row_price;
-                    s.provider_price = lag.provider_price;
-                    s
-                }
-                Ok(_) => {
-                    notes.push("exact solver returned a worse plan than the heuristic (solver tolerance); kept the heuristic plan".into());
-                    lag
-                }
-                Err(e) => {
-                    notes.push(format!("exact solver failed ({}); kept the Lagrangian plan and bound", e.0));
-                    lag
-                }
-            }
+            s.lower_bound = s.lower_bound.max(lag.lower_bound.min(s.upper_bound));
+            s.proven_optimal = s.proven_optimal || s.upper_bound - s.lower_bound <= 1e-9 * s.upper_bound.abs().max(1.0);
+            s.iterations = lag.iterations;
+            s.row_price = lag.row_price;
+            s.provider_price = lag.provider_price;
+            s
+        }
+        Err(e) => {
+            notes.push(format!("exact solver failed ({}); kept the Lagrangian plan and bound", e.0));
+            lag
         }
     }
 }

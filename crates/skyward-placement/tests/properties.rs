@@ -328,3 +328,102 @@ proptest! {
         prop_assert!((p.total_cost_usd.as_f64() - greedy).abs() <= 0.01 * n as f64, "plan {} vs cheapest {}", p.total_cost_usd, greedy);
     }
 }
+
+/// An independent exact solver: every enumerated way of every workload is a
+/// binary variable (no pruning, no shared problem code), quotas, pools and
+/// contracts as constraints, workloads that cannot fit may stay unplaced at
+/// a penalty that dominates every cost.
+fn independent_milp(cat: &Catalog, f: &Fleet) -> (usize, f64) {
+    use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel};
+    let all: Vec<Vec<Way>> = f.workloads.iter().map(|w| ways(cat, f, w)).collect();
+    let mut vars = ProblemVariables::new();
+    let x: Vec<Vec<good_lp::Variable>> = all.iter().map(|v| v.iter().map(|_| vars.add(variable().binary())).collect()).collect();
+    let u: Vec<good_lp::Variable> = all.iter().map(|_| vars.add(variable().binary())).collect();
+    let penalty = 1.0 + all.iter().map(|v| v.iter().map(|w| w.list_usd + w.egress_usd).fold(0.0, f64::max)).sum::<f64>();
+    let scale = 1e-3;
+    let providers: Vec<String> = {
+        let mut p: Vec<String> = all.iter().flatten().flat_map(|w| [w.provider.clone(), w.egress_provider.clone()]).collect();
+        p.extend(f.contracts.iter().map(|c| c.provider.clone()));
+        p.sort();
+        p.dedup();
+        p
+    };
+    let z: Vec<good_lp::Variable> = providers.iter().map(|_| vars.add(variable().min(0.0))).collect();
+    let mut obj: Expression = z.iter().copied().sum();
+    for uw in &u {
+        obj += penalty * scale * *uw;
+    }
+    let mut model = vars.minimise(obj).using(good_lp::microlp);
+    for (w, xs) in x.iter().enumerate() {
+        let s: Expression = xs.iter().copied().sum::<Expression>() + u[w];
+        model = model.with(constraint!(s == 1.0));
+    }
+    for (pi, p) in providers.iter().enumerate() {
+        let mut spend = Expression::from(0.0);
+        for (w, v) in all.iter().enumerate() {
+            for (o, way) in v.iter().enumerate() {
+                if way.provider == *p {
+                    spend += way.list_usd * scale * x[w][o];
+                }
+                if way.egress_provider == *p {
+                    spend += way.egress_usd * scale * x[w][o];
+                }
+            }
+        }
+        match f.contracts.iter().find(|c| c.provider == *p) {
+            Some(c) => {
+                model = model.with(constraint!(z[pi] >= c.commit_usd.as_f64() * scale));
+                model = model.with(constraint!(z[pi] >= (100.0 - c.discount_pct) / 100.0 * spend));
+            }
+            None => model = model.with(constraint!(z[pi] >= spend)),
+        }
+    }
+    for (qi, q) in f.quotas.iter().enumerate() {
+        let mut e = Expression::from(0.0);
+        for (w, v) in all.iter().enumerate() {
+            for (o, way) in v.iter().enumerate() {
+                for (qq, a) in quota_use(f, &f.workloads[w], way) {
+                    if qq == qi {
+                        e += a as f64 * x[w][o];
+                    }
+                }
+            }
+        }
+        model = model.with(constraint!(e <= f64::from(q.max)));
+    }
+    for (pi, c) in f.capacity.iter().enumerate() {
+        let mut e = Expression::from(0.0);
+        for (w, v) in all.iter().enumerate() {
+            for (o, way) in v.iter().enumerate() {
+                if way.pool == Some(pi) {
+                    e += f64::from(f.workloads[w].nodes * f.workloads[w].replicas) * x[w][o];
+                }
+            }
+        }
+        model = model.with(constraint!(e <= f64::from(c.nodes)));
+    }
+    let sol = model.solve().unwrap();
+    let placed = u.iter().filter(|v| sol.value(**v) < 0.5).count();
+    let cost: f64 = z.iter().map(|v| sol.value(*v)).sum::<f64>() / scale;
+    (placed, cost)
+}
+
+#[test]
+fn plan_matches_an_independent_exact_solver_on_the_real_catalog() {
+    let cat = Catalog::builtin().unwrap();
+    for seed in [1u64, 2, 3] {
+        let f = skyward_placement::generate::fleet(&cat, seed, &skyward_placement::generate::GenSettings { workloads: 16, coupling: true, constraints: true });
+        let (placed, cost) = independent_milp(&cat, &f);
+        for method in [Method::Auto, Method::Exact, Method::Lagrangian] {
+            let p = plan(&f, &cat, &PlanOptions { method, ..PlanOptions::default() });
+            check_plan(&cat, &f, &p);
+            assert_eq!(p.placed, placed, "seed {seed} {method:?}");
+            let total = p.total_cost_usd.as_f64();
+            if method == Method::Lagrangian {
+                assert!(total >= cost - 1.0 && p.lower_bound_usd.as_f64() <= cost + 1.0, "seed {seed}: {total} / {} vs {cost}", p.lower_bound_usd);
+            } else {
+                assert!((total - cost).abs() <= 1.0, "seed {seed} {method:?}: plan {total} vs independent optimum {cost}");
+            }
+        }
+    }
+}

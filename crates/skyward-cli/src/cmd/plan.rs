@@ -24,12 +24,19 @@ pub struct PlanArgs {
     /// Solver: auto (Lagrangian, then exact MILP when small and the gap is open), exact, lagrangian.
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
+    /// Wall-clock limit on the exact solver, seconds (the plan and its proven
+    /// bound are still reported if it is hit).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub time_limit: f64,
     /// Hours for a SkyPilot task (which has no duration of its own).
     #[arg(long)]
     pub hours: Option<f64>,
     /// Plan as if the fleet had no spend contracts (to see what they change).
     #[arg(long)]
     pub without_contracts: bool,
+    /// Also write the plan as an SVG chart to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -42,6 +49,8 @@ pub struct ExplainArgs {
     pub workload: String,
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub time_limit: f64,
     #[arg(long)]
     pub hours: Option<f64>,
     #[command(flatten)]
@@ -59,16 +68,20 @@ fn load(file: &PathBuf, hours: Option<f64>, catalog: &Catalog) -> Result<Parsed,
     Ok(skyward_spec::parse(&text, &shown, catalog, &TaskDefaults { hours })?)
 }
 
-fn options(m: MethodArg, explain: ExplainScope) -> PlanOptions {
-    PlanOptions {
+fn options(m: MethodArg, time_limit_s: f64, explain: ExplainScope) -> Result<PlanOptions, CliError> {
+    if !(time_limit_s.is_finite() && time_limit_s > 0.0 && time_limit_s <= 86_400.0) {
+        return Err(CliError::Input("--time-limit must be a number of seconds above 0 and at most 86400".into()));
+    }
+    Ok(PlanOptions {
         explain,
+        exact_time_limit_s: time_limit_s,
         method: match m {
             MethodArg::Auto => Method::Auto,
             MethodArg::Exact => Method::Exact,
             MethodArg::Lagrangian => Method::Lagrangian,
         },
         ..PlanOptions::default()
-    }
+    })
 }
 
 pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
@@ -81,7 +94,12 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     if a.without_contracts {
         fleet.contracts.clear();
     }
-    let p = plan(&fleet, &catalog, &options(a.method, ExplainScope::None));
+    let p = plan(&fleet, &catalog, &options(a.method, a.time_limit, ExplainScope::None)?);
+    if let Some(path) = &a.svg {
+        let picture = crate::svg::render(&p, &a.file.display().to_string());
+        std::fs::write(path, picture).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
     match a.common.output {
         Output::Json => println!("{}", json(&p)?),
         Output::Table => print!("{}", render_plan(&p, &a.file.display().to_string())),
@@ -198,7 +216,7 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
         let names: Vec<&str> = parsed.fleet.workloads.iter().map(|w| w.name.as_str()).take(20).collect();
         return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.file.display(), a.workload, names.join(", "))));
     }
-    let p = plan(&parsed.fleet, &catalog, &options(a.method, ExplainScope::Workload(a.workload.clone())));
+    let p = plan(&parsed.fleet, &catalog, &options(a.method, a.time_limit, ExplainScope::Workload(a.workload.clone()))?);
     let Some(pl) = p.placements.iter().find(|x| x.workload == a.workload) else {
         return Err(CliError::Internal("workload missing from plan".into()));
     };
