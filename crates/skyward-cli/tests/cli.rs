@@ -237,7 +237,7 @@ fn plan_writes_an_svg_report() {
     }
     // Every opened element is closed (a cheap well-formedness check).
     assert_eq!(text.matches("<text").count(), text.matches("</text>").count());
-    let (code, err) = run_fail(&["plan", &example("fleet.yaml"), "--time-limit", "-1"]);
+    let (code, err) = run_fail(&["plan", &example("fleet.yaml"), "--time-limit", "0"]);
     assert_eq!(code, 2);
     assert!(err.contains("--time-limit"), "{err}");
 }
