@@ -85,6 +85,30 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// A workload with no optional constraint set: any provider, region and
+    /// geography, no data, no latency bound.
+    pub fn new(name: &str, kind: WorkloadKind, accelerators: Vec<AcceleratorRequest>, nodes: u32, hours: f64) -> Workload {
+        Workload {
+            name: name.to_string(),
+            kind,
+            alternative_scopes: vec![AlternativeScope::default(); accelerators.len()],
+            accelerators,
+            nodes,
+            replicas: 1,
+            hours,
+            spot: SpotPolicy::Never,
+            providers: Vec::new(),
+            regions: Vec::new(),
+            residency: Vec::new(),
+            compliance: Vec::new(),
+            max_hourly_usd: None,
+            data: None,
+            users: Vec::new(),
+            latency_ms: None,
+            throughput: BTreeMap::new(),
+        }
+    }
+
     /// Nodes held at once: gang size × replicas.
     pub fn nodes_total(&self) -> u32 {
         self.nodes.saturating_mul(self.replicas)

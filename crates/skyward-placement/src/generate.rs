@@ -4,10 +4,9 @@
 
 use skyward_catalog::Catalog;
 use skyward_model::{
-    AcceleratorRequest, AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey, ReservedCapacity,
+    AcceleratorRequest, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey, ReservedCapacity,
     SpotPolicy, Usd, Workload, WorkloadKind,
 };
-use std::collections::BTreeMap;
 
 pub struct Rng(u64);
 
@@ -91,25 +90,9 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
             WorkloadKind::Serve => SpotPolicy::Never,
             _ => *rng.pick(&[SpotPolicy::Never, SpotPolicy::Allowed, SpotPolicy::Allowed, SpotPolicy::Required]),
         };
-        let mut w = Workload {
-            name: format!("w{i:05}"),
-            kind,
-            alternative_scopes: vec![AlternativeScope::default(); accelerators.len()],
-            accelerators,
-            nodes,
-            replicas,
-            hours,
-            spot,
-            providers: Vec::new(),
-            regions: Vec::new(),
-            residency: Vec::new(),
-            compliance: Vec::new(),
-            max_hourly_usd: None,
-            data: None,
-            users: Vec::new(),
-            latency_ms: None,
-            throughput: BTreeMap::new(),
-        };
+        let mut w = Workload::new(&format!("w{i:05}"), kind, accelerators, nodes, hours);
+        w.replicas = replicas;
+        w.spot = spot;
         if s.constraints {
             if rng.chance(0.2) {
                 w.residency = vec!["eu".into()];

@@ -184,6 +184,17 @@ pub fn local_search(pr: &Problem, choice: &mut Choice) {
     }
 }
 
+/// Polishes a candidate plan by local search and keeps it if it is
+/// feasible and cheaper than the best so far.
+fn improve(pr: &Problem, mut c: Choice, ub: &mut f64, best: &mut Choice) {
+    local_search(pr, &mut c);
+    let v = pr.objective(&c);
+    if v < *ub && pr.is_feasible(&c) {
+        *ub = v;
+        *best = c;
+    }
+}
+
 pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     let rows = pr.row_limit.len();
     let mut scale = vec![1.0; rows];
@@ -230,21 +241,9 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
             }
         }
         if pr.is_feasible(&x) {
-            let mut c = x.clone();
-            local_search(pr, &mut c);
-            let v = pr.objective(&c);
-            if v < ub {
-                ub = v;
-                best_choice = c;
-            }
+            improve(pr, x.clone(), &mut ub, &mut best_choice);
         } else if it % 10 == 9 {
-            let mut c = repair(pr, &d);
-            local_search(pr, &mut c);
-            let v = pr.objective(&c);
-            if v < ub && pr.is_feasible(&c) {
-                ub = v;
-                best_choice = c;
-            }
+            improve(pr, repair(pr, &d), &mut ub, &mut best_choice);
         }
         if ub - lb <= settings.gap_target * ub.abs().max(1.0) || theta < 1e-6 {
             break;
@@ -273,13 +272,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     // A last repair at the best multipliers.
     d.lam = best_duals.0;
     d.mu = best_duals.1;
-    let mut c = repair(pr, &d);
-    local_search(pr, &mut c);
-    let v = pr.objective(&c);
-    if v < ub && pr.is_feasible(&c) {
-        ub = v;
-        best_choice = c;
-    }
+    improve(pr, repair(pr, &d), &mut ub, &mut best_choice);
     let lb = lb.min(ub);
     Solution {
         choice: best_choice,

@@ -4,10 +4,9 @@
 
 use skyward_catalog::{AcceleratorTable, Catalog, Network};
 use skyward_model::{
-    AcceleratorRequest, AlternativeScope, Contract, Fleet, Offering, PlanSettings, Quota, RegionKey, ReservedCapacity,
-    SpotPolicy, Usd, Workload, WorkloadKind,
+    AcceleratorRequest, Contract, Fleet, Offering, PlanSettings, Quota, RegionKey, ReservedCapacity, Usd, Workload,
+    WorkloadKind,
 };
-use std::collections::BTreeMap;
 
 pub fn usd(s: &str) -> Usd {
     Usd::parse(s).unwrap()
@@ -47,25 +46,7 @@ pub fn small_catalog() -> Catalog {
 
 pub fn workload(name: &str, accels: &[&str], nodes: u32, hours: f64) -> Workload {
     let accelerators: Vec<AcceleratorRequest> = accels.iter().map(|a| AcceleratorRequest::parse(a).unwrap()).collect();
-    Workload {
-        name: name.into(),
-        kind: WorkloadKind::Train,
-        alternative_scopes: vec![AlternativeScope::default(); accelerators.len()],
-        accelerators,
-        nodes,
-        replicas: 1,
-        hours,
-        spot: SpotPolicy::Never,
-        providers: vec![],
-        regions: vec![],
-        residency: vec![],
-        compliance: vec![],
-        max_hourly_usd: None,
-        data: None,
-        users: vec![],
-        latency_ms: None,
-        throughput: BTreeMap::new(),
-    }
+    Workload::new(name, WorkloadKind::Train, accelerators, nodes, hours)
 }
 
 pub fn fleet(workloads: Vec<Workload>) -> Fleet {

@@ -16,7 +16,6 @@ use crate::TaskDefaults;
 use serde_yaml::{Mapping, Value};
 use skyward_catalog::Catalog;
 use skyward_model::{AcceleratorRequest, AlternativeScope, Fleet, SpotPolicy, Workload, WorkloadKind};
-use std::collections::BTreeMap;
 
 const IGNORED_TOP: &[&str] =
     &["run", "setup", "envs", "secrets", "workdir", "file_mounts", "config", "event_callback", "service", "volumes"];
@@ -238,24 +237,10 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog, defaults: &TaskDefaults)
             1.0
         }
     };
-    let workload = Workload {
-        name,
-        kind: WorkloadKind::Batch,
-        accelerators: accels,
-        alternative_scopes: scopes,
-        nodes,
-        replicas: 1,
-        hours,
-        spot,
-        providers: base.providers,
-        regions: base.regions,
-        residency: Vec::new(),
-        compliance: Vec::new(),
-        max_hourly_usd: None,
-        data: None,
-        users: Vec::new(),
-        latency_ms: None,
-        throughput: BTreeMap::new(),
-    };
+    let mut workload = Workload::new(&name, WorkloadKind::Batch, accels, nodes, hours);
+    workload.alternative_scopes = scopes;
+    workload.spot = spot;
+    workload.providers = base.providers;
+    workload.regions = base.regions;
     Ok((Fleet { workloads: vec![workload], ..Fleet::default() }, ctx.notes))
 }

@@ -17,8 +17,9 @@ pub enum MethodArg {
     Lagrangian,
 }
 
+/// Arguments `plan` and `explain` share.
 #[derive(Args)]
-pub struct PlanArgs {
+pub struct SolveArgs {
     /// A Skyward fleet file, or a SkyPilot task file.
     pub file: PathBuf,
     /// Solver: auto (Lagrangian, then exact MILP when small and the gap is open), exact, lagrangian.
@@ -31,6 +32,12 @@ pub struct PlanArgs {
     /// Hours for a SkyPilot task (which has no duration of its own).
     #[arg(long)]
     pub hours: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub solve: SolveArgs,
     /// Plan as if the fleet had no spend contracts (to see what they change).
     #[arg(long)]
     pub without_contracts: bool,
@@ -43,16 +50,10 @@ pub struct PlanArgs {
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// A Skyward fleet file, or a SkyPilot task file.
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub solve: SolveArgs,
     /// The workload to explain.
     pub workload: String,
-    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
-    pub method: MethodArg,
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub time_limit: f64,
-    #[arg(long)]
-    pub hours: Option<f64>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -86,7 +87,7 @@ fn options(m: MethodArg, time_limit_s: f64, explain: ExplainScope) -> Result<Pla
 
 pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let parsed = load(&a.file, a.hours, &catalog)?;
+    let parsed = load(&a.solve.file, a.solve.hours, &catalog)?;
     for n in &parsed.notes {
         eprintln!("note: {n}");
     }
@@ -94,15 +95,15 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     if a.without_contracts {
         fleet.contracts.clear();
     }
-    let p = plan(&fleet, &catalog, &options(a.method, a.time_limit, ExplainScope::None)?);
+    let p = plan(&fleet, &catalog, &options(a.solve.method, a.solve.time_limit, ExplainScope::None)?);
     if let Some(path) = &a.svg {
-        let picture = crate::svg::render(&p, &a.file.display().to_string());
+        let picture = crate::svg::render(&p, &a.solve.file.display().to_string());
         std::fs::write(path, picture).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     match a.common.output {
         Output::Json => println!("{}", json(&p)?),
-        Output::Table => print!("{}", render_plan(&p, &a.file.display().to_string())),
+        Output::Table => print!("{}", render_plan(&p, &a.solve.file.display().to_string())),
     }
     Ok(())
 }
@@ -211,12 +212,12 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
 
 pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let parsed = load(&a.file, a.hours, &catalog)?;
+    let parsed = load(&a.solve.file, a.solve.hours, &catalog)?;
     if !parsed.fleet.workloads.iter().any(|w| w.name == a.workload) {
         let names: Vec<&str> = parsed.fleet.workloads.iter().map(|w| w.name.as_str()).take(20).collect();
-        return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.file.display(), a.workload, names.join(", "))));
+        return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.solve.file.display(), a.workload, names.join(", "))));
     }
-    let p = plan(&parsed.fleet, &catalog, &options(a.method, a.time_limit, ExplainScope::Workload(a.workload.clone()))?);
+    let p = plan(&parsed.fleet, &catalog, &options(a.solve.method, a.solve.time_limit, ExplainScope::Workload(a.workload.clone()))?);
     let Some(pl) = p.placements.iter().find(|x| x.workload == a.workload) else {
         return Err(CliError::Internal("workload missing from plan".into()));
     };
