@@ -225,6 +225,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Lower-cased codes, each from a known set.
+fn known_codes(list: Option<OneOrMany>, known: &[&str], what: &str) -> Result<Vec<String>, String> {
+    list.map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if known.contains(&c.as_str()) {
+                Ok(c)
+            } else {
+                Err(format!("unknown {what} '{c}' (known: {})", known.join(", ")))
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn check_hours(h: f64) -> Result<f64, String> {
     if h.is_finite() && h > 0.0 && h <= HOURS_MAX {
         Ok(h)
@@ -317,30 +333,8 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             Some(r) => r.into_vec().iter().map(|x| names.region_entry(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("regions", m))?,
             None => Vec::new(),
         };
-        let residency = match w.residency {
-            Some(r) => r
-                .into_vec()
-                .into_iter()
-                .map(|g| {
-                    let g = g.to_ascii_lowercase();
-                    if GEOGRAPHIES.contains(&g.as_str()) { Ok(g) } else { Err(format!("unknown geography '{g}' (known: {})", GEOGRAPHIES.join(", "))) }
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| e("residency", m))?,
-            None => Vec::new(),
-        };
-        let compliance = match w.compliance {
-            Some(c) => c
-                .into_vec()
-                .into_iter()
-                .map(|x| {
-                    let x = x.to_ascii_lowercase();
-                    if CERTIFICATIONS.contains(&x.as_str()) { Ok(x) } else { Err(format!("unknown certification '{x}' (known: {})", CERTIFICATIONS.join(", "))) }
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| e("compliance", m))?,
-            None => Vec::new(),
-        };
+        let residency = known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
+        let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification").map_err(|m| e("compliance", m))?;
         let max_hourly_usd = match w.max_hourly_usd {
             Some(v) => Some(Usd::from_f64_rounded(v).filter(|u| *u > Usd::ZERO).ok_or_else(|| e("max_hourly_usd", "must be a positive amount".into()))?),
             None => None,
