@@ -291,6 +291,26 @@ p5e.48xlarge,H200,8.0,192.0,2048.0,,,,us-east-2,use2-az1,x86_64\n";
     }
 
     #[test]
+    fn gcp_gpu_rows_are_completed_with_their_host_vm() {
+        // The data README's example: a3-highgpu-8g in us-central1-a is host
+        // 9.46006 + H100x8 33.60609 = 43.06615 (spot 2.88933 + 23.9408).
+        let gcp = "InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice\n\
+a3-highgpu-8g,208.0,1872.0,,,,us-central1,us-central1-a,9.46006,2.88933\n\
+,,,H100,8,,us-central1,us-central1-a,33.60609,23.9408\n\
+,,,H100,8,,us-east4,us-east4-a,78.37241,20.04446\n\
+,,,tpu-v5p-8,1,,us-central1,us-central1-a,16.8,\n";
+        let (offs, notes) = import("gcp", gcp.as_bytes(), "gcp.csv").unwrap();
+        let a3 = offs.iter().find(|o| o.sku == "a3-highgpu-8g").unwrap();
+        assert_eq!(a3.on_demand_usd_per_hour, Some(Usd::parse("43.06615").unwrap()));
+        assert_eq!(a3.spot_usd_per_hour, Some(Usd::parse("26.83013").unwrap()));
+        assert_eq!((a3.vcpus, a3.accelerator_count), (208.0, 8));
+        assert!(offs.iter().any(|o| o.sku == "tpu-v5p-8" && o.on_demand_usd_per_hour == Some(Usd::parse("16.8").unwrap())));
+        // us-east4 has no host row here: dropped, with a reason.
+        assert!(!offs.iter().any(|o| o.region.region == "us-east4"));
+        assert!(notes.iter().any(|n| n.region == "us-east4" && n.reason.contains("no host VM row")));
+    }
+
+    #[test]
     fn malformed_rows_name_the_line() {
         let bad = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region\n\
 a,H100,8,1,1,12.5,,us-east-1\n\

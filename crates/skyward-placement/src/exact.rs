@@ -19,7 +19,7 @@
 //! can depend on machine speed; within the limit it does not.
 
 use crate::problem::{Choice, Problem, Solution};
-use good_lp::solvers::{WithInitialSolution, WithTimeLimit};
+use good_lp::solvers::{WithInitialSolution, WithMipGap, WithTimeLimit};
 use good_lp::{constraint, variable, Expression, ProblemVariables, Solution as _, SolutionStatus, SolverModel, Variable};
 
 const SCALE: f64 = 1e-3;
@@ -75,7 +75,9 @@ pub fn solve(pr: &Problem, time_limit_s: f64, warm: Option<&Choice>) -> Result<S
     let model = vars.minimise(objective.clone()).using(good_lp::microlp);
     #[cfg(feature = "highs")]
     let model = vars.minimise(objective.clone()).using(good_lp::highs);
-    let mut model = model.with_time_limit(time_limit_s.max(0.01));
+    // Gap 0: "optimal" must mean proven (HiGHS stops at 0.01% by default,
+    // and good_lp does not expose its bound).
+    let mut model = model.with_time_limit(time_limit_s.max(0.01)).with_mip_gap(0.0).map_err(|e| ExactError(format!("{e:?}")))?;
     if !initial.is_empty() {
         model = model.with_initial_solution(initial);
     }

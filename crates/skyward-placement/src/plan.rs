@@ -40,9 +40,14 @@ pub struct PlanOptions {
     pub lagrangian: lagrange::Settings,
 }
 
+/// Auto mode's exact-solver threshold: microlp proves ~12,000 options
+/// (about 2,000 workloads) in ~0.3 s; HiGHS about 2.5 times as many in the
+/// same time (BENCHMARKS.md).
+pub const EXACT_OPTIONS_MAX_DEFAULT: usize = if cfg!(feature = "highs") { 30_000 } else { 12_000 };
+
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: 12_000, exact_time_limit_s: 10.0, lagrangian: lagrange::Settings::default() }
+        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: EXACT_OPTIONS_MAX_DEFAULT, exact_time_limit_s: 10.0, lagrangian: lagrange::Settings::default() }
     }
 }
 
