@@ -10,7 +10,7 @@
 use crate::context::Context;
 use crate::reasons;
 use serde::Serialize;
-use skyward_model::{Pricing, SpotPolicy, Usd, Workload, WorkloadKind};
+use skyward_model::{Pricing, SpotPolicy, Usd, Workload};
 use std::collections::BTreeMap;
 
 /// Options kept per workload after pruning.
@@ -83,8 +83,11 @@ fn allowed_region(entries: &[String], provider: &str, region: &str) -> bool {
 }
 
 /// Hours on alternative `alt`, relative to the first (None: no figure).
+/// For every kind: a training job finishes sooner on a faster accelerator,
+/// and a serving replica on a slower one handles less traffic, so the same
+/// load needs proportionally more replica-hours.
 pub fn hours_factor(ctx: &Context, w: &Workload, alt: usize) -> Option<f64> {
-    if alt == 0 || w.kind == WorkloadKind::Serve {
+    if alt == 0 {
         return Some(1.0);
     }
     let reference = w.accelerators.first()?;

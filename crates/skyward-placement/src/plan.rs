@@ -535,7 +535,7 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
         assumptions: vec![
             "all workloads run at once: capacity, quotas and replicas are concurrent counts".into(),
             format!("spot hours carry +{}% for preemptions and restarts from checkpoints", ctx.fleet.settings.spot_overhead_pct),
-            "train/batch hours scale by dense BF16 throughput per node (or `throughput:`); serve hours do not".into(),
+            "hours on an alternative scale by dense BF16 throughput per node (or `throughput:`), for serving too: a slower replica needs more replica-hours for the same traffic".into(),
             "egress is billed by the data's provider and counts toward that provider's spend".into(),
             "a contract's discount applies to all of the provider's spend; its cost is max(commitment, discounted spend)".into(),
             "reserved capacity is prepaid: using it adds no cost; quotas do not count it".into(),

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use skyward_catalog::{regions, Catalog};
-use skyward_model::{Fleet, Pricing, SpotPolicy, Workload, WorkloadKind};
+use skyward_model::{Fleet, Pricing, SpotPolicy, Workload};
 use skyward_placement::{plan, Method, Plan, PlanOptions, Status};
 use std::collections::BTreeMap;
 
@@ -31,9 +31,6 @@ struct Way {
 }
 
 fn speed(cat: &Catalog, w: &Workload, name: &str, count: u32) -> f64 {
-    if w.kind == WorkloadKind::Serve {
-        return 1.0;
-    }
     let r = &w.accelerators[0];
     let tr = cat.accelerators.unit_tflops(&r.name).unwrap() * f64::from(r.count);
     let ta = cat.accelerators.unit_tflops(name).unwrap() * f64::from(count);
