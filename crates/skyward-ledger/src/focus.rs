@@ -166,9 +166,20 @@ impl<R: Read> Read for BlankLines<R> {
     }
 }
 
-/// Parses a whole FOCUS CSV. `default_provider` is used when the file has
-/// no provider column.
+/// Parses a whole FOCUS CSV into memory (small files and tests; imports
+/// stream with [`read`]).
 pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> Result<Vec<Charge>, FocusError> {
+    let mut out = Vec::new();
+    read(reader, file, default_provider, |c| out.push(c))?;
+    Ok(out)
+}
+
+/// Streams a FOCUS CSV: `each` sees every valid row in order. Returns the
+/// number of rows. Any invalid row fails the whole file (after listing up
+/// to [`ERRORS_MAX`] errors), so the caller must not commit what `each`
+/// saw until this returns Ok. `default_provider` is used when the file has
+/// no provider column.
+pub fn read<R: Read, F: FnMut(Charge)>(reader: R, file: &str, default_provider: Option<&str>, mut each: F) -> Result<usize, FocusError> {
     let removed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let filtered = BlankLines { inner: reader, in_quotes: false, at_line_start: true, out_offset: 0, removed_at: removed.clone(), buf: Vec::new() };
     // The real line of a record: its line in the filtered stream plus the
@@ -212,7 +223,7 @@ pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> 
         return Err(FocusError::NoProvider { file: file.into() });
     }
     let names: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
-    let mut out = Vec::new();
+    let mut count = 0usize;
     let mut errors = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         if i >= ROWS_MAX {
@@ -234,7 +245,12 @@ pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> 
         }
         let line = real_line(rec.position(), i as u64 + 2);
         match row(&rec, &cols, &names, default_provider) {
-            Ok(c) => out.push(Charge { line, ..c }),
+            Ok(c) => {
+                count += 1;
+                if errors.is_empty() {
+                    each(Charge { line, ..c });
+                }
+            }
             Err((col, msg)) => {
                 errors.push(format!("{file}:{line}: {col}: {msg}"));
                 if errors.len() >= ERRORS_MAX {
@@ -247,7 +263,7 @@ pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> 
     if !errors.is_empty() {
         return Err(FocusError::Rows { file: file.into(), errors });
     }
-    Ok(out)
+    Ok(count)
 }
 
 type RowError = (String, String);

@@ -6,6 +6,7 @@
 //! * [`focus`]: FOCUS 1.0–1.3 CSV parsing with row-level validation, and
 //!   the specification's commitment-discount invariants.
 
+pub mod aggregate;
 pub mod amount;
 pub mod focus;
 pub mod time;

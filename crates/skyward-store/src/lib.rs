@@ -1,0 +1,277 @@
+//! Skyward's store: an embedded SQLite database by default, through sqlx,
+//! with versioned migrations embedded in the binary (`migrations/`). The
+//! control plane will reuse it and add PostgreSQL.
+//!
+//! Ledger imports are all-or-nothing: the whole file is parsed and folded
+//! first, then written in one transaction. Idempotency:
+//! * the same file content (SHA-256) is never imported twice;
+//! * a file that re-exports periods already stored (a provider × billing
+//!   period "partition") must say `replace` to supersede them; otherwise the
+//!   import is refused, naming the overlap, so nothing is double-counted
+//!   by accident. Disjoint multi-part exports simply add up.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use skyward_ledger::aggregate::Aggregates;
+use skyward_ledger::Amount;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters).
+const INSERT_BATCH_ROWS: usize = 1_500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{file} was already imported (import #{id}, same content); nothing changed")]
+    AlreadyImported { file: String, id: i64 },
+    #[error("{file} overlaps periods already stored: {overlaps}; if it supersedes them, import again with --replace (nothing changed)")]
+    Overlap { file: String, overlaps: String },
+}
+
+impl StoreError {
+    /// Errors the user can fix by changing the input or the flags.
+    pub fn is_input(&self) -> bool {
+        matches!(self, StoreError::AlreadyImported { .. } | StoreError::Overlap { .. })
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Incremental hashing for files read in chunks.
+#[derive(Default)]
+pub struct FileHash(Sha256);
+
+impl FileHash {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    pub fn hex(self) -> String {
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportRecord {
+    pub id: i64,
+    pub file_name: String,
+    pub sha256: String,
+    pub format: String,
+    pub rows: i64,
+    pub buckets: i64,
+    pub replaced: String,
+    pub imported_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportOutcome {
+    pub id: i64,
+    pub rows: u64,
+    pub buckets: usize,
+    pub partitions: Vec<String>,
+    pub replaced: Vec<String>,
+}
+
+/// One daily bucket read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    pub day: i64,
+    pub provider: String,
+    pub region: String,
+    pub service: String,
+    pub sku: String,
+    pub category: String,
+    pub pricing_category: String,
+    pub commitment_id: String,
+    pub commitment_status: String,
+    pub billed: Amount,
+    pub effective: Amount,
+    pub list: Amount,
+    pub contracted: Amount,
+}
+
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and migrates it.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    pub async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, file_name, sha256, format, rows, buckets, replaced, imported_at FROM imports ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ImportRecord {
+                id: r.get(0),
+                file_name: r.get(1),
+                sha256: r.get(2),
+                format: r.get(3),
+                rows: r.get(4),
+                buckets: r.get(5),
+                replaced: r.get(6),
+                imported_at: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Writes one folded file in one transaction (see the module docs).
+    pub async fn import(&self, file_name: &str, sha256: &str, format: &str, agg: &Aggregates, replace: bool, now_s: i64) -> Result<ImportOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(row) = sqlx::query("SELECT id FROM imports WHERE sha256 = ?").bind(sha256).fetch_optional(&mut *tx).await? {
+            return Err(StoreError::AlreadyImported { file: file_name.to_string(), id: row.get(0) });
+        }
+        let partitions = agg.partitions();
+        let mut existing: BTreeSet<String> = BTreeSet::new();
+        for p in &partitions {
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM charges_daily WHERE partition = ?").bind(p).fetch_one(&mut *tx).await?.get(0);
+            if n > 0 {
+                existing.insert(p.clone());
+            }
+        }
+        if !existing.is_empty() && !replace {
+            let list: Vec<String> = existing.iter().map(|p| p.replace('|', " billing period ")).collect();
+            return Err(StoreError::Overlap { file: file_name.to_string(), overlaps: list.join(", ") });
+        }
+        for p in &existing {
+            sqlx::query("DELETE FROM charges_daily WHERE partition = ?").bind(p).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM usage_hourly WHERE partition = ?").bind(p).execute(&mut *tx).await?;
+        }
+        let replaced: Vec<String> = existing.into_iter().collect();
+        let id: i64 = sqlx::query(
+            "INSERT INTO imports (file_name, sha256, format, rows, buckets, first_charge, last_charge, replaced, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(file_name)
+        .bind(sha256)
+        .bind(format)
+        .bind(agg.rows as i64)
+        .bind(agg.bucket_count() as i64)
+        .bind(agg.first.map(|t| t.0))
+        .bind(agg.last.map(|t| t.0))
+        .bind(replaced.join(","))
+        .bind(now_s)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let daily: Vec<_> = agg.daily.iter().collect();
+        for chunk in daily.chunks(INSERT_BATCH_ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows) ",
+            );
+            q.push_values(chunk, |mut b, (k, s)| {
+                b.push_bind(id)
+                    .push_bind(&k.partition)
+                    .push_bind(k.day)
+                    .push_bind(&k.provider)
+                    .push_bind(&k.billing_account)
+                    .push_bind(&k.region)
+                    .push_bind(&k.service)
+                    .push_bind(&k.sku)
+                    .push_bind(&k.category)
+                    .push_bind(&k.pricing_category)
+                    .push_bind(&k.commitment_id)
+                    .push_bind(&k.commitment_status)
+                    .push_bind(s.billed.nanos())
+                    .push_bind(s.effective.nanos())
+                    .push_bind(s.list.nanos())
+                    .push_bind(s.contracted.nanos())
+                    .push_bind(s.rows as i64);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let hourly: Vec<_> = agg.hourly.iter().collect();
+        for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, billed_nanos, effective_nanos, list_nanos, rows) ",
+            );
+            q.push_values(chunk, |mut b, (k, s)| {
+                b.push_bind(id)
+                    .push_bind(&k.partition)
+                    .push_bind(k.hour)
+                    .push_bind(&k.provider)
+                    .push_bind(&k.pricing_category)
+                    .push_bind(s.billed.nanos())
+                    .push_bind(s.effective.nanos())
+                    .push_bind(s.list.nanos())
+                    .push_bind(s.rows as i64);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ImportOutcome { id, rows: agg.rows, buckets: agg.bucket_count(), partitions: partitions.into_iter().collect(), replaced })
+    }
+
+    /// Daily buckets of one provider (all when None) up to `day_end`
+    /// (exclusive).
+    pub async fn daily(&self, provider: Option<&str>, day_end: i64) -> Result<Vec<DailyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos \
+             FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 ORDER BY day, provider, region, service, sku, category",
+        )
+        .bind(provider)
+        .bind(day_end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DailyRow {
+                day: r.get(0),
+                provider: r.get(1),
+                region: r.get(2),
+                service: r.get(3),
+                sku: r.get(4),
+                category: r.get(5),
+                pricing_category: r.get(6),
+                commitment_id: r.get(7),
+                commitment_status: r.get(8),
+                billed: Amount::from_nanos(r.get(9)),
+                effective: Amount::from_nanos(r.get(10)),
+                list: Amount::from_nanos(r.get(11)),
+                contracted: Amount::from_nanos(r.get(12)),
+            })
+            .collect())
+    }
+
+    /// Exact totals over everything stored: (billed, effective, rows).
+    pub async fn totals(&self) -> Result<(Amount, Amount, i64), StoreError> {
+        let rows = sqlx::query("SELECT billed_nanos, effective_nanos, rows FROM charges_daily").fetch_all(&self.pool).await?;
+        let mut b = Amount::ZERO;
+        let mut e = Amount::ZERO;
+        let mut n = 0i64;
+        for r in &rows {
+            b += Amount::from_nanos(r.get(0));
+            e += Amount::from_nanos(r.get(1));
+            n += r.get::<i64, _>(2);
+        }
+        Ok((b, e, n))
+    }
+}
