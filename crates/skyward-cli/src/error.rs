@@ -48,3 +48,13 @@ impl From<skyward_catalog::CatalogError> for CliError {
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
     serde_json::to_string_pretty(value).map_err(|e| CliError::Internal(format!("cannot render JSON: {e}")))
 }
+
+impl From<skyward_store::StoreError> for CliError {
+    fn from(e: skyward_store::StoreError) -> Self {
+        if e.is_input() {
+            CliError::Input(e.to_string())
+        } else {
+            CliError::Io(e.to_string())
+        }
+    }
+}

@@ -43,6 +43,9 @@ enum Command {
     /// Browse and import price catalogs.
     #[command(subcommand)]
     Catalog(cmd::catalog::CatalogCommand),
+    /// Commitment ledger: import billing data (FOCUS), follow commitments.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::LedgerCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::plan::run_plan(&a),
         Command::Explain(a) => cmd::plan::run_explain(&a),
         Command::Catalog(c) => cmd::catalog::run(&c),
+        Command::Ledger(l) => cmd::ledger::run(&l),
         Command::Bench(b) => cmd::bench::run(&b),
     };
     match result {

@@ -68,12 +68,28 @@ pub struct Aggregates {
     pub last: Option<Timestamp>,
 }
 
+/// Skyward's provider id for a FOCUS provider name ("AWS" → aws,
+/// "Microsoft" → azure, "Google Cloud" → gcp, "Oracle" → oci); other names
+/// are lower-cased as they are.
+pub fn canonical_provider(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase();
+    let id = match n.as_str() {
+        "aws" | "amazon web services" | "amazon web services, inc." | "amazon" => "aws",
+        "microsoft" | "azure" | "microsoft azure" | "microsoft corporation" => "azure",
+        "google cloud" | "google" | "gcp" | "google cloud platform" => "gcp",
+        "oracle" | "oci" | "oracle cloud infrastructure" => "oci",
+        "lambda" | "lambda labs" | "lambda cloud" => "lambda",
+        _ => return n,
+    };
+    id.to_string()
+}
+
 pub fn partition_of(c: &Charge) -> String {
     let start = c.billing_period_start.unwrap_or_else(|| {
         let (y, m, _) = civil_from_days(c.charge_period_start.day());
         Timestamp::from_ymd(y, m, 1)
     });
-    format!("{}|{}", c.provider, start.date_string())
+    format!("{}|{}", canonical_provider(&c.provider), start.date_string())
 }
 
 impl Aggregates {
@@ -87,7 +103,7 @@ impl Aggregates {
         let key = DailyKey {
             partition: partition.clone(),
             day: c.charge_period_start.day(),
-            provider: c.provider.clone(),
+            provider: canonical_provider(&c.provider),
             billing_account: c.billing_account.clone(),
             region: c.region.clone().unwrap_or_default(),
             service: c.service.clone().unwrap_or_default(),
@@ -102,7 +118,7 @@ impl Aggregates {
             let hk = HourlyKey {
                 partition,
                 hour: c.charge_period_start.hour(),
-                provider: c.provider.clone(),
+                provider: canonical_provider(&c.provider),
                 pricing_category: c.pricing_category.clone().unwrap_or_default(),
             };
             self.hourly.entry(hk).or_default().add(c);

@@ -55,11 +55,11 @@ fn overlapping_periods_need_replace() {
         assert_eq!(store.totals().await.unwrap().0, Amount::parse("17").unwrap());
         // A re-export of September is refused without --replace…
         let e = store.import("v2.csv", &sha256_hex(v2.as_bytes()), "focus", &fold(&v2), false, 0).await.unwrap_err();
-        assert!(e.to_string().contains("AWS billing period 2024-09-01") && e.is_input(), "{e}");
+        assert!(e.to_string().contains("aws billing period 2024-09-01") && e.is_input(), "{e}");
         assert_eq!(store.totals().await.unwrap().0, Amount::parse("17").unwrap());
         // …and supersedes it with --replace (no double count).
         let out = store.import("v2.csv", &sha256_hex(v2.as_bytes()), "focus", &fold(&v2), true, 0).await.unwrap();
-        assert_eq!(out.replaced, vec!["AWS|2024-09-01".to_string()]);
+        assert_eq!(out.replaced, vec!["aws|2024-09-01".to_string()]);
         assert_eq!(store.totals().await.unwrap().0, Amount::parse("22").unwrap());
     });
 }
@@ -75,10 +75,10 @@ fn data_survives_reopening() {
             store.import("a.csv", &sha256_hex(text.as_bytes()), "focus", &fold(&text), false, 0).await.unwrap();
         }
         let store = Store::open(&path).await.unwrap();
-        let rows = store.daily(Some("AWS"), i64::MAX).await.unwrap();
+        let rows = store.daily(Some("aws"), i64::MAX).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].billed, Amount::parse("3.5").unwrap());
-        assert!(store.daily(Some("GCP"), i64::MAX).await.unwrap().is_empty());
+        assert!(store.daily(Some("gcp"), i64::MAX).await.unwrap().is_empty());
     });
 }
 

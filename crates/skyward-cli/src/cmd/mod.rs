@@ -1,3 +1,4 @@
 pub mod bench;
 pub mod catalog;
+pub mod ledger;
 pub mod plan;

@@ -1,0 +1,217 @@
+//! `skyward ledger …`: the commitment ledger's edge. Files and the
+//! database are touched here; the arithmetic lives in `skyward-ledger`.
+#![allow(clippy::disallowed_methods)] // wall-clock time for import records and progress, at the edge
+
+use crate::error::{json, CliError};
+use crate::table::Table;
+use crate::Output;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use skyward_ledger::aggregate::{Aggregates, BUCKETS_MAX};
+use skyward_ledger::focus::{self, CommitmentCheck};
+use skyward_store::{FileHash, Store};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Import billing data (FOCUS 1.0–1.3 CSV) into the ledger database.
+    Import(ImportArgs),
+    /// List what has been imported.
+    Imports(DbArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// Ledger database file (default: $SKYWARD_DB, else $XDG_DATA_HOME/skyward/skyward.db,
+    /// else ~/.local/share/skyward/skyward.db).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LedgerFormat {
+    Focus,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = LedgerFormat::Focus)]
+    pub format: LedgerFormat,
+    /// Provider for files without a ProviderName/ServiceProviderName column.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The file supersedes billing periods already stored (a newer export).
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+pub fn db_path(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("SKYWARD_DB").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(d).join("skyward/skyward.db"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/skyward/skyward.db")),
+        None => Err(CliError::Input("no database location: pass --db PATH or set SKYWARD_DB".into())),
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
+}
+
+pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
+    match c {
+        LedgerCommand::Import(a) => import(a),
+        LedgerCommand::Imports(a) => imports(a),
+    }
+}
+
+fn hash_file(path: &Path) -> Result<String, CliError> {
+    let shown = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let mut h = FileHash::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.hex())
+}
+
+#[derive(Serialize)]
+struct ImportReport {
+    file: String,
+    db: String,
+    import_id: i64,
+    rows: u64,
+    buckets: usize,
+    rows_per_second: f64,
+    partitions: Vec<String>,
+    replaced: Vec<String>,
+    commitments: Vec<CommitmentCheck>,
+    list_cost_mismatch_lines: Vec<u64>,
+}
+
+/// Rows kept in memory to check FOCUS invariants on a file (beyond that,
+/// the checks run on this prefix, and say so).
+const CHECKED_ROWS_MAX: usize = 200_000;
+
+fn import(a: &ImportArgs) -> Result<(), CliError> {
+    let shown = a.file.display().to_string();
+    let db = db_path(a.db.db.as_deref())?;
+    let t0 = Instant::now();
+    let sha = hash_file(&a.file)?;
+    let f = std::fs::File::open(&a.file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let mut agg = Aggregates::default();
+    let mut kept = Vec::new();
+    let mut too_many = false;
+    let mut next_report = 1_000_000u64;
+    let provider = a.provider.as_deref();
+    focus::read(std::io::BufReader::with_capacity(1 << 20, f), &shown, provider, |c| {
+        agg.add(&c);
+        if kept.len() < CHECKED_ROWS_MAX && (c.commitment_id.is_some() || c.list_cost.is_some()) {
+            kept.push(c);
+        }
+        if agg.rows >= next_report {
+            eprintln!("  {} rows read ({:.0} rows/s) …", agg.rows, agg.rows as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+            next_report += 1_000_000;
+        }
+        if agg.bucket_count() > BUCKETS_MAX {
+            too_many = true;
+        }
+    })
+    .map_err(|e| match e {
+        focus::FocusError::Io { .. } => CliError::Io(e.to_string()),
+        _ => CliError::Input(e.to_string()),
+    })?;
+    if too_many {
+        return Err(CliError::Input(format!("{shown}: more than {BUCKETS_MAX} distinct daily buckets; split the file by billing period")));
+    }
+    if agg.rows == 0 {
+        return Err(CliError::Input(format!("{shown}: no charge rows")));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let store = Store::open(&db).await?;
+        store.import(&shown, &sha, "focus", &agg, a.replace, now).await
+    });
+    let out = match result {
+        // Importing the same content again is a no-op, not a failure:
+        // pipelines that re-run an import must not break.
+        Err(e @ skyward_store::StoreError::AlreadyImported { .. }) => {
+            eprintln!("{e}");
+            if a.db.output == Output::Json {
+                println!("{}", json(&serde_json::json!({"file": shown, "already_imported": true}))?);
+            }
+            return Ok(());
+        }
+        other => other?,
+    };
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    let report = ImportReport {
+        file: shown.clone(),
+        db: db.display().to_string(),
+        import_id: out.id,
+        rows: out.rows,
+        buckets: out.buckets,
+        rows_per_second: (out.rows as f64 / secs).round(),
+        partitions: out.partitions.clone(),
+        replaced: out.replaced.clone(),
+        commitments: focus::commitment_checks(&kept),
+        list_cost_mismatch_lines: focus::list_cost_mismatches(&kept),
+    };
+    match a.db.output {
+        Output::Json => println!("{}", json(&report)?),
+        Output::Table => {
+            println!("imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)", out.rows, shown, out.id, report.db, out.buckets, report.rows_per_second);
+            println!("periods: {}", out.partitions.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+            if !out.replaced.is_empty() {
+                println!("replaced: {}", out.replaced.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+            }
+            let unbalanced: Vec<_> = report.commitments.iter().filter(|c| c.balanced == Some(false)).collect();
+            if !report.commitments.is_empty() {
+                println!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", report.commitments.len(), unbalanced.len());
+            }
+            if !report.list_cost_mismatch_lines.is_empty() {
+                let shown_lines: Vec<String> = report.list_cost_mismatch_lines.iter().take(10).map(|l| l.to_string()).collect();
+                println!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", report.list_cost_mismatch_lines.len(), shown_lines.join(", "), if report.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn imports(a: &DbArgs) -> Result<(), CliError> {
+    let db = db_path(a.db.as_deref())?;
+    let rt = runtime()?;
+    let list = rt.block_on(async { Store::open(&db).await?.imports().await })?;
+    match a.output {
+        Output::Json => println!("{}", json(&list)?),
+        Output::Table => {
+            let mut t = Table::new(&["ID>", "FILE", "ROWS>", "BUCKETS>", "REPLACED", "SHA-256"]);
+            for i in &list {
+                t.row(vec![i.id.to_string(), i.file_name.clone(), i.rows.to_string(), i.buckets.to_string(), i.replaced.clone(), i.sha256[..16].to_string()]);
+            }
+            print!("{}", t.render());
+            eprintln!("({} imports in {})", list.len(), db.display());
+        }
+    }
+    Ok(())
+}
