@@ -5,10 +5,15 @@
 //! * [`time`]: UTC timestamps without a time library.
 //! * [`focus`]: FOCUS 1.0–1.3 CSV parsing with row-level validation, and
 //!   the specification's commitment-discount invariants.
+//! * [`aggregate`]: charges folded into daily and hourly buckets.
+//! * [`contracts`]: spend, hourly and capacity commitments.
+//! * [`status`]: burn-down, forecasts, utilisation and coverage at a date.
 
 pub mod aggregate;
 pub mod amount;
+pub mod contracts;
 pub mod focus;
+pub mod status;
 pub mod time;
 
 pub use amount::Amount;

@@ -9,6 +9,7 @@
 //! with `deny_unknown_fields`, then validation into model values. Every
 //! error names the file, the line when it can be found, and the field path.
 
+pub mod contracts;
 pub mod error;
 pub mod fleet;
 pub mod locate;

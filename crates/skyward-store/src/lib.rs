@@ -13,6 +13,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use skyward_ledger::aggregate::Aggregates;
+use skyward_ledger::status::{DayRow, HourRow};
 use skyward_ledger::Amount;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -80,24 +81,6 @@ pub struct ImportOutcome {
     pub buckets: usize,
     pub partitions: Vec<String>,
     pub replaced: Vec<String>,
-}
-
-/// One daily bucket read back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DailyRow {
-    pub day: i64,
-    pub provider: String,
-    pub region: String,
-    pub service: String,
-    pub sku: String,
-    pub category: String,
-    pub pricing_category: String,
-    pub commitment_id: String,
-    pub commitment_status: String,
-    pub billed: Amount,
-    pub effective: Amount,
-    pub list: Amount,
-    pub contracted: Amount,
 }
 
 pub struct Store {
@@ -232,9 +215,9 @@ impl Store {
 
     /// Daily buckets of one provider (all when None) up to `day_end`
     /// (exclusive).
-    pub async fn daily(&self, provider: Option<&str>, day_end: i64) -> Result<Vec<DailyRow>, StoreError> {
+    pub async fn daily(&self, provider: Option<&str>, day_end: i64) -> Result<Vec<DayRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos \
+            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos \
              FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 ORDER BY day, provider, region, service, sku, category",
         )
         .bind(provider)
@@ -243,7 +226,7 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| DailyRow {
+            .map(|r| DayRow {
                 day: r.get(0),
                 provider: r.get(1),
                 region: r.get(2),
@@ -256,9 +239,35 @@ impl Store {
                 billed: Amount::from_nanos(r.get(9)),
                 effective: Amount::from_nanos(r.get(10)),
                 list: Amount::from_nanos(r.get(11)),
-                contracted: Amount::from_nanos(r.get(12)),
             })
             .collect())
+    }
+
+    /// Hourly usage buckets up to `hour_end` (exclusive).
+    pub async fn hourly(&self, provider: Option<&str>, hour_end: i64) -> Result<Vec<HourRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hour, provider, pricing_category, list_nanos, effective_nanos FROM usage_hourly \
+             WHERE (?1 IS NULL OR provider = ?1) AND hour < ?2 ORDER BY hour, provider, pricing_category",
+        )
+        .bind(provider)
+        .bind(hour_end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HourRow {
+                hour: r.get(0),
+                provider: r.get(1),
+                pricing_category: r.get(2),
+                list: Amount::from_nanos(r.get(3)),
+                effective: Amount::from_nanos(r.get(4)),
+            })
+            .collect())
+    }
+
+    /// The last day with any charge, if any.
+    pub async fn last_day(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query("SELECT MAX(day) FROM charges_daily").fetch_one(&self.pool).await?.get(0))
     }
 
     /// Exact totals over everything stored: (billed, effective, rows).

@@ -20,6 +20,20 @@ pub enum LedgerCommand {
     Import(ImportArgs),
     /// List what has been imported.
     Imports(DbArgs),
+    /// Where each commitment stands: burn-down, forecast, utilisation, coverage.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The contracts file (see examples/contracts.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub contracts: PathBuf,
+    /// Status as of this date (YYYY-MM-DD; default: the day after the last imported charge).
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args, Clone)]
@@ -76,6 +90,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
     match c {
         LedgerCommand::Import(a) => import(a),
         LedgerCommand::Imports(a) => imports(a),
+        LedgerCommand::Status(a) => status(a),
     }
 }
 
@@ -211,6 +226,120 @@ fn imports(a: &DbArgs) -> Result<(), CliError> {
             }
             print!("{}", t.render());
             eprintln!("({} imports in {})", list.len(), db.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn load_contracts(path: &Path) -> Result<Vec<skyward_ledger::contracts::Contract>, CliError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
+        return Err(CliError::Input(format!("{shown}: file is larger than {} MiB", skyward_spec::SPEC_BYTES_MAX >> 20)));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    Ok(skyward_spec::contracts::parse(&text, &shown)?)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "-".into())
+}
+
+fn status(a: &StatusArgs) -> Result<(), CliError> {
+    use skyward_ledger::status::{status as compute, ContractStatus};
+    let contracts = load_contracts(&a.contracts)?;
+    let db = db_path(a.db.db.as_deref())?;
+    let rt = runtime()?;
+    let (days, hours, last) = rt.block_on(async {
+        let store = Store::open(&db).await?;
+        let last = store.last_day().await?;
+        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.hourly(None, i64::MAX).await?, last))
+    })?;
+    let at = match &a.at {
+        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        None => match last {
+            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
+            None => return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first, or pass --at", db.display()))),
+        },
+    };
+    let report = compute(&contracts, at, &days, &hours);
+    match a.db.output {
+        Output::Json => println!("{}", json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?),
+        Output::Table => {
+            println!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
+            let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>"]);
+            let mut hourly = Table::new(&["HOURLY COMMITMENT", "PROVIDER", "INSTRUMENT", "BASIS", "HOURS>", "FEE/H>", "COMMITTED>", "USED>", "UNUSED>", "UTILISATION>", "COVERAGE>", "NET SAVINGS>"]);
+            let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
+            let mut floors = Vec::new();
+            for r in &report {
+                match r {
+                    ContractStatus::Spend(s) => {
+                        let f = s.forecast.as_ref();
+                        spend.row(vec![
+                            s.name.clone(),
+                            s.provider.clone(),
+                            format!("{}..{} (day {}/{})", s.start, s.end, s.elapsed_days, s.term_days),
+                            s.committed.to_string(),
+                            s.burned.to_string(),
+                            format!("{:.1}%", s.burned_pct),
+                            s.vs_straight_line.to_string(),
+                            s.burn_rate_per_day.to_string(),
+                            s.required_per_day.to_string(),
+                            f.map(|x| x.p10.to_string()).unwrap_or_else(|| "-".into()),
+                            f.map(|x| x.p50.to_string()).unwrap_or_else(|| "-".into()),
+                            f.map(|x| x.p90.to_string()).unwrap_or_else(|| "-".into()),
+                            f.map(|x| x.expected_shortfall.to_string()).unwrap_or_else(|| "-".into()),
+                            f.map(|x| format!("{:.0}%", 100.0 * x.shortfall_probability)).unwrap_or_else(|| "-".into()),
+                        ]);
+                        if let Some(fl) = &s.floor {
+                            floors.push(format!(
+                                "{}: year {} ({}..{}) floor {}, burned {}, {} to go{}",
+                                s.name,
+                                fl.year,
+                                fl.year_start,
+                                fl.year_end,
+                                fl.floor,
+                                fl.burned_in_year,
+                                fl.remaining_to_floor,
+                                fl.forecast_in_year.as_ref().map(|x| format!("; expected gap at year end {} (P(short) {:.0}%)", x.expected_shortfall, 100.0 * x.shortfall_probability)).unwrap_or_default()
+                            ));
+                        }
+                    }
+                    ContractStatus::Hourly(h) => hourly.row(vec![
+                        h.name.clone(),
+                        h.provider.clone(),
+                        format!("{:?}", h.instrument),
+                        h.basis.to_string(),
+                        h.hours.to_string(),
+                        h.fee_per_hour.to_string(),
+                        h.committed.to_string(),
+                        h.used.to_string(),
+                        h.unused.to_string(),
+                        pct(h.utilisation),
+                        pct(h.coverage),
+                        h.net_savings.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    ]),
+                    ContractStatus::Capacity(c) => capacity.row(vec![
+                        c.name.clone(),
+                        c.provider.clone(),
+                        c.region.clone(),
+                        c.sku.clone(),
+                        c.units.to_string(),
+                        c.hours.to_string(),
+                        c.paid.to_string(),
+                        c.used.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into()),
+                        pct(c.utilisation),
+                    ]),
+                }
+            }
+            for t in [&spend, &hourly, &capacity] {
+                if !t.is_empty() {
+                    println!("{}", t.render());
+                }
+            }
+            for f in floors {
+                println!("floor  {f}");
+            }
         }
     }
     Ok(())

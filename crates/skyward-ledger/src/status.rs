@@ -1,0 +1,427 @@
+//! `ledger status`: where each commitment stands at a date.
+//!
+//! Definitions (documented in the README's ledger section):
+//! * burned (spend commitments): Σ BilledCost of eligible Usage, Purchase and
+//!   Adjustment charges from the term start to the date; Tax and Credit do
+//!   not burn a commitment.
+//! * straight-line: commitment × elapsed share of the term.
+//! * burn rate: mean daily burn over the trailing 30 days with data.
+//! * forecast: the remaining days are drawn as 7-day blocks from the
+//!   trailing 91 days (a seeded block bootstrap, 2,000 paths): P10/P50/P90
+//!   of the burn at term end, the expected shortfall E[max(0, commit −
+//!   burn)] and the probability of a shortfall. Deterministic: the seed is
+//!   derived from the contract name.
+//! * utilisation (hourly and capacity): used / committed; coverage:
+//!   on-demand-equivalent spend covered / all eligible on-demand-equivalent
+//!   spend (the AWS and Azure definitions).
+//! * effective savings rate: 1 − Σ EffectiveCost / Σ ListCost of eligible
+//!   usage.
+
+use crate::amount::Amount;
+use crate::contracts::{CapacityTerms, Contract, HourlyTerms, SpendTerms, Terms};
+use crate::time::{Timestamp, SECONDS_PER_DAY, SECONDS_PER_HOUR};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One stored daily bucket, as the store returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    pub day: i64,
+    pub provider: String,
+    pub region: String,
+    pub service: String,
+    pub sku: String,
+    pub category: String,
+    pub pricing_category: String,
+    pub commitment_id: String,
+    pub commitment_status: String,
+    pub billed: Amount,
+    pub effective: Amount,
+    pub list: Amount,
+}
+
+/// One stored hourly usage bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourRow {
+    pub hour: i64,
+    pub provider: String,
+    pub pricing_category: String,
+    pub list: Amount,
+    pub effective: Amount,
+}
+
+pub const FORECAST_PATHS: usize = 2_000;
+pub const FORECAST_WINDOW_DAYS: i64 = 91;
+pub const FORECAST_BLOCK_DAYS: usize = 7;
+pub const BURN_RATE_WINDOW_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Forecast {
+    /// Burn at term end, percentiles over the bootstrap paths.
+    pub p10: Amount,
+    pub p50: Amount,
+    pub p90: Amount,
+    pub expected_shortfall: Amount,
+    pub shortfall_probability: f64,
+    pub paths: usize,
+    pub history_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorStatus {
+    pub year: u32,
+    pub year_start: String,
+    pub year_end: String,
+    pub floor: Amount,
+    pub burned_in_year: Amount,
+    pub remaining_to_floor: Amount,
+    pub forecast_in_year: Option<Forecast>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpendStatus {
+    pub name: String,
+    pub provider: String,
+    pub start: String,
+    pub end: String,
+    pub at: String,
+    pub elapsed_days: i64,
+    pub term_days: i64,
+    pub committed: Amount,
+    pub burned: Amount,
+    pub remaining: Amount,
+    pub burned_pct: f64,
+    pub straight_line: Amount,
+    /// burned − straight-line: positive is ahead of schedule.
+    pub vs_straight_line: Amount,
+    pub burn_rate_per_day: Amount,
+    /// What must be burned per remaining day to meet the commitment.
+    pub required_per_day: Amount,
+    pub floor: Option<FloorStatus>,
+    pub forecast: Option<Forecast>,
+    pub list_spend: Amount,
+    pub effective_spend: Amount,
+    pub effective_savings_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourlyStatus {
+    pub name: String,
+    pub provider: String,
+    pub instrument: crate::contracts::Instrument,
+    /// "focus" (the provider's Used/Unused rows) or "simulated" (applied to
+    /// imported on-demand usage hour by hour).
+    pub basis: &'static str,
+    pub hours: i64,
+    pub fee_per_hour: Amount,
+    pub committed: Amount,
+    pub used: Amount,
+    pub unused: Amount,
+    pub utilisation: Option<f64>,
+    pub coverage: Option<f64>,
+    /// Covered on-demand spend minus the fee.
+    pub net_savings: Option<Amount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityStatus {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    pub sku: String,
+    pub units: u32,
+    pub hours: i64,
+    pub paid: Amount,
+    pub used: Option<Amount>,
+    pub unused: Option<Amount>,
+    pub utilisation: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ContractStatus {
+    Spend(SpendStatus),
+    Hourly(HourlyStatus),
+    Capacity(CapacityStatus),
+}
+
+fn burns(category: &str) -> bool {
+    matches!(category, "Usage" | "Purchase" | "Adjustment")
+}
+
+/// SplitMix64, seeded per contract (FNV-1a of the name).
+struct Rng(u64);
+impl Rng {
+    fn seeded(name: &str) -> Rng {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Rng(h)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+    }
+}
+
+/// Block bootstrap of the daily history over `days_left` days.
+pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64, target: Amount) -> Option<Forecast> {
+    if history.is_empty() {
+        return None;
+    }
+    let mut rng = Rng::seeded(name);
+    let n = history.len();
+    let block = FORECAST_BLOCK_DAYS.min(n);
+    let mut finals: Vec<Amount> = Vec::with_capacity(FORECAST_PATHS);
+    for _ in 0..FORECAST_PATHS {
+        let mut total = already;
+        let mut left = days_left.max(0) as usize;
+        while left > 0 {
+            let start = rng.below(n - block + 1);
+            let take = block.min(left);
+            for d in &history[start..start + take] {
+                total += *d;
+            }
+            left -= take;
+        }
+        finals.push(total);
+    }
+    finals.sort();
+    let pct = |p: f64| finals[((finals.len() - 1) as f64 * p).round() as usize];
+    let gaps: Amount = finals.iter().map(|f| (target - *f).max(Amount::ZERO)).sum();
+    let short = finals.iter().filter(|f| **f < target).count();
+    Some(Forecast {
+        p10: pct(0.10),
+        p50: pct(0.50),
+        p90: pct(0.90),
+        expected_shortfall: Amount(gaps.0 / FORECAST_PATHS as i128),
+        shortfall_probability: short as f64 / FORECAST_PATHS as f64,
+        paths: FORECAST_PATHS,
+        history_days: n as i64,
+    })
+}
+
+fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) -> SpendStatus {
+    let (d0, d_end) = (c.start.day(), c.end.day());
+    let d_at = at.day().clamp(d0, d_end);
+    let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
+    let (mut list, mut effective) = (Amount::ZERO, Amount::ZERO);
+    for r in days.iter().filter(|r| r.provider == c.provider && r.day >= d0 && r.day < d_at && t.eligible.admits(&r.region, &r.service, &r.sku)) {
+        if burns(&r.category) {
+            *daily.entry(r.day).or_insert(Amount::ZERO) += r.billed;
+        }
+        if r.category == "Usage" {
+            list += r.list;
+            effective += r.effective;
+        }
+    }
+    let burned: Amount = daily.values().copied().sum();
+    let elapsed = d_at - d0;
+    let term = (d_end - d0).max(1);
+    let straight = Amount(t.commit.0 * i128::from(elapsed) / i128::from(term));
+    let last_day = daily.keys().next_back().copied().unwrap_or(d_at - 1);
+    let history_from = (last_day - FORECAST_WINDOW_DAYS + 1).max(daily.keys().next().copied().unwrap_or(d0));
+    let history: Vec<Amount> = (history_from..=last_day).map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO)).collect();
+    let rate_from = (last_day - BURN_RATE_WINDOW_DAYS + 1).max(history_from);
+    let rate_days = (last_day - rate_from + 1).max(1);
+    let rate_sum: Amount = (rate_from..=last_day).map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO)).sum();
+    let days_left = d_end - d_at;
+    let remaining = (t.commit - burned).max(Amount::ZERO);
+    let fc = if daily.is_empty() { None } else { forecast(&c.name, &history, burned, days_left, t.commit) };
+    // The floor of the contract year containing the date.
+    let floor = t.floors.iter().find_map(|f| {
+        let ys = c.start.plus_months(12 * i64::from(f.year - 1));
+        let ye = c.start.plus_months(12 * i64::from(f.year)).min(c.end);
+        (at >= ys && at < ye || (at >= c.end && ye == c.end)).then(|| {
+            let in_year: Amount = daily.range(ys.day()..ye.day()).map(|(_, a)| *a).sum();
+            FloorStatus {
+                year: f.year,
+                year_start: ys.date_string(),
+                year_end: ye.date_string(),
+                floor: f.commit,
+                burned_in_year: in_year,
+                remaining_to_floor: (f.commit - in_year).max(Amount::ZERO),
+                forecast_in_year: if daily.is_empty() { None } else { forecast(&format!("{}#{}", c.name, f.year), &history, in_year, ye.day() - d_at, f.commit) },
+            }
+        })
+    });
+    SpendStatus {
+        name: c.name.clone(),
+        provider: c.provider.clone(),
+        start: c.start.date_string(),
+        end: c.end.date_string(),
+        at: Timestamp(d_at * SECONDS_PER_DAY).date_string(),
+        elapsed_days: elapsed,
+        term_days: term,
+        committed: t.commit,
+        burned,
+        remaining,
+        burned_pct: if t.commit > Amount::ZERO { 100.0 * burned.as_f64() / t.commit.as_f64() } else { 0.0 },
+        straight_line: straight,
+        vs_straight_line: burned - straight,
+        burn_rate_per_day: Amount(rate_sum.0 / i128::from(rate_days)),
+        required_per_day: if days_left > 0 { Amount(remaining.0 / i128::from(days_left)) } else { remaining },
+        floor,
+        forecast: fc,
+        list_spend: list,
+        effective_spend: effective,
+        effective_savings_rate: (list > Amount::ZERO).then(|| 1.0 - effective.as_f64() / list.as_f64()),
+    }
+}
+
+/// Applies every hourly commitment of a provider, in instrument order, to
+/// the provider's on-demand usage hour by hour.
+fn simulate_hourly(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) -> BTreeMap<String, HourlyStatus> {
+    let mut on_demand: BTreeMap<i64, Amount> = BTreeMap::new();
+    let provider = provider_contracts.first().map(|c| c.provider.as_str()).unwrap_or("");
+    for h in hours.iter().filter(|h| h.provider == provider && matches!(h.pricing_category.as_str(), "Standard" | "")) {
+        *on_demand.entry(h.hour).or_insert(Amount::ZERO) += h.list;
+    }
+    let first_data = on_demand.keys().next().copied();
+    let mut ordered: Vec<(&Contract, &HourlyTerms)> = provider_contracts
+        .iter()
+        .filter_map(|c| match &c.terms {
+            Terms::Hourly(t) => Some((*c, t)),
+            _ => None,
+        })
+        .collect();
+    ordered.sort_by(|a, b| (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name)));
+    let mut out = BTreeMap::new();
+    let Some(first) = first_data else { return out };
+    let h_at = at.0.div_euclid(SECONDS_PER_HOUR);
+    // Remaining on-demand spend per hour after earlier instruments.
+    let mut remaining = on_demand.clone();
+    for (c, t) in ordered {
+        let h0 = c.start.hour().max(first);
+        let h1 = c.end.hour().min(h_at);
+        let n = (h1 - h0).max(0);
+        let fee = t.fee_per_hour();
+        let covers = t.covers_list_per_hour();
+        let (mut used, mut covered, mut eligible) = (Amount::ZERO, Amount::ZERO, Amount::ZERO);
+        for h in h0..h1 {
+            let left = remaining.get(&h).copied().unwrap_or(Amount::ZERO);
+            eligible += on_demand.get(&h).copied().unwrap_or(Amount::ZERO);
+            let cov = left.min(covers);
+            covered += cov;
+            if covers > Amount::ZERO {
+                used += Amount(fee.0 * cov.0 / covers.0);
+            }
+            if let Some(r) = remaining.get_mut(&h) {
+                *r = *r - cov;
+            }
+        }
+        let committed = Amount(fee.0 * i128::from(n));
+        out.insert(
+            c.name.clone(),
+            HourlyStatus {
+                name: c.name.clone(),
+                provider: c.provider.clone(),
+                instrument: t.instrument,
+                basis: "simulated",
+                hours: n,
+                fee_per_hour: fee,
+                committed,
+                used,
+                unused: committed - used,
+                utilisation: (committed > Amount::ZERO).then(|| used.as_f64() / committed.as_f64()),
+                coverage: (eligible > Amount::ZERO).then(|| covered.as_f64() / eligible.as_f64()),
+                net_savings: Some(covered - committed),
+            },
+        );
+    }
+    out
+}
+
+fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> Option<(Amount, Amount, Amount, Amount)> {
+    let (d0, d1) = (c.start.day(), c.end.day().min(at.day()));
+    let rows: Vec<&DayRow> = days.iter().filter(|r| r.commitment_id == id && r.day >= d0 && r.day < d1).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let used: Amount = rows.iter().filter(|r| r.commitment_status == "Used").map(|r| r.effective).sum();
+    let unused: Amount = rows.iter().filter(|r| r.commitment_status == "Unused").map(|r| r.effective).sum();
+    let covered_list: Amount = rows.iter().filter(|r| r.commitment_status == "Used").map(|r| r.list).sum();
+    let all_usage: Amount =
+        days.iter().filter(|r| r.provider == c.provider && r.category == "Usage" && r.day >= d0 && r.day < d1).map(|r| r.effective).sum();
+    Some((used, unused, covered_list, all_usage))
+}
+
+pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[HourRow]) -> Vec<ContractStatus> {
+    let mut by_provider: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
+    for c in contracts.iter().filter(|c| matches!(c.terms, Terms::Hourly(_))) {
+        by_provider.entry(c.provider.as_str()).or_default().push(c);
+    }
+    let mut simulated: BTreeMap<String, HourlyStatus> = BTreeMap::new();
+    for cs in by_provider.values() {
+        simulated.extend(simulate_hourly(cs, at, hours));
+    }
+    contracts
+        .iter()
+        .map(|c| match &c.terms {
+            Terms::Spend(t) => ContractStatus::Spend(spend_status(c, t, at, days)),
+            Terms::Hourly(t) => {
+                let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
+                match actual {
+                    Some((used, unused, covered_list, all_usage)) => ContractStatus::Hourly(HourlyStatus {
+                        name: c.name.clone(),
+                        provider: c.provider.clone(),
+                        instrument: t.instrument,
+                        basis: "focus",
+                        hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
+                        fee_per_hour: t.fee_per_hour(),
+                        committed: used + unused,
+                        used,
+                        unused,
+                        utilisation: (used + unused > Amount::ZERO).then(|| used.as_f64() / (used + unused).as_f64()),
+                        coverage: (all_usage > Amount::ZERO).then(|| used.as_f64() / all_usage.as_f64()),
+                        net_savings: Some(covered_list - used - unused),
+                    }),
+                    None => ContractStatus::Hourly(simulated.remove(&c.name).unwrap_or(HourlyStatus {
+                        name: c.name.clone(),
+                        provider: c.provider.clone(),
+                        instrument: t.instrument,
+                        basis: "simulated",
+                        hours: 0,
+                        fee_per_hour: t.fee_per_hour(),
+                        committed: Amount::ZERO,
+                        used: Amount::ZERO,
+                        unused: Amount::ZERO,
+                        utilisation: None,
+                        coverage: None,
+                        net_savings: None,
+                    })),
+                }
+            }
+            Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(c, t, at, days)),
+        })
+        .collect()
+}
+
+fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRow]) -> CapacityStatus {
+    let hours = ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0);
+    let paid = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(hours));
+    let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
+    let (used, unused) = match actual {
+        Some((u, n, _, _)) => (Some(u), Some(n)),
+        None => (None, None),
+    };
+    CapacityStatus {
+        name: c.name.clone(),
+        provider: c.provider.clone(),
+        region: t.region.clone(),
+        sku: t.sku.clone(),
+        units: t.units,
+        hours,
+        paid,
+        used,
+        unused,
+        utilisation: match (used, unused) {
+            (Some(u), Some(n)) if u + n > Amount::ZERO => Some(u.as_f64() / (u + n).as_f64()),
+            _ => None,
+        },
+    }
+}
