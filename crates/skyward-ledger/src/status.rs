@@ -140,7 +140,7 @@ pub struct CapacityStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ContractStatus {
-    Spend(SpendStatus),
+    Spend(Box<SpendStatus>),
     Hourly(HourlyStatus),
     Capacity(CapacityStatus),
 }
@@ -362,7 +362,7 @@ pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[H
     contracts
         .iter()
         .map(|c| match &c.terms {
-            Terms::Spend(t) => ContractStatus::Spend(spend_status(c, t, at, days)),
+            Terms::Spend(t) => ContractStatus::Spend(Box::new(spend_status(c, t, at, days))),
             Terms::Hourly(t) => {
                 let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
                 match actual {
