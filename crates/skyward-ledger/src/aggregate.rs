@@ -12,7 +12,7 @@
 use crate::amount::Amount;
 use crate::focus::{Charge, CommitmentStatus};
 use crate::time::{civil_from_days, Timestamp};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DailyKey {
@@ -59,6 +59,121 @@ impl Sums {
 /// Upper bound on buckets held while folding one import.
 pub const BUCKETS_MAX: usize = 20_000_000;
 
+/// Folds charges into buckets. While folding, key strings are interned to
+/// small integers and buckets live in hash maps (no allocation per row);
+/// [`Folder::finish`] sorts them into ordered maps, so nothing that leaves
+/// this module depends on hash order.
+#[derive(Debug, Default)]
+pub struct Folder {
+    names: HashMap<String, u32>,
+    daily: HashMap<(i64, [u32; 10]), Sums>,
+    hourly: HashMap<(i64, [u32; 3]), Sums>,
+    rows: u64,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    /// (raw provider name, period start day) → (provider id, partition id)
+    /// of the previous row: consecutive rows almost always share them.
+    recent: Option<(String, i64, u32, u32)>,
+}
+
+impl Folder {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.names.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.insert(s.to_string(), i);
+        i
+    }
+
+    fn provider_and_partition(&mut self, c: &Charge) -> (u32, u32) {
+        let period = period_start(c).day();
+        if let Some((name, day, p, part)) = &self.recent {
+            if *day == period && *name == c.provider {
+                return (*p, *part);
+            }
+        }
+        let provider = canonical_provider(&c.provider);
+        let partition = partition_key(&provider, c);
+        let ids = (self.id(&provider), self.id(&partition));
+        self.recent = Some((c.provider.clone(), period, ids.0, ids.1));
+        ids
+    }
+
+    pub fn add(&mut self, c: &Charge) {
+        let (provider_id, partition_id) = self.provider_and_partition(c);
+        let status = match c.commitment_status {
+            Some(CommitmentStatus::Used) => "Used",
+            Some(CommitmentStatus::Unused) => "Unused",
+            None => "",
+        };
+        let key = [
+            partition_id,
+            provider_id,
+            self.id(&c.billing_account),
+            self.id(c.region.as_deref().unwrap_or("")),
+            self.id(c.service.as_deref().unwrap_or("")),
+            self.id(c.sku.as_deref().unwrap_or("")),
+            self.id(c.category.as_str()),
+            self.id(c.pricing_category.as_deref().unwrap_or("")),
+            self.id(c.commitment_id.as_deref().unwrap_or("")),
+            self.id(status),
+        ];
+        self.daily.entry((c.charge_period_start.day(), key)).or_default().add(c);
+        if c.category == crate::focus::ChargeCategory::Usage {
+            let hk = [key[0], key[1], key[7]];
+            self.hourly.entry((c.charge_period_start.hour(), hk)).or_default().add(c);
+        }
+        self.rows += 1;
+        self.first = Some(self.first.map_or(c.charge_period_start, |f| f.min(c.charge_period_start)));
+        self.last = Some(self.last.map_or(c.charge_period_end, |l| l.max(c.charge_period_end)));
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.daily.len() + self.hourly.len()
+    }
+
+    pub fn finish(self) -> Aggregates {
+        let mut names = vec![String::new(); self.names.len()];
+        for (s, i) in self.names {
+            names[i as usize] = s;
+        }
+        let n = |i: u32| names[i as usize].clone();
+        let daily = self
+            .daily
+            .into_iter()
+            .map(|((day, k), v)| {
+                (
+                    DailyKey {
+                        partition: n(k[0]),
+                        day,
+                        provider: n(k[1]),
+                        billing_account: n(k[2]),
+                        region: n(k[3]),
+                        service: n(k[4]),
+                        sku: n(k[5]),
+                        category: n(k[6]),
+                        pricing_category: n(k[7]),
+                        commitment_id: n(k[8]),
+                        commitment_status: n(k[9]),
+                    },
+                    v,
+                )
+            })
+            .collect();
+        let hourly = self
+            .hourly
+            .into_iter()
+            .map(|((hour, k), v)| (HourlyKey { partition: n(k[0]), hour, provider: n(k[1]), pricing_category: n(k[2]) }, v))
+            .collect();
+        Aggregates { daily, hourly, rows: self.rows, first: self.first, last: self.last }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Aggregates {
     pub daily: BTreeMap<DailyKey, Sums>,
@@ -85,47 +200,28 @@ pub fn canonical_provider(name: &str) -> String {
 }
 
 pub fn partition_of(c: &Charge) -> String {
-    let start = c.billing_period_start.unwrap_or_else(|| {
+    partition_key(&canonical_provider(&c.provider), c)
+}
+
+fn period_start(c: &Charge) -> Timestamp {
+    c.billing_period_start.unwrap_or_else(|| {
         let (y, m, _) = civil_from_days(c.charge_period_start.day());
         Timestamp::from_ymd(y, m, 1)
-    });
-    format!("{}|{}", canonical_provider(&c.provider), start.date_string())
+    })
+}
+
+fn partition_key(provider: &str, c: &Charge) -> String {
+    format!("{provider}|{}", period_start(c).date_string())
 }
 
 impl Aggregates {
-    pub fn add(&mut self, c: &Charge) {
-        let partition = partition_of(c);
-        let status = match c.commitment_status {
-            Some(CommitmentStatus::Used) => "Used",
-            Some(CommitmentStatus::Unused) => "Unused",
-            None => "",
-        };
-        let key = DailyKey {
-            partition: partition.clone(),
-            day: c.charge_period_start.day(),
-            provider: canonical_provider(&c.provider),
-            billing_account: c.billing_account.clone(),
-            region: c.region.clone().unwrap_or_default(),
-            service: c.service.clone().unwrap_or_default(),
-            sku: c.sku.clone().unwrap_or_default(),
-            category: c.category.as_str().to_string(),
-            pricing_category: c.pricing_category.clone().unwrap_or_default(),
-            commitment_id: c.commitment_id.clone().unwrap_or_default(),
-            commitment_status: status.to_string(),
-        };
-        self.daily.entry(key).or_default().add(c);
-        if c.category == crate::focus::ChargeCategory::Usage {
-            let hk = HourlyKey {
-                partition,
-                hour: c.charge_period_start.hour(),
-                provider: canonical_provider(&c.provider),
-                pricing_category: c.pricing_category.clone().unwrap_or_default(),
-            };
-            self.hourly.entry(hk).or_default().add(c);
+    /// Folds a whole slice (small inputs and tests; imports use [`Folder`]).
+    pub fn of(charges: &[Charge]) -> Aggregates {
+        let mut f = Folder::default();
+        for c in charges {
+            f.add(c);
         }
-        self.rows += 1;
-        self.first = Some(self.first.map_or(c.charge_period_start, |f| f.min(c.charge_period_start)));
-        self.last = Some(self.last.map_or(c.charge_period_end, |l| l.max(c.charge_period_end)));
+        f.finish()
     }
 
     pub fn partitions(&self) -> BTreeSet<String> {

@@ -95,6 +95,17 @@ impl Amount {
         if self <= o { self } else { o }
     }
 
+    /// Exact decimal text (`12.5`, `0.0000008`), for writing CSV.
+    pub fn decimal(self) -> String {
+        let neg = self.0 < 0;
+        let a = self.0.unsigned_abs();
+        let per = PICOS_PER_USD as u128;
+        let frac = format!("{:012}", a % per);
+        let frac = frac.trim_end_matches('0');
+        let sign = if neg { "-" } else { "" };
+        if frac.is_empty() { format!("{sign}{}", a / per) } else { format!("{sign}{}.{frac}", a / per) }
+    }
+
     pub fn abs(self) -> Amount {
         Amount(self.0.abs())
     }
@@ -176,6 +187,13 @@ mod tests {
         }
         for bad in ["", "x", "1.2.3", "--1", "1e999", "NaN"] {
             assert!(Amount::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decimal_roundtrip() {
+        for t in ["12.5", "0.0000008", "-3", "38000000000.000000000001"] {
+            assert_eq!(Amount::parse(t).unwrap().decimal(), t);
         }
     }
 

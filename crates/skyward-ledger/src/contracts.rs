@@ -80,6 +80,16 @@ pub enum Instrument {
 }
 
 impl Instrument {
+    /// The name used in contract files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Instrument::AwsEc2InstanceSavingsPlan => "aws-ec2-instance-savings-plan",
+            Instrument::AwsComputeSavingsPlan => "aws-compute-savings-plan",
+            Instrument::AzureSavingsPlan => "azure-savings-plan",
+            Instrument::GcpFlexibleCud => "gcp-flexible-cud",
+        }
+    }
+
     /// Order of application within one provider's hour (AWS applies
     /// Reserved Instances first, then EC2 Instance SPs, then Compute SPs).
     pub fn priority(self) -> u8 {

@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod amount;
 pub mod contracts;
 pub mod focus;
+pub mod generate;
 pub mod status;
 pub mod time;
 

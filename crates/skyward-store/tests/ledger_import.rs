@@ -2,7 +2,7 @@
 //! Ledger imports against a real SQLite database file.
 
 use proptest::prelude::*;
-use skyward_ledger::aggregate::Aggregates;
+use skyward_ledger::aggregate::{Aggregates, Folder};
 use skyward_ledger::focus::read;
 use skyward_ledger::Amount;
 use skyward_store::{sha256_hex, Store, StoreError};
@@ -14,9 +14,9 @@ fn row(period: &str, day: u32, hour: u32, billed: &str) -> String {
 }
 
 fn fold(text: &str) -> Aggregates {
-    let mut agg = Aggregates::default();
-    read(text.as_bytes(), "t.csv", None, |c| agg.add(&c)).unwrap();
-    agg
+    let mut f = Folder::default();
+    read(text.as_bytes(), "t.csv", None, |c| f.add(&c)).unwrap();
+    f.finish()
 }
 
 fn rt() -> tokio::runtime::Runtime {

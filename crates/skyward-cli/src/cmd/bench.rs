@@ -24,6 +24,26 @@ pub enum BenchCommand {
     /// One size in this process (used by `bench plan`).
     #[command(hide = true)]
     PlanOne(PlanOneArgs),
+    /// Ledger: generate a year of hourly FOCUS rows, import them, time `status`.
+    Ledger(LedgerBenchArgs),
+}
+
+#[derive(Args)]
+pub struct LedgerBenchArgs {
+    /// Days of data (365 for a year).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Usage rows per SKU per hour (143 gives ~5 million rows a year).
+    #[arg(long, default_value_t = 143)]
+    pub rows_per_hour: u32,
+    /// Timed `status` runs (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Keep the generated file and database in this folder (default: a temporary one, removed).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Args)]
@@ -194,5 +214,127 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
     match b {
         BenchCommand::Plan(a) => plan_bench(a),
         BenchCommand::PlanOne(a) => plan_one(a),
+        BenchCommand::Ledger(a) => ledger_bench(a),
     }
 }
+
+#[derive(Serialize)]
+struct LedgerBenchResult {
+    rows: u64,
+    file_mib: f64,
+    generate_s: f64,
+    import_s: f64,
+    import_rows_per_s: f64,
+    buckets: i64,
+    db_mib: f64,
+    status_ms: Vec<f64>,
+    status_median_ms: f64,
+    peak_rss_mib: f64,
+}
+
+fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
+    use crate::cmd::ledger;
+    if a.repeats == 0 || a.repeats > REPEATS_MAX {
+        return Err(CliError::Input(format!("--repeats must be from 1 to {REPEATS_MAX}")));
+    }
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| CliError::Io(format!("{}: {e}", d.display())))?;
+            d.clone()
+        }
+        None => {
+            tmp = std::env::temp_dir().join(format!("skyward-bench-ledger-{}", std::process::id()));
+            std::fs::create_dir_all(&tmp).map_err(|e| CliError::Io(e.to_string()))?;
+            tmp.clone()
+        }
+    };
+    let csv = dir.join("focus.csv");
+    let db = dir.join("ledger.db");
+    for f in [&db, &dir.join("ledger.db-wal"), &dir.join("ledger.db-shm")] {
+        let _ = std::fs::remove_file(f);
+    }
+    let contracts = dir.join("contracts.yaml");
+    std::fs::write(&contracts, BENCH_CONTRACTS).map_err(|e| CliError::Io(e.to_string()))?;
+    eprintln!("[1/3] generating {} days x {} rows/SKU/hour …", a.days, a.rows_per_hour);
+    let t0 = Instant::now();
+    let rows = ledger::generate(&ledger::GenerateArgs { start: "2026-01-01".into(), days: a.days, rows_per_hour: a.rows_per_hour, growth_pct: 20.0, seed: 7, out: csv.clone() })?;
+    let generate_s = t0.elapsed().as_secs_f64();
+    let file_mib = std::fs::metadata(&csv).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
+    eprintln!("[2/3] importing {rows} rows ({file_mib:.0} MiB) …");
+    let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
+    let t1 = Instant::now();
+    let out = Command::new(&exe)
+        .args(["ledger", "import"])
+        .arg(&csv)
+        .arg("--db")
+        .arg(&db)
+        .args(["--output", "json"])
+        .output()
+        .map_err(|e| CliError::Io(e.to_string()))?;
+    let import_s = t1.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(CliError::Internal(format!("import failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(e.to_string()))?;
+    eprintln!("[3/3] timing status x {} …", a.repeats);
+    let mut times = Vec::new();
+    for _ in 0..a.repeats {
+        let t = Instant::now();
+        let o = Command::new(&exe)
+            .args(["ledger", "status", "--contracts"])
+            .arg(&contracts)
+            .arg("--db")
+            .arg(&db)
+            .args(["--output", "json"])
+            .output()
+            .map_err(|e| CliError::Io(e.to_string()))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if !o.status.success() {
+            return Err(CliError::Internal(format!("status failed: {}", String::from_utf8_lossy(&o.stderr))));
+        }
+    }
+    let mut sorted = times.clone();
+    let r = LedgerBenchResult {
+        rows,
+        file_mib,
+        generate_s,
+        import_s,
+        import_rows_per_s: rows as f64 / import_s,
+        buckets: report["buckets"].as_i64().unwrap_or(0),
+        db_mib: std::fs::metadata(&db).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0),
+        status_median_ms: median(&mut sorted),
+        status_ms: times,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match a.output {
+        Output::Json => println!("{}", json(&r)?),
+        Output::Table => {
+            let mut t = Table::new(&["ROWS>", "FILE MIB>", "IMPORT S>", "IMPORT ROWS/S>", "BUCKETS>", "DB MIB>", "STATUS MEDIAN MS>", "STATUS MIN MS>", "STATUS MAX MS>"]);
+            t.row(vec![
+                r.rows.to_string(),
+                format!("{:.0}", r.file_mib),
+                format!("{:.2}", r.import_s),
+                format!("{:.0}", r.import_rows_per_s),
+                r.buckets.to_string(),
+                format!("{:.1}", r.db_mib),
+                format!("{:.1}", r.status_median_ms),
+                format!("{:.1}", r.status_ms.iter().copied().fold(f64::INFINITY, f64::min)),
+                format!("{:.1}", r.status_ms.iter().copied().fold(0.0, f64::max)),
+            ]);
+            print!("{}", t.render());
+        }
+    }
+    Ok(())
+}
+
+const BENCH_CONTRACTS: &str = "contracts:
+  - {name: aws-edp, kind: spend, provider: aws, start: 2026-01-01, term_months: 84, commit_usd: 38000000000, discount_pct: 12}
+  - {name: azure-macc, kind: spend, provider: azure, start: 2026-01-01, term_months: 84, commit_usd: 50000000000, discount_pct: 18}
+  - {name: aws-compute-sp, kind: hourly, provider: aws, instrument: aws-compute-savings-plan, start: 2026-01-01, term_years: 3, commit_usd_per_hour: 400, discount_pct: 28, commitment_id: 'arn:aws:savingsplans::123456789012:savingsplan/skyward-demo'}
+  - {name: gcp-cud, kind: hourly, provider: gcp, instrument: gcp-flexible-cud, start: 2026-01-01, term_years: 1, commit_usd_per_hour: 500, discount_pct: 28}
+  - {name: azure-gb200, kind: capacity, provider: azure, region: eastus, sku: Standard_ND128isr_NDR_GB200_v6, units: 72, rate_usd_per_unit_hour: 42, start: 2026-01-01, term_months: 36}
+";

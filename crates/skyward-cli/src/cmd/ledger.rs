@@ -7,7 +7,7 @@ use crate::table::Table;
 use crate::Output;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use skyward_ledger::aggregate::{Aggregates, BUCKETS_MAX};
+use skyward_ledger::aggregate::{Folder, BUCKETS_MAX};
 use skyward_ledger::focus::{self, CommitmentCheck};
 use skyward_store::{FileHash, Store};
 use std::io::Read;
@@ -22,6 +22,28 @@ pub enum LedgerCommand {
     Imports(DbArgs),
     /// Where each commitment stands: burn-down, forecast, utilisation, coverage.
     Status(StatusArgs),
+    /// Write synthetic FOCUS 1.3 billing data (for trying the ledger, and benchmarks).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// First day (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-01-01")]
+    pub start: String,
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Usage rows per SKU per hour (4 SKUs over 3 providers).
+    #[arg(long, default_value_t = 2)]
+    pub rows_per_hour: u32,
+    /// Yearly demand growth, percent.
+    #[arg(long, default_value_t = 20.0)]
+    pub growth_pct: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Output file.
+    #[arg(long, short = 'O', value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -91,22 +113,22 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Import(a) => import(a),
         LedgerCommand::Imports(a) => imports(a),
         LedgerCommand::Status(a) => status(a),
+        LedgerCommand::Generate(a) => generate(a).map(|_| ()),
     }
 }
 
-fn hash_file(path: &Path) -> Result<String, CliError> {
-    let shown = path.display().to_string();
-    let mut f = std::fs::File::open(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    let mut h = FileHash::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: FileHash,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
-    Ok(h.hex())
 }
 
 #[derive(Serialize)]
@@ -131,20 +153,21 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     let shown = a.file.display().to_string();
     let db = db_path(a.db.db.as_deref())?;
     let t0 = Instant::now();
-    let sha = hash_file(&a.file)?;
     let f = std::fs::File::open(&a.file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    let mut agg = Aggregates::default();
+    // One pass: the content hash is taken as the parser reads.
+    let mut input = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, f), hash: FileHash::default() };
+    let mut agg = Folder::default();
     let mut kept = Vec::new();
     let mut too_many = false;
     let mut next_report = 1_000_000u64;
     let provider = a.provider.as_deref();
-    focus::read(std::io::BufReader::with_capacity(1 << 20, f), &shown, provider, |c| {
+    focus::read(&mut input, &shown, provider, |c| {
         agg.add(&c);
         if kept.len() < CHECKED_ROWS_MAX && (c.commitment_id.is_some() || c.list_cost.is_some()) {
             kept.push(c);
         }
-        if agg.rows >= next_report {
-            eprintln!("  {} rows read ({:.0} rows/s) …", agg.rows, agg.rows as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+        if agg.rows() >= next_report {
+            eprintln!("  {} rows read ({:.0} rows/s) …", agg.rows(), agg.rows() as f64 / t0.elapsed().as_secs_f64().max(1e-9));
             next_report += 1_000_000;
         }
         if agg.bucket_count() > BUCKETS_MAX {
@@ -158,9 +181,13 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     if too_many {
         return Err(CliError::Input(format!("{shown}: more than {BUCKETS_MAX} distinct daily buckets; split the file by billing period")));
     }
-    if agg.rows == 0 {
+    // Drain anything the parser left unread, so the hash covers the file.
+    std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let sha = input.hash.hex();
+    if agg.rows() == 0 {
         return Err(CliError::Input(format!("{shown}: no charge rows")));
     }
+    let agg = agg.finish();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let rt = runtime()?;
     let result = rt.block_on(async {
@@ -308,7 +335,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                     ContractStatus::Hourly(h) => hourly.row(vec![
                         h.name.clone(),
                         h.provider.clone(),
-                        format!("{:?}", h.instrument),
+                        h.instrument.as_str().to_string(),
                         h.basis.to_string(),
                         h.hours.to_string(),
                         h.fee_per_hour.to_string(),
@@ -343,4 +370,34 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+pub const GENERATE_DAYS_MAX: u32 = 3_660;
+pub const GENERATE_ROWS_PER_HOUR_MAX: u32 = 10_000;
+
+pub fn generate(a: &GenerateArgs) -> Result<u64, CliError> {
+    use skyward_ledger::generate::{write_focus, GenSettings};
+    if a.days == 0 || a.days > GENERATE_DAYS_MAX || a.rows_per_hour == 0 || a.rows_per_hour > GENERATE_ROWS_PER_HOUR_MAX {
+        return Err(CliError::Input(format!("--days must be 1..{GENERATE_DAYS_MAX} and --rows-per-hour 1..{GENERATE_ROWS_PER_HOUR_MAX}")));
+    }
+    if !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
+        return Err(CliError::Input("--growth-pct must be from -90 to 1000".into()));
+    }
+    let start = skyward_ledger::Timestamp::parse(&a.start).map_err(|m| CliError::Input(format!("--start: {m}")))?;
+    let shown = a.out.display().to_string();
+    let tmp = a.out.with_extension("tmp-generate");
+    let f = std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+    let settings = GenSettings { start, days: a.days, rows_per_hour: a.rows_per_hour, growth_pct: a.growth_pct, seed: a.seed };
+    let t0 = Instant::now();
+    let mut next = 1_000_000u64;
+    let rows = write_focus(std::io::BufWriter::with_capacity(1 << 20, f), &settings, |n| {
+        if n >= next {
+            eprintln!("  {n} rows written ({:.0} rows/s) …", n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+            next += 1_000_000;
+        }
+    })
+    .map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    eprintln!("wrote {rows} FOCUS rows ({} days from {}) to {shown}", a.days, start.date_string());
+    Ok(rows)
 }

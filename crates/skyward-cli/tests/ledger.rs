@@ -1,0 +1,100 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `skyward ledger …` end to end through the binary, with a real SQLite file.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// 40 days of seeded synthetic FOCUS data, written by the binary itself.
+fn generated(dir: &std::path::Path) -> String {
+    let path = dir.join("focus-40d.csv");
+    let out = Command::cargo_bin("skyward").unwrap().args(["ledger", "generate", "--days", "40", "--rows-per-hour", "1", "-O", &path.display().to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path.display().to_string()
+}
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
+}
+
+fn skyward(db: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("skyward").unwrap();
+    c.env("SKYWARD_DB", db);
+    c
+}
+
+#[test]
+fn import_status_and_idempotency() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let file = generated(dir.path());
+    let out = skyward(&db).args(["ledger", "import", &file, "--output", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_u64().unwrap();
+    assert!(rows > 3_000);
+    // The savings plan in the data balances: Used + Unused = purchases.
+    let cd = &v["commitments"][0];
+    assert_eq!(cd["balanced"], true, "{cd}");
+    // Same file again: no-op, exit 0, nothing added.
+    let again = skyward(&db).args(["ledger", "import", &file]).output().unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already imported"));
+    let list = skyward(&db).args(["ledger", "imports", "--output", "json"]).output().unwrap();
+    let imports: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(imports.as_array().unwrap().len(), 1);
+
+    let st = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml"), "--output", "json"]).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let s: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(s["at"], "2026-02-10");
+    let by = |name: &str| s["contracts"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let edp = by("aws-edp");
+    // burned + remaining = committed while under the commitment.
+    let (b, r, c) = (edp["burned"].as_f64().unwrap(), edp["remaining"].as_f64().unwrap(), edp["committed"].as_f64().unwrap());
+    assert!((b + r - c).abs() < 0.011, "{edp}");
+    assert!(edp["forecast"]["p10"].as_f64().unwrap() <= edp["forecast"]["p90"].as_f64().unwrap());
+    let sp = by("aws-compute-sp");
+    assert_eq!(sp["basis"], "focus");
+    let u = sp["utilisation"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&u));
+    assert_eq!(by("gcp-flex-cud")["fee_per_hour"], 360.0);
+    // Table output renders.
+    let t = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(text.contains("aws-compute-savings-plan") && text.contains("P50 AT END"), "{text}");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ProviderName\n2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,1,1,AWS\n2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,oops,1,AWS\n").unwrap();
+    let out = skyward(&db).args(["ledger", "import", &bad.display().to_string()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:3: BilledCost"), "{err}");
+    // Nothing was stored: status has no data to report on.
+    let st = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
+    assert_eq!(st.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&st.stderr).contains("no billing data"));
+    // A contracts file with an error names its line and field.
+    let c = dir.path().join("c.yaml");
+    std::fs::write(&c, "contracts:\n  - name: x\n    kind: hourly\n    provider: aws\n    start: 2026-01-01\n    term_years: 1\n    instrument: aws-magic-plan\n    commit_usd_per_hour: 5\n").unwrap();
+    let out = skyward(&db).args(["ledger", "status", "--contracts", &c.display().to_string(), "--at", "2026-02-01"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("c.yaml:7") && err.contains("contracts[0].instrument"), "{err}");
+    // An overlapping re-export is refused without --replace, exit 2.
+    let good = generated(dir.path());
+    assert!(skyward(&db).args(["ledger", "import", &good]).output().unwrap().status.success());
+    let copy = dir.path().join("re-export.csv");
+    let mut text = std::fs::read_to_string(&good).unwrap();
+    text.push('\n');
+    std::fs::write(&copy, text).unwrap();
+    let out = skyward(&db).args(["ledger", "import", &copy.display().to_string()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
+    assert!(skyward(&db).args(["ledger", "import", &copy.display().to_string(), "--replace"]).output().unwrap().status.success());
+}
