@@ -110,7 +110,7 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn peak_rss_mib() -> f64 {
+pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
@@ -229,7 +229,7 @@ struct LedgerBenchResult {
     db_mib: f64,
     status_ms: Vec<f64>,
     status_median_ms: f64,
-    peak_rss_mib: f64,
+    import_peak_rss_mib: f64,
 }
 
 fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
@@ -305,7 +305,7 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
         db_mib: std::fs::metadata(&db).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0),
         status_median_ms: median(&mut sorted),
         status_ms: times,
-        peak_rss_mib: peak_rss_mib(),
+        import_peak_rss_mib: report["peak_rss_mib"].as_f64().unwrap_or(0.0),
     };
     if a.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -313,12 +313,13 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
     match a.output {
         Output::Json => println!("{}", json(&r)?),
         Output::Table => {
-            let mut t = Table::new(&["ROWS>", "FILE MIB>", "IMPORT S>", "IMPORT ROWS/S>", "BUCKETS>", "DB MIB>", "STATUS MEDIAN MS>", "STATUS MIN MS>", "STATUS MAX MS>"]);
+            let mut t = Table::new(&["ROWS>", "FILE MIB>", "IMPORT S>", "IMPORT ROWS/S>", "IMPORT PEAK RSS MIB>", "BUCKETS>", "DB MIB>", "STATUS MEDIAN MS>", "STATUS MIN MS>", "STATUS MAX MS>"]);
             t.row(vec![
                 r.rows.to_string(),
                 format!("{:.0}", r.file_mib),
                 format!("{:.2}", r.import_s),
                 format!("{:.0}", r.import_rows_per_s),
+                format!("{:.1}", r.import_peak_rss_mib),
                 r.buckets.to_string(),
                 format!("{:.1}", r.db_mib),
                 format!("{:.1}", r.status_median_ms),

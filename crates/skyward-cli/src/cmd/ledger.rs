@@ -143,6 +143,7 @@ struct ImportReport {
     replaced: Vec<String>,
     commitments: Vec<CommitmentCheck>,
     list_cost_mismatch_lines: Vec<u64>,
+    peak_rss_mib: f64,
 }
 
 /// Rows kept in memory to check FOCUS invariants on a file (beyond that,
@@ -218,6 +219,7 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         replaced: out.replaced.clone(),
         commitments: focus::commitment_checks(&kept),
         list_cost_mismatch_lines: focus::list_cost_mismatches(&kept),
+        peak_rss_mib: crate::cmd::bench::peak_rss_mib(),
     };
     match a.db.output {
         Output::Json => println!("{}", json(&report)?),
