@@ -10,6 +10,7 @@
 //! * [`status`]: burn-down, forecasts, utilisation and coverage at a date.
 
 pub mod aggregate;
+pub mod analyze;
 pub mod amount;
 pub mod contracts;
 pub mod focus;

@@ -168,29 +168,49 @@ impl Rng {
     }
 }
 
-/// Block bootstrap of the daily history over `days_left` days.
-pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64, target: Amount) -> Option<Forecast> {
+/// Block bootstrap of the daily history over `days_left` days: the sorted
+/// totals (`already` + the drawn days) of [`FORECAST_PATHS`] paths. Day k
+/// of the future is scaled by (1 + growth)^(k / 365).
+pub fn paths(name: &str, history: &[Amount], already: Amount, days_left: i64, growth_pct: f64) -> Vec<Amount> {
     if history.is_empty() {
-        return None;
+        return Vec::new();
     }
     let mut rng = Rng::seeded(name);
     let n = history.len();
     let block = FORECAST_BLOCK_DAYS.min(n);
+    let growth: Vec<f64> = if growth_pct == 0.0 {
+        Vec::new()
+    } else {
+        (0..days_left.max(0)).map(|k| (1.0 + growth_pct / 100.0).powf(k as f64 / 365.0)).collect()
+    };
     let mut finals: Vec<Amount> = Vec::with_capacity(FORECAST_PATHS);
     for _ in 0..FORECAST_PATHS {
         let mut total = already;
-        let mut left = days_left.max(0) as usize;
-        while left > 0 {
+        let mut k = 0usize;
+        let left = days_left.max(0) as usize;
+        while k < left {
             let start = rng.below(n - block + 1);
-            let take = block.min(left);
+            let take = block.min(left - k);
             for d in &history[start..start + take] {
-                total += *d;
+                total += match growth.get(k) {
+                    Some(g) => crate::contracts::scale(*d, *g),
+                    None => *d,
+                };
+                k += 1;
             }
-            left -= take;
         }
         finals.push(total);
     }
     finals.sort();
+    finals
+}
+
+/// Percentiles and shortfall of the bootstrap paths against `target`.
+pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64, target: Amount) -> Option<Forecast> {
+    let finals = paths(name, history, already, days_left, 0.0);
+    if finals.is_empty() {
+        return None;
+    }
     let pct = |p: f64| finals[((finals.len() - 1) as f64 * p).round() as usize];
     let gaps: Amount = finals.iter().map(|f| (target - *f).max(Amount::ZERO)).sum();
     let short = finals.iter().filter(|f| **f < target).count();
@@ -198,10 +218,10 @@ pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64,
         p10: pct(0.10),
         p50: pct(0.50),
         p90: pct(0.90),
-        expected_shortfall: Amount(gaps.0 / FORECAST_PATHS as i128),
-        shortfall_probability: short as f64 / FORECAST_PATHS as f64,
-        paths: FORECAST_PATHS,
-        history_days: n as i64,
+        expected_shortfall: Amount(gaps.0 / finals.len() as i128),
+        shortfall_probability: short as f64 / finals.len() as f64,
+        paths: finals.len(),
+        history_days: history.len() as i64,
     })
 }
 

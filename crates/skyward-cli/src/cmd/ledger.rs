@@ -22,8 +22,42 @@ pub enum LedgerCommand {
     Imports(DbArgs),
     /// Where each commitment stands: burn-down, forecast, utilisation, coverage.
     Status(StatusArgs),
+    /// Headline vs effective economics of a spend commitment (or a what-if one).
+    Analyze(AnalyzeArgs),
     /// Write synthetic FOCUS 1.3 billing data (for trying the ledger, and benchmarks).
     Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// Contract name in --contracts (omit with --what-if).
+    pub contract: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub contracts: Option<PathBuf>,
+    /// Analyze a proposed commitment instead: needs --provider, --commit-usd, --term-years, --discount-pct.
+    #[arg(long)]
+    pub what_if: bool,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub commit_usd: Option<f64>,
+    #[arg(long)]
+    pub term_years: Option<u32>,
+    #[arg(long)]
+    pub discount_pct: Option<f64>,
+    /// Start of the what-if term (default: the day after the last imported charge).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Annual discount rate for net present values, percent.
+    #[arg(long, default_value_t = 8.0)]
+    pub discount_rate_pct: f64,
+    /// Yearly demand growth applied to the projection, percent.
+    #[arg(long, default_value_t = 0.0)]
+    pub growth_pct: f64,
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
@@ -114,6 +148,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Imports(a) => imports(a),
         LedgerCommand::Status(a) => status(a),
         LedgerCommand::Generate(a) => generate(a).map(|_| ()),
+        LedgerCommand::Analyze(a) => analyze(a),
     }
 }
 
@@ -402,4 +437,85 @@ pub fn generate(a: &GenerateArgs) -> Result<u64, CliError> {
     std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     eprintln!("wrote {rows} FOCUS rows ({} days from {}) to {shown}", a.days, start.date_string());
     Ok(rows)
+}
+
+fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
+    use skyward_ledger::contracts::{Contract, Eligibility, ShortfallRule, SpendTerms, Terms};
+    if !(a.discount_rate_pct.is_finite() && (0.0..=100.0).contains(&a.discount_rate_pct)) {
+        return Err(CliError::Input("--discount-rate-pct must be from 0 to 100".into()));
+    }
+    if !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
+        return Err(CliError::Input("--growth-pct must be from -90 to 1000".into()));
+    }
+    let db = db_path(a.db.db.as_deref())?;
+    let rt = runtime()?;
+    let (days, last) = rt.block_on(async {
+        let store = Store::open(&db).await?;
+        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.last_day().await?))
+    })?;
+    let Some(last) = last else {
+        return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first", db.display())));
+    };
+    let default_at = skyward_ledger::Timestamp((last + 1) * 86_400);
+    let contract = if a.what_if {
+        let need = |v: Option<f64>, flag: &str| v.ok_or_else(|| CliError::Input(format!("--what-if needs {flag}")));
+        let commit = need(a.commit_usd, "--commit-usd")?;
+        let discount = need(a.discount_pct, "--discount-pct")?;
+        let years = a.term_years.ok_or_else(|| CliError::Input("--what-if needs --term-years".into()))?;
+        let provider = a.provider.clone().ok_or_else(|| CliError::Input("--what-if needs --provider".into()))?.to_ascii_lowercase();
+        if !(commit.is_finite() && commit > 0.0 && commit <= 1e15) || !(discount.is_finite() && (0.0..100.0).contains(&discount)) || years == 0 || years > 20 {
+            return Err(CliError::Input("--commit-usd must be positive, --discount-pct in [0, 100), --term-years 1..20".into()));
+        }
+        let start = match &a.start {
+            Some(s) => skyward_ledger::Timestamp::parse(s).map_err(|m| CliError::Input(format!("--start: {m}")))?,
+            None => default_at,
+        };
+        Contract {
+            name: format!("what-if {provider} ${commit} {years}y {discount}%"),
+            provider,
+            start,
+            end: start.plus_months(12 * i64::from(years)),
+            terms: Terms::Spend(SpendTerms {
+                commit: skyward_ledger::Amount::parse(&format!("{commit}")).map_err(|m| CliError::Input(format!("--commit-usd: {m}")))?,
+                discount_pct: discount,
+                floors: Vec::new(),
+                shortfall: ShortfallRule::TermEnd,
+                eligible: Eligibility::default(),
+            }),
+        }
+    } else {
+        let file = a.contracts.as_ref().ok_or_else(|| CliError::Input("give --contracts FILE and a contract name, or --what-if".into()))?;
+        let name = a.contract.as_ref().ok_or_else(|| CliError::Input("which contract? give its name".into()))?;
+        let all = load_contracts(file)?;
+        all.into_iter().find(|c| c.name == *name).ok_or_else(|| CliError::Input(format!("{}: no contract named '{name}'", file.display())))?
+    };
+    let at = match &a.at {
+        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        None => default_at,
+    };
+    let r = skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct).map_err(|e| CliError::Input(e.to_string()))?;
+    match a.db.output {
+        Output::Json => println!("{}", json(&r)?),
+        Output::Table => {
+            println!("{} ({}, {}..{}, as of {})", r.name, r.provider, r.start, r.end, r.at);
+            let rows: Vec<(&str, String)> = vec![
+                ("commitment (nominal)", r.committed.to_string()),
+                ("discount", format!("{}%", r.discount_pct)),
+                ("headline savings (all of it used)", r.headline_savings.to_string()),
+                (&"commitment NPV", format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct)),
+                ("break-even", format!("list spend of {} = burning {:.1}% of the commitment", r.break_even_list_spend, r.break_even_burn_pct)),
+                ("list spend to date", r.list_spend_to_date.to_string()),
+                ("projected list spend P10 / P50 / P90", format!("{} / {} / {}", r.projected_list_spend_p10, r.projected_list_spend_p50, r.projected_list_spend_p90)),
+                ("expected shortfall", format!("{} (probability {:.0}%)", r.expected_shortfall, 100.0 * r.shortfall_probability)),
+                ("expected savings", format!("{} (probability of a loss {:.0}%)", r.expected_savings, 100.0 * r.loss_probability)),
+                ("effective discount", r.effective_discount_pct.map(|v| format!("{v:.2}% (headline {}%)", r.discount_pct)).unwrap_or_else(|| "-".into())),
+                ("expected savings NPV", r.expected_savings_npv.to_string()),
+                ("projection basis", format!("{} days of history, {}%/year growth, 2,000 bootstrap paths", r.history_days, r.growth_pct)),
+            ];
+            for (k, v) in rows {
+                println!("  {k:<38} {v}");
+            }
+        }
+    }
+    Ok(())
 }
