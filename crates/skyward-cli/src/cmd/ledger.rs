@@ -463,7 +463,8 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
         let discount = need(a.discount_pct, "--discount-pct")?;
         let years = a.term_years.ok_or_else(|| CliError::Input("--what-if needs --term-years".into()))?;
         let provider = a.provider.clone().ok_or_else(|| CliError::Input("--what-if needs --provider".into()))?.to_ascii_lowercase();
-        if !(commit.is_finite() && commit > 0.0 && commit <= 1e15) || !(discount.is_finite() && (0.0..100.0).contains(&discount)) || years == 0 || years > 20 {
+        let valid = commit.is_finite() && commit > 0.0 && commit <= 1e15 && discount.is_finite() && (0.0..100.0).contains(&discount) && (1..=20).contains(&years);
+        if !valid {
             return Err(CliError::Input("--commit-usd must be positive, --discount-pct in [0, 100), --term-years 1..20".into()));
         }
         let start = match &a.start {
@@ -502,7 +503,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
                 ("commitment (nominal)", r.committed.to_string()),
                 ("discount", format!("{}%", r.discount_pct)),
                 ("headline savings (all of it used)", r.headline_savings.to_string()),
-                (&"commitment NPV", format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct)),
+                ("commitment NPV", format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct)),
                 ("break-even", format!("list spend of {} = burning {:.1}% of the commitment", r.break_even_list_spend, r.break_even_burn_pct)),
                 ("list spend to date", r.list_spend_to_date.to_string()),
                 ("projected list spend P10 / P50 / P90", format!("{} / {} / {}", r.projected_list_spend_p10, r.projected_list_spend_p50, r.projected_list_spend_p90)),
