@@ -59,6 +59,28 @@ fn import_status_and_idempotency() {
     let u = sp["utilisation"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&u));
     assert_eq!(by("gcp-flex-cud")["fee_per_hour"], 360.0);
+    // analyze: a contract from the file, and a what-if.
+    let an = skyward(&db).args(["ledger", "analyze", "aws-edp", "--contracts", &example("contracts.yaml"), "--output", "json"]).output().unwrap();
+    assert!(an.status.success(), "{}", String::from_utf8_lossy(&an.stderr));
+    let an: Value = serde_json::from_slice(&an.stdout).unwrap();
+    assert_eq!(an["break_even_burn_pct"], 88.0);
+    assert!(an["projected_list_spend_p10"].as_f64().unwrap() <= an["projected_list_spend_p90"].as_f64().unwrap());
+    let wi = skyward(&db).args(["ledger", "analyze", "--what-if", "--provider", "aws", "--commit-usd", "1e12", "--term-years", "1", "--discount-pct", "10", "--output", "json"]).output().unwrap();
+    let wi: Value = serde_json::from_slice(&wi.stdout).unwrap();
+    assert_eq!(wi["shortfall_probability"], 1.0, "{wi}");
+    assert!(wi["expected_savings"].as_f64().unwrap() < 0.0);
+    // recommend: every method, side by side, evaluated on the same scenarios.
+    let rc = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-pct", "28", "--scenarios", "20", "--output", "json"]).output().unwrap();
+    assert!(rc.status.success(), "{}", String::from_utf8_lossy(&rc.stderr));
+    let rc: Value = serde_json::from_slice(&rc.stdout).unwrap();
+    let methods: Vec<&str> = rc["recommendations"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["aws-cost-explorer", "aws-cost-explorer", "aws-cost-explorer", "azure", "azure", "azure", "skyward-saa"]);
+    for r in rc["recommendations"].as_array().unwrap() {
+        let (cov, fee) = (r["covers_usd_per_hour"].as_f64().unwrap(), r["fee_usd_per_hour"].as_f64().unwrap());
+        assert!((fee - 0.72 * cov).abs() < 0.01, "{r}");
+    }
+    let bad = skyward(&db).args(["ledger", "recommend", "--provider", "nobody", "--discount-pct", "28"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
     // Table output renders.
     let t = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
     let text = String::from_utf8_lossy(&t.stdout);

@@ -24,8 +24,35 @@ pub enum LedgerCommand {
     Status(StatusArgs),
     /// Headline vs effective economics of a spend commitment (or a what-if one).
     Analyze(AnalyzeArgs),
+    /// How much hourly commitment to buy: AWS's, Azure's and Skyward's methods side by side.
+    Recommend(RecommendArgs),
     /// Write synthetic FOCUS 1.3 billing data (for trying the ledger, and benchmarks).
     Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct RecommendArgs {
+    /// Provider whose on-demand usage to cover (aws, azure, gcp, …).
+    #[arg(long)]
+    pub provider: String,
+    /// Discount of the instrument, percent (e.g. 28 for a 1-year Compute SP).
+    #[arg(long)]
+    pub discount_pct: f64,
+    #[arg(long, default_value_t = 1)]
+    pub term_years: u32,
+    /// Lookback windows for the AWS and Azure methods, days.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![7u32, 30, 60])]
+    pub lookback_days: Vec<u32>,
+    /// Yearly demand growth for Skyward's scenarios, percent.
+    #[arg(long, default_value_t = 0.0)]
+    pub growth_pct: f64,
+    /// Demand scenarios for Skyward's method and for evaluating every method.
+    #[arg(long, default_value_t = 200)]
+    pub scenarios: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
@@ -149,6 +176,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Status(a) => status(a),
         LedgerCommand::Generate(a) => generate(a).map(|_| ()),
         LedgerCommand::Analyze(a) => analyze(a),
+        LedgerCommand::Recommend(a) => recommend(a),
     }
 }
 
@@ -516,6 +544,73 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             for (k, v) in rows {
                 println!("  {k:<38} {v}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
+    use skyward_ledger::recommend::{recommend as run_recommend, RecommendInput};
+    if !(a.discount_pct.is_finite() && a.discount_pct > 0.0 && a.discount_pct < 100.0) {
+        return Err(CliError::Input("--discount-pct must be above 0 and below 100".into()));
+    }
+    if !(1..=5).contains(&a.term_years) || a.lookback_days.is_empty() || a.lookback_days.iter().any(|d| !(1..=366).contains(d)) {
+        return Err(CliError::Input("--term-years must be 1..5 and --lookback-days 1..366 each".into()));
+    }
+    if !(1..=2_000).contains(&a.scenarios) || !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
+        return Err(CliError::Input("--scenarios must be 1..2000 and --growth-pct -90..1000".into()));
+    }
+    let provider = a.provider.to_ascii_lowercase();
+    let db = db_path(a.db.db.as_deref())?;
+    let rt = runtime()?;
+    let rows = rt.block_on(async { Store::open(&db).await?.hourly(Some(&provider), i64::MAX).await })?;
+    let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| matches!(r.pricing_category.as_str(), "Standard" | "")) {
+        *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
+    }
+    let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back()) else {
+        return Err(CliError::Input(format!("no on-demand usage for provider '{provider}' in {}", db.display())));
+    };
+    let hourly: Vec<f64> = (h0..=h1).map(|h| by_hour.get(&h).copied().unwrap_or(0.0)).collect();
+    let input = RecommendInput {
+        hourly: &hourly,
+        discount_pct: a.discount_pct,
+        term_hours: a.term_years as usize * 8_760,
+        lookbacks_days: &a.lookback_days,
+        growth_pct: a.growth_pct,
+        scenarios: a.scenarios,
+        seed: a.seed,
+    };
+    let recs = run_recommend(&input);
+    let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
+    match a.db.output {
+        Output::Json => println!("{}", json(&serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs}))?),
+        Output::Table => {
+            println!(
+                "Hourly commitment for {provider}: {} hours of on-demand history (mean {}/h), {}% discount, {}-year term, {} scenarios{}\n",
+                hourly.len(),
+                skyward_ledger::Amount::from_usd_f64(mean),
+                a.discount_pct,
+                a.term_years,
+                a.scenarios,
+                if a.growth_pct != 0.0 { format!(", {}%/year growth", a.growth_pct) } else { String::new() }
+            );
+            let mut t = Table::new(&["METHOD", "LOOKBACK", "COVERS $/H>", "FEE $/H>", "LOOKBACK SAVINGS>", "EXPECTED TERM SAVINGS>", "P(LOSS)>", "UTILISATION>", "HOURS UNDERUSED>"]);
+            for r in &recs {
+                t.row(vec![
+                    r.method.clone(),
+                    r.lookback_days.map(|d| format!("{d} days")).unwrap_or_else(|| "scenarios".into()),
+                    r.covers_usd_per_hour.to_string(),
+                    r.fee_usd_per_hour.to_string(),
+                    r.lookback_savings.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    r.expected_term_savings.to_string(),
+                    format!("{:.0}%", 100.0 * r.loss_probability),
+                    format!("{:.1}%", 100.0 * r.expected_utilisation),
+                    format!("{:.1}%", r.hours_underused_pct),
+                ]);
+            }
+            print!("{}", t.render());
+            println!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
         }
     }
     Ok(())
