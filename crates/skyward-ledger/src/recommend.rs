@@ -186,7 +186,7 @@ pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
     let history = &i.hourly[i.hourly.len() - hist_hours..];
     let count = i.scenarios.min(SCENARIO_HOURS_MAX / i.term_hours.max(1)).max(1);
     let fit = scenarios(history, i.term_hours, count, i.growth_pct, i.seed);
-    let scen = scenarios(history, i.term_hours, count, i.growth_pct, i.seed ^ 0x5EED_0F_E7A1);
+    let scen = scenarios(history, i.term_hours, count, i.growth_pct, i.seed ^ 0x005E_ED0F_E7A1);
     let mut out = Vec::new();
     for &days in i.lookbacks_days {
         let lb = &i.hourly[i.hourly.len().saturating_sub(days as usize * 24)..];

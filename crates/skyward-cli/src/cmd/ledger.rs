@@ -557,7 +557,7 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     if !(1..=5).contains(&a.term_years) || a.lookback_days.is_empty() || a.lookback_days.iter().any(|d| !(1..=366).contains(d)) {
         return Err(CliError::Input("--term-years must be 1..5 and --lookback-days 1..366 each".into()));
     }
-    if !(1..=2_000).contains(&a.scenarios) || !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
+    if !((1..=2_000).contains(&a.scenarios) && a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
         return Err(CliError::Input("--scenarios must be 1..2000 and --growth-pct -90..1000".into()));
     }
     let provider = a.provider.to_ascii_lowercase();
