@@ -1,6 +1,20 @@
 //! `skyward`: plan AI compute across clouds. A thin edge over the library
 //! crates: parse arguments, read files, call the core, render.
 
+/// Writes to stdout. A closed pipe (`skyward … | head`) ends the output
+/// quietly instead of panicking, like other Unix tools; other write errors
+/// are reported once on stderr.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        $crate::write_stdout(&format!($($arg)*))
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        $crate::write_stdout(&format!("{}\n", format!($($arg)*)))
+    }};
+}
+
 mod cmd;
 mod error;
 mod svg;
@@ -65,6 +79,21 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().write_all(text.as_bytes()) {
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write output: {e}");
         }
     }
 }

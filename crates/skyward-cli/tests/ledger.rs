@@ -81,6 +81,17 @@ fn import_status_and_idempotency() {
     }
     let bad = skyward(&db).args(["ledger", "recommend", "--provider", "nobody", "--discount-pct", "28"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    // plan --ledger: commitments behind schedule count as already paid, and the
+    // plan with the ledger is never dearer than the one made without it.
+    let pl = skyward(&db)
+        .args(["plan", &example("use-it-or-lose-it.yaml"), "--without-contracts", "--ledger", &example("contracts.yaml"), "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(pl.status.success(), "{}", String::from_utf8_lossy(&pl.stderr));
+    let pl: Value = serde_json::from_slice(&pl.stdout).unwrap();
+    let ledger = &pl["ledger"];
+    assert!(!ledger["commitments"].as_array().unwrap().is_empty(), "{ledger}");
+    assert!(ledger["baseline_under_ledger_usd"].as_f64().unwrap() >= pl["total_cost_usd"].as_f64().unwrap() - 0.01);
     // Table output renders.
     let t = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
     let text = String::from_utf8_lossy(&t.stdout);

@@ -15,6 +15,7 @@ pub mod amount;
 pub mod contracts;
 pub mod focus;
 pub mod generate;
+pub mod planning;
 pub mod recommend;
 pub mod status;
 pub mod time;

@@ -153,7 +153,7 @@ fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
         options: p.solver.options,
         coupling_rows: p.solver.coupling_rows,
     };
-    println!("{}", json(&r)?);
+    outln!("{}", json(&r)?);
     Ok(())
 }
 
@@ -184,7 +184,7 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
         results.push(r);
     }
     match a.common.output {
-        Output::Json => println!("{}", json(&results)?),
+        Output::Json => outln!("{}", json(&results)?),
         Output::Table => {
             let mut t = Table::new(&["WORKLOADS>", "MEDIAN MS>", "MIN MS>", "MAX MS>", "PEAK RSS MIB>", "GAP %>", "PROVEN OPTIMAL", "METHOD", "OPTIONS>", "PLACED>", "INFEASIBLE>"]);
             for r in &results {
@@ -204,7 +204,7 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
                     r.infeasible.to_string(),
                 ]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
         }
     }
     Ok(())
@@ -311,7 +311,7 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     match a.output {
-        Output::Json => println!("{}", json(&r)?),
+        Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
             let mut t = Table::new(&["ROWS>", "FILE MIB>", "IMPORT S>", "IMPORT ROWS/S>", "IMPORT PEAK RSS MIB>", "BUCKETS>", "DB MIB>", "STATUS MEDIAN MS>", "STATUS MIN MS>", "STATUS MAX MS>"]);
             t.row(vec![
@@ -326,7 +326,7 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
                 format!("{:.1}", r.status_ms.iter().copied().fold(f64::INFINITY, f64::min)),
                 format!("{:.1}", r.status_ms.iter().copied().fold(0.0, f64::max)),
             ]);
-            print!("{}", t.render());
+            out!("{}", t.render());
         }
     }
     Ok(())

@@ -140,10 +140,10 @@ fn emit(cat: &Catalog, items: &[&Offering], output: Output, total: usize) -> Res
                     OfferingView { offering: o, geography: info.geography, compliance: info.compliance }
                 })
                 .collect();
-            println!("{}", json(&v)?);
+            outln!("{}", json(&v)?);
         }
         Output::Table => {
-            print!("{}", offering_table(cat, items));
+            out!("{}", offering_table(cat, items));
             if total > items.len() {
                 eprintln!("({} of {} offerings shown; --limit 0 shows all)", items.len(), total);
             } else {
@@ -220,12 +220,12 @@ fn show(a: &ShowArgs) -> Result<(), CliError> {
     if a.common.output == Output::Table {
         let o = items[0];
         if let Some(spec) = cat.accelerators.get(&o.accelerator) {
-            println!(
+            outln!(
                 "{}: {} x {} ({} {}, {} GiB, {} dense BF16 TFLOPS each; {})\nsource: {}\n",
                 o.sku, o.accelerator_count, o.accelerator, spec.vendor, spec.generation, num(spec.memory_gib), num(spec.bf16_tflops_dense), spec.year, o.source
             );
         } else if let Some(t) = cat.accelerators.unit_tflops(&o.accelerator) {
-            println!("{}: {} ({} dense BF16 TFLOPS per slice)\nsource: {}\n", o.sku, o.accelerator, num(t), o.source);
+            outln!("{}: {} ({} dense BF16 TFLOPS per slice)\nsource: {}\n", o.sku, o.accelerator, num(t), o.source);
         }
     }
     emit(&cat, &items, a.common.output, items.len())
@@ -294,21 +294,21 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         out: a.out.display().to_string(),
     };
     match a.common.output {
-        Output::Json => println!("{}", json(&report)?),
+        Output::Json => outln!("{}", json(&report)?),
         Output::Table => {
-            println!("imported {} {} offerings in {} regions from {}", n_imported, provider, regions.len(), report.file);
+            outln!("imported {} {} offerings in {} regions from {}", n_imported, provider, regions.len(), report.file);
             if !notes.is_empty() {
-                println!("{} rows fixed or dropped:", notes.len());
+                outln!("{} rows fixed or dropped:", notes.len());
                 let mut t = Table::new(&["SKU", "REGION", "ACTION", "REASON"]);
                 for n in notes.iter().take(50) {
                     t.row(vec![n.sku.clone(), n.region.clone(), n.action.to_string(), n.reason.clone()]);
                 }
-                print!("{}", t.render());
+                out!("{}", t.render());
                 if notes.len() > 50 {
-                    println!("… and {} more (--output json lists all)", notes.len() - 50);
+                    outln!("… and {} more (--output json lists all)", notes.len() - 50);
                 }
             }
-            println!("wrote {} offerings to {}; use it with --catalog {}", offerings.len(), report.out, report.out);
+            outln!("wrote {} offerings to {}; use it with --catalog {}", offerings.len(), report.out, report.out);
         }
     }
     Ok(())
@@ -318,13 +318,13 @@ fn accelerators(c: &Common) -> Result<(), CliError> {
     let cat = load_catalog(c)?;
     let specs: Vec<_> = cat.accelerators.all().collect();
     match c.output {
-        Output::Json => println!("{}", json(&specs)?),
+        Output::Json => outln!("{}", json(&specs)?),
         Output::Table => {
             let mut t = Table::new(&["NAME", "VENDOR", "GENERATION", "YEAR>", "MEMORY GIB>", "BF16 TFLOPS>", "SOURCE"]);
             for s in specs {
                 t.row(vec![s.name.clone(), s.vendor.clone(), s.generation.clone(), s.year.to_string(), num(s.memory_gib), num(s.bf16_tflops_dense), s.source.clone()]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
         }
     }
     Ok(())
@@ -334,13 +334,13 @@ fn region_list(c: &Common) -> Result<(), CliError> {
     let cat = load_catalog(c)?;
     let infos: Vec<_> = cat.regions().into_iter().map(|k| cat.region(k)).collect();
     match c.output {
-        Output::Json => println!("{}", json(&infos)?),
+        Output::Json => outln!("{}", json(&infos)?),
         Output::Table => {
             let mut t = Table::new(&["PROVIDER", "REGION", "GEO", "CONTINENT", "CERTIFICATIONS"]);
             for i in &infos {
                 t.row(vec![i.key.provider.clone(), i.key.region.clone(), i.geography.clone(), i.continent.clone(), i.compliance.join(", ")]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
             eprintln!("(geography and certifications by rule: crates/skyward-catalog/src/regions.rs lists the sources)");
         }
     }
@@ -350,13 +350,13 @@ fn region_list(c: &Common) -> Result<(), CliError> {
 fn notes(c: &Common) -> Result<(), CliError> {
     let notes = skyward_catalog::build_notes();
     match c.output {
-        Output::Json => println!("{}", json(&notes)?),
+        Output::Json => outln!("{}", json(&notes)?),
         Output::Table => {
             let mut t = Table::new(&["PROVIDER", "SKU", "ACTION", "REGIONS>", "REASON"]);
             for n in notes {
                 t.row(vec![n.provider, n.sku, n.action, n.regions.to_string(), n.reason]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
         }
     }
     Ok(())

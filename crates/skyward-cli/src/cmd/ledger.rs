@@ -264,7 +264,7 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         Err(e @ skyward_store::StoreError::AlreadyImported { .. }) => {
             eprintln!("{e}");
             if a.db.output == Output::Json {
-                println!("{}", json(&serde_json::json!({"file": shown, "already_imported": true}))?);
+                outln!("{}", json(&serde_json::json!({"file": shown, "already_imported": true}))?);
             }
             return Ok(());
         }
@@ -285,20 +285,20 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         peak_rss_mib: crate::cmd::bench::peak_rss_mib(),
     };
     match a.db.output {
-        Output::Json => println!("{}", json(&report)?),
+        Output::Json => outln!("{}", json(&report)?),
         Output::Table => {
-            println!("imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)", out.rows, shown, out.id, report.db, out.buckets, report.rows_per_second);
-            println!("periods: {}", out.partitions.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+            outln!("imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)", out.rows, shown, out.id, report.db, out.buckets, report.rows_per_second);
+            outln!("periods: {}", out.partitions.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
             if !out.replaced.is_empty() {
-                println!("replaced: {}", out.replaced.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+                outln!("replaced: {}", out.replaced.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
             }
             let unbalanced: Vec<_> = report.commitments.iter().filter(|c| c.balanced == Some(false)).collect();
             if !report.commitments.is_empty() {
-                println!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", report.commitments.len(), unbalanced.len());
+                outln!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", report.commitments.len(), unbalanced.len());
             }
             if !report.list_cost_mismatch_lines.is_empty() {
                 let shown_lines: Vec<String> = report.list_cost_mismatch_lines.iter().take(10).map(|l| l.to_string()).collect();
-                println!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", report.list_cost_mismatch_lines.len(), shown_lines.join(", "), if report.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
+                outln!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", report.list_cost_mismatch_lines.len(), shown_lines.join(", "), if report.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
             }
         }
     }
@@ -310,13 +310,13 @@ fn imports(a: &DbArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     let list = rt.block_on(async { Store::open(&db).await?.imports().await })?;
     match a.output {
-        Output::Json => println!("{}", json(&list)?),
+        Output::Json => outln!("{}", json(&list)?),
         Output::Table => {
             let mut t = Table::new(&["ID>", "FILE", "ROWS>", "BUCKETS>", "REPLACED", "SHA-256"]);
             for i in &list {
                 t.row(vec![i.id.to_string(), i.file_name.clone(), i.rows.to_string(), i.buckets.to_string(), i.replaced.clone(), i.sha256[..16].to_string()]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
             eprintln!("({} imports in {})", list.len(), db.display());
         }
     }
@@ -356,9 +356,9 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
     };
     let report = compute(&contracts, at, &days, &hours);
     match a.db.output {
-        Output::Json => println!("{}", json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?),
+        Output::Json => outln!("{}", json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?),
         Output::Table => {
-            println!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
+            outln!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
             let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>"]);
             let mut hourly = Table::new(&["HOURLY COMMITMENT", "PROVIDER", "INSTRUMENT", "BASIS", "HOURS>", "FEE/H>", "COMMITTED>", "USED>", "UNUSED>", "UTILISATION>", "COVERAGE>", "NET SAVINGS>"]);
             let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
@@ -426,11 +426,11 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
             }
             for t in [&spend, &hourly, &capacity] {
                 if !t.is_empty() {
-                    println!("{}", t.render());
+                    outln!("{}", t.render());
                 }
             }
             for f in floors {
-                println!("floor  {f}");
+                outln!("floor  {f}");
             }
         }
     }
@@ -524,9 +524,9 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
     };
     let r = skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct).map_err(|e| CliError::Input(e.to_string()))?;
     match a.db.output {
-        Output::Json => println!("{}", json(&r)?),
+        Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
-            println!("{} ({}, {}..{}, as of {})", r.name, r.provider, r.start, r.end, r.at);
+            outln!("{} ({}, {}..{}, as of {})", r.name, r.provider, r.start, r.end, r.at);
             let rows: Vec<(&str, String)> = vec![
                 ("commitment (nominal)", r.committed.to_string()),
                 ("discount", format!("{}%", r.discount_pct)),
@@ -542,7 +542,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
                 ("projection basis", format!("{} days of history, {}%/year growth, 2,000 bootstrap paths", r.history_days, r.growth_pct)),
             ];
             for (k, v) in rows {
-                println!("  {k:<38} {v}");
+                outln!("  {k:<38} {v}");
             }
         }
     }
@@ -584,9 +584,9 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     let recs = run_recommend(&input);
     let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
     match a.db.output {
-        Output::Json => println!("{}", json(&serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs}))?),
+        Output::Json => outln!("{}", json(&serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs}))?),
         Output::Table => {
-            println!(
+            outln!(
                 "Hourly commitment for {provider}: {} hours of on-demand history (mean {}/h), {}% discount, {}-year term, {} scenarios{}\n",
                 hourly.len(),
                 skyward_ledger::Amount::from_usd_f64(mean),
@@ -609,8 +609,8 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
                     format!("{:.1}%", r.hours_underused_pct),
                 ]);
             }
-            print!("{}", t.render());
-            println!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
+            out!("{}", t.render());
+            outln!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
         }
     }
     Ok(())

@@ -44,6 +44,17 @@ pub struct PlanArgs {
     /// Also write the plan as an SVG chart to this file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Read the ledger: spend commitments in this contracts file that are
+    /// behind schedule count as already paid (replacing the fleet's own
+    /// `contracts:` for those providers).
+    #[arg(long, value_name = "CONTRACTS")]
+    pub ledger: Option<PathBuf>,
+    /// Ledger database (with --ledger; default as for `skyward ledger`).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Ledger date (with --ledger; default: the day after the last imported charge).
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -95,17 +106,174 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     if a.without_contracts {
         fleet.contracts.clear();
     }
-    let p = plan(&fleet, &catalog, &options(a.solve.method, a.solve.time_limit, ExplainScope::None)?);
+    let opts = options(a.solve.method, a.solve.time_limit, ExplainScope::None)?;
+    let ledger = match &a.ledger {
+        Some(file) => Some(apply_ledger(&mut fleet, file, a.db.as_deref(), a.at.as_deref(), &catalog, &opts)?),
+        None => None,
+    };
+    let p = plan(&fleet, &catalog, &opts);
     if let Some(path) = &a.svg {
         let picture = crate::svg::render(&p, &a.solve.file.display().to_string());
         std::fs::write(path, picture).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     match a.common.output {
-        Output::Json => println!("{}", json(&p)?),
-        Output::Table => print!("{}", render_plan(&p, &a.solve.file.display().to_string())),
+        Output::Json => {
+            let mut v = serde_json::to_value(&p).map_err(|e| CliError::Internal(e.to_string()))?;
+            if let (Some(l), Some(obj)) = (&ledger, v.as_object_mut()) {
+                obj.insert("ledger".into(), serde_json::to_value(l.report(&p)).map_err(|e| CliError::Internal(e.to_string()))?);
+            }
+            outln!("{}", json(&v)?);
+        }
+        Output::Table => {
+            out!("{}", render_plan(&p, &a.solve.file.display().to_string()));
+            if let Some(l) = &ledger {
+                out!("{}", l.render(&p));
+            }
+        }
     }
     Ok(())
+}
+
+/// What the ledger changed in a plan.
+pub struct LedgerEffect {
+    at: String,
+    commitments: Vec<skyward_ledger::planning::PlanCommitment>,
+    replaced: Vec<String>,
+    baseline: Plan,
+    /// The baseline's placements, billed under the ledger's commitments:
+    /// what ignoring the ledger would really cost.
+    baseline_under_ledger: skyward_model::Usd,
+}
+
+#[derive(serde::Serialize)]
+struct LedgerReport<'a> {
+    at: &'a str,
+    commitments: &'a [skyward_ledger::planning::PlanCommitment],
+    replaced_fleet_contracts: &'a [String],
+    baseline_total_cost_usd: skyward_model::Usd,
+    baseline_under_ledger_usd: skyward_model::Usd,
+    moved: Vec<Moved>,
+}
+
+#[derive(serde::Serialize)]
+struct Moved {
+    workload: String,
+    from: String,
+    to: String,
+}
+
+fn where_(pl: &skyward_placement::Placement) -> String {
+    match pl.status {
+        Status::Placed => format!("{}:{} {} {}", opt(&pl.provider), opt(&pl.region), opt(&pl.sku), opt(&pl.pricing)),
+        Status::Infeasible => "infeasible".into(),
+    }
+}
+
+impl LedgerEffect {
+    fn moved(&self, p: &Plan) -> Vec<Moved> {
+        p.placements
+            .iter()
+            .zip(&self.baseline.placements)
+            .filter_map(|(now, before)| {
+                let (a, b) = (where_(before), where_(now));
+                (a != b).then(|| Moved { workload: now.workload.clone(), from: a, to: b })
+            })
+            .collect()
+    }
+
+    fn report(&self, p: &Plan) -> LedgerReport<'_> {
+        LedgerReport {
+            at: &self.at,
+            commitments: &self.commitments,
+            replaced_fleet_contracts: &self.replaced,
+            baseline_total_cost_usd: self.baseline.total_cost_usd,
+            baseline_under_ledger_usd: self.baseline_under_ledger,
+            moved: self.moved(p),
+        }
+    }
+
+    fn render(&self, p: &Plan) -> String {
+        let mut s = format!("\nLedger at {} (spend commitments behind schedule count as already paid):\n", self.at);
+        let mut t = Table::new(&["CONTRACT", "PROVIDER", "BURNED>", "SCHEDULE AT HORIZON>", "TREATED AS PAID>", "DISCOUNT>"]);
+        for c in &self.commitments {
+            t.row(vec![c.name.clone(), c.provider.clone(), c.burned.to_string(), c.schedule_at_horizon.to_string(), c.due_in_horizon.to_string(), format!("{}%", num(c.discount_pct))]);
+        }
+        s.push_str(&t.render());
+        for r in &self.replaced {
+            let _ = writeln!(s, "note: the fleet's own contract for {r} was replaced by the ledger's");
+        }
+        let moved = self.moved(p);
+        let _ = writeln!(
+            s,
+            "Shift: {} of {} workloads placed differently than without the ledger. With the ledger the fleet costs {} (commitments behind schedule included); the plan made without it would cost {} under the same commitments: {} saved.",
+            moved.len(),
+            p.placements.len(),
+            p.total_cost_usd,
+            self.baseline_under_ledger,
+            self.baseline_under_ledger - p.total_cost_usd
+        );
+        for m in moved.iter().take(20) {
+            let _ = writeln!(s, "  {}: {} -> {}", m.workload, m.from, m.to);
+        }
+        s
+    }
+}
+
+fn apply_ledger(
+    fleet: &mut skyward_model::Fleet,
+    contracts_file: &std::path::Path,
+    db: Option<&std::path::Path>,
+    at: Option<&str>,
+    catalog: &Catalog,
+    opts: &PlanOptions,
+) -> Result<LedgerEffect, CliError> {
+    use crate::cmd::ledger::{db_path, load_contracts, runtime};
+    let contracts = load_contracts(contracts_file)?;
+    let db = db_path(db)?;
+    let rt = runtime()?;
+    let (days, last) = rt.block_on(async {
+        let store = skyward_store::Store::open(&db).await?;
+        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.last_day().await?))
+    })?;
+    let at = match at {
+        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        None => match last {
+            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
+            None => return Err(CliError::Input(format!("--ledger: no billing data in {}; run `skyward ledger import FILE` first", db.display()))),
+        },
+    };
+    let horizon = fleet.workloads.iter().map(|w| w.hours).fold(0.0, f64::max);
+    let baseline = plan(fleet, catalog, opts);
+    let commitments = skyward_ledger::planning::plan_commitments(&contracts, at, horizon, &days);
+    let mut replaced = Vec::new();
+    for c in &commitments {
+        if fleet.contracts.iter().any(|k| k.provider == c.provider) {
+            replaced.push(c.provider.clone());
+            fleet.contracts.retain(|k| k.provider != c.provider);
+        }
+        let micros = c.due_in_horizon.0 / 1_000_000;
+        fleet.contracts.push(skyward_model::Contract {
+            name: c.name.clone(),
+            provider: c.provider.clone(),
+            commit_usd: skyward_model::Usd::from_micros(i64::try_from(micros).unwrap_or(i64::MAX)),
+            discount_pct: c.discount_pct,
+        });
+    }
+    // Bill the baseline's per-provider list spend under the new contracts.
+    let mut under = skyward_model::Usd::ZERO;
+    let mut seen = std::collections::BTreeSet::new();
+    for pr in &baseline.providers {
+        seen.insert(pr.provider.clone());
+        under += match fleet.contracts.iter().find(|k| k.provider == pr.provider) {
+            Some(k) => pr.list_spend_usd.discounted_pct(k.discount_pct).max(k.commit_usd),
+            None => pr.list_spend_usd,
+        };
+    }
+    for k in fleet.contracts.iter().filter(|k| !seen.contains(&k.provider)) {
+        under += k.commit_usd;
+    }
+    Ok(LedgerEffect { at: at.date_string(), commitments, replaced, baseline, baseline_under_ledger: under })
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -231,7 +399,7 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                 placement: &'a skyward_placement::Placement,
                 explanation: &'a skyward_placement::plan::Explanation,
             }
-            println!("{}", json(&Out { placement: pl, explanation: ex })?);
+            outln!("{}", json(&Out { placement: pl, explanation: ex })?);
         }
         Output::Table => {
             let w = parsed.fleet.workloads.iter().find(|w| w.name == a.workload);
@@ -316,7 +484,7 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                     let _ = writeln!(s, "  - {y}");
                 }
             }
-            print!("{s}");
+            out!("{s}");
         }
     }
     Ok(())
