@@ -131,3 +131,33 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
     assert!(skyward(&db).args(["ledger", "import", &copy.display().to_string(), "--replace"]).output().unwrap().status.success());
 }
+
+#[test]
+fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("own.db");
+    let csv = dir.path().join("own.csv");
+    let out = skyward(&db).args(["ledger", "export", "--format", "focus", "--from-plan", &example("fleet.yaml"), "--start", "2026-06-01", "-O", &csv.display().to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imp = skyward(&db).args(["ledger", "import", &csv.display().to_string(), "--output", "json"]).output().unwrap();
+    assert!(imp.status.success(), "{}", String::from_utf8_lossy(&imp.stderr));
+    let plan = skyward(&db).args(["plan", &example("fleet.yaml"), "--output", "json"]).output().unwrap();
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    // What the plan says each provider is billed before commitments (the
+    // discounted spend) is what the exported usage bills, per provider.
+    let c = dir.path().join("c.yaml");
+    let mut yaml = String::from("contracts:\n");
+    for p in plan["providers"].as_array().unwrap() {
+        yaml.push_str(&format!("  - {{name: {n}, kind: spend, provider: {n}, start: 2026-06-01, term_months: 12, commit_usd: 1}}\n", n = p["provider"].as_str().unwrap()));
+    }
+    std::fs::write(&c, yaml).unwrap();
+    let st = skyward(&db).args(["ledger", "status", "--contracts", &c.display().to_string(), "--at", "2026-12-31", "--output", "json"]).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    for p in plan["providers"].as_array().unwrap() {
+        let name = p["provider"].as_str().unwrap();
+        let burned = st["contracts"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["burned"].as_f64().unwrap();
+        let want = p["discounted_spend_usd"].as_f64().unwrap();
+        assert!((burned - want).abs() <= 0.02, "{name}: ledger {burned} vs plan {want}");
+    }
+}

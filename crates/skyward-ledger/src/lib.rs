@@ -14,6 +14,7 @@ pub mod analyze;
 pub mod amount;
 pub mod contracts;
 pub mod focus;
+pub mod export;
 pub mod generate;
 pub mod planning;
 pub mod recommend;

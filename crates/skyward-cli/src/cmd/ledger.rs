@@ -28,6 +28,33 @@ pub enum LedgerCommand {
     Recommend(RecommendArgs),
     /// Write synthetic FOCUS 1.3 billing data (for trying the ledger, and benchmarks).
     Generate(GenerateArgs),
+    /// Write Skyward's own usage as FOCUS 1.3 rows (a plan run for a period).
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Focus,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value_t = ExportFormat::Focus)]
+    pub format: ExportFormat,
+    /// The fleet whose plan to write as usage (its workloads run from --start for their hours).
+    #[arg(long, value_name = "FLEET")]
+    pub from_plan: PathBuf,
+    /// When the plan's workloads start (YYYY-MM-DD or a UTC date-time).
+    #[arg(long)]
+    pub start: String,
+    /// BillingAccountId to write.
+    #[arg(long, default_value = "skyward")]
+    pub account: String,
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Output file.
+    #[arg(long, short = 'O', value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -177,6 +204,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Generate(a) => generate(a).map(|_| ()),
         LedgerCommand::Analyze(a) => analyze(a),
         LedgerCommand::Recommend(a) => recommend(a),
+        LedgerCommand::Export(a) => export(a),
     }
 }
 
@@ -613,5 +641,57 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
             outln!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
         }
     }
+    Ok(())
+}
+
+fn export(a: &ExportArgs) -> Result<(), CliError> {
+    use skyward_ledger::export::{write_focus, Pricing as P, UsageRecord};
+    use skyward_model::Pricing;
+    let start = skyward_ledger::Timestamp::parse(&a.start).map_err(|m| CliError::Input(format!("--start: {m}")))?;
+    if a.account.is_empty() || a.account.contains([',', '"', '\n']) {
+        return Err(CliError::Input("--account must be non-empty, without commas or quotes".into()));
+    }
+    let catalog = skyward_catalog::Catalog::load(a.catalog.as_deref())?;
+    let shown = a.from_plan.display().to_string();
+    let text = std::fs::read_to_string(&a.from_plan).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let parsed = skyward_spec::parse(&text, &shown, &catalog, &skyward_spec::TaskDefaults { hours: None })?;
+    let fleet = parsed.fleet;
+    let opts = skyward_placement::PlanOptions { explain: skyward_placement::ExplainScope::None, ..Default::default() };
+    let plan = skyward_placement::plan(&fleet, &catalog, &opts);
+    let to_amount = |u: skyward_model::Usd| skyward_ledger::Amount(i128::from(u.micros()) * 1_000_000);
+    let mut records = Vec::new();
+    for (w, pl) in fleet.workloads.iter().zip(&plan.placements) {
+        let (Some(provider), Some(region), Some(sku), Some(pricing), Some(hours)) = (&pl.provider, &pl.region, &pl.sku, pl.pricing, pl.hours) else { continue };
+        let nodes = w.nodes_total().max(1);
+        let per_node = match (&pl.pool, pricing) {
+            (Some(pool), Pricing::Reserved) => fleet.capacity.iter().find(|c| &c.name == pool).map(|c| c.hourly_usd).unwrap_or(skyward_model::Usd::ZERO),
+            _ => skyward_model::Usd::from_micros(pl.hourly_usd.unwrap_or_default().micros() / i64::from(nodes)),
+        };
+        let discount = fleet.contracts.iter().find(|c| &c.provider == provider).map(|c| c.discount_pct).unwrap_or(0.0);
+        records.push(UsageRecord {
+            provider: provider.clone(),
+            region: region.clone(),
+            sku: sku.clone(),
+            resource: w.name.clone(),
+            start,
+            hours,
+            nodes,
+            list_per_node_hour: to_amount(per_node),
+            pricing: match pricing {
+                Pricing::OnDemand => P::OnDemand,
+                Pricing::Spot => P::Spot,
+                Pricing::Reserved => P::Reserved(pl.pool.clone().unwrap_or_default()),
+            },
+            discount_pct: discount,
+            egress: to_amount(pl.egress_usd.unwrap_or_default()),
+            egress_discount_pct: fleet.contracts.iter().find(|c| Some(&c.provider) == w.data.as_ref().map(|d| &d.region.provider)).map(|c| c.discount_pct).unwrap_or(0.0),
+            egress_provider: w.data.as_ref().map(|d| d.region.provider.clone()).unwrap_or_else(|| provider.clone()),
+        });
+    }
+    let tmp = a.out.with_extension("tmp-export");
+    let f = std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+    let rows = write_focus(std::io::BufWriter::with_capacity(1 << 20, f), &records, &a.account).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
+    std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
+    eprintln!("wrote {rows} FOCUS rows for {} placed workloads of {shown} (list {}) to {}", records.len(), plan.list_cost_usd, a.out.display());
     Ok(())
 }

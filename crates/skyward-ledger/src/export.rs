@@ -1,0 +1,166 @@
+//! Skyward's own usage as FOCUS 1.3 rows, for other FinOps tools and for
+//! `ledger import`. One row per usage record per hour (a partial last hour
+//! is prorated); egress is one row at the start. Reserved capacity is
+//! written as commitment-discounted usage (EffectiveCost 0, status Used):
+//! it is prepaid, so it adds nothing to the bill.
+
+use crate::amount::{Amount, PICOS_PER_USD};
+use crate::contracts::scale;
+use crate::time::{civil_from_days, Timestamp, SECONDS_PER_HOUR};
+use std::io::Write;
+
+pub const HEADER: &str = "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeClass,ChargeDescription,ChargeFrequency,PricingCategory,ServiceProviderName,InvoiceIssuerName,RegionId,ServiceCategory,ServiceName,SkuId,ResourceId,ResourceName,ListUnitPrice,PricingQuantity,PricingUnit,ListCost,ContractedCost,EffectiveCost,BilledCost,ConsumedQuantity,ConsumedUnit,CommitmentDiscountId,CommitmentDiscountStatus";
+
+/// Hours one record may span (ten years).
+pub const RECORD_HOURS_MAX: f64 = 87_840.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pricing {
+    OnDemand,
+    Spot,
+    /// Prepaid capacity: the pool's name is the commitment id.
+    Reserved(String),
+}
+
+/// One placement's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub provider: String,
+    pub region: String,
+    pub sku: String,
+    pub resource: String,
+    pub start: Timestamp,
+    pub hours: f64,
+    /// Node-hours consumed per wall-clock hour (nodes × replicas).
+    pub nodes: u32,
+    /// List price per node-hour.
+    pub list_per_node_hour: Amount,
+    pub pricing: Pricing,
+    /// The provider's contract discount, applied to list for what is billed.
+    pub discount_pct: f64,
+    pub egress: Amount,
+    /// Provider that bills the egress, and its contract discount.
+    pub egress_provider: String,
+    pub egress_discount_pct: f64,
+}
+
+fn period(t: Timestamp) -> (Timestamp, Timestamp) {
+    let (y, m, _) = civil_from_days(t.day());
+    let s = Timestamp::from_ymd(y, m, 1);
+    (s, s.plus_months(1))
+}
+
+pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord], account: &str) -> std::io::Result<u64> {
+    writeln!(w, "{HEADER}")?;
+    let mut rows = 0u64;
+    for r in records {
+        let hours = r.hours.clamp(0.0, RECORD_HOURS_MAX);
+        let whole = hours.floor() as i64;
+        let frac = hours - whole as f64;
+        let (category, commitment, status) = match &r.pricing {
+            Pricing::OnDemand => ("Standard", String::new(), ""),
+            Pricing::Spot => ("Dynamic", String::new(), ""),
+            Pricing::Reserved(pool) => ("Committed", pool.clone(), "Used"),
+        };
+        let steps = whole + i64::from(frac > 0.0);
+        for k in 0..steps {
+            let share = if k < whole { 1.0 } else { frac };
+            let t0 = Timestamp(r.start.0 + k * SECONDS_PER_HOUR);
+            let t1 = Timestamp(t0.0 + ((share * SECONDS_PER_HOUR as f64).round() as i64).max(1));
+            let (ps, pe) = period(t0);
+            let qty = Amount::from_usd_f64(share * f64::from(r.nodes));
+            let list = Amount(r.list_per_node_hour.0 * qty.0 / PICOS_PER_USD);
+            let billed = if matches!(r.pricing, Pricing::Reserved(_)) { Amount::ZERO } else { scale(list, 1.0 - r.discount_pct / 100.0) };
+            writeln!(
+                w,
+                "{account},USD,{ps},{pe},{t0},{t1},Usage,,{desc},Usage-Based,{category},{p},{p},{region},Compute,Compute,{sku},{res},{res},{lup},{q},Hours,{list},{b},{b},{b},{q},Hours,{commitment},{status}",
+                desc = format!("{} on {}", r.resource, r.sku).replace(',', " "),
+                p = r.provider,
+                region = r.region,
+                sku = r.sku,
+                res = r.resource.replace(',', " "),
+                lup = r.list_per_node_hour.decimal(),
+                q = qty.decimal(),
+                list = list.decimal(),
+                b = billed.decimal(),
+            )?;
+            rows += 1;
+        }
+        if r.egress > Amount::ZERO {
+            let (ps, pe) = period(r.start);
+            let t1 = Timestamp(r.start.0 + SECONDS_PER_HOUR);
+            let billed = scale(r.egress, 1.0 - r.egress_discount_pct / 100.0);
+            writeln!(
+                w,
+                "{account},USD,{ps},{pe},{},{t1},Usage,,data transfer for {res},Usage-Based,Standard,{p},{p},,Networking,Data Transfer,egress,{res},{res},,,,{e},{b},{b},{b},,,,",
+                r.start,
+                res = r.resource.replace(',', " "),
+                p = r.egress_provider,
+                e = r.egress.decimal(),
+                b = billed.decimal(),
+            )?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::focus::parse;
+
+    #[test]
+    fn export_then_parse_round_trips_exactly() {
+        let start = Timestamp::parse("2026-03-31T22:00:00Z").unwrap_or(Timestamp(0));
+        let recs = vec![
+            UsageRecord {
+                provider: "aws".into(),
+                region: "us-east-1".into(),
+                sku: "p5.48xlarge".into(),
+                resource: "train".into(),
+                start,
+                hours: 2.5,
+                nodes: 4,
+                list_per_node_hour: Amount::parse("55.04").unwrap_or_default(),
+                pricing: Pricing::OnDemand,
+                discount_pct: 10.0,
+                egress: Amount::parse("90").unwrap_or_default(),
+                egress_provider: "gcp".into(),
+                egress_discount_pct: 0.0,
+            },
+            UsageRecord {
+                provider: "azure".into(),
+                region: "eastus".into(),
+                sku: "ND".into(),
+                resource: "serve".into(),
+                start,
+                hours: 1.0,
+                nodes: 2,
+                list_per_node_hour: Amount::parse("98.32").unwrap_or_default(),
+                pricing: Pricing::Reserved("pool".into()),
+                discount_pct: 0.0,
+                egress: Amount::ZERO,
+                egress_provider: "azure".into(),
+                egress_discount_pct: 0.0,
+            },
+        ];
+        let mut buf = Vec::new();
+        let n = write_focus(&mut buf, &recs, "acct").unwrap_or(0);
+        assert_eq!(n, 3 + 1 + 1);
+        let charges = parse(buf.as_slice(), "export.csv", None).unwrap_or_default();
+        assert_eq!(charges.len(), 5);
+        // 2.5 h × 4 nodes × $55.04 = $550.40 list; 10% off billed.
+        let aws_list: Amount = charges.iter().filter(|c| c.provider == "aws").filter_map(|c| c.list_cost).sum();
+        let aws_billed: Amount = charges.iter().filter(|c| c.provider == "aws").map(|c| c.billed_cost).sum();
+        assert_eq!((aws_list, aws_billed), (Amount::parse("550.40").unwrap_or_default(), Amount::parse("495.36").unwrap_or_default()));
+        // The second hour crosses into April: two billing periods.
+        let periods: std::collections::BTreeSet<_> = charges.iter().filter_map(|c| c.billing_period_start).collect();
+        assert_eq!(periods.len(), 2);
+        let egress: Vec<_> = charges.iter().filter(|c| c.provider == "gcp").collect();
+        assert_eq!(egress[0].billed_cost, Amount::parse("90").unwrap_or_default());
+        let reserved: Vec<_> = charges.iter().filter(|c| c.provider == "azure").collect();
+        assert_eq!(reserved[0].billed_cost, Amount::ZERO);
+        assert_eq!(reserved[0].list_cost, Some(Amount::parse("196.64").unwrap_or_default()));
+    }
+}
