@@ -17,6 +17,7 @@ macro_rules! outln {
 
 mod cmd;
 mod error;
+mod report;
 mod svg;
 mod table;
 

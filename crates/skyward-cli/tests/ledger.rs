@@ -92,6 +92,15 @@ fn import_status_and_idempotency() {
     let ledger = &pl["ledger"];
     assert!(!ledger["commitments"].as_array().unwrap().is_empty(), "{ledger}");
     assert!(ledger["baseline_under_ledger_usd"].as_f64().unwrap() >= pl["total_cost_usd"].as_f64().unwrap() - 0.01);
+    // The HTML report: self-contained, one burn-down chart per spend commitment.
+    let html = dir.path().join("report.html");
+    let rep = skyward(&db).args(["ledger", "report", "--contracts", &example("contracts.yaml"), "--html", &html.display().to_string()]).output().unwrap();
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
+    assert_eq!(page.matches("burn-down</text>").count(), 2, "one chart per spend commitment");
+    assert!(page.contains("daily utilisation") && page.contains("skyward-saa"));
+    assert!(!page.contains("<script") && !page.contains("http://") || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
     // Table output renders.
     let t = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
     let text = String::from_utf8_lossy(&t.stdout);

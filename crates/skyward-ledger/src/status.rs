@@ -205,6 +205,62 @@ pub fn paths(name: &str, history: &[Amount], already: Amount, days_left: i64, gr
     finals
 }
 
+/// One point of a forecast band: days from now, and the P10/P50/P90 of the
+/// cumulative total by then.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BandPoint {
+    pub day_offset: i64,
+    pub p10: Amount,
+    pub p50: Amount,
+    pub p90: Amount,
+}
+
+/// Paths used for a band (fewer than for the end-of-term figures: the band
+/// is for looking at).
+pub const BAND_PATHS: usize = 500;
+
+/// The forecast band over time: each path is simulated once and recorded
+/// every `step_days` (and at the end). Same bootstrap as [`paths`].
+pub fn band(name: &str, history: &[Amount], already: Amount, days_left: i64, step_days: i64) -> Vec<BandPoint> {
+    if history.is_empty() || days_left <= 0 {
+        return Vec::new();
+    }
+    let step = step_days.max(1);
+    let checkpoints: Vec<i64> = (1..=days_left / step).map(|k| k * step).chain((days_left % step != 0).then_some(days_left)).collect();
+    let mut rng = Rng::seeded(&format!("{name}/band"));
+    let n = history.len();
+    let block = FORECAST_BLOCK_DAYS.min(n);
+    let mut at_checkpoint: Vec<Vec<Amount>> = vec![Vec::with_capacity(BAND_PATHS); checkpoints.len()];
+    for _ in 0..BAND_PATHS {
+        let mut total = already;
+        let mut day = 0i64;
+        let mut next = 0usize;
+        while day < days_left {
+            let start = rng.below(n - block + 1);
+            for d in &history[start..start + block] {
+                if day >= days_left {
+                    break;
+                }
+                total += *d;
+                day += 1;
+                if next < checkpoints.len() && day == checkpoints[next] {
+                    at_checkpoint[next].push(total);
+                    next += 1;
+                }
+            }
+        }
+    }
+    checkpoints
+        .iter()
+        .zip(at_checkpoint.iter_mut())
+        .map(|(&off, v)| {
+            v.sort();
+            let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            BandPoint { day_offset: off, p10: pct(0.1), p50: pct(0.5), p90: pct(0.9) }
+        })
+        .collect()
+}
+
 /// Percentiles and shortfall of the bootstrap paths against `target`.
 pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64, target: Amount) -> Option<Forecast> {
     let finals = paths(name, history, already, days_left, 0.0);
@@ -443,5 +499,67 @@ fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRo
             (Some(u), Some(n)) if u + n > Amount::ZERO => Some(u.as_f64() / (u + n).as_f64()),
             _ => None,
         },
+    }
+}
+
+/// Cumulative eligible burn per day of a spend contract up to `at` (for
+/// charts): (day, cumulative burned).
+pub fn burn_series(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<(i64, Amount)> {
+    let Terms::Spend(t) = &c.terms else { return Vec::new() };
+    let (d0, d_at) = (c.start.day(), at.day().clamp(c.start.day(), c.end.day()));
+    let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
+    for r in days.iter().filter(|r| r.provider == c.provider && r.day >= d0 && r.day < d_at && burns(&r.category) && t.eligible.admits(&r.region, &r.service, &r.sku)) {
+        *daily.entry(r.day).or_insert(Amount::ZERO) += r.billed;
+    }
+    let mut total = Amount::ZERO;
+    (d0..d_at)
+        .map(|d| {
+            total += daily.get(&d).copied().unwrap_or(Amount::ZERO);
+            (d, total)
+        })
+        .collect()
+}
+
+/// The trailing daily burn history the forecasts draw from.
+pub fn burn_history(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<Amount> {
+    let series = burn_series(c, at, days);
+    let daily: Vec<Amount> = series.iter().scan(Amount::ZERO, |prev, (_, cum)| {
+        let d = *cum - *prev;
+        *prev = *cum;
+        Some(d)
+    }).collect();
+    let first_spend = daily.iter().position(|a| *a != Amount::ZERO).unwrap_or(daily.len());
+    let from = daily.len().saturating_sub(FORECAST_WINDOW_DAYS as usize).max(first_spend);
+    daily[from..].to_vec()
+}
+
+/// Daily (used, unused) effective cost of one commitment id.
+pub fn commitment_daily(id: &str, days: &[DayRow]) -> Vec<(i64, Amount, Amount)> {
+    let mut by: BTreeMap<i64, (Amount, Amount)> = BTreeMap::new();
+    for r in days.iter().filter(|r| r.commitment_id == id && r.category == "Usage") {
+        let e = by.entry(r.day).or_insert((Amount::ZERO, Amount::ZERO));
+        match r.commitment_status.as_str() {
+            "Used" => e.0 += r.effective,
+            "Unused" => e.1 += r.effective,
+            _ => {}
+        }
+    }
+    by.into_iter().map(|(d, (u, n))| (d, u, n)).collect()
+}
+
+#[cfg(test)]
+mod band_tests {
+    use super::*;
+
+    #[test]
+    fn band_of_a_constant_history_is_a_line() {
+        let h = vec![Amount::parse("10").unwrap_or_default(); 30];
+        let b = band("x", &h, Amount::parse("100").unwrap_or_default(), 65, 30);
+        let offs: Vec<i64> = b.iter().map(|p| p.day_offset).collect();
+        assert_eq!(offs, vec![30, 60, 65]);
+        for p in &b {
+            let want = Amount::parse("100").unwrap_or_default() + Amount(Amount::parse("10").unwrap_or_default().0 * i128::from(p.day_offset));
+            assert_eq!((p.p10, p.p50, p.p90), (want, want, want));
+        }
     }
 }

@@ -30,6 +30,21 @@ pub enum LedgerCommand {
     Generate(GenerateArgs),
     /// Write Skyward's own usage as FOCUS 1.3 rows (a plan run for a period).
     Export(ExportArgs),
+    /// An HTML report with charts: burn-down per commitment, utilisation, recommendations.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long, value_name = "FILE")]
+    pub contracts: PathBuf,
+    /// Where to write the page.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -205,6 +220,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Analyze(a) => analyze(a),
         LedgerCommand::Recommend(a) => recommend(a),
         LedgerCommand::Export(a) => export(a),
+        LedgerCommand::Report(a) => report(a),
     }
 }
 
@@ -693,5 +709,139 @@ fn export(a: &ExportArgs) -> Result<(), CliError> {
     let rows = write_focus(std::io::BufWriter::with_capacity(1 << 20, f), &records, &a.account).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
     std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
     eprintln!("wrote {rows} FOCUS rows for {} placed workloads of {shown} (list {}) to {}", records.len(), plan.list_cost_usd, a.out.display());
+    Ok(())
+}
+
+fn report(a: &ReportArgs) -> Result<(), CliError> {
+    use crate::report::{band_points, esc, money_short, status_rows, Chart, Series, STYLE};
+    use skyward_ledger::contracts::Terms;
+    use skyward_ledger::status::{band, burn_history, burn_series, commitment_daily, status as compute, ContractStatus};
+    use std::fmt::Write as _;
+    let contracts = load_contracts(&a.contracts)?;
+    let db = db_path(a.db.db.as_deref())?;
+    let rt = runtime()?;
+    let (days, hours, last, imports) = rt.block_on(async {
+        let store = Store::open(&db).await?;
+        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.hourly(None, i64::MAX).await?, store.last_day().await?, store.imports().await?))
+    })?;
+    let at = match &a.at {
+        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        None => match last {
+            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
+            None => return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first", db.display()))),
+        },
+    };
+    let status = compute(&contracts, at, &days, &hours);
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Skyward ledger report {}</title><style>{STYLE}</style></head><body><h1>Skyward ledger report</h1><p>As of <b>{}</b>; {} contracts; {} imports ({} rows) in {}.</p>",
+        at.date_string(),
+        at.date_string(),
+        contracts.len(),
+        imports.len(),
+        imports.iter().map(|i| i.rows).sum::<i64>(),
+        esc(&db.display().to_string())
+    );
+    html.push_str("<h2>Status</h2>");
+    html.push_str(&status_rows(&status));
+    for (c, st) in contracts.iter().zip(&status) {
+        if let (Terms::Spend(t), ContractStatus::Spend(s)) = (&c.terms, st) {
+            let (d0, d1) = (c.start.day(), c.end.day());
+            let actual: Vec<(i64, f64)> = burn_series(c, at, &days).into_iter().map(|(d, v)| (d, v.as_f64())).collect();
+            let history = burn_history(c, at, &days);
+            let now = at.day().clamp(d0, d1);
+            let b = band(&c.name, &history, s.burned, d1 - now, 30);
+            let (area, p50) = band_points(now, &b);
+            let straight = vec![(d0, 0.0), (d1, t.commit.as_f64())];
+            let mut floors = vec![(d0, 0.0)];
+            let mut cum = 0.0;
+            for f in &t.floors {
+                let end = c.start.plus_months(12 * i64::from(f.year)).min(c.end).day();
+                floors.push((end, cum));
+                cum += f.commit.as_f64();
+                floors.push((end, cum));
+            }
+            let y_max = [t.commit.as_f64(), s.burned.as_f64(), area.iter().map(|x| x.2).fold(0.0, f64::max)].into_iter().fold(1.0, f64::max) * 1.08;
+            let mut series = vec![
+                Series { name: "commitment".into(), points: vec![(d0, t.commit.as_f64()), (d1, t.commit.as_f64())], color: "#c0392b", dash: true },
+                Series { name: "straight line".into(), points: straight, color: "#888888", dash: true },
+            ];
+            if !t.floors.is_empty() {
+                series.push(Series { name: "floors".into(), points: floors, color: "#e67e22", dash: false });
+            }
+            series.push(Series { name: "burned".into(), points: actual, color: "#1f5fa8", dash: false });
+            series.push(Series { name: "forecast P50".into(), points: p50, color: "#4a90d9", dash: true });
+            let chart = Chart { title: format!("{} ({}) burn-down", c.name, c.provider), x0: d0, x1: d1, y_max, series, band: area, band_name: "P10–P90".into(), y_is_pct: false };
+            let _ = write!(
+                html,
+                "<h2>{}</h2>{}<p class=\"note\">Burned {} of {} ({:.1}%); straight line {}; forecast at term end P10 {} / P50 {} / P90 {}; expected shortfall {}.</p>",
+                esc(&c.name),
+                chart.svg(),
+                s.burned,
+                s.committed,
+                s.burned_pct,
+                s.straight_line,
+                s.forecast.as_ref().map(|f| money_short(f.p10.as_f64())).unwrap_or_default(),
+                s.forecast.as_ref().map(|f| money_short(f.p50.as_f64())).unwrap_or_default(),
+                s.forecast.as_ref().map(|f| money_short(f.p90.as_f64())).unwrap_or_default(),
+                s.forecast.as_ref().map(|f| f.expected_shortfall.to_string()).unwrap_or_else(|| "-".into()),
+            );
+        }
+        let id = match &c.terms {
+            Terms::Hourly(h) => h.commitment_id.clone(),
+            Terms::Capacity(k) => k.commitment_id.clone(),
+            Terms::Spend(_) => None,
+        };
+        if let Some(id) = id {
+            let daily = commitment_daily(&id, &days);
+            if daily.len() > 1 {
+                let util: Vec<(i64, f64)> = daily.iter().map(|(d, u, n)| (*d, if (*u + *n) > skyward_ledger::Amount::ZERO { 100.0 * u.as_f64() / (*u + *n).as_f64() } else { 0.0 })).collect();
+                let chart = Chart {
+                    title: format!("{} daily utilisation (FOCUS Used / Used + Unused)", c.name),
+                    x0: daily[0].0,
+                    x1: daily[daily.len() - 1].0,
+                    y_max: 100.0,
+                    series: vec![Series { name: "utilisation".into(), points: util, color: "#27ae60", dash: false }],
+                    band: Vec::new(),
+                    band_name: String::new(),
+                    y_is_pct: true,
+                };
+                let _ = write!(html, "<h2>{}</h2>{}", esc(&c.name), chart.svg());
+            }
+        }
+    }
+    // Recommendations for each provider with an hourly commitment.
+    let mut done = std::collections::BTreeSet::new();
+    for c in &contracts {
+        let Terms::Hourly(h) = &c.terms else { continue };
+        if !done.insert(c.provider.clone()) {
+            continue;
+        }
+        let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+        for r in hours.iter().filter(|r| r.provider == c.provider && matches!(r.pricing_category.as_str(), "Standard" | "")) {
+            *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
+        }
+        let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back()) else { continue };
+        let series: Vec<f64> = (h0..=h1).map(|x| by_hour.get(&x).copied().unwrap_or(0.0)).collect();
+        let input = skyward_ledger::recommend::RecommendInput { hourly: &series, discount_pct: h.discount_pct, term_hours: 8_760, lookbacks_days: &[7, 30, 60], growth_pct: 0.0, scenarios: 100, seed: 7 };
+        let recs = skyward_ledger::recommend::recommend(&input);
+        let _ = write!(html, "<h2>Recommended hourly commitment: {} ({}% discount, 1 year)</h2><table><tr><th>method</th><th>lookback</th><th>covers $/h</th><th>fee $/h</th><th>expected savings</th><th>P(loss)</th><th>utilisation</th></tr>", esc(&c.provider), h.discount_pct);
+        for r in recs {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{:.1}%</td></tr>",
+                esc(&r.method),
+                r.lookback_days.map(|d| format!("{d} days")).unwrap_or_else(|| "scenarios".into()),
+                r.covers_usd_per_hour,
+                r.fee_usd_per_hour,
+                r.expected_term_savings,
+                100.0 * r.loss_probability,
+                100.0 * r.expected_utilisation
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<p class=\"note\">Generated by skyward ledger report. Forecast bands: seeded 7-day block bootstrap of the last 91 days of burn (500 paths).</p></body></html>\n");
+    std::fs::write(&a.html, html).map_err(|e| CliError::Io(format!("{}: {e}", a.html.display())))?;
+    eprintln!("wrote {}", a.html.display());
     Ok(())
 }
