@@ -167,22 +167,8 @@ mod tests {
 
     fn flat_history(per_day: &str, days: i64) -> Vec<DayRow> {
         let d0 = Timestamp::parse("2026-01-01").unwrap_or(Timestamp(0)).day();
-        (0..days)
-            .map(|i| DayRow {
-                day: d0 + i,
-                provider: "aws".into(),
-                region: String::new(),
-                service: String::new(),
-                sku: String::new(),
-                category: "Usage".into(),
-                pricing_category: "Standard".into(),
-                commitment_id: String::new(),
-                commitment_status: String::new(),
-                billed: Amount::ZERO,
-                effective: Amount::ZERO,
-                list: Amount::parse(per_day).unwrap_or_default(),
-            })
-            .collect()
+        let list = Amount::parse(per_day).unwrap_or_default();
+        (0..days).map(|i| DayRow::usage(d0 + i, "aws", Amount::ZERO, list)).collect()
     }
 
     #[test]

@@ -22,19 +22,7 @@ pub struct GenSettings {
     pub seed: u64,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use skyward_model::rng::SplitMix64 as Rng;
 
 /// (provider name as FOCUS writes it, region, service, SKU, list $/h, contract discount %)
 const SKUS: &[(&str, &str, &str, &str, &str, f64)] = &[
@@ -57,7 +45,7 @@ fn month_bounds(t: Timestamp) -> (Timestamp, Timestamp) {
 
 /// Writes the file; returns the number of rows.
 pub fn write_focus<W: Write>(mut w: W, s: &GenSettings, mut progress: impl FnMut(u64)) -> std::io::Result<u64> {
-    let mut rng = Rng(s.seed);
+    let mut rng = Rng::new(s.seed);
     writeln!(w, "{HEADER}")?;
     let mut rows = 0u64;
     let hours = i64::from(s.days) * 24;

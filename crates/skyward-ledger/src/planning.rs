@@ -64,22 +64,8 @@ mod tests {
 
     fn day_rows(per_day: &str, from: &str, n: i64) -> Vec<DayRow> {
         let d0 = Timestamp::parse(from).map(|t| t.day()).unwrap_or(0);
-        (0..n)
-            .map(|i| DayRow {
-                day: d0 + i,
-                provider: "aws".into(),
-                region: String::new(),
-                service: String::new(),
-                sku: String::new(),
-                category: "Usage".into(),
-                pricing_category: String::new(),
-                commitment_id: String::new(),
-                commitment_status: String::new(),
-                billed: Amount::parse(per_day).unwrap_or_default(),
-                effective: Amount::ZERO,
-                list: Amount::ZERO,
-            })
-            .collect()
+        let billed = Amount::parse(per_day).unwrap_or_default();
+        (0..n).map(|i| DayRow::usage(d0 + i, "aws", billed, Amount::ZERO)).collect()
     }
 
     #[test]

@@ -95,16 +95,7 @@ pub fn azure_covers(values: &[f64], d: f64) -> f64 {
     full.min(pick(recent))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
-    }
-}
+use skyward_model::rng::SplitMix64 as Rng;
 
 /// Demand scenarios, `hours` long each, built from whole weeks of
 /// `history` drawn at random. Weeks are cut back from the end of the
@@ -112,7 +103,7 @@ impl Rng {
 /// future starts (weekday/weekend patterns stay in place). A history shorter
 /// than a week is used whole.
 pub fn scenarios(history: &[f64], hours: usize, count: usize, growth_pct: f64, seed: u64) -> Vec<Vec<f64>> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let n = history.len();
     if n == 0 || hours == 0 {
         return Vec::new();

@@ -40,6 +40,26 @@ pub struct DayRow {
     pub list: Amount,
 }
 
+impl DayRow {
+    /// A usage bucket with only the fields most callers set.
+    pub fn usage(day: i64, provider: &str, billed: Amount, list: Amount) -> DayRow {
+        DayRow {
+            day,
+            provider: provider.to_string(),
+            region: String::new(),
+            service: String::new(),
+            sku: String::new(),
+            category: "Usage".into(),
+            pricing_category: "Standard".into(),
+            commitment_id: String::new(),
+            commitment_status: String::new(),
+            billed,
+            effective: billed,
+            list,
+        }
+    }
+}
+
 /// One stored hourly usage bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HourRow {
@@ -149,24 +169,7 @@ fn burns(category: &str) -> bool {
     matches!(category, "Usage" | "Purchase" | "Adjustment")
 }
 
-/// SplitMix64, seeded per contract (FNV-1a of the name).
-struct Rng(u64);
-impl Rng {
-    fn seeded(name: &str) -> Rng {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in name.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Rng(h)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
-    }
-}
+use skyward_model::rng::SplitMix64 as Rng;
 
 /// Block bootstrap of the daily history over `days_left` days: the sorted
 /// totals (`already` + the drawn days) of [`FORECAST_PATHS`] paths. Day k
@@ -175,7 +178,7 @@ pub fn paths(name: &str, history: &[Amount], already: Amount, days_left: i64, gr
     if history.is_empty() {
         return Vec::new();
     }
-    let mut rng = Rng::seeded(name);
+    let mut rng = Rng::from_name(name);
     let n = history.len();
     let block = FORECAST_BLOCK_DAYS.min(n);
     let growth: Vec<f64> = if growth_pct == 0.0 {
@@ -227,7 +230,7 @@ pub fn band(name: &str, history: &[Amount], already: Amount, days_left: i64, ste
     }
     let step = step_days.max(1);
     let checkpoints: Vec<i64> = (1..=days_left / step).map(|k| k * step).chain((days_left % step != 0).then_some(days_left)).collect();
-    let mut rng = Rng::seeded(&format!("{name}/band"));
+    let mut rng = Rng::from_name(&format!("{name}/band"));
     let n = history.len();
     let block = FORECAST_BLOCK_DAYS.min(n);
     let mut at_checkpoint: Vec<Vec<Amount>> = vec![Vec::with_capacity(BAND_PATHS); checkpoints.len()];

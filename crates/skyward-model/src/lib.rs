@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod money;
 pub mod offering;
 pub mod region;
+pub mod rng;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};
 pub use fleet::{

@@ -1,6 +1,5 @@
 //! Seeded random fleets over a catalog, for benchmarks and property tests.
-//! Pure: one `u64` seed gives one fleet. The RNG is SplitMix64 (small,
-//! well known, no dependency).
+//! Pure: one `u64` seed gives one fleet.
 
 use skyward_catalog::Catalog;
 use skyward_model::{
@@ -8,31 +7,21 @@ use skyward_model::{
     SpotPolicy, Usd, Workload, WorkloadKind,
 };
 
-pub struct Rng(u64);
+/// The seeded generator (re-exported for the bench and tests).
+pub type Rng = skyward_model::rng::SplitMix64;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
+/// Helpers over the generator used only here.
+trait Pick {
+    fn chance(&mut self, p: f64) -> bool;
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T;
+}
+
+impl Pick for Rng {
+    fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
     }
 }
 
