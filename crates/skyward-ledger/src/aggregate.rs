@@ -35,6 +35,8 @@ pub struct HourlyKey {
     pub hour: i64,
     pub provider: String,
     pub pricing_category: String,
+    pub region: String,
+    pub sku: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +45,8 @@ pub struct Sums {
     pub effective: Amount,
     pub list: Amount,
     pub contracted: Amount,
+    /// Σ PricingQuantity (else ConsumedQuantity): instance-hours for compute.
+    pub quantity: Amount,
     pub rows: u64,
 }
 
@@ -52,6 +56,7 @@ impl Sums {
         self.effective += c.effective_cost;
         self.list += c.list_cost.unwrap_or(c.billed_cost);
         self.contracted += c.contracted_cost.unwrap_or(c.billed_cost);
+        self.quantity += c.pricing_quantity.or(c.consumed_quantity).unwrap_or(Amount::ZERO);
         self.rows += 1;
     }
 }
@@ -67,7 +72,7 @@ pub const BUCKETS_MAX: usize = 20_000_000;
 pub struct Folder {
     names: HashMap<String, u32>,
     daily: HashMap<(i64, [u32; 10]), Sums>,
-    hourly: HashMap<(i64, [u32; 3]), Sums>,
+    hourly: HashMap<(i64, [u32; 5]), Sums>,
     rows: u64,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
@@ -121,7 +126,7 @@ impl Folder {
         ];
         self.daily.entry((c.charge_period_start.day(), key)).or_default().add(c);
         if c.category == crate::focus::ChargeCategory::Usage {
-            let hk = [key[0], key[1], key[7]];
+            let hk = [key[0], key[1], key[7], key[3], key[5]];
             self.hourly.entry((c.charge_period_start.hour(), hk)).or_default().add(c);
         }
         self.rows += 1;
@@ -168,7 +173,7 @@ impl Folder {
         let hourly = self
             .hourly
             .into_iter()
-            .map(|((hour, k), v)| (HourlyKey { partition: n(k[0]), hour, provider: n(k[1]), pricing_category: n(k[2]) }, v))
+            .map(|((hour, k), v)| (HourlyKey { partition: n(k[0]), hour, provider: n(k[1]), pricing_category: n(k[2]), region: n(k[3]), sku: n(k[4]) }, v))
             .collect();
         Aggregates { daily, hourly, rows: self.rows, first: self.first, last: self.last }
     }

@@ -68,6 +68,10 @@ pub struct HourRow {
     pub pricing_category: String,
     pub list: Amount,
     pub effective: Amount,
+    pub region: String,
+    pub sku: String,
+    /// Instance-hours (PricingQuantity).
+    pub quantity: Amount,
 }
 
 pub const FORECAST_PATHS: usize = 2_000;
@@ -146,6 +150,9 @@ pub struct HourlyStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityStatus {
     pub name: String,
+    /// "focus" (Used/Unused rows), "simulated" (applied to imported
+    /// on-demand usage of its SKU and region) or "unknown".
+    pub basis: &'static str,
     pub provider: String,
     pub region: String,
     pub sku: String,
@@ -352,49 +359,99 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
     }
 }
 
-/// Applies every hourly commitment of a provider, in instrument order, to
-/// the provider's on-demand usage hour by hour.
-fn simulate_hourly(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) -> BTreeMap<String, HourlyStatus> {
-    let mut on_demand: BTreeMap<i64, Amount> = BTreeMap::new();
+/// One hour's on-demand usage: (region, SKU) → (list, instance-hours).
+type HourCells = BTreeMap<(String, String), (Amount, Amount)>;
+
+/// What the simulation found for a capacity commitment.
+#[derive(Debug, Clone, Copy, Default)]
+struct CapacityUse {
+    unit_hours_used: Amount,
+    hours: i64,
+}
+
+/// Applies a provider's commitments to its on-demand usage hour by hour, in
+/// AWS's order: reserved capacity first (instance-hours of its SKU in its
+/// region, up to its units), then EC2 Instance Savings Plans, then Compute
+/// Savings Plans (other instruments alongside the latter), each on what the
+/// earlier ones left. Capacity commitments with a `commitment_id` are read
+/// from FOCUS rows instead (their usage is already priced as Committed).
+fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) -> (BTreeMap<String, HourlyStatus>, BTreeMap<String, CapacityUse>) {
     let provider = provider_contracts.first().map(|c| c.provider.as_str()).unwrap_or("");
+    // hour → (region, sku) → (list, quantity) of on-demand usage.
+    let mut usage: BTreeMap<i64, HourCells> = BTreeMap::new();
     for h in hours.iter().filter(|h| h.provider == provider && matches!(h.pricing_category.as_str(), "Standard" | "")) {
-        *on_demand.entry(h.hour).or_insert(Amount::ZERO) += h.list;
+        let e = usage.entry(h.hour).or_default().entry((h.region.to_ascii_lowercase(), h.sku.to_ascii_lowercase())).or_insert((Amount::ZERO, Amount::ZERO));
+        e.0 += h.list;
+        e.1 += h.quantity;
     }
-    let first_data = on_demand.keys().next().copied();
-    let mut ordered: Vec<(&Contract, &HourlyTerms)> = provider_contracts
+    let mut hourly: Vec<(&Contract, &HourlyTerms)> = provider_contracts
         .iter()
         .filter_map(|c| match &c.terms {
             Terms::Hourly(t) => Some((*c, t)),
             _ => None,
         })
         .collect();
-    ordered.sort_by(|a, b| (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name)));
-    let mut out = BTreeMap::new();
-    let Some(first) = first_data else { return out };
+    hourly.sort_by(|a, b| (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name)));
+    let mut capacity: Vec<(&Contract, &CapacityTerms)> = provider_contracts
+        .iter()
+        .filter_map(|c| match &c.terms {
+            Terms::Capacity(t) if t.commitment_id.is_none() => Some((*c, t)),
+            _ => None,
+        })
+        .collect();
+    capacity.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut hourly_out = BTreeMap::new();
+    let mut capacity_out: BTreeMap<String, CapacityUse> = BTreeMap::new();
+    let Some(&first) = usage.keys().next() else { return (hourly_out, capacity_out) };
     let h_at = at.0.div_euclid(SECONDS_PER_HOUR);
-    // Remaining on-demand spend per hour after earlier instruments.
-    let mut remaining = on_demand.clone();
-    for (c, t) in ordered {
-        let h0 = c.start.hour().max(first);
-        let h1 = c.end.hour().min(h_at);
-        let n = (h1 - h0).max(0);
-        let fee = t.fee_per_hour();
-        let covers = t.covers_list_per_hour();
-        let (mut used, mut covered, mut eligible) = (Amount::ZERO, Amount::ZERO, Amount::ZERO);
-        for h in h0..h1 {
-            let left = remaining.get(&h).copied().unwrap_or(Amount::ZERO);
-            eligible += on_demand.get(&h).copied().unwrap_or(Amount::ZERO);
-            let cov = left.min(covers);
-            covered += cov;
-            if covers > Amount::ZERO {
-                used += Amount(fee.0 * cov.0 / covers.0);
+    // Per hourly contract: (used fee, covered list, eligible list, hours).
+    let mut acc: Vec<(Amount, Amount, Amount, i64)> = vec![(Amount::ZERO, Amount::ZERO, Amount::ZERO, 0); hourly.len()];
+    let h_start = provider_contracts.iter().map(|c| c.start.hour()).min().unwrap_or(first).max(first);
+    let h_end = provider_contracts.iter().map(|c| c.end.hour()).max().unwrap_or(h_at).min(h_at);
+    for h in h_start..h_end {
+        let mut cells: Vec<((String, String), (Amount, Amount))> = usage.get(&h).map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+        for (c, t) in &capacity {
+            if h < c.start.hour() || h >= c.end.hour() {
+                continue;
             }
-            if let Some(r) = remaining.get_mut(&h) {
-                *r = *r - cov;
+            let u = capacity_out.entry(c.name.clone()).or_default();
+            u.hours += 1;
+            let mut units_left = Amount(i128::from(t.units) * crate::amount::PICOS_PER_USD);
+            for ((region, sku), (list, qty)) in cells.iter_mut() {
+                if units_left <= Amount::ZERO || *qty <= Amount::ZERO || !region.eq_ignore_ascii_case(&t.region) || !sku.eq_ignore_ascii_case(&t.sku) {
+                    continue;
+                }
+                let take = (*qty).min(units_left);
+                let covered = Amount(list.0 * take.0 / qty.0);
+                *list = *list - covered;
+                *qty = *qty - take;
+                units_left = units_left - take;
+                u.unit_hours_used += take;
             }
         }
+        let mut left: Amount = cells.iter().map(|(_, (l, _))| *l).sum();
+        let all: Amount = usage.get(&h).map(|m| m.values().map(|v| v.0).sum()).unwrap_or(Amount::ZERO);
+        for (i, (c, t)) in hourly.iter().enumerate() {
+            if h < c.start.hour() || h >= c.end.hour() {
+                continue;
+            }
+            let fee = t.fee_per_hour();
+            let covers = t.covers_list_per_hour();
+            let cov = left.min(covers);
+            left = left - cov;
+            let a = &mut acc[i];
+            a.1 += cov;
+            a.2 += all;
+            a.3 += 1;
+            if covers > Amount::ZERO {
+                a.0 += Amount(fee.0 * cov.0 / covers.0);
+            }
+        }
+    }
+    for ((c, t), (used, covered, eligible, n)) in hourly.into_iter().zip(acc) {
+        let fee = t.fee_per_hour();
         let committed = Amount(fee.0 * i128::from(n));
-        out.insert(
+        hourly_out.insert(
             c.name.clone(),
             HourlyStatus {
                 name: c.name.clone(),
@@ -412,7 +469,7 @@ fn simulate_hourly(provider_contracts: &[&Contract], at: Timestamp, hours: &[Hou
             },
         );
     }
-    out
+    (hourly_out, capacity_out)
 }
 
 fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> Option<(Amount, Amount, Amount, Amount)> {
@@ -431,12 +488,15 @@ fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> O
 
 pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[HourRow]) -> Vec<ContractStatus> {
     let mut by_provider: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
-    for c in contracts.iter().filter(|c| matches!(c.terms, Terms::Hourly(_))) {
+    for c in contracts.iter().filter(|c| matches!(c.terms, Terms::Hourly(_) | Terms::Capacity(_))) {
         by_provider.entry(c.provider.as_str()).or_default().push(c);
     }
     let mut simulated: BTreeMap<String, HourlyStatus> = BTreeMap::new();
+    let mut capacity_use: BTreeMap<String, CapacityUse> = BTreeMap::new();
     for cs in by_provider.values() {
-        simulated.extend(simulate_hourly(cs, at, hours));
+        let (h, c) = simulate(cs, at, hours);
+        simulated.extend(h);
+        capacity_use.extend(c);
     }
     contracts
         .iter()
@@ -475,20 +535,27 @@ pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[H
                     })),
                 }
             }
-            Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(c, t, at, days)),
+            Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(c, t, at, days, capacity_use.get(&c.name).copied())),
         })
         .collect()
 }
 
-fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRow]) -> CapacityStatus {
+fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRow], simulated: Option<CapacityUse>) -> CapacityStatus {
     let hours = ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0);
     let paid = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(hours));
     let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
-    let (used, unused) = match actual {
-        Some((u, n, _, _)) => (Some(u), Some(n)),
-        None => (None, None),
+    let (basis, used, unused) = match (actual, simulated) {
+        (Some((u, n, _, _)), _) => ("focus", Some(u), Some(n)),
+        (None, Some(s)) if s.hours > 0 => {
+            // Value of the instance-hours used, at the reserved rate.
+            let used = Amount(t.rate_per_unit_hour.0 * s.unit_hours_used.0 / crate::amount::PICOS_PER_USD);
+            let held = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(s.hours));
+            ("simulated", Some(used), Some(held - used))
+        }
+        _ => ("unknown", None, None),
     };
     CapacityStatus {
+        basis,
         name: c.name.clone(),
         provider: c.provider.clone(),
         region: t.region.clone(),

@@ -77,6 +77,9 @@ proptest! {
             pricing_category: "Standard".into(),
             list: Amount(i128::from(*c) * 10_000_000_000),
             effective: Amount::ZERO,
+            region: "us-east-1".into(),
+            sku: "m5".into(),
+            quantity: Amount(1_000_000_000_000),
         }).collect();
         let c = Contract {
             name: "sp".into(),

@@ -108,7 +108,11 @@ fn hourly(name: &str, provider: &str, instrument: Instrument, commit: &str, pct:
 
 fn hour_rows(provider: &str, lists: &[&str]) -> Vec<HourRow> {
     let h0 = Timestamp::parse("2026-01-01").unwrap().hour();
-    lists.iter().enumerate().map(|(i, l)| HourRow { hour: h0 + i as i64, provider: provider.into(), pricing_category: "Standard".into(), list: usd(l), effective: usd(l) }).collect()
+    lists
+        .iter()
+        .enumerate()
+        .map(|(i, l)| HourRow { hour: h0 + i as i64, provider: provider.into(), pricing_category: "Standard".into(), list: usd(l), effective: usd(l), region: "us-east-1".into(), sku: "m5".into(), quantity: usd("1") })
+        .collect()
 }
 
 #[test]
@@ -186,4 +190,42 @@ fn capacity_is_paid_whether_used_or_not() {
     let ContractStatus::Capacity(s) = &status(&[c], Timestamp::parse("2026-01-11").unwrap(), &[], &[])[0] else { panic!() };
     // 72 × $42 × 240 h.
     assert_eq!((s.hours, s.paid, s.used), (240, usd("725760"), None));
+}
+
+#[test]
+fn aws_order_reserved_instances_then_ec2_instance_sp_then_compute_sp() {
+    // One hour: 3 × p5.48xlarge at $55.04 ($165.12) and $100 of other usage.
+    let h0 = Timestamp::parse("2026-01-01").unwrap().hour();
+    let hours = vec![
+        HourRow { hour: h0, provider: "aws".into(), pricing_category: "Standard".into(), list: usd("165.12"), effective: usd("165.12"), region: "us-east-1".into(), sku: "p5.48xlarge".into(), quantity: usd("3") },
+        HourRow { hour: h0, provider: "aws".into(), pricing_category: "Standard".into(), list: usd("100"), effective: usd("100"), region: "us-west-2".into(), sku: "m7i.large".into(), quantity: usd("40") },
+    ];
+    let start = Timestamp::parse("2026-01-01").unwrap();
+    let ri = Contract {
+        name: "p5-ri".into(),
+        provider: "aws".into(),
+        start,
+        end: start.plus_months(12),
+        terms: Terms::Capacity(CapacityTerms { region: "us-east-1".into(), sku: "p5.48xlarge".into(), units: 2, rate_per_unit_hour: usd("35"), commitment_id: None }),
+    };
+    // EC2 Instance SP covers $60 of list for $36; Compute SP covers $200 for $150.
+    let ec2 = hourly("ec2-sp", "aws", Instrument::AwsEc2InstanceSavingsPlan, "36", 40.0, None);
+    let compute = hourly("compute-sp", "aws", Instrument::AwsComputeSavingsPlan, "150", 25.0, None);
+    let at = Timestamp::parse("2026-01-01T01:00:00Z").unwrap();
+    let out = status(&[compute, ri, ec2], at, &[], &hours);
+    let find = |name: &str| out.iter().find(|s| match s {
+        ContractStatus::Hourly(h) => h.name == name,
+        ContractStatus::Capacity(c) => c.name == name,
+        ContractStatus::Spend(_) => false,
+    }).unwrap().clone();
+    // 1. The RI takes 2 of the 3 p5 instance-hours ($110.08 of list).
+    let ContractStatus::Capacity(r) = find("p5-ri") else { panic!() };
+    assert_eq!((r.basis, r.paid, r.used, r.utilisation), ("simulated", usd("70"), Some(usd("70")), Some(1.0)));
+    // 2. $155.04 is left ($55.04 p5 + $100); the EC2 Instance SP covers $60 of it.
+    let ContractStatus::Hourly(e) = find("ec2-sp") else { panic!() };
+    assert_eq!((e.used, e.net_savings), (usd("36"), Some(usd("24"))));
+    // 3. The Compute SP gets the remaining $95.04 of its $200: uses $71.28 of $150.
+    let ContractStatus::Hourly(c) = find("compute-sp") else { panic!() };
+    assert_eq!((c.used, c.unused), (usd("71.28"), usd("78.72")));
+    assert!((c.coverage.unwrap() - 95.04 / 265.12).abs() < 1e-12);
 }

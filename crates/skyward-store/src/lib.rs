@@ -192,9 +192,9 @@ impl Store {
             q.build().execute(&mut *tx).await?;
         }
         let hourly: Vec<_> = agg.hourly.iter().collect();
-        for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2) {
+        for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2 - 500) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, billed_nanos, effective_nanos, list_nanos, rows) ",
+                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows) ",
             );
             q.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(id)
@@ -202,6 +202,9 @@ impl Store {
                     .push_bind(k.hour)
                     .push_bind(&k.provider)
                     .push_bind(&k.pricing_category)
+                    .push_bind(&k.region)
+                    .push_bind(&k.sku)
+                    .push_bind(s.quantity.nanos())
                     .push_bind(s.billed.nanos())
                     .push_bind(s.effective.nanos())
                     .push_bind(s.list.nanos())
@@ -246,7 +249,7 @@ impl Store {
     /// Hourly usage buckets up to `hour_end` (exclusive).
     pub async fn hourly(&self, provider: Option<&str>, hour_end: i64) -> Result<Vec<HourRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT hour, provider, pricing_category, list_nanos, effective_nanos FROM usage_hourly \
+            "SELECT hour, provider, pricing_category, list_nanos, effective_nanos, region, sku, quantity_nanos FROM usage_hourly \
              WHERE (?1 IS NULL OR provider = ?1) AND hour < ?2 ORDER BY hour, provider, pricing_category",
         )
         .bind(provider)
@@ -261,6 +264,9 @@ impl Store {
                 pricing_category: r.get(2),
                 list: Amount::from_nanos(r.get(3)),
                 effective: Amount::from_nanos(r.get(4)),
+                region: r.get(5),
+                sku: r.get(6),
+                quantity: Amount::from_nanos(r.get(7)),
             })
             .collect())
     }

@@ -405,7 +405,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
             outln!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
             let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>"]);
             let mut hourly = Table::new(&["HOURLY COMMITMENT", "PROVIDER", "INSTRUMENT", "BASIS", "HOURS>", "FEE/H>", "COMMITTED>", "USED>", "UNUSED>", "UTILISATION>", "COVERAGE>", "NET SAVINGS>"]);
-            let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
+            let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "BASIS", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
             let mut floors = Vec::new();
             for r in &report {
                 match r {
@@ -460,6 +460,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                         c.provider.clone(),
                         c.region.clone(),
                         c.sku.clone(),
+                        c.basis.to_string(),
                         c.units.to_string(),
                         c.hours.to_string(),
                         c.paid.to_string(),
