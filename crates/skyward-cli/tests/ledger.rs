@@ -79,6 +79,13 @@ fn import_status_and_idempotency() {
         let (cov, fee) = (r["covers_usd_per_hour"].as_f64().unwrap(), r["fee_usd_per_hour"].as_f64().unwrap());
         assert!((fee - 0.72 * cov).abs() < 0.01, "{r}");
     }
+    // Spend commitment sizing under discount tiers: exactly one best option.
+    let sp = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-tiers", "1e5:3,1e6:8", "--term-years", "1", "--output", "json"]).output().unwrap();
+    assert!(sp.status.success(), "{}", String::from_utf8_lossy(&sp.stderr));
+    let sp: Value = serde_json::from_slice(&sp.stdout).unwrap();
+    assert_eq!(sp["options"].as_array().unwrap().iter().filter(|o| o["best"] == true).count(), 1);
+    let bad_tiers = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-tiers", "lots:5"]).output().unwrap();
+    assert_eq!(bad_tiers.status.code(), Some(2));
     let bad = skyward(&db).args(["ledger", "recommend", "--provider", "nobody", "--discount-pct", "28"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     // plan --ledger: commitments behind schedule count as already paid, and the

@@ -268,3 +268,99 @@ mod scenario_tests {
         }
     }
 }
+
+/// One candidate size for a spend commitment (EDP/PPA/MACC style), with
+/// the discount its tier gives.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpendOption {
+    pub commit_usd: Amount,
+    pub discount_pct: f64,
+    /// E[L − max(C, (1 − d)·L)] over the term's demand paths.
+    pub expected_savings: Amount,
+    pub expected_shortfall: Amount,
+    pub shortfall_probability: f64,
+    pub best: bool,
+}
+
+/// Sizes a spend commitment under discount tiers (`(minimum commit,
+/// discount %)`, a deal's price sheet). Candidates are every tier's
+/// minimum and, inside each tier, the 5th to 50th percentiles of the
+/// projected discounted spend (1 − d)·L; each is evaluated on the same
+/// paths `list_paths` (projected list spend over the term). With a single
+/// fixed discount the best commitment is always the smallest (committing
+/// more only adds risk), which is why tiers are required.
+pub fn recommend_spend(list_paths: &[Amount], tiers: &[(Amount, f64)]) -> Vec<SpendOption> {
+    if list_paths.is_empty() || tiers.is_empty() {
+        return Vec::new();
+    }
+    let mut tiers: Vec<(Amount, f64)> = tiers.to_vec();
+    tiers.sort_by_key(|t| t.0);
+    let tier_of = |c: Amount| tiers.iter().rev().find(|(m, _)| c >= *m).map(|t| t.1);
+    let mut candidates: Vec<Amount> = tiers.iter().map(|t| t.0).filter(|m| *m > Amount::ZERO).collect();
+    for (i, (min, d)) in tiers.iter().enumerate() {
+        let next = tiers.get(i + 1).map(|t| t.0);
+        let mut burns: Vec<Amount> = list_paths.iter().map(|l| crate::contracts::scale(*l, 1.0 - d / 100.0)).collect();
+        burns.sort();
+        for p in [0.05, 0.10, 0.20, 0.30, 0.40, 0.50] {
+            let c = burns[((burns.len() - 1) as f64 * p).round() as usize];
+            if c >= *min && next.is_none_or(|n| c < n) && c > Amount::ZERO {
+                candidates.push(c);
+            }
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let n = list_paths.len() as i128;
+    let mut out: Vec<SpendOption> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            let d = tier_of(c)?;
+            let (mut save, mut short, mut k) = (Amount::ZERO, Amount::ZERO, 0usize);
+            for l in list_paths {
+                let burn = crate::contracts::scale(*l, 1.0 - d / 100.0);
+                save += *l - burn.max(c);
+                let s = (c - burn).max(Amount::ZERO);
+                short += s;
+                k += usize::from(s > Amount::ZERO);
+            }
+            Some(SpendOption {
+                commit_usd: c,
+                discount_pct: d,
+                expected_savings: Amount(save.0 / n),
+                expected_shortfall: Amount(short.0 / n),
+                shortfall_probability: k as f64 / list_paths.len() as f64,
+                best: false,
+            })
+        })
+        .collect();
+    if let Some(i) = out.iter().enumerate().max_by(|a, b| a.1.expected_savings.cmp(&b.1.expected_savings).then(b.0.cmp(&a.0))).map(|x| x.0) {
+        out[i].best = true;
+    }
+    out
+}
+
+#[cfg(test)]
+mod spend_tests {
+    use super::*;
+
+    fn usd(s: &str) -> Amount {
+        Amount::parse(s).unwrap_or_default()
+    }
+
+    #[test]
+    fn tiers_by_hand() {
+        // Every path spends exactly $1,000,000 at list over the term.
+        let paths = vec![usd("1000000"); 100];
+        // 5% off from $100k, 10% off from $500k, 20% off from $950k.
+        let tiers = vec![(usd("100000"), 5.0), (usd("500000"), 10.0), (usd("950000"), 20.0)];
+        let opts = recommend_spend(&paths, &tiers);
+        let best = opts.iter().find(|o| o.best).unwrap_or_else(|| panic!("no best"));
+        // $950k at 20%: burn 800k < 950k → pay 950k, save 50k. $500k..$900k
+        // at 10%: burn 900k ≥ C → save 100k: the 10% tier wins.
+        assert_eq!(best.discount_pct, 10.0);
+        assert_eq!(best.expected_savings, usd("100000"));
+        assert_eq!(best.shortfall_probability, 0.0);
+        let top = opts.iter().find(|o| o.discount_pct == 20.0).unwrap_or_else(|| panic!("no 20% option"));
+        assert_eq!((top.expected_savings, top.expected_shortfall), (usd("50000"), usd("150000")));
+    }
+}
