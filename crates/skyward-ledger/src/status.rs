@@ -359,8 +359,9 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
     }
 }
 
-/// One hour's on-demand usage: (region, SKU) → (list, instance-hours).
-type HourCells = BTreeMap<(String, String), (Amount, Amount)>;
+/// One hour's on-demand usage that reserved capacity can cover:
+/// (region, SKU, list, instance-hours).
+type HourCells = Vec<(String, String, Amount, Amount)>;
 
 /// What the simulation found for a capacity commitment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -377,12 +378,29 @@ struct CapacityUse {
 /// from FOCUS rows instead (their usage is already priced as Committed).
 fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) -> (BTreeMap<String, HourlyStatus>, BTreeMap<String, CapacityUse>) {
     let provider = provider_contracts.first().map(|c| c.provider.as_str()).unwrap_or("");
-    // hour → (region, sku) → (list, quantity) of on-demand usage.
-    let mut usage: BTreeMap<i64, HourCells> = BTreeMap::new();
+    let caps_all: Vec<&CapacityTerms> = provider_contracts
+        .iter()
+        .filter_map(|c| match &c.terms {
+            Terms::Capacity(t) if t.commitment_id.is_none() => Some(t),
+            _ => None,
+        })
+        .collect();
+    // hour → (on-demand list, cells that some capacity commitment can
+    // cover: (region, sku, list, instance-hours)). Rows no capacity
+    // commitment matches only add to the total.
+    let mut usage: BTreeMap<i64, (Amount, HourCells)> = BTreeMap::new();
     for h in hours.iter().filter(|h| h.provider == provider && matches!(h.pricing_category.as_str(), "Standard" | "")) {
-        let e = usage.entry(h.hour).or_default().entry((h.region.to_ascii_lowercase(), h.sku.to_ascii_lowercase())).or_insert((Amount::ZERO, Amount::ZERO));
+        let e = usage.entry(h.hour).or_insert_with(|| (Amount::ZERO, Vec::new()));
         e.0 += h.list;
-        e.1 += h.quantity;
+        if caps_all.iter().any(|t| t.region.eq_ignore_ascii_case(&h.region) && t.sku.eq_ignore_ascii_case(&h.sku)) {
+            match e.1.iter_mut().find(|c| c.0 == h.region && c.1 == h.sku) {
+                Some(c) => {
+                    c.2 += h.list;
+                    c.3 += h.quantity;
+                }
+                None => e.1.push((h.region.clone(), h.sku.clone(), h.list, h.quantity)),
+            }
+        }
     }
     let mut hourly: Vec<(&Contract, &HourlyTerms)> = provider_contracts
         .iter()
@@ -409,7 +427,8 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
     let h_start = provider_contracts.iter().map(|c| c.start.hour()).min().unwrap_or(first).max(first);
     let h_end = provider_contracts.iter().map(|c| c.end.hour()).max().unwrap_or(h_at).min(h_at);
     for h in h_start..h_end {
-        let mut cells: Vec<((String, String), (Amount, Amount))> = usage.get(&h).map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+        let (all, mut cells) = usage.get(&h).cloned().unwrap_or_default();
+        let mut reserved = Amount::ZERO;
         for (c, t) in &capacity {
             if h < c.start.hour() || h >= c.end.hour() {
                 continue;
@@ -417,7 +436,7 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
             let u = capacity_out.entry(c.name.clone()).or_default();
             u.hours += 1;
             let mut units_left = Amount(i128::from(t.units) * crate::amount::PICOS_PER_USD);
-            for ((region, sku), (list, qty)) in cells.iter_mut() {
+            for (region, sku, list, qty) in cells.iter_mut() {
                 if units_left <= Amount::ZERO || *qty <= Amount::ZERO || !region.eq_ignore_ascii_case(&t.region) || !sku.eq_ignore_ascii_case(&t.sku) {
                     continue;
                 }
@@ -426,11 +445,11 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
                 *list = *list - covered;
                 *qty = *qty - take;
                 units_left = units_left - take;
+                reserved += covered;
                 u.unit_hours_used += take;
             }
         }
-        let mut left: Amount = cells.iter().map(|(_, (l, _))| *l).sum();
-        let all: Amount = usage.get(&h).map(|m| m.values().map(|v| v.0).sum()).unwrap_or(Amount::ZERO);
+        let mut left = all - reserved;
         for (i, (c, t)) in hourly.iter().enumerate() {
             if h < c.start.hour() || h >= c.end.hour() {
                 continue;

@@ -271,6 +271,43 @@ impl Store {
             .collect())
     }
 
+    /// On-demand (Standard-priced) hourly usage of some providers, summed
+    /// per hour in SQL. Region and SKU are kept only for the
+    /// `(provider, region, sku)` cells that a capacity commitment can cover
+    /// (compared case-insensitively); all other usage of an hour is one row.
+    /// Much less to read than [`Store::hourly`] when only totals matter.
+    pub async fn hourly_on_demand(&self, providers: &[String], cells: &[(String, String, String)]) -> Result<Vec<HourRow>, StoreError> {
+        let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+        let providers_json = format!("[{}]", providers.iter().map(|p| quote(p)).collect::<Vec<_>>().join(","));
+        let cells_json = format!("[{}]", cells.iter().map(|(p, r, k)| quote(&format!("{}|{}|{}", p, r.to_ascii_lowercase(), k.to_ascii_lowercase()))).collect::<Vec<_>>().join(","));
+        let rows = sqlx::query(
+            "SELECT hour, provider, \
+                    CASE WHEN (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) THEN region ELSE '' END AS r, \
+                    CASE WHEN (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) THEN sku ELSE '' END AS k, \
+                    SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos) \
+             FROM usage_hourly \
+             WHERE pricing_category IN ('Standard', '') AND provider IN (SELECT value FROM json_each(?1)) \
+             GROUP BY hour, provider, r, k ORDER BY hour, provider, r, k",
+        )
+        .bind(providers_json)
+        .bind(cells_json)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HourRow {
+                hour: r.get(0),
+                provider: r.get(1),
+                pricing_category: "Standard".to_string(),
+                region: r.get(2),
+                sku: r.get(3),
+                list: Amount::from_nanos(r.get(4)),
+                effective: Amount::from_nanos(r.get(5)),
+                quantity: Amount::from_nanos(r.get(6)),
+            })
+            .collect())
+    }
+
     /// The last day with any charge, if any.
     pub async fn last_day(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query("SELECT MAX(day) FROM charges_daily").fetch_one(&self.pool).await?.get(0))

@@ -385,16 +385,36 @@ fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "-".into())
 }
 
+/// Everything `status` and `report` read: daily buckets, and hourly
+/// on-demand usage only for providers with hourly or capacity commitments.
+pub type LedgerData = (Vec<skyward_ledger::status::DayRow>, Vec<skyward_ledger::status::HourRow>, Option<i64>);
+
+pub fn load_for(contracts: &[skyward_ledger::contracts::Contract], db: &Path) -> Result<LedgerData, CliError> {
+    use skyward_ledger::contracts::Terms;
+    let mut providers: Vec<String> = contracts.iter().filter(|c| !matches!(c.terms, Terms::Spend(_))).map(|c| c.provider.clone()).collect();
+    providers.sort();
+    providers.dedup();
+    let cells: Vec<(String, String, String)> = contracts
+        .iter()
+        .filter_map(|c| match &c.terms {
+            Terms::Capacity(t) if t.commitment_id.is_none() => Some((c.provider.clone(), t.region.clone(), t.sku.clone())),
+            _ => None,
+        })
+        .collect();
+    let rt = runtime()?;
+    Ok(rt.block_on(async {
+        let store = Store::open(db).await?;
+        let last = store.last_day().await?;
+        let hours = if providers.is_empty() { Vec::new() } else { store.hourly_on_demand(&providers, &cells).await? };
+        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, hours, last))
+    })?)
+}
+
 fn status(a: &StatusArgs) -> Result<(), CliError> {
     use skyward_ledger::status::{status as compute, ContractStatus};
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
-    let rt = runtime()?;
-    let (days, hours, last) = rt.block_on(async {
-        let store = Store::open(&db).await?;
-        let last = store.last_day().await?;
-        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.hourly(None, i64::MAX).await?, last))
-    })?;
+    let (days, hours, last) = load_for(&contracts, &db)?;
     let at = match &a.at {
         Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => match last {
@@ -616,7 +636,7 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
     let rt = runtime()?;
-    let rows = rt.block_on(async { Store::open(&db).await?.hourly(Some(&provider), i64::MAX).await })?;
+    let rows = rt.block_on(async { Store::open(&db).await?.hourly_on_demand(std::slice::from_ref(&provider), &[]).await })?;
     let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
     for r in rows.iter().filter(|r| matches!(r.pricing_category.as_str(), "Standard" | "")) {
         *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
@@ -728,11 +748,8 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     use std::fmt::Write as _;
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
-    let rt = runtime()?;
-    let (days, hours, last, imports) = rt.block_on(async {
-        let store = Store::open(&db).await?;
-        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.hourly(None, i64::MAX).await?, store.last_day().await?, store.imports().await?))
-    })?;
+    let (days, hours, last) = load_for(&contracts, &db)?;
+    let imports = runtime()?.block_on(async { Store::open(&db).await?.imports().await })?;
     let at = match &a.at {
         Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => match last {
