@@ -114,18 +114,7 @@ impl Amount {
 impl fmt::Display for Amount {
     /// `$1,234.57`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cents = self.cents();
-        let neg = cents < 0;
-        let c = cents.unsigned_abs();
-        let whole = (c / 100).to_string();
-        let mut g = String::new();
-        for (i, ch) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i).is_multiple_of(3) {
-                g.push(',');
-            }
-            g.push(ch);
-        }
-        write!(f, "{}${}.{:02}", if neg { "-" } else { "" }, g, c % 100)
+        f.write_str(&skyward_model::money::format_cents(self.cents()))
     }
 }
 

@@ -13,20 +13,9 @@ fn start() -> Timestamp {
 
 fn day_row(day: i64, cents: i64, category: &str) -> DayRow {
     let a = Amount(i128::from(cents) * 10_000_000_000);
-    DayRow {
-        day: start().day() + day,
-        provider: "aws".into(),
-        region: "us-east-1".into(),
-        service: "EC2".into(),
-        sku: "p5".into(),
-        category: category.into(),
-        pricing_category: "Standard".into(),
-        commitment_id: String::new(),
-        commitment_status: String::new(),
-        billed: a,
-        effective: a,
-        list: a,
-    }
+    let mut r = DayRow::usage(start().day() + day, "aws", a, a);
+    r.category = category.into();
+    r
 }
 
 proptest! {

@@ -14,20 +14,10 @@ fn day(d: &str) -> i64 {
 }
 
 fn row(d: &str, provider: &str, category: &str, billed: &str) -> DayRow {
-    DayRow {
-        day: day(d),
-        provider: provider.into(),
-        region: "us-east-1".into(),
-        service: "EC2".into(),
-        sku: "p5".into(),
-        category: category.into(),
-        pricing_category: "Standard".into(),
-        commitment_id: String::new(),
-        commitment_status: String::new(),
-        billed: usd(billed),
-        effective: usd(billed),
-        list: usd(billed),
-    }
+    let mut r = DayRow::usage(day(d), provider, usd(billed), usd(billed));
+    r.category = category.into();
+    r.region = "us-east-1".into();
+    r
 }
 
 fn spend(commit: &str, floors: Vec<Floor>) -> Contract {

@@ -123,21 +123,27 @@ impl Usd {
     }
 }
 
+/// `$1,234.57` from a signed number of cents (shared with the ledger's
+/// pico-dollar amounts).
+pub fn format_cents(cents_total: i128) -> String {
+    let negative = cents_total < 0;
+    let cents_abs = cents_total.unsigned_abs();
+    let whole = (cents_abs / 100).to_string();
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}${}.{:02}", if negative { "-" } else { "" }, grouped, cents_abs % 100)
+}
+
 impl fmt::Display for Usd {
     /// `$1,234.57`: cents, with thousands separators.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cents_total = (self.0 as i128 + if self.0 >= 0 { 5_000 } else { -5_000 }) / 10_000;
-        let negative = cents_total < 0;
-        let cents_abs = cents_total.unsigned_abs();
-        let whole = (cents_abs / 100).to_string();
-        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
-        for (i, ch) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(ch);
-        }
-        write!(f, "{}${}.{:02}", if negative { "-" } else { "" }, grouped, cents_abs % 100)
+        f.write_str(&format_cents(cents_total))
     }
 }
 

@@ -427,7 +427,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
         Output::Json => outln!("{}", json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?),
         Output::Table => {
             outln!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
-            let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>"]);
+            let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>", "SAVINGS RATE>"]);
             let mut hourly = Table::new(&["HOURLY COMMITMENT", "PROVIDER", "INSTRUMENT", "BASIS", "HOURS>", "FEE/H>", "COMMITTED>", "USED>", "UNUSED>", "UTILISATION>", "COVERAGE>", "NET SAVINGS>"]);
             let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "BASIS", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
             let mut floors = Vec::new();
@@ -450,6 +450,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                             f.map(|x| x.p90.to_string()).unwrap_or_else(|| "-".into()),
                             f.map(|x| x.expected_shortfall.to_string()).unwrap_or_else(|| "-".into()),
                             f.map(|x| format!("{:.0}%", 100.0 * x.shortfall_probability)).unwrap_or_else(|| "-".into()),
+                            s.effective_savings_rate.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
                         ]);
                         if let Some(fl) = &s.floor {
                             floors.push(format!(
