@@ -1,0 +1,440 @@
+//! The state machine.
+
+use crate::types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};
+use skyward_catalog::regions::region_info;
+use skyward_model::Usd;
+use skyward_placement::reasons;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A scheduling cycle runs at most this often.
+    pub cycle_ms: Millis,
+    /// A dispatch not acknowledged by then is taken back and requeued.
+    pub dispatch_timeout_ms: Millis,
+    /// A site silent for this long is presumed lost; its work is requeued.
+    pub heartbeat_timeout_ms: Millis,
+    /// Workloads held (every state), and pending ones considered per cycle.
+    pub workloads_max: usize,
+    /// Commands waiting to be drained; more means the runtime is not
+    /// draining, a programming error.
+    pub commands_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { cycle_ms: 1_000, dispatch_timeout_ms: 30_000, heartbeat_timeout_ms: 15_000, workloads_max: 1_000_000, commands_max: 10_000_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    Duplicate(WorkloadId),
+    Invalid(String),
+    Full,
+    UnknownWorkload(WorkloadId),
+    UnknownSite(String),
+    /// The input refers to a state the core has moved past (a late ack, a
+    /// finish from a site the work was taken from); it changed nothing.
+    Stale(String),
+}
+
+/// Site not-yet-known after a restart: its work waits for it to come back.
+pub const REASON_SITE_DOWN: &str = "site down";
+pub const REASON_SITE_FULL: &str = "site capacity in use";
+
+#[derive(Debug, Clone)]
+struct Workload {
+    spec: JobSpec,
+    seq: u64,
+    state: State,
+    /// Dispatches so far (the fencing token of the current one).
+    attempt: u32,
+    /// Why it is still pending: reason → sites rejected for it (last cycle).
+    why: BTreeMap<&'static str, u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Site {
+    /// None until a site known from persisted work registers again.
+    spec: Option<SiteSpec>,
+    used: u32,
+    last_heartbeat: Millis,
+    alive: bool,
+}
+
+#[derive(Debug)]
+pub struct Core {
+    cfg: Config,
+    workloads: BTreeMap<WorkloadId, Workload>,
+    pending: BTreeSet<(i64, u64, WorkloadId)>,
+    sites: BTreeMap<String, Site>,
+    dispatch_deadlines: BTreeSet<(Millis, WorkloadId)>,
+    commands: VecDeque<Command>,
+    next_cycle: Option<Millis>,
+    seq: u64,
+}
+
+fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
+    let hours = to.saturating_sub(from) as f64 / 3_600_000.0;
+    let acc_hours = hours * f64::from(accelerators);
+    let price = site.spec.as_ref().map(|s| s.price_usd_per_accelerator_hour).unwrap_or(Usd::ZERO);
+    (acc_hours, price.times(acc_hours))
+}
+
+impl Core {
+    pub fn new(cfg: Config) -> Core {
+        Core {
+            cfg,
+            workloads: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            sites: BTreeMap::new(),
+            dispatch_deadlines: BTreeSet::new(),
+            commands: VecDeque::new(),
+            next_cycle: None,
+            seq: 0,
+        }
+    }
+
+    /// Rebuilds the core from persisted records after a restart at `now`.
+    /// Work that was dispatched or running stays assigned to its site; a
+    /// site that does not come back within the heartbeat timeout has its
+    /// work requeued like any lost site.
+    pub fn restore(cfg: Config, records: &[Record], now: Millis) -> Core {
+        let mut core = Core::new(cfg);
+        for r in records {
+            match r {
+                Record::Submitted { id, spec, .. } => {
+                    core.seq += 1;
+                    core.workloads.insert(*id, Workload { spec: spec.clone(), seq: core.seq, state: State::Pending, attempt: 0, why: BTreeMap::new() });
+                }
+                Record::Transition { id, state, .. } => {
+                    if let Some(w) = core.workloads.get_mut(id) {
+                        if matches!(state, State::Dispatched { .. }) {
+                            w.attempt += 1;
+                        }
+                        w.state = state.clone();
+                    }
+                }
+            }
+        }
+        for (id, w) in &core.workloads {
+            match &w.state {
+                State::Pending => {
+                    core.pending.insert((-i64::from(w.spec.priority), w.seq, *id));
+                }
+                State::Dispatched { site, accelerators } | State::Running { site, accelerators, .. } => {
+                    let s = core.sites.entry(site.clone()).or_insert(Site { spec: None, used: 0, last_heartbeat: now, alive: true });
+                    s.used += accelerators;
+                    if matches!(w.state, State::Dispatched { .. }) {
+                        core.dispatch_deadlines.insert((now + core.cfg.dispatch_timeout_ms, *id));
+                    }
+                }
+                State::Done(_) => {}
+            }
+        }
+        core.wake(now);
+        core
+    }
+
+    fn emit(&mut self, c: Command) {
+        assert!(self.commands.len() < self.cfg.commands_max, "commands are not being drained");
+        self.commands.push_back(c);
+    }
+
+    fn wake(&mut self, now: Millis) {
+        if !self.pending.is_empty() && self.next_cycle.is_none() {
+            self.next_cycle = Some(now);
+        }
+    }
+
+    fn transition(&mut self, id: WorkloadId, state: State, now: Millis) {
+        if let Some(w) = self.workloads.get_mut(&id) {
+            if matches!(w.state, State::Pending) {
+                self.pending.remove(&(-i64::from(w.spec.priority), w.seq, id));
+            }
+            if matches!(state, State::Pending) {
+                self.pending.insert((-i64::from(w.spec.priority), w.seq, id));
+            } else {
+                w.why.clear();
+            }
+            w.state = state.clone();
+        }
+        self.emit(Command::Persist(Record::Transition { id, state, at: now }));
+    }
+
+    /// Takes work back from a site: releases capacity, records usage of a
+    /// run that had started, and requeues or ends it.
+    fn take_back(&mut self, id: WorkloadId, now: Millis, then: State, cancel_on_site: bool) {
+        let Some(w) = self.workloads.get(&id) else { return };
+        let (site_name, accelerators, since) = match &w.state {
+            State::Dispatched { site, accelerators } => (site.clone(), *accelerators, None),
+            State::Running { site, accelerators, since } => (site.clone(), *accelerators, Some(*since)),
+            _ => return,
+        };
+        if let Some(site) = self.sites.get_mut(&site_name) {
+            site.used = site.used.saturating_sub(accelerators);
+        }
+        if let Some(from) = since {
+            let to = if self.sites.get(&site_name).is_some_and(|s| !s.alive) {
+                self.sites.get(&site_name).map(|s| s.last_heartbeat.max(from)).unwrap_or(now)
+            } else {
+                now
+            };
+            let (acc_hours, cost) = self.sites.get(&site_name).map(|s| usage_cost(s, accelerators, from, to)).unwrap_or((0.0, Usd::ZERO));
+            self.emit(Command::RecordUsage { id, site: site_name.clone(), accelerator_hours: acc_hours, cost_usd: cost, from, to });
+        }
+        if cancel_on_site {
+            let attempt = self.workloads.get(&id).map(|w| w.attempt).unwrap_or(0);
+            self.emit(Command::CancelOnSite { id, site: site_name, attempt });
+        }
+        self.dispatch_deadlines.retain(|(_, d)| *d != id);
+        self.transition(id, then, now);
+        self.wake(now);
+    }
+
+    pub fn handle(&mut self, now: Millis, input: Input) -> Result<(), Rejected> {
+        match input {
+            Input::Submit { id, spec } => {
+                if self.workloads.contains_key(&id) {
+                    return Err(Rejected::Duplicate(id));
+                }
+                if spec.accelerators.is_empty() || spec.nodes == 0 {
+                    return Err(Rejected::Invalid("a workload needs accelerators and at least one node".into()));
+                }
+                if self.workloads.len() >= self.cfg.workloads_max {
+                    return Err(Rejected::Full);
+                }
+                self.seq += 1;
+                self.workloads.insert(id, Workload { spec, seq: self.seq, state: State::Done(Outcome::Cancelled), attempt: 0, why: BTreeMap::new() });
+                self.transition(id, State::Pending, now);
+                self.wake(now);
+                Ok(())
+            }
+            Input::Cancel { id } => {
+                let state = self.workloads.get(&id).map(|w| w.state.clone()).ok_or(Rejected::UnknownWorkload(id))?;
+                match state {
+                    State::Pending => self.transition(id, State::Done(Outcome::Cancelled), now),
+                    State::Dispatched { .. } | State::Running { .. } => self.take_back(id, now, State::Done(Outcome::Cancelled), true),
+                    State::Done(_) => {}
+                }
+                Ok(())
+            }
+            Input::RegisterSite { spec, running } => {
+                let name = spec.name.clone();
+                let site = self.sites.entry(name.clone()).or_insert(Site { spec: None, used: 0, last_heartbeat: now, alive: true });
+                site.spec = Some(spec);
+                site.alive = true;
+                site.last_heartbeat = now;
+                // Reconcile: work the core saw start there but the site no
+                // longer runs was lost (the site restarted); take it back.
+                // An unacknowledged dispatch may still be on its way, so it
+                // is left to the dispatch timeout, whose cancel the site
+                // receives after the dispatch itself.
+                let gone: Vec<WorkloadId> = self
+                    .workloads
+                    .iter()
+                    .filter(|(id, w)| !running.contains(id) && matches!(&w.state, State::Running { site, .. } if *site == name))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in gone {
+                    self.take_back(id, now, State::Pending, true);
+                }
+                self.next_cycle = Some(self.next_cycle.map_or(now, |c| c.min(now)));
+                Ok(())
+            }
+            Input::Heartbeat { site } => {
+                let s = self.sites.get_mut(&site).ok_or(Rejected::UnknownSite(site))?;
+                s.last_heartbeat = now;
+                if !s.alive {
+                    s.alive = true;
+                    self.wake(now);
+                }
+                Ok(())
+            }
+            Input::DispatchAcked { id, site, attempt } => match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
+                Some((State::Dispatched { site: s, .. }, a)) if *s == site && a == attempt => {
+                    self.dispatch_deadlines.retain(|(_, d)| *d != id);
+                    Ok(())
+                }
+                Some(_) => Err(Rejected::Stale(format!("ack for {id:?} from {site}"))),
+                None => Err(Rejected::UnknownWorkload(id)),
+            },
+            Input::Started { id, site, attempt } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
+                Some((State::Dispatched { site: s, accelerators }, a)) if s == site && a == attempt => {
+                    self.dispatch_deadlines.retain(|(_, d)| *d != id);
+                    self.transition(id, State::Running { site, accelerators, since: now }, now);
+                    Ok(())
+                }
+                Some(_) => Err(Rejected::Stale(format!("start of {id:?} on {site}"))),
+                None => Err(Rejected::UnknownWorkload(id)),
+            },
+            Input::Finished { id, site, attempt, success } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
+                Some((State::Running { site: s, .. }, a)) if s == site && a == attempt => {
+                    let outcome = if success { Outcome::Succeeded } else { Outcome::Failed };
+                    self.take_back(id, now, State::Done(outcome), false);
+                    Ok(())
+                }
+                Some(_) => Err(Rejected::Stale(format!("finish of {id:?} on {site}"))),
+                None => Err(Rejected::UnknownWorkload(id)),
+            },
+            Input::Preempted { id, site, attempt } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
+                Some((State::Running { site: s, .. }, a)) | Some((State::Dispatched { site: s, .. }, a)) if s == site && a == attempt => {
+                    self.take_back(id, now, State::Pending, false);
+                    Ok(())
+                }
+                Some(_) => Err(Rejected::Stale(format!("preemption of {id:?} on {site}"))),
+                None => Err(Rejected::UnknownWorkload(id)),
+            },
+        }
+    }
+
+    /// Fires whatever is due at `now`: lost sites, unacknowledged
+    /// dispatches, the scheduling cycle.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let lost: Vec<String> =
+            self.sites.iter().filter(|(_, s)| s.alive && s.last_heartbeat + self.cfg.heartbeat_timeout_ms <= now).map(|(n, _)| n.clone()).collect();
+        for name in lost {
+            if let Some(s) = self.sites.get_mut(&name) {
+                s.alive = false;
+            }
+            let on_site: Vec<WorkloadId> = self
+                .workloads
+                .iter()
+                .filter(|(_, w)| matches!(&w.state, State::Dispatched { site, .. } | State::Running { site, .. } if *site == name))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in on_site {
+                self.take_back(id, now, State::Pending, true);
+            }
+        }
+        let due: Vec<WorkloadId> = self.dispatch_deadlines.iter().take_while(|(t, _)| *t <= now).map(|(_, id)| *id).collect();
+        for id in due {
+            self.take_back(id, now, State::Pending, true);
+        }
+        if self.next_cycle.is_some_and(|t| t <= now) {
+            self.next_cycle = None;
+            self.schedule(now);
+        }
+    }
+
+    /// The next time `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let hb = self.sites.values().filter(|s| s.alive).map(|s| s.last_heartbeat + self.cfg.heartbeat_timeout_ms).min();
+        let dd = self.dispatch_deadlines.iter().next().map(|(t, _)| *t);
+        [self.next_cycle, hb, dd].into_iter().flatten().min()
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// One scheduling cycle: pending work in priority order (FIFO within a
+    /// priority), each gang whole on the cheapest site that takes it.
+    fn schedule(&mut self, now: Millis) {
+        let order: Vec<WorkloadId> = self.pending.iter().take(self.cfg.workloads_max).map(|(_, _, id)| *id).collect();
+        let mut placed_any = false;
+        for id in order {
+            let Some(w) = self.workloads.get(&id) else { continue };
+            let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
+            let mut best: Option<(Usd, String, u32)> = None;
+            for (name, site) in &self.sites {
+                let verdict = site_verdict(&w.spec, site);
+                match verdict {
+                    Err(r) => *why.entry(r).or_insert(0) += 1,
+                    Ok((need, price)) => {
+                        let cost = price.times_int(i64::from(need));
+                        if best.as_ref().is_none_or(|(c, n, _)| (cost, name) < (*c, n)) {
+                            best = Some((cost, name.clone(), need));
+                        }
+                    }
+                }
+            }
+            match best {
+                Some((_, site, need)) => {
+                    if let Some(s) = self.sites.get_mut(&site) {
+                        s.used += need;
+                        let cap = s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0);
+                        assert!(s.used <= cap, "site {site} over capacity: {} > {cap}", s.used);
+                    }
+                    let attempt = match self.workloads.get_mut(&id) {
+                        Some(w) => {
+                            w.attempt += 1;
+                            w.attempt
+                        }
+                        None => 0,
+                    };
+                    self.transition(id, State::Dispatched { site: site.clone(), accelerators: need }, now);
+                    self.dispatch_deadlines.insert((now + self.cfg.dispatch_timeout_ms, id));
+                    self.emit(Command::Dispatch { id, site, accelerators: need, attempt });
+                    placed_any = true;
+                }
+                None => {
+                    if let Some(w) = self.workloads.get_mut(&id) {
+                        w.why = why;
+                    }
+                }
+            }
+        }
+        // Nothing new can fit until something changes (an input wakes us);
+        // after a placement, look again next cycle.
+        if placed_any && !self.pending.is_empty() {
+            self.next_cycle = Some(now + self.cfg.cycle_ms);
+        }
+    }
+
+    pub fn state(&self, id: WorkloadId) -> Option<&State> {
+        self.workloads.get(&id).map(|w| &w.state)
+    }
+
+    /// Why a pending workload is pending: reason → sites rejected for it.
+    pub fn why_pending(&self, id: WorkloadId) -> Option<&BTreeMap<&'static str, u32>> {
+        self.workloads.get(&id).filter(|w| matches!(w.state, State::Pending)).map(|w| &w.why)
+    }
+
+    /// (site, accelerators in use, capacity, alive).
+    pub fn sites(&self) -> Vec<(String, u32, u32, bool)> {
+        self.sites.iter().map(|(n, s)| (n.clone(), s.used, s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0), s.alive)).collect()
+    }
+
+    pub fn workload_ids(&self) -> Vec<WorkloadId> {
+        self.workloads.keys().copied().collect()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Can this site take the gang? (accelerators needed, price per accelerator-hour)
+fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str> {
+    let Some(s) = &site.spec else { return Err(REASON_SITE_DOWN) };
+    if !site.alive {
+        return Err(REASON_SITE_DOWN);
+    }
+    let Some(req) = spec.accelerators.iter().find(|a| a.name.eq_ignore_ascii_case(&s.accelerator)) else {
+        return Err(reasons::WRONG_ACCELERATOR);
+    };
+    let key = &s.region;
+    if !spec.providers.is_empty() && !spec.providers.iter().any(|p| p.eq_ignore_ascii_case(&key.provider)) {
+        return Err(reasons::PROVIDER_NOT_ALLOWED);
+    }
+    if !spec.regions.is_empty() && !spec.regions.iter().any(|r| *r == key.region || *r == key.to_string()) {
+        return Err(reasons::REGION_NOT_ALLOWED);
+    }
+    let info = region_info(&key.provider, &key.region);
+    if !spec.residency.is_empty() && !spec.residency.contains(&info.geography) {
+        return Err(reasons::RESIDENCY);
+    }
+    if !spec.compliance.iter().all(|c| info.has_certification(c)) {
+        return Err(reasons::COMPLIANCE);
+    }
+    let need = req.count.saturating_mul(spec.nodes);
+    if need > s.accelerators {
+        return Err(reasons::POOL_TOO_SMALL);
+    }
+    if site.used + need > s.accelerators {
+        return Err(REASON_SITE_FULL);
+    }
+    Ok((need, s.price_usd_per_accelerator_hour))
+}
