@@ -5,6 +5,7 @@ use skyward_catalog::regions::region_info;
 use skyward_model::Usd;
 use skyward_placement::reasons;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -50,14 +51,35 @@ struct Workload {
     state: State,
     /// Dispatches so far (the fencing token of the current one).
     attempt: u32,
-    /// Why it is still pending: reason → sites rejected for it (last cycle).
-    why: BTreeMap<&'static str, u32>,
+    /// Scheduling class: workloads with equal requirements share it.
+    class: u32,
+    /// Why it is still pending: reason → sites rejected for it (last
+    /// cycle), shared by the workloads of a class.
+    why: Arc<BTreeMap<&'static str, u32>>,
+}
+
+/// What makes two workloads interchangeable for placement (Nomad's
+/// computed class): equal requirements get equal verdicts.
+type ClassKey = (Vec<(String, u32)>, u32, Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+fn class_key(spec: &JobSpec) -> ClassKey {
+    (
+        spec.accelerators.iter().map(|a| (a.name.to_ascii_lowercase(), a.count)).collect(),
+        spec.nodes,
+        spec.providers.clone(),
+        spec.regions.clone(),
+        spec.residency.clone(),
+        spec.compliance.clone(),
+    )
 }
 
 #[derive(Debug, Clone)]
 struct Site {
     /// None until a site known from persisted work registers again.
     spec: Option<SiteSpec>,
+    /// Region attributes, computed once at registration.
+    geography: String,
+    certifications: Vec<String>,
     used: u32,
     last_heartbeat: Millis,
     alive: bool,
@@ -73,6 +95,7 @@ pub struct Core {
     commands: VecDeque<Command>,
     next_cycle: Option<Millis>,
     seq: u64,
+    classes: BTreeMap<ClassKey, u32>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -93,7 +116,14 @@ impl Core {
             commands: VecDeque::new(),
             next_cycle: None,
             seq: 0,
+            classes: BTreeMap::new(),
         }
+    }
+
+    fn class_of(&mut self, spec: &JobSpec) -> u32 {
+        let key = class_key(spec);
+        let n = self.classes.len() as u32;
+        *self.classes.entry(key).or_insert(n)
     }
 
     /// Rebuilds the core from persisted records after a restart at `now`.
@@ -106,7 +136,8 @@ impl Core {
             match r {
                 Record::Submitted { id, spec, .. } => {
                     core.seq += 1;
-                    core.workloads.insert(*id, Workload { spec: spec.clone(), seq: core.seq, state: State::Pending, attempt: 0, why: BTreeMap::new() });
+                    let class = core.class_of(spec);
+                    core.workloads.insert(*id, Workload { spec: spec.clone(), seq: core.seq, state: State::Pending, attempt: 0, class, why: Arc::default() });
                 }
                 Record::Transition { id, state, .. } => {
                     if let Some(w) = core.workloads.get_mut(id) {
@@ -124,7 +155,7 @@ impl Core {
                     core.pending.insert((-i64::from(w.spec.priority), w.seq, *id));
                 }
                 State::Dispatched { site, accelerators } | State::Running { site, accelerators, .. } => {
-                    let s = core.sites.entry(site.clone()).or_insert(Site { spec: None, used: 0, last_heartbeat: now, alive: true });
+                    let s = core.sites.entry(site.clone()).or_insert(Site { spec: None, geography: String::new(), certifications: Vec::new(), used: 0, last_heartbeat: now, alive: true });
                     s.used += accelerators;
                     if matches!(w.state, State::Dispatched { .. }) {
                         core.dispatch_deadlines.insert((now + core.cfg.dispatch_timeout_ms, *id));
@@ -156,7 +187,7 @@ impl Core {
             if matches!(state, State::Pending) {
                 self.pending.insert((-i64::from(w.spec.priority), w.seq, id));
             } else {
-                w.why.clear();
+                w.why = Arc::default();
             }
             w.state = state.clone();
         }
@@ -206,7 +237,8 @@ impl Core {
                     return Err(Rejected::Full);
                 }
                 self.seq += 1;
-                self.workloads.insert(id, Workload { spec, seq: self.seq, state: State::Done(Outcome::Cancelled), attempt: 0, why: BTreeMap::new() });
+                let class = self.class_of(&spec);
+                self.workloads.insert(id, Workload { spec, seq: self.seq, state: State::Done(Outcome::Cancelled), attempt: 0, class, why: Arc::default() });
                 self.transition(id, State::Pending, now);
                 self.wake(now);
                 Ok(())
@@ -222,7 +254,10 @@ impl Core {
             }
             Input::RegisterSite { spec, running } => {
                 let name = spec.name.clone();
-                let site = self.sites.entry(name.clone()).or_insert(Site { spec: None, used: 0, last_heartbeat: now, alive: true });
+                let info = region_info(&spec.region.provider, &spec.region.region);
+                let site = self.sites.entry(name.clone()).or_insert(Site { spec: None, geography: String::new(), certifications: Vec::new(), used: 0, last_heartbeat: now, alive: true });
+                site.geography = info.geography;
+                site.certifications = info.compliance;
                 site.spec = Some(spec);
                 site.alive = true;
                 site.last_heartbeat = now;
@@ -334,8 +369,18 @@ impl Core {
     fn schedule(&mut self, now: Millis) {
         let order: Vec<WorkloadId> = self.pending.iter().take(self.cfg.workloads_max).map(|(_, _, id)| *id).collect();
         let mut placed_any = false;
+        // Capacity only shrinks during a cycle, so a class that fits nowhere
+        // stays that way until the next one.
+        let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
         for id in order {
             let Some(w) = self.workloads.get(&id) else { continue };
+            if let Some(why) = hopeless.get(&w.class) {
+                let why = why.clone();
+                if let Some(w) = self.workloads.get_mut(&id) {
+                    w.why = why;
+                }
+                continue;
+            }
             let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
             let mut best: Option<(Usd, String, u32)> = None;
             for (name, site) in &self.sites {
@@ -370,7 +415,9 @@ impl Core {
                     placed_any = true;
                 }
                 None => {
+                    let why = Arc::new(why);
                     if let Some(w) = self.workloads.get_mut(&id) {
+                        hopeless.insert(w.class, why.clone());
                         w.why = why;
                     }
                 }
@@ -389,7 +436,7 @@ impl Core {
 
     /// Why a pending workload is pending: reason → sites rejected for it.
     pub fn why_pending(&self, id: WorkloadId) -> Option<&BTreeMap<&'static str, u32>> {
-        self.workloads.get(&id).filter(|w| matches!(w.state, State::Pending)).map(|w| &w.why)
+        self.workloads.get(&id).filter(|w| matches!(w.state, State::Pending)).map(|w| w.why.as_ref())
     }
 
     /// (site, accelerators in use, capacity, alive).
@@ -422,11 +469,14 @@ fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str>
     if !spec.regions.is_empty() && !spec.regions.iter().any(|r| *r == key.region || *r == key.to_string()) {
         return Err(reasons::REGION_NOT_ALLOWED);
     }
-    let info = region_info(&key.provider, &key.region);
-    if !spec.residency.is_empty() && !spec.residency.contains(&info.geography) {
+    if !spec.residency.is_empty() && !spec.residency.contains(&site.geography) {
         return Err(reasons::RESIDENCY);
     }
-    if !spec.compliance.iter().all(|c| info.has_certification(c)) {
+    let certified = |c: &String| {
+        site.certifications.iter().any(|x| x.eq_ignore_ascii_case(c))
+            || (c.eq_ignore_ascii_case("fedramp-moderate") && site.certifications.iter().any(|x| x == "fedramp-high"))
+    };
+    if !spec.compliance.iter().all(certified) {
         return Err(reasons::COMPLIANCE);
     }
     let need = req.count.saturating_mul(spec.nodes);
