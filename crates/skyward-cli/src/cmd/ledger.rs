@@ -24,7 +24,7 @@ pub enum LedgerCommand {
     Status(StatusArgs),
     /// Headline vs effective economics of a spend commitment (or a what-if one).
     Analyze(AnalyzeArgs),
-    /// How much hourly commitment to buy: AWS's, Azure's and Skyward's methods side by side.
+    /// How much to commit: hourly commitments (AWS's, Azure's and Skyward's methods side by side), or a spend commitment under discount tiers.
     Recommend(RecommendArgs),
     /// Write synthetic FOCUS 1.3 billing data (for trying the ledger, and benchmarks).
     Generate(GenerateArgs),
