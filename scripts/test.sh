@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== format"
+cargo fmt --all --check
+
 echo "== clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 

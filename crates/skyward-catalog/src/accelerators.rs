@@ -24,11 +24,17 @@ impl AcceleratorTable {
         let mut rdr = csv::Reader::from_reader(text.as_bytes());
         let mut by_name = BTreeMap::new();
         for rec in rdr.records() {
-            let rec = rec.map_err(|e| AcceleratorTableError { line: 0, message: e.to_string() })?;
+            let rec = rec.map_err(|e| AcceleratorTableError {
+                line: 0,
+                message: e.to_string(),
+            })?;
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
             let err = |message: String| AcceleratorTableError { line, message };
             let f = |i: usize| rec.get(i).unwrap_or("").trim().to_string();
-            let num = |i: usize| f(i).parse::<f64>().map_err(|_| err(format!("column {i}: '{}' is not a number", f(i))));
+            let num = |i: usize| {
+                f(i).parse::<f64>()
+                    .map_err(|_| err(format!("column {i}: '{}' is not a number", f(i))))
+            };
             let spec = AcceleratorSpec {
                 name: f(0),
                 vendor: f(1),
@@ -65,7 +71,8 @@ impl AcceleratorTable {
             return Some(spec.bf16_tflops_dense);
         }
         let (family, chips) = tpu_slice_chips(name)?;
-        self.get(family).map(|s| s.bf16_tflops_dense * f64::from(chips))
+        self.get(family)
+            .map(|s| s.bf16_tflops_dense * f64::from(chips))
     }
 }
 
@@ -77,11 +84,27 @@ mod tests {
     fn builtin_table_parses_and_covers_required_models() {
         let t = AcceleratorTable::parse(BUILTIN_CSV).unwrap();
         for name in [
-            "A100", "H100", "H200", "B200", "GB200", "L4", "L40S", "A10G", "MI300X", "tpu-v5e", "tpu-v5p", "tpu-v6e",
-            "Trainium", "Trainium2", "Inferentia2",
+            "A100",
+            "H100",
+            "H200",
+            "B200",
+            "GB200",
+            "L4",
+            "L40S",
+            "A10G",
+            "MI300X",
+            "tpu-v5e",
+            "tpu-v5p",
+            "tpu-v6e",
+            "Trainium",
+            "Trainium2",
+            "Inferentia2",
         ] {
             let s = t.get(name).unwrap_or_else(|| panic!("{name} missing"));
-            assert!(s.bf16_tflops_dense > 0.0 && s.memory_gib > 0.0 && !s.source.is_empty(), "{name}");
+            assert!(
+                s.bf16_tflops_dense > 0.0 && s.memory_gib > 0.0 && !s.source.is_empty(),
+                "{name}"
+            );
         }
         assert_eq!(t.unit_tflops("tpu-v5p-8"), Some(459.0 * 4.0));
         assert_eq!(t.unit_tflops("h100"), Some(989.0));

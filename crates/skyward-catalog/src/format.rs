@@ -30,7 +30,12 @@ pub enum FormatError {
     #[error("{file}: not a Skyward catalog (header must be: {expected})")]
     Header { file: String, expected: String },
     #[error("{file}:{line}: column '{column}': {message}")]
-    Field { file: String, line: u64, column: &'static str, message: String },
+    Field {
+        file: String,
+        line: u64,
+        column: &'static str,
+        message: String,
+    },
     #[error("{file}: more than {OFFERINGS_MAX} offerings")]
     TooMany { file: String },
 }
@@ -76,29 +81,50 @@ fn trim_float(v: f64) -> String {
 
 pub fn read_offerings<R: Read>(r: R, file: &str) -> Result<Vec<Offering>, FormatError> {
     let mut rdr = csv::ReaderBuilder::new().from_reader(r);
-    let headers = rdr.headers().map_err(|e| FormatError::Io { file: file.into(), message: e.to_string() })?;
+    let headers = rdr.headers().map_err(|e| FormatError::Io {
+        file: file.into(),
+        message: e.to_string(),
+    })?;
     if headers.iter().collect::<Vec<_>>() != HEADER {
-        return Err(FormatError::Header { file: file.into(), expected: HEADER.join(",") });
+        return Err(FormatError::Header {
+            file: file.into(),
+            expected: HEADER.join(","),
+        });
     }
     let mut out = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| FormatError::Io { file: file.into(), message: e.to_string() })?;
+        let rec = rec.map_err(|e| FormatError::Io {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
         if out.len() >= OFFERINGS_MAX {
             return Err(FormatError::TooMany { file: file.into() });
         }
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let field = |i: usize| rec.get(i).unwrap_or("").trim();
-        let err = |column: &'static str, message: String| FormatError::Field { file: file.into(), line, column, message };
+        let err = |column: &'static str, message: String| FormatError::Field {
+            file: file.into(),
+            line,
+            column,
+            message,
+        };
         let nonempty = |i: usize, col: &'static str| -> Result<String, FormatError> {
             let v = field(i);
-            if v.is_empty() { Err(err(col, "empty".into())) } else { Ok(v.to_string()) }
+            if v.is_empty() {
+                Err(err(col, "empty".into()))
+            } else {
+                Ok(v.to_string())
+            }
         };
         let num = |i: usize, col: &'static str| -> Result<f64, FormatError> {
             let v = field(i);
             if v.is_empty() {
                 return Ok(0.0);
             }
-            v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| err(col, format!("'{v}' is not a non-negative number")))
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| err(col, format!("'{v}' is not a non-negative number")))
         };
         let price = |i: usize, col: &'static str| -> Result<Option<Usd>, FormatError> {
             let v = field(i);
@@ -111,11 +137,23 @@ pub fn read_offerings<R: Read>(r: R, file: &str) -> Result<Vec<Offering>, Format
             }
             Ok(Some(p))
         };
-        let count: u32 = field(4).parse().ok().filter(|c| (1..=1024).contains(c)).ok_or_else(|| err("accelerator_count", format!("'{}' is not a whole number from 1 to 1024", field(4))))?;
+        let count: u32 = field(4)
+            .parse()
+            .ok()
+            .filter(|c| (1..=1024).contains(c))
+            .ok_or_else(|| {
+                err(
+                    "accelerator_count",
+                    format!("'{}' is not a whole number from 1 to 1024", field(4)),
+                )
+            })?;
         let on_demand = price(7, "on_demand_usd_per_hour")?;
         let spot = price(8, "spot_usd_per_hour")?;
         if on_demand.is_none() && spot.is_none() {
-            return Err(err("on_demand_usd_per_hour", "an offering needs an on-demand or a spot price".into()));
+            return Err(err(
+                "on_demand_usd_per_hour",
+                "an offering needs an on-demand or a spot price".into(),
+            ));
         }
         out.push(Offering {
             region: RegionKey::new(&nonempty(0, "provider")?, &nonempty(1, "region")?),
@@ -159,10 +197,21 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        let text = format!("{}\naws,us-east-1,p5,H100,8,1,1,abc,,1,s\n", HEADER.join(","));
-        let e = read_offerings(text.as_bytes(), "c.csv").unwrap_err().to_string();
-        assert!(e.contains("c.csv:2") && e.contains("on_demand_usd_per_hour"), "{e}");
+        let text = format!(
+            "{}\naws,us-east-1,p5,H100,8,1,1,abc,,1,s\n",
+            HEADER.join(",")
+        );
+        let e = read_offerings(text.as_bytes(), "c.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.csv:2") && e.contains("on_demand_usd_per_hour"),
+            "{e}"
+        );
         let text = format!("{}\naws,us-east-1,p5,H100,0,1,1,1,,1,s\n", HEADER.join(","));
-        assert!(read_offerings(text.as_bytes(), "c.csv").unwrap_err().to_string().contains("accelerator_count"));
+        assert!(read_offerings(text.as_bytes(), "c.csv")
+            .unwrap_err()
+            .to_string()
+            .contains("accelerator_count"));
     }
 }

@@ -26,7 +26,9 @@ pub fn host_for(accelerator: &str, count: u32) -> Option<String> {
             8 => "g2-standard-96".to_string(),
             _ => return None,
         },
-        "T4" | "V100" | "P100" | "P4" if matches!(n, 1 | 2 | 4 | 8) => format!("n1-standard-{}", (8 * n).min(96)),
+        "T4" | "V100" | "P100" | "P4" if matches!(n, 1 | 2 | 4 | 8) => {
+            format!("n1-standard-{}", (8 * n).min(96))
+        }
         _ => return None,
     };
     Some(name)

@@ -62,7 +62,13 @@ pub fn build_notes() -> Vec<BuildNote> {
         .flatten()
         .map(|r| {
             let g = |i: usize| r.get(i).unwrap_or("").to_string();
-            BuildNote { provider: g(0), sku: g(1), action: g(2), regions: g(3).parse().unwrap_or(0), reason: g(4) }
+            BuildNote {
+                provider: g(0),
+                sku: g(1),
+                action: g(2),
+                regions: g(3).parse().unwrap_or(0),
+                reason: g(4),
+            }
         })
         .collect()
 }
@@ -91,17 +97,27 @@ impl Catalog {
     /// Loads a Skyward catalog file (as written by `skyward catalog import`).
     pub fn from_file(path: &Path) -> Result<Catalog, CatalogError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Io { path: shown.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Io {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
         let first = text.lines().next().unwrap_or("");
         if !format::is_skyward_header(first)
-            && first.contains("InstanceType") && first.contains("AcceleratorName") {
-                return Err(CatalogError::NeedsImport { path: shown });
-            }
+            && first.contains("InstanceType")
+            && first.contains("AcceleratorName")
+        {
+            return Err(CatalogError::NeedsImport { path: shown });
+        }
         let offerings = format::read_offerings(text.as_bytes(), &shown)?;
         if offerings.is_empty() {
             return Err(CatalogError::Empty { path: shown });
         }
-        Ok(Catalog { offerings, accelerators: AcceleratorTable::builtin(), network: Network::builtin(), origin: shown })
+        Ok(Catalog {
+            offerings,
+            accelerators: AcceleratorTable::builtin(),
+            network: Network::builtin(),
+            origin: shown,
+        })
     }
 
     pub fn load(path: Option<&Path>) -> Result<Catalog, CatalogError> {
@@ -116,7 +132,10 @@ impl Catalog {
     }
 
     pub fn providers(&self) -> BTreeSet<&str> {
-        self.offerings.iter().map(|o| o.region.provider.as_str()).collect()
+        self.offerings
+            .iter()
+            .map(|o| o.region.provider.as_str())
+            .collect()
     }
 
     pub fn regions(&self) -> BTreeSet<&RegionKey> {
@@ -124,12 +143,18 @@ impl Catalog {
     }
 
     pub fn accelerator_names(&self) -> BTreeSet<&str> {
-        self.offerings.iter().map(|o| o.accelerator.as_str()).collect()
+        self.offerings
+            .iter()
+            .map(|o| o.accelerator.as_str())
+            .collect()
     }
 
     /// Offerings of an instance type (case-insensitive), in every region.
     pub fn by_sku(&self, sku: &str) -> Vec<&Offering> {
-        self.offerings.iter().filter(|o| o.sku.eq_ignore_ascii_case(sku)).collect()
+        self.offerings
+            .iter()
+            .filter(|o| o.sku.eq_ignore_ascii_case(sku))
+            .collect()
     }
 }
 
@@ -144,20 +169,40 @@ mod tests {
         assert_eq!(providers, vec!["aws", "azure", "gcp", "lambda", "oci"]);
         assert!(c.offerings.len() > 1000);
         // Spot checks against the source rows (data README).
-        let p5 = c.offerings.iter().find(|o| o.sku == "p5.48xlarge" && o.region.region == "us-east-2").unwrap();
-        assert_eq!(p5.on_demand_usd_per_hour, Some(skyward_model::Usd::parse("55.04").unwrap()));
-        assert_eq!(p5.spot_usd_per_hour, Some(skyward_model::Usd::parse("11.2543").unwrap()));
+        let p5 = c
+            .offerings
+            .iter()
+            .find(|o| o.sku == "p5.48xlarge" && o.region.region == "us-east-2")
+            .unwrap();
+        assert_eq!(
+            p5.on_demand_usd_per_hour,
+            Some(skyward_model::Usd::parse("55.04").unwrap())
+        );
+        assert_eq!(
+            p5.spot_usd_per_hour,
+            Some(skyward_model::Usd::parse("11.2543").unwrap())
+        );
         let a3 = c
             .offerings
             .iter()
             .find(|o| o.sku == "a3-highgpu-8g" && o.region.region == "us-central1")
             .unwrap();
-        assert_eq!(a3.on_demand_usd_per_hour, Some(skyward_model::Usd::parse("43.06615").unwrap()));
-        let nd = c.offerings.iter().find(|o| o.sku == "Standard_ND96isr_H100_v5").unwrap();
+        assert_eq!(
+            a3.on_demand_usd_per_hour,
+            Some(skyward_model::Usd::parse("43.06615").unwrap())
+        );
+        let nd = c
+            .offerings
+            .iter()
+            .find(|o| o.sku == "Standard_ND96isr_H100_v5")
+            .unwrap();
         assert_eq!(nd.accelerator_count, 8);
         // Every accelerator in the catalog has a spec (TPU slices by chip).
         for name in c.accelerator_names() {
-            assert!(c.accelerators.unit_tflops(name).is_some(), "no spec for {name}");
+            assert!(
+                c.accelerators.unit_tflops(name).is_some(),
+                "no spec for {name}"
+            );
         }
     }
 }

@@ -123,16 +123,34 @@ pub struct NetworkTableError {
     pub message: String,
 }
 
-fn parse_pairs(text: &str, file: &str) -> Result<BTreeMap<(RegionKey, RegionKey), f64>, NetworkTableError> {
+fn parse_pairs(
+    text: &str,
+    file: &str,
+) -> Result<BTreeMap<(RegionKey, RegionKey), f64>, NetworkTableError> {
     let mut out = BTreeMap::new();
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| NetworkTableError { file: file.into(), line: 0, message: e.to_string() })?;
+        let rec = rec.map_err(|e| NetworkTableError {
+            file: file.into(),
+            line: 0,
+            message: e.to_string(),
+        })?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let err = |m: &str| NetworkTableError { file: file.into(), line, message: m.to_string() };
-        let a = RegionKey::parse(rec.get(0).unwrap_or("")).ok_or_else(|| err("bad source region"))?;
-        let b = RegionKey::parse(rec.get(1).unwrap_or("")).ok_or_else(|| err("bad destination region"))?;
-        let v: f64 = rec.get(2).unwrap_or("").trim().parse().map_err(|_| err("bad value"))?;
+        let err = |m: &str| NetworkTableError {
+            file: file.into(),
+            line,
+            message: m.to_string(),
+        };
+        let a =
+            RegionKey::parse(rec.get(0).unwrap_or("")).ok_or_else(|| err("bad source region"))?;
+        let b = RegionKey::parse(rec.get(1).unwrap_or(""))
+            .ok_or_else(|| err("bad destination region"))?;
+        let v: f64 = rec
+            .get(2)
+            .unwrap_or("")
+            .trim()
+            .parse()
+            .map_err(|_| err("bad value"))?;
         out.insert((a, b), v);
     }
     Ok(out)
@@ -144,7 +162,11 @@ impl Network {
             .iter()
             .filter_map(|(a, b)| Some((RegionKey::parse(a)?, RegionKey::parse(b)?)))
             .collect();
-        Ok(Network { rtt_ms: parse_pairs(rtt_csv, "rtt.csv")?, egress_usd_per_gb: parse_pairs(egress_csv, "egress.csv")?, proxies })
+        Ok(Network {
+            rtt_ms: parse_pairs(rtt_csv, "rtt.csv")?,
+            egress_usd_per_gb: parse_pairs(egress_csv, "egress.csv")?,
+            proxies,
+        })
     }
 
     pub fn builtin() -> Network {
@@ -165,42 +187,65 @@ impl Network {
     /// Round-trip time between two regions, in ms.
     pub fn rtt_ms(&self, a: &RegionKey, b: &RegionKey) -> Figure {
         if a == b {
-            return Figure { value: 1.0, basis: Basis::Measured };
+            return Figure {
+                value: 1.0,
+                basis: Basis::Measured,
+            };
         }
         if let Some(v) = self.measured_rtt(a, b) {
-            return Figure { value: v, basis: Basis::Measured };
+            return Figure {
+                value: v,
+                basis: Basis::Measured,
+            };
         }
         let pa = self.proxies.get(a).unwrap_or(a);
         let pb = self.proxies.get(b).unwrap_or(b);
         let hops = f64::from(u8::from(pa != a) + u8::from(pb != b));
         if hops > 0.0 {
             if pa == pb {
-                return Figure { value: 1.0 + hops, basis: Basis::MetroProxy };
+                return Figure {
+                    value: 1.0 + hops,
+                    basis: Basis::MetroProxy,
+                };
             }
             if let Some(v) = self.measured_rtt(pa, pb) {
-                return Figure { value: v + hops, basis: Basis::MetroProxy };
+                return Figure {
+                    value: v + hops,
+                    basis: Basis::MetroProxy,
+                };
             }
         }
         let ga = regions::geography(&a.provider, &a.region);
         let gb = regions::geography(&b.provider, &b.region);
         let value = if ga == gb && ga != "unknown" {
             40.0
-        } else if regions::continent(ga) == regions::continent(gb) && regions::continent(ga) != "unknown" {
+        } else if regions::continent(ga) == regions::continent(gb)
+            && regions::continent(ga) != "unknown"
+        {
             80.0
         } else {
             200.0
         };
-        Figure { value, basis: Basis::Default }
+        Figure {
+            value,
+            basis: Basis::Default,
+        }
     }
 
     /// Egress $/GB to move data from `src` to `dst` (billed by `src`'s
     /// provider).
     pub fn egress_usd_per_gb(&self, src: &RegionKey, dst: &RegionKey) -> Figure {
         if src == dst {
-            return Figure { value: 0.0, basis: Basis::Measured };
+            return Figure {
+                value: 0.0,
+                basis: Basis::Measured,
+            };
         }
         if let Some(v) = self.egress_usd_per_gb.get(&(src.clone(), dst.clone())) {
-            return Figure { value: *v, basis: Basis::Measured };
+            return Figure {
+                value: *v,
+                basis: Basis::Measured,
+            };
         }
         let value = if src.provider == dst.provider {
             let ca = regions::continent(regions::geography(&src.provider, &src.region));
@@ -209,7 +254,10 @@ impl Network {
         } else {
             internet_egress_usd_per_gb(&src.provider)
         };
-        Figure { value, basis: Basis::Default }
+        Figure {
+            value,
+            basis: Basis::Default,
+        }
     }
 
     pub fn measured_rtt_pairs(&self) -> usize {
@@ -242,15 +290,43 @@ mod tests {
     #[test]
     fn defaults_and_proxies() {
         let n = Network::default();
-        assert_eq!(n.rtt_ms(&k("aws:us-east-1"), &k("aws:us-east-1")).value, 1.0);
-        assert_eq!(n.rtt_ms(&k("aws:us-east-1"), &k("gcp:us-east4")).value, 40.0);
-        assert_eq!(n.rtt_ms(&k("aws:us-east-1"), &k("gcp:europe-west4")).value, 200.0);
-        assert_eq!(n.rtt_ms(&k("aws:eu-west-1"), &k("aws:eu-west-2")).value, 80.0);
-        let m = Network::parse("src,dst,rtt_ms\naws:us-east-1,aws:us-west-1,60\n", "src,dst,usd_per_gb\n").unwrap();
+        assert_eq!(
+            n.rtt_ms(&k("aws:us-east-1"), &k("aws:us-east-1")).value,
+            1.0
+        );
+        assert_eq!(
+            n.rtt_ms(&k("aws:us-east-1"), &k("gcp:us-east4")).value,
+            40.0
+        );
+        assert_eq!(
+            n.rtt_ms(&k("aws:us-east-1"), &k("gcp:europe-west4")).value,
+            200.0
+        );
+        assert_eq!(
+            n.rtt_ms(&k("aws:eu-west-1"), &k("aws:eu-west-2")).value,
+            80.0
+        );
+        let m = Network::parse(
+            "src,dst,rtt_ms\naws:us-east-1,aws:us-west-1,60\n",
+            "src,dst,usd_per_gb\n",
+        )
+        .unwrap();
         let f = m.rtt_ms(&k("oci:us-ashburn-1"), &k("lambda:us-west-1"));
         assert_eq!((f.value, f.basis), (62.0, Basis::MetroProxy));
-        assert_eq!(m.egress_usd_per_gb(&k("aws:us-east-1"), &k("gcp:us-east4")).value, 0.09);
-        assert_eq!(m.egress_usd_per_gb(&k("aws:us-east-1"), &k("aws:us-west-2")).value, 0.02);
-        assert_eq!(m.egress_usd_per_gb(&k("lambda:us-east-1"), &k("aws:us-west-2")).value, 0.0);
+        assert_eq!(
+            m.egress_usd_per_gb(&k("aws:us-east-1"), &k("gcp:us-east4"))
+                .value,
+            0.09
+        );
+        assert_eq!(
+            m.egress_usd_per_gb(&k("aws:us-east-1"), &k("aws:us-west-2"))
+                .value,
+            0.02
+        );
+        assert_eq!(
+            m.egress_usd_per_gb(&k("lambda:us-east-1"), &k("aws:us-west-2"))
+                .value,
+            0.0
+        );
     }
 }

@@ -70,10 +70,11 @@ pub fn geography(provider: &str, region: &str) -> &'static str {
             _ => "unknown",
         },
         "azure" => match r.as_str() {
-            "eastus" | "eastus2" | "westus" | "westus2" | "westus3" | "centralus" | "northcentralus"
-            | "southcentralus" | "westcentralus" => "us",
-            "northeurope" | "westeurope" | "francecentral" | "francesouth" | "germanywestcentral" | "germanynorth"
-            | "swedencentral" | "italynorth" | "polandcentral" | "spaincentral" => "eu",
+            "eastus" | "eastus2" | "westus" | "westus2" | "westus3" | "centralus"
+            | "northcentralus" | "southcentralus" | "westcentralus" => "us",
+            "northeurope" | "westeurope" | "francecentral" | "francesouth"
+            | "germanywestcentral" | "germanynorth" | "swedencentral" | "italynorth"
+            | "polandcentral" | "spaincentral" => "eu",
             "uksouth" | "ukwest" => "uk",
             "switzerlandnorth" | "switzerlandwest" => "ch",
             "norwayeast" | "norwaywest" => "no",
@@ -147,7 +148,11 @@ fn is_government(provider: &str, region: &str) -> bool {
     match provider {
         "aws" => region.starts_with("us-gov-"),
         "azure" => region.starts_with("usgov") || region.starts_with("usdod"),
-        "oci" => region.starts_with("us-langley") || region.starts_with("us-luke") || region.starts_with("us-gov"),
+        "oci" => {
+            region.starts_with("us-langley")
+                || region.starts_with("us-luke")
+                || region.starts_with("us-gov")
+        }
         _ => false,
     }
 }

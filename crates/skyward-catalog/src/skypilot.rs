@@ -27,7 +27,11 @@ pub enum ImportError {
     #[error("{file}: header lacks column '{column}' (a SkyPilot v8 vms.csv has InstanceType, AcceleratorName, AcceleratorCount, vCPUs, MemoryGiB, Price, SpotPrice, Region)")]
     MissingColumn { file: String, column: String },
     #[error("{file}:{line}: {message}")]
-    Row { file: String, line: u64, message: String },
+    Row {
+        file: String,
+        line: u64,
+        message: String,
+    },
     #[error("{file}: more than {max} rows; split the file")]
     TooManyRows { file: String, max: usize },
     #[error("{file}: no accelerator rows found")]
@@ -90,7 +94,10 @@ fn find(headers: &csv::StringRecord, name: &str, file: &str) -> Result<usize, Im
     headers
         .iter()
         .position(|h| h.trim() == name)
-        .ok_or_else(|| ImportError::MissingColumn { file: file.to_string(), column: name.to_string() })
+        .ok_or_else(|| ImportError::MissingColumn {
+            file: file.to_string(),
+            column: name.to_string(),
+        })
 }
 
 fn parse_price(text: &str, what: &str) -> Result<Option<Usd>, String> {
@@ -103,7 +110,9 @@ fn parse_price(text: &str, what: &str) -> Result<Option<Usd>, String> {
         return Err(format!("{what}: negative price {t}"));
     }
     if usd > Usd::from_dollars(PRICE_USD_PER_HOUR_MAX) {
-        return Err(format!("{what}: {t} $/h is above the sanity limit of {PRICE_USD_PER_HOUR_MAX} $/h"));
+        return Err(format!(
+            "{what}: {t} $/h is above the sanity limit of {PRICE_USD_PER_HOUR_MAX} $/h"
+        ));
     }
     Ok(Some(usd))
 }
@@ -121,11 +130,20 @@ fn parse_num(text: &str, what: &str) -> Result<f64, String> {
 
 /// Reads every row that names an accelerator. Rows without one (CPU VMs)
 /// are skipped silently; malformed rows are errors naming the line.
-pub fn read_zone_rows<R: Read>(reader: R, file: &str, keep_cpu_rows: bool) -> Result<Vec<ZoneRow>, ImportError> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+pub fn read_zone_rows<R: Read>(
+    reader: R,
+    file: &str,
+    keep_cpu_rows: bool,
+) -> Result<Vec<ZoneRow>, ImportError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(reader);
     let headers = rdr
         .headers()
-        .map_err(|e| ImportError::Io { file: file.to_string(), message: e.to_string() })?
+        .map_err(|e| ImportError::Io {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?
         .clone();
     let cols = Columns {
         sku: find(&headers, "InstanceType", file)?,
@@ -141,11 +159,18 @@ pub fn read_zone_rows<R: Read>(reader: R, file: &str, keep_cpu_rows: bool) -> Re
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         if i >= ROWS_MAX {
-            return Err(ImportError::TooManyRows { file: file.to_string(), max: ROWS_MAX });
+            return Err(ImportError::TooManyRows {
+                file: file.to_string(),
+                max: ROWS_MAX,
+            });
         }
         let rec = rec.map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
-            ImportError::Row { file: file.to_string(), line, message: e.to_string() }
+            ImportError::Row {
+                file: file.to_string(),
+                line,
+                message: e.to_string(),
+            }
         })?;
         let line = rec.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
         let get = |c: usize| rec.get(c).unwrap_or("").trim();
@@ -153,7 +178,11 @@ pub fn read_zone_rows<R: Read>(reader: R, file: &str, keep_cpu_rows: bool) -> Re
         if accelerator.is_empty() && !keep_cpu_rows {
             continue;
         }
-        let row_err = |message: String| ImportError::Row { file: file.to_string(), line, message };
+        let row_err = |message: String| ImportError::Row {
+            file: file.to_string(),
+            line,
+            message,
+        };
         let region = get(cols.region);
         if region.is_empty() {
             return Err(row_err("Region is empty".to_string()));
@@ -189,7 +218,9 @@ pub fn fold_offerings(
     type Key = (String, String, String, u32);
     let mut by_key: BTreeMap<Key, (Offering, Vec<String>)> = BTreeMap::new();
     for row in rows {
-        let Some(row) = fixer(provider, row, notes) else { continue };
+        let Some(row) = fixer(provider, row, notes) else {
+            continue;
+        };
         let note = |reason: &str, notes: &mut Vec<RowNote>| {
             notes.push(RowNote {
                 provider: provider.to_string(),
@@ -200,16 +231,28 @@ pub fn fold_offerings(
             })
         };
         if row.accelerator_count.fract() != 0.0 || row.accelerator_count < 1.0 {
-            note("fractional or zero accelerator count (partitioned GPUs are not supported)", notes);
+            note(
+                "fractional or zero accelerator count (partitioned GPUs are not supported)",
+                notes,
+            );
             continue;
         }
         if row.on_demand.is_none() && row.spot.is_none() {
             note("no price in the source", notes);
             continue;
         }
-        let sku = if row.sku.is_empty() { row.accelerator.clone() } else { row.sku.clone() };
+        let sku = if row.sku.is_empty() {
+            row.accelerator.clone()
+        } else {
+            row.sku.clone()
+        };
         let count = row.accelerator_count as u32;
-        let key = (row.region.to_ascii_lowercase(), sku.clone(), row.accelerator.clone(), count);
+        let key = (
+            row.region.to_ascii_lowercase(),
+            sku.clone(),
+            row.accelerator.clone(),
+            count,
+        );
         let entry = by_key.entry(key).or_insert_with(|| {
             (
                 Offering {
@@ -252,14 +295,30 @@ pub fn no_fixes(_provider: &str, row: ZoneRow, _notes: &mut Vec<RowNote>) -> Opt
 }
 
 /// Imports a user's SkyPilot v8 `vms.csv` for one provider.
-pub fn import<R: Read>(provider: &str, reader: R, file: &str) -> Result<(Vec<Offering>, Vec<RowNote>), ImportError> {
+pub fn import<R: Read>(
+    provider: &str,
+    reader: R,
+    file: &str,
+) -> Result<(Vec<Offering>, Vec<RowNote>), ImportError> {
     let is_gcp = provider == "gcp";
     let rows = read_zone_rows(reader, file, is_gcp)?;
     let mut notes = Vec::new();
-    let rows = if is_gcp { crate::gcp::join_hosts(rows, &mut notes) } else { rows };
-    let offerings = fold_offerings(provider, rows, &format!("import:{file}"), &crate::fixes::known_fixes, &mut notes);
+    let rows = if is_gcp {
+        crate::gcp::join_hosts(rows, &mut notes)
+    } else {
+        rows
+    };
+    let offerings = fold_offerings(
+        provider,
+        rows,
+        &format!("import:{file}"),
+        &crate::fixes::known_fixes,
+        &mut notes,
+    );
     if offerings.is_empty() {
-        return Err(ImportError::Empty { file: file.to_string() });
+        return Err(ImportError::Empty {
+            file: file.to_string(),
+        });
     }
     Ok((offerings, notes))
 }
@@ -282,7 +341,10 @@ p5e.48xlarge,H200,8.0,192.0,2048.0,,,,us-east-2,use2-az1,x86_64\n";
         let p5 = &offs[0];
         assert_eq!(p5.sku, "p5.48xlarge");
         assert_eq!(p5.accelerator_count, 8);
-        assert_eq!(p5.on_demand_usd_per_hour, Some(Usd::parse("55.04").unwrap()));
+        assert_eq!(
+            p5.on_demand_usd_per_hour,
+            Some(Usd::parse("55.04").unwrap())
+        );
         assert_eq!(p5.spot_usd_per_hour, Some(Usd::parse("11.2543").unwrap()));
         assert_eq!(p5.zones, 2);
         let reasons: Vec<_> = notes.iter().map(|n| n.reason.as_str()).collect();
@@ -301,13 +363,19 @@ a3-highgpu-8g,208.0,1872.0,,,,us-central1,us-central1-a,9.46006,2.88933\n\
 ,,,tpu-v5p-8,1,,us-central1,us-central1-a,16.8,\n";
         let (offs, notes) = import("gcp", gcp.as_bytes(), "gcp.csv").unwrap();
         let a3 = offs.iter().find(|o| o.sku == "a3-highgpu-8g").unwrap();
-        assert_eq!(a3.on_demand_usd_per_hour, Some(Usd::parse("43.06615").unwrap()));
+        assert_eq!(
+            a3.on_demand_usd_per_hour,
+            Some(Usd::parse("43.06615").unwrap())
+        );
         assert_eq!(a3.spot_usd_per_hour, Some(Usd::parse("26.83013").unwrap()));
         assert_eq!((a3.vcpus, a3.accelerator_count), (208.0, 8));
-        assert!(offs.iter().any(|o| o.sku == "tpu-v5p-8" && o.on_demand_usd_per_hour == Some(Usd::parse("16.8").unwrap())));
+        assert!(offs.iter().any(|o| o.sku == "tpu-v5p-8"
+            && o.on_demand_usd_per_hour == Some(Usd::parse("16.8").unwrap())));
         // us-east4 has no host row here: dropped, with a reason.
         assert!(!offs.iter().any(|o| o.region.region == "us-east4"));
-        assert!(notes.iter().any(|n| n.region == "us-east4" && n.reason.contains("no host VM row")));
+        assert!(notes
+            .iter()
+            .any(|n| n.region == "us-east4" && n.reason.contains("no host VM row")));
     }
 
     #[test]
@@ -315,14 +383,21 @@ a3-highgpu-8g,208.0,1872.0,,,,us-central1,us-central1-a,9.46006,2.88933\n\
         let bad = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region\n\
 a,H100,8,1,1,12.5,,us-east-1\n\
 b,H100,8,1,1,twelve,,us-east-1\n";
-        let err = import("aws", bad.as_bytes(), "f.csv").unwrap_err().to_string();
+        let err = import("aws", bad.as_bytes(), "f.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("f.csv:3") && err.contains("Price"), "{err}");
         let missing = "InstanceType,AcceleratorName\nx,y\n";
-        let err = import("aws", missing.as_bytes(), "f.csv").unwrap_err().to_string();
+        let err = import("aws", missing.as_bytes(), "f.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("AcceleratorCount"), "{err}");
         let ragged = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region\na,H100,8\n";
         assert!(import("aws", ragged.as_bytes(), "f.csv").is_err());
         let huge = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region\na,H100,8,1,1,999999,,us-east-1\n";
-        assert!(import("aws", huge.as_bytes(), "f.csv").unwrap_err().to_string().contains("sanity"));
+        assert!(import("aws", huge.as_bytes(), "f.csv")
+            .unwrap_err()
+            .to_string()
+            .contains("sanity"));
     }
 }

@@ -11,7 +11,10 @@ fn builtin_catalog_rebuilds_byte_for_byte() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let shared = manifest.join("../../../shared/data");
     if !shared.join("catalog/skypilot-v8").is_dir() {
-        eprintln!("skipped: {} not present (only in the development workspace)", shared.display());
+        eprintln!(
+            "skipped: {} not present (only in the development workspace)",
+            shared.display()
+        );
         return;
     }
     let out = std::env::temp_dir().join(format!("skyward-catalog-rebuild-{}", std::process::id()));

@@ -46,7 +46,8 @@ impl From<skyward_catalog::CatalogError> for CliError {
 }
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
-    serde_json::to_string_pretty(value).map_err(|e| CliError::Internal(format!("cannot render JSON: {e}")))
+    serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Internal(format!("cannot render JSON: {e}")))
 }
 
 impl From<skyward_store::StoreError> for CliError {

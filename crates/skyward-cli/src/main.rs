@@ -27,7 +27,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "skyward", version, about = "Skyward: one control plane for AI compute across clouds", propagate_version = true)]
+#[command(
+    name = "skyward",
+    version,
+    about = "Skyward: one control plane for AI compute across clouds",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -10,7 +10,10 @@ impl Table {
     /// Headers ending in '>' are right-aligned (numbers).
     pub fn new(headers: &[&str]) -> Table {
         Table {
-            headers: headers.iter().map(|h| h.trim_end_matches('>').to_string()).collect(),
+            headers: headers
+                .iter()
+                .map(|h| h.trim_end_matches('>').to_string())
+                .collect(),
             right: headers.iter().map(|h| h.ends_with('>')).collect(),
             rows: Vec::new(),
         }

@@ -14,7 +14,11 @@ fn example(name: &str) -> String {
 }
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn skyward() -> Command {
@@ -22,23 +26,45 @@ fn skyward() -> Command {
 }
 
 fn run_json(args: &[&str]) -> Value {
-    let out = skyward().args(args).args(["--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = skyward()
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn run_fail(args: &[&str]) -> (i32, String) {
     let out = skyward().args(args).output().unwrap();
     assert!(!out.status.success(), "{args:?} should fail");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
 fn plan_example_fleet_table() {
-    let out = skyward().args(["plan", &example("fleet.yaml")]).output().unwrap();
+    let out = skyward()
+        .args(["plan", &example("fleet.yaml")])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for s in ["pretrain-400b", "chat-eu", "Providers:", "Reserved capacity", "Total cost:", "Lower bound:", "gap"] {
+    for s in [
+        "pretrain-400b",
+        "chat-eu",
+        "Providers:",
+        "Reserved capacity",
+        "Total cost:",
+        "Lower bound:",
+        "gap",
+    ] {
         assert!(text.contains(s), "missing {s}:\n{text}");
     }
 }
@@ -53,14 +79,27 @@ fn plan_json_has_the_documented_fields_and_respects_constraints() {
     assert_eq!(placements.len(), 8);
     for p in placements {
         assert_eq!(p["status"], "placed", "{p}");
-        for k in ["workload", "provider", "region", "sku", "nodes", "pricing", "hourly_usd", "hours", "cost_usd"] {
+        for k in [
+            "workload",
+            "provider",
+            "region",
+            "sku",
+            "nodes",
+            "pricing",
+            "hourly_usd",
+            "hours",
+            "cost_usd",
+        ] {
             assert!(!p[k].is_null(), "{k} missing in {p}");
         }
     }
     let by = |name: &str| placements.iter().find(|p| p["workload"] == name).unwrap();
     // Residency eu: the EU chat must land in an EU region.
     let eu = by("chat-eu");
-    let geo = skyward_catalog::regions::geography(eu["provider"].as_str().unwrap(), eu["region"].as_str().unwrap());
+    let geo = skyward_catalog::regions::geography(
+        eu["provider"].as_str().unwrap(),
+        eu["region"].as_str().unwrap(),
+    );
     assert_eq!(geo, "eu");
     // FedRAMP High: AWS commercial regions are Moderate only.
     let gov = by("chat-gov");
@@ -74,26 +113,60 @@ fn plan_json_has_the_documented_fields_and_respects_constraints() {
 #[test]
 fn use_it_or_lose_it_shifts_placement() {
     let with = run_json(&["plan", &example("use-it-or-lose-it.yaml")]);
-    let without = run_json(&["plan", &example("use-it-or-lose-it.yaml"), "--without-contracts"]);
-    let provider = |v: &Value, w: &str| v["placements"].as_array().unwrap().iter().find(|p| p["workload"] == w).unwrap()["provider"].clone();
+    let without = run_json(&[
+        "plan",
+        &example("use-it-or-lose-it.yaml"),
+        "--without-contracts",
+    ]);
+    let provider = |v: &Value, w: &str| {
+        v["placements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["workload"] == w)
+            .unwrap()["provider"]
+            .clone()
+    };
     assert_eq!(provider(&with, "finetune-13b"), "azure");
     assert_ne!(provider(&without, "finetune-13b"), "azure");
     assert_eq!(with["total_cost_usd"].as_f64().unwrap(), 150_000.0);
     // Keeping the cheapest-at-list placement would cost the commitment plus its own spend.
-    assert!(without["total_cost_usd"].as_f64().unwrap() + 150_000.0 > with["total_cost_usd"].as_f64().unwrap());
+    assert!(
+        without["total_cost_usd"].as_f64().unwrap() + 150_000.0
+            > with["total_cost_usd"].as_f64().unwrap()
+    );
 }
 
 #[test]
 fn explain_shows_candidates_alternatives_and_why() {
-    let out = skyward().args(["explain", &example("fleet.yaml"), "chat-eu"]).output().unwrap();
+    let out = skyward()
+        .args(["explain", &example("fleet.yaml"), "chat-eu"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for s in ["offerings evaluated", "wrong accelerator", "region outside residency", "latency bound exceeded", "Alternatives", "Why:", "runner-up"] {
+    for s in [
+        "offerings evaluated",
+        "wrong accelerator",
+        "region outside residency",
+        "latency bound exceeded",
+        "Alternatives",
+        "Why:",
+        "runner-up",
+    ] {
         assert!(text.contains(s), "missing {s}:\n{text}");
     }
     let v = run_json(&["explain", &example("fleet.yaml"), "chat-eu"]);
-    assert!(v["explanation"]["filtering"]["offerings_filtered"]["wrong accelerator"].as_u64().unwrap() > 0);
-    assert!(!v["explanation"]["alternatives"].as_array().unwrap().is_empty());
+    assert!(
+        v["explanation"]["filtering"]["offerings_filtered"]["wrong accelerator"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(!v["explanation"]["alternatives"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let (code, err) = run_fail(&["explain", &example("fleet.yaml"), "nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("no workload named 'nope'"), "{err}");
@@ -101,7 +174,10 @@ fn explain_shows_candidates_alternatives_and_why() {
 
 #[test]
 fn skypilot_task_plans_with_notes() {
-    let out = skyward().args(["plan", &example("skypilot-task.yaml"), "--hours", "48"]).output().unwrap();
+    let out = skyward()
+        .args(["plan", &example("skypilot-task.yaml"), "--hours", "48"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("resources.disk_size: ignored"), "{err}");
@@ -109,21 +185,56 @@ fn skypilot_task_plans_with_notes() {
     let p = &v["placements"][0];
     assert_eq!(p["status"], "placed");
     assert_eq!(p["nodes"], 2);
-    let allowed = [("aws", "H100:8"), ("gcp", "H200:8"), ("lambda", "A100-80GB:8")];
-    assert!(allowed.iter().any(|(pr, a)| p["provider"] == *pr && p["accelerator"] == *a), "{p}");
+    let allowed = [
+        ("aws", "H100:8"),
+        ("gcp", "H200:8"),
+        ("lambda", "A100-80GB:8"),
+    ];
+    assert!(
+        allowed
+            .iter()
+            .any(|(pr, a)| p["provider"] == *pr && p["accelerator"] == *a),
+        "{p}"
+    );
 }
 
 #[test]
 fn catalog_list_and_show() {
-    let v = run_json(&["catalog", "list", "--accelerator", "h100", "--provider", "aws"]);
+    let v = run_json(&[
+        "catalog",
+        "list",
+        "--accelerator",
+        "h100",
+        "--provider",
+        "aws",
+    ]);
     let rows = v.as_array().unwrap();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r["accelerator"] == "H100" && r["region"]["provider"] == "aws"));
-    let v = run_json(&["catalog", "list", "--accelerator", "B200", "--max-price", "60"]);
-    assert!(v.as_array().unwrap().iter().all(|r| r["on_demand_usd_per_hour"].as_f64().unwrap_or(0.0) <= 60.0));
-    let out = skyward().args(["catalog", "show", "p5.48xlarge"]).output().unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r["accelerator"] == "H100" && r["region"]["provider"] == "aws"));
+    let v = run_json(&[
+        "catalog",
+        "list",
+        "--accelerator",
+        "B200",
+        "--max-price",
+        "60",
+    ]);
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["on_demand_usd_per_hour"].as_f64().unwrap_or(0.0) <= 60.0));
+    let out = skyward()
+        .args(["catalog", "show", "p5.48xlarge"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("us-east-2") && text.contains("55.04") && text.contains("989"), "{text}");
+    assert!(
+        text.contains("us-east-2") && text.contains("55.04") && text.contains("989"),
+        "{text}"
+    );
     let (code, err) = run_fail(&["catalog", "show", "p5.48xlarg"]);
     assert_eq!(code, 2);
     assert!(err.contains("similar: p5.48xlarge"), "{err}");
@@ -141,12 +252,30 @@ fn catalog_import_then_plan_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("negotiated.csv");
     let o = out.display().to_string();
-    let v = run_json(&["catalog", "import", "--format", "skypilot", "--provider", "aws", &fixture("aws-negotiated-vms.csv"), "--out", &o]);
+    let v = run_json(&[
+        "catalog",
+        "import",
+        "--format",
+        "skypilot",
+        "--provider",
+        "aws",
+        &fixture("aws-negotiated-vms.csv"),
+        "--out",
+        &o,
+    ]);
     assert_eq!(v["offerings_imported"], 2);
-    assert!(v["notes"].as_array().unwrap().iter().any(|n| n["reason"].as_str().unwrap().contains("fractional")));
+    assert!(v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["reason"].as_str().unwrap().contains("fractional")));
     // The imported AWS price ($21.50) now wins over every other H100.
     let fleet = dir.path().join("f.yaml");
-    std::fs::write(&fleet, "workloads:\n  - name: t\n    accelerators: [H100:8]\n    hours: 10\n").unwrap();
+    std::fs::write(
+        &fleet,
+        "workloads:\n  - name: t\n    accelerators: [H100:8]\n    hours: 10\n",
+    )
+    .unwrap();
     let p = run_json(&["plan", &fleet.display().to_string(), "--catalog", &o]);
     assert_eq!(p["placements"][0]["provider"], "aws");
     assert_eq!(p["placements"][0]["hourly_usd"], 21.5);
@@ -161,12 +290,30 @@ fn failed_import_leaves_existing_catalog_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cat.csv");
     std::fs::write(&out, "precious").unwrap();
-    let (code, err) = run_fail(&["catalog", "import", "--format", "skypilot", "--provider", "aws", &fixture("bad-price-vms.csv"), "--out", &out.display().to_string()]);
+    let (code, err) = run_fail(&[
+        "catalog",
+        "import",
+        "--format",
+        "skypilot",
+        "--provider",
+        "aws",
+        &fixture("bad-price-vms.csv"),
+        "--out",
+        &out.display().to_string(),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("bad-price-vms.csv:3") && err.contains("Price"), "{err}");
+    assert!(
+        err.contains("bad-price-vms.csv:3") && err.contains("Price"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
     // A SkyPilot file given straight to --catalog gets a pointer to import.
-    let (code, err) = run_fail(&["catalog", "list", "--catalog", &fixture("bad-price-vms.csv")]);
+    let (code, err) = run_fail(&[
+        "catalog",
+        "list",
+        "--catalog",
+        &fixture("bad-price-vms.csv"),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("skyward catalog import"), "{err}");
 }
@@ -205,8 +352,17 @@ fn infeasible_workload_is_reported_with_reasons() {
     let v = run_json(&["plan", &f.display().to_string()]);
     let p = &v["placements"][0];
     assert_eq!(p["status"], "infeasible");
-    let reasons = p["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect::<Vec<_>>().join("\n");
-    assert!(reasons.contains("wrong accelerator") && reasons.contains("region outside residency eu"), "{reasons}");
+    let reasons = p["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        reasons.contains("wrong accelerator") && reasons.contains("region outside residency eu"),
+        "{reasons}"
+    );
     assert_eq!(v["placements"][1]["status"], "placed");
 }
 
@@ -228,15 +384,36 @@ fn bench_plan_runs_small_sizes() {
 fn plan_writes_an_svg_report() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("plan.svg");
-    let out = skyward().args(["plan", &example("fleet.yaml"), "--svg", &svg.display().to_string()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = skyward()
+        .args([
+            "plan",
+            &example("fleet.yaml"),
+            "--svg",
+            &svg.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
-    for s in ["Spend by provider", "aws-ppa", "Reserved capacity", "azure-gb200-cluster", "pretrain-400b"] {
+    for s in [
+        "Spend by provider",
+        "aws-ppa",
+        "Reserved capacity",
+        "azure-gb200-cluster",
+        "pretrain-400b",
+    ] {
         assert!(text.contains(s), "missing {s}");
     }
     // Every opened element is closed (a cheap well-formedness check).
-    assert_eq!(text.matches("<text").count(), text.matches("</text>").count());
+    assert_eq!(
+        text.matches("<text").count(),
+        text.matches("</text>").count()
+    );
     let (code, err) = run_fail(&["plan", &example("fleet.yaml"), "--time-limit", "0"]);
     assert_eq!(code, 2);
     assert!(err.contains("--time-limit"), "{err}");

@@ -8,13 +8,34 @@ use std::path::PathBuf;
 /// 40 days of seeded synthetic FOCUS data, written by the binary itself.
 fn generated(dir: &std::path::Path) -> String {
     let path = dir.join("focus-40d.csv");
-    let out = Command::cargo_bin("skyward").unwrap().args(["ledger", "generate", "--days", "40", "--rows-per-hour", "1", "-O", &path.display().to_string()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::cargo_bin("skyward")
+        .unwrap()
+        .args([
+            "ledger",
+            "generate",
+            "--days",
+            "40",
+            "--rows-per-hour",
+            "1",
+            "-O",
+            &path.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     path.display().to_string()
 }
 
 fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn skyward(db: &std::path::Path) -> Command {
@@ -28,8 +49,15 @@ fn import_status_and_idempotency() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
     let file = generated(dir.path());
-    let out = skyward(&db).args(["ledger", "import", &file, "--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = skyward(&db)
+        .args(["ledger", "import", &file, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["rows"].as_u64().unwrap();
     assert!(rows > 3_000);
@@ -37,21 +65,53 @@ fn import_status_and_idempotency() {
     let cd = &v["commitments"][0];
     assert_eq!(cd["balanced"], true, "{cd}");
     // Same file again: no-op, exit 0, nothing added.
-    let again = skyward(&db).args(["ledger", "import", &file]).output().unwrap();
+    let again = skyward(&db)
+        .args(["ledger", "import", &file])
+        .output()
+        .unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already imported"));
-    let list = skyward(&db).args(["ledger", "imports", "--output", "json"]).output().unwrap();
+    let list = skyward(&db)
+        .args(["ledger", "imports", "--output", "json"])
+        .output()
+        .unwrap();
     let imports: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(imports.as_array().unwrap().len(), 1);
 
-    let st = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml"), "--output", "json"]).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let st = skyward(&db)
+        .args([
+            "ledger",
+            "status",
+            "--contracts",
+            &example("contracts.yaml"),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let s: Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(s["at"], "2026-02-10");
-    let by = |name: &str| s["contracts"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let by = |name: &str| {
+        s["contracts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
     let edp = by("aws-edp");
     // burned + remaining = committed while under the commitment.
-    let (b, r, c) = (edp["burned"].as_f64().unwrap(), edp["remaining"].as_f64().unwrap(), edp["committed"].as_f64().unwrap());
+    let (b, r, c) = (
+        edp["burned"].as_f64().unwrap(),
+        edp["remaining"].as_f64().unwrap(),
+        edp["committed"].as_f64().unwrap(),
+    );
     assert!((b + r - c).abs() < 0.011, "{edp}");
     assert!(edp["forecast"]["p10"].as_f64().unwrap() <= edp["forecast"]["p90"].as_f64().unwrap());
     let sp = by("aws-compute-sp");
@@ -60,58 +120,227 @@ fn import_status_and_idempotency() {
     assert!((0.0..=1.0).contains(&u));
     assert_eq!(by("gcp-flex-cud")["fee_per_hour"], 360.0);
     // analyze: a contract from the file, and a what-if.
-    let an = skyward(&db).args(["ledger", "analyze", "aws-edp", "--contracts", &example("contracts.yaml"), "--output", "json"]).output().unwrap();
-    assert!(an.status.success(), "{}", String::from_utf8_lossy(&an.stderr));
+    let an = skyward(&db)
+        .args([
+            "ledger",
+            "analyze",
+            "aws-edp",
+            "--contracts",
+            &example("contracts.yaml"),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        an.status.success(),
+        "{}",
+        String::from_utf8_lossy(&an.stderr)
+    );
     let an: Value = serde_json::from_slice(&an.stdout).unwrap();
     assert_eq!(an["break_even_burn_pct"], 88.0);
-    assert!(an["projected_list_spend_p10"].as_f64().unwrap() <= an["projected_list_spend_p90"].as_f64().unwrap());
-    let wi = skyward(&db).args(["ledger", "analyze", "--what-if", "--provider", "aws", "--commit-usd", "1e12", "--term-years", "1", "--discount-pct", "10", "--output", "json"]).output().unwrap();
+    assert!(
+        an["projected_list_spend_p10"].as_f64().unwrap()
+            <= an["projected_list_spend_p90"].as_f64().unwrap()
+    );
+    let wi = skyward(&db)
+        .args([
+            "ledger",
+            "analyze",
+            "--what-if",
+            "--provider",
+            "aws",
+            "--commit-usd",
+            "1e12",
+            "--term-years",
+            "1",
+            "--discount-pct",
+            "10",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
     let wi: Value = serde_json::from_slice(&wi.stdout).unwrap();
     assert_eq!(wi["shortfall_probability"], 1.0, "{wi}");
     assert!(wi["expected_savings"].as_f64().unwrap() < 0.0);
     // recommend: every method, side by side, evaluated on the same scenarios.
-    let rc = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-pct", "28", "--scenarios", "20", "--output", "json"]).output().unwrap();
-    assert!(rc.status.success(), "{}", String::from_utf8_lossy(&rc.stderr));
+    let rc = skyward(&db)
+        .args([
+            "ledger",
+            "recommend",
+            "--provider",
+            "aws",
+            "--discount-pct",
+            "28",
+            "--scenarios",
+            "20",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        rc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rc.stderr)
+    );
     let rc: Value = serde_json::from_slice(&rc.stdout).unwrap();
-    let methods: Vec<&str> = rc["recommendations"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["aws-cost-explorer", "aws-cost-explorer", "aws-cost-explorer", "azure", "azure", "azure", "skyward-saa"]);
+    let methods: Vec<&str> = rc["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "aws-cost-explorer",
+            "aws-cost-explorer",
+            "aws-cost-explorer",
+            "azure",
+            "azure",
+            "azure",
+            "skyward-saa"
+        ]
+    );
     for r in rc["recommendations"].as_array().unwrap() {
-        let (cov, fee) = (r["covers_usd_per_hour"].as_f64().unwrap(), r["fee_usd_per_hour"].as_f64().unwrap());
+        let (cov, fee) = (
+            r["covers_usd_per_hour"].as_f64().unwrap(),
+            r["fee_usd_per_hour"].as_f64().unwrap(),
+        );
         assert!((fee - 0.72 * cov).abs() < 0.01, "{r}");
     }
     // Spend commitment sizing under discount tiers: exactly one best option.
-    let sp = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-tiers", "1e5:3,1e6:8", "--term-years", "1", "--output", "json"]).output().unwrap();
-    assert!(sp.status.success(), "{}", String::from_utf8_lossy(&sp.stderr));
+    let sp = skyward(&db)
+        .args([
+            "ledger",
+            "recommend",
+            "--provider",
+            "aws",
+            "--discount-tiers",
+            "1e5:3,1e6:8",
+            "--term-years",
+            "1",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sp.stderr)
+    );
     let sp: Value = serde_json::from_slice(&sp.stdout).unwrap();
-    assert_eq!(sp["options"].as_array().unwrap().iter().filter(|o| o["best"] == true).count(), 1);
-    let bad_tiers = skyward(&db).args(["ledger", "recommend", "--provider", "aws", "--discount-tiers", "lots:5"]).output().unwrap();
+    assert_eq!(
+        sp["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["best"] == true)
+            .count(),
+        1
+    );
+    let bad_tiers = skyward(&db)
+        .args([
+            "ledger",
+            "recommend",
+            "--provider",
+            "aws",
+            "--discount-tiers",
+            "lots:5",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(bad_tiers.status.code(), Some(2));
-    let bad = skyward(&db).args(["ledger", "recommend", "--provider", "nobody", "--discount-pct", "28"]).output().unwrap();
+    let bad = skyward(&db)
+        .args([
+            "ledger",
+            "recommend",
+            "--provider",
+            "nobody",
+            "--discount-pct",
+            "28",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     // plan --ledger: commitments behind schedule count as already paid, and the
     // plan with the ledger is never dearer than the one made without it.
     let pl = skyward(&db)
-        .args(["plan", &example("use-it-or-lose-it.yaml"), "--without-contracts", "--ledger", &example("contracts.yaml"), "--output", "json"])
+        .args([
+            "plan",
+            &example("use-it-or-lose-it.yaml"),
+            "--without-contracts",
+            "--ledger",
+            &example("contracts.yaml"),
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert!(pl.status.success(), "{}", String::from_utf8_lossy(&pl.stderr));
+    assert!(
+        pl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pl.stderr)
+    );
     let pl: Value = serde_json::from_slice(&pl.stdout).unwrap();
     let ledger = &pl["ledger"];
-    assert!(!ledger["commitments"].as_array().unwrap().is_empty(), "{ledger}");
-    assert!(ledger["baseline_under_ledger_usd"].as_f64().unwrap() >= pl["total_cost_usd"].as_f64().unwrap() - 0.01);
+    assert!(
+        !ledger["commitments"].as_array().unwrap().is_empty(),
+        "{ledger}"
+    );
+    assert!(
+        ledger["baseline_under_ledger_usd"].as_f64().unwrap()
+            >= pl["total_cost_usd"].as_f64().unwrap() - 0.01
+    );
     // The HTML report: self-contained, one burn-down chart per spend commitment.
     let html = dir.path().join("report.html");
-    let rep = skyward(&db).args(["ledger", "report", "--contracts", &example("contracts.yaml"), "--html", &html.display().to_string()]).output().unwrap();
-    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let rep = skyward(&db)
+        .args([
+            "ledger",
+            "report",
+            "--contracts",
+            &example("contracts.yaml"),
+            "--html",
+            &html.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
-    assert_eq!(page.matches("burn-down</text>").count(), 2, "one chart per spend commitment");
+    assert_eq!(
+        page.matches("burn-down</text>").count(),
+        2,
+        "one chart per spend commitment"
+    );
     assert!(page.contains("daily utilisation") && page.contains("skyward-saa"));
-    assert!(!page.contains("<script") && !page.contains("http://") || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    assert!(
+        !page.contains("<script") && !page.contains("http://")
+            || page.matches("http://").count()
+                == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
     // Table output renders.
-    let t = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
+    let t = skyward(&db)
+        .args([
+            "ledger",
+            "status",
+            "--contracts",
+            &example("contracts.yaml"),
+        ])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&t.stdout);
-    assert!(text.contains("aws-compute-savings-plan") && text.contains("P50 AT END"), "{text}");
+    assert!(
+        text.contains("aws-compute-savings-plan") && text.contains("P50 AT END"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -120,32 +349,69 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     let db = dir.path().join("ledger.db");
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ProviderName\n2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,1,1,AWS\n2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,oops,1,AWS\n").unwrap();
-    let out = skyward(&db).args(["ledger", "import", &bad.display().to_string()]).output().unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &bad.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.csv:3: BilledCost"), "{err}");
     // Nothing was stored: status has no data to report on.
-    let st = skyward(&db).args(["ledger", "status", "--contracts", &example("contracts.yaml")]).output().unwrap();
+    let st = skyward(&db)
+        .args([
+            "ledger",
+            "status",
+            "--contracts",
+            &example("contracts.yaml"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(st.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&st.stderr).contains("no billing data"));
     // A contracts file with an error names its line and field.
     let c = dir.path().join("c.yaml");
     std::fs::write(&c, "contracts:\n  - name: x\n    kind: hourly\n    provider: aws\n    start: 2026-01-01\n    term_years: 1\n    instrument: aws-magic-plan\n    commit_usd_per_hour: 5\n").unwrap();
-    let out = skyward(&db).args(["ledger", "status", "--contracts", &c.display().to_string(), "--at", "2026-02-01"]).output().unwrap();
+    let out = skyward(&db)
+        .args([
+            "ledger",
+            "status",
+            "--contracts",
+            &c.display().to_string(),
+            "--at",
+            "2026-02-01",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("c.yaml:7") && err.contains("contracts[0].instrument"), "{err}");
+    assert!(
+        err.contains("c.yaml:7") && err.contains("contracts[0].instrument"),
+        "{err}"
+    );
     // An overlapping re-export is refused without --replace, exit 2.
     let good = generated(dir.path());
-    assert!(skyward(&db).args(["ledger", "import", &good]).output().unwrap().status.success());
+    assert!(skyward(&db)
+        .args(["ledger", "import", &good])
+        .output()
+        .unwrap()
+        .status
+        .success());
     let copy = dir.path().join("re-export.csv");
     let mut text = std::fs::read_to_string(&good).unwrap();
     text.push('\n');
     std::fs::write(&copy, text).unwrap();
-    let out = skyward(&db).args(["ledger", "import", &copy.display().to_string()]).output().unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &copy.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
-    assert!(skyward(&db).args(["ledger", "import", &copy.display().to_string(), "--replace"]).output().unwrap().status.success());
+    assert!(skyward(&db)
+        .args(["ledger", "import", &copy.display().to_string(), "--replace"])
+        .output()
+        .unwrap()
+        .status
+        .success());
 }
 
 #[test]
@@ -153,11 +419,45 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("own.db");
     let csv = dir.path().join("own.csv");
-    let out = skyward(&db).args(["ledger", "export", "--format", "focus", "--from-plan", &example("fleet.yaml"), "--start", "2026-06-01", "-O", &csv.display().to_string()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let imp = skyward(&db).args(["ledger", "import", &csv.display().to_string(), "--output", "json"]).output().unwrap();
-    assert!(imp.status.success(), "{}", String::from_utf8_lossy(&imp.stderr));
-    let plan = skyward(&db).args(["plan", &example("fleet.yaml"), "--output", "json"]).output().unwrap();
+    let out = skyward(&db)
+        .args([
+            "ledger",
+            "export",
+            "--format",
+            "focus",
+            "--from-plan",
+            &example("fleet.yaml"),
+            "--start",
+            "2026-06-01",
+            "-O",
+            &csv.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imp = skyward(&db)
+        .args([
+            "ledger",
+            "import",
+            &csv.display().to_string(),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
+    let plan = skyward(&db)
+        .args(["plan", &example("fleet.yaml"), "--output", "json"])
+        .output()
+        .unwrap();
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     // What the plan says each provider is billed before commitments (the
     // discounted spend) is what the exported usage bills, per provider.
@@ -167,13 +467,39 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
         yaml.push_str(&format!("  - {{name: {n}, kind: spend, provider: {n}, start: 2026-06-01, term_months: 12, commit_usd: 1}}\n", n = p["provider"].as_str().unwrap()));
     }
     std::fs::write(&c, yaml).unwrap();
-    let st = skyward(&db).args(["ledger", "status", "--contracts", &c.display().to_string(), "--at", "2026-12-31", "--output", "json"]).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let st = skyward(&db)
+        .args([
+            "ledger",
+            "status",
+            "--contracts",
+            &c.display().to_string(),
+            "--at",
+            "2026-12-31",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
     for p in plan["providers"].as_array().unwrap() {
         let name = p["provider"].as_str().unwrap();
-        let burned = st["contracts"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["burned"].as_f64().unwrap();
+        let burned = st["contracts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["burned"]
+            .as_f64()
+            .unwrap();
         let want = p["discounted_spend_usd"].as_f64().unwrap();
-        assert!((burned - want).abs() <= 0.02, "{name}: ledger {burned} vs plan {want}");
+        assert!(
+            (burned - want).abs() <= 0.02,
+            "{name}: ledger {burned} vs plan {want}"
+        );
     }
 }

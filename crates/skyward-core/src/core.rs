@@ -24,7 +24,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { cycle_ms: 1_000, dispatch_timeout_ms: 30_000, heartbeat_timeout_ms: 15_000, workloads_max: 1_000_000, commands_max: 10_000_000 }
+        Config {
+            cycle_ms: 1_000,
+            dispatch_timeout_ms: 30_000,
+            heartbeat_timeout_ms: 15_000,
+            workloads_max: 1_000_000,
+            commands_max: 10_000_000,
+        }
     }
 }
 
@@ -60,11 +66,21 @@ struct Workload {
 
 /// What makes two workloads interchangeable for placement (Nomad's
 /// computed class): equal requirements get equal verdicts.
-type ClassKey = (Vec<(String, u32)>, u32, Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+type ClassKey = (
+    Vec<(String, u32)>,
+    u32,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
 
 fn class_key(spec: &JobSpec) -> ClassKey {
     (
-        spec.accelerators.iter().map(|a| (a.name.to_ascii_lowercase(), a.count)).collect(),
+        spec.accelerators
+            .iter()
+            .map(|a| (a.name.to_ascii_lowercase(), a.count))
+            .collect(),
         spec.nodes,
         spec.providers.clone(),
         spec.regions.clone(),
@@ -101,7 +117,11 @@ pub struct Core {
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
     let hours = to.saturating_sub(from) as f64 / 3_600_000.0;
     let acc_hours = hours * f64::from(accelerators);
-    let price = site.spec.as_ref().map(|s| s.price_usd_per_accelerator_hour).unwrap_or(Usd::ZERO);
+    let price = site
+        .spec
+        .as_ref()
+        .map(|s| s.price_usd_per_accelerator_hour)
+        .unwrap_or(Usd::ZERO);
     (acc_hours, price.times(acc_hours))
 }
 
@@ -137,7 +157,17 @@ impl Core {
                 Record::Submitted { id, spec, .. } => {
                     core.seq += 1;
                     let class = core.class_of(spec);
-                    core.workloads.insert(*id, Workload { spec: spec.clone(), seq: core.seq, state: State::Pending, attempt: 0, class, why: Arc::default() });
+                    core.workloads.insert(
+                        *id,
+                        Workload {
+                            spec: spec.clone(),
+                            seq: core.seq,
+                            state: State::Pending,
+                            attempt: 0,
+                            class,
+                            why: Arc::default(),
+                        },
+                    );
                 }
                 Record::Transition { id, state, .. } => {
                     if let Some(w) = core.workloads.get_mut(id) {
@@ -152,13 +182,25 @@ impl Core {
         for (id, w) in &core.workloads {
             match &w.state {
                 State::Pending => {
-                    core.pending.insert((-i64::from(w.spec.priority), w.seq, *id));
+                    core.pending
+                        .insert((-i64::from(w.spec.priority), w.seq, *id));
                 }
-                State::Dispatched { site, accelerators } | State::Running { site, accelerators, .. } => {
-                    let s = core.sites.entry(site.clone()).or_insert(Site { spec: None, geography: String::new(), certifications: Vec::new(), used: 0, last_heartbeat: now, alive: true });
+                State::Dispatched { site, accelerators }
+                | State::Running {
+                    site, accelerators, ..
+                } => {
+                    let s = core.sites.entry(site.clone()).or_insert(Site {
+                        spec: None,
+                        geography: String::new(),
+                        certifications: Vec::new(),
+                        used: 0,
+                        last_heartbeat: now,
+                        alive: true,
+                    });
                     s.used += accelerators;
                     if matches!(w.state, State::Dispatched { .. }) {
-                        core.dispatch_deadlines.insert((now + core.cfg.dispatch_timeout_ms, *id));
+                        core.dispatch_deadlines
+                            .insert((now + core.cfg.dispatch_timeout_ms, *id));
                     }
                 }
                 State::Done(_) => {}
@@ -169,7 +211,10 @@ impl Core {
     }
 
     fn emit(&mut self, c: Command) {
-        assert!(self.commands.len() < self.cfg.commands_max, "commands are not being drained");
+        assert!(
+            self.commands.len() < self.cfg.commands_max,
+            "commands are not being drained"
+        );
         self.commands.push_back(c);
     }
 
@@ -182,10 +227,12 @@ impl Core {
     fn transition(&mut self, id: WorkloadId, state: State, now: Millis) {
         if let Some(w) = self.workloads.get_mut(&id) {
             if matches!(w.state, State::Pending) {
-                self.pending.remove(&(-i64::from(w.spec.priority), w.seq, id));
+                self.pending
+                    .remove(&(-i64::from(w.spec.priority), w.seq, id));
             }
             if matches!(state, State::Pending) {
-                self.pending.insert((-i64::from(w.spec.priority), w.seq, id));
+                self.pending
+                    .insert((-i64::from(w.spec.priority), w.seq, id));
             } else {
                 w.why = Arc::default();
             }
@@ -197,10 +244,16 @@ impl Core {
     /// Takes work back from a site: releases capacity, records usage of a
     /// run that had started, and requeues or ends it.
     fn take_back(&mut self, id: WorkloadId, now: Millis, then: State, cancel_on_site: bool) {
-        let Some(w) = self.workloads.get(&id) else { return };
+        let Some(w) = self.workloads.get(&id) else {
+            return;
+        };
         let (site_name, accelerators, since) = match &w.state {
             State::Dispatched { site, accelerators } => (site.clone(), *accelerators, None),
-            State::Running { site, accelerators, since } => (site.clone(), *accelerators, Some(*since)),
+            State::Running {
+                site,
+                accelerators,
+                since,
+            } => (site.clone(), *accelerators, Some(*since)),
             _ => return,
         };
         if let Some(site) = self.sites.get_mut(&site_name) {
@@ -208,16 +261,34 @@ impl Core {
         }
         if let Some(from) = since {
             let to = if self.sites.get(&site_name).is_some_and(|s| !s.alive) {
-                self.sites.get(&site_name).map(|s| s.last_heartbeat.max(from)).unwrap_or(now)
+                self.sites
+                    .get(&site_name)
+                    .map(|s| s.last_heartbeat.max(from))
+                    .unwrap_or(now)
             } else {
                 now
             };
-            let (acc_hours, cost) = self.sites.get(&site_name).map(|s| usage_cost(s, accelerators, from, to)).unwrap_or((0.0, Usd::ZERO));
-            self.emit(Command::RecordUsage { id, site: site_name.clone(), accelerator_hours: acc_hours, cost_usd: cost, from, to });
+            let (acc_hours, cost) = self
+                .sites
+                .get(&site_name)
+                .map(|s| usage_cost(s, accelerators, from, to))
+                .unwrap_or((0.0, Usd::ZERO));
+            self.emit(Command::RecordUsage {
+                id,
+                site: site_name.clone(),
+                accelerator_hours: acc_hours,
+                cost_usd: cost,
+                from,
+                to,
+            });
         }
         if cancel_on_site {
             let attempt = self.workloads.get(&id).map(|w| w.attempt).unwrap_or(0);
-            self.emit(Command::CancelOnSite { id, site: site_name, attempt });
+            self.emit(Command::CancelOnSite {
+                id,
+                site: site_name,
+                attempt,
+            });
         }
         self.dispatch_deadlines.retain(|(_, d)| *d != id);
         self.transition(id, then, now);
@@ -231,23 +302,41 @@ impl Core {
                     return Err(Rejected::Duplicate(id));
                 }
                 if spec.accelerators.is_empty() || spec.nodes == 0 {
-                    return Err(Rejected::Invalid("a workload needs accelerators and at least one node".into()));
+                    return Err(Rejected::Invalid(
+                        "a workload needs accelerators and at least one node".into(),
+                    ));
                 }
                 if self.workloads.len() >= self.cfg.workloads_max {
                     return Err(Rejected::Full);
                 }
                 self.seq += 1;
                 let class = self.class_of(&spec);
-                self.workloads.insert(id, Workload { spec, seq: self.seq, state: State::Done(Outcome::Cancelled), attempt: 0, class, why: Arc::default() });
+                self.workloads.insert(
+                    id,
+                    Workload {
+                        spec,
+                        seq: self.seq,
+                        state: State::Done(Outcome::Cancelled),
+                        attempt: 0,
+                        class,
+                        why: Arc::default(),
+                    },
+                );
                 self.transition(id, State::Pending, now);
                 self.wake(now);
                 Ok(())
             }
             Input::Cancel { id } => {
-                let state = self.workloads.get(&id).map(|w| w.state.clone()).ok_or(Rejected::UnknownWorkload(id))?;
+                let state = self
+                    .workloads
+                    .get(&id)
+                    .map(|w| w.state.clone())
+                    .ok_or(Rejected::UnknownWorkload(id))?;
                 match state {
                     State::Pending => self.transition(id, State::Done(Outcome::Cancelled), now),
-                    State::Dispatched { .. } | State::Running { .. } => self.take_back(id, now, State::Done(Outcome::Cancelled), true),
+                    State::Dispatched { .. } | State::Running { .. } => {
+                        self.take_back(id, now, State::Done(Outcome::Cancelled), true)
+                    }
                     State::Done(_) => {}
                 }
                 Ok(())
@@ -255,7 +344,14 @@ impl Core {
             Input::RegisterSite { spec, running } => {
                 let name = spec.name.clone();
                 let info = region_info(&spec.region.provider, &spec.region.region);
-                let site = self.sites.entry(name.clone()).or_insert(Site { spec: None, geography: String::new(), certifications: Vec::new(), used: 0, last_heartbeat: now, alive: true });
+                let site = self.sites.entry(name.clone()).or_insert(Site {
+                    spec: None,
+                    geography: String::new(),
+                    certifications: Vec::new(),
+                    used: 0,
+                    last_heartbeat: now,
+                    alive: true,
+                });
                 site.geography = info.geography;
                 site.certifications = info.compliance;
                 site.spec = Some(spec);
@@ -269,7 +365,10 @@ impl Core {
                 let gone: Vec<WorkloadId> = self
                     .workloads
                     .iter()
-                    .filter(|(id, w)| !running.contains(id) && matches!(&w.state, State::Running { site, .. } if *site == name))
+                    .filter(|(id, w)| {
+                        !running.contains(id)
+                            && matches!(&w.state, State::Running { site, .. } if *site == name)
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 for id in gone {
@@ -279,7 +378,10 @@ impl Core {
                 Ok(())
             }
             Input::Heartbeat { site } => {
-                let s = self.sites.get_mut(&site).ok_or(Rejected::UnknownSite(site))?;
+                let s = self
+                    .sites
+                    .get_mut(&site)
+                    .ok_or(Rejected::UnknownSite(site))?;
                 s.last_heartbeat = now;
                 if !s.alive {
                     s.alive = true;
@@ -287,34 +389,74 @@ impl Core {
                 }
                 Ok(())
             }
-            Input::DispatchAcked { id, site, attempt } => match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
-                Some((State::Dispatched { site: s, .. }, a)) if *s == site && a == attempt => {
-                    self.dispatch_deadlines.retain(|(_, d)| *d != id);
-                    Ok(())
+            Input::DispatchAcked { id, site, attempt } => {
+                match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
+                    Some((State::Dispatched { site: s, .. }, a)) if *s == site && a == attempt => {
+                        self.dispatch_deadlines.retain(|(_, d)| *d != id);
+                        Ok(())
+                    }
+                    Some(_) => Err(Rejected::Stale(format!("ack for {id:?} from {site}"))),
+                    None => Err(Rejected::UnknownWorkload(id)),
                 }
-                Some(_) => Err(Rejected::Stale(format!("ack for {id:?} from {site}"))),
-                None => Err(Rejected::UnknownWorkload(id)),
-            },
-            Input::Started { id, site, attempt } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
-                Some((State::Dispatched { site: s, accelerators }, a)) if s == site && a == attempt => {
+            }
+            Input::Started { id, site, attempt } => match self
+                .workloads
+                .get(&id)
+                .map(|w| (w.state.clone(), w.attempt))
+            {
+                Some((
+                    State::Dispatched {
+                        site: s,
+                        accelerators,
+                    },
+                    a,
+                )) if s == site && a == attempt => {
                     self.dispatch_deadlines.retain(|(_, d)| *d != id);
-                    self.transition(id, State::Running { site, accelerators, since: now }, now);
+                    self.transition(
+                        id,
+                        State::Running {
+                            site,
+                            accelerators,
+                            since: now,
+                        },
+                        now,
+                    );
                     Ok(())
                 }
                 Some(_) => Err(Rejected::Stale(format!("start of {id:?} on {site}"))),
                 None => Err(Rejected::UnknownWorkload(id)),
             },
-            Input::Finished { id, site, attempt, success } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
+            Input::Finished {
+                id,
+                site,
+                attempt,
+                success,
+            } => match self
+                .workloads
+                .get(&id)
+                .map(|w| (w.state.clone(), w.attempt))
+            {
                 Some((State::Running { site: s, .. }, a)) if s == site && a == attempt => {
-                    let outcome = if success { Outcome::Succeeded } else { Outcome::Failed };
+                    let outcome = if success {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed
+                    };
                     self.take_back(id, now, State::Done(outcome), false);
                     Ok(())
                 }
                 Some(_) => Err(Rejected::Stale(format!("finish of {id:?} on {site}"))),
                 None => Err(Rejected::UnknownWorkload(id)),
             },
-            Input::Preempted { id, site, attempt } => match self.workloads.get(&id).map(|w| (w.state.clone(), w.attempt)) {
-                Some((State::Running { site: s, .. }, a)) | Some((State::Dispatched { site: s, .. }, a)) if s == site && a == attempt => {
+            Input::Preempted { id, site, attempt } => match self
+                .workloads
+                .get(&id)
+                .map(|w| (w.state.clone(), w.attempt))
+            {
+                Some((State::Running { site: s, .. }, a))
+                | Some((State::Dispatched { site: s, .. }, a))
+                    if s == site && a == attempt =>
+                {
                     self.take_back(id, now, State::Pending, false);
                     Ok(())
                 }
@@ -327,8 +469,12 @@ impl Core {
     /// Fires whatever is due at `now`: lost sites, unacknowledged
     /// dispatches, the scheduling cycle.
     pub fn handle_timeout(&mut self, now: Millis) {
-        let lost: Vec<String> =
-            self.sites.iter().filter(|(_, s)| s.alive && s.last_heartbeat + self.cfg.heartbeat_timeout_ms <= now).map(|(n, _)| n.clone()).collect();
+        let lost: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|(_, s)| s.alive && s.last_heartbeat + self.cfg.heartbeat_timeout_ms <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in lost {
             if let Some(s) = self.sites.get_mut(&name) {
                 s.alive = false;
@@ -343,7 +489,12 @@ impl Core {
                 self.take_back(id, now, State::Pending, true);
             }
         }
-        let due: Vec<WorkloadId> = self.dispatch_deadlines.iter().take_while(|(t, _)| *t <= now).map(|(_, id)| *id).collect();
+        let due: Vec<WorkloadId> = self
+            .dispatch_deadlines
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id)
+            .collect();
         for id in due {
             self.take_back(id, now, State::Pending, true);
         }
@@ -355,7 +506,12 @@ impl Core {
 
     /// The next time `handle_timeout` has something to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let hb = self.sites.values().filter(|s| s.alive).map(|s| s.last_heartbeat + self.cfg.heartbeat_timeout_ms).min();
+        let hb = self
+            .sites
+            .values()
+            .filter(|s| s.alive)
+            .map(|s| s.last_heartbeat + self.cfg.heartbeat_timeout_ms)
+            .min();
         let dd = self.dispatch_deadlines.iter().next().map(|(t, _)| *t);
         [self.next_cycle, hb, dd].into_iter().flatten().min()
     }
@@ -367,13 +523,20 @@ impl Core {
     /// One scheduling cycle: pending work in priority order (FIFO within a
     /// priority), each gang whole on the cheapest site that takes it.
     fn schedule(&mut self, now: Millis) {
-        let order: Vec<WorkloadId> = self.pending.iter().take(self.cfg.workloads_max).map(|(_, _, id)| *id).collect();
+        let order: Vec<WorkloadId> = self
+            .pending
+            .iter()
+            .take(self.cfg.workloads_max)
+            .map(|(_, _, id)| *id)
+            .collect();
         let mut placed_any = false;
         // Capacity only shrinks during a cycle, so a class that fits nowhere
         // stays that way until the next one.
         let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
         for id in order {
-            let Some(w) = self.workloads.get(&id) else { continue };
+            let Some(w) = self.workloads.get(&id) else {
+                continue;
+            };
             if let Some(why) = hopeless.get(&w.class) {
                 let why = why.clone();
                 if let Some(w) = self.workloads.get_mut(&id) {
@@ -400,7 +563,11 @@ impl Core {
                     if let Some(s) = self.sites.get_mut(&site) {
                         s.used += need;
                         let cap = s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0);
-                        assert!(s.used <= cap, "site {site} over capacity: {} > {cap}", s.used);
+                        assert!(
+                            s.used <= cap,
+                            "site {site} over capacity: {} > {cap}",
+                            s.used
+                        );
                     }
                     let attempt = match self.workloads.get_mut(&id) {
                         Some(w) => {
@@ -409,9 +576,22 @@ impl Core {
                         }
                         None => 0,
                     };
-                    self.transition(id, State::Dispatched { site: site.clone(), accelerators: need }, now);
-                    self.dispatch_deadlines.insert((now + self.cfg.dispatch_timeout_ms, id));
-                    self.emit(Command::Dispatch { id, site, accelerators: need, attempt });
+                    self.transition(
+                        id,
+                        State::Dispatched {
+                            site: site.clone(),
+                            accelerators: need,
+                        },
+                        now,
+                    );
+                    self.dispatch_deadlines
+                        .insert((now + self.cfg.dispatch_timeout_ms, id));
+                    self.emit(Command::Dispatch {
+                        id,
+                        site,
+                        accelerators: need,
+                        attempt,
+                    });
                     placed_any = true;
                 }
                 None => {
@@ -436,12 +616,25 @@ impl Core {
 
     /// Why a pending workload is pending: reason → sites rejected for it.
     pub fn why_pending(&self, id: WorkloadId) -> Option<&BTreeMap<&'static str, u32>> {
-        self.workloads.get(&id).filter(|w| matches!(w.state, State::Pending)).map(|w| w.why.as_ref())
+        self.workloads
+            .get(&id)
+            .filter(|w| matches!(w.state, State::Pending))
+            .map(|w| w.why.as_ref())
     }
 
     /// (site, accelerators in use, capacity, alive).
     pub fn sites(&self) -> Vec<(String, u32, u32, bool)> {
-        self.sites.iter().map(|(n, s)| (n.clone(), s.used, s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0), s.alive)).collect()
+        self.sites
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    s.used,
+                    s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0),
+                    s.alive,
+                )
+            })
+            .collect()
     }
 
     pub fn workload_ids(&self) -> Vec<WorkloadId> {
@@ -455,26 +648,45 @@ impl Core {
 
 /// Can this site take the gang? (accelerators needed, price per accelerator-hour)
 fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str> {
-    let Some(s) = &site.spec else { return Err(REASON_SITE_DOWN) };
+    let Some(s) = &site.spec else {
+        return Err(REASON_SITE_DOWN);
+    };
     if !site.alive {
         return Err(REASON_SITE_DOWN);
     }
-    let Some(req) = spec.accelerators.iter().find(|a| a.name.eq_ignore_ascii_case(&s.accelerator)) else {
+    let Some(req) = spec
+        .accelerators
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(&s.accelerator))
+    else {
         return Err(reasons::WRONG_ACCELERATOR);
     };
     let key = &s.region;
-    if !spec.providers.is_empty() && !spec.providers.iter().any(|p| p.eq_ignore_ascii_case(&key.provider)) {
+    if !spec.providers.is_empty()
+        && !spec
+            .providers
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(&key.provider))
+    {
         return Err(reasons::PROVIDER_NOT_ALLOWED);
     }
-    if !spec.regions.is_empty() && !spec.regions.iter().any(|r| *r == key.region || *r == key.to_string()) {
+    if !spec.regions.is_empty()
+        && !spec
+            .regions
+            .iter()
+            .any(|r| *r == key.region || *r == key.to_string())
+    {
         return Err(reasons::REGION_NOT_ALLOWED);
     }
     if !spec.residency.is_empty() && !spec.residency.contains(&site.geography) {
         return Err(reasons::RESIDENCY);
     }
     let certified = |c: &String| {
-        site.certifications.iter().any(|x| x.eq_ignore_ascii_case(c))
-            || (c.eq_ignore_ascii_case("fedramp-moderate") && site.certifications.iter().any(|x| x == "fedramp-high"))
+        site.certifications
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(c))
+            || (c.eq_ignore_ascii_case("fedramp-moderate")
+                && site.certifications.iter().any(|x| x == "fedramp-high"))
     };
     if !spec.compliance.iter().all(certified) {
         return Err(reasons::COMPLIANCE);

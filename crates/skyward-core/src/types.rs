@@ -41,21 +41,48 @@ pub struct SiteSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Input {
     /// A submission the runtime has already persisted.
-    Submit { id: WorkloadId, spec: JobSpec },
-    Cancel { id: WorkloadId },
+    Submit {
+        id: WorkloadId,
+        spec: JobSpec,
+    },
+    Cancel {
+        id: WorkloadId,
+    },
     /// A site (re-)registers, saying which workloads it is running: the
     /// core takes back any it believed were there (a site that restarted
     /// lost them).
-    RegisterSite { spec: SiteSpec, running: Vec<WorkloadId> },
-    Heartbeat { site: String },
+    RegisterSite {
+        spec: SiteSpec,
+        running: Vec<WorkloadId>,
+    },
+    Heartbeat {
+        site: String,
+    },
     /// Executor messages carry the dispatch's attempt: one about an older
     /// attempt is stale and changes nothing.
-    DispatchAcked { id: WorkloadId, site: String, attempt: u32 },
-    Started { id: WorkloadId, site: String, attempt: u32 },
-    Finished { id: WorkloadId, site: String, attempt: u32, success: bool },
+    DispatchAcked {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
+    Started {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
+    Finished {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+        success: bool,
+    },
     /// The site took the capacity back (spot); the job resumes elsewhere
     /// from its checkpoint.
-    Preempted { id: WorkloadId, site: String, attempt: u32 },
+    Preempted {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,8 +95,15 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum State {
     Pending,
-    Dispatched { site: String, accelerators: u32 },
-    Running { site: String, accelerators: u32, since: Millis },
+    Dispatched {
+        site: String,
+        accelerators: u32,
+    },
+    Running {
+        site: String,
+        accelerators: u32,
+        since: Millis,
+    },
     Done(Outcome),
 }
 
@@ -77,8 +111,16 @@ pub enum State {
 /// the core from them after a restart.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Record {
-    Submitted { id: WorkloadId, spec: JobSpec, at: Millis },
-    Transition { id: WorkloadId, state: State, at: Millis },
+    Submitted {
+        id: WorkloadId,
+        spec: JobSpec,
+        at: Millis,
+    },
+    Transition {
+        id: WorkloadId,
+        state: State,
+        at: Millis,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,11 +128,27 @@ pub enum Command {
     /// Start the workload on the site with this many accelerators.
     /// `attempt` is a fencing token: a site must refuse a dispatch whose
     /// attempt it has already seen cancelled.
-    Dispatch { id: WorkloadId, site: String, accelerators: u32, attempt: u32 },
+    Dispatch {
+        id: WorkloadId,
+        site: String,
+        accelerators: u32,
+        attempt: u32,
+    },
     /// Stop it there (cancelled, or the core gave up on the site).
-    CancelOnSite { id: WorkloadId, site: String, attempt: u32 },
+    CancelOnSite {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
     /// Persist before acting on anything that depends on it.
     Persist(Record),
     /// Usage of one run, exactly once per run that started.
-    RecordUsage { id: WorkloadId, site: String, accelerator_hours: f64, cost_usd: Usd, from: Millis, to: Millis },
+    RecordUsage {
+        id: WorkloadId,
+        site: String,
+        accelerator_hours: f64,
+        cost_usd: Usd,
+        from: Millis,
+        to: Millis,
+    },
 }

@@ -6,7 +6,9 @@
 //! the run must settle. A failure prints its seed; rerun one seed with
 //! `DST_SEED=… cargo test -p skyward-core --test dst`.
 
-use skyward_core::{Command, Config, Core, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};
+use skyward_core::{
+    Command, Config, Core, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+};
 use skyward_model::rng::SplitMix64;
 use skyward_model::{AcceleratorRequest, RegionKey, Usd};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,9 +16,24 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone)]
 enum Ev {
     ToCore(Input),
-    ExecDispatch { id: WorkloadId, site: String, acc: u32, attempt: u32 },
-    ExecCancel { id: WorkloadId, site: String, attempt: u32 },
-    ExecEnd { id: WorkloadId, site: String, run: u64, attempt: u32, kind: End },
+    ExecDispatch {
+        id: WorkloadId,
+        site: String,
+        acc: u32,
+        attempt: u32,
+    },
+    ExecCancel {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
+    ExecEnd {
+        id: WorkloadId,
+        site: String,
+        run: u64,
+        attempt: u32,
+        kind: End,
+    },
     Heartbeats,
     Submit(WorkloadId),
     Cancel(WorkloadId),
@@ -80,7 +97,12 @@ fn sites() -> Vec<SiteSpec> {
 
 impl World {
     fn new(seed: u64) -> World {
-        let cfg = Config { cycle_ms: 500, dispatch_timeout_ms: 5_000, heartbeat_timeout_ms: 4_000, ..Config::default() };
+        let cfg = Config {
+            cycle_ms: 500,
+            dispatch_timeout_ms: 5_000,
+            heartbeat_timeout_ms: 4_000,
+            ..Config::default()
+        };
         let mut w = World {
             now: 0,
             core: Core::new(cfg.clone()),
@@ -90,7 +112,20 @@ impl World {
             events: BTreeMap::new(),
             seq: 0,
             runs: 0,
-            execs: sites().into_iter().map(|s| (s.name.clone(), Exec { spec: s, alive: true, running: BTreeMap::new(), fenced: BTreeMap::new() })).collect(),
+            execs: sites()
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        Exec {
+                            spec: s,
+                            alive: true,
+                            running: BTreeMap::new(),
+                            fenced: BTreeMap::new(),
+                        },
+                    )
+                })
+                .collect(),
             submitted: BTreeSet::new(),
             starts_accepted: BTreeMap::new(),
             usage: BTreeMap::new(),
@@ -100,7 +135,13 @@ impl World {
             site_channel: BTreeMap::new(),
         };
         for s in sites() {
-            w.at(0, Ev::ToCore(Input::RegisterSite { spec: s, running: Vec::new() }));
+            w.at(
+                0,
+                Ev::ToCore(Input::RegisterSite {
+                    spec: s,
+                    running: Vec::new(),
+                }),
+            );
         }
         w.at(1_000, Ev::Heartbeats);
         for i in 0..60u64 {
@@ -130,7 +171,10 @@ impl World {
 
     fn spec(&mut self, id: WorkloadId) -> JobSpec {
         let choices: [&[&str]; 4] = [&["H100:8"], &["H100:8", "A100:8"], &["A100:4"], &["H100:4"]];
-        let acc = choices[self.rng.below(4)].iter().map(|a| AcceleratorRequest::parse(a).unwrap()).collect();
+        let acc = choices[self.rng.below(4)]
+            .iter()
+            .map(|a| AcceleratorRequest::parse(a).unwrap())
+            .collect();
         JobSpec {
             name: format!("job-{}", id.0),
             accelerators: acc,
@@ -138,7 +182,11 @@ impl World {
             priority: self.rng.below(3) as i32,
             providers: Vec::new(),
             regions: Vec::new(),
-            residency: if self.rng.below(6) == 0 { vec!["eu".into()] } else { Vec::new() },
+            residency: if self.rng.below(6) == 0 {
+                vec!["eu".into()]
+            } else {
+                Vec::new()
+            },
             compliance: Vec::new(),
         }
     }
@@ -160,16 +208,32 @@ impl World {
             let latency = 10 + self.rng.below(200) as Millis;
             match c {
                 Command::Persist(r) => self.log.push(r),
-                Command::Dispatch { id, site, accelerators, attempt } => {
+                Command::Dispatch {
+                    id,
+                    site,
+                    accelerators,
+                    attempt,
+                } => {
                     let t = self.in_order(&site, latency);
-                    self.at(t, Ev::ExecDispatch { id, site, acc: accelerators, attempt });
+                    self.at(
+                        t,
+                        Ev::ExecDispatch {
+                            id,
+                            site,
+                            acc: accelerators,
+                            attempt,
+                        },
+                    );
                 }
                 Command::CancelOnSite { id, site, attempt } => {
                     let t = self.in_order(&site, latency);
                     self.at(t, Ev::ExecCancel { id, site, attempt });
                 }
                 Command::RecordUsage { id, from, .. } => {
-                    assert!(self.usage_keys.insert((id, from)), "usage recorded twice for {id:?} from {from}");
+                    assert!(
+                        self.usage_keys.insert((id, from)),
+                        "usage recorded twice for {id:?} from {from}"
+                    );
                     *self.usage.entry(id).or_insert(0) += 1;
                 }
             }
@@ -193,7 +257,9 @@ impl World {
             (None, None) => return false,
         };
         self.now = self.now.max(t);
-        if next_timer.is_some_and(|tt| tt <= self.now) && next_event.is_none_or(|(e, _)| e > self.now || next_timer < Some(e)) {
+        if next_timer.is_some_and(|tt| tt <= self.now)
+            && next_event.is_none_or(|(e, _)| e > self.now || next_timer < Some(e))
+        {
             self.core.handle_timeout(self.now);
             self.drain();
         } else if let Some(key) = next_event {
@@ -208,7 +274,9 @@ impl World {
     fn apply(&mut self, ev: Ev) {
         if let Ok(t) = std::env::var("DST_TRACE") {
             let s = format!("{ev:?}");
-            if s.contains(&format!("WorkloadId({t})")) || matches!(ev, Ev::Restart | Ev::Crash(_) | Ev::Recover(_)) {
+            if s.contains(&format!("WorkloadId({t})"))
+                || matches!(ev, Ev::Restart | Ev::Crash(_) | Ev::Recover(_))
+            {
                 eprintln!("{:>7} {s}", self.now);
             }
         }
@@ -217,39 +285,80 @@ impl World {
             Ev::Submit(id) => {
                 let spec = self.spec(id);
                 // Persist before acknowledging, as the runtime must.
-                self.log.push(Record::Submitted { id, spec: spec.clone(), at: self.now });
+                self.log.push(Record::Submitted {
+                    id,
+                    spec: spec.clone(),
+                    at: self.now,
+                });
                 self.submitted.insert(id);
                 self.deliver(Input::Submit { id, spec });
             }
             Ev::Cancel(id) => self.deliver(Input::Cancel { id }),
             Ev::Heartbeats => {
-                let alive: Vec<String> = self.execs.iter().filter(|(_, e)| e.alive).map(|(n, _)| n.clone()).collect();
+                let alive: Vec<String> = self
+                    .execs
+                    .iter()
+                    .filter(|(_, e)| e.alive)
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 for s in alive {
                     self.deliver(Input::Heartbeat { site: s });
                 }
                 let next = self.now + 1_000;
                 self.at(next, Ev::Heartbeats);
             }
-            Ev::ExecDispatch { id, site, acc, attempt } => {
+            Ev::ExecDispatch {
+                id,
+                site,
+                acc,
+                attempt,
+            } => {
                 let exec = self.execs.get_mut(&site).unwrap();
                 let used: u32 = exec.running.values().map(|v| v.0).sum();
                 let fenced = exec.fenced.get(&id).is_some_and(|f| *f >= attempt);
-                if !exec.alive || fenced || used + acc > exec.spec.accelerators || exec.running.contains_key(&id) {
+                if !exec.alive
+                    || fenced
+                    || used + acc > exec.spec.accelerators
+                    || exec.running.contains_key(&id)
+                {
                     return; // refused or lost: the core's dispatch timeout takes it back
                 }
                 self.runs += 1;
                 let run = self.runs;
                 exec.running.insert(id, (acc, run, attempt));
                 let (a, b) = (self.rng.below(100) as Millis, self.rng.below(300) as Millis);
-                self.at(self.now + a, Ev::ToCore(Input::DispatchAcked { id, site: site.clone(), attempt }));
-                self.at(self.now + a + b, Ev::ToCore(Input::Started { id, site: site.clone(), attempt }));
+                self.at(
+                    self.now + a,
+                    Ev::ToCore(Input::DispatchAcked {
+                        id,
+                        site: site.clone(),
+                        attempt,
+                    }),
+                );
+                self.at(
+                    self.now + a + b,
+                    Ev::ToCore(Input::Started {
+                        id,
+                        site: site.clone(),
+                        attempt,
+                    }),
+                );
                 let dur = 2_000 + self.rng.below(20_000) as Millis;
                 let kind = match self.rng.below(10) {
                     0 if self.faults => End::Failure,
                     1 if self.faults => End::Preempted,
                     _ => End::Success,
                 };
-                self.at(self.now + a + b + dur, Ev::ExecEnd { id, site, run, attempt, kind });
+                self.at(
+                    self.now + a + b + dur,
+                    Ev::ExecEnd {
+                        id,
+                        site,
+                        run,
+                        attempt,
+                        kind,
+                    },
+                );
             }
             Ev::ExecCancel { id, site, attempt } => {
                 let exec = self.execs.get_mut(&site).unwrap();
@@ -259,15 +368,31 @@ impl World {
                     exec.running.remove(&id);
                 }
             }
-            Ev::ExecEnd { id, site, run, attempt, kind } => {
+            Ev::ExecEnd {
+                id,
+                site,
+                run,
+                attempt,
+                kind,
+            } => {
                 let exec = self.execs.get_mut(&site).unwrap();
                 if exec.running.get(&id).map(|v| v.1) != Some(run) {
                     return;
                 }
                 exec.running.remove(&id);
                 let input = match kind {
-                    End::Success => Input::Finished { id, site, attempt, success: true },
-                    End::Failure => Input::Finished { id, site, attempt, success: false },
+                    End::Success => Input::Finished {
+                        id,
+                        site,
+                        attempt,
+                        success: true,
+                    },
+                    End::Failure => Input::Finished {
+                        id,
+                        site,
+                        attempt,
+                        success: false,
+                    },
                     End::Preempted => Input::Preempted { id, site, attempt },
                 };
                 let lat = self.rng.below(200) as Millis;
@@ -295,7 +420,12 @@ impl World {
                     return;
                 }
                 self.core = Core::restore(self.cfg.clone(), &self.log, self.now);
-                let alive: Vec<(SiteSpec, Vec<WorkloadId>)> = self.execs.values().filter(|e| e.alive).map(|e| (e.spec.clone(), e.running.keys().copied().collect())).collect();
+                let alive: Vec<(SiteSpec, Vec<WorkloadId>)> = self
+                    .execs
+                    .values()
+                    .filter(|e| e.alive)
+                    .map(|e| (e.spec.clone(), e.running.keys().copied().collect()))
+                    .collect();
                 for (spec, running) in alive {
                     self.deliver(Input::RegisterSite { spec, running });
                 }
@@ -306,10 +436,17 @@ impl World {
     fn check(&self) {
         // No accepted workload is ever lost.
         let known: BTreeSet<WorkloadId> = self.core.workload_ids().into_iter().collect();
-        assert!(self.submitted.is_subset(&known), "lost workloads: {:?}", self.submitted.difference(&known).collect::<Vec<_>>());
+        assert!(
+            self.submitted.is_subset(&known),
+            "lost workloads: {:?}",
+            self.submitted.difference(&known).collect::<Vec<_>>()
+        );
         // Site capacity never exceeded, in the core's books and for real.
         for (name, used, cap, _) in self.core.sites() {
-            assert!(cap == 0 || used <= cap, "core over capacity on {name}: {used} > {cap}");
+            assert!(
+                cap == 0 || used <= cap,
+                "core over capacity on {name}: {used} > {cap}"
+            );
         }
         let mut running_on: BTreeMap<WorkloadId, &str> = BTreeMap::new();
         for (name, e) in &self.execs {
@@ -333,7 +470,12 @@ fn run(seed: u64) {
     }
     // Liveness phase: faults off, everything recovers, the run must settle.
     w.faults = false;
-    let crashed: Vec<String> = w.execs.iter().filter(|(_, e)| !e.alive).map(|(n, _)| n.clone()).collect();
+    let crashed: Vec<String> = w
+        .execs
+        .iter()
+        .filter(|(_, e)| !e.alive)
+        .map(|(n, _)| n.clone())
+        .collect();
     for s in crashed {
         let t = w.now + 1;
         w.at(t, Ev::Recover(s));
@@ -347,22 +489,43 @@ fn run(seed: u64) {
             Some(State::Pending) => {
                 // Still pending only if no site can ever take it, and it says why.
                 let why = w.core.why_pending(*id).unwrap();
-                assert!(!why.is_empty(), "seed {seed}: {id:?} pending with no reason");
-                assert!(why.keys().all(|r| *r != skyward_core::core::REASON_SITE_FULL && *r != skyward_core::core::REASON_SITE_DOWN), "seed {seed}: {id:?} stuck: {why:?}");
+                assert!(
+                    !why.is_empty(),
+                    "seed {seed}: {id:?} pending with no reason"
+                );
+                assert!(
+                    why.keys()
+                        .all(|r| *r != skyward_core::core::REASON_SITE_FULL
+                            && *r != skyward_core::core::REASON_SITE_DOWN),
+                    "seed {seed}: {id:?} stuck: {why:?}"
+                );
             }
             other => panic!("seed {seed}: {id:?} did not settle: {other:?}"),
         }
         // Usage exactly once per run the core saw start.
-        assert_eq!(w.usage.get(id).copied().unwrap_or(0), w.starts_accepted.get(id).copied().unwrap_or(0), "seed {seed}: usage of {id:?}");
+        assert_eq!(
+            w.usage.get(id).copied().unwrap_or(0),
+            w.starts_accepted.get(id).copied().unwrap_or(0),
+            "seed {seed}: usage of {id:?}"
+        );
     }
-    assert!(w.submitted.iter().any(|id| w.core.state(*id) == Some(&State::Done(Outcome::Succeeded))), "seed {seed}: nothing ran");
+    assert!(
+        w.submitted
+            .iter()
+            .any(|id| w.core.state(*id) == Some(&State::Done(Outcome::Succeeded))),
+        "seed {seed}: nothing ran"
+    );
 }
 
 #[test]
 fn swarm() {
     let seeds: Vec<u64> = match std::env::var("DST_SEED") {
         Ok(s) => vec![s.parse().expect("DST_SEED must be a number")],
-        Err(_) => (0..std::env::var("DST_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300)).collect(),
+        Err(_) => (0..std::env::var("DST_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300))
+            .collect(),
     };
     for seed in seeds {
         let r = std::panic::catch_unwind(|| run(seed));

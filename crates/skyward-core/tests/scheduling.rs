@@ -7,7 +7,13 @@ use skyward_placement::reasons;
 
 fn site(name: &str, p: &str, r: &str, acc: &str, n: u32, price: i64) -> Input {
     Input::RegisterSite {
-        spec: SiteSpec { name: name.into(), region: RegionKey::new(p, r), accelerator: acc.into(), accelerators: n, price_usd_per_accelerator_hour: Usd::from_dollars(price) },
+        spec: SiteSpec {
+            name: name.into(),
+            region: RegionKey::new(p, r),
+            accelerator: acc.into(),
+            accelerators: n,
+            price_usd_per_accelerator_hour: Usd::from_dollars(price),
+        },
         running: vec![],
     }
 }
@@ -28,7 +34,13 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
 fn dispatches(core: &mut Core) -> Vec<(u64, String, u32)> {
     let mut out = Vec::new();
     while let Some(c) = core.poll_command() {
-        if let Command::Dispatch { id, site, accelerators, .. } = c {
+        if let Command::Dispatch {
+            id,
+            site,
+            accelerators,
+            ..
+        } = c
+        {
             out.push((id.0, site, accelerators));
         }
     }
@@ -38,63 +50,168 @@ fn dispatches(core: &mut Core) -> Vec<(u64, String, u32)> {
 #[test]
 fn priority_then_fifo_and_gangs_whole_on_the_cheapest_site() {
     let mut core = Core::new(Config::default());
-    core.handle(0, site("cheap", "aws", "us-east-1", "H100", 16, 4)).unwrap();
-    core.handle(0, site("dear", "gcp", "us-central1", "H100", 16, 9)).unwrap();
+    core.handle(0, site("cheap", "aws", "us-east-1", "H100", 16, 4))
+        .unwrap();
+    core.handle(0, site("dear", "gcp", "us-central1", "H100", 16, 9))
+        .unwrap();
     // 1 and 2 have priority 0, 3 has priority 5; each needs 16 H100.
     for (id, p) in [(1, 0), (2, 0), (3, 5)] {
-        core.handle(0, Input::Submit { id: WorkloadId(id), spec: job("H100:8", 2, p) }).unwrap();
+        core.handle(
+            0,
+            Input::Submit {
+                id: WorkloadId(id),
+                spec: job("H100:8", 2, p),
+            },
+        )
+        .unwrap();
     }
-    core.handle(0, Input::Submit { id: WorkloadId(4), spec: job("H100:8", 4, 9) }).unwrap();
+    core.handle(
+        0,
+        Input::Submit {
+            id: WorkloadId(4),
+            spec: job("H100:8", 4, 9),
+        },
+    )
+    .unwrap();
     core.handle_timeout(0);
     // 4 (32 H100) fits nowhere whole; 3 goes first to the cheapest site, then 1.
-    assert_eq!(dispatches(&mut core), vec![(3, "cheap".into(), 16), (1, "dear".into(), 16)]);
+    assert_eq!(
+        dispatches(&mut core),
+        vec![(3, "cheap".into(), 16), (1, "dear".into(), 16)]
+    );
     assert_eq!(core.state(WorkloadId(2)), Some(&State::Pending));
     let why = core.why_pending(WorkloadId(4)).unwrap();
     assert_eq!(why.get(reasons::POOL_TOO_SMALL), Some(&2), "{why:?}");
     let why2 = core.why_pending(WorkloadId(2)).unwrap();
-    assert_eq!(why2.get(skyward_core::core::REASON_SITE_FULL), Some(&2), "{why2:?}");
-    assert_eq!(core.poll_timeout(), Some(1_000), "next cycle after placements");
+    assert_eq!(
+        why2.get(skyward_core::core::REASON_SITE_FULL),
+        Some(&2),
+        "{why2:?}"
+    );
+    assert_eq!(
+        core.poll_timeout(),
+        Some(1_000),
+        "next cycle after placements"
+    );
 }
 
 #[test]
 fn constraints_and_cancellation() {
     let mut core = Core::new(Config::default());
-    core.handle(0, site("us", "aws", "us-east-1", "H100", 8, 4)).unwrap();
-    core.handle(0, site("eu", "gcp", "europe-west4", "H100", 8, 5)).unwrap();
+    core.handle(0, site("us", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    core.handle(0, site("eu", "gcp", "europe-west4", "H100", 8, 5))
+        .unwrap();
     let mut eu = job("H100:8", 1, 0);
     eu.residency = vec!["eu".into()];
-    core.handle(0, Input::Submit { id: WorkloadId(1), spec: eu }).unwrap();
+    core.handle(
+        0,
+        Input::Submit {
+            id: WorkloadId(1),
+            spec: eu,
+        },
+    )
+    .unwrap();
     core.handle_timeout(0);
     assert_eq!(dispatches(&mut core), vec![(1, "eu".into(), 8)]);
     // Running, then cancelled: usage is recorded once and the site is told.
-    core.handle(10, Input::Started { id: WorkloadId(1), site: "eu".into(), attempt: 1 }).unwrap();
-    core.handle(3_600_010, Input::Cancel { id: WorkloadId(1) }).unwrap();
+    core.handle(
+        10,
+        Input::Started {
+            id: WorkloadId(1),
+            site: "eu".into(),
+            attempt: 1,
+        },
+    )
+    .unwrap();
+    core.handle(3_600_010, Input::Cancel { id: WorkloadId(1) })
+        .unwrap();
     let cmds: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
-    let usage: Vec<_> = cmds.iter().filter_map(|c| match c { Command::RecordUsage { accelerator_hours, cost_usd, .. } => Some((*accelerator_hours, *cost_usd)), _ => None }).collect();
+    let usage: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::RecordUsage {
+                accelerator_hours,
+                cost_usd,
+                ..
+            } => Some((*accelerator_hours, *cost_usd)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(usage, vec![(8.0, Usd::from_dollars(40))]);
-    assert!(cmds.iter().any(|c| matches!(c, Command::CancelOnSite { .. })));
-    assert_eq!(core.state(WorkloadId(1)), Some(&State::Done(Outcome::Cancelled)));
+    assert!(cmds
+        .iter()
+        .any(|c| matches!(c, Command::CancelOnSite { .. })));
+    assert_eq!(
+        core.state(WorkloadId(1)),
+        Some(&State::Done(Outcome::Cancelled))
+    );
     // Stale and unknown inputs change nothing and say why.
-    assert!(core.handle(1, Input::Finished { id: WorkloadId(1), site: "eu".into(), attempt: 1, success: true }).is_err());
-    assert!(core.handle(1, Input::Cancel { id: WorkloadId(99) }).is_err());
-    assert!(core.handle(1, Input::Submit { id: WorkloadId(1), spec: job("H100:8", 1, 0) }).is_err());
+    assert!(core
+        .handle(
+            1,
+            Input::Finished {
+                id: WorkloadId(1),
+                site: "eu".into(),
+                attempt: 1,
+                success: true
+            }
+        )
+        .is_err());
+    assert!(core
+        .handle(1, Input::Cancel { id: WorkloadId(99) })
+        .is_err());
+    assert!(core
+        .handle(
+            1,
+            Input::Submit {
+                id: WorkloadId(1),
+                spec: job("H100:8", 1, 0)
+            }
+        )
+        .is_err());
 }
 
 #[test]
 fn a_lost_site_gives_its_work_back() {
-    let cfg = Config { heartbeat_timeout_ms: 1_000, ..Config::default() };
+    let cfg = Config {
+        heartbeat_timeout_ms: 1_000,
+        ..Config::default()
+    };
     let mut core = Core::new(cfg);
-    core.handle(0, site("a", "aws", "us-east-1", "H100", 8, 4)).unwrap();
-    core.handle(0, Input::Submit { id: WorkloadId(1), spec: job("H100:8", 1, 0) }).unwrap();
+    core.handle(0, site("a", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    core.handle(
+        0,
+        Input::Submit {
+            id: WorkloadId(1),
+            spec: job("H100:8", 1, 0),
+        },
+    )
+    .unwrap();
     core.handle_timeout(0);
     dispatches(&mut core);
-    core.handle(5, Input::Started { id: WorkloadId(1), site: "a".into(), attempt: 1 }).unwrap();
+    core.handle(
+        5,
+        Input::Started {
+            id: WorkloadId(1),
+            site: "a".into(),
+            attempt: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(core.poll_timeout(), Some(1_000));
     core.handle_timeout(1_000);
     assert_eq!(core.state(WorkloadId(1)), Some(&State::Pending));
     // It comes back: the work is placed again, as attempt 2.
-    core.handle(2_000, site("a", "aws", "us-east-1", "H100", 8, 4)).unwrap();
+    core.handle(2_000, site("a", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
     core.handle_timeout(2_000);
-    let again: Vec<Command> = std::iter::from_fn(|| core.poll_command()).filter(|c| matches!(c, Command::Dispatch { .. })).collect();
-    assert!(matches!(again.as_slice(), [Command::Dispatch { attempt: 2, .. }]), "{again:?}");
+    let again: Vec<Command> = std::iter::from_fn(|| core.poll_command())
+        .filter(|c| matches!(c, Command::Dispatch { .. }))
+        .collect();
+    assert!(
+        matches!(again.as_slice(), [Command::Dispatch { attempt: 2, .. }]),
+        "{again:?}"
+    );
 }

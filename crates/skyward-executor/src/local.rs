@@ -27,9 +27,19 @@ pub struct RunSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecEvent {
-    Acked { id: WorkloadId, attempt: u32 },
-    Started { id: WorkloadId, attempt: u32 },
-    Finished { id: WorkloadId, attempt: u32, success: bool },
+    Acked {
+        id: WorkloadId,
+        attempt: u32,
+    },
+    Started {
+        id: WorkloadId,
+        attempt: u32,
+    },
+    Finished {
+        id: WorkloadId,
+        attempt: u32,
+        success: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,7 +72,13 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     /// `root` holds one directory per workload (`<root>/<id>/`).
     pub fn new(site: &str, root: &Path, capacity: u32) -> LocalExecutor {
-        LocalExecutor { site: site.to_string(), root: root.to_path_buf(), capacity, jobs: BTreeMap::new(), fenced: BTreeMap::new() }
+        LocalExecutor {
+            site: site.to_string(),
+            root: root.to_path_buf(),
+            capacity,
+            jobs: BTreeMap::new(),
+            fenced: BTreeMap::new(),
+        }
     }
 
     pub fn used(&self) -> u32 {
@@ -78,8 +94,16 @@ impl LocalExecutor {
         self.root.join(format!("{}", id.0))
     }
 
-    pub fn dispatch(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, spec: &RunSpec) -> Result<Vec<ExecEvent>, DispatchError> {
-        if self.fenced.get(&id).is_some_and(|f| *f >= attempt) || self.jobs.get(&id).is_some_and(|j| j.attempt >= attempt) {
+    pub fn dispatch(
+        &mut self,
+        id: WorkloadId,
+        attempt: u32,
+        accelerators: u32,
+        spec: &RunSpec,
+    ) -> Result<Vec<ExecEvent>, DispatchError> {
+        if self.fenced.get(&id).is_some_and(|f| *f >= attempt)
+            || self.jobs.get(&id).is_some_and(|j| j.attempt >= attempt)
+        {
             return Err(DispatchError::Stale(id, attempt));
         }
         // A newer attempt replaces an older run of the same workload here.
@@ -88,20 +112,30 @@ impl LocalExecutor {
         }
         let free = self.capacity.saturating_sub(self.used());
         if accelerators > free {
-            return Err(DispatchError::NoCapacity { site: self.site.clone(), need: accelerators, free });
+            return Err(DispatchError::NoCapacity {
+                site: self.site.clone(),
+                need: accelerators,
+                free,
+            });
         }
         if spec.env.len() > ENV_MAX {
-            return Err(DispatchError::Spawn(id, format!("more than {ENV_MAX} environment variables")));
+            return Err(DispatchError::Spawn(
+                id,
+                format!("more than {ENV_MAX} environment variables"),
+            ));
         }
         let dir = self.workdir(id);
         let checkpoints = dir.join("checkpoints");
-        fs::create_dir_all(&checkpoints).map_err(|e| DispatchError::Spawn(id, format!("{}: {e}", checkpoints.display())))?;
+        fs::create_dir_all(&checkpoints)
+            .map_err(|e| DispatchError::Spawn(id, format!("{}: {e}", checkpoints.display())))?;
         let log = File::options()
             .create(true)
             .append(true)
             .open(dir.join("output.log"))
             .map_err(|e| DispatchError::Spawn(id, format!("output.log: {e}")))?;
-        let err = log.try_clone().map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
         // setup, then run, in one shell: a failing setup fails the run.
         let script = match &spec.setup {
             Some(setup) => format!("set -e\n{setup}\nset +e\n{}", spec.run),
@@ -126,9 +160,21 @@ impl LocalExecutor {
             // Its own process group, so a cancel stops everything it spawned.
             cmd.process_group(0);
         }
-        let child = cmd.spawn().map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
-        self.jobs.insert(id, Job { child, attempt, accelerators });
-        Ok(vec![ExecEvent::Acked { id, attempt }, ExecEvent::Started { id, attempt }])
+        let child = cmd
+            .spawn()
+            .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
+        self.jobs.insert(
+            id,
+            Job {
+                child,
+                attempt,
+                accelerators,
+            },
+        );
+        Ok(vec![
+            ExecEvent::Acked { id, attempt },
+            ExecEvent::Started { id, attempt },
+        ])
     }
 
     /// Stops the run if it is this attempt or older; remembers the fence.
@@ -154,7 +200,11 @@ impl LocalExecutor {
             };
             if let Some(success) = done {
                 if let Some(job) = self.jobs.remove(&id) {
-                    out.push(ExecEvent::Finished { id, attempt: job.attempt, success });
+                    out.push(ExecEvent::Finished {
+                        id,
+                        attempt: job.attempt,
+                        success,
+                    });
                 }
             }
         }

@@ -19,7 +19,10 @@ fn wait_finished(ex: &mut LocalExecutor) -> Vec<ExecEvent> {
 }
 
 fn run(cmd: &str) -> RunSpec {
-    RunSpec { run: cmd.into(), ..RunSpec::default() }
+    RunSpec {
+        run: cmd.into(),
+        ..RunSpec::default()
+    }
 }
 
 #[test]
@@ -30,12 +33,34 @@ fn runs_with_environment_logs_and_exit_status() {
     spec.setup = Some("echo prepared > setup.txt".into());
     spec.env.insert("MODEL".into(), "llama".into());
     let ev = ex.dispatch(WorkloadId(7), 1, 8, &spec).unwrap();
-    assert_eq!(ev, vec![ExecEvent::Acked { id: WorkloadId(7), attempt: 1 }, ExecEvent::Started { id: WorkloadId(7), attempt: 1 }]);
+    assert_eq!(
+        ev,
+        vec![
+            ExecEvent::Acked {
+                id: WorkloadId(7),
+                attempt: 1
+            },
+            ExecEvent::Started {
+                id: WorkloadId(7),
+                attempt: 1
+            }
+        ]
+    );
     assert_eq!(ex.used(), 8);
-    assert_eq!(wait_finished(&mut ex), vec![ExecEvent::Finished { id: WorkloadId(7), attempt: 1, success: true }]);
+    assert_eq!(
+        wait_finished(&mut ex),
+        vec![ExecEvent::Finished {
+            id: WorkloadId(7),
+            attempt: 1,
+            success: true
+        }]
+    );
     assert_eq!(ex.used(), 0);
     let log = std::fs::read_to_string(ex.workdir(WorkloadId(7)).join("output.log")).unwrap();
-    assert!(log.contains("id=7 site=local:us-east-1 acc=8 attempt=1 model=llama"), "{log}");
+    assert!(
+        log.contains("id=7 site=local:us-east-1 acc=8 attempt=1 model=llama"),
+        "{log}"
+    );
     assert!(log.contains("ckpt-ok") && log.contains("prepared"), "{log}");
 }
 
@@ -43,15 +68,38 @@ fn runs_with_environment_logs_and_exit_status() {
 fn failures_are_reported_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let mut ex = LocalExecutor::new("s", dir.path(), 8);
-    ex.dispatch(WorkloadId(1), 1, 1, &run("echo oops >&2; exit 3")).unwrap();
-    assert_eq!(wait_finished(&mut ex), vec![ExecEvent::Finished { id: WorkloadId(1), attempt: 1, success: false }]);
-    assert!(std::fs::read_to_string(ex.workdir(WorkloadId(1)).join("output.log")).unwrap().contains("oops"));
+    ex.dispatch(WorkloadId(1), 1, 1, &run("echo oops >&2; exit 3"))
+        .unwrap();
+    assert_eq!(
+        wait_finished(&mut ex),
+        vec![ExecEvent::Finished {
+            id: WorkloadId(1),
+            attempt: 1,
+            success: false
+        }]
+    );
+    assert!(
+        std::fs::read_to_string(ex.workdir(WorkloadId(1)).join("output.log"))
+            .unwrap()
+            .contains("oops")
+    );
     // A failing setup fails the run before it starts.
     let mut spec = run("echo should-not-run");
     spec.setup = Some("false".into());
     ex.dispatch(WorkloadId(2), 1, 1, &spec).unwrap();
-    assert_eq!(wait_finished(&mut ex), vec![ExecEvent::Finished { id: WorkloadId(2), attempt: 1, success: false }]);
-    assert!(!std::fs::read_to_string(ex.workdir(WorkloadId(2)).join("output.log")).unwrap().contains("should-not-run"));
+    assert_eq!(
+        wait_finished(&mut ex),
+        vec![ExecEvent::Finished {
+            id: WorkloadId(2),
+            attempt: 1,
+            success: false
+        }]
+    );
+    assert!(
+        !std::fs::read_to_string(ex.workdir(WorkloadId(2)).join("output.log"))
+            .unwrap()
+            .contains("should-not-run")
+    );
 }
 
 #[test]
@@ -59,8 +107,16 @@ fn capacity_fencing_and_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let mut ex = LocalExecutor::new("s", dir.path(), 8);
     // A long job that spawns a child of its own: a cancel must stop both.
-    ex.dispatch(WorkloadId(1), 1, 8, &run("sleep 300 & sleep 300; wait")).unwrap();
-    assert!(matches!(ex.dispatch(WorkloadId(2), 1, 1, &run("true")), Err(DispatchError::NoCapacity { need: 1, free: 0, .. })));
+    ex.dispatch(WorkloadId(1), 1, 8, &run("sleep 300 & sleep 300; wait"))
+        .unwrap();
+    assert!(matches!(
+        ex.dispatch(WorkloadId(2), 1, 1, &run("true")),
+        Err(DispatchError::NoCapacity {
+            need: 1,
+            free: 0,
+            ..
+        })
+    ));
     assert_eq!(ex.running(), vec![WorkloadId(1)]);
     // An older attempt's cancel arrives after attempt 2 was dispatched: it must not stop attempt 2.
     ex.cancel(WorkloadId(1), 0);
@@ -68,12 +124,33 @@ fn capacity_fencing_and_cancel() {
     ex.cancel(WorkloadId(1), 1);
     assert!(ex.running().is_empty());
     assert_eq!(ex.used(), 0);
-    assert!(ex.poll().is_empty(), "a cancelled run is not reported as finished");
+    assert!(
+        ex.poll().is_empty(),
+        "a cancelled run is not reported as finished"
+    );
     // Attempt 1 is fenced now; attempt 2 may run.
-    assert!(matches!(ex.dispatch(WorkloadId(1), 1, 1, &run("true")), Err(DispatchError::Stale(_, 1))));
+    assert!(matches!(
+        ex.dispatch(WorkloadId(1), 1, 1, &run("true")),
+        Err(DispatchError::Stale(_, 1))
+    ));
     ex.dispatch(WorkloadId(1), 2, 1, &run("true")).unwrap();
-    assert_eq!(wait_finished(&mut ex), vec![ExecEvent::Finished { id: WorkloadId(1), attempt: 2, success: true }]);
+    assert_eq!(
+        wait_finished(&mut ex),
+        vec![ExecEvent::Finished {
+            id: WorkloadId(1),
+            attempt: 2,
+            success: true
+        }]
+    );
     // No `sleep 300` of attempt 1 survives the cancel.
-    let out = std::process::Command::new("sh").arg("-c").arg("ps -eo args | grep -c '^sleep 300$' || true").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "orphaned processes left behind");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ps -eo args | grep -c '^sleep 300$' || true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "orphaned processes left behind"
+    );
 }

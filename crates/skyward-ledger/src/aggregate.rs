@@ -56,7 +56,10 @@ impl Sums {
         self.effective += c.effective_cost;
         self.list += c.list_cost.unwrap_or(c.billed_cost);
         self.contracted += c.contracted_cost.unwrap_or(c.billed_cost);
-        self.quantity += c.pricing_quantity.or(c.consumed_quantity).unwrap_or(Amount::ZERO);
+        self.quantity += c
+            .pricing_quantity
+            .or(c.consumed_quantity)
+            .unwrap_or(Amount::ZERO);
         self.rows += 1;
     }
 }
@@ -124,14 +127,26 @@ impl Folder {
             self.id(c.commitment_id.as_deref().unwrap_or("")),
             self.id(status),
         ];
-        self.daily.entry((c.charge_period_start.day(), key)).or_default().add(c);
+        self.daily
+            .entry((c.charge_period_start.day(), key))
+            .or_default()
+            .add(c);
         if c.category == crate::focus::ChargeCategory::Usage {
             let hk = [key[0], key[1], key[7], key[3], key[5]];
-            self.hourly.entry((c.charge_period_start.hour(), hk)).or_default().add(c);
+            self.hourly
+                .entry((c.charge_period_start.hour(), hk))
+                .or_default()
+                .add(c);
         }
         self.rows += 1;
-        self.first = Some(self.first.map_or(c.charge_period_start, |f| f.min(c.charge_period_start)));
-        self.last = Some(self.last.map_or(c.charge_period_end, |l| l.max(c.charge_period_end)));
+        self.first = Some(
+            self.first
+                .map_or(c.charge_period_start, |f| f.min(c.charge_period_start)),
+        );
+        self.last = Some(
+            self.last
+                .map_or(c.charge_period_end, |l| l.max(c.charge_period_end)),
+        );
     }
 
     pub fn rows(&self) -> u64 {
@@ -173,9 +188,27 @@ impl Folder {
         let hourly = self
             .hourly
             .into_iter()
-            .map(|((hour, k), v)| (HourlyKey { partition: n(k[0]), hour, provider: n(k[1]), pricing_category: n(k[2]), region: n(k[3]), sku: n(k[4]) }, v))
+            .map(|((hour, k), v)| {
+                (
+                    HourlyKey {
+                        partition: n(k[0]),
+                        hour,
+                        provider: n(k[1]),
+                        pricing_category: n(k[2]),
+                        region: n(k[3]),
+                        sku: n(k[4]),
+                    },
+                    v,
+                )
+            })
             .collect();
-        Aggregates { daily, hourly, rows: self.rows, first: self.first, last: self.last }
+        Aggregates {
+            daily,
+            hourly,
+            rows: self.rows,
+            first: self.first,
+            last: self.last,
+        }
     }
 }
 

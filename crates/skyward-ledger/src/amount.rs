@@ -35,7 +35,10 @@ impl Amount {
             None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
         };
         let (ip, fp) = digits.split_once('.').unwrap_or((digits, ""));
-        if (ip.is_empty() && fp.is_empty()) || !ip.bytes().all(|b| b.is_ascii_digit()) || !fp.bytes().all(|b| b.is_ascii_digit()) {
+        if (ip.is_empty() && fp.is_empty())
+            || !ip.bytes().all(|b| b.is_ascii_digit())
+            || !fp.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         // All digits as one integer, with the decimal point moved by `exp`.
@@ -47,14 +50,23 @@ impl Amount {
             return Err(format!("'{t}' has too many digits"));
         }
         let scale = fp.len() as i32 - exp; // value = all × 10^-scale
-        let n: i128 = if all.is_empty() { 0 } else { all.parse().map_err(|_| bad())? };
+        let n: i128 = if all.is_empty() {
+            0
+        } else {
+            all.parse().map_err(|_| bad())?
+        };
         let shift = 12 - scale; // pico = n × 10^shift
         let picos = if shift >= 0 {
-            n.checked_mul(10i128.checked_pow(shift as u32).ok_or_else(bad)?).ok_or_else(|| format!("'{t}' is too large"))?
+            n.checked_mul(10i128.checked_pow(shift as u32).ok_or_else(bad)?)
+                .ok_or_else(|| format!("'{t}' is too large"))?
         } else {
             let div = 10i128.checked_pow((-shift) as u32).ok_or_else(bad)?;
             let q = n / div;
-            if (n % div) * 2 >= div { q + 1 } else { q }
+            if (n % div) * 2 >= div {
+                q + 1
+            } else {
+                q
+            }
         };
         Ok(Amount(if neg { -picos } else { picos }))
     }
@@ -72,14 +84,22 @@ impl Amount {
         let c = PICOS_PER_USD / 100;
         let q = self.0 / c;
         let r = self.0 % c;
-        if r.abs() * 2 >= c { q + r.signum() } else { q }
+        if r.abs() * 2 >= c {
+            q + r.signum()
+        } else {
+            q
+        }
     }
 
     /// Nano-dollars, for storage in 64-bit integer columns (rounded).
     pub fn nanos(self) -> i64 {
         let q = self.0 / 1_000;
         let r = self.0 % 1_000;
-        let q = if r.abs() * 2 >= 1_000 { q + r.signum() } else { q };
+        let q = if r.abs() * 2 >= 1_000 {
+            q + r.signum()
+        } else {
+            q
+        };
         q.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
@@ -88,11 +108,19 @@ impl Amount {
     }
 
     pub fn max(self, o: Amount) -> Amount {
-        if self >= o { self } else { o }
+        if self >= o {
+            self
+        } else {
+            o
+        }
     }
 
     pub fn min(self, o: Amount) -> Amount {
-        if self <= o { self } else { o }
+        if self <= o {
+            self
+        } else {
+            o
+        }
     }
 
     /// Exact decimal text (`12.5`, `0.0000008`), for writing CSV.
@@ -103,7 +131,11 @@ impl Amount {
         let frac = format!("{:012}", a % per);
         let frac = frac.trim_end_matches('0');
         let sign = if neg { "-" } else { "" };
-        if frac.is_empty() { format!("{sign}{}", a / per) } else { format!("{sign}{}.{frac}", a / per) }
+        if frac.is_empty() {
+            format!("{sign}{}", a / per)
+        } else {
+            format!("{sign}{}.{frac}", a / per)
+        }
     }
 
     pub fn abs(self) -> Amount {

@@ -59,7 +59,9 @@ pub struct Analysis {
 pub enum AnalyzeError {
     #[error("contract '{0}' is not a spend commitment; analyze covers spend commitments (status shows hourly and capacity ones)")]
     NotSpend(String),
-    #[error("no eligible usage for '{0}' in the ledger to project from; import billing data first")]
+    #[error(
+        "no eligible usage for '{0}' in the ledger to project from; import billing data first"
+    )]
     NoHistory(String),
 }
 
@@ -75,11 +77,21 @@ fn mean_discount_factor(rate: f64, from_years: f64, to_years: f64) -> f64 {
     ((-k * from_years).exp() - (-k * to_years).exp()) / (k * (to_years - from_years))
 }
 
-pub fn analyze(c: &Contract, at: Timestamp, days: &[DayRow], discount_rate_pct: f64, growth_pct: f64) -> Result<Analysis, AnalyzeError> {
+pub fn analyze(
+    c: &Contract,
+    at: Timestamp,
+    days: &[DayRow],
+    discount_rate_pct: f64,
+    growth_pct: f64,
+) -> Result<Analysis, AnalyzeError> {
     let Terms::Spend(t) = &c.terms else {
         return Err(AnalyzeError::NotSpend(c.name.clone()));
     };
-    let SpendTerms { commit, discount_pct, .. } = t;
+    let SpendTerms {
+        commit,
+        discount_pct,
+        ..
+    } = t;
     let d = discount_pct / 100.0;
     let r = discount_rate_pct / 100.0;
     let (d0, d_end) = (c.start.day(), c.end.day());
@@ -87,14 +99,22 @@ pub fn analyze(c: &Contract, at: Timestamp, days: &[DayRow], discount_rate_pct: 
     // Daily eligible list spend (usage), since the start, or the latest
     // history before it for a contract that has not started.
     let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
-    for row in days.iter().filter(|x| x.provider == c.provider && x.category == "Usage" && t.eligible.admits(&x.region, &x.service, &x.sku) && x.day < d_at.max(at.day())) {
+    for row in days.iter().filter(|x| {
+        x.provider == c.provider
+            && x.category == "Usage"
+            && t.eligible.admits(&x.region, &x.service, &x.sku)
+            && x.day < d_at.max(at.day())
+    }) {
         *daily.entry(row.day).or_insert(Amount::ZERO) += row.list;
     }
     let Some((&last, _)) = daily.iter().next_back() else {
         return Err(AnalyzeError::NoHistory(c.name.clone()));
     };
-    let first = (last - crate::status::FORECAST_WINDOW_DAYS + 1).max(*daily.keys().next().unwrap_or(&last));
-    let history: Vec<Amount> = (first..=last).map(|x| daily.get(&x).copied().unwrap_or(Amount::ZERO)).collect();
+    let first =
+        (last - crate::status::FORECAST_WINDOW_DAYS + 1).max(*daily.keys().next().unwrap_or(&last));
+    let history: Vec<Amount> = (first..=last)
+        .map(|x| daily.get(&x).copied().unwrap_or(Amount::ZERO))
+        .collect();
     let to_date: Amount = daily.range(d0..d_at).map(|(_, a)| *a).sum();
     let days_left = d_end - d_at;
     let finals = paths(&c.name, &history, to_date, days_left, growth_pct);
@@ -120,7 +140,8 @@ pub fn analyze(c: &Contract, at: Timestamp, days: &[DayRow], discount_rate_pct: 
     // Discount savings (d·L) accrue evenly over the rest of the term; the
     // shortfall is paid at its end.
     let e_discount = Amount(e_save.0 + e_short.0);
-    let npv = scale(e_discount, mean_discount_factor(r, now_years, term_years)) - scale(e_short, 1.0 / (1.0 + r).powf(term_years));
+    let npv = scale(e_discount, mean_discount_factor(r, now_years, term_years))
+        - scale(e_short, 1.0 / (1.0 + r).powf(term_years));
     Ok(Analysis {
         name: c.name.clone(),
         provider: c.provider.clone(),
@@ -131,7 +152,11 @@ pub fn analyze(c: &Contract, at: Timestamp, days: &[DayRow], discount_rate_pct: 
         discount_pct: *discount_pct,
         discount_rate_pct,
         growth_pct,
-        headline_savings: if d < 1.0 { scale(*commit, d / (1.0 - d)) } else { Amount::ZERO },
+        headline_savings: if d < 1.0 {
+            scale(*commit, d / (1.0 - d))
+        } else {
+            Amount::ZERO
+        },
         commitment_npv: scale(*commit, mean_discount_factor(r, 0.0, term_years)),
         break_even_list_spend: *commit,
         break_even_burn_pct: 100.0 * (1.0 - d),
@@ -143,7 +168,8 @@ pub fn analyze(c: &Contract, at: Timestamp, days: &[DayRow], discount_rate_pct: 
         shortfall_probability: short_n as f64 / finals.len().max(1) as f64,
         expected_savings: e_save,
         loss_probability: loss_n as f64 / finals.len().max(1) as f64,
-        effective_discount_pct: (e_list > Amount::ZERO).then(|| 100.0 * e_save.as_f64() / e_list.as_f64()),
+        effective_discount_pct: (e_list > Amount::ZERO)
+            .then(|| 100.0 * e_save.as_f64() / e_list.as_f64()),
         expected_savings_npv: npv,
         history_days: history.len(),
     })
@@ -161,14 +187,22 @@ mod tests {
             provider: "aws".into(),
             start,
             end: start.plus_months(12),
-            terms: Terms::Spend(SpendTerms { commit: Amount::parse(commit).unwrap_or_default(), discount_pct: pct, floors: vec![], shortfall: ShortfallRule::TermEnd, eligible: Eligibility::default() }),
+            terms: Terms::Spend(SpendTerms {
+                commit: Amount::parse(commit).unwrap_or_default(),
+                discount_pct: pct,
+                floors: vec![],
+                shortfall: ShortfallRule::TermEnd,
+                eligible: Eligibility::default(),
+            }),
         }
     }
 
     fn flat_history(per_day: &str, days: i64) -> Vec<DayRow> {
         let d0 = Timestamp::parse("2026-01-01").unwrap_or(Timestamp(0)).day();
         let list = Amount::parse(per_day).unwrap_or_default();
-        (0..days).map(|i| DayRow::usage(d0 + i, "aws", Amount::ZERO, list)).collect()
+        (0..days)
+            .map(|i| DayRow::usage(d0 + i, "aws", Amount::ZERO, list))
+            .collect()
     }
 
     #[test]
@@ -177,17 +211,46 @@ mod tests {
         // Commit $400,000 at 20% off: burn 292,000 → shortfall 108,000;
         // cost 400,000 > list 365,000: the deal loses 35,000.
         let at = Timestamp::parse("2026-04-11").unwrap_or(Timestamp(0));
-        let a = analyze(&contract("400000", 20.0), at, &flat_history("1000", 100), 0.0, 0.0).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a.projected_list_spend_p50, Amount::parse("365000").unwrap_or_default());
-        assert_eq!(a.expected_shortfall, Amount::parse("108000").unwrap_or_default());
-        assert_eq!(a.expected_savings, Amount::parse("-35000").unwrap_or_default());
+        let a = analyze(
+            &contract("400000", 20.0),
+            at,
+            &flat_history("1000", 100),
+            0.0,
+            0.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.projected_list_spend_p50,
+            Amount::parse("365000").unwrap_or_default()
+        );
+        assert_eq!(
+            a.expected_shortfall,
+            Amount::parse("108000").unwrap_or_default()
+        );
+        assert_eq!(
+            a.expected_savings,
+            Amount::parse("-35000").unwrap_or_default()
+        );
         assert_eq!((a.shortfall_probability, a.loss_probability), (1.0, 1.0));
         // Headline: 400,000 × 0.2/0.8 = 100,000; break-even at 80% burned.
-        assert_eq!(a.headline_savings, Amount::parse("100000").unwrap_or_default());
+        assert_eq!(
+            a.headline_savings,
+            Amount::parse("100000").unwrap_or_default()
+        );
         assert_eq!(a.break_even_burn_pct, 80.0);
         // Commit $250,000 instead: burn 292,000 ≥ commit; savings = 20% of 365,000.
-        let b = analyze(&contract("250000", 20.0), at, &flat_history("1000", 100), 0.0, 0.0).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(b.expected_savings, Amount::parse("73000").unwrap_or_default());
+        let b = analyze(
+            &contract("250000", 20.0),
+            at,
+            &flat_history("1000", 100),
+            0.0,
+            0.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            b.expected_savings,
+            Amount::parse("73000").unwrap_or_default()
+        );
         assert_eq!(b.effective_discount_pct, Some(20.0));
         assert_eq!(b.expected_shortfall, Amount::ZERO);
     }
@@ -195,11 +258,32 @@ mod tests {
     #[test]
     fn npv_discounts_and_growth_raises_spend() {
         let at = Timestamp::parse("2026-04-11").unwrap_or(Timestamp(0));
-        let flat = analyze(&contract("250000", 20.0), at, &flat_history("1000", 100), 0.0, 0.0).unwrap_or_else(|e| panic!("{e}"));
-        let disc = analyze(&contract("250000", 20.0), at, &flat_history("1000", 100), 10.0, 0.0).unwrap_or_else(|e| panic!("{e}"));
+        let flat = analyze(
+            &contract("250000", 20.0),
+            at,
+            &flat_history("1000", 100),
+            0.0,
+            0.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let disc = analyze(
+            &contract("250000", 20.0),
+            at,
+            &flat_history("1000", 100),
+            10.0,
+            0.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(disc.expected_savings_npv < flat.expected_savings_npv);
         assert_eq!(flat.expected_savings_npv, flat.expected_savings);
-        let grow = analyze(&contract("250000", 20.0), at, &flat_history("1000", 100), 0.0, 50.0).unwrap_or_else(|e| panic!("{e}"));
+        let grow = analyze(
+            &contract("250000", 20.0),
+            at,
+            &flat_history("1000", 100),
+            0.0,
+            50.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(grow.projected_list_spend_p50 > flat.projected_list_spend_p50);
         assert!(analyze(&contract("1", 1.0), at, &[], 0.0, 0.0).is_err());
     }

@@ -61,7 +61,9 @@ pub struct Eligibility {
 
 impl Eligibility {
     pub fn admits(&self, region: &str, service: &str, sku: &str) -> bool {
-        let ok = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x.eq_ignore_ascii_case(v));
+        let ok = |list: &[String], v: &str| {
+            list.is_empty() || list.iter().any(|x| x.eq_ignore_ascii_case(v))
+        };
         ok(&self.regions, region) && ok(&self.services, service) && ok(&self.skus, sku)
     }
 }
@@ -95,7 +97,9 @@ impl Instrument {
     pub fn priority(self) -> u8 {
         match self {
             Instrument::AwsEc2InstanceSavingsPlan => 1,
-            Instrument::AwsComputeSavingsPlan | Instrument::AzureSavingsPlan | Instrument::GcpFlexibleCud => 2,
+            Instrument::AwsComputeSavingsPlan
+            | Instrument::AzureSavingsPlan
+            | Instrument::GcpFlexibleCud => 2,
         }
     }
 }
@@ -116,7 +120,9 @@ impl HourlyTerms {
     /// What is paid each hour, used or not.
     pub fn fee_per_hour(&self) -> Amount {
         match self.instrument {
-            Instrument::GcpFlexibleCud => scale(self.commit_per_hour, 1.0 - self.discount_pct / 100.0),
+            Instrument::GcpFlexibleCud => {
+                scale(self.commit_per_hour, 1.0 - self.discount_pct / 100.0)
+            }
             _ => self.commit_per_hour,
         }
     }
@@ -125,7 +131,10 @@ impl HourlyTerms {
     pub fn covers_list_per_hour(&self) -> Amount {
         match self.instrument {
             Instrument::GcpFlexibleCud => self.commit_per_hour,
-            _ => scale(self.commit_per_hour, 1.0 / (1.0 - self.discount_pct / 100.0)),
+            _ => scale(
+                self.commit_per_hour,
+                1.0 / (1.0 - self.discount_pct / 100.0),
+            ),
         }
     }
 }
@@ -156,7 +165,12 @@ mod tests {
     use super::*;
 
     fn hourly(instrument: Instrument, commit: &str, pct: f64) -> HourlyTerms {
-        HourlyTerms { instrument, commit_per_hour: Amount::parse(commit).unwrap(), discount_pct: pct, commitment_id: None }
+        HourlyTerms {
+            instrument,
+            commit_per_hour: Amount::parse(commit).unwrap(),
+            discount_pct: pct,
+            commitment_id: None,
+        }
     }
 
     #[test]

@@ -50,7 +50,11 @@ fn period(t: Timestamp) -> (Timestamp, Timestamp) {
     (s, s.plus_months(1))
 }
 
-pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord], account: &str) -> std::io::Result<u64> {
+pub fn write_focus<W: Write>(
+    mut w: W,
+    records: &[UsageRecord],
+    account: &str,
+) -> std::io::Result<u64> {
     writeln!(w, "{HEADER}")?;
     let mut rows = 0u64;
     for r in records {
@@ -70,7 +74,11 @@ pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord], account: &str) -
             let (ps, pe) = period(t0);
             let qty = Amount::from_usd_f64(share * f64::from(r.nodes));
             let list = Amount(r.list_per_node_hour.0 * qty.0 / PICOS_PER_USD);
-            let billed = if matches!(r.pricing, Pricing::Reserved(_)) { Amount::ZERO } else { scale(list, 1.0 - r.discount_pct / 100.0) };
+            let billed = if matches!(r.pricing, Pricing::Reserved(_)) {
+                Amount::ZERO
+            } else {
+                scale(list, 1.0 - r.discount_pct / 100.0)
+            };
             writeln!(
                 w,
                 "{account},USD,{ps},{pe},{t0},{t1},Usage,,{desc},Usage-Based,{category},{p},{p},{region},Compute,Compute,{sku},{res},{res},{lup},{q},Hours,{list},{b},{b},{b},{q},Hours,{commitment},{status}",
@@ -151,16 +159,39 @@ mod tests {
         let charges = parse(buf.as_slice(), "export.csv", None).unwrap_or_default();
         assert_eq!(charges.len(), 5);
         // 2.5 h × 4 nodes × $55.04 = $550.40 list; 10% off billed.
-        let aws_list: Amount = charges.iter().filter(|c| c.provider == "aws").filter_map(|c| c.list_cost).sum();
-        let aws_billed: Amount = charges.iter().filter(|c| c.provider == "aws").map(|c| c.billed_cost).sum();
-        assert_eq!((aws_list, aws_billed), (Amount::parse("550.40").unwrap_or_default(), Amount::parse("495.36").unwrap_or_default()));
+        let aws_list: Amount = charges
+            .iter()
+            .filter(|c| c.provider == "aws")
+            .filter_map(|c| c.list_cost)
+            .sum();
+        let aws_billed: Amount = charges
+            .iter()
+            .filter(|c| c.provider == "aws")
+            .map(|c| c.billed_cost)
+            .sum();
+        assert_eq!(
+            (aws_list, aws_billed),
+            (
+                Amount::parse("550.40").unwrap_or_default(),
+                Amount::parse("495.36").unwrap_or_default()
+            )
+        );
         // The second hour crosses into April: two billing periods.
-        let periods: std::collections::BTreeSet<_> = charges.iter().filter_map(|c| c.billing_period_start).collect();
+        let periods: std::collections::BTreeSet<_> = charges
+            .iter()
+            .filter_map(|c| c.billing_period_start)
+            .collect();
         assert_eq!(periods.len(), 2);
         let egress: Vec<_> = charges.iter().filter(|c| c.provider == "gcp").collect();
-        assert_eq!(egress[0].billed_cost, Amount::parse("90").unwrap_or_default());
+        assert_eq!(
+            egress[0].billed_cost,
+            Amount::parse("90").unwrap_or_default()
+        );
         let reserved: Vec<_> = charges.iter().filter(|c| c.provider == "azure").collect();
         assert_eq!(reserved[0].billed_cost, Amount::ZERO);
-        assert_eq!(reserved[0].list_cost, Some(Amount::parse("196.64").unwrap_or_default()));
+        assert_eq!(
+            reserved[0].list_cost,
+            Some(Amount::parse("196.64").unwrap_or_default())
+        );
     }
 }

@@ -36,9 +36,15 @@ impl ChargeCategory {
         }
     }
     pub fn parse(s: &str) -> Option<ChargeCategory> {
-        [ChargeCategory::Usage, ChargeCategory::Purchase, ChargeCategory::Tax, ChargeCategory::Credit, ChargeCategory::Adjustment]
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+        [
+            ChargeCategory::Usage,
+            ChargeCategory::Purchase,
+            ChargeCategory::Tax,
+            ChargeCategory::Credit,
+            ChargeCategory::Adjustment,
+        ]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -168,7 +174,11 @@ impl<R: Read> Read for BlankLines<R> {
 
 /// Parses a whole FOCUS CSV into memory (small files and tests; imports
 /// stream with [`read`]).
-pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> Result<Vec<Charge>, FocusError> {
+pub fn parse<R: Read>(
+    reader: R,
+    file: &str,
+    default_provider: Option<&str>,
+) -> Result<Vec<Charge>, FocusError> {
     let mut out = Vec::new();
     read(reader, file, default_provider, |c| out.push(c))?;
     Ok(out)
@@ -179,21 +189,54 @@ pub fn parse<R: Read>(reader: R, file: &str, default_provider: Option<&str>) -> 
 /// to [`ERRORS_MAX`] errors), so the caller must not commit what `each`
 /// saw until this returns Ok. `default_provider` is used when the file has
 /// no provider column.
-pub fn read<R: Read, F: FnMut(Charge)>(reader: R, file: &str, default_provider: Option<&str>, mut each: F) -> Result<usize, FocusError> {
+pub fn read<R: Read, F: FnMut(Charge)>(
+    reader: R,
+    file: &str,
+    default_provider: Option<&str>,
+    mut each: F,
+) -> Result<usize, FocusError> {
     let removed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let filtered = BlankLines { inner: reader, in_quotes: false, at_line_start: true, out_offset: 0, removed_at: removed.clone(), buf: Vec::new() };
+    let filtered = BlankLines {
+        inner: reader,
+        in_quotes: false,
+        at_line_start: true,
+        out_offset: 0,
+        removed_at: removed.clone(),
+        buf: Vec::new(),
+    };
     // The real line of a record: its line in the filtered stream plus the
     // blank lines dropped before its first byte.
     let real_line = |pos: Option<&csv::Position>, fallback: u64| -> u64 {
         match pos {
-            Some(p) => p.line() + removed.borrow().iter().filter(|&&b| b <= p.byte()).count() as u64,
+            Some(p) => {
+                p.line() + removed.borrow().iter().filter(|&&b| b <= p.byte()).count() as u64
+            }
             None => fallback,
         }
     };
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(filtered);
-    let headers = rdr.headers().map_err(|e| FocusError::Io { file: file.into(), message: e.to_string() })?.clone();
-    let pos = |name: &str| headers.iter().position(|h| h.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name));
-    let need = |name: &str| pos(name).ok_or_else(|| FocusError::MissingColumn { file: file.into(), column: name.into() });
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(filtered);
+    let headers = rdr
+        .headers()
+        .map_err(|e| FocusError::Io {
+            file: file.into(),
+            message: e.to_string(),
+        })?
+        .clone();
+    let pos = |name: &str| {
+        headers.iter().position(|h| {
+            h.trim()
+                .trim_start_matches('\u{feff}')
+                .eq_ignore_ascii_case(name)
+        })
+    };
+    let need = |name: &str| {
+        pos(name).ok_or_else(|| FocusError::MissingColumn {
+            file: file.into(),
+            column: name.into(),
+        })
+    };
     let cols = Cols {
         provider: pos("ServiceProviderName").or_else(|| pos("ProviderName")),
         account: pos("BillingAccountId"),
@@ -261,14 +304,22 @@ pub fn read<R: Read, F: FnMut(Charge)>(reader: R, file: &str, default_provider: 
         }
     }
     if !errors.is_empty() {
-        return Err(FocusError::Rows { file: file.into(), errors });
+        return Err(FocusError::Rows {
+            file: file.into(),
+            errors,
+        });
     }
     Ok(count)
 }
 
 type RowError = (String, String);
 
-fn row(rec: &csv::StringRecord, c: &Cols, names: &[String], default_provider: Option<&str>) -> Result<Charge, RowError> {
+fn row(
+    rec: &csv::StringRecord,
+    c: &Cols,
+    names: &[String],
+    default_provider: Option<&str>,
+) -> Result<Charge, RowError> {
     let get = |i: usize| rec.get(i).unwrap_or("").trim();
     let name = |i: usize| names.get(i).cloned().unwrap_or_default();
     let opt = |i: Option<usize>| i.map(get).filter(|v| !is_null(v)).map(str::to_string);
@@ -281,14 +332,19 @@ fn row(rec: &csv::StringRecord, c: &Cols, names: &[String], default_provider: Op
     };
     let opt_amount = |i: Option<usize>| -> Result<Option<Amount>, RowError> {
         match i {
-            Some(i) if !is_null(get(i)) => Amount::parse(get(i)).map(Some).map_err(|m| (name(i), m)),
+            Some(i) if !is_null(get(i)) => {
+                Amount::parse(get(i)).map(Some).map_err(|m| (name(i), m))
+            }
             _ => Ok(None),
         }
     };
     let time = |i: usize| Timestamp::parse(get(i)).map_err(|m| (name(i), m));
     if let Some(cur) = opt(c.currency) {
         if !cur.eq_ignore_ascii_case("USD") {
-            return Err(("BillingCurrency".into(), format!("'{cur}': only USD is supported (convert before import)")));
+            return Err((
+                "BillingCurrency".into(),
+                format!("'{cur}': only USD is supported (convert before import)"),
+            ));
         }
     }
     let start = time(c.start)?;
@@ -296,17 +352,34 @@ fn row(rec: &csv::StringRecord, c: &Cols, names: &[String], default_provider: Op
     if end < start {
         return Err((name(c.end), "ends before ChargePeriodStart".into()));
     }
-    let category = ChargeCategory::parse(get(c.category))
-        .ok_or_else(|| (name(c.category), format!("'{}' is not a ChargeCategory (Usage, Purchase, Tax, Credit, Adjustment)", get(c.category))))?;
+    let category = ChargeCategory::parse(get(c.category)).ok_or_else(|| {
+        (
+            name(c.category),
+            format!(
+                "'{}' is not a ChargeCategory (Usage, Purchase, Tax, Credit, Adjustment)",
+                get(c.category)
+            ),
+        )
+    })?;
     let provider = match opt(c.provider) {
         Some(p) => p,
-        None => default_provider.map(str::to_string).ok_or_else(|| ("ProviderName".to_string(), "required, but empty".to_string()))?,
+        None => default_provider.map(str::to_string).ok_or_else(|| {
+            (
+                "ProviderName".to_string(),
+                "required, but empty".to_string(),
+            )
+        })?,
     };
     let commitment_status = match opt(c.commitment_status) {
         None => None,
         Some(s) if s.eq_ignore_ascii_case("used") => Some(CommitmentStatus::Used),
         Some(s) if s.eq_ignore_ascii_case("unused") => Some(CommitmentStatus::Unused),
-        Some(s) => return Err(("CommitmentDiscountStatus".into(), format!("'{s}' is not Used or Unused"))),
+        Some(s) => {
+            return Err((
+                "CommitmentDiscountStatus".into(),
+                format!("'{s}' is not Used or Unused"),
+            ))
+        }
     };
     let billing_period_start = match c.billing_period_start {
         Some(i) if !is_null(get(i)) => Some(time(i)?),
@@ -361,8 +434,12 @@ pub fn commitment_checks(charges: &[Charge]) -> Vec<CommitmentCheck> {
     use std::collections::BTreeMap;
     let mut by: BTreeMap<&str, (Amount, Amount, Amount, bool)> = BTreeMap::new();
     for c in charges {
-        let Some(id) = c.commitment_id.as_deref() else { continue };
-        let e = by.entry(id).or_insert((Amount::ZERO, Amount::ZERO, Amount::ZERO, false));
+        let Some(id) = c.commitment_id.as_deref() else {
+            continue;
+        };
+        let e = by
+            .entry(id)
+            .or_insert((Amount::ZERO, Amount::ZERO, Amount::ZERO, false));
         match (c.category, c.commitment_status) {
             (ChargeCategory::Purchase, _) => {
                 e.0 += c.billed_cost;

@@ -26,10 +26,38 @@ use skyward_model::rng::SplitMix64 as Rng;
 
 /// (provider name as FOCUS writes it, region, service, SKU, list $/h, contract discount %)
 const SKUS: &[(&str, &str, &str, &str, &str, f64)] = &[
-    ("AWS", "us-east-1", "Amazon Elastic Compute Cloud", "p5.48xlarge", "55.04", 12.0),
-    ("AWS", "us-west-2", "Amazon Elastic Compute Cloud", "p4d.24xlarge", "21.957642", 12.0),
-    ("Microsoft", "eastus", "Virtual Machines", "Standard_ND96isr_H100_v5", "98.32", 18.0),
-    ("Google Cloud", "us-central1", "Compute Engine", "a3-highgpu-8g", "43.06615", 0.0),
+    (
+        "AWS",
+        "us-east-1",
+        "Amazon Elastic Compute Cloud",
+        "p5.48xlarge",
+        "55.04",
+        12.0,
+    ),
+    (
+        "AWS",
+        "us-west-2",
+        "Amazon Elastic Compute Cloud",
+        "p4d.24xlarge",
+        "21.957642",
+        12.0,
+    ),
+    (
+        "Microsoft",
+        "eastus",
+        "Virtual Machines",
+        "Standard_ND96isr_H100_v5",
+        "98.32",
+        18.0,
+    ),
+    (
+        "Google Cloud",
+        "us-central1",
+        "Compute Engine",
+        "a3-highgpu-8g",
+        "43.06615",
+        0.0,
+    ),
 ];
 
 /// Savings plan in the data: $/hour fee, discount, id.
@@ -44,7 +72,11 @@ fn month_bounds(t: Timestamp) -> (Timestamp, Timestamp) {
 }
 
 /// Writes the file; returns the number of rows.
-pub fn write_focus<W: Write>(mut w: W, s: &GenSettings, mut progress: impl FnMut(u64)) -> std::io::Result<u64> {
+pub fn write_focus<W: Write>(
+    mut w: W,
+    s: &GenSettings,
+    mut progress: impl FnMut(u64),
+) -> std::io::Result<u64> {
     let mut rng = Rng::new(s.seed);
     writeln!(w, "{HEADER}")?;
     let mut rows = 0u64;
@@ -60,7 +92,8 @@ pub fn write_focus<W: Write>(mut w: W, s: &GenSettings, mut progress: impl FnMut
         let (ts, te) = (t.to_string(), t1.to_string());
         if last_month != Some(ms) {
             // The savings plan's recurring fee for the month, billed up front.
-            let month_hours = ((me.0.min(s.start.0 + hours * SECONDS_PER_HOUR) - t.0) / SECONDS_PER_HOUR).max(0);
+            let month_hours =
+                ((me.0.min(s.start.0 + hours * SECONDS_PER_HOUR) - t.0) / SECONDS_PER_HOUR).max(0);
             let cost = Amount(fee.0 * i128::from(month_hours));
             writeln!(w, "1001,USD,{bps},{bpe},{ts},{},Purchase,Recurring,Committed,AWS,,Savings Plans for AWS Compute usage,ComputeSP,,,{c},{c},0,{c},,{SP_ID},Spend,", me, c = cost.decimal())?;
             rows += 1;

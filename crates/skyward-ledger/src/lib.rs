@@ -10,11 +10,11 @@
 //! * [`status`]: burn-down, forecasts, utilisation and coverage at a date.
 
 pub mod aggregate;
-pub mod analyze;
 pub mod amount;
+pub mod analyze;
 pub mod contracts;
-pub mod focus;
 pub mod export;
+pub mod focus;
 pub mod generate;
 pub mod planning;
 pub mod recommend;

@@ -26,24 +26,42 @@ pub struct PlanCommitment {
     pub due_in_horizon: Amount,
 }
 
-pub fn plan_commitments(contracts: &[Contract], at: Timestamp, horizon_hours: f64, days: &[DayRow]) -> Vec<PlanCommitment> {
+pub fn plan_commitments(
+    contracts: &[Contract],
+    at: Timestamp,
+    horizon_hours: f64,
+    days: &[DayRow],
+) -> Vec<PlanCommitment> {
     let horizon_end = Timestamp(at.0 + (horizon_hours.max(0.0) * SECONDS_PER_HOUR as f64) as i64);
     contracts
         .iter()
         .filter_map(|c| {
-            let Terms::Spend(t) = &c.terms else { return None };
+            let Terms::Spend(t) = &c.terms else {
+                return None;
+            };
             if horizon_end <= c.start || at >= c.end {
                 return None;
             }
             let end = horizon_end.min(c.end);
             let burned: Amount = days
                 .iter()
-                .filter(|r| r.provider == c.provider && r.day >= c.start.day() && r.day < at.day() && matches!(r.category.as_str(), "Usage" | "Purchase" | "Adjustment") && t.eligible.admits(&r.region, &r.service, &r.sku))
+                .filter(|r| {
+                    r.provider == c.provider
+                        && r.day >= c.start.day()
+                        && r.day < at.day()
+                        && matches!(r.category.as_str(), "Usage" | "Purchase" | "Adjustment")
+                        && t.eligible.admits(&r.region, &r.service, &r.sku)
+                })
                 .map(|r| r.billed)
                 .sum();
             let term = (c.end.0 - c.start.0).max(1);
             let straight = Amount(t.commit.0 * i128::from(end.0 - c.start.0) / i128::from(term));
-            let floors: Amount = t.floors.iter().filter(|f| c.start.plus_months(12 * i64::from(f.year)) <= end).map(|f| f.commit).sum();
+            let floors: Amount = t
+                .floors
+                .iter()
+                .filter(|f| c.start.plus_months(12 * i64::from(f.year)) <= end)
+                .map(|f| f.commit)
+                .sum();
             let schedule = straight.max(floors);
             Some(PlanCommitment {
                 name: c.name.clone(),
@@ -65,7 +83,9 @@ mod tests {
     fn day_rows(per_day: &str, from: &str, n: i64) -> Vec<DayRow> {
         let d0 = Timestamp::parse(from).map(|t| t.day()).unwrap_or(0);
         let billed = Amount::parse(per_day).unwrap_or_default();
-        (0..n).map(|i| DayRow::usage(d0 + i, "aws", billed, Amount::ZERO)).collect()
+        (0..n)
+            .map(|i| DayRow::usage(d0 + i, "aws", billed, Amount::ZERO))
+            .collect()
     }
 
     #[test]
@@ -76,25 +96,56 @@ mod tests {
             provider: "aws".into(),
             start,
             end: start.plus_days(1000),
-            terms: Terms::Spend(SpendTerms { commit: Amount::parse("1000000").unwrap_or_default(), discount_pct: 10.0, floors: vec![], shortfall: ShortfallRule::TermEnd, eligible: Eligibility::default() }),
+            terms: Terms::Spend(SpendTerms {
+                commit: Amount::parse("1000000").unwrap_or_default(),
+                discount_pct: 10.0,
+                floors: vec![],
+                shortfall: ShortfallRule::TermEnd,
+                eligible: Eligibility::default(),
+            }),
         };
         // 100 days at $500 burned; schedule at day 100 + 30-day horizon = 130,000.
         let at = start.plus_days(100);
-        let p = plan_commitments(std::slice::from_ref(&c), at, 30.0 * 24.0, &day_rows("500", "2026-01-01", 100));
+        let p = plan_commitments(
+            std::slice::from_ref(&c),
+            at,
+            30.0 * 24.0,
+            &day_rows("500", "2026-01-01", 100),
+        );
         assert_eq!(p[0].burned, Amount::parse("50000").unwrap_or_default());
-        assert_eq!(p[0].schedule_at_horizon, Amount::parse("130000").unwrap_or_default());
-        assert_eq!(p[0].due_in_horizon, Amount::parse("80000").unwrap_or_default());
+        assert_eq!(
+            p[0].schedule_at_horizon,
+            Amount::parse("130000").unwrap_or_default()
+        );
+        assert_eq!(
+            p[0].due_in_horizon,
+            Amount::parse("80000").unwrap_or_default()
+        );
         // Ahead of schedule: nothing due.
-        let ahead = plan_commitments(std::slice::from_ref(&c), at, 30.0 * 24.0, &day_rows("2000", "2026-01-01", 100));
+        let ahead = plan_commitments(
+            std::slice::from_ref(&c),
+            at,
+            30.0 * 24.0,
+            &day_rows("2000", "2026-01-01", 100),
+        );
         assert_eq!(ahead[0].due_in_horizon, Amount::ZERO);
         // A floor ending inside the horizon raises the schedule.
         let mut f = c.clone();
         if let Terms::Spend(t) = &mut f.terms {
-            t.floors = vec![Floor { year: 1, commit: Amount::parse("600000").unwrap_or_default() }];
+            t.floors = vec![Floor {
+                year: 1,
+                commit: Amount::parse("600000").unwrap_or_default(),
+            }];
         }
         let at2 = start.plus_days(350);
         let p = plan_commitments(&[f], at2, 30.0 * 24.0, &day_rows("500", "2026-01-01", 350));
-        assert_eq!(p[0].schedule_at_horizon, Amount::parse("600000").unwrap_or_default());
-        assert_eq!(p[0].due_in_horizon, Amount::parse("425000").unwrap_or_default());
+        assert_eq!(
+            p[0].schedule_at_horizon,
+            Amount::parse("600000").unwrap_or_default()
+        );
+        assert_eq!(
+            p[0].due_in_horizon,
+            Amount::parse("425000").unwrap_or_default()
+        );
     }
 }

@@ -102,7 +102,13 @@ use skyward_model::rng::SplitMix64 as Rng;
 /// history, so every drawn week starts at the hour of the week where the
 /// future starts (weekday/weekend patterns stay in place). A history shorter
 /// than a week is used whole.
-pub fn scenarios(history: &[f64], hours: usize, count: usize, growth_pct: f64, seed: u64) -> Vec<Vec<f64>> {
+pub fn scenarios(
+    history: &[f64],
+    hours: usize,
+    count: usize,
+    growth_pct: f64,
+    seed: u64,
+) -> Vec<Vec<f64>> {
     let mut rng = Rng::new(seed);
     let n = history.len();
     if n == 0 || hours == 0 {
@@ -129,7 +135,14 @@ pub fn scenarios(history: &[f64], hours: usize, count: usize, growth_pct: f64, s
 }
 
 /// Evaluates a commitment over scenarios.
-pub fn evaluate(method: &str, lookback_days: Option<u32>, covers: f64, d: f64, lookback: Option<&[f64]>, scen: &[Vec<f64>]) -> Recommendation {
+pub fn evaluate(
+    method: &str,
+    lookback_days: Option<u32>,
+    covers: f64,
+    d: f64,
+    lookback: Option<&[f64]>,
+    scen: &[Vec<f64>],
+) -> Recommendation {
     let fee = (1.0 - d) * covers;
     let mut total = 0.0;
     let mut losses = 0usize;
@@ -154,8 +167,16 @@ pub fn evaluate(method: &str, lookback_days: Option<u32>, covers: f64, d: f64, l
         lookback_savings: lookback.map(|v| Amount::from_usd_f64(savings(v, covers, d))),
         expected_term_savings: Amount::from_usd_f64(total / n),
         loss_probability: losses as f64 / n,
-        expected_utilisation: if committed > 0.0 { used / committed } else { 0.0 },
-        hours_underused_pct: if hours > 0 && covers > 0.0 { 100.0 * under as f64 / hours as f64 } else { 0.0 },
+        expected_utilisation: if committed > 0.0 {
+            used / committed
+        } else {
+            0.0
+        },
+        hours_underused_pct: if hours > 0 && covers > 0.0 {
+            100.0 * under as f64 / hours as f64
+        } else {
+            0.0
+        },
     }
 }
 
@@ -175,20 +196,50 @@ pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
     let d = i.discount_pct / 100.0;
     let hist_hours = (91 * 24).min(i.hourly.len());
     let history = &i.hourly[i.hourly.len() - hist_hours..];
-    let count = i.scenarios.min(SCENARIO_HOURS_MAX / i.term_hours.max(1)).max(1);
+    let count = i
+        .scenarios
+        .min(SCENARIO_HOURS_MAX / i.term_hours.max(1))
+        .max(1);
     let fit = scenarios(history, i.term_hours, count, i.growth_pct, i.seed);
-    let scen = scenarios(history, i.term_hours, count, i.growth_pct, i.seed ^ 0x005E_ED0F_E7A1);
+    let scen = scenarios(
+        history,
+        i.term_hours,
+        count,
+        i.growth_pct,
+        i.seed ^ 0x005E_ED0F_E7A1,
+    );
     let mut out = Vec::new();
     for &days in i.lookbacks_days {
         let lb = &i.hourly[i.hourly.len().saturating_sub(days as usize * 24)..];
-        out.push(evaluate("aws-cost-explorer", Some(days), best_covers(lb, d), d, Some(lb), &scen));
+        out.push(evaluate(
+            "aws-cost-explorer",
+            Some(days),
+            best_covers(lb, d),
+            d,
+            Some(lb),
+            &scen,
+        ));
     }
     for &days in i.lookbacks_days {
         let lb = &i.hourly[i.hourly.len().saturating_sub(days as usize * 24)..];
-        out.push(evaluate("azure", Some(days), azure_covers(lb, d), d, Some(lb), &scen));
+        out.push(evaluate(
+            "azure",
+            Some(days),
+            azure_covers(lb, d),
+            d,
+            Some(lb),
+            &scen,
+        ));
     }
     let pooled: Vec<f64> = fit.iter().flatten().copied().collect();
-    out.push(evaluate("skyward-saa", None, best_covers(&pooled, d), d, None, &scen));
+    out.push(evaluate(
+        "skyward-saa",
+        None,
+        best_covers(&pooled, d),
+        d,
+        None,
+        &scen,
+    ));
     out
 }
 
@@ -217,7 +268,10 @@ mod tests {
             let q = best_covers(&v, d);
             let s = savings(&v, q, d);
             for k in 0..=1000 {
-                assert!(savings(&v, k as f64, d) <= s + 1e-6, "d {d}: q {q} beaten by {k}");
+                assert!(
+                    savings(&v, k as f64, d) <= s + 1e-6,
+                    "d {d}: q {q} beaten by {k}"
+                );
             }
         }
         assert_eq!(best_covers(&[], 0.3), 0.0);
@@ -236,10 +290,23 @@ mod tests {
     #[test]
     fn saa_with_constant_demand_commits_to_it() {
         let hist = vec![300.0; 24 * 60];
-        let input = RecommendInput { hourly: &hist, discount_pct: 28.0, term_hours: 24 * 30, lookbacks_days: &[7, 30], growth_pct: 0.0, scenarios: 20, seed: 1 };
+        let input = RecommendInput {
+            hourly: &hist,
+            discount_pct: 28.0,
+            term_hours: 24 * 30,
+            lookbacks_days: &[7, 30],
+            growth_pct: 0.0,
+            scenarios: 20,
+            seed: 1,
+        };
         let recs = recommend(&input);
         for r in &recs {
-            assert_eq!(r.covers_usd_per_hour, Amount::from_usd_f64(300.0), "{}", r.method);
+            assert_eq!(
+                r.covers_usd_per_hour,
+                Amount::from_usd_f64(300.0),
+                "{}",
+                r.method
+            );
             // Saves 28% of $300 every hour for 720 hours.
             assert_eq!(r.expected_term_savings.cents(), 6_048_000, "{}", r.method);
             assert_eq!(r.loss_probability, 0.0);
@@ -255,16 +322,24 @@ mod scenario_tests {
     #[test]
     fn scenarios_keep_the_weekly_phase_and_grow() {
         // Two weeks of history: weekdays 100, weekends 50 (hour 0 = Monday 00:00).
-        let hist: Vec<f64> = (0..336).map(|h| if (h / 24) % 7 >= 5 { 50.0 } else { 100.0 }).collect();
+        let hist: Vec<f64> = (0..336)
+            .map(|h| if (h / 24) % 7 >= 5 { 50.0 } else { 100.0 })
+            .collect();
         let s = scenarios(&hist, 24 * 14, 5, 0.0, 9);
         for sc in &s {
-            assert_eq!(sc, &hist, "whole aligned weeks of a two-week periodic history reproduce it");
+            assert_eq!(
+                sc, &hist,
+                "whole aligned weeks of a two-week periodic history reproduce it"
+            );
         }
         let g = scenarios(&hist, 8_760, 1, 100.0, 9);
         // 100%/year growth: hour h is scaled by 2^(h/8760) over its weekly-phase base.
         for h in [0usize, 100, 4_000, 8_700] {
             let ratio = g[0][h] / hist[h % 336];
-            assert!((ratio - 2f64.powf(h as f64 / 8_760.0)).abs() < 1e-9, "hour {h}: {ratio}");
+            assert!(
+                (ratio - 2f64.powf(h as f64 / 8_760.0)).abs() < 1e-9,
+                "hour {h}: {ratio}"
+            );
         }
     }
 }
@@ -296,10 +371,17 @@ pub fn recommend_spend(list_paths: &[Amount], tiers: &[(Amount, f64)]) -> Vec<Sp
     let mut tiers: Vec<(Amount, f64)> = tiers.to_vec();
     tiers.sort_by_key(|t| t.0);
     let tier_of = |c: Amount| tiers.iter().rev().find(|(m, _)| c >= *m).map(|t| t.1);
-    let mut candidates: Vec<Amount> = tiers.iter().map(|t| t.0).filter(|m| *m > Amount::ZERO).collect();
+    let mut candidates: Vec<Amount> = tiers
+        .iter()
+        .map(|t| t.0)
+        .filter(|m| *m > Amount::ZERO)
+        .collect();
     for (i, (min, d)) in tiers.iter().enumerate() {
         let next = tiers.get(i + 1).map(|t| t.0);
-        let mut burns: Vec<Amount> = list_paths.iter().map(|l| crate::contracts::scale(*l, 1.0 - d / 100.0)).collect();
+        let mut burns: Vec<Amount> = list_paths
+            .iter()
+            .map(|l| crate::contracts::scale(*l, 1.0 - d / 100.0))
+            .collect();
         burns.sort();
         for p in [0.05, 0.10, 0.20, 0.30, 0.40, 0.50] {
             let c = burns[((burns.len() - 1) as f64 * p).round() as usize];
@@ -333,7 +415,16 @@ pub fn recommend_spend(list_paths: &[Amount], tiers: &[(Amount, f64)]) -> Vec<Sp
             })
         })
         .collect();
-    if let Some(i) = out.iter().enumerate().max_by(|a, b| a.1.expected_savings.cmp(&b.1.expected_savings).then(b.0.cmp(&a.0))).map(|x| x.0) {
+    if let Some(i) = out
+        .iter()
+        .enumerate()
+        .max_by(|a, b| {
+            a.1.expected_savings
+                .cmp(&b.1.expected_savings)
+                .then(b.0.cmp(&a.0))
+        })
+        .map(|x| x.0)
+    {
         out[i].best = true;
     }
     out
@@ -352,15 +443,28 @@ mod spend_tests {
         // Every path spends exactly $1,000,000 at list over the term.
         let paths = vec![usd("1000000"); 100];
         // 5% off from $100k, 10% off from $500k, 20% off from $950k.
-        let tiers = vec![(usd("100000"), 5.0), (usd("500000"), 10.0), (usd("950000"), 20.0)];
+        let tiers = vec![
+            (usd("100000"), 5.0),
+            (usd("500000"), 10.0),
+            (usd("950000"), 20.0),
+        ];
         let opts = recommend_spend(&paths, &tiers);
-        let best = opts.iter().find(|o| o.best).unwrap_or_else(|| panic!("no best"));
+        let best = opts
+            .iter()
+            .find(|o| o.best)
+            .unwrap_or_else(|| panic!("no best"));
         // $950k at 20%: burn 800k < 950k → pay 950k, save 50k. $500k..$900k
         // at 10%: burn 900k ≥ C → save 100k: the 10% tier wins.
         assert_eq!(best.discount_pct, 10.0);
         assert_eq!(best.expected_savings, usd("100000"));
         assert_eq!(best.shortfall_probability, 0.0);
-        let top = opts.iter().find(|o| o.discount_pct == 20.0).unwrap_or_else(|| panic!("no 20% option"));
-        assert_eq!((top.expected_savings, top.expected_shortfall), (usd("50000"), usd("150000")));
+        let top = opts
+            .iter()
+            .find(|o| o.discount_pct == 20.0)
+            .unwrap_or_else(|| panic!("no 20% option"));
+        assert_eq!(
+            (top.expected_savings, top.expected_shortfall),
+            (usd("50000"), usd("150000"))
+        );
     }
 }

@@ -181,7 +181,13 @@ use skyward_model::rng::SplitMix64 as Rng;
 /// Block bootstrap of the daily history over `days_left` days: the sorted
 /// totals (`already` + the drawn days) of [`FORECAST_PATHS`] paths. Day k
 /// of the future is scaled by (1 + growth)^(k / 365).
-pub fn paths(name: &str, history: &[Amount], already: Amount, days_left: i64, growth_pct: f64) -> Vec<Amount> {
+pub fn paths(
+    name: &str,
+    history: &[Amount],
+    already: Amount,
+    days_left: i64,
+    growth_pct: f64,
+) -> Vec<Amount> {
     if history.is_empty() {
         return Vec::new();
     }
@@ -191,7 +197,9 @@ pub fn paths(name: &str, history: &[Amount], already: Amount, days_left: i64, gr
     let growth: Vec<f64> = if growth_pct == 0.0 {
         Vec::new()
     } else {
-        (0..days_left.max(0)).map(|k| (1.0 + growth_pct / 100.0).powf(k as f64 / 365.0)).collect()
+        (0..days_left.max(0))
+            .map(|k| (1.0 + growth_pct / 100.0).powf(k as f64 / 365.0))
+            .collect()
     };
     let mut finals: Vec<Amount> = Vec::with_capacity(FORECAST_PATHS);
     for _ in 0..FORECAST_PATHS {
@@ -231,16 +239,26 @@ pub const BAND_PATHS: usize = 500;
 
 /// The forecast band over time: each path is simulated once and recorded
 /// every `step_days` (and at the end). Same bootstrap as [`paths`].
-pub fn band(name: &str, history: &[Amount], already: Amount, days_left: i64, step_days: i64) -> Vec<BandPoint> {
+pub fn band(
+    name: &str,
+    history: &[Amount],
+    already: Amount,
+    days_left: i64,
+    step_days: i64,
+) -> Vec<BandPoint> {
     if history.is_empty() || days_left <= 0 {
         return Vec::new();
     }
     let step = step_days.max(1);
-    let checkpoints: Vec<i64> = (1..=days_left / step).map(|k| k * step).chain((days_left % step != 0).then_some(days_left)).collect();
+    let checkpoints: Vec<i64> = (1..=days_left / step)
+        .map(|k| k * step)
+        .chain((days_left % step != 0).then_some(days_left))
+        .collect();
     let mut rng = Rng::from_name(&format!("{name}/band"));
     let n = history.len();
     let block = FORECAST_BLOCK_DAYS.min(n);
-    let mut at_checkpoint: Vec<Vec<Amount>> = vec![Vec::with_capacity(BAND_PATHS); checkpoints.len()];
+    let mut at_checkpoint: Vec<Vec<Amount>> =
+        vec![Vec::with_capacity(BAND_PATHS); checkpoints.len()];
     for _ in 0..BAND_PATHS {
         let mut total = already;
         let mut day = 0i64;
@@ -266,13 +284,24 @@ pub fn band(name: &str, history: &[Amount], already: Amount, days_left: i64, ste
         .map(|(&off, v)| {
             v.sort();
             let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-            BandPoint { day_offset: off, p10: pct(0.1), p50: pct(0.5), p90: pct(0.9) }
+            BandPoint {
+                day_offset: off,
+                p10: pct(0.1),
+                p50: pct(0.5),
+                p90: pct(0.9),
+            }
         })
         .collect()
 }
 
 /// Percentiles and shortfall of the bootstrap paths against `target`.
-pub fn forecast(name: &str, history: &[Amount], already: Amount, days_left: i64, target: Amount) -> Option<Forecast> {
+pub fn forecast(
+    name: &str,
+    history: &[Amount],
+    already: Amount,
+    days_left: i64,
+    target: Amount,
+) -> Option<Forecast> {
     let finals = paths(name, history, already, days_left, 0.0);
     if finals.is_empty() {
         return None;
@@ -296,7 +325,12 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
     let d_at = at.day().clamp(d0, d_end);
     let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
     let (mut list, mut effective) = (Amount::ZERO, Amount::ZERO);
-    for r in days.iter().filter(|r| r.provider == c.provider && r.day >= d0 && r.day < d_at && t.eligible.admits(&r.region, &r.service, &r.sku)) {
+    for r in days.iter().filter(|r| {
+        r.provider == c.provider
+            && r.day >= d0
+            && r.day < d_at
+            && t.eligible.admits(&r.region, &r.service, &r.sku)
+    }) {
         if burns(&r.category) {
             *daily.entry(r.day).or_insert(Amount::ZERO) += r.billed;
         }
@@ -310,14 +344,23 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
     let term = (d_end - d0).max(1);
     let straight = Amount(t.commit.0 * i128::from(elapsed) / i128::from(term));
     let last_day = daily.keys().next_back().copied().unwrap_or(d_at - 1);
-    let history_from = (last_day - FORECAST_WINDOW_DAYS + 1).max(daily.keys().next().copied().unwrap_or(d0));
-    let history: Vec<Amount> = (history_from..=last_day).map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO)).collect();
+    let history_from =
+        (last_day - FORECAST_WINDOW_DAYS + 1).max(daily.keys().next().copied().unwrap_or(d0));
+    let history: Vec<Amount> = (history_from..=last_day)
+        .map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO))
+        .collect();
     let rate_from = (last_day - BURN_RATE_WINDOW_DAYS + 1).max(history_from);
     let rate_days = (last_day - rate_from + 1).max(1);
-    let rate_sum: Amount = (rate_from..=last_day).map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO)).sum();
+    let rate_sum: Amount = (rate_from..=last_day)
+        .map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO))
+        .sum();
     let days_left = d_end - d_at;
     let remaining = (t.commit - burned).max(Amount::ZERO);
-    let fc = if daily.is_empty() { None } else { forecast(&c.name, &history, burned, days_left, t.commit) };
+    let fc = if daily.is_empty() {
+        None
+    } else {
+        forecast(&c.name, &history, burned, days_left, t.commit)
+    };
     // The floor of the contract year containing the date.
     let floor = t.floors.iter().find_map(|f| {
         let ys = c.start.plus_months(12 * i64::from(f.year - 1));
@@ -331,7 +374,17 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
                 floor: f.commit,
                 burned_in_year: in_year,
                 remaining_to_floor: (f.commit - in_year).max(Amount::ZERO),
-                forecast_in_year: if daily.is_empty() { None } else { forecast(&format!("{}#{}", c.name, f.year), &history, in_year, ye.day() - d_at, f.commit) },
+                forecast_in_year: if daily.is_empty() {
+                    None
+                } else {
+                    forecast(
+                        &format!("{}#{}", c.name, f.year),
+                        &history,
+                        in_year,
+                        ye.day() - d_at,
+                        f.commit,
+                    )
+                },
             }
         })
     });
@@ -346,16 +399,25 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
         committed: t.commit,
         burned,
         remaining,
-        burned_pct: if t.commit > Amount::ZERO { 100.0 * burned.as_f64() / t.commit.as_f64() } else { 0.0 },
+        burned_pct: if t.commit > Amount::ZERO {
+            100.0 * burned.as_f64() / t.commit.as_f64()
+        } else {
+            0.0
+        },
         straight_line: straight,
         vs_straight_line: burned - straight,
         burn_rate_per_day: Amount(rate_sum.0 / i128::from(rate_days)),
-        required_per_day: if days_left > 0 { Amount(remaining.0 / i128::from(days_left)) } else { remaining },
+        required_per_day: if days_left > 0 {
+            Amount(remaining.0 / i128::from(days_left))
+        } else {
+            remaining
+        },
         floor,
         forecast: fc,
         list_spend: list,
         effective_spend: effective,
-        effective_savings_rate: (list > Amount::ZERO).then(|| 1.0 - effective.as_f64() / list.as_f64()),
+        effective_savings_rate: (list > Amount::ZERO)
+            .then(|| 1.0 - effective.as_f64() / list.as_f64()),
     }
 }
 
@@ -376,8 +438,18 @@ struct CapacityUse {
 /// Savings Plans (other instruments alongside the latter), each on what the
 /// earlier ones left. Capacity commitments with a `commitment_id` are read
 /// from FOCUS rows instead (their usage is already priced as Committed).
-fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) -> (BTreeMap<String, HourlyStatus>, BTreeMap<String, CapacityUse>) {
-    let provider = provider_contracts.first().map(|c| c.provider.as_str()).unwrap_or("");
+fn simulate(
+    provider_contracts: &[&Contract],
+    at: Timestamp,
+    hours: &[HourRow],
+) -> (
+    BTreeMap<String, HourlyStatus>,
+    BTreeMap<String, CapacityUse>,
+) {
+    let provider = provider_contracts
+        .first()
+        .map(|c| c.provider.as_str())
+        .unwrap_or("");
     let caps_all: Vec<&CapacityTerms> = provider_contracts
         .iter()
         .filter_map(|c| match &c.terms {
@@ -389,16 +461,25 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
     // cover: (region, sku, list, instance-hours)). Rows no capacity
     // commitment matches only add to the total.
     let mut usage: BTreeMap<i64, (Amount, HourCells)> = BTreeMap::new();
-    for h in hours.iter().filter(|h| h.provider == provider && matches!(h.pricing_category.as_str(), "Standard" | "")) {
-        let e = usage.entry(h.hour).or_insert_with(|| (Amount::ZERO, Vec::new()));
+    for h in hours.iter().filter(|h| {
+        h.provider == provider && matches!(h.pricing_category.as_str(), "Standard" | "")
+    }) {
+        let e = usage
+            .entry(h.hour)
+            .or_insert_with(|| (Amount::ZERO, Vec::new()));
         e.0 += h.list;
-        if caps_all.iter().any(|t| t.region.eq_ignore_ascii_case(&h.region) && t.sku.eq_ignore_ascii_case(&h.sku)) {
+        if caps_all
+            .iter()
+            .any(|t| t.region.eq_ignore_ascii_case(&h.region) && t.sku.eq_ignore_ascii_case(&h.sku))
+        {
             match e.1.iter_mut().find(|c| c.0 == h.region && c.1 == h.sku) {
                 Some(c) => {
                     c.2 += h.list;
                     c.3 += h.quantity;
                 }
-                None => e.1.push((h.region.clone(), h.sku.clone(), h.list, h.quantity)),
+                None => {
+                    e.1.push((h.region.clone(), h.sku.clone(), h.list, h.quantity))
+                }
             }
         }
     }
@@ -409,7 +490,9 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
             _ => None,
         })
         .collect();
-    hourly.sort_by(|a, b| (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name)));
+    hourly.sort_by(|a, b| {
+        (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name))
+    });
     let mut capacity: Vec<(&Contract, &CapacityTerms)> = provider_contracts
         .iter()
         .filter_map(|c| match &c.terms {
@@ -420,12 +503,25 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
     capacity.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut hourly_out = BTreeMap::new();
     let mut capacity_out: BTreeMap<String, CapacityUse> = BTreeMap::new();
-    let Some(&first) = usage.keys().next() else { return (hourly_out, capacity_out) };
+    let Some(&first) = usage.keys().next() else {
+        return (hourly_out, capacity_out);
+    };
     let h_at = at.0.div_euclid(SECONDS_PER_HOUR);
     // Per hourly contract: (used fee, covered list, eligible list, hours).
-    let mut acc: Vec<(Amount, Amount, Amount, i64)> = vec![(Amount::ZERO, Amount::ZERO, Amount::ZERO, 0); hourly.len()];
-    let h_start = provider_contracts.iter().map(|c| c.start.hour()).min().unwrap_or(first).max(first);
-    let h_end = provider_contracts.iter().map(|c| c.end.hour()).max().unwrap_or(h_at).min(h_at);
+    let mut acc: Vec<(Amount, Amount, Amount, i64)> =
+        vec![(Amount::ZERO, Amount::ZERO, Amount::ZERO, 0); hourly.len()];
+    let h_start = provider_contracts
+        .iter()
+        .map(|c| c.start.hour())
+        .min()
+        .unwrap_or(first)
+        .max(first);
+    let h_end = provider_contracts
+        .iter()
+        .map(|c| c.end.hour())
+        .max()
+        .unwrap_or(h_at)
+        .min(h_at);
     for h in h_start..h_end {
         let (all, mut cells) = usage.get(&h).cloned().unwrap_or_default();
         let mut reserved = Amount::ZERO;
@@ -437,7 +533,11 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
             u.hours += 1;
             let mut units_left = Amount(i128::from(t.units) * crate::amount::PICOS_PER_USD);
             for (region, sku, list, qty) in cells.iter_mut() {
-                if units_left <= Amount::ZERO || *qty <= Amount::ZERO || !region.eq_ignore_ascii_case(&t.region) || !sku.eq_ignore_ascii_case(&t.sku) {
+                if units_left <= Amount::ZERO
+                    || *qty <= Amount::ZERO
+                    || !region.eq_ignore_ascii_case(&t.region)
+                    || !sku.eq_ignore_ascii_case(&t.sku)
+                {
                     continue;
                 }
                 let take = (*qty).min(units_left);
@@ -491,23 +591,54 @@ fn simulate(provider_contracts: &[&Contract], at: Timestamp, hours: &[HourRow]) 
     (hourly_out, capacity_out)
 }
 
-fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> Option<(Amount, Amount, Amount, Amount)> {
+fn focus_commitment(
+    c: &Contract,
+    id: &str,
+    at: Timestamp,
+    days: &[DayRow],
+) -> Option<(Amount, Amount, Amount, Amount)> {
     let (d0, d1) = (c.start.day(), c.end.day().min(at.day()));
-    let rows: Vec<&DayRow> = days.iter().filter(|r| r.commitment_id == id && r.day >= d0 && r.day < d1).collect();
+    let rows: Vec<&DayRow> = days
+        .iter()
+        .filter(|r| r.commitment_id == id && r.day >= d0 && r.day < d1)
+        .collect();
     if rows.is_empty() {
         return None;
     }
-    let used: Amount = rows.iter().filter(|r| r.commitment_status == "Used").map(|r| r.effective).sum();
-    let unused: Amount = rows.iter().filter(|r| r.commitment_status == "Unused").map(|r| r.effective).sum();
-    let covered_list: Amount = rows.iter().filter(|r| r.commitment_status == "Used").map(|r| r.list).sum();
-    let all_usage: Amount =
-        days.iter().filter(|r| r.provider == c.provider && r.category == "Usage" && r.day >= d0 && r.day < d1).map(|r| r.effective).sum();
+    let used: Amount = rows
+        .iter()
+        .filter(|r| r.commitment_status == "Used")
+        .map(|r| r.effective)
+        .sum();
+    let unused: Amount = rows
+        .iter()
+        .filter(|r| r.commitment_status == "Unused")
+        .map(|r| r.effective)
+        .sum();
+    let covered_list: Amount = rows
+        .iter()
+        .filter(|r| r.commitment_status == "Used")
+        .map(|r| r.list)
+        .sum();
+    let all_usage: Amount = days
+        .iter()
+        .filter(|r| r.provider == c.provider && r.category == "Usage" && r.day >= d0 && r.day < d1)
+        .map(|r| r.effective)
+        .sum();
     Some((used, unused, covered_list, all_usage))
 }
 
-pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[HourRow]) -> Vec<ContractStatus> {
+pub fn status(
+    contracts: &[Contract],
+    at: Timestamp,
+    days: &[DayRow],
+    hours: &[HourRow],
+) -> Vec<ContractStatus> {
     let mut by_provider: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
-    for c in contracts.iter().filter(|c| matches!(c.terms, Terms::Hourly(_) | Terms::Capacity(_))) {
+    for c in contracts
+        .iter()
+        .filter(|c| matches!(c.terms, Terms::Hourly(_) | Terms::Capacity(_)))
+    {
         by_provider.entry(c.provider.as_str()).or_default().push(c);
     }
     let mut simulated: BTreeMap<String, HourlyStatus> = BTreeMap::new();
@@ -522,52 +653,77 @@ pub fn status(contracts: &[Contract], at: Timestamp, days: &[DayRow], hours: &[H
         .map(|c| match &c.terms {
             Terms::Spend(t) => ContractStatus::Spend(Box::new(spend_status(c, t, at, days))),
             Terms::Hourly(t) => {
-                let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
+                let actual = t
+                    .commitment_id
+                    .as_deref()
+                    .and_then(|id| focus_commitment(c, id, at, days));
                 match actual {
-                    Some((used, unused, covered_list, all_usage)) => ContractStatus::Hourly(HourlyStatus {
-                        name: c.name.clone(),
-                        provider: c.provider.clone(),
-                        instrument: t.instrument,
-                        basis: "focus",
-                        hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
-                        fee_per_hour: t.fee_per_hour(),
-                        committed: used + unused,
-                        used,
-                        unused,
-                        utilisation: (used + unused > Amount::ZERO).then(|| used.as_f64() / (used + unused).as_f64()),
-                        coverage: (all_usage > Amount::ZERO).then(|| used.as_f64() / all_usage.as_f64()),
-                        net_savings: Some(covered_list - used - unused),
-                    }),
-                    None => ContractStatus::Hourly(simulated.remove(&c.name).unwrap_or(HourlyStatus {
-                        name: c.name.clone(),
-                        provider: c.provider.clone(),
-                        instrument: t.instrument,
-                        basis: "simulated",
-                        hours: 0,
-                        fee_per_hour: t.fee_per_hour(),
-                        committed: Amount::ZERO,
-                        used: Amount::ZERO,
-                        unused: Amount::ZERO,
-                        utilisation: None,
-                        coverage: None,
-                        net_savings: None,
-                    })),
+                    Some((used, unused, covered_list, all_usage)) => {
+                        ContractStatus::Hourly(HourlyStatus {
+                            name: c.name.clone(),
+                            provider: c.provider.clone(),
+                            instrument: t.instrument,
+                            basis: "focus",
+                            hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
+                            fee_per_hour: t.fee_per_hour(),
+                            committed: used + unused,
+                            used,
+                            unused,
+                            utilisation: (used + unused > Amount::ZERO)
+                                .then(|| used.as_f64() / (used + unused).as_f64()),
+                            coverage: (all_usage > Amount::ZERO)
+                                .then(|| used.as_f64() / all_usage.as_f64()),
+                            net_savings: Some(covered_list - used - unused),
+                        })
+                    }
+                    None => {
+                        ContractStatus::Hourly(simulated.remove(&c.name).unwrap_or(HourlyStatus {
+                            name: c.name.clone(),
+                            provider: c.provider.clone(),
+                            instrument: t.instrument,
+                            basis: "simulated",
+                            hours: 0,
+                            fee_per_hour: t.fee_per_hour(),
+                            committed: Amount::ZERO,
+                            used: Amount::ZERO,
+                            unused: Amount::ZERO,
+                            utilisation: None,
+                            coverage: None,
+                            net_savings: None,
+                        }))
+                    }
                 }
             }
-            Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(c, t, at, days, capacity_use.get(&c.name).copied())),
+            Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(
+                c,
+                t,
+                at,
+                days,
+                capacity_use.get(&c.name).copied(),
+            )),
         })
         .collect()
 }
 
-fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRow], simulated: Option<CapacityUse>) -> CapacityStatus {
+fn capacity_status(
+    c: &Contract,
+    t: &CapacityTerms,
+    at: Timestamp,
+    days: &[DayRow],
+    simulated: Option<CapacityUse>,
+) -> CapacityStatus {
     let hours = ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0);
     let paid = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(hours));
-    let actual = t.commitment_id.as_deref().and_then(|id| focus_commitment(c, id, at, days));
+    let actual = t
+        .commitment_id
+        .as_deref()
+        .and_then(|id| focus_commitment(c, id, at, days));
     let (basis, used, unused) = match (actual, simulated) {
         (Some((u, n, _, _)), _) => ("focus", Some(u), Some(n)),
         (None, Some(s)) if s.hours > 0 => {
             // Value of the instance-hours used, at the reserved rate.
-            let used = Amount(t.rate_per_unit_hour.0 * s.unit_hours_used.0 / crate::amount::PICOS_PER_USD);
+            let used =
+                Amount(t.rate_per_unit_hour.0 * s.unit_hours_used.0 / crate::amount::PICOS_PER_USD);
             let held = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(s.hours));
             ("simulated", Some(used), Some(held - used))
         }
@@ -594,10 +750,18 @@ fn capacity_status(c: &Contract, t: &CapacityTerms, at: Timestamp, days: &[DayRo
 /// Cumulative eligible burn per day of a spend contract up to `at` (for
 /// charts): (day, cumulative burned).
 pub fn burn_series(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<(i64, Amount)> {
-    let Terms::Spend(t) = &c.terms else { return Vec::new() };
+    let Terms::Spend(t) = &c.terms else {
+        return Vec::new();
+    };
     let (d0, d_at) = (c.start.day(), at.day().clamp(c.start.day(), c.end.day()));
     let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
-    for r in days.iter().filter(|r| r.provider == c.provider && r.day >= d0 && r.day < d_at && burns(&r.category) && t.eligible.admits(&r.region, &r.service, &r.sku)) {
+    for r in days.iter().filter(|r| {
+        r.provider == c.provider
+            && r.day >= d0
+            && r.day < d_at
+            && burns(&r.category)
+            && t.eligible.admits(&r.region, &r.service, &r.sku)
+    }) {
         *daily.entry(r.day).or_insert(Amount::ZERO) += r.billed;
     }
     let mut total = Amount::ZERO;
@@ -612,20 +776,32 @@ pub fn burn_series(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<(i64, Am
 /// The trailing daily burn history the forecasts draw from.
 pub fn burn_history(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<Amount> {
     let series = burn_series(c, at, days);
-    let daily: Vec<Amount> = series.iter().scan(Amount::ZERO, |prev, (_, cum)| {
-        let d = *cum - *prev;
-        *prev = *cum;
-        Some(d)
-    }).collect();
-    let first_spend = daily.iter().position(|a| *a != Amount::ZERO).unwrap_or(daily.len());
-    let from = daily.len().saturating_sub(FORECAST_WINDOW_DAYS as usize).max(first_spend);
+    let daily: Vec<Amount> = series
+        .iter()
+        .scan(Amount::ZERO, |prev, (_, cum)| {
+            let d = *cum - *prev;
+            *prev = *cum;
+            Some(d)
+        })
+        .collect();
+    let first_spend = daily
+        .iter()
+        .position(|a| *a != Amount::ZERO)
+        .unwrap_or(daily.len());
+    let from = daily
+        .len()
+        .saturating_sub(FORECAST_WINDOW_DAYS as usize)
+        .max(first_spend);
     daily[from..].to_vec()
 }
 
 /// Daily (used, unused) effective cost of one commitment id.
 pub fn commitment_daily(id: &str, days: &[DayRow]) -> Vec<(i64, Amount, Amount)> {
     let mut by: BTreeMap<i64, (Amount, Amount)> = BTreeMap::new();
-    for r in days.iter().filter(|r| r.commitment_id == id && r.category == "Usage") {
+    for r in days
+        .iter()
+        .filter(|r| r.commitment_id == id && r.category == "Usage")
+    {
         let e = by.entry(r.day).or_insert((Amount::ZERO, Amount::ZERO));
         match r.commitment_status.as_str() {
             "Used" => e.0 += r.effective,
@@ -647,7 +823,8 @@ mod band_tests {
         let offs: Vec<i64> = b.iter().map(|p| p.day_offset).collect();
         assert_eq!(offs, vec![30, 60, 65]);
         for p in &b {
-            let want = Amount::parse("100").unwrap_or_default() + Amount(Amount::parse("10").unwrap_or_default().0 * i128::from(p.day_offset));
+            let want = Amount::parse("100").unwrap_or_default()
+                + Amount(Amount::parse("10").unwrap_or_default().0 * i128::from(p.day_offset));
             assert_eq!((p.p10, p.p50, p.p90), (want, want, want));
         }
     }

@@ -56,7 +56,11 @@ impl Timestamp {
             return Err(bad());
         }
         let num = |s: &str| -> Result<i64, String> {
-            if s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() { s.parse::<i64>().map_err(|_| bad()) } else { Err(bad()) }
+            if s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+                s.parse::<i64>().map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
         };
         let y = num(&t[0..4])?;
         let m = num(&t[5..7])? as u32;
@@ -69,13 +73,23 @@ impl Timestamp {
         if rest.is_empty() {
             return Ok(Timestamp(secs));
         }
-        let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' ')).ok_or_else(bad)?;
+        let rest = rest
+            .strip_prefix('T')
+            .or_else(|| rest.strip_prefix(' '))
+            .ok_or_else(bad)?;
         let (clock, zone) = match rest.find(['Z', '+', '-']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if !(zone.is_empty() || zone == "Z" || zone == "+00:00" || zone == "-00:00" || zone == "+0000") {
-            return Err(format!("'{t}': only UTC is accepted (FOCUS date-times are UTC)"));
+        if !(zone.is_empty()
+            || zone == "Z"
+            || zone == "+00:00"
+            || zone == "-00:00"
+            || zone == "+0000")
+        {
+            return Err(format!(
+                "'{t}': only UTC is accepted (FOCUS date-times are UTC)"
+            ));
         }
         let clock = clock.split('.').next().unwrap_or(clock);
         let parts: Vec<&str> = clock.split(':').collect();
@@ -114,7 +128,9 @@ impl Timestamp {
         let total = y * 12 + i64::from(m) - 1 + months;
         let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
         let nd = d.min(days_in_month(ny, nm));
-        Timestamp(days_from_civil(ny, nm, nd) * SECONDS_PER_DAY + self.0.rem_euclid(SECONDS_PER_DAY))
+        Timestamp(
+            days_from_civil(ny, nm, nd) * SECONDS_PER_DAY + self.0.rem_euclid(SECONDS_PER_DAY),
+        )
     }
 
     pub fn date_string(self) -> String {
@@ -127,7 +143,13 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, m, d) = civil_from_days(self.day());
         let s = self.0.rem_euclid(SECONDS_PER_DAY);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, (s / 60) % 60, s % 60)
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            (s / 60) % 60,
+            s % 60
+        )
     }
 }
 
@@ -148,7 +170,15 @@ mod tests {
         for (i, o) in ok {
             assert_eq!(Timestamp::parse(i).unwrap().to_string(), o, "{i}");
         }
-        for bad in ["", "2023-13-01", "2023-02-29", "2023-01-01T25:00:00Z", "2023-01-01T00:00:00+02:00", "yesterday", "2023-1-1"] {
+        for bad in [
+            "",
+            "2023-13-01",
+            "2023-02-29",
+            "2023-01-01T25:00:00Z",
+            "2023-01-01T00:00:00+02:00",
+            "yesterday",
+            "2023-1-1",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Timestamp::parse("1970-01-02").unwrap().0, 86_400);
@@ -159,7 +189,13 @@ mod tests {
         let t = Timestamp::parse("2024-01-31").unwrap();
         assert_eq!(t.plus_months(1).date_string(), "2024-02-29");
         assert_eq!(t.plus_months(13).date_string(), "2025-02-28");
-        assert_eq!(Timestamp::parse("2026-01-01").unwrap().plus_months(84).date_string(), "2033-01-01");
+        assert_eq!(
+            Timestamp::parse("2026-01-01")
+                .unwrap()
+                .plus_months(84)
+                .date_string(),
+            "2033-01-01"
+        );
     }
 
     proptest! {

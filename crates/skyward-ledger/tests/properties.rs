@@ -2,7 +2,9 @@
 //! Properties of the ledger that must hold for any input.
 
 use proptest::prelude::*;
-use skyward_ledger::contracts::{Contract, Eligibility, HourlyTerms, Instrument, ShortfallRule, SpendTerms, Terms};
+use skyward_ledger::contracts::{
+    Contract, Eligibility, HourlyTerms, Instrument, ShortfallRule, SpendTerms, Terms,
+};
 use skyward_ledger::focus::parse;
 use skyward_ledger::status::{status, ContractStatus, DayRow, HourRow};
 use skyward_ledger::{Amount, Timestamp};

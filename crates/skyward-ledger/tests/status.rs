@@ -1,7 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Ledger status figures computed by hand.
 
-use skyward_ledger::contracts::{CapacityTerms, Contract, Eligibility, Floor, HourlyTerms, Instrument, ShortfallRule, SpendTerms, Terms};
+use skyward_ledger::contracts::{
+    CapacityTerms, Contract, Eligibility, Floor, HourlyTerms, Instrument, ShortfallRule,
+    SpendTerms, Terms,
+};
 use skyward_ledger::status::{status, ContractStatus, DayRow, HourRow};
 use skyward_ledger::{Amount, Timestamp};
 
@@ -27,7 +30,13 @@ fn spend(commit: &str, floors: Vec<Floor>) -> Contract {
         provider: "aws".into(),
         start,
         end: start.plus_months(24),
-        terms: Terms::Spend(SpendTerms { commit: usd(commit), discount_pct: 10.0, floors, shortfall: ShortfallRule::TermEnd, eligible: Eligibility::default() }),
+        terms: Terms::Spend(SpendTerms {
+            commit: usd(commit),
+            discount_pct: 10.0,
+            floors,
+            shortfall: ShortfallRule::TermEnd,
+            eligible: Eligibility::default(),
+        }),
     }
 }
 
@@ -37,15 +46,26 @@ fn spend_burn_down_by_hand() {
     // row and a credit (neither burns) and another provider (ignored).
     let mut days = Vec::new();
     for i in 0..100 {
-        let d = Timestamp::parse("2026-01-01").unwrap().plus_days(i).date_string();
+        let d = Timestamp::parse("2026-01-01")
+            .unwrap()
+            .plus_days(i)
+            .date_string();
         days.push(row(&d, "aws", "Usage", "1000"));
     }
     days.push(row("2026-02-01", "aws", "Tax", "5000"));
     days.push(row("2026-02-01", "aws", "Credit", "-3000"));
     days.push(row("2026-02-01", "gcp", "Usage", "99999"));
-    let c = spend("1000000", vec![Floor { year: 1, commit: usd("400000") }]);
+    let c = spend(
+        "1000000",
+        vec![Floor {
+            year: 1,
+            commit: usd("400000"),
+        }],
+    );
     let at = Timestamp::parse("2026-04-11").unwrap();
-    let ContractStatus::Spend(s) = &status(&[c], at, &days, &[])[0] else { panic!() };
+    let ContractStatus::Spend(s) = &status(&[c], at, &days, &[])[0] else {
+        panic!()
+    };
     assert_eq!(s.elapsed_days, 100);
     assert_eq!(s.term_days, 730);
     assert_eq!(s.burned, usd("100000"));
@@ -58,41 +78,69 @@ fn spend_burn_down_by_hand() {
     assert_eq!(s.required_per_day.to_string(), "$1,428.57");
     // Constant history: every path burns 1,000 × 630 more = 730,000.
     let f = s.forecast.as_ref().unwrap();
-    assert_eq!((f.p10, f.p50, f.p90), (usd("730000"), usd("730000"), usd("730000")));
+    assert_eq!(
+        (f.p10, f.p50, f.p90),
+        (usd("730000"), usd("730000"), usd("730000"))
+    );
     assert_eq!(f.expected_shortfall, usd("270000"));
     assert_eq!(f.shortfall_probability, 1.0);
     let fl = s.floor.as_ref().unwrap();
-    assert_eq!((fl.year, fl.burned_in_year, fl.remaining_to_floor), (1, usd("100000"), usd("300000")));
+    assert_eq!(
+        (fl.year, fl.burned_in_year, fl.remaining_to_floor),
+        (1, usd("100000"), usd("300000"))
+    );
     // Year 1 ends 2027-01-01: 265 more days at 1,000 = 365,000 → 35,000 short.
-    assert_eq!(fl.forecast_in_year.as_ref().unwrap().expected_shortfall, usd("35000"));
+    assert_eq!(
+        fl.forecast_in_year.as_ref().unwrap().expected_shortfall,
+        usd("35000")
+    );
 }
 
 #[test]
 fn forecast_is_deterministic_and_ordered() {
     let mut days = Vec::new();
     for i in 0..120 {
-        let d = Timestamp::parse("2026-01-01").unwrap().plus_days(i).date_string();
+        let d = Timestamp::parse("2026-01-01")
+            .unwrap()
+            .plus_days(i)
+            .date_string();
         let v = 500 + (i * 7919 % 1000);
         days.push(row(&d, "aws", "Usage", &v.to_string()));
     }
     let at = Timestamp::parse("2026-05-01").unwrap();
     let a = status(&[spend("1000000", vec![])], at, &days, &[]);
     let b = status(&[spend("1000000", vec![])], at, &days, &[]);
-    let (ContractStatus::Spend(x), ContractStatus::Spend(y)) = (&a[0], &b[0]) else { panic!() };
+    let (ContractStatus::Spend(x), ContractStatus::Spend(y)) = (&a[0], &b[0]) else {
+        panic!()
+    };
     let (fx, fy) = (x.forecast.as_ref().unwrap(), y.forecast.as_ref().unwrap());
     assert_eq!((fx.p10, fx.p50, fx.p90), (fy.p10, fy.p50, fy.p90));
     assert!(fx.p10 <= fx.p50 && fx.p50 <= fx.p90 && fx.p10 < fx.p90);
-    assert!(fx.expected_shortfall >= Amount::ZERO && (0.0..=1.0).contains(&fx.shortfall_probability));
+    assert!(
+        fx.expected_shortfall >= Amount::ZERO && (0.0..=1.0).contains(&fx.shortfall_probability)
+    );
 }
 
-fn hourly(name: &str, provider: &str, instrument: Instrument, commit: &str, pct: f64, id: Option<&str>) -> Contract {
+fn hourly(
+    name: &str,
+    provider: &str,
+    instrument: Instrument,
+    commit: &str,
+    pct: f64,
+    id: Option<&str>,
+) -> Contract {
     let start = Timestamp::parse("2026-01-01").unwrap();
     Contract {
         name: name.into(),
         provider: provider.into(),
         start,
         end: start.plus_months(12),
-        terms: Terms::Hourly(HourlyTerms { instrument, commit_per_hour: usd(commit), discount_pct: pct, commitment_id: id.map(String::from) }),
+        terms: Terms::Hourly(HourlyTerms {
+            instrument,
+            commit_per_hour: usd(commit),
+            discount_pct: pct,
+            commitment_id: id.map(String::from),
+        }),
     }
 }
 
@@ -101,7 +149,16 @@ fn hour_rows(provider: &str, lists: &[&str]) -> Vec<HourRow> {
     lists
         .iter()
         .enumerate()
-        .map(|(i, l)| HourRow { hour: h0 + i as i64, provider: provider.into(), pricing_category: "Standard".into(), list: usd(l), effective: usd(l), region: "us-east-1".into(), sku: "m5".into(), quantity: usd("1") })
+        .map(|(i, l)| HourRow {
+            hour: h0 + i as i64,
+            provider: provider.into(),
+            pricing_category: "Standard".into(),
+            list: usd(l),
+            effective: usd(l),
+            region: "us-east-1".into(),
+            sku: "m5".into(),
+            quantity: usd("1"),
+        })
         .collect()
 }
 
@@ -111,17 +168,37 @@ fn savings_plans_apply_in_aws_order_hour_by_hour() {
     let hours = hour_rows("aws", &["100", "50", "0", "200"]);
     // EC2 Instance SP: $30/h at 40% off covers $50 of list per hour; applied first.
     // Compute SP: $45/h at 25% off covers $60 of list per hour; gets the rest.
-    let ec2 = hourly("ec2-sp", "aws", Instrument::AwsEc2InstanceSavingsPlan, "30", 40.0, None);
-    let compute = hourly("compute-sp", "aws", Instrument::AwsComputeSavingsPlan, "45", 25.0, None);
+    let ec2 = hourly(
+        "ec2-sp",
+        "aws",
+        Instrument::AwsEc2InstanceSavingsPlan,
+        "30",
+        40.0,
+        None,
+    );
+    let compute = hourly(
+        "compute-sp",
+        "aws",
+        Instrument::AwsComputeSavingsPlan,
+        "45",
+        25.0,
+        None,
+    );
     let at = Timestamp::parse("2026-01-01T04:00:00Z").unwrap();
     let out = status(&[compute, ec2], at, &[], &hours);
-    let get = |name: &str| match out.iter().find(|s| matches!(s, ContractStatus::Hourly(h) if h.name == name)) {
+    let get = |name: &str| match out
+        .iter()
+        .find(|s| matches!(s, ContractStatus::Hourly(h) if h.name == name))
+    {
         Some(ContractStatus::Hourly(h)) => h.clone(),
         _ => panic!(),
     };
     let e = get("ec2-sp");
     // Covered list per hour: 50, 50, 0, 50 = 150 of 350; fee used 30+30+0+30 = 90 of 120.
-    assert_eq!((e.hours, e.committed, e.used, e.unused), (4, usd("120"), usd("90"), usd("30")));
+    assert_eq!(
+        (e.hours, e.committed, e.used, e.unused),
+        (4, usd("120"), usd("90"), usd("30"))
+    );
     assert_eq!(e.utilisation, Some(0.75));
     assert!((e.coverage.unwrap() - 150.0 / 350.0).abs() < 1e-12);
     assert_eq!(e.net_savings, Some(usd("30")));
@@ -138,8 +215,13 @@ fn gcp_flexible_cud_status_uses_the_discounted_fee() {
     let hours = hour_rows("gcp", &["80", "80"]);
     let cud = hourly("cud", "gcp", Instrument::GcpFlexibleCud, "50", 25.0, None);
     let at = Timestamp::parse("2026-01-01T02:00:00Z").unwrap();
-    let ContractStatus::Hourly(h) = &status(&[cud], at, &[], &hours)[0] else { panic!() };
-    assert_eq!((h.fee_per_hour, h.committed, h.used), (usd("37.50"), usd("75"), usd("75")));
+    let ContractStatus::Hourly(h) = &status(&[cud], at, &[], &hours)[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (h.fee_per_hour, h.committed, h.used),
+        (usd("37.50"), usd("75"), usd("75"))
+    );
     assert_eq!(h.coverage, Some(100.0 / 160.0));
     // Saved: $100 of list covered for $75.
     assert_eq!(h.net_savings, Some(usd("25")));
@@ -158,11 +240,23 @@ fn focus_rows_give_actual_utilisation() {
     unused.list = Amount::ZERO;
     let mut od = row("2026-01-05", "aws", "Usage", "100");
     od.effective = usd("100");
-    let sp = hourly("sp", "aws", Instrument::AwsComputeSavingsPlan, "100", 25.0, Some("sp-1"));
+    let sp = hourly(
+        "sp",
+        "aws",
+        Instrument::AwsComputeSavingsPlan,
+        "100",
+        25.0,
+        Some("sp-1"),
+    );
     let at = Timestamp::parse("2026-01-06").unwrap();
-    let ContractStatus::Hourly(h) = &status(&[sp], at, &[used, unused, od], &[])[0] else { panic!() };
+    let ContractStatus::Hourly(h) = &status(&[sp], at, &[used, unused, od], &[])[0] else {
+        panic!()
+    };
     assert_eq!(h.basis, "focus");
-    assert_eq!((h.used, h.unused, h.utilisation), (usd("75"), usd("25"), Some(0.75)));
+    assert_eq!(
+        (h.used, h.unused, h.utilisation),
+        (usd("75"), usd("25"), Some(0.75))
+    );
     // Coverage: 75 of 75 + 25 + 100 effective usage.
     assert_eq!(h.coverage, Some(75.0 / 200.0));
 }
@@ -175,9 +269,19 @@ fn capacity_is_paid_whether_used_or_not() {
         provider: "azure".into(),
         start,
         end: start.plus_months(36),
-        terms: Terms::Capacity(CapacityTerms { region: "eastus".into(), sku: "ND_GB200_v6".into(), units: 72, rate_per_unit_hour: usd("42"), commitment_id: None }),
+        terms: Terms::Capacity(CapacityTerms {
+            region: "eastus".into(),
+            sku: "ND_GB200_v6".into(),
+            units: 72,
+            rate_per_unit_hour: usd("42"),
+            commitment_id: None,
+        }),
     };
-    let ContractStatus::Capacity(s) = &status(&[c], Timestamp::parse("2026-01-11").unwrap(), &[], &[])[0] else { panic!() };
+    let ContractStatus::Capacity(s) =
+        &status(&[c], Timestamp::parse("2026-01-11").unwrap(), &[], &[])[0]
+    else {
+        panic!()
+    };
     // 72 × $42 × 240 h.
     assert_eq!((s.hours, s.paid, s.used), (240, usd("725760"), None));
 }
@@ -187,8 +291,26 @@ fn aws_order_reserved_instances_then_ec2_instance_sp_then_compute_sp() {
     // One hour: 3 × p5.48xlarge at $55.04 ($165.12) and $100 of other usage.
     let h0 = Timestamp::parse("2026-01-01").unwrap().hour();
     let hours = vec![
-        HourRow { hour: h0, provider: "aws".into(), pricing_category: "Standard".into(), list: usd("165.12"), effective: usd("165.12"), region: "us-east-1".into(), sku: "p5.48xlarge".into(), quantity: usd("3") },
-        HourRow { hour: h0, provider: "aws".into(), pricing_category: "Standard".into(), list: usd("100"), effective: usd("100"), region: "us-west-2".into(), sku: "m7i.large".into(), quantity: usd("40") },
+        HourRow {
+            hour: h0,
+            provider: "aws".into(),
+            pricing_category: "Standard".into(),
+            list: usd("165.12"),
+            effective: usd("165.12"),
+            region: "us-east-1".into(),
+            sku: "p5.48xlarge".into(),
+            quantity: usd("3"),
+        },
+        HourRow {
+            hour: h0,
+            provider: "aws".into(),
+            pricing_category: "Standard".into(),
+            list: usd("100"),
+            effective: usd("100"),
+            region: "us-west-2".into(),
+            sku: "m7i.large".into(),
+            quantity: usd("40"),
+        },
     ];
     let start = Timestamp::parse("2026-01-01").unwrap();
     let ri = Contract {
@@ -196,26 +318,60 @@ fn aws_order_reserved_instances_then_ec2_instance_sp_then_compute_sp() {
         provider: "aws".into(),
         start,
         end: start.plus_months(12),
-        terms: Terms::Capacity(CapacityTerms { region: "us-east-1".into(), sku: "p5.48xlarge".into(), units: 2, rate_per_unit_hour: usd("35"), commitment_id: None }),
+        terms: Terms::Capacity(CapacityTerms {
+            region: "us-east-1".into(),
+            sku: "p5.48xlarge".into(),
+            units: 2,
+            rate_per_unit_hour: usd("35"),
+            commitment_id: None,
+        }),
     };
     // EC2 Instance SP covers $60 of list for $36; Compute SP covers $200 for $150.
-    let ec2 = hourly("ec2-sp", "aws", Instrument::AwsEc2InstanceSavingsPlan, "36", 40.0, None);
-    let compute = hourly("compute-sp", "aws", Instrument::AwsComputeSavingsPlan, "150", 25.0, None);
+    let ec2 = hourly(
+        "ec2-sp",
+        "aws",
+        Instrument::AwsEc2InstanceSavingsPlan,
+        "36",
+        40.0,
+        None,
+    );
+    let compute = hourly(
+        "compute-sp",
+        "aws",
+        Instrument::AwsComputeSavingsPlan,
+        "150",
+        25.0,
+        None,
+    );
     let at = Timestamp::parse("2026-01-01T01:00:00Z").unwrap();
     let out = status(&[compute, ri, ec2], at, &[], &hours);
-    let find = |name: &str| out.iter().find(|s| match s {
-        ContractStatus::Hourly(h) => h.name == name,
-        ContractStatus::Capacity(c) => c.name == name,
-        ContractStatus::Spend(_) => false,
-    }).unwrap().clone();
+    let find = |name: &str| {
+        out.iter()
+            .find(|s| match s {
+                ContractStatus::Hourly(h) => h.name == name,
+                ContractStatus::Capacity(c) => c.name == name,
+                ContractStatus::Spend(_) => false,
+            })
+            .unwrap()
+            .clone()
+    };
     // 1. The RI takes 2 of the 3 p5 instance-hours ($110.08 of list).
-    let ContractStatus::Capacity(r) = find("p5-ri") else { panic!() };
-    assert_eq!((r.basis, r.paid, r.used, r.utilisation), ("simulated", usd("70"), Some(usd("70")), Some(1.0)));
+    let ContractStatus::Capacity(r) = find("p5-ri") else {
+        panic!()
+    };
+    assert_eq!(
+        (r.basis, r.paid, r.used, r.utilisation),
+        ("simulated", usd("70"), Some(usd("70")), Some(1.0))
+    );
     // 2. $155.04 is left ($55.04 p5 + $100); the EC2 Instance SP covers $60 of it.
-    let ContractStatus::Hourly(e) = find("ec2-sp") else { panic!() };
+    let ContractStatus::Hourly(e) = find("ec2-sp") else {
+        panic!()
+    };
     assert_eq!((e.used, e.net_savings), (usd("36"), Some(usd("24"))));
     // 3. The Compute SP gets the remaining $95.04 of its $200: uses $71.28 of $150.
-    let ContractStatus::Hourly(c) = find("compute-sp") else { panic!() };
+    let ContractStatus::Hourly(c) = find("compute-sp") else {
+        panic!()
+    };
     assert_eq!((c.used, c.unused), (usd("71.28"), usd("78.72")));
     assert!((c.coverage.unwrap() - 95.04 / 265.12).abs() < 1e-12);
 }

@@ -43,7 +43,10 @@ impl AcceleratorRequest {
         let t = text.trim();
         let (name, count) = match t.rsplit_once(':') {
             Some((n, c)) => {
-                let count: u32 = c.trim().parse().map_err(|_| AcceleratorRequestError::BadCount(c.to_string()))?;
+                let count: u32 = c
+                    .trim()
+                    .parse()
+                    .map_err(|_| AcceleratorRequestError::BadCount(c.to_string()))?;
                 (n.trim(), count)
             }
             None => (t, 1),
@@ -54,7 +57,10 @@ impl AcceleratorRequest {
         if count == 0 || count > ACCELERATORS_PER_NODE_MAX {
             return Err(AcceleratorRequestError::BadCount(count.to_string()));
         }
-        Ok(AcceleratorRequest { name: name.to_string(), count })
+        Ok(AcceleratorRequest {
+            name: name.to_string(),
+            count,
+        })
     }
 }
 
@@ -94,7 +100,11 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        let ok: &[(&str, &str, u32)] = &[("H100:8", "H100", 8), ("A10G", "A10G", 1), (" tpu-v5p-8:1 ", "tpu-v5p-8", 1)];
+        let ok: &[(&str, &str, u32)] = &[
+            ("H100:8", "H100", 8),
+            ("A10G", "A10G", 1),
+            (" tpu-v5p-8:1 ", "tpu-v5p-8", 1),
+        ];
         for (text, name, count) in ok {
             let r = AcceleratorRequest::parse(text).unwrap();
             assert_eq!((r.name.as_str(), r.count), (*name, *count), "{text}");

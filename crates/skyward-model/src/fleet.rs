@@ -87,7 +87,13 @@ pub struct Workload {
 impl Workload {
     /// A workload with no optional constraint set: any provider, region and
     /// geography, no data, no latency bound.
-    pub fn new(name: &str, kind: WorkloadKind, accelerators: Vec<AcceleratorRequest>, nodes: u32, hours: f64) -> Workload {
+    pub fn new(
+        name: &str,
+        kind: WorkloadKind,
+        accelerators: Vec<AcceleratorRequest>,
+        nodes: u32,
+        hours: f64,
+    ) -> Workload {
         Workload {
             name: name.to_string(),
             kind,
@@ -141,7 +147,11 @@ pub struct Quota {
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.region {
-            Some(r) => write!(f, "{}:{} {} ≤ {}", self.provider, r, self.accelerator, self.max),
+            Some(r) => write!(
+                f,
+                "{}:{} {} ≤ {}",
+                self.provider, r, self.accelerator, self.max
+            ),
             None => write!(f, "{} {} ≤ {}", self.provider, self.accelerator, self.max),
         }
     }
@@ -167,7 +177,9 @@ pub struct PlanSettings {
 
 impl Default for PlanSettings {
     fn default() -> Self {
-        PlanSettings { spot_overhead_pct: 10.0 }
+        PlanSettings {
+            spot_overhead_pct: 10.0,
+        }
     }
 }
 

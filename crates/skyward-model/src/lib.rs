@@ -13,8 +13,8 @@ pub mod rng;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};
 pub use fleet::{
-    AlternativeScope,    Contract, DataSpec, Fleet, PlanSettings, Quota, ReservedCapacity, SpotPolicy, Workload,
-    WorkloadKind,
+    AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota, ReservedCapacity, SpotPolicy,
+    Workload, WorkloadKind,
 };
 pub use money::{Usd, UsdParseError};
 pub use offering::{Offering, Pricing};

@@ -76,13 +76,22 @@ impl Usd {
             None => (digits, ""),
         };
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
+        if (int_part.is_empty() && frac_part.is_empty())
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+        {
             return Err(UsdParseError::NotDecimal(text.to_string()));
         }
         if int_part.len() > 13 {
             return Err(UsdParseError::TooLarge(text.to_string()));
         }
-        let whole: i64 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| UsdParseError::NotDecimal(text.to_string()))? };
+        let whole: i64 = if int_part.is_empty() {
+            0
+        } else {
+            int_part
+                .parse()
+                .map_err(|_| UsdParseError::NotDecimal(text.to_string()))?
+        };
         let mut micros: i64 = 0;
         let frac = frac_part.as_bytes();
         for i in 0..6 {
@@ -115,11 +124,19 @@ impl Usd {
     }
 
     pub fn max(self, other: Usd) -> Usd {
-        if self >= other { self } else { other }
+        if self >= other {
+            self
+        } else {
+            other
+        }
     }
 
     pub fn min(self, other: Usd) -> Usd {
-        if self <= other { self } else { other }
+        if self <= other {
+            self
+        } else {
+            other
+        }
     }
 }
 
@@ -136,7 +153,12 @@ pub fn format_cents(cents_total: i128) -> String {
         }
         grouped.push(ch);
     }
-    format!("{}${}.{:02}", if negative { "-" } else { "" }, grouped, cents_abs % 100)
+    format!(
+        "{}${}.{:02}",
+        if negative { "-" } else { "" },
+        grouped,
+        cents_abs % 100
+    )
 }
 
 impl fmt::Display for Usd {

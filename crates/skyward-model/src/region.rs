@@ -12,7 +12,10 @@ pub struct RegionKey {
 
 impl RegionKey {
     pub fn new(provider: &str, region: &str) -> RegionKey {
-        RegionKey { provider: provider.to_ascii_lowercase(), region: region.to_ascii_lowercase() }
+        RegionKey {
+            provider: provider.to_ascii_lowercase(),
+            region: region.to_ascii_lowercase(),
+        }
     }
 
     /// Parses `provider:region`.

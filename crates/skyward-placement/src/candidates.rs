@@ -92,7 +92,10 @@ pub fn hours_factor(ctx: &Context, w: &Workload, alt: usize) -> Option<f64> {
     }
     let reference = w.accelerators.first()?;
     let this = w.accelerators.get(alt)?;
-    if let (Some(r), Some(t)) = (w.throughput.get(&reference.name), w.throughput.get(&this.name)) {
+    if let (Some(r), Some(t)) = (
+        w.throughput.get(&reference.name),
+        w.throughput.get(&this.name),
+    ) {
         return Some(r / t);
     }
     let acc = &ctx.catalog.accelerators;
@@ -131,7 +134,12 @@ impl Chain<'_, '_> {
             return Err(reasons::COMPLIANCE);
         }
         if let Some(bound) = self.w.latency_ms {
-            if self.w.users.iter().any(|u| self.ctx.rtt_ms(u, region) > bound) {
+            if self
+                .w
+                .users
+                .iter()
+                .any(|u| self.ctx.rtt_ms(u, region) > bound)
+            {
                 return Err(reasons::LATENCY);
             }
         }
@@ -143,7 +151,14 @@ impl Chain<'_, '_> {
             Some(d) if self.egress_gb > 0.0 => {
                 let rate = self.ctx.egress_usd_per_gb(&d.region, region);
                 let usd = Usd::from_f64_rounded(rate * self.egress_gb).unwrap_or(Usd::ZERO);
-                (usd, self.ctx.provider_index.get(&d.region.provider).copied().unwrap_or(0))
+                (
+                    usd,
+                    self.ctx
+                        .provider_index
+                        .get(&d.region.provider)
+                        .copied()
+                        .unwrap_or(0),
+                )
             }
             _ => (Usd::ZERO, self.ctx.provider_of(region)),
         }
@@ -159,7 +174,10 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         egress_gb: w.data.as_ref().map(|d| d.gb).unwrap_or(0.0),
         spot_overhead: 1.0 + ctx.fleet.settings.spot_overhead_pct / 100.0,
     };
-    let mut f = Filtering { offerings_evaluated: ctx.catalog.offerings.len(), ..Filtering::default() };
+    let mut f = Filtering {
+        offerings_evaluated: ctx.catalog.offerings.len(),
+        ..Filtering::default()
+    };
     let mut all: Vec<Candidate> = Vec::new();
     let mut matched = 0usize;
     let mut seen_alts: Vec<(String, u32)> = Vec::new();
@@ -169,7 +187,9 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
             continue;
         }
         seen_alts.push(class.clone());
-        let Some(offerings) = ctx.by_accelerator.get(&class) else { continue };
+        let Some(offerings) = ctx.by_accelerator.get(&class) else {
+            continue;
+        };
         matched += offerings.len();
         let factor = hours_factor(ctx, w, alt);
         for &oi in offerings {
@@ -180,7 +200,8 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
     }
     let wrong = f.offerings_evaluated.saturating_sub(matched);
     if wrong > 0 {
-        f.offerings_filtered.insert(reasons::WRONG_ACCELERATOR, wrong);
+        f.offerings_filtered
+            .insert(reasons::WRONG_ACCELERATOR, wrong);
     }
     f.pools_evaluated = ctx.fleet.capacity.len();
     for pi in 0..ctx.fleet.capacity.len() {
@@ -193,7 +214,12 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
     let top = all.iter().take(TOP_K).cloned().collect();
     let (options, truncated) = prune(all);
     f.options_kept = options.len();
-    WorkloadCandidates { options, filtering: f, top, truncated }
+    WorkloadCandidates {
+        options,
+        filtering: f,
+        top,
+        truncated,
+    }
 }
 
 /// Deterministic order: list cost, then region, then the offering or pool
@@ -202,7 +228,13 @@ fn order_key(_ctx: &Context, c: &Candidate) -> (Usd, u32, Source, Pricing) {
     (c.list_cost_usd(), c.region, c.source, c.pricing)
 }
 
-fn offering_options(chain: &Chain, oi: usize, alt: usize, factor: Option<f64>, out: &mut Vec<Candidate>) -> Result<(), &'static str> {
+fn offering_options(
+    chain: &Chain,
+    oi: usize,
+    alt: usize,
+    factor: Option<f64>,
+    out: &mut Vec<Candidate>,
+) -> Result<(), &'static str> {
     let ctx = chain.ctx;
     let w = chain.w;
     let o = &ctx.catalog.offerings[oi];
@@ -234,15 +266,26 @@ fn offering_options(chain: &Chain, oi: usize, alt: usize, factor: Option<f64>, o
     let provider = ctx.provider_of(region);
     let accels = nodes * u64::from(o.accelerator_count);
     let uses: Vec<(usize, u64)> = ctx
-        .quota_rows_for(provider, &ctx.regions[region as usize].region, &o.accelerator.to_ascii_lowercase())
+        .quota_rows_for(
+            provider,
+            &ctx.regions[region as usize].region,
+            &o.accelerator.to_ascii_lowercase(),
+        )
         .map(|row| (row, accels))
         .collect();
-    if uses.iter().any(|(row, amount)| *amount > ctx.rows[*row].limit) {
+    if uses
+        .iter()
+        .any(|(row, amount)| *amount > ctx.rows[*row].limit)
+    {
         return Err(reasons::OVER_QUOTA);
     }
     let (egress_usd, egress_provider) = chain.egress(region);
     for (pricing, price) in pricings {
-        let overhead = if pricing == Pricing::Spot { chain.spot_overhead } else { 1.0 };
+        let overhead = if pricing == Pricing::Spot {
+            chain.spot_overhead
+        } else {
+            1.0
+        };
         let hours = w.hours * factor * overhead;
         out.push(Candidate {
             source: Source::Offering(oi),
@@ -269,9 +312,15 @@ fn pool_option(chain: &Chain, pi: usize, out: &mut Vec<Candidate>) -> Result<(),
     let alt = w
         .accelerators
         .iter()
-        .position(|a| a.name.eq_ignore_ascii_case(&pool.accelerator.name) && a.count == pool.accelerator.count)
+        .position(|a| {
+            a.name.eq_ignore_ascii_case(&pool.accelerator.name) && a.count == pool.accelerator.count
+        })
         .ok_or(reasons::WRONG_ACCELERATOR)?;
-    let region = ctx.region_index.get(&pool.region).copied().ok_or(reasons::REGION_NOT_ALLOWED)?;
+    let region = ctx
+        .region_index
+        .get(&pool.region)
+        .copied()
+        .ok_or(reasons::REGION_NOT_ALLOWED)?;
     chain.region_checks(region, alt)?;
     let factor = hours_factor(ctx, w, alt).ok_or(reasons::NO_SPEED)?;
     if w.spot == SpotPolicy::Required {
@@ -309,8 +358,14 @@ fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     let mut keep = vec![false; all.len()];
     for (i, c) in all.iter().enumerate() {
-        let egress_provider = if c.egress_usd == Usd::ZERO { c.provider } else { c.egress_provider };
-        let group = groups.entry((c.provider, egress_provider, c.uses.clone())).or_default();
+        let egress_provider = if c.egress_usd == Usd::ZERO {
+            c.provider
+        } else {
+            c.egress_provider
+        };
+        let group = groups
+            .entry((c.provider, egress_provider, c.uses.clone()))
+            .or_default();
         let same_provider = egress_provider == c.provider;
         let dominated = group.iter().any(|&j| {
             let d = &all[j];
@@ -325,7 +380,11 @@ fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
             keep[i] = true;
         }
     }
-    let mut out: Vec<Candidate> = all.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect();
+    let mut out: Vec<Candidate> = all
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect();
     let truncated = out.len() > OPTIONS_PER_WORKLOAD_MAX;
     out.truncate(OPTIONS_PER_WORKLOAD_MAX);
     (out, truncated)

@@ -47,7 +47,11 @@ impl<'a> Context<'a> {
         keys.extend(fleet.capacity.iter().map(|c| c.region.clone()));
         keys.sort();
         keys.dedup();
-        let region_index: BTreeMap<RegionKey, u32> = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as u32)).collect();
+        let region_index: BTreeMap<RegionKey, u32> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u32))
+            .collect();
         let region_info = keys.iter().map(|k| catalog.region(k)).collect();
         let mut providers: Vec<String> = keys.iter().map(|k| k.provider.clone()).collect();
         for w in &fleet.workloads {
@@ -60,11 +64,22 @@ impl<'a> Context<'a> {
         }
         providers.sort();
         providers.dedup();
-        let provider_index = providers.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
-        let offering_region = catalog.offerings.iter().map(|o| region_index.get(&o.region).copied().unwrap_or(0)).collect();
+        let provider_index = providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u32))
+            .collect();
+        let offering_region = catalog
+            .offerings
+            .iter()
+            .map(|o| region_index.get(&o.region).copied().unwrap_or(0))
+            .collect();
         let mut by_accelerator: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
         for (i, o) in catalog.offerings.iter().enumerate() {
-            by_accelerator.entry((o.accelerator.to_ascii_lowercase(), o.accelerator_count)).or_default().push(i);
+            by_accelerator
+                .entry((o.accelerator.to_ascii_lowercase(), o.accelerator_count))
+                .or_default()
+                .push(i);
         }
         let mut ctx = Context {
             catalog,
@@ -82,23 +97,48 @@ impl<'a> Context<'a> {
             egress_from: BTreeMap::new(),
         };
         for (i, q) in fleet.quotas.iter().enumerate() {
-            let p = ctx.provider_index.get(&q.provider).copied().unwrap_or(u32::MAX);
-            ctx.quota_rows.push((p, q.region.clone(), q.accelerator.to_ascii_lowercase(), ctx.rows.len()));
-            ctx.rows.push(RowDef { name: format!("quota {q}"), limit: u64::from(q.max), kind: RowKind::Quota(i) });
+            let p = ctx
+                .provider_index
+                .get(&q.provider)
+                .copied()
+                .unwrap_or(u32::MAX);
+            ctx.quota_rows.push((
+                p,
+                q.region.clone(),
+                q.accelerator.to_ascii_lowercase(),
+                ctx.rows.len(),
+            ));
+            ctx.rows.push(RowDef {
+                name: format!("quota {q}"),
+                limit: u64::from(q.max),
+                kind: RowKind::Quota(i),
+            });
         }
         for (i, c) in fleet.capacity.iter().enumerate() {
-            ctx.rows.push(RowDef { name: format!("reserved {}", c.name), limit: u64::from(c.nodes), kind: RowKind::Pool(i) });
+            ctx.rows.push(RowDef {
+                name: format!("reserved {}", c.name),
+                limit: u64::from(c.nodes),
+                kind: RowKind::Pool(i),
+            });
         }
         for w in &fleet.workloads {
             for u in &w.users {
                 if !ctx.rtt_from.contains_key(u) {
-                    let v = ctx.regions.iter().map(|r| catalog.network.rtt_ms(u, r).value).collect();
+                    let v = ctx
+                        .regions
+                        .iter()
+                        .map(|r| catalog.network.rtt_ms(u, r).value)
+                        .collect();
                     ctx.rtt_from.insert(u.clone(), v);
                 }
             }
             if let Some(d) = &w.data {
                 if !ctx.egress_from.contains_key(&d.region) {
-                    let v = ctx.regions.iter().map(|r| catalog.network.egress_usd_per_gb(&d.region, r).value).collect();
+                    let v = ctx
+                        .regions
+                        .iter()
+                        .map(|r| catalog.network.egress_usd_per_gb(&d.region, r).value)
+                        .collect();
                     ctx.egress_from.insert(d.region.clone(), v);
                 }
             }
@@ -107,20 +147,36 @@ impl<'a> Context<'a> {
     }
 
     pub fn rtt_ms(&self, origin: &RegionKey, region: u32) -> f64 {
-        self.rtt_from.get(origin).and_then(|v| v.get(region as usize)).copied().unwrap_or(f64::INFINITY)
+        self.rtt_from
+            .get(origin)
+            .and_then(|v| v.get(region as usize))
+            .copied()
+            .unwrap_or(f64::INFINITY)
     }
 
     pub fn egress_usd_per_gb(&self, src: &RegionKey, region: u32) -> f64 {
-        self.egress_from.get(src).and_then(|v| v.get(region as usize)).copied().unwrap_or(0.0)
+        self.egress_from
+            .get(src)
+            .and_then(|v| v.get(region as usize))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// Quota rows an on-demand/spot option in (provider, region) with this
     /// accelerator counts against.
-    pub fn quota_rows_for(&self, provider: u32, region: &str, accelerator_lower: &str) -> impl Iterator<Item = usize> + '_ {
+    pub fn quota_rows_for(
+        &self,
+        provider: u32,
+        region: &str,
+        accelerator_lower: &str,
+    ) -> impl Iterator<Item = usize> + '_ {
         let region = region.to_string();
         let accel = accelerator_lower.to_string();
         self.quota_rows.iter().filter_map(move |(p, r, a, row)| {
-            (*p == provider && *a == accel && r.as_ref().is_none_or(|rr| rr.eq_ignore_ascii_case(&region))).then_some(*row)
+            (*p == provider
+                && *a == accel
+                && r.as_ref().is_none_or(|rr| rr.eq_ignore_ascii_case(&region)))
+            .then_some(*row)
         })
     }
 

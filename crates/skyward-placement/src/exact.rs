@@ -20,23 +20,40 @@
 
 use crate::problem::{Choice, Problem, Solution};
 use good_lp::solvers::{WithInitialSolution, WithMipGap, WithTimeLimit};
-use good_lp::{constraint, variable, Expression, ProblemVariables, Solution as _, SolutionStatus, SolverModel, Variable};
+use good_lp::{
+    constraint, variable, Expression, ProblemVariables, Solution as _, SolutionStatus, SolverModel,
+    Variable,
+};
 
 const SCALE: f64 = 1e-3;
 
 #[derive(Debug)]
 pub struct ExactError(pub String);
 
-pub fn solve(pr: &Problem, time_limit_s: f64, warm: Option<&Choice>) -> Result<Solution, ExactError> {
+pub fn solve(
+    pr: &Problem,
+    time_limit_s: f64,
+    warm: Option<&Choice>,
+) -> Result<Solution, ExactError> {
     let mut vars = ProblemVariables::new();
-    let x: Vec<Vec<Variable>> = pr.options.iter().map(|opts| opts.iter().map(|_| vars.add(variable().binary())).collect()).collect();
-    let u: Vec<Option<Variable>> = pr.can_skip.iter().map(|&s| s.then(|| vars.add(variable().binary()))).collect();
+    let x: Vec<Vec<Variable>> = pr
+        .options
+        .iter()
+        .map(|opts| opts.iter().map(|_| vars.add(variable().binary())).collect())
+        .collect();
+    let u: Vec<Option<Variable>> = pr
+        .can_skip
+        .iter()
+        .map(|&s| s.then(|| vars.add(variable().binary())))
+        .collect();
     let contracted: Vec<bool> = pr.commit.iter().map(|c| *c > 0.0).collect();
-    let z: Vec<Option<Variable>> =
-        (0..pr.providers()).map(|p| contracted[p].then(|| vars.add(variable().min(pr.commit[p] * SCALE)))).collect();
+    let z: Vec<Option<Variable>> = (0..pr.providers())
+        .map(|p| contracted[p].then(|| vars.add(variable().min(pr.commit[p] * SCALE))))
+        .collect();
 
     let mut objective = Expression::from(0.0);
-    let mut provider_spend: Vec<Expression> = (0..pr.providers()).map(|_| Expression::from(0.0)).collect();
+    let mut provider_spend: Vec<Expression> =
+        (0..pr.providers()).map(|_| Expression::from(0.0)).collect();
     for (w, opts) in pr.options.iter().enumerate() {
         for (o, opt) in opts.iter().enumerate() {
             for &(p, s) in &opt.spend {
@@ -77,7 +94,10 @@ pub fn solve(pr: &Problem, time_limit_s: f64, warm: Option<&Choice>) -> Result<S
     let model = vars.minimise(objective.clone()).using(good_lp::highs);
     // Gap 0: "optimal" must mean proven (HiGHS stops at 0.01% by default,
     // and good_lp does not expose its bound).
-    let mut model = model.with_time_limit(time_limit_s.max(0.01)).with_mip_gap(0.0).map_err(|e| ExactError(format!("{e:?}")))?;
+    let mut model = model
+        .with_time_limit(time_limit_s.max(0.01))
+        .with_mip_gap(0.0)
+        .map_err(|e| ExactError(format!("{e:?}")))?;
     if !initial.is_empty() {
         model = model.with_initial_solution(initial);
     }
@@ -121,17 +141,27 @@ pub fn solve(pr: &Problem, time_limit_s: f64, warm: Option<&Choice>) -> Result<S
     let milp_objective = sol.eval(&objective) / SCALE;
     let ub = pr.objective(&choice);
     if !pr.is_feasible(&choice) {
-        return Err(ExactError("the MILP solution violates a constraint (solver tolerance)".into()));
+        return Err(ExactError(
+            "the MILP solution violates a constraint (solver tolerance)".into(),
+        ));
     }
     // Branch and bound closed: the MILP optimum is the bound. It is never
     // reported above the plan's own (exactly recomputed) cost. Without a
     // proof there is no bound from here.
-    let lb = if proven { milp_objective.min(ub) } else { f64::NEG_INFINITY };
+    let lb = if proven {
+        milp_objective.min(ub)
+    } else {
+        f64::NEG_INFINITY
+    };
     Ok(Solution {
         choice,
         upper_bound: ub,
         lower_bound: lb,
-        method: if cfg!(feature = "highs") { "exact-milp (HiGHS)" } else { "exact-milp (microlp)" },
+        method: if cfg!(feature = "highs") {
+            "exact-milp (HiGHS)"
+        } else {
+            "exact-milp (microlp)"
+        },
         iterations: 0,
         proven_optimal: proven,
         row_price: vec![0.0; pr.row_limit.len()],

@@ -3,8 +3,8 @@
 
 use skyward_catalog::Catalog;
 use skyward_model::{
-    AcceleratorRequest, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey, ReservedCapacity,
-    SpotPolicy, Usd, Workload, WorkloadKind,
+    AcceleratorRequest, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey,
+    ReservedCapacity, SpotPolicy, Usd, Workload, WorkloadKind,
 };
 
 /// The seeded generator (re-exported for the bench and tests).
@@ -50,25 +50,45 @@ pub struct GenSettings {
 }
 
 fn alternative_exists(catalog: &Catalog, req: &AcceleratorRequest) -> bool {
-    catalog.offerings.iter().any(|o| o.accelerator.eq_ignore_ascii_case(&req.name) && o.accelerator_count == req.count)
+    catalog
+        .offerings
+        .iter()
+        .any(|o| o.accelerator.eq_ignore_ascii_case(&req.name) && o.accelerator_count == req.count)
 }
 
 pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
     let mut rng = Rng::new(seed);
     let sets: Vec<Vec<AcceleratorRequest>> = ALTERNATIVES
         .iter()
-        .map(|set| set.iter().filter_map(|a| AcceleratorRequest::parse(a).ok()).filter(|r| alternative_exists(catalog, r)).collect::<Vec<_>>())
+        .map(|set| {
+            set.iter()
+                .filter_map(|a| AcceleratorRequest::parse(a).ok())
+                .filter(|r| alternative_exists(catalog, r))
+                .collect::<Vec<_>>()
+        })
         .filter(|v: &Vec<AcceleratorRequest>| !v.is_empty())
         .collect();
     let regions: Vec<RegionKey> = catalog.regions().into_iter().cloned().collect();
-    let user_origins: Vec<RegionKey> = ["aws:us-east-1", "azure:westeurope", "gcp:europe-west4", "gcp:us-central1", "aws:us-west-2", "aws:ap-northeast-1"]
-        .iter()
-        .filter_map(|r| RegionKey::parse(r))
-        .collect();
+    let user_origins: Vec<RegionKey> = [
+        "aws:us-east-1",
+        "azure:westeurope",
+        "gcp:europe-west4",
+        "gcp:us-central1",
+        "aws:us-west-2",
+        "aws:ap-northeast-1",
+    ]
+    .iter()
+    .filter_map(|r| RegionKey::parse(r))
+    .collect();
     let mut workloads = Vec::with_capacity(s.workloads);
     for i in 0..s.workloads {
         let accelerators = rng.pick(&sets).clone();
-        let kind = *rng.pick(&[WorkloadKind::Train, WorkloadKind::Train, WorkloadKind::Batch, WorkloadKind::Serve]);
+        let kind = *rng.pick(&[
+            WorkloadKind::Train,
+            WorkloadKind::Train,
+            WorkloadKind::Batch,
+            WorkloadKind::Serve,
+        ]);
         let (nodes, replicas) = match kind {
             WorkloadKind::Train => (*rng.pick(&[1, 2, 4, 8, 16, 32]), 1),
             WorkloadKind::Batch => (*rng.pick(&[1, 1, 2, 4]), 1),
@@ -77,7 +97,12 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
         let hours = *rng.pick(&[24.0, 72.0, 168.0, 336.0, 720.0]);
         let spot = match kind {
             WorkloadKind::Serve => SpotPolicy::Never,
-            _ => *rng.pick(&[SpotPolicy::Never, SpotPolicy::Allowed, SpotPolicy::Allowed, SpotPolicy::Required]),
+            _ => *rng.pick(&[
+                SpotPolicy::Never,
+                SpotPolicy::Allowed,
+                SpotPolicy::Allowed,
+                SpotPolicy::Required,
+            ]),
         };
         let mut w = Workload::new(&format!("w{i:05}"), kind, accelerators, nodes, hours);
         w.replicas = replicas;
@@ -92,34 +117,71 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
                 w.compliance = vec!["hipaa".into()];
             }
             if rng.chance(0.15) {
-                w.providers = vec![rng.pick(&["aws", "gcp", "azure", "oci"]).to_string(), rng.pick(&["aws", "gcp", "lambda"]).to_string()];
+                w.providers = vec![
+                    rng.pick(&["aws", "gcp", "azure", "oci"]).to_string(),
+                    rng.pick(&["aws", "gcp", "lambda"]).to_string(),
+                ];
             }
             if kind == WorkloadKind::Serve && rng.chance(0.6) {
                 w.users = vec![rng.pick(&user_origins).clone()];
                 w.latency_ms = Some(*rng.pick(&[40.0, 60.0, 100.0]));
             }
             if kind != WorkloadKind::Serve && rng.chance(0.2) && !regions.is_empty() {
-                w.data = Some(DataSpec { region: rng.pick(&regions).clone(), gb: *rng.pick(&[500.0, 5_000.0, 40_000.0]) });
+                w.data = Some(DataSpec {
+                    region: rng.pick(&regions).clone(),
+                    gb: *rng.pick(&[500.0, 5_000.0, 40_000.0]),
+                });
             }
         }
         workloads.push(w);
     }
-    let mut fleet = Fleet { workloads, settings: PlanSettings::default(), ..Fleet::default() };
+    let mut fleet = Fleet {
+        workloads,
+        settings: PlanSettings::default(),
+        ..Fleet::default()
+    };
     if s.coupling {
         let scale = (s.workloads as u32).max(10);
         let pools: &[(&str, &str, &str, &str, u32)] = &[
             ("aws-east-p5", "aws", "us-east-1", "p5.48xlarge", scale / 2),
-            ("gcp-central-a3", "gcp", "us-central1", "a3-highgpu-8g", scale / 4),
-            ("oci-gb200", "oci", "us-ashburn-1", "BM.GPU.GB200.4", scale / 4),
-            ("azure-nd-h100", "azure", "eastus", "Standard_ND96isr_H100_v5", scale / 8),
+            (
+                "gcp-central-a3",
+                "gcp",
+                "us-central1",
+                "a3-highgpu-8g",
+                scale / 4,
+            ),
+            (
+                "oci-gb200",
+                "oci",
+                "us-ashburn-1",
+                "BM.GPU.GB200.4",
+                scale / 4,
+            ),
+            (
+                "azure-nd-h100",
+                "azure",
+                "eastus",
+                "Standard_ND96isr_H100_v5",
+                scale / 8,
+            ),
         ];
         for (name, p, r, sku, nodes) in pools {
-            let Some(o) = catalog.offerings.iter().find(|o| o.region.provider == *p && o.region.region == *r && o.sku == *sku) else { continue };
+            let Some(o) = catalog
+                .offerings
+                .iter()
+                .find(|o| o.region.provider == *p && o.region.region == *r && o.sku == *sku)
+            else {
+                continue;
+            };
             fleet.capacity.push(ReservedCapacity {
                 name: name.to_string(),
                 region: o.region.clone(),
                 sku: o.sku.clone(),
-                accelerator: AcceleratorRequest { name: o.accelerator.clone(), count: o.accelerator_count },
+                accelerator: AcceleratorRequest {
+                    name: o.accelerator.clone(),
+                    count: o.accelerator_count,
+                },
                 nodes: (*nodes).max(2),
                 hourly_usd: o.on_demand_usd_per_hour.unwrap_or(Usd::ZERO),
             });
@@ -134,10 +196,25 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
             ("gcp", None, "tpu-v5p-8", scale / 4 + 1),
         ];
         for (p, r, a, max) in quotas {
-            fleet.quotas.push(Quota { provider: p.to_string(), region: r.map(String::from), accelerator: a.to_string(), max: *max });
+            fleet.quotas.push(Quota {
+                provider: p.to_string(),
+                region: r.map(String::from),
+                accelerator: a.to_string(),
+                max: *max,
+            });
         }
-        fleet.contracts.push(Contract { name: "aws-edp".into(), provider: "aws".into(), commit_usd: Usd::from_dollars(i64::from(scale) * 40_000), discount_pct: 12.0 });
-        fleet.contracts.push(Contract { name: "azure-macc".into(), provider: "azure".into(), commit_usd: Usd::from_dollars(i64::from(scale) * 15_000), discount_pct: 18.0 });
+        fleet.contracts.push(Contract {
+            name: "aws-edp".into(),
+            provider: "aws".into(),
+            commit_usd: Usd::from_dollars(i64::from(scale) * 40_000),
+            discount_pct: 12.0,
+        });
+        fleet.contracts.push(Contract {
+            name: "azure-macc".into(),
+            provider: "azure".into(),
+            commit_usd: Usd::from_dollars(i64::from(scale) * 15_000),
+            discount_pct: 18.0,
+        });
     }
     fleet
 }

@@ -32,7 +32,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { iterations_max: ITERATIONS_MAX, gap_target: 1e-5 }
+        Settings {
+            iterations_max: ITERATIONS_MAX,
+            gap_target: 1e-5,
+        }
     }
 }
 
@@ -66,7 +69,11 @@ fn relax(pr: &Problem, d: &Duals) -> (f64, Choice) {
     let mut total = 0.0;
     let mut choice = Vec::with_capacity(pr.options.len());
     for w in 0..pr.options.len() {
-        let mut best = if pr.can_skip[w] { pr.skip_penalty } else { f64::INFINITY };
+        let mut best = if pr.can_skip[w] {
+            pr.skip_penalty
+        } else {
+            f64::INFINITY
+        };
         let mut arg = None;
         for o in 0..pr.options[w].len() {
             let rc = reduced_cost(pr, d, w, o);
@@ -94,7 +101,9 @@ fn repair(pr: &Problem, d: &Duals) -> Choice {
     let mut ranked: Vec<Vec<(f64, usize)>> = Vec::with_capacity(n);
     let mut regret: Vec<(f64, usize)> = Vec::with_capacity(n);
     for w in 0..n {
-        let mut v: Vec<(f64, usize)> = (0..pr.options[w].len()).map(|o| (reduced_cost(pr, d, w, o), o)).collect();
+        let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
+            .map(|o| (reduced_cost(pr, d, w, o), o))
+            .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let r = match (v.first(), v.get(1)) {
             (Some(a), Some(b)) => b.0 - a.0,
@@ -109,7 +118,11 @@ fn repair(pr: &Problem, d: &Duals) -> Choice {
     for &(_, w) in &regret {
         for &(_, o) in &ranked[w] {
             let opt = &pr.options[w][o];
-            if opt.uses.iter().all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9) {
+            if opt
+                .uses
+                .iter()
+                .all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9)
+            {
                 for &(r, a) in &opt.uses {
                     used[r] += a;
                 }
@@ -144,13 +157,24 @@ pub fn local_search(pr: &Problem, choice: &mut Choice) {
                     Some(o) => pr.options[w][o]
                         .spend
                         .iter()
-                        .map(|&(p, s)| pr.provider_cost(p, spend[p] + s) - pr.provider_cost(p, spend[p]))
+                        .map(|&(p, s)| {
+                            pr.provider_cost(p, spend[p] + s) - pr.provider_cost(p, spend[p])
+                        })
                         .sum(),
                 }
             };
-            let fits = |o: usize| pr.options[w][o].uses.iter().all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9);
+            let fits = |o: usize| {
+                pr.options[w][o]
+                    .uses
+                    .iter()
+                    .all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9)
+            };
             let mut best = current;
-            let mut best_cost = if current.is_none() && !pr.can_skip[w] { f64::INFINITY } else { delta(current) };
+            let mut best_cost = if current.is_none() && !pr.can_skip[w] {
+                f64::INFINITY
+            } else {
+                delta(current)
+            };
             if pr.can_skip[w] && pr.skip_penalty < best_cost - 1e-9 {
                 best = None;
                 best_cost = pr.skip_penalty;
@@ -210,7 +234,11 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     }
     // Start from list prices (μ = 1) and no row prices; then set each
     // provider's μ by whether that relaxed plan overspends its commitment.
-    let mut d = Duals { lam: vec![0.0; rows], scale, mu: vec![1.0; pr.providers()] };
+    let mut d = Duals {
+        lam: vec![0.0; rows],
+        scale,
+        mu: vec![1.0; pr.providers()],
+    };
     let (_, first) = relax(pr, &d);
     let s0 = pr.spend(&first);
     for p in 0..pr.providers() {
@@ -251,8 +279,18 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         // Subgradient, in dollars on every coordinate.
         let usage = pr.usage(&x);
         let spend = pr.spend(&x);
-        let g_rows: Vec<f64> = (0..rows).map(|r| (usage[r] - pr.row_limit[r]) * d.scale[r]).collect();
-        let g_prov: Vec<f64> = (0..pr.providers()).map(|p| if pr.commit[p] > 0.0 { pr.factor[p] * spend[p] - pr.commit[p] } else { 0.0 }).collect();
+        let g_rows: Vec<f64> = (0..rows)
+            .map(|r| (usage[r] - pr.row_limit[r]) * d.scale[r])
+            .collect();
+        let g_prov: Vec<f64> = (0..pr.providers())
+            .map(|p| {
+                if pr.commit[p] > 0.0 {
+                    pr.factor[p] * spend[p] - pr.commit[p]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let norm2: f64 = g_rows.iter().chain(&g_prov).map(|g| g * g).sum();
         if norm2 <= 0.0 {
             break;
@@ -282,6 +320,8 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         iterations,
         proven_optimal: ub - lb <= 1e-9 * ub.abs().max(1.0),
         row_price: (0..rows).map(|r| d.row_price(r)).collect(),
-        provider_price: (0..pr.providers()).map(|p| d.mu[p] * pr.factor[p]).collect(),
+        provider_price: (0..pr.providers())
+            .map(|p| d.mu[p] * pr.factor[p])
+            .collect(),
     }
 }

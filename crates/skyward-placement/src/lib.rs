@@ -23,4 +23,4 @@ pub mod plan;
 pub mod problem;
 pub mod reasons;
 
-pub use plan::{plan, ExplainScope, Method, Plan, PlanOptions, Placement, Status};
+pub use plan::{plan, ExplainScope, Method, Placement, Plan, PlanOptions, Status};

@@ -43,11 +43,21 @@ pub struct PlanOptions {
 /// Auto mode's exact-solver threshold: microlp proves ~12,000 options
 /// (about 2,000 workloads) in ~0.3 s; HiGHS about 2.5 times as many in the
 /// same time (BENCHMARKS.md).
-pub const EXACT_OPTIONS_MAX_DEFAULT: usize = if cfg!(feature = "highs") { 30_000 } else { 12_000 };
+pub const EXACT_OPTIONS_MAX_DEFAULT: usize = if cfg!(feature = "highs") {
+    30_000
+} else {
+    12_000
+};
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { method: Method::Auto, explain: ExplainScope::All, exact_options_max: EXACT_OPTIONS_MAX_DEFAULT, exact_time_limit_s: 10.0, lagrangian: lagrange::Settings::default() }
+        PlanOptions {
+            method: Method::Auto,
+            explain: ExplainScope::All,
+            exact_options_max: EXACT_OPTIONS_MAX_DEFAULT,
+            exact_time_limit_s: 10.0,
+            lagrangian: lagrange::Settings::default(),
+        }
     }
 }
 
@@ -217,7 +227,10 @@ fn to_opt(c: &Candidate) -> Opt {
             spend.push((c.egress_provider as usize, c.egress_usd.as_f64()));
         }
     }
-    Opt { spend, uses: c.uses.iter().map(|&(r, a)| (r, a as f64)).collect() }
+    Opt {
+        spend,
+        uses: c.uses.iter().map(|&(r, a)| (r, a as f64)).collect(),
+    }
 }
 
 fn build(ctx: &Context, cands: &[WorkloadCandidates]) -> Built {
@@ -240,11 +253,25 @@ fn build(ctx: &Context, cands: &[WorkloadCandidates]) -> Built {
         }
         workload_of.push(w);
         can_skip.push(wc.options.iter().all(|c| !c.uses.is_empty()));
-        penalty += wc.options.iter().map(|c| c.list_cost_usd().as_f64()).fold(0.0, f64::max);
+        penalty += wc
+            .options
+            .iter()
+            .map(|c| c.list_cost_usd().as_f64())
+            .fold(0.0, f64::max);
         options.push(wc.options.iter().map(to_opt).collect());
     }
     let row_limit = ctx.rows.iter().map(|r| r.limit as f64).collect();
-    Built { problem: Problem { options, can_skip, skip_penalty: penalty, row_limit, commit, factor }, workload_of }
+    Built {
+        problem: Problem {
+            options,
+            can_skip,
+            skip_penalty: penalty,
+            row_limit,
+            commit,
+            factor,
+        },
+        workload_of,
+    }
 }
 
 fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution {
@@ -274,18 +301,23 @@ fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution 
                 // Keep the better plan; the bound is the best proven one.
                 let mut keep = lag.clone();
                 keep.lower_bound = keep.lower_bound.max(s.lower_bound.min(keep.upper_bound));
-                keep.proven_optimal = keep.upper_bound - keep.lower_bound <= 1e-9 * keep.upper_bound.abs().max(1.0);
+                keep.proven_optimal =
+                    keep.upper_bound - keep.lower_bound <= 1e-9 * keep.upper_bound.abs().max(1.0);
                 return keep;
             }
             s.lower_bound = s.lower_bound.max(lag.lower_bound.min(s.upper_bound));
-            s.proven_optimal = s.proven_optimal || s.upper_bound - s.lower_bound <= 1e-9 * s.upper_bound.abs().max(1.0);
+            s.proven_optimal = s.proven_optimal
+                || s.upper_bound - s.lower_bound <= 1e-9 * s.upper_bound.abs().max(1.0);
             s.iterations = lag.iterations;
             s.row_price = lag.row_price;
             s.provider_price = lag.provider_price;
             s
         }
         Err(e) => {
-            notes.push(format!("exact solver failed ({}); kept the Lagrangian plan and bound", e.0));
+            notes.push(format!(
+                "exact solver failed ({}); kept the Lagrangian plan and bound",
+                e.0
+            ));
             lag
         }
     }
@@ -293,12 +325,20 @@ fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution 
 
 pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
     let ctx = Context::new(catalog, fleet);
-    let cands: Vec<WorkloadCandidates> = fleet.workloads.iter().map(|w| candidates::generate(&ctx, w)).collect();
+    let cands: Vec<WorkloadCandidates> = fleet
+        .workloads
+        .iter()
+        .map(|w| candidates::generate(&ctx, w))
+        .collect();
     let built = build(&ctx, &cands);
     let mut notes = Vec::new();
     for (w, wc) in cands.iter().enumerate() {
         if wc.truncated {
-            notes.push(format!("{}: more than {} undominated options; the dearest were dropped", fleet.workloads[w].name, candidates::OPTIONS_PER_WORKLOAD_MAX));
+            notes.push(format!(
+                "{}: more than {} undominated options; the dearest were dropped",
+                fleet.workloads[w].name,
+                candidates::OPTIONS_PER_WORKLOAD_MAX
+            ));
         }
     }
     let sol = if built.problem.options.is_empty() {
@@ -321,12 +361,18 @@ pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
 fn sku_of(ctx: &Context, c: &Candidate) -> (String, Option<String>) {
     match c.source {
         Source::Offering(i) => (ctx.catalog.offerings[i].sku.clone(), None),
-        Source::Pool(p) => (ctx.fleet.capacity[p].sku.clone(), Some(ctx.fleet.capacity[p].name.clone())),
+        Source::Pool(p) => (
+            ctx.fleet.capacity[p].sku.clone(),
+            Some(ctx.fleet.capacity[p].name.clone()),
+        ),
     }
 }
 
 fn accelerator_of(w: &Workload, c: &Candidate) -> String {
-    w.accelerators.get(c.alternative).map(|a| a.to_string()).unwrap_or_default()
+    w.accelerators
+        .get(c.alternative)
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 fn histogram(f: &Filtering, w: &Workload) -> Vec<String> {
@@ -344,9 +390,17 @@ fn histogram(f: &Filtering, w: &Workload) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    out.push(format!("{} offerings: {}", f.offerings_evaluated, render(&f.offerings_filtered)));
+    out.push(format!(
+        "{} offerings: {}",
+        f.offerings_evaluated,
+        render(&f.offerings_filtered)
+    ));
     if f.pools_evaluated > 0 {
-        out.push(format!("{} reserved pools: {}", f.pools_evaluated, render(&f.pools_filtered)));
+        out.push(format!(
+            "{} reserved pools: {}",
+            f.pools_evaluated,
+            render(&f.pools_filtered)
+        ));
     }
     out
 }
@@ -356,15 +410,30 @@ struct FleetState {
     usage: Vec<f64>,
 }
 
-fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &Solution, notes: Vec<String>, scope: &ExplainScope) -> Plan {
+fn assemble(
+    ctx: &Context,
+    cands: &[WorkloadCandidates],
+    built: &Built,
+    sol: &Solution,
+    notes: Vec<String>,
+    scope: &ExplainScope,
+) -> Plan {
     let fleet = ctx.fleet;
     let pr = &built.problem;
     let mut chosen: Vec<Option<&Candidate>> = vec![None; fleet.workloads.len()];
     for (i, &w) in built.workload_of.iter().enumerate() {
-        chosen[w] = sol.choice.get(i).copied().flatten().and_then(|o| cands[w].options.get(o));
+        chosen[w] = sol
+            .choice
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|o| cands[w].options.get(o));
     }
     let choice_full: Choice = sol.choice.clone();
-    let state = FleetState { spend: pr.spend(&choice_full), usage: pr.usage(&choice_full) };
+    let state = FleetState {
+        spend: pr.spend(&choice_full),
+        usage: pr.usage(&choice_full),
+    };
 
     // Exact money per provider.
     let np = ctx.providers.len();
@@ -382,8 +451,14 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
     let mut shortfall_total = Usd::ZERO;
     for (p, name) in ctx.providers.iter().enumerate() {
         let contract = fleet.contracts.iter().find(|c| c.provider == *name);
-        let (discount, commit) = contract.map(|c| (c.discount_pct, c.commit_usd)).unwrap_or((0.0, Usd::ZERO));
-        let discounted = if discount > 0.0 { list[p].discounted_pct(discount) } else { list[p] };
+        let (discount, commit) = contract
+            .map(|c| (c.discount_pct, c.commit_usd))
+            .unwrap_or((0.0, Usd::ZERO));
+        let discounted = if discount > 0.0 {
+            list[p].discounted_pct(discount)
+        } else {
+            list[p]
+        };
         let cost = discounted.max(commit);
         let shortfall = (commit - discounted).max(Usd::ZERO);
         total += cost;
@@ -398,7 +473,8 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
                 commit_usd: commit,
                 cost_usd: cost,
                 shortfall_usd: shortfall,
-                commitment_used_pct: (commit > Usd::ZERO).then(|| 100.0 * discounted.as_f64().min(commit.as_f64()) / commit.as_f64()),
+                commitment_used_pct: (commit > Usd::ZERO)
+                    .then(|| 100.0 * discounted.as_f64().min(commit.as_f64()) / commit.as_f64()),
             });
         }
     }
@@ -452,7 +528,10 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
             }
             None if wc.options.is_empty() => {
                 p.reasons = histogram(&wc.filtering, wl);
-                p.reasons.insert(0, "no offering or reserved pool satisfies every hard constraint".into());
+                p.reasons.insert(
+                    0,
+                    "no offering or reserved pool satisfies every hard constraint".into(),
+                );
             }
             None => {
                 let rows: Vec<String> = wc
@@ -461,9 +540,17 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
                     .flat_map(|c| c.uses.iter().map(|(r, _)| *r))
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
-                    .map(|r| format!("{} ({} of {} in use)", ctx.rows[r].name, row_used[r], ctx.rows[r].limit))
+                    .map(|r| {
+                        format!(
+                            "{} ({} of {} in use)",
+                            ctx.rows[r].name, row_used[r], ctx.rows[r].limit
+                        )
+                    })
                     .collect();
-                p.reasons.push(format!("every feasible option needs capacity that other workloads hold: {}", rows.join("; ")));
+                p.reasons.push(format!(
+                    "every feasible option needs capacity that other workloads hold: {}",
+                    rows.join("; ")
+                ));
             }
         }
         placements.push(p);
@@ -495,7 +582,11 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
         .iter()
         .enumerate()
         .filter(|(_, r)| matches!(r.kind, RowKind::Quota(_)))
-        .map(|(i, r)| QuotaSummary { quota: r.name.trim_start_matches("quota ").to_string(), used: row_used[i], max: r.limit })
+        .map(|(i, r)| QuotaSummary {
+            quota: r.name.trim_start_matches("quota ").to_string(),
+            used: row_used[i],
+            max: r.limit,
+        })
         .collect();
 
     let unplaced_by_solver = sol.choice.iter().filter(|c| c.is_none()).count() as f64;
@@ -505,10 +596,20 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
     let lb_usd = if sol.proven_optimal && unplaced_by_solver == 0.0 {
         total
     } else {
-        Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0).unwrap_or(Usd::ZERO).max(Usd::ZERO).min(total)
+        Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0)
+            .unwrap_or(Usd::ZERO)
+            .max(Usd::ZERO)
+            .min(total)
     };
-    let gap_pct = if total > Usd::ZERO { 100.0 * (total - lb_usd).as_f64() / total.as_f64() } else { 0.0 };
-    let placed = placements.iter().filter(|p| p.status == Status::Placed).count();
+    let gap_pct = if total > Usd::ZERO {
+        100.0 * (total - lb_usd).as_f64() / total.as_f64()
+    } else {
+        0.0
+    };
+    let placed = placements
+        .iter()
+        .filter(|p| p.status == Status::Placed)
+        .count();
     let list_cost: Usd = list.iter().copied().sum();
     Plan {
         catalog: ctx.catalog.origin.clone(),
@@ -544,7 +645,13 @@ fn assemble(ctx: &Context, cands: &[WorkloadCandidates], built: &Built, sol: &So
 }
 
 /// Fleet cost of giving workload `w` option `c`, everything else fixed.
-fn fleet_cost(ctx: &Context, built: &Built, state: &FleetState, current: Option<&Candidate>, c: &Candidate) -> Result<f64, Vec<String>> {
+fn fleet_cost(
+    ctx: &Context,
+    built: &Built,
+    state: &FleetState,
+    current: Option<&Candidate>,
+    c: &Candidate,
+) -> Result<f64, Vec<String>> {
     let pr = &built.problem;
     let mut spend = state.spend.clone();
     let mut usage = state.usage.clone();
@@ -562,15 +669,31 @@ fn fleet_cost(ctx: &Context, built: &Built, state: &FleetState, current: Option<
         .uses
         .iter()
         .filter(|(r, a)| usage[*r] + a > pr.row_limit[*r] + 1e-9)
-        .map(|(r, _)| format!("{} has {} of {} free", ctx.rows[*r].name, (pr.row_limit[*r] - usage[*r]).max(0.0), pr.row_limit[*r]))
+        .map(|(r, _)| {
+            format!(
+                "{} has {} of {} free",
+                ctx.rows[*r].name,
+                (pr.row_limit[*r] - usage[*r]).max(0.0),
+                pr.row_limit[*r]
+            )
+        })
         .collect();
     if !blocked.is_empty() {
         return Err(blocked);
     }
-    Ok(o.spend.iter().map(|&(p, s)| pr.provider_cost(p, spend[p] + s) - pr.provider_cost(p, spend[p])).sum())
+    Ok(o.spend
+        .iter()
+        .map(|&(p, s)| pr.provider_cost(p, spend[p] + s) - pr.provider_cost(p, spend[p]))
+        .sum())
 }
 
-fn view(ctx: &Context, w: &Workload, c: &Candidate, fc: Result<f64, Vec<String>>, chosen: bool) -> OptionView {
+fn view(
+    ctx: &Context,
+    w: &Workload,
+    c: &Candidate,
+    fc: Result<f64, Vec<String>>,
+    chosen: bool,
+) -> OptionView {
     let key = &ctx.regions[c.region as usize];
     let (sku, pool) = sku_of(ctx, c);
     let (fleet_cost_usd, blocked_by) = match fc {
@@ -616,7 +739,11 @@ fn explain(
         if shown.len() >= candidates::TOP_K + 3 {
             break;
         }
-        if !shown.iter().any(|s| s.pricing == c.pricing && s.source == c.source) && c.pricing == Pricing::Reserved {
+        if !shown
+            .iter()
+            .any(|s| s.pricing == c.pricing && s.source == c.source)
+            && c.pricing == Pricing::Reserved
+        {
             shown.push(c);
         }
     }
@@ -630,7 +757,11 @@ fn explain(
         (!a.chosen, ka, a.list_cost_usd).cmp(&(!b.chosen, kb, b.list_cost_usd))
     });
     let why = why(ctx, w, &alts);
-    Explanation { filtering: wc.filtering.clone(), alternatives: alts, why }
+    Explanation {
+        filtering: wc.filtering.clone(),
+        alternatives: alts,
+        why,
+    }
 }
 
 fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
@@ -647,7 +778,12 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
             win_fc
         ));
     }
-    if let Some(contract) = ctx.fleet.contracts.iter().find(|c| c.provider == win.provider) {
+    if let Some(contract) = ctx
+        .fleet
+        .contracts
+        .iter()
+        .find(|c| c.provider == win.provider)
+    {
         if win.pricing != Pricing::Reserved && win_fc < win.list_cost_usd {
             if win_fc == Usd::ZERO {
                 out.push(format!(
@@ -665,8 +801,16 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
     // One line per distinct cheaper offer (same provider, SKU and price in
     // several regions is one line).
     let mut cheaper_list: Vec<&OptionView> = Vec::new();
-    for a in alts.iter().filter(|a| !a.chosen && a.list_cost_usd < win.list_cost_usd) {
-        if !cheaper_list.iter().any(|b| b.provider == a.provider && b.sku == a.sku && b.list_cost_usd == a.list_cost_usd && b.blocked_by.is_empty() == a.blocked_by.is_empty()) {
+    for a in alts
+        .iter()
+        .filter(|a| !a.chosen && a.list_cost_usd < win.list_cost_usd)
+    {
+        if !cheaper_list.iter().any(|b| {
+            b.provider == a.provider
+                && b.sku == a.sku
+                && b.list_cost_usd == a.list_cost_usd
+                && b.blocked_by.is_empty() == a.blocked_by.is_empty()
+        }) {
             cheaper_list.push(a);
         }
     }
@@ -683,16 +827,30 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
             _ => {}
         }
     }
-    let runner = alts.iter().filter(|a| !a.chosen && a.fleet_cost_usd.is_some()).min_by_key(|a| a.fleet_cost_usd);
+    let runner = alts
+        .iter()
+        .filter(|a| !a.chosen && a.fleet_cost_usd.is_some())
+        .min_by_key(|a| a.fleet_cost_usd);
     match runner {
         Some(r) => {
             let diff = r.fleet_cost_usd.unwrap_or(Usd::ZERO) - win_fc;
-            out.push(format!("runner-up: {} would cost the fleet {} ({} more)", label(r), r.fleet_cost_usd.unwrap_or(Usd::ZERO), diff));
+            out.push(format!(
+                "runner-up: {} would cost the fleet {} ({} more)",
+                label(r),
+                r.fleet_cost_usd.unwrap_or(Usd::ZERO),
+                diff
+            ));
         }
         None => out.push("no other option fits alongside the rest of the fleet".into()),
     }
     if out.len() == 1 && w.accelerators.len() > 1 {
-        out.insert(0, format!("cheapest feasible option across {} accelerator alternatives", w.accelerators.len()));
+        out.insert(
+            0,
+            format!(
+                "cheapest feasible option across {} accelerator alternatives",
+                w.accelerators.len()
+            ),
+        );
     } else if out.len() == 1 {
         out.insert(0, "cheapest feasible option".into());
     }

@@ -72,14 +72,20 @@ impl Problem {
     pub fn objective(&self, choice: &Choice) -> f64 {
         let s = self.spend(choice);
         let unplaced = choice.iter().filter(|c| c.is_none()).count() as f64;
-        (0..self.providers()).map(|p| self.provider_cost(p, s[p])).sum::<f64>() + self.skip_penalty * unplaced
+        (0..self.providers())
+            .map(|p| self.provider_cost(p, s[p]))
+            .sum::<f64>()
+            + self.skip_penalty * unplaced
     }
 
     /// True when every row holds and only skippable workloads are unplaced.
     pub fn is_feasible(&self, choice: &Choice) -> bool {
         let u = self.usage(choice);
         u.iter().zip(&self.row_limit).all(|(a, l)| *a <= *l + 1e-9)
-            && choice.iter().enumerate().all(|(w, c)| c.is_some() || self.can_skip[w])
+            && choice
+                .iter()
+                .enumerate()
+                .all(|(w, c)| c.is_some() || self.can_skip[w])
     }
 
     pub fn option_count(&self) -> usize {

@@ -8,8 +8,14 @@ use skyward_placement::{plan, Method, PlanOptions, Status};
 
 fn both_methods() -> [PlanOptions; 3] {
     [
-        PlanOptions { method: Method::Exact, ..PlanOptions::default() },
-        PlanOptions { method: Method::Lagrangian, ..PlanOptions::default() },
+        PlanOptions {
+            method: Method::Exact,
+            ..PlanOptions::default()
+        },
+        PlanOptions {
+            method: Method::Lagrangian,
+            ..PlanOptions::default()
+        },
         PlanOptions::default(),
     ]
 }
@@ -17,7 +23,10 @@ fn both_methods() -> [PlanOptions; 3] {
 #[test]
 fn no_coupling_is_cheapest_per_workload() {
     let cat = small_catalog();
-    let f = fleet(vec![workload("a", &["H100:8"], 2, 100.0), workload("b", &["A10:4"], 1, 10.0)]);
+    let f = fleet(vec![
+        workload("a", &["H100:8"], 2, 100.0),
+        workload("b", &["A10:4"], 1, 10.0),
+    ]);
     for o in both_methods() {
         let p = plan(&f, &cat, &o);
         // a: gcp us-central1 $30 × 2 × 100 = 6,000; b: oci $8 × 10 = 80.
@@ -36,7 +45,12 @@ fn unspent_commitment_pulls_work_to_its_provider() {
         let p = plan(&f, &cat, &o);
         // gcp would cost 6,000 on top of the 10,000 due to aws anyway;
         // aws costs 8,000 at list, 7,200 discounted, inside the commitment.
-        assert_eq!(p.placements[0].provider.as_deref(), Some("aws"), "{:?}", o.method);
+        assert_eq!(
+            p.placements[0].provider.as_deref(),
+            Some("aws"),
+            "{:?}",
+            o.method
+        );
         assert_eq!(p.total_cost_usd, Usd::from_dollars(10_000));
         assert_eq!(p.commitment_shortfall_usd, Usd::from_dollars(2_800));
         assert_eq!(p.lower_bound_usd, p.total_cost_usd);
@@ -57,12 +71,20 @@ fn commitment_partly_covering_still_wins_when_cheaper_overall() {
 #[test]
 fn quota_couples_workloads() {
     let cat = small_catalog();
-    let mut f = fleet(vec![workload("a", &["H100:8"], 2, 100.0), workload("b", &["H100:8"], 2, 100.0)]);
+    let mut f = fleet(vec![
+        workload("a", &["H100:8"], 2, 100.0),
+        workload("b", &["H100:8"], 2, 100.0),
+    ]);
     f.quotas.push(quota("gcp", None, "H100", 16));
     for o in both_methods() {
         let p = plan(&f, &cat, &o);
         // One fits in gcp (6,000); the other goes to aws us-east-1 (8,000).
-        assert_eq!(p.total_cost_usd, Usd::from_dollars(14_000), "{:?}", o.method);
+        assert_eq!(
+            p.total_cost_usd,
+            Usd::from_dollars(14_000),
+            "{:?}",
+            o.method
+        );
         assert_eq!(p.quotas[0].used, 16);
     }
 }
@@ -70,12 +92,26 @@ fn quota_couples_workloads() {
 #[test]
 fn reserved_pool_is_used_first_and_limited() {
     let cat = small_catalog();
-    let mut f = fleet(vec![workload("a", &["H100:8"], 2, 100.0), workload("b", &["H100:8"], 2, 100.0)]);
-    f.capacity.push(pool("p5-pool", "aws", "us-east-1", "p5.48xlarge", "H100:8", 3));
+    let mut f = fleet(vec![
+        workload("a", &["H100:8"], 2, 100.0),
+        workload("b", &["H100:8"], 2, 100.0),
+    ]);
+    f.capacity.push(pool(
+        "p5-pool",
+        "aws",
+        "us-east-1",
+        "p5.48xlarge",
+        "H100:8",
+        3,
+    ));
     for o in both_methods() {
         let p = plan(&f, &cat, &o);
         assert_eq!(p.total_cost_usd, Usd::from_dollars(6_000), "{:?}", o.method);
-        let reserved: Vec<_> = p.placements.iter().filter(|x| x.pricing == Some(Pricing::Reserved)).collect();
+        let reserved: Vec<_> = p
+            .placements
+            .iter()
+            .filter(|x| x.pricing == Some(Pricing::Reserved))
+            .collect();
         assert_eq!(reserved.len(), 1);
         assert_eq!(p.reserved[0].nodes_used, 2);
         // 1 of 3 nodes idle at $35/h.
@@ -92,7 +128,10 @@ fn infeasible_workload_is_reported_and_the_rest_planned() {
     let p = plan(&f, &cat, &PlanOptions::default());
     assert_eq!(p.placements[0].status, Status::Infeasible);
     let reasons = p.placements[0].reasons.join("\n");
-    assert!(reasons.contains("7 offerings: 2 wrong accelerator, 5 region outside residency jp"), "{reasons}");
+    assert!(
+        reasons.contains("7 offerings: 2 wrong accelerator, 5 region outside residency jp"),
+        "{reasons}"
+    );
     assert_eq!(p.placements[1].status, Status::Placed);
     assert_eq!(p.total_cost_usd, Usd::from_dollars(80));
 }
@@ -109,8 +148,16 @@ fn quota_exhaustion_leaves_one_unplaced_with_a_reason() {
     for o in both_methods() {
         let p = plan(&f, &cat, &o);
         assert_eq!(p.placed, 1, "{:?}", o.method);
-        let unplaced = p.placements.iter().find(|x| x.status == Status::Infeasible).unwrap();
-        assert!(unplaced.reasons[0].contains("quota gcp H100"), "{:?}", unplaced.reasons);
+        let unplaced = p
+            .placements
+            .iter()
+            .find(|x| x.status == Status::Infeasible)
+            .unwrap();
+        assert!(
+            unplaced.reasons[0].contains("quota gcp H100"),
+            "{:?}",
+            unplaced.reasons
+        );
         // gcp us-central1: $30 × 2 × 10.
         assert_eq!(p.total_cost_usd, Usd::from_dollars(600));
         assert!(p.lower_bound_usd <= p.total_cost_usd);
@@ -120,7 +167,15 @@ fn quota_exhaustion_leaves_one_unplaced_with_a_reason() {
 #[test]
 fn same_input_same_plan_byte_for_byte() {
     let cat = skyward_catalog::Catalog::builtin().unwrap();
-    let f = skyward_placement::generate::fleet(&cat, 7, &skyward_placement::generate::GenSettings { workloads: 300, coupling: true, constraints: true });
+    let f = skyward_placement::generate::fleet(
+        &cat,
+        7,
+        &skyward_placement::generate::GenSettings {
+            workloads: 300,
+            coupling: true,
+            constraints: true,
+        },
+    );
     let a = serde_json_like(&plan(&f, &cat, &PlanOptions::default()));
     let b = serde_json_like(&plan(&f, &cat, &PlanOptions::default()));
     assert_eq!(a, b);

@@ -40,17 +40,28 @@ fn speed(cat: &Catalog, w: &Workload, name: &str, count: u32) -> f64 {
 fn region_ok(w: &Workload, provider: &str, region: &str, cat: &Catalog) -> bool {
     let info = regions::region_info(provider, region);
     (w.providers.is_empty() || w.providers.iter().any(|p| p == provider))
-        && (w.regions.is_empty() || w.regions.iter().any(|r| r == region || *r == format!("{provider}:{region}")))
+        && (w.regions.is_empty()
+            || w.regions
+                .iter()
+                .any(|r| r == region || *r == format!("{provider}:{region}")))
         && (w.residency.is_empty() || w.residency.contains(&info.geography))
         && w.compliance.iter().all(|c| info.has_certification(c))
-        && w.latency_ms.is_none_or(|l| w.users.iter().all(|u| cat.network.rtt_ms(u, &skyward_model::RegionKey::new(provider, region)).value <= l))
+        && w.latency_ms.is_none_or(|l| {
+            w.users.iter().all(|u| {
+                cat.network
+                    .rtt_ms(u, &skyward_model::RegionKey::new(provider, region))
+                    .value
+                    <= l
+            })
+        })
 }
 
 fn egress(cat: &Catalog, w: &Workload, provider: &str, region: &str) -> (f64, String) {
     match &w.data {
         Some(d) => {
             let dst = skyward_model::RegionKey::new(provider, region);
-            let usd = (cat.network.egress_usd_per_gb(&d.region, &dst).value * d.gb * 1e6).round() / 1e6;
+            let usd =
+                (cat.network.egress_usd_per_gb(&d.region, &dst).value * d.gb * 1e6).round() / 1e6;
             (usd, d.region.provider.clone())
         }
         None => (0.0, provider.to_string()),
@@ -61,14 +72,20 @@ fn ways(cat: &Catalog, f: &Fleet, w: &Workload) -> Vec<Way> {
     let n = f64::from(w.nodes * w.replicas);
     let mut out = Vec::new();
     for o in &cat.offerings {
-        let Some(alt) = w.accelerators.iter().find(|a| a.name.eq_ignore_ascii_case(&o.accelerator) && a.count == o.accelerator_count) else { continue };
+        let Some(alt) = w.accelerators.iter().find(|a| {
+            a.name.eq_ignore_ascii_case(&o.accelerator) && a.count == o.accelerator_count
+        }) else {
+            continue;
+        };
         if !region_ok(w, &o.region.provider, &o.region.region, cat) {
             continue;
         }
         let s = speed(cat, w, &alt.name, alt.count);
         let (eg, eg_p) = egress(cat, w, &o.region.provider, &o.region.region);
         let mut push = |pricing: Pricing, price: f64, overhead: f64| {
-            if w.max_hourly_usd.is_some_and(|cap| price * n > cap.as_f64() + 1e-9) {
+            if w.max_hourly_usd
+                .is_some_and(|cap| price * n > cap.as_f64() + 1e-9)
+            {
                 return;
             }
             out.push(Way {
@@ -91,13 +108,23 @@ fn ways(cat: &Catalog, f: &Fleet, w: &Workload) -> Vec<Way> {
         }
         if w.spot != SpotPolicy::Never {
             if let Some(p) = o.spot_usd_per_hour {
-                push(Pricing::Spot, p.as_f64(), 1.0 + f.settings.spot_overhead_pct / 100.0);
+                push(
+                    Pricing::Spot,
+                    p.as_f64(),
+                    1.0 + f.settings.spot_overhead_pct / 100.0,
+                );
             }
         }
     }
     for (i, c) in f.capacity.iter().enumerate() {
-        let ok = w.accelerators.iter().any(|a| a.name.eq_ignore_ascii_case(&c.accelerator.name) && a.count == c.accelerator.count);
-        if ok && w.spot != SpotPolicy::Required && region_ok(w, &c.region.provider, &c.region.region, cat) && w.nodes * w.replicas <= c.nodes {
+        let ok = w.accelerators.iter().any(|a| {
+            a.name.eq_ignore_ascii_case(&c.accelerator.name) && a.count == c.accelerator.count
+        });
+        if ok
+            && w.spot != SpotPolicy::Required
+            && region_ok(w, &c.region.provider, &c.region.region, cat)
+            && w.nodes * w.replicas <= c.nodes
+        {
             let (eg, eg_p) = egress(cat, w, &c.region.provider, &c.region.region);
             out.push(Way {
                 egress_usd: eg,
@@ -123,7 +150,11 @@ fn quota_use(f: &Fleet, w: &Workload, way: &Way) -> Vec<(usize, u64)> {
     f.quotas
         .iter()
         .enumerate()
-        .filter(|(_, q)| q.provider == way.provider && q.accelerator.eq_ignore_ascii_case(&way.accel) && q.region.as_ref().is_none_or(|r| *r == way.region))
+        .filter(|(_, q)| {
+            q.provider == way.provider
+                && q.accelerator.eq_ignore_ascii_case(&way.accel)
+                && q.region.as_ref().is_none_or(|r| *r == way.region)
+        })
         .map(|(i, _)| (i, u64::from(w.nodes * w.replicas * way.accel_count)))
         .collect()
 }
@@ -144,7 +175,12 @@ fn evaluate(f: &Fleet, chosen: &[Option<&Way>]) -> Option<f64> {
             pools[p] += w.nodes * w.replicas;
         }
     }
-    if quota.iter().zip(&f.quotas).any(|(u, q)| *u > u64::from(q.max)) || pools.iter().zip(&f.capacity).any(|(u, c)| *u > c.nodes) {
+    if quota
+        .iter()
+        .zip(&f.quotas)
+        .any(|(u, q)| *u > u64::from(q.max))
+        || pools.iter().zip(&f.capacity).any(|(u, c)| *u > c.nodes)
+    {
         return None;
     }
     let mut total = 0.0;
@@ -166,7 +202,11 @@ fn brute_force(cat: &Catalog, f: &Fleet) -> Option<(usize, f64)> {
     let mut best: Option<(usize, f64)> = None;
     let mut idx = vec![0usize; all.len()];
     loop {
-        let chosen: Vec<Option<&Way>> = idx.iter().zip(&all).map(|(i, v)| if *i == 0 { None } else { Some(&v[*i - 1]) }).collect();
+        let chosen: Vec<Option<&Way>> = idx
+            .iter()
+            .zip(&all)
+            .map(|(i, v)| if *i == 0 { None } else { Some(&v[*i - 1]) })
+            .collect();
         // A workload with a way may be left out only if forced (checked by
         // preferring more placements).
         if let Some(cost) = evaluate(f, &chosen) {
@@ -210,27 +250,56 @@ fn check_plan(cat: &Catalog, f: &Fleet, p: &Plan) {
                 && Some(x.sku.as_str()) == pl.sku.as_deref()
                 && Some(x.pricing) == pl.pricing
                 && (x.pool.is_none() || x.pool.map(|i| f.capacity[i].name.clone()) == pl.pool)
-                && pl.accelerator.as_deref().is_some_and(|a| a.starts_with(&format!("{}:", x.accel)) || a.eq_ignore_ascii_case(&format!("{}:{}", x.accel, x.accel_count)))
+                && pl.accelerator.as_deref().is_some_and(|a| {
+                    a.starts_with(&format!("{}:", x.accel))
+                        || a.eq_ignore_ascii_case(&format!("{}:{}", x.accel, x.accel_count))
+                })
         });
-        let way = found.unwrap_or_else(|| panic!("{}: placement {:?}/{:?}/{:?} breaks a hard constraint", w.name, pl.provider, pl.region, pl.sku));
+        let way = found.unwrap_or_else(|| {
+            panic!(
+                "{}: placement {:?}/{:?}/{:?} breaks a hard constraint",
+                w.name, pl.provider, pl.region, pl.sku
+            )
+        });
         let cost = pl.cost_usd.unwrap().as_f64();
         let expected = way.list_usd + way.egress_usd;
-        assert!((cost - expected).abs() <= 0.01 + 1e-9 * expected, "{}: cost {} vs {}", w.name, cost, expected);
+        assert!(
+            (cost - expected).abs() <= 0.01 + 1e-9 * expected,
+            "{}: cost {} vs {}",
+            w.name,
+            cost,
+            expected
+        );
         chosen.push(Some(way));
     }
     let refs: Vec<Option<&Way>> = chosen.iter().map(|c| c.as_ref()).collect();
     let total = evaluate(f, &refs).expect("plan exceeds a quota or a reserved pool");
     let n = f.workloads.len() as f64;
-    assert!((p.total_cost_usd.as_f64() - total).abs() <= 0.02 * (n + 2.0), "total {} vs independent {}", p.total_cost_usd, total);
+    assert!(
+        (p.total_cost_usd.as_f64() - total).abs() <= 0.02 * (n + 2.0),
+        "total {} vs independent {}",
+        p.total_cost_usd,
+        total
+    );
     assert!(p.lower_bound_usd <= p.total_cost_usd);
 }
 
 fn arb_workload(i: usize) -> impl Strategy<Value = Workload> {
     (
-        prop::sample::select(vec![vec!["H100:8"], vec!["H100:8", "B200:8"], vec!["B200:8", "H100:8"], vec!["A10:4"], vec!["A10:4", "H100:8"]]),
+        prop::sample::select(vec![
+            vec!["H100:8"],
+            vec!["H100:8", "B200:8"],
+            vec!["B200:8", "H100:8"],
+            vec!["A10:4"],
+            vec!["A10:4", "H100:8"],
+        ]),
         1u32..=3,
         prop::sample::select(vec![10.0, 100.0, 250.0]),
-        prop::sample::select(vec![SpotPolicy::Never, SpotPolicy::Allowed, SpotPolicy::Required]),
+        prop::sample::select(vec![
+            SpotPolicy::Never,
+            SpotPolicy::Allowed,
+            SpotPolicy::Required,
+        ]),
         prop::sample::select(vec![None, Some("us"), Some("eu")]),
         prop::sample::select(vec![None, Some("fedramp-high"), Some("hipaa")]),
         prop::sample::select(vec![None, Some(vec!["aws", "gcp"])]),
@@ -240,7 +309,9 @@ fn arb_workload(i: usize) -> impl Strategy<Value = Workload> {
             w.spot = spot;
             w.residency = res.map(|r| vec![r.to_string()]).unwrap_or_default();
             w.compliance = cert.map(|c| vec![c.to_string()]).unwrap_or_default();
-            w.providers = provs.map(|v| v.into_iter().map(String::from).collect()).unwrap_or_default();
+            w.providers = provs
+                .map(|v| v.into_iter().map(String::from).collect())
+                .unwrap_or_default();
             w
         })
 }
@@ -250,13 +321,17 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
         (1usize..=3).prop_flat_map(|n| (0..n).map(arb_workload).collect::<Vec<_>>()),
         prop::option::of(1u32..=4),
         prop::option::of(8u32..=24),
-        prop::option::of((1_000i64..=30_000, prop::sample::select(vec![0.0, 10.0, 25.0]))),
+        prop::option::of((
+            1_000i64..=30_000,
+            prop::sample::select(vec![0.0, 10.0, 25.0]),
+        )),
         prop::option::of(1_000i64..=20_000),
     )
         .prop_map(|(ws, pool_nodes, quota_max, aws_contract, gcp_commit)| {
             let mut f = fleet(ws);
             if let Some(n) = pool_nodes {
-                f.capacity.push(pool("pool", "aws", "us-east-1", "p5.48xlarge", "H100:8", n));
+                f.capacity
+                    .push(pool("pool", "aws", "us-east-1", "p5.48xlarge", "H100:8", n));
             }
             if let Some(m) = quota_max {
                 f.quotas.push(quota("gcp", None, "H100", m));
@@ -334,18 +409,36 @@ fn independent_milp(cat: &Catalog, f: &Fleet) -> (usize, f64) {
     use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel};
     let all: Vec<Vec<Way>> = f.workloads.iter().map(|w| ways(cat, f, w)).collect();
     let mut vars = ProblemVariables::new();
-    let x: Vec<Vec<good_lp::Variable>> = all.iter().map(|v| v.iter().map(|_| vars.add(variable().binary())).collect()).collect();
+    let x: Vec<Vec<good_lp::Variable>> = all
+        .iter()
+        .map(|v| v.iter().map(|_| vars.add(variable().binary())).collect())
+        .collect();
     let u: Vec<good_lp::Variable> = all.iter().map(|_| vars.add(variable().binary())).collect();
-    let penalty = 1.0 + all.iter().map(|v| v.iter().map(|w| w.list_usd + w.egress_usd).fold(0.0, f64::max)).sum::<f64>();
+    let penalty = 1.0
+        + all
+            .iter()
+            .map(|v| {
+                v.iter()
+                    .map(|w| w.list_usd + w.egress_usd)
+                    .fold(0.0, f64::max)
+            })
+            .sum::<f64>();
     let scale = 1e-3;
     let providers: Vec<String> = {
-        let mut p: Vec<String> = all.iter().flatten().flat_map(|w| [w.provider.clone(), w.egress_provider.clone()]).collect();
+        let mut p: Vec<String> = all
+            .iter()
+            .flatten()
+            .flat_map(|w| [w.provider.clone(), w.egress_provider.clone()])
+            .collect();
         p.extend(f.contracts.iter().map(|c| c.provider.clone()));
         p.sort();
         p.dedup();
         p
     };
-    let z: Vec<good_lp::Variable> = providers.iter().map(|_| vars.add(variable().min(0.0))).collect();
+    let z: Vec<good_lp::Variable> = providers
+        .iter()
+        .map(|_| vars.add(variable().min(0.0)))
+        .collect();
     let mut obj: Expression = z.iter().copied().sum();
     for uw in &u {
         obj += penalty * scale * *uw;
@@ -370,7 +463,9 @@ fn independent_milp(cat: &Catalog, f: &Fleet) -> (usize, f64) {
         match f.contracts.iter().find(|c| c.provider == *p) {
             Some(c) => {
                 model = model.with(constraint!(z[pi] >= c.commit_usd.as_f64() * scale));
-                model = model.with(constraint!(z[pi] >= (100.0 - c.discount_pct) / 100.0 * spend));
+                model = model.with(constraint!(
+                    z[pi] >= (100.0 - c.discount_pct) / 100.0 * spend
+                ));
             }
             None => model = model.with(constraint!(z[pi] >= spend)),
         }
@@ -409,17 +504,39 @@ fn independent_milp(cat: &Catalog, f: &Fleet) -> (usize, f64) {
 fn plan_matches_an_independent_exact_solver_on_the_real_catalog() {
     let cat = Catalog::builtin().unwrap();
     for seed in [1u64, 2, 3] {
-        let f = skyward_placement::generate::fleet(&cat, seed, &skyward_placement::generate::GenSettings { workloads: 16, coupling: true, constraints: true });
+        let f = skyward_placement::generate::fleet(
+            &cat,
+            seed,
+            &skyward_placement::generate::GenSettings {
+                workloads: 16,
+                coupling: true,
+                constraints: true,
+            },
+        );
         let (placed, cost) = independent_milp(&cat, &f);
         for method in [Method::Auto, Method::Exact, Method::Lagrangian] {
-            let p = plan(&f, &cat, &PlanOptions { method, ..PlanOptions::default() });
+            let p = plan(
+                &f,
+                &cat,
+                &PlanOptions {
+                    method,
+                    ..PlanOptions::default()
+                },
+            );
             check_plan(&cat, &f, &p);
             assert_eq!(p.placed, placed, "seed {seed} {method:?}");
             let total = p.total_cost_usd.as_f64();
             if method == Method::Lagrangian {
-                assert!(total >= cost - 1.0 && p.lower_bound_usd.as_f64() <= cost + 1.0, "seed {seed}: {total} / {} vs {cost}", p.lower_bound_usd);
+                assert!(
+                    total >= cost - 1.0 && p.lower_bound_usd.as_f64() <= cost + 1.0,
+                    "seed {seed}: {total} / {} vs {cost}",
+                    p.lower_bound_usd
+                );
             } else {
-                assert!((total - cost).abs() <= 1.0, "seed {seed} {method:?}: plan {total} vs independent optimum {cost}");
+                assert!(
+                    (total - cost).abs() <= 1.0,
+                    "seed {seed} {method:?}: plan {total} vs independent optimum {cost}"
+                );
             }
         }
     }

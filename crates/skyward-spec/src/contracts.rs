@@ -5,7 +5,10 @@ use crate::error::SpecError;
 use crate::fleet::OneOrMany;
 use crate::locate::line_of;
 use serde::Deserialize;
-use skyward_ledger::contracts::{CapacityTerms, Contract, Eligibility, Floor, HourlyTerms, Instrument, ShortfallRule, SpendTerms, Terms};
+use skyward_ledger::contracts::{
+    CapacityTerms, Contract, Eligibility, Floor, HourlyTerms, Instrument, ShortfallRule,
+    SpendTerms, Terms,
+};
 use skyward_ledger::{Amount, Timestamp};
 use std::collections::BTreeSet;
 
@@ -96,12 +99,24 @@ fn money(v: f64) -> Result<Amount, String> {
 pub fn parse(text: &str, file: &str) -> Result<Vec<Contract>, SpecError> {
     let raw: RawFile = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
     if raw.contracts.len() > CONTRACTS_MAX {
-        return Err(SpecError::at(file, None, "contracts", format!("more than {CONTRACTS_MAX} contracts")));
+        return Err(SpecError::at(
+            file,
+            None,
+            "contracts",
+            format!("more than {CONTRACTS_MAX} contracts"),
+        ));
     }
     let mut names = BTreeSet::new();
     let mut out = Vec::with_capacity(raw.contracts.len());
     for (i, c) in raw.contracts.into_iter().enumerate() {
-        let e = |key: &str, m: String| SpecError::at(file, line_of(text, "contracts", i, Some(key)), &format!("contracts[{i}].{key}"), m);
+        let e = |key: &str, m: String| {
+            SpecError::at(
+                file,
+                line_of(text, "contracts", i, Some(key)),
+                &format!("contracts[{i}].{key}"),
+                m,
+            )
+        };
         if c.name.trim().is_empty() || !names.insert(c.name.clone()) {
             return Err(e("name", format!("'{}' is empty or used twice", c.name)));
         }
@@ -113,36 +128,71 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Contract>, SpecError> {
         let months = match (c.term_months, c.term_years) {
             (Some(m), None) => m,
             (None, Some(y)) => y.saturating_mul(12),
-            (Some(_), Some(_)) => return Err(e("term_months", "give term_months or term_years, not both".into())),
-            (None, None) => return Err(e("term_months", "a term is required (term_months or term_years)".into())),
+            (Some(_), Some(_)) => {
+                return Err(e(
+                    "term_months",
+                    "give term_months or term_years, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(e(
+                    "term_months",
+                    "a term is required (term_months or term_years)".into(),
+                ))
+            }
         };
         if months == 0 || months > TERM_MONTHS_MAX {
-            return Err(e("term_months", format!("must be 1 to {TERM_MONTHS_MAX} months")));
+            return Err(e(
+                "term_months",
+                format!("must be 1 to {TERM_MONTHS_MAX} months"),
+            ));
         }
         let end = start.plus_months(i64::from(months));
         let discount = c.discount_pct.unwrap_or(0.0);
         if !(discount.is_finite() && (0.0..100.0).contains(&discount)) {
             return Err(e("discount_pct", "must be from 0 to below 100".into()));
         }
-        let need = |v: Option<f64>, key: &str| -> Result<f64, SpecError> { v.ok_or_else(|| e(key, format!("required for kind {:?}", c.kind).to_lowercase())) };
+        let need = |v: Option<f64>, key: &str| -> Result<f64, SpecError> {
+            v.ok_or_else(|| {
+                e(
+                    key,
+                    format!("required for kind {:?}", c.kind).to_lowercase(),
+                )
+            })
+        };
         let terms = match c.kind {
             Kind::Spend => {
-                let commit = money(need(c.commit_usd, "commit_usd")?).map_err(|m| e("commit_usd", m))?;
+                let commit =
+                    money(need(c.commit_usd, "commit_usd")?).map_err(|m| e("commit_usd", m))?;
                 let mut floors = Vec::new();
                 for f in &c.floors {
                     if f.year == 0 || f.year > months.div_ceil(12) {
-                        return Err(e("floors", format!("year {} is outside the {}-month term", f.year, months)));
+                        return Err(e(
+                            "floors",
+                            format!("year {} is outside the {}-month term", f.year, months),
+                        ));
                     }
-                    floors.push(Floor { year: f.year, commit: money(f.commit_usd).map_err(|m| e("floors", m))? });
+                    floors.push(Floor {
+                        year: f.year,
+                        commit: money(f.commit_usd).map_err(|m| e("floors", m))?,
+                    });
                 }
                 let floor_sum: Amount = floors.iter().map(|f| f.commit).sum();
                 if floor_sum > commit {
-                    return Err(e("floors", format!("floors add up to {floor_sum}, more than the commitment {commit}")));
+                    return Err(e(
+                        "floors",
+                        format!("floors add up to {floor_sum}, more than the commitment {commit}"),
+                    ));
                 }
                 let shortfall = match c.shortfall.as_deref().unwrap_or("term-end") {
                     "term-end" => ShortfallRule::TermEnd,
                     "yearly" => ShortfallRule::Yearly,
-                    other => return Err(e("shortfall", format!("'{other}' is not term-end or yearly"))),
+                    other => {
+                        return Err(e(
+                            "shortfall",
+                            format!("'{other}' is not term-end or yearly"),
+                        ))
+                    }
                 };
                 let eligible = match c.eligible {
                     Some(el) => Eligibility {
@@ -152,7 +202,13 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Contract>, SpecError> {
                     },
                     None => Eligibility::default(),
                 };
-                Terms::Spend(SpendTerms { commit, discount_pct: discount, floors, shortfall, eligible })
+                Terms::Spend(SpendTerms {
+                    commit,
+                    discount_pct: discount,
+                    floors,
+                    shortfall,
+                    eligible,
+                })
             }
             Kind::Hourly => {
                 let instrument = match c.instrument.as_deref() {
@@ -167,22 +223,44 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Contract>, SpecError> {
                         ))
                     }
                 };
-                let per_hour = money(need(c.commit_usd_per_hour, "commit_usd_per_hour")?).map_err(|m| e("commit_usd_per_hour", m))?;
-                Terms::Hourly(HourlyTerms { instrument, commit_per_hour: per_hour, discount_pct: discount, commitment_id: c.commitment_id.clone() })
+                let per_hour = money(need(c.commit_usd_per_hour, "commit_usd_per_hour")?)
+                    .map_err(|m| e("commit_usd_per_hour", m))?;
+                Terms::Hourly(HourlyTerms {
+                    instrument,
+                    commit_per_hour: per_hour,
+                    discount_pct: discount,
+                    commitment_id: c.commitment_id.clone(),
+                })
             }
             Kind::Capacity => {
-                let units = c.units.filter(|u| *u > 0).ok_or_else(|| e("units", "a positive number of units is required".into()))?;
-                let rate = money(need(c.rate_usd_per_unit_hour, "rate_usd_per_unit_hour")?).map_err(|m| e("rate_usd_per_unit_hour", m))?;
+                let units = c
+                    .units
+                    .filter(|u| *u > 0)
+                    .ok_or_else(|| e("units", "a positive number of units is required".into()))?;
+                let rate = money(need(c.rate_usd_per_unit_hour, "rate_usd_per_unit_hour")?)
+                    .map_err(|m| e("rate_usd_per_unit_hour", m))?;
                 Terms::Capacity(CapacityTerms {
-                    region: c.region.clone().ok_or_else(|| e("region", "required for a capacity commitment".into()))?,
-                    sku: c.sku.clone().ok_or_else(|| e("sku", "required for a capacity commitment".into()))?,
+                    region: c
+                        .region
+                        .clone()
+                        .ok_or_else(|| e("region", "required for a capacity commitment".into()))?,
+                    sku: c
+                        .sku
+                        .clone()
+                        .ok_or_else(|| e("sku", "required for a capacity commitment".into()))?,
                     units,
                     rate_per_unit_hour: rate,
                     commitment_id: c.commitment_id.clone(),
                 })
             }
         };
-        out.push(Contract { name: c.name, provider, start, end, terms });
+        out.push(Contract {
+            name: c.name,
+            provider,
+            start,
+            end,
+            terms,
+        });
     }
     Ok(out)
 }

@@ -11,7 +11,12 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn at(file: &str, line: Option<usize>, field: &str, message: String) -> SpecError {
-        SpecError { file: file.to_string(), line, field: field.to_string(), message }
+        SpecError {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            message,
+        }
     }
 
     pub fn from_yaml(file: &str, e: &serde_yaml::Error) -> SpecError {
@@ -26,7 +31,12 @@ impl SpecError {
             Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
             _ => (String::new(), msg),
         };
-        SpecError { file: file.to_string(), line, field, message }
+        SpecError {
+            file: file.to_string(),
+            line,
+            field,
+            message,
+        }
     }
 }
 

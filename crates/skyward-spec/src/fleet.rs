@@ -5,8 +5,8 @@ use crate::locate::line_of;
 use serde::Deserialize;
 use skyward_catalog::Catalog;
 use skyward_model::{
-    AcceleratorRequest, AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey, ReservedCapacity,
-    SpotPolicy, Usd, Workload, WorkloadKind,
+    AcceleratorRequest, AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota,
+    RegionKey, ReservedCapacity, SpotPolicy, Usd, Workload, WorkloadKind,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,9 +17,19 @@ pub const REPLICAS_MAX: u32 = 10_000;
 pub const HOURS_MAX: f64 = 24.0 * 366.0 * 10.0;
 pub const DATA_GB_MAX: f64 = 1.0e9;
 
-pub const GEOGRAPHIES: &[&str] =
-    &["us", "ca", "mx", "br", "cl", "co", "eu", "uk", "ch", "no", "jp", "kr", "tw", "hk", "sg", "id", "my", "in", "au", "ae", "bh", "qa", "sa", "il", "za", "ma"];
-pub const CERTIFICATIONS: &[&str] = &["fedramp-high", "fedramp-moderate", "gdpr", "hipaa", "iso27001", "itar", "soc2"];
+pub const GEOGRAPHIES: &[&str] = &[
+    "us", "ca", "mx", "br", "cl", "co", "eu", "uk", "ch", "no", "jp", "kr", "tw", "hk", "sg", "id",
+    "my", "in", "au", "ae", "bh", "qa", "sa", "il", "za", "ma",
+];
+pub const CERTIFICATIONS: &[&str] = &[
+    "fedramp-high",
+    "fedramp-moderate",
+    "gdpr",
+    "hipaa",
+    "iso27001",
+    "itar",
+    "soc2",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -157,7 +167,10 @@ impl Names {
     }
 
     fn add_capacity(&mut self, c: &ReservedCapacity) {
-        self.accelerators.insert(c.accelerator.name.to_ascii_lowercase(), c.accelerator.name.clone());
+        self.accelerators.insert(
+            c.accelerator.name.to_ascii_lowercase(),
+            c.accelerator.name.clone(),
+        );
         self.providers.insert(c.region.provider.clone());
         self.regions.insert(c.region.clone());
     }
@@ -167,7 +180,10 @@ impl Names {
         if let Some(c) = self.accelerators.get(&name.to_ascii_lowercase()) {
             return Ok(c.clone());
         }
-        Err(format!("unknown accelerator '{name}'{}", hint(name, self.accelerators.values().map(String::as_str))))
+        Err(format!(
+            "unknown accelerator '{name}'{}",
+            hint(name, self.accelerators.values().map(String::as_str))
+        ))
     }
 
     pub(crate) fn provider(&self, name: &str) -> Result<String, String> {
@@ -175,7 +191,14 @@ impl Names {
         if self.providers.contains(&lower) {
             return Ok(lower);
         }
-        Err(format!("unknown provider '{name}' (known: {})", self.providers.iter().cloned().collect::<Vec<_>>().join(", ")))
+        Err(format!(
+            "unknown provider '{name}' (known: {})",
+            self.providers
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     /// A region allow-list entry: `provider:region` or a bare region name.
@@ -189,12 +212,16 @@ impl Names {
             Ok(lower)
         } else {
             let all: Vec<String> = self.regions.iter().map(|k| k.to_string()).collect();
-            Err(format!("unknown region '{entry}'{}", hint(&lower, all.iter().map(String::as_str))))
+            Err(format!(
+                "unknown region '{entry}'{}",
+                hint(&lower, all.iter().map(String::as_str))
+            ))
         }
     }
 
     pub(crate) fn region_key(&self, text: &str) -> Result<RegionKey, String> {
-        let k = RegionKey::parse(text).ok_or_else(|| format!("'{text}' is not provider:region (e.g. aws:us-east-1)"))?;
+        let k = RegionKey::parse(text)
+            .ok_or_else(|| format!("'{text}' is not provider:region (e.g. aws:us-east-1)"))?;
         if !self.providers.contains(&k.provider) {
             return Err(format!("unknown provider '{}' in '{text}'", k.provider));
         }
@@ -205,7 +232,9 @@ impl Names {
 /// " (did you mean X?)" for the closest known name, when close enough.
 pub(crate) fn hint<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     let lower = name.to_ascii_lowercase();
-    let best = known.map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k)).min();
+    let best = known
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k))
+        .min();
     match best {
         Some((d, k)) if d <= 2.max(lower.len() / 4) => format!(" (did you mean '{k}'?)"),
         _ => String::new(),
@@ -218,7 +247,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -235,7 +266,10 @@ fn known_codes(list: Option<OneOrMany>, known: &[&str], what: &str) -> Result<Ve
             if known.contains(&c.as_str()) {
                 Ok(c)
             } else {
-                Err(format!("unknown {what} '{c}' (known: {})", known.join(", ")))
+                Err(format!(
+                    "unknown {what} '{c}' (known: {})",
+                    known.join(", ")
+                ))
             }
         })
         .collect()
@@ -245,18 +279,30 @@ pub(crate) fn check_hours(h: f64) -> Result<f64, String> {
     if h.is_finite() && h > 0.0 && h <= HOURS_MAX {
         Ok(h)
     } else {
-        Err(format!("must be a number of hours above 0 and at most {HOURS_MAX}"))
+        Err(format!(
+            "must be a number of hours above 0 and at most {HOURS_MAX}"
+        ))
     }
 }
 
 pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecError> {
     let raw: RawFleet = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
     if raw.workloads.len() > WORKLOADS_MAX {
-        return Err(SpecError::at(file, None, "workloads", format!("more than {WORKLOADS_MAX} workloads")));
+        return Err(SpecError::at(
+            file,
+            None,
+            "workloads",
+            format!("more than {WORKLOADS_MAX} workloads"),
+        ));
     }
     let mut names = Names::new(catalog);
     let err = |section: &str, i: usize, key: &str, msg: String| {
-        SpecError::at(file, line_of(text, section, i, Some(key)), &format!("{section}[{i}].{key}"), msg)
+        SpecError::at(
+            file,
+            line_of(text, section, i, Some(key)),
+            &format!("{section}[{i}].{key}"),
+            msg,
+        )
     };
 
     let mut capacity = Vec::new();
@@ -268,7 +314,10 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         }
         let provider = c.provider.to_ascii_lowercase();
         let region = RegionKey::new(&provider, &c.region);
-        let catalog_row = catalog.offerings.iter().find(|o| o.region.provider == provider && o.sku.eq_ignore_ascii_case(&c.sku));
+        let catalog_row = catalog
+            .offerings
+            .iter()
+            .find(|o| o.region.provider == provider && o.sku.eq_ignore_ascii_case(&c.sku));
         let accelerator = match (&c.accelerator, catalog_row) {
             (Some(a), _) => {
                 let r = AcceleratorRequest::parse(a).map_err(|m| e("accelerator", m.to_string()))?;
@@ -285,10 +334,21 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         }
         let sku = catalog_row.map(|o| o.sku.clone()).unwrap_or(c.sku.clone());
         let hourly = match c.hourly_usd {
-            Some(h) => Usd::from_f64_rounded(h).filter(|u| *u >= Usd::ZERO).ok_or_else(|| e("hourly_usd", "must be a non-negative amount".into()))?,
-            None => catalog_row.and_then(|o| o.on_demand_usd_per_hour).unwrap_or(Usd::ZERO),
+            Some(h) => Usd::from_f64_rounded(h)
+                .filter(|u| *u >= Usd::ZERO)
+                .ok_or_else(|| e("hourly_usd", "must be a non-negative amount".into()))?,
+            None => catalog_row
+                .and_then(|o| o.on_demand_usd_per_hour)
+                .unwrap_or(Usd::ZERO),
         };
-        let rc = ReservedCapacity { name: c.name, region, sku, accelerator, nodes: c.nodes, hourly_usd: hourly };
+        let rc = ReservedCapacity {
+            name: c.name,
+            region,
+            sku,
+            accelerator,
+            nodes: c.nodes,
+            hourly_usd: hourly,
+        };
         names.add_capacity(&rc);
         capacity.push(rc);
     }
@@ -306,9 +366,15 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         let kind = w.kind.unwrap_or(WorkloadKind::Train);
         let mut accelerators = Vec::new();
         for a in w.accelerators.into_vec() {
-            let r = AcceleratorRequest::parse(&a).map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
-            let name = names.accelerator(&r.name).map_err(|m| e("accelerators", m))?;
-            accelerators.push(AcceleratorRequest { name, count: r.count });
+            let r = AcceleratorRequest::parse(&a)
+                .map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
+            let name = names
+                .accelerator(&r.name)
+                .map_err(|m| e("accelerators", m))?;
+            accelerators.push(AcceleratorRequest {
+                name,
+                count: r.count,
+            });
         }
         if accelerators.is_empty() {
             return Err(e("accelerators", "list at least one MODEL:COUNT".into()));
@@ -322,21 +388,40 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             return Err(e("replicas", format!("must be 1 to {REPLICAS_MAX}")));
         }
         if replicas > 1 && kind != WorkloadKind::Serve {
-            return Err(e("replicas", "only `kind: serve` workloads have replicas".into()));
+            return Err(e(
+                "replicas",
+                "only `kind: serve` workloads have replicas".into(),
+            ));
         }
         let hours = check_hours(w.hours).map_err(|m| e("hours", m))?;
         let providers = match w.providers {
-            Some(p) => p.into_vec().iter().map(|x| names.provider(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("providers", m))?,
+            Some(p) => p
+                .into_vec()
+                .iter()
+                .map(|x| names.provider(x))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| e("providers", m))?,
             None => Vec::new(),
         };
         let regions = match w.regions {
-            Some(r) => r.into_vec().iter().map(|x| names.region_entry(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("regions", m))?,
+            Some(r) => r
+                .into_vec()
+                .iter()
+                .map(|x| names.region_entry(x))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| e("regions", m))?,
             None => Vec::new(),
         };
-        let residency = known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
-        let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification").map_err(|m| e("compliance", m))?;
+        let residency =
+            known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
+        let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification")
+            .map_err(|m| e("compliance", m))?;
         let max_hourly_usd = match w.max_hourly_usd {
-            Some(v) => Some(Usd::from_f64_rounded(v).filter(|u| *u > Usd::ZERO).ok_or_else(|| e("max_hourly_usd", "must be a positive amount".into()))?),
+            Some(v) => Some(
+                Usd::from_f64_rounded(v)
+                    .filter(|u| *u > Usd::ZERO)
+                    .ok_or_else(|| e("max_hourly_usd", "must be a positive amount".into()))?,
+            ),
             None => None,
         };
         let data = match w.data {
@@ -350,22 +435,37 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             None => None,
         };
         let users = match w.users {
-            Some(u) => u.iter().map(|x| names.region_key(x)).collect::<Result<Vec<_>, _>>().map_err(|m| e("users", m))?,
+            Some(u) => u
+                .iter()
+                .map(|x| names.region_key(x))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| e("users", m))?,
             None => Vec::new(),
         };
         if let Some(l) = w.latency_ms {
             if !(l.is_finite() && l > 0.0) {
-                return Err(e("latency_ms", "must be a positive number of milliseconds".into()));
+                return Err(e(
+                    "latency_ms",
+                    "must be a positive number of milliseconds".into(),
+                ));
             }
             if users.is_empty() {
-                return Err(e("latency_ms", "a latency bound needs `users:` (the regions requests come from)".into()));
+                return Err(e(
+                    "latency_ms",
+                    "a latency bound needs `users:` (the regions requests come from)".into(),
+                ));
             }
         }
         let mut throughput = BTreeMap::new();
         for (k, v) in w.throughput.unwrap_or_default() {
-            let name = names.accelerator(k.split(':').next().unwrap_or(&k)).map_err(|m| e("throughput", m))?;
+            let name = names
+                .accelerator(k.split(':').next().unwrap_or(&k))
+                .map_err(|m| e("throughput", m))?;
             if !(v.is_finite() && v > 0.0) {
-                return Err(e("throughput", format!("{k}: must be a positive relative throughput")));
+                return Err(e(
+                    "throughput",
+                    format!("{k}: must be a positive relative throughput"),
+                ));
             }
             throughput.insert(name, v);
         }
@@ -396,11 +496,25 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         let e = |key: &str, m: String| err("quotas", i, key, m);
         let provider = names.provider(&q.provider).map_err(|m| e("provider", m))?;
         let region = match q.region {
-            Some(r) => Some(names.region_entry(&format!("{provider}:{r}")).map_err(|m| e("region", m))?.split_once(':').map(|x| x.1.to_string()).unwrap_or(r)),
+            Some(r) => Some(
+                names
+                    .region_entry(&format!("{provider}:{r}"))
+                    .map_err(|m| e("region", m))?
+                    .split_once(':')
+                    .map(|x| x.1.to_string())
+                    .unwrap_or(r),
+            ),
             None => None,
         };
-        let accelerator = names.accelerator(&q.accelerator).map_err(|m| e("accelerator", m))?;
-        quotas.push(Quota { provider, region, accelerator, max: q.max });
+        let accelerator = names
+            .accelerator(&q.accelerator)
+            .map_err(|m| e("accelerator", m))?;
+        quotas.push(Quota {
+            provider,
+            region,
+            accelerator,
+            max: q.max,
+        });
     }
 
     let mut contracts = Vec::new();
@@ -411,22 +525,40 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         if !contract_providers.insert(provider.clone()) {
             return Err(e("provider", format!("a second spend contract for '{provider}': combine them into one (sum the commitments)")));
         }
-        let commit = Usd::from_f64_rounded(c.commit_usd).filter(|u| *u >= Usd::ZERO).ok_or_else(|| e("commit_usd", "must be a non-negative amount".into()))?;
+        let commit = Usd::from_f64_rounded(c.commit_usd)
+            .filter(|u| *u >= Usd::ZERO)
+            .ok_or_else(|| e("commit_usd", "must be a non-negative amount".into()))?;
         let discount = c.discount_pct.unwrap_or(0.0);
         if !(discount.is_finite() && (0.0..100.0).contains(&discount)) {
             return Err(e("discount_pct", "must be from 0 to below 100".into()));
         }
-        contracts.push(Contract { name: c.name, provider, commit_usd: commit, discount_pct: discount });
+        contracts.push(Contract {
+            name: c.name,
+            provider,
+            commit_usd: commit,
+            discount_pct: discount,
+        });
     }
 
     let mut settings = PlanSettings::default();
     if let Some(s) = raw.settings {
         if let Some(o) = s.spot_overhead_pct {
             if !(o.is_finite() && (0.0..=500.0).contains(&o)) {
-                return Err(SpecError::at(file, crate::locate::line_of_key(text, "spot_overhead_pct"), "settings.spot_overhead_pct", "must be from 0 to 500".into()));
+                return Err(SpecError::at(
+                    file,
+                    crate::locate::line_of_key(text, "spot_overhead_pct"),
+                    "settings.spot_overhead_pct",
+                    "must be from 0 to 500".into(),
+                ));
             }
             settings.spot_overhead_pct = o;
         }
     }
-    Ok(Fleet { workloads, capacity, quotas, contracts, settings })
+    Ok(Fleet {
+        workloads,
+        capacity,
+        quotas,
+        contracts,
+        settings,
+    })
 }

@@ -45,23 +45,51 @@ pub struct TaskDefaults {
 }
 
 /// Parses either format, chosen by its top-level keys.
-pub fn parse(text: &str, file: &str, catalog: &Catalog, task: &TaskDefaults) -> Result<Parsed, SpecError> {
+pub fn parse(
+    text: &str,
+    file: &str,
+    catalog: &Catalog,
+    task: &TaskDefaults,
+) -> Result<Parsed, SpecError> {
     if text.len() > SPEC_BYTES_MAX {
-        return Err(SpecError::at(file, None, "", format!("file is larger than {} MiB", SPEC_BYTES_MAX / (1024 * 1024))));
+        return Err(SpecError::at(
+            file,
+            None,
+            "",
+            format!("file is larger than {} MiB", SPEC_BYTES_MAX / (1024 * 1024)),
+        ));
     }
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
-    let mapping = match &value {
-        serde_yaml::Value::Mapping(m) => m,
-        serde_yaml::Value::Null => return Err(SpecError::at(file, None, "", "the file is empty".into())),
-        _ => return Err(SpecError::at(file, Some(1), "", "expected a mapping with `workloads:` (a fleet) or `resources:` (a SkyPilot task)".into())),
-    };
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    let mapping =
+        match &value {
+            serde_yaml::Value::Mapping(m) => m,
+            serde_yaml::Value::Null => {
+                return Err(SpecError::at(file, None, "", "the file is empty".into()))
+            }
+            _ => return Err(SpecError::at(
+                file,
+                Some(1),
+                "",
+                "expected a mapping with `workloads:` (a fleet) or `resources:` (a SkyPilot task)"
+                    .into(),
+            )),
+        };
     let has = |k: &str| mapping.contains_key(serde_yaml::Value::String(k.to_string()));
     if has("workloads") {
         let fleet = fleet::parse(text, file, catalog)?;
-        Ok(Parsed { fleet, notes: Vec::new(), format: InputFormat::Fleet })
+        Ok(Parsed {
+            fleet,
+            notes: Vec::new(),
+            format: InputFormat::Fleet,
+        })
     } else if has("resources") || has("run") || has("num_nodes") || has("setup") {
         let (fleet, notes) = skypilot::parse(text, file, catalog, task)?;
-        Ok(Parsed { fleet, notes, format: InputFormat::SkyPilotTask })
+        Ok(Parsed {
+            fleet,
+            notes,
+            format: InputFormat::SkyPilotTask,
+        })
     } else {
         Err(SpecError::at(file, Some(1), "", "expected `workloads:` (a Skyward fleet) or `resources:` (a SkyPilot task) at the top level".into()))
     }

@@ -7,7 +7,9 @@
 /// the section's line.
 pub fn line_of(text: &str, section: &str, index: usize, key: Option<&str>) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let section_line = lines.iter().position(|l| l.trim_end() == format!("{section}:") || l.starts_with(&format!("{section}:")))?;
+    let section_line = lines.iter().position(|l| {
+        l.trim_end() == format!("{section}:") || l.starts_with(&format!("{section}:"))
+    })?;
     let mut item_indent: Option<usize> = None;
     let mut count = 0usize;
     let mut item_start = None;
@@ -45,7 +47,11 @@ pub fn line_of(text: &str, section: &str, index: usize, key: Option<&str>) -> Op
     if let Some(k) = key {
         for (i, l) in lines.iter().enumerate().take(item_end).skip(start) {
             let t = l.trim_start().trim_start_matches("- ").trim_start();
-            if t.starts_with(&format!("{k}:")) || l.contains(&format!("{{{k}:")) || l.contains(&format!(", {k}:")) || l.contains(&format!("{{ {k}:")) {
+            if t.starts_with(&format!("{k}:"))
+                || l.contains(&format!("{{{k}:"))
+                || l.contains(&format!(", {k}:"))
+                || l.contains(&format!("{{ {k}:"))
+            {
                 return Some(i + 1);
             }
         }
@@ -55,7 +61,13 @@ pub fn line_of(text: &str, section: &str, index: usize, key: Option<&str>) -> Op
 
 /// Line (1-based) of a top-level or nested `key:` anywhere, first match.
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| l.trim_start().trim_start_matches("- ").starts_with(&format!("{key}:"))).map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .trim_start_matches("- ")
+                .starts_with(&format!("{key}:"))
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -69,7 +81,8 @@ mod tests {
         assert_eq!(line_of(text, "workloads", 1, Some("nodes")), Some(6));
         assert_eq!(line_of(text, "workloads", 1, Some("missing")), Some(4));
         assert_eq!(line_of(text, "capacity", 0, None), Some(7));
-        let flow = "quotas:\n  - {provider: gcp, region: us-central1, accelerator: H100, max: 256}\n";
+        let flow =
+            "quotas:\n  - {provider: gcp, region: us-central1, accelerator: H100, max: 256}\n";
         assert_eq!(line_of(flow, "quotas", 0, Some("max")), Some(2));
     }
 }

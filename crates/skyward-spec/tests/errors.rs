@@ -78,7 +78,12 @@ fn skypilot_task_maps_resources() {
 
 #[test]
 fn skypilot_accelerator_forms() {
-    for (acc, n) in [("H100:8", 1), ("{H100: 8}", 1), ("[H100:8, A100:8]", 2), ("{H100: 8, A100-80GB: 8}", 2)] {
+    for (acc, n) in [
+        ("H100:8", 1),
+        ("{H100: 8}", 1),
+        ("[H100:8, A100:8]", 2),
+        ("{H100: 8, A100-80GB: 8}", 2),
+    ] {
         let task = format!("resources:\n  accelerators: {acc}\n");
         let p = parse(&task, "t.yaml", &cat(), &TaskDefaults { hours: None }).unwrap();
         assert_eq!(p.fleet.workloads[0].accelerators.len(), n, "{acc}");
@@ -89,13 +94,41 @@ fn skypilot_accelerator_forms() {
 #[test]
 fn skypilot_unsupported_fields_are_clear() {
     let cases = [
-        ("resources:\n  accelerators: H100:8\n  instance_type: p5.48xlarge\n", "resources.instance_type", "not supported"),
-        ("resources:\n  accelerators: H100:8\n  zone: us-east-1a\n", "resources.zone", "not supported"),
-        ("resources:\n  accelerators: H100:8\n  infra: k8s/my-cluster\n", "resources.infra", "Kubernetes"),
-        ("resources:\n  accelerators: H100:0.5\n", "resources.accelerators", "count"),
-        ("resources:\n  cpus: 4\n", "resources.accelerators", "no accelerators"),
-        ("resources:\n  accelerators: H100:8\nfancy: 1\n", "fancy", "unknown SkyPilot task field"),
-        ("resources:\n  accelerators: H100:8\n  use_spot: maybe\n", "resources.use_spot", "true or false"),
+        (
+            "resources:\n  accelerators: H100:8\n  instance_type: p5.48xlarge\n",
+            "resources.instance_type",
+            "not supported",
+        ),
+        (
+            "resources:\n  accelerators: H100:8\n  zone: us-east-1a\n",
+            "resources.zone",
+            "not supported",
+        ),
+        (
+            "resources:\n  accelerators: H100:8\n  infra: k8s/my-cluster\n",
+            "resources.infra",
+            "Kubernetes",
+        ),
+        (
+            "resources:\n  accelerators: H100:0.5\n",
+            "resources.accelerators",
+            "count",
+        ),
+        (
+            "resources:\n  cpus: 4\n",
+            "resources.accelerators",
+            "no accelerators",
+        ),
+        (
+            "resources:\n  accelerators: H100:8\nfancy: 1\n",
+            "fancy",
+            "unknown SkyPilot task field",
+        ),
+        (
+            "resources:\n  accelerators: H100:8\n  use_spot: maybe\n",
+            "resources.use_spot",
+            "true or false",
+        ),
     ];
     for (text, field, frag) in cases {
         let e = parse(text, "t.yaml", &cat(), &TaskDefaults { hours: None }).expect_err(text);

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use skyward_ledger::aggregate::Aggregates;
 use skyward_ledger::status::{DayRow, HourRow};
 use skyward_ledger::Amount;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -40,7 +42,10 @@ pub enum StoreError {
 impl StoreError {
     /// Errors the user can fix by changing the input or the flags.
     pub fn is_input(&self) -> bool {
-        matches!(self, StoreError::AlreadyImported { .. } | StoreError::Overlap { .. })
+        matches!(
+            self,
+            StoreError::AlreadyImported { .. } | StoreError::Overlap { .. }
+        )
     }
 }
 
@@ -58,7 +63,11 @@ impl FileHash {
         self.0.update(bytes);
     }
     pub fn hex(self) -> String {
-        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -91,7 +100,10 @@ impl Store {
     /// Opens (creating if needed) the database file and migrates it.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -103,8 +115,14 @@ impl Store {
             .max_connections(1)
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(Store { pool })
     }
 
@@ -128,26 +146,57 @@ impl Store {
     }
 
     /// Writes one folded file in one transaction (see the module docs).
-    pub async fn import(&self, file_name: &str, sha256: &str, format: &str, agg: &Aggregates, replace: bool, now_s: i64) -> Result<ImportOutcome, StoreError> {
+    pub async fn import(
+        &self,
+        file_name: &str,
+        sha256: &str,
+        format: &str,
+        agg: &Aggregates,
+        replace: bool,
+        now_s: i64,
+    ) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(row) = sqlx::query("SELECT id FROM imports WHERE sha256 = ?").bind(sha256).fetch_optional(&mut *tx).await? {
-            return Err(StoreError::AlreadyImported { file: file_name.to_string(), id: row.get(0) });
+        if let Some(row) = sqlx::query("SELECT id FROM imports WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Err(StoreError::AlreadyImported {
+                file: file_name.to_string(),
+                id: row.get(0),
+            });
         }
         let partitions = agg.partitions();
         let mut existing: BTreeSet<String> = BTreeSet::new();
         for p in &partitions {
-            let n: i64 = sqlx::query("SELECT COUNT(*) FROM charges_daily WHERE partition = ?").bind(p).fetch_one(&mut *tx).await?.get(0);
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM charges_daily WHERE partition = ?")
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
             if n > 0 {
                 existing.insert(p.clone());
             }
         }
         if !existing.is_empty() && !replace {
-            let list: Vec<String> = existing.iter().map(|p| p.replace('|', " billing period ")).collect();
-            return Err(StoreError::Overlap { file: file_name.to_string(), overlaps: list.join(", ") });
+            let list: Vec<String> = existing
+                .iter()
+                .map(|p| p.replace('|', " billing period "))
+                .collect();
+            return Err(StoreError::Overlap {
+                file: file_name.to_string(),
+                overlaps: list.join(", "),
+            });
         }
         for p in &existing {
-            sqlx::query("DELETE FROM charges_daily WHERE partition = ?").bind(p).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM usage_hourly WHERE partition = ?").bind(p).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM charges_daily WHERE partition = ?")
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM usage_hourly WHERE partition = ?")
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
         }
         let replaced: Vec<String> = existing.into_iter().collect();
         let id: i64 = sqlx::query(
@@ -213,12 +262,22 @@ impl Store {
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(ImportOutcome { id, rows: agg.rows, buckets: agg.bucket_count(), partitions: partitions.into_iter().collect(), replaced })
+        Ok(ImportOutcome {
+            id,
+            rows: agg.rows,
+            buckets: agg.bucket_count(),
+            partitions: partitions.into_iter().collect(),
+            replaced,
+        })
     }
 
     /// Daily buckets of one provider (all when None) up to `day_end`
     /// (exclusive).
-    pub async fn daily(&self, provider: Option<&str>, day_end: i64) -> Result<Vec<DayRow>, StoreError> {
+    pub async fn daily(
+        &self,
+        provider: Option<&str>,
+        day_end: i64,
+    ) -> Result<Vec<DayRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos \
              FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 ORDER BY day, provider, region, service, sku, category",
@@ -247,7 +306,11 @@ impl Store {
     }
 
     /// Hourly usage buckets up to `hour_end` (exclusive).
-    pub async fn hourly(&self, provider: Option<&str>, hour_end: i64) -> Result<Vec<HourRow>, StoreError> {
+    pub async fn hourly(
+        &self,
+        provider: Option<&str>,
+        hour_end: i64,
+    ) -> Result<Vec<HourRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT hour, provider, pricing_category, list_nanos, effective_nanos, region, sku, quantity_nanos FROM usage_hourly \
              WHERE (?1 IS NULL OR provider = ?1) AND hour < ?2 ORDER BY hour, provider, pricing_category",
@@ -276,10 +339,33 @@ impl Store {
     /// `(provider, region, sku)` cells that a capacity commitment can cover
     /// (compared case-insensitively); all other usage of an hour is one row.
     /// Much less to read than [`Store::hourly`] when only totals matter.
-    pub async fn hourly_on_demand(&self, providers: &[String], cells: &[(String, String, String)]) -> Result<Vec<HourRow>, StoreError> {
+    pub async fn hourly_on_demand(
+        &self,
+        providers: &[String],
+        cells: &[(String, String, String)],
+    ) -> Result<Vec<HourRow>, StoreError> {
         let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
-        let providers_json = format!("[{}]", providers.iter().map(|p| quote(p)).collect::<Vec<_>>().join(","));
-        let cells_json = format!("[{}]", cells.iter().map(|(p, r, k)| quote(&format!("{}|{}|{}", p, r.to_ascii_lowercase(), k.to_ascii_lowercase()))).collect::<Vec<_>>().join(","));
+        let providers_json = format!(
+            "[{}]",
+            providers
+                .iter()
+                .map(|p| quote(p))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let cells_json = format!(
+            "[{}]",
+            cells
+                .iter()
+                .map(|(p, r, k)| quote(&format!(
+                    "{}|{}|{}",
+                    p,
+                    r.to_ascii_lowercase(),
+                    k.to_ascii_lowercase()
+                )))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let rows = sqlx::query(
             "SELECT hour, provider, \
                     CASE WHEN (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) THEN region ELSE '' END AS r, \
@@ -310,12 +396,17 @@ impl Store {
 
     /// The last day with any charge, if any.
     pub async fn last_day(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query("SELECT MAX(day) FROM charges_daily").fetch_one(&self.pool).await?.get(0))
+        Ok(sqlx::query("SELECT MAX(day) FROM charges_daily")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
     }
 
     /// Exact totals over everything stored: (billed, effective, rows).
     pub async fn totals(&self) -> Result<(Amount, Amount, i64), StoreError> {
-        let rows = sqlx::query("SELECT billed_nanos, effective_nanos, rows FROM charges_daily").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT billed_nanos, effective_nanos, rows FROM charges_daily")
+            .fetch_all(&self.pool)
+            .await?;
         let mut b = Amount::ZERO;
         let mut e = Amount::ZERO;
         let mut n = 0i64;

@@ -20,22 +20,54 @@ fn fold(text: &str) -> Aggregates {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn same_file_twice_is_refused_and_changes_nothing() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db/skyward.db")).await.unwrap();
-        let text = format!("{HEADER}{}{}", row("2024-09", 1, 0, "1.25"), row("2024-09", 1, 1, "0.00000080000"));
+        let store = Store::open(&dir.path().join("db/skyward.db"))
+            .await
+            .unwrap();
+        let text = format!(
+            "{HEADER}{}{}",
+            row("2024-09", 1, 0, "1.25"),
+            row("2024-09", 1, 1, "0.00000080000")
+        );
         let agg = fold(&text);
-        let out = store.import("a.csv", &sha256_hex(text.as_bytes()), "focus", &agg, false, 0).await.unwrap();
+        let out = store
+            .import(
+                "a.csv",
+                &sha256_hex(text.as_bytes()),
+                "focus",
+                &agg,
+                false,
+                0,
+            )
+            .await
+            .unwrap();
         assert_eq!(out.rows, 2);
         let before = store.totals().await.unwrap();
         assert_eq!(before.0, Amount::parse("1.2500008").unwrap());
-        let e = store.import("a-copy.csv", &sha256_hex(text.as_bytes()), "focus", &agg, false, 1).await.unwrap_err();
-        assert!(matches!(e, StoreError::AlreadyImported { id: 1, .. }), "{e}");
+        let e = store
+            .import(
+                "a-copy.csv",
+                &sha256_hex(text.as_bytes()),
+                "focus",
+                &agg,
+                false,
+                1,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::AlreadyImported { id: 1, .. }),
+            "{e}"
+        );
         assert_eq!(store.totals().await.unwrap(), before);
         assert_eq!(store.imports().await.unwrap().len(), 1);
     });
@@ -47,20 +79,76 @@ fn overlapping_periods_need_replace() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).await.unwrap();
         let v1 = format!("{HEADER}{}", row("2024-09", 1, 0, "10"));
-        let v2 = format!("{HEADER}{}{}", row("2024-09", 1, 0, "10"), row("2024-09", 2, 0, "5"));
+        let v2 = format!(
+            "{HEADER}{}{}",
+            row("2024-09", 1, 0, "10"),
+            row("2024-09", 2, 0, "5")
+        );
         let oct = format!("{HEADER}{}", row("2024-10", 1, 0, "7"));
-        store.import("v1.csv", &sha256_hex(v1.as_bytes()), "focus", &fold(&v1), false, 0).await.unwrap();
+        store
+            .import(
+                "v1.csv",
+                &sha256_hex(v1.as_bytes()),
+                "focus",
+                &fold(&v1),
+                false,
+                0,
+            )
+            .await
+            .unwrap();
         // A disjoint period adds up.
-        store.import("oct.csv", &sha256_hex(oct.as_bytes()), "focus", &fold(&oct), false, 0).await.unwrap();
-        assert_eq!(store.totals().await.unwrap().0, Amount::parse("17").unwrap());
+        store
+            .import(
+                "oct.csv",
+                &sha256_hex(oct.as_bytes()),
+                "focus",
+                &fold(&oct),
+                false,
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.totals().await.unwrap().0,
+            Amount::parse("17").unwrap()
+        );
         // A re-export of September is refused without --replace…
-        let e = store.import("v2.csv", &sha256_hex(v2.as_bytes()), "focus", &fold(&v2), false, 0).await.unwrap_err();
-        assert!(e.to_string().contains("aws billing period 2024-09-01") && e.is_input(), "{e}");
-        assert_eq!(store.totals().await.unwrap().0, Amount::parse("17").unwrap());
+        let e = store
+            .import(
+                "v2.csv",
+                &sha256_hex(v2.as_bytes()),
+                "focus",
+                &fold(&v2),
+                false,
+                0,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("aws billing period 2024-09-01") && e.is_input(),
+            "{e}"
+        );
+        assert_eq!(
+            store.totals().await.unwrap().0,
+            Amount::parse("17").unwrap()
+        );
         // …and supersedes it with --replace (no double count).
-        let out = store.import("v2.csv", &sha256_hex(v2.as_bytes()), "focus", &fold(&v2), true, 0).await.unwrap();
+        let out = store
+            .import(
+                "v2.csv",
+                &sha256_hex(v2.as_bytes()),
+                "focus",
+                &fold(&v2),
+                true,
+                0,
+            )
+            .await
+            .unwrap();
         assert_eq!(out.replaced, vec!["aws|2024-09-01".to_string()]);
-        assert_eq!(store.totals().await.unwrap().0, Amount::parse("22").unwrap());
+        assert_eq!(
+            store.totals().await.unwrap().0,
+            Amount::parse("22").unwrap()
+        );
     });
 }
 
@@ -72,7 +160,17 @@ fn data_survives_reopening() {
         let text = format!("{HEADER}{}", row("2024-09", 3, 5, "3.5"));
         {
             let store = Store::open(&path).await.unwrap();
-            store.import("a.csv", &sha256_hex(text.as_bytes()), "focus", &fold(&text), false, 0).await.unwrap();
+            store
+                .import(
+                    "a.csv",
+                    &sha256_hex(text.as_bytes()),
+                    "focus",
+                    &fold(&text),
+                    false,
+                    0,
+                )
+                .await
+                .unwrap();
         }
         let store = Store::open(&path).await.unwrap();
         let rows = store.daily(Some("aws"), i64::MAX).await.unwrap();

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     match skyward_catalog::build::build(&PathBuf::from(src), &PathBuf::from(out)) {
         Ok(r) => {
             println!("offerings: {} {:?}", r.offerings, r.per_provider);
-            println!("notes: {} coalesced lines; rtt pairs: {}; egress pairs: {}", r.notes, r.rtt_pairs, r.egress_pairs);
+            println!(
+                "notes: {} coalesced lines; rtt pairs: {}; egress pairs: {}",
+                r.notes, r.rtt_pairs, r.egress_pairs
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

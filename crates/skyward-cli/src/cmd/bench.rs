@@ -129,20 +129,37 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
 
 fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let f = fleet(&catalog, a.seed, &GenSettings { workloads: a.size, coupling: true, constraints: true });
+    let f = fleet(
+        &catalog,
+        a.seed,
+        &GenSettings {
+            workloads: a.size,
+            coupling: true,
+            constraints: true,
+        },
+    );
     let method = match a.method {
         MethodArg::Auto => Method::Auto,
         MethodArg::Exact => Method::Exact,
         MethodArg::Lagrangian => Method::Lagrangian,
     };
-    let opts = PlanOptions { method, explain: ExplainScope::None, ..PlanOptions::default() };
+    let opts = PlanOptions {
+        method,
+        explain: ExplainScope::None,
+        ..PlanOptions::default()
+    };
     let mut times = Vec::with_capacity(a.repeats);
     let mut last = None;
     for _ in 0..a.repeats.max(1) {
@@ -151,7 +168,9 @@ fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         last = Some(p);
     }
-    let Some(p) = last else { return Err(CliError::Internal("no run".into())) };
+    let Some(p) = last else {
+        return Err(CliError::Internal("no run".into()));
+    };
     let mut sorted = times.clone();
     let r = OneResult {
         workloads: a.size,
@@ -175,34 +194,84 @@ fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
 
 fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
     if a.sizes.is_empty() || a.sizes.iter().any(|s| *s == 0 || *s > SIZE_MAX) {
-        return Err(CliError::Input(format!("--sizes: each size must be from 1 to {SIZE_MAX}")));
+        return Err(CliError::Input(format!(
+            "--sizes: each size must be from 1 to {SIZE_MAX}"
+        )));
     }
     if a.repeats == 0 || a.repeats > REPEATS_MAX {
-        return Err(CliError::Input(format!("--repeats must be from 1 to {REPEATS_MAX}")));
+        return Err(CliError::Input(format!(
+            "--repeats must be from 1 to {REPEATS_MAX}"
+        )));
     }
-    let exe = std::env::current_exe().map_err(|e| CliError::Io(format!("cannot find own executable: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Io(format!("cannot find own executable: {e}")))?;
     let mut results = Vec::new();
-    let runs: Vec<(usize, MethodArg)> = a.sizes.iter().flat_map(|s| a.method.iter().map(move |m| (*s, *m))).collect();
+    let runs: Vec<(usize, MethodArg)> = a
+        .sizes
+        .iter()
+        .flat_map(|s| a.method.iter().map(move |m| (*s, *m)))
+        .collect();
     for (i, (size, method)) in runs.iter().enumerate() {
         let m = format!("{method:?}").to_ascii_lowercase();
-        eprintln!("[{}/{}] planning {} workloads x {} runs, method {m} (seed {}) …", i + 1, runs.len(), size, a.repeats, a.seed);
+        eprintln!(
+            "[{}/{}] planning {} workloads x {} runs, method {m} (seed {}) …",
+            i + 1,
+            runs.len(),
+            size,
+            a.repeats,
+            a.seed
+        );
         let mut cmd = Command::new(&exe);
-        cmd.args(["bench", "plan-one", "--size", &size.to_string(), "--seed", &a.seed.to_string(), "--repeats", &a.repeats.to_string(), "--method", &m, "--output", "json"]);
+        cmd.args([
+            "bench",
+            "plan-one",
+            "--size",
+            &size.to_string(),
+            "--seed",
+            &a.seed.to_string(),
+            "--repeats",
+            &a.repeats.to_string(),
+            "--method",
+            &m,
+            "--output",
+            "json",
+        ]);
         if let Some(c) = &a.common.catalog {
             cmd.arg("--catalog").arg(c);
         }
-        let out = cmd.output().map_err(|e| CliError::Io(format!("cannot run benchmark child: {e}")))?;
+        let out = cmd
+            .output()
+            .map_err(|e| CliError::Io(format!("cannot run benchmark child: {e}")))?;
         if !out.status.success() {
-            return Err(CliError::Internal(format!("benchmark child failed: {}", String::from_utf8_lossy(&out.stderr))));
+            return Err(CliError::Internal(format!(
+                "benchmark child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
-        let r: OneResult = serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(format!("benchmark child output: {e}")))?;
-        eprintln!("      median {:.1} ms, peak RSS {:.1} MiB, gap {:.4}% ({})", r.median_ms, r.peak_rss_mib, r.gap_pct, r.method);
+        let r: OneResult = serde_json::from_slice(&out.stdout)
+            .map_err(|e| CliError::Internal(format!("benchmark child output: {e}")))?;
+        eprintln!(
+            "      median {:.1} ms, peak RSS {:.1} MiB, gap {:.4}% ({})",
+            r.median_ms, r.peak_rss_mib, r.gap_pct, r.method
+        );
         results.push(r);
     }
     match a.common.output {
         Output::Json => outln!("{}", json(&results)?),
         Output::Table => {
-            let mut t = Table::new(&["WORKLOADS>", "MEDIAN MS>", "MIN MS>", "MAX MS>", "PEAK RSS MIB>", "GAP %>", "PROVEN OPTIMAL", "METHOD", "OPTIONS>", "PLACED>", "INFEASIBLE>"]);
+            let mut t = Table::new(&[
+                "WORKLOADS>",
+                "MEDIAN MS>",
+                "MIN MS>",
+                "MAX MS>",
+                "PEAK RSS MIB>",
+                "GAP %>",
+                "PROVEN OPTIMAL",
+                "METHOD",
+                "OPTIONS>",
+                "PLACED>",
+                "INFEASIBLE>",
+            ]);
             for r in &results {
                 let min = r.times_ms.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = r.times_ms.iter().copied().fold(0.0, f64::max);
@@ -252,12 +321,15 @@ struct LedgerBenchResult {
 fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
     use crate::cmd::ledger;
     if a.repeats == 0 || a.repeats > REPEATS_MAX {
-        return Err(CliError::Input(format!("--repeats must be from 1 to {REPEATS_MAX}")));
+        return Err(CliError::Input(format!(
+            "--repeats must be from 1 to {REPEATS_MAX}"
+        )));
     }
     let tmp;
     let dir = match &a.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| CliError::Io(format!("{}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| CliError::Io(format!("{}: {e}", d.display())))?;
             d.clone()
         }
         None => {
@@ -273,11 +345,23 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
     }
     let contracts = dir.join("contracts.yaml");
     std::fs::write(&contracts, BENCH_CONTRACTS).map_err(|e| CliError::Io(e.to_string()))?;
-    eprintln!("[1/3] generating {} days x {} rows/SKU/hour …", a.days, a.rows_per_hour);
+    eprintln!(
+        "[1/3] generating {} days x {} rows/SKU/hour …",
+        a.days, a.rows_per_hour
+    );
     let t0 = Instant::now();
-    let rows = ledger::generate(&ledger::GenerateArgs { start: "2026-01-01".into(), days: a.days, rows_per_hour: a.rows_per_hour, growth_pct: 20.0, seed: 7, out: csv.clone() })?;
+    let rows = ledger::generate(&ledger::GenerateArgs {
+        start: "2026-01-01".into(),
+        days: a.days,
+        rows_per_hour: a.rows_per_hour,
+        growth_pct: 20.0,
+        seed: 7,
+        out: csv.clone(),
+    })?;
     let generate_s = t0.elapsed().as_secs_f64();
-    let file_mib = std::fs::metadata(&csv).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
+    let file_mib = std::fs::metadata(&csv)
+        .map(|m| m.len() as f64 / 1048576.0)
+        .unwrap_or(0.0);
     eprintln!("[2/3] importing {rows} rows ({file_mib:.0} MiB) …");
     let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
     let t1 = Instant::now();
@@ -291,9 +375,13 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Io(e.to_string()))?;
     let import_s = t1.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(CliError::Internal(format!("import failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(CliError::Internal(format!(
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(e.to_string()))?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(e.to_string()))?;
     eprintln!("[3/3] timing status x {} …", a.repeats);
     let mut times = Vec::new();
     for _ in 0..a.repeats {
@@ -308,7 +396,10 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Io(e.to_string()))?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if !o.status.success() {
-            return Err(CliError::Internal(format!("status failed: {}", String::from_utf8_lossy(&o.stderr))));
+            return Err(CliError::Internal(format!(
+                "status failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )));
         }
     }
     let mut sorted = times.clone();
@@ -319,7 +410,9 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
         import_s,
         import_rows_per_s: rows as f64 / import_s,
         buckets: report["buckets"].as_i64().unwrap_or(0),
-        db_mib: std::fs::metadata(&db).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0),
+        db_mib: std::fs::metadata(&db)
+            .map(|m| m.len() as f64 / 1048576.0)
+            .unwrap_or(0.0),
         status_median_ms: median(&mut sorted),
         status_ms: times,
         import_peak_rss_mib: report["peak_rss_mib"].as_f64().unwrap_or(0.0),
@@ -330,7 +423,18 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
     match a.output {
         Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
-            let mut t = Table::new(&["ROWS>", "FILE MIB>", "IMPORT S>", "IMPORT ROWS/S>", "IMPORT PEAK RSS MIB>", "BUCKETS>", "DB MIB>", "STATUS MEDIAN MS>", "STATUS MIN MS>", "STATUS MAX MS>"]);
+            let mut t = Table::new(&[
+                "ROWS>",
+                "FILE MIB>",
+                "IMPORT S>",
+                "IMPORT ROWS/S>",
+                "IMPORT PEAK RSS MIB>",
+                "BUCKETS>",
+                "DB MIB>",
+                "STATUS MEDIAN MS>",
+                "STATUS MIN MS>",
+                "STATUS MAX MS>",
+            ]);
             t.row(vec![
                 r.rows.to_string(),
                 format!("{:.0}", r.file_mib),
@@ -340,7 +444,10 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
                 r.buckets.to_string(),
                 format!("{:.1}", r.db_mib),
                 format!("{:.1}", r.status_median_ms),
-                format!("{:.1}", r.status_ms.iter().copied().fold(f64::INFINITY, f64::min)),
+                format!(
+                    "{:.1}",
+                    r.status_ms.iter().copied().fold(f64::INFINITY, f64::min)
+                ),
                 format!("{:.1}", r.status_ms.iter().copied().fold(0.0, f64::max)),
             ]);
             out!("{}", t.render());
@@ -374,13 +481,32 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
     use skyward_core::{Config, Core, Input, JobSpec, SiteSpec, WorkloadId};
     use skyward_model::rng::SplitMix64;
     use skyward_model::{AcceleratorRequest, RegionKey, Usd};
-    if a.pending == 0 || a.pending > 2_000_000 || a.sites == 0 || a.sites > 10_000 || a.repeats == 0 || a.repeats > REPEATS_MAX {
-        return Err(CliError::Input("--pending 1..2e6, --sites 1..10000, --repeats 1..100".into()));
+    if a.pending == 0
+        || a.pending > 2_000_000
+        || a.sites == 0
+        || a.sites > 10_000
+        || a.repeats == 0
+        || a.repeats > REPEATS_MAX
+    {
+        return Err(CliError::Input(
+            "--pending 1..2e6, --sites 1..10000, --repeats 1..100".into(),
+        ));
     }
     let mut rng = SplitMix64::new(a.seed);
-    let regions = [("aws", "us-east-1"), ("aws", "eu-west-1"), ("gcp", "us-central1"), ("gcp", "europe-west4"), ("azure", "eastus"), ("oci", "us-ashburn-1"), ("lambda", "us-east-1")];
+    let regions = [
+        ("aws", "us-east-1"),
+        ("aws", "eu-west-1"),
+        ("gcp", "us-central1"),
+        ("gcp", "europe-west4"),
+        ("azure", "eastus"),
+        ("oci", "us-ashburn-1"),
+        ("lambda", "us-east-1"),
+    ];
     let models = ["H100", "H200", "A100", "B200", "L4"];
-    let mut core = Core::new(Config { workloads_max: a.pending + 10, ..Config::default() });
+    let mut core = Core::new(Config {
+        workloads_max: a.pending + 10,
+        ..Config::default()
+    });
     for i in 0..a.sites {
         let (p, r) = regions[i % regions.len()];
         let spec = SiteSpec {
@@ -390,21 +516,42 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             accelerators: 64,
             price_usd_per_accelerator_hour: Usd::from_dollars(2 + (i % 7) as i64),
         };
-        core.handle(0, Input::RegisterSite { spec, running: vec![] }).map_err(|e| CliError::Internal(format!("{e:?}")))?;
+        core.handle(
+            0,
+            Input::RegisterSite {
+                spec,
+                running: vec![],
+            },
+        )
+        .map_err(|e| CliError::Internal(format!("{e:?}")))?;
     }
     for i in 0..a.pending {
         let m = models[rng.below(models.len())];
         let spec = JobSpec {
             name: format!("w{i}"),
-            accelerators: vec![AcceleratorRequest { name: m.to_string(), count: 8 }],
+            accelerators: vec![AcceleratorRequest {
+                name: m.to_string(),
+                count: 8,
+            }],
             nodes: 1 + rng.below(4) as u32,
             priority: rng.below(5) as i32,
             providers: Vec::new(),
             regions: Vec::new(),
-            residency: if rng.below(5) == 0 { vec!["eu".into()] } else { Vec::new() },
+            residency: if rng.below(5) == 0 {
+                vec!["eu".into()]
+            } else {
+                Vec::new()
+            },
             compliance: Vec::new(),
         };
-        core.handle(0, Input::Submit { id: WorkloadId(i as u64), spec }).map_err(|e| CliError::Internal(format!("{e:?}")))?;
+        core.handle(
+            0,
+            Input::Submit {
+                id: WorkloadId(i as u64),
+                spec,
+            },
+        )
+        .map_err(|e| CliError::Internal(format!("{e:?}")))?;
     }
     while core.poll_command().is_some() {}
     // First cycle: places what fits, leaving every site full.
@@ -415,32 +562,77 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             dispatched += 1;
         }
     }
-    eprintln!("first cycle dispatched {dispatched}; timing {} full cycles over {} pending …", a.repeats, core.pending_count());
+    eprintln!(
+        "first cycle dispatched {dispatched}; timing {} full cycles over {} pending …",
+        a.repeats,
+        core.pending_count()
+    );
     let mut times = Vec::new();
     let mut t_ms = 0;
     for _ in 0..a.repeats {
         t_ms += 1_000;
         // Keep sites alive and force a cycle.
         for i in 0..a.sites {
-            let _ = core.handle(t_ms, Input::Heartbeat { site: format!("site-{i:03}") });
+            let _ = core.handle(
+                t_ms,
+                Input::Heartbeat {
+                    site: format!("site-{i:03}"),
+                },
+            );
         }
-        let _ = core.handle(t_ms, Input::Submit { id: WorkloadId(u64::MAX - t_ms), spec: JobSpec { name: "kick".into(), accelerators: vec![AcceleratorRequest { name: "H100".into(), count: 8 }], nodes: 100, priority: 0, providers: vec![], regions: vec![], residency: vec![], compliance: vec![] } });
+        let _ = core.handle(
+            t_ms,
+            Input::Submit {
+                id: WorkloadId(u64::MAX - t_ms),
+                spec: JobSpec {
+                    name: "kick".into(),
+                    accelerators: vec![AcceleratorRequest {
+                        name: "H100".into(),
+                        count: 8,
+                    }],
+                    nodes: 100,
+                    priority: 0,
+                    providers: vec![],
+                    regions: vec![],
+                    residency: vec![],
+                    compliance: vec![],
+                },
+            },
+        );
         let t0 = Instant::now();
         core.handle_timeout(t_ms);
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         while core.poll_command().is_some() {}
     }
     let mut sorted = times.clone();
-    let r = CoreBenchResult { pending: core.pending_count(), sites: a.sites, cycle_median_ms: median(&mut sorted), cycle_ms: times, dispatched_first_cycle: dispatched, peak_rss_mib: peak_rss_mib() };
+    let r = CoreBenchResult {
+        pending: core.pending_count(),
+        sites: a.sites,
+        cycle_median_ms: median(&mut sorted),
+        cycle_ms: times,
+        dispatched_first_cycle: dispatched,
+        peak_rss_mib: peak_rss_mib(),
+    };
     match a.output {
         Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
-            let mut t = Table::new(&["PENDING>", "SITES>", "CYCLE MEDIAN MS>", "MIN MS>", "MAX MS>", "FIRST-CYCLE DISPATCHES>", "PEAK RSS MIB>"]);
+            let mut t = Table::new(&[
+                "PENDING>",
+                "SITES>",
+                "CYCLE MEDIAN MS>",
+                "MIN MS>",
+                "MAX MS>",
+                "FIRST-CYCLE DISPATCHES>",
+                "PEAK RSS MIB>",
+            ]);
             t.row(vec![
                 r.pending.to_string(),
                 r.sites.to_string(),
                 format!("{:.1}", r.cycle_median_ms),
-                format!("{:.1}", r.cycle_ms.iter().copied().fold(f64::INFINITY, f64::min)),
+                format!(
+                    "{:.1}",
+                    r.cycle_ms.iter().copied().fold(f64::INFINITY, f64::min)
+                ),
                 format!("{:.1}", r.cycle_ms.iter().copied().fold(0.0, f64::max)),
                 r.dispatched_first_cycle.to_string(),
                 format!("{:.1}", r.peak_rss_mib),

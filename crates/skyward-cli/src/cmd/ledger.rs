@@ -207,12 +207,17 @@ pub fn db_path(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
     }
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".local/share/skyward/skyward.db")),
-        None => Err(CliError::Input("no database location: pass --db PATH or set SKYWARD_DB".into())),
+        None => Err(CliError::Input(
+            "no database location: pass --db PATH or set SKYWARD_DB".into(),
+        )),
     }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
 }
 
 pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
@@ -267,7 +272,10 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     let t0 = Instant::now();
     let f = std::fs::File::open(&a.file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     // One pass: the content hash is taken as the parser reads.
-    let mut input = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, f), hash: FileHash::default() };
+    let mut input = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, f),
+        hash: FileHash::default(),
+    };
     let mut agg = Folder::default();
     let mut kept = Vec::new();
     let mut too_many = false;
@@ -279,7 +287,11 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
             kept.push(c);
         }
         if agg.rows() >= next_report {
-            eprintln!("  {} rows read ({:.0} rows/s) …", agg.rows(), agg.rows() as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+            eprintln!(
+                "  {} rows read ({:.0} rows/s) …",
+                agg.rows(),
+                agg.rows() as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+            );
             next_report += 1_000_000;
         }
         if agg.bucket_count() > BUCKETS_MAX {
@@ -294,17 +306,23 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         return Err(CliError::Input(format!("{shown}: more than {BUCKETS_MAX} distinct daily buckets; split the file by billing period")));
     }
     // Drain anything the parser left unread, so the hash covers the file.
-    std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    std::io::copy(&mut input, &mut std::io::sink())
+        .map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     let sha = input.hash.hex();
     if agg.rows() == 0 {
         return Err(CliError::Input(format!("{shown}: no charge rows")));
     }
     let agg = agg.finish();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let rt = runtime()?;
     let result = rt.block_on(async {
         let store = Store::open(&db).await?;
-        store.import(&shown, &sha, "focus", &agg, a.replace, now).await
+        store
+            .import(&shown, &sha, "focus", &agg, a.replace, now)
+            .await
     });
     let out = match result {
         // Importing the same content again is a no-op, not a failure:
@@ -312,7 +330,10 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         Err(e @ skyward_store::StoreError::AlreadyImported { .. }) => {
             eprintln!("{e}");
             if a.db.output == Output::Json {
-                outln!("{}", json(&serde_json::json!({"file": shown, "already_imported": true}))?);
+                outln!(
+                    "{}",
+                    json(&serde_json::json!({"file": shown, "already_imported": true}))?
+                );
             }
             return Ok(());
         }
@@ -335,17 +356,48 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     match a.db.output {
         Output::Json => outln!("{}", json(&report)?),
         Output::Table => {
-            outln!("imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)", out.rows, shown, out.id, report.db, out.buckets, report.rows_per_second);
-            outln!("periods: {}", out.partitions.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+            outln!(
+                "imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)",
+                out.rows,
+                shown,
+                out.id,
+                report.db,
+                out.buckets,
+                report.rows_per_second
+            );
+            outln!(
+                "periods: {}",
+                out.partitions
+                    .iter()
+                    .map(|p| p.replace('|', " "))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             if !out.replaced.is_empty() {
-                outln!("replaced: {}", out.replaced.iter().map(|p| p.replace('|', " ")).collect::<Vec<_>>().join(", "));
+                outln!(
+                    "replaced: {}",
+                    out.replaced
+                        .iter()
+                        .map(|p| p.replace('|', " "))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
-            let unbalanced: Vec<_> = report.commitments.iter().filter(|c| c.balanced == Some(false)).collect();
+            let unbalanced: Vec<_> = report
+                .commitments
+                .iter()
+                .filter(|c| c.balanced == Some(false))
+                .collect();
             if !report.commitments.is_empty() {
                 outln!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", report.commitments.len(), unbalanced.len());
             }
             if !report.list_cost_mismatch_lines.is_empty() {
-                let shown_lines: Vec<String> = report.list_cost_mismatch_lines.iter().take(10).map(|l| l.to_string()).collect();
+                let shown_lines: Vec<String> = report
+                    .list_cost_mismatch_lines
+                    .iter()
+                    .take(10)
+                    .map(|l| l.to_string())
+                    .collect();
                 outln!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", report.list_cost_mismatch_lines.len(), shown_lines.join(", "), if report.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
             }
         }
@@ -362,7 +414,14 @@ fn imports(a: &DbArgs) -> Result<(), CliError> {
         Output::Table => {
             let mut t = Table::new(&["ID>", "FILE", "ROWS>", "BUCKETS>", "REPLACED", "SHA-256"]);
             for i in &list {
-                t.row(vec![i.id.to_string(), i.file_name.clone(), i.rows.to_string(), i.buckets.to_string(), i.replaced.clone(), i.sha256[..16].to_string()]);
+                t.row(vec![
+                    i.id.to_string(),
+                    i.file_name.clone(),
+                    i.rows.to_string(),
+                    i.buckets.to_string(),
+                    i.replaced.clone(),
+                    i.sha256[..16].to_string(),
+                ]);
             }
             out!("{}", t.render());
             eprintln!("({} imports in {})", list.len(), db.display());
@@ -375,29 +434,46 @@ pub fn load_contracts(path: &Path) -> Result<Vec<skyward_ledger::contracts::Cont
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
-        return Err(CliError::Input(format!("{shown}: file is larger than {} MiB", skyward_spec::SPEC_BYTES_MAX >> 20)));
+        return Err(CliError::Input(format!(
+            "{shown}: file is larger than {} MiB",
+            skyward_spec::SPEC_BYTES_MAX >> 20
+        )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     Ok(skyward_spec::contracts::parse(&text, &shown)?)
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:.1}%", 100.0 * x))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Everything `status` and `report` read: daily buckets, and hourly
 /// on-demand usage only for providers with hourly or capacity commitments.
-pub type LedgerData = (Vec<skyward_ledger::status::DayRow>, Vec<skyward_ledger::status::HourRow>, Option<i64>);
+pub type LedgerData = (
+    Vec<skyward_ledger::status::DayRow>,
+    Vec<skyward_ledger::status::HourRow>,
+    Option<i64>,
+);
 
-pub fn load_for(contracts: &[skyward_ledger::contracts::Contract], db: &Path) -> Result<LedgerData, CliError> {
+pub fn load_for(
+    contracts: &[skyward_ledger::contracts::Contract],
+    db: &Path,
+) -> Result<LedgerData, CliError> {
     use skyward_ledger::contracts::Terms;
-    let mut providers: Vec<String> = contracts.iter().filter(|c| !matches!(c.terms, Terms::Spend(_))).map(|c| c.provider.clone()).collect();
+    let mut providers: Vec<String> = contracts
+        .iter()
+        .filter(|c| !matches!(c.terms, Terms::Spend(_)))
+        .map(|c| c.provider.clone())
+        .collect();
     providers.sort();
     providers.dedup();
     let cells: Vec<(String, String, String)> = contracts
         .iter()
         .filter_map(|c| match &c.terms {
-            Terms::Capacity(t) if t.commitment_id.is_none() => Some((c.provider.clone(), t.region.clone(), t.sku.clone())),
+            Terms::Capacity(t) if t.commitment_id.is_none() => {
+                Some((c.provider.clone(), t.region.clone(), t.sku.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -405,7 +481,11 @@ pub fn load_for(contracts: &[skyward_ledger::contracts::Contract], db: &Path) ->
     Ok(rt.block_on(async {
         let store = Store::open(db).await?;
         let last = store.last_day().await?;
-        let hours = if providers.is_empty() { Vec::new() } else { store.hourly_on_demand(&providers, &cells).await? };
+        let hours = if providers.is_empty() {
+            Vec::new()
+        } else {
+            store.hourly_on_demand(&providers, &cells).await?
+        };
         Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, hours, last))
     })?)
 }
@@ -416,20 +496,74 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
     let db = db_path(a.db.db.as_deref())?;
     let (days, hours, last) = load_for(&contracts, &db)?;
     let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        Some(d) => skyward_ledger::Timestamp::parse(d)
+            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => match last {
             Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first, or pass --at", db.display()))),
+            None => {
+                return Err(CliError::Input(format!(
+                    "no billing data in {}: run `skyward ledger import FILE` first, or pass --at",
+                    db.display()
+                )))
+            }
         },
     };
     let report = compute(&contracts, at, &days, &hours);
     match a.db.output {
-        Output::Json => outln!("{}", json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?),
+        Output::Json => outln!(
+            "{}",
+            json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?
+        ),
         Output::Table => {
-            outln!("Ledger status at {} ({} contracts; data in {})\n", at.date_string(), report.len(), db.display());
-            let mut spend = Table::new(&["SPEND COMMITMENT", "PROVIDER", "TERM", "COMMITTED>", "BURNED>", "BURNED %>", "VS STRAIGHT LINE>", "BURN/DAY>", "NEEDED/DAY>", "P10 AT END>", "P50 AT END>", "P90 AT END>", "EXP. SHORTFALL>", "P(SHORT)>", "SAVINGS RATE>"]);
-            let mut hourly = Table::new(&["HOURLY COMMITMENT", "PROVIDER", "INSTRUMENT", "BASIS", "HOURS>", "FEE/H>", "COMMITTED>", "USED>", "UNUSED>", "UTILISATION>", "COVERAGE>", "NET SAVINGS>"]);
-            let mut capacity = Table::new(&["CAPACITY COMMITMENT", "PROVIDER", "REGION", "SKU", "BASIS", "UNITS>", "HOURS>", "PAID>", "USED>", "UTILISATION>"]);
+            outln!(
+                "Ledger status at {} ({} contracts; data in {})\n",
+                at.date_string(),
+                report.len(),
+                db.display()
+            );
+            let mut spend = Table::new(&[
+                "SPEND COMMITMENT",
+                "PROVIDER",
+                "TERM",
+                "COMMITTED>",
+                "BURNED>",
+                "BURNED %>",
+                "VS STRAIGHT LINE>",
+                "BURN/DAY>",
+                "NEEDED/DAY>",
+                "P10 AT END>",
+                "P50 AT END>",
+                "P90 AT END>",
+                "EXP. SHORTFALL>",
+                "P(SHORT)>",
+                "SAVINGS RATE>",
+            ]);
+            let mut hourly = Table::new(&[
+                "HOURLY COMMITMENT",
+                "PROVIDER",
+                "INSTRUMENT",
+                "BASIS",
+                "HOURS>",
+                "FEE/H>",
+                "COMMITTED>",
+                "USED>",
+                "UNUSED>",
+                "UTILISATION>",
+                "COVERAGE>",
+                "NET SAVINGS>",
+            ]);
+            let mut capacity = Table::new(&[
+                "CAPACITY COMMITMENT",
+                "PROVIDER",
+                "REGION",
+                "SKU",
+                "BASIS",
+                "UNITS>",
+                "HOURS>",
+                "PAID>",
+                "USED>",
+                "UTILISATION>",
+            ]);
             let mut floors = Vec::new();
             for r in &report {
                 match r {
@@ -438,7 +572,10 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                         spend.row(vec![
                             s.name.clone(),
                             s.provider.clone(),
-                            format!("{}..{} (day {}/{})", s.start, s.end, s.elapsed_days, s.term_days),
+                            format!(
+                                "{}..{} (day {}/{})",
+                                s.start, s.end, s.elapsed_days, s.term_days
+                            ),
                             s.committed.to_string(),
                             s.burned.to_string(),
                             format!("{:.1}%", s.burned_pct),
@@ -448,9 +585,13 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                             f.map(|x| x.p10.to_string()).unwrap_or_else(|| "-".into()),
                             f.map(|x| x.p50.to_string()).unwrap_or_else(|| "-".into()),
                             f.map(|x| x.p90.to_string()).unwrap_or_else(|| "-".into()),
-                            f.map(|x| x.expected_shortfall.to_string()).unwrap_or_else(|| "-".into()),
-                            f.map(|x| format!("{:.0}%", 100.0 * x.shortfall_probability)).unwrap_or_else(|| "-".into()),
-                            s.effective_savings_rate.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
+                            f.map(|x| x.expected_shortfall.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            f.map(|x| format!("{:.0}%", 100.0 * x.shortfall_probability))
+                                .unwrap_or_else(|| "-".into()),
+                            s.effective_savings_rate
+                                .map(|v| format!("{:.1}%", 100.0 * v))
+                                .unwrap_or_else(|| "-".into()),
                         ]);
                         if let Some(fl) = &s.floor {
                             floors.push(format!(
@@ -462,7 +603,14 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                                 fl.floor,
                                 fl.burned_in_year,
                                 fl.remaining_to_floor,
-                                fl.forecast_in_year.as_ref().map(|x| format!("; expected gap at year end {} (P(short) {:.0}%)", x.expected_shortfall, 100.0 * x.shortfall_probability)).unwrap_or_default()
+                                fl.forecast_in_year
+                                    .as_ref()
+                                    .map(|x| format!(
+                                        "; expected gap at year end {} (P(short) {:.0}%)",
+                                        x.expected_shortfall,
+                                        100.0 * x.shortfall_probability
+                                    ))
+                                    .unwrap_or_default()
                             ));
                         }
                     }
@@ -478,7 +626,9 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                         h.unused.to_string(),
                         pct(h.utilisation),
                         pct(h.coverage),
-                        h.net_savings.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                        h.net_savings
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into()),
                     ]),
                     ContractStatus::Capacity(c) => capacity.row(vec![
                         c.name.clone(),
@@ -489,7 +639,9 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                         c.units.to_string(),
                         c.hours.to_string(),
                         c.paid.to_string(),
-                        c.used.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into()),
+                        c.used
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "unknown".into()),
                         pct(c.utilisation),
                     ]),
                 }
@@ -512,61 +664,113 @@ pub const GENERATE_ROWS_PER_HOUR_MAX: u32 = 10_000;
 
 pub fn generate(a: &GenerateArgs) -> Result<u64, CliError> {
     use skyward_ledger::generate::{write_focus, GenSettings};
-    if a.days == 0 || a.days > GENERATE_DAYS_MAX || a.rows_per_hour == 0 || a.rows_per_hour > GENERATE_ROWS_PER_HOUR_MAX {
+    if a.days == 0
+        || a.days > GENERATE_DAYS_MAX
+        || a.rows_per_hour == 0
+        || a.rows_per_hour > GENERATE_ROWS_PER_HOUR_MAX
+    {
         return Err(CliError::Input(format!("--days must be 1..{GENERATE_DAYS_MAX} and --rows-per-hour 1..{GENERATE_ROWS_PER_HOUR_MAX}")));
     }
     if !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
-        return Err(CliError::Input("--growth-pct must be from -90 to 1000".into()));
+        return Err(CliError::Input(
+            "--growth-pct must be from -90 to 1000".into(),
+        ));
     }
-    let start = skyward_ledger::Timestamp::parse(&a.start).map_err(|m| CliError::Input(format!("--start: {m}")))?;
+    let start = skyward_ledger::Timestamp::parse(&a.start)
+        .map_err(|m| CliError::Input(format!("--start: {m}")))?;
     let shown = a.out.display().to_string();
     let tmp = a.out.with_extension("tmp-generate");
-    let f = std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
-    let settings = GenSettings { start, days: a.days, rows_per_hour: a.rows_per_hour, growth_pct: a.growth_pct, seed: a.seed };
+    let f =
+        std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+    let settings = GenSettings {
+        start,
+        days: a.days,
+        rows_per_hour: a.rows_per_hour,
+        growth_pct: a.growth_pct,
+        seed: a.seed,
+    };
     let t0 = Instant::now();
     let mut next = 1_000_000u64;
-    let rows = write_focus(std::io::BufWriter::with_capacity(1 << 20, f), &settings, |n| {
-        if n >= next {
-            eprintln!("  {n} rows written ({:.0} rows/s) …", n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
-            next += 1_000_000;
-        }
-    })
+    let rows = write_focus(
+        std::io::BufWriter::with_capacity(1 << 20, f),
+        &settings,
+        |n| {
+            if n >= next {
+                eprintln!(
+                    "  {n} rows written ({:.0} rows/s) …",
+                    n as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+                );
+                next += 1_000_000;
+            }
+        },
+    )
     .map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    eprintln!("wrote {rows} FOCUS rows ({} days from {}) to {shown}", a.days, start.date_string());
+    eprintln!(
+        "wrote {rows} FOCUS rows ({} days from {}) to {shown}",
+        a.days,
+        start.date_string()
+    );
     Ok(rows)
 }
 
 fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
     use skyward_ledger::contracts::{Contract, Eligibility, ShortfallRule, SpendTerms, Terms};
     if !(a.discount_rate_pct.is_finite() && (0.0..=100.0).contains(&a.discount_rate_pct)) {
-        return Err(CliError::Input("--discount-rate-pct must be from 0 to 100".into()));
+        return Err(CliError::Input(
+            "--discount-rate-pct must be from 0 to 100".into(),
+        ));
     }
     if !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
-        return Err(CliError::Input("--growth-pct must be from -90 to 1000".into()));
+        return Err(CliError::Input(
+            "--growth-pct must be from -90 to 1000".into(),
+        ));
     }
     let db = db_path(a.db.db.as_deref())?;
     let rt = runtime()?;
     let (days, last) = rt.block_on(async {
         let store = Store::open(&db).await?;
-        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.last_day().await?))
+        Ok::<_, skyward_store::StoreError>((
+            store.daily(None, i64::MAX).await?,
+            store.last_day().await?,
+        ))
     })?;
     let Some(last) = last else {
-        return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first", db.display())));
+        return Err(CliError::Input(format!(
+            "no billing data in {}: run `skyward ledger import FILE` first",
+            db.display()
+        )));
     };
     let default_at = skyward_ledger::Timestamp((last + 1) * 86_400);
     let contract = if a.what_if {
-        let need = |v: Option<f64>, flag: &str| v.ok_or_else(|| CliError::Input(format!("--what-if needs {flag}")));
+        let need = |v: Option<f64>, flag: &str| {
+            v.ok_or_else(|| CliError::Input(format!("--what-if needs {flag}")))
+        };
         let commit = need(a.commit_usd, "--commit-usd")?;
         let discount = need(a.discount_pct, "--discount-pct")?;
-        let years = a.term_years.ok_or_else(|| CliError::Input("--what-if needs --term-years".into()))?;
-        let provider = a.provider.clone().ok_or_else(|| CliError::Input("--what-if needs --provider".into()))?.to_ascii_lowercase();
-        let valid = commit.is_finite() && commit > 0.0 && commit <= 1e15 && discount.is_finite() && (0.0..100.0).contains(&discount) && (1..=20).contains(&years);
+        let years = a
+            .term_years
+            .ok_or_else(|| CliError::Input("--what-if needs --term-years".into()))?;
+        let provider = a
+            .provider
+            .clone()
+            .ok_or_else(|| CliError::Input("--what-if needs --provider".into()))?
+            .to_ascii_lowercase();
+        let valid = commit.is_finite()
+            && commit > 0.0
+            && commit <= 1e15
+            && discount.is_finite()
+            && (0.0..100.0).contains(&discount)
+            && (1..=20).contains(&years);
         if !valid {
-            return Err(CliError::Input("--commit-usd must be positive, --discount-pct in [0, 100), --term-years 1..20".into()));
+            return Err(CliError::Input(
+                "--commit-usd must be positive, --discount-pct in [0, 100), --term-years 1..20"
+                    .into(),
+            ));
         }
         let start = match &a.start {
-            Some(s) => skyward_ledger::Timestamp::parse(s).map_err(|m| CliError::Input(format!("--start: {m}")))?,
+            Some(s) => skyward_ledger::Timestamp::parse(s)
+                .map_err(|m| CliError::Input(format!("--start: {m}")))?,
             None => default_at,
         };
         Contract {
@@ -575,7 +779,8 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             start,
             end: start.plus_months(12 * i64::from(years)),
             terms: Terms::Spend(SpendTerms {
-                commit: skyward_ledger::Amount::parse(&format!("{commit}")).map_err(|m| CliError::Input(format!("--commit-usd: {m}")))?,
+                commit: skyward_ledger::Amount::parse(&format!("{commit}"))
+                    .map_err(|m| CliError::Input(format!("--commit-usd: {m}")))?,
                 discount_pct: discount,
                 floors: Vec::new(),
                 shortfall: ShortfallRule::TermEnd,
@@ -583,33 +788,95 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             }),
         }
     } else {
-        let file = a.contracts.as_ref().ok_or_else(|| CliError::Input("give --contracts FILE and a contract name, or --what-if".into()))?;
-        let name = a.contract.as_ref().ok_or_else(|| CliError::Input("which contract? give its name".into()))?;
+        let file = a.contracts.as_ref().ok_or_else(|| {
+            CliError::Input("give --contracts FILE and a contract name, or --what-if".into())
+        })?;
+        let name = a
+            .contract
+            .as_ref()
+            .ok_or_else(|| CliError::Input("which contract? give its name".into()))?;
         let all = load_contracts(file)?;
-        all.into_iter().find(|c| c.name == *name).ok_or_else(|| CliError::Input(format!("{}: no contract named '{name}'", file.display())))?
+        all.into_iter().find(|c| c.name == *name).ok_or_else(|| {
+            CliError::Input(format!("{}: no contract named '{name}'", file.display()))
+        })?
     };
     let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        Some(d) => skyward_ledger::Timestamp::parse(d)
+            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => default_at,
     };
-    let r = skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct).map_err(|e| CliError::Input(e.to_string()))?;
+    let r =
+        skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct)
+            .map_err(|e| CliError::Input(e.to_string()))?;
     match a.db.output {
         Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
-            outln!("{} ({}, {}..{}, as of {})", r.name, r.provider, r.start, r.end, r.at);
+            outln!(
+                "{} ({}, {}..{}, as of {})",
+                r.name,
+                r.provider,
+                r.start,
+                r.end,
+                r.at
+            );
             let rows: Vec<(&str, String)> = vec![
                 ("commitment (nominal)", r.committed.to_string()),
                 ("discount", format!("{}%", r.discount_pct)),
-                ("headline savings (all of it used)", r.headline_savings.to_string()),
-                ("commitment NPV", format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct)),
-                ("break-even", format!("list spend of {} = burning {:.1}% of the commitment", r.break_even_list_spend, r.break_even_burn_pct)),
+                (
+                    "headline savings (all of it used)",
+                    r.headline_savings.to_string(),
+                ),
+                (
+                    "commitment NPV",
+                    format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct),
+                ),
+                (
+                    "break-even",
+                    format!(
+                        "list spend of {} = burning {:.1}% of the commitment",
+                        r.break_even_list_spend, r.break_even_burn_pct
+                    ),
+                ),
                 ("list spend to date", r.list_spend_to_date.to_string()),
-                ("projected list spend P10 / P50 / P90", format!("{} / {} / {}", r.projected_list_spend_p10, r.projected_list_spend_p50, r.projected_list_spend_p90)),
-                ("expected shortfall", format!("{} (probability {:.0}%)", r.expected_shortfall, 100.0 * r.shortfall_probability)),
-                ("expected savings", format!("{} (probability of a loss {:.0}%)", r.expected_savings, 100.0 * r.loss_probability)),
-                ("effective discount", r.effective_discount_pct.map(|v| format!("{v:.2}% (headline {}%)", r.discount_pct)).unwrap_or_else(|| "-".into())),
+                (
+                    "projected list spend P10 / P50 / P90",
+                    format!(
+                        "{} / {} / {}",
+                        r.projected_list_spend_p10,
+                        r.projected_list_spend_p50,
+                        r.projected_list_spend_p90
+                    ),
+                ),
+                (
+                    "expected shortfall",
+                    format!(
+                        "{} (probability {:.0}%)",
+                        r.expected_shortfall,
+                        100.0 * r.shortfall_probability
+                    ),
+                ),
+                (
+                    "expected savings",
+                    format!(
+                        "{} (probability of a loss {:.0}%)",
+                        r.expected_savings,
+                        100.0 * r.loss_probability
+                    ),
+                ),
+                (
+                    "effective discount",
+                    r.effective_discount_pct
+                        .map(|v| format!("{v:.2}% (headline {}%)", r.discount_pct))
+                        .unwrap_or_else(|| "-".into()),
+                ),
                 ("expected savings NPV", r.expected_savings_npv.to_string()),
-                ("projection basis", format!("{} days of history, {}%/year growth, 2,000 bootstrap paths", r.history_days, r.growth_pct)),
+                (
+                    "projection basis",
+                    format!(
+                        "{} days of history, {}%/year growth, 2,000 bootstrap paths",
+                        r.history_days, r.growth_pct
+                    ),
+                ),
             ];
             for (k, v) in rows {
                 outln!("  {k:<38} {v}");
@@ -626,26 +893,52 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     }
     let discount_pct = a.discount_pct.unwrap_or(0.0);
     if !(discount_pct.is_finite() && discount_pct > 0.0 && discount_pct < 100.0) {
-        return Err(CliError::Input("--discount-pct must be above 0 and below 100".into()));
+        return Err(CliError::Input(
+            "--discount-pct must be above 0 and below 100".into(),
+        ));
     }
-    if !(1..=5).contains(&a.term_years) || a.lookback_days.is_empty() || a.lookback_days.iter().any(|d| !(1..=366).contains(d)) {
-        return Err(CliError::Input("--term-years must be 1..5 and --lookback-days 1..366 each".into()));
+    if !(1..=5).contains(&a.term_years)
+        || a.lookback_days.is_empty()
+        || a.lookback_days.iter().any(|d| !(1..=366).contains(d))
+    {
+        return Err(CliError::Input(
+            "--term-years must be 1..5 and --lookback-days 1..366 each".into(),
+        ));
     }
-    if !((1..=2_000).contains(&a.scenarios) && a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
-        return Err(CliError::Input("--scenarios must be 1..2000 and --growth-pct -90..1000".into()));
+    if !((1..=2_000).contains(&a.scenarios)
+        && a.growth_pct.is_finite()
+        && (-90.0..=1000.0).contains(&a.growth_pct))
+    {
+        return Err(CliError::Input(
+            "--scenarios must be 1..2000 and --growth-pct -90..1000".into(),
+        ));
     }
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
     let rt = runtime()?;
-    let rows = rt.block_on(async { Store::open(&db).await?.hourly_on_demand(std::slice::from_ref(&provider), &[]).await })?;
+    let rows = rt.block_on(async {
+        Store::open(&db)
+            .await?
+            .hourly_on_demand(std::slice::from_ref(&provider), &[])
+            .await
+    })?;
     let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-    for r in rows.iter().filter(|r| matches!(r.pricing_category.as_str(), "Standard" | "")) {
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.pricing_category.as_str(), "Standard" | ""))
+    {
         *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
     }
-    let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back()) else {
-        return Err(CliError::Input(format!("no on-demand usage for provider '{provider}' in {}", db.display())));
+    let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back())
+    else {
+        return Err(CliError::Input(format!(
+            "no on-demand usage for provider '{provider}' in {}",
+            db.display()
+        )));
     };
-    let hourly: Vec<f64> = (h0..=h1).map(|h| by_hour.get(&h).copied().unwrap_or(0.0)).collect();
+    let hourly: Vec<f64> = (h0..=h1)
+        .map(|h| by_hour.get(&h).copied().unwrap_or(0.0))
+        .collect();
     let input = RecommendInput {
         hourly: &hourly,
         discount_pct,
@@ -658,7 +951,12 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     let recs = run_recommend(&input);
     let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
     match a.db.output {
-        Output::Json => outln!("{}", json(&serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs}))?),
+        Output::Json => outln!(
+            "{}",
+            json(
+                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs})
+            )?
+        ),
         Output::Table => {
             outln!(
                 "Hourly commitment for {provider}: {} hours of on-demand history (mean {}/h), {}% discount, {}-year term, {} scenarios{}\n",
@@ -669,14 +967,28 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
                 a.scenarios,
                 if a.growth_pct != 0.0 { format!(", {}%/year growth", a.growth_pct) } else { String::new() }
             );
-            let mut t = Table::new(&["METHOD", "LOOKBACK", "COVERS $/H>", "FEE $/H>", "LOOKBACK SAVINGS>", "EXPECTED TERM SAVINGS>", "P(LOSS)>", "UTILISATION>", "HOURS UNDERUSED>"]);
+            let mut t = Table::new(&[
+                "METHOD",
+                "LOOKBACK",
+                "COVERS $/H>",
+                "FEE $/H>",
+                "LOOKBACK SAVINGS>",
+                "EXPECTED TERM SAVINGS>",
+                "P(LOSS)>",
+                "UTILISATION>",
+                "HOURS UNDERUSED>",
+            ]);
             for r in &recs {
                 t.row(vec![
                     r.method.clone(),
-                    r.lookback_days.map(|d| format!("{d} days")).unwrap_or_else(|| "scenarios".into()),
+                    r.lookback_days
+                        .map(|d| format!("{d} days"))
+                        .unwrap_or_else(|| "scenarios".into()),
                     r.covers_usd_per_hour.to_string(),
                     r.fee_usd_per_hour.to_string(),
-                    r.lookback_savings.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    r.lookback_savings
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     r.expected_term_savings.to_string(),
                     format!("{:.0}%", 100.0 * r.loss_probability),
                     format!("{:.1}%", 100.0 * r.expected_utilisation),
@@ -693,27 +1005,56 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
 fn export(a: &ExportArgs) -> Result<(), CliError> {
     use skyward_ledger::export::{write_focus, Pricing as P, UsageRecord};
     use skyward_model::Pricing;
-    let start = skyward_ledger::Timestamp::parse(&a.start).map_err(|m| CliError::Input(format!("--start: {m}")))?;
+    let start = skyward_ledger::Timestamp::parse(&a.start)
+        .map_err(|m| CliError::Input(format!("--start: {m}")))?;
     if a.account.is_empty() || a.account.contains([',', '"', '\n']) {
-        return Err(CliError::Input("--account must be non-empty, without commas or quotes".into()));
+        return Err(CliError::Input(
+            "--account must be non-empty, without commas or quotes".into(),
+        ));
     }
     let catalog = skyward_catalog::Catalog::load(a.catalog.as_deref())?;
     let shown = a.from_plan.display().to_string();
-    let text = std::fs::read_to_string(&a.from_plan).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    let parsed = skyward_spec::parse(&text, &shown, &catalog, &skyward_spec::TaskDefaults { hours: None })?;
+    let text =
+        std::fs::read_to_string(&a.from_plan).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let parsed = skyward_spec::parse(
+        &text,
+        &shown,
+        &catalog,
+        &skyward_spec::TaskDefaults { hours: None },
+    )?;
     let fleet = parsed.fleet;
-    let opts = skyward_placement::PlanOptions { explain: skyward_placement::ExplainScope::None, ..Default::default() };
+    let opts = skyward_placement::PlanOptions {
+        explain: skyward_placement::ExplainScope::None,
+        ..Default::default()
+    };
     let plan = skyward_placement::plan(&fleet, &catalog, &opts);
-    let to_amount = |u: skyward_model::Usd| skyward_ledger::Amount(i128::from(u.micros()) * 1_000_000);
+    let to_amount =
+        |u: skyward_model::Usd| skyward_ledger::Amount(i128::from(u.micros()) * 1_000_000);
     let mut records = Vec::new();
     for (w, pl) in fleet.workloads.iter().zip(&plan.placements) {
-        let (Some(provider), Some(region), Some(sku), Some(pricing), Some(hours)) = (&pl.provider, &pl.region, &pl.sku, pl.pricing, pl.hours) else { continue };
+        let (Some(provider), Some(region), Some(sku), Some(pricing), Some(hours)) =
+            (&pl.provider, &pl.region, &pl.sku, pl.pricing, pl.hours)
+        else {
+            continue;
+        };
         let nodes = w.nodes_total().max(1);
         let per_node = match (&pl.pool, pricing) {
-            (Some(pool), Pricing::Reserved) => fleet.capacity.iter().find(|c| &c.name == pool).map(|c| c.hourly_usd).unwrap_or(skyward_model::Usd::ZERO),
-            _ => skyward_model::Usd::from_micros(pl.hourly_usd.unwrap_or_default().micros() / i64::from(nodes)),
+            (Some(pool), Pricing::Reserved) => fleet
+                .capacity
+                .iter()
+                .find(|c| &c.name == pool)
+                .map(|c| c.hourly_usd)
+                .unwrap_or(skyward_model::Usd::ZERO),
+            _ => skyward_model::Usd::from_micros(
+                pl.hourly_usd.unwrap_or_default().micros() / i64::from(nodes),
+            ),
         };
-        let discount = fleet.contracts.iter().find(|c| &c.provider == provider).map(|c| c.discount_pct).unwrap_or(0.0);
+        let discount = fleet
+            .contracts
+            .iter()
+            .find(|c| &c.provider == provider)
+            .map(|c| c.discount_pct)
+            .unwrap_or(0.0);
         records.push(UsageRecord {
             provider: provider.clone(),
             region: region.clone(),
@@ -730,32 +1071,60 @@ fn export(a: &ExportArgs) -> Result<(), CliError> {
             },
             discount_pct: discount,
             egress: to_amount(pl.egress_usd.unwrap_or_default()),
-            egress_discount_pct: fleet.contracts.iter().find(|c| Some(&c.provider) == w.data.as_ref().map(|d| &d.region.provider)).map(|c| c.discount_pct).unwrap_or(0.0),
-            egress_provider: w.data.as_ref().map(|d| d.region.provider.clone()).unwrap_or_else(|| provider.clone()),
+            egress_discount_pct: fleet
+                .contracts
+                .iter()
+                .find(|c| Some(&c.provider) == w.data.as_ref().map(|d| &d.region.provider))
+                .map(|c| c.discount_pct)
+                .unwrap_or(0.0),
+            egress_provider: w
+                .data
+                .as_ref()
+                .map(|d| d.region.provider.clone())
+                .unwrap_or_else(|| provider.clone()),
         });
     }
     let tmp = a.out.with_extension("tmp-export");
-    let f = std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
-    let rows = write_focus(std::io::BufWriter::with_capacity(1 << 20, f), &records, &a.account).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
+    let f =
+        std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+    let rows = write_focus(
+        std::io::BufWriter::with_capacity(1 << 20, f),
+        &records,
+        &a.account,
+    )
+    .map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
     std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
-    eprintln!("wrote {rows} FOCUS rows for {} placed workloads of {shown} (list {}) to {}", records.len(), plan.list_cost_usd, a.out.display());
+    eprintln!(
+        "wrote {rows} FOCUS rows for {} placed workloads of {shown} (list {}) to {}",
+        records.len(),
+        plan.list_cost_usd,
+        a.out.display()
+    );
     Ok(())
 }
 
 fn report(a: &ReportArgs) -> Result<(), CliError> {
     use crate::report::{band_points, esc, money_short, status_rows, Chart, Series, STYLE};
     use skyward_ledger::contracts::Terms;
-    use skyward_ledger::status::{band, burn_history, burn_series, commitment_daily, status as compute, ContractStatus};
+    use skyward_ledger::status::{
+        band, burn_history, burn_series, commitment_daily, status as compute, ContractStatus,
+    };
     use std::fmt::Write as _;
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
     let (days, hours, last) = load_for(&contracts, &db)?;
     let imports = runtime()?.block_on(async { Store::open(&db).await?.imports().await })?;
     let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        Some(d) => skyward_ledger::Timestamp::parse(d)
+            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => match last {
             Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => return Err(CliError::Input(format!("no billing data in {}: run `skyward ledger import FILE` first", db.display()))),
+            None => {
+                return Err(CliError::Input(format!(
+                    "no billing data in {}: run `skyward ledger import FILE` first",
+                    db.display()
+                )))
+            }
         },
     };
     let status = compute(&contracts, at, &days, &hours);
@@ -773,7 +1142,10 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     for (c, st) in contracts.iter().zip(&status) {
         if let (Terms::Spend(t), ContractStatus::Spend(s)) = (&c.terms, st) {
             let (d0, d1) = (c.start.day(), c.end.day());
-            let actual: Vec<(i64, f64)> = burn_series(c, at, &days).into_iter().map(|(d, v)| (d, v.as_f64())).collect();
+            let actual: Vec<(i64, f64)> = burn_series(c, at, &days)
+                .into_iter()
+                .map(|(d, v)| (d, v.as_f64()))
+                .collect();
             let history = burn_history(c, at, &days);
             let now = at.day().clamp(d0, d1);
             let b = band(&c.name, &history, s.burned, d1 - now, 30);
@@ -787,17 +1159,58 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
                 cum += f.commit.as_f64();
                 floors.push((end, cum));
             }
-            let y_max = [t.commit.as_f64(), s.burned.as_f64(), area.iter().map(|x| x.2).fold(0.0, f64::max)].into_iter().fold(1.0, f64::max) * 1.08;
+            let y_max = [
+                t.commit.as_f64(),
+                s.burned.as_f64(),
+                area.iter().map(|x| x.2).fold(0.0, f64::max),
+            ]
+            .into_iter()
+            .fold(1.0, f64::max)
+                * 1.08;
             let mut series = vec![
-                Series { name: "commitment".into(), points: vec![(d0, t.commit.as_f64()), (d1, t.commit.as_f64())], color: "#c0392b", dash: true },
-                Series { name: "straight line".into(), points: straight, color: "#888888", dash: true },
+                Series {
+                    name: "commitment".into(),
+                    points: vec![(d0, t.commit.as_f64()), (d1, t.commit.as_f64())],
+                    color: "#c0392b",
+                    dash: true,
+                },
+                Series {
+                    name: "straight line".into(),
+                    points: straight,
+                    color: "#888888",
+                    dash: true,
+                },
             ];
             if !t.floors.is_empty() {
-                series.push(Series { name: "floors".into(), points: floors, color: "#e67e22", dash: false });
+                series.push(Series {
+                    name: "floors".into(),
+                    points: floors,
+                    color: "#e67e22",
+                    dash: false,
+                });
             }
-            series.push(Series { name: "burned".into(), points: actual, color: "#1f5fa8", dash: false });
-            series.push(Series { name: "forecast P50".into(), points: p50, color: "#4a90d9", dash: true });
-            let chart = Chart { title: format!("{} ({}) burn-down", c.name, c.provider), x0: d0, x1: d1, y_max, series, band: area, band_name: "P10–P90".into(), y_is_pct: false };
+            series.push(Series {
+                name: "burned".into(),
+                points: actual,
+                color: "#1f5fa8",
+                dash: false,
+            });
+            series.push(Series {
+                name: "forecast P50".into(),
+                points: p50,
+                color: "#4a90d9",
+                dash: true,
+            });
+            let chart = Chart {
+                title: format!("{} ({}) burn-down", c.name, c.provider),
+                x0: d0,
+                x1: d1,
+                y_max,
+                series,
+                band: area,
+                band_name: "P10–P90".into(),
+                y_is_pct: false,
+            };
             let _ = write!(
                 html,
                 "<h2>{}</h2>{}<p class=\"note\">Burned {} of {} ({:.1}%); straight line {}; forecast at term end P10 {} / P50 {} / P90 {}; expected shortfall {}.</p>",
@@ -821,13 +1234,30 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         if let Some(id) = id {
             let daily = commitment_daily(&id, &days);
             if daily.len() > 1 {
-                let util: Vec<(i64, f64)> = daily.iter().map(|(d, u, n)| (*d, if (*u + *n) > skyward_ledger::Amount::ZERO { 100.0 * u.as_f64() / (*u + *n).as_f64() } else { 0.0 })).collect();
+                let util: Vec<(i64, f64)> = daily
+                    .iter()
+                    .map(|(d, u, n)| {
+                        (
+                            *d,
+                            if (*u + *n) > skyward_ledger::Amount::ZERO {
+                                100.0 * u.as_f64() / (*u + *n).as_f64()
+                            } else {
+                                0.0
+                            },
+                        )
+                    })
+                    .collect();
                 let chart = Chart {
                     title: format!("{} daily utilisation (FOCUS Used / Used + Unused)", c.name),
                     x0: daily[0].0,
                     x1: daily[daily.len() - 1].0,
                     y_max: 100.0,
-                    series: vec![Series { name: "utilisation".into(), points: util, color: "#27ae60", dash: false }],
+                    series: vec![Series {
+                        name: "utilisation".into(),
+                        points: util,
+                        color: "#27ae60",
+                        dash: false,
+                    }],
                     band: Vec::new(),
                     band_name: String::new(),
                     y_is_pct: true,
@@ -844,12 +1274,27 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
             continue;
         }
         let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-        for r in hours.iter().filter(|r| r.provider == c.provider && matches!(r.pricing_category.as_str(), "Standard" | "")) {
+        for r in hours.iter().filter(|r| {
+            r.provider == c.provider && matches!(r.pricing_category.as_str(), "Standard" | "")
+        }) {
             *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
         }
-        let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back()) else { continue };
-        let series: Vec<f64> = (h0..=h1).map(|x| by_hour.get(&x).copied().unwrap_or(0.0)).collect();
-        let input = skyward_ledger::recommend::RecommendInput { hourly: &series, discount_pct: h.discount_pct, term_hours: 8_760, lookbacks_days: &[7, 30, 60], growth_pct: 0.0, scenarios: 100, seed: 7 };
+        let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back())
+        else {
+            continue;
+        };
+        let series: Vec<f64> = (h0..=h1)
+            .map(|x| by_hour.get(&x).copied().unwrap_or(0.0))
+            .collect();
+        let input = skyward_ledger::recommend::RecommendInput {
+            hourly: &series,
+            discount_pct: h.discount_pct,
+            term_hours: 8_760,
+            lookbacks_days: &[7, 30, 60],
+            growth_pct: 0.0,
+            scenarios: 100,
+            seed: 7,
+        };
         let recs = skyward_ledger::recommend::recommend(&input);
         let _ = write!(html, "<h2>Recommended hourly commitment: {} ({}% discount, 1 year)</h2><table><tr><th>method</th><th>lookback</th><th>covers $/h</th><th>fee $/h</th><th>expected savings</th><th>P(loss)</th><th>utilisation</th></tr>", esc(&c.provider), h.discount_pct);
         for r in recs {
@@ -868,7 +1313,8 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         html.push_str("</table>");
     }
     html.push_str("<p class=\"note\">Generated by skyward ledger report. Forecast bands: seeded 7-day block bootstrap of the last 91 days of burn (500 paths).</p></body></html>\n");
-    std::fs::write(&a.html, html).map_err(|e| CliError::Io(format!("{}: {e}", a.html.display())))?;
+    std::fs::write(&a.html, html)
+        .map_err(|e| CliError::Io(format!("{}: {e}", a.html.display())))?;
     eprintln!("wrote {}", a.html.display());
     Ok(())
 }
@@ -876,36 +1322,87 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
 fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliError> {
     let mut tiers = Vec::new();
     for t in tiers_text {
-        let (c, d) = t.split_once(':').ok_or_else(|| CliError::Input(format!("--discount-tiers: '{t}' is not MIN_COMMIT_USD:DISCOUNT_PCT")))?;
-        let c: f64 = c.trim().parse().map_err(|_| CliError::Input(format!("--discount-tiers: '{c}' is not an amount")))?;
-        let d: f64 = d.trim().parse().map_err(|_| CliError::Input(format!("--discount-tiers: '{d}' is not a percentage")))?;
-        if !(c.is_finite() && (0.0..=1e15).contains(&c) && d.is_finite() && (0.0..100.0).contains(&d)) {
-            return Err(CliError::Input(format!("--discount-tiers: '{t}': amount 0..1e15, discount 0..100")));
+        let (c, d) = t.split_once(':').ok_or_else(|| {
+            CliError::Input(format!(
+                "--discount-tiers: '{t}' is not MIN_COMMIT_USD:DISCOUNT_PCT"
+            ))
+        })?;
+        let c: f64 = c
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Input(format!("--discount-tiers: '{c}' is not an amount")))?;
+        let d: f64 = d
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Input(format!("--discount-tiers: '{d}' is not a percentage")))?;
+        if !(c.is_finite()
+            && (0.0..=1e15).contains(&c)
+            && d.is_finite()
+            && (0.0..100.0).contains(&d))
+        {
+            return Err(CliError::Input(format!(
+                "--discount-tiers: '{t}': amount 0..1e15, discount 0..100"
+            )));
         }
-        tiers.push((skyward_ledger::Amount::parse(&format!("{c}")).map_err(CliError::Input)?, d));
+        tiers.push((
+            skyward_ledger::Amount::parse(&format!("{c}")).map_err(CliError::Input)?,
+            d,
+        ));
     }
-    if !((1..=10).contains(&a.term_years) && a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
-        return Err(CliError::Input("--term-years must be 1..10 and --growth-pct -90..1000".into()));
+    if !((1..=10).contains(&a.term_years)
+        && a.growth_pct.is_finite()
+        && (-90.0..=1000.0).contains(&a.growth_pct))
+    {
+        return Err(CliError::Input(
+            "--term-years must be 1..10 and --growth-pct -90..1000".into(),
+        ));
     }
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
     let rt = runtime()?;
-    let days = rt.block_on(async { Store::open(&db).await?.daily(Some(&provider), i64::MAX).await })?;
-    let mut daily: std::collections::BTreeMap<i64, skyward_ledger::Amount> = std::collections::BTreeMap::new();
+    let days = rt.block_on(async {
+        Store::open(&db)
+            .await?
+            .daily(Some(&provider), i64::MAX)
+            .await
+    })?;
+    let mut daily: std::collections::BTreeMap<i64, skyward_ledger::Amount> =
+        std::collections::BTreeMap::new();
     for r in days.iter().filter(|r| r.category == "Usage") {
         *daily.entry(r.day).or_insert(skyward_ledger::Amount::ZERO) += r.list;
     }
     let (Some((&d0, _)), Some((&d1, _))) = (daily.iter().next(), daily.iter().next_back()) else {
-        return Err(CliError::Input(format!("no usage for provider '{provider}' in {}", db.display())));
+        return Err(CliError::Input(format!(
+            "no usage for provider '{provider}' in {}",
+            db.display()
+        )));
     };
     let from = (d1 - 90).max(d0);
-    let history: Vec<skyward_ledger::Amount> = (from..=d1).map(|d| daily.get(&d).copied().unwrap_or(skyward_ledger::Amount::ZERO)).collect();
+    let history: Vec<skyward_ledger::Amount> = (from..=d1)
+        .map(|d| {
+            daily
+                .get(&d)
+                .copied()
+                .unwrap_or(skyward_ledger::Amount::ZERO)
+        })
+        .collect();
     let term_days = i64::from(a.term_years) * 365;
-    let paths = skyward_ledger::status::paths(&format!("spend/{provider}/{}", a.seed), &history, skyward_ledger::Amount::ZERO, term_days, a.growth_pct);
+    let paths = skyward_ledger::status::paths(
+        &format!("spend/{provider}/{}", a.seed),
+        &history,
+        skyward_ledger::Amount::ZERO,
+        term_days,
+        a.growth_pct,
+    );
     let options = skyward_ledger::recommend::recommend_spend(&paths, &tiers);
     let p50 = paths.get(paths.len() / 2).copied().unwrap_or_default();
     match a.db.output {
-        Output::Json => outln!("{}", json(&serde_json::json!({"provider": provider, "term_years": a.term_years, "growth_pct": a.growth_pct, "history_days": history.len(), "projected_list_spend_p50": p50, "options": options}))?),
+        Output::Json => outln!(
+            "{}",
+            json(
+                &serde_json::json!({"provider": provider, "term_years": a.term_years, "growth_pct": a.growth_pct, "history_days": history.len(), "projected_list_spend_p50": p50, "options": options})
+            )?
+        ),
         Output::Table => {
             outln!(
                 "Spend commitment for {provider}: {} days of history, projected list spend over {} years P50 {}{}\n",
@@ -914,7 +1411,14 @@ fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliEr
                 p50,
                 if a.growth_pct != 0.0 { format!(" ({}%/year growth)", a.growth_pct) } else { String::new() }
             );
-            let mut t = Table::new(&["", "COMMIT>", "DISCOUNT>", "EXPECTED SAVINGS>", "EXPECTED SHORTFALL>", "P(SHORTFALL)>"]);
+            let mut t = Table::new(&[
+                "",
+                "COMMIT>",
+                "DISCOUNT>",
+                "EXPECTED SAVINGS>",
+                "EXPECTED SHORTFALL>",
+                "P(SHORTFALL)>",
+            ]);
             for o in &options {
                 t.row(vec![
                     if o.best { "*".into() } else { String::new() },

@@ -73,16 +73,31 @@ fn load(file: &PathBuf, hours: Option<f64>, catalog: &Catalog) -> Result<Parsed,
     let shown = file.display().to_string();
     let meta = std::fs::metadata(file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
-        return Err(CliError::Input(format!("{shown}: file is larger than {} MiB", skyward_spec::SPEC_BYTES_MAX >> 20)));
+        return Err(CliError::Input(format!(
+            "{shown}: file is larger than {} MiB",
+            skyward_spec::SPEC_BYTES_MAX >> 20
+        )));
     }
     let bytes = std::fs::read(file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| CliError::Input(format!("{shown}: not UTF-8 text")))?;
-    Ok(skyward_spec::parse(&text, &shown, catalog, &TaskDefaults { hours })?)
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Input(format!("{shown}: not UTF-8 text")))?;
+    Ok(skyward_spec::parse(
+        &text,
+        &shown,
+        catalog,
+        &TaskDefaults { hours },
+    )?)
 }
 
-fn options(m: MethodArg, time_limit_s: f64, explain: ExplainScope) -> Result<PlanOptions, CliError> {
+fn options(
+    m: MethodArg,
+    time_limit_s: f64,
+    explain: ExplainScope,
+) -> Result<PlanOptions, CliError> {
     if !(time_limit_s.is_finite() && time_limit_s > 0.0 && time_limit_s <= 86_400.0) {
-        return Err(CliError::Input("--time-limit must be a number of seconds above 0 and at most 86400".into()));
+        return Err(CliError::Input(
+            "--time-limit must be a number of seconds above 0 and at most 86400".into(),
+        ));
     }
     Ok(PlanOptions {
         explain,
@@ -108,20 +123,32 @@ pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     }
     let opts = options(a.solve.method, a.solve.time_limit, ExplainScope::None)?;
     let ledger = match &a.ledger {
-        Some(file) => Some(apply_ledger(&mut fleet, file, a.db.as_deref(), a.at.as_deref(), &catalog, &opts)?),
+        Some(file) => Some(apply_ledger(
+            &mut fleet,
+            file,
+            a.db.as_deref(),
+            a.at.as_deref(),
+            &catalog,
+            &opts,
+        )?),
         None => None,
     };
     let p = plan(&fleet, &catalog, &opts);
     if let Some(path) = &a.svg {
         let picture = crate::svg::render(&p, &a.solve.file.display().to_string());
-        std::fs::write(path, picture).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, picture)
+            .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     match a.common.output {
         Output::Json => {
             let mut v = serde_json::to_value(&p).map_err(|e| CliError::Internal(e.to_string()))?;
             if let (Some(l), Some(obj)) = (&ledger, v.as_object_mut()) {
-                obj.insert("ledger".into(), serde_json::to_value(l.report(&p)).map_err(|e| CliError::Internal(e.to_string()))?);
+                obj.insert(
+                    "ledger".into(),
+                    serde_json::to_value(l.report(&p))
+                        .map_err(|e| CliError::Internal(e.to_string()))?,
+                );
             }
             outln!("{}", json(&v)?);
         }
@@ -165,7 +192,13 @@ struct Moved {
 
 fn where_(pl: &skyward_placement::Placement) -> String {
     match pl.status {
-        Status::Placed => format!("{}:{} {} {}", opt(&pl.provider), opt(&pl.region), opt(&pl.sku), opt(&pl.pricing)),
+        Status::Placed => format!(
+            "{}:{} {} {}",
+            opt(&pl.provider),
+            opt(&pl.region),
+            opt(&pl.sku),
+            opt(&pl.pricing)
+        ),
         Status::Infeasible => "infeasible".into(),
     }
 }
@@ -177,7 +210,11 @@ impl LedgerEffect {
             .zip(&self.baseline.placements)
             .filter_map(|(now, before)| {
                 let (a, b) = (where_(before), where_(now));
-                (a != b).then(|| Moved { workload: now.workload.clone(), from: a, to: b })
+                (a != b).then(|| Moved {
+                    workload: now.workload.clone(),
+                    from: a,
+                    to: b,
+                })
             })
             .collect()
     }
@@ -194,14 +231,34 @@ impl LedgerEffect {
     }
 
     fn render(&self, p: &Plan) -> String {
-        let mut s = format!("\nLedger at {} (spend commitments behind schedule count as already paid):\n", self.at);
-        let mut t = Table::new(&["CONTRACT", "PROVIDER", "BURNED>", "SCHEDULE AT HORIZON>", "TREATED AS PAID>", "DISCOUNT>"]);
+        let mut s = format!(
+            "\nLedger at {} (spend commitments behind schedule count as already paid):\n",
+            self.at
+        );
+        let mut t = Table::new(&[
+            "CONTRACT",
+            "PROVIDER",
+            "BURNED>",
+            "SCHEDULE AT HORIZON>",
+            "TREATED AS PAID>",
+            "DISCOUNT>",
+        ]);
         for c in &self.commitments {
-            t.row(vec![c.name.clone(), c.provider.clone(), c.burned.to_string(), c.schedule_at_horizon.to_string(), c.due_in_horizon.to_string(), format!("{}%", num(c.discount_pct))]);
+            t.row(vec![
+                c.name.clone(),
+                c.provider.clone(),
+                c.burned.to_string(),
+                c.schedule_at_horizon.to_string(),
+                c.due_in_horizon.to_string(),
+                format!("{}%", num(c.discount_pct)),
+            ]);
         }
         s.push_str(&t.render());
         for r in &self.replaced {
-            let _ = writeln!(s, "note: the fleet's own contract for {r} was replaced by the ledger's");
+            let _ = writeln!(
+                s,
+                "note: the fleet's own contract for {r} was replaced by the ledger's"
+            );
         }
         let moved = self.moved(p);
         let _ = writeln!(
@@ -234,13 +291,22 @@ fn apply_ledger(
     let rt = runtime()?;
     let (days, last) = rt.block_on(async {
         let store = skyward_store::Store::open(&db).await?;
-        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, store.last_day().await?))
+        Ok::<_, skyward_store::StoreError>((
+            store.daily(None, i64::MAX).await?,
+            store.last_day().await?,
+        ))
     })?;
     let at = match at {
-        Some(d) => skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))?,
+        Some(d) => skyward_ledger::Timestamp::parse(d)
+            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
         None => match last {
             Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => return Err(CliError::Input(format!("--ledger: no billing data in {}; run `skyward ledger import FILE` first", db.display()))),
+            None => {
+                return Err(CliError::Input(format!(
+                    "--ledger: no billing data in {}; run `skyward ledger import FILE` first",
+                    db.display()
+                )))
+            }
         },
     };
     let horizon = fleet.workloads.iter().map(|w| w.hours).fold(0.0, f64::max);
@@ -266,27 +332,62 @@ fn apply_ledger(
     for pr in &baseline.providers {
         seen.insert(pr.provider.clone());
         under += match fleet.contracts.iter().find(|k| k.provider == pr.provider) {
-            Some(k) => pr.list_spend_usd.discounted_pct(k.discount_pct).max(k.commit_usd),
+            Some(k) => pr
+                .list_spend_usd
+                .discounted_pct(k.discount_pct)
+                .max(k.commit_usd),
             None => pr.list_spend_usd,
         };
     }
-    for k in fleet.contracts.iter().filter(|k| !seen.contains(&k.provider)) {
+    for k in fleet
+        .contracts
+        .iter()
+        .filter(|k| !seen.contains(&k.provider))
+    {
         under += k.commit_usd;
     }
-    Ok(LedgerEffect { at: at.date_string(), commitments, replaced, baseline, baseline_under_ledger: under })
+    Ok(LedgerEffect {
+        at: at.date_string(),
+        commitments,
+        replaced,
+        baseline,
+        baseline_under_ledger: under,
+    })
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+    v.as_ref()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn render_plan(p: &Plan, file: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Plan for {file}: {} placed, {} infeasible", p.placed, p.infeasible);
+    let _ = writeln!(
+        s,
+        "Plan for {file}: {} placed, {} infeasible",
+        p.placed, p.infeasible
+    );
     let _ = writeln!(s, "Catalog: {}\n", p.catalog);
-    let mut t = Table::new(&["WORKLOAD", "KIND", "PROVIDER", "REGION", "SKU", "ACCELERATORS", "NODES>", "PRICING", "$/HOUR>", "HOURS>", "COST>"]);
+    let mut t = Table::new(&[
+        "WORKLOAD",
+        "KIND",
+        "PROVIDER",
+        "REGION",
+        "SKU",
+        "ACCELERATORS",
+        "NODES>",
+        "PRICING",
+        "$/HOUR>",
+        "HOURS>",
+        "COST>",
+    ]);
     for pl in p.placements.iter().filter(|x| x.status == Status::Placed) {
-        let nodes = if pl.replicas > 1 { format!("{}x{}", pl.replicas, pl.nodes.unwrap_or(0)) } else { opt(&pl.nodes) };
+        let nodes = if pl.replicas > 1 {
+            format!("{}x{}", pl.replicas, pl.nodes.unwrap_or(0))
+        } else {
+            opt(&pl.nodes)
+        };
         let pricing = match (&pl.pricing, &pl.pool) {
             (Some(pr), Some(pool)) => format!("{pr} ({pool})"),
             (pr, _) => opt(pr),
@@ -308,7 +409,11 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
     if !t.is_empty() {
         s.push_str(&t.render());
     }
-    let infeasible: Vec<_> = p.placements.iter().filter(|x| x.status == Status::Infeasible).collect();
+    let infeasible: Vec<_> = p
+        .placements
+        .iter()
+        .filter(|x| x.status == Status::Infeasible)
+        .collect();
     if !infeasible.is_empty() {
         let _ = writeln!(s, "\nInfeasible:");
         for pl in infeasible {
@@ -319,7 +424,17 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
         }
     }
     let _ = writeln!(s, "\nProviders:");
-    let mut t = Table::new(&["PROVIDER", "CONTRACT", "LIST SPEND>", "DISCOUNT>", "DISCOUNTED>", "COMMITMENT>", "BILLED>", "SHORTFALL>", "COMMIT USED>"]);
+    let mut t = Table::new(&[
+        "PROVIDER",
+        "CONTRACT",
+        "LIST SPEND>",
+        "DISCOUNT>",
+        "DISCOUNTED>",
+        "COMMITMENT>",
+        "BILLED>",
+        "SHORTFALL>",
+        "COMMIT USED>",
+    ]);
     for pr in &p.providers {
         t.row(vec![
             pr.provider.clone(),
@@ -330,13 +445,25 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
             pr.commit_usd.to_string(),
             pr.cost_usd.to_string(),
             pr.shortfall_usd.to_string(),
-            pr.commitment_used_pct.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into()),
+            pr.commitment_used_pct
+                .map(|v| format!("{v:.1}%"))
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     s.push_str(&t.render());
     if !p.reserved.is_empty() {
         let _ = writeln!(s, "\nReserved capacity (prepaid):");
-        let mut t = Table::new(&["POOL", "PROVIDER", "REGION", "SKU", "NODES>", "USED>", "UTILISATION>", "PREPAID $/H>", "IDLE $/H>"]);
+        let mut t = Table::new(&[
+            "POOL",
+            "PROVIDER",
+            "REGION",
+            "SKU",
+            "NODES>",
+            "USED>",
+            "UTILISATION>",
+            "PREPAID $/H>",
+            "IDLE $/H>",
+        ]);
         for r in &p.reserved {
             t.row(vec![
                 r.name.clone(),
@@ -360,7 +487,11 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
         }
         s.push_str(&t.render());
     }
-    let _ = writeln!(s, "\nTotal cost:   {}  (list {}, commitment shortfall {})", p.total_cost_usd, p.list_cost_usd, p.commitment_shortfall_usd);
+    let _ = writeln!(
+        s,
+        "\nTotal cost:   {}  (list {}, commitment shortfall {})",
+        p.total_cost_usd, p.list_cost_usd, p.commitment_shortfall_usd
+    );
     let _ = writeln!(
         s,
         "Lower bound:  {}  gap {:.4}%  [{}{}; {} workloads, {} options after pruning, {} coupling rows]",
@@ -382,10 +513,29 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
     let parsed = load(&a.solve.file, a.solve.hours, &catalog)?;
     if !parsed.fleet.workloads.iter().any(|w| w.name == a.workload) {
-        let names: Vec<&str> = parsed.fleet.workloads.iter().map(|w| w.name.as_str()).take(20).collect();
-        return Err(CliError::Input(format!("{}: no workload named '{}' (workloads: {})", a.solve.file.display(), a.workload, names.join(", "))));
+        let names: Vec<&str> = parsed
+            .fleet
+            .workloads
+            .iter()
+            .map(|w| w.name.as_str())
+            .take(20)
+            .collect();
+        return Err(CliError::Input(format!(
+            "{}: no workload named '{}' (workloads: {})",
+            a.solve.file.display(),
+            a.workload,
+            names.join(", ")
+        )));
     }
-    let p = plan(&parsed.fleet, &catalog, &options(a.solve.method, a.solve.time_limit, ExplainScope::Workload(a.workload.clone()))?);
+    let p = plan(
+        &parsed.fleet,
+        &catalog,
+        &options(
+            a.solve.method,
+            a.solve.time_limit,
+            ExplainScope::Workload(a.workload.clone()),
+        )?,
+    );
     let Some(pl) = p.placements.iter().find(|x| x.workload == a.workload) else {
         return Err(CliError::Internal("workload missing from plan".into()));
     };
@@ -399,7 +549,13 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                 placement: &'a skyward_placement::Placement,
                 explanation: &'a skyward_placement::plan::Explanation,
             }
-            outln!("{}", json(&Out { placement: pl, explanation: ex })?);
+            outln!(
+                "{}",
+                json(&Out {
+                    placement: pl,
+                    explanation: ex
+                })?
+            );
         }
         Output::Table => {
             let w = parsed.fleet.workloads.iter().find(|w| w.name == a.workload);
@@ -412,7 +568,11 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                     w.name,
                     w.kind,
                     w.nodes,
-                    if w.replicas > 1 { format!(" x {} replicas", w.replicas) } else { String::new() },
+                    if w.replicas > 1 {
+                        format!(" x {} replicas", w.replicas)
+                    } else {
+                        String::new()
+                    },
                     num(w.hours),
                     accels.first().cloned().unwrap_or_default(),
                     accels.join(", ")
@@ -441,28 +601,55 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
             }
             let f = &ex.filtering;
             let _ = writeln!(s, "\nCandidates:");
-            let mut hist = |title: String, map: &std::collections::BTreeMap<&'static str, usize>| {
-                let _ = writeln!(s, "  {title}");
-                for r in skyward_placement::reasons::ORDER {
-                    if let Some(n) = map.get(r) {
-                        let _ = writeln!(s, "    {n:>6}  {r}");
+            let mut hist =
+                |title: String, map: &std::collections::BTreeMap<&'static str, usize>| {
+                    let _ = writeln!(s, "  {title}");
+                    for r in skyward_placement::reasons::ORDER {
+                        if let Some(n) = map.get(r) {
+                            let _ = writeln!(s, "    {n:>6}  {r}");
+                        }
                     }
-                }
-            };
-            hist(format!("{} offerings evaluated:", f.offerings_evaluated), &f.offerings_filtered);
+                };
+            hist(
+                format!("{} offerings evaluated:", f.offerings_evaluated),
+                &f.offerings_filtered,
+            );
             if f.pools_evaluated > 0 {
-                hist(format!("{} reserved pools evaluated:", f.pools_evaluated), &f.pools_filtered);
+                hist(
+                    format!("{} reserved pools evaluated:", f.pools_evaluated),
+                    &f.pools_filtered,
+                );
             }
-            let _ = writeln!(s, "  {} feasible options; {} kept for the global assignment (the rest dominated)", f.options_feasible, f.options_kept);
+            let _ = writeln!(
+                s,
+                "  {} feasible options; {} kept for the global assignment (the rest dominated)",
+                f.options_feasible, f.options_kept
+            );
             if !ex.alternatives.is_empty() {
                 let _ = writeln!(s, "\nAlternatives (fleet cost: what choosing it costs the whole fleet, commitments counted):");
-                let mut t = Table::new(&["", "PROVIDER", "REGION", "SKU", "ACCELERATORS", "PRICING", "$/HOUR>", "HOURS>", "COMPUTE>", "EGRESS>", "LIST>", "FLEET COST>"]);
+                let mut t = Table::new(&[
+                    "",
+                    "PROVIDER",
+                    "REGION",
+                    "SKU",
+                    "ACCELERATORS",
+                    "PRICING",
+                    "$/HOUR>",
+                    "HOURS>",
+                    "COMPUTE>",
+                    "EGRESS>",
+                    "LIST>",
+                    "FLEET COST>",
+                ]);
                 for o in &ex.alternatives {
                     t.row(vec![
                         if o.chosen { "*".into() } else { String::new() },
                         o.provider.clone(),
                         o.region.clone(),
-                        o.pool.as_ref().map(|p| format!("{} ({p})", o.sku)).unwrap_or_else(|| o.sku.clone()),
+                        o.pool
+                            .as_ref()
+                            .map(|p| format!("{} ({p})", o.sku))
+                            .unwrap_or_else(|| o.sku.clone()),
                         o.accelerator.clone(),
                         o.pricing.to_string(),
                         o.hourly_usd.to_string(),
@@ -470,12 +657,21 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                         o.compute_usd.to_string(),
                         o.egress_usd.to_string(),
                         o.list_cost_usd.to_string(),
-                        o.fleet_cost_usd.map(|v| v.to_string()).unwrap_or_else(|| "blocked".into()),
+                        o.fleet_cost_usd
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "blocked".into()),
                     ]);
                 }
                 s.push_str(&t.render());
                 for o in ex.alternatives.iter().filter(|o| !o.blocked_by.is_empty()) {
-                    let _ = writeln!(s, "  blocked {}:{} {}: {}", o.provider, o.region, o.sku, o.blocked_by.join("; "));
+                    let _ = writeln!(
+                        s,
+                        "  blocked {}:{} {}: {}",
+                        o.provider,
+                        o.region,
+                        o.sku,
+                        o.blocked_by.join("; ")
+                    );
                 }
             }
             if !ex.why.is_empty() {
