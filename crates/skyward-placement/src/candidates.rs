@@ -210,7 +210,7 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         }
     }
     f.options_feasible = all.len();
-    all.sort_by_cached_key(|c| order_key(ctx, c));
+    all.sort_by_cached_key(order_key);
     let top = all.iter().take(TOP_K).cloned().collect();
     let (options, truncated) = prune(all);
     f.options_kept = options.len();
@@ -224,7 +224,7 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
 
 /// Deterministic order: list cost, then region, then the offering or pool
 /// (catalog and fleet orders are fixed), then pricing.
-fn order_key(_ctx: &Context, c: &Candidate) -> (Usd, u32, Source, Pricing) {
+fn order_key(c: &Candidate) -> (Usd, u32, Source, Pricing) {
     (c.list_cost_usd(), c.region, c.source, c.pricing)
 }
 
@@ -269,7 +269,7 @@ fn offering_options(
         .quota_rows_for(
             provider,
             &ctx.regions[region as usize].region,
-            &o.accelerator.to_ascii_lowercase(),
+            &o.accelerator,
         )
         .map(|row| (row, accels))
         .collect();

@@ -164,18 +164,16 @@ impl<'a> Context<'a> {
 
     /// Quota rows an on-demand/spot option in (provider, region) with this
     /// accelerator counts against.
-    pub fn quota_rows_for(
-        &self,
+    pub fn quota_rows_for<'q>(
+        &'q self,
         provider: u32,
-        region: &str,
-        accelerator_lower: &str,
-    ) -> impl Iterator<Item = usize> + '_ {
-        let region = region.to_string();
-        let accel = accelerator_lower.to_string();
+        region: &'q str,
+        accelerator: &'q str,
+    ) -> impl Iterator<Item = usize> + 'q {
         self.quota_rows.iter().filter_map(move |(p, r, a, row)| {
             (*p == provider
-                && *a == accel
-                && r.as_ref().is_none_or(|rr| rr.eq_ignore_ascii_case(&region)))
+                && a.eq_ignore_ascii_case(accelerator)
+                && r.as_ref().is_none_or(|rr| rr.eq_ignore_ascii_case(region)))
             .then_some(*row)
         })
     }

@@ -164,7 +164,5 @@ pub fn solve(
         },
         iterations: 0,
         proven_optimal: proven,
-        row_price: vec![0.0; pr.row_limit.len()],
-        provider_price: pr.factor.clone(),
     })
 }

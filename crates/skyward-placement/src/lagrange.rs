@@ -319,9 +319,5 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         method: "lagrangian",
         iterations,
         proven_optimal: ub - lb <= 1e-9 * ub.abs().max(1.0),
-        row_price: (0..rows).map(|r| d.row_price(r)).collect(),
-        provider_price: (0..pr.providers())
-            .map(|p| d.mu[p] * pr.factor[p])
-            .collect(),
     }
 }

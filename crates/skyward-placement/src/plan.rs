@@ -309,8 +309,6 @@ fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution 
             s.proven_optimal = s.proven_optimal
                 || s.upper_bound - s.lower_bound <= 1e-9 * s.upper_bound.abs().max(1.0);
             s.iterations = lag.iterations;
-            s.row_price = lag.row_price;
-            s.provider_price = lag.provider_price;
             s
         }
         Err(e) => {
@@ -349,8 +347,6 @@ pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
             method: "none (nothing to place)",
             iterations: 0,
             proven_optimal: true,
-            row_price: Vec::new(),
-            provider_price: Vec::new(),
         }
     } else {
         solve(&built.problem, opts, &mut notes)

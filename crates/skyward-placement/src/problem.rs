@@ -104,8 +104,4 @@ pub struct Solution {
     pub method: &'static str,
     pub iterations: usize,
     pub proven_optimal: bool,
-    /// Final prices of the coupling rows and providers (for explanations):
-    /// $ per unit of each row, $ per list $ on each provider.
-    pub row_price: Vec<f64>,
-    pub provider_price: Vec<f64>,
 }
