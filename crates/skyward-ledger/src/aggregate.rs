@@ -11,7 +11,7 @@
 
 use crate::amount::Amount;
 use crate::focus::{Charge, CommitmentStatus};
-use crate::time::{civil_from_days, Timestamp};
+use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -242,10 +242,8 @@ pub fn partition_of(c: &Charge) -> String {
 }
 
 fn period_start(c: &Charge) -> Timestamp {
-    c.billing_period_start.unwrap_or_else(|| {
-        let (y, m, _) = civil_from_days(c.charge_period_start.day());
-        Timestamp::from_ymd(y, m, 1)
-    })
+    c.billing_period_start
+        .unwrap_or_else(|| c.charge_period_start.month_start())
 }
 
 fn partition_key(provider: &str, c: &Charge) -> String {

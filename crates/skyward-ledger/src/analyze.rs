@@ -119,7 +119,7 @@ pub fn analyze(
     let days_left = d_end - d_at;
     let finals = paths(&c.name, &history, to_date, days_left, growth_pct);
     let n = finals.len().max(1) as i128;
-    let pct = |p: f64| finals[((finals.len() - 1) as f64 * p).round() as usize];
+    let pct = |p: f64| crate::status::percentile(&finals, p);
     let (mut short_sum, mut save_sum, mut list_sum) = (Amount::ZERO, Amount::ZERO, Amount::ZERO);
     let (mut short_n, mut loss_n) = (0usize, 0usize);
     for l in &finals {

@@ -6,7 +6,7 @@
 
 use crate::amount::{Amount, PICOS_PER_USD};
 use crate::contracts::scale;
-use crate::time::{civil_from_days, Timestamp, SECONDS_PER_HOUR};
+use crate::time::{Timestamp, SECONDS_PER_HOUR};
 use std::io::Write;
 
 pub const HEADER: &str = "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeClass,ChargeDescription,ChargeFrequency,PricingCategory,ServiceProviderName,InvoiceIssuerName,RegionId,ServiceCategory,ServiceName,SkuId,ResourceId,ResourceName,ListUnitPrice,PricingQuantity,PricingUnit,ListCost,ContractedCost,EffectiveCost,BilledCost,ConsumedQuantity,ConsumedUnit,CommitmentDiscountId,CommitmentDiscountStatus";
@@ -44,12 +44,6 @@ pub struct UsageRecord {
     pub egress_discount_pct: f64,
 }
 
-fn period(t: Timestamp) -> (Timestamp, Timestamp) {
-    let (y, m, _) = civil_from_days(t.day());
-    let s = Timestamp::from_ymd(y, m, 1);
-    (s, s.plus_months(1))
-}
-
 pub fn write_focus<W: Write>(
     mut w: W,
     records: &[UsageRecord],
@@ -71,7 +65,7 @@ pub fn write_focus<W: Write>(
             let share = if k < whole { 1.0 } else { frac };
             let t0 = Timestamp(r.start.0 + k * SECONDS_PER_HOUR);
             let t1 = Timestamp(t0.0 + ((share * SECONDS_PER_HOUR as f64).round() as i64).max(1));
-            let (ps, pe) = period(t0);
+            let (ps, pe) = t0.month_bounds();
             let qty = Amount::from_usd_f64(share * f64::from(r.nodes));
             let list = Amount(r.list_per_node_hour.0 * qty.0 / PICOS_PER_USD);
             let billed = if matches!(r.pricing, Pricing::Reserved(_)) {
@@ -95,7 +89,7 @@ pub fn write_focus<W: Write>(
             rows += 1;
         }
         if r.egress > Amount::ZERO {
-            let (ps, pe) = period(r.start);
+            let (ps, pe) = r.start.month_bounds();
             let t1 = Timestamp(r.start.0 + SECONDS_PER_HOUR);
             let billed = scale(r.egress, 1.0 - r.egress_discount_pct / 100.0);
             writeln!(

@@ -6,7 +6,7 @@
 
 use crate::amount::Amount;
 use crate::contracts::scale;
-use crate::time::{civil_from_days, Timestamp, SECONDS_PER_HOUR};
+use crate::time::{Timestamp, SECONDS_PER_HOUR};
 use std::io::Write;
 
 pub const HEADER: &str = "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeFrequency,PricingCategory,ServiceProviderName,RegionId,ServiceName,SkuId,ListUnitPrice,PricingQuantity,ListCost,ContractedCost,EffectiveCost,BilledCost,ConsumedQuantity,CommitmentDiscountId,CommitmentDiscountCategory,CommitmentDiscountStatus";
@@ -65,12 +65,6 @@ pub const SP_FEE_PER_HOUR: &str = "400";
 pub const SP_DISCOUNT_PCT: f64 = 28.0;
 pub const SP_ID: &str = "arn:aws:savingsplans::123456789012:savingsplan/skyward-demo";
 
-fn month_bounds(t: Timestamp) -> (Timestamp, Timestamp) {
-    let (y, m, _) = civil_from_days(t.day());
-    let start = Timestamp::from_ymd(y, m, 1);
-    (start, start.plus_months(1))
-}
-
 /// Writes the file; returns the number of rows.
 pub fn write_focus<W: Write>(
     mut w: W,
@@ -87,7 +81,7 @@ pub fn write_focus<W: Write>(
     for h in 0..hours {
         let t = Timestamp(s.start.0 + h * SECONDS_PER_HOUR);
         let t1 = Timestamp(t.0 + SECONDS_PER_HOUR);
-        let (ms, me) = month_bounds(t);
+        let (ms, me) = t.month_bounds();
         let (bps, bpe) = (ms.to_string(), me.to_string());
         let (ts, te) = (t.to_string(), t1.to_string());
         if last_month != Some(ms) {

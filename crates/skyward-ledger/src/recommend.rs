@@ -384,7 +384,7 @@ pub fn recommend_spend(list_paths: &[Amount], tiers: &[(Amount, f64)]) -> Vec<Sp
             .collect();
         burns.sort();
         for p in [0.05, 0.10, 0.20, 0.30, 0.40, 0.50] {
-            let c = burns[((burns.len() - 1) as f64 * p).round() as usize];
+            let c = crate::status::percentile(&burns, p);
             if c >= *min && next.is_none_or(|n| c < n) && c > Amount::ZERO {
                 candidates.push(c);
             }

@@ -178,9 +178,73 @@ fn burns(category: &str) -> bool {
 
 use skyward_model::rng::SplitMix64 as Rng;
 
-/// Block bootstrap of the daily history over `days_left` days: the sorted
-/// totals (`already` + the drawn days) of [`FORECAST_PATHS`] paths. Day k
-/// of the future is scaled by (1 + growth)^(k / 365).
+/// The p-th percentile of sorted values (nearest rank).
+pub fn percentile(sorted: &[Amount], p: f64) -> Amount {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(Amount::ZERO)
+}
+
+/// The block bootstrap behind every forecast: `paths` futures of
+/// `days_left` days drawn as 7-day blocks of `history` (day k scaled by
+/// (1 + growth)^(k / 365)), each starting from `already`. Returns, for each
+/// checkpoint (days from now, ascending, at most `days_left`), the sorted
+/// totals by then. One draw per block, so equal seeds give equal paths
+/// whatever the checkpoints.
+fn bootstrap(
+    rng: &mut Rng,
+    history: &[Amount],
+    already: Amount,
+    days_left: i64,
+    growth_pct: f64,
+    checkpoints: &[i64],
+    paths: usize,
+) -> Vec<Vec<Amount>> {
+    let mut out: Vec<Vec<Amount>> = vec![Vec::with_capacity(paths); checkpoints.len()];
+    if history.is_empty() {
+        return out;
+    }
+    let left = days_left.max(0) as usize;
+    let n = history.len();
+    let block = FORECAST_BLOCK_DAYS.min(n);
+    let growth: Vec<f64> = if growth_pct == 0.0 {
+        Vec::new()
+    } else {
+        (0..left)
+            .map(|k| (1.0 + growth_pct / 100.0).powf(k as f64 / 365.0))
+            .collect()
+    };
+    for _ in 0..paths {
+        let mut total = already;
+        let mut next = 0usize;
+        while next < checkpoints.len() && checkpoints[next] <= 0 {
+            out[next].push(total);
+            next += 1;
+        }
+        let mut k = 0usize;
+        while k < left {
+            let start = rng.below(n - block + 1);
+            for d in &history[start..start + block.min(left - k)] {
+                total += match growth.get(k) {
+                    Some(g) => crate::contracts::scale(*d, *g),
+                    None => *d,
+                };
+                k += 1;
+                while next < checkpoints.len() && checkpoints[next] == k as i64 {
+                    out[next].push(total);
+                    next += 1;
+                }
+            }
+        }
+    }
+    for v in &mut out {
+        v.sort();
+    }
+    out
+}
+
+/// Sorted totals at term end of [`FORECAST_PATHS`] bootstrap paths.
 pub fn paths(
     name: &str,
     history: &[Amount],
@@ -188,39 +252,18 @@ pub fn paths(
     days_left: i64,
     growth_pct: f64,
 ) -> Vec<Amount> {
-    if history.is_empty() {
-        return Vec::new();
-    }
     let mut rng = Rng::from_name(name);
-    let n = history.len();
-    let block = FORECAST_BLOCK_DAYS.min(n);
-    let growth: Vec<f64> = if growth_pct == 0.0 {
-        Vec::new()
-    } else {
-        (0..days_left.max(0))
-            .map(|k| (1.0 + growth_pct / 100.0).powf(k as f64 / 365.0))
-            .collect()
-    };
-    let mut finals: Vec<Amount> = Vec::with_capacity(FORECAST_PATHS);
-    for _ in 0..FORECAST_PATHS {
-        let mut total = already;
-        let mut k = 0usize;
-        let left = days_left.max(0) as usize;
-        while k < left {
-            let start = rng.below(n - block + 1);
-            let take = block.min(left - k);
-            for d in &history[start..start + take] {
-                total += match growth.get(k) {
-                    Some(g) => crate::contracts::scale(*d, *g),
-                    None => *d,
-                };
-                k += 1;
-            }
-        }
-        finals.push(total);
-    }
-    finals.sort();
-    finals
+    bootstrap(
+        &mut rng,
+        history,
+        already,
+        days_left,
+        growth_pct,
+        &[days_left.max(0)],
+        FORECAST_PATHS,
+    )
+    .pop()
+    .unwrap_or_default()
 }
 
 /// One point of a forecast band: days from now, and the P10/P50/P90 of the
@@ -255,41 +298,23 @@ pub fn band(
         .chain((days_left % step != 0).then_some(days_left))
         .collect();
     let mut rng = Rng::from_name(&format!("{name}/band"));
-    let n = history.len();
-    let block = FORECAST_BLOCK_DAYS.min(n);
-    let mut at_checkpoint: Vec<Vec<Amount>> =
-        vec![Vec::with_capacity(BAND_PATHS); checkpoints.len()];
-    for _ in 0..BAND_PATHS {
-        let mut total = already;
-        let mut day = 0i64;
-        let mut next = 0usize;
-        while day < days_left {
-            let start = rng.below(n - block + 1);
-            for d in &history[start..start + block] {
-                if day >= days_left {
-                    break;
-                }
-                total += *d;
-                day += 1;
-                if next < checkpoints.len() && day == checkpoints[next] {
-                    at_checkpoint[next].push(total);
-                    next += 1;
-                }
-            }
-        }
-    }
+    let at = bootstrap(
+        &mut rng,
+        history,
+        already,
+        days_left,
+        0.0,
+        &checkpoints,
+        BAND_PATHS,
+    );
     checkpoints
         .iter()
-        .zip(at_checkpoint.iter_mut())
-        .map(|(&off, v)| {
-            v.sort();
-            let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-            BandPoint {
-                day_offset: off,
-                p10: pct(0.1),
-                p50: pct(0.5),
-                p90: pct(0.9),
-            }
+        .zip(&at)
+        .map(|(&off, v)| BandPoint {
+            day_offset: off,
+            p10: percentile(v, 0.1),
+            p50: percentile(v, 0.5),
+            p90: percentile(v, 0.9),
         })
         .collect()
 }
@@ -306,7 +331,7 @@ pub fn forecast(
     if finals.is_empty() {
         return None;
     }
-    let pct = |p: f64| finals[((finals.len() - 1) as f64 * p).round() as usize];
+    let pct = |p: f64| percentile(&finals, p);
     let gaps: Amount = finals.iter().map(|f| (target - *f).max(Amount::ZERO)).sum();
     let short = finals.iter().filter(|f| **f < target).count();
     Some(Forecast {

@@ -133,6 +133,18 @@ impl Timestamp {
         )
     }
 
+    /// The first instant of this timestamp's calendar month (UTC).
+    pub fn month_start(self) -> Timestamp {
+        let (y, m, _) = civil_from_days(self.day());
+        Timestamp::from_ymd(y, m, 1)
+    }
+
+    /// [start, end) of this timestamp's calendar month (UTC).
+    pub fn month_bounds(self) -> (Timestamp, Timestamp) {
+        let start = self.month_start();
+        (start, start.plus_months(1))
+    }
+
     pub fn date_string(self) -> String {
         let (y, m, d) = civil_from_days(self.day());
         format!("{y:04}-{m:02}-{d:02}")
