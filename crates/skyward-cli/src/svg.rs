@@ -3,6 +3,7 @@
 //! workloads by list cost, coloured by provider. Plain SVG, no scripts, no
 //! external resources.
 
+use crate::report::esc;
 use skyward_model::Usd;
 use skyward_placement::{Plan, Status};
 use std::fmt::Write as _;
@@ -12,13 +13,6 @@ const LABEL_W: f64 = 230.0;
 const BAR_W: f64 = WIDTH - LABEL_W - 340.0;
 const ROW_H: f64 = 26.0;
 const WORKLOADS_SHOWN_MAX: usize = 20;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn color(provider: &str) -> &'static str {
     match provider {
@@ -32,16 +26,7 @@ fn color(provider: &str) -> &'static str {
 }
 
 fn money_short(u: Usd) -> String {
-    let v = u.as_f64();
-    if v >= 1e9 {
-        format!("${:.2}B", v / 1e9)
-    } else if v >= 1e6 {
-        format!("${:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("${:.1}k", v / 1e3)
-    } else {
-        format!("${v:.0}")
-    }
+    crate::report::money_short(u.as_f64())
 }
 
 fn text(out: &mut String, x: f64, y: f64, anchor: &str, size: u32, weight: &str, s: &str) {

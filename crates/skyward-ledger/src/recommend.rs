@@ -50,6 +50,24 @@ pub struct Recommendation {
     pub hours_underused_pct: f64,
 }
 
+/// A provider's on-demand (Standard-priced) list spend per hour, oldest
+/// first, from its first to its last hour with usage, hours without usage
+/// as 0: the series every method here reads. Empty when there is none.
+pub fn on_demand_series(hours: &[crate::status::HourRow], provider: &str) -> Vec<f64> {
+    let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for r in hours.iter().filter(|r| {
+        r.provider == provider && matches!(r.pricing_category.as_str(), "Standard" | "")
+    }) {
+        *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
+    }
+    match (by_hour.keys().next(), by_hour.keys().next_back()) {
+        (Some(&h0), Some(&h1)) => (h0..=h1)
+            .map(|h| by_hour.get(&h).copied().unwrap_or(0.0))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Σ min(x, q) − (1 − d)·q·n.
 pub fn savings(values: &[f64], covers: f64, d: f64) -> f64 {
     values.iter().map(|x| x.min(covers)).sum::<f64>() - (1.0 - d) * covers * values.len() as f64

@@ -305,40 +305,11 @@ impl Store {
             .collect())
     }
 
-    /// Hourly usage buckets up to `hour_end` (exclusive).
-    pub async fn hourly(
-        &self,
-        provider: Option<&str>,
-        hour_end: i64,
-    ) -> Result<Vec<HourRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT hour, provider, pricing_category, list_nanos, effective_nanos, region, sku, quantity_nanos FROM usage_hourly \
-             WHERE (?1 IS NULL OR provider = ?1) AND hour < ?2 ORDER BY hour, provider, pricing_category",
-        )
-        .bind(provider)
-        .bind(hour_end)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HourRow {
-                hour: r.get(0),
-                provider: r.get(1),
-                pricing_category: r.get(2),
-                list: Amount::from_nanos(r.get(3)),
-                effective: Amount::from_nanos(r.get(4)),
-                region: r.get(5),
-                sku: r.get(6),
-                quantity: Amount::from_nanos(r.get(7)),
-            })
-            .collect())
-    }
-
     /// On-demand (Standard-priced) hourly usage of some providers, summed
     /// per hour in SQL. Region and SKU are kept only for the
     /// `(provider, region, sku)` cells that a capacity commitment can cover
     /// (compared case-insensitively); all other usage of an hour is one row.
-    /// Much less to read than [`Store::hourly`] when only totals matter.
+    /// Much less to read than the raw buckets when only totals matter.
     pub async fn hourly_on_demand(
         &self,
         providers: &[String],

@@ -448,13 +448,34 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Everything `status` and `report` read: daily buckets, and hourly
-/// on-demand usage only for providers with hourly or capacity commitments.
-pub type LedgerData = (
-    Vec<skyward_ledger::status::DayRow>,
-    Vec<skyward_ledger::status::HourRow>,
-    Option<i64>,
-);
+/// Everything `status` and `report` read, in one open of the database:
+/// daily buckets, hourly on-demand usage only for providers with hourly or
+/// capacity commitments, the last day with data, and the imports.
+pub struct LedgerData {
+    pub days: Vec<skyward_ledger::status::DayRow>,
+    pub hours: Vec<skyward_ledger::status::HourRow>,
+    pub last: Option<i64>,
+    pub imports: Vec<skyward_store::ImportRecord>,
+}
+
+/// The date a ledger command works at: `--at` when given, else the day
+/// after the last imported charge.
+pub fn resolve_at(
+    at: Option<&str>,
+    last: Option<i64>,
+    db: &Path,
+) -> Result<skyward_ledger::Timestamp, CliError> {
+    match (at, last) {
+        (Some(d), _) => {
+            skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))
+        }
+        (None, Some(d)) => Ok(skyward_ledger::Timestamp((d + 1) * 86_400)),
+        (None, None) => Err(CliError::Input(format!(
+            "no billing data in {}: run `skyward ledger import FILE` first, or pass --at",
+            db.display()
+        ))),
+    }
+}
 
 pub fn load_for(
     contracts: &[skyward_ledger::contracts::Contract],
@@ -486,7 +507,12 @@ pub fn load_for(
         } else {
             store.hourly_on_demand(&providers, &cells).await?
         };
-        Ok::<_, skyward_store::StoreError>((store.daily(None, i64::MAX).await?, hours, last))
+        Ok::<_, skyward_store::StoreError>(LedgerData {
+            days: store.daily(None, i64::MAX).await?,
+            hours,
+            last,
+            imports: store.imports().await?,
+        })
     })?)
 }
 
@@ -494,20 +520,10 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
     use skyward_ledger::status::{status as compute, ContractStatus};
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
-    let (days, hours, last) = load_for(&contracts, &db)?;
-    let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d)
-            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
-        None => match last {
-            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => {
-                return Err(CliError::Input(format!(
-                    "no billing data in {}: run `skyward ledger import FILE` first, or pass --at",
-                    db.display()
-                )))
-            }
-        },
-    };
+    let LedgerData {
+        days, hours, last, ..
+    } = load_for(&contracts, &db)?;
+    let at = resolve_at(a.at.as_deref(), last, &db)?;
     let report = compute(&contracts, at, &days, &hours);
     match a.db.output {
         Output::Json => outln!(
@@ -735,13 +751,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             store.last_day().await?,
         ))
     })?;
-    let Some(last) = last else {
-        return Err(CliError::Input(format!(
-            "no billing data in {}: run `skyward ledger import FILE` first",
-            db.display()
-        )));
-    };
-    let default_at = skyward_ledger::Timestamp((last + 1) * 86_400);
+    let default_at = resolve_at(None, last, &db)?;
     let contract = if a.what_if {
         let need = |v: Option<f64>, flag: &str| {
             v.ok_or_else(|| CliError::Input(format!("--what-if needs {flag}")))
@@ -800,11 +810,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             CliError::Input(format!("{}: no contract named '{name}'", file.display()))
         })?
     };
-    let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d)
-            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
-        None => default_at,
-    };
+    let at = resolve_at(a.at.as_deref(), last, &db)?;
     let r =
         skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct)
             .map_err(|e| CliError::Input(e.to_string()))?;
@@ -922,23 +928,13 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
             .hourly_on_demand(std::slice::from_ref(&provider), &[])
             .await
     })?;
-    let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| matches!(r.pricing_category.as_str(), "Standard" | ""))
-    {
-        *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
-    }
-    let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back())
-    else {
+    let hourly = skyward_ledger::recommend::on_demand_series(&rows, &provider);
+    if hourly.is_empty() {
         return Err(CliError::Input(format!(
             "no on-demand usage for provider '{provider}' in {}",
             db.display()
         )));
-    };
-    let hourly: Vec<f64> = (h0..=h1)
-        .map(|h| by_hour.get(&h).copied().unwrap_or(0.0))
-        .collect();
+    }
     let input = RecommendInput {
         hourly: &hourly,
         discount_pct,
@@ -1112,21 +1108,13 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     use std::fmt::Write as _;
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
-    let (days, hours, last) = load_for(&contracts, &db)?;
-    let imports = runtime()?.block_on(async { Store::open(&db).await?.imports().await })?;
-    let at = match &a.at {
-        Some(d) => skyward_ledger::Timestamp::parse(d)
-            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
-        None => match last {
-            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => {
-                return Err(CliError::Input(format!(
-                    "no billing data in {}: run `skyward ledger import FILE` first",
-                    db.display()
-                )))
-            }
-        },
-    };
+    let LedgerData {
+        days,
+        hours,
+        last,
+        imports,
+    } = load_for(&contracts, &db)?;
+    let at = resolve_at(a.at.as_deref(), last, &db)?;
     let status = compute(&contracts, at, &days, &hours);
     let mut html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Skyward ledger report {}</title><style>{STYLE}</style></head><body><h1>Skyward ledger report</h1><p>As of <b>{}</b>; {} contracts; {} imports ({} rows) in {}.</p>",
@@ -1273,19 +1261,10 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         if !done.insert(c.provider.clone()) {
             continue;
         }
-        let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-        for r in hours.iter().filter(|r| {
-            r.provider == c.provider && matches!(r.pricing_category.as_str(), "Standard" | "")
-        }) {
-            *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
-        }
-        let (Some((&h0, _)), Some((&h1, _))) = (by_hour.iter().next(), by_hour.iter().next_back())
-        else {
+        let series = skyward_ledger::recommend::on_demand_series(&hours, &c.provider);
+        if series.is_empty() {
             continue;
-        };
-        let series: Vec<f64> = (h0..=h1)
-            .map(|x| by_hour.get(&x).copied().unwrap_or(0.0))
-            .collect();
+        }
         let input = skyward_ledger::recommend::RecommendInput {
             hourly: &series,
             discount_pct: h.discount_pct,

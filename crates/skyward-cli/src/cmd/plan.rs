@@ -296,19 +296,7 @@ fn apply_ledger(
             store.last_day().await?,
         ))
     })?;
-    let at = match at {
-        Some(d) => skyward_ledger::Timestamp::parse(d)
-            .map_err(|m| CliError::Input(format!("--at: {m}")))?,
-        None => match last {
-            Some(d) => skyward_ledger::Timestamp((d + 1) * 86_400),
-            None => {
-                return Err(CliError::Input(format!(
-                    "--ledger: no billing data in {}; run `skyward ledger import FILE` first",
-                    db.display()
-                )))
-            }
-        },
-    };
+    let at = crate::cmd::ledger::resolve_at(at, last, &db)?;
     let horizon = fleet.workloads.iter().map(|w| w.hours).fold(0.0, f64::max);
     let baseline = plan(fleet, catalog, opts);
     let commitments = skyward_ledger::planning::plan_commitments(&contracts, at, horizon, &days);
