@@ -289,11 +289,6 @@ fn min_opt(a: Option<Usd>, b: Option<Usd>) -> Option<Usd> {
     }
 }
 
-/// A fixer that trusts every row.
-pub fn no_fixes(_provider: &str, row: ZoneRow, _notes: &mut Vec<RowNote>) -> Option<ZoneRow> {
-    Some(row)
-}
-
 /// Imports a user's SkyPilot v8 `vms.csv` for one provider.
 pub fn import<R: Read>(
     provider: &str,

@@ -237,10 +237,6 @@ pub fn canonical_provider(name: &str) -> String {
     id.to_string()
 }
 
-pub fn partition_of(c: &Charge) -> String {
-    partition_key(&canonical_provider(&c.provider), c)
-}
-
 fn period_start(c: &Charge) -> Timestamp {
     c.billing_period_start
         .unwrap_or_else(|| c.charge_period_start.month_start())
@@ -251,25 +247,11 @@ fn partition_key(provider: &str, c: &Charge) -> String {
 }
 
 impl Aggregates {
-    /// Folds a whole slice (small inputs and tests; imports use [`Folder`]).
-    pub fn of(charges: &[Charge]) -> Aggregates {
-        let mut f = Folder::default();
-        for c in charges {
-            f.add(c);
-        }
-        f.finish()
-    }
-
     pub fn partitions(&self) -> BTreeSet<String> {
         self.daily.keys().map(|k| k.partition.clone()).collect()
     }
 
     pub fn bucket_count(&self) -> usize {
         self.daily.len() + self.hourly.len()
-    }
-
-    /// Σ of a field over all daily buckets (exact).
-    pub fn total(&self, f: impl Fn(&Sums) -> Amount) -> Amount {
-        self.daily.values().map(f).sum()
     }
 }

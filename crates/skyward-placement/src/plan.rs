@@ -729,17 +729,14 @@ fn explain(
             shown.push(c);
         }
     }
-    // The cheapest option per pricing kind and pool, so reserved and spot
-    // choices are visible even when not in the top list.
+    // Reserved pools the workload could use but that are not in the top
+    // list (at list price they cost 0, yet may be blocked), up to three, so
+    // prepaid capacity is always visible.
     for c in &wc.options {
         if shown.len() >= candidates::TOP_K + 3 {
             break;
         }
-        if !shown
-            .iter()
-            .any(|s| s.pricing == c.pricing && s.source == c.source)
-            && c.pricing == Pricing::Reserved
-        {
+        if c.pricing == Pricing::Reserved && !shown.iter().any(|s| s.source == c.source) {
             shown.push(c);
         }
     }
