@@ -311,18 +311,24 @@ impl Core {
                 }
                 self.seq += 1;
                 let class = self.class_of(&spec);
+                self.pending
+                    .insert((-i64::from(spec.priority), self.seq, id));
                 self.workloads.insert(
                     id,
                     Workload {
                         spec,
                         seq: self.seq,
-                        state: State::Done(Outcome::Cancelled),
+                        state: State::Pending,
                         attempt: 0,
                         class,
                         why: Arc::default(),
                     },
                 );
-                self.transition(id, State::Pending, now);
+                self.emit(Command::Persist(Record::Transition {
+                    id,
+                    state: State::Pending,
+                    at: now,
+                }));
                 self.wake(now);
                 Ok(())
             }
