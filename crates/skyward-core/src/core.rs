@@ -50,6 +50,16 @@ pub enum Rejected {
 pub const REASON_SITE_DOWN: &str = "site down";
 pub const REASON_SITE_FULL: &str = "site capacity in use";
 
+/// A workload's last persisted state, for [`Core::restore_snapshots`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub id: WorkloadId,
+    pub spec: JobSpec,
+    pub state: State,
+    /// Dispatches so far.
+    pub attempt: u32,
+}
+
 #[derive(Debug, Clone)]
 struct Workload {
     spec: JobSpec,
@@ -151,33 +161,50 @@ impl Core {
     /// site that does not come back within the heartbeat timeout has its
     /// work requeued like any lost site.
     pub fn restore(cfg: Config, records: &[Record], now: Millis) -> Core {
-        let mut core = Core::new(cfg);
+        let mut snaps: Vec<Snapshot> = Vec::new();
+        let mut index: BTreeMap<WorkloadId, usize> = BTreeMap::new();
         for r in records {
             match r {
                 Record::Submitted { id, spec, .. } => {
-                    core.seq += 1;
-                    let class = core.class_of(spec);
-                    core.workloads.insert(
-                        *id,
-                        Workload {
-                            spec: spec.clone(),
-                            seq: core.seq,
-                            state: State::Pending,
-                            attempt: 0,
-                            class,
-                            why: Arc::default(),
-                        },
-                    );
+                    index.insert(*id, snaps.len());
+                    snaps.push(Snapshot {
+                        id: *id,
+                        spec: spec.clone(),
+                        state: State::Pending,
+                        attempt: 0,
+                    });
                 }
                 Record::Transition { id, state, .. } => {
-                    if let Some(w) = core.workloads.get_mut(id) {
+                    if let Some(s) = index.get(id).and_then(|i| snaps.get_mut(*i)) {
                         if matches!(state, State::Dispatched { .. }) {
-                            w.attempt += 1;
+                            s.attempt += 1;
                         }
-                        w.state = state.clone();
+                        s.state = state.clone();
                     }
                 }
             }
+        }
+        Core::restore_snapshots(cfg, snaps, now)
+    }
+
+    /// Rebuilds the core from each workload's last persisted state, in
+    /// submission order (the runtime's store keeps these as rows).
+    pub fn restore_snapshots(cfg: Config, snapshots: Vec<Snapshot>, now: Millis) -> Core {
+        let mut core = Core::new(cfg);
+        for snap in snapshots {
+            core.seq += 1;
+            let class = core.class_of(&snap.spec);
+            core.workloads.insert(
+                snap.id,
+                Workload {
+                    spec: snap.spec,
+                    seq: core.seq,
+                    state: snap.state,
+                    attempt: snap.attempt,
+                    class,
+                    why: Arc::default(),
+                },
+            );
         }
         for (id, w) in &core.workloads {
             match &w.state {
@@ -649,6 +676,71 @@ impl Core {
 
     pub fn pending_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The current dispatch's fencing token.
+    pub fn attempt(&self, id: WorkloadId) -> Option<u32> {
+        self.workloads.get(&id).map(|w| w.attempt)
+    }
+
+    /// Work the core believes is dispatched to or running on `site`:
+    /// (workload, state, attempt), in id order.
+    pub fn on_site(&self, site: &str) -> Vec<(WorkloadId, State, u32)> {
+        self.workloads
+            .iter()
+            .filter(|(_, w)| matches!(&w.state, State::Dispatched { site: s, .. } | State::Running { site: s, .. } if s == site))
+            .map(|(id, w)| (*id, w.state.clone(), w.attempt))
+            .collect()
+    }
+
+    /// Drops a finished workload from memory once the runtime has
+    /// persisted its end (the store keeps it); memory stays bounded by
+    /// live work. Returns false (and keeps it) if it has not ended.
+    pub fn forget(&mut self, id: WorkloadId) -> bool {
+        if self
+            .workloads
+            .get(&id)
+            .is_some_and(|w| matches!(w.state, State::Done(_)))
+        {
+            self.workloads.remove(&id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Pending workloads in scheduling order (priority, then FIFO), after
+    /// `after` (exclusive), at most `limit`.
+    pub fn pending_page(&self, after: Option<WorkloadId>, limit: usize) -> Vec<WorkloadId> {
+        let start = after.and_then(|a| {
+            self.workloads
+                .get(&a)
+                .map(|w| (-i64::from(w.spec.priority), w.seq, a))
+        });
+        match start {
+            Some(k) => self
+                .pending
+                .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                .take(limit)
+                .map(|(_, _, id)| *id)
+                .collect(),
+            None => self
+                .pending
+                .iter()
+                .take(limit)
+                .map(|(_, _, id)| *id)
+                .collect(),
+        }
+    }
+
+    /// A workload's spec.
+    pub fn spec(&self, id: WorkloadId) -> Option<&JobSpec> {
+        self.workloads.get(&id).map(|w| &w.spec)
+    }
+
+    /// A registered site's spec.
+    pub fn site_spec(&self, name: &str) -> Option<&SiteSpec> {
+        self.sites.get(name).and_then(|s| s.spec.as_ref())
     }
 }
 

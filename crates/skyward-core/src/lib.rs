@@ -17,5 +17,5 @@
 pub mod core;
 pub mod types;
 
-pub use crate::core::{Config, Core, Rejected};
+pub use crate::core::{Config, Core, Rejected, Snapshot};
 pub use types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};

@@ -10,6 +10,16 @@
 //! Fencing: a dispatch whose attempt is not newer than one already seen
 //! cancelled for that workload is refused; a cancel stops the run only if
 //! its attempt is not older than the run's.
+//!
+//! Runs outlive the control plane. Each run leaves files in its directory:
+//! `run.json`-like `skyward-run` (site, attempt, accelerators) written
+//! before the process starts, `.skyward-pid-N` written by the run's shell
+//! as its first act, and `.skyward-exit-N` (the exit code) written
+//! atomically when it ends. A restarted server calls [`LocalExecutor::recover`]:
+//! runs still alive are adopted, runs that ended while it was down are
+//! reported finished with their real exit code, and runs that vanished
+//! without an exit code are reported lost (the core requeues them). So a
+//! `kill -9` of the server neither loses work nor runs it twice.
 
 use skyward_core::WorkloadId;
 use std::collections::BTreeMap;
@@ -23,6 +33,9 @@ pub struct RunSpec {
     pub setup: Option<String>,
     pub run: String,
     pub env: BTreeMap<String, String>,
+    /// Checkpoint directory: relative to the workload's directory, or
+    /// absolute; `checkpoints` by default.
+    pub checkpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +53,12 @@ pub enum ExecEvent {
         attempt: u32,
         success: bool,
     },
+    /// A run found gone without an exit code after a restart (killed from
+    /// outside, or it never started): the site lost it.
+    Lost {
+        id: WorkloadId,
+        attempt: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,9 +72,36 @@ pub enum DispatchError {
 }
 
 struct Job {
-    child: Child,
+    /// None for a run adopted after a restart (not our child).
+    child: Option<Child>,
+    pid: u32,
     attempt: u32,
     accelerators: u32,
+}
+
+const RUN_FILE: &str = "skyward-run";
+const RUN_DONE_FILE: &str = "skyward-run.done";
+
+fn exit_file(dir: &Path, attempt: u32) -> PathBuf {
+    dir.join(format!(".skyward-exit-{attempt}"))
+}
+
+fn pid_file(dir: &Path, attempt: u32) -> PathBuf {
+    dir.join(format!(".skyward-pid-{attempt}"))
+}
+
+/// Writes through a temporary file and a rename: a reader sees the whole
+/// file or none.
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path)
+}
+
+fn read_exit_code(dir: &Path, attempt: u32) -> Option<i32> {
+    fs::read_to_string(exit_file(dir, attempt))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
 }
 
 /// Upper bound on environment variables a workload may set.
@@ -125,25 +171,45 @@ impl LocalExecutor {
             ));
         }
         let dir = self.workdir(id);
-        let checkpoints = dir.join("checkpoints");
-        fs::create_dir_all(&checkpoints)
-            .map_err(|e| DispatchError::Spawn(id, format!("{}: {e}", checkpoints.display())))?;
+        let spawn_err = |what: &Path, e: std::io::Error| {
+            DispatchError::Spawn(id, format!("{}: {e}", what.display()))
+        };
+        let checkpoints = match &spec.checkpoint {
+            Some(c) if Path::new(c).is_absolute() => PathBuf::from(c),
+            Some(c) => dir.join(c),
+            None => dir.join("checkpoints"),
+        };
+        fs::create_dir_all(&checkpoints).map_err(|e| spawn_err(&checkpoints, e))?;
+        let log_path = dir.join("output.log");
         let log = File::options()
             .create(true)
             .append(true)
-            .open(dir.join("output.log"))
-            .map_err(|e| DispatchError::Spawn(id, format!("output.log: {e}")))?;
+            .open(&log_path)
+            .map_err(|e| spawn_err(&log_path, e))?;
         let err = log
             .try_clone()
             .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
-        // setup, then run, in one shell: a failing setup fails the run.
+        // setup, then run, in one script: a failing setup fails the run.
         let script = match &spec.setup {
-            Some(setup) => format!("set -e\n{setup}\nset +e\n{}", spec.run),
-            None => spec.run.clone(),
+            Some(setup) => format!("set -e\n{setup}\nset +e\n{}\n", spec.run),
+            None => format!("{}\n", spec.run),
         };
+        let script_path = dir.join(format!("run-{attempt}.sh"));
+        fs::write(&script_path, script).map_err(|e| spawn_err(&script_path, e))?;
+        let run_path = dir.join(RUN_FILE);
+        write_atomic(
+            &run_path,
+            &format!("{}\t{attempt}\t{accelerators}\n", self.site),
+        )
+        .map_err(|e| spawn_err(&run_path, e))?;
+        // The wrapper records its pid first and its exit code last, so a
+        // restarted server can adopt or account for the run.
+        let wrapper = format!(
+            "echo $$ > .skyward-pid-{attempt}\n/bin/sh run-{attempt}.sh\nrc=$?\necho $rc > .skyward-exit-{attempt}.tmp && mv .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
+        );
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(script)
+            .arg(wrapper)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -157,7 +223,8 @@ impl LocalExecutor {
         #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt;
-            // Its own process group, so a cancel stops everything it spawned.
+            // Its own process group, so a cancel stops everything it
+            // spawned, and a server that dies does not take it along.
             cmd.process_group(0);
         }
         let child = cmd
@@ -166,7 +233,8 @@ impl LocalExecutor {
         self.jobs.insert(
             id,
             Job {
-                child,
+                pid: child.id(),
+                child: Some(child),
                 attempt,
                 accelerators,
             },
@@ -183,7 +251,8 @@ impl LocalExecutor {
         *f = (*f).max(attempt);
         if self.jobs.get(&id).is_some_and(|j| j.attempt <= attempt) {
             if let Some(mut job) = self.jobs.remove(&id) {
-                kill_group(&mut job.child);
+                kill_group(&mut job);
+                self.retire(id);
             }
         }
     }
@@ -193,23 +262,153 @@ impl LocalExecutor {
         let mut out = Vec::new();
         let ids: Vec<WorkloadId> = self.jobs.keys().copied().collect();
         for id in ids {
-            let done = match self.jobs.get_mut(&id).map(|j| j.child.try_wait()) {
-                Some(Ok(Some(status))) => Some(status.success()),
-                Some(Err(_)) => Some(false),
-                _ => None,
+            let dir = self.workdir(id);
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
             };
-            if let Some(success) = done {
-                if let Some(job) = self.jobs.remove(&id) {
-                    out.push(ExecEvent::Finished {
+            let event = match &mut job.child {
+                Some(child) => match child.try_wait() {
+                    Ok(Some(status)) => Some(ExecEvent::Finished {
                         id,
                         attempt: job.attempt,
-                        success,
-                    });
+                        success: status.success(),
+                    }),
+                    Err(_) => Some(ExecEvent::Finished {
+                        id,
+                        attempt: job.attempt,
+                        success: false,
+                    }),
+                    Ok(None) => None,
+                },
+                None => match read_exit_code(&dir, job.attempt) {
+                    Some(rc) => Some(ExecEvent::Finished {
+                        id,
+                        attempt: job.attempt,
+                        success: rc == 0,
+                    }),
+                    None if !leads_group(job.pid) => {
+                        // The exit code may have landed just now.
+                        match read_exit_code(&dir, job.attempt) {
+                            Some(rc) => Some(ExecEvent::Finished {
+                                id,
+                                attempt: job.attempt,
+                                success: rc == 0,
+                            }),
+                            None => Some(ExecEvent::Lost {
+                                id,
+                                attempt: job.attempt,
+                            }),
+                        }
+                    }
+                    None => None,
+                },
+            };
+            if let Some(e) = event {
+                self.jobs.remove(&id);
+                self.retire(id);
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Marks a workload's run file as settled, so recovery skips it.
+    fn retire(&self, id: WorkloadId) {
+        let dir = self.workdir(id);
+        let _ = fs::rename(dir.join(RUN_FILE), dir.join(RUN_DONE_FILE));
+    }
+
+    /// After a restart: adopts this site's runs that are still alive and
+    /// reports those that ended (or vanished) while nobody watched.
+    /// Returns the events to feed the core after the site registers; the
+    /// adopted runs are in [`LocalExecutor::running`].
+    pub fn recover(&mut self) -> Vec<ExecEvent> {
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return out;
+        };
+        let mut dirs: Vec<(u64, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let id: u64 = e.file_name().to_str()?.parse().ok()?;
+                Some((id, e.path()))
+            })
+            .collect();
+        dirs.sort();
+        for (raw_id, dir) in dirs {
+            let id = WorkloadId(raw_id);
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(dir.join(RUN_FILE)) else {
+                continue;
+            };
+            let mut f = text.trim_end().split('\t');
+            let (Some(site), Some(Ok(attempt)), Some(Ok(accelerators))) = (
+                f.next(),
+                f.next().map(str::parse::<u32>),
+                f.next().map(str::parse::<u32>),
+            ) else {
+                continue;
+            };
+            if site != self.site {
+                continue;
+            }
+            if let Some(rc) = read_exit_code(&dir, attempt) {
+                out.push(ExecEvent::Finished {
+                    id,
+                    attempt,
+                    success: rc == 0,
+                });
+                self.retire(id);
+                continue;
+            }
+            let pid = fs::read_to_string(pid_file(&dir, attempt))
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            match pid {
+                Some(pid) if leads_group(pid) => {
+                    self.jobs.insert(
+                        id,
+                        Job {
+                            child: None,
+                            pid,
+                            attempt,
+                            accelerators,
+                        },
+                    );
+                }
+                _ => {
+                    out.push(ExecEvent::Lost { id, attempt });
+                    self.retire(id);
                 }
             }
         }
         out
     }
+
+    /// Forgets every run without stopping it (a server shutting down: the
+    /// runs go on and are adopted by the next [`LocalExecutor::recover`]).
+    pub fn detach(&mut self) -> usize {
+        let n = self.jobs.len();
+        self.jobs.clear();
+        n
+    }
+}
+
+/// Whether `pid` is a live process leading its own process group (what a
+/// run's shell is); a zombie does not count.
+fn leads_group(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    let mut f = after.split_whitespace();
+    let state = f.next();
+    let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
+    state != Some("Z") && pgrp == Some(pid)
 }
 
 /// The process group of `pid`, from /proc (Linux), if readable.
@@ -224,8 +423,8 @@ fn process_group(pid: u32) -> Option<u32> {
 /// when /proc confirms the child leads its own group (it was started with
 /// `process_group(0)`), and always with `--`: without it, procps `kill`
 /// does not read `-PGID` as a group (it returns 0 and does nothing).
-fn kill_group(child: &mut Child) {
-    let pid = child.id();
+fn kill_group(job: &mut Job) {
+    let pid = job.pid;
     if pid > 1 && process_group(pid) == Some(pid) {
         let _ = Command::new("kill")
             .args(["-s", "KILL", "--", &format!("-{pid}")])
@@ -233,15 +432,17 @@ fn kill_group(child: &mut Child) {
             .stderr(Stdio::null())
             .status();
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Some(child) = &mut job.child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 impl Drop for LocalExecutor {
     /// Nothing outlives the executor.
     fn drop(&mut self) {
         for job in self.jobs.values_mut() {
-            kill_group(&mut job.child);
+            kill_group(job);
         }
     }
 }

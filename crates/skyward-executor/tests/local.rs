@@ -154,3 +154,105 @@ fn capacity_fencing_and_cancel() {
         "orphaned processes left behind"
     );
 }
+
+/// A server that dies leaves its runs going; the next one adopts the live
+/// ones and reports the ones that ended meanwhile with their exit code.
+#[test]
+fn runs_survive_the_executor_and_are_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("release");
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    // Workload 1 ends while nobody watches; 2 is still running at recovery.
+    ex.dispatch(WorkloadId(1), 1, 1, &run("exit 3")).unwrap();
+    let wait = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+        marker.display()
+    );
+    ex.dispatch(WorkloadId(2), 4, 2, &run(&wait)).unwrap();
+    // Workload 3 belongs to another site on the same root.
+    let mut other = LocalExecutor::new("gcp:europe-west4", dir.path(), 16);
+    other.dispatch(WorkloadId(3), 1, 1, &run("true")).unwrap();
+    assert_eq!(ex.detach(), 2);
+    drop(ex);
+    // Let workload 1 end.
+    let exit1 = dir.path().join("1").join(".skyward-exit-1");
+    for _ in 0..1_000 {
+        if exit1.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    let ev = ex.recover();
+    assert_eq!(
+        ev,
+        vec![ExecEvent::Finished {
+            id: WorkloadId(1),
+            attempt: 1,
+            success: false
+        }]
+    );
+    assert_eq!(ex.running(), vec![WorkloadId(2)]);
+    assert_eq!(ex.used(), 2);
+    // Recovering twice reports nothing new.
+    assert!(ex.recover().is_empty());
+    std::fs::write(&marker, "").unwrap();
+    let ev = wait_finished(&mut ex);
+    assert_eq!(
+        ev,
+        vec![ExecEvent::Finished {
+            id: WorkloadId(2),
+            attempt: 4,
+            success: true
+        }]
+    );
+    let log = std::fs::read_to_string(dir.path().join("2").join("output.log")).unwrap();
+    assert_eq!(log, "done\n");
+}
+
+/// A run that vanished without an exit code (killed from outside) is lost.
+#[test]
+fn a_run_killed_while_unwatched_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    ex.dispatch(WorkloadId(5), 2, 1, &run("sleep 30")).unwrap();
+    let pid_path = dir.path().join("5").join(".skyward-pid-2");
+    for _ in 0..1_000 {
+        if pid_path.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ex.detach();
+    let pid = std::fs::read_to_string(&pid_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Reap our (detached) child so it is not left a zombie that looks alive.
+    drop(ex);
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    let mut ev = Vec::new();
+    for _ in 0..1_000 {
+        ev = ex.recover();
+        if !ev.is_empty() || !ex.running().is_empty() {
+            if ex.running().is_empty() {
+                break;
+            }
+            ev = wait_finished(&mut ex);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        ev,
+        vec![ExecEvent::Lost {
+            id: WorkloadId(5),
+            attempt: 2
+        }]
+    );
+}

@@ -257,7 +257,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Lower-cased codes, each from a known set.
-fn known_codes(list: Option<OneOrMany>, known: &[&str], what: &str) -> Result<Vec<String>, String> {
+pub(crate) fn known_codes(
+    list: Option<OneOrMany>,
+    known: &[&str],
+    what: &str,
+) -> Result<Vec<String>, String> {
     list.map(OneOrMany::into_vec)
         .unwrap_or_default()
         .into_iter()

@@ -12,6 +12,7 @@
 pub mod contracts;
 pub mod error;
 pub mod fleet;
+pub mod job;
 pub mod locate;
 pub mod skypilot;
 

@@ -1,0 +1,424 @@
+//! A workload to *run* (`skyward submit`, `POST /v1/workloads`): the
+//! workload format of a fleet file (`name`, `accelerators`, `nodes`,
+//! `providers`, `regions`, `residency`, `compliance`, optional `hours`)
+//! plus `priority`, `run`, `setup`, `env` and `checkpoint`.
+//!
+//! A file holds one workload (a mapping) or several (`workloads:` list).
+//! JSON is accepted too (it is YAML), so the HTTP API and the CLI share
+//! this one parser and its errors.
+
+use crate::error::SpecError;
+use crate::fleet::{
+    check_hours, known_codes, Names, OneOrMany, CERTIFICATIONS, GEOGRAPHIES, NODES_MAX,
+};
+use crate::locate::{line_of, line_of_key};
+use serde::{Deserialize, Serialize};
+use skyward_catalog::Catalog;
+use skyward_model::AcceleratorRequest;
+use std::collections::BTreeMap;
+
+/// Bounds on one workload to run.
+pub const NAME_CHARS_MAX: usize = 128;
+pub const SCRIPT_BYTES_MAX: usize = 64 * 1024;
+pub const ENV_VARS_MAX: usize = 256;
+pub const ENV_VALUE_BYTES_MAX: usize = 16 * 1024;
+pub const PRIORITY_ABS_MAX: i32 = 1_000_000;
+/// Workloads per submitted file.
+pub const JOBS_PER_FILE_MAX: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: String,
+    #[serde(default)]
+    kind: Option<String>,
+    accelerators: OneOrMany,
+    #[serde(default)]
+    nodes: Option<u32>,
+    #[serde(default)]
+    hours: Option<f64>,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default)]
+    providers: Option<OneOrMany>,
+    #[serde(default)]
+    regions: Option<OneOrMany>,
+    #[serde(default)]
+    residency: Option<OneOrMany>,
+    #[serde(default)]
+    compliance: Option<OneOrMany>,
+    #[serde(default)]
+    run: Option<String>,
+    #[serde(default)]
+    setup: Option<String>,
+    #[serde(default)]
+    env: Option<BTreeMap<String, EnvValue>>,
+    #[serde(default)]
+    checkpoint: Option<String>,
+}
+
+/// `env` values may be written as numbers or booleans in YAML.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EnvValue {
+    S(String),
+    I(i64),
+    F(f64),
+    B(bool),
+}
+
+impl EnvValue {
+    fn into_string(self) -> String {
+        match self {
+            EnvValue::S(s) => s,
+            EnvValue::I(i) => i.to_string(),
+            EnvValue::F(f) => f.to_string(),
+            EnvValue::B(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    workloads: Vec<RawJob>,
+}
+
+/// A validated workload to run; also its canonical stored form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub name: String,
+    /// Alternatives per node, canonical names (`H100:8`).
+    pub accelerators: Vec<String>,
+    pub nodes: u32,
+    pub priority: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residency: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Checkpoint directory, relative to the workload's directory (kept
+    /// across attempts), or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+impl JobRequest {
+    pub fn accelerator_requests(&self) -> Vec<AcceleratorRequest> {
+        self.accelerators
+            .iter()
+            .filter_map(|a| AcceleratorRequest::parse(a).ok())
+            .collect()
+    }
+}
+
+/// Parses a file of one workload or a `workloads:` list.
+pub fn parse_file(text: &str, file: &str, catalog: &Catalog) -> Result<Vec<JobRequest>, SpecError> {
+    if text.len() > crate::SPEC_BYTES_MAX {
+        return Err(SpecError::at(file, None, "", "file is too large".into()));
+    }
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    let has_list = matches!(&value, serde_yaml::Value::Mapping(m)
+        if m.contains_key(serde_yaml::Value::String("workloads".into())));
+    if has_list {
+        let raw: RawJobs = serde_yaml::from_value(value)
+            .map_err(|e| SpecError::at(file, None, "", strip_location(&e.to_string())))?;
+        if raw.workloads.is_empty() {
+            return Err(SpecError::at(
+                file,
+                line_of_key(text, "workloads"),
+                "workloads",
+                "list at least one workload".into(),
+            ));
+        }
+        if raw.workloads.len() > JOBS_PER_FILE_MAX {
+            return Err(SpecError::at(
+                file,
+                None,
+                "workloads",
+                format!("more than {JOBS_PER_FILE_MAX} workloads"),
+            ));
+        }
+        let names = Names::new(catalog);
+        raw.workloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                validate(r, &names).map_err(|(key, m)| {
+                    SpecError::at(
+                        file,
+                        line_of(text, "workloads", i, Some(&key)),
+                        &format!("workloads[{i}].{key}"),
+                        m,
+                    )
+                })
+            })
+            .collect()
+    } else {
+        parse_one(text, file, catalog).map(|j| vec![j])
+    }
+}
+
+/// Parses exactly one workload (the HTTP API's body).
+pub fn parse_one(text: &str, file: &str, catalog: &Catalog) -> Result<JobRequest, SpecError> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    match &value {
+        serde_yaml::Value::Mapping(_) => {}
+        serde_yaml::Value::Null => {
+            return Err(SpecError::at(
+                file,
+                None,
+                "",
+                "empty: expected a workload".into(),
+            ))
+        }
+        _ => {
+            return Err(SpecError::at(
+                file,
+                Some(1),
+                "",
+                "expected a mapping (a workload with name, accelerators and run)".into(),
+            ))
+        }
+    }
+    let raw: RawJob = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    let names = Names::new(catalog);
+    validate(raw, &names).map_err(|(key, m)| SpecError::at(file, line_of_key(text, &key), &key, m))
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
+    let e = |k: &str, m: String| (k.to_string(), m);
+    let name = w.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
+        return Err(e(
+            "name",
+            format!("must be 1 to {NAME_CHARS_MAX} characters"),
+        ));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(e("name", "must not hold control characters".into()));
+    }
+    if let Some(k) = &w.kind {
+        if !["train", "batch", "serve"].contains(&k.as_str()) {
+            return Err(e(
+                "kind",
+                format!("unknown kind '{k}' (known: train, batch, serve)"),
+            ));
+        }
+    }
+    let mut accelerators = Vec::new();
+    for a in w.accelerators.into_vec() {
+        let r =
+            AcceleratorRequest::parse(&a).map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
+        let canon = names
+            .accelerator(&r.name)
+            .map_err(|m| e("accelerators", m))?;
+        accelerators.push(format!("{canon}:{}", r.count));
+    }
+    if accelerators.is_empty() {
+        return Err(e("accelerators", "list at least one MODEL:COUNT".into()));
+    }
+    let nodes = w.nodes.unwrap_or(1);
+    if nodes == 0 || nodes > NODES_MAX {
+        return Err(e("nodes", format!("must be 1 to {NODES_MAX}")));
+    }
+    let hours = w
+        .hours
+        .map(check_hours)
+        .transpose()
+        .map_err(|m| e("hours", m))?;
+    let priority = w.priority.unwrap_or(0);
+    if priority.abs() > PRIORITY_ABS_MAX {
+        return Err(e(
+            "priority",
+            format!("must be between -{PRIORITY_ABS_MAX} and {PRIORITY_ABS_MAX}"),
+        ));
+    }
+    let providers = match w.providers {
+        Some(p) => p
+            .into_vec()
+            .iter()
+            .map(|x| names.provider(x))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| e("providers", m))?,
+        None => Vec::new(),
+    };
+    let regions = match w.regions {
+        Some(r) => r
+            .into_vec()
+            .iter()
+            .map(|x| names.region_entry(x))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| e("regions", m))?,
+        None => Vec::new(),
+    };
+    let residency =
+        known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
+    let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification")
+        .map_err(|m| e("compliance", m))?;
+    let run = w.run.ok_or_else(|| {
+        e(
+            "run",
+            "required to submit: the command to run (a fleet file for `skyward plan` needs none)"
+                .into(),
+        )
+    })?;
+    if run.trim().is_empty() || run.len() > SCRIPT_BYTES_MAX {
+        return Err(e(
+            "run",
+            format!(
+                "must be a non-empty command of at most {} KiB",
+                SCRIPT_BYTES_MAX / 1024
+            ),
+        ));
+    }
+    if let Some(s) = &w.setup {
+        if s.len() > SCRIPT_BYTES_MAX {
+            return Err(e(
+                "setup",
+                format!("at most {} KiB", SCRIPT_BYTES_MAX / 1024),
+            ));
+        }
+    }
+    let raw_env = w.env.unwrap_or_default();
+    if raw_env.len() > ENV_VARS_MAX {
+        return Err(e("env", format!("at most {ENV_VARS_MAX} variables")));
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in raw_env {
+        if !valid_env_name(&k) {
+            return Err(e(
+                "env",
+                format!(
+                    "'{k}' is not a variable name (letters, digits, _; not starting with a digit)"
+                ),
+            ));
+        }
+        if k.starts_with("SKYWARD_") {
+            return Err(e(
+                "env",
+                format!("'{k}': SKYWARD_* variables are set by Skyward"),
+            ));
+        }
+        let v = v.into_string();
+        if v.len() > ENV_VALUE_BYTES_MAX || v.contains('\0') {
+            return Err(e(
+                "env",
+                format!("'{k}': value too long or holds a NUL byte"),
+            ));
+        }
+        env.insert(k, v);
+    }
+    if let Some(c) = &w.checkpoint {
+        if c.trim().is_empty()
+            || c.len() > 4096
+            || c.contains('\0')
+            || c.split('/').any(|p| p == "..")
+        {
+            return Err(e(
+                "checkpoint",
+                "must be a directory path without '..'".into(),
+            ));
+        }
+    }
+    Ok(JobRequest {
+        name,
+        accelerators,
+        nodes,
+        priority,
+        hours,
+        providers,
+        regions,
+        residency,
+        compliance,
+        run,
+        setup: w.setup,
+        env,
+        checkpoint: w.checkpoint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat() -> Catalog {
+        Catalog::builtin().unwrap()
+    }
+
+    #[test]
+    fn one_workload_with_run_env_and_checkpoint() {
+        let j = parse_one(
+            "name: t\naccelerators: h100:8\npriority: 5\nrun: echo hi\nenv: {A: 1, B: x}\ncheckpoint: ckpt\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(j.accelerators, vec!["H100:8"]);
+        assert_eq!(j.priority, 5);
+        assert_eq!(j.env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(j.checkpoint.as_deref(), Some("ckpt"));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_line() {
+        let e = parse_one(
+            "name: t\naccelerators: H100:8\nrun: x\nenv: {SKYWARD_SITE: a}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "env");
+        assert_eq!(e.line, Some(4));
+        let e = parse_one("name: t\naccelerators: H100:8\n", "t.yaml", &cat()).unwrap_err();
+        assert_eq!(e.field, "run");
+        let e = parse_file("workloads:\n  - name: a\n    accelerators: H100:8\n    run: x\n  - name: b\n    accelerators: H10:8\n    run: x\n", "f.yaml", &cat()).unwrap_err();
+        assert_eq!(e.field, "workloads[1].accelerators");
+        assert_eq!(e.line, Some(6));
+        let e = parse_one(
+            "name: t\naccelerators: H100:8\nrun: x\nbogus: 1\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let j = parse_one(
+            r#"{"name":"t","accelerators":["H100:8"],"run":"true"}"#,
+            "body",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(j.nodes, 1);
+    }
+}
