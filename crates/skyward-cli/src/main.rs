@@ -69,6 +69,29 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Start a control-plane server with local sites named after real
+    /// cloud regions (embedded database; nothing to set up).
+    Up(cmd::server::UpArgs),
+    /// Start a control-plane server from a configuration file.
+    Server(cmd::server::ServerArgs),
+    /// Submit workloads to run (a workload file, or a `workloads:` list).
+    Submit(cmd::client::SubmitArgs),
+    /// Workloads and their state; one workload's history and why it waits.
+    Status(cmd::client::StatusArgs),
+    /// A workload's output (`--follow` to keep reading).
+    Logs(cmd::client::LogsArgs),
+    /// Cancel a workload (stops it where it runs).
+    Cancel(cmd::client::IdArgs),
+    /// Sites: capacity, use, price, region attributes.
+    Sites(cmd::client::ListArgs),
+    /// Pending workloads in scheduling order, with the reasons they wait.
+    Queue(cmd::client::ListArgs),
+    /// Usage records (accelerator-hours × price per run); `--format focus`
+    /// for `skyward ledger import`.
+    Usage(cmd::client::UsageArgs),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(cmd::server::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +102,16 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cmd::catalog::run(&c),
         Command::Ledger(l) => cmd::ledger::run(&l),
         Command::Bench(b) => cmd::bench::run(&b),
+        Command::Up(a) => cmd::server::run_up(&a),
+        Command::Server(a) => cmd::server::run_server(&a),
+        Command::Submit(a) => cmd::client::submit(&a),
+        Command::Status(a) => cmd::client::status(&a),
+        Command::Logs(a) => cmd::client::logs(&a),
+        Command::Cancel(a) => cmd::client::cancel(&a),
+        Command::Sites(a) => cmd::client::sites(&a),
+        Command::Queue(a) => cmd::client::queue(&a),
+        Command::Usage(a) => cmd::client::usage(&a),
+        Command::Token(t) => cmd::server::run_token(&t),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,8 @@ pub enum Rejected {
 /// Site not-yet-known after a restart: its work waits for it to come back.
 pub const REASON_SITE_DOWN: &str = "site down";
 pub const REASON_SITE_FULL: &str = "site capacity in use";
+/// The gang needs more accelerators than the site has at all.
+pub const REASON_SITE_TOO_SMALL: &str = "gang larger than the site";
 
 /// A workload's last persisted state, for [`Core::restore_snapshots`].
 #[derive(Debug, Clone, PartialEq)]
@@ -300,9 +302,12 @@ impl Core {
                 .get(&site_name)
                 .map(|s| usage_cost(s, accelerators, from, to))
                 .unwrap_or((0.0, Usd::ZERO));
+            let attempt = self.workloads.get(&id).map(|w| w.attempt).unwrap_or(0);
             self.emit(Command::RecordUsage {
                 id,
                 site: site_name.clone(),
+                attempt,
+                accelerators,
                 accelerator_hours: acc_hours,
                 cost_usd: cost,
                 from,
@@ -791,7 +796,7 @@ fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str>
     }
     let need = req.count.saturating_mul(spec.nodes);
     if need > s.accelerators {
-        return Err(reasons::POOL_TOO_SMALL);
+        return Err(REASON_SITE_TOO_SMALL);
     }
     if site.used + need > s.accelerators {
         return Err(REASON_SITE_FULL);

@@ -146,6 +146,9 @@ pub enum Command {
     RecordUsage {
         id: WorkloadId,
         site: String,
+        /// The run's dispatch attempt: (id, attempt) is unique.
+        attempt: u32,
+        accelerators: u32,
         accelerator_hours: f64,
         cost_usd: Usd,
         from: Millis,

@@ -3,7 +3,6 @@
 
 use skyward_core::{Command, Config, Core, Input, JobSpec, Outcome, SiteSpec, State, WorkloadId};
 use skyward_model::{AcceleratorRequest, RegionKey, Usd};
-use skyward_placement::reasons;
 
 fn site(name: &str, p: &str, r: &str, acc: &str, n: u32, price: i64) -> Input {
     Input::RegisterSite {
@@ -81,7 +80,11 @@ fn priority_then_fifo_and_gangs_whole_on_the_cheapest_site() {
     );
     assert_eq!(core.state(WorkloadId(2)), Some(&State::Pending));
     let why = core.why_pending(WorkloadId(4)).unwrap();
-    assert_eq!(why.get(reasons::POOL_TOO_SMALL), Some(&2), "{why:?}");
+    assert_eq!(
+        why.get(skyward_core::core::REASON_SITE_TOO_SMALL),
+        Some(&2),
+        "{why:?}"
+    );
     let why2 = core.why_pending(WorkloadId(2)).unwrap();
     assert_eq!(
         why2.get(skyward_core::core::REASON_SITE_FULL),

@@ -27,10 +27,22 @@ impl SpecError {
         if let Some(i) = msg.find(" at line ") {
             msg.truncate(i);
         }
-        let (field, message) = match msg.split_once(": ") {
+        let (mut field, message) = match msg.split_once(": ") {
             Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
             _ => (String::new(), msg),
         };
+        // "unknown field `nodez`, expected …": the field is the unknown one.
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(n, _)| n)
+        {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
         SpecError {
             file: file.to_string(),
             line,

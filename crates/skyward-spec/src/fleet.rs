@@ -566,3 +566,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         settings,
     })
 }
+
+/// Canonical accelerator names the catalog knows.
+pub fn known_accelerators(catalog: &Catalog) -> Vec<String> {
+    let names = Names::new(catalog);
+    names.accelerators.into_values().collect()
+}

@@ -1,4 +1,6 @@
 pub mod bench;
 pub mod catalog;
+pub mod client;
 pub mod ledger;
 pub mod plan;
+pub mod server;

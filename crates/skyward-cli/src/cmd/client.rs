@@ -1,0 +1,561 @@
+//! `skyward submit | status | logs | cancel | sites | queue | usage`: the
+//! API's client side. Tables for people, `--output json` for scripts.
+#![allow(clippy::disallowed_methods)]
+
+use crate::error::{json, CliError};
+use crate::table::Table;
+use crate::Output;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use skyward_server::client::{Client, ClientError, Reply, DEFAULT_SERVER};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// Server URL (default: $SKYWARD_SERVER, else http://127.0.0.1:8470).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// API token (default: $SKYWARD_TOKEN, else the admin token `skyward up`
+    /// wrote in its data directory).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Workload file(s): one workload, or a `workloads:` list.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Idempotency key (each workload of a file gets KEY-<n>): resubmitting
+    /// with the same key never creates a second workload. Without it, a
+    /// random key is used for the automatic retries.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// A workload id; without it, the most recent workloads.
+    pub id: Option<u64>,
+    /// Only workloads in this state.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// How many (most recent first).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct IdArgs {
+    pub id: u64,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub id: u64,
+    /// Keep printing new output until the workload ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UsageFormat {
+    Table,
+    Json,
+    /// FOCUS 1.3 CSV for `skyward ledger import`.
+    Focus,
+}
+
+#[derive(Args)]
+pub struct UsageArgs {
+    #[arg(long, value_enum)]
+    pub format: Option<UsageFormat>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+fn connect(c: &Conn) -> Result<Client, CliError> {
+    let server = c
+        .server
+        .clone()
+        .or_else(|| {
+            std::env::var("SKYWARD_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let token = c
+        .token
+        .clone()
+        .or_else(|| {
+            std::env::var("SKYWARD_TOKEN")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| {
+            crate::cmd::server::default_token_file()
+                .and_then(|p| crate::cmd::server::read_token_file(&p))
+        });
+    Client::new(&server, token).map_err(|e| CliError::Input(e.to_string()))
+}
+
+fn client_err(e: ClientError) -> CliError {
+    match e {
+        ClientError::Url(_) => CliError::Input(e.to_string()),
+        _ => CliError::Io(e.to_string()),
+    }
+}
+
+/// A 4xx is the caller's to fix (exit 2); anything else exit 1.
+fn api_err(r: &Reply) -> CliError {
+    if (400..500).contains(&r.status) {
+        CliError::Input(r.error_text())
+    } else {
+        CliError::Io(r.error_text())
+    }
+}
+
+fn get(rt: &tokio::runtime::Runtime, c: &Client, path: &str) -> Result<Value, CliError> {
+    let r = rt
+        .block_on(c.request("GET", path, None, &[]))
+        .map_err(client_err)?;
+    if r.status != 200 {
+        return Err(api_err(&r));
+    }
+    r.json()
+        .ok_or_else(|| CliError::Io("the server's answer is not JSON".into()))
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn random_key() -> String {
+    skyward_server::auth::generate()
+        .map(|t| format!("cli-{}", &t[4..36]))
+        .unwrap_or_else(|_| format!("cli-{}", std::process::id()))
+}
+
+pub fn submit(a: &SubmitArgs) -> Result<(), CliError> {
+    let catalog = skyward_catalog::Catalog::builtin()?;
+    // Validate every file locally first: nothing is sent if one is wrong.
+    let mut jobs = Vec::new();
+    for f in &a.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::Io(format!("{}: {e}", f.display())))?;
+        for j in skyward_spec::job::parse_file(&text, &f.display().to_string(), &catalog)? {
+            jobs.push(j);
+        }
+    }
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let mut results = Vec::new();
+    let base_key = a.idempotency_key.clone();
+    for (i, job) in jobs.iter().enumerate() {
+        let key = match &base_key {
+            Some(k) if jobs.len() == 1 => k.clone(),
+            Some(k) => format!("{k}-{i}"),
+            None => random_key(),
+        };
+        let body = serde_json::to_vec(job).map_err(|e| CliError::Internal(e.to_string()))?;
+        // Retries reuse the key: a submit that was stored but whose answer
+        // was lost is answered from the key, not stored twice.
+        let mut attempt = 0;
+        let reply = loop {
+            attempt += 1;
+            match rt.block_on(c.request(
+                "POST",
+                "/v1/workloads",
+                Some(("application/json", body.clone())),
+                &[("idempotency-key", key.clone())],
+            )) {
+                Ok(r) if r.status >= 500 && attempt < 4 => {}
+                Ok(r) => break r,
+                Err(ClientError::Connect { .. }) | Err(ClientError::Timeout { .. })
+                    if attempt < 4 => {}
+                Err(e) => return Err(client_err(e)),
+            }
+            std::thread::sleep(Duration::from_millis(250 * (1 << attempt)));
+        };
+        if reply.status != 201 && reply.status != 200 {
+            return Err(api_err(&reply));
+        }
+        results.push(reply.json().unwrap_or(Value::Null));
+    }
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&results)?),
+        Output::Table => {
+            let mut t = Table::new(&["id>", "name", "priority>", "state"]);
+            for r in &results {
+                t.row(vec![
+                    s(&r["id"]),
+                    s(&r["name"]),
+                    s(&r["priority"]),
+                    s(&r["state"]),
+                ]);
+            }
+            out!("{}", t.render());
+            eprintln!(
+                "submitted {} workload(s) to {}; follow with `skyward status` and `skyward queue`",
+                results.len(),
+                c.base()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ms_to_text(ms: &Value) -> String {
+    match ms.as_i64() {
+        Some(m) => skyward_ledger::time::Timestamp(m.div_euclid(1000)).to_string(),
+        None => "-".into(),
+    }
+}
+
+pub fn status(a: &StatusArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    match a.id {
+        Some(id) => {
+            let v = get(&rt, &c, &format!("/v1/workloads/{id}"))?;
+            match a.conn.output {
+                Output::Json => outln!("{}", json(&v)?),
+                Output::Table => {
+                    outln!("workload {} ({})", s(&v["id"]), s(&v["name"]));
+                    outln!("  state        {}", s(&v["state"]));
+                    outln!("  site         {}", s(&v["site"]));
+                    outln!("  accelerators {}", s(&v["accelerators"]));
+                    outln!("  attempt      {}", s(&v["attempt"]));
+                    outln!("  priority     {}", s(&v["priority"]));
+                    outln!("  submitted    {}", ms_to_text(&v["submitted_at_ms"]));
+                    outln!(
+                        "  asks for     {} × {} node(s)",
+                        v["spec"]["accelerators"]
+                            .as_array()
+                            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" or "))
+                            .unwrap_or_default(),
+                        s(&v["spec"]["nodes"])
+                    );
+                    if let Some(reasons) = v["pending_reasons"].as_array() {
+                        outln!("  pending because:");
+                        if reasons.is_empty() {
+                            outln!("    not yet considered by a scheduling cycle");
+                        }
+                        for r in reasons {
+                            outln!("    {} ({} site(s))", s(&r["reason"]), s(&r["sites"]));
+                        }
+                    }
+                    let mut t = Table::new(&["time", "state", "site", "attempt>"]);
+                    for e in v["events"].as_array().into_iter().flatten() {
+                        t.row(vec![
+                            ms_to_text(&e["at_ms"]),
+                            s(&e["state"]),
+                            s(&e["site"]),
+                            s(&e["attempt"]),
+                        ]);
+                    }
+                    outln!("  history:");
+                    for line in t.render().lines() {
+                        outln!("    {line}");
+                    }
+                }
+            }
+        }
+        None => {
+            let mut path = format!("/v1/workloads?limit={}", a.limit.clamp(1, 1000));
+            if let Some(st) = &a.state {
+                path.push_str(&format!("&state={st}"));
+            }
+            let v = get(&rt, &c, &path)?;
+            match a.conn.output {
+                Output::Json => outln!("{}", json(&v)?),
+                Output::Table => {
+                    let mut t = Table::new(&[
+                        "id>",
+                        "name",
+                        "state",
+                        "site",
+                        "acc>",
+                        "attempt>",
+                        "submitted",
+                    ]);
+                    for w in v["items"].as_array().into_iter().flatten() {
+                        t.row(vec![
+                            s(&w["id"]),
+                            s(&w["name"]),
+                            s(&w["state"]),
+                            s(&w["site"]),
+                            s(&w["accelerators"]),
+                            s(&w["attempt"]),
+                            ms_to_text(&w["submitted_at_ms"]),
+                        ]);
+                    }
+                    if t.is_empty() {
+                        outln!("no workloads");
+                    } else {
+                        out!("{}", t.render());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn cancel(a: &IdArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let r = rt
+        .block_on(c.request("POST", &format!("/v1/workloads/{}/cancel", a.id), None, &[]))
+        .map_err(client_err)?;
+    if r.status != 202 {
+        return Err(api_err(&r));
+    }
+    let v = r.json().unwrap_or(Value::Null);
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => outln!(
+            "cancel of workload {} requested (was {})",
+            a.id,
+            s(&v["state"])
+        ),
+    }
+    Ok(())
+}
+
+pub fn logs(a: &LogsArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let mut offset: u64 = 0;
+    loop {
+        let r = rt
+            .block_on(c.request(
+                "GET",
+                &format!("/v1/workloads/{}/logs?offset={offset}", a.id),
+                None,
+                &[],
+            ))
+            .map_err(client_err)?;
+        if r.status != 200 {
+            return Err(api_err(&r));
+        }
+        if !r.body.is_empty() {
+            crate::write_stdout(&String::from_utf8_lossy(&r.body));
+        }
+        offset = r
+            .header("skyward-next-offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(offset + r.body.len() as u64);
+        let finished = r.header("skyward-finished") == Some("true");
+        if !a.follow || (finished && r.body.is_empty()) {
+            if a.follow {
+                eprintln!(
+                    "[workload {} {}]",
+                    a.id,
+                    r.header("skyward-state").unwrap_or("ended")
+                );
+            }
+            return Ok(());
+        }
+        if r.body.is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+pub fn sites(a: &ListArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let v = get(&rt, &c, "/v1/sites")?;
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => {
+            let mut t = Table::new(&[
+                "site",
+                "provider",
+                "region",
+                "geo",
+                "accelerator",
+                "used>",
+                "capacity>",
+                "running>",
+                "$/acc-h>",
+                "basis",
+                "up",
+            ]);
+            for x in v["items"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    s(&x["name"]),
+                    s(&x["provider"]),
+                    s(&x["region"]),
+                    s(&x["geography"]),
+                    s(&x["accelerator"]),
+                    s(&x["accelerators_used"]),
+                    s(&x["accelerators"]),
+                    s(&x["running"]),
+                    x["price_usd_per_accelerator_hour"]
+                        .as_f64()
+                        .map(|p| format!("{p:.2}"))
+                        .unwrap_or("-".into()),
+                    s(&x["price_basis"]),
+                    match x["up"].as_bool() {
+                        Some(true) => "yes".into(),
+                        Some(false) => "no".into(),
+                        None => "?".into(),
+                    },
+                ]);
+            }
+            out!("{}", t.render());
+            if v["leader"] == Value::Bool(false) {
+                eprintln!(
+                    "note: this replica is not scheduling; usage columns come from the leader"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn queue(a: &ListArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let v = get(
+        &rt,
+        &c,
+        &format!("/v1/queue?limit={}", a.limit.clamp(1, 1000)),
+    )?;
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => {
+            let mut t = Table::new(&["pos>", "id>", "name", "priority>", "why pending"]);
+            for x in v["items"].as_array().into_iter().flatten() {
+                let why: Vec<String> = x["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| format!("{} ({} site(s))", s(&r["reason"]), s(&r["sites"])))
+                    .collect();
+                t.row(vec![
+                    s(&x["position"]),
+                    s(&x["id"]),
+                    s(&x["name"]),
+                    s(&x["priority"]),
+                    if why.is_empty() {
+                        "waiting for the next cycle".into()
+                    } else {
+                        why.join("; ")
+                    },
+                ]);
+            }
+            if t.is_empty() {
+                outln!("the queue is empty");
+            } else {
+                out!("{}", t.render());
+            }
+            if v["leader"] == Value::Bool(false) {
+                eprintln!("note: this replica is not the leader; ask the leader for the queue");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn usage(a: &UsageArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let format = a.format.unwrap_or(match a.conn.output {
+        Output::Json => UsageFormat::Json,
+        Output::Table => UsageFormat::Table,
+    });
+    if format == UsageFormat::Focus {
+        let r = rt
+            .block_on(c.request("GET", "/v1/usage?format=focus", None, &[]))
+            .map_err(client_err)?;
+        if r.status != 200 {
+            return Err(api_err(&r));
+        }
+        crate::write_stdout(&String::from_utf8_lossy(&r.body));
+        return Ok(());
+    }
+    // Page through everything (bounded by --limit per page).
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/usage?limit={}", a.limit.clamp(1, 1000));
+        if let Some(cur) = &cursor {
+            path.push_str(&format!("&cursor={cur}"));
+        }
+        let v = get(&rt, &c, &path)?;
+        items.extend(v["items"].as_array().cloned().unwrap_or_default());
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    match format {
+        UsageFormat::Json | UsageFormat::Focus => outln!("{}", json(&items)?),
+        UsageFormat::Table => {
+            let mut t = Table::new(&[
+                "workload>",
+                "attempt>",
+                "site",
+                "accelerator",
+                "acc>",
+                "acc-hours>",
+                "cost $>",
+                "basis",
+            ]);
+            let mut hours = 0.0;
+            let mut cost = 0i64;
+            for u in &items {
+                hours += u["accelerator_hours"].as_f64().unwrap_or(0.0);
+                cost += u["cost_micro_usd"].as_i64().unwrap_or(0);
+                t.row(vec![
+                    s(&u["workload_id"]),
+                    s(&u["attempt"]),
+                    s(&u["site"]),
+                    s(&u["accelerator"]),
+                    s(&u["accelerators"]),
+                    format!("{:.4}", u["accelerator_hours"].as_f64().unwrap_or(0.0)),
+                    format!(
+                        "{:.4}",
+                        u["cost_micro_usd"].as_i64().unwrap_or(0) as f64 / 1e6
+                    ),
+                    s(&u["price_basis"]),
+                ]);
+            }
+            out!("{}", t.render());
+            outln!(
+                "{} run(s), {hours:.4} accelerator-hours, ${:.4}",
+                items.len(),
+                cost as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
+}

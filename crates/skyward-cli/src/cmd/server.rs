@@ -1,0 +1,256 @@
+//! `skyward up`, `skyward server`, `skyward token create`: the server side.
+#![allow(clippy::disallowed_methods)]
+
+use crate::error::CliError;
+use crate::Output;
+use clap::{Args, Subcommand};
+use skyward_server::config::{self, ServerConfig};
+use skyward_server::db::{Db, Target};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args, Clone)]
+pub struct ServeOpts {
+    /// Address to listen on (default 127.0.0.1:8470, or the config's).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where the database (SQLite) and the workloads' directories live
+    /// (default: $SKYWARD_DATA_DIR, else $XDG_DATA_HOME/skyward/server,
+    /// else ~/.local/share/skyward/server).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded SQLite file:
+    /// postgres://user:password@host/db (also $SKYWARD_DATABASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub opts: ServeOpts,
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Server configuration (YAML): listen, data_dir, database_url, sites, scheduler.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub opts: ServeOpts,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token (printed once; only its hash is stored).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Args)]
+pub struct TokenCreateArgs {
+    /// A name to recognise the token by.
+    #[arg(long)]
+    pub name: String,
+    /// read, submit (includes read) or admin (includes both).
+    #[arg(long, default_value = "submit")]
+    pub scope: String,
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+pub fn default_data_dir() -> Result<PathBuf, CliError> {
+    if let Some(p) = std::env::var_os("SKYWARD_DATA_DIR").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(d).join("skyward/server"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/skyward/server")),
+        None => Err(CliError::Input(
+            "no data directory: pass --data-dir or set SKYWARD_DATA_DIR".into(),
+        )),
+    }
+}
+
+fn database_url(explicit: &Option<String>) -> Option<String> {
+    explicit.clone().or_else(|| {
+        std::env::var("SKYWARD_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+    })
+}
+
+fn apply_opts(
+    mut cfg: ServerConfig,
+    o: &ServeOpts,
+    data_dir_given_by_config: bool,
+) -> Result<ServerConfig, CliError> {
+    if let Some(l) = &o.listen {
+        if l.parse::<std::net::SocketAddr>().is_err() {
+            return Err(CliError::Input(format!(
+                "--listen: '{l}' is not an address:port (e.g. 127.0.0.1:8470)"
+            )));
+        }
+        cfg.listen = l.clone();
+    }
+    match &o.data_dir {
+        Some(d) => cfg.data_dir = d.clone(),
+        None if !data_dir_given_by_config => cfg.data_dir = default_data_dir()?,
+        None => {}
+    }
+    if let Some(u) = database_url(&o.database_url) {
+        cfg.database_url = Some(u);
+    }
+    Ok(cfg)
+}
+
+pub fn run_up(a: &UpArgs) -> Result<(), CliError> {
+    let catalog = skyward_catalog::Catalog::builtin()?;
+    let cfg = config::up_config(&catalog, &PathBuf::new(), config::DEFAULT_LISTEN)?;
+    let cfg = apply_opts(cfg, &a.opts, false)?;
+    serve(cfg, catalog)
+}
+
+pub fn run_server(a: &ServerArgs) -> Result<(), CliError> {
+    let catalog = skyward_catalog::Catalog::builtin()?;
+    let text = std::fs::read_to_string(&a.config)
+        .map_err(|e| CliError::Io(format!("{}: {e}", a.config.display())))?;
+    let cfg = config::parse(&text, &a.config.display().to_string(), &catalog)?;
+    let given = text.lines().any(|l| l.starts_with("data_dir:"));
+    let mut cfg = apply_opts(cfg, &a.opts, given)?;
+    if given && cfg.data_dir.is_relative() {
+        // Relative to the config file, like every path in it.
+        if let Some(parent) = a.config.parent() {
+            cfg.data_dir = parent.join(&cfg.data_dir);
+        }
+    }
+    serve(cfg, catalog)
+}
+
+fn server_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
+}
+
+fn serve(cfg: ServerConfig, catalog: skyward_catalog::Catalog) -> Result<(), CliError> {
+    let rt = server_runtime()?;
+    rt.block_on(async move {
+        let target = skyward_server::db_target(&cfg);
+        let sites = cfg.sites.clone();
+        let data_dir = cfg.data_dir.clone();
+        let running = skyward_server::start(cfg, Arc::new(catalog)).await.map_err(server_err)?;
+        eprintln!("skyward: listening on http://{} (API /v1, docs /v1/openapi.json, /metrics, /healthz)", running.addr);
+        eprintln!("skyward: database {}; workloads in {}", target.redacted(), data_dir.join("work").display());
+        for s in &sites {
+            eprintln!(
+                "skyward: site {:<18} {:>3} × {:<10} {:>9} /accelerator-hour ({}, {})",
+                s.spec.name,
+                s.spec.accelerators,
+                s.spec.accelerator,
+                format!("${:.2}", s.spec.price_usd_per_accelerator_hour.as_f64()),
+                s.price_basis.as_str(),
+                s.price_source
+            );
+        }
+        if let Some(p) = &running.admin_token_file {
+            eprintln!("skyward: created an admin token in {} (the CLI on this machine uses it; `skyward token create` makes more)", p.display());
+        }
+        wait_for_signal().await;
+        eprintln!("skyward: shutting down");
+        running.stop().await.map_err(server_err)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub fn server_err(e: skyward_server::ServerError) -> CliError {
+    match e {
+        skyward_server::ServerError::Listen { .. } => CliError::Input(e.to_string()),
+        _ => CliError::Io(e.to_string()),
+    }
+}
+
+pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
+    let TokenCommand::Create(a) = c;
+    let scope = skyward_server::auth::Scope::parse(&a.scope).ok_or_else(|| {
+        CliError::Input(format!(
+            "--scope: '{}' is not read, submit or admin",
+            a.scope
+        ))
+    })?;
+    if a.name.trim().is_empty() || a.name.len() > 128 {
+        return Err(CliError::Input("--name: 1 to 128 characters".into()));
+    }
+    let target = match database_url(&a.database_url) {
+        Some(u) => Target::parse(&u),
+        None => skyward_server::db::default_sqlite(
+            &a.data_dir.clone().map_or_else(default_data_dir, Ok)?,
+        ),
+    };
+    let rt = crate::cmd::ledger::runtime()?;
+    let token =
+        skyward_server::auth::generate().map_err(|e| CliError::Io(format!("/dev/urandom: {e}")))?;
+    let id = rt.block_on(async {
+        let db = Db::open(&target)
+            .await
+            .map_err(|e| CliError::Io(e.to_string()))?;
+        let now = skyward_server::runtime::SystemClock.now_ms_i64();
+        let id = db
+            .token_create(
+                a.name.trim(),
+                &skyward_server::auth::hash(&token),
+                scope.as_str(),
+                now,
+            )
+            .await
+            .map_err(|e| CliError::Io(e.to_string()))?;
+        db.close().await;
+        Ok::<i64, CliError>(id)
+    })?;
+    match a.output {
+        Output::Json => outln!(
+            "{}",
+            crate::error::json(
+                &serde_json::json!({"id": id, "name": a.name.trim(), "scope": scope.as_str(), "token": token})
+            )?
+        ),
+        Output::Table => {
+            outln!("{token}");
+            eprintln!("token #{id} '{}' with scope {}: shown once, only its hash is stored; use it as SKYWARD_TOKEN or --token", a.name.trim(), scope.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// The token file `skyward up` writes in the default data directory.
+pub fn default_token_file() -> Option<PathBuf> {
+    default_data_dir().ok().map(|d| d.join("admin.token"))
+}
+
+pub fn read_token_file(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}

@@ -1,0 +1,157 @@
+//! A small HTTP/1.1 client for the API (the CLI and the benchmarks use it).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8470";
+/// Largest response read.
+const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("server URL '{0}' is not http://host:port")]
+    Url(String),
+    #[error("cannot reach the Skyward server at {server}: {message} (start one with `skyward up`, or set --server / SKYWARD_SERVER)")]
+    Connect { server: String, message: String },
+    #[error("the server at {server} did not answer within {seconds} s")]
+    Timeout { server: String, seconds: u64 },
+    #[error("reading the response: {0}")]
+    Body(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// "code: message (field)" of a JSON error body, or the raw text.
+    pub fn error_text(&self) -> String {
+        match self.json() {
+            Some(v) if v.get("error").is_some() => {
+                let e = &v["error"];
+                let mut s = format!(
+                    "{}: {}",
+                    e["code"].as_str().unwrap_or("error"),
+                    e["message"].as_str().unwrap_or("")
+                );
+                if let Some(f) = e["field"].as_str() {
+                    s.push_str(&format!(" (field: {f})"));
+                }
+                s
+            }
+            _ => format!(
+                "HTTP {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
+        }
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") || base.len() <= "http://".len() {
+            return Err(ClientError::Url(base));
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+        let inner = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(conn);
+        Ok(Client {
+            base,
+            token,
+            inner,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, String)],
+    ) -> Result<Reply, ClientError> {
+        let uri = format!("{}{}", self.base, path);
+        let mut b = hyper::Request::builder().method(method).uri(&uri);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+        }
+        let req = match body {
+            Some((ct, bytes)) => b
+                .header("content-type", ct)
+                .body(Full::new(Bytes::from(bytes))),
+            None => b.body(Full::new(Bytes::new())),
+        }
+        .map_err(|_| ClientError::Url(uri.clone()))?;
+        let fut = self.inner.request(req);
+        let resp = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                server: self.base.clone(),
+                seconds: self.timeout.as_secs(),
+            })?
+            .map_err(|e| ClientError::Connect {
+                server: self.base.clone(),
+                message: root_cause(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let limited = http_body_util::Limited::new(resp.into_body(), RESPONSE_BYTES_MAX);
+        let body = limited
+            .collect()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,359 @@
+//! The server's configuration file (`skyward server --config FILE`) and
+//! the built-in one `skyward up` uses. Parsed in two steps like every
+//! Skyward input: serde with unknown fields refused, then validation with
+//! errors naming the field.
+
+use serde::Deserialize;
+use skyward_catalog::Catalog;
+use skyward_core::SiteSpec;
+use skyward_model::{RegionKey, Usd};
+use skyward_spec::SpecError;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+/// Sites one server may drive.
+pub const SITES_MAX: usize = 1_000;
+pub const SITE_ACCELERATORS_MAX: u32 = 1_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
+    sites: Vec<RawSite>,
+    #[serde(default)]
+    scheduler: Option<RawScheduler>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    #[serde(default)]
+    name: Option<String>,
+    region: String,
+    accelerator: String,
+    accelerators: u32,
+    #[serde(default)]
+    price_basis: Option<String>,
+    #[serde(default)]
+    price_usd_per_accelerator_hour: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    #[serde(default)]
+    cycle_ms: Option<u64>,
+    #[serde(default)]
+    dispatch_timeout_ms: Option<u64>,
+    #[serde(default)]
+    heartbeat_timeout_ms: Option<u64>,
+    #[serde(default)]
+    lease_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceBasis {
+    OnDemand,
+    Spot,
+    Reserved,
+}
+
+impl PriceBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceBasis::OnDemand => "on-demand",
+            PriceBasis::Spot => "spot",
+            PriceBasis::Reserved => "reserved",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub spec: SiteSpec,
+    pub price_basis: PriceBasis,
+    /// Where the price came from (catalog row or the config).
+    pub price_source: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// None: SQLite at `<data_dir>/skyward.db`.
+    pub database_url: Option<String>,
+    pub sites: Vec<Site>,
+    pub core: skyward_core::Config,
+    /// Leadership lease (several replicas on PostgreSQL).
+    pub lease_ms: u64,
+}
+
+/// Per-accelerator-hour price of `accelerator` in `region` from the
+/// catalog: the cheapest offering's hourly price divided by its count.
+pub fn catalog_price(
+    catalog: &Catalog,
+    region: &RegionKey,
+    accelerator: &str,
+    basis: PriceBasis,
+) -> Option<(Usd, String)> {
+    catalog
+        .offerings
+        .iter()
+        .filter(|o| o.region == *region && o.accelerator.eq_ignore_ascii_case(accelerator))
+        .filter_map(|o| {
+            let hourly = match basis {
+                PriceBasis::Spot => o.spot_usd_per_hour?,
+                _ => o.on_demand_usd_per_hour?,
+            };
+            let per = Usd::from_micros(hourly.micros() / i64::from(o.accelerator_count.max(1)));
+            Some((per, format!("catalog {} {}", o.sku, basis.as_str())))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
+}
+
+pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, SpecError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    let at = |field: String, m: String| {
+        let key = field.rsplit('.').next().unwrap_or("").to_string();
+        let line = skyward_spec::locate::line_of(text, "sites", field_index(&field), Some(&key));
+        SpecError::at(file, line, &field, m)
+    };
+    if raw.sites.len() > SITES_MAX {
+        return Err(SpecError::at(
+            file,
+            None,
+            "sites",
+            format!("more than {SITES_MAX} sites"),
+        ));
+    }
+    let mut sites = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    let known = skyward_spec::fleet::known_accelerators(catalog);
+    for (i, s) in raw.sites.into_iter().enumerate() {
+        let f = |k: &str| format!("sites[{i}].{k}");
+        let region = RegionKey::parse(&s.region.to_ascii_lowercase()).ok_or_else(|| {
+            at(
+                f("region"),
+                format!("'{}' is not provider:region (e.g. aws:us-east-1)", s.region),
+            )
+        })?;
+        if !catalog.regions().contains(&region) {
+            return Err(at(f("region"), format!("'{region}' is not in the catalog")));
+        }
+        let accelerator = known
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(&s.accelerator))
+            .cloned()
+            .ok_or_else(|| {
+                at(
+                    f("accelerator"),
+                    format!("unknown accelerator '{}'", s.accelerator),
+                )
+            })?;
+        if s.accelerators == 0 || s.accelerators > SITE_ACCELERATORS_MAX {
+            return Err(at(
+                f("accelerators"),
+                format!("must be 1 to {SITE_ACCELERATORS_MAX}"),
+            ));
+        }
+        let basis = match s.price_basis.as_deref().unwrap_or("on-demand") {
+            "on-demand" => PriceBasis::OnDemand,
+            "spot" => PriceBasis::Spot,
+            "reserved" => PriceBasis::Reserved,
+            other => {
+                return Err(at(
+                    f("price_basis"),
+                    format!("unknown price basis '{other}' (on-demand, spot, reserved)"),
+                ))
+            }
+        };
+        let (price, source) = match s.price_usd_per_accelerator_hour {
+            Some(p) => (
+                Usd::from_f64_rounded(p)
+                    .filter(|u| *u >= Usd::ZERO)
+                    .ok_or_else(|| {
+                        at(
+                            f("price_usd_per_accelerator_hour"),
+                            "must be a non-negative amount".into(),
+                        )
+                    })?,
+                "configured".to_string(),
+            ),
+            None if basis == PriceBasis::Reserved => {
+                return Err(at(
+                    f("price_usd_per_accelerator_hour"),
+                    "a reserved site needs its contracted price".into(),
+                ))
+            }
+            None => catalog_price(catalog, &region, &accelerator, basis).ok_or_else(|| {
+                at(
+                    f("price_usd_per_accelerator_hour"),
+                    format!(
+                        "the catalog has no {} {accelerator} price in {region}; set one",
+                        basis.as_str()
+                    ),
+                )
+            })?,
+        };
+        let name = s.name.unwrap_or_else(|| region.to_string());
+        if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
+            return Err(at(f("name"), "must be 1 to 128 characters, no '/'".into()));
+        }
+        if !names.insert(name.clone()) {
+            return Err(at(f("name"), format!("duplicate site name '{name}'")));
+        }
+        sites.push(Site {
+            spec: SiteSpec {
+                name,
+                region,
+                accelerator,
+                accelerators: s.accelerators,
+                price_usd_per_accelerator_hour: price,
+            },
+            price_basis: basis,
+            price_source: source,
+        });
+    }
+    let mut core = skyward_core::Config::default();
+    let mut lease_ms = 10_000;
+    if let Some(s) = raw.scheduler {
+        let check = |v: Option<u64>, k: &str, lo: u64, hi: u64| -> Result<Option<u64>, SpecError> {
+            match v {
+                Some(x) if x < lo || x > hi => Err(SpecError::at(
+                    file,
+                    skyward_spec::locate::line_of_key(text, k),
+                    &format!("scheduler.{k}"),
+                    format!("must be {lo} to {hi}"),
+                )),
+                other => Ok(other),
+            }
+        };
+        if let Some(v) = check(s.cycle_ms, "cycle_ms", 1, 3_600_000)? {
+            core.cycle_ms = v;
+        }
+        if let Some(v) = check(
+            s.dispatch_timeout_ms,
+            "dispatch_timeout_ms",
+            100,
+            86_400_000,
+        )? {
+            core.dispatch_timeout_ms = v;
+        }
+        if let Some(v) = check(
+            s.heartbeat_timeout_ms,
+            "heartbeat_timeout_ms",
+            100,
+            86_400_000,
+        )? {
+            core.heartbeat_timeout_ms = v;
+        }
+        if let Some(v) = check(s.lease_ms, "lease_ms", 1_000, 600_000)? {
+            lease_ms = v;
+        }
+    }
+    let listen = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(SpecError::at(
+            file,
+            skyward_spec::locate::line_of_key(text, "listen"),
+            "listen",
+            format!("'{listen}' is not an address:port"),
+        ));
+    }
+    Ok(ServerConfig {
+        listen,
+        data_dir: raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("skyward-data")),
+        database_url: raw.database_url,
+        sites,
+        core,
+        lease_ms,
+    })
+}
+
+fn field_index(field: &str) -> usize {
+    field
+        .split_once('[')
+        .and_then(|(_, r)| r.split_once(']'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `skyward up`: local sites named after real cloud regions, with small
+/// capacities and catalog prices, so one machine shows multi-cloud
+/// placement (the EU site is the one EU-resident work can use; spot is
+/// the cheapest).
+pub const UP_CONFIG: &str = "\
+sites:
+  - region: aws:us-east-1
+    accelerator: H100
+    accelerators: 8
+  - region: azure:eastus
+    accelerator: H100
+    accelerators: 8
+  - region: gcp:europe-west4
+    accelerator: H100
+    accelerators: 8
+    price_basis: spot
+";
+
+pub fn up_config(
+    catalog: &Catalog,
+    data_dir: &Path,
+    listen: &str,
+) -> Result<ServerConfig, SpecError> {
+    let mut cfg = parse(UP_CONFIG, "<built-in up config>", catalog)?;
+    cfg.data_dir = data_dir.to_path_buf();
+    cfg.listen = listen.to_string();
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn up_config_prices_come_from_the_catalog() {
+        let cat = Catalog::builtin().unwrap();
+        let cfg = up_config(&cat, Path::new("/tmp/x"), DEFAULT_LISTEN).unwrap();
+        assert_eq!(cfg.sites.len(), 3);
+        // p5.48xlarge: $55.04 / 8.
+        assert_eq!(
+            cfg.sites[0].spec.price_usd_per_accelerator_hour,
+            Usd::from_micros(6_880_000)
+        );
+        assert_eq!(cfg.sites[2].price_basis, PriceBasis::Spot);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cat = Catalog::builtin().unwrap();
+        let e = parse(
+            "sites:\n  - region: aws:us-east-1\n    accelerator: H100\n    accelerators: 0\n",
+            "s.yaml",
+            &cat,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "sites[0].accelerators");
+        assert_eq!(e.line, Some(4));
+        let e = parse(
+            "sites:\n  - region: mars:x\n    accelerator: H100\n    accelerators: 1\n",
+            "s.yaml",
+            &cat,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "sites[0].region");
+        let e = parse("listen: nowhere\n", "s.yaml", &cat).unwrap_err();
+        assert_eq!(e.field, "listen");
+        let e = parse("sites: []\nbogus: 1\n", "s.yaml", &cat).unwrap_err();
+        assert!(e.message.contains("bogus"));
+    }
+}

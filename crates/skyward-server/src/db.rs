@@ -1,0 +1,657 @@
+//! The control plane's durable state, on SQLite (a file, zero setup) or
+//! PostgreSQL (several replicas). One code path through sqlx's `Any`
+//! driver; the SQL is the common subset (`$n` parameters, `RETURNING`,
+//! `ON CONFLICT DO NOTHING`), and each backend has its own versioned
+//! migrations (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Every mutation is a row before it is an acknowledgement: a submission
+//! (or a cancel request) is committed, then acknowledged; the scheduler
+//! picks it up from the table. So any replica can accept work, and a
+//! crash between commit and scheduling loses nothing.
+//!
+//! The scheduler's own writes are fenced by its leadership lease: each
+//! batch first renews the lease row under the leader's term, in the same
+//! transaction, so a deposed leader's late writes fail instead of landing.
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database {target}: {message}")]
+    Open { target: String, message: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("this replica is no longer the leader")]
+    NotLeader,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    /// `postgres://…` / `postgresql://…`, or a SQLite file path
+    /// (`sqlite://path` accepted too).
+    pub fn parse(text: &str) -> Target {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Target::Postgres(text.to_string())
+        } else {
+            Target::Sqlite(PathBuf::from(
+                text.strip_prefix("sqlite://").unwrap_or(text),
+            ))
+        }
+    }
+
+    /// For messages: never the password.
+    pub fn redacted(&self) -> String {
+        match self {
+            Target::Sqlite(p) => p.display().to_string(),
+            Target::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split(':').next().unwrap_or("");
+            if auth.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// States a workload row can be in.
+pub const LIVE_STATES: &[&str] = &["pending", "dispatched", "running"];
+
+#[derive(Debug, Clone)]
+pub struct NewWorkload {
+    pub name: String,
+    pub spec_json: String,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    pub request_sha256: String,
+    pub submitted_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubmitOutcome {
+    Created(i64),
+    /// Same key, same request: the first submission's id.
+    Existing(i64),
+    /// Same key, different request.
+    KeyReused(i64),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkloadRow {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub priority: i64,
+    pub site: Option<String>,
+    pub accelerators: i64,
+    pub attempt: i64,
+    pub submitted_at_ms: i64,
+    pub since_ms: Option<i64>,
+    pub updated_at_ms: i64,
+    pub cancel_requested: bool,
+    #[serde(skip)]
+    pub spec_json: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRow {
+    pub at_ms: i64,
+    pub state: String,
+    pub site: Option<String>,
+    pub attempt: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UsageRow {
+    pub id: i64,
+    pub workload_id: i64,
+    pub attempt: i64,
+    pub site: String,
+    pub provider: String,
+    pub region: String,
+    pub accelerator: String,
+    pub accelerators: i64,
+    pub price_basis: String,
+    pub price_micro_usd_per_accelerator_hour: i64,
+    pub accelerator_hours: f64,
+    pub cost_micro_usd: i64,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// One write of the scheduler, applied in order within a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Transition {
+        id: i64,
+        state: &'static str,
+        site: Option<String>,
+        accelerators: i64,
+        /// A new dispatch: the attempt counter goes up.
+        new_attempt: bool,
+        since_ms: Option<i64>,
+        at_ms: i64,
+    },
+    Usage(UsageRow),
+}
+
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    pub target: Target,
+}
+
+fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
+    Ok(WorkloadRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        state: r.try_get("state")?,
+        priority: r.try_get("priority")?,
+        site: r.try_get("site")?,
+        accelerators: r.try_get("accelerators")?,
+        attempt: r.try_get("attempt")?,
+        submitted_at_ms: r.try_get("submitted_at_ms")?,
+        since_ms: r.try_get("since_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        spec_json: r.try_get("spec")?,
+    })
+}
+
+const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, spec";
+
+impl Db {
+    pub async fn open(target: &Target) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let open_err = |m: String| DbError::Open {
+            target: target.redacted(),
+            message: m,
+        };
+        let (url, max) = match target {
+            Target::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
+                }
+                (format!("sqlite://{}?mode=rwc", path.display()), 4)
+            }
+            Target::Postgres(url) => (url.clone(), 8),
+        };
+        let is_sqlite = matches!(target, Target::Sqlite(_));
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        // WAL lets readers run beside the writer; FULL makes
+                        // every commit durable before it is acknowledged.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let migrator = if is_sqlite {
+            &SQLITE_MIGRATIONS
+        } else {
+            &POSTGRES_MIGRATIONS
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| DbError::Migrate(e.to_string()))?;
+        Ok(Db {
+            pool,
+            target: target.clone(),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.target, Target::Postgres(_))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Stores submissions in one transaction (group commit). Idempotency
+    /// keys are checked inside it, so a retry racing its original still
+    /// yields one workload.
+    pub async fn submit_batch(
+        &self,
+        items: &[NewWorkload],
+        now_ms: i64,
+    ) -> Result<Vec<SubmitOutcome>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for w in items {
+            if let Some(key) = &w.idempotency_key {
+                let existing = sqlx::query(
+                    "SELECT id, request_sha256 FROM workloads WHERE idempotency_key = $1",
+                )
+                .bind(key.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = existing {
+                    let id: i64 = row.try_get("id")?;
+                    let sha: String = row.try_get("request_sha256")?;
+                    out.push(if sha == w.request_sha256 {
+                        SubmitOutcome::Existing(id)
+                    } else {
+                        SubmitOutcome::KeyReused(id)
+                    });
+                    continue;
+                }
+            }
+            let row = sqlx::query(
+                "INSERT INTO workloads (name, spec, priority, submitted_at_ms, idempotency_key, request_sha256, submitted_by, state, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8) RETURNING id",
+            )
+            .bind(w.name.as_str())
+            .bind(w.spec_json.as_str())
+            .bind(i64::from(w.priority))
+            .bind(now_ms)
+            .bind(w.idempotency_key.as_deref())
+            .bind(w.request_sha256.as_str())
+            .bind(w.submitted_by.as_str())
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.try_get("id")?;
+            sqlx::query("INSERT INTO events (workload_id, at_ms, state, site, attempt) VALUES ($1, $2, 'submitted', NULL, 0)")
+                .bind(id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            out.push(SubmitOutcome::Created(id));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Submissions the scheduler has not taken in yet, oldest first.
+    pub async fn new_submissions(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, spec FROM workloads WHERE state = 'submitted' AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("spec")?)))
+            .collect()
+    }
+
+    /// Workloads whose cancel was requested but which have not ended.
+    pub async fn cancel_requests(&self) -> Result<Vec<i64>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id FROM workloads WHERE cancel_requested = 1 AND state IN ('submitted', 'pending', 'dispatched', 'running') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(DbError::from))
+            .collect()
+    }
+
+    /// Records a cancel request; the scheduler acts on it. None if there
+    /// is no such workload.
+    pub async fn request_cancel(&self, id: i64) -> Result<Option<WorkloadRow>, DbError> {
+        sqlx::query("UPDATE workloads SET cancel_requested = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.workload(id).await
+    }
+
+    /// Applies the scheduler's writes in one transaction, fenced by its
+    /// lease: fails with [`DbError::NotLeader`] (nothing written) if
+    /// `holder` no longer holds `term`.
+    pub async fn apply(
+        &self,
+        holder: &str,
+        term: i64,
+        now_ms: i64,
+        writes: &[Write],
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        let fenced = sqlx::query(
+            "UPDATE leader SET holder = holder WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at_ms > $3",
+        )
+        .bind(holder)
+        .bind(term)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if fenced.rows_affected() != 1 {
+            return Err(DbError::NotLeader);
+        }
+        for w in writes {
+            match w {
+                Write::Transition {
+                    id,
+                    state,
+                    site,
+                    accelerators,
+                    new_attempt,
+                    since_ms,
+                    at_ms,
+                } => {
+                    sqlx::query(
+                        "UPDATE workloads SET state = $1, site = COALESCE($2, site), accelerators = $3, attempt = attempt + $4, since_ms = $5, updated_at_ms = $6 WHERE id = $7",
+                    )
+                    .bind(*state)
+                    .bind(site.as_deref())
+                    .bind(*accelerators)
+                    .bind(i64::from(*new_attempt))
+                    .bind(*since_ms)
+                    .bind(*at_ms)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO events (workload_id, at_ms, state, site, attempt) VALUES ($1, $2, $3, $4, (SELECT attempt FROM workloads WHERE id = $5))")
+                        .bind(*id)
+                        .bind(*at_ms)
+                        .bind(*state)
+                        .bind(site.as_deref())
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Write::Usage(u) => {
+                    sqlx::query(
+                        "INSERT INTO usage (workload_id, attempt, site, provider, region, accelerator, accelerators, price_basis, price_micro_usd_per_accelerator_hour, accelerator_hours, cost_micro_usd, from_ms, to_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(u.workload_id)
+                    .bind(u.attempt)
+                    .bind(u.site.as_str())
+                    .bind(u.provider.as_str())
+                    .bind(u.region.as_str())
+                    .bind(u.accelerator.as_str())
+                    .bind(u.accelerators)
+                    .bind(u.price_basis.as_str())
+                    .bind(u.price_micro_usd_per_accelerator_hour)
+                    .bind(u.accelerator_hours)
+                    .bind(u.cost_micro_usd)
+                    .bind(u.from_ms)
+                    .bind(u.to_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Workloads the scheduler must hold after a restart (not ended,
+    /// already taken in), in id order.
+    pub async fn live_workloads(&self) -> Result<Vec<WorkloadRow>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE state IN ('pending', 'dispatched', 'running') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| workload_row(r).map_err(DbError::from))
+            .collect()
+    }
+
+    pub async fn workload(&self, id: i64) -> Result<Option<WorkloadRow>, DbError> {
+        let row = sqlx::query(&format!(
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(workload_row)
+            .transpose()
+            .map_err(DbError::from)
+    }
+
+    pub async fn events(&self, id: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, state, site, attempt FROM events WHERE workload_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    at_ms: r.try_get("at_ms")?,
+                    state: r.try_get("state")?,
+                    site: r.try_get("site")?,
+                    attempt: r.try_get("attempt")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Workloads by id, newest first, after the cursor (an id), optionally
+    /// in one state.
+    pub async fn list(
+        &self,
+        state: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<WorkloadRow>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(state.unwrap_or(""))
+        .bind(state.unwrap_or(""))
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| workload_row(r).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Counts per state.
+    pub async fn state_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM workloads GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    pub async fn usage(&self, after_id: i64, limit: i64) -> Result<Vec<UsageRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, workload_id, attempt, site, provider, region, accelerator, accelerators, price_basis, price_micro_usd_per_accelerator_hour, accelerator_hours, cost_micro_usd, from_ms, to_ms FROM usage WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    id: r.try_get("id")?,
+                    workload_id: r.try_get("workload_id")?,
+                    attempt: r.try_get("attempt")?,
+                    site: r.try_get("site")?,
+                    provider: r.try_get("provider")?,
+                    region: r.try_get("region")?,
+                    accelerator: r.try_get("accelerator")?,
+                    accelerators: r.try_get("accelerators")?,
+                    price_basis: r.try_get("price_basis")?,
+                    price_micro_usd_per_accelerator_hour: r
+                        .try_get("price_micro_usd_per_accelerator_hour")?,
+                    accelerator_hours: r.try_get("accelerator_hours")?,
+                    cost_micro_usd: r.try_get("cost_micro_usd")?,
+                    from_ms: r.try_get("from_ms")?,
+                    to_ms: r.try_get("to_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn token_create(
+        &self,
+        name: &str,
+        sha256: &str,
+        scope: &str,
+        now_ms: i64,
+    ) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "INSERT INTO tokens (name, sha256, scope, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(sha256)
+        .bind(scope)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// (name, scope) of the token with this hash.
+    pub async fn token_lookup(&self, sha256: &str) -> Result<Option<(String, String)>, DbError> {
+        let row = sqlx::query("SELECT name, scope FROM tokens WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("name")?, r.try_get("scope")?)))
+            .transpose()
+    }
+
+    pub async fn token_count(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tokens")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Takes or renews the scheduling lease. Returns the term held, or
+    /// None if another live holder has it.
+    pub async fn try_lead(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        // Renew our own unexpired lease under the same term.
+        let renewed = sqlx::query(
+            "UPDATE leader SET expires_at_ms = $1 WHERE id = 1 AND holder = $2 AND expires_at_ms > $3",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(holder)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if renewed.rows_affected() != 1 {
+            // Take an expired (or released) lease with a new term.
+            let taken = sqlx::query(
+                "UPDATE leader SET holder = $1, term = term + 1, expires_at_ms = $2 WHERE id = 1 AND expires_at_ms <= $3",
+            )
+            .bind(holder)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+            if taken.rows_affected() != 1 {
+                return Ok(None);
+            }
+        }
+        let row = sqlx::query("SELECT holder, term FROM leader WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let h: String = row.try_get("holder")?;
+        let term: i64 = row.try_get("term")?;
+        Ok((h == holder).then_some(term))
+    }
+
+    /// Takes the lease whoever holds it, under a new term. Only for a
+    /// replica that knows it is alone (it holds the SQLite file's lock):
+    /// a previous holder is a dead process of this same machine.
+    pub async fn take_lead(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<i64, DbError> {
+        sqlx::query(
+            "UPDATE leader SET holder = $1, term = term + 1, expires_at_ms = $2 WHERE id = 1",
+        )
+        .bind(holder)
+        .bind(now_ms + lease_ms)
+        .execute(&self.pool)
+        .await?;
+        let (_, term, _) = self.leader().await?;
+        Ok(term)
+    }
+
+    /// Gives the lease up (clean shutdown), so a standby takes over at once.
+    pub async fn release(&self, holder: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE leader SET expires_at_ms = 0 WHERE id = 1 AND holder = $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (holder, term, expires) of the lease.
+    pub async fn leader(&self) -> Result<(String, i64, i64), DbError> {
+        let row = sqlx::query("SELECT holder, term, expires_at_ms FROM leader WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            row.try_get("holder")?,
+            row.try_get("term")?,
+            row.try_get("expires_at_ms")?,
+        ))
+    }
+}
+
+/// The default SQLite file under a data directory.
+pub fn default_sqlite(data_dir: &Path) -> Target {
+    Target::Sqlite(data_dir.join("skyward.db"))
+}

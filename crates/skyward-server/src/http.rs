@@ -1,0 +1,902 @@
+//! The HTTP API (`/v1/…`, OpenAPI 3.1 document at `/v1/openapi.json`),
+//! `/healthz` and `/metrics`. Every error is JSON:
+//! `{"error": {"code": "…", "message": "…", "field": "…"}}` with a stable
+//! `code`; bodies are limited in size; nothing a client sends can make the
+//! server panic or change stored data on an error.
+
+use crate::auth::{self, Scope};
+use crate::config::Site;
+use crate::db::{Db, NewWorkload, SubmitOutcome};
+use crate::metrics::Metrics;
+use crate::runtime::{Query, QueueEntry};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+use skyward_catalog::Catalog;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Largest request body accepted.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Page sizes.
+pub const PAGE_DEFAULT: usize = 100;
+pub const PAGE_MAX: usize = 1_000;
+/// Log bytes returned per request.
+pub const LOG_CHUNK_MAX: u64 = 1024 * 1024;
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+/// Tokens remembered after a lookup (valid ones only).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+pub struct SubmitJob {
+    pub item: NewWorkload,
+    pub reply: oneshot::Sender<Result<SubmitOutcome, String>>,
+}
+
+pub struct App {
+    pub db: Db,
+    pub catalog: Arc<Catalog>,
+    pub sites: Vec<Site>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    pub submit: mpsc::Sender<SubmitJob>,
+    pub queries: mpsc::Sender<Query>,
+    pub work_dir: PathBuf,
+    pub replica: String,
+    pub tokens: Mutex<HashMap<String, (String, Scope)>>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+    fn field(mut self, f: impl Into<String>) -> ApiError {
+        self.field = Some(f.into());
+        self
+    }
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.field {
+            body["field"] = Value::String(f);
+        }
+        let mut r = json_response(self.status, &json!({ "error": body }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, v: &impl Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/workloads", post(submit).get(list))
+        .route("/v1/workloads/{id}", get(show))
+        .route("/v1/workloads/{id}/cancel", post(cancel))
+        .route("/v1/workloads/{id}/logs", get(logs))
+        .route("/v1/sites", get(sites))
+        .route("/v1/queue", get(queue))
+        .route("/v1/usage", get(usage))
+        .route("/v1/tokens", post(create_token))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint (see /v1/openapi.json)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint (see /v1/openapi.json)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            count_status,
+        ))
+        .with_state(app)
+}
+
+async fn count_status(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let r = next.run(req).await;
+    app.metrics.http_status(r.status().as_u16());
+    r
+}
+
+/// Checks the bearer token; returns the token's name.
+async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing 'Authorization: Bearer <token>' (create one with `skyward token create`)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| auth::well_formed(t))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the bearer token is malformed, unknown or revoked",
+            )
+        })?;
+    let hash = auth::hash(token);
+    let cached = app.tokens.lock().ok().and_then(|t| t.get(&hash).cloned());
+    let (name, scope) = match cached {
+        Some(c) => c,
+        None => {
+            let found = app
+                .db
+                .token_lookup(&hash)
+                .await
+                .map_err(ApiError::internal)?;
+            let (name, scope_text) = found.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the bearer token is malformed, unknown or revoked",
+                )
+            })?;
+            let scope = Scope::parse(&scope_text).unwrap_or(Scope::Read);
+            if let Ok(mut t) = app.tokens.lock() {
+                if t.len() >= TOKEN_CACHE_MAX {
+                    t.clear();
+                }
+                t.insert(hash, (name.clone(), scope));
+            }
+            (name, scope)
+        }
+    };
+    if scope < need {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "token '{name}' has scope '{}'; this needs '{}'",
+                scope.as_str(),
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// Query parameters, each known and each once.
+fn params(raw: Option<String>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !known.contains(&k) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_parameter",
+                format!(
+                    "unknown query parameter '{}' (known: {})",
+                    k.chars().take(64).collect::<String>(),
+                    known.join(", ")
+                ),
+            )
+            .field(k.chars().take(64).collect::<String>()));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("'{k}' given twice"),
+            )
+            .field(k));
+        }
+    }
+    Ok(out)
+}
+
+fn num_param(p: &BTreeMap<String, String>, k: &str, max: u64) -> Result<Option<u64>, ApiError> {
+    match p.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= max)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("'{k}' must be a whole number up to {max}"),
+                )
+                .field(k)
+            }),
+    }
+}
+
+fn page_limit(p: &BTreeMap<String, String>) -> Result<usize, ApiError> {
+    Ok(match num_param(p, "limit", PAGE_MAX as u64)? {
+        Some(0) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("'limit' must be 1 to {PAGE_MAX}"),
+            )
+            .field("limit"))
+        }
+        Some(n) => n as usize,
+        None => PAGE_DEFAULT,
+    })
+}
+
+fn path_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "a workload id is a positive whole number",
+        )
+        .field("id")
+    })
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let db_ok = app.db.leader().await.is_ok();
+    let leader = app
+        .metrics
+        .leader
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 1;
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({"status": if db_ok {"ok"} else {"database unreachable"}, "leader": leader, "replica": app.replica}),
+    )
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+fn body_text(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if ![
+            "application/json",
+            "application/yaml",
+            "application/x-yaml",
+            "text/yaml",
+            "text/plain",
+            "",
+        ]
+        .contains(&ct.as_str())
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "content type '{ct}' is not accepted (application/json or application/yaml)"
+                ),
+            ));
+        }
+    }
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is larger than {} KiB", BODY_BYTES_MAX / 1024),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+        }
+    })?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the body is not UTF-8 text",
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct WorkloadView {
+    id: i64,
+    name: String,
+    state: String,
+    priority: i64,
+    site: Option<String>,
+    accelerators: i64,
+    attempt: i64,
+    submitted_at_ms: i64,
+    since_ms: Option<i64>,
+    updated_at_ms: i64,
+    cancel_requested: bool,
+}
+
+impl From<crate::db::WorkloadRow> for WorkloadView {
+    fn from(r: crate::db::WorkloadRow) -> Self {
+        WorkloadView {
+            id: r.id,
+            name: r.name,
+            state: r.state,
+            priority: r.priority,
+            site: r.site,
+            accelerators: r.accelerators,
+            attempt: r.attempt,
+            submitted_at_ms: r.submitted_at_ms,
+            since_ms: r.since_ms,
+            updated_at_ms: r.updated_at_ms,
+            cancel_requested: r.cancel_requested,
+        }
+    }
+}
+
+async fn submit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Submit).await?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| {
+                !k.is_empty()
+                    && k.len() <= IDEMPOTENCY_KEY_CHARS_MAX
+                    && k.bytes().all(|b| b.is_ascii_graphic())
+            });
+            Some(k.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters")).field("Idempotency-Key"))?.to_string())
+        }
+    };
+    let text = body_text(body, &headers)?;
+    let job = skyward_spec::job::parse_one(&text, "body", &app.catalog).map_err(|e| {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workload",
+            match e.line {
+                Some(l) => format!("line {l}: {}", e.message),
+                None => e.message.clone(),
+            },
+        );
+        if !e.field.is_empty() {
+            err = err.field(e.field);
+        }
+        err
+    })?;
+    let spec_json = serde_json::to_string(&job).map_err(ApiError::internal)?;
+    let (reply, rx) = oneshot::channel();
+    let item = NewWorkload {
+        name: job.name.clone(),
+        request_sha256: auth::hash(&spec_json),
+        spec_json,
+        priority: job.priority,
+        idempotency_key: key,
+        submitted_by: who,
+    };
+    app.submit
+        .send(SubmitJob { item, reply })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            )
+        })?;
+    let outcome = rx
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("not stored: {e}"),
+            )
+        })?;
+    let (id, status, replayed) = match outcome {
+        SubmitOutcome::Created(id) => (id, StatusCode::CREATED, false),
+        SubmitOutcome::Existing(id) => (id, StatusCode::OK, true),
+        SubmitOutcome::KeyReused(id) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!("this Idempotency-Key was used for workload {id} with a different request"),
+            )
+            .field("Idempotency-Key"))
+        }
+    };
+    if replayed {
+        app.metrics
+            .submissions_replayed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        app.metrics
+            .submissions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let row = app
+        .db
+        .workload(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("stored workload not found"))?;
+    let mut r = json_response(status, &WorkloadView::from(row));
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/workloads/{id}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(r)
+}
+
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["state", "limit", "cursor"])?;
+    let limit = page_limit(&p)?;
+    let cursor = num_param(&p, "cursor", i64::MAX as u64)?.map(|c| c as i64);
+    let state = p.get("state").map(String::as_str);
+    if let Some(s) = state {
+        const STATES: &[&str] = &[
+            "submitted",
+            "pending",
+            "dispatched",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ];
+        if !STATES.contains(&s) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("unknown state (known: {})", STATES.join(", ")),
+            )
+            .field("state"));
+        }
+    }
+    let rows = app
+        .db
+        .list(state, cursor, limit as i64 + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let more = rows.len() > limit;
+    let items: Vec<WorkloadView> = rows
+        .into_iter()
+        .take(limit)
+        .map(WorkloadView::from)
+        .collect();
+    let next = if more {
+        items.last().map(|w| w.id.to_string())
+    } else {
+        None
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
+}
+
+async fn ask<T>(app: &App, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    app.queries.send(make(tx)).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let id = path_id(&id)?;
+    let row = app
+        .db
+        .workload(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "workload_not_found",
+                format!("no workload {id}"),
+            )
+            .field("id")
+        })?;
+    let spec: Value = serde_json::from_str(&row.spec_json).unwrap_or(Value::Null);
+    let events = app.db.events(id, 1_000).await.map_err(ApiError::internal)?;
+    let reasons = if row.state == "pending" || row.state == "submitted" {
+        ask(&app, |reply| Query::Why {
+            id: id as u64,
+            reply,
+        })
+        .await
+        .flatten()
+    } else {
+        None
+    };
+    let mut v = serde_json::to_value(WorkloadView::from(row)).map_err(ApiError::internal)?;
+    v["spec"] = spec;
+    v["events"] = serde_json::to_value(events).map_err(ApiError::internal)?;
+    v["pending_reasons"] = match reasons {
+        Some(r) => json!(r
+            .into_iter()
+            .map(|(reason, sites)| json!({"reason": reason, "sites": sites}))
+            .collect::<Vec<_>>()),
+        None => Value::Null,
+    };
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Submit).await?;
+    let id = path_id(&id)?;
+    let current = app
+        .db
+        .workload(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "workload_not_found",
+                format!("no workload {id}"),
+            )
+            .field("id")
+        })?;
+    if ["succeeded", "failed", "cancelled"].contains(&current.state.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("workload {id} already ended ({})", current.state),
+        ));
+    }
+    let row = app
+        .db
+        .request_cancel(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("workload vanished"))?;
+    app.wake.notify_one();
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &WorkloadView::from(row),
+    ))
+}
+
+async fn logs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let id = path_id(&id)?;
+    let p = params(q, &["offset", "limit"])?;
+    let offset = num_param(&p, "offset", u64::MAX / 2)?.unwrap_or(0);
+    let limit = num_param(&p, "limit", LOG_CHUNK_MAX)?.unwrap_or(LOG_CHUNK_MAX);
+    let row = app
+        .db
+        .workload(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "workload_not_found",
+                format!("no workload {id}"),
+            )
+            .field("id")
+        })?;
+    let path = app.work_dir.join(id.to_string()).join("output.log");
+    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let next = offset + chunk.len() as u64;
+    let finished = ["succeeded", "failed", "cancelled"].contains(&row.state.as_str());
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from(chunk),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&next.to_string()) {
+        r.headers_mut().insert("skyward-next-offset", v);
+    }
+    r.headers_mut().insert(
+        "skyward-finished",
+        HeaderValue::from_static(if finished { "true" } else { "false" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&row.state) {
+        r.headers_mut().insert("skyward-state", v);
+    }
+    Ok(r)
+}
+
+fn read_chunk(path: &std::path::Path, offset: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let gauges = app
+        .metrics
+        .sites
+        .lock()
+        .map(|g| g.clone())
+        .unwrap_or_default();
+    let items: Vec<Value> = app
+        .sites
+        .iter()
+        .map(|s| {
+            let g = gauges.iter().find(|g| g.site == s.spec.name);
+            let info = skyward_catalog::regions::region_info(
+                &s.spec.region.provider,
+                &s.spec.region.region,
+            );
+            json!({
+                "name": s.spec.name,
+                "provider": s.spec.region.provider,
+                "region": s.spec.region.region,
+                "geography": info.geography,
+                "compliance": info.compliance,
+                "accelerator": s.spec.accelerator,
+                "accelerators": s.spec.accelerators,
+                "accelerators_used": g.map(|g| g.accelerators_used),
+                "running": g.map(|g| g.running),
+                "up": g.map(|g| g.alive),
+                "price_basis": s.price_basis.as_str(),
+                "price_usd_per_accelerator_hour": s.spec.price_usd_per_accelerator_hour.as_f64(),
+                "price_source": s.price_source,
+                "executor": "local",
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"items": items, "leader": app.metrics.leader.load(std::sync::atomic::Ordering::Relaxed) == 1}),
+    ))
+}
+
+async fn queue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["limit", "cursor"])?;
+    let limit = page_limit(&p)?;
+    let cursor = num_param(&p, "cursor", u64::MAX)?;
+    let leader = app
+        .metrics
+        .leader
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 1;
+    let items: Vec<QueueEntry> = ask(&app, |reply| Query::Queue {
+        after: cursor,
+        limit: limit + 1,
+        reply,
+    })
+    .await
+    .unwrap_or_default();
+    let more = items.len() > limit;
+    let items: Vec<QueueEntry> = items.into_iter().take(limit).collect();
+    let next = if more {
+        items.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|e| json!({"id": e.id, "name": e.name, "priority": e.priority, "position": e.position, "reasons": e.reasons.into_iter().map(|(r, n)| json!({"reason": r, "sites": n})).collect::<Vec<_>>()}))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next, "leader": leader}),
+    ))
+}
+
+async fn usage(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["limit", "cursor", "format"])?;
+    let cursor = num_param(&p, "cursor", i64::MAX as u64)?.unwrap_or(0) as i64;
+    match p.get("format").map(String::as_str) {
+        None | Some("json") => {
+            let limit = page_limit(&p)?;
+            let rows = app
+                .db
+                .usage(cursor, limit as i64 + 1)
+                .await
+                .map_err(ApiError::internal)?;
+            let more = rows.len() > limit;
+            let items: Vec<_> = rows.into_iter().take(limit).collect();
+            let next = if more {
+                items.last().map(|u| u.id.to_string())
+            } else {
+                None
+            };
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"items": items, "next_cursor": next}),
+            ))
+        }
+        Some("focus") => {
+            // The whole history as FOCUS 1.3 rows, for `skyward ledger import`.
+            let mut records = Vec::new();
+            let mut after = 0;
+            loop {
+                let rows = app
+                    .db
+                    .usage(after, 10_000)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let Some(last) = rows.last() else { break };
+                after = last.id;
+                records.extend(rows.iter().map(crate::usage::to_ledger_record));
+                if records.len() > 5_000_000 {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "too_large",
+                        "more than 5,000,000 usage records; page through format=json",
+                    ));
+                }
+            }
+            let mut out = Vec::new();
+            skyward_ledger::export::write_focus(&mut out, &records, "skyward")
+                .map_err(ApiError::internal)?;
+            Ok(([(header::CONTENT_TYPE, "text/csv")], out).into_response())
+        }
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "format is json or focus",
+        )
+        .field("format")),
+    }
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Admin).await?;
+    let text = body_text(body, &headers)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        name: String,
+        scope: String,
+    }
+    let req: Req = serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("expected {{\"name\": …, \"scope\": \"read|submit|admin\"}}: {e}"),
+        )
+    })?;
+    let scope = Scope::parse(&req.scope).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scope",
+            "scope is read, submit or admin",
+        )
+        .field("scope")
+    })?;
+    if req.name.is_empty() || req.name.len() > 128 || req.name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+            "name must be 1 to 128 printable characters",
+        )
+        .field("name"));
+    }
+    let token = auth::generate().map_err(ApiError::internal)?;
+    let now = crate::runtime::SystemClock.now_ms_i64();
+    let id = app
+        .db
+        .token_create(&req.name, &auth::hash(&token), scope.as_str(), now)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"id": id, "name": req.name, "scope": scope.as_str(), "token": token}),
+    ))
+}

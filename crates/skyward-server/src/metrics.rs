@@ -1,0 +1,272 @@
+//! Prometheus text exposition (version 0.0.4), written by hand: a few
+//! counters, gauges and histograms need no metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Latency buckets in seconds.
+pub const LATENCY_BUCKETS_S: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new() -> Histogram {
+        Histogram {
+            counts: LATENCY_BUCKETS_S
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe_ms(&self, ms: u64) {
+        let s = ms as f64 / 1000.0;
+        for (b, c) in LATENCY_BUCKETS_S.iter().zip(&self.counts) {
+            if s <= *b {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_us.fetch_add(ms * 1000, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, c) in LATENCY_BUCKETS_S.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SiteGauge {
+    pub site: String,
+    pub provider: String,
+    pub accelerators_used: u32,
+    pub accelerators: u32,
+    pub running: u32,
+    pub alive: bool,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub submissions: AtomicU64,
+    pub submissions_replayed: AtomicU64,
+    pub placements: AtomicU64,
+    pub finished_ok: AtomicU64,
+    pub finished_failed: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub requeued: AtomicU64,
+    pub queue_depth: AtomicU64,
+    pub leader: AtomicU64,
+    pub cycle_us_last: AtomicU64,
+    /// Placement to start on the site.
+    pub dispatch_latency: Histogram,
+    /// Submission to start.
+    pub start_latency: Histogram,
+    pub sites: Mutex<Vec<SiteGauge>>,
+    /// provider → (accelerator-hours, cost in micro-dollars).
+    pub usage: Mutex<BTreeMap<String, (f64, i64)>>,
+    /// (status code class) → count.
+    pub http: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            submissions: AtomicU64::new(0),
+            submissions_replayed: AtomicU64::new(0),
+            placements: AtomicU64::new(0),
+            finished_ok: AtomicU64::new(0),
+            finished_failed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
+            cycle_us_last: AtomicU64::new(0),
+            dispatch_latency: Histogram::new(),
+            start_latency: Histogram::new(),
+            sites: Mutex::new(Vec::new()),
+            usage: Mutex::new(BTreeMap::new()),
+            http: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn add_usage(&self, provider: &str, accelerator_hours: f64, cost_micro: i64) {
+        if let Ok(mut u) = self.usage.lock() {
+            let e = u.entry(provider.to_string()).or_insert((0.0, 0));
+            e.0 += accelerator_hours;
+            e.1 += cost_micro;
+        }
+    }
+
+    pub fn http_status(&self, code: u16) {
+        if let Ok(mut h) = self.http.lock() {
+            *h.entry(code).or_insert(0) += 1;
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let counter = |o: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        };
+        counter(
+            &mut o,
+            "skyward_submissions_total",
+            "Workloads accepted (new).",
+            &self.submissions,
+        );
+        counter(
+            &mut o,
+            "skyward_submissions_replayed_total",
+            "Submissions answered from an idempotency key.",
+            &self.submissions_replayed,
+        );
+        counter(
+            &mut o,
+            "skyward_placements_total",
+            "Dispatches of a workload to a site.",
+            &self.placements,
+        );
+        counter(
+            &mut o,
+            "skyward_requeues_total",
+            "Workloads taken back from a site and queued again.",
+            &self.requeued,
+        );
+        counter(
+            &mut o,
+            "skyward_cancellations_total",
+            "Workloads cancelled.",
+            &self.cancelled,
+        );
+        let _ = writeln!(o, "# HELP skyward_finished_total Workloads that ended on a site.\n# TYPE skyward_finished_total counter");
+        let _ = writeln!(
+            o,
+            "skyward_finished_total{{outcome=\"succeeded\"}} {}",
+            self.finished_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "skyward_finished_total{{outcome=\"failed\"}} {}",
+            self.finished_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(o, "# HELP skyward_queue_depth Pending workloads.\n# TYPE skyward_queue_depth gauge\nskyward_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
+        let _ = writeln!(o, "# HELP skyward_leader 1 if this replica schedules.\n# TYPE skyward_leader gauge\nskyward_leader {}", self.leader.load(Ordering::Relaxed));
+        let _ = writeln!(o, "# HELP skyward_scheduler_iteration_seconds Duration of the last scheduler iteration.\n# TYPE skyward_scheduler_iteration_seconds gauge\nskyward_scheduler_iteration_seconds {}", self.cycle_us_last.load(Ordering::Relaxed) as f64 / 1e6);
+        self.dispatch_latency.render(
+            &mut o,
+            "skyward_dispatch_latency_seconds",
+            "Placement to start on the site.",
+        );
+        self.start_latency.render(
+            &mut o,
+            "skyward_submit_to_start_seconds",
+            "Submission to start on a site.",
+        );
+        if let Ok(sites) = self.sites.lock() {
+            let _ = writeln!(o, "# HELP skyward_site_running_workloads Workloads running per site.\n# TYPE skyward_site_running_workloads gauge");
+            for s in sites.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_site_running_workloads{{site=\"{}\",provider=\"{}\"}} {}",
+                    esc(&s.site),
+                    esc(&s.provider),
+                    s.running
+                );
+            }
+            let _ = writeln!(o, "# HELP skyward_site_accelerators_used Accelerators in use per site.\n# TYPE skyward_site_accelerators_used gauge");
+            for s in sites.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_site_accelerators_used{{site=\"{}\",provider=\"{}\"}} {}",
+                    esc(&s.site),
+                    esc(&s.provider),
+                    s.accelerators_used
+                );
+            }
+            let _ = writeln!(o, "# HELP skyward_site_accelerators Accelerators per site.\n# TYPE skyward_site_accelerators gauge");
+            for s in sites.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_site_accelerators{{site=\"{}\",provider=\"{}\"}} {}",
+                    esc(&s.site),
+                    esc(&s.provider),
+                    s.accelerators
+                );
+            }
+            let _ = writeln!(o, "# HELP skyward_site_up 1 if the site is registered and heartbeating.\n# TYPE skyward_site_up gauge");
+            for s in sites.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_site_up{{site=\"{}\",provider=\"{}\"}} {}",
+                    esc(&s.site),
+                    esc(&s.provider),
+                    u8::from(s.alive)
+                );
+            }
+        }
+        if let Ok(u) = self.usage.lock() {
+            let _ = writeln!(o, "# HELP skyward_accelerator_hours_total Accelerator-hours used, per provider (since this process started leading).\n# TYPE skyward_accelerator_hours_total counter");
+            for (p, (h, _)) in u.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_accelerator_hours_total{{provider=\"{}\"}} {h}",
+                    esc(p)
+                );
+            }
+            let _ = writeln!(o, "# HELP skyward_cost_usd_total Cost of usage at site prices, per provider.\n# TYPE skyward_cost_usd_total counter");
+            for (p, (_, c)) in u.iter() {
+                let _ = writeln!(
+                    o,
+                    "skyward_cost_usd_total{{provider=\"{}\"}} {}",
+                    esc(p),
+                    *c as f64 / 1e6
+                );
+            }
+        }
+        if let Ok(h) = self.http.lock() {
+            let _ = writeln!(o, "# HELP skyward_http_responses_total HTTP responses by status.\n# TYPE skyward_http_responses_total counter");
+            for (code, n) in h.iter() {
+                let _ = writeln!(o, "skyward_http_responses_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        o
+    }
+}

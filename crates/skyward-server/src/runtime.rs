@@ -1,0 +1,794 @@
+//! The runtime: drives the sans-IO core with real time, the store and the
+//! local executors. One task per replica; it schedules only while it holds
+//! the leadership lease.
+//!
+//! Each iteration: take in new submissions and cancel requests from the
+//! store, feed executor events and heartbeats, fire the core's timers,
+//! then drain the core's commands — all `Persist`/`RecordUsage` of a round
+//! are committed in one fenced transaction *before* any `Dispatch` or
+//! `CancelOnSite` of that round is carried out.
+
+use crate::config::Site;
+use crate::db::{Db, DbError, UsageRow, Write};
+use crate::metrics::{Metrics, SiteGauge};
+use skyward_core::{
+    Command, Core, Input, JobSpec, Millis, Outcome, Record, Snapshot, State, WorkloadId,
+};
+use skyward_executor::{ExecEvent, LocalExecutor, RunSpec};
+use skyward_model::AcceleratorRequest;
+use skyward_spec::job::JobRequest;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+/// The runtime's clock. The server uses wall time; a simulator passes
+/// its own (the core itself never reads one).
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> Millis;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now_ms(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Submissions taken in per store read.
+const INGEST_BATCH: i64 = 5_000;
+/// The loop wakes at least this often (executor polling, other replicas'
+/// submissions).
+const IDLE_POLL_MS: u64 = 100;
+
+/// Questions the HTTP layer asks the scheduler (answered from the core).
+pub enum Query {
+    /// Pending workloads in scheduling order after a cursor, with reasons.
+    Queue {
+        after: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<QueueEntry>>,
+    },
+    Why {
+        id: u64,
+        reply: oneshot::Sender<Option<Vec<(String, u32)>>>,
+    },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueEntry {
+    pub id: u64,
+    pub name: String,
+    pub priority: i32,
+    pub position: usize,
+    /// Reason → sites rejected for it in the last cycle.
+    pub reasons: Vec<(String, u32)>,
+}
+
+pub struct Runtime {
+    pub db: Db,
+    pub sites: Vec<Site>,
+    pub core_cfg: skyward_core::Config,
+    pub work_dir: PathBuf,
+    pub holder: String,
+    pub lease_ms: u64,
+    /// This replica is the only one (it holds the SQLite file's lock), so
+    /// it may take over a dead predecessor's lease at once.
+    pub exclusive: bool,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why leading stopped.
+enum Stop {
+    Shutdown,
+    LostLease,
+}
+
+fn to_job_spec(r: &JobRequest) -> JobSpec {
+    JobSpec {
+        name: r.name.clone(),
+        accelerators: r
+            .accelerators
+            .iter()
+            .filter_map(|a| AcceleratorRequest::parse(a).ok())
+            .collect(),
+        nodes: r.nodes,
+        priority: r.priority,
+        providers: r.providers.clone(),
+        regions: r.regions.clone(),
+        residency: r.residency.clone(),
+        compliance: r.compliance.clone(),
+    }
+}
+
+fn to_run_spec(r: &JobRequest) -> RunSpec {
+    RunSpec {
+        setup: r.setup.clone(),
+        run: r.run.clone(),
+        env: r.env.clone(),
+        checkpoint: r.checkpoint.clone(),
+    }
+}
+
+fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Pending => "pending",
+        State::Dispatched { .. } => "dispatched",
+        State::Running { .. } => "running",
+        State::Done(Outcome::Succeeded) => "succeeded",
+        State::Done(Outcome::Failed) => "failed",
+        State::Done(Outcome::Cancelled) => "cancelled",
+    }
+}
+
+fn state_from_row(
+    state: &str,
+    site: Option<String>,
+    accelerators: u32,
+    since: Option<i64>,
+) -> Option<State> {
+    match (state, site) {
+        ("pending", _) => Some(State::Pending),
+        ("dispatched", Some(site)) => Some(State::Dispatched { site, accelerators }),
+        ("running", Some(site)) => Some(State::Running {
+            site,
+            accelerators,
+            since: since.unwrap_or(0).max(0) as u64,
+        }),
+        _ => None,
+    }
+}
+
+struct Leading<'a> {
+    rt: &'a Runtime,
+    term: i64,
+    core: Core,
+    runs: BTreeMap<WorkloadId, RunSpec>,
+    submitted_at: BTreeMap<WorkloadId, Millis>,
+    dispatched_at: BTreeMap<WorkloadId, Millis>,
+    executors: BTreeMap<String, LocalExecutor>,
+    site_info: BTreeMap<String, Site>,
+}
+
+impl Runtime {
+    /// Runs until `shutdown` turns true: waits for the lease, leads while
+    /// it holds it, waits again if it loses it.
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        mut queries: mpsc::Receiver<Query>,
+    ) -> Result<(), DbError> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let now = self.clock.now_ms() as i64;
+            let attempt = if self.exclusive {
+                self.db
+                    .take_lead(&self.holder, now, self.lease_ms as i64)
+                    .await
+                    .map(Some)
+            } else {
+                self.db
+                    .try_lead(&self.holder, now, self.lease_ms as i64)
+                    .await
+            };
+            let term = match attempt {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("skyward: leader election: {e}");
+                    None
+                }
+            };
+            match term {
+                Some(term) => {
+                    self.metrics.leader.store(1, Ordering::Relaxed);
+                    eprintln!("skyward: {} leads (term {term})", self.holder);
+                    let stop = self.lead(term, &mut shutdown, &mut queries).await;
+                    self.metrics.leader.store(0, Ordering::Relaxed);
+                    match stop {
+                        Ok(Stop::Shutdown) => {
+                            let _ = self.db.release(&self.holder).await;
+                            return Ok(());
+                        }
+                        Ok(Stop::LostLease) => eprintln!("skyward: lost the lease; standing by"),
+                        Err(e) => eprintln!("skyward: scheduler stopped: {e}; standing by"),
+                    }
+                }
+                None => {
+                    // Standby: answer queries with nothing (the leader has
+                    // the queue), and try again in a third of a lease.
+                    let wait = tokio::time::sleep(Duration::from_millis(self.lease_ms / 3));
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            _ = shutdown.changed() => return Ok(()),
+                            q = queries.recv() => match q {
+                                Some(Query::Queue { reply, .. }) => { let _ = reply.send(Vec::new()); }
+                                Some(Query::Why { reply, .. }) => { let _ = reply.send(None); }
+                                None => return Ok(()),
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn lead(
+        &self,
+        term: i64,
+        shutdown: &mut watch::Receiver<bool>,
+        queries: &mut mpsc::Receiver<Query>,
+    ) -> Result<Stop, DbError> {
+        let now = self.clock.now_ms();
+        let rows = self.db.live_workloads().await?;
+        let mut snaps = Vec::with_capacity(rows.len());
+        let mut runs = BTreeMap::new();
+        let mut submitted_at = BTreeMap::new();
+        for r in rows {
+            let req: JobRequest = serde_json::from_str(&r.spec_json)
+                .map_err(|e| DbError::Corrupt(format!("workload {}: {e}", r.id)))?;
+            let id = WorkloadId(r.id as u64);
+            let state = state_from_row(
+                &r.state,
+                r.site.clone(),
+                r.accelerators.max(0) as u32,
+                r.since_ms,
+            )
+            .ok_or_else(|| {
+                DbError::Corrupt(format!(
+                    "workload {}: state {} without a site",
+                    r.id, r.state
+                ))
+            })?;
+            runs.insert(id, to_run_spec(&req));
+            submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
+            snaps.push(Snapshot {
+                id,
+                spec: to_job_spec(&req),
+                state,
+                attempt: r.attempt.max(0) as u32,
+            });
+        }
+        let restored = snaps.len();
+        let core = Core::restore_snapshots(self.core_cfg.clone(), snaps, now);
+        let mut l = Leading {
+            rt: self,
+            term,
+            core,
+            runs,
+            submitted_at,
+            dispatched_at: BTreeMap::new(),
+            executors: BTreeMap::new(),
+            site_info: BTreeMap::new(),
+        };
+        // Sites register with the runs they still have; runs that ended or
+        // vanished while no scheduler watched are settled.
+        for site in &self.sites {
+            let name = site.spec.name.clone();
+            let mut ex = LocalExecutor::new(&name, &self.work_dir, site.spec.accelerators);
+            let recovered = ex.recover();
+            let running = ex.running();
+            let _ = l.core.handle(
+                now,
+                Input::RegisterSite {
+                    spec: site.spec.clone(),
+                    running: running.clone(),
+                },
+            );
+            for (id, state, attempt) in l.core.on_site(&name) {
+                let dispatched = matches!(state, State::Dispatched { .. });
+                let ended = recovered.iter().find_map(|e| match e {
+                    ExecEvent::Finished {
+                        id: i,
+                        attempt: a,
+                        success,
+                    } if *i == id && *a == attempt => Some(*success),
+                    _ => None,
+                });
+                if running.contains(&id) {
+                    if dispatched {
+                        let _ = l.core.handle(
+                            now,
+                            Input::Started {
+                                id,
+                                site: name.clone(),
+                                attempt,
+                            },
+                        );
+                    }
+                } else if let Some(success) = ended {
+                    if dispatched {
+                        let _ = l.core.handle(
+                            now,
+                            Input::Started {
+                                id,
+                                site: name.clone(),
+                                attempt,
+                            },
+                        );
+                    }
+                    let _ = l.core.handle(
+                        now,
+                        Input::Finished {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                            success,
+                        },
+                    );
+                } else {
+                    let _ = l.core.handle(
+                        now,
+                        Input::Preempted {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                    );
+                }
+            }
+            l.executors.insert(name.clone(), ex);
+            l.site_info.insert(name, site.clone());
+        }
+        eprintln!(
+            "skyward: restored {restored} live workloads; {} sites registered",
+            self.sites.len()
+        );
+        let result = l.main_loop(shutdown, queries).await;
+        // Runs go on without us; the next leader adopts them.
+        let mut detached = 0;
+        for ex in l.executors.values_mut() {
+            detached += ex.detach();
+        }
+        if detached > 0 {
+            eprintln!("skyward: {detached} runs keep going; the next server adopts them");
+        }
+        result
+    }
+}
+
+impl Leading<'_> {
+    async fn main_loop(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        queries: &mut mpsc::Receiver<Query>,
+    ) -> Result<Stop, DbError> {
+        let rt = self.rt;
+        let mut last_renew = rt.clock.now_ms();
+        loop {
+            let started = rt.clock.now_ms();
+            self.flush(started).await?;
+            let now = rt.clock.now_ms();
+            if now.saturating_sub(last_renew) >= rt.lease_ms / 3 {
+                match rt
+                    .db
+                    .try_lead(&rt.holder, now as i64, rt.lease_ms as i64)
+                    .await?
+                {
+                    Some(t) if t == self.term => last_renew = now,
+                    _ => return Ok(Stop::LostLease),
+                }
+            }
+            self.ingest(now).await?;
+            for (name, ex) in self.executors.iter_mut() {
+                let _ = self
+                    .core
+                    .handle(now, Input::Heartbeat { site: name.clone() });
+                for e in ex.poll() {
+                    let input = match e {
+                        ExecEvent::Finished {
+                            id,
+                            attempt,
+                            success,
+                        } => Input::Finished {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                            success,
+                        },
+                        ExecEvent::Lost { id, attempt } => Input::Preempted {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                        ExecEvent::Acked { id, attempt } => Input::DispatchAcked {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                        ExecEvent::Started { id, attempt } => Input::Started {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                    };
+                    let _ = self.core.handle(now, input);
+                }
+            }
+            self.core.handle_timeout(now);
+            self.flush(now).await?;
+            self.publish();
+            rt.metrics.cycle_us_last.store(
+                rt.clock.now_ms().saturating_sub(started) * 1000,
+                Ordering::Relaxed,
+            );
+            let wait_ms = self
+                .core
+                .poll_timeout()
+                .map(|t| t.saturating_sub(rt.clock.now_ms()))
+                .unwrap_or(IDLE_POLL_MS)
+                .min(IDLE_POLL_MS);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                _ = rt.wake.notified() => {}
+                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                q = queries.recv() => match q {
+                    Some(q) => self.answer(q),
+                    None => return Ok(Stop::Shutdown),
+                },
+            }
+            if *shutdown.borrow() {
+                return Ok(Stop::Shutdown);
+            }
+        }
+    }
+
+    fn answer(&self, q: Query) {
+        match q {
+            Query::Queue {
+                after,
+                limit,
+                reply,
+            } => {
+                let ids = self.core.pending_page(after.map(WorkloadId), limit);
+                let skipped = match after {
+                    Some(a) => self
+                        .core
+                        .pending_page(None, usize::MAX)
+                        .iter()
+                        .position(|x| x.0 == a)
+                        .map_or(0, |p| p + 1),
+                    None => 0,
+                };
+                let entries = ids
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| QueueEntry {
+                        id: id.0,
+                        name: self
+                            .core
+                            .spec(id)
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default(),
+                        priority: self.core.spec(id).map(|s| s.priority).unwrap_or(0),
+                        position: skipped + i + 1,
+                        reasons: self
+                            .core
+                            .why_pending(id)
+                            .map(|w| w.iter().map(|(r, n)| (r.to_string(), *n)).collect())
+                            .unwrap_or_default(),
+                    })
+                    .collect();
+                let _ = reply.send(entries);
+            }
+            Query::Why { id, reply } => {
+                let why = self
+                    .core
+                    .why_pending(WorkloadId(id))
+                    .map(|w| w.iter().map(|(r, n)| (r.to_string(), *n)).collect());
+                let _ = reply.send(why);
+            }
+        }
+    }
+
+    /// Takes in new submissions and cancel requests from the store.
+    async fn ingest(&mut self, now: Millis) -> Result<(), DbError> {
+        let rt = self.rt;
+        let mut after = 0;
+        loop {
+            let batch = rt.db.new_submissions(after, INGEST_BATCH).await?;
+            let n = batch.len();
+            for (id, spec_json) in batch {
+                after = id;
+                let wid = WorkloadId(id as u64);
+                let req: JobRequest = match serde_json::from_str(&spec_json) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("skyward: workload {id}: stored spec unreadable: {e}");
+                        continue;
+                    }
+                };
+                match self.core.handle(
+                    now,
+                    Input::Submit {
+                        id: wid,
+                        spec: to_job_spec(&req),
+                    },
+                ) {
+                    Ok(()) => {
+                        self.runs.insert(wid, to_run_spec(&req));
+                        self.submitted_at.insert(wid, now);
+                    }
+                    Err(skyward_core::Rejected::Full) => return Ok(()),
+                    Err(_) => {}
+                }
+            }
+            // Persist the Pending transitions before reading again, so the
+            // next read does not return these rows.
+            self.flush(now).await?;
+            if (n as i64) < INGEST_BATCH {
+                break;
+            }
+        }
+        for id in rt.db.cancel_requests().await? {
+            let _ = self.core.handle(
+                now,
+                Input::Cancel {
+                    id: WorkloadId(id as u64),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Drains the core: persists every write of a round, then acts.
+    async fn flush(&mut self, now: Millis) -> Result<(), DbError> {
+        let rt = self.rt;
+        loop {
+            let mut writes = Vec::new();
+            let mut actions = Vec::new();
+            let mut ended = Vec::new();
+            while let Some(c) = self.core.poll_command() {
+                match c {
+                    Command::Persist(Record::Transition { id, state, at }) => {
+                        let (site, accelerators, since) = match &state {
+                            State::Dispatched { site, accelerators } => {
+                                (Some(site.clone()), *accelerators, None)
+                            }
+                            State::Running {
+                                site,
+                                accelerators,
+                                since,
+                            } => (Some(site.clone()), *accelerators, Some(*since as i64)),
+                            _ => (None, 0, None),
+                        };
+                        match &state {
+                            State::Done(o) => {
+                                ended.push(id);
+                                match o {
+                                    Outcome::Succeeded => {
+                                        rt.metrics.finished_ok.fetch_add(1, Ordering::Relaxed)
+                                    }
+                                    Outcome::Failed => {
+                                        rt.metrics.finished_failed.fetch_add(1, Ordering::Relaxed)
+                                    }
+                                    Outcome::Cancelled => {
+                                        rt.metrics.cancelled.fetch_add(1, Ordering::Relaxed)
+                                    }
+                                };
+                            }
+                            State::Pending if self.dispatched_at.remove(&id).is_some() => {
+                                rt.metrics.requeued.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {}
+                        }
+                        writes.push(Write::Transition {
+                            id: id.0 as i64,
+                            state: state_name(&state),
+                            site,
+                            accelerators: i64::from(accelerators),
+                            new_attempt: matches!(state, State::Dispatched { .. }),
+                            since_ms: since,
+                            at_ms: at as i64,
+                        });
+                    }
+                    Command::Persist(Record::Submitted { .. }) => {}
+                    Command::RecordUsage {
+                        id,
+                        site,
+                        attempt,
+                        accelerators,
+                        accelerator_hours,
+                        cost_usd,
+                        from,
+                        to,
+                    } => {
+                        let info = self.site_info.get(&site);
+                        let provider = info
+                            .map(|s| s.spec.region.provider.clone())
+                            .unwrap_or_default();
+                        rt.metrics
+                            .add_usage(&provider, accelerator_hours, cost_usd.micros());
+                        writes.push(Write::Usage(UsageRow {
+                            id: 0,
+                            workload_id: id.0 as i64,
+                            attempt: i64::from(attempt),
+                            region: info
+                                .map(|s| s.spec.region.region.clone())
+                                .unwrap_or_default(),
+                            provider,
+                            accelerator: info
+                                .map(|s| s.spec.accelerator.clone())
+                                .unwrap_or_default(),
+                            accelerators: i64::from(accelerators),
+                            price_basis: info
+                                .map(|s| s.price_basis.as_str().to_string())
+                                .unwrap_or_default(),
+                            price_micro_usd_per_accelerator_hour: info
+                                .map(|s| s.spec.price_usd_per_accelerator_hour.micros())
+                                .unwrap_or(0),
+                            site,
+                            accelerator_hours,
+                            cost_micro_usd: cost_usd.micros(),
+                            from_ms: from as i64,
+                            to_ms: to as i64,
+                        }));
+                    }
+                    other => actions.push(other),
+                }
+            }
+            if writes.is_empty() && actions.is_empty() {
+                return Ok(());
+            }
+            if !writes.is_empty() {
+                rt.db
+                    .apply(&rt.holder, self.term, rt.clock.now_ms() as i64, &writes)
+                    .await?;
+            }
+            for id in ended {
+                self.core.forget(id);
+                self.runs.remove(&id);
+                self.submitted_at.remove(&id);
+                self.dispatched_at.remove(&id);
+            }
+            for a in actions {
+                self.act(now, a);
+            }
+        }
+    }
+
+    fn act(&mut self, now: Millis, c: Command) {
+        let rt = self.rt;
+        match c {
+            Command::Dispatch {
+                id,
+                site,
+                accelerators,
+                attempt,
+            } => {
+                rt.metrics.placements.fetch_add(1, Ordering::Relaxed);
+                self.dispatched_at.insert(id, now);
+                let Some(ex) = self.executors.get_mut(&site) else {
+                    return;
+                };
+                let run = self.runs.get(&id).cloned().unwrap_or_default();
+                match ex.dispatch(id, attempt, accelerators, &run) {
+                    Ok(events) => {
+                        for e in events {
+                            let input = match e {
+                                ExecEvent::Acked { id, attempt } => Input::DispatchAcked {
+                                    id,
+                                    site: site.clone(),
+                                    attempt,
+                                },
+                                ExecEvent::Started { id, attempt } => {
+                                    let t = rt.clock.now_ms();
+                                    rt.metrics
+                                        .dispatch_latency
+                                        .observe_ms(t.saturating_sub(now));
+                                    if let Some(s) = self.submitted_at.get(&id) {
+                                        rt.metrics.start_latency.observe_ms(t.saturating_sub(*s));
+                                    }
+                                    Input::Started {
+                                        id,
+                                        site: site.clone(),
+                                        attempt,
+                                    }
+                                }
+                                ExecEvent::Finished {
+                                    id,
+                                    attempt,
+                                    success,
+                                } => Input::Finished {
+                                    id,
+                                    site: site.clone(),
+                                    attempt,
+                                    success,
+                                },
+                                ExecEvent::Lost { id, attempt } => Input::Preempted {
+                                    id,
+                                    site: site.clone(),
+                                    attempt,
+                                },
+                            };
+                            let _ = self.core.handle(rt.clock.now_ms(), input);
+                        }
+                    }
+                    Err(skyward_executor::local::DispatchError::Spawn(_, why)) => {
+                        eprintln!("skyward: workload {}: cannot start on {site}: {why}", id.0);
+                        let t = rt.clock.now_ms();
+                        let _ = self.core.handle(
+                            t,
+                            Input::Started {
+                                id,
+                                site: site.clone(),
+                                attempt,
+                            },
+                        );
+                        let _ = self.core.handle(
+                            t,
+                            Input::Finished {
+                                id,
+                                site,
+                                attempt,
+                                success: false,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!("skyward: workload {}: {e}; requeued", id.0);
+                        let _ = self
+                            .core
+                            .handle(rt.clock.now_ms(), Input::Preempted { id, site, attempt });
+                    }
+                }
+            }
+            Command::CancelOnSite { id, site, attempt } => {
+                if let Some(ex) = self.executors.get_mut(&site) {
+                    ex.cancel(id, attempt);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Gauges for /metrics.
+    fn publish(&self) {
+        let rt = self.rt;
+        rt.metrics
+            .queue_depth
+            .store(self.core.pending_count() as u64, Ordering::Relaxed);
+        let gauges: Vec<SiteGauge> = self
+            .core
+            .sites()
+            .into_iter()
+            .map(|(name, used, cap, alive)| SiteGauge {
+                provider: self
+                    .site_info
+                    .get(&name)
+                    .map(|s| s.spec.region.provider.clone())
+                    .unwrap_or_default(),
+                running: self
+                    .executors
+                    .get(&name)
+                    .map(|e| e.running().len() as u32)
+                    .unwrap_or(0),
+                site: name,
+                accelerators_used: used,
+                accelerators: cap,
+                alive,
+            })
+            .collect();
+        if let Ok(mut g) = rt.metrics.sites.lock() {
+            *g = gauges;
+        }
+    }
+}
+
+impl SystemClock {
+    pub fn now_ms_i64(&self) -> i64 {
+        self.now_ms() as i64
+    }
+}
