@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lints, then every test of every crate.
-# Later issues add real services here (PostgreSQL, Slurm); this script
-# installs and starts whatever the tests need, so it passes on a fresh
-# machine.
+# It installs and starts the real services the tests need (a PostgreSQL
+# server for the control plane's PostgreSQL tests), so it passes on a
+# fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,13 @@ cargo fmt --all --check
 
 echo "== clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+
+echo "== services"
+if [ -z "${SKYWARD_TEST_DATABASE_URL:-}" ]; then
+  eval "$(scripts/postgres.sh start)"
+  trap 'scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR"' EXIT
+fi
+echo "PostgreSQL for tests: $SKYWARD_TEST_DATABASE_URL"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -305,15 +305,21 @@ impl LocalExecutor {
             };
             if let Some(e) = event {
                 self.jobs.remove(&id);
-                self.retire(id);
+                // A finished run stays on file until the runtime has stored
+                // its end ([`LocalExecutor::retire`]): a crash before that
+                // finds it again on recovery instead of running it twice.
+                if matches!(e, ExecEvent::Lost { .. }) {
+                    self.retire(id);
+                }
                 out.push(e);
             }
         }
         out
     }
 
-    /// Marks a workload's run file as settled, so recovery skips it.
-    fn retire(&self, id: WorkloadId) {
+    /// Marks a workload's run file as settled, so recovery skips it. The
+    /// runtime calls this once it has stored the run's end.
+    pub fn retire(&self, id: WorkloadId) {
         let dir = self.workdir(id);
         let _ = fs::rename(dir.join(RUN_FILE), dir.join(RUN_DONE_FILE));
     }
@@ -360,7 +366,6 @@ impl LocalExecutor {
                     attempt,
                     success: rc == 0,
                 });
-                self.retire(id);
                 continue;
             }
             let pid = fs::read_to_string(pid_file(&dir, attempt))
@@ -378,10 +383,19 @@ impl LocalExecutor {
                         },
                     );
                 }
-                _ => {
-                    out.push(ExecEvent::Lost { id, attempt });
-                    self.retire(id);
-                }
+                // It may have ended between the two looks: its exit code
+                // is written before it exits.
+                _ => match read_exit_code(&dir, attempt) {
+                    Some(rc) => out.push(ExecEvent::Finished {
+                        id,
+                        attempt,
+                        success: rc == 0,
+                    }),
+                    None => {
+                        out.push(ExecEvent::Lost { id, attempt });
+                        self.retire(id);
+                    }
+                },
             }
         }
         out

@@ -10,7 +10,6 @@ use crate::db::{Db, NewWorkload, SubmitOutcome};
 use crate::metrics::Metrics;
 use crate::runtime::{Query, QueueEntry};
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -318,7 +317,10 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
-fn body_text(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The request body as text: content type checked, size refused from
+/// Content-Length before any byte is read (so a client waiting on
+/// `Expect: 100-continue` is told at once), and capped while reading.
+async fn body_text(body: Body, headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct
             .to_str()
@@ -347,17 +349,40 @@ fn body_text(body: Result<Bytes, BytesRejection>, headers: &HeaderMap) -> Result
             ));
         }
     }
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body is larger than {} KiB", BODY_BYTES_MAX / 1024),
-            )
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
-        }
-    })?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than {} KiB", BODY_BYTES_MAX / 1024),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .map_err(|e| {
+            let mut cur: &dyn std::error::Error = &e;
+            loop {
+                if cur.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                match cur.source() {
+                    Some(next) => cur = next,
+                    None => {
+                        return ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_body",
+                            format!("cannot read the body: {e}"),
+                        )
+                    }
+                }
+            }
+        })?;
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -400,11 +425,7 @@ impl From<crate::db::WorkloadRow> for WorkloadView {
     }
 }
 
-async fn submit(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     let who = authorize(&app, &headers, Scope::Submit).await?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -417,7 +438,7 @@ async fn submit(
             Some(k.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters")).field("Idempotency-Key"))?.to_string())
         }
     };
-    let text = body_text(body, &headers)?;
+    let text = body_text(body, &headers).await?;
     let job = skyward_spec::job::parse_one(&text, "body", &app.catalog).map_err(|e| {
         let mut err = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -852,13 +873,9 @@ async fn usage(
     }
 }
 
-async fn create_token(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     authorize(&app, &headers, Scope::Admin).await?;
-    let text = body_text(body, &headers)?;
+    let text = body_text(body, &headers).await?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Req {

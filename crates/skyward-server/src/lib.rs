@@ -214,7 +214,21 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<SubmitJob>, wake: Arc<Notify>) {
             }
         }
         let items: Vec<_> = batch.iter().map(|j| j.item.clone()).collect();
-        let result = db.submit_batch(&items, SystemClock.now_ms() as i64).await;
+        // Another replica may store the same Idempotency-Key between our
+        // check and our insert; the unique index refuses ours, and a retry
+        // finds theirs.
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match db.submit_batch(&items, SystemClock.now_ms() as i64).await {
+                Err(DbError::Sql(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && tries < 3 =>
+                {
+                    continue
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(outcomes) => {
                 for (job, o) in batch.into_iter().zip(outcomes) {

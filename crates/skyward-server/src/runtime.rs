@@ -280,11 +280,19 @@ impl Runtime {
             let mut ex = LocalExecutor::new(&name, &self.work_dir, site.spec.accelerators);
             let recovered = ex.recover();
             let running = ex.running();
+            // The site still knows the runs that ended while we were down:
+            // register them as its own, then report how they ended (else
+            // the core would take them back as lost and run them again).
+            let mut known = running.clone();
+            known.extend(recovered.iter().filter_map(|e| match e {
+                ExecEvent::Finished { id, .. } => Some(*id),
+                _ => None,
+            }));
             let _ = l.core.handle(
                 now,
                 Input::RegisterSite {
                     spec: site.spec.clone(),
-                    running: running.clone(),
+                    running: known,
                 },
             );
             for (id, state, attempt) in l.core.on_site(&name) {
@@ -398,11 +406,14 @@ impl Leading<'_> {
                             attempt,
                             success,
                         },
-                        ExecEvent::Lost { id, attempt } => Input::Preempted {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                        },
+                        ExecEvent::Lost { id, attempt } => {
+                            eprintln!("skyward: workload {} attempt {attempt} on {name}: the run is gone without an exit code; requeued", id.0);
+                            Input::Preempted {
+                                id,
+                                site: name.clone(),
+                                attempt,
+                            }
+                        }
                         ExecEvent::Acked { id, attempt } => Input::DispatchAcked {
                             id,
                             site: name.clone(),
@@ -648,6 +659,10 @@ impl Leading<'_> {
                     .await?;
             }
             for id in ended {
+                // Stored: the run's files may be settled now.
+                if let Some(ex) = self.executors.values().next() {
+                    ex.retire(id);
+                }
                 self.core.forget(id);
                 self.runs.remove(&id);
                 self.submitted_at.remove(&id);
