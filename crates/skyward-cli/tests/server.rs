@@ -774,6 +774,8 @@ fn kill_9_loses_nothing_and_runs_nothing_twice() {
                 )) {
                     Ok(r) if r.status == 201 || r.status == 200 => {
                         acked.push((i, r.json().unwrap()["id"].as_i64().unwrap()));
+                        // Spread the submissions over a few seconds of kills.
+                        std::thread::sleep(Duration::from_millis(10));
                         break;
                     }
                     _ => {
@@ -797,9 +799,16 @@ fn kill_9_loses_nothing_and_runs_nothing_twice() {
         server.spawn();
     }
     let (acked, retries) = submitter.join().unwrap();
-    // Kill once more while work is running, then let it finish.
-    server.kill9();
-    server.spawn();
+    // A few more kills while the work runs, then let it finish.
+    for _ in 0..3 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (seed >> 33) % 300));
+        server.kill9();
+        kills += 1;
+        server.spawn();
+    }
     let rt = rt();
     let c = server.client(Some(&server.admin_token()));
     wait_until("every workload to end", 120, || {
@@ -954,4 +963,18 @@ fn postgres_replicas_elect_one_leader() {
         ids.iter().all(|id| state_of(&rt, &cb, *id) == "succeeded")
     });
     assert_eq!(all_workloads(&rt, &cb).len(), 15);
+}
+
+/// The shipped examples parse: the workload file and the server config.
+#[test]
+fn examples_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let catalog = skyward_catalog::Catalog::builtin().unwrap();
+    let text = std::fs::read_to_string(root.join("examples/jobs.yaml")).unwrap();
+    let jobs = skyward_spec::job::parse_file(&text, "jobs.yaml", &catalog).unwrap();
+    assert_eq!(jobs.len(), 4);
+    let text = std::fs::read_to_string(root.join("examples/server.yaml")).unwrap();
+    let cfg = skyward_server::config::parse(&text, "server.yaml", &catalog).unwrap();
+    assert_eq!(cfg.sites.len(), 4);
+    assert_eq!(cfg.sites[1].spec.name, "aws-reserved");
 }

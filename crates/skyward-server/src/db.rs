@@ -198,6 +198,7 @@ impl Db {
         };
         let (url, max) = match target {
             Target::Sqlite(path) => {
+                let path = &std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| open_err(e.to_string()))?;
                 }
@@ -240,6 +241,17 @@ impl Db {
         })
     }
 
+    /// A write transaction. On SQLite it takes the write lock at BEGIN
+    /// (IMMEDIATE), so it waits its turn (busy_timeout) instead of failing
+    /// when it would upgrade from reading while another writer commits.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(if self.is_postgres() {
+            self.pool.begin().await?
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        })
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.target, Target::Postgres(_))
     }
@@ -256,7 +268,7 @@ impl Db {
         items: &[NewWorkload],
         now_ms: i64,
     ) -> Result<Vec<SubmitOutcome>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut out = Vec::with_capacity(items.len());
         for w in items {
             if let Some(key) = &w.idempotency_key {
@@ -353,7 +365,7 @@ impl Db {
         now_ms: i64,
         writes: &[Write],
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let fenced = sqlx::query(
             "UPDATE leader SET holder = holder WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at_ms > $3",
         )
@@ -654,4 +666,54 @@ impl Db {
 /// The default SQLite file under a data directory.
 pub fn default_sqlite(data_dir: &Path) -> Target {
     Target::Sqlite(data_dir.join("skyward.db"))
+}
+
+/// Creates database `name` on the PostgreSQL server of `url` and returns
+/// the URL that points at it (benchmarks and tests use scratch databases).
+pub async fn create_postgres_database(url: &str, name: &str) -> Result<String, DbError> {
+    use sqlx::Connection;
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(DbError::Open {
+            target: name.into(),
+            message: "database names here are [a-z0-9_]".into(),
+        });
+    }
+    let open_err = |e: sqlx::Error| DbError::Open {
+        target: redact_url(url),
+        message: e.to_string(),
+    };
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(open_err)?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let (head, tail) = url.split_once("://").ok_or_else(|| DbError::Open {
+        target: redact_url(url),
+        message: "not a URL".into(),
+    })?;
+    let (hostpart, query) = match tail.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (tail, None),
+    };
+    let host = hostpart.split_once('/').map_or(hostpart, |(h, _)| h);
+    Ok(match query {
+        Some(q) => format!("{head}://{host}/{name}?{q}"),
+        None => format!("{head}://{host}/{name}"),
+    })
+}
+
+pub async fn drop_postgres_database(url: &str, name: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
 }

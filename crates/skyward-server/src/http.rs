@@ -39,12 +39,14 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 pub struct SubmitJob {
     pub item: NewWorkload,
-    pub reply: oneshot::Sender<Result<SubmitOutcome, String>>,
+    /// The outcome and the time it was stored at.
+    pub reply: oneshot::Sender<Result<(SubmitOutcome, i64), String>>,
 }
 
 pub struct App {
     pub db: Db,
     pub catalog: Arc<Catalog>,
+    pub parser: skyward_spec::job::JobParser,
     pub sites: Vec<Site>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
@@ -439,7 +441,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         }
     };
     let text = body_text(body, &headers).await?;
-    let job = skyward_spec::job::parse_one(&text, "body", &app.catalog).map_err(|e| {
+    let job = app.parser.parse_one(&text, "body").map_err(|e| {
         let mut err = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_workload",
@@ -489,9 +491,34 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
                 format!("not stored: {e}"),
             )
         })?;
-    let (id, status, replayed) = match outcome {
-        SubmitOutcome::Created(id) => (id, StatusCode::CREATED, false),
-        SubmitOutcome::Existing(id) => (id, StatusCode::OK, true),
+    let (outcome, stored_at_ms) = outcome;
+    let (view, status, replayed) = match outcome {
+        SubmitOutcome::Created(id) => (
+            WorkloadView {
+                id,
+                name: job.name.clone(),
+                state: "submitted".into(),
+                priority: i64::from(job.priority),
+                site: None,
+                accelerators: 0,
+                attempt: 0,
+                submitted_at_ms: stored_at_ms,
+                since_ms: None,
+                updated_at_ms: stored_at_ms,
+                cancel_requested: false,
+            },
+            StatusCode::CREATED,
+            false,
+        ),
+        SubmitOutcome::Existing(id) => {
+            let row = app
+                .db
+                .workload(id)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::internal("stored workload not found"))?;
+            (WorkloadView::from(row), StatusCode::OK, true)
+        }
         SubmitOutcome::KeyReused(id) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -501,6 +528,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             .field("Idempotency-Key"))
         }
     };
+    let id = view.id;
     if replayed {
         app.metrics
             .submissions_replayed
@@ -510,13 +538,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             .submissions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    let row = app
-        .db
-        .workload(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::internal("stored workload not found"))?;
-    let mut r = json_response(status, &WorkloadView::from(row));
+    let mut r = json_response(status, &view);
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/workloads/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
     }

@@ -171,6 +171,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let scheduler = tokio::spawn(runtime.run(shutdown_rx.clone(), query_rx));
     let app = Arc::new(App {
         db,
+        parser: skyward_spec::job::JobParser::new(&catalog),
         catalog,
         sites: cfg.sites.clone(),
         metrics,
@@ -218,9 +219,10 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<SubmitJob>, wake: Arc<Notify>) {
         // check and our insert; the unique index refuses ours, and a retry
         // finds theirs.
         let mut tries = 0;
+        let now = SystemClock.now_ms() as i64;
         let result = loop {
             tries += 1;
-            match db.submit_batch(&items, SystemClock.now_ms() as i64).await {
+            match db.submit_batch(&items, now).await {
                 Err(DbError::Sql(sqlx::Error::Database(e)))
                     if e.is_unique_violation() && tries < 3 =>
                 {
@@ -232,7 +234,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<SubmitJob>, wake: Arc<Notify>) {
         match result {
             Ok(outcomes) => {
                 for (job, o) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(o));
+                    let _ = job.reply.send(Ok((o, now)));
                 }
             }
             Err(e) => {

@@ -172,30 +172,61 @@ pub fn parse_file(text: &str, file: &str, catalog: &Catalog) -> Result<Vec<JobRe
 
 /// Parses exactly one workload (the HTTP API's body).
 pub fn parse_one(text: &str, file: &str, catalog: &Catalog) -> Result<JobRequest, SpecError> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
-    match &value {
-        serde_yaml::Value::Mapping(_) => {}
-        serde_yaml::Value::Null => {
-            return Err(SpecError::at(
-                file,
-                None,
-                "",
-                "empty: expected a workload".into(),
-            ))
-        }
-        _ => {
-            return Err(SpecError::at(
-                file,
-                Some(1),
-                "",
-                "expected a mapping (a workload with name, accelerators and run)".into(),
-            ))
+    JobParser::new(catalog).parse_one(text, file)
+}
+
+/// A parser that keeps the catalog's names, for parsing many workloads
+/// (the server builds one at start).
+pub struct JobParser {
+    names: Names,
+}
+
+impl JobParser {
+    pub fn new(catalog: &Catalog) -> JobParser {
+        JobParser {
+            names: Names::new(catalog),
         }
     }
-    let raw: RawJob = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
-    let names = Names::new(catalog);
-    validate(raw, &names).map_err(|(key, m)| SpecError::at(file, line_of_key(text, &key), &key, m))
+
+    /// One workload, YAML or JSON (a body starting with `{` is read as
+    /// JSON, which is faster and reports the same fields).
+    pub fn parse_one(&self, text: &str, file: &str) -> Result<JobRequest, SpecError> {
+        // JSON is YAML: a body that is not valid JSON (or not a valid
+        // workload) is read again as YAML, whose errors name the field.
+        let fast = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<RawJob>(text).ok()
+        } else {
+            None
+        };
+        let raw: RawJob = if let Some(raw) = fast {
+            raw
+        } else {
+            let value: serde_yaml::Value =
+                serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+            match &value {
+                serde_yaml::Value::Mapping(_) => {}
+                serde_yaml::Value::Null => {
+                    return Err(SpecError::at(
+                        file,
+                        None,
+                        "",
+                        "empty: expected a workload".into(),
+                    ))
+                }
+                _ => {
+                    return Err(SpecError::at(
+                        file,
+                        Some(1),
+                        "",
+                        "expected a mapping (a workload with name, accelerators and run)".into(),
+                    ))
+                }
+            }
+            serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?
+        };
+        validate(raw, &self.names)
+            .map_err(|(key, m)| SpecError::at(file, line_of_key(text, &key), &key, m))
+    }
 }
 
 fn strip_location(msg: &str) -> String {

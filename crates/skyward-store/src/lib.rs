@@ -1,6 +1,7 @@
-//! Skyward's store: an embedded SQLite database by default, through sqlx,
-//! with versioned migrations embedded in the binary (`migrations/`). The
-//! control plane will reuse it and add PostgreSQL.
+//! The commitment ledger's store: an embedded SQLite database, through
+//! sqlx, with versioned migrations embedded in the binary (`migrations/`).
+//! The control plane has its own store (SQLite or PostgreSQL) in
+//! `skyward-server`.
 //!
 //! Ledger imports are all-or-nothing: the whole file is parsed and folded
 //! first, then written in one transaction. Idempotency:

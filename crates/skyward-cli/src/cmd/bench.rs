@@ -28,6 +28,9 @@ pub enum BenchCommand {
     Ledger(LedgerBenchArgs),
     /// Control-plane core: one scheduling cycle over many pending workloads.
     Core(CoreBenchArgs),
+    /// Control-plane server: submissions per second through the HTTP API
+    /// (SQLite, and PostgreSQL when given), durable writes.
+    Submit(crate::cmd::bench_submit::SubmitBenchArgs),
 }
 
 #[derive(Args)]
@@ -301,6 +304,7 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::PlanOne(a) => plan_one(a),
         BenchCommand::Ledger(a) => ledger_bench(a),
         BenchCommand::Core(a) => core_bench(a),
+        BenchCommand::Submit(a) => crate::cmd::bench_submit::run(a),
     }
 }
 
