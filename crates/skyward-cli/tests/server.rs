@@ -232,6 +232,7 @@ fn end_to_end(database_url: Option<&str>) {
   - name: eu-train
     accelerators: H100:8
     residency: eu
+    spot: allowed
     checkpoint: ckpt
     env: {GREETING: bonjour}
     run: echo \"$GREETING from $SKYWARD_SITE with $SKYWARD_ACCELERATORS\"; echo 1 > $SKYWARD_CHECKPOINT_DIR/step
@@ -249,6 +250,11 @@ fn end_to_end(database_url: Option<&str>) {
     accelerators: H100:2
     providers: aws
     run: echo started; sleep 60; echo never-ends
+  - name: eu-on-demand
+    accelerators: H100:1
+    residency: eu
+    priority: -1
+    run: echo never
 ",
     )
     .unwrap();
@@ -269,8 +275,8 @@ fn end_to_end(database_url: Option<&str>) {
         .iter()
         .map(|v| v["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(ids.len(), 4);
-    let (eu, us, big, long) = (ids[0], ids[1], ids[2], ids[3]);
+    assert_eq!(ids.len(), 5);
+    let (eu, us, big, long, eu_never_spot) = (ids[0], ids[1], ids[2], ids[3], ids[4]);
 
     wait_until("the two short workloads to succeed", 30, || {
         state_of(&rt, &c, eu) == "succeeded" && state_of(&rt, &c, us) == "succeeded"
@@ -317,18 +323,55 @@ fn end_to_end(database_url: Option<&str>) {
         .join("ckpt/step")
         .exists());
 
-    // Why is it pending? Every site is too small for the gang.
+    // Why is it pending? Both on-demand sites are too small for the gang,
+    // and the third is spot.
     let q = call(&rt, &c, "GET", "/v1/queue", None, &[]).json().unwrap();
     assert_eq!(q["items"][0]["id"].as_i64(), Some(big), "{q}");
+    assert_eq!(q["items"][0]["position"], 1);
+    let reasons: Vec<(String, i64)> = q["items"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["reason"].as_str().unwrap().to_string(),
+                r["sites"].as_i64().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        q["items"][0]["reasons"][0]["reason"],
-        "gang larger than the site"
+        reasons,
+        vec![
+            ("gang larger than the site".to_string(), 2),
+            ("spot site; the workload says spot: never".to_string(), 1)
+        ],
+        "{q}"
     );
-    assert_eq!(q["items"][0]["reasons"][0]["sites"], 3);
-    let table = cli(&server, &token, &["queue"]);
+    // Spot policy: the only EU site is spot and this one says never.
+    let w = call(
+        &rt,
+        &c,
+        "GET",
+        &format!("/v1/workloads/{eu_never_spot}"),
+        None,
+        &[],
+    )
+    .json()
+    .unwrap();
+    let reasons: Vec<&str> = w["pending_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
     assert!(
-        String::from_utf8_lossy(&table.stdout).contains("gang larger than the site (3 site(s))")
+        reasons.contains(&"spot site; the workload says spot: never"),
+        "{w}"
     );
+    assert!(reasons.contains(&"region outside residency"), "{w}");
+    let table = cli(&server, &token, &["queue"]);
+    assert!(String::from_utf8_lossy(&table.stdout)
+        .contains("gang larger than the site (2 site(s)); spot site"));
 
     // Cancel the running one: its process group is killed.
     let out = cli(&server, &token, &["cancel", &long.to_string()]);
@@ -400,7 +443,7 @@ fn end_to_end(database_url: Option<&str>) {
     let metrics =
         String::from_utf8_lossy(&call(&rt, &c, "GET", "/metrics", None, &[]).body).to_string();
     for m in [
-        "skyward_queue_depth 1",
+        "skyward_queue_depth 2",
         "skyward_placements_total 3",
         "skyward_site_running_workloads{site=\"aws:us-east-1\",provider=\"aws\"}",
         "skyward_dispatch_latency_seconds_count 3",

@@ -1,8 +1,9 @@
 //! The state machine.
 
 use crate::types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};
+use skyward_catalog::accelerators::AcceleratorTable;
 use skyward_catalog::regions::region_info;
-use skyward_model::Usd;
+use skyward_model::{SpotPolicy, Usd};
 use skyward_placement::reasons;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub const REASON_SITE_DOWN: &str = "site down";
 pub const REASON_SITE_FULL: &str = "site capacity in use";
 /// The gang needs more accelerators than the site has at all.
 pub const REASON_SITE_TOO_SMALL: &str = "gang larger than the site";
+pub const REASON_SPOT_NOT_ALLOWED: &str = "spot site; the workload says spot: never";
+pub const REASON_SPOT_REQUIRED: &str = "not a spot site; the workload says spot: required";
 
 /// A workload's last persisted state, for [`Core::restore_snapshots`].
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +88,7 @@ type ClassKey = (
     Vec<String>,
     Vec<String>,
     Vec<String>,
+    SpotPolicy,
 );
 
 fn class_key(spec: &JobSpec) -> ClassKey {
@@ -98,6 +102,7 @@ fn class_key(spec: &JobSpec) -> ClassKey {
         spec.regions.clone(),
         spec.residency.clone(),
         spec.compliance.clone(),
+        spec.spot,
     )
 }
 
@@ -124,6 +129,10 @@ pub struct Core {
     next_cycle: Option<Millis>,
     seq: u64,
     classes: BTreeMap<ClassKey, u32>,
+    /// Per class, each alternative's hours relative to the first (None:
+    /// no throughput figure), as `skyward plan` scales them.
+    class_hours: Vec<Vec<Option<f64>>>,
+    accelerators: AcceleratorTable,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -149,13 +158,35 @@ impl Core {
             next_cycle: None,
             seq: 0,
             classes: BTreeMap::new(),
+            class_hours: Vec::new(),
+            accelerators: AcceleratorTable::builtin(),
         }
     }
 
     fn class_of(&mut self, spec: &JobSpec) -> u32 {
         let key = class_key(spec);
         let n = self.classes.len() as u32;
-        *self.classes.entry(key).or_insert(n)
+        let class = *self.classes.entry(key).or_insert(n);
+        if class == n {
+            let table = &self.accelerators;
+            let first = spec.accelerators.first();
+            let hours = spec
+                .accelerators
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if i == 0 {
+                        return Some(1.0);
+                    }
+                    let f = first?;
+                    let r = table.unit_tflops(&f.name)? * f64::from(f.count);
+                    let t = table.unit_tflops(&a.name)? * f64::from(a.count);
+                    (t > 0.0).then(|| r / t)
+                })
+                .collect();
+            self.class_hours.push(hours);
+        }
+        class
     }
 
     /// Rebuilds the core from persisted records after a restart at `now`.
@@ -584,12 +615,19 @@ impl Core {
             }
             let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
             let mut best: Option<(Usd, String, u32)> = None;
+            let hours = self
+                .class_hours
+                .get(w.class as usize)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             for (name, site) in &self.sites {
-                let verdict = site_verdict(&w.spec, site);
+                let verdict = site_verdict(&w.spec, hours, site);
                 match verdict {
                     Err(r) => *why.entry(r).or_insert(0) += 1,
-                    Ok((need, price)) => {
-                        let cost = price.times_int(i64::from(need));
+                    Ok((need, price, hours)) => {
+                        // The cost of the work, as in `skyward plan`: a
+                        // slower alternative needs more hours.
+                        let cost = price.times(f64::from(need) * hours);
                         if best.as_ref().is_none_or(|(c, n, _)| (cost, name) < (*c, n)) {
                             best = Some((cost, name.clone(), need));
                         }
@@ -749,18 +787,24 @@ impl Core {
     }
 }
 
-/// Can this site take the gang? (accelerators needed, price per accelerator-hour)
-fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str> {
+/// Can this site take the gang? (accelerators needed, price per
+/// accelerator-hour, hours relative to the first alternative)
+fn site_verdict(
+    spec: &JobSpec,
+    hours: &[Option<f64>],
+    site: &Site,
+) -> Result<(u32, Usd, f64), &'static str> {
     let Some(s) = &site.spec else {
         return Err(REASON_SITE_DOWN);
     };
     if !site.alive {
         return Err(REASON_SITE_DOWN);
     }
-    let Some(req) = spec
+    let Some((alt, req)) = spec
         .accelerators
         .iter()
-        .find(|a| a.name.eq_ignore_ascii_case(&s.accelerator))
+        .enumerate()
+        .find(|(_, a)| a.name.eq_ignore_ascii_case(&s.accelerator))
     else {
         return Err(reasons::WRONG_ACCELERATOR);
     };
@@ -794,6 +838,14 @@ fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str>
     if !spec.compliance.iter().all(certified) {
         return Err(reasons::COMPLIANCE);
     }
+    match (spec.spot, s.spot) {
+        (SpotPolicy::Never, true) => return Err(REASON_SPOT_NOT_ALLOWED),
+        (SpotPolicy::Required, false) => return Err(REASON_SPOT_REQUIRED),
+        _ => {}
+    }
+    let Some(h) = hours.get(alt).copied().flatten() else {
+        return Err(reasons::NO_SPEED);
+    };
     let need = req.count.saturating_mul(spec.nodes);
     if need > s.accelerators {
         return Err(REASON_SITE_TOO_SMALL);
@@ -801,5 +853,5 @@ fn site_verdict(spec: &JobSpec, site: &Site) -> Result<(u32, Usd), &'static str>
     if site.used + need > s.accelerators {
         return Err(REASON_SITE_FULL);
     }
-    Ok((need, s.price_usd_per_accelerator_hour))
+    Ok((need, s.price_usd_per_accelerator_hour, h))
 }

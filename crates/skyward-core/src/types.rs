@@ -1,7 +1,7 @@
 //! Inputs, commands and records of the core.
 
 use serde::Serialize;
-use skyward_model::{AcceleratorRequest, RegionKey, Usd};
+use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
 
 /// Milliseconds on the caller's clock (real or simulated).
 pub type Millis = u64;
@@ -24,6 +24,8 @@ pub struct JobSpec {
     pub regions: Vec<String>,
     pub residency: Vec<String>,
     pub compliance: Vec<String>,
+    /// Whether spot sites may run it (as in a fleet file; default never).
+    pub spot: SpotPolicy,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -36,6 +38,8 @@ pub struct SiteSpec {
     /// Accelerators on the site.
     pub accelerators: u32,
     pub price_usd_per_accelerator_hour: Usd,
+    /// Spot capacity: only for work that allows spot.
+    pub spot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -86,12 +86,17 @@ fn sites() -> Vec<SiteSpec> {
         accelerator: acc.into(),
         accelerators: n,
         price_usd_per_accelerator_hour: Usd::from_dollars(price),
+        spot: false,
     };
     vec![
         s("aws-east", "aws", "us-east-1", "H100", 64, 6),
         s("gcp-eu", "gcp", "europe-west4", "H100", 32, 5),
         s("azure-east", "azure", "eastus", "A100", 32, 3),
         s("oci-ash", "oci", "us-ashburn-1", "H100", 16, 4),
+        SiteSpec {
+            spot: true,
+            ..s("gcp-spot", "gcp", "us-central1", "H100", 32, 2)
+        },
     ]
 }
 
@@ -188,6 +193,11 @@ impl World {
                 Vec::new()
             },
             compliance: Vec::new(),
+            spot: match self.rng.below(4) {
+                0 => skyward_model::SpotPolicy::Allowed,
+                1 => skyward_model::SpotPolicy::Required,
+                _ => skyward_model::SpotPolicy::Never,
+            },
         }
     }
 

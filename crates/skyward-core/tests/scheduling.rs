@@ -12,6 +12,7 @@ fn site(name: &str, p: &str, r: &str, acc: &str, n: u32, price: i64) -> Input {
             accelerator: acc.into(),
             accelerators: n,
             price_usd_per_accelerator_hour: Usd::from_dollars(price),
+            spot: false,
         },
         running: vec![],
     }
@@ -27,6 +28,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         regions: vec![],
         residency: vec![],
         compliance: vec![],
+        spot: skyward_model::SpotPolicy::Never,
     }
 }
 
@@ -216,5 +218,58 @@ fn a_lost_site_gives_its_work_back() {
     assert!(
         matches!(again.as_slice(), [Command::Dispatch { attempt: 2, .. }]),
         "{again:?}"
+    );
+}
+
+/// Costs as in `skyward plan`: a slower alternative needs more hours, so
+/// a cheaper hourly price is not always the cheaper run; spot sites only
+/// take work that allows spot, and work that requires spot only goes there.
+#[test]
+fn speed_scaled_cost_and_spot_policy() {
+    let mut core = Core::new(Config::default());
+    // A100 (312 dense BF16 TFLOPS) at $3/h vs H100 (989) at $6/h: the H100
+    // run costs 6 × 1 = 6 per unit of work, the A100 run 3 × 989/312 ≈ 9.5.
+    core.handle(0, site("a100", "aws", "us-east-1", "A100", 8, 3))
+        .unwrap();
+    core.handle(0, site("h100", "azure", "eastus", "H100", 8, 6))
+        .unwrap();
+    let mut spot_site = site("h100-spot", "gcp", "us-central1", "H100", 16, 2);
+    if let Input::RegisterSite { spec, .. } = &mut spot_site {
+        spec.spot = true;
+    }
+    core.handle(0, spot_site).unwrap();
+    let mut either = job("H100:8", 1, 0);
+    either
+        .accelerators
+        .push(AcceleratorRequest::parse("A100:8").unwrap());
+    let mut spot_ok = job("H100:8", 1, 0);
+    spot_ok.spot = skyward_model::SpotPolicy::Allowed;
+    let mut spot_only = job("A100:8", 1, 0);
+    spot_only.spot = skyward_model::SpotPolicy::Required;
+    for (id, spec) in [(1, either), (2, spot_ok), (3, spot_only)] {
+        core.handle(
+            0,
+            Input::Submit {
+                id: WorkloadId(id),
+                spec,
+            },
+        )
+        .unwrap();
+    }
+    core.handle_timeout(0);
+    assert_eq!(
+        dispatches(&mut core),
+        vec![(1, "h100".into(), 8), (2, "h100-spot".into(), 8)]
+    );
+    let why = core.why_pending(WorkloadId(3)).unwrap();
+    assert_eq!(
+        why.get(skyward_core::core::REASON_SPOT_REQUIRED),
+        Some(&1),
+        "{why:?}"
+    );
+    assert_eq!(
+        why.get(skyward_placement::reasons::WRONG_ACCELERATOR),
+        Some(&2),
+        "{why:?}"
     );
 }

@@ -107,6 +107,7 @@ fn to_job_spec(r: &JobRequest) -> JobSpec {
         regions: r.regions.clone(),
         residency: r.residency.clone(),
         compliance: r.compliance.clone(),
+        spot: r.spot,
     }
 }
 

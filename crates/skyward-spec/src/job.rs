@@ -14,7 +14,7 @@ use crate::fleet::{
 use crate::locate::{line_of, line_of_key};
 use serde::{Deserialize, Serialize};
 use skyward_catalog::Catalog;
-use skyward_model::AcceleratorRequest;
+use skyward_model::{AcceleratorRequest, SpotPolicy};
 use std::collections::BTreeMap;
 
 /// Bounds on one workload to run.
@@ -39,6 +39,8 @@ struct RawJob {
     hours: Option<f64>,
     #[serde(default)]
     priority: Option<i32>,
+    #[serde(default)]
+    spot: Option<SpotPolicy>,
     #[serde(default)]
     providers: Option<OneOrMany>,
     #[serde(default)]
@@ -92,6 +94,9 @@ pub struct JobRequest {
     pub accelerators: Vec<String>,
     pub nodes: u32,
     pub priority: i32,
+    /// never (default) | allowed | required, as in a fleet file.
+    #[serde(default = "spot_never")]
+    pub spot: SpotPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -111,6 +116,10 @@ pub struct JobRequest {
     /// across attempts), or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+}
+
+fn spot_never() -> SpotPolicy {
+    SpotPolicy::Never
 }
 
 impl JobRequest {
@@ -384,6 +393,7 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         accelerators,
         nodes,
         priority,
+        spot: w.spot.unwrap_or(SpotPolicy::Never),
         hours,
         providers,
         regions,

@@ -519,6 +519,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             accelerator: models[i % models.len()].to_string(),
             accelerators: 64,
             price_usd_per_accelerator_hour: Usd::from_dollars(2 + (i % 7) as i64),
+            spot: false,
         };
         core.handle(
             0,
@@ -547,6 +548,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                 Vec::new()
             },
             compliance: Vec::new(),
+            spot: skyward_model::SpotPolicy::Never,
         };
         core.handle(
             0,
@@ -600,6 +602,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     regions: vec![],
                     residency: vec![],
                     compliance: vec![],
+                    spot: skyward_model::SpotPolicy::Never,
                 },
             },
         );
