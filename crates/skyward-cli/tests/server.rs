@@ -409,6 +409,27 @@ fn end_to_end(database_url: Option<&str>) {
     assert_eq!(again.status, 409);
     assert_eq!(again.json().unwrap()["error"]["code"], "already_finished");
 
+    // Pages: newest first, `limit` per page, `next_cursor` until the end.
+    let mut seen = Vec::new();
+    let mut path = "/v1/workloads?limit=2".to_string();
+    loop {
+        let v = call(&rt, &c, "GET", &path, None, &[]).json().unwrap();
+        let items = v["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|w| w["id"].as_i64().unwrap()));
+        match v["next_cursor"].as_str() {
+            Some(cur) => path = format!("/v1/workloads?limit=2&cursor={cur}"),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    let v = call(&rt, &c, "GET", "/v1/workloads?state=succeeded", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+
     // Sites, usage and the ledger.
     let sites = cli(&server, &token, &["sites", "-o", "json"]);
     let sites: Value = serde_json::from_slice(&sites.stdout).unwrap();
