@@ -4,7 +4,8 @@
 //! site crashes and recoveries, and core restarts rebuilt from the persisted
 //! records. Invariants are checked after every step; then faults stop, and
 //! the run must settle. A failure prints its seed; rerun one seed with
-//! `DST_SEED=… cargo test -p skyward-core --test dst`.
+//! `DST_SEED=… cargo test -p skyward-core --test dst`; run others with
+//! `DST_SEED_START=… DST_SEEDS=…`.
 
 use skyward_core::{
     Command, Config, Core, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
@@ -531,11 +532,18 @@ fn run(seed: u64) {
 fn swarm() {
     let seeds: Vec<u64> = match std::env::var("DST_SEED") {
         Ok(s) => vec![s.parse().expect("DST_SEED must be a number")],
-        Err(_) => (0..std::env::var("DST_SEEDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300))
-            .collect(),
+        Err(_) => {
+            // DST_SEED_START picks fresh seeds (CI runs 0..300).
+            let start: u64 = std::env::var("DST_SEED_START")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let n: u64 = std::env::var("DST_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
+            (start..start.saturating_add(n)).collect()
+        }
     };
     for seed in seeds {
         let r = std::panic::catch_unwind(|| run(seed));
