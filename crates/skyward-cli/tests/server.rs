@@ -25,22 +25,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-const CONFIG: &str = "\
-sites:
-  - region: aws:us-east-1
-    accelerator: H100
-    accelerators: 8
-  - region: azure:eastus
-    accelerator: H100
-    accelerators: 8
-  - region: gcp:europe-west4
-    accelerator: H100
-    accelerators: 8
-    price_basis: spot
-scheduler:
-  cycle_ms: 20
-  lease_ms: 2000
-";
+/// `skyward up`'s sites, with quick cycles and a short lease.
+fn test_config() -> String {
+    format!(
+        "{}scheduler:\n  cycle_ms: 20\n  lease_ms: 2000\n",
+        skyward_server::config::UP_CONFIG
+    )
+}
 
 struct Server {
     child: Option<Child>,
@@ -54,7 +45,7 @@ impl Server {
     fn start(dir: &Path, port: u16, database_url: Option<&str>) -> Server {
         let config = dir.join("server.yaml");
         if !config.exists() {
-            std::fs::write(&config, CONFIG).unwrap();
+            std::fs::write(&config, test_config()).unwrap();
         }
         let mut s = Server {
             child: None,
@@ -179,15 +170,16 @@ fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn all_workloads(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<Value> {
+/// Every item of a paged list, following `next_cursor`.
+fn pages(rt: &tokio::runtime::Runtime, c: &Client, path: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let path = match &cursor {
-            Some(cur) => format!("/v1/workloads?limit=1000&cursor={cur}"),
-            None => "/v1/workloads?limit=1000".into(),
+        let url = match &cursor {
+            Some(cur) => format!("{path}&cursor={cur}"),
+            None => path.to_string(),
         };
-        let r = call(rt, c, "GET", &path, None, &[]);
+        let r = call(rt, c, "GET", &url, None, &[]);
         assert_eq!(r.status, 200, "{}", r.error_text());
         let v = r.json().unwrap();
         out.extend(v["items"].as_array().unwrap().iter().cloned());
@@ -196,6 +188,10 @@ fn all_workloads(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<Value> {
             None => return out,
         }
     }
+}
+
+fn all_workloads(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<Value> {
+    pages(rt, c, "/v1/workloads?limit=1000")
 }
 
 fn state_of(rt: &tokio::runtime::Runtime, c: &Client, id: i64) -> String {
@@ -410,18 +406,10 @@ fn end_to_end(database_url: Option<&str>) {
     assert_eq!(again.json().unwrap()["error"]["code"], "already_finished");
 
     // Pages: newest first, `limit` per page, `next_cursor` until the end.
-    let mut seen = Vec::new();
-    let mut path = "/v1/workloads?limit=2".to_string();
-    loop {
-        let v = call(&rt, &c, "GET", &path, None, &[]).json().unwrap();
-        let items = v["items"].as_array().unwrap();
-        assert!(items.len() <= 2);
-        seen.extend(items.iter().map(|w| w["id"].as_i64().unwrap()));
-        match v["next_cursor"].as_str() {
-            Some(cur) => path = format!("/v1/workloads?limit=2&cursor={cur}"),
-            None => break,
-        }
-    }
+    let seen: Vec<i64> = pages(&rt, &c, "/v1/workloads?limit=2")
+        .iter()
+        .map(|w| w["id"].as_i64().unwrap())
+        .collect();
     let mut newest_first = ids.clone();
     newest_first.reverse();
     assert_eq!(seen, newest_first);
@@ -919,31 +907,10 @@ fn kill_9_loses_nothing_and_runs_nothing_twice() {
         }
         assert!(log.ends_with("end\n"), "workload {id}: {log:?}");
     }
-    let mut usage = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let v = call(
-            &rt,
-            &c,
-            "GET",
-            &format!("/v1/usage?limit=1000&cursor={cursor}"),
-            None,
-            &[],
-        )
-        .json()
-        .unwrap();
-        usage.extend(
-            v["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["workload_id"].as_i64().unwrap()),
-        );
-        match v["next_cursor"].as_str() {
-            Some(n) => cursor = n.parse().unwrap(),
-            None => break,
-        }
-    }
+    let mut usage: Vec<i64> = pages(&rt, &c, "/v1/usage?limit=7")
+        .iter()
+        .map(|u| u["workload_id"].as_i64().unwrap())
+        .collect();
     usage.sort();
     assert_eq!(usage, ids, "usage recorded exactly once per workload");
     assert!(kills >= 3, "the server was killed {kills} times");

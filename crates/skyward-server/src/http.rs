@@ -278,6 +278,22 @@ fn page_limit(p: &BTreeMap<String, String>) -> Result<usize, ApiError> {
     })
 }
 
+/// The stored workload, or 404 naming it.
+async fn find_workload(app: &App, id: i64) -> Result<crate::db::WorkloadRow, ApiError> {
+    app.db
+        .workload(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "workload_not_found",
+                format!("no workload {id}"),
+            )
+            .field("id")
+        })
+}
+
 fn path_id(id: &str) -> Result<i64, ApiError> {
     id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         ApiError::new(
@@ -612,19 +628,7 @@ async fn show(
 ) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
     let id = path_id(&id)?;
-    let row = app
-        .db
-        .workload(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "workload_not_found",
-                format!("no workload {id}"),
-            )
-            .field("id")
-        })?;
+    let row = find_workload(&app, id).await?;
     let spec: Value = serde_json::from_str(&row.spec_json).unwrap_or(Value::Null);
     let events = app.db.events(id, 1_000).await.map_err(ApiError::internal)?;
     let reasons = if row.state == "pending" || row.state == "submitted" {
@@ -657,19 +661,7 @@ async fn cancel(
 ) -> ApiResult {
     authorize(&app, &headers, Scope::Submit).await?;
     let id = path_id(&id)?;
-    let current = app
-        .db
-        .workload(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "workload_not_found",
-                format!("no workload {id}"),
-            )
-            .field("id")
-        })?;
+    let current = find_workload(&app, id).await?;
     if ["succeeded", "failed", "cancelled"].contains(&current.state.as_str()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -701,19 +693,7 @@ async fn logs(
     let p = params(q, &["offset", "limit"])?;
     let offset = num_param(&p, "offset", u64::MAX / 2)?.unwrap_or(0);
     let limit = num_param(&p, "limit", LOG_CHUNK_MAX)?.unwrap_or(LOG_CHUNK_MAX);
-    let row = app
-        .db
-        .workload(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "workload_not_found",
-                format!("no workload {id}"),
-            )
-            .field("id")
-        })?;
+    let row = find_workload(&app, id).await?;
     let path = app.work_dir.join(id.to_string()).join("output.log");
     let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
         .await

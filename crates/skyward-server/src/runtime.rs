@@ -306,28 +306,29 @@ impl Runtime {
                     } if *i == id && *a == attempt => Some(*success),
                     _ => None,
                 });
-                if running.contains(&id) {
-                    if dispatched {
-                        let _ = l.core.handle(
-                            now,
-                            Input::Started {
-                                id,
-                                site: name.clone(),
-                                attempt,
-                            },
-                        );
-                    }
-                } else if let Some(success) = ended {
-                    if dispatched {
-                        let _ = l.core.handle(
-                            now,
-                            Input::Started {
-                                id,
-                                site: name.clone(),
-                                attempt,
-                            },
-                        );
-                    }
+                if !running.contains(&id) && ended.is_none() {
+                    // Gone from the site: lost, requeued.
+                    let _ = l.core.handle(
+                        now,
+                        Input::Preempted {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                    );
+                    continue;
+                }
+                if dispatched {
+                    let _ = l.core.handle(
+                        now,
+                        Input::Started {
+                            id,
+                            site: name.clone(),
+                            attempt,
+                        },
+                    );
+                }
+                if let Some(success) = ended {
                     let _ = l.core.handle(
                         now,
                         Input::Finished {
@@ -335,15 +336,6 @@ impl Runtime {
                             site: name.clone(),
                             attempt,
                             success,
-                        },
-                    );
-                } else {
-                    let _ = l.core.handle(
-                        now,
-                        Input::Preempted {
-                            id,
-                            site: name.clone(),
-                            attempt,
                         },
                     );
                 }

@@ -279,6 +279,60 @@ pub(crate) fn known_codes(
         .collect()
 }
 
+/// Where a workload may run, as written in a fleet or a workload file:
+/// validated and canonical. Shared by both parsers.
+pub(crate) struct Placement {
+    pub accelerators: Vec<AcceleratorRequest>,
+    pub providers: Vec<String>,
+    pub regions: Vec<String>,
+    pub residency: Vec<String>,
+    pub compliance: Vec<String>,
+}
+
+/// The placement fields; an error is (field, message).
+pub(crate) fn placement_fields(
+    names: &Names,
+    accelerators: OneOrMany,
+    providers: Option<OneOrMany>,
+    regions: Option<OneOrMany>,
+    residency: Option<OneOrMany>,
+    compliance: Option<OneOrMany>,
+) -> Result<Placement, (&'static str, String)> {
+    let mut acc = Vec::new();
+    for a in accelerators.into_vec() {
+        let r =
+            AcceleratorRequest::parse(&a).map_err(|m| ("accelerators", format!("'{a}': {m}")))?;
+        let name = names
+            .accelerator(&r.name)
+            .map_err(|m| ("accelerators", m))?;
+        acc.push(AcceleratorRequest {
+            name,
+            count: r.count,
+        });
+    }
+    if acc.is_empty() {
+        return Err(("accelerators", "list at least one MODEL:COUNT".into()));
+    }
+    let list =
+        |v: Option<OneOrMany>, f: &dyn Fn(&str) -> Result<String, String>, key: &'static str| {
+            v.map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .iter()
+                .map(|x| f(x))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| (key, m))
+        };
+    Ok(Placement {
+        accelerators: acc,
+        providers: list(providers, &|x| names.provider(x), "providers")?,
+        regions: list(regions, &|x| names.region_entry(x), "regions")?,
+        residency: known_codes(residency, GEOGRAPHIES, "geography")
+            .map_err(|m| ("residency", m))?,
+        compliance: known_codes(compliance, CERTIFICATIONS, "certification")
+            .map_err(|m| ("compliance", m))?,
+    })
+}
+
 pub(crate) fn check_hours(h: f64) -> Result<f64, String> {
     if h.is_finite() && h > 0.0 && h <= HOURS_MAX {
         Ok(h)
@@ -368,21 +422,21 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             return Err(e("name", format!("duplicate workload name '{}'", w.name)));
         }
         let kind = w.kind.unwrap_or(WorkloadKind::Train);
-        let mut accelerators = Vec::new();
-        for a in w.accelerators.into_vec() {
-            let r = AcceleratorRequest::parse(&a)
-                .map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
-            let name = names
-                .accelerator(&r.name)
-                .map_err(|m| e("accelerators", m))?;
-            accelerators.push(AcceleratorRequest {
-                name,
-                count: r.count,
-            });
-        }
-        if accelerators.is_empty() {
-            return Err(e("accelerators", "list at least one MODEL:COUNT".into()));
-        }
+        let Placement {
+            accelerators,
+            providers,
+            regions,
+            residency,
+            compliance,
+        } = placement_fields(
+            &names,
+            w.accelerators,
+            w.providers,
+            w.regions,
+            w.residency,
+            w.compliance,
+        )
+        .map_err(|(k, m)| e(k, m))?;
         let nodes = w.nodes.unwrap_or(1);
         if nodes == 0 || nodes > NODES_MAX {
             return Err(e("nodes", format!("must be 1 to {NODES_MAX}")));
@@ -398,28 +452,6 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             ));
         }
         let hours = check_hours(w.hours).map_err(|m| e("hours", m))?;
-        let providers = match w.providers {
-            Some(p) => p
-                .into_vec()
-                .iter()
-                .map(|x| names.provider(x))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| e("providers", m))?,
-            None => Vec::new(),
-        };
-        let regions = match w.regions {
-            Some(r) => r
-                .into_vec()
-                .iter()
-                .map(|x| names.region_entry(x))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| e("regions", m))?,
-            None => Vec::new(),
-        };
-        let residency =
-            known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
-        let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification")
-            .map_err(|m| e("compliance", m))?;
         let max_hourly_usd = match w.max_hourly_usd {
             Some(v) => Some(
                 Usd::from_f64_rounded(v)

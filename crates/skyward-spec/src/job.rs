@@ -8,9 +8,7 @@
 //! this one parser and its errors.
 
 use crate::error::SpecError;
-use crate::fleet::{
-    check_hours, known_codes, Names, OneOrMany, CERTIFICATIONS, GEOGRAPHIES, NODES_MAX,
-};
+use crate::fleet::{check_hours, placement_fields, Names, OneOrMany, NODES_MAX};
 use crate::locate::{line_of, line_of_key};
 use serde::{Deserialize, Serialize};
 use skyward_catalog::Catalog;
@@ -273,18 +271,20 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             ));
         }
     }
-    let mut accelerators = Vec::new();
-    for a in w.accelerators.into_vec() {
-        let r =
-            AcceleratorRequest::parse(&a).map_err(|m| e("accelerators", format!("'{a}': {m}")))?;
-        let canon = names
-            .accelerator(&r.name)
-            .map_err(|m| e("accelerators", m))?;
-        accelerators.push(format!("{canon}:{}", r.count));
-    }
-    if accelerators.is_empty() {
-        return Err(e("accelerators", "list at least one MODEL:COUNT".into()));
-    }
+    let place = placement_fields(
+        names,
+        w.accelerators,
+        w.providers,
+        w.regions,
+        w.residency,
+        w.compliance,
+    )
+    .map_err(|(k, m)| e(k, m))?;
+    let accelerators: Vec<String> = place
+        .accelerators
+        .iter()
+        .map(|a| format!("{}:{}", a.name, a.count))
+        .collect();
     let nodes = w.nodes.unwrap_or(1);
     if nodes == 0 || nodes > NODES_MAX {
         return Err(e("nodes", format!("must be 1 to {NODES_MAX}")));
@@ -301,28 +301,6 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             format!("must be between -{PRIORITY_ABS_MAX} and {PRIORITY_ABS_MAX}"),
         ));
     }
-    let providers = match w.providers {
-        Some(p) => p
-            .into_vec()
-            .iter()
-            .map(|x| names.provider(x))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| e("providers", m))?,
-        None => Vec::new(),
-    };
-    let regions = match w.regions {
-        Some(r) => r
-            .into_vec()
-            .iter()
-            .map(|x| names.region_entry(x))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| e("regions", m))?,
-        None => Vec::new(),
-    };
-    let residency =
-        known_codes(w.residency, GEOGRAPHIES, "geography").map_err(|m| e("residency", m))?;
-    let compliance = known_codes(w.compliance, CERTIFICATIONS, "certification")
-        .map_err(|m| e("compliance", m))?;
     let run = w.run.ok_or_else(|| {
         e(
             "run",
@@ -395,10 +373,10 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         priority,
         spot: w.spot.unwrap_or(SpotPolicy::Never),
         hours,
-        providers,
-        regions,
-        residency,
-        compliance,
+        providers: place.providers,
+        regions: place.regions,
+        residency: place.residency,
+        compliance: place.compliance,
         run,
         setup: w.setup,
         env,
