@@ -595,21 +595,17 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQ
         .list(state, cursor, limit as i64 + 1)
         .await
         .map_err(ApiError::internal)?;
+    let rows: Vec<WorkloadView> = rows.into_iter().map(WorkloadView::from).collect();
+    Ok(page(rows, limit, |w| w.id.to_string()))
+}
+
+/// A page of a list read with `limit + 1` rows: the extra row only says
+/// there is a next page, whose cursor is the last item's.
+fn page<T: Serialize>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Response {
     let more = rows.len() > limit;
-    let items: Vec<WorkloadView> = rows
-        .into_iter()
-        .take(limit)
-        .map(WorkloadView::from)
-        .collect();
-    let next = if more {
-        items.last().map(|w| w.id.to_string())
-    } else {
-        None
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"items": items, "next_cursor": next}),
-    ))
+    rows.truncate(limit);
+    let next = if more { rows.last().map(cursor) } else { None };
+    json_response(StatusCode::OK, &json!({"items": rows, "next_cursor": next}))
 }
 
 async fn ask<T>(app: &App, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
@@ -828,17 +824,7 @@ async fn usage(
                 .usage(cursor, limit as i64 + 1)
                 .await
                 .map_err(ApiError::internal)?;
-            let more = rows.len() > limit;
-            let items: Vec<_> = rows.into_iter().take(limit).collect();
-            let next = if more {
-                items.last().map(|u| u.id.to_string())
-            } else {
-                None
-            };
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"items": items, "next_cursor": next}),
-            ))
+            Ok(page(rows, limit, |u| u.id.to_string()))
         }
         Some("focus") => {
             // The whole history as FOCUS 1.3 rows, for `skyward ledger import`.

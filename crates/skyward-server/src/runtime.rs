@@ -120,6 +120,33 @@ fn to_run_spec(r: &JobRequest) -> RunSpec {
     }
 }
 
+/// An executor's report as the core's input (a lost run is a preemption:
+/// the site no longer has it).
+fn exec_input(site: &str, e: ExecEvent) -> Input {
+    let site = site.to_string();
+    match e {
+        ExecEvent::Acked { id, attempt } => Input::DispatchAcked { id, site, attempt },
+        ExecEvent::Started { id, attempt } => Input::Started { id, site, attempt },
+        ExecEvent::Finished {
+            id,
+            attempt,
+            success,
+        } => Input::Finished {
+            id,
+            site,
+            attempt,
+            success,
+        },
+        ExecEvent::Lost { id, attempt } => {
+            eprintln!(
+                "skyward: workload {} attempt {attempt} on {site}: the run is gone without an exit code; requeued",
+                id.0
+            );
+            Input::Preempted { id, site, attempt }
+        }
+    }
+}
+
 fn state_name(s: &State) -> &'static str {
     match s {
         State::Pending => "pending",
@@ -388,36 +415,7 @@ impl Leading<'_> {
                     .core
                     .handle(now, Input::Heartbeat { site: name.clone() });
                 for e in ex.poll() {
-                    let input = match e {
-                        ExecEvent::Finished {
-                            id,
-                            attempt,
-                            success,
-                        } => Input::Finished {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                            success,
-                        },
-                        ExecEvent::Lost { id, attempt } => {
-                            eprintln!("skyward: workload {} attempt {attempt} on {name}: the run is gone without an exit code; requeued", id.0);
-                            Input::Preempted {
-                                id,
-                                site: name.clone(),
-                                attempt,
-                            }
-                        }
-                        ExecEvent::Acked { id, attempt } => Input::DispatchAcked {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                        },
-                        ExecEvent::Started { id, attempt } => Input::Started {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                        },
-                    };
+                    let input = exec_input(name, e);
                     let _ = self.core.handle(now, input);
                 }
             }
@@ -685,42 +683,16 @@ impl Leading<'_> {
                 match ex.dispatch(id, attempt, accelerators, &run) {
                     Ok(events) => {
                         for e in events {
-                            let input = match e {
-                                ExecEvent::Acked { id, attempt } => Input::DispatchAcked {
-                                    id,
-                                    site: site.clone(),
-                                    attempt,
-                                },
-                                ExecEvent::Started { id, attempt } => {
-                                    let t = rt.clock.now_ms();
-                                    rt.metrics
-                                        .dispatch_latency
-                                        .observe_ms(t.saturating_sub(now));
-                                    if let Some(s) = self.submitted_at.get(&id) {
-                                        rt.metrics.start_latency.observe_ms(t.saturating_sub(*s));
-                                    }
-                                    Input::Started {
-                                        id,
-                                        site: site.clone(),
-                                        attempt,
-                                    }
+                            if let ExecEvent::Started { id, .. } = &e {
+                                let t = rt.clock.now_ms();
+                                rt.metrics
+                                    .dispatch_latency
+                                    .observe_ms(t.saturating_sub(now));
+                                if let Some(s) = self.submitted_at.get(id) {
+                                    rt.metrics.start_latency.observe_ms(t.saturating_sub(*s));
                                 }
-                                ExecEvent::Finished {
-                                    id,
-                                    attempt,
-                                    success,
-                                } => Input::Finished {
-                                    id,
-                                    site: site.clone(),
-                                    attempt,
-                                    success,
-                                },
-                                ExecEvent::Lost { id, attempt } => Input::Preempted {
-                                    id,
-                                    site: site.clone(),
-                                    attempt,
-                                },
-                            };
+                            }
+                            let input = exec_input(&site, e);
                             let _ = self.core.handle(rt.clock.now_ms(), input);
                         }
                     }
