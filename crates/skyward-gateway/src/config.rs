@@ -1,0 +1,653 @@
+//! The gateway's configuration file (YAML), parsed in two steps like every
+//! Skyward input: serde with unknown fields refused, then validation whose
+//! errors name the key (`models.chat.deployments[1].price.input_per_mtok`).
+//! API keys are never in the file: a deployment names the environment
+//! variable that holds its upstream key, a gateway key is given by the
+//! environment variable holding it or by its SHA-256.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Bounds.
+pub const MODELS_MAX: usize = 1_000;
+pub const DEPLOYMENTS_MAX: usize = 100;
+pub const KEYS_MAX: usize = 100_000;
+pub const CONFIG_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    retries: Option<RawRetries>,
+    #[serde(default)]
+    breaker: Option<RawBreaker>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+    #[serde(default)]
+    usage_log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    latency_bound_ms: Option<f64>,
+    deployments: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    name: String,
+    provider: String,
+    region: String,
+    url: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    capacity: Option<String>,
+    #[serde(default)]
+    price: Option<RawPrice>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input_per_mtok: f64,
+    output_per_mtok: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    rpm: Option<u64>,
+    #[serde(default)]
+    tpm: Option<u64>,
+    #[serde(default)]
+    max_inflight: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    key_env: Option<String>,
+    #[serde(default)]
+    key_sha256: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default)]
+    connect_ms: Option<u64>,
+    #[serde(default)]
+    ttft_ms: Option<u64>,
+    #[serde(default)]
+    total_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetries {
+    #[serde(default)]
+    max: Option<u32>,
+    #[serde(default)]
+    backoff_ms: Option<u64>,
+    #[serde(default)]
+    max_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    #[serde(default)]
+    failures: Option<u32>,
+    #[serde(default)]
+    cooldown_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Committed capacity first; spill to pay-as-you-go; back when it recovers.
+    Priority,
+    Weighted,
+    /// Power of two choices over peak-EWMA latency × in-flight.
+    LeastLatency,
+    /// Cheapest deployment whose latency is within the bound.
+    Cost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    Committed,
+    PayAsYouGo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_inflight: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    /// Base URL without a trailing slash: `http://host:port/v1`.
+    pub url: String,
+    pub scheme_https: bool,
+    pub authority: String,
+    pub base_path: String,
+    pub upstream_model: String,
+    pub api_key: Option<String>,
+    pub capacity: Capacity,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub weight: f64,
+    pub limits: Limits,
+    /// Lower-case tags: the configured ones plus the region's geography
+    /// (from the catalog) and its certifications.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub policy: Policy,
+    pub latency_bound_ms: Option<f64>,
+    pub deployments: Vec<Deployment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub tenant: String,
+    pub sha256: String,
+    /// Every tag must be on a deployment for this key's requests to go there.
+    pub tags: Vec<String>,
+    pub limits: Limits,
+    pub budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    pub ttft_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub max: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breaker {
+    pub failures: u32,
+    pub cooldown_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// 0: no active checks.
+    pub interval_ms: u64,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    pub listen: String,
+    pub models: Vec<Model>,
+    pub keys: Vec<Key>,
+    pub timeouts: Timeouts,
+    pub retries: Retries,
+    pub breaker: Breaker,
+    pub health: Health,
+    pub usage_log: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses and validates. `env` looks up environment variables (the real
+/// environment in the binary, a map in tests).
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigError> {
+    let err = |key: &str, m: String| ConfigError {
+        file: file.to_string(),
+        key: key.to_string(),
+        message: m,
+    };
+    if text.len() > CONFIG_BYTES_MAX {
+        return Err(err("", "the file is larger than 4 MiB".into()));
+    }
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        let mut msg = e.to_string();
+        if let Some(i) = msg.find(" at line ") {
+            msg.truncate(i);
+        }
+        let line = e
+            .location()
+            .map(|l| format!("line {}", l.line()))
+            .unwrap_or_default();
+        let (key, message) = match msg.split_once(": ") {
+            Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
+            _ => (line.clone(), msg.clone()),
+        };
+        let key = if key.is_empty() { line } else { key };
+        err(&key, message)
+    })?;
+    if raw.models.is_empty() {
+        return Err(err("models", "configure at least one model".into()));
+    }
+    if raw.models.len() > MODELS_MAX {
+        return Err(err("models", format!("more than {MODELS_MAX} models")));
+    }
+    let limits = |l: Option<RawLimits>, key: &str| -> Result<Limits, ConfigError> {
+        let l = l.unwrap_or(RawLimits {
+            rpm: None,
+            tpm: None,
+            max_inflight: None,
+        });
+        for (v, k) in [
+            (l.rpm, "rpm"),
+            (l.tpm, "tpm"),
+            (l.max_inflight, "max_inflight"),
+        ] {
+            if v == Some(0) {
+                return Err(err(
+                    &format!("{key}.{k}"),
+                    "must be at least 1 (leave it out for no limit)".into(),
+                ));
+            }
+        }
+        Ok(Limits {
+            rpm: l.rpm,
+            tpm: l.tpm,
+            max_inflight: l.max_inflight,
+        })
+    };
+    let mut models = Vec::new();
+    for (name, m) in raw.models {
+        let mk = format!("models.{name}");
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return Err(err(
+                &mk,
+                "a model name is 1 to 256 printable characters".into(),
+            ));
+        }
+        let policy = match m.policy.as_deref().unwrap_or("priority") {
+            "priority" => Policy::Priority,
+            "weighted" => Policy::Weighted,
+            "least-latency" => Policy::LeastLatency,
+            "cost" => Policy::Cost,
+            other => {
+                return Err(err(
+                    &format!("{mk}.policy"),
+                    format!("unknown policy '{other}' (priority, weighted, least-latency, cost)"),
+                ))
+            }
+        };
+        if let Some(b) = m.latency_bound_ms {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(err(
+                    &format!("{mk}.latency_bound_ms"),
+                    "must be a positive number of milliseconds".into(),
+                ));
+            }
+        }
+        if m.deployments.is_empty() || m.deployments.len() > DEPLOYMENTS_MAX {
+            return Err(err(
+                &format!("{mk}.deployments"),
+                format!("list 1 to {DEPLOYMENTS_MAX} deployments"),
+            ));
+        }
+        let mut deployments = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, d) in m.deployments.into_iter().enumerate() {
+            let dk = format!("{mk}.deployments[{i}]");
+            if !seen.insert(d.name.clone()) {
+                return Err(err(
+                    &format!("{dk}.name"),
+                    format!("duplicate deployment '{}'", d.name),
+                ));
+            }
+            let (https, authority, base_path) =
+                split_url(&d.url).map_err(|m| err(&format!("{dk}.url"), m))?;
+            let api_key = match &d.api_key_env {
+                Some(var) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        &format!("{dk}.api_key_env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?),
+                None => None,
+            };
+            let capacity = match d.capacity.as_deref().unwrap_or("payg") {
+                "committed" | "reserved" | "provisioned" => Capacity::Committed,
+                "payg" | "pay-as-you-go" => Capacity::PayAsYouGo,
+                other => {
+                    return Err(err(
+                        &format!("{dk}.capacity"),
+                        format!("unknown capacity '{other}' (committed, payg)"),
+                    ))
+                }
+            };
+            let (pin, pout) = match d.price {
+                Some(p) => (p.input_per_mtok, p.output_per_mtok),
+                None => (0.0, 0.0),
+            };
+            for (v, k) in [(pin, "input_per_mtok"), (pout, "output_per_mtok")] {
+                if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
+                    return Err(err(
+                        &format!("{dk}.price.{k}"),
+                        "must be a price in $ per million tokens, 0 to 1,000,000".into(),
+                    ));
+                }
+            }
+            let weight = d.weight.unwrap_or(1.0);
+            if !(weight.is_finite() && weight > 0.0 && weight <= 1e6) {
+                return Err(err(&format!("{dk}.weight"), "must be above 0".into()));
+            }
+            let provider = d.provider.to_ascii_lowercase();
+            let region = d.region.to_ascii_lowercase();
+            let mut tags: Vec<String> = d.tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+            let info = skyward_catalog::regions::region_info(&provider, &region);
+            if !info.geography.is_empty() {
+                tags.push(info.geography.clone());
+            }
+            tags.extend(info.compliance.iter().map(|c| c.to_ascii_lowercase()));
+            tags.sort();
+            tags.dedup();
+            deployments.push(Deployment {
+                upstream_model: d.model.unwrap_or_else(|| name.clone()),
+                name: d.name,
+                provider,
+                region,
+                url: d.url.trim_end_matches('/').to_string(),
+                scheme_https: https,
+                authority,
+                base_path,
+                api_key,
+                capacity,
+                input_usd_per_mtok: pin,
+                output_usd_per_mtok: pout,
+                weight,
+                limits: limits(d.limits, &format!("{dk}.limits"))?,
+                tags,
+            });
+        }
+        models.push(Model {
+            name,
+            policy,
+            latency_bound_ms: m.latency_bound_ms,
+            deployments,
+        });
+    }
+    if raw.keys.len() > KEYS_MAX {
+        return Err(err("keys", format!("more than {KEYS_MAX} keys")));
+    }
+    let mut keys = Vec::new();
+    let mut hashes = std::collections::BTreeSet::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let kk = format!("keys[{i}]");
+        let sha = match (&k.key_env, &k.key_sha256) {
+            (Some(var), None) => {
+                sha256_hex(&env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        &format!("{kk}.key_env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?)
+            }
+            (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                h.to_ascii_lowercase()
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    &format!("{kk}.key_sha256"),
+                    "must be 64 hex digits (sha256 of the key)".into(),
+                ))
+            }
+            _ => return Err(err(&kk, "give exactly one of key_env or key_sha256".into())),
+        };
+        if !hashes.insert(sha.clone()) {
+            return Err(err(&kk, "the same key is configured twice".into()));
+        }
+        if let Some(b) = k.budget_usd {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(err(
+                    &format!("{kk}.budget_usd"),
+                    "must be a non-negative amount".into(),
+                ));
+            }
+        }
+        keys.push(Key {
+            tenant: k.tenant.unwrap_or_else(|| k.name.clone()),
+            name: k.name,
+            sha256: sha,
+            tags: k.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            limits: limits(k.limits, &format!("{kk}.limits"))?,
+            budget_usd: k.budget_usd,
+        });
+    }
+    let t = raw.timeouts;
+    let timeouts = Timeouts {
+        connect_ms: t.as_ref().and_then(|t| t.connect_ms).unwrap_or(2_000),
+        ttft_ms: t.as_ref().and_then(|t| t.ttft_ms).unwrap_or(30_000),
+        total_ms: t.as_ref().and_then(|t| t.total_ms).unwrap_or(600_000),
+    };
+    for (v, k) in [
+        (timeouts.connect_ms, "connect_ms"),
+        (timeouts.ttft_ms, "ttft_ms"),
+        (timeouts.total_ms, "total_ms"),
+    ] {
+        if v == 0 || v > 3_600_000 {
+            return Err(err(
+                &format!("timeouts.{k}"),
+                "must be 1 to 3,600,000 ms".into(),
+            ));
+        }
+    }
+    let r = raw.retries;
+    let retries = Retries {
+        max: r.as_ref().and_then(|r| r.max).unwrap_or(2),
+        backoff_ms: r.as_ref().and_then(|r| r.backoff_ms).unwrap_or(25),
+        max_backoff_ms: r.as_ref().and_then(|r| r.max_backoff_ms).unwrap_or(2_000),
+    };
+    if retries.max > 10 {
+        return Err(err("retries.max", "at most 10".into()));
+    }
+    let b = raw.breaker;
+    let breaker = Breaker {
+        failures: b.as_ref().and_then(|b| b.failures).unwrap_or(5),
+        cooldown_ms: b.as_ref().and_then(|b| b.cooldown_ms).unwrap_or(5_000),
+    };
+    if breaker.failures == 0 {
+        return Err(err("breaker.failures", "must be at least 1".into()));
+    }
+    let h = raw.health;
+    let health = Health {
+        interval_ms: h.as_ref().and_then(|h| h.interval_ms).unwrap_or(0),
+        path: h
+            .as_ref()
+            .and_then(|h| h.path.clone())
+            .unwrap_or_else(|| "/models".into()),
+    };
+    let listen = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(err("listen", format!("'{listen}' is not an address:port")));
+    }
+    Ok(GatewayConfig {
+        listen,
+        models,
+        keys,
+        timeouts,
+        retries,
+        breaker,
+        health,
+        usage_log: raw.usage_log,
+    })
+}
+
+/// `http(s)://host:port/base` → (https, authority, base path).
+fn split_url(url: &str) -> Result<(bool, String, String), String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return Err(format!("'{url}' is not an http:// or https:// URL"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.chars().any(|c| c.is_whitespace())
+    {
+        return Err(format!("'{url}' has no usable host"));
+    }
+    Ok((
+        https,
+        authority.to_string(),
+        path.trim_end_matches('/').to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "UP_KEY" => Some("secret".into()),
+            "ACME" => Some("acme-key".into()),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = "
+models:
+  chat:
+    policy: priority
+    deployments:
+      - {name: azure-ptu, provider: azure, region: westeurope, url: 'http://127.0.0.1:9001/v1/', capacity: committed, api_key_env: UP_KEY, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+      - {name: aws, provider: aws, region: us-east-1, url: 'http://127.0.0.1:9002/v1', model: gpt-x, tags: [hipaa]}
+keys:
+  - {name: acme-eu, key_env: ACME, tags: [eu], limits: {rpm: 60}, budget_usd: 5}
+";
+
+    #[test]
+    fn parses_with_region_tags_and_keys_from_the_environment() {
+        let c = parse(GOOD, "g.yaml", &env).unwrap();
+        let m = &c.models[0];
+        assert_eq!(m.policy, Policy::Priority);
+        let d = &m.deployments[0];
+        assert_eq!(
+            (d.authority.as_str(), d.base_path.as_str()),
+            ("127.0.0.1:9001", "/v1")
+        );
+        assert_eq!(d.api_key.as_deref(), Some("secret"));
+        assert_eq!(d.capacity, Capacity::Committed);
+        assert!(d.tags.contains(&"eu".to_string()), "{:?}", d.tags);
+        assert_eq!(m.deployments[1].upstream_model, "gpt-x");
+        assert!(m.deployments[1].tags.contains(&"us".to_string()));
+        assert_eq!(c.keys[0].sha256, sha256_hex("acme-key"));
+        assert_eq!(c.keys[0].tenant, "acme-eu");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                GOOD.replace("policy: priority", "policy: fastest"),
+                "models.chat.policy",
+            ),
+            (
+                GOOD.replace("input_per_mtok: 2.5", "input_per_mtok: -1"),
+                "models.chat.deployments[0].price.input_per_mtok",
+            ),
+            (
+                GOOD.replace("'http://127.0.0.1:9002/v1'", "'ftp://x'"),
+                "models.chat.deployments[1].url",
+            ),
+            (
+                GOOD.replace("api_key_env: UP_KEY", "api_key_env: NOPE"),
+                "models.chat.deployments[0].api_key_env",
+            ),
+            (GOOD.replace("rpm: 60", "rpm: 0"), "keys[0].limits.rpm"),
+            (
+                GOOD.replace("capacity: committed", "capacity: free"),
+                "models.chat.deployments[0].capacity",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(&text, "g.yaml", &env).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        let e = parse("models: {}\nbogus: 1\n", "g.yaml", &env).unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+}

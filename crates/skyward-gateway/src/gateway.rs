@@ -1,0 +1,1157 @@
+//! The gateway's request path (I/O edge around [`crate::router`]). It
+//! reads the clock (latency is what it measures), and its errors are
+//! whole HTTP responses, built once where they arise.
+#![allow(clippy::disallowed_methods, clippy::result_large_err)]
+
+use crate::body::GwBody;
+use crate::config::{Capacity, GatewayConfig, Key, Model};
+use crate::metrics::Metrics;
+use crate::router::{self, Breaker, DeploymentState, Outcome, Rng, Window};
+use crate::usage::UsageRecord;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Largest request body (embeddings can be large).
+pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest non-streamed upstream answer.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Chunks buffered between upstream and client in a stream.
+const STREAM_CHANNEL: usize = 64;
+
+type Upstream = Client<HttpConnector, Full<Bytes>>;
+/// A deployment's routing state, shared across configuration generations.
+type SharedState = Arc<Mutex<DeploymentState>>;
+
+/// One configuration generation. Requests hold the one they started with;
+/// a reload swaps in a new one without touching them.
+pub struct Live {
+    pub cfg: GatewayConfig,
+    models: HashMap<String, usize>,
+    /// Per model, per deployment: shared with the next generation when
+    /// the deployment keeps its name, so stats and in-flight counts carry
+    /// across reloads.
+    states: Vec<Vec<SharedState>>,
+    keys: HashMap<String, usize>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    rpm: Window,
+    tpm: Window,
+    spent_usd: f64,
+}
+
+pub struct Gateway {
+    live: RwLock<Arc<Live>>,
+    dep_states: Mutex<HashMap<(String, String), SharedState>>,
+    key_states: Mutex<HashMap<String, KeyState>>,
+    client: Upstream,
+    pub metrics: Metrics,
+    rng: Mutex<Rng>,
+    usage: Option<mpsc::Sender<UsageRecord>>,
+    epoch: Instant,
+}
+
+fn openai_error(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Response<GwBody> {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    let mut r = Response::new(GwBody::full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn now_unix_s() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Gateway {
+    pub fn new(cfg: GatewayConfig, usage: Option<mpsc::Sender<UsageRecord>>) -> Gateway {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_millis(cfg.timeouts.connect_ms)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(conn);
+        let gw = Gateway {
+            live: RwLock::new(Arc::new(Live {
+                cfg: cfg.clone(),
+                models: HashMap::new(),
+                states: Vec::new(),
+                keys: HashMap::new(),
+            })),
+            dep_states: Mutex::new(HashMap::new()),
+            key_states: Mutex::new(HashMap::new()),
+            client,
+            metrics: Metrics::default(),
+            rng: Mutex::new(Rng::new(0x5eed_cafe)),
+            usage,
+            epoch: Instant::now(),
+        };
+        gw.apply(cfg);
+        gw
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Swaps in a new configuration; requests in flight keep theirs.
+    pub fn apply(&self, cfg: GatewayConfig) {
+        let mut dep_states = match self.dep_states.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        let mut keep = HashMap::new();
+        let mut states = Vec::new();
+        let mut models = HashMap::new();
+        for (mi, m) in cfg.models.iter().enumerate() {
+            models.insert(m.name.clone(), mi);
+            let mut v = Vec::new();
+            for d in &m.deployments {
+                let k = (m.name.clone(), d.name.clone());
+                let s = dep_states.get(&k).cloned().unwrap_or_default();
+                keep.insert(k, s.clone());
+                v.push(s);
+            }
+            states.push(v);
+        }
+        *dep_states = keep;
+        let keys = cfg
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.sha256.clone(), i))
+            .collect();
+        let live = Arc::new(Live {
+            cfg,
+            models,
+            states,
+            keys,
+        });
+        match self.live.write() {
+            Ok(mut l) => *l = live,
+            Err(p) => *p.into_inner() = live,
+        }
+    }
+
+    /// Live gauges for /metrics: breaker state, in flight, EWMA per deployment.
+    pub fn gauges(&self) -> String {
+        use std::fmt::Write;
+        let live = self.live();
+        let mut o = String::new();
+        let _ = writeln!(o, "# HELP skyward_gateway_deployment_up 0 while its circuit is open.\n# TYPE skyward_gateway_deployment_up gauge");
+        let mut rows = Vec::new();
+        for (m, states) in live.cfg.models.iter().zip(&live.states) {
+            for (d, s) in m.deployments.iter().zip(states) {
+                if let Ok(s) = s.lock() {
+                    rows.push((
+                        m.name.clone(),
+                        d.name.clone(),
+                        !matches!(s.breaker, router::BreakerState::Open { .. }),
+                        s.inflight,
+                        s.ewma_ms,
+                    ));
+                }
+            }
+        }
+        for (m, d, up, _, _) in &rows {
+            let _ = writeln!(
+                o,
+                "skyward_gateway_deployment_up{{model=\"{m}\",deployment=\"{d}\"}} {}",
+                u8::from(*up)
+            );
+        }
+        let _ = writeln!(o, "# HELP skyward_gateway_inflight Requests in flight per deployment.\n# TYPE skyward_gateway_inflight gauge");
+        for (m, d, _, n, _) in &rows {
+            let _ = writeln!(
+                o,
+                "skyward_gateway_inflight{{model=\"{m}\",deployment=\"{d}\"}} {n}"
+            );
+        }
+        let _ = writeln!(o, "# HELP skyward_gateway_latency_ewma_seconds Peak-EWMA latency per deployment.\n# TYPE skyward_gateway_latency_ewma_seconds gauge");
+        for (m, d, _, _, e) in &rows {
+            let _ = writeln!(
+                o,
+                "skyward_gateway_latency_ewma_seconds{{model=\"{m}\",deployment=\"{d}\"}} {}",
+                e / 1000.0
+            );
+        }
+        o
+    }
+
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        self.route(req).await
+    }
+
+    /// One round of active health checks: `GET <base><path>` per deployment.
+    pub async fn check_health(&self) {
+        let live = self.live();
+        let b = Breaker {
+            failures: live.cfg.breaker.failures,
+            cooldown_ms: live.cfg.breaker.cooldown_ms,
+        };
+        let timeout = Duration::from_millis(live.cfg.timeouts.connect_ms.max(100) * 2);
+        for (mi, m) in live.cfg.models.iter().enumerate() {
+            for (di, d) in m.deployments.iter().enumerate() {
+                if d.scheme_https {
+                    continue;
+                }
+                let uri = format!(
+                    "http://{}{}{}",
+                    d.authority, d.base_path, live.cfg.health.path
+                );
+                let mut rb = Request::builder().method(Method::GET).uri(uri);
+                if let Some(k) = &d.api_key {
+                    rb = rb.header(AUTHORIZATION, format!("Bearer {k}"));
+                }
+                let Ok(req) = rb.body(Full::new(Bytes::new())) else {
+                    continue;
+                };
+                let ok = matches!(
+                    tokio::time::timeout(timeout, self.client.request(req)).await,
+                    Ok(Ok(r)) if r.status().is_success()
+                );
+                if let Some(s) = live.states.get(mi).and_then(|v| v.get(di)) {
+                    let now = self.now_ms();
+                    if let Ok(mut g) = s.lock() {
+                        g.health(now, ok, &b);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let suffix = match (&method, path.as_str()) {
+            (&Method::POST, "/v1/chat/completions") => "/chat/completions",
+            (&Method::POST, "/v1/completions") => "/completions",
+            (&Method::POST, "/v1/embeddings") => "/embeddings",
+            (&Method::GET, "/v1/models") => return self.local(self.models(&req)),
+            (&Method::GET, "/healthz") => {
+                return Response::new(GwBody::full("{\"status\":\"ok\"}"))
+            }
+            (&Method::GET, "/metrics") => {
+                let mut r = Response::new(GwBody::full(self.metrics.render(&self.gauges())));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return r;
+            }
+            (&Method::GET, "/skyward/usage") => return self.local(self.usage_summary(&req)),
+            (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/models") => {
+                return self.local(openai_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    &format!("{method} is not allowed on {path}"),
+                    None,
+                ))
+            }
+            _ => {
+                return self.local(openai_error(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "not_found",
+                    &format!("unknown endpoint {path}"),
+                    None,
+                ))
+            }
+        };
+        match self.proxy(req, suffix).await {
+            Ok(r) => r,
+            Err(r) => self.local(r),
+        }
+    }
+
+    fn local(&self, r: Response<GwBody>) -> Response<GwBody> {
+        self.metrics.local(r.status().as_u16());
+        r
+    }
+
+    fn authenticate(
+        &self,
+        live: &Live,
+        req: &Request<Incoming>,
+    ) -> Result<Option<usize>, Response<GwBody>> {
+        if live.cfg.keys.is_empty() {
+            return Ok(None);
+        }
+        let token = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing_api_key",
+                "You didn't provide an API key (Authorization: Bearer <key>).",
+                None,
+            ));
+        };
+        match live.keys.get(&crate::config::sha256_hex(token)) {
+            Some(i) => Ok(Some(*i)),
+            None => Err(openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "Incorrect API key provided.",
+                None,
+            )),
+        }
+    }
+
+    fn models(&self, req: &Request<Incoming>) -> Response<GwBody> {
+        let live = self.live();
+        let key = match self.authenticate(&live, req) {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        let tags: &[String] = key
+            .and_then(|k| live.cfg.keys.get(k))
+            .map(|k| k.tags.as_slice())
+            .unwrap_or(&[]);
+        let data: Vec<Value> = live
+            .cfg
+            .models
+            .iter()
+            .filter(|m| m.deployments.iter().any(|d| router::allowed(d, tags)))
+            .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "skyward"}))
+            .collect();
+        let mut r = Response::new(GwBody::full(
+            json!({"object": "list", "data": data}).to_string(),
+        ));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    }
+
+    fn usage_summary(&self, req: &Request<Incoming>) -> Response<GwBody> {
+        let live = self.live();
+        if let Err(r) = self.authenticate(&live, req) {
+            return r;
+        }
+        let rows: Vec<Value> = self
+            .metrics
+            .usage
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((t, d), u)| json!({"tenant": t, "deployment": d, "requests": u.requests, "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut r = Response::new(GwBody::full(json!({"items": rows}).to_string()));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    }
+
+    /// Key limits and budget, checked before any upstream is touched.
+    fn admit_key(&self, key: &Key, now_ms: u64) -> Result<(), Response<GwBody>> {
+        let mut ks = match self.key_states.lock() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
+        let st = ks.entry(key.sha256.clone()).or_default();
+        if let Some(b) = key.budget_usd {
+            if st.spent_usd >= b {
+                return Err(openai_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "insufficient_quota",
+                    "insufficient_quota",
+                    &format!(
+                        "Budget of ${b:.2} for key '{}' is spent (${:.4}).",
+                        key.name, st.spent_usd
+                    ),
+                    None,
+                ));
+            }
+        }
+        if let Some(rpm) = key.limits.rpm {
+            if st.rpm.level(now_ms) >= rpm as f64 {
+                let mut r = openai_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "requests",
+                    "rate_limit_exceeded",
+                    &format!(
+                        "Rate limit reached for key '{}': {rpm} requests per minute.",
+                        key.name
+                    ),
+                    None,
+                );
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+                return Err(r);
+            }
+        }
+        if let Some(tpm) = key.limits.tpm {
+            if st.tpm.level(now_ms) >= tpm as f64 {
+                let mut r = openai_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "tokens",
+                    "rate_limit_exceeded",
+                    &format!(
+                        "Rate limit reached for key '{}': {tpm} tokens per minute.",
+                        key.name
+                    ),
+                    None,
+                );
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+                return Err(r);
+            }
+        }
+        st.rpm.add(now_ms, 1);
+        Ok(())
+    }
+
+    fn charge_key(&self, sha: &str, now_ms: u64, tokens: u64, cost: f64) {
+        if let Ok(mut ks) = self.key_states.lock() {
+            let st = ks.entry(sha.to_string()).or_default();
+            st.tpm.add(now_ms, tokens);
+            st.spent_usd += cost;
+        }
+    }
+
+    fn pick(
+        &self,
+        live: &Live,
+        mi: usize,
+        tags: &[String],
+        tried: &[usize],
+    ) -> Result<usize, Vec<(router::Skip, usize)>> {
+        let model = &live.cfg.models[mi];
+        let mut guards: Vec<_> = live.states[mi]
+            .iter()
+            .map(|s| match s.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            })
+            .collect();
+        let mut refs: Vec<&mut DeploymentState> = guards.iter_mut().map(|g| &mut **g).collect();
+        let mut rng = match self.rng.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        router::pick(model, &mut refs, tags, tried, self.now_ms(), &mut rng)
+    }
+
+    fn finish(&self, live: &Live, mi: usize, di: usize, outcome: Outcome) {
+        let b = Breaker {
+            failures: live.cfg.breaker.failures,
+            cooldown_ms: live.cfg.breaker.cooldown_ms,
+        };
+        if let Some(s) = live.states.get(mi).and_then(|v| v.get(di)) {
+            let now = self.now_ms();
+            match s.lock() {
+                Ok(mut g) => g.finish(now, outcome, &b),
+                Err(p) => p.into_inner().finish(now, outcome, &b),
+            }
+        }
+    }
+
+    async fn proxy(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        suffix: &'static str,
+    ) -> Result<Response<GwBody>, Response<GwBody>> {
+        let t0 = Instant::now();
+        let live = self.live();
+        let key_idx = self.authenticate(&live, &req)?;
+        let key = key_idx.and_then(|k| live.cfg.keys.get(k)).cloned();
+        let bytes = Limited::new(req.into_body(), REQUEST_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    openai_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request_error",
+                        "request_too_large",
+                        &format!(
+                            "Request body is larger than {} MiB.",
+                            REQUEST_BYTES_MAX >> 20
+                        ),
+                        None,
+                    )
+                } else {
+                    openai_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "invalid_body",
+                        "Could not read the request body.",
+                        None,
+                    )
+                }
+            })?
+            .to_bytes();
+        let mut body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                &format!("We could not parse the JSON body of your request: {e}"),
+                None,
+            )
+        })?;
+        if !body.is_object() {
+            return Err(openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                "The request body must be a JSON object.",
+                None,
+            ));
+        }
+        let model_name = body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                openai_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "missing_model",
+                    "you must provide a model parameter",
+                    Some("model"),
+                )
+            })?;
+        let Some(&mi) = live.models.get(&model_name) else {
+            return Err(openai_error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                &format!(
+                    "The model `{}` does not exist or you do not have access to it.",
+                    model_name.chars().take(200).collect::<String>()
+                ),
+                Some("model"),
+            ));
+        };
+        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let tags: Vec<String> = key.as_ref().map(|k| k.tags.clone()).unwrap_or_default();
+        if let Some(k) = &key {
+            self.admit_key(k, self.now_ms())?;
+        }
+        let prompt_estimate = (bytes.len() as u64 / 4).max(1);
+        let model: &Model = &live.cfg.models[mi];
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error: Option<Response<GwBody>> = None;
+        let mut upstream_wait = Duration::ZERO;
+        for attempt in 0..=live.cfg.retries.max {
+            let di = match self.pick(&live, mi, &tags, &tried) {
+                Ok(d) => d,
+                Err(skips) => {
+                    if let Some(e) = last_error {
+                        return Err(e);
+                    }
+                    let why: Vec<String> = skips
+                        .iter()
+                        .map(|(s, n)| format!("{n} {}", s.as_str()))
+                        .collect();
+                    let residency_only = skips.iter().all(|(s, _)| *s == router::Skip::Residency);
+                    let (status, code) = if residency_only {
+                        (StatusCode::FORBIDDEN, "model_not_allowed")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "no_deployment_available")
+                    };
+                    let mut r = openai_error(
+                        status,
+                        "server_error",
+                        code,
+                        &format!(
+                            "No deployment of `{model_name}` can take this request: {}.",
+                            why.join(", ")
+                        ),
+                        None,
+                    );
+                    if !residency_only {
+                        r.headers_mut()
+                            .insert("retry-after", HeaderValue::from_static("1"));
+                    }
+                    return Err(r);
+                }
+            };
+            if attempt > 0 {
+                self.metrics
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let base = live
+                    .cfg
+                    .retries
+                    .backoff_ms
+                    .saturating_mul(1 << (attempt - 1).min(16))
+                    .min(live.cfg.retries.max_backoff_ms);
+                let jitter = self.rng.lock().map(|mut r| r.unit()).unwrap_or(0.5);
+                let wait = (base as f64 * (0.5 + 0.5 * jitter)) as u64;
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+            tried.push(di);
+            let dep = &model.deployments[di];
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("model".into(), Value::String(dep.upstream_model.clone()));
+            }
+            let payload = match serde_json::to_vec(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(openai_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "internal",
+                        &e.to_string(),
+                        None,
+                    ))
+                }
+            };
+            if dep.scheme_https {
+                self.finish(&live, mi, di, Outcome::Neutral);
+                last_error = Some(openai_error(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    "https_unsupported",
+                    &format!(
+                        "Deployment {} is https; this build speaks http to upstreams only.",
+                        dep.name
+                    ),
+                    None,
+                ));
+                continue;
+            }
+            let uri = format!("http://{}{}{}", dep.authority, dep.base_path, suffix);
+            let mut b = Request::builder()
+                .method(Method::POST)
+                .uri(&uri)
+                .header(CONTENT_TYPE, "application/json");
+            if let Some(k) = &dep.api_key {
+                b = b.header(AUTHORIZATION, format!("Bearer {k}"));
+            }
+            let Ok(up_req) = b.body(Full::new(Bytes::from(payload))) else {
+                return Err(openai_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal",
+                    "bad upstream URL",
+                    None,
+                ));
+            };
+            let sent = Instant::now();
+            let ttft = Duration::from_millis(live.cfg.timeouts.ttft_ms);
+            let total = Duration::from_millis(live.cfg.timeouts.total_ms);
+            let resp =
+                match tokio::time::timeout(ttft.min(total), self.client.request(up_req)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        upstream_wait += sent.elapsed();
+                        self.finish(&live, mi, di, Outcome::Failure);
+                        self.metrics.response(&model_name, &dep.name, 502);
+                        last_error = Some(openai_error(
+                            StatusCode::BAD_GATEWAY,
+                            "server_error",
+                            "upstream_unreachable",
+                            &format!(
+                                "Deployment {} could not be reached: {}",
+                                dep.name,
+                                root_cause(&e)
+                            ),
+                            None,
+                        ));
+                        continue;
+                    }
+                    Err(_) => {
+                        upstream_wait += sent.elapsed();
+                        self.finish(&live, mi, di, Outcome::Failure);
+                        self.metrics.response(&model_name, &dep.name, 504);
+                        last_error = Some(openai_error(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "server_error",
+                            "upstream_timeout",
+                            &format!(
+                                "Deployment {} did not answer within {} ms.",
+                                dep.name,
+                                ttft.as_millis()
+                            ),
+                            None,
+                        ));
+                        continue;
+                    }
+                };
+            let status = resp.status();
+            self.metrics
+                .response(&model_name, &dep.name, status.as_u16());
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                let retry_after_ms = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .map(|s| (s * 1000.0).min(3_600_000.0) as u64);
+                let (parts, body_in) = resp.into_parts();
+                let text = Limited::new(body_in, 1 << 20)
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                upstream_wait += sent.elapsed();
+                let outcome = if status == StatusCode::TOO_MANY_REQUESTS {
+                    Outcome::RateLimited {
+                        retry_after_ms: retry_after_ms.unwrap_or(1_000),
+                    }
+                } else {
+                    Outcome::Failure
+                };
+                self.finish(&live, mi, di, outcome);
+                let mut r = Response::new(GwBody::full(text));
+                *r.status_mut() = parts.status;
+                if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+                    r.headers_mut().insert(CONTENT_TYPE, ct.clone());
+                }
+                if let Some(ra) = parts.headers.get("retry-after") {
+                    r.headers_mut().insert("retry-after", ra.clone());
+                }
+                last_error = Some(r);
+                continue;
+            }
+            if !status.is_success() {
+                // The client's own error (400, 401 from the upstream …): as is.
+                let (parts, body_in) = resp.into_parts();
+                let text = Limited::new(body_in, 1 << 20)
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                self.finish(&live, mi, di, Outcome::Neutral);
+                let mut r = Response::new(GwBody::full(text));
+                *r.status_mut() = parts.status;
+                if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+                    r.headers_mut().insert(CONTENT_TYPE, ct.clone());
+                }
+                return Ok(r);
+            }
+            let ctx = Served {
+                model: model_name.clone(),
+                mi,
+                di,
+                tenant: key
+                    .as_ref()
+                    .map(|k| k.tenant.clone())
+                    .unwrap_or_else(|| "anonymous".into()),
+                key_sha: key.as_ref().map(|k| k.sha256.clone()),
+                prompt_estimate,
+                attempts: attempt + 1,
+            };
+            if stream {
+                match self
+                    .clone()
+                    .stream(live.clone(), ctx, resp, t0, sent, upstream_wait)
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        last_error = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let (parts, body_in) = resp.into_parts();
+            let remaining = total.saturating_sub(sent.elapsed());
+            let whole = match tokio::time::timeout(
+                remaining,
+                Limited::new(body_in, RESPONSE_BYTES_MAX).collect(),
+            )
+            .await
+            {
+                Ok(Ok(c)) => c.to_bytes(),
+                _ => {
+                    upstream_wait += sent.elapsed();
+                    self.finish(&live, mi, di, Outcome::Failure);
+                    last_error = Some(openai_error(
+                        StatusCode::BAD_GATEWAY,
+                        "server_error",
+                        "upstream_body",
+                        &format!("Deployment {} failed while sending its answer.", dep.name),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let waited = sent.elapsed();
+            upstream_wait += waited;
+            let (prompt, completion, estimated) = usage_of(&whole)
+                .map(|(p, c)| (p, c, false))
+                .unwrap_or((prompt_estimate, 0, true));
+            self.finish(
+                &live,
+                mi,
+                di,
+                Outcome::Success {
+                    latency_ms: waited.as_secs_f64() * 1e3,
+                    tokens: prompt + completion,
+                },
+            );
+            self.metrics.upstream.observe_s(waited.as_secs_f64());
+            self.record(
+                &live,
+                &ctx,
+                status.as_u16(),
+                prompt,
+                completion,
+                estimated,
+                waited.as_secs_f64() * 1e3,
+                None,
+            );
+            let mut r = Response::new(GwBody::full(whole));
+            *r.status_mut() = parts.status;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                parts
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static("application/json")),
+            );
+            r.headers_mut().insert(
+                "x-skyward-deployment",
+                HeaderValue::from_str(&dep.name).unwrap_or(HeaderValue::from_static("?")),
+            );
+            let added = t0.elapsed().saturating_sub(upstream_wait);
+            self.metrics.added.observe_s(added.as_secs_f64());
+            return Ok(r);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            openai_error(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "upstream_error",
+                "No deployment answered.",
+                None,
+            )
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        live: &Live,
+        ctx: &Served,
+        status: u16,
+        prompt: u64,
+        completion: u64,
+        estimated: bool,
+        latency_ms: f64,
+        ttft_ms: Option<f64>,
+    ) {
+        let dep = &live.cfg.models[ctx.mi].deployments[ctx.di];
+        let cost = prompt as f64 * dep.input_usd_per_mtok / 1e6
+            + completion as f64 * dep.output_usd_per_mtok / 1e6;
+        self.metrics
+            .usage(&ctx.tenant, &dep.name, prompt, completion, cost);
+        if let Some(sha) = &ctx.key_sha {
+            self.charge_key(sha, self.now_ms(), prompt + completion, cost);
+        }
+        if let Some(tx) = &self.usage {
+            let rec = UsageRecord {
+                unix_s: now_unix_s(),
+                tenant: ctx.tenant.clone(),
+                model: ctx.model.clone(),
+                deployment: dep.name.clone(),
+                provider: dep.provider.clone(),
+                region: dep.region.clone(),
+                capacity: match dep.capacity {
+                    Capacity::Committed => "committed".into(),
+                    Capacity::PayAsYouGo => "payg".into(),
+                },
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                estimated,
+                input_usd_per_mtok: dep.input_usd_per_mtok,
+                output_usd_per_mtok: dep.output_usd_per_mtok,
+                cost_usd: cost,
+                status,
+                latency_ms,
+                ttft_ms,
+                attempts: ctx.attempts,
+            };
+            let _ = tx.try_send(rec);
+        }
+    }
+
+    /// Streams an upstream SSE answer to the client chunk by chunk. The
+    /// first chunk must come within the TTFT timeout (else the next
+    /// deployment is tried: the client has seen nothing yet); after that,
+    /// a failure or stall is sent to the client as an error event in the
+    /// OpenAI format, never a silent truncation; a client that goes away
+    /// drops the upstream request.
+    async fn stream(
+        self: Arc<Self>,
+        live: Arc<Live>,
+        ctx: Served,
+        resp: Response<Incoming>,
+        t0: Instant,
+        sent: Instant,
+        upstream_before: Duration,
+    ) -> Result<Response<GwBody>, Response<GwBody>> {
+        let (parts, mut body_in) = resp.into_parts();
+        let ttft = Duration::from_millis(live.cfg.timeouts.ttft_ms);
+        let dep_name = live.cfg.models[ctx.mi].deployments[ctx.di].name.clone();
+        let first = match tokio::time::timeout(ttft, next_data(&mut body_in)).await {
+            Ok(Ok(Some(b))) => b,
+            _ => {
+                self.finish(&live, ctx.mi, ctx.di, Outcome::Failure);
+                return Err(openai_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "server_error",
+                    "upstream_timeout",
+                    &format!(
+                        "Deployment {dep_name} sent no first token within {} ms.",
+                        ttft.as_millis()
+                    ),
+                    None,
+                ));
+            }
+        };
+        let first_at = sent.elapsed();
+        self.metrics.upstream.observe_s(first_at.as_secs_f64());
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_CHANNEL);
+        let mut r = Response::new(GwBody::Channel(rx));
+        *r.status_mut() = parts.status;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            parts
+                .headers
+                .get(CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("text/event-stream")),
+        );
+        r.headers_mut()
+            .insert("cache-control", HeaderValue::from_static("no-cache"));
+        r.headers_mut().insert(
+            "x-skyward-deployment",
+            HeaderValue::from_str(&dep_name).unwrap_or(HeaderValue::from_static("?")),
+        );
+        let gw = self.clone();
+        let total = Duration::from_millis(live.cfg.timeouts.total_ms);
+        let added = t0.elapsed().saturating_sub(upstream_before + first_at);
+        self.metrics.added.observe_s(added.as_secs_f64());
+        tokio::spawn(async move {
+            let mut sse = SseScan::default();
+            sse.feed(&first);
+            let mut client_gone = tx.send(first).await.is_err();
+            let mut failed: Option<String> = None;
+            while !client_gone {
+                let left = total.saturating_sub(sent.elapsed());
+                match tokio::time::timeout(ttft.min(left), next_data(&mut body_in)).await {
+                    Ok(Ok(Some(b))) => {
+                        sse.feed(&b);
+                        client_gone = tx.send(b).await.is_err();
+                    }
+                    Ok(Ok(None)) => {
+                        if !sse.done {
+                            failed = Some("the upstream stream ended before [DONE]".into());
+                        }
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        failed = Some(format!("the upstream stream failed: {e}"));
+                        break;
+                    }
+                    Err(_) => {
+                        failed = Some(format!(
+                            "the upstream stream stalled for {} ms",
+                            ttft.min(left).as_millis()
+                        ));
+                        break;
+                    }
+                }
+            }
+            drop(body_in);
+            let outcome = if client_gone {
+                Outcome::Neutral
+            } else if let Some(msg) = &failed {
+                let ev = json!({"error": {"message": format!("Deployment {dep_name}: {msg}."), "type": "server_error", "param": null, "code": "upstream_stream_error"}});
+                let _ = tx.send(Bytes::from(format!("data: {ev}\n\n"))).await;
+                Outcome::Failure
+            } else {
+                Outcome::Success {
+                    latency_ms: first_at.as_secs_f64() * 1e3,
+                    tokens: sse.prompt.unwrap_or(ctx.prompt_estimate)
+                        + sse.completion.unwrap_or(sse.content_chunks),
+                }
+            };
+            gw.finish(&live, ctx.mi, ctx.di, outcome);
+            let (prompt, completion, estimated) = match (sse.prompt, sse.completion) {
+                (Some(p), Some(c)) => (p, c, false),
+                _ => (ctx.prompt_estimate, sse.content_chunks, true),
+            };
+            let status = if failed.is_some() {
+                502
+            } else if client_gone {
+                499
+            } else {
+                200
+            };
+            gw.record(
+                &live,
+                &ctx,
+                status,
+                prompt,
+                completion,
+                estimated,
+                sent.elapsed().as_secs_f64() * 1e3,
+                Some(first_at.as_secs_f64() * 1e3),
+            );
+        });
+        Ok(r)
+    }
+}
+
+struct Served {
+    model: String,
+    mi: usize,
+    di: usize,
+    tenant: String,
+    key_sha: Option<String>,
+    prompt_estimate: u64,
+    attempts: u32,
+}
+
+/// The next data chunk of a body (trailers skipped).
+async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    if !d.is_empty() {
+                        return Ok(Some(d));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches an SSE stream go by: content chunks, a `usage` object if the
+/// upstream sends one, and `[DONE]`. Lines may be split across chunks.
+#[derive(Default)]
+struct SseScan {
+    partial: Vec<u8>,
+    content_chunks: u64,
+    prompt: Option<u64>,
+    completion: Option<u64>,
+    done: bool,
+}
+
+impl SseScan {
+    fn feed(&mut self, b: &[u8]) {
+        const PARTIAL_MAX: usize = 1 << 20;
+        for &c in b {
+            if c == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line);
+            } else if self.partial.len() < PARTIAL_MAX {
+                self.partial.push(c);
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            self.done = true;
+            return;
+        }
+        if let Some((p, c)) = usage_of(data) {
+            self.prompt = Some(p);
+            self.completion = Some(c);
+        }
+        if data.windows(9).any(|w| w == b"\"content\"") || data.windows(6).any(|w| w == b"\"text\"")
+        {
+            self.content_chunks += 1;
+        }
+    }
+}
+
+/// (prompt, completion) tokens from an OpenAI `usage` object.
+fn usage_of(json_bytes: &[u8]) -> Option<(u64, u64)> {
+    #[derive(serde::Deserialize)]
+    struct U {
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct W {
+        usage: Option<U>,
+    }
+    let w: W = serde_json::from_slice(json_bytes).ok()?;
+    let u = w.usage?;
+    Some((
+        u.prompt_tokens.unwrap_or(0),
+        u.completion_tokens.unwrap_or(0),
+    ))
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(n) = cur.source() {
+        cur = n;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_scan_counts_content_reads_usage_and_done_across_splits() {
+        let mut s = SseScan::default();
+        s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"con");
+        s.feed(b"tent\":\"b\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n");
+        assert_eq!(s.content_chunks, 2);
+        assert_eq!((s.prompt, s.completion), (Some(7), Some(2)));
+        assert!(s.done);
+    }
+}

@@ -1,0 +1,103 @@
+//! Per-request usage: written as JSON lines (one record per request) and
+//! turned into FOCUS 1.3 rows for `skyward ledger import`: one row per
+//! hour × tenant × deployment × token kind, priced at the deployment's
+//! price per million tokens; committed capacity is written as
+//! commitment-discounted usage, like reserved compute in the ledger.
+
+use serde::{Deserialize, Serialize};
+use skyward_ledger::time::Timestamp;
+use skyward_ledger::Amount;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UsageRecord {
+    pub unix_s: i64,
+    pub tenant: String,
+    pub model: String,
+    pub deployment: String,
+    pub provider: String,
+    pub region: String,
+    /// committed | payg
+    pub capacity: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Counted from the stream (no `usage` from the upstream).
+    pub estimated: bool,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub cost_usd: f64,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub attempts: u32,
+}
+
+/// (hour, provider, region, deployment, tenant, kind, price, capacity).
+type BucketKey = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    &'static str,
+    String,
+    String,
+);
+
+/// FOCUS rows from usage records (hourly buckets).
+pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord]) -> std::io::Result<u64> {
+    writeln!(w, "{}", skyward_ledger::export::HEADER)?;
+    let mut buckets: BTreeMap<BucketKey, u64> = BTreeMap::new();
+    for r in records {
+        let hour = r.unix_s.div_euclid(3600) * 3600;
+        for (kind, tokens, price) in [
+            ("input", r.prompt_tokens, r.input_usd_per_mtok),
+            ("output", r.completion_tokens, r.output_usd_per_mtok),
+        ] {
+            if tokens == 0 {
+                continue;
+            }
+            *buckets
+                .entry((
+                    hour,
+                    r.provider.clone(),
+                    r.region.clone(),
+                    r.deployment.clone(),
+                    r.tenant.clone(),
+                    kind,
+                    format!("{price}"),
+                    r.capacity.clone(),
+                ))
+                .or_insert(0) += tokens;
+        }
+    }
+    let mut rows = 0;
+    for ((hour, provider, region, deployment, tenant, kind, price, capacity), tokens) in buckets {
+        let t0 = Timestamp(hour);
+        let t1 = Timestamp(hour + 3600);
+        let (ps, pe) = t0.month_bounds();
+        let price_f: f64 = price.parse().unwrap_or(0.0);
+        let qty = Amount::from_usd_f64(tokens as f64 / 1e6);
+        let unit = Amount::from_usd_f64(price_f);
+        let list = Amount(unit.0 * qty.0 / skyward_ledger::amount::PICOS_PER_USD);
+        let committed = capacity == "committed";
+        let billed = if committed { Amount::ZERO } else { list };
+        let (category, commitment, status) = if committed {
+            ("Committed", deployment.as_str(), "Used")
+        } else {
+            ("Standard", "", "")
+        };
+        let res = format!("{deployment}/{tenant}").replace(',', " ");
+        writeln!(
+            w,
+            "skyward-gateway,USD,{ps},{pe},{t0},{t1},Usage,,{kind} tokens of {res},Usage-Based,{category},{provider},{provider},{region},AI and Machine Learning,Inference,{deployment}-{kind}-tokens,{res},{res},{lup},{q},1M Tokens,{l},{b},{b},{b},{q},1M Tokens,{commitment},{status}",
+            lup = unit.decimal(),
+            q = qty.decimal(),
+            l = list.decimal(),
+            b = billed.decimal(),
+        )?;
+        rows += 1;
+    }
+    Ok(rows)
+}
