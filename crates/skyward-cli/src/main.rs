@@ -92,6 +92,10 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(cmd::server::TokenCommand),
+    /// Inference gateway: one OpenAI-compatible endpoint over deployments
+    /// in several clouds.
+    #[command(subcommand)]
+    Gateway(cmd::gateway::GatewayCommand),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Command::Queue(a) => cmd::client::queue(&a),
         Command::Usage(a) => cmd::client::usage(&a),
         Command::Token(t) => cmd::server::run_token(&t),
+        Command::Gateway(g) => cmd::gateway::run(&g),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -495,6 +495,27 @@ impl Gateway {
         let live = self.live();
         let key_idx = self.authenticate(&live, &req)?;
         let key = key_idx.and_then(|k| live.cfg.keys.get(k)).cloned();
+        let too_large = || {
+            openai_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                &format!(
+                    "Request body is larger than {} MiB.",
+                    REQUEST_BYTES_MAX >> 20
+                ),
+                None,
+            )
+        };
+        // Refused from its Content-Length before a byte is read.
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > REQUEST_BYTES_MAX as u64) {
+            return Err(too_large());
+        }
         let bytes = Limited::new(req.into_body(), REQUEST_BYTES_MAX)
             .collect()
             .await
@@ -612,11 +633,15 @@ impl Gateway {
                 self.metrics
                     .retries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // The first failover goes to another deployment at once; later
+            // ones back off exponentially, with jitter.
+            if attempt > 1 {
                 let base = live
                     .cfg
                     .retries
                     .backoff_ms
-                    .saturating_mul(1 << (attempt - 1).min(16))
+                    .saturating_mul(1 << (attempt - 2).min(16))
                     .min(live.cfg.retries.max_backoff_ms);
                 let jitter = self.rng.lock().map(|mut r| r.unit()).unwrap_or(0.5);
                 let wait = (base as f64 * (0.5 + 0.5 * jitter)) as u64;

@@ -169,7 +169,7 @@ fn serve(cfg: ServerConfig, catalog: skyward_catalog::Catalog) -> Result<(), Cli
     })
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,0 +1,675 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+//! The inference gateway through the real binary, against real mock
+//! upstreams (`skyward gateway mock`) over real HTTP. Waits are bounded
+//! polls; no assertion is on elapsed time.
+
+use serde_json::{json, Value};
+use skyward_server::client::{Client, Reply};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skyward");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Mock {
+    _p: Proc,
+    port: u16,
+}
+
+fn mock(name: &str) -> Mock {
+    let port = free_port();
+    let p = Command::new(BIN)
+        .args([
+            "gateway",
+            "mock",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            name,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    Mock { _p: Proc(p), port }
+}
+
+struct Gw {
+    _p: Proc,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Gw {
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+}
+
+const KEYS: &str = "
+keys:
+  - {name: us-team, key_env: GW_TEST_US, tenant: acme}
+  - {name: eu-team, key_env: GW_TEST_EU, tenant: acme-eu, tags: [eu]}
+  - {name: tiny, key_env: GW_TEST_TINY, limits: {rpm: 3}}
+  - {name: broke, key_env: GW_TEST_BROKE, budget_usd: 0.00001}
+";
+
+fn gateway(config: &str) -> Gw {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!("listen: 127.0.0.1:{port}\nusage_log: usage.jsonl\n{config}"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let p = Command::new(BIN)
+        .args(["gateway", "run", "--config"])
+        .arg(&path)
+        .env("GW_TEST_US", "key-us")
+        .env("GW_TEST_EU", "key-eu")
+        .env("GW_TEST_TINY", "key-tiny")
+        .env("GW_TEST_BROKE", "key-broke")
+        .env("UPSTREAM_SECRET", "upstream-secret-value")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    Gw {
+        _p: Proc(p),
+        port,
+        dir,
+    }
+}
+
+fn dep(name: &str, m: &Mock, region: &str, capacity: &str, extra: &str) -> String {
+    let (provider, region) = region.split_once(':').unwrap();
+    format!("      - {{name: {name}, provider: {provider}, region: {region}, url: 'http://127.0.0.1:{}/v1', capacity: {capacity}, price: {{input_per_mtok: 2, output_per_mtok: 8}}{extra}}}\n", m.port)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn chat(rt: &tokio::runtime::Runtime, port: u16, key: &str, model: &str) -> Reply {
+    let c = Client::new(&format!("http://127.0.0.1:{port}"), Some(key.to_string())).unwrap();
+    let body =
+        json!({"model": model, "messages": [{"role": "user", "content": "hello"}]}).to_string();
+    rt.block_on(c.request(
+        "POST",
+        "/v1/chat/completions",
+        Some(("application/json", body.into_bytes())),
+        &[],
+    ))
+    .unwrap()
+}
+
+fn served_by(r: &Reply) -> String {
+    r.header("x-skyward-deployment").unwrap_or("").to_string()
+}
+
+fn set_mode(rt: &tokio::runtime::Runtime, m: &Mock, mode: Value) {
+    let c = Client::new(&format!("http://127.0.0.1:{}", m.port), None).unwrap();
+    let r = rt
+        .block_on(c.request(
+            "POST",
+            "/_mock/mode",
+            Some(("application/json", mode.to_string().into_bytes())),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.error_text());
+}
+
+fn stats(rt: &tokio::runtime::Runtime, m: &Mock) -> Value {
+    let c = Client::new(&format!("http://127.0.0.1:{}", m.port), None).unwrap();
+    rt.block_on(c.request("GET", "/_mock/stats", None, &[]))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn metrics(rt: &tokio::runtime::Runtime, port: u16) -> String {
+    let c = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+    String::from_utf8_lossy(
+        &rt.block_on(c.request("GET", "/metrics", None, &[]))
+            .unwrap()
+            .body,
+    )
+    .to_string()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// Priority tiers: committed first; spill on 429 (honouring Retry-After)
+/// and on 5xx; the breaker opens, probes and closes; back to committed.
+#[test]
+fn priority_failover_breaker_and_return() {
+    let (ptu, payg) = (mock("ptu"), mock("payg"));
+    let gw = gateway(&format!(
+        "breaker: {{failures: 2, cooldown_ms: 800}}\nmodels:\n  gpt:\n    policy: priority\n    deployments:\n{}{}{KEYS}",
+        dep("azure-ptu", &ptu, "azure:eastus", "committed", ", model: gpt-4o-2024-08-06, api_key_env: UPSTREAM_SECRET"),
+        dep("aws-payg", &payg, "aws:us-east-1", "payg", ""),
+    ));
+    let rt = rt();
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!((r.status, served_by(&r)), (200, "azure-ptu".to_string()));
+    let v = r.json().unwrap();
+    assert_eq!(
+        v["model"], "gpt-4o-2024-08-06",
+        "model mapped to the deployment's name"
+    );
+    assert_eq!(
+        v["system_fingerprint"], "ptu",
+        "body passed through unchanged"
+    );
+
+    // 429 with Retry-After: 1 s. Spill to pay-as-you-go, no error seen.
+    set_mode(&rt, &ptu, json!({"status": 429, "retry_after_s": 1}));
+    for _ in 0..5 {
+        let r = chat(&rt, gw.port, "key-us", "gpt");
+        assert_eq!((r.status, served_by(&r)), (200, "aws-payg".to_string()));
+    }
+    assert_eq!(
+        stats(&rt, &ptu)["requests"],
+        2,
+        "one 429, then left alone for its Retry-After"
+    );
+    set_mode(&rt, &ptu, json!({}));
+    wait_until("traffic back on the committed deployment", 10, || {
+        served_by(&chat(&rt, gw.port, "key-us", "gpt")) == "azure-ptu"
+    });
+
+    // 5xx: failover on each; two in a row open the breaker.
+    set_mode(&rt, &ptu, json!({"status": 503}));
+    for _ in 0..4 {
+        let r = chat(&rt, gw.port, "key-us", "gpt");
+        assert_eq!((r.status, served_by(&r)), (200, "aws-payg".to_string()));
+    }
+    assert!(metrics(&rt, gw.port)
+        .contains("skyward_gateway_deployment_up{model=\"gpt\",deployment=\"azure-ptu\"} 0"));
+    let before = stats(&rt, &ptu)["requests"].as_u64().unwrap();
+    assert_eq!(before, 2 + 1 + 2, "breaker open: no more requests to it");
+    set_mode(&rt, &ptu, json!({}));
+    // After the cooldown one probe goes through, succeeds, and closes it.
+    wait_until("the breaker to close after a good probe", 10, || {
+        served_by(&chat(&rt, gw.port, "key-us", "gpt")) == "azure-ptu"
+    });
+    assert!(metrics(&rt, gw.port)
+        .contains("skyward_gateway_deployment_up{model=\"gpt\",deployment=\"azure-ptu\"} 1"));
+    // Both down: the client gets the upstream's error, in OpenAI's format.
+    set_mode(&rt, &ptu, json!({"status": 500}));
+    set_mode(&rt, &payg, json!({"status": 502}));
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert!(r.status >= 500, "{}", r.status);
+    assert!(r.json().unwrap()["error"]["message"].is_string());
+    assert!(
+        !gw.log().contains("upstream-secret-value") && !gw.log().contains("key-us"),
+        "no secrets in logs"
+    );
+}
+
+/// An EU key's requests only ever reach EU deployments, even when the EU
+/// one fails and the US one is healthy.
+#[test]
+fn residency_is_never_broken_on_failover() {
+    let (us, eu) = (mock("us"), mock("eu"));
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{}{KEYS}",
+        dep("us-ptu", &us, "azure:eastus", "committed", ""),
+        dep("eu-payg", &eu, "gcp:europe-west4", "payg", ""),
+    ));
+    let rt = rt();
+    for _ in 0..5 {
+        let r = chat(&rt, gw.port, "key-eu", "gpt");
+        assert_eq!((r.status, served_by(&r)), (200, "eu-payg".to_string()));
+    }
+    set_mode(&rt, &eu, json!({"status": 503}));
+    for _ in 0..10 {
+        let r = chat(&rt, gw.port, "key-eu", "gpt");
+        assert!(r.status == 503, "{} {}", r.status, served_by(&r));
+    }
+    assert_eq!(
+        stats(&rt, &us)["requests"],
+        0,
+        "no EU request ever went to the US"
+    );
+    // The US key uses the US deployment as usual.
+    assert_eq!(served_by(&chat(&rt, gw.port, "key-us", "gpt")), "us-ptu");
+    // /v1/models lists, per key, what it may use.
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-eu".into()),
+    )
+    .unwrap();
+    let v = rt
+        .block_on(c.request("GET", "/v1/models", None, &[]))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["data"][0]["id"], "gpt");
+}
+
+/// Weighted, least-latency and cost policies.
+#[test]
+fn weighted_least_latency_and_cost_policies() {
+    let (a, b, c) = (mock("a"), mock("b"), mock("c"));
+    let rt = rt();
+    set_mode(&rt, &a, json!({"delay_ms": 40}));
+    let gw = gateway(&format!(
+        "models:\n  w:\n    policy: weighted\n    deployments:\n{}{}  fast:\n    policy: least-latency\n    deployments:\n{}{}  cheap:\n    policy: cost\n    latency_bound_ms: 20\n    deployments:\n{}{}{KEYS}",
+        dep("a", &a, "aws:us-east-1", "payg", ", weight: 3"),
+        dep("b", &b, "aws:us-west-2", "payg", ", weight: 1"),
+        dep("a", &a, "aws:us-east-1", "payg", ""),
+        dep("b", &b, "aws:us-west-2", "payg", ""),
+        // c is cheaper but slow (a: 40 ms); b is within the bound.
+        dep("slow-cheap", &a, "aws:us-east-1", "payg", ", price: {input_per_mtok: 0.1, output_per_mtok: 0.1}").replace(", price: {input_per_mtok: 2, output_per_mtok: 8}", ""),
+        dep("fast-dear", &c, "aws:us-west-2", "payg", ""),
+    ));
+    let mut n = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        *n.entry(served_by(&chat(&rt, gw.port, "key-us", "w")))
+            .or_insert(0) += 1;
+    }
+    let share_a = f64::from(n["a"]) / 200.0;
+    assert!((0.6..=0.9).contains(&share_a), "weights 3:1 → {n:?}");
+    let mut to_b = 0;
+    for i in 0..60 {
+        let s = served_by(&chat(&rt, gw.port, "key-us", "fast"));
+        if i >= 10 && s == "b" {
+            to_b += 1;
+        }
+    }
+    assert!(to_b >= 45, "least-latency prefers the fast one: {to_b}/50");
+    // Cost: the cheap one is tried first; once measured over the bound, the
+    // dearer one within it wins.
+    assert_eq!(
+        served_by(&chat(&rt, gw.port, "key-us", "cheap")),
+        "slow-cheap"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            served_by(&chat(&rt, gw.port, "key-us", "cheap")),
+            "fast-dear"
+        );
+    }
+}
+
+fn raw_stream(port: u16, key: &str, body: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    s
+}
+
+fn read_until(s: &mut std::net::TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before {needle:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&got).contains(needle) {
+            return String::from_utf8_lossy(&got).to_string();
+        }
+    }
+}
+
+/// SSE chunks go through one by one (the client holds the first while the
+/// upstream is still holding the rest); a broken or stalled stream ends
+/// with an error event; a client that leaves cancels the upstream.
+#[test]
+fn streaming_pass_through_failures_and_disconnect() {
+    let m = mock("s");
+    let gw = gateway(&format!(
+        "timeouts: {{ttft_ms: 1500}}\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("s", &m, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    let body = json!({"model": "gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": []}).to_string();
+    // Not buffered: chunk 0 arrives while the upstream holds chunk 1.
+    set_mode(&rt, &m, json!({"chunks": 4, "hold_after_chunks": 1}));
+    let mut s = raw_stream(gw.port, "key-us", &body);
+    let first = read_until(&mut s, "tok0");
+    assert!(
+        first.contains("text/event-stream") && !first.contains("tok1"),
+        "{first}"
+    );
+    let c = Client::new(&format!("http://127.0.0.1:{}", m.port), None).unwrap();
+    rt.block_on(c.request("POST", "/_mock/release", None, &[]))
+        .unwrap();
+    let rest = read_until(&mut s, "[DONE]");
+    assert!(
+        rest.contains("tok3") && rest.contains("\"usage\""),
+        "{rest}"
+    );
+    drop(s);
+    // Broken mid-stream: an OpenAI-format error event, not a silent end.
+    set_mode(&rt, &m, json!({"chunks": 4, "fail_after_chunks": 2}));
+    let mut s = raw_stream(gw.port, "key-us", &body);
+    let got = read_until(&mut s, "upstream_stream_error");
+    assert!(
+        got.contains("tok1") && !got.contains("data: [DONE]"),
+        "{got}"
+    );
+    // Stalled mid-stream: the same, after the stall timeout.
+    set_mode(&rt, &m, json!({"chunks": 4, "stall_after_chunks": 2}));
+    let mut s = raw_stream(gw.port, "key-us", &body);
+    let got = read_until(&mut s, "upstream_stream_error");
+    assert!(got.contains("stalled"), "{got}");
+    // The client leaves: the upstream request is cancelled.
+    set_mode(&rt, &m, json!({"chunks": 4, "hold_after_chunks": 1}));
+    let abandoned = stats(&rt, &m)["streams_abandoned"].as_u64().unwrap();
+    let mut s = raw_stream(gw.port, "key-us", &body);
+    read_until(&mut s, "tok0");
+    drop(s);
+    wait_until("the upstream to see the client go", 10, || {
+        stats(&rt, &m)["streams_abandoned"].as_u64().unwrap() > abandoned
+    });
+}
+
+/// The config is rewritten again and again (one version invalid) while
+/// requests flow: none fails; the invalid version is refused and the
+/// running one kept.
+#[test]
+fn hot_reload_under_load_drops_nothing() {
+    let (a, b) = (mock("a"), mock("b"));
+    let base = |which: &Mock, name: &str| {
+        format!(
+            "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+            dep(name, which, "aws:us-east-1", "payg", "")
+        )
+    };
+    let gw = gateway(&base(&a, "a"));
+    let port = gw.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let load = std::thread::spawn(move || {
+        let rt = rt();
+        let (mut ok, mut bad, mut by) = (0, 0, std::collections::BTreeSet::new());
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = chat(&rt, port, "key-us", "gpt");
+            if r.status == 200 {
+                ok += 1;
+                by.insert(served_by(&r));
+            } else {
+                bad += 1;
+            }
+        }
+        (ok, bad, by)
+    });
+    let path = gw.config_path();
+    let header = format!("listen: 127.0.0.1:{port}\nusage_log: usage.jsonl\n");
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(700));
+        let text = match i % 3 {
+            0 => base(&b, "b"),
+            1 => "models: {gpt: {deployments: [{name: x}]}}\n".to_string(), // invalid
+            _ => base(&a, "a"),
+        };
+        std::fs::write(&path, format!("{header}{text}")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(900));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, bad, by) = load.join().unwrap();
+    assert_eq!(bad, 0, "no request failed during reloads ({ok} succeeded)");
+    assert!(ok > 50, "{ok}");
+    assert!(
+        by.contains("a") && by.contains("b"),
+        "both versions served: {by:?}"
+    );
+    let rt = rt();
+    let m = metrics(&rt, port);
+    assert!(
+        m.contains("skyward_gateway_reloads_total{result=\"applied\"} 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("skyward_gateway_reloads_total{result=\"refused\"} 2"),
+        "{m}"
+    );
+    assert!(gw.log().contains("not reloaded"), "{}", gw.log());
+}
+
+/// Per-key RPM and budgets give OpenAI-style 429s; usage goes to the log,
+/// to metrics, and as FOCUS rows into the ledger.
+#[test]
+fn limits_budgets_and_usage() {
+    let m = mock("u");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("u", &m, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    for _ in 0..3 {
+        assert_eq!(chat(&rt, gw.port, "key-tiny", "gpt").status, 200);
+    }
+    let r = chat(&rt, gw.port, "key-tiny", "gpt");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json().unwrap()["error"]["code"], "rate_limit_exceeded");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        chat(&rt, gw.port, "key-broke", "gpt").status,
+        200,
+        "the first request spends the budget"
+    );
+    let r = chat(&rt, gw.port, "key-broke", "gpt");
+    assert_eq!(
+        (r.status, r.json().unwrap()["error"]["code"].clone()),
+        (429, json!("insufficient_quota"))
+    );
+    for _ in 0..4 {
+        assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);
+    }
+    let met = metrics(&rt, gw.port);
+    assert!(
+        met.contains(
+            "skyward_gateway_tokens_total{tenant=\"acme\",deployment=\"u\",kind=\"completion\"} 32"
+        ),
+        "{met}"
+    );
+    assert!(
+        met.contains("skyward_gateway_added_latency_seconds_count"),
+        "{met}"
+    );
+    let log = gw.dir.path().join("usage.jsonl");
+    wait_until("the usage log", 10, || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count() >= 8)
+            .unwrap_or(false)
+    });
+    let out = Command::new(BIN)
+        .args(["gateway", "usage"])
+        .arg(&log)
+        .args(["--format", "focus"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let csv = gw.dir.path().join("focus.csv");
+    std::fs::write(&csv, &out.stdout).unwrap();
+    let imp = Command::new(BIN)
+        .args(["ledger", "import"])
+        .arg(&csv)
+        .arg("--db")
+        .arg(gw.dir.path().join("ledger.db"))
+        .output()
+        .unwrap();
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
+    let table = Command::new(BIN)
+        .args(["gateway", "usage"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&table.stdout);
+    assert!(t.contains("acme") && t.contains("requests"), "{t}");
+}
+
+/// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
+/// format, the gateway alive afterwards.
+#[test]
+fn hostile_requests_get_openai_errors() {
+    let m = mock("h");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("h", &m, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let post = |body: &[u8]| {
+        rt.block_on(c.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(("application/json", body.to_vec())),
+            &[],
+        ))
+        .unwrap()
+    };
+    for (body, status, code) in [
+        (&b"{not json"[..], 400, "invalid_json"),
+        (b"[1,2]", 400, "invalid_json"),
+        (b"{}", 400, "missing_model"),
+        (b"{\"model\": 5}", 400, "missing_model"),
+        (b"{\"model\": \"nope\"}", 404, "model_not_found"),
+        (b"\xff\xfe", 400, "invalid_json"),
+    ] {
+        let r = post(body);
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(body));
+        assert_eq!(r.json().unwrap()["error"]["code"], code);
+    }
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(post(deep.as_bytes()).status, 400);
+    for (key, code) in [
+        (None, "missing_api_key"),
+        (Some("wrong"), "invalid_api_key"),
+    ] {
+        let c = Client::new(
+            &format!("http://127.0.0.1:{}", gw.port),
+            key.map(String::from),
+        )
+        .unwrap();
+        let r = rt
+            .block_on(c.request(
+                "POST",
+                "/v1/chat/completions",
+                Some(("application/json", b"{}".to_vec())),
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(
+            (r.status, r.json().unwrap()["error"]["code"].clone()),
+            (401, json!(code))
+        );
+    }
+    let r = rt
+        .block_on(c.request("GET", "/v1/chat/completions", None, &[]))
+        .unwrap();
+    assert_eq!(r.status, 405);
+    let r = rt
+        .block_on(c.request("GET", "/v2/anything", None, &[]))
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-us\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", 64 << 20).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        head.starts_with("HTTP/1.1 413") && head.contains("request_too_large"),
+        "{head}"
+    );
+    assert_eq!(
+        chat(&rt, gw.port, "key-us", "gpt").status,
+        200,
+        "still serving"
+    );
+    assert_eq!(
+        stats(&rt, &m)["requests"],
+        1,
+        "nothing bad reached the upstream"
+    );
+}
+
+/// A config with mistakes is refused at start with the key named.
+#[test]
+fn bad_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p: &Path = &dir.path().join("g.yaml");
+    std::fs::write(
+        p,
+        "models:\n  gpt:\n    policy: fastest\n    deployments: []\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("models.gpt.policy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
