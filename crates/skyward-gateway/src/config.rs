@@ -41,6 +41,8 @@ struct RawConfig {
     health: Option<RawHealth>,
     #[serde(default)]
     usage_log: Option<String>,
+    #[serde(default)]
+    max_inflight: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,9 +256,14 @@ pub struct GatewayConfig {
     pub breaker: Breaker,
     pub health: Health,
     pub usage_log: Option<String>,
+    /// Requests in flight through the gateway at once; beyond, a quick
+    /// 503 instead of queueing without bound (memory stays bounded under
+    /// overload).
+    pub max_inflight: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
+pub const DEFAULT_MAX_INFLIGHT: u64 = 2_048;
 
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -546,6 +553,11 @@ pub fn parse(
         breaker,
         health,
         usage_log: raw.usage_log,
+        max_inflight: match raw.max_inflight {
+            Some(0) => return Err(err("max_inflight", "must be at least 1".into())),
+            Some(n) => n,
+            None => DEFAULT_MAX_INFLIGHT,
+        },
     })
 }
 

@@ -61,6 +61,17 @@ pub struct Gateway {
     rng: Mutex<Rng>,
     usage: Option<mpsc::Sender<UsageRecord>>,
     epoch: Instant,
+    inflight: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// One request in flight through the gateway; released when dropped
+/// (for a stream, when the stream ends).
+pub struct InflightGuard(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn openai_error(
@@ -92,6 +103,7 @@ impl Gateway {
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_millis(cfg.timeouts.connect_ms)));
         let client = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(64 * 1024)
             .pool_max_idle_per_host(1024)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(conn);
@@ -109,6 +121,7 @@ impl Gateway {
             rng: Mutex::new(Rng::new(0x5eed_cafe)),
             usage,
             epoch: Instant::now(),
+            inflight: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         gw.apply(cfg);
         gw
@@ -494,6 +507,19 @@ impl Gateway {
         let t0 = Instant::now();
         let live = self.live();
         let key_idx = self.authenticate(&live, &req)?;
+        let n = self.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _guard = InflightGuard(self.inflight.clone());
+        if n >= live.cfg.max_inflight {
+            let mut r = openai_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "overloaded",
+                &format!("The gateway has {} requests in flight; try again shortly.", live.cfg.max_inflight),
+                None,
+            );
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            return Err(r);
+        }
         let key = key_idx.and_then(|k| live.cfg.keys.get(k)).cloned();
         let too_large = || {
             openai_error(
@@ -996,7 +1022,11 @@ impl Gateway {
         let total = Duration::from_millis(live.cfg.timeouts.total_ms);
         let added = t0.elapsed().saturating_sub(upstream_before + first_at);
         self.metrics.added.observe_s(added.as_secs_f64());
+        // The stream stays in flight until it ends.
+        self.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let held = InflightGuard(self.inflight.clone());
         tokio::spawn(async move {
+            let _held = held;
             let mut sse = SseScan::default();
             sse.feed(&first);
             let mut client_gone = tx.send(first).await.is_err();

@@ -72,6 +72,7 @@ pub async fn serve_http<H, F>(
             });
             let _ = http1::Builder::new()
                 .keep_alive(true)
+                .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

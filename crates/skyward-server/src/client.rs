@@ -155,3 +155,31 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     }
     cur.to_string()
 }
+
+impl Client {
+    /// Sends a request and waits only for the first body chunk (time to
+    /// first token of a stream); returns the status. The rest is dropped.
+    pub async fn first_chunk(&self, method: &str, path: &str, body: Vec<u8>) -> Result<u16, ClientError> {
+        let uri = format!("{}{}", self.base, path);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| ClientError::Url(uri.clone()))?;
+        let resp = tokio::time::timeout(self.timeout, self.inner.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout { server: self.base.clone(), seconds: self.timeout.as_secs() })?
+            .map_err(|e| ClientError::Connect { server: self.base.clone(), message: root_cause(&e) })?;
+        let status = resp.status().as_u16();
+        let mut b = resp.into_body();
+        loop {
+            match b.frame().await {
+                Some(Ok(f)) if f.data_ref().is_some_and(|d| !d.is_empty()) => return Ok(status),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Body(e.to_string())),
+                None => return Ok(status),
+            }
+        }
+    }
+}

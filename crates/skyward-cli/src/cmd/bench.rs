@@ -31,6 +31,12 @@ pub enum BenchCommand {
     /// Control-plane server: submissions per second through the HTTP API
     /// (SQLite, and PostgreSQL when given), durable writes.
     Submit(crate::cmd::bench_submit::SubmitBenchArgs),
+    /// Inference gateway: added latency against direct and nginx, highest
+    /// sustained rate, CPU per request, memory, streaming TTFT.
+    Gateway(crate::cmd::bench_gateway::GatewayBenchArgs),
+    /// The open-loop load generator `bench gateway` runs (pinned).
+    #[command(hide = true)]
+    GatewayLoad(crate::cmd::bench_gateway::LoadArgs),
 }
 
 #[derive(Args)]
@@ -305,6 +311,8 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::Ledger(a) => ledger_bench(a),
         BenchCommand::Core(a) => core_bench(a),
         BenchCommand::Submit(a) => crate::cmd::bench_submit::run(a),
+        BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),
+        BenchCommand::GatewayLoad(a) => crate::cmd::bench_gateway::load(a),
     }
 }
 

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_gateway;
 pub mod bench_submit;
 pub mod catalog;
 pub mod client;

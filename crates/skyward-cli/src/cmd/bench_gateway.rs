@@ -1,0 +1,424 @@
+//! `skyward bench gateway`: the gateway's added latency, side by side
+//! with going direct to the upstream and with nginx as a plain reverse
+//! proxy (the floor), at the same open-loop rates, in interleaved rounds.
+//!
+//! Processes: the mock upstream, the gateway and nginx share core 0
+//! (`taskset`); the load generator runs on core 1 in its own process
+//! (`skyward bench gateway-load`). The load is open loop: request i is due
+//! at start + i/rate and its latency is measured from that intended time,
+//! so a stalled server is not hidden by a generator that waits for it
+//! (coordinated omission).
+#![allow(clippy::disallowed_methods)]
+
+use crate::error::{json, CliError};
+use crate::table::Table;
+use crate::Output;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use skyward_server::client::Client;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct GatewayBenchArgs {
+    /// Request rates (per second) for the latency comparison.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000")]
+    pub rates: Vec<u32>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Interleaved rounds (direct, gateway, nginx each time).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Upstream delays to run (ms): 0 and 50 by default.
+    #[arg(long, value_delimiter = ',', default_value = "0,50")]
+    pub delays_ms: Vec<u64>,
+    /// Rates tried for the highest sustained rate (0 ms upstream).
+    #[arg(long, value_delimiter = ',', default_value = "2500,5000,7500,10000,12500,15000,17500,20000")]
+    pub max_rates: Vec<u32>,
+    /// Streamed chunks for the time-to-first-token comparison.
+    #[arg(long, default_value_t = 20)]
+    pub stream_chunks: u32,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub rate: u32,
+    #[arg(long)]
+    pub seconds: f64,
+    #[arg(long, default_value_t = false)]
+    pub stream: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct LoadResult {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub achieved_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[(((sorted.len() - 1) as f64) * q).round() as usize]
+}
+
+/// The load generator (run pinned, in its own process). A pacer thread
+/// wakes at each request's due time (sleeping until ~100 µs before it, then
+/// spinning, since tokio's timer has 1 ms granularity) and hands the
+/// request to a one-worker runtime; latency counts from the due time.
+pub fn load(a: &LoadArgs) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let client = Client::new(&a.url, None).map_err(|e| CliError::Input(e.to_string()))?;
+    let n = (f64::from(a.rate) * a.seconds).round() as u64;
+    let body: &'static str = if a.stream {
+        r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hello"}]}"#
+    } else {
+        r#"{"model":"bench","messages":[{"role":"user","content":"hello"}]}"#
+    };
+    let stream = a.stream;
+    // Warm the connection pool a little (not measured).
+    rt.block_on(async {
+        for _ in 0..50 {
+            let _ = client.request("POST", "/v1/chat/completions", Some(("application/json", body.as_bytes().to_vec())), &[]).await;
+        }
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, f64)>();
+    let start = Instant::now() + Duration::from_millis(5);
+    let handle = rt.handle().clone();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / f64::from(a.rate));
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            let left = due - now;
+            if left > Duration::from_micros(150) {
+                std::thread::sleep(left - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let c = client.clone();
+        let tx = tx.clone();
+        handle.spawn(async move {
+            let r = if stream {
+                c.first_chunk("POST", "/v1/chat/completions", body.as_bytes().to_vec()).await
+            } else {
+                c.request("POST", "/v1/chat/completions", Some(("application/json", body.as_bytes().to_vec())), &[]).await.map(|r| r.status)
+            };
+            let ms = due.elapsed().as_secs_f64() * 1e3;
+            let _ = tx.send((matches!(r, Ok(200)), ms));
+        });
+    }
+    drop(tx);
+    let (mut lat, errors) = rt.block_on(async move {
+        let mut lat = Vec::with_capacity(n as usize);
+        let mut errors = 0u64;
+        while let Some((ok, ms)) = rx.recv().await {
+            if ok {
+                lat.push(ms);
+            } else {
+                errors += 1;
+            }
+        }
+        (lat, errors)
+    });
+    let wall = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let r = LoadResult {
+        sent: n,
+        ok: lat.len() as u64,
+        errors,
+        achieved_per_s: lat.len() as f64 / wall.max(1e-9),
+        p50_ms: pct(&lat, 0.5),
+        p90_ms: pct(&lat, 0.9),
+        p99_ms: pct(&lat, 0.99),
+        p999_ms: pct(&lat, 0.999),
+    };
+    outln!("{}", json(&r)?);
+    Ok(())
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16, CliError> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| CliError::Io(e.to_string()))
+}
+
+fn pinned(core: u32, program: &Path) -> Command {
+    if Path::new("/usr/bin/taskset").exists() {
+        let mut c = Command::new("/usr/bin/taskset");
+        c.arg("-c").arg(core.to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn wait_port(port: u16) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(CliError::Io(format!("nothing listens on port {port} after 30 s")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// utime + stime of a process and its children's threads, in µs.
+fn cpu_us(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0;
+    };
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    ticks * 10_000 // USER_HZ = 100
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map(|k| k / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Stack {
+    _mock: Proc,
+    gateway: Proc,
+    nginx: Option<(Proc, u32)>,
+    mock_port: u16,
+    gw_port: u16,
+    nginx_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn nginx_worker_pid(master: u32) -> u32 {
+    // The one worker is the master's child.
+    std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(master)
+}
+
+fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
+    let (mock_port, gw_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
+    let mock = pinned(0, &exe)
+        .args(["gateway", "mock", "--listen", &format!("127.0.0.1:{mock_port}"), "--name", "upstream", "--threads", "1", "--delay-ms", &delay_ms.to_string(), "--chunks", &chunks.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::Io(format!("cannot start the mock: {e}")))?;
+    let mock = Proc(mock);
+    wait_port(mock_port)?;
+    let cfg = dir.path().join("gateway.yaml");
+    std::fs::write(&cfg, format!("listen: 127.0.0.1:{gw_port}\nmodels:\n  bench:\n    deployments:\n      - {{name: upstream, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{mock_port}/v1'}}\n")).map_err(|e| CliError::Io(e.to_string()))?;
+    let gateway = pinned(0, &exe)
+        .args(["gateway", "run", "--threads", "1", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::Io(format!("cannot start the gateway: {e}")))?;
+    let gateway = Proc(gateway);
+    wait_port(gw_port)?;
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+    let nginx = match nginx_bin {
+        Some(bin) => {
+            let conf = dir.path().join("nginx.conf");
+            let d = dir.path().display();
+            std::fs::write(&conf, format!(
+                "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream up {{ server 127.0.0.1:{mock_port}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{nginx_port} backlog=8192;\n    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
+            )).map_err(|e| CliError::Io(e.to_string()))?;
+            let child = pinned(0, Path::new(bin)).arg("-c").arg(&conf).arg("-p").arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| CliError::Io(format!("cannot start nginx: {e}")))?;
+            let pid = child.id();
+            wait_port(nginx_port)?;
+            std::thread::sleep(Duration::from_millis(100));
+            Some((Proc(child), nginx_worker_pid(pid)))
+        }
+        None => {
+            eprintln!("(nginx not installed: `apt-get install nginx-light` to compare with it)");
+            None
+        }
+    };
+    Ok(Stack { _mock: mock, gateway, nginx, mock_port, gw_port, nginx_port, _dir: dir })
+}
+
+fn run_load(port: u16, rate: u32, seconds: f64, stream: bool) -> Result<LoadResult, CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
+    let mut c = pinned(1, &exe);
+    c.args(["bench", "gateway-load", "--url", &format!("http://127.0.0.1:{port}"), "--rate", &rate.to_string(), "--seconds", &seconds.to_string()]);
+    if stream {
+        c.arg("--stream");
+    }
+    let out = c.output().map_err(|e| CliError::Io(format!("cannot run the load generator: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Io(format!("load generator failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(format!("load generator output: {e}")))
+}
+
+#[derive(Serialize, Clone)]
+struct Row {
+    delay_ms: u64,
+    rate: u32,
+    target: String,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    added_p50_ms: f64,
+    added_p90_ms: f64,
+    added_p99_ms: f64,
+    added_p999_ms: f64,
+    errors: u64,
+    sent: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    pct(&v, 0.5)
+}
+
+pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
+    if a.rates.is_empty() || a.rounds == 0 || !(a.seconds > 0.0 && a.seconds <= 600.0) {
+        return Err(CliError::Input("--rates, --rounds ≥ 1 and 0 < --seconds ≤ 600 are needed".into()));
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut extra = serde_json::Map::new();
+    for &delay in &a.delays_ms {
+        let stack = start_stack(delay, 8)?;
+        let mut targets = vec![("direct", stack.mock_port), ("gateway", stack.gw_port)];
+        if stack.nginx.is_some() {
+            targets.push(("nginx", stack.nginx_port));
+        }
+        for &rate in &a.rates {
+            let mut per: std::collections::BTreeMap<&str, Vec<LoadResult>> = Default::default();
+            for round in 0..a.rounds {
+                for (name, port) in &targets {
+                    eprintln!("upstream {delay} ms, {rate}/s, round {}/{}: {name}", round + 1, a.rounds);
+                    per.entry(name).or_default().push(run_load(*port, rate, a.seconds, false)?);
+                }
+            }
+            let med = |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
+            let direct = per.get("direct").cloned().unwrap_or_default();
+            for (name, _) in &targets {
+                let rs = per.get(name).cloned().unwrap_or_default();
+                // Added latency: per round, target minus the direct run of the
+                // same round; the median over rounds.
+                let added = |f: fn(&LoadResult) -> f64| median(rs.iter().zip(&direct).map(|(r, d)| f(r) - f(d)).collect());
+                rows.push(Row {
+                    delay_ms: delay,
+                    rate,
+                    target: name.to_string(),
+                    p50_ms: med(&rs, |r| r.p50_ms),
+                    p90_ms: med(&rs, |r| r.p90_ms),
+                    p99_ms: med(&rs, |r| r.p99_ms),
+                    p999_ms: med(&rs, |r| r.p999_ms),
+                    added_p50_ms: added(|r| r.p50_ms),
+                    added_p90_ms: added(|r| r.p90_ms),
+                    added_p99_ms: added(|r| r.p99_ms),
+                    added_p999_ms: added(|r| r.p999_ms),
+                    errors: rs.iter().map(|r| r.errors).sum(),
+                    sent: rs.iter().map(|r| r.sent).sum(),
+                });
+            }
+        }
+        if delay == 0 {
+            extra.insert("rss_after_comparison_mib".into(), serde_json::json!({"gateway": rss_mib(stack.gateway.0.id()), "nginx": stack.nginx.as_ref().map(|(_, w)| rss_mib(*w))}));
+            // CPU per request at the highest comparison rate, and the
+            // highest rate sustained with < 0.1 % errors.
+            let rate = a.rates.iter().copied().max().unwrap_or(1000);
+            let mut cpu = serde_json::Map::new();
+            let mut procs = vec![("gateway", stack.gateway.0.id(), stack.gw_port)];
+            if let Some((_, w)) = &stack.nginx {
+                procs.push(("nginx", *w, stack.nginx_port));
+            }
+            for (name, pid, port) in &procs {
+                let before = cpu_us(*pid);
+                let r = run_load(*port, rate, a.seconds, false)?;
+                let used = cpu_us(*pid).saturating_sub(before);
+                cpu.insert(name.to_string(), serde_json::json!({"rate": rate, "cpu_us_per_request": used as f64 / r.sent.max(1) as f64}));
+            }
+            extra.insert("cpu".into(), serde_json::Value::Object(cpu));
+            let mut max = serde_json::Map::new();
+            for (name, pid, port) in &procs {
+                let mut best = 0u32;
+                for &r in &a.max_rates {
+                    eprintln!("highest sustained rate: {name} at {r}/s");
+                    let res = run_load(*port, r, a.seconds.min(5.0), false)?;
+                    // Sustained: under 0.1 % errors, the rate achieved,
+                    // and latency not running away (p99 ≤ 50 ms).
+                    let ok = (res.errors as f64) < 0.001 * res.sent as f64 && res.achieved_per_s >= 0.97 * f64::from(r) && res.p99_ms <= 50.0;
+                    if !ok {
+                        break;
+                    }
+                    best = r;
+                }
+                max.insert(name.to_string(), serde_json::json!({"max_sustained_per_s": best, "peak_rss_mib_after_ramp": rss_mib(*pid)}));
+            }
+            extra.insert("max".into(), serde_json::Value::Object(max));
+        }
+    }
+    // Streaming: time to first chunk, direct against through the gateway.
+    let stack = start_stack(0, a.stream_chunks)?;
+    let mut ttft = serde_json::Map::new();
+    let mut direct = Vec::new();
+    let mut through = Vec::new();
+    for _ in 0..a.rounds {
+        direct.push(run_load(stack.mock_port, 500, a.seconds, true)?);
+        through.push(run_load(stack.gw_port, 500, a.seconds, true)?);
+    }
+    let d50 = median(direct.iter().map(|r| r.p50_ms).collect());
+    let g50 = median(through.iter().map(|r| r.p50_ms).collect());
+    let d99 = median(direct.iter().map(|r| r.p99_ms).collect());
+    let g99 = median(through.iter().map(|r| r.p99_ms).collect());
+    ttft.insert("direct_p50_ms".into(), d50.into());
+    ttft.insert("gateway_p50_ms".into(), g50.into());
+    ttft.insert("added_p50_ms".into(), (g50 - d50).into());
+    ttft.insert("added_p99_ms".into(), (g99 - d99).into());
+    extra.insert("stream_ttft".into(), serde_json::Value::Object(ttft));
+    match a.output {
+        Output::Json => outln!("{}", json(&serde_json::json!({"latency": rows, "other": extra}))?),
+        Output::Table => {
+            let mut t = Table::new(&["upstream", "rate/s>", "target", "p50 ms>", "p90 ms>", "p99 ms>", "p99.9 ms>", "+p50 ms>", "+p99 ms>", "+p99.9 ms>", "errors>"]);
+            for r in &rows {
+                t.row(vec![format!("{} ms", r.delay_ms), r.rate.to_string(), r.target.clone(), format!("{:.3}", r.p50_ms), format!("{:.3}", r.p90_ms), format!("{:.3}", r.p99_ms), format!("{:.3}", r.p999_ms), format!("{:+.3}", r.added_p50_ms), format!("{:+.3}", r.added_p99_ms), format!("{:+.3}", r.added_p999_ms), format!("{}/{}", r.errors, r.sent)]);
+            }
+            out!("{}", t.render());
+            outln!("{}", serde_json::to_string_pretty(&extra).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
