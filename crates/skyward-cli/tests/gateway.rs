@@ -673,3 +673,45 @@ fn bad_config_names_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `https://` deployments are spoken to with TLS: one pointed at a plain
+/// HTTP port fails its handshake, and the request moves on.
+#[test]
+fn https_deployments_use_tls() {
+    let (m1, m2) = (mock("plain-1"), mock("plain-2"));
+    let tls = dep("tls", &m1, "aws:us-east-1", "committed", "").replace("'http://", "'https://");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{tls}{}{KEYS}",
+        dep("plain", &m2, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!((r.status, served_by(&r)), (200, "plain".to_string()));
+    assert_eq!(
+        stats(&rt, &m1)["requests"],
+        0,
+        "no plain-text request reached it"
+    );
+    let m = metrics(&rt, gw.port);
+    assert!(m.contains("deployment=\"tls\",code=\"502\""), "{m}");
+    // Completions and embeddings take the same path.
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    for (path, body) in [
+        ("/v1/completions", json!({"model": "gpt", "prompt": "hi"})),
+        ("/v1/embeddings", json!({"model": "gpt", "input": "hi"})),
+    ] {
+        let r = rt
+            .block_on(c.request(
+                "POST",
+                path,
+                Some(("application/json", body.to_string().into_bytes())),
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.error_text());
+    }
+}

@@ -183,11 +183,9 @@ pub struct Deployment {
     pub name: String,
     pub provider: String,
     pub region: String,
-    /// Base URL without a trailing slash: `http://host:port/v1`.
+    /// Base URL without a trailing slash: `https://host:port/v1`; the
+    /// endpoint path (`/chat/completions`) is appended.
     pub url: String,
-    pub scheme_https: bool,
-    pub authority: String,
-    pub base_path: String,
     pub upstream_model: String,
     pub api_key: Option<String>,
     pub capacity: Capacity,
@@ -378,8 +376,7 @@ pub fn parse(
                     format!("duplicate deployment '{}'", d.name),
                 ));
             }
-            let (https, authority, base_path) =
-                split_url(&d.url).map_err(|m| err(&format!("{dk}.url"), m))?;
+            check_url(&d.url).map_err(|m| err(&format!("{dk}.url"), m))?;
             let api_key = match &d.api_key_env {
                 Some(var) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
                     err(
@@ -431,9 +428,6 @@ pub fn parse(
                 provider,
                 region,
                 url: d.url.trim_end_matches('/').to_string(),
-                scheme_https: https,
-                authority,
-                base_path,
                 api_key,
                 capacity,
                 input_usd_per_mtok: pin,
@@ -561,30 +555,23 @@ pub fn parse(
     })
 }
 
-/// `http(s)://host:port/base` → (https, authority, base path).
-fn split_url(url: &str) -> Result<(bool, String, String), String> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        return Err(format!("'{url}' is not an http:// or https:// URL"));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
+/// An `http://` or `https://` URL with a host (no credentials in it).
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("'{url}' is not an http:// or https:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty()
         || authority.contains('@')
-        || authority.chars().any(|c| c.is_whitespace())
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        || url.parse::<hyper::Uri>().is_err()
     {
-        return Err(format!("'{url}' has no usable host"));
+        return Err(format!(
+            "'{url}' has no usable host (or holds credentials or spaces)"
+        ));
     }
-    Ok((
-        https,
-        authority.to_string(),
-        path.trim_end_matches('/').to_string(),
-    ))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -617,10 +604,7 @@ keys:
         let m = &c.models[0];
         assert_eq!(m.policy, Policy::Priority);
         let d = &m.deployments[0];
-        assert_eq!(
-            (d.authority.as_str(), d.base_path.as_str()),
-            ("127.0.0.1:9001", "/v1")
-        );
+        assert_eq!(d.url, "http://127.0.0.1:9001/v1");
         assert_eq!(d.api_key.as_deref(), Some("secret"));
         assert_eq!(d.capacity, Capacity::Committed);
         assert!(d.tags.contains(&"eu".to_string()), "{:?}", d.tags);

@@ -29,7 +29,8 @@ pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Chunks buffered between upstream and client in a stream.
 const STREAM_CHANNEL: usize = 64;
 
-type Upstream = Client<HttpConnector, Full<Bytes>>;
+/// Pooled HTTP/1.1 client, plain or TLS (rustls with the Mozilla roots).
+type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// A deployment's routing state, shared across configuration generations.
 type SharedState = Arc<Mutex<DeploymentState>>;
 
@@ -100,8 +101,14 @@ fn now_unix_s() -> i64 {
 impl Gateway {
     pub fn new(cfg: GatewayConfig, usage: Option<mpsc::Sender<UsageRecord>>) -> Gateway {
         let mut conn = HttpConnector::new();
+        conn.enforce_http(false);
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_millis(cfg.timeouts.connect_ms)));
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let client = Client::builder(TokioExecutor::new())
             .http1_max_buf_size(64 * 1024)
             .pool_max_idle_per_host(1024)
@@ -236,13 +243,7 @@ impl Gateway {
         let timeout = Duration::from_millis(live.cfg.timeouts.connect_ms.max(100) * 2);
         for (mi, m) in live.cfg.models.iter().enumerate() {
             for (di, d) in m.deployments.iter().enumerate() {
-                if d.scheme_https {
-                    continue;
-                }
-                let uri = format!(
-                    "http://{}{}{}",
-                    d.authority, d.base_path, live.cfg.health.path
-                );
+                let uri = format!("{}{}", d.url, live.cfg.health.path);
                 let mut rb = Request::builder().method(Method::GET).uri(uri);
                 if let Some(k) = &d.api_key {
                     rb = rb.header(AUTHORIZATION, format!("Bearer {k}"));
@@ -507,17 +508,23 @@ impl Gateway {
         let t0 = Instant::now();
         let live = self.live();
         let key_idx = self.authenticate(&live, &req)?;
-        let n = self.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .inflight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _guard = InflightGuard(self.inflight.clone());
         if n >= live.cfg.max_inflight {
             let mut r = openai_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "overloaded",
-                &format!("The gateway has {} requests in flight; try again shortly.", live.cfg.max_inflight),
+                &format!(
+                    "The gateway has {} requests in flight; try again shortly.",
+                    live.cfg.max_inflight
+                ),
                 None,
             );
-            r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
             return Err(r);
         }
         let key = key_idx.and_then(|k| live.cfg.keys.get(k)).cloned();
@@ -692,21 +699,7 @@ impl Gateway {
                     ))
                 }
             };
-            if dep.scheme_https {
-                self.finish(&live, mi, di, Outcome::Neutral);
-                last_error = Some(openai_error(
-                    StatusCode::BAD_GATEWAY,
-                    "server_error",
-                    "https_unsupported",
-                    &format!(
-                        "Deployment {} is https; this build speaks http to upstreams only.",
-                        dep.name
-                    ),
-                    None,
-                ));
-                continue;
-            }
-            let uri = format!("http://{}{}{}", dep.authority, dep.base_path, suffix);
+            let uri = format!("{}{}", dep.url, suffix);
             let mut b = Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
@@ -1023,7 +1016,8 @@ impl Gateway {
         let added = t0.elapsed().saturating_sub(upstream_before + first_at);
         self.metrics.added.observe_s(added.as_secs_f64());
         // The stream stays in flight until it ends.
-        self.inflight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inflight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let held = InflightGuard(self.inflight.clone());
         tokio::spawn(async move {
             let _held = held;

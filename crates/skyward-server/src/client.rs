@@ -159,7 +159,12 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 impl Client {
     /// Sends a request and waits only for the first body chunk (time to
     /// first token of a stream); returns the status. The rest is dropped.
-    pub async fn first_chunk(&self, method: &str, path: &str, body: Vec<u8>) -> Result<u16, ClientError> {
+    pub async fn first_chunk(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, ClientError> {
         let uri = format!("{}{}", self.base, path);
         let req = hyper::Request::builder()
             .method(method)
@@ -169,8 +174,14 @@ impl Client {
             .map_err(|_| ClientError::Url(uri.clone()))?;
         let resp = tokio::time::timeout(self.timeout, self.inner.request(req))
             .await
-            .map_err(|_| ClientError::Timeout { server: self.base.clone(), seconds: self.timeout.as_secs() })?
-            .map_err(|e| ClientError::Connect { server: self.base.clone(), message: root_cause(&e) })?;
+            .map_err(|_| ClientError::Timeout {
+                server: self.base.clone(),
+                seconds: self.timeout.as_secs(),
+            })?
+            .map_err(|e| ClientError::Connect {
+                server: self.base.clone(),
+                message: root_cause(&e),
+            })?;
         let status = resp.status().as_u16();
         let mut b = resp.into_body();
         loop {

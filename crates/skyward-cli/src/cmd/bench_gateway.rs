@@ -35,7 +35,11 @@ pub struct GatewayBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,50")]
     pub delays_ms: Vec<u64>,
     /// Rates tried for the highest sustained rate (0 ms upstream).
-    #[arg(long, value_delimiter = ',', default_value = "2500,5000,7500,10000,12500,15000,17500,20000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2500,5000,7500,10000,12500,15000,17500,20000"
+    )]
     pub max_rates: Vec<u32>,
     /// Streamed chunks for the time-to-first-token comparison.
     #[arg(long, default_value_t = 20)]
@@ -96,7 +100,14 @@ pub fn load(a: &LoadArgs) -> Result<(), CliError> {
     // Warm the connection pool a little (not measured).
     rt.block_on(async {
         for _ in 0..50 {
-            let _ = client.request("POST", "/v1/chat/completions", Some(("application/json", body.as_bytes().to_vec())), &[]).await;
+            let _ = client
+                .request(
+                    "POST",
+                    "/v1/chat/completions",
+                    Some(("application/json", body.as_bytes().to_vec())),
+                    &[],
+                )
+                .await;
         }
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, f64)>();
@@ -120,9 +131,17 @@ pub fn load(a: &LoadArgs) -> Result<(), CliError> {
         let tx = tx.clone();
         handle.spawn(async move {
             let r = if stream {
-                c.first_chunk("POST", "/v1/chat/completions", body.as_bytes().to_vec()).await
+                c.first_chunk("POST", "/v1/chat/completions", body.as_bytes().to_vec())
+                    .await
             } else {
-                c.request("POST", "/v1/chat/completions", Some(("application/json", body.as_bytes().to_vec())), &[]).await.map(|r| r.status)
+                c.request(
+                    "POST",
+                    "/v1/chat/completions",
+                    Some(("application/json", body.as_bytes().to_vec())),
+                    &[],
+                )
+                .await
+                .map(|r| r.status)
             };
             let ms = due.elapsed().as_secs_f64() * 1e3;
             let _ = tx.send((matches!(r, Ok(200)), ms));
@@ -167,7 +186,10 @@ impl Drop for Proc {
 }
 
 fn free_port() -> Result<u16, CliError> {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| CliError::Io(e.to_string()))
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| CliError::Io(e.to_string()))
 }
 
 fn pinned(core: u32, program: &Path) -> Command {
@@ -184,7 +206,9 @@ fn wait_port(port: u16) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            return Err(CliError::Io(format!("nothing listens on port {port} after 30 s")));
+            return Err(CliError::Io(format!(
+                "nothing listens on port {port} after 30 s"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -200,14 +224,20 @@ fn cpu_us(pid: u32) -> u64 {
         return 0;
     };
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     ticks * 10_000 // USER_HZ = 100
 }
 
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|k| k / 1024.0)
         .unwrap_or(0.0)
 }
@@ -235,7 +265,20 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
     let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
     let (mock_port, gw_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
     let mock = pinned(0, &exe)
-        .args(["gateway", "mock", "--listen", &format!("127.0.0.1:{mock_port}"), "--name", "upstream", "--threads", "1", "--delay-ms", &delay_ms.to_string(), "--chunks", &chunks.to_string()])
+        .args([
+            "gateway",
+            "mock",
+            "--listen",
+            &format!("127.0.0.1:{mock_port}"),
+            "--name",
+            "upstream",
+            "--threads",
+            "1",
+            "--delay-ms",
+            &delay_ms.to_string(),
+            "--chunks",
+            &chunks.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -253,7 +296,9 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
         .map_err(|e| CliError::Io(format!("cannot start the gateway: {e}")))?;
     let gateway = Proc(gateway);
     wait_port(gw_port)?;
-    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
     let nginx = match nginx_bin {
         Some(bin) => {
             let conf = dir.path().join("nginx.conf");
@@ -261,7 +306,15 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
             std::fs::write(&conf, format!(
                 "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  upstream up {{ server 127.0.0.1:{mock_port}; keepalive 512; }}\n  server {{\n    listen 127.0.0.1:{nginx_port} backlog=8192;\n    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
             )).map_err(|e| CliError::Io(e.to_string()))?;
-            let child = pinned(0, Path::new(bin)).arg("-c").arg(&conf).arg("-p").arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| CliError::Io(format!("cannot start nginx: {e}")))?;
+            let child = pinned(0, Path::new(bin))
+                .arg("-c")
+                .arg(&conf)
+                .arg("-p")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| CliError::Io(format!("cannot start nginx: {e}")))?;
             let pid = child.id();
             wait_port(nginx_port)?;
             std::thread::sleep(Duration::from_millis(100));
@@ -272,21 +325,44 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
             None
         }
     };
-    Ok(Stack { _mock: mock, gateway, nginx, mock_port, gw_port, nginx_port, _dir: dir })
+    Ok(Stack {
+        _mock: mock,
+        gateway,
+        nginx,
+        mock_port,
+        gw_port,
+        nginx_port,
+        _dir: dir,
+    })
 }
 
 fn run_load(port: u16, rate: u32, seconds: f64, stream: bool) -> Result<LoadResult, CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
     let mut c = pinned(1, &exe);
-    c.args(["bench", "gateway-load", "--url", &format!("http://127.0.0.1:{port}"), "--rate", &rate.to_string(), "--seconds", &seconds.to_string()]);
+    c.args([
+        "bench",
+        "gateway-load",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--rate",
+        &rate.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ]);
     if stream {
         c.arg("--stream");
     }
-    let out = c.output().map_err(|e| CliError::Io(format!("cannot run the load generator: {e}")))?;
+    let out = c
+        .output()
+        .map_err(|e| CliError::Io(format!("cannot run the load generator: {e}")))?;
     if !out.status.success() {
-        return Err(CliError::Io(format!("load generator failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(CliError::Io(format!(
+            "load generator failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| CliError::Internal(format!("load generator output: {e}")))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| CliError::Internal(format!("load generator output: {e}")))
 }
 
 #[derive(Serialize, Clone)]
@@ -313,7 +389,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
     if a.rates.is_empty() || a.rounds == 0 || !(a.seconds > 0.0 && a.seconds <= 600.0) {
-        return Err(CliError::Input("--rates, --rounds ≥ 1 and 0 < --seconds ≤ 600 are needed".into()));
+        return Err(CliError::Input(
+            "--rates, --rounds ≥ 1 and 0 < --seconds ≤ 600 are needed".into(),
+        ));
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut extra = serde_json::Map::new();
@@ -327,17 +405,26 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
             let mut per: std::collections::BTreeMap<&str, Vec<LoadResult>> = Default::default();
             for round in 0..a.rounds {
                 for (name, port) in &targets {
-                    eprintln!("upstream {delay} ms, {rate}/s, round {}/{}: {name}", round + 1, a.rounds);
-                    per.entry(name).or_default().push(run_load(*port, rate, a.seconds, false)?);
+                    eprintln!(
+                        "upstream {delay} ms, {rate}/s, round {}/{}: {name}",
+                        round + 1,
+                        a.rounds
+                    );
+                    per.entry(name)
+                        .or_default()
+                        .push(run_load(*port, rate, a.seconds, false)?);
                 }
             }
-            let med = |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
+            let med =
+                |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
             let direct = per.get("direct").cloned().unwrap_or_default();
             for (name, _) in &targets {
                 let rs = per.get(name).cloned().unwrap_or_default();
                 // Added latency: per round, target minus the direct run of the
                 // same round; the median over rounds.
-                let added = |f: fn(&LoadResult) -> f64| median(rs.iter().zip(&direct).map(|(r, d)| f(r) - f(d)).collect());
+                let added = |f: fn(&LoadResult) -> f64| {
+                    median(rs.iter().zip(&direct).map(|(r, d)| f(r) - f(d)).collect())
+                };
                 rows.push(Row {
                     delay_ms: delay,
                     rate,
@@ -380,7 +467,9 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                     let res = run_load(*port, r, a.seconds.min(5.0), false)?;
                     // Sustained: under 0.1 % errors, the rate achieved,
                     // and latency not running away (p99 ≤ 50 ms).
-                    let ok = (res.errors as f64) < 0.001 * res.sent as f64 && res.achieved_per_s >= 0.97 * f64::from(r) && res.p99_ms <= 50.0;
+                    let ok = (res.errors as f64) < 0.001 * res.sent as f64
+                        && res.achieved_per_s >= 0.97 * f64::from(r)
+                        && res.p99_ms <= 50.0;
                     if !ok {
                         break;
                     }
@@ -410,14 +499,44 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
     ttft.insert("added_p99_ms".into(), (g99 - d99).into());
     extra.insert("stream_ttft".into(), serde_json::Value::Object(ttft));
     match a.output {
-        Output::Json => outln!("{}", json(&serde_json::json!({"latency": rows, "other": extra}))?),
+        Output::Json => outln!(
+            "{}",
+            json(&serde_json::json!({"latency": rows, "other": extra}))?
+        ),
         Output::Table => {
-            let mut t = Table::new(&["upstream", "rate/s>", "target", "p50 ms>", "p90 ms>", "p99 ms>", "p99.9 ms>", "+p50 ms>", "+p99 ms>", "+p99.9 ms>", "errors>"]);
+            let mut t = Table::new(&[
+                "upstream",
+                "rate/s>",
+                "target",
+                "p50 ms>",
+                "p90 ms>",
+                "p99 ms>",
+                "p99.9 ms>",
+                "+p50 ms>",
+                "+p99 ms>",
+                "+p99.9 ms>",
+                "errors>",
+            ]);
             for r in &rows {
-                t.row(vec![format!("{} ms", r.delay_ms), r.rate.to_string(), r.target.clone(), format!("{:.3}", r.p50_ms), format!("{:.3}", r.p90_ms), format!("{:.3}", r.p99_ms), format!("{:.3}", r.p999_ms), format!("{:+.3}", r.added_p50_ms), format!("{:+.3}", r.added_p99_ms), format!("{:+.3}", r.added_p999_ms), format!("{}/{}", r.errors, r.sent)]);
+                t.row(vec![
+                    format!("{} ms", r.delay_ms),
+                    r.rate.to_string(),
+                    r.target.clone(),
+                    format!("{:.3}", r.p50_ms),
+                    format!("{:.3}", r.p90_ms),
+                    format!("{:.3}", r.p99_ms),
+                    format!("{:.3}", r.p999_ms),
+                    format!("{:+.3}", r.added_p50_ms),
+                    format!("{:+.3}", r.added_p99_ms),
+                    format!("{:+.3}", r.added_p999_ms),
+                    format!("{}/{}", r.errors, r.sent),
+                ]);
             }
             out!("{}", t.render());
-            outln!("{}", serde_json::to_string_pretty(&extra).unwrap_or_default());
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&extra).unwrap_or_default()
+            );
         }
     }
     Ok(())
