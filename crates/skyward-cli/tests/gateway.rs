@@ -84,6 +84,7 @@ impl Gw {
 const KEYS: &str = "
 keys:
   - {name: us-team, key_env: GW_TEST_US, tenant: acme}
+  - {name: thrifty, key_env: GW_TEST_TPM, limits: {tpm: 40}}
   - {name: eu-team, key_env: GW_TEST_EU, tenant: acme-eu, tags: [eu]}
   - {name: tiny, key_env: GW_TEST_TINY, limits: {rpm: 3}}
   - {name: broke, key_env: GW_TEST_BROKE, budget_usd: 0.00001}
@@ -106,6 +107,7 @@ fn gateway(config: &str) -> Gw {
         .env("GW_TEST_EU", "key-eu")
         .env("GW_TEST_TINY", "key-tiny")
         .env("GW_TEST_BROKE", "key-broke")
+        .env("GW_TEST_TPM", "key-tpm")
         .env("UPSTREAM_SECRET", "upstream-secret-value")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -501,6 +503,15 @@ fn limits_budgets_and_usage() {
     assert_eq!(r.status, 429);
     assert_eq!(r.json().unwrap()["error"]["code"], "rate_limit_exceeded");
     assert!(r.header("retry-after").is_some());
+    // Tokens per minute: each answer is ~20 prompt + 8 completion tokens.
+    assert_eq!(chat(&rt, gw.port, "key-tpm", "gpt").status, 200);
+    assert_eq!(chat(&rt, gw.port, "key-tpm", "gpt").status, 200);
+    let r = chat(&rt, gw.port, "key-tpm", "gpt");
+    assert_eq!(r.status, 429, "tpm 40 spent");
+    assert!(r.json().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tokens per minute"));
     assert_eq!(
         chat(&rt, gw.port, "key-broke", "gpt").status,
         200,
@@ -714,4 +725,42 @@ fn https_deployments_use_tls() {
             .unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.error_text());
     }
+}
+
+/// An upstream slower than the time-to-first-token bound is left for
+/// another; active health checks open the breaker of a deployment that
+/// fails them (no client traffic needed) and let it back when it passes.
+#[test]
+fn timeouts_fail_over_and_health_checks_drive_the_breaker() {
+    let (slow, ok) = (mock("slow"), mock("ok"));
+    let rt = rt();
+    set_mode(&rt, &slow, json!({"delay_ms": 3000}));
+    let gw = gateway(&format!(
+        "timeouts: {{ttft_ms: 300}}\nbreaker: {{failures: 2, cooldown_ms: 60000}}\nhealth: {{interval_ms: 100}}\nmodels:\n  gpt:\n    deployments:\n{}{}{KEYS}",
+        dep("slow", &slow, "aws:us-east-1", "committed", ""),
+        dep("ok", &ok, "aws:us-east-1", "payg", ""),
+    ));
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!((r.status, served_by(&r)), (200, "ok".to_string()));
+    assert!(metrics(&rt, gw.port).contains("deployment=\"slow\",code=\"504\""));
+    set_mode(&rt, &slow, json!({"status": 503}));
+    wait_until("health checks to open the breaker", 20, || {
+        metrics(&rt, gw.port)
+            .contains("skyward_gateway_deployment_up{model=\"gpt\",deployment=\"slow\"} 0")
+    });
+    set_mode(&rt, &slow, json!({}));
+    // The cooldown is a minute; a passing health check lets it probe now.
+    wait_until("a passing health check to let it back", 20, || {
+        served_by(&chat(&rt, gw.port, "key-us", "gpt")) == "slow"
+    });
+}
+
+/// The shipped example configuration parses.
+#[test]
+fn example_config_parses() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let cfg = skyward_gateway::config::parse(&text, "gateway.yaml", &|_| Some("x".into())).unwrap();
+    assert_eq!(cfg.models.len(), 2);
+    assert_eq!(cfg.keys[1].tags, vec!["eu".to_string()]);
 }

@@ -132,10 +132,22 @@ impl Mock {
                 self.release.notify_waiters();
                 json_response(StatusCode::OK, &json!({"ok": true}))
             }
-            (Method::GET, "/v1/models") => json_response(
-                StatusCode::OK,
-                &json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": self.name}]}),
-            ),
+            (Method::GET, "/v1/models") => {
+                // Health checks see the injected status too.
+                let status = self.mode().status;
+                if status != 200 {
+                    let code =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return json_response(
+                        code,
+                        &json!({"error": {"message": "unhealthy", "type": "server_error"}}),
+                    );
+                }
+                json_response(
+                    StatusCode::OK,
+                    &json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": self.name}]}),
+                )
+            }
             (Method::POST, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
                 self.complete(req, &path).await
             }
