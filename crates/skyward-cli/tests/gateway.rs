@@ -760,7 +760,9 @@ fn timeouts_fail_over_and_health_checks_drive_the_breaker() {
 fn example_config_parses() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
     let text = std::fs::read_to_string(&p).unwrap();
-    let cfg = skyward_gateway::config::parse(&text, "gateway.yaml", &|_| Some("x".into())).unwrap();
+    let cfg =
+        skyward_gateway::config::parse(&text, "gateway.yaml", &|k| Some(format!("value-of-{k}")))
+            .unwrap();
     assert_eq!(cfg.models.len(), 2);
     assert_eq!(cfg.keys[1].tags, vec!["eu".to_string()]);
 }
