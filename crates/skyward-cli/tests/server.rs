@@ -319,6 +319,18 @@ fn end_to_end(database_url: Option<&str>) {
         .join("ckpt/step")
         .exists());
 
+    // A workload submitted just after a cycle waits up to `cycle_ms` for
+    // its first look; until then it has no reasons yet.
+    let considered = |id: i64| {
+        call(&rt, &c, "GET", &format!("/v1/workloads/{id}"), None, &[])
+            .json()
+            .unwrap()["pending_reasons"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    wait_until("a cycle to consider it", 10, || {
+        considered(eu_never_spot) && considered(big)
+    });
     // Why is it pending? Both on-demand sites are too small for the gang,
     // and the third is spot.
     let q = call(&rt, &c, "GET", "/v1/queue", None, &[]).json().unwrap();
@@ -362,7 +374,9 @@ fn end_to_end(database_url: Option<&str>) {
         .collect();
     assert!(
         reasons.contains(&"spot site; the workload says spot: never"),
-        "{w}"
+        "{w}\nqueue: {}\nlog: {}",
+        call(&rt, &c, "GET", "/v1/queue", None, &[]).json().unwrap(),
+        server.log()
     );
     assert!(reasons.contains(&"region outside residency"), "{w}");
     let table = cli(&server, &token, &["queue"]);

@@ -273,3 +273,48 @@ fn speed_scaled_cost_and_spot_policy() {
         "{why:?}"
     );
 }
+
+/// Every pending workload gets its reasons in the cycle that leaves it
+/// pending, whatever else that cycle placed.
+#[test]
+fn reasons_for_every_workload_a_cycle_leaves_pending() {
+    let mut core = Core::new(Config::default());
+    core.handle(0, site("aws", "aws", "us-east-1", "H100", 8, 7))
+        .unwrap();
+    core.handle(0, site("azure", "azure", "eastus", "H100", 8, 7))
+        .unwrap();
+    let mut eu = site("gcp", "gcp", "europe-west4", "H100", 8, 3);
+    if let Input::RegisterSite { spec, .. } = &mut eu {
+        spec.spot = true;
+    }
+    core.handle(0, eu).unwrap();
+    let mut eu_train = job("H100:8", 1, 0);
+    eu_train.residency = vec!["eu".into()];
+    eu_train.spot = skyward_model::SpotPolicy::Allowed;
+    let mut us = job("H100:4", 1, 5);
+    us.residency = vec!["us".into()];
+    let big = job("H100:8", 2, 0);
+    let mut long = job("H100:2", 1, 0);
+    long.providers = vec!["aws".into()];
+    let mut eu_od = job("H100:1", 1, -1);
+    eu_od.residency = vec!["eu".into()];
+    for (i, (t, s)) in [(0, eu_train), (1, us), (2, big), (3, long), (4, eu_od)]
+        .into_iter()
+        .enumerate()
+    {
+        core.handle(
+            t,
+            Input::Submit {
+                id: WorkloadId(i as u64 + 1),
+                spec: s,
+            },
+        )
+        .unwrap();
+        core.handle_timeout(t);
+    }
+    for t in [5, 1_000, 2_000] {
+        core.handle_timeout(t);
+    }
+    let why = core.why_pending(WorkloadId(5)).unwrap();
+    assert!(!why.is_empty(), "{why:?}");
+}

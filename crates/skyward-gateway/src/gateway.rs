@@ -417,38 +417,26 @@ impl Gateway {
                 ));
             }
         }
+        let limited = |kind: &str, what: String| {
+            let mut r = openai_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind,
+                "rate_limit_exceeded",
+                &format!("Rate limit reached for key '{}': {what}.", key.name),
+                None,
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            r
+        };
         if let Some(rpm) = key.limits.rpm {
             if st.rpm.level(now_ms) >= rpm as f64 {
-                let mut r = openai_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "requests",
-                    "rate_limit_exceeded",
-                    &format!(
-                        "Rate limit reached for key '{}': {rpm} requests per minute.",
-                        key.name
-                    ),
-                    None,
-                );
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("1"));
-                return Err(r);
+                return Err(limited("requests", format!("{rpm} requests per minute")));
             }
         }
         if let Some(tpm) = key.limits.tpm {
             if st.tpm.level(now_ms) >= tpm as f64 {
-                let mut r = openai_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "tokens",
-                    "rate_limit_exceeded",
-                    &format!(
-                        "Rate limit reached for key '{}': {tpm} tokens per minute.",
-                        key.name
-                    ),
-                    None,
-                );
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("1"));
-                return Err(r);
+                return Err(limited("tokens", format!("{tpm} tokens per minute")));
             }
         }
         st.rpm.add(now_ms, 1);

@@ -121,17 +121,7 @@ impl Client {
             None => b.body(Full::new(Bytes::new())),
         }
         .map_err(|_| ClientError::Url(uri.clone()))?;
-        let fut = self.inner.request(req);
-        let resp = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                server: self.base.clone(),
-                seconds: self.timeout.as_secs(),
-            })?
-            .map_err(|e| ClientError::Connect {
-                server: self.base.clone(),
-                message: root_cause(&e),
-            })?;
+        let resp = self.send(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let limited = http_body_util::Limited::new(resp.into_body(), RESPONSE_BYTES_MAX);
@@ -157,6 +147,23 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 }
 
 impl Client {
+    /// Sends within the timeout; connection failures name the root cause.
+    async fn send(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        tokio::time::timeout(self.timeout, self.inner.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                server: self.base.clone(),
+                seconds: self.timeout.as_secs(),
+            })?
+            .map_err(|e| ClientError::Connect {
+                server: self.base.clone(),
+                message: root_cause(&e),
+            })
+    }
+
     /// Sends a request and waits only for the first body chunk (time to
     /// first token of a stream); returns the status. The rest is dropped.
     pub async fn first_chunk(
@@ -172,16 +179,7 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| ClientError::Url(uri.clone()))?;
-        let resp = tokio::time::timeout(self.timeout, self.inner.request(req))
-            .await
-            .map_err(|_| ClientError::Timeout {
-                server: self.base.clone(),
-                seconds: self.timeout.as_secs(),
-            })?
-            .map_err(|e| ClientError::Connect {
-                server: self.base.clone(),
-                message: root_cause(&e),
-            })?;
+        let resp = self.send(req).await?;
         let status = resp.status().as_u16();
         let mut b = resp.into_body();
         loop {

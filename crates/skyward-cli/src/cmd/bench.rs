@@ -136,7 +136,12 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of("self")
+}
+
+/// VmHWM of a process (`self` or a pid), in MiB; 0 if unreadable.
+pub fn peak_rss_mib_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

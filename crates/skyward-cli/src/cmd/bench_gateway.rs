@@ -230,16 +230,7 @@ fn cpu_us(pid: u32) -> u64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|k| k / 1024.0)
-        .unwrap_or(0.0)
+    crate::cmd::bench::peak_rss_mib_of(&pid.to_string())
 }
 
 struct Stack {

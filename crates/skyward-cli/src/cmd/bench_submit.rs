@@ -71,19 +71,6 @@ struct Summary {
 const REQUESTS_MAX: usize = 10_000_000;
 const CONCURRENCY_MAX: usize = 4_096;
 
-fn rss_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -212,7 +199,7 @@ fn one_run(
     let seconds = started.elapsed().as_secs_f64();
     let (mut lat, errors) = result;
     lat.sort_by(f64::total_cmp);
-    let rss = rss_mib(server.child.id(), "VmHWM:");
+    let rss = crate::cmd::bench::peak_rss_mib_of(&server.child.id().to_string());
     drop(server);
     Ok(RunResult {
         backend: backend.into(),
