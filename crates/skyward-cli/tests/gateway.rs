@@ -475,14 +475,18 @@ fn hot_reload_under_load_drops_nothing() {
     );
     let rt = rt();
     let m = metrics(&rt, port);
-    assert!(
-        m.contains("skyward_gateway_reloads_total{result=\"applied\"} 4"),
-        "{m}"
-    );
-    assert!(
-        m.contains("skyward_gateway_reloads_total{result=\"refused\"} 2"),
-        "{m}"
-    );
+    // Four valid and two invalid versions were written 700 ms apart; the
+    // watcher looks every 500 ms, so on a loaded machine two writes may
+    // fall into one look. Each kind must have been seen.
+    let count = |result: &str| -> u64 {
+        let prefix = format!("skyward_gateway_reloads_total{{result=\"{result}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!((2..=4).contains(&count("applied")), "{m}");
+    assert!((1..=2).contains(&count("refused")), "{m}");
     assert!(gw.log().contains("not reloaded"), "{}", gw.log());
 }
 

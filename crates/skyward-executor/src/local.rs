@@ -98,6 +98,20 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// How long a run may go without writing its pid before it counts as
+/// never started.
+const PID_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Age of a run's file (from its modification time); zero if unknown, so
+/// an unreadable run is given the benefit of the doubt.
+fn run_age(dir: &Path) -> std::time::Duration {
+    fs::metadata(dir.join(RUN_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default()
+}
+
 fn read_exit_code(dir: &Path, attempt: u32) -> Option<i32> {
     fs::read_to_string(exit_file(dir, attempt))
         .ok()
@@ -205,7 +219,7 @@ impl LocalExecutor {
         // The wrapper records its pid first and its exit code last, so a
         // restarted server can adopt or account for the run.
         let wrapper = format!(
-            "echo $$ > .skyward-pid-{attempt}\n/bin/sh run-{attempt}.sh\nrc=$?\necho $rc > .skyward-exit-{attempt}.tmp && mv .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
+            "echo $$ > .skyward-pid-{attempt}.tmp && mv .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n/bin/sh run-{attempt}.sh\nrc=$?\necho $rc > .skyward-exit-{attempt}.tmp && mv .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
         );
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -280,6 +294,29 @@ impl LocalExecutor {
                     }),
                     Ok(None) => None,
                 },
+                None if job.pid == 0 => {
+                    // Adopted before its shell wrote its pid.
+                    if let Some(pid) = fs::read_to_string(pid_file(&dir, job.attempt))
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                    {
+                        job.pid = pid;
+                        None
+                    } else if let Some(rc) = read_exit_code(&dir, job.attempt) {
+                        Some(ExecEvent::Finished {
+                            id,
+                            attempt: job.attempt,
+                            success: rc == 0,
+                        })
+                    } else if run_age(&dir) >= PID_GRACE {
+                        Some(ExecEvent::Lost {
+                            id,
+                            attempt: job.attempt,
+                        })
+                    } else {
+                        None
+                    }
+                }
                 None => match read_exit_code(&dir, job.attempt) {
                     Some(rc) => Some(ExecEvent::Finished {
                         id,
@@ -371,8 +408,15 @@ impl LocalExecutor {
             let pid = fs::read_to_string(pid_file(&dir, attempt))
                 .ok()
                 .and_then(|t| t.trim().parse::<u32>().ok());
+            // No pid yet: the run may be starting this very moment (its
+            // shell writes the pid first thing). Until the grace period is
+            // over it is adopted with an unknown pid, not declared lost.
+            let pid = match pid {
+                None if run_age(&dir) < PID_GRACE => Some(0),
+                other => other,
+            };
             match pid {
-                Some(pid) if leads_group(pid) => {
+                Some(pid) if pid == 0 || leads_group(pid) => {
                     self.jobs.insert(
                         id,
                         Job {

@@ -221,6 +221,7 @@ fn a_run_killed_while_unwatched_is_lost() {
     let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
     ex.dispatch(WorkloadId(5), 2, 1, &run("sleep 30")).unwrap();
     let pid_path = dir.path().join("5").join(".skyward-pid-2");
+    // The pid file appears whole (written, then renamed).
     for _ in 0..1_000 {
         if pid_path.exists() {
             break;
@@ -257,6 +258,52 @@ fn a_run_killed_while_unwatched_is_lost() {
         vec![ExecEvent::Lost {
             id: WorkloadId(5),
             attempt: 2
+        }]
+    );
+}
+
+/// A run whose shell has not written its pid yet (a server that died right
+/// after starting it) is adopted, not declared lost: it would run twice.
+#[test]
+fn a_run_without_its_pid_yet_is_adopted_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("go");
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    ex.dispatch(
+        WorkloadId(9),
+        1,
+        1,
+        &run(&format!(
+            "while [ ! -e {} ]; do sleep 0.05; done",
+            marker.display()
+        )),
+    )
+    .unwrap();
+    ex.detach();
+    // As if the shell had not got to its first line.
+    let pid_path = dir.path().join("9").join(".skyward-pid-1");
+    for _ in 0..1_000 {
+        if pid_path.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let saved = std::fs::read_to_string(&pid_path).unwrap();
+    std::fs::remove_file(&pid_path).unwrap();
+    let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
+    assert!(ex.recover().is_empty());
+    assert_eq!(ex.running(), vec![WorkloadId(9)]);
+    // The pid shows up; the run is followed to its end.
+    std::fs::write(&pid_path, saved).unwrap();
+    assert!(ex.poll().is_empty());
+    std::fs::write(&marker, "").unwrap();
+    let ev = wait_finished(&mut ex);
+    assert_eq!(
+        ev,
+        vec![ExecEvent::Finished {
+            id: WorkloadId(9),
+            attempt: 1,
+            success: true
         }]
     );
 }
