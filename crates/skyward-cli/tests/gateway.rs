@@ -90,19 +90,15 @@ keys:
   - {name: broke, key_env: GW_TEST_BROKE, budget_usd: 0.00001}
 ";
 
-fn gateway(config: &str) -> Gw {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &path,
-        format!("listen: 127.0.0.1:{port}\nusage_log: usage.jsonl\n{config}"),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+fn spawn_gateway(dir: &Path, port: u16) -> Proc {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))
+        .unwrap();
     let p = Command::new(BIN)
         .args(["gateway", "run", "--config"])
-        .arg(&path)
+        .arg(dir.join("gateway.yaml"))
         .env("GW_TEST_US", "key-us")
         .env("GW_TEST_EU", "key-eu")
         .env("GW_TEST_TINY", "key-tiny")
@@ -114,10 +110,30 @@ fn gateway(config: &str) -> Gw {
         .spawn()
         .unwrap();
     wait_port(port);
-    Gw {
-        _p: Proc(p),
-        port,
-        dir,
+    Proc(p)
+}
+
+fn gateway(config: &str) -> Gw {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        format!("listen: 127.0.0.1:{port}\nusage_log: usage.jsonl\n{config}"),
+    )
+    .unwrap();
+    let p = spawn_gateway(dir.path(), port);
+    Gw { _p: p, port, dir }
+}
+
+impl Gw {
+    /// Kills the gateway (SIGKILL) and starts it again on the same config.
+    fn restart(&mut self) {
+        let _ = self._p.0.kill();
+        let _ = self._p.0.wait();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self._p = spawn_gateway(self.dir.path(), self.port);
     }
 }
 
@@ -495,7 +511,7 @@ fn hot_reload_under_load_drops_nothing() {
 #[test]
 fn limits_budgets_and_usage() {
     let m = mock("u");
-    let gw = gateway(&format!(
+    let mut gw = gateway(&format!(
         "models:\n  gpt:\n    deployments:\n{}{KEYS}",
         dep("u", &m, "aws:us-east-1", "payg", "")
     ));
@@ -525,6 +541,18 @@ fn limits_budgets_and_usage() {
     assert_eq!(
         (r.status, r.json().unwrap()["error"]["code"].clone()),
         (429, json!("insufficient_quota"))
+    );
+    // The spend is in the usage log: a restarted gateway still refuses.
+    let log_path = gw.dir.path().join("usage.jsonl");
+    wait_until("the spend to reach the log", 10, || {
+        std::fs::read_to_string(&log_path).is_ok_and(|t| t.contains("\"key\":\"broke\""))
+    });
+    gw.restart();
+    let r = chat(&rt, gw.port, "key-broke", "gpt");
+    assert_eq!(
+        (r.status, r.json().unwrap()["error"]["code"].clone()),
+        (429, json!("insufficient_quota")),
+        "budget kept across a restart"
     );
     for _ in 0..4 {
         assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);

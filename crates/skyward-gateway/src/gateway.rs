@@ -443,6 +443,18 @@ impl Gateway {
         Ok(())
     }
 
+    /// Spend already recorded per key name (from the usage log at start).
+    pub fn restore_spend(&self, spent: &std::collections::BTreeMap<String, f64>) {
+        let live = self.live();
+        if let Ok(mut ks) = self.key_states.lock() {
+            for k in &live.cfg.keys {
+                if let Some(v) = spent.get(&k.name) {
+                    ks.entry(k.sha256.clone()).or_default().spent_usd = *v;
+                }
+            }
+        }
+    }
+
     fn charge_key(&self, sha: &str, now_ms: u64, tokens: u64, cost: f64) {
         if let Ok(mut ks) = self.key_states.lock() {
             let st = ks.entry(sha.to_string()).or_default();
@@ -799,6 +811,7 @@ impl Gateway {
                 return Ok(r);
             }
             let ctx = Served {
+                key_name: key.as_ref().map(|k| k.name.clone()),
                 model: model_name.clone(),
                 mi,
                 di,
@@ -923,6 +936,7 @@ impl Gateway {
             let rec = UsageRecord {
                 unix_s: now_unix_s(),
                 tenant: ctx.tenant.clone(),
+                key: ctx.key_name.clone(),
                 model: ctx.model.clone(),
                 deployment: dep.name.clone(),
                 provider: dep.provider.clone(),
@@ -1081,6 +1095,7 @@ impl Gateway {
 }
 
 struct Served {
+    key_name: Option<String>,
     model: String,
     mi: usize,
     di: usize,

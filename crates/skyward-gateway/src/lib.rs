@@ -129,6 +129,7 @@ pub async fn start(
         addr: addr.clone(),
         message: e.to_string(),
     })?;
+    let mut spent = std::collections::BTreeMap::new();
     let usage_tx = match &cfg.usage_log {
         Some(p) => {
             let p = if std::path::Path::new(p).is_relative() {
@@ -138,6 +139,17 @@ pub async fn start(
             } else {
                 PathBuf::from(p)
             };
+            let (s, bad) = usage::spent_by_key(&p).map_err(|e| GatewayError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+            if bad > 0 {
+                eprintln!(
+                    "skyward gateway: {}: {bad} unreadable lines skipped",
+                    p.display()
+                );
+            }
+            spent = s;
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -153,6 +165,8 @@ pub async fn start(
         None => None,
     };
     let gw = Arc::new(Gateway::new(cfg, usage_tx));
+    // Budgets count what was spent before this start, too.
+    gw.restore_spend(&spent);
     let (shutdown, rx) = watch::channel(false);
     let g = gw.clone();
     tokio::spawn(serve_http(

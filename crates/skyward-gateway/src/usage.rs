@@ -14,6 +14,9 @@ use std::io::Write;
 pub struct UsageRecord {
     pub unix_s: i64,
     pub tenant: String,
+    /// The gateway key's name (never the key), for budgets across restarts.
+    #[serde(default)]
+    pub key: Option<String>,
     pub model: String,
     pub deployment: String,
     pub provider: String,
@@ -44,6 +47,34 @@ type BucketKey = (
     String,
     String,
 );
+
+/// Spend per key name in a usage log (budgets survive restarts). Lines
+/// that do not parse are counted and skipped.
+pub fn spent_by_key(path: &std::path::Path) -> std::io::Result<(BTreeMap<String, f64>, u64)> {
+    use std::io::BufRead;
+    let mut out = BTreeMap::new();
+    let mut bad = 0;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, 0)),
+        Err(e) => return Err(e),
+    };
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<UsageRecord>(&line) {
+            Ok(r) => {
+                if let Some(k) = r.key {
+                    *out.entry(k).or_insert(0.0) += r.cost_usd;
+                }
+            }
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
 
 /// FOCUS rows from usage records (hourly buckets).
 pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord]) -> std::io::Result<u64> {
