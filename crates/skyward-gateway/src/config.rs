@@ -43,6 +43,8 @@ struct RawConfig {
     usage_log: Option<String>,
     #[serde(default)]
     max_inflight: Option<u64>,
+    #[serde(default)]
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,10 +260,14 @@ pub struct GatewayConfig {
     /// 503 instead of queueing without bound (memory stays bounded under
     /// overload).
     pub max_inflight: u64,
+    /// Client connections served at once; more wait in the kernel's
+    /// backlog (read at start; a reload does not change it).
+    pub max_connections: usize,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
 pub const DEFAULT_MAX_INFLIGHT: u64 = 2_048;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
 
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -551,6 +557,11 @@ pub fn parse(
             Some(0) => return Err(err("max_inflight", "must be at least 1".into())),
             Some(n) => n,
             None => DEFAULT_MAX_INFLIGHT,
+        },
+        max_connections: match raw.max_connections {
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(_) => return Err(err("max_connections", "must be 1 to 1,000,000".into())),
+            None => DEFAULT_MAX_CONNECTIONS,
         },
     })
 }

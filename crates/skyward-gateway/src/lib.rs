@@ -45,15 +45,26 @@ pub enum GatewayError {
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` turns true; connections
 /// already open finish what they are doing.
+///
+/// At most `max_connections` are served at once: past that the listener is
+/// not polled and new connections wait in the kernel's backlog, so memory
+/// stays bounded however hard clients push (nginx's `worker_connections`).
 pub async fn serve_http<H, F>(
     listener: TcpListener,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
+    max_connections: usize,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GwBody>> + Send + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
@@ -66,6 +77,7 @@ pub async fn serve_http<H, F>(
         let _ = stream.set_nodelay(true);
         let h = handler.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req| {
                 let h = h.clone();
                 async move { Ok::<_, std::convert::Infallible>(h(req).await) }
@@ -169,10 +181,12 @@ pub async fn start(
     gw.restore_spend(&spent);
     let (shutdown, rx) = watch::channel(false);
     let g = gw.clone();
+    let max_connections = gw.live().cfg.max_connections;
     tokio::spawn(serve_http(
         listener,
         move |req| g.clone().handle(req),
         rx.clone(),
+        max_connections,
     ));
     tokio::spawn(watch_config(path, gw.clone(), rx.clone()));
     tokio::spawn(health_checks(gw.clone(), rx));
