@@ -173,6 +173,28 @@ pub enum Capacity {
     PayAsYouGo,
 }
 
+impl Policy {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Priority => "priority",
+            Policy::Weighted => "weighted",
+            Policy::LeastLatency => "least-latency",
+            Policy::Cost => "cost",
+        }
+    }
+}
+
+impl Capacity {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capacity::Committed => "committed",
+            Capacity::PayAsYouGo => "payg",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub rpm: Option<u64>,

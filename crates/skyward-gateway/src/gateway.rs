@@ -4,7 +4,7 @@
 #![allow(clippy::disallowed_methods, clippy::result_large_err)]
 
 use crate::body::GwBody;
-use crate::config::{Capacity, GatewayConfig, Key, Model};
+use crate::config::{GatewayConfig, Key, Model};
 use crate::metrics::Metrics;
 use crate::router::{self, Breaker, DeploymentState, Outcome, Rng, Window};
 use crate::usage::UsageRecord;
@@ -941,10 +941,7 @@ impl Gateway {
                 deployment: dep.name.clone(),
                 provider: dep.provider.clone(),
                 region: dep.region.clone(),
-                capacity: match dep.capacity {
-                    Capacity::Committed => "committed".into(),
-                    Capacity::PayAsYouGo => "payg".into(),
-                },
+                capacity: dep.capacity.as_str().into(),
                 prompt_tokens: prompt,
                 completion_tokens: completion,
                 estimated,

@@ -133,8 +133,8 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                 .iter()
                 .map(|m| serde_json::json!({
                     "model": m.name,
-                    "policy": format!("{:?}", m.policy),
-                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": format!("{:?}", d.capacity), "tags": d.tags, "has_api_key": d.api_key.is_some()})).collect::<Vec<_>>(),
+                    "policy": m.policy.as_str().to_string(),
+                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": d.capacity.as_str().to_string(), "tags": d.tags, "has_api_key": d.api_key.is_some()})).collect::<Vec<_>>(),
                 }))
                 .collect();
             outln!("{}", json(&v)?);
@@ -156,11 +156,11 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                 for d in &m.deployments {
                     t.row(vec![
                         m.name.clone(),
-                        format!("{:?}", m.policy),
+                        m.policy.as_str().to_string(),
                         d.name.clone(),
                         d.provider.clone(),
                         d.region.clone(),
-                        format!("{:?}", d.capacity),
+                        d.capacity.as_str().to_string(),
                         format!("{:.2}", d.input_usd_per_mtok),
                         format!("{:.2}", d.output_usd_per_mtok),
                         d.tags.join(","),
