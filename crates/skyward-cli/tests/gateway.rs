@@ -8,6 +8,8 @@
 //! upstreams (`skyward gateway mock`) over real HTTP. Waits are bounded
 //! polls; no assertion is on elapsed time.
 
+mod common;
+use common::{free_port, rt, wait_until};
 use serde_json::{json, Value};
 use skyward_server::client::{Client, Reply};
 use std::io::{Read, Write};
@@ -16,14 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skyward");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Proc(Child);
 
@@ -142,13 +136,6 @@ fn dep(name: &str, m: &Mock, region: &str, capacity: &str, extra: &str) -> Strin
     format!("      - {{name: {name}, provider: {provider}, region: {region}, url: 'http://127.0.0.1:{}/v1', capacity: {capacity}, price: {{input_per_mtok: 2, output_per_mtok: 8}}{extra}}}\n", m.port)
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn chat(rt: &tokio::runtime::Runtime, port: u16, key: &str, model: &str) -> Reply {
     let c = Client::new(&format!("http://127.0.0.1:{port}"), Some(key.to_string())).unwrap();
     let body =
@@ -195,17 +182,6 @@ fn metrics(rt: &tokio::runtime::Runtime, port: u16) -> String {
             .body,
     )
     .to_string()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// Priority tiers: committed first; spill on 429 (honouring Retry-After)

@@ -9,6 +9,8 @@
 //! real workload processes. Waits are bounded polls; nothing asserts on
 //! timing.
 
+mod common;
+use common::{free_port, rt, wait_until};
 use serde_json::{json, Value};
 use skyward_server::client::{Client, Reply};
 use std::path::{Path, PathBuf};
@@ -16,14 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skyward");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `skyward up`'s sites, with quick cycles and a short lease.
 fn test_config() -> String {
@@ -125,13 +119,6 @@ impl Drop for Server {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn call(
     rt: &tokio::runtime::Runtime,
     c: &Client,
@@ -147,17 +134,6 @@ fn call(
         headers,
     ))
     .unwrap()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {

@@ -554,16 +554,7 @@ impl Gateway {
             .await
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    openai_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request_error",
-                        "request_too_large",
-                        &format!(
-                            "Request body is larger than {} MiB.",
-                            REQUEST_BYTES_MAX >> 20
-                        ),
-                        None,
-                    )
+                    too_large()
                 } else {
                     openai_error(
                         StatusCode::BAD_REQUEST,
