@@ -1,17 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End-to-end tests through the real `skyward` binary.
 
+mod common;
 use assert_cmd::Command;
+use common::{example, ok};
 use serde_json::Value;
 use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn example(name: &str) -> String {
-    root().join("examples").join(name).display().to_string()
-}
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -384,20 +378,12 @@ fn bench_plan_runs_small_sizes() {
 fn plan_writes_an_svg_report() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("plan.svg");
-    let out = skyward()
-        .args([
-            "plan",
-            &example("fleet.yaml"),
-            "--svg",
-            &svg.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(skyward().args([
+        "plan",
+        &example("fleet.yaml"),
+        "--svg",
+        &svg.display().to_string(),
+    ]));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
     for s in [

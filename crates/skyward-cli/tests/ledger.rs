@@ -1,41 +1,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `skyward ledger …` end to end through the binary, with a real SQLite file.
 
+mod common;
 use assert_cmd::Command;
+use common::{example, json_ok, ok};
 use serde_json::Value;
-use std::path::PathBuf;
 
 /// 40 days of seeded synthetic FOCUS data, written by the binary itself.
 fn generated(dir: &std::path::Path) -> String {
     let path = dir.join("focus-40d.csv");
-    let out = Command::cargo_bin("skyward")
-        .unwrap()
-        .args([
-            "ledger",
-            "generate",
-            "--days",
-            "40",
-            "--rows-per-hour",
-            "1",
-            "-O",
-            &path.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(Command::cargo_bin("skyward").unwrap().args([
+        "ledger",
+        "generate",
+        "--days",
+        "40",
+        "--rows-per-hour",
+        "1",
+        "-O",
+        &path.display().to_string(),
+    ]));
     path.display().to_string()
-}
-
-fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 fn skyward(db: &std::path::Path) -> Command {
@@ -49,16 +33,7 @@ fn import_status_and_idempotency() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
     let file = generated(dir.path());
-    let out = skyward(&db)
-        .args(["ledger", "import", &file, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = json_ok(skyward(&db).args(["ledger", "import", &file, "--output", "json"]));
     let rows = v["rows"].as_u64().unwrap();
     assert!(rows > 3_000);
     // The savings plan in the data balances: Used + Unused = purchases.
@@ -78,23 +53,14 @@ fn import_status_and_idempotency() {
     let imports: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(imports.as_array().unwrap().len(), 1);
 
-    let st = skyward(&db)
-        .args([
-            "ledger",
-            "status",
-            "--contracts",
-            &example("contracts.yaml"),
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let s: Value = serde_json::from_slice(&st.stdout).unwrap();
+    let s: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "status",
+        "--contracts",
+        &example("contracts.yaml"),
+        "--output",
+        "json",
+    ]));
     assert_eq!(s["at"], "2026-02-10");
     let by = |name: &str| {
         s["contracts"]
@@ -120,24 +86,15 @@ fn import_status_and_idempotency() {
     assert!((0.0..=1.0).contains(&u));
     assert_eq!(by("gcp-flex-cud")["fee_per_hour"], 360.0);
     // analyze: a contract from the file, and a what-if.
-    let an = skyward(&db)
-        .args([
-            "ledger",
-            "analyze",
-            "aws-edp",
-            "--contracts",
-            &example("contracts.yaml"),
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        an.status.success(),
-        "{}",
-        String::from_utf8_lossy(&an.stderr)
-    );
-    let an: Value = serde_json::from_slice(&an.stdout).unwrap();
+    let an: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "analyze",
+        "aws-edp",
+        "--contracts",
+        &example("contracts.yaml"),
+        "--output",
+        "json",
+    ]));
     assert_eq!(an["break_even_burn_pct"], 88.0);
     assert!(
         an["projected_list_spend_p10"].as_f64().unwrap()
@@ -165,27 +122,18 @@ fn import_status_and_idempotency() {
     assert_eq!(wi["shortfall_probability"], 1.0, "{wi}");
     assert!(wi["expected_savings"].as_f64().unwrap() < 0.0);
     // recommend: every method, side by side, evaluated on the same scenarios.
-    let rc = skyward(&db)
-        .args([
-            "ledger",
-            "recommend",
-            "--provider",
-            "aws",
-            "--discount-pct",
-            "28",
-            "--scenarios",
-            "20",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        rc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rc.stderr)
-    );
-    let rc: Value = serde_json::from_slice(&rc.stdout).unwrap();
+    let rc: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "recommend",
+        "--provider",
+        "aws",
+        "--discount-pct",
+        "28",
+        "--scenarios",
+        "20",
+        "--output",
+        "json",
+    ]));
     let methods: Vec<&str> = rc["recommendations"]
         .as_array()
         .unwrap()
@@ -212,27 +160,18 @@ fn import_status_and_idempotency() {
         assert!((fee - 0.72 * cov).abs() < 0.01, "{r}");
     }
     // Spend commitment sizing under discount tiers: exactly one best option.
-    let sp = skyward(&db)
-        .args([
-            "ledger",
-            "recommend",
-            "--provider",
-            "aws",
-            "--discount-tiers",
-            "1e5:3,1e6:8",
-            "--term-years",
-            "1",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        sp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sp.stderr)
-    );
-    let sp: Value = serde_json::from_slice(&sp.stdout).unwrap();
+    let sp: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "recommend",
+        "--provider",
+        "aws",
+        "--discount-tiers",
+        "1e5:3,1e6:8",
+        "--term-years",
+        "1",
+        "--output",
+        "json",
+    ]));
     assert_eq!(
         sp["options"]
             .as_array()
@@ -268,24 +207,15 @@ fn import_status_and_idempotency() {
     assert_eq!(bad.status.code(), Some(2));
     // plan --ledger: commitments behind schedule count as already paid, and the
     // plan with the ledger is never dearer than the one made without it.
-    let pl = skyward(&db)
-        .args([
-            "plan",
-            &example("use-it-or-lose-it.yaml"),
-            "--without-contracts",
-            "--ledger",
-            &example("contracts.yaml"),
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        pl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pl.stderr)
-    );
-    let pl: Value = serde_json::from_slice(&pl.stdout).unwrap();
+    let pl: Value = json_ok(skyward(&db).args([
+        "plan",
+        &example("use-it-or-lose-it.yaml"),
+        "--without-contracts",
+        "--ledger",
+        &example("contracts.yaml"),
+        "--output",
+        "json",
+    ]));
     let ledger = &pl["ledger"];
     assert!(
         !ledger["commitments"].as_array().unwrap().is_empty(),
@@ -297,22 +227,14 @@ fn import_status_and_idempotency() {
     );
     // The HTML report: self-contained, one burn-down chart per spend commitment.
     let html = dir.path().join("report.html");
-    let rep = skyward(&db)
-        .args([
-            "ledger",
-            "report",
-            "--contracts",
-            &example("contracts.yaml"),
-            "--html",
-            &html.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
+    ok(skyward(&db).args([
+        "ledger",
+        "report",
+        "--contracts",
+        &example("contracts.yaml"),
+        "--html",
+        &html.display().to_string(),
+    ]));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
     assert_eq!(
@@ -419,41 +341,25 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("own.db");
     let csv = dir.path().join("own.csv");
-    let out = skyward(&db)
-        .args([
-            "ledger",
-            "export",
-            "--format",
-            "focus",
-            "--from-plan",
-            &example("fleet.yaml"),
-            "--start",
-            "2026-06-01",
-            "-O",
-            &csv.display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let imp = skyward(&db)
-        .args([
-            "ledger",
-            "import",
-            &csv.display().to_string(),
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        imp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imp.stderr)
-    );
+    ok(skyward(&db).args([
+        "ledger",
+        "export",
+        "--format",
+        "focus",
+        "--from-plan",
+        &example("fleet.yaml"),
+        "--start",
+        "2026-06-01",
+        "-O",
+        &csv.display().to_string(),
+    ]));
+    ok(skyward(&db).args([
+        "ledger",
+        "import",
+        &csv.display().to_string(),
+        "--output",
+        "json",
+    ]));
     let plan = skyward(&db)
         .args(["plan", &example("fleet.yaml"), "--output", "json"])
         .output()
@@ -467,25 +373,16 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
         yaml.push_str(&format!("  - {{name: {n}, kind: spend, provider: {n}, start: 2026-06-01, term_months: 12, commit_usd: 1}}\n", n = p["provider"].as_str().unwrap()));
     }
     std::fs::write(&c, yaml).unwrap();
-    let st = skyward(&db)
-        .args([
-            "ledger",
-            "status",
-            "--contracts",
-            &c.display().to_string(),
-            "--at",
-            "2026-12-31",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    let st: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "status",
+        "--contracts",
+        &c.display().to_string(),
+        "--at",
+        "2026-12-31",
+        "--output",
+        "json",
+    ]));
     for p in plan["providers"].as_array().unwrap() {
         let name = p["provider"].as_str().unwrap();
         let burned = st["contracts"]

@@ -36,3 +36,28 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out after {secs} s waiting for {what}");
 }
+
+/// Runs the command and requires success (its stderr in the failure).
+pub fn ok(cmd: &mut assert_cmd::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the command, requires success, and parses its stdout as JSON.
+pub fn json_ok(cmd: &mut assert_cmd::Command) -> serde_json::Value {
+    serde_json::from_slice(&ok(cmd).stdout).unwrap()
+}
+
+/// Path of a file in `examples/`.
+pub fn example(name: &str) -> String {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
