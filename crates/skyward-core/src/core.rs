@@ -721,11 +721,6 @@ impl Core {
         self.pending.len()
     }
 
-    /// The current dispatch's fencing token.
-    pub fn attempt(&self, id: WorkloadId) -> Option<u32> {
-        self.workloads.get(&id).map(|w| w.attempt)
-    }
-
     /// Work the core believes is dispatched to or running on `site`:
     /// (workload, state, attempt), in id order.
     pub fn on_site(&self, site: &str) -> Vec<(WorkloadId, State, u32)> {
@@ -776,14 +771,23 @@ impl Core {
         }
     }
 
+    /// How many pending workloads come before this one in scheduling
+    /// order (None if it is not pending). Counts; allocates nothing.
+    pub fn pending_position(&self, id: WorkloadId) -> Option<usize> {
+        let w = self
+            .workloads
+            .get(&id)
+            .filter(|w| matches!(w.state, State::Pending))?;
+        Some(
+            self.pending
+                .range(..(-i64::from(w.spec.priority), w.seq, id))
+                .count(),
+        )
+    }
+
     /// A workload's spec.
     pub fn spec(&self, id: WorkloadId) -> Option<&JobSpec> {
         self.workloads.get(&id).map(|w| &w.spec)
-    }
-
-    /// A registered site's spec.
-    pub fn site_spec(&self, name: &str) -> Option<&SiteSpec> {
-        self.sites.get(name).and_then(|s| s.spec.as_ref())
     }
 }
 

@@ -317,4 +317,8 @@ fn reasons_for_every_workload_a_cycle_leaves_pending() {
     }
     let why = core.why_pending(WorkloadId(5)).unwrap();
     assert!(!why.is_empty(), "{why:?}");
+    // The gang (3) waits ahead of it: priority 0 before -1.
+    assert_eq!(core.pending_position(WorkloadId(3)), Some(0));
+    assert_eq!(core.pending_position(WorkloadId(5)), Some(1));
+    assert_eq!(core.pending_position(WorkloadId(1)), None, "placed");
 }

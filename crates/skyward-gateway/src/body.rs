@@ -17,9 +17,6 @@ impl GwBody {
     pub fn full(b: impl Into<Bytes>) -> GwBody {
         GwBody::Full(Some(b.into()))
     }
-    pub fn empty() -> GwBody {
-        GwBody::Full(None)
-    }
 }
 
 impl Body for GwBody {

@@ -527,7 +527,7 @@ impl Gateway {
                 .insert("retry-after", HeaderValue::from_static("1"));
             return Err(r);
         }
-        let key = key_idx.and_then(|k| live.cfg.keys.get(k)).cloned();
+        let key: Option<&Key> = key_idx.and_then(|k| live.cfg.keys.get(k));
         let too_large = || {
             openai_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -610,8 +610,8 @@ impl Gateway {
             ));
         };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let tags: Vec<String> = key.as_ref().map(|k| k.tags.clone()).unwrap_or_default();
-        if let Some(k) = &key {
+        let tags: &[String] = key.map(|k| k.tags.as_slice()).unwrap_or(&[]);
+        if let Some(k) = key {
             self.admit_key(k, self.now_ms())?;
         }
         let prompt_estimate = (bytes.len() as u64 / 4).max(1);
@@ -620,7 +620,7 @@ impl Gateway {
         let mut last_error: Option<Response<GwBody>> = None;
         let mut upstream_wait = Duration::ZERO;
         for attempt in 0..=live.cfg.retries.max {
-            let di = match self.pick(&live, mi, &tags, &tried) {
+            let di = match self.pick(&live, mi, tags, &tried) {
                 Ok(d) => d,
                 Err(skips) => {
                     if let Some(e) = last_error {
@@ -710,44 +710,39 @@ impl Gateway {
             let sent = Instant::now();
             let ttft = Duration::from_millis(live.cfg.timeouts.ttft_ms);
             let total = Duration::from_millis(live.cfg.timeouts.total_ms);
-            let resp =
-                match tokio::time::timeout(ttft.min(total), self.client.request(up_req)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => {
-                        upstream_wait += sent.elapsed();
-                        self.finish(&live, mi, di, Outcome::Failure);
-                        self.metrics.response(&model_name, &dep.name, 502);
-                        last_error = Some(openai_error(
+            let resp = match tokio::time::timeout(ttft.min(total), self.client.request(up_req))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                failed => {
+                    let (status, code, message) = match failed {
+                        Ok(Err(e)) => (
                             StatusCode::BAD_GATEWAY,
-                            "server_error",
                             "upstream_unreachable",
-                            &format!(
+                            format!(
                                 "Deployment {} could not be reached: {}",
                                 dep.name,
                                 root_cause(&e)
                             ),
-                            None,
-                        ));
-                        continue;
-                    }
-                    Err(_) => {
-                        upstream_wait += sent.elapsed();
-                        self.finish(&live, mi, di, Outcome::Failure);
-                        self.metrics.response(&model_name, &dep.name, 504);
-                        last_error = Some(openai_error(
+                        ),
+                        _ => (
                             StatusCode::GATEWAY_TIMEOUT,
-                            "server_error",
                             "upstream_timeout",
-                            &format!(
+                            format!(
                                 "Deployment {} did not answer within {} ms.",
                                 dep.name,
                                 ttft.as_millis()
                             ),
-                            None,
-                        ));
-                        continue;
-                    }
-                };
+                        ),
+                    };
+                    upstream_wait += sent.elapsed();
+                    self.finish(&live, mi, di, Outcome::Failure);
+                    self.metrics
+                        .response(&model_name, &dep.name, status.as_u16());
+                    last_error = Some(openai_error(status, "server_error", code, &message, None));
+                    continue;
+                }
+            };
             let status = resp.status();
             self.metrics
                 .response(&model_name, &dep.name, status.as_u16());
@@ -802,7 +797,7 @@ impl Gateway {
                 return Ok(r);
             }
             let ctx = Served {
-                key_name: key.as_ref().map(|k| k.name.clone()),
+                key_name: key.map(|k| k.name.clone()),
                 model: model_name.clone(),
                 mi,
                 di,
@@ -810,7 +805,7 @@ impl Gateway {
                     .as_ref()
                     .map(|k| k.tenant.clone())
                     .unwrap_or_else(|| "anonymous".into()),
-                key_sha: key.as_ref().map(|k| k.sha256.clone()),
+                key_sha: key.map(|k| k.sha256.clone()),
                 prompt_estimate,
                 attempts: attempt + 1,
             };

@@ -83,9 +83,6 @@ pub fn redact_url(url: &str) -> String {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// States a workload row can be in.
-pub const LIVE_STATES: &[&str] = &["pending", "dispatched", "running"];
-
 #[derive(Debug, Clone)]
 pub struct NewWorkload {
     pub name: String,
@@ -501,17 +498,6 @@ impl Db {
         .await?;
         rows.iter()
             .map(|r| workload_row(r).map_err(DbError::from))
-            .collect()
-    }
-
-    /// Counts per state.
-    pub async fn state_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) AS n FROM workloads GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()
     }
 

@@ -455,15 +455,9 @@ impl Leading<'_> {
                 reply,
             } => {
                 let ids = self.core.pending_page(after.map(WorkloadId), limit);
-                let skipped = match after {
-                    Some(a) => self
-                        .core
-                        .pending_page(None, usize::MAX)
-                        .iter()
-                        .position(|x| x.0 == a)
-                        .map_or(0, |p| p + 1),
-                    None => 0,
-                };
+                let skipped = after
+                    .and_then(|a| self.core.pending_position(WorkloadId(a)))
+                    .map_or(0, |p| p + 1);
                 let entries = ids
                     .into_iter()
                     .enumerate()

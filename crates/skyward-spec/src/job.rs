@@ -12,7 +12,7 @@ use crate::fleet::{check_hours, placement_fields, Names, OneOrMany, NODES_MAX};
 use crate::locate::{line_of, line_of_key};
 use serde::{Deserialize, Serialize};
 use skyward_catalog::Catalog;
-use skyward_model::{AcceleratorRequest, SpotPolicy};
+use skyward_model::SpotPolicy;
 use std::collections::BTreeMap;
 
 /// Bounds on one workload to run.
@@ -118,15 +118,6 @@ pub struct JobRequest {
 
 fn spot_never() -> SpotPolicy {
     SpotPolicy::Never
-}
-
-impl JobRequest {
-    pub fn accelerator_requests(&self) -> Vec<AcceleratorRequest> {
-        self.accelerators
-            .iter()
-            .filter_map(|a| AcceleratorRequest::parse(a).ok())
-            .collect()
-    }
 }
 
 /// Parses a file of one workload or a `workloads:` list.
