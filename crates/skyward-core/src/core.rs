@@ -77,6 +77,9 @@ struct Workload {
     /// Why it is still pending: reason → sites rejected for it (last
     /// cycle), shared by the workloads of a class.
     why: Arc<BTreeMap<&'static str, u32>>,
+    /// When an unacknowledged dispatch is taken back (its key in
+    /// `dispatch_deadlines`, so it can be removed without a scan).
+    deadline: Option<Millis>,
 }
 
 /// What makes two workloads interchangeable for placement (Nomad's
@@ -236,9 +239,11 @@ impl Core {
                     attempt: snap.attempt,
                     class,
                     why: Arc::default(),
+                    deadline: None,
                 },
             );
         }
+        let mut dispatched = Vec::new();
         for (id, w) in &core.workloads {
             match &w.state {
                 State::Pending => {
@@ -259,15 +264,32 @@ impl Core {
                     });
                     s.used += accelerators;
                     if matches!(w.state, State::Dispatched { .. }) {
-                        core.dispatch_deadlines
-                            .insert((now + core.cfg.dispatch_timeout_ms, *id));
+                        dispatched.push(*id);
                     }
                 }
                 State::Done(_) => {}
             }
         }
+        for id in dispatched {
+            core.set_deadline(id, now + core.cfg.dispatch_timeout_ms);
+        }
         core.wake(now);
         core
+    }
+
+    fn set_deadline(&mut self, id: WorkloadId, at: Millis) {
+        if let Some(w) = self.workloads.get_mut(&id) {
+            if let Some(old) = w.deadline.replace(at) {
+                self.dispatch_deadlines.remove(&(old, id));
+            }
+            self.dispatch_deadlines.insert((at, id));
+        }
+    }
+
+    fn clear_deadline(&mut self, id: WorkloadId) {
+        if let Some(t) = self.workloads.get_mut(&id).and_then(|w| w.deadline.take()) {
+            self.dispatch_deadlines.remove(&(t, id));
+        }
     }
 
     fn emit(&mut self, c: Command) {
@@ -353,7 +375,7 @@ impl Core {
                 attempt,
             });
         }
-        self.dispatch_deadlines.retain(|(_, d)| *d != id);
+        self.clear_deadline(id);
         self.transition(id, then, now);
         self.wake(now);
     }
@@ -385,6 +407,7 @@ impl Core {
                         attempt: 0,
                         class,
                         why: Arc::default(),
+                        deadline: None,
                     },
                 );
                 self.emit(Command::Persist(Record::Transition {
@@ -461,7 +484,7 @@ impl Core {
             Input::DispatchAcked { id, site, attempt } => {
                 match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
                     Some((State::Dispatched { site: s, .. }, a)) if *s == site && a == attempt => {
-                        self.dispatch_deadlines.retain(|(_, d)| *d != id);
+                        self.clear_deadline(id);
                         Ok(())
                     }
                     Some(_) => Err(Rejected::Stale(format!("ack for {id:?} from {site}"))),
@@ -480,7 +503,7 @@ impl Core {
                     },
                     a,
                 )) if s == site && a == attempt => {
-                    self.dispatch_deadlines.retain(|(_, d)| *d != id);
+                    self.clear_deadline(id);
                     self.transition(
                         id,
                         State::Running {
@@ -660,8 +683,7 @@ impl Core {
                         },
                         now,
                     );
-                    self.dispatch_deadlines
-                        .insert((now + self.cfg.dispatch_timeout_ms, id));
+                    self.set_deadline(id, now + self.cfg.dispatch_timeout_ms);
                     self.emit(Command::Dispatch {
                         id,
                         site,
