@@ -31,6 +31,8 @@ struct Server {
     child: Option<Child>,
     port: u16,
     data: PathBuf,
+    /// Runs' directories (outside the state directory `data`).
+    work: PathBuf,
     config: PathBuf,
     database_url: Option<String>,
 }
@@ -41,10 +43,17 @@ impl Server {
         if !config.exists() {
             std::fs::write(&config, test_config()).unwrap();
         }
+        // The run user (when the tests run as root) must reach the work
+        // directory; the state directory stays the server's alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
         let mut s = Server {
             child: None,
             port,
             data: dir.join("data"),
+            work: dir.join("work"),
             config,
             database_url: database_url.map(String::from),
         };
@@ -62,6 +71,8 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&self.data)
+            .arg("--work-dir")
+            .arg(&self.work)
             .env_remove("SKYWARD_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -289,10 +300,9 @@ fn end_to_end(database_url: Option<&str>) {
     let logs = cli(&server, &token, &["logs", &us.to_string(), "--follow"]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "ready\n");
     assert!(server
-        .data
-        .join("work")
+        .work
         .join(eu.to_string())
-        .join("ckpt/step")
+        .join("job/ckpt/step")
         .exists());
 
     // A workload submitted just after a cycle waits up to `cycle_ms` for
@@ -367,17 +377,12 @@ fn end_to_end(database_url: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_until("the cancel", 30, || state_of(&rt, &c, long) == "cancelled");
-    let pid: u32 = std::fs::read_to_string(
-        server
-            .data
-            .join("work")
-            .join(long.to_string())
-            .join(".skyward-pid-1"),
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let pid: u32 =
+        std::fs::read_to_string(server.work.join(long.to_string()).join(".skyward-pid-1"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
     wait_until("the cancelled run's process to be gone", 10, || {
         !Path::new(&format!("/proc/{pid}")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -877,14 +882,8 @@ fn kill_9_loses_nothing_and_runs_nothing_twice() {
         let id = w["id"].as_i64().unwrap();
         assert!(ids.contains(&id));
         assert_eq!(w["state"], "succeeded", "{w}");
-        let log = std::fs::read_to_string(
-            server
-                .data
-                .join("work")
-                .join(id.to_string())
-                .join("output.log"),
-        )
-        .unwrap();
+        let log =
+            std::fs::read_to_string(server.work.join(id.to_string()).join("output.log")).unwrap();
         if log.matches("start-").count() != 1 {
             let detail = call(&rt, &c, "GET", &format!("/v1/workloads/{id}"), None, &[])
                 .json()

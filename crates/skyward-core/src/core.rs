@@ -54,6 +54,9 @@ pub const REASON_SITE_FULL: &str = "site capacity in use";
 pub const REASON_SITE_TOO_SMALL: &str = "gang larger than the site";
 pub const REASON_SPOT_NOT_ALLOWED: &str = "spot site; the workload says spot: never";
 pub const REASON_SPOT_REQUIRED: &str = "not a spot site; the workload says spot: required";
+/// The site's free capacity is held for a waiting gang ahead in the
+/// queue, and this run would not end before that gang can start.
+pub const REASON_RESERVED: &str = "capacity held for a gang ahead in the queue";
 
 /// A workload's last persisted state, for [`Core::restore_snapshots`].
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +95,8 @@ type ClassKey = (
     Vec<String>,
     Vec<String>,
     SpotPolicy,
+    // Walltime (hours as bits, max runtime): backfill depends on it.
+    (Option<u64>, Option<Millis>),
 );
 
 fn class_key(spec: &JobSpec) -> ClassKey {
@@ -106,7 +111,19 @@ fn class_key(spec: &JobSpec) -> ClassKey {
         spec.residency.clone(),
         spec.compliance.clone(),
         spec.spot,
+        (spec.hours.map(f64::to_bits), spec.max_runtime_ms),
     )
+}
+
+/// Capacity held on a site for a waiting gang during one cycle.
+#[derive(Debug, Clone)]
+struct Reservation {
+    need: u32,
+    /// When the gang can start (None: not known, a run there has no
+    /// walltime).
+    shadow: Option<Millis>,
+    /// Accelerators free at that time beyond what the gang needs.
+    spare: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -325,7 +342,14 @@ impl Core {
 
     /// Takes work back from a site: releases capacity, records usage of a
     /// run that had started, and requeues or ends it.
-    fn take_back(&mut self, id: WorkloadId, now: Millis, then: State, cancel_on_site: bool) {
+    fn take_back(
+        &mut self,
+        id: WorkloadId,
+        now: Millis,
+        then: State,
+        cancel_on_site: bool,
+        ended_at: Option<Millis>,
+    ) {
         let Some(w) = self.workloads.get(&id) else {
             return;
         };
@@ -342,7 +366,11 @@ impl Core {
             site.used = site.used.saturating_sub(accelerators);
         }
         if let Some(from) = since {
-            let to = if self.sites.get(&site_name).is_some_and(|s| !s.alive) {
+            // The run's own end when the site recorded it; else the last
+            // time a lost site was heard from; else now.
+            let to = if let Some(end) = ended_at {
+                end.clamp(from, now.max(from))
+            } else if self.sites.get(&site_name).is_some_and(|s| !s.alive) {
                 self.sites
                     .get(&site_name)
                     .map(|s| s.last_heartbeat.max(from))
@@ -427,7 +455,7 @@ impl Core {
                 match state {
                     State::Pending => self.transition(id, State::Done(Outcome::Cancelled), now),
                     State::Dispatched { .. } | State::Running { .. } => {
-                        self.take_back(id, now, State::Done(Outcome::Cancelled), true)
+                        self.take_back(id, now, State::Done(Outcome::Cancelled), true, None)
                     }
                     State::Done(_) => {}
                 }
@@ -464,7 +492,7 @@ impl Core {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in gone {
-                    self.take_back(id, now, State::Pending, true);
+                    self.take_back(id, now, State::Pending, true, None);
                 }
                 self.next_cycle = Some(self.next_cycle.map_or(now, |c| c.min(now)));
                 Ok(())
@@ -523,6 +551,7 @@ impl Core {
                 site,
                 attempt,
                 success,
+                ended_at,
             } => match self
                 .workloads
                 .get(&id)
@@ -534,7 +563,7 @@ impl Core {
                     } else {
                         Outcome::Failed
                     };
-                    self.take_back(id, now, State::Done(outcome), false);
+                    self.take_back(id, now, State::Done(outcome), false, ended_at);
                     Ok(())
                 }
                 Some(_) => Err(Rejected::Stale(format!("finish of {id:?} on {site}"))),
@@ -549,12 +578,27 @@ impl Core {
                 | Some((State::Dispatched { site: s, .. }, a))
                     if s == site && a == attempt =>
                 {
-                    self.take_back(id, now, State::Pending, false);
+                    self.take_back(id, now, State::Pending, false, None);
                     Ok(())
                 }
                 Some(_) => Err(Rejected::Stale(format!("preemption of {id:?} on {site}"))),
                 None => Err(Rejected::UnknownWorkload(id)),
             },
+            Input::RemoveSite { site } => {
+                if !self.sites.contains_key(&site) {
+                    return Err(Rejected::UnknownSite(site));
+                }
+                let on_site: Vec<WorkloadId> = self
+                    .on_site(&site)
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .collect();
+                for id in on_site {
+                    self.take_back(id, now, State::Pending, true, None);
+                }
+                self.sites.remove(&site);
+                Ok(())
+            }
         }
     }
 
@@ -578,7 +622,7 @@ impl Core {
                 .map(|(id, _)| *id)
                 .collect();
             for id in on_site {
-                self.take_back(id, now, State::Pending, true);
+                self.take_back(id, now, State::Pending, true, None);
             }
         }
         let due: Vec<WorkloadId> = self
@@ -588,7 +632,7 @@ impl Core {
             .map(|(_, id)| *id)
             .collect();
         for id in due {
-            self.take_back(id, now, State::Pending, true);
+            self.take_back(id, now, State::Pending, true, None);
         }
         if self.next_cycle.is_some_and(|t| t <= now) {
             self.next_cycle = None;
@@ -612,8 +656,112 @@ impl Core {
         self.commands.pop_front()
     }
 
+    /// The run's walltime on `accelerator`: `max_runtime_ms`, else
+    /// `hours` scaled by that alternative's relative speed.
+    fn walltime_ms(&self, w: &Workload, accelerator: &str) -> Option<Millis> {
+        if let Some(m) = w.spec.max_runtime_ms {
+            return Some(m);
+        }
+        let hours = w.spec.hours?;
+        let alt = w
+            .spec
+            .accelerators
+            .iter()
+            .position(|a| a.name.eq_ignore_ascii_case(accelerator))?;
+        let scale = self
+            .class_hours
+            .get(w.class as usize)
+            .and_then(|h| h.get(alt).copied().flatten())?;
+        Some((hours * scale * 3_600_000.0).ceil() as Millis)
+    }
+
+    /// When the work now on `site` ends, by its walltime: (end, accelerators)
+    /// with `None` for a run without one (it may never end).
+    fn site_ends(&self, site: &str, now: Millis) -> Vec<(Option<Millis>, u32)> {
+        let accelerator = self
+            .sites
+            .get(site)
+            .and_then(|s| s.spec.as_ref())
+            .map(|s| s.accelerator.as_str())
+            .unwrap_or("");
+        self.workloads
+            .values()
+            .filter_map(|w| match &w.state {
+                State::Dispatched {
+                    site: s,
+                    accelerators,
+                } if s == site => Some((
+                    self.walltime_ms(w, accelerator).map(|t| now + t),
+                    *accelerators,
+                )),
+                State::Running {
+                    site: s,
+                    accelerators,
+                    since,
+                } if s == site => Some((
+                    self.walltime_ms(w, accelerator)
+                        .map(|t| (since + t).max(now)),
+                    *accelerators,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reservation a gang needing `need` accelerators would hold on
+    /// `site`: when enough of it frees up by the walltimes of what runs
+    /// there (EASY backfill's shadow time; `None` if that depends on a run
+    /// without a walltime), and how many accelerators will be spare then.
+    fn reservation(&self, site: &str, need: u32, now: Millis) -> Option<Reservation> {
+        let s = self.sites.get(site)?;
+        let cap = s.spec.as_ref()?.accelerators;
+        let mut ends = self.site_ends(site, now);
+        ends.sort_by_key(|(t, _)| t.unwrap_or(Millis::MAX));
+        let mut free = cap.saturating_sub(s.used);
+        let mut shadow = Some(now);
+        let mut it = ends.iter().peekable();
+        while free < need {
+            match it.next() {
+                Some((Some(t), acc)) => {
+                    free += acc;
+                    shadow = Some(*t);
+                }
+                _ => {
+                    shadow = None;
+                    break;
+                }
+            }
+        }
+        // Runs ending at that same moment free their share then too.
+        if let Some(t) = shadow {
+            while let Some((Some(t2), acc)) = it.peek() {
+                if *t2 != t {
+                    break;
+                }
+                free += acc;
+                it.next();
+            }
+        }
+        let spare = match shadow {
+            Some(_) => free.saturating_sub(need),
+            // Unknown: nothing spare is promised.
+            None => 0,
+        };
+        Some(Reservation {
+            need,
+            shadow,
+            spare,
+        })
+    }
+
     /// One scheduling cycle: pending work in priority order (FIFO within a
-    /// priority), each gang whole on the cheapest site that takes it.
+    /// priority), each gang whole on the cheapest site that takes it. A
+    /// gang that fits on a site only once running work ends holds a
+    /// reservation there (the site where it can start soonest); work
+    /// behind it in the queue may use that site only if, by its
+    /// walltime, it ends before the gang can start, or if it fits in what
+    /// the gang leaves spare (EASY backfill). So small jobs never starve a
+    /// big gang ahead of them.
     fn schedule(&mut self, now: Millis) {
         let order: Vec<WorkloadId> = self
             .pending
@@ -622,9 +770,11 @@ impl Core {
             .map(|(_, _, id)| *id)
             .collect();
         let mut placed_any = false;
-        // Capacity only shrinks during a cycle, so a class that fits nowhere
-        // stays that way until the next one.
+        // Capacity only shrinks during a cycle, and reservations only
+        // restrict, so a class that fits nowhere stays that way until the
+        // next one.
         let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
+        let mut reserved: BTreeMap<String, Reservation> = BTreeMap::new();
         for id in order {
             let Some(w) = self.workloads.get(&id) else {
                 continue;
@@ -637,28 +787,59 @@ impl Core {
                 continue;
             }
             let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
-            let mut best: Option<(Usd, String, u32)> = None;
+            let mut best: Option<(Usd, String, u32, Option<Millis>)> = None;
+            // Sites that would take it once capacity frees: (cost, name, need).
+            let mut full: Vec<(Usd, String, u32)> = Vec::new();
             let hours = self
                 .class_hours
                 .get(w.class as usize)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             for (name, site) in &self.sites {
-                let verdict = site_verdict(&w.spec, hours, site);
-                match verdict {
-                    Err(r) => *why.entry(r).or_insert(0) += 1,
-                    Ok((need, price, hours)) => {
-                        // The cost of the work, as in `skyward plan`: a
-                        // slower alternative needs more hours.
-                        let cost = price.times(f64::from(need) * hours);
-                        if best.as_ref().is_none_or(|(c, n, _)| (cost, name) < (*c, n)) {
-                            best = Some((cost, name.clone(), need));
+                let verdict = site_verdict(&w.spec, hours, site, true);
+                let (need, price, h) = match verdict {
+                    Err(REASON_SITE_FULL) => {
+                        if let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) {
+                            full.push((price.times(f64::from(need) * h), name.clone(), need));
                         }
+                        *why.entry(REASON_SITE_FULL).or_insert(0) += 1;
+                        continue;
                     }
+                    Err(r) => {
+                        *why.entry(r).or_insert(0) += 1;
+                        continue;
+                    }
+                    Ok(v) => v,
+                };
+                let accelerator = site.spec.as_ref().map(|s| s.accelerator.as_str());
+                let walltime = accelerator.and_then(|a| self.walltime_ms(w, a));
+                if let Some(r) = reserved.get(name) {
+                    let ends_before =
+                        matches!((r.shadow, walltime), (Some(sh), Some(t)) if now + t <= sh);
+                    if !ends_before && need > r.spare {
+                        *why.entry(REASON_RESERVED).or_insert(0) += 1;
+                        continue;
+                    }
+                }
+                // The cost of the work, as in `skyward plan`: a slower
+                // alternative needs more hours.
+                let cost = price.times(f64::from(need) * h);
+                if best
+                    .as_ref()
+                    .is_none_or(|(c, n, _, _)| (cost, name) < (*c, n))
+                {
+                    best = Some((cost, name.clone(), need, walltime));
                 }
             }
             match best {
-                Some((_, site, need)) => {
+                Some((_, site, need, walltime_ms)) => {
+                    if let Some(r) = reserved.get_mut(&site) {
+                        let ends_before =
+                            matches!((r.shadow, walltime_ms), (Some(sh), Some(t)) if now + t <= sh);
+                        if !ends_before {
+                            r.spare -= need;
+                        }
+                    }
                     if let Some(s) = self.sites.get_mut(&site) {
                         s.used += need;
                         let cap = s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0);
@@ -689,10 +870,25 @@ impl Core {
                         site,
                         accelerators: need,
                         attempt,
+                        walltime_ms,
                     });
                     placed_any = true;
                 }
                 None => {
+                    // Hold the site where it can start soonest (known
+                    // times first, then cost, then name).
+                    let pick = full
+                        .iter()
+                        .filter(|(_, n, _)| !reserved.contains_key(n))
+                        .filter_map(|(cost, n, need)| {
+                            self.reservation(n, *need, now)
+                                .map(|r| ((r.shadow.unwrap_or(Millis::MAX), *cost, n.clone()), r))
+                        })
+                        .min_by(|a, b| a.0.cmp(&b.0));
+                    if let Some(((_, _, n), r)) = pick {
+                        debug_assert!(r.need > 0);
+                        reserved.insert(n, r);
+                    }
                     let why = Arc::new(why);
                     if let Some(w) = self.workloads.get_mut(&id) {
                         hopeless.insert(w.class, why.clone());
@@ -819,6 +1015,7 @@ fn site_verdict(
     spec: &JobSpec,
     hours: &[Option<f64>],
     site: &Site,
+    check_used: bool,
 ) -> Result<(u32, Usd, f64), &'static str> {
     let Some(s) = &site.spec else {
         return Err(REASON_SITE_DOWN);
@@ -876,7 +1073,7 @@ fn site_verdict(
     if need > s.accelerators {
         return Err(REASON_SITE_TOO_SMALL);
     }
-    if site.used + need > s.accelerators {
+    if check_used && site.used + need > s.accelerators {
         return Err(REASON_SITE_FULL);
     }
     Ok((need, s.price_usd_per_accelerator_hour, h))

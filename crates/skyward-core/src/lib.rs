@@ -17,5 +17,7 @@
 pub mod core;
 pub mod types;
 
-pub use crate::core::{Config, Core, Rejected, Snapshot};
+pub use crate::core::{
+    Config, Core, Rejected, Snapshot, REASON_RESERVED, REASON_SITE_DOWN, REASON_SITE_FULL,
+};
 pub use types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};

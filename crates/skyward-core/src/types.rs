@@ -26,6 +26,12 @@ pub struct JobSpec {
     pub compliance: Vec<String>,
     /// Whether spot sites may run it (as in a fleet file; default never).
     pub spot: SpotPolicy,
+    /// Work in hours on the first accelerator alternative (scaled by
+    /// relative speed on the others, as `skyward plan` does): the run's
+    /// walltime unless `max_runtime_ms` is given.
+    pub hours: Option<f64>,
+    /// Walltime on any accelerator, overriding `hours`.
+    pub max_runtime_ms: Option<Millis>,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -79,6 +85,16 @@ pub enum Input {
         site: String,
         attempt: u32,
         success: bool,
+        /// When the run ended by the site's own record (its exit file),
+        /// if known: usage is billed to then, not to when the core heard
+        /// of it (a server that was down hears late).
+        ended_at: Option<Millis>,
+    },
+    /// The site is gone from the configuration: its runs are stopped
+    /// (their usage recorded at its price) and requeued elsewhere, and it
+    /// is forgotten.
+    RemoveSite {
+        site: String,
     },
     /// The site took the capacity back (spot); the job resumes elsewhere
     /// from its checkpoint.
@@ -137,6 +153,10 @@ pub enum Command {
         site: String,
         accelerators: u32,
         attempt: u32,
+        /// The run's walltime on this site's accelerator (from
+        /// `max_runtime_ms`, else `hours` scaled by relative speed); the
+        /// executor ends the run when it is over.
+        walltime_ms: Option<Millis>,
     },
     /// Stop it there (cancelled, or the core gave up on the site).
     CancelOnSite {

@@ -199,6 +199,8 @@ impl World {
                 1 => skyward_model::SpotPolicy::Required,
                 _ => skyward_model::SpotPolicy::Never,
             },
+            hours: None,
+            max_runtime_ms: None,
         }
     }
 
@@ -224,6 +226,7 @@ impl World {
                     site,
                     accelerators,
                     attempt,
+                    ..
                 } => {
                     let t = self.in_order(&site, latency);
                     self.at(
@@ -397,12 +400,14 @@ impl World {
                         site,
                         attempt,
                         success: true,
+                        ended_at: Some(self.now),
                     },
                     End::Failure => Input::Finished {
                         id,
                         site,
                         attempt,
                         success: false,
+                        ended_at: Some(self.now),
                     },
                     End::Preempted => Input::Preempted { id, site, attempt },
                 };

@@ -29,6 +29,8 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         residency: vec![],
         compliance: vec![],
         spot: skyward_model::SpotPolicy::Never,
+        hours: None,
+        max_runtime_ms: None,
     }
 }
 
@@ -159,7 +161,8 @@ fn constraints_and_cancellation() {
                 id: WorkloadId(1),
                 site: "eu".into(),
                 attempt: 1,
-                success: true
+                success: true,
+                ended_at: None,
             }
         )
         .is_err());
@@ -321,4 +324,302 @@ fn reasons_for_every_workload_a_cycle_leaves_pending() {
     assert_eq!(core.pending_position(WorkloadId(3)), Some(0));
     assert_eq!(core.pending_position(WorkloadId(5)), Some(1));
     assert_eq!(core.pending_position(WorkloadId(1)), None, "placed");
+}
+
+/// A core whose sites never time out (these tests step hours at a time
+/// without heartbeats).
+fn quiet_core() -> Core {
+    Core::new(Config {
+        heartbeat_timeout_ms: u64::MAX / 4,
+        ..Config::default()
+    })
+}
+
+fn submit(core: &mut Core, now: u64, id: u64, spec: JobSpec) {
+    core.handle(
+        now,
+        Input::Submit {
+            id: WorkloadId(id),
+            spec,
+        },
+    )
+    .unwrap();
+}
+
+fn with_hours(mut spec: JobSpec, hours: f64) -> JobSpec {
+    spec.hours = Some(hours);
+    spec
+}
+
+/// Starts every dispatch the core asks for at `now`.
+fn start_all(core: &mut Core, now: u64) -> Vec<(u64, String, u32)> {
+    let mut started = Vec::new();
+    let mut cmds = Vec::new();
+    while let Some(c) = core.poll_command() {
+        cmds.push(c);
+    }
+    for c in cmds {
+        if let Command::Dispatch {
+            id,
+            site,
+            accelerators,
+            attempt,
+            ..
+        } = c
+        {
+            core.handle(
+                now,
+                Input::Started {
+                    id,
+                    site: site.clone(),
+                    attempt,
+                },
+            )
+            .unwrap();
+            started.push((id.0, site, accelerators));
+        }
+    }
+    started
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+#[test]
+fn a_run_is_billed_to_its_own_end_not_to_when_the_core_heard_of_it() {
+    // A 2 s run; the server hears of its end 30 s later (it was down).
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 36))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:8", 1, 0));
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 1_000).len(), 1);
+    core.handle(
+        32_000,
+        Input::Finished {
+            id: WorkloadId(1),
+            site: "s".into(),
+            attempt: 1,
+            success: true,
+            ended_at: Some(3_000),
+        },
+    )
+    .unwrap();
+    let usage: Vec<_> = std::iter::from_fn(|| core.poll_command())
+        .filter_map(|c| match c {
+            Command::RecordUsage {
+                from,
+                to,
+                cost_usd,
+                accelerator_hours,
+                ..
+            } => Some((from, to, cost_usd, accelerator_hours)),
+            _ => None,
+        })
+        .collect();
+    // 2 s × 8 accelerators × $36/h = $0.16 exactly.
+    assert_eq!(usage.len(), 1);
+    let (from, to, cost, acc_h) = usage[0];
+    assert_eq!((from, to), (1_000, 3_000));
+    assert_eq!(cost, Usd::from_micros(160_000));
+    assert!((acc_h - 16.0 / 3600.0).abs() < 1e-12);
+    // An end the site dates before the start (clock skew) bills nothing
+    // negative; one dated in the future bills no more than until now.
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 36))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:8", 1, 0));
+    submit(&mut core, 0, 2, job("H100:8", 1, 0));
+    core.handle_timeout(0);
+    start_all(&mut core, 1_000);
+    core.handle(
+        5_000,
+        Input::Finished {
+            id: WorkloadId(1),
+            site: "s".into(),
+            attempt: 1,
+            success: true,
+            ended_at: Some(10),
+        },
+    )
+    .unwrap();
+    let spans: Vec<(u64, u64)> = std::iter::from_fn(|| core.poll_command())
+        .filter_map(|c| match c {
+            Command::RecordUsage { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spans, vec![(1_000, 1_000)]);
+}
+
+#[test]
+fn a_waiting_gang_holds_capacity_against_later_lower_priority_work() {
+    // The case: an 8-GPU gang (priority 0) waits for a site whose
+    // other half runs a job without a walltime; a priority −3 job
+    // submitted later must not take the half that frees first.
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:4", 1, 0)); // runs, no walltime
+    submit(&mut core, 0, 2, job("H100:4", 1, 0)); // runs, no walltime
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0).len(), 2);
+    submit(&mut core, 10, 3, job("H100:8", 1, 0)); // the gang
+    core.handle_timeout(10);
+    assert!(dispatches(&mut core).is_empty());
+    // Job 1 ends; 4 free. A later low-priority 4-GPU job arrives.
+    core.handle(
+        20,
+        Input::Finished {
+            id: WorkloadId(1),
+            site: "s".into(),
+            attempt: 1,
+            success: true,
+            ended_at: None,
+        },
+    )
+    .unwrap();
+    submit(&mut core, 20, 4, job("H100:4", 1, -3));
+    core.handle_timeout(20);
+    assert!(
+        dispatches(&mut core).is_empty(),
+        "the low-priority job took capacity the gang waits for"
+    );
+    let why = core.why_pending(WorkloadId(4)).unwrap();
+    assert_eq!(why.get(skyward_core::REASON_RESERVED), Some(&1));
+    // Job 2 ends: the gang starts first, then the small one waits on it.
+    core.handle(
+        30,
+        Input::Finished {
+            id: WorkloadId(2),
+            site: "s".into(),
+            attempt: 1,
+            success: true,
+            ended_at: None,
+        },
+    )
+    .unwrap();
+    core.handle_timeout(30);
+    assert_eq!(dispatches(&mut core), vec![(3, "s".into(), 8)]);
+}
+
+#[test]
+fn small_jobs_backfill_only_when_they_end_before_the_gang_can_start() {
+    // Site of 8. Job 1 (4 GPUs, 10 h walltime) runs. The gang (8 GPUs)
+    // can start at 10 h. A 4-GPU job of 2 h fits before; one of 12 h does
+    // not; a job with no walltime does not either.
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    submit(&mut core, 0, 1, with_hours(job("H100:4", 1, 0), 10.0));
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0).len(), 1);
+    submit(&mut core, 1, 2, job("H100:8", 1, 5)); // gang, ahead of all below
+    submit(&mut core, 1, 3, with_hours(job("H100:4", 1, 0), 12.0));
+    submit(&mut core, 1, 4, job("H100:4", 1, 0));
+    submit(&mut core, 1, 5, with_hours(job("H100:4", 1, 0), 2.0));
+    core.handle_timeout(1);
+    let d: Vec<_> = std::iter::from_fn(|| core.poll_command())
+        .filter_map(|c| match c {
+            Command::Dispatch {
+                id, walltime_ms, ..
+            } => Some((id.0, walltime_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(d, vec![(5, Some(2 * HOUR_MS))]);
+    assert_eq!(
+        core.why_pending(WorkloadId(3))
+            .unwrap()
+            .get(skyward_core::REASON_RESERVED),
+        Some(&1)
+    );
+}
+
+#[test]
+fn a_stream_of_small_jobs_cannot_starve_a_big_gang() {
+    // Same priority, FIFO: the gang came first. Small 2-GPU jobs of 1 h
+    // keep arriving; the site has 8. Without a reservation they would
+    // keep the site busy forever.
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    submit(&mut core, 0, 1, with_hours(job("H100:2", 1, 0), 1.0));
+    core.handle_timeout(0);
+    start_all(&mut core, 0);
+    submit(&mut core, 1, 2, with_hours(job("H100:8", 1, 0), 1.0));
+    let mut next_id = 3;
+    let mut gang_started_at = None;
+    for step in 1..=20u64 {
+        let now = step * HOUR_MS / 2;
+        for _ in 0..3 {
+            submit(
+                &mut core,
+                now,
+                next_id,
+                with_hours(job("H100:2", 1, 0), 1.0),
+            );
+            next_id += 1;
+        }
+        // End whatever reached its walltime.
+        for (id, state, attempt) in core.on_site("s") {
+            if let State::Running { since, .. } = state {
+                if since + HOUR_MS <= now {
+                    core.handle(
+                        now,
+                        Input::Finished {
+                            id,
+                            site: "s".into(),
+                            attempt,
+                            success: true,
+                            ended_at: Some(since + HOUR_MS),
+                        },
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        core.handle_timeout(now);
+        for (id, _, _) in start_all(&mut core, now) {
+            if id == 2 {
+                gang_started_at.get_or_insert(now);
+            }
+        }
+    }
+    // Job 1 ends at 1 h; the gang starts then.
+    assert_eq!(gang_started_at, Some(HOUR_MS));
+}
+
+#[test]
+fn a_removed_site_stops_its_runs_bills_them_at_its_price_and_requeues_them() {
+    let mut core = quiet_core();
+    core.handle(0, site("old", "aws", "us-east-1", "H100", 8, 36))
+        .unwrap();
+    core.handle(0, site("new", "gcp", "us-central1", "H100", 8, 50))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:8", 1, 0));
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0), vec![(1, "old".into(), 8)]);
+    core.handle(HOUR_MS / 2, Input::RemoveSite { site: "old".into() })
+        .unwrap();
+    let cmds: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+    let usage: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::RecordUsage {
+                site,
+                accelerators,
+                cost_usd,
+                ..
+            } => Some((site.clone(), *accelerators, *cost_usd)),
+            _ => None,
+        })
+        .collect();
+    // Half an hour × 8 × $36 = $144.
+    assert_eq!(usage, vec![("old".into(), 8, Usd::from_dollars(144))]);
+    assert!(cmds.iter().any(|c| matches!(c,
+        Command::CancelOnSite { id, site, attempt: 1 } if id.0 == 1 && site == "old")));
+    assert_eq!(core.state(WorkloadId(1)), Some(&State::Pending));
+    assert!(core.sites().iter().all(|(n, ..)| n != "old"));
+    core.handle_timeout(HOUR_MS / 2);
+    assert_eq!(dispatches(&mut core), vec![(1, "new".into(), 8)]);
 }

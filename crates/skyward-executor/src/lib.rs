@@ -4,6 +4,9 @@
 //! events the core consumes (`DispatchAcked`, `Started`, `Finished`), each
 //! carrying the dispatch's fencing attempt.
 
+pub mod isolation;
 pub mod local;
+pub mod reaper;
 
-pub use local::{ExecEvent, LocalExecutor, RunSpec};
+pub use isolation::RunAs;
+pub use local::{ExecEvent, LocalExecutor, Options, RunSpec};

@@ -1,41 +1,71 @@
-//! The local executor: each dispatched workload runs as a process group on
-//! this machine, in its own working directory, with its output captured to
-//! `output.log` there, within the site's accelerator capacity.
+//! The local executor: each dispatched workload runs as a process group
+//! on this machine, within the site's accelerator capacity, in a work
+//! area outside the server's state (see [`crate::isolation`]).
 //!
-//! Environment passed to the workload: `SKYWARD_WORKLOAD_ID`,
-//! `SKYWARD_SITE`, `SKYWARD_ATTEMPT`, `SKYWARD_ACCELERATORS` (how many),
-//! `SKYWARD_CHECKPOINT_DIR` (kept across attempts, so a preempted or moved
-//! run resumes from it), plus the workload's own `env`.
+//! Layout of one workload (`<root>/<id>/`, owned by the server):
+//! - `skyward-run`: site, attempt, accelerators, start time, walltime,
+//!   devices and cgroup, written before the process starts;
+//! - `.skyward-pid-N`: the wrapper's pid, written by it first;
+//! - `.skyward-exit-N`: the exit code, written atomically when the run
+//!   ends; its modification time is the run's end, which is what usage is
+//!   billed to;
+//! - `output.log`: stdout and stderr of every node, opened by the server
+//!   and handed to the run as a file descriptor;
+//! - `setup-N.sh`, `run-N.sh`, `node-N.sh`: the scripts (readable by the
+//!   run's user, writable by no one else);
+//! - `job/`: the run's working directory and `$HOME`, owned by the run's
+//!   user; `job/checkpoints/` (or the workload's `checkpoint:`) is kept
+//!   across attempts.
+//!
+//! Each node of a gang is a process of the run, with its devices
+//! (`CUDA_VISIBLE_DEVICES` or the accelerator's equivalent) and its rank
+//! (`SKYWARD_NODE_RANK`, `SKYWARD_NUM_NODES`, `SKYWARD_MASTER_ADDR`/
+//! `PORT`, and the names torchrun and `torch.distributed` read:
+//! `MASTER_ADDR`, `MASTER_PORT`, `NODE_RANK`, `PET_NNODES`,
+//! `PET_NODE_RANK`, `PET_NPROC_PER_NODE`, `PET_MASTER_ADDR`,
+//! `PET_MASTER_PORT`). The environment is cleared first: a run sees only
+//! a base `PATH`, `HOME`, its workload's `env` and `secrets`, and the
+//! `SKYWARD_*` variables, never the server's own environment.
+//!
+//! When a run ends in any way (its wrapper exits or is killed, its
+//! walltime is over, it is cancelled), its whole process group and its
+//! cgroup (which also holds descendants that left the group) are killed
+//! before its capacity is given back.
 //!
 //! Fencing: a dispatch whose attempt is not newer than one already seen
 //! cancelled for that workload is refused; a cancel stops the run only if
 //! its attempt is not older than the run's.
 //!
-//! Runs outlive the control plane. Each run leaves files in its directory:
-//! `run.json`-like `skyward-run` (site, attempt, accelerators) written
-//! before the process starts, `.skyward-pid-N` written by the run's shell
-//! as its first act, and `.skyward-exit-N` (the exit code) written
-//! atomically when it ends. A restarted server calls [`LocalExecutor::recover`]:
-//! runs still alive are adopted, runs that ended while it was down are
-//! reported finished with their real exit code, and runs that vanished
-//! without an exit code are reported lost (the core requeues them). So a
-//! `kill -9` of the server neither loses work nor runs it twice.
+//! Runs outlive the control plane. A restarted server calls
+//! [`LocalExecutor::recover`]: runs still alive are adopted, runs that
+//! ended while it was down are reported finished with their real exit
+//! code and end time, and runs that vanished without an exit code are
+//! reported lost (the core requeues them). So a `kill -9` of the server
+//! neither loses work nor runs it twice, nor bills the time it was down.
 
+use crate::isolation::RunAs;
 use skyward_core::WorkloadId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// What to run (the workload spec's `setup`, `run` and `env`).
+/// What to run (the workload spec's `setup`, `run`, `env`, with its
+/// secrets resolved, its gang size and walltime).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunSpec {
     pub setup: Option<String>,
     pub run: String,
     pub env: BTreeMap<String, String>,
-    /// Checkpoint directory: relative to the workload's directory, or
+    /// Secret values by variable name: in the run's environment only.
+    pub secrets: BTreeMap<String, String>,
+    /// Checkpoint directory: relative to the run's `job/` directory, or
     /// absolute; `checkpoints` by default.
     pub checkpoint: Option<String>,
+    /// Nodes of the gang (one process each); 0 is taken as 1.
+    pub nodes: u32,
+    /// The run is ended when it has run this long.
+    pub walltime_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +82,14 @@ pub enum ExecEvent {
         id: WorkloadId,
         attempt: u32,
         success: bool,
+        /// The wrapper's exit code (128 + signal for a node killed by a
+        /// signal); None if the wrapper itself was killed.
+        exit_code: Option<i32>,
+        /// When the run ended (Unix ms), from its exit file, else when it
+        /// was seen gone.
+        ended_at_ms: Option<u64>,
+        /// Why it ended, when not by itself ("walltime of 2h exceeded").
+        note: Option<String>,
     },
     /// A run found gone without an exit code after a restart (killed from
     /// outside, or it never started): the site lost it.
@@ -71,16 +109,33 @@ pub enum DispatchError {
     Spawn(WorkloadId, String),
 }
 
+/// How runs are held apart from the server and each other.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run as this user (the server is root); None: as the server's user.
+    pub run_as: Option<RunAs>,
+    /// A cgroup v2 directory under which each run gets its own group.
+    pub cgroup_root: Option<PathBuf>,
+    /// The site's accelerator model: which device variable runs get.
+    pub accelerator: String,
+}
+
 struct Job {
     /// None for a run adopted after a restart (not our child).
     child: Option<Child>,
     pid: u32,
     attempt: u32,
     accelerators: u32,
+    devices: Vec<u32>,
+    started_ms: u64,
+    walltime_ms: Option<u64>,
+    cgroup: Option<PathBuf>,
 }
 
 const RUN_FILE: &str = "skyward-run";
 const RUN_DONE_FILE: &str = "skyward-run.done";
+const JOB_DIR: &str = "job";
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn exit_file(dir: &Path, attempt: u32) -> PathBuf {
     dir.join(format!(".skyward-exit-{attempt}"))
@@ -90,27 +145,49 @@ fn pid_file(dir: &Path, attempt: u32) -> PathBuf {
     dir.join(format!(".skyward-pid-{attempt}"))
 }
 
-/// Writes through a temporary file and a rename: a reader sees the whole
-/// file or none.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+/// The executor is an edge: run start, walltime and end are wall times.
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn mtime_ms(path: &Path) -> Option<u64> {
+    let t = fs::metadata(path).ok()?.modified().ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+/// Writes a file only the server can read, through a temporary file and
+/// a rename: a reader sees the whole file or none.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text)?;
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
     fs::rename(&tmp, path)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 /// How long a run may go without writing its pid before it counts as
 /// never started.
-const PID_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Age of a run's file (from its modification time); zero if unknown, so
-/// an unreadable run is given the benefit of the doubt.
-fn run_age(dir: &Path) -> std::time::Duration {
-    fs::metadata(dir.join(RUN_FILE))
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .unwrap_or_default()
-}
+const PID_GRACE_MS: u64 = 10_000;
+/// How long a cgroup may take to empty after it is killed.
+const CGROUP_DRAIN_MS: u64 = 2_000;
 
 fn read_exit_code(dir: &Path, attempt: u32) -> Option<i32> {
     fs::read_to_string(exit_file(dir, attempt))
@@ -121,10 +198,87 @@ fn read_exit_code(dir: &Path, attempt: u32) -> Option<i32> {
 /// Upper bound on environment variables a workload may set.
 pub const ENV_MAX: usize = 1_000;
 
+/// The variables that tell a run which devices are its own.
+pub fn device_vars(accelerator: &str) -> &'static [&'static str] {
+    let a = accelerator.to_ascii_lowercase();
+    if a.starts_with("mi") || a.contains("radeon") {
+        &["ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"]
+    } else if a.starts_with("tpu") {
+        &["TPU_VISIBLE_CHIPS"]
+    } else if a.starts_with("trainium") || a.starts_with("inferentia") {
+        &["NEURON_RT_VISIBLE_CORES"]
+    } else if a.contains("gaudi") {
+        &["HABANA_VISIBLE_DEVICES"]
+    } else {
+        &["CUDA_VISIBLE_DEVICES"]
+    }
+}
+
+/// One run's line in `skyward-run`.
+#[derive(Debug, Clone, PartialEq)]
+struct RunRecord {
+    site: String,
+    attempt: u32,
+    accelerators: u32,
+    started_ms: u64,
+    walltime_ms: Option<u64>,
+    devices: Vec<u32>,
+    cgroup: Option<PathBuf>,
+}
+
+impl RunRecord {
+    fn to_line(&self) -> String {
+        let devices: Vec<String> = self.devices.iter().map(u32::to_string).collect();
+        format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            self.site,
+            self.attempt,
+            self.accelerators,
+            self.started_ms,
+            self.walltime_ms.map_or("-".into(), |w| w.to_string()),
+            if devices.is_empty() {
+                "-".into()
+            } else {
+                devices.join(",")
+            },
+            self.cgroup
+                .as_ref()
+                .map_or("-".into(), |c| c.display().to_string()),
+        )
+    }
+
+    /// Reads a line written by this or an earlier version (which had only
+    /// the first three fields).
+    fn parse(text: &str) -> Option<RunRecord> {
+        let mut f = text.trim_end_matches('\n').split('\t');
+        let site = f.next()?.to_string();
+        let attempt = f.next()?.parse().ok()?;
+        let accelerators = f.next()?.parse().ok()?;
+        let started_ms = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let walltime_ms = f.next().and_then(|v| v.parse().ok());
+        let devices = f
+            .next()
+            .filter(|v| *v != "-")
+            .map(|v| v.split(',').filter_map(|d| d.parse().ok()).collect())
+            .unwrap_or_default();
+        let cgroup = f.next().filter(|v| *v != "-").map(PathBuf::from);
+        Some(RunRecord {
+            site,
+            attempt,
+            accelerators,
+            started_ms,
+            walltime_ms,
+            devices,
+            cgroup,
+        })
+    }
+}
+
 pub struct LocalExecutor {
     site: String,
     root: PathBuf,
     capacity: u32,
+    opts: Options,
     jobs: BTreeMap<WorkloadId, Job>,
     fenced: BTreeMap<WorkloadId, u32>,
 }
@@ -132,10 +286,15 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     /// `root` holds one directory per workload (`<root>/<id>/`).
     pub fn new(site: &str, root: &Path, capacity: u32) -> LocalExecutor {
+        LocalExecutor::with_options(site, root, capacity, Options::default())
+    }
+
+    pub fn with_options(site: &str, root: &Path, capacity: u32, opts: Options) -> LocalExecutor {
         LocalExecutor {
             site: site.to_string(),
             root: root.to_path_buf(),
             capacity,
+            opts,
             jobs: BTreeMap::new(),
             fenced: BTreeMap::new(),
         }
@@ -152,6 +311,19 @@ impl LocalExecutor {
 
     pub fn workdir(&self, id: WorkloadId) -> PathBuf {
         self.root.join(format!("{}", id.0))
+    }
+
+    /// The lowest free device indices, `n` of them.
+    fn free_devices(&self, n: u32) -> Vec<u32> {
+        let taken: BTreeSet<u32> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.devices.iter().copied())
+            .collect();
+        (0..self.capacity)
+            .filter(|d| !taken.contains(d))
+            .take(n as usize)
+            .collect()
     }
 
     pub fn dispatch(
@@ -178,49 +350,52 @@ impl LocalExecutor {
                 free,
             });
         }
-        if spec.env.len() > ENV_MAX {
+        if spec.env.len() + spec.secrets.len() > ENV_MAX {
             return Err(DispatchError::Spawn(
                 id,
                 format!("more than {ENV_MAX} environment variables"),
             ));
         }
+        let nodes = spec.nodes.max(1);
+        let devices = self.free_devices(accelerators);
         let dir = self.workdir(id);
         let spawn_err = |what: &Path, e: std::io::Error| {
             DispatchError::Spawn(id, format!("{}: {e}", what.display()))
         };
+        let job_dir = self.prepare_dirs(&dir).map_err(|(p, e)| spawn_err(&p, e))?;
         let checkpoints = match &spec.checkpoint {
             Some(c) if Path::new(c).is_absolute() => PathBuf::from(c),
-            Some(c) => dir.join(c),
-            None => dir.join("checkpoints"),
+            Some(c) => job_dir.join(c),
+            None => job_dir.join("checkpoints"),
         };
-        fs::create_dir_all(&checkpoints).map_err(|e| spawn_err(&checkpoints, e))?;
         let log_path = dir.join("output.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| spawn_err(&log_path, e))?;
+        let log = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&log_path)
+                .map_err(|e| spawn_err(&log_path, e))?
+        };
         let err = log
             .try_clone()
             .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
-        // setup, then run, in one script: a failing setup fails the run.
-        let script = match &spec.setup {
-            Some(setup) => format!("set -e\n{setup}\nset +e\n{}\n", spec.run),
-            None => format!("{}\n", spec.run),
+        self.write_scripts(&dir, attempt, spec)
+            .map_err(|(p, e)| spawn_err(&p, e))?;
+        let cgroup = self.make_cgroup(id, attempt);
+        let record = RunRecord {
+            site: self.site.clone(),
+            attempt,
+            accelerators,
+            started_ms: now_ms(),
+            walltime_ms: spec.walltime_ms,
+            devices: devices.clone(),
+            cgroup: cgroup.clone(),
         };
-        let script_path = dir.join(format!("run-{attempt}.sh"));
-        fs::write(&script_path, script).map_err(|e| spawn_err(&script_path, e))?;
         let run_path = dir.join(RUN_FILE);
-        write_atomic(
-            &run_path,
-            &format!("{}\t{attempt}\t{accelerators}\n", self.site),
-        )
-        .map_err(|e| spawn_err(&run_path, e))?;
-        // The wrapper records its pid first and its exit code last, so a
-        // restarted server can adopt or account for the run.
-        let wrapper = format!(
-            "echo $$ > .skyward-pid-{attempt}.tmp && mv .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n/bin/sh run-{attempt}.sh\nrc=$?\necho $rc > .skyward-exit-{attempt}.tmp && mv .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
-        );
+        write_private(&run_path, &record.to_line()).map_err(|e| spawn_err(&run_path, e))?;
+        let wrapper = self.wrapper(attempt, nodes, &devices, cgroup.as_deref());
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(wrapper)
@@ -228,22 +403,38 @@ impl LocalExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
+            .env_clear()
+            .env("PATH", BASE_PATH)
+            .env("HOME", &job_dir)
+            .env("LANG", "C.UTF-8")
             .envs(&spec.env)
+            .envs(&spec.secrets)
             .env("SKYWARD_WORKLOAD_ID", id.0.to_string())
             .env("SKYWARD_SITE", &self.site)
             .env("SKYWARD_ATTEMPT", attempt.to_string())
-            .env("SKYWARD_ACCELERATORS", accelerators.to_string())
-            .env("SKYWARD_CHECKPOINT_DIR", &checkpoints);
-        #[cfg(unix)]
+            .env("SKYWARD_ACCELERATORS", (accelerators / nodes).to_string())
+            .env("SKYWARD_ACCELERATORS_TOTAL", accelerators.to_string())
+            .env("SKYWARD_NUM_NODES", nodes.to_string())
+            .env("SKYWARD_CHECKPOINT_DIR", &checkpoints)
+            .env("SKYWARD_JOB_DIR", &job_dir);
+        if let Some(r) = &self.opts.run_as {
+            cmd.env("USER", &r.user).env("LOGNAME", &r.user);
+        }
         {
             use std::os::unix::process::CommandExt;
             // Its own process group, so a cancel stops everything it
             // spawned, and a server that dies does not take it along.
             cmd.process_group(0);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    let _ = fs::remove_dir(cg);
+                }
+                return Err(DispatchError::Spawn(id, e.to_string()));
+            }
+        };
         self.jobs.insert(
             id,
             Job {
@@ -251,6 +442,10 @@ impl LocalExecutor {
                 child: Some(child),
                 attempt,
                 accelerators,
+                devices,
+                started_ms: record.started_ms,
+                walltime_ms: spec.walltime_ms,
+                cgroup,
             },
         );
         Ok(vec![
@@ -259,89 +454,190 @@ impl LocalExecutor {
         ])
     }
 
+    /// The workload's directory (the server's) and its `job/` directory
+    /// (the run's user's). Returns the latter.
+    fn prepare_dirs(&self, dir: &Path) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+        let at = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| (p, e)
+        };
+        fs::create_dir_all(dir).map_err(at(dir))?;
+        // The run's user may enter (to reach job/) but not list or write.
+        let mode = if self.opts.run_as.is_some() {
+            0o711
+        } else {
+            0o700
+        };
+        set_mode(dir, mode).map_err(at(dir))?;
+        let job_dir = dir.join(JOB_DIR);
+        match fs::symlink_metadata(&job_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                // Not ours: something replaced the directory.
+                fs::remove_file(&job_dir).map_err(at(&job_dir))?;
+                fs::create_dir(&job_dir).map_err(at(&job_dir))?;
+            }
+            Err(_) => fs::create_dir(&job_dir).map_err(at(&job_dir))?,
+        }
+        if let Some(r) = &self.opts.run_as {
+            std::os::unix::fs::chown(&job_dir, Some(r.uid), Some(r.gid)).map_err(at(&job_dir))?;
+        }
+        set_mode(&job_dir, 0o700).map_err(at(&job_dir))?;
+        Ok(job_dir)
+    }
+
+    /// `setup-N.sh`, `run-N.sh` and `node-N.sh` in the workload's
+    /// directory: readable by the run's user (group), writable by no run.
+    fn write_scripts(
+        &self,
+        dir: &Path,
+        attempt: u32,
+        spec: &RunSpec,
+    ) -> Result<(), (PathBuf, std::io::Error)> {
+        let setup_path = dir.join(format!("setup-{attempt}.sh"));
+        let run_path = dir.join(format!("run-{attempt}.sh"));
+        let mut node = String::from(
+            "mkdir -p \"$SKYWARD_CHECKPOINT_DIR\" || { echo \"skyward: cannot create the checkpoint directory $SKYWARD_CHECKPOINT_DIR\" >&2; exit 1; }\n",
+        );
+        if let Some(setup) = &spec.setup {
+            self.write_script(&setup_path, &format!("{setup}\n"))?;
+            node.push_str(&format!(
+                "/bin/sh -e {}\nrc=$?\nif [ $rc -ne 0 ]; then echo \"skyward: setup failed with exit code $rc on node $SKYWARD_NODE_RANK; the run did not start\" >&2; exit $rc; fi\n",
+                sh_quote(&setup_path)
+            ));
+        }
+        self.write_script(&run_path, &format!("{}\n", spec.run))?;
+        node.push_str(&format!("exec /bin/sh {}\n", sh_quote(&run_path)));
+        self.write_script(&dir.join(format!("node-{attempt}.sh")), &node)
+    }
+
+    fn write_script(&self, path: &Path, text: &str) -> Result<(), (PathBuf, std::io::Error)> {
+        let at = |e| (path.to_path_buf(), e);
+        write_private(path, text).map_err(at)?;
+        if let Some(r) = &self.opts.run_as {
+            std::os::unix::fs::chown(path, None, Some(r.gid)).map_err(at)?;
+            set_mode(path, 0o640).map_err(at)?;
+        }
+        Ok(())
+    }
+
+    /// A cgroup for this run, if cgroups are available to us.
+    fn make_cgroup(&self, id: WorkloadId, attempt: u32) -> Option<PathBuf> {
+        let root = self.opts.cgroup_root.as_ref()?;
+        let safe: String = self
+            .site
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let cg = root.join(format!("{safe}.{}.{attempt}", id.0));
+        match fs::create_dir(&cg) {
+            Ok(()) => Some(cg),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(cg),
+            Err(_) => None,
+        }
+    }
+
+    /// The wrapper: records its pid, enters the run's cgroup, starts one
+    /// process per node (as the run's user) with its devices and rank,
+    /// waits for all, and records the first failing exit code.
+    fn wrapper(&self, attempt: u32, nodes: u32, devices: &[u32], cgroup: Option<&Path>) -> String {
+        let mut w = format!(
+            "echo $$ > .skyward-pid-{attempt}.tmp && mv -f .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n"
+        );
+        if let Some(cg) = cgroup {
+            w.push_str(&format!(
+                "echo $$ > {} 2>/dev/null\n",
+                sh_quote(&cg.join("cgroup.procs"))
+            ));
+        }
+        let drop = match &self.opts.run_as {
+            Some(r) => format!(
+                "{} --reuid={} --regid={} --clear-groups --no-new-privs -- ",
+                sh_quote(&r.setpriv),
+                r.uid,
+                r.gid
+            ),
+            None => String::new(),
+        };
+        let port = free_port();
+        let per_node = (devices.len() as u32 / nodes.max(1)) as usize;
+        w.push_str("cd job || exit 1\n");
+        for rank in 0..nodes {
+            let mine: Vec<String> = devices
+                .iter()
+                .skip(rank as usize * per_node)
+                .take(per_node)
+                .map(u32::to_string)
+                .collect();
+            let list = mine.join(",");
+            let mut vars = format!(
+                "SKYWARD_NODE_RANK={rank} NODE_RANK={rank} PET_NODE_RANK={rank} PET_NNODES={nodes} \
+                 PET_NPROC_PER_NODE={per_node} SKYWARD_MASTER_ADDR=127.0.0.1 SKYWARD_MASTER_PORT={port} \
+                 MASTER_ADDR=127.0.0.1 MASTER_PORT={port} PET_MASTER_ADDR=127.0.0.1 PET_MASTER_PORT={port} \
+                 SKYWARD_DEVICES={list}"
+            );
+            for v in device_vars(&self.opts.accelerator) {
+                vars.push_str(&format!(" {v}={list}"));
+            }
+            w.push_str(&format!(
+                "{vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null &\np{rank}=$!\n"
+            ));
+        }
+        w.push_str("rc=0\n");
+        for rank in 0..nodes {
+            w.push_str(&format!("wait $p{rank}; r=$?; [ $rc -eq 0 ] && rc=$r\n"));
+        }
+        w.push_str(&format!(
+            "cd ..\necho $rc > .skyward-exit-{attempt}.tmp && mv -f .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
+        ));
+        w
+    }
+
     /// Stops the run if it is this attempt or older; remembers the fence.
     pub fn cancel(&mut self, id: WorkloadId, attempt: u32) {
         let f = self.fenced.entry(id).or_insert(0);
         *f = (*f).max(attempt);
         if self.jobs.get(&id).is_some_and(|j| j.attempt <= attempt) {
             if let Some(mut job) = self.jobs.remove(&id) {
-                kill_group(&mut job);
+                stop(&mut job);
                 self.retire(id);
             }
         }
     }
 
-    /// Reports runs that ended since the last poll.
+    /// Reports runs that ended since the last poll, and ends those past
+    /// their walltime. Everything a run started is stopped before its end
+    /// is reported (so its capacity is really free).
     pub fn poll(&mut self) -> Vec<ExecEvent> {
         let mut out = Vec::new();
+        let now = now_ms();
         let ids: Vec<WorkloadId> = self.jobs.keys().copied().collect();
         for id in ids {
             let dir = self.workdir(id);
             let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
-            let event = match &mut job.child {
-                Some(child) => match child.try_wait() {
-                    Ok(Some(status)) => Some(ExecEvent::Finished {
-                        id,
-                        attempt: job.attempt,
-                        success: status.success(),
-                    }),
-                    Err(_) => Some(ExecEvent::Finished {
-                        id,
-                        attempt: job.attempt,
-                        success: false,
-                    }),
-                    Ok(None) => None,
-                },
-                None if job.pid == 0 => {
-                    // Adopted before its shell wrote its pid.
-                    if let Some(pid) = fs::read_to_string(pid_file(&dir, job.attempt))
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u32>().ok())
-                    {
-                        job.pid = pid;
-                        None
-                    } else if let Some(rc) = read_exit_code(&dir, job.attempt) {
-                        Some(ExecEvent::Finished {
+            let mut event = job_end(id, job, &dir);
+            if event.is_none() {
+                if let Some(w) = job.walltime_ms {
+                    if now.saturating_sub(job.started_ms) >= w {
+                        let note = format!("walltime of {} exceeded; run stopped", human_ms(w));
+                        append_log(&dir, &format!("skyward: {note}\n"));
+                        event = Some(ExecEvent::Finished {
                             id,
                             attempt: job.attempt,
-                            success: rc == 0,
-                        })
-                    } else if run_age(&dir) >= PID_GRACE {
-                        Some(ExecEvent::Lost {
-                            id,
-                            attempt: job.attempt,
-                        })
-                    } else {
-                        None
+                            success: false,
+                            exit_code: None,
+                            ended_at_ms: Some(now),
+                            note: Some(note),
+                        });
                     }
                 }
-                None => match read_exit_code(&dir, job.attempt) {
-                    Some(rc) => Some(ExecEvent::Finished {
-                        id,
-                        attempt: job.attempt,
-                        success: rc == 0,
-                    }),
-                    None if !leads_group(job.pid) => {
-                        // The exit code may have landed just now.
-                        match read_exit_code(&dir, job.attempt) {
-                            Some(rc) => Some(ExecEvent::Finished {
-                                id,
-                                attempt: job.attempt,
-                                success: rc == 0,
-                            }),
-                            None => Some(ExecEvent::Lost {
-                                id,
-                                attempt: job.attempt,
-                            }),
-                        }
-                    }
-                    None => None,
-                },
-            };
+            }
             if let Some(e) = event {
-                self.jobs.remove(&id);
+                if let Some(mut job) = self.jobs.remove(&id) {
+                    stop(&mut job);
+                }
                 // A finished run stays on file until the runtime has stored
                 // its end ([`LocalExecutor::retire`]): a crash before that
                 // finds it again on recovery instead of running it twice.
@@ -383,26 +679,30 @@ impl LocalExecutor {
             if self.jobs.contains_key(&id) {
                 continue;
             }
-            let Ok(text) = fs::read_to_string(dir.join(RUN_FILE)) else {
+            let Some(rec) = fs::read_to_string(dir.join(RUN_FILE))
+                .ok()
+                .and_then(|t| RunRecord::parse(&t))
+            else {
                 continue;
             };
-            let mut f = text.trim_end().split('\t');
-            let (Some(site), Some(Ok(attempt)), Some(Ok(accelerators))) = (
-                f.next(),
-                f.next().map(str::parse::<u32>),
-                f.next().map(str::parse::<u32>),
-            ) else {
-                continue;
-            };
-            if site != self.site {
+            if rec.site != self.site {
                 continue;
             }
-            if let Some(rc) = read_exit_code(&dir, attempt) {
-                out.push(ExecEvent::Finished {
-                    id,
-                    attempt,
-                    success: rc == 0,
-                });
+            let attempt = rec.attempt;
+            let mut job = Job {
+                child: None,
+                pid: 0,
+                attempt,
+                accelerators: rec.accelerators,
+                devices: rec.devices.clone(),
+                started_ms: rec.started_ms,
+                walltime_ms: rec.walltime_ms,
+                cgroup: rec.cgroup.clone(),
+            };
+            if let Some(e) = ended_by_file(id, attempt, &dir) {
+                // Stragglers of a run that ended are stopped too.
+                stop(&mut job);
+                out.push(e);
                 continue;
             }
             let pid = fs::read_to_string(pid_file(&dir, attempt))
@@ -411,31 +711,27 @@ impl LocalExecutor {
             // No pid yet: the run may be starting this very moment (its
             // shell writes the pid first thing). Until the grace period is
             // over it is adopted with an unknown pid, not declared lost.
+            let young =
+                now_ms().saturating_sub(mtime_ms(&dir.join(RUN_FILE)).unwrap_or(0)) < PID_GRACE_MS;
             let pid = match pid {
-                None if run_age(&dir) < PID_GRACE => Some(0),
+                None if young => Some(0),
                 other => other,
             };
             match pid {
                 Some(pid) if pid == 0 || leads_group(pid) => {
-                    self.jobs.insert(
-                        id,
-                        Job {
-                            child: None,
-                            pid,
-                            attempt,
-                            accelerators,
-                        },
-                    );
+                    job.pid = pid;
+                    self.jobs.insert(id, job);
                 }
                 // It may have ended between the two looks: its exit code
                 // is written before it exits.
-                _ => match read_exit_code(&dir, attempt) {
-                    Some(rc) => out.push(ExecEvent::Finished {
-                        id,
-                        attempt,
-                        success: rc == 0,
-                    }),
+                _ => match ended_by_file(id, attempt, &dir) {
+                    Some(e) => {
+                        stop(&mut job);
+                        out.push(e);
+                    }
                     None => {
+                        job.pid = pid.unwrap_or(0);
+                        stop(&mut job);
                         out.push(ExecEvent::Lost { id, attempt });
                         self.retire(id);
                     }
@@ -445,17 +741,127 @@ impl LocalExecutor {
         out
     }
 
-    /// Forgets every run without stopping it (a server shutting down: the
-    /// runs go on and are adopted by the next [`LocalExecutor::recover`]).
+    /// Forgets every run without stopping it (a server shutting down or
+    /// stepping down: the runs go on and are adopted by the next
+    /// [`LocalExecutor::recover`]). Our own children are handed to a
+    /// reaper so none is left a zombie.
     pub fn detach(&mut self) -> usize {
         let n = self.jobs.len();
-        self.jobs.clear();
+        for (_, job) in std::mem::take(&mut self.jobs) {
+            if let Some(child) = job.child {
+                crate::reaper::reap_later(child);
+            }
+        }
         n
     }
 }
 
+/// The end of a run as its files and its process say, if it ended.
+fn job_end(id: WorkloadId, job: &mut Job, dir: &Path) -> Option<ExecEvent> {
+    let attempt = job.attempt;
+    match &mut job.child {
+        Some(child) => match child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(ended_by_file(id, attempt, dir).unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                ExecEvent::Finished {
+                    id,
+                    attempt,
+                    success: false,
+                    exit_code: status.code().or(status.signal().map(|s| 128 + s)),
+                    ended_at_ms: Some(now_ms()),
+                    note: Some("the run's wrapper was killed".into()),
+                }
+            })),
+            Err(_) => Some(ExecEvent::Finished {
+                id,
+                attempt,
+                success: false,
+                exit_code: None,
+                ended_at_ms: Some(now_ms()),
+                note: Some("the run's process could not be waited for".into()),
+            }),
+        },
+        None if job.pid == 0 => {
+            // Adopted before its shell wrote its pid.
+            if let Some(pid) = fs::read_to_string(pid_file(dir, attempt))
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
+                job.pid = pid;
+                None
+            } else if let Some(e) = ended_by_file(id, attempt, dir) {
+                Some(e)
+            } else if now_ms().saturating_sub(mtime_ms(&dir.join(RUN_FILE)).unwrap_or(0))
+                >= PID_GRACE_MS
+            {
+                Some(ExecEvent::Lost { id, attempt })
+            } else {
+                None
+            }
+        }
+        None => match ended_by_file(id, attempt, dir) {
+            Some(e) => Some(e),
+            // The exit code may have landed just now.
+            None if !leads_group(job.pid) => {
+                Some(ended_by_file(id, attempt, dir).unwrap_or(ExecEvent::Lost { id, attempt }))
+            }
+            None => None,
+        },
+    }
+}
+
+/// A run's end from its exit file: code and the file's time.
+fn ended_by_file(id: WorkloadId, attempt: u32, dir: &Path) -> Option<ExecEvent> {
+    let rc = read_exit_code(dir, attempt)?;
+    Some(ExecEvent::Finished {
+        id,
+        attempt,
+        success: rc == 0,
+        exit_code: Some(rc),
+        ended_at_ms: mtime_ms(&exit_file(dir, attempt)),
+        note: None,
+    })
+}
+
+fn append_log(dir: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = File::options().append(true).open(dir.join("output.log")) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// A path as one shell word.
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// `5400000` → `1h30m`.
+pub fn human_ms(ms: u64) -> String {
+    let s = ms / 1_000;
+    let (d, h, m, sec) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    for (n, u) in [(d, "d"), (h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{u}"));
+        }
+    }
+    if out.is_empty() {
+        out = format!("{ms}ms");
+    }
+    out
+}
+
+/// A TCP port free on loopback now (for a gang's rendezvous).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(29_500)
+}
+
 /// Whether `pid` is a live process leading its own process group (what a
-/// run's shell is); a zombie does not count.
+/// run's wrapper is); a zombie does not count.
 fn leads_group(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -469,38 +875,128 @@ fn leads_group(pid: u32) -> bool {
     state != Some("Z") && pgrp == Some(pid)
 }
 
-/// The process group of `pid`, from /proc (Linux), if readable.
-fn process_group(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(2)?.parse().ok()
+fn kill_pids(pids: &[String]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--"])
+        .args(pids)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
-/// Stops the run and everything it spawned. The group is signalled only
-/// when /proc confirms the child leads its own group (it was started with
-/// `process_group(0)`), and always with `--`: without it, procps `kill`
-/// does not read `-PGID` as a group (it returns 0 and does nothing).
-fn kill_group(job: &mut Job) {
+/// Stops the run and everything it spawned: its cgroup (which also holds
+/// processes that left the group with setsid), then its process group
+/// (always with `--`: without it, procps `kill` does not read `-PGID` as
+/// a group), then our child; waits (bounded) for the cgroup to empty and
+/// removes it.
+fn stop(job: &mut Job) {
     let pid = job.pid;
-    if pid > 1 && process_group(pid) == Some(pid) {
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    if let Some(cg) = &job.cgroup {
+        if fs::write(cg.join("cgroup.kill"), "1").is_err() {
+            let pids: Vec<String> = fs::read_to_string(cg.join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            kill_pids(&pids);
+        }
+    }
+    // The group outlives its leader while any member lives, and its id is
+    // not reused meanwhile.
+    if pid > 1 && (job.child.is_some() || leads_group(pid) || group_has_members(pid)) {
+        kill_pids(&[format!("-{pid}")]);
     }
     if let Some(child) = &mut job.child {
         let _ = child.kill();
         let _ = child.wait();
     }
+    if let Some(cg) = &job.cgroup {
+        let deadline = now_ms() + CGROUP_DRAIN_MS;
+        loop {
+            let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() || now_ms() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = fs::remove_dir(cg);
+    }
+}
+
+/// Whether any process is in process group `pgid` (a scan of /proc).
+fn group_has_members(pgid: u32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after = &stat[stat.rfind(')')? + 1..];
+                let mut f = after.split_whitespace();
+                let state = f.next()?;
+                let pgrp: u32 = f.nth(1)?.parse().ok()?;
+                Some(state != "Z" && pgrp == pgid)
+            })
+            .unwrap_or(false)
+    })
 }
 
 impl Drop for LocalExecutor {
-    /// Nothing outlives the executor.
+    /// Nothing outlives the executor (the runtime detaches first when
+    /// runs should go on).
     fn drop(&mut self) {
         for job in self.jobs.values_mut() {
-            kill_group(job);
+            stop(job);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_records_round_trip_and_read_the_old_format() {
+        let r = RunRecord {
+            site: "aws:us-east-1".into(),
+            attempt: 3,
+            accelerators: 16,
+            started_ms: 1_700_000_000_000,
+            walltime_ms: Some(7_200_000),
+            devices: (0..16).collect(),
+            cgroup: Some(PathBuf::from("/sys/fs/cgroup/skyward/a.1.3")),
+        };
+        assert_eq!(RunRecord::parse(&r.to_line()), Some(r));
+        let old = RunRecord::parse("gcp:europe-west4\t2\t8\n").unwrap();
+        assert_eq!((old.attempt, old.accelerators), (2, 8));
+        assert_eq!(old.walltime_ms, None);
+        assert!(old.devices.is_empty());
+        assert_eq!(RunRecord::parse("x\ty\n"), None);
+    }
+
+    #[test]
+    fn device_variables_follow_the_accelerator_stack() {
+        assert_eq!(device_vars("H100"), ["CUDA_VISIBLE_DEVICES"]);
+        assert_eq!(
+            device_vars("MI300X"),
+            ["ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"]
+        );
+        assert_eq!(device_vars("tpu-v5e"), ["TPU_VISIBLE_CHIPS"]);
+        assert_eq!(device_vars("Trainium2"), ["NEURON_RT_VISIBLE_CORES"]);
+    }
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(human_ms(5_400_000), "1h30m");
+        assert_eq!(human_ms(2_000), "2s");
+        assert_eq!(human_ms(90_061_000), "1d1h1m1s");
     }
 }

@@ -18,6 +18,21 @@ fn wait_finished(ex: &mut LocalExecutor) -> Vec<ExecEvent> {
     panic!("no process finished within 10 s");
 }
 
+/// (workload, attempt, success) of each run that finished.
+fn ends(ev: &[ExecEvent]) -> Vec<(u64, u32, bool)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            ExecEvent::Finished {
+                id,
+                attempt,
+                success,
+                ..
+            } => Some((id.0, *attempt, *success)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn run(cmd: &str) -> RunSpec {
     RunSpec {
         run: cmd.into(),
@@ -47,14 +62,7 @@ fn runs_with_environment_logs_and_exit_status() {
         ]
     );
     assert_eq!(ex.used(), 8);
-    assert_eq!(
-        wait_finished(&mut ex),
-        vec![ExecEvent::Finished {
-            id: WorkloadId(7),
-            attempt: 1,
-            success: true
-        }]
-    );
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(7, 1, true)]);
     assert_eq!(ex.used(), 0);
     let log = std::fs::read_to_string(ex.workdir(WorkloadId(7)).join("output.log")).unwrap();
     assert!(
@@ -70,14 +78,7 @@ fn failures_are_reported_as_such() {
     let mut ex = LocalExecutor::new("s", dir.path(), 8);
     ex.dispatch(WorkloadId(1), 1, 1, &run("echo oops >&2; exit 3"))
         .unwrap();
-    assert_eq!(
-        wait_finished(&mut ex),
-        vec![ExecEvent::Finished {
-            id: WorkloadId(1),
-            attempt: 1,
-            success: false
-        }]
-    );
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(1, 1, false)]);
     assert!(
         std::fs::read_to_string(ex.workdir(WorkloadId(1)).join("output.log"))
             .unwrap()
@@ -87,14 +88,7 @@ fn failures_are_reported_as_such() {
     let mut spec = run("echo should-not-run");
     spec.setup = Some("false".into());
     ex.dispatch(WorkloadId(2), 1, 1, &spec).unwrap();
-    assert_eq!(
-        wait_finished(&mut ex),
-        vec![ExecEvent::Finished {
-            id: WorkloadId(2),
-            attempt: 1,
-            success: false
-        }]
-    );
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(2, 1, false)]);
     assert!(
         !std::fs::read_to_string(ex.workdir(WorkloadId(2)).join("output.log"))
             .unwrap()
@@ -134,14 +128,7 @@ fn capacity_fencing_and_cancel() {
         Err(DispatchError::Stale(_, 1))
     ));
     ex.dispatch(WorkloadId(1), 2, 1, &run("true")).unwrap();
-    assert_eq!(
-        wait_finished(&mut ex),
-        vec![ExecEvent::Finished {
-            id: WorkloadId(1),
-            attempt: 2,
-            success: true
-        }]
-    );
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(1, 2, true)]);
     // No `sleep 300` of attempt 1 survives the cancel.
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -184,14 +171,7 @@ fn runs_survive_the_executor_and_are_recovered() {
     }
     let mut ex = LocalExecutor::new("aws:us-east-1", dir.path(), 16);
     let ev = ex.recover();
-    assert_eq!(
-        ev,
-        vec![ExecEvent::Finished {
-            id: WorkloadId(1),
-            attempt: 1,
-            success: false
-        }]
-    );
+    assert_eq!(ends(&ev), vec![(1, 1, false)]);
     assert_eq!(ex.running(), vec![WorkloadId(2)]);
     assert_eq!(ex.used(), 2);
     // Until the runtime has stored the end and retired the run, a crash
@@ -202,14 +182,7 @@ fn runs_survive_the_executor_and_are_recovered() {
     assert!(ex.recover().is_empty());
     std::fs::write(&marker, "").unwrap();
     let ev = wait_finished(&mut ex);
-    assert_eq!(
-        ev,
-        vec![ExecEvent::Finished {
-            id: WorkloadId(2),
-            attempt: 4,
-            success: true
-        }]
-    );
+    assert_eq!(ends(&ev), vec![(2, 4, true)]);
     let log = std::fs::read_to_string(dir.path().join("2").join("output.log")).unwrap();
     assert_eq!(log, "done\n");
 }
@@ -298,12 +271,297 @@ fn a_run_without_its_pid_yet_is_adopted_not_lost() {
     assert!(ex.poll().is_empty());
     std::fs::write(&marker, "").unwrap();
     let ev = wait_finished(&mut ex);
+    assert_eq!(ends(&ev), vec![(9, 1, true)]);
+}
+
+fn wait_for_file(path: &std::path::Path) -> String {
+    for _ in 0..1_000 {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if !t.trim().is_empty() {
+                return t;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{} did not appear within 10 s", path.display());
+}
+
+/// Alive and not a zombie.
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .map(|s| !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn job_dir(ex: &LocalExecutor, id: u64) -> std::path::PathBuf {
+    ex.workdir(WorkloadId(id)).join("job")
+}
+
+fn is_root() -> bool {
+    skyward_executor::isolation::current_uid() == Some(0)
+}
+
+/// Issue 9 (#9): `kill -9` of the tracked pid ended the workload but left
+/// its script and children running. Now everything it started is stopped
+/// before the end is reported.
+#[test]
+fn a_run_whose_wrapper_is_killed_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = skyward_executor::Options {
+        cgroup_root: skyward_executor::isolation::cgroup_root(),
+        accelerator: "H100".into(),
+        ..Default::default()
+    };
+    let cgroups = opts.cgroup_root.is_some();
+    let mut ex = LocalExecutor::with_options("s", dir.path(), 8, opts);
+    // One child stays in the group; one leaves it with setsid (only a
+    // cgroup can catch that one).
+    let script = if cgroups {
+        "sleep 300 & echo $! > in-group.pid; setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & while :; do echo tick; sleep 0.2; done"
+    } else {
+        "sleep 300 & echo $! > in-group.pid; while :; do echo tick; sleep 0.2; done"
+    };
+    ex.dispatch(WorkloadId(1), 1, 8, &run(script)).unwrap();
+    let jd = job_dir(&ex, 1);
+    let in_group = wait_for_file(&jd.join("in-group.pid"));
+    let escaped = cgroups.then(|| wait_for_file(&jd.join("escaped.pid")));
+    let wrapper = wait_for_file(&ex.workdir(WorkloadId(1)).join(".skyward-pid-1"));
+    assert!(alive(&in_group));
+    let killed = std::process::Command::new("kill")
+        .args(["-s", "KILL", wrapper.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let ev = wait_finished(&mut ex);
+    assert_eq!(ends(&ev), vec![(1, 1, false)]);
+    assert_eq!(ex.used(), 0);
+    assert!(!alive(&in_group), "the run's child outlived its end");
+    if let Some(p) = escaped {
+        assert!(
+            !alive(&p),
+            "a child that left the process group outlived the run"
+        );
+    } else {
+        eprintln!("no writable cgroup v2 here: the setsid case is not checked");
+    }
+    // The log stops growing.
+    let log = ex.workdir(WorkloadId(1)).join("output.log");
+    let before = std::fs::metadata(&log).unwrap().len();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), before);
+}
+
+/// Issue 9 (#11): an absolute `checkpoint:` path failed every run.
+#[test]
+fn an_absolute_checkpoint_directory_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tempfile::tempdir().unwrap();
+    let target = ckpt.path().join("run-a/ckpt");
+    let mut ex = LocalExecutor::new("s", &dir.path().join("work"), 8);
+    let mut spec = run("echo step-1 > \"$SKYWARD_CHECKPOINT_DIR/step\" && echo saved");
+    spec.checkpoint = Some(target.display().to_string());
+    ex.dispatch(WorkloadId(3), 1, 1, &spec).unwrap();
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(3, 1, true)]);
     assert_eq!(
-        ev,
-        vec![ExecEvent::Finished {
-            id: WorkloadId(9),
-            attempt: 1,
-            success: true
-        }]
+        std::fs::read_to_string(target.join("step")).unwrap(),
+        "step-1\n"
     );
+    let log = std::fs::read_to_string(ex.workdir(WorkloadId(3)).join("output.log")).unwrap();
+    assert_eq!(log, "saved\n");
+}
+
+/// Issue 9 (#8): the end reported after a restart is the run's own (its
+/// exit file's time), not the time the server looked.
+#[test]
+fn a_run_that_ended_unwatched_reports_its_own_end_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    ex.dispatch(WorkloadId(4), 1, 1, &run("true")).unwrap();
+    ex.detach();
+    drop(ex);
+    let exit = dir.path().join("4").join(".skyward-exit-1");
+    wait_for_file(&exit);
+    let ended = std::fs::metadata(&exit)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(1_500));
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    match ex.recover().as_slice() {
+        [ExecEvent::Finished {
+            ended_at_ms: Some(t),
+            exit_code: Some(0),
+            ..
+        }] => assert_eq!(*t, ended),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 9 (#15): each node of a gang gets its own devices and rank, the
+/// torchrun variables, and the run ends at its walltime, saying so.
+#[test]
+fn gang_nodes_get_devices_and_ranks_and_walltime_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = skyward_executor::Options {
+        accelerator: "H100".into(),
+        ..Default::default()
+    };
+    let mut ex = LocalExecutor::with_options("s", dir.path(), 16, opts);
+    // Workload 1 takes devices 0-3 first.
+    ex.dispatch(WorkloadId(1), 1, 4, &run("sleep 30")).unwrap();
+    let mut spec = run("echo \"rank=$SKYWARD_NODE_RANK/$SKYWARD_NUM_NODES cuda=$CUDA_VISIBLE_DEVICES node_rank=$NODE_RANK nnodes=$PET_NNODES nproc=$PET_NPROC_PER_NODE master=$MASTER_ADDR:$MASTER_PORT acc=$SKYWARD_ACCELERATORS/$SKYWARD_ACCELERATORS_TOTAL\"");
+    spec.nodes = 2;
+    ex.dispatch(WorkloadId(2), 1, 8, &spec).unwrap();
+    let mut ev = Vec::new();
+    for _ in 0..1_000 {
+        ev.extend(ex.poll());
+        if !ev.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(ends(&ev), vec![(2, 1, true)]);
+    let log = std::fs::read_to_string(ex.workdir(WorkloadId(2)).join("output.log")).unwrap();
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0]
+            .starts_with("rank=0/2 cuda=4,5,6,7 node_rank=0 nnodes=2 nproc=4 master=127.0.0.1:"),
+        "{log}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("rank=1/2 cuda=8,9,10,11 node_rank=1 nnodes=2 nproc=4 master=127.0.0.1:"),
+        "{log}"
+    );
+    assert!(lines[0].ends_with("acc=4/8"), "{log}");
+    // Walltime: a run of 1 s that would sleep 30 s.
+    ex.cancel(WorkloadId(1), 1);
+    let mut spec = run("echo started; sleep 30; echo never");
+    spec.walltime_ms = Some(1_000);
+    ex.dispatch(WorkloadId(3), 1, 8, &spec).unwrap();
+    let ev = wait_finished(&mut ex);
+    match ev.as_slice() {
+        [ExecEvent::Finished {
+            success: false,
+            note: Some(note),
+            ..
+        }] => assert!(note.contains("walltime of 1s exceeded"), "{note}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ex.used(), 0);
+    let log = std::fs::read_to_string(ex.workdir(WorkloadId(3)).join("output.log")).unwrap();
+    assert!(log.contains("started") && log.contains("walltime of 1s exceeded"));
+    assert!(!log.contains("never"));
+}
+
+/// Issue 9 (#13): a failing setup says so in the log; #1: the server's
+/// environment never reaches a run.
+#[test]
+fn failed_setup_is_explained_and_the_environment_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    let mut spec = run("echo never");
+    spec.setup = Some("exit 7".into());
+    ex.dispatch(WorkloadId(1), 1, 1, &spec).unwrap();
+    match wait_finished(&mut ex).as_slice() {
+        [ExecEvent::Finished {
+            exit_code: Some(7), ..
+        }] => {}
+        other => panic!("{other:?}"),
+    }
+    let log = std::fs::read_to_string(ex.workdir(WorkloadId(1)).join("output.log")).unwrap();
+    assert!(
+        log.contains("setup failed with exit code 7"),
+        "log: {log:?}"
+    );
+    // cargo sets CARGO_MANIFEST_DIR for this test process.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let mut spec = run("env");
+    spec.secrets.insert("HF_TOKEN".into(), "hf_secret".into());
+    ex.dispatch(WorkloadId(2), 1, 1, &spec).unwrap();
+    wait_finished(&mut ex);
+    let env = std::fs::read_to_string(ex.workdir(WorkloadId(2)).join("output.log")).unwrap();
+    assert!(!env.contains("CARGO_MANIFEST_DIR"), "{env}");
+    assert!(env.contains("HF_TOKEN=hf_secret"));
+    assert!(
+        env.contains(&format!("HOME={}", job_dir(&ex, 2).display())),
+        "{env}"
+    );
+}
+
+/// Issue 9 (#13): runs let go of by a server that steps down are reaped,
+/// not left as zombies.
+#[test]
+fn detached_runs_are_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    ex.dispatch(WorkloadId(1), 1, 1, &run("sleep 0.2")).unwrap();
+    let pid = wait_for_file(&dir.path().join("1").join(".skyward-pid-1"));
+    ex.detach();
+    let mut gone = false;
+    for _ in 0..500 {
+        if std::fs::metadata(format!("/proc/{}", pid.trim())).is_err() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        gone,
+        "the detached run's process stayed in the process table"
+    );
+}
+
+/// Issue 9 (#1): started by root, a run is `nobody`: it cannot read the
+/// server's state, and its scripts are not world-readable.
+#[test]
+fn a_root_server_runs_workloads_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("not root: identity change not checked here (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let state = base.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(state.join("admin.token"), "sky_secret\n").unwrap();
+    let work = base.path().join("work");
+    let run_as = skyward_executor::isolation::resolve_run_as(None)
+        .unwrap()
+        .unwrap();
+    skyward_executor::isolation::check_reachable(&work, &run_as).unwrap();
+    let opts = skyward_executor::Options {
+        run_as: Some(run_as.clone()),
+        cgroup_root: skyward_executor::isolation::cgroup_root(),
+        accelerator: "H100".into(),
+    };
+    let mut ex = LocalExecutor::with_options("s", &work, 8, opts);
+    let spec = run(&format!(
+        "id -u; cat {} && echo LEAKED; cat ../run-1.sh >/dev/null && echo script-readable; touch ../forged && echo WROTE; echo ok > \"$SKYWARD_CHECKPOINT_DIR/x\" && echo ckpt-ok",
+        state.join("admin.token").display()
+    ));
+    ex.dispatch(WorkloadId(1), 1, 1, &spec).unwrap();
+    wait_finished(&mut ex);
+    let log = std::fs::read_to_string(work.join("1").join("output.log")).unwrap();
+    assert!(log.starts_with(&format!("{}\n", run_as.uid)), "{log}");
+    assert!(
+        !log.contains("LEAKED") && !log.contains("sky_secret"),
+        "{log}"
+    );
+    assert!(!log.contains("WROTE"), "{log}");
+    assert!(
+        log.contains("script-readable") && log.contains("ckpt-ok"),
+        "{log}"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&work.join("1").join("run-1.sh")), 0o640);
+    assert_eq!(mode(&work.join("1").join("output.log")), 0o600);
+    assert_eq!(mode(&work.join("1").join("job")), 0o700);
 }

@@ -28,7 +28,33 @@ struct RawConfig {
     sites: Vec<RawSite>,
     #[serde(default)]
     scheduler: Option<RawScheduler>,
+    #[serde(default)]
+    work_dir: Option<PathBuf>,
+    #[serde(default)]
+    run_as: Option<String>,
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, RawSecret>,
 }
+
+/// Where a secret's value comes from: an environment variable of the
+/// server or a file (its contents, without a final newline).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// Secrets the server holds for workloads at most.
+pub const SECRETS_MAX: usize = 1_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +118,13 @@ pub struct ServerConfig {
     pub core: skyward_core::Config,
     /// Leadership lease (several replicas on PostgreSQL).
     pub lease_ms: u64,
+    /// Where runs' directories go (outside the state directory); None:
+    /// next to it (see `lib.rs::work_dir`).
+    pub work_dir: Option<PathBuf>,
+    /// The user runs become when the server is root (default `nobody`).
+    pub run_as: Option<String>,
+    /// Secrets workloads may reference by name.
+    pub secrets: std::collections::BTreeMap<String, SecretSource>,
 }
 
 /// Per-accelerator-hour price of `accelerator` in `region` from the
@@ -205,6 +238,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
             return Err(at(f("name"), "must be 1 to 128 characters, no '/'".into()));
         }
+        if let Some(problem) = skyward_spec::text::name_problem(&name) {
+            return Err(at(f("name"), problem));
+        }
         if !names.insert(name.clone()) {
             return Err(at(f("name"), format!("duplicate site name '{name}'")));
         }
@@ -267,6 +303,47 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
             format!("'{listen}' is not an address:port"),
         ));
     }
+    if raw.secrets.len() > SECRETS_MAX {
+        return Err(SpecError::at(
+            file,
+            skyward_spec::locate::line_of_key(text, "secrets"),
+            "secrets",
+            format!("more than {SECRETS_MAX} secrets"),
+        ));
+    }
+    let mut secrets = std::collections::BTreeMap::new();
+    for (name, src) in raw.secrets {
+        let field = format!("secrets.{name}");
+        let err = |m: String| {
+            SpecError::at(
+                file,
+                skyward_spec::locate::line_of_key(text, &name),
+                &field,
+                m,
+            )
+        };
+        if !skyward_spec::job::valid_secret_name(&name) {
+            return Err(err(
+                "a secret's name is letters, digits, '.', '_', '-'".into()
+            ));
+        }
+        let source = match (src.env, src.file) {
+            (Some(v), None) if !v.is_empty() => SecretSource::Env(v),
+            (None, Some(p)) => SecretSource::File(p),
+            _ => return Err(err("give exactly one of env: VARIABLE or file: PATH".into())),
+        };
+        secrets.insert(name, source);
+    }
+    if let Some(u) = &raw.run_as {
+        if u.is_empty() || u.len() > 64 || u.contains([':', '/', '\n']) {
+            return Err(SpecError::at(
+                file,
+                skyward_spec::locate::line_of_key(text, "run_as"),
+                "run_as",
+                "a user name".into(),
+            ));
+        }
+    }
     Ok(ServerConfig {
         listen,
         data_dir: raw
@@ -276,6 +353,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         sites,
         core,
         lease_ms,
+        work_dir: raw.work_dir,
+        run_as: raw.run_as,
+        secrets,
     })
 }
 
@@ -356,5 +436,24 @@ mod tests {
         assert_eq!(e.field, "listen");
         let e = parse("sites: []\nbogus: 1\n", "s.yaml", &cat).unwrap_err();
         assert!(e.message.contains("bogus"));
+        let e = parse(
+            "sites:\n  - name: \"us\\u202eeast\"\n    region: aws:us-east-1\n    accelerator: H100\n    accelerators: 1\n",
+            "s.yaml",
+            &cat,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "sites[0].name");
+        let e = parse("secrets:\n  hf: {}\n", "s.yaml", &cat).unwrap_err();
+        assert_eq!(e.field, "secrets.hf");
+        let ok = parse(
+            "secrets:\n  hf-token: {env: HF_TOKEN}\n  db: {file: /run/secrets/db}\n",
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.secrets.get("hf-token"),
+            Some(&SecretSource::Env("HF_TOKEN".into()))
+        );
     }
 }

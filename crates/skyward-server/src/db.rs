@@ -91,6 +91,17 @@ pub struct NewWorkload {
     pub idempotency_key: Option<String>,
     pub request_sha256: String,
     pub submitted_by: String,
+    pub team: String,
+}
+
+/// A token to store: only its hash.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub scope: &'a str,
+    pub team: &'a str,
+    pub expires_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +126,12 @@ pub struct WorkloadRow {
     pub since_ms: Option<i64>,
     pub updated_at_ms: i64,
     pub cancel_requested: bool,
+    pub team: String,
+    pub submitted_by: String,
+    /// The run's exit code (the last attempt's), once it ended.
+    pub exit_code: Option<i64>,
+    /// Why it ended, when not by itself (walltime, a removed site…).
+    pub end_note: Option<String>,
     #[serde(skip)]
     pub spec_json: String,
 }
@@ -125,6 +142,36 @@ pub struct EventRow {
     pub state: String,
     pub site: Option<String>,
     pub attempt: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A token as stored (never its value).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub team: String,
+    pub scope: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A site as last configured (so its work can be accounted for after it
+/// leaves the configuration).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SiteRow {
+    pub name: String,
+    pub provider: String,
+    pub region: String,
+    pub accelerator: String,
+    pub accelerators: i64,
+    pub price_micro_usd_per_accelerator_hour: i64,
+    pub spot: bool,
+    pub price_basis: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -157,6 +204,9 @@ pub enum Write {
         new_attempt: bool,
         since_ms: Option<i64>,
         at_ms: i64,
+        /// For an end: the run's exit code and why it ended.
+        exit_code: Option<i64>,
+        note: Option<String>,
     },
     Usage(UsageRow),
 }
@@ -180,11 +230,29 @@ fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
         since_ms: r.try_get("since_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        team: r.try_get("team")?,
+        submitted_by: r.try_get("submitted_by")?,
+        exit_code: r.try_get("exit_code")?,
+        end_note: r.try_get("end_note")?,
         spec_json: r.try_get("spec")?,
     })
 }
 
-const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, spec";
+const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, team, submitted_by, exit_code, end_note, spec";
+
+fn token_row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        team: r.try_get("team")?,
+        scope: r.try_get("scope")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        expires_at_ms: r.try_get("expires_at_ms")?,
+        revoked_at_ms: r.try_get("revoked_at_ms")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, name, team, scope, created_at_ms, expires_at_ms, revoked_at_ms";
 
 impl Db {
     pub async fn open(target: &Target) -> Result<Db, DbError> {
@@ -287,8 +355,8 @@ impl Db {
                 }
             }
             let row = sqlx::query(
-                "INSERT INTO workloads (name, spec, priority, submitted_at_ms, idempotency_key, request_sha256, submitted_by, state, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8) RETURNING id",
+                "INSERT INTO workloads (name, spec, priority, submitted_at_ms, idempotency_key, request_sha256, submitted_by, state, updated_at_ms, team) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8, $9) RETURNING id",
             )
             .bind(w.name.as_str())
             .bind(w.spec_json.as_str())
@@ -298,6 +366,7 @@ impl Db {
             .bind(w.request_sha256.as_str())
             .bind(w.submitted_by.as_str())
             .bind(now_ms)
+            .bind(w.team.as_str())
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.try_get("id")?;
@@ -317,16 +386,16 @@ impl Db {
         &self,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, String)>, DbError> {
+    ) -> Result<Vec<(i64, String, String)>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, spec FROM workloads WHERE state = 'submitted' AND id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, spec, team FROM workloads WHERE state = 'submitted' AND id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("spec")?)))
+            .map(|r| Ok((r.try_get("id")?, r.try_get("spec")?, r.try_get("team")?)))
             .collect()
     }
 
@@ -384,25 +453,37 @@ impl Db {
                     new_attempt,
                     since_ms,
                     at_ms,
+                    exit_code,
+                    note,
                 } => {
+                    // An ended workload keeps the site and accelerators of
+                    // its last run.
+                    let ended = matches!(*state, "succeeded" | "failed" | "cancelled");
                     sqlx::query(
-                        "UPDATE workloads SET state = $1, site = COALESCE($2, site), accelerators = $3, attempt = attempt + $4, since_ms = $5, updated_at_ms = $6 WHERE id = $7",
+                        "UPDATE workloads SET state = $1, site = COALESCE($2, site), accelerators = CASE WHEN $3 = 1 THEN accelerators ELSE $4 END, attempt = attempt + $5, since_ms = $6, updated_at_ms = $7, exit_code = CASE WHEN $8 = 1 THEN $9 ELSE exit_code END, end_note = CASE WHEN $10 = 1 THEN $11 ELSE end_note END WHERE id = $12",
                     )
                     .bind(*state)
                     .bind(site.as_deref())
+                    .bind(i64::from(ended && *accelerators == 0))
                     .bind(*accelerators)
                     .bind(i64::from(*new_attempt))
                     .bind(*since_ms)
                     .bind(*at_ms)
+                    .bind(i64::from(ended))
+                    .bind(*exit_code)
+                    .bind(i64::from(ended))
+                    .bind(note.as_deref())
                     .bind(*id)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("INSERT INTO events (workload_id, at_ms, state, site, attempt) VALUES ($1, $2, $3, $4, (SELECT attempt FROM workloads WHERE id = $5))")
+                    sqlx::query("INSERT INTO events (workload_id, at_ms, state, site, attempt, exit_code, note) VALUES ($1, $2, $3, $4, (SELECT attempt FROM workloads WHERE id = $5), $6, $7)")
                         .bind(*id)
                         .bind(*at_ms)
                         .bind(*state)
                         .bind(site.as_deref())
                         .bind(*id)
+                        .bind(*exit_code)
+                        .bind(note.as_deref())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -461,7 +542,7 @@ impl Db {
 
     pub async fn events(&self, id: i64, limit: i64) -> Result<Vec<EventRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT at_ms, state, site, attempt FROM events WHERE workload_id = $1 ORDER BY seq LIMIT $2",
+            "SELECT at_ms, state, site, attempt, exit_code, note FROM events WHERE workload_id = $1 ORDER BY seq LIMIT $2",
         )
         .bind(id)
         .bind(limit)
@@ -474,24 +555,29 @@ impl Db {
                     state: r.try_get("state")?,
                     site: r.try_get("site")?,
                     attempt: r.try_get("attempt")?,
+                    exit_code: r.try_get("exit_code")?,
+                    note: r.try_get("note")?,
                 })
             })
             .collect()
     }
 
     /// Workloads by id, newest first, after the cursor (an id), optionally
-    /// in one state.
+    /// in one state and of one team.
     pub async fn list(
         &self,
         state: Option<&str>,
+        team: Option<&str>,
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<WorkloadRow>, DbError> {
         let rows = sqlx::query(&format!(
-            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND ($3 = '' OR team = $4) AND id < $5 ORDER BY id DESC LIMIT $6"
         ))
         .bind(state.unwrap_or(""))
         .bind(state.unwrap_or(""))
+        .bind(team.unwrap_or(""))
+        .bind(team.unwrap_or(""))
         .bind(before_id.unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -501,11 +587,19 @@ impl Db {
             .collect()
     }
 
-    pub async fn usage(&self, after_id: i64, limit: i64) -> Result<Vec<UsageRow>, DbError> {
+    /// Usage records after `after_id`, of one team's workloads if given.
+    pub async fn usage(
+        &self,
+        team: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, workload_id, attempt, site, provider, region, accelerator, accelerators, price_basis, price_micro_usd_per_accelerator_hour, accelerator_hours, cost_micro_usd, from_ms, to_ms FROM usage WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT u.id, u.workload_id, u.attempt, u.site, u.provider, u.region, u.accelerator, u.accelerators, u.price_basis, u.price_micro_usd_per_accelerator_hour, u.accelerator_hours, u.cost_micro_usd, u.from_ms, u.to_ms FROM usage u JOIN workloads w ON w.id = u.workload_id WHERE u.id > $1 AND ($2 = '' OR w.team = $3) ORDER BY u.id LIMIT $4",
         )
         .bind(after_id)
+        .bind(team.unwrap_or(""))
+        .bind(team.unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -532,33 +626,114 @@ impl Db {
             .collect()
     }
 
-    pub async fn token_create(
-        &self,
-        name: &str,
-        sha256: &str,
-        scope: &str,
-        now_ms: i64,
-    ) -> Result<i64, DbError> {
+    pub async fn token_create(&self, t: &NewToken<'_>, now_ms: i64) -> Result<i64, DbError> {
         let row = sqlx::query(
-            "INSERT INTO tokens (name, sha256, scope, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO tokens (name, sha256, scope, created_at_ms, team, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(name)
-        .bind(sha256)
-        .bind(scope)
+        .bind(t.name)
+        .bind(t.sha256)
+        .bind(t.scope)
         .bind(now_ms)
+        .bind(t.team)
+        .bind(t.expires_at_ms)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
     }
 
-    /// (name, scope) of the token with this hash.
-    pub async fn token_lookup(&self, sha256: &str) -> Result<Option<(String, String)>, DbError> {
-        let row = sqlx::query("SELECT name, scope FROM tokens WHERE sha256 = $1")
-            .bind(sha256)
+    /// The token with this hash, revoked or expired ones included (the
+    /// caller decides).
+    pub async fn token_lookup(&self, sha256: &str) -> Result<Option<TokenRow>, DbError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE sha256 = $1"
+        ))
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(token_row)
+            .transpose()
+            .map_err(DbError::from)
+    }
+
+    /// Every token (never their values), oldest first.
+    pub async fn token_list(&self, limit: i64) -> Result<Vec<TokenRow>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| token_row(r).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Revokes the token with this id (if not already); returns it.
+    pub async fn token_revoke(&self, id: i64, now_ms: i64) -> Result<Option<TokenRow>, DbError> {
+        sqlx::query("UPDATE tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get("name")?, r.try_get("scope")?)))
+        row.as_ref()
+            .map(token_row)
             .transpose()
+            .map_err(DbError::from)
+    }
+
+    /// Remembers the configured sites (their last spec and price).
+    pub async fn sites_store(&self, sites: &[SiteRow], now_ms: i64) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        for s in sites {
+            sqlx::query(
+                "INSERT INTO sites (name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (name) DO UPDATE SET provider = excluded.provider, region = excluded.region, accelerator = excluded.accelerator, accelerators = excluded.accelerators, \
+                 price_micro_usd_per_accelerator_hour = excluded.price_micro_usd_per_accelerator_hour, spot = excluded.spot, price_basis = excluded.price_basis, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(s.name.as_str())
+            .bind(s.provider.as_str())
+            .bind(s.region.as_str())
+            .bind(s.accelerator.as_str())
+            .bind(s.accelerators)
+            .bind(s.price_micro_usd_per_accelerator_hour)
+            .bind(i64::from(s.spot))
+            .bind(s.price_basis.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every site ever configured, by name.
+    pub async fn sites_stored(&self) -> Result<Vec<SiteRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis FROM sites ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SiteRow {
+                    name: r.try_get("name")?,
+                    provider: r.try_get("provider")?,
+                    region: r.try_get("region")?,
+                    accelerator: r.try_get("accelerator")?,
+                    accelerators: r.try_get("accelerators")?,
+                    price_micro_usd_per_accelerator_hour: r
+                        .try_get("price_micro_usd_per_accelerator_hour")?,
+                    spot: r.try_get::<i64, _>("spot")? != 0,
+                    price_basis: r.try_get("price_basis")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn token_count(&self) -> Result<i64, DbError> {

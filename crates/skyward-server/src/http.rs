@@ -32,8 +32,14 @@ pub const PAGE_MAX: usize = 1_000;
 /// Log bytes returned per request.
 pub const LOG_CHUNK_MAX: u64 = 1024 * 1024;
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
-/// Tokens remembered after a lookup (valid ones only).
+/// Tokens remembered after a lookup (valid ones only), and for how long:
+/// a token revoked through another replica stops working within this.
 const TOKEN_CACHE_MAX: usize = 10_000;
+const TOKEN_CACHE_TTL_MS: i64 = 1_000;
+/// Tokens listed at most.
+const TOKENS_LISTED_MAX: i64 = 10_000;
+/// /healthz gives the database this long before answering 503.
+const HEALTH_DB_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
@@ -53,8 +59,45 @@ pub struct App {
     pub submit: mpsc::Sender<SubmitJob>,
     pub queries: mpsc::Sender<Query>,
     pub work_dir: PathBuf,
+    /// The server's state directory: no workload path may point into it.
+    pub state_dir: PathBuf,
     pub replica: String,
-    pub tokens: Mutex<HashMap<String, (String, Scope)>>,
+    /// Token hash → (token, when it was looked up).
+    pub tokens: Mutex<HashMap<String, (crate::db::TokenRow, i64)>>,
+    /// Secret values by name; names are what workloads reference, values
+    /// are masked in logs served.
+    pub secrets: Arc<BTreeMap<String, String>>,
+}
+
+/// Who is asking: a token's user (its name), team and scope.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: i64,
+    pub name: String,
+    pub team: String,
+    pub scope: Scope,
+}
+
+impl Principal {
+    fn is_admin(&self) -> bool {
+        self.scope == Scope::Admin
+    }
+
+    /// A read or submit token sees its own team's workloads; admin all.
+    fn sees(&self, row: &crate::db::WorkloadRow) -> bool {
+        self.is_admin() || self.team == row.team
+    }
+
+    /// The submitter (same user in the same team) and admins see the
+    /// values of a workload's `env`.
+    fn owns(&self, row: &crate::db::WorkloadRow) -> bool {
+        self.is_admin() || (self.team == row.team && self.name == row.submitted_by)
+    }
+
+    /// The team filter for lists: own team, or any (admin).
+    fn team_filter(&self) -> Option<&str> {
+        (!self.is_admin()).then_some(self.team.as_str())
+    }
 }
 
 #[derive(Debug)]
@@ -119,7 +162,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sites", get(sites))
         .route("/v1/queue", get(queue))
         .route("/v1/usage", get(usage))
-        .route("/v1/tokens", post(create_token))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -152,8 +196,21 @@ async fn count_status(
     r
 }
 
-/// Checks the bearer token; returns the token's name.
-async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<String, ApiError> {
+fn now_ms() -> i64 {
+    crate::runtime::SystemClock.now_ms_i64()
+}
+
+fn invalid_token(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        format!("the bearer token is {why}"),
+    )
+}
+
+/// Checks the bearer token (known, not revoked, not expired) and its
+/// scope; returns who it is.
+async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -167,52 +224,61 @@ async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<String
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| auth::well_formed(t))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the bearer token is malformed, unknown or revoked",
-            )
-        })?;
+        .ok_or_else(|| invalid_token("malformed, unknown or revoked"))?;
     let hash = auth::hash(token);
-    let cached = app.tokens.lock().ok().and_then(|t| t.get(&hash).cloned());
-    let (name, scope) = match cached {
+    let now = now_ms();
+    let cached = app
+        .tokens
+        .lock()
+        .ok()
+        .and_then(|t| t.get(&hash).cloned())
+        .filter(|(_, at)| now - at < TOKEN_CACHE_TTL_MS)
+        .map(|(row, _)| row);
+    let row = match cached {
         Some(c) => c,
         None => {
-            let found = app
+            let row = app
                 .db
                 .token_lookup(&hash)
                 .await
-                .map_err(ApiError::internal)?;
-            let (name, scope_text) = found.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the bearer token is malformed, unknown or revoked",
-                )
-            })?;
-            let scope = Scope::parse(&scope_text).unwrap_or(Scope::Read);
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| invalid_token("malformed, unknown or revoked"))?;
             if let Ok(mut t) = app.tokens.lock() {
                 if t.len() >= TOKEN_CACHE_MAX {
                     t.clear();
                 }
-                t.insert(hash, (name.clone(), scope));
+                t.insert(hash, (row.clone(), now));
             }
-            (name, scope)
+            row
         }
     };
+    if row.revoked_at_ms.is_some() {
+        return Err(invalid_token("revoked"));
+    }
+    if row.expires_at_ms.is_some_and(|e| e <= now) {
+        return Err(invalid_token(
+            "expired (create a new one with `skyward token create`)",
+        ));
+    }
+    let scope = Scope::parse(&row.scope).unwrap_or(Scope::Read);
     if scope < need {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             format!(
-                "token '{name}' has scope '{}'; this needs '{}'",
+                "token '{}' has scope '{}'; this needs '{}'",
+                row.name,
                 scope.as_str(),
                 need.as_str()
             ),
         ));
     }
-    Ok(name)
+    Ok(Principal {
+        token_id: row.id,
+        name: row.name,
+        team: row.team,
+        scope,
+    })
 }
 
 /// Query parameters, each known and each once.
@@ -278,12 +344,18 @@ fn page_limit(p: &BTreeMap<String, String>) -> Result<usize, ApiError> {
     })
 }
 
-/// The stored workload, or 404 naming it.
-async fn find_workload(app: &App, id: i64) -> Result<crate::db::WorkloadRow, ApiError> {
+/// The stored workload if `who` may see it, or 404 naming it (another
+/// team's workload is not said to exist).
+async fn find_workload(
+    app: &App,
+    who: &Principal,
+    id: i64,
+) -> Result<crate::db::WorkloadRow, ApiError> {
     app.db
         .workload(id)
         .await
         .map_err(ApiError::internal)?
+        .filter(|row| who.sees(row))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -306,7 +378,11 @@ fn path_id(id: &str) -> Result<i64, ApiError> {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let db_ok = app.db.leader().await.is_ok();
+    // A database that does not answer is a 503 now, not a hung probe.
+    let db_ok = matches!(
+        tokio::time::timeout(HEALTH_DB_TIMEOUT, app.db.leader()).await,
+        Ok(Ok(_))
+    );
     let leader = app
         .metrics
         .leader
@@ -423,6 +499,10 @@ struct WorkloadView {
     since_ms: Option<i64>,
     updated_at_ms: i64,
     cancel_requested: bool,
+    team: String,
+    submitted_by: String,
+    exit_code: Option<i64>,
+    end_note: Option<String>,
 }
 
 impl From<crate::db::WorkloadRow> for WorkloadView {
@@ -439,6 +519,10 @@ impl From<crate::db::WorkloadRow> for WorkloadView {
             since_ms: r.since_ms,
             updated_at_ms: r.updated_at_ms,
             cancel_requested: r.cancel_requested,
+            team: r.team,
+            submitted_by: r.submitted_by,
+            exit_code: r.exit_code,
+            end_note: r.end_note,
         }
     }
 }
@@ -471,6 +555,26 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         }
         err
     })?;
+    for (var, name) in &job.secrets {
+        if !app.secrets.contains_key(name) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_secret",
+                format!("secret '{name}' is not configured on this server (its config's secrets:)"),
+            )
+            .field(format!("secrets.{var}")));
+        }
+    }
+    if let Some(c) = job.checkpoint.as_deref().filter(|c| c.starts_with('/')) {
+        if std::path::Path::new(c).starts_with(&app.state_dir) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_workload",
+                "checkpoint: a path inside the server's state directory is not allowed",
+            )
+            .field("checkpoint"));
+        }
+    }
     let spec_json = serde_json::to_string(&job).map_err(ApiError::internal)?;
     let (reply, rx) = oneshot::channel();
     let item = NewWorkload {
@@ -479,7 +583,8 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         spec_json,
         priority: job.priority,
         idempotency_key: key,
-        submitted_by: who,
+        submitted_by: who.name.clone(),
+        team: who.team.clone(),
     };
     app.submit
         .send(SubmitJob { item, reply })
@@ -522,6 +627,10 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
                 since_ms: None,
                 updated_at_ms: stored_at_ms,
                 cancel_requested: false,
+                team: who.team.clone(),
+                submitted_by: who.name.clone(),
+                exit_code: None,
+                end_note: None,
             },
             StatusCode::CREATED,
             false,
@@ -566,8 +675,20 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
 }
 
 async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let p = params(q, &["state", "limit", "cursor"])?;
+    let who = authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["state", "limit", "cursor", "team"])?;
+    let team = match (who.team_filter(), p.get("team")) {
+        (Some(own), Some(t)) if t != own => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("token '{}' sees team '{own}' only", who.name),
+            )
+            .field("team"))
+        }
+        (Some(own), _) => Some(own.to_string()),
+        (None, t) => t.cloned(),
+    };
     let limit = page_limit(&p)?;
     let cursor = num_param(&p, "cursor", i64::MAX as u64)?.map(|c| c as i64);
     let state = p.get("state").map(String::as_str);
@@ -592,7 +713,7 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQ
     }
     let rows = app
         .db
-        .list(state, cursor, limit as i64 + 1)
+        .list(state, team.as_deref(), cursor, limit as i64 + 1)
         .await
         .map_err(ApiError::internal)?;
     let rows: Vec<WorkloadView> = rows.into_iter().map(WorkloadView::from).collect();
@@ -622,10 +743,18 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
+    let who = authorize(&app, &headers, Scope::Read).await?;
     let id = path_id(&id)?;
-    let row = find_workload(&app, id).await?;
-    let spec: Value = serde_json::from_str(&row.spec_json).unwrap_or(Value::Null);
+    let row = find_workload(&app, &who, id).await?;
+    let mut spec: Value = serde_json::from_str(&row.spec_json).unwrap_or(Value::Null);
+    if !who.owns(&row) {
+        // Teammates see the workload, not the values it was given.
+        if let Some(env) = spec.get_mut("env").and_then(Value::as_object_mut) {
+            for v in env.values_mut() {
+                *v = Value::String("***".into());
+            }
+        }
+    }
     let events = app.db.events(id, 1_000).await.map_err(ApiError::internal)?;
     let reasons = if row.state == "pending" || row.state == "submitted" {
         ask(&app, |reply| Query::Why {
@@ -655,9 +784,9 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Submit).await?;
+    let who = authorize(&app, &headers, Scope::Submit).await?;
     let id = path_id(&id)?;
-    let current = find_workload(&app, id).await?;
+    let current = find_workload(&app, &who, id).await?;
     if ["succeeded", "failed", "cancelled"].contains(&current.state.as_str()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -684,18 +813,30 @@ async fn logs(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
+    let who = authorize(&app, &headers, Scope::Read).await?;
     let id = path_id(&id)?;
     let p = params(q, &["offset", "limit"])?;
     let offset = num_param(&p, "offset", u64::MAX / 2)?.unwrap_or(0);
     let limit = num_param(&p, "limit", LOG_CHUNK_MAX)?.unwrap_or(LOG_CHUNK_MAX);
-    let row = find_workload(&app, id).await?;
+    let row = find_workload(&app, &who, id).await?;
     let path = app.work_dir.join(id.to_string()).join("output.log");
-    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
+    let (start, mut chunk) = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let next = offset + chunk.len() as u64;
+    let next = start + chunk.len() as u64;
+    // A secret the run printed is not served (best effort: a value cut by
+    // a chunk boundary is not recognised).
+    let referenced: Vec<&String> =
+        serde_json::from_str::<skyward_spec::job::JobRequest>(&row.spec_json)
+            .map(|r| r.secrets.into_values().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| app.secrets.get(name))
+            .collect();
+    for value in referenced.into_iter().filter(|v| v.len() >= 4) {
+        chunk = mask(&chunk, value.as_bytes());
+    }
     let finished = ["succeeded", "failed", "cancelled"].contains(&row.state.as_str());
     let mut r = (
         StatusCode::OK,
@@ -716,17 +857,40 @@ async fn logs(
     Ok(r)
 }
 
-fn read_chunk(path: &std::path::Path, offset: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+/// Up to `limit` bytes of the log from `offset`, and the offset they
+/// start at: an offset past the end gives an empty chunk at the end (the
+/// file system would refuse some such seeks outright).
+fn read_chunk(path: &std::path::Path, offset: u64, limit: u64) -> std::io::Result<(u64, Vec<u8>)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
         Err(e) => return Err(e),
     };
+    let len = f.metadata()?.len();
+    if offset >= len {
+        return Ok((len, Vec::new()));
+    }
     f.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::new();
     f.take(limit).read_to_end(&mut buf)?;
-    Ok(buf)
+    Ok((offset, buf))
+}
+
+/// `text` with every occurrence of `secret` replaced by `***`.
+fn mask(text: &[u8], secret: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(secret) {
+            out.extend_from_slice(b"***");
+            i += secret.len();
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -775,7 +939,7 @@ async fn queue(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
+    let who = authorize(&app, &headers, Scope::Read).await?;
     let p = params(q, &["limit", "cursor"])?;
     let limit = page_limit(&p)?;
     let cursor = num_param(&p, "cursor", u64::MAX)?;
@@ -787,6 +951,7 @@ async fn queue(
     let items: Vec<QueueEntry> = ask(&app, |reply| Query::Queue {
         after: cursor,
         limit: limit + 1,
+        team: who.team_filter().map(String::from),
         reply,
     })
     .await
@@ -800,7 +965,7 @@ async fn queue(
     };
     let items: Vec<Value> = items
         .into_iter()
-        .map(|e| json!({"id": e.id, "name": e.name, "priority": e.priority, "position": e.position, "reasons": e.reasons.into_iter().map(|(r, n)| json!({"reason": r, "sites": n})).collect::<Vec<_>>()}))
+        .map(|e| json!({"id": e.id, "name": e.name, "team": e.team, "priority": e.priority, "position": e.position, "reasons": e.reasons.into_iter().map(|(r, n)| json!({"reason": r, "sites": n})).collect::<Vec<_>>()}))
         .collect();
     Ok(json_response(
         StatusCode::OK,
@@ -813,7 +978,8 @@ async fn usage(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
+    let who = authorize(&app, &headers, Scope::Read).await?;
+    let team = who.team_filter();
     let p = params(q, &["limit", "cursor", "format"])?;
     let cursor = num_param(&p, "cursor", i64::MAX as u64)?.unwrap_or(0) as i64;
     match p.get("format").map(String::as_str) {
@@ -821,7 +987,7 @@ async fn usage(
             let limit = page_limit(&p)?;
             let rows = app
                 .db
-                .usage(cursor, limit as i64 + 1)
+                .usage(team, cursor, limit as i64 + 1)
                 .await
                 .map_err(ApiError::internal)?;
             Ok(page(rows, limit, |u| u.id.to_string()))
@@ -833,7 +999,7 @@ async fn usage(
             loop {
                 let rows = app
                     .db
-                    .usage(after, 10_000)
+                    .usage(team, after, 10_000)
                     .await
                     .map_err(ApiError::internal)?;
                 let Some(last) = rows.last() else { break };
@@ -861,6 +1027,14 @@ async fn usage(
     }
 }
 
+/// A team's name: letters, digits, '.', '_', '-'; 1 to 64.
+pub fn valid_team(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
 async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     authorize(&app, &headers, Scope::Admin).await?;
     let text = body_text(body, &headers).await?;
@@ -869,12 +1043,17 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
     struct Req {
         name: String,
         scope: String,
+        #[serde(default)]
+        team: Option<String>,
+        /// A duration (`30d`, `12h`).
+        #[serde(default)]
+        expires: Option<String>,
     }
     let req: Req = serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            format!("expected {{\"name\": …, \"scope\": \"read|submit|admin\"}}: {e}"),
+            format!("expected {{\"name\": …, \"scope\": \"read|submit|admin\", \"team\": …, \"expires\": \"30d\"}}: {e}"),
         )
     })?;
     let scope = Scope::parse(&req.scope).ok_or_else(|| {
@@ -885,7 +1064,7 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         )
         .field("scope")
     })?;
-    if req.name.is_empty() || req.name.len() > 128 || req.name.chars().any(char::is_control) {
+    if req.name.is_empty() || req.name.len() > 128 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_name",
@@ -893,15 +1072,98 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         )
         .field("name"));
     }
+    if let Some(problem) = skyward_spec::text::name_problem(&req.name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+            format!("name {problem}"),
+        )
+        .field("name"));
+    }
+    let team = req.team.unwrap_or_else(|| "default".into());
+    if !valid_team(&team) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_team",
+            "team is 1 to 64 letters, digits, '.', '_' or '-'",
+        )
+        .field("team"));
+    }
+    let now = now_ms();
+    let expires_at_ms = match &req.expires {
+        None => None,
+        Some(e) => Some(
+            now + skyward_spec::job::parse_duration_ms(e).map_err(|m| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_expires", m)
+                    .field("expires")
+            })? as i64,
+        ),
+    };
     let token = auth::generate().map_err(ApiError::internal)?;
-    let now = crate::runtime::SystemClock.now_ms_i64();
+    let hash = auth::hash(&token);
     let id = app
         .db
-        .token_create(&req.name, &auth::hash(&token), scope.as_str(), now)
+        .token_create(
+            &crate::db::NewToken {
+                name: &req.name,
+                sha256: &hash,
+                scope: scope.as_str(),
+                team: &team,
+                expires_at_ms,
+            },
+            now,
+        )
         .await
         .map_err(ApiError::internal)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"id": id, "name": req.name, "scope": scope.as_str(), "token": token}),
+        &json!({"id": id, "name": req.name, "team": team, "scope": scope.as_str(), "expires_at_ms": expires_at_ms, "token": token}),
     ))
+}
+
+async fn list_tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Admin).await?;
+    let rows = app
+        .db
+        .token_list(TOKENS_LISTED_MAX)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, &json!({ "items": rows })))
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Admin).await?;
+    let id = id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "a token id is a positive whole number (see `skyward token list`)",
+        )
+        .field("id")
+    })?;
+    let row = app
+        .db
+        .token_revoke(id, now_ms())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "token_not_found",
+                format!("no token {id}"),
+            )
+            .field("id")
+        })?;
+    // At once on this replica; other replicas within the cache's TTL.
+    if let Ok(mut t) = app.tokens.lock() {
+        t.retain(|_, (r, _)| r.id != id);
+    }
+    if who.token_id == id {
+        eprintln!("skyward: token {id} ('{}') revoked itself", row.name);
+    }
+    Ok(json_response(StatusCode::OK, &row))
 }

@@ -37,6 +37,12 @@ pub enum ServerError {
     Io { path: String, message: String },
     #[error("another Skyward server is using {path} (one server per SQLite database; use PostgreSQL for several replicas)")]
     Busy { path: String },
+    #[error(transparent)]
+    Isolation(#[from] skyward_executor::isolation::IsolationError),
+    #[error("work_dir {work}: must be outside the state directory {state} (workloads must not reach the server's state)")]
+    WorkInsideState { work: String, state: String },
+    #[error("secrets.{name}: {message}")]
+    Secret { name: String, message: String },
 }
 
 /// Submissions waiting for the group-commit writer.
@@ -69,13 +75,111 @@ pub async fn bootstrap_admin_token(
     std::fs::create_dir_all(data_dir).map_err(io)?;
     write_secret(&path, &format!("{token}\n")).map_err(io)?;
     db.token_create(
-        "admin (bootstrap)",
-        &auth::hash(&token),
-        "admin",
+        &db::NewToken {
+            name: "admin (bootstrap)",
+            sha256: &auth::hash(&token),
+            scope: "admin",
+            team: "admin",
+            expires_at_ms: None,
+        },
         SystemClock.now_ms_i64(),
     )
     .await?;
     Ok(Some(path))
+}
+
+/// Makes `path` readable by its owner only (a state file or directory).
+fn private(path: &std::path::Path, mode: u32) -> Result<(), ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ServerError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Where runs' directories go: the configured `work_dir`, else
+/// `<state dir>-work` beside the state directory, else (a root server
+/// whose state sits where the run user cannot reach, such as under
+/// /root) `/var/lib/skyward/<name>-<hash of the state path>-work`. Never
+/// inside the state directory.
+pub fn work_dir(
+    cfg: &ServerConfig,
+    run_as: Option<&skyward_executor::RunAs>,
+) -> Result<PathBuf, ServerError> {
+    use skyward_executor::isolation::check_reachable;
+    let io = |p: &std::path::Path, e: std::io::Error| ServerError::Io {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let state = std::path::absolute(&cfg.data_dir).map_err(|e| io(&cfg.data_dir, e))?;
+    let name = state
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "skyward".into());
+    let chosen = match &cfg.work_dir {
+        Some(w) => {
+            let w = std::path::absolute(w).map_err(|e| io(w, e))?;
+            if let Some(r) = run_as {
+                check_reachable(&w, r)?;
+            }
+            w
+        }
+        None => {
+            let beside = state.with_file_name(format!("{name}-work"));
+            match run_as {
+                Some(r) if check_reachable(&beside, r).is_err() => {
+                    // One per state directory: two servers never share one.
+                    let tag = &auth::hash(&state.display().to_string())[..12];
+                    let fallback =
+                        PathBuf::from("/var/lib/skyward").join(format!("{name}-{tag}-work"));
+                    check_reachable(&fallback, r)?;
+                    fallback
+                }
+                _ => beside,
+            }
+        }
+    };
+    if chosen.starts_with(&state) {
+        return Err(ServerError::WorkInsideState {
+            work: chosen.display().to_string(),
+            state: state.display().to_string(),
+        });
+    }
+    std::fs::create_dir_all(&chosen).map_err(|e| io(&chosen, e))?;
+    // Others (the run user) may enter to reach their own run, not list.
+    private(&chosen, if run_as.is_some() { 0o711 } else { 0o700 })?;
+    Ok(chosen)
+}
+
+/// Reads each configured secret's value (from the server's environment or
+/// a file) once, at start.
+pub fn resolve_secrets(
+    cfg: &ServerConfig,
+) -> Result<std::collections::BTreeMap<String, String>, ServerError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, src) in &cfg.secrets {
+        let err = |m: String| ServerError::Secret {
+            name: name.clone(),
+            message: m,
+        };
+        let value = match src {
+            config::SecretSource::Env(var) => std::env::var(var)
+                .map_err(|_| err(format!("environment variable {var} is not set")))?,
+            config::SecretSource::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| err(format!("{}: {e}", p.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        };
+        if value.is_empty() {
+            return Err(err("the value is empty".into()));
+        }
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
 }
 
 fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
@@ -95,7 +199,7 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<()>,
-    scheduler: tokio::task::JoinHandle<Result<(), DbError>>,
+    scheduler: tokio::sync::oneshot::Receiver<Result<(), DbError>>,
     pub admin_token_file: Option<PathBuf>,
     pub replica: String,
     /// Held while the server runs (SQLite only).
@@ -118,12 +222,43 @@ impl Running {
 /// Opens the store, starts the writer, the scheduler and the HTTP server.
 pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, ServerError> {
     let target = db_target(&cfg);
+    // The state directory is the server's alone.
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::Io {
+        path: cfg.data_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    private(&cfg.data_dir, 0o700)?;
+    let run_as = skyward_executor::isolation::resolve_run_as(cfg.run_as.as_deref())?;
+    let work_dir = work_dir(&cfg, run_as.as_ref())?;
+    let secrets = Arc::new(resolve_secrets(&cfg)?);
+    let cgroup_root = skyward_executor::isolation::cgroup_root();
+    match &run_as {
+        Some(r) => eprintln!(
+            "skyward: workloads run as '{}' (uid {}) in {}{}",
+            r.user,
+            r.uid,
+            work_dir.display(),
+            if cgroup_root.is_some() { ", each in its own cgroup" } else { "" }
+        ),
+        None => eprintln!(
+            "skyward: workloads run as this server's own user in {}: they can read whatever it can, including {}; start the server as root to run them as an unprivileged user (run_as)",
+            work_dir.display(),
+            cfg.data_dir.display()
+        ),
+    }
     // One server per SQLite file: a second one would double-schedule.
     let lock = match &target {
         Target::Sqlite(path) => Some(lock_file(path)?),
         Target::Postgres(_) => None,
     };
     let db = Db::open(&target).await?;
+    if let Target::Sqlite(path) = &target {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            private(std::path::Path::new(&p), 0o600)?;
+        }
+    }
     let admin_token_file = bootstrap_admin_token(&db, &cfg.data_dir).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -150,25 +285,35 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (submit_tx, submit_rx) = mpsc::channel::<SubmitJob>(SUBMIT_QUEUE_MAX);
     let (query_tx, query_rx) = mpsc::channel(1_024);
-    let work_dir = cfg.data_dir.join("work");
-    std::fs::create_dir_all(&work_dir).map_err(|e| ServerError::Io {
-        path: work_dir.display().to_string(),
-        message: e.to_string(),
-    })?;
     tokio::spawn(writer(db.clone(), submit_rx, wake.clone()));
-    let runtime = Runtime {
-        db: db.clone(),
-        sites: cfg.sites.clone(),
-        core_cfg: cfg.core.clone(),
-        work_dir: work_dir.clone(),
-        holder: replica.clone(),
-        lease_ms: cfg.lease_ms,
-        exclusive: lock.is_some(),
-        metrics: metrics.clone(),
-        wake: wake.clone(),
+    let scheduler_secrets = secrets.clone();
+    let sites = cfg.sites.clone();
+    let core_cfg = cfg.core.clone();
+    let sched_work_dir = work_dir.clone();
+    let holder = replica.clone();
+    let lease_ms = cfg.lease_ms;
+    let exclusive = lock.is_some();
+    let sched_metrics = metrics.clone();
+    let sched_wake = wake.clone();
+    // The scheduler has its own thread, runtime and connection pool: no
+    // flood of requests can starve it of CPU or connections and cost it
+    // the lease.
+    let make_runtime = move |sched_db: Db| Runtime {
+        db: sched_db,
+        sites,
+        core_cfg,
+        work_dir: sched_work_dir,
+        holder,
+        lease_ms,
+        exclusive,
+        metrics: sched_metrics,
+        wake: sched_wake,
         clock: Arc::new(SystemClock),
+        run_as,
+        cgroup_root,
+        secrets: scheduler_secrets,
     };
-    let scheduler = tokio::spawn(runtime.run(shutdown_rx.clone(), query_rx));
+    let scheduler = spawn_scheduler(target.clone(), make_runtime, shutdown_rx.clone(), query_rx)?;
     let app = Arc::new(App {
         db,
         parser: skyward_spec::job::JobParser::new(&catalog),
@@ -179,8 +324,10 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         submit: submit_tx,
         queries: query_tx,
         work_dir,
+        state_dir: std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone()),
         replica: replica.clone(),
         tokens: std::sync::Mutex::new(Default::default()),
+        secrets,
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;
@@ -201,6 +348,38 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         replica,
         _lock: lock,
     })
+}
+
+/// Runs the scheduler on a thread of its own with a current-thread
+/// runtime; its result arrives on the returned channel.
+fn spawn_scheduler(
+    target: Target,
+    make: impl FnOnce(Db) -> Runtime + Send + 'static,
+    shutdown: watch::Receiver<bool>,
+    queries: mpsc::Receiver<runtime::Query>,
+) -> Result<tokio::sync::oneshot::Receiver<Result<(), DbError>>, ServerError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::Io {
+            path: "scheduler runtime".into(),
+            message: e.to_string(),
+        })?;
+    std::thread::Builder::new()
+        .name("skyward-scheduler".into())
+        .spawn(move || {
+            let r = rt.block_on(async move {
+                let db = Db::open(&target).await?;
+                make(db).run(shutdown, queries).await
+            });
+            let _ = tx.send(r);
+        })
+        .map_err(|e| ServerError::Io {
+            path: "scheduler thread".into(),
+            message: e.to_string(),
+        })?;
+    Ok(rx)
 }
 
 /// Group commit: every submission waiting is stored in one transaction,

@@ -9,12 +9,12 @@
 //! `CancelOnSite` of that round is carried out.
 
 use crate::config::Site;
-use crate::db::{Db, DbError, UsageRow, Write};
+use crate::db::{Db, DbError, SiteRow, UsageRow, Write};
 use crate::metrics::{Metrics, SiteGauge};
 use skyward_core::{
     Command, Core, Input, JobSpec, Millis, Outcome, Record, Snapshot, State, WorkloadId,
 };
-use skyward_executor::{ExecEvent, LocalExecutor, RunSpec};
+use skyward_executor::{ExecEvent, LocalExecutor, RunAs, RunSpec};
 use skyward_model::AcceleratorRequest;
 use skyward_spec::job::JobRequest;
 use std::collections::BTreeMap;
@@ -54,6 +54,8 @@ pub enum Query {
     Queue {
         after: Option<u64>,
         limit: usize,
+        /// Only this team's workloads (positions stay global).
+        team: Option<String>,
         reply: oneshot::Sender<Vec<QueueEntry>>,
     },
     Why {
@@ -66,6 +68,7 @@ pub enum Query {
 pub struct QueueEntry {
     pub id: u64,
     pub name: String,
+    pub team: String,
     pub priority: i32,
     pub position: usize,
     /// Reason → sites rejected for it in the last cycle.
@@ -85,6 +88,12 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     pub clock: Arc<dyn Clock>,
+    /// Who runs workloads (the server is root), and the cgroup tree that
+    /// holds them, if any.
+    pub run_as: Option<RunAs>,
+    pub cgroup_root: Option<PathBuf>,
+    /// Secret values by name (from the config's `secrets:`).
+    pub secrets: Arc<BTreeMap<String, String>>,
 }
 
 /// Why leading stopped.
@@ -108,35 +117,54 @@ fn to_job_spec(r: &JobRequest) -> JobSpec {
         residency: r.residency.clone(),
         compliance: r.compliance.clone(),
         spot: r.spot,
+        hours: r.hours,
+        max_runtime_ms: r.max_runtime_ms,
     }
 }
 
+/// What to run; `secrets` holds the references (variable → secret
+/// name) until dispatch resolves them.
 fn to_run_spec(r: &JobRequest) -> RunSpec {
     RunSpec {
         setup: r.setup.clone(),
         run: r.run.clone(),
         env: r.env.clone(),
+        secrets: r.secrets.clone(),
         checkpoint: r.checkpoint.clone(),
+        nodes: r.nodes,
+        walltime_ms: None,
     }
 }
 
+/// How a run ended, kept until its end is stored.
+type Ending = (Option<i32>, Option<String>);
+
 /// An executor's report as the core's input (a lost run is a preemption:
-/// the site no longer has it).
-fn exec_input(site: &str, e: ExecEvent) -> Input {
+/// the site no longer has it), and how the run ended, if it did.
+fn exec_input(site: &str, e: ExecEvent) -> (Input, Option<(WorkloadId, Ending)>) {
     let site = site.to_string();
-    match e {
+    let input = match e {
         ExecEvent::Acked { id, attempt } => Input::DispatchAcked { id, site, attempt },
         ExecEvent::Started { id, attempt } => Input::Started { id, site, attempt },
         ExecEvent::Finished {
             id,
             attempt,
             success,
-        } => Input::Finished {
-            id,
-            site,
-            attempt,
-            success,
-        },
+            exit_code,
+            ended_at_ms,
+            note,
+        } => {
+            return (
+                Input::Finished {
+                    id,
+                    site,
+                    attempt,
+                    success,
+                    ended_at: ended_at_ms,
+                },
+                Some((id, (exit_code, note))),
+            )
+        }
         ExecEvent::Lost { id, attempt } => {
             eprintln!(
                 "skyward: workload {} attempt {attempt} on {site}: the run is gone without an exit code; requeued",
@@ -144,7 +172,8 @@ fn exec_input(site: &str, e: ExecEvent) -> Input {
             );
             Input::Preempted { id, site, attempt }
         }
-    }
+    };
+    (input, None)
 }
 
 fn state_name(s: &State) -> &'static str {
@@ -185,6 +214,8 @@ struct Leading<'a> {
     dispatched_at: BTreeMap<WorkloadId, Millis>,
     executors: BTreeMap<String, LocalExecutor>,
     site_info: BTreeMap<String, Site>,
+    endings: BTreeMap<WorkloadId, Ending>,
+    teams: BTreeMap<WorkloadId, String>,
 }
 
 impl Runtime {
@@ -264,6 +295,7 @@ impl Runtime {
         let mut snaps = Vec::with_capacity(rows.len());
         let mut runs = BTreeMap::new();
         let mut submitted_at = BTreeMap::new();
+        let mut teams = BTreeMap::new();
         for r in rows {
             let req: JobRequest = serde_json::from_str(&r.spec_json)
                 .map_err(|e| DbError::Corrupt(format!("workload {}: {e}", r.id)))?;
@@ -281,6 +313,7 @@ impl Runtime {
                 ))
             })?;
             runs.insert(id, to_run_spec(&req));
+            teams.insert(id, r.team.clone());
             submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
             snaps.push(Snapshot {
                 id,
@@ -300,75 +333,40 @@ impl Runtime {
             dispatched_at: BTreeMap::new(),
             executors: BTreeMap::new(),
             site_info: BTreeMap::new(),
+            endings: BTreeMap::new(),
+            teams,
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
+        let rows: Vec<SiteRow> = self.sites.iter().map(site_row).collect();
+        self.db.sites_store(&rows, now as i64).await?;
         for site in &self.sites {
-            let name = site.spec.name.clone();
-            let mut ex = LocalExecutor::new(&name, &self.work_dir, site.spec.accelerators);
-            let recovered = ex.recover();
-            let running = ex.running();
-            // The site still knows the runs that ended while we were down:
-            // register them as its own, then report how they ended (else
-            // the core would take them back as lost and run them again).
-            let mut known = running.clone();
-            known.extend(recovered.iter().filter_map(|e| match e {
-                ExecEvent::Finished { id, .. } => Some(*id),
-                _ => None,
-            }));
-            let _ = l.core.handle(
-                now,
-                Input::RegisterSite {
-                    spec: site.spec.clone(),
-                    running: known,
-                },
+            l.register(now, site.clone());
+        }
+        // Sites that left the configuration but still have work: their runs
+        // are stopped, billed at the site's last price and requeued.
+        let configured: Vec<&str> = self.sites.iter().map(|s| s.spec.name.as_str()).collect();
+        for row in self.db.sites_stored().await? {
+            if configured.contains(&row.name.as_str()) || l.core.on_site(&row.name).is_empty() {
+                continue;
+            }
+            let Some(site) = site_from_row(&row) else {
+                continue;
+            };
+            let name = row.name.clone();
+            let n = l.core.on_site(&name).len();
+            eprintln!(
+                "skyward: site {name} is no longer configured; stopping its {n} run(s) and requeueing them"
             );
-            for (id, state, attempt) in l.core.on_site(&name) {
-                let dispatched = matches!(state, State::Dispatched { .. });
-                let ended = recovered.iter().find_map(|e| match e {
-                    ExecEvent::Finished {
-                        id: i,
-                        attempt: a,
-                        success,
-                    } if *i == id && *a == attempt => Some(*success),
-                    _ => None,
-                });
-                if !running.contains(&id) && ended.is_none() {
-                    // Gone from the site: lost, requeued.
-                    let _ = l.core.handle(
-                        now,
-                        Input::Preempted {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                        },
-                    );
-                    continue;
-                }
-                if dispatched {
-                    let _ = l.core.handle(
-                        now,
-                        Input::Started {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                        },
-                    );
-                }
-                if let Some(success) = ended {
-                    let _ = l.core.handle(
-                        now,
-                        Input::Finished {
-                            id,
-                            site: name.clone(),
-                            attempt,
-                            success,
-                        },
-                    );
+            l.register(now, site);
+            let _ = l.core.handle(now, Input::RemoveSite { site: name.clone() });
+            l.flush(now).await?;
+            if let Some(mut ex) = l.executors.remove(&name) {
+                // Whatever is left there is stopped too.
+                for id in ex.running() {
+                    ex.cancel(id, u32::MAX);
                 }
             }
-            l.executors.insert(name.clone(), ex);
-            l.site_info.insert(name, site.clone());
         }
         eprintln!(
             "skyward: restored {restored} live workloads; {} sites registered",
@@ -387,7 +385,119 @@ impl Runtime {
     }
 }
 
+/// A configured site as the store remembers it.
+fn site_row(s: &Site) -> SiteRow {
+    SiteRow {
+        name: s.spec.name.clone(),
+        provider: s.spec.region.provider.clone(),
+        region: s.spec.region.region.clone(),
+        accelerator: s.spec.accelerator.clone(),
+        accelerators: i64::from(s.spec.accelerators),
+        price_micro_usd_per_accelerator_hour: s.spec.price_usd_per_accelerator_hour.micros(),
+        spot: s.spec.spot,
+        price_basis: s.price_basis.as_str().to_string(),
+    }
+}
+
+fn site_from_row(r: &SiteRow) -> Option<Site> {
+    let basis = match r.price_basis.as_str() {
+        "spot" => crate::config::PriceBasis::Spot,
+        "reserved" => crate::config::PriceBasis::Reserved,
+        _ => crate::config::PriceBasis::OnDemand,
+    };
+    Some(Site {
+        spec: skyward_core::SiteSpec {
+            name: r.name.clone(),
+            region: skyward_model::RegionKey::new(&r.provider, &r.region),
+            accelerator: r.accelerator.clone(),
+            accelerators: u32::try_from(r.accelerators).ok()?,
+            price_usd_per_accelerator_hour: skyward_model::Usd::from_micros(
+                r.price_micro_usd_per_accelerator_hour,
+            ),
+            spot: r.spot,
+        },
+        price_basis: basis,
+        price_source: "last configured".into(),
+    })
+}
+
 impl Leading<'_> {
+    /// A site registers with the runs it still has; runs that ended or
+    /// vanished while no scheduler watched are settled.
+    fn register(&mut self, now: Millis, site: Site) {
+        let rt = self.rt;
+        let name = site.spec.name.clone();
+        let mut ex = LocalExecutor::with_options(
+            &name,
+            &rt.work_dir,
+            site.spec.accelerators,
+            skyward_executor::Options {
+                run_as: rt.run_as.clone(),
+                cgroup_root: rt.cgroup_root.clone(),
+                accelerator: site.spec.accelerator.clone(),
+            },
+        );
+        let recovered = ex.recover();
+        let running = ex.running();
+        // The site still knows the runs that ended while we were down:
+        // register them as its own, then report how they ended (else the
+        // core would take them back as lost and run them again).
+        let mut known = running.clone();
+        known.extend(recovered.iter().filter_map(|e| match e {
+            ExecEvent::Finished { id, .. } => Some(*id),
+            _ => None,
+        }));
+        let _ = self.core.handle(
+            now,
+            Input::RegisterSite {
+                spec: site.spec.clone(),
+                running: known,
+            },
+        );
+        for (id, state, attempt) in self.core.on_site(&name) {
+            let dispatched = matches!(state, State::Dispatched { .. });
+            let ended = recovered.iter().find(|e| {
+                matches!(e, ExecEvent::Finished { id: i, attempt: a, .. } if *i == id && *a == attempt)
+            });
+            if !running.contains(&id) && ended.is_none() {
+                // Gone from the site: lost, requeued.
+                let _ = self.core.handle(
+                    now,
+                    Input::Preempted {
+                        id,
+                        site: name.clone(),
+                        attempt,
+                    },
+                );
+                continue;
+            }
+            if dispatched {
+                let _ = self.core.handle(
+                    now,
+                    Input::Started {
+                        id,
+                        site: name.clone(),
+                        attempt,
+                    },
+                );
+            }
+            if let Some(e) = ended {
+                self.feed(now, &name, e.clone());
+            }
+        }
+        self.executors.insert(name.clone(), ex);
+        self.site_info.insert(name, site);
+    }
+
+    /// Hands an executor's report to the core, keeping how a run ended.
+    fn feed(&mut self, now: Millis, site: &str, e: ExecEvent) {
+        let (input, ending) = exec_input(site, e);
+        if let Some((id, ending)) = ending {
+            self.endings.insert(id, ending);
+        }
+        let _ = self.core.handle(now, input);
+    }
+
     async fn main_loop(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
@@ -410,14 +520,15 @@ impl Leading<'_> {
                 }
             }
             self.ingest(now).await?;
+            let mut events = Vec::new();
             for (name, ex) in self.executors.iter_mut() {
                 let _ = self
                     .core
                     .handle(now, Input::Heartbeat { site: name.clone() });
-                for e in ex.poll() {
-                    let input = exec_input(name, e);
-                    let _ = self.core.handle(now, input);
-                }
+                events.extend(ex.poll().into_iter().map(|e| (name.clone(), e)));
+            }
+            for (name, e) in events {
+                self.feed(now, &name, e);
             }
             self.core.handle_timeout(now);
             self.flush(now).await?;
@@ -452,31 +563,49 @@ impl Leading<'_> {
             Query::Queue {
                 after,
                 limit,
+                team,
                 reply,
             } => {
-                let ids = self.core.pending_page(after.map(WorkloadId), limit);
-                let skipped = after
+                // Pages of the whole queue, filtered to the team, until the
+                // page is full (bounded by the queue's length).
+                let mut entries = Vec::new();
+                let mut cursor = after.map(WorkloadId);
+                let mut position = after
                     .and_then(|a| self.core.pending_position(WorkloadId(a)))
                     .map_or(0, |p| p + 1);
-                let entries = ids
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, id)| QueueEntry {
-                        id: id.0,
-                        name: self
-                            .core
-                            .spec(id)
-                            .map(|s| s.name.clone())
-                            .unwrap_or_default(),
-                        priority: self.core.spec(id).map(|s| s.priority).unwrap_or(0),
-                        position: skipped + i + 1,
-                        reasons: self
-                            .core
-                            .why_pending(id)
-                            .map(|w| w.iter().map(|(r, n)| (r.to_string(), *n)).collect())
-                            .unwrap_or_default(),
-                    })
-                    .collect();
+                'pages: loop {
+                    let ids = self.core.pending_page(cursor, limit.max(256));
+                    if ids.is_empty() {
+                        break;
+                    }
+                    for id in ids {
+                        cursor = Some(id);
+                        position += 1;
+                        let team_of = self.teams.get(&id).cloned().unwrap_or_default();
+                        if team.as_ref().is_some_and(|t| *t != team_of) {
+                            continue;
+                        }
+                        entries.push(QueueEntry {
+                            id: id.0,
+                            name: self
+                                .core
+                                .spec(id)
+                                .map(|s| s.name.clone())
+                                .unwrap_or_default(),
+                            team: team_of,
+                            priority: self.core.spec(id).map(|s| s.priority).unwrap_or(0),
+                            position,
+                            reasons: self
+                                .core
+                                .why_pending(id)
+                                .map(|w| w.iter().map(|(r, n)| (r.to_string(), *n)).collect())
+                                .unwrap_or_default(),
+                        });
+                        if entries.len() >= limit {
+                            break 'pages;
+                        }
+                    }
+                }
                 let _ = reply.send(entries);
             }
             Query::Why { id, reply } => {
@@ -496,7 +625,7 @@ impl Leading<'_> {
         loop {
             let batch = rt.db.new_submissions(after, INGEST_BATCH).await?;
             let n = batch.len();
-            for (id, spec_json) in batch {
+            for (id, spec_json, team) in batch {
                 after = id;
                 let wid = WorkloadId(id as u64);
                 let req: JobRequest = match serde_json::from_str(&spec_json) {
@@ -515,6 +644,7 @@ impl Leading<'_> {
                 ) {
                     Ok(()) => {
                         self.runs.insert(wid, to_run_spec(&req));
+                        self.teams.insert(wid, team);
                         self.submitted_at.insert(wid, now);
                     }
                     Err(skyward_core::Rejected::Full) => return Ok(()),
@@ -560,9 +690,15 @@ impl Leading<'_> {
                             } => (Some(site.clone()), *accelerators, Some(*since as i64)),
                             _ => (None, 0, None),
                         };
+                        let mut exit_code = None;
+                        let mut note = None;
                         match &state {
                             State::Done(o) => {
                                 ended.push(id);
+                                if let Some((code, why)) = self.endings.remove(&id) {
+                                    exit_code = code.map(i64::from);
+                                    note = why;
+                                }
                                 match o {
                                     Outcome::Succeeded => {
                                         rt.metrics.finished_ok.fetch_add(1, Ordering::Relaxed)
@@ -588,6 +724,8 @@ impl Leading<'_> {
                             new_attempt: matches!(state, State::Dispatched { .. }),
                             since_ms: since,
                             at_ms: at as i64,
+                            exit_code,
+                            note,
                         });
                     }
                     Command::Persist(Record::Submitted { .. }) => {}
@@ -650,6 +788,8 @@ impl Leading<'_> {
                 }
                 self.core.forget(id);
                 self.runs.remove(&id);
+                self.teams.remove(&id);
+                self.endings.remove(&id);
                 self.submitted_at.remove(&id);
                 self.dispatched_at.remove(&id);
             }
@@ -667,14 +807,24 @@ impl Leading<'_> {
                 site,
                 accelerators,
                 attempt,
+                walltime_ms,
             } => {
                 rt.metrics.placements.fetch_add(1, Ordering::Relaxed);
                 self.dispatched_at.insert(id, now);
                 let Some(ex) = self.executors.get_mut(&site) else {
                     return;
                 };
-                let run = self.runs.get(&id).cloned().unwrap_or_default();
-                match ex.dispatch(id, attempt, accelerators, &run) {
+                let mut run = self.runs.get(&id).cloned().unwrap_or_default();
+                run.walltime_ms = walltime_ms;
+                let resolved = resolve_secrets(&run.secrets, &rt.secrets);
+                let result = match resolved {
+                    Ok(values) => {
+                        run.secrets = values;
+                        ex.dispatch(id, attempt, accelerators, &run)
+                    }
+                    Err(why) => Err(skyward_executor::local::DispatchError::Spawn(id, why)),
+                };
+                match result {
                     Ok(events) => {
                         for e in events {
                             if let ExecEvent::Started { id, .. } = &e {
@@ -686,13 +836,14 @@ impl Leading<'_> {
                                     rt.metrics.start_latency.observe_ms(t.saturating_sub(*s));
                                 }
                             }
-                            let input = exec_input(&site, e);
-                            let _ = self.core.handle(rt.clock.now_ms(), input);
+                            self.feed(rt.clock.now_ms(), &site, e);
                         }
                     }
                     Err(skyward_executor::local::DispatchError::Spawn(_, why)) => {
                         eprintln!("skyward: workload {}: cannot start on {site}: {why}", id.0);
                         let t = rt.clock.now_ms();
+                        self.endings
+                            .insert(id, (None, Some(format!("could not start: {why}"))));
                         let _ = self.core.handle(
                             t,
                             Input::Started {
@@ -708,6 +859,7 @@ impl Leading<'_> {
                                 site,
                                 attempt,
                                 success: false,
+                                ended_at: None,
                             },
                         );
                     }
@@ -759,6 +911,24 @@ impl Leading<'_> {
             *g = gauges;
         }
     }
+}
+
+/// Secret values for a run's references; an unknown name fails the run
+/// (it must not start without what it asked for).
+fn resolve_secrets(
+    refs: &BTreeMap<String, String>,
+    values: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    refs.iter()
+        .map(|(var, name)| {
+            values
+                .get(name)
+                .map(|v| (var.clone(), v.clone()))
+                .ok_or_else(|| {
+                    format!("secret '{name}' (for {var}) is not configured on this server")
+                })
+        })
+        .collect()
 }
 
 impl SystemClock {

@@ -1,7 +1,8 @@
 //! A workload to *run* (`skyward submit`, `POST /v1/workloads`): the
 //! workload format of a fleet file (`name`, `accelerators`, `nodes`,
 //! `providers`, `regions`, `residency`, `compliance`, optional `hours`)
-//! plus `priority`, `run`, `setup`, `env` and `checkpoint`.
+//! plus `priority`, `run`, `setup`, `env`, `secrets` (references to the
+//! server's secrets), `checkpoint` and `max_runtime`.
 //!
 //! A file holds one workload (a mapping) or several (`workloads:` list).
 //! JSON is accepted too (it is YAML), so the HTTP API and the CLI share
@@ -55,6 +56,10 @@ struct RawJob {
     env: Option<BTreeMap<String, EnvValue>>,
     #[serde(default)]
     checkpoint: Option<String>,
+    #[serde(default)]
+    max_runtime: Option<EnvValue>,
+    #[serde(default)]
+    secrets: Option<BTreeMap<String, String>>,
 }
 
 /// `env` values may be written as numbers or booleans in YAML.
@@ -114,6 +119,68 @@ pub struct JobRequest {
     /// across attempts), or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Walltime on any accelerator (`max_runtime: 90m`); without it the
+    /// walltime is `hours` on the accelerator the run gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runtime_ms: Option<u64>,
+    /// Environment variable → name of a secret the server holds (its
+    /// config's `secrets:`). Only the reference is stored or shown; the
+    /// value reaches the run's environment and nothing else.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Longest walltime a workload may ask for.
+pub const MAX_RUNTIME_MS_MAX: u64 = 366 * 24 * 3_600_000;
+/// Secrets one workload may reference.
+pub const SECRETS_MAX: usize = 64;
+/// Deepest nesting accepted in a workload document (JSON or YAML).
+pub const NESTING_DEPTH_MAX: usize = 64;
+
+/// `90s`, `45m`, `2h`, `1.5h`, `7d` → milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit_ms) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1_000.0),
+        Some((i, 'm')) => (&t[..i], 60_000.0),
+        Some((i, 'h')) => (&t[..i], 3_600_000.0),
+        Some((i, 'd')) => (&t[..i], 86_400_000.0),
+        _ => {
+            return Err(format!(
+                "'{t}' needs a unit: s, m, h or d (for example 90m or 2h)"
+            ))
+        }
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{t}' is not a duration (for example 90m or 2h)"))?;
+    let ms = n * unit_ms;
+    if !ms.is_finite() || ms < 1_000.0 || ms > MAX_RUNTIME_MS_MAX as f64 {
+        return Err(format!("'{t}' must be between 1s and 366d"));
+    }
+    Ok(ms.round() as u64)
+}
+
+/// A secret's name: letters, digits, `.`, `_`, `-`; 1 to 128.
+pub fn valid_secret_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 128
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+fn check_depth(text: &str, file: &str) -> Result<(), SpecError> {
+    let depth = crate::text::nesting_depth(text);
+    if depth > NESTING_DEPTH_MAX {
+        return Err(SpecError::at(
+            file,
+            None,
+            "",
+            format!("nested {depth} levels deep; at most {NESTING_DEPTH_MAX} are accepted"),
+        ));
+    }
+    Ok(())
 }
 
 fn spot_never() -> SpotPolicy {
@@ -125,6 +192,7 @@ pub fn parse_file(text: &str, file: &str, catalog: &Catalog) -> Result<Vec<JobRe
     if text.len() > crate::SPEC_BYTES_MAX {
         return Err(SpecError::at(file, None, "", "file is too large".into()));
     }
+    check_depth(text, file)?;
     let value: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
     let has_list = matches!(&value, serde_yaml::Value::Mapping(m)
@@ -189,6 +257,7 @@ impl JobParser {
     /// One workload, YAML or JSON (a body starting with `{` is read as
     /// JSON, which is faster and reports the same fields).
     pub fn parse_one(&self, text: &str, file: &str) -> Result<JobRequest, SpecError> {
+        check_depth(text, file)?;
         // JSON is YAML: a body that is not valid JSON (or not a valid
         // workload) is read again as YAML, whose errors name the field.
         let fast = if text.trim_start().starts_with('{') {
@@ -251,8 +320,8 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             format!("must be 1 to {NAME_CHARS_MAX} characters"),
         ));
     }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(e("name", "must not hold control characters".into()));
+    if let Some(problem) = crate::text::name_problem(&name) {
+        return Err(e("name", problem));
     }
     if let Some(k) = &w.kind {
         if !["train", "batch", "serve"].contains(&k.as_str()) {
@@ -357,6 +426,36 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             ));
         }
     }
+    let max_runtime_ms = w
+        .max_runtime
+        .map(|v| parse_duration_ms(&v.into_string()))
+        .transpose()
+        .map_err(|m| e("max_runtime", m))?;
+    let raw_secrets = w.secrets.unwrap_or_default();
+    if raw_secrets.len() > SECRETS_MAX {
+        return Err(e("secrets", format!("at most {SECRETS_MAX} secrets")));
+    }
+    for (k, v) in &raw_secrets {
+        if !valid_env_name(k) || k.starts_with("SKYWARD_") {
+            return Err(e(
+                &format!("secrets.{k}"),
+                "the key is the environment variable the run sees (letters, digits, _; not SKYWARD_*)"
+                    .into(),
+            ));
+        }
+        if env.contains_key(k) {
+            return Err(e(
+                &format!("secrets.{k}"),
+                format!("'{k}' is set in env too; give it in one place"),
+            ));
+        }
+        if !valid_secret_name(v) {
+            return Err(e(
+                &format!("secrets.{k}"),
+                "the value names a secret of the server (letters, digits, '.', '_', '-')".into(),
+            ));
+        }
+    }
     Ok(JobRequest {
         name,
         accelerators,
@@ -372,6 +471,8 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         setup: w.setup,
         env,
         checkpoint: w.checkpoint,
+        max_runtime_ms,
+        secrets: raw_secrets,
     })
 }
 
@@ -419,6 +520,65 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn walltime_secrets_and_hostile_names() {
+        let j = parse_one(
+            "name: t\naccelerators: H100:8\nrun: x\nmax_runtime: 90m\nsecrets: {HF_TOKEN: hf-token}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(j.max_runtime_ms, Some(5_400_000));
+        assert_eq!(
+            j.secrets.get("HF_TOKEN").map(String::as_str),
+            Some("hf-token")
+        );
+        assert_eq!(parse_duration_ms("1.5h"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        assert!(parse_duration_ms("90").is_err());
+        assert!(parse_duration_ms("0s").is_err());
+        assert!(parse_duration_ms("400d").is_err());
+        let e = parse_one(
+            "name: t\naccelerators: H100:8\nrun: x\nenv: {A: 1}\nsecrets: {A: s}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "secrets.A");
+        let e = parse_one(
+            r#"{"name": "evil\u202egpj.exe", "accelerators": "H100:8", "run": "x"}"#,
+            "body",
+            &cat(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "name");
+        let e = parse_one(
+            r#"{"name": "a\u200bb", "accelerators": "H100:8", "run": "x"}"#,
+            "body",
+            &cat(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "name");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_once() {
+        // 100k levels (a 200 KB body): refused by the depth check, in
+        // time linear in its size, before any parser recurses.
+        let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = parse_one(&body, "body", &cat()).unwrap_err();
+        assert!(e.message.contains("nested"), "{e}");
+        let body = format!(
+            "{{\"name\": \"t\", \"accelerators\": \"H100:8\", \"run\": \"x\", \"env\": {{\"A\": {}1{}}}}}",
+            "[".repeat(65),
+            "]".repeat(65)
+        );
+        assert!(parse_one(&body, "body", &cat())
+            .unwrap_err()
+            .message
+            .contains("nested"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod job;
 pub mod locate;
 pub mod skypilot;
+pub mod text;
 
 pub use error::SpecError;
 

@@ -561,6 +561,8 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                 Vec::new()
             },
             compliance: Vec::new(),
+            hours: None,
+            max_runtime_ms: None,
             spot: skyward_model::SpotPolicy::Never,
         };
         core.handle(
@@ -615,6 +617,8 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     regions: vec![],
                     residency: vec![],
                     compliance: vec![],
+                    hours: None,
+                    max_runtime_ms: None,
                     spot: skyward_model::SpotPolicy::Never,
                 },
             },

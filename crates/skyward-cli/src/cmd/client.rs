@@ -248,6 +248,21 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                 Output::Table => {
                     outln!("workload {} ({})", s(&v["id"]), s(&v["name"]));
                     outln!("  state        {}", s(&v["state"]));
+                    if !v["exit_code"].is_null() || !v["end_note"].is_null() {
+                        outln!(
+                            "  ended        exit code {}{}",
+                            s(&v["exit_code"]),
+                            v["end_note"]
+                                .as_str()
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    outln!(
+                        "  team         {} (submitted by {})",
+                        s(&v["team"]),
+                        s(&v["submitted_by"])
+                    );
                     outln!("  site         {}", s(&v["site"]));
                     outln!("  accelerators {}", s(&v["accelerators"]));
                     outln!("  attempt      {}", s(&v["attempt"]));
@@ -270,13 +285,15 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                             outln!("    {} ({} site(s))", s(&r["reason"]), s(&r["sites"]));
                         }
                     }
-                    let mut t = Table::new(&["time", "state", "site", "attempt>"]);
+                    let mut t = Table::new(&["time", "state", "site", "attempt>", "exit>", "note"]);
                     for e in v["events"].as_array().into_iter().flatten() {
                         t.row(vec![
                             ms_to_text(&e["at_ms"]),
                             s(&e["state"]),
                             s(&e["site"]),
                             s(&e["attempt"]),
+                            s(&e["exit_code"]),
+                            s(&e["note"]),
                         ]);
                     }
                     outln!("  history:");
@@ -298,7 +315,9 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                     let mut t = Table::new(&[
                         "id>",
                         "name",
+                        "team",
                         "state",
+                        "exit>",
                         "site",
                         "acc>",
                         "attempt>",
@@ -308,7 +327,9 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                         t.row(vec![
                             s(&w["id"]),
                             s(&w["name"]),
+                            s(&w["team"]),
                             s(&w["state"]),
+                            s(&w["exit_code"]),
                             s(&w["site"]),
                             s(&w["accelerators"]),
                             s(&w["attempt"]),
@@ -556,6 +577,74 @@ pub fn usage(a: &UsageArgs) -> Result<(), CliError> {
                 cost as f64 / 1e6
             );
         }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (see `skyward token list`).
+    pub id: u64,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `skyward token list`: every token, never their values (admin).
+pub fn token_list(a: &TokenListArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let v = get(&rt, &c, "/v1/tokens")?;
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => {
+            let mut t = Table::new(&[
+                "id>", "name", "team", "scope", "created", "expires", "revoked",
+            ]);
+            for k in v["items"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    s(&k["id"]),
+                    s(&k["name"]),
+                    s(&k["team"]),
+                    s(&k["scope"]),
+                    ms_to_text(&k["created_at_ms"]),
+                    ms_to_text(&k["expires_at_ms"]),
+                    ms_to_text(&k["revoked_at_ms"]),
+                ]);
+            }
+            out!("{}", t.render());
+        }
+    }
+    Ok(())
+}
+
+/// `skyward token revoke ID`: the token stops working at once.
+pub fn token_revoke(a: &TokenRevokeArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let r = rt
+        .block_on(c.request("POST", &format!("/v1/tokens/{}/revoke", a.id), None, &[]))
+        .map_err(client_err)?;
+    if r.status != 200 {
+        return Err(api_err(&r));
+    }
+    let v = r
+        .json()
+        .ok_or_else(|| CliError::Io("the server's answer is not JSON".into()))?;
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => outln!(
+            "revoked token {} '{}' (team {}, scope {})",
+            s(&v["id"]),
+            s(&v["name"]),
+            s(&v["team"]),
+            s(&v["scope"])
+        ),
     }
     Ok(())
 }

@@ -20,9 +20,19 @@ pub struct ServeOpts {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL instead of the embedded SQLite file:
-    /// postgres://user:password@host/db (also $SKYWARD_DATABASE_URL).
+    /// postgres://user:password@host/db. A password given here is visible
+    /// to every user of the machine in /proc/<pid>/cmdline: prefer
+    /// $SKYWARD_DATABASE_URL or --database-url-file.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// A file holding the PostgreSQL URL (first line; keep it mode 0600).
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
+    /// Where runs' directories go, outside the state directory (default:
+    /// `<data dir>-work` beside it; for a root server whose data directory
+    /// the run user cannot reach, /var/lib/skyward/<name>-work).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -44,6 +54,10 @@ pub struct ServerArgs {
 pub enum TokenCommand {
     /// Create an API token (printed once; only its hash is stored).
     Create(TokenCreateArgs),
+    /// List tokens: id, user, team, scope, expiry, revocation (admin).
+    List(crate::cmd::client::TokenListArgs),
+    /// Revoke a token by id: it stops working at once (admin).
+    Revoke(crate::cmd::client::TokenRevokeArgs),
 }
 
 #[derive(Args)]
@@ -54,10 +68,20 @@ pub struct TokenCreateArgs {
     /// read, submit (includes read) or admin (includes both).
     #[arg(long, default_value = "submit")]
     pub scope: String,
+    /// The team the token's user belongs to: read and submit tokens see
+    /// and cancel their own team's workloads only.
+    #[arg(long, default_value = "default")]
+    pub team: String,
+    /// Lifetime (`30d`, `12h`); without it the token lasts until revoked.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (prefer $SKYWARD_DATABASE_URL or --database-url-file).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -77,12 +101,33 @@ pub fn default_data_dir() -> Result<PathBuf, CliError> {
     }
 }
 
-fn database_url(explicit: &Option<String>) -> Option<String> {
-    explicit.clone().or_else(|| {
-        std::env::var("SKYWARD_DATABASE_URL")
-            .ok()
-            .filter(|v| !v.is_empty())
-    })
+/// The database URL: `--database-url`, else `--database-url-file`'s
+/// first line, else $SKYWARD_DATABASE_URL.
+fn database_url(
+    explicit: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, CliError> {
+    if let Some(u) = explicit {
+        if skyward_server::db::redact_url(u) != *u {
+            eprintln!("skyward: warning: the database password given with --database-url is visible to every user of this machine (/proc/<pid>/cmdline); use $SKYWARD_DATABASE_URL or --database-url-file");
+        }
+        return Ok(Some(u.clone()));
+    }
+    if let Some(p) = file {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| CliError::Io(format!("--database-url-file {}: {e}", p.display())))?;
+        let url = text.lines().next().unwrap_or("").trim().to_string();
+        if url.is_empty() {
+            return Err(CliError::Input(format!(
+                "--database-url-file {}: the file is empty",
+                p.display()
+            )));
+        }
+        return Ok(Some(url));
+    }
+    Ok(std::env::var("SKYWARD_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty()))
 }
 
 fn apply_opts(
@@ -103,8 +148,11 @@ fn apply_opts(
         None if !data_dir_given_by_config => cfg.data_dir = default_data_dir()?,
         None => {}
     }
-    if let Some(u) = database_url(&o.database_url) {
+    if let Some(u) = database_url(&o.database_url, &o.database_url_file)? {
         cfg.database_url = Some(u);
+    }
+    if let Some(w) = &o.work_dir {
+        cfg.work_dir = Some(w.clone());
     }
     Ok(cfg)
 }
@@ -148,7 +196,7 @@ fn serve(cfg: ServerConfig, catalog: skyward_catalog::Catalog) -> Result<(), Cli
         let data_dir = cfg.data_dir.clone();
         let running = skyward_server::start(cfg, Arc::new(catalog)).await.map_err(server_err)?;
         eprintln!("skyward: listening on http://{} (API /v1, docs /v1/openapi.json, /metrics, /healthz)", running.addr);
-        eprintln!("skyward: database {}; workloads in {}", target.redacted(), data_dir.join("work").display());
+        eprintln!("skyward: database {}; state in {} (mode 0700)", target.redacted(), data_dir.display());
         for s in &sites {
             eprintln!(
                 "skyward: site {:<18} {:>3} × {:<10} {:>9} /accelerator-hour ({}, {})",
@@ -161,7 +209,7 @@ fn serve(cfg: ServerConfig, catalog: skyward_catalog::Catalog) -> Result<(), Cli
             );
         }
         if let Some(p) = &running.admin_token_file {
-            eprintln!("skyward: created an admin token in {} (the CLI on this machine uses it; `skyward token create` makes more)", p.display());
+            eprintln!("skyward: created an admin token in {} (mode 0600, in the server's 0700 state directory, out of workloads' reach when the server runs as root; the CLI on this machine uses it; `skyward token create` makes more)", p.display());
         }
         wait_for_signal().await;
         eprintln!("skyward: shutting down");
@@ -192,7 +240,11 @@ pub fn server_err(e: skyward_server::ServerError) -> CliError {
 }
 
 pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
-    let TokenCommand::Create(a) = c;
+    let a = match c {
+        TokenCommand::Create(a) => a,
+        TokenCommand::List(l) => return crate::cmd::client::token_list(l),
+        TokenCommand::Revoke(r) => return crate::cmd::client::token_revoke(r),
+    };
     let scope = skyward_server::auth::Scope::parse(&a.scope).ok_or_else(|| {
         CliError::Input(format!(
             "--scope: '{}' is not read, submit or admin",
@@ -202,7 +254,21 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
     if a.name.trim().is_empty() || a.name.len() > 128 {
         return Err(CliError::Input("--name: 1 to 128 characters".into()));
     }
-    let target = match database_url(&a.database_url) {
+    if let Some(problem) = skyward_spec::text::name_problem(&a.name) {
+        return Err(CliError::Input(format!("--name: {problem}")));
+    }
+    if !skyward_server::http::valid_team(&a.team) {
+        return Err(CliError::Input(
+            "--team: 1 to 64 letters, digits, '.', '_' or '-'".into(),
+        ));
+    }
+    let expires_ms = a
+        .expires
+        .as_deref()
+        .map(skyward_spec::job::parse_duration_ms)
+        .transpose()
+        .map_err(|m| CliError::Input(format!("--expires: {m}")))?;
+    let target = match database_url(&a.database_url, &a.database_url_file)? {
         Some(u) => Target::parse(&u),
         None => skyward_server::db::default_sqlite(
             &a.data_dir.clone().map_or_else(default_data_dir, Ok)?,
@@ -218,9 +284,13 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
         let now = skyward_server::runtime::SystemClock.now_ms_i64();
         let id = db
             .token_create(
-                a.name.trim(),
-                &skyward_server::auth::hash(&token),
-                scope.as_str(),
+                &skyward_server::db::NewToken {
+                    name: a.name.trim(),
+                    sha256: &skyward_server::auth::hash(&token),
+                    scope: scope.as_str(),
+                    team: &a.team,
+                    expires_at_ms: expires_ms.map(|e| now + e as i64),
+                },
                 now,
             )
             .await
@@ -232,12 +302,12 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
         Output::Json => outln!(
             "{}",
             crate::error::json(
-                &serde_json::json!({"id": id, "name": a.name.trim(), "scope": scope.as_str(), "token": token})
+                &serde_json::json!({"id": id, "name": a.name.trim(), "team": a.team, "scope": scope.as_str(), "expires_in_ms": expires_ms, "token": token})
             )?
         ),
         Output::Table => {
             outln!("{token}");
-            eprintln!("token #{id} '{}' with scope {}: shown once, only its hash is stored; use it as SKYWARD_TOKEN or --token", a.name.trim(), scope.as_str());
+            eprintln!("token #{id} '{}' (team {}) with scope {}{}: shown once, only its hash is stored; use it as SKYWARD_TOKEN or --token", a.name.trim(), a.team, scope.as_str(), a.expires.as_deref().map(|e| format!(", expires in {e}")).unwrap_or_default());
         }
     }
     Ok(())
