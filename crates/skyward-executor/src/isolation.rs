@@ -140,12 +140,14 @@ pub fn check_reachable(dir: &Path, who: &RunAs) -> Result<(), IsolationError> {
     Ok(())
 }
 
-/// Where this process's cgroup v2 tree can hold runs: a `skyward`
-/// directory under our own cgroup, if the unified hierarchy is mounted
-/// and writable (root, or a delegated subtree). None otherwise: runs are
-/// then held by their process group only (a process that calls setsid
-/// escapes it; say so).
-pub fn cgroup_root() -> Option<PathBuf> {
+/// Where this server's runs get their cgroups: `skyward/<tag>` under our
+/// own cgroup v2 group, if the unified hierarchy is mounted and writable
+/// (root, or a delegated subtree). `tag` keeps two servers on one machine
+/// apart (the server passes one derived from its work directory, stable
+/// across restarts). None otherwise: runs are then held by their process
+/// group only (a process that calls setsid escapes it; the server says
+/// so).
+pub fn cgroup_root(tag: &str) -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
     // "… mount-point … - cgroup2 …"
     let mount = mountinfo.lines().find_map(|l| {
@@ -157,7 +159,10 @@ pub fn cgroup_root() -> Option<PathBuf> {
     })?;
     let own = fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    let base = mount.join(rel.trim_start_matches('/')).join("skyward");
+    let base = mount
+        .join(rel.trim_start_matches('/'))
+        .join("skyward")
+        .join(tag);
     fs::create_dir_all(&base).ok()?;
     // Writable: a probe group can be made and removed.
     let probe = base.join(".probe");

@@ -308,7 +308,10 @@ fn is_root() -> bool {
 fn a_run_whose_wrapper_is_killed_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let opts = skyward_executor::Options {
-        cgroup_root: skyward_executor::isolation::cgroup_root(),
+        cgroup_root: skyward_executor::isolation::cgroup_root(&format!(
+            "test-{}",
+            std::process::id()
+        )),
         accelerator: "H100".into(),
         ..Default::default()
     };
@@ -539,7 +542,10 @@ fn a_root_server_runs_workloads_as_an_unprivileged_user() {
     skyward_executor::isolation::check_reachable(&work, &run_as).unwrap();
     let opts = skyward_executor::Options {
         run_as: Some(run_as.clone()),
-        cgroup_root: skyward_executor::isolation::cgroup_root(),
+        cgroup_root: skyward_executor::isolation::cgroup_root(&format!(
+            "test-{}",
+            std::process::id()
+        )),
         accelerator: "H100".into(),
     };
     let mut ex = LocalExecutor::with_options("s", &work, 8, opts);

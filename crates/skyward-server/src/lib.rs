@@ -231,14 +231,21 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let run_as = skyward_executor::isolation::resolve_run_as(cfg.run_as.as_deref())?;
     let work_dir = work_dir(&cfg, run_as.as_ref())?;
     let secrets = Arc::new(resolve_secrets(&cfg)?);
-    let cgroup_root = skyward_executor::isolation::cgroup_root();
+    // One cgroup subtree per work directory: servers sharing a machine
+    // never touch each other's runs.
+    let cgroup_root = skyward_executor::isolation::cgroup_root(
+        &auth::hash(&work_dir.display().to_string())[..16],
+    );
     match &run_as {
         Some(r) => eprintln!(
             "skyward: workloads run as '{}' (uid {}) in {}{}",
             r.user,
             r.uid,
             work_dir.display(),
-            if cgroup_root.is_some() { ", each in its own cgroup" } else { "" }
+            match &cgroup_root {
+                Some(c) => format!(", each in its own cgroup under {}", c.display()),
+                None => ", held by process group (no writable cgroup v2: a run that calls setsid can outlive its end)".into(),
+            }
         ),
         None => eprintln!(
             "skyward: workloads run as this server's own user in {}: they can read whatever it can, including {}; start the server as root to run them as an unprivileged user (run_as)",

@@ -6,6 +6,8 @@
     clippy::disallowed_methods
 )]
 
+pub mod server;
+
 use std::time::{Duration, Instant};
 
 /// A free loopback port (the kernel's pick).

@@ -1,0 +1,207 @@
+//! A `skyward server` process for tests through the binary, and small
+//! helpers to talk to it.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use serde_json::{json, Value};
+use skyward_server::client::{Client, Reply};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_skyward");
+
+/// `skyward up`'s sites, with quick cycles and a short lease.
+pub fn test_config() -> String {
+    format!(
+        "{}scheduler:\n  cycle_ms: 20\n  lease_ms: 2000\n",
+        skyward_server::config::UP_CONFIG
+    )
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    /// Runs' directories (outside the state directory `data`).
+    pub work: PathBuf,
+    pub config: PathBuf,
+    pub database_url: Option<String>,
+    /// Extra environment of the server process.
+    pub env: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn start(dir: &Path, port: u16, database_url: Option<&str>) -> Server {
+        Server::start_with(dir, port, database_url, &[])
+    }
+
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let config = dir.join("server.yaml");
+        if !config.exists() {
+            std::fs::write(&config, test_config()).unwrap();
+        }
+        // The run user (when the tests run as root) must reach the work
+        // directory; the state directory stays the server's alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        let mut s = Server {
+            child: None,
+            port,
+            data: dir.join("data"),
+            work: dir.join("work"),
+            config,
+            database_url: database_url.map(String::from),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--config"])
+            .arg(&self.config)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
+            .arg(&self.data)
+            .arg("--work-dir")
+            .arg(&self.work)
+            .env_remove("SKYWARD_DATABASE_URL")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(self.data.with_extension("log"))
+                    .unwrap(),
+            ));
+        if let Some(u) = &self.database_url {
+            cmd.args(["--database-url", u]);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not listen within 30 s: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn admin_token(&self) -> String {
+        let p = self.data.join("admin.token");
+        std::fs::read_to_string(p)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&self.url(), token.map(String::from)).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn call(
+    rt: &tokio::runtime::Runtime,
+    c: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, String)],
+) -> Reply {
+    rt.block_on(c.request(
+        method,
+        path,
+        body.map(|b| ("application/json", b.as_bytes().to_vec())),
+        headers,
+    ))
+    .unwrap()
+}
+
+pub fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SKYWARD_SERVER", server.url())
+        .env("SKYWARD_TOKEN", token)
+        .env("SKYWARD_DATA_DIR", &server.data)
+        .output()
+        .unwrap()
+}
+
+/// Every item of a paged list, following `next_cursor`.
+pub fn pages(rt: &tokio::runtime::Runtime, c: &Client, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(cur) => format!("{path}&cursor={cur}"),
+            None => path.to_string(),
+        };
+        let r = call(rt, c, "GET", &url, None, &[]);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        let v = r.json().unwrap();
+        out.extend(v["items"].as_array().unwrap().iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => return out,
+        }
+    }
+}
+
+pub fn all_workloads(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<Value> {
+    pages(rt, c, "/v1/workloads?limit=1000")
+}
+
+pub fn state_of(rt: &tokio::runtime::Runtime, c: &Client, id: i64) -> String {
+    let r = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[]);
+    r.json().unwrap()["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+pub fn job(name: &str, acc: &str, run: &str) -> String {
+    json!({"name": name, "accelerators": acc, "run": run}).to_string()
+}
