@@ -118,6 +118,10 @@ pub struct Options {
     pub cgroup_root: Option<PathBuf>,
     /// The site's accelerator model: which device variable runs get.
     pub accelerator: String,
+    /// Where an earlier version kept runs (`<state dir>/work`): runs
+    /// found there at recovery are adopted and followed in place, so an
+    /// upgrade neither loses nor reruns them. New runs never go there.
+    pub legacy_root: Option<PathBuf>,
 }
 
 struct Job {
@@ -130,6 +134,8 @@ struct Job {
     started_ms: u64,
     walltime_ms: Option<u64>,
     cgroup: Option<PathBuf>,
+    /// The run's directory (under the root, or the legacy root).
+    dir: PathBuf,
 }
 
 const RUN_FILE: &str = "skyward-run";
@@ -309,8 +315,13 @@ impl LocalExecutor {
         self.jobs.keys().copied().collect()
     }
 
+    /// The workload's directory: where its current run is, else where a
+    /// new run would go.
     pub fn workdir(&self, id: WorkloadId) -> PathBuf {
-        self.root.join(format!("{}", id.0))
+        match self.jobs.get(&id) {
+            Some(j) => j.dir.clone(),
+            None => self.root.join(format!("{}", id.0)),
+        }
     }
 
     /// The lowest free device indices, `n` of them.
@@ -358,7 +369,7 @@ impl LocalExecutor {
         }
         let nodes = spec.nodes.max(1);
         let devices = self.free_devices(accelerators);
-        let dir = self.workdir(id);
+        let dir = self.root.join(format!("{}", id.0));
         let spawn_err = |what: &Path, e: std::io::Error| {
             DispatchError::Spawn(id, format!("{}: {e}", what.display()))
         };
@@ -446,6 +457,7 @@ impl LocalExecutor {
                 started_ms: record.started_ms,
                 walltime_ms: spec.walltime_ms,
                 cgroup,
+                dir,
             },
         );
         Ok(vec![
@@ -600,7 +612,7 @@ impl LocalExecutor {
         if self.jobs.get(&id).is_some_and(|j| j.attempt <= attempt) {
             if let Some(mut job) = self.jobs.remove(&id) {
                 stop(&mut job);
-                self.retire(id);
+                retire_in(&job.dir);
             }
         }
     }
@@ -613,10 +625,10 @@ impl LocalExecutor {
         let now = now_ms();
         let ids: Vec<WorkloadId> = self.jobs.keys().copied().collect();
         for id in ids {
-            let dir = self.workdir(id);
             let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            let dir = job.dir.clone();
             let mut event = job_end(id, job, &dir);
             if event.is_none() {
                 if let Some(w) = job.walltime_ms {
@@ -642,7 +654,7 @@ impl LocalExecutor {
                 // its end ([`LocalExecutor::retire`]): a crash before that
                 // finds it again on recovery instead of running it twice.
                 if matches!(e, ExecEvent::Lost { .. }) {
-                    self.retire(id);
+                    retire_in(&dir);
                 }
                 out.push(e);
             }
@@ -653,8 +665,10 @@ impl LocalExecutor {
     /// Marks a workload's run file as settled, so recovery skips it. The
     /// runtime calls this once it has stored the run's end.
     pub fn retire(&self, id: WorkloadId) {
-        let dir = self.workdir(id);
-        let _ = fs::rename(dir.join(RUN_FILE), dir.join(RUN_DONE_FILE));
+        retire_in(&self.root.join(format!("{}", id.0)));
+        if let Some(legacy) = &self.opts.legacy_root {
+            retire_in(&legacy.join(format!("{}", id.0)));
+        }
     }
 
     /// After a restart: adopts this site's runs that are still alive and
@@ -663,14 +677,15 @@ impl LocalExecutor {
     /// adopted runs are in [`LocalExecutor::running`].
     pub fn recover(&mut self) -> Vec<ExecEvent> {
         let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return out;
-        };
-        let mut dirs: Vec<(u64, PathBuf)> = entries
+        let mut dirs: Vec<(u64, PathBuf)> = [Some(&self.root), self.opts.legacy_root.as_ref()]
+            .into_iter()
             .flatten()
-            .filter_map(|e| {
-                let id: u64 = e.file_name().to_str()?.parse().ok()?;
-                Some((id, e.path()))
+            .filter_map(|root| fs::read_dir(root).ok())
+            .flat_map(|entries| {
+                entries.flatten().filter_map(|e| {
+                    let id: u64 = e.file_name().to_str()?.parse().ok()?;
+                    Some((id, e.path()))
+                })
             })
             .collect();
         dirs.sort();
@@ -698,6 +713,7 @@ impl LocalExecutor {
                 started_ms: rec.started_ms,
                 walltime_ms: rec.walltime_ms,
                 cgroup: rec.cgroup.clone(),
+                dir: dir.clone(),
             };
             if let Some(e) = ended_by_file(id, attempt, &dir) {
                 // Stragglers of a run that ended are stopped too.
@@ -733,7 +749,7 @@ impl LocalExecutor {
                         job.pid = pid.unwrap_or(0);
                         stop(&mut job);
                         out.push(ExecEvent::Lost { id, attempt });
-                        self.retire(id);
+                        retire_in(&dir);
                     }
                 },
             }
@@ -754,6 +770,11 @@ impl LocalExecutor {
         }
         n
     }
+}
+
+/// Marks the run file in `dir` as settled.
+fn retire_in(dir: &Path) {
+    let _ = fs::rename(dir.join(RUN_FILE), dir.join(RUN_DONE_FILE));
 }
 
 /// The end of a run as its files and its process say, if it ended.

@@ -101,8 +101,18 @@ fn capacity_fencing_and_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let mut ex = LocalExecutor::new("s", dir.path(), 8);
     // A long job that spawns a child of its own: a cancel must stop both.
-    ex.dispatch(WorkloadId(1), 1, 8, &run("sleep 300 & sleep 300; wait"))
-        .unwrap();
+    ex.dispatch(
+        WorkloadId(1),
+        1,
+        8,
+        &run("sleep 300 & echo $! > a.pid; sleep 300 & echo $! > b.pid; wait"),
+    )
+    .unwrap();
+    let jd = job_dir(&ex, 1);
+    let children = [
+        wait_for_file(&jd.join("a.pid")),
+        wait_for_file(&jd.join("b.pid")),
+    ];
     assert!(matches!(
         ex.dispatch(WorkloadId(2), 1, 1, &run("true")),
         Err(DispatchError::NoCapacity {
@@ -130,16 +140,9 @@ fn capacity_fencing_and_cancel() {
     ex.dispatch(WorkloadId(1), 2, 1, &run("true")).unwrap();
     assert_eq!(ends(&wait_finished(&mut ex)), vec![(1, 2, true)]);
     // No `sleep 300` of attempt 1 survives the cancel.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ps -eo args | grep -c '^sleep 300$' || true")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "orphaned processes left behind"
-    );
+    for pid in &children {
+        assert!(!alive(pid), "orphaned process {pid} left behind");
+    }
 }
 
 /// A server that dies leaves its runs going; the next one adopts the live
@@ -547,6 +550,7 @@ fn a_root_server_runs_workloads_as_an_unprivileged_user() {
             std::process::id()
         )),
         accelerator: "H100".into(),
+        legacy_root: None,
     };
     let mut ex = LocalExecutor::with_options("s", &work, 8, opts);
     let spec = run(&format!(
@@ -570,4 +574,44 @@ fn a_root_server_runs_workloads_as_an_unprivileged_user() {
     assert_eq!(mode(&work.join("1").join("run-1.sh")), 0o640);
     assert_eq!(mode(&work.join("1").join("output.log")), 0o600);
     assert_eq!(mode(&work.join("1").join("job")), 0o700);
+}
+
+/// An upgrade: runs an earlier version started in `<state>/work` (the old
+/// layout) are adopted where they are, reported when they end, and new
+/// runs go to the new root.
+#[test]
+fn runs_in_the_old_layout_are_adopted_after_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_root = dir.path().join("state/work");
+    let marker = dir.path().join("go");
+    let mut old = LocalExecutor::new("s", &old_root, 8);
+    old.dispatch(
+        WorkloadId(4),
+        1,
+        2,
+        &run(&format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; echo finished",
+            marker.display()
+        )),
+    )
+    .unwrap();
+    wait_for_file(&old_root.join("4").join(".skyward-pid-1"));
+    old.detach();
+    let opts = skyward_executor::Options {
+        legacy_root: Some(old_root.clone()),
+        ..Default::default()
+    };
+    let mut ex = LocalExecutor::with_options("s", &dir.path().join("work"), 8, opts);
+    assert!(ex.recover().is_empty());
+    assert_eq!(ex.running(), vec![WorkloadId(4)]);
+    assert_eq!(ex.used(), 2);
+    assert_eq!(ex.workdir(WorkloadId(4)), old_root.join("4"));
+    std::fs::write(&marker, "").unwrap();
+    assert_eq!(ends(&wait_finished(&mut ex)), vec![(4, 1, true)]);
+    ex.retire(WorkloadId(4));
+    assert!(ex.recover().is_empty());
+    // A new attempt starts in the new layout.
+    ex.dispatch(WorkloadId(4), 2, 1, &run("true")).unwrap();
+    assert_eq!(ex.workdir(WorkloadId(4)), dir.path().join("work/4"));
+    wait_finished(&mut ex);
 }

@@ -819,7 +819,16 @@ async fn logs(
     let offset = num_param(&p, "offset", u64::MAX / 2)?.unwrap_or(0);
     let limit = num_param(&p, "limit", LOG_CHUNK_MAX)?.unwrap_or(LOG_CHUNK_MAX);
     let row = find_workload(&app, &who, id).await?;
-    let path = app.work_dir.join(id.to_string()).join("output.log");
+    let mut path = app.work_dir.join(id.to_string()).join("output.log");
+    let legacy = app
+        .state_dir
+        .join("work")
+        .join(id.to_string())
+        .join("output.log");
+    if !path.exists() && legacy.exists() {
+        // A run started by a version that kept runs in the state directory.
+        path = legacy;
+    }
     let (start, mut chunk) = tokio::task::spawn_blocking(move || read_chunk(&path, offset, limit))
         .await
         .map_err(ApiError::internal)?

@@ -294,6 +294,9 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let (query_tx, query_rx) = mpsc::channel(1_024);
     tokio::spawn(writer(db.clone(), submit_rx, wake.clone()));
     let scheduler_secrets = secrets.clone();
+    // Runs an earlier version started inside the state directory are
+    // followed where they are (never started there again).
+    let legacy_work_dir = Some(cfg.data_dir.join("work")).filter(|d| d.is_dir());
     let sites = cfg.sites.clone();
     let core_cfg = cfg.core.clone();
     let sched_work_dir = work_dir.clone();
@@ -318,6 +321,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         clock: Arc::new(SystemClock),
         run_as,
         cgroup_root,
+        legacy_work_dir,
         secrets: scheduler_secrets,
     };
     let scheduler = spawn_scheduler(target.clone(), make_runtime, shutdown_rx.clone(), query_rx)?;

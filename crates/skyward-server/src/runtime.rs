@@ -92,6 +92,8 @@ pub struct Runtime {
     /// holds them, if any.
     pub run_as: Option<RunAs>,
     pub cgroup_root: Option<PathBuf>,
+    /// Runs started by a version that kept them in `<state dir>/work`.
+    pub legacy_work_dir: Option<PathBuf>,
     /// Secret values by name (from the config's `secrets:`).
     pub secrets: Arc<BTreeMap<String, String>>,
 }
@@ -435,6 +437,7 @@ impl Leading<'_> {
                 run_as: rt.run_as.clone(),
                 cgroup_root: rt.cgroup_root.clone(),
                 accelerator: site.spec.accelerator.clone(),
+                legacy_root: rt.legacy_work_dir.clone(),
             },
         );
         let recovered = ex.recover();

@@ -177,6 +177,13 @@ pub fn run_server(a: &ServerArgs) -> Result<(), CliError> {
             cfg.data_dir = parent.join(&cfg.data_dir);
         }
     }
+    if a.opts.work_dir.is_none() {
+        if let (Some(w), Some(parent)) = (cfg.work_dir.clone(), a.config.parent()) {
+            if w.is_relative() {
+                cfg.work_dir = Some(parent.join(w));
+            }
+        }
+    }
     serve(cfg, catalog)
 }
 
