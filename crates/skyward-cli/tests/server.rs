@@ -314,36 +314,6 @@ fn end_to_end_on_sqlite() {
     end_to_end(None);
 }
 
-fn pg_url() -> String {
-    match std::env::var("SKYWARD_TEST_DATABASE_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => panic!("SKYWARD_TEST_DATABASE_URL is not set: run the suite with ./scripts/test.sh, which starts PostgreSQL"),
-    }
-}
-
-/// A fresh database on the test PostgreSQL server.
-fn pg_database(tag: &str) -> String {
-    let base = pg_url();
-    let name = format!("skyward_{tag}_{}", std::process::id());
-    let rt = rt();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
-    match base.rsplit_once('/') {
-        Some((head, _)) => format!("{head}/{name}"),
-        None => panic!("bad url {base}"),
-    }
-}
-
 #[test]
 fn end_to_end_on_postgres() {
     end_to_end(Some(&pg_database("e2e")));

@@ -698,3 +698,84 @@ fn a_waiting_gang_is_not_overtaken_by_lower_priority_work() {
     let q = show(&rt, &c, gang);
     assert_eq!(q["state"], "succeeded", "{q}");
 }
+
+/// A TCP proxy to `upstream` that can stop passing bytes (the sockets stay
+/// open): a database that hangs rather than refuses.
+struct Blackhole {
+    port: u16,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Blackhole {
+    fn start(upstream: String) -> Blackhole {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = blocked.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let b = b.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while b.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Blackhole { port, blocked }
+    }
+
+    fn block(&self, on: bool) {
+        self.blocked.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// #13: during a database outage /healthz hung for more than 5 s; it
+/// must answer 503 at once (within its 1 s budget).
+#[test]
+fn healthz_answers_503_when_the_database_hangs() {
+    let url = pg_database("outage");
+    let (head, tail) = url.split_once('@').unwrap();
+    let (hostport, rest) = tail.split_once('/').unwrap();
+    let proxy = Blackhole::start(hostport.to_string());
+    let via_proxy = format!("{head}@127.0.0.1:{}/{rest}", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), free_port(), Some(&via_proxy));
+    let rt = rt();
+    let anon = server.client(None);
+    wait_until("healthy", 30, || {
+        call(&rt, &anon, "GET", "/healthz", None, &[]).status == 200
+    });
+    proxy.block(true);
+    let started = std::time::Instant::now();
+    let r = call(&rt, &anon, "GET", "/healthz", None, &[]);
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["status"], "database unreachable");
+    // Bounded by its own budget (1 s), far from the 5 s it hung before.
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    proxy.block(false);
+    wait_until("healthy again", 30, || {
+        call(&rt, &anon, "GET", "/healthz", None, &[]).status == 200
+    });
+}

@@ -205,3 +205,34 @@ pub fn state_of(rt: &tokio::runtime::Runtime, c: &Client, id: i64) -> String {
 pub fn job(name: &str, acc: &str, run: &str) -> String {
     json!({"name": name, "accelerators": acc, "run": run}).to_string()
 }
+
+/// The PostgreSQL server `scripts/test.sh` started.
+pub fn pg_url() -> String {
+    match std::env::var("SKYWARD_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => panic!("SKYWARD_TEST_DATABASE_URL is not set: run the suite with ./scripts/test.sh, which starts PostgreSQL"),
+    }
+}
+
+/// A fresh database on the test PostgreSQL server.
+pub fn pg_database(tag: &str) -> String {
+    let base = pg_url();
+    let name = format!("skyward_{tag}_{}", std::process::id());
+    let rt = super::rt();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    match base.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("bad url {base}"),
+    }
+}
