@@ -17,6 +17,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +216,48 @@ pub enum Write {
 pub struct Db {
     pool: AnyPool,
     pub target: Target,
+    /// SQLite: writers of this process take turns here, so none waits in
+    /// SQLite's busy handler (which sleeps in steps of up to 100 ms).
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// One turn per SQLite file in this process (the server opens it through
+/// more than one pool: the request path's and the scheduler's).
+fn write_turn_for(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::BTreeMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let turns = TURNS.get_or_init(Default::default);
+    match turns.lock() {
+        Ok(mut t) => t.entry(path.to_path_buf()).or_default().clone(),
+        Err(_) => Arc::default(),
+    }
+}
+
+/// A write transaction and, on SQLite, this process's write turn, held
+/// until the transaction ends.
+struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
 }
 
 fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
@@ -300,21 +343,33 @@ impl Db {
             .run(&pool)
             .await
             .map_err(|e| DbError::Migrate(e.to_string()))?;
+        let write_turn = match target {
+            Target::Sqlite(p) => Some(write_turn_for(
+                &std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+            )),
+            Target::Postgres(_) => None,
+        };
         Ok(Db {
             pool,
             target: target.clone(),
+            write_turn,
         })
     }
 
     /// A write transaction. On SQLite it takes the write lock at BEGIN
     /// (IMMEDIATE), so it waits its turn (busy_timeout) instead of failing
     /// when it would upgrade from reading while another writer commits.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
-        Ok(if self.is_postgres() {
+    async fn begin_write(&self) -> Result<WriteTx, DbError> {
+        let turn = match &self.write_turn {
+            Some(t) => Some(t.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = if self.is_postgres() {
             self.pool.begin().await?
         } else {
             self.pool.begin_with("BEGIN IMMEDIATE").await?
-        })
+        };
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -292,7 +292,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (submit_tx, submit_rx) = mpsc::channel::<SubmitJob>(SUBMIT_QUEUE_MAX);
     let (query_tx, query_rx) = mpsc::channel(1_024);
-    tokio::spawn(writer(db.clone(), submit_rx, wake.clone()));
+    tokio::spawn(writer(db.clone(), submit_rx, wake.clone(), metrics.clone()));
     let scheduler_secrets = secrets.clone();
     // Runs an earlier version started inside the state directory are
     // followed where they are (never started there again).
@@ -395,7 +395,12 @@ fn spawn_scheduler(
 
 /// Group commit: every submission waiting is stored in one transaction,
 /// then all are answered; then the scheduler is woken.
-async fn writer(db: Db, mut rx: mpsc::Receiver<SubmitJob>, wake: Arc<Notify>) {
+async fn writer(
+    db: Db,
+    mut rx: mpsc::Receiver<SubmitJob>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < SUBMIT_BATCH_MAX {
@@ -423,6 +428,9 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<SubmitJob>, wake: Arc<Notify>) {
         };
         match result {
             Ok(outcomes) => {
+                metrics
+                    .submit_commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for (job, o) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok((o, now)));
                 }

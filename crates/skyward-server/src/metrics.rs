@@ -75,6 +75,11 @@ pub struct SiteGauge {
 pub struct Metrics {
     pub submissions: AtomicU64,
     pub submissions_replayed: AtomicU64,
+    /// Transactions that stored submissions (group commit: submissions
+    /// over commits is the mean batch).
+    pub submit_commits: AtomicU64,
+    /// Transactions of the scheduler's own writes.
+    pub scheduler_commits: AtomicU64,
     pub placements: AtomicU64,
     pub finished_ok: AtomicU64,
     pub finished_failed: AtomicU64,
@@ -99,6 +104,8 @@ impl Default for Metrics {
         Metrics {
             submissions: AtomicU64::new(0),
             submissions_replayed: AtomicU64::new(0),
+            submit_commits: AtomicU64::new(0),
+            scheduler_commits: AtomicU64::new(0),
             placements: AtomicU64::new(0),
             finished_ok: AtomicU64::new(0),
             finished_failed: AtomicU64::new(0),
@@ -157,6 +164,18 @@ impl Metrics {
             "skyward_submissions_replayed_total",
             "Submissions answered from an idempotency key.",
             &self.submissions_replayed,
+        );
+        counter(
+            &mut o,
+            "skyward_submit_commits_total",
+            "Transactions that stored submissions (submissions / commits = the mean group-commit batch).",
+            &self.submit_commits,
+        );
+        counter(
+            &mut o,
+            "skyward_scheduler_commits_total",
+            "Transactions of the scheduler's own writes.",
+            &self.scheduler_commits,
         );
         counter(
             &mut o,

@@ -17,7 +17,7 @@ use skyward_core::{
 use skyward_executor::{ExecEvent, LocalExecutor, RunAs, RunSpec};
 use skyward_model::AcceleratorRequest;
 use skyward_spec::job::JobRequest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,6 +47,12 @@ const INGEST_BATCH: i64 = 5_000;
 /// The loop wakes at least this often (executor polling, other replicas'
 /// submissions).
 const IDLE_POLL_MS: u64 = 100;
+/// New submissions are taken in at most this often. Each intake is a
+/// transaction of the scheduler's; taking in after every group commit of
+/// the writer would double the commits (and, on a disk with slow fsync,
+/// halve the submissions a second). A submission waits for a cycle
+/// anyway (`cycle_ms`, 1 s by default).
+const INGEST_EVERY_MS: u64 = 50;
 
 /// Questions the HTTP layer asks the scheduler (answered from the core).
 pub enum Query {
@@ -217,7 +223,9 @@ struct Leading<'a> {
     executors: BTreeMap<String, LocalExecutor>,
     site_info: BTreeMap<String, Site>,
     endings: BTreeMap<WorkloadId, Ending>,
-    teams: BTreeMap<WorkloadId, String>,
+    /// Each live workload's team, interned (few teams, many workloads).
+    teams: BTreeMap<WorkloadId, Arc<str>>,
+    team_names: BTreeSet<Arc<str>>,
 }
 
 impl Runtime {
@@ -298,6 +306,7 @@ impl Runtime {
         let mut runs = BTreeMap::new();
         let mut submitted_at = BTreeMap::new();
         let mut teams = BTreeMap::new();
+        let mut team_names = BTreeSet::new();
         for r in rows {
             let req: JobRequest = serde_json::from_str(&r.spec_json)
                 .map_err(|e| DbError::Corrupt(format!("workload {}: {e}", r.id)))?;
@@ -315,7 +324,7 @@ impl Runtime {
                 ))
             })?;
             runs.insert(id, to_run_spec(&req));
-            teams.insert(id, r.team.clone());
+            teams.insert(id, intern(&mut team_names, &r.team));
             submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
             snaps.push(Snapshot {
                 id,
@@ -337,6 +346,7 @@ impl Runtime {
             site_info: BTreeMap::new(),
             endings: BTreeMap::new(),
             teams,
+            team_names,
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -384,6 +394,18 @@ impl Runtime {
             eprintln!("skyward: {detached} runs keep going; the next server adopts them");
         }
         result
+    }
+}
+
+/// The shared copy of a team's name.
+fn intern(names: &mut BTreeSet<Arc<str>>, name: &str) -> Arc<str> {
+    match names.get(name) {
+        Some(n) => n.clone(),
+        None => {
+            let n: Arc<str> = Arc::from(name);
+            names.insert(n.clone());
+            n
+        }
     }
 }
 
@@ -508,6 +530,7 @@ impl Leading<'_> {
     ) -> Result<Stop, DbError> {
         let rt = self.rt;
         let mut last_renew = rt.clock.now_ms();
+        let mut last_ingest = 0;
         loop {
             let started = rt.clock.now_ms();
             self.flush(started).await?;
@@ -522,7 +545,10 @@ impl Leading<'_> {
                     _ => return Ok(Stop::LostLease),
                 }
             }
-            self.ingest(now).await?;
+            if now.saturating_sub(last_ingest) >= INGEST_EVERY_MS {
+                self.ingest(now).await?;
+                last_ingest = now;
+            }
             let mut events = Vec::new();
             for (name, ex) in self.executors.iter_mut() {
                 let _ = self
@@ -584,7 +610,11 @@ impl Leading<'_> {
                     for id in ids {
                         cursor = Some(id);
                         position += 1;
-                        let team_of = self.teams.get(&id).cloned().unwrap_or_default();
+                        let team_of = self
+                            .teams
+                            .get(&id)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default();
                         if team.as_ref().is_some_and(|t| *t != team_of) {
                             continue;
                         }
@@ -647,6 +677,7 @@ impl Leading<'_> {
                 ) {
                     Ok(()) => {
                         self.runs.insert(wid, to_run_spec(&req));
+                        let team = intern(&mut self.team_names, &team);
                         self.teams.insert(wid, team);
                         self.submitted_at.insert(wid, now);
                     }
@@ -783,6 +814,7 @@ impl Leading<'_> {
                 rt.db
                     .apply(&rt.holder, self.term, rt.clock.now_ms() as i64, &writes)
                     .await?;
+                rt.metrics.scheduler_commits.fetch_add(1, Ordering::Relaxed);
             }
             for id in ended {
                 // Stored: the run's files may be settled now.

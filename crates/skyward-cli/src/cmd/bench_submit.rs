@@ -53,6 +53,16 @@ pub struct RunResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub server_peak_rss_mib: f64,
+    /// fsyncs a second this run's directory's disk took, measured just
+    /// before the run (4 KiB writes, each followed by fdatasync).
+    pub fsyncs_per_second: f64,
+    /// Submissions per group commit (the writer's transactions).
+    pub mean_commit_batch: f64,
+    /// The scheduler's own transactions during the run.
+    pub scheduler_commits: u64,
+    /// 1-minute load average at the start and end of the run.
+    pub load_start: f64,
+    pub load_end: f64,
 }
 
 #[derive(Serialize)]
@@ -65,6 +75,8 @@ struct Summary {
     median_p50_ms: f64,
     median_p99_ms: f64,
     max_server_peak_rss_mib: f64,
+    median_fsyncs_per_second: f64,
+    median_commit_batch: f64,
     errors: usize,
 }
 
@@ -95,6 +107,47 @@ impl Drop for ServerProc {
     }
 }
 
+/// fdatasyncs a second on the disk holding `dir`: 4 KiB appended and
+/// synced, for about a second (at most 2,000 of them).
+pub fn fsync_rate(dir: &std::path::Path) -> f64 {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let Ok(mut f) = std::fs::File::create(&path) else {
+        return 0.0;
+    };
+    let block = [0u8; 4096];
+    let started = Instant::now();
+    let mut n = 0u32;
+    while n < 2_000 && started.elapsed() < Duration::from_secs(1) {
+        if f.write_all(&block).is_err() || f.sync_data().is_err() {
+            break;
+        }
+        n += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    if secs > 0.0 {
+        f64::from(n) / secs
+    } else {
+        0.0
+    }
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A counter's value in a Prometheus text page.
+fn counter(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn start_server(
     dir: &std::path::Path,
     database_url: Option<&str>,
@@ -108,8 +161,17 @@ fn start_server(
     let log =
         std::fs::File::create(dir.join("server.log")).map_err(|e| CliError::Io(e.to_string()))?;
     let mut cmd = Command::new(exe);
+    // A root server runs workloads as another user, who must reach the
+    // work directory (the state directory stays 0700).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| CliError::Io(format!("{}: {e}", dir.display())))?;
+    }
     cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.join("data"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
         .env_remove("SKYWARD_DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -141,6 +203,8 @@ fn one_run(
     database_url: Option<&str>,
 ) -> Result<RunResult, CliError> {
     let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
+    let fsyncs_per_second = fsync_rate(dir.path());
+    let load_start = load_average();
     let (server, port) = start_server(dir.path(), database_url)?;
     let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
         .map_err(|e| CliError::Io(format!("admin token: {e}")))?
@@ -200,6 +264,13 @@ fn one_run(
     let (mut lat, errors) = result;
     lat.sort_by(f64::total_cmp);
     let rss = crate::cmd::bench::peak_rss_mib_of(&server.child.id().to_string());
+    let page = rt
+        .block_on(client.request("GET", "/metrics", None, &[]))
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .unwrap_or_default();
+    let commits = counter(&page, "skyward_submit_commits_total");
+    let stored = counter(&page, "skyward_submissions_total");
+    let scheduler_commits = counter(&page, "skyward_scheduler_commits_total");
     drop(server);
     Ok(RunResult {
         backend: backend.into(),
@@ -211,6 +282,15 @@ fn one_run(
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         server_peak_rss_mib: rss,
+        fsyncs_per_second,
+        mean_commit_batch: if commits > 0 {
+            stored as f64 / commits as f64
+        } else {
+            0.0
+        },
+        scheduler_commits,
+        load_start,
+        load_end: load_average(),
     })
 }
 
@@ -263,8 +343,8 @@ pub fn run(a: &SubmitBenchArgs) -> Result<(), CliError> {
                 _ => one_run(backend, run, a, None)?,
             };
             eprintln!(
-                "  {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                r.per_second, r.p50_ms, r.p99_ms, r.errors
+                "  {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; disk {:.0} fsyncs/s, {:.1} submissions per commit, {} scheduler commits, load {:.2}→{:.2}, server RSS {:.0} MiB",
+                r.per_second, r.p50_ms, r.p99_ms, r.errors, r.fsyncs_per_second, r.mean_commit_batch, r.scheduler_commits, r.load_start, r.load_end, r.server_peak_rss_mib
             );
             results.push(r);
         }
@@ -286,6 +366,8 @@ pub fn run(a: &SubmitBenchArgs) -> Result<(), CliError> {
                     .iter()
                     .map(|r| r.server_peak_rss_mib)
                     .fold(0.0, f64::max),
+                median_fsyncs_per_second: median(rs.iter().map(|r| r.fsyncs_per_second).collect()),
+                median_commit_batch: median(rs.iter().map(|r| r.mean_commit_batch).collect()),
                 errors: rs.iter().map(|r| r.errors).sum(),
             }
         })
@@ -305,6 +387,8 @@ pub fn run(a: &SubmitBenchArgs) -> Result<(), CliError> {
                 "p50 ms>",
                 "p99 ms>",
                 "server RSS MiB>",
+                "disk fsyncs/s>",
+                "per commit>",
                 "errors>",
             ]);
             for s in &summaries {
@@ -316,6 +400,8 @@ pub fn run(a: &SubmitBenchArgs) -> Result<(), CliError> {
                     format!("{:.2}", s.median_p50_ms),
                     format!("{:.2}", s.median_p99_ms),
                     format!("{:.0}", s.max_server_peak_rss_mib),
+                    format!("{:.0}", s.median_fsyncs_per_second),
+                    format!("{:.1}", s.median_commit_batch),
                     s.errors.to_string(),
                 ]);
             }
