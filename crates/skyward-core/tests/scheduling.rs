@@ -384,6 +384,21 @@ fn start_all(core: &mut Core, now: u64) -> Vec<(u64, String, u32)> {
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// Site "s" reports workload `id`'s run `attempt` finished well.
+fn finish(core: &mut Core, now: u64, id: WorkloadId, attempt: u32, ended_at: Option<u64>) {
+    core.handle(
+        now,
+        Input::Finished {
+            id,
+            site: "s".into(),
+            attempt,
+            success: true,
+            ended_at,
+        },
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_run_is_billed_to_its_own_end_not_to_when_the_core_heard_of_it() {
     // A 2 s run; the server hears of its end 30 s later (it was down).
@@ -393,17 +408,7 @@ fn a_run_is_billed_to_its_own_end_not_to_when_the_core_heard_of_it() {
     submit(&mut core, 0, 1, job("H100:8", 1, 0));
     core.handle_timeout(0);
     assert_eq!(start_all(&mut core, 1_000).len(), 1);
-    core.handle(
-        32_000,
-        Input::Finished {
-            id: WorkloadId(1),
-            site: "s".into(),
-            attempt: 1,
-            success: true,
-            ended_at: Some(3_000),
-        },
-    )
-    .unwrap();
+    finish(&mut core, 32_000, WorkloadId(1), 1, Some(3_000));
     let usage: Vec<_> = std::iter::from_fn(|| core.poll_command())
         .filter_map(|c| match c {
             Command::RecordUsage {
@@ -431,17 +436,7 @@ fn a_run_is_billed_to_its_own_end_not_to_when_the_core_heard_of_it() {
     submit(&mut core, 0, 2, job("H100:8", 1, 0));
     core.handle_timeout(0);
     start_all(&mut core, 1_000);
-    core.handle(
-        5_000,
-        Input::Finished {
-            id: WorkloadId(1),
-            site: "s".into(),
-            attempt: 1,
-            success: true,
-            ended_at: Some(10),
-        },
-    )
-    .unwrap();
+    finish(&mut core, 5_000, WorkloadId(1), 1, Some(10));
     let spans: Vec<(u64, u64)> = std::iter::from_fn(|| core.poll_command())
         .filter_map(|c| match c {
             Command::RecordUsage { from, to, .. } => Some((from, to)),
@@ -467,17 +462,7 @@ fn a_waiting_gang_holds_capacity_against_later_lower_priority_work() {
     core.handle_timeout(10);
     assert!(dispatches(&mut core).is_empty());
     // Job 1 ends; 4 free. A later low-priority 4-GPU job arrives.
-    core.handle(
-        20,
-        Input::Finished {
-            id: WorkloadId(1),
-            site: "s".into(),
-            attempt: 1,
-            success: true,
-            ended_at: None,
-        },
-    )
-    .unwrap();
+    finish(&mut core, 20, WorkloadId(1), 1, None);
     submit(&mut core, 20, 4, job("H100:4", 1, -3));
     core.handle_timeout(20);
     assert!(
@@ -487,17 +472,7 @@ fn a_waiting_gang_holds_capacity_against_later_lower_priority_work() {
     let why = core.why_pending(WorkloadId(4)).unwrap();
     assert_eq!(why.get(skyward_core::REASON_RESERVED), Some(&1));
     // Job 2 ends: the gang starts first, then the small one waits on it.
-    core.handle(
-        30,
-        Input::Finished {
-            id: WorkloadId(2),
-            site: "s".into(),
-            attempt: 1,
-            success: true,
-            ended_at: None,
-        },
-    )
-    .unwrap();
+    finish(&mut core, 30, WorkloadId(2), 1, None);
     core.handle_timeout(30);
     assert_eq!(dispatches(&mut core), vec![(3, "s".into(), 8)]);
 }
