@@ -199,7 +199,9 @@ impl World {
                 1 => skyward_model::SpotPolicy::Required,
                 _ => skyward_model::SpotPolicy::Never,
             },
-            hours: None,
+            // Half declare their work: reservations then know when the
+            // runs ahead of a gang end, and backfill uses it.
+            hours: (self.rng.below(2) == 0).then(|| (1 + self.rng.below(20)) as f64 / 1_000.0),
             max_runtime_ms: None,
         }
     }
@@ -512,7 +514,8 @@ fn run(seed: u64) {
                 assert!(
                     why.keys()
                         .all(|r| *r != skyward_core::core::REASON_SITE_FULL
-                            && *r != skyward_core::core::REASON_SITE_DOWN),
+                            && *r != skyward_core::core::REASON_SITE_DOWN
+                            && *r != skyward_core::REASON_RESERVED),
                     "seed {seed}: {id:?} stuck: {why:?}"
                 );
             }
