@@ -203,6 +203,16 @@ fn read_exit_code(dir: &Path, attempt: u32) -> Option<i32> {
 
 /// Upper bound on environment variables a workload may set.
 pub const ENV_MAX: usize = 1_000;
+/// How the workload's variables travel to its nodes (see `dispatch`).
+const ENV_PREFIX: &str = "SKYWARD_ENV_";
+
+/// A shell variable name: safe to write into a script as it is.
+fn is_env_name(k: &str) -> bool {
+    let mut c = k.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
 
 /// The variables that tell a run which devices are its own.
 pub fn device_vars(accelerator: &str) -> &'static [&'static str] {
@@ -367,6 +377,17 @@ impl LocalExecutor {
                 format!("more than {ENV_MAX} environment variables"),
             ));
         }
+        if let Some(bad) = spec
+            .env
+            .keys()
+            .chain(spec.secrets.keys())
+            .find(|k| !is_env_name(k))
+        {
+            return Err(DispatchError::Spawn(
+                id,
+                format!("'{bad}' is not an environment variable name"),
+            ));
+        }
         let nodes = spec.nodes.max(1);
         let devices = self.free_devices(accelerators);
         let dir = self.root.join(format!("{}", id.0));
@@ -418,8 +439,16 @@ impl LocalExecutor {
             .env("PATH", BASE_PATH)
             .env("HOME", &job_dir)
             .env("LANG", "C.UTF-8")
-            .envs(&spec.env)
-            .envs(&spec.secrets)
+            // The workload's own variables reach the wrapper (which may be
+            // root) only under a prefix no program reads (LD_PRELOAD or PATH
+            // given by a workload must not act before the identity drops);
+            // each node's script exports them under their names.
+            .envs(
+                spec.env
+                    .iter()
+                    .chain(&spec.secrets)
+                    .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v)),
+            )
             .env("SKYWARD_WORKLOAD_ID", id.0.to_string())
             .env("SKYWARD_SITE", &self.site)
             .env("SKYWARD_ATTEMPT", attempt.to_string())
@@ -508,9 +537,16 @@ impl LocalExecutor {
     ) -> Result<(), (PathBuf, std::io::Error)> {
         let setup_path = dir.join(format!("setup-{attempt}.sh"));
         let run_path = dir.join(format!("run-{attempt}.sh"));
+        // Runs as the run's user: the workload's variables take their own
+        // names only now.
         let mut node = String::from(
-            "mkdir -p \"$SKYWARD_CHECKPOINT_DIR\" || { echo \"skyward: cannot create the checkpoint directory $SKYWARD_CHECKPOINT_DIR\" >&2; exit 1; }\n",
+            "/bin/mkdir -p \"$SKYWARD_CHECKPOINT_DIR\" || { echo \"skyward: cannot create the checkpoint directory $SKYWARD_CHECKPOINT_DIR\" >&2; exit 1; }\n",
         );
+        for k in spec.env.keys().chain(spec.secrets.keys()) {
+            node.push_str(&format!(
+                "export {k}=\"${ENV_PREFIX}{k}\"; unset {ENV_PREFIX}{k}\n"
+            ));
+        }
         if let Some(setup) = &spec.setup {
             self.write_script(&setup_path, &format!("{setup}\n"))?;
             node.push_str(&format!(
@@ -554,7 +590,7 @@ impl LocalExecutor {
     /// waits for all, and records the first failing exit code.
     fn wrapper(&self, attempt: u32, nodes: u32, devices: &[u32], cgroup: Option<&Path>) -> String {
         let mut w = format!(
-            "echo $$ > .skyward-pid-{attempt}.tmp && mv -f .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n"
+            "echo $$ > .skyward-pid-{attempt}.tmp && /bin/mv -f .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n"
         );
         if let Some(cg) = cgroup {
             w.push_str(&format!(
@@ -600,7 +636,7 @@ impl LocalExecutor {
             w.push_str(&format!("wait $p{rank}; r=$?; [ $rc -eq 0 ] && rc=$r\n"));
         }
         w.push_str(&format!(
-            "cd ..\necho $rc > .skyward-exit-{attempt}.tmp && mv -f .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
+            "cd ..\necho $rc > .skyward-exit-{attempt}.tmp && /bin/mv -f .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"
         ));
         w
     }

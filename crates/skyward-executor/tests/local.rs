@@ -615,3 +615,64 @@ fn runs_in_the_old_layout_are_adopted_after_an_upgrade() {
     assert_eq!(ex.workdir(WorkloadId(4)), dir.path().join("work/4"));
     wait_finished(&mut ex);
 }
+
+/// A workload's `env` must not act before the identity drops: with PATH
+/// pointing at its own `mv`, a root wrapper that moved its pid file would
+/// have run the workload's code as root.
+#[test]
+fn a_workloads_environment_never_reaches_the_root_wrapper() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let evil = base.path().join("bin");
+    std::fs::create_dir(&evil).unwrap();
+    let marker = base.path().join("pwned");
+    std::fs::write(
+        evil.join("mv"),
+        format!(
+            "#!/bin/sh\ntouch {}-$(id -u)\nexec /bin/mv \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(evil.join("mv"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_as = skyward_executor::isolation::resolve_run_as(None).unwrap();
+    let opts = skyward_executor::Options {
+        run_as,
+        ..Default::default()
+    };
+    let work = base.path().join("work");
+    let mut ex = LocalExecutor::with_options("s", &work, 8, opts);
+    let mut spec = run("echo path=$PATH; echo note=\"$NOTE\"");
+    spec.env.insert("PATH".into(), evil.display().to_string());
+    spec.env
+        .insert("NOTE".into(), "a \"quoted\" $value with spaces".into());
+    spec.env
+        .insert("LD_PRELOAD".into(), "/nonexistent/evil.so".into());
+    ex.dispatch(WorkloadId(1), 1, 1, &spec).unwrap();
+    let ended = ends(&wait_finished(&mut ex));
+    let log = std::fs::read_to_string(work.join("1").join("output.log")).unwrap();
+    assert_eq!(ended, vec![(1, 1, true)], "{log}");
+    assert!(log.contains(&format!("path={}", evil.display())), "{log}");
+    assert!(
+        log.contains("note=a \"quoted\" $value with spaces"),
+        "{log}"
+    );
+    let pwned: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pwned"))
+        .collect();
+    assert!(
+        pwned.is_empty(),
+        "the workload's PATH ran its own mv in the wrapper"
+    );
+    // An environment name that is not one is refused, not written into a script.
+    let mut bad = run("true");
+    bad.env.insert("A;touch /tmp/x".into(), "1".into());
+    assert!(matches!(
+        ex.dispatch(WorkloadId(2), 1, 1, &bad),
+        Err(skyward_executor::local::DispatchError::Spawn(..))
+    ));
+}
