@@ -404,3 +404,49 @@ fn plan_writes_an_svg_report() {
     assert_eq!(code, 2);
     assert!(err.contains("--time-limit"), "{err}");
 }
+
+/// Issue 10 #1: a contract with `commit_usd: 0` is a discount, not "no
+/// contract". The exact MILP priced GCP at list, found $7,407.38 and
+/// called it proven while a plan at $6,416.86 exists (found with
+/// `commit_usd: 0.01`). Every method's bound must stay at or below that
+/// feasible plan.
+#[test]
+fn a_discount_only_contract_is_priced_by_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = |commit: &str| {
+        format!(
+            "workloads:
+  - {{name: a, accelerators: [\"H100:8\"], nodes: 2, hours: 100}}
+  - {{name: b, accelerators: [\"H100:8\"], nodes: 3, hours: 168}}
+  - {{name: c, accelerators: [\"H100:8\"], nodes: 5, hours: 300}}
+  - {{name: d, accelerators: [\"H100:8\"], nodes: 2, hours: 24}}
+  - {{name: e, accelerators: [\"H100:8\"], nodes: 5, hours: 50}}
+  - {{name: f, accelerators: [\"H100:8\"], nodes: 4, hours: 24}}
+capacity:
+  - {{name: p0, provider: lambda, region: me-west-1, sku: gpu_8x_h100_sxm5, nodes: 11}}
+  - {{name: p1, provider: lambda, region: australia-east-1, sku: gpu_8x_h100_sxm5, nodes: 3}}
+contracts:
+  - {{name: g, provider: gcp, commit_usd: {commit}, discount_pct: 50}}
+"
+        )
+    };
+    let zero = dir.path().join("zero.yaml");
+    let cent = dir.path().join("cent.yaml");
+    std::fs::write(&zero, fleet("0")).unwrap();
+    std::fs::write(&cent, fleet("0.01")).unwrap();
+    let feasible = run_json(&["plan", cent.to_str().unwrap()])["total_cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!((feasible - 6416.86).abs() < 0.01, "{feasible}");
+    let exact = run_json(&["plan", zero.to_str().unwrap(), "--method", "exact"]);
+    let total = exact["total_cost_usd"].as_f64().unwrap();
+    assert!((total - 6416.86).abs() < 0.01, "exact found {total}");
+    for method in ["auto", "exact", "lagrangian"] {
+        let p = run_json(&["plan", zero.to_str().unwrap(), "--method", method]);
+        let bound = p["lower_bound_usd"].as_f64().unwrap();
+        assert!(
+            bound <= feasible + 0.01,
+            "{method}: bound {bound} above a feasible plan at {feasible}"
+        );
+    }
+}

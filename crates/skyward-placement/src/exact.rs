@@ -60,7 +60,9 @@ pub fn solve(
                 if contracted[p] {
                     provider_spend[p] += s * SCALE * x[w][o];
                 } else {
-                    objective += s * SCALE * x[w][o];
+                    // No commitment: cost = factor · spend, linear. A
+                    // discount-only contract (commit 0) still discounts.
+                    objective += pr.factor[p] * s * SCALE * x[w][o];
                 }
             }
         }

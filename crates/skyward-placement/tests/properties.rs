@@ -321,13 +321,18 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
         (1usize..=3).prop_flat_map(|n| (0..n).map(arb_workload).collect::<Vec<_>>()),
         prop::option::of(1u32..=4),
         prop::option::of(8u32..=24),
+        // Commits of 0 are discount-only contracts: they must still
+        // discount (issue 10: the MILP priced them at list).
         prop::option::of((
-            1_000i64..=30_000,
-            prop::sample::select(vec![0.0, 10.0, 25.0]),
+            prop_oneof![Just(0i64), 1_000i64..=30_000],
+            prop::sample::select(vec![0.0, 10.0, 25.0, 50.0]),
         )),
-        prop::option::of(1_000i64..=20_000),
+        prop::option::of((
+            prop_oneof![Just(0i64), 1_000i64..=20_000],
+            prop::sample::select(vec![5.0, 50.0, 80.0]),
+        )),
     )
-        .prop_map(|(ws, pool_nodes, quota_max, aws_contract, gcp_commit)| {
+        .prop_map(|(ws, pool_nodes, quota_max, aws_contract, gcp_contract)| {
             let mut f = fleet(ws);
             if let Some(n) = pool_nodes {
                 f.capacity
@@ -339,8 +344,8 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
             if let Some((c, d)) = aws_contract {
                 f.contracts.push(contract("aws", c, d));
             }
-            if let Some(c) = gcp_commit {
-                f.contracts.push(contract("gcp", c, 5.0));
+            if let Some((c, d)) = gcp_contract {
+                f.contracts.push(contract("gcp", c, d));
             }
             f
         })
@@ -357,6 +362,8 @@ proptest! {
         if let Some((placed, cost)) = brute_force(&cat, &f) {
             prop_assert_eq!(p.placed, placed);
             prop_assert!((p.total_cost_usd.as_f64() - cost).abs() <= 0.05, "exact {} vs brute force {}", p.total_cost_usd, cost);
+            // A bound is a promise about the model the user wrote.
+            prop_assert!(p.lower_bound_usd.as_f64() <= cost + 0.05, "bound {} above the optimum {}", p.lower_bound_usd, cost);
         }
     }
 
