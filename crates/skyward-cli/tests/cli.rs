@@ -450,3 +450,65 @@ contracts:
         );
     }
 }
+
+/// Issue 10 #2: money overflowed silently. Two serve workloads within
+/// every documented limit gave `total_cost_usd: 0.0` and a negative list
+/// cost; one alone saturated at $9,223,372,036,854.78. Now a fleet that
+/// could leave exact money is refused before planning, naming the
+/// workload; one far inside it plans as before.
+#[test]
+fn a_fleet_beyond_exact_money_is_refused_naming_the_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(
+        &huge,
+        "workloads:
+  - {name: small, accelerators: [\"H100:8\"], hours: 10}
+  - {name: chat, kind: serve, accelerators: [\"H100:8\"], nodes: 100000, replicas: 10000, hours: 87840}
+  - {name: chat2, kind: serve, accelerators: [\"H100:8\"], nodes: 100000, replicas: 10000, hours: 87840}
+",
+    )
+    .unwrap();
+    let (code, err) = run_fail(&["plan", huge.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("workloads[1].hours") && err.contains("'chat'"),
+        "{err}"
+    );
+    assert!(err.contains("huge.yaml:3:"), "{err}");
+    // Many workloads each fine, together beyond the range.
+    let mut text = String::from("workloads:\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "  - {{name: w{i}, kind: serve, accelerators: [\"H100:8\"], nodes: 1000, replicas: 100, hours: 8784}}\n"
+        ));
+    }
+    let many = dir.path().join("many.yaml");
+    std::fs::write(&many, text).unwrap();
+    let (code, err) = run_fail(&["plan", many.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the fleet could cost up to"), "{err}");
+    // A commitment beyond the range says why.
+    let commit = dir.path().join("commit.yaml");
+    std::fs::write(
+        &commit,
+        "workloads:\n  - {name: a, accelerators: [\"H100:8\"], hours: 10}\ncontracts:\n  - {name: big, provider: aws, commit_usd: 1e30, discount_pct: 10}\n",
+    )
+    .unwrap();
+    let (code, err) = run_fail(&["plan", commit.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("contracts[0].commit_usd") && err.contains("account exactly"),
+        "{err}"
+    );
+    // A large but sane fleet: 64 nodes for a year is well inside.
+    let sane = dir.path().join("sane.yaml");
+    std::fs::write(
+        &sane,
+        "workloads:\n  - {name: pretrain, accelerators: [\"H100:8\"], nodes: 64, hours: 8784}\n",
+    )
+    .unwrap();
+    let p = run_json(&["plan", sane.to_str().unwrap()]);
+    let total = p["total_cost_usd"].as_f64().unwrap();
+    assert!(total > 1.0e6 && total < 1.0e9, "{total}");
+}

@@ -15,6 +15,14 @@ pub const WORKLOADS_MAX: usize = 100_000;
 pub const NODES_MAX: u32 = 100_000;
 pub const REPLICAS_MAX: u32 = 10_000;
 pub const HOURS_MAX: f64 = 24.0 * 366.0 * 10.0;
+/// The most a plan of one fleet may add up to, with every workload on its
+/// dearest option and every commitment paid: $1 trillion. Money is exact
+/// integer micro-dollars (i64, up to $9.2 trillion); keeping every sum a
+/// plan makes within a ninth of that means none can wrap or saturate.
+pub const FLEET_COST_USD_MAX: f64 = 1.0e12;
+/// Egress is never billed above this per GB (the dearest public rates are
+/// about a fifth of it).
+const EGRESS_USD_PER_GB_CEILING: f64 = 1.0;
 pub const DATA_GB_MAX: f64 = 1.0e9;
 
 pub const GEOGRAPHIES: &[&str] = &[
@@ -561,6 +569,15 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         if !contract_providers.insert(provider.clone()) {
             return Err(e("provider", format!("a second spend contract for '{provider}': combine them into one (sum the commitments)")));
         }
+        if c.commit_usd.is_finite() && c.commit_usd > FLEET_COST_USD_MAX {
+            return Err(e(
+                "commit_usd",
+                format!(
+                    "${:.3e} is above the ${FLEET_COST_USD_MAX:.0e} a plan can account exactly",
+                    c.commit_usd
+                ),
+            ));
+        }
         let commit = Usd::from_f64_rounded(c.commit_usd)
             .filter(|u| *u >= Usd::ZERO)
             .ok_or_else(|| e("commit_usd", "must be a non-negative amount".into()))?;
@@ -590,13 +607,126 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             settings.spot_overhead_pct = o;
         }
     }
-    Ok(Fleet {
+    let fleet = Fleet {
         workloads,
         capacity,
         quotas,
         contracts,
         settings,
-    })
+    };
+    if let Some((i, message)) = money_out_of_range(&fleet, catalog) {
+        let field = if i == usize::MAX {
+            "contracts"
+        } else {
+            "hours"
+        };
+        return Err(match i {
+            usize::MAX => SpecError::at(
+                file,
+                crate::locate::line_of_key(text, "contracts"),
+                field,
+                message,
+            ),
+            _ => err("workloads", i, field, message),
+        });
+    }
+    Ok(fleet)
+}
+
+/// The dearest a node-hour of each (accelerator, count) can be: catalog
+/// offerings (on-demand or spot) and the fleet's own pools.
+fn dearest_node_hour(fleet: &Fleet, catalog: &Catalog) -> BTreeMap<(String, u32), f64> {
+    let mut out: BTreeMap<(String, u32), f64> = BTreeMap::new();
+    let mut note = |name: &str, count: u32, usd: f64| {
+        let e = out.entry((name.to_ascii_lowercase(), count)).or_insert(0.0);
+        *e = e.max(usd);
+    };
+    for o in &catalog.offerings {
+        for p in [o.on_demand_usd_per_hour, o.spot_usd_per_hour]
+            .into_iter()
+            .flatten()
+        {
+            note(&o.accelerator, o.accelerator_count, p.as_f64());
+        }
+    }
+    for c in &fleet.capacity {
+        note(
+            &c.accelerator.name,
+            c.accelerator.count,
+            c.hourly_usd.as_f64(),
+        );
+    }
+    out
+}
+
+/// A workload whose dearest option, or a fleet whose dearest plan, would
+/// leave exact money: (workload index, or `usize::MAX` for the fleet, and
+/// what to say). Checked before planning, so no sum the plan makes can
+/// wrap or saturate.
+fn money_out_of_range(fleet: &Fleet, catalog: &Catalog) -> Option<(usize, String)> {
+    let dearest = dearest_node_hour(fleet, catalog);
+    let spot = 1.0 + fleet.settings.spot_overhead_pct.max(0.0) / 100.0;
+    let mut total: f64 = fleet.contracts.iter().map(|c| c.commit_usd.as_f64()).sum();
+    let mut largest = (0usize, 0.0f64);
+    for (i, w) in fleet.workloads.iter().enumerate() {
+        let Some(first) = w.accelerators.first() else {
+            continue;
+        };
+        let acc = &catalog.accelerators;
+        let per_node_hour = w
+            .accelerators
+            .iter()
+            .filter_map(|a| {
+                let price = *dearest.get(&(a.name.to_ascii_lowercase(), a.count))?;
+                // A slower alternative needs proportionally more hours.
+                let factor = match (w.throughput.get(&first.name), w.throughput.get(&a.name)) {
+                    (Some(r), Some(t)) if *t > 0.0 => r / t,
+                    _ => {
+                        let r =
+                            acc.unit_tflops(&first.name).unwrap_or(1.0) * f64::from(first.count);
+                        let t = acc.unit_tflops(&a.name).unwrap_or(1.0) * f64::from(a.count);
+                        if t > 0.0 {
+                            (r / t).max(1.0)
+                        } else {
+                            1.0
+                        }
+                    }
+                };
+                Some(price * factor.max(1.0) * spot)
+            })
+            .fold(0.0, f64::max);
+        let node_hours = f64::from(w.nodes) * f64::from(w.replicas) * w.hours;
+        let egress = w
+            .data
+            .as_ref()
+            .map_or(0.0, |d| d.gb * EGRESS_USD_PER_GB_CEILING)
+            * f64::from(w.replicas);
+        let worst = node_hours * per_node_hour + egress;
+        if worst > FLEET_COST_USD_MAX {
+            return Some((
+                i,
+                format!(
+                    "'{}' could cost up to ${worst:.3e} ({} nodes × {} replicas × {} hours at up to ${per_node_hour:.2} a node-hour), above the ${FLEET_COST_USD_MAX:.0e} a plan can account exactly; shorten the horizon or split the workload",
+                    w.name, w.nodes, w.replicas, w.hours
+                ),
+            ));
+        }
+        if worst > largest.1 {
+            largest = (i, worst);
+        }
+        total += worst;
+    }
+    if total > FLEET_COST_USD_MAX {
+        let (i, worst) = largest;
+        let name = fleet.workloads.get(i).map_or("", |w| w.name.as_str());
+        return Some((
+            if fleet.workloads.is_empty() { usize::MAX } else { i },
+            format!(
+                "the fleet could cost up to ${total:.3e} with its commitments, above the ${FLEET_COST_USD_MAX:.0e} a plan can account exactly; its largest workload is '{name}' (up to ${worst:.3e}); plan a shorter horizon or fewer workloads at a time"
+            ),
+        ));
+    }
+    None
 }
 
 /// Canonical accelerator names the catalog knows.
