@@ -227,11 +227,23 @@ impl Names {
         }
     }
 
+    /// A `provider:region` the catalog (or the fleet's capacity) knows.
     pub(crate) fn region_key(&self, text: &str) -> Result<RegionKey, String> {
-        let k = RegionKey::parse(text)
+        let k = RegionKey::parse(&text.trim().to_ascii_lowercase())
             .ok_or_else(|| format!("'{text}' is not provider:region (e.g. aws:us-east-1)"))?;
         if !self.providers.contains(&k.provider) {
-            return Err(format!("unknown provider '{}' in '{text}'", k.provider));
+            return Err(format!(
+                "unknown provider '{}' in '{text}'{}",
+                k.provider,
+                hint(&k.provider, self.providers.iter().map(String::as_str))
+            ));
+        }
+        if !self.regions.contains(&k) {
+            let all: Vec<String> = self.regions.iter().map(|k| k.to_string()).collect();
+            return Err(format!(
+                "unknown region '{text}'{}",
+                hint(&k.to_string(), all.iter().map(String::as_str))
+            ));
         }
         Ok(k)
     }
@@ -361,6 +373,14 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             format!("more than {WORKLOADS_MAX} workloads"),
         ));
     }
+    if raw.workloads.is_empty() {
+        return Err(SpecError::at(
+            file,
+            crate::locate::line_of_key(text, "workloads"),
+            "workloads",
+            "list at least one workload to plan".into(),
+        ));
+    }
     let mut names = Names::new(catalog);
     let err = |section: &str, i: usize, key: &str, msg: String| {
         SpecError::at(
@@ -378,8 +398,12 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
         if !capacity_names.insert(c.name.clone()) {
             return Err(e("name", format!("duplicate capacity name '{}'", c.name)));
         }
-        let provider = c.provider.to_ascii_lowercase();
-        let region = RegionKey::new(&provider, &c.region);
+        // A pool is in a region the catalog knows: its geography and
+        // certifications decide residency and compliance.
+        let provider = names.provider(&c.provider).map_err(|m| e("provider", m))?;
+        let region = names
+            .region_key(&format!("{provider}:{}", c.region))
+            .map_err(|m| e("region", m))?;
         let catalog_row = catalog
             .offerings
             .iter()
@@ -599,7 +623,8 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             if !(o.is_finite() && (0.0..=500.0).contains(&o)) {
                 return Err(SpecError::at(
                     file,
-                    crate::locate::line_of_key(text, "spot_overhead_pct"),
+                    crate::locate::line_of_key(text, "spot_overhead_pct")
+                        .or_else(|| crate::locate::line_of_key(text, "settings")),
                     "settings.spot_overhead_pct",
                     "must be from 0 to 500".into(),
                 ));

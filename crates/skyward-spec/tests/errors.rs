@@ -47,6 +47,15 @@ fn error_table() {
         ("just a string", Some(1), &["expected"]),
         ("", None, &["empty"]),
         ("foo: 1\n", Some(1), &["workloads:"]),
+        // Issue 10 #4: inputs that were accepted and silently misused.
+        ("workloads: []\n", Some(1), &["workloads", "at least one workload"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\ncapacity:\n  - {name: r, provider: aws, region: mars-1, sku: p5.48xlarge, nodes: 2}\n", Some(6), &["capacity[0].region", "unknown region 'aws:mars-1'"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\ncapacity:\n  - {name: r, provider: foo, region: x, sku: p5.48xlarge, nodes: 2}\n", Some(6), &["capacity[0].provider", "unknown provider 'foo'"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\ncapacity:\n  - {name: r, provider: aws, region: us-east-11, sku: p5.48xlarge, nodes: 2}\n", Some(6), &["did you mean 'aws:us-east-1'"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\n    data: {region: \"aws:mars-1\", gb: 5}\n", Some(5), &["workloads[0].data", "unknown region 'aws:mars-1'"]),
+        ("workloads:\n  - name: a\n    kind: serve\n    accelerators: [H100:8]\n    hours: 1\n    users: [\"aws:us-east-11\"]\n    latency_ms: 50\n", Some(6), &["workloads[0].users", "did you mean 'aws:us-east-1'"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\nsettings: {spot_overhead_pct: 900}\n", Some(5), &["settings.spot_overhead_pct"]),
+        ("workloads:\n  - name: a\n    accelerators: [H100:8]\n    hours: 1\ncontracts:\n  - {name: c, provider: aws, commit_usd: 1e30, discount_pct: 10}\n", Some(6), &["contracts[0].commit_usd", "account exactly"]),
     ];
     for (input, line, fragments) in cases {
         let e = parse(input, "f.yaml", &cat(), &TaskDefaults { hours: None }).expect_err(input);
