@@ -169,6 +169,21 @@ impl Network {
         })
     }
 
+    /// Regions the network tables know (measured RTT or egress, or a
+    /// metro proxy): real regions, even where no GPU is sold.
+    pub fn regions(&self) -> std::collections::BTreeSet<RegionKey> {
+        self.rtt_ms
+            .keys()
+            .chain(self.egress_usd_per_gb.keys())
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .chain(
+                self.proxies
+                    .iter()
+                    .flat_map(|(a, b)| [a.clone(), b.clone()]),
+            )
+            .collect()
+    }
+
     pub fn builtin() -> Network {
         // Checked by a unit test; empty tables fall back to defaults.
         Network::parse(RTT_CSV, EGRESS_CSV).unwrap_or_default()

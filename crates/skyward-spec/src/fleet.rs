@@ -167,10 +167,12 @@ impl Names {
         for a in catalog.accelerator_names() {
             accelerators.insert(a.to_ascii_lowercase(), a.to_string());
         }
+        let mut regions: BTreeSet<RegionKey> = catalog.regions().into_iter().cloned().collect();
+        regions.extend(catalog.network.regions());
         Names {
             accelerators,
             providers: catalog.providers().into_iter().map(String::from).collect(),
-            regions: catalog.regions().into_iter().cloned().collect(),
+            regions,
         }
     }
 
@@ -227,7 +229,8 @@ impl Names {
         }
     }
 
-    /// A `provider:region` the catalog (or the fleet's capacity) knows.
+    /// A `provider:region` the catalog, its network tables or the fleet's
+    /// capacity know.
     pub(crate) fn region_key(&self, text: &str) -> Result<RegionKey, String> {
         let k = RegionKey::parse(&text.trim().to_ascii_lowercase())
             .ok_or_else(|| format!("'{text}' is not provider:region (e.g. aws:us-east-1)"))?;
@@ -238,6 +241,8 @@ impl Names {
                 hint(&k.provider, self.providers.iter().map(String::as_str))
             ));
         }
+        // Known: a region the catalog sells in, or one the network tables
+        // measure (a user or data region need not sell GPUs).
         if !self.regions.contains(&k) {
             let all: Vec<String> = self.regions.iter().map(|k| k.to_string()).collect();
             return Err(format!(
