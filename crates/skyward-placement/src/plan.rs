@@ -406,6 +406,30 @@ struct FleetState {
     usage: Vec<f64>,
 }
 
+/// A lower bound on the cost of an optimal plan that holds however many
+/// workloads capacity leaves out. The optimum places at least as many
+/// workloads as `choice` does (the skip penalty outweighs any cost), each
+/// at no less than its cheapest option after discounts; and every
+/// commitment is paid: a bill is Σ_p max(commit_p, (1 − d_p)·spend_p),
+/// which is at least either sum.
+pub fn placement_floor(pr: &Problem, choice: &Choice) -> f64 {
+    let placed = choice.iter().filter(|c| c.is_some()).count();
+    let mut cheapest: Vec<f64> = pr
+        .options
+        .iter()
+        .map(|opts| {
+            opts.iter()
+                .map(|o| o.spend.iter().map(|&(p, s)| pr.factor[p] * s).sum::<f64>())
+                .fold(f64::INFINITY, f64::min)
+        })
+        .filter(|c| c.is_finite())
+        .collect();
+    cheapest.sort_by(f64::total_cmp);
+    let discounted: f64 = cheapest.iter().take(placed).sum();
+    let committed: f64 = pr.commit.iter().sum();
+    discounted.max(committed)
+}
+
 fn assemble(
     ctx: &Context,
     cands: &[WorkloadCandidates],
@@ -586,7 +610,11 @@ fn assemble(
         .collect();
 
     let unplaced_by_solver = sol.choice.iter().filter(|c| c.is_none()).count() as f64;
-    let lb_f = sol.lower_bound - pr.skip_penalty * unplaced_by_solver;
+    // The penalised bound loses a whole penalty per workload left out, and
+    // falls to nothing whenever capacity runs out; the placement floor
+    // keeps a bound that means something then.
+    let lb_f = (sol.lower_bound - pr.skip_penalty * unplaced_by_solver)
+        .max(placement_floor(pr, &sol.choice));
     // A bound equal to the plan's cost up to float error is the plan's cost
     // (the exact money is recomputed in integers, the bound in f64).
     let lb_usd = if sol.proven_optimal && unplaced_by_solver == 0.0 {
