@@ -523,31 +523,29 @@ fn the_lagrangian_bound_survives_workloads_left_out() {
     let f = dir.path().join("quotas.yaml");
     std::fs::write(
         &f,
-        format!(
-            "workloads:
-  - {{name: w0, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w1, accelerators: [\"H100:8\"], nodes: 3, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w2, accelerators: [\"H100:8\"], nodes: 2, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w3, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w4, accelerators: [\"H100:8\"], nodes: 4, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w5, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w6, accelerators: [\"H100:8\"], nodes: 2, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w7, accelerators: [\"H100:8\"], nodes: 1, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w8, accelerators: [\"H100:8\"], nodes: 4, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w9, accelerators: [\"H100:8\"], nodes: 4, hours: 100, providers: [aws, gcp, azure]}}
-  - {{name: w10, accelerators: [\"H100:8\"], nodes: 1, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w11, accelerators: [\"H100:8\"], nodes: 4, hours: 100, providers: [aws, gcp, azure]}}
-  - {{name: w12, accelerators: [\"H100:8\"], nodes: 3, hours: 50, providers: [aws, gcp, azure]}}
-  - {{name: w13, accelerators: [\"H100:8\"], nodes: 2, hours: 100, providers: [aws, gcp, azure]}}
-  - {{name: w14, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w15, accelerators: [\"H100:8\"], nodes: 4, hours: 10, providers: [aws, gcp, azure]}}
-  - {{name: w16, accelerators: [\"H100:8\"], nodes: 3, hours: 100, providers: [aws, gcp, azure]}}
-  - {{name: w17, accelerators: [\"H100:8\"], nodes: 3, hours: 10, providers: [aws, gcp, azure]}}
+        "workloads:
+  - {name: w0, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w1, accelerators: [\"H100:8\"], nodes: 3, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w2, accelerators: [\"H100:8\"], nodes: 2, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w3, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w4, accelerators: [\"H100:8\"], nodes: 4, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w5, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w6, accelerators: [\"H100:8\"], nodes: 2, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w7, accelerators: [\"H100:8\"], nodes: 1, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w8, accelerators: [\"H100:8\"], nodes: 4, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w9, accelerators: [\"H100:8\"], nodes: 4, hours: 100, providers: [aws, gcp, azure]}
+  - {name: w10, accelerators: [\"H100:8\"], nodes: 1, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w11, accelerators: [\"H100:8\"], nodes: 4, hours: 100, providers: [aws, gcp, azure]}
+  - {name: w12, accelerators: [\"H100:8\"], nodes: 3, hours: 50, providers: [aws, gcp, azure]}
+  - {name: w13, accelerators: [\"H100:8\"], nodes: 2, hours: 100, providers: [aws, gcp, azure]}
+  - {name: w14, accelerators: [\"H100:8\"], nodes: 1, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w15, accelerators: [\"H100:8\"], nodes: 4, hours: 10, providers: [aws, gcp, azure]}
+  - {name: w16, accelerators: [\"H100:8\"], nodes: 3, hours: 100, providers: [aws, gcp, azure]}
+  - {name: w17, accelerators: [\"H100:8\"], nodes: 3, hours: 10, providers: [aws, gcp, azure]}
 quotas:
-  - {{provider: aws, accelerator: H100, max: 40}}
-  - {{provider: gcp, accelerator: H100, max: 24}}
-  - {{provider: azure, accelerator: H100, max: 24}}\n"
-        ),
+  - {provider: aws, accelerator: H100, max: 40}
+  - {provider: gcp, accelerator: H100, max: 24}
+  - {provider: azure, accelerator: H100, max: 24}\n",
     )
     .unwrap();
     let exact = run_json(&["plan", f.to_str().unwrap(), "--method", "exact"]);
