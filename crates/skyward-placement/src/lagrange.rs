@@ -136,6 +136,55 @@ fn repair(pr: &Problem, d: &Duals) -> Choice {
 
 /// First-improvement local search on the true objective: move one workload
 /// at a time to the option that lowers the total most and still fits.
+/// A repair that packs for count: workloads by the smallest share of the
+/// limited rows any of their options takes, each on its best option (by
+/// reduced cost) that still fits. Taking the smallest first places the
+/// most when capacity is short (the regret order can spend a quota on one
+/// big gang that three small ones would have shared); local search then
+/// works on the cost.
+fn repair_by_size(pr: &Problem, d: &Duals) -> Choice {
+    let n = pr.options.len();
+    let share = |w: usize, o: usize| -> f64 {
+        pr.options[w][o]
+            .uses
+            .iter()
+            .map(|&(r, a)| a / pr.row_limit[r].max(1e-9))
+            .sum()
+    };
+    let mut order: Vec<(f64, usize)> = (0..n)
+        .map(|w| {
+            let s = (0..pr.options[w].len())
+                .map(|o| share(w, o))
+                .fold(f64::INFINITY, f64::min);
+            (s, w)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut used = vec![0.0; pr.row_limit.len()];
+    let mut choice: Choice = vec![None; n];
+    for &(_, w) in &order {
+        let mut ranked: Vec<(f64, usize)> = (0..pr.options[w].len())
+            .map(|o| (reduced_cost(pr, d, w, o), o))
+            .collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for &(_, o) in &ranked {
+            let opt = &pr.options[w][o];
+            if opt
+                .uses
+                .iter()
+                .all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9)
+            {
+                for &(r, a) in &opt.uses {
+                    used[r] += a;
+                }
+                choice[w] = Some(o);
+                break;
+            }
+        }
+    }
+    choice
+}
+
 pub fn local_search(pr: &Problem, choice: &mut Choice) {
     let mut spend = pr.spend(choice);
     let mut used = pr.usage(choice);
@@ -249,6 +298,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     let mut best_choice = repair(pr, &d);
     local_search(pr, &mut best_choice);
     let mut ub = pr.objective(&best_choice);
+    improve(pr, repair_by_size(pr, &d), &mut ub, &mut best_choice);
     let mut lb = f64::NEG_INFINITY;
     let mut best_duals = (d.lam.clone(), d.mu.clone());
     let mut theta = 1.0;
@@ -272,6 +322,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
             improve(pr, x.clone(), &mut ub, &mut best_choice);
         } else if it % 10 == 9 {
             improve(pr, repair(pr, &d), &mut ub, &mut best_choice);
+            improve(pr, repair_by_size(pr, &d), &mut ub, &mut best_choice);
         }
         if ub - lb <= settings.gap_target * ub.abs().max(1.0) || theta < 1e-6 {
             break;
@@ -311,6 +362,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     d.lam = best_duals.0;
     d.mu = best_duals.1;
     improve(pr, repair(pr, &d), &mut ub, &mut best_choice);
+    improve(pr, repair_by_size(pr, &d), &mut ub, &mut best_choice);
     let lb = lb.min(ub);
     Solution {
         choice: best_choice,
