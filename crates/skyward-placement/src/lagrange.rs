@@ -113,9 +113,16 @@ fn repair(pr: &Problem, d: &Duals) -> Choice {
         ranked.push(v);
     }
     regret.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let order: Vec<usize> = regret.iter().map(|&(_, w)| w).collect();
+    place_in_order(pr, &order, &ranked)
+}
+
+/// Each workload in `order` on its first option in `ranked` order that
+/// still fits the limited rows.
+fn place_in_order(pr: &Problem, order: &[usize], ranked: &[Vec<(f64, usize)>]) -> Choice {
     let mut used = vec![0.0; pr.row_limit.len()];
-    let mut choice: Choice = vec![None; n];
-    for &(_, w) in &regret {
+    let mut choice: Choice = vec![None; pr.options.len()];
+    for &w in order {
         for &(_, o) in &ranked[w] {
             let opt = &pr.options[w][o];
             if opt
@@ -160,29 +167,17 @@ fn repair_by_size(pr: &Problem, d: &Duals) -> Choice {
         })
         .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut used = vec![0.0; pr.row_limit.len()];
-    let mut choice: Choice = vec![None; n];
-    for &(_, w) in &order {
-        let mut ranked: Vec<(f64, usize)> = (0..pr.options[w].len())
-            .map(|o| (reduced_cost(pr, d, w, o), o))
-            .collect();
-        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for &(_, o) in &ranked {
-            let opt = &pr.options[w][o];
-            if opt
-                .uses
-                .iter()
-                .all(|&(r, a)| used[r] + a <= pr.row_limit[r] + 1e-9)
-            {
-                for &(r, a) in &opt.uses {
-                    used[r] += a;
-                }
-                choice[w] = Some(o);
-                break;
-            }
-        }
-    }
-    choice
+    let ranked: Vec<Vec<(f64, usize)>> = (0..n)
+        .map(|w| {
+            let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
+                .map(|o| (reduced_cost(pr, d, w, o), o))
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            v
+        })
+        .collect();
+    let order: Vec<usize> = order.iter().map(|&(_, w)| w).collect();
+    place_in_order(pr, &order, &ranked)
 }
 
 pub fn local_search(pr: &Problem, choice: &mut Choice) {
