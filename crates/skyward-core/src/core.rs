@@ -584,6 +584,33 @@ impl Core {
                 Some(_) => Err(Rejected::Stale(format!("preemption of {id:?} on {site}"))),
                 None => Err(Rejected::UnknownWorkload(id)),
             },
+            Input::NeverStarted { id, site, attempt } => match self
+                .workloads
+                .get(&id)
+                .map(|w| (w.state.clone(), w.attempt))
+            {
+                Some((State::Running { site: s, .. }, a))
+                | Some((State::Dispatched { site: s, .. }, a))
+                    if s == site && a == attempt =>
+                {
+                    // Nothing ran: the run is not billed.
+                    if let Some(w) = self.workloads.get_mut(&id) {
+                        if let State::Running {
+                            site, accelerators, ..
+                        } = &w.state
+                        {
+                            w.state = State::Dispatched {
+                                site: site.clone(),
+                                accelerators: *accelerators,
+                            };
+                        }
+                    }
+                    self.take_back(id, now, State::Pending, false, None);
+                    Ok(())
+                }
+                Some(_) => Err(Rejected::Stale(format!("never-started {id:?} on {site}"))),
+                None => Err(Rejected::UnknownWorkload(id)),
+            },
             Input::RemoveSite { site } => {
                 if !self.sites.contains_key(&site) {
                     return Err(Rejected::UnknownSite(site));

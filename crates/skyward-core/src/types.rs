@@ -96,6 +96,14 @@ pub enum Input {
     RemoveSite {
         site: String,
     },
+    /// The site says this dispatch never started (no process of it ever
+    /// ran, for example a server killed between recording the run and
+    /// starting it): requeued, and nothing is billed for it.
+    NeverStarted {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
     /// The site took the capacity back (spot); the job resumes elsewhere
     /// from its checkpoint.
     Preempted {

@@ -598,3 +598,39 @@ fn a_removed_site_stops_its_runs_bills_them_at_its_price_and_requeues_them() {
     core.handle_timeout(HOUR_MS / 2);
     assert_eq!(dispatches(&mut core), vec![(1, "new".into(), 8)]);
 }
+
+/// A dispatch the site never started (the server died between recording
+/// the run and starting it) is requeued and not billed, even if the core
+/// had marked it running.
+#[test]
+fn a_run_that_never_started_is_requeued_unbilled() {
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:8", 1, 0));
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0).len(), 1);
+    core.handle(
+        HOUR_MS,
+        Input::NeverStarted {
+            id: WorkloadId(1),
+            site: "s".into(),
+            attempt: 1,
+        },
+    )
+    .unwrap();
+    let cmds: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::RecordUsage { .. })),
+        "{cmds:?}"
+    );
+    assert_eq!(core.state(WorkloadId(1)), Some(&State::Pending));
+    assert_eq!(core.sites()[0].1, 0, "its accelerators are free again");
+    core.handle_timeout(HOUR_MS);
+    assert!(matches!(
+        std::iter::from_fn(|| core.poll_command()).find(|c| matches!(c, Command::Dispatch { .. })),
+        Some(Command::Dispatch { attempt: 2, .. })
+    ));
+}

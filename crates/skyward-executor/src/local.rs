@@ -91,11 +91,14 @@ pub enum ExecEvent {
         /// Why it ended, when not by itself ("walltime of 2h exceeded").
         note: Option<String>,
     },
-    /// A run found gone without an exit code after a restart (killed from
-    /// outside, or it never started): the site lost it.
+    /// A run found gone without an exit code after a restart: the site
+    /// lost it. `started`: a process of it ran (its pid was recorded);
+    /// false when it never started (recorded, then the server died before
+    /// starting it), which is not billed.
     Lost {
         id: WorkloadId,
         attempt: u32,
+        started: bool,
     },
 }
 
@@ -323,6 +326,13 @@ impl LocalExecutor {
     /// Workloads running here (reported when the site registers).
     pub fn running(&self) -> Vec<WorkloadId> {
         self.jobs.keys().copied().collect()
+    }
+
+    /// Whether a process of this workload's run is known to have started
+    /// (its pid is recorded); a run adopted before it wrote its pid is not,
+    /// until [`LocalExecutor::poll`] reports its start.
+    pub fn started(&self, id: WorkloadId) -> bool {
+        self.jobs.get(&id).is_some_and(|j| j.pid != 0)
     }
 
     /// The workload's directory: where its current run is, else where a
@@ -682,6 +692,11 @@ impl LocalExecutor {
                     }
                 }
             }
+            if let Some(e @ ExecEvent::Started { .. }) = event {
+                // Still running: only its start is news.
+                out.push(e);
+                continue;
+            }
             if let Some(e) = event {
                 if let Some(mut job) = self.jobs.remove(&id) {
                     stop(&mut job);
@@ -784,7 +799,11 @@ impl LocalExecutor {
                     None => {
                         job.pid = pid.unwrap_or(0);
                         stop(&mut job);
-                        out.push(ExecEvent::Lost { id, attempt });
+                        out.push(ExecEvent::Lost {
+                            id,
+                            attempt,
+                            started: pid.is_some(),
+                        });
                         retire_in(&dir);
                     }
                 },
@@ -840,19 +859,23 @@ fn job_end(id: WorkloadId, job: &mut Job, dir: &Path) -> Option<ExecEvent> {
             }),
         },
         None if job.pid == 0 => {
-            // Adopted before its shell wrote its pid.
+            // Adopted before its shell wrote its pid: it starts now.
             if let Some(pid) = fs::read_to_string(pid_file(dir, attempt))
                 .ok()
                 .and_then(|t| t.trim().parse::<u32>().ok())
             {
                 job.pid = pid;
-                None
+                Some(ExecEvent::Started { id, attempt })
             } else if let Some(e) = ended_by_file(id, attempt, dir) {
                 Some(e)
             } else if now_ms().saturating_sub(mtime_ms(&dir.join(RUN_FILE)).unwrap_or(0))
                 >= PID_GRACE_MS
             {
-                Some(ExecEvent::Lost { id, attempt })
+                Some(ExecEvent::Lost {
+                    id,
+                    attempt,
+                    started: false,
+                })
             } else {
                 None
             }
@@ -861,7 +884,11 @@ fn job_end(id: WorkloadId, job: &mut Job, dir: &Path) -> Option<ExecEvent> {
             Some(e) => Some(e),
             // The exit code may have landed just now.
             None if !leads_group(job.pid) => {
-                Some(ended_by_file(id, attempt, dir).unwrap_or(ExecEvent::Lost { id, attempt }))
+                Some(ended_by_file(id, attempt, dir).unwrap_or(ExecEvent::Lost {
+                    id,
+                    attempt,
+                    started: true,
+                }))
             }
             None => None,
         },

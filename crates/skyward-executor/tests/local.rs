@@ -233,7 +233,8 @@ fn a_run_killed_while_unwatched_is_lost() {
         ev,
         vec![ExecEvent::Lost {
             id: WorkloadId(5),
-            attempt: 2
+            attempt: 2,
+            started: true,
         }]
     );
 }
@@ -270,7 +271,18 @@ fn a_run_without_its_pid_yet_is_adopted_not_lost() {
     assert!(ex.recover().is_empty());
     assert_eq!(ex.running(), vec![WorkloadId(9)]);
     // The pid shows up; the run is followed to its end.
+    assert!(!ex.started(WorkloadId(9)));
     std::fs::write(&pid_path, saved).unwrap();
+    // Its start is reported once its pid shows (the server had not seen
+    // it start).
+    assert_eq!(
+        ex.poll(),
+        vec![ExecEvent::Started {
+            id: WorkloadId(9),
+            attempt: 1
+        }]
+    );
+    assert!(ex.started(WorkloadId(9)));
     assert!(ex.poll().is_empty());
     std::fs::write(&marker, "").unwrap();
     let ev = wait_finished(&mut ex);
@@ -675,4 +687,31 @@ fn a_workloads_environment_never_reaches_the_root_wrapper() {
         ex.dispatch(WorkloadId(2), 1, 1, &bad),
         Err(skyward_executor::local::DispatchError::Spawn(..))
     ));
+}
+
+/// A run recorded but never started (the server died between writing its
+/// record and starting it) is reported lost and not started, so it is
+/// not billed: a kill -9 at that moment once billed a run that never ran.
+#[test]
+fn a_run_recorded_but_never_started_is_lost_unstarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("7");
+    std::fs::create_dir_all(&wd).unwrap();
+    std::fs::write(wd.join("skyward-run"), "s\t3\t8\t0\t-\t-\t-\n").unwrap();
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "1 minute ago"])
+        .arg(wd.join("skyward-run"))
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    assert_eq!(
+        ex.recover(),
+        vec![ExecEvent::Lost {
+            id: WorkloadId(7),
+            attempt: 3,
+            started: false,
+        }]
+    );
+    assert!(ex.running().is_empty());
 }

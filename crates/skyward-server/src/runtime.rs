@@ -173,12 +173,27 @@ fn exec_input(site: &str, e: ExecEvent) -> (Input, Option<(WorkloadId, Ending)>)
                 Some((id, (exit_code, note))),
             )
         }
-        ExecEvent::Lost { id, attempt } => {
+        ExecEvent::Lost {
+            id,
+            attempt,
+            started: true,
+        } => {
             eprintln!(
                 "skyward: workload {} attempt {attempt} on {site}: the run is gone without an exit code; requeued",
                 id.0
             );
             Input::Preempted { id, site, attempt }
+        }
+        ExecEvent::Lost {
+            id,
+            attempt,
+            started: false,
+        } => {
+            eprintln!(
+                "skyward: workload {} attempt {attempt} on {site}: recorded but never started; requeued, not billed",
+                id.0
+            );
+            Input::NeverStarted { id, site, attempt }
         }
     };
     (input, None)
@@ -496,7 +511,9 @@ impl Leading<'_> {
                 );
                 continue;
             }
-            if dispatched {
+            // A run adopted before it wrote its pid has not started yet:
+            // the executor reports its start when the pid appears.
+            if dispatched && (ended.is_some() || ex.started(id)) {
                 let _ = self.core.handle(
                     now,
                     Input::Started {
