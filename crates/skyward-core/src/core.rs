@@ -115,10 +115,20 @@ fn class_key(spec: &JobSpec) -> ClassKey {
     )
 }
 
+/// How a run taken back ended, for its usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// Not reported: billed to now (or to a lost site's last heartbeat).
+    Unknown,
+    /// The site's own record of its end.
+    At(Millis),
+    /// It never ran: no usage.
+    NeverRan,
+}
+
 /// Capacity held on a site for a waiting gang during one cycle.
 #[derive(Debug, Clone)]
 struct Reservation {
-    need: u32,
     /// When the gang can start (None: not known, a run there has no
     /// walltime).
     shadow: Option<Millis>,
@@ -341,14 +351,14 @@ impl Core {
     }
 
     /// Takes work back from a site: releases capacity, records usage of a
-    /// run that had started, and requeues or ends it.
+    /// run that had started (to `end`), and requeues or ends it.
     fn take_back(
         &mut self,
         id: WorkloadId,
         now: Millis,
         then: State,
         cancel_on_site: bool,
-        ended_at: Option<Millis>,
+        end: RunEnd,
     ) {
         let Some(w) = self.workloads.get(&id) else {
             return;
@@ -365,10 +375,11 @@ impl Core {
         if let Some(site) = self.sites.get_mut(&site_name) {
             site.used = site.used.saturating_sub(accelerators);
         }
+        let since = since.filter(|_| end != RunEnd::NeverRan);
         if let Some(from) = since {
             // The run's own end when the site recorded it; else the last
             // time a lost site was heard from; else now.
-            let to = if let Some(end) = ended_at {
+            let to = if let RunEnd::At(end) = end {
                 end.clamp(from, now.max(from))
             } else if self.sites.get(&site_name).is_some_and(|s| !s.alive) {
                 self.sites
@@ -454,9 +465,13 @@ impl Core {
                     .ok_or(Rejected::UnknownWorkload(id))?;
                 match state {
                     State::Pending => self.transition(id, State::Done(Outcome::Cancelled), now),
-                    State::Dispatched { .. } | State::Running { .. } => {
-                        self.take_back(id, now, State::Done(Outcome::Cancelled), true, None)
-                    }
+                    State::Dispatched { .. } | State::Running { .. } => self.take_back(
+                        id,
+                        now,
+                        State::Done(Outcome::Cancelled),
+                        true,
+                        RunEnd::Unknown,
+                    ),
                     State::Done(_) => {}
                 }
                 Ok(())
@@ -492,7 +507,7 @@ impl Core {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in gone {
-                    self.take_back(id, now, State::Pending, true, None);
+                    self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
                 }
                 self.next_cycle = Some(self.next_cycle.map_or(now, |c| c.min(now)));
                 Ok(())
@@ -563,54 +578,25 @@ impl Core {
                     } else {
                         Outcome::Failed
                     };
-                    self.take_back(id, now, State::Done(outcome), false, ended_at);
+                    self.take_back(
+                        id,
+                        now,
+                        State::Done(outcome),
+                        false,
+                        ended_at.map_or(RunEnd::Unknown, RunEnd::At),
+                    );
                     Ok(())
                 }
                 Some(_) => Err(Rejected::Stale(format!("finish of {id:?} on {site}"))),
                 None => Err(Rejected::UnknownWorkload(id)),
             },
-            Input::Preempted { id, site, attempt } => match self
-                .workloads
-                .get(&id)
-                .map(|w| (w.state.clone(), w.attempt))
-            {
-                Some((State::Running { site: s, .. }, a))
-                | Some((State::Dispatched { site: s, .. }, a))
-                    if s == site && a == attempt =>
-                {
-                    self.take_back(id, now, State::Pending, false, None);
-                    Ok(())
-                }
-                Some(_) => Err(Rejected::Stale(format!("preemption of {id:?} on {site}"))),
-                None => Err(Rejected::UnknownWorkload(id)),
-            },
-            Input::NeverStarted { id, site, attempt } => match self
-                .workloads
-                .get(&id)
-                .map(|w| (w.state.clone(), w.attempt))
-            {
-                Some((State::Running { site: s, .. }, a))
-                | Some((State::Dispatched { site: s, .. }, a))
-                    if s == site && a == attempt =>
-                {
-                    // Nothing ran: the run is not billed.
-                    if let Some(w) = self.workloads.get_mut(&id) {
-                        if let State::Running {
-                            site, accelerators, ..
-                        } = &w.state
-                        {
-                            w.state = State::Dispatched {
-                                site: site.clone(),
-                                accelerators: *accelerators,
-                            };
-                        }
-                    }
-                    self.take_back(id, now, State::Pending, false, None);
-                    Ok(())
-                }
-                Some(_) => Err(Rejected::Stale(format!("never-started {id:?} on {site}"))),
-                None => Err(Rejected::UnknownWorkload(id)),
-            },
+            Input::Preempted { id, site, attempt } => {
+                self.take_back_from(now, id, &site, attempt, RunEnd::Unknown)
+            }
+            // Nothing of it ran: requeued, not billed.
+            Input::NeverStarted { id, site, attempt } => {
+                self.take_back_from(now, id, &site, attempt, RunEnd::NeverRan)
+            }
             Input::RemoveSite { site } => {
                 if !self.sites.contains_key(&site) {
                     return Err(Rejected::UnknownSite(site));
@@ -621,11 +607,34 @@ impl Core {
                     .map(|(id, _, _)| id)
                     .collect();
                 for id in on_site {
-                    self.take_back(id, now, State::Pending, true, None);
+                    self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
                 }
                 self.sites.remove(&site);
                 Ok(())
             }
+        }
+    }
+
+    /// A site gives back a dispatch or run of this attempt; stale reports
+    /// change nothing.
+    fn take_back_from(
+        &mut self,
+        now: Millis,
+        id: WorkloadId,
+        site: &str,
+        attempt: u32,
+        end: RunEnd,
+    ) -> Result<(), Rejected> {
+        match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
+            Some((State::Running { site: s, .. }, a))
+            | Some((State::Dispatched { site: s, .. }, a))
+                if s == site && a == attempt =>
+            {
+                self.take_back(id, now, State::Pending, false, end);
+                Ok(())
+            }
+            Some(_) => Err(Rejected::Stale(format!("return of {id:?} from {site}"))),
+            None => Err(Rejected::UnknownWorkload(id)),
         }
     }
 
@@ -649,7 +658,7 @@ impl Core {
                 .map(|(id, _)| *id)
                 .collect();
             for id in on_site {
-                self.take_back(id, now, State::Pending, true, None);
+                self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
             }
         }
         let due: Vec<WorkloadId> = self
@@ -659,7 +668,7 @@ impl Core {
             .map(|(_, id)| *id)
             .collect();
         for id in due {
-            self.take_back(id, now, State::Pending, true, None);
+            self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
         }
         if self.next_cycle.is_some_and(|t| t <= now) {
             self.next_cycle = None;
@@ -774,11 +783,7 @@ impl Core {
             // Unknown: nothing spare is promised.
             None => 0,
         };
-        Some(Reservation {
-            need,
-            shadow,
-            spare,
-        })
+        Some(Reservation { shadow, spare })
     }
 
     /// One scheduling cycle: pending work in priority order (FIFO within a
@@ -913,7 +918,6 @@ impl Core {
                         })
                         .min_by(|a, b| a.0.cmp(&b.0));
                     if let Some(((_, _, n), r)) = pick {
-                        debug_assert!(r.need > 0);
                         reserved.insert(n, r);
                     }
                     let why = Arc::new(why);
