@@ -155,6 +155,26 @@ pub fn work_dir(
     Ok(chosen)
 }
 
+/// Largest secret value read from a file.
+pub const SECRET_BYTES_MAX: u64 = 64 * 1024;
+
+/// A small text file, refused if larger than `max` bytes (a path such as
+/// /dev/zero must not hang or exhaust the server).
+pub fn read_small(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB",
+            max / 1024
+        )));
+    }
+    Ok(text)
+}
+
 /// Reads each configured secret's value (from the server's environment or
 /// a file) once, at start.
 pub fn resolve_secrets(
@@ -169,7 +189,7 @@ pub fn resolve_secrets(
         let value = match src {
             config::SecretSource::Env(var) => std::env::var(var)
                 .map_err(|_| err(format!("environment variable {var} is not set")))?,
-            config::SecretSource::File(p) => std::fs::read_to_string(p)
+            config::SecretSource::File(p) => read_small(p, SECRET_BYTES_MAX)
                 .map_err(|e| err(format!("{}: {e}", p.display())))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
@@ -476,4 +496,20 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn small_files_are_read_and_endless_ones_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "hf_value\n").unwrap();
+        assert_eq!(read_small(&p, 64).unwrap(), "hf_value\n");
+        let e = read_small(std::path::Path::new("/dev/zero"), SECRET_BYTES_MAX).unwrap_err();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+    }
 }

@@ -579,6 +579,13 @@ mod tests {
             .unwrap_err()
             .message
             .contains("nested"));
+        // A script indented deeply, or a long line of dashes, is not nesting.
+        let yaml = format!(
+            "name: t\naccelerators: H100:8\nrun: |\n  echo start\n  {}echo deep\n  # {}\n",
+            " ".repeat(200),
+            "-".repeat(200)
+        );
+        assert_eq!(parse_one(&yaml, "t.yaml", &cat()).unwrap().name, "t");
     }
 
     #[test]

@@ -40,34 +40,21 @@ pub fn is_invisible_or_bidi(c: char) -> bool {
 }
 
 /// Deepest nesting of `[`/`{` in a JSON or YAML flow document, outside
-/// quoted strings, and of indentation-based YAML blocks, in one pass:
-/// parsers that recurse take time and stack that grow with depth, so a
-/// document deeper than a fixed bound is refused before parsing.
+/// quoted strings, in one pass: parsers that recurse take time and stack
+/// that grow with depth, so a document deeper than a fixed bound is
+/// refused before parsing. Block (indented) YAML is not counted: its
+/// depth costs quadratic bytes (a 1 MiB body nests at most ~1,400 levels,
+/// which serde_yaml's own recursion limit refuses cheaply), and counting
+/// indentation would refuse scripts whose lines are merely indented.
 pub fn nesting_depth(text: &str) -> usize {
     let mut depth = 0usize;
     let mut max = 0usize;
     let mut in_double = false;
     let mut in_single = false;
     let mut escaped = false;
-    let mut at_line_start = true;
-    let mut indent = 0usize;
-    let mut max_indent_levels = 0usize;
     for b in text.bytes() {
-        if at_line_start {
-            if b == b' ' || b == b'-' {
-                indent += 1;
-                continue;
-            }
-            at_line_start = false;
-            // Each block level is at least one column (or a "- ").
-            max_indent_levels = max_indent_levels.max(indent);
-        }
-        if b == b'\n' {
-            at_line_start = true;
-            indent = 0;
-            if !in_double {
-                in_single = false;
-            }
+        if b == b'\n' && !in_double {
+            in_single = false;
             continue;
         }
         if in_double {
@@ -96,7 +83,7 @@ pub fn nesting_depth(text: &str) -> usize {
             _ => {}
         }
     }
-    max.max(max_indent_levels / 2)
+    max
 }
 
 #[cfg(test)]
@@ -122,6 +109,9 @@ mod tests {
         assert_eq!(nesting_depth(r#"{"a": "\"[[["}"#), 1);
         assert_eq!(nesting_depth("a: '[[[['\nb: 1\n"), 0);
         assert_eq!(nesting_depth(&"[".repeat(100_000)), 100_000);
-        assert!(nesting_depth("a:\n  b:\n    c:\n      d: 1\n") >= 3);
+        // Indentation is not nesting: a script's indented or dashed lines
+        // must not count.
+        let script = format!("run: |\n  echo {}\n{}x\n", "-".repeat(300), " ".repeat(300));
+        assert_eq!(nesting_depth(&script), 0);
     }
 }

@@ -114,7 +114,7 @@ fn database_url(
         return Ok(Some(u.clone()));
     }
     if let Some(p) = file {
-        let text = std::fs::read_to_string(p)
+        let text = skyward_server::read_small(p, skyward_server::SECRET_BYTES_MAX)
             .map_err(|e| CliError::Io(format!("--database-url-file {}: {e}", p.display())))?;
         let url = text.lines().next().unwrap_or("").trim().to_string();
         if url.is_empty() {
