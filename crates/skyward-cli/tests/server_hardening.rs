@@ -779,3 +779,49 @@ fn healthz_answers_503_when_the_database_hangs() {
         call(&rt, &anon, "GET", "/healthz", None, &[]).status == 200
     });
 }
+
+/// #5: a database URL with its password given on the command line shows
+/// in /proc/<pid>/cmdline. It can come from a file (or the environment),
+/// and the command line says why not to use it.
+#[test]
+fn the_database_url_comes_from_a_file_and_a_password_on_the_command_line_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tokens.db");
+    let url_file = dir.path().join("db.url");
+    std::fs::write(&url_file, format!("{}\n", db.display())).unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--name", "ci", "--database-url-file"])
+        .arg(&url_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists(), "the URL in the file was used");
+    let out = Command::new(BIN)
+        .args(["token", "create", "--name", "ci", "--database-url-file"])
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url-file"));
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--database-url",
+            "postgres://skyward:hunter2@127.0.0.1:1/none",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("visible to every user"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the password is not echoed: {err}"
+    );
+}
