@@ -147,11 +147,19 @@ pub fn solve(
             "the MILP solution violates a constraint (solver tolerance)".into(),
         ));
     }
-    // Branch and bound closed: the MILP optimum is the bound. It is never
-    // reported above the plan's own (exactly recomputed) cost. Without a
-    // proof there is no bound from here.
+    // Branch and bound closed: the MILP optimum, less the solver's
+    // tolerance (gap 0 is relative to float arithmetic with feasibility
+    // tolerances, so a plan a few cents cheaper can exist), is the bound.
+    // Without a proof there is no bound from here.
+    let tolerance = 1e-7 * milp_objective.abs() + 0.01;
+    let unplaced = choice.iter().filter(|c| c.is_none()).count();
     let lb = if proven {
-        milp_objective.min(ub)
+        milp_objective.min(ub) - tolerance
+    } else {
+        f64::NEG_INFINITY
+    };
+    let cost_bound = if proven {
+        (lb - pr.skip_penalty * unplaced as f64).min(pr.cost(&choice))
     } else {
         f64::NEG_INFINITY
     };
@@ -166,5 +174,95 @@ pub fn solve(
         },
         iterations: 0,
         proven_optimal: proven,
+        cost_bound,
+        max_placeable: if proven {
+            pr.options.len() - unplaced
+        } else {
+            pr.options.len()
+        },
     })
+}
+
+/// The LP relaxation (x, u in [0, 1]): per workload, the share on each
+/// option, and the LP objective in dollars.
+pub fn solve_lp(
+    pr: &Problem,
+    min_count: Option<usize>,
+) -> Result<(Vec<Vec<f64>>, f64), ExactError> {
+    let mut vars = ProblemVariables::new();
+    let x: Vec<Vec<Variable>> = pr
+        .options
+        .iter()
+        .map(|opts| {
+            opts.iter()
+                .map(|_| vars.add(variable().min(0.0).max(1.0)))
+                .collect()
+        })
+        .collect();
+    let u: Vec<Option<Variable>> = pr
+        .can_skip
+        .iter()
+        .map(|&s| s.then(|| vars.add(variable().min(0.0).max(1.0))))
+        .collect();
+    let contracted: Vec<bool> = pr.commit.iter().map(|c| *c > 0.0).collect();
+    let z: Vec<Option<Variable>> = (0..pr.providers())
+        .map(|p| contracted[p].then(|| vars.add(variable().min(pr.commit[p] * SCALE))))
+        .collect();
+    let mut objective = Expression::from(0.0);
+    let mut provider_spend: Vec<Expression> =
+        (0..pr.providers()).map(|_| Expression::from(0.0)).collect();
+    for (w, opts) in pr.options.iter().enumerate() {
+        for (o, opt) in opts.iter().enumerate() {
+            for &(p, s) in &opt.spend {
+                if contracted[p] {
+                    provider_spend[p] += s * SCALE * x[w][o];
+                } else {
+                    objective += pr.factor[p] * s * SCALE * x[w][o];
+                }
+            }
+        }
+        if let Some(uw) = u[w] {
+            if min_count.is_none() {
+                objective += pr.skip_penalty * SCALE * uw;
+            }
+        }
+    }
+    for zp in z.iter().flatten() {
+        objective += *zp;
+    }
+    let mut model = vars.minimise(objective.clone()).using(good_lp::microlp);
+    if let Some(k) = min_count {
+        let placed: Expression = x.iter().flatten().copied().sum();
+        model = model.with(constraint!(placed >= k as f64));
+    }
+    for (w, xs) in x.iter().enumerate() {
+        let mut sum: Expression = xs.iter().copied().sum();
+        if let Some(uw) = u[w] {
+            sum += uw;
+        }
+        model = model.with(constraint!(sum == 1.0));
+    }
+    let mut rows: Vec<Expression> = pr.row_limit.iter().map(|_| Expression::from(0.0)).collect();
+    for (w, opts) in pr.options.iter().enumerate() {
+        for (o, opt) in opts.iter().enumerate() {
+            for &(r, a) in &opt.uses {
+                rows[r] += a * x[w][o];
+            }
+        }
+    }
+    for (r, e) in rows.into_iter().enumerate() {
+        model = model.with(constraint!(e <= pr.row_limit[r]));
+    }
+    for (p, zp) in z.iter().enumerate() {
+        if let Some(zp) = zp {
+            let spend = std::mem::replace(&mut provider_spend[p], Expression::from(0.0));
+            model = model.with(constraint!(*zp >= pr.factor[p] * spend));
+        }
+    }
+    let sol = model.solve().map_err(|e| ExactError(e.to_string()))?;
+    let shares = x
+        .iter()
+        .map(|xs| xs.iter().map(|v| sol.value(*v)).collect())
+        .collect();
+    Ok((shares, sol.eval(&objective) / SCALE))
 }

@@ -6,6 +6,7 @@ use skyward_model::{
     AcceleratorRequest, Contract, DataSpec, Fleet, PlanSettings, Quota, RegionKey,
     ReservedCapacity, SpotPolicy, Usd, Workload, WorkloadKind,
 };
+use std::collections::BTreeMap;
 
 /// The seeded generator (re-exported for the bench and tests).
 pub type Rng = skyward_model::rng::SplitMix64;
@@ -216,5 +217,122 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
             discount_pct: 18.0,
         });
     }
+    fleet
+}
+
+/// A tightly coupled fleet: every workload is a GPU gang that competes for
+/// per-provider accelerator quotas (about 85 % of demand fits), two small
+/// reserved pools, a discount-only contract and a commitment that is hard
+/// to fill. Every option uses a limited row, so the count placed matters
+/// as much as the cost: the shape where greedy placement is weakest.
+pub fn tight_fleet(catalog: &Catalog, seed: u64, workloads: usize) -> Fleet {
+    let mut rng = Rng::new(seed);
+    const PROVIDERS: &[&str] = &["aws", "gcp", "azure", "lambda", "oci"];
+    let sets: Vec<Vec<AcceleratorRequest>> = [
+        &["H100:8"][..],
+        &["H100:8", "H200:8"],
+        &["H200:8", "H100:8"],
+        &["A100-80GB:8", "H100:8"],
+        &["B200:8", "H100:8"],
+    ]
+    .iter()
+    .map(|set| {
+        set.iter()
+            .filter_map(|a| AcceleratorRequest::parse(a).ok())
+            .filter(|r| alternative_exists(catalog, r))
+            .collect::<Vec<_>>()
+    })
+    .filter(|v: &Vec<AcceleratorRequest>| !v.is_empty())
+    .collect();
+    let mut list = Vec::with_capacity(workloads);
+    // Demand in accelerators per (accelerator, provider) it could use,
+    // weighted by how many places each workload may go.
+    let mut demand: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut gpu_hours = 0.0;
+    for i in 0..workloads {
+        let accelerators = rng.pick(&sets).clone();
+        let nodes = *rng.pick(&[1u32, 1, 2, 2, 3, 4, 8]);
+        let hours = *rng.pick(&[24.0, 72.0, 168.0, 336.0]);
+        let kind = *rng.pick(&[
+            WorkloadKind::Train,
+            WorkloadKind::Train,
+            WorkloadKind::Batch,
+        ]);
+        let mut w = Workload::new(&format!("t{i:05}"), kind, accelerators, nodes, hours);
+        if rng.chance(0.3) {
+            w.spot = SpotPolicy::Allowed;
+        }
+        let mut allowed: Vec<&str> = PROVIDERS
+            .iter()
+            .copied()
+            .filter(|_| rng.chance(0.6))
+            .collect();
+        if allowed.is_empty() {
+            allowed.push(*rng.pick(PROVIDERS));
+        }
+        w.providers = allowed.iter().map(|p| p.to_string()).collect();
+        let gpus = f64::from(nodes) * 8.0;
+        gpu_hours += gpus * hours;
+        let places = (allowed.len() * w.accelerators.len()) as f64;
+        for a in &w.accelerators {
+            for p in &allowed {
+                *demand.entry((a.name.clone(), p.to_string())).or_default() += gpus / places;
+            }
+        }
+        list.push(w);
+    }
+    let mut fleet = Fleet {
+        workloads: list,
+        settings: PlanSettings::default(),
+        ..Fleet::default()
+    };
+    for ((accelerator, provider), gpus) in &demand {
+        // 85 % of the demand that could land here, rounded to whole nodes.
+        let max = ((gpus * 0.85 / 8.0).floor() as u32).max(1) * 8;
+        fleet.quotas.push(Quota {
+            provider: provider.clone(),
+            region: None,
+            accelerator: accelerator.clone(),
+            max,
+        });
+    }
+    let pool_nodes = (workloads as u32 / 40).max(2);
+    for (name, p, r, sku) in [
+        ("aws-east-p5", "aws", "us-east-1", "p5.48xlarge"),
+        ("gcp-central-a3", "gcp", "us-central1", "a3-highgpu-8g"),
+    ] {
+        if let Some(o) = catalog
+            .offerings
+            .iter()
+            .find(|o| o.region.provider == p && o.region.region == r && o.sku == sku)
+        {
+            fleet.capacity.push(ReservedCapacity {
+                name: name.to_string(),
+                region: o.region.clone(),
+                sku: o.sku.clone(),
+                accelerator: AcceleratorRequest {
+                    name: o.accelerator.clone(),
+                    count: o.accelerator_count,
+                },
+                nodes: pool_nodes,
+                hourly_usd: o.on_demand_usd_per_hour.unwrap_or(Usd::ZERO),
+            });
+        }
+    }
+    // About $4 a GPU-hour at list; a fifth of all spend committed to
+    // Azure, which most workloads could avoid.
+    let list_estimate = gpu_hours * 4.0;
+    fleet.contracts.push(Contract {
+        name: "gcp-discount".into(),
+        provider: "gcp".into(),
+        commit_usd: Usd::ZERO,
+        discount_pct: 25.0,
+    });
+    fleet.contracts.push(Contract {
+        name: "azure-macc".into(),
+        provider: "azure".into(),
+        commit_usd: Usd::from_dollars((list_estimate * 0.2) as i64),
+        discount_pct: 10.0,
+    });
     fleet
 }

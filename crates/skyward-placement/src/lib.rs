@@ -7,8 +7,10 @@
 //! 2. [`candidates`]: per workload, the filter chain with rejection counts
 //!    by reason, cost scoring, and exact dominance pruning.
 //! 3. [`problem`] → a solver: [`exact`] (MILP) for small fleets, and
-//!    [`lagrange`] (Lagrangian bound + repair + local search) for any size,
-//!    which always reports its gap to a proven lower bound.
+//!    [`lagrange`] for any size: a proven maximum count, then a proven
+//!    cost bound for plans placing that many (duals maximised by
+//!    [`cutting`] planes), and a plan from repairs, ejections and local
+//!    search; it always reports its gap.
 //! 4. [`plan`]: the result in exact money, with explanations as data.
 //!
 //! Deterministic: no clock, no randomness, ordered maps only; the same
@@ -16,6 +18,7 @@
 
 pub mod candidates;
 pub mod context;
+pub mod cutting;
 pub mod exact;
 pub mod generate;
 pub mod lagrange;

@@ -9,6 +9,10 @@ use skyward_catalog::Catalog;
 use skyward_model::{Fleet, Pricing, Usd, Workload};
 use std::collections::BTreeMap;
 
+/// A gap at or below this is reported as proven optimal: the exact
+/// solver's bound is its optimum less a relative 1e-7 tolerance.
+pub const GAP_PROVEN_PCT: f64 = 2e-5;
+
 /// Which solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -203,6 +207,9 @@ pub struct Plan {
     pub list_cost_usd: Usd,
     pub commitment_shortfall_usd: Usd,
     pub placed: usize,
+    /// Proven: no plan places more workloads than this. Equal to `placed`
+    /// when the count is proven maximal.
+    pub max_placeable: usize,
     pub infeasible: usize,
     pub placements: Vec<Placement>,
     pub providers: Vec<ProviderSummary>,
@@ -293,23 +300,11 @@ fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution 
         return lag;
     }
     match exact::solve(pr, opts.exact_time_limit_s, Some(&lag.choice)) {
-        Ok(mut s) => {
+        Ok(s) => {
             if !s.proven_optimal {
                 notes.push(format!("the exact solver stopped at its {} s time limit without a proof; the bound is the Lagrangian one", opts.exact_time_limit_s));
             }
-            if s.upper_bound > lag.upper_bound || !pr.is_feasible(&s.choice) {
-                // Keep the better plan; the bound is the best proven one.
-                let mut keep = lag.clone();
-                keep.lower_bound = keep.lower_bound.max(s.lower_bound.min(keep.upper_bound));
-                keep.proven_optimal =
-                    keep.upper_bound - keep.lower_bound <= 1e-9 * keep.upper_bound.abs().max(1.0);
-                return keep;
-            }
-            s.lower_bound = s.lower_bound.max(lag.lower_bound.min(s.upper_bound));
-            s.proven_optimal = s.proven_optimal
-                || s.upper_bound - s.lower_bound <= 1e-9 * s.upper_bound.abs().max(1.0);
-            s.iterations = lag.iterations;
-            s
+            combine(pr, lag, s)
         }
         Err(e) => {
             notes.push(format!(
@@ -319,6 +314,36 @@ fn solve(pr: &Problem, opts: &PlanOptions, notes: &mut Vec<String>) -> Solution 
             lag
         }
     }
+}
+
+/// The better of two plans (more placed, then cheaper) with the best of
+/// both proofs. A cost bound for plans placing at least K holds for plans
+/// placing more, and the kept plan places at least as many as either.
+fn combine(pr: &Problem, lag: Solution, exact: Solution) -> Solution {
+    let exact_better = pr.is_feasible(&exact.choice) && exact.upper_bound <= lag.upper_bound;
+    let cost_bound = lag.cost_bound.max(exact.cost_bound);
+    let max_placeable = lag.max_placeable.min(exact.max_placeable);
+    let lower_bound = lag.lower_bound.max(exact.lower_bound);
+    let iterations = lag.iterations;
+    let mut keep = if exact_better { exact } else { lag };
+    keep.cost_bound = cost_bound.min(pr.cost(&keep.choice));
+    keep.max_placeable = max_placeable;
+    keep.lower_bound = lower_bound.min(keep.upper_bound);
+    keep.iterations = iterations;
+    keep.proven_optimal = keep.proven_optimal
+        || (Problem::placed(&keep.choice) >= max_placeable
+            && keep.upper_bound - keep.lower_bound <= 1e-9 * keep.upper_bound.abs().max(1.0));
+    keep
+}
+
+pub fn problem_of(fleet: &Fleet, catalog: &Catalog) -> Problem {
+    let ctx = Context::new(catalog, fleet);
+    let cands: Vec<WorkloadCandidates> = fleet
+        .workloads
+        .iter()
+        .map(|w| candidates::generate(&ctx, w))
+        .collect();
+    build(&ctx, &cands).problem
 }
 
 pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
@@ -347,6 +372,8 @@ pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
             method: "none (nothing to place)",
             iterations: 0,
             proven_optimal: true,
+            cost_bound: 0.0,
+            max_placeable: 0,
         }
     } else {
         solve(&built.problem, opts, &mut notes)
@@ -609,27 +636,21 @@ fn assemble(
         })
         .collect();
 
-    let unplaced_by_solver = sol.choice.iter().filter(|c| c.is_none()).count() as f64;
-    // The penalised bound loses a whole penalty per workload left out, and
-    // falls to nothing whenever capacity runs out; the placement floor
-    // keeps a bound that means something then.
-    let lb_f = (sol.lower_bound - pr.skip_penalty * unplaced_by_solver)
-        .max(placement_floor(pr, &sol.choice));
-    // A bound equal to the plan's cost up to float error is the plan's cost
-    // (the exact money is recomputed in integers, the bound in f64).
-    let lb_usd = if sol.proven_optimal && unplaced_by_solver == 0.0 {
-        total
-    } else {
-        Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0)
-            .unwrap_or(Usd::ZERO)
-            .max(Usd::ZERO)
-            .min(total)
-    };
+    // The solver's cost bound holds for every plan placing at least as
+    // many workloads; the placement floor backs it up when the solver had
+    // none (an exact solve stopped by its time limit).
+    let lb_f = sol.cost_bound.max(placement_floor(pr, &sol.choice));
+    let lb_usd = Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0)
+        .unwrap_or(Usd::ZERO)
+        .max(Usd::ZERO)
+        .min(total);
     let gap_pct = if total > Usd::ZERO {
         100.0 * (total - lb_usd).as_f64() / total.as_f64()
     } else {
         0.0
     };
+    let placed_by_solver = Problem::placed(&sol.choice);
+    let count_proven = placed_by_solver >= sol.max_placeable;
     let placed = placements
         .iter()
         .filter(|p| p.status == Status::Placed)
@@ -643,6 +664,7 @@ fn assemble(
         list_cost_usd: list_cost,
         commitment_shortfall_usd: shortfall_total,
         placed,
+        max_placeable: sol.max_placeable.max(placed),
         infeasible: placements.len() - placed,
         placements,
         providers,
@@ -650,7 +672,9 @@ fn assemble(
         quotas,
         solver: SolverReport {
             method: sol.method.to_string(),
-            proven_optimal: sol.proven_optimal || gap_pct <= 1e-6,
+            // Optimal within the solvers' tolerance (a relative 1e-7, and
+            // float error).
+            proven_optimal: count_proven && gap_pct <= GAP_PROVEN_PCT,
             iterations: sol.iterations,
             workloads: pr.options.len(),
             options: pr.option_count(),

@@ -15,7 +15,7 @@
 //! piecewise linear: below the commitment, spend is free at the margin.
 
 /// One option in solver terms.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Opt {
     /// (provider, list $) — one or two entries.
     pub spend: Vec<(usize, f64)>,
@@ -23,7 +23,7 @@ pub struct Opt {
     pub uses: Vec<(usize, f64)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Problem {
     pub options: Vec<Vec<Opt>>,
     pub can_skip: Vec<bool>,
@@ -104,4 +104,29 @@ pub struct Solution {
     pub method: &'static str,
     pub iterations: usize,
     pub proven_optimal: bool,
+    /// Proven lower bound on the cost (no penalties) of every plan that
+    /// places at least as many workloads as `choice`.
+    pub cost_bound: f64,
+    /// Proven: no plan places more workloads than this.
+    pub max_placeable: usize,
+}
+
+impl Problem {
+    pub fn placed(choice: &Choice) -> usize {
+        choice.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Cost without penalties.
+    pub fn cost(&self, choice: &Choice) -> f64 {
+        let s = self.spend(choice);
+        (0..self.providers())
+            .map(|p| self.provider_cost(p, s[p]))
+            .sum()
+    }
+
+    /// Workloads that must be placed (they have an option using no
+    /// limited row).
+    pub fn must_place(&self) -> usize {
+        self.can_skip.iter().filter(|s| !**s).count()
+    }
 }

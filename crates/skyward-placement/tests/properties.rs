@@ -551,3 +551,90 @@ fn plan_matches_an_independent_exact_solver_on_the_real_catalog() {
         }
     }
 }
+
+/// Tightly coupled fleets (every option under a quota or pool, about 85 %
+/// of demand fits, a discount-only contract and a hard-to-fill
+/// commitment), against the independent MILP above: the large path places
+/// the proven maximum, says so, and its bound is a true bound that still
+/// means something when capacity leaves workloads out (it used to fall to
+/// $0, or to a floor far below the optimum).
+#[test]
+fn tight_fleets_place_the_proven_maximum_with_a_meaningful_bound() {
+    let cat = Catalog::builtin().unwrap();
+    for seed in 0u64..6 {
+        let f = skyward_placement::generate::tight_fleet(&cat, seed, 8);
+        let (placed, cost) = independent_milp(&cat, &f);
+        let p = plan(
+            &f,
+            &cat,
+            &PlanOptions {
+                method: Method::Lagrangian,
+                ..PlanOptions::default()
+            },
+        );
+        check_plan(&cat, &f, &p);
+        assert_eq!(p.placed, placed, "seed {seed}: placed");
+        assert_eq!(
+            p.max_placeable, placed,
+            "seed {seed}: the maximum is proven"
+        );
+        let lb = p.lower_bound_usd.as_f64();
+        assert!(
+            lb <= cost + 0.01,
+            "seed {seed}: bound {lb} above the optimum {cost}"
+        );
+        assert!(
+            lb >= 0.8 * cost,
+            "seed {seed}: bound {lb} means little against {cost}"
+        );
+        assert!(
+            p.total_cost_usd.as_f64() >= cost - 0.01,
+            "seed {seed}: below the optimum"
+        );
+    }
+}
+
+/// At a size the exact MILP cannot prove quickly, the large path's bound
+/// is checked against the LP relaxation solved by microlp (a different
+/// algorithm on the same model): never above it, and close to it; the
+/// count bound equals the LP's maximum count, rounded down; the plan
+/// places that many and costs little more than the LP.
+#[test]
+fn large_path_bound_is_the_lp_bound_and_the_plan_is_close_to_it() {
+    use skyward_placement::{exact, lagrange, problem::Problem};
+    let cat = Catalog::builtin().unwrap();
+    for seed in 0u64..2 {
+        let f = skyward_placement::generate::tight_fleet(&cat, seed, 300);
+        let pr = skyward_placement::plan::problem_of(&f, &cat);
+        let s = lagrange::solve(&pr, &lagrange::Settings::default());
+        assert!(pr.is_feasible(&s.choice));
+        let placed = Problem::placed(&s.choice);
+        let (x, _) = exact::solve_lp(&pr, None).unwrap();
+        let lp_count: f64 = x.iter().flatten().sum();
+        assert_eq!(
+            s.max_placeable,
+            (lp_count + 1e-6).floor() as usize,
+            "seed {seed}"
+        );
+        assert_eq!(
+            placed, s.max_placeable,
+            "seed {seed}: placed the proven maximum"
+        );
+        let (_, lp) = exact::solve_lp(&pr, Some(placed)).unwrap();
+        assert!(
+            s.cost_bound <= lp * (1.0 + 1e-7),
+            "seed {seed}: bound {} above the LP {lp}",
+            s.cost_bound
+        );
+        assert!(
+            s.cost_bound >= 0.97 * lp,
+            "seed {seed}: bound {} far below the LP {lp}",
+            s.cost_bound
+        );
+        let cost = pr.cost(&s.choice);
+        assert!(
+            cost <= 1.10 * lp,
+            "seed {seed}: plan {cost} against the LP {lp}"
+        );
+    }
+}

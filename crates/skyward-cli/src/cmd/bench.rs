@@ -12,7 +12,7 @@ use crate::table::Table;
 use crate::{load_catalog, Common, Output};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use skyward_placement::generate::{fleet, GenSettings};
+use skyward_placement::generate::{fleet, tight_fleet, GenSettings};
 use skyward_placement::{plan, ExplainScope, Method, PlanOptions};
 use std::process::Command;
 use std::time::Instant;
@@ -84,8 +84,19 @@ pub struct PlanBenchArgs {
     /// Solver(s) to run, comma-separated; each size runs once per method.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![MethodArg::Auto])]
     pub method: Vec<MethodArg>,
+    /// Fleet shape: `mixed` (the whole catalog, loose coupling) or `tight`
+    /// (GPU gangs competing for quotas that fit ~85 % of demand).
+    #[arg(long, value_enum, default_value_t = FleetShape::Mixed)]
+    pub fleet: FleetShape,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetShape {
+    Mixed,
+    Tight,
 }
 
 #[derive(Args)]
@@ -98,6 +109,12 @@ pub struct PlanOneArgs {
     pub repeats: usize,
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
+    #[arg(long, value_enum, default_value_t = FleetShape::Mixed)]
+    pub fleet: FleetShape,
+    /// Also write the solver's problem (options, rows, contracts) as JSON,
+    /// for checking against another solver (scripts/plan-vs-highs.py).
+    #[arg(long)]
+    pub export: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -115,6 +132,8 @@ pub struct OneResult {
     pub method: String,
     pub proven_optimal: bool,
     pub placed: usize,
+    /// Proven: no plan places more.
+    pub max_placeable: usize,
     pub infeasible: usize,
     pub options: usize,
     pub coupling_rows: usize,
@@ -155,15 +174,23 @@ pub fn peak_rss_mib_of(pid: &str) -> f64 {
 
 fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let f = fleet(
-        &catalog,
-        a.seed,
-        &GenSettings {
-            workloads: a.size,
-            coupling: true,
-            constraints: true,
-        },
-    );
+    let f = match a.fleet {
+        FleetShape::Mixed => fleet(
+            &catalog,
+            a.seed,
+            &GenSettings {
+                workloads: a.size,
+                coupling: true,
+                constraints: true,
+            },
+        ),
+        FleetShape::Tight => tight_fleet(&catalog, a.seed, a.size),
+    };
+    if let Some(path) = &a.export {
+        let pr = skyward_placement::plan::problem_of(&f, &catalog);
+        std::fs::write(path, json(&pr)?)
+            .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+    }
     let method = match a.method {
         MethodArg::Auto => Method::Auto,
         MethodArg::Exact => Method::Exact,
@@ -198,6 +225,7 @@ fn plan_one(a: &PlanOneArgs) -> Result<(), CliError> {
         method: p.solver.method.clone(),
         proven_optimal: p.solver.proven_optimal,
         placed: p.placed,
+        max_placeable: p.max_placeable,
         infeasible: p.infeasible,
         options: p.solver.options,
         coupling_rows: p.solver.coupling_rows,
@@ -228,10 +256,11 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
     for (i, (size, method)) in runs.iter().enumerate() {
         let m = format!("{method:?}").to_ascii_lowercase();
         eprintln!(
-            "[{}/{}] planning {} workloads x {} runs, method {m} (seed {}) …",
+            "[{}/{}] planning {} workloads ({:?} fleet) x {} runs, method {m} (seed {}) …",
             i + 1,
             runs.len(),
             size,
+            a.fleet,
             a.repeats,
             a.seed
         );
@@ -247,6 +276,12 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
             &a.repeats.to_string(),
             "--method",
             &m,
+            "--fleet",
+            if a.fleet == FleetShape::Tight {
+                "tight"
+            } else {
+                "mixed"
+            },
             "--output",
             "json",
         ]);
@@ -284,6 +319,7 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
                 "METHOD",
                 "OPTIONS>",
                 "PLACED>",
+                "MAX PLACEABLE>",
                 "INFEASIBLE>",
             ]);
             for r in &results {
@@ -300,6 +336,7 @@ fn plan_bench(a: &PlanBenchArgs) -> Result<(), CliError> {
                     r.method.clone(),
                     r.options.to_string(),
                     r.placed.to_string(),
+                    r.max_placeable.to_string(),
                     r.infeasible.to_string(),
                 ]);
             }

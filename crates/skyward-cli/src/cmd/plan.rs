@@ -491,6 +491,22 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
         p.solver.options,
         p.solver.coupling_rows
     );
+    if p.max_placeable > p.placed {
+        let _ = writeln!(
+            s,
+            "Placed:       {} of {} workloads; no plan places more than {} (the count is not proven maximal)",
+            p.placed,
+            p.placements.len(),
+            p.max_placeable
+        );
+    } else if p.infeasible > 0 {
+        let _ = writeln!(
+            s,
+            "Placed:       {} of {} workloads, the proven maximum",
+            p.placed,
+            p.placements.len()
+        );
+    }
     for n in &p.solver.notes {
         let _ = writeln!(s, "note: {n}");
     }
