@@ -52,5 +52,6 @@ gaps.sort()
 print(
     f"{seeds} fleets: Lagrangian placed fewer than the optimum on {fewer}; "
     f"at equal count its cost is above the optimum by median {gaps[len(gaps) // 2]:.2f}%, "
-    f"max {gaps[-1]:.2f}%"
+    f"90th percentile {gaps[int(len(gaps) * 0.9)]:.2f}%, max {gaps[-1]:.2f}%; "
+    f"equal to the optimum (within 0.01%) on {sum(1 for g in gaps if g <= 0.01)} of {len(gaps)}"
 )

@@ -43,6 +43,8 @@ use crate::problem::{Choice, Problem, Solution};
 /// Oracle calls per dual (count and cost), each one pass over the options.
 pub const ITERATIONS_MAX: usize = 300;
 pub const LOCAL_SEARCH_PASSES_MAX: usize = 30;
+/// Entries of a row's list an ejection or replacement scans.
+pub const SCAN_MAX: usize = 512;
 /// Placed workloads an ejection looks at per blocked row.
 pub const EJECT_CANDIDATES_MAX: usize = 48;
 /// Up to this many workloads, the last phase also polishes the regret
@@ -198,7 +200,7 @@ pub fn count_bound(pr: &Problem, target: usize, iterations: usize) -> (usize, Ve
     let proven = |u: f64| ((u + 1e-6).floor().max(0.0) as usize).min(n);
     let mut oracle = |t: &[f64]| {
         let (u, g) = u_of(t);
-        (-u, g.iter().map(|x| -x).collect())
+        (-u, g.iter().map(|x| -x).collect(), ())
     };
     let zero = vec![0.0; rows];
     let out = cutting::maximise(
@@ -299,7 +301,8 @@ fn blocked_row(pr: &Problem, st: &State, w: usize, o: usize) -> Option<usize> {
 /// Tries to make room for option `o` of the unplaced workload `w` by
 /// moving one placed workload off the row that blocks it. `accept` sees
 /// the cost change of the move of the other workload plus w's new cost
-/// and decides. On success the state holds both moves.
+/// and decides; with `cheapest` the cheapest acceptable move is taken,
+/// otherwise the first. On success the state holds both moves.
 fn eject(
     pr: &Problem,
     st: &mut State,
@@ -307,12 +310,16 @@ fn eject(
     w: usize,
     o: usize,
     accept: &dyn Fn(f64) -> bool,
+    cheapest: bool,
 ) -> bool {
     let Some(r) = blocked_row(pr, st, w, o) else {
         return false;
     };
+    let mut best: Option<(f64, usize, usize)> = None;
     let mut tried = 0;
-    for &v in &by_row[r] {
+    // Every entry scanned counts (stale and too-small ones too), so the
+    // work per attempt is bounded whatever the row's length.
+    for &v in by_row[r].iter().take(SCAN_MAX) {
         if v == w {
             continue;
         }
@@ -331,7 +338,7 @@ fn eject(
             continue;
         }
         tried += 1;
-        if tried > EJECT_CANDIDATES_MAX {
+        if tried > EJECT_CANDIDATES_MAX || (best.is_some() && !cheapest) {
             break;
         }
         st.take(pr, v);
@@ -339,26 +346,27 @@ fn eject(
         if st.fits(pr, w, o) {
             let add_w = st.added_cost(pr, w, o);
             st.put(pr, w, o);
-            let mut done = false;
             for o2 in 0..pr.options[v].len() {
                 if o2 == cur || !st.fits(pr, v, o2) {
                     continue;
                 }
-                let add_v = st.added_cost(pr, v, o2);
-                if accept(removed + add_w + add_v) {
-                    st.put(pr, v, o2);
-                    done = true;
-                    break;
+                let delta = removed + add_w + st.added_cost(pr, v, o2);
+                if accept(delta) && best.is_none_or(|b| delta < b.0) {
+                    best = Some((delta, v, o2));
                 }
-            }
-            if done {
-                return true;
             }
             st.take(pr, w);
         }
         st.put(pr, v, cur);
     }
-    false
+    // The cheapest acceptable ejection, applied.
+    let Some((_, v, o2)) = best else {
+        return false;
+    };
+    st.take(pr, v);
+    st.put(pr, w, o);
+    st.put(pr, v, o2);
+    true
 }
 
 /// Places more workloads by ejections, smallest first, cheapest option
@@ -381,7 +389,7 @@ fn augment(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
         for &(_, o) in &order {
             if st.fits(pr, w, o) {
                 st.put(pr, w, o);
-            } else if !eject(pr, st, &by_row, w, o, &|_| true) {
+            } else if !eject(pr, st, &by_row, w, o, &|_| true, true) {
                 continue;
             }
             for &(r, _) in &pr.options[w][o].uses {
@@ -416,9 +424,15 @@ fn swap_improve(pr: &Problem, st: &mut State) -> bool {
             for &(_, o) in cheaper.iter().take(4) {
                 let limit = current;
                 if !st.fits(pr, w, o)
-                    && eject(pr, st, &by_row, w, o, &|delta| {
-                        delta < limit - 1e-6 * (1.0 + limit.abs())
-                    })
+                    && eject(
+                        pr,
+                        st,
+                        &by_row,
+                        w,
+                        o,
+                        &|delta| delta < limit - 1e-6 * (1.0 + limit.abs()),
+                        false,
+                    )
                 {
                     for &(r, _) in &pr.options[w][o].uses {
                         by_row[r].push(w);
@@ -471,7 +485,7 @@ fn replace_improve(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
                     .map_or(0.0, |x| x.1);
                 let need = st.used[r] + a_w - pr.row_limit[r];
                 let mut tried = 0;
-                for &v in &by_row[r] {
+                for &v in by_row[r].iter().take(SCAN_MAX) {
                     let Some(cur) = st.choice[v] else { continue };
                     if v == w || !pr.can_skip[v] {
                         continue;
@@ -550,7 +564,7 @@ fn repack(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
             let Some(cur) = st.choice[v] else { continue };
             st.take(pr, v);
             let mut added: Vec<usize> = Vec::new();
-            for &(w, o) in &waiting[r] {
+            for &(w, o) in waiting[r].iter().take(SCAN_MAX) {
                 if st.choice[w].is_none() && w != v && st.fits(pr, w, o) {
                     st.put(pr, w, o);
                     added.push(w);
@@ -924,7 +938,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     };
     let mut work = d.clone();
     let mut relaxed_feasible: Vec<Choice> = Vec::new();
-    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>) {
+    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>, ()) {
         to_duals(y, &mut work);
         let (l, x) = relax(pr, &work, count);
         let usage = pr.usage(&x);
@@ -940,7 +954,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         if relaxed_feasible.len() < 4 && Problem::placed(&x) >= count && pr.is_feasible(&x) {
             relaxed_feasible.push(x);
         }
-        (l, g)
+        (l, g, ())
     };
     let cost_now = pr.cost(&best_choice);
     let tolerance = 2e-5 * cost_now.abs().max(1.0);
