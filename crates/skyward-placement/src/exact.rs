@@ -151,7 +151,7 @@ pub fn solve(
     // tolerance (gap 0 is relative to float arithmetic with feasibility
     // tolerances, so a plan a few cents cheaper can exist), is the bound.
     // Without a proof there is no bound from here.
-    let tolerance = 1e-7 * milp_objective.abs() + 0.01;
+    let tolerance = 1e-7 * milp_objective.abs();
     let unplaced = choice.iter().filter(|c| c.is_none()).count();
     let lb = if proven {
         milp_objective.min(ub) - tolerance

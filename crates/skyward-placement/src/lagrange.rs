@@ -1018,7 +1018,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     let cost_bound = (lb - 1e-9 * lb.abs()).min(cost);
     let unplaced = (n - placed) as f64;
     let count_proven = placed >= max_placeable;
-    let proven = count_proven && cost - cost_bound <= 1e-9 * cost.abs().max(1.0);
+    let proven = count_proven && cost - cost_bound <= 4e-9 * cost.abs().max(1.0);
     Solution {
         choice: best_choice,
         upper_bound: ub,

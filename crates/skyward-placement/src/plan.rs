@@ -640,10 +640,16 @@ fn assemble(
     // many workloads; the placement floor backs it up when the solver had
     // none (an exact solve stopped by its time limit).
     let lb_f = sol.cost_bound.max(placement_floor(pr, &sol.choice));
-    let lb_usd = Usd::from_f64_rounded((lb_f * 100.0).floor() / 100.0)
+    // Floored to the micro-dollar: the bound never rounds up. A bound a
+    // micro-dollar short of the plan's exact cost is that cost (the bound
+    // is summed in floats, the cost in integers).
+    let mut lb_usd = Usd::from_f64_rounded((lb_f * 1e6).floor() / 1e6)
         .unwrap_or(Usd::ZERO)
         .max(Usd::ZERO)
         .min(total);
+    if (total - lb_usd).micros() <= 1 {
+        lb_usd = total;
+    }
     let gap_pct = if total > Usd::ZERO {
         100.0 * (total - lb_usd).as_f64() / total.as_f64()
     } else {

@@ -184,3 +184,28 @@ fn same_input_same_plan_byte_for_byte() {
 fn serde_json_like(p: &skyward_placement::Plan) -> String {
     format!("{:?}", p)
 }
+
+/// A plan whose cost has fractions of a cent is still reported proven
+/// optimal when it is: the bound was floored to the cent, so a $7.407420
+/// optimum showed a $7.40 bound, a 0.1 % gap and no proof.
+#[test]
+fn a_proven_optimum_with_fractions_of_a_cent_is_reported_proven() {
+    let cat = small_catalog();
+    let mut f = fleet(vec![
+        workload("a", &["H100:8"], 2, 0.123457),
+        workload("b", &["H100:8"], 3, 10.0),
+    ]);
+    // Room for a's two nodes only, on every provider.
+    for p in ["aws", "gcp", "azure", "lambda", "oci"] {
+        f.quotas.push(quota(p, None, "H100", 16));
+    }
+    for o in both_methods() {
+        let p = plan(&f, &cat, &o);
+        // a: gcp $30 × 2 nodes × 0.123457 h = $7.40742; b cannot fit.
+        assert_eq!(p.placed, 1);
+        assert_eq!(p.max_placeable, 1);
+        assert_eq!(p.total_cost_usd.micros(), 7_407_420, "{:?}", o.method);
+        assert_eq!(p.lower_bound_usd, p.total_cost_usd, "{:?}", o.method);
+        assert!(p.solver.proven_optimal, "{:?}", o.method);
+    }
+}
