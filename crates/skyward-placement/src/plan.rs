@@ -336,23 +336,60 @@ fn combine(pr: &Problem, lag: Solution, exact: Solution) -> Solution {
     keep
 }
 
+/// Workloads per thread below which candidates are generated on one.
+const PARALLEL_CHUNK_MIN: usize = 512;
+
+/// Every workload's candidates, in fleet order. Each workload's are
+/// independent and the context is read-only, so large fleets are split
+/// across the machine's cores (at most 4); the result is the same as on
+/// one thread, whatever the count.
+fn generate_all(ctx: &Context, workloads: &[Workload]) -> Vec<WorkloadCandidates> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(workloads.len() / PARALLEL_CHUNK_MIN)
+        .max(1);
+    if threads == 1 {
+        return workloads
+            .iter()
+            .map(|w| candidates::generate(ctx, w))
+            .collect();
+    }
+    let chunk = workloads.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = workloads
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|w| candidates::generate(ctx, w))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(workloads.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                // A panic in a worker is a bug; surface it as one.
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    })
+}
+
+/// The solver-neutral problem a fleet becomes (for the solver benchmarks
+/// and tests; `plan` builds it the same way).
 pub fn problem_of(fleet: &Fleet, catalog: &Catalog) -> Problem {
     let ctx = Context::new(catalog, fleet);
-    let cands: Vec<WorkloadCandidates> = fleet
-        .workloads
-        .iter()
-        .map(|w| candidates::generate(&ctx, w))
-        .collect();
+    let cands = generate_all(&ctx, &fleet.workloads);
     build(&ctx, &cands).problem
 }
 
 pub fn plan(fleet: &Fleet, catalog: &Catalog, opts: &PlanOptions) -> Plan {
     let ctx = Context::new(catalog, fleet);
-    let cands: Vec<WorkloadCandidates> = fleet
-        .workloads
-        .iter()
-        .map(|w| candidates::generate(&ctx, w))
-        .collect();
+    let cands = generate_all(&ctx, &fleet.workloads);
     let built = build(&ctx, &cands);
     let mut notes = Vec::new();
     for (w, wc) in cands.iter().enumerate() {
