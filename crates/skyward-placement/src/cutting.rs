@@ -17,12 +17,11 @@ use good_lp::{
 
 pub const CUTS_MAX: usize = 60;
 
-/// One cut: f(y) ≤ value + g·(y − at), with what the oracle attached.
-struct Cut<P> {
+/// One cut: f(y) ≤ value + g·(y − at).
+struct Cut {
     value: f64,
     at: Vec<f64>,
     g: Vec<f64>,
-    payload: P,
 }
 
 /// Where to search: the box [lo, hi], the start and the first trust
@@ -34,29 +33,26 @@ pub struct Region<'a> {
     pub step: &'a [f64],
 }
 
-/// f(y), a supergradient at y, and a payload kept with the cut (for
-/// example the subproblem's solution, to recover a primal from the cuts).
-pub type Oracle<'a, P> = &'a mut dyn FnMut(&[f64]) -> (f64, Vec<f64>, P);
+/// f(y) and a supergradient at y.
+pub type Oracle<'a> = &'a mut dyn FnMut(&[f64]) -> (f64, Vec<f64>);
 
-pub struct Outcome<P> {
+pub struct Outcome {
     pub best_value: f64,
     pub best_point: Vec<f64>,
     pub iterations: usize,
-    /// The cuts kept at the end: (value, point, supergradient, payload).
-    pub cuts: Vec<(f64, Vec<f64>, Vec<f64>, P)>,
 }
 
 /// Maximises `oracle` over the region's box from its start.
 /// `oracle(y)` returns (f(y), a supergradient). Stops after `iterations`
 /// oracle calls, when the model's predicted gain falls below `tolerance`
 /// (absolute), or when `stop(best)` says so.
-pub fn maximise<P>(
+pub fn maximise(
     region: &Region,
     iterations: usize,
     tolerance: f64,
-    oracle: Oracle<P>,
+    oracle: Oracle,
     stop: &dyn Fn(f64) -> bool,
-) -> Outcome<P> {
+) -> Outcome {
     let Region {
         lo,
         hi,
@@ -64,12 +60,11 @@ pub fn maximise<P>(
         step,
     } = *region;
     let dim = start.len();
-    let (v0, g0, p0) = oracle(start);
+    let (v0, g0) = oracle(start);
     let mut cuts = vec![Cut {
         value: v0,
         at: start.to_vec(),
         g: g0,
-        payload: p0,
     }];
     let mut center = start.to_vec();
     let mut center_value = v0;
@@ -102,7 +97,7 @@ pub fn maximise<P>(
             }
             break;
         }
-        let (v, g, payload) = oracle(&y);
+        let (v, g) = oracle(&y);
         calls += 1;
         if v >= center_value + 0.1 * gain {
             center = y.clone();
@@ -122,15 +117,10 @@ pub fn maximise<P>(
                 nulls = 0;
             }
         }
-        cuts.push(Cut {
-            value: v,
-            at: y,
-            g,
-            payload,
-        });
+        cuts.push(Cut { value: v, at: y, g });
         if cuts.len() > CUTS_MAX {
             // Drop the cut that is slackest at the centre.
-            let slack = |c: &Cut<P>| {
+            let slack = |c: &Cut| {
                 c.value
                     + (0..dim)
                         .map(|j| c.g[j] * (center[j] - c.at[j]))
@@ -148,17 +138,13 @@ pub fn maximise<P>(
         best_value: center_value,
         best_point: center,
         iterations: calls,
-        cuts: cuts
-            .into_iter()
-            .map(|c| (c.value, c.at, c.g, c.payload))
-            .collect(),
     }
 }
 
 /// max θ s.t. θ ≤ value_k + g_k·(y − at_k), y in the box ∩ [lo, hi].
 /// Values are scaled by `scale` for the LP's conditioning.
-fn master<P>(
-    cuts: &[Cut<P>],
+fn master(
+    cuts: &[Cut],
     lo: &[f64],
     hi: &[f64],
     center: &[f64],

@@ -21,8 +21,8 @@
 use crate::problem::{Choice, Problem, Solution};
 use good_lp::solvers::{WithInitialSolution, WithMipGap, WithTimeLimit};
 use good_lp::{
-    constraint, variable, Expression, ProblemVariables, Solution as _, SolutionStatus, SolverModel,
-    Variable,
+    constraint, variable, Constraint, Expression, ProblemVariables, Solution as _, SolutionStatus,
+    SolverModel, Variable,
 };
 
 const SCALE: f64 = 1e-3;
@@ -30,21 +30,40 @@ const SCALE: f64 = 1e-3;
 #[derive(Debug)]
 pub struct ExactError(pub String);
 
-pub fn solve(
-    pr: &Problem,
-    time_limit_s: f64,
-    warm: Option<&Choice>,
-) -> Result<Solution, ExactError> {
+/// The model both solves share: variables, objective and constraints.
+struct Model {
+    vars: ProblemVariables,
+    /// Per workload, per option: chosen (1) or not.
+    x: Vec<Vec<Variable>>,
+    /// Per workload that may be left out: left out (1) or not.
+    u: Vec<Option<Variable>>,
+    /// Per contracted provider: its bill, scaled.
+    z: Vec<Option<Variable>>,
+    objective: Expression,
+    constraints: Vec<Constraint>,
+}
+
+/// Builds the model of the module notes. `integral`: binaries, else the
+/// LP relaxation (x, u in [0, 1]). `min_count`: instead of a skip
+/// penalty, a constraint that at least that many are placed.
+fn model(pr: &Problem, integral: bool, min_count: Option<usize>) -> Model {
+    let share = || {
+        if integral {
+            variable().binary()
+        } else {
+            variable().min(0.0).max(1.0)
+        }
+    };
     let mut vars = ProblemVariables::new();
     let x: Vec<Vec<Variable>> = pr
         .options
         .iter()
-        .map(|opts| opts.iter().map(|_| vars.add(variable().binary())).collect())
+        .map(|opts| opts.iter().map(|_| vars.add(share())).collect())
         .collect();
     let u: Vec<Option<Variable>> = pr
         .can_skip
         .iter()
-        .map(|&s| s.then(|| vars.add(variable().binary())))
+        .map(|&s| s.then(|| vars.add(share())))
         .collect();
     let contracted: Vec<bool> = pr.commit.iter().map(|c| *c > 0.0).collect();
     let z: Vec<Option<Variable>> = (0..pr.providers())
@@ -54,6 +73,8 @@ pub fn solve(
     let mut objective = Expression::from(0.0);
     let mut provider_spend: Vec<Expression> =
         (0..pr.providers()).map(|_| Expression::from(0.0)).collect();
+    let mut rows: Vec<Expression> = pr.row_limit.iter().map(|_| Expression::from(0.0)).collect();
+    let mut constraints = Vec::new();
     for (w, opts) in pr.options.iter().enumerate() {
         for (o, opt) in opts.iter().enumerate() {
             for &(p, s) in &opt.spend {
@@ -65,14 +86,58 @@ pub fn solve(
                     objective += pr.factor[p] * s * SCALE * x[w][o];
                 }
             }
+            for &(r, a) in &opt.uses {
+                rows[r] += a * x[w][o];
+            }
         }
+        let mut sum: Expression = x[w].iter().copied().sum();
         if let Some(uw) = u[w] {
-            objective += pr.skip_penalty * SCALE * uw;
+            sum += uw;
+            if min_count.is_none() {
+                objective += pr.skip_penalty * SCALE * uw;
+            }
         }
+        constraints.push(constraint!(sum == 1.0));
     }
     for zp in z.iter().flatten() {
         objective += *zp;
     }
+    for (r, e) in rows.into_iter().enumerate() {
+        constraints.push(constraint!(e <= pr.row_limit[r]));
+    }
+    for (p, zp) in z.iter().enumerate() {
+        if let Some(zp) = zp {
+            let spend = std::mem::replace(&mut provider_spend[p], Expression::from(0.0));
+            constraints.push(constraint!(*zp >= pr.factor[p] * spend));
+        }
+    }
+    if let Some(k) = min_count {
+        let placed: Expression = x.iter().flatten().copied().sum();
+        constraints.push(constraint!(placed >= k as f64));
+    }
+    Model {
+        vars,
+        x,
+        u,
+        z,
+        objective,
+        constraints,
+    }
+}
+
+pub fn solve(
+    pr: &Problem,
+    time_limit_s: f64,
+    warm: Option<&Choice>,
+) -> Result<Solution, ExactError> {
+    let Model {
+        vars,
+        x,
+        u,
+        z,
+        objective,
+        constraints,
+    } = model(pr, true, None);
     let mut initial: Vec<(Variable, f64)> = Vec::new();
     if let Some(w) = warm.filter(|w| w.len() == pr.options.len()) {
         for (wi, xs) in x.iter().enumerate() {
@@ -103,29 +168,8 @@ pub fn solve(
     if !initial.is_empty() {
         model = model.with_initial_solution(initial);
     }
-    for (w, xs) in x.iter().enumerate() {
-        let mut sum: Expression = xs.iter().copied().sum();
-        if let Some(uw) = u[w] {
-            sum += uw;
-        }
-        model = model.with(constraint!(sum == 1.0));
-    }
-    let mut rows: Vec<Expression> = pr.row_limit.iter().map(|_| Expression::from(0.0)).collect();
-    for (w, opts) in pr.options.iter().enumerate() {
-        for (o, opt) in opts.iter().enumerate() {
-            for &(r, a) in &opt.uses {
-                rows[r] += a * x[w][o];
-            }
-        }
-    }
-    for (r, e) in rows.into_iter().enumerate() {
-        model = model.with(constraint!(e <= pr.row_limit[r]));
-    }
-    for (p, zp) in z.iter().enumerate() {
-        if let Some(zp) = zp {
-            let spend = std::mem::replace(&mut provider_spend[p], Expression::from(0.0));
-            model = model.with(constraint!(*zp >= pr.factor[p] * spend));
-        }
+    for c in constraints {
+        model = model.with(c);
     }
     let sol = model.solve().map_err(|e| ExactError(e.to_string()))?;
     let proven = matches!(sol.status(), SolutionStatus::Optimal);
@@ -183,86 +227,24 @@ pub fn solve(
     })
 }
 
-/// The LP relaxation (x, u in [0, 1]): per workload, the share on each
-/// option, and the LP objective in dollars.
+/// The LP relaxation (x, u in [0, 1]) with microlp: per workload, the
+/// share on each option, and the LP objective in dollars. With
+/// `min_count`, the cost of placing at least that many (no penalty);
+/// without, the penalised objective. Tests use it as a bound computed by
+/// another algorithm than the Lagrangian's.
 pub fn solve_lp(
     pr: &Problem,
     min_count: Option<usize>,
 ) -> Result<(Vec<Vec<f64>>, f64), ExactError> {
-    let mut vars = ProblemVariables::new();
-    let x: Vec<Vec<Variable>> = pr
-        .options
-        .iter()
-        .map(|opts| {
-            opts.iter()
-                .map(|_| vars.add(variable().min(0.0).max(1.0)))
-                .collect()
-        })
-        .collect();
-    let u: Vec<Option<Variable>> = pr
-        .can_skip
-        .iter()
-        .map(|&s| s.then(|| vars.add(variable().min(0.0).max(1.0))))
-        .collect();
-    let contracted: Vec<bool> = pr.commit.iter().map(|c| *c > 0.0).collect();
-    let z: Vec<Option<Variable>> = (0..pr.providers())
-        .map(|p| contracted[p].then(|| vars.add(variable().min(pr.commit[p] * SCALE))))
-        .collect();
-    let mut objective = Expression::from(0.0);
-    let mut provider_spend: Vec<Expression> =
-        (0..pr.providers()).map(|_| Expression::from(0.0)).collect();
-    for (w, opts) in pr.options.iter().enumerate() {
-        for (o, opt) in opts.iter().enumerate() {
-            for &(p, s) in &opt.spend {
-                if contracted[p] {
-                    provider_spend[p] += s * SCALE * x[w][o];
-                } else {
-                    objective += pr.factor[p] * s * SCALE * x[w][o];
-                }
-            }
-        }
-        if let Some(uw) = u[w] {
-            if min_count.is_none() {
-                objective += pr.skip_penalty * SCALE * uw;
-            }
-        }
+    let m = model(pr, false, min_count);
+    let mut lp = m.vars.minimise(m.objective.clone()).using(good_lp::microlp);
+    for c in m.constraints {
+        lp = lp.with(c);
     }
-    for zp in z.iter().flatten() {
-        objective += *zp;
-    }
-    let mut model = vars.minimise(objective.clone()).using(good_lp::microlp);
-    if let Some(k) = min_count {
-        let placed: Expression = x.iter().flatten().copied().sum();
-        model = model.with(constraint!(placed >= k as f64));
-    }
-    for (w, xs) in x.iter().enumerate() {
-        let mut sum: Expression = xs.iter().copied().sum();
-        if let Some(uw) = u[w] {
-            sum += uw;
-        }
-        model = model.with(constraint!(sum == 1.0));
-    }
-    let mut rows: Vec<Expression> = pr.row_limit.iter().map(|_| Expression::from(0.0)).collect();
-    for (w, opts) in pr.options.iter().enumerate() {
-        for (o, opt) in opts.iter().enumerate() {
-            for &(r, a) in &opt.uses {
-                rows[r] += a * x[w][o];
-            }
-        }
-    }
-    for (r, e) in rows.into_iter().enumerate() {
-        model = model.with(constraint!(e <= pr.row_limit[r]));
-    }
-    for (p, zp) in z.iter().enumerate() {
-        if let Some(zp) = zp {
-            let spend = std::mem::replace(&mut provider_spend[p], Expression::from(0.0));
-            model = model.with(constraint!(*zp >= pr.factor[p] * spend));
-        }
-    }
-    let sol = model.solve().map_err(|e| ExactError(e.to_string()))?;
-    let shares = x
-        .iter()
-        .map(|xs| xs.iter().map(|v| sol.value(*v)).collect())
-        .collect();
-    Ok((shares, sol.eval(&objective) / SCALE))
+    let sol = lp.solve().map_err(|e| ExactError(e.to_string()))?;
+    let shares =
+        m.x.iter()
+            .map(|xs| xs.iter().map(|v| sol.value(*v)).collect())
+            .collect();
+    Ok((shares, sol.eval(&m.objective) / SCALE))
 }

@@ -41,6 +41,20 @@ const ALTERNATIVES: &[&[&str]] = &[
     &["A10:1", "L4:1"],
 ];
 
+/// The alternative sets, each cut to the accelerators the catalog offers
+/// (a set left empty is dropped).
+fn available_sets(catalog: &Catalog, sets: &[&[&str]]) -> Vec<Vec<AcceleratorRequest>> {
+    sets.iter()
+        .map(|set| {
+            set.iter()
+                .filter_map(|a| AcceleratorRequest::parse(a).ok())
+                .filter(|r| alternative_exists(catalog, r))
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct GenSettings {
     pub workloads: usize,
@@ -59,16 +73,7 @@ fn alternative_exists(catalog: &Catalog, req: &AcceleratorRequest) -> bool {
 
 pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
     let mut rng = Rng::new(seed);
-    let sets: Vec<Vec<AcceleratorRequest>> = ALTERNATIVES
-        .iter()
-        .map(|set| {
-            set.iter()
-                .filter_map(|a| AcceleratorRequest::parse(a).ok())
-                .filter(|r| alternative_exists(catalog, r))
-                .collect::<Vec<_>>()
-        })
-        .filter(|v: &Vec<AcceleratorRequest>| !v.is_empty())
-        .collect();
+    let sets = available_sets(catalog, ALTERNATIVES);
     let regions: Vec<RegionKey> = catalog.regions().into_iter().cloned().collect();
     let user_origins: Vec<RegionKey> = [
         "aws:us-east-1",
@@ -228,22 +233,16 @@ pub fn fleet(catalog: &Catalog, seed: u64, s: &GenSettings) -> Fleet {
 pub fn tight_fleet(catalog: &Catalog, seed: u64, workloads: usize) -> Fleet {
     let mut rng = Rng::new(seed);
     const PROVIDERS: &[&str] = &["aws", "gcp", "azure", "lambda", "oci"];
-    let sets: Vec<Vec<AcceleratorRequest>> = [
-        &["H100:8"][..],
-        &["H100:8", "H200:8"],
-        &["H200:8", "H100:8"],
-        &["A100-80GB:8", "H100:8"],
-        &["B200:8", "H100:8"],
-    ]
-    .iter()
-    .map(|set| {
-        set.iter()
-            .filter_map(|a| AcceleratorRequest::parse(a).ok())
-            .filter(|r| alternative_exists(catalog, r))
-            .collect::<Vec<_>>()
-    })
-    .filter(|v: &Vec<AcceleratorRequest>| !v.is_empty())
-    .collect();
+    let sets = available_sets(
+        catalog,
+        &[
+            &["H100:8"],
+            &["H100:8", "H200:8"],
+            &["H200:8", "H100:8"],
+            &["A100-80GB:8", "H100:8"],
+            &["B200:8", "H100:8"],
+        ],
+    );
     let mut list = Vec::with_capacity(workloads);
     // Demand in accelerators per (accelerator, provider) it could use,
     // weighted by how many places each workload may go.

@@ -200,7 +200,7 @@ pub fn count_bound(pr: &Problem, target: usize, iterations: usize) -> (usize, Ve
     let proven = |u: f64| ((u + 1e-6).floor().max(0.0) as usize).min(n);
     let mut oracle = |t: &[f64]| {
         let (u, g) = u_of(t);
-        (-u, g.iter().map(|x| -x).collect(), ())
+        (-u, g.iter().map(|x| -x).collect())
     };
     let zero = vec![0.0; rows];
     let out = cutting::maximise(
@@ -938,7 +938,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     };
     let mut work = d.clone();
     let mut relaxed_feasible: Vec<Choice> = Vec::new();
-    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>, ()) {
+    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>) {
         to_duals(y, &mut work);
         let (l, x) = relax(pr, &work, count);
         let usage = pr.usage(&x);
@@ -954,7 +954,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         if relaxed_feasible.len() < 4 && Problem::placed(&x) >= count && pr.is_feasible(&x) {
             relaxed_feasible.push(x);
         }
-        (l, g, ())
+        (l, g)
     };
     let cost_now = pr.cost(&best_choice);
     let tolerance = 2e-5 * cost_now.abs().max(1.0);

@@ -123,10 +123,4 @@ impl Problem {
             .map(|p| self.provider_cost(p, s[p]))
             .sum()
     }
-
-    /// Workloads that must be placed (they have an option using no
-    /// limited row).
-    pub fn must_place(&self) -> usize {
-        self.can_skip.iter().filter(|s| !**s).count()
-    }
 }
