@@ -1,7 +1,7 @@
-//! Scalable solver: Lagrangian relaxation of the coupling rows, the
-//! commitment terms and the count placed, a projected subgradient on the
-//! multipliers, and primal repair + local search (single moves and
-//! one-step ejections) for feasible plans.
+//! Scalable solver: the LP relaxation solved exactly ([`crate::gub`]) and
+//! its plan rounded, a Lagrangian bound at the LP's prices (or at prices
+//! found by cutting planes when the LP is not solved), and repairs,
+//! ejections and local search for feasible plans.
 //!
 //! Placing workloads comes first (the skip penalty outweighs any cost), so
 //! the solver proves two things separately:
@@ -27,8 +27,12 @@
 //!    ```
 //!
 //!    is a lower bound on it. Each workload's minimum is independent, so
-//!    one evaluation is one pass over the options; the best L found is the
-//!    reported bound, so the gap is proven whatever the convergence.
+//!    one evaluation is one pass over the options, and the bound is
+//!    evaluated here from the prices, whoever found them: any prices in
+//!    range give a valid bound, so no solver tolerance can make it false.
+//!    The LP's optimal duals maximise L (LP duality), so at them L is the
+//!    LP's value; the count price is then set to the best one for the
+//!    count the final plan places.
 //!
 //! The count price ν keeps the bound meaningful when capacity leaves
 //! workloads out: a fixed skip penalty in the objective would subtract a
@@ -38,6 +42,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::cutting;
+use crate::gub;
 use crate::problem::{Choice, Problem, Solution};
 
 /// Oracle calls per dual (count and cost), each one pass over the options.
@@ -51,12 +56,30 @@ pub const EJECT_CANDIDATES_MAX: usize = 48;
 /// and size-first repairs (on 300-workload tight fleets they found the
 /// maximum count where the LP repair alone fell one short).
 pub const EXTRA_REPAIRS_MAX: usize = 2_000;
+/// Simplex pivots allowed per workload before the LP plan gives up.
+pub const LP_PIVOTS_PER_WORKLOAD: usize = 4;
+/// The LP's price of a workload short of the count, in units of the
+/// dearest option.
+const SHORTFALL_PRICE: f64 = 1e3;
+/// Coupling rows (with contracts and the count) up to which the LP is
+/// solved by the GUB simplex, whose working basis is dense.
+pub const LP_ROWS_MAX: usize = 400;
+/// Above this many workloads the LP starts from a sample's prices
+/// ([`sampled_start`]), of this many workloads.
+pub const LP_SAMPLE: usize = 10_000;
+/// Ejection search widths (in multiples of SCAN_MAX and
+/// EJECT_CANDIDATES_MAX) tried in turn to restore a count.
+const RESCUE_EFFORTS: [usize; 3] = [4, 16, 64];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub iterations_max: usize,
     /// Stop when (UB − LB) ≤ gap_target · UB.
     pub gap_target: f64,
+    /// Solve the LP relaxation exactly (GUB simplex) for the bound and
+    /// the plan; without it (or if it gives up), cutting planes bound the
+    /// cost and the plan comes from repairs at their prices.
+    pub lp: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +87,7 @@ impl Default for Settings {
         Settings {
             iterations_max: ITERATIONS_MAX,
             gap_target: 1e-5,
+            lp: true,
         }
     }
 }
@@ -135,6 +159,34 @@ fn relax(pr: &Problem, d: &Duals, count: usize) -> (f64, Choice) {
         total -= d.row_price(r) * l;
     }
     (total, choice)
+}
+
+/// The count price ν that maximises L(λ, μ, ν) for plans placing at
+/// least `k`, the other prices fixed. L is concave and piecewise linear in
+/// ν with slope k − (workloads whose cheapest reduced cost is below ν, or
+/// that cannot be left out): the best ν is the reduced cost at which that
+/// count reaches k.
+fn best_count_price(pr: &Problem, d: &Duals, k: usize) -> f64 {
+    let mut forced = 0usize;
+    let mut costs: Vec<f64> = Vec::with_capacity(pr.options.len());
+    for w in 0..pr.options.len() {
+        if pr.can_skip[w] {
+            costs.push(cheapest(pr, d, w).0);
+        } else {
+            forced += 1;
+        }
+    }
+    let need = k.saturating_sub(forced);
+    if need == 0 {
+        return 0.0;
+    }
+    costs.sort_by(f64::total_cmp);
+    costs
+        .get(need - 1)
+        .copied()
+        .filter(|c| c.is_finite())
+        .unwrap_or(0.0)
+        .max(0.0)
 }
 
 /// Proven count bound (see the module notes) and the row prices that
@@ -298,20 +350,27 @@ fn blocked_row(pr: &Problem, st: &State, w: usize, o: usize) -> Option<usize> {
     found
 }
 
+/// How an ejection searches: the cheapest acceptable move or the first,
+/// over `effort` times the usual number of candidates.
+#[derive(Clone, Copy)]
+struct Search {
+    cheapest: bool,
+    effort: usize,
+}
+
 /// Tries to make room for option `o` of the unplaced workload `w` by
 /// moving one placed workload off the row that blocks it. `accept` sees
 /// the cost change of the move of the other workload plus w's new cost
-/// and decides; with `cheapest` the cheapest acceptable move is taken,
-/// otherwise the first. On success the state holds both moves.
+/// and decides; `search` says how. On success the state holds both moves.
 fn eject(
     pr: &Problem,
     st: &mut State,
     by_row: &[Vec<usize>],
-    w: usize,
-    o: usize,
+    (w, o): (usize, usize),
     accept: &dyn Fn(f64) -> bool,
-    cheapest: bool,
+    search: Search,
 ) -> bool {
+    let Search { cheapest, effort } = search;
     let Some(r) = blocked_row(pr, st, w, o) else {
         return false;
     };
@@ -319,7 +378,7 @@ fn eject(
     let mut tried = 0;
     // Every entry scanned counts (stale and too-small ones too), so the
     // work per attempt is bounded whatever the row's length.
-    for &v in by_row[r].iter().take(SCAN_MAX) {
+    for &v in by_row[r].iter().take(SCAN_MAX * effort) {
         if v == w {
             continue;
         }
@@ -338,7 +397,7 @@ fn eject(
             continue;
         }
         tried += 1;
-        if tried > EJECT_CANDIDATES_MAX || (best.is_some() && !cheapest) {
+        if tried > EJECT_CANDIDATES_MAX * effort || (best.is_some() && !cheapest) {
             break;
         }
         st.take(pr, v);
@@ -370,18 +429,22 @@ fn eject(
 }
 
 /// Places more workloads by ejections, smallest first, cheapest option
-/// first. Returns whether the count rose.
-fn augment(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
+/// first, until `target` are placed. Returns whether the count rose.
+fn augment(pr: &Problem, st: &mut State, size: &[f64], effort: usize, target: usize) -> bool {
     let mut unplaced: Vec<usize> = (0..pr.options.len())
         .filter(|&w| st.choice[w].is_none())
         .collect();
-    if unplaced.is_empty() {
+    let mut placed = pr.options.len() - unplaced.len();
+    if placed >= target {
         return false;
     }
     unplaced.sort_by(|a, b| size[*a].total_cmp(&size[*b]).then(a.cmp(b)));
     let mut by_row = st.by_row(pr);
     let mut gained = false;
     for w in unplaced {
+        if placed >= target {
+            break;
+        }
         let mut order: Vec<(f64, usize)> = (0..pr.options[w].len())
             .map(|o| (st.added_cost(pr, w, o), o))
             .collect();
@@ -389,13 +452,24 @@ fn augment(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
         for &(_, o) in &order {
             if st.fits(pr, w, o) {
                 st.put(pr, w, o);
-            } else if !eject(pr, st, &by_row, w, o, &|_| true, true) {
+            } else if !eject(
+                pr,
+                st,
+                &by_row,
+                (w, o),
+                &|_| true,
+                Search {
+                    cheapest: true,
+                    effort,
+                },
+            ) {
                 continue;
             }
             for &(r, _) in &pr.options[w][o].uses {
                 by_row[r].push(w);
             }
             gained = true;
+            placed += 1;
             break;
         }
     }
@@ -428,10 +502,12 @@ fn swap_improve(pr: &Problem, st: &mut State) -> bool {
                         pr,
                         st,
                         &by_row,
-                        w,
-                        o,
+                        (w, o),
                         &|delta| delta < limit - 1e-6 * (1.0 + limit.abs()),
-                        false,
+                        Search {
+                            cheapest: false,
+                            effort: 1,
+                        },
                     )
                 {
                     for &(r, _) in &pr.options[w][o].uses {
@@ -646,6 +722,158 @@ fn repair_lp(pr: &Problem, d: &Duals) -> Choice {
     place_in_order(pr, &order, &ranked)
 }
 
+/// The LP relaxation for plans placing at least `count`, solved exactly
+/// from the plan `start` by the GUB simplex ([`crate::gub`]): its plan
+/// made integral (workloads the LP places whole keep their option, the
+/// few it splits go where they still fit, largest share first), the duals
+/// at the LP's optimum in this module's terms, and the number of pivots.
+/// `None` when the simplex gives up (pivot limit, singular basis).
+fn lp_plan(
+    pr: &Problem,
+    d: &Duals,
+    count: usize,
+    start: &Choice,
+) -> Option<(Choice, Duals, usize)> {
+    let n = pr.options.len();
+    let rows = pr.row_limit.len();
+    let contracted: Vec<usize> = (0..pr.providers())
+        .filter(|&p| pr.commit[p] > 0.0)
+        .collect();
+    let nc = contracted.len();
+    let count_row = rows + nc;
+    let mut contract_row = vec![usize::MAX; pr.providers()];
+    for (i, &p) in contracted.iter().enumerate() {
+        contract_row[p] = rows + i;
+    }
+    // Dollars in units of the dearest option, to keep the basis well scaled.
+    let cs = d.nu_scale.max(1.0);
+    let sets: Vec<Vec<gub::Column>> = pr
+        .options
+        .iter()
+        .map(|opts| {
+            opts.iter()
+                .map(|opt| {
+                    let mut cost = 0.0;
+                    let mut coefs: Vec<(usize, f64)> = opt.uses.clone();
+                    for &(p, s) in &opt.spend {
+                        if contract_row[p] == usize::MAX {
+                            cost += pr.factor[p] * s / cs;
+                        } else {
+                            coefs.push((contract_row[p], pr.factor[p] * s / cs));
+                        }
+                    }
+                    coefs.push((count_row, -1.0));
+                    gub::Column { cost, coefs }
+                })
+                .collect()
+        })
+        .collect();
+    let mut b = pr.row_limit.clone();
+    b.extend(contracted.iter().map(|&p| pr.commit[p] / cs));
+    b.push(-(count as f64));
+    let lp = gub::Lp {
+        rows: count_row + 1,
+        b,
+        sets,
+        skippable: pr.can_skip.clone(),
+        // Each contract's spend past its commitment, and the count's
+        // shortfall at a price no plan's placement reaches, so that the
+        // start may place fewer than `count`.
+        free: (0..nc)
+            .map(|i| gub::Column {
+                cost: 1.0,
+                coefs: vec![(rows + i, -1.0)],
+            })
+            .chain(std::iter::once(gub::Column {
+                cost: SHORTFALL_PRICE,
+                coefs: vec![(count_row, -1.0)],
+            }))
+            .collect(),
+    };
+    let out = gub::solve(&lp, start, LP_PIVOTS_PER_WORKLOAD * n + 1_000).ok()?;
+    let mut duals = d.clone();
+    for r in 0..rows {
+        duals.lam[r] = (-out.duals[r] * cs).max(0.0) / duals.scale[r];
+    }
+    for (i, &p) in contracted.iter().enumerate() {
+        duals.mu[p] = (-out.duals[rows + i]).clamp(0.0, 1.0);
+    }
+    duals.nu = (-out.duals[count_row] * cs).max(0.0) / duals.nu_scale;
+    // Each workload's options: those the LP uses, by share, then the
+    // rest by reduced cost. Two orders: whole workloads first, then the
+    // split ones by their largest share; or the split ones first. Those the
+    // LP leaves out come last, to make up for any that no longer fit.
+    let mut whole: Vec<usize> = Vec::with_capacity(n);
+    let mut split: Vec<(f64, usize)> = Vec::new();
+    let mut out_of_lp: Vec<usize> = Vec::new();
+    let mut lists: Vec<Vec<(f64, usize)>> = Vec::with_capacity(n);
+    for w in 0..n {
+        let sh = &out.shares[w];
+        let mut l: Vec<(f64, usize)> = sh.iter().filter_map(|&(o, x)| o.map(|o| (-x, o))).collect();
+        let mut rest: Vec<(f64, usize)> = (0..pr.options[w].len())
+            .filter(|o| !l.iter().any(|x| x.1 == *o))
+            .map(|o| (reduced_cost(pr, &duals, w, o), o))
+            .collect();
+        rest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        if l.is_empty() {
+            out_of_lp.push(w);
+        } else if sh.len() == 1 {
+            whole.push(w);
+        } else {
+            split.push((sh[0].1, w));
+        }
+        l.extend(rest);
+        lists.push(l);
+    }
+    split.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let split: Vec<usize> = split.iter().map(|s| s.1).collect();
+    let size = sizes(pr);
+    out_of_lp.sort_by(|a, b| size[*a].total_cmp(&size[*b]).then(a.cmp(b)));
+    let whole_first: Vec<usize> = whole
+        .iter()
+        .chain(&split)
+        .chain(&out_of_lp)
+        .copied()
+        .collect();
+    let split_first: Vec<usize> = split
+        .iter()
+        .chain(&whole)
+        .chain(&out_of_lp)
+        .copied()
+        .collect();
+    let a = place_in_order(pr, &whole_first, &lists);
+    let b = place_in_order(pr, &split_first, &lists);
+    let c = if pr.objective(&b) < pr.objective(&a) {
+        b
+    } else {
+        a
+    };
+    Some((c, duals, out.pivots))
+}
+
+/// A start for the LP of a large fleet: the LP of an evenly spaced sample
+/// of `LP_SAMPLE` workloads, with every limit, commitment and the count
+/// scaled to the sample's share, gives prices close to the whole LP's;
+/// the whole fleet repaired at those prices starts the simplex near its
+/// optimum (from the greedy plan it takes several pivots per workload).
+fn sampled_start(pr: &Problem, d: &Duals, target: usize) -> Option<Choice> {
+    let n = pr.options.len();
+    let step = n.div_ceil(LP_SAMPLE);
+    let picked: Vec<usize> = (0..n).step_by(step).collect();
+    let share = picked.len() as f64 / n as f64;
+    let sub = Problem {
+        options: picked.iter().map(|&w| pr.options[w].clone()).collect(),
+        can_skip: picked.iter().map(|&w| pr.can_skip[w]).collect(),
+        skip_penalty: pr.skip_penalty,
+        row_limit: pr.row_limit.iter().map(|l| l * share).collect(),
+        commit: pr.commit.iter().map(|c| c * share).collect(),
+        factor: pr.factor.clone(),
+    };
+    let count = (target as f64 * share).floor() as usize;
+    let (_, prices, _) = lp_plan(&sub, d, count, &repair(&sub, d))?;
+    Some(repair_lp(pr, &prices))
+}
+
 /// Each workload in `order` on its first option in `ranked` order that
 /// still fits the limited rows.
 fn place_in_order(pr: &Problem, order: &[usize], ranked: &[Vec<(f64, usize)>]) -> Choice {
@@ -783,21 +1011,23 @@ pub fn local_search(pr: &Problem, choice: &mut Choice) {
     }
 }
 
-/// The primal pipeline on one candidate plan: local search, ejections for
-/// count, pair moves for cost, local search again.
-fn polish(pr: &Problem, mut c: Choice, size: &[f64], pairs: bool) -> Choice {
+/// The primal pipeline on one candidate plan: local search, ejections and
+/// repacking for count (while fewer than `target`, the proven maximum,
+/// are placed), replacements and pair moves for cost, local search again.
+fn polish(pr: &Problem, mut c: Choice, size: &[f64], pairs: bool, target: usize) -> Choice {
     local_search(pr, &mut c);
     let mut st = State::new(pr, c);
-    let mut gained = augment(pr, &mut st, size);
+    let short = |st: &State| Problem::placed(&st.choice) < target;
+    let mut gained = augment(pr, &mut st, size, 1, target);
     for _ in 0..4 {
-        if !repack(pr, &mut st, size) {
+        if !short(&st) || !repack(pr, &mut st, size) {
             break;
         }
-        augment(pr, &mut st, size);
+        augment(pr, &mut st, size, 1, target);
         gained = true;
     }
     if replace_improve(pr, &mut st, size) {
-        augment(pr, &mut st, size);
+        augment(pr, &mut st, size, 1, target);
         gained = true;
     }
     let swapped = pairs && swap_improve(pr, &mut st);
@@ -808,6 +1038,25 @@ fn polish(pr: &Problem, mut c: Choice, size: &[f64], pairs: bool) -> Choice {
     c
 }
 
+/// Raises the count of `c` toward `target` with ever wider ejection
+/// searches (the LP's plan, rounded, can sit a workload or two short on
+/// rows the LP filled exactly), then lowers its cost again.
+fn rescue_count(pr: &Problem, c: Choice, size: &[f64], target: usize) -> Choice {
+    let mut st = State::new(pr, c);
+    for effort in RESCUE_EFFORTS {
+        if Problem::placed(&st.choice) >= target {
+            break;
+        }
+        augment(pr, &mut st, size, effort, target);
+        if repack(pr, &mut st, size) {
+            augment(pr, &mut st, size, effort, target);
+        }
+    }
+    let mut c = st.choice;
+    local_search(pr, &mut c);
+    c
+}
+
 /// Keeps `c` if it is feasible and better (penalised objective: more
 /// placed first, then cheaper).
 fn improve(
@@ -815,10 +1064,11 @@ fn improve(
     c: Choice,
     size: &[f64],
     pairs: bool,
+    target: usize,
     ub: &mut f64,
     best: &mut Choice,
 ) -> bool {
-    let c = polish(pr, c, size, pairs);
+    let c = polish(pr, c, size, pairs, target);
     let v = pr.objective(&c);
     if v < *ub - 1e-9 * ub.abs().max(1.0) && pr.is_feasible(&c) {
         *ub = v;
@@ -859,6 +1109,75 @@ fn repair_for_count(pr: &Problem, prices: &[f64], size: &[f64], cost_scale: f64)
     place_in_order(pr, &order, &ranked)
 }
 
+/// The Lagrangian dual for plans placing at least `count`, over y = (row
+/// prices, contracted providers' μ, count price ν), maximised by cutting
+/// planes from `d`: the best L found and the oracle calls. `d` ends at the
+/// best point; relaxed plans that happen to be feasible are collected.
+fn cost_dual(
+    pr: &Problem,
+    d: &mut Duals,
+    count: usize,
+    settings: &Settings,
+    cost_now: f64,
+    relaxed_feasible: &mut Vec<Choice>,
+) -> (f64, usize) {
+    let rows = pr.row_limit.len();
+    let contracted: Vec<usize> = (0..pr.providers())
+        .filter(|&p| pr.commit[p] > 0.0)
+        .collect();
+    let dim = rows + contracted.len() + 1;
+    let mut lo = vec![0.0; dim];
+    let mut hi = vec![1e6; dim];
+    let mut start = vec![0.0; dim];
+    for (i, &p) in contracted.iter().enumerate() {
+        lo[rows + i] = 0.0;
+        hi[rows + i] = 1.0;
+        start[rows + i] = d.mu[p];
+    }
+    start[dim - 1] = 1.0;
+    let to_duals = |y: &[f64], d: &mut Duals| {
+        d.lam.copy_from_slice(&y[..rows]);
+        for (i, &p) in contracted.iter().enumerate() {
+            d.mu[p] = y[rows + i];
+        }
+        d.nu = y[dim - 1];
+    };
+    let mut work = d.clone();
+    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>) {
+        to_duals(y, &mut work);
+        let (l, x) = relax(pr, &work, count);
+        let usage = pr.usage(&x);
+        let spend = pr.spend(&x);
+        let mut g = vec![0.0; dim];
+        for r in 0..rows {
+            g[r] = (usage[r] - pr.row_limit[r]) * work.scale[r];
+        }
+        for (i, &p) in contracted.iter().enumerate() {
+            g[rows + i] = pr.factor[p] * spend[p] - pr.commit[p];
+        }
+        g[dim - 1] = (count as f64 - Problem::placed(&x) as f64) * work.nu_scale;
+        if relaxed_feasible.len() < 4 && Problem::placed(&x) >= count && pr.is_feasible(&x) {
+            relaxed_feasible.push(x);
+        }
+        (l, g)
+    };
+    let tolerance = 2e-5 * cost_now.abs().max(1.0);
+    let out = cutting::maximise(
+        &cutting::Region {
+            lo: &lo,
+            hi: &hi,
+            start: &start,
+            step: &vec![0.5; dim],
+        },
+        settings.iterations_max,
+        tolerance,
+        &mut oracle,
+        &|best| cost_now - best <= settings.gap_target * cost_now.abs().max(1.0),
+    );
+    to_duals(&out.best_point, d);
+    (out.best_value, out.iterations)
+}
+
 pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     let rows = pr.row_limit.len();
     let n = pr.options.len();
@@ -896,119 +1215,139 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         }
     }
 
-    // 1. Count: the most any plan can place, and a plan that places it.
-    // Count first: each candidate is polished for count (ejections and
-    // repacking); pair moves for cost come after the dual, on the last.
-    let mut best_choice = polish(pr, repair(pr, &d), &size, false);
-    let mut ub = pr.objective(&best_choice);
-    improve(
-        pr,
-        repair_by_size(pr, &d, &size),
-        &size,
-        false,
-        &mut ub,
-        &mut best_choice,
-    );
-    let (mut max_placeable, count_prices) =
-        count_bound(pr, Problem::placed(&best_choice), settings.iterations_max);
-    if Problem::placed(&best_choice) < max_placeable {
-        let c = repair_for_count(pr, &count_prices, &size, nu_scale);
-        improve(pr, c, &size, false, &mut ub, &mut best_choice);
-    }
-    let count = Problem::placed(&best_choice);
+    // 1. The most any plan can place: the LP's maximum, rounded down.
+    let (mut max_placeable, count_prices) = count_bound(pr, 0, settings.iterations_max);
+    let target = max_placeable;
+    let first = repair(pr, &d);
+    let small = n <= EXTRA_REPAIRS_MAX;
 
-    // 2. Cost: the Lagrangian dual for plans placing at least `count`,
-    // over y = (row prices, contracted providers' μ, count price ν).
-    let dim = rows + contracted.len() + 1;
-    let mut lo = vec![0.0; dim];
-    let mut hi = vec![1e6; dim];
-    let mut start = vec![0.0; dim];
-    for (i, &p) in contracted.iter().enumerate() {
-        lo[rows + i] = 0.0;
-        hi[rows + i] = 1.0;
-        start[rows + i] = d.mu[p];
-    }
-    start[dim - 1] = 1.0;
-    let to_duals = |y: &[f64], d: &mut Duals| {
-        d.lam.copy_from_slice(&y[..rows]);
-        for (i, &p) in contracted.iter().enumerate() {
-            d.mu[p] = y[rows + i];
-        }
-        d.nu = y[dim - 1];
+    // 2. Cost: the LP relaxation for plans placing that many, solved
+    // exactly (GUB simplex) from the greedy plan. Its duals maximise the
+    // Lagrangian (module notes), and its plan, made integral and
+    // polished, is the main candidate.
+    let lp = if settings.lp && rows <= LP_ROWS_MAX {
+        let start = if n > 2 * LP_SAMPLE {
+            sampled_start(pr, &d, target).filter(|c| pr.is_feasible(c))
+        } else {
+            None
+        };
+        lp_plan(pr, &d, target, start.as_ref().unwrap_or(&first))
+    } else {
+        None
     };
-    let mut work = d.clone();
-    let mut relaxed_feasible: Vec<Choice> = Vec::new();
-    let mut oracle = |y: &[f64]| -> (f64, Vec<f64>) {
-        to_duals(y, &mut work);
-        let (l, x) = relax(pr, &work, count);
-        let usage = pr.usage(&x);
-        let spend = pr.spend(&x);
-        let mut g = vec![0.0; dim];
-        for r in 0..rows {
-            g[r] = (usage[r] - pr.row_limit[r]) * work.scale[r];
+    // The greedy plan fits every row and leaves out only what may be.
+    let mut best_choice = first.clone();
+    let mut ub = pr.objective(&first);
+    let mut iterations = 0;
+    // Prices whose Lagrangian bounds the cost: the LP's, the cutting
+    // planes'.
+    let mut priced: Vec<Duals> = Vec::new();
+    let solved_lp = lp.is_some();
+    if let Some((c, duals, pivots)) = lp {
+        iterations = pivots;
+        let mut c = polish(pr, c, &size, true, target);
+        if Problem::placed(&c) < target {
+            c = rescue_count(pr, c, &size, target);
         }
-        for (i, &p) in contracted.iter().enumerate() {
-            g[rows + i] = pr.factor[p] * spend[p] - pr.commit[p];
+        if pr.is_feasible(&c) && pr.objective(&c) < ub {
+            ub = pr.objective(&c);
+            best_choice = c;
         }
-        g[dim - 1] = (count as f64 - Problem::placed(&x) as f64) * work.nu_scale;
-        if relaxed_feasible.len() < 4 && Problem::placed(&x) >= count && pr.is_feasible(&x) {
-            relaxed_feasible.push(x);
-        }
-        (l, g)
-    };
-    let cost_now = pr.cost(&best_choice);
-    let tolerance = 2e-5 * cost_now.abs().max(1.0);
-    let out = cutting::maximise(
-        &cutting::Region {
-            lo: &lo,
-            hi: &hi,
-            start: &start,
-            step: &vec![0.5; dim],
-        },
-        settings.iterations_max,
-        tolerance,
-        &mut oracle,
-        &|best| cost_now - best <= settings.gap_target * cost_now.abs().max(1.0),
-    );
-    let mut lb = out.best_value;
-    let iterations = out.iterations;
-    to_duals(&out.best_point, &mut d);
-
-    // 3. Plans at the best prices, polished; the best is kept.
-    for x in std::mem::take(&mut relaxed_feasible) {
-        improve(pr, x, &size, false, &mut ub, &mut best_choice);
+        priced.push(duals);
     }
-    improve(
-        pr,
-        repair_lp(pr, &d),
-        &size,
-        true,
-        &mut ub,
-        &mut best_choice,
-    );
-    if n <= EXTRA_REPAIRS_MAX {
-        // Small enough to afford two more starts from the same prices.
-        improve(pr, repair(pr, &d), &size, true, &mut ub, &mut best_choice);
+    // Without the LP, if its plan is short of the count, or on small
+    // fleets where it is cheap: plans made for count (ejections and
+    // repacking while short), then cutting planes, whose prices away from
+    // the LP's optimum give repairs other plans to start from.
+    if !solved_lp || small || Problem::placed(&best_choice) < target {
+        improve(pr, first, &size, false, target, &mut ub, &mut best_choice);
         improve(
             pr,
             repair_by_size(pr, &d, &size),
             &size,
-            true,
+            false,
+            target,
             &mut ub,
             &mut best_choice,
         );
+        if Problem::placed(&best_choice) < target {
+            let c = repair_for_count(pr, &count_prices, &size, nu_scale);
+            improve(pr, c, &size, false, target, &mut ub, &mut best_choice);
+        }
     }
-    let again = polish(pr, best_choice.clone(), &size, true);
-    if pr.objective(&again) < ub && pr.is_feasible(&again) {
-        ub = pr.objective(&again);
-        best_choice = again;
+    if !solved_lp || small {
+        let mut relaxed_feasible = Vec::new();
+        let count = Problem::placed(&best_choice);
+        let (_, calls) = cost_dual(
+            pr,
+            &mut d,
+            count,
+            settings,
+            pr.cost(&best_choice),
+            &mut relaxed_feasible,
+        );
+        iterations += calls;
+        for x in relaxed_feasible {
+            improve(pr, x, &size, false, target, &mut ub, &mut best_choice);
+        }
+        priced.push(d);
     }
 
-    let placed = Problem::placed(&best_choice);
-    if placed != count {
-        // More placed than the count the bound was for: L grows with K.
-        lb += d.count_price() * (placed as f64 - count as f64);
+    // 3. More plans at each set of prices, polished; the best is kept.
+    // On large fleets the LP's plan is enough (polishing another would be
+    // most of the time).
+    for d in priced.iter().rev() {
+        if small || !solved_lp {
+            improve(
+                pr,
+                repair_lp(pr, d),
+                &size,
+                true,
+                target,
+                &mut ub,
+                &mut best_choice,
+            );
+        }
+        if small {
+            improve(
+                pr,
+                repair(pr, d),
+                &size,
+                true,
+                target,
+                &mut ub,
+                &mut best_choice,
+            );
+            improve(
+                pr,
+                repair_by_size(pr, d, &size),
+                &size,
+                true,
+                target,
+                &mut ub,
+                &mut best_choice,
+            );
+        }
     }
+    if small || !solved_lp {
+        // Polishing is not idempotent: a second pass still finds moves.
+        let again = polish(pr, best_choice.clone(), &size, true, target);
+        if pr.objective(&again) < ub && pr.is_feasible(&again) {
+            ub = pr.objective(&again);
+            best_choice = again;
+        }
+    }
+
+    // The bound for plans placing as many as this one: each set of
+    // prices with the count price that is best for that count.
+    let placed = Problem::placed(&best_choice);
+    let lb = priced
+        .iter_mut()
+        .map(|d| {
+            d.nu = best_count_price(pr, d, placed) / d.nu_scale;
+            relax(pr, d, placed).0
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
     if max_placeable < placed {
         max_placeable = placed;
     }

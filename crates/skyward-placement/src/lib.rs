@@ -21,6 +21,7 @@ pub mod context;
 pub mod cutting;
 pub mod exact;
 pub mod generate;
+pub mod gub;
 pub mod lagrange;
 pub mod plan;
 pub mod problem;
