@@ -1339,8 +1339,18 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     }
 
     // The bound for plans placing as many as this one: each set of
-    // prices with the count price that is best for that count.
+    // prices with the count price that is best for that count. If the
+    // plan places fewer than the LP was solved for, the LP for its count
+    // (from the plan itself) gives the prices whose bound is that LP's
+    // value.
     let placed = Problem::placed(&best_choice);
+    if solved_lp && placed < target && pr.is_feasible(&best_choice) {
+        let base = priced.first().cloned();
+        if let Some((_, duals, pivots)) = base.and_then(|d| lp_plan(pr, &d, placed, &best_choice)) {
+            iterations += pivots;
+            priced.push(duals);
+        }
+    }
     let lb = priced
         .iter_mut()
         .map(|d| {

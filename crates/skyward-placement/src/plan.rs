@@ -186,6 +186,8 @@ pub struct QuotaSummary {
 pub struct SolverReport {
     pub method: String,
     pub proven_optimal: bool,
+    /// Large path: simplex pivots of the LP, plus cutting-plane oracle
+    /// calls where those ran; 0 for the exact MILP alone.
     pub iterations: usize,
     pub workloads: usize,
     pub options: usize,

@@ -647,3 +647,30 @@ fn large_path_bound_is_the_lp_bound_and_the_plan_is_close_to_it() {
         );
     }
 }
+
+/// On small tight fleets (many seeds, quotas, pools, a discount-only
+/// contract and a commitment), the large path's cost bound is the LP
+/// relaxation's optimum as microlp computes it, for the count it places:
+/// never above (a bound above the LP would be false), and not below
+/// (the GUB simplex solves the same LP exactly).
+#[test]
+fn the_large_path_bound_is_the_lp_optimum_on_many_small_fleets() {
+    use skyward_placement::{exact, lagrange, problem::Problem};
+    let cat = Catalog::builtin().unwrap();
+    for seed in 100u64..124 {
+        let n = 10 + (seed as usize * 7) % 50;
+        let f = skyward_placement::generate::tight_fleet(&cat, seed, n);
+        let pr = skyward_placement::plan::problem_of(&f, &cat);
+        let s = lagrange::solve(&pr, &lagrange::Settings::default());
+        assert!(pr.is_feasible(&s.choice), "seed {seed}");
+        let placed = Problem::placed(&s.choice);
+        let (_, lp) = exact::solve_lp(&pr, Some(placed)).unwrap();
+        let tol = 1e-6 * lp.abs().max(1.0);
+        assert!(
+            s.cost_bound <= lp + tol && s.cost_bound >= lp - tol,
+            "seed {seed} ({n} workloads): bound {} against the LP {lp}; placed {placed} of {}",
+            s.cost_bound,
+            s.max_placeable
+        );
+    }
+}
