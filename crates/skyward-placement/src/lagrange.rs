@@ -1342,9 +1342,10 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     // prices with the count price that is best for that count. If the
     // plan places fewer than the LP was solved for, the LP for its count
     // (from the plan itself) gives the prices whose bound is that LP's
-    // value.
+    // value. (Not above 2 × LP_SAMPLE workloads, where it would take as
+    // long as the first LP: there the first LP's prices bound it.)
     let placed = Problem::placed(&best_choice);
-    if solved_lp && placed < target && pr.is_feasible(&best_choice) {
+    if solved_lp && placed < target && n <= 2 * LP_SAMPLE && pr.is_feasible(&best_choice) {
         let base = priced.first().cloned();
         if let Some((_, duals, pivots)) = base.and_then(|d| lp_plan(pr, &d, placed, &best_choice)) {
             iterations += pivots;
