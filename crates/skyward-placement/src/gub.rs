@@ -11,9 +11,13 @@
 //!
 //! Each set (a workload: its options, and u_w when it may be left out)
 //! keeps one basic "key" variable that absorbs its convexity row, so the
-//! working basis is only m × m, whatever the number of workloads: at tens
-//! of rows it is refactored densely every iteration for less than one
-//! pricing pass costs. A basic solution has at most m sets that are split
+//! working basis is only m × m, whatever the number of workloads. Its
+//! inverse is kept dense and updated in place (product form) when a pivot
+//! replaces a column, or when a set's key changes under its other basics
+//! (one replacement per changed column); it is rebuilt from an LU
+//! factorisation every `REFACTOR_EVERY` pivots, or when an update would
+//! divide by next to nothing. Pricing scans one block of sets per pivot.
+//! A basic solution has at most m sets that are split
 //! between options; every other set sits whole on its key. That is what
 //! makes the LP worth solving for a plan: round the few split workloads and
 //! the plan is within their cost of the LP's, and the LP's duals give the
@@ -186,7 +190,7 @@ pub fn solve(lp: &Lp, start: &[Option<usize>], iterations_max: usize) -> Result<
             consider(-pi[i], Var::Slack(i), &mut best);
         }
         for k in 0..lp.free.len() {
-            consider(priced(lp, &pi, Var::Free(k)), Var::Free(k), &mut best);
+            consider(priced_free(lp, &pi, k), Var::Free(k), &mut best);
         }
         let blocks = n.div_ceil(block).max(1);
         let mut scanned = 0;
@@ -387,16 +391,10 @@ fn cost(lp: &Lp, v: Var) -> f64 {
     }
 }
 
-/// c_v − π·a_v.
-fn priced(lp: &Lp, pi: &[f64], v: Var) -> f64 {
-    let mut d = cost(lp, v);
-    for &(i, a) in coefs(lp, v) {
-        d -= pi[i] * a;
-    }
-    if let Var::Slack(i) = v {
-        d -= pi[i];
-    }
-    d
+/// c_k − π·g_k for a free column.
+fn priced_free(lp: &Lp, pi: &[f64], k: usize) -> f64 {
+    let c = &lp.free[k];
+    c.cost - c.coefs.iter().map(|&(i, a)| pi[i] * a).sum::<f64>()
 }
 
 /// The column of `v` in the working basis: a_v, less its set's key's.
@@ -563,18 +561,23 @@ mod tests {
     }
 
     /// Two jobs, each $5 on a pool of 10 units where it takes 8, or $9
-    /// elsewhere. By hand: x1 + x2 ≤ 1.25 on the pool, cost 18 − 4·1.25 =
-    /// 13; the pool's dual is −$4 per 8 units.
-    #[test]
-    fn two_jobs_sharing_a_pool_split_as_computed_by_hand() {
+    /// elsewhere.
+    fn two_jobs_on_a_pool() -> Lp {
         let set = vec![col(5.0, &[(0, 8.0)]), col(9.0, &[])];
-        let lp = Lp {
+        Lp {
             rows: 1,
             b: vec![10.0],
             sets: vec![set.clone(), set],
             skippable: vec![false, false],
             free: vec![],
-        };
+        }
+    }
+
+    /// Two jobs on a pool (above). By hand: x1 + x2 ≤ 1.25 on the pool, cost 18 − 4·1.25 =
+    /// 13; the pool's dual is −$4 per 8 units.
+    #[test]
+    fn two_jobs_sharing_a_pool_split_as_computed_by_hand() {
+        let lp = two_jobs_on_a_pool();
         let out = solve(&lp, &[Some(1), Some(1)], 100).unwrap();
         assert!((out.objective - 13.0).abs() < 1e-9, "{}", out.objective);
         assert!((out.duals[0] + 0.5).abs() < 1e-9, "{:?}", out.duals);
@@ -655,14 +658,7 @@ mod tests {
 
     #[test]
     fn the_pivot_limit_is_reported() {
-        let set = vec![col(5.0, &[(0, 8.0)]), col(9.0, &[])];
-        let lp = Lp {
-            rows: 1,
-            b: vec![10.0],
-            sets: vec![set.clone(), set],
-            skippable: vec![false, false],
-            free: vec![],
-        };
+        let lp = two_jobs_on_a_pool();
         assert_eq!(
             solve(&lp, &[Some(1), Some(1)], 0).unwrap_err(),
             Failure::IterationLimit

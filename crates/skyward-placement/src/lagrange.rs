@@ -190,13 +190,12 @@ fn best_count_price(pr: &Problem, d: &Duals, k: usize) -> f64 {
 }
 
 /// Proven count bound (see the module notes) and the row prices that
-/// give it, per row (λ_r, in "workloads per unit of the row"). Stops as
-/// soon as the bound reaches `target` (a count already placed): then that
-/// count is proven maximal.
-pub fn count_bound(pr: &Problem, target: usize, iterations: usize) -> (usize, Vec<f64>) {
+/// give it, per row (λ_r, in "workloads per unit of the row"). It is
+/// computed before any plan, so it runs to convergence (or `iterations`).
+pub fn count_bound(pr: &Problem, iterations: usize) -> (usize, Vec<f64>) {
     let n = pr.options.len();
     let rows = pr.row_limit.len();
-    if rows == 0 || target >= n {
+    if rows == 0 {
         return (n, vec![0.0; rows]);
     }
     // λ_r = t_r / (largest amount one option takes from r).
@@ -265,7 +264,7 @@ pub fn count_bound(pr: &Problem, target: usize, iterations: usize) -> (usize, Ve
         iterations,
         1e-7,
         &mut oracle,
-        &|best| proven(-best) <= target,
+        &|_| false,
     );
     let prices = (0..rows).map(|r| out.best_point[r] * s[r]).collect();
     (proven(-out.best_value), prices)
@@ -671,6 +670,16 @@ fn repack(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
     gained
 }
 
+/// A workload's options with their reduced costs at these prices,
+/// cheapest first (ties by index).
+fn ranked_options(pr: &Problem, d: &Duals, w: usize) -> Vec<(f64, usize)> {
+    let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
+        .map(|o| (reduced_cost(pr, d, w, o), o))
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    v
+}
+
 /// Greedy repair: workloads in order of regret, each to its cheapest
 /// option (at these prices) that still fits.
 fn repair(pr: &Problem, d: &Duals) -> Choice {
@@ -678,10 +687,7 @@ fn repair(pr: &Problem, d: &Duals) -> Choice {
     let mut ranked: Vec<Vec<(f64, usize)>> = Vec::with_capacity(n);
     let mut regret: Vec<(f64, usize)> = Vec::with_capacity(n);
     for w in 0..n {
-        let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
-            .map(|o| (reduced_cost(pr, d, w, o), o))
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let v = ranked_options(pr, d, w);
         let r = match (v.first(), v.get(1)) {
             (Some(a), Some(b)) => b.0 - a.0,
             _ => f64::INFINITY,
@@ -703,10 +709,7 @@ fn repair_lp(pr: &Problem, d: &Duals) -> Choice {
     let mut ranked: Vec<Vec<(f64, usize)>> = Vec::with_capacity(n);
     let mut key: Vec<(bool, f64, usize)> = Vec::with_capacity(n);
     for w in 0..n {
-        let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
-            .map(|o| (reduced_cost(pr, d, w, o), o))
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let v = ranked_options(pr, d, w);
         let best = v.first().map_or(f64::INFINITY, |x| x.0);
         let inside = best < nu || !pr.can_skip[w];
         let k = if inside {
@@ -733,6 +736,7 @@ fn lp_plan(
     d: &Duals,
     count: usize,
     start: &Choice,
+    size: &[f64],
 ) -> Option<(Choice, Duals, usize)> {
     let n = pr.options.len();
     let rows = pr.row_limit.len();
@@ -810,11 +814,10 @@ fn lp_plan(
     for w in 0..n {
         let sh = &out.shares[w];
         let mut l: Vec<(f64, usize)> = sh.iter().filter_map(|&(o, x)| o.map(|o| (-x, o))).collect();
-        let mut rest: Vec<(f64, usize)> = (0..pr.options[w].len())
-            .filter(|o| !l.iter().any(|x| x.1 == *o))
-            .map(|o| (reduced_cost(pr, &duals, w, o), o))
+        let rest: Vec<(f64, usize)> = ranked_options(pr, &duals, w)
+            .into_iter()
+            .filter(|r| !l.iter().any(|x| x.1 == r.1))
             .collect();
-        rest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         if l.is_empty() {
             out_of_lp.push(w);
         } else if sh.len() == 1 {
@@ -827,7 +830,6 @@ fn lp_plan(
     }
     split.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let split: Vec<usize> = split.iter().map(|s| s.1).collect();
-    let size = sizes(pr);
     out_of_lp.sort_by(|a, b| size[*a].total_cmp(&size[*b]).then(a.cmp(b)));
     let whole_first: Vec<usize> = whole
         .iter()
@@ -870,7 +872,7 @@ fn sampled_start(pr: &Problem, d: &Duals, target: usize) -> Option<Choice> {
         factor: pr.factor.clone(),
     };
     let count = (target as f64 * share).floor() as usize;
-    let (_, prices, _) = lp_plan(&sub, d, count, &repair(&sub, d))?;
+    let (_, prices, _) = lp_plan(&sub, d, count, &repair(&sub, d), &sizes(&sub))?;
     Some(repair_lp(pr, &prices))
 }
 
@@ -925,15 +927,7 @@ fn repair_by_size(pr: &Problem, d: &Duals, size: &[f64]) -> Choice {
     let n = pr.options.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|a, b| size[*a].total_cmp(&size[*b]).then(a.cmp(b)));
-    let ranked: Vec<Vec<(f64, usize)>> = (0..n)
-        .map(|w| {
-            let mut v: Vec<(f64, usize)> = (0..pr.options[w].len())
-                .map(|o| (reduced_cost(pr, d, w, o), o))
-                .collect();
-            v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            v
-        })
-        .collect();
+    let ranked: Vec<Vec<(f64, usize)>> = (0..n).map(|w| ranked_options(pr, d, w)).collect();
     place_in_order(pr, &order, &ranked)
 }
 
@@ -1216,7 +1210,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     }
 
     // 1. The most any plan can place: the LP's maximum, rounded down.
-    let (mut max_placeable, count_prices) = count_bound(pr, 0, settings.iterations_max);
+    let (mut max_placeable, count_prices) = count_bound(pr, settings.iterations_max);
     let target = max_placeable;
     let first = repair(pr, &d);
     let small = n <= EXTRA_REPAIRS_MAX;
@@ -1231,7 +1225,7 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
         } else {
             None
         };
-        lp_plan(pr, &d, target, start.as_ref().unwrap_or(&first))
+        lp_plan(pr, &d, target, start.as_ref().unwrap_or(&first), &size)
     } else {
         None
     };
@@ -1347,7 +1341,9 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     let placed = Problem::placed(&best_choice);
     if solved_lp && placed < target && n <= 2 * LP_SAMPLE && pr.is_feasible(&best_choice) {
         let base = priced.first().cloned();
-        if let Some((_, duals, pivots)) = base.and_then(|d| lp_plan(pr, &d, placed, &best_choice)) {
+        if let Some((_, duals, pivots)) =
+            base.and_then(|d| lp_plan(pr, &d, placed, &best_choice, &size))
+        {
             iterations += pivots;
             priced.push(duals);
         }
