@@ -178,7 +178,7 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         offerings_evaluated: ctx.catalog.offerings.len(),
         ..Filtering::default()
     };
-    let mut all: Vec<Candidate> = Vec::new();
+    let mut all: Vec<Candidate> = Vec::with_capacity(128);
     let mut matched = 0usize;
     let mut seen_alts: Vec<(String, u32)> = Vec::new();
     for (alt, req) in w.accelerators.iter().enumerate() {
@@ -192,8 +192,19 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         };
         matched += offerings.len();
         let factor = hours_factor(ctx, w, alt);
+        // Region checks depend on the region and the alternative only:
+        // made once per region here, not once per offering.
+        let mut verdicts: Vec<Option<Result<(), &'static str>>> = vec![None; ctx.regions.len()];
         for &oi in offerings {
-            if let Err(r) = offering_options(&chain, oi, alt, factor, &mut all) {
+            let region = ctx.offering_region[oi];
+            let verdict = match verdicts.get_mut(region as usize) {
+                Some(Some(v)) => *v,
+                Some(slot) => *slot.insert(chain.region_checks(region, alt)),
+                None => chain.region_checks(region, alt),
+            };
+            if let Err(r) =
+                verdict.and_then(|()| offering_options(&chain, oi, alt, factor, &mut all))
+            {
                 *f.offerings_filtered.entry(r).or_insert(0) += 1;
             }
         }
@@ -228,6 +239,8 @@ fn order_key(c: &Candidate) -> (Usd, u32, Source, Pricing) {
     (c.list_cost_usd(), c.region, c.source, c.pricing)
 }
 
+/// Options of catalog offering `oi` for alternative `alt`; the caller has
+/// already passed its region's checks (`Chain::region_checks`).
 fn offering_options(
     chain: &Chain,
     oi: usize,
@@ -239,7 +252,6 @@ fn offering_options(
     let w = chain.w;
     let o = &ctx.catalog.offerings[oi];
     let region = ctx.offering_region[oi];
-    chain.region_checks(region, alt)?;
     let factor = factor.ok_or(reasons::NO_SPEED)?;
     let mut pricings: Vec<(Pricing, Usd)> = Vec::with_capacity(2);
     if w.spot != SpotPolicy::Required {
@@ -266,12 +278,9 @@ fn offering_options(
     let provider = ctx.provider_of(region);
     let accels = nodes * u64::from(o.accelerator_count);
     let uses: Vec<(usize, u64)> = ctx
-        .quota_rows_for(
-            provider,
-            &ctx.regions[region as usize].region,
-            &o.accelerator,
-        )
-        .map(|row| (row, accels))
+        .quota_rows_of(oi)
+        .iter()
+        .map(|&row| (row, accels))
         .collect();
     if uses
         .iter()
@@ -354,8 +363,9 @@ fn pool_option(chain: &Chain, pi: usize, out: &mut Vec<Candidate>) -> Result<(),
 /// the dominated option uses the same rows. `all` must be sorted by list
 /// cost; the survivors keep that order.
 fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
-    type Key = (u32, u32, Vec<(usize, u64)>);
-    let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    // Keyed by borrowed row use: no allocation per option.
+    type Key<'c> = (u32, u32, &'c [(usize, u64)]);
+    let mut groups: std::collections::HashMap<Key, Vec<usize>> = std::collections::HashMap::new();
     let mut keep = vec![false; all.len()];
     for (i, c) in all.iter().enumerate() {
         let egress_provider = if c.egress_usd == Usd::ZERO {
@@ -364,7 +374,7 @@ fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
             c.egress_provider
         };
         let group = groups
-            .entry((c.provider, egress_provider, c.uses.clone()))
+            .entry((c.provider, egress_provider, c.uses.as_slice()))
             .or_default();
         let same_provider = egress_provider == c.provider;
         let dominated = group.iter().any(|&j| {
@@ -380,6 +390,7 @@ fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
             keep[i] = true;
         }
     }
+    drop(groups);
     let mut out: Vec<Candidate> = all
         .into_iter()
         .zip(keep)
@@ -387,5 +398,9 @@ fn prune(all: Vec<Candidate>) -> (Vec<Candidate>, bool) {
         .collect();
     let truncated = out.len() > OPTIONS_PER_WORKLOAD_MAX;
     out.truncate(OPTIONS_PER_WORKLOAD_MAX);
+    // The collect above reuses `all`'s buffer (sized for every feasible
+    // option, ~30 times the survivors): kept per workload, that was 15 KB
+    // each, 1.5 GB at 100,000 workloads.
+    out.shrink_to_fit();
     (out, truncated)
 }

@@ -30,6 +30,10 @@ pub struct Context<'a> {
     pub provider_index: BTreeMap<String, u32>,
     /// Region of each catalog offering.
     pub offering_region: Vec<u32>,
+    /// Provider of each region.
+    region_provider: Vec<u32>,
+    /// Quota rows each catalog offering counts against (on-demand/spot).
+    offering_quota_rows: Vec<Vec<usize>>,
     /// Offerings by (lower-case accelerator, count per node).
     pub by_accelerator: BTreeMap<(String, u32), Vec<usize>>,
     pub rows: Vec<RowDef>,
@@ -64,7 +68,7 @@ impl<'a> Context<'a> {
         }
         providers.sort();
         providers.dedup();
-        let provider_index = providers
+        let provider_index: BTreeMap<String, u32> = providers
             .iter()
             .enumerate()
             .map(|(i, p)| (p.clone(), i as u32))
@@ -81,9 +85,15 @@ impl<'a> Context<'a> {
                 .or_default()
                 .push(i);
         }
+        let region_provider = keys
+            .iter()
+            .map(|k| provider_index.get(&k.provider).copied().unwrap_or(0))
+            .collect();
         let mut ctx = Context {
             catalog,
             fleet,
+            region_provider,
+            offering_quota_rows: Vec::new(),
             regions: keys,
             region_info,
             region_index,
@@ -114,6 +124,37 @@ impl<'a> Context<'a> {
                 kind: RowKind::Quota(i),
             });
         }
+        // Quotas by (provider, lower-case accelerator), then each offering's
+        // rows from that index: a lookup per offering, not a scan of every
+        // quota per option.
+        type Scoped<'q> = Vec<(Option<&'q str>, usize)>;
+        let mut quotas_by: BTreeMap<(u32, &str), Scoped> = BTreeMap::new();
+        for (p, r, a, row) in &ctx.quota_rows {
+            quotas_by
+                .entry((*p, a.as_str()))
+                .or_default()
+                .push((r.as_deref(), *row));
+        }
+        ctx.offering_quota_rows = catalog
+            .offerings
+            .iter()
+            .zip(&ctx.offering_region)
+            .map(|(o, &region)| {
+                let provider = ctx.region_provider[region as usize];
+                let key = &ctx.regions[region as usize];
+                quotas_by
+                    .get(&(provider, o.accelerator.to_ascii_lowercase().as_str()))
+                    .map(|list| {
+                        list.iter()
+                            .filter(|(r, _)| {
+                                r.is_none_or(|rr| rr.eq_ignore_ascii_case(&key.region))
+                            })
+                            .map(|(_, row)| *row)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
         for (i, c) in fleet.capacity.iter().enumerate() {
             ctx.rows.push(RowDef {
                 name: format!("reserved {}", c.name),
@@ -162,20 +203,13 @@ impl<'a> Context<'a> {
             .unwrap_or(0.0)
     }
 
-    /// Quota rows an on-demand/spot option in (provider, region) with this
-    /// accelerator counts against.
-    pub fn quota_rows_for<'q>(
-        &'q self,
-        provider: u32,
-        region: &'q str,
-        accelerator: &'q str,
-    ) -> impl Iterator<Item = usize> + 'q {
-        self.quota_rows.iter().filter_map(move |(p, r, a, row)| {
-            (*p == provider
-                && a.eq_ignore_ascii_case(accelerator)
-                && r.as_ref().is_none_or(|rr| rr.eq_ignore_ascii_case(region)))
-            .then_some(*row)
-        })
+    /// Quota rows catalog offering `offering` counts against (on-demand
+    /// or spot).
+    pub fn quota_rows_of(&self, offering: usize) -> &[usize] {
+        self.offering_quota_rows
+            .get(offering)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn pool_row(&self, pool: usize) -> usize {
@@ -183,9 +217,8 @@ impl<'a> Context<'a> {
     }
 
     pub fn provider_of(&self, region: u32) -> u32 {
-        self.regions
+        self.region_provider
             .get(region as usize)
-            .and_then(|k| self.provider_index.get(&k.provider))
             .copied()
             .unwrap_or(0)
     }
