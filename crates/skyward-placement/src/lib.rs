@@ -17,6 +17,7 @@
 //! fleet and catalog give the same plan, byte for byte.
 
 pub mod candidates;
+mod chain;
 pub mod context;
 pub mod cutting;
 pub mod exact;
