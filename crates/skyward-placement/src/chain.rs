@@ -29,7 +29,7 @@
 //! workloads of distinct row use) and `DOWNSIZE_MAX` swaps in a row
 //! without the count rising, per call.
 
-use crate::lagrange::State;
+use crate::lagrange::{blocked_row, State, SCAN_MAX};
 use crate::problem::Problem;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -43,8 +43,10 @@ pub const TRIES_MAX: usize = 256;
 pub const PIECES_MAX: usize = 4;
 /// Count-neutral swaps made in a row without the count rising.
 pub const DOWNSIZE_MAX: usize = 8;
-/// Placed workloads of a row a swap looks at.
-const SCAN_MAX: usize = 512;
+/// Left-out workloads (of distinct row use, smallest first) a swap
+/// considers: with most of a large fleet left out, every one of them
+/// against SCAN_MAX placed ones per option would be billions of checks.
+pub const DOWNSIZE_CANDIDATES_MAX: usize = 64;
 
 /// "Lands where there is room": the end of a path.
 const ROOM: usize = usize::MAX;
@@ -304,24 +306,23 @@ fn apply_in_pieces(
     false
 }
 
-fn use_of(pr: &Problem, w: usize, o: usize, row: usize) -> f64 {
-    pr.options[w][o]
-        .uses
+/// A workload's options' row use, as a key: workloads with equal keys
+/// are the same to the searches here.
+fn row_use(pr: &Problem, w: usize) -> Vec<(usize, u64)> {
+    pr.options[w]
         .iter()
-        .find(|u| u.0 == row)
-        .map_or(0.0, |u| u.1)
+        .flat_map(|o| o.uses.iter().map(|&(r, a)| (r, a.to_bits())))
+        .collect()
+}
+
+fn use_of(pr: &Problem, w: usize, o: usize, row: usize) -> f64 {
+    pr.options[w][o].use_of(row).unwrap_or(0.0)
 }
 
 /// The one row that blocks option o of w, with the amount it lacks.
 fn blocked(pr: &Problem, st: &State, w: usize, o: usize) -> Option<(usize, f64)> {
-    let mut rows = pr.options[w][o]
-        .uses
-        .iter()
-        .filter(|&&(r, a)| st.used[r] + a > pr.row_limit[r] + EPS);
-    match (rows.next(), rows.next()) {
-        (Some(&(r, a)), None) => Some((r, st.used[r] + a - pr.row_limit[r])),
-        _ => None,
-    }
+    let r = blocked_row(pr, st, w, o)?;
+    Some((r, st.used[r] + use_of(pr, w, o, r) - pr.row_limit[r]))
 }
 
 /// Places w (one of its options, cheapest first) by a chain, or by
@@ -360,9 +361,13 @@ fn downsize(
     unplaced: &[usize],
 ) -> Option<usize> {
     let mut best: Option<(f64, f64, usize, usize, usize)> = None;
+    let mut seen: HashSet<Vec<(usize, u64)>> = HashSet::new();
     for &y in unplaced {
-        if st.choice[y].is_some() {
+        if st.choice[y].is_some() || !seen.insert(row_use(pr, y)) {
             continue;
+        }
+        if seen.len() > DOWNSIZE_CANDIDATES_MAX {
+            break;
         }
         for o in 0..pr.options[y].len() {
             let Some((r, need)) = blocked(pr, st, y, o) else {
@@ -420,10 +425,7 @@ pub(crate) fn restore_count(pr: &Problem, st: &mut State, size: &[f64], target: 
             if placed >= target || tries >= TRIES_MAX {
                 break;
             }
-            let key: Vec<(usize, u64)> = pr.options[w]
-                .iter()
-                .flat_map(|o| o.uses.iter().map(|&(r, a)| (r, a.to_bits())))
-                .collect();
+            let key = row_use(pr, w);
             if st.choice[w].is_some() || failed.contains(&key) {
                 continue;
             }

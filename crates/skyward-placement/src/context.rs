@@ -37,8 +37,6 @@ pub struct Context<'a> {
     /// Offerings by (lower-case accelerator, count per node).
     pub by_accelerator: BTreeMap<(String, u32), Vec<usize>>,
     pub rows: Vec<RowDef>,
-    /// Quota rows that apply to (provider, region, lower-case accelerator).
-    quota_rows: Vec<(u32, Option<String>, String, usize)>,
     /// RTT in ms from a user origin to each region.
     rtt_from: BTreeMap<RegionKey, Vec<f64>>,
     /// Egress $/GB from a data region to each region.
@@ -102,59 +100,53 @@ impl<'a> Context<'a> {
             offering_region,
             by_accelerator,
             rows: Vec::new(),
-            quota_rows: Vec::new(),
             rtt_from: BTreeMap::new(),
             egress_from: BTreeMap::new(),
         };
+        // Quotas by (provider, lower-case accelerator), then each offering's
+        // rows from that index: a lookup per offering, not a scan of every
+        // quota per option.
+        type Scoped<'q> = Vec<(Option<&'q str>, usize)>;
+        let mut quotas_by: BTreeMap<(u32, String), Scoped> = BTreeMap::new();
         for (i, q) in fleet.quotas.iter().enumerate() {
             let p = ctx
                 .provider_index
                 .get(&q.provider)
                 .copied()
                 .unwrap_or(u32::MAX);
-            ctx.quota_rows.push((
-                p,
-                q.region.clone(),
-                q.accelerator.to_ascii_lowercase(),
-                ctx.rows.len(),
-            ));
+            quotas_by
+                .entry((p, q.accelerator.to_ascii_lowercase()))
+                .or_default()
+                .push((q.region.as_deref(), ctx.rows.len()));
             ctx.rows.push(RowDef {
                 name: format!("quota {q}"),
                 limit: u64::from(q.max),
                 kind: RowKind::Quota(i),
             });
         }
-        // Quotas by (provider, lower-case accelerator), then each offering's
-        // rows from that index: a lookup per offering, not a scan of every
-        // quota per option.
-        type Scoped<'q> = Vec<(Option<&'q str>, usize)>;
-        let mut quotas_by: BTreeMap<(u32, &str), Scoped> = BTreeMap::new();
-        for (p, r, a, row) in &ctx.quota_rows {
-            quotas_by
-                .entry((*p, a.as_str()))
-                .or_default()
-                .push((r.as_deref(), *row));
+        // Without quotas every offering's list is empty (quota_rows_of).
+        if !quotas_by.is_empty() {
+            ctx.offering_quota_rows = catalog
+                .offerings
+                .iter()
+                .zip(&ctx.offering_region)
+                .map(|(o, &region)| {
+                    let provider = ctx.region_provider[region as usize];
+                    let key = &ctx.regions[region as usize];
+                    quotas_by
+                        .get(&(provider, o.accelerator.to_ascii_lowercase()))
+                        .map(|list| {
+                            list.iter()
+                                .filter(|(r, _)| {
+                                    r.is_none_or(|rr| rr.eq_ignore_ascii_case(&key.region))
+                                })
+                                .map(|(_, row)| *row)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
         }
-        ctx.offering_quota_rows = catalog
-            .offerings
-            .iter()
-            .zip(&ctx.offering_region)
-            .map(|(o, &region)| {
-                let provider = ctx.region_provider[region as usize];
-                let key = &ctx.regions[region as usize];
-                quotas_by
-                    .get(&(provider, o.accelerator.to_ascii_lowercase().as_str()))
-                    .map(|list| {
-                        list.iter()
-                            .filter(|(r, _)| {
-                                r.is_none_or(|rr| rr.eq_ignore_ascii_case(&key.region))
-                            })
-                            .map(|(_, row)| *row)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
         for (i, c) in fleet.capacity.iter().enumerate() {
             ctx.rows.push(RowDef {
                 name: format!("reserved {}", c.name),

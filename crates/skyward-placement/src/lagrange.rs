@@ -380,7 +380,7 @@ impl State {
 }
 
 /// The single row an option is blocked on, if exactly one.
-fn blocked_row(pr: &Problem, st: &State, w: usize, o: usize) -> Option<usize> {
+pub(crate) fn blocked_row(pr: &Problem, st: &State, w: usize, o: usize) -> Option<usize> {
     let mut found = None;
     for &(r, a) in &pr.options[w][o].uses {
         if st.used[r] + a > pr.row_limit[r] + 1e-9 {
@@ -417,6 +417,7 @@ fn eject(
     let Some(r) = blocked_row(pr, st, w, o) else {
         return false;
     };
+    let need = st.used[r] + pr.options[w][o].use_of(r).unwrap_or(0.0) - pr.row_limit[r];
     let mut best: Option<(f64, usize, usize)> = None;
     let mut tried = 0;
     // Every entry scanned counts (stale and too-small ones too), so the
@@ -426,16 +427,9 @@ fn eject(
             continue;
         }
         let Some(cur) = st.choice[v] else { continue };
-        let Some(&(_, a_v)) = pr.options[v][cur].uses.iter().find(|x| x.0 == r) else {
+        let Some(a_v) = pr.options[v][cur].use_of(r) else {
             continue;
         };
-        let need = st.used[r]
-            + pr.options[w][o]
-                .uses
-                .iter()
-                .find(|x| x.0 == r)
-                .map_or(0.0, |x| x.1)
-            - pr.row_limit[r];
         if a_v + 1e-9 < need {
             continue;
         }
@@ -603,19 +597,14 @@ fn replace_improve(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
                 let Some(r) = blocked_row(pr, st, w, o) else {
                     continue;
                 };
-                let a_w = pr.options[w][o]
-                    .uses
-                    .iter()
-                    .find(|x| x.0 == r)
-                    .map_or(0.0, |x| x.1);
-                let need = st.used[r] + a_w - pr.row_limit[r];
+                let need = st.used[r] + pr.options[w][o].use_of(r).unwrap_or(0.0) - pr.row_limit[r];
                 let mut tried = 0;
                 for &v in by_row[r].iter().take(SCAN_MAX) {
                     let Some(cur) = st.choice[v] else { continue };
                     if v == w || !pr.can_skip[v] {
                         continue;
                     }
-                    let Some(&(_, a_v)) = pr.options[v][cur].uses.iter().find(|x| x.0 == r) else {
+                    let Some(a_v) = pr.options[v][cur].use_of(r) else {
                         continue;
                     };
                     if a_v + 1e-9 < need {
@@ -680,7 +669,7 @@ fn repack(pr: &Problem, st: &mut State, size: &[f64]) -> bool {
             .iter()
             .filter_map(|&v| {
                 let o = st.choice[v]?;
-                let a = pr.options[v][o].uses.iter().find(|x| x.0 == r)?.1;
+                let a = pr.options[v][o].use_of(r)?;
                 pr.can_skip[v].then_some((a, v))
             })
             .collect();
@@ -1130,8 +1119,16 @@ fn rescue_count(pr: &Problem, c: Choice, size: &[f64], target: usize) -> Choice 
     if pr.options.len() > EXTRA_REPAIRS_MAX {
         return rescue(c, true, &RESCUE_EFFORTS[..1]);
     }
-    let a = rescue(c.clone(), false, &RESCUE_EFFORTS);
-    let b = rescue(c, true, &RESCUE_EFFORTS);
+    cheaper(
+        pr,
+        rescue(c.clone(), false, &RESCUE_EFFORTS),
+        rescue(c, true, &RESCUE_EFFORTS),
+    )
+}
+
+/// The plan with the lower penalised objective (more placed first); `a`
+/// on a tie.
+fn cheaper(pr: &Problem, a: Choice, b: Choice) -> Choice {
     if pr.objective(&b) < pr.objective(&a) {
         b
     } else {
@@ -1325,24 +1322,21 @@ pub fn solve(pr: &Problem, settings: &Settings) -> Solution {
     // planes'.
     let mut priced: Vec<Duals> = Vec::new();
     let solved_lp = lp.is_some();
-    if let Some((c, duals, pivots)) = lp {
+    if let Some((rounded, duals, pivots)) = lp {
         iterations = pivots;
-        let pairs = n <= PAIR_MOVES_MAX;
-        let rounded = c;
-        let mut c = polish(pr, rounded.clone(), &size, pairs, target);
-        if Problem::placed(&c) < target {
-            c = rescue_count(pr, c, &size, target);
-        }
+        let finish = |c: Choice, chains: bool| {
+            let c = polish_with(pr, c, &size, n <= PAIR_MOVES_MAX, target, chains);
+            if Problem::placed(&c) < target {
+                rescue_count(pr, c, &size, target)
+            } else {
+                c
+            }
+        };
+        let mut c = finish(rounded.clone(), false);
         // Still short: chains straight after the first ejections, while
         // the plan is still the LP's (later moves can close the paths).
         if Problem::placed(&c) < target {
-            let mut d = polish_with(pr, rounded, &size, pairs, target, true);
-            if Problem::placed(&d) < target {
-                d = rescue_count(pr, d, &size, target);
-            }
-            if pr.objective(&d) < pr.objective(&c) {
-                c = d;
-            }
+            c = cheaper(pr, c, finish(rounded, true));
         }
         if pr.is_feasible(&c) && pr.objective(&c) < ub {
             ub = pr.objective(&c);

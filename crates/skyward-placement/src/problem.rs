@@ -23,6 +23,13 @@ pub struct Opt {
     pub uses: Vec<(usize, f64)>,
 }
 
+impl Opt {
+    /// What the option takes from `row`, if it uses it.
+    pub fn use_of(&self, row: usize) -> Option<f64> {
+        self.uses.iter().find(|u| u.0 == row).map(|u| u.1)
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Problem {
     pub options: Vec<Vec<Opt>>,
