@@ -142,9 +142,32 @@ pub struct HourlyStatus {
     pub used: Amount,
     pub unused: Amount,
     pub utilisation: Option<f64>,
+    /// Covered on-demand-equivalent cost ÷ (covered + on-demand cost of
+    /// the usage it could cover); see `coverage_definition`.
     pub coverage: Option<f64>,
+    /// Which provider definition `coverage` follows.
+    pub coverage_definition: &'static str,
     /// Covered on-demand spend minus the fee.
     pub net_savings: Option<Amount>,
+}
+
+/// The provider's name for the coverage ratio an instrument reports. All
+/// three are the same ratio: on-demand-equivalent cost covered ÷ (covered +
+/// on-demand cost of eligible usage); usage covered by other commitments is
+/// in neither term.
+pub fn coverage_definition(instrument: crate::contracts::Instrument) -> &'static str {
+    use crate::contracts::Instrument as I;
+    match instrument {
+        I::AwsEc2InstanceSavingsPlan | I::AwsComputeSavingsPlan => {
+            "AWS Cost Explorer Savings Plans coverage: covered on-demand-equivalent / (covered + on-demand cost of eligible usage)"
+        }
+        I::AzureSavingsPlan => {
+            "Azure benefit coverage: covered pay-as-you-go-equivalent / (covered + pay-as-you-go cost of eligible usage)"
+        }
+        I::GcpFlexibleCud => {
+            "Google Cloud CUD coverage: covered on-demand-equivalent / (covered + on-demand cost of eligible usage)"
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -461,8 +484,8 @@ struct CapacityUse {
 /// AWS's order: reserved capacity first (instance-hours of its SKU in its
 /// region, up to its units), then EC2 Instance Savings Plans, then Compute
 /// Savings Plans (other instruments alongside the latter), each on what the
-/// earlier ones left. Capacity commitments with a `commitment_id` are read
-/// from FOCUS rows instead (their usage is already priced as Committed).
+/// earlier ones left. The caller passes only commitments without their own
+/// rows in the data; the usage here is what the data leaves on-demand.
 fn simulate(
     provider_contracts: &[&Contract],
     at: Timestamp,
@@ -478,7 +501,7 @@ fn simulate(
     let caps_all: Vec<&CapacityTerms> = provider_contracts
         .iter()
         .filter_map(|c| match &c.terms {
-            Terms::Capacity(t) if t.commitment_id.is_none() => Some(t),
+            Terms::Capacity(t) => Some(t),
             _ => None,
         })
         .collect();
@@ -521,7 +544,7 @@ fn simulate(
     let mut capacity: Vec<(&Contract, &CapacityTerms)> = provider_contracts
         .iter()
         .filter_map(|c| match &c.terms {
-            Terms::Capacity(t) if t.commitment_id.is_none() => Some((*c, t)),
+            Terms::Capacity(t) => Some((*c, t)),
             _ => None,
         })
         .collect();
@@ -585,7 +608,10 @@ fn simulate(
             left = left - cov;
             let a = &mut acc[i];
             a.1 += cov;
-            a.2 += all;
+            // What a savings plan can cover: on-demand usage not taken by
+            // reserved capacity (AWS counts RI-covered usage in neither
+            // term of Savings Plans coverage).
+            a.2 += all - reserved;
             a.3 += 1;
             if covers > Amount::ZERO {
                 a.0 += Amount(fee.0 * cov.0 / covers.0);
@@ -609,6 +635,7 @@ fn simulate(
                 unused: committed - used,
                 utilisation: (committed > Amount::ZERO).then(|| used.as_f64() / committed.as_f64()),
                 coverage: (eligible > Amount::ZERO).then(|| covered.as_f64() / eligible.as_f64()),
+                coverage_definition: coverage_definition(t.instrument),
                 net_savings: Some(covered - committed),
             },
         );
@@ -616,12 +643,19 @@ fn simulate(
     (hourly_out, capacity_out)
 }
 
-fn focus_commitment(
-    c: &Contract,
-    id: &str,
-    at: Timestamp,
-    days: &[DayRow],
-) -> Option<(Amount, Amount, Amount, Amount)> {
+/// A commitment's own Used/Unused rows between its start and the date.
+#[derive(Debug, Clone, Copy)]
+struct FocusUse {
+    used: Amount,
+    unused: Amount,
+    /// On-demand-equivalent (ListCost) of the usage it covered.
+    covered_list: Amount,
+    /// On-demand (Standard-priced, uncovered) list cost of usage in the
+    /// services the commitment covered: what it could also have covered.
+    on_demand_eligible_list: Amount,
+}
+
+fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> Option<FocusUse> {
     let (d0, d1) = (c.start.day(), c.end.day().min(at.day()));
     let rows: Vec<&DayRow> = days
         .iter()
@@ -630,27 +664,36 @@ fn focus_commitment(
     if rows.is_empty() {
         return None;
     }
-    let used: Amount = rows
+    let sum = |status: &str, f: fn(&DayRow) -> Amount| -> Amount {
+        rows.iter()
+            .filter(|r| r.commitment_status == status)
+            .map(|r| f(r))
+            .sum()
+    };
+    let services: std::collections::BTreeSet<&str> = rows
         .iter()
         .filter(|r| r.commitment_status == "Used")
-        .map(|r| r.effective)
-        .sum();
-    let unused: Amount = rows
+        .map(|r| r.service.as_str())
+        .collect();
+    let on_demand_eligible_list: Amount = days
         .iter()
-        .filter(|r| r.commitment_status == "Unused")
-        .map(|r| r.effective)
-        .sum();
-    let covered_list: Amount = rows
-        .iter()
-        .filter(|r| r.commitment_status == "Used")
+        .filter(|r| {
+            r.provider == c.provider
+                && r.category == "Usage"
+                && r.commitment_id.is_empty()
+                && matches!(r.pricing_category.as_str(), "Standard" | "")
+                && r.day >= d0
+                && r.day < d1
+                && services.contains(r.service.as_str())
+        })
         .map(|r| r.list)
         .sum();
-    let all_usage: Amount = days
-        .iter()
-        .filter(|r| r.provider == c.provider && r.category == "Usage" && r.day >= d0 && r.day < d1)
-        .map(|r| r.effective)
-        .sum();
-    Some((used, unused, covered_list, all_usage))
+    Some(FocusUse {
+        used: sum("Used", |r| r.effective),
+        unused: sum("Unused", |r| r.effective),
+        covered_list: sum("Used", |r| r.list),
+        on_demand_eligible_list,
+    })
 }
 
 pub fn status(
@@ -659,11 +702,25 @@ pub fn status(
     days: &[DayRow],
     hours: &[HourRow],
 ) -> Vec<ContractStatus> {
-    let mut by_provider: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
-    for c in contracts
+    // Commitments whose own Used/Unused rows are in the data are read from
+    // them; only the others are simulated, on the usage the data leaves
+    // on-demand (Standard-priced), so nothing is covered twice.
+    let actual: BTreeMap<&str, FocusUse> = contracts
         .iter()
-        .filter(|c| matches!(c.terms, Terms::Hourly(_) | Terms::Capacity(_)))
-    {
+        .filter_map(|c| {
+            let id = match &c.terms {
+                Terms::Hourly(t) => t.commitment_id.as_deref(),
+                Terms::Capacity(t) => t.commitment_id.as_deref(),
+                Terms::Spend(_) => None,
+            }?;
+            Some((c.name.as_str(), focus_commitment(c, id, at, days)?))
+        })
+        .collect();
+    let mut by_provider: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
+    for c in contracts.iter().filter(|c| {
+        matches!(c.terms, Terms::Hourly(_) | Terms::Capacity(_))
+            && !actual.contains_key(c.name.as_str())
+    }) {
         by_provider.entry(c.provider.as_str()).or_default().push(c);
     }
     let mut simulated: BTreeMap<String, HourlyStatus> = BTreeMap::new();
@@ -677,53 +734,49 @@ pub fn status(
         .iter()
         .map(|c| match &c.terms {
             Terms::Spend(t) => ContractStatus::Spend(Box::new(spend_status(c, t, at, days))),
-            Terms::Hourly(t) => {
-                let actual = t
-                    .commitment_id
-                    .as_deref()
-                    .and_then(|id| focus_commitment(c, id, at, days));
-                match actual {
-                    Some((used, unused, covered_list, all_usage)) => {
-                        ContractStatus::Hourly(HourlyStatus {
-                            name: c.name.clone(),
-                            provider: c.provider.clone(),
-                            instrument: t.instrument,
-                            basis: "focus",
-                            hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
-                            fee_per_hour: t.fee_per_hour(),
-                            committed: used + unused,
-                            used,
-                            unused,
-                            utilisation: (used + unused > Amount::ZERO)
-                                .then(|| used.as_f64() / (used + unused).as_f64()),
-                            coverage: (all_usage > Amount::ZERO)
-                                .then(|| used.as_f64() / all_usage.as_f64()),
-                            net_savings: Some(covered_list - used - unused),
-                        })
-                    }
-                    None => {
-                        ContractStatus::Hourly(simulated.remove(&c.name).unwrap_or(HourlyStatus {
-                            name: c.name.clone(),
-                            provider: c.provider.clone(),
-                            instrument: t.instrument,
-                            basis: "simulated",
-                            hours: 0,
-                            fee_per_hour: t.fee_per_hour(),
-                            committed: Amount::ZERO,
-                            used: Amount::ZERO,
-                            unused: Amount::ZERO,
-                            utilisation: None,
-                            coverage: None,
-                            net_savings: None,
-                        }))
-                    }
+            Terms::Hourly(t) => match actual.get(c.name.as_str()) {
+                Some(f) => {
+                    let committed = f.used + f.unused;
+                    let eligible = f.covered_list + f.on_demand_eligible_list;
+                    ContractStatus::Hourly(HourlyStatus {
+                        name: c.name.clone(),
+                        provider: c.provider.clone(),
+                        instrument: t.instrument,
+                        basis: "focus",
+                        hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
+                        fee_per_hour: t.fee_per_hour(),
+                        committed,
+                        used: f.used,
+                        unused: f.unused,
+                        utilisation: (committed > Amount::ZERO)
+                            .then(|| f.used.as_f64() / committed.as_f64()),
+                        coverage: (eligible > Amount::ZERO)
+                            .then(|| f.covered_list.as_f64() / eligible.as_f64()),
+                        coverage_definition: coverage_definition(t.instrument),
+                        net_savings: Some(f.covered_list - committed),
+                    })
                 }
-            }
+                None => ContractStatus::Hourly(simulated.remove(&c.name).unwrap_or(HourlyStatus {
+                    name: c.name.clone(),
+                    provider: c.provider.clone(),
+                    instrument: t.instrument,
+                    basis: "simulated",
+                    hours: 0,
+                    fee_per_hour: t.fee_per_hour(),
+                    committed: Amount::ZERO,
+                    used: Amount::ZERO,
+                    unused: Amount::ZERO,
+                    utilisation: None,
+                    coverage: None,
+                    coverage_definition: coverage_definition(t.instrument),
+                    net_savings: None,
+                })),
+            },
             Terms::Capacity(t) => ContractStatus::Capacity(capacity_status(
                 c,
                 t,
                 at,
-                days,
+                actual.get(c.name.as_str()).copied(),
                 capacity_use.get(&c.name).copied(),
             )),
         })
@@ -734,17 +787,13 @@ fn capacity_status(
     c: &Contract,
     t: &CapacityTerms,
     at: Timestamp,
-    days: &[DayRow],
+    actual: Option<FocusUse>,
     simulated: Option<CapacityUse>,
 ) -> CapacityStatus {
     let hours = ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0);
     let paid = Amount(t.rate_per_unit_hour.0 * i128::from(t.units) * i128::from(hours));
-    let actual = t
-        .commitment_id
-        .as_deref()
-        .and_then(|id| focus_commitment(c, id, at, days));
     let (basis, used, unused) = match (actual, simulated) {
-        (Some((u, n, _, _)), _) => ("focus", Some(u), Some(n)),
+        (Some(f), _) => ("focus", Some(f.used), Some(f.unused)),
         (None, Some(s)) if s.hours > 0 => {
             // Value of the instance-hours used, at the reserved rate.
             let used =

@@ -670,6 +670,18 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
             for f in floors {
                 outln!("floor  {f}");
             }
+            let mut definitions: Vec<&str> = report
+                .iter()
+                .filter_map(|r| match r {
+                    ContractStatus::Hourly(h) => Some(h.coverage_definition),
+                    _ => None,
+                })
+                .collect();
+            definitions.sort();
+            definitions.dedup();
+            for d in definitions {
+                outln!("coverage  {d}");
+            }
         }
     }
     Ok(())
