@@ -336,6 +336,71 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
         .success());
 }
 
+/// Issue 11, defect 9: hostile bytes exit 2 with a message naming the
+/// problem, in bounded memory; a negative BilledCost on a Usage row is
+/// imported with a warning naming its line.
+#[test]
+fn hostile_files_exit_2_and_odd_rows_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let header =
+        "ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ProviderName\n";
+    // A header, an unmatched quote, then 30 MB of text.
+    let quote = dir.path().join("quote.csv");
+    let mut text = format!("{header}2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,\"1,1,AWS\n");
+    let filler = "lorem ipsum dolor sit amet, consectetur adipiscing elit\n".repeat(550_000);
+    text.push_str(&filler);
+    std::fs::write(&quote, &text).unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &quote.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quote.csv") && err.contains("unterminated quote") && err.contains("line 2"),
+        "{err}"
+    );
+    // Random bytes (a fixed xorshift stream): exit 2, not 1.
+    let noise = dir.path().join("noise.bin");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..5_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&noise, bytes).unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &noise.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("noise.bin"));
+    // A negative BilledCost on a Usage row: imported, with a warning.
+    let neg = dir.path().join("neg.csv");
+    std::fs::write(&neg, format!("{header}2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,Usage,5,5,AWS\n2026-01-01T01:00:00Z,2026-01-01T02:00:00Z,Usage,-3,-3,AWS\n")).unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &neg.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("neg.csv: line 3")
+            && err.contains("negative BilledCost"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,10 +4,18 @@
 //! hourly-commitment analysis. A year of hourly rows for a fleet (millions)
 //! folds into a few hundred thousand buckets, so status reads stay fast.
 //!
-//! Charges are bucketed by the start of their charge period (an upfront
-//! purchase counts on the day it is paid). Each bucket belongs to a
-//! partition: provider × billing period (or the charge's month when the
-//! file has no billing period), the unit an import may replace.
+//! Every charge is spread evenly over its charge period, in proportion to
+//! the seconds that fall in each day (daily buckets) and each hour (hourly
+//! usage buckets): an Azure daily row becomes 24 equal hours, a monthly row
+//! equal days. One-time charges (an upfront purchase) stay where they
+//! start. The pieces of one amount add up to it exactly.
+//!
+//! Each bucket belongs to a partition: provider × billing account ×
+//! billing period (or the charge's month when the file has no billing
+//! period), the unit an import may replace. For each partition the folder
+//! also keeps row fingerprints (all of them for small files, one in
+//! [`FINGERPRINT_SAMPLE`] for large ones), so the store can tell another
+//! part of a multi-part export (new rows) from a re-export (rows it has).
 
 use crate::amount::Amount;
 use crate::focus::{Charge, CommitmentStatus};
@@ -47,20 +55,131 @@ pub struct Sums {
     pub contracted: Amount,
     /// Σ PricingQuantity (else ConsumedQuantity): instance-hours for compute.
     pub quantity: Amount,
+    /// Source rows whose charge period starts in this bucket.
     pub rows: u64,
+    /// Pieces of rows longer than the bucket (an hourly bucket filled from
+    /// a daily row): the figures here are an even spread, not a reading.
+    pub spread_rows: u64,
+}
+
+/// The share `lo..hi` (of `den`) of an amount, such that consecutive shares
+/// add up to the amount exactly.
+fn share(a: Amount, lo: i64, hi: i64, den: i64) -> Amount {
+    if den <= 0 {
+        return a;
+    }
+    let (lo, hi, den) = (i128::from(lo), i128::from(hi), i128::from(den));
+    Amount(a.0 * hi / den - a.0 * lo / den)
 }
 
 impl Sums {
-    fn add(&mut self, c: &Charge) {
-        self.billed += c.billed_cost;
-        self.effective += c.effective_cost;
-        self.list += c.list_cost.unwrap_or(c.billed_cost);
-        self.contracted += c.contracted_cost.unwrap_or(c.billed_cost);
-        self.quantity += c
-            .pricing_quantity
-            .or(c.consumed_quantity)
-            .unwrap_or(Amount::ZERO);
+    /// Adds the part of `c` that falls in seconds `lo..hi` of its `den`
+    /// seconds; `first` for the piece where the row starts.
+    fn add_part(&mut self, c: &Charge, lo: i64, hi: i64, den: i64, first: bool, spread: bool) {
+        let part = |a: Amount| share(a, lo, hi, den);
+        self.billed += part(c.billed_cost);
+        self.effective += part(c.effective_cost);
+        self.list += part(c.list_cost.unwrap_or(c.billed_cost));
+        self.contracted += part(c.contracted_cost.unwrap_or(c.billed_cost));
+        self.quantity += part(
+            c.pricing_quantity
+                .or(c.consumed_quantity)
+                .unwrap_or(Amount::ZERO),
+        );
+        self.rows += u64::from(first);
+        self.spread_rows += u64::from(spread);
+    }
+}
+
+/// Calls `each(bucket, lo, hi, den)` for every bucket of `width` seconds
+/// that `[start, end)` overlaps, with the overlap as seconds `lo..hi` of
+/// the `den` seconds of the period. A zero-length period is one piece.
+fn pieces(start: i64, end: i64, width: i64, mut each: impl FnMut(i64, i64, i64, i64)) {
+    let den = end - start;
+    if den <= 0 {
+        each(start.div_euclid(width), 0, 1, 1);
+        return;
+    }
+    let mut t = start;
+    while t < end {
+        let b = t.div_euclid(width);
+        let next = ((b + 1) * width).min(end);
+        each(b, t - start, next - start, den);
+        t = next;
+    }
+}
+
+/// One fingerprint in this many is kept for a partition with more than
+/// [`FINGERPRINT_ALL_MAX`] rows in a file.
+pub const FINGERPRINT_SAMPLE: u64 = 32;
+/// Partitions with up to this many rows in a file keep every fingerprint.
+pub const FINGERPRINT_ALL_MAX: u64 = 4_096;
+
+/// A stable 64-bit fingerprint of a charge's content (FNV-1a over its
+/// fields; the line number is not part of it).
+pub fn fingerprint(c: &Charge) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(std::iter::once(&0x1f)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    let amt = |a: Option<Amount>| a.map(|x| x.0.to_string()).unwrap_or_default();
+    eat(c.provider.as_bytes());
+    eat(c.billing_account.as_bytes());
+    eat(&c.charge_period_start.0.to_le_bytes());
+    eat(&c.charge_period_end.0.to_le_bytes());
+    eat(c.category.as_str().as_bytes());
+    for s in [
+        &c.frequency,
+        &c.pricing_category,
+        &c.region,
+        &c.service,
+        &c.sku,
+        &c.resource_id,
+        &c.commitment_id,
+    ] {
+        eat(opt(s).as_bytes());
+    }
+    for a in [
+        Some(c.billed_cost),
+        Some(c.effective_cost),
+        c.list_cost,
+        c.contracted_cost,
+        c.pricing_quantity,
+        c.consumed_quantity,
+    ] {
+        eat(amt(a).as_bytes());
+    }
+    eat(match c.commitment_status {
+        Some(CommitmentStatus::Used) => b"Used",
+        Some(CommitmentStatus::Unused) => b"Unused",
+        None => b"",
+    });
+    h
+}
+
+/// Row fingerprints of one partition in one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprints {
+    pub rows: u64,
+    /// True once only one in [`FINGERPRINT_SAMPLE`] is kept.
+    pub sampled: bool,
+    pub hashes: Vec<u64>,
+}
+
+impl Fingerprints {
+    fn add(&mut self, h: u64) {
         self.rows += 1;
+        if !self.sampled && self.rows > FINGERPRINT_ALL_MAX {
+            self.sampled = true;
+            self.hashes.retain(|x| x.is_multiple_of(FINGERPRINT_SAMPLE));
+        }
+        if !self.sampled || h.is_multiple_of(FINGERPRINT_SAMPLE) {
+            self.hashes.push(h);
+        }
     }
 }
 
@@ -79,10 +198,16 @@ pub struct Folder {
     rows: u64,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
-    /// (raw provider name, period start day) → (provider id, partition id)
-    /// of the previous row: consecutive rows almost always share them.
-    recent: Option<(String, i64, u32, u32)>,
+    /// (raw provider name, account, period start day) → (provider id,
+    /// partition id) of the previous row: consecutive rows almost always
+    /// share them.
+    recent: Option<(String, String, i64, u32, u32)>,
+    fingerprints: HashMap<u32, Fingerprints>,
 }
+
+/// Charge periods longer than this are refused by the FOCUS reader for
+/// rows that are spread (bounds the pieces of one row).
+pub const SPREAD_DAYS_MAX: i64 = 366;
 
 impl Folder {
     fn id(&mut self, s: &str) -> u32 {
@@ -96,15 +221,21 @@ impl Folder {
 
     fn provider_and_partition(&mut self, c: &Charge) -> (u32, u32) {
         let period = period_start(c).day();
-        if let Some((name, day, p, part)) = &self.recent {
-            if *day == period && *name == c.provider {
+        if let Some((name, account, day, p, part)) = &self.recent {
+            if *day == period && *name == c.provider && *account == c.billing_account {
                 return (*p, *part);
             }
         }
         let provider = canonical_provider(&c.provider);
         let partition = partition_key(&provider, c);
         let ids = (self.id(&provider), self.id(&partition));
-        self.recent = Some((c.provider.clone(), period, ids.0, ids.1));
+        self.recent = Some((
+            c.provider.clone(),
+            c.billing_account.clone(),
+            period,
+            ids.0,
+            ids.1,
+        ));
         ids
     }
 
@@ -127,17 +258,42 @@ impl Folder {
             self.id(c.commitment_id.as_deref().unwrap_or("")),
             self.id(status),
         ];
-        self.daily
-            .entry((c.charge_period_start.day(), key))
-            .or_default()
-            .add(c);
+        let one_time = c
+            .frequency
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case("One-Time"));
+        let (t0, t1) = if one_time {
+            (c.charge_period_start.0, c.charge_period_start.0)
+        } else {
+            (c.charge_period_start.0, c.charge_period_end.0)
+        };
+        let daily = &mut self.daily;
+        pieces(t0, t1, crate::time::SECONDS_PER_DAY, |day, lo, hi, den| {
+            daily
+                .entry((day, key))
+                .or_default()
+                .add_part(c, lo, hi, den, lo == 0, false);
+        });
         if c.category == crate::focus::ChargeCategory::Usage {
             let hk = [key[0], key[1], key[7], key[3], key[5]];
-            self.hourly
-                .entry((c.charge_period_start.hour(), hk))
-                .or_default()
-                .add(c);
+            let hourly = &mut self.hourly;
+            let spread = t1 - t0 > crate::time::SECONDS_PER_HOUR;
+            pieces(
+                t0,
+                t1,
+                crate::time::SECONDS_PER_HOUR,
+                |hour, lo, hi, den| {
+                    hourly
+                        .entry((hour, hk))
+                        .or_default()
+                        .add_part(c, lo, hi, den, lo == 0, spread);
+                },
+            );
         }
+        self.fingerprints
+            .entry(partition_id)
+            .or_default()
+            .add(fingerprint(c));
         self.rows += 1;
         self.first = Some(
             self.first
@@ -202,9 +358,15 @@ impl Folder {
                 )
             })
             .collect();
+        let fingerprints = self
+            .fingerprints
+            .into_iter()
+            .map(|(p, f)| (n(p), f))
+            .collect();
         Aggregates {
             daily,
             hourly,
+            fingerprints,
             rows: self.rows,
             first: self.first,
             last: self.last,
@@ -216,6 +378,8 @@ impl Folder {
 pub struct Aggregates {
     pub daily: BTreeMap<DailyKey, Sums>,
     pub hourly: BTreeMap<HourlyKey, Sums>,
+    /// Row fingerprints per partition.
+    pub fingerprints: BTreeMap<String, Fingerprints>,
     pub rows: u64,
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
@@ -243,7 +407,27 @@ fn period_start(c: &Charge) -> Timestamp {
 }
 
 fn partition_key(provider: &str, c: &Charge) -> String {
-    format!("{provider}|{}", period_start(c).date_string())
+    format!(
+        "{provider}|{}|{}",
+        c.billing_account,
+        period_start(c).date_string()
+    )
+}
+
+/// A partition key for people: "aws account 1234 billing period 2026-03-01".
+pub fn describe_partition(p: &str) -> String {
+    let mut it = p.splitn(3, '|');
+    match (it.next(), it.next(), it.next()) {
+        (Some(provider), Some(account), Some(period)) => {
+            let account = if account.is_empty() {
+                "(none)"
+            } else {
+                account
+            };
+            format!("{provider} account {account} billing period {period}")
+        }
+        _ => p.replace('|', " billing period "),
+    }
 }
 
 impl Aggregates {

@@ -15,6 +15,22 @@ use std::io::Read;
 pub const ROWS_MAX: usize = 50_000_000;
 /// Errors listed before giving up on a file.
 pub const ERRORS_MAX: usize = 20;
+/// Longest quoted field accepted: a quote left open runs on to the end of
+/// the file, and is reported once it passes this.
+pub const QUOTED_FIELD_BYTES_MAX: u64 = 1 << 20;
+/// Longest line (outside quotes) accepted.
+pub const LINE_BYTES_MAX: u64 = 4 << 20;
+
+/// A warning about a row that was imported (the value is legal FOCUS but
+/// unusual enough to be a mistake).
+pub fn row_warning(c: &Charge) -> Option<String> {
+    (c.category == ChargeCategory::Usage && c.billed_cost < Amount::ZERO).then(|| {
+        format!(
+            "line {}: negative BilledCost {} on a Usage row (refunds are usually Credit or Adjustment rows)",
+            c.line, c.billed_cost
+        )
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum ChargeCategory {
@@ -86,6 +102,10 @@ pub struct Charge {
 pub enum FocusError {
     #[error("{file}: cannot read: {message}")]
     Io { file: String, message: String },
+    /// The bytes are not a CSV file (bad UTF-8, an unterminated quote, a
+    /// line without end).
+    #[error("{file}: {message}")]
+    Format { file: String, message: String },
     #[error("{file}: missing required FOCUS column '{column}'")]
     MissingColumn { file: String, column: String },
     #[error("{file}: no provider column (ServiceProviderName or ProviderName); pass --provider")]
@@ -131,6 +151,11 @@ fn is_null(s: &str) -> bool {
 /// (as byte offsets in the filtered stream). The csv crate's line numbers
 /// drift after blank lines and CRLF endings; on clean LF input they are
 /// right, and errors must name the file's real line.
+///
+/// It also bounds memory whatever the input: a quoted field longer than
+/// [`QUOTED_FIELD_BYTES_MAX`] (an unterminated quote) or a line longer than
+/// [`LINE_BYTES_MAX`] ends the read with an `InvalidData` error naming
+/// the line, before the csv reader buffers it.
 struct BlankLines<R> {
     inner: R,
     in_quotes: bool,
@@ -138,6 +163,37 @@ struct BlankLines<R> {
     out_offset: u64,
     removed_at: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
     buf: Vec<u8>,
+    /// 1-based line of the input being read.
+    line: u64,
+    /// Line where the open quote started, bytes since it opened.
+    quote_line: u64,
+    quoted_bytes: u64,
+    line_bytes: u64,
+    /// The previous byte ended a field (or the stream just started).
+    field_start: bool,
+    /// The previous byte was a `"` that closed a quoted field, unless this
+    /// one is `"` too.
+    quote_pending: bool,
+}
+
+fn blank_lines<R>(
+    inner: R,
+    removed_at: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
+) -> BlankLines<R> {
+    BlankLines {
+        inner,
+        in_quotes: false,
+        at_line_start: true,
+        out_offset: 0,
+        removed_at,
+        buf: Vec::new(),
+        line: 1,
+        quote_line: 0,
+        quoted_bytes: 0,
+        line_bytes: 0,
+        field_start: true,
+        quote_pending: false,
+    }
 }
 
 impl<R: Read> Read for BlankLines<R> {
@@ -150,6 +206,33 @@ impl<R: Read> Read for BlankLines<R> {
             }
             let mut k = 0;
             for &b in &self.buf[..n] {
+                self.line_bytes += 1;
+                if b == b'\n' {
+                    self.line += 1;
+                    self.line_bytes = 0;
+                }
+                if self.in_quotes {
+                    self.quoted_bytes += 1;
+                    if self.quoted_bytes > QUOTED_FIELD_BYTES_MAX {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "unterminated quote: the quoted field opened at line {} runs on for more than {} MiB",
+                                self.quote_line,
+                                QUOTED_FIELD_BYTES_MAX >> 20
+                            ),
+                        ));
+                    }
+                } else if self.line_bytes > LINE_BYTES_MAX {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {} MiB: not a FOCUS CSV file",
+                            self.line,
+                            LINE_BYTES_MAX >> 20
+                        ),
+                    ));
+                }
                 if !self.in_quotes && b == b'\r' {
                     continue;
                 }
@@ -157,9 +240,26 @@ impl<R: Read> Read for BlankLines<R> {
                     self.removed_at.borrow_mut().push(self.out_offset);
                     continue;
                 }
+                // A quote opens a quoted field only at the start of a field
+                // (elsewhere the csv reader keeps it as a character); in a
+                // quoted field, `""` is an escaped quote and a lone `"`
+                // closes it.
                 if b == b'"' {
-                    self.in_quotes = !self.in_quotes;
+                    if self.quote_pending {
+                        self.quote_pending = false;
+                        self.in_quotes = true;
+                    } else if self.in_quotes {
+                        self.in_quotes = false;
+                        self.quote_pending = true;
+                    } else if self.field_start {
+                        self.in_quotes = true;
+                        self.quote_line = self.line;
+                        self.quoted_bytes = 0;
+                    }
+                } else {
+                    self.quote_pending = false;
                 }
+                self.field_start = !self.in_quotes && (b == b',' || b == b'\n');
                 self.at_line_start = b == b'\n' && !self.in_quotes;
                 out[k] = b;
                 k += 1;
@@ -196,14 +296,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
     mut each: F,
 ) -> Result<usize, FocusError> {
     let removed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let filtered = BlankLines {
-        inner: reader,
-        in_quotes: false,
-        at_line_start: true,
-        out_offset: 0,
-        removed_at: removed.clone(),
-        buf: Vec::new(),
-    };
+    let filtered = blank_lines(reader, removed.clone());
     // The real line of a record: its line in the filtered stream plus the
     // blank lines dropped before its first byte.
     let real_line = |pos: Option<&csv::Position>, fallback: u64| -> u64 {
@@ -217,13 +310,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(filtered);
-    let headers = rdr
-        .headers()
-        .map_err(|e| FocusError::Io {
-            file: file.into(),
-            message: e.to_string(),
-        })?
-        .clone();
+    let headers = rdr.headers().map_err(|e| format_or_io(file, e))?.clone();
     let pos = |name: &str| {
         headers.iter().position(|h| {
             h.trim()
@@ -274,6 +361,9 @@ pub fn read<R: Read, F: FnMut(Charge)>(
         }
         let rec = match rec {
             Ok(r) => r,
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(format_or_io(file, e));
+            }
             Err(e) => {
                 let line = real_line(e.position(), 0);
                 errors.push(format!("{file}:{line}: {e}"));
@@ -310,6 +400,28 @@ pub fn read<R: Read, F: FnMut(Charge)>(
         });
     }
     Ok(count)
+}
+
+/// A csv error: the input's own fault (bad bytes, an unterminated quote)
+/// is `Format`; a failing read is `Io`.
+fn format_or_io(file: &str, e: csv::Error) -> FocusError {
+    let message = match e.kind() {
+        csv::ErrorKind::Io(io) if io.kind() != std::io::ErrorKind::InvalidData => {
+            return FocusError::Io {
+                file: file.into(),
+                message: e.to_string(),
+            }
+        }
+        csv::ErrorKind::Io(io) => io.to_string(),
+        csv::ErrorKind::Utf8 { .. } => {
+            "not UTF-8 text: a FOCUS export is a UTF-8 CSV file".to_string()
+        }
+        _ => e.to_string(),
+    };
+    FocusError::Format {
+        file: file.into(),
+        message,
+    }
 }
 
 type RowError = (String, String);
@@ -385,6 +497,20 @@ fn row(
         Some(i) if !is_null(get(i)) => Some(time(i)?),
         _ => None,
     };
+    let frequency = opt(c.frequency);
+    let one_time = frequency
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("One-Time"));
+    let max_s = crate::aggregate::SPREAD_DAYS_MAX * crate::time::SECONDS_PER_DAY;
+    if !one_time && end.0 - start.0 > max_s {
+        return Err((
+            name(c.end),
+            format!(
+                "the charge period is longer than {} days; charges are spread evenly over their period, so split it (or mark a one-time charge ChargeFrequency One-Time)",
+                crate::aggregate::SPREAD_DAYS_MAX
+            ),
+        ));
+    }
     Ok(Charge {
         line: 0,
         provider,
@@ -393,7 +519,7 @@ fn row(
         charge_period_start: start,
         charge_period_end: end,
         category,
-        frequency: opt(c.frequency),
+        frequency,
         pricing_category: opt(c.pricing_category),
         region: opt(c.region),
         service: opt(c.service),

@@ -257,8 +257,9 @@ fn focus_rows_give_actual_utilisation() {
         (h.used, h.unused, h.utilisation),
         (usd("75"), usd("25"), Some(0.75))
     );
-    // Coverage: 75 of 75 + 25 + 100 effective usage.
-    assert_eq!(h.coverage, Some(75.0 / 200.0));
+    // Coverage (Cost Explorer): $100 on-demand-equivalent covered of
+    // $100 covered + $100 on-demand; Unused rows are in neither.
+    assert_eq!(h.coverage, Some(100.0 / 200.0));
 }
 
 #[test]
@@ -373,5 +374,7 @@ fn aws_order_reserved_instances_then_ec2_instance_sp_then_compute_sp() {
         panic!()
     };
     assert_eq!((c.used, c.unused), (usd("71.28"), usd("78.72")));
-    assert!((c.coverage.unwrap() - 95.04 / 265.12).abs() < 1e-12);
+    // Coverage as Cost Explorer defines it for Savings Plans: usage the RI
+    // covered ($110.08) is in neither term: 95.04 / (265.12 − 110.08).
+    assert!((c.coverage.unwrap() - 95.04 / 155.04).abs() < 1e-12);
 }

@@ -6,14 +6,22 @@
 //! Ledger imports are all-or-nothing: the whole file is parsed and folded
 //! first, then written in one transaction. Idempotency:
 //! * the same file content (SHA-256) is never imported twice;
-//! * a file that re-exports periods already stored (a provider × billing
-//!   period "partition") must say `replace` to supersede them; otherwise the
-//!   import is refused, naming the overlap, so nothing is double-counted
-//!   by accident. Disjoint multi-part exports simply add up.
+//! * data is partitioned by provider × billing account × billing period.
+//!   A file whose rows fall in a partition already stored is compared with
+//!   it by row fingerprints (see `skyward_ledger::aggregate::Fingerprints`):
+//!   - none of its rows stored (≤ 2 %): another part of a multi-part export,
+//!     it adds up;
+//!   - half or more of its rows stored: a re-export, refused unless the
+//!     import says `Replace` (which supersedes the partition);
+//!   - in between, or no way to tell (data imported before fingerprints,
+//!     a tiny file against a sampled one): refused, asking for `Append` or
+//!     `Replace`.
+//!
+//!   Nothing is double-counted or deleted by accident.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use skyward_ledger::aggregate::Aggregates;
+use skyward_ledger::aggregate::{describe_partition, Aggregates, Fingerprints, FINGERPRINT_SAMPLE};
 use skyward_ledger::status::{DayRow, HourRow};
 use skyward_ledger::Amount;
 use sqlx::sqlite::{
@@ -36,16 +44,41 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("{file} was already imported (import #{id}, same content); nothing changed")]
     AlreadyImported { file: String, id: i64 },
-    #[error("{file} overlaps periods already stored: {overlaps}; if it supersedes them, import again with --replace (nothing changed)")]
+    #[error("{file} re-exports periods already stored ({overlaps}); if it supersedes them, import again with --replace (nothing changed)")]
     Overlap { file: String, overlaps: String },
+    #[error("{file} adds rows to periods already stored ({partitions}) and it cannot be told whether it is another part of the same export or a re-export: {detail}; import again with --append (another part: add it up) or --replace (supersedes them) (nothing changed)")]
+    Ambiguous {
+        file: String,
+        partitions: String,
+        detail: String,
+    },
 }
+
+/// How an import treats partitions already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Add new parts, refuse re-exports (decided by row fingerprints).
+    Auto,
+    /// Add up whatever is stored (another part of the same export).
+    Append,
+    /// Supersede the stored partitions the file touches.
+    Replace,
+}
+
+/// Share of a file's fingerprints found stored at or above which it is a
+/// re-export.
+pub const REEXPORT_SHARE_MIN: f64 = 0.5;
+/// Share at or below which it is another part of the export.
+pub const NEW_PART_SHARE_MAX: f64 = 0.02;
 
 impl StoreError {
     /// Errors the user can fix by changing the input or the flags.
     pub fn is_input(&self) -> bool {
         matches!(
             self,
-            StoreError::AlreadyImported { .. } | StoreError::Overlap { .. }
+            StoreError::AlreadyImported { .. }
+                | StoreError::Overlap { .. }
+                | StoreError::Ambiguous { .. }
         )
     }
 }
@@ -91,10 +124,62 @@ pub struct ImportOutcome {
     pub buckets: usize,
     pub partitions: Vec<String>,
     pub replaced: Vec<String>,
+    /// Stored partitions this file added to as another part of the export.
+    pub appended: Vec<String>,
 }
 
 pub struct Store {
     pool: SqlitePool,
+}
+
+/// The share of a file's row fingerprints for partition `p` that are
+/// already stored, over the fingerprints both sides are sure to keep; None
+/// when there is nothing to compare (no stored fingerprints, or none of
+/// the file's rows in the stored sample).
+async fn stored_share(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    p: &str,
+    new: Option<&Fingerprints>,
+) -> Result<Option<f64>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    let meta = sqlx::query(
+        "SELECT COUNT(*), COALESCE(MAX(sampled), 0) FROM partition_imports WHERE partition = ?",
+    )
+    .bind(p)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (imports, sampled): (i64, i64) = (meta.get(0), meta.get(1));
+    if imports == 0 {
+        return Ok(None);
+    }
+    let mut probe: Vec<u64> = new
+        .hashes
+        .iter()
+        .copied()
+        .filter(|h| sampled == 0 || h.is_multiple_of(FINGERPRINT_SAMPLE))
+        .collect();
+    probe.sort_unstable();
+    probe.dedup();
+    if probe.is_empty() {
+        return Ok(None);
+    }
+    let mut found = 0i64;
+    for chunk in probe.chunks(10_000) {
+        let list = chunk
+            .iter()
+            .map(|h| (*h as i64).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        found += sqlx::query(
+            "SELECT COUNT(DISTINCT hash) FROM partition_fingerprints WHERE partition = ?1 AND hash IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(p)
+        .bind(format!("[{list}]"))
+        .fetch_one(&mut **tx)
+        .await?
+        .get::<i64, _>(0);
+    }
+    Ok(Some(found as f64 / probe.len() as f64))
 }
 
 impl Store {
@@ -153,7 +238,7 @@ impl Store {
         sha256: &str,
         format: &str,
         agg: &Aggregates,
-        replace: bool,
+        mode: ImportMode,
         now_s: i64,
     ) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -179,25 +264,64 @@ impl Store {
                 existing.insert(p.clone());
             }
         }
-        if !existing.is_empty() && !replace {
-            let list: Vec<String> = existing
-                .iter()
-                .map(|p| p.replace('|', " billing period "))
-                .collect();
-            return Err(StoreError::Overlap {
-                file: file_name.to_string(),
-                overlaps: list.join(", "),
-            });
+        let mut appended = Vec::new();
+        if mode != ImportMode::Replace {
+            let (mut reexports, mut unclear) = (Vec::new(), Vec::new());
+            for p in &existing {
+                if mode == ImportMode::Append {
+                    appended.push(p.clone());
+                    continue;
+                }
+                match stored_share(&mut tx, p, agg.fingerprints.get(p)).await? {
+                    Some(share) if share >= REEXPORT_SHARE_MIN => reexports.push(format!(
+                        "{}: {:.0} % of its rows are stored",
+                        describe_partition(p),
+                        100.0 * share
+                    )),
+                    Some(share) if share <= NEW_PART_SHARE_MAX => appended.push(p.clone()),
+                    Some(share) => unclear.push(format!(
+                        "{}: {:.0} % of its rows are stored",
+                        describe_partition(p),
+                        100.0 * share
+                    )),
+                    None => unclear.push(format!(
+                        "{}: too few rows to compare",
+                        describe_partition(p)
+                    )),
+                }
+            }
+            if !reexports.is_empty() {
+                return Err(StoreError::Overlap {
+                    file: file_name.to_string(),
+                    overlaps: reexports.join("; "),
+                });
+            }
+            if !unclear.is_empty() {
+                return Err(StoreError::Ambiguous {
+                    file: file_name.to_string(),
+                    partitions: existing
+                        .iter()
+                        .filter(|p| !appended.contains(p))
+                        .map(|p| describe_partition(p))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    detail: unclear.join("; "),
+                });
+            }
+            existing.clear();
         }
         for p in &existing {
-            sqlx::query("DELETE FROM charges_daily WHERE partition = ?")
-                .bind(p)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM usage_hourly WHERE partition = ?")
-                .bind(p)
-                .execute(&mut *tx)
-                .await?;
+            for table in [
+                "charges_daily",
+                "usage_hourly",
+                "partition_imports",
+                "partition_fingerprints",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE partition = ?"))
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         let replaced: Vec<String> = existing.into_iter().collect();
         let id: i64 = sqlx::query(
@@ -244,7 +368,7 @@ impl Store {
         let hourly: Vec<_> = agg.hourly.iter().collect();
         for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2 - 500) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows) ",
+                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows, spread_rows) ",
             );
             q.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(id)
@@ -258,9 +382,30 @@ impl Store {
                     .push_bind(s.billed.nanos())
                     .push_bind(s.effective.nanos())
                     .push_bind(s.list.nanos())
-                    .push_bind(s.rows as i64);
+                    .push_bind(s.rows as i64)
+                    .push_bind(s.spread_rows as i64);
             });
             q.build().execute(&mut *tx).await?;
+        }
+        for (p, f) in &agg.fingerprints {
+            sqlx::query(
+                "INSERT INTO partition_imports (partition, import_id, rows, sampled) VALUES (?, ?, ?, ?)",
+            )
+            .bind(p)
+            .bind(id)
+            .bind(f.rows as i64)
+            .bind(f.sampled)
+            .execute(&mut *tx)
+            .await?;
+            for chunk in f.hashes.chunks(INSERT_BATCH_ROWS * 5) {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO partition_fingerprints (partition, import_id, hash) ",
+                );
+                q.push_values(chunk, |mut b, h| {
+                    b.push_bind(p).push_bind(id).push_bind(*h as i64);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(ImportOutcome {
@@ -269,6 +414,7 @@ impl Store {
             buckets: agg.bucket_count(),
             partitions: partitions.into_iter().collect(),
             replaced,
+            appended,
         })
     }
 
@@ -366,9 +512,27 @@ impl Store {
             .collect())
     }
 
-    /// The last day with any charge, if any.
+    /// Per provider: (hourly usage buckets, buckets filled at least partly
+    /// by spreading a row longer than an hour).
+    pub async fn hourly_spread(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, COUNT(*), SUM(spread_rows > 0) FROM usage_hourly GROUP BY provider ORDER BY provider",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// The last day with usage (else with any charge), if any. Usage, not
+    /// every charge: a monthly fee spread over its month reaches past the
+    /// last day the data has seen.
     pub async fn last_day(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query("SELECT MAX(day) FROM charges_daily")
+        Ok(sqlx::query(
+            "SELECT COALESCE(MAX(CASE WHEN category = 'Usage' THEN day END), MAX(day)) FROM charges_daily",
+        )
             .fetch_one(&self.pool)
             .await?
             .get(0))

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use skyward_ledger::aggregate::{Aggregates, Folder};
 use skyward_ledger::focus::read;
 use skyward_ledger::Amount;
-use skyward_store::{sha256_hex, Store, StoreError};
+use skyward_store::{sha256_hex, ImportMode, Store, StoreError};
 
 const HEADER: &str = "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,RegionId,PricingCategory\n";
 
@@ -45,7 +45,7 @@ fn same_file_twice_is_refused_and_changes_nothing() {
                 &sha256_hex(text.as_bytes()),
                 "focus",
                 &agg,
-                false,
+                ImportMode::Auto,
                 0,
             )
             .await
@@ -59,7 +59,7 @@ fn same_file_twice_is_refused_and_changes_nothing() {
                 &sha256_hex(text.as_bytes()),
                 "focus",
                 &agg,
-                false,
+                ImportMode::Auto,
                 1,
             )
             .await
@@ -91,7 +91,7 @@ fn overlapping_periods_need_replace() {
                 &sha256_hex(v1.as_bytes()),
                 "focus",
                 &fold(&v1),
-                false,
+                ImportMode::Auto,
                 0,
             )
             .await
@@ -103,7 +103,7 @@ fn overlapping_periods_need_replace() {
                 &sha256_hex(oct.as_bytes()),
                 "focus",
                 &fold(&oct),
-                false,
+                ImportMode::Auto,
                 0,
             )
             .await
@@ -119,13 +119,15 @@ fn overlapping_periods_need_replace() {
                 &sha256_hex(v2.as_bytes()),
                 "focus",
                 &fold(&v2),
-                false,
+                ImportMode::Auto,
                 0,
             )
             .await
             .unwrap_err();
         assert!(
-            e.to_string().contains("aws billing period 2024-09-01") && e.is_input(),
+            e.to_string()
+                .contains("aws account (none) billing period 2024-09-01")
+                && e.is_input(),
             "{e}"
         );
         assert_eq!(
@@ -139,12 +141,12 @@ fn overlapping_periods_need_replace() {
                 &sha256_hex(v2.as_bytes()),
                 "focus",
                 &fold(&v2),
-                true,
+                ImportMode::Replace,
                 0,
             )
             .await
             .unwrap();
-        assert_eq!(out.replaced, vec!["aws|2024-09-01".to_string()]);
+        assert_eq!(out.replaced, vec!["aws||2024-09-01".to_string()]);
         assert_eq!(
             store.totals().await.unwrap().0,
             Amount::parse("22").unwrap()
@@ -166,7 +168,7 @@ fn data_survives_reopening() {
                     &sha256_hex(text.as_bytes()),
                     "focus",
                     &fold(&text),
-                    false,
+                    ImportMode::Auto,
                     0,
                 )
                 .await
@@ -198,13 +200,111 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("p.db")).await.unwrap();
             let agg = fold(&text);
-            store.import("p.csv", &sha256_hex(text.as_bytes()), "focus", &agg, false, 0).await.unwrap();
+            store.import("p.csv", &sha256_hex(text.as_bytes()), "focus", &agg, ImportMode::Auto, 0).await.unwrap();
             let (billed, effective, rows) = store.totals().await.unwrap();
             assert_eq!(billed, expected);
             assert_eq!(effective, expected);
             assert_eq!(rows as usize, cents.len());
-            assert!(store.import("p.csv", &sha256_hex(text.as_bytes()), "focus", &agg, false, 0).await.is_err());
+            assert!(store.import("p.csv", &sha256_hex(text.as_bytes()), "focus", &agg, ImportMode::Auto, 0).await.is_err());
             assert_eq!(store.totals().await.unwrap().0, expected);
         });
     }
+}
+
+const ACCOUNT_HEADER: &str = "BillingAccountId,BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,RegionId,PricingCategory,ResourceId\n";
+
+/// `n` hourly rows of one account, resources `first..first + n`.
+fn account_rows(account: &str, first: usize, n: usize, billed: &str) -> String {
+    let mut s = ACCOUNT_HEADER.to_string();
+    for i in first..first + n {
+        let (day, hour) = (1 + (i / 24) % 28, i % 24);
+        s.push_str(&format!("{account},2024-09-01T00:00:00Z,2024-09-{day:02}T{hour:02}:00:00Z,2024-09-{day:02}T{hour:02}:59:59Z,Usage,{billed},{billed},{billed},AWS,us-east-1,Standard,i-{i}\n"));
+    }
+    s
+}
+
+async fn put(
+    store: &Store,
+    name: &str,
+    text: &str,
+    mode: ImportMode,
+) -> Result<skyward_store::ImportOutcome, StoreError> {
+    store
+        .import(
+            name,
+            &sha256_hex(text.as_bytes()),
+            "focus",
+            &fold(text),
+            mode,
+            0,
+        )
+        .await
+}
+
+/// Issue 11, defect 4: a second billing account of the same provider and
+/// month is not an overlap, and replacing one account leaves the other.
+#[test]
+fn two_billing_accounts_of_one_month_add_up_and_replace_separately() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let a = account_rows("111", 0, 10, "1");
+        let b = account_rows("222", 0, 10, "2");
+        put(&store, "a.csv", &a, ImportMode::Auto).await.unwrap();
+        let out = put(&store, "b.csv", &b, ImportMode::Auto).await.unwrap();
+        assert!(out.appended.is_empty() && out.replaced.is_empty());
+        assert_eq!(
+            store.totals().await.unwrap().0,
+            Amount::parse("30").unwrap()
+        );
+        // A restated export of account 222: replaces 222 only.
+        let b2 = account_rows("222", 0, 10, "3");
+        let out = put(&store, "b2.csv", &b2, ImportMode::Replace)
+            .await
+            .unwrap();
+        assert_eq!(out.replaced, vec!["aws|222|2024-09-01".to_string()]);
+        assert_eq!(
+            store.totals().await.unwrap().0,
+            Amount::parse("40").unwrap()
+        );
+    });
+}
+
+/// Issue 11, defect 4: the parts of a multi-part export add up, with no
+/// flag; a re-export of a part is refused, and changes nothing.
+#[test]
+fn parts_of_one_export_add_up_and_a_re_export_is_refused() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        // Large enough that fingerprints are sampled (one in 32).
+        let part1 = account_rows("111", 0, 6_000, "1");
+        let part2 = account_rows("111", 6_000, 6_000, "1");
+        put(&store, "part-00001.csv", &part1, ImportMode::Auto).await.unwrap();
+        let out = put(&store, "part-00002.csv", &part2, ImportMode::Auto).await.unwrap();
+        assert_eq!(out.appended, vec!["aws|111|2024-09-01".to_string()]);
+        assert_eq!(store.totals().await.unwrap().0, Amount::parse("12000").unwrap());
+        // A re-export of part 1 with one row changed: refused.
+        let mut again = part1.clone();
+        again.push_str("111,2024-09-01T00:00:00Z,2024-09-02T00:00:00Z,2024-09-02T00:59:59Z,Usage,5,5,5,AWS,us-east-1,Standard,i-new\n");
+        let e = put(&store, "part-00001-v2.csv", &again, ImportMode::Auto).await.unwrap_err();
+        assert!(matches!(e, StoreError::Overlap { .. }) && e.is_input(), "{e}");
+        assert!(e.to_string().contains("aws account 111 billing period 2024-09-01"), "{e}");
+        assert_eq!(store.totals().await.unwrap().0, Amount::parse("12000").unwrap());
+        // A small file against the sampled partition cannot be told apart:
+        // refused with both ways out named; --append adds it up.
+        let small = account_rows("111", 20_000, 3, "1");
+        let e = put(&store, "small.csv", &small, ImportMode::Auto).await;
+        match e {
+            Err(e @ StoreError::Ambiguous { .. }) => {
+                assert!(e.to_string().contains("--append") && e.to_string().contains("--replace"))
+            }
+            // Unless one of its three rows is in the sample and new.
+            Ok(out) => assert_eq!(out.appended.len(), 1),
+            Err(e) => panic!("{e}"),
+        }
+        put(&store, "small-forced.csv", &account_rows("111", 30_000, 3, "1"), ImportMode::Append)
+            .await
+            .unwrap();
+    });
 }

@@ -7,7 +7,7 @@ use crate::table::Table;
 use crate::Output;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use skyward_ledger::aggregate::{Folder, BUCKETS_MAX};
+use skyward_ledger::aggregate::{describe_partition, Folder, BUCKETS_MAX};
 use skyward_ledger::focus::{self, CommitmentCheck};
 use skyward_store::{FileHash, Store};
 use std::io::Read;
@@ -188,9 +188,15 @@ pub struct ImportArgs {
     /// Provider for files without a ProviderName/ServiceProviderName column.
     #[arg(long)]
     pub provider: Option<String>,
-    /// The file supersedes billing periods already stored (a newer export).
-    #[arg(long)]
+    /// The file supersedes the billing periods (per provider and billing
+    /// account) it has rows in (a newer export of them).
+    #[arg(long, conflicts_with = "append")]
     pub replace: bool,
+    /// The file is another part of an export already stored: add it up.
+    /// Without either flag, a file whose rows are new adds up and a file
+    /// whose rows are already stored is refused.
+    #[arg(long)]
+    pub append: bool,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -257,10 +263,16 @@ struct ImportReport {
     rows_per_second: f64,
     partitions: Vec<String>,
     replaced: Vec<String>,
+    appended: Vec<String>,
+    warnings: Vec<String>,
+    warnings_total: u64,
     commitments: Vec<CommitmentCheck>,
     list_cost_mismatch_lines: Vec<u64>,
     peak_rss_mib: f64,
 }
+
+/// Row warnings kept (the count of all is reported).
+const WARNINGS_SHOWN_MAX: usize = 20;
 
 /// Rows kept in memory to check FOCUS invariants on a file (beyond that,
 /// the checks run on this prefix, and say so).
@@ -281,7 +293,15 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     let mut too_many = false;
     let mut next_report = 1_000_000u64;
     let provider = a.provider.as_deref();
+    let mut warnings = Vec::new();
+    let mut warnings_total = 0u64;
     focus::read(&mut input, &shown, provider, |c| {
+        if let Some(w) = focus::row_warning(&c) {
+            warnings_total += 1;
+            if warnings.len() < WARNINGS_SHOWN_MAX {
+                warnings.push(format!("{shown}: {w}"));
+            }
+        }
         agg.add(&c);
         if kept.len() < CHECKED_ROWS_MAX && (c.commitment_id.is_some() || c.list_cost.is_some()) {
             kept.push(c);
@@ -321,7 +341,20 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
     let result = rt.block_on(async {
         let store = Store::open(&db).await?;
         store
-            .import(&shown, &sha, "focus", &agg, a.replace, now)
+            .import(
+                &shown,
+                &sha,
+                "focus",
+                &agg,
+                if a.replace {
+                    skyward_store::ImportMode::Replace
+                } else if a.append {
+                    skyward_store::ImportMode::Append
+                } else {
+                    skyward_store::ImportMode::Auto
+                },
+                now,
+            )
             .await
     });
     let out = match result {
@@ -349,6 +382,9 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         rows_per_second: (out.rows as f64 / secs).round(),
         partitions: out.partitions.clone(),
         replaced: out.replaced.clone(),
+        appended: out.appended.clone(),
+        warnings,
+        warnings_total,
         commitments: focus::commitment_checks(&kept),
         list_cost_mismatch_lines: focus::list_cost_mismatches(&kept),
         peak_rss_mib: crate::cmd::bench::peak_rss_mib(),
@@ -365,22 +401,29 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
                 out.buckets,
                 report.rows_per_second
             );
-            outln!(
-                "periods: {}",
-                out.partitions
-                    .iter()
-                    .map(|p| p.replace('|', " "))
+            let describe = |ps: &[String]| {
+                ps.iter()
+                    .map(|p| describe_partition(p))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            };
+            outln!("periods: {}", describe(&out.partitions));
             if !out.replaced.is_empty() {
+                outln!("replaced: {}", describe(&out.replaced));
+            }
+            if !out.appended.is_empty() {
                 outln!(
-                    "replaced: {}",
-                    out.replaced
-                        .iter()
-                        .map(|p| p.replace('|', " "))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "added as another part of: {} (none of its rows were stored)",
+                    describe(&out.appended)
+                );
+            }
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            if report.warnings_total > report.warnings.len() as u64 {
+                eprintln!(
+                    "warning: … {} more",
+                    report.warnings_total - report.warnings.len() as u64
                 );
             }
             let unbalanced: Vec<_> = report
@@ -456,6 +499,9 @@ pub struct LedgerData {
     pub hours: Vec<skyward_ledger::status::HourRow>,
     pub last: Option<i64>,
     pub imports: Vec<skyward_store::ImportRecord>,
+    /// Notes on hourly figures spread from daily or longer rows, for the
+    /// providers with hourly or capacity commitments.
+    pub spread_notes: Vec<String>,
 }
 
 /// The date a ledger command works at: `--at` when given, else the day
@@ -507,11 +553,24 @@ pub fn load_for(
         } else {
             store.hourly_on_demand(&providers, &cells).await?
         };
+        let spread_notes = store
+            .hourly_spread()
+            .await?
+            .into_iter()
+            .filter(|(p, _, spread)| *spread > 0 && providers.contains(p))
+            .map(|(p, all, spread)| {
+                format!(
+                    "{p}: {:.0} % of hourly usage comes from rows longer than an hour (daily or monthly), spread evenly over their period; hourly utilisation and coverage assume flat usage within each",
+                    100.0 * spread as f64 / all.max(1) as f64
+                )
+            })
+            .collect();
         Ok::<_, skyward_store::StoreError>(LedgerData {
             days: store.daily(None, i64::MAX).await?,
             hours,
             last,
             imports: store.imports().await?,
+            spread_notes,
         })
     })?)
 }
@@ -521,14 +580,20 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
     let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
     let LedgerData {
-        days, hours, last, ..
+        days,
+        hours,
+        last,
+        spread_notes,
+        ..
     } = load_for(&contracts, &db)?;
     let at = resolve_at(a.at.as_deref(), last, &db)?;
     let report = compute(&contracts, at, &days, &hours);
     match a.db.output {
         Output::Json => outln!(
             "{}",
-            json(&serde_json::json!({"at": at.date_string(), "contracts": report}))?
+            json(
+                &serde_json::json!({"at": at.date_string(), "contracts": report, "notes": spread_notes})
+            )?
         ),
         Output::Table => {
             outln!(
@@ -681,6 +746,9 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
             definitions.dedup();
             for d in definitions {
                 outln!("coverage  {d}");
+            }
+            for n in &spread_notes {
+                outln!("note  {n}");
             }
         }
     }
@@ -1125,6 +1193,7 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         hours,
         last,
         imports,
+        ..
     } = load_for(&contracts, &db)?;
     let at = resolve_at(a.at.as_deref(), last, &db)?;
     let status = compute(&contracts, at, &days, &hours);

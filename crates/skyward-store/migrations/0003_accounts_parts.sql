@@ -1,0 +1,34 @@
+-- Partitions become provider × billing account × billing period (they were
+-- provider × billing period, so a second payer account looked like a
+-- re-export of the first). Existing keys are rewritten from the stored
+-- account; hourly rows take their import's account for the same old key.
+UPDATE usage_hourly SET partition = COALESCE(
+    (SELECT d.provider || '|' || MIN(d.billing_account) || '|' || substr(usage_hourly.partition, length(usage_hourly.provider) + 2)
+       FROM charges_daily d
+      WHERE d.import_id = usage_hourly.import_id AND d.partition = usage_hourly.partition),
+    partition);
+UPDATE charges_daily SET partition = provider || '|' || billing_account || '|' || substr(partition, length(provider) + 2);
+
+-- Hourly buckets filled by spreading a longer row (a daily Azure row over
+-- its 24 hours) say so: the figures are an even spread, not a reading.
+ALTER TABLE usage_hourly ADD COLUMN spread_rows INTEGER NOT NULL DEFAULT 0;
+
+-- Which imports hold rows of a partition, and fingerprints of their rows
+-- (all of them up to 4,096 rows per file, else one in 32), so another part
+-- of a multi-part export (new rows) adds up while a re-export (rows already
+-- stored) is refused.
+CREATE TABLE partition_imports (
+    partition  TEXT    NOT NULL,
+    import_id  INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    rows       INTEGER NOT NULL,
+    sampled    INTEGER NOT NULL
+);
+CREATE INDEX partition_imports_partition ON partition_imports (partition);
+
+CREATE TABLE partition_fingerprints (
+    partition  TEXT    NOT NULL,
+    import_id  INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    hash       INTEGER NOT NULL
+);
+CREATE INDEX partition_fingerprints_lookup ON partition_fingerprints (partition, hash);
+CREATE INDEX partition_fingerprints_import ON partition_fingerprints (import_id);
