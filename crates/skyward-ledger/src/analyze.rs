@@ -6,20 +6,24 @@
 //! * headline savings: the contract as sold, all of C used: C·d/(1 − d);
 //! * break-even: savings L − max(C, (1 − d)L) ≥ 0 exactly when L ≥ C, that
 //!   is when at least (1 − d) of the commitment is burned;
-//! * expected economics: L is projected path by path (the status forecast's
-//!   block bootstrap over the eligible list-spend history, with optional
-//!   growth); per path, shortfall = max(0, C − (1 − d)L) and savings =
-//!   L − max(C, (1 − d)L). Reported: their means, the shortfall probability,
-//!   the effective discount E[savings]/E[L], and the net present value at a
-//!   discount rate, with discount savings accruing evenly over the remaining
-//!   term and the shortfall paid at its end.
+//! * expected economics: the burn B is projected path by path by
+//!   [`crate::projection`], the engine `status` uses (same paths, same
+//!   purchases and adjustments, same floors and shortfall rule, so the two
+//!   agree on every shared figure); the list spend of a path is what was
+//!   listed to date plus its projected burn at the history's list/billed
+//!   ratio (1/(1 − d) for a contract not started). Per path: cost = B +
+//!   the shortfall the rule bills; savings = L − cost. Reported: their
+//!   means, the shortfall probability, the effective discount
+//!   E[savings]/E[L], and the net present value at a discount rate, with
+//!   discount savings accruing evenly over the remaining term and each
+//!   shortfall paid when billed (year ends under `yearly`, term end).
 
 use crate::amount::Amount;
-use crate::contracts::{scale, Contract, SpendTerms, Terms};
-use crate::status::{paths, DayRow};
+use crate::contracts::{scale, Contract, ShortfallRule, SpendTerms, Terms};
+use crate::projection::{project, Basis};
+use crate::status::DayRow;
 use crate::time::Timestamp;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
@@ -41,6 +45,13 @@ pub struct Analysis {
     /// Share of the commitment that must be burned to break even.
     pub break_even_burn_pct: f64,
     pub list_spend_to_date: Amount,
+    pub shortfall_rule: ShortfallRule,
+    pub basis: Basis,
+    /// Eligible burn to date and its projection at term end (the figures
+    /// `status` shows).
+    pub burned: Amount,
+    pub projected_burn_p50: Amount,
+    pub recurring_purchases_per_month: Option<Amount>,
     pub projected_list_spend_p10: Amount,
     pub projected_list_spend_p50: Amount,
     pub projected_list_spend_p90: Amount,
@@ -96,52 +107,68 @@ pub fn analyze(
     let r = discount_rate_pct / 100.0;
     let (d0, d_end) = (c.start.day(), c.end.day());
     let d_at = at.day().clamp(d0, d_end);
-    // Daily eligible list spend (usage), since the start, or the latest
-    // history before it for a contract that has not started.
-    let mut daily: BTreeMap<i64, Amount> = BTreeMap::new();
-    for row in days.iter().filter(|x| {
-        x.provider == c.provider
-            && x.category == "Usage"
-            && t.eligible.admits(&x.region, &x.service, &x.sku)
-            && x.day < d_at.max(at.day())
-    }) {
-        *daily.entry(row.day).or_insert(Amount::ZERO) += row.list;
-    }
-    let Some((&last, _)) = daily.iter().next_back() else {
+    let p = project(
+        c,
+        t,
+        at,
+        days,
+        growth_pct,
+        crate::status::FORECAST_PATHS,
+        &[],
+    );
+    if p.history.is_empty() && p.recurring_per_month.is_none() {
         return Err(AnalyzeError::NoHistory(c.name.clone()));
-    };
-    let first =
-        (last - crate::status::FORECAST_WINDOW_DAYS + 1).max(*daily.keys().next().unwrap_or(&last));
-    let history: Vec<Amount> = (first..=last)
-        .map(|x| daily.get(&x).copied().unwrap_or(Amount::ZERO))
-        .collect();
-    let to_date: Amount = daily.range(d0..d_at).map(|(_, a)| *a).sum();
-    let days_left = d_end - d_at;
-    let finals = paths(&c.name, &history, to_date, days_left, growth_pct);
+    }
+    let to_date: Amount = days
+        .iter()
+        .filter(|x| {
+            x.provider == c.provider
+                && x.category == "Usage"
+                && t.eligible.admits(&x.region, &x.service, &x.sku)
+                && x.day >= d0
+                && x.day < d_at
+        })
+        .map(|x| x.list)
+        .sum();
+    let list_of = |burn: Amount| to_date + scale(burn - p.burned, p.list_per_burn);
+    let finals: Vec<Amount> = p.ends.iter().map(|e| list_of(e.burn)).collect();
     let n = finals.len().max(1) as i128;
-    let pct = |p: f64| crate::status::percentile(&finals, p);
-    let (mut short_sum, mut save_sum, mut list_sum) = (Amount::ZERO, Amount::ZERO, Amount::ZERO);
+    let pct = |q: f64| crate::status::percentile(&finals, q);
+    let term_years = (d_end - d0) as f64 / 365.25;
+    let now_years = (d_at - d0) as f64 / 365.25;
+    let years_at = |day: i64| (day - d0) as f64 / 365.25;
+    let (mut short_sum, mut save_sum, mut list_sum, mut short_pv) =
+        (Amount::ZERO, Amount::ZERO, Amount::ZERO, 0.0f64);
     let (mut short_n, mut loss_n) = (0usize, 0usize);
-    for l in &finals {
-        let burn = scale(*l, 1.0 - d);
-        let cost = burn.max(*commit);
-        let short = (*commit - burn).max(Amount::ZERO);
-        short_sum += short;
+    for (e, l) in p.ends.iter().zip(&finals) {
+        let cost = e.burn + e.shortfall;
+        short_sum += e.shortfall;
         save_sum += *l - cost;
         list_sum += *l;
-        short_n += usize::from(short > Amount::ZERO);
+        short_n += usize::from(e.shortfall > Amount::ZERO);
         loss_n += usize::from(cost > *l);
+        // When each shortfall is billed: year gaps at their year ends
+        // (yearly rule, years not yet closed), the rest at term end.
+        let mut paid_early = Amount::ZERO;
+        if t.shortfall == ShortfallRule::Yearly {
+            for (y, b) in p.years.iter().zip(&e.year_burn) {
+                if let Some(f) = y.floor {
+                    let gap = (f - *b).max(Amount::ZERO);
+                    let when = years_at(y.end.day()).max(now_years);
+                    short_pv += gap.as_f64() / (1.0 + r).powf(when);
+                    paid_early += gap;
+                }
+            }
+        }
+        short_pv +=
+            (e.shortfall - paid_early).max(Amount::ZERO).as_f64() / (1.0 + r).powf(term_years);
     }
     let e_short = Amount(short_sum.0 / n);
     let e_save = Amount(save_sum.0 / n);
     let e_list = Amount(list_sum.0 / n);
-    let term_years = (d_end - d0) as f64 / 365.25;
-    let now_years = (d_at - d0) as f64 / 365.25;
-    // Discount savings (d·L) accrue evenly over the rest of the term; the
-    // shortfall is paid at its end.
     let e_discount = Amount(e_save.0 + e_short.0);
     let npv = scale(e_discount, mean_discount_factor(r, now_years, term_years))
-        - scale(e_short, 1.0 / (1.0 + r).powf(term_years));
+        - Amount::from_usd_f64(short_pv / n as f64);
     Ok(Analysis {
         name: c.name.clone(),
         provider: c.provider.clone(),
@@ -161,6 +188,11 @@ pub fn analyze(
         break_even_list_spend: *commit,
         break_even_burn_pct: 100.0 * (1.0 - d),
         list_spend_to_date: to_date,
+        shortfall_rule: t.shortfall,
+        basis: p.basis,
+        burned: p.burned,
+        projected_burn_p50: p.burn_percentile(0.5),
+        recurring_purchases_per_month: p.recurring_per_month,
         projected_list_spend_p10: pct(0.10),
         projected_list_spend_p50: pct(0.50),
         projected_list_spend_p90: pct(0.90),
@@ -171,7 +203,7 @@ pub fn analyze(
         effective_discount_pct: (e_list > Amount::ZERO)
             .then(|| 100.0 * e_save.as_f64() / e_list.as_f64()),
         expected_savings_npv: npv,
-        history_days: history.len(),
+        history_days: p.history.len(),
     })
 }
 
@@ -197,11 +229,12 @@ mod tests {
         }
     }
 
+    /// Usage at `per_day` list, billed at 80 % of it (the 20 % deal).
     fn flat_history(per_day: &str, days: i64) -> Vec<DayRow> {
         let d0 = Timestamp::parse("2026-01-01").unwrap_or(Timestamp(0)).day();
         let list = Amount::parse(per_day).unwrap_or_default();
         (0..days)
-            .map(|i| DayRow::usage(d0 + i, "aws", Amount::ZERO, list))
+            .map(|i| DayRow::usage(d0 + i, "aws", scale(list, 0.8), list))
             .collect()
     }
 

@@ -17,6 +17,7 @@ pub mod export;
 pub mod focus;
 pub mod generate;
 pub mod planning;
+pub mod projection;
 pub mod recommend;
 pub mod status;
 pub mod time;

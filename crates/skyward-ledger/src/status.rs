@@ -19,6 +19,9 @@
 
 use crate::amount::Amount;
 use crate::contracts::{CapacityTerms, Contract, HourlyTerms, SpendTerms, Terms};
+pub use crate::projection::{
+    BLOCK_DAYS as FORECAST_BLOCK_DAYS, WINDOW_DAYS as FORECAST_WINDOW_DAYS,
+};
 use crate::time::{Timestamp, SECONDS_PER_DAY, SECONDS_PER_HOUR};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -75,8 +78,6 @@ pub struct HourRow {
 }
 
 pub const FORECAST_PATHS: usize = 2_000;
-pub const FORECAST_WINDOW_DAYS: i64 = 91;
-pub const FORECAST_BLOCK_DAYS: usize = 7;
 pub const BURN_RATE_WINDOW_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +90,11 @@ pub struct Forecast {
     pub shortfall_probability: f64,
     pub paths: usize,
     pub history_days: i64,
+    /// What the history is: burn since the start, or list spend before it
+    /// at the deal's discount.
+    pub basis: crate::projection::Basis,
+    /// Recurring purchases projected as a monthly schedule, if any.
+    pub recurring_purchases_per_month: Option<Amount>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +105,9 @@ pub struct FloorStatus {
     pub floor: Amount,
     pub burned_in_year: Amount,
     pub remaining_to_floor: Amount,
+    /// The year is over: its burn is final.
+    pub closed: bool,
+    /// The year's burn (P10–P90) and its gap to the floor.
     pub forecast_in_year: Option<Forecast>,
 }
 
@@ -121,7 +130,10 @@ pub struct SpendStatus {
     pub burn_rate_per_day: Amount,
     /// What must be burned per remaining day to meet the commitment.
     pub required_per_day: Amount,
-    pub floor: Option<FloorStatus>,
+    /// How a shortfall is billed: at term end, or each year to its floor.
+    pub shortfall_rule: crate::contracts::ShortfallRule,
+    /// Every contract year with a floor.
+    pub floors: Vec<FloorStatus>,
     pub forecast: Option<Forecast>,
     pub list_spend: Amount,
     pub effective_spend: Amount,
@@ -247,8 +259,10 @@ fn bootstrap(
         }
         let mut k = 0usize;
         while k < left {
-            let start = rng.below(n - block + 1);
-            for d in &history[start..start + block.min(left - k)] {
+            // Circular blocks: every day of the history is drawn equally
+            // often (see `projection`).
+            let start = rng.below(n);
+            for d in (0..block.min(left - k)).map(|j| &history[(start + j) % n]) {
                 total += match growth.get(k) {
                     Some(g) => crate::contracts::scale(*d, *g),
                     None => *d,
@@ -303,16 +317,15 @@ pub struct BandPoint {
 /// is for looking at).
 pub const BAND_PATHS: usize = 500;
 
-/// The forecast band over time: each path is simulated once and recorded
-/// every `step_days` (and at the end). Same bootstrap as [`paths`].
-pub fn band(
-    name: &str,
-    history: &[Amount],
-    already: Amount,
-    days_left: i64,
-    step_days: i64,
-) -> Vec<BandPoint> {
-    if history.is_empty() || days_left <= 0 {
+/// The forecast band of a spend contract over time, every `step_days`
+/// (and at term end): the same projection as `status` (recurring purchases
+/// as a schedule), on [`BAND_PATHS`] paths.
+pub fn band(c: &Contract, at: Timestamp, days: &[DayRow], step_days: i64) -> Vec<BandPoint> {
+    let Terms::Spend(t) = &c.terms else {
+        return Vec::new();
+    };
+    let days_left = c.end.day() - at.day().clamp(c.start.day(), c.end.day());
+    if days_left <= 0 {
         return Vec::new();
     }
     let step = step_days.max(1);
@@ -320,19 +333,13 @@ pub fn band(
         .map(|k| k * step)
         .chain((days_left % step != 0).then_some(days_left))
         .collect();
-    let mut rng = Rng::from_name(&format!("{name}/band"));
-    let at = bootstrap(
-        &mut rng,
-        history,
-        already,
-        days_left,
-        0.0,
-        &checkpoints,
-        BAND_PATHS,
-    );
+    let p = crate::projection::project(c, t, at, days, 0.0, BAND_PATHS, &checkpoints);
+    if p.history.is_empty() && p.recurring_per_month.is_none() {
+        return Vec::new();
+    }
     checkpoints
         .iter()
-        .zip(&at)
+        .zip(&p.at_checkpoints)
         .map(|(&off, v)| BandPoint {
             day_offset: off,
             p10: percentile(v, 0.1),
@@ -342,29 +349,22 @@ pub fn band(
         .collect()
 }
 
-/// Percentiles and shortfall of the bootstrap paths against `target`.
-pub fn forecast(
-    name: &str,
-    history: &[Amount],
-    already: Amount,
-    days_left: i64,
-    target: Amount,
-) -> Option<Forecast> {
-    let finals = paths(name, history, already, days_left, 0.0);
-    if finals.is_empty() {
+/// The end-of-term figures of a projection (None when there is nothing to
+/// project from).
+fn forecast_of(p: &crate::projection::Projection) -> Option<Forecast> {
+    if p.history.is_empty() && p.recurring_per_month.is_none() {
         return None;
     }
-    let pct = |p: f64| percentile(&finals, p);
-    let gaps: Amount = finals.iter().map(|f| (target - *f).max(Amount::ZERO)).sum();
-    let short = finals.iter().filter(|f| **f < target).count();
     Some(Forecast {
-        p10: pct(0.10),
-        p50: pct(0.50),
-        p90: pct(0.90),
-        expected_shortfall: Amount(gaps.0 / finals.len() as i128),
-        shortfall_probability: short as f64 / finals.len() as f64,
-        paths: finals.len(),
-        history_days: history.len() as i64,
+        p10: p.burn_percentile(0.10),
+        p50: p.burn_percentile(0.50),
+        p90: p.burn_percentile(0.90),
+        expected_shortfall: p.expected_shortfall(),
+        shortfall_probability: p.shortfall_probability(),
+        paths: p.ends.len(),
+        history_days: p.history.len() as i64,
+        basis: p.basis,
+        recurring_purchases_per_month: p.recurring_per_month,
     })
 }
 
@@ -392,50 +392,51 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
     let term = (d_end - d0).max(1);
     let straight = Amount(t.commit.0 * i128::from(elapsed) / i128::from(term));
     let last_day = daily.keys().next_back().copied().unwrap_or(d_at - 1);
-    let history_from =
-        (last_day - FORECAST_WINDOW_DAYS + 1).max(daily.keys().next().copied().unwrap_or(d0));
-    let history: Vec<Amount> = (history_from..=last_day)
-        .map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO))
-        .collect();
-    let rate_from = (last_day - BURN_RATE_WINDOW_DAYS + 1).max(history_from);
+    let first_day = daily.keys().next().copied().unwrap_or(d0);
+    let rate_from = (last_day - BURN_RATE_WINDOW_DAYS + 1).max(first_day);
     let rate_days = (last_day - rate_from + 1).max(1);
     let rate_sum: Amount = (rate_from..=last_day)
         .map(|d| daily.get(&d).copied().unwrap_or(Amount::ZERO))
         .sum();
     let days_left = d_end - d_at;
     let remaining = (t.commit - burned).max(Amount::ZERO);
-    let fc = if daily.is_empty() {
-        None
-    } else {
-        forecast(&c.name, &history, burned, days_left, t.commit)
-    };
-    // The floor of the contract year containing the date.
-    let floor = t.floors.iter().find_map(|f| {
-        let ys = c.start.plus_months(12 * i64::from(f.year - 1));
-        let ye = c.start.plus_months(12 * i64::from(f.year)).min(c.end);
-        (at >= ys && at < ye || (at >= c.end && ye == c.end)).then(|| {
-            let in_year: Amount = daily.range(ys.day()..ye.day()).map(|(_, a)| *a).sum();
-            FloorStatus {
-                year: f.year,
-                year_start: ys.date_string(),
-                year_end: ye.date_string(),
-                floor: f.commit,
+    let p = crate::projection::project(c, t, at, days, 0.0, FORECAST_PATHS, &[]);
+    let fc = forecast_of(&p);
+    let floors: Vec<FloorStatus> = p
+        .years
+        .iter()
+        .enumerate()
+        .filter_map(|(i, y)| {
+            let floor = y.floor?;
+            let in_year = p.burned_by_year.get(i).copied().unwrap_or_default();
+            let mut burns: Vec<Amount> = p
+                .ends
+                .iter()
+                .map(|e| e.year_burn.get(i).copied().unwrap_or_default())
+                .collect();
+            burns.sort();
+            Some(FloorStatus {
+                year: y.number,
+                year_start: y.start.date_string(),
+                year_end: y.end.date_string(),
+                floor,
                 burned_in_year: in_year,
-                remaining_to_floor: (f.commit - in_year).max(Amount::ZERO),
-                forecast_in_year: if daily.is_empty() {
-                    None
-                } else {
-                    forecast(
-                        &format!("{}#{}", c.name, f.year),
-                        &history,
-                        in_year,
-                        ye.day() - d_at,
-                        f.commit,
-                    )
-                },
-            }
+                remaining_to_floor: (floor - in_year).max(Amount::ZERO),
+                closed: y.end.day() <= d_at,
+                forecast_in_year: fc.as_ref().and_then(|f| {
+                    let (gap, prob) = p.floor_gaps(i)?;
+                    Some(Forecast {
+                        p10: percentile(&burns, 0.10),
+                        p50: percentile(&burns, 0.50),
+                        p90: percentile(&burns, 0.90),
+                        expected_shortfall: gap,
+                        shortfall_probability: prob,
+                        ..f.clone()
+                    })
+                }),
+            })
         })
-    });
+        .collect();
     SpendStatus {
         name: c.name.clone(),
         provider: c.provider.clone(),
@@ -460,7 +461,8 @@ fn spend_status(c: &Contract, t: &SpendTerms, at: Timestamp, days: &[DayRow]) ->
         } else {
             remaining
         },
-        floor,
+        shortfall_rule: t.shortfall,
+        floors,
         forecast: fc,
         list_spend: list,
         effective_spend: effective,
@@ -889,16 +891,35 @@ pub fn commitment_daily(id: &str, days: &[DayRow]) -> Vec<(i64, Amount, Amount)>
 #[cfg(test)]
 mod band_tests {
     use super::*;
+    use crate::contracts::{Eligibility, ShortfallRule};
 
     #[test]
     fn band_of_a_constant_history_is_a_line() {
-        let h = vec![Amount::parse("10").unwrap_or_default(); 30];
-        let b = band("x", &h, Amount::parse("100").unwrap_or_default(), 65, 30);
+        let start = Timestamp::parse("2026-01-01").unwrap_or(Timestamp(0));
+        let c = Contract {
+            name: "x".into(),
+            provider: "aws".into(),
+            start,
+            end: start.plus_days(95),
+            terms: Terms::Spend(SpendTerms {
+                commit: Amount::parse("1000").unwrap_or_default(),
+                discount_pct: 0.0,
+                floors: vec![],
+                shortfall: ShortfallRule::TermEnd,
+                eligible: Eligibility::default(),
+            }),
+        };
+        // $10/day for the first 30 days: $300 burned; 65 days left.
+        let ten = Amount::parse("10").unwrap_or_default();
+        let days: Vec<DayRow> = (0..30)
+            .map(|i| DayRow::usage(start.day() + i, "aws", ten, ten))
+            .collect();
+        let b = band(&c, start.plus_days(30), &days, 30);
         let offs: Vec<i64> = b.iter().map(|p| p.day_offset).collect();
         assert_eq!(offs, vec![30, 60, 65]);
         for p in &b {
-            let want = Amount::parse("100").unwrap_or_default()
-                + Amount(Amount::parse("10").unwrap_or_default().0 * i128::from(p.day_offset));
+            let want =
+                Amount::parse("300").unwrap_or_default() + Amount(ten.0 * i128::from(p.day_offset));
             assert_eq!((p.p10, p.p50, p.p90), (want, want, want));
         }
     }

@@ -291,3 +291,175 @@ fn an_unterminated_quote_is_named_with_its_line() {
         2
     );
 }
+
+use skyward_ledger::contracts::{Eligibility, Floor, ShortfallRule, SpendTerms};
+
+fn spend_contract(commit: &str, years: i64, floors: Vec<Floor>, rule: ShortfallRule) -> Contract {
+    let start = ts("2026-01-01");
+    Contract {
+        name: "edp".into(),
+        provider: "aws".into(),
+        start,
+        end: start.plus_months(12 * years),
+        terms: Terms::Spend(SpendTerms {
+            commit: usd(commit),
+            discount_pct: 10.0,
+            floors,
+            shortfall: rule,
+            eligible: Eligibility::default(),
+        }),
+    }
+}
+
+fn spend_of(s: &ContractStatus) -> &skyward_ledger::status::SpendStatus {
+    match s {
+        ContractStatus::Spend(x) => x,
+        other => panic!("not spend: {other:?}"),
+    }
+}
+
+/// A stationary usage series (seeded noise around $10,000/day) with a
+/// $150,000 fee billed on the 1st of every month as a one-day Purchase.
+fn stationary_with_monthly_fee() -> Vec<DayRow> {
+    let mut x: u64 = 42;
+    let mut days = Vec::new();
+    let d0 = ts("2026-01-01").day();
+    for i in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = (x % 6_001) as i64 - 3_000;
+        let v = Amount::parse(&format!("{}", 10_000 + noise)).unwrap();
+        days.push(DayRow::usage(d0 + i, "aws", v, v));
+        let date = Timestamp((d0 + i) * 86_400);
+        if date.month_start() == date {
+            let mut fee = DayRow::usage(d0 + i, "aws", usd("150000"), usd("150000"));
+            fee.category = "Purchase".into();
+            days.push(fee);
+        }
+    }
+    days
+}
+
+/// Defect 5: moving the date by one day on a stationary series moves P50
+/// by less than 1 %, across a month boundary where the fee falls.
+#[test]
+fn the_forecast_does_not_jump_with_the_day_it_is_run() {
+    let days = stationary_with_monthly_fee();
+    // Burn ≈ 10,000 × 730 + 24 × 150,000 ≈ $10.9M over two years.
+    let c = spend_contract("10900000", 2, vec![], ShortfallRule::TermEnd);
+    let mut prev: Option<(Amount, f64)> = None;
+    for date in [
+        "2026-04-26",
+        "2026-04-27",
+        "2026-04-28",
+        "2026-04-29",
+        "2026-04-30",
+        "2026-05-01",
+        "2026-05-02",
+        "2026-05-03",
+    ] {
+        let at = ts(date);
+        let visible: Vec<DayRow> = days.iter().filter(|r| r.day < at.day()).cloned().collect();
+        let s = status(std::slice::from_ref(&c), at, &visible, &[]);
+        let f = spend_of(&s[0]).forecast.clone().unwrap();
+        if let Some((p50, p_short)) = prev {
+            let moved = (f.p50.as_f64() - p50.as_f64()).abs() / p50.as_f64();
+            assert!(
+                moved < 0.01,
+                "{date}: P50 moved {:.2} % ({p50} -> {})",
+                100.0 * moved,
+                f.p50
+            );
+            assert!(
+                (f.shortfall_probability - p_short).abs() < 0.2,
+                "{date}: P(short) {p_short} -> {}",
+                f.shortfall_probability
+            );
+        }
+        prev = Some((f.p50, f.shortfall_probability));
+    }
+}
+
+/// Defect 6: `shortfall: yearly` bills each year's gap to its floor at the
+/// year's end. Year 1 burned $593,500 (floor $500,000 met); the last 91
+/// days ran at $500/day, so year 2 burns $182,500.
+#[test]
+fn yearly_shortfall_bills_each_years_gap() {
+    let d0 = ts("2026-01-01").day();
+    let mut days = Vec::new();
+    for i in 0..365 {
+        let v = if i < 274 { usd("2000") } else { usd("500") };
+        days.push(DayRow::usage(d0 + i, "aws", v, v));
+    }
+    let floors = || {
+        vec![
+            Floor {
+                year: 1,
+                commit: usd("500000"),
+            },
+            Floor {
+                year: 2,
+                commit: usd("500000"),
+            },
+        ]
+    };
+    let at = ts("2027-01-01");
+    let term_end = spend_contract("1000000", 2, floors(), ShortfallRule::TermEnd);
+    let yearly = spend_contract("1000000", 2, floors(), ShortfallRule::Yearly);
+    let s = status(&[term_end.clone(), yearly.clone()], at, &days, &[]);
+    let (a, b) = (spend_of(&s[0]), spend_of(&s[1]));
+    assert_eq!(a.burned, usd("593500"));
+    // Term end: 1,000,000 − (593,500 + 182,500) = 224,000.
+    let fa = a.forecast.as_ref().unwrap();
+    assert_eq!(
+        (fa.p50, fa.expected_shortfall),
+        (usd("776000"), usd("224000"))
+    );
+    // Yearly: year 2's gap 500,000 − 182,500 = 317,500, and with it paid
+    // the total is met.
+    let fb = b.forecast.as_ref().unwrap();
+    assert_eq!(fb.expected_shortfall, usd("317500"));
+    assert_eq!(b.floors.len(), 2);
+    assert!(b.floors[0].closed && b.floors[0].remaining_to_floor == Amount::ZERO);
+    assert_eq!(
+        b.floors[1]
+            .forecast_in_year
+            .as_ref()
+            .unwrap()
+            .expected_shortfall,
+        usd("317500")
+    );
+    // analyze reads the floors and the rule too, and agrees with status.
+    for (c, want) in [(&term_end, "224000"), (&yearly, "317500")] {
+        let an = skyward_ledger::analyze::analyze(c, at, &days, 0.0, 0.0).unwrap();
+        assert_eq!(an.expected_shortfall, usd(want), "{}", c.name);
+    }
+}
+
+/// Defect 7: status and analyze project the same burn (purchases and
+/// adjustments included) and the same shortfall on the same contract and
+/// date.
+#[test]
+fn status_and_analyze_agree() {
+    let mut days = stationary_with_monthly_fee();
+    let d0 = ts("2026-01-01").day();
+    for i in (0..200).step_by(17) {
+        let mut adj = DayRow::usage(d0 + i, "aws", usd("-2500"), usd("0"));
+        adj.category = "Adjustment".into();
+        days.push(adj);
+    }
+    let c = spend_contract("12000000", 2, vec![], ShortfallRule::TermEnd);
+    let at = ts("2026-06-15");
+    let visible: Vec<DayRow> = days.iter().filter(|r| r.day < at.day()).cloned().collect();
+    let s = status(std::slice::from_ref(&c), at, &visible, &[]);
+    let st = spend_of(&s[0]);
+    let an = skyward_ledger::analyze::analyze(&c, at, &visible, 0.0, 0.0).unwrap();
+    let f = st.forecast.as_ref().unwrap();
+    assert_eq!(an.burned, st.burned);
+    assert_eq!(an.projected_burn_p50, f.p50);
+    assert_eq!(an.expected_shortfall, f.expected_shortfall);
+    assert_eq!(an.shortfall_probability, f.shortfall_probability);
+    // The fee recurs monthly and is projected as a schedule.
+    assert_eq!(f.recurring_purchases_per_month, Some(usd("150000")));
+}

@@ -84,7 +84,7 @@ fn spend_burn_down_by_hand() {
     );
     assert_eq!(f.expected_shortfall, usd("270000"));
     assert_eq!(f.shortfall_probability, 1.0);
-    let fl = s.floor.as_ref().unwrap();
+    let fl = &s.floors[0];
     assert_eq!(
         (fl.year, fl.burned_in_year, fl.remaining_to_floor),
         (1, usd("100000"), usd("300000"))

@@ -674,24 +674,42 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                                 .map(|v| format!("{:.1}%", 100.0 * v))
                                 .unwrap_or_else(|| "-".into()),
                         ]);
-                        if let Some(fl) = &s.floor {
+                        for fl in &s.floors {
                             floors.push(format!(
-                                "{}: year {} ({}..{}) floor {}, burned {}, {} to go{}",
+                                "floor  {}: year {} ({}..{}) floor {}, burned {}{}{}",
                                 s.name,
                                 fl.year,
                                 fl.year_start,
                                 fl.year_end,
                                 fl.floor,
                                 fl.burned_in_year,
-                                fl.remaining_to_floor,
+                                if fl.closed {
+                                    format!(", closed {} short", fl.remaining_to_floor)
+                                } else {
+                                    format!(", {} to go", fl.remaining_to_floor)
+                                },
                                 fl.forecast_in_year
                                     .as_ref()
+                                    .filter(|_| !fl.closed)
                                     .map(|x| format!(
-                                        "; expected gap at year end {} (P(short) {:.0}%)",
+                                        "; year burn P50 {}, expected gap at year end {} (P(short) {:.0}%)",
+                                        x.p50,
                                         x.expected_shortfall,
                                         100.0 * x.shortfall_probability
                                     ))
                                     .unwrap_or_default()
+                            ));
+                        }
+                        if s.shortfall_rule == skyward_ledger::contracts::ShortfallRule::Yearly {
+                            floors.push(format!(
+                                "note  {}: shortfall: yearly — each year's gap to its floor is billed at the year's end and counts toward the commitment; EXP. SHORTFALL is their sum plus the gap left at term end",
+                                s.name
+                            ));
+                        }
+                        if let Some(m) = f.and_then(|x| x.recurring_purchases_per_month) {
+                            floors.push(format!(
+                                "note  {}: recurring purchases projected as a schedule of {m}/month (not drawn as noise)",
+                                s.name
                             ));
                         }
                     }
@@ -733,7 +751,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
                 }
             }
             for f in floors {
-                outln!("floor  {f}");
+                outln!("{f}");
             }
             let mut definitions: Vec<&str> = report
                 .iter()
@@ -925,6 +943,25 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
                 ),
                 ("list spend to date", r.list_spend_to_date.to_string()),
                 (
+                    "burned / projected burn P50 at end",
+                    format!(
+                        "{} / {} (the figures `ledger status` shows)",
+                        r.burned, r.projected_burn_p50
+                    ),
+                ),
+                (
+                    "shortfall rule",
+                    match r.shortfall_rule {
+                        skyward_ledger::contracts::ShortfallRule::TermEnd => {
+                            "term-end: the gap to the total is billed at the end".to_string()
+                        }
+                        skyward_ledger::contracts::ShortfallRule::Yearly => {
+                            "yearly: each year's gap to its floor is billed at the year's end"
+                                .to_string()
+                        }
+                    },
+                ),
+                (
                     "projected list spend P10 / P50 / P90",
                     format!(
                         "{} / {} / {}",
@@ -959,8 +996,20 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
                 (
                     "projection basis",
                     format!(
-                        "{} days of history, {}%/year growth, 2,000 bootstrap paths",
-                        r.history_days, r.growth_pct
+                        "{} days of {}, {}%/year growth, 2,000 bootstrap paths{}",
+                        r.history_days,
+                        match r.basis {
+                            skyward_ledger::projection::Basis::BurnSinceStart => {
+                                "burn since the start"
+                            }
+                            skyward_ledger::projection::Basis::ListBeforeStart => {
+                                "eligible list spend before the start at the deal's discount"
+                            }
+                        },
+                        r.growth_pct,
+                        r.recurring_purchases_per_month
+                            .map(|m| format!("; recurring purchases as a schedule of {m}/month"))
+                            .unwrap_or_default()
                     ),
                 ),
             ];
@@ -1183,7 +1232,7 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     use crate::report::{band_points, esc, money_short, status_rows, Chart, Series, STYLE};
     use skyward_ledger::contracts::Terms;
     use skyward_ledger::status::{
-        band, burn_history, burn_series, commitment_daily, status as compute, ContractStatus,
+        band, burn_series, commitment_daily, status as compute, ContractStatus,
     };
     use std::fmt::Write as _;
     let contracts = load_contracts(&a.contracts)?;
@@ -1215,9 +1264,8 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
                 .into_iter()
                 .map(|(d, v)| (d, v.as_f64()))
                 .collect();
-            let history = burn_history(c, at, &days);
             let now = at.day().clamp(d0, d1);
-            let b = band(&c.name, &history, s.burned, d1 - now, 30);
+            let b = band(c, at, &days, 30);
             let (area, p50) = band_points(now, &b);
             let straight = vec![(d0, 0.0), (d1, t.commit.as_f64())];
             let mut floors = vec![(d0, 0.0)];
