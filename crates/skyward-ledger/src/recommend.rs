@@ -54,6 +54,11 @@ pub struct Recommendation {
 /// first, from its first to its last hour with usage, hours without usage
 /// as 0: the series every method here reads. Empty when there is none.
 pub fn on_demand_series(hours: &[crate::status::HourRow], provider: &str) -> Vec<f64> {
+    on_demand_series_from(hours, provider).1
+}
+
+/// [`on_demand_series`] with the hour (since the epoch) it starts at.
+pub fn on_demand_series_from(hours: &[crate::status::HourRow], provider: &str) -> (i64, Vec<f64>) {
     let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
     for r in hours.iter().filter(|r| {
         r.provider == provider && matches!(r.pricing_category.as_str(), "Standard" | "")
@@ -61,10 +66,146 @@ pub fn on_demand_series(hours: &[crate::status::HourRow], provider: &str) -> Vec
         *by_hour.entry(r.hour).or_insert(0.0) += r.list.as_f64();
     }
     match (by_hour.keys().next(), by_hour.keys().next_back()) {
-        (Some(&h0), Some(&h1)) => (h0..=h1)
-            .map(|h| by_hour.get(&h).copied().unwrap_or(0.0))
-            .collect(),
-        _ => Vec::new(),
+        (Some(&h0), Some(&h1)) => (
+            h0,
+            (h0..=h1)
+                .map(|h| by_hour.get(&h).copied().unwrap_or(0.0))
+                .collect(),
+        ),
+        _ => (0, Vec::new()),
+    }
+}
+
+/// Takes existing commitments off an on-demand series (`hours`, oldest
+/// first, starting at hour `first_hour`):
+///
+/// * commitments whose usage is in the data are already off it (their
+///   usage is Committed-priced, not on-demand); `from_data` gives, for those
+///   with a known end, the on-demand-equivalent they covered per day, which
+///   is spread evenly over the day's hours so it can come back at expiry;
+/// * hourly commitments known only from contracts are applied hour by hour
+///   in the provider's order (EC2 Instance SPs before Compute SPs) over
+///   their active hours, each covering up to its on-demand-equivalent per
+///   hour.
+///
+/// `history_end_hour` is the first hour after the history; expiry is
+/// measured from it. Returns the net series and the commitments.
+pub fn net_of_existing(
+    hours: &[f64],
+    first_hour: i64,
+    history_end_hour: i64,
+    simulated: &[(&crate::contracts::Contract, &crate::contracts::HourlyTerms)],
+    from_data: &[(
+        &crate::contracts::Contract,
+        std::collections::BTreeMap<i64, f64>,
+    )],
+) -> (Vec<f64>, Vec<Existing>) {
+    let mut net = hours.to_vec();
+    let mut out = Vec::new();
+    let expiry = |c: &crate::contracts::Contract| {
+        let end = c.end.hour();
+        (end > history_end_hour).then(|| (end - history_end_hour) as usize)
+    };
+    let mut order: Vec<&(&crate::contracts::Contract, &crate::contracts::HourlyTerms)> =
+        simulated.iter().collect();
+    order.sort_by(|a, b| {
+        (a.1.instrument.priority(), &a.0.name).cmp(&(b.1.instrument.priority(), &b.0.name))
+    });
+    for (c, t) in order {
+        let covers = t.covers_list_per_hour().as_f64();
+        let (s, e) = (c.start.hour(), c.end.hour());
+        let covered: Vec<f64> = net
+            .iter_mut()
+            .enumerate()
+            .map(|(k, x)| {
+                let h = first_hour + k as i64;
+                if h < s || h >= e {
+                    return 0.0;
+                }
+                let take = x.min(covers).max(0.0);
+                *x -= take;
+                take
+            })
+            .collect();
+        out.push(Existing {
+            name: c.name.clone(),
+            covered,
+            expires_after_hours: expiry(c),
+        });
+    }
+    for (c, per_day) in from_data {
+        let covered: Vec<f64> = (0..hours.len())
+            .map(|k| {
+                let h = first_hour + k as i64;
+                per_day.get(&h.div_euclid(24)).copied().unwrap_or(0.0) / 24.0
+            })
+            .collect();
+        out.push(Existing {
+            name: c.name.clone(),
+            covered,
+            expires_after_hours: expiry(c),
+        });
+    }
+    (net, out)
+}
+
+/// A provider's on-demand history, net of the commitments it owns.
+#[derive(Debug, Clone)]
+pub struct Netted {
+    pub first_hour: i64,
+    /// On-demand $/h as imported.
+    pub gross: Vec<f64>,
+    /// What is left for a new commitment.
+    pub net: Vec<f64>,
+    pub existing: Vec<Existing>,
+    /// Commitments that could not be netted (capacity without rows).
+    pub not_netted: Vec<String>,
+}
+
+/// Nets `provider`'s on-demand usage of its commitments in `contracts`
+/// (see [`net_of_existing`]): those whose `commitment_id` has Used rows in
+/// `days` are read from the data, other hourly ones simulated. Empty
+/// `gross` when there is no on-demand usage.
+pub fn net_for_provider(
+    provider: &str,
+    hours: &[crate::status::HourRow],
+    days: &[crate::status::DayRow],
+    contracts: &[crate::contracts::Contract],
+) -> Netted {
+    use crate::contracts::Terms;
+    let (first_hour, gross) = on_demand_series_from(hours, provider);
+    let mut simulated = Vec::new();
+    let mut from_data = Vec::new();
+    let mut not_netted = Vec::new();
+    for c in contracts.iter().filter(|c| c.provider == provider) {
+        let id = match &c.terms {
+            Terms::Hourly(t) => t.commitment_id.as_deref(),
+            Terms::Capacity(t) => t.commitment_id.as_deref(),
+            Terms::Spend(_) => continue,
+        };
+        let mut per_day: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+        if let Some(id) = id {
+            for r in days
+                .iter()
+                .filter(|r| r.commitment_id == id && r.commitment_status == "Used")
+            {
+                *per_day.entry(r.day).or_insert(0.0) += r.list.as_f64();
+            }
+        }
+        match (&c.terms, per_day.is_empty()) {
+            (_, false) => from_data.push((c, per_day)),
+            (Terms::Hourly(t), true) => simulated.push((c, t)),
+            _ => not_netted.push(c.name.clone()),
+        }
+    }
+    let history_end = first_hour + gross.len() as i64;
+    let (net, existing) = net_of_existing(&gross, first_hour, history_end, &simulated, &from_data);
+    Netted {
+        first_hour,
+        gross,
+        net,
+        existing,
+        not_netted,
     }
 }
 
@@ -127,6 +268,34 @@ pub fn scenarios(
     growth_pct: f64,
     seed: u64,
 ) -> Vec<Vec<f64>> {
+    scenarios_with_releases(history, &[], hours, count, growth_pct, seed)
+}
+
+/// Usage an existing commitment covers, hour by hour over the same history
+/// as the on-demand series, and when it ends: from then on the usage it
+/// covered is on-demand again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Existing {
+    pub name: String,
+    /// On-demand-equivalent $ covered per history hour (aligned with the
+    /// on-demand series).
+    pub covered: Vec<f64>,
+    /// Hours after the end of the history at which it expires (None: not
+    /// within any term considered).
+    pub expires_after_hours: Option<usize>,
+}
+
+/// [`scenarios`], where each future hour also gets back the usage of every
+/// existing commitment expired by then, drawn from the same history hour
+/// (so demand and what the commitments covered stay consistent).
+pub fn scenarios_with_releases(
+    history: &[f64],
+    releases: &[(&[f64], usize)],
+    hours: usize,
+    count: usize,
+    growth_pct: f64,
+    seed: u64,
+) -> Vec<Vec<f64>> {
     let mut rng = Rng::new(seed);
     let n = history.len();
     if n == 0 || hours == 0 {
@@ -142,9 +311,15 @@ pub fn scenarios(
                 let k = rng.below(weeks);
                 let start = n - (weeks - k) * block;
                 let take = block.min(hours - s.len());
-                for x in &history[start..start + take] {
-                    let t = s.len() as f64 / 8_760.0;
-                    s.push(x * g.powf(t));
+                for h in start..start + take {
+                    let t = s.len();
+                    let mut x = history[h];
+                    for (covered, from) in releases {
+                        if t >= *from {
+                            x += covered.get(h).copied().unwrap_or(0.0);
+                        }
+                    }
+                    s.push(x * g.powf(t as f64 / 8_760.0));
                 }
             }
             s
@@ -200,8 +375,12 @@ pub fn evaluate(
 
 #[derive(Debug, Clone)]
 pub struct RecommendInput<'a> {
-    /// Hourly on-demand spend, oldest first, no gaps.
+    /// Hourly on-demand spend, oldest first, no gaps, net of what existing
+    /// commitments cover (see [`net_of_existing`]).
     pub hourly: &'a [f64],
+    /// Existing commitments, aligned with `hourly`: the usage they cover
+    /// comes back into the scenarios when they expire.
+    pub existing: &'a [Existing],
     pub discount_pct: f64,
     pub term_hours: usize,
     pub lookbacks_days: &'a [u32],
@@ -213,14 +392,31 @@ pub struct RecommendInput<'a> {
 pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
     let d = i.discount_pct / 100.0;
     let hist_hours = (91 * 24).min(i.hourly.len());
-    let history = &i.hourly[i.hourly.len() - hist_hours..];
+    let from = i.hourly.len() - hist_hours;
+    let history = &i.hourly[from..];
+    let releases: Vec<(&[f64], usize)> = i
+        .existing
+        .iter()
+        .filter_map(|e| {
+            let at = e.expires_after_hours?;
+            (at < i.term_hours).then(|| (e.covered.get(from..).unwrap_or(&[]), at))
+        })
+        .collect();
     let count = i
         .scenarios
         .min(SCENARIO_HOURS_MAX / i.term_hours.max(1))
         .max(1);
-    let fit = scenarios(history, i.term_hours, count, i.growth_pct, i.seed);
-    let scen = scenarios(
+    let fit = scenarios_with_releases(
         history,
+        &releases,
+        i.term_hours,
+        count,
+        i.growth_pct,
+        i.seed,
+    );
+    let scen = scenarios_with_releases(
+        history,
+        &releases,
         i.term_hours,
         count,
         i.growth_pct,
@@ -310,6 +506,7 @@ mod tests {
         let hist = vec![300.0; 24 * 60];
         let input = RecommendInput {
             hourly: &hist,
+            existing: &[],
             discount_pct: 28.0,
             term_hours: 24 * 30,
             lookbacks_days: &[7, 30],

@@ -463,3 +463,76 @@ fn status_and_analyze_agree() {
     // The fee recurs monthly and is projected as a schedule.
     assert_eq!(f.recurring_purchases_per_month, Some(usd("150000")));
 }
+
+fn on_demand_hours(provider: &str, from: &str, hours: i64, per_hour: &str) -> Vec<HourRow> {
+    let h0 = ts(from).hour();
+    (0..hours)
+        .map(|k| HourRow {
+            hour: h0 + k,
+            provider: provider.into(),
+            pricing_category: "Standard".into(),
+            list: usd(per_hour),
+            effective: usd(per_hour),
+            region: String::new(),
+            sku: String::new(),
+            quantity: usd("1"),
+        })
+        .collect()
+}
+
+fn recommend_for(
+    hours: &[HourRow],
+    contracts: &[Contract],
+    term_hours: usize,
+) -> Vec<skyward_ledger::recommend::Recommendation> {
+    let n = skyward_ledger::recommend::net_for_provider("gcp", hours, &[], contracts);
+    skyward_ledger::recommend::recommend(&skyward_ledger::recommend::RecommendInput {
+        hourly: &n.net,
+        existing: &n.existing,
+        discount_pct: 25.0,
+        term_hours,
+        lookbacks_days: &[7, 30],
+        growth_pct: 0.0,
+        scenarios: 20,
+        seed: 3,
+    })
+}
+
+/// Defect 8: recommendations are net of commitments already owned, and of
+/// their expiry.
+#[test]
+fn recommendations_are_net_of_what_is_owned() {
+    // 60 days of $176.50/h on-demand; a $500/h flexible CUD owned (the
+    // issue's case: it runs at 35.3 %). Nothing is left to cover.
+    let hours = on_demand_hours("gcp", "2026-03-01", 60 * 24, "176.50");
+    let owned = Contract {
+        start: ts("2026-01-01"),
+        end: ts("2029-01-01"),
+        ..hourly_contract("cud", Instrument::GcpFlexibleCud, "500", None)
+    };
+    for r in recommend_for(&hours, std::slice::from_ref(&owned), 8_760) {
+        assert_eq!(r.covers_usd_per_hour, Amount::ZERO, "{}", r.method);
+    }
+    // $1,000/h with $500/h owned through the term: $500/h is left.
+    let hours = on_demand_hours("gcp", "2026-03-01", 60 * 24, "1000");
+    for r in recommend_for(&hours, std::slice::from_ref(&owned), 8_760) {
+        assert_eq!(r.covers_usd_per_hour, usd("500"), "{}", r.method);
+    }
+    // The owned CUD ends 30 days after the history: for 92 % of a one-year
+    // term the whole $1,000/h is on-demand again. At 25 % off a commitment
+    // pays while over 75 % of hours use it, so Skyward's term-long method
+    // commits to $1,000; the lookback methods see $500.
+    let ending = Contract {
+        end: ts("2026-05-30"),
+        ..owned.clone()
+    };
+    let recs = recommend_for(&hours, &[ending], 8_760);
+    for r in &recs {
+        let want = if r.method == "skyward-saa" {
+            "1000"
+        } else {
+            "500"
+        };
+        assert_eq!(r.covers_usd_per_hour, usd(want), "{}", r.method);
+    }
+}

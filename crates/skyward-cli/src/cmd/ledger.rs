@@ -95,6 +95,11 @@ pub struct RecommendArgs {
     /// Demand scenarios for Skyward's method and for evaluating every method.
     #[arg(long, default_value_t = 200)]
     pub scenarios: usize,
+    /// Commitments already owned: recommendations are net of what they
+    /// cover, and of their expiry (usage comes back when they end).
+    /// Commitments whose rows are in the data are always netted.
+    #[arg(long)]
+    pub contracts: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     #[command(flatten)]
@@ -1050,22 +1055,35 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
     }
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
+    let contracts = match &a.contracts {
+        Some(p) => load_contracts(p)?,
+        None => Vec::new(),
+    };
     let rt = runtime()?;
-    let rows = rt.block_on(async {
-        Store::open(&db)
-            .await?
+    let (rows, days) = rt.block_on(async {
+        let store = Store::open(&db).await?;
+        let rows = store
             .hourly_on_demand(std::slice::from_ref(&provider), &[])
-            .await
+            .await?;
+        let days = if contracts.is_empty() {
+            Vec::new()
+        } else {
+            store.daily(Some(&provider), i64::MAX).await?
+        };
+        Ok::<_, skyward_store::StoreError>((rows, days))
     })?;
-    let hourly = skyward_ledger::recommend::on_demand_series(&rows, &provider);
-    if hourly.is_empty() {
+    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
+    if netted.gross.is_empty() {
         return Err(CliError::Input(format!(
             "no on-demand usage for provider '{provider}' in {}",
             db.display()
         )));
     }
+    let skipped = &netted.not_netted;
+    let (hourly, existing) = (&netted.net, &netted.existing);
     let input = RecommendInput {
-        hourly: &hourly,
+        hourly,
+        existing,
         discount_pct,
         term_hours: a.term_years as usize * 8_760,
         lookbacks_days: &a.lookback_days,
@@ -1073,13 +1091,26 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
         scenarios: a.scenarios,
         seed: a.seed,
     };
+    let owned: Vec<serde_json::Value> = existing
+        .iter()
+        .map(|e| {
+            let recent = &e.covered[e.covered.len().saturating_sub(30 * 24)..];
+            let c = contracts.iter().find(|c| c.name == e.name);
+            serde_json::json!({
+                "name": e.name,
+                "covers_usd_per_hour_recent_mean": recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+                "ends": c.map(|c| c.end.date_string()),
+                "expires_within_term": e.expires_after_hours.is_some_and(|h| h < a.term_years as usize * 8_760),
+            })
+        })
+        .collect();
     let recs = run_recommend(&input);
     let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "recommendations": recs})
+                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "net_of": owned, "not_netted": skipped, "recommendations": recs})
             )?
         ),
         Output::Table => {
@@ -1122,6 +1153,29 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
             }
             out!("{}", t.render());
             outln!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
+            outln!("Net of commitments whose rows are in the data (their usage is not on-demand).");
+            for o in &owned {
+                outln!(
+                    "Net of {}: covered {}/h over the last 30 days{}; ends {}{}",
+                    o["name"].as_str().unwrap_or(""),
+                    skyward_ledger::Amount::from_usd_f64(
+                        o["covers_usd_per_hour_recent_mean"].as_f64().unwrap_or(0.0)
+                    ),
+                    "",
+                    o["ends"].as_str().unwrap_or("?"),
+                    if o["expires_within_term"].as_bool().unwrap_or(false) {
+                        " (within the term: its usage comes back into the scenarios then)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if !skipped.is_empty() {
+                outln!(
+                    "Not netted (capacity commitments without rows in the data): {}",
+                    skipped.join(", ")
+                );
+            }
         }
     }
     Ok(())
@@ -1390,12 +1444,15 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         if !done.insert(c.provider.clone()) {
             continue;
         }
-        let series = skyward_ledger::recommend::on_demand_series(&hours, &c.provider);
-        if series.is_empty() {
+        let netted =
+            skyward_ledger::recommend::net_for_provider(&c.provider, &hours, &days, &contracts);
+        if netted.gross.is_empty() {
             continue;
         }
+        let series = &netted.net;
         let input = skyward_ledger::recommend::RecommendInput {
-            hourly: &series,
+            hourly: series,
+            existing: &netted.existing,
             discount_pct: h.discount_pct,
             term_hours: 8_760,
             lookbacks_days: &[7, 30, 60],
@@ -1419,6 +1476,12 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
             );
         }
         html.push_str("</table>");
+        let names: Vec<String> = netted.existing.iter().map(|e| esc(&e.name)).collect();
+        let _ = write!(
+            html,
+            "<p class=\"note\">Net of what existing commitments cover{}; usage a commitment covers comes back into the scenarios when it expires.</p>",
+            if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) }
+        );
     }
     html.push_str("<p class=\"note\">Generated by skyward ledger report. Forecast bands: seeded 7-day block bootstrap of the last 91 days of burn (500 paths).</p></body></html>\n");
     std::fs::write(&a.html, html)
