@@ -431,11 +431,26 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
         .unwrap();
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     // What the plan says each provider is billed before commitments (the
-    // discounted spend) is what the exported usage bills, per provider.
+    // discounted spend), plus the fees of its reserved pools over the
+    // plan's horizon, is what the export bills, per provider.
     let c = dir.path().join("c.yaml");
     let mut yaml = String::from("contracts:\n");
     for p in plan["providers"].as_array().unwrap() {
         yaml.push_str(&format!("  - {{name: {n}, kind: spend, provider: {n}, start: 2026-06-01, term_months: 12, commit_usd: 1}}\n", n = p["provider"].as_str().unwrap()));
+    }
+    // Each pool as a capacity commitment read from its FOCUS rows.
+    let pools = plan["reserved"].as_array().unwrap();
+    assert!(!pools.is_empty());
+    for r in pools {
+        yaml.push_str(&format!(
+            "  - {{name: pool-{n}, kind: capacity, provider: {p}, region: {g}, sku: {k}, units: {u}, rate_usd_per_unit_hour: {rate}, start: 2026-06-01, term_months: 12, commitment_id: {n}}}\n",
+            n = r["name"].as_str().unwrap(),
+            p = r["provider"].as_str().unwrap(),
+            g = r["region"].as_str().unwrap(),
+            k = r["sku"].as_str().unwrap(),
+            u = r["nodes"],
+            rate = r["prepaid_usd_per_hour"].as_f64().unwrap() / r["nodes"].as_f64().unwrap(),
+        ));
     }
     std::fs::write(&c, yaml).unwrap();
     let st: Value = json_ok(skyward(&db).args([
@@ -458,10 +473,41 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
             .unwrap()["burned"]
             .as_f64()
             .unwrap();
-        let want = p["discounted_spend_usd"].as_f64().unwrap();
+        let fees: f64 = pools
+            .iter()
+            .filter(|r| r["provider"] == name)
+            .map(|r| {
+                r["prepaid_usd_per_hour"].as_f64().unwrap()
+                    * r["horizon_hours"].as_f64().unwrap().ceil()
+            })
+            .sum();
+        let want = p["discounted_spend_usd"].as_f64().unwrap() + fees;
         assert!(
             (burned - want).abs() <= 0.02,
             "{name}: ledger {burned} vs plan {want}"
+        );
+    }
+    // Issue 11, defect 10: the export carries Purchase, Used and Unused
+    // rows, so a pool's utilisation read back is the plan's (was 100 %
+    // always: reserved usage at EffectiveCost 0, no Unused rows).
+    for r in pools {
+        let name = format!("pool-{}", r["name"].as_str().unwrap());
+        let s = st["contracts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(s["basis"], "focus", "{s}");
+        let got = s["utilisation"].as_f64().unwrap();
+        let want = r["utilisation_over_horizon_pct"].as_f64().unwrap() / 100.0;
+        assert!(
+            want < 1.0,
+            "the example should leave a pool partly idle: {r}"
+        );
+        assert!(
+            (got - want).abs() < 1e-6,
+            "{name}: ledger {got} vs plan {want}"
         );
     }
 }

@@ -1,8 +1,19 @@
 //! Skyward's own usage as FOCUS 1.3 rows, for other FinOps tools and for
 //! `ledger import`. One row per usage record per hour (a partial last hour
-//! is prorated); egress is one row at the start. Reserved capacity is
-//! written as commitment-discounted usage (EffectiveCost 0, status Used):
-//! it is prepaid, so it adds nothing to the bill.
+//! is prorated); egress is one row at the start.
+//!
+//! Reserved capacity is written as the FOCUS specification's commitment
+//! discounts are:
+//! * each hour of the window, a **Purchase** row for the commitment's fee
+//!   (units × rate; ChargeFrequency Recurring, BilledCost the fee,
+//!   EffectiveCost 0);
+//! * usage it covers is **Used**: BilledCost 0, EffectiveCost the amortised
+//!   fee of the node-hours used, ListCost their on-demand price;
+//! * what no workload used that hour is one **Unused** row with the
+//!   amortised fee of the idle units as EffectiveCost.
+//!
+//! So Σ EffectiveCost of Used + Unused = Σ BilledCost of Purchases for every
+//! commitment, and importing the export shows the utilisation the plan has.
 
 use crate::amount::{Amount, PICOS_PER_USD};
 use crate::contracts::scale;
@@ -18,8 +29,19 @@ pub const RECORD_HOURS_MAX: f64 = 87_840.0;
 pub enum Pricing {
     OnDemand,
     Spot,
-    /// Prepaid capacity: the pool's name is the commitment id.
+    /// Capacity of a commitment (its id: the pool's name).
     Reserved(String),
+}
+
+/// Reserved capacity held over the export's window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commitment {
+    pub id: String,
+    pub provider: String,
+    pub region: String,
+    pub sku: String,
+    pub units: u32,
+    pub rate_per_unit_hour: Amount,
 }
 
 /// One placement's usage.
@@ -33,7 +55,7 @@ pub struct UsageRecord {
     pub hours: f64,
     /// Node-hours consumed per wall-clock hour (nodes × replicas).
     pub nodes: u32,
-    /// List price per node-hour.
+    /// List (on-demand) price per node-hour.
     pub list_per_node_hour: Amount,
     pub pricing: Pricing,
     /// The provider's contract discount, applied to list for what is billed.
@@ -44,13 +66,21 @@ pub struct UsageRecord {
     pub egress_discount_pct: f64,
 }
 
+/// Writes the records, and each commitment's Purchase and Unused rows over
+/// `[window_start, window_start + window_hours)`. Returns the rows written.
 pub fn write_focus<W: Write>(
     mut w: W,
     records: &[UsageRecord],
+    commitments: &[Commitment],
+    window_start: Timestamp,
+    window_hours: u32,
     account: &str,
 ) -> std::io::Result<u64> {
     writeln!(w, "{HEADER}")?;
     let mut rows = 0u64;
+    // Node-hours used per (commitment, hour of the window).
+    let mut used: std::collections::BTreeMap<(&str, i64), Amount> =
+        std::collections::BTreeMap::new();
     for r in records {
         let hours = r.hours.clamp(0.0, RECORD_HOURS_MAX);
         let whole = hours.floor() as i64;
@@ -60,6 +90,13 @@ pub fn write_focus<W: Write>(
             Pricing::Spot => ("Dynamic", String::new(), ""),
             Pricing::Reserved(pool) => ("Committed", pool.clone(), "Used"),
         };
+        let rate = match &r.pricing {
+            Pricing::Reserved(pool) => commitments
+                .iter()
+                .find(|c| &c.id == pool)
+                .map(|c| c.rate_per_unit_hour),
+            _ => None,
+        };
         let steps = whole + i64::from(frac > 0.0);
         for k in 0..steps {
             let share = if k < whole { 1.0 } else { frac };
@@ -68,14 +105,25 @@ pub fn write_focus<W: Write>(
             let (ps, pe) = t0.month_bounds();
             let qty = Amount::from_usd_f64(share * f64::from(r.nodes));
             let list = Amount(r.list_per_node_hour.0 * qty.0 / PICOS_PER_USD);
-            let billed = if matches!(r.pricing, Pricing::Reserved(_)) {
-                Amount::ZERO
-            } else {
-                scale(list, 1.0 - r.discount_pct / 100.0)
+            let (billed, effective) = match rate {
+                Some(rate) => {
+                    if let Pricing::Reserved(pool) = &r.pricing {
+                        let hour = (t0.0 - window_start.0).div_euclid(SECONDS_PER_HOUR);
+                        *used.entry((pool.as_str(), hour)).or_insert(Amount::ZERO) += qty;
+                    }
+                    (Amount::ZERO, Amount(rate.0 * qty.0 / PICOS_PER_USD))
+                }
+                // Reserved capacity whose commitment is not in this export:
+                // prepaid elsewhere, nothing billed here.
+                None if matches!(r.pricing, Pricing::Reserved(_)) => (Amount::ZERO, Amount::ZERO),
+                None => {
+                    let b = scale(list, 1.0 - r.discount_pct / 100.0);
+                    (b, b)
+                }
             };
             writeln!(
                 w,
-                "{account},USD,{ps},{pe},{t0},{t1},Usage,,{desc},Usage-Based,{category},{p},{p},{region},Compute,Compute,{sku},{res},{res},{lup},{q},Hours,{list},{b},{b},{b},{q},Hours,{commitment},{status}",
+                "{account},USD,{ps},{pe},{t0},{t1},Usage,,{desc},Usage-Based,{category},{p},{p},{region},Compute,Compute,{sku},{res},{res},{lup},{q},Hours,{list},{c},{e},{b},{q},Hours,{commitment},{status}",
                 desc = format!("{} on {}", r.resource, r.sku).replace(',', " "),
                 p = r.provider,
                 region = r.region,
@@ -84,6 +132,8 @@ pub fn write_focus<W: Write>(
                 lup = r.list_per_node_hour.decimal(),
                 q = qty.decimal(),
                 list = list.decimal(),
+                c = if matches!(r.pricing, Pricing::Reserved(_)) { list } else { billed }.decimal(),
+                e = effective.decimal(),
                 b = billed.decimal(),
             )?;
             rows += 1;
@@ -102,6 +152,47 @@ pub fn write_focus<W: Write>(
                 b = billed.decimal(),
             )?;
             rows += 1;
+        }
+    }
+    for c in commitments {
+        let units = Amount(i128::from(c.units) * PICOS_PER_USD);
+        let fee = Amount(c.rate_per_unit_hour.0 * i128::from(c.units));
+        let id = c.id.replace(',', " ");
+        for k in 0..i64::from(window_hours) {
+            let t0 = Timestamp(window_start.0 + k * SECONDS_PER_HOUR);
+            let t1 = Timestamp(t0.0 + SECONDS_PER_HOUR);
+            let (ps, pe) = t0.month_bounds();
+            writeln!(
+                w,
+                "{account},USD,{ps},{pe},{t0},{t1},Purchase,,reserved capacity {id},Recurring,Committed,{p},{p},{region},Compute,Compute,{sku},{id},{id},{rate},{u},Hours,{fee},{fee},0,{fee},,,{id},",
+                p = c.provider,
+                region = c.region,
+                sku = c.sku,
+                rate = c.rate_per_unit_hour.decimal(),
+                u = units.decimal(),
+                fee = fee.decimal(),
+            )?;
+            rows += 1;
+            let idle = (units
+                - used
+                    .get(&(c.id.as_str(), k))
+                    .copied()
+                    .unwrap_or(Amount::ZERO))
+            .max(Amount::ZERO);
+            if idle > Amount::ZERO {
+                let cost = Amount(c.rate_per_unit_hour.0 * idle.0 / PICOS_PER_USD);
+                writeln!(
+                    w,
+                    "{account},USD,{ps},{pe},{t0},{t1},Usage,,unused reserved capacity {id},Usage-Based,Committed,{p},{p},{region},Compute,Compute,{sku},{id},{id},{rate},{q},Hours,0,0,{cost},0,{q},Hours,{id},Unused",
+                    p = c.provider,
+                    region = c.region,
+                    sku = c.sku,
+                    rate = c.rate_per_unit_hour.decimal(),
+                    q = idle.decimal(),
+                    cost = cost.decimal(),
+                )?;
+                rows += 1;
+            }
         }
     }
     Ok(rows)
@@ -148,10 +239,19 @@ mod tests {
             },
         ];
         let mut buf = Vec::new();
-        let n = write_focus(&mut buf, &recs, "acct").unwrap_or(0);
-        assert_eq!(n, 3 + 1 + 1);
+        let pool = Commitment {
+            id: "pool".into(),
+            provider: "azure".into(),
+            region: "eastus".into(),
+            sku: "ND".into(),
+            units: 3,
+            rate_per_unit_hour: Amount::parse("60").unwrap_or_default(),
+        };
+        let n = write_focus(&mut buf, &recs, &[pool], start, 1, "acct").unwrap_or(0);
+        // 3 + 1 aws hours and egress, 1 reserved hour, 1 purchase, 1 unused.
+        assert_eq!(n, 3 + 1 + 1 + 2);
         let charges = parse(buf.as_slice(), "export.csv", None).unwrap_or_default();
-        assert_eq!(charges.len(), 5);
+        assert_eq!(charges.len(), 7);
         // 2.5 h × 4 nodes × $55.04 = $550.40 list; 10% off billed.
         let aws_list: Amount = charges
             .iter()
@@ -187,5 +287,21 @@ mod tests {
             reserved[0].list_cost,
             Some(Amount::parse("196.64").unwrap_or_default())
         );
+        // 2 of 3 units used for the hour at $60: $120 used, $60 unused, and
+        // a $180 purchase: the FOCUS commitment invariant holds.
+        let check = &crate::focus::commitment_checks(&charges)[0];
+        assert_eq!(
+            (
+                check.used_effective,
+                check.unused_effective,
+                check.purchase_billed
+            ),
+            (
+                Amount::parse("120").unwrap_or_default(),
+                Amount::parse("60").unwrap_or_default(),
+                Amount::parse("180").unwrap_or_default()
+            )
+        );
+        assert_eq!(check.balanced, Some(true));
     }
 }

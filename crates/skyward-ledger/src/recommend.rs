@@ -311,9 +311,9 @@ pub fn scenarios_with_releases(
                 let k = rng.below(weeks);
                 let start = n - (weeks - k) * block;
                 let take = block.min(hours - s.len());
-                for h in start..start + take {
+                for (h, &x0) in history.iter().enumerate().skip(start).take(take) {
                     let t = s.len();
-                    let mut x = history[h];
+                    let mut x = x0;
                     for (covered, from) in releases {
                         if t >= *from {
                             x += covered.get(h).copied().unwrap_or(0.0);

@@ -170,9 +170,18 @@ pub struct PoolSummary {
     pub sku: String,
     pub nodes: u32,
     pub nodes_used: u64,
+    /// Nodes in use at once (all placed workloads running together).
     pub utilisation_pct: f64,
     pub prepaid_usd_per_hour: Usd,
     pub idle_usd_per_hour: Usd,
+    /// The plan's horizon: the longest placed workload's hours. A pool is
+    /// held (and paid) for all of it.
+    pub horizon_hours: f64,
+    /// Σ nodes × hours of the workloads placed in the pool.
+    pub node_hours_used: f64,
+    /// node_hours_used ÷ (nodes × horizon_hours): what the pool's FOCUS
+    /// export (Used and Unused rows) shows.
+    pub utilisation_over_horizon_pct: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -642,11 +651,22 @@ fn assemble(
         placements.push(p);
     }
 
+    let horizon_hours = placements
+        .iter()
+        .filter_map(|p| p.hours)
+        .fold(0.0f64, f64::max);
     let reserved = fleet
         .capacity
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let node_hours_used: f64 = fleet
+                .workloads
+                .iter()
+                .zip(&placements)
+                .filter(|(_, p)| p.pool.as_deref() == Some(c.name.as_str()))
+                .map(|(w, p)| f64::from(w.nodes_total()) * p.hours.unwrap_or(0.0))
+                .sum();
             let used = row_used[ctx.pool_row(i)];
             let prepaid = c.hourly_usd.times_int(i64::from(c.nodes));
             let idle = c.hourly_usd.times_int(i64::from(c.nodes) - used as i64);
@@ -660,6 +680,13 @@ fn assemble(
                 utilisation_pct: 100.0 * used as f64 / f64::from(c.nodes.max(1)),
                 prepaid_usd_per_hour: prepaid,
                 idle_usd_per_hour: idle,
+                horizon_hours,
+                node_hours_used,
+                utilisation_over_horizon_pct: if horizon_hours > 0.0 && c.nodes > 0 {
+                    100.0 * node_hours_used / (f64::from(c.nodes) * horizon_hours)
+                } else {
+                    0.0
+                },
             }
         })
         .collect();

@@ -1023,8 +1023,16 @@ async fn usage(
                 }
             }
             let mut out = Vec::new();
-            skyward_ledger::export::write_focus(&mut out, &records, "skyward")
-                .map_err(ApiError::internal)?;
+            // Usage only: reserved pools' fees are not known to the server.
+            skyward_ledger::export::write_focus(
+                &mut out,
+                &records,
+                &[],
+                skyward_ledger::Timestamp(0),
+                0,
+                "skyward",
+            )
+            .map_err(ApiError::internal)?;
             Ok(([(header::CONTENT_TYPE, "text/csv")], out).into_response())
         }
         Some(_) => Err(ApiError::new(

@@ -1182,7 +1182,7 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
 }
 
 fn export(a: &ExportArgs) -> Result<(), CliError> {
-    use skyward_ledger::export::{write_focus, Pricing as P, UsageRecord};
+    use skyward_ledger::export::{write_focus, Commitment, Pricing as P, UsageRecord};
     use skyward_model::Pricing;
     let start = skyward_ledger::Timestamp::parse(&a.start)
         .map_err(|m| CliError::Input(format!("--start: {m}")))?;
@@ -1218,11 +1218,21 @@ fn export(a: &ExportArgs) -> Result<(), CliError> {
         };
         let nodes = w.nodes_total().max(1);
         let per_node = match (&pl.pool, pricing) {
-            (Some(pool), Pricing::Reserved) => fleet
-                .capacity
+            // Reserved usage is listed at the SKU's on-demand price (what it
+            // would have cost), else at the pool's rate when the catalog has
+            // no on-demand price for it.
+            (Some(pool), Pricing::Reserved) => catalog
+                .by_sku(sku)
                 .iter()
-                .find(|c| &c.name == pool)
-                .map(|c| c.hourly_usd)
+                .find(|o| &o.region.provider == provider && &o.region.region == region)
+                .and_then(|o| o.on_demand_usd_per_hour)
+                .or_else(|| {
+                    fleet
+                        .capacity
+                        .iter()
+                        .find(|c| &c.name == pool)
+                        .map(|c| c.hourly_usd)
+                })
                 .unwrap_or(skyward_model::Usd::ZERO),
             _ => skyward_model::Usd::from_micros(
                 pl.hourly_usd.unwrap_or_default().micros() / i64::from(nodes),
@@ -1263,12 +1273,36 @@ fn export(a: &ExportArgs) -> Result<(), CliError> {
                 .unwrap_or_else(|| provider.clone()),
         });
     }
+    // Every pool is held (and paid) over the plan's horizon: the longest
+    // placed workload's hours.
+    let horizon_hours = plan
+        .reserved
+        .first()
+        .map(|r| r.horizon_hours)
+        .unwrap_or(0.0)
+        .ceil()
+        .clamp(0.0, skyward_ledger::export::RECORD_HOURS_MAX) as u32;
+    let commitments: Vec<Commitment> = fleet
+        .capacity
+        .iter()
+        .map(|c| Commitment {
+            id: c.name.clone(),
+            provider: c.region.provider.clone(),
+            region: c.region.region.clone(),
+            sku: c.sku.clone(),
+            units: c.nodes,
+            rate_per_unit_hour: to_amount(c.hourly_usd),
+        })
+        .collect();
     let tmp = a.out.with_extension("tmp-export");
     let f =
         std::fs::File::create(&tmp).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
     let rows = write_focus(
         std::io::BufWriter::with_capacity(1 << 20, f),
         &records,
+        &commitments,
+        start,
+        horizon_hours,
         &a.account,
     )
     .map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
