@@ -66,6 +66,9 @@ enum Command {
     /// Commitment ledger: import billing data (FOCUS), follow commitments.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
+    /// Commitments as stored, versioned objects (`apply FILE`, `list`, `history`).
+    #[command(subcommand)]
+    Contracts(cmd::contracts::ContractsCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::plan::run_explain(&a),
         Command::Catalog(c) => cmd::catalog::run(&c),
         Command::Ledger(l) => cmd::ledger::run(&l),
+        Command::Contracts(c) => cmd::contracts::run(&c),
         Command::Bench(b) => cmd::bench::run(&b),
         Command::Up(a) => cmd::server::run_up(&a),
         Command::Server(a) => cmd::server::run_server(&a),
@@ -144,4 +148,16 @@ pub fn write_stdout(text: &str) {
 
 pub fn load_catalog(common: &Common) -> Result<skyward_catalog::Catalog, CliError> {
     Ok(skyward_catalog::Catalog::load(common.catalog.as_deref())?)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's arguments are well formed (clap checks names, ids and
+    /// conflicts only when a command is built, so a broken one would panic at
+    /// its first use).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

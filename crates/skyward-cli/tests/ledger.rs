@@ -511,3 +511,86 @@ fn a_plan_exported_as_focus_imports_back_to_the_same_bill() {
         );
     }
 }
+
+/// Issue 11: commitments are visible with no contracts file (from the
+/// data), and contracts are stored, versioned objects.
+#[test]
+fn commitments_without_a_contracts_file_and_stored_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let file = generated(dir.path());
+    ok(skyward(&db).args(["ledger", "import", &file]));
+    let s: Value = json_ok(skyward(&db).args(["ledger", "status", "--output", "json"]));
+    let found = s["commitments_in_data"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{s}");
+    let sp = &found[0];
+    assert!(sp["commitment_id"]
+        .as_str()
+        .unwrap()
+        .contains("savingsplan"));
+    let u = sp["utilisation"].as_f64().unwrap();
+    assert!(u > 0.0 && u < 1.0, "{sp}");
+    // used + unused = what was purchased (the generator balances them).
+    let (used, unused, bought) = (
+        sp["used"].as_f64().unwrap(),
+        sp["unused"].as_f64().unwrap(),
+        sp["purchased"].as_f64().unwrap(),
+    );
+    assert!(used + unused > 0.0 && bought > 0.0);
+    // Apply, apply again (no new version), change, list, history.
+    let v: Value = json_ok(skyward(&db).args([
+        "contracts",
+        "apply",
+        &example("contracts.yaml"),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(
+        (v["version"].as_i64(), v["changed"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let v: Value = json_ok(skyward(&db).args([
+        "contracts",
+        "apply",
+        &example("contracts.yaml"),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(
+        (v["version"].as_i64(), v["changed"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "contracts:\n  - name: x\n    kind: spend\n").unwrap();
+    let out = skyward(&db)
+        .args(["contracts", "apply", &bad.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml"));
+    let mut text = std::fs::read_to_string(example("contracts.yaml")).unwrap();
+    text.push_str("\n# amended\n");
+    let amended = dir.path().join("amended.yaml");
+    std::fs::write(&amended, text).unwrap();
+    let v: Value = json_ok(skyward(&db).args([
+        "contracts",
+        "apply",
+        &amended.display().to_string(),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(v["version"].as_i64(), Some(2));
+    let h: Value = json_ok(skyward(&db).args(["contracts", "history", "--output", "json"]));
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    let l: Value =
+        json_ok(skyward(&db).args(["contracts", "list", "--at-version", "1", "--output", "json"]));
+    assert_eq!(l["version"].as_i64(), Some(1));
+    // Status reads the stored contracts when no file is given.
+    let s: Value = json_ok(skyward(&db).args(["ledger", "status", "--output", "json"]));
+    assert!(
+        s["contracts_source"].as_str().unwrap().contains("v2"),
+        "{}",
+        s["contracts_source"]
+    );
+    assert_eq!(s["contracts"].as_array().unwrap().len(), 5);
+}

@@ -180,6 +180,10 @@ pub fn project(
 ) -> Projection {
     let (d0, d_end) = (c.start.day(), c.end.day());
     let d_at = at.day().clamp(d0, d_end);
+    // Data is read up to the date asked; the schedule runs from the date
+    // within the term.
+    let asked = at;
+    let at = Timestamp(d_at * crate::time::SECONDS_PER_DAY);
     let years = years(c, t);
     let eligible =
         |r: &&DayRow| r.provider == c.provider && t.eligible.admits(&r.region, &r.service, &r.sku);
@@ -214,7 +218,7 @@ pub fn project(
         for r in days
             .iter()
             .filter(eligible)
-            .filter(|r| r.category == "Usage" && r.day < at.day())
+            .filter(|r| r.category == "Usage" && r.day < asked.day())
         {
             *organic.entry(r.day).or_insert(Amount::ZERO) += scale(r.list, 1.0 - d);
             list += r.list;

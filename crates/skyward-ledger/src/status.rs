@@ -658,7 +658,17 @@ struct FocusUse {
 }
 
 fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> Option<FocusUse> {
-    let (d0, d1) = (c.start.day(), c.end.day().min(at.day()));
+    commitment_use(
+        &c.provider,
+        id,
+        c.start.day(),
+        c.end.day().min(at.day()),
+        days,
+    )
+}
+
+/// A commitment's Used/Unused rows in days `d0..d1`.
+fn commitment_use(provider: &str, id: &str, d0: i64, d1: i64, days: &[DayRow]) -> Option<FocusUse> {
     let rows: Vec<&DayRow> = days
         .iter()
         .filter(|r| r.commitment_id == id && r.day >= d0 && r.day < d1)
@@ -680,7 +690,7 @@ fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> O
     let on_demand_eligible_list: Amount = days
         .iter()
         .filter(|r| {
-            r.provider == c.provider
+            r.provider == provider
                 && r.category == "Usage"
                 && r.commitment_id.is_empty()
                 && matches!(r.pricing_category.as_str(), "Standard" | "")
@@ -696,6 +706,80 @@ fn focus_commitment(c: &Contract, id: &str, at: Timestamp, days: &[DayRow]) -> O
         covered_list: sum("Used", |r| r.list),
         on_demand_eligible_list,
     })
+}
+
+/// A commitment found in the billing data (its CommitmentDiscountId), with
+/// or without a contract for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataCommitment {
+    pub commitment_id: String,
+    pub provider: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Σ BilledCost of its Purchase rows.
+    pub purchased: Amount,
+    pub used: Amount,
+    pub unused: Amount,
+    pub utilisation: Option<f64>,
+    pub coverage: Option<f64>,
+    /// Covered on-demand-equivalent minus what it cost (used + unused).
+    pub net_savings: Amount,
+    /// The contract naming it (`commitment_id`), if any.
+    pub contract: Option<String>,
+    /// From the contract; FOCUS cost and usage rows carry no end date.
+    pub ends: Option<String>,
+}
+
+/// Every CommitmentDiscountId in the data before `at`, with its figures
+/// over all the days it was seen (coverage as in [`status`]).
+pub fn data_commitments(
+    contracts: &[Contract],
+    at: Timestamp,
+    days: &[DayRow],
+) -> Vec<DataCommitment> {
+    let mut seen: BTreeMap<(&str, &str), (i64, i64, Amount)> = BTreeMap::new();
+    for r in days
+        .iter()
+        .filter(|r| !r.commitment_id.is_empty() && r.day < at.day())
+    {
+        let e = seen
+            .entry((r.provider.as_str(), r.commitment_id.as_str()))
+            .or_insert((r.day, r.day, Amount::ZERO));
+        e.0 = e.0.min(r.day);
+        e.1 = e.1.max(r.day);
+        if r.category == "Purchase" {
+            e.2 += r.billed;
+        }
+    }
+    seen.into_iter()
+        .map(|((provider, id), (first, last, purchased))| {
+            let u = commitment_use(provider, id, first, last + 1, days);
+            let contract = contracts.iter().find(|c| match &c.terms {
+                Terms::Hourly(t) => t.commitment_id.as_deref() == Some(id),
+                Terms::Capacity(t) => t.commitment_id.as_deref() == Some(id),
+                Terms::Spend(_) => false,
+            });
+            let (used, unused, covered, od) = u
+                .map(|f| (f.used, f.unused, f.covered_list, f.on_demand_eligible_list))
+                .unwrap_or_default();
+            DataCommitment {
+                commitment_id: id.to_string(),
+                provider: provider.to_string(),
+                first_seen: Timestamp(first * SECONDS_PER_DAY).date_string(),
+                last_seen: Timestamp(last * SECONDS_PER_DAY).date_string(),
+                purchased,
+                used,
+                unused,
+                utilisation: (used + unused > Amount::ZERO)
+                    .then(|| used.as_f64() / (used + unused).as_f64()),
+                coverage: (covered + od > Amount::ZERO)
+                    .then(|| covered.as_f64() / (covered + od).as_f64()),
+                net_savings: covered - used - unused,
+                contract: contract.map(|c| c.name.clone()),
+                ends: contract.map(|c| c.end.date_string()),
+            }
+        })
+        .collect()
 }
 
 pub fn status(

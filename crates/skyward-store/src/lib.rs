@@ -54,6 +54,18 @@ pub enum StoreError {
     },
 }
 
+/// One applied version of the contracts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContractSet {
+    pub version: i64,
+    pub file_name: String,
+    pub sha256: String,
+    /// The file as applied (already validated by the caller).
+    pub text: String,
+    pub contracts: i64,
+    pub applied_at: i64,
+}
+
 /// How an import treats partitions already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportMode {
@@ -508,6 +520,82 @@ impl Store {
                 list: Amount::from_nanos(r.get(4)),
                 effective: Amount::from_nanos(r.get(5)),
                 quantity: Amount::from_nanos(r.get(6)),
+            })
+            .collect())
+    }
+
+    /// Stores a validated contracts file as the new current version, unless
+    /// it is the current one already. Returns (version, whether it changed).
+    pub async fn apply_contracts(
+        &self,
+        file_name: &str,
+        text: &str,
+        contracts: usize,
+        now_s: i64,
+    ) -> Result<(i64, bool), StoreError> {
+        let sha = sha256_hex(text.as_bytes());
+        let mut tx = self.pool.begin().await?;
+        if let Some(r) =
+            sqlx::query("SELECT version, sha256 FROM contract_sets ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            if r.get::<String, _>(1) == sha {
+                return Ok((r.get(0), false));
+            }
+        }
+        let version: i64 = sqlx::query(
+            "INSERT INTO contract_sets (file_name, sha256, text, contracts, applied_at) VALUES (?, ?, ?, ?, ?) RETURNING version",
+        )
+        .bind(file_name)
+        .bind(&sha)
+        .bind(text)
+        .bind(contracts as i64)
+        .bind(now_s)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        tx.commit().await?;
+        Ok((version, true))
+    }
+
+    /// A version of the contracts (the current one when None).
+    pub async fn contract_set(
+        &self,
+        version: Option<i64>,
+    ) -> Result<Option<ContractSet>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, file_name, sha256, text, contracts, applied_at FROM contract_sets WHERE (?1 IS NULL OR version = ?1) ORDER BY version DESC LIMIT 1",
+        )
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| ContractSet {
+            version: r.get(0),
+            file_name: r.get(1),
+            sha256: r.get(2),
+            text: r.get(3),
+            contracts: r.get(4),
+            applied_at: r.get(5),
+        }))
+    }
+
+    /// Every version, oldest first (without the text).
+    pub async fn contract_history(&self) -> Result<Vec<ContractSet>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, file_name, sha256, contracts, applied_at FROM contract_sets ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ContractSet {
+                version: r.get(0),
+                file_name: r.get(1),
+                sha256: r.get(2),
+                text: String::new(),
+                contracts: r.get(3),
+                applied_at: r.get(4),
             })
             .collect())
     }

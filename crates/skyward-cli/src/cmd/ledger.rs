@@ -36,8 +36,9 @@ pub enum LedgerCommand {
 
 #[derive(Args)]
 pub struct ReportArgs {
+    /// A contracts file (default: the contracts stored by `skyward contracts apply`).
     #[arg(long, value_name = "FILE")]
-    pub contracts: PathBuf,
+    pub contracts: Option<PathBuf>,
     /// Where to write the page.
     #[arg(long, value_name = "FILE")]
     pub html: PathBuf,
@@ -160,9 +161,11 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The contracts file (see examples/contracts.yaml).
+    /// A contracts file (see examples/contracts.yaml; default: the contracts
+    /// stored by `skyward contracts apply`; without any, the commitments
+    /// found in the data).
     #[arg(long, value_name = "FILE")]
-    pub contracts: PathBuf,
+    pub contracts: Option<PathBuf>,
     /// Status as of this date (YYYY-MM-DD; default: the day after the last imported charge).
     #[arg(long, value_name = "DATE")]
     pub at: Option<String>,
@@ -582,8 +585,8 @@ pub fn load_for(
 
 fn status(a: &StatusArgs) -> Result<(), CliError> {
     use skyward_ledger::status::{status as compute, ContractStatus};
-    let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
+    let (contracts, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
     let LedgerData {
         days,
         hours,
@@ -593,20 +596,53 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
     } = load_for(&contracts, &db)?;
     let at = resolve_at(a.at.as_deref(), last, &db)?;
     let report = compute(&contracts, at, &days, &hours);
+    let found = skyward_ledger::status::data_commitments(&contracts, at, &days);
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"at": at.date_string(), "contracts": report, "notes": spread_notes})
+                &serde_json::json!({"at": at.date_string(), "contracts_source": source, "contracts": report, "commitments_in_data": found, "notes": spread_notes})
             )?
         ),
         Output::Table => {
             outln!(
-                "Ledger status at {} ({} contracts; data in {})\n",
+                "Ledger status at {} ({} contracts from {source}; {} commitments in the data; data in {})\n",
                 at.date_string(),
                 report.len(),
+                found.len(),
                 db.display()
             );
+            if !found.is_empty() {
+                let mut t = Table::new(&[
+                    "COMMITMENT IN THE DATA",
+                    "PROVIDER",
+                    "SEEN",
+                    "PURCHASED>",
+                    "USED>",
+                    "UNUSED>",
+                    "UTILISATION>",
+                    "COVERAGE>",
+                    "NET SAVINGS>",
+                    "CONTRACT",
+                    "ENDS",
+                ]);
+                for f in &found {
+                    t.row(vec![
+                        f.commitment_id.clone(),
+                        f.provider.clone(),
+                        format!("{}..{}", f.first_seen, f.last_seen),
+                        f.purchased.to_string(),
+                        f.used.to_string(),
+                        f.unused.to_string(),
+                        pct(f.utilisation),
+                        pct(f.coverage),
+                        f.net_savings.to_string(),
+                        f.contract.clone().unwrap_or_else(|| "-".into()),
+                        f.ends.clone().unwrap_or_else(|| "not in the data".into()),
+                    ]);
+                }
+                outln!("{}", t.render());
+            }
             let mut spend = Table::new(&[
                 "SPEND COMMITMENT",
                 "PROVIDER",
@@ -901,16 +937,13 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
             }),
         }
     } else {
-        let file = a.contracts.as_ref().ok_or_else(|| {
-            CliError::Input("give --contracts FILE and a contract name, or --what-if".into())
-        })?;
         let name = a
             .contract
             .as_ref()
-            .ok_or_else(|| CliError::Input("which contract? give its name".into()))?;
-        let all = load_contracts(file)?;
+            .ok_or_else(|| CliError::Input("which contract? give its name, or --what-if".into()))?;
+        let (all, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
         all.into_iter().find(|c| c.name == *name).ok_or_else(|| {
-            CliError::Input(format!("{}: no contract named '{name}'", file.display()))
+            CliError::Input(format!("{source}: no contract named '{name}' (give --contracts FILE or run `skyward contracts apply FILE`)"))
         })?
     };
     let at = resolve_at(a.at.as_deref(), last, &db)?;
@@ -1323,8 +1356,8 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
         band, burn_series, commitment_daily, status as compute, ContractStatus,
     };
     use std::fmt::Write as _;
-    let contracts = load_contracts(&a.contracts)?;
     let db = db_path(a.db.db.as_deref())?;
+    let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
     let LedgerData {
         days,
         hours,

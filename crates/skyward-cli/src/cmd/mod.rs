@@ -3,6 +3,7 @@ pub mod bench_gateway;
 pub mod bench_submit;
 pub mod catalog;
 pub mod client;
+pub mod contracts;
 pub mod gateway;
 pub mod ledger;
 pub mod plan;

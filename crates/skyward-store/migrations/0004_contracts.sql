@@ -1,0 +1,11 @@
+-- Contracts as stored, versioned objects: each `skyward contracts apply`
+-- of a validated file that differs from the current one is a new version;
+-- the latest is what the ledger commands read when no --contracts is given.
+CREATE TABLE contract_sets (
+    version     INTEGER PRIMARY KEY,
+    file_name   TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL,
+    text        TEXT    NOT NULL,
+    contracts   INTEGER NOT NULL,
+    applied_at  INTEGER NOT NULL
+);
