@@ -594,3 +594,71 @@ fn commitments_without_a_contracts_file_and_stored_contracts() {
     );
     assert_eq!(s["contracts"].as_array().unwrap().len(), 5);
 }
+
+/// Issue 11: `ledger backtest` realises every method's recommendations on
+/// the stored history and reports them against the hindsight optimum.
+#[test]
+fn backtest_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let path = dir.path().join("focus-160d.csv");
+    ok(Command::cargo_bin("skyward").unwrap().args([
+        "ledger",
+        "generate",
+        "--days",
+        "160",
+        "--rows-per-hour",
+        "1",
+        "-O",
+        &path.display().to_string(),
+    ]));
+    ok(skyward(&db).args(["ledger", "import", &path.display().to_string()]));
+    let v: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "backtest",
+        "--provider",
+        "aws",
+        "--discount-pct",
+        "28",
+        "--horizon-days",
+        "30",
+        "--step-days",
+        "30",
+        "--min-history-days",
+        "60",
+        "--scenarios",
+        "20",
+        "--output",
+        "json",
+    ]));
+    let b = &v["backtest"];
+    // Origins at days 60, 90, 120 (each with 30 days after it).
+    assert_eq!(b["origins"], 3, "{b}");
+    let methods = b["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 7);
+    for m in methods {
+        let (r, h) = (
+            m["realised_savings"].as_f64().unwrap(),
+            m["hindsight_savings"].as_f64().unwrap(),
+        );
+        // Nothing beats hindsight (same hours, best fixed commitment).
+        assert!(r <= h + 0.01, "{m}");
+        assert!((0.0..=1.0).contains(&m["band_coverage"].as_f64().unwrap()));
+    }
+    // Too little history: a clear error, exit 2.
+    let out = skyward(&db)
+        .args([
+            "ledger",
+            "backtest",
+            "--provider",
+            "aws",
+            "--discount-pct",
+            "28",
+            "--min-history-days",
+            "3000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs"));
+}

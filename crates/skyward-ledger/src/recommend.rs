@@ -46,6 +46,9 @@ pub struct Recommendation {
     pub lookback_savings: Option<Amount>,
     pub expected_term_savings: Amount,
     pub loss_probability: f64,
+    /// P10 and P90 of the term's savings over the scenarios.
+    pub savings_p10: Amount,
+    pub savings_p90: Amount,
     pub expected_utilisation: f64,
     pub hours_underused_pct: f64,
 }
@@ -268,7 +271,14 @@ pub fn scenarios(
     growth_pct: f64,
     seed: u64,
 ) -> Vec<Vec<f64>> {
-    scenarios_with_releases(history, &[], hours, count, growth_pct, seed)
+    let model = DemandModel {
+        kind: "recent",
+        growth_pct,
+        growth_source: "given",
+        level_changes: Vec::new(),
+    };
+    let recent = &history[history.len().saturating_sub(91 * 24)..];
+    model_scenarios(recent, &model, &[], hours, count, seed)
 }
 
 /// Usage an existing commitment covers, hour by hour over the same history
@@ -285,15 +295,139 @@ pub struct Existing {
     pub expires_after_hours: Option<usize>,
 }
 
-/// [`scenarios`], where each future hour also gets back the usage of every
-/// existing commitment expired by then, drawn from the same history hour
-/// (so demand and what the commitments covered stay consistent).
-pub fn scenarios_with_releases(
+/// How the future is drawn from the history (said in the output).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemandModel {
+    /// "seasonal" (a year and 91 days of history or more: the same weeks a
+    /// year earlier, scaled by the year-over-year level) or "recent" (the
+    /// last 91 days, weeks kept in phase).
+    pub kind: &'static str,
+    /// Yearly growth applied: the user's, else the measured year-over-year
+    /// change (seasonal), else none (a trend is not estimated from less than
+    /// a year: a seasonal rise would look like one).
+    pub growth_pct: f64,
+    /// Where the growth comes from: "given", "year-over-year" or "none".
+    pub growth_source: &'static str,
+    /// Month-to-month changes of the level the scenarios draw (log ratios
+    /// of 30-day means four weeks apart, each with its opposite so they do
+    /// not drift; of the year-over-year ratio when seasonal): the
+    /// uncertainty of the level, not only of the hours.
+    pub level_changes: Vec<f64>,
+}
+
+/// Hours in 52 weeks: "a year earlier" keeps the weekday.
+pub const YEAR_HOURS: usize = 52 * 168;
+const MONTH_HOURS: usize = 720;
+/// Level-change samples kept (bounded work on long histories).
+const LEVEL_SAMPLES_MAX: usize = 104;
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// The demand model for `history` (oldest first; the whole on-demand
+/// series) and an optional user growth.
+pub fn demand_model(history: &[f64], growth_pct: Option<f64>) -> DemandModel {
+    let n = history.len();
+    let window = 91 * 24;
+    let seasonal = n >= YEAR_HOURS + window;
+    // Level series: 30-day means every week over the last year (of the
+    // year-over-year ratio when seasonal).
+    let mut levels = Vec::new();
+    let mut end = n;
+    while end >= MONTH_HOURS && levels.len() < LEVEL_SAMPLES_MAX / 2 + 2 {
+        let now = mean(&history[end - MONTH_HOURS..end]);
+        let level = if seasonal {
+            if end < YEAR_HOURS + MONTH_HOURS {
+                break;
+            }
+            let before = mean(&history[end - YEAR_HOURS - MONTH_HOURS..end - YEAR_HOURS]);
+            if before <= 0.0 {
+                break;
+            }
+            now / before
+        } else {
+            now
+        };
+        if level <= 0.0 {
+            break;
+        }
+        levels.push(level);
+        if end < 168 {
+            break;
+        }
+        end -= 168;
+    }
+    levels.reverse();
+    // log(level(t + 30 days) / level(t)), from samples four weeks apart.
+    let mut changes: Vec<f64> = levels
+        .iter()
+        .zip(levels.iter().skip(4))
+        .map(|(a, b)| (b / a).ln())
+        .filter(|x| x.is_finite())
+        .collect();
+    // Mirrored (each change and its opposite): zero drift, the spread kept,
+    // even from the one or two changes a short history has. Drift is growth,
+    // which comes from `growth_pct`.
+    let mirrored: Vec<f64> = changes.iter().map(|c| -c).collect();
+    changes.extend(mirrored);
+    let (growth, source) = match growth_pct {
+        Some(g) => (g, "given"),
+        None if seasonal => {
+            let last = mean(&history[n - window..]);
+            let before = mean(&history[n - window - YEAR_HOURS..n - YEAR_HOURS]);
+            if before > 0.0 && last > 0.0 {
+                (100.0 * (last / before - 1.0), "year-over-year")
+            } else {
+                (0.0, "none")
+            }
+        }
+        None => (0.0, "none"),
+    };
+    DemandModel {
+        kind: if seasonal { "seasonal" } else { "recent" },
+        growth_pct: growth,
+        growth_source: source,
+        level_changes: changes,
+    }
+}
+
+impl DemandModel {
+    pub fn describe(&self) -> String {
+        let base = match self.kind {
+            "seasonal" => "the same weeks a year earlier",
+            _ => "the last 91 days",
+        };
+        let growth = match self.growth_source {
+            "given" => format!("{:+.1}%/year growth (given)", self.growth_pct),
+            "year-over-year" => format!(
+                "{:+.1}%/year growth (measured year over year, applied to last year's season, not to the recent level)",
+                self.growth_pct
+            ),
+            _ => "no growth (less than a year of history: a trend is not estimated)".to_string(),
+        };
+        format!(
+            "scenarios from {base}, {growth}, level uncertainty from {} monthly changes",
+            self.level_changes.len()
+        )
+    }
+}
+
+/// Demand scenarios of `hours` hours from the model: weeks of the history
+/// (in phase with the future), scaled by growth and by a level that moves
+/// each 30 days by a drawn monthly change. Each future hour also gets back
+/// the usage of every existing commitment expired by then (`releases`:
+/// covered $/h aligned with `history`, and the hour it comes back from).
+pub fn model_scenarios(
     history: &[f64],
+    model: &DemandModel,
     releases: &[(&[f64], usize)],
     hours: usize,
     count: usize,
-    growth_pct: f64,
     seed: u64,
 ) -> Vec<Vec<f64>> {
     let mut rng = Rng::new(seed);
@@ -302,24 +436,79 @@ pub fn scenarios_with_releases(
         return Vec::new();
     }
     let block = BLOCK_HOURS.min(n);
-    let weeks = n / block;
-    let g = 1.0 + growth_pct / 100.0;
+    let recent = (91 * 24).min(n);
+    let weeks = (recent / block).max(1);
+    let g = 1.0 + model.growth_pct / 100.0;
+    // Recent mode rescales each drawn week to the latest 30-day level, so
+    // the level is what the level walk says, not a mix of past levels.
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0f64);
+    for x in history {
+        prefix.push(prefix[prefix.len() - 1] + x);
+    }
+    let level_at = |end: usize| -> f64 {
+        let from = end.saturating_sub(MONTH_HOURS);
+        if end > from {
+            (prefix[end] - prefix[from]) / (end - from) as f64
+        } else {
+            0.0
+        }
+    };
+    let latest = level_at(n);
+    let draw = |rng: &mut Rng| -> f64 {
+        if model.level_changes.is_empty() {
+            1.0
+        } else {
+            model.level_changes[rng.below(model.level_changes.len())].exp()
+        }
+    };
     (0..count)
         .map(|_| {
             let mut s = Vec::with_capacity(hours);
+            // The next month's level is already uncertain.
+            let mut level = draw(&mut rng);
             while s.len() < hours {
-                let k = rng.below(weeks);
-                let start = n - (weeks - k) * block;
-                let take = block.min(hours - s.len());
+                let t0 = s.len();
+                // The source week: seasonal, the same week a year earlier
+                // (± two weeks); recent, any week of the last 91 days.
+                let start = if model.kind == "seasonal" {
+                    let shift = rng.below(5) as i64 - 2;
+                    let back = YEAR_HOURS - (t0 % YEAR_HOURS);
+                    (n as i64 - back as i64 + shift * block as i64).clamp(0, (n - block) as i64)
+                        as usize
+                } else {
+                    let k = rng.below(weeks);
+                    n - (weeks - k) * block
+                };
+                let take = block.min(hours - t0);
+                let rescale = if model.kind == "seasonal" {
+                    1.0
+                } else {
+                    let src = level_at((start + block).min(n));
+                    if src > 0.0 && latest > 0.0 {
+                        latest / src
+                    } else {
+                        1.0
+                    }
+                };
                 for (h, &x0) in history.iter().enumerate().skip(start).take(take) {
                     let t = s.len();
+                    if t > 0 && t % MONTH_HOURS == 0 {
+                        level *= draw(&mut rng);
+                    }
                     let mut x = x0;
                     for (covered, from) in releases {
                         if t >= *from {
                             x += covered.get(h).copied().unwrap_or(0.0);
                         }
                     }
-                    s.push(x * g.powf(t as f64 / 8_760.0));
+                    let years = if model.kind == "seasonal" {
+                        // Last year's season is one year behind.
+                        1.0 + (t / YEAR_HOURS) as f64
+                    } else {
+                        t as f64 / 8_760.0
+                    };
+                    s.push(x * rescale * level * g.powf(years));
                 }
             }
             s
@@ -339,9 +528,11 @@ pub fn evaluate(
     let fee = (1.0 - d) * covers;
     let mut total = 0.0;
     let mut losses = 0usize;
+    let mut each = Vec::with_capacity(scen.len());
     let (mut used, mut committed, mut under, mut hours) = (0.0, 0.0, 0usize, 0usize);
     for s in scen {
         let sv = savings(s, covers, d);
+        each.push(sv);
         total += sv;
         losses += usize::from(sv < 0.0);
         for &x in s {
@@ -352,7 +543,15 @@ pub fn evaluate(
         }
     }
     let n = scen.len().max(1) as f64;
+    each.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        each.get(((each.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Recommendation {
+        savings_p10: Amount::from_usd_f64(pct(0.1)),
+        savings_p90: Amount::from_usd_f64(pct(0.9)),
         method: method.to_string(),
         lookback_days,
         covers_usd_per_hour: Amount::from_usd_f64(covers),
@@ -384,42 +583,41 @@ pub struct RecommendInput<'a> {
     pub discount_pct: f64,
     pub term_hours: usize,
     pub lookbacks_days: &'a [u32],
-    pub growth_pct: f64,
+    /// Yearly growth; None: estimated from the history when it can be
+    /// (see [`demand_model`]).
+    pub growth_pct: Option<f64>,
     pub scenarios: usize,
     pub seed: u64,
 }
 
 pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
+    recommend_with_model(i).0
+}
+
+/// [`recommend`], and the demand model its scenarios came from.
+pub fn recommend_with_model(i: &RecommendInput) -> (Vec<Recommendation>, DemandModel) {
     let d = i.discount_pct / 100.0;
-    let hist_hours = (91 * 24).min(i.hourly.len());
-    let from = i.hourly.len() - hist_hours;
-    let history = &i.hourly[from..];
+    let history = i.hourly;
     let releases: Vec<(&[f64], usize)> = i
         .existing
         .iter()
         .filter_map(|e| {
             let at = e.expires_after_hours?;
-            (at < i.term_hours).then(|| (e.covered.get(from..).unwrap_or(&[]), at))
+            (at < i.term_hours).then_some((e.covered.as_slice(), at))
         })
         .collect();
     let count = i
         .scenarios
         .min(SCENARIO_HOURS_MAX / i.term_hours.max(1))
         .max(1);
-    let fit = scenarios_with_releases(
+    let model = demand_model(history, i.growth_pct);
+    let fit = model_scenarios(history, &model, &releases, i.term_hours, count, i.seed);
+    let scen = model_scenarios(
         history,
+        &model,
         &releases,
         i.term_hours,
         count,
-        i.growth_pct,
-        i.seed,
-    );
-    let scen = scenarios_with_releases(
-        history,
-        &releases,
-        i.term_hours,
-        count,
-        i.growth_pct,
         i.seed ^ 0x005E_ED0F_E7A1,
     );
     let mut out = Vec::new();
@@ -454,7 +652,7 @@ pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
         None,
         &scen,
     ));
-    out
+    (out, model)
 }
 
 #[cfg(test)]
@@ -510,7 +708,7 @@ mod tests {
             discount_pct: 28.0,
             term_hours: 24 * 30,
             lookbacks_days: &[7, 30],
-            growth_pct: 0.0,
+            growth_pct: Some(0.0),
             scenarios: 20,
             seed: 1,
         };

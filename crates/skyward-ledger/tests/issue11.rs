@@ -492,7 +492,7 @@ fn recommend_for(
         discount_pct: 25.0,
         term_hours,
         lookbacks_days: &[7, 30],
-        growth_pct: 0.0,
+        growth_pct: Some(0.0),
         scenarios: 20,
         seed: 3,
     })

@@ -64,6 +64,10 @@ pub struct LedgerBenchArgs {
     /// Timed `status` runs (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Days of hourly history for the timed `backtest` (1,095: three years;
+    /// 0 skips it).
+    #[arg(long, default_value_t = 1_095)]
+    pub backtest_days: u32,
     /// Keep the generated file and database in this folder (default: a temporary one, removed).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
@@ -370,6 +374,9 @@ struct LedgerBenchResult {
     status_ms: Vec<f64>,
     status_median_ms: f64,
     import_peak_rss_mib: f64,
+    backtest_hours: u64,
+    backtest_s: Vec<f64>,
+    backtest_median_s: f64,
 }
 
 fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
@@ -456,8 +463,82 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
             )));
         }
     }
+    // Backtest over `backtest_days` of hourly history (one row per SKU per
+    // hour), in its own database.
+    let (mut bt_times, mut bt_hours) = (Vec::new(), 0u64);
+    if a.backtest_days > 0 {
+        let bt_csv = dir.join("backtest.csv");
+        let bt_db = dir.join("backtest.db");
+        for f in [
+            &bt_db,
+            &dir.join("backtest.db-wal"),
+            &dir.join("backtest.db-shm"),
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
+        eprintln!(
+            "[4/4] backtest over {} days of hourly history x {} …",
+            a.backtest_days, a.repeats
+        );
+        ledger::generate(&ledger::GenerateArgs {
+            start: "2024-01-01".into(),
+            days: a.backtest_days,
+            rows_per_hour: 1,
+            growth_pct: 20.0,
+            seed: 11,
+            out: bt_csv.clone(),
+        })?;
+        let imp = Command::new(&exe)
+            .args(["ledger", "import"])
+            .arg(&bt_csv)
+            .arg("--db")
+            .arg(&bt_db)
+            .output()
+            .map_err(|e| CliError::Io(e.to_string()))?;
+        if !imp.status.success() {
+            return Err(CliError::Internal(format!(
+                "backtest import failed: {}",
+                String::from_utf8_lossy(&imp.stderr)
+            )));
+        }
+        for _ in 0..a.repeats {
+            let t = Instant::now();
+            let o = Command::new(&exe)
+                .args([
+                    "ledger",
+                    "backtest",
+                    "--provider",
+                    "aws",
+                    "--discount-pct",
+                    "28",
+                    "--db",
+                ])
+                .arg(&bt_db)
+                .args(["--output", "json"])
+                .output()
+                .map_err(|e| CliError::Io(e.to_string()))?;
+            bt_times.push(t.elapsed().as_secs_f64());
+            if !o.status.success() {
+                return Err(CliError::Internal(format!(
+                    "backtest failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                )));
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).map_err(|e| CliError::Internal(e.to_string()))?;
+            bt_hours = v["history_hours"].as_u64().unwrap_or(0);
+        }
+    }
+    let mut bt_sorted = bt_times.clone();
     let mut sorted = times.clone();
     let r = LedgerBenchResult {
+        backtest_hours: bt_hours,
+        backtest_median_s: if bt_sorted.is_empty() {
+            0.0
+        } else {
+            median(&mut bt_sorted)
+        },
+        backtest_s: bt_times,
         rows,
         file_mib,
         generate_s,
@@ -488,6 +569,8 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
                 "STATUS MEDIAN MS>",
                 "STATUS MIN MS>",
                 "STATUS MAX MS>",
+                "BACKTEST HOURS>",
+                "BACKTEST MEDIAN S>",
             ]);
             t.row(vec![
                 r.rows.to_string(),
@@ -503,6 +586,8 @@ fn ledger_bench(a: &LedgerBenchArgs) -> Result<(), CliError> {
                     r.status_ms.iter().copied().fold(f64::INFINITY, f64::min)
                 ),
                 format!("{:.1}", r.status_ms.iter().copied().fold(0.0, f64::max)),
+                r.backtest_hours.to_string(),
+                format!("{:.2}", r.backtest_median_s),
             ]);
             out!("{}", t.render());
         }

@@ -32,6 +32,40 @@ pub enum LedgerCommand {
     Export(ExportArgs),
     /// An HTML report with charts: burn-down per commitment, utilisation, recommendations.
     Report(ReportArgs),
+    /// How each recommendation method would have done on the stored history
+    /// (rolling origin: recommend at each month, realise on what followed).
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+pub struct BacktestArgs {
+    /// Provider whose on-demand usage to cover.
+    #[arg(long)]
+    pub provider: String,
+    /// Discount of the hourly instrument, percent.
+    #[arg(long)]
+    pub discount_pct: f64,
+    /// Hours each recommendation is realised over, in days.
+    #[arg(long, default_value_t = 90)]
+    pub horizon_days: u32,
+    /// Days between origins.
+    #[arg(long, default_value_t = 30)]
+    pub step_days: u32,
+    /// History before the first origin, days.
+    #[arg(long, default_value_t = 60)]
+    pub min_history_days: u32,
+    #[arg(long, value_delimiter = ',', default_values_t = vec![7u32, 30, 60])]
+    pub lookback_days: Vec<u32>,
+    #[arg(long, default_value_t = 100)]
+    pub scenarios: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Commitments owned (default: the stored contracts): the history is
+    /// net of what they cover.
+    #[arg(long)]
+    pub contracts: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
@@ -90,9 +124,10 @@ pub struct RecommendArgs {
     /// Lookback windows for the AWS and Azure methods, days.
     #[arg(long, value_delimiter = ',', default_values_t = vec![7u32, 30, 60])]
     pub lookback_days: Vec<u32>,
-    /// Yearly demand growth for Skyward's scenarios, percent.
-    #[arg(long, default_value_t = 0.0)]
-    pub growth_pct: f64,
+    /// Yearly demand growth for the scenarios, percent (default: measured
+    /// year over year when there is more than a year of history, else none).
+    #[arg(long)]
+    pub growth_pct: Option<f64>,
     /// Demand scenarios for Skyward's method and for evaluating every method.
     #[arg(long, default_value_t = 200)]
     pub scenarios: usize,
@@ -244,6 +279,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Recommend(a) => recommend(a),
         LedgerCommand::Export(a) => export(a),
         LedgerCommand::Report(a) => report(a),
+        LedgerCommand::Backtest(a) => backtest(a),
     }
 }
 
@@ -1060,7 +1096,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
 }
 
 fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
-    use skyward_ledger::recommend::{recommend as run_recommend, RecommendInput};
+    use skyward_ledger::recommend::RecommendInput;
     if let Some(tiers) = &a.discount_tiers {
         return recommend_spend(a, tiers);
     }
@@ -1078,9 +1114,10 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
             "--term-years must be 1..5 and --lookback-days 1..366 each".into(),
         ));
     }
+    let growth = a.growth_pct.unwrap_or(0.0);
     if !((1..=2_000).contains(&a.scenarios)
-        && a.growth_pct.is_finite()
-        && (-90.0..=1000.0).contains(&a.growth_pct))
+        && growth.is_finite()
+        && (-90.0..=1000.0).contains(&growth))
     {
         return Err(CliError::Input(
             "--scenarios must be 1..2000 and --growth-pct -90..1000".into(),
@@ -1137,13 +1174,13 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
             })
         })
         .collect();
-    let recs = run_recommend(&input);
+    let (recs, model) = skyward_ledger::recommend::recommend_with_model(&input);
     let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "net_of": owned, "not_netted": skipped, "recommendations": recs})
+                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "demand_model": model, "demand_model_description": model.describe(), "net_of": owned, "not_netted": skipped, "recommendations": recs})
             )?
         ),
         Output::Table => {
@@ -1154,7 +1191,7 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
                 discount_pct,
                 a.term_years,
                 a.scenarios,
-                if a.growth_pct != 0.0 { format!(", {}%/year growth", a.growth_pct) } else { String::new() }
+                format!("; {}", model.describe())
             );
             let mut t = Table::new(&[
                 "METHOD",
@@ -1523,7 +1560,7 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
             discount_pct: h.discount_pct,
             term_hours: 8_760,
             lookbacks_days: &[7, 30, 60],
-            growth_pct: 0.0,
+            growth_pct: None,
             scenarios: 100,
             seed: 7,
         };
@@ -1557,6 +1594,112 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+fn backtest(a: &BacktestArgs) -> Result<(), CliError> {
+    if !(a.discount_pct.is_finite() && a.discount_pct > 0.0 && a.discount_pct < 100.0) {
+        return Err(CliError::Input(
+            "--discount-pct must be above 0 and below 100".into(),
+        ));
+    }
+    if !((1..=1_100).contains(&a.horizon_days)
+        && (1..=366).contains(&a.step_days)
+        && (7..=3_660).contains(&a.min_history_days)
+        && (1..=1_000).contains(&a.scenarios)
+        && !a.lookback_days.is_empty()
+        && a.lookback_days.iter().all(|d| (1..=366).contains(d)))
+    {
+        return Err(CliError::Input(
+            "--horizon-days 1..1100, --step-days 1..366, --min-history-days 7..3660, --scenarios 1..1000, --lookback-days 1..366 each".into(),
+        ));
+    }
+    let provider = a.provider.to_ascii_lowercase();
+    let db = db_path(a.db.db.as_deref())?;
+    let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
+    let (rows, days) = runtime()?.block_on(async {
+        let store = Store::open(&db).await?;
+        let rows = store
+            .hourly_on_demand(std::slice::from_ref(&provider), &[])
+            .await?;
+        let days = store.daily(Some(&provider), i64::MAX).await?;
+        Ok::<_, skyward_store::StoreError>((rows, days))
+    })?;
+    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
+    let need = (a.min_history_days + a.horizon_days) as usize * 24;
+    if netted.net.len() < need {
+        return Err(CliError::Input(format!(
+            "{} hours of on-demand history for '{provider}' in {}; a backtest needs --min-history-days + --horizon-days = {need} hours",
+            netted.net.len(),
+            db.display()
+        )));
+    }
+    let t0 = Instant::now();
+    let b = skyward_ledger::backtest::backtest(&skyward_ledger::backtest::BacktestInput {
+        hourly: &netted.net,
+        first_hour: netted.first_hour,
+        discount_pct: a.discount_pct,
+        horizon_hours: a.horizon_days as usize * 24,
+        step_hours: a.step_days as usize * 24,
+        min_history_hours: a.min_history_days as usize * 24,
+        lookbacks_days: &a.lookback_days,
+        scenarios: a.scenarios,
+        seed: a.seed,
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    match a.db.output {
+        Output::Json => outln!(
+            "{}",
+            json(
+                &serde_json::json!({"provider": provider, "history_hours": netted.net.len(), "seconds": secs, "backtest": b})
+            )?
+        ),
+        Output::Table => {
+            outln!(
+                "Backtest for {provider}: {} origins every {} days, each recommendation realised over the next {} days ({} hours of history; {:.1} s)\n",
+                b.origins,
+                a.step_days,
+                a.horizon_days,
+                netted.net.len(),
+                secs
+            );
+            let mut t = Table::new(&[
+                "METHOD",
+                "LOOKBACK",
+                "REALISED SAVINGS>",
+                "HINDSIGHT OPTIMUM>",
+                "% OF HINDSIGHT>",
+                "IN P10-P90>",
+                "P(LOSS) PREDICTED>",
+                "LOSSES REALISED>",
+                "UNDERUSED PREDICTED>",
+                "UNDERUSED REALISED>",
+            ]);
+            for m in &b.methods {
+                t.row(vec![
+                    m.method.clone(),
+                    m.lookback_days
+                        .map(|d| format!("{d} days"))
+                        .unwrap_or_else(|| "scenarios".into()),
+                    m.realised_savings.to_string(),
+                    m.hindsight_savings.to_string(),
+                    m.pct_of_hindsight
+                        .map(|v| format!("{v:.1}%"))
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.0}%", 100.0 * m.band_coverage),
+                    format!("{:.0}%", 100.0 * m.predicted_loss_probability),
+                    format!("{:.0}%", 100.0 * m.realised_loss_share),
+                    format!("{:.0}% of hours", m.predicted_underused_pct),
+                    format!("{:.0}% of hours", m.realised_underused_pct),
+                ]);
+            }
+            out!("{}", t.render());
+            outln!("\nIN P10-P90: share of origins whose realised savings fell in the predicted band (80% if calibrated).");
+            if let Some(m) = &b.last_model {
+                outln!("Demand model at the last origin: {m}.");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliError> {
     let mut tiers = Vec::new();
     for t in tiers_text {
@@ -1587,9 +1730,10 @@ fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliEr
             d,
         ));
     }
+    let growth = a.growth_pct.unwrap_or(0.0);
     if !((1..=10).contains(&a.term_years)
-        && a.growth_pct.is_finite()
-        && (-90.0..=1000.0).contains(&a.growth_pct))
+        && growth.is_finite()
+        && (-90.0..=1000.0).contains(&growth))
     {
         return Err(CliError::Input(
             "--term-years must be 1..10 and --growth-pct -90..1000".into(),
@@ -1630,7 +1774,7 @@ fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliEr
         &history,
         skyward_ledger::Amount::ZERO,
         term_days,
-        a.growth_pct,
+        growth,
     );
     let options = skyward_ledger::recommend::recommend_spend(&paths, &tiers);
     let p50 = paths.get(paths.len() / 2).copied().unwrap_or_default();
@@ -1638,7 +1782,7 @@ fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliEr
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"provider": provider, "term_years": a.term_years, "growth_pct": a.growth_pct, "history_days": history.len(), "projected_list_spend_p50": p50, "options": options})
+                &serde_json::json!({"provider": provider, "term_years": a.term_years, "growth_pct": growth, "history_days": history.len(), "projected_list_spend_p50": p50, "options": options})
             )?
         ),
         Output::Table => {
@@ -1647,7 +1791,7 @@ fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliEr
                 history.len(),
                 a.term_years,
                 p50,
-                if a.growth_pct != 0.0 { format!(" ({}%/year growth)", a.growth_pct) } else { String::new() }
+                if growth != 0.0 { format!(" ({growth}%/year growth)") } else { String::new() }
             );
             let mut t = Table::new(&[
                 "",
