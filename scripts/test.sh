@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lints, then every test of every crate.
 # It installs and starts the real services the tests need (a PostgreSQL
-# server for the control plane's PostgreSQL tests), so it passes on a
-# fresh machine.
+# server for the control plane's PostgreSQL tests, headless Chromium for
+# the ledger report's browser test), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,10 @@ if [ -z "${SKYWARD_TEST_DATABASE_URL:-}" ]; then
   trap 'scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR"' EXIT
 fi
 echo "PostgreSQL for tests: $SKYWARD_TEST_DATABASE_URL"
+if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ]; then
+  eval "$(scripts/chromium.sh)"
+fi
+echo "Chromium for tests: $SKYWARD_TEST_CHROMIUM"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

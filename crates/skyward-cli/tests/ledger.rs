@@ -238,9 +238,14 @@ fn import_status_and_idempotency() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
     assert_eq!(
-        page.matches("burn-down</text>").count(),
+        page.matches("burn-down over the term</text>").count(),
         2,
-        "one chart per spend commitment"
+        "one full-term chart per spend commitment"
+    );
+    assert_eq!(
+        page.matches("last 90 days and next 180</text>").count(),
+        2,
+        "one recent-window chart per spend commitment"
     );
     assert!(page.contains("daily utilisation") && page.contains("skyward-saa"));
     assert!(
@@ -593,6 +598,29 @@ fn commitments_without_a_contracts_file_and_stored_contracts() {
         s["contracts_source"]
     );
     assert_eq!(s["contracts"].as_array().unwrap().len(), 5);
+    // The inventory: a calendar, soonest end first; renewal on the same
+    // terms costs what the term cost; an hourly gap is its net savings per
+    // hour × 720.
+    let inv: Value = json_ok(skyward(&db).args(["ledger", "inventory", "--output", "json"]));
+    let items = inv["commitments"].as_array().unwrap();
+    let left: Vec<i64> = items
+        .iter()
+        .filter_map(|i| i["days_left"].as_i64())
+        .collect();
+    assert!(left.windows(2).all(|w| w[0] <= w[1]), "{left:?}");
+    let cud = items.iter().find(|i| i["name"] == "gcp-flex-cud").unwrap();
+    assert_eq!(cud["renewal_cost"], cud["term_cost"]);
+    let st = s["contracts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gcp-flex-cud")
+        .unwrap();
+    let want = st["net_savings"].as_f64().unwrap() / st["hours"].as_f64().unwrap() * 720.0;
+    assert!(
+        (cud["monthly_gap"].as_f64().unwrap() - want).abs() < 0.01,
+        "{cud} vs {want}"
+    );
 }
 
 /// Issue 11: `ledger backtest` realises every method's recommendations on

@@ -76,7 +76,9 @@ impl Sums {
     /// Adds the part of `c` that falls in seconds `lo..hi` of its `den`
     /// seconds; `first` for the piece where the row starts.
     fn add_part(&mut self, c: &Charge, lo: i64, hi: i64, den: i64, first: bool, spread: bool) {
-        let part = |a: Amount| share(a, lo, hi, den);
+        // The whole charge in one bucket (almost every row): no division.
+        let whole = lo == 0 && hi == den;
+        let part = |a: Amount| if whole { a } else { share(a, lo, hi, den) };
         self.billed += part(c.billed_cost);
         self.effective += part(c.effective_cost);
         self.list += part(c.list_cost.unwrap_or(c.billed_cost));
@@ -125,14 +127,12 @@ pub fn fingerprint(c: &Charge) -> u64 {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-    let amt = |a: Option<Amount>| a.map(|x| x.0.to_string()).unwrap_or_default();
     eat(c.provider.as_bytes());
     eat(c.billing_account.as_bytes());
     eat(&c.charge_period_start.0.to_le_bytes());
     eat(&c.charge_period_end.0.to_le_bytes());
     eat(c.category.as_str().as_bytes());
-    for s in [
+    for o in [
         &c.frequency,
         &c.pricing_category,
         &c.region,
@@ -141,7 +141,10 @@ pub fn fingerprint(c: &Charge) -> u64 {
         &c.resource_id,
         &c.commitment_id,
     ] {
-        eat(opt(s).as_bytes());
+        match o {
+            Some(v) => eat(v.as_bytes()),
+            None => eat(&[0xff]),
+        }
     }
     for a in [
         Some(c.billed_cost),
@@ -151,7 +154,10 @@ pub fn fingerprint(c: &Charge) -> u64 {
         c.pricing_quantity,
         c.consumed_quantity,
     ] {
-        eat(amt(a).as_bytes());
+        match a {
+            Some(x) => eat(&x.0.to_le_bytes()),
+            None => eat(&[0xff]),
+        }
     }
     eat(match c.commitment_status {
         Some(CommitmentStatus::Used) => b"Used",

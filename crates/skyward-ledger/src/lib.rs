@@ -17,6 +17,7 @@ pub mod contracts;
 pub mod export;
 pub mod focus;
 pub mod generate;
+pub mod inventory;
 pub mod planning;
 pub mod projection;
 pub mod recommend;

@@ -1008,3 +1008,91 @@ mod band_tests {
         }
     }
 }
+
+/// One day of a commitment seen in the data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CommitmentDay {
+    pub day: i64,
+    pub used: Amount,
+    pub unused: Amount,
+    /// On-demand-equivalent of the usage it covered.
+    pub covered_list: Amount,
+    /// On-demand cost of uncovered usage in the services it covers.
+    pub on_demand_list: Amount,
+}
+
+impl CommitmentDay {
+    pub fn utilisation(&self) -> Option<f64> {
+        let c = self.used + self.unused;
+        (c > Amount::ZERO).then(|| self.used.as_f64() / c.as_f64())
+    }
+    /// Coverage as in [`status`] (the providers' definition).
+    pub fn coverage(&self) -> Option<f64> {
+        let e = self.covered_list + self.on_demand_list;
+        (e > Amount::ZERO).then(|| self.covered_list.as_f64() / e.as_f64())
+    }
+}
+
+/// Day by day figures of one commitment id of `provider`.
+pub fn commitment_days(provider: &str, id: &str, days: &[DayRow]) -> Vec<CommitmentDay> {
+    let services: std::collections::BTreeSet<&str> = days
+        .iter()
+        .filter(|r| r.commitment_id == id && r.commitment_status == "Used")
+        .map(|r| r.service.as_str())
+        .collect();
+    let mut by: BTreeMap<i64, CommitmentDay> = BTreeMap::new();
+    for r in days
+        .iter()
+        .filter(|r| r.provider == provider && r.category == "Usage")
+    {
+        let covered_here = r.commitment_id == id;
+        let on_demand = r.commitment_id.is_empty()
+            && matches!(r.pricing_category.as_str(), "Standard" | "")
+            && services.contains(r.service.as_str());
+        if !covered_here && !on_demand {
+            continue;
+        }
+        let e = by.entry(r.day).or_insert(CommitmentDay {
+            day: r.day,
+            used: Amount::ZERO,
+            unused: Amount::ZERO,
+            covered_list: Amount::ZERO,
+            on_demand_list: Amount::ZERO,
+        });
+        if covered_here {
+            match r.commitment_status.as_str() {
+                "Used" => {
+                    e.used += r.effective;
+                    e.covered_list += r.list;
+                }
+                "Unused" => e.unused += r.effective,
+                _ => {}
+            }
+        } else {
+            e.on_demand_list += r.list;
+        }
+    }
+    // Only the days the commitment was in force (it has rows).
+    by.into_values()
+        .filter(|d| d.used + d.unused > Amount::ZERO || d.covered_list > Amount::ZERO)
+        .collect()
+}
+
+/// A provider's effective savings rate by week (1 − Σ EffectiveCost ÷ Σ
+/// ListCost of its usage): (first day of the week, rate).
+pub fn savings_rate_weekly(provider: &str, days: &[DayRow]) -> Vec<(i64, f64)> {
+    let mut by: BTreeMap<i64, (Amount, Amount)> = BTreeMap::new();
+    for r in days
+        .iter()
+        .filter(|r| r.provider == provider && r.category == "Usage")
+    {
+        let week = r.day - (r.day + 3).rem_euclid(7);
+        let e = by.entry(week).or_insert((Amount::ZERO, Amount::ZERO));
+        e.0 += r.effective;
+        e.1 += r.list;
+    }
+    by.into_iter()
+        .filter(|(_, (_, l))| *l > Amount::ZERO)
+        .map(|(w, (e, l))| (w, 1.0 - e.as_f64() / l.as_f64()))
+        .collect()
+}
