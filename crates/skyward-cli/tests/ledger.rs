@@ -690,3 +690,108 @@ fn backtest_through_the_binary() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs"));
 }
+
+/// Issue 11: breakdowns by account and tag, with the unused part of a
+/// commitment shown back in proportion to the covered on-demand cost.
+#[test]
+fn breakdown_and_showback_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let csv = dir.path().join("tags.csv");
+    let h = "BillingAccountId,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,ServiceName,SkuId,CommitmentDiscountId,CommitmentDiscountStatus,Tags\n";
+    let rows = [
+        // Team a: $100 on-demand-equivalent covered for $72.
+        r#"111,2026-03-01T00:00:00Z,2026-03-02T00:00:00Z,Usage,0,72,100,AWS,EC2,p5.48xlarge,sp-1,Used,"{""team"":""a""}""#,
+        // Team b: $50 covered for $36, and $20 on-demand.
+        r#"222,2026-03-01T00:00:00Z,2026-03-02T00:00:00Z,Usage,0,36,50,AWS,EC2,p4d.24xlarge,sp-1,Used,"{""team"":""b"",""env"":""prod""}""#,
+        r#"222,2026-03-01T00:00:00Z,2026-03-02T00:00:00Z,Usage,20,20,20,AWS,EC2,p4d.24xlarge,,,"{""env"":""prod"",""team"":""b""}""#,
+        // $30 of the plan unused.
+        r#"111,2026-03-01T00:00:00Z,2026-03-02T00:00:00Z,Usage,0,30,0,AWS,Savings Plans,ComputeSP,sp-1,Unused,"#,
+    ];
+    std::fs::write(&csv, format!("{h}{}\n", rows.join("\n"))).unwrap();
+    ok(skyward(&db).args(["ledger", "import", &csv.display().to_string()]));
+    let by = |dim: &str| -> Value {
+        json_ok(skyward(&db).args([
+            "ledger",
+            "breakdown",
+            "--by",
+            dim,
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-02",
+            "--output",
+            "json",
+        ]))
+    };
+    let v = by("tag:team");
+    let g = |v: &Value, k: &str| {
+        v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    // Unused $30 split 100:50 → a $20, b $10.
+    let (a, b) = (g(&v, "a"), g(&v, "b"));
+    assert_eq!(
+        (
+            a["cost"].as_f64(),
+            a["allocated_unused"].as_f64(),
+            a["commitment_savings"].as_f64()
+        ),
+        (Some(92.0), Some(20.0), Some(8.0))
+    );
+    assert_eq!(
+        (
+            b["cost"].as_f64(),
+            b["allocated_unused"].as_f64(),
+            b["commitment_savings"].as_f64()
+        ),
+        (Some(66.0), Some(10.0), Some(4.0))
+    );
+    let total: f64 = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["cost"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (total - 158.0).abs() < 1e-9,
+        "groups add up to usage EffectiveCost: {total}"
+    );
+    // By account: the unused row's own account does not matter.
+    let v = by("account");
+    assert_eq!(g(&v, "111")["cost"].as_f64(), Some(92.0));
+    assert_eq!(g(&v, "222")["cost"].as_f64(), Some(66.0));
+    // SKU family: p5 and p4d.
+    let v = by("sku-family");
+    assert_eq!(g(&v, "p5")["list"].as_f64(), Some(100.0));
+    assert_eq!(g(&v, "p4d")["list"].as_f64(), Some(70.0));
+    // A bad dimension and bad Tags are input errors.
+    let out = skyward(&db)
+        .args(["ledger", "breakdown", "--by", "colour"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let bad = dir.path().join("badtags.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "{h}111,2026-03-02T00:00:00Z,2026-03-03T00:00:00Z,Usage,1,1,1,AWS,EC2,x,,,not json\n"
+        ),
+    )
+    .unwrap();
+    let out = skyward(&db)
+        .args(["ledger", "import", &bad.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("badtags.csv:2: Tags"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

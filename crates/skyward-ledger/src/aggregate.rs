@@ -35,6 +35,8 @@ pub struct DailyKey {
     pub pricing_category: String,
     pub commitment_id: String,
     pub commitment_status: String,
+    /// Canonical FOCUS Tags JSON ("" without tags).
+    pub tags: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,15 +119,28 @@ pub const FINGERPRINT_SAMPLE: u64 = 32;
 /// Partitions with up to this many rows in a file keep every fingerprint.
 pub const FINGERPRINT_ALL_MAX: u64 = 4_096;
 
-/// A stable 64-bit fingerprint of a charge's content (FNV-1a over its
-/// fields; the line number is not part of it).
+/// A stable 64-bit fingerprint of a charge's content (its fields, eight
+/// bytes at a time through a multiply-xorshift mix; the line number is not
+/// part of it). Stored, so it must not change between versions.
 pub fn fingerprint(c: &Charge) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    let mut mix = |w: u64| {
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 29;
+    };
     let mut eat = |bytes: &[u8]| {
-        for &b in bytes.iter().chain(std::iter::once(&0x1f)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for ch in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(ch);
+            mix(u64::from_le_bytes(w));
         }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        // The length ends each field, so "ab","c" ≠ "a","bc".
+        mix(u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56) ^ 0x1f);
     };
     eat(c.provider.as_bytes());
     eat(c.billing_account.as_bytes());
@@ -140,10 +155,11 @@ pub fn fingerprint(c: &Charge) -> u64 {
         &c.sku,
         &c.resource_id,
         &c.commitment_id,
+        &c.tags,
     ] {
         match o {
             Some(v) => eat(v.as_bytes()),
-            None => eat(&[0xff]),
+            None => eat(&[0xff, 0xfe]),
         }
     }
     for a in [
@@ -156,7 +172,7 @@ pub fn fingerprint(c: &Charge) -> u64 {
     ] {
         match a {
             Some(x) => eat(&x.0.to_le_bytes()),
-            None => eat(&[0xff]),
+            None => eat(&[0xff, 0xfe]),
         }
     }
     eat(match c.commitment_status {
@@ -164,7 +180,7 @@ pub fn fingerprint(c: &Charge) -> u64 {
         Some(CommitmentStatus::Unused) => b"Unused",
         None => b"",
     });
-    h
+    h ^ (h >> 32)
 }
 
 /// Row fingerprints of one partition in one file.
@@ -199,7 +215,7 @@ pub const BUCKETS_MAX: usize = 20_000_000;
 #[derive(Debug, Default)]
 pub struct Folder {
     names: HashMap<String, u32>,
-    daily: HashMap<(i64, [u32; 10]), Sums>,
+    daily: HashMap<(i64, [u32; 11]), Sums>,
     hourly: HashMap<(i64, [u32; 5]), Sums>,
     rows: u64,
     first: Option<Timestamp>,
@@ -263,6 +279,7 @@ impl Folder {
             self.id(c.pricing_category.as_deref().unwrap_or("")),
             self.id(c.commitment_id.as_deref().unwrap_or("")),
             self.id(status),
+            self.id(c.tags.as_deref().unwrap_or("")),
         ];
         let one_time = c
             .frequency
@@ -342,6 +359,7 @@ impl Folder {
                         pricing_category: n(k[7]),
                         commitment_id: n(k[8]),
                         commitment_status: n(k[9]),
+                        tags: n(k[10]),
                     },
                     v,
                 )

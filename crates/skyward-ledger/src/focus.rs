@@ -18,6 +18,8 @@ pub const ERRORS_MAX: usize = 20;
 /// Longest quoted field accepted: a quote left open runs on to the end of
 /// the file, and is reported once it passes this.
 pub const QUOTED_FIELD_BYTES_MAX: u64 = 1 << 20;
+/// Longest Tags value accepted on a row.
+pub const TAGS_BYTES_MAX: usize = 4_096;
 /// Longest line (outside quotes) accepted.
 pub const LINE_BYTES_MAX: u64 = 4 << 20;
 
@@ -96,6 +98,8 @@ pub struct Charge {
     pub commitment_id: Option<String>,
     pub commitment_status: Option<CommitmentStatus>,
     pub commitment_category: Option<String>,
+    /// FOCUS Tags, as a canonical JSON object (keys sorted), if any.
+    pub tags: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,7 @@ struct Cols {
     commitment_id: Option<usize>,
     commitment_status: Option<usize>,
     commitment_category: Option<usize>,
+    tags: Option<usize>,
     currency: Option<usize>,
 }
 
@@ -169,8 +174,8 @@ struct BlankLines<R> {
     quote_line: u64,
     quoted_bytes: u64,
     line_bytes: u64,
-    /// The previous byte ended a field (or the stream just started).
-    field_start: bool,
+    /// The last byte passed on (None at the start).
+    prev: Option<u8>,
     /// The previous byte was a `"` that closed a quoted field, unless this
     /// one is `"` too.
     quote_pending: bool,
@@ -191,8 +196,40 @@ fn blank_lines<R>(
         quote_line: 0,
         quoted_bytes: 0,
         line_bytes: 0,
-        field_start: true,
+        prev: None,
         quote_pending: false,
+    }
+}
+
+impl<R> BlankLines<R> {
+    fn too_long(&self) -> std::io::Error {
+        if self.in_quotes {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "unterminated quote: the quoted field opened at line {} runs on for more than {} MiB",
+                    self.quote_line,
+                    QUOTED_FIELD_BYTES_MAX >> 20
+                ),
+            )
+        } else {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {} is longer than {} MiB: not a FOCUS CSV file",
+                    self.line,
+                    LINE_BYTES_MAX >> 20
+                ),
+            )
+        }
+    }
+
+    fn over_limit(&self) -> bool {
+        if self.in_quotes {
+            self.quoted_bytes > QUOTED_FIELD_BYTES_MAX
+        } else {
+            self.line_bytes > LINE_BYTES_MAX
+        }
     }
 }
 
@@ -205,7 +242,32 @@ impl<R: Read> Read for BlankLines<R> {
                 return Ok(0);
             }
             let mut k = 0;
-            for &b in &self.buf[..n] {
+            let mut i = 0;
+            // Ordinary bytes are copied in runs; only newlines, carriage
+            // returns and quotes are looked at one by one.
+            while i < n {
+                let j = memchr::memchr3(b'\n', b'\r', b'"', &self.buf[i..n]).map_or(n, |x| i + x);
+                let run = j - i;
+                if run > 0 {
+                    self.line_bytes += run as u64;
+                    if self.in_quotes {
+                        self.quoted_bytes += run as u64;
+                    }
+                    if self.over_limit() {
+                        return Err(self.too_long());
+                    }
+                    out[k..k + run].copy_from_slice(&self.buf[i..j]);
+                    k += run;
+                    self.out_offset += run as u64;
+                    self.prev = Some(self.buf[j - 1]);
+                    self.at_line_start = false;
+                    self.quote_pending = false;
+                }
+                if j == n {
+                    break;
+                }
+                let b = self.buf[j];
+                i = j + 1;
                 self.line_bytes += 1;
                 if b == b'\n' {
                     self.line += 1;
@@ -213,25 +275,9 @@ impl<R: Read> Read for BlankLines<R> {
                 }
                 if self.in_quotes {
                     self.quoted_bytes += 1;
-                    if self.quoted_bytes > QUOTED_FIELD_BYTES_MAX {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!(
-                                "unterminated quote: the quoted field opened at line {} runs on for more than {} MiB",
-                                self.quote_line,
-                                QUOTED_FIELD_BYTES_MAX >> 20
-                            ),
-                        ));
-                    }
-                } else if self.line_bytes > LINE_BYTES_MAX {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "line {} is longer than {} MiB: not a FOCUS CSV file",
-                            self.line,
-                            LINE_BYTES_MAX >> 20
-                        ),
-                    ));
+                }
+                if self.over_limit() {
+                    return Err(self.too_long());
                 }
                 if !self.in_quotes && b == b'\r' {
                     continue;
@@ -245,13 +291,14 @@ impl<R: Read> Read for BlankLines<R> {
                 // quoted field, `""` is an escaped quote and a lone `"`
                 // closes it.
                 if b == b'"' {
+                    let field_start = matches!(self.prev, None | Some(b',') | Some(b'\n'));
                     if self.quote_pending {
                         self.quote_pending = false;
                         self.in_quotes = true;
                     } else if self.in_quotes {
                         self.in_quotes = false;
                         self.quote_pending = true;
-                    } else if self.field_start {
+                    } else if field_start {
                         self.in_quotes = true;
                         self.quote_line = self.line;
                         self.quoted_bytes = 0;
@@ -259,11 +306,11 @@ impl<R: Read> Read for BlankLines<R> {
                 } else {
                     self.quote_pending = false;
                 }
-                self.field_start = !self.in_quotes && (b == b',' || b == b'\n');
                 self.at_line_start = b == b'\n' && !self.in_quotes;
                 out[k] = b;
                 k += 1;
                 self.out_offset += 1;
+                self.prev = Some(b);
             }
             if k > 0 {
                 return Ok(k);
@@ -347,6 +394,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
         commitment_id: pos("CommitmentDiscountId"),
         commitment_status: pos("CommitmentDiscountStatus"),
         commitment_category: pos("CommitmentDiscountCategory"),
+        tags: pos("Tags"),
         currency: pos("BillingCurrency"),
     };
     if cols.provider.is_none() && default_provider.is_none() {
@@ -511,8 +559,29 @@ fn row(
             ),
         ));
     }
+    let tags = match opt(c.tags) {
+        None => None,
+        Some(t) if t.len() > TAGS_BYTES_MAX => {
+            return Err(("Tags".into(), format!("longer than {TAGS_BYTES_MAX} bytes")))
+        }
+        Some(t) => {
+            let m: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&t)
+                .map_err(|e| {
+                    (
+                        "Tags".to_string(),
+                        format!("not a JSON object of tags ({e})"),
+                    )
+                })?;
+            if m.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&m).unwrap_or_default())
+            }
+        }
+    };
     Ok(Charge {
         line: 0,
+        tags,
         provider,
         billing_account: opt(c.account).unwrap_or_default(),
         billing_period_start,

@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod amount;
 pub mod analyze;
 pub mod backtest;
+pub mod breakdown;
 pub mod contracts;
 pub mod export;
 pub mod focus;

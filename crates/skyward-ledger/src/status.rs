@@ -31,6 +31,9 @@ use std::collections::BTreeMap;
 pub struct DayRow {
     pub day: i64,
     pub provider: String,
+    pub billing_account: String,
+    /// Canonical FOCUS Tags JSON ("" without tags).
+    pub tags: String,
     pub region: String,
     pub service: String,
     pub sku: String,
@@ -49,6 +52,8 @@ impl DayRow {
         DayRow {
             day,
             provider: provider.to_string(),
+            billing_account: String::new(),
+            tags: String::new(),
             region: String::new(),
             service: String::new(),
             sku: String::new(),

@@ -18,17 +18,23 @@ ALTER TABLE usage_hourly ADD COLUMN spread_rows INTEGER NOT NULL DEFAULT 0;
 -- of a multi-part export (new rows) adds up while a re-export (rows already
 -- stored) is refused.
 CREATE TABLE partition_imports (
+    id         INTEGER PRIMARY KEY,
     partition  TEXT    NOT NULL,
     import_id  INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
     rows       INTEGER NOT NULL,
     sampled    INTEGER NOT NULL
 );
 CREATE INDEX partition_imports_partition ON partition_imports (partition);
+CREATE INDEX partition_imports_import ON partition_imports (import_id);
 
+-- One row per distinct fingerprint of a partition in one import; the key
+-- is the table (no separate index), so it stays small.
 CREATE TABLE partition_fingerprints (
-    partition  TEXT    NOT NULL,
-    import_id  INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
-    hash       INTEGER NOT NULL
-);
-CREATE INDEX partition_fingerprints_lookup ON partition_fingerprints (partition, hash);
-CREATE INDEX partition_fingerprints_import ON partition_fingerprints (import_id);
+    part_id  INTEGER NOT NULL REFERENCES partition_imports(id) ON DELETE CASCADE,
+    hash     INTEGER NOT NULL,
+    PRIMARY KEY (part_id, hash)
+) WITHOUT ROWID;
+
+-- FOCUS Tags of the charges (canonical JSON, keys sorted), for breakdowns
+-- and showback by any tag.
+ALTER TABLE charges_daily ADD COLUMN tags TEXT NOT NULL DEFAULT '';

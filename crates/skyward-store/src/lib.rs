@@ -183,7 +183,7 @@ async fn stored_share(
             .collect::<Vec<_>>()
             .join(",");
         found += sqlx::query(
-            "SELECT COUNT(DISTINCT hash) FROM partition_fingerprints WHERE partition = ?1 AND hash IN (SELECT value FROM json_each(?2))",
+            "SELECT COUNT(DISTINCT f.hash) FROM partition_fingerprints f JOIN partition_imports p ON p.id = f.part_id WHERE p.partition = ?1 AND f.hash IN (SELECT value FROM json_each(?2))",
         )
         .bind(p)
         .bind(format!("[{list}]"))
@@ -323,12 +323,11 @@ impl Store {
             existing.clear();
         }
         for p in &existing {
-            for table in [
-                "charges_daily",
-                "usage_hourly",
-                "partition_imports",
-                "partition_fingerprints",
-            ] {
+            sqlx::query("DELETE FROM partition_fingerprints WHERE part_id IN (SELECT id FROM partition_imports WHERE partition = ?)")
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+            for table in ["charges_daily", "usage_hourly", "partition_imports"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE partition = ?"))
                     .bind(p)
                     .execute(&mut *tx)
@@ -354,7 +353,7 @@ impl Store {
         let daily: Vec<_> = agg.daily.iter().collect();
         for chunk in daily.chunks(INSERT_BATCH_ROWS) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows) ",
+                "INSERT INTO charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows, tags) ",
             );
             q.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(id)
@@ -373,7 +372,8 @@ impl Store {
                     .push_bind(s.effective.nanos())
                     .push_bind(s.list.nanos())
                     .push_bind(s.contracted.nanos())
-                    .push_bind(s.rows as i64);
+                    .push_bind(s.rows as i64)
+                    .push_bind(&k.tags);
             });
             q.build().execute(&mut *tx).await?;
         }
@@ -400,21 +400,24 @@ impl Store {
             q.build().execute(&mut *tx).await?;
         }
         for (p, f) in &agg.fingerprints {
-            sqlx::query(
-                "INSERT INTO partition_imports (partition, import_id, rows, sampled) VALUES (?, ?, ?, ?)",
+            let part_id: i64 = sqlx::query(
+                "INSERT INTO partition_imports (partition, import_id, rows, sampled) VALUES (?, ?, ?, ?) RETURNING id",
             )
             .bind(p)
             .bind(id)
             .bind(f.rows as i64)
             .bind(f.sampled)
-            .execute(&mut *tx)
-            .await?;
-            for chunk in f.hashes.chunks(INSERT_BATCH_ROWS * 5) {
-                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                    "INSERT INTO partition_fingerprints (partition, import_id, hash) ",
-                );
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            let mut hashes = f.hashes.clone();
+            hashes.sort_unstable();
+            hashes.dedup();
+            for chunk in hashes.chunks(INSERT_BATCH_ROWS * 10) {
+                let mut q: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO partition_fingerprints (part_id, hash) ");
                 q.push_values(chunk, |mut b, h| {
-                    b.push_bind(p).push_bind(id).push_bind(*h as i64);
+                    b.push_bind(part_id).push_bind(*h as i64);
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -438,7 +441,7 @@ impl Store {
         day_end: i64,
     ) -> Result<Vec<DayRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos \
+            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, billing_account, tags \
              FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 ORDER BY day, provider, region, service, sku, category",
         )
         .bind(provider)
@@ -460,6 +463,8 @@ impl Store {
                 billed: Amount::from_nanos(r.get(9)),
                 effective: Amount::from_nanos(r.get(10)),
                 list: Amount::from_nanos(r.get(11)),
+                billing_account: r.get(12),
+                tags: r.get(13),
             })
             .collect())
     }

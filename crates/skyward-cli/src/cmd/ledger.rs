@@ -38,6 +38,27 @@ pub enum LedgerCommand {
     /// Every commitment (contracts and those only in the data) by end date:
     /// what it costs, what renewing would cost, the gap its end would open.
     Inventory(StatusArgs),
+    /// Usage cost by billing account, provider, service, region, SKU, SKU
+    /// family or tag, with commitments shown back to the usage that used them.
+    Breakdown(BreakdownArgs),
+}
+
+#[derive(Args)]
+pub struct BreakdownArgs {
+    /// account, provider, service, region, sku, sku-family or tag:KEY.
+    #[arg(long)]
+    pub by: String,
+    /// First day (default: 30 days before --to).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Day after the last (default: the day after the last imported charge).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Only this provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
@@ -284,6 +305,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Report(a) => report(a),
         LedgerCommand::Backtest(a) => backtest(a),
         LedgerCommand::Inventory(a) => inventory(a),
+        LedgerCommand::Breakdown(a) => breakdown(a),
     }
 }
 
@@ -1829,6 +1851,76 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
     eprintln!("wrote {}", a.html.display());
     Ok(())
 }
+
+fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
+    use skyward_ledger::breakdown::{breakdown as compute, Dimension};
+    let dim = Dimension::parse(&a.by).map_err(|m| CliError::Input(format!("--by: {m}")))?;
+    let db = db_path(a.db.db.as_deref())?;
+    let (days, last) = runtime()?.block_on(async {
+        let store = Store::open(&db).await?;
+        let last = store.last_day().await?;
+        let provider = a.provider.as_deref().map(str::to_ascii_lowercase);
+        Ok::<_, skyward_store::StoreError>((
+            store.daily(provider.as_deref(), i64::MAX).await?,
+            last,
+        ))
+    })?;
+    let to = resolve_at(a.to.as_deref(), last, &db)?;
+    let from = match &a.from {
+        Some(d) => skyward_ledger::Timestamp::parse(d)
+            .map_err(|m| CliError::Input(format!("--from: {m}")))?,
+        None => to.plus_days(-30),
+    };
+    if from >= to {
+        return Err(CliError::Input("--from must be before --to".into()));
+    }
+    let groups = compute(&days, &dim, from.day(), to.day());
+    match a.db.output {
+        Output::Json => outln!(
+            "{}",
+            json(
+                &serde_json::json!({"by": a.by, "from": from.date_string(), "to": to.date_string(), "rule": SHOWBACK_RULE, "groups": groups})
+            )?
+        ),
+        Output::Table => {
+            outln!(
+                "Usage by {} from {} to {} (exclusive)\n",
+                a.by,
+                from.date_string(),
+                to.date_string()
+            );
+            let mut t = Table::new(&[
+                "GROUP",
+                "LIST>",
+                "BILLED>",
+                "USED FEES + ON-DEMAND>",
+                "UNUSED SHOWN BACK>",
+                "COST>",
+                "SHARE>",
+                "COMMITMENT SAVINGS>",
+                "SAVINGS VS LIST>",
+            ]);
+            for g in &groups {
+                t.row(vec![
+                    g.key.clone(),
+                    g.list.to_string(),
+                    g.billed.to_string(),
+                    g.effective.to_string(),
+                    g.allocated_unused.to_string(),
+                    g.cost.to_string(),
+                    format!("{:.1}%", 100.0 * g.share),
+                    g.commitment_savings.to_string(),
+                    g.savings.to_string(),
+                ]);
+            }
+            out!("{}", t.render());
+            outln!("\n{SHOWBACK_RULE}");
+        }
+    }
+    Ok(())
+}
+
+const SHOWBACK_RULE: &str = "Showback: a commitment's fee reaches the usage it covered as that usage's EffectiveCost; its unused cost is allocated in proportion to the on-demand-equivalent cost (ListCost) each group had covered by it. Groups add up to the period's usage EffectiveCost.";
 
 fn inventory(a: &StatusArgs) -> Result<(), CliError> {
     let db = db_path(a.db.db.as_deref())?;
