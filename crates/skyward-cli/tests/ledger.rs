@@ -795,3 +795,50 @@ fn breakdown_and_showback_by_hand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 11: terms and payment options compared by NPV through the binary.
+#[test]
+fn options_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let file = generated(dir.path());
+    ok(skyward(&db).args(["ledger", "import", &file]));
+    let v: Value = json_ok(skyward(&db).args([
+        "ledger",
+        "options",
+        "--provider",
+        "aws",
+        "--option",
+        "1:none:28,3:all:50",
+        "--ladder",
+        "4x3",
+        "--covers-usd-per-hour",
+        "100",
+        "--scenarios",
+        "10",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(v["horizon_years"], 3);
+    let opts = v["options"].as_array().unwrap();
+    assert_eq!(opts.len(), 4, "{v}");
+    for o in opts {
+        assert!(
+            o["npv_p10"].as_f64().unwrap() <= o["npv_p90"].as_f64().unwrap(),
+            "{o}"
+        );
+    }
+    let out = skyward(&db)
+        .args([
+            "ledger",
+            "options",
+            "--provider",
+            "aws",
+            "--option",
+            "2:sometimes:28",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2:sometimes:28"));
+}

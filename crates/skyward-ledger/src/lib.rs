@@ -19,6 +19,7 @@ pub mod export;
 pub mod focus;
 pub mod generate;
 pub mod inventory;
+pub mod options;
 pub mod planning;
 pub mod projection;
 pub mod recommend;

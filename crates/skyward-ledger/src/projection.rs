@@ -303,6 +303,17 @@ pub fn project(
     let mut rng = Rng::from_name(&c.name);
     let n = history.len();
     let block = BLOCK_DAYS.min(n.max(1));
+    // The history twice over, so a block that wraps needs no modulo; with
+    // growth, each day's growth applies to what it draws.
+    let doubled: Vec<Amount> = history.iter().chain(history.iter()).copied().collect();
+    // Future days in runs of one contract year: (end offset, year).
+    let mut segments: Vec<(usize, Option<usize>)> = Vec::new();
+    for (k, y) in future_year.iter().enumerate() {
+        match segments.last_mut() {
+            Some((end, last)) if *last == *y => *end = k + 1,
+            _ => segments.push((k + 1, *y)),
+        }
+    }
     let mut ends = Vec::with_capacity(paths);
     let mut at_checkpoints: Vec<Vec<Amount>> = vec![Vec::with_capacity(paths); checkpoints.len()];
     for _ in 0..paths {
@@ -314,22 +325,30 @@ pub fn project(
             next += 1;
         }
         let mut k = 0usize;
+        let mut seg = 0usize;
+        let mut seg_from = total;
         while k < days_left {
             let start = if n > 0 { rng.below(n) } else { 0 };
-            for j in 0..block.min(days_left - k) {
+            let take = block.min(days_left - k);
+            for j in 0..take {
                 let mut a = schedule[k];
                 if n > 0 {
-                    let h = history[(start + j) % n];
-                    a += match growth.get(k) {
-                        Some(g) => scale(h, *g),
-                        None => h,
+                    let h = doubled[start + j];
+                    a += if growth.is_empty() {
+                        h
+                    } else {
+                        scale(h, growth[k])
                     };
-                }
-                if let Some(y) = future_year[k] {
-                    year_burn[y] += a;
                 }
                 total += a;
                 k += 1;
+                if k == segments[seg].0 {
+                    if let Some(y) = segments[seg].1 {
+                        year_burn[y] += total - seg_from;
+                    }
+                    seg_from = total;
+                    seg += 1;
+                }
                 while next < checkpoints.len() && checkpoints[next] == k as i64 {
                     at_checkpoints[next].push(total);
                     next += 1;

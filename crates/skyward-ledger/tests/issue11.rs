@@ -536,3 +536,77 @@ fn recommendations_are_net_of_what_is_owned() {
         assert_eq!(r.covers_usd_per_hour, usd(want), "{}", r.method);
     }
 }
+
+/// Terms, payment options and ladders by NPV, against hand computations on
+/// constant demand ($100/h, covered fully).
+#[test]
+fn options_by_npv_by_hand() {
+    use skyward_ledger::options::{ladder, npv_paths, Payment, Term, MONTH_HOURS};
+    let scen = vec![vec![100.0; 12 * MONTH_HOURS]];
+    let t = |years, payment, discount_pct| Term {
+        years,
+        payment,
+        discount_pct,
+    };
+    // No upfront, 28 %, undiscounted: 12 months × 730 h × $28.
+    let none = npv_paths(
+        &scen,
+        100.0,
+        &t(1, Payment::NoUpfront, 28.0),
+        &ladder(1, 1),
+        0.0,
+    );
+    assert!((none[0] - 12.0 * 730.0 * 28.0).abs() < 1e-6, "{none:?}");
+    // All upfront at 12 %/year: $72 × 8,760 h paid now, $73,000 saved each
+    // month, discounted monthly.
+    let all = npv_paths(
+        &scen,
+        100.0,
+        &t(1, Payment::AllUpfront, 28.0),
+        &ladder(1, 1),
+        12.0,
+    );
+    let want: f64 = (0..12)
+        .map(|m| 73_000.0 / 1.12f64.powf(m as f64 / 12.0))
+        .sum::<f64>()
+        - 72.0 * 8_760.0;
+    assert!((all[0] - want).abs() < 1e-6, "{} vs {want}", all[0]);
+    // Partial upfront: half now, half over 12 months.
+    let partial = npv_paths(
+        &scen,
+        100.0,
+        &t(1, Payment::PartialUpfront, 28.0),
+        &ladder(1, 1),
+        0.0,
+    );
+    assert!((partial[0] - none[0]).abs() < 1e-6);
+    // Four tranches, one every 3 months: covered 1/4, 1/2, 3/4, all of the
+    // time → 7.5 months' savings.
+    let laddered = npv_paths(
+        &scen,
+        100.0,
+        &t(1, Payment::NoUpfront, 28.0),
+        &ladder(4, 3),
+        0.0,
+    );
+    assert!(
+        (laddered[0] - 7.5 * 730.0 * 28.0).abs() < 1e-6,
+        "{laddered:?}"
+    );
+    // Demand that halves after 6 months: the all-now purchase loses on the
+    // idle half; the ladder's risk is lower.
+    let mut drop = vec![100.0; 6 * MONTH_HOURS];
+    drop.extend(vec![20.0; 6 * MONTH_HOURS]);
+    let v = npv_paths(
+        &[drop],
+        100.0,
+        &t(1, Payment::NoUpfront, 28.0),
+        &ladder(1, 1),
+        0.0,
+    );
+    // 6 months × 730 × 28 − 6 months × 730 × (72 − 20) = −105,120.
+    assert!(
+        (v[0] - (6.0 * 730.0 * 28.0 - 6.0 * 730.0 * 52.0)).abs() < 1e-6,
+        "{v:?}"
+    );
+}

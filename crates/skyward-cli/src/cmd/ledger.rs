@@ -41,6 +41,40 @@ pub enum LedgerCommand {
     /// Usage cost by billing account, provider, service, region, SKU, SKU
     /// family or tag, with commitments shown back to the usage that used them.
     Breakdown(BreakdownArgs),
+    /// Compare terms and payment options (1 or 3 years; no, partial or all
+    /// upfront) by NPV, and laddering the purchase in tranches.
+    Options(OptionsArgs),
+}
+
+#[derive(Args)]
+pub struct OptionsArgs {
+    /// Provider whose on-demand usage the commitment covers.
+    #[arg(long)]
+    pub provider: String,
+    /// Options to compare, as YEARS:PAYMENT:DISCOUNT_PCT (PAYMENT none,
+    /// partial or all), e.g. 1:none:28 3:all:52. Repeat or comma-separate.
+    #[arg(long = "option", value_delimiter = ',', required = true)]
+    pub options: Vec<String>,
+    /// On-demand $/h to cover (default: Skyward's recommendation at the
+    /// first option's discount).
+    #[arg(long)]
+    pub covers_usd_per_hour: Option<f64>,
+    /// Yearly rate to discount cash flows, percent.
+    #[arg(long, default_value_t = 8.0)]
+    pub discount_rate_pct: f64,
+    /// Also buy in N equal tranches, one every M months: NxM (e.g. 4x3).
+    #[arg(long)]
+    pub ladder: Option<String>,
+    #[arg(long, default_value_t = 200)]
+    pub scenarios: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Commitments owned (default: the stored contracts): usage they cover
+    /// is not available to the new one.
+    #[arg(long)]
+    pub contracts: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
@@ -306,6 +340,7 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
         LedgerCommand::Backtest(a) => backtest(a),
         LedgerCommand::Inventory(a) => inventory(a),
         LedgerCommand::Breakdown(a) => breakdown(a),
+        LedgerCommand::Options(a) => options(a),
     }
 }
 
@@ -1915,6 +1950,176 @@ fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
             }
             out!("{}", t.render());
             outln!("\n{SHOWBACK_RULE}");
+        }
+    }
+    Ok(())
+}
+
+fn options(a: &OptionsArgs) -> Result<(), CliError> {
+    use skyward_ledger::options::{ladder, npv_paths, value, Payment, Term, MONTH_HOURS};
+    let mut terms = Vec::new();
+    for o in &a.options {
+        let parts: Vec<&str> = o.split(':').collect();
+        let parsed = match parts.as_slice() {
+            [y, p, d] => match (y.parse::<u32>(), Payment::parse(p), d.parse::<f64>()) {
+                (Ok(years @ 1..=5), Some(payment), Ok(discount_pct))
+                    if discount_pct.is_finite() && discount_pct > 0.0 && discount_pct < 100.0 =>
+                {
+                    Some(Term {
+                        years,
+                        payment,
+                        discount_pct,
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        terms.push(parsed.ok_or_else(|| {
+            CliError::Input(format!(
+                "--option '{o}': YEARS:PAYMENT:DISCOUNT_PCT with YEARS 1..5, PAYMENT none|partial|all, DISCOUNT_PCT in (0, 100)"
+            ))
+        })?);
+    }
+    if !(a.discount_rate_pct.is_finite()
+        && (0.0..=100.0).contains(&a.discount_rate_pct)
+        && (1..=2_000).contains(&a.scenarios))
+    {
+        return Err(CliError::Input(
+            "--discount-rate-pct 0..100 and --scenarios 1..2000".into(),
+        ));
+    }
+    let ladder_spec = match &a.ladder {
+        None => None,
+        Some(l) => {
+            let (n, m) = l
+                .split_once('x')
+                .and_then(|(n, m)| Some((n.parse::<usize>().ok()?, m.parse::<usize>().ok()?)))
+                .filter(|(n, m)| (2..=24).contains(n) && (1..=12).contains(m))
+                .ok_or_else(|| {
+                    CliError::Input(format!(
+                        "--ladder '{l}': NxM, N 2..24 tranches every M 1..12 months"
+                    ))
+                })?;
+            Some((n, m))
+        }
+    };
+    let provider = a.provider.to_ascii_lowercase();
+    let db = db_path(a.db.db.as_deref())?;
+    let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
+    let (rows, days) = runtime()?.block_on(async {
+        let store = Store::open(&db).await?;
+        let rows = store
+            .hourly_on_demand(std::slice::from_ref(&provider), &[])
+            .await?;
+        let days = store.daily(Some(&provider), i64::MAX).await?;
+        Ok::<_, skyward_store::StoreError>((rows, days))
+    })?;
+    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
+    if netted.gross.is_empty() {
+        return Err(CliError::Input(format!(
+            "no on-demand usage for provider '{provider}' in {}",
+            db.display()
+        )));
+    }
+    let horizon_years = terms.iter().map(|t| t.years).max().unwrap_or(1) as usize;
+    let horizon = horizon_years * 12 * MONTH_HOURS;
+    let model = skyward_ledger::recommend::demand_model(&netted.net, None);
+    let releases: Vec<(&[f64], usize)> = netted
+        .existing
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e.covered.as_slice(),
+                e.expires_after_hours.filter(|h| *h < horizon)?,
+            ))
+        })
+        .collect();
+    let count = a
+        .scenarios
+        .min(skyward_ledger::recommend::SCENARIO_HOURS_MAX / horizon)
+        .max(1);
+    let scen = skyward_ledger::recommend::model_scenarios(
+        &netted.net,
+        &model,
+        &releases,
+        horizon,
+        count,
+        a.seed,
+    );
+    let covers = match a.covers_usd_per_hour {
+        Some(c) if c.is_finite() && c > 0.0 && c < 1e9 => c,
+        Some(_) => {
+            return Err(CliError::Input(
+                "--covers-usd-per-hour must be above 0".into(),
+            ))
+        }
+        None => {
+            let pooled: Vec<f64> = scen.iter().flatten().copied().collect();
+            skyward_ledger::recommend::best_covers(&pooled, terms[0].discount_pct / 100.0)
+        }
+    };
+    let label = |t: &Term| {
+        format!(
+            "{} year{}, {}, {}% off",
+            t.years,
+            if t.years == 1 { "" } else { "s" },
+            match t.payment {
+                Payment::NoUpfront => "no upfront",
+                Payment::PartialUpfront => "partial upfront",
+                Payment::AllUpfront => "all upfront",
+            },
+            t.discount_pct
+        )
+    };
+    let mut vals = Vec::new();
+    for t in &terms {
+        vals.push(value(
+            label(t),
+            npv_paths(&scen, covers, t, &ladder(1, 1), a.discount_rate_pct),
+        ));
+        if let Some((n, m)) = ladder_spec {
+            vals.push(value(
+                format!(
+                    "{} — laddered: {n} tranches, one every {m} months",
+                    label(t)
+                ),
+                npv_paths(&scen, covers, t, &ladder(n, m), a.discount_rate_pct),
+            ));
+        }
+    }
+    match a.db.output {
+        Output::Json => outln!(
+            "{}",
+            json(
+                &serde_json::json!({"provider": provider, "covers_usd_per_hour": covers, "horizon_years": horizon_years, "discount_rate_pct": a.discount_rate_pct, "scenarios": scen.len(), "demand_model": model.describe(), "options": vals})
+            )?
+        ),
+        Output::Table => {
+            outln!(
+                "Covering {}/h of {provider} on-demand, compared over {horizon_years} year(s) (shorter terms renewed), cash flows discounted at {}%/year, {} scenarios\n",
+                skyward_ledger::Amount::from_usd_f64(covers),
+                a.discount_rate_pct,
+                scen.len()
+            );
+            let mut t = Table::new(&[
+                "OPTION",
+                "EXPECTED NPV>",
+                "NPV P10>",
+                "NPV P90>",
+                "P(NPV < 0)>",
+            ]);
+            for v in &vals {
+                t.row(vec![
+                    v.label.clone(),
+                    skyward_ledger::Amount::from_usd_f64(v.expected_npv).to_string(),
+                    skyward_ledger::Amount::from_usd_f64(v.npv_p10).to_string(),
+                    skyward_ledger::Amount::from_usd_f64(v.npv_p90).to_string(),
+                    format!("{:.0}%", 100.0 * v.loss_probability),
+                ]);
+            }
+            out!("{}", t.render());
+            outln!("\nNPV: on-demand spend avoided minus what the commitment is paid, month by month. {}.", model.describe());
         }
     }
     Ok(())
