@@ -9,7 +9,10 @@ use crate::contracts::scale;
 use crate::time::{Timestamp, SECONDS_PER_HOUR};
 use std::io::Write;
 
-pub const HEADER: &str = "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeFrequency,PricingCategory,ServiceProviderName,RegionId,ServiceName,SkuId,ListUnitPrice,PricingQuantity,ListCost,ContractedCost,EffectiveCost,BilledCost,ConsumedQuantity,CommitmentDiscountId,CommitmentDiscountCategory,CommitmentDiscountStatus";
+/// Teams on the usage rows' Tags.
+const TEAMS: [&str; 3] = ["pretrain", "serving", "research"];
+
+pub const HEADER: &str = "BillingAccountId,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeFrequency,PricingCategory,ServiceProviderName,RegionId,ServiceName,SkuId,ListUnitPrice,PricingQuantity,ListCost,ContractedCost,EffectiveCost,BilledCost,ConsumedQuantity,CommitmentDiscountId,CommitmentDiscountCategory,CommitmentDiscountStatus,Tags";
 
 #[derive(Debug, Clone)]
 pub struct GenSettings {
@@ -89,7 +92,7 @@ pub fn write_focus<W: Write>(
             let month_hours =
                 ((me.0.min(s.start.0 + hours * SECONDS_PER_HOUR) - t.0) / SECONDS_PER_HOUR).max(0);
             let cost = Amount(fee.0 * i128::from(month_hours));
-            writeln!(w, "1001,USD,{bps},{bpe},{ts},{},Purchase,Recurring,Committed,AWS,,Savings Plans for AWS Compute usage,ComputeSP,,,{c},{c},0,{c},,{SP_ID},Spend,", me, c = cost.decimal())?;
+            writeln!(w, "1001,USD,{bps},{bpe},{ts},{},Purchase,Recurring,Committed,AWS,,Savings Plans for AWS Compute usage,ComputeSP,,,{c},{c},0,{c},,{SP_ID},Spend,,", me, c = cost.decimal())?;
             rows += 1;
             last_month = Some(ms);
         }
@@ -98,7 +101,7 @@ pub fn write_focus<W: Write>(
         let growth = 1.0 + s.growth_pct / 100.0 * (h as f64 / 8_760.0);
         for (provider, region, service, sku, price, discount) in SKUS {
             let unit = Amount::parse(price).unwrap_or(Amount::ZERO);
-            for _ in 0..s.rows_per_hour {
+            for r in 0..s.rows_per_hour {
                 // Node-hours on this row: 0.25 to 4, scaled by season and growth.
                 let q = ((0.25 + 3.75 * rng.unit()) * weekly * growth * 4.0).round() / 4.0;
                 if q <= 0.0 {
@@ -107,9 +110,12 @@ pub fn write_focus<W: Write>(
                 let qty = Amount::from_usd_f64(q);
                 let list = Amount(unit.0 * qty.0 / crate::amount::PICOS_PER_USD);
                 let contracted = scale(list, 1.0 - discount / 100.0);
+                // Two payer accounts, three teams (FOCUS Tags).
+                let account = if r % 2 == 0 { "1001" } else { "1002" };
+                let team = TEAMS[r as usize % TEAMS.len()];
                 writeln!(
                     w,
-                    "1001,USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Standard,{provider},{region},{service},{sku},{},{},{},{c},{c},{c},{},,,",
+                    "{account},USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Standard,{provider},{region},{service},{sku},{},{},{},{c},{c},{c},{},,,,\"{{\"\"team\"\":\"\"{team}\"\"}}\"",
                     unit.decimal(),
                     qty.decimal(),
                     list.decimal(),
@@ -123,10 +129,10 @@ pub fn write_focus<W: Write>(
         let baseline = scale(covers, (0.55 + 0.5 * rng.unit()) * weekly);
         let covered = baseline.min(covers);
         let used = Amount(fee.0 * covered.0 / covers.0.max(1));
-        writeln!(w, "1001,USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Committed,AWS,us-east-1,Amazon Elastic Compute Cloud,ComputeSP-covered,,,{},0,{},0,,{SP_ID},Spend,Used", covered.decimal(), used.decimal())?;
+        writeln!(w, "1001,USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Committed,AWS,us-east-1,Amazon Elastic Compute Cloud,ComputeSP-covered,,,{},0,{},0,,{SP_ID},Spend,Used,", covered.decimal(), used.decimal())?;
         rows += 1;
         if used < fee {
-            writeln!(w, "1001,USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Committed,AWS,,Savings Plans for AWS Compute usage,ComputeSP-unused,,,0,0,{},0,,{SP_ID},Spend,Unused", (fee - used).decimal())?;
+            writeln!(w, "1001,USD,{bps},{bpe},{ts},{te},Usage,Usage-Based,Committed,AWS,,Savings Plans for AWS Compute usage,ComputeSP-unused,,,0,0,{},0,,{SP_ID},Spend,Unused,", (fee - used).decimal())?;
             rows += 1;
         }
         if h % 24 == 23 {
