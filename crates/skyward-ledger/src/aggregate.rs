@@ -187,6 +187,9 @@ pub fn fingerprint(c: &Charge) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprints {
     pub rows: u64,
+    /// Usage rows, and those longer than an hour (spread over hours).
+    pub usage_rows: u64,
+    pub spread_usage_rows: u64,
     /// True once only one in [`FINGERPRINT_SAMPLE`] is kept.
     pub sampled: bool,
     pub hashes: Vec<u64>,
@@ -313,10 +316,12 @@ impl Folder {
                 },
             );
         }
-        self.fingerprints
-            .entry(partition_id)
-            .or_default()
-            .add(fingerprint(c));
+        let f = self.fingerprints.entry(partition_id).or_default();
+        f.add(fingerprint(c));
+        if c.category == crate::focus::ChargeCategory::Usage {
+            f.usage_rows += 1;
+            f.spread_usage_rows += u64::from(t1 - t0 > crate::time::SECONDS_PER_HOUR);
+        }
         self.rows += 1;
         self.first = Some(
             self.first

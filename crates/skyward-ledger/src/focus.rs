@@ -403,6 +403,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
     let names: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
     let mut count = 0usize;
     let mut errors = Vec::new();
+    let mut tags_cache = TagsCache::new();
     for (i, rec) in rdr.records().enumerate() {
         if i >= ROWS_MAX {
             return Err(FocusError::TooManyRows { file: file.into() });
@@ -425,7 +426,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
             continue;
         }
         let line = real_line(rec.position(), i as u64 + 2);
-        match row(&rec, &cols, &names, default_provider) {
+        match row(&rec, &cols, &names, default_provider, &mut tags_cache) {
             Ok(c) => {
                 count += 1;
                 if errors.is_empty() {
@@ -474,11 +475,43 @@ fn format_or_io(file: &str, e: csv::Error) -> FocusError {
 
 type RowError = (String, String);
 
+/// Canonical Tags of recent raw values: exports repeat a few tag sets on
+/// millions of rows, so each is parsed once (bounded: cleared when full).
+type TagsCache = std::collections::HashMap<String, Option<String>>;
+const TAGS_CACHE_MAX: usize = 4_096;
+
+fn canonical_tags(t: &str, cache: &mut TagsCache) -> Result<Option<String>, RowError> {
+    if let Some(v) = cache.get(t) {
+        return Ok(v.clone());
+    }
+    if t.len() > TAGS_BYTES_MAX {
+        return Err(("Tags".into(), format!("longer than {TAGS_BYTES_MAX} bytes")));
+    }
+    let m: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(t)
+        .map_err(|e| {
+            (
+                "Tags".to_string(),
+                format!("not a JSON object of tags ({e})"),
+            )
+        })?;
+    let v = if m.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&m).unwrap_or_default())
+    };
+    if cache.len() >= TAGS_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(t.to_string(), v.clone());
+    Ok(v)
+}
+
 fn row(
     rec: &csv::StringRecord,
     c: &Cols,
     names: &[String],
     default_provider: Option<&str>,
+    tags_cache: &mut TagsCache,
 ) -> Result<Charge, RowError> {
     let get = |i: usize| rec.get(i).unwrap_or("").trim();
     let name = |i: usize| names.get(i).cloned().unwrap_or_default();
@@ -559,25 +592,9 @@ fn row(
             ),
         ));
     }
-    let tags = match opt(c.tags) {
+    let tags = match c.tags.map(get).filter(|v| !is_null(v)) {
         None => None,
-        Some(t) if t.len() > TAGS_BYTES_MAX => {
-            return Err(("Tags".into(), format!("longer than {TAGS_BYTES_MAX} bytes")))
-        }
-        Some(t) => {
-            let m: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&t)
-                .map_err(|e| {
-                    (
-                        "Tags".to_string(),
-                        format!("not a JSON object of tags ({e})"),
-                    )
-                })?;
-            if m.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_string(&m).unwrap_or_default())
-            }
-        }
+        Some(t) => canonical_tags(t, tags_cache)?,
     };
     Ok(Charge {
         line: 0,

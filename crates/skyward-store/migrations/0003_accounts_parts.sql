@@ -22,7 +22,10 @@ CREATE TABLE partition_imports (
     partition  TEXT    NOT NULL,
     import_id  INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
     rows       INTEGER NOT NULL,
-    sampled    INTEGER NOT NULL
+    sampled    INTEGER NOT NULL,
+    -- Usage rows, and those longer than an hour (spread evenly over hours).
+    usage_rows         INTEGER NOT NULL DEFAULT 0,
+    spread_usage_rows  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX partition_imports_partition ON partition_imports (partition);
 CREATE INDEX partition_imports_import ON partition_imports (import_id);

@@ -401,12 +401,14 @@ impl Store {
         }
         for (p, f) in &agg.fingerprints {
             let part_id: i64 = sqlx::query(
-                "INSERT INTO partition_imports (partition, import_id, rows, sampled) VALUES (?, ?, ?, ?) RETURNING id",
+                "INSERT INTO partition_imports (partition, import_id, rows, sampled, usage_rows, spread_usage_rows) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(p)
             .bind(id)
             .bind(f.rows as i64)
             .bind(f.sampled)
+            .bind(f.usage_rows as i64)
+            .bind(f.spread_usage_rows as i64)
             .fetch_one(&mut *tx)
             .await?
             .get(0);
@@ -434,20 +436,49 @@ impl Store {
     }
 
     /// Daily buckets of one provider (all when None) up to `day_end`
-    /// (exclusive).
+    /// (exclusive), summed over billing accounts and tags (what status,
+    /// analyze and recommendations read; far fewer rows). Sums in SQL are
+    /// 64-bit nano-dollars: a day's bucket above $9.2B is an error, not a
+    /// wrong figure.
     pub async fn daily(
         &self,
         provider: Option<&str>,
         day_end: i64,
     ) -> Result<Vec<DayRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, billing_account, tags \
-             FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 ORDER BY day, provider, region, service, sku, category",
-        )
-        .bind(provider)
-        .bind(day_end)
-        .fetch_all(&self.pool)
-        .await?;
+        self.daily_rows(provider, day_end, false).await
+    }
+
+    /// [`Store::daily`] with billing account and tags kept (breakdowns).
+    pub async fn daily_detailed(
+        &self,
+        provider: Option<&str>,
+        day_end: i64,
+    ) -> Result<Vec<DayRow>, StoreError> {
+        self.daily_rows(provider, day_end, true).await
+    }
+
+    async fn daily_rows(
+        &self,
+        provider: Option<&str>,
+        day_end: i64,
+        detailed: bool,
+    ) -> Result<Vec<DayRow>, StoreError> {
+        let (extra, group) = if detailed {
+            ("billing_account, tags", ", billing_account, tags")
+        } else {
+            ("'', ''", "")
+        };
+        let sql = format!(
+            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, SUM(billed_nanos), SUM(effective_nanos), SUM(list_nanos), {extra} \
+             FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 \
+             GROUP BY day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status{group} \
+             ORDER BY day, provider, region, service, sku, category"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(provider)
+            .bind(day_end)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| DayRow {
@@ -605,11 +636,11 @@ impl Store {
             .collect())
     }
 
-    /// Per provider: (hourly usage buckets, buckets filled at least partly
-    /// by spreading a row longer than an hour).
+    /// Per provider: (usage rows imported, those longer than an hour, whose
+    /// hourly figures are an even spread).
     pub async fn hourly_spread(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT provider, COUNT(*), SUM(spread_rows > 0) FROM usage_hourly GROUP BY provider ORDER BY provider",
+            "SELECT substr(partition, 1, instr(partition, '|') - 1) AS provider, SUM(usage_rows), SUM(spread_usage_rows) FROM partition_imports GROUP BY provider ORDER BY provider",
         )
         .fetch_all(&self.pool)
         .await?;

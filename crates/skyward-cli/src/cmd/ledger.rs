@@ -665,7 +665,7 @@ pub fn load_for(
             .filter(|(p, _, spread)| *spread > 0 && providers.contains(p))
             .map(|(p, all, spread)| {
                 format!(
-                    "{p}: {:.0} % of hourly usage comes from rows longer than an hour (daily or monthly), spread evenly over their period; hourly utilisation and coverage assume flat usage within each",
+                    "{p}: {:.0} % of usage rows are longer than an hour (daily or monthly), spread evenly over their period; hourly utilisation and coverage assume flat usage within each",
                     100.0 * spread as f64 / all.max(1) as f64
                 )
             })
@@ -1896,7 +1896,7 @@ fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
         let last = store.last_day().await?;
         let provider = a.provider.as_deref().map(str::to_ascii_lowercase);
         Ok::<_, skyward_store::StoreError>((
-            store.daily(provider.as_deref(), i64::MAX).await?,
+            store.daily_detailed(provider.as_deref(), i64::MAX).await?,
             last,
         ))
     })?;
