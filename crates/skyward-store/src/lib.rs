@@ -532,32 +532,101 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let rows = sqlx::query(
-            "SELECT hour, provider, \
-                    CASE WHEN (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) THEN region ELSE '' END AS r, \
-                    CASE WHEN (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) THEN sku ELSE '' END AS k, \
-                    SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos) \
+        // Totals per hour and provider, then (only when some capacity
+        // commitment needs them) the cells' own rows, taken out of the
+        // totals: two plain aggregations instead of one that tests every
+        // row against the cells twice.
+        let totals = sqlx::query(
+            "SELECT hour, provider, SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos), COUNT(*) \
              FROM usage_hourly \
              WHERE pricing_category IN ('Standard', '') AND provider IN (SELECT value FROM json_each(?1)) \
-             GROUP BY hour, provider, r, k ORDER BY hour, provider, r, k",
+             GROUP BY hour, provider",
         )
-        .bind(providers_json)
-        .bind(cells_json)
+        .bind(&providers_json)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        let cell_rows = if cells.is_empty() {
+            Vec::new()
+        } else {
+            let cell_providers = format!(
+                "[{}]",
+                cells
+                    .iter()
+                    .map(|(p, _, _)| quote(p))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            sqlx::query(
+                "SELECT hour, provider, region, sku, SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos), COUNT(*) \
+                 FROM usage_hourly \
+                 WHERE pricing_category IN ('Standard', '') AND provider IN (SELECT value FROM json_each(?1)) \
+                   AND provider IN (SELECT value FROM json_each(?3)) \
+                   AND (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) \
+                 GROUP BY hour, provider, region, sku",
+            )
+            .bind(&providers_json)
+            .bind(&cells_json)
+            .bind(cell_providers)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        type Sum = (Amount, Amount, Amount, i64);
+        let mut rest: std::collections::BTreeMap<(i64, String), Sum> = totals
             .iter()
-            .map(|r| HourRow {
-                hour: r.get(0),
-                provider: r.get(1),
+            .map(|r| {
+                (
+                    (r.get::<i64, _>(0), r.get::<String, _>(1)),
+                    (
+                        Amount::from_nanos(r.get(2)),
+                        Amount::from_nanos(r.get(3)),
+                        Amount::from_nanos(r.get(4)),
+                        r.get(5),
+                    ),
+                )
+            })
+            .collect();
+        let mut out: Vec<HourRow> = Vec::with_capacity(rest.len() + cell_rows.len());
+        for r in &cell_rows {
+            let (hour, provider): (i64, String) = (r.get(0), r.get(1));
+            let (list, effective, quantity, n) = (
+                Amount::from_nanos(r.get(4)),
+                Amount::from_nanos(r.get(5)),
+                Amount::from_nanos(r.get(6)),
+                r.get::<i64, _>(7),
+            );
+            if let Some(t) = rest.get_mut(&(hour, provider.clone())) {
+                t.0 = t.0 - list;
+                t.1 = t.1 - effective;
+                t.2 = t.2 - quantity;
+                t.3 -= n;
+            }
+            out.push(HourRow {
+                hour,
+                provider,
                 pricing_category: "Standard".to_string(),
                 region: r.get(2),
                 sku: r.get(3),
-                list: Amount::from_nanos(r.get(4)),
-                effective: Amount::from_nanos(r.get(5)),
-                quantity: Amount::from_nanos(r.get(6)),
-            })
-            .collect())
+                list,
+                effective,
+                quantity,
+            });
+        }
+        out.extend(rest.into_iter().filter(|(_, t)| t.3 > 0).map(
+            |((hour, provider), (list, effective, quantity, _))| HourRow {
+                hour,
+                provider,
+                pricing_category: "Standard".to_string(),
+                region: String::new(),
+                sku: String::new(),
+                list,
+                effective,
+                quantity,
+            },
+        ));
+        out.sort_by(|a, b| {
+            (a.hour, &a.provider, &a.region, &a.sku).cmp(&(b.hour, &b.provider, &b.region, &b.sku))
+        });
+        Ok(out)
     }
 
     /// Stores a validated contracts file as the new current version, unless
