@@ -62,7 +62,8 @@ fn read_file(path: &Path) -> Result<(String, String), CliError> {
     Ok((shown, text))
 }
 
-const NONE: &str = "nowhere (no --contracts, none applied: `skyward contracts apply FILE`)";
+const NONE: &str =
+    "no contracts given (pass --contracts FILE, or store them with `skyward contracts apply FILE`)";
 
 /// The contracts a ledger command works on: `--contracts FILE` when given,
 /// else the current stored version, else none. Also says where they came

@@ -703,9 +703,13 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
         ),
         Output::Table => {
             outln!(
-                "Ledger status at {} ({} contracts from {source}; {} commitments in the data; data in {})\n",
+                "Ledger status at {} ({}; {} commitments in the data; data in {})\n",
                 at.date_string(),
-                report.len(),
+                if report.is_empty() {
+                    source.clone()
+                } else {
+                    format!("{} contracts from {source}", report.len())
+                },
                 found.len(),
                 db.display()
             );
