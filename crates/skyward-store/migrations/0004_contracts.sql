@@ -7,5 +7,7 @@ CREATE TABLE contract_sets (
     sha256      TEXT    NOT NULL,
     text        TEXT    NOT NULL,
     contracts   INTEGER NOT NULL,
-    applied_at  INTEGER NOT NULL
+    applied_at  INTEGER NOT NULL,
+    -- Who applied it (the OS user, or --by).
+    applied_by  TEXT    NOT NULL DEFAULT ''
 );

@@ -64,6 +64,7 @@ pub struct ContractSet {
     pub text: String,
     pub contracts: i64,
     pub applied_at: i64,
+    pub applied_by: String,
 }
 
 /// How an import treats partitions already stored.
@@ -636,6 +637,7 @@ impl Store {
         file_name: &str,
         text: &str,
         contracts: usize,
+        applied_by: &str,
         now_s: i64,
     ) -> Result<(i64, bool), StoreError> {
         let sha = sha256_hex(text.as_bytes());
@@ -650,13 +652,14 @@ impl Store {
             }
         }
         let version: i64 = sqlx::query(
-            "INSERT INTO contract_sets (file_name, sha256, text, contracts, applied_at) VALUES (?, ?, ?, ?, ?) RETURNING version",
+            "INSERT INTO contract_sets (file_name, sha256, text, contracts, applied_at, applied_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING version",
         )
         .bind(file_name)
         .bind(&sha)
         .bind(text)
         .bind(contracts as i64)
         .bind(now_s)
+        .bind(applied_by)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -670,7 +673,7 @@ impl Store {
         version: Option<i64>,
     ) -> Result<Option<ContractSet>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, file_name, sha256, text, contracts, applied_at FROM contract_sets WHERE (?1 IS NULL OR version = ?1) ORDER BY version DESC LIMIT 1",
+            "SELECT version, file_name, sha256, text, contracts, applied_at, applied_by FROM contract_sets WHERE (?1 IS NULL OR version = ?1) ORDER BY version DESC LIMIT 1",
         )
         .bind(version)
         .fetch_optional(&self.pool)
@@ -682,14 +685,16 @@ impl Store {
             text: r.get(3),
             contracts: r.get(4),
             applied_at: r.get(5),
+            applied_by: r.get(6),
         }))
     }
 
-    /// Every version, oldest first (without the text).
-    pub async fn contract_history(&self) -> Result<Vec<ContractSet>, StoreError> {
+    /// Every version, oldest first (with the text when `with_text`).
+    pub async fn contract_history(&self, with_text: bool) -> Result<Vec<ContractSet>, StoreError> {
         let rows = sqlx::query(
-            "SELECT version, file_name, sha256, contracts, applied_at FROM contract_sets ORDER BY version",
+            "SELECT version, file_name, sha256, contracts, applied_at, applied_by, CASE WHEN ?1 THEN text ELSE '' END FROM contract_sets ORDER BY version",
         )
+        .bind(with_text)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -698,9 +703,10 @@ impl Store {
                 version: r.get(0),
                 file_name: r.get(1),
                 sha256: r.get(2),
-                text: String::new(),
+                text: r.get(6),
                 contracts: r.get(3),
                 applied_at: r.get(4),
+                applied_by: r.get(5),
             })
             .collect())
     }

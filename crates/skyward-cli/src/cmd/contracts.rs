@@ -23,11 +23,23 @@ pub enum ContractsCommand {
     List(ListArgs),
     /// Every applied version.
     History(DbArgs),
+    /// One contract: its current terms and the versions that changed it.
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args)]
 pub struct ApplyArgs {
     pub file: PathBuf,
+    /// Who is applying it (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -46,6 +58,7 @@ pub fn run(c: &ContractsCommand) -> Result<(), CliError> {
         ContractsCommand::Apply(a) => apply(a),
         ContractsCommand::List(a) => list(a),
         ContractsCommand::History(a) => history(a),
+        ContractsCommand::Show(a) => show(a),
     }
 }
 
@@ -95,10 +108,19 @@ fn apply(a: &ApplyArgs) -> Result<(), CliError> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    let by =
+        a.by.clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_default();
+    if by.len() > 200 || by.chars().any(char::is_control) {
+        return Err(CliError::Input(
+            "--by: at most 200 characters, no control characters".into(),
+        ));
+    }
     let (version, changed) = runtime()?.block_on(async {
         Store::open(&db)
             .await?
-            .apply_contracts(&shown, &text, parsed.len(), now)
+            .apply_contracts(&shown, &text, parsed.len(), &by, now)
             .await
     })?;
     match a.db.output {
@@ -184,21 +206,97 @@ fn list(a: &ListArgs) -> Result<(), CliError> {
 
 fn history(a: &DbArgs) -> Result<(), CliError> {
     let db = db_path(a.db.as_deref())?;
-    let sets = runtime()?.block_on(async { Store::open(&db).await?.contract_history().await })?;
+    let sets =
+        runtime()?.block_on(async { Store::open(&db).await?.contract_history(false).await })?;
     match a.output {
         Output::Json => outln!("{}", json(&sets)?),
         Output::Table => {
-            let mut t = Table::new(&["VERSION>", "FILE", "CONTRACTS>", "APPLIED", "SHA-256"]);
+            let mut t = Table::new(&["VERSION>", "FILE", "CONTRACTS>", "APPLIED", "BY", "SHA-256"]);
             for s in &sets {
                 t.row(vec![
                     s.version.to_string(),
                     s.file_name.clone(),
                     s.contracts.to_string(),
                     skyward_ledger::Timestamp(s.applied_at).date_string(),
+                    s.applied_by.clone(),
                     s.sha256[..16].to_string(),
                 ]);
             }
             outln!("{}", t.render());
+        }
+    }
+    Ok(())
+}
+
+/// One contract across versions: the current terms, and each version in
+/// which it appeared, changed or was removed (who and when).
+fn show(a: &ShowArgs) -> Result<(), CliError> {
+    let db = db_path(a.db.db.as_deref())?;
+    let sets =
+        runtime()?.block_on(async { Store::open(&db).await?.contract_history(true).await })?;
+    let mut changes = Vec::new();
+    let mut last: Option<Contract> = None;
+    for s in &sets {
+        let shown = format!("contracts v{} ({})", s.version, s.file_name);
+        let now = skyward_spec::contracts::parse(&s.text, &shown)?
+            .into_iter()
+            .find(|c| c.name == a.name);
+        let what = match (&last, &now) {
+            (None, Some(_)) => Some("added"),
+            (Some(_), None) => Some("removed"),
+            (Some(x), Some(y)) if x != y => Some("changed"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            changes.push(serde_json::json!({
+                "version": s.version,
+                "change": what,
+                "applied_at": skyward_ledger::Timestamp(s.applied_at).date_string(),
+                "applied_by": s.applied_by,
+                "file_name": s.file_name,
+            }));
+        }
+        last = now;
+    }
+    let Some(current) = last else {
+        let removed = changes
+            .last()
+            .map(|c| format!(" (removed in version {})", c["version"]))
+            .unwrap_or_default();
+        return Err(CliError::Input(format!(
+            "no contract named '{}' in the current contracts of {}{removed}",
+            a.name,
+            db.display()
+        )));
+    };
+    match a.db.output {
+        Output::Json => outln!(
+            "{}",
+            json(&serde_json::json!({"contract": current, "history": changes}))?
+        ),
+        Output::Table => {
+            outln!(
+                "{} ({}, {})",
+                current.name,
+                current.provider,
+                term(&current)
+            );
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&current.terms).unwrap_or_default()
+            );
+            outln!("");
+            let mut t = Table::new(&["VERSION>", "CHANGE", "APPLIED", "BY", "FILE"]);
+            for c in &changes {
+                t.row(vec![
+                    c["version"].to_string(),
+                    c["change"].as_str().unwrap_or("").to_string(),
+                    c["applied_at"].as_str().unwrap_or("").to_string(),
+                    c["applied_by"].as_str().unwrap_or("").to_string(),
+                    c["file_name"].as_str().unwrap_or("").to_string(),
+                ]);
+            }
+            out!("{}", t.render());
         }
     }
     Ok(())
