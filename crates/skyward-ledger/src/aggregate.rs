@@ -217,18 +217,59 @@ pub const BUCKETS_MAX: usize = 20_000_000;
 /// this module depends on hash order.
 #[derive(Debug, Default)]
 pub struct Folder {
-    names: HashMap<String, u32>,
-    daily: HashMap<(i64, [u32; 11]), Sums>,
-    hourly: HashMap<(i64, [u32; 5]), Sums>,
+    names: HashMap<String, u32, Fast>,
+    daily: HashMap<(i64, [u32; 11]), Sums, Fast>,
+    hourly: HashMap<(i64, [u32; 5]), Sums, Fast>,
     rows: u64,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
     /// (raw provider name, account, period start day) → (provider id,
-    /// partition id) of the previous row: consecutive rows almost always
-    /// share them.
-    recent: Option<(String, String, i64, u32, u32)>,
-    fingerprints: HashMap<u32, Fingerprints>,
+    /// partition id) of recent rows: a few partitions interleave (accounts
+    /// alternate row by row in some exports), so several are kept.
+    recent: Vec<(String, String, i64, u32, u32)>,
+    fingerprints: HashMap<u32, Fingerprints, Fast>,
 }
+
+/// Partitions remembered across rows.
+const RECENT_PARTITIONS_MAX: usize = 16;
+
+/// A fast, non-cryptographic hasher for the folder's own maps (keys are
+/// the input's strings and small integers; hash order never leaves the
+/// module). Multiply-rotate over eight-byte words.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for ch in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(ch);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(w) ^ (rest.len() as u64) << 59);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type Fast = std::hash::BuildHasherDefault<FastHasher>;
 
 /// Charge periods longer than this are refused by the FOCUS reader for
 /// rows that are spread (bounds the pieces of one row).
@@ -246,15 +287,18 @@ impl Folder {
 
     fn provider_and_partition(&mut self, c: &Charge) -> (u32, u32) {
         let period = period_start(c).day();
-        if let Some((name, account, day, p, part)) = &self.recent {
-            if *day == period && *name == c.provider && *account == c.billing_account {
-                return (*p, *part);
-            }
+        if let Some((_, _, _, p, part)) = self.recent.iter().find(|(name, account, day, _, _)| {
+            *day == period && *name == c.provider && *account == c.billing_account
+        }) {
+            return (*p, *part);
         }
         let provider = canonical_provider(&c.provider);
         let partition = partition_key(&provider, c);
         let ids = (self.id(&provider), self.id(&partition));
-        self.recent = Some((
+        if self.recent.len() >= RECENT_PARTITIONS_MAX {
+            self.recent.remove(0);
+        }
+        self.recent.push((
             c.provider.clone(),
             c.billing_account.clone(),
             period,

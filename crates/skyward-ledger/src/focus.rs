@@ -403,7 +403,7 @@ pub fn read<R: Read, F: FnMut(Charge)>(
     let names: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
     let mut count = 0usize;
     let mut errors = Vec::new();
-    let mut tags_cache = TagsCache::new();
+    let mut tags_cache = TagsCache::default();
     for (i, rec) in rdr.records().enumerate() {
         if i >= ROWS_MAX {
             return Err(FocusError::TooManyRows { file: file.into() });
@@ -477,7 +477,11 @@ type RowError = (String, String);
 
 /// Canonical Tags of recent raw values: exports repeat a few tag sets on
 /// millions of rows, so each is parsed once (bounded: cleared when full).
-type TagsCache = std::collections::HashMap<String, Option<String>>;
+type TagsCache = std::collections::HashMap<
+    String,
+    Option<String>,
+    std::hash::BuildHasherDefault<crate::aggregate::FastHasher>,
+>;
 const TAGS_CACHE_MAX: usize = 4_096;
 
 fn canonical_tags(t: &str, cache: &mut TagsCache) -> Result<Option<String>, RowError> {
