@@ -61,6 +61,8 @@ pub struct Sums {
     pub rows: u64,
     /// Pieces of rows longer than the bucket (an hourly bucket filled from
     /// a daily row): the figures here are an even spread, not a reading.
+    /// Kept in memory only; the store keeps per-partition counts of such
+    /// rows (`Fingerprints::spread_usage_rows`) for status's note.
     pub spread_rows: u64,
 }
 

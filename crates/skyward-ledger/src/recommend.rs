@@ -516,6 +516,19 @@ pub fn model_scenarios(
         .collect()
 }
 
+/// What existing commitments give back within `horizon_hours`: the usage
+/// each covered (aligned with the history) and the hour it expires, for
+/// [`model_scenarios`].
+pub fn releases(existing: &[Existing], horizon_hours: usize) -> Vec<(&[f64], usize)> {
+    existing
+        .iter()
+        .filter_map(|e| {
+            let at = e.expires_after_hours?;
+            (at < horizon_hours).then_some((e.covered.as_slice(), at))
+        })
+        .collect()
+}
+
 /// Evaluates a commitment over scenarios.
 pub fn evaluate(
     method: &str,
@@ -598,14 +611,7 @@ pub fn recommend(i: &RecommendInput) -> Vec<Recommendation> {
 pub fn recommend_with_model(i: &RecommendInput) -> (Vec<Recommendation>, DemandModel) {
     let d = i.discount_pct / 100.0;
     let history = i.hourly;
-    let releases: Vec<(&[f64], usize)> = i
-        .existing
-        .iter()
-        .filter_map(|e| {
-            let at = e.expires_after_hours?;
-            (at < i.term_hours).then_some((e.covered.as_slice(), at))
-        })
-        .collect();
+    let releases = releases(i.existing, i.term_hours);
     let count = i
         .scenarios
         .min(SCENARIO_HOURS_MAX / i.term_hours.max(1))

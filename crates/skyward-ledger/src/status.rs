@@ -938,45 +938,6 @@ pub fn burn_series(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<(i64, Am
         .collect()
 }
 
-/// The trailing daily burn history the forecasts draw from.
-pub fn burn_history(c: &Contract, at: Timestamp, days: &[DayRow]) -> Vec<Amount> {
-    let series = burn_series(c, at, days);
-    let daily: Vec<Amount> = series
-        .iter()
-        .scan(Amount::ZERO, |prev, (_, cum)| {
-            let d = *cum - *prev;
-            *prev = *cum;
-            Some(d)
-        })
-        .collect();
-    let first_spend = daily
-        .iter()
-        .position(|a| *a != Amount::ZERO)
-        .unwrap_or(daily.len());
-    let from = daily
-        .len()
-        .saturating_sub(FORECAST_WINDOW_DAYS as usize)
-        .max(first_spend);
-    daily[from..].to_vec()
-}
-
-/// Daily (used, unused) effective cost of one commitment id.
-pub fn commitment_daily(id: &str, days: &[DayRow]) -> Vec<(i64, Amount, Amount)> {
-    let mut by: BTreeMap<i64, (Amount, Amount)> = BTreeMap::new();
-    for r in days
-        .iter()
-        .filter(|r| r.commitment_id == id && r.category == "Usage")
-    {
-        let e = by.entry(r.day).or_insert((Amount::ZERO, Amount::ZERO));
-        match r.commitment_status.as_str() {
-            "Used" => e.0 += r.effective,
-            "Unused" => e.1 += r.effective,
-            _ => {}
-        }
-    }
-    by.into_iter().map(|(d, (u, n))| (d, u, n)).collect()
-}
-
 #[cfg(test)]
 mod band_tests {
     use super::*;

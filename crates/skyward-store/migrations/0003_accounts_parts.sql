@@ -9,10 +9,6 @@ UPDATE usage_hourly SET partition = COALESCE(
     partition);
 UPDATE charges_daily SET partition = provider || '|' || billing_account || '|' || substr(partition, length(provider) + 2);
 
--- Hourly buckets filled by spreading a longer row (a daily Azure row over
--- its 24 hours) say so: the figures are an even spread, not a reading.
-ALTER TABLE usage_hourly ADD COLUMN spread_rows INTEGER NOT NULL DEFAULT 0;
-
 -- Which imports hold rows of a partition, and fingerprints of their rows
 -- (all of them up to 4,096 rows per file, else one in 32), so another part
 -- of a multi-part export (new rows) adds up while a re-export (rows already

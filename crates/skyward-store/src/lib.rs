@@ -381,7 +381,7 @@ impl Store {
         let hourly: Vec<_> = agg.hourly.iter().collect();
         for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2 - 500) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows, spread_rows) ",
+                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows) ",
             );
             q.push_values(chunk, |mut b, (k, s)| {
                 b.push_bind(id)
@@ -395,8 +395,7 @@ impl Store {
                     .push_bind(s.billed.nanos())
                     .push_bind(s.effective.nanos())
                     .push_bind(s.list.nanos())
-                    .push_bind(s.rows as i64)
-                    .push_bind(s.spread_rows as i64);
+                    .push_bind(s.rows as i64);
             });
             q.build().execute(&mut *tx).await?;
         }

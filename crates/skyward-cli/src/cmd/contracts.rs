@@ -62,7 +62,8 @@ pub fn run(c: &ContractsCommand) -> Result<(), CliError> {
     }
 }
 
-fn read_file(path: &Path) -> Result<(String, String), CliError> {
+/// A contracts file's text, bounded to the spec size limit; errors name it.
+pub fn read_file(path: &Path) -> Result<(String, String), CliError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
     if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
@@ -83,8 +84,8 @@ const NONE: &str =
 /// from.
 pub fn contracts_for(file: Option<&Path>, db: &Path) -> Result<(Vec<Contract>, String), CliError> {
     if let Some(p) = file {
-        let (shown, text) = read_file(p)?;
-        return Ok((skyward_spec::contracts::parse(&text, &shown)?, shown));
+        let contracts = crate::cmd::ledger::load_contracts(p)?;
+        return Ok((contracts, p.display().to_string()));
     }
     if !db.exists() {
         return Ok((Vec::new(), NONE.into()));

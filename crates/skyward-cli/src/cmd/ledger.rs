@@ -579,15 +579,7 @@ fn imports(a: &DbArgs) -> Result<(), CliError> {
 }
 
 pub fn load_contracts(path: &Path) -> Result<Vec<skyward_ledger::contracts::Contract>, CliError> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    if meta.len() > skyward_spec::SPEC_BYTES_MAX as u64 {
-        return Err(CliError::Input(format!(
-            "{shown}: file is larger than {} MiB",
-            skyward_spec::SPEC_BYTES_MAX >> 20
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    let (shown, text) = crate::cmd::contracts::read_file(path)?;
     Ok(skyward_spec::contracts::parse(&text, &shown)?)
 }
 
@@ -1194,26 +1186,7 @@ fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
         Some(p) => load_contracts(p)?,
         None => Vec::new(),
     };
-    let rt = runtime()?;
-    let (rows, days) = rt.block_on(async {
-        let store = Store::open(&db).await?;
-        let rows = store
-            .hourly_on_demand(std::slice::from_ref(&provider), &[])
-            .await?;
-        let days = if contracts.is_empty() {
-            Vec::new()
-        } else {
-            store.daily(Some(&provider), i64::MAX).await?
-        };
-        Ok::<_, skyward_store::StoreError>((rows, days))
-    })?;
-    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
-    if netted.gross.is_empty() {
-        return Err(CliError::Input(format!(
-            "no on-demand usage for provider '{provider}' in {}",
-            db.display()
-        )));
-    }
+    let netted = netted_history(&provider, &contracts, &db)?;
     let skipped = &netted.not_netted;
     let (hourly, existing) = (&netted.net, &netted.existing);
     let input = RecommendInput {
@@ -2011,34 +1984,11 @@ fn options(a: &OptionsArgs) -> Result<(), CliError> {
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
     let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let (rows, days) = runtime()?.block_on(async {
-        let store = Store::open(&db).await?;
-        let rows = store
-            .hourly_on_demand(std::slice::from_ref(&provider), &[])
-            .await?;
-        let days = store.daily(Some(&provider), i64::MAX).await?;
-        Ok::<_, skyward_store::StoreError>((rows, days))
-    })?;
-    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
-    if netted.gross.is_empty() {
-        return Err(CliError::Input(format!(
-            "no on-demand usage for provider '{provider}' in {}",
-            db.display()
-        )));
-    }
+    let netted = netted_history(&provider, &contracts, &db)?;
     let horizon_years = terms.iter().map(|t| t.years).max().unwrap_or(1) as usize;
     let horizon = horizon_years * 12 * MONTH_HOURS;
     let model = skyward_ledger::recommend::demand_model(&netted.net, None);
-    let releases: Vec<(&[f64], usize)> = netted
-        .existing
-        .iter()
-        .filter_map(|e| {
-            Some((
-                e.covered.as_slice(),
-                e.expires_after_hours.filter(|h| *h < horizon)?,
-            ))
-        })
-        .collect();
+    let releases = skyward_ledger::recommend::releases(&netted.existing, horizon);
     let count = a
         .scenarios
         .min(skyward_ledger::recommend::SCENARIO_HOURS_MAX / horizon)
@@ -2190,6 +2140,33 @@ fn inventory(a: &StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A provider's on-demand history from the store, net of `contracts`
+/// (see `recommend::net_for_provider`); an input error when it has none.
+fn netted_history(
+    provider: &str,
+    contracts: &[skyward_ledger::contracts::Contract],
+    db: &Path,
+) -> Result<skyward_ledger::recommend::Netted, CliError> {
+    let (rows, days) = runtime()?.block_on(async {
+        let store = Store::open(db).await?;
+        let rows = store.hourly_on_demand(&[provider.to_string()], &[]).await?;
+        let days = if contracts.is_empty() {
+            Vec::new()
+        } else {
+            store.daily(Some(provider), i64::MAX).await?
+        };
+        Ok::<_, skyward_store::StoreError>((rows, days))
+    })?;
+    let netted = skyward_ledger::recommend::net_for_provider(provider, &rows, &days, contracts);
+    if netted.gross.is_empty() {
+        return Err(CliError::Input(format!(
+            "no on-demand usage for provider '{provider}' in {}",
+            db.display()
+        )));
+    }
+    Ok(netted)
+}
+
 fn backtest(a: &BacktestArgs) -> Result<(), CliError> {
     if !(a.discount_pct.is_finite() && a.discount_pct > 0.0 && a.discount_pct < 100.0) {
         return Err(CliError::Input(
@@ -2210,15 +2187,7 @@ fn backtest(a: &BacktestArgs) -> Result<(), CliError> {
     let provider = a.provider.to_ascii_lowercase();
     let db = db_path(a.db.db.as_deref())?;
     let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let (rows, days) = runtime()?.block_on(async {
-        let store = Store::open(&db).await?;
-        let rows = store
-            .hourly_on_demand(std::slice::from_ref(&provider), &[])
-            .await?;
-        let days = store.daily(Some(&provider), i64::MAX).await?;
-        Ok::<_, skyward_store::StoreError>((rows, days))
-    })?;
-    let netted = skyward_ledger::recommend::net_for_provider(&provider, &rows, &days, &contracts);
+    let netted = netted_history(&provider, &contracts, &db)?;
     let need = (a.min_history_days + a.horizon_days) as usize * 24;
     if netted.net.len() < need {
         return Err(CliError::Input(format!(
