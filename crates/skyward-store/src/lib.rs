@@ -688,12 +688,12 @@ impl Store {
         }))
     }
 
-    /// Every version, oldest first (with the text when `with_text`).
-    pub async fn contract_history(&self, with_text: bool) -> Result<Vec<ContractSet>, StoreError> {
+    /// Every version, oldest first, without its text (read one with
+    /// [`Store::contract_set`]).
+    pub async fn contract_history(&self) -> Result<Vec<ContractSet>, StoreError> {
         let rows = sqlx::query(
-            "SELECT version, file_name, sha256, contracts, applied_at, applied_by, CASE WHEN ?1 THEN text ELSE '' END FROM contract_sets ORDER BY version",
+            "SELECT version, file_name, sha256, contracts, applied_at, applied_by FROM contract_sets ORDER BY version",
         )
-        .bind(with_text)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -702,7 +702,7 @@ impl Store {
                 version: r.get(0),
                 file_name: r.get(1),
                 sha256: r.get(2),
-                text: r.get(6),
+                text: String::new(),
                 contracts: r.get(3),
                 applied_at: r.get(4),
                 applied_by: r.get(5),

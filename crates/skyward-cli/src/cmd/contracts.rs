@@ -207,8 +207,7 @@ fn list(a: &ListArgs) -> Result<(), CliError> {
 
 fn history(a: &DbArgs) -> Result<(), CliError> {
     let db = db_path(a.db.as_deref())?;
-    let sets =
-        runtime()?.block_on(async { Store::open(&db).await?.contract_history(false).await })?;
+    let sets = runtime()?.block_on(async { Store::open(&db).await?.contract_history().await })?;
     match a.output {
         Output::Json => outln!("{}", json(&sets)?),
         Output::Table => {
@@ -233,11 +232,17 @@ fn history(a: &DbArgs) -> Result<(), CliError> {
 /// which it appeared, changed or was removed (who and when).
 fn show(a: &ShowArgs) -> Result<(), CliError> {
     let db = db_path(a.db.db.as_deref())?;
-    let sets =
-        runtime()?.block_on(async { Store::open(&db).await?.contract_history(true).await })?;
+    // One version's text in memory at a time (each may be up to the spec
+    // size limit, and there may be many versions).
+    let rt = runtime()?;
+    let store = rt.block_on(Store::open(&db))?;
+    let versions = rt.block_on(store.contract_history())?;
     let mut changes = Vec::new();
     let mut last: Option<Contract> = None;
-    for s in &sets {
+    for v in &versions {
+        let Some(s) = rt.block_on(store.contract_set(Some(v.version)))? else {
+            continue;
+        };
         let shown = format!("contracts v{} ({})", s.version, s.file_name);
         let now = skyward_spec::contracts::parse(&s.text, &shown)?
             .into_iter()
