@@ -123,12 +123,20 @@ pub fn breakdown(rows: &[DayRow], dim: &Dimension, from: i64, to: i64) -> Vec<Gr
     let mut unused: BTreeMap<&str, Amount> = BTreeMap::new();
     let mut covered: BTreeMap<&str, BTreeMap<String, Amount>> = BTreeMap::new();
     let mut used_fee: BTreeMap<String, Amount> = BTreeMap::new();
+    // A tag's value per distinct Tags object (each is parsed once).
+    let mut tag_keys: BTreeMap<&str, String> = BTreeMap::new();
     for r in &usage {
         if r.commitment_status == "Unused" {
             *unused.entry(r.commitment_id.as_str()).or_default() += r.effective;
             continue;
         }
-        let k = dim.key(r);
+        let k = match dim {
+            Dimension::Tag(_) => tag_keys
+                .entry(r.tags.as_str())
+                .or_insert_with(|| dim.key(r))
+                .clone(),
+            _ => dim.key(r),
+        };
         let g = groups.entry(k.clone()).or_insert_with(|| Group {
             key: k.clone(),
             ..Group::default()
