@@ -1,6 +1,10 @@
 //! The state machine.
 
-use crate::types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};
+use crate::assign;
+use crate::types::{
+    Command, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+};
+use serde::Serialize;
 use skyward_catalog::accelerators::AcceleratorTable;
 use skyward_catalog::regions::region_info;
 use skyward_model::{SpotPolicy, Usd};
@@ -21,6 +25,10 @@ pub struct Config {
     /// Commands waiting to be drained; more means the runtime is not
     /// draining, a programming error.
     pub commands_max: usize,
+    /// The global step runs the exact MILP (with a time limit) on cycles
+    /// with at most this many options whose gap the Lagrangian leaves
+    /// open; 0 keeps every cycle deterministic.
+    pub exact_options_max: usize,
 }
 
 impl Default for Config {
@@ -31,6 +39,7 @@ impl Default for Config {
             heartbeat_timeout_ms: 15_000,
             workloads_max: 1_000_000,
             commands_max: 10_000_000,
+            exact_options_max: 2_000,
         }
     }
 }
@@ -83,6 +92,8 @@ struct Workload {
     /// When an unacknowledged dispatch is taken back (its key in
     /// `dispatch_deadlines`, so it can be removed without a scan).
     deadline: Option<Millis>,
+    /// Why its current dispatch went where it did (empty when pending).
+    placed_why: Vec<String>,
 }
 
 /// What makes two workloads interchangeable for placement (Nomad's
@@ -163,6 +174,8 @@ pub struct Core {
     /// no throughput figure), as `skyward plan` scales them.
     class_hours: Vec<Vec<Option<f64>>>,
     accelerators: AcceleratorTable,
+    commitments: Vec<LiveCommitment>,
+    last_cycle: Option<CycleReport>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -190,6 +203,8 @@ impl Core {
             classes: BTreeMap::new(),
             class_hours: Vec::new(),
             accelerators: AcceleratorTable::builtin(),
+            commitments: Vec::new(),
+            last_cycle: None,
         }
     }
 
@@ -267,6 +282,7 @@ impl Core {
                     class,
                     why: Arc::default(),
                     deadline: None,
+                    placed_why: Vec::new(),
                 },
             );
         }
@@ -345,6 +361,9 @@ impl Core {
             } else {
                 w.why = Arc::default();
             }
+            if matches!(state, State::Pending | State::Done(_)) {
+                w.placed_why = Vec::new();
+            }
             w.state = state.clone();
         }
         self.emit(Command::Persist(Record::Transition { id, state, at: now }));
@@ -421,6 +440,11 @@ impl Core {
 
     pub fn handle(&mut self, now: Millis, input: Input) -> Result<(), Rejected> {
         match input {
+            Input::Commitments { live } => {
+                self.commitments = live;
+                self.wake(now);
+                Ok(())
+            }
             Input::Submit { id, spec } => {
                 if self.workloads.contains_key(&id) {
                     return Err(Rejected::Duplicate(id));
@@ -447,6 +471,7 @@ impl Core {
                         class,
                         why: Arc::default(),
                         deadline: None,
+                        placed_why: Vec::new(),
                     },
                 );
                 self.emit(Command::Persist(Record::Transition {
@@ -786,14 +811,68 @@ impl Core {
         Some(Reservation { shadow, spare })
     }
 
-    /// One scheduling cycle: pending work in priority order (FIFO within a
-    /// priority), each gang whole on the cheapest site that takes it. A
-    /// gang that fits on a site only once running work ends holds a
-    /// reservation there (the site where it can start soonest); work
-    /// behind it in the queue may use that site only if, by its
-    /// walltime, it ends before the gang can start, or if it fits in what
-    /// the gang leaves spare (EASY backfill). So small jobs never starve a
-    /// big gang ahead of them.
+    /// Billed dollars per provider that commitments charge anyway, less
+    /// what the runs in flight will still spend there (each to its
+    /// walltime; a run without one is counted for [`HOURS_UNKNOWN`]), with
+    /// each provider's 1 − discount. Providers in `providers` order.
+    fn commitment_room(&self, providers: &[String], now: Millis) -> (Vec<f64>, Vec<f64>) {
+        let mut free = vec![0.0; providers.len()];
+        let mut factor = vec![1.0; providers.len()];
+        let index = |p: &str| providers.iter().position(|x| x == p);
+        for c in &self.commitments {
+            if let Some(p) = index(&c.provider) {
+                free[p] += c.free_usd.as_f64();
+                factor[p] = (100.0 - c.discount_pct.clamp(0.0, 100.0)) / 100.0;
+            }
+        }
+        if self.commitments.is_empty() {
+            return (free, factor);
+        }
+        for w in self.workloads.values() {
+            let (site, accelerators, since) = match &w.state {
+                State::Dispatched { site, accelerators } => (site, *accelerators, now),
+                State::Running {
+                    site,
+                    accelerators,
+                    since,
+                } => (site, *accelerators, *since),
+                _ => continue,
+            };
+            let Some(spec) = self.sites.get(site).and_then(|s| s.spec.as_ref()) else {
+                continue;
+            };
+            let Some(p) = index(&spec.region.provider) else {
+                continue;
+            };
+            if free[p] <= 0.0 {
+                continue;
+            }
+            let left_h = match self.walltime_ms(w, &spec.accelerator) {
+                Some(t) => (since + t).saturating_sub(now) as f64 / 3_600_000.0,
+                None => HOURS_UNKNOWN,
+            };
+            let list =
+                spec.price_usd_per_accelerator_hour.as_f64() * f64::from(accelerators) * left_h;
+            free[p] = (free[p] - factor[p] * list).max(0.0);
+        }
+        (free, factor)
+    }
+
+    /// One scheduling cycle, in two steps.
+    ///
+    /// 1. **Who starts** (the queue policy): pending work in priority order
+    ///    (FIFO within a priority), each gang whole on a site that takes it
+    ///    now, at the lowest marginal cost given the commitments. A gang
+    ///    that fits on a site only once running work ends holds a
+    ///    reservation there (the site where it can start soonest); work
+    ///    behind it may use that site only if, by its walltime, it ends
+    ///    before the gang can start, or fits in what the gang leaves spare
+    ///    (EASY backfill), so small jobs never starve a big gang.
+    /// 2. **Where** ([`crate::assign`]): the admitted workloads, and those
+    ///    that waited only for capacity, are placed together by the global
+    ///    assignment over the sites' free capacity and the commitments'
+    ///    live state; the step-1 placement is its starting point and
+    ///    fallback, so the cycle never does worse than the greedy order.
     fn schedule(&mut self, now: Millis) {
         let order: Vec<WorkloadId> = self
             .pending
@@ -801,38 +880,94 @@ impl Core {
             .take(self.cfg.workloads_max)
             .map(|(_, _, id)| *id)
             .collect();
-        let mut placed_any = false;
+        // The cycle's market: sites in name order, providers by name.
+        let site_names: Vec<String> = self.sites.keys().cloned().collect();
+        let mut providers: Vec<String> = self
+            .sites
+            .values()
+            .filter_map(|s| s.spec.as_ref().map(|x| x.region.provider.clone()))
+            .collect();
+        providers.sort();
+        providers.dedup();
+        let site_provider: Vec<usize> = site_names
+            .iter()
+            .map(|n| {
+                self.sites
+                    .get(n)
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|x| providers.iter().position(|p| *p == x.region.provider))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let site_free: Vec<u32> = site_names
+            .iter()
+            .map(|n| {
+                self.sites
+                    .get(n)
+                    .filter(|s| s.alive)
+                    .and_then(|s| {
+                        s.spec
+                            .as_ref()
+                            .map(|x| x.accelerators.saturating_sub(s.used))
+                    })
+                    .unwrap_or(0)
+            })
+            .collect();
+        let (free_usd, factor) = self.commitment_room(&providers, now);
+        // List spend this cycle has put on each provider so far (step 1).
+        let mut spent = vec![0.0; providers.len()];
+        let marginal = |p: usize, spent: &[f64], list: f64| -> f64 {
+            let before = (factor[p] * spent[p]).max(free_usd[p]);
+            let after = (factor[p] * (spent[p] + list)).max(free_usd[p]);
+            after - before
+        };
+
+        // Step 1.
         // Capacity only shrinks during a cycle, and reservations only
         // restrict, so a class that fits nowhere stays that way until the
         // next one.
         let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
         let mut reserved: BTreeMap<String, Reservation> = BTreeMap::new();
+        // (workload, site index, accelerators, walltime) in queue order.
+        let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
+        // Waited only for capacity: the global step may find them room.
+        let mut waiting: Vec<WorkloadId> = Vec::new();
         for id in order {
+            if admitted.len() >= ADMITTED_PER_CYCLE_MAX {
+                break;
+            }
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
             if let Some(why) = hopeless.get(&w.class) {
                 let why = why.clone();
+                if waiting.len() < WAITING_PER_CYCLE_MAX && why.contains_key(REASON_SITE_FULL) {
+                    waiting.push(id);
+                }
                 if let Some(w) = self.workloads.get_mut(&id) {
                     w.why = why;
                 }
                 continue;
             }
             let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
-            let mut best: Option<(Usd, String, u32, Option<Millis>)> = None;
+            // (marginal cost, list cost, site index, need, walltime)
+            let mut best: Option<(f64, f64, usize, u32, Option<Millis>)> = None;
             // Sites that would take it once capacity frees: (cost, name, need).
-            let mut full: Vec<(Usd, String, u32)> = Vec::new();
+            let mut full: Vec<(f64, String, u32)> = Vec::new();
             let hours = self
                 .class_hours
                 .get(w.class as usize)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            for (name, site) in &self.sites {
+            for (si, name) in site_names.iter().enumerate() {
+                let Some(site) = self.sites.get(name) else {
+                    continue;
+                };
                 let verdict = site_verdict(&w.spec, hours, site, true);
                 let (need, price, h) = match verdict {
                     Err(REASON_SITE_FULL) => {
                         if let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) {
-                            full.push((price.times(f64::from(need) * h), name.clone(), need));
+                            full.push((list_usd(price, need, h), name.clone(), need));
                         }
                         *why.entry(REASON_SITE_FULL).or_insert(0) += 1;
                         continue;
@@ -853,58 +988,30 @@ impl Core {
                         continue;
                     }
                 }
-                // The cost of the work, as in `skyward plan`: a slower
-                // alternative needs more hours.
-                let cost = price.times(f64::from(need) * h);
+                let list = list_usd(price, need, work_hours(walltime, h));
+                let cost = marginal(site_provider[si], &spent, list);
                 if best
                     .as_ref()
-                    .is_none_or(|(c, n, _, _)| (cost, name) < (*c, n))
+                    .is_none_or(|(c, l, bi, _, _)| (cost, list, si) < (*c, *l, *bi))
                 {
-                    best = Some((cost, name.clone(), need, walltime));
+                    best = Some((cost, list, si, need, walltime));
                 }
             }
             match best {
-                Some((_, site, need, walltime_ms)) => {
-                    if let Some(r) = reserved.get_mut(&site) {
+                Some((_, list, si, need, walltime_ms)) => {
+                    let site = &site_names[si];
+                    if let Some(r) = reserved.get_mut(site) {
                         let ends_before =
                             matches!((r.shadow, walltime_ms), (Some(sh), Some(t)) if now + t <= sh);
                         if !ends_before {
                             r.spare -= need;
                         }
                     }
-                    if let Some(s) = self.sites.get_mut(&site) {
+                    if let Some(s) = self.sites.get_mut(site) {
                         s.used += need;
-                        let cap = s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0);
-                        assert!(
-                            s.used <= cap,
-                            "site {site} over capacity: {} > {cap}",
-                            s.used
-                        );
                     }
-                    let attempt = match self.workloads.get_mut(&id) {
-                        Some(w) => {
-                            w.attempt += 1;
-                            w.attempt
-                        }
-                        None => 0,
-                    };
-                    self.transition(
-                        id,
-                        State::Dispatched {
-                            site: site.clone(),
-                            accelerators: need,
-                        },
-                        now,
-                    );
-                    self.set_deadline(id, now + self.cfg.dispatch_timeout_ms);
-                    self.emit(Command::Dispatch {
-                        id,
-                        site,
-                        accelerators: need,
-                        attempt,
-                        walltime_ms,
-                    });
-                    placed_any = true;
+                    spent[site_provider[si]] += list;
+                    admitted.push((id, si, need, walltime_ms));
                 }
                 None => {
                     // Hold the site where it can start soonest (known
@@ -913,12 +1020,19 @@ impl Core {
                         .iter()
                         .filter(|(_, n, _)| !reserved.contains_key(n))
                         .filter_map(|(cost, n, need)| {
-                            self.reservation(n, *need, now)
-                                .map(|r| ((r.shadow.unwrap_or(Millis::MAX), *cost, n.clone()), r))
+                            self.reservation(n, *need, now).map(|r| {
+                                (
+                                    (r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), n.clone()),
+                                    r,
+                                )
+                            })
                         })
                         .min_by(|a, b| a.0.cmp(&b.0));
                     if let Some(((_, _, n), r)) = pick {
                         reserved.insert(n, r);
+                    }
+                    if why.contains_key(REASON_SITE_FULL) && waiting.len() < WAITING_PER_CYCLE_MAX {
+                        waiting.push(id);
                     }
                     let why = Arc::new(why);
                     if let Some(w) = self.workloads.get_mut(&id) {
@@ -928,11 +1042,286 @@ impl Core {
                 }
             }
         }
+        // Step 1 took capacity as it went; step 2 starts from the cycle's
+        // free capacity again.
+        for (_, si, need, _) in &admitted {
+            if let Some(s) = self.sites.get_mut(&site_names[*si]) {
+                s.used -= need;
+            }
+        }
+
+        // Step 2.
+        let mut items: Vec<assign::Item> = Vec::new();
+        let mut start: Vec<Option<usize>> = Vec::new();
+        let mut ids: Vec<WorkloadId> = Vec::new();
+        let candidates = admitted
+            .iter()
+            .map(|(id, si, _, _)| (*id, Some(*si)))
+            .chain(waiting.iter().map(|id| (*id, None)));
+        for (id, greedy_site) in candidates {
+            let Some(w) = self.workloads.get(&id) else {
+                continue;
+            };
+            let hours = self
+                .class_hours
+                .get(w.class as usize)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut offers = Vec::new();
+            let mut first = None;
+            for (si, name) in site_names.iter().enumerate() {
+                let Some(site) = self.sites.get(name) else {
+                    continue;
+                };
+                let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) else {
+                    continue;
+                };
+                if need > site_free[si] {
+                    continue;
+                }
+                let accelerator = site.spec.as_ref().map(|s| s.accelerator.as_str());
+                let walltime = accelerator.and_then(|a| self.walltime_ms(w, a));
+                if greedy_site != Some(si) {
+                    // A site held for a waiting gang takes only work that
+                    // ends before the gang can start (or what step 1 put
+                    // in its spare room).
+                    if let Some(r) = reserved.get(name) {
+                        let ends_before =
+                            matches!((r.shadow, walltime), (Some(sh), Some(t)) if now + t <= sh);
+                        if !ends_before {
+                            continue;
+                        }
+                    }
+                }
+                if greedy_site == Some(si) {
+                    first = Some(offers.len());
+                }
+                offers.push(assign::Offer {
+                    site: si,
+                    need,
+                    list_usd: list_usd(price, need, work_hours(walltime, h)),
+                });
+            }
+            if offers.is_empty() || (greedy_site.is_some() && first.is_none()) {
+                continue;
+            }
+            items.push(assign::Item {
+                must: greedy_site.is_some(),
+                offers,
+            });
+            start.push(first);
+            ids.push(id);
+        }
+        if items.is_empty() {
+            return;
+        }
+        let market = assign::Market {
+            site_provider: site_provider.clone(),
+            site_free: site_free.clone(),
+            free_usd: free_usd.clone(),
+            factor: factor.clone(),
+        };
+        let plan = assign::assign(&items, &market, &start, self.cfg.exact_options_max);
+        self.last_cycle = Some(CycleReport {
+            at: now,
+            considered: items.len(),
+            placed: plan.choice.iter().filter(|c| c.is_some()).count(),
+            cost_usd: plan.cost_usd,
+            bound_usd: plan.bound_usd,
+            method: plan.method,
+            proven_optimal: plan.proven_optimal,
+        });
+        let pr_spend = {
+            let mut s = vec![0.0; providers.len()];
+            for (it, c) in items.iter().zip(&plan.choice) {
+                if let Some(o) = c.and_then(|o| it.offers.get(o)) {
+                    s[site_provider[o.site]] += o.list_usd;
+                }
+            }
+            s
+        };
+        let mut placed_any = false;
+        for ((id, it), c) in ids.iter().zip(&items).zip(&plan.choice) {
+            let Some(o) = c.and_then(|o| it.offers.get(o)) else {
+                continue;
+            };
+            let site = site_names[o.site].clone();
+            let why = self.why_here(
+                it,
+                o,
+                &site_names,
+                &providers,
+                &site_provider,
+                &pr_spend,
+                &free_usd,
+                &factor,
+            );
+            let walltime_ms = self
+                .sites
+                .get(&site)
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| {
+                    self.workloads
+                        .get(id)
+                        .and_then(|w| self.walltime_ms(w, &s.accelerator))
+                });
+            if let Some(s) = self.sites.get_mut(&site) {
+                s.used += o.need;
+                let cap = s.spec.as_ref().map(|x| x.accelerators).unwrap_or(0);
+                assert!(
+                    s.used <= cap,
+                    "site {site} over capacity: {} > {cap}",
+                    s.used
+                );
+            }
+            let attempt = match self.workloads.get_mut(id) {
+                Some(w) => {
+                    w.attempt += 1;
+                    w.placed_why = why;
+                    w.attempt
+                }
+                None => 0,
+            };
+            self.transition(
+                *id,
+                State::Dispatched {
+                    site: site.clone(),
+                    accelerators: o.need,
+                },
+                now,
+            );
+            self.set_deadline(*id, now + self.cfg.dispatch_timeout_ms);
+            self.emit(Command::Dispatch {
+                id: *id,
+                site,
+                accelerators: o.need,
+                attempt,
+                walltime_ms,
+            });
+            placed_any = true;
+        }
         // Nothing new can fit until something changes (an input wakes us);
         // after a placement, look again next cycle.
         if placed_any && !self.pending.is_empty() {
             self.next_cycle = Some(now + self.cfg.cycle_ms);
         }
+    }
+
+    /// Why a workload went to `chosen`, in `skyward explain`'s words: the
+    /// commitment that made it free or cheaper, and the runner-up at its
+    /// fleet cost (what moving it there would change the bill by).
+    #[allow(clippy::too_many_arguments)]
+    fn why_here(
+        &self,
+        item: &assign::Item,
+        chosen: &assign::Offer,
+        site_names: &[String],
+        providers: &[String],
+        site_provider: &[usize],
+        spend: &[f64],
+        free_usd: &[f64],
+        factor: &[f64],
+    ) -> Vec<String> {
+        use skyward_placement::reasons::why;
+        let cost = |p: usize, s: f64| (factor[p] * s).max(free_usd[p]);
+        let p0 = site_provider[chosen.site];
+        // The fleet cost of this workload at an offer, the rest held.
+        let without = spend[p0] - chosen.list_usd;
+        let fleet_cost = |o: &assign::Offer| -> f64 {
+            let p = site_provider[o.site];
+            let base = if p == p0 { without } else { spend[p] };
+            cost(p, base + o.list_usd) - cost(p, base)
+        };
+        let usd = |x: f64| Usd::from_f64_rounded(x).unwrap_or(Usd::ZERO);
+        let mut out = Vec::new();
+        let chosen_fc = fleet_cost(chosen);
+        if let Some(c) = self
+            .commitments
+            .iter()
+            .find(|c| providers.get(p0).is_some_and(|p| *p == c.provider))
+        {
+            if chosen_fc < chosen.list_usd - 5e-7 {
+                if usd(chosen_fc) == Usd::ZERO {
+                    out.push(why::inside_commitment(
+                        usd(chosen.list_usd),
+                        &c.name,
+                        c.free_usd,
+                    ));
+                } else {
+                    out.push(why::discounted(
+                        &c.name,
+                        c.discount_pct,
+                        c.free_usd,
+                        usd(chosen_fc),
+                        usd(chosen.list_usd),
+                    ));
+                }
+            }
+        }
+        let label = |o: &assign::Offer| {
+            let name = &site_names[o.site];
+            match self.sites.get(name).and_then(|s| s.spec.as_ref()) {
+                Some(s) => format!(
+                    "site {name} ({}:{} {}{})",
+                    s.region.provider,
+                    s.region.region,
+                    s.accelerator,
+                    if s.spot { " spot" } else { "" }
+                ),
+                None => format!("site {name}"),
+            }
+        };
+        let others: Vec<(f64, &assign::Offer)> = item
+            .offers
+            .iter()
+            .filter(|o| o.site != chosen.site)
+            .map(|o| (fleet_cost(o), o))
+            .collect();
+        if let Some((fc, o)) = others
+            .iter()
+            .filter(|(_, o)| o.list_usd < chosen.list_usd)
+            .min_by(|a, b| a.1.list_usd.total_cmp(&b.1.list_usd))
+        {
+            if *fc >= chosen_fc {
+                out.push(why::cheaper_but_costs_more(
+                    &label(o),
+                    usd(o.list_usd),
+                    usd(*fc),
+                    usd(chosen_fc),
+                ));
+            }
+        }
+        match others.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
+            Some((fc, o)) => out.push(why::runner_up(
+                &label(o),
+                usd(*fc),
+                usd(*fc) - usd(chosen_fc),
+            )),
+            None => out.push(why::NO_OTHER.into()),
+        }
+        if out.len() == 1 {
+            out.insert(0, why::CHEAPEST.into());
+        }
+        out
+    }
+
+    /// The last cycle's global step: what it considered and placed, its
+    /// cost and proven bound.
+    pub fn last_cycle(&self) -> Option<&CycleReport> {
+        self.last_cycle.as_ref()
+    }
+
+    /// Why a dispatched or running workload went where it is.
+    pub fn placed_why(&self, id: WorkloadId) -> Option<&[String]> {
+        self.workloads
+            .get(&id)
+            .filter(|w| !w.placed_why.is_empty())
+            .map(|w| w.placed_why.as_slice())
+    }
+
+    /// The commitments' live state as last given.
+    pub fn commitments(&self) -> &[LiveCommitment] {
+        &self.commitments
     }
 
     pub fn state(&self, id: WorkloadId) -> Option<&State> {
@@ -1038,6 +1427,44 @@ impl Core {
     pub fn spec(&self, id: WorkloadId) -> Option<&JobSpec> {
         self.workloads.get(&id).map(|w| &w.spec)
     }
+}
+
+/// A run without a walltime is counted for this many hours when it is
+/// priced against a commitment (an hour of the first alternative, as
+/// before walltimes existed).
+pub const HOURS_UNKNOWN: f64 = 1.0;
+
+/// Workloads a cycle starts at most; the rest wait for the next cycle,
+/// which comes at once (a burst is placed in batches).
+pub const ADMITTED_PER_CYCLE_MAX: usize = 4_096;
+
+/// Workloads that waited only for capacity offered to the global step.
+pub const WAITING_PER_CYCLE_MAX: usize = 512;
+
+/// The list cost of a gang: price × accelerators × hours.
+fn list_usd(price: Usd, need: u32, hours: f64) -> f64 {
+    price.as_f64() * f64::from(need) * hours
+}
+
+/// Hours a run is priced for: its walltime on the site, else the
+/// relative hours of that alternative (an hour of the first).
+fn work_hours(walltime_ms: Option<Millis>, relative_h: f64) -> f64 {
+    match walltime_ms {
+        Some(t) => t as f64 / 3_600_000.0,
+        None => relative_h * HOURS_UNKNOWN,
+    }
+}
+
+/// The global step of the last cycle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CycleReport {
+    pub at: Millis,
+    pub considered: usize,
+    pub placed: usize,
+    pub cost_usd: f64,
+    pub bound_usd: f64,
+    pub method: &'static str,
+    pub proven_optimal: bool,
 }
 
 /// Can this site take the gang? (accelerators needed, price per

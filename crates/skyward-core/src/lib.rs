@@ -14,10 +14,13 @@
 //! simulator (`tests/dst.rs` now, a trace-driven one later) drives the same
 //! code on simulated time.
 
+pub mod assign;
 pub mod core;
 pub mod types;
 
 pub use crate::core::{
     Config, Core, Rejected, Snapshot, REASON_RESERVED, REASON_SITE_DOWN, REASON_SITE_FULL,
 };
-pub use types::{Command, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId};
+pub use types::{
+    Command, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+};

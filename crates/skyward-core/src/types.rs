@@ -48,8 +48,25 @@ pub struct SiteSpec {
     pub spot: bool,
 }
 
+/// A commitment as the scheduler sees it now: how much more billed spend
+/// on its provider it will charge anyway (the forecast shortfall: the
+/// commitment less what is burned and forecast to burn by the term's end),
+/// and its discount. From the ledger, by `skyward_ledger::live`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveCommitment {
+    pub name: String,
+    pub provider: String,
+    pub discount_pct: f64,
+    /// Billed dollars that cost nothing at the margin.
+    pub free_usd: Usd,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Input {
+    /// The commitments' live state (replaces the last one).
+    Commitments {
+        live: Vec<LiveCommitment>,
+    },
     /// A submission the runtime has already persisted.
     Submit {
         id: WorkloadId,

@@ -2,13 +2,15 @@
 //! Deterministic simulation of the core (TigerBeetle's VOPR, in small): one
 //! seed drives submissions, cancellations, executor failures, preemptions,
 //! site crashes and recoveries, and core restarts rebuilt from the persisted
-//! records. Invariants are checked after every step; then faults stop, and
+//! records, under live commitments that change as it runs (the global
+//! assignment then moves work towards them). Invariants are checked after every step; then faults stop, and
 //! the run must settle. A failure prints its seed; rerun one seed with
 //! `DST_SEED=… cargo test -p skyward-core --test dst`; run others with
 //! `DST_SEED_START=… DST_SEEDS=…`.
 
 use skyward_core::{
-    Command, Config, Core, Input, JobSpec, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+    Command, Config, Core, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,
+    State, WorkloadId,
 };
 use skyward_model::rng::SplitMix64;
 use skyward_model::{AcceleratorRequest, RegionKey, Usd};
@@ -78,6 +80,9 @@ struct World {
     /// Core → site messages arrive in the order sent (one connection per
     /// executor): the last delivery time per site.
     site_channel: BTreeMap<String, Millis>,
+    /// The commitments last given (the runtime gives them again after a
+    /// restart).
+    commitments: Vec<LiveCommitment>,
 }
 
 fn sites() -> Vec<SiteSpec> {
@@ -107,6 +112,8 @@ impl World {
             cycle_ms: 500,
             dispatch_timeout_ms: 5_000,
             heartbeat_timeout_ms: 4_000,
+            // The MILP's time limit is wall-clock: off, so a seed replays.
+            exact_options_max: 0,
             ..Config::default()
         };
         let mut w = World {
@@ -139,6 +146,7 @@ impl World {
             faults: true,
             steps: 0,
             site_channel: BTreeMap::new(),
+            commitments: Vec::new(),
         };
         for s in sites() {
             w.at(
@@ -166,6 +174,24 @@ impl World {
         for _ in 0..3 {
             let t = w.rng.below(90_000) as Millis;
             w.at(t, Ev::Restart);
+        }
+        // Commitments forecast to fall short by random amounts, then met.
+        for k in 0..4 {
+            let t = w.rng.below(90_000) as Millis;
+            let mut live = Vec::new();
+            for p in ["aws", "azure", "gcp", "oci"] {
+                if w.rng.below(2) == 0 {
+                    live.push(LiveCommitment {
+                        name: format!("{p}-{k}"),
+                        provider: p.into(),
+                        discount_pct: w.rng.below(40) as f64,
+                        free_usd: Usd::from_dollars(
+                            w.rng.below(if k == 3 { 1 } else { 400 }) as i64
+                        ),
+                    });
+                }
+            }
+            w.at(t, Ev::ToCore(Input::Commitments { live }));
         }
         w
     }
@@ -297,7 +323,12 @@ impl World {
             }
         }
         match ev {
-            Ev::ToCore(i) => self.deliver(i),
+            Ev::ToCore(i) => {
+                if let Input::Commitments { live } = &i {
+                    self.commitments = live.clone();
+                }
+                self.deliver(i)
+            }
             Ev::Submit(id) => {
                 let spec = self.spec(id);
                 // Persist before acknowledging, as the runtime must.
@@ -438,6 +469,8 @@ impl World {
                     return;
                 }
                 self.core = Core::restore(self.cfg.clone(), &self.log, self.now);
+                let live = self.commitments.clone();
+                self.deliver(Input::Commitments { live });
                 let alive: Vec<(SiteSpec, Vec<WorkloadId>)> = self
                     .execs
                     .values()

@@ -903,14 +903,18 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
     {
         if win.pricing != Pricing::Reserved && win_fc < win.list_cost_usd {
             if win_fc == Usd::ZERO {
-                out.push(format!(
-                    "its {} list spend falls inside the unspent part of commitment '{}' ({} due either way), so it costs the fleet nothing extra",
-                    win.list_cost_usd, contract.name, contract.commit_usd
+                out.push(crate::reasons::why::inside_commitment(
+                    win.list_cost_usd,
+                    &contract.name,
+                    contract.commit_usd,
                 ));
             } else {
-                out.push(format!(
-                    "commitment '{}' ({}% off list, {} due) makes its fleet cost {} against {} at list",
-                    contract.name, contract.discount_pct, contract.commit_usd, win_fc, win.list_cost_usd
+                out.push(crate::reasons::why::discounted(
+                    &contract.name,
+                    contract.discount_pct,
+                    contract.commit_usd,
+                    win_fc,
+                    win.list_cost_usd,
                 ));
             }
         }
@@ -933,14 +937,19 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
     }
     for a in cheaper_list.iter().take(2) {
         match (&a.fleet_cost_usd, a.blocked_by.is_empty()) {
-            (_, false) => out.push(format!("{} is cheaper at list ({}) but blocked: {}", label(a), a.list_cost_usd, a.blocked_by.join("; "))),
-            (Some(fc), true) if *fc >= win_fc => out.push(format!(
-                "{} is cheaper at list ({}) but would cost the fleet {}, against {} for the chosen option",
-                label(a),
+            (_, false) => out.push(crate::reasons::why::cheaper_but_blocked(
+                &label(a),
                 a.list_cost_usd,
-                fc,
-                win_fc
+                &a.blocked_by.join("; "),
             )),
+            (Some(fc), true) if *fc >= win_fc => {
+                out.push(crate::reasons::why::cheaper_but_costs_more(
+                    &label(a),
+                    a.list_cost_usd,
+                    *fc,
+                    win_fc,
+                ))
+            }
             _ => {}
         }
     }
@@ -951,25 +960,21 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
     match runner {
         Some(r) => {
             let diff = r.fleet_cost_usd.unwrap_or(Usd::ZERO) - win_fc;
-            out.push(format!(
-                "runner-up: {} would cost the fleet {} ({} more)",
-                label(r),
+            out.push(crate::reasons::why::runner_up(
+                &label(r),
                 r.fleet_cost_usd.unwrap_or(Usd::ZERO),
-                diff
+                diff,
             ));
         }
-        None => out.push("no other option fits alongside the rest of the fleet".into()),
+        None => out.push(crate::reasons::why::NO_OTHER.into()),
     }
     if out.len() == 1 && w.accelerators.len() > 1 {
         out.insert(
             0,
-            format!(
-                "cheapest feasible option across {} accelerator alternatives",
-                w.accelerators.len()
-            ),
+            crate::reasons::why::cheapest_across(w.accelerators.len()),
         );
     } else if out.len() == 1 {
-        out.insert(0, "cheapest feasible option".into());
+        out.insert(0, crate::reasons::why::CHEAPEST.into());
     }
     out
 }

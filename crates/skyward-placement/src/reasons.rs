@@ -31,3 +31,51 @@ pub const ORDER: &[&str] = &[
     SPOT_REQUIRED,
     POOL_TOO_SMALL,
 ];
+
+/// The sentences that say why a workload went where it went, shared by
+/// `skyward explain` (a batch plan) and the server's scheduler (`skyward
+/// status ID`), so both say it in the same words.
+pub mod why {
+    use skyward_model::Usd;
+
+    pub const CHEAPEST: &str = "cheapest feasible option";
+
+    pub fn cheapest_across(alternatives: usize) -> String {
+        format!("cheapest feasible option across {alternatives} accelerator alternatives")
+    }
+
+    /// Spend that a commitment bills either way.
+    pub fn inside_commitment(list: Usd, commitment: &str, due: Usd) -> String {
+        format!(
+            "its {list} list spend falls inside the unspent part of commitment '{commitment}' ({due} due either way), so it costs the fleet nothing extra"
+        )
+    }
+
+    pub fn discounted(
+        commitment: &str,
+        discount_pct: f64,
+        due: Usd,
+        fleet: Usd,
+        list: Usd,
+    ) -> String {
+        format!(
+            "commitment '{commitment}' ({discount_pct}% off list, {due} due) makes its fleet cost {fleet} against {list} at list"
+        )
+    }
+
+    pub fn cheaper_but_costs_more(label: &str, list: Usd, fleet: Usd, chosen: Usd) -> String {
+        format!(
+            "{label} is cheaper at list ({list}) but would cost the fleet {fleet}, against {chosen} for the chosen option"
+        )
+    }
+
+    pub fn cheaper_but_blocked(label: &str, list: Usd, blocked_by: &str) -> String {
+        format!("{label} is cheaper at list ({list}) but blocked: {blocked_by}")
+    }
+
+    pub fn runner_up(label: &str, fleet: Usd, more: Usd) -> String {
+        format!("runner-up: {label} would cost the fleet {fleet} ({more} more)")
+    }
+
+    pub const NO_OTHER: &str = "no other option fits alongside the rest of the fleet";
+}
