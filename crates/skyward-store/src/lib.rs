@@ -1,7 +1,16 @@
-//! The commitment ledger's store: an embedded SQLite database, through
-//! sqlx, with versioned migrations embedded in the binary (`migrations/`).
-//! The control plane has its own store (SQLite or PostgreSQL) in
-//! `skyward-server`.
+//! The commitment ledger's store: imports, charges and contracts, on SQLite
+//! (a local file, the default) or PostgreSQL, through sqlx `Any`, with
+//! versioned migrations per backend embedded in the binary
+//! (`migrations/` for SQLite, `migrations/postgres/`).
+//!
+//! The same tables live in the control plane's store: `skyward server`
+//! runs [`ledger_migrator`] beside its own migrations on its database
+//! and hands its pool to [`Store::from_pool`], so work and money are one
+//! database (and a run's usage is written in the transaction that records
+//! its end). A standalone file keeps its own numbering (1–4); in a shared
+//! database the ledger's migrations are numbered from
+//! [`SHARED_VERSION_BASE`] so they never collide with the control
+//! plane's. The SQL that differs between backends is in [`Backend`].
 //!
 //! Ledger imports are all-or-nothing: the whole file is parsed and folded
 //! first, then written in one transaction. Idempotency:
@@ -24,15 +33,107 @@ use sha2::{Digest, Sha256};
 use skyward_ledger::aggregate::{describe_partition, Aggregates, Fingerprints, FINGERPRINT_SAMPLE};
 use skyward_ledger::status::{DayRow, HourRow};
 use skyward_ledger::Amount;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::AnyPool;
+use sqlx::{Any, Executor, Row};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters).
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters,
+/// PostgreSQL 65,535).
 const INSERT_BATCH_ROWS: usize = 1_500;
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `IN (…)` over a JSON array parameter of text values.
+    fn in_text_list(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("IN (SELECT value FROM json_each({param}))"),
+            Backend::Postgres => format!("IN (SELECT jsonb_array_elements_text({param}::jsonb))"),
+        }
+    }
+
+    /// `IN (…)` over a JSON array parameter of 64-bit integers.
+    fn in_int_list(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("IN (SELECT value FROM json_each({param}))"),
+            Backend::Postgres => {
+                format!("IN (SELECT (jsonb_array_elements_text({param}::jsonb))::bigint)")
+            }
+        }
+    }
+
+    /// The provider part of a partition key (`provider|account|period`).
+    fn partition_provider(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "substr(partition, 1, instr(partition, '|') - 1)",
+            Backend::Postgres => "split_part(partition, '|', 1)",
+        }
+    }
+}
+
+/// Where the ledger's migrations start in a database shared with the
+/// control plane.
+pub const SHARED_VERSION_BASE: i64 = 1000;
+
+const SQLITE_STEPS: [(&str, &str); 4] = [
+    ("ledger", include_str!("../migrations/0001_ledger.sql")),
+    (
+        "hourly sku",
+        include_str!("../migrations/0002_hourly_sku.sql"),
+    ),
+    (
+        "accounts parts",
+        include_str!("../migrations/0003_accounts_parts.sql"),
+    ),
+    (
+        "contracts",
+        include_str!("../migrations/0004_contracts.sql"),
+    ),
+];
+
+const POSTGRES_STEPS: [(&str, &str); 1] = [(
+    "ledger",
+    include_str!("../migrations/postgres/0001_ledger.sql"),
+)];
+
+/// The ledger's migrations for `backend`, numbered from `base` (0 for a
+/// standalone SQLite file, [`SHARED_VERSION_BASE`] in a database shared
+/// with the control plane, and always on PostgreSQL). Missing versions
+/// (the other schema's) are ignored.
+pub fn ledger_migrator(backend: Backend, base: i64) -> Migrator {
+    let steps: &[(&str, &str)] = match backend {
+        Backend::Sqlite => &SQLITE_STEPS,
+        Backend::Postgres => &POSTGRES_STEPS,
+    };
+    let migrations: Vec<Migration> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, sql))| {
+            Migration::new(
+                base + i as i64 + 1,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: true,
+        locking: true,
+        no_tx: false,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,6 +197,38 @@ impl StoreError {
     }
 }
 
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `INSERT INTO table (cols) VALUES ($1, …), (…)` for `rows` rows of
+/// `cols` values: numbered placeholders, which both backends read (sqlx's
+/// query builder writes `?` for `Any`, which PostgreSQL does not).
+fn insert_sql(table_and_columns: &str, rows: usize, cols: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            n += 1;
+            let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -142,7 +275,8 @@ pub struct ImportOutcome {
 }
 
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 /// The share of a file's row fingerprints for partition `p` that are
@@ -150,13 +284,14 @@ pub struct Store {
 /// when there is nothing to compare (no stored fingerprints, or none of
 /// the file's rows in the stored sample).
 async fn stored_share(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, Any>,
     p: &str,
     new: Option<&Fingerprints>,
 ) -> Result<Option<f64>, StoreError> {
     let Some(new) = new else { return Ok(None) };
     let meta = sqlx::query(
-        "SELECT COUNT(*), COALESCE(MAX(sampled), 0) FROM partition_imports WHERE partition = ?",
+        "SELECT COUNT(*), COALESCE(MAX(sampled), 0) FROM partition_imports WHERE partition = $1",
     )
     .bind(p)
     .fetch_one(&mut **tx)
@@ -183,9 +318,10 @@ async fn stored_share(
             .map(|h| (*h as i64).to_string())
             .collect::<Vec<_>>()
             .join(",");
-        found += sqlx::query(
-            "SELECT COUNT(DISTINCT f.hash) FROM partition_fingerprints f JOIN partition_imports p ON p.id = f.part_id WHERE p.partition = ?1 AND f.hash IN (SELECT value FROM json_each(?2))",
-        )
+        found += sqlx::query(&format!(
+            "SELECT COUNT(DISTINCT f.hash) FROM partition_fingerprints f JOIN partition_imports p ON p.id = f.part_id WHERE p.partition = $1 AND f.hash {}",
+            backend.in_int_list("$2")
+        ))
         .bind(p)
         .bind(format!("[{list}]"))
         .fetch_one(&mut **tx)
@@ -196,33 +332,97 @@ async fn stored_share(
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and migrates it.
+    /// Opens (creating if needed) a ledger database and migrates it: a
+    /// SQLite file path, or a `postgres://` URL.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let text = path.to_string_lossy();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Store::open_postgres(&text).await;
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let shown = path.display().to_string();
+        let open_err = |message: String| StoreError::Open {
+            path: shown.clone(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        sqlx::any::install_default_drivers();
+        let abs = std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(opts)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("sqlite://{}?mode=rwc", abs.display()))
             .await
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        sqlx::migrate!("./migrations")
+            .map_err(|e| open_err(e.to_string()))?;
+        // A control-plane database (it has the server's tables) numbers
+        // the ledger's migrations from SHARED_VERSION_BASE.
+        let shared = sqlx::query(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'workloads'",
+        )
+        .fetch_one(&pool)
+        .await?
+        .get::<i64, _>(0)
+            > 0;
+        let base = if shared { SHARED_VERSION_BASE } else { 0 };
+        ledger_migrator(Backend::Sqlite, base)
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// A ledger on PostgreSQL (alone, or inside the control plane's
+    /// database).
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: redact(url),
+                message: e.to_string(),
+            })?;
+        ledger_migrator(Backend::Postgres, SHARED_VERSION_BASE)
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Store {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// The ledger inside a database someone else opened and migrated (the
+    /// control plane's), sharing its pool.
+    pub fn from_pool(pool: AnyPool, backend: Backend) -> Store {
+        Store { pool, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction; on SQLite it takes the write lock at BEGIN, so
+    /// it waits its turn instead of failing on a lock upgrade when other
+    /// writers share the database.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
@@ -254,8 +454,8 @@ impl Store {
         mode: ImportMode,
         now_s: i64,
     ) -> Result<ImportOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(row) = sqlx::query("SELECT id FROM imports WHERE sha256 = ?")
+        let mut tx = self.begin_write().await?;
+        if let Some(row) = sqlx::query("SELECT id FROM imports WHERE sha256 = $1")
             .bind(sha256)
             .fetch_optional(&mut *tx)
             .await?
@@ -268,7 +468,7 @@ impl Store {
         let partitions = agg.partitions();
         let mut existing: BTreeSet<String> = BTreeSet::new();
         for p in &partitions {
-            let n: i64 = sqlx::query("SELECT COUNT(*) FROM charges_daily WHERE partition = ?")
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM charges_daily WHERE partition = $1")
                 .bind(p)
                 .fetch_one(&mut *tx)
                 .await?
@@ -285,7 +485,7 @@ impl Store {
                     appended.push(p.clone());
                     continue;
                 }
-                match stored_share(&mut tx, p, agg.fingerprints.get(p)).await? {
+                match stored_share(self.backend, &mut tx, p, agg.fingerprints.get(p)).await? {
                     Some(share) if share >= REEXPORT_SHARE_MIN => reexports.push(format!(
                         "{}: {:.0} % of its rows are stored",
                         describe_partition(p),
@@ -324,12 +524,12 @@ impl Store {
             existing.clear();
         }
         for p in &existing {
-            sqlx::query("DELETE FROM partition_fingerprints WHERE part_id IN (SELECT id FROM partition_imports WHERE partition = ?)")
+            sqlx::query("DELETE FROM partition_fingerprints WHERE part_id IN (SELECT id FROM partition_imports WHERE partition = $1)")
                 .bind(p)
                 .execute(&mut *tx)
                 .await?;
             for table in ["charges_daily", "usage_hourly", "partition_imports"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE partition = ?"))
+                sqlx::query(&format!("DELETE FROM {table} WHERE partition = $1"))
                     .bind(p)
                     .execute(&mut *tx)
                     .await?;
@@ -337,7 +537,7 @@ impl Store {
         }
         let replaced: Vec<String> = existing.into_iter().collect();
         let id: i64 = sqlx::query(
-            "INSERT INTO imports (file_name, sha256, format, rows, buckets, first_charge, last_charge, replaced, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO imports (file_name, sha256, format, rows, buckets, first_charge, last_charge, replaced, imported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(file_name)
         .bind(sha256)
@@ -353,60 +553,68 @@ impl Store {
         .get(0);
         let daily: Vec<_> = agg.daily.iter().collect();
         for chunk in daily.chunks(INSERT_BATCH_ROWS) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows, tags) ",
+            let sql = insert_sql(
+                "charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows, tags)",
+                chunk.len(),
+                18,
             );
-            q.push_values(chunk, |mut b, (k, s)| {
-                b.push_bind(id)
-                    .push_bind(&k.partition)
-                    .push_bind(k.day)
-                    .push_bind(&k.provider)
-                    .push_bind(&k.billing_account)
-                    .push_bind(&k.region)
-                    .push_bind(&k.service)
-                    .push_bind(&k.sku)
-                    .push_bind(&k.category)
-                    .push_bind(&k.pricing_category)
-                    .push_bind(&k.commitment_id)
-                    .push_bind(&k.commitment_status)
-                    .push_bind(s.billed.nanos())
-                    .push_bind(s.effective.nanos())
-                    .push_bind(s.list.nanos())
-                    .push_bind(s.contracted.nanos())
-                    .push_bind(s.rows as i64)
-                    .push_bind(&k.tags);
-            });
-            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::query(&sql);
+            for (k, s) in chunk {
+                q = q
+                    .bind(id)
+                    .bind(&k.partition)
+                    .bind(k.day)
+                    .bind(&k.provider)
+                    .bind(&k.billing_account)
+                    .bind(&k.region)
+                    .bind(&k.service)
+                    .bind(&k.sku)
+                    .bind(&k.category)
+                    .bind(&k.pricing_category)
+                    .bind(&k.commitment_id)
+                    .bind(&k.commitment_status)
+                    .bind(s.billed.nanos())
+                    .bind(s.effective.nanos())
+                    .bind(s.list.nanos())
+                    .bind(s.contracted.nanos())
+                    .bind(s.rows as i64)
+                    .bind(&k.tags);
+            }
+            q.execute(&mut *tx).await?;
         }
         let hourly: Vec<_> = agg.hourly.iter().collect();
         for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2 - 500) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows) ",
+            let sql = insert_sql(
+                "usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows)",
+                chunk.len(),
+                12,
             );
-            q.push_values(chunk, |mut b, (k, s)| {
-                b.push_bind(id)
-                    .push_bind(&k.partition)
-                    .push_bind(k.hour)
-                    .push_bind(&k.provider)
-                    .push_bind(&k.pricing_category)
-                    .push_bind(&k.region)
-                    .push_bind(&k.sku)
-                    .push_bind(s.quantity.nanos())
-                    .push_bind(s.billed.nanos())
-                    .push_bind(s.effective.nanos())
-                    .push_bind(s.list.nanos())
-                    .push_bind(s.rows as i64);
-            });
-            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::query(&sql);
+            for (k, s) in chunk {
+                q = q
+                    .bind(id)
+                    .bind(&k.partition)
+                    .bind(k.hour)
+                    .bind(&k.provider)
+                    .bind(&k.pricing_category)
+                    .bind(&k.region)
+                    .bind(&k.sku)
+                    .bind(s.quantity.nanos())
+                    .bind(s.billed.nanos())
+                    .bind(s.effective.nanos())
+                    .bind(s.list.nanos())
+                    .bind(s.rows as i64);
+            }
+            q.execute(&mut *tx).await?;
         }
         for (p, f) in &agg.fingerprints {
             let part_id: i64 = sqlx::query(
-                "INSERT INTO partition_imports (partition, import_id, rows, sampled, usage_rows, spread_usage_rows) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO partition_imports (partition, import_id, rows, sampled, usage_rows, spread_usage_rows) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(p)
             .bind(id)
             .bind(f.rows as i64)
-            .bind(f.sampled)
+            .bind(i64::from(f.sampled))
             .bind(f.usage_rows as i64)
             .bind(f.spread_usage_rows as i64)
             .fetch_one(&mut *tx)
@@ -416,12 +624,12 @@ impl Store {
             hashes.sort_unstable();
             hashes.dedup();
             for chunk in hashes.chunks(INSERT_BATCH_ROWS * 10) {
-                let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("INSERT INTO partition_fingerprints (part_id, hash) ");
-                q.push_values(chunk, |mut b, h| {
-                    b.push_bind(part_id).push_bind(*h as i64);
-                });
-                q.build().execute(&mut *tx).await?;
+                let sql = insert_sql("partition_fingerprints (part_id, hash)", chunk.len(), 2);
+                let mut q = sqlx::query(&sql);
+                for h in chunk {
+                    q = q.bind(part_id).bind(*h as i64);
+                }
+                q.execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -469,8 +677,8 @@ impl Store {
             ("'', ''", "")
         };
         let sql = format!(
-            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, SUM(billed_nanos), SUM(effective_nanos), SUM(list_nanos), {extra} \
-             FROM charges_daily WHERE (?1 IS NULL OR provider = ?1) AND day < ?2 \
+            "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, CAST(SUM(billed_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(list_nanos) AS BIGINT), {extra} \
+             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 \
              GROUP BY day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status{group} \
              ORDER BY day, provider, region, service, sku, category"
         );
@@ -536,12 +744,14 @@ impl Store {
         // commitment needs them) the cells' own rows, taken out of the
         // totals: two plain aggregations instead of one that tests every
         // row against the cells twice.
-        let totals = sqlx::query(
-            "SELECT hour, provider, SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos), COUNT(*) \
+        let b = self.backend;
+        let totals = sqlx::query(&format!(
+            "SELECT hour, provider, CAST(SUM(list_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(quantity_nanos) AS BIGINT), COUNT(*) \
              FROM usage_hourly \
-             WHERE pricing_category IN ('Standard', '') AND provider IN (SELECT value FROM json_each(?1)) \
+             WHERE pricing_category IN ('Standard', '') AND provider {} \
              GROUP BY hour, provider",
-        )
+            b.in_text_list("$1")
+        ))
         .bind(&providers_json)
         .fetch_all(&self.pool)
         .await?;
@@ -556,14 +766,17 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(",")
             );
-            sqlx::query(
-                "SELECT hour, provider, region, sku, SUM(list_nanos), SUM(effective_nanos), SUM(quantity_nanos), COUNT(*) \
+            sqlx::query(&format!(
+                "SELECT hour, provider, region, sku, CAST(SUM(list_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(quantity_nanos) AS BIGINT), COUNT(*) \
                  FROM usage_hourly \
-                 WHERE pricing_category IN ('Standard', '') AND provider IN (SELECT value FROM json_each(?1)) \
-                   AND provider IN (SELECT value FROM json_each(?3)) \
-                   AND (provider || '|' || lower(region) || '|' || lower(sku)) IN (SELECT value FROM json_each(?2)) \
+                 WHERE pricing_category IN ('Standard', '') AND provider {} \
+                   AND provider {} \
+                   AND (provider || '|' || lower(region) || '|' || lower(sku)) {} \
                  GROUP BY hour, provider, region, sku",
-            )
+                b.in_text_list("$1"),
+                b.in_text_list("$3"),
+                b.in_text_list("$2")
+            ))
             .bind(&providers_json)
             .bind(&cells_json)
             .bind(cell_providers)
@@ -640,7 +853,7 @@ impl Store {
         now_s: i64,
     ) -> Result<(i64, bool), StoreError> {
         let sha = sha256_hex(text.as_bytes());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(r) =
             sqlx::query("SELECT version, sha256 FROM contract_sets ORDER BY version DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -651,7 +864,7 @@ impl Store {
             }
         }
         let version: i64 = sqlx::query(
-            "INSERT INTO contract_sets (file_name, sha256, text, contracts, applied_at, applied_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING version",
+            "INSERT INTO contract_sets (file_name, sha256, text, contracts, applied_at, applied_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING version",
         )
         .bind(file_name)
         .bind(&sha)
@@ -672,7 +885,7 @@ impl Store {
         version: Option<i64>,
     ) -> Result<Option<ContractSet>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, file_name, sha256, text, contracts, applied_at, applied_by FROM contract_sets WHERE (?1 IS NULL OR version = ?1) ORDER BY version DESC LIMIT 1",
+            "SELECT version, file_name, sha256, text, contracts, applied_at, applied_by FROM contract_sets WHERE ($1 IS NULL OR version = $1) ORDER BY version DESC LIMIT 1",
         )
         .bind(version)
         .fetch_optional(&self.pool)
@@ -714,7 +927,7 @@ impl Store {
     /// hourly figures are an even spread).
     pub async fn hourly_spread(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT substr(partition, 1, instr(partition, '|') - 1) AS provider, SUM(usage_rows), SUM(spread_usage_rows) FROM partition_imports GROUP BY provider ORDER BY provider",
+            &format!("SELECT {p} AS provider, CAST(SUM(usage_rows) AS BIGINT), CAST(SUM(spread_usage_rows) AS BIGINT) FROM partition_imports GROUP BY {p} ORDER BY provider", p = self.backend.partition_provider()),
         )
         .fetch_all(&self.pool)
         .await?;
