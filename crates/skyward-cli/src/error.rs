@@ -59,3 +59,13 @@ impl From<skyward_store::StoreError> for CliError {
         }
     }
 }
+
+impl From<skyward_app::AppError> for CliError {
+    fn from(e: skyward_app::AppError) -> Self {
+        if e.is_input() {
+            CliError::Input(e.to_string())
+        } else {
+            CliError::Io(e.to_string())
+        }
+    }
+}

@@ -157,6 +157,20 @@ impl Serialize for Amount {
     }
 }
 
+/// From its JSON form (dollars to the cent), for clients that read what a
+/// server serialised.
+impl<'de> serde::Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        let dollars = f64::deserialize(d)?;
+        if !dollars.is_finite() {
+            return Err(serde::de::Error::custom(
+                "an amount must be a finite number",
+            ));
+        }
+        Ok(Amount((dollars * 100.0).round() as i128 * 10_000_000_000))
+    }
+}
+
 impl Add for Amount {
     type Output = Amount;
     fn add(self, o: Amount) -> Amount {

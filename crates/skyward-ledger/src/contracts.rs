@@ -42,7 +42,7 @@ pub struct Floor {
     pub commit: Amount,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShortfallRule {
     /// The gap to the total is billed at the end of the term.
@@ -68,7 +68,7 @@ impl Eligibility {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Instrument {
     /// AWS EC2 Instance Savings Plan: applied before Compute SPs.

@@ -629,7 +629,7 @@ fn row(
 }
 
 /// FOCUS commitment-discount invariants for one CommitmentDiscountId.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CommitmentCheck {
     pub commitment_id: String,
     /// Σ BilledCost of Purchase rows for the commitment.

@@ -19,10 +19,12 @@ pub mod export;
 pub mod focus;
 pub mod generate;
 pub mod inventory;
+pub mod live;
 pub mod options;
 pub mod planning;
 pub mod projection;
 pub mod recommend;
+pub mod runs;
 pub mod status;
 pub mod time;
 

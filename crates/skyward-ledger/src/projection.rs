@@ -44,7 +44,7 @@ fn burns(category: &str) -> bool {
 }
 
 /// Where the history came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
     /// Billed eligible charges since the contract started.

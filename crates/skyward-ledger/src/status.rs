@@ -85,7 +85,7 @@ pub struct HourRow {
 pub const FORECAST_PATHS: usize = 2_000;
 pub const BURN_RATE_WINDOW_DAYS: i64 = 30;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Forecast {
     /// Burn at term end, percentiles over the bootstrap paths.
     pub p10: Amount,
@@ -102,7 +102,7 @@ pub struct Forecast {
     pub recurring_purchases_per_month: Option<Amount>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FloorStatus {
     pub year: u32,
     pub year_start: String,
@@ -116,7 +116,7 @@ pub struct FloorStatus {
     pub forecast_in_year: Option<Forecast>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SpendStatus {
     pub name: String,
     pub provider: String,
@@ -145,14 +145,14 @@ pub struct SpendStatus {
     pub effective_savings_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HourlyStatus {
     pub name: String,
     pub provider: String,
     pub instrument: crate::contracts::Instrument,
     /// "focus" (the provider's Used/Unused rows) or "simulated" (applied to
     /// imported on-demand usage hour by hour).
-    pub basis: &'static str,
+    pub basis: std::borrow::Cow<'static, str>,
     pub hours: i64,
     pub fee_per_hour: Amount,
     pub committed: Amount,
@@ -163,7 +163,7 @@ pub struct HourlyStatus {
     /// the usage it could cover); see `coverage_definition`.
     pub coverage: Option<f64>,
     /// Which provider definition `coverage` follows.
-    pub coverage_definition: &'static str,
+    pub coverage_definition: std::borrow::Cow<'static, str>,
     /// Covered on-demand spend minus the fee.
     pub net_savings: Option<Amount>,
 }
@@ -187,12 +187,12 @@ pub fn coverage_definition(instrument: crate::contracts::Instrument) -> &'static
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CapacityStatus {
     pub name: String,
     /// "focus" (Used/Unused rows), "simulated" (applied to imported
     /// on-demand usage of its SKU and region) or "unknown".
-    pub basis: &'static str,
+    pub basis: std::borrow::Cow<'static, str>,
     pub provider: String,
     pub region: String,
     pub sku: String,
@@ -204,7 +204,7 @@ pub struct CapacityStatus {
     pub utilisation: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ContractStatus {
     Spend(Box<SpendStatus>),
@@ -634,7 +634,7 @@ fn simulate(
                 name: c.name.clone(),
                 provider: c.provider.clone(),
                 instrument: t.instrument,
-                basis: "simulated",
+                basis: "simulated".into(),
                 hours: n,
                 fee_per_hour: fee,
                 committed,
@@ -642,7 +642,7 @@ fn simulate(
                 unused: committed - used,
                 utilisation: (committed > Amount::ZERO).then(|| used.as_f64() / committed.as_f64()),
                 coverage: (eligible > Amount::ZERO).then(|| covered.as_f64() / eligible.as_f64()),
-                coverage_definition: coverage_definition(t.instrument),
+                coverage_definition: coverage_definition(t.instrument).into(),
                 net_savings: Some(covered - committed),
             },
         );
@@ -715,7 +715,7 @@ fn commitment_use(provider: &str, id: &str, d0: i64, d1: i64, days: &[DayRow]) -
 
 /// A commitment found in the billing data (its CommitmentDiscountId), with
 /// or without a contract for it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DataCommitment {
     pub commitment_id: String,
     pub provider: String,
@@ -833,7 +833,7 @@ pub fn status(
                         name: c.name.clone(),
                         provider: c.provider.clone(),
                         instrument: t.instrument,
-                        basis: "focus",
+                        basis: "focus".into(),
                         hours: ((c.end.min(at).0 - c.start.0) / SECONDS_PER_HOUR).max(0),
                         fee_per_hour: t.fee_per_hour(),
                         committed,
@@ -843,7 +843,7 @@ pub fn status(
                             .then(|| f.used.as_f64() / committed.as_f64()),
                         coverage: (eligible > Amount::ZERO)
                             .then(|| f.covered_list.as_f64() / eligible.as_f64()),
-                        coverage_definition: coverage_definition(t.instrument),
+                        coverage_definition: coverage_definition(t.instrument).into(),
                         net_savings: Some(f.covered_list - committed),
                     })
                 }
@@ -851,7 +851,7 @@ pub fn status(
                     name: c.name.clone(),
                     provider: c.provider.clone(),
                     instrument: t.instrument,
-                    basis: "simulated",
+                    basis: "simulated".into(),
                     hours: 0,
                     fee_per_hour: t.fee_per_hour(),
                     committed: Amount::ZERO,
@@ -859,7 +859,7 @@ pub fn status(
                     unused: Amount::ZERO,
                     utilisation: None,
                     coverage: None,
-                    coverage_definition: coverage_definition(t.instrument),
+                    coverage_definition: coverage_definition(t.instrument).into(),
                     net_savings: None,
                 })),
             },
@@ -895,7 +895,7 @@ fn capacity_status(
         _ => ("unknown", None, None),
     };
     CapacityStatus {
-        basis,
+        basis: basis.into(),
         name: c.name.clone(),
         provider: c.provider.clone(),
         region: t.region.clone(),

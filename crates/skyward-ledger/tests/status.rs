@@ -361,7 +361,7 @@ fn aws_order_reserved_instances_then_ec2_instance_sp_then_compute_sp() {
         panic!()
     };
     assert_eq!(
-        (r.basis, r.paid, r.used, r.utilisation),
+        (r.basis.as_ref(), r.paid, r.used, r.utilisation),
         ("simulated", usd("70"), Some(usd("70")), Some(1.0))
     );
     // 2. $155.04 is left ($55.04 p5 + $100); the EC2 Instance SP covers $60 of it.

@@ -192,3 +192,99 @@ impl Client {
         }
     }
 }
+
+/// A request body fed chunk by chunk (a file streamed from disk).
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+/// Chunk size of a streamed upload.
+const UPLOAD_CHUNK_BYTES: usize = 1 << 20;
+
+impl Client {
+    /// Sends a file as the body, streamed from disk (never whole in
+    /// memory), and waits up to `timeout` for the answer.
+    pub async fn upload(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+        content_type: &str,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(file)
+            .map_err(|e| ClientError::Body(format!("{}: {e}", file.display())))?;
+        let len = f.metadata().map(|m| m.len()).ok();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        // A blocking thread reads the file; the channel bounds memory.
+        std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; UPLOAD_CHUNK_BYTES];
+            match f.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        let uri = format!("{}{}", self.base, path);
+        let mut b = hyper::Request::builder()
+            .method("POST")
+            .uri(&uri)
+            .header("content-type", content_type);
+        if let Some(n) = len {
+            b = b.header("content-length", n);
+        }
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b
+            .body(ChannelBody { rx })
+            .map_err(|_| ClientError::Url(uri.clone()))?;
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client: HyperClient<HttpConnector, ChannelBody> =
+            HyperClient::builder(TokioExecutor::new()).build(conn);
+        let resp = tokio::time::timeout(timeout, client.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                server: self.base.clone(),
+                seconds: timeout.as_secs(),
+            })?
+            .map_err(|e| ClientError::Connect {
+                server: self.base.clone(),
+                message: root_cause(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = http_body_util::Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}

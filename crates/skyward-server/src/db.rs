@@ -209,17 +209,44 @@ pub enum Write {
         exit_code: Option<i64>,
         note: Option<String>,
     },
-    Usage(UsageRow),
+    /// A run's usage, and the same as ledger charges (one transaction).
+    Usage {
+        row: UsageRow,
+        team: String,
+        /// After the provider's commitment discount.
+        billed_micro_usd: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// The `imports` record the runs' own ledger charges belong to.
+    runs_import_id: i64,
     pub target: Target,
     /// SQLite: writers of this process take turns here, so none waits in
     /// SQLite's busy handler (which sleeps in steps of up to 100 ms).
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// The `imports` record of the runs' own charges, created once.
+async fn runs_import(pool: &AnyPool) -> Result<i64, DbError> {
+    let find = || sqlx::query("SELECT id FROM imports WHERE sha256 = $1").bind(RUNS_IMPORT_SHA);
+    if let Some(r) = find().fetch_optional(pool).await? {
+        return Ok(r.try_get(0)?);
+    }
+    sqlx::query(
+        "INSERT INTO imports (file_name, sha256, format, rows, buckets, replaced, imported_at) VALUES ($1, $2, 'skyward', 0, 0, '', 0) ON CONFLICT DO NOTHING",
+    )
+    .bind("runs started by Skyward")
+    .bind(RUNS_IMPORT_SHA)
+    .execute(pool)
+    .await?;
+    Ok(find().fetch_one(pool).await?.try_get(0)?)
+}
+
+/// Not a file's hash: the key of the runs' own `imports` record.
+const RUNS_IMPORT_SHA: &str = "skyward:runs";
 
 /// One turn per SQLite file in this process (the server opens it through
 /// more than one pool: the request path's and the scheduler's).
@@ -334,15 +361,33 @@ impl Db {
             .connect(&url)
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        let migrator = if is_sqlite {
+        // Work and money in one database: the control plane's migrations,
+        // then the ledger's (numbered from 1000, so neither set sees the
+        // other's versions as its own).
+        let own = if is_sqlite {
             &SQLITE_MIGRATIONS
         } else {
             &POSTGRES_MIGRATIONS
         };
-        migrator
+        let own = sqlx::migrate::Migrator {
+            migrations: own.migrations.clone(),
+            ignore_missing: true,
+            locking: own.locking,
+            no_tx: own.no_tx,
+        };
+        own.run(&pool)
+            .await
+            .map_err(|e| DbError::Migrate(e.to_string()))?;
+        let backend = if is_sqlite {
+            skyward_store::Backend::Sqlite
+        } else {
+            skyward_store::Backend::Postgres
+        };
+        skyward_store::ledger_migrator(backend, skyward_store::SHARED_VERSION_BASE)
             .run(&pool)
             .await
             .map_err(|e| DbError::Migrate(e.to_string()))?;
+        let runs_import_id = runs_import(&pool).await?;
         let write_turn = match target {
             Target::Sqlite(p) => Some(write_turn_for(
                 &std::path::absolute(p).unwrap_or_else(|_| p.clone()),
@@ -351,6 +396,7 @@ impl Db {
         };
         Ok(Db {
             pool,
+            runs_import_id,
             target: target.clone(),
             write_turn,
         })
@@ -370,6 +416,17 @@ impl Db {
             self.pool.begin_with("BEGIN IMMEDIATE").await?
         };
         Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// The ledger in this database (imports, charges, contracts), on the
+    /// same pool.
+    pub fn ledger(&self) -> skyward_store::Store {
+        let backend = if self.is_postgres() {
+            skyward_store::Backend::Postgres
+        } else {
+            skyward_store::Backend::Sqlite
+        };
+        skyward_store::Store::from_pool(self.pool.clone(), backend)
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -542,8 +599,12 @@ impl Db {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Write::Usage(u) => {
-                    sqlx::query(
+                Write::Usage {
+                    row: u,
+                    team,
+                    billed_micro_usd,
+                } => {
+                    let inserted = sqlx::query(
                         "INSERT INTO usage (workload_id, attempt, site, provider, region, accelerator, accelerators, price_basis, price_micro_usd_per_accelerator_hour, accelerator_hours, cost_micro_usd, from_ms, to_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
                     )
@@ -561,11 +622,89 @@ impl Db {
                     .bind(u.from_ms)
                     .bind(u.to_ms)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    // Once per run: a usage row stored before (a replayed
+                    // round) adds no charges.
+                    if inserted == 1 {
+                        self.ledger_charges(&mut tx, u, team, *billed_micro_usd)
+                            .await?;
+                    }
                 }
             }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run's usage as ledger charges: one bucket per UTC day in
+    /// `charges_daily` and per hour in `usage_hourly`
+    /// (`skyward_ledger::runs`), in the caller's transaction.
+    async fn ledger_charges(
+        &self,
+        tx: &mut WriteTx,
+        u: &UsageRow,
+        team: &str,
+        billed_micro_usd: i64,
+    ) -> Result<(), DbError> {
+        use skyward_ledger::runs;
+        let run = runs::RunUsage {
+            workload: u.workload_id,
+            attempt: u.attempt,
+            team: team.to_string(),
+            provider: u.provider.clone(),
+            region: u.region.clone(),
+            accelerator: u.accelerator.clone(),
+            basis: u.price_basis.clone(),
+            from_ms: u.from_ms,
+            to_ms: u.to_ms,
+            accelerator_hours: u.accelerator_hours,
+            list_micro_usd: u.cost_micro_usd,
+            billed_micro_usd,
+        };
+        let category = runs::pricing_category(&run.basis);
+        let tags = runs::tags(&run);
+        for d in runs::pieces(&run, 86_400_000) {
+            sqlx::query(
+                "INSERT INTO charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows, tags) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Usage', $9, '', '', $10, $11, $12, $13, 1, $14)",
+            )
+            .bind(self.runs_import_id)
+            .bind(runs::partition(&run.provider, d.index))
+            .bind(d.index)
+            .bind(run.provider.as_str())
+            .bind(runs::RUNS_ACCOUNT)
+            .bind(run.region.as_str())
+            .bind(runs::RUNS_SERVICE)
+            .bind(run.accelerator.as_str())
+            .bind(category)
+            .bind(d.billed_nanos)
+            .bind(d.billed_nanos)
+            .bind(d.list_nanos)
+            .bind(d.list_nanos)
+            .bind(tags.as_str())
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        for h in runs::pieces(&run, 3_600_000) {
+            sqlx::query(
+                "INSERT INTO usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1)",
+            )
+            .bind(self.runs_import_id)
+            .bind(runs::partition(&run.provider, h.index.div_euclid(24)))
+            .bind(h.index)
+            .bind(run.provider.as_str())
+            .bind(category)
+            .bind(run.region.as_str())
+            .bind(run.accelerator.as_str())
+            .bind(h.quantity_nanos)
+            .bind(h.billed_nanos)
+            .bind(h.billed_nanos)
+            .bind(h.list_nanos)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
         Ok(())
     }
 

@@ -109,7 +109,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -117,11 +121,11 @@ impl ApiError {
             field: None,
         }
     }
-    fn field(mut self, f: impl Into<String>) -> ApiError {
+    pub(crate) fn field(mut self, f: impl Into<String>) -> ApiError {
         self.field = Some(f.into());
         self
     }
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 }
@@ -141,9 +145,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn json_response(status: StatusCode, v: &impl Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: &impl Serialize) -> Response {
     match serde_json::to_vec(v) {
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
@@ -164,6 +168,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/usage", get(usage))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .route(
+            "/v1/contracts",
+            axum::routing::put(crate::http_ledger::apply_contracts)
+                .get(crate::http_ledger::current_contracts),
+        )
+        .route(
+            "/v1/contracts/history",
+            get(crate::http_ledger::contract_history),
+        )
+        .route(
+            "/v1/contracts/{name}",
+            get(crate::http_ledger::show_contract),
+        )
+        .route("/v1/commitments", get(crate::http_ledger::commitments))
+        .route("/v1/ledger/status", get(crate::http_ledger::ledger_status))
+        .route(
+            "/v1/ledger/imports",
+            post(crate::http_ledger::ledger_import)
+                .get(crate::http_ledger::ledger_imports)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -196,7 +221,7 @@ async fn count_status(
     r
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     crate::runtime::SystemClock.now_ms_i64()
 }
 
@@ -210,7 +235,11 @@ fn invalid_token(why: &str) -> ApiError {
 
 /// Checks the bearer token (known, not revoked, not expired) and its
 /// scope; returns who it is.
-async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
+pub(crate) async fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    need: Scope,
+) -> Result<Principal, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -282,7 +311,10 @@ async fn authorize(app: &App, headers: &HeaderMap, need: Scope) -> Result<Princi
 }
 
 /// Query parameters, each known and each once.
-fn params(raw: Option<String>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) fn params(
+    raw: Option<String>,
+    known: &[&str],
+) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -414,7 +446,7 @@ async fn openapi() -> Response {
 /// The request body as text: content type checked, size refused from
 /// Content-Length before any byte is read (so a client waiting on
 /// `Expect: 100-continue` is told at once), and capped while reading.
-async fn body_text(body: Body, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) async fn body_text(body: Body, headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct
             .to_str()

@@ -10,9 +10,11 @@
 
 pub mod auth;
 pub mod client;
+pub mod commitments;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod http_ledger;
 pub mod metrics;
 pub mod runtime;
 pub mod usage;

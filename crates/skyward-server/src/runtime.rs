@@ -241,6 +241,19 @@ struct Leading<'a> {
     /// Each live workload's team, interned (few teams, many workloads).
     teams: BTreeMap<WorkloadId, Arc<str>>,
     team_names: BTreeSet<Arc<str>>,
+    /// The commitments' live state, from the background refresher.
+    live: watch::Receiver<crate::commitments::LiveState>,
+    /// Asks the refresher for a prompt update (a run's usage was stored).
+    live_kick: Arc<Notify>,
+    _live_task: AbortOnDrop,
+}
+
+/// Stops the refresher when leading ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Runtime {
@@ -349,7 +362,22 @@ impl Runtime {
             });
         }
         let restored = snaps.len();
-        let core = Core::restore_snapshots(self.core_cfg.clone(), snaps, now);
+        let mut core = Core::restore_snapshots(self.core_cfg.clone(), snaps, now);
+        // The commitments as they stand, before the first cycle.
+        let state = crate::commitments::live_state(&self.db, now).await?;
+        let _ = core.handle(
+            now,
+            Input::Commitments {
+                live: crate::commitments::to_core(&state.commitments),
+            },
+        );
+        let live_kick = Arc::new(Notify::new());
+        let (mut live, task) = crate::commitments::spawn_refresher(
+            self.db.clone(),
+            self.clock.clone(),
+            live_kick.clone(),
+        );
+        live.mark_unchanged();
         let mut l = Leading {
             rt: self,
             term,
@@ -362,6 +390,9 @@ impl Runtime {
             endings: BTreeMap::new(),
             teams,
             team_names,
+            live,
+            live_kick,
+            _live_task: AbortOnDrop(task),
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -566,6 +597,10 @@ impl Leading<'_> {
                 self.ingest(now).await?;
                 last_ingest = now;
             }
+            if self.live.has_changed().unwrap_or(false) {
+                let live = crate::commitments::to_core(&self.live.borrow_and_update().commitments);
+                let _ = self.core.handle(now, Input::Commitments { live });
+            }
             let mut events = Vec::new();
             for (name, ex) in self.executors.iter_mut() {
                 let _ = self
@@ -765,6 +800,11 @@ impl Leading<'_> {
                             State::Pending if self.dispatched_at.remove(&id).is_some() => {
                                 rt.metrics.requeued.fetch_add(1, Ordering::Relaxed);
                             }
+                            // Why it went there, in explain's words (kept
+                            // with the event, so any replica can answer).
+                            State::Dispatched { .. } => {
+                                note = self.core.placed_why(id).map(|w| w.join("\n"));
+                            }
                             _ => {}
                         }
                         writes.push(Write::Transition {
@@ -796,30 +836,49 @@ impl Leading<'_> {
                             .unwrap_or_default();
                         rt.metrics
                             .add_usage(&provider, accelerator_hours, cost_usd.micros());
-                        writes.push(Write::Usage(UsageRow {
-                            id: 0,
-                            workload_id: id.0 as i64,
-                            attempt: i64::from(attempt),
-                            region: info
-                                .map(|s| s.spec.region.region.clone())
-                                .unwrap_or_default(),
-                            provider,
-                            accelerator: info
-                                .map(|s| s.spec.accelerator.clone())
-                                .unwrap_or_default(),
-                            accelerators: i64::from(accelerators),
-                            price_basis: info
-                                .map(|s| s.price_basis.as_str().to_string())
-                                .unwrap_or_default(),
-                            price_micro_usd_per_accelerator_hour: info
-                                .map(|s| s.spec.price_usd_per_accelerator_hour.micros())
-                                .unwrap_or(0),
-                            site,
-                            accelerator_hours,
-                            cost_micro_usd: cost_usd.micros(),
-                            from_ms: from as i64,
-                            to_ms: to as i64,
-                        }));
+                        let discount_pct = self
+                            .core
+                            .commitments()
+                            .iter()
+                            .find(|c| c.provider == provider)
+                            .map(|c| c.discount_pct.clamp(0.0, 100.0))
+                            .unwrap_or(0.0);
+                        let billed_micro_usd = (cost_usd.micros() as f64 * (100.0 - discount_pct)
+                            / 100.0)
+                            .round() as i64;
+                        let team = self
+                            .teams
+                            .get(&id)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default();
+                        writes.push(Write::Usage {
+                            team,
+                            billed_micro_usd,
+                            row: UsageRow {
+                                id: 0,
+                                workload_id: id.0 as i64,
+                                attempt: i64::from(attempt),
+                                region: info
+                                    .map(|s| s.spec.region.region.clone())
+                                    .unwrap_or_default(),
+                                provider,
+                                accelerator: info
+                                    .map(|s| s.spec.accelerator.clone())
+                                    .unwrap_or_default(),
+                                accelerators: i64::from(accelerators),
+                                price_basis: info
+                                    .map(|s| s.price_basis.as_str().to_string())
+                                    .unwrap_or_default(),
+                                price_micro_usd_per_accelerator_hour: info
+                                    .map(|s| s.spec.price_usd_per_accelerator_hour.micros())
+                                    .unwrap_or(0),
+                                site,
+                                accelerator_hours,
+                                cost_micro_usd: cost_usd.micros(),
+                                from_ms: from as i64,
+                                to_ms: to as i64,
+                            },
+                        });
                     }
                     other => actions.push(other),
                 }
@@ -831,6 +890,9 @@ impl Leading<'_> {
                 rt.db
                     .apply(&rt.holder, self.term, rt.clock.now_ms() as i64, &writes)
                     .await?;
+                if writes.iter().any(|w| matches!(w, Write::Usage { .. })) {
+                    self.live_kick.notify_one();
+                }
                 rt.metrics.scheduler_commits.fetch_add(1, Ordering::Relaxed);
             }
             for id in ended {

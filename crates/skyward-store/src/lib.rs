@@ -80,6 +80,11 @@ impl Backend {
     }
 }
 
+/// The runs' own charges (`skyward_ledger::runs`) count only for days no
+/// imported bill of their provider covers: the bill has the same usage.
+const RUNS_NOT_SUPERSEDED_DAILY: &str = "NOT (billing_account = 'skyward:runs' AND EXISTS (SELECT 1 FROM charges_daily o WHERE o.provider = charges_daily.provider AND o.day = charges_daily.day AND o.billing_account <> 'skyward:runs'))";
+const RUNS_NOT_SUPERSEDED_HOURLY: &str = "NOT (partition LIKE '%|skyward:runs|%' AND EXISTS (SELECT 1 FROM charges_daily o WHERE o.provider = usage_hourly.provider AND o.day = usage_hourly.hour / 24 AND o.billing_account <> 'skyward:runs'))";
+
 /// Where the ledger's migrations start in a database shared with the
 /// control plane.
 pub const SHARED_VERSION_BASE: i64 = 1000;
@@ -156,7 +161,7 @@ pub enum StoreError {
 }
 
 /// One applied version of the contracts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ContractSet {
     pub version: i64,
     pub file_name: String,
@@ -678,7 +683,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, CAST(SUM(billed_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(list_nanos) AS BIGINT), {extra} \
-             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 \
+             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 AND {RUNS_NOT_SUPERSEDED_DAILY} \
              GROUP BY day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status{group} \
              ORDER BY day, provider, region, service, sku, category"
         );
@@ -748,7 +753,7 @@ impl Store {
         let totals = sqlx::query(&format!(
             "SELECT hour, provider, CAST(SUM(list_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(quantity_nanos) AS BIGINT), COUNT(*) \
              FROM usage_hourly \
-             WHERE pricing_category IN ('Standard', '') AND provider {} \
+             WHERE pricing_category IN ('Standard', '') AND provider {} AND {RUNS_NOT_SUPERSEDED_HOURLY} \
              GROUP BY hour, provider",
             b.in_text_list("$1")
         ))
@@ -772,6 +777,7 @@ impl Store {
                  WHERE pricing_category IN ('Standard', '') AND provider {} \
                    AND provider {} \
                    AND (provider || '|' || lower(region) || '|' || lower(sku)) {} \
+                   AND {RUNS_NOT_SUPERSEDED_HOURLY} \
                  GROUP BY hour, provider, region, sku",
                 b.in_text_list("$1"),
                 b.in_text_list("$3"),

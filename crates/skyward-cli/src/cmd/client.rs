@@ -95,7 +95,17 @@ pub struct UsageArgs {
     pub conn: Conn,
 }
 
-fn connect(c: &Conn) -> Result<Client, CliError> {
+/// A client for an explicit server URL, with the token as `connect`
+/// finds it.
+pub fn connect_to(url: &str, token: Option<String>) -> Result<Client, CliError> {
+    connect(&Conn {
+        server: Some(url.to_string()),
+        token,
+        output: Output::Table,
+    })
+}
+
+pub fn connect(c: &Conn) -> Result<Client, CliError> {
     let server = c
         .server
         .clone()
@@ -120,7 +130,7 @@ fn connect(c: &Conn) -> Result<Client, CliError> {
     Client::new(&server, token).map_err(|e| CliError::Input(e.to_string()))
 }
 
-fn client_err(e: ClientError) -> CliError {
+pub fn client_err(e: ClientError) -> CliError {
     match e {
         ClientError::Url(_) => CliError::Input(e.to_string()),
         _ => CliError::Io(e.to_string()),
@@ -128,7 +138,7 @@ fn client_err(e: ClientError) -> CliError {
 }
 
 /// A 4xx is the caller's to fix (exit 2); anything else exit 1.
-fn api_err(r: &Reply) -> CliError {
+pub fn api_err(r: &Reply) -> CliError {
     if (400..500).contains(&r.status) {
         CliError::Input(r.error_text())
     } else {
@@ -136,7 +146,7 @@ fn api_err(r: &Reply) -> CliError {
     }
 }
 
-fn get(rt: &tokio::runtime::Runtime, c: &Client, path: &str) -> Result<Value, CliError> {
+pub fn get(rt: &tokio::runtime::Runtime, c: &Client, path: &str) -> Result<Value, CliError> {
     let r = rt
         .block_on(c.request("GET", path, None, &[]))
         .map_err(client_err)?;
@@ -285,15 +295,38 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                             outln!("    {} ({} site(s))", s(&r["reason"]), s(&r["sites"]));
                         }
                     }
+                    // Why its last dispatch went where it did (the
+                    // scheduler's explanation, in explain's words).
+                    let placed = v["events"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .rev()
+                        .find(|e| e["state"] == "dispatched" && e["note"].is_string());
+                    if let Some(e) = placed {
+                        outln!("  placed on {} because:", s(&e["site"]));
+                        for line in e["note"].as_str().unwrap_or("").lines() {
+                            outln!("    {line}");
+                        }
+                    }
                     let mut t = Table::new(&["time", "state", "site", "attempt>", "exit>", "note"]);
                     for e in v["events"].as_array().into_iter().flatten() {
+                        let note = if e["state"] == "dispatched" {
+                            e["note"]
+                                .as_str()
+                                .and_then(|n| n.lines().next())
+                                .unwrap_or("")
+                                .to_string()
+                        } else {
+                            s(&e["note"])
+                        };
                         t.row(vec![
                             ms_to_text(&e["at_ms"]),
                             s(&e["state"]),
                             s(&e["site"]),
                             s(&e["attempt"]),
                             s(&e["exit_code"]),
-                            s(&e["note"]),
+                            note,
                         ]);
                     }
                     outln!("  history:");

@@ -101,34 +101,80 @@ pub fn contracts_for(file: Option<&Path>, db: &Path) -> Result<(Vec<Contract>, S
     }
 }
 
+/// The store or server a contracts command works on.
+enum Place {
+    Local(PathBuf),
+    Server(skyward_server::client::Client),
+}
+
+impl Place {
+    fn of(db: &DbArgs) -> Result<Place, CliError> {
+        Ok(match db.server_client()? {
+            Some(c) => Place::Server(c),
+            None => Place::Local(db_path(db.db.as_deref())?),
+        })
+    }
+    fn name(&self) -> String {
+        match self {
+            Place::Local(p) => p.display().to_string(),
+            Place::Server(c) => c.base().to_string(),
+        }
+    }
+}
+
+fn server_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, CliError> {
+    serde_json::from_value(v).map_err(|e| CliError::Io(format!("the server's answer: {e}")))
+}
+
 fn apply(a: &ApplyArgs) -> Result<(), CliError> {
     let (shown, text) = read_file(&a.file)?;
+    // Validated here too, so a bad file fails the same way on both paths.
     let parsed = skyward_spec::contracts::parse(&text, &shown)?;
-    let db = db_path(a.db.db.as_deref())?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let by =
-        a.by.clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_default();
-    if by.len() > 200 || by.chars().any(char::is_control) {
-        return Err(CliError::Input(
-            "--by: at most 200 characters, no control characters".into(),
-        ));
-    }
-    let (version, changed) = runtime()?.block_on(async {
-        Store::open(&db)
-            .await?
-            .apply_contracts(&shown, &text, parsed.len(), &by, now)
-            .await
-    })?;
+    let place = Place::of(&a.db)?;
+    let rt = runtime()?;
+    let applied: skyward_app::contracts::Applied = match &place {
+        Place::Server(c) => {
+            if a.by.is_some() {
+                return Err(CliError::Input(
+                    "--by with --server: the server records the token's user".into(),
+                ));
+            }
+            let r = rt
+                .block_on(c.request(
+                    "PUT",
+                    &format!("/v1/contracts?name={}", crate::cmd::ledger::percent(&shown)),
+                    Some(("application/yaml", text.into_bytes())),
+                    &[],
+                ))
+                .map_err(crate::cmd::client::client_err)?;
+            if r.status != 200 && r.status != 201 {
+                return Err(crate::cmd::client::api_err(&r));
+            }
+            server_json(r.json().unwrap_or_default())?
+        }
+        Place::Local(db) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let by =
+                a.by.clone()
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_default();
+            rt.block_on(async {
+                let store = Store::open(db).await?;
+                Ok::<_, CliError>(
+                    skyward_app::contracts::apply(&store, &shown, &text, &by, now).await?,
+                )
+            })?
+        }
+    };
+    let (version, changed) = (applied.version, applied.changed);
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"version": version, "changed": changed, "contracts": parsed.len(), "db": db.display().to_string()})
+                &serde_json::json!({"version": version, "changed": changed, "contracts": parsed.len(), "db": place.name()})
             )?
         ),
         Output::Table => {
@@ -136,7 +182,7 @@ fn apply(a: &ApplyArgs) -> Result<(), CliError> {
                 outln!(
                     "applied {} contracts from {shown} as version {version} in {}",
                     parsed.len(),
-                    db.display()
+                    place.name()
                 );
             } else {
                 outln!("{shown} is the current version ({version}) already; nothing changed");
@@ -150,26 +196,78 @@ fn term(c: &Contract) -> String {
     format!("{}..{}", c.start.date_string(), c.end.date_string())
 }
 
+/// A version of the contracts as the server or the store gives it.
+#[derive(serde::Deserialize)]
+struct CurrentView {
+    version: i64,
+    file_name: String,
+    applied_at: i64,
+    contracts: serde_json::Value,
+    #[serde(default)]
+    text: String,
+}
+
 fn list(a: &ListArgs) -> Result<(), CliError> {
-    let db = db_path(a.db.db.as_deref())?;
-    let set =
-        runtime()?.block_on(async { Store::open(&db).await?.contract_set(a.at_version).await })?;
-    let Some(set) = set else {
-        return Err(CliError::Input(match a.at_version {
-            Some(v) => format!("no contracts version {v} in {}", db.display()),
+    let place = Place::of(&a.db)?;
+    let rt = runtime()?;
+    let missing = || {
+        CliError::Input(match a.at_version {
+            Some(v) => format!("no contracts version {v} in {}", place.name()),
             None => format!(
                 "no contracts in {}: run `skyward contracts apply FILE`",
-                db.display()
+                place.name()
             ),
-        }));
+        })
     };
-    let shown = format!("contracts v{} ({})", set.version, set.file_name);
-    let contracts = skyward_spec::contracts::parse(&set.text, &shown)?;
+    // Both paths give the same JSON; the table re-reads the terms from it.
+    let (view, contracts): (CurrentView, Vec<Contract>) = match &place {
+        Place::Server(c) => {
+            let path = match a.at_version {
+                Some(v) => format!("/v1/contracts?version={v}"),
+                None => "/v1/contracts".into(),
+            };
+            let r = rt
+                .block_on(c.request("GET", &path, None, &[]))
+                .map_err(crate::cmd::client::client_err)?;
+            if r.status == 404 {
+                return Err(missing());
+            }
+            if r.status != 200 {
+                return Err(crate::cmd::client::api_err(&r));
+            }
+            let v: CurrentView = server_json(r.json().unwrap_or_default())?;
+            // The stored text is the truth: the table reads the terms
+            // from it, as the server did.
+            let contracts = skyward_spec::contracts::parse(
+                &v.text,
+                &format!("contracts v{} ({})", v.version, v.file_name),
+            )?;
+            (v, contracts)
+        }
+        Place::Local(db) => {
+            let cur = rt
+                .block_on(async {
+                    let store = Store::open(db).await?;
+                    Ok::<_, CliError>(skyward_app::contracts::current(&store, a.at_version).await?)
+                })?
+                .ok_or_else(missing)?;
+            let v = CurrentView {
+                version: cur.version,
+                file_name: cur.file_name.clone(),
+                applied_at: cur.applied_at,
+                contracts: serde_json::to_value(&cur.contracts)
+                    .map_err(|e| CliError::Internal(e.to_string()))?,
+                text: String::new(),
+            };
+            (v, cur.contracts)
+        }
+    };
+    let shown = format!("contracts v{} ({})", view.version, view.file_name);
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"version": set.version, "file_name": set.file_name, "applied_at": set.applied_at, "contracts": contracts})
+                &serde_json::json!({"version": view.version, "file_name": view.file_name, "applied_at": view.applied_at, "contracts": view.contracts})
             )?
         ),
         Output::Table => {
@@ -197,17 +295,26 @@ fn list(a: &ListArgs) -> Result<(), CliError> {
             }
             outln!(
                 "{shown}, applied at {}\n",
-                skyward_ledger::Timestamp(set.applied_at).date_string()
+                skyward_ledger::Timestamp(view.applied_at).date_string()
             );
             outln!("{}", t.render());
         }
     }
     Ok(())
 }
-
 fn history(a: &DbArgs) -> Result<(), CliError> {
-    let db = db_path(a.db.as_deref())?;
-    let sets = runtime()?.block_on(async { Store::open(&db).await?.contract_history().await })?;
+    let place = Place::of(a)?;
+    let rt = runtime()?;
+    let sets: Vec<skyward_store::ContractSet> = match &place {
+        Place::Server(c) => {
+            let v = crate::cmd::client::get(&rt, c, "/v1/contracts/history")?;
+            server_json(v["items"].clone())?
+        }
+        Place::Local(db) => rt.block_on(async {
+            let store = Store::open(db).await?;
+            Ok::<_, CliError>(skyward_app::contracts::history(&store).await?)
+        })?,
+    };
     match a.output {
         Output::Json => outln!("{}", json(&sets)?),
         Output::Table => {
@@ -219,7 +326,7 @@ fn history(a: &DbArgs) -> Result<(), CliError> {
                     s.contracts.to_string(),
                     skyward_ledger::Timestamp(s.applied_at).date_string(),
                     s.applied_by.clone(),
-                    s.sha256[..16].to_string(),
+                    s.sha256.chars().take(16).collect(),
                 ]);
             }
             outln!("{}", t.render());
@@ -231,75 +338,52 @@ fn history(a: &DbArgs) -> Result<(), CliError> {
 /// One contract across versions: the current terms, and each version in
 /// which it appeared, changed or was removed (who and when).
 fn show(a: &ShowArgs) -> Result<(), CliError> {
-    let db = db_path(a.db.db.as_deref())?;
-    // One version's text in memory at a time (each may be up to the spec
-    // size limit, and there may be many versions).
+    let place = Place::of(&a.db)?;
     let rt = runtime()?;
-    let store = rt.block_on(Store::open(&db))?;
-    let versions = rt.block_on(store.contract_history())?;
-    let mut changes = Vec::new();
-    let mut last: Option<Contract> = None;
-    for v in &versions {
-        let Some(s) = rt.block_on(store.contract_set(Some(v.version)))? else {
-            continue;
-        };
-        let shown = format!("contracts v{} ({})", s.version, s.file_name);
-        let now = skyward_spec::contracts::parse(&s.text, &shown)?
-            .into_iter()
-            .find(|c| c.name == a.name);
-        let what = match (&last, &now) {
-            (None, Some(_)) => Some("added"),
-            (Some(_), None) => Some("removed"),
-            (Some(x), Some(y)) if x != y => Some("changed"),
-            _ => None,
-        };
-        if let Some(what) = what {
-            changes.push(serde_json::json!({
-                "version": s.version,
-                "change": what,
-                "applied_at": skyward_ledger::Timestamp(s.applied_at).date_string(),
-                "applied_by": s.applied_by,
-                "file_name": s.file_name,
-            }));
+    let v: serde_json::Value = match &place {
+        Place::Server(c) => crate::cmd::client::get(
+            &rt,
+            c,
+            &format!("/v1/contracts/{}", crate::cmd::ledger::percent(&a.name)),
+        )?,
+        Place::Local(db) => {
+            let shown = rt.block_on(async {
+                let store = Store::open(db).await?;
+                Ok::<_, CliError>(skyward_app::contracts::show(&store, &a.name).await?)
+            })?;
+            serde_json::to_value(&shown).map_err(|e| CliError::Internal(e.to_string()))?
         }
-        last = now;
-    }
-    let Some(current) = last else {
-        let removed = changes
-            .last()
-            .map(|c| format!(" (removed in version {})", c["version"]))
-            .unwrap_or_default();
-        return Err(CliError::Input(format!(
-            "no contract named '{}' in the current contracts of {}{removed}",
-            a.name,
-            db.display()
-        )));
     };
     match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(&serde_json::json!({"contract": current, "history": changes}))?
-        ),
+        Output::Json => outln!("{}", json(&v)?),
         Output::Table => {
+            let c = &v["contract"];
+            let date = |x: &serde_json::Value| {
+                x.as_i64()
+                    .map(|t| skyward_ledger::Timestamp(t).date_string())
+                    .unwrap_or_default()
+            };
             outln!(
-                "{} ({}, {})",
-                current.name,
-                current.provider,
-                term(&current)
+                "{} ({}, {}..{})",
+                c["name"].as_str().unwrap_or(""),
+                c["provider"].as_str().unwrap_or(""),
+                date(&c["start"]),
+                date(&c["end"])
             );
             outln!(
                 "{}",
-                serde_json::to_string_pretty(&current.terms).unwrap_or_default()
+                serde_json::to_string_pretty(&c["terms"]).unwrap_or_default()
             );
             outln!("");
             let mut t = Table::new(&["VERSION>", "CHANGE", "APPLIED", "BY", "FILE"]);
-            for c in &changes {
+            for h in v["history"].as_array().into_iter().flatten() {
+                let text = |k: &str| h[k].as_str().unwrap_or("").to_string();
                 t.row(vec![
-                    c["version"].to_string(),
-                    c["change"].as_str().unwrap_or("").to_string(),
-                    c["applied_at"].as_str().unwrap_or("").to_string(),
-                    c["applied_by"].as_str().unwrap_or("").to_string(),
-                    c["file_name"].as_str().unwrap_or("").to_string(),
+                    h["version"].to_string(),
+                    text("change"),
+                    text("applied_at"),
+                    text("applied_by"),
+                    text("file_name"),
                 ]);
             }
             out!("{}", t.render());

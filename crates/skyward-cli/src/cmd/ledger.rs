@@ -7,10 +7,8 @@ use crate::table::Table;
 use crate::Output;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use skyward_ledger::aggregate::{describe_partition, Folder, BUCKETS_MAX};
-use skyward_ledger::focus::{self, CommitmentCheck};
-use skyward_store::{FileHash, Store};
-use std::io::Read;
+use skyward_ledger::aggregate::describe_partition;
+use skyward_store::Store;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -268,10 +266,19 @@ pub struct StatusArgs {
 
 #[derive(Args, Clone)]
 pub struct DbArgs {
-    /// Ledger database file (default: $SKYWARD_DB, else $XDG_DATA_HOME/skyward/skyward.db,
-    /// else ~/.local/share/skyward/skyward.db).
+    /// Ledger database: a file (default: $SKYWARD_DB, else
+    /// $XDG_DATA_HOME/skyward/skyward.db, else ~/.local/share/skyward/skyward.db;
+    /// a server's own database file works too), or a postgres:// URL.
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// Ask a Skyward server instead (its database holds the ledger beside
+    /// the work): import, imports, status, live and `skyward contracts`.
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    pub server: Option<String>,
+    /// API token for --server (default: $SKYWARD_TOKEN, else the admin
+    /// token `skyward up` wrote).
+    #[arg(long, value_name = "TOKEN", requires = "server")]
+    pub token: Option<String>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -327,7 +334,38 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
 }
 
+/// Commands that read a local database only refuse --server, saying
+/// which do take it.
+fn local_only(db: &DbArgs, what: &str) -> Result<(), CliError> {
+    if db.server.is_some() {
+        return Err(CliError::Input(format!(
+            "`skyward ledger {what}` reads a ledger database directly (--db FILE, or --db postgres://…, which may be a server's own database); --server works with import, imports, status and live, and with `skyward contracts`"
+        )));
+    }
+    Ok(())
+}
+
+impl DbArgs {
+    /// The server client when --server is given.
+    pub fn server_client(&self) -> Result<Option<skyward_server::client::Client>, CliError> {
+        match &self.server {
+            None => Ok(None),
+            Some(url) => crate::cmd::client::connect_to(url, self.token.clone()).map(Some),
+        }
+    }
+}
+
 pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
+    match c {
+        LedgerCommand::Analyze(a) => local_only(&a.db, "analyze")?,
+        LedgerCommand::Recommend(a) => local_only(&a.db, "recommend")?,
+        LedgerCommand::Report(a) => local_only(&a.db, "report")?,
+        LedgerCommand::Backtest(a) => local_only(&a.db, "backtest")?,
+        LedgerCommand::Inventory(a) => local_only(&a.db, "inventory")?,
+        LedgerCommand::Breakdown(a) => local_only(&a.db, "breakdown")?,
+        LedgerCommand::Options(a) => local_only(&a.db, "options")?,
+        _ => {}
+    }
     match c {
         LedgerCommand::Import(a) => import(a),
         LedgerCommand::Imports(a) => imports(a),
@@ -344,156 +382,98 @@ pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
     }
 }
 
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: FileHash,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 #[derive(Serialize)]
 struct ImportReport {
-    file: String,
+    #[serde(flatten)]
+    imported: skyward_app::ledger::Imported,
+    /// Where it went: a database file or URL, or the server.
     db: String,
-    import_id: i64,
-    rows: u64,
-    buckets: usize,
     rows_per_second: f64,
-    partitions: Vec<String>,
-    replaced: Vec<String>,
-    appended: Vec<String>,
-    warnings: Vec<String>,
-    warnings_total: u64,
-    commitments: Vec<CommitmentCheck>,
-    list_cost_mismatch_lines: Vec<u64>,
     peak_rss_mib: f64,
 }
 
-/// Row warnings kept (the count of all is reported).
-const WARNINGS_SHOWN_MAX: usize = 20;
-
-/// Rows kept in memory to check FOCUS invariants on a file (beyond that,
-/// the checks run on this prefix, and say so).
-const CHECKED_ROWS_MAX: usize = 200_000;
-
 fn import(a: &ImportArgs) -> Result<(), CliError> {
     let shown = a.file.display().to_string();
-    let db = db_path(a.db.db.as_deref())?;
     let t0 = Instant::now();
-    let f = std::fs::File::open(&a.file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    // One pass: the content hash is taken as the parser reads.
-    let mut input = Hashing {
-        inner: std::io::BufReader::with_capacity(1 << 20, f),
-        hash: FileHash::default(),
+    let mode = if a.replace {
+        skyward_store::ImportMode::Replace
+    } else if a.append {
+        skyward_store::ImportMode::Append
+    } else {
+        skyward_store::ImportMode::Auto
     };
-    let mut agg = Folder::default();
-    let mut kept = Vec::new();
-    let mut too_many = false;
-    let mut next_report = 1_000_000u64;
-    let provider = a.provider.as_deref();
-    let mut warnings = Vec::new();
-    let mut warnings_total = 0u64;
-    focus::read(&mut input, &shown, provider, |c| {
-        if let Some(w) = focus::row_warning(&c) {
-            warnings_total += 1;
-            if warnings.len() < WARNINGS_SHOWN_MAX {
-                warnings.push(format!("{shown}: {w}"));
-            }
-        }
-        agg.add(&c);
-        if kept.len() < CHECKED_ROWS_MAX && (c.commitment_id.is_some() || c.list_cost.is_some()) {
-            kept.push(c);
-        }
-        if agg.rows() >= next_report {
-            eprintln!(
-                "  {} rows read ({:.0} rows/s) …",
-                agg.rows(),
-                agg.rows() as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-            );
-            next_report += 1_000_000;
-        }
-        if agg.bucket_count() > BUCKETS_MAX {
-            too_many = true;
-        }
-    })
-    .map_err(|e| match e {
-        focus::FocusError::Io { .. } => CliError::Io(e.to_string()),
-        _ => CliError::Input(e.to_string()),
-    })?;
-    if too_many {
-        return Err(CliError::Input(format!("{shown}: more than {BUCKETS_MAX} distinct daily buckets; split the file by billing period")));
-    }
-    // Drain anything the parser left unread, so the hash covers the file.
-    std::io::copy(&mut input, &mut std::io::sink())
-        .map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-    let sha = input.hash.hex();
-    if agg.rows() == 0 {
-        return Err(CliError::Input(format!("{shown}: no charge rows")));
-    }
-    let agg = agg.finish();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
     let rt = runtime()?;
-    let result = rt.block_on(async {
-        let store = Store::open(&db).await?;
-        store
-            .import(
-                &shown,
-                &sha,
-                "focus",
-                &agg,
-                if a.replace {
-                    skyward_store::ImportMode::Replace
-                } else if a.append {
-                    skyward_store::ImportMode::Append
-                } else {
-                    skyward_store::ImportMode::Auto
-                },
-                now,
-            )
-            .await
-    });
-    let out = match result {
-        // Importing the same content again is a no-op, not a failure:
-        // pipelines that re-run an import must not break.
-        Err(e @ skyward_store::StoreError::AlreadyImported { .. }) => {
-            eprintln!("{e}");
-            if a.db.output == Output::Json {
-                outln!(
-                    "{}",
-                    json(&serde_json::json!({"file": shown, "already_imported": true}))?
-                );
+    let (imported, place) = match a.db.server_client()? {
+        Some(c) => {
+            let mut path = format!(
+                "/v1/ledger/imports?name={}&mode={}",
+                percent(&shown),
+                match mode {
+                    skyward_store::ImportMode::Replace => "replace",
+                    skyward_store::ImportMode::Append => "append",
+                    skyward_store::ImportMode::Auto => "auto",
+                }
+            );
+            if let Some(p) = &a.provider {
+                path.push_str(&format!("&provider={}", percent(p)));
             }
-            return Ok(());
+            eprintln!("uploading {shown} to {} …", c.base());
+            let r = rt
+                .block_on(c.upload(
+                    &path,
+                    &a.file,
+                    "text/csv",
+                    std::time::Duration::from_secs(3_600),
+                ))
+                .map_err(crate::cmd::client::client_err)?;
+            if r.status != 200 && r.status != 201 {
+                return Err(crate::cmd::client::api_err(&r));
+            }
+            let imported: skyward_app::ledger::Imported = serde_json::from_slice(&r.body)
+                .map_err(|e| CliError::Io(format!("the server's answer: {e}")))?;
+            (imported, c.base().to_string())
         }
-        other => other?,
+        None => {
+            let db = db_path(a.db.db.as_deref())?;
+            let f =
+                std::fs::File::open(&a.file).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+            let folded = skyward_app::ledger::fold(f, &shown, a.provider.as_deref(), |rows| {
+                eprintln!(
+                    "  {rows} rows read ({:.0} rows/s) …",
+                    rows as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+                )
+            })?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let imported = rt.block_on(async {
+                let store = Store::open(&db).await?;
+                Ok::<_, CliError>(skyward_app::ledger::store(&store, folded, mode, now).await?)
+            })?;
+            (imported, db.display().to_string())
+        }
     };
+    // Importing the same content again is a no-op, not a failure:
+    // pipelines that re-run an import must not break.
+    if imported.already_imported {
+        eprintln!("{}", imported.message.clone().unwrap_or_default());
+        if a.db.output == Output::Json {
+            outln!(
+                "{}",
+                json(&serde_json::json!({"file": shown, "already_imported": true}))?
+            );
+        }
+        return Ok(());
+    }
     let secs = t0.elapsed().as_secs_f64().max(1e-9);
     let report = ImportReport {
-        file: shown.clone(),
-        db: db.display().to_string(),
-        import_id: out.id,
-        rows: out.rows,
-        buckets: out.buckets,
-        rows_per_second: (out.rows as f64 / secs).round(),
-        partitions: out.partitions.clone(),
-        replaced: out.replaced.clone(),
-        appended: out.appended.clone(),
-        warnings,
-        warnings_total,
-        commitments: focus::commitment_checks(&kept),
-        list_cost_mismatch_lines: focus::list_cost_mismatches(&kept),
+        rows_per_second: (imported.rows as f64 / secs).round(),
         peak_rss_mib: crate::cmd::bench::peak_rss_mib(),
+        db: place,
+        imported,
     };
+    let out = &report.imported;
     match a.db.output {
         Output::Json => outln!("{}", json(&report)?),
         Output::Table => {
@@ -501,7 +481,7 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
                 "imported {} rows from {} as import #{} into {} ({} buckets, {:.0} rows/s)",
                 out.rows,
                 shown,
-                out.id,
+                out.import_id.unwrap_or(0),
                 report.db,
                 out.buckets,
                 report.rows_per_second
@@ -522,35 +502,48 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
                     describe(&out.appended)
                 );
             }
-            for w in &report.warnings {
+            for w in &out.warnings {
                 eprintln!("warning: {w}");
             }
-            if report.warnings_total > report.warnings.len() as u64 {
+            if out.warnings_total > out.warnings.len() as u64 {
                 eprintln!(
                     "warning: … {} more",
-                    report.warnings_total - report.warnings.len() as u64
+                    out.warnings_total - out.warnings.len() as u64
                 );
             }
-            let unbalanced: Vec<_> = report
+            let unbalanced = out
                 .commitments
                 .iter()
                 .filter(|c| c.balanced == Some(false))
-                .collect();
-            if !report.commitments.is_empty() {
-                outln!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", report.commitments.len(), unbalanced.len());
+                .count();
+            if !out.commitments.is_empty() {
+                outln!("{} commitment discounts seen; {} unbalanced (usage EffectiveCost ≠ purchase BilledCost)", out.commitments.len(), unbalanced);
             }
-            if !report.list_cost_mismatch_lines.is_empty() {
-                let shown_lines: Vec<String> = report
+            if !out.list_cost_mismatch_lines.is_empty() {
+                let shown_lines: Vec<String> = out
                     .list_cost_mismatch_lines
                     .iter()
                     .take(10)
                     .map(|l| l.to_string())
                     .collect();
-                outln!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", report.list_cost_mismatch_lines.len(), shown_lines.join(", "), if report.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
+                outln!("warning: {} rows where ListCost ≠ ListUnitPrice × PricingQuantity (lines {}{})", out.list_cost_mismatch_lines.len(), shown_lines.join(", "), if out.list_cost_mismatch_lines.len() > 10 { ", …" } else { "" });
             }
         }
     }
     Ok(())
+}
+
+/// Percent-encodes a query value.
+pub fn percent(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn imports(a: &DbArgs) -> Result<(), CliError> {
@@ -673,37 +666,64 @@ pub fn load_for(
 }
 
 fn status(a: &StatusArgs) -> Result<(), CliError> {
-    use skyward_ledger::status::{status as compute, ContractStatus};
-    let db = db_path(a.db.db.as_deref())?;
-    let (contracts, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let LedgerData {
-        days,
-        hours,
-        last,
-        spread_notes,
-        ..
-    } = load_for(&contracts, &db)?;
-    let at = resolve_at(a.at.as_deref(), last, &db)?;
-    let report = compute(&contracts, at, &days, &hours);
-    let found = skyward_ledger::status::data_commitments(&contracts, at, &days);
+    use skyward_ledger::status::ContractStatus;
+    let rt = runtime()?;
+    let (st, place) = match a.db.server_client()? {
+        Some(c) => {
+            if a.contracts.is_some() {
+                return Err(CliError::Input(
+                    "--contracts with --server: the server reads its stored contracts; store them with `skyward contracts apply FILE --server URL`".into(),
+                ));
+            }
+            let mut path = "/v1/ledger/status".to_string();
+            if let Some(at) = &a.at {
+                path.push_str(&format!("?at={}", percent(at)));
+            }
+            let v = crate::cmd::client::get(&rt, &c, &path)?;
+            let st: skyward_app::ledger::Status = serde_json::from_value(v)
+                .map_err(|e| CliError::Io(format!("the server's answer: {e}")))?;
+            (st, c.base().to_string())
+        }
+        None => {
+            let db = db_path(a.db.db.as_deref())?;
+            let given = match &a.contracts {
+                Some(p) => Some((load_contracts(p)?, p.display().to_string())),
+                None => None,
+            };
+            let st = rt.block_on(async {
+                let store = Store::open(&db).await?;
+                Ok::<_, CliError>(
+                    skyward_app::ledger::status(&store, given, a.at.as_deref()).await?,
+                )
+            })?;
+            (st, db.display().to_string())
+        }
+    };
+    let skyward_app::ledger::Status {
+        at,
+        contracts_source: source,
+        contracts: report,
+        commitments_in_data: found,
+        notes: spread_notes,
+    } = st;
     match a.db.output {
         Output::Json => outln!(
             "{}",
             json(
-                &serde_json::json!({"at": at.date_string(), "contracts_source": source, "contracts": report, "commitments_in_data": found, "notes": spread_notes})
+                &serde_json::json!({"at": at, "contracts_source": source, "contracts": report, "commitments_in_data": found, "notes": spread_notes})
             )?
         ),
         Output::Table => {
             outln!(
                 "Ledger status at {} ({}; {} commitments in the data; data in {})\n",
-                at.date_string(),
+                at,
                 if report.is_empty() {
                     source.clone()
                 } else {
                     format!("{} contracts from {source}", report.len())
                 },
                 found.len(),
-                db.display()
+                place
             );
             if !found.is_empty() {
                 let mut t = Table::new(&[
@@ -890,7 +910,7 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
             let mut definitions: Vec<&str> = report
                 .iter()
                 .filter_map(|r| match r {
-                    ContractStatus::Hourly(h) => Some(h.coverage_definition),
+                    ContractStatus::Hourly(h) => Some(h.coverage_definition.as_ref()),
                     _ => None,
                 })
                 .collect();

@@ -1,0 +1,308 @@
+//! The ledger's use cases: importing a FOCUS file, and the ledger's
+//! status at a date.
+//!
+//! Import is two steps so that a server can fold on a blocking thread
+//! and store on its async pool: [`fold`] streams any reader through the
+//! FOCUS parser and the folder (hashing the bytes as they pass, bounded
+//! in buckets and warnings kept), then [`store`] writes the folded file in
+//! one transaction.
+
+use crate::AppError;
+use serde::{Deserialize, Serialize};
+use skyward_ledger::aggregate::{Aggregates, Folder, BUCKETS_MAX};
+use skyward_ledger::contracts::{Contract, Terms};
+use skyward_ledger::focus::{self, CommitmentCheck};
+use skyward_ledger::status::{ContractStatus, DataCommitment, DayRow, HourRow};
+use skyward_ledger::Timestamp;
+use skyward_store::{FileHash, ImportMode, ImportRecord, Store, StoreError};
+use std::io::Read;
+
+/// Row warnings kept (the count of all is reported).
+pub const WARNINGS_SHOWN_MAX: usize = 20;
+
+/// Rows kept in memory to check FOCUS invariants on a file (beyond that,
+/// the checks run on this prefix).
+pub const CHECKED_ROWS_MAX: usize = 200_000;
+
+/// A file read and folded, not yet stored.
+pub struct Folded {
+    pub name: String,
+    pub sha256: String,
+    pub aggregates: Aggregates,
+    pub warnings: Vec<String>,
+    pub warnings_total: u64,
+    pub commitments: Vec<CommitmentCheck>,
+    pub list_cost_mismatch_lines: Vec<u64>,
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: FileHash,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads a FOCUS file from `input` (named `name` in messages), validating
+/// every row; `progress` is called with the rows read so far every
+/// million rows. Nothing is stored.
+pub fn fold<R: Read>(
+    input: R,
+    name: &str,
+    provider: Option<&str>,
+    mut progress: impl FnMut(u64),
+) -> Result<Folded, AppError> {
+    let mut input = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, input),
+        hash: FileHash::default(),
+    };
+    let mut agg = Folder::default();
+    let mut kept = Vec::new();
+    let mut too_many = false;
+    let mut next_report = 1_000_000u64;
+    let mut warnings = Vec::new();
+    let mut warnings_total = 0u64;
+    focus::read(&mut input, name, provider, |c| {
+        if let Some(w) = focus::row_warning(&c) {
+            warnings_total += 1;
+            if warnings.len() < WARNINGS_SHOWN_MAX {
+                warnings.push(format!("{name}: {w}"));
+            }
+        }
+        agg.add(&c);
+        if kept.len() < CHECKED_ROWS_MAX && (c.commitment_id.is_some() || c.list_cost.is_some()) {
+            kept.push(c);
+        }
+        if agg.rows() >= next_report {
+            progress(agg.rows());
+            next_report += 1_000_000;
+        }
+        if agg.bucket_count() > BUCKETS_MAX {
+            too_many = true;
+        }
+    })
+    .map_err(|e| match e {
+        focus::FocusError::Io { .. } => AppError::Io(e.to_string()),
+        _ => AppError::Input(e.to_string()),
+    })?;
+    if too_many {
+        return Err(AppError::Input(format!(
+            "{name}: more than {BUCKETS_MAX} distinct daily buckets; split the file by billing period"
+        )));
+    }
+    // Drain anything the parser left unread, so the hash covers the file.
+    std::io::copy(&mut input, &mut std::io::sink())
+        .map_err(|e| AppError::Io(format!("{name}: {e}")))?;
+    if agg.rows() == 0 {
+        return Err(AppError::Input(format!("{name}: no charge rows")));
+    }
+    Ok(Folded {
+        name: name.to_string(),
+        sha256: input.hash.hex(),
+        aggregates: agg.finish(),
+        warnings,
+        warnings_total,
+        commitments: focus::commitment_checks(&kept),
+        list_cost_mismatch_lines: focus::list_cost_mismatches(&kept),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Imported {
+    pub file: String,
+    /// Same content as an earlier import: nothing changed (not a failure,
+    /// so a pipeline that re-runs an import does not break).
+    pub already_imported: bool,
+    pub import_id: Option<i64>,
+    pub rows: u64,
+    pub buckets: usize,
+    pub partitions: Vec<String>,
+    pub replaced: Vec<String>,
+    pub appended: Vec<String>,
+    pub warnings: Vec<String>,
+    pub warnings_total: u64,
+    pub commitments: Vec<CommitmentCheck>,
+    pub list_cost_mismatch_lines: Vec<u64>,
+    /// Set when `already_imported`: the store's message.
+    pub message: Option<String>,
+}
+
+/// Stores a folded file (see `skyward_store` for how partitions already
+/// stored are treated).
+pub async fn store(
+    store: &Store,
+    f: Folded,
+    mode: ImportMode,
+    now_s: i64,
+) -> Result<Imported, AppError> {
+    let base = Imported {
+        file: f.name.clone(),
+        already_imported: false,
+        import_id: None,
+        rows: f.aggregates.rows,
+        buckets: f.aggregates.bucket_count(),
+        partitions: Vec::new(),
+        replaced: Vec::new(),
+        appended: Vec::new(),
+        warnings: f.warnings,
+        warnings_total: f.warnings_total,
+        commitments: f.commitments,
+        list_cost_mismatch_lines: f.list_cost_mismatch_lines,
+        message: None,
+    };
+    match store
+        .import(&f.name, &f.sha256, "focus", &f.aggregates, mode, now_s)
+        .await
+    {
+        Err(e @ StoreError::AlreadyImported { .. }) => Ok(Imported {
+            already_imported: true,
+            message: Some(e.to_string()),
+            ..base
+        }),
+        Err(e) => Err(e.into()),
+        Ok(out) => Ok(Imported {
+            import_id: Some(out.id),
+            rows: out.rows,
+            buckets: out.buckets,
+            partitions: out.partitions,
+            replaced: out.replaced,
+            appended: out.appended,
+            ..base
+        }),
+    }
+}
+
+/// The import mode named by a flag or query value.
+pub fn mode(text: &str) -> Result<ImportMode, AppError> {
+    match text {
+        "" | "auto" => Ok(ImportMode::Auto),
+        "append" => Ok(ImportMode::Append),
+        "replace" => Ok(ImportMode::Replace),
+        other => Err(AppError::Input(format!(
+            "mode: '{other}' is not one of auto, append, replace"
+        ))),
+    }
+}
+
+/// Everything `status` and the report read, in one pass over the store:
+/// daily buckets, hourly on-demand usage only for providers with hourly or
+/// capacity commitments, the last day with data, and the imports.
+pub struct LedgerData {
+    pub days: Vec<DayRow>,
+    pub hours: Vec<HourRow>,
+    pub last: Option<i64>,
+    pub imports: Vec<ImportRecord>,
+    /// Notes on hourly figures spread from daily or longer rows, for the
+    /// providers with hourly or capacity commitments.
+    pub spread_notes: Vec<String>,
+}
+
+pub async fn load(store: &Store, contracts: &[Contract]) -> Result<LedgerData, AppError> {
+    let mut providers: Vec<String> = contracts
+        .iter()
+        .filter(|c| !matches!(c.terms, Terms::Spend(_)))
+        .map(|c| c.provider.clone())
+        .collect();
+    providers.sort();
+    providers.dedup();
+    let cells: Vec<(String, String, String)> = contracts
+        .iter()
+        .filter_map(|c| match &c.terms {
+            Terms::Capacity(t) if t.commitment_id.is_none() => {
+                Some((c.provider.clone(), t.region.clone(), t.sku.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let last = store.last_day().await?;
+    let hours = if providers.is_empty() {
+        Vec::new()
+    } else {
+        store.hourly_on_demand(&providers, &cells).await?
+    };
+    let spread_notes = store
+        .hourly_spread()
+        .await?
+        .into_iter()
+        .filter(|(p, _, spread)| *spread > 0 && providers.contains(p))
+        .map(|(p, all, spread)| {
+            format!(
+                "{p}: {:.0} % of usage rows are longer than an hour (daily or monthly), spread evenly over their period; hourly utilisation and coverage assume flat usage within each",
+                100.0 * spread as f64 / all.max(1) as f64
+            )
+        })
+        .collect();
+    Ok(LedgerData {
+        days: store.daily(None, i64::MAX).await?,
+        hours,
+        last,
+        imports: store.imports().await?,
+        spread_notes,
+    })
+}
+
+/// The date a ledger command works at: `at` when given, else the day
+/// after the last imported charge.
+pub fn resolve_at(at: Option<&str>, last: Option<i64>) -> Result<Timestamp, AppError> {
+    match (at, last) {
+        (Some(d), _) => Timestamp::parse(d).map_err(|m| AppError::Input(format!("at: {m}"))),
+        (None, Some(d)) => Ok(Timestamp((d + 1) * 86_400)),
+        (None, None) => Err(AppError::Input(
+            "no billing data: import a FOCUS file first (`skyward ledger import FILE`), or give a date (--at)".into(),
+        )),
+    }
+}
+
+pub const NO_CONTRACTS: &str =
+    "no contracts given (pass --contracts FILE, or store them with `skyward contracts apply FILE`)";
+
+/// The contracts a ledger question works on: the ones given, else the
+/// current stored version, else none; with where they came from.
+pub async fn contracts_for(
+    store: &Store,
+    given: Option<(Vec<Contract>, String)>,
+) -> Result<(Vec<Contract>, String), AppError> {
+    if let Some(g) = given {
+        return Ok(g);
+    }
+    Ok(match crate::contracts::current(store, None).await? {
+        Some(c) => {
+            let source = c.source();
+            (c.contracts, source)
+        }
+        None => (Vec::new(), NO_CONTRACTS.into()),
+    })
+}
+
+/// `skyward ledger status` (and `GET /v1/ledger/status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub at: String,
+    pub contracts_source: String,
+    pub contracts: Vec<ContractStatus>,
+    pub commitments_in_data: Vec<DataCommitment>,
+    pub notes: Vec<String>,
+}
+
+pub async fn status(
+    store: &Store,
+    given: Option<(Vec<Contract>, String)>,
+    at: Option<&str>,
+) -> Result<Status, AppError> {
+    let (contracts, source) = contracts_for(store, given).await?;
+    let data = load(store, &contracts).await?;
+    let at = resolve_at(at, data.last)?;
+    Ok(Status {
+        at: at.date_string(),
+        contracts_source: source,
+        contracts: skyward_ledger::status::status(&contracts, at, &data.days, &data.hours),
+        commitments_in_data: skyward_ledger::status::data_commitments(&contracts, at, &data.days),
+        notes: data.spread_notes,
+    })
+}

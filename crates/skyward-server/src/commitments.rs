@@ -1,0 +1,115 @@
+//! The commitments' live state for the scheduler: the current contracts
+//! (`skyward contracts apply`, stored in this database) and the ledger's
+//! charges (imported bills and the runs' own usage), through
+//! `skyward_ledger::live`. A background task recomputes it every
+//! [`REFRESH_MS`] and soon after a run's usage is stored, and hands it to
+//! the scheduler's loop; any replica can compute it for `GET
+//! /v1/commitments`.
+
+use crate::db::Db;
+use skyward_ledger::live::LiveCommitment;
+use skyward_ledger::time::Timestamp;
+use skyward_model::Usd;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// The live state is recomputed at least this often.
+pub const REFRESH_MS: u64 = 10_000;
+/// And at most this often (usage of many runs ending together).
+pub const REFRESH_MIN_GAP_MS: u64 = 200;
+
+/// The live state now, with the contract set's version (None: no
+/// contracts applied).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveState {
+    pub contracts_version: Option<i64>,
+    /// The date the forecast starts from (the day after `now`: today's
+    /// usage counts as burned).
+    pub forecast_from: String,
+    pub commitments: Vec<LiveCommitment>,
+    /// Why there is nothing live (a stored set that no longer parses).
+    pub error: Option<String>,
+}
+
+pub async fn live_state(db: &Db, now_ms: u64) -> Result<LiveState, crate::db::DbError> {
+    let store = db.ledger();
+    let Some(set) = store.contract_set(None).await.map_err(store_err)? else {
+        return Ok(LiveState::default());
+    };
+    let at = Timestamp((now_ms / 1000) as i64).plus_days(1);
+    let at = Timestamp(at.day() * skyward_ledger::time::SECONDS_PER_DAY);
+    let contracts = match skyward_spec::contracts::parse(&set.text, &set.file_name) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(LiveState {
+                contracts_version: Some(set.version),
+                forecast_from: at.date_string(),
+                commitments: Vec::new(),
+                error: Some(e.to_string()),
+            })
+        }
+    };
+    let days = store.daily(None, at.day()).await.map_err(store_err)?;
+    Ok(LiveState {
+        contracts_version: Some(set.version),
+        forecast_from: at.date_string(),
+        commitments: skyward_ledger::live::live(&contracts, at, &days),
+        error: None,
+    })
+}
+
+fn store_err(e: skyward_store::StoreError) -> crate::db::DbError {
+    crate::db::DbError::Corrupt(e.to_string())
+}
+
+/// The core's view: billed dollars free per commitment.
+pub fn to_core(live: &[LiveCommitment]) -> Vec<skyward_core::LiveCommitment> {
+    live.iter()
+        .map(|c| skyward_core::LiveCommitment {
+            name: c.name.clone(),
+            provider: c.provider.clone(),
+            discount_pct: c.discount_pct,
+            free_usd: Usd::from_micros(
+                (c.free.0 / 1_000_000).clamp(0, i128::from(i64::MAX)) as i64,
+            ),
+        })
+        .collect()
+}
+
+/// Recomputes the live state in the background until the receiver is
+/// dropped; `kick` asks for a prompt refresh.
+pub fn spawn_refresher(
+    db: Db,
+    clock: Arc<dyn crate::runtime::Clock>,
+    kick: Arc<Notify>,
+) -> (watch::Receiver<LiveState>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(LiveState::default());
+    let task = tokio::spawn(async move {
+        let mut reported: Option<String> = None;
+        loop {
+            match live_state(&db, clock.now_ms()).await {
+                Ok(s) => {
+                    if s.error != reported {
+                        if let Some(e) = &s.error {
+                            eprintln!("skyward: stored contracts do not parse, no commitment is live: {e}");
+                        }
+                        reported = s.error.clone();
+                    }
+                    if tx.send(s).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("skyward: commitments' live state: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(REFRESH_MS)) => {}
+                _ = kick.notified() => {
+                    tokio::time::sleep(Duration::from_millis(REFRESH_MIN_GAP_MS)).await;
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    (rx, task)
+}

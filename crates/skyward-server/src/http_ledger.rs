@@ -1,0 +1,361 @@
+//! The ledger and the contracts over HTTP: the same use cases as the CLI
+//! (`skyward_app`), on the control plane's database.
+//!
+//! - `PUT /v1/contracts` (admin): a contracts file (YAML) becomes the
+//!   current version; `GET /v1/contracts[?version=N]`,
+//!   `GET /v1/contracts/history`, `GET /v1/contracts/{name}` (read).
+//! - `GET /v1/commitments` (read): the live state the scheduler prices
+//!   placements with.
+//! - `POST /v1/ledger/imports?name=FILE[&provider=P][&mode=auto|append|replace]`
+//!   (admin): a FOCUS file as the body, streamed (not buffered) into the
+//!   folder on a blocking thread, up to [`IMPORT_BYTES_MAX`];
+//!   `GET /v1/ledger/imports` lists them.
+//! - `GET /v1/ledger/status[?at=DATE]` (read).
+
+use crate::auth::Scope;
+use crate::http::{authorize, body_text, json_response, now_ms, params, ApiError, ApiResult, App};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::json;
+use skyward_app::AppError;
+use std::io::Read;
+use std::sync::Arc;
+
+/// Largest FOCUS file accepted through the API (streamed; memory is
+/// bounded by the folded buckets, not by the file).
+pub const IMPORT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Imports folding at once (each holds up to a few hundred MiB of
+/// buckets); more get 429.
+pub const IMPORTS_AT_ONCE_MAX: usize = 2;
+
+fn app_err(e: AppError) -> ApiError {
+    match &e {
+        AppError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        AppError::Spec(s) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_contracts",
+            e.to_string(),
+        )
+        .field(s.field.clone()),
+        AppError::Store(s) if s.is_input() => {
+            ApiError::new(StatusCode::CONFLICT, "import_conflict", e.to_string())
+        }
+        AppError::Input(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            e.to_string(),
+        ),
+        AppError::Store(_) | AppError::Io(_) => ApiError::internal(e),
+    }
+}
+
+/// A query value, percent-decoded; text people read back (no control
+/// characters), at most 200 characters.
+fn text_param(raw: &str, name: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => return Err(bad_param(name, "bad percent-encoding")),
+                }
+                i += 3;
+            }
+            b'%' => return Err(bad_param(name, "bad percent-encoding")),
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let s = String::from_utf8(out).map_err(|_| bad_param(name, "not UTF-8"))?;
+    if s.chars().count() > 200 || s.chars().any(char::is_control) {
+        return Err(bad_param(
+            name,
+            "at most 200 characters, no control characters",
+        ));
+    }
+    Ok(s)
+}
+
+fn bad_param(name: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+        format!("{name}: {why}"),
+    )
+    .field(name)
+}
+
+pub async fn apply_contracts(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Admin).await?;
+    let p = params(q, &["name"])?;
+    let name = match p.get("name") {
+        Some(n) => text_param(n, "name")?,
+        None => "contracts.yaml".to_string(),
+    };
+    let text = body_text(body, &headers).await?;
+    let by = format!("{} (token {})", who.name, who.token_id);
+    let applied =
+        skyward_app::contracts::apply(&app.db.ledger(), &name, &text, &by, now_ms() / 1000)
+            .await
+            .map_err(app_err)?;
+    if applied.changed {
+        // The scheduler's live state follows at its next refresh.
+        app.wake.notify_one();
+    }
+    Ok(json_response(
+        if applied.changed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        &applied,
+    ))
+}
+
+pub async fn current_contracts(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["version"])?;
+    let version = match p.get("version") {
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad_param("version", "a positive whole number"))?,
+        ),
+        None => None,
+    };
+    match skyward_app::contracts::current(&app.db.ledger(), version)
+        .await
+        .map_err(app_err)?
+    {
+        Some(c) => Ok(json_response(StatusCode::OK, &c)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_contracts",
+            match version {
+                Some(v) => format!("no contracts version {v}"),
+                None => "no contracts applied (PUT /v1/contracts, or `skyward contracts apply FILE --server URL`)".into(),
+            },
+        )),
+    }
+}
+
+pub async fn contract_history(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let h = skyward_app::contracts::history(&app.db.ledger())
+        .await
+        .map_err(app_err)?;
+    Ok(json_response(StatusCode::OK, &json!({ "items": h })))
+}
+
+pub async fn show_contract(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(bad_param(
+            "name",
+            "at most 200 characters, no control characters",
+        ));
+    }
+    let s = skyward_app::contracts::show(&app.db.ledger(), &name)
+        .await
+        .map_err(app_err)?;
+    Ok(json_response(StatusCode::OK, &s))
+}
+
+pub async fn commitments(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let state = crate::commitments::live_state(&app.db, now_ms().max(0) as u64)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, &state))
+}
+
+pub async fn ledger_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["at"])?;
+    let at = match p.get("at") {
+        Some(a) => Some(text_param(a, "at")?),
+        None => None,
+    };
+    let s = skyward_app::ledger::status(&app.db.ledger(), None, at.as_deref())
+        .await
+        .map_err(app_err)?;
+    Ok(json_response(StatusCode::OK, &s))
+}
+
+pub async fn ledger_imports(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let items = app
+        .db
+        .ledger()
+        .imports()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(IMPORTS_AT_ONCE_MAX);
+
+/// The body's chunks, read by the folder on a blocking thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
+}
+
+pub async fn ledger_import(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    use http_body_util::BodyExt;
+    authorize(&app, &headers, Scope::Admin).await?;
+    let p = params(q, &["name", "provider", "mode"])?;
+    let name = match p.get("name") {
+        Some(n) => text_param(n, "name")?,
+        None => {
+            return Err(bad_param(
+                "name",
+                "required: the file's name, for the record and for messages",
+            ))
+        }
+    };
+    let provider = match p.get("provider") {
+        Some(v) => Some(text_param(v, "provider")?),
+        None => None,
+    };
+    let mode = skyward_app::ledger::mode(p.get("mode").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad_param("mode", &e.to_string()))?;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "a FOCUS file through the API is at most {} GiB; split it by billing period",
+                IMPORT_BYTES_MAX >> 30
+            ),
+        )
+    };
+    if declared.is_some_and(|n| n > IMPORT_BYTES_MAX) {
+        return Err(too_large());
+    }
+    let _permit = IMPORTS.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "imports_busy",
+            format!("{IMPORTS_AT_ONCE_MAX} imports are running; try again when one ends"),
+        )
+    })?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let fold_name = name.clone();
+    let folding = tokio::task::spawn_blocking(move || {
+        skyward_app::ledger::fold(
+            ChannelReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+            },
+            &fold_name,
+            provider.as_deref(),
+            |_| {},
+        )
+    });
+    let mut body = body;
+    let mut total = 0u64;
+    let mut over = false;
+    let mut read_error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                let Ok(data) = f.into_data() else { continue };
+                total += data.len() as u64;
+                if total > IMPORT_BYTES_MAX {
+                    over = true;
+                    let _ = tx.send(Err(std::io::Error::other("body too large"))).await;
+                    break;
+                }
+                if tx.send(Ok(data)).await.is_err() {
+                    // The folder stopped (a bad row): its error is the answer.
+                    break;
+                }
+            }
+            Err(e) => {
+                read_error = Some(e.to_string());
+                let _ = tx.send(Err(std::io::Error::other("body cut"))).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let folded = folding.await.map_err(ApiError::internal)?;
+    if over {
+        return Err(too_large());
+    }
+    if let Some(e) = read_error {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("cannot read the body: {e}"),
+        ));
+    }
+    let folded = folded.map_err(app_err)?;
+    let imported = skyward_app::ledger::store(&app.db.ledger(), folded, mode, now_ms() / 1000)
+        .await
+        .map_err(app_err)?;
+    Ok(json_response(
+        if imported.already_imported {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &imported,
+    ))
+}
