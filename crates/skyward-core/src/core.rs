@@ -29,6 +29,11 @@ pub struct Config {
     /// with at most this many options whose gap the Lagrangian leaves
     /// open; 0 keeps every cycle deterministic.
     pub exact_options_max: usize,
+    /// An event (a submission, a run's end, a site or commitments change)
+    /// brings the next cycle forward to now, but cycles start at most this
+    /// often: under load, the events between two cycles are handled
+    /// together.
+    pub cycle_min_gap_ms: Millis,
 }
 
 impl Default for Config {
@@ -40,6 +45,7 @@ impl Default for Config {
             workloads_max: 1_000_000,
             commands_max: 10_000_000,
             exact_options_max: 2_000,
+            cycle_min_gap_ms: 5,
         }
     }
 }
@@ -176,6 +182,7 @@ pub struct Core {
     accelerators: AcceleratorTable,
     commitments: Vec<LiveCommitment>,
     last_cycle: Option<CycleReport>,
+    last_cycle_at: Option<Millis>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -205,6 +212,7 @@ impl Core {
             accelerators: AcceleratorTable::builtin(),
             commitments: Vec::new(),
             last_cycle: None,
+            last_cycle_at: None,
         }
     }
 
@@ -343,10 +351,16 @@ impl Core {
         self.commands.push_back(c);
     }
 
+    /// Something changed: a cycle soon (now, or `cycle_min_gap_ms` after
+    /// the last one), unless one is due sooner.
     fn wake(&mut self, now: Millis) {
-        if !self.pending.is_empty() && self.next_cycle.is_none() {
-            self.next_cycle = Some(now);
+        if self.pending.is_empty() {
+            return;
         }
+        let at = self
+            .last_cycle_at
+            .map_or(now, |t| (t + self.cfg.cycle_min_gap_ms).max(now));
+        self.next_cycle = Some(self.next_cycle.map_or(at, |c| c.min(at)));
     }
 
     fn transition(&mut self, id: WorkloadId, state: State, now: Millis) {
@@ -874,6 +888,7 @@ impl Core {
     ///    live state; the step-1 placement is its starting point and
     ///    fallback, so the cycle never does worse than the greedy order.
     fn schedule(&mut self, now: Millis) {
+        self.last_cycle_at = Some(now);
         let order: Vec<WorkloadId> = self
             .pending
             .iter()
@@ -1042,6 +1057,7 @@ impl Core {
                 }
             }
         }
+        let admitted_full = admitted.len() >= ADMITTED_PER_CYCLE_MAX;
         // Step 1 took capacity as it went; step 2 starts from the cycle's
         // free capacity again.
         for (_, si, need, _) in &admitted {
@@ -1201,9 +1217,15 @@ impl Core {
             placed_any = true;
         }
         // Nothing new can fit until something changes (an input wakes us);
-        // after a placement, look again next cycle.
+        // after a placement, look again next cycle; a cycle that stopped
+        // at its batch limit goes on at once.
         if placed_any && !self.pending.is_empty() {
-            self.next_cycle = Some(now + self.cfg.cycle_ms);
+            let next = if admitted_full {
+                now + self.cfg.cycle_min_gap_ms
+            } else {
+                now + self.cfg.cycle_ms
+            };
+            self.next_cycle = Some(self.next_cycle.map_or(next, |c| c.min(next)));
         }
     }
 

@@ -488,11 +488,12 @@ fn small_jobs_backfill_only_when_they_end_before_the_gang_can_start() {
     submit(&mut core, 0, 1, with_hours(job("H100:4", 1, 0), 10.0));
     core.handle_timeout(0);
     assert_eq!(start_all(&mut core, 0).len(), 1);
-    submit(&mut core, 1, 2, job("H100:8", 1, 5)); // gang, ahead of all below
-    submit(&mut core, 1, 3, with_hours(job("H100:4", 1, 0), 12.0));
-    submit(&mut core, 1, 4, job("H100:4", 1, 0));
-    submit(&mut core, 1, 5, with_hours(job("H100:4", 1, 0), 2.0));
-    core.handle_timeout(1);
+    // (Submitted after the cycles' minimum gap, so they get a cycle.)
+    submit(&mut core, 10, 2, job("H100:8", 1, 5)); // gang, ahead of all below
+    submit(&mut core, 10, 3, with_hours(job("H100:4", 1, 0), 12.0));
+    submit(&mut core, 10, 4, job("H100:4", 1, 0));
+    submit(&mut core, 10, 5, with_hours(job("H100:4", 1, 0), 2.0));
+    core.handle_timeout(10);
     let d: Vec<_> = std::iter::from_fn(|| core.poll_command())
         .filter_map(|c| match c {
             Command::Dispatch {
@@ -508,6 +509,37 @@ fn small_jobs_backfill_only_when_they_end_before_the_gang_can_start() {
             .get(skyward_core::REASON_RESERVED),
         Some(&1)
     );
+}
+
+/// Events bring the next cycle forward (a submission does not wait for
+/// `cycle_ms`), but cycles come at most every `cycle_min_gap_ms`, so a
+/// burst is placed together.
+#[test]
+fn events_trigger_cycles_batched_by_the_minimum_gap() {
+    let mut core = Core::new(Config {
+        cycle_ms: 1_000,
+        cycle_min_gap_ms: 5,
+        heartbeat_timeout_ms: u64::MAX / 4,
+        ..Config::default()
+    });
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 64, 4))
+        .unwrap();
+    submit(&mut core, 0, 1, job("H100:1", 1, 0));
+    submit(&mut core, 0, 2, job("A100:8", 1, 0)); // fits nowhere: stays queued
+    assert_eq!(core.poll_timeout(), Some(0));
+    core.handle_timeout(0);
+    assert_eq!(dispatches(&mut core).len(), 1);
+    // A submission 2 ms later is considered at 5 ms (the gap), not at
+    // 1,000 ms (the periodic cycle); three more in between join it.
+    submit(&mut core, 2, 3, job("H100:1", 1, 0));
+    assert_eq!(core.poll_timeout(), Some(5));
+    for id in 4..7 {
+        submit(&mut core, 3, id, job("H100:1", 1, 0));
+    }
+    core.handle_timeout(4);
+    assert!(dispatches(&mut core).is_empty());
+    core.handle_timeout(5);
+    assert_eq!(dispatches(&mut core).len(), 4);
 }
 
 #[test]

@@ -16,8 +16,29 @@ use tokio::sync::{watch, Notify};
 
 /// The live state is recomputed at least this often.
 pub const REFRESH_MS: u64 = 10_000;
-/// And at most this often (usage of many runs ending together).
-pub const REFRESH_MIN_GAP_MS: u64 = 200;
+/// The store is asked this often whether anything the live state reads
+/// changed (a new import, contracts version or run usage, from any
+/// replica): one cheap query.
+pub const CHANGE_POLL_MS: u64 = 250;
+/// Recomputations come at most this often (usage of many runs ending
+/// together is taken in together).
+pub const REFRESH_MIN_GAP_MS: u64 = 50;
+
+/// The live state the scheduler of this replica prices with (None when it
+/// does not lead), for `GET /v1/commitments`.
+#[derive(Default)]
+pub struct Shared(std::sync::Mutex<Option<LiveState>>);
+
+impl Shared {
+    pub fn set(&self, s: Option<LiveState>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = s;
+        }
+    }
+    pub fn get(&self) -> Option<LiveState> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+}
 
 /// The live state now, with the contract set's version (None: no
 /// contracts applied).
@@ -83,10 +104,13 @@ pub fn spawn_refresher(
     db: Db,
     clock: Arc<dyn crate::runtime::Clock>,
     kick: Arc<Notify>,
+    shared: Arc<Shared>,
 ) -> (watch::Receiver<LiveState>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(LiveState::default());
     let task = tokio::spawn(async move {
         let mut reported: Option<String> = None;
+        let mut seen = db.ledger_version().await.ok();
+        let mut last = clock.now_ms();
         loop {
             match live_state(&db, clock.now_ms()).await {
                 Ok(s) => {
@@ -96,19 +120,28 @@ pub fn spawn_refresher(
                         }
                         reported = s.error.clone();
                     }
+                    shared.set(Some(s.clone()));
                     if tx.send(s).is_err() {
                         return;
                     }
                 }
                 Err(e) => eprintln!("skyward: commitments' live state: {e}"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(REFRESH_MS)) => {}
-                _ = kick.notified() => {
-                    tokio::time::sleep(Duration::from_millis(REFRESH_MIN_GAP_MS)).await;
+            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_GAP_MS)).await;
+            // Until something it reads changed, or the period is over.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(CHANGE_POLL_MS)) => {}
+                    _ = kick.notified() => break,
+                    _ = tx.closed() => return,
                 }
-                _ = tx.closed() => return,
+                let now_version = db.ledger_version().await.ok();
+                if now_version != seen || clock.now_ms().saturating_sub(last) >= REFRESH_MS {
+                    seen = now_version;
+                    break;
+                }
             }
+            last = clock.now_ms();
         }
     });
     (rx, task)

@@ -418,6 +418,17 @@ impl Db {
         Ok(WriteTx { tx, _turn: turn })
     }
 
+    /// What the commitments' live state reads, as one comparable value:
+    /// the latest import, contracts version and run usage.
+    pub async fn ledger_version(&self) -> Result<(i64, i64, i64), DbError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM imports), (SELECT COALESCE(MAX(version), 0) FROM contract_sets), (SELECT COALESCE(MAX(id), 0) FROM usage)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+    }
+
     /// The ledger in this database (imports, charges, contracts), on the
     /// same pool.
     pub fn ledger(&self) -> skyward_store::Store {

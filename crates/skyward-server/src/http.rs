@@ -67,6 +67,9 @@ pub struct App {
     /// Secret values by name; names are what workloads reference, values
     /// are masked in logs served.
     pub secrets: Arc<BTreeMap<String, String>>,
+    /// The commitments' live state the scheduler uses, while this replica
+    /// leads.
+    pub live: Arc<crate::commitments::Shared>,
 }
 
 /// Who is asking: a token's user (its name), team and scope.

@@ -187,12 +187,22 @@ pub async fn show_contract(
     Ok(json_response(StatusCode::OK, &s))
 }
 
+/// The scheduler's own copy when this replica leads (`source:
+/// scheduler`), else computed from the store now (`source: store`).
 pub async fn commitments(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
-    let state = crate::commitments::live_state(&app.db, now_ms().max(0) as u64)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(json_response(StatusCode::OK, &state))
+    let (state, source) = match app.live.get() {
+        Some(s) => (s, "scheduler"),
+        None => (
+            crate::commitments::live_state(&app.db, now_ms().max(0) as u64)
+                .await
+                .map_err(ApiError::internal)?,
+            "store",
+        ),
+    };
+    let mut v = serde_json::to_value(&state).map_err(ApiError::internal)?;
+    v["source"] = json!(source);
+    Ok(json_response(StatusCode::OK, &v))
 }
 
 pub async fn ledger_status(

@@ -327,6 +327,8 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let exclusive = lock.is_some();
     let sched_metrics = metrics.clone();
     let sched_wake = wake.clone();
+    let live = Arc::new(commitments::Shared::default());
+    let sched_live = live.clone();
     // The scheduler has its own thread, runtime and connection pool: no
     // flood of requests can starve it of CPU or connections and cost it
     // the lease.
@@ -345,6 +347,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         cgroup_root,
         legacy_work_dir,
         secrets: scheduler_secrets,
+        live: sched_live.clone(),
     };
     let scheduler = spawn_scheduler(target.clone(), make_runtime, shutdown_rx.clone(), query_rx)?;
     let app = Arc::new(App {
@@ -361,6 +364,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         replica: replica.clone(),
         tokens: std::sync::Mutex::new(Default::default()),
         secrets,
+        live,
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;

@@ -53,6 +53,13 @@ const IDLE_POLL_MS: u64 = 100;
 /// halve the submissions a second). A submission waits for a cycle
 /// anyway (`cycle_ms`, 1 s by default).
 const INGEST_EVERY_MS: u64 = 50;
+/// When the last intake was small (an idle server), the next comes as soon
+/// as a submission wakes the loop, this long after the last at least: a
+/// lone submission starts in milliseconds, a stream of them is still
+/// taken in batches.
+const INGEST_IDLE_MS: u64 = 2;
+/// An intake of fewer submissions than this counts as idle.
+const INGEST_IDLE_BATCH: usize = 64;
 
 /// Questions the HTTP layer asks the scheduler (answered from the core).
 pub enum Query {
@@ -102,6 +109,8 @@ pub struct Runtime {
     pub legacy_work_dir: Option<PathBuf>,
     /// Secret values by name (from the config's `secrets:`).
     pub secrets: Arc<BTreeMap<String, String>>,
+    /// The commitments' live state while this replica leads.
+    pub live: Arc<crate::commitments::Shared>,
 }
 
 /// Why leading stopped.
@@ -246,6 +255,11 @@ struct Leading<'a> {
     /// Asks the refresher for a prompt update (a run's usage was stored).
     live_kick: Arc<Notify>,
     _live_task: AbortOnDrop,
+    /// Submissions the last intake took in (small: the server is idle).
+    last_intake: usize,
+    /// A dispatch was carried out this round: poll the executors again at
+    /// once for its start.
+    dispatched_now: bool,
 }
 
 /// Stops the refresher when leading ends.
@@ -376,6 +390,7 @@ impl Runtime {
             self.db.clone(),
             self.clock.clone(),
             live_kick.clone(),
+            self.live.clone(),
         );
         live.mark_unchanged();
         let mut l = Leading {
@@ -393,6 +408,8 @@ impl Runtime {
             live,
             live_kick,
             _live_task: AbortOnDrop(task),
+            last_intake: 0,
+            dispatched_now: false,
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -431,6 +448,7 @@ impl Runtime {
             self.sites.len()
         );
         let result = l.main_loop(shutdown, queries).await;
+        self.live.set(None);
         // Runs go on without us; the next leader adopts them.
         let mut detached = 0;
         for ex in l.executors.values_mut() {
@@ -593,7 +611,12 @@ impl Leading<'_> {
                     _ => return Ok(Stop::LostLease),
                 }
             }
-            if now.saturating_sub(last_ingest) >= INGEST_EVERY_MS {
+            let gap = if self.last_intake < INGEST_IDLE_BATCH {
+                INGEST_IDLE_MS
+            } else {
+                INGEST_EVERY_MS
+            };
+            if now.saturating_sub(last_ingest) >= gap {
                 self.ingest(now).await?;
                 last_ingest = now;
             }
@@ -618,12 +641,15 @@ impl Leading<'_> {
                 rt.clock.now_ms().saturating_sub(started) * 1000,
                 Ordering::Relaxed,
             );
-            let wait_ms = self
+            let mut wait_ms = self
                 .core
                 .poll_timeout()
                 .map(|t| t.saturating_sub(rt.clock.now_ms()))
                 .unwrap_or(IDLE_POLL_MS)
                 .min(IDLE_POLL_MS);
+            if std::mem::take(&mut self.dispatched_now) {
+                wait_ms = wait_ms.min(1);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                 _ = rt.wake.notified() => {}
@@ -707,9 +733,11 @@ impl Leading<'_> {
     async fn ingest(&mut self, now: Millis) -> Result<(), DbError> {
         let rt = self.rt;
         let mut after = 0;
+        self.last_intake = 0;
         loop {
             let batch = rt.db.new_submissions(after, INGEST_BATCH).await?;
             let n = batch.len();
+            self.last_intake += n;
             for (id, spec_json, team) in batch {
                 after = id;
                 let wid = WorkloadId(id as u64);
@@ -925,6 +953,7 @@ impl Leading<'_> {
             } => {
                 rt.metrics.placements.fetch_add(1, Ordering::Relaxed);
                 self.dispatched_at.insert(id, now);
+                self.dispatched_now = true;
                 let Some(ex) = self.executors.get_mut(&site) else {
                     return;
                 };

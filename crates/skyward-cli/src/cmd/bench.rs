@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Control-plane server: submissions per second through the HTTP API
     /// (SQLite, and PostgreSQL when given), durable writes.
     Submit(crate::cmd::bench_submit::SubmitBenchArgs),
+    /// Control-plane server: submit-to-start latency on an idle server with
+    /// free capacity (from the server's own timestamps).
+    Start(crate::cmd::bench_submit::StartBenchArgs),
     /// Inference gateway: added latency against direct and nginx, highest
     /// sustained rate, CPU per request, memory, streaming TTFT.
     Gateway(crate::cmd::bench_gateway::GatewayBenchArgs),
@@ -357,6 +360,7 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::Ledger(a) => ledger_bench(a),
         BenchCommand::Core(a) => core_bench(a),
         BenchCommand::Submit(a) => crate::cmd::bench_submit::run(a),
+        BenchCommand::Start(a) => crate::cmd::bench_submit::start_latency(a),
         BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),
         BenchCommand::GatewayLoad(a) => crate::cmd::bench_gateway::load(a),
     }
@@ -607,9 +611,21 @@ const BENCH_CONTRACTS: &str = "contracts:
 struct CoreBenchResult {
     pending: usize,
     sites: usize,
+    /// Cycles over full sites (every pending workload gets a reason).
     cycle_ms: Vec<f64>,
     cycle_median_ms: f64,
     dispatched_first_cycle: usize,
+    /// The first cycle (empty sites: the global assignment places what
+    /// fits), and its report: cost, proven bound, method.
+    first_cycle_ms: f64,
+    first_cycle: Option<skyward_core::core::CycleReport>,
+    /// Cycles after some runs end (a fifth of the sites get room back):
+    /// the global step re-solves only what the freed room can take.
+    refill_ms: Vec<f64>,
+    refill_median_ms: f64,
+    refill_placed: Vec<usize>,
+    /// Gap of each refill cycle's plan to its proven bound, percent.
+    refill_gap_pct: Vec<f64>,
     peak_rss_mib: f64,
 }
 
@@ -696,14 +712,115 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
         )
         .map_err(|e| CliError::Internal(format!("{e:?}")))?;
     }
+    // Two providers with commitments forecast to fall short, so the
+    // global step prices with live commitments.
+    core.handle(
+        0,
+        Input::Commitments {
+            live: vec![
+                skyward_core::LiveCommitment {
+                    name: "azure-macc".into(),
+                    provider: "azure".into(),
+                    discount_pct: 18.0,
+                    free_usd: Usd::from_dollars(20_000),
+                },
+                skyward_core::LiveCommitment {
+                    name: "gcp-cud".into(),
+                    provider: "gcp".into(),
+                    discount_pct: 28.0,
+                    free_usd: Usd::from_dollars(5_000),
+                },
+            ],
+        },
+    )
+    .map_err(|e| CliError::Internal(format!("{e:?}")))?;
     while core.poll_command().is_some() {}
     // First cycle: places what fits, leaving every site full.
+    let t0 = Instant::now();
     core.handle_timeout(0);
-    let mut dispatched = 0;
-    while let Some(c) = core.poll_command() {
-        if matches!(c, skyward_core::Command::Dispatch { .. }) {
-            dispatched += 1;
+    let first_cycle_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let first_cycle = core.last_cycle().cloned();
+    // Everything dispatched starts at once: (id, site, attempt).
+    let mut running: Vec<(WorkloadId, String, u32)> = Vec::new();
+    let take_dispatches =
+        |core: &mut Core, running: &mut Vec<(WorkloadId, String, u32)>, t: u64| {
+            let mut n = 0;
+            let mut new = Vec::new();
+            while let Some(c) = core.poll_command() {
+                if let skyward_core::Command::Dispatch {
+                    id, site, attempt, ..
+                } = c
+                {
+                    new.push((id, site, attempt));
+                    n += 1;
+                }
+            }
+            for (id, site, attempt) in new {
+                let _ = core.handle(
+                    t,
+                    Input::Started {
+                        id,
+                        site: site.clone(),
+                        attempt,
+                    },
+                );
+                running.push((id, site, attempt));
+            }
+            while core.poll_command().is_some() {}
+            n
+        };
+    let dispatched = take_dispatches(&mut core, &mut running, 0);
+    eprintln!(
+        "first cycle: {dispatched} placed in {first_cycle_ms:.0} ms; timing {} cycles after runs end …",
+        a.repeats
+    );
+    let mut refill_ms = Vec::new();
+    let mut refill_placed = Vec::new();
+    let mut refill_gap_pct = Vec::new();
+    let mut t_refill = 0;
+    for _ in 0..a.repeats {
+        t_refill += 1_000;
+        for i in 0..a.sites {
+            let _ = core.handle(
+                t_refill,
+                Input::Heartbeat {
+                    site: format!("site-{i:03}"),
+                },
+            );
         }
+        // A fifth of the sites: their oldest run ends.
+        for j in (0..a.sites).step_by(5) {
+            let name = format!("site-{j:03}");
+            if let Some(k) = running.iter().position(|r| r.1 == name) {
+                let (id, site, attempt) = running.remove(k);
+                let _ = core.handle(
+                    t_refill,
+                    Input::Finished {
+                        id,
+                        site,
+                        attempt,
+                        success: true,
+                        ended_at: None,
+                    },
+                );
+            }
+        }
+        while core.poll_command().is_some() {}
+        let t0 = Instant::now();
+        core.handle_timeout(t_refill + a.sites as u64);
+        refill_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if let Some(r) = core.last_cycle() {
+            refill_gap_pct.push(if r.cost_usd > 0.0 {
+                100.0 * (r.cost_usd - r.bound_usd).max(0.0) / r.cost_usd
+            } else {
+                0.0
+            });
+        }
+        refill_placed.push(take_dispatches(
+            &mut core,
+            &mut running,
+            t_refill + a.sites as u64,
+        ));
     }
     eprintln!(
         "first cycle dispatched {dispatched}; timing {} full cycles over {} pending …",
@@ -711,7 +828,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
         core.pending_count()
     );
     let mut times = Vec::new();
-    let mut t_ms = 0;
+    let mut t_ms = t_refill + 10_000;
     for _ in 0..a.repeats {
         t_ms += 1_000;
         // Keep sites alive and force a cycle.
@@ -751,38 +868,83 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
         while core.poll_command().is_some() {}
     }
     let mut sorted = times.clone();
+    let mut refill_sorted = refill_ms.clone();
     let r = CoreBenchResult {
         pending: core.pending_count(),
         sites: a.sites,
         cycle_median_ms: median(&mut sorted),
         cycle_ms: times,
         dispatched_first_cycle: dispatched,
+        first_cycle_ms,
+        first_cycle,
+        refill_median_ms: median(&mut refill_sorted),
+        refill_ms,
+        refill_placed,
+        refill_gap_pct,
         peak_rss_mib: peak_rss_mib(),
     };
     match a.output {
         Output::Json => outln!("{}", json(&r)?),
         Output::Table => {
+            let range = |v: &[f64]| {
+                format!(
+                    "{:.1}–{:.1}",
+                    v.iter().copied().fold(f64::INFINITY, f64::min),
+                    v.iter().copied().fold(0.0, f64::max)
+                )
+            };
             let mut t = Table::new(&[
-                "PENDING>",
-                "SITES>",
-                "CYCLE MEDIAN MS>",
-                "MIN MS>",
-                "MAX MS>",
-                "FIRST-CYCLE DISPATCHES>",
-                "PEAK RSS MIB>",
+                "CYCLE",
+                "MEDIAN MS>",
+                "RANGE MS>",
+                "PLACED>",
+                "GAP TO BOUND>",
+            ]);
+            let first_gap = r
+                .first_cycle
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{:.3} % ({})",
+                        if c.cost_usd > 0.0 {
+                            100.0 * (c.cost_usd - c.bound_usd).max(0.0) / c.cost_usd
+                        } else {
+                            0.0
+                        },
+                        c.method
+                    )
+                })
+                .unwrap_or_default();
+            t.row(vec![
+                "first (empty sites, global assignment)".into(),
+                format!("{:.1}", r.first_cycle_ms),
+                "-".into(),
+                r.dispatched_first_cycle.to_string(),
+                first_gap,
             ]);
             t.row(vec![
-                r.pending.to_string(),
-                r.sites.to_string(),
-                format!("{:.1}", r.cycle_median_ms),
+                "after runs end (a fifth of sites freed)".into(),
+                format!("{:.1}", r.refill_median_ms),
+                range(&r.refill_ms),
+                format!("{:?}", r.refill_placed),
                 format!(
-                    "{:.1}",
-                    r.cycle_ms.iter().copied().fold(f64::INFINITY, f64::min)
+                    "max {:.3} %",
+                    r.refill_gap_pct.iter().copied().fold(0.0, f64::max)
                 ),
-                format!("{:.1}", r.cycle_ms.iter().copied().fold(0.0, f64::max)),
-                r.dispatched_first_cycle.to_string(),
-                format!("{:.1}", r.peak_rss_mib),
             ]);
+            t.row(vec![
+                "full sites (reasons for all)".into(),
+                format!("{:.1}", r.cycle_median_ms),
+                range(&r.cycle_ms),
+                "0".into(),
+                "-".into(),
+            ]);
+            outln!(
+                "{} pending over {} sites; peak RSS {:.0} MiB",
+                r.pending,
+                r.sites,
+                r.peak_rss_mib
+            );
             out!("{}", t.render());
         }
     }

@@ -413,3 +413,143 @@ pub fn run(a: &SubmitBenchArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct StartBenchArgs {
+    /// Workloads submitted, one at a time (each waits for the last to
+    /// start).
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Serialize)]
+struct StartResult {
+    requests: usize,
+    /// Submission stored → run started, by the server's own clock.
+    p50_ms: f64,
+    p99_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    /// Submit call answered (201) → run started, as the client saw it.
+    client_p50_ms: f64,
+    fsyncs_per_second: f64,
+    load_start: f64,
+    load_end: f64,
+}
+
+/// Submit-to-start on an idle `skyward up` (its local sites have free
+/// capacity): each workload (`true` on one H100) is submitted when the
+/// last one has started; the latency is the server's submission time to
+/// its `running` event.
+pub fn start_latency(a: &StartBenchArgs) -> Result<(), CliError> {
+    if a.requests == 0 || a.requests > 100_000 {
+        return Err(CliError::Input("--requests: 1 to 100000".into()));
+    }
+    let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
+    let fsyncs_per_second = fsync_rate(dir.path());
+    let load_start = load_average();
+    let (server, port) = start_server(dir.path(), None)?;
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+        .map_err(|e| CliError::Io(format!("admin token: {e}")))?
+        .trim()
+        .to_string();
+    let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let mut server_ms = Vec::with_capacity(a.requests);
+    let mut client_ms = Vec::with_capacity(a.requests);
+    rt.block_on(async {
+        for i in 0..a.requests {
+            let body =
+                format!("{{\"name\":\"start-{i}\",\"accelerators\":\"H100:1\",\"run\":\"true\"}}");
+            let r = client
+                .request(
+                    "POST",
+                    "/v1/workloads",
+                    Some(("application/json", body.into_bytes())),
+                    &[("idempotency-key", format!("start-{i}"))],
+                )
+                .await
+                .map_err(|e| CliError::Io(e.to_string()))?;
+            let answered = Instant::now();
+            if r.status != 201 {
+                return Err(CliError::Io(r.error_text()));
+            }
+            let id = r.json().and_then(|v| v["id"].as_i64()).unwrap_or(0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let w = client
+                    .request("GET", &format!("/v1/workloads/{id}"), None, &[])
+                    .await
+                    .map_err(|e| CliError::Io(e.to_string()))?;
+                let v = w.json().unwrap_or_default();
+                let started = v["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["state"] == "running")
+                    .and_then(|e| e["at_ms"].as_i64());
+                if let Some(at) = started {
+                    client_ms.push(answered.elapsed().as_secs_f64() * 1e3);
+                    let submitted = v["submitted_at_ms"].as_i64().unwrap_or(at);
+                    server_ms.push((at - submitted) as f64);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(CliError::Io(format!(
+                        "workload {id} did not start within 30 s: {}",
+                        v["state"]
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        Ok(())
+    })?;
+    drop(server);
+    server_ms.sort_by(f64::total_cmp);
+    client_ms.sort_by(f64::total_cmp);
+    let r = StartResult {
+        requests: a.requests,
+        p50_ms: percentile(&server_ms, 0.5),
+        p99_ms: percentile(&server_ms, 0.99),
+        min_ms: server_ms.first().copied().unwrap_or(0.0),
+        max_ms: server_ms.last().copied().unwrap_or(0.0),
+        client_p50_ms: percentile(&client_ms, 0.5),
+        fsyncs_per_second,
+        load_start,
+        load_end: load_average(),
+    };
+    match a.output {
+        Output::Json => outln!("{}", json(&r)?),
+        Output::Table => {
+            let mut t = Table::new(&[
+                "REQUESTS>",
+                "P50 MS>",
+                "P99 MS>",
+                "MIN MS>",
+                "MAX MS>",
+                "CLIENT P50 MS>",
+                "FSYNC/S>",
+                "LOAD>",
+            ]);
+            t.row(vec![
+                r.requests.to_string(),
+                format!("{:.0}", r.p50_ms),
+                format!("{:.0}", r.p99_ms),
+                format!("{:.0}", r.min_ms),
+                format!("{:.0}", r.max_ms),
+                format!("{:.1}", r.client_p50_ms),
+                format!("{:.0}", r.fsyncs_per_second),
+                format!("{:.1}–{:.1}", r.load_start, r.load_end),
+            ]);
+            out!("{}", t.render());
+        }
+    }
+    Ok(())
+}
