@@ -165,7 +165,7 @@ struct Site {
     alive: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Core {
     cfg: Config,
     workloads: BTreeMap<WorkloadId, Workload>,
@@ -1461,7 +1461,7 @@ pub const HOURS_UNKNOWN: f64 = 1.0;
 pub const ADMITTED_PER_CYCLE_MAX: usize = 4_096;
 
 /// Workloads that waited only for capacity offered to the global step.
-pub const WAITING_PER_CYCLE_MAX: usize = 512;
+pub const WAITING_PER_CYCLE_MAX: usize = 64;
 
 /// The list cost of a gang: price × accelerators × hours.
 fn list_usd(price: Usd, need: u32, hours: f64) -> f64 {
