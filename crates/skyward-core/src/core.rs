@@ -750,47 +750,52 @@ impl Core {
         Some((hours * scale * 3_600_000.0).ceil() as Millis)
     }
 
-    /// When the work now on `site` ends, by its walltime: (end, accelerators)
-    /// with `None` for a run without one (it may never end).
-    fn site_ends(&self, site: &str, now: Millis) -> Vec<(Option<Millis>, u32)> {
-        let accelerator = self
-            .sites
-            .get(site)
-            .and_then(|s| s.spec.as_ref())
-            .map(|s| s.accelerator.as_str())
-            .unwrap_or("");
-        self.workloads
-            .values()
-            .filter_map(|w| match &w.state {
-                State::Dispatched {
-                    site: s,
-                    accelerators,
-                } if s == site => Some((
-                    self.walltime_ms(w, accelerator).map(|t| now + t),
-                    *accelerators,
-                )),
+    /// When the work now on each site ends, by its walltime: site →
+    /// (end, accelerators), with `None` for a run without one (it may
+    /// never end). One pass over the workloads, once per cycle.
+    fn site_ends(&self, now: Millis) -> BTreeMap<&str, Vec<(Option<Millis>, u32)>> {
+        let mut out: BTreeMap<&str, Vec<(Option<Millis>, u32)>> = BTreeMap::new();
+        for w in self.workloads.values() {
+            let (site, accelerators, since) = match &w.state {
+                State::Dispatched { site, accelerators } => (site, *accelerators, None),
                 State::Running {
-                    site: s,
+                    site,
                     accelerators,
                     since,
-                } if s == site => Some((
-                    self.walltime_ms(w, accelerator)
-                        .map(|t| (since + t).max(now)),
-                    *accelerators,
-                )),
-                _ => None,
-            })
-            .collect()
+                } => (site, *accelerators, Some(*since)),
+                _ => continue,
+            };
+            let accelerator = self
+                .sites
+                .get(site)
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| s.accelerator.as_str())
+                .unwrap_or("");
+            let end = self.walltime_ms(w, accelerator).map(|t| match since {
+                Some(since) => (since + t).max(now),
+                None => now + t,
+            });
+            out.entry(site.as_str())
+                .or_default()
+                .push((end, accelerators));
+        }
+        out
     }
 
     /// The reservation a gang needing `need` accelerators would hold on
     /// `site`: when enough of it frees up by the walltimes of what runs
     /// there (EASY backfill's shadow time; `None` if that depends on a run
     /// without a walltime), and how many accelerators will be spare then.
-    fn reservation(&self, site: &str, need: u32, now: Millis) -> Option<Reservation> {
+    fn reservation(
+        &self,
+        site: &str,
+        need: u32,
+        now: Millis,
+        ends: &[(Option<Millis>, u32)],
+    ) -> Option<Reservation> {
         let s = self.sites.get(site)?;
         let cap = s.spec.as_ref()?.accelerators;
-        let mut ends = self.site_ends(site, now);
+        let mut ends = ends.to_vec();
         ends.sort_by_key(|(t, _)| t.unwrap_or(Millis::MAX));
         let mut free = cap.saturating_sub(s.used);
         let mut shadow = Some(now);
@@ -943,6 +948,11 @@ impl Core {
         // next one.
         let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
         let mut reserved: BTreeMap<String, Reservation> = BTreeMap::new();
+        // When each site's runs end (computed once, at the first gang that
+        // must wait). Step 1's own placements are not in it: their
+        // capacity counts as held until the next cycle, which only ever
+        // makes a reservation later, never lets work jump ahead of a gang.
+        let mut ends_by_site: Option<BTreeMap<String, Vec<(Option<Millis>, u32)>>> = None;
         // (workload, site index, accelerators, walltime) in queue order.
         let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
         // Waited only for capacity: the global step may find them room.
@@ -1031,11 +1041,18 @@ impl Core {
                 None => {
                     // Hold the site where it can start soonest (known
                     // times first, then cost, then name).
+                    let ends = ends_by_site.get_or_insert_with(|| {
+                        self.site_ends(now)
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect::<BTreeMap<String, Vec<(Option<Millis>, u32)>>>()
+                    });
                     let pick = full
                         .iter()
                         .filter(|(_, n, _)| !reserved.contains_key(n))
                         .filter_map(|(cost, n, need)| {
-                            self.reservation(n, *need, now).map(|r| {
+                            let e = ends.get(n).map(Vec::as_slice).unwrap_or(&[]);
+                            self.reservation(n, *need, now, e).map(|r| {
                                 (
                                     (r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), n.clone()),
                                     r,
