@@ -53,13 +53,13 @@ const IDLE_POLL_MS: u64 = 100;
 /// halve the submissions a second). A submission waits for a cycle
 /// anyway (`cycle_ms`, 1 s by default).
 const INGEST_EVERY_MS: u64 = 50;
-/// When the last intake was small (an idle server), the next comes as soon
-/// as a submission wakes the loop, this long after the last at least: a
-/// lone submission starts in milliseconds, a stream of them is still
-/// taken in batches.
+/// When submissions arrive slowly (an idle server), the next intake comes
+/// as soon as a submission wakes the loop, this long after the last at
+/// least: a lone submission starts in milliseconds, while a stream of them
+/// is still taken in batches (each intake is a transaction).
 const INGEST_IDLE_MS: u64 = 2;
-/// An intake of fewer submissions than this counts as idle.
-const INGEST_IDLE_BATCH: usize = 64;
+/// Slowly: fewer than this many submissions a second over the last intake.
+const INGEST_IDLE_RATE_PER_S: u64 = 100;
 
 /// Questions the HTTP layer asks the scheduler (answered from the core).
 pub enum Query {
@@ -255,8 +255,8 @@ struct Leading<'a> {
     /// Asks the refresher for a prompt update (a run's usage was stored).
     live_kick: Arc<Notify>,
     _live_task: AbortOnDrop,
-    /// Submissions the last intake took in (small: the server is idle).
-    last_intake: usize,
+    /// Submissions a second over the last intake (low: the server is idle).
+    intake_rate: u64,
     /// A dispatch was carried out this round: poll the executors again at
     /// once for its start.
     dispatched_now: bool,
@@ -408,7 +408,7 @@ impl Runtime {
             live,
             live_kick,
             _live_task: AbortOnDrop(task),
-            last_intake: 0,
+            intake_rate: 0,
             dispatched_now: false,
         };
         // Sites register with the runs they still have; runs that ended or
@@ -611,13 +611,14 @@ impl Leading<'_> {
                     _ => return Ok(Stop::LostLease),
                 }
             }
-            let gap = if self.last_intake < INGEST_IDLE_BATCH {
+            let gap = if self.intake_rate < INGEST_IDLE_RATE_PER_S {
                 INGEST_IDLE_MS
             } else {
                 INGEST_EVERY_MS
             };
             if now.saturating_sub(last_ingest) >= gap {
-                self.ingest(now).await?;
+                let taken = self.ingest(now).await?;
+                self.intake_rate = taken as u64 * 1000 / now.saturating_sub(last_ingest).max(1);
                 last_ingest = now;
             }
             if self.live.has_changed().unwrap_or(false) {
@@ -730,14 +731,15 @@ impl Leading<'_> {
     }
 
     /// Takes in new submissions and cancel requests from the store.
-    async fn ingest(&mut self, now: Millis) -> Result<(), DbError> {
+    /// Returns how many it took in.
+    async fn ingest(&mut self, now: Millis) -> Result<usize, DbError> {
         let rt = self.rt;
         let mut after = 0;
-        self.last_intake = 0;
+        let mut taken = 0;
         loop {
             let batch = rt.db.new_submissions(after, INGEST_BATCH).await?;
             let n = batch.len();
-            self.last_intake += n;
+            taken += n;
             for (id, spec_json, team) in batch {
                 after = id;
                 let wid = WorkloadId(id as u64);
@@ -761,7 +763,7 @@ impl Leading<'_> {
                         self.teams.insert(wid, team);
                         self.submitted_at.insert(wid, now);
                     }
-                    Err(skyward_core::Rejected::Full) => return Ok(()),
+                    Err(skyward_core::Rejected::Full) => return Ok(taken),
                     Err(_) => {}
                 }
             }
@@ -780,7 +782,7 @@ impl Leading<'_> {
                 },
             );
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Drains the core: persists every write of a round, then acts.

@@ -38,6 +38,10 @@ pub struct SubmitBenchArgs {
     /// for each run and dropped after.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// Run the server from another `skyward` binary (an older build, side
+    /// by side with this one).
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<std::path::PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -148,12 +152,16 @@ fn counter(page: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn start_server(
+fn start_server_bin(
     dir: &std::path::Path,
     database_url: Option<&str>,
+    bin: Option<&std::path::Path>,
 ) -> Result<(ServerProc, u16), CliError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::Io(format!("cannot find this program: {e}")))?;
+    let exe = match bin {
+        Some(b) => b.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| CliError::Io(format!("cannot find this program: {e}")))?,
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| CliError::Io(e.to_string()))?
@@ -205,7 +213,7 @@ fn one_run(
     let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
     let fsyncs_per_second = fsync_rate(dir.path());
     let load_start = load_average();
-    let (server, port) = start_server(dir.path(), database_url)?;
+    let (server, port) = start_server_bin(dir.path(), database_url, a.server_bin.as_deref())?;
     let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
         .map_err(|e| CliError::Io(format!("admin token: {e}")))?
         .trim()
@@ -420,6 +428,10 @@ pub struct StartBenchArgs {
     /// start).
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// Run the server from another `skyward` binary (an older build, side
+    /// by side with this one).
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<std::path::PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -450,7 +462,7 @@ pub fn start_latency(a: &StartBenchArgs) -> Result<(), CliError> {
     let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
     let fsyncs_per_second = fsync_rate(dir.path());
     let load_start = load_average();
-    let (server, port) = start_server(dir.path(), None)?;
+    let (server, port) = start_server_bin(dir.path(), None, a.server_bin.as_deref())?;
     let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
         .map_err(|e| CliError::Io(format!("admin token: {e}")))?
         .trim()
