@@ -952,7 +952,7 @@ impl Core {
         // must wait). Step 1's own placements are not in it: their
         // capacity counts as held until the next cycle, which only ever
         // makes a reservation later, never lets work jump ahead of a gang.
-        let mut ends_by_site: Option<BTreeMap<String, Vec<(Option<Millis>, u32)>>> = None;
+        let mut ends_by_site: Option<BTreeMap<String, SiteEnds>> = None;
         // (workload, site index, accelerators, walltime) in queue order.
         let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
         // Waited only for capacity: the global step may find them room.
@@ -1045,7 +1045,7 @@ impl Core {
                         self.site_ends(now)
                             .into_iter()
                             .map(|(k, v)| (k.to_string(), v))
-                            .collect::<BTreeMap<String, Vec<(Option<Millis>, u32)>>>()
+                            .collect::<BTreeMap<String, SiteEnds>>()
                     });
                     let pick = full
                         .iter()
@@ -1493,6 +1493,9 @@ fn work_hours(walltime_ms: Option<Millis>, relative_h: f64) -> f64 {
         None => relative_h * HOURS_UNKNOWN,
     }
 }
+
+/// When a site's runs end: (end by walltime, or None; accelerators).
+type SiteEnds = Vec<(Option<Millis>, u32)>;
 
 /// The global step of the last cycle.
 #[derive(Debug, Clone, PartialEq, Serialize)]

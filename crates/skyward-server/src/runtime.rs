@@ -58,8 +58,10 @@ const INGEST_EVERY_MS: u64 = 50;
 /// least: a lone submission starts in milliseconds, while a stream of them
 /// is still taken in batches (each intake is a transaction).
 const INGEST_IDLE_MS: u64 = 2;
-/// Slowly: fewer than this many submissions a second over the last intake.
+/// Slowly: fewer than this many submissions a second, counted over
+/// windows of [`INGEST_RATE_WINDOW_MS`].
 const INGEST_IDLE_RATE_PER_S: u64 = 100;
+const INGEST_RATE_WINDOW_MS: u64 = 1_000;
 
 /// Questions the HTTP layer asks the scheduler (answered from the core).
 pub enum Query {
@@ -255,8 +257,10 @@ struct Leading<'a> {
     /// Asks the refresher for a prompt update (a run's usage was stored).
     live_kick: Arc<Notify>,
     _live_task: AbortOnDrop,
-    /// Submissions a second over the last intake (low: the server is idle).
+    /// Submissions a second over the last full window (low: the server
+    /// is idle), and the current window: (start, submissions so far).
     intake_rate: u64,
+    intake_window: (Millis, u64),
     /// A dispatch was carried out this round: poll the executors again at
     /// once for its start.
     dispatched_now: bool,
@@ -409,6 +413,7 @@ impl Runtime {
             live_kick,
             _live_task: AbortOnDrop(task),
             intake_rate: 0,
+            intake_window: (0, 0),
             dispatched_now: false,
         };
         // Sites register with the runs they still have; runs that ended or
@@ -617,8 +622,19 @@ impl Leading<'_> {
                 INGEST_EVERY_MS
             };
             if now.saturating_sub(last_ingest) >= gap {
-                let taken = self.ingest(now).await?;
-                self.intake_rate = taken as u64 * 1000 / now.saturating_sub(last_ingest).max(1);
+                let taken = self.ingest(now).await? as u64;
+                let (start, rows) = self.intake_window;
+                let elapsed = now.saturating_sub(start);
+                if elapsed >= INGEST_RATE_WINDOW_MS {
+                    self.intake_rate = (rows + taken) * 1000 / elapsed.max(1);
+                    self.intake_window = (now, 0);
+                } else {
+                    self.intake_window = (start, rows + taken);
+                    // A burst inside the window counts at once.
+                    self.intake_rate = self
+                        .intake_rate
+                        .max((rows + taken) * 1000 / INGEST_RATE_WINDOW_MS);
+                }
                 last_ingest = now;
             }
             if self.live.has_changed().unwrap_or(false) {
