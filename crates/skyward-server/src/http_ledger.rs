@@ -26,6 +26,10 @@ use std::sync::Arc;
 /// bounded by the folded buckets, not by the file).
 pub const IMPORT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 
+/// After refusing a file mid-way, this much more of the body is read and
+/// dropped, so a client still sending gets the refusal.
+pub const DRAIN_AFTER_REFUSAL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Imports folding at once (each holds up to a few hundred MiB of
 /// buckets); more get 429.
 pub const IMPORTS_AT_ONCE_MAX: usize = 2;
@@ -333,7 +337,16 @@ pub async fn ledger_import(
                     break;
                 }
                 if tx.send(Ok(data)).await.is_err() {
-                    // The folder stopped (a bad row): its error is the answer.
+                    // The folder stopped (a bad row): its error is the
+                    // answer. Read on a little, so a client still sending
+                    // gets it instead of a closed connection.
+                    let mut drained = 0u64;
+                    while drained < DRAIN_AFTER_REFUSAL_BYTES {
+                        match body.frame().await {
+                            Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len() as u64),
+                            _ => break,
+                        }
+                    }
                     break;
                 }
             }

@@ -82,6 +82,8 @@ impl Backend {
 
 /// The runs' own charges (`skyward_ledger::runs`) count only for days no
 /// imported bill of their provider covers: the bill has the same usage.
+/// (Only where the runs have records at all: a standalone ledger reads
+/// without the clause.)
 const RUNS_NOT_SUPERSEDED_DAILY: &str = "NOT (billing_account = 'skyward:runs' AND EXISTS (SELECT 1 FROM charges_daily o WHERE o.provider = charges_daily.provider AND o.day = charges_daily.day AND o.billing_account <> 'skyward:runs'))";
 const RUNS_NOT_SUPERSEDED_HOURLY: &str = "NOT (partition LIKE '%|skyward:runs|%' AND EXISTS (SELECT 1 FROM charges_daily o WHERE o.provider = usage_hourly.provider AND o.day = usage_hourly.hour / 24 AND o.billing_account <> 'skyward:runs'))";
 
@@ -216,10 +218,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `INSERT INTO table (cols) VALUES ($1, …), (…)` for `rows` rows of
-/// `cols` values: numbered placeholders, which both backends read (sqlx's
-/// query builder writes `?` for `Any`, which PostgreSQL does not).
-fn insert_sql(table_and_columns: &str, rows: usize, cols: usize) -> String {
+/// `INSERT INTO table (cols) VALUES (…), (…)` for `rows` rows of `cols`
+/// values, with each backend's positional placeholders: `?` for SQLite
+/// (its `$N` are named parameters, looked up one by one: quadratic in a
+/// 27,000-value batch), `$N` for PostgreSQL (sqlx's query builder writes
+/// `?` for `Any`, which PostgreSQL does not read).
+fn insert_sql(backend: Backend, table_and_columns: &str, rows: usize, cols: usize) -> String {
     use std::fmt::Write;
     let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
     let mut n = 0;
@@ -227,7 +231,11 @@ fn insert_sql(table_and_columns: &str, rows: usize, cols: usize) -> String {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..cols {
             n += 1;
-            let _ = write!(sql, "{}${n}", if c == 0 { "" } else { ", " });
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = match backend {
+                Backend::Sqlite => write!(sql, "{sep}?"),
+                Backend::Postgres => write!(sql, "{sep}${n}"),
+            };
         }
         sql.push(')');
     }
@@ -256,7 +264,7 @@ impl FileHash {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ImportRecord {
     pub id: i64,
     pub file_name: String,
@@ -420,6 +428,17 @@ impl Store {
         self.backend
     }
 
+    /// Whether the control plane's runs have their own record here (the
+    /// `imports` row its charges belong to).
+    async fn has_runs(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM imports WHERE sha256 = 'skyward:runs'")
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
     /// A write transaction; on SQLite it takes the write lock at BEGIN, so
     /// it waits its turn instead of failing on a lock upgrade when other
     /// writers share the database.
@@ -559,6 +578,7 @@ impl Store {
         let daily: Vec<_> = agg.daily.iter().collect();
         for chunk in daily.chunks(INSERT_BATCH_ROWS) {
             let sql = insert_sql(
+                self.backend,
                 "charges_daily (import_id, partition, day, provider, billing_account, region, service, sku, category, pricing_category, commitment_id, commitment_status, billed_nanos, effective_nanos, list_nanos, contracted_nanos, rows, tags)",
                 chunk.len(),
                 18,
@@ -590,6 +610,7 @@ impl Store {
         let hourly: Vec<_> = agg.hourly.iter().collect();
         for chunk in hourly.chunks(INSERT_BATCH_ROWS * 2 - 500) {
             let sql = insert_sql(
+                self.backend,
                 "usage_hourly (import_id, partition, hour, provider, pricing_category, region, sku, quantity_nanos, billed_nanos, effective_nanos, list_nanos, rows)",
                 chunk.len(),
                 12,
@@ -629,7 +650,12 @@ impl Store {
             hashes.sort_unstable();
             hashes.dedup();
             for chunk in hashes.chunks(INSERT_BATCH_ROWS * 10) {
-                let sql = insert_sql("partition_fingerprints (part_id, hash)", chunk.len(), 2);
+                let sql = insert_sql(
+                    self.backend,
+                    "partition_fingerprints (part_id, hash)",
+                    chunk.len(),
+                    2,
+                );
                 let mut q = sqlx::query(&sql);
                 for h in chunk {
                     q = q.bind(part_id).bind(*h as i64);
@@ -681,9 +707,14 @@ impl Store {
         } else {
             ("'', ''", "")
         };
+        let runs_rule = if self.has_runs().await? {
+            RUNS_NOT_SUPERSEDED_DAILY
+        } else {
+            "1 = 1"
+        };
         let sql = format!(
             "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, CAST(SUM(billed_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(list_nanos) AS BIGINT), {extra} \
-             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 AND {RUNS_NOT_SUPERSEDED_DAILY} \
+             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 AND {runs_rule} \
              GROUP BY day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status{group} \
              ORDER BY day, provider, region, service, sku, category"
         );
@@ -750,10 +781,15 @@ impl Store {
         // totals: two plain aggregations instead of one that tests every
         // row against the cells twice.
         let b = self.backend;
+        let runs_rule = if self.has_runs().await? {
+            RUNS_NOT_SUPERSEDED_HOURLY
+        } else {
+            "1 = 1"
+        };
         let totals = sqlx::query(&format!(
             "SELECT hour, provider, CAST(SUM(list_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(quantity_nanos) AS BIGINT), COUNT(*) \
              FROM usage_hourly \
-             WHERE pricing_category IN ('Standard', '') AND provider {} AND {RUNS_NOT_SUPERSEDED_HOURLY} \
+             WHERE pricing_category IN ('Standard', '') AND provider {} AND {runs_rule} \
              GROUP BY hour, provider",
             b.in_text_list("$1")
         ))
@@ -777,7 +813,7 @@ impl Store {
                  WHERE pricing_category IN ('Standard', '') AND provider {} \
                    AND provider {} \
                    AND (provider || '|' || lower(region) || '|' || lower(sku)) {} \
-                   AND {RUNS_NOT_SUPERSEDED_HOURLY} \
+                   AND {runs_rule} \
                  GROUP BY hour, provider, region, sku",
                 b.in_text_list("$1"),
                 b.in_text_list("$3"),

@@ -139,6 +139,12 @@ fn apply(a: &ApplyArgs) -> Result<(), CliError> {
                     "--by with --server: the server records the token's user".into(),
                 ));
             }
+            if text.len() > skyward_server::http::BODY_BYTES_MAX {
+                return Err(CliError::Input(format!(
+                    "{shown}: a server takes contracts files up to {} KiB",
+                    skyward_server::http::BODY_BYTES_MAX / 1024
+                )));
+            }
             let r = rt
                 .block_on(c.request(
                     "PUT",

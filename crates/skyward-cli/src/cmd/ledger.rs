@@ -272,7 +272,7 @@ pub struct DbArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Ask a Skyward server instead (its database holds the ledger beside
-    /// the work): import, imports, status, live and `skyward contracts`.
+    /// the work): import, imports, status and `skyward contracts`.
     #[arg(long, value_name = "URL", conflicts_with = "db")]
     pub server: Option<String>,
     /// API token for --server (default: $SKYWARD_TOKEN, else the admin
@@ -339,7 +339,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn local_only(db: &DbArgs, what: &str) -> Result<(), CliError> {
     if db.server.is_some() {
         return Err(CliError::Input(format!(
-            "`skyward ledger {what}` reads a ledger database directly (--db FILE, or --db postgres://…, which may be a server's own database); --server works with import, imports, status and live, and with `skyward contracts`"
+            "`skyward ledger {what}` reads a ledger database directly (--db FILE, or --db postgres://…, which may be a server's own database); --server works with import, imports and status, and with `skyward contracts`"
         )));
     }
     Ok(())
@@ -547,9 +547,22 @@ pub fn percent(v: &str) -> String {
 }
 
 fn imports(a: &DbArgs) -> Result<(), CliError> {
-    let db = db_path(a.db.as_deref())?;
     let rt = runtime()?;
-    let list = rt.block_on(async { Store::open(&db).await?.imports().await })?;
+    let (list, db): (Vec<skyward_store::ImportRecord>, String) = match a.server_client()? {
+        Some(c) => {
+            let v = crate::cmd::client::get(&rt, &c, "/v1/ledger/imports")?;
+            (
+                serde_json::from_value(v["items"].clone())
+                    .map_err(|e| CliError::Io(format!("the server's answer: {e}")))?,
+                c.base().to_string(),
+            )
+        }
+        None => {
+            let db = db_path(a.db.as_deref())?;
+            let list = rt.block_on(async { Store::open(&db).await?.imports().await })?;
+            (list, db.display().to_string())
+        }
+    };
     match a.output {
         Output::Json => outln!("{}", json(&list)?),
         Output::Table => {
@@ -565,7 +578,7 @@ fn imports(a: &DbArgs) -> Result<(), CliError> {
                 ]);
             }
             out!("{}", t.render());
-            eprintln!("({} imports in {})", list.len(), db.display());
+            eprintln!("({} imports in {})", list.len(), db);
         }
     }
     Ok(())
