@@ -92,6 +92,9 @@ enum Command {
     /// Usage records (accelerator-hours × price per run); `--format focus`
     /// for `skyward ledger import`.
     Usage(cmd::client::UsageArgs),
+    /// The commitments' live state the scheduler prices placements with:
+    /// burned, forecast, and what is free at the margin.
+    Commitments(cmd::client::Conn),
     /// API tokens.
     #[command(subcommand)]
     Token(cmd::server::TokenCommand),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Sites(a) => cmd::client::sites(&a),
         Command::Queue(a) => cmd::client::queue(&a),
         Command::Usage(a) => cmd::client::usage(&a),
+        Command::Commitments(a) => cmd::client::commitments(&a),
         Command::Token(t) => cmd::server::run_token(&t),
         Command::Gateway(g) => cmd::gateway::run(&g),
     };

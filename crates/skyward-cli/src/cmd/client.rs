@@ -442,6 +442,66 @@ pub fn logs(a: &LogsArgs) -> Result<(), CliError> {
     }
 }
 
+/// `skyward commitments`: `GET /v1/commitments` as a table.
+pub fn commitments(a: &Conn) -> Result<(), CliError> {
+    let c = connect(a)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let v = get(&rt, &c, "/v1/commitments")?;
+    match a.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => {
+            let usd = |x: &Value| {
+                x.as_f64()
+                    .and_then(skyward_model::Usd::from_f64_rounded)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            match v["contracts_version"].as_i64() {
+                Some(n) => outln!(
+                    "live commitments from contracts v{n}, forecast from {} ({})",
+                    s(&v["forecast_from"]),
+                    if v["source"] == "scheduler" {
+                        "what the scheduler uses now"
+                    } else {
+                        "computed from the store; this replica does not schedule"
+                    }
+                ),
+                None => outln!(
+                    "no contracts applied: placement is by price alone (`skyward contracts apply FILE --server URL`)"
+                ),
+            }
+            if let Some(e) = v["error"].as_str() {
+                outln!("warning: the stored contracts do not parse: {e}");
+            }
+            let mut t = Table::new(&[
+                "commitment",
+                "provider",
+                "committed>",
+                "burned>",
+                "forecast P50>",
+                "free now>",
+                "discount>",
+                "ends",
+            ]);
+            for x in v["commitments"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    s(&x["name"]),
+                    s(&x["provider"]),
+                    usd(&x["commit"]),
+                    usd(&x["burned"]),
+                    usd(&x["forecast_burn"]),
+                    usd(&x["free"]),
+                    format!("{}%", s(&x["discount_pct"])),
+                    s(&x["term_end"]),
+                ]);
+            }
+            out!("{}", t.render());
+            outln!("free now: billed spend on the provider that costs nothing at the margin (the forecast shortfall); placement fills it first, then competes at the discounted price");
+        }
+    }
+    Ok(())
+}
+
 pub fn sites(a: &ListArgs) -> Result<(), CliError> {
     let c = connect(&a.conn)?;
     let rt = crate::cmd::ledger::runtime()?;
