@@ -100,6 +100,9 @@ struct Workload {
     deadline: Option<Millis>,
     /// Why its current dispatch went where it did (empty when pending).
     placed_why: Vec<String>,
+    /// Being stopped to make room for this workload (preemption): it is
+    /// requeued when its site says it stopped.
+    stopping_for: Option<WorkloadId>,
 }
 
 /// What makes two workloads interchangeable for placement (Nomad's
@@ -183,6 +186,8 @@ pub struct Core {
     commitments: Vec<LiveCommitment>,
     last_cycle: Option<CycleReport>,
     last_cycle_at: Option<Millis>,
+    /// Preemptions since the runtime last took them: (taken back, for).
+    preemptions: Vec<(WorkloadId, WorkloadId)>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -213,6 +218,7 @@ impl Core {
             commitments: Vec::new(),
             last_cycle: None,
             last_cycle_at: None,
+            preemptions: Vec::new(),
         }
     }
 
@@ -291,6 +297,7 @@ impl Core {
                     why: Arc::default(),
                     deadline: None,
                     placed_why: Vec::new(),
+                    stopping_for: None,
                 },
             );
         }
@@ -377,6 +384,7 @@ impl Core {
             }
             if matches!(state, State::Pending | State::Done(_)) {
                 w.placed_why = Vec::new();
+                w.stopping_for = None;
             }
             w.state = state.clone();
         }
@@ -486,6 +494,7 @@ impl Core {
                         why: Arc::default(),
                         deadline: None,
                         placed_why: Vec::new(),
+                        stopping_for: None,
                     },
                 );
                 self.emit(Command::Persist(Record::Transition {
@@ -631,6 +640,24 @@ impl Core {
             },
             Input::Preempted { id, site, attempt } => {
                 self.take_back_from(now, id, &site, attempt, RunEnd::Unknown)
+            }
+            Input::Stopped { id, site, attempt } => {
+                match self
+                    .workloads
+                    .get(&id)
+                    .map(|w| (&w.state, w.attempt, w.stopping_for))
+                {
+                    Some((
+                        State::Running { site: s, .. } | State::Dispatched { site: s, .. },
+                        a,
+                        Some(_),
+                    )) if *s == site && a == attempt => {
+                        self.take_back(id, now, State::Pending, false, RunEnd::Unknown);
+                        Ok(())
+                    }
+                    Some(_) => Err(Rejected::Stale(format!("stop of {id:?} on {site}"))),
+                    None => Err(Rejected::UnknownWorkload(id)),
+                }
             }
             // Nothing of it ran: requeued, not billed.
             Input::NeverStarted { id, site, attempt } => {
@@ -1146,6 +1173,7 @@ impl Core {
             ids.push(id);
         }
         if items.is_empty() {
+            self.preempt(&site_names);
             return;
         }
         let market = assign::Market {
@@ -1233,6 +1261,7 @@ impl Core {
             });
             placed_any = true;
         }
+        self.preempt(&site_names);
         // Nothing new can fit until something changes (an input wakes us);
         // after a placement, look again next cycle; a cycle that stopped
         // at its batch limit goes on at once.
@@ -1342,6 +1371,117 @@ impl Core {
             out.insert(0, why::CHEAPEST.into());
         }
         out
+    }
+
+    /// Preemption, after a cycle's placements: a pending workload that
+    /// waits only for capacity may take it from running work of strictly
+    /// lower priority that is preemptible (never from work that is not),
+    /// on a site that satisfies all its constraints. The victims are the
+    /// fewest runs that make room, lowest priority first, then the most
+    /// recently started (the least work lost). They are asked to stop
+    /// (`CancelOnSite`); when the site says they stopped
+    /// (`Input::Stopped`), they are billed and requeued (they resume from
+    /// their checkpoints), and the cycle that follows places the preemptor. At most
+    /// [`PREEMPTORS_PER_CYCLE_MAX`] workloads preempt per cycle. See
+    /// [`crate::policy::victims`] for the choice on one site.
+    fn preempt(&mut self, site_names: &[String]) {
+        let waiting: Vec<WorkloadId> = self
+            .pending
+            .iter()
+            .map(|(_, _, id)| *id)
+            .filter(|id| {
+                self.workloads
+                    .get(id)
+                    .is_some_and(|w| w.why.contains_key(REASON_SITE_FULL))
+            })
+            .take(PREEMPTORS_PER_CYCLE_MAX)
+            .collect();
+        for id in waiting {
+            let Some(w) = self.workloads.get(&id) else {
+                continue;
+            };
+            if !matches!(w.state, State::Pending) {
+                continue;
+            }
+            let hours = self
+                .class_hours
+                .get(w.class as usize)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let priority = w.spec.priority;
+            // Its room is already being made: wait for those runs to stop.
+            if self.workloads.values().any(|r| r.stopping_for == Some(id)) {
+                continue;
+            }
+            // (victims' accelerators, victims' count, site, victims)
+            let mut best: Option<(u32, usize, String, Vec<WorkloadId>)> = None;
+            for name in site_names {
+                let Some(site) = self.sites.get(name) else {
+                    continue;
+                };
+                let Ok((need, _, _)) = site_verdict(&w.spec, hours, site, false) else {
+                    continue;
+                };
+                let cap = site.spec.as_ref().map(|s| s.accelerators).unwrap_or(0);
+                // Runs already stopping for others free nothing for this one.
+                let free = cap.saturating_sub(site.used);
+                let running: Vec<crate::policy::Run> = self
+                    .workloads
+                    .iter()
+                    .filter_map(|(rid, r)| match &r.state {
+                        State::Running {
+                            site: s,
+                            accelerators,
+                            since,
+                        } if s == name && r.stopping_for.is_none() => Some(crate::policy::Run {
+                            id: *rid,
+                            priority: r.spec.priority,
+                            preemptible: r.spec.preemptible,
+                            accelerators: *accelerators,
+                            since: *since,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(v) = crate::policy::victims(priority, need, free, &running) {
+                    let taken: u32 = running
+                        .iter()
+                        .filter(|r| v.contains(&r.id))
+                        .map(|r| r.accelerators)
+                        .sum();
+                    let key = (taken, v.len(), name.clone(), v);
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| (key.0, key.1, &key.2) < (b.0, b.1, &b.2))
+                    {
+                        best = Some(key);
+                    }
+                }
+            }
+            if let Some((_, _, site, victims)) = best {
+                for v in victims {
+                    let attempt = match self.workloads.get_mut(&v) {
+                        Some(w) => {
+                            w.stopping_for = Some(id);
+                            w.attempt
+                        }
+                        None => continue,
+                    };
+                    self.emit(Command::CancelOnSite {
+                        id: v,
+                        site: site.clone(),
+                        attempt,
+                    });
+                    self.preemptions.push((v, id));
+                }
+            }
+        }
+    }
+
+    /// Preemptions since the last call: (workload taken back, the
+    /// workload it made room for).
+    pub fn take_preemptions(&mut self) -> Vec<(WorkloadId, WorkloadId)> {
+        std::mem::take(&mut self.preemptions)
     }
 
     /// The last cycle's global step: what it considered and placed, its
@@ -1476,6 +1616,9 @@ pub const HOURS_UNKNOWN: f64 = 1.0;
 /// Workloads a cycle starts at most; the rest wait for the next cycle,
 /// which comes at once (a burst is placed in batches).
 pub const ADMITTED_PER_CYCLE_MAX: usize = 4_096;
+
+/// Workloads that may preempt in one cycle.
+pub const PREEMPTORS_PER_CYCLE_MAX: usize = 16;
 
 /// Workloads that waited only for capacity offered to the global step.
 pub const WAITING_PER_CYCLE_MAX: usize = 64;

@@ -16,6 +16,7 @@
 
 pub mod assign;
 pub mod core;
+pub mod policy;
 pub mod types;
 
 pub use crate::core::{

@@ -32,6 +32,9 @@ pub struct JobSpec {
     pub hours: Option<f64>,
     /// Walltime on any accelerator, overriding `hours`.
     pub max_runtime_ms: Option<Millis>,
+    /// Higher-priority work may stop it to take its capacity (it is
+    /// requeued, and resumes from its checkpoint).
+    pub preemptible: bool,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -117,6 +120,14 @@ pub enum Input {
     /// ran, for example a server killed between recording the run and
     /// starting it): requeued, and nothing is billed for it.
     NeverStarted {
+        id: WorkloadId,
+        site: String,
+        attempt: u32,
+    },
+    /// The site stopped a run the core asked it to stop (`CancelOnSite`):
+    /// a run being preempted is requeued only now, so it never runs in two
+    /// places at once. About any other run it changes nothing.
+    Stopped {
         id: WorkloadId,
         site: String,
         attempt: u32,

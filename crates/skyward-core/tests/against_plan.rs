@@ -150,6 +150,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     spot: SpotPolicy::Never,
                     hours: None,
                     max_runtime_ms: Some(u64::from(*hours) * 3_600_000),
+                    preemptible: false,
                 },
             },
         )

@@ -34,6 +34,7 @@ fn flexible() -> JobSpec {
         spot: SpotPolicy::Allowed,
         hours: None,
         max_runtime_ms: Some(3_600_000),
+        preemptible: false,
     }
 }
 

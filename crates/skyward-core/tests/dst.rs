@@ -83,6 +83,9 @@ struct World {
     /// The commitments last given (the runtime gives them again after a
     /// restart).
     commitments: Vec<LiveCommitment>,
+    /// Every submitted spec (preemption is checked against them).
+    specs: BTreeMap<WorkloadId, JobSpec>,
+    preemptions: u64,
 }
 
 fn sites() -> Vec<SiteSpec> {
@@ -147,6 +150,8 @@ impl World {
             steps: 0,
             site_channel: BTreeMap::new(),
             commitments: Vec::new(),
+            specs: BTreeMap::new(),
+            preemptions: 0,
         };
         for s in sites() {
             w.at(
@@ -229,6 +234,8 @@ impl World {
             // runs ahead of a gang end, and backfill uses it.
             hours: (self.rng.below(2) == 0).then(|| (1 + self.rng.below(20)) as f64 / 1_000.0),
             max_runtime_ms: None,
+            // Half may be preempted by higher-priority work.
+            preemptible: self.rng.below(2) == 0,
         }
     }
 
@@ -309,6 +316,22 @@ impl World {
             self.apply(ev);
         }
         self.steps += 1;
+        // A preemption takes back only preemptible work, for strictly
+        // higher-priority work.
+        for (victim, by) in self.core.take_preemptions() {
+            let (v, b) = (&self.specs[&victim], &self.specs[&by]);
+            assert!(
+                v.preemptible,
+                "{victim:?} is not preemptible, taken back for {by:?}"
+            );
+            assert!(
+                v.priority < b.priority,
+                "{victim:?} (priority {}) taken back for {by:?} (priority {})",
+                v.priority,
+                b.priority
+            );
+            self.preemptions += 1;
+        }
         self.check();
         true
     }
@@ -331,6 +354,7 @@ impl World {
             }
             Ev::Submit(id) => {
                 let spec = self.spec(id);
+                self.specs.insert(id, spec.clone());
                 // Persist before acknowledging, as the runtime must.
                 self.log.push(Record::Submitted {
                     id,
@@ -413,6 +437,12 @@ impl World {
                 *f = (*f).max(attempt);
                 if exec.running.get(&id).is_some_and(|v| v.2 <= attempt) {
                     exec.running.remove(&id);
+                    // A live site says so (the core requeues a run it is
+                    // preempting only then).
+                    if exec.alive {
+                        let t = self.now + 1 + self.rng.below(50) as Millis;
+                        self.at(t, Ev::ToCore(Input::Stopped { id, site, attempt }));
+                    }
                 }
             }
             Ev::ExecEnd {
@@ -567,7 +597,10 @@ fn run(seed: u64) {
             .any(|id| w.core.state(*id) == Some(&State::Done(Outcome::Succeeded))),
         "seed {seed}: nothing ran"
     );
+    PREEMPTIONS.fetch_add(w.preemptions, std::sync::atomic::Ordering::Relaxed);
 }
+
+static PREEMPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
 fn swarm() {
@@ -586,10 +619,17 @@ fn swarm() {
             (start..start.saturating_add(n)).collect()
         }
     };
+    let many = seeds.len() >= 100;
     for seed in seeds {
         let r = std::panic::catch_unwind(|| run(seed));
         if r.is_err() {
             panic!("DST failed for seed {seed}; reproduce with DST_SEED={seed}");
         }
+    }
+    // The swarm must exercise preemption, or its invariant checks nothing.
+    if many {
+        let n = PREEMPTIONS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n > 0, "no preemption in the swarm");
+        eprintln!("{n} preemptions checked");
     }
 }

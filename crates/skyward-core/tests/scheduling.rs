@@ -31,6 +31,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         spot: skyward_model::SpotPolicy::Never,
         hours: None,
         max_runtime_ms: None,
+        preemptible: false,
     }
 }
 
@@ -665,4 +666,72 @@ fn a_run_that_never_started_is_requeued_unbilled() {
         std::iter::from_fn(|| core.poll_command()).find(|c| matches!(c, Command::Dispatch { .. })),
         Some(Command::Dispatch { attempt: 2, .. })
     ));
+}
+
+/// Preemption by hand: a site of 8 runs two priority-0 jobs of 4 (one
+/// preemptible, started later; one not). A priority-5 job of 4 waits only
+/// for capacity: the core asks the site to stop the preemptible one (the
+/// non-preemptible one is never asked), requeues it when the site says it
+/// stopped, bills its run, and the next cycle starts the priority-5 job.
+#[test]
+fn higher_priority_work_preempts_only_preemptible_work_once_it_stopped() {
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    let mut keep = job("H100:4", 1, 0);
+    keep.preemptible = false;
+    submit(&mut core, 0, 1, keep);
+    core.handle_timeout(0);
+    start_all(&mut core, 0);
+    let mut victim = job("H100:4", 1, 0);
+    victim.preemptible = true;
+    submit(&mut core, 100, 2, victim);
+    core.handle_timeout(100);
+    start_all(&mut core, 100);
+    submit(&mut core, 3_600_100, 3, job("H100:4", 1, 5));
+    core.handle_timeout(3_600_100);
+    let cmds: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+    let cancels: Vec<u64> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::CancelOnSite { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancels, vec![2], "{cmds:?}");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Dispatch { .. })));
+    assert_eq!(
+        core.take_preemptions(),
+        vec![(WorkloadId(2), WorkloadId(3))]
+    );
+    // Still running until the site says it stopped: no double run.
+    assert!(matches!(
+        core.state(WorkloadId(2)),
+        Some(State::Running { .. })
+    ));
+    core.handle(
+        3_600_200,
+        Input::Stopped {
+            id: WorkloadId(2),
+            site: "s".into(),
+            attempt: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(core.state(WorkloadId(2)), Some(&State::Pending));
+    let usage: Vec<(u64, u64, u64)> = std::iter::from_fn(|| core.poll_command())
+        .filter_map(|c| match c {
+            Command::RecordUsage { id, from, to, .. } => Some((id.0, from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(usage, vec![(2, 100, 3_600_200)]);
+    core.handle_timeout(3_600_300);
+    assert_eq!(dispatches(&mut core), vec![(3, "s".into(), 4)]);
+    // A second priority-5 job finds nothing preemptible left.
+    submit(&mut core, 3_600_400, 4, job("H100:4", 1, 5));
+    core.handle_timeout(3_600_400);
+    assert!(!std::iter::from_fn(|| core.poll_command())
+        .any(|c| matches!(c, Command::CancelOnSite { .. } | Command::Dispatch { .. })));
+    assert!(core.take_preemptions().is_empty());
 }

@@ -85,6 +85,7 @@ pub struct Metrics {
     pub finished_failed: AtomicU64,
     pub cancelled: AtomicU64,
     pub requeued: AtomicU64,
+    pub preemptions: AtomicU64,
     pub queue_depth: AtomicU64,
     pub leader: AtomicU64,
     pub cycle_us_last: AtomicU64,
@@ -111,6 +112,7 @@ impl Default for Metrics {
             finished_failed: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             cycle_us_last: AtomicU64::new(0),
@@ -188,6 +190,12 @@ impl Metrics {
             "skyward_requeues_total",
             "Workloads taken back from a site and queued again.",
             &self.requeued,
+        );
+        counter(
+            &mut o,
+            "skyward_preemptions_total",
+            "Runs stopped to make room for higher-priority work.",
+            &self.preemptions,
         );
         counter(
             &mut o,

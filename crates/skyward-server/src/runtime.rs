@@ -138,6 +138,7 @@ fn to_job_spec(r: &JobRequest) -> JobSpec {
         spot: r.spot,
         hours: r.hours,
         max_runtime_ms: r.max_runtime_ms,
+        preemptible: r.preemptible,
     }
 }
 
@@ -264,6 +265,9 @@ struct Leading<'a> {
     /// A dispatch was carried out this round: poll the executors again at
     /// once for its start.
     dispatched_now: bool,
+    /// Runs being stopped to make room: workload → the one it makes room
+    /// for (the note of its requeue says so).
+    preempted_for: BTreeMap<WorkloadId, WorkloadId>,
 }
 
 /// Stops the refresher when leading ends.
@@ -415,6 +419,7 @@ impl Runtime {
             intake_rate: 0,
             intake_window: (0, 0),
             dispatched_now: false,
+            preempted_for: BTreeMap::new(),
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -808,6 +813,10 @@ impl Leading<'_> {
             let mut writes = Vec::new();
             let mut actions = Vec::new();
             let mut ended = Vec::new();
+            for (victim, by) in self.core.take_preemptions() {
+                rt.metrics.preemptions.fetch_add(1, Ordering::Relaxed);
+                self.preempted_for.insert(victim, by);
+            }
             while let Some(c) = self.core.poll_command() {
                 match c {
                     Command::Persist(Record::Transition { id, state, at }) => {
@@ -845,6 +854,12 @@ impl Leading<'_> {
                             }
                             State::Pending if self.dispatched_at.remove(&id).is_some() => {
                                 rt.metrics.requeued.fetch_add(1, Ordering::Relaxed);
+                                if let Some(by) = self.preempted_for.remove(&id) {
+                                    note = Some(format!(
+                                        "preempted to make room for workload {} (higher priority); requeued, it resumes from its checkpoint",
+                                        by.0
+                                    ));
+                                }
                             }
                             // Why it went there, in explain's words (kept
                             // with the event, so any replica can answer).
@@ -1034,7 +1049,12 @@ impl Leading<'_> {
             }
             Command::CancelOnSite { id, site, attempt } => {
                 if let Some(ex) = self.executors.get_mut(&site) {
+                    // The local executor stops the run before it returns:
+                    // say so (a run being preempted is requeued now).
                     ex.cancel(id, attempt);
+                    let _ = self
+                        .core
+                        .handle(rt.clock.now_ms(), Input::Stopped { id, site, attempt });
                 }
             }
             _ => {}

@@ -57,6 +57,8 @@ struct RawJob {
     #[serde(default)]
     checkpoint: Option<String>,
     #[serde(default)]
+    preemptible: Option<bool>,
+    #[serde(default)]
     max_runtime: Option<EnvValue>,
     #[serde(default)]
     secrets: Option<BTreeMap<String, String>>,
@@ -119,6 +121,11 @@ pub struct JobRequest {
     /// across attempts), or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Whether higher-priority work may stop it to take its capacity (it
+    /// is requeued and resumes from its checkpoint). Default: whether it
+    /// has a `checkpoint` (work without one would start over).
+    #[serde(default)]
+    pub preemptible: bool,
     /// Walltime on any accelerator (`max_runtime: 90m`); without it the
     /// walltime is `hours` on the accelerator the run gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -470,6 +477,7 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         run,
         setup: w.setup,
         env,
+        preemptible: w.preemptible.unwrap_or(w.checkpoint.is_some()),
         checkpoint: w.checkpoint,
         max_runtime_ms,
         secrets: raw_secrets,
@@ -496,6 +504,8 @@ mod tests {
         assert_eq!(j.priority, 5);
         assert_eq!(j.env.get("A").map(String::as_str), Some("1"));
         assert_eq!(j.checkpoint.as_deref(), Some("ckpt"));
+        // With a checkpoint, preemptible unless it says otherwise.
+        assert!(j.preemptible);
     }
 
     #[test]

@@ -702,6 +702,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             compliance: Vec::new(),
             hours: None,
             max_runtime_ms: None,
+            preemptible: false,
             spot: skyward_model::SpotPolicy::Never,
         };
         core.handle(
@@ -868,6 +869,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     compliance: vec![],
                     hours: None,
                     max_runtime_ms: None,
+                    preemptible: false,
                     spot: skyward_model::SpotPolicy::Never,
                 },
             },
