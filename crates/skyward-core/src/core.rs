@@ -29,6 +29,9 @@ pub struct Config {
     /// with at most this many options whose gap the Lagrangian leaves
     /// open; 0 keeps every cycle deterministic.
     pub exact_options_max: usize,
+    /// Teams' weights (fair share) and quotas; a team not listed has
+    /// weight 1 and no quota.
+    pub teams: BTreeMap<String, crate::policy::Team>,
     /// An event (a submission, a run's end, a site or commitments change)
     /// brings the next cycle forward to now, but cycles start at most this
     /// often: under load, the events between two cycles are handled
@@ -46,6 +49,7 @@ impl Default for Config {
             commands_max: 10_000_000,
             exact_options_max: 2_000,
             cycle_min_gap_ms: 5,
+            teams: BTreeMap::new(),
         }
     }
 }
@@ -72,6 +76,8 @@ pub const REASON_SPOT_REQUIRED: &str = "not a spot site; the workload says spot:
 /// The site's free capacity is held for a waiting gang ahead in the
 /// queue, and this run would not end before that gang can start.
 pub const REASON_RESERVED: &str = "capacity held for a gang ahead in the queue";
+/// The team's quota (`max_accelerators`) would be exceeded.
+pub const REASON_TEAM_QUOTA: &str = "team quota reached";
 
 /// A workload's last persisted state, for [`Core::restore_snapshots`].
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +123,8 @@ type ClassKey = (
     SpotPolicy,
     // Walltime (hours as bits, max runtime): backfill depends on it.
     (Option<u64>, Option<Millis>),
+    // Team: its quota may leave it pending where another team's fits.
+    String,
 );
 
 fn class_key(spec: &JobSpec) -> ClassKey {
@@ -132,6 +140,7 @@ fn class_key(spec: &JobSpec) -> ClassKey {
         spec.compliance.clone(),
         spec.spot,
         (spec.hours.map(f64::to_bits), spec.max_runtime_ms),
+        spec.team.clone(),
     )
 }
 
@@ -642,15 +651,12 @@ impl Core {
                 self.take_back_from(now, id, &site, attempt, RunEnd::Unknown)
             }
             Input::Stopped { id, site, attempt } => {
-                match self
-                    .workloads
-                    .get(&id)
-                    .map(|w| (&w.state, w.attempt, w.stopping_for))
-                {
+                // Whether or not this core asked (a restart forgets that
+                // it was preempting it), the run is gone: requeue it.
+                match self.workloads.get(&id).map(|w| (&w.state, w.attempt)) {
                     Some((
                         State::Running { site: s, .. } | State::Dispatched { site: s, .. },
                         a,
-                        Some(_),
                     )) if *s == site && a == attempt => {
                         self.take_back(id, now, State::Pending, false, RunEnd::Unknown);
                         Ok(())
@@ -921,12 +927,38 @@ impl Core {
     ///    fallback, so the cycle never does worse than the greedy order.
     fn schedule(&mut self, now: Millis) {
         self.last_cycle_at = Some(now);
-        let order: Vec<WorkloadId> = self
+        // Accelerators each team holds now (dispatched or running).
+        let mut team_used: BTreeMap<String, u32> = BTreeMap::new();
+        for w in self.workloads.values() {
+            if let State::Dispatched { accelerators, .. } | State::Running { accelerators, .. } =
+                &w.state
+            {
+                *team_used.entry(w.spec.team.clone()).or_insert(0) += accelerators;
+            }
+        }
+        // Priority, then teams in turn by fair share, FIFO within a team.
+        let queued: Vec<crate::policy::Queued<'_>> = self
             .pending
             .iter()
             .take(self.cfg.workloads_max)
-            .map(|(_, _, id)| *id)
+            .filter_map(|(_, _, id)| {
+                self.workloads.get(id).map(|w| crate::policy::Queued {
+                    id: *id,
+                    priority: w.spec.priority,
+                    team: w.spec.team.as_str(),
+                    need: w
+                        .spec
+                        .accelerators
+                        .iter()
+                        .map(|a| a.count)
+                        .min()
+                        .unwrap_or(0)
+                        .saturating_mul(w.spec.nodes),
+                })
+            })
             .collect();
+        let order = crate::policy::fair_order(&queued, &team_used, &self.cfg.teams);
+        drop(queued);
         // The cycle's market: sites in name order, providers by name.
         let site_names: Vec<String> = self.sites.keys().cloned().collect();
         let mut providers: Vec<String> = self
@@ -1040,6 +1072,18 @@ impl Core {
                         continue;
                     }
                 }
+                if let Some(max) = self
+                    .cfg
+                    .teams
+                    .get(&w.spec.team)
+                    .and_then(|t| t.max_accelerators)
+                {
+                    let held = team_used.get(&w.spec.team).copied().unwrap_or(0);
+                    if held.saturating_add(need) > max {
+                        *why.entry(REASON_TEAM_QUOTA).or_insert(0) += 1;
+                        continue;
+                    }
+                }
                 let list = list_usd(price, need, work_hours(walltime, h));
                 let cost = marginal(site_provider[si], &spent, list);
                 if best
@@ -1063,6 +1107,9 @@ impl Core {
                         s.used += need;
                     }
                     spent[site_provider[si]] += list;
+                    if let Some(w) = self.workloads.get(&id) {
+                        *team_used.entry(w.spec.team.clone()).or_insert(0) += need;
+                    }
                     admitted.push((id, si, need, walltime_ms));
                 }
                 None => {
@@ -1118,10 +1165,25 @@ impl Core {
             .iter()
             .map(|(id, si, _, _)| (*id, Some(*si)))
             .chain(waiting.iter().map(|id| (*id, None)));
+        let greedy_need: BTreeMap<WorkloadId, u32> = admitted
+            .iter()
+            .map(|(id, _, need, _)| (*id, *need))
+            .collect();
         for (id, greedy_site) in candidates {
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
+            // A team with a quota keeps step 1's totals: its admitted work
+            // may move only to sites where it takes no more, and its
+            // waiting work is not offered.
+            let quota = self
+                .cfg
+                .teams
+                .get(&w.spec.team)
+                .is_some_and(|t| t.max_accelerators.is_some());
+            if quota && greedy_site.is_none() {
+                continue;
+            }
             let hours = self
                 .class_hours
                 .get(w.class as usize)
@@ -1137,6 +1199,9 @@ impl Core {
                     continue;
                 };
                 if need > site_free[si] {
+                    continue;
+                }
+                if quota && greedy_need.get(&id).is_some_and(|g| need > *g) {
                     continue;
                 }
                 let accelerator = site.spec.as_ref().map(|s| s.accelerator.as_str());
@@ -1422,6 +1487,26 @@ impl Core {
                 let Ok((need, _, _)) = site_verdict(&w.spec, hours, site, false) else {
                     continue;
                 };
+                if let Some(max) = self
+                    .cfg
+                    .teams
+                    .get(&w.spec.team)
+                    .and_then(|t| t.max_accelerators)
+                {
+                    let held: u32 = self
+                        .workloads
+                        .values()
+                        .filter(|r| r.spec.team == w.spec.team)
+                        .map(|r| match &r.state {
+                            State::Dispatched { accelerators, .. }
+                            | State::Running { accelerators, .. } => *accelerators,
+                            _ => 0,
+                        })
+                        .sum();
+                    if held.saturating_add(need) > max {
+                        continue;
+                    }
+                }
                 let cap = site.spec.as_ref().map(|s| s.accelerators).unwrap_or(0);
                 // Runs already stopping for others free nothing for this one.
                 let free = cap.saturating_sub(site.used);

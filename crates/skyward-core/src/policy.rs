@@ -13,9 +13,99 @@
 //! victims are requeued and resume from their checkpoints; across sites,
 //! the core takes the site where the fewest accelerators are taken back.
 //!
-//! Not yet: team quotas and weighted (dominant-resource) fair share.
+//! **Fair share** ([`fair_order`]). Within a priority, teams take turns:
+//! the next workload comes from the team whose share of the accelerators
+//! (in use, plus what this cycle has ordered for it so far), divided by
+//! its weight, is lowest; FIFO within a team. With one resource
+//! (accelerators) this is dominant-resource fairness. A team alone, or
+//! teams with no weights set, keep plain FIFO order within a priority
+//! only as far as their shares stay equal: one team's burst cannot starve
+//! another's.
+//!
+//! **Quotas.** A team with `max_accelerators` never holds more: step 1
+//! skips its work with "team quota reached" while it would exceed it.
 
 use crate::types::{Millis, WorkloadId};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A team's policy: its weight (default 1) and quota.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Team {
+    pub weight: f64,
+    pub max_accelerators: Option<u32>,
+}
+
+impl Default for Team {
+    fn default() -> Self {
+        Team {
+            weight: 1.0,
+            max_accelerators: None,
+        }
+    }
+}
+
+/// A pending workload as fair share sees it, in priority then FIFO order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued<'a> {
+    pub id: WorkloadId,
+    pub priority: i32,
+    pub team: &'a str,
+    /// Accelerators it asks for (its smallest gang).
+    pub need: u32,
+}
+
+/// The order step 1 walks: by priority (highest first); within a
+/// priority, turn by turn to the team with the lowest (accelerators in
+/// use + ordered so far) / weight, ties to the team whose head came first;
+/// FIFO within a team. `queued` is in priority-then-FIFO order.
+pub fn fair_order(
+    queued: &[Queued<'_>],
+    in_use: &BTreeMap<String, u32>,
+    teams: &BTreeMap<String, Team>,
+) -> Vec<WorkloadId> {
+    let mut out = Vec::with_capacity(queued.len());
+    let mut taken: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut i = 0;
+    while i < queued.len() {
+        let p = queued[i].priority;
+        let mut j = i;
+        // Per team, FIFO, with each head's position in the input.
+        let mut lanes: BTreeMap<&str, VecDeque<(usize, &Queued<'_>)>> = BTreeMap::new();
+        while j < queued.len() && queued[j].priority == p {
+            lanes
+                .entry(queued[j].team)
+                .or_default()
+                .push_back((j, &queued[j]));
+            j += 1;
+        }
+        loop {
+            let mut best: Option<(f64, usize, &str)> = None;
+            for (team, lane) in &lanes {
+                let Some((pos, _)) = lane.front() else {
+                    continue;
+                };
+                let weight = teams
+                    .get(*team)
+                    .map(|t| t.weight)
+                    .filter(|w| *w > 0.0 && w.is_finite())
+                    .unwrap_or(1.0);
+                let held = u64::from(in_use.get(*team).copied().unwrap_or(0))
+                    + taken.get(team).copied().unwrap_or(0);
+                let share = held as f64 / weight;
+                if best.is_none_or(|(s, bp, _)| (share, *pos) < (s, bp)) {
+                    best = Some((share, *pos, team));
+                }
+            }
+            let Some((_, _, team)) = best else { break };
+            if let Some((_, q)) = lanes.get_mut(team).and_then(VecDeque::pop_front) {
+                *taken.entry(q.team).or_insert(0) += u64::from(q.need);
+                out.push(q.id);
+            }
+        }
+        i = j;
+    }
+    out
+}
 
 /// A run on a site, as preemption sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +149,59 @@ pub fn victims(priority: i32, need: u32, free: u32, running: &[Run]) -> Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q(id: u64, priority: i32, team: &'static str, need: u32) -> Queued<'static> {
+        Queued {
+            id: WorkloadId(id),
+            priority,
+            team,
+            need,
+        }
+    }
+
+    /// By hand: team a submitted 1–4 (8 GPUs each) before team b's 5–6;
+    /// a already holds 16. Priority 9 (id 7, team a) comes first: a holds
+    /// 24. Equal weights: b (0) < a (24): b5 (b 8), b6 (b 16 < 24), then
+    /// a's in order.
+    #[test]
+    fn fair_order_by_hand() {
+        let queued = [
+            q(7, 9, "a", 8),
+            q(1, 0, "a", 8),
+            q(2, 0, "a", 8),
+            q(3, 0, "a", 8),
+            q(4, 0, "a", 8),
+            q(5, 0, "b", 8),
+            q(6, 0, "b", 8),
+        ];
+        let in_use: BTreeMap<String, u32> = [("a".to_string(), 16)].into();
+        let ids = |v: Vec<WorkloadId>| v.into_iter().map(|w| w.0).collect::<Vec<_>>();
+        // After 7 (a: 24): b 0 → 5 (b 8), b 8 < 24 → 6 (b 16), then a's.
+        assert_eq!(
+            ids(fair_order(&queued, &in_use, &BTreeMap::new())),
+            vec![7, 5, 6, 1, 2, 3, 4]
+        );
+        // Weight 4 for a: its share is 24/4 = 6 < 8 after b5: a1 comes
+        // before b6.
+        let teams: BTreeMap<String, Team> = [(
+            "a".to_string(),
+            Team {
+                weight: 4.0,
+                max_accelerators: None,
+            },
+        )]
+        .into();
+        assert_eq!(
+            ids(fair_order(&queued, &in_use, &teams)),
+            vec![7, 5, 1, 2, 6, 3, 4]
+        );
+        // One team alone: plain FIFO within a priority.
+        let alone = [q(3, 1, "a", 8), q(1, 0, "a", 8), q(2, 0, "a", 1)];
+        assert_eq!(
+            ids(fair_order(&alone, &BTreeMap::new(), &BTreeMap::new())),
+            vec![3, 1, 2]
+        );
+    }
 
     fn run(id: u64, priority: i32, preemptible: bool, accelerators: u32, since: Millis) -> Run {
         Run {

@@ -35,6 +35,8 @@ pub struct JobSpec {
     /// Higher-priority work may stop it to take its capacity (it is
     /// requeued, and resumes from its checkpoint).
     pub preemptible: bool,
+    /// The team it belongs to: fair share and quotas are per team.
+    pub team: String,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -126,7 +128,9 @@ pub enum Input {
     },
     /// The site stopped a run the core asked it to stop (`CancelOnSite`):
     /// a run being preempted is requeued only now, so it never runs in two
-    /// places at once. About any other run it changes nothing.
+    /// places at once (and a run the core still believes in after a
+    /// restart is requeued too). About runs it has moved past (cancelled,
+    /// already requeued) it changes nothing.
     Stopped {
         id: WorkloadId,
         site: String,

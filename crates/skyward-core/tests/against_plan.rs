@@ -151,6 +151,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     hours: None,
                     max_runtime_ms: Some(u64::from(*hours) * 3_600_000),
                     preemptible: false,
+                    team: String::new(),
                 },
             },
         )

@@ -35,6 +35,7 @@ fn flexible() -> JobSpec {
         hours: None,
         max_runtime_ms: Some(3_600_000),
         preemptible: false,
+        team: String::new(),
     }
 }
 

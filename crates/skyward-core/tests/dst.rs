@@ -117,6 +117,24 @@ impl World {
             heartbeat_timeout_ms: 4_000,
             // The MILP's time limit is wall-clock: off, so a seed replays.
             exact_options_max: 0,
+            // One team has a quota; "search" counts double in fair share.
+            teams: [
+                (
+                    "ml".to_string(),
+                    skyward_core::policy::Team {
+                        weight: 1.0,
+                        max_accelerators: Some(QUOTA_ML),
+                    },
+                ),
+                (
+                    "search".to_string(),
+                    skyward_core::policy::Team {
+                        weight: 2.0,
+                        max_accelerators: None,
+                    },
+                ),
+            ]
+            .into(),
             ..Config::default()
         };
         let mut w = World {
@@ -236,6 +254,7 @@ impl World {
             max_runtime_ms: None,
             // Half may be preempted by higher-priority work.
             preemptible: self.rng.below(2) == 0,
+            team: ["ml", "search", "infra"][self.rng.below(3)].to_string(),
         }
     }
 
@@ -522,6 +541,20 @@ impl World {
             "lost workloads: {:?}",
             self.submitted.difference(&known).collect::<Vec<_>>()
         );
+        // No team above its quota, in the core's books.
+        let mut ml = 0;
+        for (name, _, _, _) in self.core.sites() {
+            for (id, state, _) in self.core.on_site(&name) {
+                if let State::Dispatched { accelerators, .. }
+                | State::Running { accelerators, .. } = state
+                {
+                    if self.specs.get(&id).is_some_and(|s| s.team == "ml") {
+                        ml += accelerators;
+                    }
+                }
+            }
+        }
+        assert!(ml <= QUOTA_ML, "team ml holds {ml} > {QUOTA_ML}");
         // Site capacity never exceeded, in the core's books and for real.
         for (name, used, cap, _) in self.core.sites() {
             assert!(
@@ -599,6 +632,8 @@ fn run(seed: u64) {
     );
     PREEMPTIONS.fetch_add(w.preemptions, std::sync::atomic::Ordering::Relaxed);
 }
+
+const QUOTA_ML: u32 = 48;
 
 static PREEMPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -32,6 +32,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         hours: None,
         max_runtime_ms: None,
         preemptible: false,
+        team: String::new(),
     }
 }
 
@@ -734,4 +735,67 @@ fn higher_priority_work_preempts_only_preemptible_work_once_it_stopped() {
     assert!(!std::iter::from_fn(|| core.poll_command())
         .any(|c| matches!(c, Command::CancelOnSite { .. } | Command::Dispatch { .. })));
     assert!(core.take_preemptions().is_empty());
+}
+
+fn team_job(acc: &str, team: &str) -> JobSpec {
+    JobSpec {
+        team: team.into(),
+        ..job(acc, 1, 0)
+    }
+}
+
+/// Fair share by hand: a site of 8; team a queued four 2-GPU jobs before
+/// team b's two. Turn by turn by share (equal weights): a1 (a 2), b5
+/// (b 2), a2 (a 4), b6 (b 4): the site is full. FIFO alone would have
+/// given team a all 8.
+#[test]
+fn teams_take_turns_by_fair_share() {
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    for id in 1..=4 {
+        submit(&mut core, 0, id, team_job("H100:2", "a"));
+    }
+    for id in 5..=6 {
+        submit(&mut core, 0, id, team_job("H100:2", "b"));
+    }
+    core.handle_timeout(0);
+    let mut ids: Vec<u64> = dispatches(&mut core).into_iter().map(|d| d.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 5, 6]);
+}
+
+/// A team's quota: team a may hold 4 accelerators. Of its three 2-GPU
+/// jobs two run; the third waits with "team quota reached" while team b's
+/// job, behind it in the queue, runs.
+#[test]
+fn a_team_never_exceeds_its_quota() {
+    let mut core = Core::new(Config {
+        heartbeat_timeout_ms: u64::MAX / 4,
+        teams: [(
+            "a".to_string(),
+            skyward_core::policy::Team {
+                weight: 1.0,
+                max_accelerators: Some(4),
+            },
+        )]
+        .into(),
+        ..Config::default()
+    });
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    for id in 1..=3 {
+        submit(&mut core, 0, id, team_job("H100:2", "a"));
+    }
+    submit(&mut core, 0, 4, team_job("H100:2", "b"));
+    core.handle_timeout(0);
+    let mut ids: Vec<u64> = dispatches(&mut core).into_iter().map(|d| d.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 4]);
+    let why = core.why_pending(WorkloadId(3)).unwrap();
+    assert_eq!(
+        why.get(skyward_core::REASON_TEAM_QUOTA),
+        Some(&1),
+        "{why:?}"
+    );
 }

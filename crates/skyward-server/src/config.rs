@@ -34,6 +34,18 @@ struct RawConfig {
     run_as: Option<String>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, RawSecret>,
+    /// Team name → weight (fair share) and quota.
+    #[serde(default)]
+    teams: std::collections::BTreeMap<String, RawTeam>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    max_accelerators: Option<u32>,
 }
 
 /// Where a secret's value comes from: an environment variable of the
@@ -294,6 +306,34 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
             lease_ms = v;
         }
     }
+    for (name, t) in &raw.teams {
+        let field = format!("teams.{name}");
+        if !crate::http::valid_team(name) {
+            return Err(SpecError::at(
+                file,
+                skyward_spec::locate::line_of_key(text, name),
+                &field,
+                "a team name is 1 to 64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        let weight = t.weight.unwrap_or(1.0);
+        if !(weight.is_finite() && (0.001..=1_000_000.0).contains(&weight)) {
+            return Err(SpecError::at(
+                file,
+                skyward_spec::locate::line_of_key(text, "weight")
+                    .or_else(|| skyward_spec::locate::line_of_key(text, name)),
+                &format!("{field}.weight"),
+                "must be a number from 0.001 to 1000000".into(),
+            ));
+        }
+        core.teams.insert(
+            name.clone(),
+            skyward_core::policy::Team {
+                weight,
+                max_accelerators: t.max_accelerators,
+            },
+        );
+    }
     let listen = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     if listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(SpecError::at(
@@ -455,5 +495,25 @@ mod tests {
             ok.secrets.get("hf-token"),
             Some(&SecretSource::Env("HF_TOKEN".into()))
         );
+    }
+
+    #[test]
+    fn teams_weights_and_quotas() {
+        let cat = Catalog::builtin().unwrap();
+        let cfg = parse(
+            "sites: []\nteams:\n  ml: {weight: 2, max_accelerators: 64}\n  infra: {}\n",
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        let ml = &cfg.core.teams["ml"];
+        assert_eq!((ml.weight, ml.max_accelerators), (2.0, Some(64)));
+        assert_eq!(cfg.core.teams["infra"].weight, 1.0);
+        let e = parse("teams:\n  ml: {weight: 0}\n", "s.yaml", &cat).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("teams.ml.weight", Some(2)));
+        let e = parse("teams:\n  \"a b\": {}\n", "s.yaml", &cat).unwrap_err();
+        assert_eq!(e.field, "teams.a b");
+        let e = parse("teams:\n  ml: {share: 3}\n", "s.yaml", &cat).unwrap_err();
+        assert!(e.message.contains("share"), "{e}");
     }
 }

@@ -121,7 +121,7 @@ enum Stop {
     LostLease,
 }
 
-fn to_job_spec(r: &JobRequest) -> JobSpec {
+fn to_job_spec(r: &JobRequest, team: &str) -> JobSpec {
     JobSpec {
         name: r.name.clone(),
         accelerators: r
@@ -139,6 +139,7 @@ fn to_job_spec(r: &JobRequest) -> JobSpec {
         hours: r.hours,
         max_runtime_ms: r.max_runtime_ms,
         preemptible: r.preemptible,
+        team: team.to_string(),
     }
 }
 
@@ -378,7 +379,7 @@ impl Runtime {
             submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
             snaps.push(Snapshot {
                 id,
-                spec: to_job_spec(&req),
+                spec: to_job_spec(&req, &r.team),
                 state,
                 attempt: r.attempt.max(0) as u32,
             });
@@ -775,7 +776,7 @@ impl Leading<'_> {
                     now,
                     Input::Submit {
                         id: wid,
-                        spec: to_job_spec(&req),
+                        spec: to_job_spec(&req, &team),
                     },
                 ) {
                     Ok(()) => {

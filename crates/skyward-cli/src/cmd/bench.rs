@@ -703,6 +703,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             hours: None,
             max_runtime_ms: None,
             preemptible: false,
+            team: String::new(),
             spot: skyward_model::SpotPolicy::Never,
         };
         core.handle(
@@ -870,6 +871,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     hours: None,
                     max_runtime_ms: None,
                     preemptible: false,
+                    team: String::new(),
                     spot: skyward_model::SpotPolicy::Never,
                 },
             },
