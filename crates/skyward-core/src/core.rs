@@ -1461,11 +1461,52 @@ impl Core {
             })
             .take(PREEMPTORS_PER_CYCLE_MAX)
             .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        // One pass: each site's runs that may be stopped, the workloads
+        // whose room is already being made, and what each team holds.
+        let mut runs_on: BTreeMap<&str, Vec<crate::policy::Run>> = BTreeMap::new();
+        let mut awaited: BTreeSet<WorkloadId> = BTreeSet::new();
+        let mut held: BTreeMap<&str, u32> = BTreeMap::new();
+        for (rid, r) in &self.workloads {
+            if let Some(by) = r.stopping_for {
+                awaited.insert(by);
+            }
+            match &r.state {
+                State::Running {
+                    site,
+                    accelerators,
+                    since,
+                } => {
+                    *held.entry(r.spec.team.as_str()).or_insert(0) += accelerators;
+                    if r.stopping_for.is_none() {
+                        runs_on
+                            .entry(site.as_str())
+                            .or_default()
+                            .push(crate::policy::Run {
+                                id: *rid,
+                                priority: r.spec.priority,
+                                preemptible: r.spec.preemptible,
+                                accelerators: *accelerators,
+                                since: *since,
+                            });
+                    }
+                }
+                State::Dispatched { accelerators, .. } => {
+                    *held.entry(r.spec.team.as_str()).or_insert(0) += accelerators;
+                }
+                _ => {}
+            }
+        }
+        let mut chosen: Vec<(WorkloadId, String, WorkloadId)> = Vec::new();
+        let mut stopped: BTreeSet<WorkloadId> = BTreeSet::new();
         for id in waiting {
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
-            if !matches!(w.state, State::Pending) {
+            // Its room is already being made: wait for those runs to stop.
+            if awaited.contains(&id) {
                 continue;
             }
             let hours = self
@@ -1473,13 +1514,14 @@ impl Core {
                 .get(w.class as usize)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let priority = w.spec.priority;
-            // Its room is already being made: wait for those runs to stop.
-            if self.workloads.values().any(|r| r.stopping_for == Some(id)) {
-                continue;
-            }
+            let quota = self
+                .cfg
+                .teams
+                .get(&w.spec.team)
+                .and_then(|t| t.max_accelerators);
+            let team_held = held.get(w.spec.team.as_str()).copied().unwrap_or(0);
             // (victims' accelerators, victims' count, site, victims)
-            let mut best: Option<(u32, usize, String, Vec<WorkloadId>)> = None;
+            let mut best: Option<(u32, usize, &str, Vec<WorkloadId>)> = None;
             for name in site_names {
                 let Some(site) = self.sites.get(name) else {
                     continue;
@@ -1487,79 +1529,55 @@ impl Core {
                 let Ok((need, _, _)) = site_verdict(&w.spec, hours, site, false) else {
                     continue;
                 };
-                if let Some(max) = self
-                    .cfg
-                    .teams
-                    .get(&w.spec.team)
-                    .and_then(|t| t.max_accelerators)
-                {
-                    let held: u32 = self
-                        .workloads
-                        .values()
-                        .filter(|r| r.spec.team == w.spec.team)
-                        .map(|r| match &r.state {
-                            State::Dispatched { accelerators, .. }
-                            | State::Running { accelerators, .. } => *accelerators,
-                            _ => 0,
-                        })
-                        .sum();
-                    if held.saturating_add(need) > max {
-                        continue;
-                    }
+                if quota.is_some_and(|max| team_held.saturating_add(need) > max) {
+                    continue;
                 }
                 let cap = site.spec.as_ref().map(|s| s.accelerators).unwrap_or(0);
-                // Runs already stopping for others free nothing for this one.
                 let free = cap.saturating_sub(site.used);
-                let running: Vec<crate::policy::Run> = self
-                    .workloads
-                    .iter()
-                    .filter_map(|(rid, r)| match &r.state {
-                        State::Running {
-                            site: s,
-                            accelerators,
-                            since,
-                        } if s == name && r.stopping_for.is_none() => Some(crate::policy::Run {
-                            id: *rid,
-                            priority: r.spec.priority,
-                            preemptible: r.spec.preemptible,
-                            accelerators: *accelerators,
-                            since: *since,
-                        }),
-                        _ => None,
+                let running: Vec<crate::policy::Run> = runs_on
+                    .get(name.as_str())
+                    .map(|v| {
+                        v.iter()
+                            .filter(|r| !stopped.contains(&r.id))
+                            .cloned()
+                            .collect()
                     })
-                    .collect();
-                if let Some(v) = crate::policy::victims(priority, need, free, &running) {
+                    .unwrap_or_default();
+                if let Some(v) = crate::policy::victims(w.spec.priority, need, free, &running) {
                     let taken: u32 = running
                         .iter()
                         .filter(|r| v.contains(&r.id))
                         .map(|r| r.accelerators)
                         .sum();
-                    let key = (taken, v.len(), name.clone(), v);
                     if best
                         .as_ref()
-                        .is_none_or(|b| (key.0, key.1, &key.2) < (b.0, b.1, &b.2))
+                        .is_none_or(|b| (taken, v.len(), name.as_str()) < (b.0, b.1, b.2))
                     {
-                        best = Some(key);
+                        best = Some((taken, v.len(), name.as_str(), v));
                     }
                 }
             }
             if let Some((_, _, site, victims)) = best {
                 for v in victims {
-                    let attempt = match self.workloads.get_mut(&v) {
-                        Some(w) => {
-                            w.stopping_for = Some(id);
-                            w.attempt
-                        }
-                        None => continue,
-                    };
-                    self.emit(Command::CancelOnSite {
-                        id: v,
-                        site: site.clone(),
-                        attempt,
-                    });
-                    self.preemptions.push((v, id));
+                    stopped.insert(v);
+                    chosen.push((v, site.to_string(), id));
                 }
             }
+        }
+        for (v, site, by) in chosen {
+            let attempt = match self.workloads.get_mut(&v) {
+                Some(w) => {
+                    w.stopping_for = Some(by);
+                    w.attempt
+                }
+                None => continue,
+            };
+            self.emit(Command::CancelOnSite {
+                id: v,
+                site,
+                attempt,
+            });
+            self.preemptions.push((v, by));
         }
     }
 

@@ -63,43 +63,75 @@ pub fn fair_order(
     in_use: &BTreeMap<String, u32>,
     teams: &BTreeMap<String, Team>,
 ) -> Vec<WorkloadId> {
+    // Teams as indices (the queue is long, the teams few): the name of the
+    // last one seen is compared first.
+    let mut names: Vec<&str> = Vec::new();
+    let mut team_of: Vec<usize> = Vec::with_capacity(queued.len());
+    for q in queued {
+        let t = match names.last() {
+            Some(last) if *last == q.team => names.len() - 1,
+            _ => match names.iter().position(|n| *n == q.team) {
+                Some(i) => i,
+                None => {
+                    names.push(q.team);
+                    names.len() - 1
+                }
+            },
+        };
+        team_of.push(t);
+    }
+    let weight: Vec<f64> = names
+        .iter()
+        .map(|n| {
+            teams
+                .get(*n)
+                .map(|t| t.weight)
+                .filter(|w| *w > 0.0 && w.is_finite())
+                .unwrap_or(1.0)
+        })
+        .collect();
+    let mut held: Vec<u64> = names
+        .iter()
+        .map(|n| u64::from(in_use.get(*n).copied().unwrap_or(0)))
+        .collect();
     let mut out = Vec::with_capacity(queued.len());
-    let mut taken: BTreeMap<&str, u64> = BTreeMap::new();
     let mut i = 0;
     while i < queued.len() {
         let p = queued[i].priority;
         let mut j = i;
-        // Per team, FIFO, with each head's position in the input.
-        let mut lanes: BTreeMap<&str, VecDeque<(usize, &Queued<'_>)>> = BTreeMap::new();
         while j < queued.len() && queued[j].priority == p {
-            lanes
-                .entry(queued[j].team)
-                .or_default()
-                .push_back((j, &queued[j]));
             j += 1;
         }
+        // One team in this priority: its FIFO order.
+        let first = team_of[i];
+        if team_of[i..j].iter().all(|t| *t == first) {
+            for q in &queued[i..j] {
+                held[first] += u64::from(q.need);
+                out.push(q.id);
+            }
+            i = j;
+            continue;
+        }
+        // Per team, the positions of its workloads, FIFO.
+        let mut lanes: Vec<VecDeque<usize>> = vec![VecDeque::new(); names.len()];
+        for (k, t) in team_of.iter().enumerate().take(j).skip(i) {
+            lanes[*t].push_back(k);
+        }
         loop {
-            let mut best: Option<(f64, usize, &str)> = None;
-            for (team, lane) in &lanes {
-                let Some((pos, _)) = lane.front() else {
+            let mut best: Option<(f64, usize, usize)> = None;
+            for (t, lane) in lanes.iter().enumerate() {
+                let Some(pos) = lane.front() else {
                     continue;
                 };
-                let weight = teams
-                    .get(*team)
-                    .map(|t| t.weight)
-                    .filter(|w| *w > 0.0 && w.is_finite())
-                    .unwrap_or(1.0);
-                let held = u64::from(in_use.get(*team).copied().unwrap_or(0))
-                    + taken.get(team).copied().unwrap_or(0);
-                let share = held as f64 / weight;
+                let share = held[t] as f64 / weight[t];
                 if best.is_none_or(|(s, bp, _)| (share, *pos) < (s, bp)) {
-                    best = Some((share, *pos, team));
+                    best = Some((share, *pos, t));
                 }
             }
-            let Some((_, _, team)) = best else { break };
-            if let Some((_, q)) = lanes.get_mut(team).and_then(VecDeque::pop_front) {
-                *taken.entry(q.team).or_insert(0) += u64::from(q.need);
-                out.push(q.id);
+            let Some((_, _, t)) = best else { break };
+            if let Some(k) = lanes[t].pop_front() {
+                held[t] += u64::from(queued[k].need);
+                out.push(queued[k].id);
             }
         }
         i = j;
