@@ -152,6 +152,17 @@ fn counter(page: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A client of the server `start_server_bin` started in `dir`, with the
+/// admin token it wrote.
+fn admin_client(dir: &std::path::Path, port: u16) -> Result<Client, CliError> {
+    let token = std::fs::read_to_string(dir.join("data/admin.token"))
+        .map_err(|e| CliError::Io(format!("admin token: {e}")))?
+        .trim()
+        .to_string();
+    Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
+        .map_err(|e| CliError::Internal(e.to_string()))
+}
+
 fn start_server_bin(
     dir: &std::path::Path,
     database_url: Option<&str>,
@@ -214,12 +225,7 @@ fn one_run(
     let fsyncs_per_second = fsync_rate(dir.path());
     let load_start = load_average();
     let (server, port) = start_server_bin(dir.path(), database_url, a.server_bin.as_deref())?;
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .map_err(|e| CliError::Io(format!("admin token: {e}")))?
-        .trim()
-        .to_string();
-    let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
-        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let client = admin_client(dir.path(), port)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -463,12 +469,7 @@ pub fn start_latency(a: &StartBenchArgs) -> Result<(), CliError> {
     let fsyncs_per_second = fsync_rate(dir.path());
     let load_start = load_average();
     let (server, port) = start_server_bin(dir.path(), None, a.server_bin.as_deref())?;
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .map_err(|e| CliError::Io(format!("admin token: {e}")))?
-        .trim()
-        .to_string();
-    let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
-        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let client = admin_client(dir.path(), port)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -76,9 +76,6 @@ pub fn read_file(path: &Path) -> Result<(String, String), CliError> {
     Ok((shown, text))
 }
 
-const NONE: &str =
-    "no contracts given (pass --contracts FILE, or store them with `skyward contracts apply FILE`)";
-
 /// The contracts a ledger command works on: `--contracts FILE` when given,
 /// else the current stored version, else none. Also says where they came
 /// from.
@@ -87,18 +84,15 @@ pub fn contracts_for(file: Option<&Path>, db: &Path) -> Result<(Vec<Contract>, S
         let contracts = crate::cmd::ledger::load_contracts(p)?;
         return Ok((contracts, p.display().to_string()));
     }
-    if !db.exists() {
-        return Ok((Vec::new(), NONE.into()));
+    // A missing file is not created just to find it has no contracts.
+    let url = db.to_string_lossy().starts_with("postgres");
+    if !url && !db.exists() {
+        return Ok((Vec::new(), skyward_app::ledger::NO_CONTRACTS.into()));
     }
-    let set = runtime()?.block_on(async { Store::open(db).await?.contract_set(None).await })?;
-    match set {
-        Some(s) => {
-            let shown = format!("contracts v{} ({})", s.version, s.file_name);
-            let parsed = skyward_spec::contracts::parse(&s.text, &shown)?;
-            Ok((parsed, shown))
-        }
-        None => Ok((Vec::new(), NONE.into())),
-    }
+    runtime()?.block_on(async {
+        let store = Store::open(db).await?;
+        Ok(skyward_app::ledger::contracts_for(&store, None).await?)
+    })
 }
 
 /// The store or server a contracts command works on.

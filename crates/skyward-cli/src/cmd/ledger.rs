@@ -594,88 +594,35 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Everything `status` and `report` read, in one open of the database:
-/// daily buckets, hourly on-demand usage only for providers with hourly or
-/// capacity commitments, the last day with data, and the imports.
-pub struct LedgerData {
-    pub days: Vec<skyward_ledger::status::DayRow>,
-    pub hours: Vec<skyward_ledger::status::HourRow>,
-    pub last: Option<i64>,
-    pub imports: Vec<skyward_store::ImportRecord>,
-    /// Notes on hourly figures spread from daily or longer rows, for the
-    /// providers with hourly or capacity commitments.
-    pub spread_notes: Vec<String>,
-}
+/// Everything `status` and `report` read (`skyward_app::ledger::load`).
+pub use skyward_app::ledger::LedgerData;
 
 /// The date a ledger command works at: `--at` when given, else the day
-/// after the last imported charge.
+/// after the last imported charge (`skyward_app::ledger::resolve_at`),
+/// naming the database when there is no data.
 pub fn resolve_at(
     at: Option<&str>,
     last: Option<i64>,
     db: &Path,
 ) -> Result<skyward_ledger::Timestamp, CliError> {
-    match (at, last) {
-        (Some(d), _) => {
-            skyward_ledger::Timestamp::parse(d).map_err(|m| CliError::Input(format!("--at: {m}")))
-        }
-        (None, Some(d)) => Ok(skyward_ledger::Timestamp((d + 1) * 86_400)),
-        (None, None) => Err(CliError::Input(format!(
+    if at.is_none() && last.is_none() {
+        return Err(CliError::Input(format!(
             "no billing data in {}: run `skyward ledger import FILE` first, or pass --at",
             db.display()
-        ))),
+        )));
     }
+    skyward_app::ledger::resolve_at(at, last).map_err(|e| CliError::Input(format!("--{e}")))
 }
 
+/// The ledger data for `contracts`, from the database at `db`.
 pub fn load_for(
     contracts: &[skyward_ledger::contracts::Contract],
     db: &Path,
 ) -> Result<LedgerData, CliError> {
-    use skyward_ledger::contracts::Terms;
-    let mut providers: Vec<String> = contracts
-        .iter()
-        .filter(|c| !matches!(c.terms, Terms::Spend(_)))
-        .map(|c| c.provider.clone())
-        .collect();
-    providers.sort();
-    providers.dedup();
-    let cells: Vec<(String, String, String)> = contracts
-        .iter()
-        .filter_map(|c| match &c.terms {
-            Terms::Capacity(t) if t.commitment_id.is_none() => {
-                Some((c.provider.clone(), t.region.clone(), t.sku.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    let rt = runtime()?;
-    Ok(rt.block_on(async {
+    runtime()?.block_on(async {
         let store = Store::open(db).await?;
-        let last = store.last_day().await?;
-        let hours = if providers.is_empty() {
-            Vec::new()
-        } else {
-            store.hourly_on_demand(&providers, &cells).await?
-        };
-        let spread_notes = store
-            .hourly_spread()
-            .await?
-            .into_iter()
-            .filter(|(p, _, spread)| *spread > 0 && providers.contains(p))
-            .map(|(p, all, spread)| {
-                format!(
-                    "{p}: {:.0} % of usage rows are longer than an hour (daily or monthly), spread evenly over their period; hourly utilisation and coverage assume flat usage within each",
-                    100.0 * spread as f64 / all.max(1) as f64
-                )
-            })
-            .collect();
-        Ok::<_, skyward_store::StoreError>(LedgerData {
-            days: store.daily(None, i64::MAX).await?,
-            hours,
-            last,
-            imports: store.imports().await?,
-            spread_notes,
-        })
-    })?)
+        Ok(skyward_app::ledger::load(&store, contracts).await?)
+    })
 }
 
 fn status(a: &StatusArgs) -> Result<(), CliError> {
