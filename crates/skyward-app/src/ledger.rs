@@ -251,7 +251,7 @@ pub async fn load(store: &Store, contracts: &[Contract]) -> Result<LedgerData, A
 /// after the last imported charge.
 pub fn resolve_at(at: Option<&str>, last: Option<i64>) -> Result<Timestamp, AppError> {
     match (at, last) {
-        (Some(d), _) => Timestamp::parse(d).map_err(|m| AppError::Input(format!("at: {m}"))),
+        (Some(d), _) => Timestamp::parse(d).map_err(|m| AppError::field("at", &m)),
         (None, Some(d)) => Ok(Timestamp((d + 1) * 86_400)),
         (None, None) => Err(AppError::Input(
             "no billing data: import a FOCUS file first (`skyward ledger import FILE`), or give a date (--at)".into(),

@@ -62,6 +62,14 @@ impl From<skyward_store::StoreError> for CliError {
 
 impl From<skyward_app::AppError> for CliError {
     fn from(e: skyward_app::AppError) -> Self {
+        // A question's parameter is named as the flag that sets it.
+        if let skyward_app::AppError::Field { field, message } = &e {
+            let flag = match field.as_str() {
+                "contract" => "CONTRACT".to_string(),
+                f => format!("--{}", f.replace('_', "-")),
+            };
+            return CliError::Input(format!("{flag}: {message}"));
+        }
         if e.is_input() {
             CliError::Input(e.to_string())
         } else {

@@ -17,7 +17,6 @@ macro_rules! outln {
 
 mod cmd;
 mod error;
-mod report;
 mod svg;
 mod table;
 

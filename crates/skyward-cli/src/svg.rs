@@ -3,7 +3,7 @@
 //! workloads by list cost, coloured by provider. Plain SVG, no scripts, no
 //! external resources.
 
-use crate::report::esc;
+use skyward_app::html::esc;
 use skyward_model::Usd;
 use skyward_placement::{Plan, Status};
 use std::fmt::Write as _;
@@ -26,7 +26,7 @@ fn color(provider: &str) -> &'static str {
 }
 
 fn money_short(u: Usd) -> String {
-    crate::report::money_short(u.as_f64())
+    skyward_app::html::money_short(u.as_f64())
 }
 
 fn text(out: &mut String, x: f64, y: f64, anchor: &str, size: u32, weight: &str, s: &str) {

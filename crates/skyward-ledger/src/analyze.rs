@@ -25,7 +25,7 @@ use crate::status::DayRow;
 use crate::time::Timestamp;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Analysis {
     pub name: String,
     pub provider: String,

@@ -34,7 +34,7 @@ pub struct BacktestInput<'a> {
 }
 
 /// One method at one origin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub origin_hour: i64,
     pub method: String,
@@ -50,7 +50,7 @@ pub struct Outcome {
     pub hindsight_savings: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MethodSummary {
     pub method: String,
     pub lookback_days: Option<u32>,
@@ -68,7 +68,7 @@ pub struct MethodSummary {
     pub realised_underused_pct: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Backtest {
     pub origins: usize,
     pub outcomes: Vec<Outcome>,

@@ -90,7 +90,7 @@ pub fn tag_value(tags: &str, key: &str) -> Option<String> {
     })
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Group {
     pub key: String,
     /// On-demand-equivalent (ListCost) of its usage.

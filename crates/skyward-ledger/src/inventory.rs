@@ -16,7 +16,7 @@ use crate::status::{ContractStatus, DataCommitment, DayRow};
 use crate::time::{Timestamp, SECONDS_PER_DAY};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Item {
     pub name: String,
     pub kind: String,
@@ -33,7 +33,7 @@ pub struct Item {
     /// Savings per 30 days that stop when it ends.
     pub monthly_gap: Option<Amount>,
     /// "contract" or "data only".
-    pub source: &'static str,
+    pub source: String,
 }
 
 const MONTH_HOURS: i128 = 720;
@@ -105,7 +105,7 @@ pub fn inventory(
             renewal_cost: term_cost,
             utilisation,
             monthly_gap: gap,
-            source: "contract",
+            source: "contract".into(),
         });
     }
     for f in found.iter().filter(|f| f.contract.is_none()) {
@@ -125,7 +125,7 @@ pub fn inventory(
             renewal_cost: None,
             utilisation: f.utilisation,
             monthly_gap: Some(Amount(f.net_savings.0 * 30 / i128::from(seen_days))),
-            source: "data only",
+            source: "data only".into(),
         });
     }
     // The calendar: soonest end first, unknown ends last.

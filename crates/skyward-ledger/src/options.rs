@@ -53,7 +53,7 @@ pub struct Tranche {
     pub share: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Valuation {
     pub label: String,
     pub expected_npv: f64,

@@ -34,7 +34,7 @@ pub const BLOCK_HOURS: usize = 168;
 /// Upper bound on scenario-hours held at once.
 pub const SCENARIO_HOURS_MAX: usize = 200 * 26_304;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Recommendation {
     pub method: String,
     pub lookback_days: Option<u32>,
@@ -272,9 +272,9 @@ pub fn scenarios(
     seed: u64,
 ) -> Vec<Vec<f64>> {
     let model = DemandModel {
-        kind: "recent",
+        kind: "recent".into(),
         growth_pct,
-        growth_source: "given",
+        growth_source: "given".into(),
         level_changes: Vec::new(),
     };
     let recent = &history[history.len().saturating_sub(91 * 24)..];
@@ -296,18 +296,18 @@ pub struct Existing {
 }
 
 /// How the future is drawn from the history (said in the output).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DemandModel {
     /// "seasonal" (a year and 91 days of history or more: the same weeks a
     /// year earlier, scaled by the year-over-year level) or "recent" (the
     /// last 91 days, weeks kept in phase).
-    pub kind: &'static str,
+    pub kind: String,
     /// Yearly growth applied: the user's, else the measured year-over-year
     /// change (seasonal), else none (a trend is not estimated from less than
     /// a year: a seasonal rise would look like one).
     pub growth_pct: f64,
     /// Where the growth comes from: "given", "year-over-year" or "none".
-    pub growth_source: &'static str,
+    pub growth_source: String,
     /// Month-to-month changes of the level the scenarios draw (log ratios
     /// of 30-day means four weeks apart, each with its opposite so they do
     /// not drift; of the year-over-year ratio when seasonal): the
@@ -389,20 +389,20 @@ pub fn demand_model(history: &[f64], growth_pct: Option<f64>) -> DemandModel {
         None => (0.0, "none"),
     };
     DemandModel {
-        kind: if seasonal { "seasonal" } else { "recent" },
+        kind: if seasonal { "seasonal" } else { "recent" }.into(),
         growth_pct: growth,
-        growth_source: source,
+        growth_source: source.into(),
         level_changes: changes,
     }
 }
 
 impl DemandModel {
     pub fn describe(&self) -> String {
-        let base = match self.kind {
+        let base = match self.kind.as_str() {
             "seasonal" => "the same weeks a year earlier",
             _ => "the last 91 days",
         };
-        let growth = match self.growth_source {
+        let growth = match self.growth_source.as_str() {
             "given" => format!("{:+.1}%/year growth (given)", self.growth_pct),
             "year-over-year" => format!(
                 "{:+.1}%/year growth (measured year over year, applied to last year's season, not to the recent level)",
@@ -765,7 +765,7 @@ mod scenario_tests {
 
 /// One candidate size for a spend commitment (EDP/PPA/MACC style), with
 /// the discount its tier gives.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SpendOption {
     pub commit_usd: Amount,
     pub discount_pct: f64,

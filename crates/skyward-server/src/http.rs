@@ -187,6 +187,31 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/commitments", get(crate::http_ledger::commitments))
         .route("/v1/ledger/status", get(crate::http_ledger::ledger_status))
         .route(
+            "/v1/ledger/analyze",
+            get(crate::http_ledger::ledger_analyze),
+        )
+        .route(
+            "/v1/ledger/recommend",
+            get(crate::http_ledger::ledger_recommend),
+        )
+        .route(
+            "/v1/ledger/options",
+            get(crate::http_ledger::ledger_options),
+        )
+        .route(
+            "/v1/ledger/backtest",
+            get(crate::http_ledger::ledger_backtest),
+        )
+        .route(
+            "/v1/ledger/breakdown",
+            get(crate::http_ledger::ledger_breakdown),
+        )
+        .route(
+            "/v1/ledger/inventory",
+            get(crate::http_ledger::ledger_inventory),
+        )
+        .route("/v1/ledger/report", get(crate::http_ledger::ledger_report))
+        .route(
             "/v1/ledger/imports",
             post(crate::http_ledger::ledger_import)
                 .get(crate::http_ledger::ledger_imports)

@@ -11,6 +11,13 @@
 //!   folder on a blocking thread, up to [`IMPORT_BYTES_MAX`];
 //!   `GET /v1/ledger/imports` lists them.
 //! - `GET /v1/ledger/status[?at=DATE]` (read).
+//! - The ledger's questions (read), each `skyward_app`'s use case with its
+//!   parameters as the query string (`skyward_app::query`):
+//!   `GET /v1/ledger/analyze`, `/recommend`, `/options`, `/backtest`,
+//!   `/breakdown`, `/inventory` (JSON) and `/report` (an HTML page). They
+//!   run on blocking threads, [`QUESTIONS_AT_ONCE_MAX`] at once and
+//!   [`QUESTIONS_WAITING_MAX`] waiting (429 past that), so a long backtest
+//!   holds neither the scheduler nor the API.
 
 use crate::auth::Scope;
 use crate::http::{authorize, body_text, json_response, now_ms, params, ApiError, ApiResult, App};
@@ -34,6 +41,193 @@ pub const DRAIN_AFTER_REFUSAL_BYTES: u64 = 256 * 1024 * 1024;
 /// buckets); more get 429.
 pub const IMPORTS_AT_ONCE_MAX: usize = 2;
 
+/// Ledger questions computed at once (recommend, options and backtest
+/// draw up to 2,000 scenarios); others wait their turn.
+pub const QUESTIONS_AT_ONCE_MAX: usize = 2;
+
+/// Questions waiting for a turn; more get 429.
+pub const QUESTIONS_WAITING_MAX: usize = 16;
+
+static QUESTIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(QUESTIONS_AT_ONCE_MAX);
+static QUESTIONS_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Takes a turn to compute a question, waiting behind at most
+/// [`QUESTIONS_WAITING_MAX`] others.
+async fn question_turn() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    use std::sync::atomic::Ordering;
+    if let Ok(p) = QUESTIONS.try_acquire() {
+        return Ok(p);
+    }
+    let busy = || {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "questions_busy",
+            format!(
+                "{QUESTIONS_AT_ONCE_MAX} ledger questions are being computed and {QUESTIONS_WAITING_MAX} wait; try again shortly"
+            ),
+        )
+    };
+    /// Counts one waiter for as long as it lives (a client that goes
+    /// away while waiting drops it).
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            QUESTIONS_WAITING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let before = QUESTIONS_WAITING.fetch_add(1, Ordering::AcqRel);
+    let _waiting = Waiting;
+    if before >= QUESTIONS_WAITING_MAX {
+        return Err(busy());
+    }
+    QUESTIONS.acquire().await.map_err(|_| busy())
+}
+
+/// Reads a question's parameters; a wrong one is a 400 naming it.
+fn question<Q: serde::de::DeserializeOwned>(q: Option<String>) -> Result<Q, ApiError> {
+    skyward_app::query::from_query(q.as_deref().unwrap_or("")).map_err(|e| match e {
+        AppError::Field { ref field, .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.to_string())
+                .field(field.clone())
+        }
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            other.to_string(),
+        ),
+    })
+}
+
+/// Answers a question on a blocking thread (its reads go through the
+/// runtime's pool), at most [`QUESTIONS_AT_ONCE_MAX`] at once. A client
+/// that goes away while waiting gives its turn up (the future is dropped
+/// before it computes).
+async fn answer<R, F>(app: &App, f: F) -> Result<R, ApiError>
+where
+    R: Send + 'static,
+    F: AsyncFnOnce(skyward_store::Store) -> Result<R, AppError> + Send + 'static,
+{
+    let _permit = question_turn().await?;
+    let store = app.db.ledger();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(f(store)))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(app_err)
+}
+
+pub async fn ledger_analyze(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::analyze::AnalyzeQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::analyze::analyze(&s, &q, None).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn ledger_recommend(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::recommend::RecommendQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::recommend::recommend(&s, &q, None).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn ledger_options(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::recommend::OptionsQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::recommend::options(&s, &q, None).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn ledger_backtest(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::recommend::BacktestQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::recommend::backtest(&s, &q, None).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn ledger_breakdown(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::breakdown::BreakdownQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::breakdown::breakdown(&s, &q).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub async fn ledger_inventory(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::breakdown::AtQuery = question(q)?;
+    let r = answer(&app, async move |s| {
+        skyward_app::breakdown::inventory(&s, &q, None).await
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+/// The ledger's HTML page (self-contained: inline SVG, no scripts).
+pub async fn ledger_report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: skyward_app::breakdown::AtQuery = question(q)?;
+    let place = "this server's database".to_string();
+    let html = answer(&app, async move |s| {
+        skyward_app::report::page(&s, &q, None, &place).await
+    })
+    .await?;
+    let mut r = axum::response::Response::new(Body::from(html));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // The page has no scripts; say so to the browser as well.
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        ),
+    );
+    Ok(r)
+}
+
 fn app_err(e: AppError) -> ApiError {
     match &e {
         AppError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
@@ -46,6 +240,12 @@ fn app_err(e: AppError) -> ApiError {
         AppError::Store(s) if s.is_input() => {
             ApiError::new(StatusCode::CONFLICT, "import_conflict", e.to_string())
         }
+        AppError::Field { field, .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            e.to_string(),
+        )
+        .field(field.clone()),
         AppError::Input(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",

@@ -76,25 +76,6 @@ pub fn read_file(path: &Path) -> Result<(String, String), CliError> {
     Ok((shown, text))
 }
 
-/// The contracts a ledger command works on: `--contracts FILE` when given,
-/// else the current stored version, else none. Also says where they came
-/// from.
-pub fn contracts_for(file: Option<&Path>, db: &Path) -> Result<(Vec<Contract>, String), CliError> {
-    if let Some(p) = file {
-        let contracts = crate::cmd::ledger::load_contracts(p)?;
-        return Ok((contracts, p.display().to_string()));
-    }
-    // A missing file is not created just to find it has no contracts.
-    let url = db.to_string_lossy().starts_with("postgres");
-    if !url && !db.exists() {
-        return Ok((Vec::new(), skyward_app::ledger::NO_CONTRACTS.into()));
-    }
-    runtime()?.block_on(async {
-        let store = Store::open(db).await?;
-        Ok(skyward_app::ledger::contracts_for(&store, None).await?)
-    })
-}
-
 /// The store or server a contracts command works on.
 enum Place {
     Local(PathBuf),

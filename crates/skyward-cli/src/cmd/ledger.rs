@@ -187,9 +187,10 @@ pub struct RecommendArgs {
     /// Demand scenarios for Skyward's method and for evaluating every method.
     #[arg(long, default_value_t = 200)]
     pub scenarios: usize,
-    /// Commitments already owned: recommendations are net of what they
-    /// cover, and of their expiry (usage comes back when they end).
-    /// Commitments whose rows are in the data are always netted.
+    /// Commitments already owned (default: the stored contracts):
+    /// recommendations are net of what they cover, and of their expiry
+    /// (usage comes back when they end). Commitments whose rows are in the
+    /// data are always netted.
     #[arg(long)]
     pub contracts: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
@@ -272,7 +273,7 @@ pub struct DbArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Ask a Skyward server instead (its database holds the ledger beside
-    /// the work): import, imports, status and `skyward contracts`.
+    /// the work; it answers with its stored contracts).
     #[arg(long, value_name = "URL", conflicts_with = "db")]
     pub server: Option<String>,
     /// API token for --server (default: $SKYWARD_TOKEN, else the admin
@@ -334,17 +335,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))
 }
 
-/// Commands that read a local database only refuse --server, saying
-/// which do take it.
-fn local_only(db: &DbArgs, what: &str) -> Result<(), CliError> {
-    if db.server.is_some() {
-        return Err(CliError::Input(format!(
-            "`skyward ledger {what}` reads a ledger database directly (--db FILE, or --db postgres://…, which may be a server's own database); --server works with import, imports and status, and with `skyward contracts`"
-        )));
-    }
-    Ok(())
-}
-
 impl DbArgs {
     /// The server client when --server is given.
     pub fn server_client(&self) -> Result<Option<skyward_server::client::Client>, CliError> {
@@ -356,16 +346,6 @@ impl DbArgs {
 }
 
 pub fn run(c: &LedgerCommand) -> Result<(), CliError> {
-    match c {
-        LedgerCommand::Analyze(a) => local_only(&a.db, "analyze")?,
-        LedgerCommand::Recommend(a) => local_only(&a.db, "recommend")?,
-        LedgerCommand::Report(a) => local_only(&a.db, "report")?,
-        LedgerCommand::Backtest(a) => local_only(&a.db, "backtest")?,
-        LedgerCommand::Inventory(a) => local_only(&a.db, "inventory")?,
-        LedgerCommand::Breakdown(a) => local_only(&a.db, "breakdown")?,
-        LedgerCommand::Options(a) => local_only(&a.db, "options")?,
-        _ => {}
-    }
     match c {
         LedgerCommand::Import(a) => import(a),
         LedgerCommand::Imports(a) => imports(a),
@@ -594,9 +574,6 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Everything `status` and `report` read (`skyward_app::ledger::load`).
-pub use skyward_app::ledger::LedgerData;
-
 /// The date a ledger command works at: `--at` when given, else the day
 /// after the last imported charge (`skyward_app::ledger::resolve_at`),
 /// naming the database when there is no data.
@@ -612,17 +589,6 @@ pub fn resolve_at(
         )));
     }
     skyward_app::ledger::resolve_at(at, last).map_err(|e| CliError::Input(format!("--{e}")))
-}
-
-/// The ledger data for `contracts`, from the database at `db`.
-pub fn load_for(
-    contracts: &[skyward_ledger::contracts::Contract],
-    db: &Path,
-) -> Result<LedgerData, CliError> {
-    runtime()?.block_on(async {
-        let store = Store::open(db).await?;
-        Ok(skyward_app::ledger::load(&store, contracts).await?)
-    })
 }
 
 fn status(a: &StatusArgs) -> Result<(), CliError> {
@@ -942,333 +908,6 @@ pub fn generate(a: &GenerateArgs) -> Result<u64, CliError> {
     Ok(rows)
 }
 
-fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
-    use skyward_ledger::contracts::{Contract, Eligibility, ShortfallRule, SpendTerms, Terms};
-    if !(a.discount_rate_pct.is_finite() && (0.0..=100.0).contains(&a.discount_rate_pct)) {
-        return Err(CliError::Input(
-            "--discount-rate-pct must be from 0 to 100".into(),
-        ));
-    }
-    if !(a.growth_pct.is_finite() && (-90.0..=1000.0).contains(&a.growth_pct)) {
-        return Err(CliError::Input(
-            "--growth-pct must be from -90 to 1000".into(),
-        ));
-    }
-    let db = db_path(a.db.db.as_deref())?;
-    let rt = runtime()?;
-    let (days, last) = rt.block_on(async {
-        let store = Store::open(&db).await?;
-        Ok::<_, skyward_store::StoreError>((
-            store.daily(None, i64::MAX).await?,
-            store.last_day().await?,
-        ))
-    })?;
-    let default_at = resolve_at(None, last, &db)?;
-    let contract = if a.what_if {
-        let need = |v: Option<f64>, flag: &str| {
-            v.ok_or_else(|| CliError::Input(format!("--what-if needs {flag}")))
-        };
-        let commit = need(a.commit_usd, "--commit-usd")?;
-        let discount = need(a.discount_pct, "--discount-pct")?;
-        let years = a
-            .term_years
-            .ok_or_else(|| CliError::Input("--what-if needs --term-years".into()))?;
-        let provider = a
-            .provider
-            .clone()
-            .ok_or_else(|| CliError::Input("--what-if needs --provider".into()))?
-            .to_ascii_lowercase();
-        let valid = commit.is_finite()
-            && commit > 0.0
-            && commit <= 1e15
-            && discount.is_finite()
-            && (0.0..100.0).contains(&discount)
-            && (1..=20).contains(&years);
-        if !valid {
-            return Err(CliError::Input(
-                "--commit-usd must be positive, --discount-pct in [0, 100), --term-years 1..20"
-                    .into(),
-            ));
-        }
-        let start = match &a.start {
-            Some(s) => skyward_ledger::Timestamp::parse(s)
-                .map_err(|m| CliError::Input(format!("--start: {m}")))?,
-            None => default_at,
-        };
-        Contract {
-            name: format!("what-if {provider} ${commit} {years}y {discount}%"),
-            provider,
-            start,
-            end: start.plus_months(12 * i64::from(years)),
-            terms: Terms::Spend(SpendTerms {
-                commit: skyward_ledger::Amount::parse(&format!("{commit}"))
-                    .map_err(|m| CliError::Input(format!("--commit-usd: {m}")))?,
-                discount_pct: discount,
-                floors: Vec::new(),
-                shortfall: ShortfallRule::TermEnd,
-                eligible: Eligibility::default(),
-            }),
-        }
-    } else {
-        let name = a
-            .contract
-            .as_ref()
-            .ok_or_else(|| CliError::Input("which contract? give its name, or --what-if".into()))?;
-        let (all, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-        all.into_iter().find(|c| c.name == *name).ok_or_else(|| {
-            CliError::Input(format!("{source}: no contract named '{name}' (give --contracts FILE or run `skyward contracts apply FILE`)"))
-        })?
-    };
-    let at = resolve_at(a.at.as_deref(), last, &db)?;
-    let r =
-        skyward_ledger::analyze::analyze(&contract, at, &days, a.discount_rate_pct, a.growth_pct)
-            .map_err(|e| CliError::Input(e.to_string()))?;
-    match a.db.output {
-        Output::Json => outln!("{}", json(&r)?),
-        Output::Table => {
-            outln!(
-                "{} ({}, {}..{}, as of {})",
-                r.name,
-                r.provider,
-                r.start,
-                r.end,
-                r.at
-            );
-            let rows: Vec<(&str, String)> = vec![
-                ("commitment (nominal)", r.committed.to_string()),
-                ("discount", format!("{}%", r.discount_pct)),
-                (
-                    "headline savings (all of it used)",
-                    r.headline_savings.to_string(),
-                ),
-                (
-                    "commitment NPV",
-                    format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct),
-                ),
-                (
-                    "break-even",
-                    format!(
-                        "list spend of {} = burning {:.1}% of the commitment",
-                        r.break_even_list_spend, r.break_even_burn_pct
-                    ),
-                ),
-                ("list spend to date", r.list_spend_to_date.to_string()),
-                (
-                    "burned / projected burn P50 at end",
-                    format!(
-                        "{} / {} (the figures `ledger status` shows)",
-                        r.burned, r.projected_burn_p50
-                    ),
-                ),
-                (
-                    "shortfall rule",
-                    match r.shortfall_rule {
-                        skyward_ledger::contracts::ShortfallRule::TermEnd => {
-                            "term-end: the gap to the total is billed at the end".to_string()
-                        }
-                        skyward_ledger::contracts::ShortfallRule::Yearly => {
-                            "yearly: each year's gap to its floor is billed at the year's end"
-                                .to_string()
-                        }
-                    },
-                ),
-                (
-                    "projected list spend P10 / P50 / P90",
-                    format!(
-                        "{} / {} / {}",
-                        r.projected_list_spend_p10,
-                        r.projected_list_spend_p50,
-                        r.projected_list_spend_p90
-                    ),
-                ),
-                (
-                    "expected shortfall",
-                    format!(
-                        "{} (probability {:.0}%)",
-                        r.expected_shortfall,
-                        100.0 * r.shortfall_probability
-                    ),
-                ),
-                (
-                    "expected savings",
-                    format!(
-                        "{} (probability of a loss {:.0}%)",
-                        r.expected_savings,
-                        100.0 * r.loss_probability
-                    ),
-                ),
-                (
-                    "effective discount",
-                    r.effective_discount_pct
-                        .map(|v| format!("{v:.2}% (headline {}%)", r.discount_pct))
-                        .unwrap_or_else(|| "-".into()),
-                ),
-                ("expected savings NPV", r.expected_savings_npv.to_string()),
-                (
-                    "projection basis",
-                    format!(
-                        "{} days of {}, {}%/year growth, 2,000 bootstrap paths{}",
-                        r.history_days,
-                        match r.basis {
-                            skyward_ledger::projection::Basis::BurnSinceStart => {
-                                "burn since the start"
-                            }
-                            skyward_ledger::projection::Basis::ListBeforeStart => {
-                                "eligible list spend before the start at the deal's discount"
-                            }
-                        },
-                        r.growth_pct,
-                        r.recurring_purchases_per_month
-                            .map(|m| format!("; recurring purchases as a schedule of {m}/month"))
-                            .unwrap_or_default()
-                    ),
-                ),
-            ];
-            for (k, v) in rows {
-                outln!("  {k:<38} {v}");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
-    use skyward_ledger::recommend::RecommendInput;
-    if let Some(tiers) = &a.discount_tiers {
-        return recommend_spend(a, tiers);
-    }
-    let discount_pct = a.discount_pct.unwrap_or(0.0);
-    if !(discount_pct.is_finite() && discount_pct > 0.0 && discount_pct < 100.0) {
-        return Err(CliError::Input(
-            "--discount-pct must be above 0 and below 100".into(),
-        ));
-    }
-    if !(1..=5).contains(&a.term_years)
-        || a.lookback_days.is_empty()
-        || a.lookback_days.iter().any(|d| !(1..=366).contains(d))
-    {
-        return Err(CliError::Input(
-            "--term-years must be 1..5 and --lookback-days 1..366 each".into(),
-        ));
-    }
-    let growth = a.growth_pct.unwrap_or(0.0);
-    if !((1..=2_000).contains(&a.scenarios)
-        && growth.is_finite()
-        && (-90.0..=1000.0).contains(&growth))
-    {
-        return Err(CliError::Input(
-            "--scenarios must be 1..2000 and --growth-pct -90..1000".into(),
-        ));
-    }
-    let provider = a.provider.to_ascii_lowercase();
-    let db = db_path(a.db.db.as_deref())?;
-    let contracts = match &a.contracts {
-        Some(p) => load_contracts(p)?,
-        None => Vec::new(),
-    };
-    let netted = netted_history(&provider, &contracts, &db)?;
-    let skipped = &netted.not_netted;
-    let (hourly, existing) = (&netted.net, &netted.existing);
-    let input = RecommendInput {
-        hourly,
-        existing,
-        discount_pct,
-        term_hours: a.term_years as usize * 8_760,
-        lookbacks_days: &a.lookback_days,
-        growth_pct: a.growth_pct,
-        scenarios: a.scenarios,
-        seed: a.seed,
-    };
-    let owned: Vec<serde_json::Value> = existing
-        .iter()
-        .map(|e| {
-            let recent = &e.covered[e.covered.len().saturating_sub(30 * 24)..];
-            let c = contracts.iter().find(|c| c.name == e.name);
-            serde_json::json!({
-                "name": e.name,
-                "covers_usd_per_hour_recent_mean": recent.iter().sum::<f64>() / recent.len().max(1) as f64,
-                "ends": c.map(|c| c.end.date_string()),
-                "expires_within_term": e.expires_after_hours.is_some_and(|h| h < a.term_years as usize * 8_760),
-            })
-        })
-        .collect();
-    let (recs, model) = skyward_ledger::recommend::recommend_with_model(&input);
-    let mean = hourly.iter().sum::<f64>() / hourly.len() as f64;
-    match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(
-                &serde_json::json!({"provider": provider, "history_hours": hourly.len(), "mean_on_demand_usd_per_hour": mean, "discount_pct": a.discount_pct, "term_years": a.term_years, "demand_model": model, "demand_model_description": model.describe(), "net_of": owned, "not_netted": skipped, "recommendations": recs})
-            )?
-        ),
-        Output::Table => {
-            outln!(
-                "Hourly commitment for {provider}: {} hours of on-demand history (mean {}/h), {}% discount, {}-year term, {} scenarios{}\n",
-                hourly.len(),
-                skyward_ledger::Amount::from_usd_f64(mean),
-                discount_pct,
-                a.term_years,
-                a.scenarios,
-                format!("; {}", model.describe())
-            );
-            let mut t = Table::new(&[
-                "METHOD",
-                "LOOKBACK",
-                "COVERS $/H>",
-                "FEE $/H>",
-                "LOOKBACK SAVINGS>",
-                "EXPECTED TERM SAVINGS>",
-                "P(LOSS)>",
-                "UTILISATION>",
-                "HOURS UNDERUSED>",
-            ]);
-            for r in &recs {
-                t.row(vec![
-                    r.method.clone(),
-                    r.lookback_days
-                        .map(|d| format!("{d} days"))
-                        .unwrap_or_else(|| "scenarios".into()),
-                    r.covers_usd_per_hour.to_string(),
-                    r.fee_usd_per_hour.to_string(),
-                    r.lookback_savings
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    r.expected_term_savings.to_string(),
-                    format!("{:.0}%", 100.0 * r.loss_probability),
-                    format!("{:.1}%", 100.0 * r.expected_utilisation),
-                    format!("{:.1}%", r.hours_underused_pct),
-                ]);
-            }
-            out!("{}", t.render());
-            outln!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
-            outln!("Net of commitments whose rows are in the data (their usage is not on-demand).");
-            for o in &owned {
-                outln!(
-                    "Net of {}: covered {}/h over the last 30 days{}; ends {}{}",
-                    o["name"].as_str().unwrap_or(""),
-                    skyward_ledger::Amount::from_usd_f64(
-                        o["covers_usd_per_hour_recent_mean"].as_f64().unwrap_or(0.0)
-                    ),
-                    "",
-                    o["ends"].as_str().unwrap_or("?"),
-                    if o["expires_within_term"].as_bool().unwrap_or(false) {
-                        " (within the term: its usage comes back into the scenarios then)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if !skipped.is_empty() {
-                outln!(
-                    "Not netted (capacity commitments without rows in the data): {}",
-                    skipped.join(", ")
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 fn export(a: &ExportArgs) -> Result<(), CliError> {
     use skyward_ledger::export::{write_focus, Commitment, Pricing as P, UsageRecord};
     use skyward_model::Pricing;
@@ -1404,438 +1043,340 @@ fn export(a: &ExportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn report(a: &ReportArgs) -> Result<(), CliError> {
-    use crate::report::{band_points, esc, money_short, status_rows, table, Chart, Series, STYLE};
-    use skyward_ledger::contracts::Terms;
-    use skyward_ledger::status::{band, burn_series, status as compute, ContractStatus};
-    use std::fmt::Write as _;
-    let db = db_path(a.db.db.as_deref())?;
-    let (contracts, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let LedgerData {
-        days,
-        hours,
-        last,
-        imports,
-        spread_notes,
-    } = load_for(&contracts, &db)?;
-    let at = resolve_at(a.at.as_deref(), last, &db)?;
-    let now = at.day();
-    let status = compute(&contracts, at, &days, &hours);
-    let found = skyward_ledger::status::data_commitments(&contracts, at, &days);
-    let inventory = skyward_ledger::inventory::inventory(&contracts, &status, &found, at, &days);
-    let opt =
-        |v: Option<skyward_ledger::Amount>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-    let pct1 = |v: Option<f64>| {
-        v.map(|x| format!("{:.1}%", 100.0 * x))
-            .unwrap_or_else(|| "-".into())
-    };
-    let mut html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Skyward ledger report {}</title><style>{STYLE}</style></head><body><h1>Skyward ledger report</h1><p>As of <b>{}</b>; {} contracts ({}); {} commitments in the data; {} imports ({} rows) in {}.</p>",
-        at.date_string(),
-        at.date_string(),
-        contracts.len(),
-        esc(&source),
-        found.len(),
-        imports.len(),
-        imports.iter().map(|i| i.rows).sum::<i64>(),
-        esc(&db.display().to_string())
-    );
-    for n in &spread_notes {
-        let _ = write!(html, "<p class=\"note\">{}</p>", esc(n));
-    }
-    html.push_str("<h2>Status</h2>");
-    html.push_str(&status_rows(&status));
-    html.push_str("<h2>Inventory and calendar</h2>");
-    let rows: Vec<Vec<String>> = inventory
-        .iter()
-        .map(|i| {
-            vec![
-                i.name.clone(),
-                i.kind.clone(),
-                i.provider.clone(),
-                i.start.clone().unwrap_or_default(),
-                i.end.clone().unwrap_or_else(|| "not in the data".into()),
-                i.days_left
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                opt(i.term_cost),
-                opt(i.renewal_cost),
-                pct1(i.utilisation),
-                opt(i.monthly_gap),
-            ]
-        })
-        .collect();
-    html.push_str(&table(
-        &[
-            "commitment",
-            "kind",
-            "provider",
-            "start",
-            "ends",
-            "days left>",
-            "term cost>",
-            "renewal (same terms)>",
-            "utilisation / burned>",
-            "gap if it ends ($/30 days)>",
-        ],
-        &rows,
-    ));
-    html.push_str("<p class=\"note\">Gap: the savings per 30 days that stop when it ends, at its recent rate (spend: last 30 days of eligible list spend × discount; hourly: net savings per hour so far × 720).</p>");
-    for (c, st) in contracts.iter().zip(&status) {
-        if let (Terms::Spend(t), ContractStatus::Spend(s)) = (&c.terms, st) {
-            let (d0, d1) = (c.start.day(), c.end.day());
-            let actual: Vec<(i64, f64)> = burn_series(c, at, &days)
-                .into_iter()
-                .map(|(d, v)| (d, v.as_f64()))
-                .collect();
-            let here = now.clamp(d0, d1);
-            let b = band(c, at, &days, 7);
-            let (area, p50) = band_points(here, &b);
-            // Floors: by the end of year k, Σ floors of years 1..k, over the
-            // whole term (years without a floor add nothing).
-            let mut floor_pts = vec![(d0, 0.0)];
-            let mut cum = 0.0;
-            let mut k = 0i64;
-            loop {
-                let ye = c.start.plus_months(12 * (k + 1)).min(c.end).day();
-                cum += t
-                    .floors
-                    .iter()
-                    .find(|f| i64::from(f.year) == k + 1)
-                    .map(|f| f.commit.as_f64())
-                    .unwrap_or(0.0);
-                floor_pts.push((ye, cum));
-                k += 1;
-                if ye >= d1 || k > 100 {
-                    break;
-                }
+/// Contracts a question is net of, named where they came from.
+type Given = Option<(Vec<skyward_ledger::contracts::Contract>, String)>;
+
+/// Asks a question (`skyward_app`'s `q`) of the server at `--server`
+/// (`GET path?q`) or of the local store with `local`; with where the
+/// answer came from. `--contracts FILE` works locally only: a server
+/// answers with its stored contracts.
+fn ask<Q, R>(
+    db: &DbArgs,
+    path: &str,
+    q: &Q,
+    contracts: Option<&Path>,
+    local: impl AsyncFnOnce(&Store, Given) -> Result<R, skyward_app::AppError>,
+) -> Result<(R, String), CliError>
+where
+    Q: Serialize,
+    R: serde::de::DeserializeOwned,
+{
+    let rt = runtime()?;
+    match db.server_client()? {
+        Some(c) => {
+            if contracts.is_some() {
+                return Err(CliError::Input(
+                    "--contracts with --server: the server answers with its stored contracts; store them with `skyward contracts apply FILE --server URL`".into(),
+                ));
             }
-            let make = |x0: i64, x1: i64, title: String| {
-                let in_view = |v: &[(i64, f64)]| {
-                    v.iter()
-                        .filter(|(d, _)| *d >= x0 && *d <= x1)
-                        .map(|x| x.1)
-                        .fold(0.0, f64::max)
-                };
-                let line_at =
-                    |d: i64| t.commit.as_f64() * (d - d0) as f64 / (d1 - d0).max(1) as f64;
-                let mut series = vec![
-                    Series {
-                        name: "commitment".into(),
-                        points: vec![(x0, t.commit.as_f64()), (x1, t.commit.as_f64())],
-                        color: "#c0392b",
-                        dash: true,
-                    },
-                    Series {
-                        name: "straight line".into(),
-                        points: vec![(x0, line_at(x0)), (x1, line_at(x1))],
-                        color: "#888888",
-                        dash: true,
-                    },
-                ];
-                if !t.floors.is_empty() {
-                    series.push(Series {
-                        name: "floors (cumulative)".into(),
-                        points: floor_pts.clone(),
-                        color: "#e67e22",
-                        dash: false,
-                    });
-                }
-                series.push(Series {
-                    name: "burned".into(),
-                    points: actual.clone(),
-                    color: "#1f5fa8",
-                    dash: false,
-                });
-                series.push(Series {
-                    name: "forecast P50".into(),
-                    points: p50.clone(),
-                    color: "#4a90d9",
-                    dash: true,
-                });
-                let band_max = area
-                    .iter()
-                    .filter(|(d, _, _)| *d >= x0 && *d <= x1)
-                    .map(|x| x.2)
-                    .fold(0.0, f64::max);
-                // The commitment sets the scale of the whole term; a recent
-                // window is scaled to what it shows.
-                let full = x0 == d0 && x1 == d1;
-                let y_max = if full {
-                    [t.commit.as_f64(), band_max, s.burned.as_f64()]
-                        .into_iter()
-                        .fold(1.0, f64::max)
-                } else {
-                    [in_view(&actual), band_max, line_at(x1), in_view(&p50)]
-                        .into_iter()
-                        .fold(1.0, f64::max)
-                } * 1.05;
-                Chart {
-                    title,
-                    x0,
-                    x1,
-                    y_max,
-                    series,
-                    band: area.clone(),
-                    band_name: "forecast P10–P90".into(),
-                    y_is_pct: false,
-                    x_title: "date (UTC)".into(),
-                    y_title: "cumulative eligible burn (USD)".into(),
-                    hline: None,
-                    now: Some(here),
-                }
+            let query = skyward_app::query::to_query(q)?;
+            let v = crate::cmd::client::get(&rt, &c, &format!("{path}?{query}"))?;
+            let r = serde_json::from_value(v)
+                .map_err(|e| CliError::Io(format!("the server's answer: {e}")))?;
+            Ok((r, c.base().to_string()))
+        }
+        None => {
+            let dbp = db_path(db.db.as_deref())?;
+            let given = match contracts {
+                Some(p) => Some((load_contracts(p)?, p.display().to_string())),
+                None => None,
             };
-            let full = make(
-                d0,
-                d1,
-                format!("{} ({}): burn-down over the term", c.name, c.provider),
-            );
-            let recent = make(
-                (here - 90).max(d0),
-                (here + 180).min(d1).max(here + 1),
-                format!("{}: last 90 days and next 180", c.name),
-            );
-            let _ = write!(
-                html,
-                "<h2>{}</h2><div class=\"pair\">{}{}</div><p class=\"note\">Burned {} of {} ({:.1}%); straight line {}; forecast at term end P10 {} / P50 {} / P90 {}; expected shortfall {} (P {:.0}%, rule: {}).</p>",
-                esc(&c.name),
-                full.svg(),
-                recent.svg(),
-                s.burned,
-                s.committed,
-                s.burned_pct,
-                s.straight_line,
-                s.forecast.as_ref().map(|f| money_short(f.p10.as_f64())).unwrap_or_default(),
-                s.forecast.as_ref().map(|f| money_short(f.p50.as_f64())).unwrap_or_default(),
-                s.forecast.as_ref().map(|f| money_short(f.p90.as_f64())).unwrap_or_default(),
-                s.forecast.as_ref().map(|f| f.expected_shortfall.to_string()).unwrap_or_else(|| "-".into()),
-                s.forecast.as_ref().map(|f| 100.0 * f.shortfall_probability).unwrap_or(0.0),
-                match t.shortfall {
-                    skyward_ledger::contracts::ShortfallRule::TermEnd => "term-end",
-                    skyward_ledger::contracts::ShortfallRule::Yearly => "yearly",
+            let r = rt.block_on(async {
+                let store = Store::open(&dbp).await?;
+                Ok::<_, CliError>(local(&store, given).await?)
+            })?;
+            Ok((r, dbp.display().to_string()))
+        }
+    }
+}
+
+fn analyze(a: &AnalyzeArgs) -> Result<(), CliError> {
+    let q = skyward_app::analyze::AnalyzeQuery {
+        contract: a.contract.clone(),
+        what_if: a.what_if,
+        provider: a.provider.clone(),
+        commit_usd: a.commit_usd,
+        term_years: a.term_years,
+        discount_pct: a.discount_pct,
+        start: a.start.clone(),
+        discount_rate_pct: Some(a.discount_rate_pct),
+        growth_pct: Some(a.growth_pct),
+        at: a.at.clone(),
+    };
+    let (r, _) = ask(
+        &a.db,
+        "/v1/ledger/analyze",
+        &q,
+        a.contracts.as_deref(),
+        async |store, given| skyward_app::analyze::analyze(store, &q, given).await,
+    )?;
+    match a.db.output {
+        Output::Json => outln!("{}", json(&r)?),
+        Output::Table => render_analysis(&r),
+    }
+    Ok(())
+}
+
+fn render_analysis(r: &skyward_ledger::analyze::Analysis) {
+    outln!(
+        "{} ({}, {}..{}, as of {})",
+        r.name,
+        r.provider,
+        r.start,
+        r.end,
+        r.at
+    );
+    let rows: Vec<(&str, String)> = vec![
+        ("commitment (nominal)", r.committed.to_string()),
+        ("discount", format!("{}%", r.discount_pct)),
+        (
+            "headline savings (all of it used)",
+            r.headline_savings.to_string(),
+        ),
+        (
+            "commitment NPV",
+            format!("{} at {}%/year", r.commitment_npv, r.discount_rate_pct),
+        ),
+        (
+            "break-even",
+            format!(
+                "list spend of {} = burning {:.1}% of the commitment",
+                r.break_even_list_spend, r.break_even_burn_pct
+            ),
+        ),
+        ("list spend to date", r.list_spend_to_date.to_string()),
+        (
+            "burned / projected burn P50 at end",
+            format!(
+                "{} / {} (the figures `ledger status` shows)",
+                r.burned, r.projected_burn_p50
+            ),
+        ),
+        (
+            "shortfall rule",
+            match r.shortfall_rule {
+                skyward_ledger::contracts::ShortfallRule::TermEnd => {
+                    "term-end: the gap to the total is billed at the end".to_string()
+                }
+                skyward_ledger::contracts::ShortfallRule::Yearly => {
+                    "yearly: each year's gap to its floor is billed at the year's end".to_string()
+                }
+            },
+        ),
+        (
+            "projected list spend P10 / P50 / P90",
+            format!(
+                "{} / {} / {}",
+                r.projected_list_spend_p10, r.projected_list_spend_p50, r.projected_list_spend_p90
+            ),
+        ),
+        (
+            "expected shortfall",
+            format!(
+                "{} (probability {:.0}%)",
+                r.expected_shortfall,
+                100.0 * r.shortfall_probability
+            ),
+        ),
+        (
+            "expected savings",
+            format!(
+                "{} (probability of a loss {:.0}%)",
+                r.expected_savings,
+                100.0 * r.loss_probability
+            ),
+        ),
+        (
+            "effective discount",
+            r.effective_discount_pct
+                .map(|v| format!("{v:.2}% (headline {}%)", r.discount_pct))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("expected savings NPV", r.expected_savings_npv.to_string()),
+        (
+            "projection basis",
+            format!(
+                "{} days of {}, {}%/year growth, 2,000 bootstrap paths{}",
+                r.history_days,
+                match r.basis {
+                    skyward_ledger::projection::Basis::BurnSinceStart => "burn since the start",
+                    skyward_ledger::projection::Basis::ListBeforeStart => {
+                        "eligible list spend before the start at the deal's discount"
+                    }
                 },
-            );
-        }
-    }
-    // Every commitment seen in the data: utilisation, coverage, unused cost.
-    for f in &found {
-        let d = skyward_ledger::status::commitment_days(&f.provider, &f.commitment_id, &days);
-        if d.len() < 2 {
-            continue;
-        }
-        let (x0, x1) = (d[0].day, d[d.len() - 1].day.max(d[0].day + 1));
-        let name = f
-            .contract
-            .clone()
-            .unwrap_or_else(|| f.commitment_id.clone());
-        let util = Chart {
-            title: format!("{name}: daily utilisation"),
-            x0,
-            x1,
-            y_max: 100.0,
-            series: vec![Series {
-                name: "utilisation (Used ÷ Used + Unused)".into(),
-                points: d
-                    .iter()
-                    .filter_map(|x| x.utilisation().map(|u| (x.day, 100.0 * u)))
-                    .collect(),
-                color: "#27ae60",
-                dash: false,
-            }],
-            band: Vec::new(),
-            band_name: String::new(),
-            y_is_pct: true,
-            x_title: "date (UTC)".into(),
-            y_title: "utilisation (%)".into(),
-            hline: Some((100.0, "100 %".into())),
-            now: None,
-        };
-        let cov = Chart {
-            title: format!("{name}: daily coverage"),
-            x0,
-            x1,
-            y_max: 100.0,
-            series: vec![Series {
-                name: "coverage (covered ÷ covered + on-demand)".into(),
-                points: d
-                    .iter()
-                    .filter_map(|x| x.coverage().map(|u| (x.day, 100.0 * u)))
-                    .collect(),
-                color: "#8e44ad",
-                dash: false,
-            }],
-            band: Vec::new(),
-            band_name: String::new(),
-            y_is_pct: true,
-            x_title: "date (UTC)".into(),
-            y_title: "coverage (%)".into(),
-            hline: Some((100.0, "100 %".into())),
-            now: None,
-        };
-        let unused_pts: Vec<(i64, f64)> = d.iter().map(|x| (x.day, x.unused.as_f64())).collect();
-        let unused = Chart {
-            title: format!("{name}: unused commitment per day"),
-            x0,
-            x1,
-            y_max: unused_pts.iter().map(|x| x.1).fold(1.0, f64::max) * 1.05,
-            series: vec![Series {
-                name: "unused (EffectiveCost of Unused rows)".into(),
-                points: unused_pts,
-                color: "#c0392b",
-                dash: false,
-            }],
-            band: Vec::new(),
-            band_name: String::new(),
-            y_is_pct: false,
-            x_title: "date (UTC)".into(),
-            y_title: "unused cost (USD per day)".into(),
-            hline: None,
-            now: None,
-        };
-        let _ = write!(
-            html,
-            "<h2>{}</h2><div class=\"pair\">{}{}{}</div><p class=\"note\">Utilisation {}, coverage {}, unused {}, net savings {} over {}..{}.</p>",
-            esc(&name),
-            util.svg(),
-            cov.svg(),
-            unused.svg(),
-            pct1(f.utilisation),
-            pct1(f.coverage),
-            f.unused,
-            f.net_savings,
-            f.first_seen,
-            f.last_seen
-        );
-    }
-    // Effective savings rate over time, per provider with usage.
-    let providers: std::collections::BTreeSet<&str> = days
-        .iter()
-        .filter(|r| r.category == "Usage")
-        .map(|r| r.provider.as_str())
-        .collect();
-    let mut rate_series = Vec::new();
-    let colors = [
-        "#1f5fa8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a085",
+                r.growth_pct,
+                r.recurring_purchases_per_month
+                    .map(|m| format!("; recurring purchases as a schedule of {m}/month"))
+                    .unwrap_or_default()
+            ),
+        ),
     ];
-    for (k, p) in providers.iter().enumerate() {
-        let pts: Vec<(i64, f64)> = skyward_ledger::status::savings_rate_weekly(p, &days)
-            .into_iter()
-            .map(|(w, r)| (w, 100.0 * r.max(0.0)))
-            .collect();
-        if pts.len() > 1 {
-            rate_series.push(Series {
-                name: (*p).to_string(),
-                points: pts,
-                color: colors[k % colors.len()],
-                dash: false,
-            });
-        }
+    for (k, v) in rows {
+        outln!("  {k:<38} {v}");
     }
-    if !rate_series.is_empty() {
-        let x0 = rate_series
-            .iter()
-            .filter_map(|s| s.points.first().map(|p| p.0))
-            .min()
-            .unwrap_or(0);
-        let x1 = rate_series
-            .iter()
-            .filter_map(|s| s.points.last().map(|p| p.0))
-            .max()
-            .unwrap_or(1);
-        let y_max = rate_series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .fold(1.0, f64::max)
-            * 1.1;
-        let chart = Chart {
-            title: "Effective savings rate by week (1 − effective cost ÷ list cost of usage)"
-                .into(),
-            x0,
-            x1: x1.max(x0 + 1),
-            y_max,
-            series: rate_series,
-            band: Vec::new(),
-            band_name: String::new(),
-            y_is_pct: true,
-            x_title: "week starting (UTC)".into(),
-            y_title: "effective savings rate (%)".into(),
-            hline: None,
-            now: None,
-        };
-        let _ = write!(html, "<h2>Effective savings rate</h2>{}", chart.svg());
+}
+
+fn recommend(a: &RecommendArgs) -> Result<(), CliError> {
+    use skyward_app::recommend::Advice;
+    let q = skyward_app::recommend::RecommendQuery {
+        provider: a.provider.clone(),
+        discount_pct: a.discount_pct,
+        discount_tiers: a.discount_tiers.clone().unwrap_or_default(),
+        term_years: Some(a.term_years),
+        lookback_days: Some(a.lookback_days.clone()),
+        growth_pct: a.growth_pct,
+        scenarios: Some(a.scenarios),
+        seed: Some(a.seed),
+    };
+    let (advice, _) = ask(
+        &a.db,
+        "/v1/ledger/recommend",
+        &q,
+        a.contracts.as_deref(),
+        async |store, given| skyward_app::recommend::recommend(store, &q, given).await,
+    )?;
+    if a.db.output == Output::Json {
+        outln!("{}", json(&advice)?);
+        return Ok(());
     }
-    // Recommendations for each provider with an hourly commitment.
-    let mut done = std::collections::BTreeSet::new();
-    for c in &contracts {
-        let Terms::Hourly(h) = &c.terms else { continue };
-        if !done.insert(c.provider.clone()) {
-            continue;
-        }
-        let netted =
-            skyward_ledger::recommend::net_for_provider(&c.provider, &hours, &days, &contracts);
-        if netted.gross.is_empty() {
-            continue;
-        }
-        let input = skyward_ledger::recommend::RecommendInput {
-            hourly: &netted.net,
-            existing: &netted.existing,
-            discount_pct: h.discount_pct,
-            term_hours: 8_760,
-            lookbacks_days: &[7, 30, 60],
-            growth_pct: None,
-            scenarios: 100,
-            seed: 7,
-        };
-        let (recs, model) = skyward_ledger::recommend::recommend_with_model(&input);
-        let rows: Vec<Vec<String>> = recs
-            .iter()
-            .map(|r| {
-                vec![
-                    r.method.clone(),
-                    r.lookback_days
-                        .map(|d| format!("{d} days"))
-                        .unwrap_or_else(|| "scenarios".into()),
-                    r.covers_usd_per_hour.to_string(),
-                    r.fee_usd_per_hour.to_string(),
-                    r.expected_term_savings.to_string(),
-                    r.savings_p10.to_string(),
-                    r.savings_p90.to_string(),
-                    format!("{:.0}%", 100.0 * r.loss_probability),
-                    format!("{:.1}%", 100.0 * r.expected_utilisation),
-                    format!("{:.0}%", r.hours_underused_pct),
-                ]
-            })
-            .collect();
-        let _ = write!(
-            html,
-            "<h2>Recommended hourly commitment: {} ({}% discount, 1 year)</h2>{}",
-            esc(&c.provider),
-            h.discount_pct,
-            table(
-                &[
-                    "method",
-                    "lookback",
-                    "covers $/h>",
-                    "fee $/h>",
-                    "expected savings>",
-                    "savings P10>",
-                    "savings P90>",
-                    "P(loss)>",
-                    "utilisation>",
-                    "hours under-used>",
-                ],
-                &rows
-            )
-        );
-        let names: Vec<String> = netted.existing.iter().map(|e| esc(&e.name)).collect();
-        let _ = write!(
-            html,
-            "<p class=\"note\">Risk: savings P10–P90 and P(loss) over 100 demand scenarios ({}). Net of what existing commitments cover{}; usage a commitment covers comes back into the scenarios when it expires.</p>",
-            esc(&model.describe()),
-            if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) }
+    match &advice {
+        Advice::Hourly(h) => render_hourly(h),
+        Advice::Spend(s) => render_spend(s),
+    }
+    Ok(())
+}
+
+fn render_hourly(h: &skyward_app::recommend::HourlyAdvice) {
+    outln!(
+        "Hourly commitment for {}: {} hours of on-demand history (mean {}/h), {}% discount, {}-year term, {} scenarios; {}\n",
+        h.provider,
+        h.history_hours,
+        skyward_ledger::Amount::from_usd_f64(h.mean_on_demand_usd_per_hour),
+        h.discount_pct,
+        h.term_years,
+        h.scenarios,
+        h.demand_model_description
+    );
+    let mut t = Table::new(&[
+        "METHOD",
+        "LOOKBACK",
+        "COVERS $/H>",
+        "FEE $/H>",
+        "LOOKBACK SAVINGS>",
+        "EXPECTED TERM SAVINGS>",
+        "P(LOSS)>",
+        "UTILISATION>",
+        "HOURS UNDERUSED>",
+    ]);
+    for r in &h.recommendations {
+        t.row(vec![
+            r.method.clone(),
+            r.lookback_days
+                .map(|d| format!("{d} days"))
+                .unwrap_or_else(|| "scenarios".into()),
+            r.covers_usd_per_hour.to_string(),
+            r.fee_usd_per_hour.to_string(),
+            r.lookback_savings
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.expected_term_savings.to_string(),
+            format!("{:.0}%", 100.0 * r.loss_probability),
+            format!("{:.1}%", 100.0 * r.expected_utilisation),
+            format!("{:.1}%", r.hours_underused_pct),
+        ]);
+    }
+    out!("{}", t.render());
+    outln!("\ncovers: on-demand spend per hour the commitment pays for; fee: what it costs per hour (AWS and Azure quote this; GCP flexible CUDs quote covers).");
+    outln!("Net of commitments whose rows are in the data (their usage is not on-demand), and of the contracts owned.");
+    for o in &h.net_of {
+        outln!(
+            "Net of {}: covered {}/h over the last 30 days; ends {}{}",
+            o.name,
+            skyward_ledger::Amount::from_usd_f64(o.covers_usd_per_hour_recent_mean),
+            o.ends.as_deref().unwrap_or("?"),
+            if o.expires_within_term {
+                " (within the term: its usage comes back into the scenarios then)"
+            } else {
+                ""
+            }
         );
     }
-    html.push_str("<p class=\"note\">Generated by skyward ledger report: one self-contained page (inline SVG, no scripts, nothing fetched). Forecast bands: the status projection (circular 7-day blocks of the last 91 days of burn, recurring purchases as a schedule; 500 paths).</p></body></html>\n");
+    if !h.not_netted.is_empty() {
+        outln!(
+            "Not netted (capacity commitments without rows in the data): {}",
+            h.not_netted.join(", ")
+        );
+    }
+}
+
+fn render_spend(s: &skyward_app::recommend::SpendAdvice) {
+    outln!(
+        "Spend commitment for {}: {} days of history, projected list spend over {} years P50 {}{}\n",
+        s.provider,
+        s.history_days,
+        s.term_years,
+        s.projected_list_spend_p50,
+        if s.growth_pct != 0.0 {
+            format!(" ({}%/year growth)", s.growth_pct)
+        } else {
+            String::new()
+        }
+    );
+    let mut t = Table::new(&[
+        "",
+        "COMMIT>",
+        "DISCOUNT>",
+        "EXPECTED SAVINGS>",
+        "EXPECTED SHORTFALL>",
+        "P(SHORTFALL)>",
+    ]);
+    for o in &s.options {
+        t.row(vec![
+            if o.best { "*".into() } else { String::new() },
+            o.commit_usd.to_string(),
+            format!("{}%", o.discount_pct),
+            o.expected_savings.to_string(),
+            o.expected_shortfall.to_string(),
+            format!("{:.0}%", 100.0 * o.shortfall_probability),
+        ]);
+    }
+    out!("{}", t.render());
+    outln!("\n* the commitment with the greatest expected savings over {} demand paths (seeded bootstrap of the last 91 days).", s.paths);
+}
+
+fn report(a: &ReportArgs) -> Result<(), CliError> {
+    let q = skyward_app::breakdown::AtQuery { at: a.at.clone() };
+    let rt = runtime()?;
+    let html = match a.db.server_client()? {
+        Some(c) => {
+            if a.contracts.is_some() {
+                return Err(CliError::Input(
+                    "--contracts with --server: the server answers with its stored contracts; store them with `skyward contracts apply FILE --server URL`".into(),
+                ));
+            }
+            let path = format!("/v1/ledger/report?{}", skyward_app::query::to_query(&q)?);
+            let r = rt
+                .block_on(c.request("GET", &path, None, &[]))
+                .map_err(crate::cmd::client::client_err)?;
+            if r.status != 200 {
+                return Err(crate::cmd::client::api_err(&r));
+            }
+            r.body.to_vec()
+        }
+        None => {
+            let db = db_path(a.db.db.as_deref())?;
+            let given = match &a.contracts {
+                Some(p) => Some((load_contracts(p)?, p.display().to_string())),
+                None => None,
+            };
+            let place = db.display().to_string();
+            rt.block_on(async {
+                let store = Store::open(&db).await?;
+                Ok::<_, CliError>(skyward_app::report::page(&store, &q, given, &place).await?)
+            })?
+            .into_bytes()
+        }
+    };
     let tmp = a.html.with_extension("tmp-report");
     std::fs::write(&tmp, html).map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, &a.html)
@@ -1845,41 +1386,23 @@ fn report(a: &ReportArgs) -> Result<(), CliError> {
 }
 
 fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
-    use skyward_ledger::breakdown::{breakdown as compute, Dimension};
-    let dim = Dimension::parse(&a.by).map_err(|m| CliError::Input(format!("--by: {m}")))?;
-    let db = db_path(a.db.db.as_deref())?;
-    let (days, last) = runtime()?.block_on(async {
-        let store = Store::open(&db).await?;
-        let last = store.last_day().await?;
-        let provider = a.provider.as_deref().map(str::to_ascii_lowercase);
-        Ok::<_, skyward_store::StoreError>((
-            store.daily_detailed(provider.as_deref(), i64::MAX).await?,
-            last,
-        ))
-    })?;
-    let to = resolve_at(a.to.as_deref(), last, &db)?;
-    let from = match &a.from {
-        Some(d) => skyward_ledger::Timestamp::parse(d)
-            .map_err(|m| CliError::Input(format!("--from: {m}")))?,
-        None => to.plus_days(-30),
+    let q = skyward_app::breakdown::BreakdownQuery {
+        by: a.by.clone(),
+        from: a.from.clone(),
+        to: a.to.clone(),
+        provider: a.provider.clone(),
     };
-    if from >= to {
-        return Err(CliError::Input("--from must be before --to".into()));
-    }
-    let groups = compute(&days, &dim, from.day(), to.day());
+    let (b, _) = ask(&a.db, "/v1/ledger/breakdown", &q, None, async |store, _| {
+        skyward_app::breakdown::breakdown(store, &q).await
+    })?;
     match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(
-                &serde_json::json!({"by": a.by, "from": from.date_string(), "to": to.date_string(), "rule": SHOWBACK_RULE, "groups": groups})
-            )?
-        ),
+        Output::Json => outln!("{}", json(&b)?),
         Output::Table => {
             outln!(
                 "Usage by {} from {} to {} (exclusive)\n",
-                a.by,
-                from.date_string(),
-                to.date_string()
+                b.by,
+                b.from,
+                b.to
             );
             let mut t = Table::new(&[
                 "GROUP",
@@ -1892,7 +1415,7 @@ fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
                 "COMMITMENT SAVINGS>",
                 "SAVINGS VS LIST>",
             ]);
-            for g in &groups {
+            for g in &b.groups {
                 t.row(vec![
                     g.key.clone(),
                     g.list.to_string(),
@@ -1906,135 +1429,39 @@ fn breakdown(a: &BreakdownArgs) -> Result<(), CliError> {
                 ]);
             }
             out!("{}", t.render());
-            outln!("\n{SHOWBACK_RULE}");
+            outln!("\n{}", b.rule);
         }
     }
     Ok(())
 }
 
 fn options(a: &OptionsArgs) -> Result<(), CliError> {
-    use skyward_ledger::options::{ladder, npv_paths, value, Payment, Term, MONTH_HOURS};
-    let mut terms = Vec::new();
-    for o in &a.options {
-        let parts: Vec<&str> = o.split(':').collect();
-        let parsed = match parts.as_slice() {
-            [y, p, d] => match (y.parse::<u32>(), Payment::parse(p), d.parse::<f64>()) {
-                (Ok(years @ 1..=5), Some(payment), Ok(discount_pct))
-                    if discount_pct.is_finite() && discount_pct > 0.0 && discount_pct < 100.0 =>
-                {
-                    Some(Term {
-                        years,
-                        payment,
-                        discount_pct,
-                    })
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        terms.push(parsed.ok_or_else(|| {
-            CliError::Input(format!(
-                "--option '{o}': YEARS:PAYMENT:DISCOUNT_PCT with YEARS 1..5, PAYMENT none|partial|all, DISCOUNT_PCT in (0, 100)"
-            ))
-        })?);
-    }
-    if !(a.discount_rate_pct.is_finite()
-        && (0.0..=100.0).contains(&a.discount_rate_pct)
-        && (1..=2_000).contains(&a.scenarios))
-    {
-        return Err(CliError::Input(
-            "--discount-rate-pct 0..100 and --scenarios 1..2000".into(),
-        ));
-    }
-    let ladder_spec = match &a.ladder {
-        None => None,
-        Some(l) => {
-            let (n, m) = l
-                .split_once('x')
-                .and_then(|(n, m)| Some((n.parse::<usize>().ok()?, m.parse::<usize>().ok()?)))
-                .filter(|(n, m)| (2..=24).contains(n) && (1..=12).contains(m))
-                .ok_or_else(|| {
-                    CliError::Input(format!(
-                        "--ladder '{l}': NxM, N 2..24 tranches every M 1..12 months"
-                    ))
-                })?;
-            Some((n, m))
-        }
+    let q = skyward_app::recommend::OptionsQuery {
+        provider: a.provider.clone(),
+        options: a.options.clone(),
+        covers_usd_per_hour: a.covers_usd_per_hour,
+        discount_rate_pct: Some(a.discount_rate_pct),
+        ladder: a.ladder.clone(),
+        scenarios: Some(a.scenarios),
+        seed: Some(a.seed),
     };
-    let provider = a.provider.to_ascii_lowercase();
-    let db = db_path(a.db.db.as_deref())?;
-    let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let netted = netted_history(&provider, &contracts, &db)?;
-    let horizon_years = terms.iter().map(|t| t.years).max().unwrap_or(1) as usize;
-    let horizon = horizon_years * 12 * MONTH_HOURS;
-    let model = skyward_ledger::recommend::demand_model(&netted.net, None);
-    let releases = skyward_ledger::recommend::releases(&netted.existing, horizon);
-    let count = a
-        .scenarios
-        .min(skyward_ledger::recommend::SCENARIO_HOURS_MAX / horizon)
-        .max(1);
-    let scen = skyward_ledger::recommend::model_scenarios(
-        &netted.net,
-        &model,
-        &releases,
-        horizon,
-        count,
-        a.seed,
-    );
-    let covers = match a.covers_usd_per_hour {
-        Some(c) if c.is_finite() && c > 0.0 && c < 1e9 => c,
-        Some(_) => {
-            return Err(CliError::Input(
-                "--covers-usd-per-hour must be above 0".into(),
-            ))
-        }
-        None => {
-            let pooled: Vec<f64> = scen.iter().flatten().copied().collect();
-            skyward_ledger::recommend::best_covers(&pooled, terms[0].discount_pct / 100.0)
-        }
-    };
-    let label = |t: &Term| {
-        format!(
-            "{} year{}, {}, {}% off",
-            t.years,
-            if t.years == 1 { "" } else { "s" },
-            match t.payment {
-                Payment::NoUpfront => "no upfront",
-                Payment::PartialUpfront => "partial upfront",
-                Payment::AllUpfront => "all upfront",
-            },
-            t.discount_pct
-        )
-    };
-    let mut vals = Vec::new();
-    for t in &terms {
-        vals.push(value(
-            label(t),
-            npv_paths(&scen, covers, t, &ladder(1, 1), a.discount_rate_pct),
-        ));
-        if let Some((n, m)) = ladder_spec {
-            vals.push(value(
-                format!(
-                    "{} — laddered: {n} tranches, one every {m} months",
-                    label(t)
-                ),
-                npv_paths(&scen, covers, t, &ladder(n, m), a.discount_rate_pct),
-            ));
-        }
-    }
+    let (o, _) = ask(
+        &a.db,
+        "/v1/ledger/options",
+        &q,
+        a.contracts.as_deref(),
+        async |store, given| skyward_app::recommend::options(store, &q, given).await,
+    )?;
     match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(
-                &serde_json::json!({"provider": provider, "covers_usd_per_hour": covers, "horizon_years": horizon_years, "discount_rate_pct": a.discount_rate_pct, "scenarios": scen.len(), "demand_model": model.describe(), "options": vals})
-            )?
-        ),
+        Output::Json => outln!("{}", json(&o)?),
         Output::Table => {
             outln!(
-                "Covering {}/h of {provider} on-demand, compared over {horizon_years} year(s) (shorter terms renewed), cash flows discounted at {}%/year, {} scenarios\n",
-                skyward_ledger::Amount::from_usd_f64(covers),
-                a.discount_rate_pct,
-                scen.len()
+                "Covering {}/h of {} on-demand, compared over {} year(s) (shorter terms renewed), cash flows discounted at {}%/year, {} scenarios\n",
+                skyward_ledger::Amount::from_usd_f64(o.covers_usd_per_hour),
+                o.provider,
+                o.horizon_years,
+                o.discount_rate_pct,
+                o.scenarios
             );
             let mut t = Table::new(&[
                 "OPTION",
@@ -2043,7 +1470,7 @@ fn options(a: &OptionsArgs) -> Result<(), CliError> {
                 "NPV P90>",
                 "P(NPV < 0)>",
             ]);
-            for v in &vals {
+            for v in &o.options {
                 t.row(vec![
                     v.label.clone(),
                     skyward_ledger::Amount::from_usd_f64(v.expected_npv).to_string(),
@@ -2053,36 +1480,29 @@ fn options(a: &OptionsArgs) -> Result<(), CliError> {
                 ]);
             }
             out!("{}", t.render());
-            outln!("\nNPV: on-demand spend avoided minus what the commitment is paid, month by month. {}.", model.describe());
+            outln!("\nNPV: on-demand spend avoided minus what the commitment is paid, month by month. {}.", o.demand_model);
         }
     }
     Ok(())
 }
 
-const SHOWBACK_RULE: &str = "Showback: a commitment's fee reaches the usage it covered as that usage's EffectiveCost; its unused cost is allocated in proportion to the on-demand-equivalent cost (ListCost) each group had covered by it. Groups add up to the period's usage EffectiveCost.";
-
 fn inventory(a: &StatusArgs) -> Result<(), CliError> {
-    let db = db_path(a.db.db.as_deref())?;
-    let (contracts, source) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let LedgerData {
-        days, hours, last, ..
-    } = load_for(&contracts, &db)?;
-    let at = resolve_at(a.at.as_deref(), last, &db)?;
-    let status = skyward_ledger::status::status(&contracts, at, &days, &hours);
-    let found = skyward_ledger::status::data_commitments(&contracts, at, &days);
-    let items = skyward_ledger::inventory::inventory(&contracts, &status, &found, at, &days);
+    let q = skyward_app::breakdown::AtQuery { at: a.at.clone() };
+    let (inv, _) = ask(
+        &a.db,
+        "/v1/ledger/inventory",
+        &q,
+        a.contracts.as_deref(),
+        async |store, given| skyward_app::breakdown::inventory(store, &q, given).await,
+    )?;
     match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(
-                &serde_json::json!({"at": at.date_string(), "contracts_source": source, "commitments": items})
-            )?
-        ),
+        Output::Json => outln!("{}", json(&inv)?),
         Output::Table => {
             outln!(
-                "Commitments at {} by end date ({} from {source} and the data)\n",
-                at.date_string(),
-                items.len()
+                "Commitments at {} by end date ({} from {} and the data)\n",
+                inv.at,
+                inv.commitments.len(),
+                inv.contracts_source
             );
             let mut t = Table::new(&[
                 "COMMITMENT",
@@ -2098,7 +1518,7 @@ fn inventory(a: &StatusArgs) -> Result<(), CliError> {
             let opt = |v: Option<skyward_ledger::Amount>| {
                 v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
             };
-            for i in &items {
+            for i in &inv.commitments {
                 t.row(vec![
                     i.name.clone(),
                     i.kind.clone(),
@@ -2120,89 +1540,51 @@ fn inventory(a: &StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A provider's on-demand history from the store, net of `contracts`
-/// (see `recommend::net_for_provider`); an input error when it has none.
-fn netted_history(
-    provider: &str,
-    contracts: &[skyward_ledger::contracts::Contract],
-    db: &Path,
-) -> Result<skyward_ledger::recommend::Netted, CliError> {
-    let (rows, days) = runtime()?.block_on(async {
-        let store = Store::open(db).await?;
-        let rows = store.hourly_on_demand(&[provider.to_string()], &[]).await?;
-        let days = if contracts.is_empty() {
-            Vec::new()
-        } else {
-            store.daily(Some(provider), i64::MAX).await?
-        };
-        Ok::<_, skyward_store::StoreError>((rows, days))
-    })?;
-    let netted = skyward_ledger::recommend::net_for_provider(provider, &rows, &days, contracts);
-    if netted.gross.is_empty() {
-        return Err(CliError::Input(format!(
-            "no on-demand usage for provider '{provider}' in {}",
-            db.display()
-        )));
-    }
-    Ok(netted)
+/// The backtest's answer, and how long it took to get (measured here).
+#[derive(Serialize)]
+struct TimedBacktest {
+    #[serde(flatten)]
+    report: skyward_app::recommend::BacktestReport,
+    seconds: f64,
 }
 
 fn backtest(a: &BacktestArgs) -> Result<(), CliError> {
-    if !(a.discount_pct.is_finite() && a.discount_pct > 0.0 && a.discount_pct < 100.0) {
-        return Err(CliError::Input(
-            "--discount-pct must be above 0 and below 100".into(),
-        ));
-    }
-    if !((1..=1_100).contains(&a.horizon_days)
-        && (1..=366).contains(&a.step_days)
-        && (7..=3_660).contains(&a.min_history_days)
-        && (1..=1_000).contains(&a.scenarios)
-        && !a.lookback_days.is_empty()
-        && a.lookback_days.iter().all(|d| (1..=366).contains(d)))
-    {
-        return Err(CliError::Input(
-            "--horizon-days 1..1100, --step-days 1..366, --min-history-days 7..3660, --scenarios 1..1000, --lookback-days 1..366 each".into(),
-        ));
-    }
-    let provider = a.provider.to_ascii_lowercase();
-    let db = db_path(a.db.db.as_deref())?;
-    let (contracts, _) = crate::cmd::contracts::contracts_for(a.contracts.as_deref(), &db)?;
-    let netted = netted_history(&provider, &contracts, &db)?;
-    let need = (a.min_history_days + a.horizon_days) as usize * 24;
-    if netted.net.len() < need {
-        return Err(CliError::Input(format!(
-            "{} hours of on-demand history for '{provider}' in {}; a backtest needs --min-history-days + --horizon-days = {need} hours",
-            netted.net.len(),
-            db.display()
-        )));
-    }
-    let t0 = Instant::now();
-    let b = skyward_ledger::backtest::backtest(&skyward_ledger::backtest::BacktestInput {
-        hourly: &netted.net,
-        first_hour: netted.first_hour,
+    let q = skyward_app::recommend::BacktestQuery {
+        provider: a.provider.clone(),
         discount_pct: a.discount_pct,
-        horizon_hours: a.horizon_days as usize * 24,
-        step_hours: a.step_days as usize * 24,
-        min_history_hours: a.min_history_days as usize * 24,
-        lookbacks_days: &a.lookback_days,
-        scenarios: a.scenarios,
-        seed: a.seed,
-    });
+        horizon_days: Some(a.horizon_days),
+        step_days: Some(a.step_days),
+        min_history_days: Some(a.min_history_days),
+        lookback_days: Some(a.lookback_days.clone()),
+        scenarios: Some(a.scenarios),
+        seed: Some(a.seed),
+    };
+    let t0 = Instant::now();
+    let (report, _) = ask(
+        &a.db,
+        "/v1/ledger/backtest",
+        &q,
+        a.contracts.as_deref(),
+        async |store, given| skyward_app::recommend::backtest(store, &q, given).await,
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     match a.db.output {
         Output::Json => outln!(
             "{}",
-            json(
-                &serde_json::json!({"provider": provider, "history_hours": netted.net.len(), "seconds": secs, "backtest": b})
-            )?
+            json(&TimedBacktest {
+                report,
+                seconds: secs
+            })?
         ),
         Output::Table => {
+            let b = &report.backtest;
             outln!(
-                "Backtest for {provider}: {} origins every {} days, each recommendation realised over the next {} days ({} hours of history; {:.1} s)\n",
+                "Backtest for {}: {} origins every {} days, each recommendation realised over the next {} days ({} hours of history; {:.1} s)\n",
+                report.provider,
                 b.origins,
-                a.step_days,
-                a.horizon_days,
-                netted.net.len(),
+                report.step_days,
+                report.horizon_days,
+                report.history_hours,
                 secs
             );
             let mut t = Table::new(&[
@@ -2240,124 +1622,6 @@ fn backtest(a: &BacktestArgs) -> Result<(), CliError> {
             if let Some(m) = &b.last_model {
                 outln!("Demand model at the last origin: {m}.");
             }
-        }
-    }
-    Ok(())
-}
-
-fn recommend_spend(a: &RecommendArgs, tiers_text: &[String]) -> Result<(), CliError> {
-    let mut tiers = Vec::new();
-    for t in tiers_text {
-        let (c, d) = t.split_once(':').ok_or_else(|| {
-            CliError::Input(format!(
-                "--discount-tiers: '{t}' is not MIN_COMMIT_USD:DISCOUNT_PCT"
-            ))
-        })?;
-        let c: f64 = c
-            .trim()
-            .parse()
-            .map_err(|_| CliError::Input(format!("--discount-tiers: '{c}' is not an amount")))?;
-        let d: f64 = d
-            .trim()
-            .parse()
-            .map_err(|_| CliError::Input(format!("--discount-tiers: '{d}' is not a percentage")))?;
-        if !(c.is_finite()
-            && (0.0..=1e15).contains(&c)
-            && d.is_finite()
-            && (0.0..100.0).contains(&d))
-        {
-            return Err(CliError::Input(format!(
-                "--discount-tiers: '{t}': amount 0..1e15, discount 0..100"
-            )));
-        }
-        tiers.push((
-            skyward_ledger::Amount::parse(&format!("{c}")).map_err(CliError::Input)?,
-            d,
-        ));
-    }
-    let growth = a.growth_pct.unwrap_or(0.0);
-    if !((1..=10).contains(&a.term_years)
-        && growth.is_finite()
-        && (-90.0..=1000.0).contains(&growth))
-    {
-        return Err(CliError::Input(
-            "--term-years must be 1..10 and --growth-pct -90..1000".into(),
-        ));
-    }
-    let provider = a.provider.to_ascii_lowercase();
-    let db = db_path(a.db.db.as_deref())?;
-    let rt = runtime()?;
-    let days = rt.block_on(async {
-        Store::open(&db)
-            .await?
-            .daily(Some(&provider), i64::MAX)
-            .await
-    })?;
-    let mut daily: std::collections::BTreeMap<i64, skyward_ledger::Amount> =
-        std::collections::BTreeMap::new();
-    for r in days.iter().filter(|r| r.category == "Usage") {
-        *daily.entry(r.day).or_insert(skyward_ledger::Amount::ZERO) += r.list;
-    }
-    let (Some((&d0, _)), Some((&d1, _))) = (daily.iter().next(), daily.iter().next_back()) else {
-        return Err(CliError::Input(format!(
-            "no usage for provider '{provider}' in {}",
-            db.display()
-        )));
-    };
-    let from = (d1 - 90).max(d0);
-    let history: Vec<skyward_ledger::Amount> = (from..=d1)
-        .map(|d| {
-            daily
-                .get(&d)
-                .copied()
-                .unwrap_or(skyward_ledger::Amount::ZERO)
-        })
-        .collect();
-    let term_days = i64::from(a.term_years) * 365;
-    let paths = skyward_ledger::status::paths(
-        &format!("spend/{provider}/{}", a.seed),
-        &history,
-        skyward_ledger::Amount::ZERO,
-        term_days,
-        growth,
-    );
-    let options = skyward_ledger::recommend::recommend_spend(&paths, &tiers);
-    let p50 = paths.get(paths.len() / 2).copied().unwrap_or_default();
-    match a.db.output {
-        Output::Json => outln!(
-            "{}",
-            json(
-                &serde_json::json!({"provider": provider, "term_years": a.term_years, "growth_pct": growth, "history_days": history.len(), "projected_list_spend_p50": p50, "options": options})
-            )?
-        ),
-        Output::Table => {
-            outln!(
-                "Spend commitment for {provider}: {} days of history, projected list spend over {} years P50 {}{}\n",
-                history.len(),
-                a.term_years,
-                p50,
-                if growth != 0.0 { format!(" ({growth}%/year growth)") } else { String::new() }
-            );
-            let mut t = Table::new(&[
-                "",
-                "COMMIT>",
-                "DISCOUNT>",
-                "EXPECTED SAVINGS>",
-                "EXPECTED SHORTFALL>",
-                "P(SHORTFALL)>",
-            ]);
-            for o in &options {
-                t.row(vec![
-                    if o.best { "*".into() } else { String::new() },
-                    o.commit_usd.to_string(),
-                    format!("{}%", o.discount_pct),
-                    o.expected_savings.to_string(),
-                    o.expected_shortfall.to_string(),
-                    format!("{:.0}%", 100.0 * o.shortfall_probability),
-                ]);
-            }
-            out!("{}", t.render());
-            outln!("\n* the commitment with the greatest expected savings over {} demand paths (seeded bootstrap of the last 91 days).", paths.len());
         }
     }
     Ok(())
