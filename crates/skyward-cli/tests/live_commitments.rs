@@ -305,3 +305,91 @@ fn placement_follows_the_commitment_forecast_on_sqlite() {
 fn placement_follows_the_commitment_forecast_on_postgres() {
     scenario(Some(&pg_database("live")));
 }
+
+/// Reserved capacity is paid either way: through the binary, work takes
+/// it first although its contracted rate ($7,200/h) is twice AWS spot's
+/// ($3,600/h); `skyward status ID` says why in explain's words; and the
+/// run reaches the ledger as FOCUS bills a reservation's usage: billed
+/// nothing, its effective cost the fee at the contracted rate.
+#[test]
+fn reserved_capacity_is_used_first_and_billed_as_a_reservation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.yaml"),
+        "\
+sites:
+  - name: azure-reserved
+    region: azure:westus2
+    accelerator: H100
+    accelerators: 1
+    price_basis: reserved
+    price_usd_per_accelerator_hour: 7200
+  - name: aws-spot
+    region: aws:us-east-1
+    accelerator: H100
+    accelerators: 8
+    price_basis: spot
+    price_usd_per_accelerator_hour: 3600
+scheduler:
+  cycle_ms: 20
+  lease_ms: 2000
+",
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let body = serde_json::json!({
+        "name": "flex",
+        "accelerators": "H100:1",
+        "run": "sleep 1",
+        "spot": "allowed",
+        "max_runtime": "2s",
+    })
+    .to_string();
+    let r = call(&rt, &c, "POST", "/v1/workloads", Some(&body), &[]);
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    let id = r.json().unwrap()["id"].as_i64().unwrap();
+    let v = wait_done(&rt, &c, id);
+    assert_eq!(v["site"], "azure-reserved", "{v}");
+    let out = ok(&skyward(&server, &admin, &["status", &id.to_string()]));
+    assert!(
+        out.contains("runs on prepaid reserved capacity 'azure-reserved': it adds $0.00"),
+        "{out}"
+    );
+    // The ledger: the run's usage as a reservation's.
+    let usage = call(&rt, &c, "GET", "/v1/usage?limit=10", None, &[])
+        .json()
+        .unwrap();
+    let cost = usage["items"][0]["cost_micro_usd"].as_f64().unwrap() / 1e6;
+    assert!(cost > 1.0, "{usage}");
+    let b: Value = serde_json::from_str(&ok(&skyward(
+        &server,
+        &admin,
+        &[
+            "ledger",
+            "breakdown",
+            "--by",
+            "provider",
+            "--server",
+            &server.url(),
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let azure = b["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "azure")
+        .unwrap_or_else(|| panic!("{b}"));
+    let amount = |k: &str| azure[k].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(amount("billed"), 0.0, "{azure}");
+    assert!(
+        (amount("effective") - cost).abs() < 0.01,
+        "{azure} vs {cost}"
+    );
+    assert!((amount("list") - cost).abs() < 0.01, "{azure} vs {cost}");
+}

@@ -893,6 +893,9 @@ impl Core {
             let Some(spec) = self.sites.get(site).and_then(|s| s.spec.as_ref()) else {
                 continue;
             };
+            if spec.prepaid {
+                continue;
+            }
             let Some(p) = index(&spec.region.provider) else {
                 continue;
             };
@@ -968,14 +971,20 @@ impl Core {
             .collect();
         providers.sort();
         providers.dedup();
+        // Prepaid (reserved) sites are priced as one more "provider"
+        // whose spend costs nothing: using them adds no cost and burns no
+        // commitment.
+        let prepaid = providers.len();
         let site_provider: Vec<usize> = site_names
             .iter()
             .map(|n| {
-                self.sites
-                    .get(n)
-                    .and_then(|s| s.spec.as_ref())
-                    .and_then(|x| providers.iter().position(|p| *p == x.region.provider))
-                    .unwrap_or(0)
+                let spec = self.sites.get(n).and_then(|s| s.spec.as_ref());
+                match spec {
+                    Some(x) if x.prepaid => prepaid,
+                    _ => spec
+                        .and_then(|x| providers.iter().position(|p| *p == x.region.provider))
+                        .unwrap_or(0),
+                }
             })
             .collect();
         let site_free: Vec<u32> = site_names
@@ -992,7 +1001,10 @@ impl Core {
                     .unwrap_or(0)
             })
             .collect();
-        let (free_usd, factor) = self.commitment_room(&providers, now);
+        let (mut free_usd, mut factor) = self.commitment_room(&providers, now);
+        providers.push(PREPAID.to_string());
+        free_usd.push(0.0);
+        factor.push(0.0);
         // List spend this cycle has put on each provider so far (step 1).
         let mut spent = vec![0.0; providers.len()];
         let marginal = |p: usize, spent: &[f64], list: f64| -> f64 {
@@ -1368,6 +1380,9 @@ impl Core {
         let usd = |x: f64| Usd::from_f64_rounded(x).unwrap_or(Usd::ZERO);
         let mut out = Vec::new();
         let chosen_fc = fleet_cost(chosen);
+        if providers.get(p0).is_some_and(|p| p == PREPAID) {
+            out.push(why::prepaid(&site_names[chosen.site], usd(chosen_fc)));
+        }
         if let Some(c) = self
             .commitments
             .iter()
@@ -1727,6 +1742,10 @@ pub const PREEMPTORS_PER_CYCLE_MAX: usize = 16;
 pub const WAITING_PER_CYCLE_MAX: usize = 64;
 
 /// The list cost of a gang: price × accelerators × hours.
+/// The market's name for prepaid (reserved) capacity, after the real
+/// providers (no provider is named with a leading space).
+const PREPAID: &str = " prepaid";
+
 fn list_usd(price: Usd, need: u32, hours: f64) -> f64 {
     price.as_f64() * f64::from(need) * hours
 }

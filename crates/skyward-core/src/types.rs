@@ -51,6 +51,10 @@ pub struct SiteSpec {
     pub price_usd_per_accelerator_hour: Usd,
     /// Spot capacity: only for work that allows spot.
     pub spot: bool,
+    /// Reserved capacity paid for whether used or not: running on it
+    /// costs nothing at the margin (it is used first), and its usage burns
+    /// no spend commitment (its fee was billed when it was bought).
+    pub prepaid: bool,
 }
 
 /// A commitment as the scheduler sees it now: how much more billed spend

@@ -4,8 +4,9 @@
 //! Each random snapshot (sites with free capacity in several providers,
 //! live commitments, pending gangs with walltimes) is given to the core,
 //! and written as a fleet and catalog for `skyward_placement::plan`
-//! (each site an offering; its free capacity a quota; each live
-//! commitment a contract due within the horizon). The planner reaches the
+//! (each site an offering; its free capacity a quota; a reserved site a
+//! reserved pool; each live commitment a contract due within the
+//! horizon). The planner reaches the
 //! problem by another road (catalog filters, candidate generation,
 //! dominance pruning, its own solver settings). Where the planner proves
 //! its plan optimal and places everything, the cycle must cost the same
@@ -14,8 +15,8 @@
 use skyward_catalog::Catalog;
 use skyward_core::{Command, Config, Core, Input, JobSpec, LiveCommitment, SiteSpec, WorkloadId};
 use skyward_model::{
-    AcceleratorRequest, Contract, Fleet, Offering, Quota, RegionKey, SpotPolicy, Usd, Workload,
-    WorkloadKind,
+    AcceleratorRequest, Contract, Fleet, Offering, Quota, RegionKey, ReservedCapacity, SpotPolicy,
+    Usd, Workload, WorkloadKind,
 };
 use skyward_placement::{plan, PlanOptions, Status};
 
@@ -44,7 +45,8 @@ const REGIONS: &[(&str, &str)] = &[
 ];
 
 struct Snapshot {
-    sites: Vec<(RegionKey, u32, Usd)>,
+    /// (region, free accelerators, price, prepaid)
+    sites: Vec<(RegionKey, u32, Usd, bool)>,
     commitments: Vec<LiveCommitment>,
     /// (gang nodes of one H100 each, walltime hours)
     jobs: Vec<(u32, u32)>,
@@ -57,7 +59,7 @@ fn snapshot(seed: u64) -> Snapshot {
     for i in (1..idx.len()).rev() {
         idx.swap(i, r.below(i as u64 + 1) as usize);
     }
-    let sites: Vec<(RegionKey, u32, Usd)> = idx[..n_sites]
+    let sites: Vec<(RegionKey, u32, Usd, bool)> = idx[..n_sites]
         .iter()
         .map(|&i| {
             let (p, reg) = REGIONS[i];
@@ -66,6 +68,8 @@ fn snapshot(seed: u64) -> Snapshot {
                 4 + r.below(20) as u32,
                 // $2.00 to $9.75 per accelerator-hour in quarters.
                 Usd::from_micros(2_000_000 + 250_000 * r.below(32) as i64),
+                // One site in six is reserved capacity, paid either way.
+                r.below(6) == 0,
             )
         })
         .collect();
@@ -109,7 +113,7 @@ fn site_name(k: &RegionKey) -> String {
 
 fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
     let mut core = Core::new(Config::default());
-    for (k, n, price) in &s.sites {
+    for (k, n, price, prepaid) in &s.sites {
         core.handle(
             0,
             Input::RegisterSite {
@@ -120,6 +124,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     accelerators: *n,
                     price_usd_per_accelerator_hour: *price,
                     spot: false,
+                    prepaid: *prepaid,
                 },
                 running: vec![],
             },
@@ -169,14 +174,18 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
 }
 
 /// The bill of what the cycle dispatched, computed here from the
-/// dispatches: Σ_p max(free_p, (1 − d_p) · list spend_p).
+/// dispatches: Σ_p max(free_p, (1 − d_p) · list spend_p), where spend on
+/// reserved capacity is paid already and adds nothing.
 fn bill(s: &Snapshot, placed: &[(u64, String)]) -> f64 {
     let mut spend: std::collections::BTreeMap<String, f64> = Default::default();
-    for (k, _, _) in &s.sites {
+    for (k, _, _, _) in &s.sites {
         spend.insert(k.provider.clone(), 0.0);
     }
     for (id, site) in placed {
-        let (k, _, price) = s.sites.iter().find(|x| site_name(&x.0) == *site).unwrap();
+        let (k, _, price, prepaid) = s.sites.iter().find(|x| site_name(&x.0) == *site).unwrap();
+        if *prepaid {
+            continue;
+        }
         let (nodes, hours) = s.jobs[*id as usize];
         *spend.get_mut(&k.provider).unwrap() +=
             price.as_f64() * f64::from(nodes) * f64::from(hours);
@@ -200,7 +209,20 @@ fn batch(s: &Snapshot, catalog: &Catalog) -> (f64, usize, bool) {
         origin: "snapshot".into(),
     };
     let mut fleet = Fleet::default();
-    for (k, n, price) in &s.sites {
+    for (k, n, price, prepaid) in &s.sites {
+        if *prepaid {
+            // A reserved pool of one-H100 nodes (no on-demand offering
+            // there: the site is the reservation).
+            fleet.capacity.push(ReservedCapacity {
+                name: site_name(k),
+                region: k.clone(),
+                sku: site_name(k),
+                accelerator: AcceleratorRequest::parse("H100:1").unwrap(),
+                nodes: *n,
+                hourly_usd: *price,
+            });
+            continue;
+        }
         cat.offerings.push(Offering {
             region: k.clone(),
             sku: site_name(k),
@@ -255,6 +277,7 @@ fn the_cycle_costs_what_the_proven_batch_plan_costs() {
     let catalog = Catalog::builtin().unwrap();
     let mut compared = 0;
     let mut with_commitments = 0;
+    let mut with_reserved = 0;
     for seed in 0..80 {
         let s = snapshot(seed);
         if s.jobs.is_empty() {
@@ -274,6 +297,9 @@ fn the_cycle_costs_what_the_proven_batch_plan_costs() {
         if !s.commitments.is_empty() {
             with_commitments += 1;
         }
+        if s.sites.iter().any(|x| x.3) {
+            with_reserved += 1;
+        }
         assert_eq!(placed.len(), s.jobs.len(), "seed {seed}");
         assert!(
             (cost - batch_cost).abs() < 0.005,
@@ -282,4 +308,5 @@ fn the_cycle_costs_what_the_proven_batch_plan_costs() {
     }
     assert!(compared >= 60, "only {compared} snapshots compared");
     assert!(with_commitments >= 20, "{with_commitments}");
+    assert!(with_reserved >= 15, "{with_reserved}");
 }

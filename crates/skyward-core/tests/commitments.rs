@@ -15,6 +15,7 @@ fn site(name: &str, p: &str, r: &str, n: u32, price: &str, spot: bool) -> Input 
             accelerators: n,
             price_usd_per_accelerator_hour: Usd::parse(price).unwrap(),
             spot,
+            prepaid: false,
         },
         running: vec![],
     }
@@ -178,4 +179,72 @@ fn constraints_hold_under_commitments() {
         d,
         vec![(1, "aws-spot".to_string()), (2, "azure".to_string())]
     );
+}
+
+fn reserved_site(n: u32) -> Input {
+    Input::RegisterSite {
+        spec: SiteSpec {
+            name: "azure-reserved".into(),
+            region: RegionKey::new("azure", "westus2"),
+            accelerator: "H100".into(),
+            accelerators: n,
+            price_usd_per_accelerator_hour: Usd::parse("12").unwrap(),
+            spot: false,
+            prepaid: true,
+        },
+        running: vec![],
+    }
+}
+
+/// Reserved capacity is paid either way: work goes there first even at a
+/// higher hourly price, and says so in `skyward explain`'s words. Here: a
+/// 2-accelerator reservation in Azure priced at $12/h, Azure on-demand
+/// $10/h with $25 free under its commitment, AWS spot $3/h. Jobs take the
+/// reservation (2, $0 each), then fill the $25 (3 × $8 = $24 billed),
+/// then AWS spot (1). The cycle's cost is $25 + $3 = $28.
+#[test]
+fn reserved_capacity_is_used_first_and_costs_nothing_at_the_margin() {
+    let mut core = setup("25");
+    core.handle(0, reserved_site(2)).unwrap();
+    submit(&mut core, 0, 1..7);
+    core.handle_timeout(0);
+    let d = dispatched(&mut core);
+    let count = |site: &str| d.iter().filter(|(_, s)| s == site).count();
+    assert_eq!(
+        (count("azure-reserved"), count("azure"), count("aws-spot")),
+        (2, 3, 1),
+        "{d:?}"
+    );
+    let reserved = d.iter().find(|(_, s)| s == "azure-reserved").unwrap().0;
+    let why = core.placed_why(WorkloadId(reserved)).unwrap().join("\n");
+    assert!(
+        why.contains("runs on prepaid reserved capacity 'azure-reserved': it adds $0.00"),
+        "{why}"
+    );
+    assert!(!why.contains("azure-macc"), "{why}");
+    let report = core.last_cycle().unwrap();
+    assert!((report.cost_usd - 28.0).abs() < 1e-6, "{report:?}");
+}
+
+/// Runs on reserved capacity burn no commitment: with the reservation
+/// busy (2 runs, $24 at its price), 3 new jobs still find the whole $25
+/// free on Azure on-demand. Counted as Azure spend ($19.20 billed), only
+/// $5.80 would be left and only one job would go there.
+#[test]
+fn runs_on_reserved_capacity_leave_the_commitment_free() {
+    // Before the commitment is known, the reservation is the only free
+    // capacity (no tie with Azure's free room).
+    let mut core = setup("0");
+    core.handle(0, reserved_site(2)).unwrap();
+    submit(&mut core, 0, 1..3);
+    core.handle_timeout(0);
+    assert!(dispatched(&mut core)
+        .iter()
+        .all(|(_, s)| s == "azure-reserved"));
+    core.handle(5, commitment("25")).unwrap();
+    submit(&mut core, 10, 10..14);
+    core.handle_timeout(10);
+    let d = dispatched(&mut core);
+    let on_azure = d.iter().filter(|(_, s)| s == "azure").count();
+    assert_eq!(on_azure, 3, "{d:?}");
 }

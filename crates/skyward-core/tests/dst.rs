@@ -96,6 +96,7 @@ fn sites() -> Vec<SiteSpec> {
         accelerators: n,
         price_usd_per_accelerator_hour: Usd::from_dollars(price),
         spot: false,
+        prepaid: false,
     };
     vec![
         s("aws-east", "aws", "us-east-1", "H100", 64, 6),
@@ -105,6 +106,11 @@ fn sites() -> Vec<SiteSpec> {
         SiteSpec {
             spot: true,
             ..s("gcp-spot", "gcp", "us-central1", "H100", 32, 2)
+        },
+        // Reserved capacity, paid either way: used first.
+        SiteSpec {
+            prepaid: true,
+            ..s("aws-reserved", "aws", "us-west-2", "H100", 16, 9)
         },
     ]
 }

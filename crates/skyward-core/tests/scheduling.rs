@@ -13,6 +13,7 @@ fn site(name: &str, p: &str, r: &str, acc: &str, n: u32, price: i64) -> Input {
             accelerators: n,
             price_usd_per_accelerator_hour: Usd::from_dollars(price),
             spot: false,
+            prepaid: false,
         },
         running: vec![],
     }

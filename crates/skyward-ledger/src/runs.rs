@@ -59,6 +59,33 @@ pub fn pricing_category(basis: &str) -> &'static str {
     }
 }
 
+/// What a run is billed, micro-dollars: reserved capacity's fee was
+/// billed when it was bought (as FOCUS bills a reservation's usage:
+/// BilledCost 0, EffectiveCost the amortised fee), so its runs add
+/// nothing and burn no spend commitment; other usage is billed at list
+/// less the provider's commitment discount.
+pub fn billed_micro_usd(basis: &str, list_micro_usd: i64, discount_pct: f64) -> i64 {
+    if basis == "reserved" {
+        return 0;
+    }
+    let d = if discount_pct.is_finite() {
+        discount_pct.clamp(0.0, 100.0)
+    } else {
+        0.0
+    };
+    (list_micro_usd as f64 * (100.0 - d) / 100.0).round() as i64
+}
+
+/// A piece's EffectiveCost: the amortised fee for reserved capacity (its
+/// list, at the contracted rate), else what it is billed.
+pub fn effective_nanos(basis: &str, p: &Piece) -> i64 {
+    if basis == "reserved" {
+        p.list_nanos
+    } else {
+        p.billed_nanos
+    }
+}
+
 /// The partition of a run's piece on `day`.
 pub fn partition(provider: &str, day: i64) -> String {
     let month = Timestamp(day * crate::time::SECONDS_PER_DAY).month_start();
@@ -189,6 +216,19 @@ mod tests {
         );
         assert_eq!(pricing_category("spot"), "Dynamic");
         assert_eq!(pricing_category("committed"), "Committed");
+        // $10 at list under a 20 % commitment: $8 billed; reserved
+        // capacity is billed nothing per use.
+        assert_eq!(billed_micro_usd("on-demand", 10_000_000, 20.0), 8_000_000);
+        assert_eq!(billed_micro_usd("spot", 10_000_000, f64::NAN), 10_000_000);
+        assert_eq!(billed_micro_usd("reserved", 10_000_000, 20.0), 0);
+        let p = Piece {
+            index: 0,
+            billed_nanos: 0,
+            list_nanos: 7,
+            quantity_nanos: 1,
+        };
+        assert_eq!(effective_nanos("reserved", &p), 7);
+        assert_eq!(effective_nanos("on-demand", &p), 0);
         assert_eq!(pricing_category("on-demand"), "Standard");
     }
 }

@@ -889,10 +889,9 @@ fn why(ctx: &Context, w: &Workload, alts: &[OptionView]) -> Vec<String> {
     let label = |a: &OptionView| format!("{}:{} {} {}", a.provider, a.region, a.sku, a.pricing);
     let win_fc = win.fleet_cost_usd.unwrap_or(Usd::ZERO);
     if win.pricing == Pricing::Reserved {
-        out.push(format!(
-            "runs on prepaid reserved capacity '{}': it adds {} (egress only) instead of paying by the hour",
-            win.pool.clone().unwrap_or_default(),
-            win_fc
+        out.push(crate::reasons::why::prepaid(
+            &win.pool.clone().unwrap_or_default(),
+            win_fc,
         ));
     }
     if let Some(contract) = ctx

@@ -63,6 +63,13 @@ pub mod why {
         )
     }
 
+    /// Capacity paid for whether used or not.
+    pub fn prepaid(pool: &str, adds: Usd) -> String {
+        format!(
+            "runs on prepaid reserved capacity '{pool}': it adds {adds} (egress only) instead of paying by the hour"
+        )
+    }
+
     pub fn cheaper_but_costs_more(label: &str, list: Usd, fleet: Usd, chosen: Usd) -> String {
         format!(
             "{label} is cheaper at list ({list}) but would cost the fleet {fleet}, against {chosen} for the chosen option"

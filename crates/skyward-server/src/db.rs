@@ -690,7 +690,7 @@ impl Db {
             .bind(run.accelerator.as_str())
             .bind(category)
             .bind(d.billed_nanos)
-            .bind(d.billed_nanos)
+            .bind(runs::effective_nanos(&run.basis, &d))
             .bind(d.list_nanos)
             .bind(d.list_nanos)
             .bind(tags.as_str())
@@ -711,7 +711,7 @@ impl Db {
             .bind(run.accelerator.as_str())
             .bind(h.quantity_nanos)
             .bind(h.billed_nanos)
-            .bind(h.billed_nanos)
+            .bind(runs::effective_nanos(&run.basis, &h))
             .bind(h.list_nanos)
             .execute(&mut *tx.tx)
             .await?;

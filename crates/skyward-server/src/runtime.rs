@@ -514,6 +514,7 @@ fn site_from_row(r: &SiteRow) -> Option<Site> {
                 r.price_micro_usd_per_accelerator_hour,
             ),
             spot: r.spot,
+            prepaid: basis == crate::config::PriceBasis::Reserved,
         },
         price_basis: basis,
         price_source: "last configured".into(),
@@ -905,9 +906,11 @@ impl Leading<'_> {
                             .find(|c| c.provider == provider)
                             .map(|c| c.discount_pct.clamp(0.0, 100.0))
                             .unwrap_or(0.0);
-                        let billed_micro_usd = (cost_usd.micros() as f64 * (100.0 - discount_pct)
-                            / 100.0)
-                            .round() as i64;
+                        let billed_micro_usd = skyward_ledger::runs::billed_micro_usd(
+                            info.map(|s| s.price_basis.as_str()).unwrap_or("on-demand"),
+                            cost_usd.micros(),
+                            discount_pct,
+                        );
                         let team = self
                             .teams
                             .get(&id)

@@ -672,6 +672,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             accelerators: 64,
             price_usd_per_accelerator_hour: Usd::from_dollars(2 + (i % 7) as i64),
             spot: false,
+            prepaid: false,
         };
         core.handle(
             0,
