@@ -59,12 +59,12 @@ fn history(today: i64) -> String {
     s
 }
 
-/// Term: 300 days ago for 12 months (64 or 65 days left after today). The
-/// forecast starts tomorrow: $30,000 burned, and 64 days drawn from 301
-/// days of history (today, with no usage yet, is one of them) at $99.67
-/// on average, $6,379: $36,379 in all. The commitment is $36,980, so
-/// about $600 of billed spend is free at the margin ($500 if the term has
-/// a day more).
+/// Term: 300 days ago for 12 months (65 or 66 days left from today). The
+/// forecast starts today from complete days: $30,000 burned to yesterday,
+/// and 65 days drawn from 300 days at $100: $36,500 in all. The
+/// commitment is $36,980, so $480 of billed spend is free at the margin
+/// ($380 if the term has a day more), plus the share of today already
+/// gone without usage (up to $100).
 fn contracts(today: i64) -> String {
     let start = Timestamp((today - 300) * 86_400).date_string();
     format!(

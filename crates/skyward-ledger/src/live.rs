@@ -43,32 +43,71 @@ pub struct LiveCommitment {
     pub term_end: String,
 }
 
-pub fn live(contracts: &[Contract], at: Timestamp, days: &[DayRow]) -> Vec<LiveCommitment> {
+/// The live state at `now` (any time of day). The forecast draws future
+/// days from complete days only: today's rows so far count as burned, and
+/// the rest of today is expected at the history's mean day times the share
+/// of the day still to come. (Drawing today's partial day as a sample
+/// would read a quiet morning as a quiet day, and overstate the room.)
+pub fn live(contracts: &[Contract], now: Timestamp, days: &[DayRow]) -> Vec<LiveCommitment> {
+    let today = now.day();
+    let midnight = Timestamp(today * crate::time::SECONDS_PER_DAY);
+    let elapsed = (now.0 - midnight.0) as f64 / crate::time::SECONDS_PER_DAY as f64;
     contracts
         .iter()
         .filter_map(|c| {
             let Terms::Spend(t) = &c.terms else {
                 return None;
             };
-            if at < c.start || at >= c.end {
+            if now < c.start || now >= c.end {
                 return None;
             }
-            let p = project(c, t, at, days, 0.0, LIVE_PATHS, &[]);
-            let mut shortfalls: Vec<Amount> = p.ends.iter().map(|e| e.shortfall).collect();
-            shortfalls.sort();
+            let p = project(c, t, midnight, days, 0.0, LIVE_PATHS, &[]);
+            // Today so far, and what the rest of today should add.
+            let today_burn: Amount = days
+                .iter()
+                .filter(|r| {
+                    r.day == today
+                        && r.provider == c.provider
+                        && matches!(r.category.as_str(), "Usage" | "Purchase" | "Adjustment")
+                        && t.eligible.admits(&r.region, &r.service, &r.sku)
+                })
+                .map(|r| r.billed)
+                .sum();
+            let mean_day = if p.history.is_empty() {
+                0.0
+            } else {
+                p.history.iter().map(|a| a.as_f64()).sum::<f64>() / p.history.len() as f64
+            };
+            // The paths drew a whole day for today; the day really holds
+            // what it burned plus the rest at the mean rate.
+            let delta = today_burn.as_f64() - elapsed * mean_day;
+            let commit = t.commit.as_f64();
+            let mut shortfalls: Vec<f64> = p
+                .ends
+                .iter()
+                .map(|e| {
+                    if e.shortfall > Amount::ZERO {
+                        (e.shortfall.as_f64() - delta).max(0.0)
+                    } else {
+                        (commit - e.burn.as_f64() - delta).max(0.0)
+                    }
+                })
+                .collect();
+            shortfalls.sort_by(f64::total_cmp);
             let free = shortfalls
                 .get(shortfalls.len() / 2)
                 .copied()
-                .unwrap_or(Amount::ZERO)
-                .max(Amount::ZERO);
+                .unwrap_or(0.0)
+                .max(0.0);
+            let money = |x: f64| Amount::from_usd_f64(x.max(0.0));
             Some(LiveCommitment {
                 name: c.name.clone(),
                 provider: c.provider.clone(),
                 discount_pct: t.discount_pct,
                 commit: t.commit,
-                burned: p.burned,
-                forecast_burn: p.burn_percentile(0.5),
-                free,
+                burned: p.burned + today_burn,
+                forecast_burn: money(p.burn_percentile(0.5).as_f64() + delta),
+                free: money(free),
                 term_end: c.end.date_string(),
             })
         })
@@ -135,6 +174,37 @@ mod tests {
         let l = live(&[contract("12000")], at, &d);
         assert_eq!(l[0].burned, Amount::parse("5500").unwrap_or_default());
         assert_eq!(l[0].free, Amount::parse("1000").unwrap_or_default());
+    }
+
+    /// At noon, the steady series' day so far decides: $50 burned (half
+    /// a $100 day) changes nothing ($2,000 free, as at midnight); a quiet
+    /// morning ($0) leaves $50 more room; a busy one ($300 by noon) $250
+    /// less. Burned counts today's rows.
+    #[test]
+    fn today_so_far_counts_as_burned_and_the_rest_at_the_mean_day() {
+        let noon = Timestamp::parse("2026-02-20T12:00:00Z").unwrap_or(Timestamp(0));
+        let today = noon.day();
+        let with_today = |amount: &str| {
+            let mut d = days("100", 50);
+            let a = Amount::parse(amount).unwrap_or_default();
+            d.push(DayRow::usage(today, "azure", a, a));
+            live(&[contract("12000")], noon, &d)
+        };
+        let typical = with_today("50");
+        assert_eq!(typical[0].burned, Amount::parse("5050").unwrap_or_default());
+        assert_eq!(typical[0].free, Amount::parse("2000").unwrap_or_default());
+        assert_eq!(
+            typical[0].forecast_burn,
+            Amount::parse("10000").unwrap_or_default()
+        );
+        assert_eq!(
+            with_today("0")[0].free,
+            Amount::parse("2050").unwrap_or_default()
+        );
+        assert_eq!(
+            with_today("300")[0].free,
+            Amount::parse("1750").unwrap_or_default()
+        );
     }
 
     #[test]

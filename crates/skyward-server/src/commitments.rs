@@ -45,8 +45,8 @@ impl Shared {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LiveState {
     pub contracts_version: Option<i64>,
-    /// The date the forecast starts from (the day after `now`: today's
-    /// usage counts as burned).
+    /// The date the forecast starts from (today: its usage so far counts
+    /// as burned, the rest of it at the history's mean day).
     pub forecast_from: String,
     pub commitments: Vec<LiveCommitment>,
     /// Why there is nothing live (a stored set that no longer parses).
@@ -58,8 +58,9 @@ pub async fn live_state(db: &Db, now_ms: u64) -> Result<LiveState, crate::db::Db
     let Some(set) = store.contract_set(None).await.map_err(store_err)? else {
         return Ok(LiveState::default());
     };
-    let at = Timestamp((now_ms / 1000) as i64).plus_days(1);
-    let at = Timestamp(at.day() * skyward_ledger::time::SECONDS_PER_DAY);
+    let now = Timestamp((now_ms / 1000) as i64);
+    // The forecast draws from complete days, from today's midnight on.
+    let at = Timestamp(now.day() * skyward_ledger::time::SECONDS_PER_DAY);
     let contracts = match skyward_spec::contracts::parse(&set.text, &set.file_name) {
         Ok(c) => c,
         Err(e) => {
@@ -71,11 +72,11 @@ pub async fn live_state(db: &Db, now_ms: u64) -> Result<LiveState, crate::db::Db
             })
         }
     };
-    let days = store.daily(None, at.day()).await.map_err(store_err)?;
+    let days = store.daily(None, at.day() + 1).await.map_err(store_err)?;
     Ok(LiveState {
         contracts_version: Some(set.version),
         forecast_from: at.date_string(),
-        commitments: skyward_ledger::live::live(&contracts, at, &days),
+        commitments: skyward_ledger::live::live(&contracts, now, &days),
         error: None,
     })
 }
