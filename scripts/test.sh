@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: lints, then every test of every crate.
 # It installs and starts the real services the tests need (a PostgreSQL
-# server for the control plane's PostgreSQL tests, headless Chromium for
-# the ledger report's browser test), so it passes on a fresh machine.
+# server for the control plane's PostgreSQL tests, a two-node Slurm
+# cluster for the Slurm executor's tests, headless Chromium for the ledger
+# report's browser test), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,21 @@ echo "== clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 
 echo "== services"
+cleanup() {
+  if [ -n "${STARTED_PG:-}" ]; then scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR" || true; fi
+  if [ -n "${STARTED_SLURM:-}" ]; then scripts/slurm.sh stop "$SKYWARD_TEST_SLURM_DIR" || true; fi
+}
+trap cleanup EXIT
 if [ -z "${SKYWARD_TEST_DATABASE_URL:-}" ]; then
   eval "$(scripts/postgres.sh start)"
-  trap 'scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR"' EXIT
+  STARTED_PG=1
 fi
 echo "PostgreSQL for tests: $SKYWARD_TEST_DATABASE_URL"
+if [ -z "${SKYWARD_TEST_SLURM_CONF:-}" ]; then
+  eval "$(scripts/slurm.sh start)"
+  STARTED_SLURM=1
+fi
+echo "Slurm for tests: $SKYWARD_TEST_SLURM_CONF (nodes n1, n2)"
 if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ]; then
   eval "$(scripts/chromium.sh)"
 fi

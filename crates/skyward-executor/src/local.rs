@@ -210,7 +210,7 @@ pub const ENV_MAX: usize = 1_000;
 const ENV_PREFIX: &str = "SKYWARD_ENV_";
 
 /// A shell variable name: safe to write into a script as it is.
-fn is_env_name(k: &str) -> bool {
+pub(crate) fn is_env_name(k: &str) -> bool {
     let mut c = k.chars();
     c.next()
         .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')

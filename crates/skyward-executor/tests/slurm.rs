@@ -1,0 +1,244 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+//! The Slurm executor against a real Slurm: the cluster `scripts/slurm.sh`
+//! starts (slurmctld, two slurmd nodes n1 and n2 in their own network
+//! namespaces, munge; two GRES gpus per node), which `scripts/test.sh`
+//! starts for the suite.
+
+use skyward_core::WorkloadId;
+use skyward_executor::slurm::{Slurm, SlurmExecutor};
+use skyward_executor::{ExecEvent, RunSpec};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn slurm() -> Slurm {
+    match std::env::var("SKYWARD_TEST_SLURM_CONF") {
+        Ok(c) if !c.is_empty() => Slurm {
+            conf: Some(PathBuf::from(c)),
+        },
+        _ => panic!(
+            "SKYWARD_TEST_SLURM_CONF is not set: run the suite with ./scripts/test.sh, which starts a Slurm cluster"
+        ),
+    }
+}
+
+/// Polls until `want` says the events so far are enough.
+fn poll_until(
+    ex: &mut SlurmExecutor,
+    secs: u64,
+    mut want: impl FnMut(&[ExecEvent]) -> bool,
+) -> Vec<ExecEvent> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(ex.poll());
+        if want(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "waited {secs}s; events {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn finished(events: &[ExecEvent]) -> Option<(bool, Option<i32>, Option<String>)> {
+    events.iter().find_map(|e| match e {
+        ExecEvent::Finished {
+            success,
+            exit_code,
+            note,
+            ..
+        } => Some((*success, *exit_code, note.clone())),
+        _ => None,
+    })
+}
+
+fn spec(run: &str, nodes: u32) -> RunSpec {
+    RunSpec {
+        run: run.into(),
+        nodes,
+        ..RunSpec::default()
+    }
+}
+
+/// How many jobs Slurm knows with this site's marker.
+fn jobs_of(site: &str) -> usize {
+    slurm()
+        .jobs()
+        .unwrap()
+        .iter()
+        .filter(|j| j.comment.starts_with(&format!("skyward:{site}:")))
+        .count()
+}
+
+/// A 2-node gang is one Slurm job that really spans both nodes, each node
+/// with its GPU (GRES) and its rank; the job's environment is the
+/// workload's (secrets included) and never the server's.
+#[test]
+fn a_gang_spans_two_nodes_with_its_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = SlurmExecutor::new("gang", dir.path(), 4, slurm());
+    // The server's own environment must not reach the job.
+    std::env::set_var("SKYWARD_TOKEN", "server-secret-token");
+    let mut s = spec(
+        "echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES key ${API_KEY:-none} token ${SKYWARD_TOKEN:-none}\"",
+        2,
+    );
+    s.setup = Some("echo setup on $(hostname)".into());
+    s.secrets.insert("API_KEY".into(), "k-123".into());
+    let acked = ex.dispatch(WorkloadId(1), 1, 2, &s).unwrap();
+    assert_eq!(
+        acked,
+        vec![ExecEvent::Acked {
+            id: WorkloadId(1),
+            attempt: 1
+        }]
+    );
+    assert_eq!(ex.used(), 2);
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert!(
+        events.contains(&ExecEvent::Started {
+            id: WorkloadId(1),
+            attempt: 1
+        }),
+        "{events:?}"
+    );
+    assert_eq!(finished(&events), Some((true, Some(0), None)), "{events:?}");
+    assert_eq!(ex.used(), 0);
+    let log = std::fs::read_to_string(dir.path().join("1/output.log")).unwrap();
+    // One line per node: its rank, one GPU of its two (which one depends
+    // on what else runs there), the secret, and no server token.
+    for (node, rank) in [("n1", 0), ("n2", 1)] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("node {node} ")))
+            .unwrap_or_else(|| panic!("no line of {node} in\n{log}"));
+        let gpus = ["0", "1"]
+            .iter()
+            .any(|g| line == format!("node {node} rank {rank} gpus {g} key k-123 token none"));
+        assert!(gpus, "{line}");
+        assert!(log.contains(&format!("setup on {node}")), "{log}");
+    }
+}
+
+/// Exit codes come back from Slurm; a stale attempt and a gang larger than
+/// what is free are refused without a job.
+#[test]
+fn exit_codes_fencing_and_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = SlurmExecutor::new("codes", dir.path(), 2, slurm());
+    ex.dispatch(WorkloadId(5), 3, 1, &spec("exit 7", 1))
+        .unwrap();
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(
+        finished(&events),
+        Some((false, Some(7), None)),
+        "{events:?}"
+    );
+    // Attempt 2 is older than the 3 already run: refused.
+    assert!(ex.dispatch(WorkloadId(5), 2, 1, &spec("true", 1)).is_err());
+    // More than the site's 2 accelerators.
+    assert!(ex.dispatch(WorkloadId(6), 1, 3, &spec("true", 1)).is_err());
+    assert!(ex.dispatch(WorkloadId(7), 1, 1, &spec("true", 1)).is_ok());
+    // A variable Slurm owns cannot be set by a workload.
+    let mut bad = spec("true", 1);
+    bad.env.insert("SLURM_JOB_ID".into(), "1".into());
+    assert!(ex.dispatch(WorkloadId(8), 1, 1, &bad).is_err());
+    poll_until(&mut ex, 60, |e| finished(e).is_some());
+}
+
+/// A cancelled run is cancelled in Slurm (scancel), and its capacity is
+/// free at once.
+#[test]
+fn cancel_stops_the_slurm_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = SlurmExecutor::new("cancel", dir.path(), 2, slurm());
+    ex.dispatch(WorkloadId(9), 1, 1, &spec("sleep 300", 1))
+        .unwrap();
+    let job = ex.job_id(WorkloadId(9)).unwrap();
+    poll_until(&mut ex, 60, |e| {
+        e.iter().any(|x| matches!(x, ExecEvent::Started { .. }))
+    });
+    ex.cancel(WorkloadId(9), 1);
+    assert_eq!(ex.used(), 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = slurm()
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .find(|j| j.job_id == job)
+            .unwrap();
+        if j.state == "CANCELLED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} stayed {}", j.state);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The fence holds: attempt 1 cannot come back.
+    assert!(ex.dispatch(WorkloadId(9), 1, 1, &spec("true", 1)).is_err());
+}
+
+/// A server that restarts finds its runs again in Slurm: a running job is
+/// adopted (no second job), and its end is reported; one that ended while
+/// it was down is reported with its exit code.
+#[test]
+fn recovery_adopts_running_jobs_and_reports_ended_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("recover-{}", std::process::id());
+    let mut first = SlurmExecutor::new(&site, dir.path(), 2, slurm());
+    first
+        .dispatch(WorkloadId(11), 1, 1, &spec("sleep 3", 1))
+        .unwrap();
+    poll_until(&mut first, 60, |e| {
+        e.iter().any(|x| matches!(x, ExecEvent::Started { .. }))
+    });
+    // Submitted, then the server goes away before it hears of it again.
+    first
+        .dispatch(WorkloadId(12), 1, 1, &spec("exit 4", 1))
+        .unwrap();
+    assert_eq!(first.detach(), 2);
+    drop(first);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut second = SlurmExecutor::new(&site, dir.path(), 2, slurm());
+    let mut events = second.recover();
+    assert_eq!(
+        second.running().len() + events.len().min(1),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(jobs_of(&site), 2, "a job was submitted again");
+    events.extend(poll_until(&mut second, 60, |e| {
+        e.iter()
+            .filter(|x| matches!(x, ExecEvent::Finished { .. }))
+            .count()
+            + events
+                .iter()
+                .filter(|x| matches!(x, ExecEvent::Finished { .. }))
+                .count()
+            >= 2
+    }));
+    let end = |id: u64| {
+        events.iter().find_map(|e| match e {
+            ExecEvent::Finished {
+                id: i,
+                success,
+                exit_code,
+                ..
+            } if i.0 == id => Some((*success, *exit_code)),
+            _ => None,
+        })
+    };
+    assert_eq!(end(11), Some((true, Some(0))), "{events:?}");
+    assert_eq!(end(12), Some((false, Some(4))), "{events:?}");
+    // Settled runs are not found again.
+    second.retire(WorkloadId(11));
+    second.retire(WorkloadId(12));
+    let mut third = SlurmExecutor::new(&site, dir.path(), 2, slurm());
+    assert!(third.recover().is_empty());
+    assert!(third.running().is_empty());
+}
