@@ -346,6 +346,9 @@ pub fn batch_script(
 pub struct Slurm {
     /// `SLURM_CONF` for the commands (None: Slurm's default).
     pub conf: Option<PathBuf>,
+    /// Submit (and cancel) as this user, so jobs run with its rights and
+    /// not the server's (None: as the server's own user).
+    pub run_as: Option<crate::RunAs>,
 }
 
 fn run_limited(mut c: Command, what: &str) -> Result<String, String> {
@@ -384,7 +387,20 @@ impl Slurm {
     /// A Slurm command with a clean environment: the server's own
     /// variables (tokens among them) never reach a job.
     fn command(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
+        let mut c = match &self.run_as {
+            // As the local executor does: setpriv drops to the user with
+            // no supplementary groups.
+            Some(who) => {
+                let mut c = Command::new(&who.setpriv);
+                c.arg(format!("--reuid={}", who.uid))
+                    .arg(format!("--regid={}", who.gid))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(prog);
+                c
+            }
+            None => Command::new(prog),
+        };
         c.env_clear();
         c.env(
             "PATH",
@@ -450,17 +466,29 @@ fn record_path(dir: &Path) -> PathBuf {
     dir.join("slurm-run")
 }
 
-fn write_record(dir: &Path, attempt: u32, job_id: u64, need: u32) -> std::io::Result<()> {
+/// `site attempt job_id accelerators` (site names have no spaces).
+fn write_record(
+    dir: &Path,
+    site: &str,
+    attempt: u32,
+    job_id: u64,
+    need: u32,
+) -> std::io::Result<()> {
     let tmp = dir.join("slurm-run.tmp");
-    std::fs::write(&tmp, format!("{attempt} {job_id} {need}\n"))?;
+    std::fs::write(&tmp, format!("{site} {attempt} {job_id} {need}\n"))?;
     std::fs::rename(tmp, record_path(dir))
 }
 
-fn read_record(dir: &Path) -> Option<(u32, u64, u32)> {
+/// A run of `site` on record in `dir`: (attempt, job id, accelerators).
+fn read_record(dir: &Path, site: &str) -> Option<(u32, u64, u32)> {
     let text = std::fs::read_to_string(record_path(dir)).ok()?;
-    let mut it = text.split_whitespace().map(str::parse::<u64>);
-    let (a, j, n) = (it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?);
-    Some((u32::try_from(a).ok()?, j, u32::try_from(n).ok()?))
+    let mut it = text.split_whitespace();
+    if it.next()? != site {
+        return None;
+    }
+    let mut n = it.map(str::parse::<u64>);
+    let (a, j, c) = (n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?);
+    Some((u32::try_from(a).ok()?, j, u32::try_from(c).ok()?))
 }
 
 /// Runs placed work as Slurm jobs on one cluster (see the module docs).
@@ -573,6 +601,21 @@ impl SlurmExecutor {
         let node = dir.join(format!("node-{attempt}.sh"));
         std::fs::write(&script, &b.script).map_err(|e| io(&script, e))?;
         std::fs::write(&node, &b.node_script).map_err(|e| io(&node, e))?;
+        if let Some(who) = &self.slurm.run_as {
+            // The job writes its log and checkpoints as that user.
+            let mut owned = vec![dir.clone(), dir.join("job"), script.clone(), node.clone()];
+            let mut c = checkpoints.clone();
+            while c.starts_with(dir.join("job")) && c != dir.join("job") {
+                owned.push(c.clone());
+                if !c.pop() {
+                    break;
+                }
+            }
+            for p in owned {
+                std::os::unix::fs::chown(&p, Some(who.uid), Some(who.gid))
+                    .map_err(|e| io(&p, e))?;
+            }
+        }
         let mut env = spec.env.clone();
         env.extend(spec.secrets.clone());
         env.insert("SKYWARD_WORKLOAD_ID".into(), id.0.to_string());
@@ -585,7 +628,7 @@ impl SlurmExecutor {
         env.insert("HOME".into(), dir.join("job").display().to_string());
         let job_id = self.slurm.submit(&script, &env).map_err(spawn)?;
         // The record first: a crash now finds the job again on recovery.
-        if let Err(e) = write_record(&dir, attempt, job_id, accelerators) {
+        if let Err(e) = write_record(&dir, &self.site, attempt, job_id, accelerators) {
             let _ = self.slurm.cancel(job_id);
             return Err(io(&dir, e));
         }
@@ -702,10 +745,13 @@ impl SlurmExecutor {
         out
     }
 
-    /// Marks a run as settled (its end is stored): recovery skips it.
+    /// Marks a run of this site as settled (its end is stored): recovery
+    /// skips it.
     pub fn retire(&self, id: WorkloadId) {
         let dir = self.workdir(id);
-        let _ = std::fs::rename(record_path(&dir), dir.join("slurm-run.done"));
+        if read_record(&dir, &self.site).is_some() {
+            let _ = std::fs::rename(record_path(&dir), dir.join("slurm-run.done"));
+        }
     }
 
     /// After a restart: the runs on record are found again in Slurm.
@@ -725,7 +771,7 @@ impl SlurmExecutor {
             else {
                 continue;
             };
-            if let Some((attempt, job_id, need)) = read_record(&e.path()) {
+            if let Some((attempt, job_id, need)) = read_record(&e.path(), &self.site) {
                 self.jobs.insert(
                     id,
                     Job {

@@ -19,6 +19,7 @@ fn slurm() -> Slurm {
     match std::env::var("SKYWARD_TEST_SLURM_CONF") {
         Ok(c) if !c.is_empty() => Slurm {
             conf: Some(PathBuf::from(c)),
+            run_as: None,
         },
         _ => panic!(
             "SKYWARD_TEST_SLURM_CONF is not set: run the suite with ./scripts/test.sh, which starts a Slurm cluster"
@@ -241,4 +242,26 @@ fn recovery_adopts_running_jobs_and_reports_ended_ones() {
     let mut third = SlurmExecutor::new(&site, dir.path(), 2, slurm());
     assert!(third.recover().is_empty());
     assert!(third.running().is_empty());
+}
+
+/// With `run_as`, the job runs as that user, not as the server's.
+#[test]
+fn jobs_run_as_the_configured_user() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let who = skyward_executor::isolation::resolve_run_as(Some("nobody"))
+        .unwrap()
+        .unwrap();
+    let mut s = slurm();
+    s.run_as = Some(who.clone());
+    let mut ex = SlurmExecutor::new("runas", dir.path(), 2, s);
+    ex.dispatch(WorkloadId(21), 1, 1, &spec("echo uid $(id -u)", 1))
+        .unwrap();
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(finished(&events), Some((true, Some(0), None)), "{events:?}");
+    let log = std::fs::read_to_string(dir.path().join("21/output.log")).unwrap();
+    assert!(log.contains(&format!("uid {}", who.uid)), "{log}");
 }

@@ -80,6 +80,12 @@ struct RawSite {
     price_basis: Option<String>,
     #[serde(default)]
     price_usd_per_accelerator_hour: Option<f64>,
+    /// `local` (default) or `slurm`.
+    #[serde(default)]
+    executor: Option<String>,
+    /// For `executor: slurm`: the cluster's slurm.conf (default: Slurm's).
+    #[serde(default)]
+    slurm_conf: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,12 +118,50 @@ impl PriceBasis {
     }
 }
 
+/// How a site runs its work.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SiteExecutor {
+    /// Processes on the server's machine.
+    #[default]
+    Local,
+    /// Jobs of a Slurm cluster the server's machine submits to (its work
+    /// directory on a file system the nodes share); the cluster's
+    /// slurm.conf, else Slurm's default.
+    Slurm { conf: Option<PathBuf> },
+}
+
+impl SiteExecutor {
+    /// As stored with the site: `local` or `slurm:<conf>`.
+    pub fn as_stored(&self) -> String {
+        match self {
+            SiteExecutor::Local => "local".into(),
+            SiteExecutor::Slurm { conf } => format!(
+                "slurm:{}",
+                conf.as_ref()
+                    .map(|c| c.display().to_string())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> SiteExecutor {
+        match s.strip_prefix("slurm:") {
+            Some("") => SiteExecutor::Slurm { conf: None },
+            Some(c) => SiteExecutor::Slurm {
+                conf: Some(PathBuf::from(c)),
+            },
+            None => SiteExecutor::Local,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Site {
     pub spec: SiteSpec,
     pub price_basis: PriceBasis,
     /// Where the price came from (catalog row or the config).
     pub price_source: String,
+    pub executor: SiteExecutor,
 }
 
 #[derive(Debug, Clone)]
@@ -256,7 +300,32 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         if !names.insert(name.clone()) {
             return Err(at(f("name"), format!("duplicate site name '{name}'")));
         }
+        let executor = match (s.executor.as_deref().unwrap_or("local"), s.slurm_conf) {
+            ("local", None) => SiteExecutor::Local,
+            ("local", Some(_)) => {
+                return Err(at(f("slurm_conf"), "only for executor: slurm".into()))
+            }
+            ("slurm", conf) => {
+                let conf = conf.map(PathBuf::from);
+                if let Some(c) = &conf {
+                    if !c.is_absolute() || c.display().to_string().contains(char::is_whitespace) {
+                        return Err(at(
+                            f("slurm_conf"),
+                            "an absolute path without spaces".into(),
+                        ));
+                    }
+                }
+                SiteExecutor::Slurm { conf }
+            }
+            (other, _) => {
+                return Err(at(
+                    f("executor"),
+                    format!("unknown executor '{other}' (local, slurm)"),
+                ))
+            }
+        };
         sites.push(Site {
+            executor,
             spec: SiteSpec {
                 name,
                 region,

@@ -173,6 +173,8 @@ pub struct SiteRow {
     pub price_micro_usd_per_accelerator_hour: i64,
     pub spot: bool,
     pub price_basis: String,
+    /// `local`, or `slurm:<slurm.conf>` (see migration 0003).
+    pub executor: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -896,10 +898,10 @@ impl Db {
         let mut tx = self.begin_write().await?;
         for s in sites {
             sqlx::query(
-                "INSERT INTO sites (name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                "INSERT INTO sites (name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis, updated_at_ms, executor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (name) DO UPDATE SET provider = excluded.provider, region = excluded.region, accelerator = excluded.accelerator, accelerators = excluded.accelerators, \
-                 price_micro_usd_per_accelerator_hour = excluded.price_micro_usd_per_accelerator_hour, spot = excluded.spot, price_basis = excluded.price_basis, updated_at_ms = excluded.updated_at_ms",
+                 price_micro_usd_per_accelerator_hour = excluded.price_micro_usd_per_accelerator_hour, spot = excluded.spot, price_basis = excluded.price_basis, updated_at_ms = excluded.updated_at_ms, executor = excluded.executor",
             )
             .bind(s.name.as_str())
             .bind(s.provider.as_str())
@@ -910,6 +912,7 @@ impl Db {
             .bind(i64::from(s.spot))
             .bind(s.price_basis.as_str())
             .bind(now_ms)
+            .bind(s.executor.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -920,7 +923,7 @@ impl Db {
     /// Every site ever configured, by name.
     pub async fn sites_stored(&self) -> Result<Vec<SiteRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis FROM sites ORDER BY name",
+            "SELECT name, provider, region, accelerator, accelerators, price_micro_usd_per_accelerator_hour, spot, price_basis, executor FROM sites ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -936,6 +939,7 @@ impl Db {
                         .try_get("price_micro_usd_per_accelerator_hour")?,
                     spot: r.try_get::<i64, _>("spot")? != 0,
                     price_basis: r.try_get("price_basis")?,
+                    executor: r.try_get("executor")?,
                 })
             })
             .collect()

@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, SiteGauge};
 use skyward_core::{
     Command, Core, Input, JobSpec, Millis, Outcome, Record, Snapshot, State, WorkloadId,
 };
-use skyward_executor::{ExecEvent, LocalExecutor, RunAs, RunSpec};
+use skyward_executor::{ExecEvent, Executor, LocalExecutor, RunAs, RunSpec};
 use skyward_model::AcceleratorRequest;
 use skyward_spec::job::JobRequest;
 use std::collections::{BTreeMap, BTreeSet};
@@ -248,7 +248,7 @@ struct Leading<'a> {
     runs: BTreeMap<WorkloadId, RunSpec>,
     submitted_at: BTreeMap<WorkloadId, Millis>,
     dispatched_at: BTreeMap<WorkloadId, Millis>,
-    executors: BTreeMap<String, LocalExecutor>,
+    executors: BTreeMap<String, Executor>,
     site_info: BTreeMap<String, Site>,
     endings: BTreeMap<WorkloadId, Ending>,
     /// Each live workload's team, interned (few teams, many workloads).
@@ -495,6 +495,7 @@ fn site_row(s: &Site) -> SiteRow {
         price_micro_usd_per_accelerator_hour: s.spec.price_usd_per_accelerator_hour.micros(),
         spot: s.spec.spot,
         price_basis: s.price_basis.as_str().to_string(),
+        executor: s.executor.as_stored(),
     }
 }
 
@@ -518,6 +519,7 @@ fn site_from_row(r: &SiteRow) -> Option<Site> {
         },
         price_basis: basis,
         price_source: "last configured".into(),
+        executor: crate::config::SiteExecutor::from_stored(&r.executor),
     })
 }
 
@@ -527,17 +529,30 @@ impl Leading<'_> {
     fn register(&mut self, now: Millis, site: Site) {
         let rt = self.rt;
         let name = site.spec.name.clone();
-        let mut ex = LocalExecutor::with_options(
-            &name,
-            &rt.work_dir,
-            site.spec.accelerators,
-            skyward_executor::Options {
-                run_as: rt.run_as.clone(),
-                cgroup_root: rt.cgroup_root.clone(),
-                accelerator: site.spec.accelerator.clone(),
-                legacy_root: rt.legacy_work_dir.clone(),
-            },
-        );
+        let mut ex = match &site.executor {
+            crate::config::SiteExecutor::Local => Executor::Local(LocalExecutor::with_options(
+                &name,
+                &rt.work_dir,
+                site.spec.accelerators,
+                skyward_executor::Options {
+                    run_as: rt.run_as.clone(),
+                    cgroup_root: rt.cgroup_root.clone(),
+                    accelerator: site.spec.accelerator.clone(),
+                    legacy_root: rt.legacy_work_dir.clone(),
+                },
+            )),
+            crate::config::SiteExecutor::Slurm { conf } => {
+                Executor::Slurm(skyward_executor::slurm::SlurmExecutor::new(
+                    &name,
+                    &rt.work_dir,
+                    site.spec.accelerators,
+                    skyward_executor::slurm::Slurm {
+                        conf: conf.clone(),
+                        run_as: rt.run_as.clone(),
+                    },
+                ))
+            }
+        };
         let recovered = ex.recover();
         let running = ex.running();
         // The site still knows the runs that ended while we were down:
@@ -961,8 +976,9 @@ impl Leading<'_> {
                 rt.metrics.scheduler_commits.fetch_add(1, Ordering::Relaxed);
             }
             for id in ended {
-                // Stored: the run's files may be settled now.
-                if let Some(ex) = self.executors.values().next() {
+                // Stored: the run's files may be settled now (each kind of
+                // executor keeps its own record in the run's directory).
+                for ex in self.executors.values() {
                     ex.retire(id);
                 }
                 self.core.forget(id);
