@@ -54,6 +54,14 @@ start() {
   need
   DIR=$(mktemp -d /tmp/skyward-slurm.XXXXXX)
   chmod 755 "$DIR"
+  # A start that fails half-way leaves nothing behind.
+  trap 'echo "slurm.sh: start failed; logs were in $DIR/log" >&2; tail -n 20 "$DIR"/log/*.log >&2 2>/dev/null || true; stop "$DIR"' ERR
+  # A free 10.N.0.0/16 for the nodes' links (another cluster may run).
+  NET=""
+  for n in $(seq 77 250); do
+    if ! ip -4 addr show | grep -q " 10\.$n\."; then NET=$n; break; fi
+  done
+  [ -n "$NET" ] || { echo "slurm.sh: no free 10.N.0.0/16 for the nodes" >&2; false; }
   TAG=$(basename "$DIR" | tr -dc 'a-zA-Z0-9' | tail -c 6)
   mkdir -p "$DIR/state" "$DIR/log"
   # munge: its own key and socket.
@@ -74,7 +82,7 @@ start() {
   local i=0 n addrs=()
   for n in "${NODES[@]}"; do
     i=$((i + 1))
-    local ns="sky-$TAG-$n" host="10.77.$i.1" node="10.77.$i.2"
+    local ns="sky-$TAG-$n" host="10.$NET.$i.1" node="10.$NET.$i.2"
     ip netns add "$ns"
     ip link add "sky$TAG$i" type veth peer name eth0 netns "$ns"
     ip addr add "$host/30" dev "sky$TAG$i"
@@ -91,7 +99,7 @@ start() {
   ctl_port=$(free_port)
   cat > "$DIR/slurm.conf" <<CONF
 ClusterName=skyward
-SlurmctldHost=$(hostname -s)(10.77.1.1)
+SlurmctldHost=$(hostname -s)(10.$NET.1.1)
 MailProg=/bin/true
 SlurmctldPort=$ctl_port
 SlurmdPort=6818
@@ -146,6 +154,7 @@ CONF
     nsenter --net="/var/run/netns/$ns" unshare --uts sh -c "hostname $n; SLURM_CONF=$DIR/slurm.conf exec slurmd -f $DIR/slurm.conf"
   done
   wait_for "two idle nodes" 30 sh -c "[ \"\$(sinfo -h -t idle -o %D)\" = 2 ]"
+  trap - ERR
   echo "export SKYWARD_TEST_SLURM_CONF=$DIR/slurm.conf"
   echo "export SKYWARD_TEST_SLURM_DIR=$DIR"
 }
