@@ -101,6 +101,9 @@ enum Command {
     /// in several clouds.
     #[command(subcommand)]
     Gateway(cmd::gateway::GatewayCommand),
+    /// Run a site's work next to its cluster (local processes or Slurm),
+    /// connecting outbound to the server with the site's agent token.
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Commitments(a) => cmd::client::commitments(&a),
         Command::Token(t) => cmd::server::run_token(&t),
         Command::Gateway(g) => cmd::gateway::run(&g),
+        Command::Agent(a) => cmd::agent::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

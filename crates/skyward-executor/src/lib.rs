@@ -39,6 +39,9 @@ impl Executor {
     pub fn running(&self) -> Vec<WorkloadId> {
         each!(self, e => e.running())
     }
+    pub fn attempts(&self) -> Vec<(WorkloadId, u32)> {
+        each!(self, e => e.attempts())
+    }
     pub fn started(&self, id: WorkloadId) -> bool {
         each!(self, e => e.started(id))
     }

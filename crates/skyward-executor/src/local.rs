@@ -331,6 +331,11 @@ impl LocalExecutor {
     /// Whether a process of this workload's run is known to have started
     /// (its pid is recorded); a run adopted before it wrote its pid is not,
     /// until [`LocalExecutor::poll`] reports its start.
+    /// Each run held, with its attempt.
+    pub fn attempts(&self) -> Vec<(WorkloadId, u32)> {
+        self.jobs.iter().map(|(id, j)| (*id, j.attempt)).collect()
+    }
+
     pub fn started(&self, id: WorkloadId) -> bool {
         self.jobs.get(&id).is_some_and(|j| j.pid != 0)
     }

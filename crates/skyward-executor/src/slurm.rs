@@ -533,6 +533,11 @@ impl SlurmExecutor {
         self.jobs.keys().copied().collect()
     }
 
+    /// Each run held, with its attempt.
+    pub fn attempts(&self) -> Vec<(WorkloadId, u32)> {
+        self.jobs.iter().map(|(id, j)| (*id, j.attempt)).collect()
+    }
+
     pub fn started(&self, id: WorkloadId) -> bool {
         self.jobs.get(&id).is_some_and(|j| j.started)
     }

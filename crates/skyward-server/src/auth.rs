@@ -1,13 +1,17 @@
 //! Bearer tokens with scopes. A token is `sky_` + 32 random bytes in hex;
 //! only its SHA-256 is stored, so the database never holds a usable
 //! secret (a high-entropy token needs no slow hash). Scopes nest:
-//! `admin` ⊇ `submit` ⊇ `read`.
+//! `admin` ⊇ `submit` ⊇ `read`. An `agent` token (stored as
+//! `agent:<site>`) grants none of those: it only lets a remote agent act
+//! for its one site.
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
+    /// A site's agent: below read, so it reaches no other endpoint.
+    Agent,
     Read,
     Submit,
     Admin,
@@ -19,8 +23,15 @@ impl Scope {
             "read" => Some(Scope::Read),
             "submit" => Some(Scope::Submit),
             "admin" => Some(Scope::Admin),
+            "agent" => Some(Scope::Agent),
+            s if s.starts_with("agent:") => Some(Scope::Agent),
             _ => None,
         }
+    }
+
+    /// The site an agent token acts for (its stored scope `agent:<site>`).
+    pub fn agent_site(stored: &str) -> Option<&str> {
+        stored.strip_prefix("agent:").filter(|s| !s.is_empty())
     }
 
     pub fn as_str(self) -> &'static str {
@@ -28,7 +39,26 @@ impl Scope {
             Scope::Read => "read",
             Scope::Submit => "submit",
             Scope::Admin => "admin",
+            Scope::Agent => "agent",
         }
+    }
+}
+
+/// The scope as stored: `agent:<site>` for an agent token (which needs a
+/// site that `is_agent_site`), else the scope's name (and no site).
+pub fn stored_scope(
+    scope: Scope,
+    site: Option<&str>,
+    is_agent_site: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    match (scope, site) {
+        (Scope::Agent, Some(s)) if is_agent_site(s) => Ok(format!("agent:{s}")),
+        (Scope::Agent, Some(s)) => Err(format!(
+            "site '{s}' is not a configured site with executor: agent"
+        )),
+        (Scope::Agent, None) => Err("an agent token needs the site it acts for".into()),
+        (_, Some(_)) => Err("only an agent token is bound to a site".into()),
+        (other, None) => Ok(other.as_str().to_string()),
     }
 }
 

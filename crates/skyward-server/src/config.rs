@@ -128,6 +128,9 @@ pub enum SiteExecutor {
     /// directory on a file system the nodes share); the cluster's
     /// slurm.conf, else Slurm's default.
     Slurm { conf: Option<PathBuf> },
+    /// A remote agent (`skyward agent`) that connects to the server and
+    /// runs the work next to its cluster; this entry is its grant.
+    Agent,
 }
 
 impl SiteExecutor {
@@ -135,6 +138,7 @@ impl SiteExecutor {
     pub fn as_stored(&self) -> String {
         match self {
             SiteExecutor::Local => "local".into(),
+            SiteExecutor::Agent => "agent".into(),
             SiteExecutor::Slurm { conf } => format!(
                 "slurm:{}",
                 conf.as_ref()
@@ -150,6 +154,7 @@ impl SiteExecutor {
             Some(c) => SiteExecutor::Slurm {
                 conf: Some(PathBuf::from(c)),
             },
+            None if s == "agent" => SiteExecutor::Agent,
             None => SiteExecutor::Local,
         }
     }
@@ -305,6 +310,13 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
             ("local", Some(_)) => {
                 return Err(at(f("slurm_conf"), "only for executor: slurm".into()))
             }
+            ("agent", None) => SiteExecutor::Agent,
+            ("agent", Some(_)) => {
+                return Err(at(
+                    f("slurm_conf"),
+                    "only for executor: slurm (an agent names its own cluster)".into(),
+                ))
+            }
             ("slurm", conf) => {
                 let conf = conf.map(PathBuf::from);
                 if let Some(c) = &conf {
@@ -320,7 +332,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
             (other, _) => {
                 return Err(at(
                     f("executor"),
-                    format!("unknown executor '{other}' (local, slurm)"),
+                    format!("unknown executor '{other}' (local, slurm, agent)"),
                 ))
             }
         };

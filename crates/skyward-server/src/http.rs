@@ -70,6 +70,8 @@ pub struct App {
     /// The commitments' live state the scheduler uses, while this replica
     /// leads.
     pub live: Arc<crate::commitments::Shared>,
+    /// Remote agents' outboxes and inboxes, shared with the scheduler.
+    pub agents: Arc<crate::agents::Hub>,
 }
 
 /// Who is asking: a token's user (its name), team and scope.
@@ -79,6 +81,8 @@ pub struct Principal {
     pub name: String,
     pub team: String,
     pub scope: Scope,
+    /// For an agent token: the site it acts for.
+    pub site: Option<String>,
 }
 
 impl Principal {
@@ -185,6 +189,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(crate::http_ledger::show_contract),
         )
         .route("/v1/commitments", get(crate::http_ledger::commitments))
+        .route("/v1/agent/sync", post(crate::agents::sync))
         .route("/v1/ledger/status", get(crate::http_ledger::ledger_status))
         .route(
             "/v1/ledger/analyze",
@@ -332,6 +337,7 @@ pub(crate) async fn authorize(
     }
     Ok(Principal {
         token_id: row.id,
+        site: Scope::agent_site(&row.scope).map(String::from),
         name: row.name,
         team: row.team,
         scope,
@@ -1125,21 +1131,32 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         /// A duration (`30d`, `12h`).
         #[serde(default)]
         expires: Option<String>,
+        /// For scope `agent`: the site it acts for.
+        #[serde(default)]
+        site: Option<String>,
     }
     let req: Req = serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            format!("expected {{\"name\": …, \"scope\": \"read|submit|admin\", \"team\": …, \"expires\": \"30d\"}}: {e}"),
+            format!("expected {{\"name\": …, \"scope\": \"read|submit|admin|agent\", \"site\": … (agent), \"team\": …, \"expires\": \"30d\"}}: {e}"),
         )
     })?;
     let scope = Scope::parse(&req.scope).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_scope",
-            "scope is read, submit or admin",
+            "scope is read, submit, admin or agent",
         )
         .field("scope")
+    })?;
+    let stored_scope = crate::auth::stored_scope(scope, req.site.as_deref(), |s| {
+        app.sites
+            .iter()
+            .any(|x| x.spec.name == s && x.executor == crate::config::SiteExecutor::Agent)
+    })
+    .map_err(|m| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_site", m).field("site")
     })?;
     if req.name.is_empty() || req.name.len() > 128 {
         return Err(ApiError::new(
@@ -1184,7 +1201,7 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
             &crate::db::NewToken {
                 name: &req.name,
                 sha256: &hash,
-                scope: scope.as_str(),
+                scope: &stored_scope,
                 team: &team,
                 expires_at_ms,
             },
@@ -1194,7 +1211,7 @@ async fn create_token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         .map_err(ApiError::internal)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"id": id, "name": req.name, "team": team, "scope": scope.as_str(), "expires_at_ms": expires_at_ms, "token": token}),
+        &json!({"id": id, "name": req.name, "team": team, "scope": stored_scope, "expires_at_ms": expires_at_ms, "token": token}),
     ))
 }
 

@@ -8,6 +8,7 @@
 //!      └─queue/why──▶ runtime (leader only) ── core (sans-IO) ── local executors
 //! ```
 
+pub mod agents;
 pub mod auth;
 pub mod client;
 pub mod commitments;
@@ -327,6 +328,10 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let exclusive = lock.is_some();
     let sched_metrics = metrics.clone();
     let sched_wake = wake.clone();
+    // The agents' hub: its epoch is this server instance (agents start
+    // their acknowledgements over when it changes).
+    let agents = Arc::new(agents::Hub::new(work_dir.clone(), replica.clone()));
+    let sched_agents = agents.clone();
     let live = Arc::new(commitments::Shared::default());
     let sched_live = live.clone();
     // The scheduler has its own thread, runtime and connection pool: no
@@ -348,6 +353,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         legacy_work_dir,
         secrets: scheduler_secrets,
         live: sched_live.clone(),
+        agents: sched_agents.clone(),
     };
     let scheduler = spawn_scheduler(target.clone(), make_runtime, shutdown_rx.clone(), query_rx)?;
     let app = Arc::new(App {
@@ -365,6 +371,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         tokens: std::sync::Mutex::new(Default::default()),
         secrets,
         live,
+        agents,
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;

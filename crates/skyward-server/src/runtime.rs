@@ -113,6 +113,64 @@ pub struct Runtime {
     pub secrets: Arc<BTreeMap<String, String>>,
     /// The commitments' live state while this replica leads.
     pub live: Arc<crate::commitments::Shared>,
+    /// Remote agents' outboxes and inboxes.
+    pub agents: Arc<crate::agents::Hub>,
+}
+
+/// How the scheduler reaches a site: an executor it drives itself, or a
+/// remote agent through the hub.
+enum Runner {
+    Exec(Executor),
+    Agent(crate::agents::AgentSite),
+}
+
+macro_rules! each_runner {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            Runner::Exec($e) => $body,
+            Runner::Agent($e) => $body,
+        }
+    };
+}
+
+impl Runner {
+    fn running(&self) -> Vec<WorkloadId> {
+        each_runner!(self, e => e.running())
+    }
+    fn started(&self, id: WorkloadId) -> bool {
+        each_runner!(self, e => e.started(id))
+    }
+    fn dispatch(
+        &mut self,
+        id: WorkloadId,
+        attempt: u32,
+        accelerators: u32,
+        spec: &RunSpec,
+    ) -> Result<Vec<ExecEvent>, skyward_executor::local::DispatchError> {
+        each_runner!(self, e => e.dispatch(id, attempt, accelerators, spec))
+    }
+    fn cancel(&mut self, id: WorkloadId, attempt: u32) {
+        each_runner!(self, e => e.cancel(id, attempt))
+    }
+    fn poll(&mut self) -> Vec<ExecEvent> {
+        each_runner!(self, e => e.poll())
+    }
+    fn retire(&self, id: WorkloadId) {
+        if let Runner::Exec(e) = self {
+            e.retire(id);
+        }
+    }
+    fn detach(&mut self) -> usize {
+        each_runner!(self, e => e.detach())
+    }
+    /// When the site was last heard from, if that is news: a local
+    /// executor now, an agent when it last synced.
+    fn heard(&mut self, now: Millis) -> Option<Millis> {
+        match self {
+            Runner::Exec(_) => Some(now),
+            Runner::Agent(a) => a.heard().map(|t| (t.max(0) as Millis).min(now)),
+        }
+    }
 }
 
 /// Why leading stopped.
@@ -248,7 +306,7 @@ struct Leading<'a> {
     runs: BTreeMap<WorkloadId, RunSpec>,
     submitted_at: BTreeMap<WorkloadId, Millis>,
     dispatched_at: BTreeMap<WorkloadId, Millis>,
-    executors: BTreeMap<String, Executor>,
+    executors: BTreeMap<String, Runner>,
     site_info: BTreeMap<String, Site>,
     endings: BTreeMap<WorkloadId, Ending>,
     /// Each live workload's team, interned (few teams, many workloads).
@@ -530,19 +588,36 @@ impl Leading<'_> {
         let rt = self.rt;
         let name = site.spec.name.clone();
         let mut ex = match &site.executor {
-            crate::config::SiteExecutor::Local => Executor::Local(LocalExecutor::with_options(
-                &name,
-                &rt.work_dir,
-                site.spec.accelerators,
-                skyward_executor::Options {
-                    run_as: rt.run_as.clone(),
-                    cgroup_root: rt.cgroup_root.clone(),
-                    accelerator: site.spec.accelerator.clone(),
-                    legacy_root: rt.legacy_work_dir.clone(),
-                },
-            )),
-            crate::config::SiteExecutor::Slurm { conf } => {
-                Executor::Slurm(skyward_executor::slurm::SlurmExecutor::new(
+            crate::config::SiteExecutor::Agent => {
+                let mut a =
+                    crate::agents::AgentSite::new(rt.agents.clone(), &name, site.spec.accelerators);
+                // What the core believes runs there is followed until the
+                // agent says otherwise (or the site is lost for silence).
+                for (id, state, attempt) in self.core.on_site(&name) {
+                    let (accelerators, started) = match state {
+                        State::Running { accelerators, .. } => (accelerators, true),
+                        State::Dispatched { accelerators, .. } => (accelerators, false),
+                        _ => continue,
+                    };
+                    a.adopt(id, attempt, accelerators, started);
+                }
+                Runner::Agent(a)
+            }
+            crate::config::SiteExecutor::Local => {
+                Runner::Exec(Executor::Local(LocalExecutor::with_options(
+                    &name,
+                    &rt.work_dir,
+                    site.spec.accelerators,
+                    skyward_executor::Options {
+                        run_as: rt.run_as.clone(),
+                        cgroup_root: rt.cgroup_root.clone(),
+                        accelerator: site.spec.accelerator.clone(),
+                        legacy_root: rt.legacy_work_dir.clone(),
+                    },
+                )))
+            }
+            crate::config::SiteExecutor::Slurm { conf } => Runner::Exec(Executor::Slurm(
+                skyward_executor::slurm::SlurmExecutor::new(
                     &name,
                     &rt.work_dir,
                     site.spec.accelerators,
@@ -550,10 +625,13 @@ impl Leading<'_> {
                         conf: conf.clone(),
                         run_as: rt.run_as.clone(),
                     },
-                ))
-            }
+                ),
+            )),
         };
-        let recovered = ex.recover();
+        let recovered = match &mut ex {
+            Runner::Exec(e) => e.recover(),
+            Runner::Agent(_) => Vec::new(),
+        };
         let running = ex.running();
         // The site still knows the runs that ended while we were down:
         // register them as its own, then report how they ended (else the
@@ -665,9 +743,11 @@ impl Leading<'_> {
             }
             let mut events = Vec::new();
             for (name, ex) in self.executors.iter_mut() {
-                let _ = self
-                    .core
-                    .handle(now, Input::Heartbeat { site: name.clone() });
+                if let Some(at) = ex.heard(now) {
+                    let _ = self
+                        .core
+                        .handle(at, Input::Heartbeat { site: name.clone() });
+                }
                 events.extend(ex.poll().into_iter().map(|e| (name.clone(), e)));
             }
             for (name, e) in events {
@@ -675,6 +755,12 @@ impl Leading<'_> {
             }
             self.core.handle_timeout(now);
             self.flush(now).await?;
+            // What the agents reported is stored: acknowledge it.
+            for ex in self.executors.values() {
+                if let Runner::Agent(a) = ex {
+                    a.commit();
+                }
+            }
             self.publish();
             rt.metrics.cycle_us_last.store(
                 rt.clock.now_ms().saturating_sub(started) * 1000,

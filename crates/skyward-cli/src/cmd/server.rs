@@ -65,9 +65,17 @@ pub struct TokenCreateArgs {
     /// A name to recognise the token by.
     #[arg(long)]
     pub name: String,
-    /// read, submit (includes read) or admin (includes both).
+    /// read, submit (includes read), admin (includes both), or agent (a
+    /// remote agent of one site, with --site; nothing else).
     #[arg(long, default_value = "submit")]
     pub scope: String,
+    /// For --scope agent: the site (a configured site with executor: agent).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The server's configuration, to check --site against (default: the
+    /// site is taken as given).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The team the token's user belongs to: read and submit tokens see
     /// and cancel their own team's workloads only.
     #[arg(long, default_value = "default")]
@@ -254,7 +262,7 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
     };
     let scope = skyward_server::auth::Scope::parse(&a.scope).ok_or_else(|| {
         CliError::Input(format!(
-            "--scope: '{}' is not read, submit or admin",
+            "--scope: '{}' is not read, submit, admin or agent",
             a.scope
         ))
     })?;
@@ -269,6 +277,30 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
             "--team: 1 to 64 letters, digits, '.', '_' or '-'".into(),
         ));
     }
+    let agent_sites: Option<Vec<String>> = match &a.config {
+        Some(p) => Some(
+            {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?;
+                let catalog =
+                    skyward_catalog::Catalog::builtin().map_err(|e| CliError::Io(e.to_string()))?;
+                config::parse(&text, &p.display().to_string(), &catalog)?
+            }
+            .sites
+            .into_iter()
+            .filter(|s| s.executor == skyward_server::config::SiteExecutor::Agent)
+            .map(|s| s.spec.name)
+            .collect(),
+        ),
+        None => None,
+    };
+    let stored_scope = skyward_server::auth::stored_scope(scope, a.site.as_deref(), |s| {
+        agent_sites
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|x| x == s))
+            && skyward_spec::text::name_problem(s).is_none()
+    })
+    .map_err(|m| CliError::Input(format!("--site: {m}")))?;
     let expires_ms = a
         .expires
         .as_deref()
@@ -294,7 +326,7 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
                 &skyward_server::db::NewToken {
                     name: a.name.trim(),
                     sha256: &skyward_server::auth::hash(&token),
-                    scope: scope.as_str(),
+                    scope: &stored_scope,
                     team: &a.team,
                     expires_at_ms: expires_ms.map(|e| now + e as i64),
                 },
@@ -309,12 +341,12 @@ pub fn run_token(c: &TokenCommand) -> Result<(), CliError> {
         Output::Json => outln!(
             "{}",
             crate::error::json(
-                &serde_json::json!({"id": id, "name": a.name.trim(), "team": a.team, "scope": scope.as_str(), "expires_in_ms": expires_ms, "token": token})
+                &serde_json::json!({"id": id, "name": a.name.trim(), "team": a.team, "scope": stored_scope, "expires_in_ms": expires_ms, "token": token})
             )?
         ),
         Output::Table => {
             outln!("{token}");
-            eprintln!("token #{id} '{}' (team {}) with scope {}{}: shown once, only its hash is stored; use it as SKYWARD_TOKEN or --token", a.name.trim(), a.team, scope.as_str(), a.expires.as_deref().map(|e| format!(", expires in {e}")).unwrap_or_default());
+            eprintln!("token #{id} '{}' (team {}) with scope {}{}: shown once, only its hash is stored; use it as SKYWARD_TOKEN or --token", a.name.trim(), a.team, stored_scope, a.expires.as_deref().map(|e| format!(", expires in {e}")).unwrap_or_default());
         }
     }
     Ok(())

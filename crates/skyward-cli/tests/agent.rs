@@ -1,0 +1,403 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+//! Remote agents through the binary: a server and `skyward agent`
+//! processes talking over real HTTP, the agent connecting outbound with
+//! its site's token. A run goes through the agent and its log comes back;
+//! when the agent dies mid-run the site is lost after the heartbeat
+//! timeout and the work moves to another provider; when the agent comes
+//! back it still holds the old run, which the server has it stop (never
+//! reported as the live attempt). Hostile agents are refused.
+
+mod common;
+
+use common::server::*;
+use common::{free_port, rt};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `edge` is served by an agent (cheap, so work goes there first);
+/// `azure-local` runs in the server itself.
+const CONFIG: &str = "\
+sites:
+  - name: edge
+    region: aws:us-east-1
+    accelerator: H100
+    accelerators: 2
+    price_usd_per_accelerator_hour: 1
+    executor: agent
+  - name: azure-local
+    region: azure:eastus
+    accelerator: H100
+    accelerators: 2
+    price_usd_per_accelerator_hour: 100
+scheduler:
+  cycle_ms: 20
+  lease_ms: 2000
+  heartbeat_timeout_ms: 2000
+  dispatch_timeout_ms: 5000
+";
+
+fn agent(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
+    Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &server.url(),
+            "--site",
+            "aws:us-east-1/edge",
+            "--accelerator",
+            "H100",
+            "--accelerators",
+            "2",
+            "--work-dir",
+        ])
+        .arg(work)
+        .env("SKYWARD_TOKEN", token)
+        .env_remove("SKYWARD_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(
+    rt: &tokio::runtime::Runtime,
+    c: &skyward_server::client::Client,
+    id: i64,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
+            .json()
+            .unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "workload {id}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn token(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> String {
+    let r = call(rt, c, "POST", "/v1/tokens", Some(&body.to_string()), &[]);
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    r.json().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+fn submit(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> i64 {
+    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    r.json().unwrap()["id"].as_i64().unwrap()
+}
+
+fn alive(pid: i64) -> bool {
+    // A zombie has no command line left.
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[test]
+fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    // Where runs leave their pid (runs may be another user).
+    let pids = dir.path().join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let work = dir.path().join("agent-work");
+    let agent_log = dir.path().join("agent.log");
+    let mut first = agent(&server, &agent_token, &work, &agent_log);
+
+    // A run through the agent; its log comes back to the server.
+    let hello = submit(
+        &rt,
+        &c,
+        json!({"name": "hello", "accelerators": "H100:1", "run": "echo hello from $SKYWARD_SITE attempt $SKYWARD_ATTEMPT"}),
+    );
+    let v = wait_for(&rt, &c, hello, 60, |v| {
+        v["state"] == "succeeded" || v["state"] == "failed"
+    });
+    assert_eq!(
+        (v["state"].as_str(), v["site"].as_str()),
+        (Some("succeeded"), Some("edge")),
+        "{v}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = call(
+            &rt,
+            &c,
+            "GET",
+            &format!("/v1/workloads/{hello}/logs"),
+            None,
+            &[],
+        );
+        if String::from_utf8_lossy(&logs.body).contains("hello from edge attempt 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log never came back: {}",
+            String::from_utf8_lossy(&logs.body)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A long run on the edge; the agent dies (kill -9) while it runs. The
+    // first attempt waits forever; the next one ends at once.
+    let pid_file = |attempt: u32| pids.join(format!("{attempt}"));
+    let run = format!(
+        "echo $$ > {}/$SKYWARD_ATTEMPT; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi; echo resumed on $SKYWARD_SITE",
+        pids.display()
+    );
+    let moving = submit(
+        &rt,
+        &c,
+        json!({"name": "moving", "accelerators": "H100:1", "run": run}),
+    );
+    wait_for(&rt, &c, moving, 60, |v| {
+        v["state"] == "running" && v["site"] == "edge"
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pid_file(1).exists() {
+        assert!(Instant::now() < deadline, "the first attempt never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_pid: i64 = std::fs::read_to_string(pid_file(1))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cut = Instant::now();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(alive(old_pid), "the run should outlive its agent");
+
+    // The edge is silent: after the heartbeat timeout (2 s) the work moves
+    // to the other provider and ends there.
+    let v = wait_for(&rt, &c, moving, 60, |v| v["state"] == "succeeded");
+    let rto = cut.elapsed();
+    assert_eq!(v["site"], "azure-local", "{v}");
+    eprintln!("failover: the workload ended on the other provider {rto:?} after the agent died (heartbeat timeout 2 s)");
+    assert!(rto < Duration::from_secs(10), "took {rto:?}");
+    let status = call(
+        &rt,
+        &c,
+        "GET",
+        &format!("/v1/workloads/{moving}"),
+        None,
+        &[],
+    )
+    .json()
+    .unwrap();
+    assert_eq!(status["attempt"], 2, "{status}");
+
+    // The agent comes back, still holding attempt 1: the server has it
+    // stop that run, and the workload's outcome stays attempt 2's.
+    let mut second = agent(&server, &agent_token, &work, &agent_log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(old_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the stale run {old_pid} was not stopped; agent log:\n{}",
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let v = wait_for(&rt, &c, moving, 5, |_| true);
+    assert_eq!(
+        (v["state"].as_str(), v["site"].as_str()),
+        (Some("succeeded"), Some("azure-local")),
+        "{v}"
+    );
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(log.contains("connected"), "{log}");
+    // Revoked: the agent is refused and stops (its runs go on).
+    let list = call(&rt, &c, "GET", "/v1/tokens", None, &[])
+        .json()
+        .unwrap();
+    let id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "edge-agent")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = call(
+        &rt,
+        &c,
+        "POST",
+        &format!("/v1/tokens/{id}/revoke"),
+        None,
+        &[],
+    );
+    assert!(r.status < 300, "{}", r.error_text());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent kept going after its token was revoked"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(2));
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(log.contains("revoked"), "{log}");
+}
+
+#[test]
+fn hostile_agents_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let edge = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let reader = token(&rt, &c, json!({"name": "reader", "scope": "read"}));
+    // An agent token is for a site served by an agent, and only with one.
+    for bad in [
+        json!({"name": "x", "scope": "agent", "site": "azure-local"}),
+        json!({"name": "x", "scope": "agent"}),
+        json!({"name": "x", "scope": "read", "site": "edge"}),
+    ] {
+        let r = call(&rt, &c, "POST", "/v1/tokens", Some(&bad.to_string()), &[]);
+        assert_eq!(r.status, 422, "{bad}: {}", r.error_text());
+    }
+    // An agent token reaches nothing else.
+    let as_agent = server.client(Some(&edge));
+    assert_eq!(
+        call(&rt, &as_agent, "GET", "/v1/workloads", None, &[]).status,
+        403
+    );
+
+    // A workload that runs on the other site.
+    let pinned = submit(
+        &rt,
+        &c,
+        json!({"name": "pinned", "accelerators": "H100:1", "providers": ["azure"], "run": "sleep 3"}),
+    );
+    wait_for(&rt, &c, pinned, 30, |v| v["state"] == "running");
+
+    let sync = |cl: &skyward_server::client::Client, body: Value| {
+        call(
+            &rt,
+            cl,
+            "POST",
+            "/v1/agent/sync",
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    let base = json!({
+        "site": "edge",
+        "session": "s1",
+        "capacity": {"region": "aws:us-east-1", "accelerator": "H100", "accelerators": 2},
+    });
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = base.clone();
+        f(&mut b);
+        b
+    };
+    let code = |r: &skyward_server::client::Reply| {
+        r.json().unwrap_or(Value::Null)["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let anon = server.client(None);
+    assert_eq!(sync(&anon, base.clone()).status, 401);
+    let r = sync(&server.client(Some(&reader)), base.clone());
+    assert_eq!((r.status, code(&r).as_str()), (403, "wrong_site"));
+    let r = sync(&as_agent, with(&|b| b["site"] = json!("azure-local")));
+    assert_eq!((r.status, code(&r).as_str()), (403, "wrong_site"));
+    let r = sync(
+        &as_agent,
+        with(&|b| b["capacity"]["accelerators"] = json!(64)),
+    );
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "capacity_not_granted"),
+        "{}",
+        r.error_text()
+    );
+    let r = sync(
+        &as_agent,
+        with(&|b| b["capacity"]["region"] = json!("aws:eu-west-1")),
+    );
+    assert_eq!((r.status, code(&r).as_str()), (403, "capacity_not_granted"));
+    let r = sync(&as_agent, with(&|b| b["surprise"] = json!(1)));
+    assert_eq!(r.status, 400);
+    // A report for a workload it was never given: taken (acknowledged) but
+    // ignored; the workload runs on, where it runs.
+    let r = sync(
+        &as_agent,
+        with(&|b| {
+            b["events"] = json!([
+                {"seq": 1, "kind": "finished", "id": pinned, "attempt": 1, "success": false, "exit_code": 9},
+                {"seq": 2, "kind": "started", "id": 424242, "attempt": 1}
+            ])
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.error_text());
+    std::thread::sleep(Duration::from_millis(300));
+    let v = wait_for(&rt, &c, pinned, 30, |v| {
+        v["state"] == "succeeded" || v["state"] == "failed"
+    });
+    assert_eq!(
+        (v["state"].as_str(), v["site"].as_str()),
+        (Some("succeeded"), Some("azure-local")),
+        "{v}"
+    );
+    assert!(
+        server.log().contains("which is not its to run; ignored"),
+        "{}",
+        server.log()
+    );
+    // A replayed old message changes nothing either.
+    let r = sync(
+        &as_agent,
+        with(&|b| {
+            b["events"] = json!([{"seq": 1, "kind": "finished", "id": pinned, "attempt": 1}])
+        }),
+    );
+    assert_eq!(r.status, 200);
+    let v = wait_for(&rt, &c, pinned, 5, |_| true);
+    assert_eq!(v["state"], "succeeded");
+}

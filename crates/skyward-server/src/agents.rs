@@ -1,0 +1,883 @@
+//! Remote agents: a site whose work runs next to a cluster the server
+//! cannot reach. The agent (`skyward agent`) connects **outbound** and
+//! calls `POST /v1/agent/sync` in a loop: each call carries what it has
+//! seen since the last (its runs' events, with its own sequence numbers,
+//! the runs it holds, new log bytes) and acknowledges the commands it
+//! applied; the answer holds the commands after that acknowledgement
+//! (dispatches and cancels, each with its fencing attempt) and
+//! acknowledges the agent's events. Either side may be cut off or restart:
+//!
+//! - Commands stay in the site's outbox until acknowledged, and carry the
+//!   server instance's `epoch`: an agent that meets a new epoch starts
+//!   its acknowledgements over. Commands lost with a server restart are
+//!   taken back by the core's dispatch timeout.
+//! - Events stay with the agent until acknowledged; the server takes each
+//!   sequence number once.
+//! - Dispatches carry the attempt: the agent's executor refuses a stale
+//!   one, and the server stops any run the agent holds that it no longer
+//!   owns (a newer attempt runs elsewhere, or it was cancelled), so work
+//!   cut off with its site never runs twice as the live attempt.
+//! - A site is heard from while its agent syncs; one silent past the
+//!   heartbeat timeout is lost and its work requeued by the core.
+//!
+//! The site is declared in the server's configuration (`executor: agent`):
+//! that is the grant. An agent token (`skyward token create --scope agent
+//! --site NAME`) acts for that site only, and an agent that claims another
+//! region, accelerator or more accelerators than granted is refused.
+
+use crate::http::{authorize, body_text, json_response, now_ms, ApiError, ApiResult, App};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use skyward_core::WorkloadId;
+use skyward_executor::{ExecEvent, RunSpec};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Commands kept for a site whose agent does not collect them (older ones
+/// are dropped; the core takes unacknowledged dispatches back anyway).
+pub const OUTBOX_MAX: usize = 10_000;
+/// Events, running runs and log chunks one sync may carry.
+pub const SYNC_ITEMS_MAX: usize = 10_000;
+/// Log bytes one sync may carry per run.
+pub const LOG_CHUNK_MAX: usize = 256 * 1024;
+/// Longest a sync waits for a command.
+pub const WAIT_MS_MAX: u64 = 25_000;
+
+/// What an agent says its site is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// `provider:region`.
+    pub region: String,
+    pub accelerator: String,
+    pub accelerators: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRef {
+    pub id: u64,
+    pub attempt: u32,
+}
+
+/// One of the agent's runs' events (an `ExecEvent` on the wire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireEvent {
+    /// The agent's own sequence number (from 1).
+    pub seq: u64,
+    /// acked, started, finished, lost.
+    pub kind: String,
+    pub id: u64,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For `lost`: whether it had started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<bool>,
+}
+
+impl WireEvent {
+    pub fn from_exec(seq: u64, e: &ExecEvent) -> WireEvent {
+        let base = |kind: &str, id: WorkloadId, attempt: u32| WireEvent {
+            seq,
+            kind: kind.into(),
+            id: id.0,
+            attempt,
+            success: None,
+            exit_code: None,
+            ended_at_ms: None,
+            note: None,
+            started: None,
+        };
+        match e {
+            ExecEvent::Acked { id, attempt } => base("acked", *id, *attempt),
+            ExecEvent::Started { id, attempt } => base("started", *id, *attempt),
+            ExecEvent::Finished {
+                id,
+                attempt,
+                success,
+                exit_code,
+                ended_at_ms,
+                note,
+            } => WireEvent {
+                success: Some(*success),
+                exit_code: *exit_code,
+                ended_at_ms: *ended_at_ms,
+                note: note.clone(),
+                ..base("finished", *id, *attempt)
+            },
+            ExecEvent::Lost {
+                id,
+                attempt,
+                started,
+            } => WireEvent {
+                started: Some(*started),
+                ..base("lost", *id, *attempt)
+            },
+        }
+    }
+
+    pub fn to_exec(&self) -> Option<ExecEvent> {
+        let (id, attempt) = (WorkloadId(self.id), self.attempt);
+        Some(match self.kind.as_str() {
+            "acked" => ExecEvent::Acked { id, attempt },
+            "started" => ExecEvent::Started { id, attempt },
+            "finished" => ExecEvent::Finished {
+                id,
+                attempt,
+                success: self.success.unwrap_or(false),
+                exit_code: self.exit_code,
+                ended_at_ms: self.ended_at_ms,
+                note: self.note.as_ref().map(|n| n.chars().take(1000).collect()),
+            },
+            "lost" => ExecEvent::Lost {
+                id,
+                attempt,
+                started: self.started.unwrap_or(true),
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// New output of a run, from `offset` (bytes) in its log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogChunk {
+    pub id: u64,
+    pub offset: u64,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    pub site: String,
+    pub capacity: Capacity,
+    /// The server instance the agent's `ack` refers to.
+    #[serde(default)]
+    pub epoch: Option<String>,
+    /// The agent process (new at each start): its events are numbered
+    /// from 1 within it.
+    pub session: String,
+    /// The last command applied.
+    #[serde(default)]
+    pub ack: u64,
+    #[serde(default)]
+    pub events: Vec<WireEvent>,
+    /// Every run the agent holds now: running, or ended with an end not
+    /// yet acknowledged.
+    #[serde(default)]
+    pub running: Vec<RunRef>,
+    #[serde(default)]
+    pub logs: Vec<LogChunk>,
+    /// How long to wait for a command when there is none (ms).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// What to run (a `RunSpec` on the wire; secrets resolved).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireRun {
+    #[serde(default)]
+    pub setup: Option<String>,
+    pub run: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    pub nodes: u32,
+    #[serde(default)]
+    pub walltime_ms: Option<u64>,
+}
+
+impl WireRun {
+    pub fn from_spec(s: &RunSpec) -> WireRun {
+        WireRun {
+            setup: s.setup.clone(),
+            run: s.run.clone(),
+            env: s.env.clone(),
+            secrets: s.secrets.clone(),
+            checkpoint: s.checkpoint.clone(),
+            nodes: s.nodes,
+            walltime_ms: s.walltime_ms,
+        }
+    }
+
+    pub fn to_spec(&self) -> RunSpec {
+        RunSpec {
+            setup: self.setup.clone(),
+            run: self.run.clone(),
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            checkpoint: self.checkpoint.clone(),
+            nodes: self.nodes,
+            walltime_ms: self.walltime_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cmd {
+    pub seq: u64,
+    /// dispatch or cancel.
+    pub kind: String,
+    pub id: u64,
+    pub attempt: u32,
+    #[serde(default)]
+    pub accelerators: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<WireRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncResponse {
+    pub epoch: String,
+    pub commands: Vec<Cmd>,
+    /// The last of the agent's events taken.
+    pub events_ack: u64,
+    /// Where each running workload's log continues (bytes the server has).
+    pub log_offsets: BTreeMap<u64, u64>,
+}
+
+#[derive(Default)]
+struct Link {
+    outbox: VecDeque<Cmd>,
+    /// The agent's events received, handed to the scheduler, and stored
+    /// by it (only the last are acknowledged: an event is dropped by the
+    /// agent only once its effect is durable).
+    events_seen: u64,
+    events_taken: u64,
+    events_committed: u64,
+    /// The agent synced since this server started: `reported` is its.
+    synced: bool,
+    inbox: Vec<ExecEvent>,
+    reported: Vec<RunRef>,
+    last_seen_ms: Option<i64>,
+    /// The agent process whose events are counted (a new one starts its
+    /// numbering over).
+    agent_session: Option<String>,
+}
+
+/// The server's side of every agent: outboxes, inboxes and when each site
+/// was last heard from. Shared by the HTTP handlers and the scheduler.
+pub struct Hub {
+    epoch: String,
+    next_seq: Mutex<u64>,
+    links: Mutex<BTreeMap<String, Link>>,
+    notify: tokio::sync::Notify,
+    work_dir: PathBuf,
+}
+
+impl Hub {
+    pub fn new(work_dir: PathBuf, epoch: String) -> Hub {
+        Hub {
+            epoch,
+            next_seq: Mutex::new(0),
+            links: Mutex::new(BTreeMap::new()),
+            notify: tokio::sync::Notify::new(),
+            work_dir,
+        }
+    }
+
+    fn push(&self, site: &str, mut cmd: Cmd) {
+        let seq = match self.next_seq.lock() {
+            Ok(mut n) => {
+                *n += 1;
+                *n
+            }
+            Err(_) => return,
+        };
+        cmd.seq = seq;
+        if let Ok(mut links) = self.links.lock() {
+            let l = links.entry(site.to_string()).or_default();
+            if l.outbox.len() >= OUTBOX_MAX {
+                l.outbox.pop_front();
+            }
+            l.outbox.push_back(cmd);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// When the site's agent last synced (Unix ms).
+    pub fn last_seen_ms(&self, site: &str) -> Option<i64> {
+        self.links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(site).and_then(|x| x.last_seen_ms))
+    }
+
+    /// The events received since the last take, and the runs the agent
+    /// holds (None until it synced with this server).
+    fn take(&self, site: &str) -> (Vec<ExecEvent>, Option<Vec<RunRef>>) {
+        match self.links.lock() {
+            Ok(mut links) => {
+                let l = links.entry(site.to_string()).or_default();
+                l.events_taken = l.events_seen;
+                (
+                    std::mem::take(&mut l.inbox),
+                    l.synced.then(|| l.reported.clone()),
+                )
+            }
+            Err(_) => (Vec::new(), None),
+        }
+    }
+
+    /// The scheduler stored what it took: acknowledge it to the agent.
+    fn commit(&self, site: &str) {
+        if let Ok(mut links) = self.links.lock() {
+            if let Some(l) = links.get_mut(site) {
+                l.events_committed = l.events_taken;
+            }
+        }
+    }
+}
+
+/// The scheduler's handle on one agent site (what an executor is for a
+/// local site).
+pub struct AgentSite {
+    hub: Arc<Hub>,
+    site: String,
+    capacity: u32,
+    /// Runs dispatched there: attempt, accelerators, started.
+    runs: BTreeMap<WorkloadId, (u32, u32, bool)>,
+    /// Runs the agent holds that were told to stop (once each).
+    stopping: BTreeSet<(u64, u32)>,
+    /// The last sync passed on as a heartbeat.
+    heard_ms: Option<i64>,
+}
+
+impl AgentSite {
+    pub fn new(hub: Arc<Hub>, site: &str, capacity: u32) -> AgentSite {
+        AgentSite {
+            hub,
+            site: site.to_string(),
+            capacity,
+            runs: BTreeMap::new(),
+            stopping: BTreeSet::new(),
+            heard_ms: None,
+        }
+    }
+
+    pub fn used(&self) -> u32 {
+        self.runs.values().map(|r| r.1).sum()
+    }
+
+    pub fn running(&self) -> Vec<WorkloadId> {
+        self.runs.keys().copied().collect()
+    }
+
+    pub fn started(&self, id: WorkloadId) -> bool {
+        self.runs.get(&id).is_some_and(|r| r.2)
+    }
+
+    /// When the agent last synced, if it has since the last call: a
+    /// heartbeat dated when it was heard (so a silent site is lost one
+    /// heartbeat timeout after its last sync, not later).
+    pub fn heard(&mut self) -> Option<i64> {
+        let t = self.hub.last_seen_ms(&self.site)?;
+        if self.heard_ms.is_some_and(|h| h >= t) {
+            return None;
+        }
+        self.heard_ms = Some(t);
+        Some(t)
+    }
+
+    /// A run the core believes is here (a restart): followed until the
+    /// agent says how it is.
+    pub fn adopt(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, started: bool) {
+        self.runs.insert(id, (attempt, accelerators, started));
+    }
+
+    pub fn dispatch(
+        &mut self,
+        id: WorkloadId,
+        attempt: u32,
+        accelerators: u32,
+        spec: &RunSpec,
+    ) -> Result<Vec<ExecEvent>, skyward_executor::local::DispatchError> {
+        if self.runs.get(&id).is_some_and(|r| r.0 >= attempt) {
+            return Err(skyward_executor::local::DispatchError::Stale(id, attempt));
+        }
+        let free = self.capacity.saturating_sub(self.used());
+        if accelerators > free {
+            return Err(skyward_executor::local::DispatchError::NoCapacity {
+                site: self.site.clone(),
+                need: accelerators,
+                free,
+            });
+        }
+        self.runs.insert(id, (attempt, accelerators, false));
+        self.hub.push(
+            &self.site,
+            Cmd {
+                seq: 0,
+                kind: "dispatch".into(),
+                id: id.0,
+                attempt,
+                accelerators,
+                run: Some(WireRun::from_spec(spec)),
+            },
+        );
+        // The agent acknowledges it.
+        Ok(Vec::new())
+    }
+
+    pub fn cancel(&mut self, id: WorkloadId, attempt: u32) {
+        if self.runs.get(&id).is_some_and(|r| r.0 <= attempt) {
+            self.runs.remove(&id);
+        }
+        self.stopping.insert((id.0, attempt));
+        self.hub.push(
+            &self.site,
+            Cmd {
+                seq: 0,
+                kind: "cancel".into(),
+                id: id.0,
+                attempt,
+                accelerators: 0,
+                run: None,
+            },
+        );
+    }
+
+    /// Everything taken by [`AgentSite::poll`] is stored.
+    pub fn commit(&self) {
+        self.hub.commit(&self.site);
+    }
+
+    /// The agent's reports since the last poll, for runs it was given; a
+    /// run it holds that is not (or no longer) its own is told to stop; a
+    /// run that started there and that it no longer holds (nor has an end
+    /// to report for) was lost with the agent's machine.
+    pub fn poll(&mut self) -> Vec<ExecEvent> {
+        let (events, reported) = self.hub.take(&self.site);
+        let mut out = Vec::new();
+        for e in events {
+            let (id, attempt) = match &e {
+                ExecEvent::Acked { id, attempt }
+                | ExecEvent::Started { id, attempt }
+                | ExecEvent::Finished { id, attempt, .. }
+                | ExecEvent::Lost { id, attempt, .. } => (*id, *attempt),
+            };
+            match self.runs.get_mut(&id) {
+                Some(r) if r.0 == attempt => {
+                    match &e {
+                        ExecEvent::Started { .. } => r.2 = true,
+                        ExecEvent::Finished { .. } | ExecEvent::Lost { .. } => {
+                            self.runs.remove(&id);
+                        }
+                        ExecEvent::Acked { .. } => {}
+                    }
+                    out.push(e);
+                }
+                _ => eprintln!(
+                    "skyward: site {}: agent reported workload {} attempt {attempt}, which is not its to run; ignored",
+                    self.site, id.0
+                ),
+            }
+        }
+        let Some(reported) = reported else {
+            return out;
+        };
+        let held: BTreeSet<(u64, u32)> = reported.iter().map(|r| (r.id, r.attempt)).collect();
+        let gone: Vec<(WorkloadId, u32)> = self
+            .runs
+            .iter()
+            .filter(|(id, r)| r.2 && !held.contains(&(id.0, r.0)))
+            .map(|(id, r)| (*id, r.0))
+            .collect();
+        for (id, attempt) in gone {
+            eprintln!(
+                "skyward: site {}: its agent no longer holds workload {} attempt {attempt}; lost",
+                self.site, id.0
+            );
+            self.runs.remove(&id);
+            out.push(ExecEvent::Lost {
+                id,
+                attempt,
+                started: true,
+            });
+        }
+        for r in reported {
+            let ours = self
+                .runs
+                .get(&WorkloadId(r.id))
+                .is_some_and(|x| x.0 == r.attempt);
+            if !ours && self.stopping.insert((r.id, r.attempt)) {
+                eprintln!(
+                    "skyward: site {}: agent holds workload {} attempt {}, which it no longer owns; stopping it",
+                    self.site, r.id, r.attempt
+                );
+                self.hub.push(
+                    &self.site,
+                    Cmd {
+                        seq: 0,
+                        kind: "cancel".into(),
+                        id: r.id,
+                        attempt: r.attempt,
+                        accelerators: 0,
+                        run: None,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    pub fn detach(&mut self) -> usize {
+        let n = self.runs.len();
+        self.runs.clear();
+        n
+    }
+}
+
+fn refuse(status: StatusCode, code: &'static str, m: String) -> ApiError {
+    ApiError::new(status, code, m)
+}
+
+/// Appends a chunk to the run's log if it continues it; returns the log's
+/// length after.
+fn append_log(dir: &std::path::Path, chunk: &LogChunk) -> u64 {
+    use std::io::Write;
+    let path = dir.join("output.log");
+    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if chunk.offset != len || chunk.data.is_empty() {
+        return len;
+    }
+    if std::fs::create_dir_all(dir).is_err() {
+        return len;
+    }
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(chunk.data.as_bytes()))
+    {
+        Ok(()) => len + chunk.data.len() as u64,
+        Err(_) => len,
+    }
+}
+
+/// `POST /v1/agent/sync` (agent tokens, for their own site).
+pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+    let who = authorize(&app, &headers, crate::auth::Scope::Agent).await?;
+    let text = body_text(body, &headers).await?;
+    let req: SyncRequest = serde_json::from_str(&text).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("a sync request: {e}"),
+        )
+    })?;
+    if who.site.as_deref() != Some(req.site.as_str()) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "wrong_site",
+            format!(
+                "token '{}' is {}; it cannot act for site '{}'",
+                who.name,
+                match &who.site {
+                    Some(s) => format!("the agent token of site '{s}'"),
+                    None => "not an agent token".into(),
+                },
+                req.site
+            ),
+        ));
+    }
+    let Some(site) = app.sites.iter().find(|s| s.spec.name == req.site) else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_site",
+            format!("no site '{}' in this server's configuration", req.site),
+        ));
+    };
+    if site.executor != crate::config::SiteExecutor::Agent {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "not_an_agent_site",
+            format!(
+                "site '{}' is run by the server itself (its executor is not agent)",
+                req.site
+            ),
+        ));
+    }
+    let granted = Capacity {
+        region: site.spec.region.to_string(),
+        accelerator: site.spec.accelerator.clone(),
+        accelerators: site.spec.accelerators,
+    };
+    let c = &req.capacity;
+    if !c.region.eq_ignore_ascii_case(&granted.region)
+        || !c.accelerator.eq_ignore_ascii_case(&granted.accelerator)
+        || c.accelerators > granted.accelerators
+    {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "capacity_not_granted",
+            format!(
+                "site '{}' is granted {} × {} in {}; the agent claims {} × {} in {}",
+                req.site,
+                granted.accelerators,
+                granted.accelerator,
+                granted.region,
+                c.accelerators,
+                c.accelerator,
+                c.region
+            ),
+        ));
+    }
+    if req.events.len() > SYNC_ITEMS_MAX
+        || req.running.len() > SYNC_ITEMS_MAX
+        || req.logs.len() > SYNC_ITEMS_MAX
+        || req.logs.iter().any(|l| l.data.len() > LOG_CHUNK_MAX)
+    {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "sync_too_large",
+            format!(
+                "at most {SYNC_ITEMS_MAX} events, runs and log chunks, {LOG_CHUNK_MAX} bytes each"
+            ),
+        ));
+    }
+    if app.live.get().is_none() {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_leader",
+            "this replica does not schedule now; retry (the leader takes agents)".into(),
+        ));
+    }
+    let hub = app.agents.clone();
+    let now = now_ms();
+    // Logs first (outside the lock): only runs dispatched to this site.
+    let log_offsets = {
+        let work = hub.work_dir.clone();
+        let logs = req.logs.clone();
+        let running: Vec<u64> = req.running.iter().map(|r| r.id).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            for chunk in &logs {
+                let len = append_log(&work.join(chunk.id.to_string()), chunk);
+                out.insert(chunk.id, len);
+            }
+            for id in running {
+                out.entry(id).or_insert_with(|| {
+                    std::fs::metadata(work.join(id.to_string()).join("output.log"))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                });
+            }
+            out
+        })
+        .await
+        .map_err(ApiError::internal)?
+    };
+    let take_commands = |hub: &Hub| -> Result<(Vec<Cmd>, u64), ApiError> {
+        let mut links = hub
+            .links
+            .lock()
+            .map_err(|_| ApiError::internal("agent hub poisoned"))?;
+        let l = links.entry(req.site.clone()).or_default();
+        l.last_seen_ms = Some(now_ms());
+        if req.epoch.as_deref() == Some(hub.epoch.as_str()) {
+            while l.outbox.front().is_some_and(|c| c.seq <= req.ack) {
+                l.outbox.pop_front();
+            }
+        }
+        Ok((l.outbox.iter().cloned().collect(), l.events_committed))
+    };
+    {
+        let mut links = hub
+            .links
+            .lock()
+            .map_err(|_| ApiError::internal("agent hub poisoned"))?;
+        let l = links.entry(req.site.clone()).or_default();
+        l.last_seen_ms = Some(now);
+        // A new agent process numbers its events from 1 again.
+        if l.agent_session.as_deref() != Some(req.session.as_str()) {
+            l.events_seen = 0;
+            l.events_taken = 0;
+            l.events_committed = 0;
+            l.agent_session = Some(req.session.clone());
+        }
+        l.synced = true;
+        for e in &req.events {
+            if e.seq <= l.events_seen {
+                continue;
+            }
+            match e.to_exec() {
+                Some(x) => l.inbox.push(x),
+                None => eprintln!(
+                    "skyward: site {}: agent sent an event of unknown kind '{}'; ignored",
+                    req.site, e.kind
+                ),
+            }
+            l.events_seen = e.seq;
+        }
+        l.reported = req.running.clone();
+    }
+    if !req.events.is_empty() || !req.running.is_empty() {
+        app.wake.notify_one();
+    }
+    let (mut commands, mut events_ack) = take_commands(&hub)?;
+    if commands.is_empty() && req.wait_ms > 0 {
+        let wait = Duration::from_millis(req.wait_ms.min(WAIT_MS_MAX));
+        let _ = tokio::time::timeout(wait, hub.notify.notified()).await;
+        (commands, events_ack) = take_commands(&hub)?;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &SyncResponse {
+            epoch: hub.epoch.clone(),
+            commands,
+            events_ack,
+            log_offsets,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn events_and_runs_cross_the_wire_unchanged() {
+        let events = [
+            ExecEvent::Acked {
+                id: WorkloadId(3),
+                attempt: 2,
+            },
+            ExecEvent::Started {
+                id: WorkloadId(3),
+                attempt: 2,
+            },
+            ExecEvent::Finished {
+                id: WorkloadId(3),
+                attempt: 2,
+                success: false,
+                exit_code: Some(7),
+                ended_at_ms: Some(1000),
+                note: Some("walltime".into()),
+            },
+            ExecEvent::Lost {
+                id: WorkloadId(4),
+                attempt: 1,
+                started: false,
+            },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            let w = WireEvent::from_exec(i as u64 + 1, e);
+            let back: WireEvent =
+                serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+            assert_eq!(back.to_exec().as_ref(), Some(e));
+        }
+        let spec = RunSpec {
+            setup: Some("s".into()),
+            run: "r".into(),
+            nodes: 2,
+            walltime_ms: Some(5),
+            ..RunSpec::default()
+        };
+        assert_eq!(WireRun::from_spec(&spec).to_spec(), spec);
+    }
+
+    /// A run the agent holds but does not own is told to stop, once; a
+    /// report for a run it was never given changes nothing.
+    #[test]
+    fn the_server_stops_what_it_no_longer_owns_and_ignores_foreign_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(Hub::new(dir.path().to_path_buf(), "e1".into()));
+        let mut site = AgentSite::new(hub.clone(), "edge", 4);
+        site.dispatch(WorkloadId(1), 2, 1, &RunSpec::default())
+            .unwrap();
+        {
+            let mut links = hub.links.lock().unwrap();
+            let l = links.get_mut("edge").unwrap();
+            l.inbox.push(ExecEvent::Started {
+                id: WorkloadId(9),
+                attempt: 1,
+            });
+            l.inbox.push(ExecEvent::Started {
+                id: WorkloadId(1),
+                attempt: 2,
+            });
+            l.synced = true;
+            l.reported = vec![
+                RunRef { id: 1, attempt: 2 },
+                RunRef { id: 1, attempt: 1 },
+                RunRef { id: 5, attempt: 3 },
+            ];
+        }
+        let events = site.poll();
+        assert_eq!(
+            events,
+            vec![ExecEvent::Started {
+                id: WorkloadId(1),
+                attempt: 2
+            }]
+        );
+        assert!(site.started(WorkloadId(1)));
+        let cancels = |hub: &Hub| -> Vec<(u64, u32)> {
+            hub.links.lock().unwrap()["edge"]
+                .outbox
+                .iter()
+                .filter(|c| c.kind == "cancel")
+                .map(|c| (c.id, c.attempt))
+                .collect()
+        };
+        assert_eq!(cancels(&hub), vec![(1, 1), (5, 3)]);
+        // Reported again: not told twice.
+        hub.links.lock().unwrap().get_mut("edge").unwrap().reported =
+            vec![RunRef { id: 5, attempt: 3 }, RunRef { id: 1, attempt: 2 }];
+        assert!(site.poll().is_empty());
+        assert_eq!(cancels(&hub).len(), 2);
+        // A stale dispatch and one beyond capacity are refused.
+        assert!(site
+            .dispatch(WorkloadId(1), 2, 1, &RunSpec::default())
+            .is_err());
+        assert!(site
+            .dispatch(WorkloadId(2), 1, 4, &RunSpec::default())
+            .is_err());
+        // The agent no longer holds the started run (its machine lost it,
+        // with no end to report): lost, so the core requeues it.
+        hub.links.lock().unwrap().get_mut("edge").unwrap().reported = vec![];
+        assert_eq!(
+            site.poll(),
+            vec![ExecEvent::Lost {
+                id: WorkloadId(1),
+                attempt: 2,
+                started: true
+            }]
+        );
+        assert_eq!(site.used(), 0);
+    }
+
+    /// Before the agent synced with this server, its silence says nothing
+    /// about the runs the core believes are there.
+    #[test]
+    fn runs_are_not_judged_before_the_agent_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(Hub::new(dir.path().to_path_buf(), "e2".into()));
+        let mut site = AgentSite::new(hub, "edge", 4);
+        site.adopt(WorkloadId(3), 1, 2, true);
+        assert!(site.poll().is_empty());
+        assert_eq!(site.running(), vec![WorkloadId(3)]);
+    }
+}
