@@ -195,6 +195,15 @@ fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
         .trim()
         .parse()
         .unwrap();
+    // A second run there, allowed no restart.
+    let fragile = submit(
+        &rt,
+        &c,
+        json!({"name": "fragile", "accelerators": "H100:1", "run": "sleep 600", "recovery": {"max_restarts": 0}}),
+    );
+    wait_for(&rt, &c, fragile, 60, |v| {
+        v["state"] == "running" && v["site"] == "edge"
+    });
     let cut = Instant::now();
     first.kill().unwrap();
     first.wait().unwrap();
@@ -207,6 +216,12 @@ fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     assert_eq!(v["site"], "azure-local", "{v}");
     eprintln!("failover: the workload ended on the other provider {rto:?} after the agent died (heartbeat timeout 2 s)");
     assert!(rto < Duration::from_secs(10), "took {rto:?}");
+    // The one allowed no restart is given up, and says why.
+    let v = wait_for(&rt, &c, fragile, 30, |v| v["state"] == "failed");
+    assert_eq!(
+        v["end_note"], "gave up after 1 failures (recovery.max_restarts 0); the last on edge",
+        "{v}"
+    );
     let status = call(
         &rt,
         &c,

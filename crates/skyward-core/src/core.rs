@@ -2,7 +2,8 @@
 
 use crate::assign;
 use crate::types::{
-    Command, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+    Avoid, Command, Failover, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,
+    State, WorkloadId,
 };
 use serde::Serialize;
 use skyward_catalog::accelerators::AcceleratorTable;
@@ -37,6 +38,10 @@ pub struct Config {
     /// often: under load, the events between two cycles are handled
     /// together.
     pub cycle_min_gap_ms: Millis,
+    /// How long a place that failed a workload is avoided after its first
+    /// failure (doubling with each further one, up to the max).
+    pub failover_backoff_ms: Millis,
+    pub failover_backoff_max_ms: Millis,
 }
 
 impl Default for Config {
@@ -50,6 +55,8 @@ impl Default for Config {
             exact_options_max: 2_000,
             cycle_min_gap_ms: 5,
             teams: BTreeMap::new(),
+            failover_backoff_ms: FAILOVER_BACKOFF_MS,
+            failover_backoff_max_ms: FAILOVER_BACKOFF_MAX_MS,
         }
     }
 }
@@ -78,6 +85,15 @@ pub const REASON_SPOT_REQUIRED: &str = "not a spot site; the workload says spot:
 pub const REASON_RESERVED: &str = "capacity held for a gang ahead in the queue";
 /// The team's quota (`max_accelerators`) would be exceeded.
 pub const REASON_TEAM_QUOTA: &str = "team quota reached";
+/// The site (its region, or its provider, by the workload's recovery
+/// strategy) failed this workload lately and is avoided for a while.
+pub const REASON_FAILOVER_BLOCKED: &str = "avoided after a failure there (recovery backoff)";
+
+/// How long a failed site (region, provider) is avoided after a workload's
+/// first failure by default ([`Config::failover_backoff_ms`]); it doubles
+/// with each further failure, up to [`FAILOVER_BACKOFF_MAX_MS`].
+pub const FAILOVER_BACKOFF_MS: Millis = 300_000;
+pub const FAILOVER_BACKOFF_MAX_MS: Millis = 3_600_000;
 
 /// A workload's last persisted state, for [`Core::restore_snapshots`].
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +103,8 @@ pub struct Snapshot {
     pub state: State,
     /// Dispatches so far.
     pub attempt: u32,
+    /// Sites that failed it and where it avoids.
+    pub failover: Failover,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +127,25 @@ struct Workload {
     /// Being stopped to make room for this workload (preemption): it is
     /// requeued when its site says it stopped.
     stopping_for: Option<WorkloadId>,
+    /// Sites that failed it and where it avoids (persisted).
+    failover: Failover,
+}
+
+impl Workload {
+    fn avoiding(&self, now: Millis) -> bool {
+        self.failover.avoid.iter().any(|(_, until)| *until > now)
+    }
+
+    fn avoids(&self, s: &SiteSpec, now: Millis) -> bool {
+        self.failover.avoid.iter().any(|(a, until)| {
+            *until > now
+                && match a {
+                    Avoid::Site(n) => *n == s.name,
+                    Avoid::Region(r) => *r == s.region,
+                    Avoid::Provider(p) => *p == s.region.provider,
+                }
+        })
+    }
 }
 
 /// What makes two workloads interchangeable for placement (Nomad's
@@ -197,6 +234,11 @@ pub struct Core {
     last_cycle_at: Option<Millis>,
     /// Preemptions since the runtime last took them: (taken back, for).
     preemptions: Vec<(WorkloadId, WorkloadId)>,
+    /// Why the core itself ended workloads since the runtime last took
+    /// them (restarts exhausted).
+    notes: Vec<(WorkloadId, String)>,
+    /// When places avoided after failures open again (a cycle then).
+    avoid_ends: BTreeSet<Millis>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -228,6 +270,8 @@ impl Core {
             last_cycle: None,
             last_cycle_at: None,
             preemptions: Vec::new(),
+            notes: Vec::new(),
+            avoid_ends: BTreeSet::new(),
         }
     }
 
@@ -273,6 +317,7 @@ impl Core {
                         spec: spec.clone(),
                         state: State::Pending,
                         attempt: 0,
+                        failover: Failover::default(),
                     });
                 }
                 Record::Transition { id, state, .. } => {
@@ -281,6 +326,11 @@ impl Core {
                             s.attempt += 1;
                         }
                         s.state = state.clone();
+                    }
+                }
+                Record::Failover { id, failover, .. } => {
+                    if let Some(s) = index.get(id).and_then(|i| snaps.get_mut(*i)) {
+                        s.failover = failover.clone();
                     }
                 }
             }
@@ -307,9 +357,18 @@ impl Core {
                     deadline: None,
                     placed_why: Vec::new(),
                     stopping_for: None,
+                    failover: snap.failover,
                 },
             );
         }
+        let ends: Vec<Millis> = core
+            .workloads
+            .values()
+            .filter(|w| matches!(w.state, State::Pending))
+            .flat_map(|w| w.failover.avoid.iter().map(|(_, t)| *t))
+            .filter(|t| *t > now)
+            .collect();
+        core.avoid_ends.extend(ends);
         let mut dispatched = Vec::new();
         for (id, w) in &core.workloads {
             match &w.state {
@@ -504,6 +563,7 @@ impl Core {
                         deadline: None,
                         placed_why: Vec::new(),
                         stopping_for: None,
+                        failover: Failover::default(),
                     },
                 );
                 self.emit(Command::Persist(Record::Transition {
@@ -648,7 +708,9 @@ impl Core {
                 None => Err(Rejected::UnknownWorkload(id)),
             },
             Input::Preempted { id, site, attempt } => {
-                self.take_back_from(now, id, &site, attempt, RunEnd::Unknown)
+                self.take_back_from(now, id, &site, attempt, RunEnd::Unknown)?;
+                self.failed_by(id, &site, now);
+                Ok(())
             }
             Input::Stopped { id, site, attempt } => {
                 // Whether or not this core asked (a restart forgets that
@@ -731,6 +793,7 @@ impl Core {
                 .collect();
             for id in on_site {
                 self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
+                self.failed_by(id, &name, now);
             }
         }
         let due: Vec<WorkloadId> = self
@@ -740,7 +803,23 @@ impl Core {
             .map(|(_, id)| *id)
             .collect();
         for id in due {
+            let site = match self.workloads.get(&id).map(|w| &w.state) {
+                Some(State::Dispatched { site, .. } | State::Running { site, .. }) => {
+                    Some(site.clone())
+                }
+                _ => None,
+            };
             self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
+            if let Some(site) = site {
+                self.failed_by(id, &site, now);
+            }
+        }
+        // A place a workload avoided after a failure is open again: look
+        // at the queue again.
+        let reopened = self.avoid_ends.range(..=now).count();
+        if reopened > 0 {
+            self.avoid_ends = self.avoid_ends.split_off(&(now + 1));
+            self.wake(now);
         }
         if self.next_cycle.is_some_and(|t| t <= now) {
             self.next_cycle = None;
@@ -757,7 +836,8 @@ impl Core {
             .map(|s| s.last_heartbeat + self.cfg.heartbeat_timeout_ms)
             .min();
         let dd = self.dispatch_deadlines.iter().next().map(|(t, _)| *t);
-        [self.next_cycle, hb, dd].into_iter().flatten().min()
+        let av = self.avoid_ends.iter().next().copied();
+        [self.next_cycle, hb, dd, av].into_iter().flatten().min()
     }
 
     pub fn poll_command(&mut self) -> Option<Command> {
@@ -1035,7 +1115,10 @@ impl Core {
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
-            if let Some(why) = hopeless.get(&w.class) {
+            // A workload avoiding sites after failures is judged alone
+            // (its class peers may go where it may not).
+            let avoiding = w.avoiding(now);
+            if let Some(why) = hopeless.get(&w.class).filter(|_| !avoiding) {
                 let why = why.clone();
                 if waiting.len() < WAITING_PER_CYCLE_MAX && why.contains_key(REASON_SITE_FULL) {
                     waiting.push(id);
@@ -1059,6 +1142,10 @@ impl Core {
                 let Some(site) = self.sites.get(name) else {
                     continue;
                 };
+                if avoiding && site.spec.as_ref().is_some_and(|s| w.avoids(s, now)) {
+                    *why.entry(REASON_FAILOVER_BLOCKED).or_insert(0) += 1;
+                    continue;
+                }
                 let verdict = site_verdict(&w.spec, hours, site, true);
                 let (need, price, h) = match verdict {
                     Err(REASON_SITE_FULL) => {
@@ -1154,7 +1241,9 @@ impl Core {
                     }
                     let why = Arc::new(why);
                     if let Some(w) = self.workloads.get_mut(&id) {
-                        hopeless.insert(w.class, why.clone());
+                        if !avoiding {
+                            hopeless.insert(w.class, why.clone());
+                        }
                         w.why = why;
                     }
                 }
@@ -1207,6 +1296,9 @@ impl Core {
                 let Some(site) = self.sites.get(name) else {
                     continue;
                 };
+                if site.spec.as_ref().is_some_and(|s| w.avoids(s, now)) {
+                    continue;
+                }
                 let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) else {
                     continue;
                 };
@@ -1250,7 +1342,7 @@ impl Core {
             ids.push(id);
         }
         if items.is_empty() {
-            self.preempt(&site_names);
+            self.preempt(&site_names, now);
             return;
         }
         let market = assign::Market {
@@ -1338,7 +1430,7 @@ impl Core {
             });
             placed_any = true;
         }
-        self.preempt(&site_names);
+        self.preempt(&site_names, now);
         // Nothing new can fit until something changes (an input wakes us);
         // after a placement, look again next cycle; a cycle that stopped
         // at its batch limit goes on at once.
@@ -1464,7 +1556,7 @@ impl Core {
     /// their checkpoints), and the cycle that follows places the preemptor. At most
     /// [`PREEMPTORS_PER_CYCLE_MAX`] workloads preempt per cycle. See
     /// [`crate::policy::victims`] for the choice on one site.
-    fn preempt(&mut self, site_names: &[String]) {
+    fn preempt(&mut self, site_names: &[String], now: Millis) {
         let waiting: Vec<WorkloadId> = self
             .pending
             .iter()
@@ -1541,6 +1633,9 @@ impl Core {
                 let Some(site) = self.sites.get(name) else {
                     continue;
                 };
+                if site.spec.as_ref().is_some_and(|s| w.avoids(s, now)) {
+                    continue;
+                }
                 let Ok((need, _, _)) = site_verdict(&w.spec, hours, site, false) else {
                     continue;
                 };
@@ -1600,6 +1695,84 @@ impl Core {
     /// workload it made room for).
     pub fn take_preemptions(&mut self) -> Vec<(WorkloadId, WorkloadId)> {
         std::mem::take(&mut self.preemptions)
+    }
+
+    /// Workloads the core ended itself since the last call, and why.
+    pub fn take_notes(&mut self) -> Vec<(WorkloadId, String)> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// A site failed a workload just requeued from it (lost with the site,
+    /// its run gone, its dispatch never acknowledged): by its recovery
+    /// strategy, the site, its region or its provider is avoided for a
+    /// backoff that doubles with each failure; past `max_restarts` it is
+    /// given up (failed).
+    fn failed_by(&mut self, id: WorkloadId, site: &str, now: Millis) {
+        let spec = self.sites.get(site).and_then(|s| s.spec.clone());
+        let Some(w) = self.workloads.get_mut(&id) else {
+            return;
+        };
+        if !matches!(w.state, State::Pending) {
+            return;
+        }
+        let f = &mut w.failover;
+        f.failures += 1;
+        let twice_here = f.last_failed_site.as_deref() == Some(site);
+        f.last_failed_site = Some(site.to_string());
+        let backoff = self
+            .cfg
+            .failover_backoff_ms
+            .saturating_mul(1 << (f.failures - 1).min(10))
+            .min(
+                self.cfg
+                    .failover_backoff_max_ms
+                    .max(self.cfg.failover_backoff_ms),
+            );
+        f.avoid.retain(|(_, until)| *until > now);
+        let avoid = match (w.spec.recovery.strategy, &spec) {
+            (skyward_model::RecoveryStrategy::SameSiteFirst, _) if twice_here => {
+                Some(Avoid::Site(site.to_string()))
+            }
+            (skyward_model::RecoveryStrategy::SameSiteFirst, _) => None,
+            (skyward_model::RecoveryStrategy::NextRegion, Some(s)) => {
+                Some(Avoid::Region(s.region.clone()))
+            }
+            (skyward_model::RecoveryStrategy::AnyProvider, Some(s)) => {
+                Some(Avoid::Provider(s.region.provider.clone()))
+            }
+            (_, None) => Some(Avoid::Site(site.to_string())),
+        };
+        if let Some(a) = avoid {
+            f.avoid.push((a, now.saturating_add(backoff)));
+            self.avoid_ends.insert(now.saturating_add(backoff));
+        }
+        let (failures, failover) = (f.failures, f.clone());
+        self.emit(Command::Persist(Record::Failover {
+            id,
+            failover,
+            at: now,
+        }));
+        let max = self
+            .workloads
+            .get(&id)
+            .and_then(|w| w.spec.recovery.max_restarts);
+        if let Some(max) = max {
+            if failures > max {
+                let note = format!(
+                    "gave up after {failures} failures (recovery.max_restarts {max}); the last on {site}"
+                );
+                self.transition(id, State::Done(Outcome::Failed), now);
+                self.notes.push((id, note));
+            }
+        }
+    }
+
+    /// How many times sites failed a workload (since this core started).
+    pub fn failures(&self, id: WorkloadId) -> u32 {
+        self.workloads
+            .get(&id)
+            .map(|w| w.failover.failures)
+            .unwrap_or(0)
     }
 
     /// The last cycle's global step: what it considered and placed, its

@@ -20,9 +20,10 @@ pub mod policy;
 pub mod types;
 
 pub use crate::core::{
-    Config, Core, Rejected, Snapshot, REASON_RESERVED, REASON_SITE_DOWN, REASON_SITE_FULL,
-    REASON_TEAM_QUOTA,
+    Config, Core, Rejected, Snapshot, REASON_FAILOVER_BLOCKED, REASON_RESERVED, REASON_SITE_DOWN,
+    REASON_SITE_FULL, REASON_TEAM_QUOTA,
 };
 pub use types::{
-    Command, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec, State, WorkloadId,
+    Avoid, Command, Failover, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,
+    State, WorkloadId,
 };

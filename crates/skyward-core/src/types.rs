@@ -37,6 +37,9 @@ pub struct JobSpec {
     pub preemptible: bool,
     /// The team it belongs to: fair share and quotas are per team.
     pub team: String,
+    /// After a site fails it: where the next attempt may go, and how many
+    /// restarts it gets.
+    pub recovery: skyward_model::Recovery,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -171,6 +174,29 @@ pub enum State {
     Done(Outcome),
 }
 
+/// Somewhere a workload avoids after a site failed it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Avoid {
+    Site(String),
+    Region(skyward_model::RegionKey),
+    Provider(String),
+}
+
+/// A workload's failover state: kept with it, so a restart neither forgets
+/// its restarts nor sends it back where it just failed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
+pub struct Failover {
+    /// Sites failed it this many times (losses, not its own exits).
+    pub failures: u32,
+    /// The last site that failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_site: Option<String>,
+    /// Where it avoids, until when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<(Avoid, Millis)>,
+}
+
 /// What the runtime persists, in order; [`crate::Core::restore`] rebuilds
 /// the core from them after a restart.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +209,12 @@ pub enum Record {
     Transition {
         id: WorkloadId,
         state: State,
+        at: Millis,
+    },
+    /// A site failed it: its failover state now.
+    Failover {
+        id: WorkloadId,
+        failover: Failover,
         at: Millis,
     },
 }

@@ -157,6 +157,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     max_runtime_ms: Some(u64::from(*hours) * 3_600_000),
                     preemptible: false,
                     team: String::new(),
+                    recovery: Default::default(),
                 },
             },
         )

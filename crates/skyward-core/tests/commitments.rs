@@ -37,6 +37,7 @@ fn flexible() -> JobSpec {
         max_runtime_ms: Some(3_600_000),
         preemptible: false,
         team: String::new(),
+        recovery: Default::default(),
     }
 }
 

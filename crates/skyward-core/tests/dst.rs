@@ -86,6 +86,11 @@ struct World {
     /// Every submitted spec (preemption is checked against them).
     specs: BTreeMap<WorkloadId, JobSpec>,
     preemptions: u64,
+    /// The last site that lost each workload (its run preempted), and
+    /// when the core was told: failover must avoid it (by strategy) for at
+    /// least the first backoff.
+    failed_at: BTreeMap<WorkloadId, (String, Millis)>,
+    failovers_checked: u64,
 }
 
 fn sites() -> Vec<SiteSpec> {
@@ -141,6 +146,10 @@ impl World {
                 ),
             ]
             .into(),
+            // Failover backoffs on the simulation's scale: avoided places
+            // open again well within the settling phase.
+            failover_backoff_ms: 5_000,
+            failover_backoff_max_ms: 40_000,
             ..Config::default()
         };
         let mut w = World {
@@ -176,6 +185,8 @@ impl World {
             commitments: Vec::new(),
             specs: BTreeMap::new(),
             preemptions: 0,
+            failed_at: BTreeMap::new(),
+            failovers_checked: 0,
         };
         for s in sites() {
             w.at(
@@ -261,6 +272,15 @@ impl World {
             // Half may be preempted by higher-priority work.
             preemptible: self.rng.below(2) == 0,
             team: ["ml", "search", "infra"][self.rng.below(3)].to_string(),
+            recovery: skyward_model::Recovery {
+                strategy: [
+                    skyward_model::RecoveryStrategy::SameSiteFirst,
+                    skyward_model::RecoveryStrategy::SameSiteFirst,
+                    skyward_model::RecoveryStrategy::NextRegion,
+                    skyward_model::RecoveryStrategy::AnyProvider,
+                ][self.rng.below(4)],
+                max_restarts: (self.rng.below(4) == 0).then_some(2),
+            },
         }
     }
 
@@ -269,6 +289,15 @@ impl World {
             let id = *id;
             if self.core.handle(self.now, input).is_ok() {
                 *self.starts_accepted.entry(id).or_insert(0) += 1;
+            }
+        } else if let Input::Preempted { id, site, .. } = &input {
+            let id = *id;
+            let before = self.failed_at.insert(id, (site.clone(), self.now));
+            if self.core.handle(self.now, input).is_err() {
+                match before {
+                    Some(b) => self.failed_at.insert(id, b),
+                    None => self.failed_at.remove(&id),
+                };
             }
         } else {
             let _ = self.core.handle(self.now, input);
@@ -288,6 +317,7 @@ impl World {
                     attempt,
                     ..
                 } => {
+                    self.check_failover(id, &site);
                     let t = self.in_order(&site, latency);
                     self.at(
                         t,
@@ -539,6 +569,33 @@ impl World {
         }
     }
 
+    /// A dispatch after a loss goes where the workload's recovery
+    /// strategy allows: not the lost region (next_region) or provider
+    /// (any_provider) within the first backoff after it was told.
+    fn check_failover(&mut self, id: WorkloadId, site: &str) {
+        let (Some((lost, at)), Some(spec)) = (self.failed_at.get(&id), self.specs.get(&id)) else {
+            return;
+        };
+        let (Some(from), Some(to)) = (self.execs.get(lost), self.execs.get(site)) else {
+            return;
+        };
+        if self.now >= at + self.cfg.failover_backoff_ms {
+            return;
+        }
+        self.failovers_checked += 1;
+        match spec.recovery.strategy {
+            skyward_model::RecoveryStrategy::NextRegion => assert_ne!(
+                from.spec.region, to.spec.region,
+                "{id:?} (next_region) went back to the region that lost it"
+            ),
+            skyward_model::RecoveryStrategy::AnyProvider => assert_ne!(
+                from.spec.region.provider, to.spec.region.provider,
+                "{id:?} (any_provider) went back to the provider that lost it"
+            ),
+            skyward_model::RecoveryStrategy::SameSiteFirst => {}
+        }
+    }
+
     fn check(&self) {
         // No accepted workload is ever lost.
         let known: BTreeSet<WorkloadId> = self.core.workload_ids().into_iter().collect();
@@ -637,11 +694,13 @@ fn run(seed: u64) {
         "seed {seed}: nothing ran"
     );
     PREEMPTIONS.fetch_add(w.preemptions, std::sync::atomic::Ordering::Relaxed);
+    FAILOVERS.fetch_add(w.failovers_checked, std::sync::atomic::Ordering::Relaxed);
 }
 
 const QUOTA_ML: u32 = 48;
 
 static PREEMPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FAILOVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
 fn swarm() {
@@ -672,5 +731,8 @@ fn swarm() {
         let n = PREEMPTIONS.load(std::sync::atomic::Ordering::Relaxed);
         assert!(n > 0, "no preemption in the swarm");
         eprintln!("{n} preemptions checked");
+        let f = FAILOVERS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(f > 0, "no failover in the swarm");
+        eprintln!("{f} dispatches after a loss checked against the recovery strategy");
     }
 }

@@ -34,6 +34,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         max_runtime_ms: None,
         preemptible: false,
         team: String::new(),
+        recovery: Default::default(),
     }
 }
 
@@ -741,6 +742,7 @@ fn higher_priority_work_preempts_only_preemptible_work_once_it_stopped() {
 fn team_job(acc: &str, team: &str) -> JobSpec {
     JobSpec {
         team: team.into(),
+        recovery: Default::default(),
         ..job(acc, 1, 0)
     }
 }

@@ -8,6 +8,7 @@ pub mod accel;
 pub mod fleet;
 pub mod money;
 pub mod offering;
+pub mod recovery;
 pub mod region;
 pub mod rng;
 
@@ -18,4 +19,5 @@ pub use fleet::{
 };
 pub use money::{Usd, UsdParseError};
 pub use offering::{Offering, Pricing};
+pub use recovery::{Recovery, RecoveryStrategy};
 pub use region::{RegionInfo, RegionKey};

@@ -1,10 +1,10 @@
 //! Regions: where offerings live, with residency and certifications.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// `provider:region`, e.g. `aws:us-east-1`. Lower-case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RegionKey {
     pub provider: String,
     pub region: String,

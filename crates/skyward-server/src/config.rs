@@ -99,6 +99,10 @@ struct RawScheduler {
     heartbeat_timeout_ms: Option<u64>,
     #[serde(default)]
     lease_ms: Option<u64>,
+    /// How long a place that failed a workload is avoided (first failure;
+    /// doubling after, up to an hour).
+    #[serde(default)]
+    failover_backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +390,10 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         }
         if let Some(v) = check(s.lease_ms, "lease_ms", 1_000, 600_000)? {
             lease_ms = v;
+        }
+        if let Some(v) = check(s.failover_backoff_ms, "failover_backoff_ms", 0, 86_400_000)? {
+            core.failover_backoff_ms = v;
+            core.failover_backoff_max_ms = core.failover_backoff_max_ms.max(v);
         }
     }
     for (name, t) in &raw.teams {

@@ -135,6 +135,9 @@ pub struct WorkloadRow {
     pub end_note: Option<String>,
     #[serde(skip)]
     pub spec_json: String,
+    /// The core's failover state (`skyward_core::Failover`) as JSON.
+    #[serde(skip)]
+    pub failover_json: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -211,6 +214,8 @@ pub enum Write {
         exit_code: Option<i64>,
         note: Option<String>,
     },
+    /// A workload's failover state (JSON), after a site failed it.
+    Failover { id: i64, json: String },
     /// A run's usage, and the same as ledger charges (one transaction).
     Usage {
         row: UsageRow,
@@ -307,10 +312,11 @@ fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
         exit_code: r.try_get("exit_code")?,
         end_note: r.try_get("end_note")?,
         spec_json: r.try_get("spec")?,
+        failover_json: r.try_get("failover")?,
     })
 }
 
-const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, team, submitted_by, exit_code, end_note, spec";
+const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, team, submitted_by, exit_code, end_note, spec, failover";
 
 fn token_row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
     Ok(TokenRow {
@@ -609,6 +615,13 @@ impl Db {
                         .bind(*id)
                         .bind(*exit_code)
                         .bind(note.as_deref())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Write::Failover { id, json } => {
+                    sqlx::query("UPDATE workloads SET failover = $1 WHERE id = $2")
+                        .bind(json.as_str())
+                        .bind(*id)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -198,6 +198,7 @@ fn to_job_spec(r: &JobRequest, team: &str) -> JobSpec {
         max_runtime_ms: r.max_runtime_ms,
         preemptible: r.preemptible,
         team: team.to_string(),
+        recovery: r.recovery,
     }
 }
 
@@ -435,11 +436,19 @@ impl Runtime {
             runs.insert(id, to_run_spec(&req));
             teams.insert(id, intern(&mut team_names, &r.team));
             submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
+            // A failover state that does not read is dropped (the worst
+            // is a retry where it failed lately), not a failed restart.
+            let failover = r
+                .failover_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default();
             snaps.push(Snapshot {
                 id,
                 spec: to_job_spec(&req, &r.team),
                 state,
                 attempt: r.attempt.max(0) as u32,
+                failover,
             });
         }
         let restored = snaps.len();
@@ -916,6 +925,9 @@ impl Leading<'_> {
             let mut writes = Vec::new();
             let mut actions = Vec::new();
             let mut ended = Vec::new();
+            for (id, note) in self.core.take_notes() {
+                self.endings.insert(id, (None, Some(note)));
+            }
             for (victim, by) in self.core.take_preemptions() {
                 rt.metrics.preemptions.fetch_add(1, Ordering::Relaxed);
                 self.preempted_for.insert(victim, by);
@@ -984,6 +996,14 @@ impl Leading<'_> {
                         });
                     }
                     Command::Persist(Record::Submitted { .. }) => {}
+                    Command::Persist(Record::Failover { id, failover, .. }) => {
+                        if let Ok(json) = serde_json::to_string(&failover) {
+                            writes.push(Write::Failover {
+                                id: id.0 as i64,
+                                json,
+                            });
+                        }
+                    }
                     Command::RecordUsage {
                         id,
                         site,

@@ -62,6 +62,8 @@ struct RawJob {
     max_runtime: Option<EnvValue>,
     #[serde(default)]
     secrets: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    recovery: Option<skyward_model::Recovery>,
 }
 
 /// `env` values may be written as numbers or booleans in YAML.
@@ -135,6 +137,10 @@ pub struct JobRequest {
     /// value reaches the run's environment and nothing else.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// After a site fails it: where the next attempt may go, and how many
+    /// restarts it gets (`recovery: {strategy: next_region, max_restarts: 3}`).
+    #[serde(default, skip_serializing_if = "skyward_model::Recovery::is_default")]
+    pub recovery: skyward_model::Recovery,
 }
 
 /// Longest walltime a workload may ask for.
@@ -463,7 +469,18 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             ));
         }
     }
+    let recovery = w.recovery.unwrap_or_default();
+    if recovery
+        .max_restarts
+        .is_some_and(|m| m > skyward_model::recovery::MAX_RESTARTS_MAX)
+    {
+        return Err(e(
+            "recovery.max_restarts",
+            format!("at most {}", skyward_model::recovery::MAX_RESTARTS_MAX),
+        ));
+    }
     Ok(JobRequest {
+        recovery,
         name,
         accelerators,
         nodes,
@@ -506,6 +523,42 @@ mod tests {
         assert_eq!(j.checkpoint.as_deref(), Some("ckpt"));
         // With a checkpoint, preemptible unless it says otherwise.
         assert!(j.preemptible);
+    }
+
+    #[test]
+    fn recovery_is_read_and_checked() {
+        let j = parse_one(
+            "name: t\naccelerators: H100:1\nrun: x\nrecovery: {strategy: any_provider, max_restarts: 3}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(
+            j.recovery,
+            skyward_model::Recovery {
+                strategy: skyward_model::RecoveryStrategy::AnyProvider,
+                max_restarts: Some(3)
+            }
+        );
+        // Stored and read back the same; the default is not written.
+        let back: JobRequest = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+        assert_eq!(back, j);
+        let plain = parse_one("name: t\naccelerators: H100:1\nrun: x\n", "t.yaml", &cat()).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("recovery"));
+        for (bad, want) in [
+            ("recovery: {strategy: sideways}", "sideways"),
+            ("recovery: {max_restarts: 99999}", "recovery.max_restarts"),
+            ("recovery: {retries: 2}", "retries"),
+        ] {
+            let e = parse_one(
+                &format!("name: t\naccelerators: H100:1\nrun: x\n{bad}\n"),
+                "t.yaml",
+                &cat(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(want) && e.contains("t.yaml"), "{bad}: {e}");
+        }
     }
 
     #[test]

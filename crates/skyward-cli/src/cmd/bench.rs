@@ -706,6 +706,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             preemptible: false,
             team: String::new(),
             spot: skyward_model::SpotPolicy::Never,
+            recovery: Default::default(),
         };
         core.handle(
             0,
@@ -874,6 +875,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     preemptible: false,
                     team: String::new(),
                     spot: skyward_model::SpotPolicy::Never,
+                    recovery: Default::default(),
                 },
             },
         );
