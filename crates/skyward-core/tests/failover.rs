@@ -203,7 +203,7 @@ fn max_restarts_gives_up_with_a_note() {
 fn failover_survives_a_restart() {
     let mut c = core();
     let mut records = Vec::new();
-    let mut keep = |c: &mut Core, records: &mut Vec<Record>| {
+    let keep = |c: &mut Core, records: &mut Vec<Record>| {
         let mut placed = None;
         while let Some(cmd) = c.poll_command() {
             match cmd {
