@@ -104,6 +104,9 @@ enum Command {
     /// Run a site's work next to its cluster (local processes or Slurm),
     /// connecting outbound to the server with the site's agent token.
     Agent(cmd::agent::AgentArgs),
+    /// Rehearse an outage: take a site or a provider out, report where its
+    /// work moved and how long it took to resume.
+    Drill(cmd::drill::DrillArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Token(t) => cmd::server::run_token(&t),
         Command::Gateway(g) => cmd::gateway::run(&g),
         Command::Agent(a) => cmd::agent::run(&a),
+        Command::Drill(a) => cmd::drill::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

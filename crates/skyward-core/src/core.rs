@@ -731,6 +731,22 @@ impl Core {
             Input::NeverStarted { id, site, attempt } => {
                 self.take_back_from(now, id, &site, attempt, RunEnd::NeverRan)
             }
+            Input::TakeOut { site } => {
+                let s = self
+                    .sites
+                    .get_mut(&site)
+                    .ok_or_else(|| Rejected::UnknownSite(site.clone()))?;
+                s.alive = false;
+                let on_site: Vec<WorkloadId> = self
+                    .on_site(&site)
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .collect();
+                for id in on_site {
+                    self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
+                }
+                Ok(())
+            }
             Input::RemoveSite { site } => {
                 if !self.sites.contains_key(&site) {
                     return Err(Rejected::UnknownSite(site));

@@ -125,6 +125,13 @@ pub enum Input {
     RemoveSite {
         site: String,
     },
+    /// The site is taken out on purpose (an outage drill): as if it were
+    /// lost, its work is stopped and requeued elsewhere, and it takes none
+    /// until it is heard from again. Not counted as a failure of the
+    /// workloads (no backoff, no restart used).
+    TakeOut {
+        site: String,
+    },
     /// The site says this dispatch never started (no process of it ever
     /// ran, for example a server killed between recording the run and
     /// starting it): requeued, and nothing is billed for it.

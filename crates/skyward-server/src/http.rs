@@ -190,6 +190,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/commitments", get(crate::http_ledger::commitments))
         .route("/v1/agent/sync", post(crate::agents::sync))
+        .route("/v1/drills", post(drill))
         .route("/v1/ledger/status", get(crate::http_ledger::ledger_status))
         .route(
             "/v1/ledger/analyze",
@@ -802,6 +803,89 @@ async fn ask<T>(app: &App, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Op
         .await
         .ok()?
         .ok()
+}
+
+/// Longest outage a drill may rehearse.
+pub const DRILL_MS_MAX: u64 = 86_400_000;
+
+/// `POST /v1/drills` (admin): take a site, or every site of a provider,
+/// out for a while; its work moves elsewhere. The answer lists the runs
+/// stopped; each workload's status shows where it went and when.
+async fn drill(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+    authorize(&app, &headers, Scope::Admin).await?;
+    let text = body_text(body, &headers).await?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        #[serde(default)]
+        site: Option<String>,
+        #[serde(default)]
+        provider: Option<String>,
+        /// `60s`, `5m` (default 60 s).
+        #[serde(default)]
+        duration: Option<String>,
+    }
+    let bad = |m: String, field: &'static str| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_drill", m).field(field)
+    };
+    let req: Req = serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!(
+                "expected {{\"site\": …}} or {{\"provider\": …}}, and \"duration\": \"60s\": {e}"
+            ),
+        )
+    })?;
+    let sites: Vec<String> = match (&req.site, &req.provider) {
+        (Some(s), None) => {
+            if !app.sites.iter().any(|x| x.spec.name == *s) {
+                return Err(bad(format!("no site '{s}'"), "site"));
+            }
+            vec![s.clone()]
+        }
+        (None, Some(p)) => {
+            let p = p.to_ascii_lowercase();
+            let v: Vec<String> = app
+                .sites
+                .iter()
+                .filter(|x| x.spec.region.provider == p)
+                .map(|x| x.spec.name.clone())
+                .collect();
+            if v.is_empty() {
+                return Err(bad(format!("no site of provider '{p}'"), "provider"));
+            }
+            v
+        }
+        _ => {
+            return Err(bad(
+                "give a site or a provider (one of them)".into(),
+                "site",
+            ))
+        }
+    };
+    let duration_ms = match &req.duration {
+        None => 60_000,
+        Some(d) => skyward_spec::job::parse_duration_ms(d).map_err(|m| bad(m, "duration"))?,
+    };
+    if duration_ms == 0 || duration_ms > DRILL_MS_MAX {
+        return Err(bad("from 1 ms to 24 hours".into(), "duration"));
+    }
+    let report = ask(&app, |reply| crate::runtime::Query::Drill {
+        sites,
+        duration_ms,
+        reply,
+    })
+    .await
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler_busy",
+            "the scheduler did not answer in time; retry",
+        )
+    })?
+    .map_err(|m| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_leader", m))?;
+    Ok(json_response(StatusCode::CREATED, &report))
 }
 
 async fn show(

@@ -77,6 +77,33 @@ pub enum Query {
         id: u64,
         reply: oneshot::Sender<Option<Vec<(String, u32)>>>,
     },
+    /// Take sites out for a while (an outage drill).
+    Drill {
+        sites: Vec<String>,
+        duration_ms: u64,
+        reply: oneshot::Sender<Result<DrillReport, String>>,
+    },
+}
+
+/// What a drill took out and what it moved (the runs stopped there; where
+/// they go next is in each workload's status).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrillReport {
+    pub sites: Vec<String>,
+    pub started_at_ms: u64,
+    /// When the sites take work again.
+    pub until_ms: u64,
+    pub moved: Vec<DrillMoved>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrillMoved {
+    pub id: u64,
+    pub from: String,
+    pub attempt: u32,
+    /// How long the stopped run had run (work at risk without a
+    /// checkpoint).
+    pub ran_ms: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -328,6 +355,10 @@ struct Leading<'a> {
     /// Runs being stopped to make room: workload → the one it makes room
     /// for (the note of its requeue says so).
     preempted_for: BTreeMap<WorkloadId, WorkloadId>,
+    /// Sites taken out by a drill, until when (no heartbeat before then).
+    drills: BTreeMap<String, Millis>,
+    /// Workloads moved by a drill (the note of their requeue says so).
+    drilled: BTreeMap<WorkloadId, String>,
 }
 
 /// Stops the refresher when leading ends.
@@ -395,6 +426,7 @@ impl Runtime {
                             q = queries.recv() => match q {
                                 Some(Query::Queue { reply, .. }) => { let _ = reply.send(Vec::new()); }
                                 Some(Query::Why { reply, .. }) => { let _ = reply.send(None); }
+                                Some(Query::Drill { reply, .. }) => { let _ = reply.send(Err("this replica does not schedule now; ask the leader".into())); }
                                 None => return Ok(()),
                             },
                         }
@@ -488,6 +520,8 @@ impl Runtime {
             intake_window: (0, 0),
             dispatched_now: false,
             preempted_for: BTreeMap::new(),
+            drills: BTreeMap::new(),
+            drilled: BTreeMap::new(),
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -751,7 +785,14 @@ impl Leading<'_> {
                 let _ = self.core.handle(now, Input::Commitments { live });
             }
             let mut events = Vec::new();
+            self.drills.retain(|_, until| *until > now);
             for (name, ex) in self.executors.iter_mut() {
+                if self.drills.contains_key(name) {
+                    // Taken out by a drill: not heard from until it ends.
+                    let _ = ex.heard(now);
+                    events.extend(ex.poll().into_iter().map(|e| (name.clone(), e)));
+                    continue;
+                }
                 if let Some(at) = ex.heard(now) {
                     let _ = self
                         .core
@@ -789,6 +830,10 @@ impl Leading<'_> {
                 _ = rt.wake.notified() => {}
                 _ = shutdown.changed() => return Ok(Stop::Shutdown),
                 q = queries.recv() => match q {
+                    Some(Query::Drill { sites, duration_ms, reply }) => {
+                        let r = self.drill(&sites, duration_ms);
+                        let _ = reply.send(r);
+                    }
                     Some(q) => self.answer(q),
                     None => return Ok(Stop::Shutdown),
                 },
@@ -797,6 +842,48 @@ impl Leading<'_> {
                 return Ok(Stop::Shutdown);
             }
         }
+    }
+
+    /// Takes `sites` out for `duration_ms`: their runs are stopped and
+    /// requeued (placed elsewhere under every constraint), and they take
+    /// no work until the drill ends and they are heard from again.
+    fn drill(&mut self, sites: &[String], duration_ms: u64) -> Result<DrillReport, String> {
+        let now = self.rt.clock.now_ms();
+        for s in sites {
+            if !self.executors.contains_key(s) {
+                return Err(format!("no site '{s}'"));
+            }
+        }
+        let mut moved = Vec::new();
+        for s in sites {
+            for (id, state, attempt) in self.core.on_site(s) {
+                let ran_ms = match state {
+                    State::Running { since, .. } => now.saturating_sub(since),
+                    _ => 0,
+                };
+                moved.push(DrillMoved {
+                    id: id.0,
+                    from: s.clone(),
+                    attempt,
+                    ran_ms,
+                });
+                self.drilled.insert(id, s.clone());
+            }
+            self.drills
+                .insert(s.clone(), now.saturating_add(duration_ms));
+            let _ = self.core.handle(now, Input::TakeOut { site: s.clone() });
+            eprintln!(
+                "skyward: drill: site {s} taken out for {}",
+                skyward_executor::local::human_ms(duration_ms)
+            );
+        }
+        self.rt.wake.notify_one();
+        Ok(DrillReport {
+            sites: sites.to_vec(),
+            started_at_ms: now,
+            until_ms: now.saturating_add(duration_ms),
+            moved,
+        })
     }
 
     fn answer(&self, q: Query) {
@@ -852,6 +939,10 @@ impl Leading<'_> {
                     }
                 }
                 let _ = reply.send(entries);
+            }
+            // Handled by the loop (it changes the core).
+            Query::Drill { reply, .. } => {
+                let _ = reply.send(Err("a drill is taken by the scheduling loop".into()));
             }
             Query::Why { id, reply } => {
                 let why = self
@@ -969,6 +1060,11 @@ impl Leading<'_> {
                             }
                             State::Pending if self.dispatched_at.remove(&id).is_some() => {
                                 rt.metrics.requeued.fetch_add(1, Ordering::Relaxed);
+                                if let Some(site) = self.drilled.remove(&id) {
+                                    note = Some(format!(
+                                        "moved by an outage drill of {site}; requeued, it resumes from its checkpoint"
+                                    ));
+                                }
                                 if let Some(by) = self.preempted_for.remove(&id) {
                                     note = Some(format!(
                                         "preempted to make room for workload {} (higher priority); requeued, it resumes from its checkpoint",

@@ -5,6 +5,7 @@ pub mod bench_submit;
 pub mod catalog;
 pub mod client;
 pub mod contracts;
+pub mod drill;
 pub mod gateway;
 pub mod ledger;
 pub mod plan;
