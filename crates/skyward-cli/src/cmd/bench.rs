@@ -28,6 +28,11 @@ pub enum BenchCommand {
     Ledger(LedgerBenchArgs),
     /// Control-plane core: one scheduling cycle over many pending workloads.
     Core(CoreBenchArgs),
+    /// Control-plane core: re-placing the work of a lost site (1, 100 and
+    /// 10,000 workloads by default).
+    Failover(crate::cmd::bench_failover::FailoverBenchArgs),
+    /// Slurm dispatch throughput through sbatch (needs a cluster).
+    Slurm(crate::cmd::bench_failover::SlurmBenchArgs),
     /// Control-plane server: submissions per second through the HTTP API
     /// (SQLite, and PostgreSQL when given), durable writes.
     Submit(crate::cmd::bench_submit::SubmitBenchArgs),
@@ -359,6 +364,8 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::PlanOne(a) => plan_one(a),
         BenchCommand::Ledger(a) => ledger_bench(a),
         BenchCommand::Core(a) => core_bench(a),
+        BenchCommand::Failover(a) => crate::cmd::bench_failover::run(a),
+        BenchCommand::Slurm(a) => crate::cmd::bench_failover::run_slurm(a),
         BenchCommand::Submit(a) => crate::cmd::bench_submit::run(a),
         BenchCommand::Start(a) => crate::cmd::bench_submit::start_latency(a),
         BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),
