@@ -416,3 +416,212 @@ fn hostile_agents_are_refused_and_change_nothing() {
     let v = wait_for(&rt, &c, pinned, 5, |_| true);
     assert_eq!(v["state"], "succeeded");
 }
+
+/// A network namespace with a veth link to this host: a site's own
+/// network, which the test can cut and heal.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let tag = std::process::id() % 200 + 20;
+        let name = format!("skyag{tag}");
+        let host_if = format!("skyh{tag}");
+        let host_ip = format!("10.3.{tag}.1");
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).status();
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("10.3.{tag}.2/30"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "eth0", "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Netns {
+            name,
+            host_if,
+            host_ip,
+        }
+    }
+
+    fn link(&self, up: bool) {
+        let st = Command::new("ip")
+            .args(["link", "set", &self.host_if, if up { "up" } else { "down" }])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+    }
+}
+
+/// The partition: the agent's network is cut (not a kill: the
+/// agent and its run go on). The work resumes on the other provider; when
+/// the link heals, the agent reconnects and the old run is stopped,
+/// never reported as the live attempt.
+#[test]
+fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
+    let net = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start_everywhere(dir.path(), free_port());
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let pids = dir.path().join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let work = dir.path().join("agent-work");
+    let log = dir.path().join("agent.log");
+    // The agent lives in the namespace and reaches the server over the
+    // link only.
+    let mut agent = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", net.name))
+        .arg(BIN)
+        .args([
+            "agent",
+            "--server",
+            &format!("http://{}:{}", net.host_ip, server.port),
+            "--site",
+            "aws:us-east-1/edge",
+            "--accelerator",
+            "H100",
+            "--accelerators",
+            "2",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .env("SKYWARD_TOKEN", &agent_token)
+        .env_remove("SKYWARD_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let run = format!(
+        "echo $$ > {}/$SKYWARD_ATTEMPT; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi; echo resumed",
+        pids.display()
+    );
+    let id = submit(
+        &rt,
+        &c,
+        json!({"name": "cut", "accelerators": "H100:1", "run": run}),
+    );
+    wait_for(&rt, &c, id, 60, |v| {
+        v["state"] == "running" && v["site"] == "edge"
+    });
+    let first = pids.join("1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !first.exists() {
+        assert!(Instant::now() < deadline, "attempt 1 never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_pid: i64 = std::fs::read_to_string(&first)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Cut the link: the agent and its run go on, unheard.
+    let cut = Instant::now();
+    net.link(false);
+    let v = wait_for(&rt, &c, id, 60, |v| v["state"] == "succeeded");
+    let rto = cut.elapsed();
+    eprintln!("partition: resumed and ended on the other provider {rto:?} after the cut");
+    assert_eq!(v["site"], "azure-local", "{v}");
+    assert!(
+        alive(old_pid),
+        "a cut is not a kill: the old run should still be running"
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent should keep trying"
+    );
+
+    // The cut outlasts the agent's patience: it gives the dead connection
+    // up and retries with backoff.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("lost the server")
+    {
+        assert!(Instant::now() < deadline, "the agent never noticed the cut");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Heal: the agent reconnects and is told to stop the old run.
+    net.link(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(old_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the old run was not stopped after the link healed; agent log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // The outcome is the second attempt's, and nothing ever said the first
+    // ended there.
+    let v = wait_for(&rt, &c, id, 5, |_| true);
+    assert_eq!(
+        (v["state"].as_str(), v["site"].as_str()),
+        (Some("succeeded"), Some("azure-local")),
+        "{v}"
+    );
+    let events = v["events"].as_array().unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["site"] == "edge" && (e["state"] == "succeeded" || e["state"] == "failed")),
+        "{events:?}"
+    );
+    let agent_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        agent_log.matches("connected to").count() >= 2,
+        "the agent should have reconnected: {agent_log}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

@@ -95,6 +95,13 @@ impl Client {
         })
     }
 
+    /// The same client with another limit on each request (a long poll
+    /// needs its wait plus a margin; a dead connection is given up then).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

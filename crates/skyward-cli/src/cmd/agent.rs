@@ -64,6 +64,9 @@ pub struct AgentArgs {
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a sync waits on the server for a command.
 const WAIT_MS: u64 = 1_000;
+/// Beyond its wait, how long a sync may take before the connection is
+/// taken for dead (a sync carries up to a few MiB of events and logs).
+const SYNC_MARGIN_MS: u64 = 4_000;
 /// Log bytes sent per run per sync.
 const LOG_SEND_MAX: u64 = 64 * 1024;
 
@@ -127,11 +130,14 @@ pub fn run(a: &AgentArgs) -> Result<(), CliError> {
             },
         )),
     };
+    // A sync waits at most WAIT_MS on the server: a connection silent for
+    // much longer is dead (a cut link), and is given up for a new one.
     let client = crate::cmd::client::connect(&crate::cmd::client::Conn {
         server: a.server.clone(),
         token: a.token.clone(),
         output: crate::Output::Table,
-    })?;
+    })?
+    .with_timeout(Duration::from_millis(WAIT_MS + SYNC_MARGIN_MS));
     let rt = crate::cmd::ledger::runtime()?;
     let capacity = Capacity {
         region: region.to_ascii_lowercase(),

@@ -34,6 +34,8 @@ pub struct Server {
     pub database_url: Option<String>,
     /// Extra environment of the server process.
     pub env: Vec<(String, String)>,
+    /// The address it listens on (clients here use 127.0.0.1).
+    pub host: String,
 }
 
 impl Server {
@@ -68,7 +70,30 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            host: "127.0.0.1".into(),
         };
+        s.spawn();
+        s
+    }
+
+    /// A server listening on every address (for clients in another
+    /// network namespace).
+    pub fn start_everywhere(dir: &Path, port: u16) -> Server {
+        let config = dir.join("server.yaml");
+        let mut s = Server {
+            child: None,
+            port,
+            data: dir.join("data"),
+            work: dir.join("work"),
+            config,
+            database_url: None,
+            env: Vec::new(),
+            host: "0.0.0.0".into(),
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
         s.spawn();
         s
     }
@@ -79,7 +104,7 @@ impl Server {
             .arg(&self.config)
             .args([
                 "--listen",
-                &format!("127.0.0.1:{}", self.port),
+                &format!("{}:{}", self.host, self.port),
                 "--data-dir",
             ])
             .arg(&self.data)
