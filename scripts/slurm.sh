@@ -178,8 +178,17 @@ stop() {
   rm -rf "$DIR"
 }
 
+# Starts slurmctld again (after a crash) on the state it saved.
+restart_controller() {
+  local DIR=$1
+  export SLURM_CONF="$DIR/slurm.conf"
+  slurmctld -f "$DIR/slurm.conf"
+  wait_for slurmctld 20 scontrol ping
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop "${2:?usage: slurm.sh stop DIR}" ;;
-*) echo "usage: slurm.sh start | stop DIR" >&2; exit 2 ;;
+restart-controller) restart_controller "${2:?usage: slurm.sh restart-controller DIR}" ;;
+*) echo "usage: slurm.sh start | stop DIR | restart-controller DIR" >&2; exit 2 ;;
 esac

@@ -693,7 +693,11 @@ impl SlurmExecutor {
                 continue;
             };
             let attempt = job.attempt;
-            let seen = by_id.get(&job.job_id);
+            // The job id must still be this run's: a controller that lost
+            // its state after a crash hands ids out again.
+            let seen = by_id
+                .get(&job.job_id)
+                .filter(|j| j.comment.is_empty() || j.comment == marker(&self.site, id, attempt));
             let ends = |f: &mut BTreeMap<WorkloadId, u32>| {
                 let e = f.entry(id).or_insert(0);
                 *e = (*e).max(attempt);
@@ -973,6 +977,60 @@ mod tests {
             };
             assert_eq!(got, want, "{state}");
         }
+    }
+
+    /// After a controller lost its state, the run's job id may belong to
+    /// another job: its end is not the run's; the run is lost.
+    #[test]
+    fn a_reused_job_id_is_not_taken_for_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ex = SlurmExecutor::new("a", dir.path(), 4, Slurm::default());
+        ex.jobs.insert(
+            WorkloadId(7),
+            Job {
+                attempt: 2,
+                job_id: 40,
+                need: 1,
+                started: true,
+            },
+        );
+        let other = SlurmJob {
+            job_id: 40,
+            state: "COMPLETED".into(),
+            reason: String::new(),
+            exit_code: Some(0),
+            signal: None,
+            start_s: Some(1),
+            end_s: Some(2),
+            comment: "skyward:b:9:1".into(),
+            nodes: "n1".into(),
+        };
+        assert_eq!(
+            ex.apply(&[other.clone()]),
+            vec![ExecEvent::Lost {
+                id: WorkloadId(7),
+                attempt: 2,
+                started: true
+            }]
+        );
+        // Its own comment: its end.
+        ex.jobs.insert(
+            WorkloadId(7),
+            Job {
+                attempt: 3,
+                job_id: 40,
+                need: 1,
+                started: true,
+            },
+        );
+        let own = SlurmJob {
+            comment: marker("a", WorkloadId(7), 3),
+            ..other
+        };
+        assert!(matches!(
+            ex.apply(&[own]).as_slice(),
+            [ExecEvent::Finished { success: true, .. }]
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use skyward_core::WorkloadId;
 use skyward_executor::slurm::{Slurm, SlurmExecutor};
 use skyward_executor::{ExecEvent, RunSpec};
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn slurm() -> Slurm {
@@ -264,4 +265,61 @@ fn jobs_run_as_the_configured_user() {
     assert_eq!(finished(&events), Some((true, Some(0), None)), "{events:?}");
     let log = std::fs::read_to_string(dir.path().join("21/output.log")).unwrap();
     assert!(log.contains(&format!("uid {}", who.uid)), "{log}");
+}
+
+/// `kill -9` of slurmctld while a job runs: the executor reports nothing
+/// while Slurm does not answer (no false loss), and when the controller
+/// is back on its saved state, the job's real end.
+#[test]
+fn a_controller_crash_loses_nothing() {
+    let conf = std::env::var("SKYWARD_TEST_SLURM_CONF").unwrap();
+    let cluster = std::path::Path::new(&conf).parent().unwrap().to_path_buf();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = SlurmExecutor::new("crash", dir.path(), 2, slurm());
+    ex.dispatch(WorkloadId(31), 1, 1, &spec("sleep 10; echo survived", 1))
+        .unwrap();
+    poll_until(&mut ex, 60, |e| {
+        e.iter().any(|x| matches!(x, ExecEvent::Started { .. }))
+    });
+    // slurmctld saves its state a moment after a change; a crash before
+    // that loses the job (and the controller hands its id out again).
+    std::thread::sleep(Duration::from_secs(4));
+    let pid = std::fs::read_to_string(cluster.join("slurmctld.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Slurm is down: polls say nothing, and the run is still held.
+    let quiet = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet {
+        let events = ex.poll();
+        assert!(events.is_empty(), "{events:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ex.running(), vec![WorkloadId(31)]);
+    let st = Command::new("scripts/slurm.sh")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(["restart-controller"])
+        .arg(&cluster)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Whatever the crash did to the nodes, they take work again (the
+    // other Slurm tests run after this one).
+    for node in ["n1", "n2"] {
+        // An idle node refuses "resume": that is fine.
+        let _ = Command::new("scontrol")
+            .env("SLURM_CONF", &conf)
+            .args(["update", &format!("nodename={node}"), "state=resume"])
+            .output();
+    }
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(finished(&events), Some((true, Some(0), None)), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, ExecEvent::Lost { .. })));
+    let log = std::fs::read_to_string(dir.path().join("31/output.log")).unwrap();
+    assert!(log.contains("survived"), "{log}");
 }
