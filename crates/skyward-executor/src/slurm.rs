@@ -1006,7 +1006,7 @@ mod tests {
             nodes: "n1".into(),
         };
         assert_eq!(
-            ex.apply(&[other.clone()]),
+            ex.apply(std::slice::from_ref(&other)),
             vec![ExecEvent::Lost {
                 id: WorkloadId(7),
                 attempt: 2,
