@@ -216,6 +216,32 @@ fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     assert_eq!(v["site"], "azure-local", "{v}");
     eprintln!("failover: the workload ended on the other provider {rto:?} after the agent died (heartbeat timeout 2 s)");
     assert!(rto < Duration::from_secs(10), "took {rto:?}");
+    // Its history: attempt 1 on the edge, requeued because the site
+    // failed it, with the work it had done; attempt 2 to the end.
+    let attempts = state_attempts(&rt, &c, moving);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["site"], "edge");
+    assert_eq!(attempts[0]["ended"], "requeued");
+    assert_eq!(
+        attempts[0]["note"],
+        "lost on edge: the site failed it (failure 1); placed again by its recovery strategy"
+    );
+    assert!(attempts[0]["ran_ms"].as_i64().unwrap() > 0);
+    assert_eq!(
+        (attempts[1]["site"].as_str(), attempts[1]["ended"].as_str()),
+        (Some("azure-local"), Some("succeeded"))
+    );
+    let out = Command::new(BIN)
+        .args(["status", &moving.to_string()])
+        .env("SKYWARD_SERVER", server.url())
+        .env("SKYWARD_TOKEN", &admin)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("attempts:") && text.contains("of work on runs that were requeued"),
+        "{text}"
+    );
     // The one allowed no restart is given up, and says why.
     let v = wait_for(&rt, &c, fragile, 30, |v| v["state"] == "failed");
     assert_eq!(
@@ -624,4 +650,17 @@ fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
     );
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+fn state_attempts(
+    rt: &tokio::runtime::Runtime,
+    c: &skyward_server::client::Client,
+    id: i64,
+) -> Vec<Value> {
+    call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
+        .json()
+        .unwrap()["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

@@ -805,6 +805,67 @@ async fn ask<T>(app: &App, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Op
         .ok()
 }
 
+/// One run of a workload, from its history: where, how long, how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub site: Option<String>,
+    pub dispatched_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    /// Started to ended: work done on this attempt (redone by the next one
+    /// without a checkpoint, when it was requeued).
+    pub ran_ms: Option<i64>,
+    /// requeued, succeeded, failed, cancelled; None while it runs.
+    pub ended: Option<String>,
+    pub exit_code: Option<i64>,
+    /// Why it ended, when not by itself.
+    pub note: Option<String>,
+}
+
+/// The attempts of a workload from its events (in order).
+pub fn attempts(events: &[crate::db::EventRow]) -> Vec<AttemptView> {
+    let mut out: Vec<AttemptView> = Vec::new();
+    for e in events {
+        match e.state.as_str() {
+            "dispatched" => out.push(AttemptView {
+                attempt: e.attempt,
+                site: e.site.clone(),
+                dispatched_at_ms: e.at_ms,
+                started_at_ms: None,
+                ended_at_ms: None,
+                ran_ms: None,
+                ended: None,
+                exit_code: None,
+                note: None,
+            }),
+            "running" => {
+                if let Some(a) = out.last_mut().filter(|a| a.ended.is_none()) {
+                    a.started_at_ms = Some(e.at_ms);
+                }
+            }
+            state @ ("pending" | "succeeded" | "failed" | "cancelled") => {
+                if let Some(a) = out.last_mut().filter(|a| a.ended.is_none()) {
+                    a.ended_at_ms = Some(e.at_ms);
+                    a.ran_ms = a.started_at_ms.map(|s| (e.at_ms - s).max(0));
+                    a.ended = Some(
+                        if state == "pending" {
+                            "requeued"
+                        } else {
+                            state
+                        }
+                        .to_string(),
+                    );
+                    a.exit_code = e.exit_code;
+                    a.note = e.note.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Longest outage a drill may rehearse.
 pub const DRILL_MS_MAX: u64 = 86_400_000;
 
@@ -918,6 +979,7 @@ async fn show(
     };
     let mut v = serde_json::to_value(WorkloadView::from(row)).map_err(ApiError::internal)?;
     v["spec"] = spec;
+    v["attempts"] = serde_json::to_value(attempts(&events)).map_err(ApiError::internal)?;
     v["events"] = serde_json::to_value(events).map_err(ApiError::internal)?;
     v["pending_reasons"] = match reasons {
         Some(r) => json!(r
@@ -1344,4 +1406,71 @@ async fn revoke_token(
         eprintln!("skyward: token {id} ('{}') revoked itself", row.name);
     }
     Ok(json_response(StatusCode::OK, &row))
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::db::EventRow;
+
+    fn ev(at: i64, state: &str, site: Option<&str>, attempt: i64, note: Option<&str>) -> EventRow {
+        EventRow {
+            at_ms: at,
+            state: state.into(),
+            site: site.map(String::from),
+            attempt,
+            exit_code: None,
+            note: note.map(String::from),
+        }
+    }
+
+    /// Submitted, run on edge and lost after 40 s, run on azure to the end:
+    /// two attempts, the first requeued with its 40 s of work.
+    #[test]
+    fn attempts_are_read_from_the_history() {
+        let events = vec![
+            ev(0, "pending", None, 0, None),
+            ev(10, "dispatched", Some("edge"), 1, Some("cheapest")),
+            ev(20, "running", Some("edge"), 1, None),
+            ev(40_020, "pending", None, 1, Some("lost on edge")),
+            ev(40_030, "dispatched", Some("azure"), 2, None),
+            ev(40_040, "running", Some("azure"), 2, None),
+            EventRow {
+                exit_code: Some(0),
+                ..ev(50_040, "succeeded", Some("azure"), 2, None)
+            },
+        ];
+        let a = attempts(&events);
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            (
+                a[0].site.as_deref(),
+                a[0].ran_ms,
+                a[0].ended.as_deref(),
+                a[0].note.as_deref()
+            ),
+            (
+                Some("edge"),
+                Some(40_000),
+                Some("requeued"),
+                Some("lost on edge")
+            )
+        );
+        assert_eq!(
+            (
+                a[1].site.as_deref(),
+                a[1].ran_ms,
+                a[1].ended.as_deref(),
+                a[1].exit_code
+            ),
+            (Some("azure"), Some(10_000), Some("succeeded"), Some(0))
+        );
+        // Still running: no end yet.
+        let a = attempts(&events[..3]);
+        assert_eq!(
+            (a[0].started_at_ms, a[0].ended.as_deref()),
+            (Some(20), None)
+        );
+    }
 }

@@ -309,6 +309,40 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                             outln!("    {line}");
                         }
                     }
+                    let attempts = v["attempts"].as_array().cloned().unwrap_or_default();
+                    if attempts.len() > 1 || attempts.iter().any(|a| a["ended"] == "requeued") {
+                        // Where each run went and how it ended (failover,
+                        // preemption, drills), and the work each one did.
+                        outln!("  attempts:");
+                        let mut t = Table::new(&["ATTEMPT>", "SITE", "RAN>", "ENDED", "WHY"]);
+                        for a in &attempts {
+                            let ran = a["ran_ms"]
+                                .as_i64()
+                                .map(duration_text)
+                                .unwrap_or_else(|| "-".into());
+                            t.row(vec![
+                                s(&a["attempt"]),
+                                s(&a["site"]),
+                                ran,
+                                a["ended"].as_str().unwrap_or("running").to_string(),
+                                s(&a["note"]),
+                            ]);
+                        }
+                        for line in t.render().lines() {
+                            outln!("    {line}");
+                        }
+                        let redone: i64 = attempts
+                            .iter()
+                            .filter(|a| a["ended"] == "requeued")
+                            .filter_map(|a| a["ran_ms"].as_i64())
+                            .sum();
+                        if redone > 0 {
+                            outln!(
+                                "    {} of work on runs that were requeued (redone unless a checkpoint kept it)",
+                                duration_text(redone)
+                            );
+                        }
+                    }
                     let mut t = Table::new(&["time", "state", "site", "attempt>", "exit>", "note"]);
                     for e in v["events"].as_array().into_iter().flatten() {
                         let note = if e["state"] == "dispatched" {
@@ -740,4 +774,17 @@ pub fn token_revoke(a: &TokenRevokeArgs) -> Result<(), CliError> {
         ),
     }
     Ok(())
+}
+
+/// `1h 2m`, `3m 4s`, `5.2s`.
+pub fn duration_text(ms: i64) -> String {
+    let ms = ms.max(0);
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }
