@@ -91,6 +91,8 @@ struct World {
     /// least the first backoff.
     failed_at: BTreeMap<WorkloadId, (String, Millis)>,
     failovers_checked: u64,
+    /// Site reports delivered twice.
+    duplicates: u64,
 }
 
 fn sites() -> Vec<SiteSpec> {
@@ -187,6 +189,7 @@ impl World {
             preemptions: 0,
             failed_at: BTreeMap::new(),
             failovers_checked: 0,
+            duplicates: 0,
         };
         for s in sites() {
             w.at(
@@ -404,6 +407,21 @@ impl World {
             Ev::ToCore(i) => {
                 if let Input::Commitments { live } = &i {
                     self.commitments = live.clone();
+                }
+                // A site's report may arrive twice (a resend after a lost
+                // acknowledgement): the copy must change nothing.
+                let report = matches!(
+                    i,
+                    Input::DispatchAcked { .. }
+                        | Input::Started { .. }
+                        | Input::Finished { .. }
+                        | Input::Preempted { .. }
+                        | Input::Stopped { .. }
+                );
+                if report && self.faults && self.rng.below(15) == 0 {
+                    self.duplicates += 1;
+                    let later = self.now + self.rng.below(5_000) as Millis;
+                    self.at(later, Ev::ToCore(i.clone()));
                 }
                 self.deliver(i)
             }
@@ -695,12 +713,14 @@ fn run(seed: u64) {
     );
     PREEMPTIONS.fetch_add(w.preemptions, std::sync::atomic::Ordering::Relaxed);
     FAILOVERS.fetch_add(w.failovers_checked, std::sync::atomic::Ordering::Relaxed);
+    DUPLICATES.fetch_add(w.duplicates, std::sync::atomic::Ordering::Relaxed);
 }
 
 const QUOTA_ML: u32 = 48;
 
 static PREEMPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static FAILOVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static DUPLICATES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
 fn swarm() {
@@ -734,5 +754,8 @@ fn swarm() {
         let f = FAILOVERS.load(std::sync::atomic::Ordering::Relaxed);
         assert!(f > 0, "no failover in the swarm");
         eprintln!("{f} dispatches after a loss checked against the recovery strategy");
+        let d = DUPLICATES.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(d > 0, "no duplicated report in the swarm");
+        eprintln!("{d} site reports delivered twice");
     }
 }
