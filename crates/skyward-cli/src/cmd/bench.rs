@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Failover(crate::cmd::bench_failover::FailoverBenchArgs),
     /// Slurm dispatch throughput through sbatch (needs a cluster).
     Slurm(crate::cmd::bench_failover::SlurmBenchArgs),
+    /// Agent syncs (heartbeats with their runs) one server answers.
+    Agents(crate::cmd::bench_failover::AgentsBenchArgs),
     /// Control-plane server: submissions per second through the HTTP API
     /// (SQLite, and PostgreSQL when given), durable writes.
     Submit(crate::cmd::bench_submit::SubmitBenchArgs),
@@ -366,6 +368,7 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::Core(a) => core_bench(a),
         BenchCommand::Failover(a) => crate::cmd::bench_failover::run(a),
         BenchCommand::Slurm(a) => crate::cmd::bench_failover::run_slurm(a),
+        BenchCommand::Agents(a) => crate::cmd::bench_failover::run_agents(a),
         BenchCommand::Submit(a) => crate::cmd::bench_submit::run(a),
         BenchCommand::Start(a) => crate::cmd::bench_submit::start_latency(a),
         BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),

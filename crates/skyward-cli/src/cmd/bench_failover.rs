@@ -341,3 +341,256 @@ pub fn run_slurm(a: &SlurmBenchArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct AgentsBenchArgs {
+    /// Agents syncing at once (each its own site).
+    #[arg(long, default_value_t = 50)]
+    pub agents: usize,
+    /// Runs each agent reports holding in every sync.
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// The skyward binary to run as the server (default: this one).
+    #[arg(long, value_name = "FILE")]
+    pub server_bin: Option<std::path::PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Serialize)]
+struct AgentsRow {
+    agents: usize,
+    runs_per_agent: usize,
+    syncs_per_s: f64,
+    runs_reported_per_s: f64,
+    sync_ms_p50: f64,
+    sync_ms_p99: f64,
+    errors: u64,
+    server_cpu_pct: f64,
+    server_rss_mib: f64,
+    load_average: f64,
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// `skyward bench agents`: how many agent syncs (heartbeats with their
+/// runs) one server answers, and how fast.
+pub fn run_agents(a: &AgentsBenchArgs) -> Result<(), CliError> {
+    use skyward_server::agents::{Capacity, RunRef, SyncRequest};
+    use skyward_server::client::Client;
+    if a.agents == 0 || a.agents > 2_000 || a.runs > 100_000 || a.seconds == 0 || a.seconds > 600 {
+        return Err(CliError::Input(
+            "--agents 1..2000, --runs 0..100000, --seconds 1..600".into(),
+        ));
+    }
+    let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
+    let mut cfg = String::from("sites:\n");
+    for i in 0..a.agents {
+        cfg.push_str(&format!(
+            "  - name: edge-{i}\n    region: aws:us-east-1\n    accelerator: H100\n    accelerators: {}\n    price_usd_per_accelerator_hour: 2\n    executor: agent\n",
+            a.runs.max(1)
+        ));
+    }
+    cfg.push_str("scheduler:\n  heartbeat_timeout_ms: 60000\n");
+    std::fs::write(dir.path().join("server.yaml"), cfg).map_err(|e| CliError::Io(e.to_string()))?;
+    let exe = match &a.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?,
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .port();
+    let log = std::fs::File::create(dir.path().join("server.log"))
+        .map_err(|e| CliError::Io(e.to_string()))?;
+    let child = std::process::Command::new(exe)
+        .args(["server", "--config"])
+        .arg(dir.path().join("server.yaml"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .map_err(|e| CliError::Io(format!("cannot start the server: {e}")))?;
+    let server = crate::cmd::bench_submit::ServerProc { child };
+    let pid = server.child.id();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        || !dir.path().join("data/admin.token").exists()
+    {
+        if Instant::now() > deadline {
+            return Err(CliError::Io("the server did not start within 60 s".into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token"))
+        .map_err(|e| CliError::Io(e.to_string()))?
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let admin_c = Client::new(&base, Some(admin)).map_err(|e| CliError::Internal(e.to_string()))?;
+    let mut tokens = Vec::new();
+    for i in 0..a.agents {
+        let body = serde_json::json!({"name": format!("agent-{i}"), "scope": "agent", "site": format!("edge-{i}")});
+        let r = rt
+            .block_on(admin_c.request(
+                "POST",
+                "/v1/tokens",
+                Some(("application/json", body.to_string().into_bytes())),
+                &[],
+            ))
+            .map_err(|e| CliError::Io(e.to_string()))?;
+        let v = r.json().unwrap_or_default();
+        tokens.push(v["token"].as_str().unwrap_or_default().to_string());
+    }
+    let seconds = a.seconds;
+    let runs = a.runs;
+    let cpu0 = proc_cpu_ticks(pid);
+    let t0 = Instant::now();
+    let results = rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for (i, token) in tokens.into_iter().enumerate() {
+            let base = base.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = match Client::new(&base, Some(token)) {
+                    Ok(c) => c,
+                    Err(_) => return (Vec::new(), 1u64),
+                };
+                let running: Vec<RunRef> = (0..runs)
+                    .map(|r| RunRef {
+                        id: (i * 1_000_000 + r) as u64,
+                        attempt: 1,
+                    })
+                    .collect();
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let (mut epoch, mut ack) = (None::<String>, 0u64);
+                let end = Instant::now() + std::time::Duration::from_secs(seconds);
+                while Instant::now() < end {
+                    let req = SyncRequest {
+                        site: format!("edge-{i}"),
+                        capacity: Capacity {
+                            region: "aws:us-east-1".into(),
+                            accelerator: "H100".into(),
+                            accelerators: runs.max(1) as u32,
+                        },
+                        epoch: epoch.clone(),
+                        session: format!("bench-{i}"),
+                        ack,
+                        events: Vec::new(),
+                        running: running.clone(),
+                        logs: Vec::new(),
+                        wait_ms: 0,
+                    };
+                    let body = serde_json::to_vec(&req).unwrap_or_default();
+                    let t = Instant::now();
+                    match c
+                        .request(
+                            "POST",
+                            "/v1/agent/sync",
+                            Some(("application/json", body)),
+                            &[],
+                        )
+                        .await
+                    {
+                        Ok(r) if r.status == 200 => {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            if let Ok(v) = serde_json::from_slice::<
+                                skyward_server::agents::SyncResponse,
+                            >(&r.body)
+                            {
+                                if epoch.as_deref() != Some(v.epoch.as_str()) {
+                                    epoch = Some(v.epoch.clone());
+                                    ack = 0;
+                                }
+                                ack = v
+                                    .commands
+                                    .iter()
+                                    .map(|c| c.seq)
+                                    .max()
+                                    .unwrap_or(ack)
+                                    .max(ack);
+                            }
+                        }
+                        _ => {
+                            errors += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            if let Ok((l, e)) = t.await {
+                all.extend(l);
+                errors += e;
+            }
+        }
+        (all, errors)
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu1 = proc_cpu_ticks(pid);
+    let rss = crate::cmd::bench::peak_rss_mib_of(&pid.to_string());
+    drop(server);
+    let (mut lat, errors) = results;
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> f64 {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * q) as usize]
+        }
+    };
+    let row = AgentsRow {
+        agents: a.agents,
+        runs_per_agent: a.runs,
+        syncs_per_s: lat.len() as f64 / secs,
+        runs_reported_per_s: lat.len() as f64 * a.runs as f64 / secs,
+        sync_ms_p50: pct(0.5),
+        sync_ms_p99: pct(0.99),
+        errors,
+        // Clock ticks are 1/100 s on Linux.
+        server_cpu_pct: (cpu1.saturating_sub(cpu0)) as f64 / secs,
+        server_rss_mib: rss,
+        load_average: crate::cmd::bench_submit::load_average(),
+    };
+    match a.output {
+        Output::Json => outln!("{}", json(&row)?),
+        Output::Table => outln!(
+            "{} agents × {} runs: {:.0} syncs/s ({:.0} runs reported/s), sync p50 {:.1} ms, p99 {:.1} ms, {} errors; server {:.0}% CPU, {:.0} MiB peak RSS; load {:.2}",
+            row.agents,
+            row.runs_per_agent,
+            row.syncs_per_s,
+            row.runs_reported_per_s,
+            row.sync_ms_p50,
+            row.sync_ms_p99,
+            row.errors,
+            row.server_cpu_pct,
+            row.server_rss_mib,
+            row.load_average
+        ),
+    }
+    Ok(())
+}

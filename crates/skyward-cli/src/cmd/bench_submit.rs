@@ -100,8 +100,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
-struct ServerProc {
-    child: Child,
+pub(crate) struct ServerProc {
+    pub(crate) child: Child,
 }
 
 impl Drop for ServerProc {
