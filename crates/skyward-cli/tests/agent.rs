@@ -664,3 +664,70 @@ fn state_attempts(
         .cloned()
         .unwrap_or_default()
 }
+
+/// `kill -9` of the server while a lost site's work is failing over: the
+/// restarted server finds the work where it was, loses the silent site
+/// again and moves the work once; it runs once on the other provider.
+#[test]
+fn a_server_killed_during_a_failover_moves_the_work_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let mut server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let work = dir.path().join("agent-work");
+    let log = dir.path().join("agent.log");
+    let mut a = agent(&server, &agent_token, &work, &log);
+    // Each attempt leaves a mark; attempt 1 waits, the others end at once.
+    let run = format!(
+        "echo $$ > {}/$SKYWARD_ATTEMPT-$SKYWARD_SITE; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi",
+        marks.display()
+    );
+    let id = submit(
+        &rt,
+        &c,
+        json!({"name": "w", "accelerators": "H100:1", "run": run}),
+    );
+    wait_for(&rt, &c, id, 60, |v| {
+        v["state"] == "running" && v["site"] == "edge"
+    });
+    // The agent dies; before its site is declared lost (2 s), so does the
+    // server.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1_000));
+    server.kill9();
+    server.spawn();
+    let c = server.client(Some(&admin));
+    let v = wait_for(&rt, &c, id, 60, |v| {
+        v["state"] == "succeeded" || v["state"] == "failed"
+    });
+    assert_eq!(
+        (v["state"].as_str(), v["site"].as_str()),
+        (Some("succeeded"), Some("azure-local")),
+        "{v}"
+    );
+    let mut made: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["1-edge", "2-azure-local"], "each attempt once");
+    let attempts = state_attempts(&rt, &c, id);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    // The dead agent's run is an orphan now (no agent will stop it).
+    let pid = std::fs::read_to_string(marks.join("1-edge")).unwrap();
+    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+}
