@@ -43,7 +43,34 @@ scheduler:
   dispatch_timeout_ms: 5000
 ";
 
-fn agent(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
+/// An agent process, killed when the test ends however it ends.
+struct AgentProc(Child);
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for AgentProc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AgentProc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn agent(server: &Server, token: &str, work: &Path, log: &Path) -> AgentProc {
+    AgentProc(agent_child(server, token, work, log))
+}
+
+fn agent_child(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
     Command::new(BIN)
         .args([
             "agent",
@@ -537,35 +564,37 @@ fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
     let log = dir.path().join("agent.log");
     // The agent lives in the namespace and reaches the server over the
     // link only.
-    let mut agent = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", net.name))
-        .arg(BIN)
-        .args([
-            "agent",
-            "--server",
-            &format!("http://{}:{}", net.host_ip, server.port),
-            "--site",
-            "aws:us-east-1/edge",
-            "--accelerator",
-            "H100",
-            "--accelerators",
-            "2",
-            "--work-dir",
-        ])
-        .arg(&work)
-        .env("SKYWARD_TOKEN", &agent_token)
-        .env_remove("SKYWARD_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let mut agent = AgentProc(
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", net.name))
+            .arg(BIN)
+            .args([
+                "agent",
+                "--server",
+                &format!("http://{}:{}", net.host_ip, server.port),
+                "--site",
+                "aws:us-east-1/edge",
+                "--accelerator",
+                "H100",
+                "--accelerators",
+                "2",
+                "--work-dir",
+            ])
+            .arg(&work)
+            .env("SKYWARD_TOKEN", &agent_token)
+            .env_remove("SKYWARD_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
     let run = format!(
         "echo $$ > {}/$SKYWARD_ATTEMPT; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi; echo resumed",
         pids.display()
