@@ -16,7 +16,7 @@ use skyward_server::agents::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorKind {
@@ -333,14 +333,12 @@ struct AgentState {
     pending: Vec<WireEvent>,
     /// How much of each run's log the server has.
     sent_logs: BTreeMap<u64, u64>,
-    started: Option<Instant>,
 }
 
 impl AgentState {
     fn push(&mut self, e: &ExecEvent) {
         self.next_seq += 1;
         self.pending.push(WireEvent::from_exec(self.next_seq, e));
-        self.started.get_or_insert_with(Instant::now);
     }
 
     /// New log bytes of the runs held, from where the server's copy ends.
