@@ -430,6 +430,18 @@ fn hostile_agents_are_refused_and_change_nothing() {
         with(&|b| b["capacity"]["region"] = json!("aws:eu-west-1")),
     );
     assert_eq!((r.status, code(&r).as_str()), (403, "capacity_not_granted"));
+    let r = sync(
+        &as_agent,
+        with(&|b| b["capacity"]["price_basis"] = json!("spot")),
+    );
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "capacity_not_granted"),
+        "{}",
+        r.error_text()
+    );
+    let r = sync(&as_agent, with(&|b| b["capacity"]["spot"] = json!(true)));
+    assert_eq!((r.status, code(&r).as_str()), (403, "capacity_not_granted"));
     let r = sync(&as_agent, with(&|b| b["surprise"] = json!(1)));
     assert_eq!(r.status, 400);
     // A report for a workload it was never given: taken (acknowledged) but

@@ -55,6 +55,13 @@ pub struct Capacity {
     pub region: String,
     pub accelerator: String,
     pub accelerators: u32,
+    /// Spot capacity (only for work that allows spot); must match the
+    /// grant when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<bool>,
+    /// on-demand, spot or reserved; must match the grant when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_basis: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -622,24 +629,35 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         region: site.spec.region.to_string(),
         accelerator: site.spec.accelerator.clone(),
         accelerators: site.spec.accelerators,
+        spot: Some(site.spec.spot),
+        price_basis: Some(site.price_basis.as_str().to_string()),
     };
     let c = &req.capacity;
     if !c.region.eq_ignore_ascii_case(&granted.region)
         || !c.accelerator.eq_ignore_ascii_case(&granted.accelerator)
         || c.accelerators > granted.accelerators
+        || c.spot.is_some_and(|s| Some(s) != granted.spot)
+        || c.price_basis
+            .as_ref()
+            .is_some_and(|b| Some(b) != granted.price_basis.as_ref())
     {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             "capacity_not_granted",
             format!(
-                "site '{}' is granted {} × {} in {}; the agent claims {} × {} in {}",
+                "site '{}' is granted {} × {} in {} ({}); the agent claims {} × {} in {}{}",
                 req.site,
                 granted.accelerators,
                 granted.accelerator,
                 granted.region,
+                granted.price_basis.as_deref().unwrap_or("on-demand"),
                 c.accelerators,
                 c.accelerator,
-                c.region
+                c.region,
+                c.price_basis
+                    .as_ref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
             ),
         ));
     }

@@ -46,6 +46,10 @@ pub struct AgentArgs {
     /// Accelerators the cluster offers (at most what the server grants).
     #[arg(long)]
     pub accelerators: u32,
+    /// How the cluster is paid: on-demand, spot or reserved (checked
+    /// against the server's grant).
+    #[arg(long, value_name = "BASIS")]
+    pub price_basis: Option<String>,
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
     /// For --executor slurm: the cluster's slurm.conf (default: Slurm's).
@@ -139,10 +143,19 @@ pub fn run(a: &AgentArgs) -> Result<(), CliError> {
     })?
     .with_timeout(Duration::from_millis(WAIT_MS + SYNC_MARGIN_MS));
     let rt = crate::cmd::ledger::runtime()?;
+    if let Some(b) = &a.price_basis {
+        if !matches!(b.as_str(), "on-demand" | "spot" | "reserved") {
+            return Err(CliError::Input(format!(
+                "--price-basis: '{b}' is not on-demand, spot or reserved"
+            )));
+        }
+    }
     let capacity = Capacity {
         region: region.to_ascii_lowercase(),
         accelerator: a.accelerator.clone(),
         accelerators: a.accelerators,
+        spot: a.price_basis.as_deref().map(|b| b == "spot"),
+        price_basis: a.price_basis.clone(),
     };
     let session = random_hex(16);
     let mut state = AgentState::default();

@@ -492,6 +492,8 @@ pub fn run_agents(a: &AgentsBenchArgs) -> Result<(), CliError> {
                             region: "aws:us-east-1".into(),
                             accelerator: "H100".into(),
                             accelerators: runs.max(1) as u32,
+                            spot: None,
+                            price_basis: None,
                         },
                         epoch: epoch.clone(),
                         session: format!("bench-{i}"),
