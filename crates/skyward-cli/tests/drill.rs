@@ -183,4 +183,16 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
         assert_eq!(r.status, 422, "{bad}: {}", r.error_text());
     }
     assert_eq!(post(&c, json!({"site": "aws-a", "colour": 1})).status, 400);
+    // Runs outlive a server (for the next one to adopt): stop them.
+    for id in [a, b, pinned] {
+        call(
+            &rt,
+            &c,
+            "POST",
+            &format!("/v1/workloads/{id}/cancel"),
+            None,
+            &[],
+        );
+        wait(&rt, &c, id, |v| v["state"] == "cancelled");
+    }
 }
