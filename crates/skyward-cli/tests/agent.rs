@@ -470,6 +470,17 @@ fn hostile_agents_are_refused_and_change_nothing() {
         "{}",
         server.log()
     );
+    // Nor may it write another site's workload's log.
+    let log = server.work.join(pinned.to_string()).join("output.log");
+    let len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let r = sync(
+        &as_agent,
+        with(&|b| b["logs"] = json!([{"id": pinned, "offset": len, "data": "INJECTED\n"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.error_text());
+    assert!(!std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("INJECTED"));
     // A replayed old message changes nothing either.
     let r = sync(
         &as_agent,

@@ -259,7 +259,8 @@ pub struct SyncResponse {
     pub commands: Vec<Cmd>,
     /// The last of the agent's events taken.
     pub events_ack: u64,
-    /// Where each running workload's log continues (bytes the server has).
+    /// For each log chunk taken: where the run's log continues (the bytes
+    /// the server has; a chunk that did not continue it was dropped).
     pub log_offsets: BTreeMap<u64, u64>,
 }
 
@@ -272,10 +273,13 @@ struct Link {
     events_seen: u64,
     events_taken: u64,
     events_committed: u64,
-    /// The agent synced since this server started: `reported` is its.
-    synced: bool,
     inbox: Vec<ExecEvent>,
-    reported: Vec<RunRef>,
+    /// The runs the agent said it holds at its last sync, if the
+    /// scheduler has not looked at them yet.
+    reported: Option<Vec<RunRef>>,
+    /// Workloads dispatched to this site and not ended: the only ones
+    /// whose logs the agent may write.
+    owned: BTreeSet<u64>,
     last_seen_ms: Option<i64>,
     /// The agent process whose events are counted (a new one starts its
     /// numbering over).
@@ -331,18 +335,27 @@ impl Hub {
     }
 
     /// The events received since the last take, and the runs the agent
-    /// holds (None until it synced with this server).
+    /// holds if it synced since (None: nothing new to judge by).
     fn take(&self, site: &str) -> (Vec<ExecEvent>, Option<Vec<RunRef>>) {
         match self.links.lock() {
             Ok(mut links) => {
                 let l = links.entry(site.to_string()).or_default();
                 l.events_taken = l.events_seen;
-                (
-                    std::mem::take(&mut l.inbox),
-                    l.synced.then(|| l.reported.clone()),
-                )
+                (std::mem::take(&mut l.inbox), l.reported.take())
             }
             Err(_) => (Vec::new(), None),
+        }
+    }
+
+    /// Whether `id` runs (or was dispatched) on `site`, for its logs.
+    fn set_owned(&self, site: &str, id: u64, owned: bool) {
+        if let Ok(mut links) = self.links.lock() {
+            let l = links.entry(site.to_string()).or_default();
+            if owned {
+                l.owned.insert(id);
+            } else {
+                l.owned.remove(&id);
+            }
         }
     }
 
@@ -410,6 +423,7 @@ impl AgentSite {
     /// agent says how it is.
     pub fn adopt(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, started: bool) {
         self.runs.insert(id, (attempt, accelerators, started));
+        self.hub.set_owned(&self.site, id.0, true);
     }
 
     pub fn dispatch(
@@ -431,6 +445,7 @@ impl AgentSite {
             });
         }
         self.runs.insert(id, (attempt, accelerators, false));
+        self.hub.set_owned(&self.site, id.0, true);
         self.hub.push(
             &self.site,
             Cmd {
@@ -448,7 +463,7 @@ impl AgentSite {
 
     pub fn cancel(&mut self, id: WorkloadId, attempt: u32) {
         if self.runs.get(&id).is_some_and(|r| r.0 <= attempt) {
-            self.runs.remove(&id);
+            self.forget(id);
         }
         self.stopping.insert((id.0, attempt));
         self.hub.push(
@@ -488,7 +503,7 @@ impl AgentSite {
                     match &e {
                         ExecEvent::Started { .. } => r.2 = true,
                         ExecEvent::Finished { .. } | ExecEvent::Lost { .. } => {
-                            self.runs.remove(&id);
+                            self.forget(id);
                         }
                         ExecEvent::Acked { .. } => {}
                     }
@@ -515,7 +530,7 @@ impl AgentSite {
                 "skyward: site {}: its agent no longer holds workload {} attempt {attempt}; lost",
                 self.site, id.0
             );
-            self.runs.remove(&id);
+            self.forget(id);
             out.push(ExecEvent::Lost {
                 id,
                 attempt,
@@ -549,9 +564,17 @@ impl AgentSite {
     }
 
     pub fn detach(&mut self) -> usize {
-        let n = self.runs.len();
-        self.runs.clear();
-        n
+        let ids: Vec<WorkloadId> = self.runs.keys().copied().collect();
+        for id in &ids {
+            self.forget(*id);
+        }
+        ids.len()
+    }
+
+    /// No longer this site's run (ended, lost, cancelled, detached).
+    fn forget(&mut self, id: WorkloadId) {
+        self.runs.remove(&id);
+        self.hub.set_owned(&self.site, id.0, false);
     }
 }
 
@@ -684,24 +707,34 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
     let hub = app.agents.clone();
     let now = now_ms();
     // Logs first (outside the lock): only runs dispatched to this site.
+    // Logs of the runs dispatched to this site only (an agent writes no
+    // other workload's log); outside the lock.
+    let owned: BTreeSet<u64> = hub
+        .links
+        .lock()
+        .map(|l| {
+            l.get(&req.site)
+                .map(|x| x.owned.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
     let log_offsets = {
         let work = hub.work_dir.clone();
-        let logs = req.logs.clone();
-        let running: Vec<u64> = req.running.iter().map(|r| r.id).collect();
+        let logs: Vec<LogChunk> = req
+            .logs
+            .iter()
+            .filter(|c| owned.contains(&c.id))
+            .cloned()
+            .collect();
         tokio::task::spawn_blocking(move || {
-            let mut out = BTreeMap::new();
-            for chunk in &logs {
-                let len = append_log(&work.join(chunk.id.to_string()), chunk);
-                out.insert(chunk.id, len);
-            }
-            for id in running {
-                out.entry(id).or_insert_with(|| {
-                    std::fs::metadata(work.join(id.to_string()).join("output.log"))
-                        .map(|m| m.len())
-                        .unwrap_or(0)
-                });
-            }
-            out
+            logs.iter()
+                .map(|chunk| {
+                    (
+                        chunk.id,
+                        append_log(&work.join(chunk.id.to_string()), chunk),
+                    )
+                })
+                .collect::<BTreeMap<u64, u64>>()
         })
         .await
         .map_err(ApiError::internal)?
@@ -734,7 +767,7 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
             l.events_committed = 0;
             l.agent_session = Some(req.session.clone());
         }
-        l.synced = true;
+
         for e in &req.events {
             if e.seq <= l.events_seen {
                 continue;
@@ -748,7 +781,7 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
             }
             l.events_seen = e.seq;
         }
-        l.reported = req.running.clone();
+        l.reported = Some(req.running.clone());
     }
     if !req.events.is_empty() || !req.running.is_empty() {
         app.wake.notify_one();
@@ -836,12 +869,11 @@ mod tests {
                 id: WorkloadId(1),
                 attempt: 2,
             });
-            l.synced = true;
-            l.reported = vec![
+            l.reported = Some(vec![
                 RunRef { id: 1, attempt: 2 },
                 RunRef { id: 1, attempt: 1 },
                 RunRef { id: 5, attempt: 3 },
-            ];
+            ]);
         }
         let events = site.poll();
         assert_eq!(
@@ -862,8 +894,10 @@ mod tests {
         };
         assert_eq!(cancels(&hub), vec![(1, 1), (5, 3)]);
         // Reported again: not told twice.
-        hub.links.lock().unwrap().get_mut("edge").unwrap().reported =
-            vec![RunRef { id: 5, attempt: 3 }, RunRef { id: 1, attempt: 2 }];
+        hub.links.lock().unwrap().get_mut("edge").unwrap().reported = Some(vec![
+            RunRef { id: 5, attempt: 3 },
+            RunRef { id: 1, attempt: 2 },
+        ]);
         assert!(site.poll().is_empty());
         assert_eq!(cancels(&hub).len(), 2);
         // A stale dispatch and one beyond capacity are refused.
@@ -875,7 +909,7 @@ mod tests {
             .is_err());
         // The agent no longer holds the started run (its machine lost it,
         // with no end to report): lost, so the core requeues it.
-        hub.links.lock().unwrap().get_mut("edge").unwrap().reported = vec![];
+        hub.links.lock().unwrap().get_mut("edge").unwrap().reported = Some(vec![]);
         assert_eq!(
             site.poll(),
             vec![ExecEvent::Lost {

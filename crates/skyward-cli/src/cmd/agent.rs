@@ -360,10 +360,9 @@ impl AgentState {
         let mut out = Vec::new();
         let ids: BTreeSet<u64> = running.iter().map(|r| r.0).collect();
         for id in ids {
-            let Some(&from) = self.sent_logs.get(&id) else {
-                // The server says where to start at the next sync.
-                continue;
-            };
+            // From where the server's copy ends (it says so after each
+            // chunk; a new run's is empty).
+            let from = self.sent_logs.get(&id).copied().unwrap_or(0);
             let path = work.join(id.to_string()).join("output.log");
             let Ok(mut f) = std::fs::File::open(&path) else {
                 continue;
