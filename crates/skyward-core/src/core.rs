@@ -237,6 +237,9 @@ pub struct Core {
     /// Why the core itself ended workloads since the runtime last took
     /// them (restarts exhausted).
     notes: Vec<(WorkloadId, String)>,
+    /// Why workloads were requeued after a site failed them, since the
+    /// runtime last took them.
+    requeue_notes: Vec<(WorkloadId, String)>,
     /// When places avoided after failures open again (a cycle then).
     avoid_ends: BTreeSet<Millis>,
 }
@@ -271,6 +274,7 @@ impl Core {
             last_cycle_at: None,
             preemptions: Vec::new(),
             notes: Vec::new(),
+            requeue_notes: Vec::new(),
             avoid_ends: BTreeSet::new(),
         }
     }
@@ -1718,6 +1722,12 @@ impl Core {
         std::mem::take(&mut self.notes)
     }
 
+    /// Workloads requeued because a site failed them since the last call,
+    /// and what their history should say.
+    pub fn take_requeue_notes(&mut self) -> Vec<(WorkloadId, String)> {
+        std::mem::take(&mut self.requeue_notes)
+    }
+
     /// A site failed a workload just requeued from it (lost with the site,
     /// its run gone, its dispatch never acknowledged): by its recovery
     /// strategy, the site, its region or its provider is avoided for a
@@ -1763,6 +1773,12 @@ impl Core {
             self.avoid_ends.insert(now.saturating_add(backoff));
         }
         let (failures, failover) = (f.failures, f.clone());
+        self.requeue_notes.push((
+            id,
+            format!(
+                "lost on {site}: the site failed it (failure {failures}); placed again by its recovery strategy"
+            ),
+        ));
         self.emit(Command::Persist(Record::Failover {
             id,
             failover,

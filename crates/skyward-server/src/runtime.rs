@@ -359,9 +359,6 @@ struct Leading<'a> {
     drills: BTreeMap<String, Millis>,
     /// Workloads moved by a drill (the note of their requeue says so).
     drilled: BTreeMap<WorkloadId, String>,
-    /// Each live workload's last site, and the failures already noted.
-    last_site: BTreeMap<WorkloadId, String>,
-    failures_seen: BTreeMap<WorkloadId, u32>,
 }
 
 /// Stops the refresher when leading ends.
@@ -525,8 +522,6 @@ impl Runtime {
             preempted_for: BTreeMap::new(),
             drills: BTreeMap::new(),
             drilled: BTreeMap::new(),
-            last_site: BTreeMap::new(),
-            failures_seen: BTreeMap::new(),
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -1021,6 +1016,8 @@ impl Leading<'_> {
             let mut writes = Vec::new();
             let mut actions = Vec::new();
             let mut ended = Vec::new();
+            let mut requeued: BTreeMap<WorkloadId, String> =
+                self.core.take_requeue_notes().into_iter().collect();
             for (id, note) in self.core.take_notes() {
                 self.endings.insert(id, (None, Some(note)));
             }
@@ -1065,14 +1062,7 @@ impl Leading<'_> {
                             }
                             State::Pending if self.dispatched_at.remove(&id).is_some() => {
                                 rt.metrics.requeued.fetch_add(1, Ordering::Relaxed);
-                                let f = self.core.failures(id);
-                                if f > self.failures_seen.get(&id).copied().unwrap_or(0) {
-                                    self.failures_seen.insert(id, f);
-                                    note = Some(format!(
-                                        "lost on {}: the site failed it (failure {f}); placed again by its recovery strategy",
-                                        self.last_site.get(&id).map(String::as_str).unwrap_or("its site")
-                                    ));
-                                }
+                                note = requeued.remove(&id);
                                 if let Some(site) = self.drilled.remove(&id) {
                                     note = Some(format!(
                                         "moved by an outage drill of {site}; requeued, it resumes from its checkpoint"
@@ -1087,8 +1077,7 @@ impl Leading<'_> {
                             }
                             // Why it went there, in explain's words (kept
                             // with the event, so any replica can answer).
-                            State::Dispatched { site, .. } => {
-                                self.last_site.insert(id, site.clone());
+                            State::Dispatched { .. } => {
                                 note = self.core.placed_why(id).map(|w| w.join("\n"));
                             }
                             _ => {}
@@ -1203,8 +1192,6 @@ impl Leading<'_> {
                 self.endings.remove(&id);
                 self.submitted_at.remove(&id);
                 self.dispatched_at.remove(&id);
-                self.last_site.remove(&id);
-                self.failures_seen.remove(&id);
             }
             for a in actions {
                 self.act(now, a);
