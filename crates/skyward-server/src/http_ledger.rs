@@ -116,18 +116,39 @@ where
         .map_err(app_err)
 }
 
+/// A JSON question: read scope, its parameters from the query string, its
+/// answer computed by `f` (see [`answer`]).
+async fn json_question<Q, R, F>(
+    app: Arc<App>,
+    headers: HeaderMap,
+    q: Option<String>,
+    f: F,
+) -> ApiResult
+where
+    Q: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: AsyncFnOnce(skyward_store::Store, Q) -> Result<R, AppError> + Send + 'static,
+{
+    authorize(&app, &headers, Scope::Read).await?;
+    let q: Q = question(q)?;
+    let r = answer(&app, async move |s| f(s, q).await).await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
 pub async fn ledger_analyze(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::analyze::AnalyzeQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::analyze::analyze(&s, &q, None).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::analyze::AnalyzeQuery| {
+            skyward_app::analyze::analyze(&s, &q, None).await
+        },
+    )
+    .await
 }
 
 pub async fn ledger_recommend(
@@ -135,13 +156,15 @@ pub async fn ledger_recommend(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::recommend::RecommendQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::recommend::recommend(&s, &q, None).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::recommend::RecommendQuery| {
+            skyward_app::recommend::recommend(&s, &q, None).await
+        },
+    )
+    .await
 }
 
 pub async fn ledger_options(
@@ -149,13 +172,15 @@ pub async fn ledger_options(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::recommend::OptionsQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::recommend::options(&s, &q, None).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::recommend::OptionsQuery| {
+            skyward_app::recommend::options(&s, &q, None).await
+        },
+    )
+    .await
 }
 
 pub async fn ledger_backtest(
@@ -163,13 +188,15 @@ pub async fn ledger_backtest(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::recommend::BacktestQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::recommend::backtest(&s, &q, None).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::recommend::BacktestQuery| {
+            skyward_app::recommend::backtest(&s, &q, None).await
+        },
+    )
+    .await
 }
 
 pub async fn ledger_breakdown(
@@ -177,13 +204,15 @@ pub async fn ledger_breakdown(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::breakdown::BreakdownQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::breakdown::breakdown(&s, &q).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::breakdown::BreakdownQuery| {
+            skyward_app::breakdown::breakdown(&s, &q).await
+        },
+    )
+    .await
 }
 
 pub async fn ledger_inventory(
@@ -191,13 +220,15 @@ pub async fn ledger_inventory(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let q: skyward_app::breakdown::AtQuery = question(q)?;
-    let r = answer(&app, async move |s| {
-        skyward_app::breakdown::inventory(&s, &q, None).await
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &r))
+    json_question(
+        app,
+        headers,
+        q,
+        async |s, q: skyward_app::breakdown::AtQuery| {
+            skyward_app::breakdown::inventory(&s, &q, None).await
+        },
+    )
+    .await
 }
 
 /// The ledger's HTML page (self-contained: inline SVG, no scripts).
