@@ -210,6 +210,33 @@ pub const ENV_MAX: usize = 1_000;
 const ENV_PREFIX: &str = "SKYWARD_ENV_";
 
 /// A shell variable name: safe to write into a script as it is.
+/// The environment a run may be given, as every executor checks it: at
+/// most [`ENV_MAX`] variables, each a variable name that `allowed` accepts.
+pub(crate) fn check_env(
+    id: WorkloadId,
+    spec: &RunSpec,
+    allowed: impl Fn(&str) -> bool,
+) -> Result<(), DispatchError> {
+    if spec.env.len() + spec.secrets.len() > ENV_MAX {
+        return Err(DispatchError::Spawn(
+            id,
+            format!("more than {ENV_MAX} environment variables"),
+        ));
+    }
+    if let Some(bad) = spec
+        .env
+        .keys()
+        .chain(spec.secrets.keys())
+        .find(|k| !is_env_name(k) || !allowed(k))
+    {
+        return Err(DispatchError::Spawn(
+            id,
+            format!("'{bad}' is not an environment variable a run may set"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn is_env_name(k: &str) -> bool {
     let mut c = k.chars();
     c.next()
@@ -386,23 +413,7 @@ impl LocalExecutor {
                 free,
             });
         }
-        if spec.env.len() + spec.secrets.len() > ENV_MAX {
-            return Err(DispatchError::Spawn(
-                id,
-                format!("more than {ENV_MAX} environment variables"),
-            ));
-        }
-        if let Some(bad) = spec
-            .env
-            .keys()
-            .chain(spec.secrets.keys())
-            .find(|k| !is_env_name(k))
-        {
-            return Err(DispatchError::Spawn(
-                id,
-                format!("'{bad}' is not an environment variable name"),
-            ));
-        }
+        check_env(id, spec, |_| true)?;
         let nodes = spec.nodes.max(1);
         let devices = self.free_devices(accelerators);
         let dir = self.root.join(format!("{}", id.0));

@@ -575,16 +575,8 @@ impl SlurmExecutor {
             });
         }
         let spawn = |m: String| DispatchError::Spawn(id, m);
-        if let Some(bad) = spec
-            .env
-            .keys()
-            .chain(spec.secrets.keys())
-            .find(|k| !crate::local::is_env_name(k) || k.starts_with("SLURM"))
-        {
-            return Err(spawn(format!(
-                "'{bad}' is not an environment variable a job may set"
-            )));
-        }
+        // Slurm's own variables are Slurm's to set.
+        crate::local::check_env(id, spec, |k| !k.starts_with("SLURM"))?;
         let dir = self.workdir(id);
         if dir.display().to_string().contains(char::is_whitespace) {
             return Err(spawn(format!(

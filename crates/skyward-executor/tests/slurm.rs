@@ -131,7 +131,8 @@ fn a_gang_spans_two_nodes_with_its_gpus() {
 #[test]
 fn exit_codes_fencing_and_capacity() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ex = SlurmExecutor::new("codes", dir.path(), 2, slurm());
+    let site = format!("codes{}", std::process::id());
+    let mut ex = SlurmExecutor::new(&site, dir.path(), 2, slurm());
     ex.dispatch(WorkloadId(5), 3, 1, &spec("exit 7", 1))
         .unwrap();
     let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
@@ -149,6 +150,13 @@ fn exit_codes_fencing_and_capacity() {
     let mut bad = spec("true", 1);
     bad.env.insert("SLURM_JOB_ID".into(), "1".into());
     assert!(ex.dispatch(WorkloadId(8), 1, 1, &bad).is_err());
+    // Nor more variables than any run may have (sbatch's environment).
+    let mut many = spec("true", 1);
+    for i in 0..10_000 {
+        many.env.insert(format!("V{i}"), "x".into());
+    }
+    assert!(ex.dispatch(WorkloadId(10), 1, 1, &many).is_err());
+    assert_eq!(jobs_of(&site), 2, "a refused dispatch submitted a job");
     poll_until(&mut ex, 60, |e| finished(e).is_some());
 }
 
