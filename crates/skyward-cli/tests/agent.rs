@@ -100,38 +100,6 @@ fn agent_child(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
         .unwrap()
 }
 
-fn wait_for(
-    rt: &tokio::runtime::Runtime,
-    c: &skyward_server::client::Client,
-    id: i64,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
-            .json()
-            .unwrap();
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "workload {id}: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn token(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> String {
-    let r = call(rt, c, "POST", "/v1/tokens", Some(&body.to_string()), &[]);
-    assert_eq!(r.status, 201, "{}", r.error_text());
-    r.json().unwrap()["token"].as_str().unwrap().to_string()
-}
-
-fn submit(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> i64 {
-    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
-    assert_eq!(r.status, 201, "{}", r.error_text());
-    r.json().unwrap()["id"].as_i64().unwrap()
-}
-
 fn alive(pid: i64) -> bool {
     // A zombie has no command line left.
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())

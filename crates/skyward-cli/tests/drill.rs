@@ -14,7 +14,7 @@ use common::server::*;
 use common::{free_port, rt};
 use serde_json::{json, Value};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = "\
 sites:
@@ -32,35 +32,6 @@ scheduler:
   cycle_ms: 20
   lease_ms: 2000
 ";
-
-fn submit(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> i64 {
-    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
-    assert_eq!(r.status, 201, "{}", r.error_text());
-    r.json().unwrap()["id"].as_i64().unwrap()
-}
-
-fn state(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, id: i64) -> Value {
-    call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
-        .json()
-        .unwrap()
-}
-
-fn wait(
-    rt: &tokio::runtime::Runtime,
-    c: &skyward_server::client::Client,
-    id: i64,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = state(rt, c, id);
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn a_drill_moves_the_work_and_the_site_comes_back() {
@@ -87,7 +58,7 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
         json!({"name": "aws-only", "accelerators": "H100:1", "providers": ["aws"], "run": "sleep 600"}),
     );
     for id in [a, b, pinned] {
-        wait(&rt, &c, id, |v| {
+        wait_for(&rt, &c, id, 30, |v| {
             v["state"] == "running" && v["site"] == "aws-a"
         });
     }
@@ -137,7 +108,7 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
     }
     assert_eq!(r["resumed"], 2);
     // The history says why the run moved.
-    let v = state(&rt, &c, a);
+    let v = wait_for(&rt, &c, a, 30, |_| true);
     let notes: Vec<String> = v["events"]
         .as_array()
         .unwrap()
@@ -152,7 +123,7 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
         "{notes:?}"
     );
     // The drill ends: the site takes work again (the pinned one first).
-    wait(&rt, &c, pinned, |v| {
+    wait_for(&rt, &c, pinned, 30, |v| {
         v["state"] == "running" && v["site"] == "aws-a"
     });
 
@@ -193,6 +164,6 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
             None,
             &[],
         );
-        wait(&rt, &c, id, |v| v["state"] == "cancelled");
+        wait_for(&rt, &c, id, 30, |v| v["state"] == "cancelled");
     }
 }

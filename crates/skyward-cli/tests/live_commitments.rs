@@ -100,20 +100,11 @@ fn free_usd(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client) ->
 }
 
 fn wait_done(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, id: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
-            .json()
-            .unwrap();
-        if v["state"] == "succeeded" {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline && v["state"] != "failed",
-            "workload {id}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let v = wait_for(rt, c, id, 60, |v| {
+        v["state"] == "succeeded" || v["state"] == "failed"
+    });
+    assert_eq!(v["state"], "succeeded", "workload {id}: {v}");
+    v
 }
 
 fn scenario(database_url: Option<&str>) {

@@ -14,8 +14,8 @@ mod common;
 
 use common::server::*;
 use common::{free_port, rt};
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use serde_json::json;
+use std::time::Duration;
 
 const CONFIG: &str = "\
 sites:
@@ -27,31 +27,6 @@ scheduler:
   cycle_ms: 20
   lease_ms: 2000
 ";
-
-fn submit(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> i64 {
-    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
-    assert_eq!(r.status, 201, "{}", r.error_text());
-    r.json().unwrap()["id"].as_i64().unwrap()
-}
-
-fn wait_for(
-    rt: &tokio::runtime::Runtime,
-    c: &skyward_server::client::Client,
-    id: i64,
-    what: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
-            .json()
-            .unwrap();
-        if what(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "workload {id}: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn higher_priority_work_preempts_a_checkpointed_run_and_never_a_protected_one() {
@@ -67,15 +42,15 @@ fn higher_priority_work_preempts_a_checkpointed_run_and_never_a_protected_one() 
         &c,
         json!({"name": "low", "accelerators": "H100:8", "run": "sleep 60", "checkpoint": "ckpt", "priority": 0}),
     );
-    wait_for(&rt, &c, low, |v| v["state"] == "running");
+    wait_for(&rt, &c, low, 30, |v| v["state"] == "running");
     let high = submit(
         &rt,
         &c,
         json!({"name": "high", "accelerators": "H100:8", "run": "sleep 1", "priority": 10}),
     );
-    wait_for(&rt, &c, high, |v| v["state"] == "succeeded");
+    wait_for(&rt, &c, high, 30, |v| v["state"] == "succeeded");
     // The low one was stopped and requeued with a note, then ran again.
-    let v = wait_for(&rt, &c, low, |v| {
+    let v = wait_for(&rt, &c, low, 30, |v| {
         v["state"] == "running" && v["attempt"] == 2
     });
     let requeue = v["events"]
@@ -114,7 +89,7 @@ fn higher_priority_work_preempts_a_checkpointed_run_and_never_a_protected_one() 
         &[],
     );
     assert!(matches!(r.status, 200 | 202), "{}", r.error_text());
-    wait_for(&rt, &c, low, |v| v["state"] == "cancelled");
+    wait_for(&rt, &c, low, 30, |v| v["state"] == "cancelled");
 
     // A protected run is never stopped: the higher-priority work waits.
     let keep = submit(
@@ -122,7 +97,7 @@ fn higher_priority_work_preempts_a_checkpointed_run_and_never_a_protected_one() 
         &c,
         json!({"name": "keep", "accelerators": "H100:8", "run": "sleep 60", "checkpoint": "ckpt", "preemptible": false}),
     );
-    wait_for(&rt, &c, keep, |v| v["state"] == "running");
+    wait_for(&rt, &c, keep, 30, |v| v["state"] == "running");
     let urgent = submit(
         &rt,
         &c,
@@ -156,5 +131,5 @@ fn higher_priority_work_preempts_a_checkpointed_run_and_never_a_protected_one() 
         None,
         &[],
     );
-    wait_for(&rt, &c, urgent, |v| v["state"] == "succeeded");
+    wait_for(&rt, &c, urgent, 30, |v| v["state"] == "succeeded");
 }

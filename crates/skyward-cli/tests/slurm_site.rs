@@ -53,17 +53,7 @@ fn wait_state(
     want: &[&str],
     secs: u64,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
-            .json()
-            .unwrap();
-        if want.iter().any(|w| v["state"] == *w) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "workload {id}: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(rt, c, id, secs, |v| want.iter().any(|w| v["state"] == *w))
 }
 
 /// The Slurm jobs of a site, by its marker comment.
@@ -77,12 +67,6 @@ fn jobs_of(site: &str) -> Vec<skyward_executor::slurm::SlurmJob> {
     .into_iter()
     .filter(|j| j.comment.starts_with(&format!("skyward:{site}:")))
     .collect()
-}
-
-fn submit(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, body: Value) -> i64 {
-    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
-    assert_eq!(r.status, 201, "{}", r.error_text());
-    r.json().unwrap()["id"].as_i64().unwrap()
 }
 
 #[test]

@@ -261,3 +261,38 @@ pub fn pg_database(tag: &str) -> String {
         None => panic!("bad url {base}"),
     }
 }
+
+/// Submits a workload (JSON); its id.
+pub fn submit(rt: &tokio::runtime::Runtime, c: &Client, body: Value) -> i64 {
+    let r = call(rt, c, "POST", "/v1/workloads", Some(&body.to_string()), &[]);
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    r.json().unwrap()["id"].as_i64().unwrap()
+}
+
+/// A new token (`{"name", "scope", …}`); its secret.
+pub fn token(rt: &tokio::runtime::Runtime, c: &Client, body: Value) -> String {
+    let r = call(rt, c, "POST", "/v1/tokens", Some(&body.to_string()), &[]);
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    r.json().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// A workload's view once `done` says so, within `secs`.
+pub fn wait_for(
+    rt: &tokio::runtime::Runtime,
+    c: &Client,
+    id: i64,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = call(rt, c, "GET", &format!("/v1/workloads/{id}"), None, &[])
+            .json()
+            .unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "workload {id}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
