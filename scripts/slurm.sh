@@ -56,10 +56,17 @@ start() {
   chmod 755 "$DIR"
   # A start that fails half-way leaves nothing behind.
   trap 'echo "slurm.sh: start failed; logs were in $DIR/log" >&2; tail -n 20 "$DIR"/log/*.log >&2 2>/dev/null || true; stop "$DIR"' ERR
-  # A free 10.N.0.0/16 for the nodes' links (another cluster may run).
+  # A free 10.N.0.0/16 for the nodes' links (another cluster may run;
+  # two starts at once take the lock in turn). The addresses are read
+  # once into a variable: `ip … | grep -q` under pipefail fails when grep
+  # stops reading first (SIGPIPE), which made a taken subnet look free.
+  exec 9>/tmp/skyward-slurm.lock
+  flock 9
+  local taken
+  taken=$(ip -4 -o addr show)
   NET=""
   for n in $(seq 77 250); do
-    if ! ip -4 addr show | grep -q " 10\.$n\."; then NET=$n; break; fi
+    case "$taken" in *" 10.$n."*) ;; *) NET=$n; break ;; esac
   done
   [ -n "$NET" ] || { echo "slurm.sh: no free 10.N.0.0/16 for the nodes" >&2; false; }
   TAG=$(basename "$DIR" | tr -dc 'a-zA-Z0-9' | tail -c 6)
@@ -95,6 +102,7 @@ start() {
     echo "$ns" >> "$DIR/netns"
     echo "sky$TAG$i" >> "$DIR/links"
   done
+  flock -u 9
   local ctl_port
   ctl_port=$(free_port)
   cat > "$DIR/slurm.conf" <<CONF
