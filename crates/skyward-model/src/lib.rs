@@ -5,6 +5,7 @@
 //! their units (`price_usd_per_hour`, `rtt_ms`, `egress_usd_per_gb`).
 
 pub mod accel;
+pub mod checkpoint;
 pub mod fleet;
 pub mod money;
 pub mod offering;
@@ -13,6 +14,7 @@ pub mod region;
 pub mod rng;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};
+pub use checkpoint::{CheckpointStore, Scheme, StoreUri};
 pub use fleet::{
     AlternativeScope, Contract, DataSpec, Fleet, PlanSettings, Quota, ReservedCapacity, SpotPolicy,
     Workload, WorkloadKind,

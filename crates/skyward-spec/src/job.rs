@@ -54,8 +54,10 @@ struct RawJob {
     setup: Option<String>,
     #[serde(default)]
     env: Option<BTreeMap<String, EnvValue>>,
+    /// A directory (`ckpt`), a store location (`s3://bucket/path`), or
+    /// `{uri, every, replicate_to}`.
     #[serde(default)]
-    checkpoint: Option<String>,
+    checkpoint: Option<RawCheckpoint>,
     #[serde(default)]
     preemptible: Option<bool>,
     #[serde(default)]
@@ -85,6 +87,39 @@ impl EnvValue {
             EnvValue::B(b) => b.to_string(),
         }
     }
+}
+
+#[derive(Debug)]
+enum RawCheckpoint {
+    Text(String),
+    Store(RawCheckpointStore),
+}
+
+/// By hand rather than `untagged`, so that a wrong field in the mapping
+/// is named instead of "did not match any variant".
+impl<'de> Deserialize<'de> for RawCheckpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => Ok(RawCheckpoint::Text(s)),
+            v @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value(v)
+                .map(RawCheckpoint::Store)
+                .map_err(|e| D::Error::custom(format!("checkpoint: {e}"))),
+            _ => Err(D::Error::custom(
+                "checkpoint: expected a directory, a store location (s3://bucket/path) or {uri, every, replicate_to}",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpointStore {
+    uri: String,
+    #[serde(default)]
+    every: Option<EnvValue>,
+    #[serde(default)]
+    replicate_to: Option<OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +158,11 @@ pub struct JobRequest {
     /// across attempts), or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Checkpoints in object storage (`checkpoint: {uri: s3://…, every:
+    /// 30m, replicate_to: [az://…]}`): each attempt gets the store it
+    /// can reach with the newest checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_store: Option<skyward_model::CheckpointStore>,
     /// Whether higher-priority work may stop it to take its capacity (it
     /// is requeued and resumes from its checkpoint). Default: whether it
     /// has a `checkpoint` (work without one would start over).
@@ -173,6 +213,46 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         return Err(format!("'{t}' must be between 1s and 366d"));
     }
     Ok(ms.round() as u64)
+}
+
+/// A checkpoint store from its parts; errors name the field.
+fn checkpoint_store(
+    uri: String,
+    every: Option<EnvValue>,
+    replicate_to: Option<Vec<String>>,
+) -> Result<skyward_model::CheckpointStore, (String, String)> {
+    use skyward_model::{checkpoint::REPLICAS_MAX, StoreUri};
+    let primary = StoreUri::parse(&uri).map_err(|m| ("checkpoint.uri".to_string(), m))?;
+    let every_ms = every
+        .map(|v| parse_duration_ms(&v.into_string()))
+        .transpose()
+        .map_err(|m| ("checkpoint.every".to_string(), m))?;
+    let replicas = replicate_to.unwrap_or_default();
+    if replicas.len() > REPLICAS_MAX {
+        return Err((
+            "checkpoint.replicate_to".into(),
+            format!("at most {REPLICAS_MAX} stores"),
+        ));
+    }
+    let mut seen = vec![primary.clone()];
+    let mut out = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        let field = format!("checkpoint.replicate_to[{i}]");
+        let u = StoreUri::parse(r).map_err(|m| (field.clone(), m))?;
+        if let Some(o) = seen.iter().find(|o| o.contains(&u) || u.contains(o)) {
+            return Err((
+                field,
+                format!("'{u}' overlaps '{o}': a replica must be a store of its own"),
+            ));
+        }
+        seen.push(u.clone());
+        out.push(u.to_string());
+    }
+    Ok(skyward_model::CheckpointStore {
+        uri: primary.to_string(),
+        every_ms,
+        replicate_to: out,
+    })
 }
 
 /// A secret's name: letters, digits, `.`, `_`, `-`; 1 to 128.
@@ -427,18 +507,34 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         }
         env.insert(k, v);
     }
-    if let Some(c) = &w.checkpoint {
-        if c.trim().is_empty()
-            || c.len() > 4096
-            || c.contains('\0')
-            || c.split('/').any(|p| p == "..")
-        {
-            return Err(e(
-                "checkpoint",
-                "must be a directory path without '..'".into(),
-            ));
+    let (checkpoint, checkpoint_store) = match w.checkpoint {
+        None => (None, None),
+        Some(RawCheckpoint::Text(c)) if c.contains("://") => (
+            None,
+            Some(checkpoint_store(c, None, None).map_err(|(k, m)| e(&k, m))?),
+        ),
+        Some(RawCheckpoint::Text(c)) => {
+            if c.trim().is_empty()
+                || c.len() > 4096
+                || c.contains('\0')
+                || c.split('/').any(|p| p == "..")
+            {
+                return Err(e(
+                    "checkpoint",
+                    "must be a directory path without '..' or a store location (s3://bucket/path)"
+                        .into(),
+                ));
+            }
+            (Some(c), None)
         }
-    }
+        Some(RawCheckpoint::Store(r)) => (
+            None,
+            Some(
+                checkpoint_store(r.uri, r.every, r.replicate_to.map(OneOrMany::into_vec))
+                    .map_err(|(k, m)| e(&k, m))?,
+            ),
+        ),
+    };
     let max_runtime_ms = w
         .max_runtime
         .map(|v| parse_duration_ms(&v.into_string()))
@@ -494,8 +590,11 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         run,
         setup: w.setup,
         env,
-        preemptible: w.preemptible.unwrap_or(w.checkpoint.is_some()),
-        checkpoint: w.checkpoint,
+        preemptible: w
+            .preemptible
+            .unwrap_or(checkpoint.is_some() || checkpoint_store.is_some()),
+        checkpoint,
+        checkpoint_store,
         max_runtime_ms,
         secrets: raw_secrets,
     })
@@ -523,6 +622,50 @@ mod tests {
         assert_eq!(j.checkpoint.as_deref(), Some("ckpt"));
         // With a checkpoint, preemptible unless it says otherwise.
         assert!(j.preemptible);
+    }
+
+    #[test]
+    fn checkpoint_stores_are_read_and_checked() {
+        let j = parse_one(
+            "name: t\naccelerators: H100:1\nrun: x\ncheckpoint: {uri: 's3://ckpt-aws/llama/', every: 30m, replicate_to: azure://ckpt-az/llama}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        let c = j.checkpoint_store.clone().unwrap();
+        assert_eq!(c.uri, "s3://ckpt-aws/llama");
+        assert_eq!(c.every_ms, Some(1_800_000));
+        assert_eq!(c.replicate_to, vec!["az://ckpt-az/llama".to_string()]);
+        assert!(j.preemptible && j.checkpoint.is_none());
+        // The short form: a location alone.
+        let j = parse_one(
+            "name: t\naccelerators: H100:1\nrun: x\ncheckpoint: gs://ckpt-g/x\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(j.checkpoint_store.unwrap().uri, "gs://ckpt-g/x");
+        for (body, want) in [
+            ("checkpoint: {uri: 'ftp://x/y'}", "checkpoint.uri"),
+            (
+                "checkpoint: {uri: 's3://ckpt/a', every: 5}",
+                "checkpoint.every",
+            ),
+            (
+                "checkpoint: {uri: 's3://ckpt/a', replicate_to: ['s3://ckpt/a/b']}",
+                "overlaps",
+            ),
+            (
+                "checkpoint: {uri: 's3://ckpt/a', replicate_to: ['az://c-1/x', 'nope']}",
+                "checkpoint.replicate_to[1]",
+            ),
+            ("checkpoint: {uri: 's3://ckpt/a', evry: 5m}", "checkpoint"),
+            ("checkpoint: 's3://A/x'", "checkpoint.uri"),
+        ] {
+            let text = format!("name: t\naccelerators: H100:1\nrun: x\n{body}\n");
+            let err = parse_one(&text, "t.yaml", &cat()).unwrap_err().to_string();
+            assert!(err.contains(want), "{body}: {err}");
+        }
     }
 
     #[test]
