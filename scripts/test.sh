@@ -2,8 +2,9 @@
 # The whole test suite: lints, then every test of every crate.
 # It installs and starts the real services the tests need (a PostgreSQL
 # server for the control plane's PostgreSQL tests, a two-node Slurm
-# cluster for the Slurm executor's tests, headless Chromium for the ledger
-# report's browser test), so it passes on a fresh machine.
+# cluster for the Slurm executor's tests, moto's S3 server and Azurite for
+# the checkpoint stores, headless Chromium for the ledger report's browser
+# test), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ echo "== services"
 cleanup() {
   if [ -n "${STARTED_PG:-}" ]; then scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR" || true; fi
   if [ -n "${STARTED_SLURM:-}" ]; then scripts/slurm.sh stop "$SKYWARD_TEST_SLURM_DIR" || true; fi
+  if [ -n "${STARTED_OBJSTORE:-}" ]; then scripts/objstore.sh stop "$SKYWARD_TEST_OBJSTORE_DIR" || true; fi
 }
 trap cleanup EXIT
 if [ -z "${SKYWARD_TEST_DATABASE_URL:-}" ]; then
@@ -29,6 +31,11 @@ if [ -z "${SKYWARD_TEST_SLURM_CONF:-}" ]; then
   STARTED_SLURM=1
 fi
 echo "Slurm for tests: $SKYWARD_TEST_SLURM_CONF (nodes n1, n2)"
+if [ -z "${SKYWARD_TEST_S3_ENDPOINT:-}" ]; then
+  eval "$(scripts/objstore.sh start)"
+  STARTED_OBJSTORE=1
+fi
+echo "Object stores for tests: S3 (moto) $SKYWARD_TEST_S3_ENDPOINT, Azure Blob (Azurite) $SKYWARD_TEST_AZURE_ENDPOINT"
 if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ]; then
   eval "$(scripts/chromium.sh)"
 fi

@@ -2,7 +2,12 @@
 //! server and Azurite, started by scripts/objstore.sh from the test
 //! script), and in a local directory: write, list, read back byte for
 //! byte, copy across providers, and refuse what a hostile writer left.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use skyward_checkpoint::{CheckpointError, Reach, Store, StoreConfig};
 use skyward_model::StoreUri;

@@ -107,6 +107,10 @@ enum Command {
     /// Rehearse an outage: take a site or a provider out, report where its
     /// work moved and how long it took to resume.
     Drill(cmd::drill::DrillArgs),
+    /// Inside a run: write and read numbered checkpoints in the object
+    /// store the server handed it (S3, Azure Blob, GCS or a directory).
+    #[command(subcommand)]
+    Checkpoint(cmd::checkpoint::CheckpointCommand),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +136,11 @@ fn main() -> ExitCode {
         Command::Gateway(g) => cmd::gateway::run(&g),
         Command::Agent(a) => cmd::agent::run(&a),
         Command::Drill(a) => cmd::drill::run(&a),
+        Command::Checkpoint(c) => match cmd::checkpoint::run(&c) {
+            Ok(Some(code)) => return ExitCode::from(code),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

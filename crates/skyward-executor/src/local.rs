@@ -483,6 +483,11 @@ impl LocalExecutor {
             .env("SKYWARD_NUM_NODES", nodes.to_string())
             .env("SKYWARD_CHECKPOINT_DIR", &checkpoints)
             .env("SKYWARD_JOB_DIR", &job_dir);
+        // The `skyward` binary running this executor, for `$SKYWARD_BIN
+        // checkpoint put|get|latest` inside the run.
+        if let Ok(exe) = std::env::current_exe() {
+            cmd.env("SKYWARD_BIN", exe);
+        }
         if let Some(r) = &self.opts.run_as {
             cmd.env("USER", &r.user).env("LOGNAME", &r.user);
         }

@@ -623,6 +623,11 @@ impl SlurmExecutor {
             checkpoints.display().to_string(),
         );
         env.insert("HOME".into(), dir.join("job").display().to_string());
+        // `$SKYWARD_BIN checkpoint …` inside the job (the nodes share this
+        // path, as they share the run's directory).
+        if let Ok(exe) = std::env::current_exe() {
+            env.insert("SKYWARD_BIN".into(), exe.display().to_string());
+        }
         let job_id = self.slurm.submit(&script, &env).map_err(spawn)?;
         // The record first: a crash now finds the job again on recovery.
         if let Err(e) = write_record(&dir, &self.site, attempt, job_id, accelerators) {

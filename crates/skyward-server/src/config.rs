@@ -37,6 +37,50 @@ struct RawConfig {
     /// Team name → weight (fair share) and quota.
     #[serde(default)]
     teams: std::collections::BTreeMap<String, RawTeam>,
+    /// Where workloads may keep checkpoints, with the credentials.
+    #[serde(default)]
+    object_stores: Vec<RawObjectStore>,
+}
+
+/// One object store workloads may checkpoint to. Credentials are names
+/// of the config's `secrets:`, never values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectStore {
+    uri: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key_id_secret: Option<String>,
+    #[serde(default)]
+    secret_access_key_secret: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    access_key_secret: Option<String>,
+    #[serde(default)]
+    service_account_key_secret: Option<String>,
+    #[serde(default)]
+    reachable_from: Option<Vec<String>>,
+}
+
+/// Object stores one server may know.
+pub const OBJECT_STORES_MAX: usize = 100;
+
+/// A configured object store, its credentials still secret names
+/// (resolved at start with the other secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectStoreConfig {
+    pub uri: skyward_model::StoreUri,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    /// Field (access_key_id, secret_access_key, access_key,
+    /// service_account_key) → secret name.
+    pub secrets: std::collections::BTreeMap<&'static str, String>,
+    pub reach: skyward_checkpoint::Reach,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +147,9 @@ struct RawScheduler {
     /// doubling after, up to an hour).
     #[serde(default)]
     failover_backoff_ms: Option<u64>,
+    /// How often the leader lists running workloads' checkpoint stores.
+    #[serde(default)]
+    checkpoint_scan_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +237,13 @@ pub struct ServerConfig {
     pub run_as: Option<String>,
     /// Secrets workloads may reference by name.
     pub secrets: std::collections::BTreeMap<String, SecretSource>,
+    /// Where workloads may keep checkpoints (`object_stores:`).
+    pub object_stores: Vec<ObjectStoreConfig>,
+    /// How often the leader lists running workloads' checkpoint stores.
+    pub checkpoint_scan_ms: u64,
 }
+
+pub const CHECKPOINT_SCAN_MS_DEFAULT: u64 = 2_000;
 
 /// Per-accelerator-hour price of `accelerator` in `region` from the
 /// catalog: the cheapest offering's hourly price divided by its count.
@@ -357,6 +410,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
     }
     let mut core = skyward_core::Config::default();
     let mut lease_ms = 10_000;
+    let mut checkpoint_scan_ms = CHECKPOINT_SCAN_MS_DEFAULT;
     if let Some(s) = raw.scheduler {
         let check = |v: Option<u64>, k: &str, lo: u64, hi: u64| -> Result<Option<u64>, SpecError> {
             match v {
@@ -390,6 +444,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         }
         if let Some(v) = check(s.lease_ms, "lease_ms", 1_000, 600_000)? {
             lease_ms = v;
+        }
+        if let Some(v) = check(s.checkpoint_scan_ms, "checkpoint_scan_ms", 100, 600_000)? {
+            checkpoint_scan_ms = v;
         }
         if let Some(v) = check(s.failover_backoff_ms, "failover_backoff_ms", 0, 86_400_000)? {
             core.failover_backoff_ms = v;
@@ -474,7 +531,10 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
             ));
         }
     }
+    let object_stores = object_stores(raw.object_stores, &secrets, text, file)?;
     Ok(ServerConfig {
+        object_stores,
+        checkpoint_scan_ms,
         listen,
         data_dir: raw
             .data_dir
@@ -487,6 +547,98 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         run_as: raw.run_as,
         secrets,
     })
+}
+
+fn object_stores(
+    raw: Vec<RawObjectStore>,
+    secrets: &std::collections::BTreeMap<String, SecretSource>,
+    text: &str,
+    file: &str,
+) -> Result<Vec<ObjectStoreConfig>, SpecError> {
+    use skyward_model::{Scheme, StoreUri};
+    if raw.len() > OBJECT_STORES_MAX {
+        return Err(SpecError::at(
+            file,
+            skyward_spec::locate::line_of_key(text, "object_stores"),
+            "object_stores",
+            format!("more than {OBJECT_STORES_MAX} stores"),
+        ));
+    }
+    let mut out: Vec<ObjectStoreConfig> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |k: &str, m: String| {
+            let line = skyward_spec::locate::line_of(text, "object_stores", i, Some(k));
+            SpecError::at(file, line, &format!("object_stores[{i}].{k}"), m)
+        };
+        let uri = StoreUri::parse(&r.uri).map_err(|m| at("uri", m))?;
+        if out.iter().any(|o| o.uri == uri) {
+            return Err(at("uri", format!("'{uri}' is configured twice")));
+        }
+        if let Some(e) = &r.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 1024 {
+                return Err(at(
+                    "endpoint",
+                    format!("'{e}' is not an http:// or https:// address"),
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeMap::new();
+        for (field, name, scheme) in [
+            ("access_key_id", r.access_key_id_secret, Scheme::S3),
+            ("secret_access_key", r.secret_access_key_secret, Scheme::S3),
+            ("access_key", r.access_key_secret, Scheme::Azure),
+            (
+                "service_account_key",
+                r.service_account_key_secret,
+                Scheme::Gcs,
+            ),
+        ] {
+            let Some(name) = name else { continue };
+            let key = format!("{field}_secret");
+            if uri.scheme != scheme {
+                return Err(at(
+                    &key,
+                    format!("not for a {}:// store", uri.scheme.as_str()),
+                ));
+            }
+            if !secrets.contains_key(&name) {
+                return Err(at(&key, format!("no secret named '{name}' in secrets:")));
+            }
+            names.insert(field, name);
+        }
+        if uri.scheme == Scheme::S3
+            && names.contains_key("access_key_id") != names.contains_key("secret_access_key")
+        {
+            return Err(at(
+                "access_key_id_secret",
+                "give both access_key_id_secret and secret_access_key_secret, or neither".into(),
+            ));
+        }
+        if uri.scheme == Scheme::Azure && r.account.is_none() {
+            return Err(at(
+                "account",
+                "an Azure store needs its storage account".into(),
+            ));
+        }
+        let reach = match r.reachable_from {
+            None => skyward_checkpoint::Reach::All,
+            Some(p) if p.is_empty() || p.len() > 64 => {
+                return Err(at("reachable_from", "1 to 64 providers".into()))
+            }
+            Some(p) => skyward_checkpoint::Reach::Only(
+                p.into_iter().map(|x| x.to_ascii_lowercase()).collect(),
+            ),
+        };
+        out.push(ObjectStoreConfig {
+            uri,
+            endpoint: r.endpoint,
+            region: r.region,
+            account: r.account,
+            secrets: names,
+            reach,
+        });
+    }
+    Ok(out)
 }
 
 fn field_index(field: &str) -> usize {
@@ -585,6 +737,38 @@ mod tests {
             ok.secrets.get("hf-token"),
             Some(&SecretSource::Env("HF_TOKEN".into()))
         );
+    }
+
+    #[test]
+    fn object_stores_are_checked_field_by_field() {
+        let cat = Catalog::builtin().unwrap();
+        let head = "sites: []\nsecrets:\n  k: {env: K}\n  j: {env: J}\nobject_stores:\n";
+        let cfg = parse(
+            &format!("{head}  - uri: s3://ckpt/a\n    endpoint: http://127.0.0.1:9000\n    access_key_id_secret: k\n    secret_access_key_secret: j\n    reachable_from: [AWS]\n  - uri: az://ckpt\n    account: acct\n    access_key_secret: k\n"),
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(cfg.object_stores.len(), 2);
+        assert_eq!(
+            cfg.object_stores[0].reach,
+            skyward_checkpoint::Reach::Only(vec!["aws".into()])
+        );
+        assert_eq!(cfg.object_stores[1].reach, skyward_checkpoint::Reach::All);
+        for (body, want) in [
+            ("  - uri: ftp://x\n", "object_stores[0].uri"),
+            ("  - uri: s3://ckpt\n    access_key_id_secret: nope\n    secret_access_key_secret: j\n", "no secret named 'nope'"),
+            ("  - uri: s3://ckpt\n    access_key_id_secret: k\n", "give both"),
+            ("  - uri: s3://ckpt\n    access_key_secret: k\n", "not for a s3:// store"),
+            ("  - uri: az://ckpt\n", "object_stores[0].account"),
+            ("  - uri: s3://ckpt\n    endpoint: ftp://x\n", "object_stores[0].endpoint"),
+            ("  - uri: s3://ckpt\n  - uri: s3://ckpt/\n", "configured twice"),
+            ("  - uri: s3://ckpt\n    reachable_from: []\n", "reachable_from"),
+            ("  - uri: s3://ckpt\n    password: x\n", "password"),
+        ] {
+            let e = parse(&format!("{head}{body}"), "s.yaml", &cat).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -152,6 +152,34 @@ pub struct EventRow {
     pub note: Option<String>,
 }
 
+/// A checkpoint as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckpointRow {
+    #[serde(skip)]
+    pub workload_id: i64,
+    pub store: String,
+    pub step: i64,
+    pub bytes: i64,
+    pub files: i64,
+    pub written_at_ms: i64,
+    pub recorded_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
+}
+
+fn checkpoint_row(r: &sqlx::any::AnyRow) -> Result<CheckpointRow, DbError> {
+    Ok(CheckpointRow {
+        workload_id: r.try_get(0)?,
+        store: r.try_get(1)?,
+        step: r.try_get(2)?,
+        bytes: r.try_get(3)?,
+        files: r.try_get(4)?,
+        written_at_ms: r.try_get(5)?,
+        recorded_at_ms: r.try_get(6)?,
+        copied_from: r.try_get(7)?,
+    })
+}
+
 /// A token as stored (never its value).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TokenRow {
@@ -216,6 +244,13 @@ pub enum Write {
     },
     /// A workload's failover state (JSON), after a site failed it.
     Failover { id: i64, json: String },
+    /// The store (and checkpoint) an attempt was handed at dispatch.
+    Resume {
+        id: i64,
+        attempt: i64,
+        store: String,
+        step: Option<i64>,
+    },
     /// A run's usage, and the same as ledger charges (one transaction).
     Usage {
         row: UsageRow,
@@ -618,6 +653,22 @@ impl Db {
                         .execute(&mut *tx)
                         .await?;
                 }
+                Write::Resume {
+                    id,
+                    attempt,
+                    store,
+                    step,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO resumes (workload_id, attempt, store, step) VALUES ($1, $2, $3, $4) ON CONFLICT (workload_id, attempt) DO NOTHING",
+                    )
+                    .bind(*id)
+                    .bind(*attempt)
+                    .bind(store.as_str())
+                    .bind(*step)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 Write::Failover { id, json } => {
                     sqlx::query("UPDATE workloads SET failover = $1 WHERE id = $2")
                         .bind(json.as_str())
@@ -779,6 +830,65 @@ impl Db {
                     note: r.try_get("note")?,
                 })
             })
+            .collect()
+    }
+
+    /// Records a checkpoint found (or copied) in a store; a second record
+    /// of the same one changes nothing.
+    pub async fn checkpoint_record(&self, c: &CheckpointRow) -> Result<bool, DbError> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "INSERT INTO checkpoints (workload_id, store, step, bytes, files, written_at_ms, recorded_at_ms, copied_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, store, step) DO NOTHING",
+        )
+        .bind(c.workload_id)
+        .bind(c.store.as_str())
+        .bind(c.step)
+        .bind(c.bytes)
+        .bind(c.files)
+        .bind(c.written_at_ms)
+        .bind(c.recorded_at_ms)
+        .bind(c.copied_from.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A workload's newest checkpoints, newest first.
+    pub async fn checkpoints_of(&self, id: i64, limit: i64) -> Result<Vec<CheckpointRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT workload_id, store, step, bytes, files, written_at_ms, recorded_at_ms, copied_from FROM checkpoints WHERE workload_id = $1 ORDER BY step DESC, store LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_row).collect()
+    }
+
+    /// The newest checkpoint of each store of each workload still live
+    /// (what a leader starts from).
+    pub async fn checkpoints_newest_live(&self) -> Result<Vec<(i64, String, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT c.workload_id, c.store, MAX(c.step) FROM checkpoints c JOIN workloads w ON w.id = c.workload_id WHERE w.state NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY c.workload_id, c.store",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// The store and checkpoint each attempt of a workload was handed.
+    pub async fn resumes_of(&self, id: i64) -> Result<Vec<(i64, String, Option<i64>)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT attempt, store, step FROM resumes WHERE workload_id = $1 ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
     }
 

@@ -72,6 +72,8 @@ pub struct App {
     pub live: Arc<crate::commitments::Shared>,
     /// Remote agents' outboxes and inboxes, shared with the scheduler.
     pub agents: Arc<crate::agents::Hub>,
+    /// Checkpoint stores (config) and what live workloads' hold.
+    pub checkpoints: Arc<crate::checkpoints::Shared>,
 }
 
 /// Who is asking: a token's user (its name), team and scope.
@@ -632,6 +634,11 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             .field(format!("secrets.{var}")));
         }
     }
+    if let Some(c) = &job.checkpoint_store {
+        crate::checkpoints::check_workload(&app.checkpoints.stores, c).map_err(|(field, m)| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_store", m).field(field)
+        })?;
+    }
     if let Some(c) = job.checkpoint.as_deref().filter(|c| c.starts_with('/')) {
         if std::path::Path::new(c).starts_with(&app.state_dir) {
             return Err(ApiError::new(
@@ -821,6 +828,16 @@ pub struct AttemptView {
     pub exit_code: Option<i64>,
     /// Why it ended, when not by itself.
     pub note: Option<String>,
+    /// The checkpoint store it was handed, and the checkpoint it resumed
+    /// from (None: it started over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<ResumedFrom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResumedFrom {
+    pub store: String,
+    pub step: Option<i64>,
 }
 
 /// The attempts of a workload from its events (in order).
@@ -838,6 +855,7 @@ pub fn attempts(events: &[crate::db::EventRow]) -> Vec<AttemptView> {
                 ended: None,
                 exit_code: None,
                 note: None,
+                resumed_from: None,
             }),
             "running" => {
                 if let Some(a) = out.last_mut().filter(|a| a.ended.is_none()) {
@@ -977,9 +995,51 @@ async fn show(
     } else {
         None
     };
+    let store_spec: Option<skyward_model::CheckpointStore> =
+        serde_json::from_str::<skyward_spec::job::JobRequest>(&row.spec_json)
+            .ok()
+            .and_then(|j| j.checkpoint_store);
     let mut v = serde_json::to_value(WorkloadView::from(row)).map_err(ApiError::internal)?;
     v["spec"] = spec;
-    v["attempts"] = serde_json::to_value(attempts(&events)).map_err(ApiError::internal)?;
+    let mut tries = attempts(&events);
+    if let Some(c) = &store_spec {
+        for (attempt, store, step) in app.db.resumes_of(id).await.map_err(ApiError::internal)? {
+            if let Some(a) = tries.iter_mut().find(|a| a.attempt == attempt) {
+                a.resumed_from = Some(ResumedFrom { store, step });
+            }
+        }
+        let rows = app
+            .db
+            .checkpoints_of(id, 200)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &rows {
+            let e = newest
+                .entry(r.store.clone())
+                .or_insert(r.step.max(0) as u64);
+            *e = (*e).max(r.step.max(0) as u64);
+        }
+        let providers: Vec<String> = app
+            .sites
+            .iter()
+            .map(|s| s.spec.region.provider.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let states = app.checkpoints.states_from(c, &newest);
+        v["recovery_points"] = json!(skyward_checkpoint::recovery_points(&providers, &states)
+            .into_iter()
+            .map(|(provider, r)| json!({
+                "provider": provider,
+                "store": r.as_ref().map(|r| r.store.clone()),
+                "step": r.and_then(|r| r.step),
+            }))
+            .collect::<Vec<_>>());
+        v["checkpoints"] = serde_json::to_value(rows.iter().take(20).collect::<Vec<_>>())
+            .map_err(ApiError::internal)?;
+    }
+    v["attempts"] = serde_json::to_value(tries).map_err(ApiError::internal)?;
     v["events"] = serde_json::to_value(events).map_err(ApiError::internal)?;
     v["pending_reasons"] = match reasons {
         Some(r) => json!(r

@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod checkpoints;
 pub mod client;
 pub mod commitments;
 pub mod config;
@@ -334,6 +335,15 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
     let sched_agents = agents.clone();
     let live = Arc::new(commitments::Shared::default());
     let sched_live = live.clone();
+    let checkpoints = Arc::new(checkpoints::Shared::new(checkpoints::resolve(
+        &cfg.object_stores,
+        &secrets,
+    )));
+    let sched_checkpoints = checkpoints.clone();
+    let checkpoint_scan_ms = cfg.checkpoint_scan_ms;
+    // Store listings and copies run on this runtime, not the scheduler's
+    // thread.
+    let io = tokio::runtime::Handle::current();
     // The scheduler has its own thread, runtime and connection pool: no
     // flood of requests can starve it of CPU or connections and cost it
     // the lease.
@@ -354,6 +364,9 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         secrets: scheduler_secrets,
         live: sched_live.clone(),
         agents: sched_agents.clone(),
+        checkpoints: sched_checkpoints.clone(),
+        checkpoint_scan_ms,
+        io: io.clone(),
     };
     let scheduler = spawn_scheduler(target.clone(), make_runtime, shutdown_rx.clone(), query_rx)?;
     let app = Arc::new(App {
@@ -372,6 +385,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         secrets,
         live,
         agents,
+        checkpoints,
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;

@@ -142,6 +142,13 @@ pub struct Runtime {
     pub live: Arc<crate::commitments::Shared>,
     /// Remote agents' outboxes and inboxes.
     pub agents: Arc<crate::agents::Hub>,
+    /// Checkpoint stores: what each live workload's hold, for dispatch.
+    pub checkpoints: Arc<crate::checkpoints::Shared>,
+    /// How often the leader lists the stores of running workloads.
+    pub checkpoint_scan_ms: u64,
+    /// The server's main runtime (store I/O runs there, off the
+    /// scheduler's thread).
+    pub io: tokio::runtime::Handle,
 }
 
 /// How the scheduler reaches a site: an executor it drives itself, or a
@@ -359,6 +366,12 @@ struct Leading<'a> {
     drills: BTreeMap<String, Millis>,
     /// Workloads moved by a drill (the note of their requeue says so).
     drilled: BTreeMap<WorkloadId, String>,
+    /// Workloads with checkpoint stores.
+    ckpt: BTreeMap<WorkloadId, skyward_model::CheckpointStore>,
+    /// The variables of a dispatch's checkpoint store, from its round's
+    /// writes to its act.
+    resume_env: BTreeMap<WorkloadId, BTreeMap<String, String>>,
+    _ckpt_task: AbortOnDrop,
 }
 
 /// Stops the refresher when leading ends.
@@ -446,6 +459,7 @@ impl Runtime {
         let rows = self.db.live_workloads().await?;
         let mut snaps = Vec::with_capacity(rows.len());
         let mut runs = BTreeMap::new();
+        let mut ckpt = BTreeMap::new();
         let mut submitted_at = BTreeMap::new();
         let mut teams = BTreeMap::new();
         let mut team_names = BTreeSet::new();
@@ -466,6 +480,10 @@ impl Runtime {
                 ))
             })?;
             runs.insert(id, to_run_spec(&req));
+            if let Some(c) = &req.checkpoint_store {
+                self.checkpoints.watch(id.0, c.clone());
+                ckpt.insert(id, c.clone());
+            }
             teams.insert(id, intern(&mut team_names, &r.team));
             submitted_at.insert(id, r.submitted_at_ms.max(0) as u64);
             // A failover state that does not read is dropped (the worst
@@ -501,7 +519,19 @@ impl Runtime {
             self.live.clone(),
         );
         live.mark_unchanged();
+        // What the stores held when the last leader saw them; then the
+        // scans keep it current.
+        crate::checkpoints::load(&self.db, &self.checkpoints).await?;
+        let ckpt_task = self.io.spawn(crate::checkpoints::scan_forever(
+            self.db.clone(),
+            self.checkpoints.clone(),
+            self.clock.clone(),
+            self.checkpoint_scan_ms,
+        ));
         let mut l = Leading {
+            ckpt,
+            resume_env: BTreeMap::new(),
+            _ckpt_task: AbortOnDrop(ckpt_task),
             rt: self,
             term,
             core,
@@ -983,6 +1013,10 @@ impl Leading<'_> {
                 ) {
                     Ok(()) => {
                         self.runs.insert(wid, to_run_spec(&req));
+                        if let Some(c) = &req.checkpoint_store {
+                            rt.checkpoints.watch(wid.0, c.clone());
+                            self.ckpt.insert(wid, c.clone());
+                        }
                         let team = intern(&mut self.team_names, &team);
                         self.teams.insert(wid, team);
                         self.submitted_at.insert(wid, now);
@@ -1165,6 +1199,38 @@ impl Leading<'_> {
                             },
                         });
                     }
+                    Command::Dispatch {
+                        id,
+                        ref site,
+                        attempt,
+                        ..
+                    } => {
+                        // The checkpoint store this attempt uses, stored
+                        // with its dispatch.
+                        if let Some(spec) = self.ckpt.get(&id) {
+                            let provider = self
+                                .site_info
+                                .get(site)
+                                .map(|s| s.spec.region.provider.clone())
+                                .unwrap_or_default();
+                            match rt.checkpoints.resume(id.0, spec, &provider) {
+                                Some((r, env)) => {
+                                    writes.push(Write::Resume {
+                                        id: id.0 as i64,
+                                        attempt: i64::from(attempt),
+                                        store: r.store,
+                                        step: r.step.map(|s| s as i64),
+                                    });
+                                    self.resume_env.insert(id, env);
+                                }
+                                None => {
+                                    eprintln!("skyward: workload {}: none of its checkpoint stores is reachable from {provider}; attempt {attempt} starts without one", id.0);
+                                    self.resume_env.remove(&id);
+                                }
+                            }
+                        }
+                        actions.push(c);
+                    }
                     other => actions.push(other),
                 }
             }
@@ -1188,6 +1254,10 @@ impl Leading<'_> {
                 }
                 self.core.forget(id);
                 self.runs.remove(&id);
+                if self.ckpt.remove(&id).is_some() {
+                    rt.checkpoints.unwatch(id.0);
+                }
+                self.resume_env.remove(&id);
                 self.teams.remove(&id);
                 self.endings.remove(&id);
                 self.submitted_at.remove(&id);
@@ -1217,6 +1287,9 @@ impl Leading<'_> {
                 };
                 let mut run = self.runs.get(&id).cloned().unwrap_or_default();
                 run.walltime_ms = walltime_ms;
+                if let Some(env) = self.resume_env.remove(&id) {
+                    run.env.extend(env);
+                }
                 let resolved = resolve_secrets(&run.secrets, &rt.secrets);
                 let result = match resolved {
                     Ok(values) => {

@@ -314,15 +314,32 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                         // Where each run went and how it ended (failover,
                         // preemption, drills), and the work each one did.
                         outln!("  attempts:");
-                        let mut t = Table::new(&["ATTEMPT>", "SITE", "RAN>", "ENDED", "WHY"]);
+                        let mut t = Table::new(&[
+                            "ATTEMPT>",
+                            "SITE",
+                            "RESUMED FROM",
+                            "RAN>",
+                            "ENDED",
+                            "WHY",
+                        ]);
                         for a in &attempts {
                             let ran = a["ran_ms"]
                                 .as_i64()
                                 .map(duration_text)
                                 .unwrap_or_else(|| "-".into());
+                            let r = &a["resumed_from"];
+                            let resumed = if r.is_object() {
+                                match r["step"].as_i64() {
+                                    Some(n) => format!("step {n} in {}", s(&r["store"])),
+                                    None => format!("start ({})", s(&r["store"])),
+                                }
+                            } else {
+                                "-".into()
+                            };
                             t.row(vec![
                                 s(&a["attempt"]),
                                 s(&a["site"]),
+                                resumed,
                                 ran,
                                 a["ended"].as_str().unwrap_or("running").to_string(),
                                 s(&a["note"]),
@@ -341,6 +358,18 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                                 "    {} of work on runs that were requeued (redone unless a checkpoint kept it)",
                                 duration_text(redone)
                             );
+                        }
+                    }
+                    if let Some(points) = v["recovery_points"].as_array() {
+                        // Where an attempt on each provider would resume.
+                        outln!("  recovery point per provider:");
+                        for p in points {
+                            let at = match (p["store"].as_str(), p["step"].as_i64()) {
+                                (Some(st), Some(n)) => format!("step {n} in {st}"),
+                                (Some(st), None) => format!("no checkpoint yet ({st})"),
+                                _ => "no store reachable: starts over".into(),
+                            };
+                            outln!("    {:<10} {at}", s(&p["provider"]));
                         }
                     }
                     let mut t = Table::new(&["time", "state", "site", "attempt>", "exit>", "note"]);

@@ -79,13 +79,13 @@ pub fn read_file(path: &Path) -> Result<(String, String), CliError> {
 /// The store or server a contracts command works on.
 enum Place {
     Local(PathBuf),
-    Server(skyward_server::client::Client),
+    Server(Box<skyward_server::client::Client>),
 }
 
 impl Place {
     fn of(db: &DbArgs) -> Result<Place, CliError> {
         Ok(match db.server_client()? {
-            Some(c) => Place::Server(c),
+            Some(c) => Place::Server(Box::new(c)),
             None => Place::Local(db_path(db.db.as_deref())?),
         })
     }

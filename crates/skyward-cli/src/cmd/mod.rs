@@ -4,6 +4,7 @@ pub mod bench_failover;
 pub mod bench_gateway;
 pub mod bench_submit;
 pub mod catalog;
+pub mod checkpoint;
 pub mod client;
 pub mod contracts;
 pub mod drill;
