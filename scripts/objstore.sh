@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Starts the object stores the checkpoint tests use, on loopback: moto's
+# Starts the object stores the checkpoint tests use: moto's
 # S3 server (PyPI moto[server]) and Azurite's Blob service (npm azurite),
 # each installed first if missing, with a bucket and a container named
-# skyward-test. Prints the variables to export:
+# skyward-test. They listen on every address of this host, so that a
+# site in a network namespace reaches them over its link (the printed
+# endpoints say 127.0.0.1). Prints the variables to export:
 #   eval "$(scripts/objstore.sh start)"   …   scripts/objstore.sh stop DIR
 # SKYWARD_TEST_S3_ENDPOINT, SKYWARD_TEST_AZURE_ENDPOINT (the account URL),
 # SKYWARD_TEST_AZURE_ACCOUNT, SKYWARD_TEST_AZURE_KEY (Azurite's well-known
@@ -71,11 +73,11 @@ start() {
   trap 'echo "objstore.sh: start failed; logs in $DIR" >&2; tail -n 20 "$DIR"/*.log >&2 2>/dev/null || true; stop "$DIR"' ERR
   local s3_port az_port
   s3_port=$(free_port)
-  setsid moto_server -H 127.0.0.1 -p "$s3_port" > "$DIR/moto.log" 2>&1 < /dev/null &
+  setsid moto_server -H 0.0.0.0 -p "$s3_port" > "$DIR/moto.log" 2>&1 < /dev/null &
   echo $! > "$DIR/moto.pid"
   az_port=$(free_port)
   mkdir -p "$DIR/azurite"
-  setsid "$NPM_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" \
+  setsid "$NPM_DIR/node_modules/.bin/azurite-blob" --blobHost 0.0.0.0 --blobPort "$az_port" \
     --location "$DIR/azurite" --skipApiVersionCheck --silent > "$DIR/azurite.log" 2>&1 < /dev/null &
   echo $! > "$DIR/azurite.pid"
   local s3="http://127.0.0.1:$s3_port" az="http://127.0.0.1:$az_port/$AZ_ACCOUNT"
@@ -99,7 +101,8 @@ stop() {
     # setsid: each is its own process group, with its children.
     [ -f "$f" ] && kill -- "-$(cat "$f")" 2>/dev/null || true
   done
-  rm -rf "$DIR"
+  sleep 0.3
+  rm -rf "$DIR" 2>/dev/null || { sleep 1; rm -rf "$DIR"; }
 }
 
 case "${1:-}" in

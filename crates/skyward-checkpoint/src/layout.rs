@@ -26,6 +26,11 @@ pub struct Manifest {
     pub bytes: u64,
     /// When the writer finished it (Unix ms), as the writer says.
     pub written_at_ms: u64,
+    /// The attempt that wrote it (`SKYWARD_ATTEMPT`), when a run did: the
+    /// server records only the live attempt's, so a run cut off from its
+    /// site cannot slip in checkpoints after its work moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

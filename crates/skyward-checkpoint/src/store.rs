@@ -357,6 +357,7 @@ impl Store {
         step: u64,
         from: &Path,
         now_ms: u64,
+        attempt: Option<u32>,
     ) -> Result<Manifest, CheckpointError> {
         layout::check_step(step).map_err(CheckpointError::Config)?;
         let files = local_files(from)?;
@@ -381,6 +382,7 @@ impl Store {
             bytes: entries.iter().map(|f| f.bytes).sum(),
             files: entries,
             written_at_ms: now_ms,
+            attempt,
         };
         self.put_manifest(&m).await?;
         Ok(m)

@@ -95,8 +95,8 @@ async fn a_checkpoint_goes_to_s3_is_copied_to_azure_and_reads_back_byte_for_byte
     let b = Store::open(&azc, &azu).unwrap();
     assert!(a.list().await.unwrap().steps.is_empty());
 
-    let m = a.put(7, &src, 1_000).await.unwrap();
-    a.put(12, &src.join("opt"), 2_000).await.unwrap();
+    let m = a.put(7, &src, 1_000, None).await.unwrap();
+    a.put(12, &src.join("opt"), 2_000, None).await.unwrap();
     assert_eq!(m.bytes, 12 * 1024 * 1024 + 13);
     assert_eq!(a.list().await.unwrap().steps, vec![7, 12]);
 
@@ -142,7 +142,7 @@ async fn what_a_hostile_writer_leaves_is_refused_and_nothing_escapes() {
     let dir = tmp.path().join("c");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a"), b"12345").unwrap();
-    s.put(1, &dir, 1).await.unwrap();
+    s.put(1, &dir, 1, None).await.unwrap();
 
     // A manifest whose file would land outside the destination.
     raw_put(
@@ -202,7 +202,7 @@ async fn a_local_directory_is_a_store_too_and_a_dead_endpoint_fails_in_bounded_t
     let s = Store::open(&StoreConfig::bare(uri.clone()), &uri).unwrap();
     let src = tmp.path().join("one.bin");
     std::fs::write(&src, b"weights").unwrap();
-    s.put(5, &src, 1).await.unwrap();
+    s.put(5, &src, 1, None).await.unwrap();
     assert_eq!(s.list().await.unwrap().newest(), Some(5));
     s.get(5, &tmp.path().join("back")).await.unwrap();
     assert_eq!(

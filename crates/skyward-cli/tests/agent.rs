@@ -467,6 +467,11 @@ struct Netns {
     name: String,
     host_if: String,
     host_ip: String,
+    /// A second link, to the object stores only: a partition that cuts
+    /// the site from the control plane while its cloud's storage stays
+    /// reachable (the agent's link is cut, this one is not).
+    store_if: String,
+    store_ip: String,
 }
 
 impl Netns {
@@ -500,10 +505,32 @@ impl Netns {
         ]);
         ip(&["netns", "exec", &name, "ip", "link", "set", "eth0", "up"]);
         ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        let store_if = format!("skys{tag}");
+        let store_ip = format!("10.4.{tag}.1");
+        let _ = Command::new("ip").args(["link", "del", &store_if]).status();
+        ip(&[
+            "link", "add", &store_if, "type", "veth", "peer", "name", "eth1", "netns", &name,
+        ]);
+        ip(&["addr", "add", &format!("{store_ip}/30"), "dev", &store_if]);
+        ip(&["link", "set", &store_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("10.4.{tag}.2/30"),
+            "dev",
+            "eth1",
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "eth1", "up"]);
         Netns {
             name,
             host_if,
             host_ip,
+            store_if,
+            store_ip,
         }
     }
 
@@ -516,6 +543,42 @@ impl Netns {
     }
 }
 
+/// The `edge` site's agent, living in the namespace: it reaches the server
+/// over the link only.
+fn agent_in(net: &Netns, server: &Server, agent_token: &str, work: &Path, log: &Path) -> AgentProc {
+    AgentProc(
+        Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", net.name))
+            .arg(BIN)
+            .args([
+                "agent",
+                "--server",
+                &format!("http://{}:{}", net.host_ip, server.port),
+                "--site",
+                "aws:us-east-1/edge",
+                "--accelerator",
+                "H100",
+                "--accelerators",
+                "2",
+                "--work-dir",
+            ])
+            .arg(work)
+            .env("SKYWARD_TOKEN", agent_token)
+            .env_remove("SKYWARD_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    )
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -523,6 +586,9 @@ impl Drop for Netns {
             .status();
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.store_if])
             .status();
     }
 }
@@ -553,39 +619,7 @@ fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
     }
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
-    // The agent lives in the namespace and reaches the server over the
-    // link only.
-    let mut agent = AgentProc(
-        Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", net.name))
-            .arg(BIN)
-            .args([
-                "agent",
-                "--server",
-                &format!("http://{}:{}", net.host_ip, server.port),
-                "--site",
-                "aws:us-east-1/edge",
-                "--accelerator",
-                "H100",
-                "--accelerators",
-                "2",
-                "--work-dir",
-            ])
-            .arg(&work)
-            .env("SKYWARD_TOKEN", &agent_token)
-            .env_remove("SKYWARD_SERVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap(),
-    );
+    let mut agent = agent_in(&net, &server, &agent_token, &work, &log);
     let run = format!(
         "echo $$ > {}/$SKYWARD_ATTEMPT; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi; echo resumed",
         pids.display()
@@ -750,4 +784,273 @@ fn a_server_killed_during_a_failover_moves_the_work_once() {
     // The dead agent's run is an orphan now (no agent will stop it).
     let pid = std::fs::read_to_string(marks.join("1-edge")).unwrap();
     let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+}
+
+/// The store endpoints of scripts/objstore.sh as seen from a site's
+/// namespace (the stores listen on every address of this host).
+fn via(endpoint: &str, host_ip: &str) -> String {
+    endpoint.replace("127.0.0.1", host_ip)
+}
+
+fn objstore_var(k: &str) -> String {
+    match std::env::var(k) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{k} is not set: run the suite with ./scripts/test.sh, which starts the object stores (scripts/objstore.sh)"),
+    }
+}
+
+/// The issue's partition with checkpoints: a training run on the agent's
+/// AWS site writes a checkpoint every 0.5 s to S3 (moto), which the server
+/// copies to Azure Blob (Azurite). The site is cut from the control plane
+/// (the agent and the run go on, and still reach S3): the work resumes on
+/// the Azure site from the newest copy on its own side within two
+/// heartbeat timeouts and a cycle, redoing at most the checkpoint interval
+/// plus the replication lag. The checkpoints the cut-off run goes on
+/// writing are never recorded, copied or resumed from; when the link
+/// heals, the old run is stopped.
+#[test]
+fn a_cut_site_s_work_resumes_in_the_other_cloud_from_its_replicated_checkpoint() {
+    let net = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s3_key"), "test").unwrap();
+    std::fs::write(
+        dir.path().join("az_key"),
+        objstore_var("SKYWARD_TEST_AZURE_KEY"),
+    )
+    .unwrap();
+    // The stores over the site's second link, which the cut leaves up:
+    // the cut-off run goes on writing checkpoints to S3.
+    let s3_endpoint = via(&objstore_var("SKYWARD_TEST_S3_ENDPOINT"), &net.store_ip);
+    let az_endpoint = via(&objstore_var("SKYWARD_TEST_AZURE_ENDPOINT"), &net.store_ip);
+    let config = format!(
+        "{CONFIG}  checkpoint_scan_ms: 100
+secrets:
+  s3_key: {{file: {d}/s3_key}}
+  az_key: {{file: {d}/az_key}}
+object_stores:
+  - uri: s3://skyward-test
+    endpoint: {s3_endpoint}
+    access_key_id_secret: s3_key
+    secret_access_key_secret: s3_key
+    reachable_from: [aws]
+  - uri: az://skyward-test
+    endpoint: {az_endpoint}
+    account: {acct}
+    access_key_secret: az_key
+    reachable_from: [azure]
+",
+        d = dir.path().display(),
+        acct = objstore_var("SKYWARD_TEST_AZURE_ACCOUNT"),
+    );
+    std::fs::write(dir.path().join("server.yaml"), config).unwrap();
+    let server = Server::start_everywhere(dir.path(), free_port());
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let pids = dir.path().join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let log = dir.path().join("agent.log");
+    let mut agent = agent_in(
+        &net,
+        &server,
+        &agent_token,
+        &dir.path().join("agent-work"),
+        &log,
+    );
+    let tag = format!("cut-{}-{}", std::process::id(), free_port());
+    let (s3, az) = (
+        format!("s3://skyward-test/{tag}"),
+        format!("az://skyward-test/{tag}"),
+    );
+    let run = format!(
+        r#"echo $$ > {pids}/$SKYWARD_ATTEMPT
+step=${{SKYWARD_CHECKPOINT_STEP:-0}}
+echo "attempt $SKYWARD_ATTEMPT resumes from step $step in $SKYWARD_CHECKPOINT_URI"
+d=$(mktemp -d)
+while true; do
+  step=$((step + 1))
+  echo "attempt $SKYWARD_ATTEMPT: weights at step $step" > "$d/w"
+  "$SKYWARD_BIN" checkpoint put --step "$step" "$d/w" 2>/dev/null || true
+  # Once the work has moved (the test says so), the cut-off first attempt
+  # writes faster: its steps run ahead of the second attempt's, so the
+  # server would take them as the newest.
+  if [ "$SKYWARD_ATTEMPT" = 1 ] && [ -e {pids}/moved ]; then sleep 0.1; else sleep 0.5; fi
+done"#,
+        pids = pids.display()
+    );
+    let id = submit(
+        &rt,
+        &c,
+        json!({"name": "train", "accelerators": "H100:1", "run": run,
+               "checkpoint": {"uri": s3, "every": "1s", "replicate_to": [az]},
+               "recovery": {"strategy": "any_provider"}}),
+    );
+    let steps = |v: &Value, store: &str| -> Vec<(i64, i64)> {
+        v["checkpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["store"] == json!(store))
+            .map(|c| {
+                (
+                    c["step"].as_i64().unwrap(),
+                    c["recorded_at_ms"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    wait_for(&rt, &c, id, 60, |v| {
+        v["site"] == "edge" && steps(v, &az).iter().any(|(s, _)| *s >= 4)
+    });
+    let old_pid: i64 = std::fs::read_to_string(pids.join("1"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Cut the site's network: it can reach neither the server nor S3.
+    let cut = Instant::now();
+    net.link(false);
+    let v = wait_for(&rt, &c, id, 60, |v| {
+        v["state"] == "running" && v["site"] == "azure-local"
+    });
+    let rto = cut.elapsed();
+    let on_s3 = steps(&v, &s3).iter().map(|(s, _)| *s).max().unwrap();
+    let second = v["attempts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(second["resumed_from"]["store"], json!(az), "{second}");
+    let resumed = second["resumed_from"]["step"].as_i64().unwrap();
+    // Replication lag of the checkpoints copied before the cut.
+    let s3_at: std::collections::BTreeMap<i64, i64> = steps(&v, &s3).into_iter().collect();
+    let lags: Vec<i64> = steps(&v, &az)
+        .into_iter()
+        .filter_map(|(s, t)| s3_at.get(&s).map(|t0| t - t0))
+        .collect();
+    let lag_max = lags.iter().copied().max().unwrap_or(0);
+    let redone_ms = (on_s3 - resumed) * 500;
+    eprintln!(
+        "partition with checkpoints: RTO {rto:?}; resumed from step {resumed}, the last recorded on S3 was {on_s3} (work redone {redone_ms} ms); replication lag max {lag_max} ms over {} copies",
+        lags.len()
+    );
+    // RTO ≤ 2 × heartbeat timeout (2 s) + placement; 1 s of slack for a
+    // loaded machine.
+    assert!(rto <= Duration::from_millis(2 * 2000 + 1000), "RTO {rto:?}");
+    // Work redone ≤ checkpoint interval + replication lag (+ one scan).
+    assert!(
+        redone_ms <= 500 + lag_max + 100,
+        "redone {redone_ms} ms, lag {lag_max} ms"
+    );
+    // The new attempt was handed that step.
+    let want = format!("attempt 2 resumes from step {resumed} in {az}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cli(&server, &admin, &["logs", &id.to_string()]);
+        if String::from_utf8_lossy(&out.stdout).contains(&want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "log lacks '{want}'");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    std::fs::write(pids.join("moved"), "").unwrap();
+    // The cut-off run goes on writing to S3 (it reaches it): give it time
+    // to write past the step the work moved at, and the server time to
+    // scan them.
+    let out = Command::new(BIN)
+        .args(["checkpoint", "latest", "--uri", &s3])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL", objstore_var("SKYWARD_TEST_S3_ENDPOINT"))
+        .output()
+        .unwrap();
+    let _ = out;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(BIN)
+            .args(["checkpoint", "latest", "--uri", &s3])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", objstore_var("SKYWARD_TEST_S3_ENDPOINT"))
+            .output()
+            .unwrap();
+        let newest: i64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if newest >= on_s3 + 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off run wrote nothing more to S3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let v = wait_for(&rt, &c, id, 5, |_| true);
+    let recorded: Vec<Value> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ck| {
+            ck["store"] == json!(s3)
+                && ck["step"].as_i64().unwrap() > on_s3
+                && ck["copied_from"].is_null()
+        })
+        .cloned()
+        .collect();
+    assert!(
+        recorded.is_empty(),
+        "the cut-off run's checkpoints were recorded: {recorded:?}"
+    );
+
+    // Heal: the old run is stopped.
+    assert!(alive(old_pid), "a cut is not a kill");
+    net.link(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(old_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the old run was not stopped after the link healed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The new attempt's checkpoints come back to S3 as copies of Azure's.
+    let v = wait_for(&rt, &c, id, 30, |v| {
+        v["checkpoints"].as_array().into_iter().flatten().any(|c| {
+            c["store"] == json!(s3)
+                && c["copied_from"] == json!(az)
+                && c["step"].as_i64().unwrap() > on_s3
+        })
+    });
+    for ck in v["checkpoints"].as_array().unwrap() {
+        let step = ck["step"].as_i64().unwrap();
+        if ck["store"] == json!(s3) && step > on_s3 {
+            assert_eq!(
+                ck["copied_from"],
+                json!(az),
+                "a step the cut-off run wrote was recorded: {ck}"
+            );
+        }
+    }
+    assert_eq!(v["site"], "azure-local");
+    call(
+        &rt,
+        &c,
+        "POST",
+        &format!("/v1/workloads/{id}/cancel"),
+        None,
+        &[],
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

@@ -7,9 +7,16 @@ use skyward_executor::local::DispatchError;
 use skyward_executor::{ExecEvent, LocalExecutor, RunSpec};
 use std::time::Duration;
 
+/// The ends (finished or lost) of the next poll that reports any; a
+/// start reported first (an adopted run's, on a loaded machine) is
+/// skipped, not taken for the end.
 fn wait_finished(ex: &mut LocalExecutor) -> Vec<ExecEvent> {
     for _ in 0..1_000 {
-        let ev = ex.poll();
+        let ev: Vec<ExecEvent> = ex
+            .poll()
+            .into_iter()
+            .filter(|e| !matches!(e, ExecEvent::Started { .. } | ExecEvent::Acked { .. }))
+            .collect();
         if !ev.is_empty() {
             return ev;
         }

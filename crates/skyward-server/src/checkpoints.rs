@@ -71,6 +71,9 @@ struct State {
     watch: BTreeMap<u64, CheckpointStore>,
     /// Workload → store → its newest complete checkpoint.
     newest: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// Workload → its latest attempt: only that attempt's checkpoints
+    /// are recorded from now on.
+    attempt: BTreeMap<u64, u32>,
 }
 
 pub struct Shared {
@@ -98,6 +101,17 @@ impl Shared {
         let mut s = self.lock();
         s.watch.remove(&id);
         s.newest.remove(&id);
+        s.attempt.remove(&id);
+    }
+
+    /// A new attempt was dispatched: checkpoints of earlier ones found
+    /// from now on are not recorded (they were cut off from their site).
+    pub fn attempt(&self, id: u64, attempt: u32) {
+        self.lock().attempt.insert(id, attempt);
+    }
+
+    fn attempt_of(&self, id: u64) -> Option<u32> {
+        self.lock().attempt.get(&id).copied()
     }
 
     /// What the store holds, as found by a scan (or read from the
@@ -272,8 +286,23 @@ async fn scan_one(
             .filter(|s| known.is_none_or(|k| *s > k))
             .collect();
         for step in new.iter().rev().take(RECORD_PER_SCAN_MAX).rev() {
-            // Only a manifest that reads and checks is a checkpoint.
+            // Only a manifest that reads and checks is a checkpoint, and
+            // only the latest attempt's (or one no run signed).
             match store.manifest(*step).await {
+                Ok(m)
+                    if m.attempt
+                        .zip(shared.attempt_of(id))
+                        .is_some_and(|(a, cur)| a != cur) =>
+                {
+                    first_err.get_or_insert((
+                        uri.to_string(),
+                        format!(
+                            "checkpoints written by attempt {} are not recorded: attempt {} is the live one",
+                            m.attempt.unwrap_or(0),
+                            shared.attempt_of(id).unwrap_or(0)
+                        ),
+                    ));
+                }
                 Ok(m) => {
                     record(db, clock, id, uri, &m, None)
                         .await

@@ -482,6 +482,9 @@ impl Runtime {
             runs.insert(id, to_run_spec(&req));
             if let Some(c) = &req.checkpoint_store {
                 self.checkpoints.watch(id.0, c.clone());
+                if r.attempt > 0 {
+                    self.checkpoints.attempt(id.0, r.attempt as u32);
+                }
                 ckpt.insert(id, c.clone());
             }
             teams.insert(id, intern(&mut team_names, &r.team));
@@ -1208,6 +1211,7 @@ impl Leading<'_> {
                         // The checkpoint store this attempt uses, stored
                         // with its dispatch.
                         if let Some(spec) = self.ckpt.get(&id) {
+                            rt.checkpoints.attempt(id.0, attempt);
                             let provider = self
                                 .site_info
                                 .get(site)

@@ -23,7 +23,8 @@ pub enum CheckpointCommand {
         #[command(flatten)]
         at: At,
     },
-    /// Read a checkpoint (the newest by default) into the directory DEST.
+    /// Read a checkpoint into the directory DEST: --step, else (inside a
+    /// run) the step the server handed it, else the newest listed.
     Get {
         #[arg(long)]
         step: Option<u64>,
@@ -91,7 +92,14 @@ pub fn run(c: &CheckpointCommand) -> Result<Option<u8>, CliError> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
-            let m = rt.block_on(s.put(*step, path, now_ms)).map_err(err)?;
+            // The attempt writing it, so the server can tell a live
+            // attempt's checkpoints from a cut-off one's.
+            let attempt = std::env::var("SKYWARD_ATTEMPT")
+                .ok()
+                .and_then(|a| a.parse().ok());
+            let m = rt
+                .block_on(s.put(*step, path, now_ms, attempt))
+                .map_err(err)?;
             eprintln!(
                 "checkpoint {} written to {}: {} file(s), {} bytes",
                 m.step,
@@ -103,8 +111,14 @@ pub fn run(c: &CheckpointCommand) -> Result<Option<u8>, CliError> {
         }
         CheckpointCommand::Get { step, dest, at } => {
             let s = open(at)?;
-            let step = match step {
-                Some(n) => *n,
+            // Inside a run, the step the server handed it (what it recorded
+            // as the newest), not whatever the store lists.
+            let handed = std::env::var(skyward_checkpoint::store::ENV_STEP)
+                .ok()
+                .filter(|_| at.uri.is_none())
+                .and_then(|v| v.parse::<u64>().ok());
+            let step = match step.or(handed) {
+                Some(n) => n,
                 None => rt
                     .block_on(s.list())
                     .map_err(err)?
