@@ -100,9 +100,68 @@ fn agent_child(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
         .unwrap()
 }
 
+/// Waits until the server says `site` is up (its agent has synced).
+fn site_up(rt: &tokio::runtime::Runtime, c: &skyward_server::client::Client, site: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = call(rt, c, "GET", "/v1/sites", None, &[]).json().unwrap();
+        let up = v["items"]
+            .as_array()
+            .or(v.as_array())
+            .into_iter()
+            .flatten()
+            .any(|x| x["name"] == site && x["up"] == true);
+        if up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "site {site} never came up: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn alive(pid: i64) -> bool {
     // A zombie has no command line left.
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+/// A server starts before its agents: work that may run only on an agent
+/// site waits ("site down") until the agent connects, then runs there on
+/// its first attempt. It was sent to the silent site at once, lost there a
+/// heartbeat timeout later, and kept away by the failover backoff.
+#[test]
+fn a_site_takes_no_work_before_its_agent_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let id = submit(
+        &rt,
+        &c,
+        json!({"name": "aws-only", "accelerators": "H100:1", "providers": ["aws"], "run": "echo ran"}),
+    );
+    // Longer than the heartbeat timeout (2 s): nothing is sent anywhere.
+    std::thread::sleep(Duration::from_millis(3_000));
+    let v = wait_for(&rt, &c, id, 5, |_| true);
+    assert_eq!(v["state"], "pending", "{v}");
+    assert!(v["attempts"].as_array().is_none_or(|a| a.is_empty()), "{v}");
+    let work = dir.path().join("agent-work");
+    let log = dir.path().join("agent.log");
+    let mut a = agent(&server, &agent_token, &work, &log);
+    let v = wait_for(&rt, &c, id, 30, |v| v["state"] == "succeeded");
+    assert_eq!(
+        (v["site"].as_str(), v["attempt"].as_i64()),
+        (Some("edge"), Some(1)),
+        "{v}"
+    );
+    let _ = a.kill();
+    let _ = a.wait();
 }
 
 #[test]
@@ -129,6 +188,7 @@ fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     let work = dir.path().join("agent-work");
     let agent_log = dir.path().join("agent.log");
     let mut first = agent(&server, &agent_token, &work, &agent_log);
+    site_up(&rt, &c, "edge");
 
     // A run through the agent; its log comes back to the server.
     let hello = submit(
@@ -620,6 +680,7 @@ fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
     let mut agent = agent_in(&net, &server, &agent_token, &work, &log);
+    site_up(&rt, &c, "edge");
     let run = format!(
         "echo $$ > {}/$SKYWARD_ATTEMPT; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi; echo resumed",
         pids.display()
@@ -744,6 +805,7 @@ fn a_server_killed_during_a_failover_moves_the_work_once() {
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
     let mut a = agent(&server, &agent_token, &work, &log);
+    site_up(&rt, &c, "edge");
     // Each attempt leaves a mark; attempt 1 waits, the others end at once.
     let run = format!(
         "echo $$ > {}/$SKYWARD_ATTEMPT-$SKYWARD_SITE; if [ \"$SKYWARD_ATTEMPT\" = 1 ]; then exec sleep 600; fi",
@@ -866,6 +928,7 @@ object_stores:
         &dir.path().join("agent-work"),
         &log,
     );
+    site_up(&rt, &c, "edge");
     let tag = format!("cut-{}-{}", std::process::id(), free_port());
     let (s3, az) = (
         format!("s3://skyward-test/{tag}"),

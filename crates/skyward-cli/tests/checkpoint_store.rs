@@ -127,6 +127,22 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
         assert!(r.error_text().contains(field), "{}", r.error_text());
     }
 
+    // Through `skyward submit FILE` too: what the CLI sends (a checkpoint
+    // store, a max_runtime) the server reads back (it was refused with
+    // "unknown field max_runtime_ms").
+    let file = dir.path().join("other.yaml");
+    std::fs::write(
+        &file,
+        format!("name: other\naccelerators: H100:1\nproviders: [gcp]\nrun: 'true'\nmax_runtime: 90m\ncheckpoint: {{uri: '{s3}-cli', every: 30m, replicate_to: ['{az}-cli']}}\n"),
+    )
+    .unwrap();
+    let out = cli(&server, &admin, &["submit", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let id = submit(
         &rt,
         &c,

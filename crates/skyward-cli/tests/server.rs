@@ -792,4 +792,14 @@ fn examples_parse() {
     let cfg = skyward_server::config::parse(&text, "server.yaml", &catalog).unwrap();
     assert_eq!(cfg.sites.len(), 4);
     assert_eq!(cfg.sites[1].spec.name, "aws-reserved");
+    // The two-clouds walkthrough: agent sites, a store per cloud, and a
+    // workload whose stores the server accepts.
+    let text = std::fs::read_to_string(root.join("examples/two-clouds/server.yaml")).unwrap();
+    let cfg = skyward_server::config::parse(&text, "server.yaml", &catalog).unwrap();
+    assert_eq!((cfg.sites.len(), cfg.object_stores.len()), (2, 2));
+    let text = std::fs::read_to_string(root.join("examples/two-clouds/train.yaml")).unwrap();
+    let job = skyward_spec::job::parse_one(&text, "train.yaml", &catalog).unwrap();
+    let stores = skyward_server::checkpoints::resolve(&cfg.object_stores, &Default::default());
+    skyward_server::checkpoints::check_workload(&stores, job.checkpoint_store.as_ref().unwrap())
+        .unwrap();
 }

@@ -419,6 +419,11 @@ impl AgentSite {
         Some(t)
     }
 
+    /// Whether its agent has synced with this server at all.
+    pub fn ever_heard(&self) -> bool {
+        self.hub.last_seen_ms(&self.site).is_some()
+    }
+
     /// A run the core believes is here (a restart): followed until the
     /// agent says how it is.
     pub fn adopt(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, started: bool) {

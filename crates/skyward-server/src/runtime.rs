@@ -724,6 +724,16 @@ impl Leading<'_> {
                 running: known,
             },
         );
+        // An agent site with nothing on it whose agent has not synced yet
+        // takes no work until it does (else work sent there waits a
+        // heartbeat timeout, fails there and is kept away by the backoff).
+        // With runs on it (a restart), its agent gets the heartbeat
+        // timeout to come back.
+        if let Runner::Agent(a) = &ex {
+            if !a.ever_heard() && self.core.on_site(&name).is_empty() {
+                let _ = self.core.handle(now, Input::TakeOut { site: name.clone() });
+            }
+        }
         for (id, state, attempt) in self.core.on_site(&name) {
             let dispatched = matches!(state, State::Dispatched { .. });
             let ended = recovered.iter().find(|e| {

@@ -215,6 +215,40 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms.round() as u64)
 }
 
+impl JobRequest {
+    /// The workload as a body `POST /v1/workloads` (this module's parser)
+    /// reads back to the same request: durations as text (`max_runtime:
+    /// 5400s`) and the checkpoint store as `checkpoint: {uri, every,
+    /// replicate_to}`, not as the stored form's fields.
+    pub fn to_wire(&self) -> serde_json::Value {
+        fn secs(ms: u64) -> String {
+            if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{}.{:03}s", ms / 1000, ms % 1000)
+            }
+        }
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            if let Some(ms) = o.remove("max_runtime_ms").and_then(|m| m.as_u64()) {
+                o.insert("max_runtime".into(), secs(ms).into());
+            }
+            if let Some(c) = o.remove("checkpoint_store") {
+                let mut w = serde_json::Map::new();
+                w.insert("uri".into(), c["uri"].clone());
+                if let Some(ms) = c["every_ms"].as_u64() {
+                    w.insert("every".into(), secs(ms).into());
+                }
+                if let Some(r) = c.get("replicate_to") {
+                    w.insert("replicate_to".into(), r.clone());
+                }
+                o.insert("checkpoint".into(), w.into());
+            }
+        }
+        v
+    }
+}
+
 /// A checkpoint store from its parts; errors name the field.
 fn checkpoint_store(
     uri: String,
@@ -665,6 +699,19 @@ mod tests {
             let text = format!("name: t\naccelerators: H100:1\nrun: x\n{body}\n");
             let err = parse_one(&text, "t.yaml", &cat()).unwrap_err().to_string();
             assert!(err.contains(want), "{body}: {err}");
+        }
+    }
+
+    /// What `skyward submit` sends is read back by the server's parser to
+    /// the same request (a file with `max_runtime` or a checkpoint store
+    /// was refused: "unknown field max_runtime_ms").
+    #[test]
+    fn the_wire_form_reads_back_to_the_same_request() {
+        let text = "workloads:\n  - name: a\n    accelerators: H100:8\n    nodes: 2\n    priority: 3\n    run: echo hi\n    setup: pip install x\n    env: {A: 1}\n    max_runtime: 1.5h\n    spot: allowed\n    regions: [us-east-1]\n    recovery: {strategy: next_region, max_restarts: 2}\n    checkpoint: {uri: 's3://ckpt-a/x', every: 90s, replicate_to: ['az://ckpt-b/x']}\n  - name: b\n    accelerators: [A100:1, H100:1]\n    run: x\n    checkpoint: ckpt\n    preemptible: false\n    max_runtime: 2.5s\n    hours: 1.5\n    residency: [eu]\n";
+        for j in parse_file(text, "t.yaml", &cat()).unwrap() {
+            let wire = j.to_wire().to_string();
+            let back = parse_one(&wire, "wire", &cat()).unwrap_or_else(|e| panic!("{wire}: {e}"));
+            assert_eq!(back, j, "{wire}");
         }
     }
 

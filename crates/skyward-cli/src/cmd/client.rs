@@ -192,7 +192,8 @@ pub fn submit(a: &SubmitArgs) -> Result<(), CliError> {
             Some(k) => format!("{k}-{i}"),
             None => random_key(),
         };
-        let body = serde_json::to_vec(job).map_err(|e| CliError::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&job.to_wire()).map_err(|e| CliError::Internal(e.to_string()))?;
         // Retries reuse the key: a submit that was stored but whose answer
         // was lost is answered from the key, not stored twice.
         let mut attempt = 0;
