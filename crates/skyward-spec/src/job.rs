@@ -222,7 +222,7 @@ impl JobRequest {
     /// replicate_to}`, not as the stored form's fields.
     pub fn to_wire(&self) -> serde_json::Value {
         fn secs(ms: u64) -> String {
-            if ms % 1000 == 0 {
+            if ms.is_multiple_of(1000) {
                 format!("{}s", ms / 1000)
             } else {
                 format!("{}.{:03}s", ms / 1000, ms % 1000)
