@@ -173,6 +173,8 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: ObjPath,
     uri: String,
+    /// For a `file://` store, its directory.
+    local: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -262,22 +264,51 @@ impl Store {
                 (Arc::new(b.build().map_err(bad)?), uri.path.clone())
             }
             Scheme::File => {
-                let dir = PathBuf::from(format!("/{}", uri.path));
-                std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-                let fs =
-                    object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(bad)?;
-                (Arc::new(fs), String::new())
+                // Rooted at `/`, the location as the prefix: opening (and
+                // listing) creates nothing; writing creates what it needs.
+                let fs = object_store::local::LocalFileSystem::new();
+                (Arc::new(fs), uri.path.clone())
             }
         };
+        let local = (uri.scheme == Scheme::File).then(|| PathBuf::from(format!("/{}", uri.path)));
         Ok(Store {
             inner,
             prefix: ObjPath::from(prefix),
             uri: name,
+            local,
         })
     }
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// A `file://` store is a directory that the server and runs (often
+    /// other users) share, as on one machine: the directories a write
+    /// needs are made writable by all, so that a copy the server made does
+    /// not lock out the run that writes the next checkpoint there.
+    fn local_dirs(&self, name: &str) -> Result<(), CheckpointError> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(root) = &self.local else {
+            return Ok(());
+        };
+        let mut todo = vec![root.clone()];
+        if let Some((parents, _file)) = name.rsplit_once('/') {
+            let mut dir = root.clone();
+            for part in parents.split('/') {
+                dir = dir.join(part);
+                todo.push(dir.clone());
+            }
+        }
+        for d in todo {
+            if d.is_dir() {
+                continue;
+            }
+            std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| io(&d, e))?;
+        }
+        Ok(())
     }
 
     fn path(&self, name: &str) -> ObjPath {
@@ -299,6 +330,9 @@ impl Store {
     /// The complete checkpoints under the location, oldest first.
     pub async fn list(&self) -> Result<Listing, CheckpointError> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        if self.local.as_ref().is_some_and(|d| !d.exists()) {
+            return Ok(Listing::default());
+        }
         let r = self
             .inner
             .list_with_delimiter(prefix)
@@ -364,7 +398,9 @@ impl Store {
         let mut entries = Vec::with_capacity(files.len());
         for (rel, path) in &files {
             let mut f = tokio::fs::File::open(path).await.map_err(|e| io(path, e))?;
-            let dest = self.path(&format!("{}/{rel}", layout::data_dir(step)));
+            let name = format!("{}/{rel}", layout::data_dir(step));
+            self.local_dirs(&name)?;
+            let dest = self.path(&name);
             let mut w = object_store::buffered::BufWriter::new(self.inner.clone(), dest);
             let n = tokio::io::copy(&mut f, &mut w)
                 .await
@@ -390,6 +426,7 @@ impl Store {
 
     async fn put_manifest(&self, m: &Manifest) -> Result<(), CheckpointError> {
         let body = serde_json::to_vec(m).map_err(|e| self.err("write manifest", e))?;
+        self.local_dirs(&layout::manifest_name(m.step))?;
         self.inner
             .put(
                 &self.path(&layout::manifest_name(m.step)),
@@ -455,6 +492,7 @@ impl Store {
                 .get(&self.path(&name))
                 .await
                 .map_err(|e| self.err(&format!("read {}", f.path), e))?;
+            to.local_dirs(&name)?;
             let mut w = object_store::buffered::BufWriter::new(to.inner.clone(), to.path(&name));
             let mut stream = got.into_stream();
             let mut n: u64 = 0;

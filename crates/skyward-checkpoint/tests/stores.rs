@@ -200,9 +200,25 @@ async fn a_local_directory_is_a_store_too_and_a_dead_endpoint_fails_in_bounded_t
     let tmp = tempfile::tempdir().unwrap();
     let uri = StoreUri::parse(&format!("file://{}/store", tmp.path().display())).unwrap();
     let s = Store::open(&StoreConfig::bare(uri.clone()), &uri).unwrap();
+    // Opening and listing create nothing (the server lists stores a run
+    // will write to, often as another user).
+    assert!(s.list().await.unwrap().steps.is_empty());
+    assert!(!tmp.path().join("store").exists());
     let src = tmp.path().join("one.bin");
     std::fs::write(&src, b"weights").unwrap();
     s.put(5, &src, 1, None).await.unwrap();
+    // What a write made is writable by the run that writes next (a
+    // directory shared by the server and runs of other users).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in ["store", "store/step-000000000005"] {
+            let mode = std::fs::metadata(tmp.path().join(d))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o777, "{d}: {mode:o}");
+        }
+    }
     assert_eq!(s.list().await.unwrap().newest(), Some(5));
     s.get(5, &tmp.path().join("back")).await.unwrap();
     assert_eq!(
