@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Starts a throwaway Slurm cluster for the tests: munge, slurmctld and two
 # slurmd nodes (n1, n2), each node in its own network namespace and host
-# name, so that a 2-node job really spans two slurmd. Debian's packages
-# (slurmctld, slurmd, slurm-client, munge), installed first if missing and
-# we may. Needs root (network namespaces). Prints the variables to export:
+# name, so that a 2-node job really spans two slurmd, and slurmrestd on a
+# UNIX socket (rest_auth/local, as nobody: slurmrestd refuses root; its
+# jobs run as nobody). Debian's packages (slurmctld, slurmd, slurm-client,
+# munge, slurmrestd), installed first if missing and we may. Needs root
+# (network namespaces). Prints the variables to export:
 #   eval "$(scripts/slurm.sh start)"   …   scripts/slurm.sh stop DIR
 # SKYWARD_TEST_SLURM_CONF: the slurm.conf (export SLURM_CONF=it for the
-# Slurm commands); SKYWARD_TEST_SLURM_DIR: the cluster's directory.
+# Slurm commands); SKYWARD_TEST_SLURM_DIR: the cluster's directory;
+# SKYWARD_TEST_SLURMRESTD: slurmrestd's socket (unix:PATH), API v0.0.38.
 set -euo pipefail
 
 NODES=(n1 n2)
@@ -19,6 +22,7 @@ need() {
   command -v slurmd >/dev/null || missing+=(slurmd)
   command -v sbatch >/dev/null || missing+=(slurm-client)
   command -v munged >/dev/null || missing+=(munge)
+  command -v slurmrestd >/dev/null || missing+=(slurmrestd)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "slurm.sh: installing ${missing[*]} from Debian packages" >&2
@@ -162,9 +166,17 @@ CONF
     nsenter --net="/var/run/netns/$ns" unshare --uts sh -c "hostname $n; SLURM_CONF=$DIR/slurm.conf exec slurmd -f $DIR/slurm.conf"
   done
   wait_for "two idle nodes" 30 sh -c "[ \"\$(sinfo -h -t idle -o %D)\" = 2 ]"
+  # slurmrestd: only the slurm/v0.0.38 plugin (the dbv one needs slurmdbd).
+  mkdir -p "$DIR/restd"
+  chown nobody "$DIR/restd"
+  setsid slurmrestd -f "$DIR/slurm.conf" -u nobody -s openapi/v0.0.38 -a rest_auth/local \
+    "unix:$DIR/restd/sock" > "$DIR/log/slurmrestd.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/slurmrestd.pid"
+  wait_for slurmrestd 20 curl -sf --unix-socket "$DIR/restd/sock" http://slurm/slurm/v0.0.38/ping
   trap - ERR
   echo "export SKYWARD_TEST_SLURM_CONF=$DIR/slurm.conf"
   echo "export SKYWARD_TEST_SLURM_DIR=$DIR"
+  echo "export SKYWARD_TEST_SLURMRESTD=unix:$DIR/restd/sock"
 }
 
 stop() {
@@ -173,7 +185,7 @@ stop() {
   export SLURM_CONF="$DIR/slurm.conf"
   scontrol shutdown >/dev/null 2>&1 || true
   local f
-  for f in "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
+  for f in "$DIR/slurmrestd.pid" "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
     [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
   done
   sleep 0.5

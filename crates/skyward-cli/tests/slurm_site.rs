@@ -61,6 +61,7 @@ fn jobs_of(site: &str) -> Vec<skyward_executor::slurm::SlurmJob> {
     Slurm {
         conf: Some(PathBuf::from(slurm_conf())),
         run_as: None,
+        rest: None,
     }
     .jobs()
     .unwrap()

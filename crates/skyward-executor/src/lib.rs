@@ -8,6 +8,7 @@ pub mod isolation;
 pub mod local;
 pub mod reaper;
 pub mod slurm;
+pub mod slurm_rest;
 
 pub use isolation::RunAs;
 pub use local::{ExecEvent, LocalExecutor, Options, RunSpec};

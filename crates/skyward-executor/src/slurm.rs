@@ -349,6 +349,10 @@ pub struct Slurm {
     /// Submit (and cancel) as this user, so jobs run with its rights and
     /// not the server's (None: as the server's own user).
     pub run_as: Option<crate::RunAs>,
+    /// slurmrestd, when the cluster runs it: spoken first; the commands
+    /// are the fallback when it cannot be reached. Through a UNIX socket
+    /// jobs run as slurmrestd's user (make `run_as` that user).
+    pub rest: Option<crate::slurm_rest::SlurmRest>,
 }
 
 fn run_limited(mut c: Command, what: &str) -> Result<String, String> {
@@ -412,6 +416,26 @@ impl Slurm {
         c
     }
 
+    /// Submits the job: through slurmrestd when it is configured and
+    /// answers, else `sbatch` with the script file.
+    pub fn submit_job(
+        &self,
+        script: &Path,
+        env: &BTreeMap<String, String>,
+        job: &crate::slurm_rest::JobRequest,
+    ) -> Result<u64, String> {
+        if let Some(r) = &self.rest {
+            match r.submit(job) {
+                Ok(id) => return Ok(id),
+                Err(e) if e.connect => {
+                    eprintln!("skyward: {e}; submitting with sbatch instead");
+                }
+                Err(e) => return Err(e.message),
+            }
+        }
+        self.submit(script, env)
+    }
+
     /// Submits a batch script; the job's environment is `env` (and PATH).
     pub fn submit(&self, script: &Path, env: &BTreeMap<String, String>) -> Result<u64, String> {
         let mut c = self.command("sbatch");
@@ -430,6 +454,13 @@ impl Slurm {
 
     /// Every job Slurm still knows (pending, running and recently ended).
     pub fn jobs(&self) -> Result<Vec<SlurmJob>, String> {
+        if let Some(r) = &self.rest {
+            match r.jobs() {
+                Ok(j) => return Ok(j),
+                Err(e) if e.connect => {}
+                Err(e) => return Err(e.message),
+            }
+        }
         let mut c = self.command("squeue");
         c.args(["--json", "--states=all"]);
         match run_limited(c, "squeue --json") {
@@ -448,6 +479,13 @@ impl Slurm {
     }
 
     pub fn cancel(&self, job_id: u64) -> Result<(), String> {
+        if let Some(r) = &self.rest {
+            match r.cancel(job_id) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.connect => {}
+                Err(e) => return Err(e.message),
+            }
+        }
         let mut c = self.command("scancel");
         c.arg(job_id.to_string());
         run_limited(c, "scancel").map(|_| ())
@@ -628,7 +666,22 @@ impl SlurmExecutor {
         if let Ok(exe) = std::env::current_exe() {
             env.insert("SKYWARD_BIN".into(), exe.display().to_string());
         }
-        let job_id = self.slurm.submit(&script, &env).map_err(spawn)?;
+        let mut rest_env = env.clone();
+        rest_env
+            .entry("PATH".into())
+            .or_insert_with(|| std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
+        let job = crate::slurm_rest::JobRequest {
+            name: format!("skyward-{}", id.0),
+            comment: marker(&self.site, id, attempt),
+            nodes,
+            gpus_per_node: per_node,
+            standard_output: dir.join("output.log").display().to_string(),
+            cwd: dir.join("job").display().to_string(),
+            time_limit_minutes: spec.walltime_ms.map(|w| w.div_ceil(60_000).max(1)),
+            environment: rest_env,
+            script: b.script.clone(),
+        };
+        let job_id = self.slurm.submit_job(&script, &env, &job).map_err(spawn)?;
         // The record first: a crash now finds the job again on recovery.
         if let Err(e) = write_record(&dir, &self.site, attempt, job_id, accelerators) {
             let _ = self.slurm.cancel(job_id);

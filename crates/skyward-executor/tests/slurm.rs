@@ -21,6 +21,7 @@ fn slurm() -> Slurm {
         Ok(c) if !c.is_empty() => Slurm {
             conf: Some(PathBuf::from(c)),
             run_as: None,
+            rest: None,
         },
         _ => panic!(
             "SKYWARD_TEST_SLURM_CONF is not set: run the suite with ./scripts/test.sh, which starts a Slurm cluster"
@@ -123,6 +124,73 @@ fn a_gang_spans_two_nodes_with_its_gpus() {
             .any(|g| line == format!("node {node} rank {rank} gpus {g} key k-123 token none"));
         assert!(gpus, "{line}");
         assert!(log.contains(&format!("setup on {node}")), "{log}");
+    }
+}
+
+/// The same through slurmrestd (v0.0.38, Slurm 22.05's): the 2-node gang
+/// is one job on both nodes with their GPUs, its exit code comes back, a
+/// cancel stops a job. The Slurm commands are not used (their slurm.conf
+/// does not exist). Jobs run as slurmrestd's user (nobody), so the
+/// executor hands the run's directory to it.
+#[test]
+fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
+    let target = std::env::var("SKYWARD_TEST_SLURMRESTD")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("SKYWARD_TEST_SLURMRESTD is not set: run the suite with ./scripts/test.sh (scripts/slurm.sh starts slurmrestd)"));
+    let rest = skyward_executor::slurm_rest::SlurmRest::parse(&target, "v0.0.38").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let nobody = skyward_executor::isolation::resolve_run_as(Some("nobody")).unwrap();
+    let s = Slurm {
+        conf: Some(PathBuf::from("/nonexistent/slurm.conf")),
+        run_as: nobody,
+        rest: Some(rest),
+    };
+    let mut ex = SlurmExecutor::new("rest", dir.path(), 4, s);
+    let run = spec("echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES uid $(id -u)\"; exit 3", 2);
+    ex.dispatch(WorkloadId(1), 1, 2, &run).unwrap();
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(
+        finished(&events),
+        Some((false, Some(3), None)),
+        "{events:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("1/output.log")).unwrap();
+    for (node, rank) in [("n1", 0), ("n2", 1)] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("node {node} rank {rank} gpus "))
+                    && l.ends_with("uid 65534")),
+            "{log}"
+        );
+    }
+    // Cancel through the API: the job ends CANCELLED in Slurm.
+    ex.dispatch(WorkloadId(2), 1, 1, &spec("sleep 600", 1))
+        .unwrap();
+    let job = ex.job_id(WorkloadId(2)).unwrap();
+    poll_until(&mut ex, 60, |e| {
+        e.iter().any(|x| matches!(x, ExecEvent::Started { .. }))
+    });
+    ex.cancel(WorkloadId(2), 1);
+    assert_eq!(ex.used(), 0);
+    let rest = skyward_executor::slurm_rest::SlurmRest::parse(&target, "v0.0.38").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = rest
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .find(|j| j.job_id == job)
+            .unwrap();
+        if j.state == "CANCELLED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} stayed {}", j.state);
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -331,6 +399,7 @@ fn a_controller_crash_loses_nothing() {
     let own = Slurm {
         conf: Some(PathBuf::from(&cluster.conf)),
         run_as: None,
+        rest: None,
     };
     let mut ex = SlurmExecutor::new("crash", dir.path(), 2, own);
     ex.dispatch(WorkloadId(31), 1, 1, &spec("sleep 10; echo survived", 1))

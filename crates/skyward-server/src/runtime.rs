@@ -700,6 +700,7 @@ impl Leading<'_> {
                     skyward_executor::slurm::Slurm {
                         conf: conf.clone(),
                         run_as: rt.run_as.clone(),
+                        rest: None,
                     },
                 ),
             )),

@@ -55,6 +55,15 @@ pub struct AgentArgs {
     /// For --executor slurm: the cluster's slurm.conf (default: Slurm's).
     #[arg(long, value_name = "FILE")]
     pub slurm_conf: Option<PathBuf>,
+    /// For --executor slurm: speak to slurmrestd first
+    /// (`unix:/run/slurmrestd.sock`, or `http://host:6820` with a JWT in
+    /// $SLURM_JWT); the Slurm commands when it cannot be reached. Through
+    /// a UNIX socket jobs run as slurmrestd's user: give it as --run-as.
+    #[arg(long, value_name = "TARGET")]
+    pub slurm_rest: Option<String>,
+    /// The REST API version to speak: v0.0.38 (Slurm 22.05) or later.
+    #[arg(long, value_name = "VERSION", default_value = "v0.0.38")]
+    pub slurm_rest_version: String,
     /// Where runs' directories and logs go (for Slurm: on a file system
     /// the nodes share). Default: $XDG_DATA_HOME/skyward/agent-<site>.
     #[arg(long, value_name = "DIR")]
@@ -131,6 +140,14 @@ pub fn run(a: &AgentArgs) -> Result<(), CliError> {
             skyward_executor::slurm::Slurm {
                 conf: a.slurm_conf.clone(),
                 run_as: run_as.clone(),
+                rest: a
+                    .slurm_rest
+                    .as_deref()
+                    .map(|t| {
+                        skyward_executor::slurm_rest::SlurmRest::parse(t, &a.slurm_rest_version)
+                    })
+                    .transpose()
+                    .map_err(|m| CliError::Input(format!("--slurm-rest: {m}")))?,
             },
         )),
     };

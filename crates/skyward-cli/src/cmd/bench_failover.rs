@@ -259,6 +259,10 @@ pub struct SlurmBenchArgs {
     /// Accelerators the executor may use at once (what the cluster has).
     #[arg(long, default_value_t = 4)]
     pub accelerators: u32,
+    /// Submit through slurmrestd instead (`unix:/path/sock`), API v0.0.38;
+    /// jobs then run as slurmrestd's user (nobody here).
+    #[arg(long, value_name = "TARGET")]
+    pub slurm_rest: Option<String>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -266,6 +270,8 @@ pub struct SlurmBenchArgs {
 #[derive(Serialize)]
 struct SlurmRow {
     jobs: usize,
+    /// sbatch or slurmrestd.
+    through: &'static str,
     /// Submissions per second through sbatch (the executor's dispatch:
     /// files written, sbatch run, record kept).
     submit_per_s: f64,
@@ -282,13 +288,36 @@ pub fn run_slurm(a: &SlurmBenchArgs) -> Result<(), CliError> {
         return Err(CliError::Input("--jobs 1..100000".into()));
     }
     let dir = tempfile::tempdir().map_err(|e| CliError::Io(e.to_string()))?;
+    let rest = a
+        .slurm_rest
+        .as_deref()
+        .map(|t| skyward_executor::slurm_rest::SlurmRest::parse(t, "v0.0.38"))
+        .transpose()
+        .map_err(|m| CliError::Input(format!("--slurm-rest: {m}")))?;
+    // Through slurmrestd's socket jobs run as its user: it gets the runs'
+    // directories.
+    let run_as = match &rest {
+        Some(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+            skyward_executor::isolation::resolve_run_as(Some("nobody"))
+                .map_err(|e| CliError::Io(e.to_string()))?
+        }
+        None => None,
+    };
+    let through = if rest.is_some() {
+        "slurmrestd"
+    } else {
+        "sbatch"
+    };
     let mut ex = SlurmExecutor::new(
         &format!("bench{}", std::process::id()),
         dir.path(),
         u32::MAX,
         Slurm {
             conf: a.slurm_conf.clone(),
-            run_as: None,
+            run_as,
+            rest,
         },
     );
     let spec = skyward_executor::RunSpec {
@@ -323,6 +352,7 @@ pub fn run_slurm(a: &SlurmBenchArgs) -> Result<(), CliError> {
     lat.sort_by(f64::total_cmp);
     let row = SlurmRow {
         jobs: a.jobs,
+        through,
         submit_per_s: a.jobs as f64 / submit_s.max(1e-9),
         submit_ms_p50: lat[lat.len() / 2],
         submit_ms_p99: lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
@@ -331,9 +361,10 @@ pub fn run_slurm(a: &SlurmBenchArgs) -> Result<(), CliError> {
     match a.output {
         Output::Json => outln!("{}", json(&row)?),
         Output::Table => outln!(
-            "{} jobs: {:.0} submissions/s through sbatch (p50 {:.1} ms, p99 {:.1} ms each); all ended after {:.1} s",
+            "{} jobs: {:.0} submissions/s through {} (p50 {:.1} ms, p99 {:.1} ms each); all ended after {:.1} s",
             row.jobs,
             row.submit_per_s,
+            row.through,
             row.submit_ms_p50,
             row.submit_ms_p99,
             row.all_done_s
