@@ -8,7 +8,11 @@ use skyward_checkpoint::{choose, sync_plan, Reach, StoreState};
 
 const PROVIDERS: [&str; 4] = ["aws", "azure", "gcp", "oci"];
 
-fn store() -> impl Strategy<Value = (Option<usize>, Option<Vec<usize>>, Option<u64>)> {
+/// A store drawn: its home provider, who reaches it (None: all), its
+/// newest step.
+type Drawn = (Option<usize>, Option<Vec<usize>>, Option<u64>);
+
+fn store() -> impl Strategy<Value = Drawn> {
     (
         proptest::option::of(0..4usize),
         proptest::option::of(proptest::collection::vec(0..4usize, 0..4)),
@@ -16,7 +20,7 @@ fn store() -> impl Strategy<Value = (Option<usize>, Option<Vec<usize>>, Option<u
     )
 }
 
-fn build(raw: &[(Option<usize>, Option<Vec<usize>>, Option<u64>)]) -> Vec<StoreState> {
+fn build(raw: &[Drawn]) -> Vec<StoreState> {
     raw.iter()
         .enumerate()
         .map(|(i, (home, reach, newest))| StoreState {
