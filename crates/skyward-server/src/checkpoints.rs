@@ -222,14 +222,20 @@ pub async fn scan_forever(
     let mut open: HashMap<String, Store> = HashMap::new();
     let mut reported: HashMap<String, String> = HashMap::new();
     loop {
-        for (id, spec) in shared.watched() {
-            if let Err((store, why)) = scan_one(&db, &shared, &*clock, &mut open, id, &spec).await {
+        let watched = shared.watched();
+        for (id, spec) in &watched {
+            if let Err((store, why)) = scan_one(&db, &shared, &*clock, &mut open, *id, spec).await {
                 if reported.get(&store) != Some(&why) {
                     eprintln!("skyward: checkpoints of workload {id} in {store}: {why}");
                     reported.insert(store, why);
                 }
             }
         }
+        // Stores of workloads that ended are let go.
+        let live: std::collections::HashSet<&str> =
+            watched.iter().flat_map(|(_, spec)| spec.stores()).collect();
+        open.retain(|uri, _| live.contains(uri.as_str()));
+        reported.retain(|uri, _| live.contains(uri.as_str()));
         tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
     }
 }
