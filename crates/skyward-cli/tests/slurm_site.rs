@@ -174,6 +174,58 @@ fn a_slurm_site_runs_gangs_cancels_and_survives_a_server_kill() {
     assert_eq!(runs, 1, "the job ran twice");
 }
 
+/// A Slurm site that speaks slurmrestd (`slurm_rest:`): the gang runs as
+/// one job on both nodes and succeeds, though the site's slurm.conf does
+/// not exist (so no Slurm command could have submitted it); its jobs run
+/// as slurmrestd's user (nobody, the server's run_as here).
+#[test]
+fn a_slurm_site_speaks_slurmrestd() {
+    let target = std::env::var("SKYWARD_TEST_SLURMRESTD")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            panic!("SKYWARD_TEST_SLURMRESTD is not set: run the suite with ./scripts/test.sh")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("rest{}", std::process::id());
+    std::fs::write(
+        dir.path().join("server.yaml"),
+        format!(
+            "sites:\n  - name: {site}\n    region: aws:us-east-1\n    accelerator: H100\n    accelerators: 4\n    executor: slurm\n    slurm_conf: /nonexistent/slurm.conf\n    slurm_rest: {target}\nscheduler:\n  cycle_ms: 20\n  lease_ms: 2000\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let gang = submit(
+        &rt,
+        &c,
+        serde_json::json!({
+            "name": "gang",
+            "accelerators": "H100:1",
+            "nodes": 2,
+            "run": "echo \"rank $SKYWARD_NODE_RANK on $(hostname) uid $(id -u)\"",
+        }),
+    );
+    let v = wait_state(&rt, &c, gang, &["succeeded", "failed"], 60);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let logs = call(
+        &rt,
+        &c,
+        "GET",
+        &format!("/v1/workloads/{gang}/logs"),
+        None,
+        &[],
+    );
+    let text = String::from_utf8_lossy(&logs.body).to_string();
+    assert!(
+        text.contains("rank 0 on n1 uid 65534") && text.contains("rank 1 on n2 uid 65534"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_slurm_site_is_checked_in_the_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +238,19 @@ fn a_slurm_site_is_checked_in_the_config() {
         (
             "slurm_conf: /etc/slurm/slurm.conf",
             "only for executor: slurm",
+        ),
+        (
+            "executor: slurm\n    slurm_rest: ftp://head",
+            "expected unix:",
+        ),
+        ("slurm_rest: unix:/run/s.sock", "only for executor: slurm"),
+        (
+            "executor: slurm\n    slurm_rest: unix:/run/s.sock\n    slurm_rest_version: v1",
+            "v0.0.38 or later",
+        ),
+        (
+            "executor: slurm\n    slurm_rest_version: v0.0.40",
+            "give slurm_rest too",
         ),
     ];
     for (extra, want) in bad {

@@ -130,6 +130,13 @@ struct RawSite {
     /// For `executor: slurm`: the cluster's slurm.conf (default: Slurm's).
     #[serde(default)]
     slurm_conf: Option<String>,
+    /// For `executor: slurm`: slurmrestd (`unix:/path` or
+    /// `http://host:port`), spoken first; the commands are the fallback.
+    #[serde(default)]
+    slurm_rest: Option<String>,
+    /// Its API version (default v0.0.38, Slurm 22.05's).
+    #[serde(default)]
+    slurm_rest_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,7 +185,12 @@ pub enum SiteExecutor {
     /// Jobs of a Slurm cluster the server's machine submits to (its work
     /// directory on a file system the nodes share); the cluster's
     /// slurm.conf, else Slurm's default.
-    Slurm { conf: Option<PathBuf> },
+    Slurm {
+        conf: Option<PathBuf>,
+        /// slurmrestd, spoken first when given (not stored with the site:
+        /// a site that left the configuration is reached by the commands).
+        rest: Option<skyward_executor::slurm_rest::SlurmRest>,
+    },
     /// A remote agent (`skyward agent`) that connects to the server and
     /// runs the work next to its cluster; this entry is its grant.
     Agent,
@@ -190,7 +202,7 @@ impl SiteExecutor {
         match self {
             SiteExecutor::Local => "local".into(),
             SiteExecutor::Agent => "agent".into(),
-            SiteExecutor::Slurm { conf } => format!(
+            SiteExecutor::Slurm { conf, .. } => format!(
                 "slurm:{}",
                 conf.as_ref()
                     .map(|c| c.display().to_string())
@@ -201,9 +213,13 @@ impl SiteExecutor {
 
     pub fn from_stored(s: &str) -> SiteExecutor {
         match s.strip_prefix("slurm:") {
-            Some("") => SiteExecutor::Slurm { conf: None },
+            Some("") => SiteExecutor::Slurm {
+                conf: None,
+                rest: None,
+            },
             Some(c) => SiteExecutor::Slurm {
                 conf: Some(PathBuf::from(c)),
+                rest: None,
             },
             None if s == "agent" => SiteExecutor::Agent,
             None => SiteExecutor::Local,
@@ -362,6 +378,35 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         if !names.insert(name.clone()) {
             return Err(at(f("name"), format!("duplicate site name '{name}'")));
         }
+        let is_slurm = s.executor.as_deref() == Some("slurm");
+        if !is_slurm && (s.slurm_rest.is_some() || s.slurm_rest_version.is_some()) {
+            let k = if s.slurm_rest.is_some() {
+                "slurm_rest"
+            } else {
+                "slurm_rest_version"
+            };
+            return Err(at(f(k), "only for executor: slurm".into()));
+        }
+        let rest = match (&s.slurm_rest, &s.slurm_rest_version) {
+            (None, Some(_)) => {
+                return Err(at(f("slurm_rest_version"), "give slurm_rest too".into()))
+            }
+            (None, None) => None,
+            (Some(t), v) => Some(
+                skyward_executor::slurm_rest::SlurmRest::parse(
+                    t,
+                    v.as_deref().unwrap_or("v0.0.38"),
+                )
+                .map_err(|m| {
+                    let k = if m.contains("v0.0.38 or later") {
+                        "slurm_rest_version"
+                    } else {
+                        "slurm_rest"
+                    };
+                    at(f(k), m)
+                })?,
+            ),
+        };
         let executor = match (s.executor.as_deref().unwrap_or("local"), s.slurm_conf) {
             ("local", None) => SiteExecutor::Local,
             ("local", Some(_)) => {
@@ -384,7 +429,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
                         ));
                     }
                 }
-                SiteExecutor::Slurm { conf }
+                SiteExecutor::Slurm { conf, rest }
             }
             (other, _) => {
                 return Err(at(

@@ -692,7 +692,7 @@ impl Leading<'_> {
                     },
                 )))
             }
-            crate::config::SiteExecutor::Slurm { conf } => Runner::Exec(Executor::Slurm(
+            crate::config::SiteExecutor::Slurm { conf, rest } => Runner::Exec(Executor::Slurm(
                 skyward_executor::slurm::SlurmExecutor::new(
                     &name,
                     &rt.work_dir,
@@ -700,7 +700,7 @@ impl Leading<'_> {
                     skyward_executor::slurm::Slurm {
                         conf: conf.clone(),
                         run_as: rt.run_as.clone(),
-                        rest: None,
+                        rest: rest.clone(),
                     },
                 ),
             )),
