@@ -1205,7 +1205,11 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
                 "price_basis": s.price_basis.as_str(),
                 "price_usd_per_accelerator_hour": s.spec.price_usd_per_accelerator_hour.as_f64(),
                 "price_source": s.price_source,
-                "executor": "local",
+                "executor": match &s.executor {
+                    crate::config::SiteExecutor::Local => "local",
+                    crate::config::SiteExecutor::Slurm { .. } => "slurm",
+                    crate::config::SiteExecutor::Agent => "agent",
+                },
             })
         })
         .collect();

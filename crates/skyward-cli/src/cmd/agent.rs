@@ -92,7 +92,21 @@ fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// What an agent inside `skyward up` shares with the server around it:
+/// the cgroup subtree its runs go in, and where runs of an older layout
+/// are.
+#[derive(Debug, Clone, Default)]
+pub struct InProcess {
+    pub cgroup_root: Option<PathBuf>,
+    pub legacy_root: Option<PathBuf>,
+}
+
 pub fn run(a: &AgentArgs) -> Result<(), CliError> {
+    run_with(a, &InProcess::default())
+}
+
+/// The agent loop; `inproc` for an agent that `skyward up` runs itself.
+pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
     let (name, region) = match a.site.split_once('/') {
         Some((region, name)) => (name.to_string(), region.to_string()),
         None => (
@@ -128,9 +142,9 @@ pub fn run(a: &AgentArgs) -> Result<(), CliError> {
             a.accelerators,
             skyward_executor::Options {
                 run_as: run_as.clone(),
-                cgroup_root: None,
+                cgroup_root: inproc.cgroup_root.clone(),
                 accelerator: a.accelerator.clone(),
-                legacy_root: None,
+                legacy_root: inproc.legacy_root.clone(),
             },
         )),
         ExecutorKind::Slurm => Executor::Slurm(skyward_executor::slurm::SlurmExecutor::new(

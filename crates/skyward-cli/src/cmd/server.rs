@@ -165,11 +165,103 @@ fn apply_opts(
     Ok(cfg)
 }
 
+/// `skyward up`: the built-in sites, each served by an agent that runs in
+/// this process and speaks the same protocol as a remote one
+/// (`POST /v1/agent/sync` over loopback, with its own agent token).
 pub fn run_up(a: &UpArgs) -> Result<(), CliError> {
     let catalog = skyward_catalog::Catalog::builtin()?;
     let cfg = config::up_config(&catalog, &PathBuf::new(), config::DEFAULT_LISTEN)?;
-    let cfg = apply_opts(cfg, &a.opts, false)?;
-    serve(cfg, catalog)
+    let mut cfg = apply_opts(cfg, &a.opts, false)?;
+    for s in &mut cfg.sites {
+        s.executor = config::SiteExecutor::Agent;
+    }
+    serve_with(cfg, catalog, true)
+}
+
+/// The name of the tokens `skyward up` makes for its agents (the ones of
+/// an earlier start are revoked).
+const UP_AGENT_TOKEN: &str = "skyward-up-agent-";
+
+/// Starts an agent per site in this process: a token each (made in the
+/// store, those of the last start revoked), a thread each running the
+/// agent loop against this server. They share the server's work area, so
+/// runs started before (by agents or by an older `up`) are adopted.
+async fn start_agents(
+    cfg: &ServerConfig,
+    target: &Target,
+    addr: std::net::SocketAddr,
+) -> Result<(), CliError> {
+    use skyward_server::runtime::Clock;
+    let run_as = skyward_executor::isolation::resolve_run_as(cfg.run_as.as_deref())
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let work = skyward_server::work_dir(cfg, run_as.as_ref()).map_err(server_err)?;
+    let inproc = crate::cmd::agent::InProcess {
+        cgroup_root: skyward_executor::isolation::cgroup_root(
+            &skyward_server::auth::hash(&work.display().to_string())[..16],
+        ),
+        legacy_root: Some(cfg.data_dir.join("work")).filter(|d| d.is_dir()),
+    };
+    let db = Db::open(target)
+        .await
+        .map_err(|e| CliError::Io(e.to_string()))?;
+    let now = skyward_server::runtime::SystemClock.now_ms_i64();
+    for t in db
+        .token_list(100_000)
+        .await
+        .map_err(|e| CliError::Io(e.to_string()))?
+    {
+        if t.name.starts_with(UP_AGENT_TOKEN) && t.revoked_at_ms.is_none() {
+            db.token_revoke(t.id, now)
+                .await
+                .map_err(|e| CliError::Io(e.to_string()))?;
+        }
+    }
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    for s in &cfg.sites {
+        let token = skyward_server::auth::generate()
+            .map_err(|e| CliError::Io(format!("/dev/urandom: {e}")))?;
+        db.token_create(
+            &skyward_server::db::NewToken {
+                name: &format!("{UP_AGENT_TOKEN}{}", s.spec.name),
+                sha256: &skyward_server::auth::hash(&token),
+                scope: &format!("agent:{}", s.spec.name),
+                team: "default",
+                expires_at_ms: None,
+            },
+            now,
+        )
+        .await
+        .map_err(|e| CliError::Io(e.to_string()))?;
+        let args = crate::cmd::agent::AgentArgs {
+            server: Some(format!("http://{host}")),
+            token: Some(token),
+            site: s.spec.name.clone(),
+            region: Some(s.spec.region.to_string()),
+            accelerator: s.spec.accelerator.clone(),
+            accelerators: s.spec.accelerators,
+            price_basis: Some(s.price_basis.as_str().to_string()),
+            executor: crate::cmd::agent::ExecutorKind::Local,
+            slurm_conf: None,
+            slurm_rest: None,
+            slurm_rest_version: "v0.0.38".into(),
+            work_dir: Some(work.clone()),
+            run_as: cfg.run_as.clone(),
+        };
+        let inproc = inproc.clone();
+        std::thread::Builder::new()
+            .name(format!("agent-{}", s.spec.name))
+            .spawn(move || {
+                if let Err(e) = crate::cmd::agent::run_with(&args, &inproc) {
+                    eprintln!("skyward: the agent of site {} stopped: {e}", args.site);
+                }
+            })
+            .map_err(|e| CliError::Io(format!("agent thread: {e}")))?;
+    }
+    Ok(())
 }
 
 pub fn run_server(a: &ServerArgs) -> Result<(), CliError> {
@@ -204,12 +296,24 @@ fn server_runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn serve(cfg: ServerConfig, catalog: skyward_catalog::Catalog) -> Result<(), CliError> {
+    serve_with(cfg, catalog, false)
+}
+
+fn serve_with(
+    cfg: ServerConfig,
+    catalog: skyward_catalog::Catalog,
+    in_process_agents: bool,
+) -> Result<(), CliError> {
     let rt = server_runtime()?;
     rt.block_on(async move {
         let target = skyward_server::db_target(&cfg);
         let sites = cfg.sites.clone();
         let data_dir = cfg.data_dir.clone();
+        let agent_cfg = in_process_agents.then(|| cfg.clone());
         let running = skyward_server::start(cfg, Arc::new(catalog)).await.map_err(server_err)?;
+        if let Some(c) = &agent_cfg {
+            start_agents(c, &target, running.addr).await?;
+        }
         eprintln!("skyward: listening on http://{} (API /v1, docs /v1/openapi.json, /metrics, /healthz)", running.addr);
         eprintln!("skyward: database {}; state in {} (mode 0700)", target.redacted(), data_dir.display());
         for s in &sites {

@@ -36,6 +36,9 @@ pub struct Server {
     pub env: Vec<(String, String)>,
     /// The address it listens on (clients here use 127.0.0.1).
     pub host: String,
+    /// `skyward up` (built-in sites, in-process agents) instead of
+    /// `skyward server --config`.
+    pub up: bool,
 }
 
 impl Server {
@@ -71,6 +74,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             host: "127.0.0.1".into(),
+            up: false,
         };
         s.spawn();
         s
@@ -89,6 +93,7 @@ impl Server {
             database_url: None,
             env: Vec::new(),
             host: "0.0.0.0".into(),
+            up: false,
         };
         {
             use std::os::unix::fs::PermissionsExt;
@@ -98,29 +103,53 @@ impl Server {
         s
     }
 
+    /// `skyward up` on its built-in sites.
+    pub fn start_up(dir: &Path, port: u16) -> Server {
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        let mut s = Server {
+            child: None,
+            port,
+            data: dir.join("data"),
+            work: dir.join("work"),
+            config: dir.join("unused.yaml"),
+            database_url: None,
+            env: Vec::new(),
+            host: "127.0.0.1".into(),
+            up: true,
+        };
+        s.spawn();
+        s
+    }
+
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
-        cmd.args(["server", "--config"])
-            .arg(&self.config)
-            .args([
-                "--listen",
-                &format!("{}:{}", self.host, self.port),
-                "--data-dir",
-            ])
-            .arg(&self.data)
-            .arg("--work-dir")
-            .arg(&self.work)
-            .env_remove("SKYWARD_DATABASE_URL")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .create(true)
-                    .append(true)
-                    .open(self.data.with_extension("log"))
-                    .unwrap(),
-            ));
+        if self.up {
+            cmd.arg("up");
+        } else {
+            cmd.args(["server", "--config"]).arg(&self.config);
+        }
+        cmd.args([
+            "--listen",
+            &format!("{}:{}", self.host, self.port),
+            "--data-dir",
+        ])
+        .arg(&self.data)
+        .arg("--work-dir")
+        .arg(&self.work)
+        .env_remove("SKYWARD_DATABASE_URL")
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(self.data.with_extension("log"))
+                .unwrap(),
+        ));
         if let Some(u) = &self.database_url {
             cmd.args(["--database-url", u]);
         }
