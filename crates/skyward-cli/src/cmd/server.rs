@@ -191,7 +191,6 @@ async fn start_agents(
     target: &Target,
     addr: std::net::SocketAddr,
 ) -> Result<(), CliError> {
-    use skyward_server::runtime::Clock;
     let run_as = skyward_executor::isolation::resolve_run_as(cfg.run_as.as_deref())
         .map_err(|e| CliError::Input(e.to_string()))?;
     let work = skyward_server::work_dir(cfg, run_as.as_ref()).map_err(server_err)?;
