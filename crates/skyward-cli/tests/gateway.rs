@@ -454,7 +454,13 @@ fn hot_reload_under_load_drops_nothing() {
             1 => "models: {gpt: {deployments: [{name: x}]}}\n".to_string(), // invalid
             _ => base(&a, "a"),
         };
-        std::fs::write(&path, format!("{header}{text}")).unwrap();
+        // Replaced whole (as an operator's tooling would): a plain write
+        // truncates first, and a look in between reads a half-written
+        // file, which is rightly refused but then counted here (CI saw 3
+        // refusals for 2 bad versions).
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, format!("{header}{text}")).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
     std::thread::sleep(Duration::from_millis(900));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
