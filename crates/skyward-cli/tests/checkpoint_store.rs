@@ -80,7 +80,7 @@ const TRAIN: &str = r#"set -e
 step=${SKYWARD_CHECKPOINT_STEP:-0}
 echo "resume step=$step store=$SKYWARD_CHECKPOINT_URI"
 d=$(mktemp -d)
-while true; do
+while [ "$step" -lt 3000 ]; do
   step=$((step + 1))
   echo "weights at step $step" > "$d/weights.txt"
   "$SKYWARD_BIN" checkpoint put --step "$step" "$d/weights.txt" 2>/dev/null
@@ -230,6 +230,7 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
     assert!(text.contains("recovery point per provider"), "{text}");
     assert!(text.contains(&format!("step {resumed} in {az}")), "{text}");
     let _ = v;
+    // Stopped before the test ends: a run left behind would spin on.
     call(
         &rt,
         &c,
@@ -238,4 +239,5 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
         None,
         &[],
     );
+    wait_for(&rt, &c, id, 30, |v| v["state"] == "cancelled");
 }
