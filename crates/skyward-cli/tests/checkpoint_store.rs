@@ -198,6 +198,17 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
         resumed >= before_move,
         "resumed from {resumed}, {before_move} was on Azure before the move"
     );
+    // The work redone is counted from that checkpoint, not the whole run:
+    // at most a checkpoint interval (0.3 s) and the replication lag.
+    let first = &v["attempts"][0];
+    let (redone, ran) = (
+        first["redone_ms"].as_i64().unwrap_or(-1),
+        first["ran_ms"].as_i64().unwrap(),
+    );
+    assert!(
+        (0..=ran).contains(&redone) && redone <= 2_000,
+        "redone {redone} ms of {ran} ms: {first}"
+    );
 
     // The run was handed exactly that step and store.
     let want = format!("resume step={resumed} store={az}");

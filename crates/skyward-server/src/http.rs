@@ -832,12 +832,51 @@ pub struct AttemptView {
     /// from (None: it started over).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<ResumedFrom>,
+    /// For a requeued attempt of a workload with a checkpoint store: the
+    /// work the next attempt redoes, from the checkpoint it resumed from
+    /// (when this attempt wrote it) to this attempt's end; its whole run
+    /// when the next one started over or from an older checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redone_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResumedFrom {
     pub store: String,
     pub step: Option<i64>,
+}
+
+/// The work each requeued attempt's successor redoes (see
+/// [`AttemptView::redone_ms`]), from the checkpoints recorded.
+pub fn redone(tries: &mut [AttemptView], rows: &[crate::db::CheckpointRow]) {
+    for i in 0..tries.len().saturating_sub(1) {
+        let (this, next) = (&tries[i], &tries[i + 1]);
+        if this.ended.as_deref() != Some("requeued") {
+            continue;
+        }
+        let (Some(started), Some(ended), Some(ran)) =
+            (this.started_at_ms, this.ended_at_ms, this.ran_ms)
+        else {
+            continue;
+        };
+        let Some(r) = next.resumed_from.as_ref() else {
+            continue;
+        };
+        let written = r.step.and_then(|step| {
+            rows.iter()
+                .find(|c| c.store == r.store && c.step == step)
+                .map(|c| c.written_at_ms)
+        });
+        let redone = match (r.step, written) {
+            // Resumed from a checkpoint this attempt wrote: what came after.
+            (Some(_), Some(w)) if w >= started => (ended - w).clamp(0, ran),
+            // From an older checkpoint, or started over: all of it.
+            (Some(_), Some(_)) | (None, _) => ran,
+            // A checkpoint no longer among the newest recorded: unknown.
+            (Some(_), None) => continue,
+        };
+        tries[i].redone_ms = Some(redone);
+    }
 }
 
 /// The attempts of a workload from its events (in order).
@@ -856,6 +895,7 @@ pub fn attempts(events: &[crate::db::EventRow]) -> Vec<AttemptView> {
                 exit_code: None,
                 note: None,
                 resumed_from: None,
+                redone_ms: None,
             }),
             "running" => {
                 if let Some(a) = out.last_mut().filter(|a| a.ended.is_none()) {
@@ -1013,6 +1053,7 @@ async fn show(
             .checkpoints_of(id, 200)
             .await
             .map_err(ApiError::internal)?;
+        redone(&mut tries, &rows);
         let mut newest: BTreeMap<String, u64> = BTreeMap::new();
         for r in &rows {
             let e = newest
@@ -1491,6 +1532,49 @@ mod attempt_tests {
 
     /// Submitted, run on edge and lost after 40 s, run on azure to the end:
     /// two attempts, the first requeued with its 40 s of work.
+    #[test]
+    fn work_redone_counts_from_the_checkpoint_resumed_from() {
+        let a = |attempt, started, ended, resumed: Option<(&str, Option<i64>)>| AttemptView {
+            attempt,
+            site: Some("s".into()),
+            dispatched_at_ms: started,
+            started_at_ms: Some(started),
+            ended_at_ms: ended,
+            ran_ms: ended.map(|e| e - started),
+            ended: ended.map(|_| "requeued".to_string()),
+            exit_code: None,
+            note: None,
+            resumed_from: resumed.map(|(store, step)| ResumedFrom {
+                store: store.into(),
+                step,
+            }),
+            redone_ms: None,
+        };
+        let ck = |store: &str, step, written| crate::db::CheckpointRow {
+            workload_id: 1,
+            store: store.into(),
+            step,
+            bytes: 1,
+            files: 1,
+            written_at_ms: written,
+            recorded_at_ms: written,
+            copied_from: None,
+        };
+        // Attempt 1 ran 1,000 → 61,000 and wrote step 5 at 50,000; attempt
+        // 2 resumed from it: 11 s redone. Attempt 2 ran 70,000 → 80,000 and
+        // attempt 3 resumed from step 5 again (written before attempt 2
+        // started): all 10 s redone. Attempt 3 → 4 started over: all 5 s.
+        let mut t = vec![
+            a(1, 1_000, Some(61_000), Some(("s3://b", None))),
+            a(2, 70_000, Some(80_000), Some(("az://b", Some(5)))),
+            a(3, 90_000, Some(95_000), Some(("az://b", Some(5)))),
+            a(4, 99_000, None, Some(("s3://b", None))),
+        ];
+        redone(&mut t, &[ck("az://b", 5, 50_000)]);
+        let got: Vec<Option<i64>> = t.iter().map(|x| x.redone_ms).collect();
+        assert_eq!(got, vec![Some(11_000), Some(10_000), Some(5_000), None]);
+    }
+
     #[test]
     fn attempts_are_read_from_the_history() {
         let events = vec![

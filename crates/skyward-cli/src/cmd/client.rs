@@ -349,12 +349,22 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                         for line in t.render().lines() {
                             outln!("    {line}");
                         }
+                        let with_checkpoints: Vec<i64> = attempts
+                            .iter()
+                            .filter_map(|a| a["redone_ms"].as_i64())
+                            .collect();
                         let redone: i64 = attempts
                             .iter()
                             .filter(|a| a["ended"] == "requeued")
                             .filter_map(|a| a["ran_ms"].as_i64())
                             .sum();
-                        if redone > 0 {
+                        if !with_checkpoints.is_empty() {
+                            outln!(
+                                "    {} of work redone (from the checkpoint each next attempt resumed from), of {} run on requeued attempts",
+                                duration_text(with_checkpoints.iter().sum()),
+                                duration_text(redone)
+                            );
+                        } else if redone > 0 {
                             outln!(
                                 "    {} of work on runs that were requeued (redone unless a checkpoint kept it)",
                                 duration_text(redone)
