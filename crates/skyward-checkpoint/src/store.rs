@@ -437,6 +437,38 @@ impl Store {
         Ok(())
     }
 
+    /// Streams one file of checkpoint `step` into `out`, reading no more
+    /// than the manifest's size: a file whose size differs is an error
+    /// (the caller drops what it wrote). `out` errors are the caller's.
+    async fn read_file_into<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        step: u64,
+        f: &FileEntry,
+        out: &mut W,
+        write_err: impl Fn(std::io::Error) -> CheckpointError,
+    ) -> Result<(), CheckpointError> {
+        let src = self.path(&format!("{}/{}", layout::data_dir(step), f.path));
+        let read = |e: object_store::Error| self.err(&format!("read {}", f.path), e);
+        let mut stream = self.inner.get(&src).await.map_err(read)?.into_stream();
+        let mut n: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(read)?;
+            n += chunk.len() as u64;
+            if n > f.bytes {
+                break;
+            }
+            out.write_all(&chunk).await.map_err(&write_err)?;
+        }
+        if n != f.bytes {
+            return Err(CheckpointError::Manifest {
+                uri: self.uri.clone(),
+                step,
+                why: format!("{} has {n} bytes, the manifest says {}", f.path, f.bytes),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads checkpoint `step` into the directory `to` (created), each
     /// file at its path; a file whose size differs from the manifest's
     /// is an error.
@@ -450,33 +482,12 @@ impl Store {
                     .await
                     .map_err(|e| io(parent, e))?;
             }
-            let src = self.path(&format!("{}/{}", layout::data_dir(step), f.path));
-            let got = self
-                .inner
-                .get(&src)
-                .await
-                .map_err(|e| self.err(&format!("read {}", f.path), e))?;
             let mut out = tokio::fs::File::create(&dest)
                 .await
                 .map_err(|e| io(&dest, e))?;
-            let mut stream = got.into_stream();
-            let mut n: u64 = 0;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.err(&format!("read {}", f.path), e))?;
-                n += chunk.len() as u64;
-                if n > f.bytes {
-                    break;
-                }
-                out.write_all(&chunk).await.map_err(|e| io(&dest, e))?;
-            }
+            self.read_file_into(step, f, &mut out, |e| io(&dest, e))
+                .await?;
             out.flush().await.map_err(|e| io(&dest, e))?;
-            if n != f.bytes {
-                return Err(CheckpointError::Manifest {
-                    uri: self.uri.clone(),
-                    step,
-                    why: format!("{} has {n} bytes, the manifest says {}", f.path, f.bytes),
-                });
-            }
         }
         Ok(m)
     }
@@ -487,36 +498,14 @@ impl Store {
         let m = self.manifest(step).await?;
         for f in &m.files {
             let name = format!("{}/{}", layout::data_dir(step), f.path);
-            let got = self
-                .inner
-                .get(&self.path(&name))
-                .await
-                .map_err(|e| self.err(&format!("read {}", f.path), e))?;
             to.local_dirs(&name)?;
             let mut w = object_store::buffered::BufWriter::new(to.inner.clone(), to.path(&name));
-            let mut stream = got.into_stream();
-            let mut n: u64 = 0;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.err(&format!("read {}", f.path), e))?;
-                n += chunk.len() as u64;
-                if n > f.bytes {
-                    break;
-                }
-                w.write_all(&chunk)
-                    .await
-                    .map_err(|e| to.err(&format!("write {}", f.path), e))?;
-            }
-            if n != f.bytes {
+            let write_err = |e| to.err(&format!("write {}", f.path), e);
+            if let Err(e) = self.read_file_into(step, f, &mut w, write_err).await {
                 let _ = w.abort().await;
-                return Err(CheckpointError::Manifest {
-                    uri: self.uri.clone(),
-                    step,
-                    why: format!("{} has {n} bytes, the manifest says {}", f.path, f.bytes),
-                });
+                return Err(e);
             }
-            w.shutdown()
-                .await
-                .map_err(|e| to.err(&format!("write {}", f.path), e))?;
+            w.shutdown().await.map_err(write_err)?;
         }
         to.put_manifest(&m).await?;
         Ok(m)
