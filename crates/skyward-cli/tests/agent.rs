@@ -71,33 +71,40 @@ fn agent(server: &Server, token: &str, work: &Path, log: &Path) -> AgentProc {
 }
 
 fn agent_child(server: &Server, token: &str, work: &Path, log: &Path) -> Child {
-    Command::new(BIN)
-        .args([
-            "agent",
-            "--server",
-            &server.url(),
-            "--site",
-            "aws:us-east-1/edge",
-            "--accelerator",
-            "H100",
-            "--accelerators",
-            "2",
-            "--work-dir",
-        ])
-        .arg(work)
-        .env("SKYWARD_TOKEN", token)
-        .env_remove("SKYWARD_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        ))
-        .spawn()
-        .unwrap()
+    agent_command(&server.url(), token, work, log, None)
+}
+
+/// `skyward agent` for the `edge` site, its log appended to `log`; in the
+/// network namespace `netns` when given (through nsenter).
+fn agent_command(url: &str, token: &str, work: &Path, log: &Path, netns: Option<&str>) -> Child {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/var/run/netns/{ns}")).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.args([
+        "agent",
+        "--server",
+        url,
+        "--site",
+        "aws:us-east-1/edge",
+        "--accelerator",
+        "H100",
+        "--accelerators",
+        "2",
+        "--work-dir",
+    ])
+    .arg(work)
+    .env("SKYWARD_TOKEN", token)
+    .env_remove("SKYWARD_SERVER")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(log_to(log))
+    .spawn()
+    .unwrap()
 }
 
 /// Waits until the server says `site` is up (its agent has synced).
@@ -606,37 +613,13 @@ impl Netns {
 /// The `edge` site's agent, living in the namespace: it reaches the server
 /// over the link only.
 fn agent_in(net: &Netns, server: &Server, agent_token: &str, work: &Path, log: &Path) -> AgentProc {
-    AgentProc(
-        Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", net.name))
-            .arg(BIN)
-            .args([
-                "agent",
-                "--server",
-                &format!("http://{}:{}", net.host_ip, server.port),
-                "--site",
-                "aws:us-east-1/edge",
-                "--accelerator",
-                "H100",
-                "--accelerators",
-                "2",
-                "--work-dir",
-            ])
-            .arg(work)
-            .env("SKYWARD_TOKEN", agent_token)
-            .env_remove("SKYWARD_SERVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap(),
-    )
+    AgentProc(agent_command(
+        &format!("http://{}:{}", net.host_ip, server.port),
+        agent_token,
+        work,
+        log,
+        Some(&net.name),
+    ))
 }
 
 impl Drop for Netns {
@@ -854,13 +837,6 @@ fn via(endpoint: &str, host_ip: &str) -> String {
     endpoint.replace("127.0.0.1", host_ip)
 }
 
-fn objstore_var(k: &str) -> String {
-    match std::env::var(k) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{k} is not set: run the suite with ./scripts/test.sh, which starts the object stores (scripts/objstore.sh)"),
-    }
-}
-
 /// The issue's partition with checkpoints: a training run on the agent's
 /// AWS site writes a checkpoint every 0.5 s to S3 (moto), which the server
 /// copies to Azure Blob (Azurite). The site is cut from the control plane
@@ -877,13 +853,13 @@ fn a_cut_site_s_work_resumes_in_the_other_cloud_from_its_replicated_checkpoint()
     std::fs::write(dir.path().join("s3_key"), "test").unwrap();
     std::fs::write(
         dir.path().join("az_key"),
-        objstore_var("SKYWARD_TEST_AZURE_KEY"),
+        test_var("SKYWARD_TEST_AZURE_KEY"),
     )
     .unwrap();
     // The stores over the site's second link, which the cut leaves up:
     // the cut-off run goes on writing checkpoints to S3.
-    let s3_endpoint = via(&objstore_var("SKYWARD_TEST_S3_ENDPOINT"), &net.store_ip);
-    let az_endpoint = via(&objstore_var("SKYWARD_TEST_AZURE_ENDPOINT"), &net.store_ip);
+    let s3_endpoint = via(&test_var("SKYWARD_TEST_S3_ENDPOINT"), &net.store_ip);
+    let az_endpoint = via(&test_var("SKYWARD_TEST_AZURE_ENDPOINT"), &net.store_ip);
     let config = format!(
         "{CONFIG}  checkpoint_scan_ms: 100
 secrets:
@@ -902,7 +878,7 @@ object_stores:
     reachable_from: [azure]
 ",
         d = dir.path().display(),
-        acct = objstore_var("SKYWARD_TEST_AZURE_ACCOUNT"),
+        acct = test_var("SKYWARD_TEST_AZURE_ACCOUNT"),
     );
     std::fs::write(dir.path().join("server.yaml"), config).unwrap();
     let server = Server::start_everywhere(dir.path(), free_port());
@@ -1031,7 +1007,7 @@ done"#,
         .args(["checkpoint", "latest", "--uri", &s3])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_ENDPOINT_URL", objstore_var("SKYWARD_TEST_S3_ENDPOINT"))
+        .env("AWS_ENDPOINT_URL", test_var("SKYWARD_TEST_S3_ENDPOINT"))
         .output()
         .unwrap();
     let _ = out;
@@ -1041,7 +1017,7 @@ done"#,
             .args(["checkpoint", "latest", "--uri", &s3])
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_ENDPOINT_URL", objstore_var("SKYWARD_TEST_S3_ENDPOINT"))
+            .env("AWS_ENDPOINT_URL", test_var("SKYWARD_TEST_S3_ENDPOINT"))
             .output()
             .unwrap();
         let newest: i64 = String::from_utf8_lossy(&out.stdout)
@@ -1107,15 +1083,7 @@ done"#,
     }
     assert_eq!(v["site"], "azure-local");
     // Stopped before the test ends: a run left behind would spin on.
-    call(
-        &rt,
-        &c,
-        "POST",
-        &format!("/v1/workloads/{id}/cancel"),
-        None,
-        &[],
-    );
-    wait_for(&rt, &c, id, 30, |v| v["state"] == "cancelled");
+    cancel_and_wait(&rt, &c, id);
     let _ = agent.kill();
     let _ = agent.wait();
 }

@@ -18,18 +18,11 @@ use common::server::*;
 use common::{free_port, rt};
 use serde_json::{json, Value};
 
-fn var(k: &str) -> String {
-    match std::env::var(k) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{k} is not set: run the suite with ./scripts/test.sh, which starts the object stores (scripts/objstore.sh)"),
-    }
-}
-
 fn config(dir: &std::path::Path) -> String {
     for (name, value) in [
         ("s3_id", "test".to_string()),
         ("s3_key", "test".to_string()),
-        ("az_key", var("SKYWARD_TEST_AZURE_KEY")),
+        ("az_key", test_var("SKYWARD_TEST_AZURE_KEY")),
     ] {
         std::fs::write(dir.join(name), value).unwrap();
     }
@@ -68,9 +61,9 @@ object_stores:
     reachable_from: [azure]
 ",
         d = dir.display(),
-        s3 = var("SKYWARD_TEST_S3_ENDPOINT"),
-        az = var("SKYWARD_TEST_AZURE_ENDPOINT"),
-        acct = var("SKYWARD_TEST_AZURE_ACCOUNT"),
+        s3 = test_var("SKYWARD_TEST_S3_ENDPOINT"),
+        az = test_var("SKYWARD_TEST_AZURE_ENDPOINT"),
+        acct = test_var("SKYWARD_TEST_AZURE_ACCOUNT"),
     )
 }
 
@@ -242,13 +235,5 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
     assert!(text.contains(&format!("step {resumed} in {az}")), "{text}");
     let _ = v;
     // Stopped before the test ends: a run left behind would spin on.
-    call(
-        &rt,
-        &c,
-        "POST",
-        &format!("/v1/workloads/{id}/cancel"),
-        None,
-        &[],
-    );
-    wait_for(&rt, &c, id, 30, |v| v["state"] == "cancelled");
+    cancel_and_wait(&rt, &c, id);
 }

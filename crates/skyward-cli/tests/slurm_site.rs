@@ -180,12 +180,7 @@ fn a_slurm_site_runs_gangs_cancels_and_survives_a_server_kill() {
 /// as slurmrestd's user (nobody, the server's run_as here).
 #[test]
 fn a_slurm_site_speaks_slurmrestd() {
-    let target = std::env::var("SKYWARD_TEST_SLURMRESTD")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| {
-            panic!("SKYWARD_TEST_SLURMRESTD is not set: run the suite with ./scripts/test.sh")
-        });
+    let target = test_var("SKYWARD_TEST_SLURMRESTD");
     let dir = tempfile::tempdir().unwrap();
     let site = format!("rest{}", std::process::id());
     std::fs::write(

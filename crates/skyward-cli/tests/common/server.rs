@@ -24,6 +24,13 @@ pub fn test_config() -> String {
     )
 }
 
+/// The test's directory, passable for the run user (the tests run as
+/// root; runs as nobody must reach the work directory below it).
+fn open_to_runs(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+}
+
 pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
@@ -58,10 +65,7 @@ impl Server {
         }
         // The run user (when the tests run as root) must reach the work
         // directory; the state directory stays the server's alone.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-        }
+        open_to_runs(dir);
         let mut s = Server {
             child: None,
             port,
@@ -95,20 +99,14 @@ impl Server {
             host: "0.0.0.0".into(),
             up: false,
         };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-        }
+        open_to_runs(dir);
         s.spawn();
         s
     }
 
     /// `skyward up` on its built-in sites.
     pub fn start_up(dir: &Path, port: u16) -> Server {
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-        }
+        open_to_runs(dir);
         let mut s = Server {
             child: None,
             port,
@@ -143,13 +141,7 @@ impl Server {
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(self.data.with_extension("log"))
-                .unwrap(),
-        ));
+        .stderr(log_to(&self.data.with_extension("log")));
         if let Some(u) = &self.database_url {
             cmd.args(["--database-url", u]);
         }
@@ -194,6 +186,40 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A child's output appended to the file `path`.
+pub fn log_to(path: &Path) -> Stdio {
+    Stdio::from(
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap(),
+    )
+}
+
+/// Cancels a workload and waits until it is cancelled, so that no run of
+/// it outlives the test.
+pub fn cancel_and_wait(rt: &tokio::runtime::Runtime, c: &Client, id: i64) {
+    call(
+        rt,
+        c,
+        "POST",
+        &format!("/v1/workloads/{id}/cancel"),
+        None,
+        &[],
+    );
+    wait_for(rt, c, id, 30, |v| v["state"] == "cancelled");
+}
+
+/// A variable the test script sets (a service it started), or a panic
+/// saying how to run the suite.
+pub fn test_var(k: &str) -> String {
+    match std::env::var(k) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{k} is not set: run the suite with ./scripts/test.sh, which starts the services the tests need"),
     }
 }
 
