@@ -17,20 +17,9 @@ AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOt
 AZURITE_VERSION=3.35.0
 NPM_DIR=${SKYWARD_AZURITE_DIR:-$HOME/.cache/skyward/azurite-$AZURITE_VERSION}
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # what seconds command…
-  local what=$1 secs=$2; shift 2
-  local i
-  for i in $(seq 1 $((secs * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "objstore.sh: $what did not come up in ${secs}s" >&2
-  return 1
-}
+SCRIPT=objstore.sh
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 need() {
   if ! command -v moto_server >/dev/null 2>&1; then

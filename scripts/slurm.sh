@@ -39,20 +39,9 @@ need() {
   fi
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # what seconds command…
-  local what=$1 secs=$2; shift 2
-  local i
-  for i in $(seq 1 $((secs * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "slurm.sh: $what did not come up in ${secs}s" >&2
-  return 1
-}
+SCRIPT=slurm.sh
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 start() {
   need

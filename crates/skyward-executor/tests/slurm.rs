@@ -59,6 +59,19 @@ fn finished(events: &[ExecEvent]) -> Option<(bool, Option<i32>, Option<String>)>
     })
 }
 
+/// Waits until Slurm (as `jobs` lists it) says the job was cancelled.
+fn wait_cancelled(jobs: impl Fn() -> Vec<skyward_executor::slurm::SlurmJob>, job: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = jobs().into_iter().find(|j| j.job_id == job).unwrap();
+        if j.state == "CANCELLED" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} stayed {}", j.state);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn spec(run: &str, nodes: u32) -> RunSpec {
     RunSpec {
         run: run.into(),
@@ -178,20 +191,7 @@ fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
     ex.cancel(WorkloadId(2), 1);
     assert_eq!(ex.used(), 0);
     let rest = skyward_executor::slurm_rest::SlurmRest::parse(&target, "v0.0.38").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let j = rest
-            .jobs()
-            .unwrap()
-            .into_iter()
-            .find(|j| j.job_id == job)
-            .unwrap();
-        if j.state == "CANCELLED" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} stayed {}", j.state);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_cancelled(|| rest.jobs().unwrap(), job);
 }
 
 /// Exit codes come back from Slurm; a stale attempt and a gang larger than
@@ -242,20 +242,7 @@ fn cancel_stops_the_slurm_job() {
     });
     ex.cancel(WorkloadId(9), 1);
     assert_eq!(ex.used(), 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let j = slurm()
-            .jobs()
-            .unwrap()
-            .into_iter()
-            .find(|j| j.job_id == job)
-            .unwrap();
-        if j.state == "CANCELLED" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} stayed {}", j.state);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_cancelled(|| slurm().jobs().unwrap(), job);
     // The fence holds: attempt 1 cannot come back.
     assert!(ex.dispatch(WorkloadId(9), 1, 1, &spec("true", 1)).is_err());
 }
