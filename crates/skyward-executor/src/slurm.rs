@@ -422,7 +422,7 @@ impl Slurm {
         &self,
         script: &Path,
         env: &BTreeMap<String, String>,
-        job: &crate::slurm_rest::JobRequest,
+        job: &crate::slurm_rest::SubmitJob,
     ) -> Result<u64, String> {
         if let Some(r) = &self.rest {
             match r.submit(job) {
@@ -670,7 +670,7 @@ impl SlurmExecutor {
         rest_env
             .entry("PATH".into())
             .or_insert_with(|| std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
-        let job = crate::slurm_rest::JobRequest {
+        let job = crate::slurm_rest::SubmitJob {
             name: format!("skyward-{}", id.0),
             comment: marker(&self.site, id, attempt),
             nodes,

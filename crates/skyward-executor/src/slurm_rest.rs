@@ -64,7 +64,7 @@ pub struct SlurmRest {
 /// The job to submit, as the executor builds it (the same request as the
 /// batch script's `#SBATCH` lines).
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobRequest {
+pub struct SubmitJob {
     pub name: String,
     pub comment: String,
     pub nodes: u32,
@@ -129,7 +129,7 @@ impl SlurmRest {
     }
 
     /// The body of `POST /slurm/{v}/job/submit` (pure).
-    pub fn submit_body(&self, j: &JobRequest) -> serde_json::Value {
+    pub fn submit_body(&self, j: &SubmitJob) -> serde_json::Value {
         use serde_json::json;
         let nodes = j.nodes.max(1);
         let mut job = json!({
@@ -167,7 +167,7 @@ impl SlurmRest {
         json!({"script": j.script, "job": job})
     }
 
-    pub fn submit(&self, j: &JobRequest) -> Result<u64, RestError> {
+    pub fn submit(&self, j: &SubmitJob) -> Result<u64, RestError> {
         let body = self.submit_body(j).to_string();
         let v = self.call(
             "POST",
@@ -372,8 +372,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
-    fn req() -> JobRequest {
-        JobRequest {
+    fn req() -> SubmitJob {
+        SubmitJob {
             name: "skyward-7".into(),
             comment: "skyward:edge:7:2".into(),
             nodes: 2,
