@@ -654,12 +654,7 @@ fn a_network_cut_moves_the_work_and_healing_stops_the_old_run() {
         &c,
         json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
     );
-    let pids = dir.path().join("pids");
-    std::fs::create_dir(&pids).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    let pids = writable_dir(dir.path(), "pids");
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
     let mut agent = agent_in(&net, &server, &agent_token, &work, &log);
@@ -779,12 +774,7 @@ fn a_server_killed_during_a_failover_moves_the_work_once() {
         &c,
         json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
     );
-    let marks = dir.path().join("marks");
-    std::fs::create_dir(&marks).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    let marks = writable_dir(dir.path(), "marks");
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
     let mut a = agent(&server, &agent_token, &work, &log);
@@ -890,12 +880,7 @@ object_stores:
         &c,
         json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
     );
-    let pids = dir.path().join("pids");
-    std::fs::create_dir(&pids).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    let pids = writable_dir(dir.path(), "pids");
     let log = dir.path().join("agent.log");
     let mut agent = agent_in(
         &net,

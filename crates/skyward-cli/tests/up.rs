@@ -43,12 +43,7 @@ fn up_runs_its_sites_through_in_process_agents_and_adopts_after_a_kill() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let marks = dir.path().join("marks");
-    std::fs::create_dir(&marks).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    let marks = writable_dir(dir.path(), "marks");
     let id = submit(
         &rt,
         &c,

@@ -189,6 +189,16 @@ impl Drop for Server {
     }
 }
 
+/// A new directory under `parent` that runs (as another user) can write
+/// to: where a test's workloads leave their marks.
+pub fn writable_dir(parent: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = parent.join(name);
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
 /// A child's output appended to the file `path`.
 pub fn log_to(path: &Path) -> Stdio {
     Stdio::from(
