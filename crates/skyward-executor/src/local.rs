@@ -937,7 +937,7 @@ fn append_log(dir: &Path, line: &str) {
 }
 
 /// A path as one shell word.
-fn sh_quote(p: &Path) -> String {
+pub(crate) fn sh_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 

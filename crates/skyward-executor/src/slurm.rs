@@ -324,8 +324,18 @@ pub fn batch_script(
         s.push_str(&format!("#SBATCH --time={}\n", w.div_ceil(60_000).max(1)));
     }
     s.push_str("#SBATCH --export=ALL\n#SBATCH --no-requeue\n");
+    // When one rank fails, srun stops the others (SIGTERM) and returns
+    // the highest code of all, 143, which hides the cause. Each rank
+    // leaves its own code in `exit-<attempt>-<rank>`, and the job ends
+    // with the first rank's (in rank order) that is not a signal's; srun's
+    // own code when there is none.
+    let node = crate::local::sh_quote(&dir.join(format!("node-{attempt}.sh")));
+    let exits = crate::local::sh_quote(&dir.join(format!("exit-{attempt}")));
     s.push_str(&format!(
-        "exec srun --kill-on-bad-exit=1 --ntasks-per-node=1 sh {d}/node-{attempt}.sh\n"
+        "srun --kill-on-bad-exit=1 --ntasks-per-node=1 sh -c 'sh \"$0\"; c=$?; echo $c > \"$1-${{SLURM_NODEID:-0}}\"; exit $c' {node} {exits}\n"
+    ));
+    s.push_str(&format!(
+        "rc=$?\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\nexit $rc\n"
     ));
     let mut n = String::from("#!/bin/sh\nexport SKYWARD_NODE_RANK=\"${SLURM_NODEID:-0}\"\n");
     if let Some(setup) = &spec.setup {
@@ -1099,7 +1109,8 @@ mod tests {
             "#SBATCH --comment=skyward:hpc:7:2",
             "#SBATCH --output=/shared/w/7/output.log",
             "#SBATCH --time=2",
-            "exec srun --kill-on-bad-exit=1 --ntasks-per-node=1 sh /shared/w/7/node-2.sh",
+            "srun --kill-on-bad-exit=1 --ntasks-per-node=1 sh -c 'sh \"$0\"; c=$?; echo $c > \"$1-${SLURM_NODEID:-0}\"; exit $c' '/shared/w/7/node-2.sh' '/shared/w/7/exit-2'",
+            "while [ $i -lt 2 ]; do",
         ] {
             assert!(
                 b.script.lines().any(|l| l == line),

@@ -164,7 +164,9 @@ fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
         rest: Some(rest),
     };
     let mut ex = SlurmExecutor::new("rest", dir.path(), 4, s);
-    let run = spec("echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES uid $(id -u)\"; exit 3", 2);
+    // Rank 0 fails; rank 1 is still running and is stopped by Slurm
+    // because of it (SIGTERM, 143): the job's exit code is rank 0's 3.
+    let run = spec("echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES uid $(id -u)\"; [ $SKYWARD_NODE_RANK = 0 ] && exit 3; sleep 30", 2);
     ex.dispatch(WorkloadId(1), 1, 2, &run).unwrap();
     let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
     assert_eq!(
@@ -192,6 +194,35 @@ fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
     assert_eq!(ex.used(), 0);
     let rest = skyward_executor::slurm_rest::SlurmRest::parse(&target, "v0.0.38").unwrap();
     wait_cancelled(|| rest.jobs().unwrap(), job);
+}
+
+/// When one rank of a gang fails, Slurm stops the others (SIGTERM, so
+/// srun alone would say 143): the exit code reported is the failing
+/// rank's own, whichever rank it is.
+#[test]
+fn a_gang_reports_the_exit_code_of_the_rank_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("bad{}", std::process::id());
+    let mut ex = SlurmExecutor::new(&site, dir.path(), 4, slurm());
+    for (id, failing) in [(1, 1), (2, 0)] {
+        let run = format!("[ $SKYWARD_NODE_RANK = {failing} ] && exit 42; sleep 30");
+        ex.dispatch(WorkloadId(id), 1, 2, &spec(&run, 2)).unwrap();
+        let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+        assert_eq!(
+            finished(&events),
+            Some((false, Some(42), None)),
+            "rank {failing} failing: {events:?}"
+        );
+    }
+    // A gang that a signal stops on its own still says so.
+    ex.dispatch(WorkloadId(3), 1, 2, &spec("kill -KILL $$", 2))
+        .unwrap();
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(
+        finished(&events),
+        Some((false, Some(137), None)),
+        "{events:?}"
+    );
 }
 
 /// Exit codes come back from Slurm; a stale attempt and a gang larger than
