@@ -5,6 +5,7 @@
 //! carrying the dispatch's fencing attempt.
 
 pub mod isolation;
+pub mod link;
 pub mod local;
 pub mod reaper;
 pub mod slurm;

@@ -31,6 +31,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use skyward_core::WorkloadId;
+use skyward_executor::link::{Link as RunLink, Note};
 use skyward_executor::{ExecEvent, RunSpec};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -370,15 +371,13 @@ impl Hub {
 }
 
 /// The scheduler's handle on one agent site (what an executor is for a
-/// local site).
+/// local site): the pure [`RunLink`] that decides, and the hub that carries.
 pub struct AgentSite {
     hub: Arc<Hub>,
     site: String,
-    capacity: u32,
-    /// Runs dispatched there: attempt, accelerators, started.
-    runs: BTreeMap<WorkloadId, (u32, u32, bool)>,
-    /// Runs the agent holds that were told to stop (once each).
-    stopping: BTreeSet<(u64, u32)>,
+    link: RunLink,
+    /// Runs told to stop that the agent says have stopped, not yet taken.
+    stopped: Vec<(WorkloadId, u32)>,
     /// The last sync passed on as a heartbeat.
     heard_ms: Option<i64>,
 }
@@ -388,23 +387,22 @@ impl AgentSite {
         AgentSite {
             hub,
             site: site.to_string(),
-            capacity,
-            runs: BTreeMap::new(),
-            stopping: BTreeSet::new(),
+            link: RunLink::new(capacity),
+            stopped: Vec::new(),
             heard_ms: None,
         }
     }
 
     pub fn used(&self) -> u32 {
-        self.runs.values().map(|r| r.1).sum()
+        self.link.used()
     }
 
     pub fn running(&self) -> Vec<WorkloadId> {
-        self.runs.keys().copied().collect()
+        self.link.running()
     }
 
     pub fn started(&self, id: WorkloadId) -> bool {
-        self.runs.get(&id).is_some_and(|r| r.2)
+        self.link.held(id).is_some_and(|h| h.started)
     }
 
     /// When the agent last synced, if it has since the last call: a
@@ -427,7 +425,7 @@ impl AgentSite {
     /// A run the core believes is here (a restart): followed until the
     /// agent says how it is.
     pub fn adopt(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, started: bool) {
-        self.runs.insert(id, (attempt, accelerators, started));
+        self.link.adopt(id, attempt, accelerators, started);
         self.hub.set_owned(&self.site, id.0, true);
     }
 
@@ -438,18 +436,7 @@ impl AgentSite {
         accelerators: u32,
         spec: &RunSpec,
     ) -> Result<Vec<ExecEvent>, skyward_executor::local::DispatchError> {
-        if self.runs.get(&id).is_some_and(|r| r.0 >= attempt) {
-            return Err(skyward_executor::local::DispatchError::Stale(id, attempt));
-        }
-        let free = self.capacity.saturating_sub(self.used());
-        if accelerators > free {
-            return Err(skyward_executor::local::DispatchError::NoCapacity {
-                site: self.site.clone(),
-                need: accelerators,
-                free,
-            });
-        }
-        self.runs.insert(id, (attempt, accelerators, false));
+        self.link.dispatch(&self.site, id, attempt, accelerators)?;
         self.hub.set_owned(&self.site, id.0, true);
         self.hub.push(
             &self.site,
@@ -467,16 +454,19 @@ impl AgentSite {
     }
 
     pub fn cancel(&mut self, id: WorkloadId, attempt: u32) {
-        if self.runs.get(&id).is_some_and(|r| r.0 <= attempt) {
-            self.forget(id);
+        if self.link.cancel(id, attempt) {
+            self.hub.set_owned(&self.site, id.0, false);
         }
-        self.stopping.insert((id.0, attempt));
+        self.push_cancel(id.0, attempt);
+    }
+
+    fn push_cancel(&self, id: u64, attempt: u32) {
         self.hub.push(
             &self.site,
             Cmd {
                 seq: 0,
                 kind: "cancel".into(),
-                id: id.0,
+                id,
                 attempt,
                 accelerators: 0,
                 run: None,
@@ -489,97 +479,52 @@ impl AgentSite {
         self.hub.commit(&self.site);
     }
 
-    /// The agent's reports since the last poll, for runs it was given; a
-    /// run it holds that is not (or no longer) its own is told to stop; a
-    /// run that started there and that it no longer holds (nor has an end
-    /// to report for) was lost with the agent's machine.
+    /// The agent's reports since the last poll, as the [`RunLink`] judges
+    /// them: events of the site's own runs for the core, cancels for runs
+    /// it holds but no longer owns, losses of runs it no longer holds.
     pub fn poll(&mut self) -> Vec<ExecEvent> {
         let (events, reported) = self.hub.take(&self.site);
-        let mut out = Vec::new();
-        for e in events {
-            let (id, attempt) = match &e {
-                ExecEvent::Acked { id, attempt }
-                | ExecEvent::Started { id, attempt }
-                | ExecEvent::Finished { id, attempt, .. }
-                | ExecEvent::Lost { id, attempt, .. } => (*id, *attempt),
-            };
-            match self.runs.get_mut(&id) {
-                Some(r) if r.0 == attempt => {
-                    match &e {
-                        ExecEvent::Started { .. } => r.2 = true,
-                        ExecEvent::Finished { .. } | ExecEvent::Lost { .. } => {
-                            self.forget(id);
-                        }
-                        ExecEvent::Acked { .. } => {}
-                    }
-                    out.push(e);
-                }
-                _ => eprintln!(
+        let holds: Option<Vec<(WorkloadId, u32)>> =
+            reported.map(|r| r.iter().map(|x| (WorkloadId(x.id), x.attempt)).collect());
+        let r = self.link.reconcile(events, holds.as_deref());
+        for id in &r.forgotten {
+            self.hub.set_owned(&self.site, id.0, false);
+        }
+        for note in &r.notes {
+            match note {
+                Note::Ignored { id, attempt } => eprintln!(
                     "skyward: site {}: agent reported workload {} attempt {attempt}, which is not its to run; ignored",
+                    self.site, id.0
+                ),
+                Note::Lost { id, attempt } => eprintln!(
+                    "skyward: site {}: its agent no longer holds workload {} attempt {attempt}; lost",
+                    self.site, id.0
+                ),
+                Note::Stopping { id, attempt } => eprintln!(
+                    "skyward: site {}: agent holds workload {} attempt {attempt}, which it no longer owns; stopping it",
                     self.site, id.0
                 ),
             }
         }
-        let Some(reported) = reported else {
-            return out;
-        };
-        let held: BTreeSet<(u64, u32)> = reported.iter().map(|r| (r.id, r.attempt)).collect();
-        let gone: Vec<(WorkloadId, u32)> = self
-            .runs
-            .iter()
-            .filter(|(id, r)| r.2 && !held.contains(&(id.0, r.0)))
-            .map(|(id, r)| (*id, r.0))
-            .collect();
-        for (id, attempt) in gone {
-            eprintln!(
-                "skyward: site {}: its agent no longer holds workload {} attempt {attempt}; lost",
-                self.site, id.0
-            );
-            self.forget(id);
-            out.push(ExecEvent::Lost {
-                id,
-                attempt,
-                started: true,
-            });
+        for (id, attempt) in &r.cancels {
+            self.push_cancel(id.0, *attempt);
         }
-        for r in reported {
-            let ours = self
-                .runs
-                .get(&WorkloadId(r.id))
-                .is_some_and(|x| x.0 == r.attempt);
-            if !ours && self.stopping.insert((r.id, r.attempt)) {
-                eprintln!(
-                    "skyward: site {}: agent holds workload {} attempt {}, which it no longer owns; stopping it",
-                    self.site, r.id, r.attempt
-                );
-                self.hub.push(
-                    &self.site,
-                    Cmd {
-                        seq: 0,
-                        kind: "cancel".into(),
-                        id: r.id,
-                        attempt: r.attempt,
-                        accelerators: 0,
-                        run: None,
-                    },
-                );
-            }
-        }
-        out
+        self.stopped.extend(r.stopped);
+        r.events
+    }
+
+    /// Runs told to stop that have stopped (their end, or the agent no
+    /// longer holds them), since the last call.
+    pub fn take_stopped(&mut self) -> Vec<(WorkloadId, u32)> {
+        std::mem::take(&mut self.stopped)
     }
 
     pub fn detach(&mut self) -> usize {
-        let ids: Vec<WorkloadId> = self.runs.keys().copied().collect();
+        let ids = self.link.detach();
         for id in &ids {
-            self.forget(*id);
+            self.hub.set_owned(&self.site, id.0, false);
         }
         ids.len()
-    }
-
-    /// No longer this site's run (ended, lost, cancelled, detached).
-    fn forget(&mut self, id: WorkloadId) {
-        self.runs.remove(&id);
-        self.hub.set_owned(&self.site, id.0, false);
     }
 }
 
@@ -924,6 +869,32 @@ mod tests {
             }]
         );
         assert_eq!(site.used(), 0);
+    }
+
+    /// A run told to stop (preempted for other work) has stopped only
+    /// when the agent says so; until then the scheduler must not place it
+    /// again.
+    #[test]
+    fn a_stop_is_reported_once_the_agent_no_longer_holds_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(Hub::new(dir.path().to_path_buf(), "e1".into()));
+        let mut site = AgentSite::new(hub.clone(), "edge", 4);
+        site.dispatch(WorkloadId(1), 1, 2, &RunSpec::default())
+            .unwrap();
+        site.cancel(WorkloadId(1), 1);
+        let report = |held: Vec<RunRef>| {
+            hub.links.lock().unwrap().get_mut("edge").unwrap().reported = Some(held);
+        };
+        report(vec![RunRef { id: 1, attempt: 1 }]);
+        assert!(site.poll().is_empty());
+        assert!(
+            site.take_stopped().is_empty(),
+            "stopped before the agent said so"
+        );
+        report(vec![]);
+        assert!(site.poll().is_empty());
+        assert_eq!(site.take_stopped(), vec![(WorkloadId(1), 1)]);
+        assert!(site.take_stopped().is_empty());
     }
 
     /// Before the agent synced with this server, its silence says nothing

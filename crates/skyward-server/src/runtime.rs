@@ -183,11 +183,31 @@ impl Runner {
     ) -> Result<Vec<ExecEvent>, skyward_executor::local::DispatchError> {
         each_runner!(self, e => e.dispatch(id, attempt, accelerators, spec))
     }
-    fn cancel(&mut self, id: WorkloadId, attempt: u32) {
-        each_runner!(self, e => e.cancel(id, attempt))
+    /// Stops the run; true when it has stopped on return (an executor
+    /// the scheduler drives), false when the stop is on its way (an
+    /// agent's: [`Runner::stopped`] says when it has).
+    fn cancel(&mut self, id: WorkloadId, attempt: u32) -> bool {
+        match self {
+            Runner::Exec(e) => {
+                e.cancel(id, attempt);
+                true
+            }
+            Runner::Agent(a) => {
+                a.cancel(id, attempt);
+                false
+            }
+        }
     }
     fn poll(&mut self) -> Vec<ExecEvent> {
         each_runner!(self, e => e.poll())
+    }
+    /// Runs told to stop that have stopped since the last call (after
+    /// [`Runner::poll`]).
+    fn stopped(&mut self) -> Vec<(WorkloadId, u32)> {
+        match self {
+            Runner::Exec(_) => Vec::new(),
+            Runner::Agent(a) => a.take_stopped(),
+        }
     }
     fn retire(&self, id: WorkloadId) {
         if let Runner::Exec(e) = self {
@@ -829,23 +849,25 @@ impl Leading<'_> {
                 let _ = self.core.handle(now, Input::Commitments { live });
             }
             let mut events = Vec::new();
+            let mut stopped = Vec::new();
             self.drills.retain(|_, until| *until > now);
             for (name, ex) in self.executors.iter_mut() {
                 if self.drills.contains_key(name) {
                     // Taken out by a drill: not heard from until it ends.
                     let _ = ex.heard(now);
-                    events.extend(ex.poll().into_iter().map(|e| (name.clone(), e)));
-                    continue;
-                }
-                if let Some(at) = ex.heard(now) {
+                } else if let Some(at) = ex.heard(now) {
                     let _ = self
                         .core
                         .handle(at, Input::Heartbeat { site: name.clone() });
                 }
                 events.extend(ex.poll().into_iter().map(|e| (name.clone(), e)));
+                stopped.extend(ex.stopped().into_iter().map(|s| (name.clone(), s)));
             }
             for (name, e) in events {
                 self.feed(now, &name, e);
+            }
+            for (site, (id, attempt)) in stopped {
+                let _ = self.core.handle(now, Input::Stopped { id, site, attempt });
             }
             self.core.handle_timeout(now);
             self.flush(now).await?;
@@ -1362,12 +1384,16 @@ impl Leading<'_> {
             }
             Command::CancelOnSite { id, site, attempt } => {
                 if let Some(ex) = self.executors.get_mut(&site) {
-                    // The local executor stops the run before it returns:
-                    // say so (a run being preempted is requeued now).
-                    ex.cancel(id, attempt);
-                    let _ = self
-                        .core
-                        .handle(rt.clock.now_ms(), Input::Stopped { id, site, attempt });
+                    // A local executor stops the run before it returns:
+                    // say so (a run being preempted is requeued now). An
+                    // agent's run has stopped when the agent says so; a
+                    // run preempted there is requeued only then, else it
+                    // could run twice while the cancel is on its way.
+                    if ex.cancel(id, attempt) {
+                        let _ = self
+                            .core
+                            .handle(rt.clock.now_ms(), Input::Stopped { id, site, attempt });
+                    }
                 }
             }
             _ => {}
