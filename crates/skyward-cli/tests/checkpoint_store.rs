@@ -169,20 +169,50 @@ fn work_moves_to_the_other_cloud_and_resumes_from_its_replicated_checkpoint() {
     assert_eq!(copied["copied_from"], json!(s3));
     assert_eq!(copied["files"], 1);
 
-    // AWS goes away: the work moves to Azure, which cannot reach S3.
-    let r = call(
-        &rt,
-        &c,
-        "POST",
-        "/v1/drills",
-        Some(&json!({"provider": "aws", "duration": "60s"}).to_string()),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.error_text());
+    // AWS goes away (a drill through the binary): the work moves to
+    // Azure, which cannot reach S3.
     let before_move = steps_in(&v, "az://").into_iter().max().unwrap();
+    let out = cli(
+        &server,
+        &admin,
+        &[
+            "drill",
+            "--provider",
+            "aws",
+            "--duration",
+            "60s",
+            "--wait",
+            "60s",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let v = wait_for(&rt, &c, id, 60, |v| {
         v["state"] == "running" && v["site"] == "az-b"
     });
+    // The drill's report gives the recovery point from the checkpoint
+    // resumed from (as the status does below), not the whole run.
+    let moved = &report["moved"][0];
+    assert_eq!(moved["to"], "az-b", "{report}");
+    assert_eq!(
+        moved["resumed_from"], v["attempts"][1]["resumed_from"],
+        "{report}"
+    );
+    assert_eq!(
+        moved["redone_ms"], v["attempts"][0]["redone_ms"],
+        "{report}"
+    );
+    assert!(
+        moved["redone_ms"].as_u64().unwrap() < moved["ran_ms"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(report["redone_ms_max"], moved["redone_ms"]);
     let second = &v["attempts"][1];
     assert_eq!(second["site"], "az-b");
     let resumed = second["resumed_from"]["step"].as_i64().unwrap();

@@ -92,6 +92,8 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
     for m in moved {
         assert_eq!(m["from"], "aws-a");
         assert!(m["ran_ms"].as_u64().unwrap() >= 300, "{m}");
+        // No checkpoint store: whatever ran is redone.
+        assert_eq!(m["resumed_from"], Value::Null, "{m}");
         if m["id"] == pinned {
             // Nothing else is allowed: it waits for the site, and says why.
             assert_eq!(m["to"], Value::Null, "{m}");
@@ -104,6 +106,7 @@ fn a_drill_moves_the_work_and_the_site_comes_back() {
             assert_eq!(m["to"], "gcp-b", "{m}");
             let t = m["recovery_ms"].as_u64().unwrap();
             assert!(t < 2_000, "took {t} ms");
+            assert_eq!(m["redone_ms"], m["ran_ms"], "{m}");
         }
     }
     assert_eq!(r["resumed"], 2);

@@ -1,7 +1,9 @@
 //! `skyward drill`: take a site, or a whole provider, out on purpose and
 //! watch the work move: where each stopped run went, how long until it ran
-//! again (the recovery time), and how long it had run (the work at risk of
-//! being redone without a checkpoint). The API does the taking out
+//! again (the recovery time, RTO), and the work redone (the recovery
+//! point, RPO): for a workload with a checkpoint store, from the checkpoint
+//! the next attempt resumed from to the stopped run's end; without one,
+//! all the stopped run had done. The API does the taking out
 //! (`POST /v1/drills`); this follows each moved workload's status.
 #![allow(clippy::disallowed_methods)] // wall-clock time to follow the drill, at the edge
 
@@ -48,6 +50,11 @@ struct Moved {
     recovery_ms: Option<u64>,
     /// How long the stopped run had run (redone without a checkpoint).
     ran_ms: u64,
+    /// The work the next attempt redoes (RPO): from the checkpoint it
+    /// resumed from, else all of `ran_ms`. None until it runs again.
+    redone_ms: Option<u64>,
+    /// The checkpoint the next attempt resumed from (`store` at `step`).
+    resumed_from: Option<Value>,
     /// Its state when the report was made.
     state: String,
     /// Why it waits, when it does.
@@ -63,6 +70,8 @@ struct Report {
     resumed: usize,
     recovery_ms_median: Option<u64>,
     recovery_ms_max: Option<u64>,
+    /// The most work any resumed workload redoes (the drill's RPO).
+    redone_ms_max: Option<u64>,
 }
 
 pub fn run(a: &DrillArgs) -> Result<(), CliError> {
@@ -108,6 +117,8 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
             to: None,
             recovery_ms: None,
             ran_ms: m.ran_ms,
+            redone_ms: None,
+            resumed_from: None,
             state: "pending".into(),
             waiting_for: None,
         })
@@ -128,6 +139,16 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
                     m.recovery_ms = v["since_ms"]
                         .as_u64()
                         .map(|t| t.saturating_sub(d.started_at_ms));
+                    let tries = v["attempts"].as_array().cloned().unwrap_or_default();
+                    let of = |n: u64| tries.iter().find(|t| t["attempt"].as_u64() == Some(n));
+                    // The status counts it from the checkpoint resumed
+                    // from; a workload without a store redoes it all.
+                    m.redone_ms = of(u64::from(orig.attempt))
+                        .and_then(|t| t["redone_ms"].as_u64())
+                        .or(Some(m.ran_ms));
+                    m.resumed_from = of(u64::from(attempt))
+                        .map(|t| t["resumed_from"].clone())
+                        .filter(|r| !r.is_null());
                 }
                 "succeeded" | "failed" | "cancelled" => {
                     m.to = v["site"].as_str().map(String::from);
@@ -157,6 +178,7 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
     }
     let mut times: Vec<u64> = moved.iter().filter_map(|m| m.recovery_ms).collect();
     times.sort_unstable();
+    let redone_ms_max = moved.iter().filter_map(|m| m.redone_ms).max();
     let report = Report {
         sites: d.sites.clone(),
         started_at_ms: d.started_at_ms,
@@ -164,6 +186,7 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
         resumed: times.len(),
         recovery_ms_median: times.get(times.len() / 2).copied(),
         recovery_ms_max: times.last().copied(),
+        redone_ms_max,
         moved,
     };
     match a.conn.output {
@@ -178,8 +201,10 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
                 "WORKLOAD>",
                 "FROM",
                 "TO",
-                "TIME TO RESUME>",
-                "RAN BEFORE (AT RISK)>",
+                "TIME TO RESUME (RTO)>",
+                "RAN BEFORE>",
+                "WORK REDONE (RPO)>",
+                "RESUMED FROM",
                 "STATE",
             ]);
             for m in &report.moved {
@@ -189,6 +214,17 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
                     m.to.clone().unwrap_or_else(|| "-".into()),
                     ms(m.recovery_ms),
                     ms(Some(m.ran_ms)),
+                    ms(m.redone_ms),
+                    match &m.resumed_from {
+                        Some(r) => match r["step"].as_u64() {
+                            Some(step) => {
+                                format!("{} step {step}", r["store"].as_str().unwrap_or("?"))
+                            }
+                            None => format!("{} (nothing yet)", r["store"].as_str().unwrap_or("?")),
+                        },
+                        None if m.redone_ms.is_some() => "no checkpoint".into(),
+                        None => "-".into(),
+                    },
                     match (&m.waiting_for, m.state.as_str()) {
                         (Some(w), "pending") => format!("pending: {w}"),
                         _ => m.state.clone(),
@@ -197,13 +233,14 @@ pub fn run(a: &DrillArgs) -> Result<(), CliError> {
             }
             out!("{}", t.render());
             outln!(
-                "\n{} of {} moved runs resumed elsewhere; time to resume median {}, max {}. The sites take work again when the drill ends.",
+                "\n{} of {} moved runs resumed elsewhere; time to resume median {}, max {}; work redone at most {}. The sites take work again when the drill ends.",
                 report.resumed,
                 report.moved.len(),
                 ms(report.recovery_ms_median),
-                ms(report.recovery_ms_max)
+                ms(report.recovery_ms_max),
+                ms(report.redone_ms_max)
             );
-            outln!("RAN BEFORE: how long each stopped run had run; without a checkpoint that work is redone.");
+            outln!("WORK REDONE: from the checkpoint the next attempt resumed from to the stopped run's end; without a checkpoint, all it had run.");
         }
     }
     Ok(())
