@@ -827,18 +827,51 @@ fn via(endpoint: &str, host_ip: &str) -> String {
     endpoint.replace("127.0.0.1", host_ip)
 }
 
-/// The issue's partition with checkpoints: a training run on the agent's
-/// AWS site writes a checkpoint every 0.5 s to S3 (moto), which the server
-/// copies to Azure Blob (Azurite). The site is cut from the control plane
-/// (the agent and the run go on, and still reach S3): the work resumes on
-/// the Azure site from the newest copy on its own side within two
-/// heartbeat timeouts and a cycle, redoing at most the checkpoint interval
-/// plus the replication lag. The checkpoints the cut-off run goes on
-/// writing are never recorded, copied or resumed from; when the link
-/// heals, the old run is stopped.
+/// Cancels, however the test ends, the Slurm jobs whose comment starts
+/// with `marker` (a failed test would leave its job running on the shared
+/// cluster).
+struct SlurmJobsOf {
+    conf: String,
+    marker: String,
+}
+
+impl Drop for SlurmJobsOf {
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("squeue")
+            .args(["--noheader", "--format=%i %k"])
+            .env("SLURM_CONF", &self.conf)
+            .output()
+        else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((job, comment)) = line.trim().split_once(' ') {
+                if comment.starts_with(&self.marker) {
+                    let _ = Command::new("scancel")
+                        .arg(job)
+                        .env("SLURM_CONF", &self.conf)
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// The issue's partition with checkpoints, across two agents: a training
+/// run on the AWS site (a local agent in its own network namespace) writes
+/// a checkpoint every 0.5 s to S3 (moto), which the server copies to Azure
+/// Blob (Azurite). The site is cut from the control plane (the agent and
+/// the run go on, and still reach S3): the work resumes on the Azure site,
+/// a Slurm cluster behind its own agent (`--executor slurm`, the job on a
+/// slurmd node in its own namespace), from the newest copy on its own side
+/// within two heartbeat timeouts and a cycle, redoing at most the
+/// checkpoint interval plus the replication lag. The checkpoints the
+/// cut-off run goes on writing are never recorded, copied or resumed
+/// from; when the link heals, the old run is stopped.
 #[test]
 fn a_cut_site_s_work_resumes_in_the_other_cloud_from_its_replicated_checkpoint() {
     let net = Netns::new();
+    let slurm_conf = test_var("SKYWARD_TEST_SLURM_CONF");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s3_key"), "test").unwrap();
     std::fs::write(
@@ -850,8 +883,14 @@ fn a_cut_site_s_work_resumes_in_the_other_cloud_from_its_replicated_checkpoint()
     // the cut-off run goes on writing checkpoints to S3.
     let s3_endpoint = via(&test_var("SKYWARD_TEST_S3_ENDPOINT"), &net.store_ip);
     let az_endpoint = via(&test_var("SKYWARD_TEST_AZURE_ENDPOINT"), &net.store_ip);
+    // The Azure site is a Slurm cluster's agent, not the server's own.
+    let sites = CONFIG.replace(
+        "  - name: azure-local\n    region: azure:eastus\n    accelerator: H100\n    accelerators: 2\n    price_usd_per_accelerator_hour: 100\n",
+        "  - name: azure-slurm\n    region: azure:eastus\n    accelerator: H100\n    accelerators: 2\n    price_usd_per_accelerator_hour: 100\n    executor: agent\n",
+    );
+    assert_ne!(sites, CONFIG);
     let config = format!(
-        "{CONFIG}  checkpoint_scan_ms: 100
+        "{sites}  checkpoint_scan_ms: 100
 secrets:
   s3_key: {{file: {d}/s3_key}}
   az_key: {{file: {d}/az_key}}
@@ -890,6 +929,44 @@ object_stores:
         &log,
     );
     site_up(&rt, &c, "edge");
+    let slurm_token = token(
+        &rt,
+        &c,
+        json!({"name": "slurm-agent", "scope": "agent", "site": "azure-slurm"}),
+    );
+    let slurm_work = writable_dir(dir.path(), "slurm-work");
+    let _jobs = SlurmJobsOf {
+        conf: slurm_conf.clone(),
+        marker: "skyward:azure-slurm:".into(),
+    };
+    let mut slurm_agent = AgentProc(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--server",
+                &server.url(),
+                "--site",
+                "azure:eastus/azure-slurm",
+                "--accelerator",
+                "H100",
+                "--accelerators",
+                "2",
+                "--executor",
+                "slurm",
+                "--slurm-conf",
+                &slurm_conf,
+                "--work-dir",
+            ])
+            .arg(&slurm_work)
+            .env("SKYWARD_TOKEN", &slurm_token)
+            .env_remove("SKYWARD_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_to(&dir.path().join("slurm-agent.log")))
+            .spawn()
+            .unwrap(),
+    );
+    site_up(&rt, &c, "azure-slurm");
     let tag = format!("cut-{}-{}", std::process::id(), free_port());
     let (s3, az) = (
         format!("s3://skyward-test/{tag}"),
@@ -945,10 +1022,19 @@ done"#,
     let cut = Instant::now();
     net.link(false);
     let v = wait_for(&rt, &c, id, 60, |v| {
-        v["state"] == "running" && v["site"] == "azure-local"
+        v["state"] == "running" && v["site"] == "azure-slurm"
     });
     let rto = cut.elapsed();
-    let on_s3 = steps(&v, &s3).iter().map(|(s, _)| *s).max().unwrap();
+    // The newest step the first attempt wrote to S3 (not a copy of one the
+    // second attempt, already running, wrote on Azure).
+    let on_s3 = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["store"] == json!(s3) && c["copied_from"].is_null())
+        .filter_map(|c| c["step"].as_i64())
+        .max()
+        .unwrap();
     let second = v["attempts"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(second["resumed_from"]["store"], json!(az), "{second}");
     let resumed = second["resumed_from"]["step"].as_i64().unwrap();
@@ -977,10 +1063,15 @@ done"#,
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = cli(&server, &admin, &["logs", &id.to_string()]);
-        if String::from_utf8_lossy(&out.stdout).contains(&want) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains(&want) {
             break;
         }
-        assert!(Instant::now() < deadline, "log lacks '{want}'");
+        assert!(
+            Instant::now() < deadline,
+            "log lacks '{want}':\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -1066,9 +1157,25 @@ done"#,
             );
         }
     }
-    assert_eq!(v["site"], "azure-local");
+    assert_eq!(v["site"], "azure-slurm");
+    // It ran as a Slurm job of that cluster.
+    let jobs = Command::new("squeue")
+        .args(["--noheader", "--format=%k"])
+        .env("SLURM_CONF", &slurm_conf)
+        .output()
+        .unwrap();
+    let marker = format!("skyward:azure-slurm:{id}:2");
+    assert!(
+        String::from_utf8_lossy(&jobs.stdout)
+            .lines()
+            .any(|l| l.trim() == marker),
+        "no Slurm job {marker}: {}",
+        String::from_utf8_lossy(&jobs.stdout)
+    );
     // Stopped before the test ends: a run left behind would spin on.
     cancel_and_wait(&rt, &c, id);
     let _ = agent.kill();
     let _ = agent.wait();
+    let _ = slurm_agent.kill();
+    let _ = slurm_agent.wait();
 }

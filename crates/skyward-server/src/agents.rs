@@ -164,6 +164,11 @@ impl WireEvent {
 #[serde(deny_unknown_fields)]
 pub struct LogChunk {
     pub id: u64,
+    /// The run's attempt: offsets count from the start of that attempt's
+    /// own log (0: an agent that does not say, whose offsets are the
+    /// server's).
+    #[serde(default)]
+    pub attempt: u32,
     pub offset: u64,
     pub data: String,
 }
@@ -532,17 +537,44 @@ fn refuse(status: StatusCode, code: &'static str, m: String) -> ApiError {
     ApiError::new(status, code, m)
 }
 
-/// Appends a chunk to the run's log if it continues it; returns the log's
-/// length after.
+/// Appends a chunk to the workload's log if it continues its attempt's
+/// part; returns how much of the attempt's log the server has (in the
+/// agent's offsets). A workload's log holds its attempts one after the
+/// other, wherever each ran: an attempt's part starts where the log ended
+/// when its first bytes came (kept in `.log-base-<attempt>`, so a restart
+/// does not lose it).
 fn append_log(dir: &std::path::Path, chunk: &LogChunk) -> u64 {
     use std::io::Write;
     let path = dir.join("output.log");
     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    if chunk.offset != len || chunk.data.is_empty() {
-        return len;
+    let base_file = dir.join(format!(".log-base-{}", chunk.attempt));
+    let base = if chunk.attempt == 0 {
+        0
+    } else {
+        match std::fs::read_to_string(&base_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        {
+            Some(b) if b <= len => b,
+            // Its first bytes: its part starts here.
+            _ if chunk.offset == 0 && !chunk.data.is_empty() => {
+                if std::fs::create_dir_all(dir).is_err()
+                    || std::fs::write(&base_file, len.to_string()).is_err()
+                {
+                    return 0;
+                }
+                len
+            }
+            // Nothing of it here yet: from its start.
+            _ => return 0,
+        }
+    };
+    let have = len - base;
+    if chunk.offset != have || chunk.data.is_empty() {
+        return have;
     }
     if std::fs::create_dir_all(dir).is_err() {
-        return len;
+        return have;
     }
     match std::fs::OpenOptions::new()
         .create(true)
@@ -550,8 +582,8 @@ fn append_log(dir: &std::path::Path, chunk: &LogChunk) -> u64 {
         .open(&path)
         .and_then(|mut f| f.write_all(chunk.data.as_bytes()))
     {
-        Ok(()) => len + chunk.data.len() as u64,
-        Err(_) => len,
+        Ok(()) => have + chunk.data.len() as u64,
+        Err(_) => have,
     }
 }
 
@@ -869,6 +901,34 @@ mod tests {
             }]
         );
         assert_eq!(site.used(), 0);
+    }
+
+    /// Two attempts on two agents: each one's log counts from its own
+    /// start, and the second follows the first in the workload's log.
+    #[test]
+    fn each_attempt_s_log_follows_the_last_wherever_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = |attempt: u32, offset: u64, data: &str| LogChunk {
+            id: 1,
+            attempt,
+            offset,
+            data: data.into(),
+        };
+        assert_eq!(append_log(dir.path(), &chunk(1, 0, "one\n")), 4);
+        assert_eq!(append_log(dir.path(), &chunk(1, 4, "two\n")), 8);
+        // Attempt 2, on another agent, starts its own log at 0.
+        assert_eq!(append_log(dir.path(), &chunk(2, 0, "three\n")), 6);
+        // A chunk that does not continue it: the agent is told where.
+        assert_eq!(append_log(dir.path(), &chunk(2, 2, "ee\n")), 6);
+        assert_eq!(append_log(dir.path(), &chunk(2, 6, "four\n")), 11);
+        // A late copy of attempt 1's chunk is not appended again.
+        append_log(dir.path(), &chunk(1, 4, "two\n"));
+        // An attempt with no part yet is asked for its start.
+        assert_eq!(append_log(dir.path(), &chunk(3, 5, "x")), 0);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("output.log")).unwrap(),
+            "one\ntwo\nthree\nfour\n"
+        );
     }
 
     /// A run told to stop (preempted for other work) has stopped only

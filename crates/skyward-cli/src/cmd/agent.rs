@@ -389,8 +389,7 @@ impl AgentState {
     fn logs(&self, work: &std::path::Path, running: &BTreeSet<(u64, u32)>) -> Vec<LogChunk> {
         use std::io::{Read, Seek, SeekFrom};
         let mut out = Vec::new();
-        let ids: BTreeSet<u64> = running.iter().map(|r| r.0).collect();
-        for id in ids {
+        for &(id, attempt) in running {
             // From where the server's copy ends (it says so after each
             // chunk; a new run's is empty).
             let from = self.sent_logs.get(&id).copied().unwrap_or(0);
@@ -412,6 +411,7 @@ impl AgentState {
             if !text.is_empty() {
                 out.push(LogChunk {
                     id,
+                    attempt,
                     offset: from,
                     data: text,
                 });
