@@ -658,13 +658,29 @@ impl LocalExecutor {
             for v in device_vars(&self.opts.accelerator) {
                 vars.push_str(&format!(" {v}={list}"));
             }
-            w.push_str(&format!(
-                "{vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null &\np{rank}=$!\n"
-            ));
+            if nodes == 1 {
+                w.push_str(&format!(
+                    "{vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null &\np{rank}=$!\n"
+                ));
+            } else {
+                // Each node's code is left in a file as it ends.
+                w.push_str(&format!(
+                    "( {vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null; echo $? > ../.skyward-rank-{attempt}-{rank} ) &\n"
+                ));
+            }
         }
         w.push_str("rc=0\n");
-        for rank in 0..nodes {
-            w.push_str(&format!("wait $p{rank}; r=$?; [ $rc -eq 0 ] && rc=$r\n"));
+        if nodes == 1 {
+            w.push_str("wait $p0; rc=$?\n");
+        } else {
+            // A gang is all or nothing: the first node to fail ends it with
+            // its code (the executor then stops the others, as Slurm's
+            // --kill-on-bad-exit does), rather than waiting for nodes that
+            // may wait forever for the one that is gone.
+            w.push_str(&format!(
+                "while :; do\n  ended=0\n  for r in $(seq 0 {last}); do\n    f=../.skyward-rank-{attempt}-$r\n    [ -e \"$f\" ] || continue\n    ended=$((ended + 1))\n    c=$(cat \"$f\")\n    [ \"$c\" = 0 ] || {{ rc=${{c:-1}}; break 2; }}\n  done\n  [ $ended -eq {nodes} ] && break\n  sleep 0.1\ndone\n",
+                last = nodes - 1
+            ));
         }
         w.push_str(&format!(
             "cd ..\necho $rc > .skyward-exit-{attempt}.tmp && /bin/mv -f .skyward-exit-{attempt}.tmp .skyward-exit-{attempt}\nexit $rc\n"

@@ -484,6 +484,42 @@ fn gang_nodes_get_devices_and_ranks_and_walltime_is_enforced() {
     assert!(!log.contains("never"));
 }
 
+/// A gang is all or nothing: when one node fails, the others are stopped
+/// (as Slurm's --kill-on-bad-exit does) and the gang ends with the failing
+/// node's exit code, rather than waiting for nodes that may wait forever
+/// for the one that is gone.
+#[test]
+fn a_failing_gang_node_stops_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = LocalExecutor::new("s", dir.path(), 8);
+    for (id, failing) in [(1u64, 1), (2, 0)] {
+        let mut spec = run(&format!(
+            "[ $SKYWARD_NODE_RANK = {failing} ] && exit 42; echo $$ > ../survivor; sleep 30"
+        ));
+        spec.nodes = 2;
+        let t = std::time::Instant::now();
+        ex.dispatch(WorkloadId(id), 1, 4, &spec).unwrap();
+        let ev = wait_finished(&mut ex);
+        match ev.as_slice() {
+            [ExecEvent::Finished {
+                success: false,
+                exit_code: Some(42),
+                ..
+            }] => {}
+            other => panic!("rank {failing} failing: {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let pid = std::fs::read_to_string(ex.workdir(WorkloadId(id)).join("survivor"))
+            .unwrap_or_default();
+        let pid = pid.trim();
+        assert!(
+            !pid.is_empty() && !alive(pid),
+            "the other node ({pid}) still runs"
+        );
+        assert_eq!(ex.used(), 0);
+    }
+}
+
 /// Issue 9 (#13): a failing setup says so in the log; #1: the server's
 /// environment never reaches a run.
 #[test]
