@@ -497,8 +497,8 @@ fn a_failing_gang_node_stops_the_others() {
             "[ $SKYWARD_NODE_RANK = {failing} ] && exit 42; echo $$ > ../survivor; sleep 30"
         ));
         spec.nodes = 2;
-        let t = std::time::Instant::now();
         ex.dispatch(WorkloadId(id), 1, 4, &spec).unwrap();
+        // Within wait_finished's 10 s, where the other node sleeps 30 s.
         let ev = wait_finished(&mut ex);
         match ev.as_slice() {
             [ExecEvent::Finished {
@@ -508,7 +508,6 @@ fn a_failing_gang_node_stops_the_others() {
             }] => {}
             other => panic!("rank {failing} failing: {other:?}"),
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         let pid = std::fs::read_to_string(ex.workdir(WorkloadId(id)).join("survivor"))
             .unwrap_or_default();
         let pid = pid.trim();
