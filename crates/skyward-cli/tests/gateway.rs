@@ -676,6 +676,81 @@ fn hostile_requests_get_openai_errors() {
     );
 }
 
+/// Issue 14 #1: clients that connect and send nothing, or send their
+/// headers a byte at a time, cannot lock everyone out. The connection cap
+/// (16 here) is filled with such sockets, yet a request gets through at
+/// once (an idle one makes room, well before the header timeout of 3 s);
+/// the silent and the slow are closed once the header timeout passes, as
+/// is a keep-alive connection left idle after its request.
+#[test]
+fn idle_and_slow_clients_cannot_lock_others_out() {
+    let m = mock("i");
+    let gw = gateway(&format!(
+        "max_connections: 16\ntimeouts: {{client_header_ms: 3000}}\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("i", &m, "aws:us-east-1", "payg", "")
+    ));
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut silent: Vec<std::net::TcpStream> = (0..8).map(|_| connect()).collect();
+    let mut slow: Vec<std::net::TcpStream> = (0..8).map(|_| connect()).collect();
+    for s in &mut slow {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // The cap is full of sockets that will never finish a request: one
+    // that does is still served (with a bound: before the fix it hung).
+    let mut s = connect();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s
+        .read(&mut buf)
+        .expect("a request behind 16 idle sockets was not served");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The silent and the slow are closed by the server (read gives 0, or
+    // the connection was reset) within the header timeout, not kept.
+    let closed = |s: &mut std::net::TcpStream| {
+        let mut b = [0u8; 256];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue, // a 408 first is fine
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+            }
+        }
+    };
+    for s in silent.iter_mut().chain(slow.iter_mut()) {
+        assert!(
+            closed(s),
+            "a socket that sent no whole request was kept open"
+        );
+    }
+    // A keep-alive connection left idle after its request is closed too.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(
+        closed(&mut s),
+        "an idle keep-alive connection was kept open"
+    );
+    assert_eq!(
+        chat(&rt(), gw.port, "key-us", "gpt").status,
+        200,
+        "still serving"
+    );
+}
+
 /// A config with mistakes is refused at start with the key named.
 #[test]
 fn bad_config_names_the_key() {

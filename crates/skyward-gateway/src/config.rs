@@ -125,6 +125,8 @@ struct RawTimeouts {
     ttft_ms: Option<u64>,
     #[serde(default)]
     total_ms: Option<u64>,
+    #[serde(default)]
+    client_header_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +248,10 @@ pub struct Timeouts {
     pub connect_ms: u64,
     pub ttft_ms: u64,
     pub total_ms: u64,
+    /// How long a client has to send a request's headers, counted from the
+    /// connection's opening or from the end of its last response (so it is
+    /// also the keep-alive idle timeout).
+    pub client_header_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -290,6 +296,10 @@ pub struct GatewayConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
 pub const DEFAULT_MAX_INFLIGHT: u64 = 2_048;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+/// A client's time to send its headers, and a keep-alive connection's
+/// idle time (nginx's client_header_timeout and keepalive_timeout are 60 s
+/// and 75 s; an API's clients need far less).
+pub const DEFAULT_CLIENT_HEADER_MS: u64 = 10_000;
 
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -524,11 +534,16 @@ pub fn parse(
         connect_ms: t.as_ref().and_then(|t| t.connect_ms).unwrap_or(2_000),
         ttft_ms: t.as_ref().and_then(|t| t.ttft_ms).unwrap_or(30_000),
         total_ms: t.as_ref().and_then(|t| t.total_ms).unwrap_or(600_000),
+        client_header_ms: t
+            .as_ref()
+            .and_then(|t| t.client_header_ms)
+            .unwrap_or(DEFAULT_CLIENT_HEADER_MS),
     };
     for (v, k) in [
         (timeouts.connect_ms, "connect_ms"),
         (timeouts.ttft_ms, "ttft_ms"),
         (timeouts.total_ms, "total_ms"),
+        (timeouts.client_header_ms, "client_header_ms"),
     ] {
         if v == 0 || v > 3_600_000 {
             return Err(err(

@@ -28,6 +28,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -43,26 +44,114 @@ pub enum GatewayError {
     Io { path: String, message: String },
 }
 
+/// One connection's use: how many requests it is serving (a response is
+/// served until its body is written), or that it is being closed.
+struct ConnUse {
+    busy: AtomicUsize,
+    close: tokio::sync::Notify,
+}
+
+const CLOSING: usize = usize::MAX;
+
+impl ConnUse {
+    /// A request starts; false when the connection is being closed.
+    fn begin(&self) -> bool {
+        self.busy
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b != CLOSING).then_some(b + 1)
+            })
+            .is_ok()
+    }
+
+    /// Closes it if it serves nothing now (waiting for a request's
+    /// headers, or idle between requests).
+    fn close_if_idle(&self) -> bool {
+        let idle = self
+            .busy
+            .compare_exchange(0, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if idle {
+            self.close.notify_one();
+        }
+        idle
+    }
+}
+
+/// Held by a response body: the request is served until it is dropped.
+struct Serving(Option<Arc<ConnUse>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(u) = &self.0 {
+            u.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A response body that keeps its connection counted as busy.
+struct Served {
+    body: GwBody,
+    _serving: Serving,
+}
+
+impl hyper::body::Body for Served {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` turns true; connections
 /// already open finish what they are doing.
 ///
 /// At most `max_connections` are served at once: past that the listener is
 /// not polled and new connections wait in the kernel's backlog, so memory
 /// stays bounded however hard clients push (nginx's `worker_connections`).
+/// Clients that send nothing cannot fill that cap: a connection must send
+/// its request's headers within `header_timeout` of opening or of its last
+/// response (also the keep-alive idle timeout), and when the cap is full
+/// the oldest connection serving no request is closed to make room (as
+/// nginx reuses idle keep-alive connections).
 pub async fn serve_http<H, F>(
     listener: TcpListener,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     max_connections: usize,
+    header_timeout: Duration,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GwBody>> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let conns: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ConnUse>>>> =
+        Arc::default();
+    let mut next_id = 0u64;
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p,
-            _ = shutdown.changed() => return,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                // Full: the oldest idle connection makes room.
+                if let Ok(c) = conns.lock() {
+                    let _ = c.values().any(|u| u.close_if_idle());
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => p,
+                    _ = shutdown.changed() => return,
+                }
+            }
         };
         let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
@@ -75,18 +164,60 @@ pub async fn serve_http<H, F>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let id = next_id;
+        let u = Arc::new(ConnUse {
+            busy: AtomicUsize::new(0),
+            close: tokio::sync::Notify::new(),
+        });
+        if let Ok(mut c) = conns.lock() {
+            c.insert(id, u.clone());
+        }
         let h = handler.clone();
+        let conns = conns.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let svc_use = u.clone();
             let svc = service_fn(move |req| {
                 let h = h.clone();
-                async move { Ok::<_, std::convert::Infallible>(h(req).await) }
+                let u = svc_use.clone();
+                async move {
+                    if !u.begin() {
+                        // Closed to make room as this request came in.
+                        let mut r = Response::new(Served {
+                            body: GwBody::full(&br#"{"error":{"message":"the gateway is closing this connection; retry","type":"server_error","code":"connection_closing"}}"#[..]),
+                            _serving: Serving(None),
+                        });
+                        *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        r.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    let serving = Serving(Some(u));
+                    let resp = h(req).await;
+                    Ok(resp.map(|body| Served {
+                        body,
+                        _serving: serving,
+                    }))
+                }
             });
-            let _ = http1::Builder::new()
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .keep_alive(true)
                 .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = &mut conn => {}
+                // Idle and asked to make room: nothing is in flight.
+                _ = u.close.notified() => {}
+            }
+            if let Ok(mut c) = conns.lock() {
+                c.remove(&id);
+            }
         });
     }
 }
@@ -182,11 +313,13 @@ pub async fn start(
     let (shutdown, rx) = watch::channel(false);
     let g = gw.clone();
     let max_connections = gw.live().cfg.max_connections;
+    let header_timeout = Duration::from_millis(gw.live().cfg.timeouts.client_header_ms);
     tokio::spawn(serve_http(
         listener,
         move |req| g.clone().handle(req),
         rx.clone(),
         max_connections,
+        header_timeout,
     ));
     tokio::spawn(watch_config(path, gw.clone(), rx.clone()));
     tokio::spawn(health_checks(gw.clone(), rx));

@@ -245,7 +245,13 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
         let m = Arc::new(Mock::new(&a.name, Mode { delay_ms: a.delay_ms, chunks: a.chunks, chunk_delay_ms: a.chunk_delay_ms, ..Mode::default() }));
         eprintln!("skyward mock-openai '{}': listening on http://{addr} (POST /_mock/mode to inject faults)", a.name);
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let serve = skyward_gateway::serve_http(listener, move |req| m.clone().handle(req), rx, 16_384);
+        let serve = skyward_gateway::serve_http(
+            listener,
+            move |req| m.clone().handle(req),
+            rx,
+            16_384,
+            std::time::Duration::from_secs(60),
+        );
         tokio::select! {
             _ = serve => {}
             _ = crate::cmd::server::wait_for_signal() => {}
