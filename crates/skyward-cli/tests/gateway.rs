@@ -829,8 +829,19 @@ fn timeouts_fail_over_and_health_checks_drive_the_breaker() {
         dep("slow", &slow, "aws:us-east-1", "committed", ""),
         dep("ok", &ok, "aws:us-east-1", "payg", ""),
     ));
-    let r = chat(&rt, gw.port, "key-us", "gpt");
-    assert_eq!((r.status, served_by(&r)), (200, "ok".to_string()));
+    // A stream whose first chunk does not come within the TTFT goes to the
+    // next deployment (the client has seen nothing yet).
+    let mut s = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    let got = read_until(&mut s, "[DONE]");
+    assert!(
+        got.to_ascii_lowercase()
+            .contains("x-skyward-deployment: ok"),
+        "{got}"
+    );
     assert!(metrics(&rt, gw.port).contains("deployment=\"slow\",code=\"504\""));
     set_mode(&rt, &slow, json!({"status": 503}));
     wait_until("health checks to open the breaker", 20, || {
@@ -842,6 +853,46 @@ fn timeouts_fail_over_and_health_checks_drive_the_breaker() {
     wait_until("a passing health check to let it back", 20, || {
         served_by(&chat(&rt, gw.port, "key-us", "gpt")) == "slow"
     });
+}
+
+/// Issue 14 #2: a whole (non-streamed) answer sends its headers only when
+/// it is complete, so the TTFT does not apply to it: a slow answer comes
+/// back from the first deployment, and no other is asked (and paid). The
+/// request's total timeout bounds it, every attempt included: past it the
+/// client gets a 504 and no other deployment is asked either.
+#[test]
+fn whole_answers_are_bounded_by_the_total_not_the_ttft() {
+    let (slow, other) = (mock("slow"), mock("other"));
+    let rt = rt();
+    set_mode(&rt, &slow, json!({"delay_ms": 1500}));
+    let gw = gateway(&format!(
+        "timeouts: {{ttft_ms: 300, total_ms: 4000}}\nmodels:\n  gpt:\n    deployments:\n{}{}{KEYS}",
+        dep("slow", &slow, "aws:us-east-1", "committed", ""),
+        dep("other", &other, "aws:us-east-1", "payg", ""),
+    ));
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "slow".to_string()),
+        "{}",
+        r.error_text()
+    );
+    assert_eq!(stats(&rt, &slow)["requests"], 1);
+    assert_eq!(
+        stats(&rt, &other)["requests"],
+        0,
+        "another deployment was asked"
+    );
+    // Slower than the total: a 504, and still nobody else asked.
+    set_mode(&rt, &slow, json!({"delay_ms": 6000}));
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!(r.status, 504, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["error"]["code"], "upstream_timeout");
+    assert_eq!(
+        stats(&rt, &other)["requests"],
+        0,
+        "another deployment was asked"
+    );
 }
 
 /// The shipped example configuration parses.

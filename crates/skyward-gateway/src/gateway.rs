@@ -619,7 +619,14 @@ impl Gateway {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<Response<GwBody>> = None;
         let mut upstream_wait = Duration::ZERO;
+        // total_ms bounds the whole request, every attempt included: an
+        // answer not back by then is not asked of another deployment.
+        let total = Duration::from_millis(live.cfg.timeouts.total_ms);
+        let deadline = t0 + total;
         for attempt in 0..=live.cfg.retries.max {
+            if Instant::now() >= deadline {
+                break;
+            }
             let di = match self.pick(&live, mi, tags, &tried) {
                 Ok(d) => d,
                 Err(skips) => {
@@ -709,10 +716,13 @@ impl Gateway {
             };
             let sent = Instant::now();
             let ttft = Duration::from_millis(live.cfg.timeouts.ttft_ms);
-            let total = Duration::from_millis(live.cfg.timeouts.total_ms);
-            let resp = match tokio::time::timeout(ttft.min(total), self.client.request(up_req))
-                .await
-            {
+            let left = deadline.saturating_duration_since(sent);
+            // A stream's headers come with its first chunk: TTFT bounds
+            // them, and another deployment can still be asked. A whole
+            // answer's headers come only when it is complete: only the
+            // request's total bounds them.
+            let wait = if stream { ttft.min(left) } else { left };
+            let resp = match tokio::time::timeout(wait, self.client.request(up_req)).await {
                 Ok(Ok(r)) => r,
                 failed => {
                     let (status, code, message) = match failed {
@@ -729,9 +739,14 @@ impl Gateway {
                             StatusCode::GATEWAY_TIMEOUT,
                             "upstream_timeout",
                             format!(
-                                "Deployment {} did not answer within {} ms.",
+                                "Deployment {} did not answer within {} ms{}.",
                                 dep.name,
-                                ttft.as_millis()
+                                wait.as_millis(),
+                                if wait == ttft {
+                                    " (timeouts.ttft_ms)"
+                                } else {
+                                    " (what was left of timeouts.total_ms)"
+                                }
                             ),
                         ),
                     };
@@ -823,7 +838,7 @@ impl Gateway {
                 }
             }
             let (parts, body_in) = resp.into_parts();
-            let remaining = total.saturating_sub(sent.elapsed());
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let whole = match tokio::time::timeout(
                 remaining,
                 Limited::new(body_in, RESPONSE_BYTES_MAX).collect(),
@@ -889,10 +904,13 @@ impl Gateway {
         }
         Err(last_error.unwrap_or_else(|| {
             openai_error(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::GATEWAY_TIMEOUT,
                 "server_error",
-                "upstream_error",
-                "No deployment answered.",
+                "upstream_timeout",
+                &format!(
+                    "No answer within timeouts.total_ms ({} ms).",
+                    total.as_millis()
+                ),
                 None,
             )
         }))
