@@ -895,6 +895,60 @@ fn whole_answers_are_bounded_by_the_total_not_the_ttft() {
     );
 }
 
+/// Issue 14 #3: a deployment that refuses the gateway's own credentials
+/// (401), or is not there (404), is broken for every client: the request
+/// goes to the next deployment, the breaker opens at the first refusal, an
+/// alert is logged and counted; the client never sees a 401 its own key
+/// did not cause.
+#[test]
+fn a_deployment_refusing_the_gateway_fails_over_and_opens_its_breaker() {
+    let (bad, ok) = (mock("bad"), mock("ok"));
+    let rt = rt();
+    for status in [401, 404] {
+        let gw = gateway(&format!(
+            "breaker: {{failures: 5, cooldown_ms: 60000}}\nmodels:\n  gpt:\n    deployments:\n{}{}{KEYS}",
+            dep("bad", &bad, "aws:us-east-1", "committed", ""),
+            dep("ok", &ok, "aws:us-east-1", "payg", ""),
+        ));
+        set_mode(&rt, &bad, json!({"status": status}));
+        let before = stats(&rt, &bad)["requests"].as_u64().unwrap();
+        for _ in 0..10 {
+            let r = chat(&rt, gw.port, "key-us", "gpt");
+            assert_eq!(
+                (r.status, served_by(&r)),
+                (200, "ok".to_string()),
+                "{}",
+                r.error_text()
+            );
+        }
+        // Asked once: its breaker opened at that first refusal (of 5
+        // failures allowed), not after five.
+        assert_eq!(stats(&rt, &bad)["requests"].as_u64().unwrap(), before + 1);
+        let m = metrics(&rt, gw.port);
+        assert!(
+            m.contains("skyward_gateway_deployment_up{model=\"gpt\",deployment=\"bad\"} 0"),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "skyward_gateway_upstream_rejections_total{model=\"gpt\",deployment=\"bad\"} 1"
+            ),
+            "{m}"
+        );
+        let want = format!("ALERT: deployment bad of gpt refused the gateway ({status})");
+        wait_until("the alert in the log", 10, || gw.log().contains(&want));
+    }
+    // With nothing else to go to, the client gets a 502 that says so.
+    let solo = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("bad", &bad, "aws:us-east-1", "committed", ""),
+    ));
+    set_mode(&rt, &bad, json!({"status": 401}));
+    let r = chat(&rt, solo.port, "key-us", "gpt");
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["error"]["code"], "upstream_rejected");
+}
+
 /// The shipped example configuration parses.
 #[test]
 fn example_config_parses() {

@@ -795,8 +795,50 @@ impl Gateway {
                 last_error = Some(r);
                 continue;
             }
+            if matches!(
+                status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+            ) {
+                // The deployment refuses the gateway itself (its key, its
+                // deployment or model name): broken for every client. Its
+                // breaker opens at once, the operator is told, and the
+                // request goes elsewhere; the client never sees a 401 its
+                // own key did not cause.
+                let (_, body_in) = resp.into_parts();
+                let text = Limited::new(body_in, 4 << 10)
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                upstream_wait += sent.elapsed();
+                self.finish(&live, mi, di, Outcome::Rejected);
+                let said: String = String::from_utf8_lossy(&text)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(300)
+                    .collect();
+                eprintln!(
+                    "skyward gateway: ALERT: deployment {} of {model_name} refused the gateway ({}): check its key and its deployment name; its breaker is open for {} ms. It said: {said}",
+                    dep.name,
+                    status.as_u16(),
+                    live.cfg.breaker.cooldown_ms
+                );
+                self.metrics.rejected(&model_name, &dep.name);
+                last_error = Some(openai_error(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    "upstream_rejected",
+                    &format!(
+                        "Deployment {} refused the gateway's credentials or does not exist ({}).",
+                        dep.name,
+                        status.as_u16()
+                    ),
+                    None,
+                ));
+                continue;
+            }
             if !status.is_success() {
-                // The client's own error (400, 401 from the upstream …): as is.
+                // The client's own error (400, 413, 422 …): as is.
                 let (parts, body_in) = resp.into_parts();
                 let text = Limited::new(body_in, 1 << 20)
                     .collect()

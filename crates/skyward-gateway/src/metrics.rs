@@ -80,6 +80,9 @@ pub struct Metrics {
     pub usage: Mutex<BTreeMap<(String, String), Tally>>,
     /// Gateway's own answers (no upstream): status → count.
     pub local: Mutex<BTreeMap<u16, u64>>,
+    /// (model, deployment) → refusals of the gateway itself (401, 403,
+    /// 404 from the upstream): an alert, not the client's error.
+    pub rejected: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Default for Metrics {
@@ -93,6 +96,7 @@ impl Default for Metrics {
             responses: Mutex::new(BTreeMap::new()),
             usage: Mutex::new(BTreeMap::new()),
             local: Mutex::new(BTreeMap::new()),
+            rejected: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -107,6 +111,13 @@ impl Metrics {
     pub fn response(&self, model: &str, deployment: &str, status: u16) {
         if let Ok(mut m) = self.responses.lock() {
             *m.entry((model.to_string(), deployment.to_string(), status))
+                .or_insert(0) += 1;
+        }
+    }
+
+    pub fn rejected(&self, model: &str, deployment: &str) {
+        if let Ok(mut m) = self.rejected.lock() {
+            *m.entry((model.to_string(), deployment.to_string()))
                 .or_insert(0) += 1;
         }
     }
@@ -148,6 +159,12 @@ impl Metrics {
             let _ = writeln!(o, "# HELP skyward_gateway_upstream_responses_total Upstream answers by model, deployment and status.\n# TYPE skyward_gateway_upstream_responses_total counter");
             for ((model, dep, code), n) in m.iter() {
                 let _ = writeln!(o, "skyward_gateway_upstream_responses_total{{model=\"{}\",deployment=\"{}\",code=\"{code}\"}} {n}", esc(model), esc(dep));
+            }
+        }
+        if let Ok(m) = self.rejected.lock() {
+            let _ = writeln!(o, "# HELP skyward_gateway_upstream_rejections_total Times a deployment refused the gateway itself (401, 403, 404: its key or its deployment name); alert on any.\n# TYPE skyward_gateway_upstream_rejections_total counter");
+            for ((model, dep), n) in m.iter() {
+                let _ = writeln!(o, "skyward_gateway_upstream_rejections_total{{model=\"{}\",deployment=\"{}\"}} {n}", esc(model), esc(dep));
             }
         }
         if let Ok(m) = self.local.lock() {

@@ -98,6 +98,10 @@ pub enum Outcome {
     RateLimited { retry_after_ms: u64 },
     /// 5xx, timeout, connection failure, broken stream.
     Failure,
+    /// The deployment refused the gateway itself (401, 403: its
+    /// credentials; 404: the deployment or model it was configured with is
+    /// not there): broken for every client, so its breaker opens at once.
+    Rejected,
     /// The request ended without a verdict on the deployment (client gone,
     /// or a 4xx the client caused).
     Neutral,
@@ -234,6 +238,12 @@ impl DeploymentState {
                         until_ms: now_ms + breaker.cooldown_ms,
                     };
                 }
+            }
+            Outcome::Rejected => {
+                self.consecutive_failures += 1;
+                self.breaker = BreakerState::Open {
+                    until_ms: now_ms + breaker.cooldown_ms,
+                };
             }
             Outcome::Neutral => {
                 if let BreakerState::HalfOpen { probing: true } = self.breaker {
@@ -519,6 +529,12 @@ mod tests {
         st[0].inflight = 1;
         st[0].finish(2_000, Outcome::Failure, &B);
         assert_eq!(st[0].breaker, BreakerState::Open { until_ms: 3_000 });
+        // A deployment that refuses the gateway's own credentials opens at
+        // its first refusal (B opens after 2 failures).
+        let mut fresh = DeploymentState::default();
+        fresh.inflight = 1;
+        fresh.finish(5_000, Outcome::Rejected, &B);
+        assert_eq!(fresh.breaker, BreakerState::Open { until_ms: 6_000 });
     }
 
     #[test]
