@@ -531,8 +531,10 @@ mod tests {
         assert_eq!(st[0].breaker, BreakerState::Open { until_ms: 3_000 });
         // A deployment that refuses the gateway's own credentials opens at
         // its first refusal (B opens after 2 failures).
-        let mut fresh = DeploymentState::default();
-        fresh.inflight = 1;
+        let mut fresh = DeploymentState {
+            inflight: 1,
+            ..DeploymentState::default()
+        };
         fresh.finish(5_000, Outcome::Rejected, &B);
         assert_eq!(fresh.breaker, BreakerState::Open { until_ms: 6_000 });
     }
