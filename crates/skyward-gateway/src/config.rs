@@ -487,6 +487,9 @@ pub fn parse(
     }
     let mut keys = Vec::new();
     let mut hashes = std::collections::BTreeSet::new();
+    // A key's name is its identity for budgets and usage (so a key can be
+    // rotated without resetting them): one key per name.
+    let mut names = std::collections::BTreeSet::new();
     for (i, k) in raw.keys.into_iter().enumerate() {
         let kk = format!("keys[{i}]");
         let sha = match (&k.key_env, &k.key_sha256) {
@@ -511,6 +514,15 @@ pub fn parse(
         };
         if !hashes.insert(sha.clone()) {
             return Err(err(&kk, "the same key is configured twice".into()));
+        }
+        if !names.insert(k.name.clone()) {
+            return Err(err(
+                &format!("{kk}.name"),
+                format!(
+                    "'{}' names another key too (a key's name carries its budget and usage)",
+                    k.name
+                ),
+            ));
         }
         if let Some(b) = k.budget_usd {
             if !(b.is_finite() && b >= 0.0) {
@@ -685,6 +697,10 @@ keys:
             (
                 GOOD.replace("capacity: committed", "capacity: free"),
                 "models.chat.deployments[0].capacity",
+            ),
+            (
+                format!("{GOOD}  - {{name: acme-eu, key_env: UP_KEY}}\n"),
+                "keys[1].name",
             ),
         ];
         for (text, key) in cases {

@@ -51,11 +51,52 @@ struct KeyState {
     rpm: Window,
     tpm: Window,
     spent_usd: f64,
+    /// Estimated cost of the key's requests in flight (see
+    /// [`Reservation`]).
+    reserved_usd: f64,
+}
+
+/// What a request in flight may cost its key, held against the key's
+/// budget until the request ends (then its actual cost is charged), so
+/// that concurrent requests cannot all pass a budget that covers few.
+struct Reservation {
+    gw: Arc<Gateway>,
+    key: String,
+    usd: f64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut ks = match self.gw.key_states.lock() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(st) = ks.get_mut(&self.key) {
+            st.reserved_usd = (st.reserved_usd - self.usd).max(0.0);
+        }
+    }
+}
+
+/// Completion tokens assumed for a request that does not give
+/// `max_tokens` (or `max_completion_tokens`), for its reservation.
+pub const COMPLETION_ESTIMATE_TOKENS: u64 = 512;
+
+/// Dollars as people read them: cents for most amounts, more digits for
+/// small ones ($0.00001 is not "$0.00").
+pub fn usd(v: f64) -> String {
+    if v.abs() >= 0.01 || v == 0.0 {
+        format!("${v:.2}")
+    } else {
+        let s = format!("{v:.8}");
+        let s = s.trim_end_matches('0');
+        format!("${s}")
+    }
 }
 
 pub struct Gateway {
     live: RwLock<Arc<Live>>,
     dep_states: Mutex<HashMap<(String, String), SharedState>>,
+    /// By key name (a rotated key keeps its budget and windows).
     key_states: Mutex<HashMap<String, KeyState>>,
     client: Upstream,
     pub metrics: Metrics,
@@ -397,25 +438,51 @@ impl Gateway {
     }
 
     /// Key limits and budget, checked before any upstream is touched.
-    fn admit_key(&self, key: &Key, now_ms: u64) -> Result<(), Response<GwBody>> {
+    /// With a budget, the request's estimated cost is reserved: a request
+    /// is admitted while the budget is not spent and either nothing else
+    /// of the key is in flight or the spend, the reservations and its own
+    /// estimate fit in the budget.
+    fn admit_key(
+        self: &Arc<Self>,
+        key: &Key,
+        now_ms: u64,
+        estimate_usd: f64,
+    ) -> Result<Option<Reservation>, Response<GwBody>> {
         let mut ks = match self.key_states.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
         };
-        let st = ks.entry(key.sha256.clone()).or_default();
+        let st = ks.entry(key.name.clone()).or_default();
+        let mut reserve = None;
         if let Some(b) = key.budget_usd {
-            if st.spent_usd >= b {
-                return Err(openai_error(
+            let spent = st.spent_usd >= b;
+            let crowded =
+                st.reserved_usd > 0.0 && st.spent_usd + st.reserved_usd + estimate_usd > b;
+            if spent || crowded {
+                let why = if spent {
+                    format!("is spent ({})", usd(st.spent_usd))
+                } else {
+                    format!(
+                        "is taken by requests in flight ({} spent, {} held for requests in flight, this one may cost {})",
+                        usd(st.spent_usd),
+                        usd(st.reserved_usd),
+                        usd(estimate_usd)
+                    )
+                };
+                let mut r = openai_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "insufficient_quota",
                     "insufficient_quota",
-                    &format!(
-                        "Budget of ${b:.2} for key '{}' is spent (${:.4}).",
-                        key.name, st.spent_usd
-                    ),
+                    &format!("Budget of {} for key '{}' {why}.", usd(b), key.name),
                     None,
-                ));
+                );
+                if !spent {
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("1"));
+                }
+                return Err(r);
             }
+            reserve = Some(estimate_usd);
         }
         let limited = |kind: &str, what: String| {
             let mut r = openai_error(
@@ -440,7 +507,14 @@ impl Gateway {
             }
         }
         st.rpm.add(now_ms, 1);
-        Ok(())
+        Ok(reserve.map(|usd| {
+            st.reserved_usd += usd;
+            Reservation {
+                gw: self.clone(),
+                key: key.name.clone(),
+                usd,
+            }
+        }))
     }
 
     /// Spend already recorded per key name (from the usage log at start).
@@ -449,15 +523,15 @@ impl Gateway {
         if let Ok(mut ks) = self.key_states.lock() {
             for k in &live.cfg.keys {
                 if let Some(v) = spent.get(&k.name) {
-                    ks.entry(k.sha256.clone()).or_default().spent_usd = *v;
+                    ks.entry(k.name.clone()).or_default().spent_usd = *v;
                 }
             }
         }
     }
 
-    fn charge_key(&self, sha: &str, now_ms: u64, tokens: u64, cost: f64) {
+    fn charge_key(&self, name: &str, now_ms: u64, tokens: u64, cost: f64) {
         if let Ok(mut ks) = self.key_states.lock() {
-            let st = ks.entry(sha.to_string()).or_default();
+            let st = ks.entry(name.to_string()).or_default();
             st.tpm.add(now_ms, tokens);
             st.spent_usd += cost;
         }
@@ -611,11 +685,28 @@ impl Gateway {
         };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let tags: &[String] = key.map(|k| k.tags.as_slice()).unwrap_or(&[]);
-        if let Some(k) = key {
-            self.admit_key(k, self.now_ms())?;
-        }
         let prompt_estimate = (bytes.len() as u64 / 4).max(1);
         let model: &Model = &live.cfg.models[mi];
+        // The most this request may cost: its prompt and the completion it
+        // asks for at most, at the dearest of the model's deployments.
+        let completion_estimate = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_u64))
+            .unwrap_or(COMPLETION_ESTIMATE_TOKENS);
+        let estimate_usd = model
+            .deployments
+            .iter()
+            .map(|d| {
+                prompt_estimate as f64 * d.input_usd_per_mtok / 1e6
+                    + completion_estimate as f64 * d.output_usd_per_mtok / 1e6
+            })
+            .fold(0.0, f64::max);
+        let reservation = match key {
+            Some(k) => self
+                .admit_key(k, self.now_ms(), estimate_usd)?
+                .map(Arc::new),
+            None => None,
+        };
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<Response<GwBody>> = None;
         let mut upstream_wait = Duration::ZERO;
@@ -862,7 +953,7 @@ impl Gateway {
                     .as_ref()
                     .map(|k| k.tenant.clone())
                     .unwrap_or_else(|| "anonymous".into()),
-                key_sha: key.map(|k| k.sha256.clone()),
+                _reservation: reservation.clone(),
                 prompt_estimate,
                 attempts: attempt + 1,
             };
@@ -975,8 +1066,8 @@ impl Gateway {
             + completion as f64 * dep.output_usd_per_mtok / 1e6;
         self.metrics
             .usage(&ctx.tenant, &dep.name, prompt, completion, cost);
-        if let Some(sha) = &ctx.key_sha {
-            self.charge_key(sha, self.now_ms(), prompt + completion, cost);
+        if let Some(name) = &ctx.key_name {
+            self.charge_key(name, self.now_ms(), prompt + completion, cost);
         }
         if let Some(tx) = &self.usage {
             let rec = UsageRecord {
@@ -1143,9 +1234,10 @@ struct Served {
     mi: usize,
     di: usize,
     tenant: String,
-    key_sha: Option<String>,
     prompt_estimate: u64,
     attempts: u32,
+    /// Held until the request ends (a stream's end included).
+    _reservation: Option<Arc<Reservation>>,
 }
 
 /// The next data chunk of a body (trailers skipped).
