@@ -15,6 +15,7 @@ use skyward_server::client::{Client, Reply};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skyward");
@@ -697,6 +698,81 @@ fn budgets_survive_key_rotation_and_hold_under_concurrency() {
         spent <= 0.001 + one + 1e-12,
         "spent ${spent} on a $0.001 budget ({ok} of 60 served)"
     );
+}
+
+/// Issue 14 #5: the bytes of bodies held at once are bounded for all
+/// requests together (`max_buffered_mb`): 16 concurrent 15 MB requests
+/// on a budget of 100 MiB, where each is counted three times (bytes,
+/// parsed JSON, the payload sent on). Those that fit are served, the rest
+/// get a quick 503 to retry, and the gateway's peak memory stays near the
+/// budget (before: all were taken, 515 MB).
+#[test]
+fn buffered_bytes_are_bounded_for_all_requests_together() {
+    let m = mock("big");
+    let gw = gateway(&format!(
+        "max_buffered_mb: 100\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("big", &m, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let body = Arc::new(
+        json!({"model": "gpt", "messages": [{"role": "user", "content": "x".repeat(15 << 20)}]})
+            .to_string()
+            .into_bytes(),
+    );
+    let statuses: Vec<(u16, Value)> = rt.block_on(async {
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, body) = (c.clone(), body.clone());
+                tokio::spawn(async move {
+                    let r = c
+                        .request(
+                            "POST",
+                            "/v1/chat/completions",
+                            Some(("application/json", body.to_vec())),
+                            &[],
+                        )
+                        .await
+                        .unwrap();
+                    (r.status, r.json().unwrap_or(Value::Null))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.await.unwrap());
+        }
+        out
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let full = statuses
+        .iter()
+        .filter(|(s, v)| *s == 503 && v["error"]["code"] == "overloaded")
+        .count();
+    assert!(ok >= 1, "{statuses:?}");
+    assert!(full >= 1, "every 15 MB request was taken: {ok} served");
+    assert_eq!(ok + full, 16, "{statuses:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw._p.0.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "16 x 15 MB at once, max_buffered_mb 100: {ok} served, {full} told to retry, peak RSS {} MiB",
+        peak_kib >> 10
+    );
+    assert!(
+        peak_kib < 250 << 10,
+        "peak RSS {} MiB on a 100 MiB buffer budget",
+        peak_kib >> 10
+    );
+    // Everything held was let go: the next request is served.
+    assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);
 }
 
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 pub enum GwBody {
     Full(Option<Bytes>),
     Channel(mpsc::Receiver<Bytes>),
+    /// A whole body counted against the gateway's buffer budget until it
+    /// is sent (the permit goes with it).
+    Held(Option<Bytes>, tokio::sync::OwnedSemaphorePermit),
 }
 
 impl GwBody {
@@ -28,19 +31,23 @@ impl Body for GwBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
-            GwBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            GwBody::Full(b) | GwBody::Held(b, _) => {
+                Poll::Ready(b.take().map(|b| Ok(Frame::data(b))))
+            }
             GwBody::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, GwBody::Full(None))
+        matches!(self, GwBody::Full(None) | GwBody::Held(None, _))
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            GwBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            GwBody::Full(None) => SizeHint::with_exact(0),
+            GwBody::Full(Some(b)) | GwBody::Held(Some(b), _) => {
+                SizeHint::with_exact(b.len() as u64)
+            }
+            GwBody::Full(None) | GwBody::Held(None, _) => SizeHint::with_exact(0),
             GwBody::Channel(_) => SizeHint::default(),
         }
     }

@@ -45,6 +45,8 @@ struct RawConfig {
     max_inflight: Option<u64>,
     #[serde(default)]
     max_connections: Option<usize>,
+    #[serde(default)]
+    max_buffered_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,11 +293,18 @@ pub struct GatewayConfig {
     /// Client connections served at once; more wait in the kernel's
     /// backlog (read at start; a reload does not change it).
     pub max_connections: usize,
+    /// Request and response bytes held in memory at once, all requests
+    /// together (read at start); a request that would go past it gets a
+    /// quick 503.
+    pub max_buffered_mb: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
 pub const DEFAULT_MAX_INFLIGHT: u64 = 2_048;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+/// Bytes of bodies held at once (MiB): bounds memory however many
+/// requests are in flight.
+pub const DEFAULT_MAX_BUFFERED_MB: u64 = 256;
 /// A client's time to send its headers, and a keep-alive connection's
 /// idle time (nginx's client_header_timeout and keepalive_timeout are 60 s
 /// and 75 s; an API's clients need far less).
@@ -611,6 +620,17 @@ pub fn parse(
             Some(n) if (1..=1_000_000).contains(&n) => n,
             Some(_) => return Err(err("max_connections", "must be 1 to 1,000,000".into())),
             None => DEFAULT_MAX_CONNECTIONS,
+        },
+        max_buffered_mb: match raw.max_buffered_mb {
+            Some(n) if (64..=1_048_576).contains(&n) => n,
+            Some(_) => {
+                return Err(err(
+                    "max_buffered_mb",
+                    "must be 64 to 1,048,576 (a request may be 16 MiB, held up to three times)"
+                        .into(),
+                ))
+            }
+            None => DEFAULT_MAX_BUFFERED_MB,
         },
     })
 }

@@ -104,6 +104,8 @@ pub struct Gateway {
     usage: Option<mpsc::Sender<UsageRecord>>,
     epoch: Instant,
     inflight: Arc<std::sync::atomic::AtomicU64>,
+    /// The buffer budget, in KiB (`max_buffered_mb`).
+    buffers: Arc<tokio::sync::Semaphore>,
 }
 
 /// One request in flight through the gateway; released when dropped
@@ -114,6 +116,71 @@ impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A request's body is held up to this many times at once (the bytes, the
+/// parsed JSON, the payload sent upstream).
+const REQUEST_COPIES: u64 = 3;
+
+/// Why a body could not be read into the buffer budget.
+enum ReadError {
+    TooLarge,
+    /// The gateway holds `max_buffered_mb` already.
+    Full,
+    Broken,
+}
+
+/// Reads a body whole, each chunk counted against the buffer budget
+/// (`copies` times) before it is kept: the memory all requests hold
+/// together stays under `max_buffered_mb`, however many are in flight.
+async fn read_counted(
+    mut body: Incoming,
+    limit: usize,
+    budget: &Arc<tokio::sync::Semaphore>,
+    copies: u64,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ReadError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut counted_kib = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ReadError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&data);
+        let need_kib = (buf.len() as u64 * copies).div_ceil(1024);
+        if need_kib > counted_kib {
+            let more = (need_kib - counted_kib) as u32;
+            let p = budget
+                .clone()
+                .try_acquire_many_owned(more)
+                .map_err(|_| ReadError::Full)?;
+            match held.as_mut() {
+                Some(h) => h.merge(p),
+                None => held = Some(p),
+            }
+            counted_kib = need_kib;
+        }
+    }
+    Ok((buf.freeze(), held))
+}
+
+fn buffers_full(max_mb: u64) -> Response<GwBody> {
+    let mut r = openai_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "overloaded",
+        &format!(
+            "The gateway holds {max_mb} MiB of request and response bodies already (max_buffered_mb); try again shortly."
+        ),
+        None,
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    r
 }
 
 fn openai_error(
@@ -170,6 +237,9 @@ impl Gateway {
             usage,
             epoch: Instant::now(),
             inflight: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            buffers: Arc::new(tokio::sync::Semaphore::new(
+                (cfg.max_buffered_mb.saturating_mul(1024)).min(u32::MAX as u64 / 2) as usize,
+            )),
         };
         gw.apply(cfg);
         gw
@@ -623,24 +693,38 @@ impl Gateway {
         if declared.is_some_and(|n| n > REQUEST_BYTES_MAX as u64) {
             return Err(too_large());
         }
-        let bytes = Limited::new(req.into_body(), REQUEST_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large()
-                } else {
-                    openai_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request_error",
-                        "invalid_body",
-                        "Could not read the request body.",
-                        None,
-                    )
-                }
-            })?
-            .to_bytes();
-        let mut body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        // Refused at once when its declared size does not fit the buffer
+        // budget now; else counted chunk by chunk as it comes.
+        let max_mb = live.cfg.max_buffered_mb;
+        if let Some(n) = declared {
+            let kib = (n * REQUEST_COPIES).div_ceil(1024);
+            if kib > self.buffers.available_permits() as u64 {
+                return Err(buffers_full(max_mb));
+            }
+        }
+        let (bytes, _held) = read_counted(
+            req.into_body(),
+            REQUEST_BYTES_MAX,
+            &self.buffers,
+            REQUEST_COPIES,
+        )
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => too_large(),
+            ReadError::Full => buffers_full(max_mb),
+            ReadError::Broken => openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_body",
+                "Could not read the request body.",
+                None,
+            ),
+        })?;
+        let body_len = bytes.len();
+        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+        // The parsed form is what is kept: the bytes go now.
+        drop(bytes);
+        let mut body: Value = parsed.map_err(|e| {
             openai_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -685,7 +769,7 @@ impl Gateway {
         };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let tags: &[String] = key.map(|k| k.tags.as_slice()).unwrap_or(&[]);
-        let prompt_estimate = (bytes.len() as u64 / 4).max(1);
+        let prompt_estimate = (body_len as u64 / 4).max(1);
         let model: &Model = &live.cfg.models[mi];
         // The most this request may cost: its prompt and the completion it
         // asks for at most, at the dearest of the model's deployments.
@@ -972,13 +1056,19 @@ impl Gateway {
             }
             let (parts, body_in) = resp.into_parts();
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let whole = match tokio::time::timeout(
+            let (whole, whole_held) = match tokio::time::timeout(
                 remaining,
-                Limited::new(body_in, RESPONSE_BYTES_MAX).collect(),
+                read_counted(body_in, RESPONSE_BYTES_MAX, &self.buffers, 1),
             )
             .await
             {
-                Ok(Ok(c)) => c.to_bytes(),
+                Ok(Ok(c)) => c,
+                Ok(Err(ReadError::Full)) => {
+                    // Not the deployment's fault: the gateway is full.
+                    upstream_wait += sent.elapsed();
+                    self.finish(&live, mi, di, Outcome::Neutral);
+                    return Err(buffers_full(live.cfg.max_buffered_mb));
+                }
                 _ => {
                     upstream_wait += sent.elapsed();
                     self.finish(&live, mi, di, Outcome::Failure);
@@ -1017,7 +1107,10 @@ impl Gateway {
                 waited.as_secs_f64() * 1e3,
                 None,
             );
-            let mut r = Response::new(GwBody::full(whole));
+            let mut r = Response::new(match whole_held {
+                Some(p) => GwBody::Held(Some(whole), p),
+                None => GwBody::full(whole),
+            });
             *r.status_mut() = parts.status;
             r.headers_mut().insert(
                 CONTENT_TYPE,
