@@ -775,6 +775,72 @@ fn buffered_bytes_are_bounded_for_all_requests_together() {
     assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);
 }
 
+/// Issue 14 #6, the small ones: the Bearer scheme in any case;
+/// `GET /v1/models/{id}`; `/skyward/usage` shows a key its own tenant's
+/// usage only; a small budget's error gives its digits, not "$0.00".
+#[test]
+fn api_details_scheme_model_usage_and_small_budgets() {
+    let m = mock("d");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("d", &m, "aws:us-east-1", "payg", "")
+    ));
+    let rt = rt();
+    let raw = |auth: &str, method: &str, path: &str, body: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let chat_body = r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}"#;
+    for auth in ["bearer key-us", "BEARER key-us", "Bearer key-us"] {
+        let got = raw(auth, "POST", "/v1/chat/completions", chat_body);
+        assert!(got.starts_with("HTTP/1.1 200"), "{auth}: {got}");
+    }
+    assert!(
+        raw("Basic key-us", "POST", "/v1/chat/completions", chat_body).starts_with("HTTP/1.1 401")
+    );
+    let got = raw("Bearer key-us", "GET", "/v1/models/gpt", "");
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.contains("\"id\":\"gpt\""),
+        "{got}"
+    );
+    let got = raw("Bearer key-us", "GET", "/v1/models/nope", "");
+    assert!(
+        got.starts_with("HTTP/1.1 404") && got.contains("model_not_found"),
+        "{got}"
+    );
+    // Another tenant uses it too; acme's key sees only acme.
+    assert_eq!(chat(&rt, gw.port, "key-tpm", "gpt").status, 200);
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let v = rt
+        .block_on(c.request("GET", "/skyward/usage", None, &[]))
+        .unwrap()
+        .json()
+        .unwrap();
+    let tenants: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, vec!["acme"], "{v}");
+    // A $0.00001 budget, spent: the error says how much.
+    assert_eq!(chat(&rt, gw.port, "key-broke", "gpt").status, 200);
+    let r = chat(&rt, gw.port, "key-broke", "gpt");
+    let msg = r.json().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("Budget of $0.00001 "), "{msg}");
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -383,7 +383,11 @@ impl Gateway {
             (&Method::POST, "/v1/chat/completions") => "/chat/completions",
             (&Method::POST, "/v1/completions") => "/completions",
             (&Method::POST, "/v1/embeddings") => "/embeddings",
-            (&Method::GET, "/v1/models") => return self.local(self.models(&req)),
+            (&Method::GET, "/v1/models") => return self.local(self.models(&req, None)),
+            (&Method::GET, p) if p.starts_with("/v1/models/") => {
+                let id = p.trim_start_matches("/v1/models/").to_string();
+                return self.local(self.models(&req, Some(&id)));
+            }
             (&Method::GET, "/healthz") => {
                 return Response::new(GwBody::full("{\"status\":\"ok\"}"))
             }
@@ -438,7 +442,11 @@ impl Gateway {
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            .and_then(|v| {
+                let (scheme, rest) = v.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+            })
             .map(str::trim);
         let Some(token) = token else {
             return Err(openai_error(
@@ -461,7 +469,9 @@ impl Gateway {
         }
     }
 
-    fn models(&self, req: &Request<Incoming>) -> Response<GwBody> {
+    /// `GET /v1/models`, or one model (`GET /v1/models/{id}`, a 404 in
+    /// OpenAI's form when the key may not use it or it does not exist).
+    fn models(&self, req: &Request<Incoming>, one: Option<&str>) -> Response<GwBody> {
         let live = self.live();
         let key = match self.authenticate(&live, req) {
             Ok(k) => k,
@@ -478,25 +488,47 @@ impl Gateway {
             .filter(|m| m.deployments.iter().any(|d| router::allowed(d, tags)))
             .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "skyward"}))
             .collect();
-        let mut r = Response::new(GwBody::full(
-            json!({"object": "list", "data": data}).to_string(),
-        ));
+        let body = match one {
+            None => json!({"object": "list", "data": data}),
+            Some(id) => match data.into_iter().find(|m| m["id"] == id) {
+                Some(m) => m,
+                None => {
+                    return openai_error(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "model_not_found",
+                        &format!(
+                            "The model `{}` does not exist or you do not have access to it.",
+                            id.chars().take(200).collect::<String>()
+                        ),
+                        Some("model"),
+                    )
+                }
+            },
+        };
+        let mut r = Response::new(GwBody::full(body.to_string()));
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     }
 
+    /// `GET /skyward/usage`: the caller's own tenant's usage (every
+    /// tenant's only when the gateway has no keys at all).
     fn usage_summary(&self, req: &Request<Incoming>) -> Response<GwBody> {
         let live = self.live();
-        if let Err(r) = self.authenticate(&live, req) {
-            return r;
-        }
+        let tenant = match self.authenticate(&live, req) {
+            Ok(k) => k
+                .and_then(|i| live.cfg.keys.get(i))
+                .map(|k| k.tenant.clone()),
+            Err(r) => return r,
+        };
         let rows: Vec<Value> = self
             .metrics
             .usage
             .lock()
             .map(|m| {
                 m.iter()
+                    .filter(|((t, _), _)| tenant.as_ref().is_none_or(|mine| mine == t))
                     .map(|((t, d), u)| json!({"tenant": t, "deployment": d, "requests": u.requests, "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd}))
                     .collect()
             })
