@@ -841,6 +841,37 @@ fn api_details_scheme_model_usage_and_small_budgets() {
     assert!(msg.contains("Budget of $0.00001 "), "{msg}");
 }
 
+/// Issue 14 #6: the added-latency metric is the gateway's own time, not
+/// the client's: a client that pauses 1.5 s between its headers and its
+/// body adds nothing to it.
+#[test]
+fn a_slow_upload_is_not_added_latency() {
+    let m = mock("up");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("up", &m, "aws:us-east-1", "payg", "")
+    ));
+    let body = r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-us\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(body.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let met = metrics(&rt(), gw.port);
+    let sum: f64 = met
+        .lines()
+        .find_map(|l| l.strip_prefix("skyward_gateway_added_latency_seconds_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no added latency sum in\n{met}"));
+    assert!(
+        sum < 1.0,
+        "added latency {sum} s for one request whose client paused 1.5 s"
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]
