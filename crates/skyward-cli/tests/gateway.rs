@@ -872,6 +872,39 @@ fn a_slow_upload_is_not_added_latency() {
     );
 }
 
+/// Issue 14 #6: a client that leaves while the upstream pauses in the
+/// middle of a stream is not the deployment's failure: the request is
+/// logged as the client's (499), not a 502, and the deployment's breaker
+/// (opening at one failure here) stays closed.
+#[test]
+fn a_client_leaving_is_not_counted_against_the_deployment() {
+    let m = mock("pause");
+    let rt = rt();
+    set_mode(&rt, &m, json!({"stall_after_chunks": 1}));
+    let gw = gateway(&format!(
+        "timeouts: {{ttft_ms: 1000}}\nbreaker: {{failures: 1, cooldown_ms: 60000}}\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("pause", &m, "aws:us-east-1", "payg", "")
+    ));
+    let body =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+    let mut s = raw_stream(gw.port, "key-us", &body);
+    read_until(&mut s, "data:");
+    drop(s);
+    // Past the TTFT the upstream's pause would have been a stall.
+    let log = gw.dir.path().join("usage.jsonl");
+    wait_until("the request in the usage log", 10, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"status\":"))
+    });
+    let usage = std::fs::read_to_string(&log).unwrap();
+    assert!(usage.contains("\"status\":499"), "{usage}");
+    let met = metrics(&rt, gw.port);
+    assert!(
+        met.contains("skyward_gateway_deployment_up{model=\"gpt\",deployment=\"pause\"} 1"),
+        "{met}"
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

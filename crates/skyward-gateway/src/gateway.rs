@@ -1290,7 +1290,17 @@ impl Gateway {
             let mut failed: Option<String> = None;
             while !client_gone {
                 let left = total.saturating_sub(sent.elapsed());
-                match tokio::time::timeout(ttft.min(left), next_data(&mut body_in)).await {
+                // A client that leaves while the upstream pauses is seen at
+                // once: its request ends as the client's (499), not as a
+                // stall of the deployment.
+                let next = tokio::select! {
+                    n = tokio::time::timeout(ttft.min(left), next_data(&mut body_in)) => n,
+                    _ = tx.closed() => {
+                        client_gone = true;
+                        break;
+                    }
+                };
+                match next {
                     Ok(Ok(Some(b))) => {
                         sse.feed(&b);
                         client_gone = tx.send(b).await.is_err();
