@@ -4,7 +4,8 @@
 # server for the control plane's PostgreSQL tests, a two-node Slurm
 # cluster for the Slurm executor's tests, moto's S3 server and Azurite for
 # the checkpoint stores, headless Chromium for the ledger report's browser
-# test), so it passes on a fresh machine.
+# test, nginx for the gateway bench's comparison), so it passes on a fresh
+# machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,10 @@ if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ]; then
   eval "$(scripts/chromium.sh)"
 fi
 echo "Chromium for tests: $SKYWARD_TEST_CHROMIUM"
+if [ -z "${SKYWARD_TEST_NGINX:-}" ]; then
+  eval "$(scripts/nginx.sh)"
+fi
+echo "nginx for tests: $SKYWARD_TEST_NGINX"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

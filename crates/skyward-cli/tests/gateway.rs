@@ -905,6 +905,61 @@ fn a_client_leaving_is_not_counted_against_the_deployment() {
     );
 }
 
+/// Issue 14 #6: `skyward bench gateway` leaves no nginx behind (it used
+/// to kill nginx's master only, and its workers ran on). A tiny run.
+#[test]
+fn the_gateway_bench_leaves_no_nginx_running() {
+    let nginx = std::env::var("SKYWARD_TEST_NGINX").unwrap_or_default();
+    assert!(
+        Path::new(&nginx).exists(),
+        "SKYWARD_TEST_NGINX is not set: run the suite with ./scripts/test.sh (scripts/nginx.sh installs nginx)"
+    );
+    let workers = || {
+        Command::new("pgrep")
+            .args(["-f", "nginx: worker process"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    let before = workers();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "gateway",
+            "--rates",
+            "50",
+            "--seconds",
+            "0.3",
+            "--rounds",
+            "1",
+            "--delays-ms",
+            "0",
+            "--max-rates",
+            "100",
+            "--stream-chunks",
+            "2",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.to_string().contains("nginx"),
+        "nginx was not compared: {v}"
+    );
+    assert_eq!(
+        workers(),
+        before,
+        "nginx workers left running after the bench"
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -185,6 +185,29 @@ impl Drop for Proc {
     }
 }
 
+/// nginx's master: stopped with SIGTERM, so that it stops its workers
+/// before it exits (a SIGKILL left them running after the bench); killed
+/// if it has not exited within 5 s.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> Result<u16, CliError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -236,7 +259,7 @@ fn rss_mib(pid: u32) -> f64 {
 struct Stack {
     _mock: Proc,
     gateway: Proc,
-    nginx: Option<(Proc, u32)>,
+    nginx: Option<(Nginx, u32)>,
     mock_port: u16,
     gw_port: u16,
     nginx_port: u16,
@@ -309,7 +332,7 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
             let pid = child.id();
             wait_port(nginx_port)?;
             std::thread::sleep(Duration::from_millis(100));
-            Some((Proc(child), nginx_worker_pid(pid)))
+            Some((Nginx(child), nginx_worker_pid(pid)))
         }
         None => {
             eprintln!("(nginx not installed: `apt-get install nginx-light` to compare with it)");
