@@ -43,6 +43,11 @@ struct Mock {
 }
 
 fn mock(name: &str) -> Mock {
+    mock_with(name, &[])
+}
+
+/// A mock upstream with more options (`--api-key K`).
+fn mock_with(name: &str, extra: &[&str]) -> Mock {
     let port = free_port();
     let p = Command::new(BIN)
         .args([
@@ -53,6 +58,7 @@ fn mock(name: &str) -> Mock {
             "--name",
             name,
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -958,6 +964,65 @@ fn the_gateway_bench_leaves_no_nginx_running() {
         before,
         "nginx workers left running after the bench"
     );
+}
+
+/// Azure OpenAI's own API: the deployment in the URL, `api-version` in the
+/// query (given as `api_version`, or already in the URL), the key in
+/// `api-key`; answers and streams come back in OpenAI's form. The mock
+/// speaks Azure's documented shapes: a 404 "Resource not found" without
+/// the api-version, Azure's 401 without the key.
+#[test]
+fn azure_openai_deployments_are_spoken_to_in_azure_s_form() {
+    let az = mock_with("azure", &["--api-key", "upstream-secret-value"]);
+    let base = format!("http://127.0.0.1:{}/openai/deployments/gpt-4o", az.port);
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n      - {{name: az-key, provider: azure, region: eastus, url: '{base}', api: azure, api_version: 2024-10-21, api_key_env: UPSTREAM_SECRET}}\n  gpt-q:\n    deployments:\n      - {{name: az-query, provider: azure, region: eastus, url: '{base}?api-version=2024-10-21', api: azure, auth: bearer, api_key_env: UPSTREAM_SECRET}}\n{KEYS}"
+    ));
+    let rt = rt();
+    for (model, dep) in [("gpt", "az-key"), ("gpt-q", "az-query")] {
+        let r = chat(&rt, gw.port, "key-us", model);
+        assert_eq!(
+            (r.status, served_by(&r)),
+            (200, dep.to_string()),
+            "{}",
+            r.error_text()
+        );
+        assert_eq!(r.json().unwrap()["object"], "chat.completion");
+    }
+    let mut s = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    read_until(&mut s, "[DONE]");
+    assert_eq!(stats(&rt, &az)["azure_requests"], 3);
+    // Without its api-version, an Azure deployment is a config error that
+    // names the key.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yaml");
+    std::fs::write(
+        &p,
+        format!("models:\n  gpt:\n    deployments:\n      - {{name: az, provider: azure, region: eastus, url: '{base}', api: azure}}\n"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("models.gpt.deployments[0].api_version"),
+        "{err}"
+    );
+    // A wrong key: Azure's 401 is the deployment's fault, not the client's.
+    let wrong = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n      - {{name: az, provider: azure, region: eastus, url: '{base}', api: azure, api_version: 2024-10-21}}\n{KEYS}"
+    ));
+    let r = chat(&rt, wrong.port, "key-us", "gpt");
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["error"]["code"], "upstream_rejected");
 }
 
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's

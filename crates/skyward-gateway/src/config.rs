@@ -71,6 +71,12 @@ struct RawDeployment {
     #[serde(default)]
     api_key_env: Option<String>,
     #[serde(default)]
+    api: Option<String>,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
     capacity: Option<String>,
     #[serde(default)]
     price: Option<RawPrice>,
@@ -211,9 +217,16 @@ pub struct Deployment {
     pub name: String,
     pub provider: String,
     pub region: String,
-    /// Base URL without a trailing slash: `https://host:port/v1`; the
-    /// endpoint path (`/chat/completions`) is appended.
+    /// Base URL without a trailing slash: `https://host:port/v1`, or an
+    /// Azure OpenAI deployment URL; the endpoint path
+    /// (`/chat/completions`) is appended, then `query`.
     pub url: String,
+    /// The query every request carries (`api-version=…` for Azure), from
+    /// the URL or `api_version`; empty for none.
+    pub query: String,
+    pub api: Api,
+    /// How the key is sent.
+    pub auth: Auth,
     pub upstream_model: String,
     pub api_key: Option<String>,
     pub capacity: Capacity,
@@ -224,6 +237,25 @@ pub struct Deployment {
     /// Lower-case tags: the configured ones plus the region's geography
     /// (from the catalog) and its certifications.
     pub tags: Vec<String>,
+}
+
+/// The upstream's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI's (and every OpenAI-compatible server's): `{url}/chat/completions`.
+    OpenAi,
+    /// Azure OpenAI: `{deployment url}/chat/completions?api-version=…`,
+    /// the deployment in the path (the body's `model` is not used).
+    Azure,
+}
+
+/// How a deployment's key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI; an Entra token for Azure).
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI's key).
+    ApiKey,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -455,6 +487,60 @@ pub fn parse(
                     ));
                 }
             }
+            let api = match d.api.as_deref().unwrap_or("openai") {
+                "openai" => Api::OpenAi,
+                "azure" | "azure-openai" => Api::Azure,
+                other => {
+                    return Err(err(
+                        &format!("{dk}.api"),
+                        format!("unknown API '{other}' (openai, azure)"),
+                    ))
+                }
+            };
+            let auth = match (d.auth.as_deref(), api) {
+                (None, Api::Azure) | (Some("api-key"), _) => Auth::ApiKey,
+                (None, Api::OpenAi) | (Some("bearer"), _) => Auth::Bearer,
+                (Some(other), _) => {
+                    return Err(err(
+                        &format!("{dk}.auth"),
+                        format!("unknown auth '{other}' (bearer, api-key)"),
+                    ))
+                }
+            };
+            // A query in the URL (Azure's ?api-version=…) goes after the
+            // endpoint path, not before it.
+            let (base, mut query) = match d.url.split_once('?') {
+                Some((b, q)) => (b.to_string(), q.to_string()),
+                None => (d.url.clone(), String::new()),
+            };
+            if let Some(v) = &d.api_version {
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                {
+                    return Err(err(
+                        &format!("{dk}.api_version"),
+                        format!("'{v}' is not an API version (like 2024-10-21)"),
+                    ));
+                }
+                if query.split('&').any(|p| p.starts_with("api-version=")) {
+                    return Err(err(
+                        &format!("{dk}.api_version"),
+                        "the URL has an api-version already".into(),
+                    ));
+                }
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str(&format!("api-version={v}"));
+            }
+            if api == Api::Azure && !query.split('&').any(|p| p.starts_with("api-version=")) {
+                return Err(err(
+                    &format!("{dk}.api_version"),
+                    "an Azure OpenAI deployment needs its api-version (api_version: 2024-10-21, or ?api-version= in the URL)".into(),
+                ));
+            }
             let weight = d.weight.unwrap_or(1.0);
             if !(weight.is_finite() && weight > 0.0 && weight <= 1e6) {
                 return Err(err(&format!("{dk}.weight"), "must be above 0".into()));
@@ -474,7 +560,10 @@ pub fn parse(
                 name: d.name,
                 provider,
                 region,
-                url: d.url.trim_end_matches('/').to_string(),
+                url: base.trim_end_matches('/').to_string(),
+                query,
+                api,
+                auth,
                 api_key,
                 capacity,
                 input_usd_per_mtok: pin,

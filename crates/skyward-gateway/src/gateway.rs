@@ -118,6 +118,28 @@ impl Drop for InflightGuard {
     }
 }
 
+/// Where a request for `path` (`/chat/completions`) goes on a deployment:
+/// its URL, the path, then its query (Azure's `api-version`).
+fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
+    if d.query.is_empty() {
+        format!("{}{path}", d.url)
+    } else {
+        format!("{}{path}?{}", d.url, d.query)
+    }
+}
+
+/// The deployment's key, as its API takes it.
+fn with_key(
+    b: hyper::http::request::Builder,
+    d: &crate::config::Deployment,
+    key: &str,
+) -> hyper::http::request::Builder {
+    match d.auth {
+        crate::config::Auth::Bearer => b.header(AUTHORIZATION, format!("Bearer {key}")),
+        crate::config::Auth::ApiKey => b.header("api-key", key),
+    }
+}
+
 /// A request's body is held up to this many times at once (the bytes, the
 /// parsed JSON, the payload sent upstream).
 const REQUEST_COPIES: u64 = 3;
@@ -354,10 +376,10 @@ impl Gateway {
         let timeout = Duration::from_millis(live.cfg.timeouts.connect_ms.max(100) * 2);
         for (mi, m) in live.cfg.models.iter().enumerate() {
             for (di, d) in m.deployments.iter().enumerate() {
-                let uri = format!("{}{}", d.url, live.cfg.health.path);
+                let uri = upstream_uri(d, &live.cfg.health.path);
                 let mut rb = Request::builder().method(Method::GET).uri(uri);
                 if let Some(k) = &d.api_key {
-                    rb = rb.header(AUTHORIZATION, format!("Bearer {k}"));
+                    rb = with_key(rb, d, k);
                 }
                 let Ok(req) = rb.body(Full::new(Bytes::new())) else {
                     continue;
@@ -906,13 +928,13 @@ impl Gateway {
                     ))
                 }
             };
-            let uri = format!("{}{}", dep.url, suffix);
+            let uri = upstream_uri(dep, suffix);
             let mut b = Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
                 .header(CONTENT_TYPE, "application/json");
             if let Some(k) = &dep.api_key {
-                b = b.header(AUTHORIZATION, format!("Bearer {k}"));
+                b = with_key(b, dep, k);
             }
             let Ok(up_req) = b.body(Full::new(Bytes::from(payload))) else {
                 return Err(openai_error(

@@ -7,6 +7,12 @@
 //! after N chunks, or one that holds after N chunks until
 //! `POST /_mock/release`. `GET /_mock/stats` counts requests, completed
 //! streams and streams the client abandoned.
+//!
+//! It speaks Azure OpenAI's form too: `POST /openai/deployments/{name}/
+//! chat/completions?api-version=…` (a 404 "Resource not found" without
+//! the api-version), with the key in `api-key` (or an Entra bearer token).
+//! With a key set (`--api-key`), requests without it get the provider's
+//! 401.
 
 use crate::body::GwBody;
 use bytes::Bytes;
@@ -57,6 +63,8 @@ impl Default for Mode {
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicU64,
+    /// Requests in Azure OpenAI's form.
+    pub azure_requests: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_abandoned: AtomicU64,
 }
@@ -66,6 +74,8 @@ pub struct Mock {
     pub mode: Mutex<Mode>,
     pub stats: Stats,
     release: Notify,
+    /// The key a request must carry (None: any or none).
+    key: Option<String>,
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<GwBody> {
@@ -83,7 +93,28 @@ impl Mock {
             mode: Mutex::new(mode),
             stats: Stats::default(),
             release: Notify::new(),
+            key: None,
         }
+    }
+
+    /// Requests must carry this key (`Authorization: Bearer`, or Azure's
+    /// `api-key`).
+    pub fn with_key(mut self, key: Option<String>) -> Mock {
+        self.key = key.filter(|k| !k.is_empty());
+        self
+    }
+
+    /// Whether the request carries the key (bearer always; `api-key` in
+    /// Azure's form).
+    fn authorized(&self, req: &Request<Incoming>, azure: bool) -> bool {
+        let Some(want) = &self.key else {
+            return true;
+        };
+        let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+        let bearer = h("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|k| k == want);
+        bearer || (azure && h("api-key").is_some_and(|k| k == want))
     }
 
     fn mode(&self) -> Mode {
@@ -106,6 +137,7 @@ impl Mock {
                 &json!({
                     "name": self.name,
                     "requests": self.stats.requests.load(Ordering::Relaxed),
+                    "azure_requests": self.stats.azure_requests.load(Ordering::Relaxed),
                     "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
                     "streams_abandoned": self.stats.streams_abandoned.load(Ordering::Relaxed),
                 }),
@@ -149,7 +181,42 @@ impl Mock {
                 )
             }
             (Method::POST, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
+                if !self.authorized(&req, false) {
+                    return json_response(
+                        StatusCode::UNAUTHORIZED,
+                        &json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
+                    );
+                }
                 self.complete(req, &path).await
+            }
+            (Method::POST, p) if p.starts_with("/openai/deployments/") => {
+                // Azure OpenAI: /openai/deployments/{name}/{endpoint}.
+                let rest = &p["/openai/deployments/".len()..];
+                let endpoint = rest.split_once('/').map(|(_, e)| e).unwrap_or("");
+                let versioned = req.uri().query().is_some_and(|q| {
+                    q.split('&')
+                        .any(|kv| kv.starts_with("api-version=") && kv.len() > 12)
+                });
+                let openai_path = match endpoint {
+                    "chat/completions" => "/v1/chat/completions",
+                    "completions" => "/v1/completions",
+                    "embeddings" => "/v1/embeddings",
+                    _ => "",
+                };
+                if !versioned || openai_path.is_empty() {
+                    return json_response(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": {"code": "404", "message": "Resource not found"}}),
+                    );
+                }
+                if !self.authorized(&req, true) {
+                    return json_response(
+                        StatusCode::UNAUTHORIZED,
+                        &json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}),
+                    );
+                }
+                self.stats.azure_requests.fetch_add(1, Ordering::Relaxed);
+                self.complete(req, openai_path).await
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,

@@ -67,6 +67,10 @@ pub struct MockArgs {
     /// Returned in `x-mock-name` and `system_fingerprint`.
     #[arg(long, default_value = "mock")]
     pub name: String,
+    /// Requests must carry this key (Bearer, or Azure's `api-key`); else
+    /// the provider's 401.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     /// Delay before answering, in ms.
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
@@ -242,7 +246,10 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
     rt.block_on(async {
         let listener = skyward_gateway::bind(&a.listen).await.map_err(gw_err)?;
         let addr = listener.local_addr().map_err(|e| CliError::Io(e.to_string()))?;
-        let m = Arc::new(Mock::new(&a.name, Mode { delay_ms: a.delay_ms, chunks: a.chunks, chunk_delay_ms: a.chunk_delay_ms, ..Mode::default() }));
+        let m = Arc::new(
+            Mock::new(&a.name, Mode { delay_ms: a.delay_ms, chunks: a.chunks, chunk_delay_ms: a.chunk_delay_ms, ..Mode::default() })
+                .with_key(a.api_key.clone()),
+        );
         eprintln!("skyward mock-openai '{}': listening on http://{addr} (POST /_mock/mode to inject faults)", a.name);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let serve = skyward_gateway::serve_http(
