@@ -1025,6 +1025,48 @@ fn azure_openai_deployments_are_spoken_to_in_azure_s_form() {
     assert_eq!(r.json().unwrap()["error"]["code"], "upstream_rejected");
 }
 
+/// Issue 14: streamed usage is exact, not estimated. The gateway asks the
+/// upstream for its usage chunk (`stream_options.include_usage`) and takes
+/// it out again when the client did not ask for it (a client reading
+/// `choices[0]` of every chunk would trip on it); a client that asked gets
+/// it.
+#[test]
+fn streamed_usage_is_exact_and_the_usage_chunk_goes_only_to_who_asked() {
+    let m = mock("su");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("su", &m, "aws:us-east-1", "payg", "")
+    ));
+    let mut s = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    let got = read_until(&mut s, "[DONE]");
+    assert!(
+        !got.contains("\"usage\""),
+        "a usage chunk the client did not ask for:\n{got}"
+    );
+    assert_eq!(got.matches("data: {").count(), 8, "{got}");
+    let log = gw.dir.path().join("usage.jsonl");
+    wait_until("the stream in the usage log", 10, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let rec: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(rec["estimated"], false, "{rec}");
+    assert_eq!(rec["completion_tokens"], 8, "{rec}");
+    let mut s = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gpt", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    let got = read_until(&mut s, "[DONE]");
+    assert!(
+        got.contains("\"usage\""),
+        "the usage chunk asked for is missing:\n{got}"
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

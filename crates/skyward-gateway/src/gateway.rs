@@ -824,6 +824,24 @@ impl Gateway {
             ));
         };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        // Streamed usage is exact only when the upstream sends it: ask for
+        // it, and take its chunk out again if the client did not ask.
+        let client_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let strip_usage = stream && !client_usage && suffix != "/embeddings";
+        if strip_usage {
+            if let Some(obj) = body.as_object_mut() {
+                let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
+                if !opts.is_object() {
+                    *opts = json!({});
+                }
+                if let Some(o) = opts.as_object_mut() {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                }
+            }
+        }
         let tags: &[String] = key.map(|k| k.tags.as_slice()).unwrap_or(&[]);
         let prompt_estimate = (body_len as u64 / 4).max(1);
         let model: &Model = &live.cfg.models[mi];
@@ -1094,6 +1112,7 @@ impl Gateway {
                     .map(|k| k.tenant.clone())
                     .unwrap_or_else(|| "anonymous".into()),
                 _reservation: reservation.clone(),
+                strip_usage,
                 prompt_estimate,
                 attempts: attempt + 1,
             };
@@ -1308,7 +1327,9 @@ impl Gateway {
             let _held = held;
             let mut sse = SseScan::default();
             sse.feed(&first);
-            let mut client_gone = tx.send(first).await.is_err();
+            let mut filter = UsageFilter::new(ctx.strip_usage);
+            let out = filter.pass(&first);
+            let mut client_gone = !out.is_empty() && tx.send(out).await.is_err();
             let mut failed: Option<String> = None;
             while !client_gone {
                 let left = total.saturating_sub(sent.elapsed());
@@ -1325,9 +1346,14 @@ impl Gateway {
                 match next {
                     Ok(Ok(Some(b))) => {
                         sse.feed(&b);
-                        client_gone = tx.send(b).await.is_err();
+                        let out = filter.pass(&b);
+                        client_gone = !out.is_empty() && tx.send(out).await.is_err();
                     }
                     Ok(Ok(None)) => {
+                        let rest = filter.finish();
+                        if !rest.is_empty() {
+                            client_gone = tx.send(rest).await.is_err();
+                        }
                         if !sse.done {
                             failed = Some("the upstream stream ended before [DONE]".into());
                         }
@@ -1395,6 +1421,8 @@ struct Served {
     tenant: String,
     prompt_estimate: u64,
     attempts: u32,
+    /// The gateway asked for the stream's usage chunk: not the client's.
+    strip_usage: bool,
     /// Held until the request ends (a stream's end included).
     _reservation: Option<Arc<Reservation>>,
 }
@@ -1414,6 +1442,73 @@ async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
             }
         }
     }
+}
+
+/// Takes out of an SSE stream the usage-only chunk (`"choices": []` with a
+/// `usage`) that the gateway asked for and the client did not; everything
+/// else passes as it came, whole lines at a time.
+struct UsageFilter {
+    on: bool,
+    partial: Vec<u8>,
+    /// The blank line that ends a dropped event goes too.
+    skip_blank: bool,
+}
+
+impl UsageFilter {
+    fn new(on: bool) -> UsageFilter {
+        UsageFilter {
+            on,
+            partial: Vec::new(),
+            skip_blank: false,
+        }
+    }
+
+    fn pass(&mut self, b: &Bytes) -> Bytes {
+        if !self.on {
+            return b.clone();
+        }
+        let mut out = Vec::with_capacity(b.len());
+        for &c in b.iter() {
+            self.partial.push(c);
+            if c == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                let body = body.strip_suffix(b"\r").unwrap_or(body);
+                if self.skip_blank && body.is_empty() {
+                    self.skip_blank = false;
+                    continue;
+                }
+                self.skip_blank = false;
+                if is_usage_only(body) {
+                    self.skip_blank = true;
+                    continue;
+                }
+                out.extend_from_slice(&line);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// What is left at the stream's end (a last line with no newline).
+    fn finish(&mut self) -> Bytes {
+        let rest = std::mem::take(&mut self.partial);
+        if is_usage_only(&rest) {
+            return Bytes::new();
+        }
+        Bytes::from(rest)
+    }
+}
+
+fn is_usage_only(line: &[u8]) -> bool {
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(data.trim_ascii()).is_ok_and(|v| {
+        v.get("usage").is_some_and(Value::is_object)
+            && v.get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.is_empty())
+    })
 }
 
 /// Watches an SSE stream go by: content chunks, a `usage` object if the
