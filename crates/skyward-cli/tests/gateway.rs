@@ -1067,6 +1067,41 @@ fn streamed_usage_is_exact_and_the_usage_chunk_goes_only_to_who_asked() {
     );
 }
 
+/// Issue 14: a 429's wait is honoured in every form an upstream gives it:
+/// Azure's `retry-after-ms`, and `Retry-After` as an HTTP date (before,
+/// both fell back to a 1 s cooldown and the deployment was asked again).
+#[test]
+fn retry_after_ms_and_http_dates_are_honoured() {
+    let rt = rt();
+    for mode in [
+        json!({"status": 429, "retry_after_ms": 5000}),
+        json!({"status": 429, "retry_after_s": 5, "retry_after_http_date": true}),
+    ] {
+        let (busy, other) = (mock("busy"), mock("other"));
+        set_mode(&rt, &busy, mode.clone());
+        let gw = gateway(&format!(
+            "models:\n  gpt:\n    deployments:\n{}{}{KEYS}",
+            dep("busy", &busy, "aws:us-east-1", "committed", ""),
+            dep("other", &other, "aws:us-east-1", "payg", ""),
+        ));
+        let r = chat(&rt, gw.port, "key-us", "gpt");
+        assert_eq!((r.status, served_by(&r)), (200, "other".to_string()));
+        // Past the old 1 s default, well within the 5 s asked for.
+        std::thread::sleep(Duration::from_millis(1500));
+        let r = chat(&rt, gw.port, "key-us", "gpt");
+        assert_eq!(
+            (r.status, served_by(&r)),
+            (200, "other".to_string()),
+            "{mode}"
+        );
+        assert_eq!(
+            stats(&rt, &busy)["requests"],
+            1,
+            "asked again within its wait: {mode}"
+        );
+    }
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -118,6 +118,29 @@ impl Drop for InflightGuard {
     }
 }
 
+/// How long an upstream asks to be left alone: `retry-after-ms` (Azure
+/// OpenAI's, milliseconds) first, then `Retry-After` in seconds or as an
+/// HTTP date (RFC 9110 §10.2.3); at most an hour.
+pub fn retry_after_ms(h: &hyper::HeaderMap, now: std::time::SystemTime) -> Option<u64> {
+    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let capped = |ms: f64| (ms.is_finite() && ms >= 0.0).then(|| ms.min(3_600_000.0) as u64);
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = capped(ms) {
+            return Some(v);
+        }
+    }
+    let v = text("retry-after")?;
+    if let Ok(s) = v.parse::<f64>() {
+        return capped(s * 1000.0);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(now)
+            .map(|d| d.as_millis().min(3_600_000) as u64)
+            .unwrap_or(0),
+    )
+}
+
 /// Where a request for `path` (`/chat/completions`) goes on a deployment:
 /// its URL, the path, then its query (Azure's `api-version`).
 fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
@@ -1011,13 +1034,9 @@ impl Gateway {
             self.metrics
                 .response(&model_name, &dep.name, status.as_u16());
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                let retry_after_ms = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .map(|s| (s * 1000.0).min(3_600_000.0) as u64);
+                #[allow(clippy::disallowed_methods)] // an HTTP date is wall-clock
+                let now = std::time::SystemTime::now();
+                let retry_after_ms = retry_after_ms(resp.headers(), now);
                 let (parts, body_in) = resp.into_parts();
                 let text = Limited::new(body_in, 1 << 20)
                     .collect()
@@ -1594,5 +1613,49 @@ mod tests {
         assert_eq!(s.content_chunks, 2);
         assert_eq!((s.prompt, s.completion), (Some(7), Some(2)));
         assert!(s.done);
+    }
+
+    #[test]
+    fn retry_after_in_each_of_its_forms() {
+        let at = |secs: u64| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        // Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110's example) is 784111777.
+        let now = at(784_111_777 - 5);
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = hyper::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        for (pairs, want) in [
+            (vec![("retry-after-ms", "1500")], Some(1_500)),
+            (vec![("retry-after", "2")], Some(2_000)),
+            (vec![("retry-after", "0.25")], Some(250)),
+            (
+                vec![("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")],
+                Some(5_000),
+            ),
+            (
+                vec![("retry-after", "Sun, 06 Nov 1994 08:49:30 GMT")],
+                Some(0),
+            ),
+            (
+                vec![("retry-after-ms", "50"), ("retry-after", "9")],
+                Some(50),
+            ),
+            (
+                vec![("retry-after-ms", "soon"), ("retry-after", "3")],
+                Some(3_000),
+            ),
+            (vec![("retry-after", "999999")], Some(3_600_000)),
+            (vec![("retry-after", "-1")], None),
+            (vec![("retry-after", "tomorrow")], None),
+            (vec![], None),
+        ] {
+            assert_eq!(retry_after_ms(&h(&pairs), now), want, "{pairs:?}");
+        }
     }
 }

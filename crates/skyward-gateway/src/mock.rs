@@ -33,6 +33,10 @@ pub struct Mode {
     /// 200 answers normally; anything else is returned as an error.
     pub status: u16,
     pub retry_after_s: Option<u64>,
+    /// `retry-after-ms` (Azure OpenAI's, in ms).
+    pub retry_after_ms: Option<u64>,
+    /// `retry_after_s` sent as an HTTP date instead of seconds.
+    pub retry_after_http_date: bool,
     /// Before the answer (headers).
     pub delay_ms: u64,
     pub chunks: u32,
@@ -50,6 +54,8 @@ impl Default for Mode {
         Mode {
             status: 200,
             retry_after_s: None,
+            retry_after_ms: None,
+            retry_after_http_date: false,
             delay_ms: 0,
             chunks: 8,
             chunk_delay_ms: 0,
@@ -245,8 +251,20 @@ impl Mock {
                 &json!({"error": {"message": format!("mock {} says {}", self.name, mode.status), "type": if mode.status == 429 { "requests" } else { "server_error" }, "code": if mode.status == 429 { "rate_limit_exceeded" } else { "server_error" }}}),
             );
             if let Some(s) = mode.retry_after_s {
-                if let Ok(h) = HeaderValue::from_str(&s.to_string()) {
+                let v = if mode.retry_after_http_date {
+                    #[allow(clippy::disallowed_methods)] // an HTTP date is wall-clock
+                    let at = std::time::SystemTime::now() + Duration::from_secs(s);
+                    httpdate::fmt_http_date(at)
+                } else {
+                    s.to_string()
+                };
+                if let Ok(h) = HeaderValue::from_str(&v) {
                     r.headers_mut().insert("retry-after", h);
+                }
+            }
+            if let Some(ms) = mode.retry_after_ms {
+                if let Ok(h) = HeaderValue::from_str(&ms.to_string()) {
+                    r.headers_mut().insert("retry-after-ms", h);
                 }
             }
             return r;
