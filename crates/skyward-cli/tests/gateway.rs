@@ -1102,6 +1102,28 @@ fn retry_after_ms_and_http_dates_are_honoured() {
     }
 }
 
+/// Issue 14: the upstream's request id and rate-limit headers reach the
+/// client, whole answers and streams alike.
+#[test]
+fn upstream_request_ids_and_rate_limit_headers_pass_through() {
+    let m = mock("hdr");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("hdr", &m, "aws:us-east-1", "payg", "")
+    ));
+    let r = chat(&rt(), gw.port, "key-us", "gpt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-request-id"), Some("req_hdr_1"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("9999"));
+    let mut s = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    let got = read_until(&mut s, "[DONE]").to_ascii_lowercase();
+    assert!(got.contains("x-request-id: req_hdr_2"), "{got}");
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -141,6 +141,22 @@ pub fn retry_after_ms(h: &hyper::HeaderMap, now: std::time::SystemTime) -> Optio
     )
 }
 
+/// The upstream's rate-limit state (`x-ratelimit-*`) and its request ids
+/// (`x-request-id`, Azure's `apim-request-id`, …) reach the client, as
+/// OpenAI's clients read them; at most 32 such headers.
+fn pass_upstream_headers(from: &hyper::HeaderMap, to: &mut hyper::HeaderMap) {
+    for (name, value) in from
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            n.starts_with("x-ratelimit-") || n.ends_with("request-id")
+        })
+        .take(32)
+    {
+        to.insert(name.clone(), value.clone());
+    }
+}
+
 /// Where a request for `path` (`/chat/completions`) goes on a deployment:
 /// its URL, the path, then its query (Azure's `api-version`).
 fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
@@ -1218,6 +1234,7 @@ impl Gateway {
                 "x-skyward-deployment",
                 HeaderValue::from_str(&dep.name).unwrap_or(HeaderValue::from_static("?")),
             );
+            pass_upstream_headers(&parts.headers, r.headers_mut());
             let added = t0.elapsed().saturating_sub(upstream_wait);
             self.metrics.added.observe_s(added.as_secs_f64());
             return Ok(r);
@@ -1334,6 +1351,7 @@ impl Gateway {
             "x-skyward-deployment",
             HeaderValue::from_str(&dep_name).unwrap_or(HeaderValue::from_static("?")),
         );
+        pass_upstream_headers(&parts.headers, r.headers_mut());
         let gw = self.clone();
         let total = Duration::from_millis(live.cfg.timeouts.total_ms);
         let added = t0.elapsed().saturating_sub(upstream_before + first_at);

@@ -132,6 +132,15 @@ impl Mock {
         if let Ok(v) = HeaderValue::from_str(&self.name) {
             r.headers_mut().insert("x-mock-name", v);
         }
+        // As OpenAI's API does: a request id and the rate-limit state.
+        let n = self.stats.requests.load(Ordering::Relaxed);
+        if let Ok(v) = HeaderValue::from_str(&format!("req_{}_{n}", self.name)) {
+            r.headers_mut().insert("x-request-id", v);
+        }
+        r.headers_mut().insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from(10_000u64.saturating_sub(n)),
+        );
         r
     }
 
