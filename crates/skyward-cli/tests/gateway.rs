@@ -1124,6 +1124,63 @@ fn upstream_request_ids_and_rate_limit_headers_pass_through() {
     assert!(got.contains("x-request-id: req_hdr_2"), "{got}");
 }
 
+/// Issue 14: a key may be limited to some models (`models:`): others are
+/// answered as unknown (404 model_not_found) and left out of its model
+/// list; a model the allow-list names that does not exist is a config
+/// error naming it.
+#[test]
+fn a_key_uses_only_the_models_it_is_allowed() {
+    let m = mock("al");
+    let deps = dep("al", &m, "aws:us-east-1", "payg", "");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{deps}  cheap:\n    deployments:\n{deps}keys:\n  - {{name: narrow, key_sha256: {}, models: [cheap]}}\n  - {{name: wide, key_sha256: {}}}\n",
+        sha("narrow-key"),
+        sha("wide-key")
+    ));
+    let rt = rt();
+    assert_eq!(chat(&rt, gw.port, "narrow-key", "cheap").status, 200);
+    let r = chat(&rt, gw.port, "narrow-key", "gpt");
+    assert_eq!(
+        (r.status, r.json().unwrap()["error"]["code"].clone()),
+        (404, json!("model_not_found"))
+    );
+    assert_eq!(chat(&rt, gw.port, "wide-key", "gpt").status, 200);
+    let list = |key: &str| -> Vec<String> {
+        let c = Client::new(&format!("http://127.0.0.1:{}", gw.port), Some(key.into())).unwrap();
+        let v = rt
+            .block_on(c.request("GET", "/v1/models", None, &[]))
+            .unwrap()
+            .json()
+            .unwrap();
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("narrow-key"), vec!["cheap"]);
+    assert_eq!(list("wide-key").len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yaml");
+    std::fs::write(
+        &p,
+        format!("models:\n  gpt:\n    deployments:\n{deps}keys:\n  - {{name: k, key_sha256: {}, models: [gpt, gtp]}}\n", sha("k")),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keys[0].models[1]") && err.contains("gtp"),
+        "{err}"
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -122,6 +122,8 @@ struct RawKey {
     limits: Option<RawLimits>,
     #[serde(default)]
     budget_usd: Option<f64>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +277,16 @@ pub struct Key {
     pub tags: Vec<String>,
     pub limits: Limits,
     pub budget_usd: Option<f64>,
+    /// The models this key may use (None: all).
+    pub models: Option<Vec<String>>,
+}
+
+impl Key {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -637,6 +649,20 @@ pub fn parse(
             tags: k.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
             limits: limits(k.limits, &format!("{kk}.limits"))?,
             budget_usd: k.budget_usd,
+            models: match k.models {
+                None => None,
+                Some(list) => {
+                    for (j, m) in list.iter().enumerate() {
+                        if !models.iter().any(|x: &Model| &x.name == m) {
+                            return Err(err(
+                                &format!("{kk}.models[{j}]"),
+                                format!("no model '{m}' is configured"),
+                            ));
+                        }
+                    }
+                    Some(list)
+                }
+            },
         });
     }
     let t = raw.timeouts;

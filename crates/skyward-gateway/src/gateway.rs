@@ -538,14 +538,13 @@ impl Gateway {
             Ok(k) => k,
             Err(r) => return r,
         };
-        let tags: &[String] = key
-            .and_then(|k| live.cfg.keys.get(k))
-            .map(|k| k.tags.as_slice())
-            .unwrap_or(&[]);
+        let key = key.and_then(|k| live.cfg.keys.get(k));
+        let tags: &[String] = key.map(|k| k.tags.as_slice()).unwrap_or(&[]);
         let data: Vec<Value> = live
             .cfg
             .models
             .iter()
+            .filter(|m| key.is_none_or(|k| k.may_use(&m.name)))
             .filter(|m| m.deployments.iter().any(|d| router::allowed(d, tags)))
             .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "skyward"}))
             .collect();
@@ -850,7 +849,10 @@ impl Gateway {
                     Some("model"),
                 )
             })?;
-        let Some(&mi) = live.models.get(&model_name) else {
+        let allowed = key.is_none_or(|k| k.may_use(&model_name));
+        let Some(&mi) = live.models.get(&model_name).filter(|_| allowed) else {
+            // A model the key may not use is answered as OpenAI answers
+            // one it does not know: nothing said of the others' models.
             return Err(openai_error(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
