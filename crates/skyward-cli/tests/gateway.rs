@@ -1181,6 +1181,57 @@ fn a_key_uses_only_the_models_it_is_allowed() {
     );
 }
 
+/// Issue 14: a monthly budget counts this month's spend only. The usage
+/// log holds $5 spent 40 days ago and $0.50 now, by two keys with $1
+/// budgets: the monthly one still has room, the one for the whole term
+/// does not.
+#[test]
+fn a_monthly_budget_starts_again_each_month() {
+    let m = mock("mo");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let line = |key: &str, at: i64, cost: f64| {
+        json!({"unix_s": at, "tenant": "t", "key": key, "model": "gpt", "deployment": "mo",
+               "provider": "aws", "region": "us-east-1", "capacity": "payg",
+               "prompt_tokens": 1, "completion_tokens": 1, "estimated": false,
+               "input_usd_per_mtok": 2.0, "output_usd_per_mtok": 8.0, "cost_usd": cost,
+               "status": 200, "latency_ms": 1.0, "ttft_ms": null, "attempts": 1})
+        .to_string()
+    };
+    let mut log = String::new();
+    for key in ["monthly", "term"] {
+        log.push_str(&format!(
+            "{}\n{}\n",
+            line(key, now - 40 * 86_400, 5.0),
+            line(key, now, 0.5)
+        ));
+    }
+    std::fs::write(dir.path().join("usage.jsonl"), log).unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\nusage_log: usage.jsonl\nmodels:\n  gpt:\n    deployments:\n{}keys:\n  - {{name: monthly, key_sha256: {}, budget_usd: 1, budget_period: month}}\n  - {{name: term, key_sha256: {}, budget_usd: 1}}\n",
+            dep("mo", &m, "aws:us-east-1", "payg", ""),
+            sha("monthly-key"),
+            sha("term-key")
+        ),
+    )
+    .unwrap();
+    let _gw = spawn_gateway(dir.path(), port);
+    let rt = rt();
+    assert_eq!(chat(&rt, port, "monthly-key", "gpt").status, 200);
+    let r = chat(&rt, port, "term-key", "gpt");
+    assert_eq!(
+        (r.status, r.json().unwrap()["error"]["code"].clone()),
+        (429, json!("insufficient_quota"))
+    );
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -124,6 +124,8 @@ struct RawKey {
     budget_usd: Option<f64>,
     #[serde(default)]
     models: Option<Vec<String>>,
+    #[serde(default)]
+    budget_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +281,9 @@ pub struct Key {
     pub budget_usd: Option<f64>,
     /// The models this key may use (None: all).
     pub models: Option<Vec<String>>,
+    /// The budget starts again each calendar month (UTC); else it is for
+    /// the key's whole life.
+    pub budget_monthly: bool,
 }
 
 impl Key {
@@ -649,6 +654,16 @@ pub fn parse(
             tags: k.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
             limits: limits(k.limits, &format!("{kk}.limits"))?,
             budget_usd: k.budget_usd,
+            budget_monthly: match k.budget_period.as_deref() {
+                None | Some("total") => false,
+                Some("month") | Some("monthly") => true,
+                Some(other) => {
+                    return Err(err(
+                        &format!("{kk}.budget_period"),
+                        format!("unknown period '{other}' (month, total)"),
+                    ))
+                }
+            },
             models: match k.models {
                 None => None,
                 Some(list) => {

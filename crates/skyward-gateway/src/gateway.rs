@@ -54,6 +54,19 @@ struct KeyState {
     /// Estimated cost of the key's requests in flight (see
     /// [`Reservation`]).
     reserved_usd: f64,
+    /// For a monthly budget: the month `spent_usd` is of
+    /// ([`crate::usage::month_of`]).
+    month: Option<i64>,
+}
+
+impl KeyState {
+    /// A monthly budget starts again in a new month.
+    fn roll(&mut self, monthly: bool, month: i64) {
+        if monthly && self.month != Some(month) {
+            self.spent_usd = 0.0;
+        }
+        self.month = monthly.then_some(month);
+    }
 }
 
 /// What a request in flight may cost its key, held against the key's
@@ -615,6 +628,7 @@ impl Gateway {
             Err(p) => p.into_inner(),
         };
         let st = ks.entry(key.name.clone()).or_default();
+        st.roll(key.budget_monthly, crate::usage::month_of(now_unix_s()));
         let mut reserve = None;
         if let Some(b) = key.budget_usd {
             let spent = st.spent_usd >= b;
@@ -679,14 +693,21 @@ impl Gateway {
         }))
     }
 
-    /// Spend already recorded per key name (from the usage log at start).
-    pub fn restore_spend(&self, spent: &std::collections::BTreeMap<String, f64>) {
+    /// Spend already recorded per key name and month (from the usage log
+    /// at start): a monthly budget counts this month's only.
+    pub fn restore_spend(&self, spent: &std::collections::BTreeMap<(String, i64), f64>) {
         let live = self.live();
+        let month = crate::usage::month_of(now_unix_s());
         if let Ok(mut ks) = self.key_states.lock() {
             for k in &live.cfg.keys {
-                if let Some(v) = spent.get(&k.name) {
-                    ks.entry(k.name.clone()).or_default().spent_usd = *v;
-                }
+                let v: f64 = spent
+                    .iter()
+                    .filter(|((name, m), _)| *name == k.name && (!k.budget_monthly || *m == month))
+                    .map(|(_, v)| v)
+                    .sum();
+                let st = ks.entry(k.name.clone()).or_default();
+                st.spent_usd = v;
+                st.month = k.budget_monthly.then_some(month);
             }
         }
     }
@@ -694,6 +715,9 @@ impl Gateway {
     fn charge_key(&self, name: &str, now_ms: u64, tokens: u64, cost: f64) {
         if let Ok(mut ks) = self.key_states.lock() {
             let st = ks.entry(name.to_string()).or_default();
+            // A charge after the month turned counts in the new month.
+            let monthly = st.month.is_some();
+            st.roll(monthly, crate::usage::month_of(now_unix_s()));
             st.tpm.add(now_ms, tokens);
             st.spent_usd += cost;
         }

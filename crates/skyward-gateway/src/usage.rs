@@ -48,9 +48,20 @@ type BucketKey = (
     String,
 );
 
-/// Spend per key name in a usage log (budgets survive restarts). Lines
-/// that do not parse are counted and skipped.
-pub fn spent_by_key(path: &std::path::Path) -> std::io::Result<(BTreeMap<String, f64>, u64)> {
+/// A month as a number: `year × 12 + month − 1` (UTC).
+pub fn month_of(unix_s: i64) -> i64 {
+    let (y, m, _) = skyward_ledger::time::civil_from_days(
+        unix_s.div_euclid(skyward_ledger::time::SECONDS_PER_DAY),
+    );
+    y * 12 + i64::from(m) - 1
+}
+
+/// Spend per key name and month ([`month_of`]) in a usage log (budgets
+/// survive restarts; monthly ones count only their month). Lines that do
+/// not parse are counted and skipped.
+pub fn spent_by_key(
+    path: &std::path::Path,
+) -> std::io::Result<(BTreeMap<(String, i64), f64>, u64)> {
     use std::io::BufRead;
     let mut out = BTreeMap::new();
     let mut bad = 0;
@@ -67,7 +78,7 @@ pub fn spent_by_key(path: &std::path::Path) -> std::io::Result<(BTreeMap<String,
         match serde_json::from_str::<UsageRecord>(&line) {
             Ok(r) => {
                 if let Some(k) = r.key {
-                    *out.entry(k).or_insert(0.0) += r.cost_usd;
+                    *out.entry((k, month_of(r.unix_s))).or_insert(0.0) += r.cost_usd;
                 }
             }
             Err(_) => bad += 1,
@@ -131,4 +142,23 @@ pub fn write_focus<W: Write>(mut w: W, records: &[UsageRecord]) -> std::io::Resu
         rows += 1;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::month_of;
+
+    #[test]
+    fn months_turn_at_utc_midnight_by_hand() {
+        for (unix_s, (y, m)) in [
+            (0, (1970, 1)),
+            (-1, (1969, 12)),
+            (1_709_251_199, (2024, 2)),  // 2024-02-29T23:59:59Z
+            (1_709_251_200, (2024, 3)),  // 2024-03-01T00:00:00Z
+            (1_796_083_199, (2026, 11)), // 2026-11-30T23:59:59Z
+            (1_796_083_200, (2026, 12)), // 2026-12-01T00:00:00Z
+        ] {
+            assert_eq!(month_of(unix_s), y * 12 + m - 1, "{unix_s}");
+        }
+    }
 }
