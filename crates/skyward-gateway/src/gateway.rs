@@ -695,7 +695,7 @@ impl Gateway {
 
     /// Spend already recorded per key name and month (from the usage log
     /// at start): a monthly budget counts this month's only.
-    pub fn restore_spend(&self, spent: &std::collections::BTreeMap<(String, i64), f64>) {
+    pub fn restore_spend(&self, spent: &crate::usage::SpentByMonth) {
         let live = self.live();
         let month = crate::usage::month_of(now_unix_s());
         if let Ok(mut ks) = self.key_states.lock() {

@@ -48,6 +48,9 @@ type BucketKey = (
     String,
 );
 
+/// Dollars per (key name, month).
+pub type SpentByMonth = BTreeMap<(String, i64), f64>;
+
 /// A month as a number: `year × 12 + month − 1` (UTC).
 pub fn month_of(unix_s: i64) -> i64 {
     let (y, m, _) = skyward_ledger::time::civil_from_days(
@@ -59,9 +62,7 @@ pub fn month_of(unix_s: i64) -> i64 {
 /// Spend per key name and month ([`month_of`]) in a usage log (budgets
 /// survive restarts; monthly ones count only their month). Lines that do
 /// not parse are counted and skipped.
-pub fn spent_by_key(
-    path: &std::path::Path,
-) -> std::io::Result<(BTreeMap<(String, i64), f64>, u64)> {
+pub fn spent_by_key(path: &std::path::Path) -> std::io::Result<(SpentByMonth, u64)> {
     use std::io::BufRead;
     let mut out = BTreeMap::new();
     let mut bad = 0;
