@@ -327,15 +327,16 @@ pub fn batch_script(
     // When one rank fails, srun stops the others (SIGTERM) and returns
     // the highest code of all, 143, which hides the cause. Each rank
     // leaves its own code in `exit-<attempt>-<rank>`, and the job ends
-    // with the first rank's (in rank order) that is not a signal's; srun's
-    // own code when there is none.
+    // with the first rank's (in rank order) that is not a signal's; else
+    // the first signal's other than the SIGTERM srun sends (a rank that
+    // was killed, 137); else srun's own code.
     let node = crate::local::sh_quote(&dir.join(format!("node-{attempt}.sh")));
     let exits = crate::local::sh_quote(&dir.join(format!("exit-{attempt}")));
     s.push_str(&format!(
         "srun --kill-on-bad-exit=1 --ntasks-per-node=1 sh -c 'sh \"$0\"; c=$?; echo $c > \"$1-${{SLURM_NODEID:-0}}\"; exit $c' {node} {exits}\n"
     ));
     s.push_str(&format!(
-        "rc=$?\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\nexit $rc\n"
+        "rc=$?\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    143) ;;\n    12[89]|1[3-9][0-9]|2[0-4][0-9]|25[0-5]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\nexit $rc\n"
     ));
     let mut n = String::from("#!/bin/sh\nexport SKYWARD_NODE_RANK=\"${SLURM_NODEID:-0}\"\n");
     if let Some(setup) = &spec.setup {
