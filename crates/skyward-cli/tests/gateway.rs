@@ -1232,6 +1232,56 @@ fn a_monthly_budget_starts_again_each_month() {
     );
 }
 
+/// Issue 14: retries per model and per error class. The global retries
+/// fail over on everything; one model fails over on nothing (`max: 0`),
+/// another only on timeouts (`on: [timeout]`): with the primary answering
+/// 503 or 429, their clients get that answer and the secondary is never
+/// asked, while the first model's client is served by the secondary. A
+/// class that does not exist is a config error naming it.
+#[test]
+fn retries_per_model_and_per_error_class() {
+    let rt = rt();
+    let (bad, good) = (mock("bad"), mock("good"));
+    let pair = format!(
+        "{}{}",
+        dep("bad", &bad, "aws:us-east-1", "committed", ""),
+        dep("good", &good, "aws:us-east-1", "payg", "")
+    );
+    let gw = gateway(&format!(
+        "breaker: {{failures: 100}}\nmodels:\n  any:\n    deployments:\n{pair}  none:\n    retries: {{max: 0}}\n    deployments:\n{pair}  slow-only:\n    retries: {{on: [timeout]}}\n    deployments:\n{pair}{KEYS}"
+    ));
+    for status in [503, 429] {
+        set_mode(&rt, &bad, json!({"status": status}));
+        let before = stats(&rt, &good)["requests"].as_u64().unwrap();
+        for model in ["none", "slow-only"] {
+            let r = chat(&rt, gw.port, "key-us", model);
+            assert_eq!(r.status, status, "{model}: {}", r.error_text());
+        }
+        assert_eq!(
+            stats(&rt, &good)["requests"].as_u64().unwrap(),
+            before,
+            "{status}"
+        );
+        let r = chat(&rt, gw.port, "key-us", "any");
+        assert_eq!((r.status, served_by(&r)), (200, "good".to_string()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yaml");
+    std::fs::write(
+        &p,
+        format!("models:\n  gpt:\n    retries: {{on: [timeout, 418]}}\n    deployments:\n{pair}"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("models.gpt.retries.on[1]"), "{err}");
+}
+
 /// Malformed, oversized and unauthenticated requests: 4xx in OpenAI's
 /// format, the gateway alive afterwards.
 #[test]

@@ -56,6 +56,8 @@ struct RawModel {
     policy: Option<String>,
     #[serde(default)]
     latency_bound_ms: Option<f64>,
+    #[serde(default)]
+    retries: Option<RawRetries>,
     deployments: Vec<RawDeployment>,
 }
 
@@ -150,6 +152,8 @@ struct RawRetries {
     backoff_ms: Option<u64>,
     #[serde(default)]
     max_backoff_ms: Option<u64>,
+    #[serde(default)]
+    on: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +271,8 @@ pub struct Model {
     pub name: String,
     pub policy: Policy,
     pub latency_bound_ms: Option<f64>,
+    /// This model's retries (the global ones unless it gives its own).
+    pub retries: Retries,
     pub deployments: Vec<Deployment>,
 }
 
@@ -310,6 +316,85 @@ pub struct Retries {
     pub max: u32,
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// The failures that go on to another deployment; any other is the
+    /// client's answer at once.
+    pub on: Vec<Failure>,
+}
+
+/// A class of upstream failure, for `retries.on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// 429.
+    RateLimited,
+    /// 5xx.
+    ServerError,
+    /// No answer (or first chunk) in time.
+    Timeout,
+    /// Could not connect, or the connection broke.
+    Connect,
+    /// 401, 403, 404: the deployment refused the gateway.
+    Rejected,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 5] = [
+        Failure::RateLimited,
+        Failure::ServerError,
+        Failure::Timeout,
+        Failure::Connect,
+        Failure::Rejected,
+    ];
+
+    fn parse(s: &str) -> Option<Failure> {
+        Some(match s {
+            "429" | "rate_limited" => Failure::RateLimited,
+            "5xx" | "server_error" => Failure::ServerError,
+            "timeout" => Failure::Timeout,
+            "connect" => Failure::Connect,
+            "rejected" | "401" | "403" | "404" => Failure::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// Retries from their raw form, over `base` (the global ones, or the
+/// built-in defaults); errors name `key`.
+fn retries_of(
+    r: Option<&RawRetries>,
+    base: &Retries,
+    key: &str,
+) -> Result<Retries, (String, String)> {
+    let Some(r) = r else {
+        return Ok(base.clone());
+    };
+    let out =
+        Retries {
+            max: r.max.unwrap_or(base.max),
+            backoff_ms: r.backoff_ms.unwrap_or(base.backoff_ms),
+            max_backoff_ms: r.max_backoff_ms.unwrap_or(base.max_backoff_ms),
+            on: match &r.on {
+                None => base.on.clone(),
+                Some(list) => {
+                    let mut on = Vec::new();
+                    for (i, c) in list.iter().enumerate() {
+                        match Failure::parse(c) {
+                            Some(f) => on.push(f),
+                            None => return Err((
+                                format!("{key}.on[{i}]"),
+                                format!(
+                                    "unknown failure '{c}' (429, 5xx, timeout, connect, rejected)"
+                                ),
+                            )),
+                        }
+                    }
+                    on
+                }
+            },
+        };
+    if out.max > 10 {
+        return Err((format!("{key}.max"), "at most 10".into()));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -427,6 +512,14 @@ pub fn parse(
             max_inflight: l.max_inflight,
         })
     };
+    let defaults = Retries {
+        max: 2,
+        backoff_ms: 25,
+        max_backoff_ms: 2_000,
+        on: Failure::ALL.to_vec(),
+    };
+    let retries =
+        retries_of(raw.retries.as_ref(), &defaults, "retries").map_err(|(k, m)| err(&k, m))?;
     let mut models = Vec::new();
     for (name, m) in raw.models {
         let mk = format!("models.{name}");
@@ -590,10 +683,13 @@ pub fn parse(
                 tags,
             });
         }
+        let model_retries = retries_of(m.retries.as_ref(), &retries, &format!("{mk}.retries"))
+            .map_err(|(k, m)| err(&k, m))?;
         models.push(Model {
             name,
             policy,
             latency_bound_ms: m.latency_bound_ms,
+            retries: model_retries,
             deployments,
         });
     }
@@ -702,15 +798,6 @@ pub fn parse(
                 "must be 1 to 3,600,000 ms".into(),
             ));
         }
-    }
-    let r = raw.retries;
-    let retries = Retries {
-        max: r.as_ref().and_then(|r| r.max).unwrap_or(2),
-        backoff_ms: r.as_ref().and_then(|r| r.backoff_ms).unwrap_or(25),
-        max_backoff_ms: r.as_ref().and_then(|r| r.max_backoff_ms).unwrap_or(2_000),
-    };
-    if retries.max > 10 {
-        return Err(err("retries.max", "at most 10".into()));
     }
     let b = raw.breaker;
     let breaker = Breaker {

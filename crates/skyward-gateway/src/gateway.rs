@@ -937,7 +937,10 @@ impl Gateway {
         // answer not back by then is not asked of another deployment.
         let total = Duration::from_millis(live.cfg.timeouts.total_ms);
         let deadline = t0 + total;
-        for attempt in 0..=live.cfg.retries.max {
+        let retries = &model.retries;
+        // Whether a failure of this class goes on to another deployment.
+        let go_on = |f: crate::config::Failure| retries.on.contains(&f);
+        for attempt in 0..=retries.max {
             if Instant::now() >= deadline {
                 break;
             }
@@ -982,12 +985,10 @@ impl Gateway {
             // The first failover goes to another deployment at once; later
             // ones back off exponentially, with jitter.
             if attempt > 1 {
-                let base = live
-                    .cfg
-                    .retries
+                let base = retries
                     .backoff_ms
                     .saturating_mul(1 << (attempt - 2).min(16))
-                    .min(live.cfg.retries.max_backoff_ms);
+                    .min(retries.max_backoff_ms);
                 let jitter = self.rng.lock().map(|mut r| r.unit()).unwrap_or(0.5);
                 let wait = (base as f64 * (0.5 + 0.5 * jitter)) as u64;
                 if wait > 0 {
@@ -1039,6 +1040,11 @@ impl Gateway {
             let resp = match tokio::time::timeout(wait, self.client.request(up_req)).await {
                 Ok(Ok(r)) => r,
                 failed => {
+                    let class = if matches!(failed, Ok(Err(_))) {
+                        crate::config::Failure::Connect
+                    } else {
+                        crate::config::Failure::Timeout
+                    };
                     let (status, code, message) = match failed {
                         Ok(Err(e)) => (
                             StatusCode::BAD_GATEWAY,
@@ -1069,6 +1075,9 @@ impl Gateway {
                     self.metrics
                         .response(&model_name, &dep.name, status.as_u16());
                     last_error = Some(openai_error(status, "server_error", code, &message, None));
+                    if !go_on(class) {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -1103,6 +1112,14 @@ impl Gateway {
                     r.headers_mut().insert("retry-after", ra.clone());
                 }
                 last_error = Some(r);
+                let class = if status == StatusCode::TOO_MANY_REQUESTS {
+                    crate::config::Failure::RateLimited
+                } else {
+                    crate::config::Failure::ServerError
+                };
+                if !go_on(class) {
+                    break;
+                }
                 continue;
             }
             if matches!(
@@ -1145,6 +1162,9 @@ impl Gateway {
                     ),
                     None,
                 ));
+                if !go_on(crate::config::Failure::Rejected) {
+                    break;
+                }
                 continue;
             }
             if !status.is_success() {
@@ -1185,7 +1205,12 @@ impl Gateway {
                 {
                     Ok(r) => return Ok(r),
                     Err(e) => {
+                        // No first chunk in time (or the stream failed
+                        // before it).
                         last_error = Some(e);
+                        if !go_on(crate::config::Failure::Timeout) {
+                            break;
+                        }
                         continue;
                     }
                 }
@@ -1215,6 +1240,9 @@ impl Gateway {
                         &format!("Deployment {} failed while sending its answer.", dep.name),
                         None,
                     ));
+                    if !go_on(crate::config::Failure::Connect) {
+                        break;
+                    }
                     continue;
                 }
             };

@@ -440,6 +440,12 @@ mod tests {
             name: "m".into(),
             policy,
             latency_bound_ms: Some(500.0),
+            retries: crate::config::Retries {
+                max: 2,
+                backoff_ms: 25,
+                max_backoff_ms: 2_000,
+                on: crate::config::Failure::ALL.to_vec(),
+            },
             deployments: ds.to_vec(),
         };
         pick(&model, &mut refs, tags, tried, now, rng)
