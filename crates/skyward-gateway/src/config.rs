@@ -367,30 +367,31 @@ fn retries_of(
     let Some(r) = r else {
         return Ok(base.clone());
     };
-    let out =
-        Retries {
-            max: r.max.unwrap_or(base.max),
-            backoff_ms: r.backoff_ms.unwrap_or(base.backoff_ms),
-            max_backoff_ms: r.max_backoff_ms.unwrap_or(base.max_backoff_ms),
-            on: match &r.on {
-                None => base.on.clone(),
-                Some(list) => {
-                    let mut on = Vec::new();
-                    for (i, c) in list.iter().enumerate() {
-                        match Failure::parse(c) {
-                            Some(f) => on.push(f),
-                            None => return Err((
+    let out = Retries {
+        max: r.max.unwrap_or(base.max),
+        backoff_ms: r.backoff_ms.unwrap_or(base.backoff_ms),
+        max_backoff_ms: r.max_backoff_ms.unwrap_or(base.max_backoff_ms),
+        on: match &r.on {
+            None => base.on.clone(),
+            Some(list) => {
+                let mut on = Vec::new();
+                for (i, c) in list.iter().enumerate() {
+                    match Failure::parse(c) {
+                        Some(f) => on.push(f),
+                        None => {
+                            return Err((
                                 format!("{key}.on[{i}]"),
                                 format!(
                                     "unknown failure '{c}' (429, 5xx, timeout, connect, rejected)"
                                 ),
-                            )),
+                            ))
                         }
                     }
-                    on
                 }
-            },
-        };
+                on
+            }
+        },
+    };
     if out.max > 10 {
         return Err((format!("{key}.max"), "at most 10".into()));
     }
