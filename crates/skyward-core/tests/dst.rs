@@ -448,30 +448,7 @@ impl World {
             self.deliver(Input::Stopped { id, site, attempt });
         }
         for e in r.events {
-            let site = site.to_string();
-            let input = match e {
-                ExecEvent::Acked { id, attempt } => Input::DispatchAcked { id, site, attempt },
-                ExecEvent::Started { id, attempt } => Input::Started { id, site, attempt },
-                ExecEvent::Finished {
-                    id,
-                    attempt,
-                    success,
-                    ended_at_ms,
-                    ..
-                } => Input::Finished {
-                    id,
-                    site,
-                    attempt,
-                    success,
-                    ended_at: ended_at_ms,
-                },
-                ExecEvent::Lost {
-                    id,
-                    attempt,
-                    started: true,
-                } => Input::Preempted { id, site, attempt },
-                ExecEvent::Lost { id, attempt, .. } => Input::NeverStarted { id, site, attempt },
-            };
+            let input = skyward_executor::link::core_input(site, &e);
             self.deliver_report(input);
         }
     }

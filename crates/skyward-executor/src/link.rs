@@ -229,6 +229,38 @@ impl Link {
     }
 }
 
+/// An executor's report as the core's input: a run lost after it started
+/// is a preemption (the site no longer has it), one lost before is a run
+/// that never started (not billed). The server's runtime and the
+/// deterministic simulation both use it.
+pub fn core_input(site: &str, e: &ExecEvent) -> skyward_core::Input {
+    use skyward_core::Input;
+    let site = site.to_string();
+    match *e {
+        ExecEvent::Acked { id, attempt } => Input::DispatchAcked { id, site, attempt },
+        ExecEvent::Started { id, attempt } => Input::Started { id, site, attempt },
+        ExecEvent::Finished {
+            id,
+            attempt,
+            success,
+            ended_at_ms,
+            ..
+        } => Input::Finished {
+            id,
+            site,
+            attempt,
+            success,
+            ended_at: ended_at_ms,
+        },
+        ExecEvent::Lost {
+            id,
+            attempt,
+            started: true,
+        } => Input::Preempted { id, site, attempt },
+        ExecEvent::Lost { id, attempt, .. } => Input::NeverStarted { id, site, attempt },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

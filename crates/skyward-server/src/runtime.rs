@@ -276,52 +276,32 @@ type Ending = (Option<i32>, Option<String>);
 /// An executor's report as the core's input (a lost run is a preemption:
 /// the site no longer has it), and how the run ended, if it did.
 fn exec_input(site: &str, e: ExecEvent) -> (Input, Option<(WorkloadId, Ending)>) {
-    let site = site.to_string();
-    let input = match e {
-        ExecEvent::Acked { id, attempt } => Input::DispatchAcked { id, site, attempt },
-        ExecEvent::Started { id, attempt } => Input::Started { id, site, attempt },
+    let input = skyward_executor::link::core_input(site, &e);
+    match e {
         ExecEvent::Finished {
             id,
-            attempt,
-            success,
             exit_code,
-            ended_at_ms,
             note,
-        } => {
-            return (
-                Input::Finished {
-                    id,
-                    site,
-                    attempt,
-                    success,
-                    ended_at: ended_at_ms,
-                },
-                Some((id, (exit_code, note))),
-            )
-        }
+            ..
+        } => return (input, Some((id, (exit_code, note)))),
         ExecEvent::Lost {
             id,
             attempt,
             started: true,
-        } => {
-            eprintln!(
-                "skyward: workload {} attempt {attempt} on {site}: the run is gone without an exit code; requeued",
-                id.0
-            );
-            Input::Preempted { id, site, attempt }
-        }
+        } => eprintln!(
+            "skyward: workload {} attempt {attempt} on {site}: the run is gone without an exit code; requeued",
+            id.0
+        ),
         ExecEvent::Lost {
             id,
             attempt,
             started: false,
-        } => {
-            eprintln!(
-                "skyward: workload {} attempt {attempt} on {site}: recorded but never started; requeued, not billed",
-                id.0
-            );
-            Input::NeverStarted { id, site, attempt }
-        }
-    };
+        } => eprintln!(
+            "skyward: workload {} attempt {attempt} on {site}: recorded but never started; requeued, not billed",
+            id.0
+        ),
+        ExecEvent::Acked { .. } | ExecEvent::Started { .. } => {}
+    }
     (input, None)
 }
 
