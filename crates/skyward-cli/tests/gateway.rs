@@ -160,6 +160,48 @@ fn served_by(r: &Reply) -> String {
     r.header("x-skyward-deployment").unwrap_or("").to_string()
 }
 
+/// `skyward gateway check` on `config`: must be refused (exit 2); its
+/// error text.
+fn check_refused(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yaml");
+    std::fs::write(&p, config).unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{config}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `n` chat completions with `body` sent at once through `c`.
+fn post_at_once(rt: &tokio::runtime::Runtime, c: &Client, n: usize, body: Vec<u8>) -> Vec<Reply> {
+    let body = Arc::new(body);
+    rt.block_on(async {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let (c, body) = (c.clone(), body.clone());
+                tokio::spawn(async move {
+                    c.request(
+                        "POST",
+                        "/v1/chat/completions",
+                        Some(("application/json", body.to_vec())),
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.await.unwrap());
+        }
+        out
+    })
+}
+
 fn set_mode(rt: &tokio::runtime::Runtime, m: &Mock, mode: Value) {
     let c = Client::new(&format!("http://127.0.0.1:{}", m.port), None).unwrap();
     let r = rt
@@ -661,29 +703,10 @@ fn budgets_survive_key_rotation_and_hold_under_concurrency() {
     .unwrap();
     let body =
         json!({"model": "gpt", "messages": [{"role": "user", "content": "hello"}]}).to_string();
-    let statuses: Vec<u16> = rt.block_on(async {
-        let hs: Vec<_> = (0..60)
-            .map(|_| {
-                let (c, body) = (c.clone(), body.clone());
-                tokio::spawn(async move {
-                    c.request(
-                        "POST",
-                        "/v1/chat/completions",
-                        Some(("application/json", body.into_bytes())),
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .status
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in hs {
-            out.push(h.await.unwrap());
-        }
-        out
-    });
+    let statuses: Vec<u16> = post_at_once(&rt, &c, 60, body.into_bytes())
+        .iter()
+        .map(|r| r.status)
+        .collect();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     assert!(ok >= 1, "{statuses:?}");
     assert!(
@@ -725,35 +748,14 @@ fn buffered_bytes_are_bounded_for_all_requests_together() {
         Some("key-us".into()),
     )
     .unwrap();
-    let body = Arc::new(
+    let body =
         json!({"model": "gpt", "messages": [{"role": "user", "content": "x".repeat(15 << 20)}]})
             .to_string()
-            .into_bytes(),
-    );
-    let statuses: Vec<(u16, Value)> = rt.block_on(async {
-        let hs: Vec<_> = (0..16)
-            .map(|_| {
-                let (c, body) = (c.clone(), body.clone());
-                tokio::spawn(async move {
-                    let r = c
-                        .request(
-                            "POST",
-                            "/v1/chat/completions",
-                            Some(("application/json", body.to_vec())),
-                            &[],
-                        )
-                        .await
-                        .unwrap();
-                    (r.status, r.json().unwrap_or(Value::Null))
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in hs {
-            out.push(h.await.unwrap());
-        }
-        out
-    });
+            .into_bytes();
+    let statuses: Vec<(u16, Value)> = post_at_once(&rt, &c, 16, body)
+        .into_iter()
+        .map(|r| (r.status, r.json().unwrap_or(Value::Null)))
+        .collect();
     let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
     let full = statuses
         .iter()
@@ -998,20 +1000,7 @@ fn azure_openai_deployments_are_spoken_to_in_azure_s_form() {
     assert_eq!(stats(&rt, &az)["azure_requests"], 3);
     // Without its api-version, an Azure deployment is a config error that
     // names the key.
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("g.yaml");
-    std::fs::write(
-        &p,
-        format!("models:\n  gpt:\n    deployments:\n      - {{name: az, provider: azure, region: eastus, url: '{base}', api: azure}}\n"),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["gateway", "check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_refused(&format!("models:\n  gpt:\n    deployments:\n      - {{name: az, provider: azure, region: eastus, url: '{base}', api: azure}}\n"));
     assert!(
         err.contains("models.gpt.deployments[0].api_version"),
         "{err}"
@@ -1161,20 +1150,7 @@ fn a_key_uses_only_the_models_it_is_allowed() {
     };
     assert_eq!(list("narrow-key"), vec!["cheap"]);
     assert_eq!(list("wide-key").len(), 2);
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("g.yaml");
-    std::fs::write(
-        &p,
-        format!("models:\n  gpt:\n    deployments:\n{deps}keys:\n  - {{name: k, key_sha256: {}, models: [gpt, gtp]}}\n", sha("k")),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["gateway", "check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_refused(&format!("models:\n  gpt:\n    deployments:\n{deps}keys:\n  - {{name: k, key_sha256: {}, models: [gpt, gtp]}}\n", sha("k")));
     assert!(
         err.contains("keys[0].models[1]") && err.contains("gtp"),
         "{err}"
@@ -1265,20 +1241,9 @@ fn retries_per_model_and_per_error_class() {
         let r = chat(&rt, gw.port, "key-us", "any");
         assert_eq!((r.status, served_by(&r)), (200, "good".to_string()));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("g.yaml");
-    std::fs::write(
-        &p,
-        format!("models:\n  gpt:\n    retries: {{on: [timeout, 418]}}\n    deployments:\n{pair}"),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["gateway", "check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_refused(&format!(
+        "models:\n  gpt:\n    retries: {{on: [timeout, 418]}}\n    deployments:\n{pair}"
+    ));
     assert!(err.contains("models.gpt.retries.on[1]"), "{err}");
 }
 
@@ -1450,24 +1415,8 @@ fn idle_and_slow_clients_cannot_lock_others_out() {
 /// A config with mistakes is refused at start with the key named.
 #[test]
 fn bad_config_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let p: &Path = &dir.path().join("g.yaml");
-    std::fs::write(
-        p,
-        "models:\n  gpt:\n    policy: fastest\n    deployments: []\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["gateway", "check", "--config"])
-        .arg(p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("models.gpt.policy"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = check_refused("models:\n  gpt:\n    policy: fastest\n    deployments: []\n");
+    assert!(err.contains("models.gpt.policy"), "{err}");
 }
 
 /// `https://` deployments are spoken to with TLS: one pointed at a plain
