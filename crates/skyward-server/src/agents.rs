@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use skyward_core::WorkloadId;
 use skyward_executor::link::{Link as RunLink, Note};
 use skyward_executor::{ExecEvent, RunSpec};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -283,9 +283,9 @@ struct Link {
     /// The runs the agent said it holds at its last sync, if the
     /// scheduler has not looked at them yet.
     reported: Option<Vec<RunRef>>,
-    /// Workloads dispatched to this site and not ended: the only ones
-    /// whose logs the agent may write.
-    owned: BTreeSet<u64>,
+    /// Workloads dispatched to this site and not ended, with their
+    /// attempt: the only runs whose logs the agent may write.
+    owned: BTreeMap<u64, u32>,
     last_seen_ms: Option<i64>,
     /// The agent process whose events are counted (a new one starts its
     /// numbering over).
@@ -353,14 +353,18 @@ impl Hub {
         }
     }
 
-    /// Whether `id` runs (or was dispatched) on `site`, for its logs.
-    fn set_owned(&self, site: &str, id: u64, owned: bool) {
+    /// Which attempt of `id` runs (or was dispatched) on `site`, for its
+    /// logs (None: none).
+    fn set_owned(&self, site: &str, id: u64, attempt: Option<u32>) {
         if let Ok(mut links) = self.links.lock() {
             let l = links.entry(site.to_string()).or_default();
-            if owned {
-                l.owned.insert(id);
-            } else {
-                l.owned.remove(&id);
+            match attempt {
+                Some(a) => {
+                    l.owned.insert(id, a);
+                }
+                None => {
+                    l.owned.remove(&id);
+                }
             }
         }
     }
@@ -431,7 +435,7 @@ impl AgentSite {
     /// agent says how it is.
     pub fn adopt(&mut self, id: WorkloadId, attempt: u32, accelerators: u32, started: bool) {
         self.link.adopt(id, attempt, accelerators, started);
-        self.hub.set_owned(&self.site, id.0, true);
+        self.hub.set_owned(&self.site, id.0, Some(attempt));
     }
 
     pub fn dispatch(
@@ -442,7 +446,7 @@ impl AgentSite {
         spec: &RunSpec,
     ) -> Result<Vec<ExecEvent>, skyward_executor::local::DispatchError> {
         self.link.dispatch(&self.site, id, attempt, accelerators)?;
-        self.hub.set_owned(&self.site, id.0, true);
+        self.hub.set_owned(&self.site, id.0, Some(attempt));
         self.hub.push(
             &self.site,
             Cmd {
@@ -460,7 +464,7 @@ impl AgentSite {
 
     pub fn cancel(&mut self, id: WorkloadId, attempt: u32) {
         if self.link.cancel(id, attempt) {
-            self.hub.set_owned(&self.site, id.0, false);
+            self.hub.set_owned(&self.site, id.0, None);
         }
         self.push_cancel(id.0, attempt);
     }
@@ -493,7 +497,7 @@ impl AgentSite {
             reported.map(|r| r.iter().map(|x| (WorkloadId(x.id), x.attempt)).collect());
         let r = self.link.reconcile(events, holds.as_deref());
         for id in &r.forgotten {
-            self.hub.set_owned(&self.site, id.0, false);
+            self.hub.set_owned(&self.site, id.0, None);
         }
         for note in &r.notes {
             match note {
@@ -527,7 +531,7 @@ impl AgentSite {
     pub fn detach(&mut self) -> usize {
         let ids = self.link.detach();
         for id in &ids {
-            self.hub.set_owned(&self.site, id.0, false);
+            self.hub.set_owned(&self.site, id.0, None);
         }
         ids.len()
     }
@@ -535,6 +539,16 @@ impl AgentSite {
 
 fn refuse(status: StatusCode, code: &'static str, m: String) -> ApiError {
     ApiError::new(status, code, m)
+}
+
+/// Whether an agent may write this chunk: a workload dispatched to its
+/// site, of the attempt dispatched there (a chunk naming another, an older
+/// run's or a made-up one, is not written and starts no part of the log;
+/// attempt 0, an agent that does not say, writes in the server's offsets).
+fn may_write(owned: &BTreeMap<u64, u32>, c: &LogChunk) -> bool {
+    owned
+        .get(&c.id)
+        .is_some_and(|a| c.attempt == 0 || c.attempt == *a)
 }
 
 /// Appends a chunk to the workload's log if it continues its attempt's
@@ -691,7 +705,7 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
     // Logs first (outside the lock): only runs dispatched to this site.
     // Logs of the runs dispatched to this site only (an agent writes no
     // other workload's log); outside the lock.
-    let owned: BTreeSet<u64> = hub
+    let owned: BTreeMap<u64, u32> = hub
         .links
         .lock()
         .map(|l| {
@@ -705,7 +719,7 @@ pub async fn sync(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         let logs: Vec<LogChunk> = req
             .logs
             .iter()
-            .filter(|c| owned.contains(&c.id))
+            .filter(|c| may_write(&owned, c))
             .cloned()
             .collect();
         tokio::task::spawn_blocking(move || {
@@ -929,6 +943,24 @@ mod tests {
             std::fs::read_to_string(dir.path().join("output.log")).unwrap(),
             "one\ntwo\nthree\nfour\n"
         );
+    }
+
+    /// A hostile agent cannot write a log part for an attempt that is not
+    /// the one dispatched to it (each would start a new part, and a file).
+    #[test]
+    fn only_the_dispatched_attempt_s_log_is_written() {
+        let owned: BTreeMap<u64, u32> = [(7, 3)].into();
+        let chunk = |id: u64, attempt: u32| LogChunk {
+            id,
+            attempt,
+            offset: 0,
+            data: "x".into(),
+        };
+        assert!(may_write(&owned, &chunk(7, 3)));
+        assert!(may_write(&owned, &chunk(7, 0)));
+        assert!(!may_write(&owned, &chunk(7, 2)));
+        assert!(!may_write(&owned, &chunk(7, 4_000_000)));
+        assert!(!may_write(&owned, &chunk(8, 3)));
     }
 
     /// A run told to stop (preempted for other work) has stopped only
