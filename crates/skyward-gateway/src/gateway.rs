@@ -1559,24 +1559,34 @@ impl UsageFilter {
             return b.clone();
         }
         let mut out = Vec::with_capacity(b.len());
-        for &c in b.iter() {
-            self.partial.push(c);
-            if c == b'\n' {
-                let line = std::mem::take(&mut self.partial);
-                let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                let body = body.strip_suffix(b"\r").unwrap_or(body);
-                if self.skip_blank && body.is_empty() {
-                    self.skip_blank = false;
-                    continue;
-                }
+        let mut rest: &[u8] = b;
+        // Line by line (whole slices, not byte by byte); a line begun in
+        // an earlier chunk is finished from `partial`.
+        while let Some(nl) = rest.iter().position(|&c| c == b'\n') {
+            let (head, tail) = rest.split_at(nl + 1);
+            rest = tail;
+            let joined;
+            let line: &[u8] = if self.partial.is_empty() {
+                head
+            } else {
+                self.partial.extend_from_slice(head);
+                joined = std::mem::take(&mut self.partial);
+                &joined
+            };
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            if self.skip_blank && body.is_empty() {
                 self.skip_blank = false;
-                if is_usage_only(body) {
-                    self.skip_blank = true;
-                    continue;
-                }
-                out.extend_from_slice(&line);
+                continue;
             }
+            self.skip_blank = false;
+            if is_usage_only(body) {
+                self.skip_blank = true;
+                continue;
+            }
+            out.extend_from_slice(line);
         }
+        self.partial.extend_from_slice(rest);
         Bytes::from(out)
     }
 
@@ -1685,6 +1695,24 @@ mod tests {
         assert_eq!(s.content_chunks, 2);
         assert_eq!((s.prompt, s.completion), (Some(7), Some(2)));
         assert!(s.done);
+    }
+
+    #[test]
+    fn the_usage_chunk_is_taken_out_however_the_stream_is_split() {
+        let stream = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let want = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: [DONE]\n\n".to_vec();
+        for cut in 1..stream.len() {
+            let mut f = UsageFilter::new(true);
+            let mut got = f.pass(&Bytes::copy_from_slice(&stream[..cut])).to_vec();
+            got.extend_from_slice(&f.pass(&Bytes::copy_from_slice(&stream[cut..])));
+            got.extend_from_slice(&f.finish());
+            assert_eq!(got, want, "cut at {cut}");
+        }
+        let mut off = UsageFilter::new(false);
+        assert_eq!(
+            off.pass(&Bytes::copy_from_slice(stream)).to_vec(),
+            stream.to_vec()
+        );
     }
 
     #[test]
