@@ -4,8 +4,8 @@
 # server for the control plane's PostgreSQL tests, a two-node Slurm
 # cluster for the Slurm executor's tests, moto's S3 server and Azurite for
 # the checkpoint stores, headless Chromium for the ledger report's browser
-# test, nginx for the gateway bench's comparison), so it passes on a fresh
-# machine.
+# test, nginx for the gateway bench's comparison, the official OpenAI Python
+# client for the gateway's tests), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,10 @@ if [ -z "${SKYWARD_TEST_NGINX:-}" ]; then
   eval "$(scripts/nginx.sh)"
 fi
 echo "nginx for tests: $SKYWARD_TEST_NGINX"
+if [ -z "${SKYWARD_TEST_PYTHON:-}" ]; then
+  eval "$(scripts/pyclients.sh)"
+fi
+echo "OpenAI's Python client for tests: $SKYWARD_TEST_PYTHON"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

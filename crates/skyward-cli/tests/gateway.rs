@@ -1602,6 +1602,322 @@ fn example_config_parses() {
     let cfg =
         skyward_gateway::config::parse(&text, "gateway.yaml", &|k| Some(format!("value-of-{k}")))
             .unwrap();
-    assert_eq!(cfg.models.len(), 2);
+    assert_eq!(cfg.models.len(), 3);
     assert_eq!(cfg.keys[1].tags, vec!["eu".to_string()]);
+    let claude = &cfg
+        .models
+        .iter()
+        .find(|m| m.name == "claude")
+        .unwrap()
+        .deployments;
+    assert_eq!(claude[0].api.as_str(), "anthropic");
+    let (creds, region) = claude[1].aws.as_ref().unwrap();
+    assert_eq!(
+        (creds.access_key_id.as_str(), region.as_str()),
+        ("value-of-AWS_ACCESS_KEY_ID", "us-east-1")
+    );
+}
+
+/// Deployments on Anthropic's Messages API and on Bedrock's Converse API:
+/// a model `claude` with an Anthropic deployment first and a Bedrock one
+/// behind it, each mock checking its own API (Anthropic's headers and
+/// body rules, Bedrock's SigV4 signature with the key as the secret and
+/// Converse's body rules).
+fn provider_gateway(bedrock_secret_env: &str) -> (Mock, Mock, Gw) {
+    let anth = mock_with("anth", &["--api-key", "upstream-secret-value"]);
+    let bed = mock_with("bed", &["--api-key", "upstream-secret-value"]);
+    let (a, b) = (anth.port, bed.port);
+    let anthropic = format!("{{name: anthropic, provider: anthropic, region: us, url: 'http://127.0.0.1:{a}/v1', api: anthropic, api_key_env: UPSTREAM_SECRET, model: claude-3-5-haiku-20241022, capacity: committed, price: {{input_per_mtok: 0.8, output_per_mtok: 4}}}}");
+    let aws = format!("provider: aws, region: us-east-1, url: 'http://127.0.0.1:{b}', api: bedrock, aws_access_key_id_env: GW_TEST_TPM, aws_secret_access_key_env: {bedrock_secret_env}");
+    let gw = gateway(&format!(
+        "breaker: {{failures: 1, cooldown_ms: 60000}}\nmodels:\n  claude:\n    policy: priority\n    deployments:\n      - {anthropic}\n      - {{name: bedrock, {aws}, model: 'anthropic.claude-3-5-haiku-20241022-v1:0', price: {{input_per_mtok: 0.8, output_per_mtok: 4}}}}\n  claude-bedrock:\n    deployments:\n      - {{name: bedrock-only, {aws}, model: 'meta.llama3-1-8b-instruct-v1:0'}}\n{KEYS}"
+    ));
+    (anth, bed, gw)
+}
+
+fn post_chat(rt: &tokio::runtime::Runtime, port: u16, body: Value) -> Reply {
+    let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
+    rt.block_on(c.request(
+        "POST",
+        "/v1/chat/completions",
+        Some(("application/json", body.to_string().into_bytes())),
+        &[],
+    ))
+    .unwrap()
+}
+
+/// Issue 14: Anthropic and Bedrock deployments answer OpenAI's chat
+/// completions (whole and streamed, tools, usage), fail over to each
+/// other, and what cannot translate is refused by name.
+#[test]
+fn anthropic_and_bedrock_deployments_are_spoken_to_in_their_own_api() {
+    let (anth, bed, gw) = provider_gateway("UPSTREAM_SECRET");
+    let rt = rt();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let convo = json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "user", "content": "And tomorrow?"}
+    ]);
+    for model in ["claude", "claude-bedrock"] {
+        let r = post_chat(
+            &rt,
+            gw.port,
+            json!({"model": model, "messages": convo, "tools": tools, "max_tokens": 100,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        );
+        assert_eq!(r.status, 200, "{model}: {}", r.error_text());
+        let v = r.json().unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["model"], model);
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "tok tok tok tok tok tok tok tok "
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(call["function"]["arguments"], "{\"mock\":true}");
+        assert_eq!(v["usage"]["completion_tokens"], 13, "{v}");
+    }
+    let s = |m: &Mock| stats(&rt, m);
+    assert_eq!(
+        (
+            s(&anth)["anthropic_requests"].as_u64(),
+            s(&bed)["bedrock_requests"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // Streams, with the usage chunk only for who asked.
+    for (model, dep) in [("claude", "anthropic"), ("claude-bedrock", "bedrock-only")] {
+        let mut st = raw_stream(
+            gw.port,
+            "key-us",
+            &json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        );
+        let got = read_until(&mut st, "[DONE]");
+        assert!(
+            got.contains(&format!("x-skyward-deployment: {dep}")),
+            "{got}"
+        );
+        assert!(got.contains("content-type: text/event-stream"), "{got}");
+        for i in 0..8 {
+            assert!(
+                got.contains(&format!("\"content\":\"tok{i} \"")),
+                "{model}: {got}"
+            );
+        }
+        assert!(got.contains("\"finish_reason\":\"stop\""), "{got}");
+        assert!(!got.contains("\"usage\""), "{got}");
+        let mut st = raw_stream(
+            gw.port,
+            "key-us",
+            &json!({"model": model, "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        );
+        let got = read_until(&mut st, "[DONE]");
+        assert!(got.contains("\"completion_tokens\":8"), "{got}");
+    }
+    // The streams' usage is exact in the usage log, not estimated.
+    let log = gw.dir.path().join("usage.jsonl");
+    wait_until("6 requests in the usage log", 10, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 6)
+    });
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(rec["estimated"], false, "{rec}");
+    }
+    // Anthropic overloaded (529): the request goes on to Bedrock.
+    set_mode(&rt, &anth, json!({"status": 529}));
+    let r = post_chat(&rt, gw.port, json!({"model": "claude", "messages": convo}));
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "bedrock".to_string()),
+        "{}",
+        r.error_text()
+    );
+    // What does not translate is the client's 400, naming the parameter.
+    let r = post_chat(
+        &rt,
+        gw.port,
+        json!({"model": "claude-bedrock", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.error_text());
+    assert!(r.error_text().contains("data: URL"), "{}", r.error_text());
+    let r = post_chat(
+        &rt,
+        gw.port,
+        json!({"model": "claude-bedrock", "n": 3, "messages": convo}),
+    );
+    assert_eq!(r.json().unwrap()["error"]["param"], "n");
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let r = rt
+        .block_on(c.request(
+            "POST",
+            "/v1/embeddings",
+            Some((
+                "application/json",
+                br#"{"model": "claude-bedrock", "input": "x"}"#.to_vec(),
+            )),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json().unwrap()["error"]["code"], "unsupported_endpoint");
+    // Both down: the client gets OpenAI's error shape with Bedrock's code.
+    set_mode(&rt, &bed, json!({"status": 429}));
+    let r = post_chat(
+        &rt,
+        gw.port,
+        json!({"model": "claude-bedrock", "messages": convo}),
+    );
+    assert_eq!(r.status, 429);
+    let e = r.json().unwrap();
+    assert_eq!(e["error"]["code"], "ThrottlingException", "{e}");
+    assert_eq!(
+        e["error"]["message"],
+        "Too many requests, please wait before trying again."
+    );
+}
+
+/// Issue 14: a Bedrock deployment signing with the wrong secret is
+/// refused by the upstream's signature check (403
+/// InvalidSignatureException): it is the gateway's fault, its breaker
+/// opens and the client gets a 502, not a 403.
+#[test]
+fn a_wrong_aws_secret_is_the_deployment_s_fault() {
+    let (_anth, bed, gw) = provider_gateway("GW_TEST_BROKE");
+    let rt = rt();
+    let r = post_chat(
+        &rt,
+        gw.port,
+        json!({"model": "claude-bedrock", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["error"]["code"], "upstream_rejected");
+    assert_eq!(stats(&rt, &bed)["bedrock_requests"], 0);
+    assert!(
+        gw.log().contains("ALERT: deployment bedrock-only"),
+        "{}",
+        gw.log()
+    );
+    // A Bedrock deployment without credentials is a config error naming
+    // the key.
+    let err = check_refused("models:\n  c:\n    deployments:\n      - {name: b, provider: aws, region: us-east-1, url: 'http://127.0.0.1:1', api: bedrock, aws_access_key_id_env: NOT_SET_ANYWHERE_1}\n");
+    assert!(
+        err.contains("models.c.deployments[0].aws_access_key_id_env"),
+        "{err}"
+    );
+}
+
+/// Issue 14: the official OpenAI Python client (installed by the test
+/// command) over Anthropic and Bedrock deployments: whole answers,
+/// streams with usage, and tool calls assembled from streamed pieces.
+#[test]
+fn the_official_openai_client_over_anthropic_and_bedrock() {
+    let python = std::env::var("SKYWARD_TEST_PYTHON").unwrap_or_default();
+    assert!(
+        !python.is_empty(),
+        "SKYWARD_TEST_PYTHON is not set: run the suite with ./scripts/test.sh (scripts/pyclients.sh installs the openai package)"
+    );
+    let (anth, bed, gw) = provider_gateway("UPSTREAM_SECRET");
+    let script = r#"
+import json, sys
+from openai import OpenAI
+c = OpenAI(base_url=sys.argv[1], api_key="key-us", max_retries=0)
+out = {}
+for model in ["claude", "claude-bedrock"]:
+    r = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=50)
+    whole = [r.choices[0].message.content, r.choices[0].finish_reason, r.usage.completion_tokens]
+    text, usage = "", None
+    for ch in c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}):
+        if ch.usage:
+            usage = ch.usage.completion_tokens
+        for ch0 in ch.choices:
+            text += ch0.delta.content or ""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}]
+    name, args = None, ""
+    for ch in c.chat.completions.create(model=model, messages=[{"role": "user", "content": "weather?"}], tools=tools, tool_choice="required", stream=True):
+        for ch0 in ch.choices:
+            for tc in ch0.delta.tool_calls or []:
+                name = tc.function.name or name
+                args += tc.function.arguments or ""
+    out[model] = {"whole": whole, "streamed": text, "usage": usage, "tool": [name, json.loads(args)]}
+print(json.dumps(out))
+"#;
+    let o = Command::new(&python)
+        .args(["-c", script, &format!("http://127.0.0.1:{}/v1", gw.port)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text: String = (0..8).map(|i| format!("tok{i} ")).collect();
+    for model in ["claude", "claude-bedrock"] {
+        assert_eq!(
+            v[model]["whole"],
+            json!(["tok ".repeat(8), "stop", 8]),
+            "{v}"
+        );
+        assert_eq!(v[model]["streamed"], text, "{v}");
+        assert_eq!(v[model]["usage"], 8, "{v}");
+        assert_eq!(
+            v[model]["tool"],
+            json!(["get_weather", {"mock": true}]),
+            "{v}"
+        );
+    }
+    assert_eq!(stats(&rt(), &anth)["anthropic_requests"], 3);
+    assert_eq!(stats(&rt(), &bed)["bedrock_requests"], 3);
+}
+
+/// Issue 14 #5 follow-up: an upload refused for room (its declared size
+/// does not fit `max_buffered_mb`) is answered 503 while the client is
+/// still sending. The rest of its body is read and thrown away, so the
+/// client can finish writing, reads the 503, and its connection serves
+/// the next request. Before, the gateway closed the connection as it
+/// answered: the client's writes failed with a broken pipe (about one
+/// run in four of the 16 × 15 MB test).
+#[test]
+fn a_refused_upload_gets_its_503_and_keeps_its_connection() {
+    let m = mock("room");
+    let gw = gateway(&format!(
+        "max_buffered_mb: 64\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("room", &m, "aws:us-east-1", "payg", "")
+    ));
+    // A 15 MB request held upstream for 4 s takes 45 of the 64 MiB.
+    let rt = rt();
+    set_mode(&rt, &m, json!({"delay_ms": 4000}));
+    let port = gw.port;
+    let big = std::thread::spawn(move || {
+        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
+        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "x".repeat(15 << 20)}]});
+        post_at_once(&common::rt(), &c, 1, body.to_string().into_bytes())[0].status
+    });
+    wait_until("the big request upstream", 20, || {
+        stats(&rt, &m)["requests"] == 1
+    });
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = format!(
+        "{{\"model\": \"gpt\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "x".repeat(12 << 20)
+    );
+    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-us\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    for piece in body.as_bytes().chunks(1 << 20) {
+        s.write_all(piece)
+            .expect("the gateway closed the connection while the body was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = read_until(&mut s, "\"overloaded\"");
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    let small = r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}"#;
+    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-us\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{small}", small.len()).unwrap();
+    let got = read_until(&mut s, "chat.completion");
+    assert!(got.contains("HTTP/1.1 200"), "{got}");
+    assert_eq!(big.join().unwrap(), 200);
 }

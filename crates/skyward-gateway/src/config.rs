@@ -78,6 +78,17 @@ struct RawDeployment {
     api_version: Option<String>,
     #[serde(default)]
     auth: Option<String>,
+    /// Bedrock: the AWS region signed for (the deployment's region when
+    /// not given).
+    #[serde(default)]
+    aws_region: Option<String>,
+    /// Bedrock: where the SigV4 credentials are read from.
+    #[serde(default)]
+    aws_access_key_id_env: Option<String>,
+    #[serde(default)]
+    aws_secret_access_key_env: Option<String>,
+    #[serde(default)]
+    aws_session_token_env: Option<String>,
     #[serde(default)]
     capacity: Option<String>,
     #[serde(default)]
@@ -237,6 +248,8 @@ pub struct Deployment {
     pub auth: Auth,
     pub upstream_model: String,
     pub api_key: Option<String>,
+    /// Bedrock with `auth: sigv4`: the credentials and region signed for.
+    pub aws: Option<(crate::sigv4::Credentials, String)>,
     pub capacity: Capacity,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
@@ -255,6 +268,34 @@ pub enum Api {
     /// Azure OpenAI: `{deployment url}/chat/completions?api-version=…`,
     /// the deployment in the path (the body's `model` is not used).
     Azure,
+    /// Anthropic Messages: `{url}/messages` (`url` like
+    /// `https://api.anthropic.com/v1`), chat completions translated.
+    Anthropic,
+    /// AWS Bedrock Converse: `{url}/model/{model}/converse` and
+    /// `/converse-stream` (`url` like
+    /// `https://bedrock-runtime.us-east-1.amazonaws.com`), SigV4-signed.
+    Bedrock,
+}
+
+impl Api {
+    /// The provider API a translated deployment speaks (None: OpenAI's
+    /// own form, as is).
+    pub fn wire(self) -> Option<crate::translate::Wire> {
+        match self {
+            Api::OpenAi | Api::Azure => None,
+            Api::Anthropic => Some(crate::translate::Wire::Anthropic),
+            Api::Bedrock => Some(crate::translate::Wire::Bedrock),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAi => "openai",
+            Api::Azure => "azure",
+            Api::Anthropic => "anthropic",
+            Api::Bedrock => "bedrock",
+        }
+    }
 }
 
 /// How a deployment's key is sent.
@@ -264,6 +305,10 @@ pub enum Auth {
     Bearer,
     /// `api-key: <key>` (Azure OpenAI's key).
     ApiKey,
+    /// `x-api-key: <key>` (Anthropic's).
+    XApiKey,
+    /// AWS Signature Version 4 (Bedrock), from `aws`.
+    SigV4,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -601,22 +646,97 @@ pub fn parse(
             let api = match d.api.as_deref().unwrap_or("openai") {
                 "openai" => Api::OpenAi,
                 "azure" | "azure-openai" => Api::Azure,
+                "anthropic" => Api::Anthropic,
+                "bedrock" | "aws-bedrock" => Api::Bedrock,
                 other => {
                     return Err(err(
                         &format!("{dk}.api"),
-                        format!("unknown API '{other}' (openai, azure)"),
+                        format!("unknown API '{other}' (openai, azure, anthropic, bedrock)"),
                     ))
                 }
             };
             let auth = match (d.auth.as_deref(), api) {
                 (None, Api::Azure) | (Some("api-key"), _) => Auth::ApiKey,
                 (None, Api::OpenAi) | (Some("bearer"), _) => Auth::Bearer,
+                (None, Api::Anthropic) | (Some("x-api-key"), _) => Auth::XApiKey,
+                // Bedrock also takes its own API keys as bearer tokens.
+                (None, Api::Bedrock) | (Some("sigv4"), Api::Bedrock) => Auth::SigV4,
                 (Some(other), _) => {
                     return Err(err(
                         &format!("{dk}.auth"),
-                        format!("unknown auth '{other}' (bearer, api-key)"),
+                        format!(
+                            "unknown auth '{other}' for api {} (bearer, api-key, x-api-key{})",
+                            api.as_str(),
+                            if api == Api::Bedrock { ", sigv4" } else { "" }
+                        ),
                     ))
                 }
+            };
+            let aws = if auth == Auth::SigV4 {
+                let var = |given: &Option<String>, default: &str, field: &str, needed: bool| {
+                    let name = given.clone().unwrap_or_else(|| default.to_string());
+                    match env(&name).filter(|v| !v.is_empty()) {
+                        Some(v) => Ok(Some(v)),
+                        None if !needed => Ok(None),
+                        None => Err(err(
+                            &format!("{dk}.{field}"),
+                            format!("environment variable {name} is not set: a Bedrock deployment signs with AWS credentials"),
+                        )),
+                    }
+                };
+                let id = var(
+                    &d.aws_access_key_id_env,
+                    "AWS_ACCESS_KEY_ID",
+                    "aws_access_key_id_env",
+                    true,
+                )?;
+                let secret = var(
+                    &d.aws_secret_access_key_env,
+                    "AWS_SECRET_ACCESS_KEY",
+                    "aws_secret_access_key_env",
+                    true,
+                )?;
+                let token = var(
+                    &d.aws_session_token_env,
+                    "AWS_SESSION_TOKEN",
+                    "aws_session_token_env",
+                    false,
+                )?;
+                let region = d
+                    .aws_region
+                    .clone()
+                    .unwrap_or_else(|| d.region.clone())
+                    .to_ascii_lowercase();
+                if region.is_empty()
+                    || !region
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(err(
+                        &format!("{dk}.aws_region"),
+                        format!("'{region}' is not an AWS region (like us-east-1)"),
+                    ));
+                }
+                Some((
+                    crate::sigv4::Credentials {
+                        access_key_id: id.unwrap_or_default(),
+                        secret_access_key: secret.unwrap_or_default(),
+                        session_token: token,
+                    },
+                    region,
+                ))
+            } else {
+                if d.aws_region.is_some()
+                    || d.aws_access_key_id_env.is_some()
+                    || d.aws_secret_access_key_env.is_some()
+                    || d.aws_session_token_env.is_some()
+                {
+                    return Err(err(
+                        &format!("{dk}.auth"),
+                        "aws_* settings are for api: bedrock signing with sigv4".into(),
+                    ));
+                }
+                None
             };
             // A query in the URL (Azure's ?api-version=…) goes after the
             // endpoint path, not before it.
@@ -676,6 +796,7 @@ pub fn parse(
                 api,
                 auth,
                 api_key,
+                aws,
                 capacity,
                 input_usd_per_mtok: pin,
                 output_usd_per_mtok: pout,

@@ -7,6 +7,7 @@ use crate::body::GwBody;
 use crate::config::{GatewayConfig, Key, Model};
 use crate::metrics::Metrics;
 use crate::router::{self, Breaker, DeploymentState, Outcome, Rng, Window};
+use crate::translate::{self, Wire};
 use crate::usage::UsageRecord;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -162,7 +163,10 @@ fn pass_upstream_headers(from: &hyper::HeaderMap, to: &mut hyper::HeaderMap) {
         .iter()
         .filter(|(n, _)| {
             let n = n.as_str();
-            n.starts_with("x-ratelimit-") || n.ends_with("request-id")
+            n.starts_with("x-ratelimit-")
+                || n.starts_with("anthropic-ratelimit-")
+                || n.ends_with("request-id")
+                || n == "x-amzn-requestid"
         })
         .take(32)
     {
@@ -180,21 +184,81 @@ fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
     }
 }
 
-/// The deployment's key, as its API takes it.
-fn with_key(
-    b: hyper::http::request::Builder,
+/// Anthropic's API version the translation is written against.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The deployment's credentials as its API takes them, for a request to
+/// `uri` carrying `payload` (SigV4 signs both).
+fn authorize(
+    mut b: hyper::http::request::Builder,
     d: &crate::config::Deployment,
-    key: &str,
+    method: &str,
+    uri: &str,
+    payload: &[u8],
 ) -> hyper::http::request::Builder {
-    match d.auth {
-        crate::config::Auth::Bearer => b.header(AUTHORIZATION, format!("Bearer {key}")),
-        crate::config::Auth::ApiKey => b.header("api-key", key),
+    use crate::config::Auth;
+    if d.api == crate::config::Api::Anthropic {
+        b = b.header("anthropic-version", ANTHROPIC_VERSION);
+    }
+    match (d.auth, &d.api_key, &d.aws) {
+        (Auth::Bearer, Some(k), _) => b.header(AUTHORIZATION, format!("Bearer {k}")),
+        (Auth::ApiKey, Some(k), _) => b.header("api-key", k),
+        (Auth::XApiKey, Some(k), _) => b.header("x-api-key", k),
+        (Auth::SigV4, _, Some((creds, region))) => {
+            let Ok(u) = uri.parse::<hyper::Uri>() else {
+                return b;
+            };
+            #[allow(clippy::disallowed_methods)] // a signature is dated by the wall clock
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let signed = crate::sigv4::sign(
+                &crate::sigv4::Signable {
+                    method,
+                    host: u.authority().map(|a| a.as_str()).unwrap_or(""),
+                    path: u.path(),
+                    query: u.query().unwrap_or(""),
+                    headers: &[],
+                    payload,
+                },
+                creds,
+                region,
+                "bedrock",
+                now,
+            );
+            for (n, v) in signed.headers {
+                b = b.header(n, v);
+            }
+            b
+        }
+        _ => b,
     }
 }
 
 /// A request's body is held up to this many times at once (the bytes, the
 /// parsed JSON, the payload sent upstream).
 const REQUEST_COPIES: u64 = 3;
+
+/// Reads a refused request's body (`declared` bytes, at most 16 MiB)
+/// and drops each chunk as it comes, for at most 10 s: no memory is held.
+fn discard(mut body: Incoming, declared: u64) {
+    if declared > REQUEST_BYTES_MAX as u64 {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut seen = 0u64;
+            while let Some(Ok(f)) = body.frame().await {
+                seen += f.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+                if seen > declared {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
 
 /// Why a body could not be read into the buffer budget.
 enum ReadError {
@@ -208,7 +272,7 @@ enum ReadError {
 /// (`copies` times) before it is kept: the memory all requests hold
 /// together stays under `max_buffered_mb`, however many are in flight.
 async fn read_counted(
-    mut body: Incoming,
+    body: &mut Incoming,
     limit: usize,
     budget: &Arc<tokio::sync::Semaphore>,
     copies: u64,
@@ -428,11 +492,14 @@ impl Gateway {
         let timeout = Duration::from_millis(live.cfg.timeouts.connect_ms.max(100) * 2);
         for (mi, m) in live.cfg.models.iter().enumerate() {
             for (di, d) in m.deployments.iter().enumerate() {
-                let uri = upstream_uri(d, &live.cfg.health.path);
-                let mut rb = Request::builder().method(Method::GET).uri(uri);
-                if let Some(k) = &d.api_key {
-                    rb = with_key(rb, d, k);
+                // Bedrock's runtime endpoint has nothing to GET: its
+                // deployments are watched by their answers only.
+                if d.api == crate::config::Api::Bedrock {
+                    continue;
                 }
+                let uri = upstream_uri(d, &live.cfg.health.path);
+                let rb = Request::builder().method(Method::GET).uri(&uri);
+                let rb = authorize(rb, d, "GET", &uri, b"");
                 let Ok(req) = rb.body(Full::new(Bytes::new())) else {
                     continue;
                 };
@@ -814,17 +881,28 @@ impl Gateway {
         if let Some(n) = declared {
             let kib = (n * REQUEST_COPIES).div_ceil(1024);
             if kib > self.buffers.available_permits() as u64 {
+                // The client is still sending: its body is read and thrown
+                // away beside the answer, so it gets the 503 rather than a
+                // broken pipe, and the connection stays usable.
+                discard(req.into_body(), n);
                 return Err(buffers_full(max_mb));
             }
         }
-        let (bytes, _held) = read_counted(
-            req.into_body(),
+        let mut req_body = req.into_body();
+        let read = read_counted(
+            &mut req_body,
             REQUEST_BYTES_MAX,
             &self.buffers,
             REQUEST_COPIES,
         )
-        .await
-        .map_err(|e| match e {
+        .await;
+        if matches!(read, Err(ReadError::Full)) {
+            // As above: the rest is read and thrown away beside the 503.
+            discard(req_body, declared.unwrap_or(REQUEST_BYTES_MAX as u64));
+        } else {
+            drop(req_body);
+        }
+        let (bytes, _held) = read.map_err(|e| match e {
             ReadError::TooLarge => too_large(),
             ReadError::Full => buffers_full(max_mb),
             ReadError::Broken => openai_error(
@@ -930,7 +1008,31 @@ impl Gateway {
                 .map(Arc::new),
             None => None,
         };
+        // Deployments behind a translated API (Anthropic, Bedrock) serve
+        // chat completions only: for anything else they are not asked.
         let mut tried: Vec<usize> = Vec::new();
+        if suffix != "/chat/completions" {
+            tried.extend(
+                model
+                    .deployments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.api.wire().is_some())
+                    .map(|(i, _)| i),
+            );
+            if tried.len() == model.deployments.len() {
+                return Err(openai_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "unsupported_endpoint",
+                    &format!(
+                        "`{model_name}` is served through {} only, which answers chat completions, not {suffix}.",
+                        model.deployments[0].api.as_str()
+                    ),
+                    None,
+                ));
+            }
+        }
         let mut last_error: Option<Response<GwBody>> = None;
         let mut upstream_wait = Duration::ZERO;
         // total_ms bounds the whole request, every attempt included: an
@@ -997,10 +1099,47 @@ impl Gateway {
             }
             tried.push(di);
             let dep = &model.deployments[di];
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("model".into(), Value::String(dep.upstream_model.clone()));
-            }
-            let payload = match serde_json::to_vec(&body) {
+            let wire = dep.api.wire();
+            // The request in the deployment's own API.
+            let translated = match wire {
+                None => {
+                    if let Some(obj) = body.as_object_mut() {
+                        obj.insert("model".into(), Value::String(dep.upstream_model.clone()));
+                    }
+                    Ok((upstream_uri(dep, suffix), None))
+                }
+                Some(Wire::Anthropic) => translate::chat_to_anthropic(&body, &dep.upstream_model)
+                    .map(|b| (upstream_uri(dep, "/messages"), Some(b))),
+                Some(Wire::Bedrock) => translate::chat_to_converse(&body).map(|b| {
+                    let action = if stream {
+                        "converse-stream"
+                    } else {
+                        "converse"
+                    };
+                    let path = format!(
+                        "/model/{}/{action}",
+                        crate::sigv4::uri_encode(&dep.upstream_model, false)
+                    );
+                    (upstream_uri(dep, &path), Some(b))
+                }),
+            };
+            let (uri, up_body) = translated.map_err(|e| {
+                openai_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "unsupported_parameter",
+                    &format!(
+                        "Deployment {} ({} API) cannot take this request: {}: {}.",
+                        dep.name,
+                        dep.api.as_str(),
+                        e.param,
+                        e.message
+                    ),
+                    Some(&e.param),
+                )
+            })?;
+            // The client's body as is (model mapped), or its translation.
+            let payload = match serde_json::to_vec(up_body.as_ref().unwrap_or(&body)) {
                 Ok(p) => p,
                 Err(e) => {
                     return Err(openai_error(
@@ -1012,14 +1151,12 @@ impl Gateway {
                     ))
                 }
             };
-            let uri = upstream_uri(dep, suffix);
-            let mut b = Request::builder()
+            drop(up_body);
+            let b = Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
                 .header(CONTENT_TYPE, "application/json");
-            if let Some(k) = &dep.api_key {
-                b = with_key(b, dep, k);
-            }
+            let b = authorize(b, dep, "POST", &uri, &payload);
             let Ok(up_req) = b.body(Full::new(Bytes::from(payload))) else {
                 return Err(openai_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -1103,11 +1240,7 @@ impl Gateway {
                     Outcome::Failure
                 };
                 self.finish(&live, mi, di, outcome);
-                let mut r = Response::new(GwBody::full(text));
-                *r.status_mut() = parts.status;
-                if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
-                    r.headers_mut().insert(CONTENT_TYPE, ct.clone());
-                }
+                let mut r = in_openai_form(wire, parts.status, &parts.headers, text);
                 if let Some(ra) = parts.headers.get("retry-after") {
                     r.headers_mut().insert("retry-after", ra.clone());
                 }
@@ -1176,12 +1309,7 @@ impl Gateway {
                     .map(|c| c.to_bytes())
                     .unwrap_or_default();
                 self.finish(&live, mi, di, Outcome::Neutral);
-                let mut r = Response::new(GwBody::full(text));
-                *r.status_mut() = parts.status;
-                if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
-                    r.headers_mut().insert(CONTENT_TYPE, ct.clone());
-                }
-                return Ok(r);
+                return Ok(in_openai_form(wire, parts.status, &parts.headers, text));
             }
             let ctx = Served {
                 key_name: key.map(|k| k.name.clone()),
@@ -1196,6 +1324,7 @@ impl Gateway {
                 strip_usage,
                 prompt_estimate,
                 attempts: attempt + 1,
+                wire,
             };
             if stream {
                 match self
@@ -1215,11 +1344,11 @@ impl Gateway {
                     }
                 }
             }
-            let (parts, body_in) = resp.into_parts();
+            let (parts, mut body_in) = resp.into_parts();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let (whole, whole_held) = match tokio::time::timeout(
                 remaining,
-                read_counted(body_in, RESPONSE_BYTES_MAX, &self.buffers, 1),
+                read_counted(&mut body_in, RESPONSE_BYTES_MAX, &self.buffers, 1),
             )
             .await
             {
@@ -1248,6 +1377,50 @@ impl Gateway {
             };
             let waited = sent.elapsed();
             upstream_wait += waited;
+            // A translated answer becomes a chat completion; one that does
+            // not parse is the deployment's failure.
+            let whole = match wire {
+                None => whole,
+                Some(w) => {
+                    let v: Option<Value> = serde_json::from_slice(&whole).ok();
+                    let chat = v.as_ref().and_then(|v| match w {
+                        Wire::Anthropic => {
+                            translate::anthropic_to_chat(v, &model_name, now_unix_s())
+                        }
+                        Wire::Bedrock => translate::converse_to_chat(
+                            v,
+                            &model_name,
+                            now_unix_s(),
+                            parts
+                                .headers
+                                .get("x-amzn-requestid")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("bedrock"),
+                        ),
+                    });
+                    match chat {
+                        Some(c) => Bytes::from(c.to_string()),
+                        None => {
+                            self.finish(&live, mi, di, Outcome::Failure);
+                            last_error = Some(openai_error(
+                                StatusCode::BAD_GATEWAY,
+                                "server_error",
+                                "upstream_body",
+                                &format!(
+                                    "Deployment {} answered in a form its {} API does not have.",
+                                    dep.name,
+                                    dep.api.as_str()
+                                ),
+                                None,
+                            ));
+                            if !go_on(crate::config::Failure::ServerError) {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
             let (prompt, completion, estimated) = usage_of(&whole)
                 .map(|(p, c)| (p, c, false))
                 .unwrap_or((prompt_estimate, 0, true));
@@ -1281,6 +1454,7 @@ impl Gateway {
                 parts
                     .headers
                     .get(CONTENT_TYPE)
+                    .filter(|_| wire.is_none())
                     .cloned()
                     .unwrap_or(HeaderValue::from_static("application/json")),
             );
@@ -1396,6 +1570,7 @@ impl Gateway {
             parts
                 .headers
                 .get(CONTENT_TYPE)
+                .filter(|_| ctx.wire.is_none())
                 .cloned()
                 .unwrap_or(HeaderValue::from_static("text/event-stream")),
         );
@@ -1414,15 +1589,43 @@ impl Gateway {
         self.inflight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let held = InflightGuard(self.inflight.clone());
+        let request_id = parts
+            .headers
+            .get("x-amzn-requestid")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("skyward")
+            .to_string();
         tokio::spawn(async move {
             let _held = held;
             let mut sse = SseScan::default();
+            // A provider's own stream becomes OpenAI's chunks first.
+            let mut tr = ctx.wire.map(|w| {
+                translate::ChatStream::new(
+                    w,
+                    &ctx.model,
+                    now_unix_s(),
+                    &format!("chatcmpl-{request_id}"),
+                )
+            });
+            let mut failed: Option<String> = None;
+            let mut to_openai = |b: Bytes, failed: &mut Option<String>| -> Bytes {
+                match tr.as_mut() {
+                    None => b,
+                    Some(t) => match t.feed(&b) {
+                        Ok(out) => Bytes::from(out),
+                        Err(e) => {
+                            *failed = Some(format!("the upstream stream failed: {e}"));
+                            Bytes::new()
+                        }
+                    },
+                }
+            };
+            let first = to_openai(first, &mut failed);
             sse.feed(&first);
             let mut filter = UsageFilter::new(ctx.strip_usage);
             let out = filter.pass(&first);
             let mut client_gone = !out.is_empty() && tx.send(out).await.is_err();
-            let mut failed: Option<String> = None;
-            while !client_gone {
+            while !client_gone && failed.is_none() {
                 let left = total.saturating_sub(sent.elapsed());
                 // A client that leaves while the upstream pauses is seen at
                 // once: its request ends as the client's (499), not as a
@@ -1436,11 +1639,21 @@ impl Gateway {
                 };
                 match next {
                     Ok(Ok(Some(b))) => {
+                        let b = to_openai(b, &mut failed);
                         sse.feed(&b);
                         let out = filter.pass(&b);
                         client_gone = !out.is_empty() && tx.send(out).await.is_err();
                     }
                     Ok(Ok(None)) => {
+                        if let Some(t) = tr.as_mut() {
+                            let tail = Bytes::from(t.finish());
+                            sse.feed(&tail);
+                            let out = filter.pass(&tail);
+                            if !out.is_empty() && tx.send(out).await.is_err() {
+                                client_gone = true;
+                                break;
+                            }
+                        }
                         let rest = filter.finish();
                         if !rest.is_empty() {
                             client_gone = tx.send(rest).await.is_err();
@@ -1516,6 +1729,40 @@ struct Served {
     strip_usage: bool,
     /// Held until the request ends (a stream's end included).
     _reservation: Option<Arc<Reservation>>,
+    /// The provider API whose answers are translated (None: OpenAI's).
+    wire: Option<Wire>,
+}
+
+/// An upstream's error answer as the client gets it: as is from an
+/// OpenAI-form API, else in OpenAI's error shape.
+fn in_openai_form(
+    wire: Option<Wire>,
+    status: StatusCode,
+    headers: &hyper::HeaderMap,
+    text: Bytes,
+) -> Response<GwBody> {
+    let (body, ct) = match wire {
+        None => (
+            text,
+            headers
+                .get(CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json")),
+        ),
+        Some(w) => {
+            let aws = headers
+                .get("x-amzn-errortype")
+                .and_then(|h| h.to_str().ok());
+            (
+                Bytes::from(translate::error_to_openai(w, status.as_u16(), &text, aws).to_string()),
+                HeaderValue::from_static("application/json"),
+            )
+        }
+    };
+    let mut r = Response::new(GwBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, ct);
+    r
 }
 
 /// The next data chunk of a body (trailers skipped).

@@ -12,10 +12,13 @@
 
 pub mod body;
 pub mod config;
+pub mod eventstream;
 pub mod gateway;
 pub mod metrics;
 pub mod mock;
 pub mod router;
+pub mod sigv4;
+pub mod translate;
 pub mod usage;
 
 use crate::body::GwBody;

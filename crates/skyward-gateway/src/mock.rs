@@ -13,6 +13,13 @@
 //! the api-version), with the key in `api-key` (or an Entra bearer token).
 //! With a key set (`--api-key`), requests without it get the provider's
 //! 401.
+//!
+//! And Anthropic's Messages API (`POST /v1/messages`: `x-api-key`,
+//! `anthropic-version`, its body rules, its SSE events) and Bedrock's
+//! Converse (`POST /model/{id}/converse` and `/converse-stream`, answered
+//! in AWS's binary event stream), where the key is the AWS secret the
+//! SigV4 signature is checked with, as AWS checks it. Faults come in each
+//! provider's own error shape.
 
 use crate::body::GwBody;
 use bytes::Bytes;
@@ -71,6 +78,10 @@ pub struct Stats {
     pub requests: AtomicU64,
     /// Requests in Azure OpenAI's form.
     pub azure_requests: AtomicU64,
+    /// Anthropic Messages requests.
+    pub anthropic_requests: AtomicU64,
+    /// Bedrock Converse / ConverseStream requests whose signature held.
+    pub bedrock_requests: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_abandoned: AtomicU64,
 }
@@ -153,6 +164,8 @@ impl Mock {
                     "name": self.name,
                     "requests": self.stats.requests.load(Ordering::Relaxed),
                     "azure_requests": self.stats.azure_requests.load(Ordering::Relaxed),
+                    "anthropic_requests": self.stats.anthropic_requests.load(Ordering::Relaxed),
+                    "bedrock_requests": self.stats.bedrock_requests.load(Ordering::Relaxed),
                     "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
                     "streams_abandoned": self.stats.streams_abandoned.load(Ordering::Relaxed),
                 }),
@@ -233,11 +246,373 @@ impl Mock {
                 self.stats.azure_requests.fetch_add(1, Ordering::Relaxed);
                 self.complete(req, openai_path).await
             }
+            (Method::POST, "/v1/messages") => self.anthropic(req).await,
+            (Method::POST, p)
+                if p.starts_with("/model/")
+                    && (p.ends_with("/converse") || p.ends_with("/converse-stream")) =>
+            {
+                self.bedrock(req).await
+            }
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 &json!({"error": {"message": "not found", "type": "invalid_request_error", "code": "not_found"}}),
             ),
         }
+    }
+
+    /// Anthropic's Messages API: `x-api-key` and `anthropic-version`
+    /// required, the body checked as Anthropic checks it (model,
+    /// max_tokens, alternating user/assistant turns of typed blocks).
+    async fn anthropic(self: &Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        let err = |status: StatusCode, kind: &str, message: &str| {
+            json_response(
+                status,
+                &json!({"type": "error", "error": {"type": kind, "message": message}}),
+            )
+        };
+        if req.headers().get("anthropic-version").is_none() {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "anthropic-version: header is required",
+            );
+        }
+        if let Some(want) = &self.key {
+            let given = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+            if given != Some(want.as_str()) {
+                return err(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid x-api-key",
+                );
+            }
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mode = self.mode();
+        let body = Limited::new(req.into_body(), 64 << 20)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Err(m) = check_anthropic(&v) {
+            return err(StatusCode::BAD_REQUEST, "invalid_request_error", &m);
+        }
+        self.stats
+            .anthropic_requests
+            .fetch_add(1, Ordering::Relaxed);
+        if mode.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(mode.delay_ms)).await;
+        }
+        if mode.status != 200 {
+            let status =
+                StatusCode::from_u16(mode.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let kind = match mode.status {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                400 => "invalid_request_error",
+                _ => "api_error",
+            };
+            let mut r = err(
+                status,
+                kind,
+                &format!("mock {} says {}", self.name, mode.status),
+            );
+            if let Some(s) = mode.retry_after_s {
+                r.headers_mut().insert("retry-after", HeaderValue::from(s));
+            }
+            return r;
+        }
+        let model = v["model"].as_str().unwrap_or("mock").to_string();
+        let input_tokens = (body.len() as u64 / 4).max(1);
+        // A forced tool choice is answered with a call of that tool.
+        let tool = match v.pointer("/tool_choice/type").and_then(Value::as_str) {
+            Some("tool") => v.pointer("/tool_choice/name").and_then(Value::as_str),
+            Some("any") => v.pointer("/tools/0/name").and_then(Value::as_str),
+            _ => None,
+        }
+        .map(str::to_string);
+        if v.get("stream").and_then(Value::as_bool) == Some(true) {
+            let (tx, rx) = mpsc::channel::<Bytes>(4);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let ev = |name: &str, data: Value| {
+                    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+                };
+                let mut events = vec![
+                    ev(
+                        "message_start",
+                        json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+                    ),
+                    ev(
+                        "content_block_start",
+                        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    ev("ping", json!({"type": "ping"})),
+                ];
+                let first = events.len();
+                for i in 0..mode.chunks {
+                    events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("tok{i} ")}})));
+                }
+                events.push(ev(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
+                let mut out_tokens = u64::from(mode.chunks);
+                if let Some(t) = &tool {
+                    events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_mock", "name": t, "input": {}}})));
+                    events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"mock\": "}})));
+                    events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "true}"}})));
+                    events.push(ev(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": 1}),
+                    ));
+                    out_tokens += 5;
+                }
+                let stop = if tool.is_some() {
+                    "tool_use"
+                } else {
+                    "end_turn"
+                };
+                events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": out_tokens}})));
+                events.push(ev("message_stop", json!({"type": "message_stop"})));
+                me.send_events(tx, &mode, events, first).await;
+            });
+            let mut r = Response::new(GwBody::Channel(rx));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            r.headers_mut()
+                .insert("request-id", HeaderValue::from_static("req_mock_anthropic"));
+            return r;
+        }
+        let mut content =
+            vec![json!({"type": "text", "text": "tok ".repeat(mode.chunks as usize)})];
+        let mut out_tokens = u64::from(mode.chunks);
+        if let Some(t) = &tool {
+            content.push(
+                json!({"type": "tool_use", "id": "toolu_mock", "name": t, "input": {"mock": true}}),
+            );
+            out_tokens += 5;
+        }
+        let mut r = json_response(
+            StatusCode::OK,
+            &json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "output_tokens": out_tokens}}),
+        );
+        r.headers_mut()
+            .insert("request-id", HeaderValue::from_static("req_mock_anthropic"));
+        r
+    }
+
+    /// Bedrock's Converse and ConverseStream: the SigV4 signature checked
+    /// against the mock's key as the secret (when one is set), the body
+    /// checked as Converse checks it, answers in Converse's JSON or its
+    /// event stream.
+    async fn bedrock(self: &Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        let aws_err = |status: StatusCode, kind: &str, message: &str| {
+            let mut r = json_response(status, &json!({"message": message}));
+            if let Ok(h) = HeaderValue::from_str(&format!(
+                "{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            )) {
+                r.headers_mut().insert("x-amzn-errortype", h);
+            }
+            r
+        };
+        let (parts, body_in) = req.into_parts();
+        let body = Limited::new(body_in, 64 << 20)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        if let Some(secret) = &self.key {
+            let headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            #[allow(clippy::disallowed_methods)] // AWS checks the request's date against its clock
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            if let Err(m) = crate::sigv4::verify(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &headers,
+                &body,
+                secret,
+                now,
+            ) {
+                let kind = if m.starts_with("Missing") {
+                    "MissingAuthenticationTokenException"
+                } else {
+                    "InvalidSignatureException"
+                };
+                return aws_err(StatusCode::FORBIDDEN, kind, &m);
+            }
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mode = self.mode();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Err(m) = check_converse(&v) {
+            return aws_err(StatusCode::BAD_REQUEST, "ValidationException", &m);
+        }
+        self.stats.bedrock_requests.fetch_add(1, Ordering::Relaxed);
+        if mode.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(mode.delay_ms)).await;
+        }
+        if mode.status != 200 {
+            let status =
+                StatusCode::from_u16(mode.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let (kind, msg) = match mode.status {
+                429 => (
+                    "ThrottlingException",
+                    "Too many requests, please wait before trying again.",
+                ),
+                503 => (
+                    "ServiceUnavailableException",
+                    "Bedrock is unable to process your request.",
+                ),
+                403 => (
+                    "AccessDeniedException",
+                    "You don't have access to the model with the specified model ID.",
+                ),
+                404 => (
+                    "ResourceNotFoundException",
+                    "The specified model was not found.",
+                ),
+                400 => ("ValidationException", "Malformed input request."),
+                _ => (
+                    "InternalServerException",
+                    "The server encountered an internal error.",
+                ),
+            };
+            let mut r = aws_err(status, kind, msg);
+            if let Some(s) = mode.retry_after_s {
+                r.headers_mut().insert("retry-after", HeaderValue::from(s));
+            }
+            return r;
+        }
+        let input_tokens = (body.len() as u64 / 4).max(1);
+        let tool = match v.pointer("/toolConfig/toolChoice") {
+            Some(c) if c.get("tool").is_some() => c.pointer("/tool/name").and_then(Value::as_str),
+            Some(c) if c.get("any").is_some() => v
+                .pointer("/toolConfig/tools/0/toolSpec/name")
+                .and_then(Value::as_str),
+            _ => None,
+        }
+        .map(str::to_string);
+        let request_id = format!(
+            "mock-{}-{}",
+            self.name,
+            self.stats.requests.load(Ordering::Relaxed)
+        );
+        let mut out_tokens = u64::from(mode.chunks);
+        if tool.is_some() {
+            out_tokens += 5;
+        }
+        let stop = if tool.is_some() {
+            "tool_use"
+        } else {
+            "end_turn"
+        };
+        let mut r = if parts.uri.path().ends_with("/converse-stream") {
+            let ev = |t: &str, p: Value| {
+                Bytes::from(crate::eventstream::encode(
+                    &[
+                        (":event-type", t),
+                        (":content-type", "application/json"),
+                        (":message-type", "event"),
+                    ],
+                    p.to_string().as_bytes(),
+                ))
+            };
+            let mut events = vec![ev("messageStart", json!({"role": "assistant"}))];
+            let first = events.len();
+            for i in 0..mode.chunks {
+                events.push(ev(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": format!("tok{i} ")}}),
+                ));
+            }
+            events.push(ev("contentBlockStop", json!({"contentBlockIndex": 0})));
+            if let Some(t) = &tool {
+                events.push(ev("contentBlockStart", json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_mock", "name": t}}})));
+                events.push(ev("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"mock\": true}"}}})));
+                events.push(ev("contentBlockStop", json!({"contentBlockIndex": 1})));
+            }
+            events.push(ev("messageStop", json!({"stopReason": stop})));
+            events.push(ev("metadata", json!({"usage": {"inputTokens": input_tokens, "outputTokens": out_tokens, "totalTokens": input_tokens + out_tokens}, "metrics": {"latencyMs": 1}})));
+            let (tx, rx) = mpsc::channel::<Bytes>(4);
+            let me = self.clone();
+            tokio::spawn(async move { me.send_events(tx, &mode, events, first).await });
+            let mut r = Response::new(GwBody::Channel(rx));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            r
+        } else {
+            let mut content = vec![json!({"text": "tok ".repeat(mode.chunks as usize)})];
+            if let Some(t) = &tool {
+                content.push(json!({"toolUse": {"toolUseId": "tooluse_mock", "name": t, "input": {"mock": true}}}));
+            }
+            json_response(
+                StatusCode::OK,
+                &json!({"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+                    "usage": {"inputTokens": input_tokens, "outputTokens": out_tokens, "totalTokens": input_tokens + out_tokens},
+                    "metrics": {"latencyMs": 1}}),
+            )
+        };
+        if let Ok(h) = HeaderValue::from_str(&request_id) {
+            r.headers_mut().insert("x-amzn-requestid", h);
+        }
+        r
+    }
+
+    /// Sends a provider's stream events; the mode's faults count the
+    /// content events, from `first` on.
+    async fn send_events(
+        self: Arc<Self>,
+        tx: mpsc::Sender<Bytes>,
+        mode: &Mode,
+        events: Vec<Bytes>,
+        first: usize,
+    ) {
+        for (k, e) in events.into_iter().enumerate() {
+            if k >= first {
+                let i = (k - first) as u32;
+                if mode.fail_after_chunks == Some(i) {
+                    return;
+                }
+                if mode.stall_after_chunks == Some(i) {
+                    tokio::time::sleep(Duration::from_secs(3_600)).await;
+                    return;
+                }
+                if mode.hold_after_chunks == Some(i) {
+                    tokio::select! {
+                        _ = self.release.notified() => {}
+                        _ = tx.closed() => {
+                            self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+                if mode.chunk_delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(mode.chunk_delay_ms)).await;
+                }
+            }
+            if tx.send(e).await.is_err() {
+                self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn complete(self: &Arc<Self>, req: Request<Incoming>, path: &str) -> Response<GwBody> {
@@ -389,4 +764,94 @@ impl Mock {
             self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// What Anthropic's API refuses in a Messages request (its messages).
+fn check_anthropic(v: &Value) -> Result<(), String> {
+    if !v.get("model").is_some_and(Value::is_string) {
+        return Err("model: Field required".into());
+    }
+    if !v.get("max_tokens").is_some_and(Value::is_u64) {
+        return Err("max_tokens: Field required".into());
+    }
+    if let Some(t) = v.get("temperature").and_then(Value::as_f64) {
+        if !(0.0..=1.0).contains(&t) {
+            return Err("temperature: Input should be less than or equal to 1".into());
+        }
+    }
+    let msgs = v
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("messages: Field required")?;
+    for (i, m) in msgs.iter().enumerate() {
+        match m.get("role").and_then(Value::as_str) {
+            Some("user" | "assistant") => {}
+            _ => {
+                return Err(format!(
+                    "messages.{i}.role: Input should be 'user' or 'assistant'"
+                ))
+            }
+        }
+        if i > 0 && m.get("role") == msgs[i - 1].get("role") {
+            return Err(format!(
+                "messages.{i}: roles must alternate between \"user\" and \"assistant\""
+            ));
+        }
+        match m.get("content") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(blocks)) => {
+                for (j, b) in blocks.iter().enumerate() {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("text" | "image" | "tool_use" | "tool_result") => {}
+                        _ => return Err(format!("messages.{i}.content.{j}.type: Input tag is not one of the expected tags")),
+                    }
+                }
+            }
+            _ => return Err(format!("messages.{i}.content: Field required")),
+        }
+    }
+    if msgs
+        .first()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        != Some("user")
+    {
+        return Err("messages: first message must use the \"user\" role".into());
+    }
+    Ok(())
+}
+
+/// What Bedrock's Converse refuses (its ValidationException messages).
+fn check_converse(v: &Value) -> Result<(), String> {
+    let msgs = v
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+        .ok_or("1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null")?;
+    for (i, m) in msgs.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str);
+        if !matches!(role, Some("user" | "assistant")) {
+            return Err(format!("Value at 'messages.{}.member.role' failed to satisfy constraint: Member must satisfy enum value set: [user, assistant]", i + 1));
+        }
+        if i > 0 && m.get("role") == msgs[i - 1].get("role") {
+            return Err("A conversation must alternate between user and assistant roles.".into());
+        }
+        let blocks = m
+            .get("content")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("Value at 'messages.{}.member.content' failed to satisfy constraint: Member must not be null", i + 1))?;
+        for b in blocks {
+            let kinds = ["text", "image", "toolUse", "toolResult", "document"]
+                .iter()
+                .filter(|k| b.get(**k).is_some())
+                .count();
+            if kinds != 1 || b.as_object().map(|o| o.len()) != Some(1) {
+                return Err("Malformed input request: each content block takes exactly one of text, image, toolUse, toolResult, document".into());
+            }
+        }
+    }
+    if msgs[0].get("role").and_then(Value::as_str) != Some("user") {
+        return Err("A conversation must start with a user message.".into());
+    }
+    Ok(())
 }

@@ -413,6 +413,7 @@ mod tests {
             auth: crate::config::Auth::Bearer,
             upstream_model: "m".into(),
             api_key: None,
+            aws: None,
             capacity: cap,
             input_usd_per_mtok: price,
             output_usd_per_mtok: price,

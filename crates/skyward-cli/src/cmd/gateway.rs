@@ -138,7 +138,7 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                 .map(|m| serde_json::json!({
                     "model": m.name,
                     "policy": m.policy.as_str().to_string(),
-                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": d.capacity.as_str().to_string(), "tags": d.tags, "has_api_key": d.api_key.is_some()})).collect::<Vec<_>>(),
+                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": d.capacity.as_str().to_string(), "tags": d.tags, "api": d.api.as_str(), "has_api_key": d.api_key.is_some(), "signs_with_aws": d.aws.as_ref().map(|(c, region)| serde_json::json!({"access_key_id": c.access_key_id, "region": region, "session_token": c.session_token.is_some()}))})).collect::<Vec<_>>(),
                 }))
                 .collect();
             outln!("{}", json(&v)?);
@@ -150,6 +150,7 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                 "deployment",
                 "provider",
                 "region",
+                "api",
                 "capacity",
                 "$in/M>",
                 "$out/M>",
@@ -164,14 +165,15 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                         d.name.clone(),
                         d.provider.clone(),
                         d.region.clone(),
+                        d.api.as_str().to_string(),
                         d.capacity.as_str().to_string(),
                         format!("{:.2}", d.input_usd_per_mtok),
                         format!("{:.2}", d.output_usd_per_mtok),
                         d.tags.join(","),
-                        if d.api_key.is_some() {
-                            "set".into()
-                        } else {
-                            "-".into()
+                        match (&d.api_key, &d.aws) {
+                            (Some(_), _) => "set".into(),
+                            (None, Some(_)) => "sigv4".into(),
+                            _ => "-".into(),
                         },
                     ]);
                 }
