@@ -1921,3 +1921,138 @@ fn a_refused_upload_gets_its_503_and_keeps_its_connection() {
     assert!(got.contains("HTTP/1.1 200"), "{got}");
     assert_eq!(big.join().unwrap(), 200);
 }
+
+/// A service account for the Vertex AI tests: a fresh RSA key (openssl),
+/// its key file in Google's JSON form pointing at `token_uri`, and the
+/// public key (PKCS#1 DER) for the mock's token endpoint.
+fn service_account(dir: &Path, name: &str, token_uri: &str) -> (PathBuf, PathBuf) {
+    let pem = dir.join(format!("{name}.pem"));
+    let der = dir.join(format!("{name}.der"));
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ],
+        vec!["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in"],
+    ] {
+        let mut c = Command::new("openssl");
+        c.args(&args).arg(&pem);
+        if args[0] == "rsa" {
+            c.arg("-out").arg(&der);
+        }
+        let o = c
+            .output()
+            .expect("openssl (Debian's openssl package) makes the test's RSA keys");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let key = json!({
+        "type": "service_account", "project_id": "skyward-test", "private_key_id": name,
+        "private_key": std::fs::read_to_string(&pem).unwrap(),
+        "client_email": format!("{name}@skyward-test.iam.gserviceaccount.com"), "client_id": "1",
+        "token_uri": token_uri,
+    });
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, key.to_string()).unwrap();
+    (file, der)
+}
+
+/// Issue 14: Vertex AI deployments get an OAuth token minted from a
+/// service-account key (a JWT signed with its RSA key, exchanged at its
+/// token endpoint, here the mock's, which checks the signature) and
+/// refreshed before it expires; a key the endpoint refuses fails the
+/// deployment over, and a missing key file is the config's error.
+#[test]
+fn vertex_ai_deployments_send_oauth_tokens_from_a_service_account() {
+    let keys = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token_uri = format!("http://127.0.0.1:{port}/token");
+    let (good, der) = service_account(keys.path(), "gateway", &token_uri);
+    let (other, _) = service_account(keys.path(), "intruder", &token_uri);
+    // Tokens live 22 s: gcp_auth mints a new one 20 s before expiry, so
+    // after 2 s.
+    let p = Command::new(BIN)
+        .args([
+            "gateway",
+            "mock",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "vertex",
+            "--token-ttl-s",
+            "22",
+            "--google-public-key",
+        ])
+        .arg(&der)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    let vx = Mock { _p: Proc(p), port };
+    let url = format!(
+        "http://127.0.0.1:{port}/v1/projects/skyward-test/locations/us-central1/endpoints/openapi"
+    );
+    let gw = gateway(&format!(
+        "models:\n  gemini:\n    deployments:\n      - {{name: vertex, provider: gcp, region: us-central1, url: '{url}', api: vertex, credentials_file: '{}', model: google/gemini-2.0-flash-001}}\n  gemini-bad:\n    deployments:\n      - {{name: vertex-bad, provider: gcp, region: us-central1, url: '{url}', api: vertex, credentials_file: '{}'}}\n{KEYS}",
+        good.display(),
+        other.display()
+    ));
+    let rt = rt();
+    let r = chat(&rt, gw.port, "key-us", "gemini");
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "vertex".to_string()),
+        "{}",
+        r.error_text()
+    );
+    assert_eq!(r.json().unwrap()["model"], "google/gemini-2.0-flash-001");
+    let r = chat(&rt, gw.port, "key-us", "gemini");
+    assert_eq!(r.status, 200);
+    let s = stats(&rt, &vx);
+    assert_eq!(
+        (s["tokens_issued"].as_u64(), s["vertex_requests"].as_u64()),
+        (Some(1), Some(2)),
+        "one token for both: {s}"
+    );
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut st = raw_stream(
+        gw.port,
+        "key-us",
+        r#"{"model": "gemini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    read_until(&mut st, "[DONE]");
+    let s = stats(&rt, &vx);
+    assert_eq!(
+        (s["tokens_issued"].as_u64(), s["vertex_requests"].as_u64()),
+        (Some(2), Some(3)),
+        "a new token after the first expired: {s}"
+    );
+    // A service account the token endpoint refuses: the deployment fails
+    // (502 upstream_auth), nothing reaches Vertex.
+    let r = chat(&rt, gw.port, "key-us", "gemini-bad");
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    assert_eq!(r.json().unwrap()["error"]["code"], "upstream_auth");
+    assert!(
+        r.error_text().contains("no OAuth token"),
+        "{}",
+        r.error_text()
+    );
+    assert_eq!(stats(&rt, &vx)["vertex_requests"], 3);
+    // No key file: refused at load, naming the key.
+    let err = check_refused(&format!(
+        "models:\n  g:\n    deployments:\n      - {{name: v, provider: gcp, region: us-central1, url: '{url}', api: vertex, credentials_file: /nonexistent/sa.json}}\n"
+    ));
+    assert!(
+        err.contains("models.g.deployments[0].credentials_file"),
+        "{err}"
+    );
+    let err = check_refused(&format!(
+        "models:\n  g:\n    deployments:\n      - {{name: v, provider: gcp, region: us-central1, url: '{url}', api: vertex, credentials_file: '{}'}}\n",
+        keys.path().join("gateway.pem").display()
+    ));
+    assert!(err.contains("not a Google service-account key"), "{err}");
+}

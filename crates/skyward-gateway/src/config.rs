@@ -78,6 +78,13 @@ struct RawDeployment {
     api_version: Option<String>,
     #[serde(default)]
     auth: Option<String>,
+    /// Vertex AI: the service-account key file (JSON), relative to the
+    /// config file; else the file named by `credentials_env`
+    /// (`GOOGLE_APPLICATION_CREDENTIALS` by default).
+    #[serde(default)]
+    credentials_file: Option<String>,
+    #[serde(default)]
+    credentials_env: Option<String>,
     /// Bedrock: the AWS region signed for (the deployment's region when
     /// not given).
     #[serde(default)]
@@ -250,6 +257,8 @@ pub struct Deployment {
     pub api_key: Option<String>,
     /// Bedrock with `auth: sigv4`: the credentials and region signed for.
     pub aws: Option<(crate::sigv4::Credentials, String)>,
+    /// Vertex AI: the service account whose OAuth tokens are sent.
+    pub google: Option<GoogleAuth>,
     pub capacity: Capacity,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
@@ -275,6 +284,10 @@ pub enum Api {
     /// `/converse-stream` (`url` like
     /// `https://bedrock-runtime.us-east-1.amazonaws.com`), SigV4-signed.
     Bedrock,
+    /// Google Vertex AI's OpenAI-compatible endpoint (`url` like
+    /// `https://us-central1-aiplatform.googleapis.com/v1/projects/P/locations/us-central1/endpoints/openapi`),
+    /// with an OAuth token from a service account.
+    Vertex,
 }
 
 impl Api {
@@ -282,7 +295,7 @@ impl Api {
     /// own form, as is).
     pub fn wire(self) -> Option<crate::translate::Wire> {
         match self {
-            Api::OpenAi | Api::Azure => None,
+            Api::OpenAi | Api::Azure | Api::Vertex => None,
             Api::Anthropic => Some(crate::translate::Wire::Anthropic),
             Api::Bedrock => Some(crate::translate::Wire::Bedrock),
         }
@@ -294,9 +307,38 @@ impl Api {
             Api::Azure => "azure",
             Api::Anthropic => "anthropic",
             Api::Bedrock => "bedrock",
+            Api::Vertex => "vertex",
         }
     }
 }
+
+/// A Vertex AI deployment's service account: the key file, and once the
+/// config is loaded (`crate::load`), the token source made from it.
+#[derive(Clone)]
+pub struct GoogleAuth {
+    /// As written (relative to the config file) or from the environment.
+    pub file: String,
+    /// The config key that named it, for errors.
+    pub key: String,
+    pub account: Option<std::sync::Arc<gcp_auth::CustomServiceAccount>>,
+}
+
+impl std::fmt::Debug for GoogleAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleAuth")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl PartialEq for GoogleAuth {
+    fn eq(&self, o: &GoogleAuth) -> bool {
+        self.file == o.file
+    }
+}
+
+/// The OAuth scope Vertex AI's requests need.
+pub const GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// How a deployment's key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +351,9 @@ pub enum Auth {
     XApiKey,
     /// AWS Signature Version 4 (Bedrock), from `aws`.
     SigV4,
+    /// `Authorization: Bearer <OAuth token>` minted from a Google service
+    /// account (Vertex AI), from `google`.
+    GoogleOAuth,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -648,10 +693,13 @@ pub fn parse(
                 "azure" | "azure-openai" => Api::Azure,
                 "anthropic" => Api::Anthropic,
                 "bedrock" | "aws-bedrock" => Api::Bedrock,
+                "vertex" | "vertex-ai" => Api::Vertex,
                 other => {
                     return Err(err(
                         &format!("{dk}.api"),
-                        format!("unknown API '{other}' (openai, azure, anthropic, bedrock)"),
+                        format!(
+                            "unknown API '{other}' (openai, azure, anthropic, bedrock, vertex)"
+                        ),
                     ))
                 }
             };
@@ -661,13 +709,18 @@ pub fn parse(
                 (None, Api::Anthropic) | (Some("x-api-key"), _) => Auth::XApiKey,
                 // Bedrock also takes its own API keys as bearer tokens.
                 (None, Api::Bedrock) | (Some("sigv4"), Api::Bedrock) => Auth::SigV4,
+                (None, Api::Vertex) | (Some("google-oauth"), Api::Vertex) => Auth::GoogleOAuth,
                 (Some(other), _) => {
                     return Err(err(
                         &format!("{dk}.auth"),
                         format!(
                             "unknown auth '{other}' for api {} (bearer, api-key, x-api-key{})",
                             api.as_str(),
-                            if api == Api::Bedrock { ", sigv4" } else { "" }
+                            match api {
+                                Api::Bedrock => ", sigv4",
+                                Api::Vertex => ", google-oauth",
+                                _ => "",
+                            }
                         ),
                     ))
                 }
@@ -738,6 +791,42 @@ pub fn parse(
                 }
                 None
             };
+            let google = if auth == Auth::GoogleOAuth {
+                let (file, key) = match (&d.credentials_file, &d.credentials_env) {
+                    (Some(f), None) => (f.clone(), format!("{dk}.credentials_file")),
+                    (Some(_), Some(_)) => {
+                        return Err(err(
+                            &format!("{dk}.credentials_env"),
+                            "give credentials_file or credentials_env, not both".into(),
+                        ))
+                    }
+                    (None, e) => {
+                        let var = e
+                            .clone()
+                            .unwrap_or_else(|| "GOOGLE_APPLICATION_CREDENTIALS".into());
+                        let f = env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                            err(
+                                &format!("{dk}.credentials_env"),
+                                format!("environment variable {var} is not set: a Vertex AI deployment needs a service-account key file (or credentials_file)"),
+                            )
+                        })?;
+                        (f, format!("{dk}.credentials_env"))
+                    }
+                };
+                Some(GoogleAuth {
+                    file,
+                    key,
+                    account: None,
+                })
+            } else {
+                if d.credentials_file.is_some() || d.credentials_env.is_some() {
+                    return Err(err(
+                        &format!("{dk}.auth"),
+                        "credentials_file and credentials_env are for api: vertex".into(),
+                    ));
+                }
+                None
+            };
             // A query in the URL (Azure's ?api-version=…) goes after the
             // endpoint path, not before it.
             let (base, mut query) = match d.url.split_once('?') {
@@ -797,6 +886,7 @@ pub fn parse(
                 auth,
                 api_key,
                 aws,
+                google,
                 capacity,
                 input_usd_per_mtok: pin,
                 output_usd_per_mtok: pout,

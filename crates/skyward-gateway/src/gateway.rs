@@ -184,6 +184,27 @@ fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
     }
 }
 
+/// A Vertex AI deployment's OAuth token (None for other deployments):
+/// minted from its service account on first use and again before it
+/// expires (gcp_auth keeps it), within `wait`.
+async fn google_token(
+    d: &crate::config::Deployment,
+    wait: Duration,
+) -> Result<Option<String>, String> {
+    use gcp_auth::TokenProvider;
+    let Some(account) = d.google.as_ref().and_then(|g| g.account.as_ref()) else {
+        return Ok(None);
+    };
+    match tokio::time::timeout(wait, account.token(&[crate::config::GOOGLE_SCOPE])).await {
+        Ok(Ok(t)) => Ok(Some(t.as_str().to_string())),
+        Ok(Err(e)) => Err(format!("no OAuth token for its service account: {e}")),
+        Err(_) => Err(format!(
+            "no OAuth token for its service account within {} ms",
+            wait.as_millis()
+        )),
+    }
+}
+
 /// Anthropic's API version the translation is written against.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -499,7 +520,13 @@ impl Gateway {
                 }
                 let uri = upstream_uri(d, &live.cfg.health.path);
                 let rb = Request::builder().method(Method::GET).uri(&uri);
-                let rb = authorize(rb, d, "GET", &uri, b"");
+                let mut rb = authorize(rb, d, "GET", &uri, b"");
+                if d.google.is_some() {
+                    match google_token(d, timeout).await {
+                        Ok(Some(t)) => rb = rb.header(AUTHORIZATION, format!("Bearer {t}")),
+                        _ => continue,
+                    }
+                }
                 let Ok(req) = rb.body(Full::new(Bytes::new())) else {
                     continue;
                 };
@@ -1156,7 +1183,31 @@ impl Gateway {
                 .method(Method::POST)
                 .uri(&uri)
                 .header(CONTENT_TYPE, "application/json");
-            let b = authorize(b, dep, "POST", &uri, &payload);
+            let mut b = authorize(b, dep, "POST", &uri, &payload);
+            if dep.google.is_some() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match google_token(dep, left.min(Duration::from_secs(10))).await {
+                    Ok(Some(t)) => b = b.header(AUTHORIZATION, format!("Bearer {t}")),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // The gateway cannot authenticate to this deployment
+                        // now: another one is asked.
+                        eprintln!("skyward gateway: deployment {}: {e}", dep.name);
+                        self.finish(&live, mi, di, Outcome::Failure);
+                        last_error = Some(openai_error(
+                            StatusCode::BAD_GATEWAY,
+                            "server_error",
+                            "upstream_auth",
+                            &format!("Deployment {}: {e}.", dep.name),
+                            None,
+                        ));
+                        if !go_on(crate::config::Failure::Connect) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
             let Ok(up_req) = b.body(Full::new(Bytes::from(payload))) else {
                 return Err(openai_error(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -243,11 +243,42 @@ pub fn load(path: &std::path::Path) -> Result<GatewayConfig, GatewayError> {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    Ok(config::parse(
-        &text,
-        &path.display().to_string(),
-        &env_lookup,
-    )?)
+    let mut cfg = config::parse(&text, &path.display().to_string(), &env_lookup)?;
+    // Vertex AI deployments: their service-account keys are read now, so
+    // a missing or bad key is the config's error, naming its key.
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    for m in &mut cfg.models {
+        for d in &mut m.deployments {
+            if let Some(g) = &mut d.google {
+                let file = dir.join(&g.file);
+                let bad = |message: String| {
+                    GatewayError::Config(config::ConfigError {
+                        file: path.display().to_string(),
+                        key: g.key.clone(),
+                        message,
+                    })
+                };
+                let text = std::fs::metadata(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| {
+                        if m.len() > 64 * 1024 {
+                            Err("larger than 64 KiB: not a service-account key".into())
+                        } else {
+                            std::fs::read_to_string(&file).map_err(|e| e.to_string())
+                        }
+                    })
+                    .map_err(|e| bad(format!("{}: {e}", file.display())))?;
+                let account = gcp_auth::CustomServiceAccount::from_json(&text).map_err(|e| {
+                    bad(format!(
+                        "{}: not a Google service-account key: {e}",
+                        file.display()
+                    ))
+                })?;
+                g.account = Some(Arc::new(account));
+            }
+        }
+    }
+    Ok(cfg)
 }
 
 /// A running gateway.

@@ -82,6 +82,10 @@ pub struct Stats {
     pub anthropic_requests: AtomicU64,
     /// Bedrock Converse / ConverseStream requests whose signature held.
     pub bedrock_requests: AtomicU64,
+    /// Vertex AI requests with a valid OAuth token.
+    pub vertex_requests: AtomicU64,
+    /// OAuth tokens issued by `POST /token`.
+    pub tokens_issued: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_abandoned: AtomicU64,
 }
@@ -93,6 +97,19 @@ pub struct Mock {
     release: Notify,
     /// The key a request must carry (None: any or none).
     key: Option<String>,
+    /// Google's OAuth token endpoint: the service account's RSA public
+    /// key (PKCS#1 DER) its JWTs are checked with, and the tokens' life.
+    google: Option<(Vec<u8>, u64)>,
+    /// Tokens issued: token → expiry (Unix s).
+    tokens: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+fn unix_now_s() -> i64 {
+    #[allow(clippy::disallowed_methods)] // tokens expire by the wall clock
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<GwBody> {
@@ -111,7 +128,86 @@ impl Mock {
             stats: Stats::default(),
             release: Notify::new(),
             key: None,
+            google: None,
+            tokens: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Serves Google's token endpoint (`POST /token`) for the service
+    /// account whose public key (PKCS#1 DER) this is, tokens living
+    /// `ttl_s`; Vertex AI's paths then need one of its tokens.
+    pub fn with_google(mut self, public_key_der: Vec<u8>, ttl_s: u64) -> Mock {
+        self.google = Some((public_key_der, ttl_s));
+        self
+    }
+
+    /// `POST /token` with `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`
+    /// and the service account's signed JWT, checked as Google checks it.
+    async fn token(self: &Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        let Some((key, ttl_s)) = self.google.clone() else {
+            return json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"}));
+        };
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = Limited::new(req.into_body(), 64 << 10)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let form: Vec<(String, String)> = String::from_utf8_lossy(&body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (form_decode(k), form_decode(v)))
+            .collect();
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let refuse = |why: &str| {
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "invalid_grant", "error_description": why}),
+            )
+        };
+        if get("grant_type") != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}),
+            );
+        }
+        let Some(jwt) = get("assertion") else {
+            return refuse("Missing assertion.");
+        };
+        if let Err(why) = check_jwt(jwt, &key, &format!("http://{host}/token"), unix_now_s()) {
+            return refuse(&why);
+        }
+        let n = self.stats.tokens_issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let token = format!("ya29.mock-{}-{n}", self.name);
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(token.clone(), unix_now_s() + ttl_s as i64);
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({"access_token": token, "expires_in": ttl_s, "token_type": "Bearer"}),
+        )
+    }
+
+    /// Whether a Vertex AI request carries a token this mock issued and
+    /// that has not expired.
+    fn google_authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(t) = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        self.tokens
+            .lock()
+            .map(|m| m.get(t).is_some_and(|exp| *exp > unix_now_s()))
+            .unwrap_or(false)
     }
 
     /// Requests must carry this key (`Authorization: Bearer`, or Azure's
@@ -166,6 +262,8 @@ impl Mock {
                     "azure_requests": self.stats.azure_requests.load(Ordering::Relaxed),
                     "anthropic_requests": self.stats.anthropic_requests.load(Ordering::Relaxed),
                     "bedrock_requests": self.stats.bedrock_requests.load(Ordering::Relaxed),
+                    "vertex_requests": self.stats.vertex_requests.load(Ordering::Relaxed),
+                    "tokens_issued": self.stats.tokens_issued.load(Ordering::Relaxed),
                     "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
                     "streams_abandoned": self.stats.streams_abandoned.load(Ordering::Relaxed),
                 }),
@@ -247,6 +345,32 @@ impl Mock {
                 self.complete(req, openai_path).await
             }
             (Method::POST, "/v1/messages") => self.anthropic(req).await,
+            (Method::POST, "/token") => self.token(req).await,
+            (Method::POST, p)
+                if p.starts_with("/v1/projects/") && p.contains("/endpoints/openapi/") =>
+            {
+                // Vertex AI's OpenAI-compatible endpoint.
+                let endpoint = p.rsplit("/endpoints/openapi").next().unwrap_or("");
+                let openai_path = match endpoint {
+                    "/chat/completions" => "/v1/chat/completions",
+                    "/embeddings" => "/v1/embeddings",
+                    _ => "",
+                };
+                if openai_path.is_empty() {
+                    return json_response(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}}),
+                    );
+                }
+                if self.google.is_some() && !self.google_authorized(&req) {
+                    return json_response(
+                        StatusCode::UNAUTHORIZED,
+                        &json!({"error": {"code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", "status": "UNAUTHENTICATED"}}),
+                    );
+                }
+                self.stats.vertex_requests.fetch_add(1, Ordering::Relaxed);
+                self.complete(req, openai_path).await
+            }
             (Method::POST, p)
                 if p.starts_with("/model/")
                     && (p.ends_with("/converse") || p.ends_with("/converse-stream")) =>
@@ -854,4 +978,90 @@ fn check_converse(v: &Value) -> Result<(), String> {
         return Err("A conversation must start with a user message.".into());
     }
     Ok(())
+}
+
+/// Checks a service account's JWT as Google's token endpoint does: RS256
+/// signed by the key, for this audience, asking for a scope, issued now
+/// and for at most an hour.
+pub fn check_jwt(
+    jwt: &str,
+    public_key_der: &[u8],
+    audience: &str,
+    now_s: i64,
+) -> Result<(), String> {
+    use base64::Engine;
+    // Each part in base64url, padded or not (gcp_auth pads); the signature
+    // is over the parts as sent.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let unpad = |p: &str| p.trim_end_matches('=').to_string();
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(c), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("Invalid JWT: not three parts.".into());
+    };
+    let header: Value = b64
+        .decode(unpad(h))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("Invalid JWT header.")?;
+    if header["alg"] != "RS256" {
+        return Err("Invalid JWT: alg must be RS256.".into());
+    }
+    let sig = b64
+        .decode(unpad(sig))
+        .map_err(|_| "Invalid JWT Signature.")?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key_der,
+    )
+    .verify(format!("{h}.{c}").as_bytes(), &sig)
+    .map_err(|_| "Invalid JWT Signature.")?;
+    let claims: Value = b64
+        .decode(unpad(c))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("Invalid JWT claims.")?;
+    if claims["aud"] != audience {
+        return Err(format!("Invalid JWT: aud must be {audience}."));
+    }
+    if !claims["iss"].as_str().is_some_and(|s| s.contains('@')) {
+        return Err("Invalid JWT: iss must be the service account's email.".into());
+    }
+    if claims["scope"].as_str().is_none_or(str::is_empty) {
+        return Err("Invalid JWT: no scope.".into());
+    }
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap_or(0),
+        claims["exp"].as_i64().unwrap_or(0),
+    );
+    if exp <= now_s || iat > now_s + 300 || exp - iat > 3600 {
+        return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.".into());
+    }
+    Ok(())
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value.
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

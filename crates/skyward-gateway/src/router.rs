@@ -414,6 +414,7 @@ mod tests {
             upstream_model: "m".into(),
             api_key: None,
             aws: None,
+            google: None,
             capacity: cap,
             input_usd_per_mtok: price,
             output_usd_per_mtok: price,

@@ -81,6 +81,15 @@ pub struct MockArgs {
     pub chunk_delay_ms: u64,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Serve Google's OAuth token endpoint (`POST /token`) for the service
+    /// account with this RSA public key (PKCS#1 DER, as `openssl rsa
+    /// -RSAPublicKey_out -outform DER` writes it); Vertex AI's paths then
+    /// need one of its tokens.
+    #[arg(long, value_name = "FILE")]
+    pub google_public_key: Option<std::path::PathBuf>,
+    /// How long the tokens it issues live, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl_s: u64,
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, CliError> {
@@ -248,10 +257,13 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
     rt.block_on(async {
         let listener = skyward_gateway::bind(&a.listen).await.map_err(gw_err)?;
         let addr = listener.local_addr().map_err(|e| CliError::Io(e.to_string()))?;
-        let m = Arc::new(
-            Mock::new(&a.name, Mode { delay_ms: a.delay_ms, chunks: a.chunks, chunk_delay_ms: a.chunk_delay_ms, ..Mode::default() })
-                .with_key(a.api_key.clone()),
-        );
+        let mut m = Mock::new(&a.name, Mode { delay_ms: a.delay_ms, chunks: a.chunks, chunk_delay_ms: a.chunk_delay_ms, ..Mode::default() })
+            .with_key(a.api_key.clone());
+        if let Some(p) = &a.google_public_key {
+            let der = std::fs::read(p).map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?;
+            m = m.with_google(der, a.token_ttl_s.clamp(1, 86_400));
+        }
+        let m = Arc::new(m);
         eprintln!("skyward mock-openai '{}': listening on http://{addr} (POST /_mock/mode to inject faults)", a.name);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let serve = skyward_gateway::serve_http(
