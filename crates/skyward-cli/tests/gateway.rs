@@ -2056,3 +2056,173 @@ fn vertex_ai_deployments_send_oauth_tokens_from_a_service_account() {
     ));
     assert!(err.contains("not a Google service-account key"), "{err}");
 }
+
+/// A test CA and a certificate it issued for 127.0.0.1 and localhost
+/// (openssl): (CA certificate, leaf certificate, leaf key).
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let steps: [Vec<&str>; 3] = [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=skyward-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+    ];
+    for args in steps {
+        let o = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl makes the test's certificates");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// curl (built with nghttp2) against the gateway: the HTTP version it
+/// spoke and the status.
+fn curl_version(args: &[&str], url: &str) -> String {
+    let body = r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            "Authorization: Bearer key-us",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Issue 14: TLS on the listener (HTTP/2 or HTTP/1.1 by ALPN), h2c with
+/// prior knowledge in clear text, and HTTP/2 to an https upstream whose
+/// certificate comes from a private CA (`upstream_ca_file`).
+#[test]
+fn tls_and_http2_to_clients_and_upstreams() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, cert, key) = test_pki(certs.path());
+    // An upstream over TLS, trusted through upstream_ca_file.
+    let up = mock_with(
+        "tls-up",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let gw = gateway(&format!(
+        "tls: {{cert_file: '{}', key_file: '{}'}}\nupstream_ca_file: '{}'\nmodels:\n  gpt:\n    deployments:\n      - {{name: private, provider: aws, region: us-east-1, url: 'https://localhost:{}/v1'}}\n{KEYS}",
+        cert.display(),
+        key.display(),
+        ca_file.display(),
+        up.port
+    ));
+    let url = format!("https://127.0.0.1:{}/v1/chat/completions", gw.port);
+    let ca = ca_file.to_str().unwrap();
+    assert_eq!(curl_version(&["--cacert", ca, "--http2"], &url), "2 200");
+    assert_eq!(
+        curl_version(&["--cacert", ca, "--http1.1"], &url),
+        "1.1 200"
+    );
+    // The upstream was spoken to over HTTP/2 (ALPN), through the private CA.
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            ca,
+            &format!("https://localhost:{}/_mock/stats", up.port),
+        ])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Both requests, and this stats request (curl picks h2 too).
+    assert_eq!(
+        (s["requests"].as_u64(), s["http2_requests"].as_u64()),
+        (Some(2), Some(3)),
+        "{s}"
+    );
+    // Clear text: HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+    let m = mock("plain");
+    let plain = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("plain", &m, "aws:us-east-1", "payg", "")
+    ));
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", plain.port);
+    assert_eq!(curl_version(&["--http2-prior-knowledge"], &url), "2 200");
+    assert_eq!(curl_version(&[], &url), "1.1 200");
+    // Without the CA, the private upstream's certificate is refused.
+    let untrusted = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n      - {{name: private, provider: aws, region: us-east-1, url: 'https://localhost:{}/v1'}}\n{KEYS}",
+        up.port
+    ));
+    let r = chat(&rt(), untrusted.port, "key-us", "gpt");
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    assert!(
+        r.error_text().to_lowercase().contains("certificate"),
+        "{}",
+        r.error_text()
+    );
+    // A key that does not go with the certificate: the config's error.
+    let err = check_refused(&format!(
+        "tls: {{cert_file: '{}', key_file: '{}'}}\nmodels:\n  gpt:\n    deployments:\n      - {{name: a, provider: aws, region: us-east-1, url: 'http://127.0.0.1:1/v1'}}\n",
+        cert.display(),
+        cert.display()
+    ));
+    assert!(err.contains("tls.key_file"), "{err}");
+}

@@ -47,6 +47,19 @@ struct RawConfig {
     max_connections: Option<usize>,
     #[serde(default)]
     max_buffered_mb: Option<u64>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    /// Extra root certificates (PEM) trusted for https upstreams, beside
+    /// the Mozilla roots: a private CA in front of self-hosted models.
+    #[serde(default)]
+    upstream_ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +535,11 @@ pub struct GatewayConfig {
     /// together (read at start); a request that would go past it gets a
     /// quick 503.
     pub max_buffered_mb: u64,
+    /// TLS on the listener: certificate chain and private key files (PEM,
+    /// relative to the config file), read at start; `start` loads them.
+    pub tls: Option<(String, String)>,
+    /// Extra roots for https upstreams (PEM file), read at start.
+    pub upstream_ca_file: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
@@ -1033,6 +1051,8 @@ pub fn parse(
     }
     Ok(GatewayConfig {
         listen,
+        tls: raw.tls.map(|t| (t.cert_file, t.key_file)),
+        upstream_ca_file: raw.upstream_ca_file.clone(),
         models,
         keys,
         timeouts,

@@ -366,15 +366,41 @@ fn now_unix_s() -> i64 {
 }
 
 impl Gateway {
-    pub fn new(cfg: GatewayConfig, usage: Option<mpsc::Sender<UsageRecord>>) -> Gateway {
+    pub fn new(
+        cfg: GatewayConfig,
+        usage: Option<mpsc::Sender<UsageRecord>>,
+    ) -> Result<Gateway, String> {
+        Gateway::with_roots(cfg, usage, Vec::new())
+    }
+
+    /// A gateway whose https upstreams may also present certificates
+    /// issued by `extra_roots` (beside the Mozilla roots). HTTP/2 is
+    /// offered to https upstreams by ALPN, HTTP/1.1 otherwise.
+    pub fn with_roots(
+        cfg: GatewayConfig,
+        usage: Option<mpsc::Sender<UsageRecord>>,
+        extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    ) -> Result<Gateway, String> {
         let mut conn = HttpConnector::new();
         conn.enforce_http(false);
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(Duration::from_millis(cfg.timeouts.connect_ms)));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in extra_roots {
+            // Checked when read (crate::tls_files).
+            let _ = roots.add(c);
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| format!("TLS for upstreams: {e}"))?;
         let conn = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
-            .enable_http1()
+            .enable_all_versions()
             .wrap_connector(conn);
         let client = Client::builder(TokioExecutor::new())
             .http1_max_buf_size(64 * 1024)
@@ -401,7 +427,7 @@ impl Gateway {
             )),
         };
         gw.apply(cfg);
-        gw
+        Ok(gw)
     }
 
     fn now_ms(&self) -> u64 {

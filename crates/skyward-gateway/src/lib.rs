@@ -25,7 +25,6 @@ use crate::body::GwBody;
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -134,6 +133,7 @@ pub async fn serve_http<H, F>(
     mut shutdown: watch::Receiver<bool>,
     max_connections: usize,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GwBody>> + Send + 'static,
@@ -178,6 +178,7 @@ pub async fn serve_http<H, F>(
         }
         let h = handler.clone();
         let conns = conns.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc_use = u.clone();
@@ -206,22 +207,148 @@ pub async fn serve_http<H, F>(
                     }))
                 }
             });
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = &mut conn => {}
-                // Idle and asked to make room: nothing is in flight.
-                _ = u.close.notified() => {}
+            // HTTP/1.1, or HTTP/2: chosen by ALPN under TLS, by the
+            // client's first bytes in clear text (h2c with prior
+            // knowledge). Either is due within the header timeout, so a
+            // client that sends nothing cannot hold its slot.
+            let deadline = tokio::time::Instant::now() + header_timeout;
+            let chosen = async {
+                match tls {
+                    None => {
+                        let h2 = h2_preface(&stream, deadline).await?;
+                        Some((Conn::Plain(stream), h2))
+                    }
+                    Some(acceptor) => {
+                        let s = tokio::time::timeout_at(deadline, acceptor.accept(stream))
+                            .await
+                            .ok()?
+                            .ok()?;
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        Some((Conn::Tls(Box::new(s)), h2))
+                    }
+                }
+            };
+            let chosen = tokio::select! {
+                c = chosen => c,
+                _ = u.close.notified() => None,
+            };
+            if let Some((io, h2)) = chosen {
+                let io = TokioIo::new(io);
+                if h2 {
+                    let conn = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .max_concurrent_streams(256)
+                    .max_header_list_size(64 * 1024)
+                    .keep_alive_interval(Some(Duration::from_secs(30)))
+                    .keep_alive_timeout(header_timeout)
+                    .serve_connection(io, svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = &mut conn => {}
+                        // Idle and asked to make room: nothing is in flight.
+                        _ = u.close.notified() => {}
+                    }
+                } else {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .keep_alive(true)
+                        .max_buf_size(64 * 1024)
+                        .serve_connection(io, svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = &mut conn => {}
+                        _ = u.close.notified() => {}
+                    }
+                }
             }
             if let Ok(mut c) = conns.lock() {
                 c.remove(&id);
             }
         });
+    }
+}
+
+/// A served connection: clear text or TLS.
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// HTTP/2's connection preface, which an h2c client sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a clear-text client opens with HTTP/2's preface, looking at
+/// its first bytes without taking them (until they differ from the
+/// preface, or all 24 match), by `deadline`; None when it sends nothing
+/// in time or closes.
+async fn h2_preface(s: &tokio::net::TcpStream, deadline: tokio::time::Instant) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = tokio::time::timeout_at(deadline, s.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A preface sent in pieces: look again shortly (peek returns at
+        // once while the bytes seen are still there).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -294,6 +421,101 @@ impl Running {
     }
 }
 
+/// The listener's TLS (certificate chain and key, ALPN h2 then
+/// http/1.1) and the extra roots for https upstreams, read from the files
+/// the config names (relative to it). Errors name the config key.
+pub fn tls_files(
+    path: &std::path::Path,
+    cfg: &GatewayConfig,
+) -> Result<
+    (
+        Option<tokio_rustls::TlsAcceptor>,
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+    ),
+    GatewayError,
+> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let bad = |key: &str, message: String| {
+        GatewayError::Config(config::ConfigError {
+            file: path.display().to_string(),
+            key: key.to_string(),
+            message,
+        })
+    };
+    let certs = |key: &str, f: &str| -> Result<Vec<CertificateDer<'static>>, GatewayError> {
+        let file = dir.join(f);
+        let v: Result<Vec<_>, _> = CertificateDer::pem_file_iter(&file)
+            .map_err(|e| bad(key, format!("{}: {e}", file.display())))?
+            .collect();
+        let v = v.map_err(|e| bad(key, format!("{}: {e}", file.display())))?;
+        if v.is_empty() {
+            return Err(bad(
+                key,
+                format!("{}: no PEM certificate in it", file.display()),
+            ));
+        }
+        Ok(v)
+    };
+    let acceptor = match &cfg.tls {
+        None => None,
+        Some((cert_file, key_file)) => {
+            let chain = certs("tls.cert_file", cert_file)?;
+            let kf = dir.join(key_file);
+            let key = PrivateKeyDer::from_pem_file(&kf)
+                .map_err(|e| bad("tls.key_file", format!("{}: {e}", kf.display())))?;
+            Some(acceptor(chain, key).map_err(|e| bad("tls.key_file", e))?)
+        }
+    };
+    let roots = match &cfg.upstream_ca_file {
+        None => Vec::new(),
+        Some(f) => {
+            let v = certs("upstream_ca_file", f)?;
+            let mut store = rustls::RootCertStore::empty();
+            for c in &v {
+                store
+                    .add(c.clone())
+                    .map_err(|e| bad("upstream_ca_file", format!("{f}: {e}")))?;
+            }
+            v
+        }
+    };
+    Ok((acceptor, roots))
+}
+
+/// A TLS acceptor offering h2 then http/1.1 by ALPN.
+pub fn acceptor(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let mut sc = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("the key does not go with the certificate: {e}"))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+}
+
+/// A TLS acceptor from PEM files (the mock's `--tls-cert`/`--tls-key`).
+pub fn acceptor_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    let chain: Result<Vec<_>, _> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect();
+    let chain = chain.map_err(|e| format!("{}: {e}", cert.display()))?;
+    let k = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    acceptor(chain, k)
+}
+
 /// Starts the gateway: listener, config watcher, usage writer, health checks.
 pub async fn start(
     path: PathBuf,
@@ -341,7 +563,13 @@ pub async fn start(
         }
         None => None,
     };
-    let gw = Arc::new(Gateway::new(cfg, usage_tx));
+    let (acceptor, roots) = tls_files(&path, &cfg)?;
+    let gw = Arc::new(
+        Gateway::with_roots(cfg, usage_tx, roots).map_err(|message| GatewayError::Listen {
+            addr: addr.clone(),
+            message,
+        })?,
+    );
     // Budgets count what was spent before this start, too.
     gw.restore_spend(&spent);
     let (shutdown, rx) = watch::channel(false);
@@ -354,6 +582,7 @@ pub async fn start(
         rx.clone(),
         max_connections,
         header_timeout,
+        acceptor,
     ));
     tokio::spawn(watch_config(path, gw.clone(), rx.clone()));
     tokio::spawn(health_checks(gw.clone(), rx));

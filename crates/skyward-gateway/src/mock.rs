@@ -86,6 +86,8 @@ pub struct Stats {
     pub vertex_requests: AtomicU64,
     /// OAuth tokens issued by `POST /token`.
     pub tokens_issued: AtomicU64,
+    /// Requests that came over HTTP/2.
+    pub http2_requests: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_abandoned: AtomicU64,
 }
@@ -235,6 +237,9 @@ impl Mock {
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
+        if req.version() == hyper::Version::HTTP_2 {
+            self.stats.http2_requests.fetch_add(1, Ordering::Relaxed);
+        }
         let mut r = self.route(req).await;
         if let Ok(v) = HeaderValue::from_str(&self.name) {
             r.headers_mut().insert("x-mock-name", v);
@@ -264,6 +269,7 @@ impl Mock {
                     "bedrock_requests": self.stats.bedrock_requests.load(Ordering::Relaxed),
                     "vertex_requests": self.stats.vertex_requests.load(Ordering::Relaxed),
                     "tokens_issued": self.stats.tokens_issued.load(Ordering::Relaxed),
+                    "http2_requests": self.stats.http2_requests.load(Ordering::Relaxed),
                     "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
                     "streams_abandoned": self.stats.streams_abandoned.load(Ordering::Relaxed),
                 }),

@@ -90,6 +90,12 @@ pub struct MockArgs {
     /// How long the tokens it issues live, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl_s: u64,
+    /// Serve over TLS (HTTP/2 or HTTP/1.1 by ALPN) with this certificate
+    /// chain (PEM) and `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, CliError> {
@@ -123,9 +129,10 @@ fn run_gateway(a: &RunArgs) -> Result<(), CliError> {
         let models = cfg.models.len();
         let deployments: usize = cfg.models.iter().map(|m| m.deployments.len()).sum();
         let keys = cfg.keys.len();
+        let scheme = if cfg.tls.is_some() { "https (HTTP/2 or HTTP/1.1)" } else { "http (HTTP/1.1 or h2c)" };
         let running = skyward_gateway::start(a.config.clone(), cfg, a.listen.clone()).await.map_err(gw_err)?;
         eprintln!(
-            "skyward gateway: listening on http://{} (POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models, /metrics, /healthz); {models} models, {deployments} deployments, {}",
+            "skyward gateway: listening on {} {scheme} (POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models, /metrics, /healthz); {models} models, {deployments} deployments, {}",
             running.addr,
             if keys == 0 { "no keys: open to anyone who can reach it".to_string() } else { format!("{keys} keys") }
         );
@@ -139,6 +146,8 @@ fn run_gateway(a: &RunArgs) -> Result<(), CliError> {
 
 fn check(a: &CheckArgs) -> Result<(), CliError> {
     let cfg = skyward_gateway::load(&a.config).map_err(gw_err)?;
+    // The listener's certificate and the upstreams' extra roots too.
+    skyward_gateway::tls_files(&a.config, &cfg).map_err(gw_err)?;
     match a.output {
         Output::Json => {
             let v: Vec<_> = cfg
@@ -264,7 +273,11 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
             m = m.with_google(der, a.token_ttl_s.clamp(1, 86_400));
         }
         let m = Arc::new(m);
-        eprintln!("skyward mock-openai '{}': listening on http://{addr} (POST /_mock/mode to inject faults)", a.name);
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some(skyward_gateway::acceptor_from_files(c, k).map_err(CliError::Input)?),
+            _ => None,
+        };
+        eprintln!("skyward mock-openai '{}': listening on {}://{addr} (POST /_mock/mode to inject faults)", a.name, if tls.is_some() { "https" } else { "http" });
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let serve = skyward_gateway::serve_http(
             listener,
@@ -272,6 +285,7 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
             rx,
             16_384,
             std::time::Duration::from_secs(60),
+            tls,
         );
         tokio::select! {
             _ = serve => {}
