@@ -2226,3 +2226,171 @@ fn tls_and_http2_to_clients_and_upstreams() {
     ));
     assert!(err.contains("tls.key_file"), "{err}");
 }
+
+/// A minimal OTLP/HTTP collector: every request body (JSON) it gets.
+fn collector() -> (u16, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // One request: headers, then Content-Length bytes.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        g.lock().unwrap().push(v);
+                    }
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+fn attrs_of(span: &Value) -> std::collections::BTreeMap<String, Value> {
+    span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let v = &a["value"];
+            let v = v
+                .get("stringValue")
+                .or(v.get("intValue"))
+                .or(v.get("doubleValue"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            (a["key"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// Issue 14: OpenTelemetry traces over OTLP/HTTP: one server span per
+/// request continuing the client's `traceparent`, one client span per
+/// upstream attempt (the failed one marked), GenAI attributes with the
+/// exact usage, and each attempt's own `traceparent` sent upstream.
+#[test]
+fn requests_are_traced_with_genai_attributes() {
+    let (cport, got) = collector();
+    let (p, s) = (mock("primary"), mock("secondary"));
+    let gw = gateway(&format!(
+        "tracing: {{otlp_endpoint: 'http://127.0.0.1:{cport}/v1/traces', service_name: gw-test}}\nmodels:\n  gpt:\n    policy: priority\n    deployments:\n{}{}{KEYS}",
+        dep("primary", &p, "azure:eastus", "committed", ", model: gpt-4o-ptu"),
+        dep("secondary", &s, "aws:us-east-1", "payg", ""),
+    ));
+    let rt = rt();
+    set_mode(&rt, &p, json!({"status": 500}));
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hello"}]});
+    let r = rt
+        .block_on(c.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(("application/json", body.to_string().into_bytes())),
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+            )],
+        ))
+        .unwrap();
+    assert_eq!((r.status, served_by(&r)), (200, "secondary".to_string()));
+    let usage = r.json().unwrap()["usage"].clone();
+    let spans = || -> Vec<Value> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    wait_until("3 spans at the collector", 10, || spans().len() >= 3);
+    let all = spans();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let resource = &got.lock().unwrap()[0]["resourceSpans"][0]["resource"];
+    assert!(resource.to_string().contains("gw-test"), "{resource}");
+    let server: Vec<&Value> = all.iter().filter(|s| s["kind"] == 2).collect();
+    let client: Vec<&Value> = all.iter().filter(|s| s["kind"] == 3).collect();
+    assert_eq!((server.len(), client.len()), (1, 2));
+    let sv = server[0];
+    assert_eq!(sv["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(sv["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(sv["name"], "chat gpt");
+    let a = attrs_of(sv);
+    assert_eq!(a["gen_ai.operation.name"], "chat");
+    assert_eq!(a["gen_ai.request.model"], "gpt");
+    assert_eq!(
+        a["gen_ai.usage.input_tokens"],
+        usage["prompt_tokens"].to_string()
+    );
+    assert_eq!(
+        a["gen_ai.usage.output_tokens"],
+        usage["completion_tokens"].to_string()
+    );
+    assert_eq!(a["http.response.status_code"], "200");
+    assert_eq!(a["skyward.tenant"], "acme");
+    assert_eq!(a["skyward.deployment"], "secondary");
+    let mut client = client;
+    client.sort_by_key(|s| attrs_of(s)["skyward.attempt"].as_str().unwrap().to_string());
+    let (first, second) = (attrs_of(client[0]), attrs_of(client[1]));
+    assert_eq!(client[0]["name"], "chat gpt-4o-ptu");
+    assert_eq!(first["gen_ai.provider.name"], "azure");
+    assert_eq!(first["http.response.status_code"], "500");
+    assert_eq!(first["error.type"], "failure");
+    assert_eq!(client[0]["status"]["code"], 2);
+    assert_eq!(second["skyward.deployment"], "secondary");
+    assert!(!second.contains_key("error.type"), "{second:?}");
+    for c in &client {
+        assert_eq!(c["parentSpanId"], sv["spanId"]);
+        assert_eq!(c["traceId"], sv["traceId"]);
+    }
+    // Each upstream got its attempt's own traceparent.
+    for (m, span) in [(&p, client[0]), (&s, client[1])] {
+        let tps = stats(&rt, m)["traceparents"].clone();
+        assert_eq!(
+            tps,
+            json!([format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                span["spanId"].as_str().unwrap()
+            )])
+        );
+    }
+    assert!(
+        metrics(&rt, gw.port).contains("skyward_gateway_trace_spans_total{result=\"exported\"} 3")
+    );
+}

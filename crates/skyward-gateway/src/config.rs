@@ -53,6 +53,29 @@ struct RawConfig {
     /// the Mozilla roots: a private CA in front of self-hosted models.
     #[serde(default)]
     upstream_ca_file: Option<String>,
+    #[serde(default)]
+    tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    otlp_endpoint: String,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    sample_ratio: Option<f64>,
+}
+
+/// OpenTelemetry traces (read at start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// OTLP/HTTP JSON traces endpoint (`http://collector:4318/v1/traces`).
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    /// Share of new traces kept (a client's sampled `traceparent` is
+    /// always followed).
+    pub sample_ratio: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,6 +563,7 @@ pub struct GatewayConfig {
     pub tls: Option<(String, String)>,
     /// Extra roots for https upstreams (PEM file), read at start.
     pub upstream_ca_file: Option<String>,
+    pub tracing: Option<Tracing>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
@@ -1053,6 +1077,21 @@ pub fn parse(
         listen,
         tls: raw.tls.map(|t| (t.cert_file, t.key_file)),
         upstream_ca_file: raw.upstream_ca_file.clone(),
+        tracing: match raw.tracing {
+            None => None,
+            Some(t) => {
+                check_url(&t.otlp_endpoint).map_err(|m| err("tracing.otlp_endpoint", m))?;
+                let ratio = t.sample_ratio.unwrap_or(1.0);
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(err("tracing.sample_ratio", "must be 0 to 1".into()));
+                }
+                Some(Tracing {
+                    otlp_endpoint: t.otlp_endpoint,
+                    service_name: t.service_name.unwrap_or_else(|| "skyward-gateway".into()),
+                    sample_ratio: ratio,
+                })
+            }
+        },
         models,
         keys,
         timeouts,

@@ -120,6 +120,29 @@ pub struct Gateway {
     inflight: Arc<std::sync::atomic::AtomicU64>,
     /// The buffer budget, in KiB (`max_buffered_mb`).
     buffers: Arc<tokio::sync::Semaphore>,
+    /// OpenTelemetry traces, when configured.
+    tracer: Option<crate::trace::Tracer>,
+}
+
+/// The span of the attempt under way (none when the request is not
+/// traced).
+struct Attempt {
+    trace: Option<Arc<crate::trace::RequestTrace>>,
+    span: usize,
+}
+
+impl Attempt {
+    fn status(&self, code: u16) {
+        if let Some(t) = &self.trace {
+            t.attempt_status(self.span, code);
+        }
+    }
+
+    fn end(&self, error: Option<&str>) {
+        if let Some(t) = &self.trace {
+            t.attempt_end(self.span, None, error);
+        }
+    }
 }
 
 /// One request in flight through the gateway; released when dropped
@@ -425,6 +448,7 @@ impl Gateway {
             buffers: Arc::new(tokio::sync::Semaphore::new(
                 (cfg.max_buffered_mb.saturating_mul(1024)).min(u32::MAX as u64 / 2) as usize,
             )),
+            tracer: None,
         };
         gw.apply(cfg);
         Ok(gw)
@@ -432,6 +456,61 @@ impl Gateway {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Traces each request (see `crate::trace`).
+    pub fn with_tracer(mut self, t: crate::trace::Tracer) -> Gateway {
+        self.tracer = Some(t);
+        self
+    }
+
+    /// Sends queued spans to the OTLP endpoint in batches until the queue
+    /// closes; a failed export drops its batch (counted).
+    pub async fn export_spans(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Value>,
+        endpoint: String,
+        service: String,
+    ) {
+        let Some(counters) = self.tracer.as_ref().map(|t| t.counters.clone()) else {
+            return;
+        };
+        loop {
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while batch.len() < crate::trace::BATCH_SPANS_MAX {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(sp)) => batch.push(sp),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let n = batch.len() as u64;
+            let body = crate::trace::export_body(&service, batch).to_string();
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri(&endpoint)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)));
+            let ok = match req {
+                Ok(req) => matches!(
+                    tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await,
+                    Ok(Ok(r)) if r.status().is_success()
+                ),
+                Err(_) => false,
+            };
+            let c = if ok {
+                &counters.exported
+            } else {
+                &counters.failed_exports
+            };
+            c.fetch_add(if ok { n } else { 1 }, std::sync::atomic::Ordering::Relaxed);
+            if !ok {
+                counters
+                    .dropped
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn live(&self) -> Arc<Live> {
@@ -521,6 +600,12 @@ impl Gateway {
                 "skyward_gateway_latency_ewma_seconds{{model=\"{m}\",deployment=\"{d}\"}} {}",
                 e / 1000.0
             );
+        }
+        if let Some(t) = &self.tracer {
+            let c = &t.counters;
+            let r = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(o, "# HELP skyward_gateway_trace_spans_total Spans sent to the OTLP endpoint, and dropped (queue full or export failed).\n# TYPE skyward_gateway_trace_spans_total counter\nskyward_gateway_trace_spans_total{{result=\"exported\"}} {}\nskyward_gateway_trace_spans_total{{result=\"dropped\"}} {}", r(&c.exported), r(&c.dropped));
+            let _ = writeln!(o, "# HELP skyward_gateway_trace_export_failures_total OTLP export requests that failed.\n# TYPE skyward_gateway_trace_export_failures_total counter\nskyward_gateway_trace_export_failures_total {}", r(&c.failed_exports));
         }
         o
     }
@@ -866,6 +951,17 @@ impl Gateway {
         router::pick(model, &mut refs, tags, tried, self.now_ms(), &mut rng)
     }
 
+    /// An attempt's outcome: to the router, and to its span.
+    fn attempt_done(&self, live: &Live, mi: usize, di: usize, at: &Attempt, outcome: Outcome) {
+        at.end(match outcome {
+            Outcome::Success { .. } | Outcome::Neutral => None,
+            Outcome::RateLimited { .. } => Some("rate_limited"),
+            Outcome::Rejected => Some("rejected"),
+            Outcome::Failure => Some("failure"),
+        });
+        self.finish(live, mi, di, outcome);
+    }
+
     fn finish(&self, live: &Live, mi: usize, di: usize, outcome: Outcome) {
         let b = Breaker {
             failures: live.cfg.breaker.failures,
@@ -885,6 +981,28 @@ impl Gateway {
         req: Request<Incoming>,
         suffix: &'static str,
     ) -> Result<Response<GwBody>, Response<GwBody>> {
+        let mut trace = None;
+        let r = self.proxy_traced(req, suffix, &mut trace).await;
+        if let Some(t) = trace {
+            // A stream's end sets it again, as it ends.
+            let (Ok(r) | Err(r)) = &r;
+            t.status(r.status().as_u16());
+        }
+        r
+    }
+
+    /// `trace_slot` gets the request's trace once its model is known.
+    async fn proxy_traced(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        suffix: &'static str,
+        trace_slot: &mut Option<Arc<crate::trace::RequestTrace>>,
+    ) -> Result<Response<GwBody>, Response<GwBody>> {
+        let traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let live = self.live();
         let key_idx = self.authenticate(&live, &req)?;
         let n = self
@@ -1004,6 +1122,20 @@ impl Gateway {
                     Some("model"),
                 )
             })?;
+        let operation = match suffix {
+            "/chat/completions" => "chat",
+            "/completions" => "text_completion",
+            _ => "embeddings",
+        };
+        *trace_slot = self
+            .tracer
+            .as_ref()
+            .and_then(|t| t.start(traceparent.as_deref(), operation, &model_name));
+        let trace = trace_slot.clone();
+        if let (Some(t), Some(k)) = (&trace, key) {
+            t.set("skyward.tenant", json!(k.tenant));
+            t.set("skyward.key", json!(k.name));
+        }
         let allowed = key.is_none_or(|k| k.may_use(&model_name));
         let Some(&mi) = live.models.get(&model_name).filter(|_| allowed) else {
             // A model the key may not use is answered as OpenAI answers
@@ -1153,6 +1285,14 @@ impl Gateway {
             tried.push(di);
             let dep = &model.deployments[di];
             let wire = dep.api.wire();
+            let (span, traceparent) = trace
+                .as_ref()
+                .map(|t| t.attempt(dep, operation, attempt + 1))
+                .unwrap_or((usize::MAX, String::new()));
+            let at = Attempt {
+                trace: trace.clone(),
+                span,
+            };
             // The request in the deployment's own API.
             let translated = match wire {
                 None => {
@@ -1210,6 +1350,9 @@ impl Gateway {
                 .uri(&uri)
                 .header(CONTENT_TYPE, "application/json");
             let mut b = authorize(b, dep, "POST", &uri, &payload);
+            if !traceparent.is_empty() {
+                b = b.header("traceparent", &traceparent);
+            }
             if dep.google.is_some() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match google_token(dep, left.min(Duration::from_secs(10))).await {
@@ -1219,7 +1362,7 @@ impl Gateway {
                         // The gateway cannot authenticate to this deployment
                         // now: another one is asked.
                         eprintln!("skyward gateway: deployment {}: {e}", dep.name);
-                        self.finish(&live, mi, di, Outcome::Failure);
+                        self.attempt_done(&live, mi, di, &at, Outcome::Failure);
                         last_error = Some(openai_error(
                             StatusCode::BAD_GATEWAY,
                             "server_error",
@@ -1285,7 +1428,7 @@ impl Gateway {
                         ),
                     };
                     upstream_wait += sent.elapsed();
-                    self.finish(&live, mi, di, Outcome::Failure);
+                    self.attempt_done(&live, mi, di, &at, Outcome::Failure);
                     self.metrics
                         .response(&model_name, &dep.name, status.as_u16());
                     last_error = Some(openai_error(status, "server_error", code, &message, None));
@@ -1296,6 +1439,7 @@ impl Gateway {
                 }
             };
             let status = resp.status();
+            at.status(status.as_u16());
             self.metrics
                 .response(&model_name, &dep.name, status.as_u16());
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -1316,7 +1460,7 @@ impl Gateway {
                 } else {
                     Outcome::Failure
                 };
-                self.finish(&live, mi, di, outcome);
+                self.attempt_done(&live, mi, di, &at, outcome);
                 let mut r = in_openai_form(wire, parts.status, &parts.headers, text);
                 if let Some(ra) = parts.headers.get("retry-after") {
                     r.headers_mut().insert("retry-after", ra.clone());
@@ -1348,7 +1492,7 @@ impl Gateway {
                     .map(|c| c.to_bytes())
                     .unwrap_or_default();
                 upstream_wait += sent.elapsed();
-                self.finish(&live, mi, di, Outcome::Rejected);
+                self.attempt_done(&live, mi, di, &at, Outcome::Rejected);
                 let said: String = String::from_utf8_lossy(&text)
                     .chars()
                     .filter(|c| !c.is_control())
@@ -1385,7 +1529,7 @@ impl Gateway {
                     .await
                     .map(|c| c.to_bytes())
                     .unwrap_or_default();
-                self.finish(&live, mi, di, Outcome::Neutral);
+                self.attempt_done(&live, mi, di, &at, Outcome::Neutral);
                 return Ok(in_openai_form(wire, parts.status, &parts.headers, text));
             }
             let ctx = Served {
@@ -1402,6 +1546,8 @@ impl Gateway {
                 prompt_estimate,
                 attempts: attempt + 1,
                 wire,
+                trace: trace.clone(),
+                span,
             };
             if stream {
                 match self
@@ -1433,12 +1579,12 @@ impl Gateway {
                 Ok(Err(ReadError::Full)) => {
                     // Not the deployment's fault: the gateway is full.
                     upstream_wait += sent.elapsed();
-                    self.finish(&live, mi, di, Outcome::Neutral);
+                    self.attempt_done(&live, mi, di, &at, Outcome::Neutral);
                     return Err(buffers_full(live.cfg.max_buffered_mb));
                 }
                 _ => {
                     upstream_wait += sent.elapsed();
-                    self.finish(&live, mi, di, Outcome::Failure);
+                    self.attempt_done(&live, mi, di, &at, Outcome::Failure);
                     last_error = Some(openai_error(
                         StatusCode::BAD_GATEWAY,
                         "server_error",
@@ -1478,7 +1624,7 @@ impl Gateway {
                     match chat {
                         Some(c) => Bytes::from(c.to_string()),
                         None => {
-                            self.finish(&live, mi, di, Outcome::Failure);
+                            self.attempt_done(&live, mi, di, &at, Outcome::Failure);
                             last_error = Some(openai_error(
                                 StatusCode::BAD_GATEWAY,
                                 "server_error",
@@ -1501,10 +1647,11 @@ impl Gateway {
             let (prompt, completion, estimated) = usage_of(&whole)
                 .map(|(p, c)| (p, c, false))
                 .unwrap_or((prompt_estimate, 0, true));
-            self.finish(
+            self.attempt_done(
                 &live,
                 mi,
                 di,
+                &at,
                 Outcome::Success {
                     latency_ms: waited.as_secs_f64() * 1e3,
                     tokens: prompt + completion,
@@ -1575,6 +1722,11 @@ impl Gateway {
             + completion as f64 * dep.output_usd_per_mtok / 1e6;
         self.metrics
             .usage(&ctx.tenant, &dep.name, prompt, completion, cost);
+        if let Some(t) = &ctx.trace {
+            t.usage(prompt, completion);
+            t.set("skyward.deployment", json!(dep.name));
+            t.set("skyward.cost_usd", json!(cost));
+        }
         if let Some(name) = &ctx.key_name {
             self.charge_key(name, self.now_ms(), prompt + completion, cost);
         }
@@ -1625,6 +1777,9 @@ impl Gateway {
             Ok(Ok(Some(b))) => b,
             _ => {
                 self.finish(&live, ctx.mi, ctx.di, Outcome::Failure);
+                if let Some(t) = &ctx.trace {
+                    t.attempt_end(ctx.span, None, Some("timeout"));
+                }
                 return Err(openai_error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "server_error",
@@ -1779,6 +1934,10 @@ impl Gateway {
             } else {
                 200
             };
+            if let Some(t) = &ctx.trace {
+                t.attempt_end(ctx.span, None, failed.as_ref().map(|_| "stream_error"));
+                t.status(status);
+            }
             gw.record(
                 &live,
                 &ctx,
@@ -1808,6 +1967,9 @@ struct Served {
     _reservation: Option<Arc<Reservation>>,
     /// The provider API whose answers are translated (None: OpenAI's).
     wire: Option<Wire>,
+    /// The request's trace and this attempt's span in it.
+    trace: Option<Arc<crate::trace::RequestTrace>>,
+    span: usize,
 }
 
 /// An upstream's error answer as the client gets it: as is from an

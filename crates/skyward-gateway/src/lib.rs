@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod mock;
 pub mod router;
 pub mod sigv4;
+pub mod trace;
 pub mod translate;
 pub mod usage;
 
@@ -564,12 +565,22 @@ pub async fn start(
         None => None,
     };
     let (acceptor, roots) = tls_files(&path, &cfg)?;
-    let gw = Arc::new(
+    let tracing = cfg.tracing.clone();
+    let mut gw =
         Gateway::with_roots(cfg, usage_tx, roots).map_err(|message| GatewayError::Listen {
             addr: addr.clone(),
             message,
-        })?,
-    );
+        })?;
+    let mut spans = None;
+    if let Some(t) = &tracing {
+        let (tracer, rx) = trace::tracer(t.sample_ratio);
+        gw = gw.with_tracer(tracer);
+        spans = Some(rx);
+    }
+    let gw = Arc::new(gw);
+    if let (Some(t), Some(rx)) = (tracing, spans) {
+        tokio::spawn(gw.clone().export_spans(rx, t.otlp_endpoint, t.service_name));
+    }
     // Budgets count what was spent before this start, too.
     gw.restore_spend(&spent);
     let (shutdown, rx) = watch::channel(false);

@@ -99,6 +99,8 @@ pub struct Mock {
     release: Notify,
     /// The key a request must carry (None: any or none).
     key: Option<String>,
+    /// The `traceparent` headers received, newest last (at most 64).
+    traceparents: Mutex<Vec<String>>,
     /// Google's OAuth token endpoint: the service account's RSA public
     /// key (PKCS#1 DER) its JWTs are checked with, and the tokens' life.
     google: Option<(Vec<u8>, u64)>,
@@ -131,6 +133,7 @@ impl Mock {
             release: Notify::new(),
             key: None,
             google: None,
+            traceparents: Mutex::new(Vec::new()),
             tokens: Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -240,6 +243,18 @@ impl Mock {
         if req.version() == hyper::Version::HTTP_2 {
             self.stats.http2_requests.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(tp) = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(mut v) = self.traceparents.lock() {
+                if v.len() == 64 {
+                    v.remove(0);
+                }
+                v.push(tp.chars().take(64).collect());
+            }
+        }
         let mut r = self.route(req).await;
         if let Ok(v) = HeaderValue::from_str(&self.name) {
             r.headers_mut().insert("x-mock-name", v);
@@ -270,6 +285,7 @@ impl Mock {
                     "vertex_requests": self.stats.vertex_requests.load(Ordering::Relaxed),
                     "tokens_issued": self.stats.tokens_issued.load(Ordering::Relaxed),
                     "http2_requests": self.stats.http2_requests.load(Ordering::Relaxed),
+                    "traceparents": self.traceparents.lock().map(|v| v.clone()).unwrap_or_default(),
                     "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
                     "streams_abandoned": self.stats.streams_abandoned.load(Ordering::Relaxed),
                 }),

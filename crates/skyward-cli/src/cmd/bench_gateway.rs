@@ -44,6 +44,11 @@ pub struct GatewayBenchArgs {
     /// Streamed chunks for the time-to-first-token comparison.
     #[arg(long, default_value_t = 20)]
     pub stream_chunks: u32,
+    /// The load generator: Skyward's own (`builtin`), or oha from its
+    /// path (`cargo install oha`), run with a fixed rate (`-q`), latency
+    /// correction (from each request's intended time) and 64 connections.
+    #[arg(long, default_value = "builtin", value_name = "builtin|PATH")]
+    pub load_generator: String,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -350,7 +355,16 @@ fn start_stack(delay_ms: u64, chunks: u32) -> Result<Stack, CliError> {
     })
 }
 
-fn run_load(port: u16, rate: u32, seconds: f64, stream: bool) -> Result<LoadResult, CliError> {
+fn run_load(
+    generator: &str,
+    port: u16,
+    rate: u32,
+    seconds: f64,
+    stream: bool,
+) -> Result<LoadResult, CliError> {
+    if generator != "builtin" {
+        return run_oha(generator, port, rate, seconds, stream);
+    }
     let exe = std::env::current_exe().map_err(|e| CliError::Io(e.to_string()))?;
     let mut c = pinned(1, &exe);
     c.args([
@@ -377,6 +391,75 @@ fn run_load(port: u16, rate: u32, seconds: f64, stream: bool) -> Result<LoadResu
     }
     serde_json::from_slice(&out.stdout)
         .map_err(|e| CliError::Internal(format!("load generator output: {e}")))
+}
+
+/// One measurement with oha on core 1: p50…p99.9 of the whole request
+/// (or, for streams, of the first byte), from oha's JSON report.
+fn run_oha(
+    oha: &str,
+    port: u16,
+    rate: u32,
+    seconds: f64,
+    stream: bool,
+) -> Result<LoadResult, CliError> {
+    let body = if stream {
+        r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hello"}]}"#
+    } else {
+        r#"{"model":"bench","messages":[{"role":"user","content":"hello"}]}"#
+    };
+    let out = pinned(1, Path::new(oha))
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+            "-c",
+            "64",
+            "-q",
+            &rate.to_string(),
+            "-z",
+            &format!("{}ms", (seconds * 1000.0).round() as u64),
+            "-m",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        ])
+        .output()
+        .map_err(|e| CliError::Io(format!("cannot run {oha}: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Io(format!(
+            "{oha} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| CliError::Internal(format!("oha's report: {e}")))?;
+    let count = |k: &str| -> u64 {
+        v[k].as_object()
+            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0)
+    };
+    let ok = v["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
+    let sent = count("statusCodeDistribution") + count("errorDistribution");
+    let p = if stream {
+        &v["firstBytePercentiles"]
+    } else {
+        &v["latencyPercentiles"]
+    };
+    let ms = |k: &str| p[k].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    Ok(LoadResult {
+        sent,
+        ok,
+        errors: sent - ok,
+        achieved_per_s: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50_ms: ms("p50"),
+        p90_ms: ms("p90"),
+        p99_ms: ms("p99"),
+        p999_ms: ms("p99.9"),
+    })
 }
 
 #[derive(Serialize, Clone)]
@@ -424,9 +507,13 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                         round + 1,
                         a.rounds
                     );
-                    per.entry(name)
-                        .or_default()
-                        .push(run_load(*port, rate, a.seconds, false)?);
+                    per.entry(name).or_default().push(run_load(
+                        &a.load_generator,
+                        *port,
+                        rate,
+                        a.seconds,
+                        false,
+                    )?);
                 }
             }
             let med =
@@ -468,7 +555,7 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
             }
             for (name, pid, port) in &procs {
                 let before = cpu_us(*pid);
-                let r = run_load(*port, rate, a.seconds, false)?;
+                let r = run_load(&a.load_generator, *port, rate, a.seconds, false)?;
                 let used = cpu_us(*pid).saturating_sub(before);
                 cpu.insert(name.to_string(), serde_json::json!({"rate": rate, "cpu_us_per_request": used as f64 / r.sent.max(1) as f64}));
             }
@@ -478,7 +565,7 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                 let mut best = 0u32;
                 for &r in &a.max_rates {
                     eprintln!("highest sustained rate: {name} at {r}/s");
-                    let res = run_load(*port, r, a.seconds.min(5.0), false)?;
+                    let res = run_load(&a.load_generator, *port, r, a.seconds.min(5.0), false)?;
                     // Sustained: under 0.1 % errors, the rate achieved,
                     // and latency not running away (p99 ≤ 50 ms).
                     let ok = (res.errors as f64) < 0.001 * res.sent as f64
@@ -500,8 +587,20 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
     let mut direct = Vec::new();
     let mut through = Vec::new();
     for _ in 0..a.rounds {
-        direct.push(run_load(stack.mock_port, 500, a.seconds, true)?);
-        through.push(run_load(stack.gw_port, 500, a.seconds, true)?);
+        direct.push(run_load(
+            &a.load_generator,
+            stack.mock_port,
+            500,
+            a.seconds,
+            true,
+        )?);
+        through.push(run_load(
+            &a.load_generator,
+            stack.gw_port,
+            500,
+            a.seconds,
+            true,
+        )?);
     }
     let d50 = median(direct.iter().map(|r| r.p50_ms).collect());
     let g50 = median(through.iter().map(|r| r.p50_ms).collect());
