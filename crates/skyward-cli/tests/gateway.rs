@@ -2394,3 +2394,134 @@ fn requests_are_traced_with_genai_attributes() {
         metrics(&rt, gw.port).contains("skyward_gateway_trace_spans_total{result=\"exported\"} 3")
     );
 }
+
+/// Issue 14: an admin API for keys. A key made through it works at once,
+/// with its limits and model list; its secret is shown once and only its
+/// SHA-256 is kept (in `admin.keys_file`), so it survives a kill -9; a key
+/// the rules refuse leaves the file as it was; a config-defined key
+/// cannot be revoked through it; a revoked key is refused at once.
+#[test]
+fn keys_are_made_listed_and_revoked_through_the_admin_api() {
+    let m = mock("adm");
+    let mut gw = gateway(&format!(
+        "admin: {{key_sha256: {}, keys_file: keys.json}}\nmodels:\n  gpt:\n    deployments:\n{}  other:\n    deployments:\n{}{KEYS}",
+        sha("admin-secret"),
+        dep("adm", &m, "aws:us-east-1", "payg", ""),
+        dep("adm2", &m, "aws:us-east-1", "payg", ""),
+    ));
+    let rt = rt();
+    let port = gw.port;
+    let admin = |method: &str, path: &str, key: &str, body: Option<Value>| -> Reply {
+        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some(key.to_string())).unwrap();
+        rt.block_on(c.request(
+            method,
+            path,
+            body.map(|b| ("application/json", b.to_string().into_bytes())),
+            &[],
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        admin("GET", "/skyward/admin/keys", "key-us", None).status,
+        401
+    );
+    let r = admin(
+        "POST",
+        "/skyward/admin/keys",
+        "admin-secret",
+        Some(json!({"name": "ci-bot", "tenant": "ci", "limits": {"rpm": 2}, "models": ["gpt"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    let secret = r.json().unwrap()["key"].as_str().unwrap().to_string();
+    assert!(
+        secret.starts_with("sk-sky-") && secret.len() == 55,
+        "{secret}"
+    );
+    let file = std::fs::read_to_string(gw.dir.path().join("keys.json")).unwrap();
+    assert!(
+        !file.contains(&secret) && file.contains(&sha(&secret)),
+        "{file}"
+    );
+    // It works at once, within its limits and models.
+    assert_eq!(chat(&rt, gw.port, &secret, "gpt").status, 200);
+    assert_eq!(chat(&rt, gw.port, &secret, "other").status, 404);
+    let list = admin("GET", "/skyward/admin/keys", "admin-secret", None)
+        .json()
+        .unwrap();
+    let bot = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci-bot")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            bot["source"].as_str(),
+            bot["tenant"].as_str(),
+            bot["limits"]["rpm"].as_u64()
+        ),
+        (Some("api"), Some("ci"), Some(2))
+    );
+    assert!(!list.to_string().contains("sk-sky-"), "{list}");
+    // Refused by the rules: the file is left as it was.
+    for (body, code) in [
+        (json!({"name": "ci-bot"}), 409),
+        (json!({"name": "x", "colour": "red"}), 400),
+        (json!({"name": "bad name!"}), 400),
+        (json!({"name": "neg", "budget_usd": -5}), 400),
+        (json!({"name": "per", "budget_period": "fortnight"}), 400),
+    ] {
+        let r = admin(
+            "POST",
+            "/skyward/admin/keys",
+            "admin-secret",
+            Some(body.clone()),
+        );
+        assert_eq!(r.status, code, "{body}: {}", r.error_text());
+    }
+    assert_eq!(
+        std::fs::read_to_string(gw.dir.path().join("keys.json")).unwrap(),
+        file
+    );
+    // It survives a kill -9.
+    gw.restart();
+    assert_eq!(chat(&rt, gw.port, &secret, "gpt").status, 200);
+    // Config keys stay the config's; the API's own key goes at once.
+    assert_eq!(
+        admin(
+            "DELETE",
+            "/skyward/admin/keys/us-team",
+            "admin-secret",
+            None
+        )
+        .status,
+        409
+    );
+    assert_eq!(
+        admin("DELETE", "/skyward/admin/keys/nobody", "admin-secret", None).status,
+        404
+    );
+    assert_eq!(
+        admin("DELETE", "/skyward/admin/keys/ci-bot", "admin-secret", None).status,
+        204
+    );
+    assert_eq!(chat(&rt, gw.port, &secret, "gpt").status, 401);
+    assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);
+    // A gateway without admin: the API is off.
+    let plain = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("adm", &m, "aws:us-east-1", "payg", "")
+    ));
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", plain.port),
+        Some("admin-secret".into()),
+    )
+    .unwrap();
+    assert_eq!(
+        rt.block_on(c.request("GET", "/skyward/admin/keys", None, &[]))
+            .unwrap()
+            .status,
+        404
+    );
+}

@@ -55,7 +55,33 @@ struct RawConfig {
     upstream_ca_file: Option<String>,
     #[serde(default)]
     tracing: Option<RawTracing>,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default)]
+    key_env: Option<String>,
+    #[serde(default)]
+    key_sha256: Option<String>,
+    #[serde(default)]
+    keys_file: Option<String>,
+}
+
+/// The admin API for keys (`/skyward/admin/keys`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// SHA-256 of the admin key (hex).
+    pub sha256: String,
+    /// Where the keys made through the API are kept (JSON, relative to
+    /// the config file): merged with the config's keys at every load.
+    pub keys_file: String,
+}
+
+/// The default file of the keys made through the admin API.
+pub const DEFAULT_KEYS_FILE: &str = "gateway-keys.json";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -416,6 +442,8 @@ pub struct Key {
     /// The budget starts again each calendar month (UTC); else it is for
     /// the key's whole life.
     pub budget_monthly: bool,
+    /// Made through the admin API (kept in its keys file), not the config.
+    pub managed: bool,
 }
 
 impl Key {
@@ -564,6 +592,7 @@ pub struct GatewayConfig {
     /// Extra roots for https upstreams (PEM file), read at start.
     pub upstream_ca_file: Option<String>,
     pub tracing: Option<Tracing>,
+    pub admin: Option<Admin>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
@@ -998,6 +1027,7 @@ pub fn parse(
             }
         }
         keys.push(Key {
+            managed: false,
             tenant: k.tenant.unwrap_or_else(|| k.name.clone()),
             name: k.name,
             sha256: sha,
@@ -1077,6 +1107,39 @@ pub fn parse(
         listen,
         tls: raw.tls.map(|t| (t.cert_file, t.key_file)),
         upstream_ca_file: raw.upstream_ca_file.clone(),
+        admin: match raw.admin {
+            None => None,
+            Some(a) => Some(Admin {
+                sha256: match (&a.key_env, &a.key_sha256) {
+                    (Some(var), None) => {
+                        sha256_hex(&env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                            err(
+                                "admin.key_env",
+                                format!("environment variable {var} is not set"),
+                            )
+                        })?)
+                    }
+                    (None, Some(h))
+                        if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                    {
+                        h.to_ascii_lowercase()
+                    }
+                    (None, Some(_)) => {
+                        return Err(err(
+                            "admin.key_sha256",
+                            "must be 64 hex digits (sha256 of the key)".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(err(
+                            "admin",
+                            "give exactly one of key_env or key_sha256".into(),
+                        ))
+                    }
+                },
+                keys_file: a.keys_file.unwrap_or_else(|| DEFAULT_KEYS_FILE.into()),
+            }),
+        },
         tracing: match raw.tracing {
             None => None,
             Some(t) => {

@@ -122,6 +122,11 @@ pub struct Gateway {
     buffers: Arc<tokio::sync::Semaphore>,
     /// OpenTelemetry traces, when configured.
     tracer: Option<crate::trace::Tracer>,
+    /// The config file (the admin API writes its keys file beside it and
+    /// loads the two again).
+    pub(crate) config_path: Option<std::path::PathBuf>,
+    /// One admin change at a time.
+    pub(crate) admin_lock: tokio::sync::Mutex<()>,
 }
 
 /// The span of the attempt under way (none when the request is not
@@ -365,7 +370,7 @@ fn buffers_full(max_mb: u64) -> Response<GwBody> {
     r
 }
 
-fn openai_error(
+pub(crate) fn openai_error(
     status: StatusCode,
     kind: &str,
     code: &str,
@@ -449,6 +454,8 @@ impl Gateway {
                 (cfg.max_buffered_mb.saturating_mul(1024)).min(u32::MAX as u64 / 2) as usize,
             )),
             tracer: None,
+            config_path: None,
+            admin_lock: tokio::sync::Mutex::new(()),
         };
         gw.apply(cfg);
         Ok(gw)
@@ -456,6 +463,20 @@ impl Gateway {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// What each key has spent (this month for a monthly budget).
+    pub fn spent_by_key(&self) -> HashMap<String, f64> {
+        match self.key_states.lock() {
+            Ok(m) => m.iter().map(|(k, s)| (k.clone(), s.spent_usd)).collect(),
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// The config file it was loaded from (for the admin API).
+    pub fn with_config_path(mut self, p: std::path::PathBuf) -> Gateway {
+        self.config_path = Some(p);
+        self
     }
 
     /// Traces each request (see `crate::trace`).
@@ -679,6 +700,9 @@ impl Gateway {
                 return r;
             }
             (&Method::GET, "/skyward/usage") => return self.local(self.usage_summary(&req)),
+            (_, p) if p == "/skyward/admin/keys" || p.starts_with("/skyward/admin/keys/") => {
+                return self.local(self.admin_keys(req).await)
+            }
             (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/models") => {
                 return self.local(openai_error(
                     StatusCode::METHOD_NOT_ALLOWED,

@@ -10,6 +10,7 @@
 //! The configuration file is watched; a valid change is swapped in for
 //! new requests while requests in flight finish on the one they started.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod eventstream;
@@ -372,6 +373,48 @@ pub fn load(path: &std::path::Path) -> Result<GatewayConfig, GatewayError> {
         message: e.to_string(),
     })?;
     let mut cfg = config::parse(&text, &path.display().to_string(), &env_lookup)?;
+    // Keys made through the admin API: appended to the config's own and
+    // checked by the same rules.
+    if let Some(admin) = &cfg.admin {
+        let kf = path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(&admin.keys_file);
+        let managed = read_keys_file(&kf)?;
+        if !managed.is_empty() {
+            let bad = |message: String| GatewayError::Io {
+                path: kf.display().to_string(),
+                message,
+            };
+            let mut doc: serde_yaml::Value =
+                serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let map = doc
+                .as_mapping_mut()
+                .ok_or_else(|| bad("the config is not a mapping".into()))?;
+            let keys = map
+                .entry(serde_yaml::Value::from("keys"))
+                .or_insert_with(|| serde_yaml::Value::Sequence(Vec::new()));
+            let seq = keys
+                .as_sequence_mut()
+                .ok_or_else(|| bad("keys: is not a list".into()))?;
+            let names: std::collections::BTreeSet<String> = managed
+                .iter()
+                .filter_map(|k| k.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect();
+            for k in managed {
+                seq.push(serde_yaml::to_value(k).map_err(|e| bad(e.to_string()))?);
+            }
+            let merged = serde_yaml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
+            cfg = config::parse(
+                &merged,
+                &format!("{} with {}", path.display(), kf.display()),
+                &env_lookup,
+            )?;
+            for k in &mut cfg.keys {
+                k.managed = names.contains(&k.name);
+            }
+        }
+    }
     // Vertex AI deployments: their service-account keys are read now, so
     // a missing or bad key is the config's error, naming its key.
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
@@ -485,6 +528,54 @@ pub fn tls_files(
     Ok((acceptor, roots))
 }
 
+/// The largest keys file read (about 40,000 keys).
+pub const KEYS_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The keys made through the admin API: `{"keys": [{name, tenant,
+/// key_sha256, limits, budget_usd, budget_period, models, tags}]}`, none
+/// when the file does not exist yet.
+pub fn read_keys_file(p: &std::path::Path) -> Result<Vec<serde_json::Value>, GatewayError> {
+    let bad = |message: String| GatewayError::Io {
+        path: p.display().to_string(),
+        message,
+    };
+    let text = match std::fs::metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(bad(e.to_string())),
+        Ok(m) if m.len() > KEYS_FILE_BYTES_MAX => {
+            return Err(bad(format!("larger than {KEYS_FILE_BYTES_MAX} bytes")))
+        }
+        Ok(_) => std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?,
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    v.get("keys")
+        .and_then(|k| k.as_array())
+        .cloned()
+        .ok_or_else(|| bad("no \"keys\" list in it".into()))
+}
+
+/// Writes the keys file whole and durably: a temporary file, fsync,
+/// rename, fsync of the directory. A crash leaves the old file or the new.
+pub fn write_keys_file(p: &std::path::Path, keys: &[serde_json::Value]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = p.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        p.file_name().and_then(|n| n.to_str()).unwrap_or("keys")
+    ));
+    let body =
+        serde_json::to_vec_pretty(&serde_json::json!({"keys": keys})).map_err(|e| e.to_string())?;
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(&body).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    drop(f);
+    std::fs::rename(&tmp, p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// A TLS acceptor offering h2 then http/1.1 by ALPN.
 pub fn acceptor(
     chain: Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -577,7 +668,7 @@ pub async fn start(
         gw = gw.with_tracer(tracer);
         spans = Some(rx);
     }
-    let gw = Arc::new(gw);
+    let gw = Arc::new(gw.with_config_path(path.clone()));
     if let (Some(t), Some(rx)) = (tracing, spans) {
         tokio::spawn(gw.clone().export_spans(rx, t.otlp_endpoint, t.service_name));
     }
