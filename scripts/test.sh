@@ -5,7 +5,8 @@
 # cluster for the Slurm executor's tests, moto's S3 server and Azurite for
 # the checkpoint stores, headless Chromium for the ledger report's browser
 # test, nginx for the gateway bench's comparison, the official OpenAI Python
-# client for the gateway's tests), so it passes on a fresh machine.
+# client for the gateway's tests, Redis for the gateway replicas' shared
+# limits), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ cleanup() {
   if [ -n "${STARTED_PG:-}" ]; then scripts/postgres.sh stop "$SKYWARD_TEST_PG_DIR" || true; fi
   if [ -n "${STARTED_SLURM:-}" ]; then scripts/slurm.sh stop "$SKYWARD_TEST_SLURM_DIR" || true; fi
   if [ -n "${STARTED_OBJSTORE:-}" ]; then scripts/objstore.sh stop "$SKYWARD_TEST_OBJSTORE_DIR" || true; fi
+  if [ -n "${STARTED_REDIS:-}" ]; then scripts/redis.sh stop "$SKYWARD_TEST_REDIS_DIR" || true; fi
 }
 trap cleanup EXIT
 if [ -z "${SKYWARD_TEST_DATABASE_URL:-}" ]; then
@@ -49,6 +51,11 @@ if [ -z "${SKYWARD_TEST_PYTHON:-}" ]; then
   eval "$(scripts/pyclients.sh)"
 fi
 echo "OpenAI's Python client for tests: $SKYWARD_TEST_PYTHON"
+if [ -z "${SKYWARD_TEST_REDIS_URL:-}" ]; then
+  eval "$(scripts/redis.sh start)"
+  STARTED_REDIS=1
+fi
+echo "Redis for tests: $SKYWARD_TEST_REDIS_URL"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -2525,3 +2525,123 @@ fn keys_are_made_listed_and_revoked_through_the_admin_api() {
         404
     );
 }
+
+/// Two gateway replicas over one Redis (from the test command), keys
+/// `tiny` (3 requests a minute) and `crowd` ($0.001).
+fn replicas(redis_url: &str, m: &Mock) -> (Gw, Gw) {
+    let prefix = format!("t{}", free_port());
+    let cfg = format!(
+        "shared: {{redis_url: '{redis_url}', prefix: {prefix}}}\nmodels:\n  gpt:\n    deployments:\n{}keys:\n  - {{name: tiny, key_env: GW_TEST_TINY, limits: {{rpm: 3}}}}\n  - {{name: crowd, key_env: GW_TEST_US, budget_usd: 0.001}}\n",
+        dep("r", m, "aws:us-east-1", "payg", "")
+    );
+    (gateway(&cfg), gateway(&cfg))
+}
+
+/// Waits out the last seconds of a minute: shared windows are whole
+/// minutes, and a test's few requests must fall in one.
+fn within_one_minute() {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if s > 45 {
+        std::thread::sleep(Duration::from_secs(61 - s));
+    }
+}
+
+/// Issue 14: several replicas, one set of limits. A key's requests per
+/// minute count on every replica together (alone, each replica would let
+/// it have its whole limit), and concurrent requests on two replicas stay
+/// within the key's budget plus one request, as on one replica.
+#[test]
+fn replicas_share_rate_limits_and_budgets_through_redis() {
+    let url = std::env::var("SKYWARD_TEST_REDIS_URL").unwrap_or_default();
+    assert!(
+        !url.is_empty(),
+        "SKYWARD_TEST_REDIS_URL is not set: run the suite with ./scripts/test.sh (scripts/redis.sh starts Redis)"
+    );
+    let m = mock("shared");
+    let (a, b) = replicas(&url, &m);
+    let rt = rt();
+    within_one_minute();
+    let got: Vec<u16> = [a.port, b.port, a.port, b.port]
+        .iter()
+        .map(|p| chat(&rt, *p, "key-tiny", "gpt").status)
+        .collect();
+    assert_eq!(
+        got,
+        [200, 200, 200, 429],
+        "3 a minute on both replicas together"
+    );
+    let r = chat(&rt, b.port, "key-tiny", "gpt");
+    assert!(
+        r.error_text().contains("all replicas together"),
+        "{}",
+        r.error_text()
+    );
+    // 60 at once, half on each replica, on $0.001 ($0.000094 each).
+    let body = json!({"model": "gpt", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]})
+        .to_string()
+        .into_bytes();
+    let (ca, cb) = (
+        Client::new(
+            &format!("http://127.0.0.1:{}", a.port),
+            Some("key-us".into()),
+        )
+        .unwrap(),
+        Client::new(
+            &format!("http://127.0.0.1:{}", b.port),
+            Some("key-us".into()),
+        )
+        .unwrap(),
+    );
+    let body2 = body.clone();
+    let other = std::thread::spawn(move || post_at_once(&common::rt(), &cb, 30, body2));
+    let mine = post_at_once(&rt, &ca, 30, body);
+    let all: Vec<u16> = mine
+        .iter()
+        .chain(other.join().unwrap().iter())
+        .map(|r| r.status)
+        .collect();
+    let ok = all.iter().filter(|s| **s == 200).count();
+    assert!(all.iter().all(|s| *s == 200 || *s == 429), "{all:?}");
+    wait_until("every answer in the usage logs", 10, || {
+        let n = |g: &Gw| {
+            std::fs::read_to_string(g.dir.path().join("usage.jsonl"))
+                .unwrap_or_default()
+                .matches("\"key\":\"crowd\"")
+                .count()
+        };
+        n(&a) + n(&b) == ok
+    });
+    let one = (15.0 * 2.0 + 8.0 * 8.0) / 1e6;
+    let spent = spent_in_log(&a, "crowd") + spent_in_log(&b, "crowd");
+    eprintln!("two replicas, 60 requests at once on $0.001: {ok} served, ${spent:.6} spent");
+    assert!(
+        spent <= 0.001 + one + 1e-9,
+        "${spent} spent on a $0.001 budget by two replicas ({ok} served)"
+    );
+}
+
+/// Issue 14: Redis out of reach: requests go on under each replica's own
+/// limits (never failed for it), and the fallback is counted.
+#[test]
+fn without_redis_each_replica_keeps_its_own_limits() {
+    let m = mock("noredis");
+    let closed = free_port();
+    let (a, _b) = replicas(&format!("redis://127.0.0.1:{closed}"), &m);
+    let rt = rt();
+    within_one_minute();
+    let got: Vec<u16> = (0..4)
+        .map(|_| chat(&rt, a.port, "key-tiny", "gpt").status)
+        .collect();
+    assert_eq!(got, [200, 200, 200, 429]);
+    let mt = metrics(&rt, a.port);
+    let n: u64 = mt
+        .lines()
+        .find_map(|l| l.strip_prefix("skyward_gateway_shared_limits_fallbacks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(n >= 4, "{mt}");
+}

@@ -57,6 +57,25 @@ struct RawConfig {
     tracing: Option<RawTracing>,
     #[serde(default)]
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    shared: Option<RawShared>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShared {
+    redis_url: String,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+/// Limits shared by replicas through Redis (read at start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shared {
+    pub target: crate::shared::Target,
+    /// Prefix of every Redis key the gateway uses (replicas sharing
+    /// limits share it).
+    pub prefix: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -593,6 +612,7 @@ pub struct GatewayConfig {
     pub upstream_ca_file: Option<String>,
     pub tracing: Option<Tracing>,
     pub admin: Option<Admin>,
+    pub shared: Option<Shared>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
@@ -1107,6 +1127,20 @@ pub fn parse(
         listen,
         tls: raw.tls.map(|t| (t.cert_file, t.key_file)),
         upstream_ca_file: raw.upstream_ca_file.clone(),
+        shared: match raw.shared {
+            None => None,
+            Some(sh) => Some(Shared {
+                target: crate::shared::parse_url(&sh.redis_url)
+                    .map_err(|m| err("shared.redis_url", m))?,
+                prefix: match sh.prefix {
+                    Some(p) if p.is_empty() || p.len() > 64 || p.contains(char::is_whitespace) => {
+                        return Err(err("shared.prefix", "1 to 64 characters, no spaces".into()))
+                    }
+                    Some(p) => p,
+                    None => "skyward-gateway".into(),
+                },
+            }),
+        },
         admin: match raw.admin {
             None => None,
             Some(a) => Some(Admin {

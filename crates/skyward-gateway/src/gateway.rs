@@ -127,6 +127,37 @@ pub struct Gateway {
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// One admin change at a time.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
+    /// Limits shared with other replicas (Redis), when configured.
+    shared: Option<Arc<crate::shared::Shared>>,
+}
+
+/// A request's hold on its key's shared budget; when it ends (dropped),
+/// the hold goes and its tokens and cost are counted in Redis.
+struct SharedHold {
+    shared: Arc<crate::shared::Shared>,
+    key: String,
+    reserve_usd: f64,
+    month: Option<i64>,
+    /// (tokens, cost) once known.
+    charged: Mutex<(u64, f64)>,
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        let (tokens, cost) = self.charged.lock().map(|c| *c).unwrap_or((0, 0.0));
+        let (sh, key, reserve, month) = (
+            self.shared.clone(),
+            std::mem::take(&mut self.key),
+            self.reserve_usd,
+            self.month,
+        );
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                sh.settle(&key, reserve, tokens, cost, month, now_unix_s())
+                    .await;
+            });
+        }
+    }
 }
 
 /// The span of the attempt under way (none when the request is not
@@ -454,6 +485,10 @@ impl Gateway {
                 (cfg.max_buffered_mb.saturating_mul(1024)).min(u32::MAX as u64 / 2) as usize,
             )),
             tracer: None,
+            shared: cfg
+                .shared
+                .as_ref()
+                .map(|sh| Arc::new(crate::shared::Shared::new(sh.target.clone(), &sh.prefix))),
             config_path: None,
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -621,6 +656,9 @@ impl Gateway {
                 "skyward_gateway_latency_ewma_seconds{{model=\"{m}\",deployment=\"{d}\"}} {}",
                 e / 1000.0
             );
+        }
+        if let Some(sh) = &self.shared {
+            let _ = writeln!(o, "# HELP skyward_gateway_shared_limits_fallbacks_total Requests admitted under this replica's own limits because Redis could not answer.\n# TYPE skyward_gateway_shared_limits_fallbacks_total counter\nskyward_gateway_shared_limits_fallbacks_total {}", sh.fallbacks.load(std::sync::atomic::Ordering::Relaxed));
         }
         if let Some(t) = &self.tracer {
             let c = &t.counters;
@@ -1211,6 +1249,78 @@ impl Gateway {
                     + completion_estimate as f64 * d.output_usd_per_mtok / 1e6
             })
             .fold(0.0, f64::max);
+        // Limits shared with the other replicas first (Redis); when Redis
+        // cannot answer, this replica's own limits alone.
+        let mut shared_hold: Option<Arc<SharedHold>> = None;
+        if let (Some(sh), Some(k)) = (&self.shared, key) {
+            let month = k
+                .budget_monthly
+                .then(|| crate::usage::month_of(now_unix_s()));
+            let ask = crate::shared::Ask {
+                key: &k.name,
+                rpm: k.limits.rpm,
+                tpm: k.limits.tpm,
+                budget_usd: k.budget_usd,
+                month,
+                reserve_usd: if k.budget_usd.is_some() {
+                    estimate_usd
+                } else {
+                    0.0
+                },
+                unix_s: now_unix_s(),
+            };
+            match sh.admit(&ask).await {
+                Ok(crate::shared::Admission::Admitted) => {
+                    shared_hold = Some(Arc::new(SharedHold {
+                        shared: sh.clone(),
+                        key: k.name.clone(),
+                        reserve_usd: ask.reserve_usd,
+                        month,
+                        charged: Mutex::new((0, 0.0)),
+                    }));
+                }
+                Ok(crate::shared::Admission::RateLimited(what)) => {
+                    let mut r = openai_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "requests",
+                        "rate_limit_exceeded",
+                        &format!(
+                            "Rate limit reached for key '{}': {what}, on all replicas together.",
+                            k.name
+                        ),
+                        None,
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("1"));
+                    return Err(r);
+                }
+                Ok(crate::shared::Admission::OverBudget { spent_usd }) => {
+                    let mut r = openai_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "insufficient_quota",
+                        "insufficient_quota",
+                        &format!(
+                            "Budget of {} for key '{}' is spent or held by requests in flight on all replicas together ({} spent).",
+                            usd(k.budget_usd.unwrap_or(0.0)),
+                            k.name,
+                            usd(spent_usd)
+                        ),
+                        None,
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("1"));
+                    return Err(r);
+                }
+                Err(e) => {
+                    let n = sh
+                        .fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n.is_power_of_two() {
+                        eprintln!("skyward gateway: shared limits unavailable ({e}); this replica's own limits apply ({} requests so far)", n + 1);
+                    }
+                }
+            }
+        }
         let reservation = match key {
             Some(k) => self
                 .admit_key(k, self.now_ms(), estimate_usd)?
@@ -1566,6 +1676,7 @@ impl Gateway {
                     .map(|k| k.tenant.clone())
                     .unwrap_or_else(|| "anonymous".into()),
                 _reservation: reservation.clone(),
+                shared_hold: shared_hold.clone(),
                 strip_usage,
                 prompt_estimate,
                 attempts: attempt + 1,
@@ -1746,6 +1857,11 @@ impl Gateway {
             + completion as f64 * dep.output_usd_per_mtok / 1e6;
         self.metrics
             .usage(&ctx.tenant, &dep.name, prompt, completion, cost);
+        if let Some(h) = &ctx.shared_hold {
+            if let Ok(mut c) = h.charged.lock() {
+                *c = (prompt + completion, cost);
+            }
+        }
         if let Some(t) = &ctx.trace {
             t.usage(prompt, completion);
             t.set("skyward.deployment", json!(dep.name));
@@ -1994,6 +2110,8 @@ struct Served {
     /// The request's trace and this attempt's span in it.
     trace: Option<Arc<crate::trace::RequestTrace>>,
     span: usize,
+    /// Its hold on the key's shared limits (charged when it ends).
+    shared_hold: Option<Arc<SharedHold>>,
 }
 
 /// An upstream's error answer as the client gets it: as is from an

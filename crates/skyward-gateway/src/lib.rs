@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod mock;
 pub mod router;
+pub mod shared;
 pub mod sigv4;
 pub mod trace;
 pub mod translate;
