@@ -316,6 +316,16 @@ fn authorize(
     }
 }
 
+/// What the gateway reads of a request body; the rest passes as it came.
+#[derive(serde::Deserialize)]
+struct Head {
+    model: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+    max_tokens: Option<Value>,
+    max_completion_tokens: Option<Value>,
+}
+
 /// A request's body is held up to this many times at once (the bytes, the
 /// parsed JSON, the payload sent upstream).
 const REQUEST_COPIES: u64 = 3;
@@ -1150,10 +1160,33 @@ impl Gateway {
         // request: a slow upload is the client's, not added latency.
         let t0 = Instant::now();
         let body_len = bytes.len();
-        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
-        // The parsed form is what is kept: the bytes go now.
-        drop(bytes);
-        let mut body: Value = parsed.map_err(|e| {
+        // The fields the gateway reads, the whole body checked as JSON
+        // without building it: most requests go upstream as they came.
+        let not_object = || {
+            openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                "The request body must be a JSON object.",
+                None,
+            )
+        };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                    not_object()
+                } else {
+                    openai_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "invalid_json",
+                        "We could not parse the JSON body of your request: it is not JSON.",
+                        None,
+                    )
+                },
+            );
+        }
+        let head: Head = serde_json::from_slice(&bytes).map_err(|e| {
             openai_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -1162,17 +1195,11 @@ impl Gateway {
                 None,
             )
         })?;
-        if !body.is_object() {
-            return Err(openai_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_json",
-                "The request body must be a JSON object.",
-                None,
-            ));
-        }
-        let model_name = body
-            .get("model")
+        // The whole body as a value, built only when it must change.
+        let mut parsed: Option<Value> = None;
+        let model_name = head
+            .model
+            .as_ref()
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| {
@@ -1213,16 +1240,29 @@ impl Gateway {
                 Some("model"),
             ));
         };
-        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = head
+            .stream
+            .as_ref()
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         // Streamed usage is exact only when the upstream sends it: ask for
         // it, and take its chunk out again if the client did not ask.
-        let client_usage = body
-            .pointer("/stream_options/include_usage")
+        let client_usage = head
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let strip_usage = stream && !client_usage && suffix != "/embeddings";
+        let whole = |parsed: &mut Option<Value>| -> Result<(), Response<GwBody>> {
+            if parsed.is_none() {
+                *parsed = Some(serde_json::from_slice(&bytes).map_err(|_| not_object())?);
+            }
+            Ok(())
+        };
         if strip_usage {
-            if let Some(obj) = body.as_object_mut() {
+            whole(&mut parsed)?;
+            if let Some(obj) = parsed.as_mut().and_then(Value::as_object_mut) {
                 let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
                 if !opts.is_object() {
                     *opts = json!({});
@@ -1237,9 +1277,9 @@ impl Gateway {
         let model: &Model = &live.cfg.models[mi];
         // The most this request may cost: its prompt and the completion it
         // asks for at most, at the dearest of the model's deployments.
-        let completion_estimate = ["max_completion_tokens", "max_tokens"]
+        let completion_estimate = [&head.max_completion_tokens, &head.max_tokens]
             .iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_u64))
+            .find_map(|v| v.as_ref().and_then(Value::as_u64))
             .unwrap_or(COMPLETION_ESTIMATE_TOKENS);
         let estimate_usd = model
             .deployments
@@ -1428,16 +1468,28 @@ impl Gateway {
                 span,
             };
             // The request in the deployment's own API.
-            let translated = match wire {
-                None => {
+            if wire.is_some() || parsed.is_some() || dep.upstream_model != model_name {
+                whole(&mut parsed)?;
+            }
+            let body = parsed.as_mut();
+            let translated = match (wire, body) {
+                // As it came: the same model name, nothing to add.
+                (None, None) => Ok((upstream_uri(dep, suffix), None)),
+                (None, Some(body)) => {
                     if let Some(obj) = body.as_object_mut() {
                         obj.insert("model".into(), Value::String(dep.upstream_model.clone()));
                     }
-                    Ok((upstream_uri(dep, suffix), None))
+                    Ok((upstream_uri(dep, suffix), Some(serde_json::to_vec(body))))
                 }
-                Some(Wire::Anthropic) => translate::chat_to_anthropic(&body, &dep.upstream_model)
-                    .map(|b| (upstream_uri(dep, "/messages"), Some(b))),
-                Some(Wire::Bedrock) => translate::chat_to_converse(&body).map(|b| {
+                (Some(_), None) => Err(translate::BadRequest {
+                    param: String::new(),
+                    message: "the body was not read".into(),
+                }),
+                (Some(Wire::Anthropic), Some(body)) => {
+                    translate::chat_to_anthropic(body, &dep.upstream_model)
+                        .map(|b| (upstream_uri(dep, "/messages"), Some(serde_json::to_vec(&b))))
+                }
+                (Some(Wire::Bedrock), Some(body)) => translate::chat_to_converse(body).map(|b| {
                     let action = if stream {
                         "converse-stream"
                     } else {
@@ -1447,7 +1499,7 @@ impl Gateway {
                         "/model/{}/{action}",
                         crate::sigv4::uri_encode(&dep.upstream_model, false)
                     );
-                    (upstream_uri(dep, &path), Some(b))
+                    (upstream_uri(dep, &path), Some(serde_json::to_vec(&b)))
                 }),
             };
             let (uri, up_body) = translated.map_err(|e| {
@@ -1465,10 +1517,12 @@ impl Gateway {
                     Some(&e.param),
                 )
             })?;
-            // The client's body as is (model mapped), or its translation.
-            let payload = match serde_json::to_vec(up_body.as_ref().unwrap_or(&body)) {
-                Ok(p) => p,
-                Err(e) => {
+            // The client's bytes as they came, its body with the model
+            // mapped, or its translation.
+            let payload: Bytes = match up_body {
+                None => bytes.clone(),
+                Some(Ok(p)) => Bytes::from(p),
+                Some(Err(e)) => {
                     return Err(openai_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "server_error",
@@ -1478,7 +1532,6 @@ impl Gateway {
                     ))
                 }
             };
-            drop(up_body);
             let b = Request::builder()
                 .method(Method::POST)
                 .uri(&uri)
@@ -1511,7 +1564,7 @@ impl Gateway {
                     }
                 }
             }
-            let Ok(up_req) = b.body(Full::new(Bytes::from(payload))) else {
+            let Ok(up_req) = b.body(Full::new(payload)) else {
                 return Err(openai_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
