@@ -124,6 +124,22 @@ fn hostile_input_to_the_ledger_and_contracts_endpoints_changes_nothing() {
             "{e}"
         ),
     }
+    // The 413 says the connection closes (its body was never read), so
+    // a client does not send its next request on it: before, the next
+    // request through the same client failed now and then with
+    // "connection closed before message completed".
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "PUT /v1/contracts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n", 2 << 20).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 413"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+    }
     assert_eq!(
         put(&c, "/v1/contracts", "application/yaml", &[0xff, 0xfe, 0x00]).status,
         400

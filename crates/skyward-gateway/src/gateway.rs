@@ -1098,7 +1098,7 @@ impl Gateway {
         }
         let key: Option<&Key> = key_idx.and_then(|k| live.cfg.keys.get(k));
         let too_large = || {
-            openai_error(
+            let mut r = openai_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "request_too_large",
@@ -1107,7 +1107,11 @@ impl Gateway {
                     REQUEST_BYTES_MAX >> 20
                 ),
                 None,
-            )
+            );
+            // Its body is not read: the connection ends with the answer.
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            r
         };
         // Refused from its Content-Length before a byte is read.
         let declared = req
