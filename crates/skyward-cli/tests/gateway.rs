@@ -2645,3 +2645,77 @@ fn without_redis_each_replica_keeps_its_own_limits() {
         .unwrap();
     assert!(n >= 4, "{mt}");
 }
+
+/// A Redis stand-in that answers every pipeline 40 ms late (enough RESP
+/// for the gateway's commands: counters start at 0, nothing is stored).
+fn slow_redis() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let lines: Vec<&str> = text.split("\r\n").collect();
+                    let mut out = String::new();
+                    for (i, l) in lines.iter().enumerate() {
+                        if l.starts_with('*') {
+                            let cmd = lines.get(i + 2).copied().unwrap_or("");
+                            out.push_str(match cmd {
+                                "GET" => "$-1\r\n",
+                                "INCRBYFLOAT" => "$1\r\n0\r\n",
+                                _ => ":1\r\n",
+                            });
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(40));
+                    if s.write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 14: requests are checked against Redis on several connections
+/// at once: 8 concurrent requests with a Redis 40 ms away all get their
+/// answer within the 100 ms wait. On one connection, one at a time, the
+/// later ones waited past it (the wait for the connection counts now; it
+/// did not, so a queue behind a slow Redis was unbounded) and fell back
+/// to local limits.
+#[test]
+fn a_slow_redis_is_asked_on_several_connections_at_once() {
+    let m = mock("slowredis");
+    let redis = slow_redis();
+    let (a, _b) = replicas(&format!("redis://127.0.0.1:{redis}"), &m);
+    let rt = rt();
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", a.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let body =
+        json!({"model": "gpt", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .into_bytes();
+    let got: Vec<u16> = post_at_once(&rt, &c, 8, body)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(got, [200; 8]);
+    let mt = metrics(&rt, a.port);
+    let n: u64 = mt
+        .lines()
+        .find_map(|l| l.strip_prefix("skyward_gateway_shared_limits_fallbacks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert_eq!(n, 0, "requests that waited past 100 ms for Redis");
+}

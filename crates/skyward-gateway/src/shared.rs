@@ -22,6 +22,10 @@ use tokio::net::TcpStream;
 pub const REDIS_WAIT: Duration = Duration::from_millis(100);
 /// How long Redis is left alone after it failed.
 pub const DOWN_FOR: Duration = Duration::from_secs(1);
+/// Connections to Redis at most: one round trip at a time on each, so
+/// this many requests are checked at once (a Redis a millisecond away
+/// still admits thousands a second).
+pub const CONNECTIONS: usize = 8;
 
 /// One RESP reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +139,22 @@ async fn read_reply(s: &mut BufStream<TcpStream>) -> Result<Reply, String> {
     }
 }
 
+/// Sends `cmds` in one pipeline and reads their replies.
+async fn exchange(
+    s: &mut BufStream<TcpStream>,
+    cmds: &[Vec<String>],
+) -> Result<Vec<Reply>, String> {
+    s.write_all(&encode(cmds))
+        .await
+        .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(cmds.len());
+    for _ in cmds {
+        out.push(read_reply(s).await?);
+    }
+    Ok(out)
+}
+
 /// What Redis says of a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
@@ -162,7 +182,8 @@ pub struct Ask<'a> {
 pub struct Shared {
     target: Target,
     prefix: String,
-    conn: tokio::sync::Mutex<Option<BufStream<TcpStream>>>,
+    conns: Vec<tokio::sync::Mutex<Option<BufStream<TcpStream>>>>,
+    next: AtomicU64,
     down_until: Mutex<Option<tokio::time::Instant>>,
     /// Requests that went on under local limits only.
     pub fallbacks: AtomicU64,
@@ -173,7 +194,10 @@ impl Shared {
         Shared {
             target,
             prefix: prefix.to_string(),
-            conn: tokio::sync::Mutex::new(None),
+            conns: (0..CONNECTIONS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicU64::new(0),
             down_until: Mutex::new(None),
             fallbacks: AtomicU64::new(0),
         }
@@ -195,11 +219,32 @@ impl Shared {
                 return Err("Redis was unreachable a moment ago".into());
             }
         }
-        let r = tokio::time::timeout(REDIS_WAIT, self.run_now(&cmds)).await;
-        let r =
-            r.unwrap_or_else(|_| Err(format!("no answer within {} ms", REDIS_WAIT.as_millis())));
+        // The wait for a free connection counts in REDIS_WAIT too. The
+        // connection is taken out of its slot while in use and put back
+        // only after a whole exchange: one cut off mid-reply (an error,
+        // or the wait running out) is dropped, never reused.
+        let attempt = async {
+            let mut g = match self.conns.iter().find_map(|c| c.try_lock().ok()) {
+                Some(g) => g,
+                None => {
+                    let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+                    self.conns[i % self.conns.len()].lock().await
+                }
+            };
+            let mut conn = match g.take() {
+                Some(c) => c,
+                None => self.connect().await?,
+            };
+            let r = exchange(&mut conn, &cmds).await;
+            if r.is_ok() {
+                *g = Some(conn);
+            }
+            r
+        };
+        let r = tokio::time::timeout(REDIS_WAIT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", REDIS_WAIT.as_millis())));
         if r.is_err() {
-            *self.conn.lock().await = None;
             if let Ok(mut d) = self.down_until.lock() {
                 *d = Some(tokio::time::Instant::now() + DOWN_FOR);
             }
@@ -207,46 +252,27 @@ impl Shared {
         r
     }
 
-    async fn run_now(&self, cmds: &[Vec<String>]) -> Result<Vec<Reply>, String> {
-        let mut g = self.conn.lock().await;
-        if g.is_none() {
-            let tcp = TcpStream::connect(&self.target.addr)
-                .await
-                .map_err(|e| format!("{}: {e}", self.target.addr))?;
-            let _ = tcp.set_nodelay(true);
-            let mut s = BufStream::new(tcp);
-            let mut hello = Vec::new();
-            if let Some(p) = &self.target.password {
-                hello.push(vec!["AUTH".to_string(), p.clone()]);
-            }
-            if let Some(db) = self.target.db {
-                hello.push(vec!["SELECT".to_string(), db.to_string()]);
-            }
-            if !hello.is_empty() {
-                s.write_all(&encode(&hello))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.flush().await.map_err(|e| e.to_string())?;
-                for _ in &hello {
-                    if let Reply::Error(e) = read_reply(&mut s).await? {
-                        return Err(e);
-                    }
+    async fn connect(&self) -> Result<BufStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(&self.target.addr)
+            .await
+            .map_err(|e| format!("{}: {e}", self.target.addr))?;
+        let _ = tcp.set_nodelay(true);
+        let mut s = BufStream::new(tcp);
+        let mut hello = Vec::new();
+        if let Some(p) = &self.target.password {
+            hello.push(vec!["AUTH".to_string(), p.clone()]);
+        }
+        if let Some(db) = self.target.db {
+            hello.push(vec!["SELECT".to_string(), db.to_string()]);
+        }
+        if !hello.is_empty() {
+            for r in exchange(&mut s, &hello).await? {
+                if let Reply::Error(e) = r {
+                    return Err(e);
                 }
             }
-            *g = Some(s);
         }
-        let Some(s) = g.as_mut() else {
-            return Err("no connection".into());
-        };
-        s.write_all(&encode(cmds))
-            .await
-            .map_err(|e| e.to_string())?;
-        s.flush().await.map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(cmds.len());
-        for _ in cmds {
-            out.push(read_reply(s).await?);
-        }
-        Ok(out)
+        Ok(s)
     }
 
     fn spent_key(&self, key: &str, month: Option<i64>) -> String {
