@@ -288,11 +288,8 @@ fn authorize(
             let Ok(u) = uri.parse::<hyper::Uri>() else {
                 return b;
             };
-            #[allow(clippy::disallowed_methods)] // a signature is dated by the wall clock
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            // A signature is dated by the wall clock.
+            let now = now_unix_s();
             let signed = crate::sigv4::sign(
                 &crate::sigv4::Signable {
                     method,
@@ -426,7 +423,9 @@ pub(crate) fn openai_error(
     r
 }
 
-fn now_unix_s() -> i64 {
+/// The wall clock in Unix seconds: the gateway's one reading of it for
+/// dates (usage records, signatures, tokens, budget months).
+pub(crate) fn now_unix_s() -> i64 {
     #[allow(clippy::disallowed_methods)]
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1070,9 +1069,11 @@ impl Gateway {
         suffix: &'static str,
         trace_slot: &mut Option<Arc<crate::trace::RequestTrace>>,
     ) -> Result<Response<GwBody>, Response<GwBody>> {
-        let traceparent = req
-            .headers()
-            .get("traceparent")
+        // Read only when tracing: the request's other headers go unread.
+        let traceparent = self
+            .tracer
+            .as_ref()
+            .and_then(|_| req.headers().get("traceparent"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let live = self.live();
@@ -1258,15 +1259,21 @@ impl Gateway {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let strip_usage = stream && !client_usage && suffix != "/embeddings";
-        let whole = |parsed: &mut Option<Value>| -> Result<(), Response<GwBody>> {
+        // The body as a value, built on first need.
+        fn whole<'a>(
+            parsed: &'a mut Option<Value>,
+            bytes: &[u8],
+        ) -> Result<&'a mut Value, serde_json::Error> {
             if parsed.is_none() {
-                *parsed = Some(serde_json::from_slice(&bytes).map_err(|_| not_object())?);
+                *parsed = Some(serde_json::from_slice(bytes)?);
             }
-            Ok(())
-        };
+            Ok(parsed.get_or_insert(Value::Null))
+        }
         if strip_usage {
-            whole(&mut parsed)?;
-            if let Some(obj) = parsed.as_mut().and_then(Value::as_object_mut) {
+            if let Some(obj) = whole(&mut parsed, &bytes)
+                .map_err(|_| not_object())?
+                .as_object_mut()
+            {
                 let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
                 if !opts.is_object() {
                     *opts = json!({});
@@ -1472,23 +1479,22 @@ impl Gateway {
                 span,
             };
             // The request in the deployment's own API.
-            if wire.is_some() || parsed.is_some() || dep.upstream_model != model_name {
-                whole(&mut parsed)?;
-            }
-            let body = parsed.as_mut();
+            // As it came when nothing in it changes (same model name,
+            // nothing added): the client's bytes.
+            let as_it_came = wire.is_none() && parsed.is_none() && dep.upstream_model == model_name;
+            let body = if as_it_came {
+                None
+            } else {
+                Some(whole(&mut parsed, &bytes).map_err(|_| not_object())?)
+            };
             let translated = match (wire, body) {
-                // As it came: the same model name, nothing to add.
-                (None, None) => Ok((upstream_uri(dep, suffix), None)),
+                (_, None) => Ok((upstream_uri(dep, suffix), None)),
                 (None, Some(body)) => {
                     if let Some(obj) = body.as_object_mut() {
                         obj.insert("model".into(), Value::String(dep.upstream_model.clone()));
                     }
                     Ok((upstream_uri(dep, suffix), Some(serde_json::to_vec(body))))
                 }
-                (Some(_), None) => Err(translate::BadRequest {
-                    param: String::new(),
-                    message: "the body was not read".into(),
-                }),
                 (Some(Wire::Anthropic), Some(body)) => {
                     translate::chat_to_anthropic(body, &dep.upstream_model)
                         .map(|b| (upstream_uri(dep, "/messages"), Some(serde_json::to_vec(&b))))

@@ -22,6 +22,7 @@
 //! provider's own error shape.
 
 use crate::body::GwBody;
+use crate::gateway::now_unix_s;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -108,14 +109,6 @@ pub struct Mock {
     tokens: Mutex<std::collections::HashMap<String, i64>>,
 }
 
-fn unix_now_s() -> i64 {
-    #[allow(clippy::disallowed_methods)] // tokens expire by the wall clock
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn json_response(status: StatusCode, v: &Value) -> Response<GwBody> {
     let mut r = Response::new(GwBody::full(v.to_string()));
     *r.status_mut() = status;
@@ -184,13 +177,13 @@ impl Mock {
         let Some(jwt) = get("assertion") else {
             return refuse("Missing assertion.");
         };
-        if let Err(why) = check_jwt(jwt, &key, &format!("http://{host}/token"), unix_now_s()) {
+        if let Err(why) = check_jwt(jwt, &key, &format!("http://{host}/token"), now_unix_s()) {
             return refuse(&why);
         }
         let n = self.stats.tokens_issued.fetch_add(1, Ordering::Relaxed) + 1;
         let token = format!("ya29.mock-{}-{n}", self.name);
         if let Ok(mut t) = self.tokens.lock() {
-            t.insert(token.clone(), unix_now_s() + ttl_s as i64);
+            t.insert(token.clone(), now_unix_s() + ttl_s as i64);
         }
         json_response(
             StatusCode::OK,
@@ -211,12 +204,13 @@ impl Mock {
         };
         self.tokens
             .lock()
-            .map(|m| m.get(t).is_some_and(|exp| *exp > unix_now_s()))
+            .map(|m| m.get(t).is_some_and(|exp| *exp > now_unix_s()))
             .unwrap_or(false)
     }
 
-    /// Requests must carry this key (`Authorization: Bearer`, or Azure's
-    /// `api-key`).
+    /// Requests must carry this key (`Authorization: Bearer`, Azure's
+    /// `api-key`, Anthropic's `x-api-key`); Bedrock's paths check their
+    /// SigV4 signature with it as the secret.
     pub fn with_key(mut self, key: Option<String>) -> Mock {
         self.key = key.filter(|k| !k.is_empty());
         self
@@ -525,7 +519,8 @@ impl Mock {
                 };
                 events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": out_tokens}})));
                 events.push(ev("message_stop", json!({"type": "message_stop"})));
-                me.send_events(tx, &mode, events, first).await;
+                let n = mode.chunks as usize;
+                me.send_events(tx, &mode, events, first..first + n).await;
             });
             let mut r = Response::new(GwBody::Channel(rx));
             r.headers_mut()
@@ -580,11 +575,8 @@ impl Mock {
                 .iter()
                 .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect();
-            #[allow(clippy::disallowed_methods)] // AWS checks the request's date against its clock
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            // AWS checks the request's date against its clock.
+            let now = now_unix_s();
             if let Err(m) = crate::sigv4::verify(
                 parts.method.as_str(),
                 parts.uri.path(),
@@ -696,7 +688,8 @@ impl Mock {
             events.push(ev("metadata", json!({"usage": {"inputTokens": input_tokens, "outputTokens": out_tokens, "totalTokens": input_tokens + out_tokens}, "metrics": {"latencyMs": 1}})));
             let (tx, rx) = mpsc::channel::<Bytes>(4);
             let me = self.clone();
-            tokio::spawn(async move { me.send_events(tx, &mode, events, first).await });
+            let n = mode.chunks as usize;
+            tokio::spawn(async move { me.send_events(tx, &mode, events, first..first + n).await });
             let mut r = Response::new(GwBody::Channel(rx));
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -721,18 +714,19 @@ impl Mock {
         r
     }
 
-    /// Sends a provider's stream events; the mode's faults count the
-    /// content events, from `first` on.
+    /// Sends a stream's events, in any provider's form; the mode's faults
+    /// (a break, a stall, a hold, a delay) count the content events, those
+    /// at `content` (the stream ends without its last events on a break).
     async fn send_events(
         self: Arc<Self>,
         tx: mpsc::Sender<Bytes>,
         mode: &Mode,
         events: Vec<Bytes>,
-        first: usize,
+        content: std::ops::Range<usize>,
     ) {
         for (k, e) in events.into_iter().enumerate() {
-            if k >= first {
-                let i = (k - first) as u32;
+            if content.contains(&k) {
+                let i = (k - content.start) as u32;
                 if mode.fail_after_chunks == Some(i) {
                     return;
                 }
@@ -854,61 +848,22 @@ impl Mock {
         include_usage: bool,
         prompt_tokens: u64,
     ) {
-        for i in 0..mode.chunks {
-            if mode.fail_after_chunks == Some(i) {
-                // Ends the body without [DONE]: a broken stream.
-                return;
-            }
-            if mode.stall_after_chunks == Some(i) {
-                tokio::time::sleep(Duration::from_secs(3_600)).await;
-                return;
-            }
-            if mode.hold_after_chunks == Some(i) {
-                tokio::select! {
-                    _ = self.release.notified() => {}
-                    _ = tx.closed() => {
-                        self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-            if mode.chunk_delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(mode.chunk_delay_ms)).await;
-            }
-            let delta = if chat {
-                json!({"id": "mock-1", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}]})
-            } else {
-                json!({"id": "mock-1", "object": "text_completion", "created": 0, "model": model, "choices": [{"index": 0, "text": format!("tok{i} "), "finish_reason": null}]})
-            };
-            if tx
-                .send(Bytes::from(format!("data: {delta}\n\n")))
-                .await
-                .is_err()
-            {
-                self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
+        let sse = |v: Value| Bytes::from(format!("data: {v}\n\n"));
+        let mut events: Vec<Bytes> = (0..mode.chunks)
+            .map(|i| {
+                sse(if chat {
+                    json!({"id": "mock-1", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}]})
+                } else {
+                    json!({"id": "mock-1", "object": "text_completion", "created": 0, "model": model, "choices": [{"index": 0, "text": format!("tok{i} "), "finish_reason": null}]})
+                })
+            })
+            .collect();
         if include_usage {
-            let u = json!({"id": "mock-1", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": mode.chunks, "total_tokens": prompt_tokens + u64::from(mode.chunks)}});
-            if tx
-                .send(Bytes::from(format!("data: {u}\n\n")))
-                .await
-                .is_err()
-            {
-                self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            events.push(sse(json!({"id": "mock-1", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": mode.chunks, "total_tokens": prompt_tokens + u64::from(mode.chunks)}})));
         }
-        if tx
-            .send(Bytes::from_static(b"data: [DONE]\n\n"))
-            .await
-            .is_ok()
-        {
-            self.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats.streams_abandoned.fetch_add(1, Ordering::Relaxed);
-        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        let n = mode.chunks as usize;
+        self.send_events(tx, &mode, events, 0..n).await;
     }
 }
 
@@ -1065,25 +1020,5 @@ pub fn check_jwt(
 
 /// `application/x-www-form-urlencoded` decoding of one name or value.
 fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::sigv4::percent_decode(&s.replace('+', " "))
 }

@@ -118,7 +118,8 @@ fn canonical_query(q: &str) -> String {
         .join("&")
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` sequences decoded (others kept as they are), as UTF-8 text.
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
