@@ -67,8 +67,9 @@ pub struct MockArgs {
     /// Returned in `x-mock-name` and `system_fingerprint`.
     #[arg(long, default_value = "mock")]
     pub name: String,
-    /// Requests must carry this key (Bearer, or Azure's `api-key`); else
-    /// the provider's 401.
+    /// Requests must carry this key (Bearer; Azure's `api-key`;
+    /// Anthropic's `x-api-key`), else the provider's 401; for Bedrock's
+    /// paths it is the AWS secret the SigV4 signature is checked with.
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Delay before answering, in ms.
