@@ -34,13 +34,25 @@ pub struct GatewayBenchArgs {
     /// Upstream delays to run (ms): 0 and 50 by default.
     #[arg(long, value_delimiter = ',', default_value = "0,50")]
     pub delays_ms: Vec<u64>,
-    /// Rates tried for the highest sustained rate (0 ms upstream).
+    /// Rates tried for the highest sustained rate (0 ms upstream), in
+    /// order: a rate that fails is tried once more before the ladder stops,
+    /// and the gap to the last rate that held is then halved until it is
+    /// within 5 % (and no finer than a twentieth of the first rate).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "2500,5000,7500,10000,12500,15000,17500,20000"
     )]
     pub max_rates: Vec<u32>,
+    /// LiteLLM's proxy as a reference row (`pip install
+    /// 'litellm[proxy]==1.74.9'`, then the path of its `litellm`
+    /// program): one worker on core 0 in front of the same mock upstream,
+    /// measured at `--litellm-rates` beside direct, and its highest
+    /// sustained rate from 25/s up.
+    #[arg(long, value_name = "PATH")]
+    pub litellm: Option<std::path::PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "25,100")]
+    pub litellm_rates: Vec<u32>,
     /// Streamed chunks for the time-to-first-token comparison.
     #[arg(long, default_value_t = 20)]
     pub stream_chunks: u32,
@@ -210,6 +222,209 @@ impl Drop for Nginx {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A program that may start children of its own (LiteLLM's proxy): run in
+/// its own process group, which is sent SIGTERM, then SIGKILL after 5 s.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// LiteLLM's proxy with one worker on core 0, in front of the mock on
+/// `mock_port`; ready once it answers a chat completion (it takes ~10 s
+/// to start).
+fn start_litellm(program: &Path, dir: &Path, mock_port: u16) -> Result<(Group, u16), CliError> {
+    use std::os::unix::process::CommandExt;
+    let port = free_port()?;
+    let cfg = dir.join("litellm.yaml");
+    std::fs::write(
+        &cfg,
+        format!("model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n      api_base: http://127.0.0.1:{mock_port}/v1\n      api_key: none\n"),
+    )
+    .map_err(|e| CliError::Io(e.to_string()))?;
+    let log =
+        std::fs::File::create(dir.join("litellm.log")).map_err(|e| CliError::Io(e.to_string()))?;
+    let child = pinned(0, program)
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            "1",
+        ])
+        .env("LITELLM_TELEMETRY", "False")
+        .env("LITELLM_LOG", "ERROR")
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| CliError::Io(format!("cannot start {}: {e}", program.display())))?;
+    let proc = Group(child);
+    let client = Client::new(&format!("http://127.0.0.1:{port}"), None)
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let answered = rt.block_on(client.request(
+            "POST",
+            "/v1/chat/completions",
+            Some((
+                "application/json",
+                br#"{"model":"bench","messages":[{"role":"user","content":"hello"}]}"#.to_vec(),
+            )),
+            &[],
+        ));
+        if matches!(answered, Ok(ref r) if r.status == 200) {
+            return Ok((proc, port));
+        }
+        if Instant::now() > deadline {
+            let said = std::fs::read_to_string(dir.join("litellm.log")).unwrap_or_default();
+            let tail: String = said.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(CliError::Io(format!(
+                "LiteLLM ({}) did not answer within 120 s: {tail}",
+                program.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One step of the highest-sustained-rate search: under 0.1 % errors, the
+/// rate achieved (97 %), and latency not running away (p99 ≤ 50 ms).
+fn sustains(r: &LoadResult, rate: u32) -> bool {
+    (r.errors as f64) < 0.001 * r.sent as f64
+        && r.achieved_per_s >= 0.97 * f64::from(rate)
+        && r.p99_ms <= 50.0
+}
+
+/// The highest rate `port` sustains (see [`search_highest`]).
+fn highest_sustained(
+    generator: &str,
+    name: &str,
+    port: u16,
+    ladder: &[u32],
+    seconds: f64,
+) -> Result<(u32, Vec<(u32, bool)>), CliError> {
+    search_highest(ladder, |rate, again| {
+        eprintln!(
+            "highest sustained rate: {name} at {rate}/s{}",
+            if again { " (again)" } else { "" }
+        );
+        let r = run_load(generator, port, rate, seconds, false)?;
+        Ok(sustains(&r, rate))
+    })
+}
+
+/// Up the ladder, a failed rate measured twice before it counts as
+/// failed, then the gap between the last rate that held and the first that
+/// failed halved down to 5 % (no finer than a twentieth of the ladder's
+/// first rate). `measure(rate, again)` says whether one run held. Returns
+/// the highest rate that held (0 if none) and every run (rate, held).
+fn search_highest(
+    ladder: &[u32],
+    mut measure: impl FnMut(u32, bool) -> Result<bool, CliError>,
+) -> Result<(u32, Vec<(u32, bool)>), CliError> {
+    let mut tried = Vec::new();
+    let mut holds = |rate: u32| -> Result<bool, CliError> {
+        for again in [false, true] {
+            let ok = measure(rate, again)?;
+            tried.push((rate, ok));
+            if ok {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let mut best = 0u32;
+    let mut failed = None;
+    for &r in ladder {
+        if holds(r)? {
+            best = r;
+        } else {
+            failed = Some(r);
+            break;
+        }
+    }
+    if let Some(mut hi) = failed {
+        let floor = (ladder.first().copied().unwrap_or(20) / 20).max(1);
+        let step = |b: u32| (b / 20).max(floor);
+        while hi > best && hi - best > step(best) {
+            let mid = best + (hi - best) / 2;
+            if holds(mid)? {
+                best = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    Ok((best, tried))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_lands_within_5_percent_below_the_capacity() {
+        // A server that holds up to 7,300/s, and LiteLLM's 60/s.
+        for (ladder, cap) in [
+            (&[2500u32, 5000, 7500, 10000][..], 7300u32),
+            (&[25, 50, 100, 200][..], 60),
+            (&[2500, 5000][..], 9000),
+        ] {
+            let (best, tried) = search_highest(ladder, |r, _| Ok(r <= cap)).unwrap();
+            let top = *ladder.last().unwrap();
+            if cap >= top {
+                assert_eq!(best, top);
+            } else {
+                assert!(
+                    best <= cap && f64::from(best) >= 0.95 * f64::from(cap) - 1.0,
+                    "{best} for {cap}"
+                );
+            }
+            assert!(
+                tried.len() <= 2 * (ladder.len() + 8),
+                "{} runs",
+                tried.len()
+            );
+        }
+    }
+
+    #[test]
+    fn one_bad_run_does_not_end_the_ladder_but_two_do() {
+        // 7,500/s fails once then holds; 10,000/s fails twice.
+        let mut seen = std::collections::BTreeMap::<u32, u32>::new();
+        let (best, _) = search_highest(&[5000, 7500, 10000], |r, _| {
+            let n = seen.entry(r).or_default();
+            *n += 1;
+            Ok(r <= 5000 || (r <= 9000 && *n > 1))
+        })
+        .unwrap();
+        assert!((8550..=9000).contains(&best), "{best}");
+        // Nothing holds: 0, after the first rung and the bisection below it.
+        let (best, _) = search_highest(&[2500, 5000], |_, _| Ok(false)).unwrap();
+        assert_eq!(best, 0);
     }
 }
 
@@ -479,6 +694,72 @@ struct Row {
     sent: u64,
 }
 
+/// LiteLLM's reference rows: at each of `--litellm-rates`, beside direct
+/// in the same rounds, and its highest sustained rate.
+fn litellm_rows(
+    a: &GatewayBenchArgs,
+    program: &Path,
+    stack: &Stack,
+    rows: &mut Vec<Row>,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), CliError> {
+    eprintln!("starting LiteLLM ({})", program.display());
+    let (proc, port) = start_litellm(program, stack._dir.path(), stack.mock_port)?;
+    for &rate in &a.litellm_rates {
+        let (mut direct, mut through) = (Vec::new(), Vec::new());
+        for round in 0..a.rounds {
+            eprintln!(
+                "upstream 0 ms, {rate}/s, round {}/{}: direct, litellm",
+                round + 1,
+                a.rounds
+            );
+            direct.push(run_load(
+                &a.load_generator,
+                stack.mock_port,
+                rate,
+                a.seconds,
+                false,
+            )?);
+            through.push(run_load(&a.load_generator, port, rate, a.seconds, false)?);
+        }
+        let med = |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
+        let added = |f: fn(&LoadResult) -> f64| {
+            median(
+                through
+                    .iter()
+                    .zip(&direct)
+                    .map(|(r, d)| f(r) - f(d))
+                    .collect(),
+            )
+        };
+        rows.push(Row {
+            delay_ms: 0,
+            rate,
+            target: "litellm".into(),
+            p50_ms: med(&through, |r| r.p50_ms),
+            p90_ms: med(&through, |r| r.p90_ms),
+            p99_ms: med(&through, |r| r.p99_ms),
+            p999_ms: med(&through, |r| r.p999_ms),
+            added_p50_ms: added(|r| r.p50_ms),
+            added_p90_ms: added(|r| r.p90_ms),
+            added_p99_ms: added(|r| r.p99_ms),
+            added_p999_ms: added(|r| r.p999_ms),
+            errors: through.iter().map(|r| r.errors).sum(),
+            sent: through.iter().map(|r| r.sent).sum(),
+        });
+    }
+    let (best, tried) = highest_sustained(
+        &a.load_generator,
+        "litellm",
+        port,
+        &[25, 50, 100, 200, 400, 800],
+        a.seconds.min(5.0),
+    )?;
+    let rss = rss_mib(proc.0.id());
+    extra.insert("litellm".into(), serde_json::json!({"program": program.display().to_string(), "max_sustained_per_s": best, "rss_mib": rss, "tried": tried.iter().map(|(r, ok)| serde_json::json!({"rate": r, "held": ok})).collect::<Vec<_>>()}));
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     pct(&v, 0.5)
@@ -488,6 +769,19 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
     if a.rates.is_empty() || a.rounds == 0 || !(a.seconds > 0.0 && a.seconds <= 600.0) {
         return Err(CliError::Input(
             "--rates, --rounds ≥ 1 and 0 < --seconds ≤ 600 are needed".into(),
+        ));
+    }
+    if let Some(p) = &a.litellm {
+        if !p.is_file() {
+            return Err(CliError::Input(format!(
+                "--litellm {}: no such program (pip install 'litellm[proxy]==1.74.9' puts it in the environment's bin/)",
+                p.display()
+            )));
+        }
+    }
+    if a.litellm.is_some() && !a.delays_ms.contains(&0) {
+        return Err(CliError::Input(
+            "--litellm is measured with the 0 ms upstream: add 0 to --delays-ms".into(),
         ));
     }
     let mut rows: Vec<Row> = Vec::new();
@@ -561,24 +855,30 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
             }
             extra.insert("cpu".into(), serde_json::Value::Object(cpu));
             let mut max = serde_json::Map::new();
+            let mut found = std::collections::BTreeMap::new();
             for (name, pid, port) in &procs {
-                let mut best = 0u32;
-                for &r in &a.max_rates {
-                    eprintln!("highest sustained rate: {name} at {r}/s");
-                    let res = run_load(&a.load_generator, *port, r, a.seconds.min(5.0), false)?;
-                    // Sustained: under 0.1 % errors, the rate achieved,
-                    // and latency not running away (p99 ≤ 50 ms).
-                    let ok = (res.errors as f64) < 0.001 * res.sent as f64
-                        && res.achieved_per_s >= 0.97 * f64::from(r)
-                        && res.p99_ms <= 50.0;
-                    if !ok {
-                        break;
-                    }
-                    best = r;
+                let (best, tried) = highest_sustained(
+                    &a.load_generator,
+                    name,
+                    *port,
+                    &a.max_rates,
+                    a.seconds.min(5.0),
+                )?;
+                found.insert(*name, best);
+                max.insert(name.to_string(), serde_json::json!({"max_sustained_per_s": best, "peak_rss_mib_after_ramp": rss_mib(*pid), "tried": tried.iter().map(|(r, ok)| serde_json::json!({"rate": r, "held": ok})).collect::<Vec<_>>()}));
+            }
+            if let (Some(&g), Some(&n)) = (found.get("gateway"), found.get("nginx")) {
+                if n > 0 {
+                    max.insert(
+                        "gateway_over_nginx".into(),
+                        (f64::from(g) / f64::from(n)).into(),
+                    );
                 }
-                max.insert(name.to_string(), serde_json::json!({"max_sustained_per_s": best, "peak_rss_mib_after_ramp": rss_mib(*pid)}));
             }
             extra.insert("max".into(), serde_json::Value::Object(max));
+            if let Some(program) = &a.litellm {
+                litellm_rows(a, program, &stack, &mut rows, &mut extra)?;
+            }
         }
     }
     // Streaming: time to first chunk, direct against through the gateway.
