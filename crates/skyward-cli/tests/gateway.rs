@@ -2149,6 +2149,52 @@ fn curl_version(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Issue 14: HTTP/2 in clear text to an upstream (`h2c: true`): every
+/// request reaches it over HTTP/2, streamed or not; `h2c` on an https URL
+/// is refused with the field named.
+#[test]
+fn h2c_to_a_clear_text_upstream() {
+    let rt = rt();
+    let m = mock("h2c-up");
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("h2c-up", &m, "aws:us-east-1", "payg", ", h2c: true")
+    ));
+    for _ in 0..3 {
+        let r = chat(&rt, gw.port, "key-us", "gpt");
+        assert_eq!(r.status, 200, "{}", r.error_text());
+    }
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let body =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = rt
+        .block_on(c.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(("application/json", body.to_string().into_bytes())),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("[DONE]"));
+    // The stats request itself is HTTP/1.1.
+    let s = stats(&rt, &m);
+    assert_eq!(
+        (s["requests"].as_u64(), s["http2_requests"].as_u64()),
+        (Some(4), Some(4)),
+        "{s}"
+    );
+    let err = check_refused("models:\n  gpt:\n    deployments:\n      - {name: a, provider: aws, region: us-east-1, url: 'https://example.com/v1', h2c: true}\n");
+    assert!(
+        err.contains("deployments[0].h2c") && err.contains("http://"),
+        "{err}"
+    );
+}
+
 /// Issue 14: TLS on the listener (HTTP/2 or HTTP/1.1 by ALPN), h2c with
 /// prior knowledge in clear text, and HTTP/2 to an https upstream whose
 /// certificate comes from a private CA (`upstream_ca_file`).

@@ -157,6 +157,10 @@ struct RawDeployment {
     api: Option<String>,
     #[serde(default)]
     api_version: Option<String>,
+    /// HTTP/2 in clear text with prior knowledge, to an `http://` URL
+    /// (`https://` upstreams get HTTP/2 by ALPN when they offer it).
+    #[serde(default)]
+    h2c: bool,
     #[serde(default)]
     auth: Option<String>,
     /// Vertex AI: the service-account key file (JSON), relative to the
@@ -332,6 +336,8 @@ pub struct Deployment {
     /// the URL or `api_version`; empty for none.
     pub query: String,
     pub api: Api,
+    /// HTTP/2 in clear text with prior knowledge (an `http://` URL).
+    pub h2c: bool,
     /// How the key is sent.
     pub auth: Auth,
     pub upstream_model: String,
@@ -952,6 +958,12 @@ pub fn parse(
                     "an Azure OpenAI deployment needs its api-version (api_version: 2024-10-21, or ?api-version= in the URL)".into(),
                 ));
             }
+            if d.h2c && !base.starts_with("http://") {
+                return Err(err(
+                    &format!("{dk}.h2c"),
+                    "h2c is HTTP/2 in clear text, for an http:// URL; an https:// upstream gets HTTP/2 by ALPN when it offers it".into(),
+                ));
+            }
             let weight = d.weight.unwrap_or(1.0);
             if !(weight.is_finite() && weight > 0.0 && weight <= 1e6) {
                 return Err(err(&format!("{dk}.weight"), "must be above 0".into()));
@@ -974,6 +986,7 @@ pub fn parse(
                 url: base.trim_end_matches('/').to_string(),
                 query,
                 api,
+                h2c: d.h2c,
                 auth,
                 api_key,
                 aws,

@@ -113,6 +113,8 @@ pub struct Gateway {
     /// By key name (a rotated key keeps its budget and windows).
     key_states: Mutex<HashMap<String, KeyState>>,
     client: Upstream,
+    /// The same, HTTP/2 only: for `h2c: true` deployments.
+    client_h2c: Upstream,
     pub metrics: Metrics,
     rng: Mutex<Rng>,
     usage: Option<mpsc::Sender<UsageRecord>>,
@@ -474,6 +476,14 @@ impl Gateway {
             .http1_max_buf_size(64 * 1024)
             .pool_max_idle_per_host(1024)
             .pool_idle_timeout(Duration::from_secs(90))
+            .build(conn.clone());
+        // For `h2c: true` deployments: HTTP/2 from the first byte, many
+        // requests on one connection.
+        let client_h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
             .build(conn);
         let gw = Gateway {
             live: RwLock::new(Arc::new(Live {
@@ -485,6 +495,7 @@ impl Gateway {
             dep_states: Mutex::new(HashMap::new()),
             key_states: Mutex::new(HashMap::new()),
             client,
+            client_h2c,
             metrics: Metrics::default(),
             rng: Mutex::new(Rng::new(0x5eed_cafe)),
             usage,
@@ -678,6 +689,15 @@ impl Gateway {
         o
     }
 
+    /// The pool a deployment's requests go through.
+    fn client_for(&self, d: &crate::config::Deployment) -> &Upstream {
+        if d.h2c {
+            &self.client_h2c
+        } else {
+            &self.client
+        }
+    }
+
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
         self.route(req).await
     }
@@ -710,7 +730,7 @@ impl Gateway {
                     continue;
                 };
                 let ok = matches!(
-                    tokio::time::timeout(timeout, self.client.request(req)).await,
+                    tokio::time::timeout(timeout, self.client_for(d).request(req)).await,
                     Ok(Ok(r)) if r.status().is_success()
                 );
                 if let Some(s) = live.states.get(mi).and_then(|v| v.get(di)) {
@@ -1591,7 +1611,8 @@ impl Gateway {
             // answer's headers come only when it is complete: only the
             // request's total bounds them.
             let wait = if stream { ttft.min(left) } else { left };
-            let resp = match tokio::time::timeout(wait, self.client.request(up_req)).await {
+            let resp = match tokio::time::timeout(wait, self.client_for(dep).request(up_req)).await
+            {
                 Ok(Ok(r)) => r,
                 failed => {
                     let class = if matches!(failed, Ok(Err(_))) {

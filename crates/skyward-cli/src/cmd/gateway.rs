@@ -157,7 +157,7 @@ fn check(a: &CheckArgs) -> Result<(), CliError> {
                 .map(|m| serde_json::json!({
                     "model": m.name,
                     "policy": m.policy.as_str().to_string(),
-                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": d.capacity.as_str().to_string(), "tags": d.tags, "api": d.api.as_str(), "has_api_key": d.api_key.is_some(), "signs_with_aws": d.aws.as_ref().map(|(c, region)| serde_json::json!({"access_key_id": c.access_key_id, "region": region, "session_token": c.session_token.is_some()}))})).collect::<Vec<_>>(),
+                    "deployments": m.deployments.iter().map(|d| serde_json::json!({"name": d.name, "provider": d.provider, "region": d.region, "url": d.url, "upstream_model": d.upstream_model, "capacity": d.capacity.as_str().to_string(), "tags": d.tags, "api": d.api.as_str(), "h2c": d.h2c, "has_api_key": d.api_key.is_some(), "signs_with_aws": d.aws.as_ref().map(|(c, region)| serde_json::json!({"access_key_id": c.access_key_id, "region": region, "session_token": c.session_token.is_some()}))})).collect::<Vec<_>>(),
                 }))
                 .collect();
             outln!("{}", json(&v)?);
