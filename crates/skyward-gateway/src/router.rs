@@ -410,6 +410,7 @@ mod tests {
             url: "http://x".into(),
             query: String::new(),
             api: crate::config::Api::OpenAi,
+            h2c: false,
             auth: crate::config::Auth::Bearer,
             upstream_model: "m".into(),
             api_key: None,
