@@ -1,0 +1,77 @@
+//! The smallest proxy on the gateway's HTTP stack (hyper's HTTP/1 server,
+//! hyper-util's pooled client, one tokio worker): read the body, send it
+//! upstream, read the answer, send it back; no auth, limits, routing,
+//! timers, usage or metrics. It shows what hyper itself costs per request,
+//! to set beside the gateway and nginx (BENCHMARKS.md, issue 14):
+//!
+//! ```sh
+//! cargo run --release -p skyward-gateway --example bare_proxy -- 127.0.0.1:9961 http://127.0.0.1:9962
+//! ```
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
+        return Err("usage: bare_proxy LISTEN_ADDR UPSTREAM_BASE_URL".into());
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let mut c = HttpConnector::new();
+        c.set_nodelay(true);
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build(c);
+        let l = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("{listen}: {e}"))?;
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let client = client.clone();
+                    let uri = format!("{upstream}{}", req.uri().path());
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let up = Request::post(uri)
+                            .header("content-type", "application/json")
+                            .body(Full::new(body));
+                        let answer = match up {
+                            Ok(up) => client.request(up).await.ok(),
+                            Err(_) => None,
+                        };
+                        let Some(r) = answer else {
+                            let mut r = Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = StatusCode::BAD_GATEWAY;
+                            return Ok::<_, Infallible>(r);
+                        };
+                        let (parts, b) = r.into_parts();
+                        let bytes = b.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        Ok(Response::from_parts(parts, Full::new(bytes)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    })
+}
