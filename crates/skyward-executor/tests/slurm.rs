@@ -166,7 +166,9 @@ fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
     let mut ex = SlurmExecutor::new("rest", dir.path(), 4, s);
     // Rank 0 fails; rank 1 is still running and is stopped by Slurm
     // because of it (SIGTERM, 143): the job's exit code is rank 0's 3.
-    let run = spec("echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES uid $(id -u)\"; [ $SKYWARD_NODE_RANK = 0 ] && exit 3; sleep 30", 2);
+    // Rank 0 fails 2 s in, so that rank 1 has written its line: failing at
+    // once, Slurm sometimes stopped rank 1 before its echo.
+    let run = spec("echo \"node $(hostname) rank $SKYWARD_NODE_RANK gpus $CUDA_VISIBLE_DEVICES uid $(id -u)\"; [ $SKYWARD_NODE_RANK = 0 ] && sleep 2 && exit 3; sleep 30", 2);
     ex.dispatch(WorkloadId(1), 1, 2, &run).unwrap();
     let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
     assert_eq!(
