@@ -2149,6 +2149,69 @@ fn curl_version(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A renewed certificate is served without a restart: the gateway polls
+/// its files, takes a pair that goes together for the connections opened
+/// after, and keeps the running one when the new pair is broken.
+#[test]
+fn a_renewed_certificate_is_served_without_a_restart() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ca_a, cert_a, key_a) = test_pki(a.path());
+    let (ca_b, cert_b, key_b) = test_pki(b.path());
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key) = (live.path().join("cert.pem"), live.path().join("key.pem"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+    let m = mock("renewed");
+    let gw = gateway(&format!(
+        "tls: {{cert_file: '{}', key_file: '{}'}}\nmodels:\n  gpt:\n    deployments:\n{}{KEYS}",
+        cert.display(),
+        key.display(),
+        dep("renewed", &m, "aws:us-east-1", "payg", "")
+    ));
+    let url = format!("https://127.0.0.1:{}/v1/chat/completions", gw.port);
+    let trusted = |ca: &Path| {
+        Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "--cacert"])
+            .arg(ca)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(trusted(&ca_a) && !trusted(&ca_b));
+    // Renewed: the key first, then the certificate (a moment when the two
+    // do not go together), as a renewal tool may write them.
+    std::fs::copy(&key_b, &key).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::copy(&cert_b, &cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !trusted(&ca_b) {
+        assert!(Instant::now() < deadline, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!trusted(&ca_a));
+    assert_eq!(
+        curl_version(&["--cacert", ca_b.to_str().unwrap(), "--http2"], &url),
+        "2 200"
+    );
+    assert!(
+        gw.log().contains("reloaded the TLS certificate"),
+        "{}",
+        gw.log()
+    );
+    // A broken key is refused; the running certificate stays. (The
+    // half-written pair above may have been refused once already.)
+    let refused = || gw.log().matches("TLS certificate not reloaded").count();
+    let before = refused();
+    std::fs::write(&key, "not a key").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused() == before {
+        assert!(Instant::now() < deadline, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(trusted(&ca_b));
+}
+
 /// Issue 14: HTTP/2 in clear text to an upstream (`h2c: true`): every
 /// request reaches it over HTTP/2, streamed or not; `h2c` on an https URL
 /// is refused with the field named.

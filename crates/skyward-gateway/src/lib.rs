@@ -136,7 +136,7 @@ pub async fn serve_http<H, F>(
     mut shutdown: watch::Receiver<bool>,
     max_connections: usize,
     header_timeout: Duration,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GwBody>> + Send + 'static,
@@ -181,7 +181,9 @@ pub async fn serve_http<H, F>(
         }
         let h = handler.clone();
         let conns = conns.clone();
-        let tls = tls.clone();
+        // The certificate of the moment: a renewed one serves the
+        // connections that open after it was read.
+        let tls = tls.as_ref().map(|rx| rx.borrow().clone());
         tokio::spawn(async move {
             let _permit = permit;
             let svc_use = u.clone();
@@ -679,15 +681,22 @@ pub async fn start(
     let g = gw.clone();
     let max_connections = gw.live().cfg.max_connections;
     let header_timeout = Duration::from_millis(gw.live().cfg.timeouts.client_header_ms);
+    let (tls_tx, tls_rx) = match acceptor {
+        Some(a) => {
+            let (tx, rx) = watch::channel(a);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     tokio::spawn(serve_http(
         listener,
         move |req| g.clone().handle(req),
         rx.clone(),
         max_connections,
         header_timeout,
-        acceptor,
+        tls_rx,
     ));
-    tokio::spawn(watch_config(path, gw.clone(), rx.clone()));
+    tokio::spawn(watch_config(path, gw.clone(), rx.clone(), tls_tx));
     tokio::spawn(health_checks(gw.clone(), rx));
     Ok(Running {
         addr: local,
@@ -716,34 +725,94 @@ async fn write_usage(file: std::fs::File, mut rx: mpsc::Receiver<usage::UsageRec
     }
 }
 
+/// The listener's certificate and key files as they are now (`None`
+/// without TLS or when one cannot be read).
+fn tls_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (cert, key) = cfg.tls.as_ref()?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    Some((
+        std::fs::read(dir.join(cert)).ok()?,
+        std::fs::read(dir.join(key)).ok()?,
+    ))
+}
+
 /// Polls the configuration file; a valid change is applied, an invalid one
-/// is reported and the running configuration kept.
-async fn watch_config(path: PathBuf, gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+/// is reported and the running configuration kept. With TLS on, it polls
+/// the certificate and key files too: a renewed pair that goes together
+/// serves the connections opened from then on (a pair caught half written
+/// is refused, and taken once the other file follows).
+async fn watch_config(
+    path: PathBuf,
+    gw: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+    tls: Option<watch::Sender<tokio_rustls::TlsAcceptor>>,
+) {
     let mut last = std::fs::read(&path).ok();
+    let mut last_tls = tls_bytes(&path, &gw.live().cfg);
+    let count = |ok: bool| {
+        let c = if ok {
+            &gw.metrics.reloads
+        } else {
+            &gw.metrics.reload_errors
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }
         let now = std::fs::read(&path).ok();
-        if now.is_none() || now == last {
+        if now.is_some() && now != last {
+            last = now;
+            let loaded = load(&path).and_then(|cfg| {
+                let (acceptor, _) = tls_files(&path, &cfg)?;
+                Ok((cfg, acceptor))
+            });
+            match loaded {
+                Ok((cfg, acceptor)) => {
+                    let n = cfg.models.len();
+                    if cfg.tls.is_some() != tls.is_some() {
+                        eprintln!("skyward gateway: tls is {} in {} but was {} at start: turning TLS on or off takes a restart", if cfg.tls.is_some() { "on" } else { "off" }, path.display(), if tls.is_some() { "on" } else { "off" });
+                    }
+                    last_tls = tls_bytes(&path, &cfg);
+                    gw.apply(cfg);
+                    if let (Some(tx), Some(a)) = (&tls, acceptor) {
+                        tx.send_replace(a);
+                    }
+                    count(true);
+                    eprintln!("skyward gateway: reloaded {} ({n} models)", path.display());
+                }
+                Err(e) => {
+                    count(false);
+                    eprintln!(
+                        "skyward gateway: not reloaded, keeping the running configuration: {e}"
+                    );
+                }
+            }
             continue;
         }
-        last = now;
-        match load(&path) {
-            Ok(cfg) => {
-                let n = cfg.models.len();
-                gw.apply(cfg);
-                gw.metrics
-                    .reloads
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("skyward gateway: reloaded {} ({n} models)", path.display());
+        // A renewed certificate, the configuration unchanged.
+        let Some(tx) = &tls else { continue };
+        let live = gw.live();
+        let cfg = &live.cfg;
+        let now_tls = tls_bytes(&path, cfg);
+        if now_tls.is_none() || now_tls == last_tls {
+            continue;
+        }
+        last_tls = now_tls;
+        match tls_files(&path, cfg) {
+            Ok((Some(a), _)) => {
+                tx.send_replace(a);
+                count(true);
+                eprintln!("skyward gateway: reloaded the TLS certificate and key; new connections use them");
             }
+            Ok((None, _)) => {}
             Err(e) => {
-                gw.metrics
-                    .reload_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("skyward gateway: not reloaded, keeping the running configuration: {e}");
+                count(false);
+                eprintln!(
+                    "skyward gateway: TLS certificate not reloaded, keeping the running one: {e}"
+                );
             }
         }
     }

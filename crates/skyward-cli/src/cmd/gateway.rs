@@ -286,7 +286,7 @@ fn mock(a: &MockArgs) -> Result<(), CliError> {
             rx,
             16_384,
             std::time::Duration::from_secs(60),
-            tls,
+            tls.map(|a| tokio::sync::watch::channel(a).1),
         );
         tokio::select! {
             _ = serve => {}
