@@ -427,6 +427,14 @@ pub(crate) fn openai_error(
 
 /// The wall clock in Unix seconds: the gateway's one reading of it for
 /// dates (usage records, signatures, tokens, budget months).
+pub(crate) fn now_unix_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub(crate) fn now_unix_s() -> i64 {
     #[allow(clippy::disallowed_methods)]
     std::time::SystemTime::now()
@@ -1338,7 +1346,7 @@ impl Gateway {
                 } else {
                     0.0
                 },
-                unix_s: now_unix_s(),
+                unix_ms: now_unix_ms(),
             };
             match sh.admit(&ask).await {
                 Ok(crate::shared::Admission::Admitted) => {

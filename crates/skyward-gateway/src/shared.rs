@@ -1,5 +1,7 @@
 //! Limits shared by several gateway replicas through Redis: each key's
-//! requests and tokens per minute (fixed one-minute windows), its spend
+//! requests and tokens per minute (sliding over the last minute as the
+//! local limits do: this minute's count plus the last minute's weighted by
+//! how much of it is still within 60 s), its spend
 //! (per month for a monthly budget) and the cost its requests in flight
 //! hold, on every replica together. One pipelined round trip admits a
 //! request; its charge is sent after it ends.
@@ -176,7 +178,8 @@ pub struct Ask<'a> {
     /// The month of a monthly budget.
     pub month: Option<i64>,
     pub reserve_usd: f64,
-    pub unix_s: i64,
+    /// Now, in ms since the epoch: where in its minute the request falls.
+    pub unix_ms: i64,
 }
 
 pub struct Shared {
@@ -286,9 +289,16 @@ impl Shared {
     /// admitted, counts it and holds its estimated cost. Err: Redis is
     /// not available (go on with local limits).
     pub async fn admit(&self, a: &Ask<'_>) -> Result<Admission, String> {
-        let minute = (a.unix_s / 60).to_string();
+        let m = a.unix_ms.div_euclid(60_000);
+        let (minute, last) = (m.to_string(), (m - 1).to_string());
         let rpm = self.k(&["rpm", a.key, &minute]);
         let tpm = self.k(&["tpm", a.key, &minute]);
+        let (rpm_last, tpm_last) = (
+            self.k(&["rpm", a.key, &last]),
+            self.k(&["tpm", a.key, &last]),
+        );
+        // The share of the last minute still within 60 s of now.
+        let last_weight = 1.0 - a.unix_ms.rem_euclid(60_000) as f64 / 60_000.0;
         let spent = self.spent_key(a.key, a.month);
         let held = self.k(&["held", a.key]);
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
@@ -301,6 +311,8 @@ impl Shared {
                 s(&["GET", &spent]),
                 s(&["INCRBYFLOAT", &held, &reserve]),
                 s(&["EXPIRE", &held, "3600"]),
+                s(&["GET", &rpm_last]),
+                s(&["GET", &tpm_last]),
             ])
             .await?;
         if let Some(Reply::Error(e)) = r.iter().find(|x| matches!(x, Reply::Error(_))) {
@@ -308,7 +320,10 @@ impl Shared {
         }
         let (n, tokens, spent_usd, held_after) =
             (r[0].number(), r[2].number(), r[3].number(), r[4].number());
-        let verdict = if a.rpm.is_some_and(|l| n > l as f64) {
+        // Before this request, as the local window counts.
+        let requests = (n - 1.0) + r[6].number() * last_weight;
+        let tokens = tokens + r[7].number() * last_weight;
+        let verdict = if a.rpm.is_some_and(|l| requests >= l as f64) {
             Admission::RateLimited("requests per minute")
         } else if a.tpm.is_some_and(|l| tokens >= l as f64) {
             Admission::RateLimited("tokens per minute")
@@ -386,6 +401,57 @@ mod tests {
         assert!(parse_url("http://x").is_err());
         assert!(parse_url("redis:///1").is_err());
         assert!(parse_url("redis://h/x").is_err());
+    }
+
+    /// Requests per minute slide as the local limits do: a burst at the
+    /// end of one minute still counts at the start of the next (fixed
+    /// windows let 3 + 3 through within a second), by the share of it
+    /// still within 60 s. Against the Redis `scripts/test.sh` starts.
+    #[test]
+    fn shared_requests_per_minute_slide_over_the_minute_boundary() {
+        let url = std::env::var("SKYWARD_TEST_REDIS_URL").unwrap_or_default();
+        assert!(
+            !url.is_empty(),
+            "SKYWARD_TEST_REDIS_URL is not set: run the suite with ./scripts/test.sh (scripts/redis.sh starts Redis)"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let sh = Shared::new(parse_url(&url).unwrap(), &format!("slide-{nonce}"));
+        // Minute 1000 of the epoch, at its 59th second and into the next.
+        let at = |s: f64| (60_000.0 * 1000.0 + s * 1000.0) as i64;
+        let admitted = |unix_ms: i64, n: usize| -> usize {
+            (0..n)
+                .filter(|_| {
+                    let ask = Ask {
+                        key: "k",
+                        rpm: Some(3),
+                        tpm: None,
+                        budget_usd: None,
+                        month: None,
+                        reserve_usd: 0.0,
+                        unix_ms,
+                    };
+                    rt.block_on(sh.admit(&ask)).unwrap() == Admission::Admitted
+                })
+                .count()
+        };
+        // 59 s: 3 of 5 (the limit).
+        assert_eq!(admitted(at(59.0), 5), 3);
+        // 60.5 s: the last minute's 3 weigh 3 × (1 − 0.5/60) = 2.975, so
+        // one more (2.975 < 3), then 3.975 ≥ 3. Fixed windows: 3.
+        assert_eq!(admitted(at(60.5), 5), 1);
+        // 100 s: 3 × (1 − 40/60) = 1 and this minute's 1: one more (2 < 3).
+        assert_eq!(admitted(at(100.0), 5), 1);
+        // 120 s: the 59 s burst is two minutes back and gone; the last
+        // minute's 2 weigh 2 × 1 = 2: one more.
+        assert_eq!(admitted(at(120.0), 5), 1);
     }
 
     #[test]
