@@ -2646,8 +2646,9 @@ fn replicas(redis_url: &str, m: &Mock) -> (Gw, Gw) {
     (gateway(&cfg), gateway(&cfg))
 }
 
-/// Waits out the last seconds of a minute: shared windows are whole
-/// minutes, and a test's few requests must fall in one.
+/// Waits out the last seconds of a minute: the last minute's count weighs
+/// a little less each second, so a test's few requests fall in one minute
+/// to be counted exactly.
 fn within_one_minute() {
     let s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -2657,6 +2658,49 @@ fn within_one_minute() {
     if s > 45 {
         std::thread::sleep(Duration::from_secs(61 - s));
     }
+}
+
+/// `shared` is taken by a reload, like the rest of the configuration: a
+/// replica started alone joins the others' limits once its file says so.
+#[test]
+fn a_replica_joins_the_shared_limits_on_reload() {
+    let url = std::env::var("SKYWARD_TEST_REDIS_URL").unwrap_or_default();
+    assert!(
+        !url.is_empty(),
+        "SKYWARD_TEST_REDIS_URL is not set: run the suite with ./scripts/test.sh (scripts/redis.sh starts Redis)"
+    );
+    let m = mock("joins");
+    let prefix = format!("j{}", free_port());
+    let body = format!(
+        "models:\n  gpt:\n    deployments:\n{}keys:\n  - {{name: tiny, key_env: GW_TEST_TINY, limits: {{rpm: 3}}}}\n",
+        dep("r", &m, "aws:us-east-1", "payg", "")
+    );
+    let shared = format!("shared: {{redis_url: '{url}', prefix: {prefix}}}\n");
+    let a = gateway(&format!("{shared}{body}"));
+    let b = gateway(&body);
+    let rt = rt();
+    within_one_minute();
+    // a spends the key's shared 3; b, alone, still serves it.
+    let got: Vec<u16> = [a.port, a.port, a.port, a.port, b.port]
+        .iter()
+        .map(|p| chat(&rt, *p, "key-tiny", "gpt").status)
+        .collect();
+    assert_eq!(got, [200, 200, 200, 429, 200]);
+    let path = b.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("{shared}{text}")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_until("b reloads", 10, || b.log().contains("reloaded"));
+    // Now b counts with a: refused for the shared limit (its own count
+    // is 1 of 3).
+    let r = chat(&rt, b.port, "key-tiny", "gpt");
+    assert_eq!(r.status, 429, "{}", b.log());
+    assert!(
+        r.error_text().contains("all replicas together"),
+        "{}",
+        r.error_text()
+    );
 }
 
 /// Issue 14: several replicas, one set of limits. A key's requests per

@@ -69,7 +69,8 @@ struct RawShared {
     prefix: Option<String>,
 }
 
-/// Limits shared by replicas through Redis (read at start).
+/// Limits shared by replicas through Redis (a reload that changes it
+/// connects anew).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shared {
     pub target: crate::shared::Target,

@@ -45,6 +45,9 @@ pub struct Live {
     /// across reloads.
     states: Vec<Vec<SharedState>>,
     keys: HashMap<String, usize>,
+    /// Limits shared with other replicas (Redis), when configured: the
+    /// same connections across reloads while `shared` stays the same.
+    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 #[derive(Default)]
@@ -129,8 +132,6 @@ pub struct Gateway {
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// One admin change at a time.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
-    /// Limits shared with other replicas (Redis), when configured.
-    shared: Option<Arc<crate::shared::Shared>>,
 }
 
 /// A request's hold on its key's shared budget; when it ends (dropped),
@@ -499,6 +500,7 @@ impl Gateway {
                 models: HashMap::new(),
                 states: Vec::new(),
                 keys: HashMap::new(),
+                shared: None,
             })),
             dep_states: Mutex::new(HashMap::new()),
             key_states: Mutex::new(HashMap::new()),
@@ -513,10 +515,6 @@ impl Gateway {
                 (cfg.max_buffered_mb.saturating_mul(1024)).min(u32::MAX as u64 / 2) as usize,
             )),
             tracer: None,
-            shared: cfg
-                .shared
-                .as_ref()
-                .map(|sh| Arc::new(crate::shared::Shared::new(sh.target.clone(), &sh.prefix))),
             config_path: None,
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -631,11 +629,23 @@ impl Gateway {
             .enumerate()
             .map(|(i, k)| (k.sha256.clone(), i))
             .collect();
+        // Redis as before when `shared` did not change; else a new client
+        // (or none).
+        let before = self.live();
+        let shared = match (&cfg.shared, &before.cfg.shared, &before.shared) {
+            (Some(now), Some(was), Some(sh)) if now == was => Some(sh.clone()),
+            (Some(now), _, _) => Some(Arc::new(crate::shared::Shared::new(
+                now.target.clone(),
+                &now.prefix,
+            ))),
+            (None, _, _) => None,
+        };
         let live = Arc::new(Live {
             cfg,
             models,
             states,
             keys,
+            shared,
         });
         match self.live.write() {
             Ok(mut l) => *l = live,
@@ -685,7 +695,7 @@ impl Gateway {
                 e / 1000.0
             );
         }
-        if let Some(sh) = &self.shared {
+        if let Some(sh) = &self.live().shared {
             let _ = writeln!(o, "# HELP skyward_gateway_shared_limits_fallbacks_total Requests admitted under this replica's own limits because Redis could not answer.\n# TYPE skyward_gateway_shared_limits_fallbacks_total counter\nskyward_gateway_shared_limits_fallbacks_total {}", sh.fallbacks.load(std::sync::atomic::Ordering::Relaxed));
         }
         if let Some(t) = &self.tracer {
@@ -1331,7 +1341,7 @@ impl Gateway {
         // Limits shared with the other replicas first (Redis); when Redis
         // cannot answer, this replica's own limits alone.
         let mut shared_hold: Option<Arc<SharedHold>> = None;
-        if let (Some(sh), Some(k)) = (&self.shared, key) {
+        if let (Some(sh), Some(k)) = (&live.shared, key) {
             let month = k
                 .budget_monthly
                 .then(|| crate::usage::month_of(now_unix_s()));
