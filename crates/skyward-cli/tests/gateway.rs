@@ -961,6 +961,15 @@ fn the_gateway_bench_leaves_no_nginx_running() {
         v.to_string().contains("nginx"),
         "nginx was not compared: {v}"
     );
+    // The highest sustained rate is searched for both, every run listed.
+    let max = &v["other"]["max"];
+    for name in ["gateway", "nginx"] {
+        let tried = max[name]["tried"].as_array().cloned().unwrap_or_default();
+        assert!(!tried.is_empty() && tried[0]["rate"] == 100, "{max}");
+    }
+    if max["nginx"]["max_sustained_per_s"].as_u64() > Some(0) {
+        assert!(max["gateway_over_nginx"].as_f64().is_some(), "{max}");
+    }
     assert_eq!(
         workers(),
         before,

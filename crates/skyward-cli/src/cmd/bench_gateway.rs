@@ -946,10 +946,54 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                 ]);
             }
             out!("{}", t.render());
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&extra).unwrap_or_default()
-            );
+            // Capacity at a glance: each target's highest sustained rate,
+            // CPU per request and memory.
+            let mut c = Table::new(&[
+                "target",
+                "highest sustained/s>",
+                "of nginx's>",
+                "CPU µs/request>",
+                "RSS MiB>",
+            ]);
+            let max = &extra.get("max").cloned().unwrap_or_default();
+            let nginx = max["nginx"]["max_sustained_per_s"].as_f64();
+            let mut line = |name: &str, v: &serde_json::Value, rss: &serde_json::Value| {
+                let best = v["max_sustained_per_s"].as_f64();
+                c.row(vec![
+                    name.to_string(),
+                    best.map(|b| format!("{b:.0}"))
+                        .unwrap_or_else(|| "-".into()),
+                    match (best, nginx) {
+                        (Some(b), Some(n)) if n > 0.0 => format!("{:.0} %", 100.0 * b / n),
+                        _ => "-".into(),
+                    },
+                    extra
+                        .get("cpu")
+                        .and_then(|cpu| cpu[name]["cpu_us_per_request"].as_f64())
+                        .map(|u| format!("{u:.0}"))
+                        .unwrap_or_else(|| "-".into()),
+                    rss.as_f64()
+                        .map(|r| format!("{r:.1}"))
+                        .unwrap_or_else(|| "-".into()),
+                ]);
+            };
+            for name in ["gateway", "nginx"] {
+                if max.get(name).is_some() {
+                    line(name, &max[name], &max[name]["peak_rss_mib_after_ramp"]);
+                }
+            }
+            if let Some(l) = extra.get("litellm") {
+                line("litellm", l, &l["rss_mib"]);
+            }
+            out!("{}", c.render());
+            if let Some(t) = extra.get("stream_ttft") {
+                outln!(
+                    "stream, first chunk added by the gateway: p50 {:+.3} ms, p99 {:+.3} ms",
+                    t["added_p50_ms"].as_f64().unwrap_or(f64::NAN),
+                    t["added_p99_ms"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            outln!("(every run of the search: -o json, under other.max)");
         }
     }
     Ok(())
