@@ -2158,6 +2158,113 @@ fn curl_version(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// An upstream that answers every request with a stream written in
+/// `parts` (each after its pause, in ms), then closes the connection.
+fn raw_stream_upstream(parts: Vec<(u64, Vec<u8>)>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let parts = Arc::new(parts);
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let parts = parts.clone();
+            std::thread::spawn(move || {
+                // The request's head, then its body by Content-Length.
+                let mut got = Vec::new();
+                let mut b = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n");
+                for (pause_ms, bytes) in parts.iter() {
+                    std::thread::sleep(Duration::from_millis(*pause_ms));
+                    if c.write_all(bytes).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A stream's unfinished event is bounded and counted: an event line of
+/// over 1 MiB ends the stream with an error (the gateway held all of it,
+/// however long), and the lines it holds count in max_buffered_mb.
+#[test]
+fn a_stream_s_unfinished_line_is_bounded_and_counted() {
+    let rt = rt();
+    let stream = |port: u16| {
+        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
+        let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let r = rt
+            .block_on(c.request(
+                "POST",
+                "/v1/chat/completions",
+                Some(("application/json", body.to_string().into_bytes())),
+                &[],
+            ))
+            .unwrap();
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let start = b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec();
+    // 3 MiB in one line, never ended.
+    let mut long = start.clone();
+    long.extend(std::iter::repeat_n(b'x', 3 << 20));
+    let up = raw_stream_upstream(vec![(0, long)]);
+    let gw = gateway(&format!(
+        "models:\n  gpt:\n    deployments:\n      - {{name: raw, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1'}}\n{KEYS}"
+    ));
+    let (status, text) = stream(gw.port);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("upstream_stream_error") && text.contains("over 1 MiB"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert!(
+        text.len() < 1 << 20,
+        "{} bytes reached the client",
+        text.len()
+    );
+    // 900 KiB held twice (usage scan and usage filter) by 40 streams at
+    // once: 70 MiB, over max_buffered_mb's 64. Some are refused; without
+    // the count, all passed.
+    let mut mid = start.clone();
+    mid.extend(std::iter::repeat_n(b'x', 900 << 10));
+    let up = raw_stream_upstream(vec![
+        (0, mid),
+        (1500, b"\"}}]}\n\ndata: [DONE]\n\n".to_vec()),
+    ]);
+    let gw = gateway(&format!(
+        "max_buffered_mb: 64\nmodels:\n  gpt:\n    deployments:\n      - {{name: raw, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1'}}\n{KEYS}"
+    ));
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap();
+    let body =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let replies = post_at_once(&rt, &c, 40, body.to_string().into_bytes());
+    let texts: Vec<String> = replies
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    let refused = texts
+        .iter()
+        .filter(|t| t.contains("max_buffered_mb"))
+        .count();
+    let done = texts.iter().filter(|t| t.contains("[DONE]")).count();
+    assert!(
+        refused > 0 && refused + done == 40,
+        "{refused} refused, {done} done"
+    );
+}
+
 /// A renewed certificate is served without a restart: the gateway polls
 /// its files, takes a pair that goes together for the connections opened
 /// after, and keeps the running one when the new pair is broken.

@@ -2069,6 +2069,7 @@ impl Gateway {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("skyward")
             .to_string();
+        let max_mb = live.cfg.max_buffered_mb;
         tokio::spawn(async move {
             let _held = held;
             let mut sse = SseScan::default();
@@ -2082,7 +2083,10 @@ impl Gateway {
                 )
             });
             let mut failed: Option<String> = None;
-            let mut to_openai = |b: Bytes, failed: &mut Option<String>| -> Bytes {
+            let to_openai = |tr: &mut Option<translate::ChatStream>,
+                             b: Bytes,
+                             failed: &mut Option<String>|
+             -> Bytes {
                 match tr.as_mut() {
                     None => b,
                     Some(t) => match t.feed(&b) {
@@ -2094,10 +2098,31 @@ impl Gateway {
                     },
                 }
             };
-            let first = to_openai(first, &mut failed);
+            let first = to_openai(&mut tr, first, &mut failed);
             sse.feed(&first);
             let mut filter = UsageFilter::new(ctx.strip_usage);
             let out = filter.pass(&first);
+            // What the stream holds of unfinished lines and messages
+            // counts in max_buffered_mb, at its largest until it ends.
+            let mut hold = BufferHold::new(gw.buffers.clone());
+            let mut check = |sse: &SseScan,
+                             filter: &UsageFilter,
+                             tr: &Option<translate::ChatStream>,
+                             failed: &mut Option<String>| {
+                if filter.too_long {
+                    *failed = Some(format!(
+                        "an event line of over {} MiB",
+                        translate::STREAM_LINE_BYTES_MAX >> 20
+                    ));
+                } else if !hold.grow(
+                    sse.buffered() + filter.buffered() + tr.as_ref().map_or(0, |t| t.buffered()),
+                ) {
+                    *failed = Some(format!(
+                        "the gateway holds {max_mb} MiB of bodies already (max_buffered_mb) and cannot hold this stream's unfinished event"
+                    ));
+                }
+            };
+            check(&sse, &filter, &tr, &mut failed);
             let mut client_gone = !out.is_empty() && tx.send(out).await.is_err();
             while !client_gone && failed.is_none() {
                 let left = total.saturating_sub(sent.elapsed());
@@ -2113,9 +2138,13 @@ impl Gateway {
                 };
                 match next {
                     Ok(Ok(Some(b))) => {
-                        let b = to_openai(b, &mut failed);
+                        let b = to_openai(&mut tr, b, &mut failed);
                         sse.feed(&b);
                         let out = filter.pass(&b);
+                        check(&sse, &filter, &tr, &mut failed);
+                        if failed.is_some() {
+                            break;
+                        }
                         client_gone = !out.is_empty() && tx.send(out).await.is_err();
                     }
                     Ok(Ok(None)) => {
@@ -2271,6 +2300,8 @@ async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
 struct UsageFilter {
     on: bool,
     partial: Vec<u8>,
+    /// A line outgrew `STREAM_LINE_BYTES_MAX`: the stream is broken.
+    too_long: bool,
     /// The blank line that ends a dropped event goes too.
     skip_blank: bool,
 }
@@ -2280,6 +2311,7 @@ impl UsageFilter {
         UsageFilter {
             on,
             partial: Vec::new(),
+            too_long: false,
             skip_blank: false,
         }
     }
@@ -2316,8 +2348,18 @@ impl UsageFilter {
             }
             out.extend_from_slice(line);
         }
-        self.partial.extend_from_slice(rest);
+        if self.partial.len() + rest.len() > translate::STREAM_LINE_BYTES_MAX {
+            self.too_long = true;
+            self.partial.clear();
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
         Bytes::from(out)
+    }
+
+    /// Bytes of an unfinished line held.
+    fn buffered(&self) -> usize {
+        self.partial.len()
     }
 
     /// What is left at the stream's end (a last line with no newline).
@@ -2342,6 +2384,47 @@ fn is_usage_only(line: &[u8]) -> bool {
     })
 }
 
+/// A stream's share of the buffer budget: the most it has held at once,
+/// in KiB, kept until it ends.
+struct BufferHold {
+    budget: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u64,
+}
+
+impl BufferHold {
+    fn new(budget: Arc<tokio::sync::Semaphore>) -> BufferHold {
+        BufferHold {
+            budget,
+            permit: None,
+            kib: 0,
+        }
+    }
+
+    /// Holds `bytes` if more than held so far; false when the budget
+    /// has no room for them.
+    fn grow(&mut self, bytes: usize) -> bool {
+        let need = (bytes as u64).div_ceil(1024);
+        if need <= self.kib {
+            return true;
+        }
+        let Ok(more) = u32::try_from(need - self.kib) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(more) {
+            Ok(p) => {
+                match self.permit.as_mut() {
+                    Some(h) => h.merge(p),
+                    None => self.permit = Some(p),
+                }
+                self.kib = need;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Watches an SSE stream go by: content chunks, a `usage` object if the
 /// upstream sends one, and `[DONE]`. Lines may be split across chunks.
 #[derive(Default)]
@@ -2364,6 +2447,11 @@ impl SseScan {
                 self.partial.push(c);
             }
         }
+    }
+
+    /// Bytes of an unfinished line held.
+    fn buffered(&self) -> usize {
+        self.partial.len()
     }
 
     fn line(&mut self, line: &[u8]) {

@@ -755,6 +755,11 @@ impl ChatStream {
         Ok(out)
     }
 
+    /// Bytes held of an unfinished line (Anthropic) or message (Bedrock).
+    pub fn buffered(&self) -> usize {
+        self.line.len() + self.events.pending()
+    }
+
     /// At the stream's end: Bedrock's `[DONE]` when it stopped but sent
     /// no metadata (usage then unknown).
     pub fn finish(&mut self) -> Vec<u8> {
