@@ -368,8 +368,7 @@ async fn read_counted(
     copies: u64,
 ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ReadError> {
     let mut buf = bytes::BytesMut::new();
-    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
-    let mut counted_kib = 0u64;
+    let mut hold = BufferHold::new(budget.clone());
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ReadError::Broken)?;
         let Ok(data) = frame.into_data() else {
@@ -379,21 +378,56 @@ async fn read_counted(
             return Err(ReadError::TooLarge);
         }
         buf.extend_from_slice(&data);
-        let need_kib = (buf.len() as u64 * copies).div_ceil(1024);
-        if need_kib > counted_kib {
-            let more = (need_kib - counted_kib) as u32;
-            let p = budget
-                .clone()
-                .try_acquire_many_owned(more)
-                .map_err(|_| ReadError::Full)?;
-            match held.as_mut() {
-                Some(h) => h.merge(p),
-                None => held = Some(p),
-            }
-            counted_kib = need_kib;
+        if !hold.grow(buf.len().saturating_mul(copies as usize)) {
+            return Err(ReadError::Full);
         }
     }
-    Ok((buf.freeze(), held))
+    Ok((buf.freeze(), hold.into_permit()))
+}
+
+/// A share of the buffer budget (`max_buffered_mb`): the most a body or a
+/// stream has held at once, in KiB, kept until it is dropped.
+struct BufferHold {
+    budget: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u64,
+}
+
+impl BufferHold {
+    fn new(budget: Arc<tokio::sync::Semaphore>) -> BufferHold {
+        BufferHold {
+            budget,
+            permit: None,
+            kib: 0,
+        }
+    }
+
+    /// Holds `bytes` if more than held so far; false when the budget
+    /// has no room for them.
+    fn grow(&mut self, bytes: usize) -> bool {
+        let need = (bytes as u64).div_ceil(1024);
+        if need <= self.kib {
+            return true;
+        }
+        let Ok(more) = u32::try_from(need - self.kib) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(more) {
+            Ok(p) => {
+                match self.permit.as_mut() {
+                    Some(h) => h.merge(p),
+                    None => self.permit = Some(p),
+                }
+                self.kib = need;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn into_permit(self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permit
+    }
 }
 
 fn buffers_full(max_mb: u64) -> Response<GwBody> {
@@ -2382,47 +2416,6 @@ fn is_usage_only(line: &[u8]) -> bool {
                 .and_then(Value::as_array)
                 .is_some_and(|c| c.is_empty())
     })
-}
-
-/// A stream's share of the buffer budget: the most it has held at once,
-/// in KiB, kept until it ends.
-struct BufferHold {
-    budget: Arc<tokio::sync::Semaphore>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    kib: u64,
-}
-
-impl BufferHold {
-    fn new(budget: Arc<tokio::sync::Semaphore>) -> BufferHold {
-        BufferHold {
-            budget,
-            permit: None,
-            kib: 0,
-        }
-    }
-
-    /// Holds `bytes` if more than held so far; false when the budget
-    /// has no room for them.
-    fn grow(&mut self, bytes: usize) -> bool {
-        let need = (bytes as u64).div_ceil(1024);
-        if need <= self.kib {
-            return true;
-        }
-        let Ok(more) = u32::try_from(need - self.kib) else {
-            return false;
-        };
-        match self.budget.clone().try_acquire_many_owned(more) {
-            Ok(p) => {
-                match self.permit.as_mut() {
-                    Some(h) => h.merge(p),
-                    None => self.permit = Some(p),
-                }
-                self.kib = need;
-                true
-            }
-            Err(_) => false,
-        }
-    }
 }
 
 /// Watches an SSE stream go by: content chunks, a `usage` object if the
