@@ -722,31 +722,7 @@ fn litellm_rows(
             )?);
             through.push(run_load(&a.load_generator, port, rate, a.seconds, false)?);
         }
-        let med = |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
-        let added = |f: fn(&LoadResult) -> f64| {
-            median(
-                through
-                    .iter()
-                    .zip(&direct)
-                    .map(|(r, d)| f(r) - f(d))
-                    .collect(),
-            )
-        };
-        rows.push(Row {
-            delay_ms: 0,
-            rate,
-            target: "litellm".into(),
-            p50_ms: med(&through, |r| r.p50_ms),
-            p90_ms: med(&through, |r| r.p90_ms),
-            p99_ms: med(&through, |r| r.p99_ms),
-            p999_ms: med(&through, |r| r.p999_ms),
-            added_p50_ms: added(|r| r.p50_ms),
-            added_p90_ms: added(|r| r.p90_ms),
-            added_p99_ms: added(|r| r.p99_ms),
-            added_p999_ms: added(|r| r.p999_ms),
-            errors: through.iter().map(|r| r.errors).sum(),
-            sent: through.iter().map(|r| r.sent).sum(),
-        });
+        rows.push(Row::of(0, rate, "litellm", &through, &direct));
     }
     let (best, tried) = highest_sustained(
         &a.load_generator,
@@ -756,8 +732,43 @@ fn litellm_rows(
         a.seconds.min(5.0),
     )?;
     let rss = rss_mib(proc.0.id());
-    extra.insert("litellm".into(), serde_json::json!({"program": program.display().to_string(), "max_sustained_per_s": best, "rss_mib": rss, "tried": tried.iter().map(|(r, ok)| serde_json::json!({"rate": r, "held": ok})).collect::<Vec<_>>()}));
+    extra.insert("litellm".into(), serde_json::json!({"program": program.display().to_string(), "max_sustained_per_s": best, "rss_mib": rss, "tried": tried_json(&tried)}));
     Ok(())
+}
+
+impl Row {
+    /// A target's row from its rounds: medians over rounds, and the added
+    /// latency per round (target minus the direct run of the same round),
+    /// its median.
+    fn of(delay_ms: u64, rate: u32, target: &str, rs: &[LoadResult], direct: &[LoadResult]) -> Row {
+        let med = |f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
+        let added = |f: fn(&LoadResult) -> f64| {
+            median(rs.iter().zip(direct).map(|(r, d)| f(r) - f(d)).collect())
+        };
+        Row {
+            delay_ms,
+            rate,
+            target: target.to_string(),
+            p50_ms: med(|r| r.p50_ms),
+            p90_ms: med(|r| r.p90_ms),
+            p99_ms: med(|r| r.p99_ms),
+            p999_ms: med(|r| r.p999_ms),
+            added_p50_ms: added(|r| r.p50_ms),
+            added_p90_ms: added(|r| r.p90_ms),
+            added_p99_ms: added(|r| r.p99_ms),
+            added_p999_ms: added(|r| r.p999_ms),
+            errors: rs.iter().map(|r| r.errors).sum(),
+            sent: rs.iter().map(|r| r.sent).sum(),
+        }
+    }
+}
+
+/// Each run of a highest-sustained-rate search, for the JSON report.
+fn tried_json(tried: &[(u32, bool)]) -> Vec<serde_json::Value> {
+    tried
+        .iter()
+        .map(|(r, ok)| serde_json::json!({"rate": r, "held": ok}))
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -810,31 +821,10 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                     )?);
                 }
             }
-            let med =
-                |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(rs.iter().map(f).collect());
             let direct = per.get("direct").cloned().unwrap_or_default();
             for (name, _) in &targets {
                 let rs = per.get(name).cloned().unwrap_or_default();
-                // Added latency: per round, target minus the direct run of the
-                // same round; the median over rounds.
-                let added = |f: fn(&LoadResult) -> f64| {
-                    median(rs.iter().zip(&direct).map(|(r, d)| f(r) - f(d)).collect())
-                };
-                rows.push(Row {
-                    delay_ms: delay,
-                    rate,
-                    target: name.to_string(),
-                    p50_ms: med(&rs, |r| r.p50_ms),
-                    p90_ms: med(&rs, |r| r.p90_ms),
-                    p99_ms: med(&rs, |r| r.p99_ms),
-                    p999_ms: med(&rs, |r| r.p999_ms),
-                    added_p50_ms: added(|r| r.p50_ms),
-                    added_p90_ms: added(|r| r.p90_ms),
-                    added_p99_ms: added(|r| r.p99_ms),
-                    added_p999_ms: added(|r| r.p999_ms),
-                    errors: rs.iter().map(|r| r.errors).sum(),
-                    sent: rs.iter().map(|r| r.sent).sum(),
-                });
+                rows.push(Row::of(delay, rate, name, &rs, &direct));
             }
         }
         if delay == 0 {
@@ -865,7 +855,7 @@ pub fn run(a: &GatewayBenchArgs) -> Result<(), CliError> {
                     a.seconds.min(5.0),
                 )?;
                 found.insert(*name, best);
-                max.insert(name.to_string(), serde_json::json!({"max_sustained_per_s": best, "peak_rss_mib_after_ramp": rss_mib(*pid), "tried": tried.iter().map(|(r, ok)| serde_json::json!({"rate": r, "held": ok})).collect::<Vec<_>>()}));
+                max.insert(name.to_string(), serde_json::json!({"max_sustained_per_s": best, "peak_rss_mib_after_ramp": rss_mib(*pid), "tried": tried_json(&tried)}));
             }
             if let (Some(&g), Some(&n)) = (found.get("gateway"), found.get("nginx")) {
                 if n > 0 {
