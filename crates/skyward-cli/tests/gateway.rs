@@ -2158,6 +2158,27 @@ fn curl_version(args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A config file grown past 16 MiB is refused with its size named, not
+/// read whole (the gateway polls it twice a second).
+#[test]
+fn an_oversized_config_is_refused_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yaml");
+    let mut text = String::from("models: {}\n");
+    text.push_str(&"#".repeat(17 << 20));
+    std::fs::write(&p, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["gateway", "check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("larger than"),
+        "{err}"
+    );
+}
+
 /// An upstream that answers every request with a stream written in
 /// `parts` (each after its pause, in ms), then closes the connection.
 fn raw_stream_upstream(parts: Vec<(u64, Vec<u8>)>) -> u16 {

@@ -370,11 +370,32 @@ pub fn env_lookup(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
+/// The largest config, certificate or key file read (the config is
+/// polled twice a second: a file grown past this is not read whole).
+pub const WATCHED_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// A file whole, when it is at most `WATCHED_FILE_BYTES_MAX` bytes.
+fn read_bounded(p: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut v = Vec::new();
+    std::fs::File::open(p)?
+        .take(WATCHED_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut v)?;
+    if v.len() as u64 > WATCHED_FILE_BYTES_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {WATCHED_FILE_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(v)
+}
+
 pub fn load(path: &std::path::Path) -> Result<GatewayConfig, GatewayError> {
-    let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let text = read_bounded(path)
+        .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        .map_err(|e| GatewayError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
     let mut cfg = config::parse(&text, &path.display().to_string(), &env_lookup)?;
     // Keys made through the admin API: appended to the config's own and
     // checked by the same rules.
@@ -731,8 +752,8 @@ fn tls_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<(Vec<u8>, Ve
     let (cert, key) = cfg.tls.as_ref()?;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     Some((
-        std::fs::read(dir.join(cert)).ok()?,
-        std::fs::read(dir.join(key)).ok()?,
+        read_bounded(&dir.join(cert)).ok()?,
+        read_bounded(&dir.join(key)).ok()?,
     ))
 }
 
@@ -747,7 +768,7 @@ async fn watch_config(
     mut shutdown: watch::Receiver<bool>,
     tls: Option<watch::Sender<tokio_rustls::TlsAcceptor>>,
 ) {
-    let mut last = std::fs::read(&path).ok();
+    let mut last = read_bounded(&path).ok();
     let mut last_tls = tls_bytes(&path, &gw.live().cfg);
     let count = |ok: bool| {
         let c = if ok {
@@ -762,7 +783,7 @@ async fn watch_config(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }
-        let now = std::fs::read(&path).ok();
+        let now = read_bounded(&path).ok();
         if now.is_some() && now != last {
             last = now;
             let loaded = load(&path).and_then(|cfg| {
