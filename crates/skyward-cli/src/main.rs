@@ -25,6 +25,11 @@ use error::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: about 10 % of the gateway's CPU per request was glibc's
+/// malloc and free (BENCHMARKS.md, issue 14).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "skyward",

@@ -2182,34 +2182,215 @@ fn an_oversized_config_is_refused_not_read_whole() {
 /// An upstream that answers every request with a stream written in
 /// `parts` (each after its pause, in ms), then closes the connection.
 fn raw_stream_upstream(parts: Vec<(u64, Vec<u8>)>) -> u16 {
+    let mut all = vec![(
+        0,
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".to_vec(),
+    )];
+    all.extend(parts);
+    raw_upstream(all, false).0
+}
+
+/// A raw HTTP/1.1 upstream that answers every request with `parts`
+/// (pause in ms, bytes), written as they are; it then closes the
+/// connection, or with `keep` reads the next request on it. Returns its
+/// port and the count of connections it accepted.
+fn raw_upstream(
+    parts: Vec<(u64, Vec<u8>)>,
+    keep: bool,
+) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let parts = Arc::new(parts);
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let parts = parts.clone();
             std::thread::spawn(move || {
-                // The request's head, then its body by Content-Length.
                 let mut got = Vec::new();
                 let mut b = [0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match c.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&b[..n]),
+                loop {
+                    // The request's head, then its body by Content-Length.
+                    let head_end = loop {
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match c.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&b[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while got.len() < head_end + len {
+                        match c.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&b[..n]),
+                        }
                     }
-                }
-                let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n");
-                for (pause_ms, bytes) in parts.iter() {
-                    std::thread::sleep(Duration::from_millis(*pause_ms));
-                    if c.write_all(bytes).is_err() {
+                    got.drain(..head_end + len);
+                    for (pause_ms, bytes) in parts.iter() {
+                        std::thread::sleep(Duration::from_millis(*pause_ms));
+                        if c.write_all(bytes).is_err() {
+                            return;
+                        }
+                    }
+                    if !keep {
                         return;
                     }
                 }
             });
         }
     });
-    port
+    (port, conns)
+}
+
+/// An upstream that sends the head of an error answer and then stalls
+/// is bounded by timeouts.total_ms: the client gets its error when the
+/// total is spent, not when the upstream lets go (the error body was read
+/// with no time limit before).
+#[test]
+fn an_upstream_stalling_in_its_error_answer_is_bounded_by_the_total() {
+    let rt = rt();
+    let (up, _) = raw_upstream(
+        vec![
+            (0, b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"error\"".to_vec()),
+            (600_000, Vec::new()),
+        ],
+        false,
+    );
+    let gw = gateway(&format!(
+        "timeouts: {{total_ms: 1500}}\nmodels:\n  gpt:\n    deployments:\n      - {{name: stalling, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1'}}\n{KEYS}"
+    ));
+    let c = Client::new(
+        &format!("http://127.0.0.1:{}", gw.port),
+        Some("key-us".into()),
+    )
+    .unwrap()
+    .with_timeout(Duration::from_secs(20));
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+    let r = rt
+        .block_on(c.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(("application/json", body.to_string().into_bytes())),
+            &[],
+        ))
+        .expect("an answer within the client's 20 s, the total being 1.5 s");
+    assert!(r.status >= 500, "{} {}", r.status, r.error_text());
+}
+
+/// The gateway's own HTTP/1.1 client (http:// deployments) reads each
+/// way an answer's length is given, reuses connections only when it may,
+/// sends again on a fresh connection when a pooled one was closed, and
+/// takes a malformed or oversized answer as the deployment's failure.
+#[test]
+fn the_http1_client_reads_every_framing_and_refuses_broken_answers() {
+    let rt = rt();
+    let answer = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}"#;
+    let ask = |port: u16| {
+        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
+        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
+        rt.block_on(c.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(("application/json", body.to_string().into_bytes())),
+            &[],
+        ))
+        .unwrap()
+    };
+    let one = |up: u16, extra: &str| {
+        gateway(&format!(
+            "models:\n  gpt:\n    deployments:\n      - {{name: raw, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1'}}\n{extra}{KEYS}"
+        ))
+    };
+    // Chunked, in three chunks (sizes in hex), kept alive: the body whole,
+    // its usage read, one connection for three requests.
+    let (a, b) = answer.split_at(40);
+    let (b, c) = b.split_at(100);
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}; ext=1\r\n{b}\r\n{:x}\r\n{c}\r\n0\r\n\r\n",
+        a.len(),
+        b.len(),
+        c.len()
+    );
+    let (up, conns) = raw_upstream(vec![(0, chunked.into_bytes())], true);
+    let gw = one(up, "");
+    for _ in 0..3 {
+        let r = ask(gw.port);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        assert_eq!(r.json().unwrap()["usage"]["completion_tokens"], 5);
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // No length: the body ends when the upstream closes.
+    let (up, conns) = raw_upstream(
+        vec![(
+            0,
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{answer}")
+                .into_bytes(),
+        )],
+        false,
+    );
+    let gw = one(up, "");
+    for _ in 0..2 {
+        let r = ask(gw.port);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        assert_eq!(r.json().unwrap()["usage"]["prompt_tokens"], 7);
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Keep-alive said, but the upstream closes after each answer (as one
+    // whose keep-alive timer fired does): each request still succeeds.
+    let (up, conns) = raw_upstream(
+        vec![(
+            0,
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .into_bytes(),
+        )],
+        false,
+    );
+    let gw = one(up, "");
+    for i in 0..4 {
+        let r = ask(gw.port);
+        assert_eq!(r.status, 200, "request {i}: {}", r.error_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // Not HTTP, a head over 64 KiB, a chunk size that is not hex, a body
+    // cut short: each is the deployment's failure, and a healthy one
+    // answers instead.
+    let ok = mock("ok");
+    let mut huge = b"HTTP/1.1 200 OK\r\nx-pad: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 70 << 10));
+    huge.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\n{}");
+    let broken: Vec<Vec<u8>> = vec![
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(),
+        huge,
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n{\"id\":".to_vec(),
+    ];
+    for (i, bad) in broken.into_iter().enumerate() {
+        let (up, _) = raw_upstream(vec![(0, bad)], false);
+        let gw = gateway(&format!(
+            "models:\n  gpt:\n    deployments:\n      - {{name: broken, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1', capacity: committed}}\n{}{KEYS}",
+            dep("ok", &ok, "aws:us-east-1", "payg", "")
+        ));
+        let r = ask(gw.port);
+        assert_eq!(
+            (r.status, served_by(&r)),
+            (200, "ok".to_string()),
+            "answer {i}: {}",
+            r.error_text()
+        );
+    }
 }
 
 /// A stream's unfinished event is bounded and counted: an event line of

@@ -1,11 +1,13 @@
 //! The smallest proxy on the gateway's HTTP stack (hyper's HTTP/1 server,
-//! hyper-util's pooled client, one tokio worker): read the body, send it
-//! upstream, read the answer, send it back; no auth, limits, routing,
-//! timers, usage or metrics. It shows what hyper itself costs per request,
-//! to set beside the gateway and nginx (BENCHMARKS.md, issue 14):
+//! one tokio worker, and hyper-util's pooled client or, with `h1` as the
+//! third argument, the gateway's own HTTP/1.1 client): read the body, send
+//! it upstream, read the answer, send it back; no auth, limits, routing,
+//! timers, usage or metrics. It shows what the HTTP stack itself costs
+//! per request, to set beside the gateway and nginx (BENCHMARKS.md,
+//! issue 14):
 //!
 //! ```sh
-//! cargo run --release -p skyward-gateway --example bare_proxy -- 127.0.0.1:9961 http://127.0.0.1:9962
+//! cargo run --release -p skyward-gateway --example bare_proxy -- 127.0.0.1:9961 http://127.0.0.1:9962 [h1]
 //! ```
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,8 +19,9 @@ use std::convert::Infallible;
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        return Err("usage: bare_proxy LISTEN_ADDR UPSTREAM_BASE_URL".into());
+        return Err("usage: bare_proxy LISTEN_ADDR UPSTREAM_BASE_URL [h1]".into());
     };
+    let own = args.next().as_deref() == Some("h1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -30,6 +33,7 @@ fn main() -> Result<(), String> {
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1024)
             .build(c);
+        let pool = skyward_gateway::h1::Pool::new(std::time::Duration::from_secs(5));
         let l = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("{listen}: {e}"))?;
@@ -38,10 +42,10 @@ fn main() -> Result<(), String> {
                 continue;
             };
             let _ = s.set_nodelay(true);
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (client, pool, upstream) = (client.clone(), pool.clone(), upstream.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let client = client.clone();
+                    let (client, pool) = (client.clone(), pool.clone());
                     let uri = format!("{upstream}{}", req.uri().path());
                     async move {
                         let body = req
@@ -52,18 +56,31 @@ fn main() -> Result<(), String> {
                             .unwrap_or_default();
                         let up = Request::post(uri)
                             .header("content-type", "application/json")
-                            .body(Full::new(body));
+                            .body(body);
                         let answer = match up {
-                            Ok(up) => client.request(up).await.ok(),
+                            Ok(up) if own => match pool.send(up).await {
+                                Ok(r) => {
+                                    let (parts, b) = r.into_parts();
+                                    let bytes = b.collect().await.map(|b| b.to_bytes()).ok();
+                                    bytes.map(|b| (parts, b))
+                                }
+                                Err(_) => None,
+                            },
+                            Ok(up) => match client.request(up.map(Full::new)).await {
+                                Ok(r) => {
+                                    let (parts, b) = r.into_parts();
+                                    let bytes = b.collect().await.map(|b| b.to_bytes()).ok();
+                                    bytes.map(|b| (parts, b))
+                                }
+                                Err(_) => None,
+                            },
                             Err(_) => None,
                         };
-                        let Some(r) = answer else {
+                        let Some((parts, bytes)) = answer else {
                             let mut r = Response::new(Full::new(Bytes::new()));
                             *r.status_mut() = StatusCode::BAD_GATEWAY;
                             return Ok::<_, Infallible>(r);
                         };
-                        let (parts, b) = r.into_parts();
-                        let bytes = b.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         Ok(Response::from_parts(parts, Full::new(bytes)))
                     }
                 });

@@ -3,7 +3,7 @@
 //! whole HTTP responses, built once where they arise.
 #![allow(clippy::disallowed_methods, clippy::result_large_err)]
 
-use crate::body::GwBody;
+use crate::body::{GwBody, UpBody, UpError};
 use crate::config::{GatewayConfig, Key, Model};
 use crate::metrics::Metrics;
 use crate::router::{self, Breaker, DeploymentState, Outcome, Rng, Window};
@@ -118,6 +118,8 @@ pub struct Gateway {
     client: Upstream,
     /// The same, HTTP/2 only: for `h2c: true` deployments.
     client_h2c: Upstream,
+    /// The own HTTP/1.1 client, for `http://` deployments (not `h2c`).
+    h1: crate::h1::Pool,
     pub metrics: Metrics,
     rng: Mutex<Rng>,
     usage: Option<mpsc::Sender<UsageRecord>>,
@@ -239,11 +241,15 @@ fn pass_upstream_headers(from: &hyper::HeaderMap, to: &mut hyper::HeaderMap) {
 /// Where a request for `path` (`/chat/completions`) goes on a deployment:
 /// its URL, the path, then its query (Azure's `api-version`).
 fn upstream_uri(d: &crate::config::Deployment, path: &str) -> String {
-    if d.query.is_empty() {
-        format!("{}{path}", d.url)
-    } else {
-        format!("{}{path}?{}", d.url, d.query)
+    // Pieces pushed, not format!: this runs for every request.
+    let mut u = String::with_capacity(d.url.len() + path.len() + 1 + d.query.len());
+    u.push_str(&d.url);
+    u.push_str(path);
+    if !d.query.is_empty() {
+        u.push('?');
+        u.push_str(&d.query);
     }
+    u
 }
 
 /// A Vertex AI deployment's OAuth token (None for other deployments):
@@ -361,12 +367,18 @@ enum ReadError {
 /// Reads a body whole, each chunk counted against the buffer budget
 /// (`copies` times) before it is kept: the memory all requests hold
 /// together stays under `max_buffered_mb`, however many are in flight.
-async fn read_counted(
-    body: &mut Incoming,
+async fn read_counted<B>(
+    body: &mut B,
     limit: usize,
     budget: &Arc<tokio::sync::Semaphore>,
     copies: u64,
-) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ReadError> {
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    // Most bodies come in one frame, kept as it came; a second one
+    // starts a copy.
+    let mut first: Option<Bytes> = None;
     let mut buf = bytes::BytesMut::new();
     let mut hold = BufferHold::new(budget.clone());
     while let Some(frame) = body.frame().await {
@@ -374,15 +386,28 @@ async fn read_counted(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buf.len() + data.len() > limit {
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        let total = held + data.len();
+        if total > limit {
             return Err(ReadError::TooLarge);
         }
-        buf.extend_from_slice(&data);
-        if !hold.grow(buf.len().saturating_mul(copies as usize)) {
+        if held == 0 {
+            first = Some(data);
+        } else {
+            if let Some(f) = first.take() {
+                buf.extend_from_slice(&f);
+            }
+            buf.extend_from_slice(&data);
+        }
+        if !hold.grow(total.saturating_mul(copies as usize)) {
             return Err(ReadError::Full);
         }
     }
-    Ok((buf.freeze(), hold.into_permit()))
+    let whole = match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    };
+    Ok((whole, hold.into_permit()))
 }
 
 /// A share of the buffer budget (`max_buffered_mb`): the most a body or a
@@ -540,6 +565,7 @@ impl Gateway {
             key_states: Mutex::new(HashMap::new()),
             client,
             client_h2c,
+            h1: crate::h1::Pool::new(Duration::from_millis(cfg.timeouts.connect_ms)),
             metrics: Metrics::default(),
             rng: Mutex::new(Rng::new(0x5eed_cafe)),
             usage,
@@ -748,6 +774,23 @@ impl Gateway {
         } else {
             &self.client
         }
+    }
+
+    /// Sends a request to a deployment: `http://` ones through the own
+    /// HTTP/1.1 client, `https://` and `h2c` ones through hyper's.
+    async fn send_upstream(
+        &self,
+        d: &crate::config::Deployment,
+        req: Request<Bytes>,
+    ) -> Result<Response<UpBody>, UpError> {
+        if !d.h2c && req.uri().scheme() == Some(&hyper::http::uri::Scheme::HTTP) {
+            return Ok(self.h1.send(req).await?.map(UpBody::H1));
+        }
+        Ok(self
+            .client_for(d)
+            .request(req.map(Full::new))
+            .await?
+            .map(UpBody::Hyper))
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
@@ -1481,6 +1524,10 @@ impl Gateway {
         // answer not back by then is not asked of another deployment.
         let total = Duration::from_millis(live.cfg.timeouts.total_ms);
         let deadline = t0 + total;
+        // One timer for that deadline, armed once and shared by every
+        // wait bounded by it (a timer per wait costs per request).
+        let expiry = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+        tokio::pin!(expiry);
         let retries = &model.retries;
         // Whether a failure of this class goes on to another deployment.
         let go_on = |f: crate::config::Failure| retries.on.contains(&f);
@@ -1616,9 +1663,10 @@ impl Gateway {
             };
             let b = Request::builder()
                 .method(Method::POST)
-                .uri(&uri)
                 .header(CONTENT_TYPE, "application/json");
-            let mut b = authorize(b, dep, "POST", &uri, &payload);
+            let b = authorize(b, dep, "POST", &uri, &payload);
+            // The URL's own buffer becomes the request's URI, not a copy.
+            let mut b = b.uri(uri);
             if !traceparent.is_empty() {
                 b = b.header("traceparent", &traceparent);
             }
@@ -1646,7 +1694,7 @@ impl Gateway {
                     }
                 }
             }
-            let Ok(up_req) = b.body(Full::new(payload)) else {
+            let Ok(up_req) = b.body(payload) else {
                 return Err(openai_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
@@ -1663,8 +1711,13 @@ impl Gateway {
             // answer's headers come only when it is complete: only the
             // request's total bounds them.
             let wait = if stream { ttft.min(left) } else { left };
-            let resp = match tokio::time::timeout(wait, self.client_for(dep).request(up_req)).await
-            {
+            let sending = self.send_upstream(dep, up_req);
+            let answer = if wait < left {
+                tokio::time::timeout(wait, sending).await.ok()
+            } else {
+                until(expiry.as_mut(), sending).await
+            };
+            let resp = match answer.ok_or(()) {
                 Ok(Ok(r)) => r,
                 failed => {
                     let class = if matches!(failed, Ok(Err(_))) {
@@ -1717,11 +1770,7 @@ impl Gateway {
                 let now = std::time::SystemTime::now();
                 let retry_after_ms = retry_after_ms(resp.headers(), now);
                 let (parts, body_in) = resp.into_parts();
-                let text = Limited::new(body_in, 1 << 20)
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
+                let text = error_text(expiry.as_mut(), body_in, 1 << 20).await;
                 upstream_wait += sent.elapsed();
                 let outcome = if status == StatusCode::TOO_MANY_REQUESTS {
                     Outcome::RateLimited {
@@ -1756,11 +1805,7 @@ impl Gateway {
                 // request goes elsewhere; the client never sees a 401 its
                 // own key did not cause.
                 let (_, body_in) = resp.into_parts();
-                let text = Limited::new(body_in, 4 << 10)
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
+                let text = error_text(expiry.as_mut(), body_in, 4 << 10).await;
                 upstream_wait += sent.elapsed();
                 self.attempt_done(&live, mi, di, &at, Outcome::Rejected);
                 let said: String = String::from_utf8_lossy(&text)
@@ -1794,11 +1839,7 @@ impl Gateway {
             if !status.is_success() {
                 // The client's own error (400, 413, 422 …): as is.
                 let (parts, body_in) = resp.into_parts();
-                let text = Limited::new(body_in, 1 << 20)
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
+                let text = error_text(expiry.as_mut(), body_in, 1 << 20).await;
                 self.attempt_done(&live, mi, di, &at, Outcome::Neutral);
                 return Ok(in_openai_form(wire, parts.status, &parts.headers, text));
             }
@@ -1839,15 +1880,14 @@ impl Gateway {
                 }
             }
             let (parts, mut body_in) = resp.into_parts();
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let (whole, whole_held) = match tokio::time::timeout(
-                remaining,
+            let (whole, whole_held) = match until(
+                expiry.as_mut(),
                 read_counted(&mut body_in, RESPONSE_BYTES_MAX, &self.buffers, 1),
             )
             .await
             {
-                Ok(Ok(c)) => c,
-                Ok(Err(ReadError::Full)) => {
+                Some(Ok(c)) => c,
+                Some(Err(ReadError::Full)) => {
                     // Not the deployment's fault: the gateway is full.
                     upstream_wait += sent.elapsed();
                     self.attempt_done(&live, mi, di, &at, Outcome::Neutral);
@@ -2041,7 +2081,7 @@ impl Gateway {
         self: Arc<Self>,
         live: Arc<Live>,
         ctx: Served,
-        resp: Response<Incoming>,
+        resp: Response<UpBody>,
         t0: Instant,
         sent: Instant,
         upstream_before: Duration,
@@ -2312,7 +2352,10 @@ fn in_openai_form(
 }
 
 /// The next data chunk of a body (trailers skipped).
-async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+async fn next_data<B>(body: &mut B) -> Result<Option<Bytes>, B::Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
     loop {
         match body.frame().await {
             None => return Ok(None),
@@ -2484,6 +2527,33 @@ fn usage_of(json_bytes: &[u8]) -> Option<(u64, u64)> {
         u.prompt_tokens.unwrap_or(0),
         u.completion_tokens.unwrap_or(0),
     ))
+}
+
+/// `f`, unless `expiry` comes first (then None).
+async fn until<F: std::future::Future>(
+    expiry: std::pin::Pin<&mut tokio::time::Sleep>,
+    f: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        r = f => Some(r),
+        _ = expiry => None,
+    }
+}
+
+/// An upstream's error answer, at most `max_bytes` of it, read until
+/// `expiry`: an upstream that sends its error's headers and then stalls
+/// does not hold the request past timeouts.total_ms.
+async fn error_text(
+    expiry: std::pin::Pin<&mut tokio::time::Sleep>,
+    body: UpBody,
+    max_bytes: usize,
+) -> Bytes {
+    until(expiry, Limited::new(body, max_bytes).collect())
+        .await
+        .and_then(|r| r.ok())
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -15,6 +15,7 @@ pub mod body;
 pub mod config;
 pub mod eventstream;
 pub mod gateway;
+pub mod h1;
 pub mod metrics;
 pub mod mock;
 pub mod router;
