@@ -2179,6 +2179,47 @@ fn an_oversized_config_is_refused_not_read_whole() {
     );
 }
 
+/// A config that grows past 16 MiB while the gateway runs is refused,
+/// said once in the log and counted, and the running one kept serving
+/// (the watcher skipped it without a word before).
+#[test]
+fn an_oversized_config_while_running_is_refused_aloud() {
+    let m = mock("m");
+    let rt = rt();
+    let models = format!(
+        "models:\n  gpt:\n    deployments:\n{}{KEYS}",
+        dep("m", &m, "aws:us-east-1", "payg", "")
+    );
+    let gw = gateway(&models);
+    let path = gw.dir.path().join("gateway.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&"#".repeat(17 << 20));
+    std::fs::write(&path, text).unwrap();
+    let log = gw.dir.path().join("gateway.log");
+    wait_until("the refusal in the log", 10, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("larger than")
+    });
+    let refused = || {
+        metrics(&rt, gw.port)
+            .lines()
+            .find(|l| l.starts_with("skyward_gateway_reloads_total{result=\"refused\"}"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(refused().ends_with(" 1"), "{}", refused());
+    // Said once, not every half second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let said = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("larger than")
+        .count();
+    assert_eq!(said, 1);
+    assert!(refused().ends_with(" 1"), "{}", refused());
+    assert_eq!(chat(&rt, gw.port, "key-us", "gpt").status, 200);
+}
+
 /// An upstream that answers every request with a stream written in
 /// `parts` (each after its pause, in ms), then closes the connection.
 fn raw_stream_upstream(parts: Vec<(u64, Vec<u8>)>) -> u16 {

@@ -771,6 +771,8 @@ async fn watch_config(
 ) {
     let mut last = read_bounded(&path).ok();
     let mut last_tls = tls_bytes(&path, &gw.live().cfg);
+    // Why the file could not be read last time, said once until it changes.
+    let mut unreadable: Option<String> = None;
     let count = |ok: bool| {
         let c = if ok {
             &gw.metrics.reloads
@@ -784,7 +786,24 @@ async fn watch_config(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }
-        let now = read_bounded(&path).ok();
+        let now = match read_bounded(&path) {
+            Ok(b) => {
+                unreadable = None;
+                Some(b)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if unreadable.as_deref() != Some(why.as_str()) {
+                    count(false);
+                    eprintln!(
+                        "skyward gateway: not reloaded, keeping the running configuration: {}: {why}",
+                        path.display()
+                    );
+                    unreadable = Some(why);
+                }
+                None
+            }
+        };
         if now.is_some() && now != last {
             last = now;
             let loaded = load(&path).and_then(|cfg| {
