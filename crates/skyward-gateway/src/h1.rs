@@ -402,8 +402,15 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle connections by `host:port`, and when expired ones were last
+/// swept from every host (a host no longer asked would keep its own).
+struct Idles {
+    by_host: HashMap<String, Vec<Idle>>,
+    swept: Instant,
+}
+
 struct Inner {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<Idles>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     idle_per_host_max: usize,
@@ -420,7 +427,10 @@ impl Pool {
     pub fn new(connect_timeout: Duration) -> Pool {
         Pool {
             inner: Arc::new(Inner {
-                idle: Mutex::new(HashMap::new()),
+                idle: Mutex::new(Idles {
+                    by_host: HashMap::new(),
+                    swept: Instant::now(),
+                }),
                 connect_timeout,
                 idle_timeout: Duration::from_secs(90),
                 idle_per_host_max: 1024,
@@ -428,19 +438,28 @@ impl Pool {
         }
     }
 
+    /// A pool whose idle connections expire after `idle` (tests).
+    pub fn with_idle_timeout(connect_timeout: Duration, idle: Duration) -> Pool {
+        let mut p = Pool::new(connect_timeout);
+        if let Some(inner) = Arc::get_mut(&mut p.inner) {
+            inner.idle_timeout = idle;
+        }
+        p
+    }
+
     /// Connections kept idle now, all hosts together.
     pub fn idle(&self) -> usize {
         self.inner
             .idle
             .lock()
-            .map(|m| m.values().map(Vec::len).sum())
+            .map(|m| m.by_host.values().map(Vec::len).sum())
             .unwrap_or(0)
     }
 
     /// An idle connection to `addr` that is still open, if any.
     fn checkout(&self, addr: &str) -> Option<TcpStream> {
         let mut idle = self.inner.idle.lock().ok()?;
-        let list = idle.get_mut(addr)?;
+        let list = idle.by_host.get_mut(addr)?;
         while let Some(c) = list.pop() {
             if c.since.elapsed() > self.inner.idle_timeout {
                 // The rest are older still.
@@ -463,16 +482,23 @@ impl Pool {
         let Ok(mut idle) = self.inner.idle.lock() else {
             return;
         };
-        let list = match idle.get_mut(addr) {
-            Some(l) => l,
-            None => idle.entry(addr.to_owned()).or_default(),
+        let expiry = self.inner.idle_timeout;
+        // The oldest are at the front; those past the idle timeout go,
+        // from every host once per idle timeout, else from this one.
+        let expired = |l: &mut Vec<Idle>| {
+            let n = l.iter().take_while(|c| c.since.elapsed() > expiry).count();
+            l.drain(..n);
         };
-        // The oldest are at the front; those past the idle timeout go.
-        let stale = list
-            .iter()
-            .take_while(|c| c.since.elapsed() > self.inner.idle_timeout)
-            .count();
-        list.drain(..stale);
+        if idle.swept.elapsed() > expiry {
+            idle.by_host.values_mut().for_each(expired);
+            idle.by_host.retain(|_, l| !l.is_empty());
+            idle.swept = Instant::now();
+        }
+        let list = match idle.by_host.get_mut(addr) {
+            Some(l) => l,
+            None => idle.by_host.entry(addr.to_owned()).or_default(),
+        };
+        expired(list);
         if list.len() < self.inner.idle_per_host_max {
             list.push(Idle {
                 stream,
@@ -861,6 +887,73 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(parse_head(&many, false), Err(Error::Malformed(_))));
+    }
+
+    /// A tiny upstream answering `ok` to every request, kept alive.
+    async fn upstream() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    loop {
+                        if tokio::io::AsyncReadExt::read_buf(&mut s, &mut buf)
+                            .await
+                            .unwrap_or(0)
+                            == 0
+                        {
+                            return;
+                        }
+                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            // Requests here carry content-length: 0.
+                            buf.advance(i + 4);
+                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    async fn get(pool: &Pool, port: u16) -> Vec<u8> {
+        let req = Request::post(format!("http://127.0.0.1:{port}/x"))
+            .body(Bytes::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = pool.send(req).await.unwrap_or_else(|e| panic!("{e}"));
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn connections_are_reused_and_idle_ones_expire_from_every_host() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let (a, b) = (upstream().await, upstream().await);
+            let pool = Pool::with_idle_timeout(Duration::from_secs(1), Duration::from_millis(100));
+            for _ in 0..3 {
+                assert_eq!(get(&pool, a).await, b"ok");
+            }
+            // One connection, reused: one idle.
+            assert_eq!(pool.idle(), 1);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Host a is not asked again; a request to b sweeps a's.
+            assert_eq!(get(&pool, b).await, b"ok");
+            assert_eq!(pool.idle(), 1);
+        });
     }
 
     #[test]
