@@ -2617,6 +2617,54 @@ fn h2c_to_a_clear_text_upstream() {
     );
 }
 
+/// A renewed private CA for upstreams (`upstream_ca_file`) is trusted
+/// without a restart: the gateway polls the file and builds new clients
+/// for the requests that start after (it needed a restart before).
+#[test]
+fn a_renewed_upstream_ca_is_trusted_without_a_restart() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ca_a, cert_a, key_a) = test_pki(a.path());
+    let (ca_b, _, _) = test_pki(b.path());
+    let up = mock_with(
+        "tls-up",
+        &[
+            "--tls-cert",
+            cert_a.to_str().unwrap(),
+            "--tls-key",
+            key_a.to_str().unwrap(),
+        ],
+    );
+    let rt = rt();
+    // The gateway trusts B's CA only: A's certificate is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::copy(&ca_b, dir.path().join("ca.pem")).unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\nupstream_ca_file: ca.pem\nmodels:\n  gpt:\n    deployments:\n      - {{name: private, provider: aws, region: us-east-1, url: 'https://localhost:{}/v1'}}\n{KEYS}",
+            up.port
+        ),
+    )
+    .unwrap();
+    let gw = Gw {
+        _p: spawn_gateway(dir.path(), port),
+        port,
+        dir,
+    };
+    let r = chat(&rt, gw.port, "key-us", "gpt");
+    assert_eq!(r.status, 502, "{}", r.error_text());
+    // A's CA in its place: trusted within a poll or two.
+    let tmp = gw.dir.path().join("ca.pem.new");
+    std::fs::copy(&ca_a, &tmp).unwrap();
+    std::fs::rename(&tmp, gw.dir.path().join("ca.pem")).unwrap();
+    wait_until("the renewed CA trusted", 10, || {
+        chat(&rt, gw.port, "key-us", "gpt").status == 200
+    });
+    let log = std::fs::read_to_string(gw.dir.path().join("gateway.log")).unwrap();
+    assert!(log.contains("upstream_ca_file"), "{log}");
+}
+
 /// Issue 14: TLS on the listener (HTTP/2 or HTTP/1.1 by ALPN), h2c with
 /// prior knowledge in clear text, and HTTP/2 to an https upstream whose
 /// certificate comes from a private CA (`upstream_ca_file`).

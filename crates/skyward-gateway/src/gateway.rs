@@ -115,11 +115,9 @@ pub struct Gateway {
     dep_states: Mutex<HashMap<(String, String), SharedState>>,
     /// By key name (a rotated key keeps its budget and windows).
     key_states: Mutex<HashMap<String, KeyState>>,
-    client: Upstream,
-    /// The same, HTTP/2 only: for `h2c: true` deployments.
-    client_h2c: Upstream,
-    /// The own HTTP/1.1 client, for `http://` deployments (not `h2c`).
-    h1: crate::h1::Pool,
+    /// The clients to upstreams; a reload that changes the trusted CA or
+    /// the connect timeout builds new ones (requests in flight keep theirs).
+    clients: RwLock<Arc<Clients>>,
     pub metrics: Metrics,
     rng: Mutex<Rng>,
     usage: Option<mpsc::Sender<UsageRecord>>,
@@ -134,6 +132,77 @@ pub struct Gateway {
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// One admin change at a time.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
+}
+
+/// The clients to upstreams, built from the roots trusted beside the
+/// Mozilla ones (`upstream_ca_file`) and `timeouts.connect_ms`.
+struct Clients {
+    /// Pooled HTTP/1.1 or HTTP/2 (by ALPN): https upstreams.
+    client: Upstream,
+    /// HTTP/2 only: `h2c: true` deployments.
+    client_h2c: Upstream,
+    /// The own HTTP/1.1 client: `http://` deployments (not `h2c`).
+    h1: crate::h1::Pool,
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    connect_ms: u64,
+}
+
+impl Clients {
+    fn build(
+        extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+        connect_ms: u64,
+    ) -> Result<Clients, String> {
+        let mut conn = HttpConnector::new();
+        conn.enforce_http(false);
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in &extra_roots {
+            // Checked when read (crate::tls_files).
+            let _ = roots.add(c.clone());
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| format!("TLS for upstreams: {e}"))?;
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(conn);
+        let client = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(64 * 1024)
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(conn.clone());
+        // For `h2c: true` deployments: HTTP/2 from the first byte, many
+        // requests on one connection.
+        let client_h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(conn);
+        Ok(Clients {
+            client,
+            client_h2c,
+            h1: crate::h1::Pool::new(Duration::from_millis(connect_ms)),
+            extra_roots,
+            connect_ms,
+        })
+    }
+
+    /// The pool a deployment's requests go through (hyper's).
+    fn hyper_for(&self, d: &crate::config::Deployment) -> &Upstream {
+        if d.h2c {
+            &self.client_h2c
+        } else {
+            &self.client
+        }
+    }
 }
 
 /// A request's hold on its key's shared budget; when it ends (dropped),
@@ -519,40 +588,7 @@ impl Gateway {
         usage: Option<mpsc::Sender<UsageRecord>>,
         extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     ) -> Result<Gateway, String> {
-        let mut conn = HttpConnector::new();
-        conn.enforce_http(false);
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(Duration::from_millis(cfg.timeouts.connect_ms)));
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for c in extra_roots {
-            // Checked when read (crate::tls_files).
-            let _ = roots.add(c);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| format!("TLS for upstreams: {e}"))?;
-        let conn = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(conn);
-        let client = Client::builder(TokioExecutor::new())
-            .http1_max_buf_size(64 * 1024)
-            .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(conn.clone());
-        // For `h2c: true` deployments: HTTP/2 from the first byte, many
-        // requests on one connection.
-        let client_h2c = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(conn);
+        let clients = Clients::build(extra_roots, cfg.timeouts.connect_ms)?;
         let gw = Gateway {
             live: RwLock::new(Arc::new(Live {
                 cfg: cfg.clone(),
@@ -563,9 +599,7 @@ impl Gateway {
             })),
             dep_states: Mutex::new(HashMap::new()),
             key_states: Mutex::new(HashMap::new()),
-            client,
-            client_h2c,
-            h1: crate::h1::Pool::new(Duration::from_millis(cfg.timeouts.connect_ms)),
+            clients: RwLock::new(Arc::new(clients)),
             metrics: Metrics::default(),
             rng: Mutex::new(Rng::new(0x5eed_cafe)),
             usage,
@@ -636,7 +670,7 @@ impl Gateway {
                 .body(Full::new(Bytes::from(body)));
             let ok = match req {
                 Ok(req) => matches!(
-                    tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await,
+                    tokio::time::timeout(Duration::from_secs(5), self.clients().client.request(req)).await,
                     Ok(Ok(r)) if r.status().is_success()
                 ),
                 Err(_) => false,
@@ -767,13 +801,32 @@ impl Gateway {
         o
     }
 
-    /// The pool a deployment's requests go through.
-    fn client_for(&self, d: &crate::config::Deployment) -> &Upstream {
-        if d.h2c {
-            &self.client_h2c
-        } else {
-            &self.client
+    fn clients(&self) -> Arc<Clients> {
+        match self.clients.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Trusts `extra_roots` beside the Mozilla roots and connects within
+    /// `connect_ms` from now on: new clients (and connection pools) when
+    /// either changed, for the requests that start after. True when they
+    /// did.
+    pub fn set_upstream_trust(
+        &self,
+        extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+        connect_ms: u64,
+    ) -> Result<bool, String> {
+        let now = self.clients();
+        if now.extra_roots == extra_roots && now.connect_ms == connect_ms {
+            return Ok(false);
+        }
+        let fresh = Arc::new(Clients::build(extra_roots, connect_ms)?);
+        match self.clients.write() {
+            Ok(mut c) => *c = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(true)
     }
 
     /// Sends a request to a deployment: `http://` ones through the own
@@ -783,11 +836,12 @@ impl Gateway {
         d: &crate::config::Deployment,
         req: Request<Bytes>,
     ) -> Result<Response<UpBody>, UpError> {
+        let clients = self.clients();
         if !d.h2c && req.uri().scheme() == Some(&hyper::http::uri::Scheme::HTTP) {
-            return Ok(self.h1.send(req).await?.map(UpBody::H1));
+            return Ok(clients.h1.send(req).await?.map(UpBody::H1));
         }
-        Ok(self
-            .client_for(d)
+        Ok(clients
+            .hyper_for(d)
             .request(req.map(Full::new))
             .await?
             .map(UpBody::Hyper))
@@ -825,7 +879,7 @@ impl Gateway {
                     continue;
                 };
                 let ok = matches!(
-                    tokio::time::timeout(timeout, self.client_for(d).request(req)).await,
+                    tokio::time::timeout(timeout, self.clients().hyper_for(d).request(req)).await,
                     Ok(Ok(r)) if r.status().is_success()
                 );
                 if let Some(s) = live.states.get(mi).and_then(|v| v.get(di)) {

@@ -758,11 +758,36 @@ fn tls_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<(Vec<u8>, Ve
     ))
 }
 
+/// The bytes of the private CA trusted for upstreams, if the config names
+/// one and it can be read.
+fn ca_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<Vec<u8>> {
+    let f = cfg.upstream_ca_file.as_ref()?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    read_bounded(&dir.join(f)).ok()
+}
+
+/// Trusts the roots a reload read for upstreams, and its connect
+/// timeout: new clients when either changed.
+fn trust_upstreams(
+    gw: &Gateway,
+    roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    connect_ms: u64,
+) {
+    match gw.set_upstream_trust(roots, connect_ms) {
+        Ok(true) => eprintln!(
+            "skyward gateway: new connections to upstreams use the CA of upstream_ca_file and timeouts.connect_ms as they now are"
+        ),
+        Ok(false) => {}
+        Err(e) => eprintln!("skyward gateway: upstream clients not rebuilt, keeping the running ones: {e}"),
+    }
+}
+
 /// Polls the configuration file; a valid change is applied, an invalid one
 /// is reported and the running configuration kept. With TLS on, it polls
 /// the certificate and key files too: a renewed pair that goes together
 /// serves the connections opened from then on (a pair caught half written
-/// is refused, and taken once the other file follows).
+/// is refused, and taken once the other file follows). The CA trusted for
+/// upstreams (`upstream_ca_file`) is polled the same way.
 async fn watch_config(
     path: PathBuf,
     gw: Arc<Gateway>,
@@ -771,6 +796,7 @@ async fn watch_config(
 ) {
     let mut last = read_bounded(&path).ok();
     let mut last_tls = tls_bytes(&path, &gw.live().cfg);
+    let mut last_ca = ca_bytes(&path, &gw.live().cfg);
     // Why the file could not be read last time, said once until it changes.
     let mut unreadable: Option<String> = None;
     let count = |ok: bool| {
@@ -807,16 +833,18 @@ async fn watch_config(
         if now.is_some() && now != last {
             last = now;
             let loaded = load(&path).and_then(|cfg| {
-                let (acceptor, _) = tls_files(&path, &cfg)?;
-                Ok((cfg, acceptor))
+                let (acceptor, roots) = tls_files(&path, &cfg)?;
+                Ok((cfg, acceptor, roots))
             });
             match loaded {
-                Ok((cfg, acceptor)) => {
+                Ok((cfg, acceptor, roots)) => {
                     let n = cfg.models.len();
                     if cfg.tls.is_some() != tls.is_some() {
                         eprintln!("skyward gateway: tls is {} in {} but was {} at start: turning TLS on or off takes a restart", if cfg.tls.is_some() { "on" } else { "off" }, path.display(), if tls.is_some() { "on" } else { "off" });
                     }
                     last_tls = tls_bytes(&path, &cfg);
+                    last_ca = ca_bytes(&path, &cfg);
+                    trust_upstreams(&gw, roots, cfg.timeouts.connect_ms);
                     gw.apply(cfg);
                     if let (Some(tx), Some(a)) = (&tls, acceptor) {
                         tx.send_replace(a);
@@ -833,10 +861,27 @@ async fn watch_config(
             }
             continue;
         }
-        // A renewed certificate, the configuration unchanged.
-        let Some(tx) = &tls else { continue };
         let live = gw.live();
         let cfg = &live.cfg;
+        // A renewed upstream CA, the configuration unchanged.
+        let now_ca = ca_bytes(&path, cfg);
+        if now_ca.is_some() && now_ca != last_ca {
+            last_ca = now_ca;
+            match tls_files(&path, cfg) {
+                Ok((_, roots)) => {
+                    count(true);
+                    trust_upstreams(&gw, roots, cfg.timeouts.connect_ms);
+                }
+                Err(e) => {
+                    count(false);
+                    eprintln!(
+                        "skyward gateway: upstream CA not reloaded, keeping the running one: {e}"
+                    );
+                }
+            }
+        }
+        // A renewed certificate, the configuration unchanged.
+        let Some(tx) = &tls else { continue };
         let now_tls = tls_bytes(&path, cfg);
         if now_tls.is_none() || now_tls == last_tls {
             continue;
