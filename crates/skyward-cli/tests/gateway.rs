@@ -2231,6 +2231,35 @@ fn raw_stream_upstream(parts: Vec<(u64, Vec<u8>)>) -> u16 {
     raw_upstream(all, false).0
 }
 
+/// Reads one HTTP/1.1 request from `c` (its head, then Content-Length
+/// bytes of body), `buf` keeping what came past it; its body, or None when
+/// the connection ends first.
+fn read_request(c: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf.drain(..head_end + len).skip(head_end).collect())
+}
+
 /// A raw HTTP/1.1 upstream that answers every request with `parts`
 /// (pause in ms, bytes), written as they are; it then closes the
 /// connection, or with `keep` reads the next request on it. Returns its
@@ -2251,31 +2280,7 @@ fn raw_upstream(
             let parts = parts.clone();
             std::thread::spawn(move || {
                 let mut got = Vec::new();
-                let mut b = [0u8; 4096];
-                loop {
-                    // The request's head, then its body by Content-Length.
-                    let head_end = loop {
-                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match c.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&b[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while got.len() < head_end + len {
-                        match c.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&b[..n]),
-                        }
-                    }
-                    got.drain(..head_end + len);
+                while read_request(&mut c, &mut got).is_some() {
                     for (pause_ms, bytes) in parts.iter() {
                         std::thread::sleep(Duration::from_millis(*pause_ms));
                         if c.write_all(bytes).is_err() {
@@ -2335,17 +2340,7 @@ fn an_upstream_stalling_in_its_error_answer_is_bounded_by_the_total() {
 fn the_http1_client_reads_every_framing_and_refuses_broken_answers() {
     let rt = rt();
     let answer = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}"#;
-    let ask = |port: u16| {
-        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
-        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]});
-        rt.block_on(c.request(
-            "POST",
-            "/v1/chat/completions",
-            Some(("application/json", body.to_string().into_bytes())),
-            &[],
-        ))
-        .unwrap()
-    };
+    let ask = |port: u16| chat(&rt, port, "key-us", "gpt");
     let one = |up: u16, extra: &str| {
         gateway(&format!(
             "models:\n  gpt:\n    deployments:\n      - {{name: raw, provider: aws, region: us-east-1, url: 'http://127.0.0.1:{up}/v1'}}\n{extra}{KEYS}"
@@ -2441,16 +2436,8 @@ fn the_http1_client_reads_every_framing_and_refuses_broken_answers() {
 fn a_stream_s_unfinished_line_is_bounded_and_counted() {
     let rt = rt();
     let stream = |port: u16| {
-        let c = Client::new(&format!("http://127.0.0.1:{port}"), Some("key-us".into())).unwrap();
         let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-        let r = rt
-            .block_on(c.request(
-                "POST",
-                "/v1/chat/completions",
-                Some(("application/json", body.to_string().into_bytes())),
-                &[],
-            ))
-            .unwrap();
+        let r = post_chat(&rt, port, body);
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     };
     let start = b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec();
@@ -2755,31 +2742,7 @@ fn collector() -> (u16, Arc<std::sync::Mutex<Vec<Value>>>) {
             let g = g.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    // One request: headers, then Content-Length bytes.
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+                while let Some(body) = read_request(&mut s, &mut buf) {
                     if let Ok(v) = serde_json::from_slice(&body) {
                         g.lock().unwrap().push(v);
                     }

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use skyward_gateway::body::UpBody;
 use std::convert::Infallible;
 
 fn main() -> Result<(), String> {
@@ -57,24 +58,21 @@ fn main() -> Result<(), String> {
                         let up = Request::post(uri)
                             .header("content-type", "application/json")
                             .body(body);
-                        let answer = match up {
-                            Ok(up) if own => match pool.send(up).await {
-                                Ok(r) => {
-                                    let (parts, b) = r.into_parts();
-                                    let bytes = b.collect().await.map(|b| b.to_bytes()).ok();
-                                    bytes.map(|b| (parts, b))
-                                }
-                                Err(_) => None,
-                            },
-                            Ok(up) => match client.request(up.map(Full::new)).await {
-                                Ok(r) => {
-                                    let (parts, b) = r.into_parts();
-                                    let bytes = b.collect().await.map(|b| b.to_bytes()).ok();
-                                    bytes.map(|b| (parts, b))
-                                }
-                                Err(_) => None,
-                            },
+                        let sent = match up {
+                            Ok(up) if own => pool.send(up).await.map(|r| r.map(UpBody::H1)).ok(),
+                            Ok(up) => client
+                                .request(up.map(Full::new))
+                                .await
+                                .map(|r| r.map(UpBody::Hyper))
+                                .ok(),
                             Err(_) => None,
+                        };
+                        let answer = match sent {
+                            Some(r) => {
+                                let (parts, b) = r.into_parts();
+                                b.collect().await.ok().map(|b| (parts, b.to_bytes()))
+                            }
+                            None => None,
                         };
                         let Some((parts, bytes)) = answer else {
                             let mut r = Response::new(Full::new(Bytes::new()));

@@ -554,8 +554,9 @@ pub(crate) fn openai_error(
     r
 }
 
-/// The wall clock in Unix seconds: the gateway's one reading of it for
-/// dates (usage records, signatures, tokens, budget months).
+/// The wall clock in Unix milliseconds: the gateway's one reading of it
+/// for dates (usage records, signatures, tokens, budget months, the
+/// shared limits' windows).
 pub(crate) fn now_unix_ms() -> i64 {
     #[allow(clippy::disallowed_methods)]
     std::time::SystemTime::now()
@@ -564,12 +565,9 @@ pub(crate) fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The same, in Unix seconds.
 pub(crate) fn now_unix_s() -> i64 {
-    #[allow(clippy::disallowed_methods)]
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    now_unix_ms().div_euclid(1000)
 }
 
 impl Gateway {

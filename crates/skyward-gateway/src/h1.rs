@@ -351,11 +351,7 @@ fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, Error> {
 }
 
 /// Writes a request head (and a body that is small) into one buffer.
-fn encode_request(
-    req: &hyper::http::request::Parts,
-    authority: &str,
-    body: &[u8],
-) -> Result<BytesMut, Error> {
+fn encode_request(req: &hyper::http::request::Parts, authority: &str, body: &[u8]) -> BytesMut {
     let path = req
         .uri
         .path_and_query()
@@ -394,7 +390,7 @@ fn encode_request(
     if body.len() <= 16 * 1024 {
         w.extend_from_slice(body);
     }
-    Ok(w)
+    w
 }
 
 struct Idle {
@@ -424,7 +420,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Idle connections kept up to 90 s.
     pub fn new(connect_timeout: Duration) -> Pool {
+        Pool::with_idle_timeout(connect_timeout, Duration::from_secs(90))
+    }
+
+    pub fn with_idle_timeout(connect_timeout: Duration, idle_timeout: Duration) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 idle: Mutex::new(Idles {
@@ -432,19 +433,10 @@ impl Pool {
                     swept: Instant::now(),
                 }),
                 connect_timeout,
-                idle_timeout: Duration::from_secs(90),
+                idle_timeout,
                 idle_per_host_max: 1024,
             }),
         }
-    }
-
-    /// A pool whose idle connections expire after `idle` (tests).
-    pub fn with_idle_timeout(connect_timeout: Duration, idle: Duration) -> Pool {
-        let mut p = Pool::new(connect_timeout);
-        if let Some(inner) = Arc::get_mut(&mut p.inner) {
-            inner.idle_timeout = idle;
-        }
-        p
     }
 
     /// Connections kept idle now, all hosts together.
@@ -529,8 +521,9 @@ impl Pool {
     ///
     /// A pooled connection the upstream closed as the request went out
     /// (its keep-alive timer) gives no byte of an answer: the request is
-    /// sent once more on a new connection. An upstream that read the
-    /// request cannot have answered on a connection that gave nothing.
+    /// sent once more, on a new connection. An upstream that read the
+    /// request and died before answering gets it twice, as it would from
+    /// the gateway's failover to another deployment.
     pub async fn send(&self, req: Request<Bytes>) -> Result<Response<Body>, Error> {
         let (parts, body) = req.into_parts();
         if parts.uri.scheme() != Some(&hyper::http::uri::Scheme::HTTP) {
@@ -541,34 +534,31 @@ impl Pool {
         };
         // The Host header never carries a URL's user information.
         let host = authority.as_str().rsplit('@').next().unwrap_or("");
-        let wire = encode_request(&parts, host, &body)?;
+        let wire = encode_request(&parts, host, &body);
         let head_request = parts.method == hyper::Method::HEAD;
         // Connections are pooled by the URL's authority (`host:port`).
-        let addr = authority;
-        let mut pooled = self.checkout(addr.as_str());
+        let mut pooled = self.checkout(authority.as_str());
         loop {
             let reused = pooled.is_some();
             let mut s = match pooled.take() {
                 Some(s) => s,
-                None => self.connect(&addr).await?,
+                None => self.connect(&authority).await?,
             };
             match exchange(&mut s, &wire, &body, head_request).await {
                 Ok((head, rest)) => {
-                    let mut conn = Some(s);
-                    if head.framing == Framing::Empty && head.reusable && rest.is_empty() {
-                        // Nothing to read: the connection is free now.
-                        if let Some(c) = conn.take() {
-                            self.checkin(addr.as_str(), c);
-                        }
-                    }
-                    let mut r = Response::new(Body {
-                        conn,
+                    let mut body = Body {
+                        conn: Some(s),
                         buf: rest,
                         decoder: Decoder::new(head.framing),
                         reusable: head.reusable,
                         pool: self.clone(),
-                        addr,
-                    });
+                        addr: authority,
+                    };
+                    if body.decoder.is_done() {
+                        // No body to read: the connection is free now.
+                        body.finished();
+                    }
+                    let mut r = Response::new(body);
                     *r.status_mut() = head.status;
                     *r.version_mut() = Version::HTTP_11;
                     *r.headers_mut() = head.headers;
@@ -651,12 +641,13 @@ pub struct Body {
 
 impl Body {
     fn finished(&mut self) {
-        let conn = self.conn.take();
-        if let Some(c) = conn {
-            // Bytes past the end would be an answer nobody asked for.
-            if self.reusable && self.buf.is_empty() {
-                self.pool.checkin(self.addr.as_str(), c);
-            }
+        // Bytes past the end would be an answer nobody asked for.
+        if let Some(c) = self
+            .conn
+            .take()
+            .filter(|_| self.reusable && self.buf.is_empty())
+        {
+            self.pool.checkin(self.addr.as_str(), c);
         }
     }
 }
@@ -964,7 +955,7 @@ mod tests {
             .body(())
             .unwrap_or_else(|e| panic!("{e}"));
         let (parts, ()) = req.into_parts();
-        let w = encode_request(&parts, "10.0.0.7:8000", b"{}").unwrap_or_else(|e| panic!("{e}"));
+        let w = encode_request(&parts, "10.0.0.7:8000", b"{}");
         assert_eq!(
             std::str::from_utf8(&w).ok(),
             Some("POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: 10.0.0.7:8000\r\nauthorization: Bearer k\r\ncontent-length: 2\r\n\r\n{}")

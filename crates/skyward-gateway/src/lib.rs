@@ -751,19 +751,19 @@ async fn write_usage(file: std::fs::File, mut rx: mpsc::Receiver<usage::UsageRec
 /// without TLS or when one cannot be read).
 fn tls_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<(Vec<u8>, Vec<u8>)> {
     let (cert, key) = cfg.tls.as_ref()?;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    Some((
-        read_bounded(&dir.join(cert)).ok()?,
-        read_bounded(&dir.join(key)).ok()?,
-    ))
+    Some((beside(path, cert)?, beside(path, key)?))
 }
 
 /// The bytes of the private CA trusted for upstreams, if the config names
 /// one and it can be read.
 fn ca_bytes(path: &std::path::Path, cfg: &GatewayConfig) -> Option<Vec<u8>> {
-    let f = cfg.upstream_ca_file.as_ref()?;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    read_bounded(&dir.join(f)).ok()
+    beside(path, cfg.upstream_ca_file.as_ref()?)
+}
+
+/// A file the config names, relative to the config's own directory.
+fn beside(config: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let dir = config.parent().unwrap_or(std::path::Path::new("."));
+    read_bounded(&dir.join(name)).ok()
 }
 
 /// Trusts the roots a reload read for upstreams, and its connect

@@ -209,40 +209,40 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let pid = self.0.id().to_string();
+        term_then_kill(&mut self.0, &pid, false);
     }
 }
 
 /// A program that may start children of its own (LiteLLM's proxy): run in
-/// its own process group, which is sent SIGTERM, then SIGKILL after 5 s.
+/// its own process group, which is sent SIGTERM, then SIGKILL after 5 s
+/// (its children may outlive it).
 struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
         let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                break;
-            }
+        term_then_kill(&mut self.0, &group, true);
+    }
+}
+
+/// SIGTERM to `target` (a pid, or `-pgid` for a process group), up to 5 s
+/// for `child` to exit, then SIGKILL to `target` if it has not, or in any
+/// case with `kill_anyway`.
+fn term_then_kill(child: &mut Child, target: &str, kill_anyway: bool) {
+    let _ = Command::new("kill").args(["-TERM", "--", target]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut exited = false;
+    while !exited && Instant::now() < deadline {
+        exited = matches!(child.try_wait(), Ok(Some(_)));
+        if !exited {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
     }
+    if !exited || kill_anyway {
+        let _ = Command::new("kill").args(["-KILL", "--", target]).status();
+    }
+    let _ = child.wait();
 }
 
 /// LiteLLM's proxy with one worker on core 0, in front of the mock on
