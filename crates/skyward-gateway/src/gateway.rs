@@ -48,6 +48,9 @@ pub struct Live {
     /// Limits shared with other replicas (Redis), when configured: the
     /// same connections across reloads while `shared` stays the same.
     shared: Option<Arc<crate::shared::Shared>>,
+    /// The clients to upstreams: the same pools across reloads while the
+    /// trusted CA and `timeouts.connect_ms` stay the same.
+    clients: Arc<Clients>,
 }
 
 #[derive(Default)]
@@ -115,9 +118,6 @@ pub struct Gateway {
     dep_states: Mutex<HashMap<(String, String), SharedState>>,
     /// By key name (a rotated key keeps its budget and windows).
     key_states: Mutex<HashMap<String, KeyState>>,
-    /// The clients to upstreams; a reload that changes the trusted CA or
-    /// the connect timeout builds new ones (requests in flight keep theirs).
-    clients: RwLock<Arc<Clients>>,
     pub metrics: Metrics,
     rng: Mutex<Rng>,
     usage: Option<mpsc::Sender<UsageRecord>>,
@@ -202,6 +202,23 @@ impl Clients {
         } else {
             &self.client
         }
+    }
+
+    /// Sends a request to a deployment: `http://` ones through the own
+    /// HTTP/1.1 client, `https://` and `h2c` ones through hyper's.
+    async fn send(
+        &self,
+        d: &crate::config::Deployment,
+        req: Request<Bytes>,
+    ) -> Result<Response<UpBody>, UpError> {
+        if !d.h2c && req.uri().scheme() == Some(&hyper::http::uri::Scheme::HTTP) {
+            return Ok(self.h1.send(req).await?.map(UpBody::H1));
+        }
+        Ok(self
+            .hyper_for(d)
+            .request(req.map(Full::new))
+            .await?
+            .map(UpBody::Hyper))
     }
 }
 
@@ -586,7 +603,7 @@ impl Gateway {
         usage: Option<mpsc::Sender<UsageRecord>>,
         extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     ) -> Result<Gateway, String> {
-        let clients = Clients::build(extra_roots, cfg.timeouts.connect_ms)?;
+        let clients = Arc::new(Clients::build(extra_roots, cfg.timeouts.connect_ms)?);
         let gw = Gateway {
             live: RwLock::new(Arc::new(Live {
                 cfg: cfg.clone(),
@@ -594,10 +611,10 @@ impl Gateway {
                 states: Vec::new(),
                 keys: HashMap::new(),
                 shared: None,
+                clients,
             })),
             dep_states: Mutex::new(HashMap::new()),
             key_states: Mutex::new(HashMap::new()),
-            clients: RwLock::new(Arc::new(clients)),
             metrics: Metrics::default(),
             rng: Mutex::new(Rng::new(0x5eed_cafe)),
             usage,
@@ -668,7 +685,7 @@ impl Gateway {
                 .body(Full::new(Bytes::from(body)));
             let ok = match req {
                 Ok(req) => matches!(
-                    tokio::time::timeout(Duration::from_secs(5), self.clients().client.request(req)).await,
+                    tokio::time::timeout(Duration::from_secs(5), self.live().clients.client.request(req)).await,
                     Ok(Ok(r)) if r.status().is_success()
                 ),
                 Err(_) => false,
@@ -696,6 +713,18 @@ impl Gateway {
 
     /// Swaps in a new configuration; requests in flight keep theirs.
     pub fn apply(&self, cfg: GatewayConfig) {
+        self.apply_trusting(cfg, None);
+    }
+
+    /// The same, trusting `extra_roots` for upstreams beside the Mozilla
+    /// roots (`None`: the roots trusted now). True when that or the
+    /// connect timeout changed, and new upstream clients (and connection
+    /// pools) serve the requests that start after.
+    pub fn apply_trusting(
+        &self,
+        cfg: GatewayConfig,
+        extra_roots: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    ) -> bool {
         let mut dep_states = match self.dep_states.lock() {
             Ok(d) => d,
             Err(p) => p.into_inner(),
@@ -732,17 +761,35 @@ impl Gateway {
             ))),
             (None, _, _) => None,
         };
+        // The upstream clients as before unless what they are built from
+        // changed.
+        let was = &before.clients;
+        let roots = extra_roots.unwrap_or_else(|| was.extra_roots.clone());
+        let connect_ms = cfg.timeouts.connect_ms;
+        let (clients, rebuilt) = if roots == was.extra_roots && connect_ms == was.connect_ms {
+            (was.clone(), false)
+        } else {
+            match Clients::build(roots, connect_ms) {
+                Ok(c) => (Arc::new(c), true),
+                Err(e) => {
+                    eprintln!("skyward gateway: upstream clients not rebuilt, keeping the running ones: {e}");
+                    (was.clone(), false)
+                }
+            }
+        };
         let live = Arc::new(Live {
             cfg,
             models,
             states,
             keys,
             shared,
+            clients,
         });
         match self.live.write() {
             Ok(mut l) => *l = live,
             Err(p) => *p.into_inner() = live,
         }
+        rebuilt
     }
 
     /// Live gauges for /metrics: breaker state, in flight, EWMA per deployment.
@@ -799,52 +846,6 @@ impl Gateway {
         o
     }
 
-    fn clients(&self) -> Arc<Clients> {
-        match self.clients.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Trusts `extra_roots` beside the Mozilla roots and connects within
-    /// `connect_ms` from now on: new clients (and connection pools) when
-    /// either changed, for the requests that start after. True when they
-    /// did.
-    pub fn set_upstream_trust(
-        &self,
-        extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
-        connect_ms: u64,
-    ) -> Result<bool, String> {
-        let now = self.clients();
-        if now.extra_roots == extra_roots && now.connect_ms == connect_ms {
-            return Ok(false);
-        }
-        let fresh = Arc::new(Clients::build(extra_roots, connect_ms)?);
-        match self.clients.write() {
-            Ok(mut c) => *c = fresh,
-            Err(p) => *p.into_inner() = fresh,
-        }
-        Ok(true)
-    }
-
-    /// Sends a request to a deployment: `http://` ones through the own
-    /// HTTP/1.1 client, `https://` and `h2c` ones through hyper's.
-    async fn send_upstream(
-        &self,
-        d: &crate::config::Deployment,
-        req: Request<Bytes>,
-    ) -> Result<Response<UpBody>, UpError> {
-        let clients = self.clients();
-        if !d.h2c && req.uri().scheme() == Some(&hyper::http::uri::Scheme::HTTP) {
-            return Ok(clients.h1.send(req).await?.map(UpBody::H1));
-        }
-        Ok(clients
-            .hyper_for(d)
-            .request(req.map(Full::new))
-            .await?
-            .map(UpBody::Hyper))
-    }
-
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<GwBody> {
         self.route(req).await
     }
@@ -877,7 +878,7 @@ impl Gateway {
                     continue;
                 };
                 let ok = matches!(
-                    tokio::time::timeout(timeout, self.clients().hyper_for(d).request(req)).await,
+                    tokio::time::timeout(timeout, live.clients.hyper_for(d).request(req)).await,
                     Ok(Ok(r)) if r.status().is_success()
                 );
                 if let Some(s) = live.states.get(mi).and_then(|v| v.get(di)) {
@@ -1763,7 +1764,7 @@ impl Gateway {
             // answer's headers come only when it is complete: only the
             // request's total bounds them.
             let wait = if stream { ttft.min(left) } else { left };
-            let sending = self.send_upstream(dep, up_req);
+            let sending = live.clients.send(dep, up_req);
             let answer = if wait < left {
                 tokio::time::timeout(wait, sending).await.ok()
             } else {

@@ -766,19 +766,17 @@ fn beside(config: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     read_bounded(&dir.join(name)).ok()
 }
 
-/// Trusts the roots a reload read for upstreams, and its connect
-/// timeout: new clients when either changed.
-fn trust_upstreams(
+/// Applies `cfg` trusting `roots` for upstreams, and says so when the
+/// upstream clients were built again.
+fn apply_trusting(
     gw: &Gateway,
+    cfg: GatewayConfig,
     roots: Vec<rustls_pki_types::CertificateDer<'static>>,
-    connect_ms: u64,
 ) {
-    match gw.set_upstream_trust(roots, connect_ms) {
-        Ok(true) => eprintln!(
+    if gw.apply_trusting(cfg, Some(roots)) {
+        eprintln!(
             "skyward gateway: new connections to upstreams use the CA of upstream_ca_file and timeouts.connect_ms as they now are"
-        ),
-        Ok(false) => {}
-        Err(e) => eprintln!("skyward gateway: upstream clients not rebuilt, keeping the running ones: {e}"),
+        );
     }
 }
 
@@ -844,8 +842,7 @@ async fn watch_config(
                     }
                     last_tls = tls_bytes(&path, &cfg);
                     last_ca = ca_bytes(&path, &cfg);
-                    trust_upstreams(&gw, roots, cfg.timeouts.connect_ms);
-                    gw.apply(cfg);
+                    apply_trusting(&gw, cfg, roots);
                     if let (Some(tx), Some(a)) = (&tls, acceptor) {
                         tx.send_replace(a);
                     }
@@ -870,7 +867,7 @@ async fn watch_config(
             match tls_files(&path, cfg) {
                 Ok((_, roots)) => {
                     count(true);
-                    trust_upstreams(&gw, roots, cfg.timeouts.connect_ms);
+                    apply_trusting(&gw, cfg.clone(), roots);
                 }
                 Err(e) => {
                     count(false);
