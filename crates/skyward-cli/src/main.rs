@@ -73,6 +73,9 @@ enum Command {
     /// Commitments as stored, versioned objects (`apply FILE`, `list`, `history`).
     #[command(subcommand)]
     Contracts(cmd::contracts::ContractsCommand),
+    /// Simulate years of demand, prices, new chips, spot and outages
+    /// through the real control-plane core; compare policies.
+    Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cmd::catalog::run(&c),
         Command::Ledger(l) => cmd::ledger::run(&l),
         Command::Contracts(c) => cmd::contracts::run(&c),
+        Command::Simulate(a) => cmd::simulate::run(&a),
         Command::Bench(b) => cmd::bench::run(&b),
         Command::Up(a) => cmd::server::run_up(&a),
         Command::Server(a) => cmd::server::run_server(&a),

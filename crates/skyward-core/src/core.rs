@@ -864,6 +864,21 @@ impl Core {
         self.commands.pop_front()
     }
 
+    /// Hours on `accelerator` per hour of the workload's first
+    /// alternative (its relative speed, as walltimes are scaled): the
+    /// simulator runs work at this speed.
+    pub fn speed_scale(&self, id: WorkloadId, accelerator: &str) -> Option<f64> {
+        let w = self.workloads.get(&id)?;
+        let alt = w
+            .spec
+            .accelerators
+            .iter()
+            .position(|a| a.name.eq_ignore_ascii_case(accelerator))?;
+        self.class_hours
+            .get(w.class as usize)
+            .and_then(|h| h.get(alt).copied().flatten())
+    }
+
     /// The run's walltime on `accelerator`: `max_runtime_ms`, else
     /// `hours` scaled by that alternative's relative speed.
     fn walltime_ms(&self, w: &Workload, accelerator: &str) -> Option<Millis> {

@@ -31,7 +31,7 @@ enum Kind {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawContract {
+pub(crate) struct RawContract {
     name: String,
     kind: Kind,
     provider: String,
@@ -98,6 +98,17 @@ fn money(v: f64) -> Result<Amount, String> {
 
 pub fn parse(text: &str, file: &str) -> Result<Vec<Contract>, SpecError> {
     let raw: RawFile = serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
+    validate(raw.contracts, text, file)
+}
+
+/// The `contracts:` section of a file (a contracts file, or a scenario
+/// that carries its contracts), validated.
+pub(crate) fn validate(
+    contracts: Vec<RawContract>,
+    text: &str,
+    file: &str,
+) -> Result<Vec<Contract>, SpecError> {
+    let raw = RawFile { contracts };
     if raw.contracts.len() > CONTRACTS_MAX {
         return Err(SpecError::at(
             file,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fleet;
 pub mod job;
 pub mod locate;
+pub mod scenario;
 pub mod skypilot;
 pub mod text;
 

@@ -12,3 +12,4 @@ pub mod gateway;
 pub mod ledger;
 pub mod plan;
 pub mod server;
+pub mod simulate;

@@ -1,0 +1,252 @@
+//! `skyward simulate`: read a scenario, run its policies through the
+//! simulator (`skyward-sim`), render the comparison.
+
+use crate::error::{json, CliError};
+use crate::table::{num, Table};
+use crate::Output;
+use skyward_sim::report::PolicyReport;
+use skyward_sim::{Policy, Report};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// The scenario file (see examples/scenario.yaml).
+    scenario: PathBuf,
+    /// Policies to compare instead of the scenario's: skyward,
+    /// cheapest-per-task, single-cloud:PROVIDER (repeat or comma-separate).
+    #[arg(long = "policy", value_delimiter = ',')]
+    policies: Vec<String>,
+    /// The seed every random input is drawn from: the same scenario and
+    /// seed give the same report, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
+    let (shown, text) = crate::cmd::contracts::read_file(&a.scenario)?;
+    let sc = skyward_spec::scenario::parse(&text, &shown)?;
+    let mut policies = Vec::new();
+    for p in &a.policies {
+        policies.push(Policy::parse(p).map_err(|m| CliError::Input(format!("--policy: {m}")))?);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut last_tenth = u64::MAX;
+    let quiet = a.quiet;
+    let mut progress = |p: &skyward_sim::Progress| {
+        if quiet {
+            return;
+        }
+        let pct = p.now_ms as f64 / p.horizon_ms.max(1) as f64 * 100.0;
+        let line = format!(
+            "simulate: {:<20} {:>5.1}%  day {:>5}  {} workloads  {} events",
+            p.policy,
+            pct,
+            p.now_ms / skyward_sim::scenario::MS_PER_DAY,
+            p.workloads,
+            p.events
+        );
+        let mut err = std::io::stderr();
+        if tty {
+            let _ = write!(err, "\r{line}\x1b[K");
+            if p.now_ms >= p.horizon_ms {
+                let _ = writeln!(err);
+            }
+        } else {
+            let tenth = (pct / 10.0) as u64;
+            if tenth != last_tenth {
+                last_tenth = tenth;
+                let _ = writeln!(err, "{line}");
+            }
+        }
+    };
+    let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
+    match a.output {
+        Output::Json => outln!("{}", json(&report)?),
+        Output::Table => render(&report),
+    }
+    Ok(())
+}
+
+fn usd(a: skyward_ledger::Amount) -> String {
+    a.to_string()
+}
+
+fn render(r: &Report) {
+    outln!(
+        "{}: {} years from {}, seed {}",
+        r.scenario,
+        r.years,
+        r.start,
+        r.seed
+    );
+    outln!("");
+    let mut t = Table::new(&[
+        "policy",
+        "cost",
+        "list",
+        "billed",
+        "shortfall",
+        "prepaid",
+        "eff. discount",
+        "delay p50",
+        "delay p95",
+        "lost acc-h",
+        "failovers",
+        "unfinished",
+    ]);
+    for p in &r.policies {
+        let x = &p.total;
+        t.row(vec![
+            p.policy.clone(),
+            usd(x.cost_usd),
+            usd(x.list_usd),
+            usd(x.billed_usd),
+            usd(x.shortfall_usd),
+            usd(x.prepaid_usd),
+            format!("{:.1}%", x.effective_discount_pct),
+            duration(x.delay_s.p50),
+            duration(x.delay_s.p95),
+            num(x.lost_accelerator_hours.round()),
+            x.failovers.to_string(),
+            (p.pending_at_horizon + p.running_at_horizon).to_string(),
+        ]);
+    }
+    out!("{}", t.render());
+    for p in &r.policies {
+        render_policy(p);
+    }
+}
+
+fn render_policy(p: &PolicyReport) {
+    outln!("");
+    outln!(
+        "== {} ({} workloads, {} events; {} running and {} pending at the horizon{}{})",
+        p.policy,
+        p.workloads,
+        p.events,
+        p.running_at_horizon,
+        p.pending_at_horizon,
+        if p.refused > 0 {
+            format!("; {} refused, queue full", p.refused)
+        } else {
+            String::new()
+        },
+        if p.truncated {
+            "; arrivals stopped at workloads_max"
+        } else {
+            ""
+        }
+    );
+    let mut t = Table::new(&[
+        "year",
+        "from",
+        "cost",
+        "list",
+        "billed",
+        "shortfall",
+        "eff. discount",
+        "accelerator-hours",
+        "delay p50",
+        "delay p95",
+        "preempted",
+        "outages",
+        "lost acc-h",
+    ]);
+    for y in &p.years {
+        let hours = y
+            .accelerator_hours
+            .iter()
+            .map(|(k, v)| format!("{k} {}", num(v.round())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        t.row(vec![
+            y.year.to_string(),
+            y.from.clone(),
+            usd(y.cost_usd),
+            usd(y.list_usd),
+            usd(y.billed_usd),
+            usd(y.shortfall_usd),
+            format!("{:.1}%", y.effective_discount_pct),
+            hours,
+            duration(y.delay_s.p50),
+            duration(y.delay_s.p95),
+            y.preemptions.to_string(),
+            y.outages.to_string(),
+            num(y.lost_accelerator_hours.round()),
+        ]);
+    }
+    out!("{}", t.render());
+    if !p.contracts.is_empty() {
+        let mut t = Table::new(&[
+            "contract",
+            "provider",
+            "term",
+            "commit",
+            "burned",
+            "shortfall",
+            "headline",
+            "effective",
+            "status",
+        ]);
+        for c in &p.contracts {
+            t.row(vec![
+                c.name.clone(),
+                c.provider.clone(),
+                format!("{}..{}", c.start, c.end),
+                usd(c.commit_usd),
+                usd(c.burned_usd),
+                usd(c.shortfall_usd),
+                format!("{}%", num(c.discount_pct)),
+                format!("{:.1}%", c.effective_discount_pct),
+                c.status.clone(),
+            ]);
+        }
+        out!("{}", t.render());
+    }
+    let mut t = Table::new(&[
+        "stream",
+        "kind",
+        "submitted",
+        "completed",
+        "delay p50",
+        "delay p95",
+        "delay p99",
+        "SLO misses",
+        "interrupted",
+        "lost acc-h",
+    ]);
+    for s in &p.streams {
+        t.row(vec![
+            s.name.clone(),
+            s.kind.as_str().to_string(),
+            s.submitted.to_string(),
+            s.completed.to_string(),
+            duration(s.delay_s.p50),
+            duration(s.delay_s.p95),
+            duration(s.delay_s.p99),
+            s.slo_misses.to_string(),
+            s.interruptions.to_string(),
+            num(s.lost_accelerator_hours.round()),
+        ]);
+    }
+    out!("{}", t.render());
+}
+
+/// Seconds for people: 0s, 42s, 12m, 3.5h, 2.1d.
+fn duration(s: f64) -> String {
+    if s < 60.0 {
+        format!("{}s", s.round())
+    } else if s < 3600.0 {
+        format!("{}m", (s / 60.0).round())
+    } else if s < 86_400.0 {
+        format!("{:.1}h", s / 3600.0)
+    } else {
+        format!("{:.1}d", s / 86_400.0)
+    }
+}

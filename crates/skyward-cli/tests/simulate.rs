@@ -1,0 +1,171 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `skyward simulate` through the real binary: the comparison, JSON for
+//! scripts, byte-identical reruns, and hostile scenario files refused
+//! with the file, line and field.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const SCENARIO: &str = "name: two-clouds
+start: 2026-01-01
+years: 1
+policies: [skyward, cheapest-per-task]
+options: {cycle_min_gap_s: 10}
+sites:
+  - {name: aws-h100, provider: aws, region: us-east-1, accelerator: H100, accelerators: 128, price_usd_per_accelerator_hour: 6.88}
+  - {name: azure-h100, provider: azure, region: eastus, accelerator: H100, accelerators: 128, price_usd_per_accelerator_hour: 12.29}
+demand:
+  - {name: train, kind: train, arrivals_per_hour: 0.2, accelerators: H100:8, hours: {dist: exponential, mean: 8}, checkpoint_every_hours: 1}
+faults:
+  - {region: aws:us-east-1, at: 2026-06-01, hours: 24}
+contracts:
+  - {name: macc, kind: spend, provider: azure, start: 2026-01-01, term_years: 1, commit_usd: 500000, discount_pct: 20}
+";
+
+fn skyward() -> Command {
+    Command::cargo_bin("skyward").unwrap()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn simulate_compares_policies_in_tables_and_json_and_reruns_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "s.yaml", SCENARIO);
+    let table = skyward().args(["simulate", &file]).output().unwrap();
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    for want in [
+        "policy",
+        "skyward",
+        "cheapest-per-task",
+        "macc",
+        "train",
+        "eff. discount",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    // Progress went to stderr, not into the table.
+    assert!(String::from_utf8_lossy(&table.stderr).contains("100.0%"));
+    let run = |seed: &str| {
+        let out = skyward()
+            .args(["simulate", &file, "--seed", seed, "--quiet", "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(out.stderr.is_empty());
+        out.stdout
+    };
+    let a = run("5");
+    assert_eq!(a, run("5"), "same seed, same bytes");
+    let v: Value = serde_json::from_slice(&a).unwrap();
+    let policies = v["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 2);
+    assert_eq!(policies[0]["policy"], "skyward");
+    assert!(policies[0]["total"]["submitted"].as_u64().unwrap() > 1000);
+    assert_eq!(policies[0]["total"]["outages"], 1);
+    // One policy on the command line replaces the scenario's.
+    let out = skyward()
+        .args([
+            "simulate",
+            &file,
+            "--policy",
+            "single-cloud:azure",
+            "--quiet",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["policies"].as_array().unwrap().len(), 1);
+    assert_eq!(v["policies"][0]["policy"], "single-cloud:azure");
+    assert!(
+        v["policies"][0]["total"]["accelerator_hours"]["H100"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn bad_scenarios_are_refused_naming_the_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            SCENARIO.replace(
+                "hours: {dist: exponential, mean: 8}",
+                "hours: {dist: exponential, mean: 8}, nodez: 2",
+            ),
+            "nodez",
+        ),
+        (
+            SCENARIO.replace(
+                "accelerator: H100, accelerators: 128, price_usd_per_accelerator_hour: 12.29",
+                "accelerator: H1000, accelerators: 128, price_usd_per_accelerator_hour: 12.29",
+            ),
+            "sites[1].accelerator",
+        ),
+        (SCENARIO.replace("years: 1", "years: 0"), "years"),
+        (
+            SCENARIO.replace("at: 2026-06-01", "at: 2031-06-01"),
+            "faults[0].at",
+        ),
+        (
+            SCENARIO.replace("region: aws:us-east-1", "region: gcp:us-central1"),
+            "faults[0].region",
+        ),
+        (
+            SCENARIO.replace(
+                "policies: [skyward, cheapest-per-task]",
+                "policies: [cheapest]",
+            ),
+            "policies[0]",
+        ),
+        (SCENARIO.replace("mean: 8", "mean: -8"), "demand[0].hours"),
+        (
+            SCENARIO.replace("arrivals_per_hour: 0.2", "arrivals_per_hour: .nan"),
+            "demand[0].arrivals_per_hour",
+        ),
+        (
+            SCENARIO.replace("kind: spend", "kind: hourly"),
+            "contracts[0]",
+        ),
+        ("{{{".to_string(), "s.yaml"),
+    ];
+    for (text, field) in cases {
+        let file = write(&dir, "s.yaml", &text);
+        let out = skyward()
+            .args(["simulate", &file, "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {err}");
+        assert!(err.contains("s.yaml"), "{field}: {err}");
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let file = write(&dir, "s.yaml", SCENARIO);
+    let out = skyward()
+        .args(["simulate", &file, "--policy", "fastest"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--policy"));
+    let out = skyward()
+        .args([
+            "simulate",
+            &dir.path().join("missing.yaml").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,139 @@
+//! Workload arrivals from a stream's generator: a non-homogeneous Poisson
+//! process (growth, daily and weekly seasonality) by thinning, and work
+//! sizes from the stream's distribution. Each stream draws from its own
+//! seeded generator, so every policy sees the same arrivals.
+
+use crate::scenario::{Dist, Stream, MS_PER_DAY, MS_PER_HOUR};
+use skyward_core::Millis;
+use skyward_model::rng::SplitMix64;
+
+/// The growth year (365.25 days).
+pub const MS_PER_YEAR: f64 = 365.25 * MS_PER_DAY as f64;
+const MS_PER_WEEK: f64 = 7.0 * MS_PER_DAY as f64;
+/// Thinning works a window at a time, with the window's highest rate.
+const WINDOW_MS: Millis = MS_PER_DAY;
+
+/// One stream's arrivals, as an iterator of (time, work hours): nothing
+/// is held but the generator's state.
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    stream: Stream,
+    rng: SplitMix64,
+    t_ms: f64,
+    end_ms: Millis,
+}
+
+/// A stream's own generator, from the run's seed and its name.
+pub fn stream_rng(seed: u64, name: &str) -> SplitMix64 {
+    let mut named = SplitMix64::from_name(name);
+    SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ named.next_u64())
+}
+
+/// Exponential with this rate (per unit of the caller's time).
+pub fn exponential(rng: &mut SplitMix64, rate: f64) -> f64 {
+    -(1.0 - rng.unit()).ln() / rate
+}
+
+fn normal(rng: &mut SplitMix64) -> f64 {
+    // Box–Muller; 1 − u keeps the logarithm finite.
+    let u1 = 1.0 - rng.unit();
+    let u2 = rng.unit();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+pub fn draw_hours(rng: &mut SplitMix64, d: &Dist) -> f64 {
+    match *d {
+        Dist::Fixed { hours } => hours,
+        Dist::Exponential { mean_hours } => exponential(rng, 1.0 / mean_hours),
+        Dist::Uniform {
+            min_hours,
+            max_hours,
+        } => min_hours + (max_hours - min_hours) * rng.unit(),
+        Dist::LogNormal {
+            median_hours,
+            sigma,
+        } => median_hours * (sigma * normal(rng)).exp(),
+    }
+}
+
+impl Stream {
+    /// Arrivals per ms at `t_ms` (0 outside the stream's window).
+    pub fn rate_per_ms(&self, t_ms: f64) -> f64 {
+        let base = self.arrivals_per_hour / MS_PER_HOUR as f64;
+        let growth = (1.0 + self.growth_pct_per_year / 100.0)
+            .max(0.0)
+            .powf(t_ms / MS_PER_YEAR);
+        // The daily swing peaks at 14:00 UTC; the weekly one a week-
+        // quarter after the start date.
+        let day_phase = (t_ms / MS_PER_DAY as f64 - 14.0 / 24.0 + 0.25) * std::f64::consts::TAU;
+        let week_phase = (t_ms / MS_PER_WEEK) * std::f64::consts::TAU;
+        let daily = 1.0 + self.daily_amplitude_pct / 100.0 * day_phase.sin();
+        let weekly = 1.0 + self.weekly_amplitude_pct / 100.0 * week_phase.sin();
+        (base * growth * daily * weekly).max(0.0)
+    }
+
+    fn rate_max_per_ms(&self, from_ms: f64, to_ms: f64) -> f64 {
+        let base = self.arrivals_per_hour / MS_PER_HOUR as f64;
+        let g = (1.0 + self.growth_pct_per_year / 100.0).max(0.0);
+        let growth = g
+            .powf(from_ms / MS_PER_YEAR)
+            .max(g.powf(to_ms / MS_PER_YEAR));
+        base * growth
+            * (1.0 + self.daily_amplitude_pct.abs() / 100.0)
+            * (1.0 + self.weekly_amplitude_pct.abs() / 100.0)
+    }
+}
+
+impl Arrivals {
+    pub fn new(stream: &Stream, seed: u64, horizon_ms: Millis) -> Arrivals {
+        let end_ms = stream.until_ms.unwrap_or(horizon_ms).min(horizon_ms);
+        Arrivals {
+            rng: stream_rng(seed, &stream.name),
+            stream: stream.clone(),
+            t_ms: stream.from_ms as f64,
+            end_ms,
+        }
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = (Millis, f64);
+
+    fn next(&mut self) -> Option<(Millis, f64)> {
+        if let Some(every) = self.stream.every_ms {
+            let t = self.t_ms as Millis;
+            if t >= self.end_ms {
+                return None;
+            }
+            self.t_ms += every.max(1) as f64;
+            let hours = draw_hours(&mut self.rng, &self.stream.hours).max(1e-6);
+            return Some((t, hours));
+        }
+        loop {
+            if self.t_ms >= self.end_ms as f64 {
+                return None;
+            }
+            let window_end = ((self.t_ms as Millis / WINDOW_MS + 1) * WINDOW_MS) as f64;
+            let rate_max = self.stream.rate_max_per_ms(self.t_ms, window_end);
+            if rate_max <= 0.0 {
+                self.t_ms = window_end;
+                continue;
+            }
+            let t = self.t_ms + exponential(&mut self.rng, rate_max);
+            if t >= window_end {
+                // Memoryless: start again at the window's end with its rate.
+                self.t_ms = window_end;
+                continue;
+            }
+            self.t_ms = t;
+            if self.rng.unit() * rate_max > self.stream.rate_per_ms(t) {
+                continue;
+            }
+            if t >= self.end_ms as f64 {
+                return None;
+            }
+            let hours = draw_hours(&mut self.rng, &self.stream.hours).max(1e-6);
+            return Some((t as Millis, hours));
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Skyward's simulator: years of demand, prices, new chips, spot and
+//! outages, run through the real control-plane core (`skyward-core`, and
+//! the placement engine it uses) on a simulated clock, with money by the
+//! ledger's rules (`skyward-ledger`). Pure and deterministic: the same
+//! scenario and seed give the same report, byte for byte; no clock, no
+//! I/O, no global randomness (STYLE.md; Armada's simulator's leaks are the
+//! lesson).
+//!
+//! - [`scenario`]: the validated scenario (the YAML edge is
+//!   `skyward-spec::scenario`);
+//! - [`demand`]: arrivals and work sizes, as iterators;
+//! - [`run`]: the event loop driving the core;
+//! - [`report`]: tallies and the report per year and in total.
+
+pub mod demand;
+pub mod report;
+pub mod run;
+pub mod scenario;
+
+pub use report::PolicyReport;
+pub use run::{run, Progress};
+pub use scenario::{Policy, Scenario};
+
+use serde::Serialize;
+
+/// Every policy's run of a scenario, on the same seeded inputs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub start: String,
+    pub years: u32,
+    pub seed: u64,
+    pub policies: Vec<PolicyReport>,
+}
+
+/// Runs each policy in turn (the scenario's, or `policies` when given).
+pub fn simulate(
+    sc: &Scenario,
+    policies: &[Policy],
+    seed: u64,
+    progress: &mut dyn FnMut(&Progress),
+) -> Report {
+    let list = if policies.is_empty() {
+        &sc.policies[..]
+    } else {
+        policies
+    };
+    Report {
+        scenario: sc.name.clone(),
+        start: sc.start.date_string(),
+        years: sc.years,
+        seed,
+        policies: list.iter().map(|p| run(sc, p, seed, progress)).collect(),
+    }
+}

@@ -1,0 +1,224 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The simulator against independent computations: queueing theory
+//! (Erlang C), money worked by hand, and itself (determinism).
+
+use skyward_sim::{simulate, Policy, Scenario};
+
+fn scenario(yaml: &str) -> Scenario {
+    match skyward_spec::scenario::parse(yaml, "test.yaml") {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn quiet(_: &skyward_sim::Progress) {}
+
+/// Erlang C: the probability an arrival waits in an M/M/c queue with
+/// offered load `a` = λ/μ, and the mean wait Wq = C / (cμ − λ).
+fn erlang_c_wait_h(c: u32, lambda_per_h: f64, mu_per_h: f64) -> f64 {
+    let a = lambda_per_h / mu_per_h;
+    let mut term = 1.0;
+    let mut sum = 0.0;
+    for k in 0..c {
+        if k > 0 {
+            term *= a / f64::from(k);
+        }
+        sum += term;
+    }
+    let last = term * a / f64::from(c) * f64::from(c) / (f64::from(c) - a);
+    let p_wait = last / (sum + last);
+    p_wait / (f64::from(c) * mu_per_h - lambda_per_h)
+}
+
+/// Four identical accelerators, Poisson arrivals at 3 an hour, exponential
+/// work of mean 1 hour, one accelerator each, first come first served:
+/// an M/M/4 queue at 75 % load. Erlang C gives a mean wait of 0.5094 h
+/// (C = 13.5 / 26.5). Thirty years (about 790,000 arrivals) through the
+/// real core must come within 2 %.
+#[test]
+fn an_mmc_queue_waits_as_erlang_c_says() {
+    let sc = scenario(
+        "name: mmc
+start: 2026-01-01
+years: 30
+policies: [skyward]
+options: {cycle_min_gap_s: 0, walltime_step_pct: 0}
+sites:
+  - {name: s, provider: aws, region: us-east-1, accelerator: H100, accelerators: 4, price_usd_per_accelerator_hour: 1}
+demand:
+  - {name: q, kind: batch, arrivals_per_hour: 3, accelerators: H100:1, hours: {dist: exponential, mean: 1}}
+",
+    );
+    let want_h = erlang_c_wait_h(4, 3.0, 1.0);
+    assert!((want_h - 13.5 / 26.5).abs() < 1e-9, "{want_h}");
+    let r = simulate(&sc, &[], 7, &mut quiet);
+    let p = &r.policies[0];
+    let got_h = p.total.delay_s.mean / 3600.0;
+    let n = p.total.delay_s.count;
+    assert!(n > 700_000, "{n} arrivals started");
+    let err = (got_h - want_h).abs() / want_h;
+    eprintln!("M/M/4: mean wait {got_h:.4} h, Erlang C {want_h:.4} h, {n} jobs");
+    assert!(
+        err < 0.02,
+        "mean wait {got_h:.4} h against Erlang C's {want_h:.4} h ({:.2} % off, {n} jobs)",
+        err * 100.0
+    );
+}
+
+/// A year of one 8-accelerator, 10-hour job a day (365 jobs, each starting
+/// at midnight) on one site at $2.50 an accelerator-hour, dropping to
+/// $2.00 from 1 July. By hand:
+///   1 Jan – 30 Jun: 181 jobs × 80 acc-h × $2.50 = $36,200
+///   1 Jul – 31 Dec: 184 jobs × 80 acc-h × $2.00 = $29,440
+///   list $65,640; billed at the contract's 10 % off: $59,076;
+///   shortfall of the $100,000 commitment at the term's end: $40,924;
+///   paid $100,000: the effective discount is 1 − 100,000/65,640 = −52.3 %.
+#[test]
+fn a_deterministic_year_costs_what_the_hand_computation_says_to_the_cent() {
+    let sc = scenario(
+        "name: by-hand
+start: 2026-01-01
+years: 1
+policies: [skyward, cheapest-per-task]
+sites:
+  - name: s
+    provider: aws
+    region: us-east-1
+    accelerator: H100
+    accelerators: 8
+    price_usd_per_accelerator_hour: 2.5
+    price_steps: [{from: 2026-07-01, usd_per_accelerator_hour: 2.0}]
+demand:
+  - {name: daily, kind: train, every_hours: 24, accelerators: H100:8, hours: 10}
+contracts:
+  - {name: edp, kind: spend, provider: aws, start: 2026-01-01, term_years: 1, commit_usd: 100000, discount_pct: 10, shortfall: term-end}
+",
+    );
+    let r = simulate(&sc, &[], 1, &mut quiet);
+    for p in &r.policies {
+        let t = &p.total;
+        assert_eq!(t.list_usd.to_string(), "$65,640.00", "{}", p.policy);
+        assert_eq!(t.billed_usd.to_string(), "$59,076.00", "{}", p.policy);
+        assert_eq!(t.shortfall_usd.to_string(), "$40,924.00", "{}", p.policy);
+        assert_eq!(t.cost_usd.to_string(), "$100,000.00", "{}", p.policy);
+        let want = (1.0 - 100_000.0 / 65_640.0) * 100.0;
+        assert!(
+            (t.effective_discount_pct - want).abs() < 1e-6,
+            "{} against {want}",
+            t.effective_discount_pct
+        );
+        assert_eq!(t.completed, 365);
+        assert_eq!(t.accelerator_hours.get("H100").copied(), Some(365.0 * 80.0));
+        assert_eq!(t.delay_s.max, 0.0);
+        assert_eq!(p.contracts[0].status, "short");
+        assert_eq!(p.contracts[0].burned_usd.to_string(), "$59,076.00");
+    }
+}
+
+/// Yearly floors charge each year's gap at that year's end (the ledger's
+/// rule): two years of $29,200 list ($80 a day) against floors of $30,000
+/// and $20,000 and a $60,000 total, no discount: year 1 pays a $800 gap,
+/// year 2 none, and the term's end the rest: 60,000 − 58,400 − 800 = $800.
+#[test]
+fn yearly_floors_are_charged_at_each_years_end() {
+    let sc = scenario(
+        "name: floors
+start: 2026-01-01
+years: 2
+policies: [cheapest-per-task]
+sites:
+  - {name: s, provider: aws, region: us-east-1, accelerator: H100, accelerators: 8, price_usd_per_accelerator_hour: 1}
+demand:
+  - {name: daily, kind: batch, every_hours: 24, accelerators: H100:8, hours: 10}
+contracts:
+  - name: edp
+    kind: spend
+    provider: aws
+    start: 2026-01-01
+    term_years: 2
+    commit_usd: 60000
+    discount_pct: 0
+    shortfall: yearly
+    floors: [{year: 1, commit_usd: 30000}, {year: 2, commit_usd: 20000}]
+",
+    );
+    let r = simulate(&sc, &[], 1, &mut quiet);
+    let p = &r.policies[0];
+    // 365 and 365 days (2026 and 2027 are not leap years).
+    assert_eq!(p.years[0].list_usd.to_string(), "$29,200.00");
+    assert_eq!(p.years[1].list_usd.to_string(), "$29,200.00");
+    assert_eq!(p.years[0].shortfall_usd.to_string(), "$800.00");
+    assert_eq!(p.years[1].shortfall_usd.to_string(), "$800.00");
+    assert_eq!(p.total.cost_usd.to_string(), "$60,000.00");
+}
+
+const LAB: &str = "name: lab
+start: 2026-01-01
+years: 1
+policies: [skyward, cheapest-per-task, single-cloud:aws]
+options: {cycle_min_gap_s: 10}
+sites:
+  - {name: aws-h100, provider: aws, region: us-east-1, accelerator: H100, accelerators: 256, price_usd_per_accelerator_hour: 6.88, price_change_pct_per_year: -15}
+  - {name: aws-spot, provider: aws, region: us-east-1, accelerator: H100, accelerators: 16, spot: true, price_usd_per_accelerator_hour: 1.28, preemptions_per_hour: 0.1}
+  - {name: azure-h100, provider: azure, region: eastus, accelerator: H100, accelerators: 256, price_usd_per_accelerator_hour: 12.29}
+  - {name: aws-b200, provider: aws, region: us-east-1, accelerator: B200, from: 2026-07-01, accelerators: 32, price_usd_per_accelerator_hour: 14.24}
+demand:
+  - {name: train, kind: train, arrivals_per_hour: 0.3, growth_pct_per_year: 30, accelerators: [H100:8, B200:8], hours: {dist: lognormal, median: 6, sigma: 1}, checkpoint_every_hours: 1}
+  - {name: evals, kind: batch, arrivals_per_hour: 3, daily_amplitude_pct: 50, accelerators: H100:1, hours: {dist: exponential, mean: 2}, spot: allowed, checkpoint_every_hours: 0.5}
+  - {name: serve, kind: serve, every_hours: 24, accelerators: H100:8, hours: 20, slo_start_minutes: 10, priority: 5}
+faults:
+  - {region: aws:us-east-1, at: 2026-03-01, hours: 48}
+  - {provider: azure, per_year: 2, mean_hours: 6}
+contracts:
+  - {name: macc, kind: spend, provider: azure, start: 2026-01-01, term_years: 1, commit_usd: 1000000, discount_pct: 20}
+";
+
+/// The same scenario and seed give the same report, byte for byte; another
+/// seed gives another.
+#[test]
+fn the_same_scenario_and_seed_give_byte_identical_reports() {
+    let sc = scenario(LAB);
+    let a = serde_json::to_string(&simulate(&sc, &[], 42, &mut quiet)).unwrap_or_default();
+    let b = serde_json::to_string(&simulate(&sc, &[], 42, &mut quiet)).unwrap_or_default();
+    let c = serde_json::to_string(&simulate(&sc, &[], 43, &mut quiet)).unwrap_or_default();
+    assert!(a.len() > 1000);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+/// Every policy sees the same arrivals; a single-cloud policy uses only
+/// its provider's sites; the outage cuts runs short and work moves;
+/// spot runs are preempted; use-it-or-lose-it: with Azure's commitment
+/// far from met, Skyward burns more of it than the cheapest-per-task
+/// policy, which never looks at commitments, and pays less in all.
+#[test]
+fn policies_see_the_same_demand_and_differ_where_they_should() {
+    let sc = scenario(LAB);
+    let r = simulate(&sc, &[], 3, &mut quiet);
+    let by = |name: &str| {
+        r.policies
+            .iter()
+            .find(|p| p.policy == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let (sky, cheap, aws) = (
+        by("skyward"),
+        by("cheapest-per-task"),
+        by("single-cloud:aws"),
+    );
+    for p in [sky, cheap, aws] {
+        assert_eq!(p.total.submitted, sky.total.submitted, "{}", p.policy);
+        assert!(p.total.outages >= 1, "{}", p.policy);
+    }
+    assert!(sky.total.submitted > 25_000);
+    assert!(sky.total.preemptions > 0);
+    assert!(sky.total.failovers > 0);
+    let azure_burn = |p: &skyward_sim::PolicyReport| p.contracts[0].burned_usd;
+    assert_eq!(azure_burn(aws), skyward_ledger::Amount::ZERO);
+    assert!(azure_burn(sky) > azure_burn(cheap));
+    assert!(sky.total.cost_usd < cheap.total.cost_usd);
+    // The AWS-only policy burns nothing on Azure and pays the whole
+    // commitment as shortfall.
+    assert_eq!(aws.contracts[0].shortfall_usd.to_string(), "$1,000,000.00");
+    let _ = Policy::Skyward;
+}
