@@ -663,9 +663,11 @@ impl LocalExecutor {
                     "{vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null &\np{rank}=$!\n"
                 ));
             } else {
-                // Each node's code is left in a file as it ends.
+                // Each node's code is left in a file as it ends, written
+                // whole then renamed: the loop below must never read the
+                // file created but still empty (it read as a failure, 1).
                 w.push_str(&format!(
-                    "( {vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null; echo $? > ../.skyward-rank-{attempt}-{rank} ) &\n"
+                    "( {vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null; echo $? > ../.skyward-rank-{attempt}-{rank}.tmp && /bin/mv -f ../.skyward-rank-{attempt}-{rank}.tmp ../.skyward-rank-{attempt}-{rank} ) &\n"
                 ));
             }
         }
