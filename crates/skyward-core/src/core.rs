@@ -868,7 +868,10 @@ impl Core {
     /// alternative (its relative speed, as walltimes are scaled): the
     /// simulator runs work at this speed.
     pub fn speed_scale(&self, id: WorkloadId, accelerator: &str) -> Option<f64> {
-        let w = self.workloads.get(&id)?;
+        self.scale_of(self.workloads.get(&id)?, accelerator)
+    }
+
+    fn scale_of(&self, w: &Workload, accelerator: &str) -> Option<f64> {
         let alt = w
             .spec
             .accelerators
@@ -886,15 +889,7 @@ impl Core {
             return Some(m);
         }
         let hours = w.spec.hours?;
-        let alt = w
-            .spec
-            .accelerators
-            .iter()
-            .position(|a| a.name.eq_ignore_ascii_case(accelerator))?;
-        let scale = self
-            .class_hours
-            .get(w.class as usize)
-            .and_then(|h| h.get(alt).copied().flatten())?;
+        let scale = self.scale_of(w, accelerator)?;
         Some((hours * scale * 3_600_000.0).ceil() as Millis)
     }
 

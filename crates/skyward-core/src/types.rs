@@ -73,6 +73,24 @@ pub struct LiveCommitment {
     pub free_usd: Usd,
 }
 
+impl LiveCommitment {
+    /// The scheduler's view of the ledger's live state
+    /// (`skyward_ledger::live`): one conversion for the server and the
+    /// simulator.
+    pub fn from_ledger(live: &[skyward_ledger::live::LiveCommitment]) -> Vec<LiveCommitment> {
+        live.iter()
+            .map(|c| LiveCommitment {
+                name: c.name.clone(),
+                provider: c.provider.clone(),
+                discount_pct: c.discount_pct,
+                free_usd: Usd::from_micros(
+                    (c.free.0 / 1_000_000).clamp(0, i128::from(i64::MAX)) as i64
+                ),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Input {
     /// The commitments' live state (replaces the last one).

@@ -9,7 +9,6 @@
 use crate::db::Db;
 use skyward_ledger::live::LiveCommitment;
 use skyward_ledger::time::Timestamp;
-use skyward_model::Usd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -87,16 +86,7 @@ fn store_err(e: skyward_store::StoreError) -> crate::db::DbError {
 
 /// The core's view: billed dollars free per commitment.
 pub fn to_core(live: &[LiveCommitment]) -> Vec<skyward_core::LiveCommitment> {
-    live.iter()
-        .map(|c| skyward_core::LiveCommitment {
-            name: c.name.clone(),
-            provider: c.provider.clone(),
-            discount_pct: c.discount_pct,
-            free_usd: Usd::from_micros(
-                (c.free.0 / 1_000_000).clamp(0, i128::from(i64::MAX)) as i64,
-            ),
-        })
-        .collect()
+    skyward_core::LiveCommitment::from_ledger(live)
 }
 
 /// Recomputes the live state in the background until the receiver is

@@ -1,7 +1,7 @@
 //! What a run measured: streaming tallies while it runs, then the report
 //! per year and in total (money exact, in the ledger's amounts).
 
-use crate::scenario::{Kind, Scenario};
+use crate::scenario::{year_index, Kind, Scenario};
 use serde::Serialize;
 use skyward_ledger::contracts::{Contract, Terms};
 use skyward_ledger::projection::{self, Year};
@@ -47,7 +47,6 @@ pub struct Tally {
     pub burn: Vec<Vec<Amount>>,
     pub truncated: bool,
     pub refused: u64,
-    pub stale: u64,
     pub running_at_horizon: u64,
     pub pending_at_horizon: u64,
 }
@@ -75,7 +74,6 @@ impl Tally {
             contract_years,
             truncated: false,
             refused: 0,
-            stale: 0,
             running_at_horizon: 0,
             pending_at_horizon: 0,
         }
@@ -272,12 +270,8 @@ pub fn build(
     workloads: u64,
 ) -> PolicyReport {
     let horizon = sc.start.plus_months(12 * i64::from(sc.years));
-    let year_of_ts = |t: Timestamp| -> usize {
-        (0..sc.years as usize)
-            .rev()
-            .find(|&y| sc.start.plus_months(12 * y as i64) <= t)
-            .unwrap_or(0)
-    };
+    let starts = sc.year_starts_ms();
+    let year_of_ts = |t: Timestamp| year_index(&starts, sc.ms_at(t));
     // Shortfalls, charged when they fall due within the horizon.
     let mut contracts = Vec::new();
     for (ci, c) in spend.iter().enumerate() {

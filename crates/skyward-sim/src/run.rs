@@ -37,9 +37,8 @@
 
 use crate::demand::{exponential, stream_rng, Arrivals, MS_PER_YEAR};
 use crate::report::{self, Tally};
-use crate::scenario::{Policy, Scenario, Scope, SiteModel, When, MS_PER_HOUR};
-use skyward_core::WorkloadId;
-use skyward_core::{Command, Config, Core, Input, JobSpec, Millis, Record, SiteSpec, State};
+use crate::scenario::{year_index, Policy, Scenario, SiteModel, When, MS_PER_DAY, MS_PER_HOUR};
+use skyward_core::{Command, Config, Core, Input, Millis, Record, SiteSpec, State, WorkloadId};
 use skyward_ledger::contracts::{Contract, Terms};
 use skyward_ledger::status::DayRow;
 use skyward_ledger::Amount;
@@ -76,16 +75,17 @@ enum Ev {
     Arrival(u32),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Outage {
     start_ms: Millis,
     end_ms: Millis,
-    sites: Vec<u32>,
+    /// The fault it comes from: its sites are `Sim::fault_sites`.
+    fault: u32,
 }
 
 #[derive(Debug)]
-struct SimSite {
-    model: SiteModel,
+struct SimSite<'a> {
+    model: &'a SiteModel,
     /// Whether the policy lets the core see it at all.
     in_policy: bool,
     /// The spec last registered with the core (None: not yet).
@@ -144,9 +144,11 @@ struct Sim<'a> {
     horizon_ms: Millis,
     heap: BinaryHeap<Reverse<(Millis, u64, Ev)>>,
     seq: u64,
-    sites: Vec<SimSite>,
+    sites: Vec<SimSite<'a>>,
     site_index: BTreeMap<String, u32>,
     outages: Vec<Outage>,
+    /// The sites each fault takes down.
+    fault_sites: Vec<Vec<u32>>,
     update_times: Vec<Millis>,
     next_update: usize,
     arrivals: Vec<Arrivals>,
@@ -186,7 +188,7 @@ impl<'a> Sim<'a> {
                     Policy::SingleCloud(p) => m.region.provider == *p,
                     _ => true,
                 },
-                model: m.clone(),
+                model: m,
                 registered: None,
                 down: 0,
                 taken_out: false,
@@ -198,6 +200,18 @@ impl<'a> Sim<'a> {
             .iter()
             .enumerate()
             .map(|(i, s)| (s.model.name.clone(), i as u32))
+            .collect();
+        let fault_sites = sc
+            .faults
+            .iter()
+            .map(|f| {
+                sc.sites
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| f.scope.covers(s))
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            })
             .collect();
         let outages = outages(sc, seed, horizon_ms);
         let update_times = update_times(sc, horizon_ms);
@@ -225,6 +239,7 @@ impl<'a> Sim<'a> {
             sites,
             site_index,
             outages,
+            fault_sites,
             update_times,
             next_update: 0,
             arrivals,
@@ -237,9 +252,7 @@ impl<'a> Sim<'a> {
             row_index: BTreeMap::new(),
             provider_usage: BTreeMap::new(),
             next_hours: vec![0.0; sc.demand.len()],
-            year_starts: (0..sc.years)
-                .map(|y| sc.ms_at(sc.start.plus_months(12 * i64::from(y))))
-                .collect(),
+            year_starts: sc.year_starts_ms(),
             tally,
             events: 0,
         }
@@ -254,8 +267,8 @@ impl<'a> Sim<'a> {
         if let Some(t) = self.update_times.first().copied() {
             self.push(t, Ev::SiteUpdate);
         }
-        for (i, o) in self.outages.clone().iter().enumerate() {
-            self.push(o.start_ms, Ev::OutageStart(i as u32));
+        for i in 0..self.outages.len() {
+            self.push(self.outages[i].start_ms, Ev::OutageStart(i as u32));
         }
         if self.policy == Policy::Skyward && !self.spend_contracts.is_empty() {
             self.push(0, Ev::Commitments);
@@ -315,11 +328,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The scenario year (0-based) `ms` falls in.
     fn year(&self, ms: Millis) -> usize {
-        self.year_starts
-            .partition_point(|&s| s <= ms)
-            .saturating_sub(1)
+        year_index(&self.year_starts, ms)
     }
 
     fn on_event(&mut self, ev: Ev) {
@@ -336,11 +346,9 @@ impl<'a> Sim<'a> {
     }
 
     fn feed(&mut self, input: Input) {
-        if self.core.handle(self.now, input).is_err() {
-            // Stale reports (a stop for a run the core already took back)
-            // change nothing, as on the server.
-            self.tally.stale += 1;
-        }
+        // A refused input changed nothing (a stop for a run the core has
+        // already taken back is stale, as on the server).
+        let _ = self.core.handle(self.now, input);
     }
 
     /// Carries out every command, feeding back what the sites answer,
@@ -354,8 +362,8 @@ impl<'a> Sim<'a> {
                         site,
                         accelerators,
                         attempt,
-                        walltime_ms,
-                    } => self.dispatch(id.0, &site, accelerators, attempt, walltime_ms),
+                        ..
+                    } => self.dispatch(id.0, &site, accelerators, attempt),
                     Command::CancelOnSite { id, site, attempt } => {
                         self.cancel_on_site(id.0, &site, attempt)
                     }
@@ -388,25 +396,10 @@ impl<'a> Sim<'a> {
 
     fn arrive(&mut self, stream: u32) {
         let hours = self.next_hours[stream as usize];
-        let s = &self.sc.demand[stream as usize];
         let id = self.next_id;
         self.next_id += 1;
-        let spec = JobSpec {
-            name: s.name.clone(),
-            accelerators: s.accelerators.clone(),
-            nodes: s.nodes,
-            priority: s.priority,
-            providers: s.providers.clone(),
-            regions: s.regions.clone(),
-            residency: s.residency.clone(),
-            compliance: s.compliance.clone(),
-            spot: s.spot,
-            hours: Some(walltime_hours(hours, self.sc.options.walltime_step_pct)),
-            max_runtime_ms: None,
-            preemptible: s.preemptible,
-            team: s.team.clone(),
-            recovery: Default::default(),
-        };
+        let mut spec = self.sc.demand[stream as usize].job.clone();
+        spec.hours = Some(walltime_hours(hours, self.sc.options.walltime_step_pct));
         self.jobs.insert(
             id,
             Job {
@@ -438,14 +431,7 @@ impl<'a> Sim<'a> {
         self.next_arrival(stream);
     }
 
-    fn dispatch(
-        &mut self,
-        id: u64,
-        site: &str,
-        accelerators: u32,
-        attempt: u32,
-        walltime_ms: Option<Millis>,
-    ) {
+    fn dispatch(&mut self, id: u64, site: &str, accelerators: u32, attempt: u32) {
         let Some(&si) = self.site_index.get(site) else {
             return;
         };
@@ -455,16 +441,16 @@ impl<'a> Sim<'a> {
         }
         let now = self.now;
         // The core's walltime is the rounded-up estimate at the site's
-        // relative speed; the truth is the work at that same speed.
+        // relative speed; the truth is the work at that same speed (an
+        // accelerator without a throughput figure runs at the first's).
         let accelerator = &self.sites[si as usize].model.accelerator;
-        let scale = self.core.speed_scale(WorkloadId(id), accelerator);
+        let scale = self
+            .core
+            .speed_scale(WorkloadId(id), accelerator)
+            .unwrap_or(1.0);
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let scale = scale.unwrap_or_else(|| {
-            let spec_hours = walltime_hours(job.work_h, self.sc.options.walltime_step_pct);
-            walltime_ms.map_or(1.0, |w| w as f64 / (spec_hours * MS_PER_HOUR as f64))
-        });
         let full_ms = job.work_h * scale * MS_PER_HOUR as f64;
         let left_ms = ((1.0 - job.progress) * full_ms).round().max(1.0) as Millis;
         let stream = job.stream as usize;
@@ -592,13 +578,15 @@ impl<'a> Sim<'a> {
         let Some(&si) = self.site_index.get(site) else {
             return;
         };
-        let prepaid = self.sites[si as usize].model.prepaid;
-        let accelerator = self.sites[si as usize].model.accelerator.clone();
+        let model = self.sites[si as usize].model;
         let year = self.year(from);
-        *self.tally.years[year]
-            .accelerator_hours
-            .entry(accelerator)
-            .or_insert(0.0) += accelerator_hours;
+        let hours = &mut self.tally.years[year].accelerator_hours;
+        match hours.get_mut(&model.accelerator) {
+            Some(h) => *h += accelerator_hours,
+            None => {
+                hours.insert(model.accelerator.clone(), accelerator_hours);
+            }
+        }
         let list_total = Amount(i128::from(cost_usd.micros()) * 1_000_000);
         // Spread over the days it ran, in exact amounts (the last piece
         // takes the remainder).
@@ -606,7 +594,7 @@ impl<'a> Sim<'a> {
         let mut given = Amount::ZERO;
         let mut t = from;
         while t < to.max(from + 1) {
-            let day_end = (t / crate::scenario::MS_PER_DAY + 1) * crate::scenario::MS_PER_DAY;
+            let day_end = (t / MS_PER_DAY + 1) * MS_PER_DAY;
             let piece_end = day_end.min(to.max(from + 1));
             let list = if piece_end >= to {
                 list_total - given
@@ -614,7 +602,7 @@ impl<'a> Sim<'a> {
                 Amount(list_total.0 * i128::from(piece_end - t) / i128::from(span))
             };
             given += list;
-            self.bill(si, t, list, prepaid);
+            self.bill(si, t, list, model.prepaid);
             t = piece_end;
         }
     }
@@ -679,18 +667,9 @@ impl<'a> Sim<'a> {
     fn refresh_commitments(&mut self) {
         let at = self.sc.timestamp(self.now);
         let live = skyward_ledger::live::live(&self.spend_contracts, at, &self.rows);
-        let live = live
-            .iter()
-            .map(|c| skyward_core::LiveCommitment {
-                name: c.name.clone(),
-                provider: c.provider.clone(),
-                discount_pct: c.discount_pct,
-                free_usd: Usd::from_micros(
-                    (c.free.0 / 1_000_000).clamp(0, i128::from(i64::MAX)) as i64
-                ),
-            })
-            .collect();
-        self.feed(Input::Commitments { live });
+        self.feed(Input::Commitments {
+            live: skyward_core::LiveCommitment::from_ledger(&live),
+        });
         let next = self.now + self.sc.options.commitments_refresh_ms.max(1);
         self.push(next, Ev::Commitments);
     }
@@ -761,9 +740,9 @@ impl<'a> Sim<'a> {
     }
 
     fn outage_start(&mut self, o: u32) {
-        let outage = self.outages[o as usize].clone();
+        let outage = self.outages[o as usize];
         self.push(outage.end_ms, Ev::OutageEnd(o));
-        for &si in &outage.sites {
+        for si in self.fault_sites[outage.fault as usize].clone() {
             let s = &mut self.sites[si as usize];
             s.down += 1;
             if s.down > 1 {
@@ -796,8 +775,8 @@ impl<'a> Sim<'a> {
     }
 
     fn outage_end(&mut self, o: u32) {
-        let sites = self.outages[o as usize].sites.clone();
-        for si in sites {
+        let fault = self.outages[o as usize].fault as usize;
+        for si in self.fault_sites[fault].clone() {
             let s = &mut self.sites[si as usize];
             s.down = s.down.saturating_sub(1);
             if s.down > 0 {
@@ -814,36 +793,21 @@ impl<'a> Sim<'a> {
         for si in 0..self.sites.len() {
             self.accrue(si);
         }
-        // Runs still going are billed to the horizon.
-        let running: Vec<u64> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.run.is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        // Runs still going are billed to the horizon by the core's own
+        // cancel. They are not cut short (no lost work): the sites forget
+        // them first, so the cancel's stop finds nothing to cut.
+        let mut running = Vec::new();
+        for (id, job) in &mut self.jobs {
+            if job.run.take().is_some() {
+                running.push(*id);
+            }
+        }
         self.tally.running_at_horizon = running.len() as u64;
         for id in running {
             self.feed(Input::Cancel { id: WorkloadId(id) });
-            self.drain_horizon();
         }
+        self.drain();
         self.tally.pending_at_horizon = self.core.pending_count() as u64;
-    }
-
-    /// As `drain`, but a run stopped at the horizon is not lost work.
-    fn drain_horizon(&mut self) {
-        while let Some(c) = self.core.poll_command() {
-            if let Command::RecordUsage {
-                site,
-                accelerator_hours,
-                cost_usd,
-                from,
-                to,
-                ..
-            } = c
-            {
-                self.usage(&site, accelerator_hours, cost_usd, from, to);
-            }
-        }
     }
 
     fn finish(self) -> report::PolicyReport {
@@ -922,24 +886,16 @@ fn update_times(sc: &Scenario, horizon_ms: Millis) -> Vec<Millis> {
 /// The outage schedule, the same for every policy: scheduled ones, and
 /// each rate's Poisson process from its own generator.
 fn outages(sc: &Scenario, seed: u64, horizon_ms: Millis) -> Vec<Outage> {
-    let sites_of = |scope: &Scope| -> Vec<u32> {
-        sc.sites
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| scope.covers(s))
-            .map(|(i, _)| i as u32)
-            .collect()
-    };
     let mut out = Vec::new();
     for (i, f) in sc.faults.iter().enumerate() {
-        let sites = sites_of(&f.scope);
+        let fault = i as u32;
         match f.when {
             When::At { at_ms, duration_ms } => {
                 if at_ms < horizon_ms {
                     out.push(Outage {
                         start_ms: at_ms,
                         end_ms: at_ms + duration_ms.max(1),
-                        sites,
+                        fault,
                     });
                 }
             }
@@ -961,7 +917,7 @@ fn outages(sc: &Scenario, seed: u64, horizon_ms: Millis) -> Vec<Outage> {
                     out.push(Outage {
                         start_ms: t as Millis,
                         end_ms: t as Millis + (d as Millis).max(1),
-                        sites: sites.clone(),
+                        fault,
                     });
                 }
             }

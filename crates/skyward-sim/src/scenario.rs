@@ -5,10 +5,10 @@
 //! calendar for contracts and years.
 
 use serde::Serialize;
-use skyward_core::Millis;
+use skyward_core::{JobSpec, Millis};
 use skyward_ledger::contracts::Contract;
 use skyward_ledger::Timestamp;
-use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
+use skyward_model::{RegionKey, Usd};
 
 pub const MS_PER_HOUR: Millis = 3_600_000;
 pub const MS_PER_DAY: Millis = 24 * MS_PER_HOUR;
@@ -50,16 +50,19 @@ impl Scenario {
         Timestamp(self.start.0 + (ms / 1000) as i64)
     }
 
-    /// Which scenario year (0-based) `ms` falls in: years are calendar
-    /// years from the start date, like contract years.
-    pub fn year_of(&self, ms: Millis) -> usize {
-        let t = self.timestamp(ms);
-        let mut y = 0;
-        while y + 1 < self.years as usize && self.start.plus_months(12 * (y as i64 + 1)) <= t {
-            y += 1;
-        }
-        y
+    /// Where each scenario year starts, in ms: years are calendar years
+    /// from the start date, like contract years.
+    pub fn year_starts_ms(&self) -> Vec<Millis> {
+        (0..self.years)
+            .map(|y| self.ms_at(self.start.plus_months(12 * i64::from(y))))
+            .collect()
     }
+}
+
+/// The scenario year (0-based) `ms` falls in, from
+/// [`Scenario::year_starts_ms`].
+pub fn year_index(starts: &[Millis], ms: Millis) -> usize {
+    starts.partition_point(|&s| s <= ms).saturating_sub(1)
 }
 
 /// Knobs of the simulated control plane; the defaults are the server's.
@@ -224,23 +227,16 @@ pub struct Stream {
     /// Arrivals only in [from, until).
     pub from_ms: Millis,
     pub until_ms: Option<Millis>,
-    pub accelerators: Vec<AcceleratorRequest>,
-    pub nodes: u32,
+    /// What each workload asks for, as the server's workload file says it
+    /// (`hours` is set per workload from `hours` below).
+    pub job: JobSpec,
     pub hours: Dist,
-    pub priority: i32,
-    pub providers: Vec<String>,
-    pub regions: Vec<String>,
-    pub residency: Vec<String>,
-    pub compliance: Vec<String>,
-    pub spot: SpotPolicy,
     /// Work since the last checkpoint is lost when a run is cut short;
     /// None: all of it.
     pub checkpoint_interval_ms: Option<Millis>,
     /// A serving workload not (re)started within this long misses its
     /// SLO.
     pub slo_start_ms: Option<Millis>,
-    pub preemptible: bool,
-    pub team: String,
 }
 
 /// What an outage takes down.

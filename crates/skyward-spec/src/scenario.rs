@@ -8,6 +8,7 @@ use crate::fleet::OneOrMany;
 use crate::locate::{line_of, line_of_key};
 use serde::Deserialize;
 use skyward_catalog::accelerators::AcceleratorTable;
+use skyward_core::JobSpec;
 use skyward_ledger::Timestamp;
 use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
 use skyward_sim::scenario::{
@@ -447,6 +448,25 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
             return Err(e("nodes", "must be from 1 to 4096".into()));
         }
         let list = |v: Option<OneOrMany>| v.map(OneOrMany::into_vec).unwrap_or_default();
+        let job = JobSpec {
+            name: d.name.clone(),
+            accelerators,
+            nodes,
+            priority: d.priority.unwrap_or(0),
+            providers: list(d.providers)
+                .into_iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
+            regions: list(d.regions),
+            residency: list(d.residency),
+            compliance: list(d.compliance),
+            spot: d.spot.unwrap_or(SpotPolicy::Never),
+            hours: None,
+            max_runtime_ms: None,
+            preemptible: d.preemptible,
+            team: d.team.unwrap_or_else(|| "default".into()),
+            recovery: Default::default(),
+        };
         demand.push(Stream {
             name: d.name,
             kind: d.kind,
@@ -460,18 +480,8 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
                 .map_err(|m| e("weekly_amplitude_pct", m))?,
             from_ms,
             until_ms,
-            accelerators,
-            nodes,
+            job,
             hours,
-            priority: d.priority.unwrap_or(0),
-            providers: list(d.providers)
-                .into_iter()
-                .map(|p| p.to_ascii_lowercase())
-                .collect(),
-            regions: list(d.regions),
-            residency: list(d.residency),
-            compliance: list(d.compliance),
-            spot: d.spot.unwrap_or(SpotPolicy::Never),
             checkpoint_interval_ms: match d.checkpoint_every_hours {
                 Some(h) => Some(hours_ms(h).map_err(|m| e("checkpoint_every_hours", m))?),
                 None => None,
@@ -480,8 +490,6 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
                 Some(m) => Some(hours_ms(m / 60.0).map_err(|m| e("slo_start_minutes", m))?),
                 None => None,
             },
-            preemptible: d.preemptible,
-            team: d.team.unwrap_or_else(|| "default".into()),
         });
     }
 

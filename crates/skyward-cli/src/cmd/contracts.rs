@@ -62,7 +62,8 @@ pub fn run(c: &ContractsCommand) -> Result<(), CliError> {
     }
 }
 
-/// A contracts file's text, bounded to the spec size limit; errors name it.
+/// A spec file's text (contracts, scenario), bounded to the spec size limit;
+/// errors name it.
 pub fn read_file(path: &Path) -> Result<(String, String), CliError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
