@@ -139,6 +139,30 @@ fn bad_scenarios_are_refused_naming_the_file_line_and_field() {
             SCENARIO.replace("kind: spend", "kind: hourly"),
             "contracts[0]",
         ),
+        // Ignored silently before: growth on a regular stream, an empty
+        // arrival window.
+        (
+            SCENARIO.replace(
+                "arrivals_per_hour: 0.2",
+                "every_hours: 5, growth_pct_per_year: 30",
+            ),
+            "demand[0].growth_pct_per_year",
+        ),
+        (
+            SCENARIO.replace(
+                "arrivals_per_hour: 0.2",
+                "arrivals_per_hour: 0.2, from: 2026-06-01, until: 2026-03-01",
+            ),
+            "demand[0].until",
+        ),
+        // Millions of outages expected: refused before they are drawn.
+        (
+            SCENARIO.replace(
+                "  - {region: aws:us-east-1, at: 2026-06-01, hours: 24}",
+                &"  - {provider: aws, per_year: 10000, mean_hours: 1}\n".repeat(200),
+            ),
+            "faults",
+        ),
         ("{{{".to_string(), "s.yaml"),
     ];
     for (text, field) in cases {

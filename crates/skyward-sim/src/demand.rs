@@ -3,7 +3,7 @@
 //! sizes from the stream's distribution. Each stream draws from its own
 //! seeded generator, so every policy sees the same arrivals.
 
-use crate::scenario::{Dist, Stream, MS_PER_DAY, MS_PER_HOUR};
+use crate::scenario::{Dist, Stream, MS_PER_DAY, MS_PER_HOUR, WORK_HOURS_MAX};
 use skyward_core::Millis;
 use skyward_model::rng::SplitMix64;
 
@@ -41,8 +41,9 @@ fn normal(rng: &mut SplitMix64) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// Work in hours, within (0, [`WORK_HOURS_MAX`]].
 pub fn draw_hours(rng: &mut SplitMix64, d: &Dist) -> f64 {
-    match *d {
+    let h = match *d {
         Dist::Fixed { hours } => hours,
         Dist::Exponential { mean_hours } => exponential(rng, 1.0 / mean_hours),
         Dist::Uniform {
@@ -53,7 +54,8 @@ pub fn draw_hours(rng: &mut SplitMix64, d: &Dist) -> f64 {
             median_hours,
             sigma,
         } => median_hours * (sigma * normal(rng)).exp(),
-    }
+    };
+    h.clamp(1e-6, WORK_HOURS_MAX)
 }
 
 impl Stream {
@@ -106,7 +108,7 @@ impl Iterator for Arrivals {
                 return None;
             }
             self.t_ms += every.max(1) as f64;
-            let hours = draw_hours(&mut self.rng, &self.stream.hours).max(1e-6);
+            let hours = draw_hours(&mut self.rng, &self.stream.hours);
             return Some((t, hours));
         }
         loop {
@@ -132,8 +134,35 @@ impl Iterator for Arrivals {
             if t >= self.end_ms as f64 {
                 return None;
             }
-            let hours = draw_hours(&mut self.rng, &self.stream.hours).max(1e-6);
+            let hours = draw_hours(&mut self.rng, &self.stream.hours);
             return Some((t as Millis, hours));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::WORK_HOURS_MAX;
+
+    /// A lognormal with sigma 5 reaches 10^13 times its median: unbounded,
+    /// a workload's walltime in ms would overflow the clock. Every draw
+    /// stays within 100 years, and a tame distribution is left alone.
+    #[test]
+    fn drawn_work_is_bounded() {
+        let mut rng = SplitMix64::new(1);
+        let wild = Dist::LogNormal {
+            median_hours: 800_000.0,
+            sigma: 5.0,
+        };
+        let mut top = 0.0f64;
+        for _ in 0..100_000 {
+            let h = draw_hours(&mut rng, &wild);
+            assert!(h > 0.0 && h <= WORK_HOURS_MAX, "{h}");
+            top = top.max(h);
+        }
+        assert_eq!(top, WORK_HOURS_MAX);
+        let tame = Dist::Fixed { hours: 10.0 };
+        assert_eq!(draw_hours(&mut rng, &tame), 10.0);
     }
 }

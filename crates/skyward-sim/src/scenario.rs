@@ -17,6 +17,12 @@ pub const YEARS_MAX: u32 = 30;
 pub const SITES_MAX: usize = 10_000;
 pub const STREAMS_MAX: usize = 1_000;
 pub const FAULTS_MAX: usize = 100_000;
+/// Outages a scenario may expect over its horizon (scheduled ones and each
+/// rate × years): they are drawn before the run.
+pub const OUTAGES_MAX: f64 = 1_000_000.0;
+/// A workload's work is at most 100 years: drawn work is clamped to it
+/// (a long tail would otherwise overflow the millisecond clock).
+pub const WORK_HOURS_MAX: f64 = 876_600.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {

@@ -13,7 +13,7 @@ use skyward_ledger::Timestamp;
 use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
 use skyward_sim::scenario::{
     Dist, Fault, Kind, Options, Policy, Scenario, Scope, SiteModel, Stream, When, FAULTS_MAX,
-    MS_PER_DAY, MS_PER_HOUR, SITES_MAX, STREAMS_MAX, YEARS_MAX,
+    MS_PER_DAY, MS_PER_HOUR, OUTAGES_MAX, SITES_MAX, STREAMS_MAX, YEARS_MAX,
 };
 use std::collections::BTreeSet;
 
@@ -304,8 +304,7 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
         let mut capacity = vec![(appears, s.accelerators)];
         for (k, c) in s.capacity.iter().enumerate() {
             let t = at_ms(date(&c.from).map_err(|m| e(&format!("capacity[{k}].from"), m))?);
-            if t <= capacity.last().map_or(0, |x| x.0) && !(k == 0 && t == appears && appears == 0)
-            {
+            if t <= capacity.last().map_or(0, |x| x.0) {
                 return Err(e(
                     &format!("capacity[{k}].from"),
                     "steps must be in time order, after the site appears".into(),
@@ -391,7 +390,23 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
                     "must be more than 0 and at most 1,000,000".into(),
                 ))
             }
-            (None, Some(h)) => (0.0, Some(hours_ms(h).map_err(|m| e("every_hours", m))?)),
+            (None, Some(h)) => {
+                // A regular stream has no rate to grow or swing: refused,
+                // not ignored.
+                for (key, v) in [
+                    ("growth_pct_per_year", d.growth_pct_per_year),
+                    ("daily_amplitude_pct", d.daily_amplitude_pct),
+                    ("weekly_amplitude_pct", d.weekly_amplitude_pct),
+                ] {
+                    if v.is_some() {
+                        return Err(e(
+                            key,
+                            "applies to arrivals_per_hour, not to every_hours".into(),
+                        ));
+                    }
+                }
+                (0.0, Some(hours_ms(h).map_err(|m| e("every_hours", m))?))
+            }
             _ => {
                 return Err(e(
                     "arrivals_per_hour",
@@ -443,6 +458,12 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
             Some(u) => Some(at_ms(date(u).map_err(|m| e("until", m))?)),
             None => None,
         };
+        if until_ms.is_some_and(|u| u <= from_ms) {
+            return Err(e(
+                "until",
+                "must be after from (no arrivals otherwise)".into(),
+            ));
+        }
         let nodes = d.nodes.unwrap_or(1);
         if nodes == 0 || nodes > 4096 {
             return Err(e("nodes", "must be from 1 to 4096".into()));
@@ -565,6 +586,22 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
             }
         };
         faults.push(Fault { scope, when });
+    }
+    // Outages are drawn before the run: their expected number is bounded.
+    let expected: f64 = faults
+        .iter()
+        .map(|f| match f.when {
+            When::At { .. } => 1.0,
+            When::Rate { per_year, .. } => per_year * f64::from(raw.years),
+        })
+        .sum();
+    if expected > OUTAGES_MAX {
+        return Err(top(
+            "faults",
+            format!(
+                "about {expected:.0} outages expected over the horizon; at most {OUTAGES_MAX:.0}"
+            ),
+        ));
     }
 
     let contracts = crate::contracts::validate(raw.contracts, text, file)?;
