@@ -94,6 +94,58 @@ fn simulate_compares_policies_in_tables_and_json_and_reruns_identically() {
             .unwrap()
             > 0.0
     );
+    // A sweep: one row per point and policy, JSON with the settings.
+    let out = skyward()
+        .args([
+            "simulate",
+            &file,
+            "--sweep",
+            "commit=50,200",
+            "--policy",
+            "skyward",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("commit") && text.contains("200"), "{text}");
+    let out = skyward()
+        .args([
+            "simulate",
+            &file,
+            "--sweep",
+            "commit=50,200",
+            "--policy",
+            "skyward",
+            "--quiet",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(
+        points[1]["settings"][0],
+        serde_json::json!(["commit", 200.0])
+    );
+    for bad in ["speed=1", "commit=", "demand=0", "growth=2000"] {
+        let out = skyward()
+            .args(["simulate", &file, "--sweep", bad, "--quiet"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--sweep"),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -10,12 +10,14 @@
 //!   `skyward-spec::scenario`);
 //! - [`demand`]: arrivals and work sizes, as iterators;
 //! - [`run`]: the event loop driving the core;
-//! - [`report`]: tallies and the report per year and in total.
+//! - [`report`]: tallies and the report per year and in total;
+//! - [`sweep`]: the scenario over a grid of knobs.
 
 pub mod demand;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 
 pub use report::PolicyReport;
 pub use run::{run, Progress};

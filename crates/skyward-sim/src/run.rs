@@ -30,7 +30,7 @@
 //! simulated ledger, as the server's refresher computes it.
 //!
 //! Not modelled yet (issue 15 continues): demand replayed from traces,
-//! sweeps over a parameter, the HTML report, hourly and capacity
+//! the HTML report, hourly and capacity
 //! commitments (prepaid sites stand for reserved capacity), egress and
 //! latency costs, and a run that spans a price change is billed at the
 //! price when it ends (the core's `RecordUsage`).

@@ -65,18 +65,7 @@ demand:
     );
 }
 
-/// A year of one 8-accelerator, 10-hour job a day (365 jobs, each starting
-/// at midnight) on one site at $2.50 an accelerator-hour, dropping to
-/// $2.00 from 1 July. By hand:
-///   1 Jan – 30 Jun: 181 jobs × 80 acc-h × $2.50 = $36,200
-///   1 Jul – 31 Dec: 184 jobs × 80 acc-h × $2.00 = $29,440
-///   list $65,640; billed at the contract's 10 % off: $59,076;
-///   shortfall of the $100,000 commitment at the term's end: $40,924;
-///   paid $100,000: the effective discount is 1 − 100,000/65,640 = −52.3 %.
-#[test]
-fn a_deterministic_year_costs_what_the_hand_computation_says_to_the_cent() {
-    let sc = scenario(
-        "name: by-hand
+const HAND: &str = "name: by-hand
 start: 2026-01-01
 years: 1
 policies: [skyward, cheapest-per-task]
@@ -92,8 +81,19 @@ demand:
   - {name: daily, kind: train, every_hours: 24, accelerators: H100:8, hours: 10}
 contracts:
   - {name: edp, kind: spend, provider: aws, start: 2026-01-01, term_years: 1, commit_usd: 100000, discount_pct: 10, shortfall: term-end}
-",
-    );
+";
+
+/// A year of one 8-accelerator, 10-hour job a day (365 jobs, each starting
+/// at midnight) on one site at $2.50 an accelerator-hour, dropping to
+/// $2.00 from 1 July. By hand:
+///   1 Jan – 30 Jun: 181 jobs × 80 acc-h × $2.50 = $36,200
+///   1 Jul – 31 Dec: 184 jobs × 80 acc-h × $2.00 = $29,440
+///   list $65,640; billed at the contract's 10 % off: $59,076;
+///   shortfall of the $100,000 commitment at the term's end: $40,924;
+///   paid $100,000: the effective discount is 1 − 100,000/65,640 = −52.3 %.
+#[test]
+fn a_deterministic_year_costs_what_the_hand_computation_says_to_the_cent() {
+    let sc = scenario(HAND);
     let r = simulate(&sc, &[], 1, &mut quiet);
     for p in &r.policies {
         let t = &p.total;
@@ -113,6 +113,52 @@ contracts:
         assert_eq!(p.contracts[0].status, "short");
         assert_eq!(p.contracts[0].burned_usd.to_string(), "$59,076.00");
     }
+}
+
+/// The hand-worked year above, swept over commitment size and demand. By
+/// hand: at 1× demand list is $65,640 and billed $59,076; at 2× (a job
+/// every 12 hours: 362 jobs at $200, then 368 at $160) list is $131,280 and
+/// billed $118,152. Paid = max(billed, commitment):
+///   commit 50 % ($50,000):  $59,076 and $118,152
+///   commit 100 %:           $100,000 and $118,152
+///   commit 150 %:           $150,000 and $150,000
+#[test]
+fn a_sweep_over_commitment_and_demand_matches_the_hand_computation() {
+    let sc = scenario(HAND);
+    let axes = [
+        skyward_sim::sweep::Axis::parse("commit=50,100,150").unwrap(),
+        skyward_sim::sweep::Axis::parse("demand=1,2").unwrap(),
+    ];
+    let r =
+        skyward_sim::sweep::sweep(&sc, &axes, &[Policy::CheapestPerTask], 1, &mut quiet).unwrap();
+    let got: Vec<(f64, f64, String)> = r
+        .points
+        .iter()
+        .map(|p| {
+            (
+                p.settings[0].1,
+                p.settings[1].1,
+                p.report.policies[0].total.cost_usd.to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (50.0, 1.0, "$59,076.00"),
+        (50.0, 2.0, "$118,152.00"),
+        (100.0, 1.0, "$100,000.00"),
+        (100.0, 2.0, "$118,152.00"),
+        (150.0, 1.0, "$150,000.00"),
+        (150.0, 2.0, "$150,000.00"),
+    ];
+    assert_eq!(got.len(), want.len());
+    for ((c, d, cost), (wc, wd, wcost)) in got.iter().zip(want) {
+        assert_eq!((*c, *d, cost.as_str()), (wc, wd, wcost));
+    }
+    // A knob that changes nothing here is refused, not run.
+    let growth = skyward_sim::sweep::Axis::parse("growth=0,30").unwrap();
+    assert!(skyward_sim::sweep::sweep(&sc, &[growth], &[], 1, &mut quiet).is_err());
+    assert!(skyward_sim::sweep::Axis::parse("demand=0").is_err());
+    assert!(skyward_sim::sweep::Axis::parse("speed=1").is_err());
 }
 
 /// Yearly floors charge each year's gap at that year's end (the ledger's

@@ -5,6 +5,7 @@ use crate::error::{json, CliError};
 use crate::table::{num, Table};
 use crate::Output;
 use skyward_sim::report::PolicyReport;
+use skyward_sim::sweep::{Axis, SweepReport};
 use skyward_sim::{Policy, Report};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -21,6 +22,12 @@ pub struct SimulateArgs {
     /// seed give the same report, byte for byte.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run the grid of a knob's values (repeat for a product of knobs):
+    /// growth=0,15,30 (%/year of every stream), demand=0.5,1,2 (× arrival
+    /// rates), commit=50,100 (% of each commitment), price-change=-20,-10
+    /// (%/year of every site).
+    #[arg(long = "sweep", value_name = "KNOB=V1,V2,…")]
+    sweeps: Vec<String>,
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
@@ -65,12 +72,58 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             }
         }
     };
+    if !a.sweeps.is_empty() {
+        let mut axes = Vec::new();
+        for s in &a.sweeps {
+            axes.push(Axis::parse(s).map_err(|m| CliError::Input(format!("--sweep: {m}")))?);
+        }
+        let report = skyward_sim::sweep::sweep(&sc, &axes, &policies, a.seed, &mut progress)
+            .map_err(CliError::Input)?;
+        match a.output {
+            Output::Json => outln!("{}", json(&report)?),
+            Output::Table => render_sweep(&report),
+        }
+        return Ok(());
+    }
     let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
     match a.output {
         Output::Json => outln!("{}", json(&report)?),
         Output::Table => render(&report),
     }
     Ok(())
+}
+
+/// One row per point and policy: how the answer moves along the grid.
+fn render_sweep(r: &SweepReport) {
+    outln!("{}: sweep, seed {}", r.scenario, r.seed);
+    outln!("");
+    let mut headers: Vec<&str> = r.axes.iter().map(|a| a.knob.name()).collect();
+    headers.extend([
+        "policy",
+        "cost",
+        "list",
+        "shortfall",
+        "eff. discount",
+        "delay p95",
+        "unfinished",
+    ]);
+    let mut t = Table::new(&headers);
+    for p in &r.points {
+        for q in &p.report.policies {
+            let mut row: Vec<String> = p.settings.iter().map(|(_, v)| num(*v)).collect();
+            row.extend([
+                q.policy.clone(),
+                usd(q.total.cost_usd),
+                usd(q.total.list_usd),
+                usd(q.total.shortfall_usd),
+                format!("{:.1}%", q.total.effective_discount_pct),
+                duration(q.total.delay_s.p95),
+                (q.pending_at_horizon + q.running_at_horizon).to_string(),
+            ]);
+            t.row(row);
+        }
+    }
+    out!("{}", t.render());
 }
 
 fn usd(a: skyward_ledger::Amount) -> String {
