@@ -42,6 +42,10 @@ pub struct Config {
     /// failure (doubling with each further one, up to the max).
     pub failover_backoff_ms: Millis,
     pub failover_backoff_max_ms: Millis,
+    /// Keep why each placement went where it did (`placed_why`, what
+    /// `skyward explain` shows). The simulator, which never shows them,
+    /// turns it off: the words cost a tenth of a cycle.
+    pub explain: bool,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             teams: BTreeMap::new(),
             failover_backoff_ms: FAILOVER_BACKOFF_MS,
             failover_backoff_max_ms: FAILOVER_BACKOFF_MAX_MS,
+            explain: true,
         }
     }
 }
@@ -116,6 +121,9 @@ struct Workload {
     attempt: u32,
     /// Scheduling class: workloads with equal requirements share it.
     class: u32,
+    /// Workloads whose sites pass the same checks share it (the class
+    /// without walltime and team).
+    filter: u32,
     /// Why it is still pending: reason → sites rejected for it (last
     /// cycle), shared by the workloads of a class.
     why: Arc<BTreeMap<&'static str, u32>>,
@@ -164,6 +172,17 @@ type ClassKey = (
     String,
 );
 
+/// What decides which sites pass a workload's checks (capacity aside).
+type FilterKey = (
+    Vec<(String, u32)>,
+    u32,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    SpotPolicy,
+);
+
 fn class_key(spec: &JobSpec) -> ClassKey {
     (
         spec.accelerators
@@ -190,6 +209,66 @@ enum RunEnd {
     At(Millis),
     /// It never ran: no usage.
     NeverRan,
+}
+
+/// The sites in name order and their providers, kept between cycles
+/// until a site registers or is removed.
+#[derive(Debug, Clone, Default)]
+struct SiteOrder {
+    names: Vec<String>,
+    /// Providers by name, then [`PREPAID`]: prepaid (reserved) sites are
+    /// priced as one more "provider" whose spend costs nothing (using them
+    /// adds no cost and burns no commitment).
+    providers: Vec<String>,
+    /// Each site's index in `providers`.
+    site_provider: Vec<usize>,
+}
+
+impl SiteOrder {
+    fn of(sites: &BTreeMap<String, Site>) -> SiteOrder {
+        let mut providers: Vec<String> = sites
+            .values()
+            .filter_map(|s| s.spec.as_ref().map(|x| x.region.provider.clone()))
+            .collect();
+        providers.sort();
+        providers.dedup();
+        let prepaid = providers.len();
+        let site_provider = sites
+            .values()
+            .map(|site| match site.spec.as_ref() {
+                Some(x) if x.prepaid => prepaid,
+                spec => spec
+                    .and_then(|x| providers.iter().position(|p| *p == x.region.provider))
+                    .unwrap_or(0),
+            })
+            .collect();
+        providers.push(PREPAID.to_string());
+        SiteOrder {
+            names: sites.keys().cloned().collect(),
+            providers,
+            site_provider,
+        }
+    }
+}
+
+/// A site that passes every check of a class but capacity.
+#[derive(Debug, Clone)]
+struct ClassSite {
+    site: usize,
+    /// Accelerators the gang takes there, of the site's `capacity`.
+    need: u32,
+    capacity: u32,
+    price: Usd,
+    /// Hours relative to the first alternative (the walltime's scale).
+    hours: f64,
+}
+
+/// One class's sites in a cycle.
+#[derive(Debug, Clone, Default)]
+struct ClassSites {
+    ok: Vec<ClassSite>,
+    /// Sites turned down, by reason.
+    why: BTreeMap<&'static str, u32>,
 }
 
 /// Capacity held on a site for a waiting gang during one cycle.
@@ -219,12 +298,26 @@ pub struct Core {
     cfg: Config,
     workloads: BTreeMap<WorkloadId, Workload>,
     pending: BTreeSet<(i64, u64, WorkloadId)>,
+    /// Pending work that no site could ever take at its last cycle (the
+    /// wrong accelerator, residency, compliance, too big…: no reason that
+    /// running work ending would lift), by class, in queue order. Cycles
+    /// skip it until the sites change (a site registers or comes back),
+    /// so a backlog nobody can place costs nothing per cycle. Still
+    /// pending to every reader: its count, its position and its `why`.
+    parked: BTreeMap<u32, BTreeSet<(i64, u64, WorkloadId)>>,
     sites: BTreeMap<String, Site>,
+    /// The sites' names in order, shared by the cycles until a site is
+    /// added or removed (then emptied, and rebuilt by the next cycle).
+    site_order: Arc<SiteOrder>,
+    /// Per filter, the sites that pass its checks, kept between cycles
+    /// until the sites change.
+    filter_sites: BTreeMap<u32, Arc<ClassSites>>,
     dispatch_deadlines: BTreeSet<(Millis, WorkloadId)>,
     commands: VecDeque<Command>,
     next_cycle: Option<Millis>,
     seq: u64,
     classes: BTreeMap<ClassKey, u32>,
+    filters: BTreeMap<FilterKey, u32>,
     /// Per class, each alternative's hours relative to the first (None:
     /// no throughput figure), as `skyward plan` scales them.
     class_hours: Vec<Vec<Option<f64>>>,
@@ -242,6 +335,9 @@ pub struct Core {
     requeue_notes: Vec<(WorkloadId, String)>,
     /// When places avoided after failures open again (a cycle then).
     avoid_ends: BTreeSet<Millis>,
+    /// Pending workloads put in queue order by all cycles so far (the
+    /// queue's share of a cycle's work).
+    ordered_total: u64,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -261,12 +357,17 @@ impl Core {
             cfg,
             workloads: BTreeMap::new(),
             pending: BTreeSet::new(),
+            parked: BTreeMap::new(),
+            site_order: Arc::default(),
+            filter_sites: BTreeMap::new(),
+            ordered_total: 0,
             sites: BTreeMap::new(),
             dispatch_deadlines: BTreeSet::new(),
             commands: VecDeque::new(),
             next_cycle: None,
             seq: 0,
             classes: BTreeMap::new(),
+            filters: BTreeMap::new(),
             class_hours: Vec::new(),
             accelerators: AcceleratorTable::builtin(),
             commitments: Vec::new(),
@@ -277,6 +378,22 @@ impl Core {
             requeue_notes: Vec::new(),
             avoid_ends: BTreeSet::new(),
         }
+    }
+
+    fn filter_of(&mut self, spec: &JobSpec) -> u32 {
+        let (accelerators, nodes, providers, regions, residency, compliance, spot, _, _) =
+            class_key(spec);
+        let key = (
+            accelerators,
+            nodes,
+            providers,
+            regions,
+            residency,
+            compliance,
+            spot,
+        );
+        let n = self.filters.len() as u32;
+        *self.filters.entry(key).or_insert(n)
     }
 
     fn class_of(&mut self, spec: &JobSpec) -> u32 {
@@ -349,6 +466,7 @@ impl Core {
         for snap in snapshots {
             core.seq += 1;
             let class = core.class_of(&snap.spec);
+            let filter = core.filter_of(&snap.spec);
             core.workloads.insert(
                 snap.id,
                 Workload {
@@ -357,6 +475,7 @@ impl Core {
                     state: snap.state,
                     attempt: snap.attempt,
                     class,
+                    filter,
                     why: Arc::default(),
                     deadline: None,
                     placed_why: Vec::new(),
@@ -430,6 +549,17 @@ impl Core {
         self.commands.push_back(c);
     }
 
+    /// A site registered, came back, was lost or removed: what cycles
+    /// keep about the sites is dropped, and parked work is judged again
+    /// at the next cycle.
+    fn sites_changed(&mut self) {
+        self.site_order = Arc::default();
+        self.filter_sites.clear();
+        for (_, set) in std::mem::take(&mut self.parked) {
+            self.pending.extend(set);
+        }
+    }
+
     /// Something changed: a cycle soon (now, or `cycle_min_gap_ms` after
     /// the last one), unless one is due sooner.
     fn wake(&mut self, now: Millis) {
@@ -444,13 +574,18 @@ impl Core {
 
     fn transition(&mut self, id: WorkloadId, state: State, now: Millis) {
         if let Some(w) = self.workloads.get_mut(&id) {
-            if matches!(w.state, State::Pending) {
-                self.pending
-                    .remove(&(-i64::from(w.spec.priority), w.seq, id));
+            let key = (-i64::from(w.spec.priority), w.seq, id);
+            if matches!(w.state, State::Pending) && !self.pending.remove(&key) {
+                if let Some(set) = self.parked.get_mut(&w.class) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.parked.remove(&w.class);
+                    }
+                }
             }
             if matches!(state, State::Pending) {
-                self.pending
-                    .insert((-i64::from(w.spec.priority), w.seq, id));
+                // Back in the queue: judged again at the next cycle.
+                self.pending.insert(key);
             } else {
                 w.why = Arc::default();
             }
@@ -553,6 +688,7 @@ impl Core {
                 }
                 self.seq += 1;
                 let class = self.class_of(&spec);
+                let filter = self.filter_of(&spec);
                 self.pending
                     .insert((-i64::from(spec.priority), self.seq, id));
                 self.workloads.insert(
@@ -563,6 +699,7 @@ impl Core {
                         state: State::Pending,
                         attempt: 0,
                         class,
+                        filter,
                         why: Arc::default(),
                         deadline: None,
                         placed_why: Vec::new(),
@@ -613,6 +750,7 @@ impl Core {
                 site.spec = Some(spec);
                 site.alive = true;
                 site.last_heartbeat = now;
+                self.sites_changed();
                 // Reconcile: work the core saw start there but the site no
                 // longer runs was lost (the site restarted); take it back.
                 // An unacknowledged dispatch may still be on its way, so it
@@ -641,6 +779,7 @@ impl Core {
                 s.last_heartbeat = now;
                 if !s.alive {
                     s.alive = true;
+                    self.sites_changed();
                     self.wake(now);
                 }
                 Ok(())
@@ -741,6 +880,7 @@ impl Core {
                     .get_mut(&site)
                     .ok_or_else(|| Rejected::UnknownSite(site.clone()))?;
                 s.alive = false;
+                self.sites_changed();
                 let on_site: Vec<WorkloadId> = self
                     .on_site(&site)
                     .into_iter()
@@ -764,6 +904,7 @@ impl Core {
                     self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
                 }
                 self.sites.remove(&site);
+                self.sites_changed();
                 Ok(())
             }
         }
@@ -804,6 +945,7 @@ impl Core {
         for name in lost {
             if let Some(s) = self.sites.get_mut(&name) {
                 s.alive = false;
+                self.sites_changed();
             }
             let on_site: Vec<WorkloadId> = self
                 .workloads
@@ -885,12 +1027,10 @@ impl Core {
     /// The run's walltime on `accelerator`: `max_runtime_ms`, else
     /// `hours` scaled by that alternative's relative speed.
     fn walltime_ms(&self, w: &Workload, accelerator: &str) -> Option<Millis> {
-        if let Some(m) = w.spec.max_runtime_ms {
-            return Some(m);
+        match w.spec.max_runtime_ms {
+            Some(m) => Some(m),
+            None => walltime_at(&w.spec, self.scale_of(w, accelerator)?),
         }
-        let hours = w.spec.hours?;
-        let scale = self.scale_of(w, accelerator)?;
-        Some((hours * scale * 3_600_000.0).ceil() as Millis)
     }
 
     /// When the work now on each site ends, by its walltime: site →
@@ -931,16 +1071,16 @@ impl Core {
     /// without a walltime), and how many accelerators will be spare then.
     fn reservation(
         &self,
-        site: &str,
+        s: &Site,
+        used: u32,
         need: u32,
         now: Millis,
         ends: &[(Option<Millis>, u32)],
     ) -> Option<Reservation> {
-        let s = self.sites.get(site)?;
         let cap = s.spec.as_ref()?.accelerators;
         let mut ends = ends.to_vec();
         ends.sort_by_key(|(t, _)| t.unwrap_or(Millis::MAX));
-        let mut free = cap.saturating_sub(s.used);
+        let mut free = cap.saturating_sub(used);
         let mut shadow = Some(now);
         let mut it = ends.iter().peekable();
         while free < need {
@@ -971,6 +1111,37 @@ impl Core {
             None => 0,
         };
         Some(Reservation { shadow, spare })
+    }
+
+    /// The sites (by index) that pass every check of `w`'s class but
+    /// capacity, with what it needs there, and how many sites each other
+    /// check turned down.
+    fn class_sites(&self, w: &Workload, sites: &[Option<&Site>]) -> ClassSites {
+        let hours = self
+            .class_hours
+            .get(w.class as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut out = ClassSites::default();
+        for (si, site) in sites.iter().enumerate() {
+            let Some(site) = site else {
+                continue;
+            };
+            match site_verdict(&w.spec, hours, site, false) {
+                Ok((need, price, h)) => {
+                    let spec = site.spec.as_ref();
+                    out.ok.push(ClassSite {
+                        site: si,
+                        need,
+                        capacity: spec.map_or(0, |s| s.accelerators),
+                        price,
+                        hours: h,
+                    });
+                }
+                Err(r) => *out.why.entry(r).or_insert(0) += 1,
+            }
+        }
+        out
     }
 
     /// Billed dollars per provider that commitments charge anyway, less
@@ -1040,15 +1211,6 @@ impl Core {
     ///    fallback, so the cycle never does worse than the greedy order.
     fn schedule(&mut self, now: Millis) {
         self.last_cycle_at = Some(now);
-        // Accelerators each team holds now (dispatched or running).
-        let mut team_used: BTreeMap<String, u32> = BTreeMap::new();
-        for w in self.workloads.values() {
-            if let State::Dispatched { accelerators, .. } | State::Running { accelerators, .. } =
-                &w.state
-            {
-                *team_used.entry(w.spec.team.clone()).or_insert(0) += accelerators;
-            }
-        }
         // Priority, then teams in turn by fair share, FIFO within a team.
         let queued: Vec<crate::policy::Queued<'_>> = self
             .pending
@@ -1070,49 +1232,43 @@ impl Core {
                 })
             })
             .collect();
+        self.ordered_total += queued.len() as u64;
+        // Accelerators each team holds now (dispatched or running), for
+        // fair shares and quotas: one pass over the workloads, needed
+        // only when teams are configured or more than one team waits.
+        let mut team_used: BTreeMap<String, u32> = BTreeMap::new();
+        let one_team = queued.windows(2).all(|p| p[0].team == p[1].team);
+        if !self.cfg.teams.is_empty() || !one_team {
+            for w in self.workloads.values() {
+                if let State::Dispatched { accelerators, .. }
+                | State::Running { accelerators, .. } = &w.state
+                {
+                    *team_used.entry(w.spec.team.clone()).or_insert(0) += accelerators;
+                }
+            }
+        }
         let order = crate::policy::fair_order(&queued, &team_used, &self.cfg.teams);
         drop(queued);
         // The cycle's market: sites in name order, providers by name.
-        let site_names: Vec<String> = self.sites.keys().cloned().collect();
-        let mut providers: Vec<String> = self
+        if self.site_order.providers.is_empty() || self.site_order.names.len() != self.sites.len() {
+            self.site_order = Arc::new(SiteOrder::of(&self.sites));
+        }
+        let site_order = self.site_order.clone();
+        let (site_names, providers, site_provider) = (
+            &site_order.names,
+            &site_order.providers,
+            &site_order.site_provider,
+        );
+        let prepaid = providers.len() - 1;
+        let site_free: Vec<u32> = self
             .sites
             .values()
-            .filter_map(|s| s.spec.as_ref().map(|x| x.region.provider.clone()))
-            .collect();
-        providers.sort();
-        providers.dedup();
-        // Prepaid (reserved) sites are priced as one more "provider"
-        // whose spend costs nothing: using them adds no cost and burns no
-        // commitment.
-        let prepaid = providers.len();
-        let site_provider: Vec<usize> = site_names
-            .iter()
-            .map(|n| {
-                let spec = self.sites.get(n).and_then(|s| s.spec.as_ref());
-                match spec {
-                    Some(x) if x.prepaid => prepaid,
-                    _ => spec
-                        .and_then(|x| providers.iter().position(|p| *p == x.region.provider))
-                        .unwrap_or(0),
-                }
+            .map(|s| match (&s.spec, s.alive) {
+                (Some(x), true) => x.accelerators.saturating_sub(s.used),
+                _ => 0,
             })
             .collect();
-        let site_free: Vec<u32> = site_names
-            .iter()
-            .map(|n| {
-                self.sites
-                    .get(n)
-                    .filter(|s| s.alive)
-                    .and_then(|s| {
-                        s.spec
-                            .as_ref()
-                            .map(|x| x.accelerators.saturating_sub(s.used))
-                    })
-                    .unwrap_or(0)
-            })
-            .collect();
-        let (mut free_usd, mut factor) = self.commitment_room(&providers, now);
-        providers.push(PREPAID.to_string());
+        let (mut free_usd, mut factor) = self.commitment_room(&providers[..prepaid], now);
         free_usd.push(0.0);
         factor.push(0.0);
         // List spend this cycle has put on each provider so far (step 1).
@@ -1128,7 +1284,15 @@ impl Core {
         // restrict, so a class that fits nowhere stays that way until the
         // next one.
         let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
-        let mut reserved: BTreeMap<String, Reservation> = BTreeMap::new();
+        // Hopeless for good (until the sites change): parked after step 1.
+        let mut to_park: Vec<(u32, WorkloadId)> = Vec::new();
+        // Per filter, the sites that pass every check but capacity, judged
+        // once per cycle (the checks are the class's, not the workload's).
+        let mut by_class: BTreeMap<u32, Arc<ClassSites>> = self.filter_sites.clone();
+        let site_refs: Vec<Option<&Site>> = self.sites.values().map(Some).collect();
+        // Accelerators in use per site, step 1's admissions included.
+        let mut used: Vec<u32> = site_refs.iter().map(|s| s.map_or(0, |s| s.used)).collect();
+        let mut reserved: BTreeMap<usize, Reservation> = BTreeMap::new();
         // When each site's runs end (computed once, at the first gang that
         // must wait). Step 1's own placements are not in it: their
         // capacity counts as held until the next cycle, which only ever
@@ -1138,6 +1302,8 @@ impl Core {
         let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
         // Waited only for capacity: the global step may find them room.
         let mut waiting: Vec<WorkloadId> = Vec::new();
+        // Why each workload left pending is pending, set after the loop.
+        let mut whys: Vec<(WorkloadId, Arc<BTreeMap<&'static str, u32>>)> = Vec::new();
         for id in order {
             if admitted.len() >= ADMITTED_PER_CYCLE_MAX {
                 break;
@@ -1150,95 +1316,80 @@ impl Core {
             let avoiding = w.avoiding(now);
             if let Some(why) = hopeless.get(&w.class).filter(|_| !avoiding) {
                 let why = why.clone();
+                if parkable(&why) {
+                    to_park.push((w.class, id));
+                }
                 if waiting.len() < WAITING_PER_CYCLE_MAX && why.contains_key(REASON_SITE_FULL) {
                     waiting.push(id);
                 }
-                if let Some(w) = self.workloads.get_mut(&id) {
-                    w.why = why;
-                }
+                whys.push((id, why));
                 continue;
             }
-            let mut why: BTreeMap<&'static str, u32> = BTreeMap::new();
+            let sites = by_class
+                .entry(w.filter)
+                .or_insert_with(|| Arc::new(self.class_sites(w, &site_refs)))
+                .clone();
+            let quota = self
+                .cfg
+                .teams
+                .get(&w.spec.team)
+                .and_then(|t| t.max_accelerators);
+            let held = team_used.get(&w.spec.team).copied().unwrap_or(0);
+            // Rejections beyond the class's: (blocked, full, reserved, quota).
+            let mut n = [0u32; 4];
             // (marginal cost, list cost, site index, need, walltime)
             let mut best: Option<(f64, f64, usize, u32, Option<Millis>)> = None;
-            // Sites that would take it once capacity frees: (cost, name, need).
-            let mut full: Vec<(f64, String, u32)> = Vec::new();
-            let hours = self
-                .class_hours
-                .get(w.class as usize)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            for (si, name) in site_names.iter().enumerate() {
-                let Some(site) = self.sites.get(name) else {
-                    continue;
-                };
-                if avoiding && site.spec.as_ref().is_some_and(|s| w.avoids(s, now)) {
-                    *why.entry(REASON_FAILOVER_BLOCKED).or_insert(0) += 1;
+            // Sites that would take it once capacity frees: (cost, site, need).
+            let mut full: Vec<(f64, usize, u32)> = Vec::new();
+            for c in &sites.ok {
+                let si = c.site;
+                let walltime = walltime_at(&w.spec, c.hours);
+                if avoiding
+                    && site_refs[si]
+                        .and_then(|s| s.spec.as_ref())
+                        .is_some_and(|s| w.avoids(s, now))
+                {
+                    n[0] += 1;
                     continue;
                 }
-                let verdict = site_verdict(&w.spec, hours, site, true);
-                let (need, price, h) = match verdict {
-                    Err(REASON_SITE_FULL) => {
-                        if let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) {
-                            full.push((list_usd(price, need, h), name.clone(), need));
-                        }
-                        *why.entry(REASON_SITE_FULL).or_insert(0) += 1;
-                        continue;
-                    }
-                    Err(r) => {
-                        *why.entry(r).or_insert(0) += 1;
-                        continue;
-                    }
-                    Ok(v) => v,
-                };
-                let accelerator = site.spec.as_ref().map(|s| s.accelerator.as_str());
-                let walltime = accelerator.and_then(|a| self.walltime_ms(w, a));
-                if let Some(r) = reserved.get(name) {
+                if used[si].saturating_add(c.need) > c.capacity {
+                    full.push((list_usd(c.price, c.need, c.hours), si, c.need));
+                    n[1] += 1;
+                    continue;
+                }
+                if let Some(r) = reserved.get(&si) {
                     let ends_before =
                         matches!((r.shadow, walltime), (Some(sh), Some(t)) if now + t <= sh);
-                    if !ends_before && need > r.spare {
-                        *why.entry(REASON_RESERVED).or_insert(0) += 1;
+                    if !ends_before && c.need > r.spare {
+                        n[2] += 1;
                         continue;
                     }
                 }
-                if let Some(max) = self
-                    .cfg
-                    .teams
-                    .get(&w.spec.team)
-                    .and_then(|t| t.max_accelerators)
-                {
-                    let held = team_used.get(&w.spec.team).copied().unwrap_or(0);
-                    if held.saturating_add(need) > max {
-                        *why.entry(REASON_TEAM_QUOTA).or_insert(0) += 1;
-                        continue;
-                    }
+                if quota.is_some_and(|max| held.saturating_add(c.need) > max) {
+                    n[3] += 1;
+                    continue;
                 }
-                let list = list_usd(price, need, work_hours(walltime, h));
+                let list = list_usd(c.price, c.need, work_hours(walltime, c.hours));
                 let cost = marginal(site_provider[si], &spent, list);
                 if best
                     .as_ref()
-                    .is_none_or(|(c, l, bi, _, _)| (cost, list, si) < (*c, *l, *bi))
+                    .is_none_or(|(bc, bl, bi, _, _)| (cost, list, si) < (*bc, *bl, *bi))
                 {
-                    best = Some((cost, list, si, need, walltime));
+                    best = Some((cost, list, si, c.need, walltime));
                 }
             }
             match best {
                 Some((_, list, si, need, walltime_ms)) => {
-                    let site = &site_names[si];
-                    if let Some(r) = reserved.get_mut(site) {
+                    if let Some(r) = reserved.get_mut(&si) {
                         let ends_before =
                             matches!((r.shadow, walltime_ms), (Some(sh), Some(t)) if now + t <= sh);
                         if !ends_before {
                             r.spare -= need;
                         }
                     }
-                    if let Some(s) = self.sites.get_mut(site) {
-                        s.used += need;
-                    }
+                    used[si] += need;
                     spent[site_provider[si]] += list;
-                    if let Some(w) = self.workloads.get(&id) {
-                        *team_used.entry(w.spec.team.clone()).or_insert(0) += need;
-                    }
+                    *team_used.entry(w.spec.team.clone()).or_insert(0) += need;
                     admitted.push((id, si, need, walltime_ms));
                 }
                 None => {
@@ -1252,41 +1403,66 @@ impl Core {
                     });
                     let pick = full
                         .iter()
-                        .filter(|(_, n, _)| !reserved.contains_key(n))
-                        .filter_map(|(cost, n, need)| {
-                            let e = ends.get(n).map(Vec::as_slice).unwrap_or(&[]);
-                            self.reservation(n, *need, now, e).map(|r| {
-                                (
-                                    (r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), n.clone()),
-                                    r,
-                                )
-                            })
+                        .filter(|(_, si, _)| !reserved.contains_key(si))
+                        .filter_map(|(cost, si, need)| {
+                            let e = ends.get(&site_names[*si]).map(Vec::as_slice).unwrap_or(&[]);
+                            self.reservation(site_refs[*si]?, used[*si], *need, now, e)
+                                .map(|r| {
+                                    ((r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), *si), r)
+                                })
                         })
                         .min_by(|a, b| a.0.cmp(&b.0));
-                    if let Some(((_, _, n), r)) = pick {
-                        reserved.insert(n, r);
+                    if let Some(((_, _, si), r)) = pick {
+                        reserved.insert(si, r);
+                    }
+                    let mut why = sites.why.clone();
+                    for (k, reason) in [
+                        REASON_FAILOVER_BLOCKED,
+                        REASON_SITE_FULL,
+                        REASON_RESERVED,
+                        REASON_TEAM_QUOTA,
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        if n[k] > 0 {
+                            *why.entry(reason).or_insert(0) += n[k];
+                        }
                     }
                     if why.contains_key(REASON_SITE_FULL) && waiting.len() < WAITING_PER_CYCLE_MAX {
                         waiting.push(id);
                     }
                     let why = Arc::new(why);
-                    if let Some(w) = self.workloads.get_mut(&id) {
-                        if !avoiding {
-                            hopeless.insert(w.class, why.clone());
+                    if !avoiding {
+                        if parkable(&why) {
+                            to_park.push((w.class, id));
                         }
-                        w.why = why;
+                        hopeless.insert(w.class, why.clone());
                     }
+                    whys.push((id, why));
+                }
+            }
+        }
+        drop(site_refs);
+        self.filter_sites.clone_from(&by_class);
+        for (id, why) in whys {
+            if let Some(w) = self.workloads.get_mut(&id) {
+                w.why = why;
+            }
+        }
+        for (class, id) in to_park {
+            if let Some(w) = self.workloads.get(&id) {
+                let key = (-i64::from(w.spec.priority), w.seq, id);
+                if self.pending.remove(&key) {
+                    self.parked.entry(class).or_default().insert(key);
                 }
             }
         }
         let admitted_full = admitted.len() >= ADMITTED_PER_CYCLE_MAX;
-        // Step 1 took capacity as it went; step 2 starts from the cycle's
-        // free capacity again.
-        for (_, si, need, _) in &admitted {
-            if let Some(s) = self.sites.get_mut(&site_names[*si]) {
-                s.used -= need;
-            }
-        }
+        let reserved: BTreeMap<&str, Reservation> = reserved
+            .into_iter()
+            .map(|(si, r)| (site_names[si].as_str(), r))
+            .collect();
 
         // Step 2.
         let mut items: Vec<assign::Item> = Vec::new();
@@ -1315,36 +1491,35 @@ impl Core {
             if quota && greedy_site.is_none() {
                 continue;
             }
-            let hours = self
-                .class_hours
-                .get(w.class as usize)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+            let Some(sites) = by_class.get(&w.filter) else {
+                continue;
+            };
+            let avoiding = w.avoiding(now);
             let mut offers = Vec::new();
             let mut first = None;
-            for (si, name) in site_names.iter().enumerate() {
-                let Some(site) = self.sites.get(name) else {
-                    continue;
-                };
-                if site.spec.as_ref().is_some_and(|s| w.avoids(s, now)) {
+            for c in &sites.ok {
+                let (si, need, walltime) = (c.site, c.need, walltime_at(&w.spec, c.hours));
+                let name = &site_names[si];
+                if avoiding
+                    && self
+                        .sites
+                        .get(name)
+                        .and_then(|s| s.spec.as_ref())
+                        .is_some_and(|s| w.avoids(s, now))
+                {
                     continue;
                 }
-                let Ok((need, price, h)) = site_verdict(&w.spec, hours, site, false) else {
-                    continue;
-                };
                 if need > site_free[si] {
                     continue;
                 }
                 if quota && greedy_need.get(&id).is_some_and(|g| need > *g) {
                     continue;
                 }
-                let accelerator = site.spec.as_ref().map(|s| s.accelerator.as_str());
-                let walltime = accelerator.and_then(|a| self.walltime_ms(w, a));
                 if greedy_site != Some(si) {
                     // A site held for a waiting gang takes only work that
                     // ends before the gang can start (or what step 1 put
                     // in its spare room).
-                    if let Some(r) = reserved.get(name) {
+                    if let Some(r) = reserved.get(name.as_str()) {
                         let ends_before =
                             matches!((r.shadow, walltime), (Some(sh), Some(t)) if now + t <= sh);
                         if !ends_before {
@@ -1358,7 +1533,7 @@ impl Core {
                 offers.push(assign::Offer {
                     site: si,
                     need,
-                    list_usd: list_usd(price, need, work_hours(walltime, h)),
+                    list_usd: list_usd(c.price, need, work_hours(walltime, c.hours)),
                 });
             }
             if offers.is_empty() || (greedy_site.is_some() && first.is_none()) {
@@ -1372,7 +1547,7 @@ impl Core {
             ids.push(id);
         }
         if items.is_empty() {
-            self.preempt(&site_names, now);
+            self.preempt(site_names, now);
             return;
         }
         let market = assign::Market {
@@ -1406,16 +1581,20 @@ impl Core {
                 continue;
             };
             let site = site_names[o.site].clone();
-            let why = self.why_here(
-                it,
-                o,
-                &site_names,
-                &providers,
-                &site_provider,
-                &pr_spend,
-                &free_usd,
-                &factor,
-            );
+            let why = if self.cfg.explain {
+                self.why_here(
+                    it,
+                    o,
+                    site_names,
+                    providers,
+                    site_provider,
+                    &pr_spend,
+                    &free_usd,
+                    &factor,
+                )
+            } else {
+                Vec::new()
+            };
             let walltime_ms = self
                 .sites
                 .get(&site)
@@ -1460,7 +1639,7 @@ impl Core {
             });
             placed_any = true;
         }
-        self.preempt(&site_names, now);
+        self.preempt(site_names, now);
         // Nothing new can fit until something changes (an input wakes us);
         // after a placement, look again next cycle; a cycle that stopped
         // at its batch limit goes on at once.
@@ -1823,6 +2002,12 @@ impl Core {
         self.last_cycle.as_ref()
     }
 
+    /// Pending workloads put in queue order by all cycles so far: work
+    /// parked as unplaceable is not, until the sites change.
+    pub fn ordered_total(&self) -> u64 {
+        self.ordered_total
+    }
+
     /// Why a dispatched or running workload went where it is.
     pub fn placed_why(&self, id: WorkloadId) -> Option<&[String]> {
         self.workloads
@@ -1868,7 +2053,7 @@ impl Core {
     }
 
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.parked.values().map(BTreeSet::len).sum::<usize>()
     }
 
     /// Work the core believes is dispatched to or running on `site`:
@@ -1928,10 +2113,14 @@ impl Core {
             .workloads
             .get(&id)
             .filter(|w| matches!(w.state, State::Pending))?;
+        let key = (-i64::from(w.spec.priority), w.seq, id);
         Some(
-            self.pending
-                .range(..(-i64::from(w.spec.priority), w.seq, id))
-                .count(),
+            self.pending.range(..key).count()
+                + self
+                    .parked
+                    .values()
+                    .map(|s| s.range(..key).count())
+                    .sum::<usize>(),
         )
     }
 
@@ -1987,6 +2176,29 @@ pub struct CycleReport {
     pub bound_usd: f64,
     pub method: &'static str,
     pub proven_optimal: bool,
+}
+
+/// A run's walltime at `scale` times its hours on the first alternative:
+/// `max_runtime_ms`, else the scaled hours (None: no hours given).
+fn walltime_at(spec: &JobSpec, scale: f64) -> Option<Millis> {
+    match spec.max_runtime_ms {
+        Some(m) => Some(m),
+        None => Some((spec.hours? * scale * 3_600_000.0).ceil() as Millis),
+    }
+}
+
+/// Whether a workload rejected everywhere for these reasons stays so
+/// until the sites change: no reason is one that work ending, a quota
+/// freeing or a failover block expiring would lift.
+fn parkable(why: &BTreeMap<&'static str, u32>) -> bool {
+    ![
+        REASON_SITE_FULL,
+        REASON_RESERVED,
+        REASON_TEAM_QUOTA,
+        REASON_FAILOVER_BLOCKED,
+    ]
+    .iter()
+    .any(|r| why.contains_key(r))
 }
 
 /// Can this site take the gang? (accelerators needed, price per

@@ -802,3 +802,61 @@ fn a_team_never_exceeds_its_quota() {
         "{why:?}"
     );
 }
+
+/// Work no site can ever take (EU-only, no EU site) is judged once, then
+/// set aside: later cycles do not put it in order again (a growing
+/// backlog of it made every cycle slower), yet it stays pending to every
+/// reader, and a site that can take it brings it back at once.
+#[test]
+fn unplaceable_work_is_set_aside_until_the_sites_change() {
+    let mut core = quiet_core();
+    core.handle(0, site("aws", "aws", "us-east-1", "H100", 16, 4))
+        .unwrap();
+    let mut eu = job("H100:1", 1, 0);
+    eu.residency = vec!["eu".into()];
+    for i in 1..=1_000 {
+        submit(&mut core, 0, i, eu.clone());
+    }
+    core.handle_timeout(0);
+    assert_eq!(core.pending_count(), 1_000);
+    let first = core.ordered_total();
+    assert_eq!(first, 1_000, "the first cycle orders the whole queue");
+    // Ten more cycles, each woken by a US workload that runs.
+    let mut now = 0;
+    for i in 0..10 {
+        now += 60_000;
+        submit(&mut core, now, 2_000 + i, job("H100:1", 1, 0));
+        core.handle_timeout(now);
+        assert_eq!(
+            start_all(&mut core, now).len(),
+            1,
+            "{:?}",
+            core.why_pending(WorkloadId(2_000 + i))
+        );
+    }
+    assert_eq!(
+        core.ordered_total() - first,
+        10,
+        "later cycles order only the new work"
+    );
+    assert_eq!(core.pending_count(), 1_000);
+    assert_eq!(core.pending_position(WorkloadId(1)), Some(0));
+    assert_eq!(core.pending_position(WorkloadId(1_000)), Some(999));
+    let why = core.why_pending(WorkloadId(500)).unwrap();
+    assert!(why.contains_key("region outside residency"), "{why:?}");
+    // Cancelling a set-aside workload works as for any pending one.
+    core.handle(now, Input::Cancel { id: WorkloadId(1) })
+        .unwrap();
+    assert_eq!(core.pending_count(), 999);
+    assert_eq!(core.pending_position(WorkloadId(2)), Some(0));
+    // An EU site arrives: the backlog is placed in queue order.
+    now += 60_000;
+    core.handle(now, site("eu", "gcp", "europe-west4", "H100", 8, 3))
+        .unwrap();
+    core.handle_timeout(now);
+    let placed = start_all(&mut core, now);
+    let ids: Vec<u64> = placed.iter().map(|p| p.0).collect();
+    assert_eq!(ids, (2..=9).collect::<Vec<u64>>());
+    assert!(placed.iter().all(|p| p.1 == "eu"));
+    assert_eq!(core.pending_count(), 991);
+}

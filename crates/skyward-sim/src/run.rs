@@ -178,6 +178,8 @@ impl<'a> Sim<'a> {
             // The MILP runs under a time limit: a cycle that used it would
             // depend on the machine's speed.
             exact_options_max: 0,
+            // Nobody reads a simulated placement's explanation.
+            explain: false,
             ..Config::default()
         };
         let sites: Vec<SimSite> = sc
