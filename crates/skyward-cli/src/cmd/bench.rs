@@ -44,6 +44,12 @@ pub enum BenchCommand {
     /// Inference gateway: added latency against direct and nginx, highest
     /// sustained rate, CPU per request, memory, streaming TTFT.
     Gateway(crate::cmd::bench_gateway::GatewayBenchArgs),
+    /// Simulator: 7 years, 10 million workloads, 50 sites by default, each
+    /// policy timed in its own process (wall time, events/s, peak memory).
+    Simulate(crate::cmd::bench_simulate::SimulateBenchArgs),
+    /// One timed simulator run (used by `bench simulate`).
+    #[command(hide = true)]
+    SimulateOne(crate::cmd::bench_simulate::SimulateOneArgs),
     /// The open-loop load generator `bench gateway` runs (pinned).
     #[command(hide = true)]
     GatewayLoad(crate::cmd::bench_gateway::LoadArgs),
@@ -373,6 +379,8 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::Start(a) => crate::cmd::bench_submit::start_latency(a),
         BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),
         BenchCommand::GatewayLoad(a) => crate::cmd::bench_gateway::load(a),
+        BenchCommand::Simulate(a) => crate::cmd::bench_simulate::run(a),
+        BenchCommand::SimulateOne(a) => crate::cmd::bench_simulate::run_one(a),
     }
 }
 

@@ -2,6 +2,7 @@ pub mod agent;
 pub mod bench;
 pub mod bench_failover;
 pub mod bench_gateway;
+pub mod bench_simulate;
 pub mod bench_submit;
 pub mod catalog;
 pub mod checkpoint;

@@ -42,10 +42,34 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
     for p in &a.policies {
         policies.push(Policy::parse(p).map_err(|m| CliError::Input(format!("--policy: {m}")))?);
     }
+    let mut progress = progress_printer(a.quiet);
+    if !a.sweeps.is_empty() {
+        let mut axes = Vec::new();
+        for s in &a.sweeps {
+            axes.push(Axis::parse(s).map_err(|m| CliError::Input(format!("--sweep: {m}")))?);
+        }
+        let report = skyward_sim::sweep::sweep(&sc, &axes, &policies, a.seed, &mut progress)
+            .map_err(CliError::Input)?;
+        match a.output {
+            Output::Json => outln!("{}", json(&report)?),
+            Output::Table => render_sweep(&report),
+        }
+        return Ok(());
+    }
+    let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
+    match a.output {
+        Output::Json => outln!("{}", json(&report)?),
+        Output::Table => render(&report),
+    }
+    Ok(())
+}
+
+/// Progress on stderr: one line redrawn on a terminal, a line per tenth
+/// of the horizon otherwise; nothing when `quiet`.
+pub fn progress_printer(quiet: bool) -> impl FnMut(&skyward_sim::Progress) {
     let tty = std::io::stderr().is_terminal();
     let mut last_tenth = u64::MAX;
-    let quiet = a.quiet;
-    let mut progress = |p: &skyward_sim::Progress| {
+    move |p: &skyward_sim::Progress| {
         if quiet {
             return;
         }
@@ -71,26 +95,7 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
                 let _ = writeln!(err, "{line}");
             }
         }
-    };
-    if !a.sweeps.is_empty() {
-        let mut axes = Vec::new();
-        for s in &a.sweeps {
-            axes.push(Axis::parse(s).map_err(|m| CliError::Input(format!("--sweep: {m}")))?);
-        }
-        let report = skyward_sim::sweep::sweep(&sc, &axes, &policies, a.seed, &mut progress)
-            .map_err(CliError::Input)?;
-        match a.output {
-            Output::Json => outln!("{}", json(&report)?),
-            Output::Table => render_sweep(&report),
-        }
-        return Ok(());
     }
-    let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
-    match a.output {
-        Output::Json => outln!("{}", json(&report)?),
-        Output::Table => render(&report),
-    }
-    Ok(())
 }
 
 /// One row per point and policy: how the answer moves along the grid.
