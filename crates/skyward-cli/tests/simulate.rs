@@ -245,3 +245,132 @@ fn bad_scenarios_are_refused_naming_the_file_line_and_field() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Streams replaying the two published trace formats, worked by hand.
+///
+/// Alibaba `openb` rows: a 1-GPU task of 600 s created at 0, a 2-GPU task
+/// of 600 s created at 600 s (scheduled at 660 s), a CPU-only task and a
+/// task never scheduled (both dropped). The trace spans an hour (a pass
+/// never starts sooner), so with `scale: 2` each hour brings 4
+/// workloads and 2 × (1/6 × 1 + 1/6 × 2) = 1 H100-hour.
+///
+/// Azure LLM requests: 15,000 tokens in the first 5-minute window, 6,000
+/// in the second; a replica serves 10 tokens/s, 3,000 a window, so the
+/// windows ask for 5 and 2 replicas of one A100 for 5 minutes. The two
+/// windows replay back to back, 6 times an hour: 42 workloads and
+/// 6 × 7 × 5/60 = 3.5 A100-hours an hour.
+///
+/// Arrivals run for January (744 hours): 744 × 4 + 744 × 42 = 34,224
+/// workloads, 744 H100-hours ($2: $1,488) and 2,604 A100-hours ($1:
+/// $2,604).
+#[test]
+fn traces_replay_as_worked_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        "openb.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time
+p0,1000,1024,1,1000,,LS,Succeeded,0,600,0
+p1,1000,1024,2,1000,,LS,Succeeded,600,1260,660
+p2,1000,1024,0,0,,LS,Succeeded,1200,1800,1200
+p3,1000,1024,1,1000,,BE,Pending,1500,2000,
+",
+    );
+    write(
+        &dir,
+        "llm.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:00:00.0000000,10000,2000
+2023-11-16 18:04:59.9990000,2000,1000
+2023-11-16 18:05:00.0000000,5000,1000
+",
+    );
+    let scenario = "name: traces
+start: 2026-01-01
+years: 1
+policies: [cheapest-per-task]
+options: {cycle_min_gap_s: 10}
+sites:
+  - {name: h100, provider: aws, region: us-east-1, accelerator: H100, accelerators: 16, price_usd_per_accelerator_hour: 2}
+  - {name: a100, provider: aws, region: us-west-2, accelerator: A100, accelerators: 16, price_usd_per_accelerator_hour: 1}
+demand:
+  - name: gpu-tasks
+    kind: batch
+    trace: {file: openb.csv, format: alibaba-openb, scale: 2}
+    accelerators: H100:1
+    until: 2026-02-01
+  - name: chat
+    kind: serve
+    trace: {file: llm.csv, format: azure-llm, tokens_per_second_per_replica: 10, window_minutes: 5}
+    accelerators: A100:1
+    until: 2026-02-01
+";
+    let file = write(&dir, "s.yaml", scenario);
+    let out = skyward()
+        .args(["simulate", &file, "--quiet", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["policies"][0];
+    assert_eq!(p["workloads"], 34_224);
+    let hours = &p["total"]["accelerator_hours"];
+    assert!(
+        (hours["H100"].as_f64().unwrap() - 744.0).abs() < 1e-6,
+        "{hours}"
+    );
+    assert!(
+        (hours["A100"].as_f64().unwrap() - 2_604.0).abs() < 1e-6,
+        "{hours}"
+    );
+    // Within a cent: 34,224 runs are billed from fractional hours.
+    let list = p["total"]["list_usd"].as_f64().unwrap();
+    assert!((list - 4_092.0).abs() <= 0.011, "{}", p["total"]);
+
+    // A bad row in a trace is refused naming the trace file and line; so
+    // are a missing file, an unknown format and a generator's fields.
+    write(
+        &dir,
+        "bad.csv",
+        "name,num_gpu,creation_time,deletion_time,scheduled_time\np0,1,0,600,0\np1,lots,0,600,0\n",
+    );
+    for (trace, needle) in [
+        ("{file: bad.csv, format: alibaba-openb}", "bad.csv:3"),
+        ("{file: nowhere.csv, format: alibaba-openb}", "nowhere.csv"),
+        ("{file: openb.csv, format: google}", "unknown trace format"),
+        (
+            "{file: llm.csv, format: azure-llm}",
+            "tokens_per_second_per_replica",
+        ),
+        (
+            "{file: openb.csv, format: alibaba-openb, scale: -1}",
+            "scale",
+        ),
+    ] {
+        let text = scenario.replace("{file: openb.csv, format: alibaba-openb, scale: 2}", trace);
+        let bad = write(&dir, "bad.yaml", &text);
+        let out = skyward()
+            .args(["simulate", &bad, "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{trace}: {err}");
+        assert!(err.contains(needle), "{trace}: {err}");
+    }
+    let text = scenario.replace(
+        "    accelerators: H100:1\n",
+        "    accelerators: H100:1\n    hours: 3\n",
+    );
+    let bad = write(&dir, "bad.yaml", &text);
+    let out = skyward()
+        .args(["simulate", &bad, "--quiet"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("demand[0].hours"), "{err}");
+}

@@ -338,6 +338,8 @@ pub struct Core {
     /// Pending workloads put in queue order by all cycles so far (the
     /// queue's share of a cycle's work).
     ordered_total: u64,
+    /// Workloads held (any state) that may be preempted.
+    preemptible_held: usize,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -361,6 +363,7 @@ impl Core {
             site_order: Arc::default(),
             filter_sites: BTreeMap::new(),
             ordered_total: 0,
+            preemptible_held: 0,
             sites: BTreeMap::new(),
             dispatch_deadlines: BTreeSet::new(),
             commands: VecDeque::new(),
@@ -467,6 +470,7 @@ impl Core {
             core.seq += 1;
             let class = core.class_of(&snap.spec);
             let filter = core.filter_of(&snap.spec);
+            core.preemptible_held += usize::from(snap.spec.preemptible);
             core.workloads.insert(
                 snap.id,
                 Workload {
@@ -691,6 +695,7 @@ impl Core {
                 let filter = self.filter_of(&spec);
                 self.pending
                     .insert((-i64::from(spec.priority), self.seq, id));
+                self.preemptible_held += usize::from(spec.preemptible);
                 self.workloads.insert(
                     id,
                     Workload {
@@ -1766,6 +1771,10 @@ impl Core {
     /// [`PREEMPTORS_PER_CYCLE_MAX`] workloads preempt per cycle. See
     /// [`crate::policy::victims`] for the choice on one site.
     fn preempt(&mut self, site_names: &[String], now: Millis) {
+        // Nothing held may be stopped: no pass over the workloads.
+        if self.preemptible_held == 0 {
+            return;
+        }
         let waiting: Vec<WorkloadId> = self
             .pending
             .iter()
@@ -2075,7 +2084,9 @@ impl Core {
             .get(&id)
             .is_some_and(|w| matches!(w.state, State::Done(_)))
         {
-            self.workloads.remove(&id);
+            if let Some(w) = self.workloads.remove(&id) {
+                self.preemptible_held -= usize::from(w.spec.preemptible);
+            }
             true
         } else {
             false

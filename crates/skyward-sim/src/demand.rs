@@ -3,7 +3,7 @@
 //! sizes from the stream's distribution. Each stream draws from its own
 //! seeded generator, so every policy sees the same arrivals.
 
-use crate::scenario::{Dist, Stream, MS_PER_DAY, MS_PER_HOUR, WORK_HOURS_MAX};
+use crate::scenario::{Dist, Stream, Trace, MS_PER_DAY, MS_PER_HOUR, WORK_HOURS_MAX};
 use skyward_core::Millis;
 use skyward_model::rng::SplitMix64;
 
@@ -13,15 +13,24 @@ const MS_PER_WEEK: f64 = 7.0 * MS_PER_DAY as f64;
 /// Thinning works a window at a time, with the window's highest rate.
 const WINDOW_MS: Millis = MS_PER_DAY;
 
-/// One stream's arrivals, as an iterator of (time, work hours): nothing
-/// is held but the generator's state.
+/// One stream's arrivals, as an iterator of [`Arrival`]s: nothing is
+/// held but the generator's state (and a replayed trace's position).
 #[derive(Debug, Clone)]
 pub struct Arrivals {
     stream: Stream,
     rng: SplitMix64,
     t_ms: f64,
     end_ms: Millis,
+    /// A replay's position: the pass over the trace, the next record,
+    /// and copies of the current one still to come.
+    pass: u64,
+    record: usize,
+    copies: u64,
 }
+
+/// A workload's arrival: when, its work in hours, and the accelerators
+/// per node a trace's task asked for (None: the stream's).
+pub type Arrival = (Millis, f64, Option<u32>);
 
 /// A stream's own generator, from the run's seed and its name.
 pub fn stream_rng(seed: u64, name: &str) -> SplitMix64 {
@@ -94,14 +103,65 @@ impl Arrivals {
             stream: stream.clone(),
             t_ms: stream.from_ms as f64,
             end_ms,
+            pass: 0,
+            record: 0,
+            copies: 0,
+        }
+    }
+}
+
+impl Arrivals {
+    /// The next task of a replayed trace: each record is copied
+    /// ⌊m⌋ times, plus once more with probability m − ⌊m⌋, where m is the
+    /// scale times the stream's growth at the record's time.
+    fn replay(&mut self, trace: &Trace) -> Option<Arrival> {
+        let span = trace.span_ms.max(1);
+        loop {
+            let rec = trace.records.get(self.record)?;
+            let at = self
+                .stream
+                .from_ms
+                .saturating_add(self.pass.saturating_mul(span))
+                .saturating_add(rec.at_ms);
+            if at >= self.end_ms {
+                return None;
+            }
+            if self.copies == 0 {
+                let g = (1.0 + self.stream.growth_pct_per_year / 100.0)
+                    .max(0.0)
+                    .powf(at as f64 / MS_PER_YEAR);
+                let m = (trace.scale * g).max(0.0);
+                let whole = m.floor();
+                self.copies = whole as u64 + u64::from(self.rng.unit() < m - whole);
+                if self.copies == 0 {
+                    self.advance(trace);
+                    continue;
+                }
+            }
+            self.copies -= 1;
+            if self.copies == 0 {
+                self.advance(trace);
+            }
+            return Some((at, rec.hours.clamp(1e-6, WORK_HOURS_MAX), rec.count));
+        }
+    }
+
+    fn advance(&mut self, trace: &Trace) {
+        self.record += 1;
+        if self.record >= trace.records.len() {
+            self.record = 0;
+            self.pass += 1;
         }
     }
 }
 
 impl Iterator for Arrivals {
-    type Item = (Millis, f64);
+    type Item = Arrival;
 
-    fn next(&mut self) -> Option<(Millis, f64)> {
+    fn next(&mut self) -> Option<Arrival> {
+        if let Some(trace) = self.stream.trace.clone() {
+            return self.replay(&trace);
+        }
         if let Some(every) = self.stream.every_ms {
             let t = self.t_ms as Millis;
             if t >= self.end_ms {
@@ -109,7 +169,7 @@ impl Iterator for Arrivals {
             }
             self.t_ms += every.max(1) as f64;
             let hours = draw_hours(&mut self.rng, &self.stream.hours);
-            return Some((t, hours));
+            return Some((t, hours, None));
         }
         loop {
             if self.t_ms >= self.end_ms as f64 {
@@ -135,7 +195,7 @@ impl Iterator for Arrivals {
                 return None;
             }
             let hours = draw_hours(&mut self.rng, &self.stream.hours);
-            return Some((t as Millis, hours));
+            return Some((t as Millis, hours, None));
         }
     }
 }

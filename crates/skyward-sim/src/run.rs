@@ -162,7 +162,8 @@ struct Sim<'a> {
     /// Per provider, per year: (list, billed).
     provider_usage: BTreeMap<String, Vec<(Amount, Amount)>>,
     /// Each stream's next arrival's work, drawn when it was scheduled.
-    next_hours: Vec<f64>,
+    /// Each stream's next arrival: work hours, accelerators per node.
+    next_work: Vec<(f64, Option<u32>)>,
     /// Where each scenario year starts, in ms.
     year_starts: Vec<Millis>,
     tally: Tally,
@@ -253,7 +254,7 @@ impl<'a> Sim<'a> {
             rows: Vec::new(),
             row_index: BTreeMap::new(),
             provider_usage: BTreeMap::new(),
-            next_hours: vec![0.0; sc.demand.len()],
+            next_work: vec![(0.0, None); sc.demand.len()],
             year_starts: sc.year_starts_ms(),
             tally,
             events: 0,
@@ -324,8 +325,8 @@ impl<'a> Sim<'a> {
             self.tally.truncated = true;
             return;
         }
-        if let Some((at, hours)) = self.arrivals[stream as usize].next() {
-            self.next_hours[stream as usize] = hours;
+        if let Some((at, hours, count)) = self.arrivals[stream as usize].next() {
+            self.next_work[stream as usize] = (hours, count);
             self.push(at, Ev::Arrival(stream));
         }
     }
@@ -397,11 +398,17 @@ impl<'a> Sim<'a> {
     }
 
     fn arrive(&mut self, stream: u32) {
-        let hours = self.next_hours[stream as usize];
+        let (hours, count) = self.next_work[stream as usize];
         let id = self.next_id;
         self.next_id += 1;
         let mut spec = self.sc.demand[stream as usize].job.clone();
         spec.hours = Some(walltime_hours(hours, self.sc.options.walltime_step_pct));
+        if let Some(c) = count {
+            // A trace's task asks for its own count on each alternative.
+            for a in &mut spec.accelerators {
+                a.count = c;
+            }
+        }
         self.jobs.insert(
             id,
             Job {

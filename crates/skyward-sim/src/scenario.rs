@@ -213,7 +213,31 @@ impl Dist {
     }
 }
 
-/// A stream of workloads from a generator.
+/// A recorded trace a stream replays: its tasks back to back over the
+/// horizon, each copied `scale` × growth times on average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// The file it came from, for reports.
+    pub source: String,
+    /// Tasks in arrival order.
+    pub records: Vec<TraceRecord>,
+    /// The trace's length: the replay starts over after it.
+    pub span_ms: Millis,
+    /// Copies of each task at the start (growth applies on top).
+    pub scale: f64,
+}
+
+/// One recorded task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceRecord {
+    /// From the trace's start.
+    pub at_ms: Millis,
+    pub hours: f64,
+    /// Accelerators per node it asked for (None: the stream's).
+    pub count: Option<u32>,
+}
+
+/// A stream of workloads from a generator or a replayed trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stream {
     pub name: String,
@@ -243,6 +267,10 @@ pub struct Stream {
     /// A serving workload not (re)started within this long misses its
     /// SLO.
     pub slo_start_ms: Option<Millis>,
+    /// Replayed instead of generated (`arrivals_per_hour`, seasonality
+    /// and `hours` then do not apply; growth does).
+    #[serde(skip)]
+    pub trace: Option<std::sync::Arc<Trace>>,
 }
 
 /// What an outage takes down.

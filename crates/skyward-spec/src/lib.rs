@@ -17,6 +17,7 @@ pub mod locate;
 pub mod scenario;
 pub mod skypilot;
 pub mod text;
+pub mod trace;
 
 pub use error::SpecError;
 

@@ -12,8 +12,8 @@ use skyward_core::JobSpec;
 use skyward_ledger::Timestamp;
 use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
 use skyward_sim::scenario::{
-    Dist, Fault, Kind, Options, Policy, Scenario, Scope, SiteModel, Stream, When, FAULTS_MAX,
-    MS_PER_DAY, MS_PER_HOUR, OUTAGES_MAX, SITES_MAX, STREAMS_MAX, YEARS_MAX,
+    Dist, Fault, Kind, Options, Policy, Scenario, Scope, SiteModel, Stream, Trace, When,
+    FAULTS_MAX, MS_PER_DAY, MS_PER_HOUR, OUTAGES_MAX, SITES_MAX, STREAMS_MAX, YEARS_MAX,
 };
 use std::collections::BTreeSet;
 
@@ -111,7 +111,10 @@ struct RawStream {
     accelerators: OneOrMany,
     #[serde(default)]
     nodes: Option<u32>,
-    hours: RawDist,
+    #[serde(default)]
+    hours: Option<RawDist>,
+    #[serde(default)]
+    trace: Option<RawTrace>,
     #[serde(default)]
     priority: Option<i32>,
     #[serde(default)]
@@ -235,7 +238,35 @@ fn pct(v: f64, lo: f64, hi: f64) -> Result<f64, String> {
     }
 }
 
+/// A stream replaying a recorded trace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
+    /// Relative to the scenario file's folder.
+    file: String,
+    format: String,
+    #[serde(default)]
+    scale: Option<f64>,
+    #[serde(default)]
+    tokens_per_second_per_replica: Option<f64>,
+    #[serde(default)]
+    window_minutes: Option<f64>,
+}
+
+/// A scenario that names no trace file.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
+    parse_with(text, file, &mut |_| {
+        Err("trace files are read only from a scenario file on disk".into())
+    })
+}
+
+/// A scenario, with `read` giving the text of each trace file it names
+/// (the caller resolves the path and bounds the size).
+pub fn parse_with(
+    text: &str,
+    file: &str,
+    read: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Scenario, SpecError> {
     let raw: RawScenario =
         serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
     let top = |key: &str, m: String| SpecError::at(file, line_of_key(text, key), key, m);
@@ -382,7 +413,31 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
         if let Some(m) = crate::text::name_problem(&d.name) {
             return Err(e("name", m));
         }
+        let trace = match &d.trace {
+            None => None,
+            Some(t) => {
+                for (key, given) in [
+                    ("arrivals_per_hour", d.arrivals_per_hour.is_some()),
+                    ("every_hours", d.every_hours.is_some()),
+                    ("hours", d.hours.is_some()),
+                    ("daily_amplitude_pct", d.daily_amplitude_pct.is_some()),
+                    ("weekly_amplitude_pct", d.weekly_amplitude_pct.is_some()),
+                ] {
+                    if given {
+                        return Err(e(
+                            key,
+                            "a replayed trace gives arrivals and work; remove this field".into(),
+                        ));
+                    }
+                }
+                Some(trace(t, read).map_err(|(k, m)| match m {
+                    Ok(inner) => inner,
+                    Err(m) => e(&format!("trace.{k}"), m),
+                })?)
+            }
+        };
         let (rate, every_ms) = match (d.arrivals_per_hour, d.every_hours) {
+            _ if trace.is_some() => (0.0, None),
             (Some(r), None) if r.is_finite() && r > 0.0 && r <= 1.0e6 => (r, None),
             (Some(_), None) => {
                 return Err(e(
@@ -424,8 +479,11 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
             return Err(e("accelerators", "must not be empty".into()));
         }
         let hours = match d.hours {
-            RawDist::Fixed(h) => Dist::Fixed { hours: h },
-            RawDist::Dist(m) => m.into_dist().map_err(|m| e("hours", m))?,
+            Some(RawDist::Fixed(h)) => Dist::Fixed { hours: h },
+            Some(RawDist::Dist(m)) => m.into_dist().map_err(|m| e("hours", m))?,
+            // A trace's tasks carry their own work.
+            None if trace.is_some() => Dist::Fixed { hours: 1.0 },
+            None => return Err(e("hours", "give the work in hours (or a trace)".into())),
         };
         let ok = match hours {
             Dist::Fixed { hours } => hours_ms(hours).is_ok(),
@@ -511,6 +569,7 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
                 Some(m) => Some(hours_ms(m / 60.0).map_err(|m| e("slo_start_minutes", m))?),
                 None => None,
             },
+            trace,
         });
     }
 
@@ -701,4 +760,68 @@ fn options(
         o.workloads_max = v;
     }
     Ok(o)
+}
+
+/// Reads and parses a stream's trace. Errors: (field, Err(message)) for
+/// the scenario's own fields, (_, Ok(error)) for the trace file's.
+fn trace(
+    t: &RawTrace,
+    read: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<std::sync::Arc<Trace>, (&'static str, Result<SpecError, String>)> {
+    let scale = t.scale.unwrap_or(1.0);
+    if !(scale.is_finite() && scale > 0.0 && scale <= 10_000.0) {
+        return Err((
+            "scale",
+            Err("must be more than 0 and at most 10,000".into()),
+        ));
+    }
+    let window_ms = match t.window_minutes {
+        None => 5 * 60_000,
+        Some(m) if m.is_finite() && (1.0..=1440.0).contains(&m) => (m * 60_000.0) as u64,
+        Some(_) => {
+            return Err((
+                "window_minutes",
+                Err("must be from 1 to 1440 minutes".into()),
+            ))
+        }
+    };
+    let format = t.format.trim().to_ascii_lowercase();
+    if format == "alibaba-openb" && t.tokens_per_second_per_replica.is_some() {
+        return Err((
+            "tokens_per_second_per_replica",
+            Err("applies to format azure-llm only".into()),
+        ));
+    }
+    if format != "azure-llm" && format != "alibaba-openb" {
+        return Err((
+            "format",
+            Err(format!(
+                "unknown trace format '{}': alibaba-openb or azure-llm",
+                t.format
+            )),
+        ));
+    }
+    let text = read(t.file.trim()).map_err(|m| ("file", Err(m)))?;
+    let shown = t.file.trim();
+    let parsed = if format == "azure-llm" {
+        let tps = match t.tokens_per_second_per_replica {
+            Some(v) if v.is_finite() && v > 0.0 && v <= 1.0e9 => v,
+            _ => {
+                return Err((
+                    "tokens_per_second_per_replica",
+                    Err("give the tokens per second one replica serves (more than 0)".into()),
+                ))
+            }
+        };
+        crate::trace::azure_llm(&text, shown, tps, window_ms)
+    } else {
+        crate::trace::alibaba_openb(&text, shown)
+    }
+    .map_err(|e| ("file", Ok(e)))?;
+    Ok(std::sync::Arc::new(Trace {
+        source: shown.to_string(),
+        records: parsed.records,
+        span_ms: parsed.span_ms,
+        scale,
+    }))
 }

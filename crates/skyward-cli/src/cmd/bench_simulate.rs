@@ -141,13 +141,18 @@ pub fn scenario_yaml(workloads: u64, sites: usize, years: u32) -> String {
     let integral = ((1.0 + growth).powi(years as i32) - 1.0) / (1.0 + growth).ln();
     let r0 = workloads as f64 / (integral * hours_per_year);
     // Shares of arrivals and their mean accelerator-hours: train 20 %
-    // (8 × 2 nodes, lognormal median 3 h, σ 1: mean 4.95 h), batch 70 %
-    // (1 accelerator, exponential mean 2 h), serve 10 % (8 for 8 h).
-    let (train, batch, serve) = (0.2 * r0, 0.7 * r0, 0.1 * r0);
+    // (8 × 2 nodes, lognormal median 3 h, σ 1: mean 4.95 h), batch 75 %
+    // (1 accelerator, exponential mean 2 h), serve 5 % (8 for 8 h, in
+    // the EU).
+    let (train, batch, serve) = (0.2 * r0, 0.75 * r0, 0.05 * r0);
     let busy0 = train * 16.0 * 3.0 * 0.5_f64.exp() + batch * 2.0 + serve * 64.0;
-    // Sized for about 75 % load; on-demand sites take 9 shares, spot 3.
-    let spot_sites = sites / 5;
-    let shares = (sites - spot_sites) as f64 * 9.0 + spot_sites as f64 * 3.0;
+    // Sized for about 75 % load in the first year, by the sites there
+    // then (B200 sites arrive later, as headroom): on-demand sites take
+    // 9 shares, spot 3.
+    let shares: f64 = (0..sites)
+        .filter(|i| !is_b200(*i) || years == 1)
+        .map(|i| if i % 5 == 4 { 3.0 } else { 9.0 })
+        .sum();
     let per_share = busy0 / 0.75 / shares.max(1.0);
     let mut y = String::new();
     let _ = writeln!(
@@ -163,6 +168,7 @@ pub fn scenario_yaml(workloads: u64, sites: usize, years: u32) -> String {
         let region = regions[(i / REGIONS.len()) % regions.len()];
         let spot = i % 5 == 4;
         let (acc, price) = base_price[(i / 7) % base_price.len()];
+        debug_assert_eq!(acc == "B200", is_b200(i));
         let provider_factor = 1.0 + 0.12 * (i % REGIONS.len()) as f64;
         let share = if spot { 3.0 } else { 9.0 };
         // At least two of the largest gangs (2 nodes × 8) fit.
@@ -264,6 +270,11 @@ pub fn scenario_yaml(workloads: u64, sites: usize, years: u32) -> String {
         );
     }
     y
+}
+
+/// Which generated sites are B200 (the chip that arrives in year 2).
+fn is_b200(i: usize) -> bool {
+    (i / 7) % 3 == 2
 }
 
 fn load_average() -> f64 {
@@ -422,8 +433,7 @@ pub fn run(a: &SimulateBenchArgs) -> Result<(), CliError> {
 /// One policy's run in this process, progress on stderr, the timing as
 /// JSON on stdout.
 pub fn run_one(a: &SimulateOneArgs) -> Result<(), CliError> {
-    let (shown, text) = crate::cmd::contracts::read_file(&a.scenario)?;
-    let sc = skyward_spec::scenario::parse(&text, &shown)?;
+    let sc = crate::cmd::simulate::load(&a.scenario)?;
     let policy = skyward_sim::Policy::parse(&a.policy)
         .map_err(|m| CliError::Input(format!("--policy: {m}")))?;
     let mut progress = crate::cmd::simulate::progress_printer(false);

@@ -35,9 +35,36 @@ pub struct SimulateArgs {
     output: Output,
 }
 
+/// Trace files a scenario names are at most this big.
+const TRACE_BYTES_MAX: u64 = 256 << 20;
+
+/// Reads a scenario and the trace files it names (relative to its
+/// folder, each at most [`TRACE_BYTES_MAX`]).
+pub fn load(path: &std::path::Path) -> Result<skyward_sim::Scenario, CliError> {
+    let (shown, text) = crate::cmd::contracts::read_file(path)?;
+    let dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut read = |name: &str| -> Result<String, String> {
+        let p = dir.join(name);
+        let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.len() > TRACE_BYTES_MAX {
+            return Err(format!(
+                "{}: larger than {} MiB",
+                p.display(),
+                TRACE_BYTES_MAX >> 20
+            ));
+        }
+        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    Ok(skyward_spec::scenario::parse_with(
+        &text, &shown, &mut read,
+    )?)
+}
+
 pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
-    let (shown, text) = crate::cmd::contracts::read_file(&a.scenario)?;
-    let sc = skyward_spec::scenario::parse(&text, &shown)?;
+    let sc = load(&a.scenario)?;
     let mut policies = Vec::new();
     for p in &a.policies {
         policies.push(Policy::parse(p).map_err(|m| CliError::Input(format!("--policy: {m}")))?);

@@ -1,0 +1,308 @@
+//! Recorded demand traces a simulated stream replays, read from their
+//! published formats:
+//!
+//! - `alibaba-openb`: the Alibaba GPU cluster trace (cluster-trace-gpu-
+//!   v2023, `openb_pod_list_*.csv`): one row per task with `num_gpu`,
+//!   `creation_time`, `scheduled_time` and `deletion_time` in seconds from
+//!   the trace's start. A task arrives at its creation and works from its
+//!   scheduling to its deletion; tasks with no GPU or never scheduled are
+//!   dropped (and counted). Tasks still running when the trace ends carry
+//!   its end as their deletion, so their work is a lower bound.
+//! - `azure-llm`: the Azure LLM inference trace (`AzureLLMInferenceTrace_
+//!   *.csv`: TIMESTAMP, ContextTokens, GeneratedTokens). Requests are
+//!   summed per window from the first request; each window asks for as
+//!   many serving replicas as its tokens per second need, each running
+//!   for the window, and the windows replay back to back.
+//!
+//! Columns are found by their header names, so extra columns and another
+//! order are accepted. Errors name the file, line and column.
+
+use crate::error::SpecError;
+use skyward_sim::scenario::TraceRecord;
+
+/// Rows a trace may hold.
+pub const ROWS_MAX: usize = 2_000_000;
+const MS_PER_HOUR: u64 = 3_600_000;
+
+/// A parsed trace: its tasks in arrival order, its span, and what was
+/// dropped and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub records: Vec<TraceRecord>,
+    pub span_ms: u64,
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
+struct Csv<'a> {
+    file: &'a str,
+    header: Vec<String>,
+    rows: Vec<(usize, Vec<&'a str>)>,
+}
+
+fn csv<'a>(text: &'a str, file: &'a str) -> Result<Csv<'a>, SpecError> {
+    let mut lines = text.lines().enumerate();
+    let header = loop {
+        match lines.next() {
+            Some((_, l)) if l.trim().is_empty() => continue,
+            Some((_, l)) => {
+                break l
+                    .trim_start_matches('\u{feff}')
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            }
+            None => return Err(SpecError::at(file, Some(1), "header", "empty file".into())),
+        }
+    };
+    let mut rows = Vec::new();
+    for (i, l) in lines {
+        let l = l.trim_end_matches('\r');
+        if l.trim().is_empty() {
+            continue;
+        }
+        if rows.len() >= ROWS_MAX {
+            return Err(SpecError::at(
+                file,
+                Some(i + 1),
+                "rows",
+                format!("more than {ROWS_MAX} rows"),
+            ));
+        }
+        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+        if cells.len() != header.len() {
+            return Err(SpecError::at(
+                file,
+                Some(i + 1),
+                "row",
+                format!("{} cells, the header has {}", cells.len(), header.len()),
+            ));
+        }
+        rows.push((i + 1, cells));
+    }
+    Ok(Csv { file, header, rows })
+}
+
+impl Csv<'_> {
+    fn column(&self, name: &str) -> Result<usize, SpecError> {
+        self.header.iter().position(|h| h == name).ok_or_else(|| {
+            SpecError::at(
+                self.file,
+                Some(1),
+                name,
+                format!("no '{name}' column in the header"),
+            )
+        })
+    }
+
+    fn err(&self, line: usize, col: &str, m: String) -> SpecError {
+        SpecError::at(self.file, Some(line), col, m)
+    }
+}
+
+/// Whole seconds (or empty: None).
+fn seconds(c: &Csv<'_>, line: usize, col: &str, v: &str) -> Result<Option<u64>, SpecError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<u64>()
+        .ok()
+        .filter(|s| *s <= 100 * 366 * 86_400)
+        .map(Some)
+        .ok_or_else(|| {
+            c.err(
+                line,
+                col,
+                format!("'{v}' is not whole seconds from 0 to 100 years"),
+            )
+        })
+}
+
+pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
+    let c = csv(text, file)?;
+    let (gpu, created, scheduled, deleted) = (
+        c.column("num_gpu")?,
+        c.column("creation_time")?,
+        c.column("scheduled_time")?,
+        c.column("deletion_time")?,
+    );
+    let (mut no_gpu, mut never, mut records) = (0u64, 0u64, Vec::new());
+    for (line, cells) in &c.rows {
+        let n: u32 = cells[gpu]
+            .parse()
+            .ok()
+            .filter(|n| *n <= 4096)
+            .ok_or_else(|| {
+                c.err(
+                    *line,
+                    "num_gpu",
+                    format!("'{}' is not a GPU count from 0 to 4096", cells[gpu]),
+                )
+            })?;
+        let at = seconds(&c, *line, "creation_time", cells[created])?
+            .ok_or_else(|| c.err(*line, "creation_time", "empty".into()))?;
+        let start = seconds(&c, *line, "scheduled_time", cells[scheduled])?;
+        let end = seconds(&c, *line, "deletion_time", cells[deleted])?;
+        if n == 0 {
+            no_gpu += 1;
+            continue;
+        }
+        let (Some(start), Some(end)) = (start, end) else {
+            never += 1;
+            continue;
+        };
+        if end < start || start < at {
+            return Err(c.err(
+                *line,
+                "deletion_time",
+                "times must run creation ≤ scheduled ≤ deletion".into(),
+            ));
+        }
+        records.push(TraceRecord {
+            at_ms: at * 1000,
+            // A task deleted the second it was scheduled still ran.
+            hours: (end - start).max(1) as f64 / 3600.0,
+            count: Some(n),
+        });
+    }
+    finish(
+        records,
+        &c,
+        vec![("no GPU", no_gpu), ("never scheduled", never)],
+    )
+}
+
+pub fn azure_llm(
+    text: &str,
+    file: &str,
+    tokens_per_second_per_replica: f64,
+    window_ms: u64,
+) -> Result<Parsed, SpecError> {
+    let c = csv(text, file)?;
+    let (ts, ctx, gen) = (
+        c.column("timestamp")?,
+        c.column("contexttokens")?,
+        c.column("generatedtokens")?,
+    );
+    // Tokens per window, from the first request.
+    let mut first: Option<i64> = None;
+    let mut windows: Vec<f64> = Vec::new();
+    for (line, cells) in &c.rows {
+        let ms = timestamp_ms(cells[ts]).ok_or_else(|| {
+            c.err(
+                *line,
+                "TIMESTAMP",
+                format!("'{}' is not YYYY-MM-DD HH:MM:SS[.f]", cells[ts]),
+            )
+        })?;
+        let tokens = |i: usize, col: &str| {
+            cells[i]
+                .parse::<u64>()
+                .ok()
+                .filter(|t| *t <= 10_000_000)
+                .ok_or_else(|| c.err(*line, col, format!("'{}' is not a token count", cells[i])))
+        };
+        let n = tokens(ctx, "ContextTokens")? + tokens(gen, "GeneratedTokens")?;
+        let t0 = *first.get_or_insert(ms);
+        if ms < t0 {
+            return Err(c.err(*line, "TIMESTAMP", "earlier than the first request".into()));
+        }
+        let w = ((ms - t0) as u64 / window_ms) as usize;
+        if w >= 1_000_000 {
+            return Err(c.err(
+                *line,
+                "TIMESTAMP",
+                "the trace spans more than a million windows".into(),
+            ));
+        }
+        if windows.len() <= w {
+            windows.resize(w + 1, 0.0);
+        }
+        windows[w] += n as f64;
+    }
+    let per_window = tokens_per_second_per_replica * window_ms as f64 / 1000.0;
+    let hours = window_ms as f64 / MS_PER_HOUR as f64;
+    let mut records = Vec::new();
+    for (w, tokens) in windows.iter().enumerate() {
+        let replicas = (tokens / per_window).ceil() as u64;
+        for _ in 0..replicas.min(100_000) {
+            records.push(TraceRecord {
+                at_ms: w as u64 * window_ms,
+                hours,
+                count: None,
+            });
+        }
+    }
+    let mut p = finish(records, &c, Vec::new())?;
+    // The windows replay back to back.
+    p.span_ms = windows.len() as u64 * window_ms;
+    Ok(p)
+}
+
+fn finish(
+    mut records: Vec<TraceRecord>,
+    c: &Csv<'_>,
+    dropped: Vec<(&'static str, u64)>,
+) -> Result<Parsed, SpecError> {
+    if records.is_empty() {
+        return Err(SpecError::at(
+            c.file,
+            None,
+            "rows",
+            "no task to replay".into(),
+        ));
+    }
+    records.sort_by_key(|r| r.at_ms);
+    let last = records.last().map_or(0, |r| r.at_ms);
+    Ok(Parsed {
+        records,
+        // Replayed back to back: the next pass starts a second after the
+        // last arrival, and never sooner than an hour after the first.
+        span_ms: (last + 1000).max(MS_PER_HOUR),
+        dropped,
+    })
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fraction]` as ms since the epoch.
+fn timestamp_ms(s: &str) -> Option<i64> {
+    let (date, time) = s.trim().split_once([' ', 'T'])?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let ms_frac = if frac.is_empty() {
+        0
+    } else {
+        let f: String = frac.chars().chain("000".chars()).take(3).collect();
+        f.parse::<i64>().ok()?
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms_frac)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn timestamps_by_hand() {
+        // 2023-11-16 is day 19,677 since 1970-01-01.
+        assert_eq!(
+            timestamp_ms("2023-11-16 18:17:03.9799600"),
+            Some(19_677 * 86_400_000 + (18 * 3600 + 17 * 60 + 3) * 1000 + 979)
+        );
+        assert_eq!(timestamp_ms("2023-13-01 00:00:00"), None);
+        assert_eq!(timestamp_ms("yesterday"), None);
+    }
+}
