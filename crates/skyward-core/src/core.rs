@@ -2094,27 +2094,24 @@ impl Core {
     }
 
     /// Pending workloads in scheduling order (priority, then FIFO), after
-    /// `after` (exclusive), at most `limit`.
+    /// `after` (exclusive), at most `limit`; parked work in its place.
     pub fn pending_page(&self, after: Option<WorkloadId>, limit: usize) -> Vec<WorkloadId> {
-        let start = after.and_then(|a| {
+        use std::ops::Bound;
+        let from = match after.and_then(|a| {
             self.workloads
                 .get(&a)
                 .map(|w| (-i64::from(w.spec.priority), w.seq, a))
-        });
-        match start {
-            Some(k) => self
-                .pending
-                .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
-                .take(limit)
-                .map(|(_, _, id)| *id)
-                .collect(),
-            None => self
-                .pending
-                .iter()
-                .take(limit)
-                .map(|(_, _, id)| *id)
-                .collect(),
-        }
+        }) {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        // The first `limit` of each ordered set, merged.
+        let mut keys: Vec<(i64, u64, WorkloadId)> = std::iter::once(&self.pending)
+            .chain(self.parked.values())
+            .flat_map(|set| set.range((from, Bound::Unbounded)).take(limit).copied())
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().take(limit).map(|(_, _, id)| id).collect()
     }
 
     /// How many pending workloads come before this one in scheduling

@@ -842,6 +842,15 @@ fn unplaceable_work_is_set_aside_until_the_sites_change() {
     assert_eq!(core.pending_count(), 1_000);
     assert_eq!(core.pending_position(WorkloadId(1)), Some(0));
     assert_eq!(core.pending_position(WorkloadId(1_000)), Some(999));
+    // The queue as the API pages it shows the set-aside work in order.
+    assert_eq!(
+        core.pending_page(None, 3),
+        [WorkloadId(1), WorkloadId(2), WorkloadId(3)]
+    );
+    assert_eq!(
+        core.pending_page(Some(WorkloadId(998)), 5),
+        [WorkloadId(999), WorkloadId(1_000)]
+    );
     let why = core.why_pending(WorkloadId(500)).unwrap();
     assert!(why.contains_key("region outside residency"), "{why:?}");
     // Cancelling a set-aside workload works as for any pending one.
