@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod query;
 pub mod recommend;
 pub mod report;
+pub mod sim_report;
 
 use skyward_spec::SpecError;
 use skyward_store::StoreError;

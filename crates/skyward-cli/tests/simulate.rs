@@ -374,3 +374,50 @@ demand:
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("demand[0].hours"), "{err}");
 }
+
+/// `--html`: one self-contained page with a chart of cost over the years
+/// and one per commitment, each with a title, axis titles and a line per
+/// policy, and the delay table.
+#[test]
+fn simulate_writes_an_html_report_with_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "s.yaml", SCENARIO);
+    let html = dir.path().join("r.html");
+    let out = skyward()
+        .args(["simulate", &file, "--quiet", "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(
+        page.matches("<svg").count(),
+        2,
+        "cost and the one commitment"
+    );
+    for needle in [
+        "Cumulative cost by policy",
+        "macc (azure): burn against the commitment",
+        "cumulative cost (USD)",
+        "cumulative burn (USD)",
+        "skyward",
+        "cheapest-per-task",
+        "Queueing delay per stream",
+    ] {
+        assert!(page.contains(needle), "missing {needle}");
+    }
+    // Each chart draws a line per policy (plus the straight line).
+    assert!(
+        page.matches("<polyline").count() >= 5,
+        "{}",
+        page.matches("<polyline").count()
+    );
+    assert!(
+        !page.contains("<script") && !page.contains("<link"),
+        "self-contained"
+    );
+}

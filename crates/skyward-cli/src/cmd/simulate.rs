@@ -28,6 +28,10 @@ pub struct SimulateArgs {
     /// (%/year of every site).
     #[arg(long = "sweep", value_name = "KNOB=V1,V2,…")]
     sweeps: Vec<String>,
+    /// Also write the comparison as one HTML page with charts (cost over
+    /// the years, each commitment's burn) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
@@ -84,6 +88,10 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
+    if let Some(path) = &a.html {
+        std::fs::write(path, skyward_app::sim_report::html(&report))
+            .map_err(|e| CliError::Io(format!("{}: cannot write: {e}", path.display())))?;
+    }
     match a.output {
         Output::Json => outln!("{}", json(&report)?),
         Output::Table => render(&report),
