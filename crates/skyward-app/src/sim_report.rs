@@ -19,13 +19,16 @@ fn day(date: &str) -> i64 {
     Timestamp::parse(date).map_or(0, |t| t.0.div_euclid(86_400))
 }
 
-fn duration(s: f64) -> String {
+/// A delay as people read it: seconds, minutes, hours or days.
+pub fn duration(s: f64) -> String {
     if s < 60.0 {
-        format!("{s:.0}s")
+        format!("{}s", s.round())
     } else if s < 3600.0 {
-        format!("{:.1}m", s / 60.0)
-    } else {
+        format!("{}m", (s / 60.0).round())
+    } else if s < 86_400.0 {
         format!("{:.1}h", s / 3600.0)
+    } else {
+        format!("{:.1}d", s / 86_400.0)
     }
 }
 

@@ -162,7 +162,7 @@ pub struct OneResult {
 const SIZE_MAX: usize = 200_000;
 const REPEATS_MAX: usize = 100;
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {

@@ -8,7 +8,8 @@
 //! time is measured here, at the edge.
 #![allow(clippy::disallowed_methods)]
 
-use crate::cmd::bench::peak_rss_mib;
+use crate::cmd::bench::{median, peak_rss_mib};
+use crate::cmd::bench_submit::load_average;
 use crate::error::{json, CliError};
 use crate::table::Table;
 use crate::Output;
@@ -275,22 +276,6 @@ pub fn scenario_yaml(workloads: u64, sites: usize, years: u32) -> String {
 /// Which generated sites are B200 (the chip that arrives in year 2).
 fn is_b200(i: usize) -> bool {
     (i / 7) % 3 == 2
-}
-
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 pub fn run(a: &SimulateBenchArgs) -> Result<(), CliError> {

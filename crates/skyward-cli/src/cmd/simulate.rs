@@ -4,6 +4,7 @@
 use crate::error::{json, CliError};
 use crate::table::{num, Table};
 use crate::Output;
+use skyward_app::sim_report::duration;
 use skyward_sim::report::PolicyReport;
 use skyward_sim::sweep::{Axis, SweepReport};
 use skyward_sim::{Policy, Report};
@@ -329,17 +330,4 @@ fn render_policy(p: &PolicyReport) {
         ]);
     }
     out!("{}", t.render());
-}
-
-/// Seconds for people: 0s, 42s, 12m, 3.5h, 2.1d.
-fn duration(s: f64) -> String {
-    if s < 60.0 {
-        format!("{}s", s.round())
-    } else if s < 3600.0 {
-        format!("{}m", (s / 60.0).round())
-    } else if s < 86_400.0 {
-        format!("{:.1}h", s / 3600.0)
-    } else {
-        format!("{:.1}d", s / 86_400.0)
-    }
 }
