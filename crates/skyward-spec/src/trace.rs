@@ -22,6 +22,9 @@ use skyward_sim::scenario::TraceRecord;
 
 /// Rows a trace may hold.
 pub const ROWS_MAX: usize = 2_000_000;
+/// Tasks a trace may turn into (an LLM trace's windows each ask for
+/// replicas: few rows with huge token counts ask for many).
+pub const RECORDS_MAX: u64 = 2_000_000;
 const MS_PER_HOUR: u64 = 3_600_000;
 
 /// A parsed trace: its tasks in arrival order, its span, and what was
@@ -221,10 +224,25 @@ pub fn azure_llm(
     }
     let per_window = tokens_per_second_per_replica * window_ms as f64 / 1000.0;
     let hours = window_ms as f64 / MS_PER_HOUR as f64;
-    let mut records = Vec::new();
-    for (w, tokens) in windows.iter().enumerate() {
-        let replicas = (tokens / per_window).ceil() as u64;
-        for _ in 0..replicas.min(100_000) {
+    let replicas: Vec<u64> = windows
+        .iter()
+        .map(|tokens| (tokens / per_window).ceil() as u64)
+        .collect();
+    let total = replicas.iter().fold(0u64, |a, r| a.saturating_add(*r));
+    if total > RECORDS_MAX {
+        return Err(SpecError::at(
+            file,
+            None,
+            "tokens_per_second_per_replica",
+            format!(
+                "the trace asks for {total} replica-windows at this rate, more than {RECORDS_MAX}: \
+                 give a higher rate per replica or longer windows"
+            ),
+        ));
+    }
+    let mut records = Vec::with_capacity(total as usize);
+    for (w, replicas) in replicas.iter().enumerate() {
+        for _ in 0..*replicas {
             records.push(TraceRecord {
                 at_ms: w as u64 * window_ms,
                 hours,
@@ -304,5 +322,19 @@ mod tests {
         );
         assert_eq!(timestamp_ms("2023-13-01 00:00:00"), None);
         assert_eq!(timestamp_ms("yesterday"), None);
+    }
+
+    /// A few requests with huge token counts at a tiny rate per replica
+    /// would ask for billions of replicas: refused, in bounded memory.
+    #[test]
+    fn an_llm_trace_asking_for_too_many_replicas_is_refused() {
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+                    2023-11-16 18:00:00.0,10000000,10000000\n\
+                    2023-11-16 23:00:00.0,10000000,10000000\n";
+        let e = azure_llm(text, "t.csv", 0.001, 60_000).unwrap_err();
+        assert!(e.message.contains("replica-windows"), "{}", e.message);
+        // At a sane rate the same file is two windows' replicas.
+        let p = azure_llm(text, "t.csv", 1.0e6, 60_000).unwrap();
+        assert_eq!(p.records.len(), 2);
     }
 }
