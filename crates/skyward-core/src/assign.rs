@@ -108,6 +108,9 @@ pub fn assign(
     start: &[Option<usize>],
     exact_options_max: usize,
 ) -> Assignment {
+    if let Some(a) = alone(items, market, start) {
+        return a;
+    }
     let pr = problem(items, market);
     let mut best: Choice = start.to_vec();
     if !pr.is_feasible(&best) {
@@ -177,6 +180,60 @@ pub fn assign(
         method,
         proven_optimal: proven,
     }
+}
+
+/// The most common cycle: one workload that must be placed and nothing
+/// else. The optimum is then its cheapest offer that fits, found in one
+/// pass without building the problem. When the policy's offer is that
+/// optimum (within local search's tolerance), it is returned, proven, with
+/// the optimum's cost as the bound: what [`assign`]'s general path returns
+/// after local search, without its allocations. Otherwise `None`, and the
+/// general path runs.
+fn alone(items: &[Item], market: &Market, start: &[Option<usize>]) -> Option<Assignment> {
+    let ([it], [Some(first)]) = (items, start) else {
+        return None;
+    };
+    if !it.must {
+        return None;
+    }
+    let provider_cost = |p: usize, spend: f64| -> f64 {
+        let factor = market.factor.get(p).copied().unwrap_or(1.0);
+        let commit = market.free_usd.get(p).copied().unwrap_or(0.0);
+        (factor * spend).max(commit)
+    };
+    let fits = |o: &Offer| {
+        market
+            .site_free
+            .get(o.site)
+            .is_some_and(|f| f64::from(o.need) <= f64::from(*f) + 1e-9)
+    };
+    // The cost an offer adds to the empty plan.
+    let delta = |o: &Offer| -> f64 {
+        let p = market.site_provider.get(o.site).copied().unwrap_or(0);
+        provider_cost(p, o.list_usd) - provider_cost(p, 0.0)
+    };
+    let chosen = it.offers.get(*first).filter(|o| fits(o))?;
+    let at = delta(chosen);
+    let min = it
+        .offers
+        .iter()
+        .filter(|o| fits(o))
+        .map(delta)
+        .fold(f64::INFINITY, f64::min);
+    // Local search would move to an offer cheaper by more than this.
+    if min < at - 1e-6 * (1.0 + at.abs()) {
+        return None;
+    }
+    let base: f64 = (0..market.free_usd.len())
+        .map(|p| provider_cost(p, 0.0))
+        .sum();
+    Some(Assignment {
+        choice: vec![Some(*first)],
+        cost_usd: base + at,
+        bound_usd: base + min.min(at),
+        method: "policy order + local search",
+        proven_optimal: true,
+    })
 }
 
 /// A lower bound on the cost of every feasible plan, from one Lagrangian
@@ -300,6 +357,101 @@ mod tests {
             a.proven_optimal && (a.cost_usd - 500.0).abs() < 1e-9,
             "{a:?}"
         );
+    }
+
+    /// One must workload alone (the shortcut): by hand, provider 0 has $100
+    /// free at 0.8 and provider 1 none; a $50 offer on provider 0 adds
+    /// nothing (within the $100 due anyway), a $15 one on provider 1 adds
+    /// $15. Started on provider 1, the answer moves to provider 0 ($100
+    /// in all); started on 0, it stays, proven, bound $100.
+    #[test]
+    fn one_workload_alone_by_hand() {
+        let items = vec![Item {
+            must: true,
+            offers: vec![offer(0, 1, 50.0), offer(1, 1, 15.0)],
+        }];
+        let market = Market {
+            site_provider: vec![0, 1],
+            site_free: vec![8, 8],
+            free_usd: vec![100.0, 0.0],
+            factor: vec![0.8, 1.0],
+        };
+        let a = assign(&items, &market, &[Some(0)], 0);
+        assert_eq!(a.choice, vec![Some(0)]);
+        assert!(a.proven_optimal);
+        assert!((a.cost_usd - 100.0).abs() < 1e-9 && (a.bound_usd - 100.0).abs() < 1e-9);
+        let a = assign(&items, &market, &[Some(1)], 0);
+        assert_eq!(a.choice, vec![Some(0)], "{a:?}");
+        assert!((a.cost_usd - 100.0).abs() < 1e-9, "{a:?}");
+        // Provider 0 full: the $15 offer is the only one that fits.
+        let full = Market {
+            site_free: vec![0, 8],
+            ..market
+        };
+        let a = assign(&items, &full, &[Some(1)], 0);
+        assert_eq!(a.choice, vec![Some(1)]);
+        assert!((a.cost_usd - 115.0).abs() < 1e-9, "{a:?}");
+    }
+
+    /// The shortcut against brute force over the offers with the
+    /// placement crate's own cost function, on random single workloads.
+    #[test]
+    fn one_workload_alone_matches_brute_force() {
+        let mut rng = skyward_model::rng::SplitMix64::new(7);
+        for case in 0..2_000 {
+            let sites = 1 + (rng.next_u64() % 5) as usize;
+            let providers = 1 + (rng.next_u64() % 3) as usize;
+            let market = Market {
+                site_provider: (0..sites)
+                    .map(|_| (rng.next_u64() % providers as u64) as usize)
+                    .collect(),
+                site_free: (0..sites).map(|_| (rng.next_u64() % 5) as u32).collect(),
+                free_usd: (0..providers)
+                    .map(|_| {
+                        if rng.next_u64() % 2 == 0 {
+                            0.0
+                        } else {
+                            (rng.next_u64() % 200) as f64
+                        }
+                    })
+                    .collect(),
+                factor: (0..providers)
+                    .map(|_| 0.5 + (rng.next_u64() % 50) as f64 / 100.0)
+                    .collect(),
+            };
+            let offers: Vec<Offer> = (0..sites)
+                .map(|s| {
+                    offer(
+                        s,
+                        1 + (rng.next_u64() % 3) as u32,
+                        (rng.next_u64() % 300) as f64,
+                    )
+                })
+                .collect();
+            let items = vec![Item { must: true, offers }];
+            let pr = problem(&items, &market);
+            let fitting: Vec<usize> = (0..sites)
+                .filter(|o| pr.is_feasible(&vec![Some(*o)]))
+                .collect();
+            let Some(&start) = fitting.get((rng.next_u64() as usize) % fitting.len().max(1)) else {
+                continue;
+            };
+            let best = fitting
+                .iter()
+                .map(|o| pr.cost(&vec![Some(*o)]))
+                .fold(f64::INFINITY, f64::min);
+            let a = assign(&items, &market, &[Some(start)], 0);
+            assert!(pr.is_feasible(&a.choice), "case {case}: {a:?}");
+            assert!(
+                (pr.cost(&a.choice) - a.cost_usd).abs() < 1e-9,
+                "case {case}: {a:?}"
+            );
+            assert!(
+                a.cost_usd <= best + 1e-6 * (1.0 + best),
+                "case {case}: {a:?} vs {best}"
+            );
+            assert!(a.bound_usd <= best + 1e-9, "case {case}: {a:?} vs {best}");
+        }
     }
 
     #[test]

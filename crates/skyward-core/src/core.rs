@@ -1,6 +1,7 @@
 //! The state machine.
 
 use crate::assign;
+use crate::held::{Held, Run};
 use crate::types::{
     Avoid, Command, Failover, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,
     State, WorkloadId,
@@ -318,7 +319,14 @@ pub struct Core {
     seq: u64,
     classes: BTreeMap<ClassKey, u32>,
     filters: BTreeMap<FilterKey, u32>,
-    /// Per class, each alternative's hours relative to the first (None:
+    /// Workloads in memory per class and per filter (by id). A class or
+    /// filter no workload has any more is dropped, and the ids renumbered,
+    /// once they outnumber the workloads (see [`Core::compact`]): a
+    /// server that sees a new walltime with every submission keeps
+    /// memory bounded by its live work.
+    class_refs: Vec<u32>,
+    filter_refs: Vec<u32>,
+    /// Per filter, each alternative's hours relative to the first (None:
     /// no throughput figure), as `skyward plan` scales them.
     class_hours: Vec<Vec<Option<f64>>>,
     accelerators: AcceleratorTable,
@@ -340,6 +348,8 @@ pub struct Core {
     ordered_total: u64,
     /// Workloads held (any state) that may be preempted.
     preemptible_held: usize,
+    /// The work each site holds, kept as it changes.
+    held: Held,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -364,6 +374,7 @@ impl Core {
             filter_sites: BTreeMap::new(),
             ordered_total: 0,
             preemptible_held: 0,
+            held: Held::default(),
             sites: BTreeMap::new(),
             dispatch_deadlines: BTreeSet::new(),
             commands: VecDeque::new(),
@@ -371,6 +382,8 @@ impl Core {
             seq: 0,
             classes: BTreeMap::new(),
             filters: BTreeMap::new(),
+            class_refs: Vec::new(),
+            filter_refs: Vec::new(),
             class_hours: Vec::new(),
             accelerators: AcceleratorTable::builtin(),
             commitments: Vec::new(),
@@ -395,15 +408,10 @@ impl Core {
             compliance,
             spot,
         );
-        let n = self.filters.len() as u32;
-        *self.filters.entry(key).or_insert(n)
-    }
-
-    fn class_of(&mut self, spec: &JobSpec) -> u32 {
-        let key = class_key(spec);
-        let n = self.classes.len() as u32;
-        let class = *self.classes.entry(key).or_insert(n);
-        if class == n {
+        let n = self.filter_refs.len() as u32;
+        let filter = *self.filters.entry(key).or_insert(n);
+        if filter == n {
+            self.filter_refs.push(0);
             let table = &self.accelerators;
             let first = spec.accelerators.first();
             let hours = spec
@@ -422,7 +430,64 @@ impl Core {
                 .collect();
             self.class_hours.push(hours);
         }
+        self.filter_refs[filter as usize] += 1;
+        filter
+    }
+
+    fn class_of(&mut self, spec: &JobSpec) -> u32 {
+        let key = class_key(spec);
+        let n = self.class_refs.len() as u32;
+        let class = *self.classes.entry(key).or_insert(n);
+        if class == n {
+            self.class_refs.push(0);
+        }
+        self.class_refs[class as usize] += 1;
         class
+    }
+
+    /// Drops the classes and filters no workload in memory has, once they
+    /// outnumber the workloads, and renumbers the rest (in their old
+    /// order, so cycles see the same order as before). Amortized: each
+    /// pass is paid for by as many workloads forgotten since the last.
+    fn compact(&mut self) {
+        let live = self.workloads.len();
+        if self.class_refs.len() > 2 * live + COMPACT_SLACK {
+            let (classes, remap, refs) =
+                renumber(std::mem::take(&mut self.classes), &self.class_refs);
+            self.classes = classes;
+            self.class_refs = refs;
+            for w in self.workloads.values_mut() {
+                w.class = remap[w.class as usize];
+            }
+            self.parked = std::mem::take(&mut self.parked)
+                .into_iter()
+                .map(|(c, set)| (remap[c as usize], set))
+                .collect();
+        }
+        if self.filter_refs.len() > 2 * live + COMPACT_SLACK {
+            let (filters, remap, refs) =
+                renumber(std::mem::take(&mut self.filters), &self.filter_refs);
+            self.filters = filters;
+            self.filter_refs = refs;
+            for w in self.workloads.values_mut() {
+                w.filter = remap[w.filter as usize];
+            }
+            let mut hours = vec![Vec::new(); self.filter_refs.len()];
+            for (old, h) in std::mem::take(&mut self.class_hours)
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(slot) = remap.get(old).and_then(|n| hours.get_mut(*n as usize)) {
+                    *slot = h;
+                }
+            }
+            self.class_hours = hours;
+            self.filter_sites = std::mem::take(&mut self.filter_sites)
+                .into_iter()
+                .filter(|(f, _)| remap[*f as usize] != u32::MAX)
+                .map(|(f, s)| (remap[f as usize], s))
+                .collect();
+        }
     }
 
     /// Rebuilds the core from persisted records after a restart at `now`.
@@ -526,6 +591,15 @@ impl Core {
         for id in dispatched {
             core.set_deadline(id, now + core.cfg.dispatch_timeout_ms);
         }
+        let held: Vec<WorkloadId> = core
+            .workloads
+            .iter()
+            .filter(|(_, w)| matches!(w.state, State::Dispatched { .. } | State::Running { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            core.hold(id);
+        }
         core.wake(now);
         core
     }
@@ -577,7 +651,11 @@ impl Core {
     }
 
     fn transition(&mut self, id: WorkloadId, state: State, now: Millis) {
+        let mut was_on = None;
         if let Some(w) = self.workloads.get_mut(&id) {
+            if let State::Dispatched { site, .. } | State::Running { site, .. } = &w.state {
+                was_on = Some(site.clone());
+            }
             let key = (-i64::from(w.spec.priority), w.seq, id);
             if matches!(w.state, State::Pending) && !self.pending.remove(&key) {
                 if let Some(set) = self.parked.get_mut(&w.class) {
@@ -599,7 +677,41 @@ impl Core {
             }
             w.state = state.clone();
         }
+        if let Some(site) = was_on {
+            self.held.remove(&site, id);
+        }
+        self.hold(id);
         self.emit(Command::Persist(Record::Transition { id, state, at: now }));
+    }
+
+    /// Indexes `id` as held by its site if it is dispatched or running,
+    /// with its walltime on the site's accelerator as known now.
+    fn hold(&mut self, id: WorkloadId) {
+        let Some(w) = self.workloads.get(&id) else {
+            return;
+        };
+        let (site, accelerators, since) = match &w.state {
+            State::Dispatched { site, accelerators } => (site, *accelerators, None),
+            State::Running {
+                site,
+                accelerators,
+                since,
+            } => (site, *accelerators, Some(*since)),
+            _ => return,
+        };
+        let accelerator = self
+            .sites
+            .get(site)
+            .and_then(|s| s.spec.as_ref())
+            .map(|s| s.accelerator.as_str())
+            .unwrap_or("");
+        let run = Run {
+            accelerators,
+            since,
+            walltime_ms: self.walltime_ms(w, accelerator),
+        };
+        let site = site.clone();
+        self.held.add(&site, id, run);
     }
 
     /// Takes work back from a site: releases capacity, records usage of a
@@ -756,19 +868,26 @@ impl Core {
                 site.alive = true;
                 site.last_heartbeat = now;
                 self.sites_changed();
+                // Walltimes of the work it holds, on its accelerator now.
+                for id in self.held.on(&name) {
+                    self.held.remove(&name, id);
+                    self.hold(id);
+                }
                 // Reconcile: work the core saw start there but the site no
                 // longer runs was lost (the site restarted); take it back.
                 // An unacknowledged dispatch may still be on its way, so it
                 // is left to the dispatch timeout, whose cancel the site
                 // receives after the dispatch itself.
                 let gone: Vec<WorkloadId> = self
-                    .workloads
-                    .iter()
-                    .filter(|(id, w)| {
+                    .held
+                    .on(&name)
+                    .into_iter()
+                    .filter(|id| {
                         !running.contains(id)
-                            && matches!(&w.state, State::Running { site, .. } if *site == name)
+                            && self.workloads.get(id).is_some_and(
+                                |w| matches!(&w.state, State::Running { site, .. } if *site == name),
+                            )
                     })
-                    .map(|(id, _)| *id)
                     .collect();
                 for id in gone {
                     self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
@@ -952,12 +1071,7 @@ impl Core {
                 s.alive = false;
                 self.sites_changed();
             }
-            let on_site: Vec<WorkloadId> = self
-                .workloads
-                .iter()
-                .filter(|(_, w)| matches!(&w.state, State::Dispatched { site, .. } | State::Running { site, .. } if *site == name))
-                .map(|(id, _)| *id)
-                .collect();
+            let on_site: Vec<WorkloadId> = self.held.on(&name);
             for id in on_site {
                 self.take_back(id, now, State::Pending, true, RunEnd::Unknown);
                 self.failed_by(id, &name, now);
@@ -1025,7 +1139,7 @@ impl Core {
             .iter()
             .position(|a| a.name.eq_ignore_ascii_case(accelerator))?;
         self.class_hours
-            .get(w.class as usize)
+            .get(w.filter as usize)
             .and_then(|h| h.get(alt).copied().flatten())
     }
 
@@ -1038,36 +1152,15 @@ impl Core {
         }
     }
 
-    /// When the work now on each site ends, by its walltime: site →
-    /// (end, accelerators), with `None` for a run without one (it may
-    /// never end). One pass over the workloads, once per cycle.
-    fn site_ends(&self, now: Millis) -> BTreeMap<&str, Vec<(Option<Millis>, u32)>> {
-        let mut out: BTreeMap<&str, Vec<(Option<Millis>, u32)>> = BTreeMap::new();
-        for w in self.workloads.values() {
-            let (site, accelerators, since) = match &w.state {
-                State::Dispatched { site, accelerators } => (site, *accelerators, None),
-                State::Running {
-                    site,
-                    accelerators,
-                    since,
-                } => (site, *accelerators, Some(*since)),
-                _ => continue,
-            };
-            let accelerator = self
-                .sites
-                .get(site)
-                .and_then(|s| s.spec.as_ref())
-                .map(|s| s.accelerator.as_str())
-                .unwrap_or("");
-            let end = self.walltime_ms(w, accelerator).map(|t| match since {
-                Some(since) => (since + t).max(now),
-                None => now + t,
-            });
-            out.entry(site.as_str())
-                .or_default()
-                .push((end, accelerators));
-        }
-        out
+    /// When the work now on `site` ends, by its walltime: (end,
+    /// accelerators), with `None` for a run without one (it may never
+    /// end).
+    fn site_ends(&self, site: &str, now: Millis) -> SiteEnds {
+        self.held
+            .by_site
+            .get(site)
+            .map(|h| h.ends(now))
+            .unwrap_or_default()
     }
 
     /// The reservation a gang needing `need` accelerators would hold on
@@ -1124,7 +1217,7 @@ impl Core {
     fn class_sites(&self, w: &Workload, sites: &[Option<&Site>]) -> ClassSites {
         let hours = self
             .class_hours
-            .get(w.class as usize)
+            .get(w.filter as usize)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let mut out = ClassSites::default();
@@ -1153,7 +1246,7 @@ impl Core {
     /// what the runs in flight will still spend there (each to its
     /// walltime; a run without one is counted for [`HOURS_UNKNOWN`]), with
     /// each provider's 1 − discount. Providers in `providers` order.
-    fn commitment_room(&self, providers: &[String], now: Millis) -> (Vec<f64>, Vec<f64>) {
+    fn commitment_room(&mut self, providers: &[String], now: Millis) -> (Vec<f64>, Vec<f64>) {
         let mut free = vec![0.0; providers.len()];
         let mut factor = vec![1.0; providers.len()];
         let index = |p: &str| providers.iter().position(|x| x == p);
@@ -1166,17 +1259,11 @@ impl Core {
         if self.commitments.is_empty() {
             return (free, factor);
         }
-        for w in self.workloads.values() {
-            let (site, accelerators, since) = match &w.state {
-                State::Dispatched { site, accelerators } => (site, *accelerators, now),
-                State::Running {
-                    site,
-                    accelerators,
-                    since,
-                } => (site, *accelerators, *since),
-                _ => continue,
-            };
-            let Some(spec) = self.sites.get(site).and_then(|s| s.spec.as_ref()) else {
+        // List dollars still to come per provider, site by site from the
+        // held sums (not a pass over the workloads).
+        let mut to_come = vec![0.0; providers.len()];
+        for (name, held) in &mut self.held.by_site {
+            let Some(spec) = self.sites.get(name).and_then(|s| s.spec.as_ref()) else {
                 continue;
             };
             if spec.prepaid {
@@ -1185,16 +1272,12 @@ impl Core {
             let Some(p) = index(&spec.region.provider) else {
                 continue;
             };
-            if free[p] <= 0.0 {
-                continue;
-            }
-            let left_h = match self.walltime_ms(w, &spec.accelerator) {
-                Some(t) => (since + t).saturating_sub(now) as f64 / 3_600_000.0,
-                None => HOURS_UNKNOWN,
-            };
-            let list =
-                spec.price_usd_per_accelerator_hour.as_f64() * f64::from(accelerators) * left_h;
-            free[p] = (free[p] - factor[p] * list).max(0.0);
+            let (acc_hours, unknown_acc) = held.remaining(now);
+            let acc_hours = acc_hours + unknown_acc as f64 * HOURS_UNKNOWN;
+            to_come[p] += spec.price_usd_per_accelerator_hour.as_f64() * acc_hours;
+        }
+        for p in 0..providers.len() {
+            free[p] = (free[p] - factor[p] * to_come[p]).max(0.0);
         }
         (free, factor)
     }
@@ -1244,11 +1327,11 @@ impl Core {
         let mut team_used: BTreeMap<String, u32> = BTreeMap::new();
         let one_team = queued.windows(2).all(|p| p[0].team == p[1].team);
         if !self.cfg.teams.is_empty() || !one_team {
-            for w in self.workloads.values() {
-                if let State::Dispatched { accelerators, .. }
-                | State::Running { accelerators, .. } = &w.state
-                {
-                    *team_used.entry(w.spec.team.clone()).or_insert(0) += accelerators;
+            for h in self.held.by_site.values() {
+                for (id, run) in &h.runs {
+                    if let Some(w) = self.workloads.get(id) {
+                        *team_used.entry(w.spec.team.clone()).or_insert(0) += run.accelerators;
+                    }
                 }
             }
         }
@@ -1302,7 +1385,7 @@ impl Core {
         // must wait). Step 1's own placements are not in it: their
         // capacity counts as held until the next cycle, which only ever
         // makes a reservation later, never lets work jump ahead of a gang.
-        let mut ends_by_site: Option<BTreeMap<String, SiteEnds>> = None;
+        let mut ends_by_site: BTreeMap<usize, SiteEnds> = BTreeMap::new();
         // (workload, site index, accelerators, walltime) in queue order.
         let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
         // Waited only for capacity: the global step may find them room.
@@ -1400,17 +1483,13 @@ impl Core {
                 None => {
                     // Hold the site where it can start soonest (known
                     // times first, then cost, then name).
-                    let ends = ends_by_site.get_or_insert_with(|| {
-                        self.site_ends(now)
-                            .into_iter()
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect::<BTreeMap<String, SiteEnds>>()
-                    });
                     let pick = full
                         .iter()
                         .filter(|(_, si, _)| !reserved.contains_key(si))
                         .filter_map(|(cost, si, need)| {
-                            let e = ends.get(&site_names[*si]).map(Vec::as_slice).unwrap_or(&[]);
+                            let e = ends_by_site
+                                .entry(*si)
+                                .or_insert_with(|| self.site_ends(&site_names[*si], now));
                             self.reservation(site_refs[*si]?, used[*si], *need, now, e)
                                 .map(|r| {
                                     ((r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), *si), r)
@@ -1794,7 +1873,10 @@ impl Core {
         let mut runs_on: BTreeMap<&str, Vec<crate::policy::Run>> = BTreeMap::new();
         let mut awaited: BTreeSet<WorkloadId> = BTreeSet::new();
         let mut held: BTreeMap<&str, u32> = BTreeMap::new();
-        for (rid, r) in &self.workloads {
+        for rid in self.held.ids() {
+            let Some(r) = self.workloads.get(&rid) else {
+                continue;
+            };
             if let Some(by) = r.stopping_for {
                 awaited.insert(by);
             }
@@ -1810,7 +1892,7 @@ impl Core {
                             .entry(site.as_str())
                             .or_default()
                             .push(crate::policy::Run {
-                                id: *rid,
+                                id: rid,
                                 priority: r.spec.priority,
                                 preemptible: r.spec.preemptible,
                                 accelerators: *accelerators,
@@ -1836,7 +1918,7 @@ impl Core {
             }
             let hours = self
                 .class_hours
-                .get(w.class as usize)
+                .get(w.filter as usize)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             let quota = self
@@ -2061,6 +2143,11 @@ impl Core {
         self.workloads.keys().copied().collect()
     }
 
+    /// Workload classes and filters the core keeps (see `class_refs`).
+    pub fn classes_held(&self) -> (usize, usize) {
+        (self.class_refs.len(), self.filter_refs.len())
+    }
+
     pub fn pending_count(&self) -> usize {
         self.pending.len() + self.parked.values().map(BTreeSet::len).sum::<usize>()
     }
@@ -2068,10 +2155,13 @@ impl Core {
     /// Work the core believes is dispatched to or running on `site`:
     /// (workload, state, attempt), in id order.
     pub fn on_site(&self, site: &str) -> Vec<(WorkloadId, State, u32)> {
-        self.workloads
-            .iter()
-            .filter(|(_, w)| matches!(&w.state, State::Dispatched { site: s, .. } | State::Running { site: s, .. } if s == site))
-            .map(|(id, w)| (*id, w.state.clone(), w.attempt))
+        self.held
+            .on(site)
+            .into_iter()
+            .filter_map(|id| {
+                let w = self.workloads.get(&id)?;
+                Some((id, w.state.clone(), w.attempt))
+            })
             .collect()
     }
 
@@ -2086,6 +2176,9 @@ impl Core {
         {
             if let Some(w) = self.workloads.remove(&id) {
                 self.preemptible_held -= usize::from(w.spec.preemptible);
+                self.class_refs[w.class as usize] -= 1;
+                self.filter_refs[w.filter as usize] -= 1;
+                self.compact();
             }
             true
         } else {
@@ -2173,6 +2266,31 @@ fn work_hours(walltime_ms: Option<Millis>, relative_h: f64) -> f64 {
 
 /// When a site's runs end: (end by walltime, or None; accelerators).
 type SiteEnds = Vec<(Option<Millis>, u32)>;
+
+/// Classes and filters kept beyond twice the workloads before a
+/// compaction (so a small core never compacts).
+const COMPACT_SLACK: usize = 1_024;
+
+/// Keeps the ids with references, renumbered densely in their old order:
+/// (the map, old id → new id (`u32::MAX` if dropped), references by new id).
+fn renumber<K: Ord>(map: BTreeMap<K, u32>, refs: &[u32]) -> (BTreeMap<K, u32>, Vec<u32>, Vec<u32>) {
+    let mut remap = vec![u32::MAX; refs.len()];
+    let mut kept = Vec::new();
+    for (old, r) in refs.iter().enumerate() {
+        if *r > 0 {
+            remap[old] = kept.len() as u32;
+            kept.push(*r);
+        }
+    }
+    let map = map
+        .into_iter()
+        .filter_map(|(k, id)| {
+            let new = *remap.get(id as usize)?;
+            (new != u32::MAX).then_some((k, new))
+        })
+        .collect();
+    (map, remap, kept)
+}
 
 /// The global step of the last cycle.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -16,6 +16,7 @@
 
 pub mod assign;
 pub mod core;
+pub mod held;
 pub mod policy;
 pub mod types;
 

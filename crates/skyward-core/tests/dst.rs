@@ -1030,6 +1030,33 @@ impl World {
             }
         }
         assert!(ml <= QUOTA_ML, "team ml holds {ml} > {QUOTA_ML}");
+        // The core's index of held work agrees with every workload's
+        // state, and with each site's accelerators in use.
+        let mut truth: BTreeMap<String, Vec<WorkloadId>> = BTreeMap::new();
+        for id in &self.submitted {
+            if let Some(State::Dispatched { site, .. } | State::Running { site, .. }) =
+                self.core.state(*id)
+            {
+                truth.entry(site.clone()).or_default().push(*id);
+            }
+        }
+        for (name, used, _, _) in self.core.sites() {
+            let on: Vec<(WorkloadId, State, u32)> = self.core.on_site(&name);
+            let mut ids: Vec<WorkloadId> = on.iter().map(|(id, _, _)| *id).collect();
+            ids.sort();
+            let mut want = truth.remove(&name).unwrap_or_default();
+            want.sort();
+            assert_eq!(ids, want, "held index of {name}");
+            let acc: u32 = on
+                .iter()
+                .map(|(_, s, _)| match s {
+                    State::Dispatched { accelerators, .. }
+                    | State::Running { accelerators, .. } => *accelerators,
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(acc, used, "held accelerators on {name}");
+        }
         // Site capacity never exceeded, in the core's books and for real.
         for (name, used, cap, _) in self.core.sites() {
             assert!(

@@ -869,3 +869,102 @@ fn unplaceable_work_is_set_aside_until_the_sites_change() {
     assert!(placed.iter().all(|p| p.1 == "eu"));
     assert_eq!(core.pending_count(), 991);
 }
+
+/// Every submission with its own walltime is its own class. A server that
+/// forgets finished work must forget their classes too: before, the
+/// classes (each with a copy of the workload's strings) grew with every
+/// workload ever submitted. After compactions, the kept classes still
+/// mean what they meant: set-aside work keeps its place, and a workload
+/// with two alternatives gets the same scaled walltime as before.
+#[test]
+fn classes_stay_bounded_by_live_work_when_every_walltime_differs() {
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "A100", 4, 2))
+        .unwrap();
+    let mut eu = job("H100:1", 1, 0);
+    eu.residency = vec!["eu".into()];
+    submit(&mut core, 0, 1, eu);
+    let two = |hours: f64| {
+        let mut j = with_hours(job("H100:1", 1, 0), hours);
+        j.accelerators
+            .push(skyward_model::AcceleratorRequest::parse("A100:1").unwrap());
+        j
+    };
+    let walltime_of = |core: &mut Core, now: u64, id: u64| -> Option<u64> {
+        let mut wall = None;
+        let cmds: Vec<Command> = std::iter::from_fn(|| core.poll_command()).collect();
+        for c in cmds {
+            if let Command::Dispatch {
+                id: d,
+                site,
+                attempt,
+                walltime_ms,
+                ..
+            } = c
+            {
+                if d.0 == id {
+                    wall = walltime_ms;
+                }
+                core.handle(
+                    now,
+                    Input::Started {
+                        id: d,
+                        site,
+                        attempt,
+                    },
+                )
+                .unwrap();
+            }
+        }
+        wall
+    };
+    let mut now = 0;
+    submit(&mut core, now, 2, two(1.0));
+    core.handle_timeout(now);
+    let before = walltime_of(&mut core, now, 2).expect("a walltime");
+    let finish = |core: &mut Core, now: u64, id: u64| {
+        core.handle(
+            now,
+            Input::Finished {
+                id: WorkloadId(id),
+                site: "s".into(),
+                attempt: 1,
+                success: true,
+                ended_at: Some(now),
+            },
+        )
+        .unwrap();
+        while core.poll_command().is_some() {}
+        assert!(core.forget(WorkloadId(id)));
+    };
+    now += 60_000;
+    finish(&mut core, now, 2);
+    for i in 0..5_000u64 {
+        now += 60_000;
+        let id = 10 + i;
+        submit(
+            &mut core,
+            now,
+            id,
+            with_hours(job("A100:1", 1, 0), 1.0 + i as f64 / 1_000.0),
+        );
+        core.handle_timeout(now);
+        walltime_of(&mut core, now, id);
+        finish(&mut core, now, id);
+    }
+    let (classes, filters) = core.classes_held();
+    // Live: the set-aside EU workload; at most twice that plus the slack.
+    assert!(classes <= 2 + 1_024, "{classes} classes kept");
+    assert!(filters <= 2 + 1_024, "{filters} filters kept");
+    // The same two-alternative workload, after the compactions.
+    now += 60_000;
+    submit(&mut core, now, 9_000_000, two(1.0));
+    core.handle_timeout(now);
+    assert_eq!(walltime_of(&mut core, now, 9_000_000), Some(before));
+    // The set-aside workload is still pending, and placed when it can be.
+    assert_eq!(core.pending_position(WorkloadId(1)), Some(0));
+    core.handle(now, site("eu", "gcp", "europe-west4", "H100", 8, 3))
+        .unwrap();
+    core.handle_timeout(now);
+    assert_eq!(start_all(&mut core, now), vec![(1, "eu".into(), 1)]);
+}

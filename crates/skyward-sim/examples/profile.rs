@@ -1,0 +1,39 @@
+//! Runs one scenario file under one policy with nothing else around it, for
+//! profiling the simulator and the core (`perf record` on this binary
+//! builds far faster than on the whole CLI):
+//!
+//! ```text
+//! cargo run --release -p skyward-sim --example profile -- SCENARIO.yaml skyward
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(path), Some(policy)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: profile SCENARIO.yaml POLICY [SEED]");
+        std::process::exit(2);
+    };
+    let seed = args.get(3).map_or(1, |s| s.parse().expect("seed"));
+    let text = std::fs::read_to_string(path).expect("read scenario");
+    let dir = std::path::Path::new(path)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let sc = skyward_spec::scenario::parse_with(&text, path, &mut |f: &str| {
+        std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let policy = skyward_sim::Policy::parse(policy).expect("policy");
+    let t = Instant::now();
+    let r = skyward_sim::run(&sc, &policy, seed, &mut |_| {});
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "{}: {:.2} s, {} events ({:.0}/s)",
+        r.policy,
+        s,
+        r.events,
+        r.events as f64 / s
+    );
+}
