@@ -421,3 +421,213 @@ fn simulate_writes_an_html_report_with_charts() {
         "self-contained"
     );
 }
+
+/// Seven years of one 8-accelerator, 10-hour job a day on one AWS site at
+/// $2 an accelerator-hour, under a $500,000 commitment at 10 % off with
+/// $55,000 yearly floors. By hand:
+///   a day lists 8 × 10 × $2 = $160 and bills $144;
+///   2026–2032 has 2,557 days (2028 and 2032 are leap years):
+///   list $409,120, billed (burned) $368,208;
+///   year-end gaps: 5 × (55,000 − 365 × 144) + 2 × (55,000 − 366 × 144)
+///   = 5 × $2,440 + 2 × $2,296 = $16,792, within the total shortfall of
+///   500,000 − 368,208 = $131,792.
+const SEVEN_YEARS: &str = "name: seven-years
+start: 2026-01-01
+years: 7
+policies: [skyward]
+sites:
+  - {name: aws-h100, provider: aws, region: us-east-1, accelerator: H100, accelerators: 8, price_usd_per_accelerator_hour: 2}
+demand:
+  - {name: daily, kind: train, every_hours: 24, accelerators: H100:8, hours: 10}
+";
+
+const SEVEN_YEAR_CONTRACT: &str = "contracts:
+  - name: edp
+    kind: spend
+    provider: aws
+    start: 2026-01-01
+    term_years: 7
+    commit_usd: 500000
+    discount_pct: 10
+    shortfall: yearly
+    floors: [{year: 1, commit_usd: 55000}, {year: 2, commit_usd: 55000}, {year: 3, commit_usd: 55000}, {year: 4, commit_usd: 55000}, {year: 5, commit_usd: 55000}, {year: 6, commit_usd: 55000}, {year: 7, commit_usd: 55000}]
+";
+
+/// Runs `skyward simulate --focus`, imports the FOCUS file into a fresh
+/// ledger (only the charges before `before` when given), and returns the
+/// simulation's report and `ledger analyze NAME` (at `at` when given).
+fn simulate_then_analyze(
+    dir: &tempfile::TempDir,
+    scenario: &str,
+    contracts: &str,
+    name: &str,
+    before: Option<&str>,
+    at: Option<&str>,
+) -> (Value, Value) {
+    let sc = write(dir, "sc.yaml", scenario);
+    let focus = dir.path().join("sim.csv");
+    let out = skyward()
+        .args(["simulate", &sc, "--quiet", "-o", "json", "--focus"])
+        .arg(&focus)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut file = focus.clone();
+    if let Some(before) = before {
+        // ChargePeriodStart is the fifth column.
+        let text = std::fs::read_to_string(&focus).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| *i == 0 || l.split(',').nth(4).is_some_and(|t| t < before))
+            .map(|(_, l)| l)
+            .collect();
+        file = dir.path().join("before.csv");
+        std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    }
+    let db = dir
+        .path()
+        .join(format!("ledger-{}.db", before.unwrap_or("all")));
+    let imp = skyward()
+        .env("SKYWARD_DB", &db)
+        .args(["ledger", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
+    let contracts = write(dir, "contracts.yaml", contracts);
+    let mut cmd = skyward();
+    cmd.env("SKYWARD_DB", &db).args([
+        "ledger",
+        "analyze",
+        name,
+        "--contracts",
+        &contracts,
+        "-o",
+        "json",
+    ]);
+    if let Some(at) = at {
+        cmd.args(["--at", at]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (sim, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn contract<'a>(sim: &'a Value, name: &str) -> &'a Value {
+    sim["policies"][0]["contracts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
+/// The simulated shortfall against `skyward ledger analyze` on the same
+/// usage, through FOCUS: at the term's end (the ledger's own burn and
+/// rule), and three years in (the ledger's projection of the remaining
+/// four years from the history so far), both against the hand figures.
+#[test]
+fn seven_year_shortfall_matches_ledger_analyze_and_the_hand_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!("{SEVEN_YEARS}{SEVEN_YEAR_CONTRACT}");
+    let (sim, end) = simulate_then_analyze(
+        &dir,
+        &scenario,
+        SEVEN_YEAR_CONTRACT,
+        "edp",
+        None,
+        Some("2033-01-01"),
+    );
+    let c = contract(&sim, "edp");
+    let total = &sim["policies"][0]["total"];
+    assert_eq!(total["list_usd"].as_f64(), Some(409_120.0), "{total}");
+    assert_eq!(c["burned_usd"].as_f64(), Some(368_208.0), "{c}");
+    assert_eq!(c["shortfall_usd"].as_f64(), Some(131_792.0), "{c}");
+    // Each year's gap at its end (2028 and 2032 are leap years); the last
+    // year's is charged with the rest of the total, $115,000.
+    let by_year: Vec<f64> = sim["policies"][0]["years"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|y| y["shortfall_usd"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        by_year,
+        [
+            2_440.0,
+            2_440.0,
+            2_296.0,
+            2_440.0,
+            2_440.0,
+            2_440.0,
+            2_296.0 + 115_000.0
+        ],
+        "{sim}"
+    );
+    assert_eq!(end["burned"].as_f64(), Some(368_208.0), "{end}");
+    assert_eq!(end["expected_shortfall"].as_f64(), Some(131_792.0), "{end}");
+    assert_eq!(end["shortfall_probability"].as_f64(), Some(1.0), "{end}");
+    // Three years in: 2026–2028 burned 1,096 days × $144 = $157,824; the
+    // ledger projects the other 1,461 days at the same rate.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mid) = simulate_then_analyze(
+        &dir,
+        &scenario,
+        SEVEN_YEAR_CONTRACT,
+        "edp",
+        Some("2029-01-01"),
+        None,
+    );
+    assert_eq!(mid["at"], "2029-01-01", "{mid}");
+    assert_eq!(mid["burned"].as_f64(), Some(157_824.0), "{mid}");
+    assert_eq!(mid["projected_burn_p50"].as_f64(), Some(368_208.0), "{mid}");
+    assert_eq!(mid["expected_shortfall"].as_f64(), Some(131_792.0), "{mid}");
+}
+
+/// `--focus` writes one policy's usage: with two it says which to choose;
+/// an unwritable path is an error naming it, with nothing left behind.
+#[test]
+fn focus_output_needs_one_policy_and_a_writable_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(&dir, "sc.yaml", SCENARIO);
+    let out = skyward()
+        .args(["simulate", &sc, "--quiet", "--focus"])
+        .arg(dir.path().join("x.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--policy") && err.contains("skyward, cheapest-per-task"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.csv").exists());
+    let bad = dir.path().join("no-such-dir").join("x.csv");
+    let out = skyward()
+        .args(["simulate", &sc, "--quiet", "--policy", "skyward", "--focus"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dir"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the scenario"
+    );
+}

@@ -408,7 +408,7 @@ mod tests {
                 site_free: (0..sites).map(|_| (rng.next_u64() % 5) as u32).collect(),
                 free_usd: (0..providers)
                     .map(|_| {
-                        if rng.next_u64() % 2 == 0 {
+                        if rng.next_u64().is_multiple_of(2) {
                             0.0
                         } else {
                             (rng.next_u64() % 200) as f64

@@ -130,9 +130,42 @@ pub fn run(
     seed: u64,
     progress: &mut dyn FnMut(&Progress),
 ) -> report::PolicyReport {
+    run_with_charges(sc, policy, seed, progress).0
+}
+
+/// One day's usage on one site, as the simulated ledger holds it: what
+/// `skyward simulate --focus` writes as FOCUS rows. Prepaid (reserved)
+/// sites bill nothing per use and have none; shortfalls are not charges
+/// here but the ledger's own computation from these rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCharge {
+    pub site: String,
+    pub row: DayRow,
+}
+
+/// [`run`], with the day charges it billed, in the order they were first
+/// billed.
+pub fn run_with_charges(
+    sc: &Scenario,
+    policy: &Policy,
+    seed: u64,
+    progress: &mut dyn FnMut(&Progress),
+) -> (report::PolicyReport, Vec<DayCharge>) {
     let mut sim = Sim::new(sc, policy, seed);
     sim.go(progress);
-    sim.finish()
+    let mut site_of = vec![0u32; sim.rows.len()];
+    for ((_, si), i) in &sim.row_index {
+        site_of[*i] = *si;
+    }
+    let charges = site_of
+        .iter()
+        .zip(&sim.rows)
+        .map(|(si, row)| DayCharge {
+            site: sim.sites[*si as usize].model.name.clone(),
+            row: row.clone(),
+        })
+        .collect();
+    (sim.finish(), charges)
 }
 
 struct Sim<'a> {

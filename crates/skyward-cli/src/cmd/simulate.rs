@@ -33,6 +33,11 @@ pub struct SimulateArgs {
     /// the years, each commitment's burn) to this file.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Also write the policy's simulated usage as FOCUS 1.3 rows (one per
+    /// site and day, list and billed cost), for `skyward ledger import`
+    /// and any FinOps tool. One policy only: choose it with --policy.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweeps")]
+    focus: Option<PathBuf>,
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
@@ -88,7 +93,33 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let report = skyward_sim::simulate(&sc, &policies, a.seed, &mut progress);
+    let report = match &a.focus {
+        None => skyward_sim::simulate(&sc, &policies, a.seed, &mut progress),
+        Some(path) => {
+            let list = if policies.is_empty() {
+                &sc.policies[..]
+            } else {
+                &policies[..]
+            };
+            let [policy] = list else {
+                return Err(CliError::Input(format!(
+                    "--focus writes one policy's usage; choose it with --policy (there are {}: {})",
+                    list.len(),
+                    list.iter().map(Policy::name).collect::<Vec<_>>().join(", ")
+                )));
+            };
+            let (r, charges) =
+                skyward_sim::run::run_with_charges(&sc, policy, a.seed, &mut progress);
+            write_focus(path, &charges)?;
+            Report {
+                scenario: sc.name.clone(),
+                start: sc.start.date_string(),
+                years: sc.years,
+                seed: a.seed,
+                policies: vec![r],
+            }
+        }
+    };
     if let Some(path) = &a.html {
         std::fs::write(path, skyward_app::sim_report::html(&report))
             .map_err(|e| CliError::Io(format!("{}: cannot write: {e}", path.display())))?;
@@ -98,6 +129,40 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         Output::Table => render(&report),
     }
     Ok(())
+}
+
+/// Writes the charges as FOCUS rows to `path` (through a temporary file:
+/// an earlier file there is replaced whole or not at all).
+fn write_focus(
+    path: &std::path::Path,
+    charges: &[skyward_sim::run::DayCharge],
+) -> Result<(), CliError> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| CliError::Io(format!("{shown}: cannot write: {e}"));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp-focus");
+    let tmp = PathBuf::from(tmp);
+    let rows: Vec<(&str, &skyward_ledger::status::DayRow)> =
+        charges.iter().map(|c| (c.site.as_str(), &c.row)).collect();
+    let result = (|| {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let n = skyward_ledger::export::write_day_rows(&mut w, &rows, "simulated")?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(n)
+    })();
+    match result {
+        Ok(n) => {
+            eprintln!("wrote {n} FOCUS rows to {shown}");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(io(e))
+        }
+    }
 }
 
 /// Progress on stderr: one line redrawn on a terminal, a line per tenth
