@@ -130,7 +130,7 @@ pub fn run(
     seed: u64,
     progress: &mut dyn FnMut(&Progress),
 ) -> report::PolicyReport {
-    run_with_charges(sc, policy, seed, progress).0
+    run_keeping(sc, policy, seed, Keep::default(), progress).report
 }
 
 /// One day's usage on one site, as the simulated ledger holds it: what
@@ -143,29 +143,75 @@ pub struct DayCharge {
     pub row: DayRow,
 }
 
-/// [`run`], with the day charges it billed, in the order they were first
-/// billed.
-pub fn run_with_charges(
+/// One dispatch the core made: workload `workload` (numbered from 1 in
+/// arrival order over all streams) sent to `site` at `at_ms` from the
+/// start, its `attempt`th.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub workload: u64,
+    pub stream: String,
+    pub site: String,
+    pub attempt: u32,
+    pub at_ms: Millis,
+}
+
+/// Dispatches a run keeps at most (`--placements` on a huge scenario).
+pub const PLACEMENTS_MAX: usize = 10_000_000;
+
+/// What a run keeps besides its report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub charges: bool,
+    pub placements: bool,
+}
+
+/// A run's report and what it was asked to keep.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub report: report::PolicyReport,
+    /// The day charges billed, in the order they were first billed.
+    pub charges: Vec<DayCharge>,
+    /// The first [`PLACEMENTS_MAX`] dispatches, in order.
+    pub placements: Vec<Placement>,
+    /// Dispatches beyond [`PLACEMENTS_MAX`], not kept.
+    pub placements_dropped: u64,
+}
+
+/// [`run`], keeping its day charges and its dispatches when asked.
+pub fn run_keeping(
     sc: &Scenario,
     policy: &Policy,
     seed: u64,
+    keep: Keep,
     progress: &mut dyn FnMut(&Progress),
-) -> (report::PolicyReport, Vec<DayCharge>) {
+) -> Kept {
     let mut sim = Sim::new(sc, policy, seed);
+    sim.placements = keep.placements.then(Vec::new);
     sim.go(progress);
-    let mut site_of = vec![0u32; sim.rows.len()];
-    for ((_, si), i) in &sim.row_index {
-        site_of[*i] = *si;
+    let charges = if keep.charges {
+        let mut site_of = vec![0u32; sim.rows.len()];
+        for ((_, si), i) in &sim.row_index {
+            site_of[*i] = *si;
+        }
+        site_of
+            .iter()
+            .zip(&sim.rows)
+            .map(|(si, row)| DayCharge {
+                site: sim.sites[*si as usize].model.name.clone(),
+                row: row.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let placements = sim.placements.take().unwrap_or_default();
+    let placements_dropped = sim.placements_dropped;
+    Kept {
+        report: sim.finish(),
+        charges,
+        placements,
+        placements_dropped,
     }
-    let charges = site_of
-        .iter()
-        .zip(&sim.rows)
-        .map(|(si, row)| DayCharge {
-            site: sim.sites[*si as usize].model.name.clone(),
-            row: row.clone(),
-        })
-        .collect();
-    (sim.finish(), charges)
 }
 
 struct Sim<'a> {
@@ -201,6 +247,9 @@ struct Sim<'a> {
     year_starts: Vec<Millis>,
     tally: Tally,
     events: u64,
+    /// Dispatches, when kept (see [`run_keeping`]).
+    placements: Option<Vec<Placement>>,
+    placements_dropped: u64,
 }
 
 impl<'a> Sim<'a> {
@@ -291,6 +340,8 @@ impl<'a> Sim<'a> {
             year_starts: sc.year_starts_ms(),
             tally,
             events: 0,
+            placements: None,
+            placements_dropped: 0,
         }
     }
 
@@ -493,6 +544,19 @@ impl<'a> Sim<'a> {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
+        if let Some(kept) = &mut self.placements {
+            if kept.len() < PLACEMENTS_MAX {
+                kept.push(Placement {
+                    workload: id,
+                    stream: self.sc.demand[job.stream as usize].name.clone(),
+                    site: site.to_string(),
+                    attempt,
+                    at_ms: now,
+                });
+            } else {
+                self.placements_dropped += 1;
+            }
+        }
         let full_ms = job.work_h * scale * MS_PER_HOUR as f64;
         let left_ms = ((1.0 - job.progress) * full_ms).round().max(1.0) as Millis;
         let stream = job.stream as usize;

@@ -38,6 +38,11 @@ pub struct SimulateArgs {
     /// and any FinOps tool. One policy only: choose it with --policy.
     #[arg(long, value_name = "FILE", conflicts_with = "sweeps")]
     focus: Option<PathBuf>,
+    /// Also write every dispatch the core made as CSV (workload, stream,
+    /// site, attempt, at_s: seconds from the start), to audit where work
+    /// went or replay it elsewhere. One policy only, like --focus.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweeps")]
+    placements: Option<PathBuf>,
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
@@ -93,31 +98,59 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let report = match &a.focus {
-        None => skyward_sim::simulate(&sc, &policies, a.seed, &mut progress),
-        Some(path) => {
-            let list = if policies.is_empty() {
-                &sc.policies[..]
+    let report = if a.focus.is_none() && a.placements.is_none() {
+        skyward_sim::simulate(&sc, &policies, a.seed, &mut progress)
+    } else {
+        let list = if policies.is_empty() {
+            &sc.policies[..]
+        } else {
+            &policies[..]
+        };
+        let [policy] = list else {
+            let flag = if a.focus.is_some() {
+                "--focus"
             } else {
-                &policies[..]
+                "--placements"
             };
-            let [policy] = list else {
-                return Err(CliError::Input(format!(
-                    "--focus writes one policy's usage; choose it with --policy (there are {}: {})",
-                    list.len(),
-                    list.iter().map(Policy::name).collect::<Vec<_>>().join(", ")
-                )));
-            };
-            let (r, charges) =
-                skyward_sim::run::run_with_charges(&sc, policy, a.seed, &mut progress);
-            write_focus(path, &charges)?;
-            Report {
-                scenario: sc.name.clone(),
-                start: sc.start.date_string(),
-                years: sc.years,
-                seed: a.seed,
-                policies: vec![r],
+            return Err(CliError::Input(format!(
+                "{flag} writes one policy's run; choose it with --policy (there are {}: {})",
+                list.len(),
+                list.iter().map(Policy::name).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let keep = skyward_sim::run::Keep {
+            charges: a.focus.is_some(),
+            placements: a.placements.is_some(),
+        };
+        let kept = skyward_sim::run::run_keeping(&sc, policy, a.seed, keep, &mut progress);
+        if let Some(path) = &a.focus {
+            let rows: Vec<(&str, &skyward_ledger::status::DayRow)> = kept
+                .charges
+                .iter()
+                .map(|c| (c.site.as_str(), &c.row))
+                .collect();
+            let n = write_atomically(path, |w| {
+                skyward_ledger::export::write_day_rows(w, &rows, "simulated")
+            })?;
+            eprintln!("wrote {n} FOCUS rows to {}", path.display());
+        }
+        if let Some(path) = &a.placements {
+            let n = write_atomically(path, |w| write_placements(w, &kept.placements))?;
+            if kept.placements_dropped > 0 {
+                eprintln!(
+                    "warning: {} dispatches beyond the first {} not written",
+                    kept.placements_dropped,
+                    skyward_sim::run::PLACEMENTS_MAX
+                );
             }
+            eprintln!("wrote {n} dispatches to {}", path.display());
+        }
+        Report {
+            scenario: sc.name.clone(),
+            start: sc.start.date_string(),
+            years: sc.years,
+            seed: a.seed,
+            policies: vec![kept.report],
         }
     };
     if let Some(path) = &a.html {
@@ -131,38 +164,48 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes the charges as FOCUS rows to `path` (through a temporary file:
-/// an earlier file there is replaced whole or not at all).
-fn write_focus(
+/// Writes `path` through a temporary file beside it: an earlier file
+/// there is replaced whole or not at all.
+fn write_atomically(
     path: &std::path::Path,
-    charges: &[skyward_sim::run::DayCharge],
-) -> Result<(), CliError> {
-    let shown = path.display().to_string();
-    let io = |e: std::io::Error| CliError::Io(format!("{shown}: cannot write: {e}"));
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
+) -> Result<u64, CliError> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp-focus");
+    tmp.push(".tmp-skyward");
     let tmp = PathBuf::from(tmp);
-    let rows: Vec<(&str, &skyward_ledger::status::DayRow)> =
-        charges.iter().map(|c| (c.site.as_str(), &c.row)).collect();
     let result = (|| {
         let f = std::fs::File::create(&tmp)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let n = skyward_ledger::export::write_day_rows(&mut w, &rows, "simulated")?;
+        let n = write(&mut w)?;
         w.flush()?;
         w.get_ref().sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(n)
     })();
-    match result {
-        Ok(n) => {
-            eprintln!("wrote {n} FOCUS rows to {shown}");
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(io(e))
-        }
+    result.map_err(|e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::Io(format!("{}: cannot write: {e}", path.display()))
+    })
+}
+
+/// The dispatches as CSV; returns the rows written.
+fn write_placements(
+    w: &mut dyn Write,
+    placements: &[skyward_sim::run::Placement],
+) -> std::io::Result<u64> {
+    writeln!(w, "workload,stream,site,attempt,at_s")?;
+    for p in placements {
+        writeln!(
+            w,
+            "{},{},{},{},{:.3}",
+            p.workload,
+            p.stream.replace([',', '\n', '\r', '"'], " "),
+            p.site.replace([',', '\n', '\r', '"'], " "),
+            p.attempt,
+            p.at_ms as f64 / 1000.0
+        )?;
     }
+    Ok(placements.len() as u64)
 }
 
 /// Progress on stderr: one line redrawn on a terminal, a line per tenth
