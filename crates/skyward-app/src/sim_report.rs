@@ -4,7 +4,7 @@
 //! and the tables (totals, delay percentiles per stream). One
 //! self-contained file: inline SVG and style, no script, no network.
 
-use crate::html::{esc, money_short, table, Chart, Series, STYLE};
+use crate::html::{esc, money_short, nice_step, table, Chart, Series, STYLE};
 use skyward_ledger::Timestamp;
 use skyward_sim::Report;
 use std::fmt::Write as _;
@@ -32,6 +32,149 @@ pub fn duration(s: f64) -> String {
     }
 }
 
+/// The delay distribution: per stream, its p50, p95 and p99 as bars, one
+/// per policy, on one axis (seconds, minutes or hours, whichever reads).
+pub fn delay_chart(r: &Report) -> String {
+    const W: f64 = 900.0;
+    const H: f64 = 330.0;
+    const L: f64 = 70.0;
+    const R: f64 = 20.0;
+    const T: f64 = 46.0;
+    const B: f64 = 90.0;
+    let streams: Vec<&str> = r
+        .policies
+        .first()
+        .map(|p| p.streams.iter().map(|s| s.name.as_str()).collect())
+        .unwrap_or_default();
+    type Pick = fn(&skyward_sim::report::Percentiles) -> f64;
+    let pcts: [(&str, Pick); 3] = [("p50", |p| p.p50), ("p95", |p| p.p95), ("p99", |p| p.p99)];
+    // groups[g][policy] = seconds
+    let mut groups: Vec<(String, Vec<f64>)> = Vec::new();
+    for (si, s) in streams.iter().enumerate() {
+        for (name, get) in &pcts {
+            let values = r
+                .policies
+                .iter()
+                .map(|p| p.streams.get(si).map_or(0.0, |x| get(&x.delay_s)))
+                .collect();
+            groups.push((format!("{s} {name}"), values));
+        }
+    }
+    let max_s = groups
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .fold(0.0, f64::max);
+    let (unit, per) = if max_s >= 2.0 * 3600.0 {
+        ("hours", 3600.0)
+    } else if max_s >= 120.0 {
+        ("minutes", 60.0)
+    } else {
+        ("seconds", 1.0)
+    };
+    let step = nice_step((max_s / per).max(1e-9), 5);
+    let top = ((max_s / per) / step).ceil().max(1.0) * step;
+    let y = |v: f64| T + (H - T - B) * (1.0 - v / top);
+    let title = "Queueing delay by stream: p50, p95 and p99 per policy";
+    let mut s = format!(
+        r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="11" role="img"><title>{title}</title><rect width="100%" height="100%" fill="white"/><text class="chart-title" x="{L}" y="20" font-size="14" font-weight="bold">{title}</text>"#
+    );
+    let mut v = 0.0;
+    while v <= top + step * 1e-9 {
+        let yy = y(v);
+        let label = if step < 1.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.0}")
+        };
+        let _ = write!(
+            s,
+            r##"<line x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text class="tick y" x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
+            W - R,
+            L - 6.0,
+            yy + 4.0
+        );
+        v += step;
+    }
+    let n = groups.len().max(1) as f64;
+    let gw = (W - L - R) / n;
+    let policies = r.policies.len().max(1) as f64;
+    let bw = (gw * 0.8 / policies).max(1.0);
+    for (gi, (label, values)) in groups.iter().enumerate() {
+        let g0 = L + gw * gi as f64 + gw * 0.1;
+        for (pi, sec) in values.iter().enumerate() {
+            let x = g0 + bw * pi as f64;
+            let v = sec / per;
+            let _ = write!(
+                s,
+                r#"<rect class="bar" x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#,
+                y(v),
+                (bw - 1.0).max(0.5),
+                (H - B - y(v)).max(0.0),
+                COLORS[pi % COLORS.len()],
+                esc(&format!("{} {label}", r.policies[pi].policy)),
+                esc(&duration(*sec))
+            );
+        }
+        let cx = L + gw * (gi as f64 + 0.5);
+        let _ = write!(
+            s,
+            r#"<text class="tick x" x="{cx:.1}" y="{:.1}" text-anchor="end" transform="rotate(-35 {cx:.1} {:.1})">{}</text>"#,
+            H - B + 14.0,
+            H - B + 14.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<line class="axis x" x1="{L}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333"/><line class="axis y" x1="{L}" y1="{T}" x2="{L}" y2="{:.1}" stroke="#333"/><text class="axis-title x" x="{:.1}" y="{:.1}" text-anchor="middle">stream and percentile</text><text class="axis-title y" x="14" y="{:.1}" text-anchor="middle" transform="rotate(-90 14 {:.1})">queueing delay ({unit})</text>"##,
+        H - B,
+        W - R,
+        H - B,
+        H - B,
+        (L + W - R) / 2.0,
+        H - 8.0,
+        (T + H - B) / 2.0,
+        (T + H - B) / 2.0
+    );
+    // Legend.
+    for (pi, p) in r.policies.iter().enumerate() {
+        let x = W - R - 150.0 * (r.policies.len() - pi) as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{x:.1}" y="26" width="10" height="10" fill="{}"/><text class="legend" x="{:.1}" y="35">{}</text>"#,
+            COLORS[pi % COLORS.len()],
+            x + 14.0,
+            esc(&p.policy)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One line per replayed trace: its stream, file, format, tasks per pass
+/// and the rows it did not replay, by reason.
+pub fn trace_lines(r: &Report) -> Vec<String> {
+    r.traces
+        .iter()
+        .map(|t| {
+            let dropped = if t.dropped.is_empty() {
+                "every row replayed".to_string()
+            } else {
+                let why: Vec<String> = t
+                    .dropped
+                    .iter()
+                    .map(|(why, n)| format!("{n} {why}"))
+                    .collect();
+                format!("rows not replayed: {}", why.join(", "))
+            };
+            format!(
+                "stream {} replays {} ({}): {} tasks per pass; {dropped}",
+                t.stream, t.file, t.format, t.tasks
+            )
+        })
+        .collect()
+}
+
 pub fn html(r: &Report) -> String {
     let mut h = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Skyward simulation: {}</title><style>{STYLE}</style></head><body><h1>Simulation: {}</h1><p>{} years from {}, seed {}; policies compared on the same seeded demand, prices and faults.</p>",
@@ -41,6 +184,9 @@ pub fn html(r: &Report) -> String {
         esc(&r.start),
         r.seed
     );
+    for line in trace_lines(r) {
+        let _ = write!(h, "<p class=\"note\">{}.</p>", esc(&line));
+    }
     // Totals.
     let rows: Vec<Vec<String>> = r
         .policies
@@ -213,6 +359,7 @@ pub fn html(r: &Report) -> String {
         }
     }
     h.push_str("<h2>Queueing delay per stream</h2>");
+    h.push_str(&delay_chart(r));
     h.push_str(&table(
         &[
             "policy",

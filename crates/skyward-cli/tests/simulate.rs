@@ -330,6 +330,27 @@ demand:
     // Within a cent: 34,224 runs are billed from fractional hours.
     let list = p["total"]["list_usd"].as_f64().unwrap();
     assert!((list - 4_092.0).abs() <= 0.011, "{}", p["total"]);
+    // The report names each trace and what it did not replay: p2 has no
+    // GPU, p3 was never scheduled; the three requests all count.
+    let t = &v["traces"];
+    assert_eq!(t[0]["file"], "openb.csv", "{t}");
+    assert_eq!(t[0]["tasks"], 2, "{t}");
+    assert_eq!(
+        t[0]["dropped"],
+        serde_json::json!([["no GPU", 1], ["never scheduled", 1]]),
+        "{t}"
+    );
+    assert_eq!(t[1]["format"], "azure-llm", "{t}");
+    assert_eq!(t[1]["dropped"], serde_json::json!([]), "{t}");
+    let table = skyward()
+        .args(["simulate", &file, "--quiet"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("stream gpu-tasks replays openb.csv (alibaba-openb): 2 tasks per pass; rows not replayed: 1 no GPU, 1 never scheduled"),
+        "{text}"
+    );
 
     // A bad row in a trace is refused naming the trace file and line; so
     // are a missing file, an unknown format and a generator's fields.
@@ -396,8 +417,8 @@ fn simulate_writes_an_html_report_with_charts() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(
         page.matches("<svg").count(),
-        2,
-        "cost and the one commitment"
+        3,
+        "cost, the one commitment and the delays"
     );
     for needle in [
         "Cumulative cost by policy",
@@ -407,8 +428,20 @@ fn simulate_writes_an_html_report_with_charts() {
         "skyward",
         "cheapest-per-task",
         "Queueing delay per stream",
+        "Queueing delay by stream: p50, p95 and p99 per policy",
+        "stream and percentile",
+        "queueing delay (",
     ] {
         assert!(page.contains(needle), "missing {needle}");
+    }
+    // The delay chart: a bar per policy for each of the one stream's
+    // three percentiles, each titled with its policy and percentile.
+    assert_eq!(page.matches("class=\"bar\"").count(), 6);
+    for policy in ["skyward", "cheapest-per-task"] {
+        for pct in ["p50", "p95", "p99"] {
+            let t = format!("<title>{policy} train {pct}: ");
+            assert!(page.contains(&t), "missing {t}");
+        }
     }
     // Each chart draws a line per policy (plus the straight line).
     assert!(

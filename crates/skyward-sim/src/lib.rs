@@ -32,7 +32,40 @@ pub struct Report {
     pub start: String,
     pub years: u32,
     pub seed: u64,
+    /// The recorded traces the streams replay, for the report's sources.
+    pub traces: Vec<TraceSource>,
     pub policies: Vec<PolicyReport>,
+}
+
+/// A replayed trace, as a report names it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceSource {
+    pub stream: String,
+    pub file: String,
+    pub format: String,
+    /// Tasks replayed per pass.
+    pub tasks: u64,
+    /// Rows not replayed, by reason.
+    pub dropped: Vec<(String, u64)>,
+}
+
+impl TraceSource {
+    /// The traces `sc`'s streams replay, in stream order.
+    pub fn of(sc: &Scenario) -> Vec<TraceSource> {
+        sc.demand
+            .iter()
+            .filter_map(|d| {
+                let t = d.trace.as_ref()?;
+                Some(TraceSource {
+                    stream: d.name.clone(),
+                    file: t.source.clone(),
+                    format: t.format.clone(),
+                    tasks: t.records.len() as u64,
+                    dropped: t.dropped.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Runs each policy in turn (the scenario's, or `policies` when given).
@@ -52,6 +85,7 @@ pub fn simulate(
         start: sc.start.date_string(),
         years: sc.years,
         seed,
+        traces: TraceSource::of(sc),
         policies: list.iter().map(|p| run(sc, p, seed, progress)).collect(),
     }
 }

@@ -225,6 +225,10 @@ pub struct Trace {
     pub span_ms: Millis,
     /// Copies of each task at the start (growth applies on top).
     pub scale: f64,
+    /// The trace's format, as the scenario names it.
+    pub format: String,
+    /// Rows not replayed, by reason (no GPU, never scheduled…).
+    pub dropped: Vec<(String, u64)>,
 }
 
 /// One recorded task.

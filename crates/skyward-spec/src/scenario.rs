@@ -823,5 +823,12 @@ fn trace(
         records: parsed.records,
         span_ms: parsed.span_ms,
         scale,
+        format: format.to_string(),
+        dropped: parsed
+            .dropped
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(why, n)| (why.to_string(), n))
+            .collect(),
     }))
 }

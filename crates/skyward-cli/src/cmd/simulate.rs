@@ -150,6 +150,7 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             start: sc.start.date_string(),
             years: sc.years,
             seed: a.seed,
+            traces: skyward_sim::TraceSource::of(&sc),
             policies: vec![kept.report],
         }
     };
@@ -287,6 +288,9 @@ fn render(r: &Report) {
         r.start,
         r.seed
     );
+    for line in skyward_app::sim_report::trace_lines(r) {
+        outln!("{line}");
+    }
     outln!("");
     let mut t = Table::new(&[
         "policy",
