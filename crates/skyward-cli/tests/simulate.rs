@@ -537,6 +537,14 @@ fn simulate_then_analyze(
         "{}",
         String::from_utf8_lossy(&imp.stderr)
     );
+    // Years of monthly billing periods are counted, not all listed.
+    let said = String::from_utf8_lossy(&imp.stdout);
+    assert!(said.lines().all(|l| l.len() < 400), "{said}");
+    let months = if before.is_some() { 36 } else { 84 };
+    assert!(
+        said.contains(&format!("({months} billing periods)")),
+        "{said}"
+    );
     let contracts = write(dir, "contracts.yaml", contracts);
     let mut cmd = skyward();
     cmd.env("SKYWARD_DB", &db).args([

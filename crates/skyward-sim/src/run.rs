@@ -29,8 +29,11 @@
 //! policy's commitments' live state is `skyward_ledger::live` over the
 //! simulated ledger, as the server's refresher computes it.
 //!
-//! Not modelled yet (issue 15 continues): demand replayed from traces,
-//! the HTML report, hourly and capacity
+//! Besides the report, a run can keep its day charges (FOCUS rows for the
+//! ledger: `skyward simulate --focus`) and every dispatch (`--placements`)
+//! with [`run_keeping`].
+//!
+//! Not modelled yet (issue 15 continues): hourly and capacity
 //! commitments (prepaid sites stand for reserved capacity), egress and
 //! latency costs, and a run that spans a price change is billed at the
 //! price when it ends (the core's `RecordUsage`).

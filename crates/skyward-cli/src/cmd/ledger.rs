@@ -466,11 +466,20 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
                 out.buckets,
                 report.rows_per_second
             );
+            // A long list (years of monthly periods) shows its ends and
+            // its count; `-o json` has every one.
             let describe = |ps: &[String]| {
-                ps.iter()
-                    .map(|p| describe_partition(p))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                let all: Vec<String> = ps.iter().map(|p| describe_partition(p)).collect();
+                if all.len() <= 6 {
+                    return all.join(", ");
+                }
+                format!(
+                    "{}, … {}, {} ({} billing periods)",
+                    all[..2].join(", "),
+                    all.len() - 3,
+                    all[all.len() - 1],
+                    all.len()
+                )
             };
             outln!("periods: {}", describe(&out.partitions));
             if !out.replaced.is_empty() {
