@@ -29,7 +29,20 @@ fn main() {
     .unwrap_or_else(|e| panic!("{e}"));
     let policy = skyward_sim::Policy::parse(policy).expect("policy");
     let t = Instant::now();
-    let r = skyward_sim::run(&sc, &policy, seed, &mut |_| {});
+    let mut last = u64::MAX;
+    let r = skyward_sim::run(&sc, &policy, seed, &mut |p| {
+        let pct = p.now_ms * 100 / p.horizon_ms.max(1);
+        if pct / 5 != last {
+            last = pct / 5;
+            eprintln!(
+                "{pct:>3}%  {:>6.1} s  {} workloads  {} pending  {} events",
+                t.elapsed().as_secs_f64(),
+                p.workloads,
+                p.pending,
+                p.events
+            );
+        }
+    });
     let s = t.elapsed().as_secs_f64();
     println!(
         "{}: {:.2} s, {} events ({:.0}/s)",

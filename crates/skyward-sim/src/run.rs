@@ -64,6 +64,8 @@ pub struct Progress {
     pub horizon_ms: Millis,
     pub events: u64,
     pub workloads: u64,
+    /// Workloads waiting now (a growing number: the fleet is overloaded).
+    pub pending: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -387,6 +389,7 @@ impl<'a> Sim<'a> {
                     horizon_ms: self.horizon_ms,
                     events: self.events,
                     workloads: self.next_id - 1,
+                    pending: self.core.pending_count() as u64,
                 });
             }
             if core_at == Some(next) && ev_at.is_none_or(|e| e > next) {
@@ -404,6 +407,7 @@ impl<'a> Sim<'a> {
             horizon_ms: self.horizon_ms,
             events: self.events,
             workloads: self.next_id - 1,
+            pending: self.core.pending_count() as u64,
         });
     }
 

@@ -220,11 +220,12 @@ pub fn progress_printer(quiet: bool) -> impl FnMut(&skyward_sim::Progress) {
         }
         let pct = p.now_ms as f64 / p.horizon_ms.max(1) as f64 * 100.0;
         let line = format!(
-            "simulate: {:<20} {:>5.1}%  day {:>5}  {} workloads  {} events",
+            "simulate: {:<20} {:>5.1}%  day {:>5}  {} workloads  {} pending  {} events",
             p.policy,
             pct,
             p.now_ms / skyward_sim::scenario::MS_PER_DAY,
             p.workloads,
+            p.pending,
             p.events
         );
         let mut err = std::io::stderr();
