@@ -2,6 +2,7 @@
 
 use crate::assign;
 use crate::held::{Held, Run};
+use crate::queue::Queue;
 use crate::types::{
     Avoid, Command, Failover, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,
     State, WorkloadId,
@@ -298,7 +299,7 @@ struct Site {
 pub struct Core {
     cfg: Config,
     workloads: BTreeMap<WorkloadId, Workload>,
-    pending: BTreeSet<(i64, u64, WorkloadId)>,
+    pending: Queue,
     /// Pending work that no site could ever take at its last cycle (the
     /// wrong accelerator, residency, compliance, too big…: no reason that
     /// running work ending would lift), by class, in queue order. Cycles
@@ -350,6 +351,10 @@ pub struct Core {
     preemptible_held: usize,
     /// The work each site holds, kept as it changes.
     held: Held,
+    /// Per filter, the reasons of work the last cycle found full and held
+    /// everywhere it may go: what `why_pending` says of work of that filter
+    /// a cycle stopped before judging.
+    saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -368,7 +373,8 @@ impl Core {
         Core {
             cfg,
             workloads: BTreeMap::new(),
-            pending: BTreeSet::new(),
+            pending: Queue::default(),
+            saturated: BTreeMap::new(),
             parked: BTreeMap::new(),
             site_order: Arc::default(),
             filter_sites: BTreeMap::new(),
@@ -487,6 +493,12 @@ impl Core {
                 .filter(|(f, _)| remap[*f as usize] != u32::MAX)
                 .map(|(f, s)| (remap[f as usize], s))
                 .collect();
+            self.saturated = std::mem::take(&mut self.saturated)
+                .into_iter()
+                .filter(|(f, _)| remap[*f as usize] != u32::MAX)
+                .map(|(f, s)| (remap[f as usize], s))
+                .collect();
+            self.pending.remap_filters(&remap);
         }
     }
 
@@ -565,8 +577,11 @@ impl Core {
         for (id, w) in &core.workloads {
             match &w.state {
                 State::Pending => {
-                    core.pending
-                        .insert((-i64::from(w.spec.priority), w.seq, *id));
+                    core.pending.insert(
+                        (-i64::from(w.spec.priority), w.seq, *id),
+                        &w.spec.team,
+                        w.filter,
+                    );
                 }
                 State::Dispatched { site, accelerators }
                 | State::Running {
@@ -634,7 +649,11 @@ impl Core {
         self.site_order = Arc::default();
         self.filter_sites.clear();
         for (_, set) in std::mem::take(&mut self.parked) {
-            self.pending.extend(set);
+            for key in set {
+                if let Some(w) = self.workloads.get(&key.2) {
+                    self.pending.insert(key, &w.spec.team, w.filter);
+                }
+            }
         }
     }
 
@@ -657,7 +676,9 @@ impl Core {
                 was_on = Some(site.clone());
             }
             let key = (-i64::from(w.spec.priority), w.seq, id);
-            if matches!(w.state, State::Pending) && !self.pending.remove(&key) {
+            if matches!(w.state, State::Pending)
+                && !self.pending.remove(&key, &w.spec.team, w.filter)
+            {
                 if let Some(set) = self.parked.get_mut(&w.class) {
                     set.remove(&key);
                     if set.is_empty() {
@@ -667,7 +688,7 @@ impl Core {
             }
             if matches!(state, State::Pending) {
                 // Back in the queue: judged again at the next cycle.
-                self.pending.insert(key);
+                self.pending.insert(key, &w.spec.team, w.filter);
             } else {
                 w.why = Arc::default();
             }
@@ -805,8 +826,11 @@ impl Core {
                 self.seq += 1;
                 let class = self.class_of(&spec);
                 let filter = self.filter_of(&spec);
-                self.pending
-                    .insert((-i64::from(spec.priority), self.seq, id));
+                self.pending.insert(
+                    (-i64::from(spec.priority), self.seq, id),
+                    &spec.team,
+                    filter,
+                );
                 self.preemptible_held += usize::from(spec.preemptible);
                 self.workloads.insert(
                     id,
@@ -1299,33 +1323,11 @@ impl Core {
     ///    fallback, so the cycle never does worse than the greedy order.
     fn schedule(&mut self, now: Millis) {
         self.last_cycle_at = Some(now);
-        // Priority, then teams in turn by fair share, FIFO within a team.
-        let queued: Vec<crate::policy::Queued<'_>> = self
-            .pending
-            .iter()
-            .take(self.cfg.workloads_max)
-            .filter_map(|(_, _, id)| {
-                self.workloads.get(id).map(|w| crate::policy::Queued {
-                    id: *id,
-                    priority: w.spec.priority,
-                    team: w.spec.team.as_str(),
-                    need: w
-                        .spec
-                        .accelerators
-                        .iter()
-                        .map(|a| a.count)
-                        .min()
-                        .unwrap_or(0)
-                        .saturating_mul(w.spec.nodes),
-                })
-            })
-            .collect();
-        self.ordered_total += queued.len() as u64;
         // Accelerators each team holds now (dispatched or running), for
-        // fair shares and quotas: one pass over the workloads, needed
-        // only when teams are configured or more than one team waits.
+        // fair shares and quotas: from the held work, needed only when
+        // teams are configured or more than one team waits.
+        let one_team = self.pending.one_team();
         let mut team_used: BTreeMap<String, u32> = BTreeMap::new();
-        let one_team = queued.windows(2).all(|p| p[0].team == p[1].team);
         if !self.cfg.teams.is_empty() || !one_team {
             for h in self.held.by_site.values() {
                 for (id, run) in &h.runs {
@@ -1335,8 +1337,35 @@ impl Core {
                 }
             }
         }
-        let order = crate::policy::fair_order(&queued, &team_used, &self.cfg.teams);
-        drop(queued);
+        // Priority, then teams in turn by fair share, FIFO within a team.
+        // With one team that is the queue's own order, walked lazily below
+        // (the cycle may stop early); else the whole queue is ordered.
+        let fair: Vec<WorkloadId> = if one_team {
+            Vec::new()
+        } else {
+            let queued: Vec<crate::policy::Queued<'_>> = self
+                .pending
+                .keys
+                .iter()
+                .take(self.cfg.workloads_max)
+                .filter_map(|(_, _, id)| {
+                    self.workloads.get(id).map(|w| crate::policy::Queued {
+                        id: *id,
+                        priority: w.spec.priority,
+                        team: w.spec.team.as_str(),
+                        need: w
+                            .spec
+                            .accelerators
+                            .iter()
+                            .map(|a| a.count)
+                            .min()
+                            .unwrap_or(0)
+                            .saturating_mul(w.spec.nodes),
+                    })
+                })
+                .collect();
+            crate::policy::fair_order(&queued, &team_used, &self.cfg.teams)
+        };
         // The cycle's market: sites in name order, providers by name.
         if self.site_order.providers.is_empty() || self.site_order.names.len() != self.sites.len() {
             self.site_order = Arc::new(SiteOrder::of(&self.sites));
@@ -1392,10 +1421,37 @@ impl Core {
         let mut waiting: Vec<WorkloadId> = Vec::new();
         // Why each workload left pending is pending, set after the loop.
         let mut whys: Vec<(WorkloadId, Arc<BTreeMap<&'static str, u32>>)> = Vec::new();
-        for id in order {
+        // Filters every one of whose sites is full and held for a waiting
+        // gang: no later workload of one can start, or hold a site, this
+        // cycle (capacity only shrinks and reservations only grow within
+        // it), and each gets the same reasons.
+        let mut saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
+        let mut lazy = self.pending.keys.iter().map(|k| k.2);
+        let mut eager = fair.into_iter();
+        let mut scanned = 0u64;
+        loop {
             if admitted.len() >= ADMITTED_PER_CYCLE_MAX {
                 break;
             }
+            // Every filter that waits is saturated and the global step has
+            // its fill of waiting work: nothing later in the queue can
+            // start, be offered to the global step or hold a site. Stop:
+            // a saturated fleet's cycle costs the sites and the filters,
+            // not the length of its queue. The rest keep the reasons they
+            // were last given (`why_pending` gives work never judged its
+            // filter's).
+            if one_team
+                && waiting.len() >= WAITING_PER_CYCLE_MAX
+                && !saturated.is_empty()
+                && saturated.len() >= self.pending.filter_count()
+            {
+                break;
+            }
+            let next = if one_team { lazy.next() } else { eager.next() };
+            let Some(id) = next else {
+                break;
+            };
+            scanned += 1;
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
@@ -1411,6 +1467,13 @@ impl Core {
                     waiting.push(id);
                 }
                 whys.push((id, why));
+                continue;
+            }
+            if let Some(why) = saturated.get(&w.filter).filter(|_| !avoiding) {
+                if waiting.len() < WAITING_PER_CYCLE_MAX {
+                    waiting.push(id);
+                }
+                whys.push((id, why.clone()));
                 continue;
             }
             let sites = by_class
@@ -1522,12 +1585,20 @@ impl Core {
                             to_park.push((w.class, id));
                         }
                         hopeless.insert(w.class, why.clone());
+                        if !sites.ok.is_empty()
+                            && n[1] as usize == sites.ok.len()
+                            && sites.ok.iter().all(|c| reserved.contains_key(&c.site))
+                        {
+                            saturated.insert(w.filter, why.clone());
+                        }
                     }
                     whys.push((id, why));
                 }
             }
         }
         drop(site_refs);
+        self.ordered_total += scanned;
+        self.saturated = saturated;
         self.filter_sites.clone_from(&by_class);
         for (id, why) in whys {
             if let Some(w) = self.workloads.get_mut(&id) {
@@ -1537,7 +1608,7 @@ impl Core {
         for (class, id) in to_park {
             if let Some(w) = self.workloads.get(&id) {
                 let key = (-i64::from(w.spec.priority), w.seq, id);
-                if self.pending.remove(&key) {
+                if self.pending.remove(&key, &w.spec.team, w.filter) {
                     self.parked.entry(class).or_default().insert(key);
                 }
             }
@@ -1856,6 +1927,7 @@ impl Core {
         }
         let waiting: Vec<WorkloadId> = self
             .pending
+            .keys
             .iter()
             .map(|(_, _, id)| *id)
             .filter(|id| {
@@ -2121,7 +2193,10 @@ impl Core {
         self.workloads
             .get(&id)
             .filter(|w| matches!(w.state, State::Pending))
-            .map(|w| w.why.as_ref())
+            .map(|w| match self.saturated.get(&w.filter) {
+                Some(why) if w.why.is_empty() => why.as_ref(),
+                _ => w.why.as_ref(),
+            })
     }
 
     /// (site, accelerators in use, capacity, alive).
@@ -2199,7 +2274,7 @@ impl Core {
             None => Bound::Unbounded,
         };
         // The first `limit` of each ordered set, merged.
-        let mut keys: Vec<(i64, u64, WorkloadId)> = std::iter::once(&self.pending)
+        let mut keys: Vec<(i64, u64, WorkloadId)> = std::iter::once(&self.pending.keys)
             .chain(self.parked.values())
             .flat_map(|set| set.range((from, Bound::Unbounded)).take(limit).copied())
             .collect();
@@ -2216,7 +2291,7 @@ impl Core {
             .filter(|w| matches!(w.state, State::Pending))?;
         let key = (-i64::from(w.spec.priority), w.seq, id);
         Some(
-            self.pending.range(..key).count()
+            self.pending.keys.range(..key).count()
                 + self
                     .parked
                     .values()

@@ -18,6 +18,7 @@ pub mod assign;
 pub mod core;
 pub mod held;
 pub mod policy;
+pub mod queue;
 pub mod types;
 
 pub use crate::core::{

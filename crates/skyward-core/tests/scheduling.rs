@@ -968,3 +968,66 @@ fn classes_stay_bounded_by_live_work_when_every_walltime_differs() {
     core.handle_timeout(now);
     assert_eq!(start_all(&mut core, now), vec![(1, "eu".into(), 1)]);
 }
+
+/// A full fleet with a long queue: each cycle judges only as much of the
+/// queue as can matter (the work the global step is offered, and enough
+/// to find every waiting filter full and held everywhere), not all of it.
+/// Before, every cycle put all 5,000 waiting workloads in order and
+/// checked each against the sites, so a saturated fleet's cycles cost the
+/// length of its queue. What it places, and in what order, is unchanged.
+#[test]
+fn a_full_fleet_judges_only_the_head_of_a_long_queue() {
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    // Fill the site with eight 10-hour runs.
+    for i in 1..=8 {
+        submit(&mut core, 0, i, with_hours(job("H100:1", 1, 0), 10.0));
+    }
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0).len(), 8);
+    // 5,000 waiting workloads, each with its own walltime (its own class).
+    let mut now = 60_000;
+    for i in 0..5_000u64 {
+        submit(
+            &mut core,
+            now,
+            100 + i,
+            with_hours(job("H100:1", 1, 0), 1.0 + i as f64 / 10_000.0),
+        );
+    }
+    let before = core.ordered_total();
+    core.handle_timeout(now);
+    assert!(start_all(&mut core, now).is_empty());
+    let judged = core.ordered_total() - before;
+    assert!(
+        judged <= 100,
+        "one cycle judged {judged} of 5,000 waiting workloads"
+    );
+    // Work a cycle stopped before judging still says why it waits.
+    let why = core.why_pending(WorkloadId(100 + 4_999)).unwrap();
+    assert_eq!(why.get(skyward_core::REASON_SITE_FULL), Some(&1), "{why:?}");
+    assert_eq!(core.pending_position(WorkloadId(100 + 4_999)), Some(4_999));
+    // Another arrival: again only the head of the queue.
+    now += 60_000;
+    submit(&mut core, now, 9_999, with_hours(job("H100:1", 1, 0), 3.0));
+    let before = core.ordered_total();
+    core.handle_timeout(now);
+    assert!(core.ordered_total() - before <= 100);
+    // A run ends: the head of the queue, in order, takes its place.
+    now += 60_000;
+    core.handle(
+        now,
+        Input::Finished {
+            id: WorkloadId(1),
+            site: "s".into(),
+            attempt: 1,
+            success: true,
+            ended_at: Some(now),
+        },
+    )
+    .unwrap();
+    core.handle_timeout(now);
+    assert_eq!(start_all(&mut core, now), vec![(100, "s".into(), 1)]);
+    assert_eq!(core.pending_count(), 5_000);
+}
