@@ -135,7 +135,7 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             eprintln!("wrote {n} FOCUS rows to {}", path.display());
         }
         if let Some(path) = &a.placements {
-            let n = write_atomically(path, |w| write_placements(w, &kept.placements))?;
+            let n = write_atomically(path, |w| write_placements(w, &sc, &kept.placements))?;
             if kept.placements_dropped > 0 {
                 eprintln!(
                     "warning: {} dispatches beyond the first {} not written",
@@ -192,16 +192,23 @@ fn write_atomically(
 /// The dispatches as CSV; returns the rows written.
 fn write_placements(
     w: &mut dyn Write,
+    sc: &skyward_sim::Scenario,
     placements: &[skyward_sim::run::Placement],
 ) -> std::io::Result<u64> {
+    let clean = |s: &str| s.replace([',', '\n', '\r', '"'], " ");
+    let streams: Vec<String> = sc.demand.iter().map(|d| clean(&d.name)).collect();
+    let sites: Vec<String> = sc.sites.iter().map(|s| clean(&s.name)).collect();
+    fn name(names: &[String], i: u16) -> &str {
+        names.get(usize::from(i)).map_or("", String::as_str)
+    }
     writeln!(w, "workload,stream,site,attempt,at_s")?;
     for p in placements {
         writeln!(
             w,
             "{},{},{},{},{:.3}",
             p.workload,
-            p.stream.replace([',', '\n', '\r', '"'], " "),
-            p.site.replace([',', '\n', '\r', '"'], " "),
+            name(&streams, p.stream),
+            name(&sites, p.site),
             p.attempt,
             p.at_ms as f64 / 1000.0
         )?;
