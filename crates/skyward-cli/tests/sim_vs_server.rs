@@ -107,17 +107,13 @@ fn the_simulator_and_the_server_place_the_same_stream_on_the_same_sites() {
     let sc = dir.path().join("scenario.yaml");
     std::fs::write(&sc, scenario()).unwrap();
     let placements = dir.path().join("placements.csv");
-    let out = std::process::Command::new(common::server::BIN)
-        .arg("simulate")
-        .arg(&sc)
-        .args(["--quiet", "--placements"])
-        .arg(&placements)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::ok(
+        assert_cmd::Command::cargo_bin("skyward")
+            .unwrap()
+            .arg("simulate")
+            .arg(&sc)
+            .args(["--quiet", "--placements"])
+            .arg(&placements),
     );
     let text = std::fs::read_to_string(&placements).unwrap();
     let mut lines = text.lines();

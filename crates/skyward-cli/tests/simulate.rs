@@ -3,7 +3,9 @@
 //! scripts, byte-identical reruns, and hostile scenario files refused
 //! with the file, line and field.
 
+mod common;
 use assert_cmd::Command;
+use common::ok;
 use serde_json::Value;
 
 const SCENARIO: &str = "name: two-clouds
@@ -36,12 +38,7 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 fn simulate_compares_policies_in_tables_and_json_and_reruns_identically() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, "s.yaml", SCENARIO);
-    let table = skyward().args(["simulate", &file]).output().unwrap();
-    assert!(
-        table.status.success(),
-        "{}",
-        String::from_utf8_lossy(&table.stderr)
-    );
+    let table = ok(skyward().args(["simulate", &file]));
     let text = String::from_utf8_lossy(&table.stdout);
     for want in [
         "policy",
@@ -95,23 +92,15 @@ fn simulate_compares_policies_in_tables_and_json_and_reruns_identically() {
             > 0.0
     );
     // A sweep: one row per point and policy, JSON with the settings.
-    let out = skyward()
-        .args([
-            "simulate",
-            &file,
-            "--sweep",
-            "commit=50,200",
-            "--policy",
-            "skyward",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(skyward().args([
+        "simulate",
+        &file,
+        "--sweep",
+        "commit=50,200",
+        "--policy",
+        "skyward",
+        "--quiet",
+    ]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("commit") && text.contains("200"), "{text}");
     let out = skyward()
@@ -306,15 +295,7 @@ demand:
     until: 2026-02-01
 ";
     let file = write(&dir, "s.yaml", scenario);
-    let out = skyward()
-        .args(["simulate", &file, "--quiet", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(skyward().args(["simulate", &file, "--quiet", "-o", "json"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &v["policies"][0];
     assert_eq!(p["workloads"], 34_224);
@@ -404,16 +385,9 @@ fn simulate_writes_an_html_report_with_charts() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, "s.yaml", SCENARIO);
     let html = dir.path().join("r.html");
-    let out = skyward()
+    ok(skyward()
         .args(["simulate", &file, "--quiet", "--html"])
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&html));
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(
         page.matches("<svg").count(),
@@ -499,16 +473,9 @@ fn simulate_then_analyze(
 ) -> (Value, Value) {
     let sc = write(dir, "sc.yaml", scenario);
     let focus = dir.path().join("sim.csv");
-    let out = skyward()
+    let out = ok(skyward()
         .args(["simulate", &sc, "--quiet", "-o", "json", "--focus"])
-        .arg(&focus)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&focus));
     let sim: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut file = focus.clone();
     if let Some(before) = before {
@@ -526,17 +493,10 @@ fn simulate_then_analyze(
     let db = dir
         .path()
         .join(format!("ledger-{}.db", before.unwrap_or("all")));
-    let imp = skyward()
+    let imp = ok(skyward()
         .env("SKYWARD_DB", &db)
         .args(["ledger", "import"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        imp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imp.stderr)
-    );
+        .arg(&file));
     // Years of monthly billing periods are counted, not all listed.
     let said = String::from_utf8_lossy(&imp.stdout);
     assert!(said.lines().all(|l| l.len() < 400), "{said}");
@@ -559,12 +519,7 @@ fn simulate_then_analyze(
     if let Some(at) = at {
         cmd.args(["--at", at]);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(&mut cmd);
     (sim, serde_json::from_slice(&out.stdout).unwrap())
 }
 
