@@ -161,13 +161,7 @@ impl Workload {
 /// What makes two workloads interchangeable for placement (Nomad's
 /// computed class): equal requirements get equal verdicts.
 type ClassKey = (
-    Vec<(String, u32)>,
-    u32,
-    Vec<String>,
-    Vec<String>,
-    Vec<String>,
-    Vec<String>,
-    SpotPolicy,
+    FilterKey,
     // Walltime (hours as bits, max runtime): backfill depends on it.
     (Option<u64>, Option<Millis>),
     // Team: its quota may leave it pending where another team's fits.
@@ -185,7 +179,7 @@ type FilterKey = (
     SpotPolicy,
 );
 
-fn class_key(spec: &JobSpec) -> ClassKey {
+fn filter_key(spec: &JobSpec) -> FilterKey {
     (
         spec.accelerators
             .iter()
@@ -197,6 +191,12 @@ fn class_key(spec: &JobSpec) -> ClassKey {
         spec.residency.clone(),
         spec.compliance.clone(),
         spec.spot,
+    )
+}
+
+fn class_key(spec: &JobSpec) -> ClassKey {
+    (
+        filter_key(spec),
         (spec.hours.map(f64::to_bits), spec.max_runtime_ms),
         spec.team.clone(),
     )
@@ -403,17 +403,7 @@ impl Core {
     }
 
     fn filter_of(&mut self, spec: &JobSpec) -> u32 {
-        let (accelerators, nodes, providers, regions, residency, compliance, spot, _, _) =
-            class_key(spec);
-        let key = (
-            accelerators,
-            nodes,
-            providers,
-            regions,
-            residency,
-            compliance,
-            spot,
-        );
+        let key = filter_key(spec);
         let n = self.filter_refs.len() as u32;
         let filter = *self.filters.entry(key).or_insert(n);
         if filter == n {
