@@ -5,6 +5,10 @@
 //! ```text
 //! cargo run --release -p skyward-sim --example profile -- SCENARIO.yaml skyward
 //! ```
+//!
+//! With `SKYWARD_PROFILE_JSON=FILE` it also writes the policy's report as
+//! JSON, to check that a change to the core or the simulator leaves what a
+//! run says byte for byte the same.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // An edge program: it measures its own wall time.
 #![allow(clippy::disallowed_methods)]
@@ -44,6 +48,10 @@ fn main() {
         }
     });
     let s = t.elapsed().as_secs_f64();
+    if let Ok(out) = std::env::var("SKYWARD_PROFILE_JSON") {
+        let json = serde_json::to_string_pretty(&r).expect("report as JSON");
+        std::fs::write(&out, json).expect("write the report");
+    }
     println!(
         "{}: {:.2} s, {} events ({:.0}/s)",
         r.policy,
