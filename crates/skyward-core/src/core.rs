@@ -12,7 +12,8 @@ use skyward_catalog::accelerators::AcceleratorTable;
 use skyward_catalog::regions::region_info;
 use skyward_model::{SpotPolicy, Usd};
 use skyward_placement::reasons;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -92,6 +93,10 @@ pub const REASON_SPOT_REQUIRED: &str = "not a spot site; the workload says spot:
 pub const REASON_RESERVED: &str = "capacity held for a gang ahead in the queue";
 /// The team's quota (`max_accelerators`) would be exceeded.
 pub const REASON_TEAM_QUOTA: &str = "team quota reached";
+/// The last cycle stopped judging this workload's filter after
+/// [`FILTER_DEPTH_MAX`] of its workloads ahead could not start.
+pub const REASON_QUEUE_DEPTH: &str =
+    "behind workloads of the same kind that cannot start (judged as the queue moves)";
 /// The site (its region, or its provider, by the workload's recovery
 /// strategy) failed this workload lately and is avoided for a while.
 pub const REASON_FAILOVER_BLOCKED: &str = "avoided after a failure there (recovery backoff)";
@@ -355,6 +360,9 @@ pub struct Core {
     /// everywhere it may go: what `why_pending` says of work of that filter
     /// a cycle stopped before judging.
     saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>>,
+    /// The reasons of work behind its filter's first [`FILTER_DEPTH_MAX`]
+    /// that could not start.
+    depth_why: Arc<BTreeMap<&'static str, u32>>,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -375,6 +383,7 @@ impl Core {
             workloads: BTreeMap::new(),
             pending: Queue::default(),
             saturated: BTreeMap::new(),
+            depth_why: Arc::new(BTreeMap::from([(REASON_QUEUE_DEPTH, 1)])),
             parked: BTreeMap::new(),
             site_order: Arc::default(),
             filter_sites: BTreeMap::new(),
@@ -1416,35 +1425,85 @@ impl Core {
         // cycle (capacity only shrinks and reservations only grow within
         // it), and each gets the same reasons.
         let mut saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
-        let mut lazy = self.pending.keys.iter().map(|k| k.2);
+        // Per filter, the shortest work (hours; no fixed walltime, no team
+        // quota, not avoiding sites) that could not start and held no
+        // site, with its reasons. Work of the filter at least as long
+        // cannot start either: a site full for one is full for all, one
+        // held for a gang is held for any run that ends no sooner, and
+        // every site it could hold is held already (capacity only shrinks
+        // and holds only grow within a cycle). Judged with the same
+        // reasons, without a pass over the sites.
+        let mut longer_blocked: BTreeMap<u32, (f64, Why)> = BTreeMap::new();
+        // With one team, the filters' own queues merged in scheduling
+        // order, so that a filter done with can be dropped unread.
+        let mut heads: BinaryHeap<Reverse<(crate::queue::Key, usize)>> = BinaryHeap::new();
+        let mut filter_queues: Vec<(
+            u32,
+            std::collections::btree_set::Iter<'_, crate::queue::Key>,
+        )> = Vec::new();
+        if one_team {
+            for (f, mut queue) in self.pending.by_filter() {
+                if let Some(k) = queue.next() {
+                    heads.push(Reverse((*k, filter_queues.len())));
+                    filter_queues.push((f, queue));
+                }
+            }
+        }
         let mut eager = fair.into_iter();
         let mut scanned = 0u64;
+        // Per filter, workloads judged this cycle that did not start.
+        let mut blocked: BTreeMap<u32, usize> = BTreeMap::new();
+        // The filter judged last and the admissions before it.
+        let mut last: Option<(u32, usize)> = None;
+        // A filter is done with for this cycle once FILTER_DEPTH_MAX of its
+        // workloads could not start, or once it is saturated (full and held
+        // everywhere it may go: capacity only shrinks and reservations only
+        // grow within a cycle) and the global step has its fill of waiting
+        // work. Its later workloads keep the reasons they were last given
+        // (`why_pending` gives work never judged its filter's). A cycle
+        // then costs the filters and the sites, not the queue's length.
+        let done = |f: u32,
+                    blocked: &BTreeMap<u32, usize>,
+                    saturated: &BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>>,
+                    waiting: usize| {
+            blocked.get(&f).is_some_and(|n| *n >= FILTER_DEPTH_MAX)
+                || (waiting >= WAITING_PER_CYCLE_MAX && saturated.contains_key(&f))
+        };
         loop {
+            if let Some((f, n)) = last.take() {
+                if admitted.len() == n {
+                    *blocked.entry(f).or_insert(0) += 1;
+                }
+            }
             if admitted.len() >= ADMITTED_PER_CYCLE_MAX {
                 break;
             }
-            // Every filter that waits is saturated and the global step has
-            // its fill of waiting work: nothing later in the queue can
-            // start, be offered to the global step or hold a site. Stop:
-            // a saturated fleet's cycle costs the sites and the filters,
-            // not the length of its queue. The rest keep the reasons they
-            // were last given (`why_pending` gives work never judged its
-            // filter's).
-            if one_team
-                && waiting.len() >= WAITING_PER_CYCLE_MAX
-                && !saturated.is_empty()
-                && saturated.len() >= self.pending.filter_count()
-            {
-                break;
-            }
-            let next = if one_team { lazy.next() } else { eager.next() };
-            let Some(id) = next else {
-                break;
+            let id = if one_team {
+                let Some(Reverse((key, q))) = heads.pop() else {
+                    break;
+                };
+                let (f, queue) = &mut filter_queues[q];
+                if done(*f, &blocked, &saturated, waiting.len()) {
+                    continue;
+                }
+                if let Some(k) = queue.next() {
+                    heads.push(Reverse((*k, q)));
+                }
+                key.2
+            } else {
+                let Some(id) = eager.next() else {
+                    break;
+                };
+                id
             };
-            scanned += 1;
             let Some(w) = self.workloads.get(&id) else {
                 continue;
             };
+            if !one_team && done(w.filter, &blocked, &saturated, waiting.len()) {
+                continue;
+            }
+            scanned += 1;
+            last = Some((w.filter, admitted.len()));
             // A workload avoiding sites after failures is judged alone
             // (its class peers may go where it may not).
             let avoiding = w.avoiding(now);
@@ -1452,6 +1511,8 @@ impl Core {
                 let why = why.clone();
                 if parkable(&why) {
                     to_park.push((w.class, id));
+                    // Set aside: it leaves the queue, so it blocks nothing.
+                    last = None;
                 }
                 if waiting.len() < WAITING_PER_CYCLE_MAX && why.contains_key(REASON_SITE_FULL) {
                     waiting.push(id);
@@ -1466,15 +1527,28 @@ impl Core {
                 whys.push((id, why.clone()));
                 continue;
             }
-            let sites = by_class
-                .entry(w.filter)
-                .or_insert_with(|| Arc::new(self.class_sites(w, &site_refs)))
-                .clone();
             let quota = self
                 .cfg
                 .teams
                 .get(&w.spec.team)
                 .and_then(|t| t.max_accelerators);
+            // Judged like a shorter workload of its filter that could not
+            // start: see `longer_blocked`.
+            let by_length = !avoiding && quota.is_none() && w.spec.max_runtime_ms.is_none();
+            if let Some((_, why)) = longer_blocked
+                .get(&w.filter)
+                .filter(|(h, _)| by_length && w.spec.hours.unwrap_or(f64::INFINITY) >= *h)
+            {
+                if waiting.len() < WAITING_PER_CYCLE_MAX && why.contains_key(REASON_SITE_FULL) {
+                    waiting.push(id);
+                }
+                whys.push((id, why.clone()));
+                continue;
+            }
+            let sites = by_class
+                .entry(w.filter)
+                .or_insert_with(|| Arc::new(self.class_sites(w, &site_refs)))
+                .clone();
             let held = team_used.get(&w.spec.team).copied().unwrap_or(0);
             // Rejections beyond the class's: (blocked, full, reserved, quota).
             let mut n = [0u32; 4];
@@ -1549,6 +1623,7 @@ impl Core {
                                 })
                         })
                         .min_by(|a, b| a.0.cmp(&b.0));
+                    let picked = pick.is_some();
                     if let Some(((_, _, si), r)) = pick {
                         reserved.insert(si, r);
                     }
@@ -1573,8 +1648,20 @@ impl Core {
                     if !avoiding {
                         if parkable(&why) {
                             to_park.push((w.class, id));
+                            // Set aside: it leaves the queue, so it blocks nothing.
+                            last = None;
                         }
                         hopeless.insert(w.class, why.clone());
+                        if by_length && !picked && !parkable(&why) {
+                            let hours = w.spec.hours.unwrap_or(f64::INFINITY);
+                            match longer_blocked.get_mut(&w.filter) {
+                                Some(e) if e.0 <= hours => {}
+                                Some(e) => *e = (hours, why.clone()),
+                                None => {
+                                    longer_blocked.insert(w.filter, (hours, why.clone()));
+                                }
+                            }
+                        }
                         if !sites.ok.is_empty()
                             && n[1] as usize == sites.ok.len()
                             && sites.ok.iter().all(|c| reserved.contains_key(&c.site))
@@ -1588,6 +1675,11 @@ impl Core {
         }
         drop(site_refs);
         self.ordered_total += scanned;
+        for (f, n) in &blocked {
+            if *n >= FILTER_DEPTH_MAX && !saturated.contains_key(f) {
+                saturated.insert(*f, self.depth_why.clone());
+            }
+        }
         self.saturated = saturated;
         self.filter_sites.clone_from(&by_class);
         for (id, why) in whys {
@@ -2311,6 +2403,16 @@ pub const PREEMPTORS_PER_CYCLE_MAX: usize = 16;
 /// Workloads that waited only for capacity offered to the global step.
 pub const WAITING_PER_CYCLE_MAX: usize = 64;
 
+/// Workloads of one filter (same alternatives and constraints) a cycle
+/// judges at most among those that cannot start; the rest of that filter
+/// waits for a cycle in which the head of its queue moved. It bounds a
+/// cycle over a long queue to the filters times this, whatever the queue's
+/// length, at the price of deep backfill within a filter (Slurm bounds its
+/// backfill the same way, by `bf_max_job_test`, over all partitions;
+/// bounding each filter keeps one kind's backlog from hiding another's
+/// work).
+pub const FILTER_DEPTH_MAX: usize = 256;
+
 /// The list cost of a gang: price × accelerators × hours.
 /// The market's name for prepaid (reserved) capacity, after the real
 /// providers (no provider is named with a leading space).
@@ -2328,6 +2430,9 @@ fn work_hours(walltime_ms: Option<Millis>, relative_h: f64) -> f64 {
         None => relative_h * HOURS_UNKNOWN,
     }
 }
+
+/// Why a workload waits: each reason with the sites it applies to.
+type Why = Arc<BTreeMap<&'static str, u32>>;
 
 /// When a site's runs end: (end by walltime, or None; accelerators).
 type SiteEnds = Vec<(Option<Millis>, u32)>;

@@ -22,8 +22,8 @@ pub mod queue;
 pub mod types;
 
 pub use crate::core::{
-    Config, Core, Rejected, Snapshot, REASON_FAILOVER_BLOCKED, REASON_RESERVED, REASON_SITE_DOWN,
-    REASON_SITE_FULL, REASON_TEAM_QUOTA,
+    Config, Core, Rejected, Snapshot, FILTER_DEPTH_MAX, REASON_FAILOVER_BLOCKED,
+    REASON_QUEUE_DEPTH, REASON_RESERVED, REASON_SITE_DOWN, REASON_SITE_FULL, REASON_TEAM_QUOTA,
 };
 pub use types::{
     Avoid, Command, Failover, Input, JobSpec, LiveCommitment, Millis, Outcome, Record, SiteSpec,

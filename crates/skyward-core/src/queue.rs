@@ -1,6 +1,8 @@
 //! The pending queue in scheduling order, with how many of its workloads
-//! each team and each filter has: a cycle asks "does one team wait?" and
-//! "which filters wait?" without a pass over the queue.
+//! each team has and each filter's own queue: a cycle asks "does one team
+//! wait?" and "which filters wait?" without a pass over the queue, and
+//! walks the filters' queues merged, dropping a filter once it has seen
+//! enough of it (see `Core::schedule`).
 
 use crate::types::WorkloadId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +14,8 @@ pub type Key = (i64, u64, WorkloadId);
 pub struct Queue {
     pub keys: BTreeSet<Key>,
     teams: BTreeMap<String, u32>,
-    filters: BTreeMap<u32, u32>,
+    /// Each filter's workloads, in the same order.
+    filters: BTreeMap<u32, BTreeSet<Key>>,
 }
 
 impl Queue {
@@ -26,7 +29,7 @@ impl Queue {
                 self.teams.insert(team.to_string(), 1);
             }
         }
-        *self.filters.entry(filter).or_insert(0) += 1;
+        self.filters.entry(filter).or_default().insert(key);
         true
     }
 
@@ -40,9 +43,9 @@ impl Queue {
                 self.teams.remove(team);
             }
         }
-        if let Some(n) = self.filters.get_mut(&filter) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(set) = self.filters.get_mut(&filter) {
+            set.remove(key);
+            if set.is_empty() {
                 self.filters.remove(&filter);
             }
         }
@@ -59,11 +62,19 @@ impl Queue {
         self.filters.len()
     }
 
-    /// Renumbers filters after a compaction (`remap[old]` is the new id).
+    /// The filters that wait, each with its own queue in scheduling order.
+    pub fn by_filter(
+        &self,
+    ) -> impl Iterator<Item = (u32, std::collections::btree_set::Iter<'_, Key>)> {
+        self.filters.iter().map(|(f, set)| (*f, set.iter()))
+    }
+
+    /// Renumbers filters after a compaction (`remap[old]` is the new id;
+    /// two old filters never map to one new one).
     pub fn remap_filters(&mut self, remap: &[u32]) {
         self.filters = std::mem::take(&mut self.filters)
             .into_iter()
-            .filter_map(|(f, n)| Some((*remap.get(f as usize)?, n)))
+            .filter_map(|(f, set)| Some((*remap.get(f as usize)?, set)))
             .collect();
     }
 
@@ -100,5 +111,26 @@ mod tests {
         assert!(q.remove(&k(2), "b", 1));
         assert_eq!(q.filter_count(), 1);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn each_filter_has_its_own_queue_in_scheduling_order() {
+        let mut q = Queue::default();
+        let k = |p: i64, i: u64| (-p, i, WorkloadId(i));
+        for (key, f) in [(k(0, 1), 3), (k(0, 2), 4), (k(5, 3), 3), (k(0, 4), 3)] {
+            assert!(q.insert(key, "a", f));
+        }
+        let lists: Vec<(u32, Vec<u64>)> = q
+            .by_filter()
+            .map(|(f, it)| (f, it.map(|k| k.2 .0).collect()))
+            .collect();
+        assert_eq!(lists, vec![(3, vec![3, 1, 4]), (4, vec![2])]);
+        assert!(q.remove(&k(0, 2), "a", 4));
+        q.remap_filters(&[0, 0, 0, 1, 0]);
+        let lists: Vec<(u32, Vec<u64>)> = q
+            .by_filter()
+            .map(|(f, it)| (f, it.map(|k| k.2 .0).collect()))
+            .collect();
+        assert_eq!(lists, vec![(1, vec![3, 1, 4])]);
     }
 }

@@ -1031,3 +1031,75 @@ fn a_full_fleet_judges_only_the_head_of_a_long_queue() {
     assert_eq!(start_all(&mut core, now), vec![(100, "s".into(), 1)]);
     assert_eq!(core.pending_count(), 5_000);
 }
+
+/// A long backlog of one kind of work that cannot start costs a cycle
+/// at most `FILTER_DEPTH_MAX` judgments, and hides neither another
+/// kind's work behind it nor the reason its own deeper work waits. Site
+/// "s" (8) runs a 10-hour job on 4 and holds the other 4 for an 8-GPU
+/// gang; four depths' worth of one-GPU jobs of 20 hours or more (each its
+/// own walltime)
+/// cannot end before the gang starts, so none may take the held room.
+/// A one-GPU job behind them that ends in 2 hours could, but lies deeper
+/// than a cycle looks: it waits, saying so, until the queue moves. A job
+/// for site "t" behind them all starts at once.
+#[test]
+fn a_kind_of_work_that_cannot_start_is_judged_only_to_a_depth_and_hides_no_other() {
+    use skyward_core::FILTER_DEPTH_MAX;
+    let mut core = quiet_core();
+    core.handle(0, site("s", "aws", "us-east-1", "H100", 8, 4))
+        .unwrap();
+    core.handle(0, site("t", "aws", "us-west-2", "H200", 8, 5))
+        .unwrap();
+    let h100 = |hours: f64| {
+        let mut j = with_hours(job("H100:1", 1, 0), hours);
+        j.accelerators[0].count = 1;
+        j
+    };
+    submit(&mut core, 0, 1, with_hours(job("H100:4", 1, 0), 10.0));
+    core.handle_timeout(0);
+    assert_eq!(start_all(&mut core, 0).len(), 1);
+    let mut now = 60_000;
+    submit(&mut core, now, 2, job("H100:8", 1, 5));
+    let backlog = 4 * FILTER_DEPTH_MAX as u64;
+    for i in 0..backlog {
+        submit(&mut core, now, 100 + i, h100(20.0 + i as f64 / 100.0));
+    }
+    submit(&mut core, now, 5_000, h100(2.0));
+    submit(&mut core, now, 6_000, with_hours(job("H200:1", 1, 0), 1.0));
+    let before = core.ordered_total();
+    core.handle_timeout(now);
+    // The H200 job starts; the short H100 job, last of its kind, does not
+    // (judged, it would backfill: see the next cycles).
+    assert_eq!(start_all(&mut core, now), vec![(6_000, "t".into(), 1)]);
+    let judged = core.ordered_total() - before;
+    assert!(
+        judged <= FILTER_DEPTH_MAX as u64 + 2,
+        "one cycle judged {judged} of {} waiting workloads",
+        backlog + 3
+    );
+    let why = core.why_pending(WorkloadId(5_000)).unwrap();
+    assert!(
+        why.contains_key(skyward_core::REASON_QUEUE_DEPTH),
+        "{why:?}"
+    );
+    let why = core.why_pending(WorkloadId(100)).unwrap();
+    assert_eq!(why.get(skyward_core::REASON_RESERVED), Some(&1), "{why:?}");
+    // The queue moves: all but the last half depth of the long jobs are
+    // cancelled, so the short one is within the depth and takes the
+    // held room it ends in time for.
+    let left = FILTER_DEPTH_MAX as u64 / 2;
+    for i in 0..backlog - left {
+        now += 1;
+        core.handle(
+            now,
+            Input::Cancel {
+                id: WorkloadId(100 + i),
+            },
+        )
+        .unwrap();
+    }
+    now += 60_000;
+    core.handle_timeout(now);
+    assert_eq!(start_all(&mut core, now), vec![(5_000, "s".into(), 1)]);
+    assert_eq!(core.pending_count(), left as usize + 1);
+}
