@@ -340,6 +340,43 @@ pub fn html(r: &Report) -> String {
             esc(&shortfalls.join("; "))
         );
     }
+    // Savings plans and reserved capacity, settled hour by hour.
+    let rows: Vec<Vec<String>> = r
+        .policies
+        .iter()
+        .flat_map(|p| {
+            p.hourly.iter().map(|c| {
+                vec![
+                    p.policy.clone(),
+                    c.name.clone(),
+                    c.kind.clone(),
+                    c.what.clone(),
+                    c.committed_usd.to_string(),
+                    c.used_usd.to_string(),
+                    format!("{:.1}%", c.utilisation_pct),
+                    c.covered_list_usd.to_string(),
+                    c.net_savings_usd.to_string(),
+                ]
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        h.push_str("<h2>Savings plans and reserved capacity</h2>");
+        h.push_str(&table(
+            &[
+                "policy",
+                "commitment",
+                "kind",
+                "what",
+                "paid>",
+                "used>",
+                "utilisation>",
+                "covered (list)>",
+                "net savings>",
+            ],
+            &rows,
+        ));
+    }
     // Delays per stream.
     let mut rows = Vec::new();
     for p in &r.policies {

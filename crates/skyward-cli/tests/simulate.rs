@@ -627,3 +627,82 @@ fn focus_output_needs_one_policy_and_a_writable_path() {
         "only the scenario"
     );
 }
+
+/// A savings plan and a reservation through the binary: their own table
+/// (paid, used, covered, net savings), the same in JSON and in the HTML
+/// report; `--focus`, which cannot write their hourly rows yet, refuses
+/// and writes nothing.
+#[test]
+fn savings_plans_and_reservations_show_in_the_tables_json_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "plans.yaml",
+        &SCENARIO.replace(
+            "  - {name: macc, kind: spend, provider: azure, start: 2026-01-01, term_years: 1, commit_usd: 500000, discount_pct: 20}\n",
+            "  - {name: sp, kind: hourly, provider: aws, instrument: aws-compute-savings-plan, start: 2026-01-01, term_years: 1, commit_usd_per_hour: 20, discount_pct: 25}\n  - {name: ri, kind: capacity, provider: azure, region: eastus, sku: H100, units: 8, rate_usd_per_unit_hour: 7, start: 2026-01-01, term_months: 6}\n",
+        ),
+    );
+    let out = ok(skyward().args(["simulate", &file, "--quiet"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "savings-plan",
+        "aws-compute-savings-plan",
+        "capacity",
+        "8 × H100 in eastus",
+        "net savings",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    let out = ok(skyward().args(["simulate", &file, "--quiet", "-o", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sp = &v["policies"][0]["hourly"];
+    assert_eq!(sp.as_array().map(Vec::len), Some(2), "{sp}");
+    // The reservation pays 8 × $7 for each hour of its six months (181 days,
+    // 4,344 hours), used or not: $243,264; the plan $20 for each of 8,760.
+    let ri = sp
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "ri")
+        .unwrap();
+    assert_eq!(ri["hours"], 4_344);
+    assert_eq!(ri["committed_usd"].as_f64(), Some(243_264.0));
+    let plan = sp
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "sp")
+        .unwrap();
+    assert_eq!(plan["committed_usd"].as_f64(), Some(175_200.0));
+    let html = dir.path().join("r.html");
+    ok(skyward().args([
+        "simulate",
+        &file,
+        "--quiet",
+        "--html",
+        html.to_str().unwrap(),
+    ]));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("Savings plans and reserved capacity"),
+        "no table"
+    );
+    let focus = dir.path().join("f.csv");
+    let out = skyward()
+        .args([
+            "simulate",
+            &file,
+            "--quiet",
+            "--policy",
+            "skyward",
+            "--focus",
+            focus.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--focus") && err.contains("sp"), "{err}");
+    assert!(!focus.exists());
+}

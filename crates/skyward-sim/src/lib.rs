@@ -14,6 +14,7 @@
 //! - [`sweep`]: the scenario over a grid of knobs.
 
 pub mod demand;
+pub mod hourly;
 pub mod report;
 pub mod run;
 pub mod scenario;

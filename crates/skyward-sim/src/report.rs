@@ -177,7 +177,8 @@ pub struct YearReport {
     pub list_usd: Amount,
     /// Usage as billed: list less each spend contract's discount.
     pub billed_usd: Amount,
-    /// Prepaid capacity's fees, used or not.
+    /// Prepaid capacity's, savings plans' and reservations' fees, used or
+    /// not.
     pub prepaid_usd: Amount,
     /// Spend commitments' shortfalls charged in the year.
     pub shortfall_usd: Amount,
@@ -241,6 +242,8 @@ pub struct PolicyReport {
     pub total: YearReport,
     pub years: Vec<YearReport>,
     pub contracts: Vec<ContractReport>,
+    /// Savings plans and reserved capacity, settled hour by hour.
+    pub hourly: Vec<crate::hourly::HourlyReport>,
     pub streams: Vec<StreamReport>,
     pub workloads: u64,
     pub events: u64,
@@ -260,15 +263,28 @@ fn pct_off(cost: Amount, list: Amount) -> f64 {
     (1.0 - cost.as_f64() / list.as_f64()) * 100.0
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     sc: &Scenario,
     policy: &crate::scenario::Policy,
     mut tally: Tally,
     spend: &[Contract],
     provider_usage: &BTreeMap<String, Vec<(Amount, Amount)>>,
+    settled: Option<crate::hourly::Settlement>,
     events: u64,
     workloads: u64,
 ) -> PolicyReport {
+    // Savings plans and reserved capacity: what they covered is billed no
+    // more, and their fees are paid used or not.
+    let settled = settled.unwrap_or_default();
+    for (y, yt) in tally.years.iter_mut().enumerate() {
+        if let Some(c) = settled.covered_by_year.get(y) {
+            yt.billed = yt.billed - *c;
+        }
+        if let Some(f) = settled.fees_by_year.get(y) {
+            yt.prepaid += *f;
+        }
+    }
     let horizon = sc.start.plus_months(12 * i64::from(sc.years));
     let starts = sc.year_starts_ms();
     let year_of_ts = |t: Timestamp| year_index(&starts, sc.ms_at(t));
@@ -369,6 +385,7 @@ pub fn build(
         total,
         years,
         contracts,
+        hourly: settled.reports,
         streams,
         workloads,
         events,

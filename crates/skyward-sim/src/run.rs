@@ -33,10 +33,14 @@
 //! ledger: `skyward simulate --focus`) and every dispatch (`--placements`)
 //! with [`run_keeping`].
 //!
-//! Not modelled yet (issue 15 continues): hourly and capacity
-//! commitments (prepaid sites stand for reserved capacity), egress and
-//! latency costs, and a run that spans a price change is billed at the
-//! price when it ends (the core's `RecordUsage`).
+//! Savings plans and reserved capacity (`kind: hourly` and `kind:
+//! capacity` contracts) are settled hour by hour after the run (see
+//! [`crate::hourly`]); a prepaid site is reserved capacity too, as a site.
+//!
+//! Not modelled yet (issue 15 continues): egress and latency costs, the
+//! core steering work into savings plans' hourly coverage, and a run that
+//! spans a price change is billed at the price when it ends (the core's
+//! `RecordUsage`).
 
 use crate::demand::{exponential, stream_rng, Arrivals, MS_PER_YEAR};
 use crate::report::{self, Tally};
@@ -264,6 +268,9 @@ struct Sim<'a> {
     /// Each site's class in `live_rows`, or none when no spend contract
     /// admits its usage.
     live_class: Vec<Option<u32>>,
+    /// Savings plans' and reserved capacity's usage by hour, settled at
+    /// the end.
+    hourly: Option<crate::hourly::Hourly>,
     /// Per provider, per year: (list, billed).
     provider_usage: BTreeMap<String, Vec<(Amount, Amount)>>,
     /// Each stream's next arrival's work, drawn when it was scheduled.
@@ -365,6 +372,7 @@ impl<'a> Sim<'a> {
             live_rows: Vec::new(),
             live_index: BTreeMap::new(),
             live_class,
+            hourly: crate::hourly::Hourly::new(sc, horizon_ms),
             provider_usage: BTreeMap::new(),
             next_work: vec![(0.0, None); sc.demand.len()],
             year_starts: sc.year_starts_ms(),
@@ -726,6 +734,9 @@ impl<'a> Sim<'a> {
             }
         }
         let list_total = Amount(i128::from(cost_usd.micros()) * 1_000_000);
+        if let Some(h) = &mut self.hourly {
+            h.add(si as usize, from, to, list_total, accelerator_hours);
+        }
         // Spread over the days it ran, in exact amounts (the last piece
         // takes the remainder).
         let span = (to - from).max(1);
@@ -968,12 +979,14 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(self) -> report::PolicyReport {
+        let settled = self.hourly.as_ref().map(|h| h.settle(self.sc));
         report::build(
             self.sc,
             &self.policy,
             self.tally,
             &self.spend_contracts,
             &self.provider_usage,
+            settled,
             self.events,
             self.next_id - 1,
         )

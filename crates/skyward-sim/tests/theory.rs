@@ -268,3 +268,103 @@ fn policies_see_the_same_demand_and_differ_where_they_should() {
     assert_eq!(aws.contracts[0].shortfall_usd.to_string(), "$1,000,000.00");
     let _ = Policy::Skyward;
 }
+
+const PLANS: &str = "name: plans
+start: 2026-01-01
+years: 1
+policies: [cheapest-per-task, skyward]
+sites:
+  - {name: s, provider: aws, region: us-east-1, accelerator: H100, accelerators: 8, price_usd_per_accelerator_hour: 4}
+demand:
+  - {name: daily, kind: train, every_hours: 24, accelerators: H100:8, hours: 10}
+contracts:
+  - {name: sp, kind: hourly, provider: aws, instrument: aws-compute-savings-plan, start: 2026-01-01, term_years: 1, commit_usd_per_hour: 10, discount_pct: 20}
+  - {name: ri, kind: capacity, provider: aws, region: us-east-1, sku: H100, units: 2, rate_usd_per_unit_hour: 3, start: 2026-01-01, term_years: 1}
+";
+
+/// A year of one 8-accelerator, 10-hour job a day at $4 an
+/// accelerator-hour ($32 an hour of list while it runs), with 2 reserved
+/// H100 at $3 a unit-hour and an AWS Compute Savings Plan of $10/h at
+/// 20 % off (it covers $12.50/h of on-demand). By hand, each running hour
+/// (3,650 in the year): the reservation covers 2 of the 8 accelerators
+/// ($8 of list), the plan the next $12.50, and $11.50 is billed on demand.
+/// Every hour of the year (8,760) pays $6 + $10 of fees.
+///   list 365 × $320 = $116,800; billed 3,650 × $11.50 = $41,975;
+///   fees 8,760 × $16 = $140,160; paid $182,135.
+///   reservation: paid $52,560, used 3,650 × $6 = $21,900, covered
+///   $29,200 of list, net savings −$23,360;
+///   plan: paid $87,600, used 3,650 × $10 = $36,500, covered $45,625,
+///   net savings −$41,975.
+#[test]
+fn savings_plans_and_reserved_capacity_settle_hour_by_hour_as_by_hand() {
+    let sc = scenario(PLANS);
+    let r = simulate(&sc, &[], 1, &mut quiet);
+    assert_eq!(r.policies.len(), 2);
+    for p in &r.policies {
+        let t = &p.total;
+        assert_eq!(t.list_usd.to_string(), "$116,800.00", "{}", p.policy);
+        assert_eq!(t.billed_usd.to_string(), "$41,975.00", "{}", p.policy);
+        assert_eq!(t.prepaid_usd.to_string(), "$140,160.00", "{}", p.policy);
+        assert_eq!(t.cost_usd.to_string(), "$182,135.00", "{}", p.policy);
+        let got: Vec<(&str, &str, String, String, String, String, u64)> = p
+            .hourly
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.kind.as_str(),
+                    h.committed_usd.to_string(),
+                    h.used_usd.to_string(),
+                    h.covered_list_usd.to_string(),
+                    h.net_savings_usd.to_string(),
+                    h.hours,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ri",
+                    "capacity",
+                    "$52,560.00".into(),
+                    "$21,900.00".into(),
+                    "$29,200.00".into(),
+                    "-$23,360.00".into(),
+                    8_760
+                ),
+                (
+                    "sp",
+                    "savings-plan",
+                    "$87,600.00".into(),
+                    "$36,500.00".into(),
+                    "$45,625.00".into(),
+                    "-$41,975.00".into(),
+                    8_760
+                ),
+            ],
+            "{}",
+            p.policy
+        );
+        assert!((p.hourly[0].utilisation_pct - 21_900.0 / 52_560.0 * 100.0).abs() < 1e-9);
+    }
+}
+
+/// A savings plan beside a spend commitment on the same provider is
+/// refused, naming both (their order and what the plan's fee burns
+/// differ by deal).
+#[test]
+fn a_savings_plan_beside_a_spend_commitment_on_one_provider_is_refused() {
+    let yaml = PLANS.replace(
+        "  - {name: ri,",
+        "  - {name: edp, kind: spend, provider: aws, start: 2026-01-01, term_years: 1, commit_usd: 1000, discount_pct: 5}\n  - {name: ri,",
+    );
+    let e = match skyward_spec::scenario::parse(&yaml, "plans.yaml") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("contracts[0].kind") && e.contains("sp") && e.contains("edp"),
+        "{e}"
+    );
+}

@@ -664,15 +664,28 @@ pub fn parse_with(
     }
 
     let contracts = crate::contracts::validate(raw.contracts, text, file)?;
+    // Savings plans and reserved capacity are settled hour by hour after
+    // the run, at list: beside a spend commitment on the same provider the
+    // order of the two (and what the plan's fee burns) would be a guess.
     for (i, c) in contracts.iter().enumerate() {
-        if !matches!(c.terms, skyward_ledger::contracts::Terms::Spend(_)) {
+        if matches!(c.terms, skyward_ledger::contracts::Terms::Spend(_)) {
+            continue;
+        }
+        if let Some(s) = contracts.iter().find(|s| {
+            s.provider == c.provider
+                && matches!(s.terms, skyward_ledger::contracts::Terms::Spend(_))
+        }) {
             return Err(SpecError::at(
                 file,
                 line_of(text, "contracts", i, Some("kind")),
                 &format!("contracts[{i}].kind"),
-                "only spend commitments are simulated; prepaid capacity is a site with \
-                 `prepaid: true`"
-                    .into(),
+                format!(
+                    "{} is a savings plan or reserved capacity on {}, which also has the spend \
+                     commitment {}: the simulator does not combine the two on one provider \
+                     (simulate them as alternatives, or the reservation as a site with \
+                     `prepaid: true`)",
+                    c.name, c.provider, s.name
+                ),
             ));
         }
     }

@@ -118,6 +118,20 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
                 list.iter().map(Policy::name).collect::<Vec<_>>().join(", ")
             )));
         };
+        if let Some(c) = sc
+            .contracts
+            .iter()
+            .find(|c| !matches!(c.terms, skyward_ledger::contracts::Terms::Spend(_)))
+        {
+            if a.focus.is_some() {
+                return Err(CliError::Input(format!(
+                    "--focus writes on-demand and spend-discounted rows only; the scenario's \
+                     savings plan or reservation {} would need its hourly Used/Unused rows, \
+                     which are not written yet",
+                    c.name
+                )));
+            }
+        }
         let keep = skyward_sim::run::Keep {
             charges: a.focus.is_some(),
             placements: a.placements.is_some(),
@@ -419,6 +433,37 @@ fn render_policy(p: &PolicyReport) {
                 format!("{}%", num(c.discount_pct)),
                 format!("{:.1}%", c.effective_discount_pct),
                 c.status.clone(),
+            ]);
+        }
+        out!("{}", t.render());
+    }
+    if !p.hourly.is_empty() {
+        let mut t = Table::new(&[
+            "commitment",
+            "provider",
+            "kind",
+            "what",
+            "term",
+            "fee/h",
+            "paid",
+            "used",
+            "utilisation",
+            "covered (list)",
+            "net savings",
+        ]);
+        for h in &p.hourly {
+            t.row(vec![
+                h.name.clone(),
+                h.provider.clone(),
+                h.kind.clone(),
+                h.what.clone(),
+                format!("{}..{}", h.start, h.end),
+                usd(h.fee_per_hour_usd),
+                usd(h.committed_usd),
+                usd(h.used_usd),
+                format!("{:.1}%", h.utilisation_pct),
+                usd(h.covered_list_usd),
+                usd(h.net_savings_usd),
             ]);
         }
         out!("{}", t.render());
