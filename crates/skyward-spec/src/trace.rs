@@ -128,7 +128,7 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
         c.column("scheduled_time")?,
         c.column("deletion_time")?,
     );
-    let (mut no_gpu, mut never, mut records) = (0u64, 0u64, Vec::new());
+    let (mut no_gpu, mut never, mut disordered, mut records) = (0u64, 0u64, 0u64, Vec::new());
     for (line, cells) in &c.rows {
         let n: u32 = cells[gpu]
             .parse()
@@ -153,12 +153,11 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
             never += 1;
             continue;
         };
+        // A recorded trace has the odd row out of order; it is dropped and
+        // counted rather than refusing the whole file.
         if end < start || start < at {
-            return Err(c.err(
-                *line,
-                "deletion_time",
-                "times must run creation ≤ scheduled ≤ deletion".into(),
-            ));
+            disordered += 1;
+            continue;
         }
         records.push(TraceRecord {
             at_ms: at * 1000,
@@ -170,7 +169,11 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
     finish(
         records,
         &c,
-        vec![("no GPU", no_gpu), ("never scheduled", never)],
+        vec![
+            ("no GPU", no_gpu),
+            ("never scheduled", never),
+            ("times out of order", disordered),
+        ],
     )
 }
 
@@ -280,9 +283,36 @@ fn finish(
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.fraction]` as ms since the epoch.
+/// `YYYY-MM-DD HH:MM:SS[.fraction][Z|±HH:MM|±HHMM]` as ms since the
+/// epoch (UTC): the 2023 Azure traces have no offset, the 2024 ones end in
+/// `+00:00`.
 fn timestamp_ms(s: &str) -> Option<i64> {
     let (date, time) = s.trim().split_once([' ', 'T'])?;
+    // An offset from UTC, if any, after the seconds.
+    let (time, offset_min) = match time.find(['Z', 'z', '+', '-']) {
+        None => (time, 0),
+        Some(i) => {
+            let (t, zone) = time.split_at(i);
+            let off = if zone.eq_ignore_ascii_case("z") {
+                0
+            } else {
+                let sign = if zone.starts_with('-') { -1 } else { 1 };
+                let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
+                if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let (hh, mm) = (
+                    digits[..2].parse::<i64>().ok()?,
+                    digits[2..].parse::<i64>().ok()?,
+                );
+                if hh > 23 || mm > 59 {
+                    return None;
+                }
+                sign * (hh * 60 + mm)
+            };
+            (t, off)
+        }
+    };
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
@@ -305,13 +335,45 @@ fn timestamp_ms(s: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms_frac)
+    Some(((days * 24 + h) * 60 + mi - offset_min) * 60_000 + sec * 1000 + ms_frac)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Rows whose times run backwards are dropped and counted, not fatal;
+    /// a value that is not a time still is, naming its line.
+    #[test]
+    fn alibaba_rows_out_of_order_are_dropped_and_counted() {
+        let head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
+        let text = format!(
+            "{head}a,1,1,2,1000,,LS,Running,10,3610,10\n\
+             b,1,1,1,1000,V100M16|V100M32,LS,Running,20,15,30\n\
+             c,1,1,1,1000,,LS,Running,40,100,30\n\
+             d,1,1,0,0,,BE,Running,50,60,50\n"
+        );
+        let p = alibaba_openb(&text, "t.csv").unwrap();
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.records[0].count, Some(2));
+        assert!((p.records[0].hours - 1.0).abs() < 1e-12);
+        assert!(
+            p.dropped.contains(&("times out of order", 2)),
+            "{:?}",
+            p.dropped
+        );
+        assert!(p.dropped.contains(&("no GPU", 1)));
+        let bad = format!("{head}a,1,1,2,1000,,LS,Running,10,soon,10\n");
+        let e = alibaba_openb(&bad, "t.csv")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("t.csv") && e.contains("2") && e.contains("deletion_time"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn timestamps_by_hand() {
@@ -322,6 +384,23 @@ mod tests {
         );
         assert_eq!(timestamp_ms("2023-13-01 00:00:00"), None);
         assert_eq!(timestamp_ms("yesterday"), None);
+        // The 2024 traces' form, and offsets: 12:30+02:00 is 10:30 UTC.
+        let day = 19_853 * 86_400_000; // 2024-05-10
+        assert_eq!(
+            timestamp_ms("2024-05-10 00:00:00.009930+00:00"),
+            Some(day + 9)
+        );
+        assert_eq!(timestamp_ms("2024-05-10 00:00:01Z"), Some(day + 1_000));
+        assert_eq!(
+            timestamp_ms("2024-05-10 12:30:00+02:00"),
+            Some(day + (10 * 60 + 30) * 60_000)
+        );
+        assert_eq!(
+            timestamp_ms("2024-05-10T01:00:00-0130"),
+            Some(day + (2 * 60 + 30) * 60_000)
+        );
+        assert_eq!(timestamp_ms("2024-05-10 00:00:00+2"), None);
+        assert_eq!(timestamp_ms("2024-05-10 00:00:00+25:00"), None);
     }
 
     /// A few requests with huge token counts at a tiny rate per replica
