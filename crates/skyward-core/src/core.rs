@@ -1404,16 +1404,18 @@ impl Core {
         let mut to_park: Vec<(u32, WorkloadId)> = Vec::new();
         // Per filter, the sites that pass every check but capacity, judged
         // once per cycle (the checks are the class's, not the workload's).
-        let mut by_class: BTreeMap<u32, Arc<ClassSites>> = self.filter_sites.clone();
+        // (Taken for the walk and put back after it: no copy per cycle.)
+        let mut by_class: BTreeMap<u32, Arc<ClassSites>> = std::mem::take(&mut self.filter_sites);
         let site_refs: Vec<Option<&Site>> = self.sites.values().map(Some).collect();
         // Accelerators in use per site, step 1's admissions included.
         let mut used: Vec<u32> = site_refs.iter().map(|s| s.map_or(0, |s| s.used)).collect();
-        let mut reserved: BTreeMap<usize, Reservation> = BTreeMap::new();
+        // Per site index: the reservation held there for a waiting gang.
+        let mut reserved: Vec<Option<Reservation>> = site_refs.iter().map(|_| None).collect();
         // When each site's runs end (computed once, at the first gang that
         // must wait). Step 1's own placements are not in it: their
         // capacity counts as held until the next cycle, which only ever
         // makes a reservation later, never lets work jump ahead of a gang.
-        let mut ends_by_site: BTreeMap<usize, SiteEnds> = BTreeMap::new();
+        let mut ends_by_site: Vec<Option<SiteEnds>> = site_refs.iter().map(|_| None).collect();
         // (workload, site index, accelerators, walltime) in queue order.
         let mut admitted: Vec<(WorkloadId, usize, u32, Option<Millis>)> = Vec::new();
         // Waited only for capacity: the global step may find them room.
@@ -1572,7 +1574,7 @@ impl Core {
                     n[1] += 1;
                     continue;
                 }
-                if let Some(r) = reserved.get(&si) {
+                if let Some(r) = &reserved[si] {
                     let ends_before =
                         matches!((r.shadow, walltime), (Some(sh), Some(t)) if now + t <= sh);
                     if !ends_before && c.need > r.spare {
@@ -1595,7 +1597,7 @@ impl Core {
             }
             match best {
                 Some((_, list, si, need, walltime_ms)) => {
-                    if let Some(r) = reserved.get_mut(&si) {
+                    if let Some(r) = &mut reserved[si] {
                         let ends_before =
                             matches!((r.shadow, walltime_ms), (Some(sh), Some(t)) if now + t <= sh);
                         if !ends_before {
@@ -1612,11 +1614,10 @@ impl Core {
                     // times first, then cost, then name).
                     let pick = full
                         .iter()
-                        .filter(|(_, si, _)| !reserved.contains_key(si))
+                        .filter(|(_, si, _)| reserved[*si].is_none())
                         .filter_map(|(cost, si, need)| {
-                            let e = ends_by_site
-                                .entry(*si)
-                                .or_insert_with(|| self.site_ends(&site_names[*si], now));
+                            let e = ends_by_site[*si]
+                                .get_or_insert_with(|| self.site_ends(&site_names[*si], now));
                             self.reservation(site_refs[*si]?, used[*si], *need, now, e)
                                 .map(|r| {
                                     ((r.shadow.unwrap_or(Millis::MAX), cost.to_bits(), *si), r)
@@ -1625,7 +1626,7 @@ impl Core {
                         .min_by(|a, b| a.0.cmp(&b.0));
                     let picked = pick.is_some();
                     if let Some(((_, _, si), r)) = pick {
-                        reserved.insert(si, r);
+                        reserved[si] = Some(r);
                     }
                     let mut why = sites.why.clone();
                     for (k, reason) in [
@@ -1664,7 +1665,7 @@ impl Core {
                         }
                         if !sites.ok.is_empty()
                             && n[1] as usize == sites.ok.len()
-                            && sites.ok.iter().all(|c| reserved.contains_key(&c.site))
+                            && sites.ok.iter().all(|c| reserved[c.site].is_some())
                         {
                             saturated.insert(w.filter, why.clone());
                         }
@@ -1681,7 +1682,7 @@ impl Core {
             }
         }
         self.saturated = saturated;
-        self.filter_sites.clone_from(&by_class);
+        self.filter_sites = by_class;
         for (id, why) in whys {
             if let Some(w) = self.workloads.get_mut(&id) {
                 w.why = why;
@@ -1698,7 +1699,8 @@ impl Core {
         let admitted_full = admitted.len() >= ADMITTED_PER_CYCLE_MAX;
         let reserved: BTreeMap<&str, Reservation> = reserved
             .into_iter()
-            .map(|(si, r)| (site_names[si].as_str(), r))
+            .enumerate()
+            .filter_map(|(si, r)| Some((site_names[si].as_str(), r?)))
             .collect();
 
         // Step 2.
@@ -1728,7 +1730,7 @@ impl Core {
             if quota && greedy_site.is_none() {
                 continue;
             }
-            let Some(sites) = by_class.get(&w.filter) else {
+            let Some(sites) = self.filter_sites.get(&w.filter) else {
                 continue;
             };
             let avoiding = w.avoiding(now);
