@@ -1791,9 +1791,9 @@ impl Core {
         }
         let market = assign::Market {
             site_provider: site_provider.clone(),
-            site_free: site_free.clone(),
-            free_usd: free_usd.clone(),
-            factor: factor.clone(),
+            site_free,
+            free_usd,
+            factor,
         };
         let plan = assign::assign(&items, &market, &start, self.cfg.exact_options_max);
         self.last_cycle = Some(CycleReport {
@@ -1828,8 +1828,8 @@ impl Core {
                     providers,
                     site_provider,
                     &pr_spend,
-                    &free_usd,
-                    &factor,
+                    &market.free_usd,
+                    &market.factor,
                 )
             } else {
                 Vec::new()
