@@ -28,7 +28,8 @@ fn main() {
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
     let sc = skyward_spec::scenario::parse_with(&text, path, &mut |f: &str| {
-        std::fs::read_to_string(dir.join(f)).map_err(|e| e.to_string())
+        let file = std::fs::File::open(dir.join(f)).map_err(|e| e.to_string())?;
+        Ok(Box::new(std::io::BufReader::new(file)) as Box<dyn std::io::BufRead>)
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let policy = skyward_sim::Policy::parse(policy).expect("policy");

@@ -260,13 +260,17 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
     })
 }
 
-/// A scenario, with `read` giving the text of each trace file it names
-/// (the caller resolves the path and bounds the size).
-pub fn parse_with(
-    text: &str,
-    file: &str,
-    read: &mut dyn FnMut(&str) -> Result<String, String>,
-) -> Result<Scenario, SpecError> {
+/// Opens a trace file a scenario names, for reading.
+pub type OpenTrace<'a> = dyn FnMut(&str) -> Result<Box<dyn std::io::BufRead>, String> + 'a;
+
+/// A recorded-task trace (read whole) is at most this big; an Azure LLM
+/// trace is streamed, keeping only its tokens per window, and has no such
+/// bound.
+pub const TRACE_BYTES_MAX: u64 = 256 << 20;
+
+/// A scenario, with `read` opening each trace file it names (the caller
+/// resolves the path).
+pub fn parse_with(text: &str, file: &str, read: &mut OpenTrace<'_>) -> Result<Scenario, SpecError> {
     let raw: RawScenario =
         serde_yaml::from_str(text).map_err(|e| SpecError::from_yaml(file, &e))?;
     let top = |key: &str, m: String| SpecError::at(file, line_of_key(text, key), key, m);
@@ -779,7 +783,7 @@ fn options(
 /// the scenario's own fields, (_, Ok(error)) for the trace file's.
 fn trace(
     t: &RawTrace,
-    read: &mut dyn FnMut(&str) -> Result<String, String>,
+    read: &mut OpenTrace<'_>,
 ) -> Result<std::sync::Arc<Trace>, (&'static str, Result<SpecError, String>)> {
     let scale = t.scale.unwrap_or(1.0);
     if !(scale.is_finite() && scale > 0.0 && scale <= 10_000.0) {
@@ -814,7 +818,7 @@ fn trace(
             )),
         ));
     }
-    let text = read(t.file.trim()).map_err(|m| ("file", Err(m)))?;
+    let mut reader = read(t.file.trim()).map_err(|m| ("file", Err(m)))?;
     let shown = t.file.trim();
     let parsed = if format == "azure-llm" {
         let tps = match t.tokens_per_second_per_replica {
@@ -826,8 +830,23 @@ fn trace(
                 ))
             }
         };
-        crate::trace::azure_llm(&text, shown, tps, window_ms)
+        crate::trace::azure_llm_read(&mut *reader, shown, tps, window_ms)
     } else {
+        use std::io::Read;
+        let mut text = String::new();
+        (&mut *reader)
+            .take(TRACE_BYTES_MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| ("file", Err(format!("{shown}: cannot read as text: {e}"))))?;
+        if text.len() as u64 > TRACE_BYTES_MAX {
+            return Err((
+                "file",
+                Err(format!(
+                    "{shown}: larger than {} MiB",
+                    TRACE_BYTES_MAX >> 20
+                )),
+            ));
+        }
         crate::trace::alibaba_openb(&text, shown)
     }
     .map_err(|e| ("file", Ok(e)))?;

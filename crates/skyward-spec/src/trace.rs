@@ -168,7 +168,7 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
     }
     finish(
         records,
-        &c,
+        c.file,
         vec![
             ("no GPU", no_gpu),
             ("never scheduled", never),
@@ -183,19 +183,123 @@ pub fn azure_llm(
     tokens_per_second_per_replica: f64,
     window_ms: u64,
 ) -> Result<Parsed, SpecError> {
-    let c = csv(text, file)?;
+    azure_llm_read(
+        &mut text.as_bytes(),
+        file,
+        tokens_per_second_per_replica,
+        window_ms,
+    )
+}
+
+/// A line of a streamed trace is at most this long.
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Requests an Azure trace may have when streamed (the 2024 week-long
+/// conversation trace has tens of millions): the read keeps only the
+/// tokens per window, so memory does not grow with them.
+pub const STREAMED_ROWS_MAX: u64 = 1_000_000_000;
+
+/// [`azure_llm`] from a reader, line by line: tokens per window are all it
+/// keeps, whatever the trace's length.
+pub fn azure_llm_read(
+    reader: &mut dyn std::io::BufRead,
+    file: &str,
+    tokens_per_second_per_replica: f64,
+    window_ms: u64,
+) -> Result<Parsed, SpecError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line_no = 0usize;
+    // The next line, without its end; None at the end of the file.
+    let mut next = |buf: &mut Vec<u8>| -> Result<Option<usize>, SpecError> {
+        buf.clear();
+        use std::io::{BufRead, Read};
+        let n = (&mut *reader)
+            .take(LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', buf)
+            .map_err(|e| {
+                SpecError::at(file, Some(line_no + 1), "file", format!("cannot read: {e}"))
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        line_no += 1;
+        if buf.len() > LINE_BYTES_MAX {
+            return Err(SpecError::at(
+                file,
+                Some(line_no),
+                "row",
+                format!("longer than {LINE_BYTES_MAX} bytes"),
+            ));
+        }
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        Ok(Some(line_no))
+    };
+    let text_of = |buf: &[u8], line: usize| -> Result<String, SpecError> {
+        String::from_utf8(buf.to_vec())
+            .map_err(|_| SpecError::at(file, Some(line), "row", "not UTF-8 text".into()))
+    };
+    let header: Vec<String> = loop {
+        match next(&mut buf)? {
+            None => return Err(SpecError::at(file, Some(1), "header", "empty file".into())),
+            Some(line) => {
+                let l = text_of(&buf, line)?;
+                if l.trim().is_empty() {
+                    continue;
+                }
+                break l
+                    .trim_start_matches('\u{feff}')
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect();
+            }
+        }
+    };
+    let column = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| {
+            SpecError::at(
+                file,
+                Some(1),
+                name,
+                format!("no '{name}' column in the header"),
+            )
+        })
+    };
     let (ts, ctx, gen) = (
-        c.column("timestamp")?,
-        c.column("contexttokens")?,
-        c.column("generatedtokens")?,
+        column("timestamp")?,
+        column("contexttokens")?,
+        column("generatedtokens")?,
     );
+    let err = |line: usize, col: &str, m: String| SpecError::at(file, Some(line), col, m);
     // Tokens per window, from the first request.
     let mut first: Option<i64> = None;
     let mut windows: Vec<f64> = Vec::new();
-    for (line, cells) in &c.rows {
+    let mut rows = 0u64;
+    while let Some(line) = next(&mut buf)? {
+        let l = text_of(&buf, line)?;
+        if l.trim().is_empty() {
+            continue;
+        }
+        rows += 1;
+        if rows > STREAMED_ROWS_MAX {
+            return Err(err(
+                line,
+                "rows",
+                format!("more than {STREAMED_ROWS_MAX} rows"),
+            ));
+        }
+        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+        if cells.len() != header.len() {
+            return Err(err(
+                line,
+                "row",
+                format!("{} cells, the header has {}", cells.len(), header.len()),
+            ));
+        }
         let ms = timestamp_ms(cells[ts]).ok_or_else(|| {
-            c.err(
-                *line,
+            err(
+                line,
                 "TIMESTAMP",
                 format!("'{}' is not YYYY-MM-DD HH:MM:SS[.f]", cells[ts]),
             )
@@ -205,17 +309,21 @@ pub fn azure_llm(
                 .parse::<u64>()
                 .ok()
                 .filter(|t| *t <= 10_000_000)
-                .ok_or_else(|| c.err(*line, col, format!("'{}' is not a token count", cells[i])))
+                .ok_or_else(|| err(line, col, format!("'{}' is not a token count", cells[i])))
         };
         let n = tokens(ctx, "ContextTokens")? + tokens(gen, "GeneratedTokens")?;
         let t0 = *first.get_or_insert(ms);
         if ms < t0 {
-            return Err(c.err(*line, "TIMESTAMP", "earlier than the first request".into()));
+            return Err(err(
+                line,
+                "TIMESTAMP",
+                "earlier than the first request".into(),
+            ));
         }
         let w = ((ms - t0) as u64 / window_ms) as usize;
         if w >= 1_000_000 {
-            return Err(c.err(
-                *line,
+            return Err(err(
+                line,
                 "TIMESTAMP",
                 "the trace spans more than a million windows".into(),
             ));
@@ -253,7 +361,7 @@ pub fn azure_llm(
             });
         }
     }
-    let mut p = finish(records, &c, Vec::new())?;
+    let mut p = finish(records, file, Vec::new())?;
     // The windows replay back to back.
     p.span_ms = windows.len() as u64 * window_ms;
     Ok(p)
@@ -261,12 +369,12 @@ pub fn azure_llm(
 
 fn finish(
     mut records: Vec<TraceRecord>,
-    c: &Csv<'_>,
+    file: &str,
     dropped: Vec<(&'static str, u64)>,
 ) -> Result<Parsed, SpecError> {
     if records.is_empty() {
         return Err(SpecError::at(
-            c.file,
+            file,
             None,
             "rows",
             "no task to replay".into(),
@@ -371,6 +479,81 @@ mod tests {
             .unwrap_or_default();
         assert!(
             e.contains("t.csv") && e.contains("2") && e.contains("deletion_time"),
+            "{e}"
+        );
+    }
+
+    /// An LLM trace of 2.1 million requests (more than a whole-file read
+    /// takes) streams through in bounded memory: one request of 100
+    /// tokens every 100 ms is 3,000 a 5-minute window, 300,000 tokens,
+    /// which at 1,000 tokens/s a replica is one replica per window, for
+    /// 700 windows (210,000 s). The lines are made as they are read.
+    #[test]
+    fn a_long_llm_trace_streams_with_only_its_windows_kept() {
+        struct Lines {
+            i: u64,
+            n: u64,
+            pending: Vec<u8>,
+        }
+        impl std::io::Read for Lines {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                if self.pending.is_empty() {
+                    if self.i > self.n {
+                        return Ok(0);
+                    }
+                    self.pending = if self.i == 0 {
+                        b"TIMESTAMP,ContextTokens,GeneratedTokens\n".to_vec()
+                    } else {
+                        let ms = (self.i - 1) * 100;
+                        let (d, rest) = (ms / 86_400_000, ms % 86_400_000);
+                        format!(
+                            "2024-05-{:02} {:02}:{:02}:{:02}.{:03}000+00:00,90,10\n",
+                            10 + d,
+                            rest / 3_600_000,
+                            rest / 60_000 % 60,
+                            rest / 1000 % 60,
+                            rest % 1000
+                        )
+                        .into_bytes()
+                    };
+                    self.i += 1;
+                }
+                let k = out.len().min(self.pending.len());
+                out[..k].copy_from_slice(&self.pending[..k]);
+                self.pending.drain(..k);
+                Ok(k)
+            }
+        }
+        let n = 2_100_000;
+        assert!(n > ROWS_MAX as u64);
+        let mut r = std::io::BufReader::new(Lines {
+            i: 0,
+            n,
+            pending: Vec::new(),
+        });
+        let p = azure_llm_read(&mut r, "week.csv", 1_000.0, 300_000).unwrap();
+        assert_eq!(p.records.len(), 700);
+        assert!(p
+            .records
+            .iter()
+            .all(|x| (x.hours - 5.0 / 60.0).abs() < 1e-12));
+        assert_eq!(p.records[699].at_ms, 699 * 300_000);
+        assert_eq!(p.span_ms, 700 * 300_000);
+    }
+
+    /// A line past the bound stops the read at that line, before it is
+    /// held whole.
+    #[test]
+    fn an_endless_line_is_refused_at_its_line() {
+        let mut text =
+            b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,1,1\n".to_vec();
+        text.extend(std::iter::repeat_n(b'9', LINE_BYTES_MAX + 10));
+        let e = azure_llm_read(&mut text.as_slice(), "t.csv", 1.0, 60_000)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("t.csv") && e.contains('3') && e.contains("longer than"),
             "{e}"
         );
     }

@@ -50,28 +50,21 @@ pub struct SimulateArgs {
     output: Output,
 }
 
-/// Trace files a scenario names are at most this big.
-const TRACE_BYTES_MAX: u64 = 256 << 20;
-
 /// Reads a scenario and the trace files it names (relative to its
-/// folder, each at most [`TRACE_BYTES_MAX`]).
+/// folder; `skyward_spec::scenario` bounds what it reads of each).
 pub fn load(path: &std::path::Path) -> Result<skyward_sim::Scenario, CliError> {
     let (shown, text) = crate::cmd::contracts::read_file(path)?;
     let dir = path
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    let mut read = |name: &str| -> Result<String, String> {
+    let mut read = |name: &str| -> Result<Box<dyn std::io::BufRead>, String> {
         let p = dir.join(name);
-        let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        if meta.len() > TRACE_BYTES_MAX {
-            return Err(format!(
-                "{}: larger than {} MiB",
-                p.display(),
-                TRACE_BYTES_MAX >> 20
-            ));
+        let f = std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(format!("{}: is a folder, not a file", p.display()));
         }
-        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
     };
     Ok(skyward_spec::scenario::parse_with(
         &text, &shown, &mut read,
