@@ -367,11 +367,13 @@ fn project_with(
         while k < days_left {
             let start = if n > 0 { rng.below(n) } else { 0 };
             let take = block.min(days_left - k);
-            if block_sums {
-                let (from, end) = (k, k + take);
-                while k < end {
-                    // Up to the next year end or checkpoint in the block.
-                    let mut stop = end.min(segments[seg].0);
+            let (from, end) = (k, k + take);
+            while k < end {
+                // One day, or with block sums up to the next year end or
+                // checkpoint in the block.
+                let mut stop = k + 1;
+                if block_sums {
+                    stop = end.min(segments[seg].0);
                     if let Some(&c) = checkpoints.get(next) {
                         if c > k as i64 && (c as usize) < stop {
                             stop = c as usize;
@@ -381,33 +383,18 @@ fn project_with(
                     if n > 0 {
                         total += doubled_sums[start + stop - from] - doubled_sums[start + k - from];
                     }
-                    k = stop;
-                    if k == segments[seg].0 {
-                        if let Some(y) = segments[seg].1 {
-                            year_burn[y] += total - seg_from;
-                        }
-                        seg_from = total;
-                        seg += 1;
-                    }
-                    while next < checkpoints.len() && checkpoints[next] == k as i64 {
-                        at_checkpoints[next].push(total);
-                        next += 1;
+                } else {
+                    total += schedule[k];
+                    if n > 0 {
+                        let h = doubled[start + k - from];
+                        total += if growth.is_empty() {
+                            h
+                        } else {
+                            scale(h, growth[k])
+                        };
                     }
                 }
-                continue;
-            }
-            for j in 0..take {
-                let mut a = schedule[k];
-                if n > 0 {
-                    let h = doubled[start + j];
-                    a += if growth.is_empty() {
-                        h
-                    } else {
-                        scale(h, growth[k])
-                    };
-                }
-                total += a;
-                k += 1;
+                k = stop;
                 if k == segments[seg].0 {
                     if let Some(y) = segments[seg].1 {
                         year_burn[y] += total - seg_from;
