@@ -263,11 +263,6 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, SpecError> {
 /// Opens a trace file a scenario names, for reading.
 pub type OpenTrace<'a> = dyn FnMut(&str) -> Result<Box<dyn std::io::BufRead>, String> + 'a;
 
-/// A recorded-task trace (read whole) is at most this big; an Azure LLM
-/// trace is streamed, keeping only its tokens per window, and has no such
-/// bound.
-pub const TRACE_BYTES_MAX: u64 = 256 << 20;
-
 /// A scenario, with `read` opening each trace file it names (the caller
 /// resolves the path).
 pub fn parse_with(text: &str, file: &str, read: &mut OpenTrace<'_>) -> Result<Scenario, SpecError> {
@@ -832,22 +827,7 @@ fn trace(
         };
         crate::trace::azure_llm_read(&mut *reader, shown, tps, window_ms)
     } else {
-        use std::io::Read;
-        let mut text = String::new();
-        (&mut *reader)
-            .take(TRACE_BYTES_MAX + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| ("file", Err(format!("{shown}: cannot read as text: {e}"))))?;
-        if text.len() as u64 > TRACE_BYTES_MAX {
-            return Err((
-                "file",
-                Err(format!(
-                    "{shown}: larger than {} MiB",
-                    TRACE_BYTES_MAX >> 20
-                )),
-            ));
-        }
-        crate::trace::alibaba_openb(&text, shown)
+        crate::trace::alibaba_openb_read(&mut *reader, shown)
     }
     .map_err(|e| ("file", Ok(e)))?;
     Ok(std::sync::Arc::new(Trace {

@@ -36,56 +36,92 @@ pub struct Parsed {
     pub dropped: Vec<(&'static str, u64)>,
 }
 
+/// A line of a trace is at most this long.
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Requests an Azure trace may have (the 2024 week-long conversation trace
+/// has tens of millions): the read keeps only the tokens per window, so
+/// memory does not grow with them.
+pub const STREAMED_ROWS_MAX: u64 = 1_000_000_000;
+
+/// A CSV file read line by line: its header, then one row at a time (each
+/// line at most [`LINE_BYTES_MAX`]); blank lines are skipped.
 struct Csv<'a> {
+    reader: &'a mut dyn std::io::BufRead,
     file: &'a str,
     header: Vec<String>,
-    rows: Vec<(usize, Vec<&'a str>)>,
+    line: usize,
+    buf: Vec<u8>,
 }
 
-fn csv<'a>(text: &'a str, file: &'a str) -> Result<Csv<'a>, SpecError> {
-    let mut lines = text.lines().enumerate();
-    let header = loop {
-        match lines.next() {
-            Some((_, l)) if l.trim().is_empty() => continue,
-            Some((_, l)) => {
-                break l
-                    .trim_start_matches('\u{feff}')
-                    .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            }
-            None => return Err(SpecError::at(file, Some(1), "header", "empty file".into())),
-        }
-    };
-    let mut rows = Vec::new();
-    for (i, l) in lines {
-        let l = l.trim_end_matches('\r');
-        if l.trim().is_empty() {
-            continue;
-        }
-        if rows.len() >= ROWS_MAX {
-            return Err(SpecError::at(
-                file,
-                Some(i + 1),
-                "rows",
-                format!("more than {ROWS_MAX} rows"),
-            ));
-        }
-        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
-        if cells.len() != header.len() {
-            return Err(SpecError::at(
-                file,
-                Some(i + 1),
-                "row",
-                format!("{} cells, the header has {}", cells.len(), header.len()),
-            ));
-        }
-        rows.push((i + 1, cells));
+impl<'a> Csv<'a> {
+    fn open(reader: &'a mut dyn std::io::BufRead, file: &'a str) -> Result<Csv<'a>, SpecError> {
+        let mut c = Csv {
+            reader,
+            file,
+            header: Vec::new(),
+            line: 0,
+            buf: Vec::new(),
+        };
+        let Some((_, l)) = c.next_line()? else {
+            return Err(SpecError::at(file, Some(1), "header", "empty file".into()));
+        };
+        c.header = l
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        Ok(c)
     }
-    Ok(Csv { file, header, rows })
-}
 
-impl Csv<'_> {
+    /// The next line that is not blank, with its number.
+    fn next_line(&mut self) -> Result<Option<(usize, String)>, SpecError> {
+        use std::io::{BufRead, Read};
+        loop {
+            self.buf.clear();
+            let n = (&mut *self.reader)
+                .take(LINE_BYTES_MAX as u64 + 1)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| self.err(self.line + 1, "file", format!("cannot read: {e}")))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.buf.len() > LINE_BYTES_MAX {
+                return Err(self.err(
+                    self.line,
+                    "row",
+                    format!("longer than {LINE_BYTES_MAX} bytes"),
+                ));
+            }
+            while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+                self.buf.pop();
+            }
+            let l = std::str::from_utf8(&self.buf)
+                .map_err(|_| self.err(self.line, "row", "not UTF-8 text".into()))?;
+            if !l.trim().is_empty() {
+                return Ok(Some((self.line, l.to_string())));
+            }
+        }
+    }
+
+    /// A row's cells, as many as the header's.
+    fn cells<'l>(&self, line: usize, l: &'l str) -> Result<Vec<&'l str>, SpecError> {
+        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+        if cells.len() != self.header.len() {
+            return Err(self.err(
+                line,
+                "row",
+                format!(
+                    "{} cells, the header has {}",
+                    cells.len(),
+                    self.header.len()
+                ),
+            ));
+        }
+        Ok(cells)
+    }
+
     fn column(&self, name: &str) -> Result<usize, SpecError> {
         self.header.iter().position(|h| h == name).ok_or_else(|| {
             SpecError::at(
@@ -121,7 +157,15 @@ fn seconds(c: &Csv<'_>, line: usize, col: &str, v: &str) -> Result<Option<u64>, 
 }
 
 pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
-    let c = csv(text, file)?;
+    alibaba_openb_read(&mut text.as_bytes(), file)
+}
+
+/// [`alibaba_openb`] from a reader, row by row: at most [`ROWS_MAX`] rows.
+pub fn alibaba_openb_read(
+    reader: &mut dyn std::io::BufRead,
+    file: &str,
+) -> Result<Parsed, SpecError> {
+    let mut c = Csv::open(reader, file)?;
     let (gpu, created, scheduled, deleted) = (
         c.column("num_gpu")?,
         c.column("creation_time")?,
@@ -129,22 +173,28 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
         c.column("deletion_time")?,
     );
     let (mut no_gpu, mut never, mut disordered, mut records) = (0u64, 0u64, 0u64, Vec::new());
-    for (line, cells) in &c.rows {
+    let mut rows = 0usize;
+    while let Some((line, l)) = c.next_line()? {
+        rows += 1;
+        if rows > ROWS_MAX {
+            return Err(c.err(line, "rows", format!("more than {ROWS_MAX} rows")));
+        }
+        let cells = c.cells(line, &l)?;
         let n: u32 = cells[gpu]
             .parse()
             .ok()
             .filter(|n| *n <= 4096)
             .ok_or_else(|| {
                 c.err(
-                    *line,
+                    line,
                     "num_gpu",
                     format!("'{}' is not a GPU count from 0 to 4096", cells[gpu]),
                 )
             })?;
-        let at = seconds(&c, *line, "creation_time", cells[created])?
-            .ok_or_else(|| c.err(*line, "creation_time", "empty".into()))?;
-        let start = seconds(&c, *line, "scheduled_time", cells[scheduled])?;
-        let end = seconds(&c, *line, "deletion_time", cells[deleted])?;
+        let at = seconds(&c, line, "creation_time", cells[created])?
+            .ok_or_else(|| c.err(line, "creation_time", "empty".into()))?;
+        let start = seconds(&c, line, "scheduled_time", cells[scheduled])?;
+        let end = seconds(&c, line, "deletion_time", cells[deleted])?;
         if n == 0 {
             no_gpu += 1;
             continue;
@@ -168,7 +218,7 @@ pub fn alibaba_openb(text: &str, file: &str) -> Result<Parsed, SpecError> {
     }
     finish(
         records,
-        c.file,
+        file,
         vec![
             ("no GPU", no_gpu),
             ("never scheduled", never),
@@ -191,14 +241,6 @@ pub fn azure_llm(
     )
 }
 
-/// A line of a streamed trace is at most this long.
-pub const LINE_BYTES_MAX: usize = 64 * 1024;
-
-/// Requests an Azure trace may have when streamed (the 2024 week-long
-/// conversation trace has tens of millions): the read keeps only the
-/// tokens per window, so memory does not grow with them.
-pub const STREAMED_ROWS_MAX: u64 = 1_000_000_000;
-
 /// [`azure_llm`] from a reader, line by line: tokens per window are all it
 /// keeps, whatever the trace's length.
 pub fn azure_llm_read(
@@ -207,98 +249,24 @@ pub fn azure_llm_read(
     tokens_per_second_per_replica: f64,
     window_ms: u64,
 ) -> Result<Parsed, SpecError> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut line_no = 0usize;
-    // The next line, without its end; None at the end of the file.
-    let mut next = |buf: &mut Vec<u8>| -> Result<Option<usize>, SpecError> {
-        buf.clear();
-        use std::io::{BufRead, Read};
-        let n = (&mut *reader)
-            .take(LINE_BYTES_MAX as u64 + 1)
-            .read_until(b'\n', buf)
-            .map_err(|e| {
-                SpecError::at(file, Some(line_no + 1), "file", format!("cannot read: {e}"))
-            })?;
-        if n == 0 {
-            return Ok(None);
-        }
-        line_no += 1;
-        if buf.len() > LINE_BYTES_MAX {
-            return Err(SpecError::at(
-                file,
-                Some(line_no),
-                "row",
-                format!("longer than {LINE_BYTES_MAX} bytes"),
-            ));
-        }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        Ok(Some(line_no))
-    };
-    let text_of = |buf: &[u8], line: usize| -> Result<String, SpecError> {
-        String::from_utf8(buf.to_vec())
-            .map_err(|_| SpecError::at(file, Some(line), "row", "not UTF-8 text".into()))
-    };
-    let header: Vec<String> = loop {
-        match next(&mut buf)? {
-            None => return Err(SpecError::at(file, Some(1), "header", "empty file".into())),
-            Some(line) => {
-                let l = text_of(&buf, line)?;
-                if l.trim().is_empty() {
-                    continue;
-                }
-                break l
-                    .trim_start_matches('\u{feff}')
-                    .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .collect();
-            }
-        }
-    };
-    let column = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            SpecError::at(
-                file,
-                Some(1),
-                name,
-                format!("no '{name}' column in the header"),
-            )
-        })
-    };
+    let mut c = Csv::open(reader, file)?;
     let (ts, ctx, gen) = (
-        column("timestamp")?,
-        column("contexttokens")?,
-        column("generatedtokens")?,
+        c.column("timestamp")?,
+        c.column("contexttokens")?,
+        c.column("generatedtokens")?,
     );
-    let err = |line: usize, col: &str, m: String| SpecError::at(file, Some(line), col, m);
     // Tokens per window, from the first request.
     let mut first: Option<i64> = None;
     let mut windows: Vec<f64> = Vec::new();
     let mut rows = 0u64;
-    while let Some(line) = next(&mut buf)? {
-        let l = text_of(&buf, line)?;
-        if l.trim().is_empty() {
-            continue;
-        }
+    while let Some((line, l)) = c.next_line()? {
         rows += 1;
         if rows > STREAMED_ROWS_MAX {
-            return Err(err(
-                line,
-                "rows",
-                format!("more than {STREAMED_ROWS_MAX} rows"),
-            ));
+            return Err(c.err(line, "rows", format!("more than {STREAMED_ROWS_MAX} rows")));
         }
-        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
-        if cells.len() != header.len() {
-            return Err(err(
-                line,
-                "row",
-                format!("{} cells, the header has {}", cells.len(), header.len()),
-            ));
-        }
+        let cells = c.cells(line, &l)?;
         let ms = timestamp_ms(cells[ts]).ok_or_else(|| {
-            err(
+            c.err(
                 line,
                 "TIMESTAMP",
                 format!("'{}' is not YYYY-MM-DD HH:MM:SS[.f]", cells[ts]),
@@ -309,20 +277,16 @@ pub fn azure_llm_read(
                 .parse::<u64>()
                 .ok()
                 .filter(|t| *t <= 10_000_000)
-                .ok_or_else(|| err(line, col, format!("'{}' is not a token count", cells[i])))
+                .ok_or_else(|| c.err(line, col, format!("'{}' is not a token count", cells[i])))
         };
         let n = tokens(ctx, "ContextTokens")? + tokens(gen, "GeneratedTokens")?;
         let t0 = *first.get_or_insert(ms);
         if ms < t0 {
-            return Err(err(
-                line,
-                "TIMESTAMP",
-                "earlier than the first request".into(),
-            ));
+            return Err(c.err(line, "TIMESTAMP", "earlier than the first request".into()));
         }
         let w = ((ms - t0) as u64 / window_ms) as usize;
         if w >= 1_000_000 {
-            return Err(err(
+            return Err(c.err(
                 line,
                 "TIMESTAMP",
                 "the trace spans more than a million windows".into(),
