@@ -164,29 +164,18 @@ impl Hourly {
                 self.cell_use[c] = vec![(Amount::ZERO, 0.0); hours];
             }
         }
-        let end = to.max(from + 1);
-        let span = end - from;
-        let mut given = Amount::ZERO;
-        let mut t = from;
-        while t < end {
-            let piece_end = ((t / MS_PER_HOUR + 1) * MS_PER_HOUR).min(end);
-            let piece = if piece_end >= end {
-                list - given
-            } else {
-                Amount(list.0 * i128::from(piece_end - t) / i128::from(span))
-            };
-            given += piece;
+        let span = (to - from).max(1) as f64;
+        crate::run::spread(from, to, list, MS_PER_HOUR, |t, piece_end, piece| {
             let h = (t / MS_PER_HOUR) as usize;
             if h < hours {
                 self.list[p][h] += piece;
                 if let Some(c) = cell {
                     let u = &mut self.cell_use[c][h];
                     u.0 += piece;
-                    u.1 += accelerator_hours * (piece_end - t) as f64 / span as f64;
+                    u.1 += accelerator_hours * (piece_end - t) as f64 / span;
                 }
             }
-            t = piece_end;
-        }
+        });
     }
 
     /// Settles every hour of the horizon.
@@ -204,20 +193,14 @@ impl Hourly {
             let at_ms = h as Millis * MS_PER_HOUR;
             let at = sc.timestamp(at_ms);
             let y = year_index(&starts, at_ms).min(years.saturating_sub(1));
+            // (list, accelerator-hours) left in each cell this hour.
+            let mut cells: Vec<(Amount, f64)> = self
+                .cell_use
+                .iter()
+                .map(|u| u.get(h).copied().unwrap_or((Amount::ZERO, 0.0)))
+                .collect();
             for (p, provider) in self.providers.iter().enumerate() {
                 let all = self.list[p].get(h).copied().unwrap_or(Amount::ZERO);
-                // (list, accelerator-hours) left in each cell this hour.
-                let mut cells: Vec<(Amount, f64)> = self
-                    .cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, _)| {
-                        self.cell_use[i]
-                            .get(h)
-                            .copied()
-                            .unwrap_or((Amount::ZERO, 0.0))
-                    })
-                    .collect();
                 let mut covered = Amount::ZERO;
                 for (ci, c) in self.contracts.iter().enumerate() {
                     if c.provider != *provider || at < c.start || at >= c.end {
@@ -227,7 +210,7 @@ impl Hourly {
                     a.0 += 1;
                     match &c.terms {
                         Terms::Capacity(t) => {
-                            let fee = Amount(t.rate_per_unit_hour.0 * i128::from(t.units));
+                            let fee = capacity_fee(t);
                             a.1 += fee;
                             s.fees_by_year[y] += fee;
                             let mut units_left = f64::from(t.units);
@@ -283,7 +266,7 @@ impl Hourly {
                 Terms::Capacity(t) => (
                     "capacity",
                     format!("{} × {} in {}", t.units, t.sku, t.region),
-                    Amount(t.rate_per_unit_hour.0 * i128::from(t.units)),
+                    capacity_fee(t),
                 ),
                 Terms::Spend(_) => continue,
             };
@@ -310,6 +293,11 @@ impl Hourly {
         }
         s
     }
+}
+
+/// What a reservation costs an hour, used or not.
+fn capacity_fee(t: &skyward_ledger::contracts::CapacityTerms) -> Amount {
+    Amount(t.rate_per_unit_hour.0 * i128::from(t.units))
 }
 
 /// Capacity by name, then savings plans by instrument priority and name.

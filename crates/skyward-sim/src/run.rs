@@ -737,23 +737,9 @@ impl<'a> Sim<'a> {
         if let Some(h) = &mut self.hourly {
             h.add(si as usize, from, to, list_total, accelerator_hours);
         }
-        // Spread over the days it ran, in exact amounts (the last piece
-        // takes the remainder).
-        let span = (to - from).max(1);
-        let mut given = Amount::ZERO;
-        let mut t = from;
-        while t < to.max(from + 1) {
-            let day_end = (t / MS_PER_DAY + 1) * MS_PER_DAY;
-            let piece_end = day_end.min(to.max(from + 1));
-            let list = if piece_end >= to {
-                list_total - given
-            } else {
-                Amount(list_total.0 * i128::from(piece_end - t) / i128::from(span))
-            };
-            given += list;
-            self.bill(si, t, list, model.prepaid);
-            t = piece_end;
-        }
+        spread(from, to, list_total, MS_PER_DAY, |t, _, list| {
+            self.bill(si, t, list, model.prepaid)
+        });
     }
 
     /// One day's piece of a run's usage: billed at the discount of the
@@ -770,13 +756,7 @@ impl<'a> Sim<'a> {
             .spend_contracts
             .iter()
             .enumerate()
-            .filter(|(_, c)| {
-                c.provider == m.region.provider
-                    && c.start <= ts
-                    && ts < c.end
-                    && matches!(&c.terms, Terms::Spend(t)
-                        if t.eligible.admits(&m.region.region, "compute", &m.accelerator))
-            })
+            .filter(|(_, c)| c.start <= ts && ts < c.end && admits(c, m))
             .max_by(|a, b| discount(a.1).total_cmp(&discount(b.1)).then(b.0.cmp(&a.0)))
             .map(|(i, c)| (i, discount(c)));
         let billed = match contract {
@@ -993,6 +973,42 @@ impl<'a> Sim<'a> {
     }
 }
 
+/// Spreads `total` over `from..to` in pieces that end at multiples of
+/// `period_ms`, in exact amounts (each piece its share by time, the last
+/// the remainder; a run of no time is one piece): `piece(start, end,
+/// amount)`.
+pub(crate) fn spread(
+    from: Millis,
+    to: Millis,
+    total: Amount,
+    period_ms: Millis,
+    mut piece: impl FnMut(Millis, Millis, Amount),
+) {
+    let end = to.max(from + 1);
+    let span = end - from;
+    let mut given = Amount::ZERO;
+    let mut t = from;
+    while t < end {
+        let piece_end = ((t / period_ms + 1) * period_ms).min(end);
+        let amount = if piece_end >= end {
+            total - given
+        } else {
+            Amount(total.0 * i128::from(piece_end - t) / i128::from(span))
+        };
+        given += amount;
+        piece(t, piece_end, amount);
+        t = piece_end;
+    }
+}
+
+/// Whether spend contract `c` admits usage on site `m` (its provider, and
+/// eligible by region, service and accelerator), whatever the date.
+fn admits(c: &Contract, m: &SiteModel) -> bool {
+    c.provider == m.region.provider
+        && matches!(&c.terms, Terms::Spend(t)
+            if t.eligible.admits(&m.region.region, "compute", &m.accelerator))
+}
+
 /// Sites grouped by which spend contracts admit their usage (the same
 /// provider, and eligible by region, service and accelerator): each
 /// site's class, or none when no contract admits it.
@@ -1001,18 +1017,11 @@ pub fn live_classes(sc: &Scenario, contracts: &[Contract]) -> Vec<Option<u32>> {
     sc.sites
         .iter()
         .map(|m| {
-            let admits: Vec<bool> = contracts
-                .iter()
-                .map(|c| {
-                    c.provider == m.region.provider
-                        && matches!(&c.terms, Terms::Spend(t)
-                            if t.eligible.admits(&m.region.region, "compute", &m.accelerator))
-                })
-                .collect();
-            if !admits.contains(&true) {
+            let mask: Vec<bool> = contracts.iter().map(|c| admits(c, m)).collect();
+            if !mask.contains(&true) {
                 return None;
             }
-            let key = (m.region.provider.as_str(), admits);
+            let key = (m.region.provider.as_str(), mask);
             let i = match classes.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {
