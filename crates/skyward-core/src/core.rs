@@ -133,7 +133,7 @@ struct Workload {
     filter: u32,
     /// Why it is still pending: reason → sites rejected for it (last
     /// cycle), shared by the workloads of a class.
-    why: Arc<BTreeMap<&'static str, u32>>,
+    why: Why,
     /// When an unacknowledged dispatch is taken back (its key in
     /// `dispatch_deadlines`, so it can be removed without a scan).
     deadline: Option<Millis>,
@@ -349,20 +349,20 @@ pub struct Core {
     requeue_notes: Vec<(WorkloadId, String)>,
     /// When places avoided after failures open again (a cycle then).
     avoid_ends: BTreeSet<Millis>,
-    /// Pending workloads put in queue order by all cycles so far (the
-    /// queue's share of a cycle's work).
+    /// Pending workloads judged by all cycles so far (the queue's share of
+    /// a cycle's work).
     ordered_total: u64,
     /// Workloads held (any state) that may be preempted.
     preemptible_held: usize,
     /// The work each site holds, kept as it changes.
     held: Held,
-    /// Per filter, the reasons of work the last cycle found full and held
-    /// everywhere it may go: what `why_pending` says of work of that filter
-    /// a cycle stopped before judging.
-    saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>>,
+    /// Per filter, what `why_pending` says of work of that filter the last
+    /// cycle stopped before judging: the reasons of work it found full and
+    /// held everywhere it may go, or the depth reason.
+    saturated: BTreeMap<u32, Why>,
     /// The reasons of work behind its filter's first [`FILTER_DEPTH_MAX`]
     /// that could not start.
-    depth_why: Arc<BTreeMap<&'static str, u32>>,
+    depth_why: Why,
 }
 
 fn usage_cost(site: &Site, accelerators: u32, from: Millis, to: Millis) -> (f64, Usd) {
@@ -1399,7 +1399,7 @@ impl Core {
         // Capacity only shrinks during a cycle, and reservations only
         // restrict, so a class that fits nowhere stays that way until the
         // next one.
-        let mut hopeless: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
+        let mut hopeless: BTreeMap<u32, Why> = BTreeMap::new();
         // Hopeless for good (until the sites change): parked after step 1.
         let mut to_park: Vec<(u32, WorkloadId)> = Vec::new();
         // Per filter, the sites that pass every check but capacity, judged
@@ -1421,12 +1421,12 @@ impl Core {
         // Waited only for capacity: the global step may find them room.
         let mut waiting: Vec<WorkloadId> = Vec::new();
         // Why each workload left pending is pending, set after the loop.
-        let mut whys: Vec<(WorkloadId, Arc<BTreeMap<&'static str, u32>>)> = Vec::new();
+        let mut whys: Vec<(WorkloadId, Why)> = Vec::new();
         // Filters every one of whose sites is full and held for a waiting
         // gang: no later workload of one can start, or hold a site, this
         // cycle (capacity only shrinks and reservations only grow within
         // it), and each gets the same reasons.
-        let mut saturated: BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>> = BTreeMap::new();
+        let mut saturated: BTreeMap<u32, Why> = BTreeMap::new();
         // Per filter, the shortest work (hours; no fixed walltime, no team
         // quota, not avoiding sites) that could not start and held no
         // site, with its reasons. Work of the filter at least as long
@@ -1466,7 +1466,7 @@ impl Core {
         // then costs the filters and the sites, not the queue's length.
         let done = |f: u32,
                     blocked: &BTreeMap<u32, usize>,
-                    saturated: &BTreeMap<u32, Arc<BTreeMap<&'static str, u32>>>,
+                    saturated: &BTreeMap<u32, Why>,
                     waiting: usize| {
             blocked.get(&f).is_some_and(|n| *n >= FILTER_DEPTH_MAX)
                 || (waiting >= WAITING_PER_CYCLE_MAX && saturated.contains_key(&f))
@@ -2249,8 +2249,9 @@ impl Core {
         self.last_cycle.as_ref()
     }
 
-    /// Pending workloads put in queue order by all cycles so far: work
-    /// parked as unplaceable is not, until the sites change.
+    /// Pending workloads judged by all cycles so far: work parked as
+    /// unplaceable is not, until the sites change, nor work behind its
+    /// filter's depth or a saturated filter.
     pub fn ordered_total(&self) -> u64 {
         self.ordered_total
     }

@@ -57,11 +57,6 @@ impl Queue {
         self.teams.len() <= 1
     }
 
-    /// Distinct filters among the waiting workloads.
-    pub fn filter_count(&self) -> usize {
-        self.filters.len()
-    }
-
     /// The filters that wait, each with its own queue in scheduling order.
     pub fn by_filter(
         &self,
@@ -100,16 +95,16 @@ mod tests {
         assert!(q.one_team());
         assert!(q.insert(k(2), "b", 7));
         assert!(!q.one_team());
-        assert_eq!(q.filter_count(), 1);
+        assert_eq!(q.by_filter().count(), 1);
         assert!(q.insert(k(3), "b", 9));
-        assert_eq!(q.filter_count(), 2);
+        assert_eq!(q.by_filter().count(), 2);
         assert!(q.remove(&k(1), "a", 7));
         assert!(!q.remove(&k(1), "a", 7), "removed once");
         assert!(q.one_team());
         q.remap_filters(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
-        assert_eq!(q.filter_count(), 2);
+        assert_eq!(q.by_filter().count(), 2);
         assert!(q.remove(&k(2), "b", 1));
-        assert_eq!(q.filter_count(), 1);
+        assert_eq!(q.by_filter().count(), 1);
         assert_eq!(q.len(), 1);
     }
 
