@@ -23,7 +23,6 @@ use skyward_ledger::Amount;
 #[derive(Debug, Clone)]
 pub struct Hourly {
     contracts: Vec<Contract>,
-    providers: Vec<String>,
     /// Per site: its provider's index here (none for prepaid sites, whose
     /// use is paid for already, and providers without such commitments).
     site_provider: Vec<Option<usize>>,
@@ -32,6 +31,8 @@ pub struct Hourly {
     site_cell: Vec<Option<usize>>,
     /// (provider index, region, SKU) of each cell.
     cells: Vec<(usize, String, String)>,
+    /// Per provider: its contracts' indices, in settling order.
+    by_provider: Vec<Vec<usize>>,
     hours: usize,
     /// Per provider, per hour: on-demand list.
     list: Vec<Vec<Amount>>,
@@ -128,11 +129,19 @@ impl Hourly {
             })
             .collect();
         let hours = horizon_ms.div_ceil(MS_PER_HOUR) as usize;
+        let by_provider = providers
+            .iter()
+            .map(|p| {
+                (0..contracts.len())
+                    .filter(|i| contracts[*i].provider == *p)
+                    .collect()
+            })
+            .collect();
         Some(Hourly {
+            by_provider,
             list: vec![Vec::new(); providers.len()],
             cell_use: vec![Vec::new(); cells.len()],
             contracts,
-            providers,
             site_provider,
             site_cell,
             cells,
@@ -189,21 +198,24 @@ impl Hourly {
         };
         // Per contract: (hours, committed, used, covered list).
         let mut acc = vec![(0u64, Amount::ZERO, Amount::ZERO, Amount::ZERO); self.contracts.len()];
+        let mut cells: Vec<(Amount, f64)> = Vec::with_capacity(self.cells.len());
         for h in 0..self.hours {
             let at_ms = h as Millis * MS_PER_HOUR;
             let at = sc.timestamp(at_ms);
             let y = year_index(&starts, at_ms).min(years.saturating_sub(1));
             // (list, accelerator-hours) left in each cell this hour.
-            let mut cells: Vec<(Amount, f64)> = self
-                .cell_use
-                .iter()
-                .map(|u| u.get(h).copied().unwrap_or((Amount::ZERO, 0.0)))
-                .collect();
-            for (p, provider) in self.providers.iter().enumerate() {
+            cells.clear();
+            cells.extend(
+                self.cell_use
+                    .iter()
+                    .map(|u| u.get(h).copied().unwrap_or((Amount::ZERO, 0.0))),
+            );
+            for (p, mine) in self.by_provider.iter().enumerate() {
                 let all = self.list[p].get(h).copied().unwrap_or(Amount::ZERO);
                 let mut covered = Amount::ZERO;
-                for (ci, c) in self.contracts.iter().enumerate() {
-                    if c.provider != *provider || at < c.start || at >= c.end {
+                for &ci in mine {
+                    let c = &self.contracts[ci];
+                    if at < c.start || at >= c.end {
                         continue;
                     }
                     let a = &mut acc[ci];

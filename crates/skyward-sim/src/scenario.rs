@@ -17,6 +17,10 @@ pub const YEARS_MAX: u32 = 30;
 pub const SITES_MAX: usize = 10_000;
 pub const STREAMS_MAX: usize = 1_000;
 pub const FAULTS_MAX: usize = 100_000;
+/// Savings plans and reservations a scenario may have: each is settled for
+/// every hour of the horizon, and each reserved region and SKU keeps its
+/// usage per hour (at 30 years, 263,000 hours).
+pub const HOURLY_CONTRACTS_MAX: usize = 32;
 /// Outages a scenario may expect over its horizon (scheduled ones and each
 /// rate × years): they are drawn before the run.
 pub const OUTAGES_MAX: f64 = 1_000_000.0;

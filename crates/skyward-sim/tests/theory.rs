@@ -368,3 +368,27 @@ fn a_savings_plan_beside_a_spend_commitment_on_one_provider_is_refused() {
         "{e}"
     );
 }
+
+/// Each savings plan and reservation is settled for every hour of the
+/// horizon: a scenario with more than the bound is refused at the first
+/// one past it, in bounded time.
+#[test]
+fn too_many_savings_plans_are_refused_at_the_one_past_the_bound() {
+    let n = skyward_sim::scenario::HOURLY_CONTRACTS_MAX + 1;
+    let mut yaml = PLANS.replace("  - {name: sp,", "  - {name: sp0,");
+    for i in 1..n {
+        yaml.push_str(&format!(
+            "  - {{name: sp{i}, kind: hourly, provider: aws, instrument: aws-compute-savings-plan, start: 2026-01-01, term_years: 1, commit_usd_per_hour: 1, discount_pct: 20}}\n"
+        ));
+    }
+    // sp0 and the reservation come first, then the added plans: the one
+    // past the bound is the 33rd contract, index 32 (the last is not read).
+    let e = match skyward_spec::scenario::parse(&yaml, "plans.yaml") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&format!("contracts[{}].kind", n - 1)) && e.contains("at most"),
+        "{e}"
+    );
+}

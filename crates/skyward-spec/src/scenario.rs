@@ -13,7 +13,8 @@ use skyward_ledger::Timestamp;
 use skyward_model::{AcceleratorRequest, RegionKey, SpotPolicy, Usd};
 use skyward_sim::scenario::{
     Dist, Fault, Kind, Options, Policy, Scenario, Scope, SiteModel, Stream, Trace, When,
-    FAULTS_MAX, MS_PER_DAY, MS_PER_HOUR, OUTAGES_MAX, SITES_MAX, STREAMS_MAX, YEARS_MAX,
+    FAULTS_MAX, HOURLY_CONTRACTS_MAX, MS_PER_DAY, MS_PER_HOUR, OUTAGES_MAX, SITES_MAX, STREAMS_MAX,
+    YEARS_MAX,
 };
 use std::collections::BTreeSet;
 
@@ -666,9 +667,21 @@ pub fn parse_with(text: &str, file: &str, read: &mut OpenTrace<'_>) -> Result<Sc
     // Savings plans and reserved capacity are settled hour by hour after
     // the run, at list: beside a spend commitment on the same provider the
     // order of the two (and what the plan's fee burns) would be a guess.
+    let mut hourly = 0usize;
     for (i, c) in contracts.iter().enumerate() {
         if matches!(c.terms, skyward_ledger::contracts::Terms::Spend(_)) {
             continue;
+        }
+        hourly += 1;
+        if hourly > HOURLY_CONTRACTS_MAX {
+            return Err(SpecError::at(
+                file,
+                line_of(text, "contracts", i, Some("kind")),
+                &format!("contracts[{i}].kind"),
+                format!(
+                    "at most {HOURLY_CONTRACTS_MAX} savings plans and reservations in a scenario"
+                ),
+            ));
         }
         if let Some(s) = contracts.iter().find(|s| {
             s.provider == c.provider
