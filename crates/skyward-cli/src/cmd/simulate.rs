@@ -25,7 +25,7 @@ pub struct SimulateArgs {
     seed: u64,
     /// Run the grid of a knob's values (repeat for a product of knobs):
     /// growth=0,15,30 (%/year of every stream), demand=0.5,1,2 (× arrival
-    /// rates), commit=50,100 (% of each commitment), price-change=-20,-10
+    /// rates), commit=50,100 (% of each spend commitment), price-change=-20,-10
     /// (%/year of every site).
     #[arg(long = "sweep", value_name = "KNOB=V1,V2,…")]
     sweeps: Vec<String>,
@@ -36,6 +36,8 @@ pub struct SimulateArgs {
     /// Also write the policy's simulated usage as FOCUS 1.3 rows (one per
     /// site and day, list and billed cost), for `skyward ledger import`
     /// and any FinOps tool. One policy only: choose it with --policy.
+    /// Refused when the scenario has savings plans or reservations (their
+    /// hourly Used/Unused rows are not written yet).
     #[arg(long, value_name = "FILE", conflicts_with = "sweeps")]
     focus: Option<PathBuf>,
     /// Also write every dispatch the core made as CSV (workload, stream,
