@@ -3,8 +3,8 @@
 # It installs and starts the real services the tests need (a PostgreSQL
 # server for the control plane's PostgreSQL tests, a two-node Slurm
 # cluster for the Slurm executor's tests, moto's S3 server and Azurite for
-# the checkpoint stores, headless Chromium for the ledger report's browser
-# test, nginx for the gateway bench's comparison, the official OpenAI Python
+# the checkpoint stores, headless Chromium and ChromeDriver for the ledger
+# report's and the dashboard's browser tests, nginx for the gateway bench's comparison, the official OpenAI Python
 # client for the gateway's tests, Redis for the gateway replicas' shared
 # limits), so it passes on a fresh machine.
 set -euo pipefail
@@ -42,10 +42,10 @@ if [ -z "${SKYWARD_TEST_S3_ENDPOINT:-}" ]; then
   STARTED_OBJSTORE=1
 fi
 echo "Object stores for tests: S3 (moto) $SKYWARD_TEST_S3_ENDPOINT, Azure Blob (Azurite) $SKYWARD_TEST_AZURE_ENDPOINT"
-if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ]; then
+if [ -z "${SKYWARD_TEST_CHROMIUM:-}" ] || [ -z "${SKYWARD_TEST_CHROMEDRIVER:-}" ]; then
   eval "$(scripts/chromium.sh)"
 fi
-echo "Chromium for tests: $SKYWARD_TEST_CHROMIUM"
+echo "Chromium for tests: $SKYWARD_TEST_CHROMIUM, ChromeDriver $SKYWARD_TEST_CHROMEDRIVER"
 if [ -z "${SKYWARD_TEST_NGINX:-}" ]; then
   eval "$(scripts/nginx.sh)"
 fi

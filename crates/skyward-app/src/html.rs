@@ -3,7 +3,7 @@
 //! commitment, daily utilisation of commitments seen in FOCUS rows, and the
 //! status and recommendation tables.
 
-use skyward_ledger::status::{BandPoint, ContractStatus};
+use skyward_ledger::status::ContractStatus;
 use skyward_ledger::time::civil_from_days;
 use skyward_ledger::Amount;
 use std::fmt::Write as _;
@@ -336,20 +336,6 @@ impl Chart {
 
 pub fn amount(a: Amount) -> f64 {
     a.as_f64()
-}
-
-/// A shaded band (day, low, high) and its middle line (day, value).
-pub type BandSeries = (Vec<(i64, f64, f64)>, Vec<(i64, f64)>);
-
-pub fn band_points(start_day: i64, band: &[BandPoint]) -> BandSeries {
-    (
-        band.iter()
-            .map(|p| (start_day + p.day_offset, amount(p.p10), amount(p.p90)))
-            .collect(),
-        band.iter()
-            .map(|p| (start_day + p.day_offset, amount(p.p50)))
-            .collect(),
-    )
 }
 
 pub fn status_rows(report: &[ContractStatus]) -> String {

@@ -306,3 +306,94 @@ pub async fn status(
         notes: data.spread_notes,
     })
 }
+
+/// One spend commitment's burn-down, as the report and the dashboard draw
+/// it: days are days since 1970-01-01 (UTC), dollars are cumulative
+/// eligible burn.
+#[derive(Debug, Clone, Serialize)]
+pub struct Burndown {
+    pub name: String,
+    pub provider: String,
+    pub start_day: i64,
+    pub end_day: i64,
+    /// The day the figures are at, within the term.
+    pub at_day: i64,
+    pub committed_usd: f64,
+    /// Cumulative burn by day, to `at_day`.
+    pub burned: Vec<(i64, f64)>,
+    /// By the end of each contract year, the floors of the years so far
+    /// (empty without floors).
+    pub floors: Vec<(i64, f64)>,
+    /// The forecast from `at_day` to the end: (day, P10, P50, P90).
+    pub forecast: Vec<(i64, f64, f64, f64)>,
+}
+
+/// Every spend contract's burn-down at `at` (band points a week apart).
+pub fn burndowns(contracts: &[Contract], at: Timestamp, days: &[DayRow]) -> Vec<Burndown> {
+    use skyward_ledger::status::{band, burn_series};
+    let mut out = Vec::new();
+    for c in contracts {
+        let Terms::Spend(t) = &c.terms else {
+            continue;
+        };
+        let (d0, d1) = (c.start.day(), c.end.day());
+        let here = at.day().clamp(d0, d1);
+        let mut floors = Vec::new();
+        if !t.floors.is_empty() {
+            floors.push((d0, 0.0));
+            let mut cum = 0.0;
+            let mut k = 0i64;
+            loop {
+                let ye = c.start.plus_months(12 * (k + 1)).min(c.end).day();
+                cum += t
+                    .floors
+                    .iter()
+                    .find(|f| i64::from(f.year) == k + 1)
+                    .map(|f| f.commit.as_f64())
+                    .unwrap_or(0.0);
+                floors.push((ye, cum));
+                k += 1;
+                if ye >= d1 || k > 100 {
+                    break;
+                }
+            }
+        }
+        out.push(Burndown {
+            name: c.name.clone(),
+            provider: c.provider.clone(),
+            start_day: d0,
+            end_day: d1,
+            at_day: here,
+            committed_usd: t.commit.as_f64(),
+            burned: burn_series(c, at, days)
+                .into_iter()
+                .map(|(d, v)| (d, v.as_f64()))
+                .collect(),
+            floors,
+            forecast: band(c, at, days, 7)
+                .iter()
+                .map(|p| {
+                    (
+                        here + p.day_offset,
+                        p.p10.as_f64(),
+                        p.p50.as_f64(),
+                        p.p90.as_f64(),
+                    )
+                })
+                .collect(),
+        });
+    }
+    out
+}
+
+/// [`burndowns`] for the ledger in `store` at `at` (the data's last day
+/// when None), with the day it is at.
+pub async fn burndown(
+    store: &Store,
+    at: Option<&str>,
+) -> Result<(String, Vec<Burndown>), AppError> {
+    let (contracts, _) = contracts_for(store, None).await?;
+    let data = load(store, &contracts).await?;
+    let at = resolve_at(at, data.last)?;
+    Ok((at.date_string(), burndowns(&contracts, at, &data.days)))
+}

@@ -18,9 +18,9 @@ pub async fn page(
     given: Option<(Vec<Contract>, String)>,
     place: &str,
 ) -> Result<String, AppError> {
-    use crate::html::{band_points, esc, money_short, status_rows, table, Chart, Series, STYLE};
+    use crate::html::{esc, money_short, status_rows, table, Chart, Series, STYLE};
     use skyward_ledger::contracts::Terms;
-    use skyward_ledger::status::{band, burn_series, status as compute, ContractStatus};
+    use skyward_ledger::status::{status as compute, ContractStatus};
     use std::fmt::Write as _;
     let (contracts, source) = crate::ledger::contracts_for(store, given).await?;
     let LedgerData {
@@ -31,7 +31,6 @@ pub async fn page(
         spread_notes,
     } = crate::ledger::load(store, &contracts).await?;
     let at = crate::ledger::resolve_at(q.at.as_deref(), last)?;
-    let now = at.day();
     let status = compute(&contracts, at, &days, &hours);
     let found = skyward_ledger::status::data_commitments(&contracts, at, &days);
     let inventory = skyward_ledger::inventory::inventory(&contracts, &status, &found, at, &days);
@@ -93,35 +92,18 @@ pub async fn page(
         &rows,
     ));
     html.push_str("<p class=\"note\">Gap: the savings per 30 days that stop when it ends, at its recent rate (spend: last 30 days of eligible list spend × discount; hourly: net savings per hour so far × 720).</p>");
+    let mut burndowns = crate::ledger::burndowns(&contracts, at, &days).into_iter();
     for (c, st) in contracts.iter().zip(&status) {
         if let (Terms::Spend(t), ContractStatus::Spend(s)) = (&c.terms, st) {
-            let (d0, d1) = (c.start.day(), c.end.day());
-            let actual: Vec<(i64, f64)> = burn_series(c, at, &days)
-                .into_iter()
-                .map(|(d, v)| (d, v.as_f64()))
-                .collect();
-            let here = now.clamp(d0, d1);
-            let b = band(c, at, &days, 7);
-            let (area, p50) = band_points(here, &b);
-            // Floors: by the end of year k, Σ floors of years 1..k, over the
-            // whole term (years without a floor add nothing).
-            let mut floor_pts = vec![(d0, 0.0)];
-            let mut cum = 0.0;
-            let mut k = 0i64;
-            loop {
-                let ye = c.start.plus_months(12 * (k + 1)).min(c.end).day();
-                cum += t
-                    .floors
-                    .iter()
-                    .find(|f| i64::from(f.year) == k + 1)
-                    .map(|f| f.commit.as_f64())
-                    .unwrap_or(0.0);
-                floor_pts.push((ye, cum));
-                k += 1;
-                if ye >= d1 || k > 100 {
-                    break;
-                }
-            }
+            // One burn-down per spend contract, in the same order.
+            let Some(bd) = burndowns.next() else {
+                break;
+            };
+            let (d0, d1, here) = (bd.start_day, bd.end_day, bd.at_day);
+            let actual = bd.burned;
+            let floor_pts = bd.floors;
+            let area: Vec<(i64, f64, f64)> = bd.forecast.iter().map(|p| (p.0, p.1, p.3)).collect();
+            let p50: Vec<(i64, f64)> = bd.forecast.iter().map(|p| (p.0, p.2)).collect();
             let make = |x0: i64, x1: i64, title: String| {
                 let in_view = |v: &[(i64, f64)]| {
                     v.iter()

@@ -917,6 +917,21 @@ impl Db {
             .collect()
     }
 
+    /// How many workloads are in each state, of one team's if given (the
+    /// dashboard's queue depth and totals).
+    pub async fn counts(&self, team: Option<&str>) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM workloads WHERE ($1 = '' OR team = $2) GROUP BY state ORDER BY state",
+        )
+        .bind(team.unwrap_or(""))
+        .bind(team.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Usage records after `after_id`, of one team's workloads if given.
     pub async fn usage(
         &self,

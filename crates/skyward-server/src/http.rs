@@ -172,6 +172,10 @@ pub(crate) fn json_response(status: StatusCode, v: &impl Serialize) -> Response 
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::asset))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/summary", get(summary))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
@@ -201,6 +205,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/agent/sync", post(crate::agents::sync))
         .route("/v1/drills", post(drill))
         .route("/v1/ledger/status", get(crate::http_ledger::ledger_status))
+        .route(
+            "/v1/ledger/burndown",
+            get(crate::http_ledger::ledger_burndown),
+        )
         .route(
             "/v1/ledger/analyze",
             get(crate::http_ledger::ledger_analyze),
@@ -473,6 +481,37 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         status,
         &json!({"status": if db_ok {"ok"} else {"database unreachable"}, "leader": leader, "replica": app.replica}),
     )
+}
+
+/// Who the token is: the dashboard shows it and offers only what its
+/// scope allows.
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Read).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": who.name, "team": who.team, "scope": who.scope.as_str(), "site": who.site}),
+    ))
+}
+
+/// Workloads per state (the caller's team's, or all for admin): the
+/// dashboard's queue depth and totals, counted by the store.
+async fn summary(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Read).await?;
+    let counts = app
+        .db
+        .counts(who.team_filter())
+        .await
+        .map_err(ApiError::internal)?;
+    let by_state: BTreeMap<String, i64> = counts.into_iter().collect();
+    let leader = app
+        .metrics
+        .leader
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 1;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"workloads_by_state": by_state, "leader": leader, "replica": app.replica, "now_ms": now_ms()}),
+    ))
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

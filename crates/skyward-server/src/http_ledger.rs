@@ -457,6 +457,28 @@ pub async fn ledger_status(
     Ok(json_response(StatusCode::OK, &s))
 }
 
+/// Every spend commitment's burn-down (burned by day, floors, forecast
+/// band): the dashboard's charts, the report's figures.
+pub async fn ledger_burndown(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["at"])?;
+    let at = match p.get("at") {
+        Some(a) => Some(text_param(a, "at")?),
+        None => None,
+    };
+    let (at, items) = skyward_app::ledger::burndown(&app.db.ledger(), at.as_deref())
+        .await
+        .map_err(app_err)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"at": at, "items": items}),
+    ))
+}
+
 pub async fn ledger_imports(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
     let items = app

@@ -19,6 +19,7 @@ pub mod http;
 pub mod http_ledger;
 pub mod metrics;
 pub mod runtime;
+pub mod ui;
 pub mod usage;
 
 use crate::config::ServerConfig;

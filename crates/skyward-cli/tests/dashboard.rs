@@ -1,0 +1,518 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+//! The dashboard (`/`) through a real browser and through its API: a
+//! `skyward server` with a ledger (contracts and a bill imported through
+//! the CLI), Debian's Chromium driven by ChromeDriver. A user logs in with
+//! a token, sees a submitted workload in the queue with its reasons,
+//! cancels it, opens a commitment's burn-down; every page loads with no
+//! console error, and every chart has data, a title and both axes with
+//! their titles. With SKYWARD_UPDATE_SCREENSHOTS=1 the screenshots are
+//! written to docs/dashboard/ (the README's pictures).
+
+mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+use common::server::*;
+use common::{free_port, rt};
+use serde_json::{json, Value};
+use skyward_ledger::time::Timestamp;
+use std::process::Command;
+use webdriver::Browser;
+
+const HEADER: &str = "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,RegionId,PricingCategory\n";
+
+/// Days of Azure usage billed at $100 a day ($125 list), up to yesterday.
+const HISTORY_DAYS: i64 = 120;
+
+fn today() -> i64 {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )
+    .day()
+}
+
+fn bill(today: i64) -> String {
+    let mut s = String::from(HEADER);
+    for d in (today - HISTORY_DAYS)..today {
+        let day = Timestamp(d * 86_400);
+        let month = day.month_start().date_string();
+        s.push_str(&format!(
+            "{month}T00:00:00Z,{}T00:00:00Z,{}T00:00:00Z,Usage,100,100,125,Microsoft,eastus,Standard\n",
+            day.date_string(),
+            Timestamp((d + 1) * 86_400).date_string()
+        ));
+    }
+    s
+}
+
+/// A one-year $50,000 Azure commitment that started 90 days ago, with a
+/// $20,000 floor in its first year.
+fn contracts(today: i64) -> String {
+    let start = Timestamp((today - 90) * 86_400).date_string();
+    format!(
+        "contracts:\n  - name: azure-macc\n    kind: spend\n    provider: azure\n    start: {start}\n    term_months: 12\n    commit_usd: 50000\n    discount_pct: 20\n    floors:\n      - year: 1\n        commit_usd: 20000\n"
+    )
+}
+
+fn run_ok(server: &Server, token: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("SKYWARD_TOKEN", token)
+        .env("SKYWARD_SERVER", server.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A server with the built-in sites, a ledger and two workloads: one that
+/// ran (`hello`), one that can never start (`too-big`, two 8-GPU nodes).
+fn setup(dir: &std::path::Path) -> (Server, String, i64, i64) {
+    let server = Server::start(dir, free_port(), None);
+    let admin = server.admin_token();
+    let today = today();
+    let c_file = dir.join("contracts.yaml");
+    std::fs::write(&c_file, contracts(today)).unwrap();
+    run_ok(
+        &server,
+        &admin,
+        &[
+            "contracts",
+            "apply",
+            c_file.to_str().unwrap(),
+            "--server",
+            &server.url(),
+        ],
+    );
+    let b_file = dir.join("azure.csv");
+    std::fs::write(&b_file, bill(today)).unwrap();
+    run_ok(
+        &server,
+        &admin,
+        &[
+            "ledger",
+            "import",
+            b_file.to_str().unwrap(),
+            "--server",
+            &server.url(),
+        ],
+    );
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let hello = submit(
+        &rt,
+        &c,
+        json!({"name": "hello", "accelerators": "H100:1", "run": "echo hello from the dashboard test"}),
+    );
+    wait_for(&rt, &c, hello, 60, |v| v["state"] == "succeeded");
+    let big = submit(
+        &rt,
+        &c,
+        json!({"name": "too-big", "accelerators": "H100:8", "nodes": 2, "run": "echo never"}),
+    );
+    wait_for(&rt, &c, big, 30, |v| v["state"] == "pending");
+    (server, admin, hello, big)
+}
+
+/// The endpoints the dashboard reads, each checked on its own.
+#[test]
+fn the_dashboard_api_answers_with_the_tokens_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin, hello, big) = setup(dir.path());
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let reader = token(
+        &rt,
+        &c,
+        json!({"name": "viewer", "scope": "read", "team": "other"}),
+    );
+
+    // The page and its files: no token needed, nothing inline allowed.
+    let anon = server.client(None);
+    let page = call(&rt, &anon, "GET", "/", None, &[]);
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = page.header("content-security-policy").unwrap().to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let body = String::from_utf8_lossy(&page.body).to_string();
+    assert!(
+        body.contains("/ui/app.js") && body.contains("/ui/app.css"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("http://") && !body.contains("https://"),
+        "nothing from elsewhere: {body}"
+    );
+    let mut total = page.body.len();
+    for f in ["/ui/app.js", "/ui/app.css"] {
+        let r = call(&rt, &anon, "GET", f, None, &[]);
+        assert_eq!(r.status, 200, "{f}");
+        total += r.body.len();
+        // Revalidation: the same tag answers 304 with no body.
+        let tag = r.header("etag").unwrap().to_string();
+        let again = call(&rt, &anon, "GET", f, None, &[("if-none-match", tag)]);
+        assert_eq!(again.status, 304, "{f}");
+        assert!(again.body.is_empty());
+    }
+    // Page weight: well under the 500 KB target even uncompressed.
+    assert!(total < 100_000, "{total} bytes");
+    assert_eq!(
+        call(&rt, &anon, "GET", "/ui/secrets.txt", None, &[]).status,
+        404
+    );
+    assert_eq!(
+        call(&rt, &anon, "GET", "/ui/..%2Fconfig.yaml", None, &[]).status,
+        404
+    );
+    // The data is not: every endpoint wants a token.
+    for p in ["/v1/whoami", "/v1/summary", "/v1/ledger/burndown"] {
+        assert_eq!(call(&rt, &anon, "GET", p, None, &[]).status, 401, "{p}");
+    }
+
+    // whoami: who the token is.
+    let who = call(&rt, &c, "GET", "/v1/whoami", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(who["scope"], "admin", "{who}");
+    let rc = server.client(Some(&reader));
+    let who = call(&rt, &rc, "GET", "/v1/whoami", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(
+        (
+            who["name"].as_str(),
+            who["scope"].as_str(),
+            who["team"].as_str()
+        ),
+        (Some("viewer"), Some("read"), Some("other"))
+    );
+
+    // summary: counts per state, by the store; a read token of another
+    // team sees none of this team's work.
+    let s = call(&rt, &c, "GET", "/v1/summary", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(s["workloads_by_state"]["succeeded"], 1, "{s}");
+    assert_eq!(s["workloads_by_state"]["pending"], 1, "{s}");
+    let s = call(&rt, &rc, "GET", "/v1/summary", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(s["workloads_by_state"], json!({}), "{s}");
+    let _ = (hello, big);
+
+    // burndown, against the hand computation: the contract started 90
+    // days ago and the bill has $100 billed every day up to yesterday, so
+    // 90 days are in its term and $9,000 burned by yesterday; the
+    // straight line and the floors are the contract's own figures.
+    let b = call(&rt, &c, "GET", "/v1/ledger/burndown", None, &[])
+        .json()
+        .unwrap();
+    let item = &b["items"][0];
+    assert_eq!(item["name"], "azure-macc", "{b}");
+    assert_eq!(item["committed_usd"], 50_000.0, "{b}");
+    let burned = item["burned"].as_array().unwrap();
+    let last = burned.last().unwrap();
+    assert_eq!(last[1].as_f64().unwrap(), 9_000.0, "{b}");
+    // Twelve months from 90 days ago: 365 days (366 over a 29 February).
+    let term = item["end_day"].as_i64().unwrap() - item["start_day"].as_i64().unwrap();
+    assert!((365..=366).contains(&term), "{term}");
+    assert_eq!(item["start_day"].as_i64(), Some(today() - 90), "{b}");
+    let floors = item["floors"].as_array().unwrap();
+    assert_eq!(floors.first().unwrap()[1].as_f64(), Some(0.0), "{b}");
+    assert_eq!(floors.last().unwrap()[1].as_f64(), Some(20_000.0), "{b}");
+    let band = item["forecast"].as_array().unwrap();
+    assert!(!band.is_empty(), "{b}");
+    for p in band {
+        let (p10, p50, p90) = (
+            p[1].as_f64().unwrap(),
+            p[2].as_f64().unwrap(),
+            p[3].as_f64().unwrap(),
+        );
+        assert!(p10 <= p50 && p50 <= p90 && p10 >= 9_000.0 - 1e-6, "{p}");
+    }
+    // The status and the burn-down agree on what is burned.
+    let st = call(&rt, &c, "GET", "/v1/ledger/status", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(st["contracts"][0]["burned"].as_f64(), Some(9_000.0), "{st}");
+    // A bad date is refused naming the parameter (422, as for the status);
+    // an unknown parameter is a 400.
+    let bad = call(
+        &rt,
+        &c,
+        "GET",
+        "/v1/ledger/burndown?at=yesterday",
+        None,
+        &[],
+    );
+    assert_eq!(bad.status, 422, "{}", bad.error_text());
+    assert!(
+        bad.error_text().contains("(field: at)"),
+        "{}",
+        bad.error_text()
+    );
+    let bad = call(&rt, &c, "GET", "/v1/ledger/burndown?limit=3", None, &[]);
+    assert_eq!(bad.status, 400, "{}", bad.error_text());
+}
+
+/// What each chart in the page is: title, axes, axis titles, data.
+const CHARTS: &str = "return Array.from(document.querySelectorAll('svg.chart')).map(c => ({
+  title: (c.querySelector('title') || {}).textContent || '',
+  x: !!c.querySelector('.axis-x line'), y: !!c.querySelector('.axis-y line'),
+  xTitle: (c.querySelector('.axis-x .axis-title') || {}).textContent || '',
+  yTitle: (c.querySelector('.axis-y .axis-title') || {}).textContent || '',
+  points: Number(c.getAttribute('data-points')),
+  marks: c.querySelectorAll('.mark').length }));";
+
+fn check_charts(b: &Browser, page: &str, at_least: usize) -> Vec<Value> {
+    let charts = b.eval(CHARTS, json!([]));
+    let charts = charts.as_array().cloned().unwrap_or_default();
+    assert!(
+        charts.len() >= at_least,
+        "{page}: {} charts, want {at_least}; console: {:?}; page: {}",
+        charts.len(),
+        b.console(),
+        b.eval(
+            "return document.getElementById('main').innerHTML.slice(0, 3000);",
+            json!([])
+        )
+    );
+    for c in &charts {
+        assert!(!c["title"].as_str().unwrap_or("").is_empty(), "{page}: {c}");
+        assert!(c["x"] == true && c["y"] == true, "{page}: axes {c}");
+        assert!(
+            !c["xTitle"].as_str().unwrap_or("").is_empty(),
+            "{page}: {c}"
+        );
+        assert!(
+            !c["yTitle"].as_str().unwrap_or("").is_empty(),
+            "{page}: {c}"
+        );
+        assert!(c["points"].as_u64().unwrap_or(0) > 0, "{page}: no data {c}");
+        assert!(c["marks"].as_u64().unwrap_or(0) > 0, "{page}: no marks {c}");
+    }
+    charts
+}
+
+fn shoot(b: &Browser, name: &str, out: &std::path::Path) {
+    let png = b.screenshot();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+        "{name}: {} bytes",
+        png.len()
+    );
+    std::fs::write(out.join(format!("{name}.png")), png).unwrap();
+}
+
+fn open(b: &Browser, base: &str, hash: &str, loaded: &str) {
+    b.goto(&format!("{base}/{hash}"));
+    b.wait(
+        &format!("page {hash}"),
+        30,
+        "return document.getElementById('main').dataset.loaded === arguments[0];",
+        json!([loaded]),
+    );
+}
+
+#[test]
+fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin, hello, big) = setup(dir.path());
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let reader = token(
+        &rt,
+        &c,
+        json!({"name": "viewer", "scope": "read", "team": "admin"}),
+    );
+    let shots = match std::env::var("SKYWARD_UPDATE_SCREENSHOTS") {
+        Ok(v) if v == "1" => {
+            let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard");
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        }
+        _ => dir.path().to_path_buf(),
+    };
+    let profile = dir.path().join("chromium-profile");
+    let b = Browser::start(&profile, free_port(), 1280, 900);
+    let base = server.url();
+
+    // A wrong token is refused at the login, with the server's reason.
+    b.goto(&format!("{base}/"));
+    b.type_into("#token", "sky_not_a_real_token");
+    b.click("#login");
+    b.wait("a refused login says why", 20, "const e = document.querySelector('.login .error'); return !!e && e.textContent.length > 0;", json!([]));
+    assert!(!b.exists("#nav:not([hidden])"));
+    // The browser logs the refused request itself, and nothing else.
+    let refused = b.console();
+    assert!(
+        refused
+            .iter()
+            .all(|(_, m)| m.contains("/v1/whoami") && m.contains("401")),
+        "{refused:?}"
+    );
+
+    // Log in as admin: the overview.
+    b.type_into("#token", &admin);
+    b.click("#login");
+    b.wait(
+        "overview",
+        30,
+        "return document.getElementById('main').dataset.loaded === 'overview';",
+        json!([]),
+    );
+    let who = b.eval(
+        "return document.getElementById('who').textContent;",
+        json!([]),
+    );
+    assert!(who.as_str().unwrap().contains("admin"), "{who}");
+    let charts = check_charts(&b, "overview", 2);
+    assert!(
+        charts
+            .iter()
+            .any(|c| c["title"].as_str().unwrap().contains("azure-macc")),
+        "{charts:?}"
+    );
+    shoot(&b, "overview", &shots);
+
+    // The queue shows the waiting workload with its reasons; cancel it.
+    open(&b, &base, "#/workloads", "workloads");
+    let row = format!("button.cancel[data-id='{big}']");
+    b.find(&row, 20);
+    let queue_text = b.eval(
+        "return document.querySelector('#queue-h').parentElement.innerText;",
+        json!([]),
+    );
+    assert!(
+        queue_text.as_str().unwrap().contains("too-big"),
+        "{queue_text}"
+    );
+    check_charts(&b, "workloads", 0);
+    shoot(&b, "workloads", &shots);
+    b.click(&row);
+    b.wait("cancel asks to confirm", 10, "const x = document.querySelector(arguments[0]); return !!x && x.textContent === 'Confirm cancel';", json!([row]));
+    b.click(&row);
+    wait_for(&rt, &c, big, 30, |v| v["state"] == "cancelled");
+    // The page shows it without a reload (the live refresh).
+    b.wait(
+        "the cancelled state appears without reload",
+        30,
+        "return Array.from(document.querySelectorAll('tr')).some(r => r.innerText.includes('too-big') && r.innerText.includes('cancelled'));",
+        json!([]),
+    );
+
+    // A workload's page: its attempts and its log.
+    open(&b, &base, &format!("#/workloads/{hello}"), "workloads");
+    b.wait("the log", 20, "return document.querySelector('pre.log').textContent.includes('hello from the dashboard test');", json!([]));
+    let text = b
+        .eval(
+            "return document.getElementById('main').innerText;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("succeeded") && text.contains("Attempts"),
+        "{text}"
+    );
+    shoot(&b, "workload", &shots);
+
+    open(&b, &base, "#/sites", "sites");
+    check_charts(&b, "sites", 2);
+    shoot(&b, "sites", &shots);
+
+    // The commitment's burn-down: its straight line, floors and band.
+    open(&b, &base, "#/commitments", "commitments");
+    let charts = check_charts(&b, "commitments", 1);
+    assert!(
+        charts[0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("azure-macc: burn-down")
+            || charts[0]["title"]
+                .as_str()
+                .unwrap()
+                .contains("azure-macc (azure): burn-down"),
+        "{charts:?}"
+    );
+    let legend = b.eval(
+        "return document.querySelector('svg.chart .legend').textContent;",
+        json!([]),
+    );
+    for name in ["burned", "straight line", "floors", "forecast P10–P90"] {
+        assert!(legend.as_str().unwrap().contains(name), "{name}: {legend}");
+    }
+    shoot(&b, "commitments", &shots);
+
+    open(&b, &base, "#/gateway", "gateway");
+    shoot(&b, "gateway", &shots);
+
+    // No page logged an error.
+    let errors: Vec<(String, String)> = b
+        .console()
+        .into_iter()
+        .filter(|(l, _)| l == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // A read token sees the work but is offered no cancel.
+    b.click("#logout");
+    b.find("#token", 10);
+    b.type_into("#token", &reader);
+    b.click("#login");
+    open(&b, &base, "#/workloads", "workloads");
+    b.wait(
+        "the list",
+        20,
+        "return document.body.innerText.includes('hello');",
+        json!([]),
+    );
+    assert!(!b.exists("button.cancel"), "a read token is offered cancel");
+
+    // Narrow window: the page still fits (no horizontal scroll of the body).
+    let narrow = Browser::start(&dir.path().join("narrow-profile"), free_port(), 380, 800);
+    narrow.goto(&format!("{base}/"));
+    narrow.type_into("#token", &admin);
+    narrow.click("#login");
+    narrow.wait(
+        "overview (narrow)",
+        30,
+        "return document.getElementById('main').dataset.loaded === 'overview';",
+        json!([]),
+    );
+    let overflow = narrow.eval(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        json!([]),
+    );
+    assert!(
+        overflow.as_i64().unwrap_or(99) <= 1,
+        "horizontal overflow {overflow}"
+    );
+    shoot(&narrow, "overview-narrow", &shots);
+    let errors: Vec<(String, String)> = narrow
+        .console()
+        .into_iter()
+        .filter(|(l, _)| l == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}

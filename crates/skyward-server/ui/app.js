@@ -1,0 +1,649 @@
+// Skyward's dashboard: a page per concern, reading the server's /v1 API
+// with the token given at login (sessionStorage, sent as a bearer token).
+// Every value from the server is put in the page as text (textContent,
+// attributes set one by one), never parsed as markup: workload names,
+// teams, notes and logs are a stranger's input.
+"use strict";
+
+const TOKEN_KEY = "skyward.token";
+const REFRESH_MS = 5000;
+const PAGE_SIZE = 50;
+const LOG_TAIL_BYTES = 65536;
+
+const state = { who: null, timer: null, page: null, lastData: "" };
+
+// ---- DOM helpers -------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== null && v !== undefined) el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function setStatus(text, isError) {
+  const el = document.getElementById("status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+// ---- formatting --------------------------------------------------------
+
+function usd(v) {
+  if (v === null || v === undefined || Number.isNaN(Number(v))) return "-";
+  const n = Number(v);
+  const a = Math.abs(n);
+  if (a >= 1e9) return "$" + (n / 1e9).toFixed(2) + "B";
+  if (a >= 1e6) return "$" + (n / 1e6).toFixed(2) + "M";
+  if (a >= 1e3) return "$" + (n / 1e3).toFixed(1) + "k";
+  if (n === 0) return "$0";
+  return "$" + n.toFixed(2);
+}
+
+// Ledger amounts are exact decimal strings ("1234.5"); numbers pass.
+function num(v) {
+  if (v === null || v === undefined) return null;
+  const n = typeof v === "number" ? v : Number(String(v).replace(/[$,]/g, ""));
+  return Number.isFinite(n) ? n : null;
+}
+
+function when(ms) {
+  if (!ms) return "-";
+  const d = new Date(ms);
+  return d.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+}
+
+function ago(ms, now) {
+  if (!ms) return "-";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 90) return s + " s";
+  if (s < 5400) return Math.round(s / 60) + " min";
+  if (s < 172800) return Math.round(s / 3600) + " h";
+  return Math.round(s / 86400) + " d";
+}
+
+function dayString(day) {
+  return new Date(day * 86400000).toISOString().slice(0, 10);
+}
+
+// ---- API ---------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, opts) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = "Bearer " + token;
+  let resp;
+  try {
+    resp = await fetch(path, { method: (opts && opts.method) || "GET", headers, cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, "cannot reach the server (" + e.message + ")");
+  }
+  if (resp.status === 401) {
+    const body = await resp.json().catch(() => ({}));
+    logout((body.error && body.error.message) || "the token is not valid");
+    throw new ApiError(401, "logged out");
+  }
+  if (opts && opts.text) {
+    if (!resp.ok) throw new ApiError(resp.status, "HTTP " + resp.status);
+    return { text: await resp.text(), headers: resp.headers };
+  }
+  const body = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    const msg = body && body.error ? body.error.message : "HTTP " + resp.status;
+    throw new ApiError(resp.status, msg);
+  }
+  return body;
+}
+
+// ---- charts ------------------------------------------------------------
+// Each chart is an <svg class="chart"> with a <title>, both axes, their
+// titles, a legend and one mark per data point (class "mark").
+
+const COLORS = ["#1f5fa8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a085", "#7f8c8d"];
+
+function niceStep(max, target) {
+  if (!(max > 0)) return 1;
+  const raw = max / target;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) return m * p;
+  return 10 * p;
+}
+
+function tickLabel(v, kind) {
+  if (kind === "usd") return usd(v);
+  if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
+  if (Math.abs(v) >= 1e4) return (v / 1e3).toFixed(0) + "k";
+  return String(Math.round(v * 100) / 100);
+}
+
+function chartFrame(o, yMax) {
+  const W = 640, H = 320, L = 70, R = 44, T = 56, B = 58;
+  const svg = s("svg", {
+    class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": o.title, "data-points": 0,
+  });
+  svg.append(s("title", {}, o.title));
+  svg.append(s("text", { x: W / 2, y: 18, class: "chart-title", "text-anchor": "middle" }, o.title));
+  const step = niceStep(yMax, 5);
+  const top = Math.max(step, Math.ceil(yMax / step) * step);
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  const axisY = s("g", { class: "axis axis-y" });
+  axisY.append(s("line", { x1: L, y1: T, x2: L, y2: H - B }));
+  for (let v = 0; v <= top + step / 2; v += step) {
+    axisY.append(s("line", { x1: L - 4, y1: y(v), x2: W - R, y2: y(v), class: "grid" }));
+    axisY.append(s("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, tickLabel(v, o.yKind)));
+  }
+  axisY.append(s("text", {
+    class: "axis-title", x: 14, y: (T + H - B) / 2, "text-anchor": "middle",
+    transform: `rotate(-90 14 ${(T + H - B) / 2})`,
+  }, o.yTitle));
+  const axisX = s("g", { class: "axis axis-x" });
+  axisX.append(s("line", { x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  axisX.append(s("text", { class: "axis-title", x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle" }, o.xTitle));
+  svg.append(axisY, axisX);
+  return { svg, W, H, L, R, T, B, y, axisX };
+}
+
+function legend(svg, names, W) {
+  const g = s("g", { class: "legend" });
+  let x = 70;
+  names.forEach((n, i) => {
+    g.append(s("rect", { x, y: 28, width: 10, height: 10, fill: n.color || COLORS[i % COLORS.length] }));
+    g.append(s("text", { x: x + 14, y: 37 }, n.name));
+    x += 24 + n.name.length * 6.5;
+  });
+  if (x < W) svg.append(g);
+}
+
+// Bars: categories on x, one bar per series per category.
+function barChart(o) {
+  const yMax = Math.max(1, ...o.series.flatMap((se) => se.values.map((v) => v || 0)));
+  const f = chartFrame(o, yMax);
+  const n = Math.max(1, o.categories.length);
+  const slot = (f.W - f.L - f.R) / n;
+  const bw = Math.max(2, (slot * 0.8) / o.series.length);
+  let marks = 0;
+  o.series.forEach((se, si) => {
+    const color = se.color || COLORS[si % COLORS.length];
+    se.values.forEach((v, i) => {
+      const x = f.L + i * slot + slot * 0.1 + si * bw;
+      const rect = s("rect", {
+        class: "mark", x, y: f.y(v || 0), width: bw - 1,
+        height: Math.max(0, f.H - f.B - f.y(v || 0)), fill: color,
+      });
+      rect.append(s("title", {}, `${o.categories[i]} — ${se.name}: ${tickLabel(v || 0, o.yKind)}`));
+      f.svg.append(rect);
+      marks++;
+    });
+  });
+  o.categories.forEach((c, i) => {
+    const x = f.L + i * slot + slot / 2;
+    const label = c.length > 14 ? c.slice(0, 13) + "…" : c;
+    f.axisX.append(s("text", { x, y: f.H - f.B + 14, "text-anchor": "middle" }, label));
+  });
+  legend(f.svg, o.series, f.W);
+  f.svg.setAttribute("data-points", marks);
+  return f.svg;
+}
+
+// Lines over days: each series is [[day, value], ...]; a band is
+// [[day, low, high], ...].
+function lineChart(o) {
+  const all = o.series.flatMap((se) => se.points);
+  const bandPts = o.band ? o.band.points : [];
+  const days = all.map((p) => p[0]).concat(bandPts.map((p) => p[0]));
+  const x0 = Math.min(...days), x1 = Math.max(x0 + 1, ...days);
+  const yMax = Math.max(1, ...all.map((p) => p[1]), ...bandPts.map((p) => p[2]));
+  const f = chartFrame(o, yMax);
+  const x = (d) => f.L + (f.W - f.L - f.R) * ((d - x0) / (x1 - x0));
+  let marks = 0;
+  if (bandPts.length > 1) {
+    const up = bandPts.map((p) => `${x(p[0]).toFixed(1)},${f.y(p[2]).toFixed(1)}`);
+    const down = bandPts.slice().reverse().map((p) => `${x(p[0]).toFixed(1)},${f.y(p[1]).toFixed(1)}`);
+    const poly = s("polygon", { class: "mark band", points: up.concat(down).join(" "), fill: "#9ec3ea", "fill-opacity": 0.5 });
+    poly.append(s("title", {}, o.band.name));
+    f.svg.append(poly);
+    marks += bandPts.length;
+  }
+  o.series.forEach((se, si) => {
+    if (!se.points.length) return;
+    const color = se.color || COLORS[si % COLORS.length];
+    const pts = se.points.map((p) => `${x(p[0]).toFixed(1)},${f.y(p[1]).toFixed(1)}`).join(" ");
+    const line = s("polyline", {
+      class: "mark", points: pts, fill: "none", stroke: color, "stroke-width": 2,
+      "stroke-dasharray": se.dash ? "6 4" : null,
+    });
+    line.append(s("title", {}, se.name));
+    f.svg.append(line);
+    marks += se.points.length;
+  });
+  const step = Math.max(1, Math.ceil((x1 - x0) / 4));
+  for (let d = x0; d <= x1; d += step) {
+    const anchor = d === x0 ? "start" : (d + step > x1 ? "end" : "middle");
+    f.axisX.append(s("line", { x1: x(d), y1: f.H - f.B, x2: x(d), y2: f.H - f.B + 4 }));
+    f.axisX.append(s("text", { x: x(d), y: f.H - f.B + 16, "text-anchor": anchor }, dayString(d)));
+  }
+  legend(f.svg, o.series.concat(o.band ? [{ name: o.band.name, color: "#9ec3ea" }] : []), f.W);
+  f.svg.setAttribute("data-points", marks);
+  return f.svg;
+}
+
+function figure(chart, caption) {
+  return h("figure", { class: "card" }, chart, caption ? h("figcaption", {}, caption) : null);
+}
+
+// Charts side by side where the window is wide enough.
+function charts(...figures) {
+  return h("div", { class: "charts" }, figures);
+}
+
+// ---- tables ------------------------------------------------------------
+
+function table(caption, headers, rows, empty) {
+  if (!rows.length) return h("p", { class: "empty" }, empty || "Nothing yet.");
+  return h("div", { class: "table-wrap" },
+    h("table", {},
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", class: x.endsWith(">") ? "num" : null }, x.replace(/>$/, ""))))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { class: headers[i].endsWith(">") ? "num" : null }, c)))))));
+}
+
+function stat(label, value, note) {
+  return h("div", { class: "stat" }, h("div", { class: "stat-label" }, label),
+    h("div", { class: "stat-value" }, value), note ? h("div", { class: "stat-note" }, note) : null);
+}
+
+// ---- pages -------------------------------------------------------------
+
+const STATES = ["pending", "submitted", "dispatched", "running", "succeeded", "failed", "cancelled"];
+
+async function loadLedger() {
+  // A server without contracts or bills answers with an error: the pages
+  // then say there is no ledger yet.
+  try {
+    const [status, burn] = await Promise.all([api("/v1/ledger/status"), api("/v1/ledger/burndown")]);
+    return { status, burn };
+  } catch (e) {
+    if (e.status === 401) throw e;
+    return { error: e.message };
+  }
+}
+
+function burndownChart(b) {
+  const line = [[b.start_day, 0], [b.end_day, b.committed_usd]];
+  const series = [
+    { name: "burned", points: b.burned, color: "#1f5fa8" },
+    { name: "straight line", points: line, color: "#888888", dash: true },
+    { name: "commitment", points: [[b.start_day, b.committed_usd], [b.end_day, b.committed_usd]], color: "#c0392b", dash: true },
+  ];
+  if (b.floors.length) series.push({ name: "floors", points: b.floors, color: "#e67e22" });
+  if (b.forecast.length) series.push({ name: "forecast P50", points: b.forecast.map((p) => [p[0], p[2]]), color: "#4a90d9", dash: true });
+  return lineChart({
+    title: `${b.name} (${b.provider}): burn-down`,
+    xTitle: "date (UTC)", yTitle: "cumulative burn (USD)", yKind: "usd",
+    series, band: b.forecast.length ? { name: "forecast P10–P90", points: b.forecast.map((p) => [p[0], p[1], p[3]]) } : null,
+  });
+}
+
+// The commitments' live state (`/v1/commitments`): what placement treats
+// as free at the margin ("use it or lose it").
+function liveTable(live) {
+  return table(`Live commitments the scheduler uses (from the ${live.source})`,
+    ["commitment", "provider", "discount>", "committed>", "burned>", "forecast burn>", "free at the margin>", "term ends"],
+    live.commitments.map((c) => [c.name, c.provider, (c.discount_pct ?? "-") + "%", usd(num(c.commit)), usd(num(c.burned)),
+      usd(num(c.forecast_burn)), usd(num(c.free)), c.term_end]));
+}
+
+async function overview() {
+  const [summary, sites, live, ledger] = await Promise.all([
+    api("/v1/summary"), api("/v1/sites"), api("/v1/commitments").catch((e) => ({ error: e.message })), loadLedger(),
+  ]);
+  const by = summary.workloads_by_state || {};
+  const waiting = (by.pending || 0) + (by.submitted || 0);
+  const running = (by.running || 0) + (by.dispatched || 0);
+  const used = sites.items.reduce((a, x) => a + (x.accelerators_used || 0), 0);
+  const cap = sites.items.reduce((a, x) => a + (x.accelerators || 0), 0);
+  const spend = ledger.status ? ledger.status.contracts.filter((c) => c.kind === "spend" || c.committed !== undefined) : [];
+  const atRisk = spend.reduce((a, c) => a + (num(c.forecast && c.forecast.expected_shortfall) || 0), 0);
+  const prepaidIdle = sites.items.filter((x) => x.price_basis === "prepaid")
+    .reduce((a, x) => a + Math.max(0, (x.accelerators || 0) - (x.accelerators_used || 0)), 0);
+  const out = [
+    h("h1", {}, "Overview"),
+    h("div", { class: "stats" },
+      stat("Waiting", String(waiting), "workloads in the queue"),
+      stat("Running", String(running), `${used} of ${cap} accelerators in use`),
+      stat("Finished", String((by.succeeded || 0) + (by.failed || 0) + (by.cancelled || 0)), `${by.failed || 0} failed`),
+      stat("At risk", usd(atRisk), "expected commitment shortfall (use it or lose it)"),
+      stat("Reserved idle", String(prepaidIdle), "prepaid accelerators free now")),
+  ];
+  const figs = [figure(barChart({
+    title: "Accelerators by site", xTitle: "site", yTitle: "accelerators",
+    categories: sites.items.map((x) => x.name),
+    series: [
+      { name: "in use", values: sites.items.map((x) => x.accelerators_used || 0) },
+      { name: "capacity", values: sites.items.map((x) => x.accelerators || 0), color: "#bdc3c7" },
+    ],
+  }))];
+  if (ledger.status) {
+    const byProvider = {};
+    for (const c of spend) {
+      const p = c.provider || "?";
+      byProvider[p] = (byProvider[p] || 0) + (num(c.effective_spend) || num(c.burned) || 0);
+    }
+    const names = Object.keys(byProvider).sort();
+    if (names.length) {
+      figs.push(figure(barChart({
+        title: "Spend this term by provider", xTitle: "provider", yTitle: "effective spend (USD)", yKind: "usd",
+        categories: names, series: [{ name: "effective spend", values: names.map((n) => byProvider[n]) }],
+      })));
+    }
+    for (const b of ledger.burn.items) figs.push(figure(burndownChart(b)));
+    out.push(charts(figs));
+  } else {
+    out.push(charts(figs));
+    out.push(h("p", { class: "empty" }, "No ledger yet: import a bill and contracts (skyward ledger import --server, skyward contracts apply --server) to see spend and burn-down here. (" + ledger.error + ")"));
+  }
+  if (live && live.commitments && live.commitments.length) {
+    out.push(liveTable(live));
+  }
+  return out;
+}
+
+function workloadsQuery() {
+  const q = new URLSearchParams((location.hash.split("?")[1]) || "");
+  return { state: q.get("state") || "", team: q.get("team") || "", cursor: q.get("cursor") || "" };
+}
+
+async function cancelWorkload(id, button) {
+  if (button.dataset.armed !== "1") {
+    button.dataset.armed = "1";
+    button.textContent = "Confirm cancel";
+    return;
+  }
+  button.disabled = true;
+  try {
+    await api(`/v1/workloads/${id}/cancel`, { method: "POST" });
+    setStatus(`Cancel requested for workload ${id}.`);
+    refresh(true);
+  } catch (e) {
+    setStatus(`Cancel of ${id} refused: ${e.message}`, true);
+    button.disabled = false;
+  }
+}
+
+function canSubmit() {
+  return state.who && (state.who.scope === "submit" || state.who.scope === "admin");
+}
+
+function workloadRow(w, now) {
+  const live = ["pending", "submitted", "dispatched", "running"].includes(w.state);
+  const action = live && canSubmit() && !w.cancel_requested
+    ? h("button", { type: "button", class: "cancel", "data-id": w.id, onclick: (e) => cancelWorkload(w.id, e.currentTarget) }, "Cancel")
+    : (w.cancel_requested && live ? "cancelling" : "");
+  return [
+    h("a", { href: `#/workloads/${w.id}` }, String(w.id)),
+    w.name, h("span", { class: "state state-" + w.state }, w.state), w.team, w.site || "-",
+    String(w.accelerators), String(w.attempt), ago(w.submitted_at_ms, now), action,
+  ];
+}
+
+async function workloads() {
+  const q = workloadsQuery();
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (q.state) params.set("state", q.state);
+  if (q.team) params.set("team", q.team);
+  if (q.cursor) params.set("cursor", q.cursor);
+  const [list, queue] = await Promise.all([
+    api("/v1/workloads?" + params), api("/v1/queue?limit=" + PAGE_SIZE),
+  ]);
+  const now = Date.now();
+  const form = h("form", { class: "filters", onsubmit: (e) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const p = new URLSearchParams();
+    if (f.get("state")) p.set("state", f.get("state"));
+    if (f.get("team")) p.set("team", String(f.get("team")).trim());
+    location.hash = "#/workloads" + (p.toString() ? "?" + p : "");
+  } },
+  h("label", {}, "State ", h("select", { name: "state" }, h("option", { value: "" }, "any"),
+    STATES.map((x) => h("option", { value: x, selected: x === q.state }, x)))),
+  h("label", {}, "Team ", h("input", { name: "team", value: q.team, size: 12, autocomplete: "off" })),
+  h("button", { type: "submit" }, "Filter"));
+  const next = list.next_cursor
+    ? h("a", { class: "next", href: "#/workloads?" + new URLSearchParams({ ...(q.state && { state: q.state }), ...(q.team && { team: q.team }), cursor: list.next_cursor }) }, "Older →")
+    : null;
+  return [
+    h("h1", {}, "Workloads"),
+    h("section", { "aria-labelledby": "queue-h" },
+      h("h2", { id: "queue-h" }, "Queue, in scheduling order"),
+      table("Waiting workloads and why", ["position>", "id", "name", "team", "priority>", "why it waits"],
+        queue.items.map((e) => [String(e.position), h("a", { href: `#/workloads/${e.id}` }, String(e.id)), e.name, e.team, String(e.priority),
+          e.reasons.map((r) => `${r.reason} (${r.sites} sites)`).join("; ") || "-"]),
+        "Nothing waits.")),
+    h("section", { "aria-labelledby": "all-h" },
+      h("h2", { id: "all-h" }, "All workloads, newest first"), form,
+      table("Workloads", ["id", "name", "state", "team", "site", "accelerators>", "attempt>", "submitted", ""],
+        list.items.map((w) => workloadRow(w, now)), "No workloads match."),
+      h("p", { class: "pager" }, q.cursor ? h("a", { href: "#/workloads" }, "← Newest") : null, " ", next)),
+  ];
+}
+
+async function workload(id) {
+  const [w, log] = await Promise.all([
+    api(`/v1/workloads/${encodeURIComponent(id)}`),
+    api(`/v1/workloads/${encodeURIComponent(id)}/logs?offset=0&limit=${LOG_TAIL_BYTES}`, { text: true }).catch((e) => ({ text: "(no log: " + e.message + ")" })),
+  ]);
+  const now = Date.now();
+  const placed = (w.events || []).filter((e) => e.note && (e.state === "dispatched" || e.state === "pending"));
+  const actions = ["pending", "submitted", "dispatched", "running"].includes(w.state) && canSubmit() && !w.cancel_requested
+    ? h("button", { type: "button", class: "cancel", onclick: (e) => cancelWorkload(w.id, e.currentTarget) }, "Cancel")
+    : null;
+  return [
+    h("p", {}, h("a", { href: "#/workloads" }, "← Workloads")),
+    h("h1", {}, `Workload ${w.id}: ${w.name}`),
+    h("div", { class: "stats" },
+      stat("State", w.state, w.cancel_requested ? "cancel requested" : (w.end_note || "")),
+      stat("Site", w.site || "-", `${w.accelerators} accelerators`),
+      stat("Attempt", String(w.attempt), w.exit_code !== null && w.exit_code !== undefined ? `exit ${w.exit_code}` : ""),
+      stat("Submitted", ago(w.submitted_at_ms, now) + " ago", `by ${w.submitted_by} (${w.team})`)),
+    actions,
+    w.pending_reasons ? table("Why it waits", ["reason", "sites>"], w.pending_reasons.map((r) => [r.reason, String(r.sites)])) : null,
+    h("h2", {}, "Placement explanation"),
+    placed.length ? h("ul", { class: "why" }, placed.map((e) => h("li", {}, `${when(e.at_ms)} — ${e.state}${e.site ? " on " + e.site : ""}: ${e.note}`)))
+      : h("p", { class: "empty" }, "No placement yet."),
+    h("h2", {}, "Attempts"),
+    table("Attempts: where, why each ended, checkpoint resumed from",
+      ["attempt>", "site", "dispatched", "ran", "ended", "exit>", "resumed from", "note"],
+      (w.attempts || []).map((a) => [String(a.attempt), a.site || "-", when(a.dispatched_at_ms),
+        a.ran_ms !== null && a.ran_ms !== undefined ? (a.ran_ms / 1000).toFixed(1) + " s" : "-", a.ended || "running",
+        a.exit_code ?? "-", a.resumed_from ? `${a.resumed_from.store} step ${a.resumed_from.step ?? "-"}` : "-", a.note || ""]),
+      "Not dispatched yet."),
+    h("h2", {}, "Log"),
+    h("pre", { class: "log", tabindex: 0, "aria-label": "log output" }, log.text || "(empty)"),
+  ];
+}
+
+async function sites() {
+  const data = await api("/v1/sites");
+  return [
+    h("h1", {}, "Sites"),
+    charts(figure(barChart({
+      title: "Capacity and use by site", xTitle: "site", yTitle: "accelerators",
+      categories: data.items.map((x) => x.name),
+      series: [
+        { name: "in use", values: data.items.map((x) => x.accelerators_used || 0) },
+        { name: "capacity", values: data.items.map((x) => x.accelerators || 0), color: "#bdc3c7" },
+      ],
+    })),
+    figure(barChart({
+      title: "Price by site", xTitle: "site", yTitle: "USD per accelerator-hour", yKind: "usd",
+      categories: data.items.map((x) => x.name),
+      series: [{ name: "price", values: data.items.map((x) => x.price_usd_per_accelerator_hour || 0), color: "#8e44ad" }],
+    }))),
+    table("Sites", ["site", "provider", "region", "accelerator", "capacity>", "in use>", "running>", "health", "price basis", "$/acc-h>", "executor"],
+      data.items.map((x) => [x.name, x.provider, x.region, x.accelerator, String(x.accelerators), String(x.accelerators_used ?? "-"),
+        String(x.running ?? "-"), x.up === false ? h("span", { class: "state state-failed" }, "down") : (x.up ? h("span", { class: "state state-succeeded" }, "up") : "unknown"),
+        x.price_basis, usd(x.price_usd_per_accelerator_hour), x.executor])),
+    h("p", { class: "note" }, data.leader ? "This replica leads: figures are live." : "This replica does not lead: in-use figures come from the leader's last report."),
+  ];
+}
+
+async function commitments() {
+  const [ledger, inv, live] = await Promise.all([
+    loadLedger(),
+    api("/v1/ledger/inventory").catch((e) => ({ error: e.message })),
+    api("/v1/commitments").catch((e) => ({ error: e.message })),
+  ]);
+  if (!ledger.status) {
+    return [h("h1", {}, "Commitments"), h("p", { class: "empty" }, "No ledger yet: " + ledger.error)];
+  }
+  const out = [h("h1", {}, "Commitments"), h("p", {}, `As of ${ledger.status.at}; contracts from ${ledger.status.contracts_source}.`)];
+  const rows = ledger.status.contracts.map((c) => {
+    const f = c.forecast;
+    return [c.name, c.provider || "-", c.kind || (c.committed !== undefined ? "spend" : "-"), usd(num(c.committed)), usd(num(c.burned ?? c.used)),
+      c.burned_pct !== undefined ? c.burned_pct.toFixed(1) + "%" : (c.utilisation !== undefined && c.utilisation !== null ? (100 * c.utilisation).toFixed(1) + "%" : "-"),
+      f ? usd(num(f.p50)) : "-", f ? usd(num(f.expected_shortfall)) : "-", c.end || "-"];
+  });
+  out.push(table("Status", ["commitment", "provider", "kind", "committed>", "burned / used>", "burned %>", "forecast P50>", "expected shortfall>", "ends"], rows));
+  out.push(charts(ledger.burn.items.map((b) => figure(burndownChart(b), `Burned to ${dayString(b.at_day)}; the straight line reaches the commitment at the term's end.`))));
+  if (inv && inv.items) {
+    out.push(h("h2", {}, "Inventory and expiry calendar"));
+    out.push(table("Inventory", ["commitment", "kind", "provider", "start", "ends", "days left>", "utilisation>"],
+      inv.items.map((i) => [i.name, i.kind, i.provider, i.start || "-", i.end || "-", String(i.days_left ?? "-"),
+        i.utilisation !== null && i.utilisation !== undefined ? (100 * i.utilisation).toFixed(1) + "%" : "-"])));
+  }
+  if (live && live.commitments) {
+    out.push(h("h2", {}, "What the scheduler sees"));
+    out.push(liveTable(live));
+  }
+  return out;
+}
+
+async function gateway() {
+  return [
+    h("h1", {}, "Gateway"),
+    h("p", {}, "The inference gateway runs as its own process (skyward gateway) and serves its metrics at its own /metrics. This page will show them once the gateway reports to the server."),
+  ];
+}
+
+// ---- shell -------------------------------------------------------------
+
+const PAGES = { overview, workloads, sites, commitments, gateway };
+
+function route() {
+  const path = (location.hash.replace(/^#\/?/, "").split("?")[0]) || "overview";
+  const parts = path.split("/");
+  if (parts[0] === "workloads" && parts[1]) return { name: "workloads", run: () => workload(parts[1]) };
+  const name = PAGES[parts[0]] ? parts[0] : "overview";
+  return { name, run: PAGES[name] };
+}
+
+async function refresh(force) {
+  if (!state.who) return;
+  const r = route();
+  const main = document.getElementById("main");
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.page === r.name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  try {
+    const nodes = await r.run();
+    // Live refresh replaces the page only when something changed, and
+    // never under the user's typing.
+    const probe = h("div", {}, nodes);
+    const text = location.hash + probe.innerHTML;
+    const typing = document.activeElement && ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) && main.contains(document.activeElement);
+    if (force || (text !== state.lastData && !typing)) {
+      state.lastData = text;
+      main.replaceChildren(...probe.childNodes);
+      main.dataset.loaded = r.name;
+    }
+    setStatus("Updated " + new Date().toLocaleTimeString());
+  } catch (e) {
+    if (e.status === 401) return;
+    setStatus("Error: " + e.message, true);
+    if (force) main.replaceChildren(h("h1", {}, "Error"), h("p", { class: "error" }, e.message));
+  }
+}
+
+function showLogin(message) {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("logout").hidden = true;
+  document.getElementById("who").textContent = "";
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true, size: 40, "aria-describedby": "token-help" });
+  const form = h("form", { class: "login", onsubmit: async (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    await start();
+  } },
+  h("h1", {}, "Log in"),
+  h("label", { for: "token" }, "API token"), input,
+  h("p", { id: "token-help", class: "note" }, "A token from `skyward token create` (the admin token is in the server's state directory). It stays in this tab only."),
+  h("button", { type: "submit", id: "login" }, "Log in"),
+  message ? h("p", { class: "error", role: "alert" }, message) : null);
+  document.getElementById("main").replaceChildren(form);
+  input.focus();
+}
+
+function logout(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.who = null;
+  state.lastData = "";
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+  showLogin(message);
+}
+
+async function start() {
+  if (!sessionStorage.getItem(TOKEN_KEY)) return showLogin();
+  try {
+    state.who = await api("/v1/whoami");
+  } catch (e) {
+    if (e.status !== 401) showLogin("Cannot log in: " + e.message);
+    return;
+  }
+  document.getElementById("nav").hidden = false;
+  document.getElementById("logout").hidden = false;
+  document.getElementById("who").textContent = `${state.who.name} · ${state.who.team} · ${state.who.scope}`;
+  if (!location.hash) location.hash = "#/overview";
+  await refresh(true);
+  if (state.timer) clearInterval(state.timer);
+  state.timer = setInterval(() => { if (!document.hidden) refresh(false); }, REFRESH_MS);
+}
+
+window.addEventListener("hashchange", () => {
+  state.lastData = "";
+  refresh(true).then(() => document.getElementById("main").focus({ preventScroll: true }));
+});
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("logout").addEventListener("click", () => logout("Logged out."));
+  start();
+});
