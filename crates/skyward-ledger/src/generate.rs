@@ -28,7 +28,7 @@ pub struct GenSettings {
 use skyward_model::rng::SplitMix64 as Rng;
 
 /// (provider name as FOCUS writes it, region, service, SKU, list $/h, contract discount %)
-const SKUS: &[(&str, &str, &str, &str, &str, f64)] = &[
+pub const SKUS: &[(&str, &str, &str, &str, &str, f64)] = &[
     (
         "AWS",
         "us-east-1",

@@ -47,6 +47,10 @@ pub enum BenchCommand {
     /// Simulator: 7 years, 10 million workloads, 50 sites by default, each
     /// policy timed in its own process (wall time, events/s, peak memory).
     Simulate(crate::cmd::bench_simulate::SimulateBenchArgs),
+    /// Dashboard: each page's data requests and the first render's
+    /// critical path at 100,000 stored workloads and 5 million ledger rows;
+    /// page weight.
+    Dashboard(crate::cmd::bench_dashboard::DashboardBenchArgs),
     /// One timed simulator run (used by `bench simulate`).
     #[command(hide = true)]
     SimulateOne(crate::cmd::bench_simulate::SimulateOneArgs),
@@ -380,6 +384,7 @@ pub fn run(b: &BenchCommand) -> Result<(), CliError> {
         BenchCommand::Gateway(a) => crate::cmd::bench_gateway::run(a),
         BenchCommand::GatewayLoad(a) => crate::cmd::bench_gateway::load(a),
         BenchCommand::Simulate(a) => crate::cmd::bench_simulate::run(a),
+        BenchCommand::Dashboard(a) => crate::cmd::bench_dashboard::run(a),
         BenchCommand::SimulateOne(a) => crate::cmd::bench_simulate::run_one(a),
     }
 }

@@ -87,7 +87,7 @@ struct Summary {
 const REQUESTS_MAX: usize = 10_000_000;
 const CONCURRENCY_MAX: usize = 4_096;
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -154,7 +154,7 @@ fn counter(page: &str, name: &str) -> u64 {
 
 /// A client of the server `start_server_bin` started in `dir`, with the
 /// admin token it wrote.
-fn admin_client(dir: &std::path::Path, port: u16) -> Result<Client, CliError> {
+pub(crate) fn admin_client(dir: &std::path::Path, port: u16) -> Result<Client, CliError> {
     let token = std::fs::read_to_string(dir.join("data/admin.token"))
         .map_err(|e| CliError::Io(format!("admin token: {e}")))?
         .trim()
@@ -163,7 +163,7 @@ fn admin_client(dir: &std::path::Path, port: u16) -> Result<Client, CliError> {
         .map_err(|e| CliError::Internal(e.to_string()))
 }
 
-fn start_server_bin(
+pub(crate) fn start_server_bin(
     dir: &std::path::Path,
     database_url: Option<&str>,
     bin: Option<&std::path::Path>,

@@ -1,5 +1,6 @@
 pub mod agent;
 pub mod bench;
+pub mod bench_dashboard;
 pub mod bench_failover;
 pub mod bench_gateway;
 pub mod bench_simulate;
