@@ -27,6 +27,7 @@
 pub mod analyze;
 pub mod breakdown;
 pub mod contracts;
+pub mod gateway_view;
 pub mod html;
 pub mod ledger;
 pub mod query;

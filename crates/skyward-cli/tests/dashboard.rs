@@ -213,6 +213,7 @@ fn the_dashboard_api_answers_with_the_tokens_scope() {
         .unwrap();
     assert_eq!(s["workloads_by_state"]["succeeded"], 1, "{s}");
     assert_eq!(s["workloads_by_state"]["pending"], 1, "{s}");
+    assert_eq!(s["ledger"]["has_charges"], true, "{s}");
     let s = call(&rt, &rc, "GET", "/v1/summary", None, &[])
         .json()
         .unwrap();
@@ -313,6 +314,193 @@ fn check_charts(b: &Browser, page: &str, at_least: usize) -> Vec<Value> {
     charts
 }
 
+fn shots_dir(fallback: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var("SKYWARD_UPDATE_SCREENSHOTS") {
+        Ok(v) if v == "1" => {
+            let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard");
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        }
+        _ => fallback.to_path_buf(),
+    }
+}
+
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    common::wait_until(&format!("a listener on {port}"), 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// The gateway page: a real `skyward gateway run` in front of the mock
+/// upstream, three chat completions through it, and a server configured
+/// with the gateway's metrics page. The tokens the dashboard shows are
+/// the ones the client was told it used, summed by hand here.
+#[test]
+fn the_gateway_page_shows_what_went_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mock_port, gw_port) = (free_port(), free_port());
+    let _mock = Proc(
+        Command::new(BIN)
+            .args([
+                "gateway",
+                "mock",
+                "--listen",
+                &format!("127.0.0.1:{mock_port}"),
+                "--name",
+                "ptu",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(mock_port);
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        format!(
+            "listen: 127.0.0.1:{gw_port}\nmodels:\n  gpt:\n    deployments:\n      - {{name: azure-ptu, provider: azure, region: eastus, url: 'http://127.0.0.1:{mock_port}/v1', capacity: payg, price: {{input_per_mtok: 2, output_per_mtok: 8}}}}\nkeys:\n  - {{name: team-a, key_env: DASH_GW_KEY, tenant: research}}\n"
+        ),
+    )
+    .unwrap();
+    let _gw = Proc(
+        Command::new(BIN)
+            .args(["gateway", "run", "--config"])
+            .arg(dir.path().join("gateway.yaml"))
+            .env("DASH_GW_KEY", "key-a")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(gw_port);
+    let rt = rt();
+    let gw = skyward_server::client::Client::new(
+        &format!("http://127.0.0.1:{gw_port}"),
+        Some("key-a".into()),
+    )
+    .unwrap();
+    let (mut prompt, mut completion) = (0u64, 0u64);
+    for i in 0..3 {
+        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": format!("hello {i}")}]}).to_string();
+        let r = call(&rt, &gw, "POST", "/v1/chat/completions", Some(&body), &[]);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        let u = &r.json().unwrap()["usage"];
+        prompt += u["prompt_tokens"].as_u64().unwrap();
+        completion += u["completion_tokens"].as_u64().unwrap();
+    }
+    assert!(prompt > 0 && completion > 0);
+    // The cost at the deployment's prices: $2 and $8 per million tokens.
+    let cost = (prompt as f64 * 2.0 + completion as f64 * 8.0) / 1e6;
+
+    let sdir = dir.path().join("server");
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::write(
+        sdir.join("server.yaml"),
+        format!("{}gateways:\n  - name: main\n    metrics_url: http://127.0.0.1:{gw_port}/metrics\n  - name: gone\n    metrics_url: http://127.0.0.1:{}/metrics\n", test_config(), free_port()),
+    )
+    .unwrap();
+    let server = Server::start(&sdir, free_port(), None);
+    let admin = server.admin_token();
+    let c = server.client(Some(&admin));
+    let v = call(&rt, &c, "GET", "/v1/gateways", None, &[])
+        .json()
+        .unwrap();
+    let main = &v["items"][0];
+    assert_eq!(main["name"], "main", "{v}");
+    let usage = &main["view"]["usage"][0];
+    assert_eq!(
+        (usage["tenant"].as_str(), usage["deployment"].as_str()),
+        (Some("research"), Some("azure-ptu")),
+        "{v}"
+    );
+    assert_eq!(usage["prompt_tokens"].as_f64(), Some(prompt as f64), "{v}");
+    assert_eq!(
+        usage["completion_tokens"].as_f64(),
+        Some(completion as f64),
+        "{v}"
+    );
+    assert!(
+        (usage["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9,
+        "{v} vs {cost}"
+    );
+    let dep = &main["view"]["deployments"][0];
+    assert_eq!(
+        (dep["up"].as_bool(), dep["responses"]["200"].as_f64()),
+        (Some(true), Some(3.0)),
+        "{v}"
+    );
+    assert_eq!(
+        main["view"]["added_latency"]["count"].as_f64(),
+        Some(3.0),
+        "{v}"
+    );
+    // A gateway that does not answer is listed with why, not an error page.
+    assert!(
+        v["items"][1]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    // Nothing billed and nothing run: the ledger is empty, and the
+    // dashboard is told so rather than asking questions it refuses.
+    let s = call(&rt, &c, "GET", "/v1/summary", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(s["ledger"]["has_charges"], false, "{s}");
+    // No token, nothing.
+    assert_eq!(
+        call(&rt, &server.client(None), "GET", "/v1/gateways", None, &[]).status,
+        401
+    );
+
+    let b = Browser::start(&dir.path().join("profile"), free_port(), 1280, 900);
+    let base = server.url();
+    b.goto(&format!("{base}/"));
+    b.type_into("#token", &admin);
+    b.click("#login");
+    b.wait(
+        "overview",
+        30,
+        "return document.getElementById('main').dataset.loaded === 'overview';",
+        json!([]),
+    );
+    open(&b, &base, "#/gateway", "gateway");
+    check_charts(&b, "gateway", 3);
+    let text = b
+        .eval(
+            "return document.getElementById('main').innerText;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    for want in [
+        "research",
+        "azure-ptu",
+        "closed",
+        "Not answering",
+        &prompt.to_string(),
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    shoot(&b, "gateway", &shots_dir(dir.path()));
+    let errors: Vec<(String, String)> = b
+        .console()
+        .into_iter()
+        .filter(|(l, _)| l == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
 fn shoot(b: &Browser, name: &str, out: &std::path::Path) {
     let png = b.screenshot();
     assert!(
@@ -344,14 +532,7 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
         &c,
         json!({"name": "viewer", "scope": "read", "team": "admin"}),
     );
-    let shots = match std::env::var("SKYWARD_UPDATE_SCREENSHOTS") {
-        Ok(v) if v == "1" => {
-            let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard");
-            std::fs::create_dir_all(&d).unwrap();
-            d
-        }
-        _ => dir.path().to_path_buf(),
-    };
+    let shots = shots_dir(dir.path());
     let profile = dir.path().join("chromium-profile");
     let b = Browser::start(&profile, free_port(), 1280, 900);
     let base = server.url();
@@ -464,8 +645,16 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
     }
     shoot(&b, "commitments", &shots);
 
+    // No gateway configured: the page says how to add one.
     open(&b, &base, "#/gateway", "gateway");
-    shoot(&b, "gateway", &shots);
+    let text = b.eval(
+        "return document.getElementById('main').innerText;",
+        json!([]),
+    );
+    assert!(
+        text.as_str().unwrap().contains("No gateway configured"),
+        "{text}"
+    );
 
     // No page logged an error.
     let errors: Vec<(String, String)> = b

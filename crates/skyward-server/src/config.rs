@@ -40,6 +40,73 @@ struct RawConfig {
     /// Where workloads may keep checkpoints, with the credentials.
     #[serde(default)]
     object_stores: Vec<RawObjectStore>,
+    /// Inference gateways whose metrics the dashboard shows.
+    #[serde(default)]
+    gateways: Vec<RawGateway>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    name: String,
+    metrics_url: String,
+}
+
+/// An inference gateway (`skyward gateway run`) whose `/metrics` page the
+/// dashboard's gateway page reads through the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    pub name: String,
+    /// `http://host:port/metrics`.
+    pub metrics_url: String,
+}
+
+pub const GATEWAYS_MAX: usize = 16;
+
+impl GatewayConfig {
+    /// Checked: a short name, and a plain `http://host:port/path` address.
+    pub fn new(name: &str, metrics_url: &str) -> Result<GatewayConfig, (&'static str, String)> {
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(("name", "1 to 64 characters, no control characters".into()));
+        }
+        let ok = metrics_url
+            .strip_prefix("http://")
+            .is_some_and(|rest| rest.contains('/') && !rest.starts_with('/'));
+        if !ok || metrics_url.len() > 1024 || metrics_url.chars().any(char::is_whitespace) {
+            return Err((
+                "metrics_url",
+                format!("'{metrics_url}' is not an http://host:port/path address (the gateway's /metrics)"),
+            ));
+        }
+        Ok(GatewayConfig {
+            name: name.to_string(),
+            metrics_url: metrics_url.to_string(),
+        })
+    }
+}
+
+fn gateways(raw: Vec<RawGateway>, text: &str, file: &str) -> Result<Vec<GatewayConfig>, SpecError> {
+    if raw.len() > GATEWAYS_MAX {
+        return Err(SpecError::at(
+            file,
+            skyward_spec::locate::line_of_key(text, "gateways"),
+            "gateways",
+            format!("more than {GATEWAYS_MAX} gateways"),
+        ));
+    }
+    let mut out: Vec<GatewayConfig> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |k: &str, m: String| {
+            let line = skyward_spec::locate::line_of(text, "gateways", i, Some(k));
+            SpecError::at(file, line, &format!("gateways[{i}].{k}"), m)
+        };
+        let g = GatewayConfig::new(&r.name, &r.metrics_url).map_err(|(k, m)| at(k, m))?;
+        if out.iter().any(|x| x.name == g.name) {
+            return Err(at("name", format!("'{}' is configured twice", g.name)));
+        }
+        out.push(g);
+    }
+    Ok(out)
 }
 
 /// One object store workloads may checkpoint to. Credentials are names
@@ -257,6 +324,8 @@ pub struct ServerConfig {
     pub object_stores: Vec<ObjectStoreConfig>,
     /// How often the leader lists running workloads' checkpoint stores.
     pub checkpoint_scan_ms: u64,
+    /// Gateways whose metrics the dashboard shows (`gateways:`).
+    pub gateways: Vec<GatewayConfig>,
 }
 
 pub const CHECKPOINT_SCAN_MS_DEFAULT: u64 = 2_000;
@@ -577,7 +646,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         }
     }
     let object_stores = object_stores(raw.object_stores, &secrets, text, file)?;
+    let gateways = gateways(raw.gateways, text, file)?;
     Ok(ServerConfig {
+        gateways,
         object_stores,
         checkpoint_scan_ms,
         listen,
@@ -814,6 +885,43 @@ mod tests {
             let e = parse(&format!("{head}{body}"), "s.yaml", &cat).unwrap_err().to_string();
             assert!(e.contains(want), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn gateways_are_checked_field_by_field() {
+        let cat = Catalog::builtin().unwrap();
+        let head = "sites: []\ngateways:\n";
+        let cfg = parse(
+            &format!("{head}  - name: main\n    metrics_url: http://127.0.0.1:8480/metrics\n"),
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.gateways,
+            vec![GatewayConfig {
+                name: "main".into(),
+                metrics_url: "http://127.0.0.1:8480/metrics".into()
+            }]
+        );
+        for (body, want) in [
+            ("  - name: a\n    metrics_url: https://x/metrics\n", "s.yaml:4: gateways[0].metrics_url"),
+            ("  - name: a\n    metrics_url: http://x\n", "gateways[0].metrics_url"),
+            ("  - name: a\n    metrics_url: http:///metrics\n", "gateways[0].metrics_url"),
+            ("  - name: ''\n    metrics_url: http://x/m\n", "gateways[0].name"),
+            ("  - name: a\n    metrics_url: http://x/m\n  - name: a\n    metrics_url: http://y/m\n", "configured twice"),
+            ("  - name: a\n    metrics_url: http://x/m\n    token: t\n", "token"),
+        ] {
+            let e = parse(&format!("{head}{body}"), "s.yaml", &cat).unwrap_err().to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        let many: String = (0..=GATEWAYS_MAX)
+            .map(|i| format!("  - name: g{i}\n    metrics_url: http://x/m\n"))
+            .collect();
+        let e = parse(&format!("{head}{many}"), "s.yaml", &cat)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 16 gateways"), "{e}");
     }
 
     #[test]

@@ -472,6 +472,16 @@ impl Db {
         Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
     }
 
+    /// Whether the ledger holds any charge (a bill's or a run's): its
+    /// questions refuse an empty one.
+    pub async fn ledger_has_charges(&self) -> Result<bool, DbError> {
+        let r =
+            sqlx::query("SELECT COUNT(*) FROM (SELECT 1 FROM charges_daily LIMIT 1) AS any_charge")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(r.try_get::<i64, _>(0)? > 0)
+    }
+
     /// The ledger in this database (imports, charges, contracts), on the
     /// same pool.
     pub fn ledger(&self) -> skyward_store::Store {

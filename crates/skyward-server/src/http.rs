@@ -74,6 +74,8 @@ pub struct App {
     pub agents: Arc<crate::agents::Hub>,
     /// Checkpoint stores (config) and what live workloads' hold.
     pub checkpoints: Arc<crate::checkpoints::Shared>,
+    /// Gateways whose metrics the dashboard shows.
+    pub gateways: Vec<crate::config::GatewayConfig>,
 }
 
 /// Who is asking: a token's user (its name), team and scope.
@@ -176,6 +178,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ui/{file}", get(crate::ui::asset))
         .route("/v1/whoami", get(whoami))
         .route("/v1/summary", get(summary))
+        .route("/v1/gateways", get(gateways))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
@@ -503,6 +506,14 @@ async fn summary(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
         .await
         .map_err(ApiError::internal)?;
     let by_state: BTreeMap<String, i64> = counts.into_iter().collect();
+    // Whether the ledger has anything to show (its questions refuse an
+    // empty one), and its contracts' version.
+    let charges = app
+        .db
+        .ledger_has_charges()
+        .await
+        .map_err(ApiError::internal)?;
+    let (_, contracts, _) = app.db.ledger_version().await.map_err(ApiError::internal)?;
     let leader = app
         .metrics
         .leader
@@ -510,9 +521,59 @@ async fn summary(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
         == 1;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"workloads_by_state": by_state, "leader": leader, "replica": app.replica, "now_ms": now_ms()}),
+        &json!({"workloads_by_state": by_state, "leader": leader, "replica": app.replica, "now_ms": now_ms(),
+            "ledger": {"has_charges": charges, "contracts_version": contracts}}),
     ))
 }
+
+/// A gateway's metrics page read at most this long and this large.
+const GATEWAY_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Every configured gateway's metrics, read now (at once) and summarised:
+/// traffic, errors, added latency, tokens and cost per tenant and
+/// deployment, breaker states. A gateway that does not answer is listed
+/// with its error.
+async fn gateways(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let reads = app.gateways.iter().cloned().map(|g| {
+        tokio::spawn(async move {
+            let fetched = async {
+                let rest = g
+                    .metrics_url
+                    .strip_prefix("http://")
+                    .ok_or("not an http:// address")?;
+                let (host, path) = rest.split_at(rest.find('/').ok_or("no path")?);
+                let c = crate::client::Client::new(&format!("http://{host}"), None)
+                    .map_err(|e| e.to_string())?
+                    .with_timeout(GATEWAY_FETCH_TIMEOUT);
+                let r = c
+                    .request("GET", path, None, &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status != 200 {
+                    return Err(format!("HTTP {}", r.status));
+                }
+                if r.body.len() > GATEWAY_PAGE_BYTES_MAX {
+                    return Err(format!("page larger than {GATEWAY_PAGE_BYTES_MAX} bytes"));
+                }
+                let text = std::str::from_utf8(&r.body).map_err(|_| "the page is not UTF-8")?;
+                skyward_app::gateway_view::parse(text).map(|s| skyward_app::gateway_view::view(&s))
+            };
+            match fetched.await {
+                Ok(v) => json!({"name": g.name, "metrics_url": g.metrics_url, "view": v}),
+                Err(e) => json!({"name": g.name, "metrics_url": g.metrics_url, "error": e}),
+            }
+        })
+    });
+    let mut items = Vec::new();
+    for h in reads.collect::<Vec<_>>() {
+        items.push(h.await.map_err(ApiError::internal)?);
+    }
+    Ok(json_response(StatusCode::OK, &json!({"items": items})))
+}
+
+/// Largest gateway metrics page read.
+const GATEWAY_PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (

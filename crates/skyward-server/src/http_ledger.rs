@@ -470,9 +470,12 @@ pub async fn ledger_burndown(
         Some(a) => Some(text_param(a, "at")?),
         None => None,
     };
-    let (at, items) = skyward_app::ledger::burndown(&app.db.ledger(), at.as_deref())
-        .await
-        .map_err(app_err)?;
+    // Computed like the other questions: on a blocking thread, a bounded
+    // number at once (the dashboard asks every few seconds).
+    let (at, items) = answer(&app, async move |s| {
+        skyward_app::ledger::burndown(&s, at.as_deref()).await
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"at": at, "items": items}),

@@ -387,6 +387,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         live,
         agents,
         checkpoints,
+        gateways: cfg.gateways.clone(),
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;

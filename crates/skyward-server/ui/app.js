@@ -58,6 +58,7 @@ function usd(v) {
   if (a >= 1e6) return "$" + (n / 1e6).toFixed(2) + "M";
   if (a >= 1e3) return "$" + (n / 1e3).toFixed(1) + "k";
   if (n === 0) return "$0";
+  if (a < 0.01) return "$" + n.toPrecision(2);
   return "$" + n.toFixed(2);
 }
 
@@ -141,11 +142,11 @@ function tickLabel(v, kind) {
   if (kind === "usd") return usd(v);
   if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (Math.abs(v) >= 1e4) return (v / 1e3).toFixed(0) + "k";
-  return String(Math.round(v * 100) / 100);
+  return String(Number(v.toPrecision(6)));
 }
 
 function chartFrame(o, yMax) {
-  const W = 640, H = 320, L = 70, R = 44, T = 56, B = 58;
+  const W = 640, H = 320, L = 82, R = 44, T = 56, B = 58;
   const svg = s("svg", {
     class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-label": o.title, "data-points": 0,
@@ -157,7 +158,8 @@ function chartFrame(o, yMax) {
   const y = (v) => T + (H - T - B) * (1 - v / top);
   const axisY = s("g", { class: "axis axis-y" });
   axisY.append(s("line", { x1: L, y1: T, x2: L, y2: H - B }));
-  for (let v = 0; v <= top + step / 2; v += step) {
+  for (let i = 0; i * step <= top + step / 2; i++) {
+    const v = i * step;
     axisY.append(s("line", { x1: L - 4, y1: y(v), x2: W - R, y2: y(v), class: "grid" }));
     axisY.append(s("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, tickLabel(v, o.yKind)));
   }
@@ -185,7 +187,8 @@ function legend(svg, names, W) {
 
 // Bars: categories on x, one bar per series per category.
 function barChart(o) {
-  const yMax = Math.max(1, ...o.series.flatMap((se) => se.values.map((v) => v || 0)));
+  const top = Math.max(0, ...o.series.flatMap((se) => se.values.map((v) => v || 0)));
+  const yMax = top > 0 ? top : 1;
   const f = chartFrame(o, yMax);
   const n = Math.max(1, o.categories.length);
   const slot = (f.W - f.L - f.R) / n;
@@ -221,7 +224,8 @@ function lineChart(o) {
   const bandPts = o.band ? o.band.points : [];
   const days = all.map((p) => p[0]).concat(bandPts.map((p) => p[0]));
   const x0 = Math.min(...days), x1 = Math.max(x0 + 1, ...days);
-  const yMax = Math.max(1, ...all.map((p) => p[1]), ...bandPts.map((p) => p[2]));
+  const top = Math.max(0, ...all.map((p) => p[1]), ...bandPts.map((p) => p[2]));
+  const yMax = top > 0 ? top : 1;
   const f = chartFrame(o, yMax);
   const x = (d) => f.L + (f.W - f.L - f.R) * ((d - x0) / (x1 - x0));
   let marks = 0;
@@ -285,9 +289,17 @@ function stat(label, value, note) {
 
 const STATES = ["pending", "submitted", "dispatched", "running", "succeeded", "failed", "cancelled"];
 
-async function loadLedger() {
-  // A server without contracts or bills answers with an error: the pages
-  // then say there is no ledger yet.
+function hasLedger(summary) {
+  const l = summary && summary.ledger;
+  return !l || Boolean(l.has_charges);
+}
+
+async function loadLedger(summary) {
+  // The ledger's questions refuse an empty ledger: with no bill imported
+  // and no run's usage, the pages say so without asking.
+  if (!hasLedger(summary)) {
+    return { error: "nothing imported and no run's usage yet" };
+  }
   try {
     const [status, burn] = await Promise.all([api("/v1/ledger/status"), api("/v1/ledger/burndown")]);
     return { status, burn };
@@ -323,8 +335,9 @@ function liveTable(live) {
 }
 
 async function overview() {
-  const [summary, sites, live, ledger] = await Promise.all([
-    api("/v1/summary"), api("/v1/sites"), api("/v1/commitments").catch((e) => ({ error: e.message })), loadLedger(),
+  const summary = await api("/v1/summary");
+  const [sites, live, ledger] = await Promise.all([
+    api("/v1/sites"), api("/v1/commitments").catch((e) => ({ error: e.message })), loadLedger(summary),
   ]);
   const by = summary.workloads_by_state || {};
   const waiting = (by.pending || 0) + (by.submitted || 0);
@@ -517,10 +530,11 @@ async function sites() {
 }
 
 async function commitments() {
-  const [ledger, inv, live] = await Promise.all([
-    loadLedger(),
-    api("/v1/ledger/inventory").catch((e) => ({ error: e.message })),
+  const summary = await api("/v1/summary");
+  const [ledger, live, inv] = await Promise.all([
+    loadLedger(summary),
     api("/v1/commitments").catch((e) => ({ error: e.message })),
+    hasLedger(summary) ? api("/v1/ledger/inventory").catch((e) => ({ error: e.message })) : null,
   ]);
   if (!ledger.status) {
     return [h("h1", {}, "Commitments"), h("p", { class: "empty" }, "No ledger yet: " + ledger.error)];
@@ -547,11 +561,71 @@ async function commitments() {
   return out;
 }
 
+function seconds(v) {
+  if (v === null || v === undefined) return "-";
+  if (!Number.isFinite(v)) return "> last bucket";
+  return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 2 : 1) + " ms" : v.toFixed(2) + " s";
+}
+
+function gatewayView(g) {
+  const v = g.view;
+  const out = [h("h2", {}, `${g.name}`), h("p", { class: "note" }, `Read from ${g.metrics_url} now.`)];
+  if (!v) return out.concat([h("p", { class: "error" }, `Not answering: ${g.error}`)]);
+  const requests = v.deployments.reduce((a, d) => a + Object.values(d.responses).reduce((x, y) => x + y, 0), 0);
+  out.push(h("div", { class: "stats" },
+    stat("Upstream answers", String(requests), `${v.retries} retries`),
+    stat("Added latency", seconds(v.added_latency.p50_s), `p50; p99 ${seconds(v.added_latency.p99_s)}`),
+    stat("Upstream latency", seconds(v.upstream_latency.p50_s), `p50; p99 ${seconds(v.upstream_latency.p99_s)}`),
+    stat("Breakers open", String(v.deployments.filter((d) => !d.up).length), `of ${v.deployments.length} deployments`),
+    stat("Cost", usd(v.usage.reduce((a, u) => a + u.cost_usd, 0)), "at deployment prices")));
+  const figs = [];
+  if (v.usage.length) {
+    const cats = v.usage.map((u) => `${u.tenant} → ${u.deployment}`);
+    figs.push(figure(barChart({
+      title: "Tokens by tenant and deployment", xTitle: "tenant → deployment", yTitle: "tokens",
+      categories: cats,
+      series: [
+        { name: "prompt", values: v.usage.map((u) => u.prompt_tokens) },
+        { name: "completion", values: v.usage.map((u) => u.completion_tokens), color: "#27ae60" },
+      ],
+    })));
+    figs.push(figure(barChart({
+      title: "Cost by tenant and deployment", xTitle: "tenant → deployment", yTitle: "cost (USD)", yKind: "usd",
+      categories: cats, series: [{ name: "cost", values: v.usage.map((u) => u.cost_usd), color: "#8e44ad" }],
+    })));
+  }
+  const finite = v.added_latency.buckets.filter((b) => Number.isFinite(b[0]));
+  if (v.added_latency.count > 0 && finite.length) {
+    // Requests per bucket (the histogram is cumulative).
+    figs.push(figure(barChart({
+      title: "Added latency distribution", xTitle: "added latency at most", yTitle: "requests",
+      categories: finite.map((b) => seconds(b[0])),
+      series: [{ name: "requests", values: finite.map((b, i) => b[1] - (i ? finite[i - 1][1] : 0)) }],
+    })));
+  }
+  if (figs.length) out.push(charts(figs));
+  out.push(table("Deployments: breaker, load, answers", ["model", "deployment", "breaker", "in flight>", "latency EWMA>", "answers by code", "errors>"],
+    v.deployments.map((d) => [d.model, d.deployment,
+      d.up ? h("span", { class: "state state-succeeded" }, "closed") : h("span", { class: "state state-failed" }, "open"),
+      String(d.inflight), seconds(d.latency_ewma_s),
+      Object.entries(d.responses).map(([c, n]) => `${c}: ${n}`).join(", ") || "-",
+      d.error_ratio === null || d.error_ratio === undefined ? "-" : (100 * d.error_ratio).toFixed(1) + "%"]),
+    "No deployment has answered yet."));
+  out.push(table("Usage by tenant and deployment", ["tenant", "deployment", "prompt tokens>", "completion tokens>", "cost>"],
+    v.usage.map((u) => [u.tenant, u.deployment, String(u.prompt_tokens), String(u.completion_tokens), usd(u.cost_usd)]),
+    "No usage yet."));
+  const local = Object.entries(v.local_responses);
+  if (local.length) out.push(h("p", { class: "note" }, "Answered by the gateway itself: " + local.map(([c, n]) => `${c}: ${n}`).join(", ")));
+  return out;
+}
+
 async function gateway() {
-  return [
-    h("h1", {}, "Gateway"),
-    h("p", {}, "The inference gateway runs as its own process (skyward gateway) and serves its metrics at its own /metrics. This page will show them once the gateway reports to the server."),
-  ];
+  const data = await api("/v1/gateways");
+  if (!data.items.length) {
+    return [h("h1", {}, "Gateway"), h("p", { class: "empty" },
+      "No gateway configured. Add it to the server's config: gateways: [{name: main, metrics_url: http://127.0.0.1:8480/metrics}], or start with skyward up --gateway-metrics http://127.0.0.1:8480/metrics.")];
+  }
+  return [h("h1", {}, "Gateway")].concat(data.items.flatMap(gatewayView));
 }
 
 // ---- shell -------------------------------------------------------------

@@ -39,6 +39,10 @@ pub struct ServeOpts {
 pub struct UpArgs {
     #[command(flatten)]
     pub opts: ServeOpts,
+    /// A running gateway's metrics page (`skyward gateway run`'s
+    /// http://HOST:PORT/metrics) for the dashboard's gateway page.
+    #[arg(long, value_name = "URL")]
+    pub gateway_metrics: Option<String>,
 }
 
 #[derive(Args)]
@@ -174,6 +178,10 @@ pub fn run_up(a: &UpArgs) -> Result<(), CliError> {
     let mut cfg = apply_opts(cfg, &a.opts, false)?;
     for s in &mut cfg.sites {
         s.executor = config::SiteExecutor::Agent;
+    }
+    if let Some(u) = &a.gateway_metrics {
+        cfg.gateways = vec![config::GatewayConfig::new("gateway", u)
+            .map_err(|(_, m)| CliError::Input(format!("--gateway-metrics: {m}")))?];
     }
     serve_with(cfg, catalog, true)
 }
