@@ -903,25 +903,43 @@ impl Db {
     }
 
     /// Workloads by id, newest first, after the cursor (an id), optionally
-    /// in one state and of one team.
+    /// in one state, of one team, and on one of `sites` (placed there now
+    /// or last).
     pub async fn list(
         &self,
         state: Option<&str>,
         team: Option<&str>,
+        sites: Option<&[String]>,
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<WorkloadRow>, DbError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND ($3 = '' OR team = $4) AND id < $5 ORDER BY id DESC LIMIT $6"
-        ))
-        .bind(state.unwrap_or(""))
-        .bind(state.unwrap_or(""))
-        .bind(team.unwrap_or(""))
-        .bind(team.unwrap_or(""))
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        // One placeholder per site ($7, $8, …): the site names come from
+        // the server's config, never from the request.
+        let on_sites = match sites {
+            Some([]) => " AND 1 = 0".to_string(),
+            Some(s) => format!(
+                " AND site IN ({})",
+                (0..s.len())
+                    .map(|i| format!("${}", i + 7))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND ($3 = '' OR team = $4) AND id < $5{on_sites} ORDER BY id DESC LIMIT $6"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(state.unwrap_or(""))
+            .bind(state.unwrap_or(""))
+            .bind(team.unwrap_or(""))
+            .bind(team.unwrap_or(""))
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(limit);
+        for s in sites.unwrap_or_default() {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| workload_row(r).map_err(DbError::from))
             .collect()

@@ -187,6 +187,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/workloads/{id}/cancel", post(cancel))
         .route("/v1/workloads/{id}/logs", get(logs))
         .route("/v1/sites", get(sites))
+        .route("/v1/sites/history", get(site_history))
         .route("/v1/queue", get(queue))
         .route("/v1/usage", get(usage))
         .route("/v1/tokens", post(create_token).get(list_tokens))
@@ -857,7 +858,37 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
 
 async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
     let who = authorize(&app, &headers, Scope::Read).await?;
-    let p = params(q, &["state", "limit", "cursor", "team"])?;
+    let p = params(q, &["state", "limit", "cursor", "team", "provider"])?;
+    // A provider: the workloads placed on its sites (now or last).
+    let sites: Option<Vec<String>> = match p.get("provider") {
+        None => None,
+        Some(pv) => {
+            let known: std::collections::BTreeSet<&str> = app
+                .sites
+                .iter()
+                .map(|s| s.spec.region.provider.as_str())
+                .collect();
+            if !known.contains(pv.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!(
+                        "no site of provider '{}' (known: {})",
+                        pv.chars().take(64).collect::<String>(),
+                        known.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .field("provider"));
+            }
+            Some(
+                app.sites
+                    .iter()
+                    .filter(|s| s.spec.region.provider == *pv)
+                    .map(|s| s.spec.name.clone())
+                    .collect(),
+            )
+        }
+    };
     let team = match (who.team_filter(), p.get("team")) {
         (Some(own), Some(t)) if t != own => {
             return Err(ApiError::new(
@@ -894,7 +925,13 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQ
     }
     let rows = app
         .db
-        .list(state, team.as_deref(), cursor, limit as i64 + 1)
+        .list(
+            state,
+            team.as_deref(),
+            sites.as_deref(),
+            cursor,
+            limit as i64 + 1,
+        )
         .await
         .map_err(ApiError::internal)?;
     let rows: Vec<WorkloadView> = rows.into_iter().map(WorkloadView::from).collect();
@@ -1365,6 +1402,19 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
         StatusCode::OK,
         &json!({"items": items, "leader": app.metrics.leader.load(std::sync::atomic::Ordering::Relaxed) == 1}),
     ))
+}
+
+/// Sites' use over the last day, sampled by this replica while it leads
+/// (every 10 s at most): the dashboard's sites-over-time charts.
+async fn site_history(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let h = app
+        .metrics
+        .site_history
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &h))
 }
 
 async fn queue(

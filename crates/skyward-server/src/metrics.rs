@@ -1,6 +1,7 @@
 //! Prometheus text exposition (version 0.0.4), written by hand: a few
 //! counters, gauges and histograms need no metrics framework.
 
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,65 @@ pub struct SiteGauge {
     pub alive: bool,
 }
 
+/// Sites' use over time, kept by the leading replica in memory for the
+/// dashboard: a sample at most every [`SITE_SAMPLE_MS`], the last
+/// [`SITE_SAMPLES_MAX`] (a day at that spacing). A change in the set of
+/// sites starts it afresh.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct SiteHistory {
+    /// Site names, in the order of each sample's entries.
+    pub sites: Vec<String>,
+    pub samples: std::collections::VecDeque<SiteSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteSample {
+    pub at_ms: i64,
+    /// Per site (as `SiteHistory::sites`): accelerators in use, capacity,
+    /// whether it is up.
+    pub used: Vec<u32>,
+    pub capacity: Vec<u32>,
+    pub up: Vec<bool>,
+    /// Runs taken back from a site and requeued, and preemptions, since
+    /// the server started (counters: the change between samples is what
+    /// happened in between).
+    pub requeued: u64,
+    pub preemptions: u64,
+}
+
+pub const SITE_SAMPLE_MS: i64 = 10_000;
+pub const SITE_SAMPLES_MAX: usize = 8_640;
+
+impl SiteHistory {
+    /// Adds a sample of `gauges` at `at_ms` unless the last is more
+    /// recent than [`SITE_SAMPLE_MS`]; keeps the last [`SITE_SAMPLES_MAX`].
+    pub fn record(&mut self, at_ms: i64, gauges: &[SiteGauge], requeued: u64, preemptions: u64) {
+        let names: Vec<&str> = gauges.iter().map(|g| g.site.as_str()).collect();
+        if names.len() != self.sites.len() || names.iter().zip(&self.sites).any(|(a, b)| *a != b) {
+            self.sites = names.iter().map(|n| n.to_string()).collect();
+            self.samples.clear();
+        }
+        if self
+            .samples
+            .back()
+            .is_some_and(|s| at_ms - s.at_ms < SITE_SAMPLE_MS && at_ms >= s.at_ms)
+        {
+            return;
+        }
+        if self.samples.len() >= SITE_SAMPLES_MAX {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(SiteSample {
+            at_ms,
+            used: gauges.iter().map(|g| g.accelerators_used).collect(),
+            capacity: gauges.iter().map(|g| g.accelerators).collect(),
+            up: gauges.iter().map(|g| g.alive).collect(),
+            requeued,
+            preemptions,
+        });
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub submissions: AtomicU64,
@@ -94,6 +154,7 @@ pub struct Metrics {
     /// Submission to start.
     pub start_latency: Histogram,
     pub sites: Mutex<Vec<SiteGauge>>,
+    pub site_history: Mutex<SiteHistory>,
     /// provider → (accelerator-hours, cost in micro-dollars).
     pub usage: Mutex<BTreeMap<String, (f64, i64)>>,
     /// (status code class) → count.
@@ -119,6 +180,7 @@ impl Default for Metrics {
             dispatch_latency: Histogram::new(),
             start_latency: Histogram::new(),
             sites: Mutex::new(Vec::new()),
+            site_history: Mutex::new(SiteHistory::default()),
             usage: Mutex::new(BTreeMap::new()),
             http: Mutex::new(BTreeMap::new()),
         }
@@ -295,5 +357,59 @@ impl Metrics {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn gauge(site: &str, used: u32) -> SiteGauge {
+        SiteGauge {
+            site: site.into(),
+            provider: "aws".into(),
+            accelerators_used: used,
+            accelerators: 8,
+            running: 0,
+            alive: true,
+        }
+    }
+
+    /// Samples 10 s apart at most, the last day kept, a new set of sites
+    /// starts afresh.
+    #[test]
+    fn site_history_is_spaced_bounded_and_follows_the_sites() {
+        let mut h = SiteHistory::default();
+        let two = [gauge("a", 1), gauge("b", 2)];
+        h.record(0, &two, 0, 0);
+        h.record(9_999, &two, 1, 0);
+        assert_eq!(
+            h.samples.len(),
+            1,
+            "a sample 9.999 s after the last is dropped"
+        );
+        h.record(10_000, &[gauge("a", 3), gauge("b", 4)], 2, 1);
+        assert_eq!(h.samples.len(), 2);
+        assert_eq!(
+            (
+                h.samples[1].used.clone(),
+                h.samples[1].requeued,
+                h.samples[1].preemptions
+            ),
+            (vec![3, 4], 2, 1)
+        );
+        for i in 0..(SITE_SAMPLES_MAX as i64 + 5) {
+            h.record(20_000 + i * SITE_SAMPLE_MS, &two, 0, 0);
+        }
+        assert_eq!(h.samples.len(), SITE_SAMPLES_MAX);
+        assert_eq!(
+            h.samples[0].at_ms,
+            20_000 + 6 * SITE_SAMPLE_MS - SITE_SAMPLE_MS
+        );
+        h.record(i64::MAX / 2, &[gauge("a", 0)], 0, 0);
+        assert_eq!(
+            (h.sites.clone(), h.samples.len()),
+            (vec!["a".to_string()], 1)
+        );
     }
 }

@@ -1407,6 +1407,14 @@ impl Leading<'_> {
                 alive,
             })
             .collect();
+        if let Ok(mut h) = rt.metrics.site_history.lock() {
+            h.record(
+                rt.clock.now_ms() as i64,
+                &gauges,
+                rt.metrics.requeued.load(Ordering::Relaxed),
+                rt.metrics.preemptions.load(Ordering::Relaxed),
+            );
+        }
         if let Ok(mut g) = rt.metrics.sites.lock() {
             *g = gauges;
         }

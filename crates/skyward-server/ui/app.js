@@ -249,11 +249,13 @@ function lineChart(o) {
     f.svg.append(line);
     marks += se.points.length;
   });
-  const step = Math.max(1, Math.ceil((x1 - x0) / 4));
-  for (let d = x0; d <= x1; d += step) {
+  // Days (the default), or milliseconds shown as UTC times of day.
+  const label = o.xTime ? (t) => new Date(t).toISOString().slice(11, 16) : dayString;
+  const step = o.xTime ? Math.max(1, (x1 - x0) / 4) : Math.max(1, Math.ceil((x1 - x0) / 4));
+  for (let i = 0, d = x0; d <= x1 + 1e-9; i++, d = x0 + i * step) {
     const anchor = d === x0 ? "start" : (d + step > x1 ? "end" : "middle");
     f.axisX.append(s("line", { x1: x(d), y1: f.H - f.B, x2: x(d), y2: f.H - f.B + 4 }));
-    f.axisX.append(s("text", { x: x(d), y: f.H - f.B + 16, "text-anchor": anchor }, dayString(d)));
+    f.axisX.append(s("text", { x: x(d), y: f.H - f.B + 16, "text-anchor": anchor }, label(d)));
   }
   legend(f.svg, o.series.concat(o.band ? [{ name: o.band.name, color: "#9ec3ea" }] : []), f.W);
   f.svg.setAttribute("data-points", marks);
@@ -392,7 +394,7 @@ async function overview() {
 
 function workloadsQuery() {
   const q = new URLSearchParams((location.hash.split("?")[1]) || "");
-  return { state: q.get("state") || "", team: q.get("team") || "", cursor: q.get("cursor") || "" };
+  return { state: q.get("state") || "", team: q.get("team") || "", provider: q.get("provider") || "", cursor: q.get("cursor") || "" };
 }
 
 async function cancelWorkload(id, button) {
@@ -433,10 +435,12 @@ async function workloads() {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (q.state) params.set("state", q.state);
   if (q.team) params.set("team", q.team);
+  if (q.provider) params.set("provider", q.provider);
   if (q.cursor) params.set("cursor", q.cursor);
-  const [list, queue] = await Promise.all([
-    api("/v1/workloads?" + params), api("/v1/queue?limit=" + PAGE_SIZE),
+  const [list, queue, siteList] = await Promise.all([
+    api("/v1/workloads?" + params), api("/v1/queue?limit=" + PAGE_SIZE), api("/v1/sites"),
   ]);
+  const providers = [...new Set(siteList.items.map((x) => x.provider))].sort();
   const now = Date.now();
   const form = h("form", { class: "filters", onsubmit: (e) => {
     e.preventDefault();
@@ -444,14 +448,17 @@ async function workloads() {
     const p = new URLSearchParams();
     if (f.get("state")) p.set("state", f.get("state"));
     if (f.get("team")) p.set("team", String(f.get("team")).trim());
+    if (f.get("provider")) p.set("provider", f.get("provider"));
     location.hash = "#/workloads" + (p.toString() ? "?" + p : "");
   } },
   h("label", {}, "State ", h("select", { name: "state" }, h("option", { value: "" }, "any"),
     STATES.map((x) => h("option", { value: x, selected: x === q.state }, x)))),
   h("label", {}, "Team ", h("input", { name: "team", value: q.team, size: 12, autocomplete: "off" })),
+  h("label", {}, "Provider ", h("select", { name: "provider" }, h("option", { value: "" }, "any"),
+    providers.map((x) => h("option", { value: x, selected: x === q.provider }, x)))),
   h("button", { type: "submit" }, "Filter"));
   const next = list.next_cursor
-    ? h("a", { class: "next", href: "#/workloads?" + new URLSearchParams({ ...(q.state && { state: q.state }), ...(q.team && { team: q.team }), cursor: list.next_cursor }) }, "Older →")
+    ? h("a", { class: "next", href: "#/workloads?" + new URLSearchParams({ ...(q.state && { state: q.state }), ...(q.team && { team: q.team }), ...(q.provider && { provider: q.provider }), cursor: list.next_cursor }) }, "Older →")
     : null;
   return [
     h("h1", {}, "Workloads"),
@@ -504,8 +511,31 @@ async function workload(id) {
   ];
 }
 
+// Sites over time (this replica's samples, every 10 s at most, the last
+// day): use per site, and requeues and preemptions between samples.
+function siteHistoryCharts(hist) {
+  const samples = hist.samples || [];
+  if (samples.length < 2) {
+    return [h("p", { class: "note" }, "Use over time appears after the server has led for a little while (a sample every 10 s).")];
+  }
+  const use = lineChart({
+    title: "Accelerators in use over time", xTitle: "time (UTC)", yTitle: "accelerators", xTime: true,
+    series: hist.sites.map((name, i) => ({ name, points: samples.map((x) => [x.at_ms, x.used[i]]) })),
+  });
+  const events = lineChart({
+    title: "Requeues and preemptions over time", xTitle: "time (UTC)", yTitle: "per sample", xTime: true,
+    series: [
+      { name: "requeued (failover)", points: samples.slice(1).map((x, i) => [x.at_ms, x.requeued - samples[i].requeued]), color: "#c0392b" },
+      { name: "preempted", points: samples.slice(1).map((x, i) => [x.at_ms, x.preemptions - samples[i].preemptions]), color: "#e67e22" },
+    ],
+  });
+  const down = hist.sites.map((name, i) => [name, samples.filter((x) => !x.up[i]).length]).filter((x) => x[1] > 0);
+  return [charts(figure(use), figure(events)),
+    down.length ? h("p", { class: "note" }, "Down in some samples: " + down.map(([n, k]) => `${n} (${k} of ${samples.length})`).join(", ")) : null];
+}
+
 async function sites() {
-  const data = await api("/v1/sites");
+  const [data, hist] = await Promise.all([api("/v1/sites"), api("/v1/sites/history")]);
   return [
     h("h1", {}, "Sites"),
     charts(figure(barChart({
@@ -526,6 +556,8 @@ async function sites() {
         String(x.running ?? "-"), x.up === false ? h("span", { class: "state state-failed" }, "down") : (x.up ? h("span", { class: "state state-succeeded" }, "up") : "unknown"),
         x.price_basis, usd(x.price_usd_per_accelerator_hour), x.executor])),
     h("p", { class: "note" }, data.leader ? "This replica leads: figures are live." : "This replica does not lead: in-use figures come from the leader's last report."),
+    h("h2", {}, "Over time"),
+    siteHistoryCharts(hist),
   ];
 }
 
