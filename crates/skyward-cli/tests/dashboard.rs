@@ -762,6 +762,25 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
                 .contains("azure-macc (azure): burn-down"),
         "{charts:?}"
     );
+    // How much to commit next, asked from the page.
+    b.type_into("input[name=provider]", "azure");
+    b.click("#recommend");
+    b.wait(
+        "the recommendation",
+        60,
+        "const r = document.getElementById('recommendation'); return !!r && (r.innerText.includes('Recommendations and their risk') || r.innerText.includes('Refused'));",
+        json!([]),
+    );
+    let rec = b.eval(
+        "return document.getElementById('recommendation').innerText;",
+        json!([]),
+    );
+    assert!(
+        rec.as_str()
+            .unwrap()
+            .contains("Recommendations and their risk"),
+        "{rec}"
+    );
     let legend = b.eval(
         "return document.querySelector('svg.chart .legend').textContent;",
         json!([]),

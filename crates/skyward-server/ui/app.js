@@ -338,8 +338,9 @@ function liveTable(live) {
 
 async function overview() {
   const summary = await api("/v1/summary");
-  const [sites, live, ledger] = await Promise.all([
+  const [sites, live, ledger, recent] = await Promise.all([
     api("/v1/sites"), api("/v1/commitments").catch((e) => ({ error: e.message })), loadLedger(summary),
+    hasLedger(summary) ? api("/v1/ledger/breakdown?by=provider").catch(() => null) : null,
   ]);
   const by = summary.workloads_by_state || {};
   const waiting = (by.pending || 0) + (by.submitted || 0);
@@ -378,6 +379,16 @@ async function overview() {
       figs.push(figure(barChart({
         title: "Spend this term by provider", xTitle: "provider", yTitle: "effective spend (USD)", yKind: "usd",
         categories: names, series: [{ name: "effective spend", values: names.map((n) => byProvider[n]) }],
+      })));
+    }
+    if (recent && recent.groups && recent.groups.length) {
+      figs.push(figure(barChart({
+        title: `Spend by provider, ${recent.from} to ${recent.to}`, xTitle: "provider", yTitle: "USD", yKind: "usd",
+        categories: recent.groups.map((g) => g.key),
+        series: [
+          { name: "list", values: recent.groups.map((g) => num(g.list) || 0), color: "#bdc3c7" },
+          { name: "billed", values: recent.groups.map((g) => num(g.billed) || 0) },
+        ],
       })));
     }
     for (const b of ledger.burn.items) figs.push(figure(burndownChart(b)));
@@ -561,6 +572,40 @@ async function sites() {
   ];
 }
 
+// How much to commit next: the ledger's recommendation for an hourly
+// commitment (a savings plan) on one provider, asked on demand (it runs
+// scenarios: not refreshed every few seconds), with its risk.
+function recommendSection(status) {
+  const providers = [...new Set((status.contracts || []).map((c) => c.provider).filter(Boolean))].sort();
+  const result = h("div", { id: "recommendation", "aria-live": "polite" });
+  const form = h("form", { class: "filters", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const q = new URLSearchParams({ provider: String(f.get("provider") || "").trim(), discount_pct: String(f.get("discount") || ""), term_years: String(f.get("years") || "1") });
+    result.replaceChildren(h("p", { class: "note" }, "Computing…"));
+    try {
+      const adv = await api("/v1/ledger/recommend?" + q);
+      const recs = adv.recommendations || [];
+      result.replaceChildren(
+        h("p", { class: "note" }, `${adv.provider}: ${adv.history_hours} hours of history, mean on-demand ${usd(adv.mean_on_demand_usd_per_hour)}/h; ${adv.demand_model_description || ""}`),
+        table("Recommendations and their risk", ["method", "lookback (days)>", "covers $/h>", "fee $/h>", "expected savings (term)>", "savings P10–P90>", "chance of a loss>", "expected utilisation>"],
+          recs.map((r) => [r.method, String(r.lookback_days ?? "-"), usd(num(r.covers_usd_per_hour)), usd(num(r.fee_usd_per_hour)), usd(num(r.expected_term_savings)),
+            `${usd(num(r.savings_p10))} – ${usd(num(r.savings_p90))}`, (100 * r.loss_probability).toFixed(1) + "%", (100 * r.expected_utilisation).toFixed(1) + "%"]),
+          "No recommendation: nothing to commit to."));
+    } catch (err) {
+      if (err.status !== 401) result.replaceChildren(h("p", { class: "error", role: "alert" }, "Refused: " + err.message));
+    }
+  } },
+  h("label", {}, "Provider ", h("input", { name: "provider", list: "rec-providers", value: providers[0] || "aws", size: 10, required: true })),
+  h("datalist", { id: "rec-providers" }, providers.map((p) => h("option", { value: p }))),
+  h("label", {}, "Discount % ", h("input", { name: "discount", type: "number", min: 0, max: 99, step: "any", value: 28, required: true })),
+  h("label", {}, "Term (years) ", h("select", { name: "years" }, h("option", { value: 1 }, "1"), h("option", { value: 3 }, "3"))),
+  h("button", { type: "submit", id: "recommend" }, "Recommend"));
+  return h("section", { "aria-labelledby": "rec-h" }, h("h2", { id: "rec-h" }, "How much to commit next"),
+    h("p", { class: "note" }, "An hourly commitment (savings plan) on one provider's on-demand usage, net of what you already own; computed over demand scenarios, so asked only when you press the button."),
+    form, result);
+}
+
 async function commitments() {
   const summary = await api("/v1/summary");
   const [ledger, live, inv] = await Promise.all([
@@ -590,6 +635,7 @@ async function commitments() {
     out.push(h("h2", {}, "What the scheduler sees"));
     out.push(liveTable(live));
   }
+  out.push(recommendSection(ledger.status));
   return out;
 }
 
