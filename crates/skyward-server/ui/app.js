@@ -145,14 +145,30 @@ function tickLabel(v, kind) {
   return String(Number(v.toPrecision(6)));
 }
 
-function chartFrame(o, yMax) {
-  const W = 640, H = 320, L = 82, R = 44, T = 56, B = 58;
+// `names`: the legend's entries ({name, color}); it wraps onto as many
+// rows as it needs below the title, and the plot starts below it.
+function chartFrame(o, yMax, names) {
+  const W = 640, L = 82, R = 44, B = 58;
+  const g = s("g", { class: "legend" });
+  let lx = L, ly = 28;
+  names.forEach((n, i) => {
+    const w = 26 + n.name.length * 7.2;
+    if (lx > L && lx + w > W - 8) {
+      lx = L;
+      ly += 16;
+    }
+    g.append(s("rect", { x: lx, y: ly, width: 10, height: 10, fill: n.color || COLORS[i % COLORS.length] }));
+    g.append(s("text", { x: lx + 14, y: ly + 9 }, n.name));
+    lx += w;
+  });
+  const T = ly + 28, H = 292 + T - 28;
   const svg = s("svg", {
     class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-label": o.title, "data-points": 0,
   });
   svg.append(s("title", {}, o.title));
   svg.append(s("text", { x: W / 2, y: 18, class: "chart-title", "text-anchor": "middle" }, o.title));
+  svg.append(g);
   const step = niceStep(yMax, 5);
   const top = Math.max(step, Math.ceil(yMax / step) * step);
   const y = (v) => T + (H - T - B) * (1 - v / top);
@@ -174,22 +190,11 @@ function chartFrame(o, yMax) {
   return { svg, W, H, L, R, T, B, y, axisX };
 }
 
-function legend(svg, names, W) {
-  const g = s("g", { class: "legend" });
-  let x = 70;
-  names.forEach((n, i) => {
-    g.append(s("rect", { x, y: 28, width: 10, height: 10, fill: n.color || COLORS[i % COLORS.length] }));
-    g.append(s("text", { x: x + 14, y: 37 }, n.name));
-    x += 24 + n.name.length * 6.5;
-  });
-  if (x < W) svg.append(g);
-}
-
 // Bars: categories on x, one bar per series per category.
 function barChart(o) {
   const top = Math.max(0, ...o.series.flatMap((se) => se.values.map((v) => v || 0)));
   const yMax = top > 0 ? top : 1;
-  const f = chartFrame(o, yMax);
+  const f = chartFrame(o, yMax, o.series);
   const n = Math.max(1, o.categories.length);
   const slot = (f.W - f.L - f.R) / n;
   const bw = Math.max(2, (slot * 0.8) / o.series.length);
@@ -212,7 +217,6 @@ function barChart(o) {
     const label = c.length > 14 ? c.slice(0, 13) + "…" : c;
     f.axisX.append(s("text", { x, y: f.H - f.B + 14, "text-anchor": "middle" }, label));
   });
-  legend(f.svg, o.series, f.W);
   f.svg.setAttribute("data-points", marks);
   return f.svg;
 }
@@ -226,7 +230,7 @@ function lineChart(o) {
   const x0 = Math.min(...days), x1 = Math.max(x0 + 1, ...days);
   const top = Math.max(0, ...all.map((p) => p[1]), ...bandPts.map((p) => p[2]));
   const yMax = top > 0 ? top : 1;
-  const f = chartFrame(o, yMax);
+  const f = chartFrame(o, yMax, o.series.concat(o.band ? [{ name: o.band.name, color: "#9ec3ea" }] : []));
   const x = (d) => f.L + (f.W - f.L - f.R) * ((d - x0) / (x1 - x0));
   let marks = 0;
   if (bandPts.length > 1) {
@@ -252,12 +256,18 @@ function lineChart(o) {
   // Days (the default), or milliseconds shown as UTC times of day.
   const label = o.xTime ? (t) => new Date(t).toISOString().slice(11, 16) : dayString;
   const step = o.xTime ? Math.max(1, (x1 - x0) / 4) : Math.max(1, Math.ceil((x1 - x0) / 4));
-  for (let i = 0, d = x0; d <= x1 + 1e-9; i++, d = x0 + i * step) {
-    const anchor = d === x0 ? "start" : (d + step > x1 ? "end" : "middle");
+  const ticks = [];
+  for (let i = 0, d = x0; d <= x1 + 1e-9; i++, d = x0 + i * step) ticks.push(d);
+  // The end of the axis is labelled too (in place of a tick too close to it).
+  if (x1 - ticks[ticks.length - 1] > 1e-9) {
+    if (x1 - ticks[ticks.length - 1] < step / 2 && ticks.length > 1) ticks.pop();
+    ticks.push(x1);
+  }
+  ticks.forEach((d, i) => {
+    const anchor = i === 0 ? "start" : (i === ticks.length - 1 ? "end" : "middle");
     f.axisX.append(s("line", { x1: x(d), y1: f.H - f.B, x2: x(d), y2: f.H - f.B + 4 }));
     f.axisX.append(s("text", { x: x(d), y: f.H - f.B + 16, "text-anchor": anchor }, label(d)));
-  }
-  legend(f.svg, o.series.concat(o.band ? [{ name: o.band.name, color: "#9ec3ea" }] : []), f.W);
+  });
   f.svg.setAttribute("data-points", marks);
   return f.svg;
 }
