@@ -355,7 +355,12 @@ fn dashboard_api(database_url: Option<&str>) {
     let st = call(&rt, &c, "GET", "/v1/ledger/status", None, &[])
         .json()
         .unwrap();
-    assert_eq!(st["contracts"][0]["burned"].as_f64(), Some(last), "{st}");
+    // The status's amounts are to the cent.
+    let st_burned = st["contracts"][0]["burned"].as_f64().unwrap();
+    assert!(
+        (st_burned - last).abs() < 0.005,
+        "{st_burned} vs {last}: {st}"
+    );
     // A bad date is refused naming the parameter (422, as for the status);
     // an unknown parameter is a 400.
     let bad = call(
@@ -612,13 +617,15 @@ fn shoot(b: &Browser, name: &str, out: &std::path::Path) {
     std::fs::write(out.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Opens `hash` and waits until that very route has rendered (`loaded`
+/// names its page).
 fn open(b: &Browser, base: &str, hash: &str, loaded: &str) {
     b.goto(&format!("{base}/{hash}"));
     b.wait(
         &format!("page {hash}"),
         30,
-        "return document.getElementById('main').dataset.loaded === arguments[0];",
-        json!([loaded]),
+        "const m = document.getElementById('main'); return m.dataset.loaded === arguments[0] && m.dataset.route === arguments[1];",
+        json!([loaded, hash]),
     );
 }
 
@@ -730,6 +737,32 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
     );
     shoot(&b, "workload", &shots);
 
+    // A long log shows its end: `seq 1 30000` writes 168,894 bytes; the
+    // page shows the last 64 KB, which end with 30000.
+    let long = submit(
+        &rt,
+        &c,
+        json!({"name": "long-log", "accelerators": "H100:1", "run": "seq 1 30000"}),
+    );
+    wait_for(&rt, &c, long, 60, |v| v["state"] == "succeeded");
+    open(&b, &base, &format!("#/workloads/{long}"), "workloads");
+    b.wait(
+        "the log's tail",
+        20,
+        "const t = document.querySelector('pre.log').textContent; return t.trimEnd().endsWith('\\n30000') && !t.startsWith('1\\n');",
+        json!([]),
+    );
+    let note = b.eval(
+        "return document.getElementById('main').innerText;",
+        json!([]),
+    );
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("The last 64 KB of 168894 bytes"),
+        "{note}"
+    );
+
     // Use over time needs two samples, 10 s apart.
     common::wait_until("two samples of the sites", 30, || {
         call(&rt, &c, "GET", "/v1/sites/history", None, &[])
@@ -801,6 +834,101 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
         "{text}"
     );
 
+    // Admin: a token made from the page works, is shown once, and stops
+    // working when revoked from the page; contracts applied from the page
+    // become the next version.
+    open(&b, &base, "#/admin", "admin");
+    b.type_into("input[name=name]", "from-the-page");
+    b.eval(
+        "document.querySelector('select[name=scope]').value = 'read';",
+        json!([]),
+    );
+    b.type_into("input[name=team]", "admin");
+    b.click("#create-token");
+    b.wait("the new token", 20, "const c = document.getElementById('new-token'); return !!c && c.textContent.startsWith('sky_');", json!([]));
+    let made = b
+        .eval(
+            "return document.getElementById('new-token').textContent;",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    let who = call(
+        &rt,
+        &server.client(Some(&made)),
+        "GET",
+        "/v1/whoami",
+        None,
+        &[],
+    )
+    .json()
+    .unwrap();
+    assert_eq!(
+        (who["name"].as_str(), who["scope"].as_str()),
+        (Some("from-the-page"), Some("read")),
+        "{who}"
+    );
+    let id = call(&rt, &c, "GET", "/v1/tokens", None, &[])
+        .json()
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "from-the-page")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let revoke = format!("button[data-token='{id}']");
+    b.click(&revoke);
+    b.wait("revoke asks to confirm", 10, "const x = document.querySelector(arguments[0]); return !!x && x.textContent === 'Confirm revoke';", json!([revoke]));
+    b.click(&revoke);
+    b.wait(
+        "the page shows it revoked",
+        20,
+        "return Array.from(document.querySelectorAll('tr')).some(r => r.innerText.includes('from-the-page') && r.innerText.includes('revoked'));",
+        json!([]),
+    );
+    common::wait_until("the token to stop working", 20, || {
+        call(
+            &rt,
+            &server.client(Some(&made)),
+            "GET",
+            "/v1/whoami",
+            None,
+            &[],
+        )
+        .status
+            == 401
+    });
+    let yaml = contracts(today()).replace("commit_usd: 50000", "commit_usd: 60000");
+    // As typed: the value changes and the page hears an input event (the
+    // live refresh must not throw the edit away).
+    b.eval(
+        "const t = document.querySelector('textarea[name=contracts]'); t.value = arguments[0]; t.dispatchEvent(new Event('input', { bubbles: true }));",
+        json!([yaml]),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let kept = b.eval(
+        "return document.querySelector('textarea[name=contracts]').value;",
+        json!([]),
+    );
+    assert!(
+        kept.as_str().unwrap().contains("commit_usd: 60000"),
+        "an edit survives the live refresh: {kept}"
+    );
+    b.click("#apply-contracts");
+    b.wait("applied", 20, "const a = document.getElementById('applied'); return !!a && a.innerText.includes('Applied as version 2');", json!([]));
+    let cur = call(&rt, &c, "GET", "/v1/contracts", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(cur["version"], 2, "{cur}");
+    assert!(
+        cur["text"].as_str().unwrap().contains("commit_usd: 60000"),
+        "{cur}"
+    );
+    shoot(&b, "admin", &shots);
+
     // No page logged an error.
     let errors: Vec<(String, String)> = b
         .console()
@@ -822,6 +950,10 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
         json!([]),
     );
     assert!(!b.exists("button.cancel"), "a read token is offered cancel");
+    assert!(
+        !b.exists("#nav a[data-page=admin]:not([hidden])"),
+        "a read token is offered admin"
+    );
 
     // Narrow window: the page still fits (no horizontal scroll of the body).
     let narrow = Browser::start(&dir.path().join("narrow-profile"), free_port(), 380, 800);

@@ -10,7 +10,9 @@ const REFRESH_MS = 5000;
 const PAGE_SIZE = 50;
 const LOG_TAIL_BYTES = 65536;
 
-const state = { who: null, timer: null, page: null, lastData: "" };
+// `edited`: the user changed a field on this page since it was drawn; the
+// live refresh then leaves the page alone until they submit or leave.
+const state = { who: null, timer: null, page: null, lastData: "", flash: null, edited: false };
 
 // ---- DOM helpers -------------------------------------------------------
 
@@ -102,8 +104,16 @@ async function api(path, opts) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = "Bearer " + token;
   let resp;
+  const init = { method: (opts && opts.method) || "GET", headers, cache: "no-store" };
+  if (opts && opts.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(opts.json);
+  } else if (opts && opts.yaml !== undefined) {
+    headers["Content-Type"] = "application/yaml";
+    init.body = opts.yaml;
+  }
   try {
-    resp = await fetch(path, { method: (opts && opts.method) || "GET", headers, cache: "no-store" });
+    resp = await fetch(path, init);
   } catch (e) {
     throw new ApiError(0, "cannot reach the server (" + e.message + ")");
   }
@@ -428,6 +438,7 @@ async function cancelWorkload(id, button) {
   try {
     await api(`/v1/workloads/${id}/cancel`, { method: "POST" });
     setStatus(`Cancel requested for workload ${id}.`);
+    state.edited = false;
     refresh(true);
   } catch (e) {
     setStatus(`Cancel of ${id} refused: ${e.message}`, true);
@@ -497,11 +508,24 @@ async function workloads() {
   ];
 }
 
+// The log's last LOG_TAIL_BYTES: its size from a read past the end (the
+// server answers where the end is), then the tail.
+async function logTail(id) {
+  const base = `/v1/workloads/${encodeURIComponent(id)}/logs`;
+  try {
+    const end = await api(`${base}?offset=${2 ** 52}&limit=1`, { text: true });
+    const size = Number(end.headers.get("skyward-next-offset")) || 0;
+    const from = Math.max(0, size - LOG_TAIL_BYTES);
+    const tail = await api(`${base}?offset=${from}&limit=${LOG_TAIL_BYTES}`, { text: true });
+    return { text: tail.text, from, size };
+  } catch (e) {
+    if (e.status === 401) throw e;
+    return { text: "(no log: " + e.message + ")", from: 0, size: 0 };
+  }
+}
+
 async function workload(id) {
-  const [w, log] = await Promise.all([
-    api(`/v1/workloads/${encodeURIComponent(id)}`),
-    api(`/v1/workloads/${encodeURIComponent(id)}/logs?offset=0&limit=${LOG_TAIL_BYTES}`, { text: true }).catch((e) => ({ text: "(no log: " + e.message + ")" })),
-  ]);
+  const [w, log] = await Promise.all([api(`/v1/workloads/${encodeURIComponent(id)}`), logTail(id)]);
   const now = Date.now();
   const placed = (w.events || []).filter((e) => e.note && (e.state === "dispatched" || e.state === "pending"));
   const actions = ["pending", "submitted", "dispatched", "running"].includes(w.state) && canSubmit() && !w.cancel_requested
@@ -528,6 +552,7 @@ async function workload(id) {
         a.exit_code ?? "-", a.resumed_from ? `${a.resumed_from.store} step ${a.resumed_from.step ?? "-"}` : "-", a.note || ""]),
       "Not dispatched yet."),
     h("h2", {}, "Log"),
+    log.from > 0 ? h("p", { class: "note" }, `The last ${LOG_TAIL_BYTES / 1024} KB of ${log.size} bytes (skyward logs ${w.id} for all of it); it follows the run as the page refreshes.`) : null,
     h("pre", { class: "log", tabindex: 0, "aria-label": "log output" }, log.text || "(empty)"),
   ];
 }
@@ -707,6 +732,90 @@ function gatewayView(g) {
   return out;
 }
 
+// Admin: tokens (list, create: the secret shown once, revoke) and the
+// contracts the ledger and the scheduler use (the current version, apply
+// a new one). Offered to admin tokens only; the API checks it anyway.
+async function admin() {
+  if (!state.who || state.who.scope !== "admin") {
+    return [h("h1", {}, "Admin"), h("p", { class: "empty" }, "Admin tokens only.")];
+  }
+  const summary = await api("/v1/summary");
+  const [tokens, current] = await Promise.all([
+    api("/v1/tokens"),
+    summary.ledger && summary.ledger.contracts_version > 0 ? api("/v1/contracts") : null,
+  ]);
+  const flash = state.flash || {};
+  const t0 = flash.created;
+  const created = h("div", { id: "created", "aria-live": "polite" },
+    t0 ? h("p", {}, `Token '${t0.name}' (${t0.scope}, team ${t0.team}): copy it now, it is not shown again: `, h("code", { id: "new-token" }, t0.token)) : null);
+  const tokenForm = h("form", { class: "filters", id: "token-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const body = { name: String(f.get("name")).trim(), scope: String(f.get("scope")) };
+    if (String(f.get("team")).trim()) body.team = String(f.get("team")).trim();
+    if (String(f.get("expires")).trim()) body.expires = String(f.get("expires")).trim();
+    try {
+      const t = await api("/v1/tokens", { method: "POST", json: body });
+      // Kept until the user leaves the page (refreshes redraw it).
+      state.flash = { created: t };
+      state.edited = false;
+      refresh(true);
+    } catch (err) {
+      if (err.status !== 401) created.replaceChildren(h("p", { class: "error", role: "alert" }, "Refused: " + err.message));
+    }
+  } },
+  h("label", {}, "Name ", h("input", { name: "name", required: true, size: 14, autocomplete: "off" })),
+  h("label", {}, "Scope ", h("select", { name: "scope" }, ["read", "submit", "admin"].map((x) => h("option", { value: x }, x)))),
+  h("label", {}, "Team ", h("input", { name: "team", size: 10, placeholder: "default", autocomplete: "off" })),
+  h("label", {}, "Expires in ", h("input", { name: "expires", size: 6, placeholder: "90d", autocomplete: "off" })),
+  h("button", { type: "submit", id: "create-token" }, "Create token"));
+  const now = Date.now();
+  const revoke = async (id, button) => {
+    if (button.dataset.armed !== "1") {
+      button.dataset.armed = "1";
+      button.textContent = "Confirm revoke";
+      return;
+    }
+    button.disabled = true;
+    try {
+      await api(`/v1/tokens/${id}/revoke`, { method: "POST" });
+      setStatus(`Token ${id} revoked.`);
+      state.edited = false;
+      refresh(true);
+    } catch (err) {
+      if (err.status !== 401) setStatus(`Revoke of ${id} refused: ${err.message}`, true);
+      button.disabled = false;
+    }
+  };
+  const applied = h("div", { id: "applied", "aria-live": "polite" }, flash.applied ? h("p", {}, flash.applied) : null);
+  const text = h("textarea", { name: "contracts", rows: 10, cols: 80, spellcheck: "false", "aria-label": "contracts file (YAML)" },
+    current ? current.text : "contracts:\n  - name: aws-edp\n    kind: spend\n    provider: aws\n    start: 2026-01-01\n    term_months: 36\n    commit_usd: 1000000\n    discount_pct: 10\n");
+  const contractsForm = h("form", { class: "stack", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("/v1/contracts?name=dashboard.yaml", { method: "PUT", yaml: text.value });
+      state.flash = { applied: r.changed ? `Applied as version ${r.version} (${r.contracts} contracts).` : `Unchanged: version ${r.version} already holds this.` };
+      state.edited = false;
+      refresh(true);
+    } catch (err) {
+      if (err.status !== 401) applied.replaceChildren(h("p", { class: "error", role: "alert" }, "Refused: " + err.message));
+    }
+  } }, text, h("button", { type: "submit", id: "apply-contracts" }, "Apply"));
+  return [
+    h("h1", {}, "Admin"),
+    h("section", { "aria-labelledby": "tokens-h" },
+      h("h2", { id: "tokens-h" }, "Tokens"), tokenForm, created,
+      table("Tokens (secrets are never stored: only their hashes)", ["id>", "name", "team", "scope", "created", "expires", "state", ""],
+        tokens.items.map((t) => [String(t.id), t.name, t.team, t.scope, when(t.created_at_ms), t.expires_at_ms ? when(t.expires_at_ms) : "never",
+          t.revoked_at_ms ? "revoked" : (t.expires_at_ms && t.expires_at_ms <= now ? "expired" : "active"),
+          t.revoked_at_ms ? "" : h("button", { type: "button", class: "cancel", "data-token": t.id, onclick: (e) => revoke(t.id, e.currentTarget) }, "Revoke")]))),
+    h("section", { "aria-labelledby": "contracts-h" },
+      h("h2", { id: "contracts-h" }, "Contracts"),
+      h("p", { class: "note" }, current ? `Version ${current.version} (${current.file_name}), applied by ${current.applied_by}. Every version is kept (GET /v1/contracts/history).` : "No contracts applied yet."),
+      contractsForm, applied),
+  ];
+}
+
 async function gateway() {
   const data = await api("/v1/gateways");
   if (!data.items.length) {
@@ -718,7 +827,7 @@ async function gateway() {
 
 // ---- shell -------------------------------------------------------------
 
-const PAGES = { overview, workloads, sites, commitments, gateway };
+const PAGES = { overview, workloads, sites, commitments, gateway, admin };
 
 function route() {
   const path = (location.hash.replace(/^#\/?/, "").split("?")[0]) || "overview";
@@ -743,10 +852,14 @@ async function refresh(force) {
     const probe = h("div", {}, nodes);
     const text = location.hash + probe.innerHTML;
     const typing = document.activeElement && ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) && main.contains(document.activeElement);
-    if (force || (text !== state.lastData && !typing)) {
+    // An edit in progress is never thrown away (an action the user takes
+    // clears `edited` before it asks for a redraw).
+    if ((force || (text !== state.lastData && !typing)) && !state.edited) {
       state.lastData = text;
+      state.edited = false;
       main.replaceChildren(...probe.childNodes);
       main.dataset.loaded = r.name;
+      main.dataset.route = location.hash;
     }
     setStatus("Updated " + new Date().toLocaleTimeString());
   } catch (e) {
@@ -793,6 +906,7 @@ async function start() {
     return;
   }
   document.getElementById("nav").hidden = false;
+  document.querySelector('#nav a[data-page="admin"]').hidden = state.who.scope !== "admin";
   document.getElementById("logout").hidden = false;
   document.getElementById("who").textContent = `${state.who.name} · ${state.who.team} · ${state.who.scope}`;
   if (!location.hash) location.hash = "#/overview";
@@ -803,9 +917,12 @@ async function start() {
 
 window.addEventListener("hashchange", () => {
   state.lastData = "";
+  state.flash = null;
+  state.edited = false;
   refresh(true).then(() => document.getElementById("main").focus({ preventScroll: true }));
 });
 document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("main").addEventListener("input", () => { state.edited = true; });
   document.getElementById("logout").addEventListener("click", () => logout("Logged out."));
   start();
 });

@@ -8,7 +8,7 @@
 //! once) `--repeats` times. Reported per request and per page: median,
 //! 95th percentile and worst, in milliseconds; the first render's
 //! critical path (page, then its script and styles, then the login check,
-//! then the overview's data); and the page weight, raw and gzipped.
+//! then the ledger summary, then the overview's data); and the page weight, raw and gzipped.
 #![allow(clippy::disallowed_methods)]
 
 use crate::cmd::bench_submit::{admin_client, percentile, start_server_bin};
@@ -63,7 +63,7 @@ struct Report {
     /// Per page: its requests sent at once, until the last answers.
     pages: Vec<Timing>,
     /// Median of: the page, then its script and styles at once, then
-    /// `/v1/whoami`, then the overview's data at once.
+    /// `/v1/whoami`, then `/v1/summary`, then the overview's data at once.
     first_render_critical_path_ms: f64,
     page_weight_bytes: usize,
     page_weight_gzip_bytes: usize,
@@ -245,53 +245,70 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
 
     // 3. The pages' requests, as app.js sends them.
     let some_id = n.max(1) / 2;
+    // Each page's requests after `/v1/summary` (which the overview, the
+    // commitments and the admin pages ask first, to know whether the
+    // ledger has anything: timed on its own as the last "page").
+    let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
     let pages: Vec<(&str, Vec<String>)> = vec![
         (
             "overview",
-            vec![
-                "/v1/summary".into(),
-                "/v1/sites".into(),
-                "/v1/commitments".into(),
-                "/v1/ledger/status".into(),
-                "/v1/ledger/burndown".into(),
-            ],
+            q(&[
+                "/v1/sites",
+                "/v1/commitments",
+                "/v1/ledger/status",
+                "/v1/ledger/burndown",
+                "/v1/ledger/breakdown?by=provider",
+            ]),
         ),
         (
             "workloads",
-            vec!["/v1/workloads?limit=50".into(), "/v1/queue?limit=50".into()],
+            q(&["/v1/workloads?limit=50", "/v1/queue?limit=50", "/v1/sites"]),
         ),
         // A filter that matches nothing: the store reads every row.
         (
             "workloads (state=succeeded)",
-            vec![
-                "/v1/workloads?limit=50&state=succeeded".into(),
-                "/v1/queue?limit=50".into(),
-            ],
+            q(&[
+                "/v1/workloads?limit=50&state=succeeded",
+                "/v1/queue?limit=50",
+                "/v1/sites",
+            ]),
+        ),
+        (
+            "workloads (provider=aws)",
+            q(&[
+                "/v1/workloads?limit=50&provider=aws",
+                "/v1/queue?limit=50",
+                "/v1/sites",
+            ]),
         ),
         (
             "workloads (oldest page)",
-            vec![
-                format!("/v1/workloads?limit=50&cursor=51"),
-                "/v1/queue?limit=50".into(),
-            ],
+            q(&[
+                "/v1/workloads?limit=50&cursor=51",
+                "/v1/queue?limit=50",
+                "/v1/sites",
+            ]),
         ),
         (
             "workload",
             vec![
                 format!("/v1/workloads/{some_id}"),
+                format!("/v1/workloads/{some_id}/logs?offset=4503599627370496&limit=1"),
                 format!("/v1/workloads/{some_id}/logs?offset=0&limit=65536"),
             ],
         ),
-        ("sites", vec!["/v1/sites".into()]),
+        ("sites", q(&["/v1/sites", "/v1/sites/history"])),
         (
             "commitments",
-            vec![
-                "/v1/ledger/status".into(),
-                "/v1/ledger/burndown".into(),
-                "/v1/ledger/inventory".into(),
-                "/v1/commitments".into(),
-            ],
+            q(&[
+                "/v1/ledger/status",
+                "/v1/ledger/burndown",
+                "/v1/ledger/inventory",
+                "/v1/commitments",
+            ]),
         ),
+        ("admin", q(&["/v1/tokens", "/v1/contracts"])),
+        ("summary", q(&["/v1/summary"])),
     ];
     let mut per_request: std::collections::BTreeMap<String, (Vec<f64>, usize)> = Default::default();
     let mut per_page: Vec<(String, Vec<f64>)> = pages
@@ -320,6 +337,7 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
             &["/ui/app.js".to_string(), "/ui/app.css".to_string()],
         ))?;
         rt.block_on(at_once(&client, &["/v1/whoami".to_string()]))?;
+        rt.block_on(at_once(&client, &["/v1/summary".to_string()]))?;
         rt.block_on(at_once(&client, &pages[0].1))?;
         first_render.push(ms(t));
         if rep == 0 {
@@ -380,7 +398,7 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
                 print!("{}", t.render());
             }
             println!(
-                "first render, critical path (page → script and styles → login check → overview data): median {:.1} ms",
+                "first render, critical path (page → script and styles → login check → summary → overview data): median {:.1} ms",
                 report.first_render_critical_path_ms
             );
             println!(

@@ -169,10 +169,27 @@ impl Browser {
         ) == true
     }
 
-    /// Waits up to `secs` for `script` to return true.
+    /// Runs `script`; None when it throws (an element not there yet).
+    pub fn try_eval(&self, script: &str, args: Value) -> Option<Value> {
+        let url = format!("/session/{}/execute/sync", self.session);
+        let body = json!({"script": script, "args": args}).to_string();
+        let r = self
+            .rt
+            .block_on(self.http.request(
+                "POST",
+                &url,
+                Some(("application/json", body.into_bytes())),
+                &[],
+            ))
+            .ok()?;
+        (r.status == 200).then(|| r.json().map(|v| v["value"].clone()))?
+    }
+
+    /// Waits up to `secs` for `script` to return true (a script that
+    /// throws counts as not yet).
     pub fn wait(&self, what: &str, secs: u64, script: &str, args: Value) {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        while self.eval(script, args.clone()) != true {
+        while self.try_eval(script, args.clone()) != Some(Value::Bool(true)) {
             assert!(
                 Instant::now() < deadline,
                 "{what}: not after {secs} s; page: {}",
@@ -182,9 +199,35 @@ impl Browser {
         }
     }
 
+    /// Clicks what `css` selects; found again if the page redrew it
+    /// between finding and clicking (the live refresh replaces elements).
     pub fn click(&self, css: &str) {
-        let id = self.find(css, 20);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let id = self.find(css, 20);
+            let url = format!("/session/{}/element/{id}/click", self.session);
+            let r = self
+                .rt
+                .block_on(self.http.request(
+                    "POST",
+                    &url,
+                    Some(("application/json", b"{}".to_vec())),
+                    &[],
+                ))
+                .unwrap();
+            if r.status < 300 {
+                return;
+            }
+            let stale = r
+                .json()
+                .is_some_and(|v| v["value"]["error"] == "stale element reference");
+            assert!(
+                stale && Instant::now() < deadline,
+                "click {css}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
