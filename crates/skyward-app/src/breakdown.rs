@@ -53,7 +53,10 @@ pub async fn breakdown(store: &Store, q: &BreakdownQuery) -> Result<Breakdown, A
         return Err(AppError::field("from", "must be before `to`"));
     }
     let provider = q.provider.as_deref().map(str::to_ascii_lowercase);
-    let days = store.daily_detailed(provider.as_deref(), i64::MAX).await?;
+    // Only the days asked about (the breakdown reads nothing else).
+    let days = store
+        .daily_detailed_between(provider.as_deref(), from.day(), to.day())
+        .await?;
     Ok(Breakdown {
         by: q.by.clone(),
         from: from.date_string(),

@@ -684,7 +684,7 @@ impl Store {
         provider: Option<&str>,
         day_end: i64,
     ) -> Result<Vec<DayRow>, StoreError> {
-        self.daily_rows(provider, day_end, false).await
+        self.daily_rows(provider, i64::MIN, day_end, false).await
     }
 
     /// [`Store::daily`] with billing account and tags kept (breakdowns).
@@ -693,12 +693,24 @@ impl Store {
         provider: Option<&str>,
         day_end: i64,
     ) -> Result<Vec<DayRow>, StoreError> {
-        self.daily_rows(provider, day_end, true).await
+        self.daily_rows(provider, i64::MIN, day_end, true).await
+    }
+
+    /// [`Store::daily_detailed`] of the days from `day_start` (inclusive)
+    /// to `day_end` (exclusive) only: a month's breakdown reads a month.
+    pub async fn daily_detailed_between(
+        &self,
+        provider: Option<&str>,
+        day_start: i64,
+        day_end: i64,
+    ) -> Result<Vec<DayRow>, StoreError> {
+        self.daily_rows(provider, day_start, day_end, true).await
     }
 
     async fn daily_rows(
         &self,
         provider: Option<&str>,
+        day_start: i64,
         day_end: i64,
         detailed: bool,
     ) -> Result<Vec<DayRow>, StoreError> {
@@ -714,13 +726,14 @@ impl Store {
         };
         let sql = format!(
             "SELECT day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status, CAST(SUM(billed_nanos) AS BIGINT), CAST(SUM(effective_nanos) AS BIGINT), CAST(SUM(list_nanos) AS BIGINT), {extra} \
-             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 AND {runs_rule} \
+             FROM charges_daily WHERE ($1 IS NULL OR provider = $1) AND day < $2 AND day >= $3 AND {runs_rule} \
              GROUP BY day, provider, region, service, sku, category, pricing_category, commitment_id, commitment_status{group} \
              ORDER BY day, provider, region, service, sku, category"
         );
         let rows = sqlx::query(&sql)
             .bind(provider)
             .bind(day_end)
+            .bind(day_start)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
