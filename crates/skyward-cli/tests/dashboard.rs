@@ -379,6 +379,49 @@ fn dashboard_api(database_url: Option<&str>) {
     );
     let bad = call(&rt, &c, "GET", "/v1/ledger/burndown?limit=3", None, &[]);
     assert_eq!(bad.status, 400, "{}", bad.error_text());
+
+    // Answers are kept until the ledger changes, and no longer: a new
+    // contracts version is in the very next answers.
+    for _ in 0..2 {
+        let s = call(&rt, &c, "GET", "/v1/ledger/status", None, &[])
+            .json()
+            .unwrap();
+        assert_eq!(
+            s["contracts"][0]["committed"].as_f64(),
+            Some(50_000.0),
+            "{s}"
+        );
+    }
+    let yaml = contracts(today()).replace("commit_usd: 50000", "commit_usd: 60000");
+    let r = call(
+        &rt,
+        &c,
+        "PUT",
+        "/v1/contracts?name=v2.yaml",
+        Some(&yaml),
+        &[],
+    );
+    assert!(r.status < 300, "{}", r.error_text());
+    let s = call(&rt, &c, "GET", "/v1/ledger/status", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(
+        s["contracts"][0]["committed"].as_f64(),
+        Some(60_000.0),
+        "{s}"
+    );
+    let b = call(&rt, &c, "GET", "/v1/ledger/burndown", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(
+        b["items"][0]["committed_usd"].as_f64(),
+        Some(60_000.0),
+        "{b}"
+    );
+    let inv = call(&rt, &c, "GET", "/v1/ledger/inventory", None, &[])
+        .json()
+        .unwrap();
+    assert!(inv.to_string().contains("azure-macc"), "{inv}");
 }
 
 /// What each chart in the page is: title, axes, axis titles, data.

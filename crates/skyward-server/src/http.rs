@@ -76,6 +76,8 @@ pub struct App {
     pub checkpoints: Arc<crate::checkpoints::Shared>,
     /// Gateways whose metrics the dashboard shows.
     pub gateways: Vec<crate::config::GatewayConfig>,
+    /// Ledger answers kept until the ledger changes.
+    pub ledger_answers: crate::http_ledger::Answers,
 }
 
 /// Who is asking: a token's user (its name), team and scope.

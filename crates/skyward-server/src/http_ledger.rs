@@ -117,8 +117,10 @@ where
 }
 
 /// A JSON question: read scope, its parameters from the query string, its
-/// answer computed by `f` (see [`answer`]).
+/// answer computed by `f` (see [`answer`]) or kept from when the ledger
+/// was last as it is (see [`Answers`]). `name` tells questions apart.
 async fn json_question<Q, R, F>(
+    name: &'static str,
     app: Arc<App>,
     headers: HeaderMap,
     q: Option<String>,
@@ -130,9 +132,84 @@ where
     F: AsyncFnOnce(skyward_store::Store, Q) -> Result<R, AppError> + Send + 'static,
 {
     authorize(&app, &headers, Scope::Read).await?;
+    let key = format!("{name}?{}", q.as_deref().unwrap_or(""));
     let q: Q = question(q)?;
-    let r = answer(&app, async move |s| f(s, q).await).await?;
-    Ok(json_response(StatusCode::OK, &r))
+    kept_answer(&app, key, async {
+        answer(&app, async move |s| f(s, q).await).await
+    })
+    .await
+}
+
+/// Answers to ledger questions, kept until the ledger changes: an import,
+/// a new contracts version or a run's usage (`Db::ledger_version`; a
+/// replaced import is a new import). The dashboard asks the same
+/// questions every few seconds, and each answer reads every daily bucket
+/// and runs its forecast again; none depends on the clock or on who asks.
+#[derive(Debug, Default)]
+pub struct Answers {
+    kept: std::sync::Mutex<std::collections::VecDeque<Kept>>,
+}
+
+/// (question with its parameters, the ledger's version, the answer).
+type Kept = (String, (i64, i64, i64), bytes::Bytes);
+
+/// Answers kept at most (the oldest goes first), and the largest kept.
+pub const ANSWERS_MAX: usize = 64;
+pub const ANSWER_BYTES_MAX: usize = 1 << 20;
+
+impl Answers {
+    /// The answer to `key` kept at `version`, if any.
+    pub fn get(&self, key: &str, version: (i64, i64, i64)) -> Option<bytes::Bytes> {
+        let kept = self.kept.lock().ok()?;
+        kept.iter()
+            .find(|(k, v, _)| k == key && *v == version)
+            .map(|(_, _, b)| b.clone())
+    }
+
+    /// Keeps `body` as the answer to `key` at `version`, in place of any
+    /// older one to the same question.
+    pub fn put(&self, key: String, version: (i64, i64, i64), body: bytes::Bytes) {
+        if body.len() > ANSWER_BYTES_MAX {
+            return;
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.retain(|(k, _, _)| *k != key);
+            if kept.len() >= ANSWERS_MAX {
+                kept.pop_front();
+            }
+            kept.push_back((key, version, body));
+        }
+    }
+}
+
+/// The answer to `key` at the ledger's version now: kept, or computed by
+/// `compute` and kept. (The version is read first: an answer computed
+/// while the ledger changed is kept under the older version, which no
+/// later request asks for.)
+async fn kept_answer<R: serde::Serialize>(
+    app: &App,
+    key: String,
+    compute: impl std::future::Future<Output = Result<R, ApiError>>,
+) -> ApiResult {
+    let version = app.db.ledger_version().await.ok();
+    let reply = |b: bytes::Bytes| {
+        use axum::response::IntoResponse;
+        (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            b,
+        )
+            .into_response()
+    };
+    if let Some(b) = version.and_then(|v| app.ledger_answers.get(&key, v)) {
+        return Ok(reply(b));
+    }
+    let r = compute.await?;
+    let body = bytes::Bytes::from(serde_json::to_vec(&r).map_err(ApiError::internal)?);
+    if let Some(v) = version {
+        app.ledger_answers.put(key, v, body.clone());
+    }
+    Ok(reply(body))
 }
 
 pub async fn ledger_analyze(
@@ -141,6 +218,7 @@ pub async fn ledger_analyze(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "analyze",
         app,
         headers,
         q,
@@ -157,6 +235,7 @@ pub async fn ledger_recommend(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "recommend",
         app,
         headers,
         q,
@@ -173,6 +252,7 @@ pub async fn ledger_options(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "options",
         app,
         headers,
         q,
@@ -189,6 +269,7 @@ pub async fn ledger_backtest(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "backtest",
         app,
         headers,
         q,
@@ -205,6 +286,7 @@ pub async fn ledger_breakdown(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "breakdown",
         app,
         headers,
         q,
@@ -221,6 +303,7 @@ pub async fn ledger_inventory(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     json_question(
+        "inventory",
         app,
         headers,
         q,
@@ -451,10 +534,13 @@ pub async fn ledger_status(
         Some(a) => Some(text_param(a, "at")?),
         None => None,
     };
-    let s = skyward_app::ledger::status(&app.db.ledger(), None, at.as_deref())
-        .await
-        .map_err(app_err)?;
-    Ok(json_response(StatusCode::OK, &s))
+    let key = format!("status?{}", at.as_deref().unwrap_or(""));
+    kept_answer(&app, key, async {
+        skyward_app::ledger::status(&app.db.ledger(), None, at.as_deref())
+            .await
+            .map_err(app_err)
+    })
+    .await
 }
 
 /// Every spend commitment's burn-down (burned by day, floors, forecast
@@ -471,15 +557,16 @@ pub async fn ledger_burndown(
         None => None,
     };
     // Computed like the other questions: on a blocking thread, a bounded
-    // number at once (the dashboard asks every few seconds).
-    let (at, items) = answer(&app, async move |s| {
-        skyward_app::ledger::burndown(&s, at.as_deref()).await
+    // number at once, and kept until the ledger changes.
+    let key = format!("burndown?{}", at.as_deref().unwrap_or(""));
+    kept_answer(&app, key, async {
+        let (at, items) = answer(&app, async move |s| {
+            skyward_app::ledger::burndown(&s, at.as_deref()).await
+        })
+        .await?;
+        Ok(json!({"at": at, "items": items}))
     })
-    .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"at": at, "items": items}),
-    ))
+    .await
 }
 
 pub async fn ledger_imports(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -637,4 +724,40 @@ pub async fn ledger_import(
         },
         &imported,
     ))
+}
+
+#[cfg(test)]
+mod answers_tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_kept_for_its_version_only_and_the_store_is_bounded() {
+        let a = Answers::default();
+        let v1 = (1, 1, 0);
+        a.put("status?".into(), v1, bytes::Bytes::from_static(b"one"));
+        assert_eq!(a.get("status?", v1).as_deref(), Some(&b"one"[..]));
+        // Another version of the ledger, another question: not kept.
+        assert_eq!(a.get("status?", (1, 1, 1)), None);
+        assert_eq!(a.get("burndown?", v1), None);
+        // A newer answer to the same question replaces the older one.
+        a.put(
+            "status?".into(),
+            (2, 1, 0),
+            bytes::Bytes::from_static(b"two"),
+        );
+        assert_eq!(a.get("status?", v1), None);
+        assert_eq!(a.get("status?", (2, 1, 0)).as_deref(), Some(&b"two"[..]));
+        // Bounded: the oldest question goes first; a huge answer is not kept.
+        for i in 0..ANSWERS_MAX {
+            a.put(format!("q{i}"), v1, bytes::Bytes::from_static(b"x"));
+        }
+        assert_eq!(a.get("status?", (2, 1, 0)), None);
+        assert!(a.get("q0", v1).is_some() && a.get(&format!("q{}", ANSWERS_MAX - 1), v1).is_some());
+        a.put(
+            "big".into(),
+            v1,
+            bytes::Bytes::from(vec![0u8; ANSWER_BYTES_MAX + 1]),
+        );
+        assert_eq!(a.get("big", v1), None);
+    }
 }

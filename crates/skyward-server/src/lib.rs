@@ -388,6 +388,7 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         agents,
         checkpoints,
         gateways: cfg.gateways.clone(),
+        ledger_answers: Default::default(),
     });
     let router = http::router(app);
     let mut stop = shutdown_rx;
