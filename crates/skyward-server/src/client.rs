@@ -30,6 +30,8 @@ pub struct Client {
     token: Option<String>,
     inner: HyperClient<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// Largest response body read (an error past it).
+    body_max: usize,
 }
 
 #[derive(Debug)]
@@ -92,7 +94,15 @@ impl Client {
             token,
             inner,
             timeout: Duration::from_secs(60),
+            body_max: RESPONSE_BYTES_MAX,
         })
+    }
+
+    /// The same client reading at most `bytes` of each response body
+    /// (a page read from another service is bounded before it is held).
+    pub fn with_body_limit(mut self, bytes: usize) -> Client {
+        self.body_max = bytes.min(RESPONSE_BYTES_MAX);
+        self
     }
 
     /// The same client with another limit on each request (a long poll
@@ -131,7 +141,7 @@ impl Client {
         let resp = self.send(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let limited = http_body_util::Limited::new(resp.into_body(), RESPONSE_BYTES_MAX);
+        let limited = http_body_util::Limited::new(resp.into_body(), self.body_max);
         let body = limited
             .collect()
             .await

@@ -548,16 +548,16 @@ async fn gateways(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult 
                 let (host, path) = rest.split_at(rest.find('/').ok_or("no path")?);
                 let c = crate::client::Client::new(&format!("http://{host}"), None)
                     .map_err(|e| e.to_string())?
-                    .with_timeout(GATEWAY_FETCH_TIMEOUT);
+                    .with_timeout(GATEWAY_FETCH_TIMEOUT)
+                    // A larger page is refused while it is read, never
+                    // held whole.
+                    .with_body_limit(GATEWAY_PAGE_BYTES_MAX);
                 let r = c
                     .request("GET", path, None, &[])
                     .await
                     .map_err(|e| e.to_string())?;
                 if r.status != 200 {
                     return Err(format!("HTTP {}", r.status));
-                }
-                if r.body.len() > GATEWAY_PAGE_BYTES_MAX {
-                    return Err(format!("page larger than {GATEWAY_PAGE_BYTES_MAX} bytes"));
                 }
                 let text = std::str::from_utf8(&r.body).map_err(|_| "the page is not UTF-8")?;
                 skyward_app::gateway_view::parse(text).map(|s| skyward_app::gateway_view::view(&s))

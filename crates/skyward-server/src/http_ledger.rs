@@ -529,18 +529,21 @@ pub async fn ledger_status(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
-    let p = params(q, &["at"])?;
-    let at = match p.get("at") {
-        Some(a) => Some(text_param(a, "at")?),
-        None => None,
-    };
+    let at = at_param(q)?;
     let key = format!("status?{}", at.as_deref().unwrap_or(""));
     kept_answer(&app, key, async {
-        skyward_app::ledger::status(&app.db.ledger(), None, at.as_deref())
-            .await
-            .map_err(app_err)
+        answer(&app, async move |s| {
+            skyward_app::ledger::status(&s, None, at.as_deref()).await
+        })
+        .await
     })
     .await
+}
+
+/// The one parameter of the status and the burn-down: `at`, a date.
+fn at_param(q: Option<String>) -> Result<Option<String>, ApiError> {
+    let p = params(q, &["at"])?;
+    p.get("at").map(|a| text_param(a, "at")).transpose()
 }
 
 /// Every spend commitment's burn-down (burned by day, floors, forecast
@@ -551,11 +554,7 @@ pub async fn ledger_burndown(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
-    let p = params(q, &["at"])?;
-    let at = match p.get("at") {
-        Some(a) => Some(text_param(a, "at")?),
-        None => None,
-    };
+    let at = at_param(q)?;
     // Computed like the other questions: on a blocking thread, a bounded
     // number at once, and kept until the ledger changes.
     let key = format!("burndown?{}", at.as_deref().unwrap_or(""));

@@ -74,8 +74,9 @@ pub struct SiteGauge {
 
 /// Sites' use over time, kept by the leading replica in memory for the
 /// dashboard: a sample at most every [`SITE_SAMPLE_MS`], the last
-/// [`SITE_SAMPLES_MAX`] (a day at that spacing). A change in the set of
-/// sites starts it afresh.
+/// [`SITE_SAMPLES_MAX`] (a day at that spacing; fewer past
+/// [`SITE_CELLS_MAX`] sites × samples). A change in the set of sites
+/// starts it afresh.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct SiteHistory {
     /// Site names, in the order of each sample's entries.
@@ -100,6 +101,9 @@ pub struct SiteSample {
 
 pub const SITE_SAMPLE_MS: i64 = 10_000;
 pub const SITE_SAMPLES_MAX: usize = 8_640;
+/// Sites × samples kept at most: a thousand-site fleet keeps fewer
+/// samples (2,000 here) rather than tens of megabytes per answer.
+pub const SITE_CELLS_MAX: usize = 2_000_000;
 
 impl SiteHistory {
     /// Adds a sample of `gauges` at `at_ms` unless the last is more
@@ -117,7 +121,8 @@ impl SiteHistory {
         {
             return;
         }
-        if self.samples.len() >= SITE_SAMPLES_MAX {
+        let keep = (SITE_CELLS_MAX / gauges.len().max(1)).clamp(2, SITE_SAMPLES_MAX);
+        while self.samples.len() >= keep {
             self.samples.pop_front();
         }
         self.samples.push_back(SiteSample {
@@ -411,5 +416,12 @@ mod history_tests {
             (h.sites.clone(), h.samples.len()),
             (vec!["a".to_string()], 1)
         );
+        // Many sites keep fewer samples: 1,000 sites, 2,000 samples.
+        let many: Vec<SiteGauge> = (0..1_000).map(|i| gauge(&format!("s{i}"), 0)).collect();
+        let mut h = SiteHistory::default();
+        for i in 0..2_100 {
+            h.record(i * SITE_SAMPLE_MS, &many, 0, 0);
+        }
+        assert_eq!(h.samples.len(), SITE_CELLS_MAX / 1_000);
     }
 }

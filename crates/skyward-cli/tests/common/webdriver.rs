@@ -12,7 +12,7 @@
 )]
 
 use serde_json::{json, Value};
-use skyward_server::client::Client;
+use skyward_server::client::{Client, Reply};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,17 +93,21 @@ impl Browser {
         }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    /// One request of this session: `path` below `/session/{id}`.
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let url = format!("/session/{}{path}", self.session);
-        let r = self
-            .rt
+        self.rt
             .block_on(self.http.request(
                 method,
                 &url,
                 body.map(|b| ("application/json", b.to_string().into_bytes())),
                 &[],
             ))
-            .unwrap();
+            .unwrap()
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let r = self.send(method, path, body);
         let v = r.json().unwrap_or(Value::Null);
         assert!(r.status < 300, "{method} {path}: {} {v}", r.status);
         v["value"].clone()
@@ -133,17 +137,11 @@ impl Browser {
     pub fn find(&self, css: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let url = format!("/session/{}/element", self.session);
-            let body = json!({"using": "css selector", "value": css}).to_string();
-            let r = self
-                .rt
-                .block_on(self.http.request(
-                    "POST",
-                    &url,
-                    Some(("application/json", body.into_bytes())),
-                    &[],
-                ))
-                .unwrap();
+            let r = self.send(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
             if r.status == 200 {
                 if let Some(id) = r
                     .json()
@@ -171,17 +169,11 @@ impl Browser {
 
     /// Runs `script`; None when it throws (an element not there yet).
     pub fn try_eval(&self, script: &str, args: Value) -> Option<Value> {
-        let url = format!("/session/{}/execute/sync", self.session);
-        let body = json!({"script": script, "args": args}).to_string();
-        let r = self
-            .rt
-            .block_on(self.http.request(
-                "POST",
-                &url,
-                Some(("application/json", body.into_bytes())),
-                &[],
-            ))
-            .ok()?;
+        let r = self.send(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        );
         (r.status == 200).then(|| r.json().map(|v| v["value"].clone()))?
     }
 
@@ -205,16 +197,7 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let id = self.find(css, 20);
-            let url = format!("/session/{}/element/{id}/click", self.session);
-            let r = self
-                .rt
-                .block_on(self.http.request(
-                    "POST",
-                    &url,
-                    Some(("application/json", b"{}".to_vec())),
-                    &[],
-                ))
-                .unwrap();
+            let r = self.send("POST", &format!("/element/{id}/click"), Some(json!({})));
             if r.status < 300 {
                 return;
             }
