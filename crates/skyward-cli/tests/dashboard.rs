@@ -121,7 +121,7 @@ fn setup(dir: &std::path::Path, database_url: Option<&str>) -> (Server, String, 
     let big = submit(
         &rt,
         &c,
-        json!({"name": "too-big", "accelerators": "H100:8", "nodes": 2, "run": "echo never"}),
+        json!({"name": "too-big", "kind": "batch", "accelerators": "H100:8", "nodes": 2, "run": "echo never"}),
     );
     wait_for(&rt, &c, big, 30, |v| v["state"] == "pending");
     (server, admin, hello, big)
@@ -243,6 +243,30 @@ fn dashboard_api(database_url: Option<&str>) {
         Vec::<i64>::new()
     );
     assert_eq!(ids(""), vec![big, hello]);
+    // kind: kept from the submission (train when not given), filtered on
+    // the server; a percent-encoded value is decoded (`%62` is `b`).
+    assert_eq!(ids("kind=batch"), vec![big]);
+    assert_eq!(ids("kind=%62atch"), vec![big]);
+    assert_eq!(ids("kind=train"), vec![hello]);
+    assert_eq!(ids("kind=serve"), Vec::<i64>::new());
+    assert_eq!(ids("kind=batch&state=succeeded"), Vec::<i64>::new());
+    let one = call(&rt, &c, "GET", &format!("/v1/workloads/{big}"), None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(one["kind"], "batch", "{one}");
+    for (q, field) in [
+        ("kind=gpu", "kind"),
+        ("kind=%zzx", "kind"),
+        ("team=%C3", "team"),
+    ] {
+        let bad = call(&rt, &c, "GET", &format!("/v1/workloads?{q}"), None, &[]);
+        assert_eq!(bad.status, 400, "{q}: {}", bad.error_text());
+        assert!(
+            bad.error_text().contains(&format!("(field: {field})")),
+            "{q}: {}",
+            bad.error_text()
+        );
+    }
     let bad = call(&rt, &c, "GET", "/v1/workloads?provider=ibm", None, &[]);
     assert_eq!(bad.status, 400, "{}", bad.error_text());
     assert!(
@@ -761,6 +785,18 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
     assert!(
         listed.as_str().unwrap().contains("No workloads match."),
         "{listed}"
+    );
+    // By kind, chosen in the form: only the batch workload is listed.
+    open(&b, &base, "#/workloads", "workloads");
+    b.eval(
+        "const s = document.querySelector('select[name=kind]'); s.value = 'batch'; s.form.requestSubmit(); return true;",
+        json!([]),
+    );
+    b.wait(
+        "the kind filter lists the batch workload only",
+        20,
+        "const t = document.querySelector('#all-h'); const m = document.getElementById('main'); if (!t || !(m.dataset.route || '').includes('kind=batch') || m.dataset.loaded !== 'workloads') return false; const rows = Array.from(t.parentElement.querySelectorAll('tbody tr')); return rows.length === 1 && rows[0].innerText.includes('too-big') && rows[0].innerText.includes('batch');",
+        json!([]),
     );
 
     // A workload's page: its attempts and its log.

@@ -93,6 +93,8 @@ pub struct NewWorkload {
     pub request_sha256: String,
     pub submitted_by: String,
     pub team: String,
+    /// train | batch | serve.
+    pub kind: String,
 }
 
 /// A token to store: only its hash.
@@ -129,6 +131,8 @@ pub struct WorkloadRow {
     pub cancel_requested: bool,
     pub team: String,
     pub submitted_by: String,
+    /// train | batch | serve.
+    pub kind: String,
     /// The run's exit code (the last attempt's), once it ended.
     pub exit_code: Option<i64>,
     /// Why it ended, when not by itself (walltime, a removed site…).
@@ -344,6 +348,7 @@ fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         team: r.try_get("team")?,
         submitted_by: r.try_get("submitted_by")?,
+        kind: r.try_get("kind")?,
         exit_code: r.try_get("exit_code")?,
         end_note: r.try_get("end_note")?,
         spec_json: r.try_get("spec")?,
@@ -351,7 +356,7 @@ fn workload_row(r: &AnyRow) -> Result<WorkloadRow, sqlx::Error> {
     })
 }
 
-const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, team, submitted_by, exit_code, end_note, spec, failover";
+const WORKLOAD_COLUMNS: &str = "id, name, state, priority, site, accelerators, attempt, submitted_at_ms, since_ms, updated_at_ms, cancel_requested, team, submitted_by, kind, exit_code, end_note, spec, failover";
 
 fn token_row(r: &AnyRow) -> Result<TokenRow, sqlx::Error> {
     Ok(TokenRow {
@@ -531,8 +536,8 @@ impl Db {
                 }
             }
             let row = sqlx::query(
-                "INSERT INTO workloads (name, spec, priority, submitted_at_ms, idempotency_key, request_sha256, submitted_by, state, updated_at_ms, team) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8, $9) RETURNING id",
+                "INSERT INTO workloads (name, spec, priority, submitted_at_ms, idempotency_key, request_sha256, submitted_by, state, updated_at_ms, team, kind) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8, $9, $10) RETURNING id",
             )
             .bind(w.name.as_str())
             .bind(w.spec_json.as_str())
@@ -543,6 +548,7 @@ impl Db {
             .bind(w.submitted_by.as_str())
             .bind(now_ms)
             .bind(w.team.as_str())
+            .bind(w.kind.as_str())
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.try_get("id")?;
@@ -903,31 +909,32 @@ impl Db {
     }
 
     /// Workloads by id, newest first, after the cursor (an id), optionally
-    /// in one state, of one team, and on one of `sites` (placed there now
-    /// or last).
+    /// in one state, of one team, of one kind, and on one of `sites`
+    /// (placed there now or last).
     pub async fn list(
         &self,
         state: Option<&str>,
         team: Option<&str>,
+        kind: Option<&str>,
         sites: Option<&[String]>,
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<WorkloadRow>, DbError> {
-        // One placeholder per site ($7, $8, …): the site names come from
+        // One placeholder per site ($9, $10, …): the site names come from
         // the server's config, never from the request.
         let on_sites = match sites {
             Some([]) => " AND 1 = 0".to_string(),
             Some(s) => format!(
                 " AND site IN ({})",
                 (0..s.len())
-                    .map(|i| format!("${}", i + 7))
+                    .map(|i| format!("${}", i + 9))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
             None => String::new(),
         };
         let sql = format!(
-            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND ($3 = '' OR team = $4) AND id < $5{on_sites} ORDER BY id DESC LIMIT $6"
+            "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE ($1 = '' OR state = $2) AND ($3 = '' OR team = $4) AND ($7 = '' OR kind = $8) AND id < $5{on_sites} ORDER BY id DESC LIMIT $6"
         );
         let mut q = sqlx::query(&sql)
             .bind(state.unwrap_or(""))
@@ -935,7 +942,9 @@ impl Db {
             .bind(team.unwrap_or(""))
             .bind(team.unwrap_or(""))
             .bind(before_id.unwrap_or(i64::MAX))
-            .bind(limit);
+            .bind(limit)
+            .bind(kind.unwrap_or(""))
+            .bind(kind.unwrap_or(""));
         for s in sites.unwrap_or_default() {
             q = q.bind(s.as_str());
         }

@@ -388,7 +388,15 @@ pub(crate) fn params(
             )
             .field(k.chars().take(64).collect::<String>()));
         }
-        if out.insert(k.to_string(), v.to_string()).is_some() {
+        let v = percent_decoded(v).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("'{k}' is not percent-encoded UTF-8"),
+            )
+            .field(k)
+        })?;
+        if out.insert(k.to_string(), v).is_some() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_parameter",
@@ -398,6 +406,40 @@ pub(crate) fn params(
         }
     }
     Ok(out)
+}
+
+/// `%XX` escapes decoded (as browsers and `encodeURIComponent` write
+/// them); `+` is a space. None for a broken escape or bytes that are not
+/// UTF-8.
+fn percent_decoded(v: &str) -> Option<String> {
+    if !v.contains(['%', '+']) {
+        return Some(v.to_string());
+    }
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn num_param(p: &BTreeMap<String, String>, k: &str, max: u64) -> Result<Option<u64>, ApiError> {
@@ -680,6 +722,7 @@ struct WorkloadView {
     cancel_requested: bool,
     team: String,
     submitted_by: String,
+    kind: String,
     exit_code: Option<i64>,
     end_note: Option<String>,
 }
@@ -700,6 +743,7 @@ impl From<crate::db::WorkloadRow> for WorkloadView {
             cancel_requested: r.cancel_requested,
             team: r.team,
             submitted_by: r.submitted_by,
+            kind: r.kind,
             exit_code: r.exit_code,
             end_note: r.end_note,
         }
@@ -769,6 +813,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         idempotency_key: key,
         submitted_by: who.name.clone(),
         team: who.team.clone(),
+        kind: job.kind.to_string(),
     };
     app.submit
         .send(SubmitJob { item, reply })
@@ -813,6 +858,7 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
                 cancel_requested: false,
                 team: who.team.clone(),
                 submitted_by: who.name.clone(),
+                kind: job.kind.to_string(),
                 exit_code: None,
                 end_note: None,
             },
@@ -860,7 +906,19 @@ async fn submit(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
 
 async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
     let who = authorize(&app, &headers, Scope::Read).await?;
-    let p = params(q, &["state", "limit", "cursor", "team", "provider"])?;
+    let p = params(q, &["state", "limit", "cursor", "team", "provider", "kind"])?;
+    let kind = p.get("kind").map(String::as_str);
+    if let Some(k) = kind {
+        const KINDS: &[&str] = &["train", "batch", "serve"];
+        if !KINDS.contains(&k) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("unknown kind (known: {})", KINDS.join(", ")),
+            )
+            .field("kind"));
+        }
+    }
     // A provider: the workloads placed on its sites (now or last).
     let sites: Option<Vec<String>> = match p.get("provider") {
         None => None,
@@ -930,6 +988,7 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQ
         .list(
             state,
             team.as_deref(),
+            kind,
             sites.as_deref(),
             cursor,
             limit as i64 + 1,

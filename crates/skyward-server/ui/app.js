@@ -310,6 +310,7 @@ function stat(label, value, note) {
 // ---- pages -------------------------------------------------------------
 
 const STATES = ["pending", "submitted", "dispatched", "running", "succeeded", "failed", "cancelled"];
+const KINDS = ["train", "batch", "serve"];
 
 function hasLedger(summary) {
   const l = summary && summary.ledger;
@@ -425,7 +426,7 @@ async function overview() {
 
 function workloadsQuery() {
   const q = new URLSearchParams((location.hash.split("?")[1]) || "");
-  return { state: q.get("state") || "", team: q.get("team") || "", provider: q.get("provider") || "", cursor: q.get("cursor") || "" };
+  return { state: q.get("state") || "", team: q.get("team") || "", provider: q.get("provider") || "", kind: q.get("kind") || "", cursor: q.get("cursor") || "" };
 }
 
 async function cancelWorkload(id, button) {
@@ -457,7 +458,7 @@ function workloadRow(w, now) {
     : (w.cancel_requested && live ? "cancelling" : "");
   return [
     h("a", { href: `#/workloads/${w.id}` }, String(w.id)),
-    w.name, h("span", { class: "state state-" + w.state }, w.state), w.team, w.site || "-",
+    w.name, w.kind || "train", h("span", { class: "state state-" + w.state }, w.state), w.team, w.site || "-",
     String(w.accelerators), String(w.attempt), ago(w.submitted_at_ms, now), action,
   ];
 }
@@ -468,6 +469,7 @@ async function workloads() {
   if (q.state) params.set("state", q.state);
   if (q.team) params.set("team", q.team);
   if (q.provider) params.set("provider", q.provider);
+  if (q.kind) params.set("kind", q.kind);
   if (q.cursor) params.set("cursor", q.cursor);
   const [list, queue, siteList] = await Promise.all([
     api("/v1/workloads?" + params), api("/v1/queue?limit=" + PAGE_SIZE), api("/v1/sites"),
@@ -481,6 +483,7 @@ async function workloads() {
     if (f.get("state")) p.set("state", f.get("state"));
     if (f.get("team")) p.set("team", String(f.get("team")).trim());
     if (f.get("provider")) p.set("provider", f.get("provider"));
+    if (f.get("kind")) p.set("kind", f.get("kind"));
     location.hash = "#/workloads" + (p.toString() ? "?" + p : "");
   } },
   h("label", {}, "State ", h("select", { name: "state" }, h("option", { value: "" }, "any"),
@@ -488,9 +491,11 @@ async function workloads() {
   h("label", {}, "Team ", h("input", { name: "team", value: q.team, size: 12, autocomplete: "off" })),
   h("label", {}, "Provider ", h("select", { name: "provider" }, h("option", { value: "" }, "any"),
     providers.map((x) => h("option", { value: x, selected: x === q.provider }, x)))),
+  h("label", {}, "Kind ", h("select", { name: "kind" }, h("option", { value: "" }, "any"),
+    KINDS.map((x) => h("option", { value: x, selected: x === q.kind }, x)))),
   h("button", { type: "submit" }, "Filter"));
   const next = list.next_cursor
-    ? h("a", { class: "next", href: "#/workloads?" + new URLSearchParams({ ...(q.state && { state: q.state }), ...(q.team && { team: q.team }), ...(q.provider && { provider: q.provider }), cursor: list.next_cursor }) }, "Older →")
+    ? h("a", { class: "next", href: "#/workloads?" + new URLSearchParams({ ...(q.state && { state: q.state }), ...(q.team && { team: q.team }), ...(q.provider && { provider: q.provider }), ...(q.kind && { kind: q.kind }), cursor: list.next_cursor }) }, "Older →")
     : null;
   return [
     h("h1", {}, "Workloads"),
@@ -502,7 +507,7 @@ async function workloads() {
         "Nothing waits.")),
     h("section", { "aria-labelledby": "all-h" },
       h("h2", { id: "all-h" }, "All workloads, newest first"), form,
-      table("Workloads", ["id", "name", "state", "team", "site", "accelerators>", "attempt>", "submitted", ""],
+      table("Workloads", ["id", "name", "kind", "state", "team", "site", "accelerators>", "attempt>", "submitted", ""],
         list.items.map((w) => workloadRow(w, now)), "No workloads match."),
       h("p", { class: "pager" }, q.cursor ? h("a", { href: "#/workloads" }, "← Newest") : null, " ", next)),
   ];

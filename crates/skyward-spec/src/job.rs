@@ -13,7 +13,7 @@ use crate::fleet::{check_hours, placement_fields, Names, OneOrMany, NODES_MAX};
 use crate::locate::{line_of, line_of_key};
 use serde::{Deserialize, Serialize};
 use skyward_catalog::Catalog;
-use skyward_model::SpotPolicy;
+use skyward_model::{SpotPolicy, WorkloadKind};
 use std::collections::BTreeMap;
 
 /// Bounds on one workload to run.
@@ -132,6 +132,11 @@ struct RawJobs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRequest {
     pub name: String,
+    /// train (default) | batch | serve: what the dashboard and the list
+    /// filter on. Left out of the stored form when `train`, so requests
+    /// stored before it existed hash the same.
+    #[serde(default = "kind_train", skip_serializing_if = "is_train")]
+    pub kind: WorkloadKind,
     /// Alternatives per node, canonical names (`H100:8`).
     pub accelerators: Vec<String>,
     pub nodes: u32,
@@ -310,6 +315,14 @@ fn check_depth(text: &str, file: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+fn kind_train() -> WorkloadKind {
+    WorkloadKind::Train
+}
+
+fn is_train(k: &WorkloadKind) -> bool {
+    *k == WorkloadKind::Train
+}
+
 fn spot_never() -> SpotPolicy {
     SpotPolicy::Never
 }
@@ -450,14 +463,20 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
     if let Some(problem) = crate::text::name_problem(&name) {
         return Err(e("name", problem));
     }
-    if let Some(k) = &w.kind {
-        if !["train", "batch", "serve"].contains(&k.as_str()) {
+    let kind = match w.kind.as_deref() {
+        None | Some("train") => WorkloadKind::Train,
+        Some("batch") => WorkloadKind::Batch,
+        Some("serve") => WorkloadKind::Serve,
+        Some(k) => {
             return Err(e(
                 "kind",
-                format!("unknown kind '{k}' (known: train, batch, serve)"),
-            ));
+                format!(
+                    "unknown kind '{}' (known: train, batch, serve)",
+                    k.chars().take(64).collect::<String>()
+                ),
+            ))
         }
-    }
+    };
     let place = placement_fields(
         names,
         w.accelerators,
@@ -612,6 +631,7 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
     Ok(JobRequest {
         recovery,
         name,
+        kind,
         accelerators,
         nodes,
         priority,

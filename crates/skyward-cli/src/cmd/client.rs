@@ -45,6 +45,15 @@ pub struct StatusArgs {
     /// Only workloads in this state.
     #[arg(long)]
     pub state: Option<String>,
+    /// Only workloads of this kind (train, batch, serve).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this team's workloads.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only workloads placed (now or last) on this provider's sites.
+    #[arg(long)]
+    pub provider: Option<String>,
     /// How many (most recent first).
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -241,6 +250,20 @@ pub fn submit(a: &SubmitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A query parameter's value, percent-encoded: a value with `&` or `=`
+/// stays one value.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn ms_to_text(ms: &Value) -> String {
     match ms.as_i64() {
         Some(m) => skyward_ledger::time::Timestamp(m.div_euclid(1000)).to_string(),
@@ -412,8 +435,15 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
         }
         None => {
             let mut path = format!("/v1/workloads?limit={}", a.limit.clamp(1, 1000));
-            if let Some(st) = &a.state {
-                path.push_str(&format!("&state={st}"));
+            for (name, value) in [
+                ("state", &a.state),
+                ("kind", &a.kind),
+                ("team", &a.team),
+                ("provider", &a.provider),
+            ] {
+                if let Some(v) = value {
+                    path.push_str(&format!("&{name}={}", query_value(v)));
+                }
             }
             let v = get(&rt, &c, &path)?;
             match a.conn.output {
@@ -423,6 +453,7 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                         "id>",
                         "name",
                         "team",
+                        "kind",
                         "state",
                         "exit>",
                         "site",
@@ -435,6 +466,7 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                             s(&w["id"]),
                             s(&w["name"]),
                             s(&w["team"]),
+                            s(&w["kind"]),
                             s(&w["state"]),
                             s(&w["exit_code"]),
                             s(&w["site"]),
