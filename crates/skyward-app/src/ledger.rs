@@ -397,3 +397,113 @@ pub async fn burndown(
     let at = resolve_at(at, data.last)?;
     Ok((at.date_string(), burndowns(&contracts, at, &data.days)))
 }
+
+/// Most commitments [`use_over_time`] gives series for (the ones with
+/// the most committed money first); the rest are counted.
+pub const USE_SERIES_MAX: usize = 32;
+
+/// One day of a commitment seen in the data (FOCUS Used/Unused rows).
+#[derive(Debug, Clone, Serialize)]
+pub struct UseDay {
+    pub day: i64,
+    /// Used ÷ (used + unused); None on a day with neither.
+    pub utilisation: Option<f64>,
+    /// Covered on-demand-equivalent ÷ (covered + on-demand cost of the
+    /// usage it could cover), as in the ledger's status.
+    pub coverage: Option<f64>,
+    pub used_usd: f64,
+    pub unused_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitmentUse {
+    /// Its contract's name when a contract names its id, else the id.
+    pub name: String,
+    pub commitment_id: String,
+    pub provider: String,
+    pub days: Vec<UseDay>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SavingsRate {
+    pub provider: String,
+    /// (first day of the week, 1 − Σ EffectiveCost ÷ Σ ListCost of usage).
+    pub weeks: Vec<(i64, f64)>,
+}
+
+/// Utilisation and coverage over time: what the report and the
+/// dashboard chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct UseOverTime {
+    pub commitments: Vec<CommitmentUse>,
+    /// Commitments in the data left out past [`USE_SERIES_MAX`].
+    pub commitments_not_shown: usize,
+    pub savings_rate: Vec<SavingsRate>,
+}
+
+/// Day by day, every commitment seen in the data before `at` (at most
+/// [`USE_SERIES_MAX`], those with the most used + unused first), and each
+/// provider's weekly effective savings rate.
+pub fn use_over_time(contracts: &[Contract], at: Timestamp, days: &[DayRow]) -> UseOverTime {
+    use skyward_ledger::status::{commitment_days, data_commitments, savings_rate_weekly};
+    let before: Vec<DayRow> = days.iter().filter(|r| r.day < at.day()).cloned().collect();
+    let mut found = data_commitments(contracts, at, &before);
+    found.sort_by(|a, b| {
+        (b.used + b.unused)
+            .cmp(&(a.used + a.unused))
+            .then_with(|| a.commitment_id.cmp(&b.commitment_id))
+    });
+    let not_shown = found.len().saturating_sub(USE_SERIES_MAX);
+    found.truncate(USE_SERIES_MAX);
+    let commitments = found
+        .iter()
+        .map(|f| CommitmentUse {
+            name: f
+                .contract
+                .clone()
+                .unwrap_or_else(|| f.commitment_id.clone()),
+            commitment_id: f.commitment_id.clone(),
+            provider: f.provider.clone(),
+            days: commitment_days(&f.provider, &f.commitment_id, &before)
+                .iter()
+                .map(|d| UseDay {
+                    day: d.day,
+                    utilisation: d.utilisation(),
+                    coverage: d.coverage(),
+                    used_usd: d.used.as_f64(),
+                    unused_usd: d.unused.as_f64(),
+                })
+                .collect(),
+        })
+        .collect();
+    let providers: std::collections::BTreeSet<&str> = before
+        .iter()
+        .filter(|r| r.category == "Usage")
+        .map(|r| r.provider.as_str())
+        .collect();
+    let savings_rate = providers
+        .into_iter()
+        .map(|p| SavingsRate {
+            provider: p.to_string(),
+            weeks: savings_rate_weekly(p, &before),
+        })
+        .filter(|s| !s.weeks.is_empty())
+        .collect();
+    UseOverTime {
+        commitments,
+        commitments_not_shown: not_shown,
+        savings_rate,
+    }
+}
+
+/// [`use_over_time`] for the ledger in `store` at `at` (the data's last
+/// day when None), with the day it is at.
+pub async fn use_over_time_at(
+    store: &Store,
+    at: Option<&str>,
+) -> Result<(String, UseOverTime), AppError> {
+    let (contracts, _) = contracts_for(store, None).await?;
+    let data = load(store, &contracts).await?;
+    let at = resolve_at(at, data.last)?;
+    Ok((at.date_string(), use_over_time(&contracts, at, &data.days)))
+}

@@ -93,7 +93,7 @@ enum Command {
     /// Cancel a workload (stops it where it runs).
     Cancel(cmd::client::IdArgs),
     /// Sites: capacity, use, price, region attributes.
-    Sites(cmd::client::ListArgs),
+    Sites(cmd::client::SitesArgs),
     /// Pending workloads in scheduling order, with the reasons they wait.
     Queue(cmd::client::ListArgs),
     /// Usage records (accelerator-hours × price per run); `--format focus`

@@ -24,10 +24,15 @@ use skyward_ledger::time::Timestamp;
 use std::process::Command;
 use webdriver::Browser;
 
-const HEADER: &str = "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,RegionId,PricingCategory\n";
+const HEADER: &str = "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost,EffectiveCost,ListCost,ProviderName,RegionId,PricingCategory,ServiceName,CommitmentDiscountId,CommitmentDiscountStatus\n";
 
 /// Days of Azure usage billed at $100 a day ($125 list), up to yesterday.
 const HISTORY_DAYS: i64 = 120;
+/// The last days also have a prepaid savings plan `sp-1` in the same
+/// service: $30 a day used (covering $40 of list), $10 unused, billed
+/// nothing (its purchase is elsewhere), so the burn-down is unchanged.
+/// By hand: utilisation 30 / 40 = 75 %, coverage 40 / (40 + 125).
+const PLAN_DAYS: i64 = 14;
 
 fn today() -> i64 {
     Timestamp(
@@ -45,10 +50,19 @@ fn bill(today: i64) -> String {
         let day = Timestamp(d * 86_400);
         let month = day.month_start().date_string();
         s.push_str(&format!(
-            "{month}T00:00:00Z,{}T00:00:00Z,{}T00:00:00Z,Usage,100,100,125,Microsoft,eastus,Standard\n",
+            "{month}T00:00:00Z,{}T00:00:00Z,{}T00:00:00Z,Usage,100,100,125,Microsoft,eastus,Standard,Virtual Machines,,\n",
             day.date_string(),
             Timestamp((d + 1) * 86_400).date_string()
         ));
+        if d >= today - PLAN_DAYS {
+            for (effective, list, status) in [("30", "40", "Used"), ("10", "0", "Unused")] {
+                s.push_str(&format!(
+                    "{month}T00:00:00Z,{}T00:00:00Z,{}T00:00:00Z,Usage,0,{effective},{list},Microsoft,eastus,Committed,Virtual Machines,sp-1,{status}\n",
+                    day.date_string(),
+                    Timestamp((d + 1) * 86_400).date_string()
+                ));
+            }
+        }
     }
     s
 }
@@ -313,6 +327,115 @@ fn dashboard_api(database_url: Option<&str>) {
         401
     );
 
+    // Heartbeats: every local site was heard from just now.
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let sites = call(&rt, &c, "GET", "/v1/sites", None, &[]).json().unwrap();
+    for s in sites["items"].as_array().unwrap() {
+        let t = s["last_heartbeat_ms"].as_i64().unwrap_or(0);
+        assert!((now_ms() - t).abs() < 30_000, "{s}");
+    }
+    // Health history: none yet; a 2-second drill of one site is recorded
+    // (drill, down with why, up again with how long), stored, newest
+    // first, and filtered by site.
+    let events = |q: &str| -> Value {
+        let r = call(&rt, &c, "GET", &format!("/v1/sites/events{q}"), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        r.json().unwrap()
+    };
+    assert_eq!(events("")["items"], json!([]));
+    let target = names[1].as_str().unwrap().to_string();
+    let r = call(
+        &rt,
+        &c,
+        "POST",
+        "/v1/drills",
+        Some(&json!({"site": target, "duration": "2s"}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.error_text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let got = loop {
+        let v = events("");
+        if v["items"].as_array().unwrap().len() >= 3 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let kinds: Vec<(&str, &str)> = got["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["site"].as_str().unwrap(), e["event"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(&*target, "up"), (&*target, "down"), (&*target, "drill")],
+        "{got}"
+    );
+    let items = got["items"].as_array().unwrap();
+    assert!(
+        items[1]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("taken out by an outage drill"),
+        "{got}"
+    );
+    assert!(
+        items[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("back: heard again after"),
+        "{got}"
+    );
+    let down_ms = items[0]["at_ms"].as_i64().unwrap() - items[1]["at_ms"].as_i64().unwrap();
+    assert!((1_900..15_000).contains(&down_ms), "{down_ms} {got}");
+    // The CLI's table of the same.
+    let table = run_ok(&server, &admin, &["sites", "--events", "--site", &target]);
+    assert!(
+        table.contains("drill")
+            && table.contains("taken out by an outage drill")
+            && table.contains("back: heard again"),
+        "{table}"
+    );
+    let table = run_ok(&server, &admin, &["sites"]);
+    assert!(
+        table.contains("heard") && table.contains("s ago"),
+        "{table}"
+    );
+    let other = names[0].as_str().unwrap();
+    assert_eq!(events(&format!("?site={other}"))["items"], json!([]));
+    assert_eq!(
+        events(&format!("?site={target}&limit=1"))["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad = call(&rt, &c, "GET", "/v1/sites/events?site=nowhere", None, &[]);
+    assert_eq!(bad.status, 400, "{}", bad.error_text());
+    assert!(
+        bad.error_text().contains("(field: site)"),
+        "{}",
+        bad.error_text()
+    );
+    assert_eq!(
+        call(
+            &rt,
+            &server.client(None),
+            "GET",
+            "/v1/sites/events",
+            None,
+            &[]
+        )
+        .status,
+        401
+    );
+
     // summary: counts per state, by the store; a read token of another
     // team sees none of this team's work.
     let s = call(&rt, &c, "GET", "/v1/summary", None, &[])
@@ -385,6 +508,56 @@ fn dashboard_api(database_url: Option<&str>) {
         (st_burned - last).abs() < 0.005,
         "{st_burned} vs {last}: {st}"
     );
+    // Utilisation and coverage over time, against the bill's figures by
+    // hand: sp-1 on each of its 14 days 75 % used and covering 40 of
+    // 165; Azure's weekly savings rate 1 - 100/125 = 20 % before it.
+    let u = call(&rt, &c, "GET", "/v1/ledger/utilisation", None, &[])
+        .json()
+        .unwrap();
+    let sp = &u["commitments"][0];
+    assert_eq!(
+        (sp["commitment_id"].as_str(), sp["provider"].as_str()),
+        (Some("sp-1"), Some("azure")),
+        "{u}"
+    );
+    let days = sp["days"].as_array().unwrap();
+    assert_eq!(days.len() as i64, PLAN_DAYS, "{u}");
+    assert_eq!(days[0]["day"].as_i64(), Some(today() - PLAN_DAYS), "{u}");
+    for d in days {
+        assert!(
+            (d["utilisation"].as_f64().unwrap() - 0.75).abs() < 1e-9,
+            "{d}"
+        );
+        assert!(
+            (d["coverage"].as_f64().unwrap() - 40.0 / 165.0).abs() < 1e-9,
+            "{d}"
+        );
+        assert_eq!(d["unused_usd"].as_f64(), Some(10.0), "{d}");
+    }
+    // (The runs' own usage is in the ledger too, under their provider.)
+    let rate = u["savings_rate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == "azure")
+        .unwrap();
+    let first = rate["weeks"][0][1].as_f64().unwrap();
+    assert!((first - 0.2).abs() < 1e-9, "{u}");
+    let bad = call(&rt, &c, "GET", "/v1/ledger/utilisation?at=soon", None, &[]);
+    assert_eq!(bad.status, 422, "{}", bad.error_text());
+    assert_eq!(
+        call(
+            &rt,
+            &server.client(None),
+            "GET",
+            "/v1/ledger/utilisation",
+            None,
+            &[]
+        )
+        .status,
+        401
+    );
+
     // A bad date is refused naming the parameter (422, as for the status);
     // an unknown parameter is a 400.
     let bad = call(
@@ -858,11 +1031,51 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
             .any(|c| c["title"] == "Accelerators in use over time"),
         "{charts:?}"
     );
+    // An outage rehearsed from the page (admin): a confirming second
+    // click; the site's drill, down and back appear in its history.
+    b.click("#drill");
+    b.wait(
+        "the drill asks to confirm",
+        10,
+        "return document.getElementById('drill').textContent.startsWith('Confirm');",
+        json!([]),
+    );
+    b.eval(
+        "document.querySelector('#drill-form input[name=duration]').value = '2s'; return true;",
+        json!([]),
+    );
+    b.click("#drill");
+    b.wait(
+        "the drill, the site down and back in the history",
+        40,
+        "const t = document.querySelector('#events-h'); if (!t) return false; const x = t.parentElement.innerText; return x.includes('outage drill') && x.includes('back: heard again');",
+        json!([]),
+    );
+    let said = b.eval(
+        "return document.getElementById('drill-result').innerText;",
+        json!([]),
+    );
+    assert!(said.as_str().unwrap().contains("Drill started"), "{said}");
     shoot(&b, "sites", &shots);
 
     // The commitment's burn-down: its straight line, floors and band.
     open(&b, &base, "#/commitments", "commitments");
-    let charts = check_charts(&b, "commitments", 1);
+    let charts = check_charts(&b, "commitments", 4);
+    // Utilisation and coverage over time: sp-1's 14 days, and the weekly
+    // savings rate (each chart checked for title, axes and data above).
+    for title in [
+        "Commitment utilisation by day",
+        "Commitment coverage by day",
+        "Effective savings rate by week",
+    ] {
+        let c = charts
+            .iter()
+            .find(|c| c["title"] == title)
+            .unwrap_or_else(|| panic!("{title}: {charts:?}"));
+        if title.starts_with("Commitment") {
+            assert_eq!(c["points"].as_i64(), Some(PLAN_DAYS), "{c}");
+        }
+    }
     assert!(
         charts[0]["title"]
             .as_str()

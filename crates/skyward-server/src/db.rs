@@ -97,6 +97,28 @@ pub struct NewWorkload {
     pub kind: String,
 }
 
+/// Site health events kept (the newest).
+pub const SITE_EVENTS_KEPT: i64 = 100_000;
+
+/// A site's health event to store: `down` (lost or taken out), `up`
+/// (heard again), `drill` (an outage rehearsal started).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteEvent {
+    pub at_ms: i64,
+    pub site: String,
+    pub event: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteEventRow {
+    pub id: i64,
+    pub at_ms: i64,
+    pub site: String,
+    pub event: String,
+    pub detail: String,
+}
+
 /// A token to store: only its hash.
 #[derive(Debug, Clone)]
 pub struct NewToken<'a> {
@@ -951,6 +973,62 @@ impl Db {
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| workload_row(r).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Appends sites' health events (lost, back, drill) and keeps the
+    /// newest [`SITE_EVENTS_KEPT`].
+    pub async fn site_events_add(&self, events: &[SiteEvent]) -> Result<(), DbError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO site_events (at_ms, site, event, detail) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(e.at_ms)
+            .bind(e.site.as_str())
+            .bind(e.event)
+            .bind(e.detail.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM site_events WHERE id <= (SELECT MAX(id) FROM site_events) - $1")
+            .bind(SITE_EVENTS_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sites' health events, newest first, before the cursor (an id), of
+    /// one site if given.
+    pub async fn site_events(
+        &self,
+        site: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<SiteEventRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, site, event, detail FROM site_events WHERE ($1 = '' OR site = $2) AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(site.unwrap_or(""))
+        .bind(site.unwrap_or(""))
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SiteEventRow {
+                    id: r.try_get("id")?,
+                    at_ms: r.try_get("at_ms")?,
+                    site: r.try_get("site")?,
+                    event: r.try_get("event")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
             .collect()
     }
 

@@ -190,6 +190,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/workloads/{id}/logs", get(logs))
         .route("/v1/sites", get(sites))
         .route("/v1/sites/history", get(site_history))
+        .route("/v1/sites/events", get(site_events))
         .route("/v1/queue", get(queue))
         .route("/v1/usage", get(usage))
         .route("/v1/tokens", post(create_token).get(list_tokens))
@@ -214,6 +215,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/ledger/burndown",
             get(crate::http_ledger::ledger_burndown),
+        )
+        .route(
+            "/v1/ledger/utilisation",
+            get(crate::http_ledger::ledger_utilisation),
         )
         .route(
             "/v1/ledger/analyze",
@@ -1448,6 +1453,7 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
                 "accelerators_used": g.map(|g| g.accelerators_used),
                 "running": g.map(|g| g.running),
                 "up": g.map(|g| g.alive),
+                "last_heartbeat_ms": g.and_then(|g| g.last_heartbeat_ms),
                 "price_basis": s.price_basis.as_str(),
                 "price_usd_per_accelerator_hour": s.spec.price_usd_per_accelerator_hour.as_f64(),
                 "price_source": s.price_source,
@@ -1463,6 +1469,35 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
         StatusCode::OK,
         &json!({"items": items, "leader": app.metrics.leader.load(std::sync::atomic::Ordering::Relaxed) == 1}),
     ))
+}
+
+/// `GET /v1/sites/events`: sites' health history, newest first: lost
+/// (and why), back, and outage drills.
+async fn site_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["site", "limit", "cursor"])?;
+    if let Some(s) = p.get("site") {
+        if !app.sites.iter().any(|x| x.spec.name == *s) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("no site '{}'", s.chars().take(64).collect::<String>()),
+            )
+            .field("site"));
+        }
+    }
+    let limit = page_limit(&p)?;
+    let cursor = num_param(&p, "cursor", i64::MAX as u64)?.map(|c| c as i64);
+    let rows = app
+        .db
+        .site_events(p.get("site").map(String::as_str), cursor, limit as i64 + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(page(rows, limit, |e| e.id.to_string()))
 }
 
 /// Sites' use over the last day, sampled by this replica while it leads

@@ -568,6 +568,29 @@ pub async fn ledger_burndown(
     .await
 }
 
+/// `GET /v1/ledger/utilisation`: day by day utilisation and coverage of
+/// the commitments seen in the data, and each provider's weekly effective
+/// savings rate (the dashboard's commitments-over-time charts).
+pub async fn ledger_utilisation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    authorize(&app, &headers, Scope::Read).await?;
+    let at = at_param(q)?;
+    let key = format!("utilisation?{}", at.as_deref().unwrap_or(""));
+    kept_answer(&app, key, async {
+        let (at, u) = answer(&app, async move |s| {
+            skyward_app::ledger::use_over_time_at(&s, at.as_deref()).await
+        })
+        .await?;
+        let mut v = serde_json::to_value(u).map_err(ApiError::internal)?;
+        v["at"] = json!(at);
+        Ok(v)
+    })
+    .await
+}
+
 pub async fn ledger_imports(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     authorize(&app, &headers, Scope::Read).await?;
     let items = app

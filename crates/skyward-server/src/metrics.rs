@@ -70,6 +70,69 @@ pub struct SiteGauge {
     pub accelerators: u32,
     pub running: u32,
     pub alive: bool,
+    /// When it was last heard from (its heartbeat), if ever.
+    pub last_heartbeat_ms: Option<i64>,
+}
+
+/// A site's state at the last look: up, its runs then, since when.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteLook {
+    pub up: bool,
+    pub running: u32,
+    pub since_ms: i64,
+}
+
+/// The health events between the last look (`seen`, updated) and
+/// `gauges` at `now_ms`: a site that went down (taken out by a drill
+/// when `drill_until` says so, else lost: not heard within the heartbeat
+/// timeout) or came back. A site seen for the first time is only noted.
+pub fn health_changes(
+    seen: &mut std::collections::BTreeMap<String, SiteLook>,
+    gauges: &[SiteGauge],
+    now_ms: i64,
+    drill_until: impl Fn(&str) -> Option<i64>,
+) -> Vec<crate::db::SiteEvent> {
+    let mut out = Vec::new();
+    let ago = |t: i64| skyward_executor::local::human_ms(now_ms.saturating_sub(t).max(0) as u64);
+    for g in gauges {
+        let look = SiteLook {
+            up: g.alive,
+            running: g.running,
+            since_ms: now_ms,
+        };
+        let Some(before) = seen.get_mut(&g.site) else {
+            seen.insert(g.site.clone(), look);
+            continue;
+        };
+        if before.up == g.alive {
+            before.running = g.running;
+            continue;
+        }
+        let detail = if g.alive {
+            format!("back: heard again after {} down", ago(before.since_ms))
+        } else {
+            let why = match (drill_until(&g.site), g.last_heartbeat_ms) {
+                (Some(until), _) => format!(
+                    "taken out by an outage drill for {}",
+                    skyward_executor::local::human_ms(until.saturating_sub(now_ms).max(0) as u64)
+                ),
+                (None, Some(t)) => format!("lost: not heard from for {}", ago(t)),
+                (None, None) => "lost: never heard from".to_string(),
+            };
+            format!(
+                "{why}; {} run(s) there at the last look are requeued",
+                before.running
+            )
+        };
+        out.push(crate::db::SiteEvent {
+            at_ms: now_ms,
+            site: g.site.clone(),
+            event: if g.alive { "up" } else { "down" },
+            detail,
+        });
+        *before = look;
+    }
+    out
 }
 
 /// Sites' use over time, kept by the leading replica in memory for the
@@ -377,7 +440,49 @@ mod history_tests {
             accelerators: 8,
             running: 0,
             alive: true,
+            last_heartbeat_ms: Some(0),
         }
+    }
+
+    /// Down (lost, or by a drill) and back, each once, with the runs
+    /// there at the last look and how long it was down; the first look
+    /// and an unchanged site say nothing.
+    #[test]
+    fn health_changes_say_when_a_site_went_down_why_and_when_it_came_back() {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut a = gauge("a", 2);
+        a.running = 3;
+        let mut b = gauge("b", 0);
+        assert!(health_changes(&mut seen, &[a.clone(), b.clone()], 1_000, |_| None).is_empty());
+        assert!(health_changes(&mut seen, &[a.clone(), b.clone()], 2_000, |_| None).is_empty());
+        // a lost its heartbeat (last heard at 2 s, now 20 s); b drilled
+        // until 80 s.
+        a.alive = false;
+        a.last_heartbeat_ms = Some(2_000);
+        b.alive = false;
+        let e = health_changes(&mut seen, &[a.clone(), b.clone()], 20_000, |s| {
+            (s == "b").then_some(80_000)
+        });
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e[0].site.as_str(), e[0].event), ("a", "down"));
+        assert_eq!(
+            e[0].detail,
+            "lost: not heard from for 18s; 3 run(s) there at the last look are requeued"
+        );
+        assert_eq!((e[1].site.as_str(), e[1].event), ("b", "down"));
+        assert!(
+            e[1].detail
+                .starts_with("taken out by an outage drill for 1m"),
+            "{e:?}"
+        );
+        assert!(health_changes(&mut seen, &[a.clone(), b.clone()], 30_000, |_| None).is_empty());
+        a.alive = true;
+        let e = health_changes(&mut seen, &[a, b], 95_000, |_| None);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].event, e[0].detail.as_str()),
+            ("up", "back: heard again after 1m15s down")
+        );
     }
 
     /// Samples 10 s apart at most, the last day kept, a new set of sites

@@ -366,6 +366,13 @@ struct Leading<'a> {
     drills: BTreeMap<String, Millis>,
     /// Workloads moved by a drill (the note of their requeue says so).
     drilled: BTreeMap<WorkloadId, String>,
+    /// When each site was last heard from (a heartbeat).
+    last_heard: BTreeMap<String, Millis>,
+    /// Whether each site was up at the last look, and its runs then:
+    /// a change is a health event.
+    was_up: BTreeMap<String, crate::metrics::SiteLook>,
+    /// Health events not stored yet.
+    site_events: Vec<crate::db::SiteEvent>,
     /// Workloads with checkpoint stores.
     ckpt: BTreeMap<WorkloadId, skyward_model::CheckpointStore>,
     /// The variables of a dispatch's checkpoint store, from its round's
@@ -555,6 +562,9 @@ impl Runtime {
             preempted_for: BTreeMap::new(),
             drills: BTreeMap::new(),
             drilled: BTreeMap::new(),
+            last_heard: BTreeMap::new(),
+            was_up: BTreeMap::new(),
+            site_events: Vec::new(),
         };
         // Sites register with the runs they still have; runs that ended or
         // vanished while no scheduler watched are settled.
@@ -836,6 +846,7 @@ impl Leading<'_> {
                     // Taken out by a drill: not heard from until it ends.
                     let _ = ex.heard(now);
                 } else if let Some(at) = ex.heard(now) {
+                    self.last_heard.insert(name.clone(), at);
                     let _ = self
                         .core
                         .handle(at, Input::Heartbeat { site: name.clone() });
@@ -858,6 +869,10 @@ impl Leading<'_> {
                 }
             }
             self.publish();
+            if !self.site_events.is_empty() {
+                rt.db.site_events_add(&self.site_events).await?;
+                self.site_events.clear();
+            }
             rt.metrics.cycle_us_last.store(
                 rt.clock.now_ms().saturating_sub(started) * 1000,
                 Ordering::Relaxed,
@@ -917,6 +932,16 @@ impl Leading<'_> {
             }
             self.drills
                 .insert(s.clone(), now.saturating_add(duration_ms));
+            let runs = moved.iter().filter(|m| m.from == *s).count();
+            self.site_events.push(crate::db::SiteEvent {
+                at_ms: now as i64,
+                site: s.clone(),
+                event: "drill",
+                detail: format!(
+                    "outage drill: taken out for {}; {runs} run(s) there stopped and requeued",
+                    skyward_executor::local::human_ms(duration_ms)
+                ),
+            });
             let _ = self.core.handle(now, Input::TakeOut { site: s.clone() });
             eprintln!(
                 "skyward: drill: site {s} taken out for {}",
@@ -1381,7 +1406,7 @@ impl Leading<'_> {
     }
 
     /// Gauges for /metrics.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let rt = self.rt;
         rt.metrics
             .queue_depth
@@ -1401,12 +1426,21 @@ impl Leading<'_> {
                     .get(&name)
                     .map(|e| e.running().len() as u32)
                     .unwrap_or(0),
+                last_heartbeat_ms: self.last_heard.get(&name).map(|t| *t as i64),
                 site: name,
                 accelerators_used: used,
                 accelerators: cap,
                 alive,
             })
             .collect();
+        let drills = &self.drills;
+        let events = crate::metrics::health_changes(
+            &mut self.was_up,
+            &gauges,
+            rt.clock.now_ms() as i64,
+            |s| drills.get(s).map(|t| *t as i64),
+        );
+        self.site_events.extend(events);
         if let Ok(mut h) = rt.metrics.site_history.lock() {
             h.record(
                 rt.clock.now_ms() as i64,

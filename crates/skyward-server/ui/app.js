@@ -586,7 +586,8 @@ function siteHistoryCharts(hist) {
 }
 
 async function sites() {
-  const [data, hist] = await Promise.all([api("/v1/sites"), api("/v1/sites/history")]);
+  const [data, hist, events] = await Promise.all([api("/v1/sites"), api("/v1/sites/history"), api("/v1/sites/events?limit=" + PAGE_SIZE)]);
+  const now = Date.now();
   return [
     h("h1", {}, "Sites"),
     charts(figure(barChart({
@@ -602,14 +603,57 @@ async function sites() {
       categories: data.items.map((x) => x.name),
       series: [{ name: "price", values: data.items.map((x) => x.price_usd_per_accelerator_hour || 0), color: "#8e44ad" }],
     }))),
-    table("Sites", ["site", "provider", "region", "accelerator", "capacity>", "in use>", "running>", "health", "price basis", "$/acc-h>", "executor"],
+    table("Sites", ["site", "provider", "region", "accelerator", "capacity>", "in use>", "running>", "health", "last heartbeat", "price basis", "$/acc-h>", "executor"],
       data.items.map((x) => [x.name, x.provider, x.region, x.accelerator, String(x.accelerators), String(x.accelerators_used ?? "-"),
         String(x.running ?? "-"), x.up === false ? h("span", { class: "state state-failed" }, "down") : (x.up ? h("span", { class: "state state-succeeded" }, "up") : "unknown"),
+        x.last_heartbeat_ms ? ago(x.last_heartbeat_ms, now) : "never",
         x.price_basis, usd(x.price_usd_per_accelerator_hour), x.executor])),
     h("p", { class: "note" }, data.leader ? "This replica leads: figures are live." : "This replica does not lead: in-use figures come from the leader's last report."),
     h("h2", {}, "Over time"),
     siteHistoryCharts(hist),
+    h("section", { "aria-labelledby": "events-h" },
+      h("h2", { id: "events-h" }, "Health, failovers and drills"),
+      table("Site events, newest first", ["time (UTC)", "site", "event", "what happened"],
+        events.items.map((e) => [new Date(e.at_ms).toISOString().slice(0, 19).replace("T", " "), e.site,
+          h("span", { class: "state " + (e.event === "up" ? "state-succeeded" : "state-failed") }, e.event), e.detail]),
+        "No site has gone down or been drilled.")),
+    state.who && state.who.scope === "admin" ? drillForm(data.items) : null,
   ];
+}
+
+// Admin: rehearse an outage from the page (POST /v1/drills), with a
+// confirming second click; the answer lists the runs stopped.
+function drillForm(items) {
+  const result = h("div", { id: "drill-result", "aria-live": "polite" });
+  const button = h("button", { type: "submit", id: "drill" }, "Start drill");
+  const form = h("form", { class: "filters", id: "drill-form", onsubmit: async (e) => {
+    e.preventDefault();
+    if (button.dataset.armed !== "1") {
+      button.dataset.armed = "1";
+      button.textContent = "Confirm: take it out";
+      state.edited = true;
+      return;
+    }
+    const f = new FormData(e.currentTarget);
+    button.disabled = true;
+    try {
+      const r = await api("/v1/drills", { method: "POST", json: { site: String(f.get("site")), duration: String(f.get("duration")).trim() } });
+      state.flash = { drill: `Drill started: ${r.sites.join(", ")} out until ${new Date(r.until_ms).toISOString().slice(11, 19)} UTC; ${r.moved.length} run(s) moved.` };
+      state.edited = false;
+      refresh(true);
+    } catch (err) {
+      if (err.status !== 401) result.replaceChildren(h("p", { class: "error", role: "alert" }, "Refused: " + err.message));
+      button.disabled = false;
+    }
+  } },
+  h("label", {}, "Site ", h("select", { name: "site" }, items.map((x) => h("option", { value: x.name }, x.name)))),
+  h("label", {}, "Duration ", h("input", { name: "duration", value: "5m", size: 6, required: true })),
+  button);
+  const flash = state.flash && state.flash.drill;
+  if (flash) result.append(h("p", {}, flash));
+  return h("section", { "aria-labelledby": "drill-h" }, h("h2", { id: "drill-h" }, "Rehearse an outage"),
+    h("p", { class: "note" }, "Takes the site out: its runs stop and are requeued elsewhere, resuming from their checkpoints; it takes work again when the time is up."),
+    form, result);
 }
 
 // How much to commit next: the ledger's recommendation for an hourly
@@ -648,10 +692,11 @@ function recommendSection(status) {
 
 async function commitments() {
   const summary = await api("/v1/summary");
-  const [ledger, live, inv] = await Promise.all([
+  const [ledger, live, inv, use] = await Promise.all([
     loadLedger(summary),
     api("/v1/commitments").catch((e) => ({ error: e.message })),
     hasLedger(summary) ? api("/v1/ledger/inventory").catch((e) => ({ error: e.message })) : null,
+    hasLedger(summary) ? api("/v1/ledger/utilisation").catch((e) => ({ error: e.message })) : null,
   ]);
   if (!ledger.status) {
     return [h("h1", {}, "Commitments"), h("p", { class: "empty" }, "No ledger yet: " + ledger.error)];
@@ -665,6 +710,7 @@ async function commitments() {
   });
   out.push(table("Status", ["commitment", "provider", "kind", "committed>", "burned / used>", "burned %>", "forecast P50>", "expected shortfall>", "ends"], rows));
   out.push(charts(ledger.burn.items.map((b) => figure(burndownChart(b), `Burned to ${dayString(b.at_day)}; the straight line reaches the commitment at the term's end.`))));
+  if (use && use.commitments) out.push(...useOverTime(use));
   if (inv && inv.items) {
     out.push(h("h2", {}, "Inventory and expiry calendar"));
     out.push(table("Inventory", ["commitment", "kind", "provider", "start", "ends", "days left>", "utilisation>"],
@@ -676,6 +722,46 @@ async function commitments() {
     out.push(liveTable(live));
   }
   out.push(recommendSection(ledger.status));
+  return out;
+}
+
+// Utilisation and coverage of the commitments in the bills, day by day,
+// and each provider's effective savings rate by week.
+function useOverTime(u) {
+  const out = [h("h2", {}, "Utilisation and coverage over time")];
+  const pct = (pts) => pts.filter((p) => p[1] !== null && p[1] !== undefined).map((p) => [p[0], 100 * p[1]]);
+  const figs = [];
+  if (u.commitments.length) {
+    const per = (field) => u.commitments.map((c) => ({ name: `${c.name} (${c.provider})`, points: pct(c.days.map((d) => [d.day, d[field]])) }));
+    figs.push(figure(lineChart({
+      title: "Commitment utilisation by day", xTitle: "date (UTC)", yTitle: "utilisation (%)", series: per("utilisation"),
+    }), "Used ÷ (used + unused), from the bills' Used and Unused rows."));
+    figs.push(figure(lineChart({
+      title: "Commitment coverage by day", xTitle: "date (UTC)", yTitle: "coverage (%)", series: per("coverage"),
+    }), "Covered on-demand equivalent ÷ (covered + on-demand cost of the usage it could cover)."));
+  }
+  const rates = u.savings_rate.filter((r) => r.weeks.length);
+  if (rates.length) {
+    figs.push(figure(lineChart({
+      title: "Effective savings rate by week", xTitle: "week starting (UTC)", yTitle: "savings rate (%)",
+      series: rates.map((r) => ({ name: r.provider, points: r.weeks.map((w) => [w[0], 100 * Math.max(0, w[1])]) })),
+    }), "1 − effective cost ÷ list cost of each provider's usage."));
+  }
+  if (figs.length) out.push(charts(figs));
+  if (u.commitments.length) {
+    out.push(table("Commitments in the bills", ["commitment", "provider", "days>", "utilisation>", "coverage>", "unused>"],
+      u.commitments.map((c) => {
+        const used = c.days.reduce((a, d) => a + d.used_usd, 0), unused = c.days.reduce((a, d) => a + d.unused_usd, 0);
+        const last = c.days[c.days.length - 1] || {};
+        return [c.name, c.provider, String(c.days.length),
+          used + unused > 0 ? (100 * used / (used + unused)).toFixed(1) + "%" : "-",
+          last.coverage !== null && last.coverage !== undefined ? (100 * last.coverage).toFixed(1) + "% (last day)" : "-",
+          usd(unused)];
+      })));
+    if (u.commitments_not_shown) out.push(h("p", { class: "note" }, `${u.commitments_not_shown} smaller commitments not shown.`));
+  } else {
+    out.push(h("p", { class: "empty" }, "No commitment (CommitmentDiscountId) in the imported bills yet."));
+  }
   return out;
 }
 

@@ -86,6 +86,21 @@ pub struct ListArgs {
     pub conn: Conn,
 }
 
+#[derive(Args)]
+pub struct SitesArgs {
+    /// The sites' health history instead, newest first: lost (and why),
+    /// back, outage drills.
+    #[arg(long)]
+    pub events: bool,
+    /// With --events: one site's only.
+    #[arg(long, requires = "events")]
+    pub site: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum UsageFormat {
     Table,
@@ -608,10 +623,41 @@ pub fn commitments(a: &Conn) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn sites(a: &ListArgs) -> Result<(), CliError> {
+pub fn sites(a: &SitesArgs) -> Result<(), CliError> {
     let c = connect(&a.conn)?;
     let rt = crate::cmd::ledger::runtime()?;
+    if a.events {
+        let mut path = format!("/v1/sites/events?limit={}", a.limit.clamp(1, 1000));
+        if let Some(s) = &a.site {
+            path.push_str(&format!("&site={}", query_value(s)));
+        }
+        let v = get(&rt, &c, &path)?;
+        match a.conn.output {
+            Output::Json => outln!("{}", json(&v)?),
+            Output::Table => {
+                let mut t = Table::new(&["time", "site", "event", "what happened"]);
+                for e in v["items"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        ms_to_text(&e["at_ms"]),
+                        s(&e["site"]),
+                        s(&e["event"]),
+                        s(&e["detail"]),
+                    ]);
+                }
+                if t.is_empty() {
+                    outln!("no site has gone down or been drilled");
+                } else {
+                    out!("{}", t.render());
+                }
+            }
+        }
+        return Ok(());
+    }
     let v = get(&rt, &c, "/v1/sites")?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     match a.conn.output {
         Output::Json => outln!("{}", json(&v)?),
         Output::Table => {
@@ -627,6 +673,7 @@ pub fn sites(a: &ListArgs) -> Result<(), CliError> {
                 "$/acc-h>",
                 "basis",
                 "up",
+                "heard",
             ]);
             for x in v["items"].as_array().into_iter().flatten() {
                 t.row(vec![
@@ -647,6 +694,15 @@ pub fn sites(a: &ListArgs) -> Result<(), CliError> {
                         Some(true) => "yes".into(),
                         Some(false) => "no".into(),
                         None => "?".into(),
+                    },
+                    match x["last_heartbeat_ms"].as_i64() {
+                        Some(t) => format!(
+                            "{} ago",
+                            skyward_executor::local::human_ms(
+                                now_ms.saturating_sub(t).max(0) as u64
+                            )
+                        ),
+                        None => "never".into(),
                     },
                 ]);
             }
