@@ -261,9 +261,220 @@ pub fn view(samples: &[Sample]) -> GatewayView {
     v
 }
 
+/// A gateway's counters at one read (totals since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Requests answered through a deployment (the added-latency count)
+    /// and by the gateway itself (refused: auth, limits, no deployment).
+    pub requests: f64,
+    pub upstream_answers: f64,
+    pub upstream_errors: f64,
+    pub refused: f64,
+    pub tokens: f64,
+    pub cost_usd: f64,
+    pub added_latency_sum_s: f64,
+    pub added_latency_count: f64,
+}
+
+impl Totals {
+    pub fn of(v: &GatewayView) -> Totals {
+        let local: f64 = v.local_responses.values().sum();
+        let refused: f64 = v
+            .local_responses
+            .iter()
+            .filter(|(c, _)| !c.starts_with('2'))
+            .map(|(_, n)| n)
+            .sum();
+        let mut t = Totals {
+            requests: v.added_latency.count + local,
+            refused,
+            added_latency_sum_s: v.added_latency.sum_s,
+            added_latency_count: v.added_latency.count,
+            ..Totals::default()
+        };
+        for d in &v.deployments {
+            for (code, n) in &d.responses {
+                t.upstream_answers += n;
+                if !code.starts_with('2') {
+                    t.upstream_errors += n;
+                }
+            }
+        }
+        for u in &v.usage {
+            t.tokens += u.prompt_tokens + u.completion_tokens;
+            t.cost_usd += u.cost_usd;
+        }
+        t
+    }
+
+    fn any_below(&self, o: &Totals) -> bool {
+        self.requests < o.requests
+            || self.upstream_answers < o.upstream_answers
+            || self.upstream_errors < o.upstream_errors
+            || self.refused < o.refused
+            || self.tokens < o.tokens
+            || self.cost_usd < o.cost_usd
+            || self.added_latency_count < o.added_latency_count
+    }
+}
+
+/// What happened between two reads of a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interval {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub requests_per_s: f64,
+    pub refused_per_s: f64,
+    /// Upstream answers that were not 2xx, over all upstream answers in
+    /// the interval (None: none).
+    pub upstream_error_ratio: Option<f64>,
+    pub tokens_per_s: f64,
+    pub cost_usd_per_hour: f64,
+    /// Mean time the gateway added to the requests of the interval.
+    pub added_latency_mean_s: Option<f64>,
+}
+
+/// Reads of one gateway over time, kept by the server for the charts: at
+/// most [`TRAFFIC_SAMPLES_MAX`]; a read that failed is kept as such (a
+/// gap in the charts, and a time the gateway did not answer).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Traffic {
+    samples: std::collections::VecDeque<(i64, Option<Totals>)>,
+}
+
+/// A day of reads 10 s apart.
+pub const TRAFFIC_SAMPLES_MAX: usize = 8_640;
+
+impl Traffic {
+    pub fn record(&mut self, at_ms: i64, totals: Option<Totals>) {
+        if self.samples.back().is_some_and(|(t, _)| at_ms <= *t) {
+            return;
+        }
+        while self.samples.len() >= TRAFFIC_SAMPLES_MAX {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((at_ms, totals));
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Each interval between two consecutive successful reads; one where
+    /// a counter went down (the gateway restarted) is left out.
+    pub fn intervals(&self) -> Vec<Interval> {
+        let mut out = Vec::new();
+        for w in self.samples.iter().collect::<Vec<_>>().windows(2) {
+            let ((t0, Some(a)), (t1, Some(b))) = (w[0], w[1]) else {
+                continue;
+            };
+            if b.any_below(a) || t1 <= t0 {
+                continue;
+            }
+            let s = (t1 - t0) as f64 / 1000.0;
+            let answers = b.upstream_answers - a.upstream_answers;
+            let count = b.added_latency_count - a.added_latency_count;
+            out.push(Interval {
+                from_ms: *t0,
+                to_ms: *t1,
+                requests_per_s: (b.requests - a.requests) / s,
+                refused_per_s: (b.refused - a.refused) / s,
+                upstream_error_ratio: (answers > 0.0)
+                    .then(|| (b.upstream_errors - a.upstream_errors) / answers),
+                tokens_per_s: (b.tokens - a.tokens) / s,
+                cost_usd_per_hour: (b.cost_usd - a.cost_usd) / s * 3600.0,
+                added_latency_mean_s: (count > 0.0)
+                    .then(|| (b.added_latency_sum_s - a.added_latency_sum_s) / count),
+            });
+        }
+        out
+    }
+
+    /// Times of the reads that failed (the gateway did not answer).
+    pub fn unanswered_ms(&self) -> Vec<i64> {
+        self.samples
+            .iter()
+            .filter(|(_, t)| t.is_none())
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rates between reads, by hand: 10 s apart, 50 more requests (5/s),
+    /// 2 of 40 upstream answers errors (5 %), 1,000 tokens (100/s), $0.02
+    /// ($7.20 an hour), 0.5 s added over 50 requests (10 ms each). A
+    /// restart (counters down) and a failed read leave no interval.
+    #[test]
+    fn traffic_between_reads_is_worked_out_as_by_hand() {
+        let a = Totals {
+            requests: 100.0,
+            upstream_answers: 80.0,
+            upstream_errors: 4.0,
+            refused: 1.0,
+            tokens: 5_000.0,
+            cost_usd: 0.10,
+            added_latency_sum_s: 1.0,
+            added_latency_count: 99.0,
+        };
+        let b = Totals {
+            requests: 150.0,
+            upstream_answers: 120.0,
+            upstream_errors: 6.0,
+            refused: 1.0,
+            tokens: 6_000.0,
+            cost_usd: 0.12,
+            added_latency_sum_s: 1.5,
+            added_latency_count: 149.0,
+        };
+        let mut t = Traffic::default();
+        t.record(0, Some(a));
+        t.record(10_000, Some(b));
+        t.record(10_000, Some(a)); // not after the last: dropped
+        t.record(20_000, None);
+        t.record(30_000, Some(b));
+        t.record(40_000, Some(a)); // restarted
+        let i = t.intervals();
+        assert_eq!(i.len(), 1, "{i:?}");
+        let x = &i[0];
+        assert_eq!((x.from_ms, x.to_ms), (0, 10_000));
+        assert!((x.requests_per_s - 5.0).abs() < 1e-12);
+        assert_eq!(x.refused_per_s, 0.0);
+        assert!((x.upstream_error_ratio.unwrap() - 0.05).abs() < 1e-12);
+        assert!((x.tokens_per_s - 100.0).abs() < 1e-12);
+        assert!((x.cost_usd_per_hour - 7.2).abs() < 1e-9);
+        assert!((x.added_latency_mean_s.unwrap() - 0.01).abs() < 1e-12);
+        assert_eq!(t.unanswered_ms(), vec![20_000]);
+        for k in 0..TRAFFIC_SAMPLES_MAX + 5 {
+            t.record(50_000 + k as i64, None);
+        }
+        assert_eq!(t.len(), TRAFFIC_SAMPLES_MAX);
+    }
+
+    /// Totals from the page below: requests 100 through deployments + 2
+    /// refused; upstream 110 answers, 10 errors; 1,500 tokens; $0.0105.
+    #[test]
+    fn totals_of_a_page_are_its_counters_summed() {
+        let t = Totals::of(&view(&parse(PAGE).unwrap()));
+        assert_eq!(t.requests, 102.0);
+        assert_eq!(
+            (t.upstream_answers, t.upstream_errors, t.refused),
+            (110.0, 10.0, 2.0)
+        );
+        assert_eq!(t.tokens, 1_500.0);
+        assert!((t.cost_usd - 0.0105).abs() < 1e-12);
+        assert_eq!(
+            (t.added_latency_count, t.added_latency_sum_s),
+            (100.0, 0.08)
+        );
+    }
 
     /// A page in the gateway's own format (as `metrics.rs` and
     /// `gateway.rs` write it), with figures worked by hand below.

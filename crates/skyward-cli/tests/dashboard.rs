@@ -751,7 +751,7 @@ fn the_gateway_page_shows_what_went_through_the_gateway() {
     std::fs::create_dir_all(&sdir).unwrap();
     std::fs::write(
         sdir.join("server.yaml"),
-        format!("{}gateways:\n  - name: main\n    metrics_url: http://127.0.0.1:{gw_port}/metrics\n  - name: gone\n    metrics_url: http://127.0.0.1:{}/metrics\n", test_config(), free_port()),
+        format!("{}gateways:\n  - name: main\n    metrics_url: http://127.0.0.1:{gw_port}/metrics\n    sample_every: 1s\n  - name: gone\n    metrics_url: http://127.0.0.1:{}/metrics\n    sample_every: 1s\n", test_config(), free_port()),
     )
     .unwrap();
     let server = Server::start(&sdir, free_port(), None);
@@ -808,6 +808,80 @@ fn the_gateway_page_shows_what_went_through_the_gateway() {
         401
     );
 
+    // Traffic over time: the server reads the gateway every second. Once
+    // it has read it, four more completions; the intervals between reads
+    // add up to those four requests, their tokens and their cost (at $2
+    // and $8 per million), summed by hand from what the client was told.
+    let traffic = |v: &Value, k: &str| -> Value {
+        v["items"][k.parse::<usize>().unwrap()]["traffic"].clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = call(&rt, &c, "GET", "/v1/gateways", None, &[])
+            .json()
+            .unwrap();
+        let t = traffic(&v, "0");
+        let answered = t["samples"].as_u64().unwrap_or(0) as usize
+            > t["unanswered_ms"].as_array().map_or(0, Vec::len);
+        if answered {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never read: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (mut tokens, mut cost4) = (0u64, 0.0);
+    for i in 0..4 {
+        let body = json!({"model": "gpt", "messages": [{"role": "user", "content": format!("again {i}")}]}).to_string();
+        let r = call(&rt, &gw, "POST", "/v1/chat/completions", Some(&body), &[]);
+        assert_eq!(r.status, 200, "{}", r.error_text());
+        let u = &r.json().unwrap()["usage"];
+        let (p, q) = (
+            u["prompt_tokens"].as_u64().unwrap(),
+            u["completion_tokens"].as_u64().unwrap(),
+        );
+        tokens += p + q;
+        prompt += p;
+        cost4 += (p as f64 * 2.0 + q as f64 * 8.0) / 1e6;
+    }
+    let sums = |t: &Value| -> (f64, f64, f64) {
+        let mut s = (0.0, 0.0, 0.0);
+        for i in t["intervals"].as_array().unwrap() {
+            let secs = (i["to_ms"].as_f64().unwrap() - i["from_ms"].as_f64().unwrap()) / 1000.0;
+            s.0 += i["requests_per_s"].as_f64().unwrap() * secs;
+            s.1 += i["tokens_per_s"].as_f64().unwrap() * secs;
+            s.2 += i["cost_usd_per_hour"].as_f64().unwrap() * secs / 3600.0;
+        }
+        s
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let v = loop {
+        let v = call(&rt, &c, "GET", "/v1/gateways", None, &[])
+            .json()
+            .unwrap();
+        if (sums(&traffic(&v, "0")).0 - 4.0).abs() < 1e-6 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (requests, tokens_seen, cost_seen) = sums(&traffic(&v, "0"));
+    assert!((requests - 4.0).abs() < 1e-6, "{v}");
+    assert!(
+        (tokens_seen - tokens as f64).abs() < 1e-6,
+        "{tokens_seen} vs {tokens}: {v}"
+    );
+    assert!(
+        (cost_seen - cost4).abs() < 1e-9,
+        "{cost_seen} vs {cost4}: {v}"
+    );
+    // The gateway that never answers: every read is a gap.
+    let gone = traffic(&v, "1");
+    assert!(gone["intervals"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(
+        gone["unanswered_ms"].as_array().unwrap().len() as u64,
+        gone["samples"].as_u64().unwrap(),
+        "{v}"
+    );
+
     let b = Browser::start(&dir.path().join("profile"), free_port(), 1280, 900);
     let base = server.url();
     b.goto(&format!("{base}/"));
@@ -820,7 +894,13 @@ fn the_gateway_page_shows_what_went_through_the_gateway() {
         json!([]),
     );
     open(&b, &base, "#/gateway", "gateway");
-    check_charts(&b, "gateway", 3);
+    let charts = check_charts(&b, "gateway", 5);
+    for title in ["Requests over time", "Tokens and cost over time"] {
+        assert!(
+            charts.iter().any(|c| c["title"] == title),
+            "{title}: {charts:?}"
+        );
+    }
     let text = b
         .eval(
             "return document.getElementById('main').innerText;",

@@ -50,6 +50,10 @@ struct RawConfig {
 struct RawGateway {
     name: String,
     metrics_url: String,
+    /// How often the server reads it for the traffic-over-time charts
+    /// (`10s` by default, 1 s to 1 h).
+    #[serde(default)]
+    sample_every: Option<String>,
 }
 
 /// An inference gateway (`skyward gateway run`) whose `/metrics` page the
@@ -59,9 +63,13 @@ pub struct GatewayConfig {
     pub name: String,
     /// `http://host:port/metrics`.
     pub metrics_url: String,
+    /// How often the server samples it for the charts over time.
+    pub sample_every_ms: u64,
 }
 
 pub const GATEWAYS_MAX: usize = 16;
+/// Default spacing of a gateway's samples.
+pub const GATEWAY_SAMPLE_MS: u64 = 10_000;
 
 impl GatewayConfig {
     /// Checked: a short name, and a plain `http://host:port/path` address.
@@ -81,6 +89,7 @@ impl GatewayConfig {
         Ok(GatewayConfig {
             name: name.to_string(),
             metrics_url: metrics_url.to_string(),
+            sample_every_ms: GATEWAY_SAMPLE_MS,
         })
     }
 }
@@ -100,7 +109,19 @@ fn gateways(raw: Vec<RawGateway>, text: &str, file: &str) -> Result<Vec<GatewayC
             let line = skyward_spec::locate::line_of(text, "gateways", i, Some(k));
             SpecError::at(file, line, &format!("gateways[{i}].{k}"), m)
         };
-        let g = GatewayConfig::new(&r.name, &r.metrics_url).map_err(|(k, m)| at(k, m))?;
+        let mut g = GatewayConfig::new(&r.name, &r.metrics_url).map_err(|(k, m)| at(k, m))?;
+        if let Some(every) = &r.sample_every {
+            let ms = skyward_spec::job::parse_duration_ms(every)
+                .ok()
+                .filter(|ms| (1_000..=3_600_000).contains(ms))
+                .ok_or_else(|| {
+                    at(
+                        "sample_every",
+                        format!("'{every}': from 1s to 1h (for example 10s)"),
+                    )
+                })?;
+            g.sample_every_ms = ms;
+        }
         if out.iter().any(|x| x.name == g.name) {
             return Err(at("name", format!("'{}' is configured twice", g.name)));
         }
@@ -901,10 +922,22 @@ mod tests {
             cfg.gateways,
             vec![GatewayConfig {
                 name: "main".into(),
-                metrics_url: "http://127.0.0.1:8480/metrics".into()
+                metrics_url: "http://127.0.0.1:8480/metrics".into(),
+                sample_every_ms: 10_000,
             }]
         );
+        let cfg = parse(
+            &format!(
+                "{head}  - name: main\n    metrics_url: http://h/metrics\n    sample_every: 2s\n"
+            ),
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(cfg.gateways[0].sample_every_ms, 2_000);
         for (body, want) in [
+            ("  - name: a\n    metrics_url: http://x/m\n    sample_every: 500ms\n", "s.yaml:5: gateways[0].sample_every"),
+            ("  - name: a\n    metrics_url: http://x/m\n    sample_every: 2h\n", "gateways[0].sample_every"),
             ("  - name: a\n    metrics_url: https://x/metrics\n", "s.yaml:4: gateways[0].metrics_url"),
             ("  - name: a\n    metrics_url: http://x\n", "gateways[0].metrics_url"),
             ("  - name: a\n    metrics_url: http:///metrics\n", "gateways[0].metrics_url"),

@@ -76,6 +76,8 @@ pub struct App {
     pub checkpoints: Arc<crate::checkpoints::Shared>,
     /// Gateways whose metrics the dashboard shows.
     pub gateways: Vec<crate::config::GatewayConfig>,
+    /// Each gateway's reads over time (sampled by `sample_gateways`).
+    pub gateway_traffic: Mutex<BTreeMap<String, skyward_app::gateway_view::Traffic>>,
     /// Ledger answers kept until the ledger changes.
     pub ledger_answers: crate::http_ledger::Answers,
 }
@@ -587,29 +589,7 @@ async fn gateways(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult 
     authorize(&app, &headers, Scope::Read).await?;
     let reads = app.gateways.iter().cloned().map(|g| {
         tokio::spawn(async move {
-            let fetched = async {
-                let rest = g
-                    .metrics_url
-                    .strip_prefix("http://")
-                    .ok_or("not an http:// address")?;
-                let (host, path) = rest.split_at(rest.find('/').ok_or("no path")?);
-                let c = crate::client::Client::new(&format!("http://{host}"), None)
-                    .map_err(|e| e.to_string())?
-                    .with_timeout(GATEWAY_FETCH_TIMEOUT)
-                    // A larger page is refused while it is read, never
-                    // held whole.
-                    .with_body_limit(GATEWAY_PAGE_BYTES_MAX);
-                let r = c
-                    .request("GET", path, None, &[])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if r.status != 200 {
-                    return Err(format!("HTTP {}", r.status));
-                }
-                let text = std::str::from_utf8(&r.body).map_err(|_| "the page is not UTF-8")?;
-                skyward_app::gateway_view::parse(text).map(|s| skyward_app::gateway_view::view(&s))
-            };
-            match fetched.await {
+            match read_gateway(&g).await {
                 Ok(v) => json!({"name": g.name, "metrics_url": g.metrics_url, "view": v}),
                 Err(e) => json!({"name": g.name, "metrics_url": g.metrics_url, "error": e}),
             }
@@ -619,7 +599,70 @@ async fn gateways(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult 
     for h in reads.collect::<Vec<_>>() {
         items.push(h.await.map_err(ApiError::internal)?);
     }
+    if let Ok(t) = app.gateway_traffic.lock() {
+        for item in items.iter_mut() {
+            if let Some(tr) = item["name"].as_str().and_then(|n| t.get(n)) {
+                item["traffic"] = json!({
+                    "samples": tr.len(),
+                    "intervals": tr.intervals(),
+                    "unanswered_ms": tr.unanswered_ms(),
+                });
+            }
+        }
+    }
     Ok(json_response(StatusCode::OK, &json!({"items": items})))
+}
+
+/// One read of a gateway's `/metrics` page, as the dashboard shows it.
+pub(crate) async fn read_gateway(
+    g: &crate::config::GatewayConfig,
+) -> Result<skyward_app::gateway_view::GatewayView, String> {
+    let rest = g
+        .metrics_url
+        .strip_prefix("http://")
+        .ok_or("not an http:// address")?;
+    let (host, path) = rest.split_at(rest.find('/').ok_or("no path")?);
+    let c = crate::client::Client::new(&format!("http://{host}"), None)
+        .map_err(|e| e.to_string())?
+        .with_timeout(GATEWAY_FETCH_TIMEOUT)
+        // A larger page is refused while it is read, never held whole.
+        .with_body_limit(GATEWAY_PAGE_BYTES_MAX);
+    let r = c
+        .request("GET", path, None, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("HTTP {}", r.status));
+    }
+    let text = std::str::from_utf8(&r.body).map_err(|_| "the page is not UTF-8")?;
+    skyward_app::gateway_view::parse(text).map(|s| skyward_app::gateway_view::view(&s))
+}
+
+/// Reads each configured gateway every `sample_every` (one task per
+/// gateway) into `app.gateway_traffic`, until shutdown.
+pub(crate) fn sample_gateways(app: &Arc<App>, shutdown: &tokio::sync::watch::Receiver<bool>) {
+    for g in app.gateways.clone() {
+        let app = app.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(g.sample_every_ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let totals = read_gateway(&g)
+                    .await
+                    .ok()
+                    .map(|v| skyward_app::gateway_view::Totals::of(&v));
+                let at = crate::runtime::Clock::now_ms(&crate::SystemClock) as i64;
+                if let Ok(mut t) = app.gateway_traffic.lock() {
+                    t.entry(g.name.clone()).or_default().record(at, totals);
+                }
+            }
+        });
+    }
 }
 
 /// Largest gateway metrics page read.

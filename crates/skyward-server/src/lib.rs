@@ -388,8 +388,10 @@ pub async fn start(cfg: ServerConfig, catalog: Arc<Catalog>) -> Result<Running, 
         agents,
         checkpoints,
         gateways: cfg.gateways.clone(),
+        gateway_traffic: Default::default(),
         ledger_answers: Default::default(),
     });
+    http::sample_gateways(&app, &shutdown_rx);
     let router = http::router(app);
     let mut stop = shutdown_rx;
     let http = tokio::spawn(async move {

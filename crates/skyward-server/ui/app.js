@@ -771,10 +771,46 @@ function seconds(v) {
   return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 2 : 1) + " ms" : v.toFixed(2) + " s";
 }
 
+// A gateway's traffic between the server's reads of it (every 10 s by
+// default): requests, refusals and upstream errors, tokens and cost.
+function trafficCharts(t) {
+  if (!t || !t.intervals.length) {
+    return [h("p", { class: "note" }, t && t.samples ? `Over time: ${t.samples} read(s) so far, ${t.unanswered_ms.length} unanswered; the charts need two answered reads in a row.` : "Over time: not read yet.")];
+  }
+  const iv = t.intervals;
+  const at = (f) => iv.map((i) => [i.to_ms, f(i)]);
+  const out = [charts(
+    figure(lineChart({
+      title: "Requests over time", xTitle: "time (UTC)", yTitle: "per second", xTime: true,
+      series: [
+        { name: "requests", points: at((i) => i.requests_per_s) },
+        { name: "refused by the gateway", points: at((i) => i.refused_per_s), color: "#c0392b" },
+      ],
+    }), "Between the server's reads of the gateway."),
+    figure(lineChart({
+      title: "Upstream errors and added latency over time", xTitle: "time (UTC)", yTitle: "errors (%) / added ms", xTime: true,
+      series: [
+        { name: "upstream errors (%)", points: iv.filter((i) => i.upstream_error_ratio !== null).map((i) => [i.to_ms, 100 * i.upstream_error_ratio]), color: "#c0392b" },
+        { name: "added latency, mean (ms)", points: iv.filter((i) => i.added_latency_mean_s !== null).map((i) => [i.to_ms, 1000 * i.added_latency_mean_s]), color: "#8e44ad" },
+      ],
+    })),
+    figure(lineChart({
+      title: "Tokens and cost over time", xTitle: "time (UTC)", yTitle: "tokens/s; USD/hour", xTime: true,
+      series: [
+        { name: "tokens per second", points: at((i) => i.tokens_per_s), color: "#27ae60" },
+        { name: "cost (USD per hour)", points: at((i) => i.cost_usd_per_hour), color: "#e67e22" },
+      ],
+    })))];
+  if (t.unanswered_ms.length) {
+    out.push(h("p", { class: "note" }, `Unanswered reads: ${t.unanswered_ms.length}, last at ${new Date(t.unanswered_ms[t.unanswered_ms.length - 1]).toISOString().slice(11, 19)} UTC.`));
+  }
+  return out;
+}
+
 function gatewayView(g) {
   const v = g.view;
   const out = [h("h2", {}, `${g.name}`), h("p", { class: "note" }, `Read from ${g.metrics_url} now.`)];
-  if (!v) return out.concat([h("p", { class: "error" }, `Not answering: ${g.error}`)]);
+  if (!v) return out.concat([h("p", { class: "error" }, `Not answering: ${g.error}`)], trafficCharts(g.traffic));
   const requests = v.deployments.reduce((a, d) => a + Object.values(d.responses).reduce((x, y) => x + y, 0), 0);
   out.push(h("div", { class: "stats" },
     stat("Upstream answers", String(requests), `${v.retries} retries`),
@@ -808,6 +844,7 @@ function gatewayView(g) {
     })));
   }
   if (figs.length) out.push(charts(figs));
+  out.push(...trafficCharts(g.traffic));
   out.push(table("Deployments: breaker, load, answers", ["model", "deployment", "breaker", "in flight>", "latency EWMA>", "answers by code", "errors>"],
     v.deployments.map((d) => [d.model, d.deployment,
       d.up ? h("span", { class: "state state-succeeded" }, "closed") : h("span", { class: "state state-failed" }, "open"),
