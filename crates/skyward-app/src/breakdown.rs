@@ -85,16 +85,20 @@ pub async fn inventory(
     q: &AtQuery,
     given: Option<(Vec<Contract>, String)>,
 ) -> Result<Inventory, AppError> {
-    let (contracts, source) = crate::ledger::contracts_for(store, given).await?;
-    let data = crate::ledger::load(store, &contracts).await?;
+    inventory_of(&crate::ledger::loaded(store, given).await?, q)
+}
+
+/// [`inventory`] of what is loaded.
+pub fn inventory_of(l: &crate::ledger::Loaded, q: &AtQuery) -> Result<Inventory, AppError> {
+    let (contracts, data) = (&l.contracts, &l.data);
     let at = crate::ledger::resolve_at(q.at.as_deref(), data.last)?;
-    let status = skyward_ledger::status::status(&contracts, at, &data.days, &data.hours);
-    let found = skyward_ledger::status::data_commitments(&contracts, at, &data.days);
+    let status = skyward_ledger::status::status(contracts, at, &data.days, &data.hours);
+    let found = skyward_ledger::status::data_commitments(contracts, at, &data.days);
     Ok(Inventory {
         at: at.date_string(),
-        contracts_source: source,
+        contracts_source: l.source.clone(),
         commitments: skyward_ledger::inventory::inventory(
-            &contracts, &status, &found, at, &data.days,
+            contracts, &status, &found, at, &data.days,
         ),
     })
 }

@@ -290,20 +290,46 @@ pub struct Status {
     pub notes: Vec<String>,
 }
 
+/// What the ledger's questions read, read once: the contracts (and where
+/// they came from) and the data. A server keeps it until the ledger
+/// changes and answers every question of that moment from it.
+pub struct Loaded {
+    pub contracts: Vec<Contract>,
+    pub source: String,
+    pub data: LedgerData,
+}
+
+pub async fn loaded(
+    store: &Store,
+    given: Option<(Vec<Contract>, String)>,
+) -> Result<Loaded, AppError> {
+    let (contracts, source) = contracts_for(store, given).await?;
+    let data = load(store, &contracts).await?;
+    Ok(Loaded {
+        contracts,
+        source,
+        data,
+    })
+}
+
 pub async fn status(
     store: &Store,
     given: Option<(Vec<Contract>, String)>,
     at: Option<&str>,
 ) -> Result<Status, AppError> {
-    let (contracts, source) = contracts_for(store, given).await?;
-    let data = load(store, &contracts).await?;
+    status_of(&loaded(store, given).await?, at)
+}
+
+/// [`status`] of what is loaded.
+pub fn status_of(l: &Loaded, at: Option<&str>) -> Result<Status, AppError> {
+    let (contracts, data) = (&l.contracts, &l.data);
     let at = resolve_at(at, data.last)?;
     Ok(Status {
         at: at.date_string(),
-        contracts_source: source,
-        contracts: skyward_ledger::status::status(&contracts, at, &data.days, &data.hours),
-        commitments_in_data: skyward_ledger::status::data_commitments(&contracts, at, &data.days),
-        notes: data.spread_notes,
+        contracts_source: l.source.clone(),
+        contracts: skyward_ledger::status::status(contracts, at, &data.days, &data.hours),
+        commitments_in_data: skyward_ledger::status::data_commitments(contracts, at, &data.days),
+        notes: data.spread_notes.clone(),
     })
 }
 
@@ -392,10 +418,13 @@ pub async fn burndown(
     store: &Store,
     at: Option<&str>,
 ) -> Result<(String, Vec<Burndown>), AppError> {
-    let (contracts, _) = contracts_for(store, None).await?;
-    let data = load(store, &contracts).await?;
-    let at = resolve_at(at, data.last)?;
-    Ok((at.date_string(), burndowns(&contracts, at, &data.days)))
+    burndown_of(&loaded(store, None).await?, at)
+}
+
+/// [`burndown`] of what is loaded.
+pub fn burndown_of(l: &Loaded, at: Option<&str>) -> Result<(String, Vec<Burndown>), AppError> {
+    let at = resolve_at(at, l.data.last)?;
+    Ok((at.date_string(), burndowns(&l.contracts, at, &l.data.days)))
 }
 
 /// Most commitments [`use_over_time`] gives series for (the ones with
@@ -502,8 +531,14 @@ pub async fn use_over_time_at(
     store: &Store,
     at: Option<&str>,
 ) -> Result<(String, UseOverTime), AppError> {
-    let (contracts, _) = contracts_for(store, None).await?;
-    let data = load(store, &contracts).await?;
-    let at = resolve_at(at, data.last)?;
-    Ok((at.date_string(), use_over_time(&contracts, at, &data.days)))
+    use_over_time_of(&loaded(store, None).await?, at)
+}
+
+/// [`use_over_time_at`] of what is loaded.
+pub fn use_over_time_of(l: &Loaded, at: Option<&str>) -> Result<(String, UseOverTime), AppError> {
+    let at = resolve_at(at, l.data.last)?;
+    Ok((
+        at.date_string(),
+        use_over_time(&l.contracts, at, &l.data.days),
+    ))
 }

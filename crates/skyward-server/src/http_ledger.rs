@@ -145,9 +145,51 @@ where
 /// replaced import is a new import). The dashboard asks the same
 /// questions every few seconds, and each answer reads every daily bucket
 /// and runs its forecast again; none depends on the clock or on who asks.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Answers {
     kept: std::sync::Mutex<std::collections::VecDeque<Kept>>,
+    /// The contracts and data the questions read, at one version: loaded
+    /// by the first question after a change while the others wait for it
+    /// (one read of the store, not one per question).
+    loaded: tokio::sync::Mutex<Option<Loaded>>,
+}
+
+type Loaded = ((i64, i64, i64), Arc<skyward_app::ledger::Loaded>);
+
+/// The ledger as loaded at its version now: kept, or loaded once however
+/// many questions ask at the same moment.
+async fn loaded(app: &App) -> Result<Arc<skyward_app::ledger::Loaded>, ApiError> {
+    let version = app.db.ledger_version().await.map_err(ApiError::internal)?;
+    let mut slot = app.ledger_answers.loaded.lock().await;
+    if let Some((v, l)) = slot.as_ref() {
+        if *v == version {
+            return Ok(l.clone());
+        }
+    }
+    *slot = None;
+    let l = Arc::new(
+        answer(app, async move |s| {
+            skyward_app::ledger::loaded(&s, None).await
+        })
+        .await?,
+    );
+    *slot = Some((version, l.clone()));
+    Ok(l)
+}
+
+/// A question answered from the loaded ledger ([`loaded`]), computed on
+/// a blocking thread in its turn like the others.
+async fn answer_loaded<R, F>(app: &App, f: F) -> Result<R, ApiError>
+where
+    R: Send + 'static,
+    F: FnOnce(&skyward_app::ledger::Loaded) -> Result<R, AppError> + Send + 'static,
+{
+    let l = loaded(app).await?;
+    let _permit = question_turn().await?;
+    tokio::task::spawn_blocking(move || f(&l))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(app_err)
 }
 
 /// (question with its parameters, the ledger's version, the answer).
@@ -302,15 +344,12 @@ pub async fn ledger_inventory(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    json_question(
-        "inventory",
-        app,
-        headers,
-        q,
-        async |s, q: skyward_app::breakdown::AtQuery| {
-            skyward_app::breakdown::inventory(&s, &q, None).await
-        },
-    )
+    authorize(&app, &headers, Scope::Read).await?;
+    let key = format!("inventory?{}", q.as_deref().unwrap_or(""));
+    let q: skyward_app::breakdown::AtQuery = question(q)?;
+    kept_answer(&app, key, async {
+        answer_loaded(&app, move |l| skyward_app::breakdown::inventory_of(l, &q)).await
+    })
     .await
 }
 
@@ -532,8 +571,8 @@ pub async fn ledger_status(
     let at = at_param(q)?;
     let key = format!("status?{}", at.as_deref().unwrap_or(""));
     kept_answer(&app, key, async {
-        answer(&app, async move |s| {
-            skyward_app::ledger::status(&s, None, at.as_deref()).await
+        answer_loaded(&app, move |l| {
+            skyward_app::ledger::status_of(l, at.as_deref())
         })
         .await
     })
@@ -559,8 +598,8 @@ pub async fn ledger_burndown(
     // number at once, and kept until the ledger changes.
     let key = format!("burndown?{}", at.as_deref().unwrap_or(""));
     kept_answer(&app, key, async {
-        let (at, items) = answer(&app, async move |s| {
-            skyward_app::ledger::burndown(&s, at.as_deref()).await
+        let (at, items) = answer_loaded(&app, move |l| {
+            skyward_app::ledger::burndown_of(l, at.as_deref())
         })
         .await?;
         Ok(json!({"at": at, "items": items}))
@@ -580,8 +619,8 @@ pub async fn ledger_utilisation(
     let at = at_param(q)?;
     let key = format!("utilisation?{}", at.as_deref().unwrap_or(""));
     kept_answer(&app, key, async {
-        let (at, u) = answer(&app, async move |s| {
-            skyward_app::ledger::use_over_time_at(&s, at.as_deref()).await
+        let (at, u) = answer_loaded(&app, move |l| {
+            skyward_app::ledger::use_over_time_of(l, at.as_deref())
         })
         .await?;
         let mut v = serde_json::to_value(u).map_err(ApiError::internal)?;

@@ -62,6 +62,10 @@ struct Report {
     requests: Vec<Timing>,
     /// Per page: its requests sent at once, until the last answers.
     pages: Vec<Timing>,
+    /// Just after each change of the ledger (a new contracts version):
+    /// per request and per page, the overview and the commitments page.
+    after_change_requests: Vec<Timing>,
+    after_change_pages: Vec<Timing>,
     /// Median of: the page, then its script and styles at once, then
     /// `/v1/whoami`, then `/v1/summary`, then the overview's data at once.
     first_render_critical_path_ms: f64,
@@ -297,13 +301,21 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
                 format!("/v1/workloads/{some_id}/logs?offset=0&limit=65536"),
             ],
         ),
-        ("sites", q(&["/v1/sites", "/v1/sites/history"])),
+        (
+            "sites",
+            q(&[
+                "/v1/sites",
+                "/v1/sites/history",
+                "/v1/sites/events?limit=50",
+            ]),
+        ),
         (
             "commitments",
             q(&[
                 "/v1/ledger/status",
                 "/v1/ledger/burndown",
                 "/v1/ledger/inventory",
+                "/v1/ledger/utilisation",
                 "/v1/commitments",
             ]),
         ),
@@ -350,6 +362,43 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
         }
     }
     first_render.sort_by(f64::total_cmp);
+    // After each change of the ledger (a new contracts version), the
+    // overview's and then the commitments page's requests at once: the
+    // answers computed afresh, as a user sees them after an import.
+    let mut after_req: std::collections::BTreeMap<String, (Vec<f64>, usize)> = Default::default();
+    let mut after_page: Vec<(String, Vec<f64>)> = Vec::new();
+    if ledger_rows > 0 {
+        for name in ["overview", "commitments"] {
+            let paths = &pages
+                .iter()
+                .find(|(p, _)| *p == name)
+                .ok_or_else(|| CliError::Internal(name.into()))?
+                .1;
+            let mut all = Vec::new();
+            for k in 0..a.repeats {
+                let contracts = format!("contracts:\n  - name: aws-edp\n    kind: spend\n    provider: aws\n    start: 2025-01-01\n    term_months: 36\n    commit_usd: {}\n    discount_pct: 12\n", 90_000_001 + k + if name == "overview" { 0 } else { 1_000 });
+                let r = rt
+                    .block_on(client.request(
+                        "PUT",
+                        "/v1/contracts",
+                        Some(("application/yaml", contracts.into_bytes())),
+                        &[],
+                    ))
+                    .map_err(|e| CliError::Io(e.to_string()))?;
+                if r.status >= 300 {
+                    return Err(CliError::Io(format!("contracts: {}", r.error_text())));
+                }
+                let (each, t) = rt.block_on(at_once(&client, paths))?;
+                all.push(t);
+                for (p, (t, bytes)) in paths.iter().zip(each) {
+                    let e = after_req.entry(format!("{p} ({name})")).or_default();
+                    e.0.push(t);
+                    e.1 = bytes;
+                }
+            }
+            after_page.push((name.to_string(), all));
+        }
+    }
     let rss = crate::cmd::bench::peak_rss_mib_of(&server.child.id().to_string());
     drop(server);
     let report = Report {
@@ -368,6 +417,14 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
             .into_iter()
             .map(|(p, v)| summary(&p, v, 0))
             .collect(),
+        after_change_requests: after_req
+            .into_iter()
+            .map(|(p, (v, b))| summary(&p, v, b))
+            .collect(),
+        after_change_pages: after_page
+            .into_iter()
+            .map(|(p, v)| summary(&p, v, 0))
+            .collect(),
         first_render_critical_path_ms: percentile(&first_render, 0.5),
         page_weight_bytes: weight.0,
         page_weight_gzip_bytes: weight.1,
@@ -380,7 +437,21 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
                 "{} workloads (stored in {:.1} s), {} ledger rows (imported in {:.1} s); {} repeats; load {:.2} → {:.2}; server peak RSS {:.0} MiB",
                 report.workloads, report.fill_s, report.ledger_rows, report.import_s, report.repeats, report.load_start, report.load_end, report.server_peak_rss_mib
             );
-            for (title, rows) in [("request", &report.requests), ("page", &report.pages)] {
+            for (title, rows) in [
+                ("request", &report.requests),
+                ("page", &report.pages),
+                (
+                    "request, just after a ledger change",
+                    &report.after_change_requests,
+                ),
+                (
+                    "page, just after a ledger change",
+                    &report.after_change_pages,
+                ),
+            ] {
+                if rows.is_empty() {
+                    continue;
+                }
                 let mut t = Table::new(&[title, "median ms>", "p95 ms>", "max ms>", "bytes>"]);
                 for r in rows {
                     t.row(vec![
