@@ -19,7 +19,8 @@ pub const SHOWBACK_RULE: &str = "Showback: a commitment's fee reaches the usage 
 pub struct BreakdownQuery {
     /// account, provider, service, region, sku, sku-family or tag:KEY.
     pub by: String,
-    /// First day (default: 30 days before `to`).
+    /// First day (default: 30 days before `to`), or `month`: the first
+    /// day of the month of `to`'s last day (month to date).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Day after the last (default: the day after the last charge).
@@ -45,7 +46,8 @@ pub async fn breakdown(store: &Store, q: &BreakdownQuery) -> Result<Breakdown, A
         (Some(d), _) => Timestamp::parse(d).map_err(|m| AppError::field("to", &m))?,
         (None, _) => crate::ledger::resolve_at(None, last)?,
     };
-    let from = match &q.from {
+    let from = match q.from.as_deref() {
+        Some("month") => to.plus_days(-1).month_start(),
         Some(d) => Timestamp::parse(d).map_err(|m| AppError::field("from", &m))?,
         None => to.plus_days(-30),
     };

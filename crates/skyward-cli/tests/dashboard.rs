@@ -508,6 +508,43 @@ fn dashboard_api(database_url: Option<&str>) {
         (st_burned - last).abs() < 0.005,
         "{st_burned} vs {last}: {st}"
     );
+    // Spend this month (the overview's): from the first of the month of
+    // the last charge; Azure's bill is $100 a day to yesterday, plus any
+    // run of today that landed on Azure.
+    let m = call(
+        &rt,
+        &c,
+        "GET",
+        "/v1/ledger/breakdown?by=provider&from=month",
+        None,
+        &[],
+    )
+    .json()
+    .unwrap();
+    let month_start = Timestamp(today() * 86_400).month_start();
+    assert_eq!(
+        m["from"].as_str(),
+        Some(month_start.date_string().as_str()),
+        "{m}"
+    );
+    let azure = m["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "azure")
+        .map(|g| {
+            g["billed"]
+                .as_f64()
+                .or_else(|| g["billed"].as_str().and_then(|s| s.parse().ok()))
+                .unwrap()
+        })
+        .unwrap_or(0.0);
+    let by_hand = 100.0 * (today() - month_start.day()) as f64;
+    assert!(
+        azure >= by_hand - 1e-6 && azure <= by_hand + today_run_usd + 1e-6,
+        "{azure} vs {by_hand} (+{today_run_usd}): {m}"
+    );
+
     // Utilisation and coverage over time, against the bill's figures by
     // hand: sp-1 on each of its 14 days 75 % used and covering 40 of
     // 165; Azure's weekly savings rate 1 - 100/125 = 20 % before it.

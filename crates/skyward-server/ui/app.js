@@ -361,7 +361,7 @@ async function overview() {
   const summary = await api("/v1/summary");
   const [sites, live, ledger, recent] = await Promise.all([
     api("/v1/sites"), api("/v1/commitments").catch((e) => ({ error: e.message })), loadLedger(summary),
-    hasLedger(summary) ? api("/v1/ledger/breakdown?by=provider").catch(() => null) : null,
+    hasLedger(summary) ? api("/v1/ledger/breakdown?by=provider&from=month").catch(() => null) : null,
   ]);
   const by = summary.workloads_by_state || {};
   const waiting = (by.pending || 0) + (by.submitted || 0);
@@ -404,7 +404,7 @@ async function overview() {
     }
     if (recent && recent.groups && recent.groups.length) {
       figs.push(figure(barChart({
-        title: `Spend by provider, ${recent.from} to ${recent.to}`, xTitle: "provider", yTitle: "USD", yKind: "usd",
+        title: `Spend by provider this month (${recent.from} to ${recent.to})`, xTitle: "provider", yTitle: "USD", yKind: "usd",
         categories: recent.groups.map((g) => g.key),
         series: [
           { name: "list", values: recent.groups.map((g) => num(g.list) || 0), color: "#bdc3c7" },

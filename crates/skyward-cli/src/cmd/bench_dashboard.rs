@@ -261,7 +261,7 @@ pub fn run(a: &DashboardBenchArgs) -> Result<(), CliError> {
                 "/v1/commitments",
                 "/v1/ledger/status",
                 "/v1/ledger/burndown",
-                "/v1/ledger/breakdown?by=provider",
+                "/v1/ledger/breakdown?by=provider&from=month",
             ]),
         ),
         (

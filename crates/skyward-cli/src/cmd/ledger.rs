@@ -80,7 +80,8 @@ pub struct BreakdownArgs {
     /// account, provider, service, region, sku, sku-family or tag:KEY.
     #[arg(long)]
     pub by: String,
-    /// First day (default: 30 days before --to).
+    /// First day (default: 30 days before --to), or `month`: month to
+    /// date (from the first day of the month of --to's last day).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
     /// Day after the last (default: the day after the last imported charge).
