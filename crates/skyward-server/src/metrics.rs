@@ -112,9 +112,13 @@ pub fn health_changes(
             format!("back: heard again after {} down", ago(before.since_ms))
         } else {
             let why = match (drill_until(&g.site), g.last_heartbeat_ms) {
+                // What is left of it, to the second above (a look comes
+                // a moment after the drill started).
                 (Some(until), _) => format!(
                     "taken out by an outage drill for {}",
-                    skyward_executor::local::human_ms(until.saturating_sub(now_ms).max(0) as u64)
+                    skyward_executor::local::human_ms(
+                        (until.saturating_sub(now_ms).max(0) as u64).div_ceil(1000) * 1000
+                    )
                 ),
                 (None, Some(t)) => format!("lost: not heard from for {}", ago(t)),
                 (None, None) => "lost: never heard from".to_string(),
