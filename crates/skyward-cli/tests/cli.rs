@@ -563,3 +563,86 @@ quotas:
     );
     assert!(lag["gap_pct"].as_f64().unwrap() < 100.0);
 }
+
+/// Variants per stack in `plan` and `explain`: a workload that runs on
+/// H100 (CUDA) or Trainium2 (Neuron) is placed only where it has a
+/// variant, and the alternative without one is filtered as "no variant
+/// for …", all of that accelerator's catalog offerings counted (counted
+/// here from the catalog file itself).
+#[test]
+fn variants_decide_where_a_workload_may_run_and_explain_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let offerings = |name: &str, count: &str| -> u64 {
+        let csv = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../skyward-catalog/data/offerings.csv"),
+        )
+        .unwrap();
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |n: &str| head.iter().position(|h| *h == n).unwrap();
+        let (a, c) = (col("accelerator"), col("accelerator_count"));
+        lines
+            .filter(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                f.get(a) == Some(&name) && f.get(c) == Some(&count)
+            })
+            .count() as u64
+    };
+    for (variants, runs_on, filtered, n) in [
+        (
+            "{nvidia: {run: torchrun train.py}}",
+            "H100:8",
+            "Trainium2",
+            offerings("Trainium2", "16"),
+        ),
+        (
+            "{neuron: {run: neuron_parallel_compile python train.py}}",
+            "Trainium2:16",
+            "H100",
+            offerings("H100", "8"),
+        ),
+    ] {
+        assert!(n > 0, "{filtered}: no offerings in the catalog");
+        let fleet = dir.path().join("fleet.yaml");
+        std::fs::write(
+            &fleet,
+            // (The catalog prices Trainium2 as spot only.)
+            format!("workloads:\n  - name: llm\n    accelerators: [H100:8, Trainium2:16]\n    hours: 10\n    spot: allowed\n    variants: {variants}\n"),
+        )
+        .unwrap();
+        let f = fleet.to_str().unwrap();
+        let plan = run_json(&["plan", f]);
+        assert_eq!(plan["placements"][0]["accelerator"], runs_on, "{plan}");
+        let v = run_json(&["explain", f, "llm"]);
+        let filtering = &v["explanation"]["filtering"];
+        assert_eq!(
+            filtering["offerings_filtered"]["no variant for the accelerator's stack"].as_u64(),
+            Some(n),
+            "{v}"
+        );
+        assert_eq!(
+            filtering["no_variant"],
+            serde_json::json!([filtered]),
+            "{v}"
+        );
+        let out = skyward().args(["explain", f, "llm"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("{n:>6}  no variant for {filtered}")),
+            "{text}"
+        );
+    }
+    // A variant for no alternative is refused at its line.
+    let fleet = dir.path().join("bad.yaml");
+    std::fs::write(
+        &fleet,
+        "workloads:\n  - name: llm\n    accelerators: H100:8\n    hours: 10\n    variants: {tpu: {run: python train.py}}\n",
+    )
+    .unwrap();
+    let (code, err) = run_fail(&["plan", fleet.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.yaml:5") && err.contains("no accelerator alternative has a variant"),
+        "{err}"
+    );
+}

@@ -181,7 +181,8 @@ type FilterKey = (
     Vec<String>,
     Vec<String>,
     Vec<String>,
-    SpotPolicy,
+    // Spot policy; alternatives with no variant.
+    (SpotPolicy, Vec<String>),
 );
 
 fn filter_key(spec: &JobSpec) -> FilterKey {
@@ -195,7 +196,13 @@ fn filter_key(spec: &JobSpec) -> FilterKey {
         spec.regions.clone(),
         spec.residency.clone(),
         spec.compliance.clone(),
-        spec.spot,
+        (
+            spec.spot,
+            spec.no_variant
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
+        ),
     )
 }
 
@@ -2522,6 +2529,13 @@ fn site_verdict(
     else {
         return Err(reasons::WRONG_ACCELERATOR);
     };
+    if spec
+        .no_variant
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&s.accelerator))
+    {
+        return Err(reasons::NO_VARIANT);
+    }
     let key = &s.region;
     if !spec.providers.is_empty()
         && !spec

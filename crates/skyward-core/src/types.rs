@@ -40,6 +40,9 @@ pub struct JobSpec {
     /// After a site fails it: where the next attempt may go, and how many
     /// restarts it gets.
     pub recovery: skyward_model::Recovery,
+    /// Accelerators among the alternatives its variants give no way to
+    /// run on: no site of theirs takes it ("no variant …").
+    pub no_variant: Vec<String>,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.

@@ -158,6 +158,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     preemptible: false,
                     team: String::new(),
                     recovery: Default::default(),
+                    no_variant: Vec::new(),
                 },
             },
         )

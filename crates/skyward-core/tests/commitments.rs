@@ -38,6 +38,7 @@ fn flexible() -> JobSpec {
         preemptible: false,
         team: String::new(),
         recovery: Default::default(),
+        no_variant: Vec::new(),
     }
 }
 

@@ -364,6 +364,7 @@ impl World {
                 ][self.rng.below(4)],
                 max_restarts: (self.rng.below(4) == 0).then_some(2),
             },
+            no_variant: Vec::new(),
         }
     }
 

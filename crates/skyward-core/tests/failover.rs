@@ -62,6 +62,7 @@ fn job(strategy: RecoveryStrategy, max_restarts: Option<u32>) -> JobSpec {
             strategy,
             max_restarts,
         },
+        no_variant: Vec::new(),
     }
 }
 

@@ -35,6 +35,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         preemptible: false,
         team: String::new(),
         recovery: Default::default(),
+        no_variant: Vec::new(),
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Workload {
     /// Measured relative throughput per accelerator request name (Gavel
     /// style); overrides the spec-sheet ratio when given.
     pub throughput: BTreeMap<String, f64>,
+    /// Alternatives (accelerator names) the workload's `variants:` give
+    /// no way to run on: never placed there ("no variant for …").
+    pub no_variant: Vec<String>,
 }
 
 impl Workload {
@@ -112,6 +115,7 @@ impl Workload {
             users: Vec::new(),
             latency_ms: None,
             throughput: BTreeMap::new(),
+            no_variant: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod offering;
 pub mod recovery;
 pub mod region;
 pub mod rng;
+pub mod variant;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};
 pub use checkpoint::{CheckpointStore, Scheme, StoreUri};
@@ -23,3 +24,4 @@ pub use money::{Usd, UsdParseError};
 pub use offering::{Offering, Pricing};
 pub use recovery::{Recovery, RecoveryStrategy};
 pub use region::{RegionInfo, RegionKey};
+pub use variant::{Stack, Variant};

@@ -64,6 +64,10 @@ pub struct Filtering {
     pub options_feasible: usize,
     /// Options kept for the global assignment after dominance pruning.
     pub options_kept: usize,
+    /// The accelerators counted under "no variant" (the workload's
+    /// `variants:` cover not their stack).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub no_variant: Vec<String>,
 }
 
 pub struct WorkloadCandidates {
@@ -191,6 +195,13 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
             continue;
         };
         matched += offerings.len();
+        if w.no_variant
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&req.name))
+        {
+            *f.offerings_filtered.entry(reasons::NO_VARIANT).or_insert(0) += offerings.len();
+            continue;
+        }
         let factor = hours_factor(ctx, w, alt);
         // Region checks depend on the region and the alternative only:
         // made once per region here, not once per offering.
@@ -219,6 +230,11 @@ pub fn generate(ctx: &Context, w: &Workload) -> WorkloadCandidates {
         if let Err(r) = pool_option(&chain, pi, &mut all) {
             *f.pools_filtered.entry(r).or_insert(0) += 1;
         }
+    }
+    if f.offerings_filtered.contains_key(reasons::NO_VARIANT)
+        || f.pools_filtered.contains_key(reasons::NO_VARIANT)
+    {
+        f.no_variant = w.no_variant.clone();
     }
     f.options_feasible = all.len();
     all.sort_by_cached_key(order_key);
@@ -330,6 +346,12 @@ fn pool_option(chain: &Chain, pi: usize, out: &mut Vec<Candidate>) -> Result<(),
         .get(&pool.region)
         .copied()
         .ok_or(reasons::REGION_NOT_ALLOWED)?;
+    if w.no_variant
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&w.accelerators[alt].name))
+    {
+        return Err(reasons::NO_VARIANT);
+    }
     chain.region_checks(region, alt)?;
     let factor = hours_factor(ctx, w, alt).ok_or(reasons::NO_SPEED)?;
     if w.spot == SpotPolicy::Required {

@@ -454,6 +454,9 @@ fn histogram(f: &Filtering, w: &Workload) -> Vec<String> {
             .filter_map(|r| map.get(r).map(|n| (*r, *n)))
             .map(|(r, n)| match r {
                 crate::reasons::RESIDENCY => format!("{n} {r} {}", w.residency.join("/")),
+                crate::reasons::NO_VARIANT => {
+                    format!("{n} no variant for {}", w.no_variant.join(", "))
+                }
                 crate::reasons::COMPLIANCE => format!("{n} {r} ({})", w.compliance.join(", ")),
                 crate::reasons::LATENCY => format!("{n} {r} ({} ms)", w.latency_ms.unwrap_or(0.0)),
                 _ => format!("{n} {r}"),

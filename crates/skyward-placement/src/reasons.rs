@@ -3,6 +3,9 @@
 //! chain: cheap, coarse checks first.
 
 pub const WRONG_ACCELERATOR: &str = "wrong accelerator";
+/// The workload's `variants:` give no way to run on the accelerator's
+/// stack (shown with the accelerators' names: "no variant for Trainium2").
+pub const NO_VARIANT: &str = "no variant for the accelerator's stack";
 pub const PROVIDER_NOT_ALLOWED: &str = "provider not allowed";
 pub const REGION_NOT_ALLOWED: &str = "region not allowed";
 pub const RESIDENCY: &str = "region outside residency";
@@ -19,6 +22,7 @@ pub const PRUNED: &str = "dominated by a cheaper option with the same constraint
 /// The filter chain in order, for stable output.
 pub const ORDER: &[&str] = &[
     WRONG_ACCELERATOR,
+    NO_VARIANT,
     PROVIDER_NOT_ALLOWED,
     REGION_NOT_ALLOWED,
     RESIDENCY,

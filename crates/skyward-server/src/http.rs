@@ -1276,6 +1276,15 @@ async fn show(
                 *v = Value::String("***".into());
             }
         }
+        if let Some(vs) = spec.get_mut("variants").and_then(Value::as_object_mut) {
+            for variant in vs.values_mut() {
+                if let Some(env) = variant.get_mut("env").and_then(Value::as_object_mut) {
+                    for v in env.values_mut() {
+                        *v = Value::String("***".into());
+                    }
+                }
+            }
+        }
     }
     let events = app.db.events(id, 1_000).await.map_err(ApiError::internal)?;
     let reasons = if row.state == "pending" || row.state == "submitted" {

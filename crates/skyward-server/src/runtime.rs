@@ -253,6 +253,7 @@ fn to_job_spec(r: &JobRequest, team: &str) -> JobSpec {
         preemptible: r.preemptible,
         team: team.to_string(),
         recovery: r.recovery,
+        no_variant: r.no_variant.clone(),
     }
 }
 
@@ -268,6 +269,36 @@ fn to_run_spec(r: &JobRequest) -> RunSpec {
         nodes: r.nodes,
         walltime_ms: None,
     }
+}
+
+/// What runs on an accelerator: the workload's run with the variant for
+/// that accelerator over it (its setup, run and image replace the
+/// workload's, its env is merged over the workload's), named in
+/// `SKYWARD_VARIANT` (and the image in `SKYWARD_CONTAINER_IMAGE`: the
+/// local and Slurm executors start the run on the host, not in it).
+fn with_variant(
+    mut run: RunSpec,
+    variants: &BTreeMap<String, skyward_model::Variant>,
+    accelerator: &str,
+) -> RunSpec {
+    let Some(key) = skyward_model::variant::variant_key(variants.keys(), accelerator) else {
+        return run;
+    };
+    let Some(v) = variants.get(key) else {
+        return run;
+    };
+    if let Some(s) = &v.setup {
+        run.setup = Some(s.clone());
+    }
+    if let Some(r) = &v.run {
+        run.run = r.clone();
+    }
+    run.env.extend(v.env.clone());
+    run.env.insert("SKYWARD_VARIANT".into(), key.to_string());
+    if let Some(i) = &v.image {
+        run.env.insert("SKYWARD_CONTAINER_IMAGE".into(), i.clone());
+    }
+    run
 }
 
 /// How a run ended, kept until its end is stored.
@@ -339,6 +370,8 @@ struct Leading<'a> {
     term: i64,
     core: Core,
     runs: BTreeMap<WorkloadId, RunSpec>,
+    /// Workloads with variants: how each runs on each stack.
+    variants: BTreeMap<WorkloadId, BTreeMap<String, skyward_model::Variant>>,
     submitted_at: BTreeMap<WorkloadId, Millis>,
     dispatched_at: BTreeMap<WorkloadId, Millis>,
     executors: BTreeMap<String, Runner>,
@@ -466,6 +499,7 @@ impl Runtime {
         let rows = self.db.live_workloads().await?;
         let mut snaps = Vec::with_capacity(rows.len());
         let mut runs = BTreeMap::new();
+        let mut variants = BTreeMap::new();
         let mut ckpt = BTreeMap::new();
         let mut submitted_at = BTreeMap::new();
         let mut teams = BTreeMap::new();
@@ -487,6 +521,9 @@ impl Runtime {
                 ))
             })?;
             runs.insert(id, to_run_spec(&req));
+            if !req.variants.is_empty() {
+                variants.insert(id, req.variants.clone());
+            }
             if let Some(c) = &req.checkpoint_store {
                 self.checkpoints.watch(id.0, c.clone());
                 if r.attempt > 0 {
@@ -546,6 +583,7 @@ impl Runtime {
             term,
             core,
             runs,
+            variants,
             submitted_at,
             dispatched_at: BTreeMap::new(),
             executors: BTreeMap::new(),
@@ -1054,6 +1092,9 @@ impl Leading<'_> {
                 ) {
                     Ok(()) => {
                         self.runs.insert(wid, to_run_spec(&req));
+                        if !req.variants.is_empty() {
+                            self.variants.insert(wid, req.variants.clone());
+                        }
                         if let Some(c) = &req.checkpoint_store {
                             rt.checkpoints.watch(wid.0, c.clone());
                             self.ckpt.insert(wid, c.clone());
@@ -1296,6 +1337,7 @@ impl Leading<'_> {
                 }
                 self.core.forget(id);
                 self.runs.remove(&id);
+                self.variants.remove(&id);
                 if self.ckpt.remove(&id).is_some() {
                     rt.checkpoints.unwatch(id.0);
                 }
@@ -1328,6 +1370,9 @@ impl Leading<'_> {
                     return;
                 };
                 let mut run = self.runs.get(&id).cloned().unwrap_or_default();
+                if let (Some(v), Some(s)) = (self.variants.get(&id), self.site_info.get(&site)) {
+                    run = with_variant(run, v, &s.spec.accelerator);
+                }
                 run.walltime_ms = walltime_ms;
                 if let Some(env) = self.resume_env.remove(&id) {
                     run.env.extend(env);

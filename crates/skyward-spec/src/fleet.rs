@@ -101,6 +101,10 @@ struct RawWorkload {
     latency_ms: Option<f64>,
     #[serde(default)]
     throughput: Option<BTreeMap<String, f64>>,
+    /// How it runs on each stack or accelerator: `plan` places it only
+    /// where one applies.
+    #[serde(default)]
+    variants: Option<BTreeMap<String, crate::variants::RawVariant>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,7 +547,22 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             throughput.insert(name, v);
         }
         let scopes = vec![AlternativeScope::default(); accelerators.len()];
+        let variants = crate::variants::checked(w.variants.unwrap_or_default(), &names)
+            .map_err(|(k, m)| e(&k, m))?;
+        let alternatives: Vec<String> = accelerators.iter().map(|a| a.name.clone()).collect();
+        let no_variant = crate::variants::no_variant(&variants, &alternatives);
+        if !variants.is_empty() && alternatives.iter().all(|a| no_variant.contains(a)) {
+            return Err(e(
+                "variants",
+                format!(
+                    "no accelerator alternative has a variant (alternatives: {}; variant keys: {})",
+                    alternatives.join(", "),
+                    variants.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         workloads.push(Workload {
+            no_variant,
             name: w.name,
             kind,
             accelerators,

@@ -66,12 +66,16 @@ struct RawJob {
     secrets: Option<BTreeMap<String, String>>,
     #[serde(default)]
     recovery: Option<skyward_model::Recovery>,
+    /// How it runs on each stack or accelerator (`variants: {nvidia:
+    /// {run: …}, trainium: {run: …}}`).
+    #[serde(default)]
+    variants: Option<BTreeMap<String, crate::variants::RawVariant>>,
 }
 
 /// `env` values may be written as numbers or booleans in YAML.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum EnvValue {
+pub(crate) enum EnvValue {
     S(String),
     I(i64),
     F(f64),
@@ -154,6 +158,8 @@ pub struct JobRequest {
     pub residency: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compliance: Vec<String>,
+    /// The command (empty when every variant that runs has its own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub run: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<String>,
@@ -186,6 +192,13 @@ pub struct JobRequest {
     /// restarts it gets (`recovery: {strategy: next_region, max_restarts: 3}`).
     #[serde(default, skip_serializing_if = "skyward_model::Recovery::is_default")]
     pub recovery: skyward_model::Recovery,
+    /// How it runs on each stack or accelerator; empty: `run` everywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variants: BTreeMap<String, skyward_model::Variant>,
+    /// Alternatives its variants give no way to run on (never placed
+    /// there): kept for the explanation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_variant: Vec<String>,
 }
 
 /// Longest walltime a workload may ask for.
@@ -235,6 +248,8 @@ impl JobRequest {
         }
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(o) = v.as_object_mut() {
+            // Worked out from `variants` when read back.
+            o.remove("no_variant");
             if let Some(ms) = o.remove("max_runtime_ms").and_then(|m| m.as_u64()) {
                 o.insert("max_runtime".into(), secs(ms).into());
             }
@@ -443,6 +458,32 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+/// A run's variables, checked: names, no SKYWARD_*, bounded sizes.
+pub(crate) fn checked_env(
+    raw: BTreeMap<String, EnvValue>,
+) -> Result<BTreeMap<String, String>, String> {
+    if raw.len() > ENV_VARS_MAX {
+        return Err(format!("at most {ENV_VARS_MAX} variables"));
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in raw {
+        if !valid_env_name(&k) {
+            return Err(format!(
+                "'{k}' is not a variable name (letters, digits, _; not starting with a digit)"
+            ));
+        }
+        if k.starts_with("SKYWARD_") {
+            return Err(format!("'{k}': SKYWARD_* variables are set by Skyward"));
+        }
+        let v = v.into_string();
+        if v.len() > ENV_VALUE_BYTES_MAX || v.contains('\0') {
+            return Err(format!("'{k}': value too long or holds a NUL byte"));
+        }
+        env.insert(k, v);
+    }
+    Ok(env)
+}
+
 fn valid_env_name(k: &str) -> bool {
     let mut chars = k.chars();
     chars
@@ -507,14 +548,51 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             format!("must be between -{PRIORITY_ABS_MAX} and {PRIORITY_ABS_MAX}"),
         ));
     }
-    let run = w.run.ok_or_else(|| {
-        e(
+    let variants = crate::variants::checked(w.variants.unwrap_or_default(), names)
+        .map_err(|(k, m)| e(&k, m))?;
+    let no_variant = crate::variants::no_variant(&variants, &accelerators);
+    if !variants.is_empty()
+        && accelerators.iter().all(|a| {
+            no_variant
+                .iter()
+                .any(|n| a.rsplit_once(':').map_or(a.as_str(), |x| x.0) == n)
+        })
+    {
+        return Err(e(
+            "variants",
+            format!(
+                "no accelerator alternative has a variant (alternatives: {}; variant keys: {})",
+                accelerators.join(", "),
+                variants.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    // With variants, each alternative that runs needs a run: its
+    // variant's, or the workload's.
+    if w.run.is_none() && !variants.is_empty() {
+        if let Some(a) = accelerators.iter().find(|a| {
+            let name = a.rsplit_once(':').map_or(a.as_str(), |x| x.0);
+            skyward_model::variant::variant_key(variants.keys(), name)
+                .and_then(|k| variants.get(k))
+                .is_some_and(|v| v.run.is_none())
+        }) {
+            return Err(e(
+                "run",
+                format!("required: the variant {a} runs has no run of its own"),
+            ));
+        }
+    }
+    let run_given = w.run.is_some();
+    let run = match w.run {
+        Some(r) => r,
+        None if !variants.is_empty() => String::new(),
+        None => return Err(e(
             "run",
             "required to submit: the command to run (a fleet file for `skyward plan` needs none)"
                 .into(),
-        )
-    })?;
-    if run.trim().is_empty() || run.len() > SCRIPT_BYTES_MAX {
+        )),
+    };
+    if (run_given && run.trim().is_empty()) || run.len() > SCRIPT_BYTES_MAX {
         return Err(e(
             "run",
             format!(
@@ -531,35 +609,7 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
             ));
         }
     }
-    let raw_env = w.env.unwrap_or_default();
-    if raw_env.len() > ENV_VARS_MAX {
-        return Err(e("env", format!("at most {ENV_VARS_MAX} variables")));
-    }
-    let mut env = BTreeMap::new();
-    for (k, v) in raw_env {
-        if !valid_env_name(&k) {
-            return Err(e(
-                "env",
-                format!(
-                    "'{k}' is not a variable name (letters, digits, _; not starting with a digit)"
-                ),
-            ));
-        }
-        if k.starts_with("SKYWARD_") {
-            return Err(e(
-                "env",
-                format!("'{k}': SKYWARD_* variables are set by Skyward"),
-            ));
-        }
-        let v = v.into_string();
-        if v.len() > ENV_VALUE_BYTES_MAX || v.contains('\0') {
-            return Err(e(
-                "env",
-                format!("'{k}': value too long or holds a NUL byte"),
-            ));
-        }
-        env.insert(k, v);
-    }
+    let env = checked_env(w.env.unwrap_or_default()).map_err(|m| e("env", m))?;
     let (checkpoint, checkpoint_store) = match w.checkpoint {
         None => (None, None),
         Some(RawCheckpoint::Text(c)) if c.contains("://") => (
@@ -632,6 +682,8 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         recovery,
         name,
         kind,
+        variants,
+        no_variant,
         accelerators,
         nodes,
         priority,
@@ -733,6 +785,60 @@ mod tests {
             let back = parse_one(&wire, "wire", &cat()).unwrap_or_else(|e| panic!("{wire}: {e}"));
             assert_eq!(back, j, "{wire}");
         }
+    }
+
+    /// Variants per stack: checked field by field, the alternatives with
+    /// none listed, the workload's run optional when each variant that
+    /// runs has its own, and the wire form reads back the same.
+    #[test]
+    fn variants_per_stack_are_read_and_checked() {
+        let text = "name: t\nkind: batch\naccelerators: [H100:8, Trainium2:16, MI300X:8]\nvariants:\n  nvidia: {setup: pip install torch, run: torchrun train.py, env: {NCCL_DEBUG: WARN}, image: 'nvcr.io/nvidia/pytorch:24.05-py3'}\n  neuron: {run: neuron_parallel_compile python train.py, env: {NEURON_CC_FLAGS: '--model-type transformer'}}\n";
+        let j = parse_one(text, "t.yaml", &cat()).unwrap();
+        assert_eq!(j.run, "");
+        assert_eq!(j.kind, skyward_model::WorkloadKind::Batch);
+        assert_eq!(j.variants.keys().collect::<Vec<_>>(), ["neuron", "nvidia"]);
+        assert_eq!(j.no_variant, ["MI300X"]);
+        assert_eq!(
+            j.variants["nvidia"].image.as_deref(),
+            Some("nvcr.io/nvidia/pytorch:24.05-py3")
+        );
+        let wire = j.to_wire().to_string();
+        assert!(!wire.contains("no_variant"), "{wire}");
+        assert_eq!(parse_one(&wire, "wire", &cat()).unwrap(), j, "{wire}");
+        // An accelerator's own key is spelled as the catalog does.
+        let j = parse_one(
+            "name: t\naccelerators: [h100:1, A100:1]\nrun: x\nvariants: {h100: {env: {A: 1}}}\n",
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap();
+        assert_eq!(j.variants.keys().collect::<Vec<_>>(), ["H100"]);
+        assert_eq!(j.no_variant, ["A100"]);
+        for (body, want) in [
+            ("accelerators: H100:1\nvariants: {cuda12: {run: x}}\n", "variants.cuda12: 'cuda12' is neither a stack"),
+            ("accelerators: H100:1\nvariants: {nvidia: {run: x}, NVIDIA: {run: y}}\n", "given twice"),
+            ("accelerators: H100:1\nvariants: {nvidia: {rnu: x}}\n", "rnu"),
+            ("accelerators: H100:1\nvariants: {nvidia: {run: ' '}}\n", "variants.nvidia.run"),
+            ("accelerators: H100:1\nvariants: {nvidia: {run: x, env: {SKYWARD_X: 1}}}\n", "variants.nvidia.env"),
+            ("accelerators: H100:1\nvariants: {nvidia: {run: x, image: 'a b'}}\n", "variants.nvidia.image"),
+            ("accelerators: H100:1\nvariants: {trainium: {run: x}}\n", "no accelerator alternative has a variant (alternatives: H100:1; variant keys: trainium)"),
+            ("accelerators: [H100:1, Trainium2:1]\nvariants: {nvidia: {run: x}, trainium: {env: {A: 1}}}\n", "run: required: the variant Trainium2:1 runs has no run of its own"),
+        ] {
+            let text = format!("name: t\n{body}");
+            let err = parse_one(&text, "t.yaml", &cat()).unwrap_err().to_string();
+            assert!(err.contains(want), "{body}: {err}");
+        }
+        let many: String = (0..17)
+            .map(|i| format!("  H100-{i}: {{run: x}}\n"))
+            .collect();
+        let err = parse_one(
+            &format!("name: t\naccelerators: H100:1\nvariants:\n{many}"),
+            "t.yaml",
+            &cat(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at most 16 variants"), "{err}");
     }
 
     #[test]

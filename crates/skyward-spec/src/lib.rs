@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod skypilot;
 pub mod text;
 pub mod trace;
+pub mod variants;
 
 pub use error::SpecError;
 

@@ -545,6 +545,7 @@ pub fn parse_with(text: &str, file: &str, read: &mut OpenTrace<'_>) -> Result<Sc
             preemptible: d.preemptible,
             team: d.team.unwrap_or_else(|| "default".into()),
             recovery: Default::default(),
+            no_variant: Vec::new(),
         };
         demand.push(Stream {
             name: d.name,

@@ -730,6 +730,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             team: String::new(),
             spot: skyward_model::SpotPolicy::Never,
             recovery: Default::default(),
+            no_variant: Vec::new(),
         };
         core.handle(
             0,
@@ -899,6 +900,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     team: String::new(),
                     spot: skyward_model::SpotPolicy::Never,
                     recovery: Default::default(),
+                    no_variant: Vec::new(),
                 },
             },
         );

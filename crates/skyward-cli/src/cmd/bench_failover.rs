@@ -77,6 +77,7 @@ fn job(i: usize) -> JobSpec {
         preemptible: true,
         team: String::new(),
         recovery: Default::default(),
+        no_variant: Vec::new(),
     }
 }
 

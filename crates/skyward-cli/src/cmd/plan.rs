@@ -604,13 +604,18 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                 }
             }
             let f = &ex.filtering;
+            let no_variant = w.map(|w| w.no_variant.join(", ")).unwrap_or_default();
             let _ = writeln!(s, "\nCandidates:");
             let mut hist =
                 |title: String, map: &std::collections::BTreeMap<&'static str, usize>| {
                     let _ = writeln!(s, "  {title}");
                     for r in skyward_placement::reasons::ORDER {
                         if let Some(n) = map.get(r) {
-                            let _ = writeln!(s, "    {n:>6}  {r}");
+                            if *r == skyward_placement::reasons::NO_VARIANT {
+                                let _ = writeln!(s, "    {n:>6}  no variant for {no_variant}");
+                            } else {
+                                let _ = writeln!(s, "    {n:>6}  {r}");
+                            }
                         }
                     }
                 };
