@@ -26,6 +26,7 @@
 
 pub mod analyze;
 pub mod breakdown;
+pub mod catalog_fetch;
 pub mod contracts;
 pub mod gateway_view;
 pub mod html;

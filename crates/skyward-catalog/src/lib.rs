@@ -7,7 +7,9 @@
 //! A user's own catalog file replaces it with `--catalog PATH`.
 
 pub mod accelerators;
+pub mod azure;
 pub mod build;
+pub mod diff;
 pub mod fixes;
 pub mod format;
 pub mod gcp;

@@ -23,6 +23,11 @@ pub enum CatalogCommand {
     Regions(CommonOnly),
     /// Rows of the source data that the built-in catalog fixed or dropped, and why.
     Notes(CommonOnly),
+    /// Read a provider's public price source into a catalog file (Azure:
+    /// the Retail Prices API, no credentials).
+    Fetch(crate::cmd::catalog_fetch::FetchArgs),
+    /// Price changes between two catalog files: added, removed, changed.
+    Diff(crate::cmd::catalog_fetch::DiffArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +103,8 @@ pub fn run(c: &CatalogCommand) -> Result<(), CliError> {
         CatalogCommand::Accelerators(a) => accelerators(&a.common),
         CatalogCommand::Regions(a) => region_list(&a.common),
         CatalogCommand::Notes(a) => notes(&a.common),
+        CatalogCommand::Fetch(a) => crate::cmd::catalog_fetch::fetch(a),
+        CatalogCommand::Diff(a) => crate::cmd::catalog_fetch::diff(a),
     }
 }
 
@@ -339,6 +346,38 @@ struct NoteView {
     reason: String,
 }
 
+/// Writes `offerings` (sorted) as a Skyward catalog at `out`: to a
+/// temporary file checked to read back, then renamed, so an existing
+/// catalog is never left half-written.
+pub(crate) fn write_catalog(
+    out: &std::path::Path,
+    offerings: &mut [Offering],
+) -> Result<(), CliError> {
+    offerings.sort_by(|x, y| {
+        (&x.region, &x.sku, &x.accelerator, x.accelerator_count).cmp(&(
+            &y.region,
+            &y.sku,
+            &y.accelerator,
+            y.accelerator_count,
+        ))
+    });
+    let tmp = out.with_extension("tmp-catalog");
+    {
+        let f = std::fs::File::create(&tmp)
+            .map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+        format::write_offerings(std::io::BufWriter::new(f), offerings)
+            .map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
+    }
+    let back = std::fs::read_to_string(&tmp).map_err(|e| CliError::Io(e.to_string()))?;
+    if let Err(e) = format::read_offerings(back.as_bytes(), &tmp.display().to_string()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CliError::Internal(format!(
+            "the written catalog does not read back: {e}"
+        )));
+    }
+    std::fs::rename(&tmp, out).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))
+}
+
 fn import(a: &ImportArgs) -> Result<(), CliError> {
     let shown = a.file.display().to_string();
     let provider = a.provider.trim().to_ascii_lowercase();
@@ -370,32 +409,7 @@ fn import(a: &ImportArgs) -> Result<(), CliError> {
         imported.iter().map(|o| o.region.clone()).collect();
     let n_imported = imported.len();
     offerings.extend(imported);
-    offerings.sort_by(|x, y| {
-        (&x.region, &x.sku, &x.accelerator, x.accelerator_count).cmp(&(
-            &y.region,
-            &y.sku,
-            &y.accelerator,
-            y.accelerator_count,
-        ))
-    });
-    // Write to a temporary file, then rename: an existing catalog is never
-    // left half-written.
-    let tmp = a.out.with_extension("tmp-import");
-    {
-        let out = std::fs::File::create(&tmp)
-            .map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
-        format::write_offerings(std::io::BufWriter::new(out), &offerings)
-            .map_err(|e| CliError::Io(format!("{}: {e}", tmp.display())))?;
-    }
-    // Check what was written reads back before it replaces anything.
-    let back = std::fs::read_to_string(&tmp).map_err(|e| CliError::Io(e.to_string()))?;
-    if let Err(e) = format::read_offerings(back.as_bytes(), &tmp.display().to_string()) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CliError::Internal(format!(
-            "the written catalog does not read back: {e}"
-        )));
-    }
-    std::fs::rename(&tmp, &a.out).map_err(|e| CliError::Io(format!("{}: {e}", a.out.display())))?;
+    write_catalog(&a.out, &mut offerings)?;
     let report = ImportReport {
         file: shown,
         provider: provider.clone(),

@@ -6,6 +6,7 @@ pub mod bench_gateway;
 pub mod bench_simulate;
 pub mod bench_submit;
 pub mod catalog;
+pub mod catalog_fetch;
 pub mod checkpoint;
 pub mod client;
 pub mod contracts;

@@ -1,0 +1,287 @@
+//! `skyward catalog fetch`: a provider's public price source read into a
+//! Skyward catalog. The paging, the throttling answers and the checks are
+//! here; the HTTP itself is the caller's ([`Http`]), so the same steps run
+//! against the provider and against recorded responses.
+
+use crate::AppError;
+use serde::Serialize;
+use skyward_catalog::azure;
+use skyward_model::Offering;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One answer of a GET.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// `Retry-After` in seconds, when the answer gave one.
+    pub retry_after_s: Option<u64>,
+    pub body: Vec<u8>,
+}
+
+/// The caller's HTTP: a GET, and a wait (a throttled answer is retried
+/// after it).
+pub trait Http {
+    fn get(&mut self, url: &str) -> Result<Reply, String>;
+    fn sleep(&mut self, d: Duration);
+}
+
+/// Pages read at most (the Azure VM meters of every region are a few
+/// hundred pages).
+pub const PAGES_MAX: usize = 10_000;
+/// Attempts at one page when the answer is 429 or 503.
+pub const ATTEMPTS_MAX: u32 = 6;
+/// Longest wait honoured from a `Retry-After`.
+pub const RETRY_AFTER_MAX_S: u64 = 60;
+
+/// What a fetch read, kept and left out: written next to the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub provider: String,
+    pub source_url: String,
+    /// RFC 3339, UTC.
+    pub fetched_at: String,
+    pub regions: Vec<String>,
+    pub pages: usize,
+    pub items_read: usize,
+    pub throttled_retries: u32,
+    pub offerings_kept: usize,
+    /// Items left out, by reason.
+    pub items_dropped: BTreeMap<String, u64>,
+}
+
+/// `scheme://host:port` of a URL (default ports written out), for the
+/// same-origin check of next-page links.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+            (h.to_string(), p.parse().ok()?)
+        }
+        _ => (
+            authority.to_string(),
+            match scheme {
+                "https" => 443,
+                "http" => 80,
+                _ => return None,
+            },
+        ),
+    };
+    Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
+}
+
+/// A query value as the API reads it (`$filter` text).
+fn encoded(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reads one page: its items and the next page's link.
+type ReadPage<'a, T> = dyn FnMut(&[u8]) -> Result<(Vec<T>, Option<String>), String> + 'a;
+
+/// A fetch in progress: the HTTP, the endpoint's origin (next-page links
+/// must stay on it), and what was read so far.
+struct Listing<'a> {
+    http: &'a mut dyn Http,
+    endpoint_origin: (String, String, u16),
+    retries: u32,
+    pages_read: usize,
+    progress: &'a mut dyn FnMut(usize, usize),
+}
+
+impl Listing<'_> {
+    /// The pages of one listing, from `first`, each through `read`.
+    fn read_all<T>(
+        &mut self,
+        first: String,
+        read: &mut ReadPage<'_, T>,
+        out: &mut Vec<T>,
+    ) -> Result<(), AppError> {
+        pages(self, first, read, out)
+    }
+}
+
+fn pages<T>(
+    l: &mut Listing<'_>,
+    first: String,
+    read: &mut ReadPage<'_, T>,
+    out: &mut Vec<T>,
+) -> Result<(), AppError> {
+    let http = &mut *l.http;
+    let endpoint_origin = &l.endpoint_origin;
+    let retries = &mut l.retries;
+    let pages_read = &mut l.pages_read;
+    let progress = &mut *l.progress;
+    let mut url = Some(first);
+    while let Some(u) = url.take() {
+        if *pages_read >= PAGES_MAX {
+            return Err(AppError::Io(format!("more than {PAGES_MAX} pages")));
+        }
+        let mut attempt = 0;
+        let reply = loop {
+            attempt += 1;
+            let r = http
+                .get(&u)
+                .map_err(|e| AppError::Io(format!("page {} ({u}): {e}", *pages_read + 1)))?;
+            if (r.status == 429 || r.status == 503) && attempt < ATTEMPTS_MAX {
+                *retries += 1;
+                let wait = r
+                    .retry_after_s
+                    .unwrap_or(1 << (attempt - 1))
+                    .min(RETRY_AFTER_MAX_S);
+                http.sleep(Duration::from_secs(wait));
+                continue;
+            }
+            break r;
+        };
+        if reply.status != 200 {
+            let text: String = String::from_utf8_lossy(&reply.body)
+                .chars()
+                .take(200)
+                .collect();
+            return Err(AppError::Io(format!(
+                "page {} ({u}): HTTP {}{}: {text}",
+                *pages_read + 1,
+                reply.status,
+                if reply.status == 429 || reply.status == 503 {
+                    format!(" after {ATTEMPTS_MAX} attempts")
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        let (items, next) = read(&reply.body)
+            .map_err(|m| AppError::Io(format!("page {} ({u}): {m}", *pages_read + 1)))?;
+        *pages_read += 1;
+        out.extend(items);
+        progress(*pages_read, out.len());
+        if let Some(n) = next {
+            if origin(&n).as_ref() != Some(endpoint_origin) {
+                return Err(AppError::Io(format!(
+                    "page {} ({u}): its next-page link '{}' leaves {}",
+                    *pages_read,
+                    n.chars().take(200).collect::<String>(),
+                    endpoint_origin.1
+                )));
+            }
+            url = Some(n);
+        }
+    }
+    Ok(())
+}
+
+/// Azure's VM prices (pay-as-you-go and spot) from the Retail Prices
+/// API at `endpoint`, of `regions` (all when empty), as offerings of the
+/// SKUs `known` maps to accelerators.
+pub fn azure(
+    http: &mut dyn Http,
+    endpoint: &str,
+    regions: &[String],
+    known: &azure::Known,
+    fetched_at: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Offering>, Provenance), AppError> {
+    let o = origin(endpoint).ok_or_else(|| {
+        AppError::field(
+            "endpoint",
+            &format!("'{endpoint}' is not an http(s):// address"),
+        )
+    })?;
+    let filters: Vec<String> = if regions.is_empty() {
+        vec!["serviceName eq 'Virtual Machines' and priceType eq 'Consumption'".to_string()]
+    } else {
+        regions
+            .iter()
+            .map(|r| {
+                format!("serviceName eq 'Virtual Machines' and priceType eq 'Consumption' and armRegionName eq '{r}'")
+            })
+            .collect()
+    };
+    let mut items = Vec::new();
+    let mut listing = Listing {
+        http,
+        endpoint_origin: o,
+        retries: 0,
+        pages_read: 0,
+        progress,
+    };
+    for f in filters {
+        let first = format!("{endpoint}?$filter={}", encoded(&f));
+        listing.read_all(
+            first,
+            &mut |body| azure::parse_page(body).map(|p| (p.items, p.next)),
+            &mut items,
+        )?;
+    }
+    let (pages_read, retries) = (listing.pages_read, listing.retries);
+    let source = format!("Azure Retail Prices API ({endpoint}) fetched {fetched_at}");
+    let (offerings, dropped) = azure::offerings(&items, known, &source);
+    Ok((
+        offerings.clone(),
+        Provenance {
+            provider: "azure".into(),
+            source_url: endpoint.to_string(),
+            fetched_at: fetched_at.to_string(),
+            regions: regions.to_vec(),
+            pages: pages_read,
+            items_read: items.len(),
+            throttled_retries: retries,
+            offerings_kept: offerings.len(),
+            items_dropped: dropped
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        },
+    ))
+}
+
+/// Regions as given on the command line: lower-case names, no quotes.
+pub fn check_regions(regions: &[String]) -> Result<Vec<String>, AppError> {
+    regions
+        .iter()
+        .map(|r| {
+            let r = r.trim().to_ascii_lowercase();
+            if r.is_empty()
+                || r.len() > 64
+                || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                Err(AppError::field(
+                    "regions",
+                    &format!("'{r}' is not a region name (letters, digits, -)"),
+                ))
+            } else {
+                Ok(r)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_with_default_ports_written_out() {
+        assert_eq!(
+            origin("https://prices.azure.com:443/api/retail/prices?$skip=1000"),
+            origin("https://prices.azure.com/api/retail/prices")
+        );
+        assert_ne!(
+            origin("https://evil.example/api"),
+            origin("https://prices.azure.com/api")
+        );
+        assert_eq!(origin("ftp://x/y"), None);
+        assert_eq!(
+            origin("http://127.0.0.1:9000/p"),
+            Some(("http".into(), "127.0.0.1".into(), 9000))
+        );
+    }
+}

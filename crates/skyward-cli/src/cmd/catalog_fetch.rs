@@ -1,0 +1,279 @@
+//! `skyward catalog fetch` (a provider's price source into a catalog
+//! file, with its provenance next to it) and `skyward catalog diff`.
+
+use crate::error::{json, CliError};
+use crate::table::Table;
+use crate::{load_catalog, Common, Output};
+use clap::{Args, ValueEnum};
+use skyward_app::catalog_fetch::{self, Http, Reply};
+use skyward_catalog::{azure, format};
+use skyward_model::{Offering, Usd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FetchProvider {
+    /// The Azure Retail Prices API (no credentials).
+    Azure,
+}
+
+#[derive(Args)]
+pub struct FetchArgs {
+    #[arg(long, value_enum)]
+    pub provider: FetchProvider,
+    /// Only these regions (`eastus,westeurope`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Write the catalog here; its provenance goes to FILE.provenance.json.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The API's address (default: the provider's own).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Only the fetched offerings (by default they replace the base
+    /// catalog's offerings of that provider, in the regions fetched).
+    #[arg(long)]
+    pub only: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    pub old: PathBuf,
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Largest page read.
+const PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The real HTTP: reqwest over rustls, a page at most
+/// [`PAGE_BYTES_MAX`], 60 s per request.
+struct Web {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http for Web {
+    fn get(&mut self, url: &str) -> Result<Reply, String> {
+        let client = self.client.clone();
+        self.rt.block_on(async move {
+            let mut r = client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("cannot fetch: {e}"))?;
+            let status = r.status().as_u16();
+            let retry_after_s = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            let mut body = Vec::new();
+            while let Some(chunk) = r.chunk().await.map_err(|e| format!("reading: {e}"))? {
+                if body.len() + chunk.len() > PAGE_BYTES_MAX {
+                    return Err(format!("page larger than {} MiB", PAGE_BYTES_MAX >> 20));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Reply {
+                status,
+                retry_after_s,
+                body,
+            })
+        })
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Now, for the provenance (the clock is read here, at the edge).
+#[allow(clippy::disallowed_methods)]
+fn now_rfc3339() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let t = skyward_ledger::time::Timestamp(s);
+    let secs = s.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        t.date_string(),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
+    let base = load_catalog(&a.common)?;
+    let regions =
+        catalog_fetch::check_regions(&a.regions).map_err(|e| CliError::Input(e.to_string()))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("skyward/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    let mut web = Web { rt, client };
+    let fetched_at = now_rfc3339();
+    let show = a.common.output == Output::Table;
+    let mut progress = |pages: usize, items: usize| {
+        if show {
+            eprint!("\r  {pages} page(s), {items} price(s) read");
+        }
+    };
+    let (fetched, provenance) = match a.provider {
+        FetchProvider::Azure => {
+            let endpoint = a.endpoint.as_deref().unwrap_or(azure::ENDPOINT);
+            let known = azure::known_skus(&base.offerings);
+            catalog_fetch::azure(
+                &mut web,
+                endpoint,
+                &regions,
+                &known,
+                &fetched_at,
+                &mut progress,
+            )
+        }
+    }
+    .map_err(|e| {
+        if show {
+            eprintln!();
+        }
+        CliError::Io(format!("{e} (nothing written)"))
+    })?;
+    if show {
+        eprintln!();
+    }
+    if fetched.is_empty() {
+        return Err(CliError::Io(format!(
+            "no offering in what was fetched ({} prices read; nothing written)",
+            provenance.items_read
+        )));
+    }
+    let provider = provenance.provider.clone();
+    let fetched_regions: std::collections::BTreeSet<String> =
+        fetched.iter().map(|o| o.region.region.clone()).collect();
+    let mut offerings: Vec<Offering> = if a.only {
+        Vec::new()
+    } else {
+        base.offerings
+            .into_iter()
+            .filter(|o| {
+                o.region.provider != provider
+                    || (!regions.is_empty() && !fetched_regions.contains(&o.region.region))
+            })
+            .collect()
+    };
+    offerings.extend(fetched);
+    // The provenance first: a catalog is never there without it.
+    let prov_path = PathBuf::from(format!("{}.provenance.json", a.out.display()));
+    let text = json(&provenance)?;
+    std::fs::write(&prov_path, format!("{text}\n"))
+        .map_err(|e| CliError::Io(format!("{}: {e}", prov_path.display())))?;
+    crate::cmd::catalog::write_catalog(&a.out, &mut offerings)?;
+    match a.common.output {
+        Output::Json => outln!("{}", text),
+        Output::Table => {
+            outln!(
+                "{}: {} offerings from {} prices on {} page(s) ({} throttled retries); {} catalog offerings written to {} (provenance: {})",
+                provenance.source_url,
+                provenance.offerings_kept,
+                provenance.items_read,
+                provenance.pages,
+                provenance.throttled_retries,
+                offerings.len(),
+                a.out.display(),
+                prov_path.display()
+            );
+            let mut t = Table::new(&["prices left out>", "why"]);
+            for (why, n) in &provenance.items_dropped {
+                t.row(vec![n.to_string(), why.clone()]);
+            }
+            if !t.is_empty() {
+                out!("{}", t.render());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &PathBuf) -> Result<Vec<Offering>, CliError> {
+    let shown = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+    format::read_offerings(std::io::BufReader::new(f), &shown)
+        .map_err(|e| CliError::Input(e.to_string()))
+}
+
+pub fn diff(a: &DiffArgs) -> Result<(), CliError> {
+    let d = skyward_catalog::diff::diff(&read(&a.old)?, &read(&a.new)?);
+    match a.common.output {
+        Output::Json => outln!("{}", json(&d)?),
+        Output::Table => {
+            let p = |u: Option<Usd>| {
+                u.map(|x| format!("{:.4}", x.as_f64()))
+                    .unwrap_or("-".into())
+            };
+            outln!(
+                "{} unchanged, {} price change(s), {} added, {} removed",
+                d.unchanged,
+                d.changed.len(),
+                d.added.len(),
+                d.removed.len()
+            );
+            if !d.changed.is_empty() {
+                let mut t = Table::new(&[
+                    "provider",
+                    "region",
+                    "sku",
+                    "accelerator",
+                    "pricing",
+                    "old $/h>",
+                    "new $/h>",
+                    "change>",
+                ]);
+                for c in &d.changed {
+                    t.row(vec![
+                        c.provider.clone(),
+                        c.region.clone(),
+                        c.sku.clone(),
+                        c.accelerator.clone(),
+                        c.pricing.to_string(),
+                        p(c.old_usd_per_hour),
+                        p(c.new_usd_per_hour),
+                        c.change_pct
+                            .map(|x| format!("{x:+.1}%"))
+                            .unwrap_or("-".into()),
+                    ]);
+                }
+                out!("{}", t.render());
+            }
+            for (title, rows) in [("added", &d.added), ("removed", &d.removed)] {
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut t = Table::new(&["", "provider", "region", "sku", "accelerators"]);
+                for r in rows.iter() {
+                    t.row(vec![
+                        title.to_string(),
+                        r.provider.clone(),
+                        r.region.clone(),
+                        r.sku.clone(),
+                        format!("{}:{}", r.accelerator, r.accelerator_count),
+                    ]);
+                }
+                out!("{}", t.render());
+            }
+        }
+    }
+    Ok(())
+}
