@@ -22,7 +22,8 @@ pub struct Reply {
 /// The caller's HTTP: a GET, and a wait (a throttled answer is retried
 /// after it).
 pub trait Http {
-    fn get(&mut self, url: &str) -> Result<Reply, String>;
+    /// A GET; a body past `max_bytes` is an error, refused while read.
+    fn get(&mut self, url: &str, max_bytes: usize) -> Result<Reply, String>;
     fn sleep(&mut self, d: Duration);
 }
 
@@ -115,67 +116,76 @@ fn pages<T>(
     read: &mut ReadPage<'_, T>,
     out: &mut Vec<T>,
 ) -> Result<(), AppError> {
-    let http = &mut *l.http;
-    let endpoint_origin = &l.endpoint_origin;
-    let retries = &mut l.retries;
-    let pages_read = &mut l.pages_read;
-    let progress = &mut *l.progress;
     let mut url = Some(first);
     while let Some(u) = url.take() {
-        if *pages_read >= PAGES_MAX {
-            return Err(AppError::Io(format!("more than {PAGES_MAX} pages")));
-        }
-        let mut attempt = 0;
-        let reply = loop {
-            attempt += 1;
-            let r = http
-                .get(&u)
-                .map_err(|e| AppError::Io(format!("page {} ({u}): {e}", *pages_read + 1)))?;
-            if (r.status == 429 || r.status == 503) && attempt < ATTEMPTS_MAX {
-                *retries += 1;
-                let wait = r
-                    .retry_after_s
-                    .unwrap_or(1 << (attempt - 1))
-                    .min(RETRY_AFTER_MAX_S);
-                http.sleep(Duration::from_secs(wait));
-                continue;
-            }
-            break r;
-        };
-        if reply.status != 200 {
-            let text: String = String::from_utf8_lossy(&reply.body)
-                .chars()
-                .take(200)
-                .collect();
-            return Err(AppError::Io(format!(
-                "page {} ({u}): HTTP {}{}: {text}",
-                *pages_read + 1,
-                reply.status,
-                if reply.status == 429 || reply.status == 503 {
-                    format!(" after {ATTEMPTS_MAX} attempts")
-                } else {
-                    String::new()
-                }
-            )));
-        }
-        let (items, next) = read(&reply.body)
-            .map_err(|m| AppError::Io(format!("page {} ({u}): {m}", *pages_read + 1)))?;
-        *pages_read += 1;
+        let body = fetch_ok(l, &u, PAGE_BYTES_MAX)?;
+        let (items, next) =
+            read(&body).map_err(|m| AppError::Io(format!("page {} ({u}): {m}", l.pages_read)))?;
         out.extend(items);
-        progress(*pages_read, out.len());
+        (l.progress)(l.pages_read, out.len());
         if let Some(n) = next {
-            if origin(&n).as_ref() != Some(endpoint_origin) {
+            if origin(&n).as_ref() != Some(&l.endpoint_origin) {
                 return Err(AppError::Io(format!(
                     "page {} ({u}): its next-page link '{}' leaves {}",
-                    *pages_read,
+                    l.pages_read,
                     n.chars().take(200).collect::<String>(),
-                    endpoint_origin.1
+                    l.endpoint_origin.1
                 )));
             }
             url = Some(n);
         }
     }
     Ok(())
+}
+
+/// Largest page of a paged API, and largest single file (a region's EC2
+/// offer file is a few hundred MB).
+pub const PAGE_BYTES_MAX: usize = 64 << 20;
+pub const FILE_BYTES_MAX: usize = 2 << 30;
+
+/// One GET that must answer 200, retried after a 429 or 503 (its
+/// `Retry-After`, capped, or 1, 2, 4… s) up to [`ATTEMPTS_MAX`] times;
+/// counted as the next page read.
+fn fetch_ok(l: &mut Listing<'_>, u: &str, max_bytes: usize) -> Result<Vec<u8>, AppError> {
+    if l.pages_read >= PAGES_MAX {
+        return Err(AppError::Io(format!("more than {PAGES_MAX} pages")));
+    }
+    let n = l.pages_read + 1;
+    let mut attempt = 0;
+    let reply = loop {
+        attempt += 1;
+        let r = l
+            .http
+            .get(u, max_bytes)
+            .map_err(|e| AppError::Io(format!("page {n} ({u}): {e}")))?;
+        if (r.status == 429 || r.status == 503) && attempt < ATTEMPTS_MAX {
+            l.retries += 1;
+            let wait = r
+                .retry_after_s
+                .unwrap_or(1 << (attempt - 1))
+                .min(RETRY_AFTER_MAX_S);
+            l.http.sleep(Duration::from_secs(wait));
+            continue;
+        }
+        break r;
+    };
+    if reply.status != 200 {
+        let text: String = String::from_utf8_lossy(&reply.body)
+            .chars()
+            .take(200)
+            .collect();
+        return Err(AppError::Io(format!(
+            "page {n} ({u}): HTTP {}{}: {text}",
+            reply.status,
+            if reply.status == 429 || reply.status == 503 {
+                format!(" after {ATTEMPTS_MAX} attempts")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    l.pages_read = n;
+    Ok(reply.body)
 }
 
 /// Azure's VM prices (pay-as-you-go and spot) from the Retail Prices
@@ -239,6 +249,88 @@ pub fn azure(
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+        },
+    ))
+}
+
+/// AWS's on-demand EC2 prices from the Price List bulk API at
+/// `endpoint`: the region index, then each region's offer file (of
+/// `regions`, all when empty).
+pub fn aws(
+    http: &mut dyn Http,
+    endpoint: &str,
+    regions: &[String],
+    known: &skyward_catalog::azure::Known,
+    fetched_at: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Offering>, Provenance), AppError> {
+    use skyward_catalog::aws;
+    let endpoint = endpoint.trim_end_matches('/');
+    let o = origin(endpoint).ok_or_else(|| {
+        AppError::field(
+            "endpoint",
+            &format!("'{endpoint}' is not an http(s):// address"),
+        )
+    })?;
+    let mut l = Listing {
+        http,
+        endpoint_origin: o,
+        retries: 0,
+        pages_read: 0,
+        progress,
+    };
+    let index_url = format!("{endpoint}{}", aws::REGION_INDEX);
+    let body = fetch_ok(&mut l, &index_url, PAGE_BYTES_MAX)?;
+    let index = aws::parse_region_index(&body)
+        .map_err(|m| AppError::Io(format!("page 1 ({index_url}): {m}")))?;
+    let wanted: Vec<(String, String)> = if regions.is_empty() {
+        index
+    } else {
+        let mut v = Vec::new();
+        for r in regions {
+            match index.iter().find(|(code, _)| code == r) {
+                Some(x) => v.push(x.clone()),
+                None => {
+                    return Err(AppError::field(
+                        "regions",
+                        &format!(
+                            "'{r}' is not in the EC2 price list's region index ({} regions there)",
+                            index.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        v
+    };
+    let source = format!("AWS Price List bulk API ({endpoint}) fetched {fetched_at}");
+    let mut offerings = Vec::new();
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    let mut products = 0usize;
+    for (region, path) in &wanted {
+        let url = format!("{endpoint}{path}");
+        let body = fetch_ok(&mut l, &url, FILE_BYTES_MAX)?;
+        let (got, left) = aws::parse_offer(&body, region, known, &source)
+            .map_err(|m| AppError::Io(format!("page {} ({url}): {m}", l.pages_read)))?;
+        products += got.len() + left.values().sum::<u64>() as usize;
+        for (k, v) in left {
+            *dropped.entry(k.to_string()).or_insert(0) += v;
+        }
+        offerings.extend(got);
+        (l.progress)(l.pages_read, products);
+    }
+    Ok((
+        offerings.clone(),
+        Provenance {
+            provider: "aws".into(),
+            source_url: endpoint.to_string(),
+            fetched_at: fetched_at.to_string(),
+            regions: regions.to_vec(),
+            pages: l.pages_read,
+            items_read: products,
+            throttled_retries: l.retries,
+            offerings_kept: offerings.len(),
+            items_dropped: dropped,
         },
     ))
 }

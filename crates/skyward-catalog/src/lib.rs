@@ -7,6 +7,7 @@
 //! A user's own catalog file replaces it with `--catalog PATH`.
 
 pub mod accelerators;
+pub mod aws;
 pub mod azure;
 pub mod build;
 pub mod diff;

@@ -469,3 +469,158 @@ fn a_bad_answer_stops_the_fetch_and_writes_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// An EC2 product as the bulk offer file writes it.
+fn product(
+    sku: &str,
+    family: &str,
+    itype: &str,
+    os: &str,
+    tenancy: &str,
+    sw: &str,
+    capacity: &str,
+) -> Value {
+    json!({"sku": sku, "productFamily": family, "attributes": {
+        "servicecode": "AmazonEC2", "location": "US East (N. Virginia)", "locationType": "AWS Region",
+        "instanceType": itype, "currentGeneration": "Yes", "instanceFamily": "GPU instance",
+        "vcpu": "192", "memory": "2048 GiB", "tenancy": tenancy, "operatingSystem": os,
+        "licenseModel": "No License required", "usagetype": format!("USE1-BoxUsage:{itype}"),
+        "operation": "RunInstances", "capacitystatus": capacity, "preInstalledSw": sw,
+        "regionCode": "us-east-1", "servicename": "Amazon Elastic Compute Cloud"}})
+}
+
+fn on_demand(sku: &str, usd: &str) -> Value {
+    json!({format!("{sku}.JRTCKXETXF"): {"offerTermCode": "JRTCKXETXF", "sku": sku,
+        "effectiveDate": "2024-12-01T00:00:00Z", "termAttributes": {},
+        "priceDimensions": {format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
+            "rateCode": format!("{sku}.JRTCKXETXF.6YS6EN2CT7"), "description": "per On Demand Linux Instance Hour",
+            "beginRange": "0", "endRange": "Inf", "unit": "Hrs", "pricePerUnit": {"USD": usd}, "appliesTo": []}}}})
+}
+
+/// The region index, then us-east-1's offer file (throttled once). By
+/// hand: p5.48xlarge $98.32 (its Windows, dedicated and reserved-capacity
+/// products left out), p4d.24xlarge $32.7726; t3.micro unknown, a
+/// storage product not an instance.
+#[test]
+fn aws_prices_come_from_the_region_index_and_the_offer_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = serve(|path: &str, n| {
+        if path == "/offers/v1.0/aws/AmazonEC2/current/region_index.json" {
+            return (200, vec![], json!({"formatVersion": "v1.0", "disclaimer": "x", "publicationDate": "2024-12-01T00:00:00Z",
+                "regions": {
+                    "us-east-1": {"regionCode": "us-east-1", "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20241201000000/us-east-1/index.json"},
+                    "eu-west-1": {"regionCode": "eu-west-1", "currentVersionUrl": "/offers/v1.0/aws/AmazonEC2/20241201000000/eu-west-1/index.json"}}}).to_string());
+        }
+        if path == "/offers/v1.0/aws/AmazonEC2/20241201000000/us-east-1/index.json" {
+            if n == 0 {
+                return (
+                    503,
+                    vec![("Retry-After".into(), "1".into())],
+                    "SlowDown".into(),
+                );
+            }
+            let mut terms = serde_json::Map::new();
+            for (sku, usd) in [
+                ("A1", "98.3200000000"),
+                ("A2", "113.1200000000"),
+                ("A3", "120.0000000000"),
+                ("A4", "98.3200000000"),
+                ("B1", "32.7726000000"),
+                ("C1", "0.0104000000"),
+            ] {
+                terms.insert(sku.into(), on_demand(sku, usd));
+            }
+            return (200, vec![], json!({"formatVersion": "v1.0", "offerCode": "AmazonEC2", "version": "20241201000000",
+                "products": {
+                    "A1": product("A1", "Compute Instance", "p5.48xlarge", "Linux", "Shared", "NA", "Used"),
+                    "A2": product("A2", "Compute Instance", "p5.48xlarge", "Windows", "Shared", "NA", "Used"),
+                    "A3": product("A3", "Compute Instance", "p5.48xlarge", "Linux", "Dedicated", "NA", "Used"),
+                    "A4": product("A4", "Compute Instance", "p5.48xlarge", "Linux", "Shared", "NA", "UnusedCapacityReservation"),
+                    "B1": product("B1", "Compute Instance", "p4d.24xlarge", "Linux", "Shared", "NA", "Used"),
+                    "C1": product("C1", "Compute Instance", "t3.micro", "Linux", "Shared", "NA", "Used"),
+                    "D1": {"sku": "D1", "productFamily": "Storage", "attributes": {"volumeType": "gp3"}}},
+                "terms": {"OnDemand": terms, "Reserved": {"A1": {"A1.X": {"priceDimensions": {}}}}}}).to_string());
+        }
+        (404, vec![], "NoSuchKey".into())
+    });
+    let out = dir.path().join("aws.csv");
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "aws",
+            "--regions",
+            "us-east-1",
+            "--only",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = offerings(&out);
+    let cells: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[1].as_str(),
+                r[2].as_str(),
+                r[3].as_str(),
+                r[7].as_str(),
+                r[8].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        vec![
+            ("us-east-1", "p4d.24xlarge", "A100", "32.7726", ""),
+            ("us-east-1", "p5.48xlarge", "H100", "98.32", ""),
+        ]
+    );
+    let prov: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("aws.csv.provenance.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            prov["pages"].as_u64(),
+            prov["throttled_retries"].as_u64(),
+            prov["items_read"].as_u64()
+        ),
+        (Some(2), Some(1), Some(7)),
+        "{prov}"
+    );
+    let d = &prov["items_dropped"];
+    assert_eq!(d["not Linux on shared tenancy without pre-installed software (or not capacity status Used)"], 3, "{prov}");
+    assert_eq!(
+        d["instance type without accelerators, or one the catalog does not know"], 1,
+        "{prov}"
+    );
+    assert_eq!(d["not a compute instance"], 1, "{prov}");
+    // A region the index does not list is refused, naming it.
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "aws",
+            "--regions",
+            "mars-1",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "--out",
+        ])
+        .arg(dir.path().join("x.csv"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("'mars-1' is not in the EC2 price list"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.csv").exists());
+}

@@ -13,8 +13,12 @@ use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FetchProvider {
-    /// The Azure Retail Prices API (no credentials).
+    /// The Azure Retail Prices API (no credentials): on-demand and spot.
     Azure,
+    /// The AWS Price List bulk API (no credentials): the EC2 region
+    /// index, then each region's offer file; on-demand only (the bulk
+    /// files have no spot prices).
+    Aws,
 }
 
 #[derive(Args)]
@@ -46,18 +50,15 @@ pub struct DiffArgs {
     pub common: Common,
 }
 
-/// Largest page read.
-const PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// The real HTTP: reqwest over rustls, a page at most
-/// [`PAGE_BYTES_MAX`], 60 s per request.
+/// The real HTTP: reqwest over rustls, bodies bounded as each call asks,
+/// 10 minutes per request (a region's EC2 offer file is large).
 struct Web {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
 }
 
 impl Http for Web {
-    fn get(&mut self, url: &str) -> Result<Reply, String> {
+    fn get(&mut self, url: &str, max_bytes: usize) -> Result<Reply, String> {
         let client = self.client.clone();
         self.rt.block_on(async move {
             let mut r = client
@@ -73,8 +74,8 @@ impl Http for Web {
                 .and_then(|v| v.trim().parse().ok());
             let mut body = Vec::new();
             while let Some(chunk) = r.chunk().await.map_err(|e| format!("reading: {e}"))? {
-                if body.len() + chunk.len() > PAGE_BYTES_MAX {
-                    return Err(format!("page larger than {} MiB", PAGE_BYTES_MAX >> 20));
+                if body.len() + chunk.len() > max_bytes {
+                    return Err(format!("larger than {} MiB", max_bytes >> 20));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -115,7 +116,7 @@ pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
         catalog_fetch::check_regions(&a.regions).map_err(|e| CliError::Input(e.to_string()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(600))
         .user_agent(concat!("skyward/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| CliError::Internal(e.to_string()))?;
@@ -136,6 +137,21 @@ pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
             let endpoint = a.endpoint.as_deref().unwrap_or(azure::ENDPOINT);
             let known = azure::known_skus(&base.offerings);
             catalog_fetch::azure(
+                &mut web,
+                endpoint,
+                &regions,
+                &known,
+                &fetched_at,
+                &mut progress,
+            )
+        }
+        FetchProvider::Aws => {
+            let endpoint = a
+                .endpoint
+                .as_deref()
+                .unwrap_or(skyward_catalog::aws::ENDPOINT);
+            let known = skyward_catalog::aws::known_types(&base.offerings);
+            catalog_fetch::aws(
                 &mut web,
                 endpoint,
                 &regions,
