@@ -91,9 +91,39 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
 /// What a known VM size has: accelerator, count, vCPUs, memory (GiB).
 pub type Known = BTreeMap<String, (String, u32, f64, f64)>;
 
-/// The Azure VM sizes `offerings` has, by lower-case SKU name.
+/// Azure VM sizes with accelerators that the built-in price extract
+/// (SkyPilot's Azure v6, US regions only) does not have: their
+/// accelerators, vCPUs and memory from Microsoft Learn's size pages, so
+/// that `catalog fetch` prices them. No price is made up for them here.
+pub const SIZES_NOT_IN_EXTRACT: &[(&str, &str, u32, f64, f64, &str)] = &[
+    (
+        "Standard_ND96isr_H200_v5",
+        "H200",
+        8,
+        96.0,
+        1850.0,
+        "Microsoft Learn, ND H200 v5 sizes: 96 vCPUs, 1,850 GiB, 8 H200",
+    ),
+    (
+        "Standard_ND128isr_NDR_GB200_v6",
+        "GB200",
+        4,
+        128.0,
+        900.0,
+        "Microsoft Learn, ND GB200 v6 sizes: 128 vCPUs, 900 GiB, 4 GB200 GPUs",
+    ),
+];
+
+/// The Azure VM sizes `offerings` has, and [`SIZES_NOT_IN_EXTRACT`], by
+/// lower-case SKU name.
 pub fn known_skus(offerings: &[Offering]) -> Known {
     let mut out = Known::new();
+    for (sku, acc, n, vcpus, mem, _) in SIZES_NOT_IN_EXTRACT {
+        out.insert(
+            sku.to_ascii_lowercase(),
+            (acc.to_string(), *n, *vcpus, *mem),
+        );
+    }
     for o in offerings.iter().filter(|o| o.region.provider == "azure") {
         out.entry(o.sku.to_ascii_lowercase()).or_insert((
             o.accelerator.clone(),

@@ -58,10 +58,13 @@ pub struct BuildNote {
     pub reason: String,
 }
 
-/// The built-in catalog's fix/drop notes (`data/notes.csv`).
+/// The built-in catalog's fix/drop notes (`data/notes.csv`), then what
+/// it lacks that no public source available offline prices (filled by
+/// `skyward catalog fetch`).
 pub fn build_notes() -> Vec<BuildNote> {
     let mut rdr = csv::Reader::from_reader(NOTES_CSV.as_bytes());
-    rdr.records()
+    let mut out: Vec<BuildNote> = rdr
+        .records()
         .flatten()
         .map(|r| {
             let g = |i: usize| r.get(i).unwrap_or("").to_string();
@@ -73,7 +76,24 @@ pub fn build_notes() -> Vec<BuildNote> {
                 reason: g(4),
             }
         })
-        .collect()
+        .collect();
+    out.push(BuildNote {
+        provider: "azure".into(),
+        sku: "*".into(),
+        action: "missing".into(),
+        regions: 0,
+        reason: "the built-in Azure rows (SkyPilot's Azure v6 extract) cover US regions only; `skyward catalog fetch --provider azure --regions …` adds the others from the Retail Prices API".into(),
+    });
+    for (sku, acc, n, _, _, source) in azure::SIZES_NOT_IN_EXTRACT {
+        out.push(BuildNote {
+            provider: "azure".into(),
+            sku: sku.to_string(),
+            action: "missing".into(),
+            regions: 0,
+            reason: format!("{acc}:{n} ({source}): no public list price in the built-in extract, none made up; `skyward catalog fetch --provider azure` prices it"),
+        });
+    }
+    out
 }
 
 #[derive(Debug, Clone)]

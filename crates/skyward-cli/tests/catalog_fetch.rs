@@ -182,6 +182,16 @@ fn azure_pages(port: u16) -> impl Fn(&str, usize) -> Answer {
                             0.7346,
                             "eastus",
                         ),
+                        // A size the built-in extract lacks (a price for
+                        // the test).
+                        item(
+                            "Standard_ND96isr_H200_v5",
+                            "ND96isr H200 v5",
+                            "NDisrH200v5 Series",
+                            "Consumption",
+                            100.0,
+                            "eastus",
+                        ),
                     ],
                     Some(format!("{base}?$filter=x&$skip=1000")),
                 ),
@@ -252,6 +262,7 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
         vec![
             ("Standard_NC24ads_A100_v4", "A100-80GB", "1", "3.673", ""),
             ("Standard_ND96isr_H100_v5", "H100", "8", "98.32", "39.328"),
+            ("Standard_ND96isr_H200_v5", "H200", "8", "100", ""),
         ],
         "{eastus:?}"
     );
@@ -267,9 +278,9 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
     )
     .unwrap();
     assert_eq!(prov["pages"], 2, "{prov}");
-    assert_eq!(prov["items_read"], 8, "{prov}");
+    assert_eq!(prov["items_read"], 9, "{prov}");
     assert_eq!(prov["throttled_retries"], 1, "{prov}");
-    assert_eq!(prov["offerings_kept"], 2, "{prov}");
+    assert_eq!(prov["offerings_kept"], 3, "{prov}");
     let d = &prov["items_dropped"];
     assert_eq!(d["Windows (license included)"], 1, "{prov}");
     assert_eq!(d["low priority (retired; spot replaces it)"], 1, "{prov}");
@@ -343,7 +354,7 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
             < 1e-9,
         "{d}"
     );
-    assert_eq!(d["unchanged"], 1, "{d}");
+    assert_eq!(d["unchanged"], 2, "{d}");
     assert!(d["removed"].as_array().unwrap().is_empty(), "{d}");
     assert!(
         d["added"].as_array().unwrap().len() > 100,
@@ -357,7 +368,7 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("+11.1%") && text.contains("1 unchanged, 1 price change(s)"),
+        text.contains("+11.1%") && text.contains("2 unchanged, 1 price change(s)"),
         "{text}"
     );
 }
