@@ -788,6 +788,13 @@ fn examples_parse() {
     let text = std::fs::read_to_string(root.join("examples/jobs.yaml")).unwrap();
     let jobs = skyward_spec::job::parse_file(&text, "jobs.yaml", &catalog).unwrap();
     assert_eq!(jobs.len(), 4);
+    let text = std::fs::read_to_string(root.join("examples/variants.yaml")).unwrap();
+    let job = skyward_spec::job::parse_one(&text, "variants.yaml", &catalog).unwrap();
+    assert_eq!(
+        job.variants.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["nvidia", "trainium"]
+    );
+    assert_eq!(job.no_variant, ["tpu-v5p-8"]);
     let text = std::fs::read_to_string(root.join("examples/server.yaml")).unwrap();
     let cfg = skyward_server::config::parse(&text, "server.yaml", &catalog).unwrap();
     assert_eq!(cfg.sites.len(), 4);
