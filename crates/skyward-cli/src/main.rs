@@ -102,6 +102,13 @@ enum Command {
     /// The commitments' live state the scheduler prices placements with:
     /// burned, forecast, and what is free at the margin.
     Commitments(cmd::client::Conn),
+    /// Speeds learned from runs' throughput reports, per workload class
+    /// (team/name) and accelerator alternative.
+    Profiles(cmd::client::ProfilesArgs),
+    /// In a run: report its throughput (`skyward metric 1234.5 --unit
+    /// tokens/s`); the server learns the class's speed when the run
+    /// succeeds. Prints one line to the run's output; no server needed.
+    Metric(cmd::client::MetricArgs),
     /// API tokens.
     #[command(subcommand)]
     Token(cmd::server::TokenCommand),
@@ -141,6 +148,8 @@ fn main() -> ExitCode {
         Command::Queue(a) => cmd::client::queue(&a),
         Command::Usage(a) => cmd::client::usage(&a),
         Command::Commitments(a) => cmd::client::commitments(&a),
+        Command::Profiles(a) => cmd::client::profiles(&a),
+        Command::Metric(a) => cmd::client::metric(&a),
         Command::Token(t) => cmd::server::run_token(&t),
         Command::Gateway(g) => cmd::gateway::run(&g),
         Command::Agent(a) => cmd::agent::run(&a),

@@ -181,8 +181,8 @@ type FilterKey = (
     Vec<String>,
     Vec<String>,
     Vec<String>,
-    // Spot policy; alternatives with no variant.
-    (SpotPolicy, Vec<String>),
+    // Spot policy; alternatives with no variant; learned rates (bits).
+    (SpotPolicy, Vec<String>, Vec<(String, u64)>),
 );
 
 fn filter_key(spec: &JobSpec) -> FilterKey {
@@ -201,6 +201,10 @@ fn filter_key(spec: &JobSpec) -> FilterKey {
             spec.no_variant
                 .iter()
                 .map(|n| n.to_ascii_lowercase())
+                .collect(),
+            spec.throughput
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_bits()))
                 .collect(),
         ),
     )
@@ -435,6 +439,12 @@ impl Core {
                         return Some(1.0);
                     }
                     let f = first?;
+                    if let (Some(r), Some(t)) = (
+                        spec.throughput.get(&f.to_string()),
+                        spec.throughput.get(&a.to_string()),
+                    ) {
+                        return (*t > 0.0).then(|| r / t);
+                    }
                     let r = table.unit_tflops(&f.name)? * f64::from(f.count);
                     let t = table.unit_tflops(&a.name)? * f64::from(a.count);
                     (t > 0.0).then(|| r / t)
@@ -521,7 +531,7 @@ impl Core {
                     index.insert(*id, snaps.len());
                     snaps.push(Snapshot {
                         id: *id,
-                        spec: spec.clone(),
+                        spec: spec.as_ref().clone(),
                         state: State::Pending,
                         attempt: 0,
                         failover: Failover::default(),

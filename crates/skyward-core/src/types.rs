@@ -43,6 +43,10 @@ pub struct JobSpec {
     /// Accelerators among the alternatives its variants give no way to
     /// run on: no site of theirs takes it ("no variant …").
     pub no_variant: Vec<String>,
+    /// Learned rates per alternative (`H100:8` → tokens/s or any unit,
+    /// the same for all): hours scale by their ratio instead of the
+    /// datasheet's when the first alternative and the other both have one.
+    pub throughput: std::collections::BTreeMap<String, f64>,
 }
 
 /// A place work runs: a provider region (or cluster) with capacity.
@@ -231,7 +235,8 @@ pub struct Failover {
 pub enum Record {
     Submitted {
         id: WorkloadId,
-        spec: JobSpec,
+        /// Boxed: a spec is much larger than the other records.
+        spec: Box<JobSpec>,
         at: Millis,
     },
     Transition {

@@ -159,6 +159,7 @@ fn cycle(s: &Snapshot) -> (Vec<(u64, String)>, f64, bool) {
                     team: String::new(),
                     recovery: Default::default(),
                     no_variant: Vec::new(),
+                    throughput: Default::default(),
                 },
             },
         )

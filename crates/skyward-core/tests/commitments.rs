@@ -39,6 +39,7 @@ fn flexible() -> JobSpec {
         team: String::new(),
         recovery: Default::default(),
         no_variant: Vec::new(),
+        throughput: Default::default(),
     }
 }
 

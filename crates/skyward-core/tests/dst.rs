@@ -365,6 +365,7 @@ impl World {
                 max_restarts: (self.rng.below(4) == 0).then_some(2),
             },
             no_variant: Vec::new(),
+            throughput: Default::default(),
         }
     }
 
@@ -748,7 +749,7 @@ impl World {
                 // Persist before acknowledging, as the runtime must.
                 self.log.push(Record::Submitted {
                     id,
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                     at: self.now,
                 });
                 self.submitted.insert(id);

@@ -63,6 +63,7 @@ fn job(strategy: RecoveryStrategy, max_restarts: Option<u32>) -> JobSpec {
             max_restarts,
         },
         no_variant: Vec::new(),
+        throughput: Default::default(),
     }
 }
 
@@ -220,7 +221,7 @@ fn failover_survives_a_restart() {
     let spec = job(RecoveryStrategy::NextRegion, Some(3));
     records.push(Record::Submitted {
         id: WorkloadId(1),
-        spec: spec.clone(),
+        spec: Box::new(spec.clone()),
         at: 0,
     });
     c.handle(

@@ -36,6 +36,7 @@ fn job(acc: &str, nodes: u32, priority: i32) -> JobSpec {
         team: String::new(),
         recovery: Default::default(),
         no_variant: Vec::new(),
+        throughput: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod offering;
 pub mod recovery;
 pub mod region;
 pub mod rng;
+pub mod speed;
 pub mod variant;
 
 pub use accel::{AcceleratorRequest, AcceleratorSpec};

@@ -97,6 +97,21 @@ pub struct NewWorkload {
     pub kind: String,
 }
 
+/// Throughput reports kept (the newest).
+pub const REPORTS_KEPT: i64 = 100_000;
+
+/// A run's reported throughput: its class (`team/name`), the alternative
+/// it ran on (`H100:8`), the rate in its unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThroughputReport {
+    pub class: String,
+    pub alternative: String,
+    pub rate: f64,
+    pub unit: String,
+    pub at_ms: i64,
+    pub workload_id: i64,
+}
+
 /// Site health events kept (the newest).
 pub const SITE_EVENTS_KEPT: i64 = 100_000;
 
@@ -1000,6 +1015,50 @@ impl Db {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores a run's throughput report; keeps the newest
+    /// [`REPORTS_KEPT`].
+    pub async fn report_add(&self, r: &ThroughputReport) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO throughput_reports (class, alternative, rate, unit, at_ms, workload_id) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(r.class.as_str())
+            .bind(r.alternative.as_str())
+            .bind(r.rate)
+            .bind(r.unit.as_str())
+            .bind(r.at_ms)
+            .bind(r.workload_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM throughput_reports WHERE id <= (SELECT MAX(id) FROM throughput_reports) - $1")
+            .bind(REPORTS_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Throughput reports, oldest first, of one class if given.
+    pub async fn reports(&self, class: Option<&str>) -> Result<Vec<ThroughputReport>, DbError> {
+        let rows = sqlx::query(
+            "SELECT class, alternative, rate, unit, at_ms, workload_id FROM throughput_reports WHERE ($1 = '' OR class = $2) ORDER BY id",
+        )
+        .bind(class.unwrap_or(""))
+        .bind(class.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThroughputReport {
+                    class: r.try_get(0)?,
+                    alternative: r.try_get(1)?,
+                    rate: r.try_get(2)?,
+                    unit: r.try_get(3)?,
+                    at_ms: r.try_get(4)?,
+                    workload_id: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     /// Sites' health events, newest first, before the cursor (an id), of

@@ -193,6 +193,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sites", get(sites))
         .route("/v1/sites/history", get(site_history))
         .route("/v1/sites/events", get(site_events))
+        .route("/v1/profiles", get(profiles))
         .route("/v1/queue", get(queue))
         .route("/v1/usage", get(usage))
         .route("/v1/tokens", post(create_token).get(list_tokens))
@@ -1297,10 +1298,27 @@ async fn show(
     } else {
         None
     };
+    let parsed = serde_json::from_str::<skyward_spec::job::JobRequest>(&row.spec_json).ok();
     let store_spec: Option<skyward_model::CheckpointStore> =
-        serde_json::from_str::<skyward_spec::job::JobRequest>(&row.spec_json)
-            .ok()
-            .and_then(|j| j.checkpoint_store);
+        parsed.as_ref().and_then(|j| j.checkpoint_store.clone());
+    // The speeds placement uses for its alternatives, and where from.
+    let speeds = match &parsed {
+        Some(j) => {
+            let class = format!("{}/{}", row.team, j.name);
+            let rs = app
+                .db
+                .reports(Some(&class))
+                .await
+                .map_err(ApiError::internal)?;
+            let basis = if rs.is_empty() {
+                "datasheet: dense BF16 TFLOPS × count (no run of this class reported its throughput)".to_string()
+            } else {
+                format!("learned from {} throughput report(s) of runs of this class, datasheet ratios for the rest", rs.len())
+            };
+            json!({"class": class, "basis": basis, "estimates": profile_of(&rs, &j.accelerators)})
+        }
+        None => Value::Null,
+    };
     let mut v = serde_json::to_value(WorkloadView::from(row)).map_err(ApiError::internal)?;
     v["spec"] = spec;
     let mut tries = attempts(&events);
@@ -1343,6 +1361,7 @@ async fn show(
             .map_err(ApiError::internal)?;
     }
     v["attempts"] = serde_json::to_value(tries).map_err(ApiError::internal)?;
+    v["speeds"] = speeds;
     v["events"] = serde_json::to_value(events).map_err(ApiError::internal)?;
     v["pending_reasons"] = match reasons {
         Some(r) => json!(r
@@ -1521,6 +1540,65 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
         StatusCode::OK,
         &json!({"items": items, "leader": app.metrics.leader.load(std::sync::atomic::Ordering::Relaxed) == 1}),
     ))
+}
+
+/// Speed profiles of one class from its reports: the estimate per
+/// alternative reported on, datasheet ratios included.
+pub(crate) fn profile_of(
+    reports: &[crate::db::ThroughputReport],
+    alternatives: &[String],
+) -> Vec<skyward_model::speed::SpeedEstimate> {
+    let tflops = skyward_catalog::accelerators::AcceleratorTable::builtin();
+    let pairs: Vec<(String, f64)> = reports
+        .iter()
+        .map(|r| (r.alternative.clone(), r.rate))
+        .collect();
+    skyward_model::speed::estimate(&pairs, alternatives, |a| {
+        let r = skyward_model::AcceleratorRequest::parse(a).ok()?;
+        Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
+    })
+}
+
+/// `GET /v1/profiles[?class=team/name]`: what runs reported and the
+/// speed estimated per class and alternative (a token sees its team's
+/// classes; admin all).
+async fn profiles(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let who = authorize(&app, &headers, Scope::Read).await?;
+    let p = params(q, &["class"])?;
+    let class = p
+        .get("class")
+        .map(|c| crate::http_ledger::text_param(c, "class"))
+        .transpose()?;
+    let rows = app
+        .db
+        .reports(class.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut by: BTreeMap<String, Vec<crate::db::ThroughputReport>> = BTreeMap::new();
+    for r in rows {
+        if who
+            .team_filter()
+            .is_some_and(|t| !r.class.starts_with(&format!("{t}/")))
+        {
+            continue;
+        }
+        by.entry(r.class.clone()).or_default().push(r);
+    }
+    let items: Vec<Value> = by
+        .into_iter()
+        .map(|(class, rs)| {
+            let mut alts: Vec<String> = rs.iter().map(|r| r.alternative.clone()).collect();
+            alts.sort();
+            alts.dedup();
+            let unit = rs.last().map(|r| r.unit.clone()).unwrap_or_default();
+            json!({"class": class, "unit": unit, "reports": rs.len(), "estimates": profile_of(&rs, &alts)})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
 /// `GET /v1/sites/events`: sites' health history, newest first: lost

@@ -410,7 +410,7 @@ fn app_err(e: AppError) -> ApiError {
 
 /// A query value, percent-decoded; text people read back (no control
 /// characters), at most 200 characters.
-fn text_param(raw: &str, name: &str) -> Result<String, ApiError> {
+pub(crate) fn text_param(raw: &str, name: &str) -> Result<String, ApiError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -254,6 +254,7 @@ fn to_job_spec(r: &JobRequest, team: &str) -> JobSpec {
         team: team.to_string(),
         recovery: r.recovery,
         no_variant: r.no_variant.clone(),
+        throughput: Default::default(),
     }
 }
 
@@ -269,6 +270,51 @@ fn to_run_spec(r: &JobRequest) -> RunSpec {
         nodes: r.nodes,
         walltime_ms: None,
     }
+}
+
+/// How much of a run's output is read for its throughput report.
+const REPORT_SCAN_BYTES: u64 = 1 << 20;
+
+/// The last `n` bytes of a file (None when it cannot be read).
+fn read_tail(path: &std::path::Path, n: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut out = Vec::with_capacity(len.min(n) as usize);
+    f.take(n).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// Throughput reports by class: (alternative, rate), oldest first.
+type Reports = BTreeMap<String, Vec<(String, f64)>>;
+/// Reports kept per class in memory (the newest).
+const REPORTS_PER_CLASS_MAX: usize = 1_000;
+
+/// The class a workload's throughput reports are kept under: its team's
+/// workloads of the same name.
+fn class_of(team: &str, name: &str) -> String {
+    format!("{team}/{name}")
+}
+
+/// The rates learned for `req`'s alternatives from its class's reports
+/// (none without a report: the datasheet ratio stands).
+fn learned_speeds(
+    reports: &Reports,
+    tflops: &skyward_catalog::accelerators::AcceleratorTable,
+    class: &str,
+    req: &JobRequest,
+) -> BTreeMap<String, f64> {
+    let Some(rs) = reports.get(class) else {
+        return BTreeMap::new();
+    };
+    skyward_model::speed::estimate(rs, &req.accelerators, |a| {
+        let r = AcceleratorRequest::parse(a).ok()?;
+        Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
+    })
+    .into_iter()
+    .map(|e| (e.alternative, e.rate))
+    .collect()
 }
 
 /// What runs on an accelerator: the workload's run with the variant for
@@ -372,6 +418,16 @@ struct Leading<'a> {
     runs: BTreeMap<WorkloadId, RunSpec>,
     /// Workloads with variants: how each runs on each stack.
     variants: BTreeMap<WorkloadId, BTreeMap<String, skyward_model::Variant>>,
+    /// Each live workload's class (`team/name`), and the alternative its
+    /// current run is on (`H100:8`).
+    classes: BTreeMap<WorkloadId, String>,
+    ran_on: BTreeMap<WorkloadId, String>,
+    /// Throughput reports by class, and the datasheet figures they are
+    /// scaled by.
+    reports: Reports,
+    tflops: skyward_catalog::accelerators::AcceleratorTable,
+    /// Reports read from runs that succeeded, not stored yet.
+    new_reports: Vec<crate::db::ThroughputReport>,
     submitted_at: BTreeMap<WorkloadId, Millis>,
     dispatched_at: BTreeMap<WorkloadId, Millis>,
     executors: BTreeMap<String, Runner>,
@@ -500,6 +556,19 @@ impl Runtime {
         let mut snaps = Vec::with_capacity(rows.len());
         let mut runs = BTreeMap::new();
         let mut variants = BTreeMap::new();
+        let mut classes = BTreeMap::new();
+        let tflops = skyward_catalog::accelerators::AcceleratorTable::builtin();
+        let mut reports: Reports = BTreeMap::new();
+        for r in self.db.reports(None).await? {
+            reports
+                .entry(r.class)
+                .or_default()
+                .push((r.alternative, r.rate));
+        }
+        for v in reports.values_mut() {
+            let extra = v.len().saturating_sub(REPORTS_PER_CLASS_MAX);
+            v.drain(..extra);
+        }
         let mut ckpt = BTreeMap::new();
         let mut submitted_at = BTreeMap::new();
         let mut teams = BTreeMap::new();
@@ -540,9 +609,13 @@ impl Runtime {
                 .as_deref()
                 .and_then(|j| serde_json::from_str(j).ok())
                 .unwrap_or_default();
+            let class = class_of(&r.team, &req.name);
+            let mut spec = to_job_spec(&req, &r.team);
+            spec.throughput = learned_speeds(&reports, &tflops, &class, &req);
+            classes.insert(id, class);
             snaps.push(Snapshot {
                 id,
-                spec: to_job_spec(&req, &r.team),
+                spec,
                 state,
                 attempt: r.attempt.max(0) as u32,
                 failover,
@@ -584,6 +657,11 @@ impl Runtime {
             core,
             runs,
             variants,
+            classes,
+            reports,
+            tflops,
+            ran_on: BTreeMap::new(),
+            new_reports: Vec::new(),
             submitted_at,
             dispatched_at: BTreeMap::new(),
             executors: BTreeMap::new(),
@@ -911,6 +989,9 @@ impl Leading<'_> {
                 rt.db.site_events_add(&self.site_events).await?;
                 self.site_events.clear();
             }
+            for r in std::mem::take(&mut self.new_reports) {
+                rt.db.report_add(&r).await?;
+            }
             rt.metrics.cycle_us_last.store(
                 rt.clock.now_ms().saturating_sub(started) * 1000,
                 Ordering::Relaxed,
@@ -941,6 +1022,35 @@ impl Leading<'_> {
                 return Ok(Stop::Shutdown);
             }
         }
+    }
+
+    /// A run that succeeded: the last throughput its output reports (in
+    /// its last [`REPORT_SCAN_BYTES`]), kept for its class and stored after
+    /// this round. A run that reports nothing teaches nothing.
+    fn read_report(&mut self, id: WorkloadId, at: Millis) {
+        let (Some(class), Some(alt)) = (self.classes.get(&id), self.ran_on.get(&id)) else {
+            return;
+        };
+        let path = self.rt.work_dir.join(id.0.to_string()).join("output.log");
+        let Some(tail) = read_tail(&path, REPORT_SCAN_BYTES) else {
+            return;
+        };
+        let Some((rate, unit)) = skyward_model::speed::last_report(&tail) else {
+            return;
+        };
+        let v = self.reports.entry(class.clone()).or_default();
+        if v.len() >= REPORTS_PER_CLASS_MAX {
+            v.remove(0);
+        }
+        v.push((alt.clone(), rate));
+        self.new_reports.push(crate::db::ThroughputReport {
+            class: class.clone(),
+            alternative: alt.clone(),
+            rate,
+            unit,
+            at_ms: at as i64,
+            workload_id: id.0 as i64,
+        });
     }
 
     /// Takes `sites` out for `duration_ms`: their runs are stopped and
@@ -1083,15 +1193,13 @@ impl Leading<'_> {
                         continue;
                     }
                 };
-                match self.core.handle(
-                    now,
-                    Input::Submit {
-                        id: wid,
-                        spec: to_job_spec(&req, &team),
-                    },
-                ) {
+                let class = class_of(&team, &req.name);
+                let mut spec = to_job_spec(&req, &team);
+                spec.throughput = learned_speeds(&self.reports, &self.tflops, &class, &req);
+                match self.core.handle(now, Input::Submit { id: wid, spec }) {
                     Ok(()) => {
                         self.runs.insert(wid, to_run_spec(&req));
+                        self.classes.insert(wid, class);
                         if !req.variants.is_empty() {
                             self.variants.insert(wid, req.variants.clone());
                         }
@@ -1163,6 +1271,9 @@ impl Leading<'_> {
                                 if let Some((code, why)) = self.endings.remove(&id) {
                                     exit_code = code.map(i64::from);
                                     note = why;
+                                }
+                                if *o == Outcome::Succeeded {
+                                    self.read_report(id, at);
                                 }
                                 match o {
                                     Outcome::Succeeded => {
@@ -1338,6 +1449,8 @@ impl Leading<'_> {
                 self.core.forget(id);
                 self.runs.remove(&id);
                 self.variants.remove(&id);
+                self.classes.remove(&id);
+                self.ran_on.remove(&id);
                 if self.ckpt.remove(&id).is_some() {
                     rt.checkpoints.unwatch(id.0);
                 }
@@ -1372,6 +1485,11 @@ impl Leading<'_> {
                 let mut run = self.runs.get(&id).cloned().unwrap_or_default();
                 if let (Some(v), Some(s)) = (self.variants.get(&id), self.site_info.get(&site)) {
                     run = with_variant(run, v, &s.spec.accelerator);
+                }
+                if let Some(s) = self.site_info.get(&site) {
+                    let per_node = accelerators / run.nodes.max(1);
+                    self.ran_on
+                        .insert(id, format!("{}:{per_node}", s.spec.accelerator));
                 }
                 run.walltime_ms = walltime_ms;
                 if let Some(env) = self.resume_env.remove(&id) {

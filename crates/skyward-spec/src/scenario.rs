@@ -546,6 +546,7 @@ pub fn parse_with(text: &str, file: &str, read: &mut OpenTrace<'_>) -> Result<Sc
             team: d.team.unwrap_or_else(|| "default".into()),
             recovery: Default::default(),
             no_variant: Vec::new(),
+            throughput: Default::default(),
         };
         demand.push(Stream {
             name: d.name,

@@ -731,6 +731,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
             spot: skyward_model::SpotPolicy::Never,
             recovery: Default::default(),
             no_variant: Vec::new(),
+            throughput: Default::default(),
         };
         core.handle(
             0,
@@ -901,6 +902,7 @@ fn core_bench(a: &CoreBenchArgs) -> Result<(), CliError> {
                     spot: skyward_model::SpotPolicy::Never,
                     recovery: Default::default(),
                     no_variant: Vec::new(),
+                    throughput: Default::default(),
                 },
             },
         );

@@ -78,6 +78,7 @@ fn job(i: usize) -> JobSpec {
         team: String::new(),
         recovery: Default::default(),
         no_variant: Vec::new(),
+        throughput: Default::default(),
     }
 }
 

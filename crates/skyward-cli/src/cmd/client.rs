@@ -313,6 +313,19 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                         s(&v["submitted_by"])
                     );
                     outln!("  site         {}", s(&v["site"]));
+                    if let Some(basis) = v["speeds"]["basis"].as_str() {
+                        outln!("  speeds       {basis}");
+                        for e in v["speeds"]["estimates"].as_array().into_iter().flatten() {
+                            outln!(
+                                "               {}: {:.4} ({}, {} report(s), ±{:.0}%)",
+                                s(&e["alternative"]),
+                                e["rate"].as_f64().unwrap_or(0.0),
+                                s(&e["source"]),
+                                s(&e["reports"]),
+                                100.0 * (e["log_sd"].as_f64().unwrap_or(0.0).exp() - 1.0)
+                            );
+                        }
+                    }
                     outln!("  accelerators {}", s(&v["accelerators"]));
                     outln!("  attempt      {}", s(&v["attempt"]));
                     outln!("  priority     {}", s(&v["priority"]));
@@ -561,6 +574,103 @@ pub fn logs(a: &LogsArgs) -> Result<(), CliError> {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+}
+
+#[derive(Args)]
+pub struct ProfilesArgs {
+    /// One class only (`team/name`).
+    #[arg(long)]
+    pub class: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args)]
+pub struct MetricArgs {
+    /// The run's throughput (steps/s, tokens/s or samples/s: the same unit
+    /// for every run of a class).
+    pub throughput: String,
+    #[arg(long, default_value = "")]
+    pub unit: String,
+}
+
+/// `skyward metric`: the report line, on the run's own output.
+pub fn metric(a: &MetricArgs) -> Result<(), CliError> {
+    let v: f64 = a
+        .throughput
+        .trim()
+        .parse()
+        .ok()
+        .filter(|x: &f64| x.is_finite() && *x > 0.0)
+        .ok_or_else(|| {
+            CliError::Input(format!(
+                "throughput: '{}' is not a positive number",
+                a.throughput.chars().take(64).collect::<String>()
+            ))
+        })?;
+    if a.unit.len() > 32 || !a.unit.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(CliError::Input(
+            "--unit: at most 32 printable characters, no spaces (for example tokens/s)".into(),
+        ));
+    }
+    let unit = if a.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" unit={}", a.unit)
+    };
+    outln!(
+        "{}throughput={v}{unit}",
+        skyward_model::speed::REPORT_PREFIX
+    );
+    Ok(())
+}
+
+/// `skyward profiles`: `GET /v1/profiles` as a table.
+pub fn profiles(a: &ProfilesArgs) -> Result<(), CliError> {
+    let c = connect(&a.conn)?;
+    let rt = crate::cmd::ledger::runtime()?;
+    let mut path = "/v1/profiles".to_string();
+    if let Some(k) = &a.class {
+        path.push_str(&format!("?class={}", query_value(k)));
+    }
+    let v = get(&rt, &c, &path)?;
+    match a.conn.output {
+        Output::Json => outln!("{}", json(&v)?),
+        Output::Table => {
+            let mut t = Table::new(&[
+                "class",
+                "alternative",
+                "reports>",
+                "rate>",
+                "±1 sd",
+                "unit",
+                "source",
+            ]);
+            for p in v["items"].as_array().into_iter().flatten() {
+                for e in p["estimates"].as_array().into_iter().flatten() {
+                    let rate = e["rate"].as_f64().unwrap_or(0.0);
+                    let sd = e["log_sd"].as_f64().unwrap_or(0.0);
+                    t.row(vec![
+                        s(&p["class"]),
+                        s(&e["alternative"]),
+                        s(&e["reports"]),
+                        format!("{rate:.4}"),
+                        format!("{:.4}–{:.4}", rate * (-sd).exp(), rate * sd.exp()),
+                        s(&p["unit"]),
+                        s(&e["source"]),
+                    ]);
+                }
+            }
+            if t.is_empty() {
+                outln!(
+                    "no run has reported its throughput yet (`skyward metric N --unit U` in a run)"
+                );
+            } else {
+                out!("{}", t.render());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `skyward commitments`: `GET /v1/commitments` as a table.
