@@ -1310,12 +1310,20 @@ async fn show(
                 .reports(Some(&class))
                 .await
                 .map_err(ApiError::internal)?;
-            let basis = if rs.is_empty() {
-                "datasheet: dense BF16 TFLOPS × count (no run of this class reported its throughput)".to_string()
+            let prior = if j.throughput.is_empty() {
+                "datasheet ratios (dense BF16 TFLOPS × count)"
             } else {
-                format!("learned from {} throughput report(s) of runs of this class, datasheet ratios for the rest", rs.len())
+                "the workload's own throughput: figures"
             };
-            json!({"class": class, "basis": basis, "estimates": profile_of(&rs, &j.accelerators)})
+            let mut basis = if rs.is_empty() {
+                format!("{prior} (no run of this class reported its throughput)")
+            } else {
+                format!("learned from {} throughput report(s) of runs of this class, {prior} for the rest", rs.len())
+            };
+            if j.risk_averse && !rs.is_empty() {
+                basis.push_str("; risk-averse: each rate one sd below its estimate");
+            }
+            json!({"class": class, "basis": basis, "estimates": profile_of(&rs, &j.accelerators, &j.throughput)})
         }
         None => Value::Null,
     };
@@ -1547,6 +1555,7 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
 pub(crate) fn profile_of(
     reports: &[crate::db::ThroughputReport],
     alternatives: &[String],
+    own: &BTreeMap<String, f64>,
 ) -> Vec<skyward_model::speed::SpeedEstimate> {
     let tflops = skyward_catalog::accelerators::AcceleratorTable::builtin();
     let pairs: Vec<(String, f64)> = reports
@@ -1555,6 +1564,9 @@ pub(crate) fn profile_of(
         .collect();
     skyward_model::speed::estimate(&pairs, alternatives, |a| {
         let r = skyward_model::AcceleratorRequest::parse(a).ok()?;
+        if !own.is_empty() {
+            return own.get(&r.name).copied();
+        }
         Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
     })
 }
@@ -1595,7 +1607,7 @@ async fn profiles(
             alts.sort();
             alts.dedup();
             let unit = rs.last().map(|r| r.unit.clone()).unwrap_or_default();
-            json!({"class": class, "unit": unit, "reports": rs.len(), "estimates": profile_of(&rs, &alts)})
+            json!({"class": class, "unit": unit, "reports": rs.len(), "estimates": profile_of(&rs, &alts, &BTreeMap::new())})
         })
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))

@@ -297,24 +297,43 @@ fn class_of(team: &str, name: &str) -> String {
     format!("{team}/{name}")
 }
 
-/// The rates learned for `req`'s alternatives from its class's reports
-/// (none without a report: the datasheet ratio stands).
+/// The rates placement uses for `req`'s alternatives: learned from its
+/// class's reports, with the workload's own `throughput:` (else the
+/// datasheet) as the prior, one standard deviation down when it is
+/// `risk_averse`; without a report, its `throughput:` as given; else
+/// none (the core keeps the datasheet ratio).
 fn learned_speeds(
     reports: &Reports,
     tflops: &skyward_catalog::accelerators::AcceleratorTable,
     class: &str,
     req: &JobRequest,
 ) -> BTreeMap<String, f64> {
-    let Some(rs) = reports.get(class) else {
-        return BTreeMap::new();
-    };
-    skyward_model::speed::estimate(rs, &req.accelerators, |a| {
+    let prior = |a: &str| -> Option<f64> {
         let r = AcceleratorRequest::parse(a).ok()?;
+        if !req.throughput.is_empty() {
+            return req.throughput.get(&r.name).copied();
+        }
         Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
-    })
-    .into_iter()
-    .map(|e| (e.alternative, e.rate))
-    .collect()
+    };
+    match reports.get(class) {
+        Some(rs) => skyward_model::speed::estimate(rs, &req.accelerators, prior)
+            .into_iter()
+            .map(|e| {
+                let rate = if req.risk_averse {
+                    e.rate * (-e.log_sd).exp()
+                } else {
+                    e.rate
+                };
+                (e.alternative, rate)
+            })
+            .collect(),
+        None if !req.throughput.is_empty() => req
+            .accelerators
+            .iter()
+            .filter_map(|a| Some((a.clone(), prior(a)?)))
+            .collect(),
+        None => BTreeMap::new(),
+    }
 }
 
 /// What runs on an accelerator: the workload's run with the variant for
@@ -1639,5 +1658,63 @@ fn resolve_secrets(
 impl SystemClock {
     pub fn now_ms_i64(&self) -> i64 {
         self.now_ms() as i64
+    }
+}
+
+#[cfg(test)]
+mod speed_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn job(extra: &str) -> JobRequest {
+        let cat = skyward_catalog::Catalog::builtin().unwrap();
+        skyward_spec::job::parse_one(
+            &format!("name: b\naccelerators: [H100:1, A100:1]\nrun: x\n{extra}"),
+            "t.yaml",
+            &cat,
+        )
+        .unwrap()
+    }
+
+    /// By hand, with one H100 report of 100 and nothing on A100: the
+    /// datasheet prior gives A100 100 × 312/989 (sd 0.5), the job's own
+    /// `throughput: {H100: 2, A100: 1}` gives 50; risk-averse takes each
+    /// one sd down (× e^-0.15 and × e^-0.5); with no report at all, the
+    /// job's own figures are used as given, and without them nothing.
+    #[test]
+    fn placement_speeds_come_from_reports_the_jobs_prior_and_its_risk() {
+        let tf = skyward_catalog::accelerators::AcceleratorTable::builtin();
+        let mut reports = Reports::new();
+        reports.insert("t/b".into(), vec![("H100:1".into(), 100.0)]);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1.0);
+        let s = learned_speeds(&reports, &tf, "t/b", &job(""));
+        assert!(
+            close(s["H100:1"], 100.0) && close(s["A100:1"], 100.0 * 312.0 / 989.0),
+            "{s:?}"
+        );
+        let s = learned_speeds(
+            &reports,
+            &tf,
+            "t/b",
+            &job("throughput: {H100: 2, A100: 1}\n"),
+        );
+        assert!(close(s["A100:1"], 50.0), "{s:?}");
+        let s = learned_speeds(&reports, &tf, "t/b", &job("risk_averse: true\n"));
+        assert!(close(s["H100:1"], 100.0 * (-0.15f64).exp()), "{s:?}");
+        assert!(
+            close(s["A100:1"], 100.0 * 312.0 / 989.0 * (-0.5f64).exp()),
+            "{s:?}"
+        );
+        let s = learned_speeds(
+            &Reports::new(),
+            &tf,
+            "t/b",
+            &job("throughput: {H100: 2, A100: 1}\n"),
+        );
+        assert_eq!(
+            s,
+            BTreeMap::from([("H100:1".to_string(), 2.0), ("A100:1".to_string(), 1.0)])
+        );
+        assert!(learned_speeds(&Reports::new(), &tf, "t/b", &job("")).is_empty());
     }
 }

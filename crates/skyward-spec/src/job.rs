@@ -70,6 +70,14 @@ struct RawJob {
     /// {run: …}, trainium: {run: …}}`).
     #[serde(default)]
     variants: Option<BTreeMap<String, crate::variants::RawVariant>>,
+    /// Relative throughput per accelerator (`{H100: 3, A100: 1}`): the
+    /// prior in place of the datasheet ratio.
+    #[serde(default)]
+    throughput: Option<BTreeMap<String, f64>>,
+    /// Place with learned speeds one standard deviation below their
+    /// estimate (prefers what runs have measured).
+    #[serde(default)]
+    risk_averse: Option<bool>,
 }
 
 /// `env` values may be written as numbers or booleans in YAML.
@@ -199,6 +207,12 @@ pub struct JobRequest {
     /// there): kept for the explanation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub no_variant: Vec<String>,
+    /// Relative throughput per accelerator name, given by the workload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub throughput: BTreeMap<String, f64>,
+    /// Learned speeds taken one standard deviation below their estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub risk_averse: bool,
 }
 
 /// Longest walltime a workload may ask for.
@@ -550,6 +564,22 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
     }
     let variants = crate::variants::checked(w.variants.unwrap_or_default(), names)
         .map_err(|(k, m)| e(&k, m))?;
+    let mut throughput = BTreeMap::new();
+    for (k, v) in w.throughput.unwrap_or_default() {
+        let name = names.accelerator(&k).map_err(|m| {
+            e(
+                &format!("throughput.{}", k.chars().take(64).collect::<String>()),
+                m,
+            )
+        })?;
+        if !v.is_finite() || v <= 0.0 {
+            return Err(e(
+                &format!("throughput.{name}"),
+                "must be a positive relative throughput".into(),
+            ));
+        }
+        throughput.insert(name, v);
+    }
     let no_variant = crate::variants::no_variant(&variants, &accelerators);
     if !variants.is_empty()
         && accelerators.iter().all(|a| {
@@ -684,6 +714,8 @@ fn validate(w: RawJob, names: &Names) -> Result<JobRequest, (String, String)> {
         kind,
         variants,
         no_variant,
+        throughput,
+        risk_averse: w.risk_averse.unwrap_or(false),
         accelerators,
         nodes,
         priority,
