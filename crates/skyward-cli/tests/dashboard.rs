@@ -1101,7 +1101,10 @@ fn a_user_logs_in_sees_the_queue_cancels_and_reads_the_burn_down_in_chromium() {
         .unwrap()
         .to_string();
     assert!(
-        text.contains("succeeded") && text.contains("Attempts"),
+        text.contains("succeeded")
+            && text.contains("Attempts")
+            && text.contains("Speeds")
+            && text.contains("No run of this class has reported its throughput"),
         "{text}"
     );
     shoot(&b, "workload", &shots);

@@ -549,6 +549,13 @@ async function workload(id) {
     h("h2", {}, "Placement explanation"),
     placed.length ? h("ul", { class: "why" }, placed.map((e) => h("li", {}, `${when(e.at_ms)} — ${e.state}${e.site ? " on " + e.site : ""}: ${e.note}`)))
       : h("p", { class: "empty" }, "No placement yet."),
+    w.speeds ? h("section", { "aria-labelledby": "speeds-h" },
+      h("h2", { id: "speeds-h" }, "Speeds"),
+      h("p", { class: "note" }, `Class ${w.speeds.class}: ${w.speeds.basis}.`),
+      table("Speed per alternative (what the next placement of this class uses)", ["alternative", "reports>", "rate>", "±1 sd", "source"],
+        (w.speeds.estimates || []).map((e) => [e.alternative, String(e.reports), e.rate.toFixed(2),
+          `${(e.rate * Math.exp(-e.log_sd)).toFixed(2)} – ${(e.rate * Math.exp(e.log_sd)).toFixed(2)}`, e.source]),
+        "No run of this class has reported its throughput (skyward metric): placement scales hours by the datasheet ratio.")) : null,
     h("h2", {}, "Attempts"),
     table("Attempts: where, why each ended, checkpoint resumed from",
       ["attempt>", "site", "dispatched", "ran", "ended", "exit>", "resumed from", "note"],
