@@ -1038,16 +1038,23 @@ impl Db {
         Ok(())
     }
 
-    /// Throughput reports, oldest first, of one class if given.
-    pub async fn reports(&self, class: Option<&str>) -> Result<Vec<ThroughputReport>, DbError> {
+    /// The newest `limit` throughput reports, oldest first, of one class
+    /// if given.
+    pub async fn reports(
+        &self,
+        class: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ThroughputReport>, DbError> {
         let rows = sqlx::query(
-            "SELECT class, alternative, rate, unit, at_ms, workload_id FROM throughput_reports WHERE ($1 = '' OR class = $2) ORDER BY id",
+            "SELECT class, alternative, rate, unit, at_ms, workload_id FROM throughput_reports WHERE ($1 = '' OR class = $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(class.unwrap_or(""))
         .bind(class.unwrap_or(""))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
+            .rev()
             .map(|r| {
                 Ok(ThroughputReport {
                     class: r.try_get(0)?,

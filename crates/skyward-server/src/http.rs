@@ -1304,10 +1304,10 @@ async fn show(
     // The speeds placement uses for its alternatives, and where from.
     let speeds = match &parsed {
         Some(j) => {
-            let class = format!("{}/{}", row.team, j.name);
+            let class = crate::runtime::class_of(&row.team, &j.name);
             let rs = app
                 .db
-                .reports(Some(&class))
+                .reports(Some(&class), crate::runtime::REPORTS_PER_CLASS_MAX as i64)
                 .await
                 .map_err(ApiError::internal)?;
             let prior = if j.throughput.is_empty() {
@@ -1323,7 +1323,7 @@ async fn show(
             if j.risk_averse && !rs.is_empty() {
                 basis.push_str("; risk-averse: each rate one sd below its estimate");
             }
-            json!({"class": class, "basis": basis, "estimates": profile_of(&rs, &j.accelerators, &j.throughput)})
+            json!({"class": class, "basis": basis, "estimates": profile_of(&app, &rs, &j.accelerators, &j.throughput)})
         }
         None => Value::Null,
     };
@@ -1471,7 +1471,11 @@ async fn logs(
 /// Up to `limit` bytes of the log from `offset`, and the offset they
 /// start at: an offset past the end gives an empty chunk at the end (the
 /// file system would refuse some such seeks outright).
-fn read_chunk(path: &std::path::Path, offset: u64, limit: u64) -> std::io::Result<(u64, Vec<u8>)> {
+pub(crate) fn read_chunk(
+    path: &std::path::Path,
+    offset: u64,
+    limit: u64,
+) -> std::io::Result<(u64, Vec<u8>)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -1552,23 +1556,22 @@ async fn sites(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
 
 /// Speed profiles of one class from its reports: the estimate per
 /// alternative reported on, datasheet ratios included.
-pub(crate) fn profile_of(
+/// (As placement estimates them: `runtime::estimates` over the newest
+/// `REPORTS_PER_CLASS_MAX` reports.)
+fn profile_of(
+    app: &App,
     reports: &[crate::db::ThroughputReport],
     alternatives: &[String],
     own: &BTreeMap<String, f64>,
 ) -> Vec<skyward_model::speed::SpeedEstimate> {
-    let tflops = skyward_catalog::accelerators::AcceleratorTable::builtin();
-    let pairs: Vec<(String, f64)> = reports
+    let skip = reports
+        .len()
+        .saturating_sub(crate::runtime::REPORTS_PER_CLASS_MAX);
+    let pairs: Vec<(String, f64)> = reports[skip..]
         .iter()
         .map(|r| (r.alternative.clone(), r.rate))
         .collect();
-    skyward_model::speed::estimate(&pairs, alternatives, |a| {
-        let r = skyward_model::AcceleratorRequest::parse(a).ok()?;
-        if !own.is_empty() {
-            return own.get(&r.name).copied();
-        }
-        Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
-    })
+    crate::runtime::estimates(&pairs, alternatives, own, &app.catalog.accelerators)
 }
 
 /// `GET /v1/profiles[?class=team/name]`: what runs reported and the
@@ -1587,7 +1590,7 @@ async fn profiles(
         .transpose()?;
     let rows = app
         .db
-        .reports(class.as_deref())
+        .reports(class.as_deref(), crate::db::REPORTS_KEPT)
         .await
         .map_err(ApiError::internal)?;
     let mut by: BTreeMap<String, Vec<crate::db::ThroughputReport>> = BTreeMap::new();
@@ -1607,7 +1610,7 @@ async fn profiles(
             alts.sort();
             alts.dedup();
             let unit = rs.last().map(|r| r.unit.clone()).unwrap_or_default();
-            json!({"class": class, "unit": unit, "reports": rs.len(), "estimates": profile_of(&rs, &alts, &BTreeMap::new())})
+            json!({"class": class, "unit": unit, "reports": rs.len(), "estimates": profile_of(&app, &rs, &alts, &BTreeMap::new())})
         })
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))

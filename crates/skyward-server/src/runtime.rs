@@ -277,24 +277,46 @@ const REPORT_SCAN_BYTES: u64 = 1 << 20;
 
 /// The last `n` bytes of a file (None when it cannot be read).
 fn read_tail(path: &std::path::Path, n: u64) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
-    let mut out = Vec::with_capacity(len.min(n) as usize);
-    f.take(n).read_to_end(&mut out).ok()?;
-    Some(out)
+    let len = std::fs::metadata(path).ok()?.len();
+    crate::http::read_chunk(path, len.saturating_sub(n), n)
+        .ok()
+        .map(|(_, bytes)| bytes)
 }
 
 /// Throughput reports by class: (alternative, rate), oldest first.
 type Reports = BTreeMap<String, Vec<(String, f64)>>;
-/// Reports kept per class in memory (the newest).
-const REPORTS_PER_CLASS_MAX: usize = 1_000;
+/// Reports of a class that estimates read (the newest): the same window
+/// for placement and for what the API shows.
+pub(crate) const REPORTS_PER_CLASS_MAX: usize = 1_000;
 
 /// The class a workload's throughput reports are kept under: its team's
 /// workloads of the same name.
-fn class_of(team: &str, name: &str) -> String {
+pub(crate) fn class_of(team: &str, name: &str) -> String {
     format!("{team}/{name}")
+}
+
+/// Speed estimates for `alternatives` from a class's `reports`, the prior
+/// being the workload's own `throughput:` figures when it gives them (by
+/// accelerator name), else the datasheet (dense BF16 TFLOPS × count).
+pub(crate) fn estimates(
+    reports: &[(String, f64)],
+    alternatives: &[String],
+    own: &BTreeMap<String, f64>,
+    tflops: &skyward_catalog::accelerators::AcceleratorTable,
+) -> Vec<skyward_model::speed::SpeedEstimate> {
+    skyward_model::speed::estimate(reports, alternatives, |a| prior_rate(a, own, tflops))
+}
+
+fn prior_rate(
+    alternative: &str,
+    own: &BTreeMap<String, f64>,
+    tflops: &skyward_catalog::accelerators::AcceleratorTable,
+) -> Option<f64> {
+    let r = AcceleratorRequest::parse(alternative).ok()?;
+    if !own.is_empty() {
+        return own.get(&r.name).copied();
+    }
+    Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
 }
 
 /// The rates placement uses for `req`'s alternatives: learned from its
@@ -308,15 +330,8 @@ fn learned_speeds(
     class: &str,
     req: &JobRequest,
 ) -> BTreeMap<String, f64> {
-    let prior = |a: &str| -> Option<f64> {
-        let r = AcceleratorRequest::parse(a).ok()?;
-        if !req.throughput.is_empty() {
-            return req.throughput.get(&r.name).copied();
-        }
-        Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
-    };
     match reports.get(class) {
-        Some(rs) => skyward_model::speed::estimate(rs, &req.accelerators, prior)
+        Some(rs) => estimates(rs, &req.accelerators, &req.throughput, tflops)
             .into_iter()
             .map(|e| {
                 let rate = if req.risk_averse {
@@ -330,7 +345,7 @@ fn learned_speeds(
         None if !req.throughput.is_empty() => req
             .accelerators
             .iter()
-            .filter_map(|a| Some((a.clone(), prior(a)?)))
+            .filter_map(|a| Some((a.clone(), prior_rate(a, &req.throughput, tflops)?)))
             .collect(),
         None => BTreeMap::new(),
     }
@@ -578,7 +593,7 @@ impl Runtime {
         let mut classes = BTreeMap::new();
         let tflops = skyward_catalog::accelerators::AcceleratorTable::builtin();
         let mut reports: Reports = BTreeMap::new();
-        for r in self.db.reports(None).await? {
+        for r in self.db.reports(None, crate::db::REPORTS_KEPT).await? {
             reports
                 .entry(r.class)
                 .or_default()
