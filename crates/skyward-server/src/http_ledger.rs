@@ -54,33 +54,44 @@ static QUESTIONS_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::At
 /// Takes a turn to compute a question, waiting behind at most
 /// [`QUESTIONS_WAITING_MAX`] others.
 async fn question_turn() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
-    use std::sync::atomic::Ordering;
     if let Ok(p) = QUESTIONS.try_acquire() {
         return Ok(p);
     }
-    let busy = || {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "questions_busy",
-            format!(
-                "{QUESTIONS_AT_ONCE_MAX} ledger questions are being computed and {QUESTIONS_WAITING_MAX} wait; try again shortly"
-            ),
-        )
-    };
-    /// Counts one waiter for as long as it lives (a client that goes
-    /// away while waiting drops it).
-    struct Waiting;
-    impl Drop for Waiting {
-        fn drop(&mut self) {
-            QUESTIONS_WAITING.fetch_sub(1, Ordering::AcqRel);
+    let _waiting = Waiting::enter()?;
+    QUESTIONS.acquire().await.map_err(|_| questions_busy())
+}
+
+fn questions_busy() -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "questions_busy",
+        format!(
+            "{QUESTIONS_AT_ONCE_MAX} ledger questions are being computed and {QUESTIONS_WAITING_MAX} wait; try again shortly"
+        ),
+    )
+}
+
+/// One question waiting (for a turn, or for the ledger's load), counted
+/// for as long as it lives (a client that goes away while waiting drops
+/// it); past [`QUESTIONS_WAITING_MAX`] a question is refused with 429.
+struct Waiting;
+
+impl Waiting {
+    fn enter() -> Result<Waiting, ApiError> {
+        use std::sync::atomic::Ordering;
+        let before = QUESTIONS_WAITING.fetch_add(1, Ordering::AcqRel);
+        let w = Waiting;
+        if before >= QUESTIONS_WAITING_MAX {
+            return Err(questions_busy());
         }
+        Ok(w)
     }
-    let before = QUESTIONS_WAITING.fetch_add(1, Ordering::AcqRel);
-    let _waiting = Waiting;
-    if before >= QUESTIONS_WAITING_MAX {
-        return Err(busy());
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        QUESTIONS_WAITING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
-    QUESTIONS.acquire().await.map_err(|_| busy())
 }
 
 /// Reads a question's parameters; a wrong one is a 400 naming it.
@@ -160,7 +171,14 @@ type Loaded = ((i64, i64, i64), Arc<skyward_app::ledger::Loaded>);
 /// many questions ask at the same moment.
 async fn loaded(app: &App) -> Result<Arc<skyward_app::ledger::Loaded>, ApiError> {
     let version = app.db.ledger_version().await.map_err(ApiError::internal)?;
-    let mut slot = app.ledger_answers.loaded.lock().await;
+    // Waiting for another question's load counts as waiting for a turn.
+    let mut slot = match app.ledger_answers.loaded.try_lock() {
+        Ok(s) => s,
+        Err(_) => {
+            let _waiting = Waiting::enter()?;
+            app.ledger_answers.loaded.lock().await
+        }
+    };
     if let Some((v, l)) = slot.as_ref() {
         if *v == version {
             return Ok(l.clone());
@@ -567,14 +585,32 @@ pub async fn ledger_status(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
+    at_question(app, headers, q, "status", |l, at| {
+        skyward_app::ledger::status_of(l, at).map(|s| json!(s))
+    })
+    .await
+}
+
+/// A question with only an `at` date over the loaded ledger: computed
+/// like the others (on a blocking thread, a bounded number at once) and
+/// kept until the ledger changes.
+async fn at_question<F>(
+    app: Arc<App>,
+    headers: HeaderMap,
+    q: Option<String>,
+    name: &str,
+    f: F,
+) -> ApiResult
+where
+    F: FnOnce(&skyward_app::ledger::Loaded, Option<&str>) -> Result<serde_json::Value, AppError>
+        + Send
+        + 'static,
+{
     authorize(&app, &headers, Scope::Read).await?;
     let at = at_param(q)?;
-    let key = format!("status?{}", at.as_deref().unwrap_or(""));
+    let key = format!("{name}?{}", at.as_deref().unwrap_or(""));
     kept_answer(&app, key, async {
-        answer_loaded(&app, move |l| {
-            skyward_app::ledger::status_of(l, at.as_deref())
-        })
-        .await
+        answer_loaded(&app, move |l| f(l, at.as_deref())).await
     })
     .await
 }
@@ -592,16 +628,8 @@ pub async fn ledger_burndown(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let at = at_param(q)?;
-    // Computed like the other questions: on a blocking thread, a bounded
-    // number at once, and kept until the ledger changes.
-    let key = format!("burndown?{}", at.as_deref().unwrap_or(""));
-    kept_answer(&app, key, async {
-        let (at, items) = answer_loaded(&app, move |l| {
-            skyward_app::ledger::burndown_of(l, at.as_deref())
-        })
-        .await?;
+    at_question(app, headers, q, "burndown", |l, at| {
+        let (at, items) = skyward_app::ledger::burndown_of(l, at)?;
         Ok(json!({"at": at, "items": items}))
     })
     .await
@@ -615,15 +643,9 @@ pub async fn ledger_utilisation(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    authorize(&app, &headers, Scope::Read).await?;
-    let at = at_param(q)?;
-    let key = format!("utilisation?{}", at.as_deref().unwrap_or(""));
-    kept_answer(&app, key, async {
-        let (at, u) = answer_loaded(&app, move |l| {
-            skyward_app::ledger::use_over_time_of(l, at.as_deref())
-        })
-        .await?;
-        let mut v = serde_json::to_value(u).map_err(ApiError::internal)?;
+    at_question(app, headers, q, "utilisation", |l, at| {
+        let (at, u) = skyward_app::ledger::use_over_time_of(l, at)?;
+        let mut v = json!(u);
         v["at"] = json!(at);
         Ok(v)
     })
