@@ -72,19 +72,6 @@ fn origin(url: &str) -> Option<(String, String, u16)> {
     Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
 }
 
-/// A query value as the API reads it (`$filter` text).
-fn encoded(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() * 3);
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Reads one page: its items and the next page's link.
 type ReadPage<'a, T> = dyn FnMut(&[u8]) -> Result<(Vec<T>, Option<String>), String> + 'a;
 
@@ -224,7 +211,7 @@ pub fn azure(
         progress,
     };
     for f in filters {
-        let first = format!("{endpoint}?$filter={}", encoded(&f));
+        let first = format!("{endpoint}?$filter={}", crate::query::encode_value(&f));
         listing.read_all(
             first,
             &mut |body| azure::parse_page(body).map(|p| (p.items, p.next)),
@@ -260,7 +247,7 @@ pub fn aws(
     http: &mut dyn Http,
     endpoint: &str,
     regions: &[String],
-    known: &skyward_catalog::azure::Known,
+    known: &skyward_catalog::Known,
     fetched_at: &str,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Offering>, Provenance), AppError> {

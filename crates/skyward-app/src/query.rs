@@ -44,6 +44,20 @@ pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
     })
 }
 
+/// One query value, percent-encoded (every byte but unreserved ones as
+/// `%XX`, a space as `%20`): a value with `&`, `=` or `+` stays one value.
+pub fn encode_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Writes a question's parameters as a URL query string (fields that are
 /// `None` are left out).
 pub fn to_query<T: Serialize>(q: &T) -> Result<String, AppError> {

@@ -93,7 +93,7 @@ pub const ZERO_PRICE: &str = "price 0 (not a price)";
 pub fn parse_offer(
     body: &[u8],
     region: &str,
-    known: &crate::azure::Known,
+    known: &crate::Known,
     source: &str,
 ) -> Result<(Vec<Offering>, BTreeMap<&'static str, u64>), String> {
     let offer: Offer =
@@ -164,15 +164,6 @@ pub fn parse_offer(
 }
 
 /// The AWS instance types `offerings` has, by lower-case name.
-pub fn known_types(offerings: &[Offering]) -> crate::azure::Known {
-    let mut out = crate::azure::Known::new();
-    for o in offerings.iter().filter(|o| o.region.provider == "aws") {
-        out.entry(o.sku.to_ascii_lowercase()).or_insert((
-            o.accelerator.clone(),
-            o.accelerator_count,
-            o.vcpus,
-            o.memory_gib,
-        ));
-    }
-    out
+pub fn known_types(offerings: &[Offering]) -> crate::Known {
+    crate::known_sizes(offerings, "aws")
 }

@@ -88,8 +88,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     Ok(Page { items: out, next })
 }
 
-/// What a known VM size has: accelerator, count, vCPUs, memory (GiB).
-pub type Known = BTreeMap<String, (String, u32, f64, f64)>;
+pub use crate::{known_sizes, Known};
 
 /// Azure VM sizes with accelerators that the built-in price extract
 /// (SkyPilot's Azure v6, US regions only) does not have: their
@@ -117,20 +116,12 @@ pub const SIZES_NOT_IN_EXTRACT: &[(&str, &str, u32, f64, f64, &str)] = &[
 /// The Azure VM sizes `offerings` has, and [`SIZES_NOT_IN_EXTRACT`], by
 /// lower-case SKU name.
 pub fn known_skus(offerings: &[Offering]) -> Known {
-    let mut out = Known::new();
+    let mut out = known_sizes(offerings, "azure");
     for (sku, acc, n, vcpus, mem, _) in SIZES_NOT_IN_EXTRACT {
         out.insert(
             sku.to_ascii_lowercase(),
             (acc.to_string(), *n, *vcpus, *mem),
         );
-    }
-    for o in offerings.iter().filter(|o| o.region.provider == "azure") {
-        out.entry(o.sku.to_ascii_lowercase()).or_insert((
-            o.accelerator.clone(),
-            o.accelerator_count,
-            o.vcpus,
-            o.memory_gib,
-        ));
     }
     out
 }

@@ -58,6 +58,26 @@ pub struct BuildNote {
     pub reason: String,
 }
 
+/// What a known instance type has: accelerator, count, vCPUs, memory
+/// (GiB), by lower-case type name. A provider's price source says what a
+/// type costs, not what it holds: `catalog fetch` keeps the types a
+/// catalog already knows.
+pub type Known = std::collections::BTreeMap<String, (String, u32, f64, f64)>;
+
+/// The instance types of `provider` that `offerings` has.
+pub fn known_sizes(offerings: &[skyward_model::Offering], provider: &str) -> Known {
+    let mut out = Known::new();
+    for o in offerings.iter().filter(|o| o.region.provider == provider) {
+        out.entry(o.sku.to_ascii_lowercase()).or_insert((
+            o.accelerator.clone(),
+            o.accelerator_count,
+            o.vcpus,
+            o.memory_gib,
+        ));
+    }
+    out
+}
+
 /// The built-in catalog's fix/drop notes (`data/notes.csv`), then what
 /// it lacks that no public source available offline prices (filled by
 /// `skyward catalog fetch`).

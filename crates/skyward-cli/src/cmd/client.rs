@@ -265,20 +265,6 @@ pub fn submit(a: &SubmitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A query parameter's value, percent-encoded: a value with `&` or `=`
-/// stays one value.
-fn query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn ms_to_text(ms: &Value) -> String {
     match ms.as_i64() {
         Some(m) => skyward_ledger::time::Timestamp(m.div_euclid(1000)).to_string(),
@@ -470,7 +456,7 @@ pub fn status(a: &StatusArgs) -> Result<(), CliError> {
                 ("provider", &a.provider),
             ] {
                 if let Some(v) = value {
-                    path.push_str(&format!("&{name}={}", query_value(v)));
+                    path.push_str(&format!("&{name}={}", skyward_app::query::encode_value(v)));
                 }
             }
             let v = get(&rt, &c, &path)?;
@@ -631,7 +617,7 @@ pub fn profiles(a: &ProfilesArgs) -> Result<(), CliError> {
     let rt = crate::cmd::ledger::runtime()?;
     let mut path = "/v1/profiles".to_string();
     if let Some(k) = &a.class {
-        path.push_str(&format!("?class={}", query_value(k)));
+        path.push_str(&format!("?class={}", skyward_app::query::encode_value(k)));
     }
     let v = get(&rt, &c, &path)?;
     match a.conn.output {
@@ -739,7 +725,7 @@ pub fn sites(a: &SitesArgs) -> Result<(), CliError> {
     if a.events {
         let mut path = format!("/v1/sites/events?limit={}", a.limit.clamp(1, 1000));
         if let Some(s) = &a.site {
-            path.push_str(&format!("&site={}", query_value(s)));
+            path.push_str(&format!("&site={}", skyward_app::query::encode_value(s)));
         }
         let v = get(&rt, &c, &path)?;
         match a.conn.output {
