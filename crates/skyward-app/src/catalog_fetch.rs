@@ -85,18 +85,7 @@ struct Listing<'a> {
     progress: &'a mut dyn FnMut(usize, usize),
 }
 
-impl Listing<'_> {
-    /// The pages of one listing, from `first`, each through `read`.
-    fn read_all<T>(
-        &mut self,
-        first: String,
-        read: &mut ReadPage<'_, T>,
-        out: &mut Vec<T>,
-    ) -> Result<(), AppError> {
-        pages(self, first, read, out)
-    }
-}
-
+/// The pages of one listing, from `first`, each through `read`.
 fn pages<T>(
     l: &mut Listing<'_>,
     first: String,
@@ -212,7 +201,8 @@ pub fn azure(
     };
     for f in filters {
         let first = format!("{endpoint}?$filter={}", crate::query::encode_value(&f));
-        listing.read_all(
+        pages(
+            &mut listing,
             first,
             &mut |body| azure::parse_page(body).map(|p| (p.items, p.next)),
             &mut items,
@@ -221,8 +211,9 @@ pub fn azure(
     let (pages_read, retries) = (listing.pages_read, listing.retries);
     let source = format!("Azure Retail Prices API ({endpoint}) fetched {fetched_at}");
     let (offerings, dropped) = azure::offerings(&items, known, &source);
+    let kept = offerings.len();
     Ok((
-        offerings.clone(),
+        offerings,
         Provenance {
             provider: "azure".into(),
             source_url: endpoint.to_string(),
@@ -231,7 +222,7 @@ pub fn azure(
             pages: pages_read,
             items_read: items.len(),
             throttled_retries: retries,
-            offerings_kept: offerings.len(),
+            offerings_kept: kept,
             items_dropped: dropped
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -306,8 +297,9 @@ pub fn aws(
         offerings.extend(got);
         (l.progress)(l.pages_read, products);
     }
+    let kept = offerings.len();
     Ok((
-        offerings.clone(),
+        offerings,
         Provenance {
             provider: "aws".into(),
             source_url: endpoint.to_string(),
@@ -316,7 +308,7 @@ pub fn aws(
             pages: l.pages_read,
             items_read: products,
             throttled_retries: l.retries,
-            offerings_kept: offerings.len(),
+            offerings_kept: kept,
             items_dropped: dropped,
         },
     ))

@@ -99,15 +99,7 @@ fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let t = skyward_ledger::time::Timestamp(s);
-    let secs = s.rem_euclid(86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        t.date_string(),
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    skyward_ledger::time::Timestamp(s).to_string()
 }
 
 pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
