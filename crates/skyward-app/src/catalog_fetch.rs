@@ -72,6 +72,22 @@ fn origin(url: &str) -> Option<(String, String, u16)> {
     Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
 }
 
+/// A URL as it may be shown: the value of a `key=` parameter (an API
+/// key) replaced, so that no message, log or provenance carries it.
+pub fn shown(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("key") => format!("{k}=REDACTED"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", parts.join("&"))
+}
+
 /// Reads one page: its items and the next page's link.
 type ReadPage<'a, T> = dyn FnMut(&[u8]) -> Result<(Vec<T>, Option<String>), String> + 'a;
 
@@ -95,15 +111,16 @@ fn pages<T>(
     let mut url = Some(first);
     while let Some(u) = url.take() {
         let body = fetch_ok(l, &u, PAGE_BYTES_MAX)?;
-        let (items, next) =
-            read(&body).map_err(|m| AppError::Io(format!("page {} ({u}): {m}", l.pages_read)))?;
+        let (items, next) = read(&body)
+            .map_err(|m| AppError::Io(format!("page {} ({}): {m}", l.pages_read, shown(&u))))?;
         out.extend(items);
         (l.progress)(l.pages_read, out.len());
         if let Some(n) = next {
             if origin(&n).as_ref() != Some(&l.endpoint_origin) {
                 return Err(AppError::Io(format!(
-                    "page {} ({u}): its next-page link '{}' leaves {}",
+                    "page {} ({}): its next-page link '{}' leaves {}",
                     l.pages_read,
+                    shown(&u),
                     n.chars().take(200).collect::<String>(),
                     l.endpoint_origin.1
                 )));
@@ -127,13 +144,14 @@ fn fetch_ok(l: &mut Listing<'_>, u: &str, max_bytes: usize) -> Result<Vec<u8>, A
         return Err(AppError::Io(format!("more than {PAGES_MAX} pages")));
     }
     let n = l.pages_read + 1;
+    let shown_url = shown(u);
+    let u_shown = &shown_url;
     let mut attempt = 0;
     let reply = loop {
         attempt += 1;
-        let r = l
-            .http
-            .get(u, max_bytes)
-            .map_err(|e| AppError::Io(format!("page {n} ({u}): {e}")))?;
+        let r = l.http.get(u, max_bytes).map_err(|e| {
+            AppError::Io(format!("page {n} ({u_shown}): {}", e.replace(u, u_shown)))
+        })?;
         if (r.status == 429 || r.status == 503) && attempt < ATTEMPTS_MAX {
             l.retries += 1;
             let wait = r
@@ -151,7 +169,7 @@ fn fetch_ok(l: &mut Listing<'_>, u: &str, max_bytes: usize) -> Result<Vec<u8>, A
             .take(200)
             .collect();
         return Err(AppError::Io(format!(
-            "page {n} ({u}): HTTP {}{}: {text}",
+            "page {n} ({u_shown}): HTTP {}{}: {text}",
             reply.status,
             if reply.status == 429 || reply.status == 503 {
                 format!(" after {ATTEMPTS_MAX} attempts")
@@ -314,6 +332,101 @@ pub fn aws(
     ))
 }
 
+/// GCP's accelerator machine prices (on-demand and spot) from the Cloud
+/// Billing Catalog API's Compute Engine SKUs at `endpoint`, read with
+/// `api_key`, of `regions` (all when empty). The key is never shown:
+/// not in messages, not in the provenance.
+pub fn gcp(
+    http: &mut dyn Http,
+    endpoint: &str,
+    api_key: &str,
+    regions: &[String],
+    known: &[skyward_catalog::gcp_billing::Machine],
+    fetched_at: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Offering>, Provenance), AppError> {
+    use skyward_catalog::gcp_billing;
+    let o = origin(endpoint).ok_or_else(|| {
+        AppError::field(
+            "endpoint",
+            &format!("'{endpoint}' is not an http(s):// address"),
+        )
+    })?;
+    if endpoint.contains(['?', '#']) {
+        return Err(AppError::field(
+            "endpoint",
+            "has a query or fragment; give the SKU listing's address alone",
+        ));
+    }
+    if api_key.is_empty()
+        || api_key.len() > 256
+        || !api_key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AppError::field(
+            "api key",
+            "is empty, longer than 256 characters, or has characters other than letters, digits, - and _",
+        ));
+    }
+    let base = format!(
+        "{endpoint}?key={}&currencyCode=USD&pageSize=5000",
+        crate::query::encode_value(api_key)
+    );
+    let mut listing = Listing {
+        http,
+        endpoint_origin: o,
+        retries: 0,
+        pages_read: 0,
+        progress,
+    };
+    let mut skus = Vec::new();
+    let mut tokens = std::collections::BTreeSet::new();
+    pages(
+        &mut listing,
+        base.clone(),
+        &mut |body| {
+            let p = gcp_billing::parse_page(body)?;
+            let next = match p.next_token {
+                None => None,
+                Some(t) if t.len() > 4096 => return Err("nextPageToken is over 4 KiB".into()),
+                Some(t) if !tokens.insert(t.clone()) => {
+                    return Err(
+                        "the same nextPageToken came twice (the listing would not end)".into(),
+                    )
+                }
+                Some(t) => Some(format!(
+                    "{base}&pageToken={}",
+                    crate::query::encode_value(&t)
+                )),
+            };
+            Ok((p.skus, next))
+        },
+        &mut skus,
+    )?;
+    let (pages_read, retries) = (listing.pages_read, listing.retries);
+    let source = format!("GCP Cloud Billing Catalog API ({endpoint}) fetched {fetched_at}");
+    let (offerings, dropped) = gcp_billing::offerings(&skus, known, regions, &source);
+    let kept = offerings.len();
+    Ok((
+        offerings,
+        Provenance {
+            provider: "gcp".into(),
+            source_url: endpoint.to_string(),
+            fetched_at: fetched_at.to_string(),
+            regions: regions.to_vec(),
+            pages: pages_read,
+            items_read: skus.len(),
+            throttled_retries: retries,
+            offerings_kept: kept,
+            items_dropped: dropped
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        },
+    ))
+}
+
 /// Regions as given on the command line: lower-case names, no quotes.
 pub fn check_regions(regions: &[String]) -> Result<Vec<String>, AppError> {
     regions
@@ -338,6 +451,15 @@ pub fn check_regions(regions: &[String]) -> Result<Vec<String>, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_keys_are_never_shown() {
+        assert_eq!(
+            shown("https://h/v1/skus?key=AIzaSECRET&currencyCode=USD&pageToken=a%3D"),
+            "https://h/v1/skus?key=REDACTED&currencyCode=USD&pageToken=a%3D"
+        );
+        assert_eq!(shown("https://h/p?$filter=x"), "https://h/p?$filter=x");
+    }
 
     #[test]
     fn origins_compare_with_default_ports_written_out() {

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod fixes;
 pub mod format;
 pub mod gcp;
+pub mod gcp_billing;
 pub mod network;
 pub mod regions;
 pub mod skypilot;

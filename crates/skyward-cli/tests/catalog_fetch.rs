@@ -635,3 +635,372 @@ fn aws_prices_come_from_the_region_index_and_the_offer_file() {
     );
     assert!(!dir.path().join("x.csv").exists());
 }
+
+/// One Compute Engine SKU as the Cloud Billing Catalog API writes it
+/// (every field of its answer; `units` is an int64 sent as a string).
+fn gcp_sku(
+    desc: &str,
+    family: &str,
+    group: &str,
+    usage: &str,
+    unit: &str,
+    usd: (i64, i64),
+    regions: &[&str],
+) -> Value {
+    json!({
+        "name": "services/6F81-5844-456A/skus/0000-0000-0000", "skuId": "0000-0000-0000",
+        "description": desc,
+        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": family,
+                     "resourceGroup": group, "usageType": usage},
+        "serviceRegions": regions,
+        "pricingInfo": [{
+            "effectiveTime": "2026-11-30T08:00:00.000Z", "summary": "",
+            "pricingExpression": {
+                "usageUnit": unit, "displayQuantity": 1, "usageUnitDescription": "hour",
+                "baseUnit": "s", "baseUnitDescription": "second", "baseUnitConversionFactor": 3600,
+                "tieredRates": [{"startUsageAmount": 0,
+                    "unitPrice": {"currencyCode": "USD", "units": usd.0.to_string(), "nanos": usd.1}}]},
+            "aggregationInfo": {"aggregationLevel": "ACCOUNT", "aggregationInterval": "DAILY", "aggregationCount": 1},
+            "currencyConversionRate": 1}],
+        "serviceProviderName": "Google",
+        "geoTaxonomy": {"type": "MULTI_REGIONAL", "regions": regions}
+    })
+}
+
+const GCP_KEY: &str = "AIzaTestKey_0123456789";
+
+/// Two pages (the second throttled once). By hand:
+/// - a2-highgpu-1g (1 A100, 12 vCPUs, 85 GiB) in us-central1:
+///   2.933908 + 12 × 0.031611 + 85 × 0.004237 = $3.673385 an hour, the
+///   price Google's GPU pricing page gives; spot 1.46695 + 12 × 0.00316 +
+///   85 × 0.000424 = $1.54091.
+/// - a3-highgpu-8g (8 H100, 208 vCPUs, 1,872 GiB): 8 × 11.06 + 208 ×
+///   0.0275 + 1872 × 0.0037 = $101.1264; a3-highgpu-1g (26, 234):
+///   11.06 + 0.715 + 0.8658 = $12.6408. No spot SKU for the A3 host: none.
+/// - tpu-v6e-8: 8 chips × $2.70 = $21.60.
+/// - In europe-west4 the A2 memory has no SKU: the five A100 types there
+///   are left out.
+fn gcp_pages(path: &str, n: usize) -> Answer {
+    if !path.contains(&format!("key={GCP_KEY}")) {
+        return (
+            400,
+            vec![],
+            json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}}).to_string(),
+        );
+    }
+    let both = ["us-central1", "europe-west4"];
+    let usc = ["us-central1"];
+    if path.contains("pageToken=p%2F2") {
+        if n == 0 {
+            return (429, vec![("Retry-After".into(), "1".into())], "{}".into());
+        }
+        let skus = vec![
+            gcp_sku(
+                "Nvidia H100 80GB GPU running in Americas",
+                "Compute",
+                "GPU",
+                "OnDemand",
+                "h",
+                (11, 60_000_000),
+                &usc,
+            ),
+            gcp_sku(
+                "A3 Instance Core running in Americas",
+                "Compute",
+                "CPU",
+                "OnDemand",
+                "h",
+                (0, 27_500_000),
+                &usc,
+            ),
+            gcp_sku(
+                "A3 Instance Ram running in Americas",
+                "Compute",
+                "RAM",
+                "OnDemand",
+                "GiBy.h",
+                (0, 3_700_000),
+                &usc,
+            ),
+            gcp_sku(
+                "TpuV6e running in Iowa",
+                "Compute",
+                "TPU",
+                "OnDemand",
+                "h",
+                (2, 700_000_000),
+                &usc,
+            ),
+            gcp_sku(
+                "Nvidia Tesla T4 Virtual Workstation GPU running in Americas",
+                "Compute",
+                "GPU",
+                "OnDemand",
+                "h",
+                (0, 550_000_000),
+                &usc,
+            ),
+            gcp_sku(
+                "A2 Instance Core running in EMEA",
+                "Compute",
+                "CPU",
+                "OnDemand",
+                "h",
+                (0, 34_773_000),
+                &["europe-west4"],
+            ),
+        ];
+        return (
+            200,
+            vec![],
+            json!({"skus": skus, "nextPageToken": ""}).to_string(),
+        );
+    }
+    let skus = vec![
+        gcp_sku(
+            "Nvidia Tesla A100 GPU running in Americas",
+            "Compute",
+            "GPU",
+            "OnDemand",
+            "h",
+            (2, 933_908_000),
+            &both,
+        ),
+        gcp_sku(
+            "A2 Instance Core running in Americas",
+            "Compute",
+            "CPU",
+            "OnDemand",
+            "h",
+            (0, 31_611_000),
+            &usc,
+        ),
+        gcp_sku(
+            "A2 Instance Ram running in Americas",
+            "Compute",
+            "RAM",
+            "OnDemand",
+            "GiBy.h",
+            (0, 4_237_000),
+            &usc,
+        ),
+        gcp_sku(
+            "Nvidia Tesla A100 GPU attached to Spot Preemptible VMs running in Americas",
+            "Compute",
+            "GPU",
+            "Preemptible",
+            "h",
+            (1, 466_950_000),
+            &usc,
+        ),
+        gcp_sku(
+            "Spot Preemptible A2 Instance Core running in Americas",
+            "Compute",
+            "CPU",
+            "Preemptible",
+            "h",
+            (0, 3_160_000),
+            &usc,
+        ),
+        gcp_sku(
+            "Spot Preemptible A2 Instance Ram running in Americas",
+            "Compute",
+            "RAM",
+            "Preemptible",
+            "GiBy.h",
+            (0, 424_000),
+            &usc,
+        ),
+        gcp_sku(
+            "Commitment v1: A2 Cpu in Americas for 1 Year",
+            "Compute",
+            "CPU",
+            "Commit1Yr",
+            "h",
+            (0, 19_915_000),
+            &usc,
+        ),
+        gcp_sku(
+            "Storage PD Capacity",
+            "Storage",
+            "PDStandard",
+            "OnDemand",
+            "GiBy.mo",
+            (0, 40_000_000),
+            &usc,
+        ),
+    ];
+    (
+        200,
+        vec![],
+        json!({"skus": skus, "nextPageToken": "p/2"}).to_string(),
+    )
+}
+
+#[test]
+fn gcp_prices_join_gpu_core_and_memory_skus_across_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = serve(gcp_pages);
+    let endpoint = format!("http://127.0.0.1:{port}/v1/services/6F81-5844-456A/skus");
+    let out = dir.path().join("gcp.csv");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{GCP_KEY}\n")).unwrap();
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "gcp",
+            "--endpoint",
+            &endpoint,
+        ])
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stdout.contains(GCP_KEY) && !stderr.contains(GCP_KEY));
+    let rows = offerings(&out);
+    let mut gcp: Vec<[String; 6]> = rows
+        .iter()
+        .filter(|r| r[0] == "gcp")
+        .map(|r| [1, 2, 3, 4, 7, 8].map(|i| r[i].clone()))
+        .collect();
+    gcp.sort();
+    let mut want: Vec<[String; 6]> = [
+        ("a2-highgpu-1g", "A100", "1", "3.673385", "1.54091"),
+        ("a2-highgpu-2g", "A100", "2", "7.34677", "3.08182"),
+        ("a2-highgpu-4g", "A100", "4", "14.69354", "6.16364"),
+        ("a2-highgpu-8g", "A100", "8", "29.38708", "12.32728"),
+        // 96 vCPUs, 1,360 GiB: 16 × 2.933908 + 3.034656 + 5.76232.
+        ("a2-megagpu-16g", "A100", "16", "55.739504", "24.3512"),
+        ("a3-highgpu-1g", "H100", "1", "12.6408", ""),
+        ("a3-highgpu-2g", "H100", "2", "25.2816", ""),
+        ("a3-highgpu-4g", "H100", "4", "50.5632", ""),
+        ("a3-highgpu-8g", "H100", "8", "101.1264", ""),
+    ]
+    .iter()
+    .map(|(t, a, n, od, sp)| ["us-central1", t, a, n, od, sp].map(str::to_string))
+    .collect();
+    // Every v6e slice the catalog knows: chips × $2.70.
+    for chips in [1u32, 4, 8, 16, 32, 64, 128, 256] {
+        let name = format!("tpu-v6e-{chips}");
+        let usd = format!("{}", (chips as f64 * 2.7 * 1e6).round() / 1e6);
+        want.push([
+            "us-central1".into(),
+            name.clone(),
+            name,
+            "1".into(),
+            usd,
+            String::new(),
+        ]);
+    }
+    want.sort();
+    assert_eq!(gcp, want);
+    let prov: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("gcp.csv.provenance.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(!prov.to_string().contains(GCP_KEY), "{prov}");
+    assert_eq!(prov["pages"], 2, "{prov}");
+    assert_eq!(prov["items_read"], 14, "{prov}");
+    assert_eq!(prov["throttled_retries"], 1, "{prov}");
+    assert_eq!(prov["offerings_kept"], 17, "{prov}");
+    let d = &prov["items_dropped"];
+    assert_eq!(d["committed-use or other non-on-demand usage"], 1, "{prov}");
+    assert_eq!(d["not compute (storage, network, licence)"], 1, "{prov}");
+    assert_eq!(
+        d["not the cores, memory, GPU or TPU of a machine type the catalog knows"], 1,
+        "{prov}"
+    );
+    // europe-west4: the A100 and the A2 cores are priced, not the memory:
+    // the five A100 types (and nothing else) left out there.
+    assert_eq!(
+        d["machine type in a region where its GPU is priced but its cores or memory are not (counted per type and region)"],
+        5,
+        "{prov}"
+    );
+    // A wrong key: the API's 400 with its message, the key not shown,
+    // nothing written.
+    let bad = dir.path().join("bad.csv");
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "gcp",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env("SKYWARD_GCP_API_KEY", "AIzaWrongKey")
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("HTTP 400")
+            && err.contains("API key not valid")
+            && err.contains("key=REDACTED"),
+        "{err}"
+    );
+    assert!(!err.contains("AIzaWrongKey"), "{err}");
+    assert!(!bad.exists());
+    // No key at all: said before anything is fetched.
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "gcp",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env_remove("SKYWARD_GCP_API_KEY")
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("SKYWARD_GCP_API_KEY"),
+        "{err}"
+    );
+    // A page token that comes back again would never end: refused.
+    let port = serve(|_: &str, _| {
+        (
+            200,
+            vec![],
+            json!({"skus": [], "nextPageToken": "same"}).to_string(),
+        )
+    });
+    let o = skyward()
+        .args([
+            "catalog",
+            "fetch",
+            "--provider",
+            "gcp",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}/v1/services/6F81-5844-456A/skus"),
+        ])
+        .env("SKYWARD_GCP_API_KEY", GCP_KEY)
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("same nextPageToken")
+            && err.contains("nothing written"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}

@@ -19,7 +19,17 @@ pub enum FetchProvider {
     /// index, then each region's offer file; on-demand only (the bulk
     /// files have no spot prices).
     Aws,
+    /// The GCP Cloud Billing Catalog API (an API key, from
+    /// `SKYWARD_GCP_API_KEY` or `--api-key-file`): Compute Engine's GPU,
+    /// core, memory and TPU SKUs joined into machine prices; on-demand and
+    /// spot.
+    Gcp,
 }
+
+/// Where the GCP API key is read from when `--api-key-file` is not given.
+pub const GCP_KEY_ENV: &str = "SKYWARD_GCP_API_KEY";
+/// Largest API key file read.
+const KEY_FILE_BYTES_MAX: u64 = 4096;
 
 #[derive(Args)]
 pub struct FetchArgs {
@@ -38,8 +48,37 @@ pub struct FetchArgs {
     /// catalog's offerings of that provider, in the regions fetched).
     #[arg(long)]
     pub only: bool,
+    /// GCP: read the API key from this file (default: the
+    /// SKYWARD_GCP_API_KEY environment variable). Never shown in output.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// The GCP API key: from `--api-key-file`, else the environment.
+fn gcp_key(a: &FetchArgs) -> Result<String, CliError> {
+    if let Some(path) = &a.api_key_file {
+        use std::io::Read;
+        let shown = path.display();
+        let f = std::fs::File::open(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+        let mut text = String::new();
+        f.take(KEY_FILE_BYTES_MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Input(format!("{shown}: {e}")))?;
+        if text.len() as u64 > KEY_FILE_BYTES_MAX {
+            return Err(CliError::Input(format!(
+                "{shown}: larger than {KEY_FILE_BYTES_MAX} bytes; not an API key file"
+            )));
+        }
+        return Ok(text.trim().to_string());
+    }
+    match std::env::var(GCP_KEY_ENV) {
+        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_string()),
+        _ => Err(CliError::Input(format!(
+            "the GCP Cloud Billing Catalog API needs an API key: set {GCP_KEY_ENV} or give --api-key-file FILE (nothing written)"
+        ))),
+    }
 }
 
 #[derive(Args)]
@@ -104,6 +143,16 @@ fn now_rfc3339() -> String {
 
 pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
     let base = load_catalog(&a.common)?;
+    if a.api_key_file.is_some() && a.provider != FetchProvider::Gcp {
+        return Err(CliError::Input(
+            "--api-key-file is for --provider gcp (Azure's and AWS's price lists need no key)"
+                .into(),
+        ));
+    }
+    let gcp_api_key = match a.provider {
+        FetchProvider::Gcp => Some(gcp_key(a)?),
+        _ => None,
+    };
     let regions =
         catalog_fetch::check_regions(&a.regions).map_err(|e| CliError::Input(e.to_string()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -146,6 +195,22 @@ pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
             catalog_fetch::aws(
                 &mut web,
                 endpoint,
+                &regions,
+                &known,
+                &fetched_at,
+                &mut progress,
+            )
+        }
+        FetchProvider::Gcp => {
+            let endpoint = a
+                .endpoint
+                .as_deref()
+                .unwrap_or(skyward_catalog::gcp_billing::ENDPOINT);
+            let known = skyward_catalog::gcp_billing::known_machines(&base.offerings);
+            catalog_fetch::gcp(
+                &mut web,
+                endpoint,
+                gcp_api_key.as_deref().unwrap_or(""),
                 &regions,
                 &known,
                 &fetched_at,
