@@ -31,6 +31,7 @@ pub mod contracts;
 pub mod gateway_view;
 pub mod html;
 pub mod ledger;
+pub mod profiles;
 pub mod query;
 pub mod recommend;
 pub mod report;

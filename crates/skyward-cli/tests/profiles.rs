@@ -143,6 +143,92 @@ fn learned(database_url: Option<&str>) {
             && text.contains("measured, 2 report(s)"),
         "{text}"
     );
+    // `plan` takes the same speeds from `skyward profiles --output json`:
+    // a fleet file's workload of that class, on GCP us-central1 where the
+    // catalog has both (a3-highgpu-1g, a2-highgpu-1g).
+    let out = std::process::Command::new(BIN)
+        .args(["profiles", "--output", "json", "--server", &server.url()])
+        .env("SKYWARD_TOKEN", server.admin_token())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let profiles_file = dir.path().join("profiles.json");
+    std::fs::write(&profiles_file, &out.stdout).unwrap();
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rate = |alt: &str| -> f64 {
+        p["items"][0]["estimates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["alternative"] == alt)
+            .unwrap()["rate"]
+            .as_f64()
+            .unwrap()
+    };
+    let csv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../skyward-catalog/data/offerings.csv"
+    ))
+    .unwrap();
+    let price = |sku: &str| -> f64 {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("gcp,us-central1,{sku},")))
+            .unwrap()
+            .split(',')
+            .nth(7)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    std::fs::write(
+        dir.path().join("fleet.yaml"),
+        "workloads:\n  - name: bench\n    class: admin/bench\n    accelerators: [H100:1, A100:1]\n    hours: 10\n    regions: [gcp:us-central1]\n",
+    )
+    .unwrap();
+    let plan = |profiles: bool| -> Value {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("plan").arg(dir.path().join("fleet.yaml"));
+        cmd.args(["--output", "json"]);
+        if profiles {
+            cmd.arg("--profiles").arg(&profiles_file);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["placements"][0].clone()
+    };
+    // By the datasheet: A100 takes 10 × 989/312 h, dearer than 10 h of H100.
+    let (h100, a100) = (price("a3-highgpu-1g"), price("a2-highgpu-1g"));
+    assert!(10.0 * h100 < 10.0 * ratio * a100);
+    let before = plan(false);
+    assert_eq!(before["accelerator"], "H100:1", "{before}");
+    // By the runs: A100 takes 10 × (H100 rate ÷ A100 rate) h, cheaper.
+    let learned_hours = 10.0 * rate("H100:1") / rate("A100:1");
+    assert!(learned_hours * a100 < 10.0 * h100);
+    let after = plan(true);
+    assert_eq!(after["accelerator"], "A100:1", "{after}");
+    assert!(
+        (after["hours"].as_f64().unwrap() - learned_hours).abs() < 1e-6,
+        "{after} vs {learned_hours}"
+    );
+    // `explain` says where each speed came from.
+    let out = std::process::Command::new(BIN)
+        .arg("explain")
+        .arg(dir.path().join("fleet.yaml"))
+        .arg("bench")
+        .arg("--profiles")
+        .arg(&profiles_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("measured: 1 run report(s) of admin/bench")
+            && text.contains("measured: 2 run report(s) of admin/bench"),
+        "{text}"
+    );
     // The CLI's table, and a read token of another team sees nothing.
     let out = std::process::Command::new(BIN)
         .args(["profiles", "--server", &server.url()])

@@ -82,6 +82,14 @@ pub struct Workload {
     /// Measured relative throughput per accelerator request name (Gavel
     /// style); overrides the spec-sheet ratio when given.
     pub throughput: BTreeMap<String, f64>,
+    /// Where each `throughput` figure comes from, by accelerator name
+    /// (for `explain`): the fleet file, or runs' reports of the class.
+    pub speed_sources: BTreeMap<String, String>,
+    /// The class whose learned speeds apply (`team/name`, as the server
+    /// keeps them); `None`: the workload's name, if one class has it.
+    pub class: Option<String>,
+    /// Take each learned speed one standard deviation down.
+    pub risk_averse: bool,
     /// Alternatives (accelerator names) the workload's `variants:` give
     /// no way to run on: never placed there ("no variant for …").
     pub no_variant: Vec<String>,
@@ -115,6 +123,9 @@ impl Workload {
             users: Vec::new(),
             latency_ms: None,
             throughput: BTreeMap::new(),
+            speed_sources: BTreeMap::new(),
+            class: None,
+            risk_averse: false,
             no_variant: Vec::new(),
         }
     }

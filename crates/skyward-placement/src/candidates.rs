@@ -108,6 +108,24 @@ pub fn hours_factor(ctx: &Context, w: &Workload, alt: usize) -> Option<f64> {
     (t > 0.0).then(|| r / t)
 }
 
+/// Where alternative `alt`'s speed figure comes from, in words.
+pub fn speed_source(ctx: &Context, w: &Workload, alt: usize) -> String {
+    let (Some(reference), Some(this)) = (w.accelerators.first(), w.accelerators.get(alt)) else {
+        return String::new();
+    };
+    if w.throughput.contains_key(&reference.name) && w.throughput.contains_key(&this.name) {
+        return w
+            .speed_sources
+            .get(&this.name)
+            .cloned()
+            .unwrap_or_else(|| "the fleet file's throughput:".to_string());
+    }
+    match ctx.catalog.accelerators.unit_tflops(&this.name) {
+        Some(t) => format!("datasheet: {t:.0} dense BF16 TFLOPS × {}", this.count),
+        None => "no figure: not placed on it".to_string(),
+    }
+}
+
 struct Chain<'c, 'a> {
     ctx: &'c Context<'a>,
     w: &'c Workload,

@@ -105,6 +105,22 @@ pub struct Explanation {
     pub alternatives: Vec<OptionView>,
     /// Why the chosen option won, in sentences.
     pub why: Vec<String>,
+    /// The speed each alternative was planned at, and where it comes from.
+    pub speeds: Vec<SpeedView>,
+}
+
+/// One alternative's speed as placement used it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeedView {
+    pub alternative: String,
+    /// Relative to the first alternative (2 = twice as fast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_speed: Option<f64>,
+    /// The workload's hours on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<f64>,
+    /// The fleet file's `throughput:`, runs' reports, or the datasheet.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -877,10 +893,22 @@ fn explain(
         (!a.chosen, ka, a.list_cost_usd).cmp(&(!b.chosen, kb, b.list_cost_usd))
     });
     let why = why(ctx, w, &alts);
+    let speeds = (0..w.accelerators.len())
+        .map(|i| {
+            let f = candidates::hours_factor(ctx, w, i);
+            SpeedView {
+                alternative: w.accelerators[i].to_string(),
+                relative_speed: f.filter(|f| *f > 0.0).map(|f| 1.0 / f),
+                hours: f.map(|f| w.hours * f),
+                source: candidates::speed_source(ctx, w, i),
+            }
+        })
+        .collect();
     Explanation {
         filtering: wc.filtering.clone(),
         alternatives: alts,
         why,
+        speeds,
     }
 }
 

@@ -101,6 +101,12 @@ struct RawWorkload {
     latency_ms: Option<f64>,
     #[serde(default)]
     throughput: Option<BTreeMap<String, f64>>,
+    /// The class (`team/name`) whose learned speeds `--profiles` applies.
+    #[serde(default)]
+    class: Option<String>,
+    /// With `--profiles`: each learned speed one standard deviation down.
+    #[serde(default)]
+    risk_averse: Option<bool>,
     /// How it runs on each stack or accelerator: `plan` places it only
     /// where one applies.
     #[serde(default)]
@@ -546,6 +552,28 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             }
             throughput.insert(name, v);
         }
+        let speed_sources = throughput
+            .keys()
+            .map(|k| (k.clone(), "the fleet file's throughput:".to_string()))
+            .collect();
+        let class = match w.class {
+            None => None,
+            Some(c) => {
+                let ok = c.len() <= 200
+                    && !c.chars().any(char::is_control)
+                    && matches!(c.split_once('/'), Some((t, n)) if !t.is_empty() && !n.is_empty() && !n.contains('/'));
+                if !ok {
+                    return Err(e(
+                        "class",
+                        format!(
+                            "'{}' is not team/name (the class runs report under)",
+                            c.chars().take(64).collect::<String>()
+                        ),
+                    ));
+                }
+                Some(c)
+            }
+        };
         let scopes = vec![AlternativeScope::default(); accelerators.len()];
         let variants = crate::variants::checked(w.variants.unwrap_or_default(), &names)
             .map_err(|(k, m)| e(&k, m))?;
@@ -580,6 +608,9 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<Fleet, SpecErr
             users,
             latency_ms: w.latency_ms,
             throughput,
+            speed_sources,
+            class,
+            risk_averse: w.risk_averse.unwrap_or(false),
         });
     }
 

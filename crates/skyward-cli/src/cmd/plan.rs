@@ -32,6 +32,44 @@ pub struct SolveArgs {
     /// Hours for a SkyPilot task (which has no duration of its own).
     #[arg(long)]
     pub hours: Option<f64>,
+    /// Speeds learned by a server (`skyward profiles --output json >
+    /// FILE`): each workload's class (`class:`, else its name) takes them
+    /// in place of the datasheet ratio or its own `throughput:`.
+    #[arg(long, value_name = "FILE")]
+    pub profiles: Option<PathBuf>,
+}
+
+/// The fleet file, with a server's learned speeds applied when asked.
+fn load_solve(a: &SolveArgs, catalog: &Catalog) -> Result<Parsed, CliError> {
+    let mut parsed = load(&a.file, a.hours, catalog)?;
+    if let Some(path) = &a.profiles {
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+        if meta.len() > skyward_app::profiles::PROFILES_BYTES_MAX as u64 {
+            return Err(CliError::Input(format!(
+                "{shown}: larger than {} MiB",
+                skyward_app::profiles::PROFILES_BYTES_MAX >> 20
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
+        let profiles = skyward_app::profiles::parse(&bytes, &shown)?;
+        let applied =
+            skyward_app::profiles::apply(&mut parsed.fleet, &profiles, &catalog.accelerators)?;
+        for ap in &applied {
+            let speeds: Vec<String> = ap
+                .speeds
+                .iter()
+                .map(|s| format!("{} {:.4} {}", s.alternative, s.rate, ap.unit))
+                .collect();
+            parsed.notes.push(format!(
+                "workload {}: speeds learned by class {} ({})",
+                ap.workload,
+                ap.class,
+                speeds.join(", ")
+            ));
+        }
+    }
+    Ok(parsed)
 }
 
 #[derive(Args)]
@@ -113,7 +151,7 @@ fn options(
 
 pub fn run_plan(a: &PlanArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let parsed = load(&a.solve.file, a.solve.hours, &catalog)?;
+    let parsed = load_solve(&a.solve, &catalog)?;
     for n in &parsed.notes {
         eprintln!("note: {n}");
     }
@@ -515,7 +553,10 @@ pub fn render_plan(p: &Plan, file: &str) -> String {
 
 pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
     let catalog = load_catalog(&a.common)?;
-    let parsed = load(&a.solve.file, a.solve.hours, &catalog)?;
+    let parsed = load_solve(&a.solve, &catalog)?;
+    for n in &parsed.notes {
+        eprintln!("note: {n}");
+    }
     if !parsed.fleet.workloads.iter().any(|w| w.name == a.workload) {
         let names: Vec<&str> = parsed
             .fleet
@@ -682,6 +723,21 @@ pub fn run_explain(a: &ExplainArgs) -> Result<(), CliError> {
                         o.blocked_by.join("; ")
                     );
                 }
+            }
+            if ex.speeds.len() > 1 {
+                let _ = writeln!(s, "\nSpeeds (hours on each alternative scale by them):");
+                let mut t = Table::new(&["ALTERNATIVE", "RELATIVE SPEED>", "HOURS>", "SOURCE"]);
+                for v in &ex.speeds {
+                    t.row(vec![
+                        v.alternative.clone(),
+                        v.relative_speed
+                            .map(|x| format!("{x:.3}"))
+                            .unwrap_or_else(|| "-".into()),
+                        v.hours.map(num).unwrap_or_else(|| "-".into()),
+                        v.source.clone(),
+                    ]);
+                }
+                s.push_str(&t.render());
             }
             if !ex.why.is_empty() {
                 let _ = writeln!(s, "\nWhy:");
