@@ -171,6 +171,66 @@ fn a_site_takes_no_work_before_its_agent_connects() {
     let _ = a.wait();
 }
 
+/// A run that writes far more than one sync carries (64 KiB) just
+/// before it ends: its end reaches the server with the last of its
+/// output, so the log is whole and the throughput report on its last line
+/// is learned (it was lost: the end went with the first chunk, the agent
+/// retired the run and the rest was never sent).
+#[test]
+fn an_agent_run_s_whole_output_and_its_report_arrive_before_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let admin = server.admin_token();
+    let rt = rt();
+    let c = server.client(Some(&admin));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    let work = dir.path().join("agent-work");
+    let log = dir.path().join("agent.log");
+    let _a = agent(&server, &agent_token, &work, &log);
+    site_up(&rt, &c, "edge");
+    // 5,000 lines of 100 bytes (500,000 bytes), then the report line.
+    let run = format!(
+        "i=0; while [ $i -lt 5000 ]; do printf '%099d\\n' $i; i=$((i+1)); done; {BIN} metric 42.5 --unit tokens/s"
+    );
+    let id = submit(
+        &rt,
+        &c,
+        json!({"name": "chatty", "accelerators": "H100:1", "providers": ["aws"], "run": run}),
+    );
+    let v = wait_for(&rt, &c, id, 60, |v| v["state"] == "succeeded");
+    assert_eq!(v["site"], "edge", "{v}");
+    let text =
+        std::fs::read_to_string(server.work.join(id.to_string()).join("output.log")).unwrap();
+    assert!(
+        text.starts_with(&format!("{:099}\n", 0))
+            && text.contains(&format!("{:099}\n", 4999))
+            && text
+                .trim_end()
+                .ends_with("##skyward-metric throughput=42.5 unit=tokens/s"),
+        "{} bytes, ends {:?}",
+        text.len(),
+        &text[text.len().saturating_sub(200)..]
+    );
+    assert!(text.len() >= 500_000, "{}", text.len());
+    let p: Value = call(&rt, &c, "GET", "/v1/profiles", None, &[])
+        .json()
+        .unwrap();
+    assert_eq!(p["items"][0]["class"], "admin/chatty", "{p}");
+    assert!(
+        (p["items"][0]["estimates"][0]["rate"].as_f64().unwrap() - 42.5).abs() < 1e-9,
+        "{p}"
+    );
+    assert_eq!(
+        p["items"][0]["estimates"][0]["alternative"], "H100:1",
+        "{p}"
+    );
+}
+
 #[test]
 fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     let dir = tempfile::tempdir().unwrap();

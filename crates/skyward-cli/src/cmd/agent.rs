@@ -222,19 +222,14 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
                 running.insert((e.id, e.attempt));
             }
         }
-        let logs = state.logs(&work, &running);
+        let (logs, behind) = state.logs(&work, &running);
         let req = SyncRequest {
             site: name.clone(),
             capacity: capacity.clone(),
             epoch: state.epoch.clone(),
             session: session.clone(),
             ack: state.ack,
-            events: state
-                .pending
-                .iter()
-                .take(skyward_server::agents::SYNC_ITEMS_MAX)
-                .cloned()
-                .collect(),
+            events: state.sendable(&behind),
             running: running
                 .iter()
                 .map(|(id, attempt)| RunRef {
@@ -309,6 +304,13 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
                 state.sent_logs.remove(&e.id);
             }
         }
+        for c in &req.logs {
+            // A chunk the server did not take (a run it no longer gives
+            // this site): its end is not held back for it.
+            if resp.log_offsets.get(&c.id).is_none_or(|o| *o == c.offset) {
+                state.refused_logs.insert(c.id);
+            }
+        }
         for (id, off) in &resp.log_offsets {
             state.sent_logs.insert(*id, *off);
         }
@@ -377,6 +379,8 @@ struct AgentState {
     pending: Vec<WireEvent>,
     /// How much of each run's log the server has.
     sent_logs: BTreeMap<u64, u64>,
+    /// Runs whose log chunks the server did not take.
+    refused_logs: BTreeSet<u64>,
 }
 
 impl AgentState {
@@ -385,10 +389,34 @@ impl AgentState {
         self.pending.push(WireEvent::from_exec(self.next_seq, e));
     }
 
-    /// New log bytes of the runs held, from where the server's copy ends.
-    fn logs(&self, work: &std::path::Path, running: &BTreeSet<(u64, u32)>) -> Vec<LogChunk> {
+    /// The events to send: in order, up to the first end of a run whose
+    /// log is `behind` (not all in this sync). An end is acknowledged as
+    /// stored, and the run retired here, so it goes with the last of its
+    /// output: the server reads the run's throughput report, and the
+    /// output's tail, once the end arrives.
+    fn sendable(&self, behind: &BTreeSet<u64>) -> Vec<WireEvent> {
+        self.pending
+            .iter()
+            .take_while(|e| {
+                !(matches!(e.kind.as_str(), "finished" | "lost")
+                    && behind.contains(&e.id)
+                    && !self.refused_logs.contains(&e.id))
+            })
+            .take(skyward_server::agents::SYNC_ITEMS_MAX)
+            .cloned()
+            .collect()
+    }
+
+    /// New log bytes of the runs held, from where the server's copy ends,
+    /// and the runs whose log has more than this sync carries.
+    fn logs(
+        &self,
+        work: &std::path::Path,
+        running: &BTreeSet<(u64, u32)>,
+    ) -> (Vec<LogChunk>, BTreeSet<u64>) {
         use std::io::{Read, Seek, SeekFrom};
         let mut out = Vec::new();
+        let mut behind = BTreeSet::new();
         for &(id, attempt) in running {
             // From where the server's copy ends (it says so after each
             // chunk; a new run's is empty).
@@ -408,6 +436,9 @@ impl AgentState {
                 Ok(t) => t.to_string(),
                 Err(e) => String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned(),
             };
+            if from + (text.len() as u64) < len {
+                behind.insert(id);
+            }
             if !text.is_empty() {
                 out.push(LogChunk {
                     id,
@@ -417,6 +448,6 @@ impl AgentState {
                 });
             }
         }
-        out
+        (out, behind)
     }
 }
