@@ -123,6 +123,15 @@ fn learned(database_url: Option<&str>) {
                 .is_some_and(|b| b.starts_with("learned from 3"))
     });
     assert_eq!(v["site"], "old", "{v}");
+    // Its dispatch keeps the speeds it was placed with (the class's
+    // estimates after two reports, worked above), whatever runs report
+    // later.
+    let used = note(&v);
+    assert!(
+        used.contains(&format!("speeds used: A100:1 {:.1}", post(100.0 / ratio)))
+            && used.contains(&format!("H100:1 {:.0}", post(100.0 * ratio))),
+        "{used}"
+    );
     assert!(
         v["speeds"]["basis"]
             .as_str()

@@ -1837,7 +1837,7 @@ impl Core {
                 continue;
             };
             let site = site_names[o.site].clone();
-            let why = if self.cfg.explain {
+            let mut why = if self.cfg.explain {
                 self.why_here(
                     it,
                     o,
@@ -1851,6 +1851,15 @@ impl Core {
             } else {
                 Vec::new()
             };
+            // The speeds this placement used, kept with it (a class's
+            // speeds change as its runs report).
+            if let Some(w) = self.workloads.get(id) {
+                if self.cfg.explain && !w.spec.throughput.is_empty() {
+                    why.push(skyward_placement::reasons::why::speeds_used(
+                        &w.spec.throughput,
+                    ));
+                }
+            }
             let walltime_ms = self
                 .sites
                 .get(&site)

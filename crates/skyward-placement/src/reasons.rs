@@ -88,5 +88,51 @@ pub mod why {
         format!("runner-up: {label} would cost the fleet {fleet} ({more} more)")
     }
 
+    /// The rates hours were scaled by (in the class's unit, or relative).
+    pub fn speeds_used(rates: &std::collections::BTreeMap<String, f64>) -> String {
+        let list: Vec<String> = rates
+            .iter()
+            .map(|(alt, r)| format!("{alt} {}", crate::reasons::short(*r)))
+            .collect();
+        format!(
+            "speeds used: {} (learned from the class's runs, or the job's throughput:)",
+            list.join(", ")
+        )
+    }
+
     pub const NO_OTHER: &str = "no other option fits alongside the rest of the fleet";
+}
+
+/// A rate in at most four significant figures (`110`, `90.91`, `0.3155`).
+pub fn short(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let digits = if x.abs() >= 1000.0 {
+        0
+    } else {
+        (3 - x.abs().max(1e-12).log10().floor() as i32).clamp(0, 8) as usize
+    };
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod short_tests {
+    #[test]
+    fn four_significant_figures_without_trailing_zeros() {
+        for (x, want) in [
+            (110.0, "110"),
+            (90.909_09, "90.91"),
+            (0.315_468, "0.3155"),
+            (12_345.6, "12346"),
+            (2.0, "2"),
+        ] {
+            assert_eq!(super::short(x), want, "{x}");
+        }
+    }
 }
