@@ -306,9 +306,9 @@ pub fn aws(
     for (region, path) in &wanted {
         let url = format!("{endpoint}{path}");
         let body = fetch_ok(&mut l, &url, FILE_BYTES_MAX)?;
-        let (got, left) = aws::parse_offer(&body, region, known, &source)
+        let (got, left, read) = aws::parse_offer(&body, region, known, &source)
             .map_err(|m| AppError::Io(format!("page {} ({url}): {m}", l.pages_read)))?;
-        products += got.len() + left.values().sum::<u64>() as usize;
+        products += read;
         for (k, v) in left {
             *dropped.entry(k.to_string()).or_insert(0) += v;
         }

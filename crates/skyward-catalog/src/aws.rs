@@ -58,7 +58,23 @@ struct Product {
     #[serde(rename = "productFamily", default)]
     family: String,
     #[serde(default)]
-    attributes: HashMap<String, String>,
+    attributes: Attributes,
+}
+
+/// The attributes read (a product has some forty; the rest are skipped
+/// while parsing, not kept: a region's offer file is hundreds of MB).
+#[derive(Deserialize, Default)]
+struct Attributes {
+    #[serde(rename = "instanceType", default)]
+    instance_type: String,
+    #[serde(rename = "operatingSystem", default)]
+    operating_system: String,
+    #[serde(default)]
+    tenancy: String,
+    #[serde(rename = "preInstalledSw", default)]
+    pre_installed_sw: String,
+    #[serde(default)]
+    capacitystatus: String,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +93,13 @@ struct Term {
 struct Dimension {
     unit: String,
     #[serde(rename = "pricePerUnit")]
-    price: HashMap<String, String>,
+    price: PricePerUnit,
+}
+
+#[derive(Deserialize)]
+struct PricePerUnit {
+    #[serde(rename = "USD", default)]
+    usd: Option<String>,
 }
 
 pub const NOT_INSTANCE: &str = "not a compute instance";
@@ -88,6 +110,10 @@ pub const NOT_LINUX_SHARED: &str =
 pub const NO_HOURLY_PRICE: &str = "no hourly on-demand USD price";
 pub const ZERO_PRICE: &str = "price 0 (not a price)";
 
+/// What one region's offer file gave: its offerings, each product left
+/// out counted under its reason, and how many products it has.
+pub type OfferRead = (Vec<Offering>, BTreeMap<&'static str, u64>, usize);
+
 /// The offerings of one region's offer file (`region` as the index names
 /// it), and each product left out counted under its reason.
 pub fn parse_offer(
@@ -95,21 +121,21 @@ pub fn parse_offer(
     region: &str,
     known: &crate::Known,
     source: &str,
-) -> Result<(Vec<Offering>, BTreeMap<&'static str, u64>), String> {
+) -> Result<OfferRead, String> {
     let offer: Offer =
         serde_json::from_slice(body).map_err(|e| format!("not an EC2 offer file: {e}"))?;
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut best: BTreeMap<String, (String, Usd)> = BTreeMap::new();
     for (sku, p) in &offer.products {
-        let a = |k: &str| p.attributes.get(k).map(String::as_str).unwrap_or("");
+        let a = &p.attributes;
         let why = if !p.family.starts_with("Compute Instance") {
             Some(NOT_INSTANCE)
-        } else if !known.contains_key(&a("instanceType").to_ascii_lowercase()) {
+        } else if !known.contains_key(&a.instance_type.to_ascii_lowercase()) {
             Some(UNKNOWN_TYPE)
-        } else if a("operatingSystem") != "Linux"
-            || a("tenancy") != "Shared"
-            || a("preInstalledSw") != "NA"
-            || !matches!(a("capacitystatus"), "Used" | "")
+        } else if a.operating_system != "Linux"
+            || a.tenancy != "Shared"
+            || a.pre_installed_sw != "NA"
+            || !matches!(a.capacitystatus.as_str(), "Used" | "")
         {
             Some(NOT_LINUX_SHARED)
         } else {
@@ -125,7 +151,7 @@ pub fn parse_offer(
                 .flat_map(|t| t.dimensions.values())
                 .find_map(|d| {
                     (d.unit == "Hrs")
-                        .then(|| d.price.get("USD"))
+                        .then_some(d.price.usd.as_ref())
                         .flatten()
                         .and_then(|v| v.trim().parse::<f64>().ok())
                 })
@@ -138,7 +164,7 @@ pub fn parse_offer(
             *dropped.entry(ZERO_PRICE).or_insert(0) += 1;
             continue;
         };
-        let t = a("instanceType").to_string();
+        let t = a.instance_type.clone();
         let e = best.entry(t.to_ascii_lowercase()).or_insert((t, usd));
         e.1 = e.1.min(usd);
     }
@@ -160,7 +186,7 @@ pub fn parse_offer(
             source: source.to_string(),
         });
     }
-    Ok((out, dropped))
+    Ok((out, dropped, offer.products.len()))
 }
 
 /// The AWS instance types `offerings` has, by lower-case name.

@@ -111,7 +111,11 @@ impl Http for Web {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            let mut body = Vec::new();
+            // Sized once from the announced length (a region's offer file
+            // is hundreds of MB: growing by doubling would hold up to
+            // twice that for a moment).
+            let mut body =
+                Vec::with_capacity((r.content_length().unwrap_or(0) as usize).min(max_bytes));
             while let Some(chunk) = r.chunk().await.map_err(|e| format!("reading: {e}"))? {
                 if body.len() + chunk.len() > max_bytes {
                     return Err(format!("larger than {} MiB", max_bytes >> 20));
