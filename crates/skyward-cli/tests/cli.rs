@@ -632,6 +632,39 @@ fn variants_decide_where_a_workload_may_run_and_explain_says_why() {
             "{text}"
         );
     }
+    // The server's workload file plans as it is (examples/variants.yaml:
+    // CUDA and Neuron variants, none for tpu-v5p-8, whose offerings are
+    // all filtered).
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/variants.yaml");
+    let e = example.to_str().unwrap();
+    let v = run_json(&["explain", e, "llm-train"]);
+    assert_eq!(v["placement"]["status"], "placed", "{v}");
+    assert_eq!(
+        v["explanation"]["filtering"]["offerings_filtered"]
+            ["no variant for the accelerator's stack"]
+            .as_u64(),
+        Some(offerings("tpu-v5p-8", "1")),
+        "{v}"
+    );
+    let speeds: Vec<&str> = v["explanation"]["speeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["alternative"].as_str().unwrap())
+        .collect();
+    assert_eq!(speeds, ["H100:8", "Trainium2:16", "tpu-v5p-8:1"], "{v}");
+    // A workload list without hours says which and where; --hours fills it.
+    let jobs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs.yaml");
+    let (code, err) = run_fail(&["plan", jobs.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("jobs.yaml:14")
+            && err.contains("workloads[0].hours")
+            && err.contains("--hours"),
+        "{err}"
+    );
+    let plan = run_json(&["plan", jobs.to_str().unwrap(), "--hours", "5"]);
+    assert_eq!(plan["placements"].as_array().unwrap().len(), 4, "{plan}");
     // A variant for no alternative is refused at its line.
     let fleet = dir.path().join("bad.yaml");
     std::fs::write(

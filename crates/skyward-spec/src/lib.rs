@@ -41,6 +41,91 @@ pub struct Parsed {
 pub enum InputFormat {
     Fleet,
     SkyPilotTask,
+    /// A server workload file (one workload, or a `workloads:` list of
+    /// them): planned as a fleet of its workloads.
+    Workloads,
+}
+
+/// A server workload as a fleet workload: what placement reads of it
+/// (its run, setup, env and checkpoint are what the server runs, not
+/// placed on). `hours` comes from the workload, else from `task.hours`.
+fn job_workload(
+    j: &job::JobRequest,
+    task: &TaskDefaults,
+) -> Result<skyward_model::Workload, String> {
+    let hours = j
+        .hours
+        .or(task.hours)
+        .ok_or("hours: needed to plan a workload that gives none (or pass --hours)")?;
+    let hours = fleet::check_hours(hours).map_err(|m| format!("hours: {m}"))?;
+    let accelerators = j
+        .accelerators
+        .iter()
+        .map(|a| skyward_model::AcceleratorRequest::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| format!("accelerators: {m}"))?;
+    let mut w = skyward_model::Workload::new(&j.name, j.kind, accelerators, j.nodes, hours);
+    w.spot = j.spot;
+    w.providers = j.providers.clone();
+    w.regions = j.regions.clone();
+    w.residency = j.residency.clone();
+    w.compliance = j.compliance.clone();
+    w.throughput = j.throughput.clone();
+    w.speed_sources = j
+        .throughput
+        .keys()
+        .map(|k| (k.clone(), "the workload file's throughput:".to_string()))
+        .collect();
+    w.risk_averse = j.risk_averse;
+    w.no_variant = j.no_variant.clone();
+    Ok(w)
+}
+
+/// Server workload files planned as a fleet: each workload's own checks
+/// (its line and field), then what placement reads of it.
+fn workloads_fleet(
+    text: &str,
+    file: &str,
+    catalog: &Catalog,
+    task: &TaskDefaults,
+) -> Result<Parsed, SpecError> {
+    let jobs = job::parse_file(text, file, catalog)?;
+    jobs_fleet(&jobs, text, file, task)
+}
+
+fn jobs_fleet(
+    jobs: &[job::JobRequest],
+    text: &str,
+    file: &str,
+    task: &TaskDefaults,
+) -> Result<Parsed, SpecError> {
+    let mut fleet = skyward_model::Fleet::default();
+    let several = jobs.len() > 1;
+    for (i, j) in jobs.iter().enumerate() {
+        let w = job_workload(j, task).map_err(|m| {
+            let (key, msg) = m.split_once(": ").unwrap_or(("", &m));
+            let field = if several {
+                format!("workloads[{i}].{key}")
+            } else {
+                key.to_string()
+            };
+            let line = if several {
+                locate::line_of(text, "workloads", i, Some(key))
+                    .or_else(|| locate::line_of(text, "workloads", i, None))
+            } else {
+                locate::line_of_key(text, key).or(Some(1))
+            };
+            SpecError::at(file, line, &field, msg.to_string())
+        })?;
+        fleet.workloads.push(w);
+    }
+    Ok(Parsed {
+        fleet,
+        notes: vec![
+            "a server workload file: planned as a fleet of its workloads (run, setup, env and checkpoints are what the server runs; placement does not read them)".into(),
+        ],
+        format: InputFormat::Workloads,
+    })
 }
 
 /// Options for a SkyPilot task, which has no duration or kind of its own.
@@ -82,12 +167,21 @@ pub fn parse(
         };
     let has = |k: &str| mapping.contains_key(serde_yaml::Value::String(k.to_string()));
     if has("workloads") {
-        let fleet = fleet::parse(text, file, catalog)?;
-        Ok(Parsed {
-            fleet,
-            notes: Vec::new(),
-            format: InputFormat::Fleet,
-        })
+        match fleet::parse(text, file, catalog) {
+            Ok(fleet) => Ok(Parsed {
+                fleet,
+                notes: Vec::new(),
+                format: InputFormat::Fleet,
+            }),
+            // A server workload list (`run:`, `env:` … in each) plans
+            // too; when it is not one either, the fleet's error stands.
+            Err(e) => match job::parse_file(text, file, catalog) {
+                Ok(jobs) => jobs_fleet(&jobs, text, file, task),
+                Err(_) => Err(e),
+            },
+        }
+    } else if has("accelerators") && !has("resources") {
+        workloads_fleet(text, file, catalog, task)
     } else if has("resources") || has("run") || has("num_nodes") || has("setup") {
         let (fleet, notes) = skypilot::parse(text, file, catalog, task)?;
         Ok(Parsed {

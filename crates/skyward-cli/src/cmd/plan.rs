@@ -20,7 +20,8 @@ pub enum MethodArg {
 /// Arguments `plan` and `explain` share.
 #[derive(Args)]
 pub struct SolveArgs {
-    /// A Skyward fleet file, or a SkyPilot task file.
+    /// A Skyward fleet file, a server workload file (one workload or a
+    /// `workloads:` list), or a SkyPilot task file.
     pub file: PathBuf,
     /// Solver: auto (Lagrangian, then exact MILP when small and the gap is open), exact, lagrangian.
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
