@@ -161,3 +161,95 @@ fn each_stack_runs_its_own_variant_with_its_devices() {
         );
     }
 }
+
+/// The README's walkthrough, `examples/stacks/`, as a new user runs it:
+/// its server config and job files through the binary. The CUDA/Neuron
+/// job goes to Trainium2 first (cheaper and, by the datasheet, faster),
+/// which reports 150 tokens/s; pinned once to H100, the class reports
+/// 1000 there; the same job submitted again then goes to H100.
+#[test]
+fn the_stacks_walkthrough_moves_the_job_once_runs_report() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/stacks");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join("server.yaml"), dir.path().join("server.yaml")).unwrap();
+    let server = Server::start(dir.path(), free_port(), None);
+    let rt = rt();
+    let c = server.client(Some(&server.admin_token()));
+    let submit_file = |name: &str| -> i64 {
+        let out = std::process::Command::new(BIN)
+            .args(["submit", "--output", "json", "--server", &server.url()])
+            .arg(root.join(name))
+            .env("SKYWARD_TOKEN", server.admin_token())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["id"].as_i64().unwrap_or_else(|| panic!("{v}"))
+    };
+    let first = submit_file("train.yaml");
+    let v = wait_for(&rt, &c, first, 60, |v| v["state"] == "succeeded");
+    assert_eq!(v["site"], "trn2", "{v}");
+    assert!(
+        log(&rt, &c, first).contains(
+            "Neuron on trn2: NEURON_RT_VISIBLE_CORES=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15, flags --model-type transformer"
+        ),
+        "{}",
+        log(&rt, &c, first)
+    );
+    let second = submit_file("train-h100.yaml");
+    let v = wait_for(&rt, &c, second, 60, |v| v["state"] == "succeeded");
+    assert_eq!(v["site"], "h100", "{v}");
+    // Wait until both reports are kept (a run's report is stored just
+    // after its end).
+    let p = wait_until_value(|| {
+        let p: Value = call(&rt, &c, "GET", "/v1/profiles", None, &[])
+            .json()
+            .unwrap();
+        (p["items"][0]["reports"] == 2).then_some(p)
+    });
+    // By hand: each alternative's prior is the other's report scaled by
+    // the datasheet (H100:8 = 8 × 989, Trainium2:16 = 16 × 667 TFLOPS),
+    // sd 0.5; its own report sd 0.15.
+    let ratio = (8.0 * 989.0) / (16.0 * 667.0);
+    let post = |prior: f64, report: f64| {
+        let precision = 1.0 / 0.25 + 1.0 / 0.0225;
+        ((prior.ln() / 0.25 + report.ln() / 0.0225) / precision).exp()
+    };
+    let (h, t) = (post(150.0 * ratio, 1000.0), post(1000.0 / ratio, 150.0));
+    let rate = |alt: &str| -> f64 {
+        p["items"][0]["estimates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["alternative"] == alt)
+            .unwrap()["rate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        (rate("H100:8") - h).abs() < 1e-6 && (rate("Trainium2:16") - t).abs() < 1e-6,
+        "{p}"
+    );
+    // $32 an hour ÷ H100's rate against $24 ÷ Trainium2's: H100 is cheaper now.
+    assert!(32.0 / h < 24.0 / t);
+    let third = submit_file("train.yaml");
+    let v = wait_for(&rt, &c, third, 60, |v| v["state"] == "succeeded");
+    assert_eq!(v["site"], "h100", "{v}");
+    assert!(log(&rt, &c, third)
+        .contains("CUDA on h100: CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7, 100 steps"));
+}
+
+fn wait_until_value(mut f: impl FnMut() -> Option<Value>) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
