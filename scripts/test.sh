@@ -6,7 +6,8 @@
 # the checkpoint stores, headless Chromium and ChromeDriver for the ledger
 # report's and the dashboard's browser tests, nginx for the gateway bench's comparison, the official OpenAI Python
 # client for the gateway's tests, Redis for the gateway replicas' shared
-# limits), so it passes on a fresh machine.
+# limits, podman with runc and an image built from busybox for runs in
+# containers), so it passes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A clean clone gains nothing from incremental compilation, and its cache
@@ -59,6 +60,10 @@ if [ -z "${SKYWARD_TEST_REDIS_URL:-}" ]; then
   STARTED_REDIS=1
 fi
 echo "Redis for tests: $SKYWARD_TEST_REDIS_URL"
+if [ -z "${SKYWARD_TEST_CONTAINER_RUNTIME:-}" ] || [ -z "${SKYWARD_TEST_CONTAINER_IMAGE:-}" ]; then
+  eval "$(scripts/podman.sh)"
+fi
+echo "Containers for tests: $SKYWARD_TEST_CONTAINER_RUNTIME, image $SKYWARD_TEST_CONTAINER_IMAGE"
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

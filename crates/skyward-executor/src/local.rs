@@ -125,6 +125,127 @@ pub struct Options {
     /// found there at recovery are adopted and followed in place, so an
     /// upgrade neither loses nor reruns them. New runs never go there.
     pub legacy_root: Option<PathBuf>,
+    /// Starts a run whose variant names an `image` in that image (each
+    /// node a container); None: on the host.
+    pub container: Option<Container>,
+}
+
+/// A container runtime with a docker-compatible command line (`podman`,
+/// `docker`): `RUNTIME run --rm … IMAGE /bin/sh node.sh`, stopped with
+/// `RUNTIME kill` by label. The run's directory is mounted at the same
+/// path; the run's user is the container's user (`--user`), the devices
+/// and anything else the site needs come from `args`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The command (a name on the base PATH, or an absolute path).
+    pub runtime: String,
+    /// Arguments added to `run` (`--gpus all`, `--device /dev/neuron0`).
+    pub args: Vec<String>,
+}
+
+impl Container {
+    /// A runtime as configured: a command name or absolute path, and at
+    /// most 64 arguments of at most 1,024 characters. The error names
+    /// which is wrong (`runtime: …`, `args: …`).
+    pub fn new(runtime: String, args: Vec<String>) -> Result<Container, String> {
+        let ok = !runtime.is_empty()
+            && runtime.len() <= 256
+            && !runtime.starts_with('-')
+            && runtime
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !ok {
+            return Err(
+                "runtime: a command name or absolute path (podman, docker, /usr/bin/podman)".into(),
+            );
+        }
+        if args.len() > 64 || args.iter().any(|a| a.len() > 1024 || a.contains('\0')) {
+            return Err("args: at most 64 arguments of at most 1,024 characters".into());
+        }
+        Ok(Container { runtime, args })
+    }
+}
+
+/// The image a run asks for (its variant's `image`), if it is one a
+/// container runtime may be given: no leading `-`, no spaces or shell
+/// characters, at most 512 characters.
+pub fn run_image(spec: &RunSpec) -> Option<&str> {
+    let i = spec.env.get("SKYWARD_CONTAINER_IMAGE")?.as_str();
+    let ok = !i.is_empty()
+        && i.len() <= 512
+        && !i.starts_with('-')
+        && i.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    ok.then_some(i)
+}
+
+/// One run's containers: what each node's `RUNTIME run` gets.
+struct ContainerRun {
+    runtime: String,
+    args: Vec<String>,
+    image: String,
+    label: String,
+    /// The run's directory (absolute), mounted at the same path.
+    dir: PathBuf,
+    /// Directories mounted at the same path (the run's, and an absolute
+    /// checkpoint directory outside it).
+    mounts: Vec<PathBuf>,
+    /// Variables passed from the wrapper's environment (`-e NAME`).
+    env: Vec<String>,
+}
+
+impl ContainerRun {
+    /// One node's `RUNTIME run`, its node script started in the image as
+    /// the run's user, with `vars` (the node's own) and the run's
+    /// variables passed by name.
+    fn command(&self, attempt: u32, vars: &[&str], run_as: Option<&RunAs>) -> String {
+        let q = |s: &str| sh_quote(Path::new(s));
+        let mut c = format!(
+            "{} run --rm --label {} --network host",
+            q(&self.runtime),
+            q(&self.label)
+        );
+        if let Some(r) = run_as {
+            c.push_str(&format!(" --user {}:{}", r.uid, r.gid));
+        }
+        for m in &self.mounts {
+            let m = sh_quote(m);
+            c.push_str(&format!(" -v {m}:{m}"));
+        }
+        c.push_str(&format!(" -w {}", sh_quote(&self.dir.join(JOB_DIR))));
+        for n in self
+            .env
+            .iter()
+            .map(String::as_str)
+            .chain(vars.iter().copied())
+        {
+            c.push_str(&format!(" -e {}", q(n)));
+        }
+        for a in &self.args {
+            c.push_str(&format!(" {}", q(a)));
+        }
+        c.push_str(&format!(
+            " {} /bin/sh {}",
+            q(&self.image),
+            sh_quote(&self.dir.join(format!("node-{attempt}.sh")))
+        ));
+        c
+    }
+}
+
+/// The label a run's containers carry (`skyward.run=<site>.<id>.<attempt>`).
+fn container_label(site: &str, id: WorkloadId, attempt: u32) -> String {
+    let safe: String = site
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("skyward.run={safe}.{}.{attempt}", id.0)
 }
 
 struct Job {
@@ -139,6 +260,8 @@ struct Job {
     cgroup: Option<PathBuf>,
     /// The run's directory (under the root, or the legacy root).
     dir: PathBuf,
+    /// The runtime and label of its containers, if it may have some.
+    containers: Option<(String, String)>,
 }
 
 const RUN_FILE: &str = "skyward-run";
@@ -441,6 +564,66 @@ impl LocalExecutor {
             .map_err(|e| DispatchError::Spawn(id, e.to_string()))?;
         self.write_scripts(&dir, attempt, spec)
             .map_err(|(p, e)| spawn_err(&p, e))?;
+        let image = run_image(spec);
+        if image.is_none() && spec.env.contains_key("SKYWARD_CONTAINER_IMAGE") {
+            return Err(DispatchError::Spawn(
+                id,
+                "the variant's image is not an image reference a container runtime may be given"
+                    .into(),
+            ));
+        }
+        let container = match (&self.opts.container, image) {
+            (Some(c), Some(image)) => {
+                let abs = fs::canonicalize(&dir).map_err(|e| spawn_err(&dir, e))?;
+                let mut env: Vec<String> = [
+                    "HOME",
+                    "LANG",
+                    "USER",
+                    "LOGNAME",
+                    "SKYWARD_WORKLOAD_ID",
+                    "SKYWARD_SITE",
+                    "SKYWARD_ATTEMPT",
+                    "SKYWARD_ACCELERATORS",
+                    "SKYWARD_ACCELERATORS_TOTAL",
+                    "SKYWARD_NUM_NODES",
+                    "SKYWARD_CHECKPOINT_DIR",
+                    "SKYWARD_JOB_DIR",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                env.extend(
+                    spec.env
+                        .keys()
+                        .chain(spec.secrets.keys())
+                        .map(|k| format!("{ENV_PREFIX}{k}")),
+                );
+                let mut mounts = vec![abs.clone()];
+                if checkpoints.is_absolute() && !checkpoints.starts_with(&abs) {
+                    fs::create_dir_all(&checkpoints).map_err(|e| spawn_err(&checkpoints, e))?;
+                    mounts.push(checkpoints.clone());
+                }
+                Some(ContainerRun {
+                    runtime: c.runtime.clone(),
+                    args: c.args.clone(),
+                    image: image.to_string(),
+                    label: container_label(&self.site, id, attempt),
+                    dir: abs,
+                    mounts,
+                    env,
+                })
+            }
+            (None, Some(image)) => {
+                use std::io::Write;
+                let _ = writeln!(
+                    &log,
+                    "skyward: site {} starts runs on the host; image {image} not started (the site has no container_runtime)",
+                    self.site
+                );
+                None
+            }
+            _ => None,
+        };
         let cgroup = self.make_cgroup(id, attempt);
         let record = RunRecord {
             site: self.site.clone(),
@@ -453,7 +636,13 @@ impl LocalExecutor {
         };
         let run_path = dir.join(RUN_FILE);
         write_private(&run_path, &record.to_line()).map_err(|e| spawn_err(&run_path, e))?;
-        let wrapper = self.wrapper(attempt, nodes, &devices, cgroup.as_deref());
+        let wrapper = self.wrapper(
+            attempt,
+            nodes,
+            &devices,
+            cgroup.as_deref(),
+            container.as_ref(),
+        );
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(wrapper)
@@ -518,6 +707,7 @@ impl LocalExecutor {
                 walltime_ms: spec.walltime_ms,
                 cgroup,
                 dir,
+                containers: container.map(|c| (c.runtime, c.label)),
             },
         );
         Ok(vec![
@@ -619,7 +809,14 @@ impl LocalExecutor {
     /// The wrapper: records its pid, enters the run's cgroup, starts one
     /// process per node (as the run's user) with its devices and rank,
     /// waits for all, and records the first failing exit code.
-    fn wrapper(&self, attempt: u32, nodes: u32, devices: &[u32], cgroup: Option<&Path>) -> String {
+    fn wrapper(
+        &self,
+        attempt: u32,
+        nodes: u32,
+        devices: &[u32],
+        cgroup: Option<&Path>,
+        container: Option<&ContainerRun>,
+    ) -> String {
         let mut w = format!(
             "echo $$ > .skyward-pid-{attempt}.tmp && /bin/mv -f .skyward-pid-{attempt}.tmp .skyward-pid-{attempt}\n"
         );
@@ -658,16 +855,25 @@ impl LocalExecutor {
             for v in device_vars(&self.opts.accelerator) {
                 vars.push_str(&format!(" {v}={list}"));
             }
+            let launch = match container {
+                None => format!("{drop}/bin/sh ../node-{attempt}.sh"),
+                Some(c) => {
+                    let names: Vec<&str> = vars
+                        .split(' ')
+                        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                        .filter(|k| !k.is_empty())
+                        .collect();
+                    c.command(attempt, &names, self.opts.run_as.as_ref())
+                }
+            };
             if nodes == 1 {
-                w.push_str(&format!(
-                    "{vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null &\np{rank}=$!\n"
-                ));
+                w.push_str(&format!("{vars} {launch} < /dev/null &\np{rank}=$!\n"));
             } else {
                 // Each node's code is left in a file as it ends, written
                 // whole then renamed: the loop below must never read the
                 // file created but still empty (it read as a failure, 1).
                 w.push_str(&format!(
-                    "( {vars} {drop}/bin/sh ../node-{attempt}.sh < /dev/null; echo $? > ../.skyward-rank-{attempt}-{rank}.tmp && /bin/mv -f ../.skyward-rank-{attempt}-{rank}.tmp ../.skyward-rank-{attempt}-{rank} ) &\n"
+                    "( {vars} {launch} < /dev/null; echo $? > ../.skyward-rank-{attempt}-{rank}.tmp && /bin/mv -f ../.skyward-rank-{attempt}-{rank}.tmp ../.skyward-rank-{attempt}-{rank} ) &\n"
                 ));
             }
         }
@@ -804,6 +1010,11 @@ impl LocalExecutor {
                 walltime_ms: rec.walltime_ms,
                 cgroup: rec.cgroup.clone(),
                 dir: dir.clone(),
+                containers: self
+                    .opts
+                    .container
+                    .as_ref()
+                    .map(|c| (c.runtime.clone(), container_label(&self.site, id, attempt))),
             };
             if let Some(e) = ended_by_file(id, attempt, &dir) {
                 // Stragglers of a run that ended are stopped too.
@@ -1017,6 +1228,23 @@ fn kill_pids(pids: &[String]) {
 /// removes it.
 fn stop(job: &mut Job) {
     let pid = job.pid;
+    // Its containers first: they are the runtime's children, not in the
+    // run's process group or cgroup.
+    if let Some((runtime, label)) = &job.containers {
+        let rt = sh_quote(Path::new(runtime));
+        let _ = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "ids=$(timeout 20 {rt} ps -aq --filter label={l}) && [ -n \"$ids\" ] && {{ timeout 20 {rt} kill $ids; timeout 20 {rt} rm -f $ids; }}",
+                l = sh_quote(Path::new(label))
+            ))
+            .env_clear()
+            .env("PATH", BASE_PATH)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     if let Some(cg) = &job.cgroup {
         if fs::write(cg.join("cgroup.kill"), "1").is_err() {
             let pids: Vec<String> = fs::read_to_string(cg.join("cgroup.procs"))

@@ -612,6 +612,7 @@ fn a_root_server_runs_workloads_as_an_unprivileged_user() {
         )),
         accelerator: "H100".into(),
         legacy_root: None,
+        container: None,
     };
     let mut ex = LocalExecutor::with_options("s", &work, 8, opts);
     let spec = run(&format!(

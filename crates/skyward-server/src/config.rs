@@ -225,6 +225,13 @@ struct RawSite {
     /// Its API version (default v0.0.38, Slurm 22.05's).
     #[serde(default)]
     slurm_rest_version: Option<String>,
+    /// For `executor: local`: start a run whose variant names an `image`
+    /// in it with this docker-compatible runtime (`podman`, `docker`).
+    #[serde(default)]
+    container_runtime: Option<String>,
+    /// Arguments for each `RUNTIME run` (`[--gpus, all]`).
+    #[serde(default)]
+    container_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,6 +329,8 @@ pub struct Site {
     /// Where the price came from (catalog row or the config).
     pub price_source: String,
     pub executor: SiteExecutor,
+    /// Local sites: the runtime a run with an image starts in.
+    pub container: Option<skyward_executor::local::Container>,
 }
 
 #[derive(Debug, Clone)]
@@ -497,6 +506,27 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
                 })?,
             ),
         };
+        let container = match (s.container_runtime, s.container_args) {
+            (None, Some(_)) => {
+                return Err(at(f("container_args"), "give container_runtime too".into()))
+            }
+            (None, None) => None,
+            (Some(_), _) if s.executor.as_deref().is_some_and(|e| e != "local") => {
+                return Err(at(
+                    f("container_runtime"),
+                    "only for executor: local (an agent takes --container-runtime)".into(),
+                ))
+            }
+            (Some(r), args) => Some(
+                skyward_executor::local::Container::new(r, args.unwrap_or_default()).map_err(
+                    |m| match m.split_once(": ") {
+                        Some(("args", m)) => at(f("container_args"), m.to_string()),
+                        Some((_, m)) => at(f("container_runtime"), m.to_string()),
+                        None => at(f("container_runtime"), m),
+                    },
+                )?,
+            ),
+        };
         let executor = match (s.executor.as_deref().unwrap_or("local"), s.slurm_conf) {
             ("local", None) => SiteExecutor::Local,
             ("local", Some(_)) => {
@@ -530,6 +560,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<ServerConfig, 
         };
         sites.push(Site {
             executor,
+            container,
             spec: SiteSpec {
                 name,
                 region,
@@ -864,6 +895,45 @@ mod tests {
         assert_eq!(e.field, "sites[0].name");
         let e = parse("secrets:\n  hf: {}\n", "s.yaml", &cat).unwrap_err();
         assert_eq!(e.field, "secrets.hf");
+        // Container runtimes: local sites only, a command, not an option.
+        let site =
+            "sites:\n  - region: aws:us-east-1\n    accelerator: H100\n    accelerators: 1\n";
+        for (extra, field) in [
+            (
+                "    container_runtime: --privileged\n",
+                "sites[0].container_runtime",
+            ),
+            (
+                "    container_runtime: 'podman; rm'\n",
+                "sites[0].container_runtime",
+            ),
+            (
+                "    container_args: [--gpus, all]\n",
+                "sites[0].container_args",
+            ),
+            (
+                "    executor: slurm\n    container_runtime: podman\n",
+                "sites[0].container_runtime",
+            ),
+        ] {
+            let e = parse(&format!("{site}{extra}"), "s.yaml", &cat).unwrap_err();
+            assert_eq!(e.field, field, "{extra}: {e:?}");
+        }
+        let ok = parse(
+            &format!(
+                "{site}    container_runtime: /usr/bin/podman\n    container_args: [--gpus, all]\n"
+            ),
+            "s.yaml",
+            &cat,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.sites[0].container,
+            Some(skyward_executor::local::Container {
+                runtime: "/usr/bin/podman".into(),
+                args: vec!["--gpus".into(), "all".into()]
+            })
+        );
         let ok = parse(
             "secrets:\n  hf-token: {env: HF_TOKEN}\n  db: {file: /run/secrets/db}\n",
             "s.yaml",

@@ -354,8 +354,8 @@ fn learned_speeds(
 /// What runs on an accelerator: the workload's run with the variant for
 /// that accelerator over it (its setup, run and image replace the
 /// workload's, its env is merged over the workload's), named in
-/// `SKYWARD_VARIANT` (and the image in `SKYWARD_CONTAINER_IMAGE`: the
-/// local and Slurm executors start the run on the host, not in it).
+/// `SKYWARD_VARIANT` (and the image in `SKYWARD_CONTAINER_IMAGE`: a local
+/// site with a container runtime starts the run in it).
 fn with_variant(
     mut run: RunSpec,
     variants: &BTreeMap<String, skyward_model::Variant>,
@@ -813,6 +813,7 @@ fn site_from_row(r: &SiteRow) -> Option<Site> {
         },
         price_basis: basis,
         price_source: "last configured".into(),
+        container: None,
         executor: crate::config::SiteExecutor::from_stored(&r.executor),
     })
 }
@@ -849,6 +850,7 @@ impl Leading<'_> {
                         cgroup_root: rt.cgroup_root.clone(),
                         accelerator: site.spec.accelerator.clone(),
                         legacy_root: rt.legacy_work_dir.clone(),
+                        container: site.container.clone(),
                     },
                 )))
             }

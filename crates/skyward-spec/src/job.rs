@@ -853,6 +853,9 @@ mod tests {
             ("accelerators: H100:1\nvariants: {nvidia: {run: ' '}}\n", "variants.nvidia.run"),
             ("accelerators: H100:1\nvariants: {nvidia: {run: x, env: {SKYWARD_X: 1}}}\n", "variants.nvidia.env"),
             ("accelerators: H100:1\nvariants: {nvidia: {run: x, image: 'a b'}}\n", "variants.nvidia.image"),
+            // An option where the image goes, or shell characters.
+            ("accelerators: H100:1\nvariants: {nvidia: {run: x, image: --privileged}}\n", "variants.nvidia.image"),
+            ("accelerators: H100:1\nvariants: {nvidia: {run: x, image: 'img;rm'}}\n", "variants.nvidia.image"),
             ("accelerators: H100:1\nvariants: {trainium: {run: x}}\n", "no accelerator alternative has a variant (alternatives: H100:1; variant keys: trainium)"),
             ("accelerators: [H100:1, Trainium2:1]\nvariants: {nvidia: {run: x}, trainium: {env: {A: 1}}}\n", "run: required: the variant Trainium2:1 runs has no run of its own"),
         ] {

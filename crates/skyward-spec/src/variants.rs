@@ -81,13 +81,18 @@ pub(crate) fn checked(
             }
         }
         if let Some(i) = &v.image {
+            // What a container runtime may be given as its image argument:
+            // registry/name:tag@digest characters, not an option.
             if i.is_empty()
                 || i.chars().count() > IMAGE_CHARS_MAX
-                || i.chars().any(|c| c.is_whitespace() || c.is_control())
+                || i.starts_with('-')
+                || !i
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
             {
                 return Err((
                     field("image"),
-                    format!("an image reference of 1 to {IMAGE_CHARS_MAX} characters, no spaces"),
+                    format!("an image reference (registry/name:tag or @digest) of 1 to {IMAGE_CHARS_MAX} characters, not starting with -"),
                 ));
             }
         }

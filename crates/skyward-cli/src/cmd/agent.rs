@@ -52,6 +52,14 @@ pub struct AgentArgs {
     pub price_basis: Option<String>,
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
+    /// For --executor local: start a run whose variant names an `image` in
+    /// it with this docker-compatible runtime (podman, docker).
+    #[arg(long, value_name = "COMMAND")]
+    pub container_runtime: Option<String>,
+    /// An argument for each `RUNTIME run` (repeat: --container-arg=--gpus
+    /// --container-arg=all).
+    #[arg(long = "container-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub container_args: Vec<String>,
     /// For --executor slurm: the cluster's slurm.conf (default: Slurm's).
     #[arg(long, value_name = "FILE")]
     pub slurm_conf: Option<PathBuf>,
@@ -135,6 +143,18 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711));
     }
+    let container = match &a.container_runtime {
+        Some(r) => Some(
+            skyward_executor::local::Container::new(r.clone(), a.container_args.clone())
+                .map_err(|m| CliError::Input(format!("--container-{m}")))?,
+        ),
+        None if !a.container_args.is_empty() => {
+            return Err(CliError::Input(
+                "--container-arg needs --container-runtime".into(),
+            ))
+        }
+        None => None,
+    };
     let mut ex = match a.executor {
         ExecutorKind::Local => Executor::Local(skyward_executor::LocalExecutor::with_options(
             &name,
@@ -145,6 +165,7 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
                 cgroup_root: inproc.cgroup_root.clone(),
                 accelerator: a.accelerator.clone(),
                 legacy_root: inproc.legacy_root.clone(),
+                container: container.clone(),
             },
         )),
         ExecutorKind::Slurm => Executor::Slurm(skyward_executor::slurm::SlurmExecutor::new(

@@ -255,6 +255,12 @@ async fn start_agents(
             slurm_conf: None,
             slurm_rest: None,
             slurm_rest_version: "v0.0.38".into(),
+            container_runtime: s.container.as_ref().map(|c| c.runtime.clone()),
+            container_args: s
+                .container
+                .as_ref()
+                .map(|c| c.args.clone())
+                .unwrap_or_default(),
             work_dir: Some(work.clone()),
             run_as: cfg.run_as.clone(),
         };
