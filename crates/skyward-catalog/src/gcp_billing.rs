@@ -254,6 +254,10 @@ pub const ZERO_PRICE: &str = "price 0 (not a price)";
 pub const SPECIAL: &str =
     "custom, sole-tenant, reserved, premium or scheduled (DWS, flex-start) pricing";
 pub const UNUSED: &str = "not the cores, memory, GPU or TPU of a machine type the catalog knows";
+/// A machine type the catalog knows whose accelerator no SKU prices
+/// (TPU v2–v4 are sold through the Cloud TPU service, not fetched).
+pub const NO_ACCELERATOR_SKU: &str =
+    "catalog machine type whose accelerator no fetched SKU prices (counted per type; TPU v2-v4 are in the Cloud TPU service)";
 /// Why a machine type in a region is not an offering.
 pub const PART_MISSING: &str =
     "machine type in a region where its GPU is priced but its cores or memory are not (counted per type and region)";
@@ -402,7 +406,10 @@ pub fn offerings(
                 .find(|(g, _)| *g == m.accelerator)
                 .map(|(g, _)| Part::Gpu(g)),
         };
-        let Some(lead) = lead else { continue };
+        let Some(lead) = lead else {
+            *dropped.entry(NO_ACCELERATOR_SKU).or_insert(0) += 1;
+            continue;
+        };
         let series = SERIES.iter().find(|(p, _)| *p == series).map(|(p, _)| *p);
         // The regions where the accelerator itself is priced.
         let lead_regions: BTreeSet<&String> = prices
@@ -410,6 +417,9 @@ pub fn offerings(
             .filter(|(p, _, _)| *p == lead)
             .map(|(_, _, r)| r)
             .collect();
+        if lead_regions.is_empty() {
+            *dropped.entry(NO_ACCELERATOR_SKU).or_insert(0) += 1;
+        }
         for region in lead_regions {
             let price_of = |spot: bool| -> Option<f64> {
                 let get = |p: Part| prices.get(&(p, spot, region.clone())).copied();

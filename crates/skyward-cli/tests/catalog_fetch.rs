@@ -926,6 +926,26 @@ fn gcp_prices_join_gpu_core_and_memory_skus_across_pages() {
         5,
         "{prov}"
     );
+    // Every other GCP machine type of the built-in catalog (counted from
+    // its file: distinct type and accelerator) has no accelerator SKU here.
+    let csv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../skyward-catalog/data/offerings.csv"
+    ))
+    .unwrap();
+    let types: std::collections::BTreeSet<(String, String)> = csv
+        .lines()
+        .filter(|l| l.starts_with("gcp,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].to_string(), f[3].to_string())
+        })
+        .collect();
+    assert_eq!(
+        d["catalog machine type whose accelerator no fetched SKU prices (counted per type; TPU v2-v4 are in the Cloud TPU service)"],
+        types.len() as u64 - 17,
+        "{prov}"
+    );
     // A wrong key: the API's 400 with its message, the key not shown,
     // nothing written.
     let bad = dir.path().join("bad.csv");
