@@ -117,6 +117,51 @@ pub fn build_notes() -> Vec<BuildNote> {
     out
 }
 
+/// The first `YYYY-MM-DD` in a row's source (its extract or fetch date).
+fn source_date(source: &str) -> Option<&str> {
+    let b = source.as_bytes();
+    (0..b.len().saturating_sub(9)).find_map(|i| {
+        let d = &b[i..i + 10];
+        let digits = |r: std::ops::Range<usize>| d[r].iter().all(u8::is_ascii_digit);
+        (digits(0..4) && d[4] == b'-' && digits(5..7) && d[7] == b'-' && digits(8..10))
+            .then(|| &source[i..i + 10])
+    })
+}
+
+/// When each provider's prices in `offerings` were taken, from the rows'
+/// sources: `aws 2026-12-02, azure 2026-11-26…2026-12-02, oci undated`.
+pub fn price_dates(offerings: &[Offering]) -> String {
+    let mut by: std::collections::BTreeMap<&str, (Option<&str>, Option<&str>, bool)> =
+        std::collections::BTreeMap::new();
+    for o in offerings {
+        let e = by
+            .entry(o.region.provider.as_str())
+            .or_insert((None, None, false));
+        match source_date(&o.source) {
+            Some(d) => {
+                e.0 = Some(e.0.map_or(d, |x| x.min(d)));
+                e.1 = Some(e.1.map_or(d, |x| x.max(d)));
+            }
+            None => e.2 = true,
+        }
+    }
+    by.into_iter()
+        .map(|(p, (lo, hi, undated))| {
+            let dated = match (lo, hi) {
+                (Some(a), Some(b)) if a == b => a.to_string(),
+                (Some(a), Some(b)) => format!("{a}…{b}"),
+                _ => String::new(),
+            };
+            match (dated.is_empty(), undated) {
+                (true, _) => format!("{p} undated"),
+                (false, true) => format!("{p} {dated} (some rows undated)"),
+                (false, false) => format!("{p} {dated}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub offerings: Vec<Offering>,
@@ -156,11 +201,12 @@ impl Catalog {
         if offerings.is_empty() {
             return Err(CatalogError::Empty { path: shown });
         }
+        let dates = price_dates(&offerings);
         Ok(Catalog {
             offerings,
             accelerators: AcceleratorTable::builtin(),
             network: Network::builtin(),
-            origin: shown,
+            origin: format!("{shown} (prices as of {dates})"),
         })
     }
 
@@ -205,6 +251,43 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catalog_file_says_when_each_provider_s_prices_were_taken() {
+        let row = |p: &str, source: &str| Offering {
+            region: RegionKey::new(p, "r"),
+            sku: "x".into(),
+            accelerator: "H100".into(),
+            accelerator_count: 1,
+            vcpus: 1.0,
+            memory_gib: 1.0,
+            on_demand_usd_per_hour: None,
+            spot_usd_per_hour: None,
+            zones: 1,
+            source: source.into(),
+        };
+        let rows = [
+            row(
+                "aws",
+                "AWS Price List bulk API (https://p) fetched 2026-12-02T18:44:49Z",
+            ),
+            row(
+                "azure",
+                "SkyPilot catalog v8 extract 2026-11-26: azure/vms.csv",
+            ),
+            row(
+                "azure",
+                "Azure Retail Prices API (https://p) fetched 2026-12-01T00:00:00Z",
+            ),
+            row("oci", "my negotiated prices"),
+            row("gcp", "fetched 2026-11-30"),
+            row("gcp", "hand-written"),
+        ];
+        assert_eq!(
+            price_dates(&rows),
+            "aws 2026-12-02, azure 2026-11-26…2026-12-01, gcp 2026-11-30 (some rows undated), oci undated"
+        );
+    }
 
     #[test]
     fn builtin_catalog_loads_and_covers_every_provider() {

@@ -371,6 +371,26 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
         text.contains("+11.1%") && text.contains("2 unchanged, 1 price change(s)"),
         "{text}"
     );
+    // Each file's dates, from its rows: the fetch's day for the fetched
+    // Azure rows, the built-in extract's for the rest.
+    let fetched = std::fs::read_to_string(&old).unwrap();
+    let day = fetched
+        .split("fetched ")
+        .nth(1)
+        .map(|s| &s[..10])
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = text.lines().take(2).collect();
+    assert_eq!(
+        lines[0],
+        format!("old: {} (prices as of azure {day})", old.display()),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(&format!("azure 2026-11-26…{day}"))
+            && lines[1].contains("aws 2026-11-26,"),
+        "{text}"
+    );
 }
 
 /// A broken page, an endless throttle, a link to another host, a 500:

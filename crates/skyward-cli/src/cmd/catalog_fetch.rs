@@ -292,7 +292,8 @@ fn read(path: &PathBuf) -> Result<Vec<Offering>, CliError> {
 }
 
 pub fn diff(a: &DiffArgs) -> Result<(), CliError> {
-    let d = skyward_catalog::diff::diff(&read(&a.old)?, &read(&a.new)?);
+    let (old, new) = (read(&a.old)?, read(&a.new)?);
+    let d = skyward_catalog::diff::diff(&old, &new);
     match a.common.output {
         Output::Json => outln!("{}", json(&d)?),
         Output::Table => {
@@ -300,6 +301,13 @@ pub fn diff(a: &DiffArgs) -> Result<(), CliError> {
                 u.map(|x| format!("{:.4}", x.as_f64()))
                     .unwrap_or("-".into())
             };
+            outln!(
+                "old: {} (prices as of {})\nnew: {} (prices as of {})",
+                a.old.display(),
+                skyward_catalog::price_dates(&old),
+                a.new.display(),
+                skyward_catalog::price_dates(&new)
+            );
             outln!(
                 "{} unchanged, {} price change(s), {} added, {} removed",
                 d.unchanged,
