@@ -62,6 +62,7 @@ fn jobs_of(site: &str) -> Vec<skyward_executor::slurm::SlurmJob> {
         conf: Some(PathBuf::from(slurm_conf())),
         run_as: None,
         rest: None,
+        accelerator: "H100".into(),
     }
     .jobs()
     .unwrap()

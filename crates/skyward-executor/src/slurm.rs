@@ -293,13 +293,15 @@ pub struct Batch {
 }
 
 /// Builds the batch and node scripts. `dir` is the run's directory on a
-/// file system the nodes share; `per_node` accelerators as GRES `gpu`.
+/// file system the nodes share; `per_node` accelerators (of model
+/// `accelerator`) as GRES `gpu`.
 pub fn batch_script(
     site: &str,
     id: WorkloadId,
     attempt: u32,
     dir: &Path,
     per_node: u32,
+    accelerator: &str,
     spec: &RunSpec,
 ) -> Batch {
     let nodes = spec.nodes.max(1);
@@ -339,6 +341,16 @@ pub fn batch_script(
         "rc=$?\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\ni=0\nwhile [ $i -lt {nodes} ]; do\n  c=$(cat {exits}-$i 2>/dev/null)\n  case \"$c\" in\n    143) ;;\n    12[89]|1[3-9][0-9]|2[0-4][0-9]|25[0-5]) exit \"$c\" ;;\n  esac\n  i=$((i + 1))\ndone\nexit $rc\n"
     ));
     let mut n = String::from("#!/bin/sh\nexport SKYWARD_NODE_RANK=\"${SLURM_NODEID:-0}\"\n");
+    // Slurm sets CUDA_VISIBLE_DEVICES for a node's GRES gpus; another
+    // stack's variable (NEURON_RT_VISIBLE_CORES, …) names the same
+    // devices, unless Slurm (or the node's prolog) set it already.
+    for v in crate::local::device_vars(accelerator) {
+        if *v != "CUDA_VISIBLE_DEVICES" {
+            n.push_str(&format!(
+                ": \"${{{v}:=${{CUDA_VISIBLE_DEVICES:-${{SLURM_STEP_GPUS:-$SLURM_JOB_GPUS}}}}}}\"; export {v}\n"
+            ));
+        }
+    }
     if let Some(setup) = &spec.setup {
         n.push_str("{\n");
         n.push_str(setup);
@@ -364,6 +376,10 @@ pub struct Slurm {
     /// are the fallback when it cannot be reached. Through a UNIX socket
     /// jobs run as slurmrestd's user (make `run_as` that user).
     pub rest: Option<crate::slurm_rest::SlurmRest>,
+    /// The site's accelerator model: a run on Trainium, TPU, AMD or
+    /// Gaudi gets its stack's device variable from the GPUs (GRES) Slurm
+    /// gave the node, when Slurm does not set it itself.
+    pub accelerator: String,
 }
 
 fn run_limited(mut c: Command, what: &str) -> Result<String, String> {
@@ -635,7 +651,15 @@ impl SlurmExecutor {
         }
         let nodes = spec.nodes.max(1);
         let per_node = accelerators.div_ceil(nodes);
-        let b = batch_script(&self.site, id, attempt, &dir, per_node, spec);
+        let b = batch_script(
+            &self.site,
+            id,
+            attempt,
+            &dir,
+            per_node,
+            &self.slurm.accelerator,
+            spec,
+        );
         let checkpoints = match &spec.checkpoint {
             Some(c) if Path::new(c).is_absolute() => PathBuf::from(c),
             Some(c) => dir.join("job").join(c),
@@ -1095,6 +1119,24 @@ mod tests {
     }
 
     #[test]
+    fn another_stack_s_device_variable_names_slurm_s_gpus() {
+        let spec = RunSpec {
+            run: "x".into(),
+            ..RunSpec::default()
+        };
+        let node = |acc: &str| {
+            batch_script("s", WorkloadId(1), 1, Path::new("/w"), 2, acc, &spec).node_script
+        };
+        assert!(node("Trainium2").contains(
+            ": \"${NEURON_RT_VISIBLE_CORES:=${CUDA_VISIBLE_DEVICES:-${SLURM_STEP_GPUS:-$SLURM_JOB_GPUS}}}\"; export NEURON_RT_VISIBLE_CORES\n"
+        ));
+        assert!(node("MI300X").contains("export ROCR_VISIBLE_DEVICES\n"));
+        assert!(node("MI300X").contains("export HIP_VISIBLE_DEVICES\n"));
+        // NVIDIA: Slurm's own CUDA_VISIBLE_DEVICES, nothing added.
+        assert!(!node("H100").contains("VISIBLE"));
+    }
+
+    #[test]
     fn the_batch_script_asks_for_the_gang_and_its_gpus() {
         let spec = RunSpec {
             setup: Some("pip install x".into()),
@@ -1103,7 +1145,15 @@ mod tests {
             walltime_ms: Some(90_001),
             ..RunSpec::default()
         };
-        let b = batch_script("hpc", WorkloadId(7), 2, Path::new("/shared/w/7"), 4, &spec);
+        let b = batch_script(
+            "hpc",
+            WorkloadId(7),
+            2,
+            Path::new("/shared/w/7"),
+            4,
+            "H100",
+            &spec,
+        );
         for line in [
             "#SBATCH --nodes=2",
             "#SBATCH --gres=gpu:4",

@@ -22,6 +22,7 @@ fn slurm() -> Slurm {
             conf: Some(PathBuf::from(c)),
             run_as: None,
             rest: None,
+            accelerator: "H100".into(),
         },
         _ => panic!(
             "SKYWARD_TEST_SLURM_CONF is not set: run the suite with ./scripts/test.sh, which starts a Slurm cluster"
@@ -166,6 +167,7 @@ fn through_slurmrestd_a_gang_runs_ends_and_is_cancelled() {
         conf: Some(PathBuf::from("/nonexistent/slurm.conf")),
         run_as: nobody,
         rest: Some(rest),
+        accelerator: "H100".into(),
     };
     let mut ex = SlurmExecutor::new("rest", dir.path(), 4, s);
     // Rank 0 fails; rank 1 is still running and is stopped by Slurm
@@ -432,6 +434,7 @@ fn a_controller_crash_loses_nothing() {
         conf: Some(PathBuf::from(&cluster.conf)),
         run_as: None,
         rest: None,
+        accelerator: "H100".into(),
     };
     let mut ex = SlurmExecutor::new("crash", dir.path(), 2, own);
     ex.dispatch(WorkloadId(31), 1, 1, &spec("sleep 10; echo survived", 1))
@@ -481,4 +484,42 @@ fn a_controller_crash_loses_nothing() {
         None => {} // lost: requeued by the core
     }
     eprintln!("after the controller crash: {events:?}");
+}
+
+/// A Trainium site on Slurm: its runs get NEURON_RT_VISIBLE_CORES naming
+/// the devices Slurm gave the node (the GRES gpus, which Slurm names in
+/// CUDA_VISIBLE_DEVICES), as a local Trainium site's runs do.
+#[test]
+fn a_neuron_site_s_runs_get_their_devices_in_neuron_s_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Slurm {
+        accelerator: "Trainium2".into(),
+        ..slurm()
+    };
+    let mut ex = SlurmExecutor::new("trn", dir.path(), 4, s);
+    ex.dispatch(
+        WorkloadId(41),
+        1,
+        2,
+        &spec(
+            "echo \"neuron=$NEURON_RT_VISIBLE_CORES cuda=$CUDA_VISIBLE_DEVICES\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let events = poll_until(&mut ex, 60, |e| finished(e).is_some());
+    assert_eq!(finished(&events), Some((true, Some(0), None)), "{events:?}");
+    let log = std::fs::read_to_string(dir.path().join("41/output.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("neuron="))
+        .unwrap_or_else(|| panic!("{log}"));
+    let (neuron, cuda) = line
+        .strip_prefix("neuron=")
+        .unwrap()
+        .split_once(" cuda=")
+        .unwrap();
+    // Two devices, both named the same way.
+    assert_eq!(neuron.split(',').count(), 2, "{line}");
+    assert_eq!(neuron, cuda, "{line}");
 }

@@ -863,6 +863,7 @@ impl Leading<'_> {
                         conf: conf.clone(),
                         run_as: rt.run_as.clone(),
                         rest: rest.clone(),
+                        accelerator: site.spec.accelerator.clone(),
                     },
                 ),
             )),

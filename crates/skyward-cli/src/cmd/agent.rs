@@ -183,6 +183,7 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
                     })
                     .transpose()
                     .map_err(|m| CliError::Input(format!("--slurm-rest: {m}")))?,
+                accelerator: a.accelerator.clone(),
             },
         )),
     };

@@ -320,6 +320,7 @@ pub fn run_slurm(a: &SlurmBenchArgs) -> Result<(), CliError> {
             conf: a.slurm_conf.clone(),
             run_as,
             rest,
+            accelerator: "H100".into(),
         },
     );
     let spec = skyward_executor::RunSpec {
