@@ -679,3 +679,42 @@ fn variants_decide_where_a_workload_may_run_and_explain_says_why() {
         "{err}"
     );
 }
+
+/// An agent's container flags are checked before it connects: an
+/// argument without a runtime, a runtime that is an option, a runtime on
+/// a Slurm executor. Each exits 2 naming the flag.
+#[test]
+fn an_agent_s_container_flags_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    let base = [
+        "agent",
+        "--site",
+        "edge",
+        "--region",
+        "aws:us-east-1",
+        "--server",
+        "http://127.0.0.1:1",
+        "--token",
+        "t",
+        "--accelerator",
+        "H100",
+        "--accelerators",
+        "1",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ];
+    for (extra, want) in [
+        (vec!["--container-arg=--gpus"], "--container-arg needs --container-runtime"),
+        (vec!["--container-runtime=--privileged"], "--container-runtime: a command name"),
+        (
+            vec!["--executor", "slurm", "--container-runtime", "podman"],
+            "--container-runtime is for --executor local",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let (code, err) = run_fail(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+}

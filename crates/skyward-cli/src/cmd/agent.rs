@@ -144,6 +144,11 @@ pub fn run_with(a: &AgentArgs, inproc: &InProcess) -> Result<(), CliError> {
         let _ = std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711));
     }
     let container = match &a.container_runtime {
+        Some(_) if a.executor != ExecutorKind::Local => {
+            return Err(CliError::Input(
+                "--container-runtime is for --executor local (a Slurm cluster starts images with its own plugin, such as Pyxis)".into(),
+            ))
+        }
         Some(r) => Some(
             skyward_executor::local::Container::new(r.clone(), a.container_args.clone())
                 .map_err(|m| CliError::Input(format!("--container-{m}")))?,
