@@ -705,8 +705,14 @@ fn an_agent_s_container_flags_are_checked() {
         work.to_str().unwrap(),
     ];
     for (extra, want) in [
-        (vec!["--container-arg=--gpus"], "--container-arg needs --container-runtime"),
-        (vec!["--container-runtime=--privileged"], "--container-runtime: a command name"),
+        (
+            vec!["--container-arg=--gpus"],
+            "--container-arg needs --container-runtime",
+        ),
+        (
+            vec!["--container-runtime=--privileged"],
+            "--container-runtime: a command name",
+        ),
         (
             vec!["--executor", "slurm", "--container-runtime", "podman"],
             "--container-runtime is for --executor local",

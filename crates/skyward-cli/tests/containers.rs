@@ -8,8 +8,10 @@
 //! container runtime (podman with runc, from `scripts/podman.sh`, and an
 //! image built there from busybox) runs a variant that names an image in
 //! that image, as the run's user, with its variables and its directory;
-//! a cancel stops the container (not only the runtime's client); a
-//! workload without an image still runs on the host.
+//! a cancel stops the container (not only the runtime's client), also
+//! after a restart with the runtime gone from the configuration; a
+//! workload without an image still runs on the host (and a workload with
+//! one, on a site without a runtime, says so in its log).
 
 mod common;
 
@@ -38,7 +40,7 @@ fn a_variant_s_image_is_where_its_run_runs() {
         ),
     )
     .unwrap();
-    let server = Server::start(dir.path(), free_port(), None);
+    let mut server = Server::start(dir.path(), free_port(), None);
     let rt = rt();
     let c = server.client(Some(&server.admin_token()));
     // The host has /etc/debian_version; the busybox image has no /etc/debian_version.
@@ -99,6 +101,19 @@ fn a_variant_s_image_is_where_its_run_runs() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The server is killed and comes back with the runtime gone from the
+    // site's configuration: the run it adopts is still stopped through the
+    // runtime it was started with.
+    server.kill9();
+    let config = std::fs::read_to_string(dir.path().join("server.yaml")).unwrap();
+    let without: String = config
+        .lines()
+        .filter(|l| !l.contains("container_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("server.yaml"), without).unwrap();
+    server.spawn();
+    let c = server.client(Some(&server.admin_token()));
     cancel_and_wait(&rt, &c, long);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !containers(&runtime, &label).is_empty() {
@@ -128,6 +143,34 @@ fn a_variant_s_image_is_where_its_run_runs() {
     )
     .to_string();
     assert!(log.contains("where=host"), "{log}");
+    // An image on a site that no longer has a runtime: on the host, and
+    // the log says the image was not started.
+    let unboxed = submit(
+        &rt,
+        &c,
+        json!({"name": "unboxed", "accelerators": "H100:1",
+               "variants": {"nvidia": {"run": "if [ -e /etc/debian_version ]; then echo where=host; fi", "image": image}}}),
+    );
+    wait_for(&rt, &c, unboxed, 60, |v| v["state"] == "succeeded");
+    let log = String::from_utf8_lossy(
+        &call(
+            &rt,
+            &c,
+            "GET",
+            &format!("/v1/workloads/{unboxed}/logs"),
+            None,
+            &[],
+        )
+        .body,
+    )
+    .to_string();
+    assert!(
+        log.contains("where=host")
+            && log.contains(&format!(
+                "image {image} not started (the site has no container_runtime)"
+            )),
+        "{log}"
+    );
 }
 
 /// Whether the tests run as root (the server then runs workloads as

@@ -393,13 +393,16 @@ struct RunRecord {
     walltime_ms: Option<u64>,
     devices: Vec<u32>,
     cgroup: Option<PathBuf>,
+    /// The container runtime its nodes run in (stopped through it even
+    /// if the site's configuration changes meanwhile).
+    container_runtime: Option<String>,
 }
 
 impl RunRecord {
     fn to_line(&self) -> String {
         let devices: Vec<String> = self.devices.iter().map(u32::to_string).collect();
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             self.site,
             self.attempt,
             self.accelerators,
@@ -413,6 +416,7 @@ impl RunRecord {
             self.cgroup
                 .as_ref()
                 .map_or("-".into(), |c| c.display().to_string()),
+            self.container_runtime.as_deref().unwrap_or("-"),
         )
     }
 
@@ -431,7 +435,9 @@ impl RunRecord {
             .map(|v| v.split(',').filter_map(|d| d.parse().ok()).collect())
             .unwrap_or_default();
         let cgroup = f.next().filter(|v| *v != "-").map(PathBuf::from);
+        let container_runtime = f.next().filter(|v| *v != "-").map(String::from);
         Some(RunRecord {
+            container_runtime,
             site,
             attempt,
             accelerators,
@@ -633,6 +639,7 @@ impl LocalExecutor {
             walltime_ms: spec.walltime_ms,
             devices: devices.clone(),
             cgroup: cgroup.clone(),
+            container_runtime: container.as_ref().map(|c| c.runtime.clone()),
         };
         let run_path = dir.join(RUN_FILE);
         write_private(&run_path, &record.to_line()).map_err(|e| spawn_err(&run_path, e))?;
@@ -1010,11 +1017,12 @@ impl LocalExecutor {
                 walltime_ms: rec.walltime_ms,
                 cgroup: rec.cgroup.clone(),
                 dir: dir.clone(),
-                containers: self
-                    .opts
-                    .container
-                    .as_ref()
-                    .map(|c| (c.runtime.clone(), container_label(&self.site, id, attempt))),
+                // Stopped through the runtime it was started with, as
+                // recorded (the site's configuration may have changed).
+                containers: rec
+                    .container_runtime
+                    .clone()
+                    .map(|r| (r, container_label(&self.site, id, attempt))),
             };
             if let Some(e) = ended_by_file(id, attempt, &dir) {
                 // Stragglers of a run that ended are stopped too.
@@ -1324,8 +1332,13 @@ mod tests {
             walltime_ms: Some(7_200_000),
             devices: (0..16).collect(),
             cgroup: Some(PathBuf::from("/sys/fs/cgroup/skyward/a.1.3")),
+            container_runtime: Some("/usr/bin/podman".into()),
         };
         assert_eq!(RunRecord::parse(&r.to_line()), Some(r));
+        // A line of the version before containers: no runtime.
+        let before = RunRecord::parse("aws:us-east-1\t3\t16\t1\t-\t0,1\t-\n").unwrap();
+        assert_eq!(before.container_runtime, None);
+        assert_eq!(before.devices, [0, 1]);
         let old = RunRecord::parse("gcp:europe-west4\t2\t8\n").unwrap();
         assert_eq!((old.attempt, old.accelerators), (2, 8));
         assert_eq!(old.walltime_ms, None);
