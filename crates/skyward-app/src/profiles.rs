@@ -14,7 +14,7 @@
 use crate::AppError;
 use serde::{Deserialize, Serialize};
 use skyward_catalog::AcceleratorTable;
-use skyward_model::speed::DATASHEET_LOG_SD;
+use skyward_model::speed;
 use skyward_model::{AcceleratorRequest, Fleet};
 use std::collections::BTreeMap;
 
@@ -155,58 +155,57 @@ pub fn apply(
         if measured.is_empty() {
             continue;
         }
-        let own = w.throughput.clone();
-        let prior = |a: &AcceleratorRequest| -> Option<(f64, &'static str)> {
-            if let Some(x) = own.get(&a.name) {
-                return Some((*x, "the fleet file's throughput:"));
-            }
-            Some((
-                tflops.unit_tflops(&a.name)? * f64::from(a.count),
-                "dense BF16 TFLOPS",
-            ))
+        // Alternatives not measured: scaled from the measured ones as the
+        // server scales them (each measured rate taken as one report).
+        let how = if w.throughput.is_empty() {
+            "dense BF16 TFLOPS"
+        } else {
+            "the fleet file's throughput:"
         };
+        let measured_rates: Vec<(String, f64)> = measured
+            .iter()
+            .filter_map(|e| {
+                let r = AcceleratorRequest::parse(&e.alternative).ok()?;
+                Some((r.to_string(), e.rate))
+            })
+            .collect();
+        let scaled = speed::estimate(&measured_rates, &alts, |a| {
+            speed::prior_rate(a, &w.throughput, |n| tflops.unit_tflops(n))
+        });
         let down = |sd: f64| if w.risk_averse { (-sd).exp() } else { 1.0 };
+        let averse = if w.risk_averse { ", one sd down" } else { "" };
         let mut speeds = Vec::new();
-        for a in &w.accelerators {
-            let key = a.to_string();
-            if let Some(e) = measured
-                .iter()
-                .find(|e| AcceleratorRequest::parse(&e.alternative).is_ok_and(|r| r == *a))
-            {
-                speeds.push(AppliedSpeed {
-                    alternative: key,
-                    rate: e.rate * down(e.log_sd),
-                    source: format!(
-                        "measured: {} run report(s) of {} (±{:.0} %){}",
-                        e.reports,
-                        p.class,
-                        (e.log_sd.exp() - 1.0) * 100.0,
-                        if w.risk_averse { ", one sd down" } else { "" }
-                    ),
-                });
-                continue;
-            }
-            let Some((pa, how)) = prior(a) else { continue };
-            let logs: Vec<f64> = measured
-                .iter()
-                .filter_map(|e| {
-                    let b = AcceleratorRequest::parse(&e.alternative).ok()?;
-                    let (pb, _) = prior(&b)?;
-                    (pa > 0.0 && pb > 0.0).then(|| e.rate.ln() + (pa / pb).ln())
-                })
-                .collect();
-            if logs.is_empty() {
-                continue;
-            }
-            let rate = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+        for key in &alts {
+            let (rate, source) = match measured_rates.iter().position(|(a, _)| a == key) {
+                Some(i) => {
+                    let e = measured[i];
+                    (
+                        e.rate * down(e.log_sd),
+                        format!(
+                            "measured: {} run report(s) of {} (±{:.0} %){averse}",
+                            e.reports,
+                            p.class,
+                            (e.log_sd.exp() - 1.0) * 100.0,
+                        ),
+                    )
+                }
+                None => {
+                    let Some(e) = scaled.iter().find(|e| e.alternative == *key) else {
+                        continue;
+                    };
+                    (
+                        e.rate * down(e.log_sd),
+                        format!(
+                            "scaled from the measured alternatives by {how} (±{:.0} %){averse}",
+                            (e.log_sd.exp() - 1.0) * 100.0,
+                        ),
+                    )
+                }
+            };
             speeds.push(AppliedSpeed {
-                alternative: key,
-                rate: rate * down(DATASHEET_LOG_SD),
-                source: format!(
-                    "scaled from the measured alternatives by {how} (±{:.0} %){}",
-                    (DATASHEET_LOG_SD.exp() - 1.0) * 100.0,
-                    if w.risk_averse { ", one sd down" } else { "" }
-                ),
+                alternative: key.clone(),
+                rate,
+                source,
             });
         }
         w.throughput = BTreeMap::new();
@@ -305,6 +304,19 @@ mod tests {
         let mut f = fleet("train", None, &[("H100", 2.0), ("A100", 1.0)], false);
         apply(&mut f, &profiles(H100_MEASURED), &tflops()).unwrap();
         assert!((f.workloads[0].throughput["A100"] - 50.0).abs() < 1e-9);
+    }
+
+    /// The file gives a figure for A100 only: its figures and datasheet
+    /// TFLOPS are not on one scale, so A100 is not scaled from H100's
+    /// measured rate (it was: 100 × 1 / (989 × 8) = 0.0126 tokens/s), and
+    /// placement keeps the datasheet ratio for it.
+    #[test]
+    fn a_partial_throughput_map_is_not_mixed_with_the_datasheet() {
+        let mut f = fleet("train", None, &[("A100", 1.0)], false);
+        let a = apply(&mut f, &profiles(H100_MEASURED), &tflops()).unwrap();
+        let alts: Vec<&str> = a[0].speeds.iter().map(|s| s.alternative.as_str()).collect();
+        assert_eq!(alts, ["H100:8"]);
+        assert!(!f.workloads[0].throughput.contains_key("A100"));
     }
 
     #[test]

@@ -90,6 +90,23 @@ pub fn estimate(
     out
 }
 
+/// An alternative's (`H100:8`) prior rate, the scale its reports are
+/// compared on: the workload's own `throughput:` figure for its
+/// accelerator when the workload gives figures (none when it gives none
+/// for this one: its figures and datasheet TFLOPS are not on one scale),
+/// else `unit_tflops(name)` × count.
+pub fn prior_rate(
+    alternative: &str,
+    own: &BTreeMap<String, f64>,
+    unit_tflops: impl Fn(&str) -> Option<f64>,
+) -> Option<f64> {
+    let r = crate::AcceleratorRequest::parse(alternative).ok()?;
+    if !own.is_empty() {
+        return own.get(&r.name).copied();
+    }
+    Some(unit_tflops(&r.name)? * f64::from(r.count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

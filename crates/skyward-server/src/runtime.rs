@@ -295,6 +295,14 @@ pub(crate) fn class_of(team: &str, name: &str) -> String {
     format!("{team}/{name}")
 }
 
+fn prior_rate(
+    alternative: &str,
+    own: &BTreeMap<String, f64>,
+    tflops: &skyward_catalog::accelerators::AcceleratorTable,
+) -> Option<f64> {
+    skyward_model::speed::prior_rate(alternative, own, |n| tflops.unit_tflops(n))
+}
+
 /// Speed estimates for `alternatives` from a class's `reports`, the prior
 /// being the workload's own `throughput:` figures when it gives them (by
 /// accelerator name), else the datasheet (dense BF16 TFLOPS × count).
@@ -305,18 +313,6 @@ pub(crate) fn estimates(
     tflops: &skyward_catalog::accelerators::AcceleratorTable,
 ) -> Vec<skyward_model::speed::SpeedEstimate> {
     skyward_model::speed::estimate(reports, alternatives, |a| prior_rate(a, own, tflops))
-}
-
-fn prior_rate(
-    alternative: &str,
-    own: &BTreeMap<String, f64>,
-    tflops: &skyward_catalog::accelerators::AcceleratorTable,
-) -> Option<f64> {
-    let r = AcceleratorRequest::parse(alternative).ok()?;
-    if !own.is_empty() {
-        return own.get(&r.name).copied();
-    }
-    Some(tflops.unit_tflops(&r.name)? * f64::from(r.count))
 }
 
 /// The rates placement uses for `req`'s alternatives: learned from its
