@@ -95,10 +95,69 @@ type ReadPage<'a, T> = dyn FnMut(&[u8]) -> Result<(Vec<T>, Option<String>), Stri
 /// must stay on it), and what was read so far.
 struct Listing<'a> {
     http: &'a mut dyn Http,
+    /// The API's address, as given.
+    endpoint: String,
     endpoint_origin: (String, String, u16),
     retries: u32,
     pages_read: usize,
     progress: &'a mut dyn FnMut(usize, usize),
+}
+
+impl<'a> Listing<'a> {
+    /// A listing of the API at `endpoint` (an http(s) address without a
+    /// query: each provider's reader appends its own).
+    fn open(
+        http: &'a mut dyn Http,
+        endpoint: &str,
+        progress: &'a mut dyn FnMut(usize, usize),
+    ) -> Result<Listing<'a>, AppError> {
+        let endpoint_origin = origin(endpoint).ok_or_else(|| {
+            AppError::field(
+                "endpoint",
+                &format!("'{endpoint}' is not an http(s):// address"),
+            )
+        })?;
+        if endpoint.contains(['?', '#']) {
+            return Err(AppError::field(
+                "endpoint",
+                "has a query or fragment; give the API's address alone",
+            ));
+        }
+        Ok(Listing {
+            http,
+            endpoint: endpoint.to_string(),
+            endpoint_origin,
+            retries: 0,
+            pages_read: 0,
+            progress,
+        })
+    }
+
+    /// What this listing read, kept and left out.
+    fn provenance<K: ToString>(
+        &self,
+        provider: &str,
+        fetched_at: &str,
+        regions: &[String],
+        items_read: usize,
+        offerings_kept: usize,
+        dropped: BTreeMap<K, u64>,
+    ) -> Provenance {
+        Provenance {
+            provider: provider.into(),
+            source_url: self.endpoint.clone(),
+            fetched_at: fetched_at.to_string(),
+            regions: regions.to_vec(),
+            pages: self.pages_read,
+            items_read,
+            throttled_retries: self.retries,
+            offerings_kept,
+            items_dropped: dropped
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
 }
 
 /// The pages of one listing, from `first`, each through `read`.
@@ -193,12 +252,7 @@ pub fn azure(
     fetched_at: &str,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Offering>, Provenance), AppError> {
-    let o = origin(endpoint).ok_or_else(|| {
-        AppError::field(
-            "endpoint",
-            &format!("'{endpoint}' is not an http(s):// address"),
-        )
-    })?;
+    let mut listing = Listing::open(http, endpoint, progress)?;
     let filters: Vec<String> = if regions.is_empty() {
         vec!["serviceName eq 'Virtual Machines' and priceType eq 'Consumption'".to_string()]
     } else {
@@ -210,13 +264,6 @@ pub fn azure(
             .collect()
     };
     let mut items = Vec::new();
-    let mut listing = Listing {
-        http,
-        endpoint_origin: o,
-        retries: 0,
-        pages_read: 0,
-        progress,
-    };
     for f in filters {
         let first = format!("{endpoint}?$filter={}", crate::query::encode_value(&f));
         pages(
@@ -226,27 +273,17 @@ pub fn azure(
             &mut items,
         )?;
     }
-    let (pages_read, retries) = (listing.pages_read, listing.retries);
     let source = format!("Azure Retail Prices API ({endpoint}) fetched {fetched_at}");
     let (offerings, dropped) = azure::offerings(&items, known, &source);
-    let kept = offerings.len();
-    Ok((
-        offerings,
-        Provenance {
-            provider: "azure".into(),
-            source_url: endpoint.to_string(),
-            fetched_at: fetched_at.to_string(),
-            regions: regions.to_vec(),
-            pages: pages_read,
-            items_read: items.len(),
-            throttled_retries: retries,
-            offerings_kept: kept,
-            items_dropped: dropped
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        },
-    ))
+    let p = listing.provenance(
+        "azure",
+        fetched_at,
+        regions,
+        items.len(),
+        offerings.len(),
+        dropped,
+    );
+    Ok((offerings, p))
 }
 
 /// AWS's on-demand EC2 prices from the Price List bulk API at
@@ -262,19 +299,7 @@ pub fn aws(
 ) -> Result<(Vec<Offering>, Provenance), AppError> {
     use skyward_catalog::aws;
     let endpoint = endpoint.trim_end_matches('/');
-    let o = origin(endpoint).ok_or_else(|| {
-        AppError::field(
-            "endpoint",
-            &format!("'{endpoint}' is not an http(s):// address"),
-        )
-    })?;
-    let mut l = Listing {
-        http,
-        endpoint_origin: o,
-        retries: 0,
-        pages_read: 0,
-        progress,
-    };
+    let mut l = Listing::open(http, endpoint, progress)?;
     let index_url = format!("{endpoint}{}", aws::REGION_INDEX);
     let body = fetch_ok(&mut l, &index_url, PAGE_BYTES_MAX)?;
     let index = aws::parse_region_index(&body)
@@ -315,21 +340,15 @@ pub fn aws(
         offerings.extend(got);
         (l.progress)(l.pages_read, products);
     }
-    let kept = offerings.len();
-    Ok((
-        offerings,
-        Provenance {
-            provider: "aws".into(),
-            source_url: endpoint.to_string(),
-            fetched_at: fetched_at.to_string(),
-            regions: regions.to_vec(),
-            pages: l.pages_read,
-            items_read: products,
-            throttled_retries: l.retries,
-            offerings_kept: kept,
-            items_dropped: dropped,
-        },
-    ))
+    let p = l.provenance(
+        "aws",
+        fetched_at,
+        regions,
+        products,
+        offerings.len(),
+        dropped,
+    );
+    Ok((offerings, p))
 }
 
 /// GCP's accelerator machine prices (on-demand and spot) from the Cloud
@@ -346,18 +365,6 @@ pub fn gcp(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Offering>, Provenance), AppError> {
     use skyward_catalog::gcp_billing;
-    let o = origin(endpoint).ok_or_else(|| {
-        AppError::field(
-            "endpoint",
-            &format!("'{endpoint}' is not an http(s):// address"),
-        )
-    })?;
-    if endpoint.contains(['?', '#']) {
-        return Err(AppError::field(
-            "endpoint",
-            "has a query or fragment; give the SKU listing's address alone",
-        ));
-    }
     if api_key.is_empty()
         || api_key.len() > 256
         || !api_key
@@ -373,13 +380,7 @@ pub fn gcp(
         "{endpoint}?key={}&currencyCode=USD&pageSize=5000",
         crate::query::encode_value(api_key)
     );
-    let mut listing = Listing {
-        http,
-        endpoint_origin: o,
-        retries: 0,
-        pages_read: 0,
-        progress,
-    };
+    let mut listing = Listing::open(http, endpoint, progress)?;
     let mut skus = Vec::new();
     let mut tokens = std::collections::BTreeSet::new();
     pages(
@@ -404,27 +405,43 @@ pub fn gcp(
         },
         &mut skus,
     )?;
-    let (pages_read, retries) = (listing.pages_read, listing.retries);
     let source = format!("GCP Cloud Billing Catalog API ({endpoint}) fetched {fetched_at}");
     let (offerings, dropped) = gcp_billing::offerings(&skus, known, regions, &source);
-    let kept = offerings.len();
-    Ok((
-        offerings,
-        Provenance {
-            provider: "gcp".into(),
-            source_url: endpoint.to_string(),
-            fetched_at: fetched_at.to_string(),
-            regions: regions.to_vec(),
-            pages: pages_read,
-            items_read: skus.len(),
-            throttled_retries: retries,
-            offerings_kept: kept,
-            items_dropped: dropped
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        },
-    ))
+    let p = listing.provenance(
+        "gcp",
+        fetched_at,
+        regions,
+        skus.len(),
+        offerings.len(),
+        dropped,
+    );
+    Ok((offerings, p))
+}
+
+/// The catalog a fetch writes: `fetched` in place of `provider`'s
+/// offerings in `base` (in the regions fetched when `regions` were asked
+/// for, in every region when not), or `fetched` alone with `only`.
+pub fn merge(
+    base: Vec<Offering>,
+    fetched: Vec<Offering>,
+    provider: &str,
+    regions: &[String],
+    only: bool,
+) -> Vec<Offering> {
+    let fetched_regions: std::collections::BTreeSet<&str> =
+        fetched.iter().map(|o| o.region.region.as_str()).collect();
+    let mut out: Vec<Offering> = if only {
+        Vec::new()
+    } else {
+        base.into_iter()
+            .filter(|o| {
+                o.region.provider != provider
+                    || (!regions.is_empty() && !fetched_regions.contains(o.region.region.as_str()))
+            })
+            .collect()
+    };
+    out.extend(fetched);
+    out
 }
 
 /// Regions as given on the command line: lower-case names, no quotes.

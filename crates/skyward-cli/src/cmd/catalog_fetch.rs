@@ -237,26 +237,20 @@ pub fn fetch(a: &FetchArgs) -> Result<(), CliError> {
             provenance.items_read
         )));
     }
-    let provider = provenance.provider.clone();
-    let fetched_regions: std::collections::BTreeSet<String> =
-        fetched.iter().map(|o| o.region.region.clone()).collect();
-    let mut offerings: Vec<Offering> = if a.only {
-        Vec::new()
-    } else {
-        base.offerings
-            .into_iter()
-            .filter(|o| {
-                o.region.provider != provider
-                    || (!regions.is_empty() && !fetched_regions.contains(&o.region.region))
-            })
-            .collect()
-    };
-    offerings.extend(fetched);
+    let mut offerings = catalog_fetch::merge(
+        base.offerings,
+        fetched,
+        &provenance.provider,
+        &regions,
+        a.only,
+    );
     // The provenance first: a catalog is never there without it.
     let prov_path = PathBuf::from(format!("{}.provenance.json", a.out.display()));
     let text = json(&provenance)?;
-    std::fs::write(&prov_path, format!("{text}\n"))
-        .map_err(|e| CliError::Io(format!("{}: {e}", prov_path.display())))?;
+    crate::cmd::write_atomically(&prov_path, |w| {
+        writeln!(w, "{text}")?;
+        Ok(text.len() as u64 + 1)
+    })?;
     crate::cmd::catalog::write_catalog(&a.out, &mut offerings)?;
     match a.common.output {
         Output::Json => outln!("{}", text),

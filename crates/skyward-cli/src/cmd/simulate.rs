@@ -138,13 +138,14 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
                 .iter()
                 .map(|c| (c.site.as_str(), &c.row))
                 .collect();
-            let n = write_atomically(path, |w| {
+            let n = crate::cmd::write_atomically(path, |w| {
                 skyward_ledger::export::write_day_rows(w, &rows, "simulated")
             })?;
             eprintln!("wrote {n} FOCUS rows to {}", path.display());
         }
         if let Some(path) = &a.placements {
-            let n = write_atomically(path, |w| write_placements(w, &sc, &kept.placements))?;
+            let n =
+                crate::cmd::write_atomically(path, |w| write_placements(w, &sc, &kept.placements))?;
             if kept.placements_dropped > 0 {
                 eprintln!(
                     "warning: {} dispatches beyond the first {} not written",
@@ -172,30 +173,6 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         Output::Table => render(&report),
     }
     Ok(())
-}
-
-/// Writes `path` through a temporary file beside it: an earlier file
-/// there is replaced whole or not at all.
-fn write_atomically(
-    path: &std::path::Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
-) -> Result<u64, CliError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp-skyward");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let n = write(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(n)
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::Io(format!("{}: cannot write: {e}", path.display()))
-    })
 }
 
 /// The dispatches as CSV; returns the rows written.
