@@ -578,32 +578,42 @@ impl LocalExecutor {
                     .into(),
             ));
         }
+        // The run's environment (besides PATH and the node's own
+        // variables): the wrapper's, and what each container is given.
+        let mut run_env: Vec<(String, std::ffi::OsString)> = vec![
+            ("HOME".into(), job_dir.clone().into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ];
+        // The workload's own variables reach the wrapper (which may be
+        // root) only under a prefix no program reads (LD_PRELOAD or PATH
+        // given by a workload must not act before the identity drops);
+        // each node's script exports them under their names.
+        run_env.extend(
+            spec.env
+                .iter()
+                .chain(&spec.secrets)
+                .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.into())),
+        );
+        for (k, v) in [
+            ("SKYWARD_WORKLOAD_ID", id.0.to_string()),
+            ("SKYWARD_SITE", self.site.clone()),
+            ("SKYWARD_ATTEMPT", attempt.to_string()),
+            ("SKYWARD_ACCELERATORS", (accelerators / nodes).to_string()),
+            ("SKYWARD_ACCELERATORS_TOTAL", accelerators.to_string()),
+            ("SKYWARD_NUM_NODES", nodes.to_string()),
+        ] {
+            run_env.push((k.into(), v.into()));
+        }
+        run_env.push(("SKYWARD_CHECKPOINT_DIR".into(), checkpoints.clone().into()));
+        run_env.push(("SKYWARD_JOB_DIR".into(), job_dir.clone().into()));
+        if let Some(r) = &self.opts.run_as {
+            run_env.push(("USER".into(), r.user.clone().into()));
+            run_env.push(("LOGNAME".into(), r.user.clone().into()));
+        }
         let container = match (&self.opts.container, image) {
             (Some(c), Some(image)) => {
                 let abs = fs::canonicalize(&dir).map_err(|e| spawn_err(&dir, e))?;
-                let mut env: Vec<String> = [
-                    "HOME",
-                    "LANG",
-                    "USER",
-                    "LOGNAME",
-                    "SKYWARD_WORKLOAD_ID",
-                    "SKYWARD_SITE",
-                    "SKYWARD_ATTEMPT",
-                    "SKYWARD_ACCELERATORS",
-                    "SKYWARD_ACCELERATORS_TOTAL",
-                    "SKYWARD_NUM_NODES",
-                    "SKYWARD_CHECKPOINT_DIR",
-                    "SKYWARD_JOB_DIR",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                env.extend(
-                    spec.env
-                        .keys()
-                        .chain(spec.secrets.keys())
-                        .map(|k| format!("{ENV_PREFIX}{k}")),
-                );
+                let env = run_env.iter().map(|(k, _)| k.clone()).collect();
                 let mut mounts = vec![abs.clone()];
                 if checkpoints.is_absolute() && !checkpoints.starts_with(&abs) {
                     fs::create_dir_all(&checkpoints).map_err(|e| spawn_err(&checkpoints, e))?;
@@ -659,33 +669,12 @@ impl LocalExecutor {
             .stderr(Stdio::from(err))
             .env_clear()
             .env("PATH", BASE_PATH)
-            .env("HOME", &job_dir)
-            .env("LANG", "C.UTF-8")
-            // The workload's own variables reach the wrapper (which may be
-            // root) only under a prefix no program reads (LD_PRELOAD or PATH
-            // given by a workload must not act before the identity drops);
-            // each node's script exports them under their names.
-            .envs(
-                spec.env
-                    .iter()
-                    .chain(&spec.secrets)
-                    .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v)),
-            )
-            .env("SKYWARD_WORKLOAD_ID", id.0.to_string())
-            .env("SKYWARD_SITE", &self.site)
-            .env("SKYWARD_ATTEMPT", attempt.to_string())
-            .env("SKYWARD_ACCELERATORS", (accelerators / nodes).to_string())
-            .env("SKYWARD_ACCELERATORS_TOTAL", accelerators.to_string())
-            .env("SKYWARD_NUM_NODES", nodes.to_string())
-            .env("SKYWARD_CHECKPOINT_DIR", &checkpoints)
-            .env("SKYWARD_JOB_DIR", &job_dir);
+            .envs(run_env);
         // The `skyward` binary running this executor, for `$SKYWARD_BIN
-        // checkpoint put|get|latest` inside the run.
+        // checkpoint put|get|latest` inside the run (on the host only: it
+        // is not in a container's image).
         if let Ok(exe) = std::env::current_exe() {
             cmd.env("SKYWARD_BIN", exe);
-        }
-        if let Some(r) = &self.opts.run_as {
-            cmd.env("USER", &r.user).env("LOGNAME", &r.user);
         }
         {
             use std::os::unix::process::CommandExt;
@@ -844,6 +833,7 @@ impl LocalExecutor {
         };
         let port = free_port();
         let per_node = (devices.len() as u32 / nodes.max(1)) as usize;
+        let (nodes_s, per_node_s) = (nodes.to_string(), per_node.to_string());
         w.push_str("cd job || exit 1\n");
         for rank in 0..nodes {
             let mine: Vec<String> = devices
@@ -853,23 +843,35 @@ impl LocalExecutor {
                 .map(u32::to_string)
                 .collect();
             let list = mine.join(",");
-            let mut vars = format!(
-                "SKYWARD_NODE_RANK={rank} NODE_RANK={rank} PET_NODE_RANK={rank} PET_NNODES={nodes} \
-                 PET_NPROC_PER_NODE={per_node} SKYWARD_MASTER_ADDR=127.0.0.1 SKYWARD_MASTER_PORT={port} \
-                 MASTER_ADDR=127.0.0.1 MASTER_PORT={port} PET_MASTER_ADDR=127.0.0.1 PET_MASTER_PORT={port} \
-                 SKYWARD_DEVICES={list}"
+            let (rank_s, port_s) = (rank.to_string(), port.to_string());
+            let mut node_vars: Vec<(&str, &str)> = vec![
+                ("SKYWARD_NODE_RANK", &rank_s),
+                ("NODE_RANK", &rank_s),
+                ("PET_NODE_RANK", &rank_s),
+                ("PET_NNODES", &nodes_s),
+                ("PET_NPROC_PER_NODE", &per_node_s),
+                ("SKYWARD_MASTER_ADDR", "127.0.0.1"),
+                ("SKYWARD_MASTER_PORT", &port_s),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", &port_s),
+                ("PET_MASTER_ADDR", "127.0.0.1"),
+                ("PET_MASTER_PORT", &port_s),
+                ("SKYWARD_DEVICES", &list),
+            ];
+            node_vars.extend(
+                device_vars(&self.opts.accelerator)
+                    .iter()
+                    .map(|v| (*v, list.as_str())),
             );
-            for v in device_vars(&self.opts.accelerator) {
-                vars.push_str(&format!(" {v}={list}"));
-            }
+            let vars = node_vars
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             let launch = match container {
                 None => format!("{drop}/bin/sh ../node-{attempt}.sh"),
                 Some(c) => {
-                    let names: Vec<&str> = vars
-                        .split(' ')
-                        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
-                        .filter(|k| !k.is_empty())
-                        .collect();
+                    let names: Vec<&str> = node_vars.iter().map(|(k, _)| *k).collect();
                     c.command(attempt, &names, self.opts.run_as.as_ref())
                 }
             };
