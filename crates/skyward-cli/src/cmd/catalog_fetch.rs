@@ -28,8 +28,6 @@ pub enum FetchProvider {
 
 /// Where the GCP API key is read from when `--api-key-file` is not given.
 pub const GCP_KEY_ENV: &str = "SKYWARD_GCP_API_KEY";
-/// Largest API key file read.
-const KEY_FILE_BYTES_MAX: u64 = 4096;
 
 #[derive(Args)]
 pub struct FetchArgs {
@@ -59,19 +57,10 @@ pub struct FetchArgs {
 /// The GCP API key: from `--api-key-file`, else the environment.
 fn gcp_key(a: &FetchArgs) -> Result<String, CliError> {
     if let Some(path) = &a.api_key_file {
-        use std::io::Read;
-        let shown = path.display();
-        let f = std::fs::File::open(path).map_err(|e| CliError::Io(format!("{shown}: {e}")))?;
-        let mut text = String::new();
-        f.take(KEY_FILE_BYTES_MAX + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Input(format!("{shown}: {e}")))?;
-        if text.len() as u64 > KEY_FILE_BYTES_MAX {
-            return Err(CliError::Input(format!(
-                "{shown}: larger than {KEY_FILE_BYTES_MAX} bytes; not an API key file"
-            )));
-        }
-        return Ok(text.trim().to_string());
+        // The same bounded read as the server's other secret files.
+        let text = skyward_server::read_small(path, skyward_server::SECRET_BYTES_MAX)
+            .map_err(|e| CliError::Io(format!("--api-key-file {}: {e}", path.display())))?;
+        return Ok(text.lines().next().unwrap_or("").trim().to_string());
     }
     match std::env::var(GCP_KEY_ENV) {
         Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_string()),
