@@ -556,6 +556,7 @@ fn aws_prices_come_from_the_region_index_and_the_offer_file() {
                 ("A2", "113.1200000000"),
                 ("A3", "120.0000000000"),
                 ("A4", "98.3200000000"),
+                ("A5", "99.0000000000"),
                 ("B1", "32.7726000000"),
                 ("C1", "0.0104000000"),
             ] {
@@ -567,6 +568,9 @@ fn aws_prices_come_from_the_region_index_and_the_offer_file() {
                     "A2": product("A2", "Compute Instance", "p5.48xlarge", "Windows", "Shared", "NA", "Used"),
                     "A3": product("A3", "Compute Instance", "p5.48xlarge", "Linux", "Dedicated", "NA", "Used"),
                     "A4": product("A4", "Compute Instance", "p5.48xlarge", "Linux", "Shared", "NA", "UnusedCapacityReservation"),
+                    // A second product of the same type (another usage
+                    // type): the lower price stands; both count as read.
+                    "A5": product("A5", "Compute Instance", "p5.48xlarge", "Linux", "Shared", "NA", "Used"),
                     "B1": product("B1", "Compute Instance", "p4d.24xlarge", "Linux", "Shared", "NA", "Used"),
                     "C1": product("C1", "Compute Instance", "t3.micro", "Linux", "Shared", "NA", "Used"),
                     "D1": {"sku": "D1", "productFamily": "Storage", "attributes": {"volumeType": "gp3"}}},
@@ -622,7 +626,9 @@ fn aws_prices_come_from_the_region_index_and_the_offer_file() {
             prov["throttled_retries"].as_u64(),
             prov["items_read"].as_u64()
         ),
-        (Some(2), Some(1), Some(7)),
+        // Every product of the file (8); it read 7 when two kept products
+        // of one type counted once.
+        (Some(2), Some(1), Some(8)),
         "{prov}"
     );
     let d = &prov["items_dropped"];
