@@ -66,6 +66,28 @@ impl std::ops::DerefMut for AgentProc {
     }
 }
 
+/// A server on [`CONFIG`] in `dir`, a runtime, an admin client, and the
+/// agent token of the `edge` site.
+fn edge_server(
+    dir: &Path,
+) -> (
+    Server,
+    tokio::runtime::Runtime,
+    skyward_server::client::Client,
+    String,
+) {
+    std::fs::write(dir.join("server.yaml"), CONFIG).unwrap();
+    let server = Server::start(dir, free_port(), None);
+    let rt = rt();
+    let c = server.client(Some(&server.admin_token()));
+    let agent_token = token(
+        &rt,
+        &c,
+        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
+    );
+    (server, rt, c, agent_token)
+}
+
 fn agent(server: &Server, token: &str, work: &Path, log: &Path) -> AgentProc {
     AgentProc(agent_child(server, token, work, log))
 }
@@ -138,16 +160,7 @@ fn alive(pid: i64) -> bool {
 #[test]
 fn a_site_takes_no_work_before_its_agent_connects() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
-    let server = Server::start(dir.path(), free_port(), None);
-    let admin = server.admin_token();
-    let rt = rt();
-    let c = server.client(Some(&admin));
-    let agent_token = token(
-        &rt,
-        &c,
-        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
-    );
+    let (server, rt, c, agent_token) = edge_server(dir.path());
     let id = submit(
         &rt,
         &c,
@@ -179,16 +192,7 @@ fn a_site_takes_no_work_before_its_agent_connects() {
 #[test]
 fn an_agent_run_s_whole_output_and_its_report_arrive_before_its_end() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
-    let server = Server::start(dir.path(), free_port(), None);
-    let admin = server.admin_token();
-    let rt = rt();
-    let c = server.client(Some(&admin));
-    let agent_token = token(
-        &rt,
-        &c,
-        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
-    );
+    let (server, rt, c, agent_token) = edge_server(dir.path());
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
     let _a = agent(&server, &agent_token, &work, &log);
@@ -234,16 +238,7 @@ fn an_agent_run_s_whole_output_and_its_report_arrive_before_its_end() {
 #[test]
 fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
-    let server = Server::start(dir.path(), free_port(), None);
-    let admin = server.admin_token();
-    let rt = rt();
-    let c = server.client(Some(&admin));
-    let agent_token = token(
-        &rt,
-        &c,
-        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
-    );
+    let (server, rt, c, agent_token) = edge_server(dir.path());
     // Where runs leave their pid (runs may be another user).
     let pids = dir.path().join("pids");
     std::fs::create_dir(&pids).unwrap();
@@ -356,7 +351,7 @@ fn work_runs_through_an_agent_and_fails_over_when_it_dies() {
     let out = Command::new(BIN)
         .args(["status", &moving.to_string()])
         .env("SKYWARD_SERVER", server.url())
-        .env("SKYWARD_TOKEN", &admin)
+        .env("SKYWARD_TOKEN", server.admin_token())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -824,16 +819,7 @@ fn state_attempts(
 #[test]
 fn a_server_killed_during_a_failover_moves_the_work_once() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("server.yaml"), CONFIG).unwrap();
-    let mut server = Server::start(dir.path(), free_port(), None);
-    let admin = server.admin_token();
-    let rt = rt();
-    let c = server.client(Some(&admin));
-    let agent_token = token(
-        &rt,
-        &c,
-        json!({"name": "edge-agent", "scope": "agent", "site": "edge"}),
-    );
+    let (mut server, rt, c, agent_token) = edge_server(dir.path());
     let marks = writable_dir(dir.path(), "marks");
     let work = dir.path().join("agent-work");
     let log = dir.path().join("agent.log");
@@ -859,7 +845,7 @@ fn a_server_killed_during_a_failover_moves_the_work_once() {
     std::thread::sleep(Duration::from_millis(1_000));
     server.kill9();
     server.spawn();
-    let c = server.client(Some(&admin));
+    let c = server.client(Some(&server.admin_token()));
     let v = wait_for(&rt, &c, id, 60, |v| {
         v["state"] == "succeeded" || v["state"] == "failed"
     });
