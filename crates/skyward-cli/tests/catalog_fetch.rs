@@ -201,6 +201,16 @@ fn azure_pages(port: u16) -> impl Fn(&str, usize) -> Answer {
     }
 }
 
+/// The cells `idx` of each row.
+fn columns<'a, const N: usize>(
+    rows: impl IntoIterator<Item = &'a Vec<String>>,
+    idx: [usize; N],
+) -> Vec<[&'a str; N]> {
+    rows.into_iter()
+        .map(|r| idx.map(|i| r[i].as_str()))
+        .collect()
+}
+
 fn offerings(file: &std::path::Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -245,24 +255,13 @@ fn azure_prices_are_fetched_page_by_page_through_throttling() {
         .iter()
         .filter(|r| r[0] == "azure" && r[1] == "eastus")
         .collect();
-    let cells: Vec<(&str, &str, &str, &str, &str)> = eastus
-        .iter()
-        .map(|r| {
-            (
-                r[2].as_str(),
-                r[3].as_str(),
-                r[4].as_str(),
-                r[7].as_str(),
-                r[8].as_str(),
-            )
-        })
-        .collect();
+    let cells = columns(eastus.iter().copied(), [2, 3, 4, 7, 8]);
     assert_eq!(
         cells,
         vec![
-            ("Standard_NC24ads_A100_v4", "A100-80GB", "1", "3.673", ""),
-            ("Standard_ND96isr_H100_v5", "H100", "8", "98.32", "39.328"),
-            ("Standard_ND96isr_H200_v5", "H200", "8", "100", ""),
+            ["Standard_NC24ads_A100_v4", "A100-80GB", "1", "3.673", ""],
+            ["Standard_ND96isr_H100_v5", "H100", "8", "98.32", "39.328"],
+            ["Standard_ND96isr_H200_v5", "H200", "8", "100", ""],
         ],
         "{eastus:?}"
     );
@@ -597,23 +596,12 @@ fn aws_prices_come_from_the_region_index_and_the_offer_file() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows = offerings(&out);
-    let cells: Vec<(&str, &str, &str, &str, &str)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r[1].as_str(),
-                r[2].as_str(),
-                r[3].as_str(),
-                r[7].as_str(),
-                r[8].as_str(),
-            )
-        })
-        .collect();
+    let cells = columns(&rows, [1, 2, 3, 7, 8]);
     assert_eq!(
         cells,
         vec![
-            ("us-east-1", "p4d.24xlarge", "A100", "32.7726", ""),
-            ("us-east-1", "p5.48xlarge", "H100", "98.32", ""),
+            ["us-east-1", "p4d.24xlarge", "A100", "32.7726", ""],
+            ["us-east-1", "p5.48xlarge", "H100", "98.32", ""],
         ]
     );
     let prov: Value = serde_json::from_str(
