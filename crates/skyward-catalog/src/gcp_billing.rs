@@ -395,7 +395,7 @@ pub fn offerings(
     let mut out = Vec::new();
     for m in known {
         let tpu = skyward_model::accel::tpu_slice_chips(&m.accelerator);
-        let series = m.machine_type.split('-').next().unwrap_or("");
+        let prefix = m.machine_type.split('-').next().unwrap_or("");
         let lead = match tpu {
             Some((t, _)) => TPUS
                 .iter()
@@ -410,7 +410,7 @@ pub fn offerings(
             *dropped.entry(NO_ACCELERATOR_SKU).or_insert(0) += 1;
             continue;
         };
-        let series = SERIES.iter().find(|(p, _)| *p == series).map(|(p, _)| *p);
+        let series = SERIES.iter().find(|(p, _)| *p == prefix).map(|(p, _)| *p);
         // The regions where the accelerator itself is priced.
         let lead_regions: BTreeSet<&String> = prices
             .keys()
